@@ -1,0 +1,301 @@
+#include "cbor_io.h"
+#include "err.h"
+
+#include <cbor.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- reader: one cbor_stream_decode call per item header ---- */
+
+struct dec_ctx {
+	cbr_item *it;
+	bool unsupported;
+};
+
+#define CTX ((struct dec_ctx *)ctx)
+
+static void on_u8(void *ctx, uint8_t v) { CTX->it->type = CBR_UINT; CTX->it->u = v; }
+static void on_u16(void *ctx, uint16_t v) { CTX->it->type = CBR_UINT; CTX->it->u = v; }
+static void on_u32(void *ctx, uint32_t v) { CTX->it->type = CBR_UINT; CTX->it->u = v; }
+static void on_u64(void *ctx, uint64_t v) { CTX->it->type = CBR_UINT; CTX->it->u = v; }
+static void on_n8(void *ctx, uint8_t v) { CTX->it->type = CBR_NEGINT; CTX->it->u = v; }
+static void on_n16(void *ctx, uint16_t v) { CTX->it->type = CBR_NEGINT; CTX->it->u = v; }
+static void on_n32(void *ctx, uint32_t v) { CTX->it->type = CBR_NEGINT; CTX->it->u = v; }
+static void on_n64(void *ctx, uint64_t v) { CTX->it->type = CBR_NEGINT; CTX->it->u = v; }
+static void on_bytes(void *ctx, cbor_data d, uint64_t n)
+{
+	CTX->it->type = CBR_BYTES; CTX->it->ptr = d; CTX->it->len = (size_t)n;
+}
+static void on_text(void *ctx, cbor_data d, uint64_t n)
+{
+	CTX->it->type = CBR_TEXT; CTX->it->ptr = d; CTX->it->len = (size_t)n;
+}
+static void on_indef_string(void *ctx) { CTX->unsupported = true; }
+static void on_array(void *ctx, uint64_t n) { CTX->it->type = CBR_ARRAY; CTX->it->u = n; }
+static void on_indef_array(void *ctx) { CTX->it->type = CBR_ARRAY; CTX->it->indef = true; }
+static void on_map(void *ctx, uint64_t n) { CTX->it->type = CBR_MAP; CTX->it->u = n; }
+static void on_indef_map(void *ctx) { CTX->it->type = CBR_MAP; CTX->it->indef = true; }
+static void on_tag(void *ctx, uint64_t t) { CTX->it->type = CBR_TAG; CTX->it->u = t; }
+static void on_f4(void *ctx, float f) { CTX->it->type = CBR_FLOAT; CTX->it->f = f; }
+static void on_f8(void *ctx, double f) { CTX->it->type = CBR_FLOAT; CTX->it->f = f; }
+static void on_undef(void *ctx) { CTX->it->type = CBR_UNDEF; }
+static void on_null(void *ctx) { CTX->it->type = CBR_NULL; }
+static void on_bool(void *ctx, bool b) { CTX->it->type = CBR_BOOL; CTX->it->b = b; }
+static void on_break(void *ctx) { CTX->it->type = CBR_BREAK; }
+
+#undef CTX
+
+/* libcbor 0.8's header comments have the definite/indefinite string and
+ * collection callbacks swapped; the field names below are what it calls. */
+static const struct cbor_callbacks dec_callbacks = {
+	.uint8 = on_u8, .uint16 = on_u16, .uint32 = on_u32, .uint64 = on_u64,
+	.negint8 = on_n8, .negint16 = on_n16, .negint32 = on_n32, .negint64 = on_n64,
+	.byte_string = on_bytes, .byte_string_start = on_indef_string,
+	.string = on_text, .string_start = on_indef_string,
+	.array_start = on_array, .indef_array_start = on_indef_array,
+	.map_start = on_map, .indef_map_start = on_indef_map,
+	.tag = on_tag,
+	.float2 = on_f4, .float4 = on_f4, .float8 = on_f8,
+	.undefined = on_undef, .null = on_null, .boolean = on_bool,
+	.indef_break = on_break,
+};
+
+void cbr_init(cbr *r, const void *buf, size_t len)
+{
+	r->p = buf;
+	r->end = r->p + len;
+	r->err_msg = NULL;
+}
+
+static int fail(cbr *r, const char *msg)
+{
+	if (!r->err_msg)
+		r->err_msg = msg;
+	r->p = r->end; /* nothing more is read after an error */
+	return CHAT_EINVAL;
+}
+
+int cbr_next(cbr *r, cbr_item *it)
+{
+	if (r->err_msg)
+		return CHAT_EINVAL;
+	if (r->p >= r->end)
+		return fail(r, "truncated CBOR");
+	memset(it, 0, sizeof(*it));
+	struct dec_ctx ctx = { .it = it };
+	struct cbor_decoder_result res =
+		cbor_stream_decode(r->p, (size_t)(r->end - r->p), &dec_callbacks, &ctx);
+	if (res.status == CBOR_DECODER_NEDATA)
+		return fail(r, "truncated CBOR");
+	if (res.status != CBOR_DECODER_FINISHED || res.read == 0 || it->type == 0)
+		return fail(r, "malformed CBOR");
+	if (ctx.unsupported)
+		return fail(r, "indefinite-length strings are not supported");
+	/* A definite string's bytes must lie within the input (libcbor checks,
+	 * but the bound is what makes ptr safe to hand out, so check again). */
+	if ((it->type == CBR_BYTES || it->type == CBR_TEXT) &&
+	    (it->len > (size_t)(r->end - r->p) || res.read > (size_t)(r->end - r->p)))
+		return fail(r, "truncated CBOR");
+	r->p += res.read;
+	return CHAT_OK;
+}
+
+/* Skips nested content without recursion: a stack of remaining counts. */
+int cbr_skip(cbr *r, const cbr_item *it)
+{
+	uint64_t left[CBR_MAX_DEPTH]; /* items still to read; UINT64_MAX: until BREAK */
+	int depth = 0;
+
+	if (it->type == CBR_TAG) {
+		left[depth++] = 1;
+	} else if (it->type == CBR_ARRAY || it->type == CBR_MAP) {
+		if (it->indef)
+			left[depth++] = UINT64_MAX;
+		else if (it->u > 0) {
+			uint64_t n = it->u;
+			if (it->type == CBR_MAP && n > UINT64_MAX / 2)
+				return fail(r, "CBOR map too large");
+			left[depth++] = it->type == CBR_MAP ? n * 2 : n;
+		}
+	} else if (it->type == CBR_BREAK) {
+		return fail(r, "unexpected CBOR break");
+	}
+	while (depth > 0) {
+		if (left[depth - 1] == 0) {
+			depth--;
+			continue;
+		}
+		cbr_item c;
+		if (cbr_next(r, &c))
+			return CHAT_EINVAL;
+		if (c.type == CBR_BREAK) {
+			if (left[depth - 1] != UINT64_MAX)
+				return fail(r, "unexpected CBOR break");
+			depth--;
+			continue;
+		}
+		if (left[depth - 1] != UINT64_MAX)
+			left[depth - 1]--;
+		uint64_t n = 0;
+		bool nested = false;
+		if (c.type == CBR_TAG) {
+			n = 1; nested = true;
+		} else if (c.type == CBR_ARRAY || c.type == CBR_MAP) {
+			nested = c.indef || c.u > 0;
+			if (c.indef)
+				n = UINT64_MAX;
+			else if (c.type == CBR_MAP) {
+				if (c.u > UINT64_MAX / 2)
+					return fail(r, "CBOR map too large");
+				n = c.u * 2;
+			} else
+				n = c.u;
+		}
+		if (nested) {
+			if (depth == CBR_MAX_DEPTH)
+				return fail(r, "CBOR nested too deeply");
+			/* A definite count can never exceed the bytes left: reject early
+			 * so a forged 2^64 count cannot spin. */
+			if (n != UINT64_MAX && n > (uint64_t)(r->end - r->p))
+				return fail(r, "truncated CBOR");
+			left[depth++] = n;
+		}
+	}
+	return CHAT_OK;
+}
+
+int cbr_skip_next(cbr *r)
+{
+	cbr_item it;
+	if (cbr_next(r, &it))
+		return CHAT_EINVAL;
+	if (it.type == CBR_BREAK)
+		return fail(r, "unexpected CBOR break");
+	return cbr_skip(r, &it);
+}
+
+static bool collection_next(cbr *r, const cbr_item *c, uint64_t *i)
+{
+	if (r->err_msg)
+		return false;
+	if (!c->indef)
+		return *i < c->u;
+	/* Peek for a BREAK: 0xff ends an indefinite collection. */
+	if (r->p < r->end && *r->p == 0xff) {
+		r->p++;
+		return false;
+	}
+	if (r->p >= r->end) {
+		fail(r, "truncated CBOR");
+		return false;
+	}
+	return true;
+}
+
+bool cbr_map_next(cbr *r, const cbr_item *map, uint64_t *i, cbr_item *key)
+{
+	if (!collection_next(r, map, i))
+		return false;
+	(*i)++;
+	if (cbr_next(r, key))
+		return false;
+	if (key->type != CBR_TEXT) {
+		fail(r, "CBOR map key is not a text string");
+		return false;
+	}
+	return true;
+}
+
+bool cbr_array_next(cbr *r, const cbr_item *arr, uint64_t *i)
+{
+	if (!collection_next(r, arr, i))
+		return false;
+	(*i)++;
+	return true;
+}
+
+bool cbr_eq(const cbr_item *it, const char *s)
+{
+	size_t n = strlen(s);
+	return (it->type == CBR_TEXT || it->type == CBR_BYTES) && it->len == n &&
+	       memcmp(it->ptr, s, n) == 0;
+}
+
+/* ---- writer ---- */
+
+void cbw_init(cbw *w)
+{
+	memset(w, 0, sizeof(*w));
+}
+
+void cbw_free(cbw *w)
+{
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+}
+
+static bool reserve(cbw *w, size_t n)
+{
+	if (w->oom)
+		return false;
+	if (w->cap - w->len >= n)
+		return true;
+	size_t cap = w->cap ? w->cap : 256;
+	while (cap - w->len < n) {
+		if (cap > SIZE_MAX / 2) {
+			w->oom = true;
+			return false;
+		}
+		cap *= 2;
+	}
+	uint8_t *b = realloc(w->buf, cap);
+	if (!b) {
+		w->oom = true;
+		return false;
+	}
+	w->buf = b;
+	w->cap = cap;
+	return true;
+}
+
+/* Every CBOR head fits in 9 bytes. */
+#define HEAD(encode_call)                                   \
+	do {                                                \
+		if (!reserve(w, 9))                         \
+			return;                             \
+		w->len += encode_call;                      \
+	} while (0)
+
+void cbw_map(cbw *w, size_t pairs) { HEAD(cbor_encode_map_start(pairs, w->buf + w->len, 9)); }
+void cbw_array(cbw *w, size_t n) { HEAD(cbor_encode_array_start(n, w->buf + w->len, 9)); }
+void cbw_uint(cbw *w, uint64_t v) { HEAD(cbor_encode_uint(v, w->buf + w->len, 9)); }
+void cbw_bool(cbw *w, bool v) { HEAD(cbor_encode_bool(v, w->buf + w->len, 9)); }
+void cbw_null(cbw *w) { HEAD(cbor_encode_null(w->buf + w->len, 9)); }
+
+void cbw_raw(cbw *w, const void *p, size_t n)
+{
+	if (!reserve(w, n))
+		return;
+	if (n)
+		memcpy(w->buf + w->len, p, n);
+	w->len += n;
+}
+
+void cbw_textn(cbw *w, const char *s, size_t n)
+{
+	HEAD(cbor_encode_string_start(n, w->buf + w->len, 9));
+	cbw_raw(w, s, n);
+}
+
+void cbw_text(cbw *w, const char *s) { cbw_textn(w, s, strlen(s)); }
+
+void cbw_bytes(cbw *w, const void *p, size_t n)
+{
+	HEAD(cbor_encode_bytestring_start(n, w->buf + w->len, 9));
+	cbw_raw(w, p, n);
+}
+
+int cbw_status(const cbw *w)
+{
+	return w->oom ? CHAT_ENOMEM : CHAT_OK;
+}

@@ -1,0 +1,86 @@
+/* core.h — the chat server's decisions, free of mosquitto.
+ *
+ * The glue (glue.c, the only file that includes mosquitto_broker.h) turns
+ * broker events into the calls below; the core decides who may connect,
+ * subscribe and publish, what to store, whom to deliver to. It reaches the
+ * outside only through core_io, so unit tests drive it with a recording
+ * fake and the integration tests drive the real thing through a broker.
+ *
+ * Connections are identified by an opaque `conn` pointer (the broker's
+ * struct mosquitto *): pointers recorded at auth time are the only trusted
+ * link between a DISCONNECT and the connection it ends (the broker fires
+ * DISCONNECT twice on session takeover).
+ */
+#ifndef CHAT_CORE_H
+#define CHAT_CORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct core core;
+
+enum core_log_level { CORE_LOG_DEBUG, CORE_LOG_INFO, CORE_LOG_NOTICE, CORE_LOG_WARNING, CORE_LOG_ERR };
+
+typedef struct core_io {
+	void *ctx;
+	/* Sends a message to one client id (never to subscribers at large).
+	 * The payload is copied. */
+	int (*publish)(void *ctx, const char *clientid, const char *topic, const void *payload,
+	               size_t len, int qos, bool retain);
+	/* Wall-clock time in milliseconds since the Unix epoch. */
+	uint64_t (*now_ms)(void *ctx);
+	void (*log)(void *ctx, int level, const char *msg);
+	/* Disconnects a client; the core calls it only from core_tick(). */
+	void (*kick)(void *ctx, const char *clientid);
+} core_io;
+
+enum core_foreign_acl { CORE_FOREIGN_DEFER, CORE_FOREIGN_ALLOW };
+
+typedef struct core_config {
+	const char *data_dir;       /* required */
+	const char *topic_prefix;   /* "chat" */
+	uint32_t max_body;          /* bytes of one send payload; default 65536 */
+	enum core_foreign_acl foreign_acl;
+	bool sync_writes;
+	uint64_t offline_ttl_s;     /* 30 days */
+	uint64_t max_queue;         /* per device; 0 = unlimited */
+} core_config;
+
+void core_config_defaults(core_config *cfg);
+
+/* Opens the store, loads the device directory, creates the admin
+ * credential (<data_dir>/admin.token, 0600) on the first start.
+ * On failure NULL and a one-line reason in err. */
+core *core_open(const core_config *cfg, const core_io *io, char *err, size_t errlen);
+void core_close(core *c);
+
+/* ---- broker events ---- */
+
+enum core_verdict { CORE_ALLOW = 0, CORE_DENY, CORE_DEFER };
+
+/* CONNECT with username/password (either may be NULL). */
+enum core_verdict core_auth(core *c, void *conn, const char *clientid, const char *username,
+                            const char *password, size_t password_len);
+
+enum core_access { CORE_ACC_READ = 1, CORE_ACC_WRITE = 2, CORE_ACC_SUBSCRIBE = 4, CORE_ACC_UNSUBSCRIBE = 8 };
+enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char *username,
+                           const char *topic, int access, bool retain);
+
+/* A PUBLISH from a client, before the broker stores, routes or acks it.
+ * CORE_ALLOW: let it through (stored where the core stores it);
+ * CORE_DENY: refused (the core has already told the sender why). */
+enum core_verdict core_message(core *c, void *conn, const char *clientid, const char *username,
+                               const char *topic, const void *payload, size_t len, int qos,
+                               bool retain, int protocol_version);
+
+/* A request on $CONTROL/chat/v1. */
+void core_control(core *c, const char *clientid, const char *username, const void *payload,
+                  size_t len);
+
+void core_disconnect(core *c, void *conn, const char *clientid, const char *username);
+
+/* Called on every broker tick (about every 100 ms or sooner). */
+void core_tick(core *c);
+
+#endif

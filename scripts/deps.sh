@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages mosquitto-chat needs to build, run and test.
+# Idempotent and quiet when everything is present; needs root (or sudo) only
+# when something is missing.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config
+  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
+  libsodium-dev librocksdb-dev libcbor-dev check
+  python3 python3-paho-mqtt python3-cbor2 python3-nacl
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts the system mosquitto on :1883 when it installs it; make run
+# needs that port, and tests never use the system service.
+if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  $sudo systemctl stop mosquitto || true
+fi

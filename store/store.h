@@ -1,0 +1,123 @@
+/* store.h — mosquitto-chat's durable state, in chat terms.
+ *
+ * The plugin core sees persistence only through this API: devices and their
+ * token hashes, service accounts, the admin credential, per-conversation
+ * sequence numbers, messages, the client-id dedup index, and (for offline
+ * delivery) per-device queues with expiry. The embedded engine is RocksDB;
+ * no RocksDB type or key layout leaks out of store/, so a distributed engine
+ * can replace it behind the same calls.
+ *
+ * Conventions: every function returns CHAT_OK or a chat_err code (err.h); on
+ * CHAT_EIO/CHAT_ECORRUPT, store_errmsg() says what happened. Strings are
+ * NUL-terminated and already validated by the caller (ids.h). Every
+ * mutation is one atomic WriteBatch. Not thread-safe: one thread (the
+ * broker's) uses a handle.
+ */
+#ifndef CHAT_STORE_H
+#define CHAT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_HASH_LEN 32   /* keyed BLAKE2b-256 of a token */
+#define STORE_KEY_LEN 32    /* the token-hashing key */
+#define STORE_CID_MAX 16    /* a client message id: up to 16 bytes */
+#define STORE_SCHEMA_VERSION 1
+
+typedef struct store store;
+
+typedef struct store_opts {
+	const char *dir;      /* RocksDB directory; created if missing */
+	bool sync_writes;     /* fsync every batch (survives power loss) */
+} store_opts;
+
+/* Opens (creating if needed) the store. On failure returns an error and, if
+ * errbuf is given, a one-line reason. A store whose schema version is newer
+ * than STORE_SCHEMA_VERSION is refused. */
+int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen);
+void store_close(store *st);
+const char *store_errmsg(const store *st);
+
+/* The secret key for hashing tokens: created randomly on the first open and
+ * kept in the store. */
+int store_token_key(store *st, uint8_t key[STORE_KEY_LEN]);
+
+/* ---- accounts ---- */
+
+int store_device_add(store *st, const char *user, const char *device,
+                     const uint8_t hash[STORE_HASH_LEN]);          /* CHAT_EEXIST */
+int store_device_get(store *st, const char *user, const char *device,
+                     uint8_t hash[STORE_HASH_LEN]);                 /* CHAT_ENOTFOUND */
+/* Removes the device and everything queued for it. */
+int store_device_remove(store *st, const char *user, const char *device);
+/* Calls cb for every device (ordered by user, then device); stops early and
+ * returns cb's value when it is non-zero. */
+typedef int (*store_device_cb)(void *arg, const char *user, const char *device,
+                               const uint8_t hash[STORE_HASH_LEN]);
+int store_devices_each(store *st, store_device_cb cb, void *arg);
+
+int store_service_add(store *st, const char *name, const uint8_t hash[STORE_HASH_LEN]);
+int store_service_get(store *st, const char *name, uint8_t hash[STORE_HASH_LEN]);
+int store_service_remove(store *st, const char *name);
+typedef int (*store_service_cb)(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN]);
+int store_services_each(store *st, store_service_cb cb, void *arg);
+
+/* The admin credential's hash; CHAT_ENOTFOUND before the first start. */
+int store_admin_get(store *st, uint8_t hash[STORE_HASH_LEN]);
+int store_admin_set(store *st, const uint8_t hash[STORE_HASH_LEN]);
+
+/* ---- messages ---- */
+
+/* A client message id: the CBOR cid, either a byte string or an unsigned
+ * integer, kept with its kind so 5 and h'05' stay distinct. */
+typedef struct store_cid {
+	bool is_uint;
+	uint64_t u;
+	uint8_t bytes[STORE_CID_MAX];
+	size_t len;
+} store_cid;
+
+typedef struct store_msg {
+	const char *conv;        /* "dm:A:B" or "g:G" */
+	const char *from;        /* sender address "U/D" */
+	store_cid cid;
+	uint64_t ts;             /* server time, ms */
+	uint64_t expires;        /* ms; the message leaves every queue then */
+	bool has_type;
+	uint64_t type;
+	/* Exactly one of: one body for every device, or the encoded CBOR map
+	 * {"U/D": bstr, …} as received (stored verbatim). */
+	const uint8_t *body;
+	size_t body_len;
+	const uint8_t *bodies;
+	size_t bodies_len;
+} store_msg;
+
+/* Looks up (from, cid) in the dedup index: CHAT_OK with the conversation
+ * (into conv, CHAT_CONV_MAX + 1 bytes) and seq of the first send, or
+ * CHAT_ENOTFOUND. */
+int store_dedup_get(store *st, const char *from, const store_cid *cid, char *conv,
+                    uint64_t *seq);
+
+/* Stores a message in one WriteBatch: assigns the conversation's next seq,
+ * writes the message, the dedup entry and one queue entry per recipient
+ * device address in `to` (n of them). Fails with CHAT_EQUOTA (nothing
+ * written) if a recipient's queue already holds max_queue entries
+ * (0 = unlimited). */
+int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
+               uint64_t max_queue, uint64_t *seq);
+
+/* A stored message, as read back. Pointers stay valid until the next call
+ * on the same store_msg_buf or store_msg_buf_free. */
+typedef struct store_msg_buf {
+	void *priv;
+} store_msg_buf;
+
+int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, store_msg_buf *buf);
+void store_msg_buf_free(store_msg_buf *buf);
+
+/* The last seq given out in conv (0 if none). */
+int store_conv_last_seq(store *st, const char *conv, uint64_t *seq);
+
+#endif
