@@ -1,0 +1,590 @@
+"""Shared harness for the mosquitto-chat integration tests.
+
+Runs with Debian's /usr/bin/python3 only (python3-paho-mqtt 1.6, python3-cbor2).
+Every wait is bounded; every broker started here is stopped at the latest at
+interpreter exit.
+
+Environment (set by ctest):
+  CHAT_BUILD_DIR   build tree with lib/mosquitto_chat.so and bin/chatctl
+  CHAT_SOURCE_DIR  the checkout
+  CHAT_KEEP_TMP    if set, broker temp dirs are kept (and printed) for inspection
+"""
+
+import atexit
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import cbor2
+import paho.mqtt.client as mqtt
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.path.abspath(os.environ.get("CHAT_SOURCE_DIR") or os.path.join(HERE, "..", ".."))
+BUILD_DIR = os.path.abspath(os.environ.get("CHAT_BUILD_DIR") or os.path.join(SOURCE_DIR, "build"))
+PLUGIN = os.path.join(BUILD_DIR, "lib", "mosquitto_chat.so")
+CHATCTL = os.path.join(BUILD_DIR, "bin", "chatctl")
+MOSQUITTO = "/usr/sbin/mosquitto"
+CBOR_TOOL = os.path.join(SOURCE_DIR, "scripts", "cbor")
+
+V311 = mqtt.MQTTv311
+V5 = mqtt.MQTTv5
+
+_live_brokers = []
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_until(pred, timeout=5.0, interval=0.02):
+    """Polls pred() until it is truthy; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v or time.monotonic() >= deadline:
+            return v
+        time.sleep(interval)
+
+
+_uniq = itertools.count(1)
+
+
+def uniq(prefix="u"):
+    """A fresh user id, unique within this process (tests share one broker)."""
+    return "%s%d" % (prefix, next(_uniq))
+
+
+def conv_of(a, b):
+    x, y = sorted([a, b], key=lambda s: s.encode())
+    return "dm:%s:%s" % (x, y)
+
+
+class BrokerStartError(Exception):
+    pass
+
+
+class Broker:
+    """One stock mosquitto with the chat plugin on a free loopback port."""
+
+    def __init__(self, options=None, extra_lines=(), data_dir=None, with_plugin=True,
+                 create_data_dir=True):
+        self.port = free_port()
+        self.tmp = tempfile.mkdtemp(prefix="chat-it-")
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        if create_data_dir and data_dir is None:
+            os.makedirs(self.data_dir, exist_ok=True)
+        self.conf = os.path.join(self.tmp, "mosquitto.conf")
+        self.log = os.path.join(self.tmp, "mosquitto.log")
+        self.stderr_path = os.path.join(self.tmp, "mosquitto.stderr")
+        self.token_file = os.path.join(self.data_dir, "admin.token")
+        self.options = dict(options or {})
+        self.proc = None
+        self._removed = False
+        lines = ["listener %d 127.0.0.1" % self.port]
+        if with_plugin:
+            lines.append("plugin %s" % PLUGIN)
+            if "data_dir" not in self.options:
+                lines.append("plugin_opt_data_dir %s" % self.data_dir)
+            for k, v in self.options.items():
+                lines.append("plugin_opt_%s %s" % (k, v))
+        lines.extend(extra_lines)
+        lines.append("log_dest file %s" % self.log)
+        lines.append("log_type all")
+        if os.geteuid() == 0:
+            lines.append("user root")
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        _live_brokers.append(self)
+
+    # ---- lifecycle ----
+    def start(self, timeout=10.0):
+        self._spawn()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BrokerStartError("mosquitto exited with %s at start\n%s"
+                                       % (self.proc.returncode, self.diagnostics()))
+            if os.path.exists(self.token_file) and self._port_open():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise BrokerStartError("mosquitto not ready after %.0fs\n%s" % (timeout, self.diagnostics()))
+
+    def start_expect_exit(self, timeout=10.0):
+        """Starts the broker expecting it to refuse; returns its exit status
+        (None if it is still running after timeout, after stopping it)."""
+        self._spawn()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            return None
+
+    def _spawn(self):
+        if os.path.exists(self.log):
+            os.rename(self.log, self.log + ".%d" % int(time.time() * 1000))
+        self._stderr = open(self.stderr_path, "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self._stderr, stderr=self._stderr)
+
+    def _port_open(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        """SIGTERM, wait, SIGKILL. Returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._stderr.close()
+        return self.proc.returncode
+
+    def kill9(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self._stderr.close()
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+    def cleanup(self):
+        self.stop()
+        if self in _live_brokers:
+            _live_brokers.remove(self)
+        if os.environ.get("CHAT_KEEP_TMP"):
+            sys.stderr.write("kept broker dir %s\n" % self.tmp)
+        elif not self._removed:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self._removed = True
+
+    # ---- logs ----
+    def log_text(self):
+        parts = []
+        for p in sorted(os.listdir(self.tmp)):
+            if p.startswith("mosquitto.log"):
+                with open(os.path.join(self.tmp, p), errors="replace") as f:
+                    parts.append(f.read())
+        return "".join(parts)
+
+    def stderr_text(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def all_output(self):
+        return self.log_text() + self.stderr_text()
+
+    def log_mark(self):
+        return len(self.log_text())
+
+    def log_since(self, mark):
+        return self.log_text()[mark:]
+
+    def wait_log(self, pred, mark=0, timeout=3.0):
+        """Waits for a log line (after mark) for which pred(line) holds."""
+        def find():
+            for line in self.log_since(mark).splitlines():
+                if pred(line):
+                    return line
+            return None
+        return wait_until(find, timeout)
+
+    def diagnostics(self, tail=60):
+        log = self.all_output().splitlines()[-tail:]
+        return "---- broker output (%s) ----\n%s\n---- end ----" % (self.tmp, "\n".join(log))
+
+    # ---- admin ----
+    def chatctl(self, *args, token_file=None, timeout=15):
+        cmd = [CHATCTL, "-p", str(self.port), "--token-file", token_file or self.token_file]
+        cmd += [str(a) for a in args]
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        return r.returncode, r.stdout, r.stderr
+
+    def add_device(self, user, dev):
+        rc, out, err = self.chatctl("device", "add", user, dev)
+        if rc != 0:
+            raise AssertionError("chatctl device add %s %s failed rc=%d: %s\n%s"
+                                 % (user, dev, rc, err.strip(), self.diagnostics()))
+        return out.strip()
+
+    def device(self, user, dev, protocol=V311, token=None, **kw):
+        """Adds U/D (unless a token is given) and returns a connected Device."""
+        if token is None:
+            token = self.add_device(user, dev)
+        d = Device(self, user, dev, token, protocol=protocol, **kw)
+        d.connect()
+        return d
+
+
+def _stop_all():
+    for b in list(_live_brokers):
+        try:
+            b.cleanup()
+        except Exception:
+            pass
+
+
+atexit.register(_stop_all)
+
+
+# ---------------------------------------------------------------- clients
+
+class _Client(mqtt.Client):
+    """paho client that records the reason code of PUBACK/PUBREC by mid."""
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("reconnect_on_failure", False)  # a test sees every drop
+        super().__init__(*a, **kw)
+        self.ack_codes = {}
+        self.ack_cond = threading.Condition()
+
+    def _record_ack(self):
+        pkt = self._in_packet["packet"]
+        mid = int.from_bytes(pkt[:2], "big")
+        code = pkt[2] if self._protocol == V5 and len(pkt) > 2 else 0
+        with self.ack_cond:
+            self.ack_codes[mid] = code
+            self.ack_cond.notify_all()
+
+    def _handle_pubackcomp(self, cmd):
+        if cmd == "PUBACK":
+            self._record_ack()
+        return super()._handle_pubackcomp(cmd)
+
+    def _handle_pubrec(self):
+        self._record_ack()
+        return super()._handle_pubrec()
+
+
+def _rc_value(rc):
+    return rc.value if hasattr(rc, "value") else int(rc)
+
+
+class Client:
+    """A plain MQTT client (any identity) with a thread-safe message list."""
+
+    def __init__(self, broker, client_id="", username=None, password=None, protocol=V311,
+                 clean=True, will=None, decode=False, port=None):
+        self.broker = broker
+        self.port = port or broker.port
+        self.protocol = protocol
+        self.decode = decode
+        if protocol == V5:
+            self.c = _Client(client_id=client_id, protocol=V5)
+        else:
+            self.c = _Client(client_id=client_id, clean_session=clean, protocol=protocol)
+        self.clean = clean
+        if username is not None:
+            self.c.username_pw_set(username, password)
+        if will:
+            self.c.will_set(**will)
+        self.cond = threading.Condition()
+        self.messages = []          # pending (not yet consumed) messages
+        self.connack = None
+        self.suback = {}
+        self.disconnected = threading.Event()
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = self._on_subscribe
+        self.c.on_disconnect = self._on_disconnect
+        self._looping = False
+
+    # callbacks (paho thread)
+    def _on_connect(self, c, u, flags, rc, props=None):
+        with self.cond:
+            self.connack = _rc_value(rc)
+            self.cond.notify_all()
+
+    def _on_disconnect(self, c, u, rc, props=None):
+        self.disconnected.set()
+
+    def _on_subscribe(self, c, u, mid, granted, props=None):
+        codes = [_rc_value(g) for g in granted]
+        with self.cond:
+            self.suback[mid] = codes
+            self.cond.notify_all()
+
+    def _on_message(self, c, u, msg):
+        item = msg
+        if self.decode:
+            try:
+                item = (msg.topic, cbor2.loads(msg.payload))
+            except Exception as e:  # keep undecodable payloads visible
+                item = (msg.topic, {"k": "<undecodable>", "raw": msg.payload, "err": str(e)})
+        with self.cond:
+            self.messages.append(item)
+            self.cond.notify_all()
+
+    # connection
+    def try_connect(self, timeout=5.0):
+        """Connects; returns the CONNACK code (0 = accepted). On success the
+        network loop keeps running in a thread; on refusal it is stopped."""
+        kw = {}
+        if self.protocol == V5:
+            kw["clean_start"] = self.clean
+        self.c.connect("127.0.0.1", self.port, keepalive=30, **kw)
+        deadline = time.monotonic() + timeout
+        while self.connack is None and time.monotonic() < deadline:
+            rc = self.c.loop(timeout=0.05)
+            if rc != mqtt.MQTT_ERR_SUCCESS and self.connack is None:
+                # connection closed without a CONNACK
+                break
+        if self.connack is None:
+            self.c.socket() and self.c.socket().close()
+            return None
+        if self.connack != 0:
+            try:
+                self.c.socket() and self.c.socket().close()
+            except Exception:
+                pass
+            return self.connack
+        self.c.loop_start()
+        self._looping = True
+        return 0
+
+    def connect(self, timeout=5.0):
+        rc = self.try_connect(timeout)
+        if rc != 0:
+            raise AssertionError("connect refused: %r\n%s" % (rc, self.broker.diagnostics()))
+        return self
+
+    def close(self):
+        if self._looping:
+            try:
+                self.c.disconnect()
+            except Exception:
+                pass
+            self.c.loop_stop()
+            self._looping = False
+
+    def drop(self):
+        """Closes the TCP connection without DISCONNECT (the will fires)."""
+        if self._looping:
+            sock = self.c.socket()
+            self.c.loop_stop()
+            self._looping = False
+            if sock:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    # subscribe / publish
+    def subscribe(self, topic, qos=1, timeout=5.0):
+        """Returns the SUBACK code for the filter (>= 0x80 = refused)."""
+        rc, mid = self.c.subscribe(topic, qos)
+        if rc != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError("subscribe(%s) failed locally: %d" % (topic, rc))
+        with self.cond:
+            ok = self.cond.wait_for(lambda: mid in self.suback, timeout)
+        if not ok:
+            raise AssertionError("no SUBACK for %s within %.1fs" % (topic, timeout))
+        return self.suback.pop(mid)[0]
+
+    def publish(self, topic, payload, qos=1, retain=False, timeout=5.0, wait=True):
+        """Publishes; for QoS 1/2 waits for the PUBACK/PUBREC and returns its
+        reason code (0 for MQTT 3.1.1, which has none). QoS 0 returns 0."""
+        info = self.c.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise AssertionError("publish to %s failed locally: %d" % (topic, info.rc))
+        if qos == 0 or not wait:
+            return 0
+        with self.c.ack_cond:
+            ok = self.c.ack_cond.wait_for(lambda: info.mid in self.c.ack_codes, timeout)
+            if not ok:
+                raise AssertionError("no PUBACK/PUBREC for %s within %.1fs\n%s"
+                                     % (topic, timeout, self.broker.diagnostics(20)))
+            return self.c.ack_codes.pop(info.mid)
+
+    def wait_message(self, pred=lambda m: True, timeout=5.0):
+        """Consumes and returns the first pending message for which pred holds,
+        or None after timeout."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                for i, m in enumerate(self.messages):
+                    if pred(m):
+                        return self.messages.pop(i)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def drain(self):
+        with self.cond:
+            out, self.messages = self.messages, []
+        return out
+
+
+def _matches(ev, match):
+    for k, v in match.items():
+        if k not in ev or ev[k] != v:
+            return False
+    return True
+
+
+class Device(Client):
+    """A chat device U/D: username = client id = U/D, password = its token.
+    Subscribes to its inbox and collects decoded inbox events."""
+
+    def __init__(self, broker, user, dev, token, protocol=V311, will=True, subscribe=True, **kw):
+        self.user, self.dev = user, dev
+        self.addr = "%s/%s" % (user, dev)
+        self.token = token
+        self.inbox = "chat/inbox/%s" % self.addr
+        self.auto_subscribe = subscribe
+        w = None
+        if will:
+            w = {"topic": "chat/presence/%s" % self.addr, "payload": b"", "qos": 0, "retain": False}
+        super().__init__(broker, client_id=kw.pop("client_id", self.addr),
+                         username=kw.pop("username", self.addr), password=token,
+                         protocol=protocol, will=w, decode=True, **kw)
+
+    def connect(self, timeout=5.0):
+        super().connect(timeout)
+        if self.auto_subscribe:
+            code = self.subscribe(self.inbox, 1)
+            if code >= 0x80:
+                raise AssertionError("own inbox %s refused: 0x%02x" % (self.inbox, code))
+        return self
+
+    def send_raw(self, topic, payload, qos=1, retain=False, timeout=5.0):
+        return self.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)
+
+    def send_dm(self, peer, cid, body=None, bodies=None, qos=1, retain=False, timeout=5.0, **extra):
+        """Publishes a send to chat/dm/{peer} and waits for its PUBACK (PUBREC
+        for QoS 2). Returns the ack's reason code (always 0 on MQTT 3.1.1)."""
+        m = {}
+        if cid is not None:
+            m["cid"] = cid
+        if body is not None:
+            m["body"] = body
+        if bodies is not None:
+            m["bodies"] = bodies
+        m.update(extra)
+        return self.publish("chat/dm/%s" % peer, cbor2.dumps(m), qos=qos, retain=retain,
+                            timeout=timeout)
+
+    def events(self):
+        return [e for (_, e) in self.drain()]
+
+    def wait_event(self, k=None, timeout=5.0, **match):
+        """Consumes and returns the first inbox event with kind k whose fields
+        equal match; raises AssertionError after timeout."""
+        if k is not None:
+            match["k"] = k
+
+        def pred(m):
+            topic, ev = m
+            return topic == self.inbox and isinstance(ev, dict) and _matches(ev, match)
+        m = self.wait_message(pred, timeout)
+        if m is None:
+            with self.cond:
+                seen = [e for (_, e) in self.messages]
+            raise AssertionError("%s: no event matching %r within %.1fs; pending: %r"
+                                 % (self.addr, match, timeout, seen))
+        return m[1]
+
+    def expect_no_event(self, timeout=0.5, **match):
+        """Asserts that no event (matching, if match is given) arrives within
+        timeout. Returns the pending events that did not match."""
+        def pred(m):
+            return isinstance(m[1], dict) and _matches(m[1], match)
+        m = self.wait_message(pred, timeout)
+        if m is not None:
+            raise AssertionError("%s: unexpected event %r" % (self.addr, m[1]))
+
+
+class ChatTestCase(unittest.TestCase):
+    """One broker per test file: subclasses set broker_options / broker_lines."""
+
+    broker_options = {}
+    broker_lines = ()
+    broker = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.broker = Broker(options=cls.broker_options, extra_lines=cls.broker_lines)
+        try:
+            cls.broker.start()
+        except Exception:
+            cls.broker.cleanup()
+            raise
+        cls._clients = []
+
+    @classmethod
+    def tearDownClass(cls):
+        for c in cls._clients:
+            try:
+                c.close()
+            except Exception:
+                pass
+        if cls.broker:
+            cls.broker.cleanup()
+
+    def setUp(self):
+        if not self.broker.running:
+            self.fail("broker not running\n" + self.broker.diagnostics())
+
+    def dev(self, user, dev, protocol=V311, **kw):
+        d = self.broker.device(user, dev, protocol=protocol, **kw)
+        self._clients.append(d)
+        self.addCleanup(d.close)
+        return d
+
+    def client(self, **kw):
+        c = Client(self.broker, **kw)
+        self._clients.append(c)
+        self.addCleanup(c.close)
+        return c
+
+    def assert_serving(self):
+        """The broker is alive and still delivers chat messages."""
+        self.assertTrue(self.broker.running, self.broker.diagnostics())
+        a, b = uniq("alive"), uniq("alive")
+        da = self.dev(a, "d")
+        db = self.dev(b, "d")
+        da.send_dm(b, 1, body=b"still here")
+        ev = db.wait_event("msg", conv=conv_of(a, b))
+        self.assertEqual(ev["body"], b"still here")
+
+
+def main():
+    if not os.path.exists(PLUGIN):
+        sys.stderr.write("plugin not built: %s\n" % PLUGIN)
+    unittest.main(verbosity=2)
