@@ -1,0 +1,148 @@
+/* acl.c — who may publish, subscribe and read what (contract §3).
+ *
+ * Runs on the broker's hot path: mosquitto asks for every delivery of a
+ * routed message, so every decision here is a few string compares and at
+ * most one hash lookup. Clients are told apart by username, which the auth
+ * step has already vouched for: "U/D" is a chat device (only the plugin can
+ * authenticate such a name), "$admin" the admin, a known service name a
+ * service account, anything else a foreign (IoT) client.
+ *
+ * The chat namespace and $CONTROL/chat are ours: there we answer ALLOW or
+ * DENY. Outside them we never claim a topic: plugin_opt_foreign_acl decides
+ * between deferring to mosquitto's other ACL mechanisms and allowing.
+ */
+#include "core_internal.h"
+
+#include <string.h>
+
+enum client_kind { C_FOREIGN, C_DEVICE, C_SERVICE, C_ADMIN };
+
+static enum client_kind classify(core *c, const char *username)
+{
+	if (!username)
+		return C_FOREIGN;
+	if (strchr(username, '/'))
+		return C_DEVICE;
+	if (strcmp(username, CORE_ADMIN_USERNAME) == 0)
+		return C_ADMIN;
+	if (dir_service(&c->dir, username, strlen(username)))
+		return C_SERVICE;
+	return C_FOREIGN;
+}
+
+static enum core_verdict outside(const core *c)
+{
+	return c->cfg.foreign_acl == CORE_FOREIGN_ALLOW ? CORE_ALLOW : CORE_DEFER;
+}
+
+/* Is topic t's U/D (a, b) the client's own address? */
+static bool own(const topic *t, const char *username)
+{
+	size_t n = strlen(username);
+	return t->alen + 1 + t->blen == n && memcmp(username, t->a, t->alen) == 0 &&
+	       username[t->alen] == '/' && memcmp(username + t->alen + 1, t->b, t->blen) == 0;
+}
+
+static bool has_wildcard(const char *s)
+{
+	return strpbrk(s, "+#") != NULL;
+}
+
+/* Strips "$share/<group>/" so the filter is judged by what it can reach. */
+static const char *strip_share(const char *filter)
+{
+	if (strncmp(filter, "$share/", 7) != 0)
+		return filter;
+	const char *slash = strchr(filter + 7, '/');
+	return slash ? slash + 1 : filter;
+}
+
+static enum core_verdict device_acl(const char *username, const topic *t, int access)
+{
+	if (access == CORE_ACC_WRITE) {
+		switch (t->kind) {
+		case T_DM: case T_GROUP: case T_RECEIPT: case T_SYNC: case T_CTL: case T_TYPING:
+			return CORE_ALLOW;
+		case T_PRESENCE_DEV: /* its own will; plain publishes are refused by the send path */
+		case T_KEYS_REQ:
+			return own(t, username) ? CORE_ALLOW : CORE_DENY;
+		default:
+			return CORE_DENY;
+		}
+	}
+	/* READ and SUBSCRIBE: only its own private topics, named exactly. */
+	switch (t->kind) {
+	case T_INBOX: case T_KEYS_RESP: case T_KEYS_STATUS:
+		return own(t, username) ? CORE_ALLOW : CORE_DENY;
+	case T_PRESENCE_USER: {
+		/* Presence of one's own user; sharing with contacts comes with groups
+		 * and privacy settings. */
+		size_t n = strlen(username);
+		return t->alen < n && username[t->alen] == '/' && memcmp(username, t->a, t->alen) == 0
+			       ? CORE_ALLOW : CORE_DENY;
+	}
+	default:
+		return CORE_DENY;
+	}
+}
+
+static enum core_verdict service_acl(core *c, const char *topic_or_filter, const topic *t,
+                                     int access)
+{
+	if (access == CORE_ACC_WRITE)
+		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS ? CORE_ALLOW : CORE_DENY;
+	if (access == CORE_ACC_READ)
+		return t->kind == T_KEYS_REQ ? CORE_ALLOW : CORE_DENY;
+	/* SUBSCRIBE: exactly P/keys/req/+/+ (alone or under $share). */
+	size_t n = c->prefix_len;
+	if (strncmp(topic_or_filter, c->prefix, n) == 0 && strcmp(topic_or_filter + n, "/keys/req/+/+") == 0)
+		return CORE_ALLOW;
+	return CORE_DENY;
+}
+
+enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char *username,
+                           const char *name, int access, bool retain)
+{
+	(void)conn;
+	(void)clientid;
+	if (access == CORE_ACC_UNSUBSCRIBE)
+		return CORE_ALLOW; /* dropping a subscription never leaks anything */
+
+	bool is_sub = access == CORE_ACC_SUBSCRIBE;
+	const char *judged = is_sub ? strip_share(name) : name;
+	bool wild = is_sub && has_wildcard(judged);
+	topic t;
+	if (wild) {
+		if (!filter_reaches_chat(c, judged))
+			return outside(c);
+		memset(&t, 0, sizeof(t));
+		t.kind = T_FILTER;
+	} else {
+		topic_parse(c, judged, &t);
+		if (t.kind == T_OUTSIDE)
+			return outside(c);
+	}
+
+	enum core_verdict v;
+	switch (classify(c, username)) {
+	case C_DEVICE:
+		v = device_acl(username, &t, access);
+		/* A retained will would outlive the connection it reports on. Other
+		 * retained publishes reach the send path, which tells the device. */
+		if (access == CORE_ACC_WRITE && retain && t.kind == T_PRESENCE_DEV)
+			v = CORE_DENY;
+		break;
+	case C_SERVICE:
+		v = service_acl(c, judged, &t, access);
+		break;
+	case C_ADMIN:
+		v = (access == CORE_ACC_WRITE && t.kind == T_CONTROL) ||
+		    (access != CORE_ACC_WRITE && t.kind == T_CONTROL_RESP) ? CORE_ALLOW : CORE_DENY;
+		break;
+	default:
+		v = CORE_DENY;
+	}
+	if (v == CORE_DENY && is_sub)
+		c->n.subs_refused++;
+	return v;
+}

@@ -1,0 +1,335 @@
+/* admin.c — the $CONTROL/chat/v1 admin commands (docs/PROTOCOL.md §5).
+ *
+ * In the manner of mosquitto's dynamic-security plugin: one CBOR request
+ * per message, a command table, and one reply per request on
+ * $CONTROL/chat/v1/response addressed to the requesting client only, with
+ * ok:true and the result fields or ok:false with a code and a reason.
+ * Changes go to the store first and to the in-memory directory second, so a
+ * failed write leaves both as they were.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct admin_req {
+	const char *cmd;
+	size_t cmdlen;
+	bool has_rid;
+	uint64_t rid;
+	/* arguments, NUL-terminated copies (all ids are short) */
+	char user[CHAT_USER_MAX + 2];
+	char device[CHAT_DEVICE_MAX + 2];
+	char name[CHAT_USER_MAX + 2];
+	bool has_user, has_device, has_name;
+} admin_req;
+
+/* A reply under construction: the handler adds result pairs to `res`. */
+typedef struct admin_reply {
+	const char *code; /* NULL: ok */
+	char msg[256];
+	cbw *res;
+	size_t npairs;
+} admin_reply;
+
+static void fail(admin_reply *r, const char *code, const char *fmt, const char *arg)
+{
+	r->code = code;
+	snprintf(r->msg, sizeof(r->msg), fmt, arg);
+}
+
+static bool need_user(admin_req *q, admin_reply *r)
+{
+	if (!q->has_user || !chat_valid_user(q->user, strlen(q->user))) {
+		fail(r, "field", "%s", "user must be 1-64 characters of [A-Za-z0-9._-]");
+		return false;
+	}
+	return true;
+}
+
+static bool need_device(admin_req *q, admin_reply *r)
+{
+	if (!need_user(q, r))
+		return false;
+	if (!q->has_device || !chat_valid_device(q->device, strlen(q->device))) {
+		fail(r, "field", "%s", "device must be 1-32 characters of [A-Za-z0-9._-]");
+		return false;
+	}
+	return true;
+}
+
+static void store_failed(core *c, admin_reply *r)
+{
+	core_log(c, CORE_LOG_ERR, "admin command failed in the store: %s", store_errmsg(c->st));
+	fail(r, "store", "%s", "the store failed; nothing was changed");
+}
+
+static void cmd_device_add(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_device(q, r))
+		return;
+	char addr[sizeof(q->user) + sizeof(q->device)];
+	snprintf(addr, sizeof(addr), "%s/%s", q->user, q->device);
+	if (dir_device(&c->dir, addr, strlen(addr))) {
+		fail(r, "exists", "device %s already exists", addr);
+		return;
+	}
+	user *u = dir_user(&c->dir, q->user, strlen(q->user));
+	if (u && u->ndev >= CORE_MAX_DEVICES) {
+		fail(r, "limit", "user %s has the maximum number of devices", q->user);
+		return;
+	}
+	char token[CORE_TOKEN_LEN + 1];
+	uint8_t hash[STORE_HASH_LEN];
+	core_new_token(c, token, hash);
+	int rc = store_device_add(c->st, q->user, q->device, hash);
+	if (rc == CHAT_OK)
+		rc = dir_add_device(&c->dir, q->user, q->device, hash, NULL);
+	if (rc == CHAT_EEXIST) {
+		fail(r, "exists", "device %s already exists", addr);
+	} else if (rc) {
+		store_failed(c, r);
+	} else {
+		cbw_text(r->res, "token");
+		cbw_text(r->res, token);
+		r->npairs++;
+		core_log(c, CORE_LOG_NOTICE, "added device %s", addr);
+	}
+	sodium_memzero(token, sizeof(token));
+}
+
+static void remove_device(core *c, device *dev)
+{
+	if (dev->conn)
+		core_schedule_kick(c, dev->addr);
+	core_log(c, CORE_LOG_NOTICE, "removed device %s", dev->addr);
+	dir_remove_device(&c->dir, dev);
+}
+
+static void cmd_device_remove(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_device(q, r))
+		return;
+	char addr[sizeof(q->user) + sizeof(q->device)];
+	snprintf(addr, sizeof(addr), "%s/%s", q->user, q->device);
+	device *dev = dir_device(&c->dir, addr, strlen(addr));
+	if (!dev) {
+		fail(r, "notfound", "no device %s", addr);
+		return;
+	}
+	if (store_device_remove(c->st, q->user, q->device)) {
+		store_failed(c, r);
+		return;
+	}
+	remove_device(c, dev);
+}
+
+static void cmd_user_remove(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_user(q, r))
+		return;
+	user *u = dir_user(&c->dir, q->user, strlen(q->user));
+	if (!u) {
+		fail(r, "notfound", "no user %s", q->user);
+		return;
+	}
+	uint64_t removed = 0;
+	while (u->ndev > 0) {
+		device *dev = u->dev[u->ndev - 1];
+		bool last = u->ndev == 1;
+		if (store_device_remove(c->st, q->user, dev->id)) {
+			store_failed(c, r);
+			return;
+		}
+		remove_device(c, dev); /* frees u with its last device */
+		removed++;
+		if (last)
+			break;
+	}
+	cbw_text(r->res, "devices");
+	cbw_uint(r->res, removed);
+	r->npairs++;
+}
+
+static void cmd_service_add(core *c, admin_req *q, admin_reply *r)
+{
+	if (!q->has_name || !chat_valid_user(q->name, strlen(q->name))) {
+		fail(r, "field", "%s", "name must be 1-64 characters of [A-Za-z0-9._-]");
+		return;
+	}
+	if (dir_service(&c->dir, q->name, strlen(q->name))) {
+		fail(r, "exists", "service %s already exists", q->name);
+		return;
+	}
+	char token[CORE_TOKEN_LEN + 1];
+	uint8_t hash[STORE_HASH_LEN];
+	core_new_token(c, token, hash);
+	int rc = store_service_add(c->st, q->name, hash);
+	if (rc == CHAT_OK)
+		rc = dir_add_service(&c->dir, q->name, hash);
+	if (rc == CHAT_EEXIST) {
+		fail(r, "exists", "service %s already exists", q->name);
+	} else if (rc) {
+		store_failed(c, r);
+	} else {
+		cbw_text(r->res, "token");
+		cbw_text(r->res, token);
+		r->npairs++;
+		core_log(c, CORE_LOG_NOTICE, "added service account %s", q->name);
+	}
+	sodium_memzero(token, sizeof(token));
+}
+
+static void cmd_stats(core *c, admin_req *q, admin_reply *r)
+{
+	(void)q;
+	const struct { const char *name; uint64_t v; } ctr[] = {
+		{ "users", c->dir.users.live },
+		{ "devices", c->dir.devices.live },
+		{ "devices_online", c->dir.online },
+		{ "services", c->dir.services.live },
+		{ "auth_ok", c->n.auth_ok },
+		{ "auth_refused", c->n.auth_refused },
+		{ "messages_in", c->n.msgs_in },
+		{ "messages_stored", c->n.msgs_stored },
+		{ "messages_duplicate", c->n.msgs_dup },
+		{ "messages_refused", c->n.msgs_refused },
+		{ "events_out", c->n.events_out },
+		{ "errors_out", c->n.errors_out },
+		{ "subscriptions_refused", c->n.subs_refused },
+		{ "admin_commands", c->n.admin_cmds },
+	};
+	size_t n = sizeof(ctr) / sizeof(ctr[0]);
+	cbw_text(r->res, "counters");
+	cbw_map(r->res, n);
+	for (size_t i = 0; i < n; i++) {
+		cbw_text(r->res, ctr[i].name);
+		cbw_uint(r->res, ctr[i].v);
+	}
+	r->npairs++;
+}
+
+static void cmd_unsupported(core *c, admin_req *q, admin_reply *r)
+{
+	(void)c;
+	(void)q;
+	fail(r, "unknown", "%s", "groups are not supported by this server yet");
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(core *c, admin_req *q, admin_reply *r);
+} commands[] = {
+	{ "device.add", cmd_device_add },
+	{ "device.remove", cmd_device_remove },
+	{ "user.remove", cmd_user_remove },
+	{ "service.add", cmd_service_add },
+	{ "stats", cmd_stats },
+	{ "group.create", cmd_unsupported },
+};
+
+static bool copy_text(const cbr_item *v, char *out, size_t cap)
+{
+	if (v->type != CBR_TEXT || v->len >= cap || memchr(v->ptr, '\0', v->len))
+		return false;
+	memcpy(out, v->ptr, v->len);
+	out[v->len] = '\0';
+	return true;
+}
+
+static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char **code)
+{
+	cbr r;
+	cbr_item map, key, val;
+	cbr_init(&r, p, len);
+	*code = "cbor";
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return r.err_msg ? r.err_msg : "the request must be a CBOR map";
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			break;
+		bool ok = true;
+		if (cbr_eq(&key, "cmd")) {
+			ok = val.type == CBR_TEXT;
+			q->cmd = (const char *)val.ptr;
+			q->cmdlen = val.len;
+		} else if (cbr_eq(&key, "rid")) {
+			ok = val.type == CBR_UINT;
+			q->has_rid = ok;
+			q->rid = val.u;
+		} else if (cbr_eq(&key, "user")) {
+			ok = q->has_user = copy_text(&val, q->user, sizeof(q->user));
+		} else if (cbr_eq(&key, "device")) {
+			ok = q->has_device = copy_text(&val, q->device, sizeof(q->device));
+		} else if (cbr_eq(&key, "name")) {
+			ok = q->has_name = copy_text(&val, q->name, sizeof(q->name));
+		} else if (cbr_skip(&r, &val)) {
+			break;
+		}
+		if (!ok) {
+			*code = "field";
+			return "an argument has the wrong type or size";
+		}
+	}
+	if (r.err_msg || !cbr_done(&r))
+		return r.err_msg ? r.err_msg : "trailing bytes after the CBOR map";
+	if (!q->cmd) {
+		*code = "field";
+		return "cmd is required";
+	}
+	return NULL;
+}
+
+void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len)
+{
+	admin_req q;
+	memset(&q, 0, sizeof(q));
+	admin_reply r = { .res = &c->w2 };
+	cbw_reset(&c->w2);
+	c->n.admin_cmds++;
+
+	const char *code;
+	const char *err = parse(payload, len, &q, &code);
+	if (err) {
+		r.code = code;
+		snprintf(r.msg, sizeof(r.msg), "%s", err);
+	} else {
+		size_t k = 0, n = sizeof(commands) / sizeof(commands[0]);
+		while (k < n && !(strlen(commands[k].name) == q.cmdlen &&
+		                  memcmp(commands[k].name, q.cmd, q.cmdlen) == 0))
+			k++;
+		if (k == n)
+			fail(&r, "unknown", "%s", "unknown command");
+		else
+			commands[k].fn(c, &q, &r);
+	}
+
+	cbw *w = &c->w;
+	cbw_reset(w);
+	cbw_map(w, 1 + (q.cmd != NULL) + q.has_rid + (r.code ? 2 : r.npairs));
+	if (q.cmd) {
+		cbw_text(w, "cmd");
+		cbw_textn(w, q.cmd, q.cmdlen);
+	}
+	if (q.has_rid) {
+		cbw_text(w, "rid");
+		cbw_uint(w, q.rid);
+	}
+	cbw_text(w, "ok");
+	cbw_bool(w, r.code == NULL);
+	if (r.code) {
+		cbw_text(w, "code");
+		cbw_text(w, r.code);
+		cbw_text(w, "msg");
+		cbw_text(w, r.msg);
+	} else {
+		cbw_raw(w, c->w2.buf, c->w2.len);
+	}
+	if (cbw_status(w) == 0)
+		c->io.publish(c->io.ctx, clientid, CORE_CONTROL_RESPONSE, w->buf, w->len, 1, false);
+	sodium_memzero(c->w2.buf, c->w2.len);
+	sodium_memzero(w->buf, w->len);
+}

@@ -1,0 +1,321 @@
+/* core.c — the core's life cycle and its dispatch of broker events.
+ *
+ * core_open loads everything the hot paths need into memory (device
+ * directory, services, the token key), so that a CONNECT, an ACL check or a
+ * send costs hash lookups plus, for a send, one RocksDB WriteBatch. Work
+ * that must not run inside a callback (disconnecting a client) is queued and
+ * done on the next tick.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void core_config_defaults(core_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->topic_prefix = "chat";
+	cfg->max_body = 65536;
+	cfg->foreign_acl = CORE_FOREIGN_DEFER;
+	cfg->sync_writes = false;
+	cfg->offline_ttl_s = 30 * 24 * 3600;
+	cfg->max_queue = 100000;
+}
+
+void core_log(core *c, int level, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	c->io.log(c->io.ctx, level, buf);
+}
+
+void core_hash_token(const core *c, const char *token, size_t len, uint8_t out[STORE_HASH_LEN])
+{
+	crypto_generichash(out, STORE_HASH_LEN, (const unsigned char *)token, len, c->token_key,
+	                   STORE_KEY_LEN);
+}
+
+bool core_token_ok(const core *c, const char *token, size_t len, const uint8_t hash[STORE_HASH_LEN])
+{
+	uint8_t h[STORE_HASH_LEN];
+	core_hash_token(c, token, len, h);
+	bool ok = sodium_memcmp(h, hash, STORE_HASH_LEN) == 0;
+	sodium_memzero(h, sizeof(h));
+	return ok;
+}
+
+void core_new_token(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[STORE_HASH_LEN])
+{
+	uint8_t raw[CORE_TOKEN_BYTES];
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2base64(out, CORE_TOKEN_LEN + 1, raw, sizeof(raw),
+	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof(raw));
+	core_hash_token(c, out, CORE_TOKEN_LEN, hash);
+}
+
+void core_schedule_kick(core *c, const char *clientid)
+{
+	if (c->nkicks == c->capkicks) {
+		size_t cap = c->capkicks ? c->capkicks * 2 : 8;
+		char **k = realloc(c->kicks, cap * sizeof(*k));
+		if (!k)
+			return;
+		c->kicks = k;
+		c->capkicks = cap;
+	}
+	char *id = strdup(clientid);
+	if (id)
+		c->kicks[c->nkicks++] = id;
+}
+
+/* ---- admin credential ---- */
+
+static int write_token_file(const char *path, const char *token)
+{
+	char tmp[4096];
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
+		return CHAT_EINVAL;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return CHAT_EIO;
+	size_t len = strlen(token);
+	bool ok = write(fd, token, len) == (ssize_t)len && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+	ok = close(fd) == 0 && ok;
+	if (!ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return CHAT_EIO;
+	}
+	return CHAT_OK;
+}
+
+/* The admin token lives in <data_dir>/admin.token; the store keeps its hash.
+ * A missing file (first start, or an operator who deleted it to rotate the
+ * credential) means a new token. */
+static int ensure_admin(core *c, char *err, size_t errlen)
+{
+	char path[4096];
+	if ((size_t)snprintf(path, sizeof(path), "%s/admin.token", c->data_dir) >= sizeof(path)) {
+		snprintf(err, errlen, "data dir path too long");
+		return CHAT_EINVAL;
+	}
+	int rc = store_admin_get(c->st, c->admin_hash);
+	if (rc == CHAT_OK && access(path, F_OK) == 0)
+		return CHAT_OK;
+	if (rc != CHAT_OK && rc != CHAT_ENOTFOUND) {
+		snprintf(err, errlen, "reading the admin credential: %s", store_errmsg(c->st));
+		return rc;
+	}
+	char token[CORE_TOKEN_LEN + 1];
+	core_new_token(c, token, c->admin_hash);
+	rc = write_token_file(path, token);
+	sodium_memzero(token, sizeof(token));
+	if (rc) {
+		snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+		return rc;
+	}
+	rc = store_admin_set(c->st, c->admin_hash);
+	if (rc) {
+		snprintf(err, errlen, "storing the admin credential: %s", store_errmsg(c->st));
+		return rc;
+	}
+	core_log(c, CORE_LOG_NOTICE, "created the admin credential in %s", path);
+	return CHAT_OK;
+}
+
+static int load_device(void *arg, const char *u, const char *d, const uint8_t hash[STORE_HASH_LEN])
+{
+	return dir_add_device(&((core *)arg)->dir, u, d, hash, NULL);
+}
+
+static int load_service(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN])
+{
+	return dir_add_service(&((core *)arg)->dir, name, hash);
+}
+
+static bool valid_prefix(const char *p)
+{
+	if (!*p || *p == '$' || *p == '/' || p[strlen(p) - 1] == '/' || strstr(p, "//"))
+		return false;
+	return strpbrk(p, "+#") == NULL;
+}
+
+core *core_open(const core_config *cfg, const core_io *io, char *err, size_t errlen)
+{
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium failed to initialise");
+		return NULL;
+	}
+	if (!cfg->data_dir || !*cfg->data_dir) {
+		snprintf(err, errlen, "plugin_opt_data_dir is required");
+		return NULL;
+	}
+	if (!valid_prefix(cfg->topic_prefix)) {
+		snprintf(err, errlen, "plugin_opt_topic_prefix '%s' is not a valid topic prefix",
+		         cfg->topic_prefix);
+		return NULL;
+	}
+	core *c = calloc(1, sizeof(*c));
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->cfg = *cfg;
+	c->io = *io;
+	c->data_dir = strdup(cfg->data_dir);
+	c->prefix = strdup(cfg->topic_prefix);
+	c->cfg.data_dir = c->data_dir;
+	c->cfg.topic_prefix = c->prefix;
+	cbw_init(&c->w);
+	cbw_init(&c->w2);
+	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
+		snprintf(err, errlen, "out of memory");
+		core_close(c);
+		return NULL;
+	}
+	c->prefix_len = strlen(c->prefix);
+
+	struct stat sb;
+	if (stat(c->data_dir, &sb) != 0 && mkdir(c->data_dir, 0700) != 0) {
+		snprintf(err, errlen, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
+		core_close(c);
+		return NULL;
+	}
+	if (stat(c->data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "data dir %s is not a directory", c->data_dir);
+		core_close(c);
+		return NULL;
+	}
+	char dbdir[4096];
+	snprintf(dbdir, sizeof(dbdir), "%s/store", c->data_dir);
+	store_opts so = { .dir = dbdir, .sync_writes = cfg->sync_writes };
+	char serr[512] = "";
+	if (store_open(&c->st, &so, serr, sizeof(serr))) {
+		snprintf(err, errlen, "cannot open the store in %s: %s", dbdir, serr);
+		core_close(c);
+		return NULL;
+	}
+	if (store_token_key(c->st, c->token_key) || store_devices_each(c->st, load_device, c) ||
+	    store_services_each(c->st, load_service, c)) {
+		snprintf(err, errlen, "cannot load accounts from the store: %s", store_errmsg(c->st));
+		core_close(c);
+		return NULL;
+	}
+	if (ensure_admin(c, err, errlen)) {
+		core_close(c);
+		return NULL;
+	}
+	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat ready: data dir %s, prefix %s/, %zu users",
+	         c->data_dir, c->prefix, c->dir.users.live);
+	return c;
+}
+
+void core_close(core *c)
+{
+	if (!c)
+		return;
+	if (c->st)
+		store_close(c->st);
+	dir_free(&c->dir);
+	cbw_free(&c->w);
+	cbw_free(&c->w2);
+	for (size_t i = 0; i < c->nkicks; i++)
+		free(c->kicks[i]);
+	free(c->kicks);
+	free(c->data_dir);
+	free(c->prefix);
+	sodium_memzero(c->token_key, sizeof(c->token_key));
+	free(c);
+}
+
+void core_tick(core *c)
+{
+	/* Swap the list out first: a kick fires DISCONNECT synchronously. */
+	char **kicks = c->kicks;
+	size_t n = c->nkicks;
+	c->kicks = NULL;
+	c->nkicks = c->capkicks = 0;
+	for (size_t i = 0; i < n; i++) {
+		c->io.kick(c->io.ctx, kicks[i]);
+		free(kicks[i]);
+	}
+	free(kicks);
+}
+
+void core_disconnect(core *c, void *conn, const char *clientid, const char *username)
+{
+	(void)clientid;
+	if (!username || !strchr(username, '/'))
+		return;
+	device *dev = dir_device(&c->dir, username, strlen(username));
+	/* Only the connection recorded at auth ends the device's session: the
+	 * broker also reports the old connection of a taken-over session. */
+	if (dev && dev->conn == conn)
+		dir_set_offline(&c->dir, dev);
+}
+
+static void refuse(core *c, device *dev, const char *code, const char *msg)
+{
+	c->n.msgs_refused++;
+	ev_error(c, dev, code, msg, NULL, 0);
+}
+
+enum core_verdict core_message(core *c, void *conn, const char *clientid, const char *username,
+                               const char *name, const void *payload, size_t len, int qos,
+                               bool retain, int protocol_version)
+{
+	(void)conn;
+	(void)clientid;
+	(void)protocol_version;
+	topic t;
+	topic_parse(c, name, &t);
+	if (t.kind == T_OUTSIDE)
+		return CORE_ALLOW; /* not ours: the ACL has already judged it */
+	if (!username || !strchr(username, '/'))
+		return CORE_ALLOW; /* services and admin: only what their ACL allowed */
+	device *dev = dir_device(&c->dir, username, strlen(username));
+	if (!dev)
+		return CORE_DENY; /* removed while connected; it is being kicked */
+	c->n.msgs_in++;
+	if (retain) {
+		refuse(c, dev, "qos", "retained publishes are not allowed on chat topics");
+		return CORE_DENY;
+	}
+	switch (t.kind) {
+	case T_DM:
+		return send_dm(c, dev, &t, payload, len, qos, retain);
+	case T_KEYS_REQ:
+		return CORE_ALLOW; /* routed to the key server */
+	case T_TYPING:
+		return CORE_ALLOW; /* ephemeral; relayed once presence and groups land */
+	case T_GROUP:
+	case T_RECEIPT:
+	case T_SYNC:
+	case T_CTL:
+		refuse(c, dev, "unsupported", "this request is not supported by this server yet");
+		return CORE_DENY;
+	default:
+		refuse(c, dev, "topic", "this topic takes no publishes");
+		return CORE_DENY;
+	}
+}
+
+void core_control(core *c, const char *clientid, const char *username, const void *payload,
+                  size_t len)
+{
+	if (!username || strcmp(username, CORE_ADMIN_USERNAME) != 0 || !clientid) {
+		core_log(c, CORE_LOG_WARNING, "ignored a $CONTROL/chat/v1 request from a non-admin client");
+		return;
+	}
+	admin_handle(c, clientid, payload, len);
+}

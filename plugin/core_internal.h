@@ -1,0 +1,141 @@
+/* core_internal.h — what the core's files share; not seen by the glue. */
+#ifndef CHAT_CORE_INTERNAL_H
+#define CHAT_CORE_INTERNAL_H
+
+#include "cbor_io.h"
+#include "core.h"
+#include "hmap.h"
+#include "ids.h"
+#include "store.h"
+
+#include <stdarg.h>
+
+#define CORE_MAX_DEVICES 64         /* per user */
+#define CORE_ADMIN_USERNAME "$admin"
+#define CORE_CONTROL_TOPIC "$CONTROL/chat/v1"
+#define CORE_CONTROL_RESPONSE "$CONTROL/chat/v1/response"
+#define CORE_TOKEN_BYTES 32
+#define CORE_TOKEN_LEN 43           /* base64url, no padding */
+
+/* ---- directory: users, their devices, who is online (directory.c) ---- */
+
+typedef struct device {
+	char addr[CHAT_ADDR_MAX + 1];   /* "U/D": the client id and username */
+	const char *id;                 /* points into addr, after the '/' */
+	struct user *user;
+	uint8_t hash[STORE_HASH_LEN];
+	void *conn;                     /* the live connection, or NULL */
+} device;
+
+typedef struct user {
+	char name[CHAT_USER_MAX + 1];
+	size_t ndev;
+	device *dev[CORE_MAX_DEVICES];  /* in device-id order */
+} user;
+
+typedef struct service {
+	char name[CHAT_USER_MAX + 1];
+	uint8_t hash[STORE_HASH_LEN];
+} service;
+
+typedef struct directory {
+	hmap users;    /* name -> user */
+	hmap devices;  /* "U/D" -> device */
+	hmap services; /* name -> service */
+	uint64_t online;
+} directory;
+
+int dir_init(directory *d);
+void dir_free(directory *d);
+user *dir_user(directory *d, const char *name, size_t len);
+device *dir_device(directory *d, const char *addr, size_t len);
+service *dir_service(directory *d, const char *name, size_t len);
+int dir_add_device(directory *d, const char *user, const char *dev, const uint8_t hash[STORE_HASH_LEN],
+                   device **out);
+void dir_remove_device(directory *d, device *dev);
+int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HASH_LEN]);
+void dir_set_online(directory *d, device *dev, void *conn);
+void dir_set_offline(directory *d, device *dev);
+
+/* ---- topics (topics.c) ---- */
+
+enum topic_kind {
+	T_OUTSIDE = 0,   /* not under the chat prefix nor $CONTROL/chat */
+	T_CHAT_OTHER,    /* under the prefix, but nothing of the contract */
+	T_DM,            /* P/dm/{peer}: a = peer */
+	T_GROUP,         /* P/group/{G}: a = G */
+	T_RECEIPT, T_SYNC, T_CTL,
+	T_TYPING,        /* P/typing/{conv}: a = conv */
+	T_INBOX,         /* P/inbox/U/D: a = U, b = D */
+	T_PRESENCE_USER, /* P/presence/U: a = U */
+	T_PRESENCE_DEV,  /* P/presence/U/D */
+	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, /* P/keys/x/U/D */
+	T_CONTROL,       /* $CONTROL/chat/v1 */
+	T_CONTROL_RESP,  /* $CONTROL/chat/v1/response */
+	T_CONTROL_OTHER, /* anything else under $CONTROL/chat */
+	T_FILTER,        /* (ACL only) a wildcard filter that reaches the above */
+};
+
+typedef struct topic {
+	enum topic_kind kind;
+	const char *a, *b; /* slices into the topic (not NUL-terminated) */
+	size_t alen, blen;
+} topic;
+
+/* Classifies a concrete topic name. Ids are validated: a malformed id makes
+ * the topic T_CHAT_OTHER (except T_DM, whose peer is checked by the send so
+ * the sender gets a precise error). */
+void topic_parse(const core *c, const char *t, topic *out);
+
+/* Whether a subscription filter could match any topic under the chat
+ * prefix or $CONTROL/chat. */
+bool filter_reaches_chat(const core *c, const char *filter);
+
+/* ---- the core ---- */
+
+typedef struct counters {
+	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
+		events_out, errors_out, admin_cmds, subs_refused;
+} counters;
+
+struct core {
+	core_config cfg;
+	char *data_dir;
+	char *prefix;
+	size_t prefix_len;
+	core_io io;
+	store *st;
+	uint8_t token_key[STORE_KEY_LEN];
+	uint8_t admin_hash[STORE_HASH_LEN];
+	directory dir;
+	cbw w;        /* scratch encoder for one event at a time */
+	cbw w2;       /* a second one, when two variants are built together */
+	char **kicks; /* client ids to disconnect at the next tick */
+	size_t nkicks, capkicks;
+	counters n;
+};
+
+void core_log(core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void core_hash_token(const core *c, const char *token, size_t len, uint8_t out[STORE_HASH_LEN]);
+bool core_token_ok(const core *c, const char *token, size_t len, const uint8_t hash[STORE_HASH_LEN]);
+/* A fresh random token (CORE_TOKEN_LEN chars + NUL) and its hash. */
+void core_new_token(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[STORE_HASH_LEN]);
+void core_schedule_kick(core *c, const char *clientid);
+
+/* ---- events (events.c): everything the server publishes to a device ---- */
+
+/* Publishes c->w's content to a device's inbox (if it is online). */
+void ev_publish(core *c, const device *to, const cbw *w);
+/* {k:"error", code, msg, ?cid}: cid_raw is the cid's CBOR encoding or NULL. */
+void ev_error(core *c, const device *to, const char *code, const char *msg, const uint8_t *cid_raw,
+              size_t cid_len);
+void ev_cid(cbw *w, const store_cid *cid);
+
+/* ---- the send path (send.c) ---- */
+enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
+                          int qos, bool retain);
+
+/* ---- admin (admin.c) ---- */
+void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len);
+
+#endif

@@ -1,0 +1,259 @@
+/* glue.c — the only file that knows mosquitto.
+ *
+ * Reads plugin_opt_* into a core_config, registers the broker callbacks and
+ * turns each event into one call on the core (core.h). Everything here runs
+ * on the broker's single thread. See shared/MOSQUITTO-2.0-NOTES.md for the
+ * broker behaviour this relies on (callback timing, return-code meanings).
+ */
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+
+#include "core.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static mosquitto_plugin_id_t *plugin_id;
+static core *the_core;
+
+/* ---- core_io over the broker API ---- */
+
+static int io_publish(void *ctx, const char *clientid, const char *topic, const void *payload,
+                      size_t len, int qos, bool retain)
+{
+	(void)ctx;
+	return mosquitto_broker_publish_copy(clientid, topic, (int)len, payload, qos, retain, NULL);
+}
+
+static uint64_t io_now_ms(void *ctx)
+{
+	(void)ctx;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void io_log(void *ctx, int level, const char *msg)
+{
+	(void)ctx;
+	static const int map[] = { MOSQ_LOG_DEBUG, MOSQ_LOG_INFO, MOSQ_LOG_NOTICE, MOSQ_LOG_WARNING,
+		                   MOSQ_LOG_ERR };
+	mosquitto_log_printf(map[level], "chat: %s", msg);
+}
+
+static void io_kick(void *ctx, const char *clientid)
+{
+	(void)ctx;
+	mosquitto_kick_client_by_clientid(clientid, false);
+}
+
+/* ---- callbacks ---- */
+
+static int verdict(enum core_verdict v)
+{
+	switch (v) {
+	case CORE_ALLOW: return MOSQ_ERR_SUCCESS;
+	case CORE_DEFER: return MOSQ_ERR_PLUGIN_DEFER;
+	default: return MOSQ_ERR_ACL_DENIED;
+	}
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *pw = ed->password;
+	enum core_verdict v = core_auth(the_core, ed->client, mosquitto_client_id(ed->client),
+	                                ed->username, pw, pw ? strlen(pw) : 0);
+	if (v == CORE_DENY)
+		return MOSQ_ERR_AUTH;
+	return v == CORE_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_PLUGIN_DEFER;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_acl_check *ed = event_data;
+	return verdict(core_acl(the_core, ed->client, mosquitto_client_id(ed->client),
+	                        mosquitto_client_username(ed->client), ed->topic, ed->access,
+	                        ed->retain));
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_message *ed = event_data;
+	enum core_verdict v = core_message(the_core, ed->client, mosquitto_client_id(ed->client),
+	                                   mosquitto_client_username(ed->client), ed->topic,
+	                                   ed->payload, ed->payloadlen, ed->qos, ed->retain,
+	                                   mosquitto_client_protocol_version(ed->client));
+	/* Only ACL_DENIED keeps the connection (and gives MQTT 5 reason 0x87). */
+	return v == CORE_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+static int on_control(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_control *ed = event_data;
+	core_control(the_core, mosquitto_client_id(ed->client), mosquitto_client_username(ed->client),
+	             ed->payload, ed->payloadlen);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	(void)userdata;
+	core_tick(the_core);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_disconnect *ed = event_data;
+	core_disconnect(the_core, ed->client, mosquitto_client_id(ed->client),
+	                mosquitto_client_username(ed->client));
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- options ---- */
+
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (!s || !*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+	if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes") || !strcmp(s, "on"))
+		*out = true;
+	else if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no") || !strcmp(s, "off"))
+		*out = false;
+	else
+		return false;
+	return true;
+}
+
+static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
+{
+	for (int i = 0; i < n; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		uint64_t u;
+		bool ok = true;
+		if (!strcmp(k, "data_dir")) {
+			cfg->data_dir = v;
+		} else if (!strcmp(k, "topic_prefix")) {
+			cfg->topic_prefix = v;
+		} else if (!strcmp(k, "max_body")) {
+			ok = parse_u64(v, 64, 16u << 20, &u);
+			cfg->max_body = (uint32_t)u;
+		} else if (!strcmp(k, "foreign_acl")) {
+			ok = !strcmp(v, "defer") || !strcmp(v, "allow");
+			cfg->foreign_acl = !strcmp(v, "allow") ? CORE_FOREIGN_ALLOW : CORE_FOREIGN_DEFER;
+		} else if (!strcmp(k, "sync_writes")) {
+			ok = parse_bool(v, &cfg->sync_writes);
+		} else if (!strcmp(k, "offline_ttl")) {
+			ok = parse_u64(v, 1, 10ull * 365 * 24 * 3600, &cfg->offline_ttl_s);
+		} else if (!strcmp(k, "max_queue")) {
+			ok = parse_u64(v, 0, UINT32_MAX, &cfg->max_queue);
+		} else {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: unknown option plugin_opt_%s", k);
+			return false;
+		}
+		if (!ok) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: invalid value '%s' for plugin_opt_%s", v, k);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- plugin entry points ---- */
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++)
+		if (supported_versions[i] == 5)
+			return 5;
+	return -1;
+}
+
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+	const char *data;
+} callbacks[] = {
+	{ MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL },
+	{ MOSQ_EVT_ACL_CHECK, on_acl_check, NULL },
+	{ MOSQ_EVT_MESSAGE, on_message, NULL },
+	{ MOSQ_EVT_CONTROL, on_control, "$CONTROL/chat/v1" },
+	{ MOSQ_EVT_TICK, on_tick, NULL },
+	{ MOSQ_EVT_DISCONNECT, on_disconnect, NULL },
+};
+#define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
+                          struct mosquitto_opt *opts, int opt_count)
+{
+	(void)userdata;
+	if (the_core) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "chat: the plugin can be loaded only once");
+		return MOSQ_ERR_INVAL;
+	}
+	core_config cfg;
+	core_config_defaults(&cfg);
+	if (!read_options(&cfg, opts, opt_count))
+		return MOSQ_ERR_INVAL;
+	core_io io = { NULL, io_publish, io_now_ms, io_log, io_kick };
+	char err[512] = "";
+	the_core = core_open(&cfg, &io, err, sizeof(err));
+	if (!the_core) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot start: %s", err);
+		return MOSQ_ERR_INVAL;
+	}
+	plugin_id = identifier;
+	for (size_t i = 0; i < NCALLBACKS; i++) {
+		int rc = mosquitto_callback_register(plugin_id, callbacks[i].event, callbacks[i].cb,
+		                                     callbacks[i].data, NULL);
+		if (rc) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d: %s",
+			                     callbacks[i].event, mosquitto_strerror(rc));
+			return rc;
+		}
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)userdata;
+	(void)opts;
+	(void)opt_count;
+	for (size_t i = 0; i < NCALLBACKS; i++)
+		mosquitto_callback_unregister(plugin_id, callbacks[i].event, callbacks[i].cb,
+		                              callbacks[i].data);
+	core_close(the_core);
+	the_core = NULL;
+	return MOSQ_ERR_SUCCESS;
+}
