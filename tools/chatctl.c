@@ -1,0 +1,846 @@
+/* chatctl.c — the admin command line of mosquitto-chat.
+ *
+ *   chatctl [-h HOST] [-p PORT] [--token-file FILE] COMMAND …
+ *
+ * It connects to the broker as `$admin` (password: the plugin's
+ * <data_dir>/admin.token), subscribes to $CONTROL/chat/v1/response, publishes
+ * one CBOR request {cmd, rid, …args} on $CONTROL/chat/v1 and waits (5 s at
+ * most) for the response carrying the same rid. See docs/PROTOCOL.md §5.
+ *
+ * Output contract: `device add` and `service add` print only the new token on
+ * stdout; `stats` prints `name value` lines sorted by name; everything else
+ * prints nothing on success. Any failure is one line on stderr starting with
+ * "chatctl: " and exit status 1; bad usage exits 2. The admin token is never
+ * printed, and our copy of it is wiped as soon as libmosquitto has taken it.
+ */
+#include "cbor_io.h"
+#include "err.h"
+#include "ids.h"
+
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <sodium.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_HOST "127.0.0.1"
+#define DEFAULT_PORT 1883
+#define DEFAULT_TOKEN_FILE "/var/lib/mosquitto-chat/admin.token"
+#define ADMIN_USERNAME "$admin"
+#define REQ_TOPIC "$CONTROL/chat/v1"
+#define RESP_TOPIC "$CONTROL/chat/v1/response"
+#define TIMEOUT_MS 5000
+#define KEEPALIVE_S 10
+#define TOKEN_MAX 1024 /* bytes of token file we accept */
+
+static const char usage_line[] =
+	"usage: chatctl [-h HOST] [-p PORT] [--token-file FILE] COMMAND … (chatctl --help)\n";
+
+static const char help_text[] =
+	"usage: chatctl [-h HOST] [-p PORT] [--token-file FILE] COMMAND …\n"
+	"\n"
+	"Commands:\n"
+	"  device add U D            add device D of user U; prints its token\n"
+	"  device remove U D         revoke the device's token and disconnect it\n"
+	"  user remove U             remove user U, its devices and queues\n"
+	"  service add NAME          create a service account; prints its token\n"
+	"  group create G --owner U [--members U1,U2,…]\n"
+	"                            create group G\n"
+	"  stats                     print the server's counters, one `name value` a line\n"
+	"\n"
+	"Options:\n"
+	"  -h HOST                   broker host (default " DEFAULT_HOST ")\n"
+	"  -p PORT                   broker port (default 1883)\n"
+	"  --token-file FILE         admin token (default $CHATCTL_TOKEN_FILE, else\n"
+	"                            " DEFAULT_TOKEN_FILE ")\n"
+	"  --help                    show this help\n"
+	"\n"
+	"Exit status: 0 on success, 1 on failure (reason on stderr), 2 on bad usage.\n";
+
+/* ------------------------------------------------------------------------ */
+/* Messages                                                                 */
+
+static void die_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+static void die_usage(const char *fmt, ...)
+{
+	va_list ap;
+	fputs("chatctl: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fputs(usage_line, stderr);
+	exit(2);
+}
+
+/* Writes a server-supplied string, replacing control characters (and, when
+ * `no_space`, spaces) so it cannot break our one-line output. */
+static void put_clean(FILE *f, const uint8_t *p, size_t n, bool no_space)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		if (c < 0x20 || c == 0x7f || (no_space && c == ' '))
+			c = '?';
+		fputc(c, f);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                             */
+
+struct args {
+	const char *host;
+	int port;
+	const char *token_file;
+	const char *cmd;       /* wire command name: "device.add", … */
+	const char *user, *device, *name, *group, *owner;
+	char **members;        /* NULL-terminated list of member ids */
+	size_t nmembers;
+};
+
+static void check_user(const char *what, const char *s)
+{
+	if (!chat_valid_user(s, strlen(s)))
+		die_usage("invalid %s '%s' (1-%d of [A-Za-z0-9._-])", what, s, CHAT_USER_MAX);
+}
+
+static void check_device(const char *s)
+{
+	if (!chat_valid_device(s, strlen(s)))
+		die_usage("invalid device id '%s' (1-%d of [A-Za-z0-9._-])", s, CHAT_DEVICE_MAX);
+}
+
+static void check_group(const char *s)
+{
+	if (!chat_valid_group(s, strlen(s)))
+		die_usage("invalid group id '%s' (1-%d of [A-Za-z0-9._-])", s, CHAT_GROUP_MAX);
+}
+
+static void want_args(int have, int want, const char *cmd)
+{
+	if (have < want)
+		die_usage("'%s' needs more arguments", cmd);
+	if (have > want)
+		die_usage("too many arguments for '%s'", cmd);
+}
+
+/* "--opt VALUE" or "--opt=VALUE" at argv[*i]; returns VALUE or NULL. */
+static const char *opt_value(int argc, char **argv, int *i, const char *opt)
+{
+	size_t n = strlen(opt);
+	const char *a = argv[*i];
+	if (strcmp(a, opt) == 0) {
+		if (*i + 1 >= argc)
+			die_usage("option %s needs a value", opt);
+		return argv[++*i];
+	}
+	if (strncmp(a, opt, n) == 0 && a[n] == '=')
+		return a + n + 1;
+	return NULL;
+}
+
+static void parse_members(struct args *a, const char *list)
+{
+	char *copy = strdup(list);
+	size_t cap = 1;
+	for (const char *p = list; *p; p++)
+		cap += *p == ',';
+	a->members = calloc(cap + 1, sizeof(*a->members));
+	if (!copy || !a->members) {
+		fputs("chatctl: out of memory\n", stderr);
+		exit(1);
+	}
+	a->nmembers = 0;
+	char *s = copy;
+	for (;;) {
+		char *comma = strchr(s, ',');
+		if (comma)
+			*comma = '\0';
+		if (*s == '\0')
+			die_usage("empty entry in --members list '%s'", list);
+		check_user("member user id", s);
+		a->members[a->nmembers++] = s;
+		if (!comma)
+			break;
+		s = comma + 1;
+	}
+}
+
+static void parse_group_create(struct args *a, int argc, char **argv, int i)
+{
+	const char *v;
+	for (; i < argc; i++) {
+		if ((v = opt_value(argc, argv, &i, "--owner"))) {
+			if (a->owner)
+				die_usage("--owner given twice");
+			a->owner = v;
+		} else if ((v = opt_value(argc, argv, &i, "--members"))) {
+			if (a->members)
+				die_usage("--members given twice");
+			parse_members(a, v);
+		} else if (strncmp(argv[i], "--", 2) == 0 && argv[i][2] != '\0') {
+			die_usage("unknown option '%s' for 'group create'", argv[i]);
+		} else if (!a->group) {
+			a->group = argv[i];
+		} else {
+			die_usage("too many arguments for 'group create'");
+		}
+	}
+	if (!a->group)
+		die_usage("'group create' needs a group id");
+	check_group(a->group);
+	if (!a->owner)
+		die_usage("'group create' needs --owner U");
+	check_user("owner user id", a->owner);
+}
+
+static void parse_args(struct args *a, int argc, char **argv)
+{
+	memset(a, 0, sizeof(*a));
+	a->host = DEFAULT_HOST;
+	a->port = DEFAULT_PORT;
+	a->token_file = getenv("CHATCTL_TOKEN_FILE");
+	if (!a->token_file || !*a->token_file)
+		a->token_file = DEFAULT_TOKEN_FILE;
+
+	int i = 1;
+	const char *v;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else if (strcmp(argv[i], "--help") == 0) {
+			fputs(help_text, stdout);
+			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
+		} else if (strcmp(argv[i], "-h") == 0) {
+			if (++i >= argc)
+				die_usage("option -h needs a host");
+			a->host = argv[i];
+			if (!*a->host)
+				die_usage("empty host");
+		} else if (strcmp(argv[i], "-p") == 0) {
+			if (++i >= argc)
+				die_usage("option -p needs a port");
+			char *end;
+			errno = 0;
+			long p = strtol(argv[i], &end, 10);
+			if (errno || end == argv[i] || *end || p < 1 || p > 65535)
+				die_usage("invalid port '%s'", argv[i]);
+			a->port = (int)p;
+		} else if ((v = opt_value(argc, argv, &i, "--token-file"))) {
+			if (!*v)
+				die_usage("empty --token-file");
+			a->token_file = v;
+		} else {
+			die_usage("unknown option '%s'", argv[i]);
+		}
+	}
+	if (i >= argc)
+		die_usage("no command given");
+
+	const char *c0 = argv[i];
+	const char *c1 = i + 1 < argc ? argv[i + 1] : NULL;
+	int rest = argc - i - 2; /* arguments after a two-word command */
+
+	if (strcmp(c0, "help") == 0) {
+		fputs(help_text, stdout);
+		exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
+	} else if (strcmp(c0, "stats") == 0) {
+		want_args(argc - i - 1, 0, "stats");
+		a->cmd = "stats";
+	} else if (strcmp(c0, "device") == 0 && c1 && strcmp(c1, "add") == 0) {
+		want_args(rest, 2, "device add");
+		a->cmd = "device.add";
+	} else if (strcmp(c0, "device") == 0 && c1 && strcmp(c1, "remove") == 0) {
+		want_args(rest, 2, "device remove");
+		a->cmd = "device.remove";
+	} else if (strcmp(c0, "user") == 0 && c1 && strcmp(c1, "remove") == 0) {
+		want_args(rest, 1, "user remove");
+		a->cmd = "user.remove";
+	} else if (strcmp(c0, "service") == 0 && c1 && strcmp(c1, "add") == 0) {
+		want_args(rest, 1, "service add");
+		a->cmd = "service.add";
+	} else if (strcmp(c0, "group") == 0 && c1 && strcmp(c1, "create") == 0) {
+		a->cmd = "group.create";
+		parse_group_create(a, argc, argv, i + 2);
+		return;
+	} else {
+		die_usage("unknown command '%s%s%s'", c0, c1 ? " " : "", c1 ? c1 : "");
+	}
+
+	if (strcmp(a->cmd, "device.add") == 0 || strcmp(a->cmd, "device.remove") == 0) {
+		a->user = argv[i + 2];
+		a->device = argv[i + 3];
+		check_user("user id", a->user);
+		check_device(a->device);
+	} else if (strcmp(a->cmd, "user.remove") == 0) {
+		a->user = argv[i + 2];
+		check_user("user id", a->user);
+	} else if (strcmp(a->cmd, "service.add") == 0) {
+		a->name = argv[i + 2];
+		check_user("service name", a->name);
+	}
+}
+
+/* ------------------------------------------------------------------------ */
+/* Request                                                                  */
+
+static int build_request(cbw *w, const struct args *a, uint32_t rid)
+{
+	size_t pairs = 2;
+	if (a->user)
+		pairs++;
+	if (a->device)
+		pairs++;
+	if (a->name)
+		pairs++;
+	if (a->group)
+		pairs += 3; /* gid, owner, members */
+
+	cbw_map(w, pairs);
+	cbw_text(w, "cmd");
+	cbw_text(w, a->cmd);
+	cbw_text(w, "rid");
+	cbw_uint(w, rid);
+	if (a->user) {
+		cbw_text(w, "user");
+		cbw_text(w, a->user);
+	}
+	if (a->device) {
+		cbw_text(w, "device");
+		cbw_text(w, a->device);
+	}
+	if (a->name) {
+		cbw_text(w, "name");
+		cbw_text(w, a->name);
+	}
+	if (a->group) {
+		cbw_text(w, "gid");
+		cbw_text(w, a->group);
+		cbw_text(w, "owner");
+		cbw_text(w, a->owner);
+		cbw_text(w, "members");
+		cbw_array(w, a->nmembers);
+		for (size_t k = 0; k < a->nmembers; k++)
+			cbw_text(w, a->members[k]);
+	}
+	return cbw_status(w);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Response                                                                 */
+
+struct resp {
+	bool has_rid, has_ok, ok;
+	uint64_t rid;
+	cbr_item cmd, code, msg, token; /* type 0 when absent */
+	const uint8_t *counters;        /* the encoded counters map, or NULL */
+	size_t counters_len;
+};
+
+/* Checks that `m` (a map header just read) is { text => uint }. */
+static bool check_counters(cbr *r, const cbr_item *m, const char **why)
+{
+	uint64_t i = 0;
+	cbr_item k, v;
+	while (cbr_map_next(r, m, &i, &k)) {
+		if (cbr_next(r, &v))
+			break;
+		if (v.type != CBR_UINT) {
+			*why = "a counter value is not an unsigned integer";
+			return false;
+		}
+	}
+	if (r->err_msg) {
+		*why = r->err_msg;
+		return false;
+	}
+	return true;
+}
+
+/* Decodes a response; pointers in *o point into buf. On failure returns
+ * false with a reason in *why. Only the header of each field is trusted after
+ * its type has been checked. */
+static bool parse_resp(const uint8_t *buf, size_t len, struct resp *o, const char **why)
+{
+	cbr r;
+	cbr_item m, k, v;
+	memset(o, 0, sizeof(*o));
+	cbr_init(&r, buf, len);
+	if (cbr_next(&r, &m)) {
+		*why = r.err_msg;
+		return false;
+	}
+	if (m.type != CBR_MAP) {
+		*why = "not a CBOR map";
+		return false;
+	}
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		const uint8_t *start = r.p;
+		if (cbr_next(&r, &v))
+			break;
+		if (v.type == CBR_BREAK) {
+			*why = "unexpected CBOR break";
+			return false;
+		}
+		cbr_item *text_field = NULL;
+		if (cbr_eq(&k, "rid")) {
+			if (v.type != CBR_UINT) {
+				*why = "rid is not an unsigned integer";
+				return false;
+			}
+			o->has_rid = true;
+			o->rid = v.u;
+		} else if (cbr_eq(&k, "ok")) {
+			if (v.type != CBR_BOOL) {
+				*why = "ok is not a boolean";
+				return false;
+			}
+			o->has_ok = true;
+			o->ok = v.b;
+		} else if (cbr_eq(&k, "cmd")) {
+			text_field = &o->cmd;
+		} else if (cbr_eq(&k, "code")) {
+			text_field = &o->code;
+		} else if (cbr_eq(&k, "msg")) {
+			text_field = &o->msg;
+		} else if (cbr_eq(&k, "token")) {
+			text_field = &o->token;
+		} else if (cbr_eq(&k, "counters")) {
+			if (v.type != CBR_MAP) {
+				*why = "counters is not a map";
+				return false;
+			}
+			if (!check_counters(&r, &v, why))
+				return false;
+			o->counters = start;
+			o->counters_len = (size_t)(r.p - start);
+		} else if (cbr_skip(&r, &v)) {
+			break;
+		}
+		if (text_field) {
+			if (v.type != CBR_TEXT) {
+				*why = "a text field (cmd, code, msg or token) is not a text string";
+				return false;
+			}
+			*text_field = v;
+		}
+	}
+	if (r.err_msg) {
+		*why = r.err_msg;
+		return false;
+	}
+	if (!cbr_done(&r)) {
+		*why = "trailing bytes after the CBOR map";
+		return false;
+	}
+	if (!o->has_ok) {
+		*why = "no 'ok' field";
+		return false;
+	}
+	return true;
+}
+
+struct counter {
+	const uint8_t *name;
+	size_t len;
+	uint64_t value;
+};
+
+static int counter_cmp(const void *x, const void *y)
+{
+	const struct counter *a = x, *b = y;
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = memcmp(a->name, b->name, n);
+	if (c)
+		return c;
+	return (a->len > b->len) - (a->len < b->len);
+}
+
+/* Prints the (already validated) counters map sorted by name. */
+static bool print_counters(const uint8_t *p, size_t len)
+{
+	cbr r;
+	cbr_item m, k, v;
+	cbr_init(&r, p, len);
+	if (cbr_next(&r, &m))
+		return false;
+	/* Each entry takes at least two bytes, so len/2 bounds the count. */
+	size_t cap = len / 2 + 1, n = 0;
+	struct counter *cs = calloc(cap, sizeof(*cs));
+	if (!cs)
+		return false;
+	uint64_t i = 0;
+	while (n < cap && cbr_map_next(&r, &m, &i, &k) && !cbr_next(&r, &v))
+		cs[n++] = (struct counter){ k.ptr, k.len, v.u };
+	qsort(cs, n, sizeof(*cs), counter_cmp);
+	for (size_t j = 0; j < n; j++) {
+		put_clean(stdout, cs[j].name, cs[j].len, true);
+		printf(" %" PRIu64 "\n", cs[j].value);
+	}
+	free(cs);
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
+/* MQTT exchange                                                            */
+
+enum stage { ST_CONNECTING, ST_SUBSCRIBING, ST_WAITING, ST_DONE, ST_FAILED };
+
+struct session {
+	const struct args *a;
+	uint32_t rid;
+	const uint8_t *req;
+	size_t req_len;
+	enum stage stage;
+	int sub_mid, pub_mid;
+	char err[512];
+	uint8_t *resp; /* our copy of the matching response */
+	size_t resp_len;
+};
+
+static void fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct session *s, const char *fmt, ...)
+{
+	if (s->stage == ST_FAILED || s->stage == ST_DONE)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof(s->err), fmt, ap);
+	va_end(ap);
+	s->stage = ST_FAILED;
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
+                       const mosquitto_property *props)
+{
+	struct session *s = obj;
+	(void)flags;
+	(void)props;
+	if (rc != 0) {
+		if (rc == MQTT_RC_NOT_AUTHORIZED || rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD)
+			fail(s, "broker refused the admin login (%s): wrong token, or the chat "
+			        "plugin is not loaded", mosquitto_reason_string(rc));
+		else
+			fail(s, "broker refused the connection: %s", mosquitto_reason_string(rc));
+		mosquitto_disconnect(mosq);
+		return;
+	}
+	s->stage = ST_SUBSCRIBING;
+	int r = mosquitto_subscribe_v5(mosq, &s->sub_mid, RESP_TOPIC, 1, 0, NULL);
+	if (r != MOSQ_ERR_SUCCESS) {
+		fail(s, "cannot subscribe to %s: %s", RESP_TOPIC, mosquitto_strerror(r));
+		mosquitto_disconnect(mosq);
+	}
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_count,
+                         const int *granted_qos, const mosquitto_property *props)
+{
+	struct session *s = obj;
+	(void)props;
+	if (s->stage != ST_SUBSCRIBING || mid != s->sub_mid)
+		return;
+	if (qos_count < 1 || granted_qos[0] < 0 || granted_qos[0] >= 0x80) {
+		fail(s, "broker refused the subscription to %s (%s)", RESP_TOPIC,
+		     qos_count < 1 ? "no reason code" : mosquitto_reason_string(granted_qos[0]));
+		mosquitto_disconnect(mosq);
+		return;
+	}
+	s->stage = ST_WAITING;
+	int r = mosquitto_publish_v5(mosq, &s->pub_mid, REQ_TOPIC, (int)s->req_len, s->req, 1,
+	                             false, NULL);
+	if (r != MOSQ_ERR_SUCCESS) {
+		fail(s, "cannot publish the request: %s", mosquitto_strerror(r));
+		mosquitto_disconnect(mosq);
+	}
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason_code,
+                       const mosquitto_property *props)
+{
+	struct session *s = obj;
+	(void)props;
+	if (s->stage == ST_WAITING && mid == s->pub_mid && reason_code >= 0x80) {
+		fail(s, "broker refused the request on %s: %s", REQ_TOPIC,
+		     mosquitto_reason_string(reason_code));
+		mosquitto_disconnect(mosq);
+	}
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+	struct session *s = obj;
+	(void)props;
+	if (s->stage != ST_WAITING || !msg->topic || strcmp(msg->topic, RESP_TOPIC) != 0)
+		return;
+	struct resp r;
+	const char *why = "empty payload";
+	size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+	if (len == 0 || !parse_resp(msg->payload, len, &r, &why)) {
+		/* The broker addresses responses to us alone, so a response we
+		 * cannot read is almost surely the answer to our request. */
+		fail(s, "malformed response from the server: %s", why);
+		mosquitto_disconnect(mosq);
+		return;
+	}
+	if (r.has_rid) {
+		if (r.rid != s->rid)
+			return; /* someone else's answer */
+	} else {
+		/* The server echoes rid whenever it could read the request; a
+		 * rid-less failure for our command means it could not. */
+		if (r.ok || (r.cmd.type == CBR_TEXT && !cbr_eq(&r.cmd, s->a->cmd)))
+			return;
+	}
+	s->resp = malloc(len);
+	if (!s->resp) {
+		fail(s, "out of memory");
+	} else {
+		memcpy(s->resp, msg->payload, len);
+		s->resp_len = len;
+		s->stage = ST_DONE;
+	}
+	mosquitto_disconnect(mosq);
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
+                          const mosquitto_property *props)
+{
+	struct session *s = obj;
+	(void)mosq;
+	(void)props;
+	if (rc >= 0x80)
+		fail(s, "broker closed the connection: %s", mosquitto_reason_string(rc));
+	else
+		fail(s, "lost the connection to %s:%d", s->a->host, s->a->port);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads the token file into buf (NUL-terminated, trailing whitespace
+ * stripped). On failure returns false with a reason in err. */
+static bool read_token(const char *path, char *buf, size_t cap, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+		return false;
+	}
+	size_t n = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf + n, cap - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "cannot read token file %s: %s", path, strerror(errno));
+			close(fd);
+			return false;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n == cap) {
+			snprintf(err, errlen, "token file %s is too large to be a token", path);
+			close(fd);
+			return false;
+		}
+	}
+	close(fd);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+	                 buf[n - 1] == '\t'))
+		n--;
+	buf[n] = '\0';
+	if (n == 0) {
+		snprintf(err, errlen, "token file %s is empty", path);
+		return false;
+	}
+	if (memchr(buf, '\0', n)) {
+		snprintf(err, errlen, "token file %s contains a NUL byte", path);
+		return false;
+	}
+	return true;
+}
+
+/* Runs the whole exchange; on success s->resp holds the response. */
+static bool exchange(struct session *s)
+{
+	const struct args *a = s->a;
+	char clientid[64];
+	snprintf(clientid, sizeof(clientid), "chatctl-%ld-%08" PRIx32, (long)getpid(),
+	         randombytes_random());
+
+	/* +1 so a full buffer is detected as "too large" and the NUL fits. */
+	char token[TOKEN_MAX + 1];
+	if (!read_token(a->token_file, token, TOKEN_MAX, s->err, sizeof(s->err))) {
+		sodium_memzero(token, sizeof(token));
+		return false;
+	}
+
+	struct mosquitto *mosq = mosquitto_new(clientid, true, s);
+	if (!mosq) {
+		sodium_memzero(token, sizeof(token));
+		snprintf(s->err, sizeof(s->err), "cannot create the MQTT client: %s",
+		         strerror(errno));
+		return false;
+	}
+	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	int rc = mosquitto_username_pw_set(mosq, ADMIN_USERNAME, token);
+	sodium_memzero(token, sizeof(token));
+	if (rc != MOSQ_ERR_SUCCESS) {
+		snprintf(s->err, sizeof(s->err), "cannot set the credentials: %s",
+		         mosquitto_strerror(rc));
+		mosquitto_destroy(mosq);
+		return false;
+	}
+	mosquitto_connect_v5_callback_set(mosq, on_connect);
+	mosquitto_subscribe_v5_callback_set(mosq, on_subscribe);
+	mosquitto_publish_v5_callback_set(mosq, on_publish);
+	mosquitto_message_v5_callback_set(mosq, on_message);
+	mosquitto_disconnect_v5_callback_set(mosq, on_disconnect);
+
+	s->stage = ST_CONNECTING;
+	errno = 0;
+	rc = mosquitto_connect(mosq, a->host, a->port, KEEPALIVE_S);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
+		if (rc == MOSQ_ERR_EAI)
+			why = "cannot resolve the host name";
+		snprintf(s->err, sizeof(s->err), "cannot connect to %s:%d: %s", a->host, a->port,
+		         why);
+		mosquitto_destroy(mosq);
+		return false;
+	}
+
+	int64_t deadline = now_ms() + TIMEOUT_MS;
+	while (s->stage != ST_DONE && s->stage != ST_FAILED) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			if (s->stage == ST_CONNECTING)
+				fail(s, "timed out waiting for the broker to accept the connection");
+			else if (s->stage == ST_SUBSCRIBING)
+				fail(s, "timed out waiting for the subscription to %s", RESP_TOPIC);
+			else
+				fail(s, "no response to %s within %d s (is the chat plugin loaded?)",
+				     a->cmd, TIMEOUT_MS / 1000);
+			break;
+		}
+		errno = 0;
+		rc = mosquitto_loop(mosq, left < 100 ? (int)left : 100, 1);
+		if (rc != MOSQ_ERR_SUCCESS && s->stage != ST_DONE && s->stage != ST_FAILED) {
+			if (rc == MOSQ_ERR_ERRNO && errno)
+				fail(s, "connection to %s:%d failed: %s", a->host, a->port,
+				     strerror(errno));
+			else
+				fail(s, "connection to %s:%d lost: %s", a->host, a->port,
+				     mosquitto_strerror(rc));
+		}
+	}
+	mosquitto_disconnect(mosq);
+	mosquitto_destroy(mosq);
+	return s->stage == ST_DONE;
+}
+
+/* ------------------------------------------------------------------------ */
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	parse_args(&a, argc, argv);
+
+	signal(SIGPIPE, SIG_IGN);
+	if (sodium_init() < 0) {
+		fputs("chatctl: cannot initialise libsodium\n", stderr);
+		return 1;
+	}
+
+	struct session s = { .a = &a, .rid = randombytes_uniform(UINT32_MAX - 1) + 1 };
+	cbw w;
+	cbw_init(&w);
+	if (build_request(&w, &a, s.rid) != CHAT_OK) {
+		fputs("chatctl: out of memory\n", stderr);
+		return 1;
+	}
+	s.req = w.buf;
+	s.req_len = w.len;
+
+	mosquitto_lib_init();
+	bool ok = exchange(&s);
+	mosquitto_lib_cleanup();
+	cbw_free(&w);
+
+	struct resp r = { 0 };
+	const char *why = NULL;
+	int status = 0;
+	if (!ok) {
+		fprintf(stderr, "chatctl: %s\n", s.err);
+		status = 1;
+	} else if (!parse_resp(s.resp, s.resp_len, &r, &why)) { /* checked already */
+		fprintf(stderr, "chatctl: malformed response from the server: %s\n", why);
+		status = 1;
+	} else if (!r.ok) {
+		fprintf(stderr, "chatctl: %s failed: ", a.cmd);
+		if (r.code.type)
+			put_clean(stderr, r.code.ptr, r.code.len, false);
+		else
+			fputs("(no code)", stderr);
+		fputs(": ", stderr);
+		if (r.msg.type)
+			put_clean(stderr, r.msg.ptr, r.msg.len, false);
+		else
+			fputs("(no message)", stderr);
+		fputc('\n', stderr);
+		status = 1;
+	} else if (strcmp(a.cmd, "device.add") == 0 || strcmp(a.cmd, "service.add") == 0) {
+		bool good = r.token.type == CBR_TEXT && r.token.len > 0;
+		for (size_t i = 0; good && i < r.token.len; i++)
+			good = r.token.ptr[i] > 0x20 && r.token.ptr[i] < 0x7f;
+		if (!good) {
+			fprintf(stderr, "chatctl: malformed response from the server: %s\n",
+			        r.token.type ? "token is not printable" : "no token");
+			status = 1;
+		} else {
+			fwrite(r.token.ptr, 1, r.token.len, stdout);
+			fputc('\n', stdout);
+		}
+	} else if (strcmp(a.cmd, "stats") == 0) {
+		if (!r.counters) {
+			fputs("chatctl: malformed response from the server: no counters\n", stderr);
+			status = 1;
+		} else if (!print_counters(r.counters, r.counters_len)) {
+			fputs("chatctl: out of memory\n", stderr);
+			status = 1;
+		}
+	}
+	if (s.resp) {
+		sodium_memzero(s.resp, s.resp_len); /* may hold a fresh credential */
+		free(s.resp);
+	}
+	free(a.members ? a.members[0] : NULL); /* the strdup'd --members list */
+	free(a.members);
+
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "chatctl: cannot write to stdout: %s\n", strerror(errno));
+		return 1;
+	}
+	return status;
+}
