@@ -587,4 +587,4 @@ class ChatTestCase(unittest.TestCase):
 def main():
     if not os.path.exists(PLUGIN):
         sys.stderr.write("plugin not built: %s\n" % PLUGIN)
-    unittest.main(verbosity=2)
+    unittest.main(verbosity=2, warnings="ignore")
