@@ -1,0 +1,471 @@
+/* main.c — chat-keyserver: the MQTT front of the pre-key store.
+ *
+ * A thin shell around keystore.h: it connects to the broker as a service
+ * account (MQTT 5), subscribes to $share/<group>/<prefix>/keys/req/+/+ and
+ * hands each request, with the requester's address taken from the topic (the
+ * broker's ACL lets only U/D publish on .../req/U/D), to ks_request(); it
+ * publishes the response on .../resp/U/D and the retained pool status on
+ * .../status/U/D. Everything runs on this one thread inside mosquitto_loop(),
+ * one request at a time, which is what makes a one-time key pop atomic.
+ *
+ * One process owns a data directory (an flock on DIR/keyserver.lock, taken
+ * before RocksDB is opened). A second key server started on the same
+ * directory stands by until the lock is free, then opens the store and joins
+ * the same shared subscription: active/standby, never two writers.
+ */
+#include "err.h"
+#include "ids.h"
+#include "keystore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define KEEPALIVE_S 30
+#define TOPIC_MAX 256
+
+typedef struct server {
+	const char *host, *user, *token_file, *data_dir, *group, *prefix;
+	int port;
+	int log_level;
+	ks_opts kopts;
+	ks *ks;
+	struct mosquitto *mosq;
+	ks_reply reply;
+	cbw status_buf;
+	bool connected;        /* CONNACK accepted and subscribed */
+	char req_prefix[TOPIC_MAX];
+	size_t req_prefix_len;
+} server;
+
+static volatile sig_atomic_t stopping;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+static int g_log_level = LOG_INFO;
+
+static void logf_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(int level, const char *fmt, ...)
+{
+	static const char *names[] = { "error", "warning", "info", "debug" };
+	if (level > g_log_level)
+		return;
+	struct timespec ts;
+	struct tm tm;
+	char when[32];
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	fprintf(stderr, "%s.%03ldZ chat-keyserver %s: ", when, ts.tv_nsec / 1000000, names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Sleeps ms in short slices so a signal ends it promptly. */
+static void nap(unsigned ms)
+{
+	while (ms > 0 && !stopping) {
+		unsigned slice = ms < 100 ? ms : 100;
+		struct timespec ts = { 0, (long)slice * 1000000L };
+		nanosleep(&ts, NULL);
+		ms -= slice;
+	}
+}
+
+/* ---- MQTT callbacks ---- */
+
+static void publish(server *s, const char *kind, const char *u, const char *d,
+                    const void *payload, size_t len, bool retain)
+{
+	char topic[TOPIC_MAX];
+	snprintf(topic, sizeof(topic), "%s/keys/%s/%s/%s", s->prefix, kind, u, d);
+	int rc = mosquitto_publish_v5(s->mosq, NULL, topic, (int)len, payload, 1, retain, NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		logf_(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
+}
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+	(void)m, (void)props;
+	server *s = obj;
+	const char *u, *d;
+	size_t ul, dl;
+	size_t tl = strlen(msg->topic);
+	if (msg->retain || tl <= s->req_prefix_len ||
+	    memcmp(msg->topic, s->req_prefix, s->req_prefix_len) != 0 ||
+	    !chat_parse_addr(msg->topic + s->req_prefix_len, tl - s->req_prefix_len, &u, &ul, &d,
+	                     &dl)) {
+		logf_(LOG_DEBUG, "ignoring a message on %s", msg->topic);
+		return;
+	}
+	char user[CHAT_USER_MAX + 1], dev[CHAT_DEVICE_MAX + 1];
+	memcpy(user, u, ul), user[ul] = 0;
+	memcpy(dev, d, dl), dev[dl] = 0;
+
+	if (ks_request(s->ks, user, ul, dev, dl, msg->payload, (size_t)msg->payloadlen, &s->reply)) {
+		logf_(LOG_ERR, "out of memory answering %s/%s", user, dev);
+		return;
+	}
+	if (s->reply.errmsg)
+		logf_(LOG_ERR, "key store: %s", s->reply.errmsg);
+	logf_(LOG_DEBUG, "request from %s/%s (%d bytes) answered", user, dev, msg->payloadlen);
+	publish(s, "resp", user, dev, s->reply.resp.buf, s->reply.resp.len, false);
+	for (size_t i = 0; i < s->reply.nstatus; i++) {
+		const ks_status *st = &s->reply.status[i];
+		if (ks_status_payload(&s->status_buf, st) == CHAT_OK)
+			publish(s, "status", st->user, st->device, s->status_buf.buf,
+			        s->status_buf.len, true);
+	}
+}
+
+static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
+                       const mosquitto_property *props)
+{
+	(void)flags, (void)props;
+	server *s = obj;
+	if (rc != 0) {
+		logf_(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
+		return;
+	}
+	char filter[TOPIC_MAX];
+	snprintf(filter, sizeof(filter), "$share/%s/%s/keys/req/+/+", s->group, s->prefix);
+	rc = mosquitto_subscribe_v5(m, NULL, filter, 1, 0, NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		logf_(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
+	else
+		logf_(LOG_INFO, "connected to %s:%d, subscribing to %s", s->host, s->port, filter);
+}
+
+static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
+                         const mosquitto_property *props)
+{
+	(void)mid, (void)props;
+	server *s = obj;
+	if (n < 1 || granted[0] >= 0x80) {
+		logf_(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
+		      s->user);
+		mosquitto_disconnect(m);
+		return;
+	}
+	s->connected = true;
+	logf_(LOG_INFO, "serving key requests");
+}
+
+static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
+{
+	(void)m, (void)props;
+	server *s = obj;
+	s->connected = false;
+	if (!stopping)
+		logf_(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+}
+
+/* ---- the connection loop ---- */
+
+/* Runs until a signal: connect, serve, and after a loss wait an exponential
+ * backoff with jitter (a random time in [delay/2, delay]) so a fleet of key
+ * servers does not reconnect in lockstep. A successful subscription resets
+ * the delay. */
+static void serve(server *s)
+{
+	unsigned delay = BACKOFF_MIN_MS;
+	bool first = true;
+	while (!stopping) {
+		int rc = first ? mosquitto_connect(s->mosq, s->host, s->port, KEEPALIVE_S)
+		               : mosquitto_reconnect(s->mosq);
+		if (rc == MOSQ_ERR_SUCCESS) {
+			first = false;
+			while (!stopping && rc == MOSQ_ERR_SUCCESS) {
+				rc = mosquitto_loop(s->mosq, 500, 1);
+				if (s->connected)
+					delay = BACKOFF_MIN_MS;
+			}
+			s->connected = false;
+			if (stopping)
+				break;
+		}
+		if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST)
+			logf_(LOG_WARN, "connection to %s:%d lost or failed: %s", s->host, s->port,
+			      rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		else
+			logf_(LOG_WARN, "connection to %s:%d ended: %s", s->host, s->port,
+			      mosquitto_strerror(rc));
+		unsigned wait = delay / 2 + randombytes_uniform(delay / 2 + 1);
+		logf_(LOG_INFO, "reconnecting in %u ms", wait);
+		nap(wait);
+		delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+	}
+	if (s->connected || mosquitto_want_write(s->mosq)) {
+		/* Let queued responses out, then say goodbye. */
+		for (int i = 0; i < 10 && mosquitto_want_write(s->mosq); i++)
+			mosquitto_loop(s->mosq, 50, 1);
+	}
+	mosquitto_disconnect(s->mosq);
+	mosquitto_loop(s->mosq, 50, 1);
+}
+
+/* ---- start-up ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: chat-keyserver -h HOST -p PORT -u NAME --token-file FILE --data-dir DIR\n"
+	        "                      [--share-group NAME] [--topic-prefix PREFIX]\n"
+	        "                      [--rate-burst N] [--rate-refill-seconds S]\n"
+	        "                      [--low-threshold N] [--pool-cap N] [--sync]\n"
+	        "                      [--log-level error|warning|info|debug]\n"
+	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n");
+}
+
+static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n; i++)
+		if (!chat_id_char(s[i]))
+			return false;
+	return n > 0 && n <= 64;
+}
+
+/* Reads the token (first line, surrounding whitespace trimmed) into buf. */
+static int read_token(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return CHAT_EIO;
+	size_t n = fread(buf, 1, cap - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *nl = strpbrk(buf, "\r\n");
+	if (nl)
+		*nl = 0;
+	n = strlen(buf);
+	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = 0;
+	return n > 0 ? CHAT_OK : CHAT_EINVAL;
+}
+
+/* Takes DIR/keyserver.lock, waiting (as a standby) while another key server
+ * holds it. Returns the lock's fd, or -1 on error or a signal. */
+static int lock_data_dir(const char *dir)
+{
+	char path[PATH_MAX];
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		logf_(LOG_ERR, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/keyserver.lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		logf_(LOG_ERR, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	bool said = false;
+	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			logf_(LOG_ERR, "cannot lock %s: %s", path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		if (!said)
+			logf_(LOG_INFO, "%s is in use by another key server: standing by", dir);
+		said = true;
+		nap(500 + randombytes_uniform(500));
+		if (stopping) {
+			close(fd);
+			return -1;
+		}
+	}
+	if (said)
+		logf_(LOG_INFO, "took over %s", dir);
+	return fd;
+}
+
+enum { OPT_TOKEN = 256, OPT_DATA, OPT_GROUP, OPT_PREFIX, OPT_BURST, OPT_REFILL, OPT_LOW,
+       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_HELP };
+
+static int parse_args(server *s, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "host", required_argument, NULL, 'h' },
+		{ "port", required_argument, NULL, 'p' },
+		{ "username", required_argument, NULL, 'u' },
+		{ "token-file", required_argument, NULL, OPT_TOKEN },
+		{ "data-dir", required_argument, NULL, OPT_DATA },
+		{ "share-group", required_argument, NULL, OPT_GROUP },
+		{ "topic-prefix", required_argument, NULL, OPT_PREFIX },
+		{ "rate-burst", required_argument, NULL, OPT_BURST },
+		{ "rate-refill-seconds", required_argument, NULL, OPT_REFILL },
+		{ "low-threshold", required_argument, NULL, OPT_LOW },
+		{ "pool-cap", required_argument, NULL, OPT_CAP },
+		{ "sync", no_argument, NULL, OPT_SYNC },
+		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint32_t port = 0;
+	const char *bad = NULL;
+	int c;
+	while (!bad && (c = getopt_long(argc, argv, "h:p:u:", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'h': s->host = optarg; break;
+		case 'p': if (!parse_u32(optarg, 1, 65535, &port)) bad = "-p"; break;
+		case 'u': s->user = optarg; break;
+		case OPT_TOKEN: s->token_file = optarg; break;
+		case OPT_DATA: s->data_dir = optarg; break;
+		case OPT_GROUP: s->group = optarg; if (!valid_name(optarg)) bad = "--share-group"; break;
+		case OPT_PREFIX: s->prefix = optarg; if (!valid_name(optarg)) bad = "--topic-prefix"; break;
+		case OPT_BURST:
+			if (!parse_u32(optarg, 1, 1000000, &s->kopts.rate_burst)) bad = "--rate-burst";
+			break;
+		case OPT_REFILL:
+			if (!parse_u32(optarg, 0, 30 * 24 * 3600, &s->kopts.rate_refill_s))
+				bad = "--rate-refill-seconds";
+			break;
+		case OPT_LOW:
+			if (!parse_u32(optarg, 0, 1000000, &s->kopts.low_threshold)) bad = "--low-threshold";
+			break;
+		case OPT_CAP:
+			if (!parse_u32(optarg, 1, 1000000, &s->kopts.pool_cap)) bad = "--pool-cap";
+			break;
+		case OPT_SYNC: s->kopts.sync_writes = true; break;
+		case OPT_LOG:
+			if (!strcmp(optarg, "error")) s->log_level = LOG_ERR;
+			else if (!strcmp(optarg, "warning")) s->log_level = LOG_WARN;
+			else if (!strcmp(optarg, "info")) s->log_level = LOG_INFO;
+			else if (!strcmp(optarg, "debug")) s->log_level = LOG_DEBUG;
+			else bad = "--log-level";
+			break;
+		case OPT_HELP: usage(stdout); exit(0);
+		default: usage(stderr); return 2;
+		}
+	}
+	if (bad) {
+		fprintf(stderr, "chat-keyserver: invalid value for %s\n", bad);
+		return 2;
+	}
+	if (optind != argc || !s->host || !port || !s->user || !s->token_file || !s->data_dir) {
+		usage(stderr);
+		return 2;
+	}
+	s->port = (int)port;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	server s = { .group = "keyserver", .prefix = "chat", .log_level = LOG_INFO };
+	ks_opts_default(&s.kopts);
+	int rc = parse_args(&s, argc, argv);
+	if (rc)
+		return rc;
+	g_log_level = s.log_level;
+	if (sodium_init() < 0) {
+		logf_(LOG_ERR, "libsodium failed to initialise");
+		return 1;
+	}
+
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	char token[512];
+	if (read_token(s.token_file, token, sizeof(token)) != CHAT_OK) {
+		logf_(LOG_ERR, "cannot read a token from %s", s.token_file);
+		sodium_memzero(token, sizeof(token));
+		return 1;
+	}
+
+	int lock_fd = lock_data_dir(s.data_dir);
+	if (lock_fd < 0) {
+		sodium_memzero(token, sizeof(token));
+		return stopping ? 0 : 1;
+	}
+	char err[512];
+	s.kopts.dir = s.data_dir;
+	if (ks_open(&s.ks, &s.kopts, err, sizeof(err)) != CHAT_OK) {
+		logf_(LOG_ERR, "%s", err);
+		sodium_memzero(token, sizeof(token));
+		close(lock_fd);
+		return 1;
+	}
+	logf_(LOG_INFO, "key store %s open (pool cap %u, low below %u, rate %u per %u s)",
+	      s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
+	      s.kopts.rate_refill_s);
+	s.req_prefix_len = (size_t)snprintf(s.req_prefix, sizeof(s.req_prefix), "%s/keys/req/",
+	                                    s.prefix);
+	ks_reply_init(&s.reply);
+	cbw_init(&s.status_buf);
+
+	mosquitto_lib_init();
+	char client_id[64];
+	snprintf(client_id, sizeof(client_id), "chat-keyserver-%ld-%08x", (long)getpid(),
+	         randombytes_random());
+	s.mosq = mosquitto_new(client_id, true, &s);
+	rc = 1;
+	if (!s.mosq) {
+		logf_(LOG_ERR, "cannot create the MQTT client");
+		goto out;
+	}
+	mosquitto_int_option(s.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	if (mosquitto_username_pw_set(s.mosq, s.user, token) != MOSQ_ERR_SUCCESS) {
+		logf_(LOG_ERR, "cannot set credentials");
+		goto out;
+	}
+	sodium_memzero(token, sizeof(token));
+	mosquitto_connect_v5_callback_set(s.mosq, on_connect);
+	mosquitto_subscribe_v5_callback_set(s.mosq, on_subscribe);
+	mosquitto_message_v5_callback_set(s.mosq, on_message);
+	mosquitto_disconnect_v5_callback_set(s.mosq, on_disconnect);
+
+	serve(&s);
+	logf_(LOG_INFO, "stopping");
+	rc = 0;
+out:
+	sodium_memzero(token, sizeof(token));
+	if (s.mosq)
+		mosquitto_destroy(s.mosq);
+	mosquitto_lib_cleanup();
+	ks_reply_free(&s.reply);
+	cbw_free(&s.status_buf);
+	ks_close(s.ks);
+	close(lock_fd);
+	return rc;
+}
