@@ -466,11 +466,12 @@ class Device(Client):
         self.user, self.dev = user, dev
         self.addr = "%s/%s" % (user, dev)
         self.token = token
-        self.inbox = "chat/inbox/%s" % self.addr
+        self.prefix = broker.options.get("topic_prefix", "chat")
+        self.inbox = "%s/inbox/%s" % (self.prefix, self.addr)
         self.auto_subscribe = subscribe
         w = None
         if will:
-            w = {"topic": "chat/presence/%s" % self.addr, "payload": b"", "qos": 0, "retain": False}
+            w = {"topic": "%s/presence/%s" % (self.prefix, self.addr), "payload": b"", "qos": 0, "retain": False}
         super().__init__(broker, client_id=kw.pop("client_id", self.addr),
                          username=kw.pop("username", self.addr), password=token,
                          protocol=protocol, will=w, decode=True, **kw)
@@ -497,7 +498,7 @@ class Device(Client):
         if bodies is not None:
             m["bodies"] = bodies
         m.update(extra)
-        return self.publish("chat/dm/%s" % peer, cbor2.dumps(m), qos=qos, retain=retain,
+        return self.publish("%s/dm/%s" % (self.prefix, peer), cbor2.dumps(m), qos=qos, retain=retain,
                             timeout=timeout)
 
     def events(self):

@@ -201,6 +201,21 @@ class AdminTest(ChatTestCase):
         rc, out, err = self.broker.chatctl("device", "add", target, "d")
         self.assertEqual(rc, 0, "device was created by a non-admin: " + err)
 
+    def test_admin_and_service_kept_out_of_chat(self):
+        adm = self.admin_client(V5)
+        name = uniq("svc")
+        rc, tok, _ = self.broker.chatctl("service", "add", name)
+        svc = self.client(client_id=uniq("s"), username=name, password=tok.strip(), protocol=V5)
+        svc.connect()
+        b = uniq("b")
+        db = self.dev(b, "phone")
+        for c in (adm, svc):
+            for f in ["chat/inbox/%s/phone" % b, "chat/#", "#", "+/dm/+"]:
+                self.assertGreaterEqual(c.subscribe(f), 0x80, f)
+            self.assertEqual(c.publish("chat/dm/" + b, cbor2.dumps({"cid": 1, "body": b"x"})), 0x87)
+            self.assertEqual(c.publish(db.inbox, cbor2.dumps({"k": "msg"})), 0x87)
+        db.expect_no_event(0.3)
+
     def test_admin_token_mode(self):
         self.assertEqual(os.stat(self.broker.token_file).st_mode & 0o777, 0o600)
 

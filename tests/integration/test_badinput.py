@@ -110,6 +110,18 @@ class BadInputTest(ChatTestCase):
         self.refused({"cid": 1, "body": b"x"}, "peer", topic="chat/dm/nobody-here", v5=True)
         self.assert_nothing_stored()
 
+    def test_peer_topic_shapes(self):
+        for t in ["chat/dm/", "chat/dm/%s/phone" % self.b, "chat/dm/%s/" % self.b,
+                  "chat/dm/\u00e9t\u00e9"]:
+            with self.subTest(topic=t):
+                self.refused({"cid": 1, "body": b"x"}, "peer", topic=t)
+        self.assert_nothing_stored()
+
+    def test_v5_qos2_refused_pubrec(self):
+        self.refused({"cid": 1, "body": b"x"}, "peer", topic="chat/dm/" + self.a, qos=2, v5=True)
+        self.refused({"cid": 2, "body": "text"}, "field", qos=2, v5=True)
+        self.assert_nothing_stored()
+
     def test_send_to_self(self):
         self.refused({"cid": 1, "body": b"x"}, "peer", topic="chat/dm/" + self.a)
         self.refused({"cid": 1, "body": b"x"}, "peer", topic="chat/dm/" + self.a, v5=True)

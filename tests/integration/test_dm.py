@@ -1,5 +1,7 @@
 """1:1 messages between online devices: fields, seqs, sent, dedup, bodies."""
 
+import time
+
 import cbor2
 
 from chatlib import V311, V5, ChatTestCase, conv_of, main, now_ms, uniq
@@ -122,6 +124,52 @@ class DmTest(ChatTestCase):
         da.send_dm(b, 1, body=b"y")
         self.assertEqual(da.wait_event("sent", cid=1)["seq"], 5)
         self.assertEqual([db.wait_event("msg")["seq"] for _ in range(2)], [4, 5])
+
+    def test_big_cids(self):
+        a, b, da, db = self.pair()
+        for cid in (2**64 - 1, 2**32, b"\xff" * 16, b"\x00"):
+            da.send_dm(b, cid, body=b"x")
+            self.assertEqual(da.wait_event("sent", cid=cid)["cid"], cid)
+            db.wait_event("msg")
+
+    def test_peer_offline(self):
+        a, b = uniq("a"), uniq("b")
+        da = self.dev(a, "phone")
+        self.broker.add_device(b, "phone")
+        self.assertEqual(da.send_dm(b, 1, body=b"later"), 0)
+        self.assertEqual(da.wait_event("sent")["seq"], 1)
+
+    def test_default_max_body(self):
+        a, b, da, db = self.pair()
+        big = bytes(range(256)) * 200          # 51200 bytes: under the 64 KiB default
+        da.send_dm(b, 1, body=big)
+        self.assertEqual(db.wait_event("msg", timeout=10)["body"], big)
+        da.send_dm(b, 2, body=b"x" * 70000)
+        self.assertEqual(da.wait_event("error")["code"], "size")
+        db.expect_no_event(0.2)
+
+    def test_hostile_cbor_no_crash(self):
+        a, b, da, db = self.pair()
+        deep = b"\xa2\x63cid\x01\x64body" + b"\x81" * 60000 + b"\x41x"
+        hostile = [
+            deep,
+            b"\x81" * 60000 + b"\x00",                        # deep array, not a map
+            b"\xa1\x63cid\x5b\x7f\xff\xff\xff\xff\xff\xff\xff",  # bstr claiming 2^63 bytes
+            b"\xbb\x7f\xff\xff\xff\xff\xff\xff\xff",          # map claiming 2^63 pairs
+            b"\x9b\x00\x00\x00\x01\x00\x00\x00\x00",          # array of 2^32 items
+            b"\xbf\x63cid\x01\x64body\x5f\x41a\x41b\xff\xff",  # indefinite map + bstr
+            b"\xa3\x63cid\x01\x64body\x41x\x61x\x62\xff\xfe",   # invalid UTF-8 in a text value
+            b"\xa2\x63cid\xc2\x41\x01\x64body\x41x",             # tagged cid (bignum)
+            b"\xa2\x63cid\x01\x63cid\x02",                       # duplicate keys, no body
+        ]
+        for i, p in enumerate(hostile):
+            da.publish("chat/dm/%s" % b, p)
+            self.assertTrue(self.broker.running, "broker died on hostile payload %d\n%s"
+                            % (i, self.broker.diagnostics()))
+        # every one is answered (delivered or refused), and the broker still serves
+        time.sleep(0.2)
+        self.assertTrue(self.broker.running)
+        self.assert_serving()
 
     def test_same_cid_two_devices_two_messages(self):
         a, b = uniq("a"), uniq("b")

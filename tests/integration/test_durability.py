@@ -50,6 +50,18 @@ class DurabilityTest(ChatTestCase):
         da.send_dm(b, b"next", body=b"y", qos=2)
         self.assertEqual(da.wait_event("sent", cid=b"next")["seq"], 2)
 
+    def test_removal_survives_restart(self):
+        u = uniq("gone")
+        tok = self.broker.add_device(u, "phone")
+        keep = self.broker.add_device(u, "laptop")
+        rc, _, err = self.broker.chatctl("device", "remove", u, "phone")
+        self.assertEqual(rc, 0, err)
+        self.broker.kill9()
+        self.broker.start()
+        c = self.client(client_id=u + "/phone", username=u + "/phone", password=tok)
+        self.assertEqual(c.try_connect(), 5)
+        self.reconnect(u, "laptop", keep)
+
     def test_clean_restart_keeps_everything(self):
         a, b = uniq("a"), uniq("b")
         ta = self.broker.add_device(a, "phone")

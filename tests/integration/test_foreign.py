@@ -166,6 +166,49 @@ class ForeignAllowTest(ChatTestCase):
         leaked = [m.topic for m in spy.drain() if m.topic.startswith(("chat/", "$CONTROL"))]
         self.assertEqual(leaked, [])
 
+    def test_no_chat_leak_to_any_filter(self):
+        """Whatever a foreign client subscribes to, it never sees chat traffic."""
+        filters = ["#", "+/#", "+/dm/+", "+/dm/#", "+/+/+", "+/+/+/+", "+/inbox/#",
+                   "$share/spy/#", "$share/spy/+/dm/+", "chat/+/+"]
+        spies = []
+        for proto in (V311, V5):
+            spy = self.anon(proto)
+            for f in filters:
+                spy.subscribe(f, 2)
+            spies.append(spy)
+        a, b = uniq("a"), uniq("b")
+        da, db = self.dev(a, "phone"), self.dev(b, "phone")
+        db.subscribe("chat/presence/" + b)
+        da.send_dm(b, 1, body=b"secret", qos=2)
+        da.send_dm(b, 2, body=b"secret")
+        da.send_dm(a, 3, body=b"to self: refused")
+        db.wait_event("msg", seq=2)
+        da.wait_event("error")
+        da.drop()   # fires its presence will
+        time.sleep(0.3)
+        for spy in spies:
+            leaked = [m.topic for m in spy.drain() if not m.topic.startswith("$SYS")]
+            self.assertEqual(leaked, [])
+
+    def test_lookalike_topics_are_ordinary(self):
+        c = self.anon()
+        for t in ["chatroom/x", "chat2", "xchat/inbox/a/b", "Chat/inbox/a/b"]:
+            self.assertEqual(c.subscribe(t, 1), 1, t)
+            self.anon(V5).publish(t, b"v")
+            m = c.wait_message()
+            self.assertIsNotNone(m, t)
+            self.assertEqual(m.topic, t)
+
+    def test_device_outside_chat_allowed(self):
+        # foreign_acl applies to chat devices outside chat/ too
+        u = uniq("d")
+        d = self.dev(u, "phone", protocol=V5)
+        t = "iot/%s/x" % u
+        self.assertLess(d.subscribe(t, 1), 0x80)
+        self.assertLess(self.anon().publish(t, b"from iot"), 0x80)
+        m = d.wait_message(lambda m: m[0] == t)
+        self.assertIsNotNone(m)
+
     def test_control_refused(self):
         target = uniq("victim")
         req = cbor2.dumps({"cmd": "device.add", "rid": 1, "user": target, "device": "d"})

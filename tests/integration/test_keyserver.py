@@ -20,6 +20,8 @@ from nacl import bindings as nb
 from chatlib import BUILD_DIR, V5, ChatTestCase, main, uniq, wait_until
 
 KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
+# e.g. CHAT_KEYSERVER_PREFIX="valgrind --error-exitcode=3 --leak-check=full"
+PREFIX = os.environ.get("CHAT_KEYSERVER_PREFIX", "").split()
 
 
 # ---------------------------------------------------------------- X3DH
@@ -116,7 +118,7 @@ class KeyServer:
     def __init__(self, broker, token_file, data_dir, *args):
         self.broker = broker
         self.log = tempfile.NamedTemporaryFile(prefix="keyserver-", suffix=".log", delete=False)
-        self.cmd = [KEYSERVER, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
+        self.cmd = PREFIX + [KEYSERVER, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
                     "--token-file", token_file, "--data-dir", data_dir,
                     "--log-level", "debug"] + list(args)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
