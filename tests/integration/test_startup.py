@@ -29,6 +29,28 @@ class StartupTest(unittest.TestCase):
             with self.subTest(max_body=v):
                 self.assert_refuses(self.broker(options={"max_body": v}), r"max_body.*%s|%s.*max_body" % (re.escape(v), re.escape(v)))
 
+    def test_max_body_range(self):
+        # README: 64 ... 16777216
+        for v in ("0", "63", "16777217"):
+            with self.subTest(max_body=v):
+                self.assert_refuses(self.broker(options={"max_body": v}), r"max_body")
+        for v in ("64", "16777216"):
+            with self.subTest(max_body=v):
+                b = self.broker(options={"max_body": v})
+                b.start()
+                self.assertTrue(b.running)
+                b.cleanup()
+
+    def test_unknown_option(self):
+        # README: an unknown option stops the broker with a line naming it
+        self.assert_refuses(self.broker(options={"max_bdoy": "100"}), r"max_bdoy")
+
+    def test_bad_other_options(self):
+        for k, v in [("sync_writes", "maybe"), ("offline_ttl", "soon"), ("max_queue", "-1"),
+                     ("topic_prefix", "chat/#"), ("topic_prefix", "$chat"), ("topic_prefix", "")]:
+            with self.subTest(option=k, value=v):
+                self.assert_refuses(self.broker(options={k: v}), k)
+
     def test_bad_foreign_acl(self):
         self.assert_refuses(self.broker(options={"foreign_acl": "sometimes"}), r"foreign_acl")
 
