@@ -349,10 +349,12 @@ static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 	body_open(&rd, &map, buf, len);
 	uint64_t i = 0;
 	while (cbr_map_next(&rd, &map, &i, &key)) {
-		if (cbr_eq(&key, "user"))
-			cbr_next(&rd, &user);
-		else
-			cbr_skip_next(&rd);
+		if (cbr_eq(&key, "user")) {
+			if (cbr_next(&rd, &user) || cbr_skip(&rd, &user))
+				break;
+		} else if (cbr_skip_next(&rd)) {
+			break;
+		}
 	}
 	if (user.type != CBR_TEXT || !chat_valid_user((const char *)user.ptr, user.len))
 		return resp_error(r, h, "field", "user must be a valid user id");

@@ -934,6 +934,14 @@ START_TEST(codec_malformed)
 	build_simple(&w, "bundle", 1, "user", "bob", 3, false); /* bytes, not text */
 	request("alice", "laptop", w.buf, w.len);
 	assert_error("field");
+	cbw_reset(&w); /* user: a map, then more keys */
+	cbw_map(&w, 4);
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "op"); cbw_text(&w, "bundle");
+	cbw_text(&w, "user"); cbw_map(&w, 1); cbw_text(&w, "user"); cbw_text(&w, "bob");
+	cbw_text(&w, "z"); cbw_null(&w);
+	request("alice", "laptop", w.buf, w.len);
+	assert_error("field");
 	build_simple(&w, "check", 1, "digest", "0123456789012345678901234567890", 31, false);
 	request("bob", "phone", w.buf, w.len);
 	assert_error("field");
