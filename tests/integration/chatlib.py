@@ -13,6 +13,7 @@ Environment (set by ctest):
 import atexit
 import itertools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,6 +39,27 @@ V311 = mqtt.MQTTv311
 V5 = mqtt.MQTTv5
 
 _live_brokers = []
+
+
+def _sanitizer_env():
+    """If the plugin was built with -DCHAT_SANITIZE=ON, stock mosquitto must
+    preload the sanitizer runtimes (they have to come first)."""
+    try:
+        out = subprocess.run(["ldd", PLUGIN], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    libs = re.findall(r"^\s*(lib(?:asan|ubsan)\.so[.\d]*) => (\S+)", out, re.M)
+    if not libs:
+        return {}
+    libs.sort(key=lambda l: not l[0].startswith("libasan"))   # asan first
+    return {"LD_PRELOAD": " ".join(path for _, path in libs),
+            # mosquitto itself is not instrumented: its own exit-time leaks are not ours
+            "ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0"),
+            "UBSAN_OPTIONS": os.environ.get("UBSAN_OPTIONS", "print_stacktrace=1")}
+
+
+SANITIZER_ENV = _sanitizer_env() if os.path.exists(PLUGIN) else {}
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
 
 
 def now_ms():
@@ -140,8 +162,10 @@ class Broker:
         if os.path.exists(self.log):
             os.rename(self.log, self.log + ".%d" % int(time.time() * 1000))
         self._stderr = open(self.stderr_path, "ab")
+        env = dict(os.environ)
+        env.update(SANITIZER_ENV)
         self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=self._stderr, stderr=self._stderr)
+                                     stdout=self._stderr, stderr=self._stderr, env=env)
 
     def _port_open(self):
         try:
@@ -178,8 +202,15 @@ class Broker:
         self.stop()
         return self.start(timeout)
 
+    def sanitizer_report(self):
+        """The sanitizer's complaints in the broker's output, or ''."""
+        text = self.all_output() if os.path.isdir(self.tmp) else ""
+        return text if SANITIZER_RE.search(text) else ""
+
     def cleanup(self):
+        """Stops the broker and removes its dir; raises if a sanitizer complained."""
         self.stop()
+        report = "" if self._removed else self.sanitizer_report()
         if self in _live_brokers:
             _live_brokers.remove(self)
         if os.environ.get("CHAT_KEEP_TMP"):
@@ -187,6 +218,9 @@ class Broker:
         elif not self._removed:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self._removed = True
+        if report:
+            raise AssertionError("sanitizer report from the broker (%s):\n%s"
+                                 % (self.tmp, report[-6000:]))
 
     # ---- logs ----
     def log_text(self):
