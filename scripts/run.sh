@@ -8,7 +8,7 @@ build=${BUILD:-build}
 case $build in /*) ;; *) build=$repo/$build ;; esac
 plugin=$build/lib/mosquitto_chat.so
 data=$repo/data
-port=1883
+port=${CHAT_PORT:-1883}   # CHAT_PORT: for tests only
 
 [ -f "$plugin" ] || { echo "run: $plugin not built; run 'make build' first" >&2; exit 1; }
 [ -x /usr/sbin/mosquitto ] || { echo "run: /usr/sbin/mosquitto missing; run 'make deps'" >&2; exit 1; }

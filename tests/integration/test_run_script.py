@@ -1,0 +1,122 @@
+"""scripts/run.sh (make run): starts the broker in the foreground with a data
+dir in the checkout, prints next steps that work as printed, and refuses a
+busy port. Runs in a scratch copy of the checkout on a free port (CHAT_PORT),
+with mosquitto_pub/_sub and chatctl shims that only add -p PORT."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+from chatlib import CHATCTL, PLUGIN, SOURCE_DIR, free_port, main, wait_until
+
+
+class RunScriptTest(unittest.TestCase):
+
+    def scratch(self, port):
+        work = tempfile.mkdtemp(prefix="chat-it-run-")
+        self.addCleanup(shutil.rmtree, work, True)
+        for d in ("scripts", "build/bin", "build/lib", "shims"):
+            os.makedirs(os.path.join(work, d))
+        for f in ("run.sh", "cbor"):
+            shutil.copy2(os.path.join(SOURCE_DIR, "scripts", f), os.path.join(work, "scripts", f))
+        os.symlink(PLUGIN, os.path.join(work, "build", "lib", "mosquitto_chat.so"))
+
+        def shim(path, target):
+            with open(path, "w") as f:
+                f.write('#!/bin/sh\nexec %s -p %d "$@"\n' % (target, port))
+            os.chmod(path, 0o755)
+        shim(os.path.join(work, "build", "bin", "chatctl"), CHATCTL)
+        shim(os.path.join(work, "shims", "mosquitto_sub"), "/usr/bin/mosquitto_sub")
+        shim(os.path.join(work, "shims", "mosquitto_pub"), "/usr/bin/mosquitto_pub")
+        return work
+
+    def env(self, work, port):
+        env = dict(os.environ)
+        env.pop("BUILD", None)
+        env["CHAT_PORT"] = str(port)
+        env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
+        return env
+
+    def test_serves_and_next_steps_work(self):
+        port = free_port()
+        work = self.scratch(port)
+        out_path = os.path.join(work, "run.out")
+        out = open(out_path, "w")
+        p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work,
+                             env=self.env(work, port), stdout=out, stderr=subprocess.STDOUT)
+
+        def stop():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
+            out.close()
+        self.addCleanup(stop)
+
+        def up():
+            if p.poll() is not None:
+                return True
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                return os.path.exists(os.path.join(work, "data", "admin.token"))
+            except OSError:
+                return False
+        self.assertTrue(wait_until(up, 10), "run.sh did not come up")
+        self.assertIsNone(p.poll(), "run.sh exited:\n" + open(out_path).read())
+        self.assertTrue(os.path.exists(os.path.join(work, "data", "mosquitto.conf")))
+        conf = open(os.path.join(work, "data", "mosquitto.conf")).read()
+        self.assertIn("listener %d 127.0.0.1" % port, conf)
+        self.assertIn("plugin_opt_data_dir %s/data" % work, conf)
+        self.assertEqual(os.geteuid() == 0, "user root" in conf)
+
+        # the printed next steps: indented command lines after the banner
+        printed = open(out_path).read()
+        cmds = [l[2:] for l in printed.splitlines() if l.startswith("  ") and not l.strip().startswith("#")]
+        self.assertTrue(any("chatctl" in c and "device add" in c for c in cmds), printed)
+        self.assertTrue(any("scripts/cbor decode --hex" in c and "-F %x" in c for c in cmds), printed)
+        self.assertTrue(any("scripts/cbor encode" in c and "mosquitto_pub" in c and " -s" in c
+                            for c in cmds), printed)
+        script = []
+        for c in cmds:
+            script.append(c)
+            if c.rstrip().endswith("&"):
+                script.append("sleep 1")   # a person would wait for the subscription too
+        script.append("for i in $(seq 50); do [ -s sub.out ] && break; sleep 0.1; done")
+        script.append("kill $(jobs -p) 2>/dev/null; cat sub.out")
+        text = "\n".join(script) + "\n"
+        # the background subscriber's output goes to a file so the script can wait for it
+        text = re.sub(r"(scripts/cbor decode --hex[^&\n]*)&", r"\1> sub.out &", text)
+        r = subprocess.run(["bash", "-c", text], cwd=work, env=self.env(work, port),
+                           capture_output=True, text=True, timeout=60)
+        events = [json.loads(l) for l in r.stdout.splitlines() if l.startswith("{")]
+        msgs = [e for e in events if e.get("k") == "msg"]
+        self.assertEqual(len(msgs), 1, "script:\n%s\nstdout:\n%s\nstderr:\n%s" % (text, r.stdout, r.stderr))
+        self.assertEqual((msgs[0]["conv"], msgs[0]["seq"], msgs[0]["from"], msgs[0]["body"]),
+                         ("dm:alice:bob", 1, "alice/phone", "b64:aGVsbG8="))
+
+    def test_refuses_busy_port(self):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        self.addCleanup(s.close)
+        work = self.scratch(port)
+        r = subprocess.run([os.path.join(work, "scripts", "run.sh")], cwd=work,
+                           env=self.env(work, port), capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(str(port), r.stderr)
+        self.assertIn("in use", r.stderr)
+
+
+if __name__ == "__main__":
+    main()
