@@ -90,6 +90,10 @@ class AuthTest(ChatTestCase):
         for proto in (V311, V5):
             self._refused(proto, u + "/phone", "someone-else", tok, r"client.?id")
             self._refused(proto, u + "/phone", u + "/phone2", tok, r"client.?id")
+        # an empty client id (the broker would assign one) is not the username either
+        for proto in (V311, V5):
+            c = self.client(client_id="", username=u + "/phone", password=tok, protocol=proto)
+            self.assertEqual(c.try_connect(), 0x87 if proto == V5 else 5)
 
     def test_malformed_address_refused(self):
         # A username with '/' is always a chat device; invalid ids are refused.
