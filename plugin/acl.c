@@ -100,10 +100,21 @@ static enum core_verdict service_acl(core *c, const char *topic_or_filter, const
 	return CORE_DENY;
 }
 
+/* A refused publish from a live device: MQTT 3.1.1 acknowledges it as if
+ * nothing happened, so say it in the inbox. A will fires after its device's
+ * connection is gone (conn no longer recorded), and is refused silently. */
+static void tell_device(core *c, void *conn, const char *username)
+{
+	device *dev = dir_device(&c->dir, username, strlen(username));
+	if (!dev || dev->conn != conn)
+		return;
+	c->n.msgs_refused++;
+	ev_error(c, dev, "topic", "this topic takes no publishes from devices", NULL, 0);
+}
+
 enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char *username,
                            const char *name, int access, bool retain)
 {
-	(void)conn;
 	(void)clientid;
 	if (access == CORE_ACC_UNSUBSCRIBE)
 		return CORE_ALLOW; /* dropping a subscription never leaks anything */
@@ -131,6 +142,8 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 		 * retained publishes reach the send path, which tells the device. */
 		if (access == CORE_ACC_WRITE && retain && t.kind == T_PRESENCE_DEV)
 			v = CORE_DENY;
+		if (v == CORE_DENY && access == CORE_ACC_WRITE)
+			tell_device(c, conn, username);
 		break;
 	case C_SERVICE:
 		v = service_acl(c, judged, &t, access);
