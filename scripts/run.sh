@@ -34,9 +34,34 @@ ctl=${build#"$repo"/}/bin/chatctl
   if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
 } > "$conf"
 
+ks=$build/bin/chat-keyserver
+pids=()
+stop() { trap - INT TERM EXIT; [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null; wait; }
+trap stop INT TERM EXIT
+
+/usr/sbin/mosquitto -c "$conf" &
+mpid=$!
+pids+=("$mpid")
+for _ in $(seq 100); do
+  [ -s "$data/admin.token" ] && /usr/bin/python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$port" 2>/dev/null && break
+  kill -0 "$mpid" 2>/dev/null || { echo "run: mosquitto exited; see the log above" >&2; exit 1; }
+  sleep 0.1
+done
+
+# The key server runs beside the broker as service account "keys".
+if [ -x "$ks" ]; then
+  if [ ! -s "$data/keys.token" ]; then
+    (umask 077; "$build/bin/chatctl" -h 127.0.0.1 -p "$port" --token-file "$data/admin.token" \
+       service add keys > "$data/keys.token.new") && mv "$data/keys.token.new" "$data/keys.token"
+  fi
+  "$ks" -h 127.0.0.1 -p "$port" -u keys --token-file "$data/keys.token" --data-dir "$data/keys" &
+  pids+=("$!")
+  echo "mosquitto-chat: key server started (service account keys, data $data/keys/)"
+fi
+
 cat <<EOF
-mosquitto-chat: starting mosquitto on 127.0.0.1:$port (config $conf, data $data/).
-When it is up, in another shell at $repo:
+mosquitto-chat: mosquitto is serving on 127.0.0.1:$port (config $conf, data $data/).
+In another shell at $repo:
 
   # two devices; each command prints the device's token
   A=\$($ctl --token-file data/admin.token device add alice phone)
@@ -49,4 +74,4 @@ When it is up, in another shell at $repo:
   scripts/cbor encode '{"cid":1,"body":"b64:aGVsbG8="}' | mosquitto_pub -i alice/phone -u alice/phone -P "\$A" -t chat/dm/bob -q 1 -s
 
 EOF
-exec /usr/sbin/mosquitto -c "$conf"
+wait "$mpid"

@@ -27,6 +27,8 @@ class RunScriptTest(unittest.TestCase):
         for f in ("run.sh", "cbor"):
             shutil.copy2(os.path.join(SOURCE_DIR, "scripts", f), os.path.join(work, "scripts", f))
         os.symlink(PLUGIN, os.path.join(work, "build", "lib", "mosquitto_chat.so"))
+        os.symlink(os.path.join(os.path.dirname(CHATCTL), "chat-keyserver"),
+                   os.path.join(work, "build", "bin", "chat-keyserver"))
 
         def shim(path, target):
             with open(path, "w") as f:
@@ -78,6 +80,13 @@ class RunScriptTest(unittest.TestCase):
         self.assertIn("listener %d 127.0.0.1" % port, conf)
         self.assertIn("plugin_opt_data_dir %s/data" % work, conf)
         self.assertEqual(os.geteuid() == 0, "user root" in conf)
+
+        # the key server runs beside the broker with its own service credential
+        keys_token = os.path.join(work, "data", "keys.token")
+        self.assertTrue(wait_until(lambda: os.path.exists(os.path.join(work, "data", "keys")), 10),
+                        "key server did not start:\n" + open(out_path).read())
+        self.assertEqual(len(open(keys_token).read().strip()), 43)
+        self.assertEqual(os.stat(keys_token).st_mode & 0o777, 0o600)
 
         # the printed next steps: indented command lines after the banner
         printed = open(out_path).read()
