@@ -1,0 +1,1993 @@
+/* test_core.c — the plugin core driven through core.h with a recording fake
+ * of core_io (every publish, a settable clock, log lines, kicks) and a real
+ * store in a fresh temp dir per test. Published payloads are decoded with
+ * the project's CBOR reader.
+ */
+#include <check.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cbor_io.h"
+#include "core.h"
+#include "err.h"
+#include "ids.h"
+
+/* ================= the recording fake ================= */
+
+typedef struct pubrec {
+	char *clientid, *topic;
+	uint8_t *p;
+	size_t len;
+	int qos;
+	bool retain;
+} pubrec;
+
+static struct fake {
+	pubrec *pubs;
+	size_t npubs, cappubs;
+	uint64_t now;
+	char **logs;
+	size_t nlogs, caplogs;
+	char **kicks;
+	size_t nkicks, capkicks;
+	int publish_rc;
+} F;
+
+static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return arr;
+	*cap = *cap ? *cap * 2 : 16;
+	void *a = realloc(arr, *cap * elem);
+	ck_assert_ptr_nonnull(a);
+	return a;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	ck_assert_ptr_nonnull(d);
+	return d;
+}
+
+static int fake_publish(void *ctx, const char *clientid, const char *topic, const void *payload,
+                        size_t len, int qos, bool retain)
+{
+	ck_assert_ptr_eq(ctx, &F);
+	ck_assert_ptr_nonnull(clientid);
+	ck_assert_ptr_nonnull(topic);
+	F.pubs = grow(F.pubs, &F.cappubs, F.npubs, sizeof(pubrec));
+	pubrec *r = &F.pubs[F.npubs++];
+	r->clientid = xstrdup(clientid);
+	r->topic = xstrdup(topic);
+	r->p = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(r->p);
+	memcpy(r->p, payload, len); /* the payload is only lent */
+	r->len = len;
+	r->qos = qos;
+	r->retain = retain;
+	return F.publish_rc;
+}
+
+static uint64_t fake_now(void *ctx)
+{
+	ck_assert_ptr_eq(ctx, &F);
+	return F.now;
+}
+
+static void fake_log(void *ctx, int level, const char *msg)
+{
+	(void)level;
+	ck_assert_ptr_eq(ctx, &F);
+	F.logs = grow(F.logs, &F.caplogs, F.nlogs, sizeof(char *));
+	F.logs[F.nlogs++] = xstrdup(msg);
+}
+
+static void fake_kick(void *ctx, const char *clientid)
+{
+	ck_assert_ptr_eq(ctx, &F);
+	F.kicks = grow(F.kicks, &F.capkicks, F.nkicks, sizeof(char *));
+	F.kicks[F.nkicks++] = xstrdup(clientid);
+}
+
+static const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick };
+
+static void fake_free(void)
+{
+	for (size_t i = 0; i < F.npubs; i++) {
+		free(F.pubs[i].clientid);
+		free(F.pubs[i].topic);
+		free(F.pubs[i].p);
+	}
+	for (size_t i = 0; i < F.nlogs; i++)
+		free(F.logs[i]);
+	for (size_t i = 0; i < F.nkicks; i++)
+		free(F.kicks[i]);
+	free(F.pubs);
+	free(F.logs);
+	free(F.kicks);
+	memset(&F, 0, sizeof(F));
+}
+
+static bool logged(size_t since, const char *a, const char *b)
+{
+	for (size_t i = since; i < F.nlogs; i++)
+		if (strstr(F.logs[i], a) && (!b || strstr(F.logs[i], b)))
+			return true;
+	return false;
+}
+
+/* ================= decoding published payloads ================= */
+
+/* The payload is one well-formed CBOR map with text keys and nothing after. */
+static void well_formed(const pubrec *p)
+{
+	cbr r;
+	cbr_item m, k;
+	uint64_t i = 0;
+	cbr_init(&r, p->p, p->len);
+	ck_assert_int_eq(cbr_next(&r, &m), CHAT_OK);
+	ck_assert_int_eq(m.type, CBR_MAP);
+	while (cbr_map_next(&r, &m, &i, &k))
+		ck_assert_int_eq(cbr_skip_next(&r), CHAT_OK);
+	ck_assert_msg(!r.err_msg, "published payload is bad CBOR: %s", r.err_msg);
+	ck_assert(cbr_done(&r));
+}
+
+/* Finds key in the top-level map; the value's head and its raw encoding. */
+static bool fget(const pubrec *p, const char *key, cbr_item *val, const uint8_t **raw,
+                 size_t *rawlen)
+{
+	well_formed(p);
+	cbr r;
+	cbr_item m, k, v;
+	uint64_t i = 0;
+	cbr_init(&r, p->p, p->len);
+	cbr_next(&r, &m);
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		const uint8_t *at = r.p;
+		ck_assert_int_eq(cbr_next(&r, &v), CHAT_OK);
+		ck_assert_int_eq(cbr_skip(&r, &v), CHAT_OK);
+		if (cbr_eq(&k, key)) {
+			if (val)
+				*val = v;
+			if (raw) {
+				*raw = at;
+				*rawlen = (size_t)(r.p - at);
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool fhas(const pubrec *p, const char *key) { return fget(p, key, NULL, NULL, NULL); }
+
+static size_t fnkeys(const pubrec *p)
+{
+	cbr r;
+	cbr_item m, k;
+	uint64_t i = 0;
+	size_t n = 0;
+	well_formed(p);
+	cbr_init(&r, p->p, p->len);
+	cbr_next(&r, &m);
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		cbr_skip_next(&r);
+		n++;
+	}
+	return n;
+}
+
+/* A text value, copied into a small ring of buffers. */
+static const char *ftext(const pubrec *p, const char *key)
+{
+	static char ring[8][512];
+	static int next;
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_TEXT, "'%s' is not text", key);
+	ck_assert_uint_lt(v.len, sizeof(ring[0]));
+	char *s = ring[next++ % 8];
+	memcpy(s, v.ptr, v.len);
+	s[v.len] = '\0';
+	return s;
+}
+
+static uint64_t fuint(const pubrec *p, const char *key)
+{
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_UINT, "'%s' is not a uint", key);
+	return v.u;
+}
+
+static bool fbool(const pubrec *p, const char *key)
+{
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_BOOL, "'%s' is not a bool", key);
+	return v.b;
+}
+
+static void fbytes_eq(const pubrec *p, const char *key, const void *exp, size_t n)
+{
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_BYTES, "'%s' is not bytes", key);
+	ck_assert_uint_eq(v.len, n);
+	ck_assert_mem_eq(v.ptr, exp, n);
+}
+
+/* A text array, joined with ',' in its order. */
+static const char *ftext_list(const pubrec *p, const char *key)
+{
+	static char out[1024];
+	const uint8_t *raw;
+	size_t rawlen;
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, &raw, &rawlen), "no key '%s'", key);
+	ck_assert_int_eq(v.type, CBR_ARRAY);
+	cbr r;
+	cbr_item a, e;
+	uint64_t i = 0;
+	out[0] = '\0';
+	cbr_init(&r, raw, rawlen);
+	cbr_next(&r, &a);
+	while (cbr_array_next(&r, &a, &i)) {
+		ck_assert_int_eq(cbr_next(&r, &e), CHAT_OK);
+		ck_assert_int_eq(e.type, CBR_TEXT);
+		if (out[0])
+			strcat(out, ",");
+		strncat(out, (const char *)e.ptr, e.len);
+	}
+	ck_assert_ptr_null(r.err_msg);
+	return out;
+}
+
+/* A counter from a stats reply. */
+static uint64_t counter(const pubrec *p, const char *name)
+{
+	const uint8_t *raw;
+	size_t rawlen;
+	cbr_item v;
+	ck_assert(fget(p, "counters", &v, &raw, &rawlen));
+	ck_assert_int_eq(v.type, CBR_MAP);
+	cbr r;
+	cbr_item m, k, x;
+	uint64_t i = 0;
+	cbr_init(&r, raw, rawlen);
+	cbr_next(&r, &m);
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		ck_assert_int_eq(cbr_next(&r, &x), CHAT_OK);
+		ck_assert_int_eq(x.type, CBR_UINT);
+		if (cbr_eq(&k, name))
+			return x.u;
+	}
+	ck_abort_msg("no counter %s", name);
+	return 0;
+}
+
+/* ================= per-test state ================= */
+
+static char tmp[4096];
+static char datadir[4200];
+static core *C;
+static core_config CFG;
+
+/* Fake connections: any distinct addresses do. */
+static int conns[32];
+#define CONN(i) ((void *)&conns[i])
+
+typedef struct devrec {
+	char addr[CHAT_ADDR_MAX + 1];
+	char token[64];
+	void *conn;
+} devrec;
+static devrec DEV[16];
+static size_t NDEV;
+static char ADMIN_TOKEN[64];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+static void open_core(void)
+{
+	char err[512] = "";
+	C = core_open(&CFG, &IO, err, sizeof(err));
+	ck_assert_msg(C != NULL, "core_open: %s", err);
+}
+
+static void close_core(void)
+{
+	core_close(C);
+	C = NULL;
+}
+
+static void read_admin_token(void)
+{
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/admin.token", datadir);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(ADMIN_TOKEN, sizeof(ADMIN_TOKEN), f));
+	fclose(f);
+	ADMIN_TOKEN[strcspn(ADMIN_TOKEN, "\n")] = '\0';
+}
+
+/* One directory per test case, made and removed in the parent process
+ * (unchecked fixtures), so a test that fails in its forked child — which
+ * then skips the checked teardown — leaves nothing behind. */
+static char rundir[2048];
+
+static void run_setup(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(rundir, sizeof(rundir), "%s/test_core-XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(rundir)) {
+		perror("mkdtemp");
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void run_teardown(void)
+{
+	nftw(rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void setup(void)
+{
+	memset(&F, 0, sizeof(F));
+	F.now = 1700000000000ULL;
+	NDEV = 0;
+	memset(DEV, 0, sizeof(DEV));
+	snprintf(tmp, sizeof(tmp), "%s/core-XXXXXX", rundir);
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	snprintf(datadir, sizeof(datadir), "%s/data", tmp); /* created by core_open */
+	core_config_defaults(&CFG);
+	CFG.data_dir = datadir;
+	open_core();
+	read_admin_token();
+}
+
+static void teardown(void)
+{
+	close_core();
+	fake_free();
+	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ================= driving helpers ================= */
+
+static size_t mark(void) { return F.npubs; }
+
+/* The one publish to clientid since m (asserts there is exactly one). */
+static const pubrec *pub_to(size_t m, const char *clientid)
+{
+	const pubrec *found = NULL;
+	for (size_t i = m; i < F.npubs; i++) {
+		if (strcmp(F.pubs[i].clientid, clientid) == 0) {
+			ck_assert_msg(!found, "more than one publish to %s", clientid);
+			found = &F.pubs[i];
+		}
+	}
+	ck_assert_msg(found != NULL, "no publish to %s", clientid);
+	return found;
+}
+
+static size_t count_to(size_t m, const char *clientid)
+{
+	size_t n = 0;
+	for (size_t i = m; i < F.npubs; i++)
+		n += strcmp(F.pubs[i].clientid, clientid) == 0;
+	return n;
+}
+
+/* The single admin reply since m, checked for addressing, cmd and rid. */
+static const pubrec *admin_reply(size_t m, const char *cmd, uint64_t rid)
+{
+	ck_assert_uint_eq(F.npubs - m, 1);
+	const pubrec *p = &F.pubs[m];
+	ck_assert_str_eq(p->clientid, "chatctl-1");
+	ck_assert_str_eq(p->topic, "$CONTROL/chat/v1/response");
+	ck_assert_int_eq(p->qos, 1);
+	ck_assert(!p->retain);
+	if (cmd)
+		ck_assert_str_eq(ftext(p, "cmd"), cmd);
+	ck_assert_uint_eq(fuint(p, "rid"), rid);
+	return p;
+}
+
+/* Sends {cmd, rid, k1: v1, k2: v2} as the admin; returns the reply. */
+static const pubrec *admin(const char *cmd, const char *k1, const char *v1, const char *k2,
+                           const char *v2)
+{
+	static uint64_t rid = 100;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 2 + (k1 != NULL) + (k2 != NULL));
+	cbw_text(&w, "cmd");
+	cbw_text(&w, cmd);
+	cbw_text(&w, "rid");
+	cbw_uint(&w, ++rid);
+	if (k1) {
+		cbw_text(&w, k1);
+		cbw_text(&w, v1);
+	}
+	if (k2) {
+		cbw_text(&w, k2);
+		cbw_text(&w, v2);
+	}
+	size_t m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	cbw_free(&w);
+	return admin_reply(m, cmd, rid);
+}
+
+static void admin_fails(const pubrec *p, const char *code)
+{
+	ck_assert_msg(!fbool(p, "ok"), "expected failure %s", code);
+	ck_assert_str_eq(ftext(p, "code"), code);
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+	ck_assert_uint_eq(fnkeys(p), 5); /* cmd, rid, ok, code, msg */
+}
+
+static bool valid_token(const char *t)
+{
+	if (strlen(t) != 43)
+		return false;
+	for (const char *p = t; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_'))
+			return false;
+	return true;
+}
+
+static devrec *find_dev(const char *addr)
+{
+	for (size_t i = 0; i < NDEV; i++)
+		if (strcmp(DEV[i].addr, addr) == 0)
+			return &DEV[i];
+	ck_abort_msg("unknown test device %s", addr);
+	return NULL;
+}
+
+/* Adds a device through the admin command and remembers its token. */
+static devrec *add_device(const char *u, const char *d)
+{
+	const pubrec *p = admin("device.add", "user", u, "device", d);
+	ck_assert_msg(fbool(p, "ok"), "device.add %s/%s failed: %s", u, d,
+	              fhas(p, "msg") ? ftext(p, "msg") : "");
+	ck_assert_uint_lt(NDEV, 16);
+	devrec *r = &DEV[NDEV];
+	snprintf(r->addr, sizeof(r->addr), "%s/%s", u, d);
+	snprintf(r->token, sizeof(r->token), "%s", ftext(p, "token"));
+	ck_assert(valid_token(r->token));
+	r->conn = CONN(NDEV);
+	NDEV++;
+	return r;
+}
+
+static void connect_dev(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
+}
+
+/* alice/phone, alice/tablet, bob/laptop online; bob/phone offline. */
+static void standard_cast(void)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("bob", "laptop");
+	add_device("bob", "phone");
+	connect_dev("alice/phone");
+	connect_dev("alice/tablet");
+	connect_dev("bob/laptop");
+}
+
+/* Publishes payload as `from` on topic. */
+static enum core_verdict pub_as(const char *from, const char *topic, const cbw *w, int qos,
+                                bool retain)
+{
+	devrec *r = find_dev(from);
+	return core_message(C, r->conn, from, from, topic, w->buf, w->len, qos, retain, 4);
+}
+
+static enum core_verdict dm(const char *from, const char *peer, const cbw *w)
+{
+	char topic[256];
+	snprintf(topic, sizeof(topic), "chat/dm/%s", peer);
+	return pub_as(from, topic, w, 1, false);
+}
+
+/* {cid: h'<cid>', body: h'<body>'} */
+static void send_bytes_cid(cbw *w, const char *cid, const char *body)
+{
+	cbw_reset(w);
+	cbw_map(w, 2);
+	cbw_text(w, "cid");
+	cbw_bytes(w, cid, strlen(cid));
+	cbw_text(w, "body");
+	cbw_bytes(w, body, strlen(body));
+}
+
+/* {cid: <uint>, body: h'<body>'} */
+static void send_uint_cid(cbw *w, uint64_t cid, const char *body)
+{
+	cbw_reset(w);
+	cbw_map(w, 2);
+	cbw_text(w, "cid");
+	cbw_uint(w, cid);
+	cbw_text(w, "body");
+	cbw_bytes(w, body, strlen(body));
+}
+
+static void inbox_topic(char *out, size_t n, const char *addr)
+{
+	snprintf(out, n, "chat/inbox/%s", addr);
+}
+
+/* The event to addr since m: on its inbox, QoS 1, not retained, kind k. */
+static const pubrec *event_to(size_t m, const char *addr, const char *k)
+{
+	const pubrec *p = pub_to(m, addr);
+	char t[256];
+	inbox_topic(t, sizeof(t), addr);
+	ck_assert_str_eq(p->topic, t);
+	ck_assert_int_eq(p->qos, 1);
+	ck_assert(!p->retain);
+	ck_assert_str_eq(ftext(p, "k"), k);
+	return p;
+}
+
+/* The refusal: exactly one publish since m, an error event to `from`. */
+static const pubrec *refused(size_t m, const char *from, const char *code)
+{
+	ck_assert_msg(F.npubs - m == 1, "%zu publishes after a refused send", F.npubs - m);
+	const pubrec *p = event_to(m, from, "error");
+	ck_assert_str_eq(ftext(p, "code"), code);
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+	return p;
+}
+
+static const pubrec *stats(void)
+{
+	const pubrec *p = admin("stats", NULL, NULL, NULL, NULL);
+	ck_assert(fbool(p, "ok"));
+	return p;
+}
+
+/* ================= core_open / admin credential ================= */
+
+START_TEST(admin_token_created)
+{
+	char path[4300];
+	struct stat sb;
+	snprintf(path, sizeof(path), "%s/admin.token", datadir);
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0777, 0600);
+	ck_assert(S_ISREG(sb.st_mode));
+	ck_assert_int_eq(sb.st_size, 44); /* 43 chars and a newline */
+	ck_assert_msg(valid_token(ADMIN_TOKEN), "admin token '%s'", ADMIN_TOKEN);
+	ck_assert(logged(0, "admin credential", NULL));
+	/* The data dir itself is private. */
+	ck_assert_int_eq(stat(datadir, &sb), 0);
+	ck_assert_int_eq(sb.st_mode & 0077, 0);
+
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", ADMIN_TOKEN, 43), CORE_ALLOW);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", ADMIN_TOKEN, 42), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", "x", 1), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", NULL, 0), CORE_DENY);
+
+	/* A restart keeps the credential. */
+	char before[64];
+	strcpy(before, ADMIN_TOKEN);
+	close_core();
+	open_core();
+	read_admin_token();
+	ck_assert_str_eq(ADMIN_TOKEN, before);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", ADMIN_TOKEN, 43), CORE_ALLOW);
+
+	/* Deleting the file rotates it: the old token stops working. */
+	ck_assert_int_eq(unlink(path), 0);
+	close_core();
+	open_core();
+	read_admin_token();
+	ck_assert(valid_token(ADMIN_TOKEN));
+	ck_assert_str_ne(ADMIN_TOKEN, before);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", before, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ctl", "$admin", ADMIN_TOKEN, 43), CORE_ALLOW);
+}
+END_TEST
+
+START_TEST(open_refuses_bad_config)
+{
+	char err[512];
+	core_config cfg = CFG;
+	static const char *bad[] = { "", "chat/", "/chat", "$chat", "a//b", "a/#", "a/+/b", "#" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		cfg.topic_prefix = bad[i];
+		err[0] = '\0';
+		ck_assert_msg(core_open(&cfg, &IO, err, sizeof(err)) == NULL, "prefix '%s' accepted",
+		              bad[i]);
+		ck_assert_uint_gt(strlen(err), 0);
+	}
+	cfg = CFG;
+	cfg.data_dir = NULL;
+	ck_assert_ptr_null(core_open(&cfg, &IO, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "data_dir"));
+	/* A data dir that is a file. */
+	char file[4300];
+	snprintf(file, sizeof(file), "%s/afile", tmp);
+	FILE *f = fopen(file, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	cfg.data_dir = file;
+	ck_assert_ptr_null(core_open(&cfg, &IO, err, sizeof(err)));
+	ck_assert_uint_gt(strlen(err), 0);
+}
+END_TEST
+
+/* ================= admin commands ================= */
+
+/* A stale admin.token.tmp (say, from a crash, or planted) must not decide
+ * the mode of the credential file: it is 0600 whatever was there. */
+START_TEST(admin_token_mode_despite_stale_tmp)
+{
+	close_core();
+	char path[4300], tmpf[4300];
+	snprintf(path, sizeof(path), "%s/admin.token", datadir);
+	snprintf(tmpf, sizeof(tmpf), "%s/admin.token.tmp", datadir);
+	ck_assert_int_eq(unlink(path), 0); /* forces a new credential */
+	FILE *f = fopen(tmpf, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("stale\n", f);
+	fclose(f);
+	ck_assert_int_eq(chmod(tmpf, 0644), 0);
+	open_core();
+	struct stat sb;
+	ck_assert_int_eq(stat(path, &sb), 0);
+	ck_assert_msg((sb.st_mode & 0777) == 0600, "admin.token has mode %o", sb.st_mode & 0777);
+	read_admin_token();
+	ck_assert(valid_token(ADMIN_TOKEN));
+}
+END_TEST
+
+START_TEST(admin_device_limit)
+{
+	char d[16];
+	for (int i = 0; i < 64; i++) {
+		snprintf(d, sizeof(d), "d%02d", i);
+		ck_assert(fbool(admin("device.add", "user", "many", "device", d), "ok"));
+	}
+	admin_fails(admin("device.add", "user", "many", "device", "d64"), "limit");
+	ck_assert_uint_eq(counter(stats(), "devices"), 64);
+	admin_fails(admin("device.add", "user", "many", "device", "d00"), "exists");
+	/* A send from one of them is stored for the other 63 and the peer;
+	 * the online ones get it now. */
+	add_device("bob", "laptop");
+	connect_dev("bob/laptop");
+	ck_assert_int_eq(core_acl(C, CONN(0), "many/d00", "many/d00", "chat/dm/bob", CORE_ACC_WRITE, false),
+	                 CORE_ALLOW);
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	size_t m = mark();
+	ck_assert_int_eq(core_message(C, CONN(10), "many/d00", "many/d00", "chat/dm/bob", w.buf,
+	                              w.len, 1, false, 4),
+	                 CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 1); /* only bob/laptop is online */
+	ck_assert_uint_eq(fuint(event_to(m, "bob/laptop", "msg"), "seq"), 1);
+	ck_assert_str_eq(ftext(event_to(m, "bob/laptop", "msg"), "from"), "many/d00");
+	cbw_free(&w);
+}
+END_TEST
+
+
+START_TEST(admin_device_add)
+{
+	const pubrec *p = admin("device.add", "user", "alice", "device", "phone");
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fnkeys(p), 4); /* cmd, rid, ok, token */
+	const char *tok = ftext(p, "token");
+	ck_assert_msg(valid_token(tok), "token '%s'", tok);
+	char t1[64];
+	strcpy(t1, tok);
+	/* The token is never logged. */
+	for (size_t i = 0; i < F.nlogs; i++)
+		ck_assert_ptr_null(strstr(F.logs[i], t1));
+	ck_assert(logged(0, "alice/phone", NULL));
+
+	/* A second device gets a different token. */
+	p = admin("device.add", "user", "alice", "device", "tablet");
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_ne(ftext(p, "token"), t1);
+
+	/* Duplicates. */
+	admin_fails(admin("device.add", "user", "alice", "device", "phone"), "exists");
+	/* The duplicate did not replace the token. */
+	ck_assert_int_eq(core_auth(C, CONN(1), "alice/phone", "alice/phone", t1, 43), CORE_ALLOW);
+}
+END_TEST
+
+START_TEST(admin_field_errors)
+{
+	char u65[66], d33[34];
+	memset(u65, 'u', 65);
+	u65[65] = '\0';
+	memset(d33, 'd', 33);
+	d33[33] = '\0';
+	admin_fails(admin("device.add", "user", "a b", "device", "phone"), "field");
+	admin_fails(admin("device.add", "user", "alice", "device", "a/b"), "field");
+	admin_fails(admin("device.add", "user", "alice", "device", "+"), "field");
+	admin_fails(admin("device.add", "user", "", "device", "phone"), "field");
+	admin_fails(admin("device.add", "user", u65, "device", "phone"), "field");
+	admin_fails(admin("device.add", "user", "alice", "device", d33), "field");
+	admin_fails(admin("device.add", "user", "alice", NULL, NULL), "field");
+	admin_fails(admin("device.add", "device", "phone", NULL, NULL), "field");
+	admin_fails(admin("device.remove", "user", "alice", NULL, NULL), "field");
+	admin_fails(admin("user.remove", "user", "$admin", NULL, NULL), "field");
+	admin_fails(admin("service.add", NULL, NULL, NULL, NULL), "field");
+	admin_fails(admin("service.add", "name", "a/b", NULL, NULL), "field");
+
+	/* The longest valid ids are fine. */
+	u65[64] = '\0';
+	d33[32] = '\0';
+	ck_assert(fbool(admin("device.add", "user", u65, "device", d33), "ok"));
+
+	/* An argument of the wrong type. */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "cmd");
+	cbw_text(&w, "device.add");
+	cbw_text(&w, "rid");
+	cbw_uint(&w, 9);
+	cbw_text(&w, "user");
+	cbw_uint(&w, 5);
+	cbw_text(&w, "device");
+	cbw_text(&w, "phone");
+	size_t m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	admin_fails(admin_reply(m, "device.add", 9), "field");
+	/* A NUL inside an id. */
+	cbw_reset(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "cmd");
+	cbw_text(&w, "device.add");
+	cbw_text(&w, "rid");
+	cbw_uint(&w, 10);
+	cbw_text(&w, "user");
+	cbw_textn(&w, "al\0ce", 5);
+	cbw_text(&w, "device");
+	cbw_text(&w, "phone");
+	m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	admin_fails(admin_reply(m, "device.add", 10), "field");
+	cbw_free(&w);
+
+	/* Nothing was added by the failures. */
+	const pubrec *s = stats();
+	ck_assert_uint_eq(counter(s, "devices"), 1);
+	ck_assert_uint_eq(counter(s, "users"), 1);
+}
+END_TEST
+
+START_TEST(admin_unknown_and_bad_requests)
+{
+	const pubrec *p = admin("frobnicate", NULL, NULL, NULL, NULL);
+	admin_fails(p, "unknown");
+	admin_fails(admin("device.ad", NULL, NULL, NULL, NULL), "unknown");
+	admin_fails(admin("", NULL, NULL, NULL, NULL), "unknown");
+
+	/* Not CBOR / not a map: code cbor, no cmd or rid to echo. */
+	static const struct { const uint8_t *b; size_t n; const char *code; } cases[] = {
+		{ (const uint8_t *)"\xff", 1, "cbor" },
+		{ (const uint8_t *)"\x83\x01\x02\x03", 4, "cbor" },
+		{ (const uint8_t *)"\xa1\x63" "cmd", 5, "cbor" },            /* truncated */
+		{ (const uint8_t *)"\xa0\x00", 2, "cbor" },                   /* trailing */
+		{ (const uint8_t *)"\xa1\x01\x02", 3, "cbor" },               /* int key */
+		{ (const uint8_t *)"", 0, "cbor" },
+		{ (const uint8_t *)"\xa0", 1, "field" },                      /* no cmd */
+		{ (const uint8_t *)"\xa1\x63" "cmd\x05", 6, "field" },       /* cmd not text */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t m = mark();
+		core_control(C, "chatctl-1", "$admin", cases[i].b, cases[i].n);
+		ck_assert_uint_eq(F.npubs - m, 1);
+		p = &F.pubs[m];
+		ck_assert_str_eq(p->clientid, "chatctl-1");
+		ck_assert_str_eq(p->topic, "$CONTROL/chat/v1/response");
+		ck_assert_msg(!fbool(p, "ok"), "case %zu", i);
+		ck_assert_str_eq(ftext(p, "code"), cases[i].code);
+		ck_assert(!fhas(p, "rid"));
+	}
+	/* Unknown keys are ignored, whatever their shape. */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "x");
+	cbw_raw(&w, "\xbf\x61x\x9f\x01\xff\xff", 7);
+	cbw_text(&w, "cmd");
+	cbw_text(&w, "stats");
+	cbw_text(&w, "rid");
+	cbw_uint(&w, 77);
+	size_t m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	ck_assert(fbool(admin_reply(m, "stats", 77), "ok"));
+	/* No rid: the reply has none either. */
+	cbw_reset(&w);
+	cbw_map(&w, 1);
+	cbw_text(&w, "cmd");
+	cbw_text(&w, "stats");
+	m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	ck_assert(!fhas(&F.pubs[m], "rid"));
+	ck_assert(fbool(&F.pubs[m], "ok"));
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(admin_only_admin_gets_replies)
+{
+	add_device("alice", "phone");
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "cmd");
+	cbw_text(&w, "device.add");
+	cbw_text(&w, "user");
+	cbw_text(&w, "mallory");
+	cbw_text(&w, "device");
+	cbw_text(&w, "x");
+	size_t m = mark(), l = F.nlogs;
+	core_control(C, "alice/phone", "alice/phone", w.buf, w.len);
+	core_control(C, "sensor", "sensor", w.buf, w.len);
+	core_control(C, "anon", NULL, w.buf, w.len);
+	core_control(C, "x", "$admin2", w.buf, w.len);
+	core_control(C, NULL, "$admin", w.buf, w.len);
+	ck_assert_uint_eq(F.npubs, m);
+	ck_assert(logged(l, "non-admin", NULL));
+	cbw_free(&w);
+	/* Nothing was done. */
+	const pubrec *s = stats();
+	ck_assert_uint_eq(counter(s, "devices"), 1);
+	ck_assert_uint_eq(counter(s, "admin_commands"), 2); /* device.add + this stats */
+}
+END_TEST
+
+START_TEST(admin_stats)
+{
+	const pubrec *s = stats();
+	static const char *names[] = {
+		"users", "devices", "devices_online", "services", "auth_ok", "auth_refused",
+		"messages_in", "messages_stored", "messages_duplicate", "messages_refused",
+		"events_out", "errors_out", "subscriptions_refused", "admin_commands",
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		ck_assert_uint_eq(counter(s, names[i]), strcmp(names[i], "admin_commands") == 0);
+
+	standard_cast();
+	admin("service.add", "name", "ks", NULL, NULL);
+	core_auth(C, CONN(20), "bob/phone", "bob/phone", "wrong", 5);
+	core_acl(C, CONN(0), "alice/phone", "alice/phone", "chat/#", 4, false);
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "hi");
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW); /* duplicate */
+	ck_assert_int_eq(pub_as("alice/phone", "chat/foo", &w, 1, false), CORE_DENY);
+	cbw_free(&w);
+
+	s = stats();
+	ck_assert_uint_eq(counter(s, "users"), 2);
+	ck_assert_uint_eq(counter(s, "devices"), 4);
+	ck_assert_uint_eq(counter(s, "devices_online"), 3);
+	ck_assert_uint_eq(counter(s, "services"), 1);
+	ck_assert_uint_eq(counter(s, "auth_ok"), 3);
+	ck_assert_uint_eq(counter(s, "auth_refused"), 1);
+	ck_assert_uint_eq(counter(s, "messages_in"), 3);
+	ck_assert_uint_eq(counter(s, "messages_stored"), 1);
+	ck_assert_uint_eq(counter(s, "messages_duplicate"), 1);
+	ck_assert_uint_eq(counter(s, "messages_refused"), 1);
+	/* sent + 2 msg (tablet, laptop) + dup sent + error */
+	ck_assert_uint_eq(counter(s, "events_out"), 5);
+	ck_assert_uint_eq(counter(s, "errors_out"), 1);
+	ck_assert_uint_eq(counter(s, "subscriptions_refused"), 1);
+	ck_assert_uint_eq(counter(s, "admin_commands"), 7); /* stats, 4 adds, service, stats */
+}
+END_TEST
+
+START_TEST(admin_device_remove_kicks)
+{
+	standard_cast();
+	size_t m = mark();
+	const pubrec *p = admin("device.remove", "user", "alice", "device", "tablet");
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fnkeys(p), 3);
+	(void)m;
+	/* The kick waits for the tick. */
+	ck_assert_uint_eq(F.nkicks, 0);
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 1);
+	ck_assert_str_eq(F.kicks[0], "alice/tablet");
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 1);
+
+	/* The old token no longer connects, and the device is gone from sends. */
+	devrec *t = find_dev("alice/tablet");
+	ck_assert_int_eq(core_auth(C, CONN(21), t->addr, t->addr, t->token, 43), CORE_DENY);
+	ck_assert(logged(0, "alice/tablet", "unknown device"));
+	/* A publish still in flight from the removed device is refused. */
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	m = mark();
+	ck_assert_int_eq(core_message(C, t->conn, t->addr, t->addr, "chat/dm/bob", w.buf, w.len, 1,
+	                              false, 4),
+	                 CORE_DENY);
+	ck_assert_uint_eq(F.npubs, m);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(count_to(m, "alice/tablet"), 0);
+	ck_assert_uint_eq(F.npubs - m, 2); /* sent, msg to bob/laptop */
+	cbw_free(&w);
+
+	/* Removing an offline device kicks nobody. */
+	ck_assert(fbool(admin("device.remove", "user", "bob", "device", "phone"), "ok"));
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 1);
+	/* Unknown now. */
+	admin_fails(admin("device.remove", "user", "bob", "device", "phone"), "notfound");
+	admin_fails(admin("device.remove", "user", "nobody", "device", "x"), "notfound");
+	/* The removal survives a restart. */
+	close_core();
+	open_core();
+	const pubrec *s = stats();
+	ck_assert_uint_eq(counter(s, "devices"), 2);
+	ck_assert_uint_eq(counter(s, "devices_online"), 0);
+	ck_assert_int_eq(core_auth(C, CONN(21), t->addr, t->addr, t->token, 43), CORE_DENY);
+	devrec *ph = find_dev("alice/phone");
+	ck_assert_int_eq(core_auth(C, CONN(22), ph->addr, ph->addr, ph->token, 43), CORE_ALLOW);
+}
+END_TEST
+
+START_TEST(admin_user_remove)
+{
+	standard_cast();
+	const pubrec *p = admin("user.remove", "user", "alice", NULL, NULL);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fuint(p, "devices"), 2);
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 2);
+	bool phone = false, tablet = false;
+	for (size_t i = 0; i < F.nkicks; i++) {
+		phone |= strcmp(F.kicks[i], "alice/phone") == 0;
+		tablet |= strcmp(F.kicks[i], "alice/tablet") == 0;
+	}
+	ck_assert(phone && tablet);
+	for (int i = 0; i < 2; i++) {
+		devrec *d = find_dev(i ? "alice/tablet" : "alice/phone");
+		ck_assert_int_eq(core_auth(C, CONN(23), d->addr, d->addr, d->token, 43), CORE_DENY);
+	}
+	const pubrec *s = stats();
+	ck_assert_uint_eq(counter(s, "users"), 1);
+	ck_assert_uint_eq(counter(s, "devices"), 2);
+	ck_assert_uint_eq(counter(s, "devices_online"), 1);
+	admin_fails(admin("user.remove", "user", "alice", NULL, NULL), "notfound");
+
+	/* bob can no longer reach alice. */
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	size_t m = mark();
+	ck_assert_int_eq(dm("bob/laptop", "alice", &w), CORE_DENY);
+	refused(m, "bob/laptop", "peer");
+	cbw_free(&w);
+
+	/* The user can be created again, with a fresh token. */
+	p = admin("device.add", "user", "alice", "device", "phone");
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_ne(ftext(p, "token"), find_dev("alice/phone")->token);
+}
+END_TEST
+
+START_TEST(admin_service_add)
+{
+	const pubrec *p = admin("service.add", "name", "keyserver", NULL, NULL);
+	ck_assert(fbool(p, "ok"));
+	char tok[64];
+	snprintf(tok, sizeof(tok), "%s", ftext(p, "token"));
+	ck_assert(valid_token(tok));
+	ck_assert_int_eq(core_auth(C, CONN(0), "ks-1", "keyserver", tok, 43), CORE_ALLOW);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ks-2", "keyserver", tok, 42), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "ks-2", "keyserver", NULL, 0), CORE_DENY);
+	admin_fails(admin("service.add", "name", "keyserver", NULL, NULL), "exists");
+	/* Services survive a restart. */
+	close_core();
+	open_core();
+	ck_assert_int_eq(core_auth(C, CONN(0), "ks-3", "keyserver", tok, 43), CORE_ALLOW);
+	ck_assert_uint_eq(counter(stats(), "services"), 1);
+}
+END_TEST
+
+/* ================= core_auth ================= */
+
+START_TEST(auth_devices)
+{
+	devrec *a = add_device("alice", "phone");
+	add_device("bob", "laptop");
+	size_t l = F.nlogs;
+	ck_assert_int_eq(core_auth(C, CONN(0), a->addr, a->addr, a->token, 43), CORE_ALLOW);
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 1);
+
+	/* Wrong token: refused, logged with the reason, never the token. */
+	char wrong[64];
+	strcpy(wrong, a->token);
+	wrong[0] = wrong[0] == 'A' ? 'B' : 'A';
+	ck_assert_int_eq(core_auth(C, CONN(1), a->addr, a->addr, wrong, 43), CORE_DENY);
+	ck_assert(logged(l, "alice/phone", "wrong token"));
+	for (size_t i = 0; i < F.nlogs; i++) {
+		ck_assert_ptr_null(strstr(F.logs[i], wrong));
+		ck_assert_ptr_null(strstr(F.logs[i], a->token));
+	}
+	/* The right token with a short length, or a longer buffer. */
+	ck_assert_int_eq(core_auth(C, CONN(1), a->addr, a->addr, a->token, 42), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(1), a->addr, a->addr, NULL, 0), CORE_DENY);
+	ck_assert(logged(l, "alice/phone", "no token"));
+	/* bob's token does not open alice. */
+	ck_assert_int_eq(core_auth(C, CONN(1), a->addr, a->addr, find_dev("bob/laptop")->token, 43),
+	                 CORE_DENY);
+	/* Unknown device. */
+	ck_assert_int_eq(core_auth(C, CONN(1), "alice/tablet", "alice/tablet", a->token, 43),
+	                 CORE_DENY);
+	ck_assert(logged(l, "alice/tablet", "unknown device"));
+	/* Client id must equal the username. */
+	ck_assert_int_eq(core_auth(C, CONN(1), "other", a->addr, a->token, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(1), NULL, a->addr, a->token, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(1), "alice/phone2", a->addr, a->token, 43), CORE_DENY);
+	ck_assert(logged(l, "alice/phone", "client id"));
+	/* Not a valid address: a username with '/' is always ours. */
+	static const char *bad[] = { "alice/", "/phone", "a/b/c", "al ice/phone", "alice/ph#",
+	                             "alice/+", "/" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(core_auth(C, CONN(1), bad[i], bad[i], a->token, 43) == CORE_DENY, "%s",
+		              bad[i]);
+	ck_assert(logged(l, "a/b/c", "valid device address"));
+
+	const pubrec *s = stats();
+	ck_assert_uint_eq(counter(s, "auth_ok"), 1);
+	ck_assert_uint_eq(counter(s, "auth_refused"), 8 + sizeof(bad) / sizeof(bad[0]));
+	ck_assert_uint_eq(counter(s, "devices_online"), 1); /* refusals do not change it */
+
+	/* Tokens survive a restart. */
+	close_core();
+	open_core();
+	ck_assert_int_eq(core_auth(C, CONN(0), a->addr, a->addr, a->token, 43), CORE_ALLOW);
+}
+END_TEST
+
+START_TEST(auth_defer_and_accounts)
+{
+	devrec *a = add_device("alice", "phone");
+	/* Foreign usernames and no username are left to mosquitto. */
+	ck_assert_int_eq(core_auth(C, CONN(0), "sensor-1", "sensor", "pw", 2), CORE_DEFER);
+	ck_assert_int_eq(core_auth(C, CONN(0), "sensor-1", "sensor", NULL, 0), CORE_DEFER);
+	ck_assert_int_eq(core_auth(C, CONN(0), "anon", NULL, NULL, 0), CORE_DEFER);
+	ck_assert_int_eq(core_auth(C, CONN(0), "anon", NULL, "pw", 2), CORE_DEFER);
+	ck_assert_int_eq(core_auth(C, CONN(0), "x", "alice", a->token, 43), CORE_DEFER);
+	ck_assert_int_eq(core_auth(C, CONN(0), "x", "Admin", ADMIN_TOKEN, 43), CORE_DEFER);
+	/* The admin. */
+	ck_assert_int_eq(core_auth(C, CONN(0), "anything", "$admin", ADMIN_TOKEN, 43), CORE_ALLOW);
+	ck_assert_int_eq(core_auth(C, CONN(0), "anything", "$admin", a->token, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "anything", "$admin", NULL, 0), CORE_DENY);
+	/* The admin token does not open a device, nor a device token a service. */
+	ck_assert_int_eq(core_auth(C, CONN(0), a->addr, a->addr, ADMIN_TOKEN, 43), CORE_DENY);
+	const pubrec *p = admin("service.add", "name", "ks", NULL, NULL);
+	char tok[64];
+	snprintf(tok, sizeof(tok), "%s", ftext(p, "token"));
+	ck_assert_int_eq(core_auth(C, CONN(0), "any-client-id", "ks", tok, 43), CORE_ALLOW);
+	ck_assert_int_eq(core_auth(C, CONN(0), "c", "ks", a->token, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "c", "ks", ADMIN_TOKEN, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(0), "c", "$admin", tok, 43), CORE_DENY);
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 0);
+}
+END_TEST
+
+/* ================= core_acl ================= */
+
+enum { R = CORE_ACC_READ, W = CORE_ACC_WRITE, S = CORE_ACC_SUBSCRIBE, U = CORE_ACC_UNSUBSCRIBE };
+
+static enum core_verdict acl(const char *user, const char *topic, int access)
+{
+	return core_acl(C, CONN(0), user, user, topic, access, false);
+}
+
+#define ACL(user, topic, access, expect)                                                        \
+	ck_assert_msg(acl(user, topic, access) == (expect), "%s %s access %d: got %d, expected %d", \
+	              user ? user : "(null)", topic, access, acl(user, topic, access), expect)
+
+START_TEST(acl_device)
+{
+	const char *me = "alice/phone";
+	/* Its own private topics, named exactly. */
+	ACL(me, "chat/inbox/alice/phone", S, CORE_ALLOW);
+	ACL(me, "chat/inbox/alice/phone", R, CORE_ALLOW);
+	ACL(me, "chat/keys/resp/alice/phone", S, CORE_ALLOW);
+	ACL(me, "chat/keys/status/alice/phone", S, CORE_ALLOW);
+	ACL(me, "chat/presence/alice", S, CORE_ALLOW);
+	ACL(me, "$share/g/chat/inbox/alice/phone", S, CORE_ALLOW);
+	/* Nobody else's. */
+	ACL(me, "chat/inbox/bob/laptop", S, CORE_DENY);
+	ACL(me, "chat/inbox/bob/laptop", R, CORE_DENY);
+	ACL(me, "chat/inbox/alice/tablet", S, CORE_DENY);
+	ACL(me, "chat/inbox/alice/phone/x", S, CORE_DENY);
+	ACL(me, "chat/inbox/alice", S, CORE_DENY);
+	ACL(me, "chat/keys/resp/bob/laptop", S, CORE_DENY);
+	ACL(me, "chat/keys/status/bob/laptop", S, CORE_DENY);
+	ACL(me, "chat/presence/alicex", S, CORE_DENY);
+	ACL(me, "$share/g/chat/inbox/bob/laptop", S, CORE_DENY);
+	/* Wildcards that could reach any chat topic. */
+	static const char *wild[] = {
+		"#", "+", "chat/#", "chat/+", "chat/+/+/+", "+/inbox/#", "+/+/+/+",
+		"$share/g/chat/inbox/#", "$share/g/#", "chat/inbox/+/+", "chat/inbox/alice/+",
+		"chat/inbox/#", "chat/keys/resp/alice/+", "chat/presence/+", "$CONTROL/#",
+		"$CONTROL/+/v1", "$share/g/$CONTROL/chat/#",
+	};
+	for (size_t i = 0; i < sizeof(wild) / sizeof(wild[0]); i++)
+		ACL(me, wild[i], S, CORE_DENY);
+	/* Outside chat/: foreign_acl decides (defer by default). */
+	ACL(me, "sensors/#", S, CORE_DEFER);
+	ACL(me, "sensors/temp", W, CORE_DEFER);
+	ACL(me, "chatter/x", S, CORE_DEFER);
+	ACL(me, "$SYS/#", S, CORE_DEFER);
+	ACL(me, "$CONTROL/dynamic-security/v1", W, CORE_DEFER);
+	/* Publishing. */
+	ACL(me, "chat/dm/bob", W, CORE_ALLOW);
+	ACL(me, "chat/dm/x", W, CORE_ALLOW);
+	ACL(me, "chat/receipt", W, CORE_ALLOW);
+	ACL(me, "chat/sync", W, CORE_ALLOW);
+	ACL(me, "chat/ctl", W, CORE_ALLOW);
+	ACL(me, "chat/group/team", W, CORE_ALLOW);
+	ACL(me, "chat/typing/dm:alice:bob", W, CORE_ALLOW);
+	ACL(me, "chat/keys/req/alice/phone", W, CORE_ALLOW);
+	ACL(me, "chat/presence/alice/phone", W, CORE_ALLOW);
+	ACL(me, "chat/foo", W, CORE_DENY);
+	ACL(me, "chat", W, CORE_DENY);
+	ACL(me, "chat/keys/req/bob/laptop", W, CORE_DENY);
+	ACL(me, "chat/keys/req/alice/tablet", W, CORE_DENY);
+	ACL(me, "chat/presence/bob/laptop", W, CORE_DENY);
+	ACL(me, "chat/inbox/alice/phone", W, CORE_DENY);
+	ACL(me, "chat/inbox/bob/laptop", W, CORE_DENY);
+	ACL(me, "chat/keys/resp/alice/phone", W, CORE_DENY);
+	ACL(me, "chat/presence/alice", W, CORE_DENY);
+	ACL(me, "$CONTROL/chat/v1", W, CORE_DENY);
+	ACL(me, "$CONTROL/chat/v1/response", S, CORE_DENY);
+	/* Reading a topic it may not subscribe to. */
+	ACL(me, "chat/dm/bob", S, CORE_DENY);
+	ACL(me, "chat/keys/req/alice/phone", S, CORE_DENY);
+	/* A retained will would outlive the connection. */
+	ck_assert_int_eq(core_acl(C, CONN(0), me, me, "chat/presence/alice/phone", W, true),
+	                 CORE_DENY);
+	/* Unsubscribing never leaks. */
+	ACL(me, "#", U, CORE_ALLOW);
+	ACL(me, "chat/inbox/bob/laptop", U, CORE_ALLOW);
+	/* Refused subscriptions are counted. */
+	ck_assert_uint_gt(counter(stats(), "subscriptions_refused"), 20);
+}
+END_TEST
+
+START_TEST(acl_foreign_allow)
+{
+	close_core();
+	CFG.foreign_acl = CORE_FOREIGN_ALLOW;
+	open_core();
+	ACL("alice/phone", "sensors/#", S, CORE_ALLOW);
+	ACL("alice/phone", "sensors/t", W, CORE_ALLOW);
+	ACL("sensor", "sensors/#", S, CORE_ALLOW);
+	ACL(NULL, "sensors/t", W, CORE_ALLOW);
+	/* But never the chat namespace. */
+	ACL("sensor", "#", S, CORE_DENY);
+	ACL("sensor", "chat/dm/bob", W, CORE_DENY);
+	ACL("alice/phone", "chat/#", S, CORE_DENY);
+	ACL(NULL, "$CONTROL/chat/v1", W, CORE_DENY);
+}
+END_TEST
+
+START_TEST(acl_service_admin_foreign)
+{
+	admin("service.add", "name", "ks", NULL, NULL);
+	/* Service. */
+	ACL("ks", "chat/keys/req/+/+", S, CORE_ALLOW);
+	ACL("ks", "$share/ks/chat/keys/req/+/+", S, CORE_ALLOW);
+	ACL("ks", "chat/keys/req/alice/phone", R, CORE_ALLOW);
+	ACL("ks", "chat/keys/resp/alice/phone", W, CORE_ALLOW);
+	ACL("ks", "chat/keys/status/alice/phone", W, CORE_ALLOW);
+	ck_assert_int_eq(core_acl(C, CONN(0), "ks", "ks", "chat/keys/status/alice/phone", W, true),
+	                 CORE_ALLOW);
+	ACL("ks", "chat/keys/req/#", S, CORE_DENY);
+	ACL("ks", "chat/#", S, CORE_DENY);
+	ACL("ks", "#", S, CORE_DENY);
+	ACL("ks", "chat/inbox/alice/phone", S, CORE_DENY);
+	ACL("ks", "chat/inbox/+/+", S, CORE_DENY);
+	ACL("ks", "chat/keys/req/alice/phone", W, CORE_DENY);
+	ACL("ks", "chat/keys/resp/alice/phone", S, CORE_DENY);
+	ACL("ks", "chat/dm/bob", W, CORE_DENY);
+	ACL("ks", "$CONTROL/chat/v1", W, CORE_DENY);
+	ACL("ks", "sensors/x", W, CORE_DEFER);
+	/* An unknown service name is just foreign. */
+	ACL("ks2", "chat/keys/req/+/+", S, CORE_DENY);
+
+	/* Admin. */
+	ACL("$admin", "$CONTROL/chat/v1", W, CORE_ALLOW);
+	ACL("$admin", "$CONTROL/chat/v1/response", S, CORE_ALLOW);
+	ACL("$admin", "$CONTROL/chat/v1/response", R, CORE_ALLOW);
+	ACL("$admin", "$CONTROL/chat/v1/response", W, CORE_DENY);
+	ACL("$admin", "$CONTROL/chat/v1", S, CORE_DENY);
+	ACL("$admin", "$CONTROL/chat/v2", W, CORE_DENY);
+	ACL("$admin", "$CONTROL/chat/#", S, CORE_DENY);
+	ACL("$admin", "chat/dm/bob", W, CORE_DENY);
+	ACL("$admin", "chat/inbox/alice/phone", S, CORE_DENY);
+
+	/* Foreign clients: nothing of ours, the rest deferred. */
+	static const char *who[] = { "sensor", NULL };
+	for (int i = 0; i < 2; i++) {
+		const char *u = who[i];
+		ACL(u, "chat/dm/bob", W, CORE_DENY);
+		ACL(u, "chat/inbox/alice/phone", S, CORE_DENY);
+		ACL(u, "chat/inbox/alice/phone", R, CORE_DENY);
+		ACL(u, "chat/foo", W, CORE_DENY);
+		ACL(u, "chat", S, CORE_DENY);
+		ACL(u, "chat/#", S, CORE_DENY);
+		ACL(u, "#", S, CORE_DENY);
+		ACL(u, "$CONTROL/chat/v1", W, CORE_DENY);
+		ACL(u, "$CONTROL/chat/v1/response", S, CORE_DENY);
+		ACL(u, "$CONTROL/chat", W, CORE_DENY);
+		ACL(u, "$CONTROL/chat/x/y", W, CORE_DENY);
+		ACL(u, "sensors/temp", W, CORE_DEFER);
+		ACL(u, "sensors/#", S, CORE_DEFER);
+		ACL(u, "$CONTROL/chatter", W, CORE_DEFER);
+		ACL(u, "chat/#", U, CORE_ALLOW);
+		ACL(u, "$CONTROL/chat/v1/response", U, CORE_ALLOW);
+	}
+}
+END_TEST
+
+START_TEST(acl_custom_prefix)
+{
+	close_core();
+	CFG.topic_prefix = "app/chat";
+	open_core();
+	const char *me = "alice/phone";
+	ACL(me, "app/chat/inbox/alice/phone", S, CORE_ALLOW);
+	ACL(me, "app/chat/inbox/bob/laptop", S, CORE_DENY);
+	ACL(me, "app/chat/dm/bob", W, CORE_ALLOW);
+	ACL(me, "app/chat/foo", W, CORE_DENY);
+	ACL(me, "app/chat/keys/req/alice/phone", W, CORE_ALLOW);
+	ACL(me, "app/#", S, CORE_DENY);
+	ACL(me, "app/+/inbox/+/+", S, CORE_DENY);
+	ACL(me, "+/chat/#", S, CORE_DENY);
+	ACL(me, "app/+", S, CORE_DENY);
+	ACL(me, "#", S, CORE_DENY);
+	/* The default prefix is now just another topic. */
+	ACL(me, "chat/inbox/bob/laptop", S, CORE_DEFER);
+	ACL(me, "chat/#", S, CORE_DEFER);
+	ACL(me, "app/chatty/#", S, CORE_DEFER);
+	ACL(me, "app/chatty/x", W, CORE_DEFER);
+	ACL(me, "app/other", W, CORE_DEFER);
+	ACL(me, "+", S, CORE_DEFER);
+	ACL("sensor", "app/chat/dm/bob", W, CORE_DENY);
+	ACL("sensor", "chat/dm/bob", W, CORE_DEFER);
+	ACL("$admin", "$CONTROL/chat/v1", W, CORE_ALLOW);
+
+	/* Sends and events use the prefix too. */
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "hi");
+	size_t m = mark();
+	devrec *a = find_dev(me);
+	ck_assert_int_eq(core_message(C, a->conn, me, me, "app/chat/dm/bob", w.buf, w.len, 1, false, 5),
+	                 CORE_ALLOW);
+	ck_assert_str_eq(pub_to(m, "bob/laptop")->topic, "app/chat/inbox/bob/laptop");
+	ck_assert_str_eq(pub_to(m, me)->topic, "app/chat/inbox/alice/phone");
+	/* chat/dm/bob is not ours any more: let through untouched. */
+	m = mark();
+	ck_assert_int_eq(core_message(C, a->conn, me, me, "chat/dm/bob", w.buf, w.len, 1, false, 5),
+	                 CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m);
+	cbw_free(&w);
+}
+END_TEST
+
+/* ================= sending ================= */
+
+START_TEST(send_delivers)
+{
+	standard_cast();
+	F.now = 1700000001234ULL;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "cid");
+	cbw_bytes(&w, "\x01\x02", 2);
+	cbw_text(&w, "body");
+	cbw_bytes(&w, "\xca\xfe\x00", 3);
+	cbw_text(&w, "type");
+	cbw_uint(&w, 3);
+	cbw_text(&w, "zzz"); /* unknown keys are ignored */
+	cbw_raw(&w, "\x82\x01\xa0", 3);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 3);
+
+	const pubrec *s = event_to(m, "alice/phone", "sent");
+	ck_assert_uint_eq(fnkeys(s), 5);
+	fbytes_eq(s, "cid", "\x01\x02", 2);
+	ck_assert_str_eq(ftext(s, "conv"), "dm:alice:bob");
+	ck_assert_uint_eq(fuint(s, "seq"), 1);
+	ck_assert_uint_eq(fuint(s, "ts"), 1700000001234ULL);
+
+	const pubrec *b = event_to(m, "bob/laptop", "msg");
+	ck_assert_str_eq(ftext(b, "conv"), "dm:alice:bob");
+	ck_assert_uint_eq(fuint(b, "seq"), 1);
+	ck_assert_str_eq(ftext(b, "from"), "alice/phone");
+	ck_assert_uint_eq(fuint(b, "ts"), 1700000001234ULL);
+	fbytes_eq(b, "body", "\xca\xfe\x00", 3);
+	ck_assert_uint_eq(fuint(b, "type"), 3);
+	ck_assert(!fhas(b, "cid")); /* only on the sender's own devices */
+	ck_assert_uint_eq(fnkeys(b), 7);
+
+	const pubrec *t = event_to(m, "alice/tablet", "msg");
+	ck_assert_str_eq(ftext(t, "conv"), "dm:alice:bob");
+	ck_assert_uint_eq(fuint(t, "seq"), 1);
+	ck_assert_str_eq(ftext(t, "from"), "alice/phone");
+	fbytes_eq(t, "body", "\xca\xfe\x00", 3);
+	fbytes_eq(t, "cid", "\x01\x02", 2);
+	ck_assert_uint_eq(fnkeys(t), 8);
+
+	/* bob/phone is offline: nothing published to it. */
+	ck_assert_uint_eq(count_to(m, "bob/phone"), 0);
+
+	/* Without a type there is no type key. */
+	send_uint_cid(&w, 9, "x");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	b = event_to(m, "bob/laptop", "msg");
+	ck_assert(!fhas(b, "type"));
+	ck_assert_uint_eq(fnkeys(b), 6);
+	ck_assert_uint_eq(fuint(b, "seq"), 2);
+	t = event_to(m, "alice/tablet", "msg");
+	ck_assert_uint_eq(fuint(t, "cid"), 9);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(send_seqs_in_order)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	for (uint64_t i = 1; i <= 3; i++) {
+		F.now += 1000;
+		send_uint_cid(&w, 100 + i, "m");
+		size_t m = mark();
+		ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+		const pubrec *s = event_to(m, "alice/phone", "sent");
+		ck_assert_uint_eq(fuint(s, "seq"), i);
+		ck_assert_uint_eq(fuint(s, "cid"), 100 + i);
+		ck_assert_uint_eq(fuint(s, "ts"), F.now);
+		ck_assert_uint_eq(fuint(event_to(m, "bob/laptop", "msg"), "seq"), i);
+	}
+	/* bob's answer is the same conversation, next seq; the cid space is
+	 * per device, so bob may reuse alice's cid. */
+	send_uint_cid(&w, 101, "re");
+	size_t m = mark();
+	ck_assert_int_eq(dm("bob/laptop", "alice", &w), CORE_ALLOW);
+	const pubrec *s = event_to(m, "bob/laptop", "sent");
+	ck_assert_str_eq(ftext(s, "conv"), "dm:alice:bob");
+	ck_assert_uint_eq(fuint(s, "seq"), 4);
+	ck_assert_uint_eq(count_to(m, "alice/phone"), 1);
+	ck_assert_uint_eq(count_to(m, "alice/tablet"), 1);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "msg"), "seq"), 4);
+	ck_assert_str_eq(ftext(event_to(m, "alice/phone", "msg"), "from"), "bob/laptop");
+	ck_assert_uint_eq(count_to(m, "bob/phone"), 0);
+
+	/* Another conversation starts at 1. */
+	add_device("carol", "pc");
+	connect_dev("carol/pc");
+	send_uint_cid(&w, 1, "c");
+	m = mark();
+	ck_assert_int_eq(dm("carol/pc", "alice", &w), CORE_ALLOW);
+	s = event_to(m, "carol/pc", "sent");
+	ck_assert_str_eq(ftext(s, "conv"), "dm:alice:carol");
+	ck_assert_uint_eq(fuint(s, "seq"), 1);
+
+	/* Sequence numbers survive a restart. */
+	close_core();
+	open_core();
+	for (size_t i = 0; i < NDEV; i++)
+		if (strcmp(DEV[i].addr, "bob/phone") != 0)
+			connect_dev(DEV[i].addr);
+	send_uint_cid(&w, 200, "after");
+	m = mark();
+	ck_assert_int_eq(dm("alice/tablet", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/tablet", "sent"), "seq"), 5);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(send_dedup)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	send_bytes_cid(&w, "c-1", "first");
+	F.now = 5000;
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 3);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+
+	/* A retry, later, even with another body: the same answer, no delivery. */
+	F.now = 9000;
+	send_bytes_cid(&w, "c-1", "second");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	const pubrec *s = event_to(m, "alice/phone", "sent");
+	ck_assert_uint_eq(fuint(s, "seq"), 1);
+	ck_assert_str_eq(ftext(s, "conv"), "dm:alice:bob");
+	fbytes_eq(s, "cid", "c-1", 3);
+	ck_assert_uint_eq(fuint(s, "ts"), 5000); /* the first send's time */
+
+	/* The same cid from another device of the same user is a new message. */
+	m = mark();
+	ck_assert_int_eq(dm("alice/tablet", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/tablet", "sent"), "seq"), 2);
+	ck_assert_uint_eq(count_to(m, "bob/laptop"), 1);
+
+	/* 5 and h'05' are different cids. */
+	send_uint_cid(&w, 5, "u");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 3);
+	send_bytes_cid(&w, "\x05", "b");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	s = event_to(m, "alice/phone", "sent");
+	ck_assert_uint_eq(fuint(s, "seq"), 4);
+	fbytes_eq(s, "cid", "\x05", 1);
+	/* No gap after the duplicate. */
+	send_uint_cid(&w, 6, "u");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 5);
+
+	/* Dedup survives a restart. */
+	close_core();
+	open_core();
+	connect_dev("alice/phone");
+	connect_dev("bob/laptop");
+	send_uint_cid(&w, 5, "u");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 3);
+
+	const pubrec *st = stats();
+	ck_assert_uint_eq(counter(st, "messages_duplicate"), 1);
+	cbw_free(&w);
+}
+END_TEST
+
+static void bodies_payload(cbw *w, const char *cid, const char *const *addrs, size_t n)
+{
+	cbw_reset(w);
+	cbw_map(w, 2);
+	cbw_text(w, "bodies");
+	cbw_map(w, n);
+	for (size_t i = 0; i < n; i++) {
+		cbw_text(w, addrs[i]);
+		char b[128];
+		snprintf(b, sizeof(b), "for %s", addrs[i]);
+		cbw_bytes(w, b, strlen(b));
+	}
+	cbw_text(w, "cid");
+	cbw_bytes(w, cid, strlen(cid));
+}
+
+START_TEST(send_bodies_right_set)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	const char *set[] = { "alice/tablet", "bob/phone", "bob/laptop" };
+	bodies_payload(&w, "b1", set, 3);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 3);
+	const pubrec *s = event_to(m, "alice/phone", "sent");
+	ck_assert_uint_eq(fuint(s, "seq"), 1);
+	fbytes_eq(s, "cid", "b1", 2);
+	const pubrec *b = event_to(m, "bob/laptop", "msg");
+	fbytes_eq(b, "body", "for bob/laptop", 14);
+	ck_assert(!fhas(b, "cid"));
+	ck_assert_uint_eq(fuint(b, "seq"), 1);
+	const pubrec *t = event_to(m, "alice/tablet", "msg");
+	fbytes_eq(t, "body", "for alice/tablet", 16);
+	fbytes_eq(t, "cid", "b1", 2);
+	ck_assert_str_eq(ftext(t, "from"), "alice/phone");
+	ck_assert_uint_eq(count_to(m, "bob/phone"), 0);
+
+	/* When bob/phone comes online it gets the next one directly. */
+	connect_dev("bob/phone");
+	bodies_payload(&w, "b2", set, 3);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 4);
+	fbytes_eq(event_to(m, "bob/phone", "msg"), "body", "for bob/phone", 13);
+	ck_assert_uint_eq(fuint(event_to(m, "bob/phone", "msg"), "seq"), 2);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(send_bodies_wrong_set)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	/* bob/phone and alice/tablet missing; carol/x and the sender itself extra. */
+	const char *set[] = { "bob/laptop", "carol/x", "alice/phone" };
+	bodies_payload(&w, "w1", set, 3);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	const pubrec *e = refused(m, "alice/phone", "devices");
+	fbytes_eq(e, "cid", "w1", 2);
+	ck_assert_str_eq(ftext_list(e, "missing"), "bob/phone,alice/tablet");
+	ck_assert_str_eq(ftext_list(e, "extra"), "carol/x,alice/phone");
+
+	/* Only extras. */
+	const char *set2[] = { "bob/laptop", "bob/phone", "alice/tablet", "bob/tablet" };
+	bodies_payload(&w, "w2", set2, 4);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	e = refused(m, "alice/phone", "devices");
+	ck_assert_str_eq(ftext_list(e, "missing"), "");
+	ck_assert_str_eq(ftext_list(e, "extra"), "bob/tablet");
+	/* A duplicated address counts once; the second is extra. */
+	const char *set3[] = { "bob/laptop", "bob/phone", "alice/tablet", "bob/laptop" };
+	bodies_payload(&w, "w3", set3, 4);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	e = refused(m, "alice/phone", "devices");
+	ck_assert_str_eq(ftext_list(e, "extra"), "bob/laptop");
+	/* Empty bodies: all missing. */
+	bodies_payload(&w, "w4", NULL, 0);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	e = refused(m, "alice/phone", "devices");
+	ck_assert_str_eq(ftext_list(e, "missing"), "bob/laptop,bob/phone,alice/tablet");
+
+	/* Nothing was stored: the next good send is seq 1, and w1 is not a
+	 * duplicate. */
+	const char *good[] = { "bob/laptop", "bob/phone", "alice/tablet" };
+	bodies_payload(&w, "w1", good, 3);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+	ck_assert_uint_eq(F.npubs - m, 3);
+	const pubrec *st = stats();
+	ck_assert_uint_eq(counter(st, "messages_refused"), 4);
+	ck_assert_uint_eq(counter(st, "messages_stored"), 1);
+	cbw_free(&w);
+}
+END_TEST
+
+/* Each refusal: the verdict, one error event with the code, and nothing
+ * stored (the conversation's next seq is still 1 afterwards). */
+static void expect_refusal(const char *topic, const uint8_t *p, size_t n, int qos, bool retain,
+                           const char *code, const uint8_t *cid_raw, size_t cid_len)
+{
+	devrec *a = find_dev("alice/phone");
+	size_t m = mark();
+	ck_assert_msg(core_message(C, a->conn, a->addr, a->addr, topic, p, n, qos, retain, 4) ==
+	                      CORE_DENY,
+	              "expected %s refused (%s)", topic, code);
+	const pubrec *e = refused(m, "alice/phone", code);
+	if (cid_raw) {
+		const uint8_t *raw;
+		size_t rawlen;
+		ck_assert_msg(fget(e, "cid", NULL, &raw, &rawlen), "error without cid (%s)", code);
+		ck_assert_uint_eq(rawlen, cid_len);
+		ck_assert_mem_eq(raw, cid_raw, cid_len);
+		ck_assert_uint_eq(fnkeys(e), 4);
+	} else {
+		ck_assert_msg(!fhas(e, "cid"), "unexpected cid in %s error", code);
+		ck_assert_uint_eq(fnkeys(e), 3);
+	}
+}
+
+#define REFUSE(topic, bytes, qos, retain, code, cid)                                           \
+	expect_refusal(topic, (const uint8_t *)(bytes), sizeof(bytes) - 1, qos, retain, code,     \
+	               (const uint8_t *)(cid), (cid) ? sizeof(cid) - 1 : 0)
+#define NOCID ((const char *)NULL)
+
+START_TEST(send_refusals)
+{
+	standard_cast();
+	/* cbor */
+	REFUSE("chat/dm/bob", "\xff", 1, false, "cbor", NOCID);
+	REFUSE("chat/dm/bob", "\x82\x01\x02", 1, false, "cbor", NOCID);
+	REFUSE("chat/dm/bob", "hello", 1, false, "cbor", NOCID);
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x64" "body", 1, false, "cbor", "\x01");
+	REFUSE("chat/dm/bob", "\xa1\x63" "cid\x01\x00", 1, false, "cbor", "\x01"); /* trailing */
+	REFUSE("chat/dm/bob", "\xa1\x01\x02", 1, false, "cbor", NOCID);             /* int key */
+	REFUSE("chat/dm/bob", "\xa1\x64" "body\x5f\x41\x01\xff", 1, false, "cbor", NOCID);
+	expect_refusal("chat/dm/bob", (const uint8_t *)"", 0, 1, false, "cbor", NULL, 0);
+	/* field */
+	REFUSE("chat/dm/bob", "\xa1\x64" "body\x41x", 1, false, "field", NOCID); /* no cid */
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x51" "0123456789abcdefg\x64" "body\x41x", 1, false,
+	       "field", NOCID); /* 17-byte cid */
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x40\x64" "body\x41x", 1, false, "field", NOCID);
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x61" "a\x64" "body\x41x", 1, false, "field", NOCID);
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x20\x64" "body\x41x", 1, false, "field", NOCID);
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x64" "body\x61x", 1, false, "field", "\x01");
+	REFUSE("chat/dm/bob", "\xa1\x63" "cid\x01", 1, false, "field", "\x01"); /* no body */
+	REFUSE("chat/dm/bob",
+	       "\xa3\x63" "cid\x01\x64" "body\x41x\x66" "bodies\xa1\x6a" "bob/laptop\x41y", 1, false,
+	       "field", "\x01"); /* both */
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x66" "bodies\x41x", 1, false, "field", "\x01");
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x66" "bodies\xa1\x6a" "bob/laptop\x61y", 1, false,
+	       "field", "\x01");
+	REFUSE("chat/dm/bob", "\xa3\x63" "cid\x01\x64" "body\x41x\x64" "type\x61t", 1, false, "field",
+	       "\x01");
+	REFUSE("chat/dm/bob", "\xa3\x63" "cid\x01\x64" "body\x41x\x63" "ttl\x20", 1, false, "field",
+	       "\x01");
+	/* A 16-byte cid is fine (checked below through a successful send). */
+
+	/* qos */
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x64" "body\x41x", 0, false, "qos", NOCID);
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x64" "body\x41x", 1, true, "qos", NOCID);
+	REFUSE("chat/dm/bob", "\xa2\x63" "cid\x01\x64" "body\x41x", 2, true, "qos", NOCID);
+	/* peer */
+	REFUSE("chat/dm/carol", "\xa2\x63" "cid\x01\x64" "body\x41x", 1, false, "peer", "\x01");
+	REFUSE("chat/dm/alice", "\xa2\x63" "cid\x01\x64" "body\x41x", 1, false, "peer", "\x01");
+	REFUSE("chat/dm/b b", "\xa2\x63" "cid\x01\x64" "body\x41x", 1, false, "peer", "\x01");
+	REFUSE("chat/dm/bob/laptop", "\xa2\x63" "cid\x01\x64" "body\x41x", 1, false, "peer", "\x01");
+	REFUSE("chat/dm/", "\xa2\x63" "cid\x01\x64" "body\x41x", 1, false, "peer", "\x01");
+	/* topic */
+	REFUSE("chat/foo", "\xa0", 1, false, "topic", NOCID);
+	REFUSE("chat", "\xa0", 1, false, "topic", NOCID);
+	REFUSE("chat/inbox/alice/phone", "\xa0", 1, false, "topic", NOCID);
+	REFUSE("chat/inbox/bob/laptop", "\xa0", 1, false, "topic", NOCID);
+	REFUSE("chat/presence/alice/phone", "\xa0", 1, false, "topic", NOCID);
+	REFUSE("chat/keys/resp/alice/phone", "\xa0", 1, false, "topic", NOCID);
+	REFUSE("chat/dm", "\xa0", 1, false, "topic", NOCID);
+
+	/* None of it was stored or delivered: the first good send is seq 1. */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "cid");
+	cbw_bytes(&w, "0123456789abcdef", 16);
+	cbw_text(&w, "body");
+	cbw_bytes(&w, "x", 1);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+	fbytes_eq(event_to(m, "alice/tablet", "msg"), "cid", "0123456789abcdef", 16);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(send_size_limit)
+{
+	close_core();
+	CFG.max_body = 64;
+	open_core();
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	char body[100];
+	memset(body, 'b', sizeof(body));
+	/* Exactly at the limit is fine. */
+	cbw_map(&w, 2);
+	cbw_text(&w, "cid");
+	cbw_uint(&w, 1);
+	cbw_text(&w, "body");
+	size_t head = w.len;
+	cbw_bytes(&w, body, 64 - head - 2);
+	ck_assert_uint_eq(w.len, 64);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+	/* One byte more is not. */
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "cid");
+	cbw_uint(&w, 2);
+	cbw_text(&w, "body");
+	cbw_bytes(&w, body, 64 - head - 1);
+	ck_assert_uint_eq(w.len, 65);
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	const pubrec *e = refused(m, "alice/phone", "size");
+	ck_assert_ptr_nonnull(strstr(ftext(e, "msg"), "64"));
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(send_other_topics)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 0);
+	/* Key requests go on to the key server, untouched. */
+	size_t m = mark();
+	ck_assert_int_eq(pub_as("alice/phone", "chat/keys/req/alice/phone", &w, 1, false), CORE_ALLOW);
+	ck_assert_int_eq(pub_as("alice/phone", "chat/typing/dm:alice:bob", &w, 0, false), CORE_ALLOW);
+	/* Outside chat/: not ours. */
+	ck_assert_int_eq(pub_as("alice/phone", "sensors/t", &w, 0, true), CORE_ALLOW);
+	/* Foreign, service and admin publishes are judged by the ACL only. */
+	ck_assert_int_eq(core_message(C, CONN(30), "s", "sensor", "chat/foo", w.buf, w.len, 1, false, 4),
+	                 CORE_ALLOW);
+	ck_assert_int_eq(core_message(C, CONN(30), "s", NULL, "chat/foo", w.buf, w.len, 1, false, 4),
+	                 CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m);
+	/* Not built yet: an explicit error, not silence. */
+	ck_assert_int_eq(pub_as("alice/phone", "chat/receipt", &w, 1, false), CORE_DENY);
+	refused(m, "alice/phone", "unsupported");
+	/* An unknown U/D (e.g. removed while connected) is refused silently. */
+	m = mark();
+	ck_assert_int_eq(core_message(C, CONN(31), "zed/x", "zed/x", "chat/dm/bob", w.buf, w.len, 1,
+	                              false, 4),
+	                 CORE_DENY);
+	ck_assert_uint_eq(F.npubs, m);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(send_offline_devices_get_nothing)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("bob", "laptop");
+	connect_dev("alice/phone");
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	event_to(m, "alice/phone", "sent");
+	/* A sender that is itself not online (no conn recorded) gets nothing
+	 * but the message is still stored. */
+	devrec *t = find_dev("alice/tablet");
+	send_uint_cid(&w, 2, "y");
+	m = mark();
+	ck_assert_int_eq(core_message(C, t->conn, t->addr, t->addr, "chat/dm/bob", w.buf, w.len, 1,
+	                              false, 4),
+	                 CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "msg"), "seq"), 2);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	cbw_free(&w);
+}
+END_TEST
+
+/* A publish failure in the broker does not undo the stored send. */
+START_TEST(send_publish_failure)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	F.publish_rc = 1;
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 3);
+	F.publish_rc = 0;
+	ck_assert_uint_eq(counter(stats(), "events_out"), 0);
+	send_uint_cid(&w, 2, "x");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 2);
+	cbw_free(&w);
+}
+END_TEST
+
+
+/* Indefinite-length maps are valid CBOR and accepted for sends. */
+START_TEST(send_indefinite_maps)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	cbw_raw(&w, "\xbf", 1);
+	cbw_text(&w, "cid");
+	cbw_uint(&w, 1);
+	cbw_text(&w, "bodies");
+	cbw_raw(&w, "\xbf", 1);
+	cbw_text(&w, "bob/laptop");
+	cbw_bytes(&w, "L", 1);
+	cbw_text(&w, "alice/tablet");
+	cbw_bytes(&w, "T", 1);
+	cbw_text(&w, "bob/phone");
+	cbw_bytes(&w, "P", 1);
+	cbw_raw(&w, "\xff\xff", 2);
+	size_t m = mark();
+	ck_assert_int_eq(pub_as("alice/phone", "chat/dm/bob", &w, 2, false), CORE_ALLOW); /* QoS 2 */
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+	fbytes_eq(event_to(m, "bob/laptop", "msg"), "body", "L", 1);
+	fbytes_eq(event_to(m, "alice/tablet", "msg"), "body", "T", 1);
+	cbw_free(&w);
+}
+END_TEST
+
+/* Any prefix core_open accepts must be the one events are published
+ * under. events.c formats the inbox topic into a fixed buffer. */
+START_TEST(send_long_prefix)
+{
+	close_core();
+	static char prefix[1001];
+	memset(prefix, 'p', 1000);
+	prefix[1000] = '\0';
+	CFG.topic_prefix = prefix;
+	char err[512] = "";
+	C = core_open(&CFG, &IO, err, sizeof(err));
+	if (!C)
+		return; /* refusing such a prefix at start is fine too */
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	char topic[1200];
+	snprintf(topic, sizeof(topic), "%s/dm/bob", prefix);
+	size_t m = mark();
+	ck_assert_int_eq(pub_as("alice/phone", topic, &w, 1, false), CORE_ALLOW);
+	cbw_free(&w);
+	snprintf(topic, sizeof(topic), "%s/inbox/bob/laptop", prefix);
+	const char *got = pub_to(m, "bob/laptop")->topic;
+	ck_assert_msg(strcmp(got, topic) == 0,
+	              "event published on a %zu-char topic ending '%s', expected the %zu-char %s",
+	              strlen(got), got + (strlen(got) > 20 ? strlen(got) - 20 : 0), strlen(topic),
+	              "<prefix>/inbox/bob/laptop");
+}
+END_TEST
+
+/* ================= connections ================= */
+
+START_TEST(disconnect_takeover)
+{
+	standard_cast();
+	devrec *b = find_dev("bob/laptop");
+	void *old = b->conn;
+	/* The same device connects again (session takeover): new conn. */
+	ck_assert_int_eq(core_auth(C, CONN(25), b->addr, b->addr, b->token, 43), CORE_ALLOW);
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 3);
+	/* The broker reports the old connection's end: the device stays online. */
+	core_disconnect(C, old, b->addr, b->addr);
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 3);
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "x");
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(count_to(m, "bob/laptop"), 1);
+	/* Foreign and unknown disconnects are harmless. */
+	core_disconnect(C, CONN(25), "s", "sensor");
+	core_disconnect(C, CONN(25), "s", NULL);
+	core_disconnect(C, CONN(25), "zed/x", "zed/x");
+	core_disconnect(C, NULL, "bob/phone", "bob/phone"); /* offline: no change */
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 3);
+	/* The recorded connection ends: offline. */
+	core_disconnect(C, CONN(25), b->addr, b->addr);
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 2);
+	send_uint_cid(&w, 2, "y");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(count_to(m, "bob/laptop"), 0);
+	ck_assert_uint_eq(F.npubs - m, 2); /* sent, msg to alice/tablet */
+	/* A second disconnect of the same conn changes nothing. */
+	core_disconnect(C, CONN(25), b->addr, b->addr);
+	ck_assert_uint_eq(counter(stats(), "devices_online"), 2);
+	/* Reconnecting brings it back. */
+	ck_assert_int_eq(core_auth(C, CONN(26), b->addr, b->addr, b->token, 43), CORE_ALLOW);
+	send_uint_cid(&w, 3, "z");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "bob/laptop", "msg"), "seq"), 3);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(tick_without_kicks)
+{
+	core_tick(C);
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 0);
+	ck_assert_uint_eq(F.npubs, 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("core");
+	TCase *t = tcase_create("admin");
+	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, admin_token_created);
+	tcase_add_test(t, open_refuses_bad_config);
+	tcase_add_test(t, admin_device_add);
+	tcase_add_test(t, admin_field_errors);
+	tcase_add_test(t, admin_unknown_and_bad_requests);
+	tcase_add_test(t, admin_only_admin_gets_replies);
+	tcase_add_test(t, admin_stats);
+	tcase_add_test(t, admin_device_remove_kicks);
+	tcase_add_test(t, admin_user_remove);
+	tcase_add_test(t, admin_service_add);
+	tcase_add_test(t, tick_without_kicks);
+	tcase_add_test(t, admin_token_mode_despite_stale_tmp);
+	tcase_add_test(t, admin_device_limit);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("auth");
+	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, auth_devices);
+	tcase_add_test(t, auth_defer_and_accounts);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("acl");
+	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, acl_device);
+	tcase_add_test(t, acl_foreign_allow);
+	tcase_add_test(t, acl_service_admin_foreign);
+	tcase_add_test(t, acl_custom_prefix);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("send");
+	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, send_delivers);
+	tcase_add_test(t, send_seqs_in_order);
+	tcase_add_test(t, send_dedup);
+	tcase_add_test(t, send_bodies_right_set);
+	tcase_add_test(t, send_bodies_wrong_set);
+	tcase_add_test(t, send_refusals);
+	tcase_add_test(t, send_size_limit);
+	tcase_add_test(t, send_other_topics);
+	tcase_add_test(t, send_offline_devices_get_nothing);
+	tcase_add_test(t, send_publish_failure);
+	tcase_add_test(t, send_indefinite_maps);
+	tcase_add_test(t, send_long_prefix);
+	tcase_add_test(t, disconnect_takeover);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
