@@ -87,7 +87,7 @@ int cbr_next(cbr *r, cbr_item *it)
 		cbor_stream_decode(r->p, (size_t)(r->end - r->p), &dec_callbacks, &ctx);
 	if (res.status == CBOR_DECODER_NEDATA)
 		return fail(r, "truncated CBOR");
-	if (res.status != CBOR_DECODER_FINISHED || res.read == 0 || it->type == 0)
+	if (res.status != CBOR_DECODER_FINISHED || res.read == 0 || (it->type == 0 && !ctx.unsupported))
 		return fail(r, "malformed CBOR");
 	if (ctx.unsupported)
 		return fail(r, "indefinite-length strings are not supported");
