@@ -100,28 +100,49 @@ int cbr_next(cbr *r, cbr_item *it)
 	return CHAT_OK;
 }
 
-/* Skips nested content without recursion: a stack of remaining counts. */
+/* Skips nested content without recursion: a stack of open collections. */
+struct level {
+	uint64_t left; /* items still to read (definite) */
+	uint64_t seen; /* items read (indefinite maps must end on a whole pair) */
+	bool indef, map;
+};
+
+/* Opens a level for a container header; false on a forged count. */
+static bool open_level(cbr *r, struct level *lv, const cbr_item *it)
+{
+	*lv = (struct level){ .indef = it->indef, .map = it->type == CBR_MAP };
+	if (it->type == CBR_TAG) {
+		lv->left = 1;
+		return true;
+	}
+	if (it->indef)
+		return true;
+	if (lv->map && it->u > UINT64_MAX / 2)
+		return false;
+	lv->left = lv->map ? it->u * 2 : it->u;
+	/* every item takes at least one byte: a count beyond the input is forged */
+	return lv->left <= (uint64_t)(r->end - r->p);
+}
+
+static bool is_container(const cbr_item *it)
+{
+	return it->type == CBR_TAG || it->type == CBR_ARRAY || it->type == CBR_MAP;
+}
+
 int cbr_skip(cbr *r, const cbr_item *it)
 {
-	uint64_t left[CBR_MAX_DEPTH]; /* items still to read; UINT64_MAX: until BREAK */
+	struct level st[CBR_MAX_DEPTH];
 	int depth = 0;
 
-	if (it->type == CBR_TAG) {
-		left[depth++] = 1;
-	} else if (it->type == CBR_ARRAY || it->type == CBR_MAP) {
-		if (it->indef)
-			left[depth++] = UINT64_MAX;
-		else if (it->u > 0) {
-			uint64_t n = it->u;
-			if (it->type == CBR_MAP && n > UINT64_MAX / 2)
-				return fail(r, "CBOR map too large");
-			left[depth++] = it->type == CBR_MAP ? n * 2 : n;
-		}
-	} else if (it->type == CBR_BREAK) {
+	if (it->type == CBR_BREAK)
 		return fail(r, "unexpected CBOR break");
-	}
+	if (!is_container(it))
+		return CHAT_OK;
+	if (!open_level(r, &st[depth++], it))
+		return fail(r, "truncated CBOR");
 	while (depth > 0) {
-		if (left[depth - 1] == 0) {
+		struct level *lv = &st[depth - 1];
+		if (!lv->indef && lv->left == 0) {
 			depth--;
 			continue;
 		}
@@ -129,36 +150,21 @@ int cbr_skip(cbr *r, const cbr_item *it)
 		if (cbr_next(r, &c))
 			return CHAT_EINVAL;
 		if (c.type == CBR_BREAK) {
-			if (left[depth - 1] != UINT64_MAX)
+			if (!lv->indef)
 				return fail(r, "unexpected CBOR break");
+			if (lv->map && lv->seen % 2)
+				return fail(r, "CBOR map with a key but no value");
 			depth--;
 			continue;
 		}
-		if (left[depth - 1] != UINT64_MAX)
-			left[depth - 1]--;
-		uint64_t n = 0;
-		bool nested = false;
-		if (c.type == CBR_TAG) {
-			n = 1; nested = true;
-		} else if (c.type == CBR_ARRAY || c.type == CBR_MAP) {
-			nested = c.indef || c.u > 0;
-			if (c.indef)
-				n = UINT64_MAX;
-			else if (c.type == CBR_MAP) {
-				if (c.u > UINT64_MAX / 2)
-					return fail(r, "CBOR map too large");
-				n = c.u * 2;
-			} else
-				n = c.u;
-		}
-		if (nested) {
+		lv->seen++;
+		if (!lv->indef)
+			lv->left--;
+		if (is_container(&c)) {
 			if (depth == CBR_MAX_DEPTH)
 				return fail(r, "CBOR nested too deeply");
-			/* A definite count can never exceed the bytes left: reject early
-			 * so a forged 2^64 count cannot spin. */
-			if (n != UINT64_MAX && n > (uint64_t)(r->end - r->p))
+			if (!open_level(r, &st[depth++], &c))
 				return fail(r, "truncated CBOR");
-			left[depth++] = n;
 		}
 	}
 	return CHAT_OK;

@@ -254,8 +254,10 @@ static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char 
 		bool ok = true;
 		if (cbr_eq(&key, "cmd")) {
 			ok = val.type == CBR_TEXT;
-			q->cmd = (const char *)val.ptr;
-			q->cmdlen = val.len;
+			if (ok) {
+				q->cmd = (const char *)val.ptr;
+				q->cmdlen = val.len;
+			}
 		} else if (cbr_eq(&key, "rid")) {
 			ok = val.type == CBR_UINT;
 			q->has_rid = ok;

@@ -86,7 +86,9 @@ static int write_token_file(const char *path, const char *token)
 	char tmp[4096];
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
 		return CHAT_EINVAL;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* A fresh file, never a leftover or a planted link: its mode is ours. */
+	unlink(tmp);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return CHAT_EIO;
 	size_t len = strlen(token);
@@ -145,7 +147,8 @@ static int load_service(void *arg, const char *name, const uint8_t hash[STORE_HA
 
 static bool valid_prefix(const char *p)
 {
-	if (!*p || *p == '$' || *p == '/' || p[strlen(p) - 1] == '/' || strstr(p, "//"))
+	if (!*p || strlen(p) > CORE_PREFIX_MAX || *p == '$' || *p == '/' || p[strlen(p) - 1] == '/' ||
+	    strstr(p, "//"))
 		return false;
 	return strpbrk(p, "+#") == NULL;
 }
@@ -161,7 +164,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		return NULL;
 	}
 	if (!valid_prefix(cfg->topic_prefix)) {
-		snprintf(err, errlen, "plugin_opt_topic_prefix '%s' is not a valid topic prefix",
+		snprintf(err, errlen, "plugin_opt_topic_prefix '%s' is not a valid topic prefix (1-128 characters, no wildcards, no leading $ or /)",
 		         cfg->topic_prefix);
 		return NULL;
 	}

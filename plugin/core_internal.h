@@ -11,6 +11,7 @@
 #include <stdarg.h>
 
 #define CORE_MAX_DEVICES 64         /* per user */
+#define CORE_PREFIX_MAX 128         /* plugin_opt_topic_prefix */
 #define CORE_ADMIN_USERNAME "$admin"
 #define CORE_CONTROL_TOPIC "$CONTROL/chat/v1"
 #define CORE_CONTROL_RESPONSE "$CONTROL/chat/v1/response"

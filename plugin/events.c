@@ -14,7 +14,7 @@ void ev_publish(core *c, const device *to, const cbw *w)
 {
 	if (!to->conn || cbw_status(w) != 0)
 		return;
-	char topic[256 + CHAT_ADDR_MAX];
+	char topic[CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX];
 	snprintf(topic, sizeof(topic), "%s/inbox/%s", c->prefix, to->addr);
 	if (c->io.publish(c->io.ctx, to->addr, topic, w->buf, w->len, 1, false) == 0)
 		c->n.events_out++;

@@ -1841,14 +1841,18 @@ END_TEST
 START_TEST(send_long_prefix)
 {
 	close_core();
-	static char prefix[1001];
-	memset(prefix, 'p', 1000);
-	prefix[1000] = '\0';
-	CFG.topic_prefix = prefix;
+	static char prefix[130];
 	char err[512] = "";
+	/* over the documented 128 characters: refused at start, with a reason */
+	memset(prefix, 'p', 129);
+	prefix[129] = '\0';
+	CFG.topic_prefix = prefix;
+	ck_assert_ptr_null(core_open(&CFG, &IO, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "topic_prefix"));
+	/* the longest allowed prefix routes events on whole topics */
+	prefix[128] = '\0';
 	C = core_open(&CFG, &IO, err, sizeof(err));
-	if (!C)
-		return; /* refusing such a prefix at start is fine too */
+	ck_assert_msg(C != NULL, "%s", err);
 	standard_cast();
 	cbw w;
 	cbw_init(&w);
