@@ -1,0 +1,237 @@
+/* accounts.c — devices and service accounts: who may connect, as their token
+ * hashes.
+ *
+ * A device is keyed user \0 device so that RocksDB's key order is the order
+ * the API promises (by user, then device; '\0' sorts "bob" before "bob2").
+ * Devices and services share one record layout, the "cred" record: a
+ * version byte, the token hash and the creation time.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "err.h"
+#include "store_internal.h"
+
+#define CRED_VERSION 1
+#define CRED_LEN (1 + STORE_HASH_LEN + 8)
+#define DEVKEY_MAX (CHAT_USER_MAX + 1 + CHAT_DEVICE_MAX)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- the cred record, shared by devices and services ---- */
+
+static void cred_encode(uint8_t out[CRED_LEN], const uint8_t hash[STORE_HASH_LEN])
+{
+	out[0] = CRED_VERSION;
+	memcpy(out + 1, hash, STORE_HASH_LEN);
+	store_be64_put(out + 1 + STORE_HASH_LEN, now_ms());
+}
+
+static int cred_decode(store *st, enum store_cf cf, const char *v, size_t vlen,
+                       uint8_t hash[STORE_HASH_LEN])
+{
+	if (vlen != CRED_LEN || v[0] != CRED_VERSION)
+		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, version %d",
+		                  store_cf_names[cf], vlen, vlen ? v[0] : -1);
+	memcpy(hash, v + 1, STORE_HASH_LEN);
+	return CHAT_OK;
+}
+
+static int cred_get(store *st, enum store_cf cf, const void *key, size_t klen,
+                    uint8_t hash[STORE_HASH_LEN])
+{
+	rocksdb_pinnableslice_t *v;
+	int rc = store_get(st, cf, key, klen, &v);
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	uint8_t tmp[STORE_HASH_LEN];
+	rc = cred_decode(st, cf, p, vlen, tmp);
+	rocksdb_pinnableslice_destroy(v);
+	if (rc == CHAT_OK && hash)
+		memcpy(hash, tmp, STORE_HASH_LEN);
+	return rc;
+}
+
+static int cred_add(store *st, enum store_cf cf, const void *key, size_t klen,
+                    const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = cred_get(st, cf, key, klen, NULL);
+	if (rc == CHAT_OK)
+		return CHAT_EEXIST;
+	if (rc != CHAT_ENOTFOUND)
+		return rc;
+	uint8_t rec[CRED_LEN];
+	cred_encode(rec, hash);
+	rocksdb_writebatch_put_cf(store_batch(st), st->cf[cf], key, klen, (const char *)rec,
+	                          sizeof rec);
+	return store_commit(st);
+}
+
+/* Walks a column family of cred records, handing cb each key and hash. */
+typedef int (*cred_key_cb)(store *st, const char *key, size_t klen,
+                           const uint8_t hash[STORE_HASH_LEN], void *ctx);
+
+static int cred_each(store *st, enum store_cf cf, cred_key_cb each, void *ctx)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[cf]);
+	int rc = CHAT_OK;
+	for (rocksdb_iter_seek_to_first(it); rc == CHAT_OK && rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		uint8_t hash[STORE_HASH_LEN];
+		rc = cred_decode(st, cf, v, vlen, hash);
+		if (rc == CHAT_OK)
+			rc = each(st, k, klen, hash, ctx);
+	}
+	if (rc == CHAT_OK) {
+		char *err = NULL;
+		rocksdb_iter_get_error(it, &err);
+		if (err)
+			rc = store_rocks_err(st, err);
+	}
+	rocksdb_iter_destroy(it);
+	return rc;
+}
+
+/* ---- devices ---- */
+
+/* user \0 device; 0 if either is empty or too long */
+static size_t devkey(char *out, const char *user, const char *device)
+{
+	size_t ul = strnlen(user, CHAT_USER_MAX + 1), dl = strnlen(device, CHAT_DEVICE_MAX + 1);
+	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX)
+		return 0;
+	memcpy(out, user, ul);
+	out[ul] = 0;
+	memcpy(out + ul + 1, device, dl);
+	return ul + 1 + dl;
+}
+
+int store_device_add(store *st, const char *user, const char *device,
+                     const uint8_t hash[STORE_HASH_LEN])
+{
+	char key[DEVKEY_MAX];
+	size_t klen = devkey(key, user, device);
+	if (!klen)
+		return store_fail(st, CHAT_EINVAL, "bad device id");
+	return cred_add(st, STORE_CF_DEVICES, key, klen, hash);
+}
+
+int store_device_get(store *st, const char *user, const char *device,
+                     uint8_t hash[STORE_HASH_LEN])
+{
+	char key[DEVKEY_MAX];
+	size_t klen = devkey(key, user, device);
+	if (!klen)
+		return CHAT_ENOTFOUND;
+	return cred_get(st, STORE_CF_DEVICES, key, klen, hash);
+}
+
+int store_device_remove(store *st, const char *user, const char *device)
+{
+	char key[DEVKEY_MAX], addr[CHAT_ADDR_MAX + 1];
+	size_t klen = devkey(key, user, device);
+	if (!klen)
+		return CHAT_ENOTFOUND;
+	int rc = cred_get(st, STORE_CF_DEVICES, key, klen, NULL);
+	if (rc != CHAT_OK && rc != CHAT_ECORRUPT)
+		return rc;
+	snprintf(addr, sizeof addr, "%s/%s", user, device);
+	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_DEVICES], key, klen);
+	rc = store_queue_drop(st, addr);
+	return rc == CHAT_OK ? store_commit(st) : rc;
+}
+
+struct device_each_ctx {
+	store_device_cb cb;
+	void *arg;
+};
+
+static int device_each_key(store *st, const char *k, size_t klen,
+                           const uint8_t hash[STORE_HASH_LEN], void *ctx)
+{
+	struct device_each_ctx *c = ctx;
+	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
+	const char *sep = memchr(k, 0, klen);
+	size_t ul = sep ? (size_t)(sep - k) : 0, dl = sep ? klen - ul - 1 : 0;
+	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX || memchr(sep + 1, 0, dl))
+		return store_fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
+	memcpy(user, k, ul);
+	user[ul] = 0;
+	memcpy(device, sep + 1, dl);
+	device[dl] = 0;
+	return c->cb(c->arg, user, device, hash);
+}
+
+int store_devices_each(store *st, store_device_cb cb, void *arg)
+{
+	struct device_each_ctx c = { cb, arg };
+	return cred_each(st, STORE_CF_DEVICES, device_each_key, &c);
+}
+
+/* ---- services ---- */
+
+static size_t svclen(const char *name)
+{
+	size_t n = strnlen(name, STORE_NAME_MAX + 1);
+	return n > STORE_NAME_MAX ? 0 : n;
+}
+
+int store_service_add(store *st, const char *name, const uint8_t hash[STORE_HASH_LEN])
+{
+	size_t n = svclen(name);
+	if (!n)
+		return store_fail(st, CHAT_EINVAL, "bad service name");
+	return cred_add(st, STORE_CF_SERVICES, name, n, hash);
+}
+
+int store_service_get(store *st, const char *name, uint8_t hash[STORE_HASH_LEN])
+{
+	size_t n = svclen(name);
+	return n ? cred_get(st, STORE_CF_SERVICES, name, n, hash) : CHAT_ENOTFOUND;
+}
+
+int store_service_remove(store *st, const char *name)
+{
+	size_t n = svclen(name);
+	if (!n)
+		return CHAT_ENOTFOUND;
+	int rc = cred_get(st, STORE_CF_SERVICES, name, n, NULL);
+	if (rc != CHAT_OK && rc != CHAT_ECORRUPT)
+		return rc;
+	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_SERVICES], name, n);
+	return store_commit(st);
+}
+
+struct service_each_ctx {
+	store_service_cb cb;
+	void *arg;
+};
+
+static int service_each_key(store *st, const char *k, size_t klen,
+                            const uint8_t hash[STORE_HASH_LEN], void *ctx)
+{
+	struct service_each_ctx *c = ctx;
+	char name[STORE_NAME_MAX + 1];
+	if (!klen || klen > STORE_NAME_MAX || memchr(k, 0, klen))
+		return store_fail(st, CHAT_ECORRUPT, "bad service key of %zu bytes", klen);
+	memcpy(name, k, klen);
+	name[klen] = 0;
+	return c->cb(c->arg, name, hash);
+}
+
+int store_services_each(store *st, store_service_cb cb, void *arg)
+{
+	struct service_each_ctx c = { cb, arg };
+	return cred_each(st, STORE_CF_SERVICES, service_each_key, &c);
+}

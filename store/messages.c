@@ -1,0 +1,300 @@
+/* messages.c — sending: per-conversation seqs, message records, the client-id
+ * dedup index, and the one WriteBatch that ties a send together.
+ *
+ * A send reads the conversation's last seq, then writes in one batch: the new
+ * last seq, the message record, the dedup entry, the expiry index entry, the
+ * refcount and one queue entry per recipient. Nothing is written unless all
+ * of it is, so a refused send (queue full) does not consume a seq. The body
+ * (or the raw per-device "bodies" CBOR map) is stored once, copied straight
+ * from the caller's buffer into the batch.
+ *
+ * Message record, version 1 (integers big-endian):
+ *   u8 version, u8 flags (MSG_F_*), u64 ts, u64 expires, u64 type,
+ *   u8 cid_len, cid (a uint cid is 8 bytes), u8 from_len, from, '\0',
+ *   u32 body_len, body (the bodies map when MSG_F_BODIES)
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "store_internal.h"
+
+#define MSG_VERSION 1
+#define MSG_F_TYPE 0x01
+#define MSG_F_CID_UINT 0x02
+#define MSG_F_BODIES 0x04
+#define MSG_FIXED (1 + 1 + 8 + 8 + 8)
+#define MSG_HDR_MAX (MSG_FIXED + 1 + STORE_CID_MAX + 1 + CHAT_ADDR_MAX + 1 + 4)
+#define DEDUPKEY_MAX (CHAT_ADDR_MAX + 1 + 1 + STORE_CID_MAX)
+#define DEDUPVAL_MAX (STORE_MSGKEY_MAX + 8)
+#define EXPKEY_MAX (8 + 1 + STORE_MSGKEY_MAX)
+
+struct msg_buf {
+	rocksdb_pinnableslice_t *val; /* the record the returned pointers point into */
+	char conv[CHAT_CONV_MAX + 1];
+};
+
+static size_t addrlen(const char *addr)
+{
+	size_t n = strnlen(addr, CHAT_ADDR_MAX + 1);
+	return n > CHAT_ADDR_MAX ? 0 : n;
+}
+
+/* from \0 kind cid; 0 if from or cid is malformed */
+static size_t dedupkey(uint8_t *out, const char *from, const store_cid *cid)
+{
+	size_t fl = addrlen(from);
+	if (!fl || (!cid->is_uint && cid->len > STORE_CID_MAX))
+		return 0;
+	memcpy(out, from, fl);
+	out[fl] = 0;
+	if (cid->is_uint) {
+		out[fl + 1] = 'u';
+		store_be64_put(out + fl + 2, cid->u);
+		return fl + 2 + 8;
+	}
+	out[fl + 1] = 'b';
+	memcpy(out + fl + 2, cid->bytes, cid->len);
+	return fl + 2 + cid->len;
+}
+
+int store_dedup_get(store *st, const char *from, const store_cid *cid, char *conv,
+                    uint64_t *seq)
+{
+	uint8_t key[DEDUPKEY_MAX];
+	size_t klen = dedupkey(key, from, cid);
+	if (!klen)
+		return CHAT_ENOTFOUND;
+	rocksdb_pinnableslice_t *v;
+	int rc = store_get(st, STORE_CF_DEDUP, key, klen, &v);
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const uint8_t *p = (const uint8_t *)rocksdb_pinnableslice_value(v, &vlen);
+	if (vlen < 8 || !store_msgkey_parse(p, vlen - 8, conv, seq))
+		rc = store_fail(st, CHAT_ECORRUPT, "dedup entry of %s: bad value of %zu bytes", from,
+		                vlen);
+	rocksdb_pinnableslice_destroy(v);
+	return rc;
+}
+
+int store_conv_last_seq(store *st, const char *conv, uint64_t *seq)
+{
+	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
+	uint8_t v[8];
+	int rc = n && n <= CHAT_CONV_MAX
+	         ? store_get_fixed(st, STORE_CF_CONVS, conv, n, v, sizeof v)
+	         : CHAT_ENOTFOUND;
+	if (rc == CHAT_ENOTFOUND) {
+		*seq = 0;
+		return CHAT_OK;
+	}
+	if (rc == CHAT_OK)
+		*seq = store_be64_get(v);
+	return rc;
+}
+
+/* Writes the record's header into hdr (MSG_HDR_MAX bytes); returns its
+ * length. The body follows it. */
+static size_t msg_encode_header(uint8_t *hdr, const store_msg *m, size_t body_len,
+                                bool bodies)
+{
+	uint8_t *p = hdr;
+	*p++ = MSG_VERSION;
+	*p++ = (m->has_type ? MSG_F_TYPE : 0) | (m->cid.is_uint ? MSG_F_CID_UINT : 0) |
+	       (bodies ? MSG_F_BODIES : 0);
+	store_be64_put(p, m->ts);
+	store_be64_put(p + 8, m->expires);
+	store_be64_put(p + 16, m->has_type ? m->type : 0);
+	p += 24;
+	if (m->cid.is_uint) {
+		*p++ = 8;
+		store_be64_put(p, m->cid.u);
+		p += 8;
+	} else {
+		*p++ = (uint8_t)m->cid.len;
+		memcpy(p, m->cid.bytes, m->cid.len);
+		p += m->cid.len;
+	}
+	size_t fl = strlen(m->from);
+	*p++ = (uint8_t)fl;
+	memcpy(p, m->from, fl + 1);
+	p += fl + 1;
+	for (int i = 3; i >= 0; i--)
+		p[i] = (uint8_t)(body_len >> (8 * (3 - i)));
+	return (size_t)(p + 4 - hdr);
+}
+
+/* Decodes a record into out (pointers into rec); false on anything that does
+ * not match the layout exactly. */
+static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
+{
+	const uint8_t *p = rec, *end = rec + len;
+	if (len < MSG_FIXED + 1 || p[0] != MSG_VERSION ||
+	    (p[1] & ~(MSG_F_TYPE | MSG_F_CID_UINT | MSG_F_BODIES)))
+		return false;
+	uint8_t flags = p[1];
+	memset(out, 0, sizeof *out);
+	out->ts = store_be64_get(p + 2);
+	out->expires = store_be64_get(p + 10);
+	out->has_type = flags & MSG_F_TYPE;
+	out->type = store_be64_get(p + 18);
+	p += MSG_FIXED;
+
+	size_t cl = *p++;
+	if (cl > STORE_CID_MAX || (flags & MSG_F_CID_UINT && cl != 8) || (size_t)(end - p) < cl + 1)
+		return false;
+	out->cid.is_uint = flags & MSG_F_CID_UINT;
+	if (out->cid.is_uint) {
+		out->cid.u = store_be64_get(p);
+	} else {
+		memcpy(out->cid.bytes, p, cl);
+		out->cid.len = cl;
+	}
+	p += cl;
+
+	size_t fl = *p++;
+	if (!fl || fl > CHAT_ADDR_MAX || (size_t)(end - p) < fl + 1 + 4 || p[fl] != 0 ||
+	    memchr(p, 0, fl))
+		return false;
+	out->from = (const char *)p;
+	p += fl + 1;
+
+	size_t bl = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+	p += 4;
+	if ((size_t)(end - p) != bl)
+		return false;
+	if (flags & MSG_F_BODIES) {
+		out->bodies = p;
+		out->bodies_len = bl;
+	} else {
+		out->body = p;
+		out->body_len = bl;
+	}
+	return true;
+}
+
+static int msg_check(store *st, const store_msg *m)
+{
+	if (!addrlen(m->from))
+		return store_fail(st, CHAT_EINVAL, "bad sender address");
+	if (!m->cid.is_uint && m->cid.len > STORE_CID_MAX)
+		return store_fail(st, CHAT_EINVAL, "cid longer than %d bytes", STORE_CID_MAX);
+	if (m->bodies ? (m->body || m->body_len) : (!m->body && m->body_len))
+		return store_fail(st, CHAT_EINVAL, "a message needs exactly one of body, bodies");
+	if ((m->bodies ? m->bodies_len : m->body_len) > UINT32_MAX)
+		return store_fail(st, CHAT_ETOOBIG, "message body over 4 GiB");
+	return CHAT_OK;
+}
+
+static bool seen_before(const char *const *to, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(to[j], to[i]) == 0)
+			return true;
+	return false;
+}
+
+int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
+               uint64_t max_queue, uint64_t *seq)
+{
+	uint8_t mkey[STORE_MSGKEY_MAX], dkey[DEDUPKEY_MAX], dval[DEDUPVAL_MAX];
+	uint8_t ekey[EXPKEY_MAX], hdr[MSG_HDR_MAX], buf[8];
+	int rc = msg_check(st, msg);
+	if (rc != CHAT_OK)
+		return rc;
+	uint64_t last;
+	if (!store_msgkey(mkey, msg->conv, 0))
+		return store_fail(st, CHAT_EINVAL, "bad conversation id");
+	if ((rc = store_conv_last_seq(st, msg->conv, &last)) != CHAT_OK)
+		return rc;
+	uint64_t s = last + 1;
+	size_t mklen = store_msgkey(mkey, msg->conv, s);
+	size_t cl = mklen - 1 - STORE_SEQ_LEN;
+
+	rocksdb_writebatch_t *wb = store_batch(st);
+	store_be64_put(buf, s);
+	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_CONVS], msg->conv, cl, (const char *)buf, 8);
+
+	bool bodies = msg->bodies != NULL;
+	const uint8_t *body = bodies ? msg->bodies : msg->body;
+	size_t body_len = bodies ? msg->bodies_len : msg->body_len;
+	size_t hlen = msg_encode_header(hdr, msg, body_len, bodies);
+	const char *kparts[1] = { (const char *)mkey };
+	size_t klens[1] = { mklen };
+	const char *vparts[2] = { (const char *)hdr, body ? (const char *)body : "" };
+	size_t vlens[2] = { hlen, body_len };
+	rocksdb_writebatch_putv_cf(wb, st->cf[STORE_CF_MSGS], 1, kparts, klens, 2, vparts, vlens);
+
+	size_t dklen = dedupkey(dkey, msg->from, &msg->cid);
+	memcpy(dval, mkey, mklen);
+	store_be64_put(dval + mklen, msg->expires);
+	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_DEDUP], (const char *)dkey, dklen,
+	                          (const char *)dval, mklen + 8);
+
+	store_be64_put(ekey, msg->expires);
+	ekey[8] = 0;
+	memcpy(ekey + 9, mkey, mklen);
+	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_EXPIRY], (const char *)ekey, 9 + mklen, "", 0);
+
+	uint64_t refs = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (seen_before(to, i))
+			continue;
+		if ((rc = store_queue_add(st, to[i], mkey, mklen, max_queue)) != CHAT_OK) {
+			rocksdb_writebatch_clear(wb);
+			return rc;
+		}
+		refs++;
+	}
+	if (refs) {
+		store_be64_put(buf, refs);
+		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_REFS], (const char *)mkey, mklen,
+		                          (const char *)buf, 8);
+	}
+	if ((rc = store_commit(st)) != CHAT_OK)
+		return rc;
+	*seq = s;
+	return CHAT_OK;
+}
+
+int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, store_msg_buf *buf)
+{
+	uint8_t key[STORE_MSGKEY_MAX];
+	size_t klen = store_msgkey(key, conv, seq);
+	if (!klen)
+		return CHAT_ENOTFOUND;
+	struct msg_buf *mb = buf->priv;
+	if (!mb) {
+		if (!(mb = calloc(1, sizeof *mb)))
+			return store_fail(st, CHAT_ENOMEM, "out of memory");
+		buf->priv = mb;
+	}
+	rocksdb_pinnableslice_destroy(mb->val);
+	mb->val = NULL;
+	int rc = store_get(st, STORE_CF_MSGS, key, klen, &mb->val);
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(mb->val, &vlen);
+	if (!msg_decode(v, vlen, out)) {
+		rocksdb_pinnableslice_destroy(mb->val);
+		mb->val = NULL;
+		return store_fail(st, CHAT_ECORRUPT, "message %s/%llu: bad record of %zu bytes", conv,
+		                  (unsigned long long)seq, vlen);
+	}
+	memcpy(mb->conv, key, klen - 1 - STORE_SEQ_LEN);
+	mb->conv[klen - 1 - STORE_SEQ_LEN] = 0;
+	out->conv = mb->conv;
+	return CHAT_OK;
+}
+
+void store_msg_buf_free(store_msg_buf *buf)
+{
+	struct msg_buf *mb = buf->priv;
+	if (!mb)
+		return;
+	rocksdb_pinnableslice_destroy(mb->val);
+	free(mb);
+	buf->priv = NULL;
+}

@@ -1,0 +1,376 @@
+/* store.c — opening and closing the RocksDB store, and what every other file
+ * of store/ leans on: the column families, the schema version, the token
+ * key, the admin credential, reads, the shared write batch and the one error
+ * message a handle keeps.
+ *
+ * Open checks the directory itself first so that the common mistakes (a
+ * file, no permission, a second broker on the same store) come back as one
+ * readable line instead of a RocksDB status string. Memory is bounded: one
+ * 32 MiB LRU block cache shared by every column family (index and filter
+ * blocks included) and a 64 MiB cap on all memtables together.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "err.h"
+#include "store_internal.h"
+
+#define STORE_CACHE_BYTES (32u << 20)
+#define STORE_MEMTABLE_BYTES (8u << 20)
+#define STORE_MEMTABLES_TOTAL (64u << 20)
+
+const char *const store_cf_names[STORE_CF_COUNT] = {
+	[STORE_CF_DEFAULT] = "default",
+	[STORE_CF_META] = "meta",
+	[STORE_CF_DEVICES] = "devices",
+	[STORE_CF_SERVICES] = "services",
+	[STORE_CF_CONVS] = "convs",
+	[STORE_CF_MSGS] = "msgs",
+	[STORE_CF_REFS] = "refs",
+	[STORE_CF_DEDUP] = "dedup",
+	[STORE_CF_QUEUES] = "queues",
+	[STORE_CF_QMETA] = "qmeta",
+	[STORE_CF_EXPIRY] = "expiry",
+};
+
+/* ---- errors, reads, the batch ---- */
+
+int store_fail(store *st, int code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(st->err, sizeof st->err, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int store_rocks_err(store *st, char *err)
+{
+	store_fail(st, CHAT_EIO, "%s", err);
+	rocksdb_free(err);
+	return CHAT_EIO;
+}
+
+const char *store_errmsg(const store *st)
+{
+	return st->err;
+}
+
+rocksdb_writebatch_t *store_batch(store *st)
+{
+	rocksdb_writebatch_clear(st->wb);
+	return st->wb;
+}
+
+int store_commit(store *st)
+{
+	char *err = NULL;
+	rocksdb_write(st->db, st->wo, st->wb, &err);
+	rocksdb_writebatch_clear(st->wb);
+	return err ? store_rocks_err(st, err) : CHAT_OK;
+}
+
+int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
+              rocksdb_pinnableslice_t **val)
+{
+	char *err = NULL;
+	*val = rocksdb_get_pinned_cf(st->db, st->ro, st->cf[cf], key, klen, &err);
+	if (err) {
+		rocksdb_pinnableslice_destroy(*val);
+		*val = NULL;
+		return store_rocks_err(st, err);
+	}
+	return *val ? CHAT_OK : CHAT_ENOTFOUND;
+}
+
+int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
+                    void *out, size_t len)
+{
+	rocksdb_pinnableslice_t *v;
+	int rc = store_get(st, cf, key, klen, &v);
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	if (vlen == len)
+		memcpy(out, p, len);
+	rocksdb_pinnableslice_destroy(v);
+	if (vlen != len)
+		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, expected %zu",
+		                  store_cf_names[cf], vlen, len);
+	return CHAT_OK;
+}
+
+size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq)
+{
+	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
+	if (n == 0 || n > CHAT_CONV_MAX)
+		return 0;
+	memcpy(out, conv, n);
+	out[n] = 0;
+	store_be64_put(out + n + 1, seq);
+	return n + 1 + STORE_SEQ_LEN;
+}
+
+bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq)
+{
+	if (klen < 2 + STORE_SEQ_LEN || klen > STORE_MSGKEY_MAX)
+		return false;
+	size_t n = klen - 1 - STORE_SEQ_LEN;
+	if (k[n] != 0 || memchr(k, 0, n))
+		return false;
+	memcpy(conv, k, n);
+	conv[n] = 0;
+	*seq = store_be64_get(k + n + 1);
+	return true;
+}
+
+/* ---- meta ---- */
+
+int store_token_key(store *st, uint8_t key[STORE_KEY_LEN])
+{
+	memcpy(key, st->token_key, STORE_KEY_LEN);
+	return CHAT_OK;
+}
+
+int store_admin_get(store *st, uint8_t hash[STORE_HASH_LEN])
+{
+	return store_get_fixed(st, STORE_CF_META, STORE_META_ADMIN, strlen(STORE_META_ADMIN),
+	                       hash, STORE_HASH_LEN);
+}
+
+int store_admin_set(store *st, const uint8_t hash[STORE_HASH_LEN])
+{
+	rocksdb_writebatch_put_cf(store_batch(st), st->cf[STORE_CF_META], STORE_META_ADMIN,
+	                          strlen(STORE_META_ADMIN), (const char *)hash, STORE_HASH_LEN);
+	return store_commit(st);
+}
+
+/* Checks the schema version and loads the token key; on a fresh store writes
+ * both (one batch). */
+static int store_meta_init(store *st)
+{
+	rocksdb_writebatch_t *wb = store_batch(st);
+	uint8_t ver[4];
+	int rc = store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA),
+	                         ver, sizeof ver);
+	if (rc == CHAT_ENOTFOUND) {
+		uint32_t v = STORE_SCHEMA_VERSION;
+		for (int i = 3; i >= 0; i--, v >>= 8)
+			ver[i] = (uint8_t)v;
+		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_META], STORE_META_SCHEMA,
+		                          strlen(STORE_META_SCHEMA), (const char *)ver, sizeof ver);
+	} else if (rc != CHAT_OK) {
+		return rc;
+	} else {
+		uint32_t v = (uint32_t)ver[0] << 24 | (uint32_t)ver[1] << 16 |
+		             (uint32_t)ver[2] << 8 | ver[3];
+		if (v > STORE_SCHEMA_VERSION)
+			return store_fail(st, CHAT_EINVAL,
+			                  "store schema version %u is newer than this build's %u; "
+			                  "upgrade mosquitto-chat", v, STORE_SCHEMA_VERSION);
+	}
+
+	rc = store_get_fixed(st, STORE_CF_META, STORE_META_TOKEN_KEY,
+	                     strlen(STORE_META_TOKEN_KEY), st->token_key, STORE_KEY_LEN);
+	if (rc == CHAT_ENOTFOUND) {
+		randombytes_buf(st->token_key, STORE_KEY_LEN);
+		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_META], STORE_META_TOKEN_KEY,
+		                          strlen(STORE_META_TOKEN_KEY),
+		                          (const char *)st->token_key, STORE_KEY_LEN);
+	} else if (rc != CHAT_OK) {
+		return rc;
+	}
+	return rocksdb_writebatch_count(wb) ? store_commit(st) : CHAT_OK;
+}
+
+/* ---- open / close ---- */
+
+/* Makes sure dir is a directory we can use, creating it if missing. */
+static int store_dir_check(store *st, const char *dir)
+{
+	struct stat sb;
+	if (stat(dir, &sb) != 0) {
+		if (errno != ENOENT)
+			return store_fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
+		if (mkdir(dir, 0700) != 0)
+			return store_fail(st, CHAT_EIO, "cannot create store directory %s: %s", dir,
+			                  strerror(errno));
+		return CHAT_OK;
+	}
+	if (!S_ISDIR(sb.st_mode))
+		return store_fail(st, CHAT_EINVAL, "store path %s is not a directory", dir);
+	if (access(dir, R_OK | W_OK | X_OK) != 0)
+		return store_fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
+	return CHAT_OK;
+}
+
+static void store_options_init(store *st, const store_opts *opts)
+{
+	st->cache = rocksdb_cache_create_lru(STORE_CACHE_BYTES);
+	rocksdb_block_based_table_options_t *bbto = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(bbto, st->cache);
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbto, 1);
+	rocksdb_block_based_options_set_filter_policy(bbto, rocksdb_filterpolicy_create_bloom(10));
+
+	st->opts = rocksdb_options_create();
+	rocksdb_options_set_create_if_missing(st->opts, 1);
+	rocksdb_options_set_create_missing_column_families(st->opts, 1);
+	rocksdb_options_set_block_based_table_factory(st->opts, bbto);
+	rocksdb_block_based_options_destroy(bbto); /* the factory keeps a copy */
+	/* Debian's librocksdb links lz4 and zstd */
+	rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
+	rocksdb_options_set_bottommost_compression(st->opts, rocksdb_zstd_compression);
+	rocksdb_options_set_write_buffer_size(st->opts, STORE_MEMTABLE_BYTES);
+	rocksdb_options_set_max_write_buffer_number(st->opts, 2);
+	rocksdb_options_set_db_write_buffer_size(st->opts, STORE_MEMTABLES_TOTAL);
+	rocksdb_options_set_max_background_jobs(st->opts, 2);
+	rocksdb_options_set_max_open_files(st->opts, 512);
+	rocksdb_options_set_keep_log_file_num(st->opts, 4);
+	rocksdb_options_set_max_log_file_size(st->opts, 4u << 20);
+
+	st->ro = rocksdb_readoptions_create();
+	st->wo = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(st->wo, opts->sync_writes);
+	st->wb = rocksdb_writebatch_create();
+}
+
+static int store_cf_index(const char *name)
+{
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		if (strcmp(name, store_cf_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+/* Turns RocksDB's open failure into one line: a held LOCK is the usual one. */
+static int store_open_err(store *st, const char *dir, char *err)
+{
+	if (strstr(err, "LOCK") || strstr(err, "lock hold"))
+		store_fail(st, CHAT_EIO, "store %s is in use by another process (RocksDB LOCK held): %s",
+		           dir, err);
+	else
+		store_fail(st, CHAT_EIO, "cannot open store %s: %s", dir, err);
+	rocksdb_free(err);
+	return CHAT_EIO;
+}
+
+/* Opens every column family we know plus any the store already has. */
+static int store_db_open(store *st, const char *dir)
+{
+	char *err = NULL;
+	size_t n_existing = 0;
+	char **existing = rocksdb_list_column_families(st->opts, dir, &n_existing, &err);
+	if (err) { /* a new store: there is nothing to list */
+		rocksdb_free(err);
+		err = NULL;
+		n_existing = 0;
+	}
+
+	size_t n_extra = 0;
+	for (size_t i = 0; i < n_existing; i++)
+		if (store_cf_index(existing[i]) < 0)
+			n_extra++;
+	size_t total = STORE_CF_COUNT + n_extra;
+	const char **names = calloc(total, sizeof *names);
+	const rocksdb_options_t **cfopts = calloc(total, sizeof *cfopts);
+	rocksdb_column_family_handle_t **handles = calloc(total, sizeof *handles);
+	st->extra_cf = n_extra ? calloc(n_extra, sizeof *st->extra_cf) : NULL;
+	int rc = CHAT_OK;
+	if (!names || !cfopts || !handles || (n_extra && !st->extra_cf)) {
+		rc = store_fail(st, CHAT_ENOMEM, "out of memory opening %s", dir);
+		goto out;
+	}
+	size_t k = 0;
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		names[k++] = store_cf_names[i];
+	for (size_t i = 0; i < n_existing; i++)
+		if (store_cf_index(existing[i]) < 0)
+			names[k++] = existing[i];
+	for (size_t i = 0; i < total; i++)
+		cfopts[i] = st->opts;
+
+	st->db = rocksdb_open_column_families(st->opts, dir, (int)total, names, cfopts, handles,
+	                                      &err);
+	if (err) {
+		rc = store_open_err(st, dir, err);
+		goto out;
+	}
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		st->cf[i] = handles[i];
+	for (size_t i = 0; i < n_extra; i++)
+		st->extra_cf[i] = handles[STORE_CF_COUNT + i];
+	st->n_extra_cf = n_extra;
+out:
+	free(names);
+	free(cfopts);
+	free(handles);
+	if (existing)
+		rocksdb_list_column_families_destroy(existing, n_existing);
+	return rc;
+}
+
+int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen)
+{
+	*out = NULL;
+	store *st = calloc(1, sizeof *st);
+	if (!st) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "out of memory");
+		return CHAT_ENOMEM;
+	}
+	int rc;
+	if (!opts || !opts->dir || !*opts->dir)
+		rc = store_fail(st, CHAT_EINVAL, "no store directory given");
+	else if (sodium_init() < 0)
+		rc = store_fail(st, CHAT_EIO, "libsodium failed to initialise");
+	else
+		rc = store_dir_check(st, opts->dir);
+	if (rc == CHAT_OK) {
+		store_options_init(st, opts);
+		rc = store_db_open(st, opts->dir);
+	}
+	if (rc == CHAT_OK)
+		rc = store_meta_init(st);
+	if (rc != CHAT_OK) {
+		if (errbuf && errlen)
+			snprintf(errbuf, errlen, "%s", st->err);
+		store_close(st);
+		return rc;
+	}
+	*out = st;
+	return CHAT_OK;
+}
+
+void store_close(store *st)
+{
+	if (!st)
+		return;
+	for (int i = 0; i < STORE_CF_COUNT; i++)
+		if (st->cf[i])
+			rocksdb_column_family_handle_destroy(st->cf[i]);
+	for (size_t i = 0; i < st->n_extra_cf; i++)
+		rocksdb_column_family_handle_destroy(st->extra_cf[i]);
+	free(st->extra_cf);
+	if (st->db)
+		rocksdb_close(st->db);
+	if (st->wb)
+		rocksdb_writebatch_destroy(st->wb);
+	if (st->ro)
+		rocksdb_readoptions_destroy(st->ro);
+	if (st->wo)
+		rocksdb_writeoptions_destroy(st->wo);
+	if (st->opts)
+		rocksdb_options_destroy(st->opts);
+	if (st->cache)
+		rocksdb_cache_destroy(st->cache);
+	sodium_memzero(st->token_key, sizeof st->token_key);
+	free(st);
+}

@@ -1,0 +1,126 @@
+/* store_internal.h — what the files of store/ share, and nothing else.
+ *
+ * The keyspace (one RocksDB column family per record kind; integers are
+ * big-endian so that iteration follows numeric order; '\0' separates
+ * variable-length parts, which ids never contain):
+ *
+ *   meta      "schema_version" -> u32            "token_key" -> 32 bytes
+ *             "admin_hash"     -> 32 bytes
+ *   devices   user \0 device   -> cred record (below)
+ *   services  name             -> cred record
+ *   convs     conv             -> u64 last seq
+ *   msgs      conv \0 seq      -> message record (store_msg_encode)
+ *   refs      conv \0 seq      -> u64 recipients still holding a queue entry
+ *   dedup     from \0 kind cid -> conv \0 seq expires   (kind 'u' + u64 | 'b' + bytes)
+ *   queues    addr \0 qseq     -> conv \0 seq
+ *   qmeta     addr             -> u64 next qseq, u64 entries queued
+ *   expiry    expires \0 conv \0 seq -> ""   (for the TTL sweep)
+ *
+ * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms).
+ * Tests include this header to reach the raw handles (white-box checks).
+ */
+#ifndef CHAT_STORE_INTERNAL_H
+#define CHAT_STORE_INTERNAL_H
+
+#include <rocksdb/c.h>
+
+#include "ids.h"
+#include "store.h"
+
+enum store_cf {
+	STORE_CF_DEFAULT, /* RocksDB requires it; unused */
+	STORE_CF_META,
+	STORE_CF_DEVICES,
+	STORE_CF_SERVICES,
+	STORE_CF_CONVS,
+	STORE_CF_MSGS,
+	STORE_CF_REFS,
+	STORE_CF_DEDUP,
+	STORE_CF_QUEUES,
+	STORE_CF_QMETA,
+	STORE_CF_EXPIRY,
+	STORE_CF_COUNT
+};
+
+extern const char *const store_cf_names[STORE_CF_COUNT];
+
+#define STORE_META_SCHEMA "schema_version"
+#define STORE_META_TOKEN_KEY "token_key"
+#define STORE_META_ADMIN "admin_hash"
+
+#define STORE_NAME_MAX 64 /* service names */
+#define STORE_SEQ_LEN 8
+/* conv \0 seq: the key of a message, its refcount, a queue entry's value */
+#define STORE_MSGKEY_MAX (CHAT_CONV_MAX + 1 + STORE_SEQ_LEN)
+#define STORE_ERR_MAX 512
+
+struct store {
+	rocksdb_t *db;
+	rocksdb_options_t *opts;
+	rocksdb_cache_t *cache;
+	rocksdb_column_family_handle_t *cf[STORE_CF_COUNT];
+	/* column families this version does not know (a newer schema's) but
+	 * which RocksDB requires us to open */
+	rocksdb_column_family_handle_t **extra_cf;
+	size_t n_extra_cf;
+	rocksdb_readoptions_t *ro;
+	rocksdb_writeoptions_t *wo;
+	rocksdb_writebatch_t *wb; /* reused by every mutation */
+	uint8_t token_key[STORE_KEY_LEN];
+	char err[STORE_ERR_MAX];
+};
+
+static inline void store_be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t store_be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Records err (RocksDB's malloc'd message) as the store's last error, frees
+ * it and returns CHAT_EIO. */
+int store_rocks_err(store *st, char *err);
+/* Sets the last error message; returns code. */
+int store_fail(store *st, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The shared write batch, emptied. */
+rocksdb_writebatch_t *store_batch(store *st);
+/* Writes the shared batch (sync per opts) and empties it. */
+int store_commit(store *st);
+
+/* Reads a value: CHAT_OK with *val set (caller destroys it),
+ * CHAT_ENOTFOUND, or CHAT_EIO. */
+int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
+              rocksdb_pinnableslice_t **val);
+/* Reads a value that must be exactly len bytes into out: CHAT_OK,
+ * CHAT_ENOTFOUND, CHAT_EIO, or CHAT_ECORRUPT on a wrong length. */
+int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
+                    void *out, size_t len);
+
+/* Builds conv \0 seq into out (STORE_MSGKEY_MAX bytes); returns its length,
+ * 0 if conv is empty or too long. */
+size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq);
+/* Splits a msgkey; false unless it is well formed. conv gets
+ * CHAT_CONV_MAX + 1 bytes. */
+bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq);
+
+/* Adds to the shared batch one queue entry for addr naming msgkey, and the
+ * updated queue counter; CHAT_EQUOTA if addr already holds max_queue
+ * entries (0 = no limit). */
+int store_queue_add(store *st, const char *addr, const uint8_t *msgkey, size_t mklen,
+                    uint64_t max_queue);
+/* Adds to the shared batch the deletion of addr's whole queue, and releases
+ * the messages it referenced. */
+int store_queue_drop(store *st, const char *addr);
+
+#endif

@@ -1,0 +1,778 @@
+/* test_store.c — the store/ API against a real RocksDB in a fresh temp dir
+ * per test. White-box checks (queue contents, corrupt records, a newer
+ * schema) reach the raw handles through store_internal.h.
+ */
+#include <check.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "store.h"
+#include "store_internal.h"
+
+static char self_exe[4096]; /* this program, for test_open_lock_held */
+static char tmp[4096]; /* this test's directory */
+static char dbdir[4200];
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+static void setup(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(tmp, sizeof tmp, "%s/store-XXXXXX", base && *base ? base : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	snprintf(dbdir, sizeof dbdir, "%s/db", tmp);
+}
+
+static void teardown(void)
+{
+	chmod(tmp, 0700);
+	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static store *open_ok(void)
+{
+	store *st = NULL;
+	char err[256] = "";
+	store_opts o = { .dir = dbdir, .sync_writes = false };
+	int rc = store_open(&st, &o, err, sizeof err);
+	ck_assert_msg(rc == CHAT_OK, "store_open: %s (%s)", chat_strerror(rc), err);
+	ck_assert_ptr_nonnull(st);
+	return st;
+}
+
+static int open_err(const char *dir, char *err, size_t errlen)
+{
+	store *st = (store *)1;
+	store_opts o = { .dir = dir };
+	int rc = store_open(&st, &o, err, errlen);
+	ck_assert_ptr_null(st);
+	return rc;
+}
+
+static void hash_of(uint8_t h[STORE_HASH_LEN], int v)
+{
+	memset(h, v, STORE_HASH_LEN);
+}
+
+static void raw_put(store *st, enum store_cf cf, const void *k, size_t klen, const void *v,
+                    size_t vlen)
+{
+	char *err = NULL;
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	rocksdb_put_cf(st->db, wo, st->cf[cf], k, klen, v, vlen, &err);
+	rocksdb_writeoptions_destroy(wo);
+	ck_assert_ptr_null(err);
+}
+
+static bool raw_exists(store *st, enum store_cf cf, const void *k, size_t klen)
+{
+	rocksdb_pinnableslice_t *v;
+	int rc = store_get(st, cf, k, klen, &v);
+	ck_assert(rc == CHAT_OK || rc == CHAT_ENOTFOUND);
+	rocksdb_pinnableslice_destroy(v);
+	return rc == CHAT_OK;
+}
+
+/* Number of queue entries of addr. */
+static int queue_len(store *st, const char *addr)
+{
+	size_t plen = strlen(addr) + 1; /* with its '\0' */
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[STORE_CF_QUEUES]);
+	int n = 0;
+	for (rocksdb_iter_seek(it, addr, plen); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		if (klen < plen || memcmp(k, addr, plen) != 0)
+			break;
+		ck_assert_uint_eq(klen, plen + 8);
+		n++;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	return n;
+}
+
+static store_msg msg_for(const char *conv, const char *from, uint64_t cid, const char *body)
+{
+	store_msg m = {
+		.conv = conv, .from = from, .ts = 1000, .expires = 2000,
+		.cid = { .is_uint = true, .u = cid },
+		.body = (const uint8_t *)body, .body_len = strlen(body),
+	};
+	return m;
+}
+
+static uint64_t send_ok(store *st, const store_msg *m, const char *const *to, size_t n)
+{
+	uint64_t seq = 0;
+	int rc = store_send(st, m, to, n, 0, &seq);
+	ck_assert_msg(rc == CHAT_OK, "store_send: %s (%s)", chat_strerror(rc), store_errmsg(st));
+	return seq;
+}
+
+/* ---- open / close ---- */
+
+START_TEST(test_reopen_persists)
+{
+	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	hash_of(h, 7);
+	store *st = open_ok();
+	ck_assert_int_eq(store_device_add(st, "alice", "phone", h), CHAT_OK);
+	store_close(st);
+
+	struct stat sb;
+	ck_assert_int_eq(stat(dbdir, &sb), 0);
+	ck_assert(S_ISDIR(sb.st_mode));
+
+	st = open_ok();
+	ck_assert_int_eq(store_device_get(st, "alice", "phone", got), CHAT_OK);
+	ck_assert_mem_eq(got, h, STORE_HASH_LEN);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_schema_newer_refused)
+{
+	store *st = open_ok();
+	uint8_t v[4];
+	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
+	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
+	ck_assert_uint_eq(v[3], STORE_SCHEMA_VERSION);
+	v[3] = STORE_SCHEMA_VERSION + 1;
+	raw_put(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA), v, 4);
+	store_close(st);
+
+	char err[256] = "";
+	ck_assert_int_eq(open_err(dbdir, err, sizeof err), CHAT_EINVAL);
+	ck_assert_msg(strstr(err, "newer"), "errbuf: %s", err);
+}
+END_TEST
+
+START_TEST(test_schema_unknown_cf_opens)
+{
+	/* a newer build may add column families; we must still open and read */
+	store *st = open_ok();
+	char *err = NULL;
+	rocksdb_column_family_handle_t *h =
+		rocksdb_create_column_family(st->db, st->opts, "future", &err);
+	ck_assert_ptr_null(err);
+	rocksdb_column_family_handle_destroy(h);
+	store_close(st);
+	st = open_ok();
+	ck_assert_uint_eq(st->n_extra_cf, 1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_open_path_is_file)
+{
+	FILE *f = fopen(dbdir, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	char err[256] = "";
+	ck_assert_int_eq(open_err(dbdir, err, sizeof err), CHAT_EINVAL);
+	ck_assert_msg(strstr(err, "not a directory"), "errbuf: %s", err);
+}
+END_TEST
+
+START_TEST(test_open_parent_missing)
+{
+	char dir[4300], err[256] = "";
+	snprintf(dir, sizeof dir, "%s/no/such", tmp);
+	ck_assert_int_eq(open_err(dir, err, sizeof err), CHAT_EIO);
+	ck_assert_msg(strstr(err, "cannot create") && strstr(err, "No such file"), "errbuf: %s", err);
+}
+END_TEST
+
+/* The tests below run store_open in a child that is a fresh exec of this
+ * program ("test_store --MODE DIR"), so that no RocksDB thread state is
+ * inherited from the test process (fork after threads), whatever CK_FORK. */
+
+/* --as-nobody: as an unprivileged user, expects a "Permission denied" open. */
+static int open_as_nobody(const char *dir)
+{
+	if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+		return 2;
+	char err[256] = "";
+	store *st = NULL;
+	store_opts o = { .dir = dir };
+	int rc = store_open(&st, &o, err, sizeof err);
+	store_close(st);
+	return rc == CHAT_EIO && strstr(err, "Permission denied") ? 0 : 1;
+}
+
+/* --hold: opens the store, says 'y' on stdout, keeps it open until stdin
+ * has a byte. */
+static int hold_store(const char *dir)
+{
+	store *st = NULL;
+	store_opts o = { .dir = dir };
+	char c = store_open(&st, &o, NULL, 0) == CHAT_OK ? 'y' : 'n';
+	if (write(1, &c, 1) != 1 || read(0, &c, 1) != 1)
+		return 2;
+	store_close(st);
+	return 0;
+}
+
+static pid_t spawn_self(const char *mode, int in_fd, int out_fd)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if ((in_fd >= 0 && dup2(in_fd, 0) < 0) || (out_fd >= 0 && dup2(out_fd, 1) < 0))
+			_exit(3);
+		execl(self_exe, "test_store", mode, dbdir, (char *)NULL);
+		_exit(4);
+	}
+	return pid;
+}
+
+static int wait_exit(pid_t pid)
+{
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+START_TEST(test_open_permission_denied)
+{
+	/* root ignores modes, so the child drops to nobody */
+	ck_assert_int_eq(mkdir(dbdir, 0755), 0);
+	ck_assert_int_eq(chmod(tmp, 0755), 0);
+	if (geteuid() != 0)
+		ck_assert_int_eq(chmod(dbdir, 0500), 0);
+	ck_assert_int_eq(wait_exit(spawn_self("--as-nobody", -1, -1)), 0);
+}
+END_TEST
+
+START_TEST(test_open_lock_held)
+{
+	int to_child[2], to_parent[2];
+	ck_assert_int_eq(pipe(to_child), 0);
+	ck_assert_int_eq(pipe(to_parent), 0);
+	pid_t pid = spawn_self("--hold", to_child[0], to_parent[1]);
+	close(to_child[0]);
+	close(to_parent[1]);
+	char c = 0;
+	ck_assert_int_eq(read(to_parent[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'y');
+
+	char err[512] = "";
+	ck_assert_int_eq(open_err(dbdir, err, sizeof err), CHAT_EIO);
+	ck_assert_msg(strstr(err, "in use by another process"), "errbuf: %s", err);
+
+	ck_assert_int_eq(write(to_child[1], "x", 1), 1);
+	ck_assert_int_eq(wait_exit(pid), 0);
+	close(to_child[1]);
+	close(to_parent[0]);
+	store_close(open_ok()); /* released with the child */
+}
+END_TEST
+
+/* ---- meta ---- */
+
+START_TEST(test_token_key_stable)
+{
+	uint8_t k1[STORE_KEY_LEN], k2[STORE_KEY_LEN], zero[STORE_KEY_LEN] = { 0 };
+	store *st = open_ok();
+	ck_assert_int_eq(store_token_key(st, k1), CHAT_OK);
+	store_close(st);
+	ck_assert(memcmp(k1, zero, STORE_KEY_LEN) != 0);
+	st = open_ok();
+	ck_assert_int_eq(store_token_key(st, k2), CHAT_OK);
+	ck_assert_mem_eq(k1, k2, STORE_KEY_LEN);
+	store_close(st);
+
+	/* another store gets its own key */
+	snprintf(dbdir, sizeof dbdir, "%s/db2", tmp);
+	st = open_ok();
+	ck_assert_int_eq(store_token_key(st, k2), CHAT_OK);
+	ck_assert(memcmp(k1, k2, STORE_KEY_LEN) != 0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_admin_hash)
+{
+	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	store *st = open_ok();
+	ck_assert_int_eq(store_admin_get(st, got), CHAT_ENOTFOUND);
+	hash_of(h, 1);
+	ck_assert_int_eq(store_admin_set(st, h), CHAT_OK);
+	hash_of(h, 2);
+	ck_assert_int_eq(store_admin_set(st, h), CHAT_OK);
+	store_close(st);
+	st = open_ok();
+	ck_assert_int_eq(store_admin_get(st, got), CHAT_OK);
+	ck_assert_mem_eq(got, h, STORE_HASH_LEN);
+	store_close(st);
+}
+END_TEST
+
+/* ---- accounts ---- */
+
+struct seen {
+	char list[16][128];
+	int n, stop_at;
+};
+
+static int collect_dev(void *arg, const char *user, const char *device,
+                       const uint8_t hash[STORE_HASH_LEN])
+{
+	struct seen *s = arg;
+	snprintf(s->list[s->n], sizeof s->list[0], "%s/%s=%d", user, device, hash[0]);
+	return ++s->n == s->stop_at ? 42 : 0;
+}
+
+START_TEST(test_devices)
+{
+	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	store *st = open_ok();
+	const char *add[][2] = { { "bob", "b" }, { "alice", "z" }, { "alice", "a" },
+	                         { "bob2", "a" }, { "al", "x" } };
+	for (int i = 0; i < 5; i++) {
+		hash_of(h, i + 1);
+		ck_assert_int_eq(store_device_add(st, add[i][0], add[i][1], h), CHAT_OK);
+	}
+	hash_of(h, 9);
+	ck_assert_int_eq(store_device_add(st, "alice", "a", h), CHAT_EEXIST);
+	ck_assert_int_eq(store_device_get(st, "alice", "a", got), CHAT_OK);
+	ck_assert_uint_eq(got[0], 3); /* not overwritten */
+	ck_assert_int_eq(store_device_get(st, "alice", "b", got), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_device_get(st, "alic", "ea", got), CHAT_ENOTFOUND);
+
+	struct seen s = { .stop_at = -1 };
+	ck_assert_int_eq(store_devices_each(st, collect_dev, &s), CHAT_OK);
+	const char *want[] = { "al/x=5", "alice/a=3", "alice/z=2", "bob/b=1", "bob2/a=4" };
+	ck_assert_int_eq(s.n, 5);
+	for (int i = 0; i < 5; i++)
+		ck_assert_str_eq(s.list[i], want[i]);
+
+	struct seen early = { .stop_at = 2 };
+	ck_assert_int_eq(store_devices_each(st, collect_dev, &early), 42);
+	ck_assert_int_eq(early.n, 2);
+
+	ck_assert_int_eq(store_device_remove(st, "alice", "a"), CHAT_OK);
+	ck_assert_int_eq(store_device_get(st, "alice", "a", got), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_device_remove(st, "alice", "a"), CHAT_ENOTFOUND);
+	struct seen after = { .stop_at = -1 };
+	ck_assert_int_eq(store_devices_each(st, collect_dev, &after), CHAT_OK);
+	ck_assert_int_eq(after.n, 4);
+	ck_assert_str_eq(after.list[1], "alice/z=2");
+	store_close(st);
+}
+END_TEST
+
+static int collect_svc(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN])
+{
+	struct seen *s = arg;
+	snprintf(s->list[s->n++], sizeof s->list[0], "%s=%d", name, hash[0]);
+	return 0;
+}
+
+START_TEST(test_services)
+{
+	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	store *st = open_ok();
+	hash_of(h, 1);
+	ck_assert_int_eq(store_service_add(st, "keyserver", h), CHAT_OK);
+	ck_assert_int_eq(store_service_add(st, "keyserver", h), CHAT_EEXIST);
+	hash_of(h, 2);
+	ck_assert_int_eq(store_service_add(st, "bridge", h), CHAT_OK);
+	ck_assert_int_eq(store_service_get(st, "keyserver", got), CHAT_OK);
+	ck_assert_uint_eq(got[31], 1);
+	ck_assert_int_eq(store_service_get(st, "nope", got), CHAT_ENOTFOUND);
+
+	struct seen s = { .stop_at = -1 };
+	ck_assert_int_eq(store_services_each(st, collect_svc, &s), CHAT_OK);
+	ck_assert_int_eq(s.n, 2);
+	ck_assert_str_eq(s.list[0], "bridge=2");
+	ck_assert_str_eq(s.list[1], "keyserver=1");
+
+	ck_assert_int_eq(store_service_remove(st, "bridge"), CHAT_OK);
+	ck_assert_int_eq(store_service_remove(st, "bridge"), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_service_get(st, "bridge", got), CHAT_ENOTFOUND);
+	store_close(st);
+	st = open_ok();
+	ck_assert_int_eq(store_service_get(st, "keyserver", got), CHAT_OK);
+	store_close(st);
+}
+END_TEST
+
+/* ---- messages ---- */
+
+START_TEST(test_send_seqs)
+{
+	store *st = open_ok();
+	const char *to[] = { "bob/p" };
+	store_msg a = msg_for("dm:alice:bob", "alice/p", 1, "hi");
+	store_msg g = msg_for("g:team", "alice/p", 2, "yo");
+	uint64_t last;
+	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 0);
+	ck_assert_uint_eq(send_ok(st, &a, to, 1), 1);
+	ck_assert_uint_eq(send_ok(st, &a, to, 1), 2);
+	ck_assert_uint_eq(send_ok(st, &g, to, 1), 1);
+	ck_assert_uint_eq(send_ok(st, &a, to, 1), 3);
+	ck_assert_uint_eq(send_ok(st, &g, NULL, 0), 2); /* no recipients still takes a seq */
+	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 3);
+	store_close(st);
+
+	st = open_ok();
+	ck_assert_int_eq(store_conv_last_seq(st, "g:team", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 2);
+	ck_assert_uint_eq(send_ok(st, &a, to, 1), 4);
+	ck_assert_uint_eq(send_ok(st, &g, to, 1), 3);
+	ck_assert_int_eq(queue_len(st, "bob/p"), 6);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_dedup)
+{
+	store *st = open_ok();
+	const char *to[] = { "bob/p" };
+	store_msg m = msg_for("dm:alice:bob", "alice/p", 5, "x");
+	ck_assert_uint_eq(send_ok(st, &m, to, 1), 1);
+	m.cid = (store_cid){ .is_uint = false, .bytes = { 5 }, .len = 1 };
+	m.conv = "g:team";
+	ck_assert_uint_eq(send_ok(st, &m, to, 1), 1);
+	m.cid = (store_cid){ .is_uint = false, .len = 0 };
+	ck_assert_uint_eq(send_ok(st, &m, to, 1), 2);
+
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seq = 0;
+	store_cid u5 = { .is_uint = true, .u = 5 };
+	store_cid b5 = { .bytes = { 5 }, .len = 1 };
+	store_cid empty = { .len = 0 };
+	store_cid u6 = { .is_uint = true, .u = 6 };
+	ck_assert_int_eq(store_dedup_get(st, "alice/p", &u5, conv, &seq), CHAT_OK);
+	ck_assert_str_eq(conv, "dm:alice:bob");
+	ck_assert_uint_eq(seq, 1);
+	ck_assert_int_eq(store_dedup_get(st, "alice/p", &b5, conv, &seq), CHAT_OK);
+	ck_assert_str_eq(conv, "g:team");
+	ck_assert_uint_eq(seq, 1);
+	ck_assert_int_eq(store_dedup_get(st, "alice/p", &empty, conv, &seq), CHAT_OK);
+	ck_assert_uint_eq(seq, 2);
+	ck_assert_int_eq(store_dedup_get(st, "alice/p", &u6, conv, &seq), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_dedup_get(st, "alice/q", &u5, conv, &seq), CHAT_ENOTFOUND);
+	store_close(st);
+
+	st = open_ok();
+	ck_assert_int_eq(store_dedup_get(st, "alice/p", &u5, conv, &seq), CHAT_OK);
+	ck_assert_uint_eq(seq, 1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_body_and_bodies_roundtrip)
+{
+	store *st = open_ok();
+	const char *to[] = { "bob/p", "bob/t" };
+	store_msg a = {
+		.conv = "dm:alice:bob", .from = "alice/phone", .ts = 1700000000123ull,
+		.expires = 1700604800123ull, .has_type = true, .type = 3,
+		.cid = { .bytes = { 0xde, 0xad, 0, 0xef }, .len = 4 },
+		.body = (const uint8_t *)"hel\0lo", .body_len = 6,
+	};
+	/* {"bob/p": h'01', "bob/t": h'0203'} */
+	static const uint8_t map[] = { 0xa2, 0x65, 'b', 'o', 'b', '/', 'p', 0x41, 1,
+	                               0x65, 'b', 'o', 'b', '/', 't', 0x42, 2, 3 };
+	store_msg b = {
+		.conv = "dm:alice:bob", .from = "alice/phone", .ts = 5, .expires = 6,
+		.cid = { .is_uint = true, .u = UINT64_MAX },
+		.bodies = map, .bodies_len = sizeof map,
+	};
+	store_msg e = msg_for("dm:alice:bob", "alice/phone", 9, "");
+	e.body = NULL;
+	ck_assert_uint_eq(send_ok(st, &a, to, 2), 1);
+	ck_assert_uint_eq(send_ok(st, &b, to, 2), 2);
+	ck_assert_uint_eq(send_ok(st, &e, to, 2), 3);
+	store_close(st);
+	st = open_ok();
+
+	store_msg_buf buf = { 0 };
+	store_msg out;
+	ck_assert_int_eq(store_msg_get(st, "dm:alice:bob", 1, &out, &buf), CHAT_OK);
+	ck_assert_str_eq(out.conv, "dm:alice:bob");
+	ck_assert_str_eq(out.from, "alice/phone");
+	ck_assert_uint_eq(out.ts, a.ts);
+	ck_assert_uint_eq(out.expires, a.expires);
+	ck_assert(out.has_type);
+	ck_assert_uint_eq(out.type, 3);
+	ck_assert(!out.cid.is_uint);
+	ck_assert_uint_eq(out.cid.len, 4);
+	ck_assert_mem_eq(out.cid.bytes, a.cid.bytes, 4);
+	ck_assert_uint_eq(out.body_len, 6);
+	ck_assert_mem_eq(out.body, "hel\0lo", 6);
+	ck_assert_ptr_null(out.bodies);
+
+	ck_assert_int_eq(store_msg_get(st, "dm:alice:bob", 2, &out, &buf), CHAT_OK);
+	ck_assert(!out.has_type);
+	ck_assert(out.cid.is_uint);
+	ck_assert_uint_eq(out.cid.u, UINT64_MAX);
+	ck_assert_ptr_null(out.body);
+	ck_assert_uint_eq(out.bodies_len, sizeof map);
+	ck_assert_mem_eq(out.bodies, map, sizeof map);
+	ck_assert_uint_eq(out.ts, 5);
+
+	ck_assert_int_eq(store_msg_get(st, "dm:alice:bob", 3, &out, &buf), CHAT_OK);
+	ck_assert_uint_eq(out.body_len, 0);
+	ck_assert_ptr_null(out.bodies);
+
+	ck_assert_int_eq(store_msg_get(st, "dm:alice:bob", 4, &out, &buf), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_msg_get(st, "g:none", 1, &out, &buf), CHAT_ENOTFOUND);
+	store_msg_buf_free(&buf);
+	ck_assert_ptr_null(buf.priv);
+
+	/* both bodies, or neither pointer with a length: refused, nothing written */
+	store_msg both = a;
+	both.bodies = map;
+	both.bodies_len = sizeof map;
+	uint64_t seq = 0, last;
+	ck_assert_int_eq(store_send(st, &both, to, 2, 0, &seq), CHAT_EINVAL);
+	store_msg none = a;
+	none.body = NULL;
+	ck_assert_int_eq(store_send(st, &none, to, 2, 0, &seq), CHAT_EINVAL);
+	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 3);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_quota_refusal_writes_nothing)
+{
+	store *st = open_ok();
+	const char *x[] = { "x/1" }, *yx[] = { "y/1", "x/1" };
+	store_msg m = msg_for("g:q", "s/1", 1, "a");
+	uint64_t seq = 0, last;
+	ck_assert_int_eq(store_send(st, &m, x, 1, 2, &seq), CHAT_OK);
+	m.cid.u = 2;
+	ck_assert_int_eq(store_send(st, &m, x, 1, 2, &seq), CHAT_OK);
+	ck_assert_uint_eq(seq, 2);
+	m.cid.u = 3;
+	seq = 77;
+	ck_assert_int_eq(store_send(st, &m, yx, 2, 2, &seq), CHAT_EQUOTA);
+	ck_assert_uint_eq(seq, 77);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "x/1"));
+
+	ck_assert_int_eq(store_conv_last_seq(st, "g:q", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 2);
+	ck_assert_int_eq(queue_len(st, "y/1"), 0);
+	ck_assert_int_eq(queue_len(st, "x/1"), 2);
+	ck_assert(!raw_exists(st, STORE_CF_QMETA, "y/1", 3));
+	char conv[CHAT_CONV_MAX + 1];
+	ck_assert_int_eq(store_dedup_get(st, "s/1", &m.cid, conv, &seq), CHAT_ENOTFOUND);
+	store_msg out;
+	store_msg_buf buf = { 0 };
+	ck_assert_int_eq(store_msg_get(st, "g:q", 3, &out, &buf), CHAT_ENOTFOUND);
+	store_msg_buf_free(&buf);
+
+	/* y alone fits, and takes the seq the refused send did not consume */
+	ck_assert_int_eq(store_send(st, &m, yx, 1, 2, &seq), CHAT_OK);
+	ck_assert_uint_eq(seq, 3);
+	/* no limit */
+	m.cid.u = 4;
+	ck_assert_int_eq(store_send(st, &m, x, 1, 0, &seq), CHAT_OK);
+	ck_assert_int_eq(queue_len(st, "x/1"), 3);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_duplicate_recipient_queued_once)
+{
+	store *st = open_ok();
+	const char *to[] = { "b/1", "c/1", "b/1" };
+	store_msg m = msg_for("g:d", "a/1", 1, "z");
+	uint64_t seq;
+	ck_assert_int_eq(store_send(st, &m, to, 3, 1, &seq), CHAT_OK);
+	ck_assert_int_eq(queue_len(st, "b/1"), 1);
+	ck_assert_int_eq(queue_len(st, "c/1"), 1);
+	uint8_t key[STORE_MSGKEY_MAX], refs[8];
+	size_t klen = store_msgkey(key, "g:d", 1);
+	ck_assert_int_eq(store_get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
+	ck_assert_uint_eq(store_be64_get(refs), 2);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_device_remove_drops_queue)
+{
+	uint8_t h[STORE_HASH_LEN];
+	hash_of(h, 1);
+	store *st = open_ok();
+	ck_assert_int_eq(store_device_add(st, "a", "1", h), CHAT_OK);
+	ck_assert_int_eq(store_device_add(st, "b", "1", h), CHAT_OK);
+	const char *both[] = { "a/1", "b/1" }, *aonly[] = { "a/1" };
+	store_msg m = msg_for("g:r", "c/1", 1, "m1");
+	send_ok(st, &m, both, 2);
+	m.cid.u = 2;
+	send_ok(st, &m, both, 2);
+	m.cid.u = 3;
+	send_ok(st, &m, aonly, 1);
+	ck_assert_int_eq(queue_len(st, "a/1"), 3);
+	ck_assert_int_eq(queue_len(st, "b/1"), 2);
+
+	ck_assert_int_eq(store_device_remove(st, "a", "1"), CHAT_OK);
+	ck_assert_int_eq(queue_len(st, "a/1"), 0);
+	ck_assert_int_eq(queue_len(st, "b/1"), 2);
+	ck_assert(!raw_exists(st, STORE_CF_QMETA, "a/1", 3));
+	ck_assert(raw_exists(st, STORE_CF_QMETA, "b/1", 3));
+
+	/* seq 3 was held only by a/1's queue: gone; 1 and 2 are still b's */
+	store_msg out;
+	store_msg_buf buf = { 0 };
+	ck_assert_int_eq(store_msg_get(st, "g:r", 3, &out, &buf), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_msg_get(st, "g:r", 1, &out, &buf), CHAT_OK);
+	ck_assert_int_eq(store_msg_get(st, "g:r", 2, &out, &buf), CHAT_OK);
+	store_msg_buf_free(&buf);
+	uint8_t key[STORE_MSGKEY_MAX], refs[8];
+	size_t klen = store_msgkey(key, "g:r", 1);
+	ck_assert_int_eq(store_get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
+	ck_assert_uint_eq(store_be64_get(refs), 1);
+
+	/* a fresh a/1 starts with an empty queue and counter */
+	ck_assert_int_eq(store_device_add(st, "a", "1", h), CHAT_OK);
+	uint64_t seq;
+	m.cid.u = 4;
+	ck_assert_int_eq(store_send(st, &m, aonly, 1, 1, &seq), CHAT_OK);
+	ck_assert_int_eq(queue_len(st, "a/1"), 1);
+	store_close(st);
+}
+END_TEST
+
+/* ---- corruption ---- */
+
+START_TEST(test_corrupt_records)
+{
+	store *st = open_ok();
+	const char *to[] = { "b/1" };
+	store_msg m = msg_for("g:c", "a/1", 1, "body");
+	ck_assert_uint_eq(send_ok(st, &m, to, 1), 1);
+
+	/* every truncation of a good record, and garbage, is refused */
+	uint8_t key[STORE_MSGKEY_MAX];
+	size_t klen = store_msgkey(key, "g:c", 1);
+	rocksdb_pinnableslice_t *v;
+	ck_assert_int_eq(store_get(st, STORE_CF_MSGS, key, klen, &v), CHAT_OK);
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	char good[256];
+	ck_assert_uint_lt(vlen, sizeof good);
+	memcpy(good, p, vlen);
+	rocksdb_pinnableslice_destroy(v);
+
+	store_msg out;
+	store_msg_buf buf = { 0 };
+	for (size_t n = 0; n < vlen; n++) {
+		raw_put(st, STORE_CF_MSGS, key, klen, good, n);
+		ck_assert_int_eq(store_msg_get(st, "g:c", 1, &out, &buf), CHAT_ECORRUPT);
+	}
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "g:c"));
+	good[0] = 99; /* unknown version */
+	raw_put(st, STORE_CF_MSGS, key, klen, good, vlen);
+	ck_assert_int_eq(store_msg_get(st, "g:c", 1, &out, &buf), CHAT_ECORRUPT);
+	good[0] = 1;
+	raw_put(st, STORE_CF_MSGS, key, klen, good, vlen);
+	ck_assert_int_eq(store_msg_get(st, "g:c", 1, &out, &buf), CHAT_OK);
+	ck_assert_mem_eq(out.body, "body", 4);
+	char longer[257];
+	memcpy(longer, good, vlen);
+	longer[vlen] = 'x'; /* trailing byte: body length mismatch */
+	raw_put(st, STORE_CF_MSGS, key, klen, longer, vlen + 1);
+	ck_assert_int_eq(store_msg_get(st, "g:c", 1, &out, &buf), CHAT_ECORRUPT);
+	store_msg_buf_free(&buf);
+
+	raw_put(st, STORE_CF_DEVICES, "u\0d", 3, "junk", 4);
+	uint8_t h[STORE_HASH_LEN];
+	ck_assert_int_eq(store_device_get(st, "u", "d", h), CHAT_ECORRUPT);
+	struct seen s = { .stop_at = -1 };
+	ck_assert_int_eq(store_devices_each(st, collect_dev, &s), CHAT_ECORRUPT);
+	ck_assert_int_eq(store_device_remove(st, "u", "d"), CHAT_OK); /* a bad record can go */
+
+	raw_put(st, STORE_CF_SERVICES, "svc", 3, "", 0);
+	ck_assert_int_eq(store_service_get(st, "svc", h), CHAT_ECORRUPT);
+
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seq;
+	ck_assert_int_eq(store_dedup_get(st, "a/1", &m.cid, conv, &seq), CHAT_OK);
+	uint8_t dkey[] = { 'a', '/', '1', 0, 'u', 0, 0, 0, 0, 0, 0, 0, 1 };
+	raw_put(st, STORE_CF_DEDUP, dkey, sizeof dkey, "g:c", 3);
+	ck_assert_int_eq(store_dedup_get(st, "a/1", &m.cid, conv, &seq), CHAT_ECORRUPT);
+
+	raw_put(st, STORE_CF_CONVS, "g:c", 3, "\1", 1);
+	uint64_t last;
+	ck_assert_int_eq(store_conv_last_seq(st, "g:c", &last), CHAT_ECORRUPT);
+	ck_assert_int_eq(store_send(st, &m, to, 1, 0, &seq), CHAT_ECORRUPT);
+
+	raw_put(st, STORE_CF_QMETA, "b/1", 3, "\1", 1);
+	m.conv = "g:other";
+	ck_assert_int_eq(store_send(st, &m, to, 1, 0, &seq), CHAT_ECORRUPT);
+	ck_assert_int_eq(store_conv_last_seq(st, "g:other", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 0);
+
+	raw_put(st, STORE_CF_META, STORE_META_TOKEN_KEY, strlen(STORE_META_TOKEN_KEY), "short", 5);
+	store_close(st);
+	char err[256] = "";
+	ck_assert_int_eq(open_err(dbdir, err, sizeof err), CHAT_ECORRUPT);
+	ck_assert_msg(err[0], "no errbuf message");
+}
+END_TEST
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_reopen_persists);
+	tcase_add_test(tc, test_schema_newer_refused);
+	tcase_add_test(tc, test_schema_unknown_cf_opens);
+	tcase_add_test(tc, test_open_path_is_file);
+	tcase_add_test(tc, test_open_parent_missing);
+	tcase_add_test(tc, test_open_permission_denied);
+	tcase_add_test(tc, test_open_lock_held);
+	tcase_add_test(tc, test_token_key_stable);
+	tcase_add_test(tc, test_admin_hash);
+	tcase_add_test(tc, test_devices);
+	tcase_add_test(tc, test_services);
+	tcase_add_test(tc, test_send_seqs);
+	tcase_add_test(tc, test_dedup);
+	tcase_add_test(tc, test_body_and_bodies_roundtrip);
+	tcase_add_test(tc, test_quota_refusal_writes_nothing);
+	tcase_add_test(tc, test_duplicate_recipient_queued_once);
+	tcase_add_test(tc, test_device_remove_drops_queue);
+	tcase_add_test(tc, test_corrupt_records);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[1], "--hold") == 0)
+		return hold_store(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "--as-nobody") == 0)
+		return open_as_nobody(argv[2]);
+	if (!realpath(argv[0], self_exe))
+		return EXIT_FAILURE;
+	SRunner *sr = srunner_create(store_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
