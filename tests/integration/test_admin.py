@@ -195,6 +195,13 @@ class AdminTest(ChatTestCase):
         svc = self.client(client_id=uniq("s"), username=name, password=tok.strip(), protocol=V5)
         svc.connect()
         self.assertEqual(svc.publish(CONTROL, req), 0x87)
+        # no response reaches anyone; the devices are told in their inbox why
+        # their publish was refused (3.1.1 cannot see it in the PUBACK)
+        for d in (d5, d3):
+            m = d.wait_message(lambda m: True, timeout=2)
+            self.assertIsNotNone(m)
+            self.assertEqual(m[0], "chat/inbox/%s/%s" % (u, "v5" if d is d5 else "v3"))
+            self.assertEqual((m[1]["k"], m[1]["code"]), ("error", "topic"))
         for c in (d5, d3, svc):
             self.assertIsNone(c.wait_message(lambda m: True, timeout=0.3 if c is not svc else 0.1))
         # the command was not executed: the device does not exist yet

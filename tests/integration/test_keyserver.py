@@ -379,7 +379,9 @@ class KeyServerTest(ChatTestCase):
         # B hears only about its own pool (3 → 2), nothing of Eve's exchange
         self.assertEqual(db.drain(), [("chat/keys/status/%s/phone" % b, {"opks": 2, "low": True})])
         self.assertEqual(da.drain(), [])
-        self.assertEqual(de.drain(), [])
+        # Eve was told, in her own inbox, that her two publishes were refused
+        self.assertEqual([(t, ev["k"], ev["code"]) for t, ev in de.drain()],
+                         [("chat/inbox/%s/phone" % e, "error", "topic")] * 2)
 
 
 class KeyServerLifecycleTest(ChatTestCase):
