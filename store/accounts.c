@@ -75,32 +75,29 @@ static int cred_add(store *st, enum store_cf cf, const void *key, size_t klen,
 	return store_commit(st);
 }
 
-/* Walks a column family of cred records, handing cb each key and hash. */
+/* Walks a column family of cred records, handing each key and hash on. */
 typedef int (*cred_key_cb)(store *st, const char *key, size_t klen,
                            const uint8_t hash[STORE_HASH_LEN], void *ctx);
 
+struct cred_each_ctx {
+	enum store_cf cf;
+	cred_key_cb each;
+	void *ctx;
+};
+
+static int cred_each_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen,
+                        void *ctx)
+{
+	struct cred_each_ctx *c = ctx;
+	uint8_t hash[STORE_HASH_LEN];
+	int rc = cred_decode(st, c->cf, v, vlen, hash);
+	return rc == CHAT_OK ? c->each(st, k, klen, hash, c->ctx) : rc;
+}
+
 static int cred_each(store *st, enum store_cf cf, cred_key_cb each, void *ctx)
 {
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[cf]);
-	int rc = CHAT_OK;
-	for (rocksdb_iter_seek_to_first(it); rc == CHAT_OK && rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		const char *v = rocksdb_iter_value(it, &vlen);
-		uint8_t hash[STORE_HASH_LEN];
-		rc = cred_decode(st, cf, v, vlen, hash);
-		if (rc == CHAT_OK)
-			rc = each(st, k, klen, hash, ctx);
-	}
-	if (rc == CHAT_OK) {
-		char *err = NULL;
-		rocksdb_iter_get_error(it, &err);
-		if (err)
-			rc = store_rocks_err(st, err);
-	}
-	rocksdb_iter_destroy(it);
-	return rc;
+	struct cred_each_ctx c = { cf, each, ctx };
+	return store_prefix_each(st, cf, "", 0, cred_each_kv, &c);
 }
 
 /* ---- devices ---- */

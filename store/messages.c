@@ -3,15 +3,18 @@
  *
  * A send reads the conversation's last seq, then writes in one batch: the new
  * last seq, the message record, the dedup entry, the expiry index entry, the
- * refcount and one queue entry per recipient. Nothing is written unless all
+ * refcount and, per recipient, a queue entry and its rcpts entry. Nothing is written unless all
  * of it is, so a refused send (queue full) does not consume a seq. The body
  * (or the raw per-device "bodies" CBOR map) is stored once, copied straight
- * from the caller's buffer into the batch.
+ * from the caller's buffer into the batch. When the last recipient has it
+ * (refs reaches 0) the body is dropped and the metadata stays, for receipts
+ * and dedup, until the message expires.
  *
  * Message record, version 1 (integers big-endian):
  *   u8 version, u8 flags (MSG_F_*), u64 ts, u64 expires, u64 type,
  *   u8 cid_len, cid (a uint cid is 8 bytes), u8 from_len, from, '\0',
- *   u32 body_len, body (the bodies map when MSG_F_BODIES)
+ *   u32 body_len, body (the bodies map when MSG_F_BODIES; empty when
+ *   MSG_F_NOBODY: delivered everywhere, body deleted)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +26,9 @@
 #define MSG_F_TYPE 0x01
 #define MSG_F_CID_UINT 0x02
 #define MSG_F_BODIES 0x04
+#define MSG_F_NOBODY 0x08
 #define MSG_FIXED (1 + 1 + 8 + 8 + 8)
 #define MSG_HDR_MAX (MSG_FIXED + 1 + STORE_CID_MAX + 1 + CHAT_ADDR_MAX + 1 + 4)
-#define DEDUPKEY_MAX (CHAT_ADDR_MAX + 1 + 1 + STORE_CID_MAX)
 #define DEDUPVAL_MAX (STORE_MSGKEY_MAX + 8)
 #define EXPKEY_MAX (8 + 1 + STORE_MSGKEY_MAX)
 
@@ -34,16 +37,10 @@ struct msg_buf {
 	char conv[CHAT_CONV_MAX + 1];
 };
 
-static size_t addrlen(const char *addr)
+/* from \0 kind cid */
+size_t store_dedupkey(uint8_t *out, const char *from, const store_cid *cid)
 {
-	size_t n = strnlen(addr, CHAT_ADDR_MAX + 1);
-	return n > CHAT_ADDR_MAX ? 0 : n;
-}
-
-/* from \0 kind cid; 0 if from or cid is malformed */
-static size_t dedupkey(uint8_t *out, const char *from, const store_cid *cid)
-{
-	size_t fl = addrlen(from);
+	size_t fl = store_addrlen(from);
 	if (!fl || (!cid->is_uint && cid->len > STORE_CID_MAX))
 		return 0;
 	memcpy(out, from, fl);
@@ -61,8 +58,8 @@ static size_t dedupkey(uint8_t *out, const char *from, const store_cid *cid)
 int store_dedup_get(store *st, const char *from, const store_cid *cid, char *conv,
                     uint64_t *seq)
 {
-	uint8_t key[DEDUPKEY_MAX];
-	size_t klen = dedupkey(key, from, cid);
+	uint8_t key[STORE_DEDUPKEY_MAX];
+	size_t klen = store_dedupkey(key, from, cid);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	rocksdb_pinnableslice_t *v;
@@ -131,7 +128,7 @@ static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 {
 	const uint8_t *p = rec, *end = rec + len;
 	if (len < MSG_FIXED + 1 || p[0] != MSG_VERSION ||
-	    (p[1] & ~(MSG_F_TYPE | MSG_F_CID_UINT | MSG_F_BODIES)))
+	    (p[1] & ~(MSG_F_TYPE | MSG_F_CID_UINT | MSG_F_BODIES | MSG_F_NOBODY)))
 		return false;
 	uint8_t flags = p[1];
 	memset(out, 0, sizeof *out);
@@ -162,8 +159,10 @@ static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 
 	size_t bl = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
 	p += 4;
-	if ((size_t)(end - p) != bl)
+	if ((size_t)(end - p) != bl || (flags & MSG_F_NOBODY && bl))
 		return false;
+	if (flags & MSG_F_NOBODY)
+		return true;
 	if (flags & MSG_F_BODIES) {
 		out->bodies = p;
 		out->bodies_len = bl;
@@ -176,7 +175,7 @@ static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 
 static int msg_check(store *st, const store_msg *m)
 {
-	if (!addrlen(m->from))
+	if (!store_addrlen(m->from))
 		return store_fail(st, CHAT_EINVAL, "bad sender address");
 	if (!m->cid.is_uint && m->cid.len > STORE_CID_MAX)
 		return store_fail(st, CHAT_EINVAL, "cid longer than %d bytes", STORE_CID_MAX);
@@ -198,7 +197,7 @@ static bool seen_before(const char *const *to, size_t i)
 int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq)
 {
-	uint8_t mkey[STORE_MSGKEY_MAX], dkey[DEDUPKEY_MAX], dval[DEDUPVAL_MAX];
+	uint8_t mkey[STORE_MSGKEY_MAX], dkey[STORE_DEDUPKEY_MAX], dval[DEDUPVAL_MAX];
 	uint8_t ekey[EXPKEY_MAX], hdr[MSG_HDR_MAX], buf[8];
 	int rc = msg_check(st, msg);
 	if (rc != CHAT_OK)
@@ -226,7 +225,7 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 	size_t vlens[2] = { hlen, body_len };
 	rocksdb_writebatch_putv_cf(wb, st->cf[STORE_CF_MSGS], 1, kparts, klens, 2, vparts, vlens);
 
-	size_t dklen = dedupkey(dkey, msg->from, &msg->cid);
+	size_t dklen = store_dedupkey(dkey, msg->from, &msg->cid);
 	memcpy(dval, mkey, mklen);
 	store_be64_put(dval + mklen, msg->expires);
 	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_DEDUP], (const char *)dkey, dklen,
@@ -239,12 +238,19 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 
 	uint64_t refs = 0;
 	for (size_t i = 0; i < n; i++) {
+		uint64_t qseq;
+		uint8_t rk[STORE_RCPTKEY_MAX];
 		if (seen_before(to, i))
 			continue;
-		if ((rc = store_queue_add(st, to[i], mkey, mklen, max_queue)) != CHAT_OK) {
+		rc = store_queue_add(st, to[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
+		if (rc != CHAT_OK) {
 			rocksdb_writebatch_clear(wb);
 			return rc;
 		}
+		size_t rklen = store_rcptkey(rk, mkey, mklen, to[i], strlen(to[i]));
+		store_be64_put(buf, qseq);
+		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen,
+		                          (const char *)buf, 8);
 		refs++;
 	}
 	if (refs) {
@@ -255,6 +261,27 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 	if ((rc = store_commit(st)) != CHAT_OK)
 		return rc;
 	*seq = s;
+	return CHAT_OK;
+}
+
+int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                   rocksdb_pinnableslice_t **val, char *conv)
+{
+	uint64_t seq;
+	if (!store_msgkey_parse(msgkey, mklen, conv, &seq))
+		return CHAT_ENOTFOUND;
+	int rc = store_get(st, STORE_CF_MSGS, msgkey, mklen, val);
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(*val, &vlen);
+	if (!msg_decode(v, vlen, out)) {
+		rocksdb_pinnableslice_destroy(*val);
+		*val = NULL;
+		return store_fail(st, CHAT_ECORRUPT, "message %s/%llu: bad record of %zu bytes", conv,
+		                  (unsigned long long)seq, vlen);
+	}
+	out->conv = conv;
 	return CHAT_OK;
 }
 
@@ -272,20 +299,41 @@ int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, sto
 	}
 	rocksdb_pinnableslice_destroy(mb->val);
 	mb->val = NULL;
-	int rc = store_get(st, STORE_CF_MSGS, key, klen, &mb->val);
+	return store_msg_load(st, key, klen, out, &mb->val, mb->conv);
+}
+
+int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
+{
+	uint8_t cnt[8];
+	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK; /* already released */
 	if (rc != CHAT_OK)
 		return rc;
-	size_t vlen;
-	const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(mb->val, &vlen);
-	if (!msg_decode(v, vlen, out)) {
-		rocksdb_pinnableslice_destroy(mb->val);
-		mb->val = NULL;
-		return store_fail(st, CHAT_ECORRUPT, "message %s/%llu: bad record of %zu bytes", conv,
-		                  (unsigned long long)seq, vlen);
+	uint64_t n = store_be64_get(cnt);
+	if (n > 1) {
+		store_be64_put(cnt, n - 1);
+		rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen,
+		                          (const char *)cnt, sizeof cnt);
+		return CHAT_OK;
 	}
-	memcpy(mb->conv, key, klen - 1 - STORE_SEQ_LEN);
-	mb->conv[klen - 1 - STORE_SEQ_LEN] = 0;
-	out->conv = mb->conv;
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen);
+
+	/* the last one: rewrite the record without its body */
+	rocksdb_pinnableslice_t *val;
+	store_msg m;
+	char conv[CHAT_CONV_MAX + 1];
+	rc = store_msg_load(st, msgkey, mklen, &m, &val, conv);
+	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
+		return CHAT_OK; /* nothing worth keeping */
+	if (rc != CHAT_OK)
+		return rc;
+	uint8_t hdr[MSG_HDR_MAX];
+	size_t hlen = msg_encode_header(hdr, &m, 0, false);
+	hdr[1] |= MSG_F_NOBODY;
+	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)msgkey, mklen,
+	                          (const char *)hdr, hlen);
+	rocksdb_pinnableslice_destroy(val);
 	return CHAT_OK;
 }
 

@@ -1,13 +1,14 @@
 /* queue.c — per-device offline queues.
  *
- * A queue entry is only a pointer (conv, seq) to the message, so a body sent
- * to fifty devices is stored once. Entries are keyed addr \0 qseq, where
- * qseq is the device's own enqueue counter: iteration replays a device's
- * backlog in the order it was queued. qmeta keeps, per device, the next
- * qseq and the number of entries (checked against max_queue without a
- * scan). refs counts, per message, the queue entries still pointing at it;
- * when the last one goes, the message record goes too (its dedup and expiry
- * index entries stay until the TTL sweep).
+ * A device's queue is keyed addr \0 qseq, qseq being the device's own
+ * enqueue counter, so iteration replays the backlog in the order it was
+ * queued. A message entry is only a pointer (conv, seq): a body sent to
+ * fifty devices is stored once. An event entry (a receipt the device could
+ * not take live) carries its encoded bytes. qmeta keeps, per device, the
+ * next qseq and the number of entries, checked against max_queue without a
+ * scan. For each message, rcpts maps recipient -> qseq while the entry is
+ * there: a delivered receipt finds its entry by (conv, seq) in one read,
+ * and the expiry sweep knows who never got the message.
  */
 #include <string.h>
 
@@ -17,88 +18,81 @@
 #define QKEY_MAX (CHAT_ADDR_MAX + 1 + STORE_SEQ_LEN)
 #define QMETA_LEN 16
 
-static size_t addrlen(const char *addr)
+static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, uint64_t *count)
 {
-	size_t n = strnlen(addr, CHAT_ADDR_MAX + 1);
-	return n > CHAT_ADDR_MAX ? 0 : n;
+	uint8_t meta[QMETA_LEN];
+	int rc = store_get_fixed(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta);
+	*next = 1;
+	*count = 0;
+	if (rc == CHAT_OK) {
+		*next = store_be64_get(meta);
+		*count = store_be64_get(meta + 8);
+	}
+	return rc == CHAT_ENOTFOUND ? CHAT_OK : rc;
 }
 
-int store_queue_add(store *st, const char *addr, const uint8_t *msgkey, size_t mklen,
-                    uint64_t max_queue)
+static void qmeta_put(store *st, const char *addr, size_t alen, uint64_t next, uint64_t count)
 {
-	size_t alen = addrlen(addr);
+	uint8_t meta[QMETA_LEN];
+	store_be64_put(meta, next);
+	store_be64_put(meta + 8, count);
+	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_QMETA], addr, alen, (const char *)meta,
+	                          sizeof meta);
+}
+
+int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
+                    uint64_t max_queue, uint64_t *qseq)
+{
+	size_t alen = store_addrlen(addr);
 	if (!alen)
 		return store_fail(st, CHAT_EINVAL, "bad device address");
-	uint8_t meta[QMETA_LEN];
-	uint64_t next = 1, count = 0;
-	int rc = store_get_fixed(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta);
-	if (rc == CHAT_OK) {
-		next = store_be64_get(meta);
-		count = store_be64_get(meta + 8);
-	} else if (rc != CHAT_ENOTFOUND) {
+	uint64_t next, count;
+	int rc = qmeta_get(st, addr, alen, &next, &count);
+	if (rc != CHAT_OK)
 		return rc;
-	}
 	if (max_queue && count >= max_queue)
 		return store_fail(st, CHAT_EQUOTA, "queue of %s is full (%llu entries)", addr,
 		                  (unsigned long long)count);
-
 	uint8_t key[QKEY_MAX];
-	memcpy(key, addr, alen);
-	key[alen] = 0;
-	store_be64_put(key + alen + 1, next);
-	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)key,
-	                          alen + 1 + STORE_SEQ_LEN, (const char *)msgkey, mklen);
-	store_be64_put(meta, next + 1);
-	store_be64_put(meta + 8, count + 1);
-	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_QMETA], addr, alen, (const char *)meta,
-	                          sizeof meta);
+	size_t klen = store_qkey(key, addr, alen, next);
+	const char *kparts[1] = { (const char *)key };
+	const char *vparts[2] = { &kind, len ? payload : "" };
+	size_t vlens[2] = { 1, len };
+	rocksdb_writebatch_putv_cf(st->wb, st->cf[STORE_CF_QUEUES], 1, kparts, &klen, 2, vparts,
+	                           vlens);
+	qmeta_put(st, addr, alen, next + 1, count + 1);
+	*qseq = next;
 	return CHAT_OK;
 }
 
-/* One queue entry pointing at msgkey is going away. */
-static int queue_release(store *st, const char *msgkey, size_t mklen)
+int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta)
 {
-	uint8_t cnt[8];
-	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
-	if (rc == CHAT_ENOTFOUND)
-		return CHAT_OK; /* already released */
+	uint64_t next, count;
+	int rc = qmeta_get(st, addr, alen, &next, &count);
 	if (rc != CHAT_OK)
 		return rc;
-	uint64_t n = store_be64_get(cnt);
-	if (n <= 1) {
-		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], msgkey, mklen);
-		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_MSGS], msgkey, mklen);
-	} else {
-		store_be64_put(cnt, n - 1);
-		rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_REFS], msgkey, mklen,
-		                          (const char *)cnt, sizeof cnt);
-	}
+	count = delta < 0 && (uint64_t)-delta > count ? 0 : count + (uint64_t)delta;
+	qmeta_put(st, addr, alen, next, count);
 	return CHAT_OK;
 }
 
-int store_queue_drop(store *st, const char *addr)
+/* Adds to the batch the removal of queue entry (k, v) of addr; for a
+ * message entry, its rcpts entry and one reference go too. */
+static int entry_drop(store *st, const char *addr, size_t alen, const char *k, size_t klen,
+                      const char *v, size_t vlen)
 {
-	size_t alen = addrlen(addr);
-	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	char prefix[CHAT_ADDR_MAX + 1];
-	memcpy(prefix, addr, alen);
-	prefix[alen] = 0;
-	size_t plen = alen + 1;
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], k, klen);
+	if (vlen < 2 || v[0] != STORE_QE_MSG || vlen - 1 > STORE_MSGKEY_MAX)
+		return CHAT_OK; /* an event, or a corrupt entry: nothing else refers to it */
+	const uint8_t *mk = (const uint8_t *)v + 1;
+	uint8_t rk[STORE_RCPTKEY_MAX];
+	size_t rklen = store_rcptkey(rk, mk, vlen - 1, addr, alen);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
+	return store_msg_release(st, mk, vlen - 1);
+}
 
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]);
-	int rc = CHAT_OK;
-	for (rocksdb_iter_seek(it, prefix, plen); rc == CHAT_OK && rocksdb_iter_valid(it);
-	     rocksdb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		if (klen < plen || memcmp(k, prefix, plen) != 0)
-			break;
-		const char *v = rocksdb_iter_value(it, &vlen);
-		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], k, klen);
-		if (vlen && vlen <= STORE_MSGKEY_MAX) /* else a corrupt entry: just drop it */
-			rc = queue_release(st, v, vlen);
-	}
+static int iter_status(store *st, rocksdb_iterator_t *it, int rc)
+{
 	if (rc == CHAT_OK) {
 		char *err = NULL;
 		rocksdb_iter_get_error(it, &err);
@@ -106,6 +100,198 @@ int store_queue_drop(store *st, const char *addr)
 			rc = store_rocks_err(st, err);
 	}
 	rocksdb_iter_destroy(it);
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QMETA], addr, alen);
 	return rc;
+}
+
+static int drop_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
+{
+	const char *addr = ctx;
+	return entry_drop(st, addr, strlen(addr), k, klen, v, vlen);
+}
+
+int store_queue_drop(store *st, const char *addr)
+{
+	size_t alen = store_addrlen(addr);
+	if (!alen)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QMETA], addr, alen);
+	/* addr \0: the '\0' keeps "bob/p" from matching "bob/p2" */
+	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, drop_kv, (void *)addr);
+}
+
+static bool seen_str(const char *const *v, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (strcmp(v[j], v[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool seen_u64(const uint64_t *v, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (v[j] == v[i])
+			return true;
+	return false;
+}
+
+int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t *event,
+                      size_t len)
+{
+	store_batch(st);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t qseq;
+		if (seen_str(to, i))
+			continue;
+		int rc = store_queue_add(st, to[i], STORE_QE_EVENT, event, len, 0, &qseq);
+		if (rc != CHAT_OK) {
+			rocksdb_writebatch_clear(st->wb);
+			return rc;
+		}
+	}
+	return store_commit(st);
+}
+
+int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
+                     void *arg, size_t *visited, uint64_t *last)
+{
+	*visited = 0;
+	size_t alen = store_addrlen(addr);
+	if (!alen)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	if (after == UINT64_MAX || max == 0)
+		return CHAT_OK;
+	uint8_t start[QKEY_MAX];
+	size_t klen0 = store_qkey(start, addr, alen, after + 1), plen = alen + 1;
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]);
+	int rc = CHAT_OK;
+	for (rocksdb_iter_seek(it, (const char *)start, klen0);
+	     rc == CHAT_OK && *visited < max && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		if (klen != plen + STORE_SEQ_LEN || memcmp(k, start, plen) != 0)
+			break;
+		const char *v = rocksdb_iter_value(it, &vlen);
+		store_qentry e = { .qseq = store_be64_get((const uint8_t *)k + plen) };
+		char conv[CHAT_CONV_MAX + 1];
+		store_msg m, *mp = NULL;
+		rocksdb_pinnableslice_t *val = NULL;
+		if (vlen >= 1 && v[0] == STORE_QE_EVENT) {
+			e.kind = STORE_Q_EVENT;
+			e.event = (const uint8_t *)v + 1;
+			e.event_len = vlen - 1;
+		} else if (vlen >= 1 && v[0] == STORE_QE_MSG &&
+		           store_msgkey_parse((const uint8_t *)v + 1, vlen - 1, conv, &e.seq)) {
+			e.kind = STORE_Q_MSG;
+			e.conv = conv;
+			rc = store_msg_load(st, (const uint8_t *)v + 1, vlen - 1, &m, &val, conv);
+			if (rc == CHAT_OK && (m.body || m.bodies))
+				mp = &m;
+			else if (rc != CHAT_EIO && rc != CHAT_ENOMEM)
+				rc = CHAT_OK; /* gone, only its metadata left, or unreadable */
+		} else { /* unreadable: skipped, so that it cannot block the queue */
+			store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", addr,
+			           (unsigned long long)e.qseq);
+			e.kind = 0;
+		}
+		if (rc == CHAT_OK) {
+			++*visited;
+			*last = e.qseq;
+			if (e.kind)
+				rc = cb(arg, &e, mp);
+		}
+		rocksdb_pinnableslice_destroy(val);
+	}
+	return iter_status(st, it, rc);
+}
+
+/* Removes addr's entry at qseq, if there is one; true if it was. */
+static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, bool *removed)
+{
+	uint8_t key[QKEY_MAX];
+	size_t klen = store_qkey(key, addr, alen, qseq);
+	rocksdb_pinnableslice_t *v;
+	*removed = false;
+	int rc = store_get(st, STORE_CF_QUEUES, key, klen, &v);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK;
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	rc = entry_drop(st, addr, alen, (const char *)key, klen, p, vlen);
+	rocksdb_pinnableslice_destroy(v);
+	*removed = rc == CHAT_OK;
+	return rc;
+}
+
+int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n)
+{
+	size_t alen = store_addrlen(addr);
+	if (!alen)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	store_batch(st);
+	int64_t gone = 0;
+	int rc = CHAT_OK;
+	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
+		bool removed;
+		if (!seen_u64(qseqs, i) && (rc = remove_one(st, addr, alen, qseqs[i], &removed)) == CHAT_OK)
+			gone += removed;
+	}
+	if (rc == CHAT_OK && gone)
+		rc = store_queue_count_add(st, addr, alen, -gone);
+	if (rc != CHAT_OK) {
+		rocksdb_writebatch_clear(st->wb);
+		return rc;
+	}
+	return gone ? store_commit(st) : CHAT_OK;
+}
+
+int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
+              uint64_t *qseqs_out)
+{
+	size_t alen = store_addrlen(addr);
+	if (!alen)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	store_batch(st);
+	int64_t gone = 0;
+	int rc = CHAT_OK;
+	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
+		uint8_t mk[STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX], q[8];
+		size_t mklen = store_msgkey(mk, conv, seqs[i]);
+		qseqs_out[i] = 0;
+		if (!mklen || seen_u64(seqs, i))
+			continue;
+		size_t rklen = store_rcptkey(rk, mk, mklen, addr, alen);
+		rc = store_get_fixed(st, STORE_CF_RCPTS, rk, rklen, q, sizeof q);
+		if (rc == CHAT_ENOTFOUND) {
+			rc = CHAT_OK;
+			continue;
+		}
+		bool removed = false;
+		if (rc == CHAT_OK)
+			rc = remove_one(st, addr, alen, store_be64_get(q), &removed);
+		if (rc == CHAT_OK && removed) {
+			qseqs_out[i] = store_be64_get(q);
+			gone++;
+		} else if (rc == CHAT_OK) { /* a stale rcpts entry: tidy it */
+			rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk,
+			                             rklen);
+		}
+	}
+	if (rc == CHAT_OK && gone)
+		rc = store_queue_count_add(st, addr, alen, -gone);
+	if (rc != CHAT_OK) {
+		rocksdb_writebatch_clear(st->wb);
+		return rc;
+	}
+	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+}
+
+int store_queue_count(store *st, const char *addr, uint64_t *count)
+{
+	size_t alen = store_addrlen(addr);
+	uint64_t next;
+	*count = 0;
+	return alen ? qmeta_get(st, addr, alen, &next, count) : CHAT_OK;
 }

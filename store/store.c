@@ -34,10 +34,13 @@ const char *const store_cf_names[STORE_CF_COUNT] = {
 	[STORE_CF_CONVS] = "convs",
 	[STORE_CF_MSGS] = "msgs",
 	[STORE_CF_REFS] = "refs",
+	[STORE_CF_RCPTS] = "rcpts",
+	[STORE_CF_RSTATE] = "rstate",
 	[STORE_CF_DEDUP] = "dedup",
 	[STORE_CF_QUEUES] = "queues",
 	[STORE_CF_QMETA] = "qmeta",
 	[STORE_CF_EXPIRY] = "expiry",
+	[STORE_CF_PREFS] = "prefs",
 };
 
 /* ---- errors, reads, the batch ---- */
@@ -108,6 +111,30 @@ int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
 	return CHAT_OK;
 }
 
+int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
+                      store_kv_cb cb, void *ctx)
+{
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[cf]);
+	int rc = CHAT_OK;
+	for (rocksdb_iter_seek(it, prefix, plen); rc == CHAT_OK && rocksdb_iter_valid(it);
+	     rocksdb_iter_next(it)) {
+		size_t klen, vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		if (klen < plen || memcmp(k, prefix, plen) != 0)
+			break;
+		const char *v = rocksdb_iter_value(it, &vlen);
+		rc = cb(st, k, klen, v, vlen, ctx);
+	}
+	if (rc == CHAT_OK) {
+		char *err = NULL;
+		rocksdb_iter_get_error(it, &err);
+		if (err)
+			rc = store_rocks_err(st, err);
+	}
+	rocksdb_iter_destroy(it);
+	return rc;
+}
+
 size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq)
 {
 	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
@@ -130,6 +157,29 @@ bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq
 	conv[n] = 0;
 	*seq = store_be64_get(k + n + 1);
 	return true;
+}
+
+size_t store_addrlen(const char *addr)
+{
+	size_t n = strnlen(addr, CHAT_ADDR_MAX + 1);
+	return n > CHAT_ADDR_MAX ? 0 : n;
+}
+
+size_t store_rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const char *addr,
+                     size_t alen)
+{
+	memcpy(out, msgkey, mklen);
+	out[mklen] = 0;
+	memcpy(out + mklen + 1, addr, alen);
+	return mklen + 1 + alen;
+}
+
+size_t store_qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq)
+{
+	memcpy(out, addr, alen);
+	out[alen] = 0;
+	store_be64_put(out + alen + 1, qseq);
+	return alen + 1 + STORE_SEQ_LEN;
 }
 
 /* ---- meta ---- */
@@ -372,5 +422,7 @@ void store_close(store *st)
 	if (st->cache)
 		rocksdb_cache_destroy(st->cache);
 	sodium_memzero(st->token_key, sizeof st->token_key);
+	free(st->addrs);
+	free(st->addr_ptrs);
 	free(st);
 }

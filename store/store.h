@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ids.h"
+
 #define STORE_HASH_LEN 32   /* keyed BLAKE2b-256 of a token */
 #define STORE_KEY_LEN 32    /* the token-hashing key */
 #define STORE_CID_MAX 16    /* a client message id: up to 16 bytes */
@@ -119,5 +121,87 @@ void store_msg_buf_free(store_msg_buf *buf);
 
 /* The last seq given out in conv (0 if none). */
 int store_conv_last_seq(store *st, const char *conv, uint64_t *seq);
+
+/* ---- offline queues ----
+ *
+ * Every message is queued for each recipient device when it is stored
+ * (store_send) and stays queued until that device's delivered receipt
+ * (store_ack) or the message's expiry (store_expire). Receipt events for
+ * devices that could not take them live are queued as encoded events. */
+
+enum store_qkind { STORE_Q_MSG = 1, STORE_Q_EVENT = 2 };
+
+typedef struct store_qentry {
+	uint64_t qseq;             /* position in the device's queue, from 1 */
+	enum store_qkind kind;
+	const char *conv;          /* STORE_Q_MSG: the message's id */
+	uint64_t seq;
+	const uint8_t *event;      /* STORE_Q_EVENT: an encoded inbox event */
+	size_t event_len;
+} store_qentry;
+
+/* Appends an encoded inbox event to each device's queue (one batch). Events
+ * are not held to max_queue: a receipt is never refused. */
+int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t *event,
+                      size_t len);
+
+/* Visits addr's queue in order from the first entry with qseq > after, at
+ * most max entries. For a message entry, m is the stored message (NULL if it
+ * is gone); pointers are valid during the call only. A non-zero return from
+ * cb stops the walk and is returned. *visited counts the entries visited,
+ * *last is the last visited qseq (unchanged when none). */
+typedef int (*store_queue_cb)(void *arg, const store_qentry *e, const store_msg *m);
+int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
+                     void *arg, size_t *visited, uint64_t *last);
+
+/* Removes entries by position (events once they were sent), one batch. */
+int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n);
+
+/* A device's delivered receipt: removes (conv, seqs[i]) from addr's queue in
+ * one batch. qseqs_out[i] is the removed entry's qseq, or 0 if it was not
+ * queued. A message that no device still has queued keeps only its
+ * metadata (sender, times, recipients) until it expires; its body is
+ * deleted. */
+int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
+              uint64_t *qseqs_out);
+
+/* Entries queued for addr (messages and events). */
+int store_queue_count(store *st, const char *addr, uint64_t *count);
+
+/* ---- receipts ---- */
+
+enum store_rstate { STORE_R_NONE = 0, STORE_R_DELIVERED = 1, STORE_R_READ = 2 };
+
+/* Moves the state of each (conv, seqs[i]) for recipient user `by` forward
+ * to `state`, in one batch. For each i: from_out[i] is the message's sender
+ * address ("" if the message is unknown or expired) and changed[i] whether
+ * the state moved. Repeats, backward moves and a user's own messages change
+ * nothing. */
+int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
+                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed);
+
+/* ---- user settings ---- */
+
+enum store_presence { STORE_PRESENCE_EVERYONE = 0, STORE_PRESENCE_CONTACTS, STORE_PRESENCE_NOBODY };
+
+typedef struct store_prefs {
+	bool read_receipts;              /* default true */
+	enum store_presence presence;    /* default everyone */
+} store_prefs;
+
+/* The defaults when the user never set any. */
+int store_prefs_get(store *st, const char *user, store_prefs *out);
+int store_prefs_set(store *st, const char *user, const store_prefs *prefs);
+
+/* ---- expiry ---- */
+
+/* Deletes up to max messages whose expiry is <= now, oldest first: the
+ * message, its queue entries, dedup entry and receipt states, one batch per
+ * message. cb (may be NULL) sees each message (body not loaded) and the
+ * devices that still had it queued, i.e. never got it. */
+typedef void (*store_expire_cb)(void *arg, const store_msg *m, uint64_t seq,
+                                const char *const *undelivered, size_t n);
+int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg,
+                 size_t *expired);
 
 #endif

@@ -9,12 +9,15 @@
  *   devices   user \0 device   -> cred record (below)
  *   services  name             -> cred record
  *   convs     conv             -> u64 last seq
- *   msgs      conv \0 seq      -> message record (store_msg_encode)
- *   refs      conv \0 seq      -> u64 recipients still holding a queue entry
+ *   msgs      conv \0 seq      -> message record (messages.c)
+ *   refs      conv \0 seq      -> u64 devices that still have it queued
+ *   rcpts     conv \0 seq \0 addr -> u64 qseq   (present while addr has it queued)
+ *   rstate    conv \0 seq \0 user -> u8 store_rstate
  *   dedup     from \0 kind cid -> conv \0 seq expires   (kind 'u' + u64 | 'b' + bytes)
- *   queues    addr \0 qseq     -> conv \0 seq
+ *   queues    addr \0 qseq     -> 'M' conv \0 seq | 'E' encoded event
  *   qmeta     addr             -> u64 next qseq, u64 entries queued
- *   expiry    expires \0 conv \0 seq -> ""   (for the TTL sweep)
+ *   expiry    expires \0 conv \0 seq -> ""   (walked by store_expire)
+ *   prefs     user             -> u8 version (1), u8 read_receipts, u8 presence
  *
  * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms).
  * Tests include this header to reach the raw handles (white-box checks).
@@ -35,10 +38,13 @@ enum store_cf {
 	STORE_CF_CONVS,
 	STORE_CF_MSGS,
 	STORE_CF_REFS,
+	STORE_CF_RCPTS,
+	STORE_CF_RSTATE,
 	STORE_CF_DEDUP,
 	STORE_CF_QUEUES,
 	STORE_CF_QMETA,
 	STORE_CF_EXPIRY,
+	STORE_CF_PREFS,
 	STORE_CF_COUNT
 };
 
@@ -52,7 +58,12 @@ extern const char *const store_cf_names[STORE_CF_COUNT];
 #define STORE_SEQ_LEN 8
 /* conv \0 seq: the key of a message, its refcount, a queue entry's value */
 #define STORE_MSGKEY_MAX (CHAT_CONV_MAX + 1 + STORE_SEQ_LEN)
+/* conv \0 seq \0 addr: a recipient of a message */
+#define STORE_RCPTKEY_MAX (STORE_MSGKEY_MAX + 1 + CHAT_ADDR_MAX)
 #define STORE_ERR_MAX 512
+
+#define STORE_QE_MSG 'M'
+#define STORE_QE_EVENT 'E'
 
 struct store {
 	rocksdb_t *db;
@@ -68,6 +79,10 @@ struct store {
 	rocksdb_writebatch_t *wb; /* reused by every mutation */
 	uint8_t token_key[STORE_KEY_LEN];
 	char err[STORE_ERR_MAX];
+	/* store_expire's list of undelivered devices, grown as needed */
+	char (*addrs)[CHAT_ADDR_MAX + 1];
+	const char **addr_ptrs;
+	size_t addrs_cap;
 };
 
 static inline void store_be64_put(uint8_t *p, uint64_t v)
@@ -107,6 +122,13 @@ int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
 int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
                     void *out, size_t len);
 
+/* Calls cb for every key starting with prefix (plen 0: every key), in
+ * order; stops at and returns cb's first non-zero value. */
+typedef int (*store_kv_cb)(store *st, const char *k, size_t klen, const char *v, size_t vlen,
+                           void *ctx);
+int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
+                      store_kv_cb cb, void *ctx);
+
 /* Builds conv \0 seq into out (STORE_MSGKEY_MAX bytes); returns its length,
  * 0 if conv is empty or too long. */
 size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq);
@@ -114,13 +136,36 @@ size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq);
  * CHAT_CONV_MAX + 1 bytes. */
 bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq);
 
-/* Adds to the shared batch one queue entry for addr naming msgkey, and the
- * updated queue counter; CHAT_EQUOTA if addr already holds max_queue
- * entries (0 = no limit). */
-int store_queue_add(store *st, const char *addr, const uint8_t *msgkey, size_t mklen,
-                    uint64_t max_queue);
+/* Length of a device address, 0 if empty or too long. */
+size_t store_addrlen(const char *addr);
+/* Builds msgkey \0 addr into out (STORE_RCPTKEY_MAX bytes); returns its length. */
+size_t store_rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const char *addr,
+                     size_t alen);
+/* Builds addr \0 qseq into out (CHAT_ADDR_MAX + 9 bytes); returns its length. */
+size_t store_qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq);
+
+/* Adds to the shared batch one queue entry for addr (kind STORE_QE_*,
+ * payload after the kind byte) and the updated queue counter; sets *qseq.
+ * CHAT_EQUOTA if addr already holds max_queue entries (0 = no limit). */
+int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
+                    uint64_t max_queue, uint64_t *qseq);
+/* Adds to the shared batch: count = count + delta for addr's queue. */
+int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta);
 /* Adds to the shared batch the deletion of addr's whole queue, and releases
  * the messages it referenced. */
 int store_queue_drop(store *st, const char *addr);
+
+/* Reads the message at msgkey: CHAT_OK with out filled (pointers into *val,
+ * conv into conv; CHAT_CONV_MAX + 1 bytes) and *val to destroy,
+ * CHAT_ENOTFOUND, CHAT_ECORRUPT or CHAT_EIO. */
+int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                   rocksdb_pinnableslice_t **val, char *conv);
+/* Adds to the shared batch: one device no longer has the message queued;
+ * when none has, its body is deleted and its metadata kept until expiry. */
+int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
+/* The dedup key of (from, cid) into out (STORE_DEDUPKEY_MAX bytes); 0 if
+ * malformed. */
+#define STORE_DEDUPKEY_MAX (CHAT_ADDR_MAX + 1 + 1 + STORE_CID_MAX)
+size_t store_dedupkey(uint8_t *out, const char *from, const store_cid *cid);
 
 #endif

@@ -634,11 +634,17 @@ START_TEST(test_device_remove_drops_queue)
 	ck_assert(!raw_exists(st, STORE_CF_QMETA, "a/1", 3));
 	ck_assert(raw_exists(st, STORE_CF_QMETA, "b/1", 3));
 
-	/* seq 3 was held only by a/1's queue: gone; 1 and 2 are still b's */
+	/* seq 3 was held only by a/1's queue: its body is gone, its metadata
+	 * stays; 1 and 2 are still b's */
 	store_msg out;
 	store_msg_buf buf = { 0 };
-	ck_assert_int_eq(store_msg_get(st, "g:r", 3, &out, &buf), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_msg_get(st, "g:r", 3, &out, &buf), CHAT_OK);
+	ck_assert_ptr_null(out.body);
+	ck_assert_ptr_null(out.bodies);
+	ck_assert_str_eq(out.from, "c/1");
+	ck_assert_uint_eq(out.cid.u, 3);
 	ck_assert_int_eq(store_msg_get(st, "g:r", 1, &out, &buf), CHAT_OK);
+	ck_assert_mem_eq(out.body, "m1", 2);
 	ck_assert_int_eq(store_msg_get(st, "g:r", 2, &out, &buf), CHAT_OK);
 	store_msg_buf_free(&buf);
 	uint8_t key[STORE_MSGKEY_MAX], refs[8];
@@ -652,6 +658,304 @@ START_TEST(test_device_remove_drops_queue)
 	m.cid.u = 4;
 	ck_assert_int_eq(store_send(st, &m, aonly, 1, 1, &seq), CHAT_OK);
 	ck_assert_int_eq(queue_len(st, "a/1"), 1);
+	store_close(st);
+}
+END_TEST
+
+/* ---- queues, acks, receipts, prefs, expiry ---- */
+
+struct rd {
+	int n, stop_at;
+	uint64_t qseq[16], seq[16];
+	int kind[16];
+	char body[16][16];
+};
+
+static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
+{
+	struct rd *r = arg;
+	r->qseq[r->n] = e->qseq;
+	r->kind[r->n] = e->kind;
+	r->seq[r->n] = e->seq;
+	if (e->kind == STORE_Q_EVENT)
+		snprintf(r->body[r->n], 16, "E:%.*s", (int)e->event_len, (const char *)e->event);
+	else if (m)
+		snprintf(r->body[r->n], 16, "%s:%.*s", e->conv, (int)m->body_len,
+		         (const char *)m->body);
+	else
+		snprintf(r->body[r->n], 16, "gone");
+	return ++r->n == r->stop_at ? 7 : 0;
+}
+
+static uint64_t qcount(store *st, const char *addr)
+{
+	uint64_t n = 99;
+	ck_assert_int_eq(store_queue_count(st, addr, &n), CHAT_OK);
+	return n;
+}
+
+START_TEST(test_queue_read_events_remove)
+{
+	store *st = open_ok();
+	const char *to[] = { "d/1" }, *two[] = { "d/1", "e/1", "d/1" };
+	store_msg m = msg_for("g:x", "s/1", 1, "one");
+	send_ok(st, &m, to, 1);
+	ck_assert_int_eq(store_queue_event(st, two, 3, (const uint8_t *)"ev", 2), CHAT_OK);
+	m.cid.u = 2;
+	m.body = (const uint8_t *)"two";
+	send_ok(st, &m, to, 1);
+	ck_assert_uint_eq(qcount(st, "d/1"), 3);
+	ck_assert_uint_eq(qcount(st, "e/1"), 1);
+	ck_assert_uint_eq(qcount(st, "z/1"), 0);
+
+	struct rd r = { .stop_at = -1 };
+	size_t visited = 9;
+	uint64_t last = 0;
+	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &r, &visited, &last), CHAT_OK);
+	ck_assert_uint_eq(visited, 3);
+	ck_assert_uint_eq(last, 3);
+	ck_assert_str_eq(r.body[0], "g:x:one");
+	ck_assert_int_eq(r.kind[0], STORE_Q_MSG);
+	ck_assert_uint_eq(r.seq[0], 1);
+	ck_assert_str_eq(r.body[1], "E:ev");
+	ck_assert_str_eq(r.body[2], "g:x:two");
+	ck_assert_uint_eq(r.seq[2], 2);
+	for (int i = 0; i < 3; i++)
+		ck_assert_uint_eq(r.qseq[i], (uint64_t)i + 1);
+
+	/* a window: after 1, at most 1; a callback's non-zero value stops */
+	struct rd w = { .stop_at = -1 };
+	ck_assert_int_eq(store_queue_read(st, "d/1", 1, 1, on_entry, &w, &visited, &last), CHAT_OK);
+	ck_assert_int_eq(w.n, 1);
+	ck_assert_uint_eq(w.qseq[0], 2);
+	ck_assert_uint_eq(last, 2);
+	struct rd stop = { .stop_at = 1 };
+	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &stop, &visited, &last), 7);
+	ck_assert_uint_eq(visited, 1);
+	last = 42;
+	struct rd none = { .stop_at = -1 };
+	ck_assert_int_eq(store_queue_read(st, "d/1", 3, 10, on_entry, &none, &visited, &last), CHAT_OK);
+	ck_assert_uint_eq(visited, 0);
+	ck_assert_uint_eq(last, 42);
+
+	uint64_t ev[] = { 2, 2, 77 };
+	ck_assert_int_eq(store_queue_remove(st, "d/1", ev, 3), CHAT_OK);
+	ck_assert_uint_eq(qcount(st, "d/1"), 2);
+	struct rd after = { .stop_at = -1 };
+	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &after, &visited, &last), CHAT_OK);
+	ck_assert_int_eq(after.n, 2);
+	ck_assert_uint_eq(after.qseq[1], 3);
+	/* removing a message entry by position releases it like an ack */
+	uint64_t first[] = { 1 };
+	ck_assert_int_eq(store_queue_remove(st, "d/1", first, 1), CHAT_OK);
+	uint64_t qs[1];
+	uint64_t s1[] = { 1 };
+	ck_assert_int_eq(store_ack(st, "d/1", "g:x", s1, 1, qs), CHAT_OK);
+	ck_assert_uint_eq(qs[0], 0);
+	ck_assert_uint_eq(qcount(st, "d/1"), 1);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_ack)
+{
+	store *st = open_ok();
+	const char *to[] = { "a/1", "b/1" };
+	store_msg m = msg_for("g:k", "s/1", 1, "hello");
+	send_ok(st, &m, to, 2);
+	m.cid.u = 2;
+	send_ok(st, &m, to, 2);
+
+	uint64_t seqs[] = { 1, 1, 99 }, qs[3];
+	ck_assert_int_eq(store_ack(st, "a/1", "g:k", seqs, 3, qs), CHAT_OK);
+	ck_assert_uint_eq(qs[0], 1);
+	ck_assert_uint_eq(qs[1], 0);
+	ck_assert_uint_eq(qs[2], 0);
+	ck_assert_uint_eq(qcount(st, "a/1"), 1);
+	ck_assert_int_eq(queue_len(st, "a/1"), 1);
+	ck_assert_int_eq(store_ack(st, "a/1", "g:k", seqs, 1, qs), CHAT_OK);
+	ck_assert_uint_eq(qs[0], 0);
+
+	store_msg out;
+	store_msg_buf buf = { 0 };
+	ck_assert_int_eq(store_msg_get(st, "g:k", 1, &out, &buf), CHAT_OK);
+	ck_assert_mem_eq(out.body, "hello", 5); /* b/1 still has it */
+	ck_assert_int_eq(store_ack(st, "b/1", "g:k", seqs, 1, qs), CHAT_OK);
+	ck_assert_uint_eq(qs[0], 1);
+	ck_assert_int_eq(store_msg_get(st, "g:k", 1, &out, &buf), CHAT_OK);
+	ck_assert_ptr_null(out.body); /* delivered everywhere: metadata only */
+	ck_assert_str_eq(out.from, "s/1");
+	ck_assert_uint_eq(out.expires, 2000);
+	uint8_t key[STORE_MSGKEY_MAX];
+	ck_assert(!raw_exists(st, STORE_CF_REFS, key, store_msgkey(key, "g:k", 1)));
+	ck_assert_int_eq(store_msg_get(st, "g:k", 2, &out, &buf), CHAT_OK);
+	ck_assert_mem_eq(out.body, "hello", 5);
+	store_msg_buf_free(&buf);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_receipts)
+{
+	store *st = open_ok();
+	const char *to[] = { "bob/p", "carol/p" };
+	store_msg m = msg_for("g:t", "alice/p", 1, "x");
+	send_ok(st, &m, to, 2);
+	m.cid.u = 2;
+	send_ok(st, &m, to, 2);
+
+	uint64_t seqs[] = { 1, 2, 9, 1 };
+	char from[4][CHAT_ADDR_MAX + 1];
+	bool ch[4];
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 4, "bob", STORE_R_DELIVERED, from, ch),
+	                 CHAT_OK);
+	ck_assert(ch[0] && ch[1] && !ch[2] && !ch[3]);
+	ck_assert_str_eq(from[0], "alice/p");
+	ck_assert_str_eq(from[1], "alice/p");
+	ck_assert_str_eq(from[2], "");
+	ck_assert_str_eq(from[3], "alice/p");
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 2, "bob", STORE_R_DELIVERED, from, ch),
+	                 CHAT_OK);
+	ck_assert(!ch[0] && !ch[1]);
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_READ, from, ch), CHAT_OK);
+	ck_assert(ch[0]);
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_DELIVERED, from, ch),
+	                 CHAT_OK);
+	ck_assert(!ch[0]); /* no backward move */
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "carol", STORE_R_READ, from, ch),
+	                 CHAT_OK);
+	ck_assert(ch[0]); /* per user */
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "alice", STORE_R_READ, from, ch),
+	                 CHAT_OK);
+	ck_assert(!ch[0]); /* one's own message */
+	ck_assert_str_eq(from[0], "alice/p");
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_NONE, from, ch),
+	                 CHAT_EINVAL);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_prefs)
+{
+	store *st = open_ok();
+	store_prefs p = { .read_receipts = false, .presence = STORE_PRESENCE_NOBODY };
+	ck_assert_int_eq(store_prefs_get(st, "u", &p), CHAT_OK);
+	ck_assert(p.read_receipts);
+	ck_assert_int_eq(p.presence, STORE_PRESENCE_EVERYONE);
+	p = (store_prefs){ .read_receipts = false, .presence = STORE_PRESENCE_CONTACTS };
+	ck_assert_int_eq(store_prefs_set(st, "u", &p), CHAT_OK);
+	store_close(st);
+	st = open_ok();
+	store_prefs q;
+	ck_assert_int_eq(store_prefs_get(st, "u", &q), CHAT_OK);
+	ck_assert(!q.read_receipts);
+	ck_assert_int_eq(q.presence, STORE_PRESENCE_CONTACTS);
+	ck_assert_int_eq(store_prefs_get(st, "v", &q), CHAT_OK);
+	ck_assert(q.read_receipts);
+	raw_put(st, STORE_CF_PREFS, "w", 1, "\1\1\7", 3);
+	ck_assert_int_eq(store_prefs_get(st, "w", &q), CHAT_ECORRUPT);
+	store_close(st);
+}
+END_TEST
+
+struct exp_seen {
+	int n;
+	char line[8][128];
+};
+
+static void on_expired(void *arg, const store_msg *m, uint64_t seq, const char *const *undelivered,
+                       size_t n)
+{
+	struct exp_seen *e = arg;
+	char *l = e->line[e->n++];
+	int k = snprintf(l, 128, "%s#%llu from %s body %d:", m->conv, (unsigned long long)seq,
+	                 m->from, m->body != NULL || m->bodies != NULL);
+	for (size_t i = 0; i < n; i++)
+		k += snprintf(l + k, 128 - (size_t)k, " %s", undelivered[i]);
+}
+
+START_TEST(test_expire)
+{
+	store *st = open_ok();
+	const char *ab[] = { "a/1", "b/1", "c/1" }, *a[] = { "a/1" };
+	store_msg m = msg_for("g:e", "s/1", 1, "old");
+	m.expires = 100;
+	send_ok(st, &m, ab, 3);
+	m.cid.u = 2;
+	m.expires = 200;
+	send_ok(st, &m, a, 1);
+	m.cid.u = 3;
+	m.expires = 150;
+	m.conv = "dm:s:t";
+	send_ok(st, &m, a, 1);
+	ck_assert_int_eq(store_queue_event(st, a, 1, (const uint8_t *)"ev", 2), CHAT_OK);
+
+	uint64_t s1[] = { 1 }, qs[1];
+	ck_assert_int_eq(store_ack(st, "a/1", "g:e", s1, 1, qs), CHAT_OK);
+	char from[1][CHAT_ADDR_MAX + 1];
+	bool ch[1];
+	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "b", STORE_R_READ, from, ch), CHAT_OK);
+	ck_assert(ch[0]);
+
+	struct exp_seen e = { 0 };
+	size_t n = 9;
+	ck_assert_int_eq(store_expire(st, 99, 10, on_expired, &e, &n), CHAT_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(store_expire(st, 160, 1, on_expired, &e, &n), CHAT_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(e.n, 1);
+	ck_assert_str_eq(e.line[0], "g:e#1 from s/1 body 0: b/1 c/1");
+	ck_assert_int_eq(store_expire(st, 160, 10, on_expired, &e, &n), CHAT_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(e.line[1], "dm:s:t#1 from s/1 body 0: a/1");
+
+	store_msg out;
+	store_msg_buf buf = { 0 };
+	ck_assert_int_eq(store_msg_get(st, "g:e", 1, &out, &buf), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_msg_get(st, "g:e", 2, &out, &buf), CHAT_OK);
+	store_msg_buf_free(&buf);
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seq;
+	store_cid c1 = { .is_uint = true, .u = 1 };
+	ck_assert_int_eq(store_dedup_get(st, "s/1", &c1, conv, &seq), CHAT_ENOTFOUND);
+	ck_assert_uint_eq(qcount(st, "a/1"), 2); /* g:e#2 and the event */
+	ck_assert_int_eq(queue_len(st, "a/1"), 2);
+	ck_assert_uint_eq(qcount(st, "b/1"), 0);
+	ck_assert_int_eq(queue_len(st, "b/1"), 0);
+	ck_assert_uint_eq(qcount(st, "c/1"), 0);
+	uint8_t rk[STORE_RCPTKEY_MAX], mk[STORE_MSGKEY_MAX];
+	size_t mklen = store_msgkey(mk, "g:e", 1);
+	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store_rcptkey(rk, mk, mklen, "b", 1)));
+	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, mklen, "b/1", 3)));
+	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "c", STORE_R_READ, from, ch), CHAT_OK);
+	ck_assert_str_eq(from[0], "");
+
+	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(qcount(st, "a/1"), 1);
+	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
+	ck_assert_uint_eq(n, 0);
+	store_close(st);
+}
+END_TEST
+
+START_TEST(test_expire_keeps_newer_dedup)
+{
+	/* a cid reused after the first message expired names the new message */
+	store *st = open_ok();
+	const char *a[] = { "a/1" };
+	store_msg m = msg_for("g:d", "s/1", 5, "x");
+	m.expires = 10;
+	send_ok(st, &m, a, 1);
+	m.expires = 20;
+	send_ok(st, &m, a, 1);
+	size_t n;
+	ck_assert_int_eq(store_expire(st, 15, 10, NULL, NULL, &n), CHAT_OK);
+	ck_assert_uint_eq(n, 1);
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seq;
+	ck_assert_int_eq(store_dedup_get(st, "s/1", &m.cid, conv, &seq), CHAT_OK);
+	ck_assert_uint_eq(seq, 2);
 	store_close(st);
 }
 END_TEST
@@ -757,6 +1061,12 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_quota_refusal_writes_nothing);
 	tcase_add_test(tc, test_duplicate_recipient_queued_once);
 	tcase_add_test(tc, test_device_remove_drops_queue);
+	tcase_add_test(tc, test_queue_read_events_remove);
+	tcase_add_test(tc, test_ack);
+	tcase_add_test(tc, test_receipts);
+	tcase_add_test(tc, test_prefs);
+	tcase_add_test(tc, test_expire);
+	tcase_add_test(tc, test_expire_keeps_newer_dedup);
 	tcase_add_test(tc, test_corrupt_records);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,0 +1,166 @@
+/* expiry.c — the TTL sweep: deleting messages whose time is up.
+ *
+ * The expiry index is keyed by expiry time first, so the sweep reads it
+ * from the start and stops at the first entry still in the future; it
+ * deletes at most `max` messages per call so the broker's tick stays short.
+ * Each message goes in its own batch with everything that points at it:
+ * its queue entries (the devices that never got it, reported to the
+ * caller), rcpts, receipt states, refcount and, if it still names this
+ * message, its dedup entry.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "store_internal.h"
+
+#define EXP_PREFIX (8 + 1) /* expires \0 */
+
+/* Room for n undelivered addresses in the store's scratch lists. */
+static int addrs_reserve(store *st, size_t n)
+{
+	if (n <= st->addrs_cap)
+		return CHAT_OK;
+	size_t cap = st->addrs_cap ? st->addrs_cap * 2 : 16;
+	while (cap < n)
+		cap *= 2;
+	char (*a)[CHAT_ADDR_MAX + 1] = realloc(st->addrs, cap * sizeof *a);
+	if (!a)
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	st->addrs = a;
+	const char **p = realloc(st->addr_ptrs, cap * sizeof *p);
+	if (!p)
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	st->addr_ptrs = p;
+	st->addrs_cap = cap;
+	return CHAT_OK;
+}
+
+struct undelivered {
+	size_t mklen;
+	size_t n;
+};
+
+/* An rcpts entry (msgkey \0 addr -> qseq): addr never got the message. */
+static int drop_rcpt(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
+{
+	struct undelivered *u = ctx;
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], k, klen);
+	const char *addr = k + u->mklen + 1;
+	size_t alen = klen - u->mklen - 1;
+	if (!alen || alen > CHAT_ADDR_MAX || vlen != 8)
+		return CHAT_OK; /* corrupt: the delete is all we can do */
+	int rc = addrs_reserve(st, u->n + 1);
+	if (rc != CHAT_OK)
+		return rc;
+	memcpy(st->addrs[u->n], addr, alen);
+	st->addrs[u->n][alen] = '\0';
+	uint8_t qk[CHAT_ADDR_MAX + 1 + STORE_SEQ_LEN];
+	size_t qklen = store_qkey(qk, addr, alen, store_be64_get((const uint8_t *)v));
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
+	rc = store_queue_count_add(st, st->addrs[u->n], alen, -1);
+	u->n++;
+	return rc;
+}
+
+static int drop_key(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
+{
+	(void)v; (void)vlen;
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[(enum store_cf)(intptr_t)ctx], k, klen);
+	return CHAT_OK;
+}
+
+/* Deletes the dedup entry of m if it still points at this message. */
+static int drop_dedup(store *st, const store_msg *m, const uint8_t *mk, size_t mklen)
+{
+	uint8_t dk[STORE_DEDUPKEY_MAX];
+	size_t dklen = store_dedupkey(dk, m->from, &m->cid);
+	if (!dklen)
+		return CHAT_OK;
+	rocksdb_pinnableslice_t *v;
+	int rc = store_get(st, STORE_CF_DEDUP, dk, dklen, &v);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK;
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	if (vlen == mklen + 8 && memcmp(p, mk, mklen) == 0)
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_DEDUP], (const char *)dk, dklen);
+	rocksdb_pinnableslice_destroy(v);
+	return CHAT_OK;
+}
+
+/* One message, whose expiry index key is (k, klen). */
+static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb, void *arg)
+{
+	const uint8_t *mk = (const uint8_t *)k + EXP_PREFIX;
+	size_t mklen = klen - EXP_PREFIX;
+	store_batch(st);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_EXPIRY], k, klen);
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seq;
+	if (klen <= EXP_PREFIX || k[8] != 0 || !store_msgkey_parse(mk, mklen, conv, &seq))
+		return store_commit(st); /* a corrupt index key: just drop it */
+
+	rocksdb_pinnableslice_t *val = NULL;
+	store_msg m;
+	int rc = store_msg_load(st, mk, mklen, &m, &val, conv);
+	bool have = rc == CHAT_OK;
+	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
+		rc = CHAT_OK;
+	if (rc == CHAT_OK && have)
+		rc = drop_dedup(st, &m, mk, mklen);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)mk, mklen);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)mk, mklen);
+
+	uint8_t prefix[STORE_MSGKEY_MAX + 1];
+	memcpy(prefix, mk, mklen);
+	prefix[mklen] = 0;
+	struct undelivered u = { .mklen = mklen };
+	if (rc == CHAT_OK)
+		rc = store_prefix_each(st, STORE_CF_RCPTS, prefix, mklen + 1, drop_rcpt, &u);
+	if (rc == CHAT_OK)
+		rc = store_prefix_each(st, STORE_CF_RSTATE, prefix, mklen + 1, drop_key,
+		                       (void *)(intptr_t)STORE_CF_RSTATE);
+	if (rc == CHAT_OK)
+		rc = store_commit(st);
+	else
+		rocksdb_writebatch_clear(st->wb);
+	if (rc == CHAT_OK && have && cb) {
+		for (size_t i = 0; i < u.n; i++)
+			st->addr_ptrs[i] = st->addrs[i];
+		m.body = m.bodies = NULL;
+		m.body_len = m.bodies_len = 0;
+		cb(arg, &m, seq, st->addr_ptrs, u.n);
+	}
+	rocksdb_pinnableslice_destroy(val);
+	return rc;
+}
+
+struct sweep {
+	uint64_t now;
+	size_t max, done;
+	store_expire_cb cb;
+	void *arg;
+};
+
+static int expire_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
+{
+	(void)v; (void)vlen;
+	struct sweep *s = ctx;
+	if (s->done >= s->max || (klen >= 8 && store_be64_get((const uint8_t *)k) > s->now))
+		return -1; /* done: not an error */
+	int rc = expire_one(st, k, klen, s->cb, s->arg);
+	s->done += rc == CHAT_OK;
+	return rc;
+}
+
+int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg,
+                 size_t *expired)
+{
+	struct sweep s = { .now = now, .max = max, .cb = cb, .arg = arg };
+	int rc = store_prefix_each(st, STORE_CF_EXPIRY, "", 0, expire_kv, &s);
+	*expired = s.done;
+	return rc == -1 ? CHAT_OK : rc;
+}

@@ -1,0 +1,84 @@
+/* receipts.c — how far each recipient user got with each message: delivered,
+ * then read.
+ *
+ * One small record per (message, user) in rstate, keyed conv \0 seq \0 user
+ * so the expiry sweep deletes a message's states with one prefix walk.
+ * States only move forward; the sender's own user has none. The message
+ * record (kept as metadata after its body is gone) supplies the sender to
+ * notify.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "err.h"
+#include "store_internal.h"
+
+static bool seen_before(const uint64_t *v, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (v[j] == v[i])
+			return true;
+	return false;
+}
+
+static bool sent_by(const char *from, const char *user, size_t ul)
+{
+	return strncmp(from, user, ul) == 0 && from[ul] == '/';
+}
+
+/* Moves one message's state for `by` forward; from_out gets its sender. */
+static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *by, size_t ul,
+                       enum store_rstate state, char *from_out, bool *changed)
+{
+	rocksdb_pinnableslice_t *val;
+	store_msg m;
+	char conv[CHAT_CONV_MAX + 1];
+	int rc = store_msg_load(st, mk, mklen, &m, &val, conv);
+	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
+		return CHAT_OK; /* unknown or expired */
+	if (rc != CHAT_OK)
+		return rc;
+	snprintf(from_out, CHAT_ADDR_MAX + 1, "%s", m.from);
+	rocksdb_pinnableslice_destroy(val);
+	if (sent_by(from_out, by, ul))
+		return CHAT_OK;
+
+	uint8_t key[STORE_RCPTKEY_MAX], cur = STORE_R_NONE;
+	size_t klen = store_rcptkey(key, mk, mklen, by, ul);
+	rc = store_get_fixed(st, STORE_CF_RSTATE, key, klen, &cur, 1);
+	if (rc != CHAT_OK && rc != CHAT_ENOTFOUND && rc != CHAT_ECORRUPT)
+		return rc;
+	if (rc == CHAT_OK && cur >= state)
+		return CHAT_OK;
+	uint8_t v = (uint8_t)state;
+	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_RSTATE], (const char *)key, klen,
+	                          (const char *)&v, 1);
+	*changed = true;
+	return CHAT_OK;
+}
+
+int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
+                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed)
+{
+	size_t ul = strnlen(by, CHAT_USER_MAX + 1);
+	if (!ul || ul > CHAT_USER_MAX)
+		return store_fail(st, CHAT_EINVAL, "bad user id");
+	if (state != STORE_R_DELIVERED && state != STORE_R_READ)
+		return store_fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
+	store_batch(st);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t mk[STORE_MSGKEY_MAX];
+		size_t mklen = store_msgkey(mk, conv, seqs[i]);
+		from_out[i][0] = '\0';
+		changed[i] = false;
+		if (!mklen)
+			continue;
+		int rc = receipt_one(st, mk, mklen, by, ul, state, from_out[i],
+		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i]);
+		if (rc != CHAT_OK) {
+			rocksdb_writebatch_clear(st->wb);
+			return rc;
+		}
+	}
+	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+}
