@@ -105,6 +105,7 @@ static void remove_device(core *c, device *dev)
 	if (dev->conn)
 		core_schedule_kick(c, dev->addr);
 	core_log(c, CORE_LOG_NOTICE, "removed device %s", dev->addr);
+	sync_stop(c, dev);
 	dir_remove_device(&c->dir, dev);
 }
 
@@ -182,6 +183,14 @@ static void cmd_service_add(core *c, admin_req *q, admin_reply *r)
 	sodium_memzero(token, sizeof(token));
 }
 
+static uint64_t count_replays(const core *c)
+{
+	uint64_t n = 0;
+	for (const device *d = c->replays; d; d = d->rp.next)
+		n++;
+	return n;
+}
+
 static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 {
 	(void)q;
@@ -200,6 +209,13 @@ static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 		{ "errors_out", c->n.errors_out },
 		{ "subscriptions_refused", c->n.subs_refused },
 		{ "admin_commands", c->n.admin_cmds },
+		{ "syncs", c->n.syncs },
+		{ "replays_active", count_replays(c) },
+		{ "queue_entries_replayed", c->n.replayed },
+		{ "receipts_in", c->n.receipts_in },
+		{ "receipts_out", c->n.receipts_out },
+		{ "events_queued", c->n.receipts_queued },
+		{ "messages_expired", c->n.expired },
 	};
 	size_t n = sizeof(ctr) / sizeof(ctr[0]);
 	cbw_text(r->res, "counters");

@@ -27,6 +27,9 @@ void core_config_defaults(core_config *cfg)
 	cfg->sync_writes = false;
 	cfg->offline_ttl_s = 30 * 24 * 3600;
 	cfg->max_queue = 100000;
+	cfg->replay_window = 500;
+	cfg->replay_slice = 200;
+	cfg->expire_slice = 500;
 }
 
 void core_log(core *c, int level, const char *fmt, ...)
@@ -253,6 +256,8 @@ void core_tick(core *c)
 		free(kicks[i]);
 	}
 	free(kicks);
+	sync_tick(c);
+	expiry_tick(c);
 }
 
 void core_disconnect(core *c, void *conn, const char *clientid, const char *username)
@@ -263,8 +268,10 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	device *dev = dir_device(&c->dir, username, strlen(username));
 	/* Only the connection recorded at auth ends the device's session: the
 	 * broker also reports the old connection of a taken-over session. */
-	if (dev && dev->conn == conn)
+	if (dev && dev->conn == conn) {
+		sync_stop(c, dev);
 		dir_set_offline(&c->dir, dev);
+	}
 }
 
 static void refuse(core *c, device *dev, const char *code, const char *msg)
@@ -301,11 +308,15 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return CORE_ALLOW; /* routed to the key server */
 	case T_TYPING:
 		return CORE_ALLOW; /* ephemeral; relayed once presence and groups land */
-	case T_GROUP:
 	case T_RECEIPT:
+		return receipts_handle(c, dev, payload, len);
 	case T_SYNC:
+		sync_start(c, dev);
+		return CORE_ALLOW;
 	case T_CTL:
-		refuse(c, dev, "unsupported", "this request is not supported by this server yet");
+		return ctl_handle(c, dev, payload, len);
+	case T_GROUP:
+		refuse(c, dev, "unsupported", "groups are not supported by this server yet");
 		return CORE_DENY;
 	default:
 		refuse(c, dev, "topic", "this topic takes no publishes");

@@ -45,6 +45,9 @@ typedef struct core_config {
 	bool sync_writes;
 	uint64_t offline_ttl_s;     /* 30 days */
 	uint64_t max_queue;         /* per device; 0 = unlimited */
+	uint32_t replay_window;     /* replayed messages in flight per device; 500 */
+	uint32_t replay_slice;      /* queue entries read per callback or tick; 200 */
+	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

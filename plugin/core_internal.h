@@ -20,12 +20,22 @@
 
 /* ---- directory: users, their devices, who is online (directory.c) ---- */
 
+/* A device's replay of its queue (sync.c). While it runs, new events for
+ * the device go through the queue behind the backlog, never live. */
+typedef struct replay {
+	bool active;
+	uint64_t cursor;                /* last qseq sent */
+	uint64_t outstanding;           /* messages sent and not yet acknowledged */
+	struct device *prev, *next;     /* the core's list of active replays */
+} replay;
+
 typedef struct device {
 	char addr[CHAT_ADDR_MAX + 1];   /* "U/D": the client id and username */
 	const char *id;                 /* points into addr, after the '/' */
 	struct user *user;
 	uint8_t hash[STORE_HASH_LEN];
 	void *conn;                     /* the live connection, or NULL */
+	replay rp;
 } device;
 
 typedef struct user {
@@ -96,7 +106,8 @@ bool filter_reaches_chat(const core *c, const char *filter);
 
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
-		events_out, errors_out, admin_cmds, subs_refused;
+		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
+		receipts_out, receipts_queued, expired, syncs;
 } counters;
 
 struct core {
@@ -111,6 +122,8 @@ struct core {
 	directory dir;
 	cbw w;        /* scratch encoder for one event at a time */
 	cbw w2;       /* a second one, when two variants are built together */
+	device *replays; /* devices replaying their queue */
+	uint64_t next_sweep_ms;
 	char **kicks; /* client ids to disconnect at the next tick */
 	size_t nkicks, capkicks;
 	counters n;
@@ -131,10 +144,38 @@ void ev_publish(core *c, const device *to, const cbw *w);
 void ev_error(core *c, const device *to, const char *code, const char *msg, const uint8_t *cid_raw,
               size_t cid_len);
 void ev_cid(cbw *w, const store_cid *cid);
+void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts);
+/* {k:"msg", …}: with_cid on copies to the sender's own devices. */
+void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+            bool with_cid);
+/* This device's body of a stored message (its entry of `bodies`, or `body`). */
+bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen);
 
 /* ---- the send path (send.c) ---- */
 enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
                           int qos, bool retain);
+
+/* Sends an event to each device of a user: now to those online and not
+ * replaying, through the store queue (behind what they have not received
+ * yet) to the others. */
+void ev_deliver_user(core *c, const user *u, const cbw *w);
+void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
+/* Whether a device takes live events now. */
+static inline bool dev_live(const device *d) { return d->conn && !d->rp.active; }
+
+/* ---- replay (sync.c) ---- */
+void sync_start(core *c, device *dev);
+void sync_stop(core *c, device *dev);
+/* n of the device's replayed messages were acknowledged: refill. */
+void sync_acked(core *c, device *dev, uint64_t n);
+void sync_tick(core *c);
+
+/* ---- receipts (receipts.c) and expiry (expiry.c) ---- */
+enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);
+void expiry_tick(core *c);
+
+/* ---- ctl requests (ctl.c) ---- */
+enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);
 
 /* ---- admin (admin.c) ---- */
 void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len);

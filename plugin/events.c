@@ -6,18 +6,46 @@
  * miss is in their store queue, the source of truth for offline delivery.
  */
 #include "core_internal.h"
+#include "err.h"
 
 #include <stdio.h>
 #include <string.h>
 
-void ev_publish(core *c, const device *to, const cbw *w)
+void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len)
 {
-	if (!to->conn || cbw_status(w) != 0)
+	if (!to->conn)
 		return;
 	char topic[CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX];
 	snprintf(topic, sizeof(topic), "%s/inbox/%s", c->prefix, to->addr);
-	if (c->io.publish(c->io.ctx, to->addr, topic, w->buf, w->len, 1, false) == 0)
+	if (c->io.publish(c->io.ctx, to->addr, topic, ev, len, 1, false) == 0)
 		c->n.events_out++;
+}
+
+void ev_publish(core *c, const device *to, const cbw *w)
+{
+	if (cbw_status(w) == 0)
+		ev_publish_raw(c, to, w->buf, w->len);
+}
+
+void ev_deliver_user(core *c, const user *u, const cbw *w)
+{
+	const char *later[CORE_MAX_DEVICES];
+	size_t n = 0;
+	if (cbw_status(w) != 0)
+		return;
+	for (size_t i = 0; i < u->ndev; i++) {
+		if (dev_live(u->dev[i]))
+			ev_publish(c, u->dev[i], w);
+		else
+			later[n++] = u->dev[i]->addr;
+	}
+	if (n == 0)
+		return;
+	if (store_queue_event(c->st, later, n, w->buf, w->len) == CHAT_OK)
+		c->n.receipts_queued += n;
+	else
+		core_log(c, CORE_LOG_ERR, "queueing an event for %s failed: %s", u->name,
+		         store_errmsg(c->st));
 }
 
 void ev_cid(cbw *w, const store_cid *cid)
@@ -46,4 +74,61 @@ void ev_error(core *c, const device *to, const char *code, const char *msg, cons
 	}
 	c->n.errors_out++;
 	ev_publish(c, to, w);
+}
+
+void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts)
+{
+	cbw_reset(w);
+	cbw_map(w, 5);
+	cbw_text(w, "k"); cbw_text(w, "sent");
+	cbw_text(w, "cid"); ev_cid(w, cid);
+	cbw_text(w, "conv"); cbw_text(w, conv);
+	cbw_text(w, "seq"); cbw_uint(w, seq);
+	cbw_text(w, "ts"); cbw_uint(w, ts);
+}
+
+void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+            bool with_cid)
+{
+	cbw_reset(w);
+	cbw_map(w, 6 + m->has_type + with_cid);
+	cbw_text(w, "k"); cbw_text(w, "msg");
+	cbw_text(w, "conv"); cbw_text(w, m->conv);
+	cbw_text(w, "seq"); cbw_uint(w, seq);
+	cbw_text(w, "from"); cbw_text(w, m->from);
+	cbw_text(w, "ts"); cbw_uint(w, m->ts);
+	cbw_text(w, "body"); cbw_bytes(w, body, blen);
+	if (m->has_type) {
+		cbw_text(w, "type"); cbw_uint(w, m->type);
+	}
+	if (with_cid) {
+		cbw_text(w, "cid"); ev_cid(w, &m->cid);
+	}
+}
+
+bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen)
+{
+	if (m->body) {
+		*body = m->body;
+		*blen = m->body_len;
+		return true;
+	}
+	cbr r;
+	cbr_item map, key, val;
+	cbr_init(&r, m->bodies, m->bodies_len);
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return false;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			return false;
+		if (cbr_eq(&key, addr) && val.type == CBR_BYTES) {
+			*body = val.ptr;
+			*blen = val.len;
+			return true;
+		}
+		if (cbr_skip(&r, &val))
+			return false;
+	}
+	return false;
 }

@@ -177,6 +177,15 @@ static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
 			ok = parse_u64(v, 1, 10ull * 365 * 24 * 3600, &cfg->offline_ttl_s);
 		} else if (!strcmp(k, "max_queue")) {
 			ok = parse_u64(v, 0, UINT32_MAX, &cfg->max_queue);
+		} else if (!strcmp(k, "replay_window")) {
+			ok = parse_u64(v, 1, 100000, &u);
+			cfg->replay_window = (uint32_t)u;
+		} else if (!strcmp(k, "replay_slice")) {
+			ok = parse_u64(v, 1, 4096, &u);
+			cfg->replay_slice = (uint32_t)u;
+		} else if (!strcmp(k, "expire_slice")) {
+			ok = parse_u64(v, 1, 100000, &u);
+			cfg->expire_slice = (uint32_t)u;
 		} else {
 			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: unknown option plugin_opt_%s", k);
 			return false;

@@ -212,36 +212,6 @@ static bool match_bodies(core *c, device *from, send_req *req, device **to, size
 	return false;
 }
 
-static void encode_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts)
-{
-	cbw_reset(w);
-	cbw_map(w, 5);
-	cbw_text(w, "k"); cbw_text(w, "sent");
-	cbw_text(w, "cid"); ev_cid(w, cid);
-	cbw_text(w, "conv"); cbw_text(w, conv);
-	cbw_text(w, "seq"); cbw_uint(w, seq);
-	cbw_text(w, "ts"); cbw_uint(w, ts);
-}
-
-static void encode_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
-                       bool with_cid)
-{
-	cbw_reset(w);
-	cbw_map(w, 6 + m->has_type + with_cid);
-	cbw_text(w, "k"); cbw_text(w, "msg");
-	cbw_text(w, "conv"); cbw_text(w, m->conv);
-	cbw_text(w, "seq"); cbw_uint(w, seq);
-	cbw_text(w, "from"); cbw_text(w, m->from);
-	cbw_text(w, "ts"); cbw_uint(w, m->ts);
-	cbw_text(w, "body"); cbw_bytes(w, body, blen);
-	if (m->has_type) {
-		cbw_text(w, "type"); cbw_uint(w, m->type);
-	}
-	if (with_cid) {
-		cbw_text(w, "cid"); ev_cid(w, &m->cid);
-	}
-}
-
 /* A retry of a stored send: answer as the first time, deliver nothing. */
 static enum core_verdict answer_duplicate(core *c, device *from, const send_req *req,
                                           const char *conv, uint64_t seq)
@@ -253,7 +223,7 @@ static enum core_verdict answer_duplicate(core *c, device *from, const send_req 
 		ts = m.ts;
 	store_msg_buf_free(&buf);
 	c->n.msgs_dup++;
-	encode_sent(&c->w, &req->cid, conv, seq, ts);
+	ev_sent(&c->w, &req->cid, conv, seq, ts);
 	ev_publish(c, from, &c->w);
 	return CORE_ALLOW;
 }
@@ -328,18 +298,19 @@ enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *
 	}
 	c->n.msgs_stored++;
 
-	encode_sent(&c->w, &req.cid, conv, seq, now);
+	ev_sent(&c->w, &req.cid, conv, seq, now);
 	ev_publish(c, from, &c->w);
 	if (req.has_body) {
-		encode_msg(&c->w, &m, seq, req.body, req.body_len, false);
-		encode_msg(&c->w2, &m, seq, req.body, req.body_len, true);
+		ev_msg(&c->w, &m, seq, req.body, req.body_len, false);
+		ev_msg(&c->w2, &m, seq, req.body, req.body_len, true);
 		for (size_t i = 0; i < n; i++)
-			ev_publish(c, to[i], to[i]->user == me ? &c->w2 : &c->w);
+			if (dev_live(to[i]))
+				ev_publish(c, to[i], to[i]->user == me ? &c->w2 : &c->w);
 	} else {
 		for (size_t i = 0; i < n; i++) {
-			if (!to[i]->conn)
-				continue;
-			encode_msg(&c->w, &m, seq, bodies[i], blens[i], to[i]->user == me);
+			if (!dev_live(to[i]))
+				continue; /* queued: a replaying device gets it in order */
+			ev_msg(&c->w, &m, seq, bodies[i], blens[i], to[i]->user == me);
 			ev_publish(c, to[i], &c->w);
 		}
 	}

@@ -5,8 +5,9 @@
  * deletes at most `max` messages per call so the broker's tick stays short.
  * Each message goes in its own batch with everything that points at it:
  * its queue entries (the devices that never got it, reported to the
- * caller), rcpts, receipt states, refcount and, if it still names this
- * message, its dedup entry.
+ * caller, less those of users who got it on another device), rcpts,
+ * receipt states, refcount and, if it still names this message, its dedup
+ * entry.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -63,11 +64,49 @@ static int drop_rcpt(store *st, const char *k, size_t klen, const char *v, size_
 	return rc;
 }
 
-static int drop_key(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
+/* Users who got the message (state delivered or read, msgkey \0 user). */
+struct reached {
+	size_t mklen;
+	char (*users)[CHAT_USER_MAX + 1];
+	size_t n, cap;
+};
+
+static int drop_rstate(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
 {
-	(void)v; (void)vlen;
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[(enum store_cf)(intptr_t)ctx], k, klen);
+	struct reached *r = ctx;
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RSTATE], k, klen);
+	size_t ul = klen - r->mklen - 1;
+	if (vlen != 1 || (uint8_t)v[0] < STORE_R_DELIVERED || !ul || ul > CHAT_USER_MAX)
+		return CHAT_OK;
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		char (*u)[CHAT_USER_MAX + 1] = realloc(r->users, cap * sizeof *u);
+		if (!u)
+			return store_fail(st, CHAT_ENOMEM, "out of memory");
+		r->users = u;
+		r->cap = cap;
+	}
+	memcpy(r->users[r->n], k + r->mklen + 1, ul);
+	r->users[r->n++][ul] = '\0';
 	return CHAT_OK;
+}
+
+/* Keeps only the devices whose user never got the message on any device:
+ * a message delivered to one of a user's devices was delivered to the user. */
+static size_t only_unreached(store *st, size_t n, const struct reached *r)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *slash = strchr(st->addrs[i], '/');
+		size_t ul = slash ? (size_t)(slash - st->addrs[i]) : strlen(st->addrs[i]);
+		bool got = false;
+		for (size_t j = 0; j < r->n && !got; j++)
+			got = strlen(r->users[j]) == ul && memcmp(r->users[j], st->addrs[i], ul) == 0;
+		if (!got && kept != i)
+			memcpy(st->addrs[kept], st->addrs[i], sizeof(st->addrs[0]));
+		kept += !got;
+	}
+	return kept;
 }
 
 /* Deletes the dedup entry of m if it still points at this message. */
@@ -120,13 +159,15 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 	struct undelivered u = { .mklen = mklen };
 	if (rc == CHAT_OK)
 		rc = store_prefix_each(st, STORE_CF_RCPTS, prefix, mklen + 1, drop_rcpt, &u);
+	struct reached r = { .mklen = mklen };
 	if (rc == CHAT_OK)
-		rc = store_prefix_each(st, STORE_CF_RSTATE, prefix, mklen + 1, drop_key,
-		                       (void *)(intptr_t)STORE_CF_RSTATE);
+		rc = store_prefix_each(st, STORE_CF_RSTATE, prefix, mklen + 1, drop_rstate, &r);
 	if (rc == CHAT_OK)
 		rc = store_commit(st);
 	else
 		rocksdb_writebatch_clear(st->wb);
+	u.n = only_unreached(st, u.n, &r);
+	free(r.users);
 	if (rc == CHAT_OK && have && cb) {
 		for (size_t i = 0; i < u.n; i++)
 			st->addr_ptrs[i] = st->addrs[i];

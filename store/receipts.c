@@ -28,7 +28,8 @@ static bool sent_by(const char *from, const char *user, size_t ul)
 
 /* Moves one message's state for `by` forward; from_out gets its sender. */
 static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *by, size_t ul,
-                       enum store_rstate state, char *from_out, bool *changed)
+                       enum store_rstate state, char *from_out, bool *changed,
+                       enum store_rstate *prev)
 {
 	rocksdb_pinnableslice_t *val;
 	store_msg m;
@@ -48,6 +49,8 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 	rc = store_get_fixed(st, STORE_CF_RSTATE, key, klen, &cur, 1);
 	if (rc != CHAT_OK && rc != CHAT_ENOTFOUND && rc != CHAT_ECORRUPT)
 		return rc;
+	if (rc == CHAT_OK && cur <= STORE_R_READ)
+		*prev = (enum store_rstate)cur;
 	if (rc == CHAT_OK && cur >= state)
 		return CHAT_OK;
 	uint8_t v = (uint8_t)state;
@@ -58,7 +61,8 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 }
 
 int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
-                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed)
+                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
+                   enum store_rstate *prev_out)
 {
 	size_t ul = strnlen(by, CHAT_USER_MAX + 1);
 	if (!ul || ul > CHAT_USER_MAX)
@@ -69,12 +73,17 @@ int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, 
 	for (size_t i = 0; i < n; i++) {
 		uint8_t mk[STORE_MSGKEY_MAX];
 		size_t mklen = store_msgkey(mk, conv, seqs[i]);
+		enum store_rstate prev = STORE_R_NONE;
 		from_out[i][0] = '\0';
 		changed[i] = false;
+		if (prev_out)
+			prev_out[i] = STORE_R_NONE;
 		if (!mklen)
 			continue;
 		int rc = receipt_one(st, mk, mklen, by, ul, state, from_out[i],
-		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i]);
+		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i], &prev);
+		if (prev_out)
+			prev_out[i] = prev;
 		if (rc != CHAT_OK) {
 			rocksdb_writebatch_clear(st->wb);
 			return rc;

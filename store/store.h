@@ -111,7 +111,9 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq);
 
 /* A stored message, as read back. Pointers stay valid until the next call
- * on the same store_msg_buf or store_msg_buf_free. */
+ * on the same store_msg_buf or store_msg_buf_free. Start it zeroed
+ * (store_msg_buf buf = {0}). Once no device has the message queued, only
+ * its metadata remains: body and bodies are then NULL. */
 typedef struct store_msg_buf {
 	void *priv;
 } store_msg_buf;
@@ -174,11 +176,13 @@ enum store_rstate { STORE_R_NONE = 0, STORE_R_DELIVERED = 1, STORE_R_READ = 2 };
 
 /* Moves the state of each (conv, seqs[i]) for recipient user `by` forward
  * to `state`, in one batch. For each i: from_out[i] is the message's sender
- * address ("" if the message is unknown or expired) and changed[i] whether
- * the state moved. Repeats, backward moves and a user's own messages change
+ * address ("" if the message is unknown or expired), changed[i] whether
+ * the state moved and, if prev_out is not NULL, prev_out[i] the state
+ * before. Repeats, backward moves and a user's own messages change
  * nothing. */
 int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
-                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed);
+                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
+                   enum store_rstate *prev_out);
 
 /* ---- user settings ---- */
 
@@ -198,7 +202,8 @@ int store_prefs_set(store *st, const char *user, const store_prefs *prefs);
 /* Deletes up to max messages whose expiry is <= now, oldest first: the
  * message, its queue entries, dedup entry and receipt states, one batch per
  * message. cb (may be NULL) sees each message (body not loaded) and the
- * devices that still had it queued, i.e. never got it. */
+ * devices that still had it queued and whose user never got it on any
+ * device (no delivered or read receipt). */
 typedef void (*store_expire_cb)(void *arg, const store_msg *m, uint64_t seq,
                                 const char *const *undelivered, size_t n);
 int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg,

@@ -1748,8 +1748,12 @@ START_TEST(send_other_topics)
 	                 CORE_ALLOW);
 	ck_assert_uint_eq(F.npubs, m);
 	/* Not built yet: an explicit error, not silence. */
-	ck_assert_int_eq(pub_as("alice/phone", "chat/receipt", &w, 1, false), CORE_DENY);
+	ck_assert_int_eq(pub_as("alice/phone", "chat/group/g1", &w, 1, false), CORE_DENY);
 	refused(m, "alice/phone", "unsupported");
+	/* A receipt without its fields is refused with the reason. */
+	m = mark();
+	ck_assert_int_eq(pub_as("alice/phone", "chat/receipt", &w, 1, false), CORE_DENY);
+	refused(m, "alice/phone", "field");
 	/* An unknown U/D (e.g. removed while connected) is refused silently. */
 	m = mark();
 	ck_assert_int_eq(core_message(C, CONN(31), "zed/x", "zed/x", "chat/dm/bob", w.buf, w.len, 1,

@@ -1,0 +1,166 @@
+/* ctl.c — a device's own requests on chat/ctl.
+ *
+ * Each request is {op, rid, …} and gets exactly one {k:"ctl", rid, ok, …}
+ * event in the requesting device's inbox; refusals carry a code and a
+ * reason. An undecodable request without a rid gets an `error` event.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef struct ctl_req {
+	const uint8_t *op;
+	size_t oplen;
+	bool has_rid;
+	uint64_t rid;
+	/* privacy */
+	bool has_rr, rr;
+	bool has_presence;
+	enum store_presence presence;
+	/* devices */
+	const char *user;
+	size_t userlen;
+} ctl_req;
+
+static void reply_error(core *c, device *dev, const ctl_req *q, const char *code, const char *msg)
+{
+	cbw *w = &c->w;
+	cbw_reset(w);
+	cbw_map(w, 5);
+	cbw_text(w, "k"); cbw_text(w, "ctl");
+	cbw_text(w, "rid"); cbw_uint(w, q->rid);
+	cbw_text(w, "ok"); cbw_bool(w, false);
+	cbw_text(w, "code"); cbw_text(w, code);
+	cbw_text(w, "msg"); cbw_text(w, msg);
+	ev_publish(c, dev, w);
+}
+
+static void reply_start(core *c, const ctl_req *q, size_t extra)
+{
+	cbw *w = &c->w;
+	cbw_reset(w);
+	cbw_map(w, 3 + extra);
+	cbw_text(w, "k"); cbw_text(w, "ctl");
+	cbw_text(w, "rid"); cbw_uint(w, q->rid);
+	cbw_text(w, "ok"); cbw_bool(w, true);
+}
+
+static bool op_is(const ctl_req *q, const char *name)
+{
+	return strlen(name) == q->oplen && memcmp(q->op, name, q->oplen) == 0;
+}
+
+static void op_privacy(core *c, device *dev, const ctl_req *q)
+{
+	store_prefs p;
+	if (store_prefs_get(c->st, dev->user->name, &p) != CHAT_OK) {
+		reply_error(c, dev, q, "store", "settings could not be read");
+		return;
+	}
+	if (q->has_rr)
+		p.read_receipts = q->rr;
+	if (q->has_presence)
+		p.presence = q->presence;
+	if (store_prefs_set(c->st, dev->user->name, &p) != CHAT_OK) {
+		reply_error(c, dev, q, "store", "settings could not be stored");
+		return;
+	}
+	static const char *const pres[] = { "everyone", "contacts", "nobody" };
+	reply_start(c, q, 2);
+	cbw_text(&c->w, "read_receipts"); cbw_bool(&c->w, p.read_receipts);
+	cbw_text(&c->w, "presence"); cbw_text(&c->w, pres[p.presence]);
+	ev_publish(c, dev, &c->w);
+}
+
+static void op_devices(core *c, device *dev, const ctl_req *q)
+{
+	if (!q->user || !chat_valid_user(q->user, q->userlen)) {
+		reply_error(c, dev, q, "field", "user must be a user id");
+		return;
+	}
+	user *u = dir_user(&c->dir, q->user, q->userlen);
+	reply_start(c, q, 1);
+	cbw_text(&c->w, "devices");
+	cbw_array(&c->w, u ? u->ndev : 0);
+	for (size_t i = 0; u && i < u->ndev; i++)
+		cbw_text(&c->w, u->dev[i]->id);
+	ev_publish(c, dev, &c->w);
+}
+
+enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_t len)
+{
+	ctl_req q;
+	memset(&q, 0, sizeof(q));
+	cbr r;
+	cbr_item map, key, val;
+	const char *bad = NULL;
+	cbr_init(&r, payload, len);
+	if (cbr_next(&r, &map) || map.type != CBR_MAP) {
+		ev_error(c, dev, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map", NULL, 0);
+		return CORE_DENY;
+	}
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			break;
+		if (cbr_eq(&key, "op") && val.type == CBR_TEXT) {
+			q.op = val.ptr;
+			q.oplen = val.len;
+		} else if (cbr_eq(&key, "rid") && val.type == CBR_UINT) {
+			q.has_rid = true;
+			q.rid = val.u;
+		} else if (cbr_eq(&key, "read_receipts")) {
+			if (val.type != CBR_BOOL)
+				bad = "read_receipts must be a boolean";
+			q.has_rr = true;
+			q.rr = val.b;
+		} else if (cbr_eq(&key, "presence")) {
+			q.has_presence = true;
+			if (val.type == CBR_TEXT && cbr_eq(&val, "everyone"))
+				q.presence = STORE_PRESENCE_EVERYONE;
+			else if (val.type == CBR_TEXT && cbr_eq(&val, "contacts"))
+				q.presence = STORE_PRESENCE_CONTACTS;
+			else if (val.type == CBR_TEXT && cbr_eq(&val, "nobody"))
+				q.presence = STORE_PRESENCE_NOBODY;
+			else
+				bad = "presence must be \"everyone\", \"contacts\" or \"nobody\"";
+		} else if (cbr_eq(&key, "user") && val.type == CBR_TEXT) {
+			q.user = (const char *)val.ptr;
+			q.userlen = val.len;
+		} else if (cbr_eq(&key, "op") || cbr_eq(&key, "rid") || cbr_eq(&key, "user")) {
+			bad = "op must be text, rid an unsigned integer, user text";
+		} else if (cbr_skip(&r, &val)) {
+			break;
+		}
+	}
+	if (r.err_msg || !cbr_done(&r)) {
+		ev_error(c, dev, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map", NULL, 0);
+		return CORE_DENY;
+	}
+	if (!q.has_rid) {
+		ev_error(c, dev, "field", "a ctl request needs a rid (unsigned integer)", NULL, 0);
+		return CORE_DENY;
+	}
+	if (bad) {
+		reply_error(c, dev, &q, "field", bad);
+		return CORE_DENY;
+	}
+	if (!q.op) {
+		reply_error(c, dev, &q, "field", "op is required");
+		return CORE_DENY;
+	}
+	if (op_is(&q, "privacy")) {
+		op_privacy(c, dev, &q);
+	} else if (op_is(&q, "devices")) {
+		op_devices(c, dev, &q);
+	} else if (q.oplen > 6 && memcmp(q.op, "group.", 6) == 0) {
+		reply_error(c, dev, &q, "unsupported", "groups are not supported by this server yet");
+		return CORE_DENY;
+	} else {
+		reply_error(c, dev, &q, "op", "unknown op");
+		return CORE_DENY;
+	}
+	return CORE_ALLOW;
+}

@@ -1,0 +1,100 @@
+/* expiry.c — the TTL sweep.
+ *
+ * Every message carries an expiry (its ttl, capped by plugin_opt_offline_ttl).
+ * Once a second the tick asks the store to delete up to
+ * plugin_opt_expire_slice expired messages, oldest first, and goes on at
+ * the next tick while more remain, so a large expiry never stalls the
+ * broker. For each recipient user who never got a message, its sender's
+ * devices get a receipt with "s": "expired". Receipts are emitted after
+ * the store call returns: the store is not re-entered from its callback.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct expired {
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seq;
+	char from[CHAT_ADDR_MAX + 1];
+	char by[CHAT_USER_MAX + 1]; /* a recipient user who never got it */
+} expired;
+
+typedef struct sweep {
+	expired *v;
+	size_t n, cap;
+} sweep;
+
+static size_t user_len(const char *addr)
+{
+	const char *slash = strchr(addr, '/');
+	return slash ? (size_t)(slash - addr) : strlen(addr);
+}
+
+static void on_expired(void *arg, const store_msg *m, uint64_t seq, const char *const *undelivered,
+                       size_t n)
+{
+	sweep *s = arg;
+	size_t sl = user_len(m->from);
+	for (size_t i = 0; i < n; i++) {
+		size_t ul = user_len(undelivered[i]);
+		if (ul > CHAT_USER_MAX || (ul == sl && memcmp(undelivered[i], m->from, sl) == 0))
+			continue; /* the sender's own devices: no receipt about oneself */
+		bool seen = false;
+		for (size_t j = 0; j < i; j++)
+			seen |= user_len(undelivered[j]) == ul && memcmp(undelivered[j], undelivered[i], ul) == 0;
+		if (seen)
+			continue;
+		if (s->n == s->cap) {
+			size_t cap = s->cap ? s->cap * 2 : 64;
+			expired *v = realloc(s->v, cap * sizeof(*v));
+			if (!v)
+				return;
+			s->v = v;
+			s->cap = cap;
+		}
+		expired *e = &s->v[s->n++];
+		snprintf(e->conv, sizeof(e->conv), "%s", m->conv);
+		e->seq = seq;
+		snprintf(e->from, sizeof(e->from), "%s", m->from);
+		memcpy(e->by, undelivered[i], ul);
+		e->by[ul] = '\0';
+	}
+}
+
+void expiry_tick(core *c)
+{
+	uint64_t now = c->io.now_ms(c->io.ctx);
+	if (now < c->next_sweep_ms)
+		return;
+	sweep s = { 0 };
+	size_t count = 0;
+	if (store_expire(c->st, now, c->cfg.expire_slice, on_expired, &s, &count)) {
+		core_log(c, CORE_LOG_ERR, "expiry sweep failed: %s", store_errmsg(c->st));
+		count = 0;
+	}
+	c->n.expired += count;
+	/* A full slice means more may be waiting: continue at the next tick. */
+	c->next_sweep_ms = count == c->cfg.expire_slice ? now : now + 1000;
+
+	for (size_t i = 0; i < s.n; i++) {
+		expired *e = &s.v[i];
+		user *sender = dir_user(&c->dir, e->from, user_len(e->from));
+		if (!sender)
+			continue;
+		cbw *w = &c->w2;
+		cbw_reset(w);
+		cbw_map(w, 6);
+		cbw_text(w, "k"); cbw_text(w, "receipt");
+		cbw_text(w, "conv"); cbw_text(w, e->conv);
+		cbw_text(w, "seqs"); cbw_array(w, 1); cbw_uint(w, e->seq);
+		cbw_text(w, "s"); cbw_text(w, "expired");
+		cbw_text(w, "by"); cbw_text(w, e->by);
+		cbw_text(w, "ts"); cbw_uint(w, now);
+		c->n.receipts_out++;
+		ev_deliver_user(c, sender, w);
+	}
+	free(s.v);
+}

@@ -1,0 +1,194 @@
+/* receipts.c — delivered and read receipts (chat/receipt).
+ *
+ * A receipt {s, conv, seqs} from a device does two things. For the device,
+ * it acknowledges delivery: the messages leave its offline queue (read
+ * implies delivered) and its replay window refills. For the conversation,
+ * it moves each message's state for the reader's user forward only (sent →
+ * delivered → read; the store ignores repeats and backward moves), and
+ * every change reaches all devices of the message's sender: live, or
+ * queued for those offline or replaying. A user with read receipts off
+ * sends none (their reads count as deliveries) and receives none (a read
+ * reaches them as a delivery, so they still get their second tick).
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define RECEIPT_MAX_SEQS 1000
+
+typedef struct receipt_scratch {
+	uint64_t seqs[RECEIPT_MAX_SEQS];
+	uint64_t qseqs[RECEIPT_MAX_SEQS];
+	char from[RECEIPT_MAX_SEQS][CHAT_ADDR_MAX + 1];
+	bool changed[RECEIPT_MAX_SEQS];
+	enum store_rstate prev[RECEIPT_MAX_SEQS];
+	bool done[RECEIPT_MAX_SEQS];
+} receipt_scratch;
+
+static enum core_verdict refuse(core *c, device *dev, const char *code, const char *msg)
+{
+	c->n.msgs_refused++;
+	ev_error(c, dev, code, msg, NULL, 0);
+	return CORE_DENY;
+}
+
+/* The user part of an address "U/D", as a length. */
+static size_t user_len(const char *addr)
+{
+	const char *slash = strchr(addr, '/');
+	return slash ? (size_t)(slash - addr) : strlen(addr);
+}
+
+/* Is the device's user one of the conversation's members? */
+static bool member(const device *dev, const char *conv, size_t len)
+{
+	const char *a, *b;
+	size_t al, bl;
+	if (chat_parse_conv(conv, len, &a, &al, &b, &bl) != CHAT_CONV_DM)
+		return false;
+	size_t ul = strlen(dev->user->name);
+	return (al == ul && memcmp(a, dev->user->name, ul) == 0) ||
+	       (bl == ul && memcmp(b, dev->user->name, ul) == 0);
+}
+
+static bool read_receipts_on(core *c, const char *user)
+{
+	store_prefs p;
+	return store_prefs_get(c->st, user, &p) != CHAT_OK || p.read_receipts;
+}
+
+/* One receipt event per sender user, with the seqs whose state moved. */
+static void notify_senders(core *c, const device *reader, const char *conv, size_t n,
+                           const char *state, receipt_scratch *rs)
+{
+	uint64_t now = c->io.now_ms(c->io.ctx);
+	memset(rs->done, 0, n * sizeof(rs->done[0]));
+	for (size_t i = 0; i < n; i++) {
+		if (!rs->changed[i] || rs->done[i] || !rs->from[i][0])
+			continue;
+		size_t ul = user_len(rs->from[i]);
+		size_t count = 0;
+		for (size_t j = i; j < n; j++)
+			if (rs->changed[j] && !rs->done[j] && user_len(rs->from[j]) == ul &&
+			    memcmp(rs->from[j], rs->from[i], ul) == 0)
+				count++;
+		user *sender = dir_user(&c->dir, rs->from[i], ul);
+		/* A sender with read receipts off still learns of the delivery, once. */
+		const char *s_out = state;
+		if (sender && strcmp(state, "read") == 0 && !read_receipts_on(c, sender->name)) {
+			s_out = "delivered";
+			for (size_t j = i; j < n; j++)
+				if (rs->prev[j] >= STORE_R_DELIVERED)
+					rs->changed[j] = false;
+			if (!rs->changed[i])
+				continue;
+		}
+		cbw *w = &c->w2;
+		cbw_reset(w);
+		cbw_map(w, 6);
+		cbw_text(w, "k"); cbw_text(w, "receipt");
+		cbw_text(w, "conv"); cbw_text(w, conv);
+		cbw_text(w, "seqs");
+		cbw_array(w, count);
+		for (size_t j = i; j < n; j++) {
+			if (rs->changed[j] && !rs->done[j] && user_len(rs->from[j]) == ul &&
+			    memcmp(rs->from[j], rs->from[i], ul) == 0) {
+				cbw_uint(w, rs->seqs[j]);
+				rs->done[j] = true;
+			}
+		}
+		cbw_text(w, "s"); cbw_text(w, s_out);
+		cbw_text(w, "by"); cbw_text(w, reader->user->name);
+		cbw_text(w, "ts"); cbw_uint(w, now);
+		if (sender) {
+			c->n.receipts_out++;
+			ev_deliver_user(c, sender, w);
+		}
+	}
+}
+
+enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len)
+{
+	static receipt_scratch rs; /* ~130 KiB: kept off the broker's stack */
+	cbr r;
+	cbr_item map, key, val;
+	const char *state = NULL, *conv = NULL;
+	size_t convlen = 0, n = 0;
+	bool have_seqs = false;
+
+	cbr_init(&r, payload, len);
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return refuse(c, from, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			break;
+		if (cbr_eq(&key, "s")) {
+			if (cbr_eq(&val, "delivered") && val.type == CBR_TEXT)
+				state = "delivered";
+			else if (cbr_eq(&val, "read") && val.type == CBR_TEXT)
+				state = "read";
+			else
+				return refuse(c, from, "field", "s must be \"delivered\" or \"read\"");
+		} else if (cbr_eq(&key, "conv")) {
+			if (val.type != CBR_TEXT || val.len > CHAT_CONV_MAX)
+				return refuse(c, from, "field", "conv must be a conversation id");
+			conv = (const char *)val.ptr;
+			convlen = val.len;
+		} else if (cbr_eq(&key, "seqs")) {
+			if (val.type != CBR_ARRAY)
+				return refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
+			uint64_t k = 0;
+			n = 0;
+			while (cbr_array_next(&r, &val, &k)) {
+				cbr_item s;
+				if (cbr_next(&r, &s))
+					break;
+				if (s.type != CBR_UINT || s.u == 0 || n == RECEIPT_MAX_SEQS)
+					return refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
+				rs.seqs[n++] = s.u;
+			}
+			have_seqs = true;
+		} else if (cbr_skip(&r, &val)) {
+			break;
+		}
+	}
+	if (r.err_msg || !cbr_done(&r))
+		return refuse(c, from, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if (!state || !conv || !have_seqs || n == 0)
+		return refuse(c, from, "field", "a receipt needs s, conv and 1 to 1000 seqs");
+
+	char cv[CHAT_CONV_MAX + 1];
+	memcpy(cv, conv, convlen);
+	cv[convlen] = '\0';
+	if (!member(from, cv, convlen))
+		return refuse(c, from, "conv", "not a conversation of this device's user");
+	c->n.receipts_in++;
+
+	/* Delivery, for this device: its queue and its replay window. */
+	if (store_ack(c->st, from->addr, cv, rs.seqs, n, rs.qseqs)) {
+		core_log(c, CORE_LOG_ERR, "ack for %s failed: %s", from->addr, store_errmsg(c->st));
+		return refuse(c, from, "store", "the receipt could not be stored");
+	}
+	uint64_t in_window = 0;
+	for (size_t k = 0; k < n; k++)
+		in_window += rs.qseqs[k] && rs.qseqs[k] <= from->rp.cursor;
+
+	/* State, for the conversation. */
+	enum store_rstate st = STORE_R_DELIVERED;
+	if (strcmp(state, "read") == 0) {
+		if (read_receipts_on(c, from->user->name))
+			st = STORE_R_READ;
+		else
+			state = "delivered"; /* reads stay private; they still deliver */
+	}
+	if (store_receipts(c->st, cv, rs.seqs, n, from->user->name, st, rs.from, rs.changed, rs.prev)) {
+		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
+		return refuse(c, from, "store", "the receipt could not be stored");
+	}
+	notify_senders(c, from, cv, n, state, &rs);
+	sync_acked(c, from, in_window);
+	return CORE_ALLOW;
+}
