@@ -535,6 +535,25 @@ class Device(Client):
         return self.publish("%s/dm/%s" % (self.prefix, peer), cbor2.dumps(m), qos=qos, retain=retain,
                             timeout=timeout)
 
+    def sync(self, timeout=5.0):
+        """Publishes {} on chat/sync; returns the PUBACK's reason code."""
+        return self.publish("%s/sync" % self.prefix, cbor2.dumps({}), timeout=timeout)
+
+    def receipt(self, s, conv, seqs, timeout=5.0, wait=True):
+        """Publishes {s, conv, seqs} on chat/receipt; returns the PUBACK's
+        reason code (0 without waiting)."""
+        m = {"s": s, "conv": conv, "seqs": list(seqs)}
+        return self.publish("%s/receipt" % self.prefix, cbor2.dumps(m), timeout=timeout,
+                            wait=wait)
+
+    def ctl(self, op, rid, timeout=5.0, **fields):
+        """Publishes {op, rid, …} on chat/ctl and returns the ctl event with
+        that rid."""
+        m = {"op": op, "rid": rid}
+        m.update(fields)
+        self.publish("%s/ctl" % self.prefix, cbor2.dumps(m), timeout=timeout)
+        return self.wait_event("ctl", rid=rid, timeout=timeout)
+
     def events(self):
         return [e for (_, e) in self.drain()]
 
