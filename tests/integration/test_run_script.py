@@ -14,7 +14,7 @@ import tempfile
 import time
 import unittest
 
-from chatlib import CHATCTL, PLUGIN, SOURCE_DIR, free_port, main, wait_until
+from chatlib import CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
 
 
 class RunScriptTest(unittest.TestCase):
@@ -43,6 +43,7 @@ class RunScriptTest(unittest.TestCase):
         env = dict(os.environ)
         env.pop("BUILD", None)
         env["CHAT_PORT"] = str(port)
+        env.update(SANITIZER_ENV)   # an ASan plugin needs its runtime preloaded into mosquitto
         env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
         return env
 
