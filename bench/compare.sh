@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# bench/compare.sh — stock mosquitto vs mosquitto + chat plugin, in one run.
+#
+# Runs the baseline (relay on a stock mosquitto without the plugin) and the
+# chat modes (dm, dm with sync writes, replay, keys, idle) alternating, for
+# several repetitions, each measurement on a freshly started broker with its
+# own temp data dir on a free loopback port. Prints the medians and the
+# ratios chat / stock. Absolute numbers on a shared machine are noise; the
+# ratios measured in the same run are the result (docs/BENCHMARKS.md).
+#
+#   bench/compare.sh            # ~5-8 min: 3 reps, latency sweep, 19k idle connections
+#   bench/compare.sh --quick    # ~1 min: 2 reps, smaller counts, 2000 idle connections
+#
+# Options:
+#   --reps N         repetitions (default 3; --quick 2)
+#   --out DIR        keep the raw result lines and logs in DIR (default: a temp dir, removed)
+#   --plots DIR      write PNG plots to DIR with gnuplot (installs gnuplot-nox via
+#                    scripts/deps.sh bench if it is missing)
+#   --ks-nodelay     also run keys with TCP_NODELAY forced on the key server's socket
+#                    (LD_PRELOAD diagnostic shim; the key server itself is unchanged)
+#   --idle-conns N   idle connections per broker (default 19000; --quick 2000)
+#   --no-idle        skip the idle mode
+# Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto).
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+build=${BUILD:-$repo/build}
+case $build in /*) ;; *) build=$repo/$build ;; esac
+mosq=${MOSQUITTO:-/usr/sbin/mosquitto}
+bench=$build/bin/chatbench
+plugin=$build/lib/mosquitto_chat.so
+ks=$build/bin/chat-keyserver
+ctl=$build/bin/chatctl
+shim=$build/lib/nodelay_preload.so
+
+quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --reps) reps=$2; shift ;;
+    --out) out=$2; shift ;;
+    --plots) plots=$2; shift ;;
+    --ks-nodelay) ks_nodelay=1 ;;
+    --idle-conns) idle_conns=$2; shift ;;
+    --no-idle) idle=0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    *) echo "compare: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+for f in "$bench" "$plugin" "$ctl" "$mosq"; do
+  [ -x "$f" ] || [ -f "$f" ] || { echo "compare: $f missing; run 'make build' first" >&2; exit 1; }
+done
+
+if [ $quick -eq 1 ]; then
+  reps=${reps:-2}; relay_msgs=40000; dm_msgs=12000; sync_msgs=3000; lat_secs=1.5
+  replay_msgs=10000; windows="500"; keys_msgs=6000; idle_conns=${idle_conns:-2000}; sweep=""
+else
+  reps=${reps:-3}; relay_msgs=120000; dm_msgs=30000; sync_msgs=8000; lat_secs=3
+  replay_msgs=30000; windows="100 500 2000"; keys_msgs=20000; idle_conns=${idle_conns:-19000}
+  sweep="0.1 0.25 0.5 0.75 0.9"
+fi
+
+tmp=$(mktemp -d /tmp/chat-compare.XXXXXX)
+keep_tmp=0
+if [ -n "$out" ]; then mkdir -p "$out"; out=$(cd "$out" && pwd); else out=$tmp; fi
+results=$out/results.txt
+: > "$results"
+
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]:-}"; do
+    [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+  done
+  [ $keep_tmp -eq 1 ] || rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+forget_pid() {
+  local p keep=()
+  for p in "${pids[@]:-}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  pids=("${keep[@]:-}")
+}
+
+free_port() {
+  /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_open() {
+  /usr/bin/python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$1" 2>/dev/null
+}
+
+# start_broker NAME stock|chat [plugin_opt lines…]; sets BPID BPORT BDIR.
+# Both kinds get the same broker settings: set_tcp_nodelay true (the
+# default, false, adds Nagle delays to every small packet), logs limited
+# to errors and warnings, the fd limit raised to the hard limit, and
+# max_queued_messages $MAXQ (default 1000, mosquitto's own default).
+start_broker() {
+  local name=$1 kind=$2; shift 2
+  BDIR=$tmp/$name
+  rm -rf "$BDIR"
+  mkdir -p "$BDIR/data"
+  BPORT=$(free_port)
+  {
+    echo "listener $BPORT 127.0.0.1"
+    echo "set_tcp_nodelay true"
+    echo "max_queued_messages ${MAXQ:-1000}"
+    if [ "$kind" = stock ]; then
+      echo "allow_anonymous true"
+    else
+      echo "plugin $plugin"
+      echo "plugin_opt_data_dir $BDIR/data"
+      local l
+      for l in "$@"; do echo "plugin_opt_$l"; done
+    fi
+    echo "log_dest file $BDIR/mosquitto.log"
+    echo "log_type error"
+    echo "log_type warning"
+    if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
+  } > "$BDIR/mosquitto.conf"
+  ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$mosq" -c "$BDIR/mosquitto.conf" ) \
+    > "$BDIR/stderr" 2>&1 &
+  BPID=$!
+  pids+=("$BPID")
+  local i
+  for i in $(seq 200); do
+    if port_open "$BPORT" && { [ "$kind" = stock ] || [ -s "$BDIR/data/admin.token" ]; }; then
+      return 0
+    fi
+    kill -0 "$BPID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "compare: broker $name did not start:" >&2
+  tail -20 "$BDIR/stderr" "$BDIR/mosquitto.log" >&2 || true
+  exit 1
+}
+
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  forget_pid "$1"
+}
+
+# start_keyserver [preload]; the broker from start_broker must be a chat one. Sets KPID.
+start_keyserver() {
+  [ -x "$ks" ] || { echo "compare: $ks missing" >&2; exit 1; }
+  (umask 077; "$ctl" -h 127.0.0.1 -p "$BPORT" --token-file "$BDIR/data/admin.token" \
+     service add keys > "$BDIR/keys.token")
+  # --rate-refill-seconds 0 disables the per-(device, user) bundle limit:
+  # with Signal's defaults (6, then one per 10 min) a bench fetcher would be
+  # refused after 6 bundles per target user.
+  ( if [ -n "${1:-}" ]; then export LD_PRELOAD=$1; fi
+    exec "$ks" -h 127.0.0.1 -p "$BPORT" -u keys --token-file "$BDIR/keys.token" \
+      --data-dir "$BDIR/keys" --rate-burst 1000000 --rate-refill-seconds 0 --log-level warning ) \
+    > "$BDIR/keyserver.log" 2>&1 &
+  KPID=$!
+  pids+=("$KPID")
+  sleep 0.3   # the key server subscribes right after connecting
+}
+
+# run_bench LABEL ARGS… : runs chatbench, appends its result line (with LABEL) to results.txt,
+# echoes the line.
+run_bench() {
+  local label=$1; shift
+  local line rc=0
+  line=$("$bench" "$@" --timeout 90 --label "$label" 2> "$tmp/bench.err") || rc=$?
+  if [ -z "$line" ]; then
+    line="mode=error $label ok=0"
+    echo "compare: chatbench $* failed (rc=$rc): $(tail -3 "$tmp/bench.err")" >&2
+  fi
+  echo "$line" >> "$results"
+  printf '  %s\n' "$(echo "$line" | tr ' ' '\n' | grep -E '^(mode|rate|p50_us|p99_us|p999_us|broker_cpu_us_per_msg|rss_per_conn_bytes|ok|window|offered|sync|rep)=' | tr '\n' ' ')" >&2
+  LAST=$line
+}
+
+field() { # field NAME LINE
+  echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -1
+}
+
+echo "compare: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)" >&2
+echo "compare: $reps reps; results in $results" >&2
+{
+  echo "# machine nproc=$(nproc) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\" kernel=$(uname -r) date=$(date -u +%FT%TZ) quick=$quick"
+} >> "$results"
+start_all=$(date +%s)
+
+for rep in $(seq "$reps"); do
+  echo "compare: rep $rep/$reps" >&2
+  # Alternate which side goes first in each rep.
+  if [ $((rep % 2)) -eq 1 ]; then order="stock chat"; else order="chat stock"; fi
+
+  # ---- throughput (max rate, closed loop) and latency at half of it
+  for side in $order; do
+    if [ $side = stock ]; then
+      start_broker relay stock
+      run_bench "phase=max rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" --msgs $relay_msgs
+      relay_max=$(field rate "$LAST")
+      stop_pid "$BPID"
+    else
+      start_broker dm chat
+      run_bench "phase=max rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs
+      dm_max=$(field rate "$LAST")
+      stop_pid "$BPID"
+    fi
+  done
+  for side in $order; do
+    if [ $side = stock ]; then
+      r=$(( ${relay_max:-1000} / 2 )); [ $r -ge 100 ] || r=100
+      n=$(/usr/bin/python3 -c "print(max(500, int($r * $lat_secs)))")
+      start_broker relay stock
+      run_bench "phase=half rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" --rate $r --msgs $n
+      stop_pid "$BPID"
+    else
+      r=$(( ${dm_max:-1000} / 2 )); [ $r -ge 100 ] || r=100
+      n=$(/usr/bin/python3 -c "print(max(500, int($r * $lat_secs)))")
+      start_broker dm chat
+      run_bench "phase=half rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --rate $r --msgs $n
+      stop_pid "$BPID"
+    fi
+  done
+
+  # ---- dm with fsync per batch
+  start_broker dmsync chat sync_writes\ true
+  run_bench "phase=max rep=$rep sync=true" dm -p "$BPORT" --broker-pid "$BPID" \
+    --admin-token-file "$BDIR/data/admin.token" --msgs $sync_msgs
+  stop_pid "$BPID"
+
+  # ---- replay, per window (a window above 1000 needs max_queued_messages above it)
+  for w in $windows; do
+    maxq=1000; [ "$w" -lt 1000 ] || maxq=$(( w * 2 ))
+    MAXQ=$maxq start_broker replay chat "replay_window $w"
+    run_bench "phase=replay rep=$rep replay_window=$w max_queued=$maxq" replay -p "$BPORT" \
+      --broker-pid "$BPID" --admin-token-file "$BDIR/data/admin.token" --msgs $replay_msgs --ack-batch 100
+    stop_pid "$BPID"
+  done
+
+  # ---- keys
+  if [ -x "$ks" ]; then
+    start_broker keys chat
+    start_keyserver
+    run_bench "phase=keys rep=$rep nodelay=0" keys -p "$BPORT" --broker-pid "$BPID" --ks-pid "$KPID" \
+      --admin-token-file "$BDIR/data/admin.token" --msgs $keys_msgs
+    stop_pid "$KPID"; stop_pid "$BPID"
+    if [ $ks_nodelay -eq 1 ] && [ -f "$shim" ]; then
+      start_broker keys chat
+      start_keyserver "$shim"
+      run_bench "phase=keys rep=$rep nodelay=1" keys -p "$BPORT" --broker-pid "$BPID" --ks-pid "$KPID" \
+        --admin-token-file "$BDIR/data/admin.token" --msgs $keys_msgs
+      stop_pid "$KPID"; stop_pid "$BPID"
+    fi
+  fi
+
+  # ---- idle connections, RSS per connection
+  if [ $idle -eq 1 ]; then
+    for side in $order; do
+      if [ $side = stock ]; then
+        start_broker idle stock
+        run_bench "phase=idle rep=$rep" idle --stock -p "$BPORT" --broker-pid "$BPID" --conns "$idle_conns"
+      else
+        start_broker idle chat
+        run_bench "phase=idle rep=$rep" idle -p "$BPORT" --broker-pid "$BPID" \
+          --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
+      fi
+      stop_pid "$BPID"
+    done
+  fi
+
+  # ---- latency vs offered load (last rep only; alternating per load)
+  if [ -n "$sweep" ] && [ "$rep" -eq "$reps" ]; then
+    for f in $sweep; do
+      for side in $order; do
+        if [ $side = stock ]; then
+          r=$(/usr/bin/python3 -c "print(max(100, int(${relay_max:-1000} * $f)))")
+          n=$(/usr/bin/python3 -c "print(max(500, int($r * $lat_secs * 0.7)))")
+          start_broker relay stock
+          run_bench "phase=sweep rep=$rep load=$f" relay -p "$BPORT" --broker-pid "$BPID" --rate $r --msgs $n
+        else
+          r=$(/usr/bin/python3 -c "print(max(100, int(${dm_max:-1000} * $f)))")
+          n=$(/usr/bin/python3 -c "print(max(500, int($r * $lat_secs * 0.7)))")
+          start_broker dm chat
+          run_bench "phase=sweep rep=$rep load=$f sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+            --admin-token-file "$BDIR/data/admin.token" --rate $r --msgs $n
+        fi
+        stop_pid "$BPID"
+      done
+    done
+  fi
+done
+
+"$bench" fanout --label "phase=fanout" >> "$results" 2>/dev/null || true
+echo "compare: finished in $(( $(date +%s) - start_all )) s" >&2
+echo
+sumargs=("$results")
+if [ -n "$plots" ]; then
+  command -v gnuplot >/dev/null || "$repo/scripts/deps.sh" bench
+  mkdir -p "$plots"
+  sumargs+=(--plots "$(cd "$plots" && pwd)")
+fi
+/usr/bin/python3 "$repo/bench/summarize.py" "${sumargs[@]}"
+if [ "$out" = "$tmp" ]; then :; else echo "raw results: $results"; fi

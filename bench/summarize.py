@@ -1,0 +1,285 @@
+#!/usr/bin/python3
+"""Summarizes chatbench result lines (bench/compare.sh writes them).
+
+usage: summarize.py RESULTS.txt [--plots DIR]
+
+Prints a Markdown table of medians over the repetitions and the ratios chat /
+stock. A ratio is computed inside each repetition (both sides measured minutes
+apart on the same machine) and the median of those ratios is shown. With
+--plots, writes gnuplot data and PNGs to DIR (gnuplot must be installed).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+
+
+def parse(path):
+    rows, machine = [], ""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("# machine"):
+                machine = line[len("# machine "):]
+                continue
+            d = {}
+            for tok in line.split():
+                if "=" in tok:
+                    k, v = tok.split("=", 1)
+                    d[k] = v
+            rows.append(d)
+    return rows, machine
+
+
+def num(d, k):
+    try:
+        return float(d[k])
+    except (KeyError, ValueError):
+        return None
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def sel(rows, **kw):
+    out = []
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()):
+            out.append(r)
+    return out
+
+
+def by_rep(rows):
+    return {r.get("rep"): r for r in rows}
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "–"
+    if abs(x) >= 100:
+        s = "%.0f" % x
+    elif abs(x) >= 10:
+        s = "%.1f" % x
+    else:
+        s = "%.2f" % x
+    return s + unit
+
+
+def ratio_med(a_rows, b_rows, k_a, k_b=None):
+    """median over reps of a[k_a] / b[k_b] (same rep)."""
+    k_b = k_b or k_a
+    a, b = by_rep(a_rows), by_rep(b_rows)
+    rs = []
+    for rep, ra in a.items():
+        rb = b.get(rep)
+        if rb is None:
+            continue
+        x, y = num(ra, k_a), num(rb, k_b)
+        if x is not None and y:
+            rs.append(x / y)
+    return med(rs)
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(__doc__)
+    path = args[0]
+    plots = args[args.index("--plots") + 1] if "--plots" in args else None
+    rows, machine = parse(path)
+    bad = [r for r in rows if r.get("ok") == "0"]
+
+    relay_max = sel(rows, mode="relay", phase="max")
+    dm_max = sel(rows, mode="dm", phase="max", sync="false")
+    dm_sync = sel(rows, mode="dm", phase="max", sync="true")
+    relay_half = sel(rows, mode="relay", phase="half")
+    dm_half = sel(rows, mode="dm", phase="half")
+    replays = [r for r in rows if r.get("mode") == "replay"]
+    windows = sorted({int(r["replay_window"]) for r in replays if "replay_window" in r})
+    keys0 = sel(rows, mode="keys", nodelay="0")
+    keys1 = sel(rows, mode="keys", nodelay="1")
+    idle_s = sel(rows, mode="idle", kind="stock")
+    idle_c = sel(rows, mode="idle", kind="chat")
+    reps = len(relay_max)
+
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+
+    out = []
+    p = out.append
+    if machine:
+        p("machine: " + machine)
+    p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
+    p("")
+    p("| measure | stock relay | chat | ratio chat/stock | target | met |")
+    p("|---|---:|---:|---:|---|---|")
+
+    def row(name, s, c, ratio, target="", met=""):
+        p("| %s | %s | %s | %s | %s | %s |" % (name, s, c, ratio, target, met))
+
+    rm, dmm = m(relay_max, "rate"), m(dm_max, "rate")
+    rr = ratio_med(dm_max, relay_max, "rate")
+    row("throughput, msgs/s (dm: sync_writes false)", fmt(rm), fmt(dmm), fmt(rr), "≥ 0.8×",
+        "yes" if rr and rr >= 0.8 else "**no**")
+    cs, cc = m(relay_max, "broker_cpu_us_per_msg"), m(dm_max, "broker_cpu_us_per_msg")
+    row("broker CPU µs per message (at max rate)", fmt(cs), fmt(cc),
+        fmt(ratio_med(dm_max, relay_max, "broker_cpu_us_per_msg")),
+        "", "plugin adds %s µs" % fmt(cc - cs) if cs is not None and cc is not None else "")
+    row("bench CPU µs per message (at max rate)", fmt(m(relay_max, "bench_cpu_us_per_msg")),
+        fmt(m(dm_max, "bench_cpu_us_per_msg")), "", "", "")
+    row("broker CPU utilisation at max rate", fmt(m(relay_max, "broker_util")),
+        fmt(m(dm_max, "broker_util")), "", "", "")
+    for k, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
+        s, c = m(relay_half, k), m(dm_half, k)
+        tgt = met = ""
+        if k == "p99_us":
+            tgt = "dm ≤ 2000 µs"
+            met = "yes" if c is not None and c <= 2000 else "**no**"
+        row("latency %s at half max, µs" % name, fmt(s), fmt(c),
+            fmt(ratio_med(dm_half, relay_half, k)), tgt, met)
+    row("offered rate at half max, msgs/s", fmt(m(relay_half, "offered")), fmt(m(dm_half, "offered")),
+        "", "", "")
+    sm = m(dm_sync, "rate")
+    row("dm throughput, sync_writes true, msgs/s", fmt(rm), fmt(sm),
+        fmt(ratio_med(dm_sync, relay_max, "rate")), "", "")
+    row("dm sync true / sync false", "", "", fmt(ratio_med(dm_sync, dm_max, "rate")), "", "")
+    row("broker CPU µs per message, sync_writes true", fmt(cs), fmt(m(dm_sync, "broker_cpu_us_per_msg")),
+        "", "", "")
+    for w in windows:
+        rw = [r for r in replays if r.get("replay_window") == str(w)]
+        v = m(rw, "rate")
+        row("replay drain, msgs/s (replay_window %d, max_queued %s)" % (w, rw[0].get("max_queued", "?")),
+            fmt(rm), fmt(v), fmt(ratio_med(rw, relay_max, "rate")), "≥ 100000/s",
+            "yes" if v and v >= 100000 else "**no**")
+        row("replay broker CPU µs per message (window %d)" % w, "", fmt(m(rw, "broker_cpu_us_per_msg")),
+            "", "", "")
+    if keys0:
+        v = m(keys0, "rate")
+        row("keys: bundles/s", fmt(rm), fmt(v), fmt(ratio_med(keys0, relay_max, "rate")), "≥ 20000/s",
+            "yes" if v and v >= 20000 else "**no**")
+        row("keys: broker / key server CPU µs per bundle", "",
+            "%s / %s" % (fmt(m(keys0, "broker_cpu_us_per_msg")), fmt(m(keys0, "ks_cpu_us_per_msg"))),
+            "", "", "")
+        row("keys: p50 / p99 request latency, µs", "",
+            "%s / %s" % (fmt(m(keys0, "p50_us")), fmt(m(keys0, "p99_us"))), "", "", "")
+    if keys1:
+        v = m(keys1, "rate")
+        row("keys, key server with TCP_NODELAY (preload shim): bundles/s", "", fmt(v),
+            fmt(ratio_med(keys1, keys0, "rate")) + " vs without", "", "")
+    if idle_s or idle_c:
+        s, c = m(idle_s, "rss_per_conn_bytes"), m(idle_c, "rss_per_conn_bytes")
+        r = ratio_med(idle_c, idle_s, "rss_per_conn_bytes")
+        row("idle: RSS per connection, bytes (%s conns)" % (idle_c or idle_s)[0].get("conns"), fmt(s), fmt(c),
+            fmt(r), "≤ 1.2×", "yes" if r and r <= 1.2 else "**no**")
+        row("idle: connections up", fmt(m(idle_s, "up")), fmt(m(idle_c, "up")), "", "", "")
+        row("idle: broker CPU µs per connect", fmt(m(idle_s, "broker_cpu_us_per_conn")),
+            fmt(m(idle_c, "broker_cpu_us_per_conn")), "", "", "")
+    fan = sel(rows, mode="fanout")
+    if fan:
+        row("fanout", "", "not built yet (groups)", "", "≥ 200000 deliveries/s", "–")
+    if bad:
+        p("")
+        p("**%d run(s) reported a correctness failure (ok=0)**: %s" % (
+            len(bad), "; ".join("%s %s" % (r.get("mode"), r.get("phase", "")) for r in bad)))
+    print("\n".join(out))
+
+    if plots:
+        make_plots(rows, plots, windows)
+
+
+def make_plots(rows, d, windows):
+    sweep = [r for r in rows if r.get("phase") in ("sweep", "half", "max") and r.get("mode") in ("relay", "dm")
+             and r.get("sync", "false") == "false"]
+    for mode in ("relay", "dm"):
+        pts = []
+        for r in sweep:
+            if r["mode"] != mode:
+                continue
+            off = num(r, "offered") or 0
+            x = off if off > 0 else num(r, "rate")   # max runs: their achieved rate
+            pts.append((x, num(r, "p50_us"), num(r, "p99_us"), num(r, "p999_us"), r["phase"]))
+        pts.sort()
+        with open(os.path.join(d, "lat_%s.dat" % mode), "w") as f:
+            f.write("# offered_msgs_per_s p50_us p99_us p999_us phase\n")
+            for t in pts:
+                f.write("%s %s %s %s %s\n" % t)
+    # throughput bars
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+    bars = [("stock relay", m(sel(rows, mode="relay", phase="max"), "rate")),
+            ("chat dm", m(sel(rows, mode="dm", phase="max", sync="false"), "rate")),
+            ("dm sync", m(sel(rows, mode="dm", phase="max", sync="true"), "rate"))]
+    for w in windows:
+        bars.append(("replay w%d" % w, m([r for r in rows if r.get("mode") == "replay"
+                                            and r.get("replay_window") == str(w)], "rate")))
+    bars.append(("keys", m(sel(rows, mode="keys", nodelay="0"), "rate")))
+    if sel(rows, mode="keys", nodelay="1"):
+        bars.append(("keys nodelay", m(sel(rows, mode="keys", nodelay="1"), "rate")))
+    with open(os.path.join(d, "throughput.dat"), "w") as f:
+        for name, v in bars:
+            if v is not None:
+                f.write('"%s" %.0f\n' % (name, v))
+    cpu = [("stock relay", m(sel(rows, mode="relay", phase="max"), "broker_cpu_us_per_msg")),
+           ("chat dm", m(sel(rows, mode="dm", phase="max", sync="false"), "broker_cpu_us_per_msg")),
+           ("dm sync", m(sel(rows, mode="dm", phase="max", sync="true"), "broker_cpu_us_per_msg"))]
+    for w in windows:
+        cpu.append(("replay w%d" % w, m([r for r in rows if r.get("mode") == "replay"
+                                           and r.get("replay_window") == str(w)], "broker_cpu_us_per_msg")))
+    cpu.append(("keys (broker)", m(sel(rows, mode="keys", nodelay="0"), "broker_cpu_us_per_msg")))
+    cpu.append(("keys (keyserver)", m(sel(rows, mode="keys", nodelay="0"), "ks_cpu_us_per_msg")))
+    with open(os.path.join(d, "cpu.dat"), "w") as f:
+        for name, v in cpu:
+            if v is not None:
+                f.write('"%s" %.1f\n' % (name, v))
+    gp = """
+set terminal pngcairo size 900,560 font "DejaVu Sans,11"
+set grid ytics
+set key top left
+set output "%(d)s/latency_vs_load.png"
+set title "Latency vs offered load (QoS 1, 100-byte payloads; dots: closed-loop max)"
+set xlabel "offered load, messages/s"
+set ylabel "latency, µs (log)"
+set logscale y
+set format y "%%.0f"
+plot "%(d)s/lat_relay.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "#1f77b4" title "stock relay p50", \\
+     "%(d)s/lat_relay.dat" using 1:3 with linespoints lw 2 pt 5 lc rgb "#6baed6" title "stock relay p99", \\
+     "%(d)s/lat_relay.dat" using 1:4 with linespoints lw 1 pt 4 dt 2 lc rgb "#9ecae1" title "stock relay p99.9", \\
+     "%(d)s/lat_dm.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "#d62728" title "chat dm p50", \\
+     "%(d)s/lat_dm.dat" using 1:3 with linespoints lw 2 pt 5 lc rgb "#ff7f0e" title "chat dm p99", \\
+     "%(d)s/lat_dm.dat" using 1:4 with linespoints lw 1 pt 4 dt 2 lc rgb "#fdae6b" title "chat dm p99.9", \\
+     2000 with lines lc rgb "#2ca02c" dt 3 title "target: dm p99 2 ms"
+unset logscale y
+set format y "%%g"
+set output "%(d)s/throughput.png"
+set title "Throughput per mode (median of repetitions)"
+set xlabel ""
+set ylabel "messages (or bundles) per second"
+set style fill solid 0.8 border -1
+set boxwidth 0.6
+set yrange [0:*]
+set xtics rotate by -25
+unset key
+plot "%(d)s/throughput.dat" using 0:2:xtic(1) with boxes lc rgb "#4c72b0", \\
+     "" using 0:2:(sprintf("%%.0f", $2)) with labels offset 0,0.8
+set output "%(d)s/cpu_per_msg.png"
+set title "Broker CPU per message (µs; /proc/PID/stat utime+stime)"
+set ylabel "µs of CPU per message"
+plot "%(d)s/cpu.dat" using 0:2:xtic(1) with boxes lc rgb "#dd8452", \\
+     "" using 0:2:(sprintf("%%.1f", $2)) with labels offset 0,0.8
+""" % {"d": d}
+    with open(os.path.join(d, "plots.gp"), "w") as f:
+        f.write(gp)
+    r = subprocess.run(["gnuplot", os.path.join(d, "plots.gp")], capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.stderr.write("gnuplot failed: %s\n" % r.stderr)
+    else:
+        print("\nplots: %s/{latency_vs_load,throughput,cpu_per_msg}.png" % d)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""Smoke run of every bench/chatbench mode with a few hundred messages.
+
+Asserts correctness only — no loss, no duplicates, seqs in order, every
+bundle well-formed with a valid signature, every idle connection up — and
+never a speed: the numbers are printed for the curious.
+"""
+
+import os
+import subprocess
+import time
+import unittest
+
+from chatlib import BUILD_DIR, Broker, main, wait_until
+
+CHATBENCH = os.path.join(BUILD_DIR, "bin", "chatbench")
+KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
+
+
+def run_bench(*args, timeout=60):
+    cmd = [CHATBENCH] + [str(a) for a in args] + ["--timeout", "30"]
+    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    lines = [l for l in r.stdout.splitlines() if l.startswith("mode=")]
+    if r.returncode != 0 or len(lines) != 1:
+        raise AssertionError("%s exited %d\nstdout: %s\nstderr: %s"
+                             % (" ".join(cmd), r.returncode, r.stdout, r.stderr))
+    res = dict(tok.split("=", 1) for tok in lines[0].split() if "=" in tok)
+    print("  " + lines[0])
+    return res
+
+
+class BenchSmoke(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(CHATBENCH):
+            raise unittest.SkipTest("chatbench not built: %s" % CHATBENCH)
+        cls.chat = Broker()
+        cls.chat.start()
+        # A stock mosquitto without the plugin, anonymous clients allowed.
+        cls.stock = Broker(with_plugin=False, extra_lines=["allow_anonymous true"])
+        open(cls.stock.token_file, "w").close()   # Broker.start() waits for this file
+        cls.stock.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stock.cleanup()
+        cls.chat.cleanup()
+
+    def chat_args(self):
+        return ["-p", self.chat.port, "--broker-pid", self.chat.proc.pid,
+                "--admin-token-file", self.chat.token_file]
+
+    def assert_clean(self, r, msgs):
+        self.assertEqual(r["ok"], "1", r)
+        for k in ("lost", "dup", "order_err", "errors"):
+            self.assertEqual(r[k], "0", "%s in %r" % (k, r))
+        self.assertEqual(int(r["msgs"]), msgs, r)
+
+    def test_relay(self):
+        r = run_bench("relay", "-p", self.stock.port, "--broker-pid", self.stock.proc.pid,
+                      "--pairs", 4, "--msgs", 400)
+        self.assert_clean(r, 400)
+        self.assertEqual(int(r["acked"]), 400)
+
+    def test_relay_fixed_rate(self):
+        r = run_bench("relay", "-p", self.stock.port, "--pairs", 2, "--msgs", 300, "--rate", 2000)
+        self.assert_clean(r, 300)
+
+    def test_dm(self):
+        r = run_bench("dm", *self.chat_args(), "--pairs", 4, "--msgs", 400, "--ack-batch", 7)
+        self.assert_clean(r, 400)
+        # every send confirmed (PUBACK and `sent`), every delivery acknowledged back to the sender
+        self.assertEqual(int(r["acked"]), 400)
+        self.assertEqual(int(r["sent_events"]), 400)
+        self.assertEqual(int(r["receipts_seen"]), 400)
+
+    def test_dm_fixed_rate(self):
+        r = run_bench("dm", *self.chat_args(), "--pairs", 3, "--msgs", 300, "--rate", 1500)
+        self.assert_clean(r, 300)
+        self.assertEqual(int(r["receipts_seen"]), 300)
+
+    def test_replay(self):
+        # window 50 < 300 queued: the drain must continue on delivered receipts
+        b = Broker(options={"replay_window": 50})
+        try:
+            b.start()
+            r = run_bench("replay", "-p", b.port, "--broker-pid", b.proc.pid,
+                          "--admin-token-file", b.token_file, "--msgs", 300, "--ack-batch", 20)
+            self.assert_clean(r, 300)
+            self.assertEqual(r["done"], "1")
+        finally:
+            b.cleanup()
+
+    def test_keys(self):
+        rc, token, err = self.chat.chatctl("service", "add", "benchkeys")
+        self.assertEqual(rc, 0, err)
+        tf = os.path.join(self.chat.tmp, "benchkeys.token")
+        with open(tf, "w") as f:
+            f.write(token)
+        log = open(os.path.join(self.chat.tmp, "keyserver.log"), "wb")
+        ks = subprocess.Popen([KEYSERVER, "-h", "127.0.0.1", "-p", str(self.chat.port), "-u", "benchkeys",
+                               "--token-file", tf, "--data-dir", os.path.join(self.chat.tmp, "keys"),
+                               "--rate-burst", "1000000", "--rate-refill-seconds", "0"],
+                              stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            self.assertTrue(wait_until(lambda: b"serving key requests" in
+                                       open(os.path.join(self.chat.tmp, "keyserver.log"), "rb").read(), 10),
+                            "the key server did not start serving")
+            r = run_bench("keys", *self.chat_args(), "--ks-pid", ks.pid, "--users", 5, "--opks", 150,
+                          "--fetchers", 3, "--window", 4, "--msgs", 300, "--verify")
+            self.assert_clean(r, 300)
+            self.assertEqual(int(r["bundles_ok"]), 300)
+            self.assertEqual(int(r["bad"]), 0)
+            self.assertEqual(int(r["sig_verified"]), 300)
+            # 5 devices x 150 one-time keys: each of the 300 bundles got one
+            self.assertEqual(int(r["with_opk"]), 300)
+        finally:
+            ks.terminate()
+            ks.wait(10)
+            log.close()
+
+    def test_idle(self):
+        s = run_bench("idle", "--stock", "-p", self.stock.port, "--broker-pid", self.stock.proc.pid,
+                      "--conns", 200)
+        c = run_bench("idle", *self.chat_args(), "--conns", 200)
+        for r in (s, c):
+            self.assertEqual(r["ok"], "1", r)
+            self.assertEqual(int(r["up"]), 200, r)
+            self.assertEqual(r["closed"], "0", r)
+            self.assertGreater(int(r["rss_kb"]), 0)
+
+    def test_fanout_not_built(self):
+        r = subprocess.run([CHATBENCH, "fanout"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("skipped=1", r.stdout)
+        self.assertIn("not built yet", r.stderr)
+
+
+if __name__ == "__main__":
+    main()
