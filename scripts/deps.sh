@@ -10,6 +10,13 @@ pkgs=(
   libsodium-dev librocksdb-dev libcbor-dev check
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
 )
+# `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots);
+# it is never part of the default set.
+for extra in "$@"; do
+  case $extra in
+    bench) pkgs+=(gnuplot-nox) ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
