@@ -1,0 +1,1862 @@
+/* test_offline.c — offline delivery in the plugin core (contract §5–§6):
+ * per-device queues and chat/sync replay (window, slices, ordering),
+ * receipts (forward-only states, privacy), the expiry sweep, the queue
+ * quota and chat/ctl.
+ *
+ * Same approach as test_core.c, with its own copy of the helpers so the two
+ * files evolve independently: the core is driven through core.h with a
+ * recording fake of core_io (every publish, a settable clock, log lines,
+ * kicks) and a real store in a fresh temp dir per test. Every published
+ * event is decoded with the project's CBOR reader; most assertions compare
+ * a compact rendering of the events one device got (see trace()).
+ */
+#include <check.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cbor_io.h"
+#include "core.h"
+#include "err.h"
+#include "ids.h"
+
+#define CONV "dm:alice:bob"
+#define T0 1700000000000ULL
+
+/* ================= the recording fake ================= */
+
+typedef struct pubrec {
+	char *clientid, *topic;
+	uint8_t *p;
+	size_t len;
+	int qos;
+	bool retain;
+} pubrec;
+
+static struct fake {
+	pubrec *pubs;
+	size_t npubs, cappubs;
+	uint64_t now;
+	char **logs;
+	size_t nlogs, caplogs;
+	size_t nkicks;
+	size_t nbroadcasts;
+} F;
+
+static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return arr;
+	*cap = *cap ? *cap * 2 : 64;
+	void *a = realloc(arr, *cap * elem);
+	ck_assert_ptr_nonnull(a);
+	return a;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	ck_assert_ptr_nonnull(d);
+	return d;
+}
+
+static int fake_publish(void *ctx, const char *clientid, const char *topic, const void *payload,
+                        size_t len, int qos, bool retain)
+{
+	ck_assert_ptr_eq(ctx, &F);
+	ck_assert_ptr_nonnull(topic);
+	if (!clientid) {
+		/* A publish to the topic's subscribers (presence), not an inbox
+		 * event: counted apart, so the assertions here see events only. */
+		F.nbroadcasts++;
+		return 0;
+	}
+	F.pubs = grow(F.pubs, &F.cappubs, F.npubs, sizeof(pubrec));
+	pubrec *r = &F.pubs[F.npubs++];
+	r->clientid = xstrdup(clientid);
+	r->topic = xstrdup(topic);
+	r->p = malloc(len ? len : 1);
+	ck_assert_ptr_nonnull(r->p);
+	memcpy(r->p, payload, len); /* only lent */
+	r->len = len;
+	r->qos = qos;
+	r->retain = retain;
+	return 0;
+}
+
+static uint64_t fake_now(void *ctx)
+{
+	ck_assert_ptr_eq(ctx, &F);
+	return F.now;
+}
+
+static void fake_log(void *ctx, int level, const char *msg)
+{
+	(void)level;
+	ck_assert_ptr_eq(ctx, &F);
+	F.logs = grow(F.logs, &F.caplogs, F.nlogs, sizeof(char *));
+	F.logs[F.nlogs++] = xstrdup(msg);
+}
+
+static void fake_kick(void *ctx, const char *clientid)
+{
+	(void)clientid;
+	ck_assert_ptr_eq(ctx, &F);
+	F.nkicks++;
+}
+
+static const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick };
+
+static void fake_free(void)
+{
+	for (size_t i = 0; i < F.npubs; i++) {
+		free(F.pubs[i].clientid);
+		free(F.pubs[i].topic);
+		free(F.pubs[i].p);
+	}
+	for (size_t i = 0; i < F.nlogs; i++)
+		free(F.logs[i]);
+	free(F.pubs);
+	free(F.logs);
+	memset(&F, 0, sizeof(F));
+}
+
+/* ================= decoding published payloads ================= */
+
+/* One well-formed CBOR map with text keys and nothing after it. */
+static void well_formed(const pubrec *p)
+{
+	cbr r;
+	cbr_item m, k;
+	uint64_t i = 0;
+	cbr_init(&r, p->p, p->len);
+	ck_assert_int_eq(cbr_next(&r, &m), CHAT_OK);
+	ck_assert_int_eq(m.type, CBR_MAP);
+	while (cbr_map_next(&r, &m, &i, &k))
+		ck_assert_msg(cbr_skip_next(&r) == CHAT_OK, "event to %s: bad CBOR value: %s",
+		              p->clientid, r.err_msg ? r.err_msg : "?");
+	ck_assert_msg(!r.err_msg, "event to %s is bad CBOR: %s", p->clientid, r.err_msg);
+	ck_assert_msg(cbr_done(&r), "event to %s has trailing bytes (malformed map)", p->clientid);
+}
+
+static bool fget(const pubrec *p, const char *key, cbr_item *val, const uint8_t **raw,
+                 size_t *rawlen)
+{
+	well_formed(p);
+	cbr r;
+	cbr_item m, k, v;
+	uint64_t i = 0;
+	cbr_init(&r, p->p, p->len);
+	cbr_next(&r, &m);
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		const uint8_t *at = r.p;
+		ck_assert_int_eq(cbr_next(&r, &v), CHAT_OK);
+		ck_assert_int_eq(cbr_skip(&r, &v), CHAT_OK);
+		if (cbr_eq(&k, key)) {
+			if (val)
+				*val = v;
+			if (raw) {
+				*raw = at;
+				*rawlen = (size_t)(r.p - at);
+			}
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool fhas(const pubrec *p, const char *key) { return fget(p, key, NULL, NULL, NULL); }
+
+static size_t fnkeys(const pubrec *p)
+{
+	cbr r;
+	cbr_item m, k;
+	uint64_t i = 0;
+	size_t n = 0;
+	well_formed(p);
+	cbr_init(&r, p->p, p->len);
+	cbr_next(&r, &m);
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		cbr_skip_next(&r);
+		n++;
+	}
+	return n;
+}
+
+static const char *ftext(const pubrec *p, const char *key)
+{
+	static char ring[8][512];
+	static int next;
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_TEXT, "'%s' is not text", key);
+	ck_assert_uint_lt(v.len, sizeof(ring[0]));
+	char *s = ring[next++ % 8];
+	memcpy(s, v.ptr, v.len);
+	s[v.len] = '\0';
+	return s;
+}
+
+static uint64_t fuint(const pubrec *p, const char *key)
+{
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_UINT, "'%s' is not a uint", key);
+	return v.u;
+}
+
+static bool fbool(const pubrec *p, const char *key)
+{
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_BOOL, "'%s' is not a bool", key);
+	return v.b;
+}
+
+static void fbytes_eq(const pubrec *p, const char *key, const char *exp)
+{
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
+	ck_assert_msg(v.type == CBR_BYTES, "'%s' is not bytes", key);
+	ck_assert_uint_eq(v.len, strlen(exp));
+	ck_assert_mem_eq(v.ptr, exp, v.len);
+}
+
+/* An array of uints (sep "+") or texts (sep ","), joined in order. */
+static const char *flist(const pubrec *p, const char *key)
+{
+	static char ring[4][8192];
+	static int next;
+	char *out = ring[next++ % 4];
+	const uint8_t *raw;
+	size_t rawlen;
+	cbr_item v;
+	ck_assert_msg(fget(p, key, &v, &raw, &rawlen), "no key '%s'", key);
+	ck_assert_int_eq(v.type, CBR_ARRAY);
+	cbr r;
+	cbr_item a, e;
+	uint64_t i = 0;
+	size_t n = 0;
+	out[0] = '\0';
+	cbr_init(&r, raw, rawlen);
+	cbr_next(&r, &a);
+	while (cbr_array_next(&r, &a, &i)) {
+		ck_assert_int_eq(cbr_next(&r, &e), CHAT_OK);
+		size_t l = strlen(out);
+		if (e.type == CBR_UINT)
+			snprintf(out + l, 8192 - l, "%s%llu", n ? "+" : "", (unsigned long long)e.u);
+		else if (e.type == CBR_TEXT)
+			snprintf(out + l, 8192 - l, "%s%.*s", n ? "," : "", (int)e.len, (const char *)e.ptr);
+		else
+			ck_abort_msg("'%s' holds an item of type %d", key, (int)e.type);
+		n++;
+	}
+	ck_assert_ptr_null(r.err_msg);
+	ck_assert_uint_eq(n, a.u);
+	return out;
+}
+
+/* ================= per-test state ================= */
+
+static char rundir[2048];
+static char tmp[4096];
+static char datadir[4200];
+static char ADMIN_TOKEN[64];
+static core *C;
+static core_config CFG;
+
+static int conns[64];
+#define CONN(i) ((void *)&conns[i])
+
+typedef struct devrec {
+	char addr[CHAT_ADDR_MAX + 1];
+	char token[64];
+	void *conn;
+} devrec;
+static devrec DEV[16];
+static size_t NDEV;
+static int next_conn;
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb; (void)flag; (void)ftw;
+	return remove(p);
+}
+
+/* One directory per test case, made and removed in the parent (unchecked
+ * fixtures), so a test that fails in its forked child leaves nothing. */
+static void run_setup(void)
+{
+	const char *base = getenv("TMPDIR");
+	snprintf(rundir, sizeof(rundir), "%s/test_offline-XXXXXX", base && *base ? base : "/tmp");
+	if (!mkdtemp(rundir)) {
+		perror("mkdtemp");
+		exit(EXIT_FAILURE);
+	}
+}
+
+static void run_teardown(void)
+{
+	nftw(rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void open_core(void)
+{
+	char err[512] = "";
+	C = core_open(&CFG, &IO, err, sizeof(err));
+	ck_assert_msg(C != NULL, "core_open: %s", err);
+	char path[4300];
+	snprintf(path, sizeof(path), "%s/admin.token", datadir);
+	FILE *f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(ADMIN_TOKEN, sizeof(ADMIN_TOKEN), f));
+	fclose(f);
+	ADMIN_TOKEN[strcspn(ADMIN_TOKEN, "\n")] = '\0';
+}
+
+static void setup(void)
+{
+	memset(&F, 0, sizeof(F));
+	F.now = T0;
+	NDEV = 0;
+	next_conn = 0;
+	memset(DEV, 0, sizeof(DEV));
+	snprintf(tmp, sizeof(tmp), "%s/core-XXXXXX", rundir);
+	ck_assert_ptr_nonnull(mkdtemp(tmp));
+	snprintf(datadir, sizeof(datadir), "%s/data", tmp);
+	core_config_defaults(&CFG);
+	CFG.data_dir = datadir;
+	open_core();
+}
+
+static void teardown(void)
+{
+	core_close(C);
+	C = NULL;
+	fake_free();
+	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Reopens the core with CFG as the test changed it; call before adding
+ * devices (connections do not survive it). */
+static void reconfig(void)
+{
+	core_close(C);
+	open_core();
+}
+
+/* ================= driving helpers ================= */
+
+static size_t mark(void) { return F.npubs; }
+
+static size_t count_to(size_t m, const char *clientid)
+{
+	size_t n = 0;
+	for (size_t i = m; i < F.npubs; i++)
+		n += strcmp(F.pubs[i].clientid, clientid) == 0;
+	return n;
+}
+
+/* The i-th publish to clientid since m. */
+static const pubrec *nth_to(size_t m, const char *clientid, size_t nth)
+{
+	for (size_t i = m; i < F.npubs; i++)
+		if (strcmp(F.pubs[i].clientid, clientid) == 0 && nth-- == 0)
+			return &F.pubs[i];
+	ck_abort_msg("too few publishes to %s", clientid);
+	return NULL;
+}
+
+/* The one event to addr since m, of kind k. */
+static const pubrec *event_to(size_t m, const char *addr, const char *k)
+{
+	ck_assert_msg(count_to(m, addr) == 1, "%zu publishes to %s, expected 1", count_to(m, addr),
+	              addr);
+	const pubrec *p = nth_to(m, addr, 0);
+	ck_assert_str_eq(ftext(p, "k"), k);
+	return p;
+}
+
+/* The events addr got since m, one word each, space-separated:
+ *   msg      m<seq>
+ *   receipt  <s>(<by>):<seq>+<seq>…
+ *   sync     done
+ *   sent     sent<seq>
+ *   error    error:<code>
+ *   ctl      ctl:ok / ctl:<code>
+ * Every event is also checked for its addressing (own inbox, QoS 1, not
+ * retained), its CBOR and the fields its kind must carry. */
+static const char *trace(size_t m, const char *addr)
+{
+	static char ring[4][16384];
+	static int next;
+	char *out = ring[next++ % 4];
+	char topic[256];
+	snprintf(topic, sizeof(topic), "chat/inbox/%s", addr);
+	out[0] = '\0';
+	for (size_t i = m; i < F.npubs; i++) {
+		const pubrec *p = &F.pubs[i];
+		if (strcmp(p->clientid, addr) != 0)
+			continue;
+		ck_assert_str_eq(p->topic, topic);
+		ck_assert_int_eq(p->qos, 1);
+		ck_assert(!p->retain);
+		const char *k = ftext(p, "k");
+		size_t l = strlen(out);
+		char *o = out + l;
+		size_t room = sizeof(ring[0]) - l;
+		const char *sp = l ? " " : "";
+		if (strcmp(k, "msg") == 0) {
+			ck_assert(fhas(p, "conv") && fhas(p, "from") && fhas(p, "ts") && fhas(p, "body"));
+			snprintf(o, room, "%sm%llu", sp, (unsigned long long)fuint(p, "seq"));
+		} else if (strcmp(k, "receipt") == 0) {
+			ck_assert_uint_eq(fnkeys(p), 6);
+			ck_assert(fhas(p, "conv"));
+			uint64_t ts = fuint(p, "ts");
+			ck_assert(ts >= T0 && ts <= F.now);
+			snprintf(o, room, "%s%s(%s):%s", sp, ftext(p, "s"), ftext(p, "by"), flist(p, "seqs"));
+		} else if (strcmp(k, "sync") == 0) {
+			ck_assert_uint_eq(fnkeys(p), 2);
+			ck_assert(fbool(p, "done"));
+			snprintf(o, room, "%sdone", sp);
+		} else if (strcmp(k, "sent") == 0) {
+			snprintf(o, room, "%ssent%llu", sp, (unsigned long long)fuint(p, "seq"));
+		} else if (strcmp(k, "error") == 0) {
+			ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+			snprintf(o, room, "%serror:%s", sp, ftext(p, "code"));
+		} else if (strcmp(k, "ctl") == 0) {
+			snprintf(o, room, "%sctl:%s", sp, fbool(p, "ok") ? "ok" : ftext(p, "code"));
+		} else {
+			ck_abort_msg("unexpected event kind %s to %s", k, addr);
+		}
+	}
+	return out;
+}
+
+/* "m<a> m<a+1> … m<b>", optionally followed by " done". */
+static const char *mrange(uint64_t a, uint64_t b, bool done)
+{
+	static char ring[4][8192];
+	static int next;
+	char *out = ring[next++ % 4];
+	out[0] = '\0';
+	for (uint64_t s = a; s <= b; s++) {
+		size_t l = strlen(out);
+		snprintf(out + l, 8192 - l, "%sm%llu", l ? " " : "", (unsigned long long)s);
+	}
+	if (done) {
+		size_t l = strlen(out);
+		snprintf(out + l, 8192 - l, "%sdone", l ? " " : "");
+	}
+	return out;
+}
+
+/* Sends {cmd, rid, user, device} as the admin; the reply's token. */
+static devrec *add_device(const char *u, const char *d)
+{
+	static uint64_t rid = 100;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "cmd"); cbw_text(&w, "device.add");
+	cbw_text(&w, "rid"); cbw_uint(&w, ++rid);
+	cbw_text(&w, "user"); cbw_text(&w, u);
+	cbw_text(&w, "device"); cbw_text(&w, d);
+	size_t m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	cbw_free(&w);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	const pubrec *p = &F.pubs[m];
+	ck_assert_str_eq(p->clientid, "chatctl-1");
+	ck_assert_msg(fbool(p, "ok"), "device.add %s/%s failed", u, d);
+	ck_assert_uint_lt(NDEV, 16);
+	devrec *r = &DEV[NDEV++];
+	snprintf(r->addr, sizeof(r->addr), "%s/%s", u, d);
+	snprintf(r->token, sizeof(r->token), "%s", ftext(p, "token"));
+	return r;
+}
+
+static devrec *find_dev(const char *addr)
+{
+	for (size_t i = 0; i < NDEV; i++)
+		if (strcmp(DEV[i].addr, addr) == 0)
+			return &DEV[i];
+	ck_abort_msg("unknown test device %s", addr);
+	return NULL;
+}
+
+/* CONNECT: a fresh connection each time, as a reconnecting client has. */
+static void connect_dev(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	ck_assert_int_lt(next_conn, 64);
+	r->conn = CONN(next_conn++);
+	size_t m = mark();
+	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m); /* a connection alone replays nothing */
+}
+
+static void disconnect_dev(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	core_disconnect(C, r->conn, addr, addr);
+}
+
+/* alice/phone online, alice/tablet, bob/laptop and bob/phone offline. */
+static void cast(void)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("bob", "laptop");
+	add_device("bob", "phone");
+	add_device("carol", "phone");
+	connect_dev("alice/phone");
+}
+
+static enum core_verdict pub_as(const char *from, const char *topic, const void *p, size_t len)
+{
+	devrec *r = find_dev(from);
+	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
+}
+
+static enum core_verdict pubw(const char *from, const char *topic, const cbw *w)
+{
+	return pub_as(from, topic, w->buf, w->len);
+}
+
+/* {cid, body[, ttl]} on chat/dm/<peer>. */
+static enum core_verdict try_send(const char *from, const char *peer, uint64_t cid,
+                                  const char *body, uint64_t ttl)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, ttl ? 3 : 2);
+	cbw_text(&w, "cid"); cbw_uint(&w, cid);
+	cbw_text(&w, "body"); cbw_bytes(&w, body, strlen(body));
+	if (ttl) {
+		cbw_text(&w, "ttl"); cbw_uint(&w, ttl);
+	}
+	char topic[128];
+	snprintf(topic, sizeof(topic), "chat/dm/%s", peer);
+	enum core_verdict v = pubw(from, topic, &w);
+	cbw_free(&w);
+	return v;
+}
+
+/* An accepted send; its seq, from the `sent` event (if the sender is online). */
+static uint64_t send_ttl(const char *from, const char *peer, uint64_t cid, const char *body,
+                         uint64_t ttl)
+{
+	size_t m = mark();
+	ck_assert_int_eq(try_send(from, peer, cid, body, ttl), CORE_ALLOW);
+	if (!find_dev(from)->conn)
+		return 0;
+	const pubrec *p = event_to(m, from, "sent");
+	ck_assert_uint_eq(fuint(p, "cid"), cid);
+	return fuint(p, "seq");
+}
+
+static uint64_t send_msg(const char *from, const char *peer, uint64_t cid, const char *body)
+{
+	return send_ttl(from, peer, cid, body, 0);
+}
+
+/* n messages alice/phone -> bob, cids and bodies numbered from `first`. */
+static void send_n(uint64_t first, size_t n)
+{
+	char body[32];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(body, sizeof(body), "hello %llu", (unsigned long long)(first + i));
+		ck_assert_uint_eq(send_msg("alice/phone", "bob", first + i, body), first + i);
+	}
+}
+
+static enum core_verdict do_sync(const char *addr)
+{
+	static const uint8_t empty_map[] = { 0xa0 };
+	return pub_as(addr, "chat/sync", empty_map, sizeof(empty_map));
+}
+
+/* A chat/sync; the events addr got from it. */
+static const char *sync_trace(const char *addr)
+{
+	size_t m = mark();
+	ck_assert_int_eq(do_sync(addr), CORE_ALLOW);
+	return trace(m, addr);
+}
+
+static const char *tick_trace(const char *addr)
+{
+	size_t m = mark();
+	core_tick(C);
+	return trace(m, addr);
+}
+
+static enum core_verdict receipt_v(const char *addr, const char *s, const char *conv,
+                                   const uint64_t *seqs, size_t n)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, s);
+	cbw_text(&w, "conv"); cbw_text(&w, conv);
+	cbw_text(&w, "seqs");
+	cbw_array(&w, n);
+	for (size_t i = 0; i < n; i++)
+		cbw_uint(&w, seqs[i]);
+	enum core_verdict v = pubw(addr, "chat/receipt", &w);
+	cbw_free(&w);
+	return v;
+}
+
+/* A receipt for seqs a..b of CONV, accepted. */
+static void receipt(const char *addr, const char *s, uint64_t a, uint64_t b)
+{
+	uint64_t seqs[1000];
+	size_t n = 0;
+	for (uint64_t q = a; q <= b; q++)
+		seqs[n++] = q;
+	ck_assert_int_eq(receipt_v(addr, s, CONV, seqs, n), CORE_ALLOW);
+}
+
+/* The same, returning what `to` got from it. */
+static const char *receipt_trace(const char *addr, const char *s, uint64_t a, uint64_t b,
+                                 const char *to)
+{
+	size_t m = mark();
+	receipt(addr, s, a, b);
+	return trace(m, to);
+}
+
+/* A refused publish: exactly one publish since m, an error to addr. */
+static void refused(size_t m, const char *addr, const char *code)
+{
+	ck_assert_msg(F.npubs - m == 1, "%zu publishes after a refusal", F.npubs - m);
+	const pubrec *p = event_to(m, addr, "error");
+	ck_assert_str_eq(ftext(p, "code"), code);
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+}
+
+/* A chat/ctl request; its one reply (to addr only). expect < 0: any verdict. */
+#define ANY_VERDICT ((enum core_verdict)-1)
+static const pubrec *ctl(const char *addr, const cbw *w, enum core_verdict expect)
+{
+	size_t m = mark();
+	enum core_verdict v = pubw(addr, "chat/ctl", w);
+	if ((int)expect >= 0)
+		ck_assert_int_eq(v, expect);
+	ck_assert_msg(F.npubs - m == 1, "%zu publishes for one ctl request", F.npubs - m);
+	ck_assert_uint_eq(count_to(m, addr), 1);
+	char topic[256];
+	snprintf(topic, sizeof(topic), "chat/inbox/%s", addr);
+	ck_assert_str_eq(F.pubs[m].topic, topic);
+	ck_assert_int_eq(F.pubs[m].qos, 1);
+	return &F.pubs[m];
+}
+
+/* ctl privacy {read_receipts: rr}, checked. */
+static void privacy_set(const char *addr, bool rr)
+{
+	static uint64_t rid = 1000;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, ++rid);
+	cbw_text(&w, "read_receipts"); cbw_bool(&w, rr);
+	const pubrec *p = ctl(addr, &w, CORE_ALLOW);
+	ck_assert_str_eq(ftext(p, "k"), "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), rid);
+	ck_assert(fbool(p, "ok"));
+	ck_assert(fbool(p, "read_receipts") == rr);
+	cbw_free(&w);
+}
+
+/* ================= queues and sync ================= */
+
+START_TEST(queue_offline_devices_get_nothing)
+{
+	cast();
+	size_t m = mark();
+	send_n(1, 3);
+	/* The sender's `sent`s and nothing else: bob's devices and alice's
+	 * tablet are offline. */
+	ck_assert_str_eq(trace(m, "alice/phone"), "sent1 sent2 sent3");
+	ck_assert_uint_eq(F.npubs - m, 3);
+	/* Neither does a tick push anything to anyone. */
+	m = mark();
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs - m, 0);
+}
+END_TEST
+
+START_TEST(sync_replays_in_order_then_done)
+{
+	cast();
+	send_n(1, 3);
+	F.now += 60000;
+	connect_dev("bob/phone");
+	size_t m = mark();
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
+	ck_assert_uint_eq(F.npubs - m, 4); /* to bob/phone only */
+	for (size_t i = 0; i < 3; i++) {
+		const pubrec *p = nth_to(m, "bob/phone", i);
+		char body[32];
+		snprintf(body, sizeof(body), "hello %zu", i + 1);
+		ck_assert_str_eq(ftext(p, "conv"), CONV);
+		ck_assert_str_eq(ftext(p, "from"), "alice/phone");
+		ck_assert_uint_eq(fuint(p, "ts"), T0); /* the time it was stored */
+		fbytes_eq(p, "body", body);
+		ck_assert(!fhas(p, "cid")); /* a peer's copy has no cid */
+		ck_assert_uint_eq(fnkeys(p), 6);
+	}
+	/* No receipts: the next sync replays them all again (at least once). */
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
+	/* Delivered: they leave bob/phone's queue. */
+	receipt("bob/phone", "delivered", 1, 3);
+	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	/* Queues are per device: bob/laptop still has all three. */
+	connect_dev("bob/laptop");
+	ck_assert_str_eq(sync_trace("bob/laptop"), "m1 m2 m3 done");
+}
+END_TEST
+
+START_TEST(sync_empty_queue_is_just_done)
+{
+	cast();
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	/* After done the device is live. */
+	size_t m = mark();
+	send_n(1, 1);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m1");
+}
+END_TEST
+
+/* The sender's other devices are recipients too: their copies carry the cid. */
+START_TEST(sync_own_copies_carry_cid)
+{
+	cast();
+	send_n(1, 2);
+	connect_dev("alice/tablet");
+	size_t m = mark();
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 done");
+	for (size_t i = 0; i < 2; i++) {
+		const pubrec *p = nth_to(m, "alice/tablet", i);
+		ck_assert_str_eq(ftext(p, "from"), "alice/phone");
+		ck_assert_uint_eq(fuint(p, "cid"), i + 1);
+		ck_assert_uint_eq(fnkeys(p), 7);
+	}
+	/* Acknowledging one's own copies empties the queue too. */
+	receipt("alice/tablet", "delivered", 1, 2);
+	ck_assert_str_eq(sync_trace("alice/tablet"), "done");
+}
+END_TEST
+
+/* A live delivery stays queued until the device's receipt; `read` acks too. */
+START_TEST(sync_replays_live_deliveries_until_acked)
+{
+	cast();
+	connect_dev("bob/laptop");
+	connect_dev("bob/phone");
+	size_t m = mark();
+	send_n(1, 2);
+	ck_assert_str_eq(trace(m, "bob/laptop"), "m1 m2");
+	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2");
+	ck_assert_str_eq(sync_trace("bob/laptop"), "m1 m2 done");
+	receipt("bob/laptop", "delivered", 1, 2);
+	ck_assert_str_eq(sync_trace("bob/laptop"), "done");
+	receipt("bob/phone", "read", 2, 2);
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 done");
+}
+END_TEST
+
+/* Per-device bodies: each device's replay carries its own body. */
+START_TEST(sync_replays_per_device_bodies)
+{
+	cast();
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "cid"); cbw_uint(&w, 9);
+	cbw_text(&w, "bodies");
+	cbw_map(&w, 3);
+	cbw_text(&w, "bob/laptop"); cbw_bytes(&w, "for laptop", 10);
+	cbw_text(&w, "bob/phone"); cbw_bytes(&w, "for phone", 9);
+	cbw_text(&w, "alice/tablet"); cbw_bytes(&w, "for tablet", 10);
+	ck_assert_int_eq(pubw("alice/phone", "chat/dm/bob", &w), CORE_ALLOW);
+	cbw_free(&w);
+	connect_dev("bob/phone");
+	connect_dev("alice/tablet");
+	size_t m = mark();
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 done");
+	fbytes_eq(nth_to(m, "bob/phone", 0), "body", "for phone");
+	m = mark();
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 done");
+	fbytes_eq(nth_to(m, "alice/tablet", 0), "body", "for tablet");
+	ck_assert_uint_eq(fuint(nth_to(m, "alice/tablet", 0), "cid"), 9);
+}
+END_TEST
+
+/* ================= replay window and slices ================= */
+
+START_TEST(window_paces_replay)
+{
+	CFG.replay_window = 5;
+	reconfig();
+	cast();
+	send_n(1, 23);
+	connect_dev("bob/phone");
+	/* One window, then it waits for receipts. */
+	ck_assert_str_eq(sync_trace("bob/phone"), mrange(1, 5, false));
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	/* k acknowledged, k more. */
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 2, "bob/phone"), "m6 m7");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 3, 3, "bob/phone"), "m8");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", 4, 8, "bob/phone"), mrange(9, 13, false));
+	/* A repeated receipt acknowledges nothing new. */
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 4, 8, "bob/phone"), "");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 9, 13, "bob/phone"),
+	                 mrange(14, 18, false));
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 14, 18, "bob/phone"),
+	                 mrange(19, 23, false));
+	/* The queue ends exactly at the window: done follows the next receipt. */
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 19, 19, "bob/phone"), "done");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 20, 23, "bob/phone"), "");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	/* Live again. */
+	size_t m = mark();
+	send_n(24, 1);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m24");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m24 done");
+}
+END_TEST
+
+START_TEST(window_larger_than_backlog)
+{
+	CFG.replay_window = 5;
+	reconfig();
+	cast();
+	send_n(1, 3);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+}
+END_TEST
+
+/* A receipt for a message the replay has not reached yet dequeues it but
+ * does not open the window; it is then skipped. */
+START_TEST(window_ack_ahead_of_replay)
+{
+	CFG.replay_window = 2;
+	reconfig();
+	cast();
+	send_n(1, 4);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 4, 4, "bob/phone"), "");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 1, "bob/phone"), "m3");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 2, 3, "bob/phone"), "done");
+}
+END_TEST
+
+/* A new sync starts over from the start of the queue, with a fresh window. */
+START_TEST(window_new_sync_starts_over)
+{
+	CFG.replay_window = 3;
+	reconfig();
+	cast();
+	send_n(1, 5);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5 done");
+}
+END_TEST
+
+START_TEST(slice_bounds_entries_per_call)
+{
+	CFG.replay_window = 100;
+	CFG.replay_slice = 4;
+	reconfig();
+	cast();
+	send_n(1, 10);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 m4");
+	ck_assert_str_eq(tick_trace("bob/phone"), "m5 m6 m7 m8");
+	ck_assert_str_eq(tick_trace("bob/phone"), "m9 m10 done");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+}
+END_TEST
+
+/* Window and slice together: the smaller bound wins at each step, and a
+ * receipt refills by at most one slice. */
+START_TEST(slice_and_window_together)
+{
+	CFG.replay_window = 3;
+	CFG.replay_slice = 2;
+	reconfig();
+	cast();
+	send_n(1, 10);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
+	ck_assert_str_eq(tick_trace("bob/phone"), "m3");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5");
+	ck_assert_str_eq(tick_trace("bob/phone"), "m6");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+}
+END_TEST
+
+/* Every replaying device gets one slice per tick. */
+START_TEST(slice_shared_between_devices)
+{
+	CFG.replay_slice = 2;
+	reconfig();
+	cast();
+	send_n(1, 5);
+	connect_dev("bob/phone");
+	connect_dev("bob/laptop");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
+	ck_assert_str_eq(sync_trace("bob/laptop"), "m1 m2");
+	size_t m = mark();
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m3 m4");
+	ck_assert_str_eq(trace(m, "bob/laptop"), "m3 m4");
+	m = mark();
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m5 done");
+	ck_assert_str_eq(trace(m, "bob/laptop"), "m5 done");
+	ck_assert_uint_eq(F.npubs - m, 4);
+}
+END_TEST
+
+/* ================= ordering ================= */
+
+START_TEST(order_new_messages_queue_behind_backlog)
+{
+	CFG.replay_window = 2;
+	reconfig();
+	cast();
+	send_n(1, 3);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
+	/* While it replays, a new message is not published live. */
+	size_t m = mark();
+	send_n(4, 1);
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	/* It comes after the backlog. */
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 2, "bob/phone"), "m3 m4");
+	m = mark();
+	send_n(5, 1);
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 3, 4, "bob/phone"), "m5 done");
+	/* After done, live again. */
+	m = mark();
+	send_n(6, 1);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m6");
+}
+END_TEST
+
+/* A receipt event for a replaying sender device waits behind its backlog;
+ * once replayed it leaves the queue. */
+START_TEST(order_receipts_queue_behind_backlog)
+{
+	CFG.replay_window = 2;
+	reconfig();
+	cast();
+	send_n(1, 3);
+	connect_dev("alice/tablet");
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2");
+	connect_dev("bob/laptop");
+	size_t m = mark();
+	receipt("bob/laptop", "delivered", 1, 3);
+	ck_assert_str_eq(trace(m, "alice/phone"), "delivered(bob):1+2+3");
+	ck_assert_str_eq(trace(m, "alice/tablet"), "");
+	ck_assert_str_eq(receipt_trace("alice/tablet", "delivered", 1, 2, "alice/tablet"),
+	                 "m3 delivered(bob):1+2+3 done");
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m3 done");
+}
+END_TEST
+
+/* ================= receipts ================= */
+
+START_TEST(receipts_reach_every_sender_device)
+{
+	cast();
+	connect_dev("bob/laptop");
+	send_n(1, 2);
+	size_t m = mark();
+	receipt("bob/laptop", "delivered", 1, 2);
+	ck_assert_uint_eq(F.npubs - m, 1); /* alice/phone; alice/tablet is offline */
+	const pubrec *p = event_to(m, "alice/phone", "receipt");
+	ck_assert_str_eq(ftext(p, "conv"), CONV);
+	ck_assert_str_eq(ftext(p, "s"), "delivered");
+	ck_assert_str_eq(ftext(p, "by"), "bob");
+	ck_assert_str_eq(flist(p, "seqs"), "1+2");
+	ck_assert_uint_eq(fuint(p, "ts"), T0);
+	ck_assert_uint_eq(fnkeys(p), 6);
+	F.now += 1000;
+	m = mark();
+	receipt("bob/laptop", "read", 1, 2);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	ck_assert_str_eq(trace(m, "alice/phone"), "read(bob):1+2");
+	ck_assert_uint_eq(fuint(nth_to(m, "alice/phone", 0), "ts"), T0 + 1000);
+	/* The offline device gets both, queued behind its own copies, with
+	 * the times they happened. */
+	F.now += 1000;
+	connect_dev("alice/tablet");
+	m = mark();
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 delivered(bob):1+2 read(bob):1+2 done");
+	ck_assert_uint_eq(fuint(nth_to(m, "alice/tablet", 2), "ts"), T0);
+	ck_assert_uint_eq(fuint(nth_to(m, "alice/tablet", 3), "ts"), T0 + 1000);
+	/* Replayed receipt events leave the queue; unacked messages stay. */
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 done");
+	/* A live sender device after its sync gets them live. */
+	m = mark();
+	send_n(3, 1);
+	receipt("bob/laptop", "read", 3, 3);
+	ck_assert_str_eq(trace(m, "alice/tablet"), "m3 read(bob):3");
+	ck_assert_str_eq(trace(m, "alice/phone"), "sent3 read(bob):3");
+}
+END_TEST
+
+START_TEST(receipts_forward_only)
+{
+	cast();
+	connect_dev("bob/laptop");
+	connect_dev("bob/phone");
+	send_n(1, 3);
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 1, 1, "alice/phone"),
+	                 "delivered(bob):1");
+	/* Repeats, from the same or another device of the user: nothing. */
+	size_t m = mark();
+	receipt("bob/laptop", "delivered", 1, 1);
+	receipt("bob/phone", "delivered", 1, 1);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", 1, 1, "alice/phone"), "read(bob):1");
+	/* Repeated read, backward delivered: nothing. */
+	m = mark();
+	receipt("bob/laptop", "read", 1, 1);
+	receipt("bob/laptop", "delivered", 1, 1);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	/* Straight to read, then delivered: one read. */
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 2, 2, "alice/phone"), "read(bob):2");
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 2, 2, "alice/phone"), "");
+	/* A mix: only what moved is reported. */
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 1, 3, "alice/phone"),
+	                 "delivered(bob):3");
+	/* A seq twice in one receipt is reported once. */
+	uint64_t twice[] = { 3, 3 };
+	m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "read", CONV, twice, 2), CORE_ALLOW);
+	ck_assert_str_eq(trace(m, "alice/phone"), "read(bob):3");
+	ck_assert_uint_eq(F.npubs - m, 1);
+	/* Unknown seqs: nothing, and no error. */
+	uint64_t unknown[] = { 4, 99, 1000000 };
+	m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "read", CONV, unknown, 3), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 0);
+}
+END_TEST
+
+/* Receipts for one's own messages change nothing (but do dequeue). */
+START_TEST(receipts_own_messages_change_nothing)
+{
+	cast();
+	connect_dev("alice/tablet");
+	connect_dev("bob/laptop");
+	send_n(1, 2);
+	size_t m = mark();
+	receipt("alice/tablet", "read", 1, 2);
+	receipt("alice/phone", "delivered", 1, 2);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	ck_assert_str_eq(sync_trace("alice/tablet"), "done");
+	/* bob's states are untouched by them. */
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 1, 2, "alice/tablet"),
+	                 "delivered(bob):1+2");
+	/* And bob's own message gets no receipt from bob. */
+	ck_assert_uint_eq(send_msg("bob/laptop", "alice", 50, "hi"), 3);
+	m = mark();
+	receipt("bob/laptop", "read", 3, 3);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	ck_assert_str_eq(receipt_trace("alice/phone", "read", 3, 3, "bob/laptop"), "read(alice):3");
+}
+END_TEST
+
+START_TEST(receipts_conv_not_ones_own)
+{
+	cast();
+	connect_dev("carol/phone");
+	send_n(1, 1);
+	static const char *const convs[] = { CONV, "dm:alice:carolx", "g:team", "nonsense", "dm:bob" };
+	uint64_t one[] = { 1 };
+	for (size_t i = 0; i < sizeof(convs) / sizeof(convs[0]); i++) {
+		size_t m = mark();
+		ck_assert_int_eq(receipt_v("carol/phone", "delivered", convs[i], one, 1), CORE_DENY);
+		refused(m, "carol/phone", "conv");
+	}
+	/* carol's own conversations are fine. */
+	size_t m = mark();
+	ck_assert_int_eq(receipt_v("carol/phone", "delivered", "dm:bob:carol", one, 1), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	/* Nothing of the refused ones was applied. */
+	connect_dev("bob/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 1, "alice/phone"),
+	                 "delivered(bob):1");
+}
+END_TEST
+
+static void bad_receipt(const void *p, size_t len, const char *code)
+{
+	size_t m = mark();
+	ck_assert_int_eq(pub_as("bob/laptop", "chat/receipt", p, len), CORE_DENY);
+	refused(m, "bob/laptop", code);
+}
+
+static void bad_receipt_w(const cbw *w, const char *code)
+{
+	bad_receipt(w->buf, w->len, code);
+}
+
+START_TEST(receipts_malformed)
+{
+	cast();
+	connect_dev("bob/laptop");
+	send_n(1, 1);
+	cbw w;
+	cbw_init(&w);
+
+	/* Not a CBOR map. */
+	static const uint8_t arr[] = { 0x81, 0x01 }, five[] = { 0x05 }, trunc[] = { 0xa3, 0x61, 's' };
+	bad_receipt(arr, sizeof(arr), "cbor");
+	bad_receipt(five, sizeof(five), "cbor");
+	bad_receipt(trunc, sizeof(trunc), "cbor");
+	bad_receipt("", 0, "cbor");
+	/* A good receipt with a byte after it. */
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, "delivered");
+	cbw_text(&w, "conv"); cbw_text(&w, CONV);
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+	cbw_uint(&w, 0);
+	bad_receipt_w(&w, "cbor");
+
+	/* s: other words, other types, missing. */
+	static const char *const states[] = { "seen", "expired", "Delivered", "" };
+	for (size_t i = 0; i < sizeof(states) / sizeof(states[0]); i++) {
+		cbw_reset(&w);
+		cbw_map(&w, 3);
+		cbw_text(&w, "s"); cbw_text(&w, states[i]);
+		cbw_text(&w, "conv"); cbw_text(&w, CONV);
+		cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+		bad_receipt_w(&w, "field");
+	}
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_bytes(&w, "read", 4);
+	cbw_text(&w, "conv"); cbw_text(&w, CONV);
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+	bad_receipt_w(&w, "field");
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "conv"); cbw_text(&w, CONV);
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+	bad_receipt_w(&w, "field");
+
+	/* conv: missing, not text, too long. */
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "s"); cbw_text(&w, "delivered");
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+	bad_receipt_w(&w, "field");
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, "delivered");
+	cbw_text(&w, "conv"); cbw_uint(&w, 1);
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+	bad_receipt_w(&w, "field");
+	char longconv[CHAT_CONV_MAX + 8];
+	memset(longconv, 'a', sizeof(longconv) - 1);
+	longconv[sizeof(longconv) - 1] = '\0';
+	memcpy(longconv, "dm:", 3);
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, "delivered");
+	cbw_text(&w, "conv"); cbw_text(&w, longconv);
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
+	bad_receipt_w(&w, "field");
+
+	/* seqs: missing, not an array, empty, 0, text, negative, float,
+	 * over 1000. */
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "s"); cbw_text(&w, "delivered");
+	cbw_text(&w, "conv"); cbw_text(&w, CONV);
+	bad_receipt_w(&w, "field");
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, "delivered");
+	cbw_text(&w, "conv"); cbw_text(&w, CONV);
+	cbw_text(&w, "seqs"); cbw_uint(&w, 1);
+	bad_receipt_w(&w, "field");
+	uint64_t none[1];
+	size_t m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "delivered", CONV, none, 0), CORE_DENY);
+	refused(m, "bob/laptop", "field");
+	uint64_t zero[] = { 1, 0 };
+	m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "delivered", CONV, zero, 2), CORE_DENY);
+	refused(m, "bob/laptop", "field");
+	static const uint8_t seq_items[][10] = {
+		{ 0x61, '1' },                                          /* "1" */
+		{ 0x20 },                                               /* -1 */
+		{ 0xfb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0 },                 /* 1.5 */
+		{ 0xf5 },                                               /* true */
+		{ 0x81, 0x01 },                                         /* [1] */
+	};
+	static const size_t seq_lens[] = { 2, 1, 9, 1, 2 };
+	for (size_t i = 0; i < sizeof(seq_lens) / sizeof(seq_lens[0]); i++) {
+		cbw_reset(&w);
+		cbw_map(&w, 3);
+		cbw_text(&w, "s"); cbw_text(&w, "delivered");
+		cbw_text(&w, "conv"); cbw_text(&w, CONV);
+		cbw_text(&w, "seqs"); cbw_array(&w, 2); cbw_uint(&w, 1);
+		cbw_raw(&w, seq_items[i], seq_lens[i]);
+		bad_receipt_w(&w, "field");
+	}
+	static uint64_t many[1001];
+	for (size_t i = 0; i < 1001; i++)
+		many[i] = i + 1;
+	m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "delivered", CONV, many, 1001), CORE_DENY);
+	refused(m, "bob/laptop", "field");
+
+	/* None of it was applied; 1000 seqs are fine. */
+	m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "delivered", CONV, many, 1000), CORE_ALLOW);
+	ck_assert_str_eq(trace(m, "alice/phone"), "delivered(bob):1");
+	ck_assert_uint_eq(F.npubs - m, 1);
+	cbw_free(&w);
+}
+END_TEST
+
+/* The reader turned read receipts off: its reads count as deliveries. */
+START_TEST(privacy_reader_off)
+{
+	cast();
+	connect_dev("bob/laptop");
+	connect_dev("bob/phone");
+	send_n(1, 3);
+	privacy_set("bob/laptop", false);
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 1, "alice/phone"),
+	                 "delivered(bob):1");
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 1, "alice/phone"), "");
+	/* The setting is the user's: bob's other device too. */
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", 2, 2, "alice/phone"), "delivered(bob):2");
+	/* Its reads still acknowledge delivery to the device. */
+	ck_assert_str_eq(sync_trace("bob/laptop"), "m2 m3 done");
+	/* And it receives no reads either. */
+	ck_assert_uint_eq(send_msg("bob/laptop", "alice", 70, "x"), 4);
+	ck_assert_str_eq(receipt_trace("alice/phone", "read", 4, 4, "bob/laptop"),
+	                 "delivered(alice):4");
+}
+END_TEST
+
+/* The sender turned read receipts off: a read reaches it as one delivery. */
+START_TEST(privacy_sender_off)
+{
+	cast();
+	connect_dev("bob/laptop");
+	send_n(1, 2);
+	privacy_set("alice/phone", false);
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 1, "alice/phone"),
+	                 "delivered(bob):1");
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 1, "alice/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 2, 2, "alice/phone"),
+	                 "delivered(bob):2");
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 2, 2, "alice/phone"), "");
+	/* alice's offline device gets the same, queued. */
+	connect_dev("alice/tablet");
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 delivered(bob):1 delivered(bob):2 done");
+}
+END_TEST
+
+/* One read receipt covering a message already delivered and one not: the
+ * sender with read receipts off gets a single delivered for the latter. */
+START_TEST(privacy_sender_off_mixed_receipt)
+{
+	cast();
+	connect_dev("bob/laptop");
+	send_n(1, 4);
+	privacy_set("alice/phone", false);
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 1, 1, "alice/phone"),
+	                 "delivered(bob):1");
+	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 2, "alice/phone"),
+	                 "delivered(bob):2");
+	/* The same with the not-yet-delivered seq first. */
+	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 3, 3, "alice/phone"),
+	                 "delivered(bob):3");
+	uint64_t seqs[] = { 4, 3 };
+	size_t m = mark();
+	ck_assert_int_eq(receipt_v("bob/laptop", "read", CONV, seqs, 2), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	ck_assert_str_eq(trace(m, "alice/phone"), "delivered(bob):4");
+}
+END_TEST
+
+/* ================= expiry ================= */
+
+START_TEST(expiry_tells_the_sender)
+{
+	cast();
+	core_tick(C); /* the first sweep; the next is due a second later */
+	ck_assert_uint_eq(send_ttl("alice/phone", "bob", 1, "short", 5), 1);
+	ck_assert_uint_eq(send_msg("alice/phone", "bob", 2, "long"), 2);
+	F.now = T0 + 4000;
+	ck_assert_str_eq(tick_trace("alice/phone"), "");
+	F.now = T0 + 5000;
+	size_t m = mark();
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs - m, 1); /* one per recipient user, not per device */
+	const pubrec *p = event_to(m, "alice/phone", "receipt");
+	ck_assert_str_eq(ftext(p, "conv"), CONV);
+	ck_assert_str_eq(ftext(p, "s"), "expired");
+	ck_assert_str_eq(ftext(p, "by"), "bob");
+	ck_assert_str_eq(flist(p, "seqs"), "1");
+	ck_assert_uint_eq(fuint(p, "ts"), T0 + 5000);
+	/* Once. */
+	F.now = T0 + 7000;
+	m = mark();
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	/* Never delivered late; the other message is. */
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
+	/* A receipt for it now changes nothing. */
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", 1, 1, "alice/phone"), "");
+	/* alice's offline device: its own copy is gone, the receipt queued. */
+	connect_dev("alice/tablet");
+	ck_assert_str_eq(sync_trace("alice/tablet"), "m2 expired(bob):1 done");
+}
+END_TEST
+
+/* Past its expiry a message is not replayed even before the sweep ran. */
+START_TEST(expiry_not_replayed_before_sweep)
+{
+	cast();
+	send_ttl("alice/phone", "bob", 1, "short", 5);
+	send_n(2, 1);
+	F.now = T0 + 10000;
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):1");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
+}
+END_TEST
+
+/* Delivered to one device of a user is delivered to the user. */
+START_TEST(expiry_delivered_elsewhere_is_not_expired)
+{
+	cast();
+	core_tick(C);
+	connect_dev("bob/laptop");
+	size_t m = mark();
+	send_ttl("alice/phone", "bob", 1, "a", 5);
+	send_ttl("alice/phone", "bob", 2, "b", 5);
+	send_ttl("alice/phone", "bob", 3, "c", 5);
+	ck_assert_str_eq(trace(m, "bob/laptop"), "m1 m2 m3");
+	receipt("bob/laptop", "delivered", 1, 1);
+	receipt("bob/laptop", "read", 3, 3);
+	F.now = T0 + 6000;
+	/* Only m2, which bob's devices got live but never acknowledged. */
+	m = mark();
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "alice/phone"), "expired(bob):2");
+	ck_assert_uint_eq(F.npubs - m, 1);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	ck_assert_str_eq(sync_trace("bob/laptop"), "done");
+}
+END_TEST
+
+/* Messages that expire while a replay has them in flight must not hold
+ * its window forever: their receipts find nothing to dequeue, yet the
+ * replay has to go on to the rest of the queue and end with done. */
+START_TEST(expiry_during_replay_frees_window)
+{
+	CFG.replay_window = 2;
+	reconfig();
+	cast();
+	core_tick(C);
+	send_ttl("alice/phone", "bob", 1, "a", 5);
+	send_ttl("alice/phone", "bob", 2, "b", 5);
+	send_n(3, 1);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
+	F.now = T0 + 6000;
+	size_t m = mark();
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "alice/phone"), "expired(bob):1 expired(bob):2");
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	/* The device acknowledges what it got. */
+	m = mark();
+	receipt("bob/phone", "delivered", 1, 2);
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m3 done");
+}
+END_TEST
+
+START_TEST(expiry_sweep_in_slices)
+{
+	CFG.expire_slice = 3;
+	reconfig();
+	cast();
+	core_tick(C);
+	for (uint64_t i = 1; i <= 7; i++)
+		ck_assert_uint_eq(send_ttl("alice/phone", "bob", i, "x", 5), i);
+	F.now = T0 + 5000;
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):1 expired(bob):2 expired(bob):3");
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):4 expired(bob):5 expired(bob):6");
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):7");
+	ck_assert_str_eq(tick_trace("alice/phone"), "");
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+}
+END_TEST
+
+/* The sweep runs at most once a second of (fake) time. */
+START_TEST(expiry_sweep_once_a_second)
+{
+	cast();
+	core_tick(C); /* sweeps; the next is due at T0 + 1000 */
+	F.now = T0 + 200;
+	ck_assert_uint_eq(send_ttl("alice/phone", "bob", 1, "x", 1), 1); /* expires T0 + 1200 */
+	F.now = T0 + 1000;
+	ck_assert_str_eq(tick_trace("alice/phone"), ""); /* sweeps, too early; next T0 + 2000 */
+	F.now = T0 + 1200;
+	ck_assert_str_eq(tick_trace("alice/phone"), ""); /* expired, but no sweep yet */
+	F.now = T0 + 1999;
+	ck_assert_str_eq(tick_trace("alice/phone"), "");
+	F.now = T0 + 2000;
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):1");
+}
+END_TEST
+
+START_TEST(expiry_ttl_capped_by_offline_ttl)
+{
+	CFG.offline_ttl_s = 10;
+	reconfig();
+	cast();
+	core_tick(C);
+	send_ttl("alice/phone", "bob", 1, "x", 3600); /* capped to 10 s */
+	send_ttl("alice/phone", "bob", 2, "x", 0);    /* no ttl: 10 s */
+	send_ttl("alice/phone", "bob", 3, "x", 3);
+	F.now = T0 + 3000;
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):3");
+	F.now = T0 + 9000;
+	ck_assert_str_eq(tick_trace("alice/phone"), ""); /* next sweep at T0 + 10000 */
+	F.now = T0 + 9999;
+	ck_assert_str_eq(tick_trace("alice/phone"), "");
+	F.now = T0 + 10000;
+	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):1 expired(bob):2");
+}
+END_TEST
+
+/* ================= quota ================= */
+
+START_TEST(quota_refuses_and_stores_nothing)
+{
+	CFG.max_queue = 3;
+	reconfig();
+	add_device("alice", "phone");
+	add_device("bob", "phone");
+	connect_dev("alice/phone");
+	send_n(1, 3);
+	size_t m = mark();
+	ck_assert_int_eq(try_send("alice/phone", "bob", 4, "x", 0), CORE_DENY);
+	refused(m, "alice/phone", "quota");
+	ck_assert_uint_eq(fuint(nth_to(m, "alice/phone", 0), "cid"), 4);
+	m = mark();
+	ck_assert_int_eq(try_send("alice/phone", "bob", 5, "x", 0), CORE_DENY);
+	refused(m, "alice/phone", "quota");
+	/* Nothing of them was stored. */
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
+	/* One acknowledged: room for one, with the next consecutive seq. */
+	receipt("bob/phone", "delivered", 1, 1);
+	m = mark();
+	ck_assert_uint_eq(send_msg("alice/phone", "bob", 6, "y"), 4);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m4"); /* live, and queued */
+	m = mark();
+	ck_assert_int_eq(try_send("alice/phone", "bob", 7, "x", 0), CORE_DENY);
+	refused(m, "alice/phone", "quota");
+	/* The refused cids were not remembered: a retry is a new send. */
+	receipt("bob/phone", "delivered", 2, 4);
+	ck_assert_uint_eq(send_msg("alice/phone", "bob", 4, "again"), 5);
+	ck_assert_uint_eq(send_msg("alice/phone", "bob", 7, "again"), 6);
+}
+END_TEST
+
+/* Any full recipient queue refuses the whole send, the sender's own other
+ * devices included. */
+START_TEST(quota_any_recipient_device)
+{
+	CFG.max_queue = 2;
+	reconfig();
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("bob", "phone");
+	connect_dev("alice/phone");
+	connect_dev("bob/phone");
+	send_n(1, 2);
+	/* bob/phone acknowledges (it must ack each entry), alice/tablet is full. */
+	receipt("bob/phone", "delivered", 1, 2);
+	size_t m = mark();
+	ck_assert_int_eq(try_send("alice/phone", "bob", 3, "x", 0), CORE_DENY);
+	refused(m, "alice/phone", "quota");
+	ck_assert_uint_eq(count_to(m, "bob/phone"), 0);
+}
+END_TEST
+
+/* Receipt events are never refused, even to a full queue. */
+START_TEST(quota_receipt_events_never_refused)
+{
+	CFG.max_queue = 2;
+	reconfig();
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("bob", "phone");
+	connect_dev("alice/phone");
+	connect_dev("bob/phone");
+	send_n(1, 2);
+	receipt("bob/phone", "delivered", 1, 1);
+	receipt("bob/phone", "read", 1, 2);
+	connect_dev("alice/tablet");
+	ck_assert_str_eq(sync_trace("alice/tablet"),
+	                 "m1 m2 delivered(bob):1 read(bob):1+2 done");
+}
+END_TEST
+
+/* ================= ctl ================= */
+
+START_TEST(ctl_privacy)
+{
+	cast();
+	connect_dev("bob/laptop");
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 7);
+	const pubrec *p = ctl("bob/laptop", &w, CORE_ALLOW);
+	ck_assert_str_eq(ftext(p, "k"), "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), 7);
+	ck_assert(fbool(p, "ok"));
+	ck_assert(fbool(p, "read_receipts"));
+	ck_assert_str_eq(ftext(p, "presence"), "everyone");
+	ck_assert_uint_eq(fnkeys(p), 5);
+
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 8);
+	cbw_text(&w, "read_receipts"); cbw_bool(&w, false);
+	p = ctl("bob/laptop", &w, CORE_ALLOW);
+	ck_assert(fbool(p, "ok"));
+	ck_assert(!fbool(p, "read_receipts"));
+	ck_assert_str_eq(ftext(p, "presence"), "everyone");
+
+	/* Changing one keeps the other. */
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "presence"); cbw_text(&w, "nobody");
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 9);
+	p = ctl("bob/laptop", &w, CORE_ALLOW);
+	ck_assert_uint_eq(fuint(p, "rid"), 9);
+	ck_assert(!fbool(p, "read_receipts"));
+	ck_assert_str_eq(ftext(p, "presence"), "nobody");
+
+	/* Bad values: refused with `field`, settings unchanged. */
+	cbw_reset(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 10);
+	cbw_text(&w, "read_receipts"); cbw_uint(&w, 1);
+	p = ctl("bob/laptop", &w, CORE_DENY);
+	ck_assert_uint_eq(fuint(p, "rid"), 10);
+	ck_assert(!fbool(p, "ok"));
+	ck_assert_str_eq(ftext(p, "code"), "field");
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+	ck_assert_uint_eq(fnkeys(p), 5);
+	cbw_reset(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 11);
+	cbw_text(&w, "read_receipts"); cbw_bool(&w, true);
+	cbw_text(&w, "presence"); cbw_text(&w, "friends");
+	p = ctl("bob/laptop", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "code"), "field");
+
+	/* Per user, and kept across a restart. */
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 12);
+	p = ctl("alice/phone", &w, CORE_ALLOW);
+	ck_assert(fbool(p, "read_receipts"));
+	ck_assert_str_eq(ftext(p, "presence"), "everyone");
+	reconfig();
+	connect_dev("bob/phone");
+	p = ctl("bob/phone", &w, CORE_ALLOW);
+	ck_assert_uint_eq(fuint(p, "rid"), 12);
+	ck_assert(!fbool(p, "read_receipts"));
+	ck_assert_str_eq(ftext(p, "presence"), "nobody");
+	cbw_free(&w);
+}
+END_TEST
+
+static const pubrec *devices_req(const char *addr, uint64_t rid, const char *user,
+                                 enum core_verdict expect)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, user ? 3 : 2);
+	cbw_text(&w, "op"); cbw_text(&w, "devices");
+	cbw_text(&w, "rid"); cbw_uint(&w, rid);
+	if (user) {
+		cbw_text(&w, "user"); cbw_text(&w, user);
+	}
+	const pubrec *p = ctl(addr, &w, expect);
+	cbw_free(&w);
+	ck_assert_str_eq(ftext(p, "k"), "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), rid);
+	return p;
+}
+
+START_TEST(ctl_devices)
+{
+	cast();
+	const pubrec *p = devices_req("alice/phone", 1, "bob", CORE_ALLOW);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_eq(flist(p, "devices"), "laptop,phone");
+	ck_assert_uint_eq(fnkeys(p), 4);
+	p = devices_req("alice/phone", 2, "alice", CORE_ALLOW);
+	ck_assert_str_eq(flist(p, "devices"), "phone,tablet");
+	p = devices_req("alice/phone", 3, "nobody", CORE_ALLOW);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_eq(flist(p, "devices"), "");
+	/* Refused with `field`. (The verdict is not asserted: ctl.c lets a
+	 * refused devices request through as CORE_ALLOW, unlike its other
+	 * refusals; see the report.) */
+	p = devices_req("alice/phone", 4, "bob/laptop", ANY_VERDICT);
+	ck_assert(!fbool(p, "ok"));
+	ck_assert_str_eq(ftext(p, "code"), "field");
+	p = devices_req("alice/phone", 5, NULL, ANY_VERDICT);
+	ck_assert_str_eq(ftext(p, "code"), "field");
+	p = devices_req("alice/phone", 6, "", ANY_VERDICT);
+	ck_assert_str_eq(ftext(p, "code"), "field");
+}
+END_TEST
+
+START_TEST(ctl_errors)
+{
+	cast();
+	cbw w;
+	cbw_init(&w);
+	/* Unknown op. */
+	cbw_map(&w, 2);
+	cbw_text(&w, "op"); cbw_text(&w, "nope");
+	cbw_text(&w, "rid"); cbw_uint(&w, 3);
+	const pubrec *p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "k"), "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), 3);
+	ck_assert(!fbool(p, "ok"));
+	ck_assert_str_eq(ftext(p, "code"), "op");
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+	/* No op. */
+	cbw_reset(&w);
+	cbw_map(&w, 1);
+	cbw_text(&w, "rid"); cbw_uint(&w, 4);
+	p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_uint_eq(fuint(p, "rid"), 4);
+	ck_assert(!fbool(p, "ok"));
+	ck_assert_str_eq(ftext(p, "code"), "field");
+	/* Groups: refused for now (only ok:false is asserted; the code may
+	 * change when groups land). */
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "op"); cbw_text(&w, "group.create");
+	cbw_text(&w, "rid"); cbw_uint(&w, 5);
+	p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "k"), "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), 5);
+	ck_assert(!fbool(p, "ok"));
+	/* No rid (missing, or not an unsigned integer): an error event. */
+	cbw_reset(&w);
+	cbw_map(&w, 1);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "k"), "error");
+	ck_assert_uint_gt(strlen(ftext(p, "code")), 0);
+	ck_assert(!fhas(p, "rid"));
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_text(&w, "7");
+	p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "k"), "error");
+	/* Not CBOR map / trailing bytes: error `cbor`. */
+	cbw_reset(&w);
+	cbw_array(&w, 0);
+	p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "k"), "error");
+	ck_assert_str_eq(ftext(p, "code"), "cbor");
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 6);
+	cbw_uint(&w, 0);
+	p = ctl("alice/phone", &w, CORE_DENY);
+	ck_assert_str_eq(ftext(p, "k"), "error");
+	ck_assert_str_eq(ftext(p, "code"), "cbor");
+	cbw_free(&w);
+}
+END_TEST
+
+/* ================= disconnects ================= */
+
+START_TEST(disconnect_stops_replay)
+{
+	CFG.replay_window = 3;
+	reconfig();
+	cast();
+	send_n(1, 10);
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
+	disconnect_dev("bob/phone");
+	size_t m = mark();
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs - m, 0);
+	/* Reconnected, without a sync: no replay runs, the device is live. */
+	connect_dev("bob/phone");
+	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	m = mark();
+	send_n(11, 1);
+	ck_assert_str_eq(trace(m, "bob/phone"), "m11");
+	/* A sync starts over. */
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5 m6");
+}
+END_TEST
+
+/* A DISCONNECT of a connection the device no longer uses (session
+ * takeover) does not stop the new connection's replay. */
+START_TEST(disconnect_stale_connection_keeps_replay)
+{
+	CFG.replay_window = 3;
+	reconfig();
+	cast();
+	send_n(1, 5);
+	connect_dev("bob/phone");
+	void *old = find_dev("bob/phone")->conn;
+	connect_dev("bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
+	core_disconnect(C, old, "bob/phone", "bob/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5 done");
+}
+END_TEST
+
+/* A device removed by the admin while it replays: its replay ends with it
+ * (the tick must not touch the freed device; run under valgrind). */
+START_TEST(disconnect_device_removed_during_replay)
+{
+	CFG.replay_window = 2;
+	CFG.replay_slice = 1;
+	reconfig();
+	cast();
+	send_n(1, 5);
+	connect_dev("bob/phone");
+	connect_dev("bob/laptop");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1");
+	ck_assert_str_eq(sync_trace("bob/laptop"), "m1");
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "cmd"); cbw_text(&w, "device.remove");
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "user"); cbw_text(&w, "bob");
+	cbw_text(&w, "device"); cbw_text(&w, "phone");
+	size_t m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	cbw_free(&w);
+	ck_assert(fbool(&F.pubs[m], "ok"));
+	m = mark();
+	core_tick(C);
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(trace(m, "bob/laptop"), "m2"); /* slice 1 per tick; then window 2 is full */
+	ck_assert_str_eq(tick_trace("bob/laptop"), "");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("offline");
+	struct {
+		const char *name;
+		const TTest *tests[16];
+	} cases[] = {
+		{ "queue", { queue_offline_devices_get_nothing, sync_replays_in_order_then_done,
+		             sync_empty_queue_is_just_done, sync_own_copies_carry_cid,
+		             sync_replays_live_deliveries_until_acked, sync_replays_per_device_bodies } },
+		{ "window", { window_paces_replay, window_larger_than_backlog, window_ack_ahead_of_replay,
+		              window_new_sync_starts_over, slice_bounds_entries_per_call,
+		              slice_and_window_together, slice_shared_between_devices } },
+		{ "order", { order_new_messages_queue_behind_backlog, order_receipts_queue_behind_backlog } },
+		{ "receipts", { receipts_reach_every_sender_device, receipts_forward_only,
+		                receipts_own_messages_change_nothing, receipts_conv_not_ones_own,
+		                receipts_malformed, privacy_reader_off, privacy_sender_off,
+		                privacy_sender_off_mixed_receipt } },
+		{ "expiry", { expiry_tells_the_sender, expiry_not_replayed_before_sweep,
+		              expiry_delivered_elsewhere_is_not_expired, expiry_during_replay_frees_window,
+		              expiry_sweep_in_slices,
+		              expiry_sweep_once_a_second, expiry_ttl_capped_by_offline_ttl } },
+		{ "quota", { quota_refuses_and_stores_nothing, quota_any_recipient_device,
+		             quota_receipt_events_never_refused } },
+		{ "ctl", { ctl_privacy, ctl_devices, ctl_errors } },
+		{ "disconnect", { disconnect_stops_replay, disconnect_stale_connection_keeps_replay,
+		                  disconnect_device_removed_during_replay } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		TCase *t = tcase_create(cases[i].name);
+		tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+		tcase_add_checked_fixture(t, setup, teardown);
+		tcase_set_timeout(t, 60);
+		for (size_t j = 0; j < 16 && cases[i].tests[j]; j++)
+			tcase_add_test(t, cases[i].tests[j]);
+		suite_add_tcase(s, t);
+	}
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
