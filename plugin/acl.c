@@ -57,7 +57,7 @@ static const char *strip_share(const char *filter)
 	return slash ? slash + 1 : filter;
 }
 
-static enum core_verdict device_acl(const char *username, const topic *t, int access)
+static enum core_verdict device_acl(core *c, const char *username, const topic *t, int access)
 {
 	if (access == CORE_ACC_WRITE) {
 		switch (t->kind) {
@@ -74,13 +74,8 @@ static enum core_verdict device_acl(const char *username, const topic *t, int ac
 	switch (t->kind) {
 	case T_INBOX: case T_KEYS_RESP: case T_KEYS_STATUS:
 		return own(t, username) ? CORE_ALLOW : CORE_DENY;
-	case T_PRESENCE_USER: {
-		/* Presence of one's own user; sharing with contacts comes with groups
-		 * and privacy settings. */
-		size_t n = strlen(username);
-		return t->alen < n && username[t->alen] == '/' && memcmp(username, t->a, t->alen) == 0
-			       ? CORE_ALLOW : CORE_DENY;
-	}
+	case T_PRESENCE_USER: /* checked again at every delivery: privacy applies at once */
+		return presence_may_read(c, username, t) ? CORE_ALLOW : CORE_DENY;
 	default:
 		return CORE_DENY;
 	}
@@ -137,7 +132,9 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 	enum core_verdict v;
 	switch (classify(c, username)) {
 	case C_DEVICE:
-		v = device_acl(username, &t, access);
+		v = device_acl(c, username, &t, access);
+		if (access == CORE_ACC_WRITE && v == CORE_ALLOW && t.kind == T_PRESENCE_DEV)
+			presence_will(c, username);
 		/* A retained will would outlive the connection it reports on. Other
 		 * retained publishes reach the send path, which tells the device. */
 		if (access == CORE_ACC_WRITE && retain && t.kind == T_PRESENCE_DEV)

@@ -22,8 +22,12 @@ typedef struct admin_req {
 	/* arguments, NUL-terminated copies (all ids are short) */
 	char user[CHAT_USER_MAX + 2];
 	char device[CHAT_DEVICE_MAX + 2];
-	char name[CHAT_USER_MAX + 2];
-	bool has_user, has_device, has_name;
+	char name[STORE_GROUP_NAME_MAX + 2]; /* a service's, or a group's */
+	char gid[CHAT_GROUP_MAX + 2];
+	char owner[CHAT_USER_MAX + 2];
+	bool has_user, has_device, has_name, has_gid, has_owner;
+	const uint8_t *members; /* raw CBOR array, or NULL */
+	size_t members_len;
 } admin_req;
 
 /* A reply under construction: the handler adds result pairs to `res`. */
@@ -106,7 +110,13 @@ static void remove_device(core *c, device *dev)
 		core_schedule_kick(c, dev->addr);
 	core_log(c, CORE_LOG_NOTICE, "removed device %s", dev->addr);
 	sync_stop(c, dev);
+	user *u = dev->user;
+	bool last = u->ndev == 1;
+	if (last)
+		presence_forget(c, u); /* the user goes with its last device */
 	dir_remove_device(&c->dir, dev);
+	if (!last)
+		presence_down(c, u);
 }
 
 static void cmd_device_remove(core *c, admin_req *q, admin_reply *r)
@@ -216,6 +226,10 @@ static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 		{ "receipts_out", c->n.receipts_out },
 		{ "events_queued", c->n.receipts_queued },
 		{ "messages_expired", c->n.expired },
+		{ "groups", c->groups.live },
+		{ "group_events", c->n.group_events },
+		{ "typing_out", c->n.typing_out },
+		{ "presence_out", c->n.presence_out },
 	};
 	size_t n = sizeof(ctr) / sizeof(ctr[0]);
 	cbw_text(r->res, "counters");
@@ -227,11 +241,29 @@ static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 	r->npairs++;
 }
 
-static void cmd_unsupported(core *c, admin_req *q, admin_reply *r)
+/* chatctl group create G --owner U [--members …]: as if U had asked. */
+static void cmd_group_create(core *c, admin_req *q, admin_reply *r)
 {
-	(void)c;
-	(void)q;
-	fail(r, "unknown", "%s", "groups are not supported by this server yet");
+	if (!q->has_owner || !chat_valid_user(q->owner, strlen(q->owner))) {
+		fail(r, "field", "%s", "owner must be 1-64 characters of [A-Za-z0-9._-]");
+		return;
+	}
+	group_req gq = {
+		.gid = q->gid, .gidlen = strlen(q->gid), .has_gid = q->has_gid,
+		.name = q->name, .namelen = strlen(q->name), .has_name = q->has_name,
+		.members = q->members, .members_len = q->members_len,
+	};
+	group_res res = { .out = &c->wres };
+	static const char op[] = "group.create";
+	group_request(c, op, sizeof(op) - 1, q->owner, CORE_ADMIN_USERNAME, &gq, &res);
+	if (res.code) {
+		fail(r, res.code, "%s", res.msg);
+		return;
+	}
+	/* r->res is c->w2, which the group's event used: start it again. */
+	cbw_reset(r->res);
+	cbw_raw(r->res, c->wres.buf, c->wres.len);
+	r->npairs = res.npairs;
 }
 
 static const struct {
@@ -243,7 +275,7 @@ static const struct {
 	{ "user.remove", cmd_user_remove },
 	{ "service.add", cmd_service_add },
 	{ "stats", cmd_stats },
-	{ "group.create", cmd_unsupported },
+	{ "group.create", cmd_group_create },
 };
 
 static bool copy_text(const cbr_item *v, char *out, size_t cap)
@@ -265,6 +297,7 @@ static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char 
 		return r.err_msg ? r.err_msg : "the request must be a CBOR map";
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
+		const uint8_t *at = r.p;
 		if (cbr_next(&r, &val))
 			break;
 		bool ok = true;
@@ -284,6 +317,14 @@ static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char 
 			ok = q->has_device = copy_text(&val, q->device, sizeof(q->device));
 		} else if (cbr_eq(&key, "name")) {
 			ok = q->has_name = copy_text(&val, q->name, sizeof(q->name));
+		} else if (cbr_eq(&key, "gid")) {
+			ok = q->has_gid = copy_text(&val, q->gid, sizeof(q->gid));
+		} else if (cbr_eq(&key, "owner")) {
+			ok = q->has_owner = copy_text(&val, q->owner, sizeof(q->owner));
+		} else if (cbr_eq(&key, "members")) {
+			ok = val.type == CBR_ARRAY && cbr_skip(&r, &val) == CHAT_OK;
+			q->members = at;
+			q->members_len = (size_t)(r.p - at);
 		} else if (cbr_skip(&r, &val)) {
 			break;
 		}

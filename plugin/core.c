@@ -30,6 +30,8 @@ void core_config_defaults(core_config *cfg)
 	cfg->replay_window = 500;
 	cfg->replay_slice = 200;
 	cfg->expire_slice = 500;
+	cfg->max_group_size = 1024;
+	cfg->presence_grace_s = 10;
 }
 
 void core_log(core *c, int level, const char *fmt, ...)
@@ -171,6 +173,11 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		         cfg->topic_prefix);
 		return NULL;
 	}
+	if (cfg->max_group_size < 2 || cfg->max_group_size > CORE_GROUP_SIZE_MAX) {
+		snprintf(err, errlen, "plugin_opt_max_group_size must be 2-%d", CORE_GROUP_SIZE_MAX);
+		return NULL;
+	}
+	_Static_assert(CORE_GROUP_SIZE_MAX <= STORE_GROUP_MEMBERS_MAX, "group records hold every member");
 	core *c = calloc(1, sizeof(*c));
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
@@ -184,6 +191,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	c->cfg.topic_prefix = c->prefix;
 	cbw_init(&c->w);
 	cbw_init(&c->w2);
+	cbw_init(&c->wres);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
 		core_close(c);
@@ -217,12 +225,17 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		core_close(c);
 		return NULL;
 	}
+	if (groups_load(c)) {
+		snprintf(err, errlen, "cannot load groups from the store: %s", store_errmsg(c->st));
+		core_close(c);
+		return NULL;
+	}
 	if (ensure_admin(c, err, errlen)) {
 		core_close(c);
 		return NULL;
 	}
-	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat ready: data dir %s, prefix %s/, %zu users",
-	         c->data_dir, c->prefix, c->dir.users.live);
+	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat ready: data dir %s, prefix %s/, %zu users, %zu groups",
+	         c->data_dir, c->prefix, c->dir.users.live, c->groups.live);
 	return c;
 }
 
@@ -232,9 +245,18 @@ void core_close(core *c)
 		return;
 	if (c->st)
 		store_close(c->st);
+	groups_free(c);
 	dir_free(&c->dir);
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
+	cbw_free(&c->wres);
+	free(c->fan.to);
+	free(c->fan.addrs);
+	free(c->fan.bodies);
+	free(c->fan.blens);
+	free(c->fan.ent);
+	free(c->fan.gm);
+	free(c->fan.ids);
 	for (size_t i = 0; i < c->nkicks; i++)
 		free(c->kicks[i]);
 	free(c->kicks);
@@ -258,6 +280,7 @@ void core_tick(core *c)
 	free(kicks);
 	sync_tick(c);
 	expiry_tick(c);
+	presence_tick(c);
 }
 
 void core_disconnect(core *c, void *conn, const char *clientid, const char *username)
@@ -271,6 +294,7 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	if (dev && dev->conn == conn) {
 		sync_stop(c, dev);
 		dir_set_offline(&c->dir, dev);
+		presence_down(c, dev->user);
 	}
 }
 
@@ -306,8 +330,10 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return send_dm(c, dev, &t, payload, len, qos, retain);
 	case T_KEYS_REQ:
 		return CORE_ALLOW; /* routed to the key server */
+	case T_GROUP:
+		return send_group(c, dev, &t, payload, len, qos);
 	case T_TYPING:
-		return CORE_ALLOW; /* ephemeral; relayed once presence and groups land */
+		return typing_handle(c, dev, &t, payload, len);
 	case T_RECEIPT:
 		return receipts_handle(c, dev, payload, len);
 	case T_SYNC:
@@ -315,9 +341,6 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return CORE_ALLOW;
 	case T_CTL:
 		return ctl_handle(c, dev, payload, len);
-	case T_GROUP:
-		refuse(c, dev, "unsupported", "groups are not supported by this server yet");
-		return CORE_DENY;
 	default:
 		refuse(c, dev, "topic", "this topic takes no publishes");
 		return CORE_DENY;

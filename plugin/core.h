@@ -24,7 +24,8 @@ enum core_log_level { CORE_LOG_DEBUG, CORE_LOG_INFO, CORE_LOG_NOTICE, CORE_LOG_W
 
 typedef struct core_io {
 	void *ctx;
-	/* Sends a message to one client id (never to subscribers at large).
+	/* Sends a message to one client id, or with clientid NULL to every
+	 * subscriber of the topic (retained presence), read ACL applying.
 	 * The payload is copied. */
 	int (*publish)(void *ctx, const char *clientid, const char *topic, const void *payload,
 	               size_t len, int qos, bool retain);
@@ -37,6 +38,8 @@ typedef struct core_io {
 
 enum core_foreign_acl { CORE_FOREIGN_DEFER, CORE_FOREIGN_ALLOW };
 
+#define CORE_GROUP_SIZE_MAX 65535   /* the largest plugin_opt_max_group_size */
+
 typedef struct core_config {
 	const char *data_dir;       /* required */
 	const char *topic_prefix;   /* "chat" */
@@ -48,6 +51,8 @@ typedef struct core_config {
 	uint32_t replay_window;     /* replayed messages in flight per device; 500 */
 	uint32_t replay_slice;      /* queue entries read per callback or tick; 200 */
 	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */
+	uint32_t max_group_size;    /* members of one group; 1024 */
+	uint32_t presence_grace_s;  /* offline after the last device is gone this long; 10 */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

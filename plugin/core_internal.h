@@ -38,10 +38,20 @@ typedef struct device {
 	replay rp;
 } device;
 
+/* What chat/presence/U retains, as far as this server published it. */
+enum pres_state { PRES_NONE = 0, PRES_ONLINE, PRES_OFFLINE };
+
 typedef struct user {
 	char name[CHAT_USER_MAX + 1];
 	size_t ndev;
 	device *dev[CORE_MAX_DEVICES];  /* in device-id order */
+	size_t nonline;                 /* devices with a recorded connection */
+	/* presence (presence.c) */
+	enum pres_state pres;
+	int pref;                       /* cached store_presence setting; -1: not read yet */
+	uint64_t seen;                  /* ms: when the last device left */
+	uint64_t grace_until;           /* ms; 0: no grace timer running */
+	struct user *gprev, *gnext;     /* the core's grace timers, by expiry */
 } user;
 
 typedef struct service {
@@ -102,12 +112,124 @@ void topic_parse(const core *c, const char *t, topic *out);
  * prefix or $CONTROL/chat. */
 bool filter_reaches_chat(const core *c, const char *filter);
 
+/* ---- groups (groups.c) ---- */
+
+typedef struct gmember {
+	char user[CHAT_USER_MAX + 1];
+	bool admin;
+} gmember;
+
+typedef struct group {
+	char id[CHAT_GROUP_MAX + 1];
+	char conv[CHAT_CONV_MAX + 1];   /* "g:G" */
+	char name[STORE_GROUP_NAME_MAX + 1];
+	gmember **m;                    /* in the order they joined */
+	size_t n, cap;
+	hmap idx;                       /* user -> gmember */
+} group;
+
+/* The groups one user belongs to. */
+typedef struct ugroups {
+	char user[CHAT_USER_MAX + 1];
+	group **g;
+	size_t n, cap;
+} ugroups;
+
+/* A group request's arguments, slices into the request payload. */
+typedef struct group_req {
+	const char *gid, *name, *user;
+	size_t gidlen, namelen, userlen;
+	bool has_gid, has_name, has_user;
+	const uint8_t *members;         /* the raw CBOR array, or NULL */
+	size_t members_len;
+} group_req;
+
+/* Its outcome: code NULL on success, with result pairs (gid, seq, …)
+ * encoded into out and counted in npairs. */
+typedef struct group_res {
+	const char *code;
+	char msg[200];
+	cbw *out;
+	size_t npairs;
+} group_res;
+
+int groups_load(core *c);
+void groups_free(core *c);
+group *group_find(core *c, const char *gid, size_t len);
+bool group_has(const group *g, const char *user, size_t len);
+/* Whether two users are members of one group. */
+bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
+/* Whether op ("group.create", …) is a group request. */
+bool group_is_op(const char *op, size_t len);
+/* Runs a group request by user `by` (an existing user), sent from the
+ * device address `from` ("$admin" for chatctl). */
+void group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
+                   const group_req *q, group_res *res);
+
+/* ---- presence (presence.c) ---- */
+
+/* A device of u got a connection (after dir_set_online). */
+void presence_up(core *c, user *u);
+/* A device of u lost its connection (after dir_set_offline). */
+void presence_down(core *c, user *u);
+/* u is about to be freed (its last device removed): retire its presence. */
+void presence_forget(core *c, user *u);
+/* A WRITE check on P/presence/U/D by its own device: its Last Will when
+ * the connection is no longer the recorded one. */
+void presence_will(core *c, const char *username);
+/* May the device `username` read chat/presence/{t->a}? */
+bool presence_may_read(core *c, const char *username, const topic *t);
+/* U's presence setting changed. */
+void presence_pref_set(core *c, const char *user, enum store_presence p);
+void presence_tick(core *c);
+
+/* ---- typing (typing.c) ---- */
+enum core_verdict typing_handle(core *c, device *from, const topic *t, const uint8_t *payload,
+                                size_t len);
+
 /* ---- the core ---- */
+
+/* A send's body for one device, as named in its `bodies` map. */
+typedef struct body_entry {
+	const char *addr;
+	size_t alen;
+	const uint8_t *body;
+	size_t blen;
+	bool matched;
+} body_entry;
+
+/* An id inside a payload (not NUL-terminated). */
+typedef struct idslice {
+	const char *p;
+	size_t n;
+} idslice;
+
+/* The send path's scratch, grown to the largest fan-out seen, so a send to
+ * a 1000-member group allocates nothing in the steady state. */
+typedef struct fanout {
+	device **to;
+	const char **addrs;
+	const uint8_t **bodies;
+	size_t *blens;
+	size_t cap;
+	body_entry *ent;
+	size_t entcap;
+	store_group_member *gm;         /* a group record being built */
+	size_t gmcap;
+	idslice *ids;                   /* a group request's members */
+	size_t idcap;
+} fanout;
+
+/* Grows a fan-out buffer to n entries (CHAT_OK or CHAT_ENOMEM). */
+int core_reserve(void **buf, size_t *cap, size_t n, size_t elem);
+/* Room for n recipients in c->fan. */
+int fanout_reserve(core *c, size_t n);
 
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
-		receipts_out, receipts_queued, expired, syncs;
+		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
+		presence_out;
 } counters;
 
 struct core {
@@ -126,6 +248,11 @@ struct core {
 	uint64_t next_sweep_ms;
 	char **kicks; /* client ids to disconnect at the next tick */
 	size_t nkicks, capkicks;
+	hmap groups;  /* gid -> group */
+	hmap ugroups; /* user -> ugroups */
+	cbw wres;     /* a group request's result pairs */
+	fanout fan;
+	user *grace_head, *grace_tail; /* presence grace timers, oldest first */
 	counters n;
 };
 
@@ -154,12 +281,19 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
 /* ---- the send path (send.c) ---- */
 enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
                           int qos, bool retain);
+enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_t *payload,
+                             size_t len, int qos);
 
 /* Sends an event to each device of a user: now to those online and not
  * replaying, through the store queue (behind what they have not received
  * yet) to the others. */
 void ev_deliver_user(core *c, const user *u, const cbw *w);
 void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
+/* The same at QoS 0 (typing). */
+void ev_publish_qos0(core *c, const device *to, const cbw *w);
+/* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
+ * group event. */
+void ev_group(cbw *w, const store_msg *m, uint64_t seq);
 /* Whether a device takes live events now. */
 static inline bool dev_live(const device *d) { return d->conn && !d->rp.active; }
 

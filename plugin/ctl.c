@@ -3,6 +3,7 @@
  * Each request is {op, rid, …} and gets exactly one {k:"ctl", rid, ok, …}
  * event in the requesting device's inbox; refusals carry a code and a
  * reason. An undecodable request without a rid gets an `error` event.
+ * group.* requests are decoded here and decided in groups.c.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -19,9 +20,8 @@ typedef struct ctl_req {
 	bool has_rr, rr;
 	bool has_presence;
 	enum store_presence presence;
-	/* devices */
-	const char *user;
-	size_t userlen;
+	/* devices, group.* */
+	group_req g;
 } ctl_req;
 
 static void reply_error(core *c, device *dev, const ctl_req *q, const char *code, const char *msg)
@@ -67,6 +67,7 @@ static void op_privacy(core *c, device *dev, const ctl_req *q)
 		reply_error(c, dev, q, "store", "settings could not be stored");
 		return;
 	}
+	presence_pref_set(c, dev->user->name, p.presence);
 	static const char *const pres[] = { "everyone", "contacts", "nobody" };
 	reply_start(c, q, 2);
 	cbw_text(&c->w, "read_receipts"); cbw_bool(&c->w, p.read_receipts);
@@ -76,11 +77,11 @@ static void op_privacy(core *c, device *dev, const ctl_req *q)
 
 static void op_devices(core *c, device *dev, const ctl_req *q)
 {
-	if (!q->user || !chat_valid_user(q->user, q->userlen)) {
+	if (!q->g.has_user || !chat_valid_user(q->g.user, q->g.userlen)) {
 		reply_error(c, dev, q, "field", "user must be a user id");
 		return;
 	}
-	user *u = dir_user(&c->dir, q->user, q->userlen);
+	user *u = dir_user(&c->dir, q->g.user, q->g.userlen);
 	reply_start(c, q, 1);
 	cbw_text(&c->w, "devices");
 	cbw_array(&c->w, u ? u->ndev : 0);
@@ -103,6 +104,7 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 	}
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
+		const uint8_t *at = r.p;
 		if (cbr_next(&r, &val))
 			break;
 		if (cbr_eq(&key, "op") && val.type == CBR_TEXT) {
@@ -127,10 +129,25 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 			else
 				bad = "presence must be \"everyone\", \"contacts\" or \"nobody\"";
 		} else if (cbr_eq(&key, "user") && val.type == CBR_TEXT) {
-			q.user = (const char *)val.ptr;
-			q.userlen = val.len;
-		} else if (cbr_eq(&key, "op") || cbr_eq(&key, "rid") || cbr_eq(&key, "user")) {
-			bad = "op must be text, rid an unsigned integer, user text";
+			q.g.has_user = true;
+			q.g.user = (const char *)val.ptr;
+			q.g.userlen = val.len;
+		} else if (cbr_eq(&key, "gid") && val.type == CBR_TEXT) {
+			q.g.has_gid = true;
+			q.g.gid = (const char *)val.ptr;
+			q.g.gidlen = val.len;
+		} else if (cbr_eq(&key, "name") && val.type == CBR_TEXT) {
+			q.g.has_name = true;
+			q.g.name = (const char *)val.ptr;
+			q.g.namelen = val.len;
+		} else if (cbr_eq(&key, "members") && val.type == CBR_ARRAY) {
+			if (cbr_skip(&r, &val))
+				break;
+			q.g.members = at;
+			q.g.members_len = (size_t)(r.p - at);
+		} else if (cbr_eq(&key, "op") || cbr_eq(&key, "rid") || cbr_eq(&key, "user") ||
+		           cbr_eq(&key, "gid") || cbr_eq(&key, "name") || cbr_eq(&key, "members")) {
+			bad = "op must be text, rid an unsigned integer, user, gid and name text, members an array";
 		} else if (cbr_skip(&r, &val)) {
 			break;
 		}
@@ -155,9 +172,16 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 		op_privacy(c, dev, &q);
 	} else if (op_is(&q, "devices")) {
 		op_devices(c, dev, &q);
-	} else if (q.oplen > 6 && memcmp(q.op, "group.", 6) == 0) {
-		reply_error(c, dev, &q, "unsupported", "groups are not supported by this server yet");
-		return CORE_DENY;
+	} else if (group_is_op((const char *)q.op, q.oplen)) {
+		group_res res = { .out = &c->wres };
+		group_request(c, (const char *)q.op, q.oplen, dev->user->name, dev->addr, &q.g, &res);
+		if (res.code) {
+			reply_error(c, dev, &q, res.code, res.msg);
+			return CORE_DENY;
+		}
+		reply_start(c, &q, res.npairs);
+		cbw_raw(&c->w, c->wres.buf, c->wres.len);
+		ev_publish(c, dev, &c->w);
 	} else {
 		reply_error(c, dev, &q, "op", "unknown op");
 		return CORE_DENY;

@@ -64,6 +64,7 @@ int dir_add_device(directory *d, const char *uname, const char *dname, const uin
 		if (!u)
 			return CHAT_ENOMEM;
 		memcpy(u->name, uname, ul);
+		u->pref = -1;
 	}
 	if (u->ndev == CORE_MAX_DEVICES) {
 		if (new_user)
@@ -141,14 +142,18 @@ int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HAS
 
 void dir_set_online(directory *d, device *dev, void *conn)
 {
-	if (!dev->conn)
+	if (!dev->conn) {
 		d->online++;
+		dev->user->nonline++;
+	}
 	dev->conn = conn;
 }
 
 void dir_set_offline(directory *d, device *dev)
 {
-	if (dev->conn)
+	if (dev->conn) {
 		d->online--;
+		dev->user->nonline--;
+	}
 	dev->conn = NULL;
 }

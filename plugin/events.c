@@ -11,14 +11,25 @@
 #include <stdio.h>
 #include <string.h>
 
-void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len)
+static void publish_inbox(core *c, const device *to, const uint8_t *ev, size_t len, int qos)
 {
 	if (!to->conn)
 		return;
 	char topic[CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX];
 	snprintf(topic, sizeof(topic), "%s/inbox/%s", c->prefix, to->addr);
-	if (c->io.publish(c->io.ctx, to->addr, topic, ev, len, 1, false) == 0)
+	if (c->io.publish(c->io.ctx, to->addr, topic, ev, len, qos, false) == 0)
 		c->n.events_out++;
+}
+
+void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len)
+{
+	publish_inbox(c, to, ev, len, 1);
+}
+
+void ev_publish_qos0(core *c, const device *to, const cbw *w)
+{
+	if (cbw_status(w) == 0)
+		publish_inbox(c, to, w->buf, w->len, 0);
 }
 
 void ev_publish(core *c, const device *to, const cbw *w)
@@ -131,4 +142,24 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
 			return false;
 	}
 	return false;
+}
+
+void ev_group(cbw *w, const store_msg *m, uint64_t seq)
+{
+	/* The stored body is the map {gid, op, by, members, ?name}; the
+	 * conversation's coordinates are added around its pairs. */
+	cbr r;
+	cbr_item map;
+	cbw_reset(w);
+	cbr_init(&r, m->body, m->body_len);
+	if (!m->body || cbr_next(&r, &map) || map.type != CBR_MAP || map.indef) {
+		w->oom = true; /* nothing is published from a malformed record */
+		return;
+	}
+	cbw_map(w, map.u + 4);
+	cbw_text(w, "k"); cbw_text(w, "group");
+	cbw_text(w, "conv"); cbw_text(w, m->conv);
+	cbw_text(w, "seq"); cbw_uint(w, seq);
+	cbw_text(w, "ts"); cbw_uint(w, m->ts);
+	cbw_raw(w, r.p, (size_t)(r.end - r.p));
 }

@@ -37,6 +37,8 @@ static void on_expired(void *arg, const store_msg *m, uint64_t seq, const char *
                        size_t n)
 {
 	sweep *s = arg;
+	if (m->kind != STORE_KIND_MSG)
+		return; /* a group event has no sender to tell */
 	size_t sl = user_len(m->from);
 	for (size_t i = 0; i < n; i++) {
 		size_t ul = user_len(undelivered[i]);

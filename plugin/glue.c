@@ -28,6 +28,7 @@ static int io_publish(void *ctx, const char *clientid, const char *topic, const 
                       size_t len, int qos, bool retain)
 {
 	(void)ctx;
+	/* clientid NULL: to every subscriber, through their read ACL checks */
 	return mosquitto_broker_publish_copy(clientid, topic, (int)len, payload, qos, retain, NULL);
 }
 
@@ -186,6 +187,12 @@ static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
 		} else if (!strcmp(k, "expire_slice")) {
 			ok = parse_u64(v, 1, 100000, &u);
 			cfg->expire_slice = (uint32_t)u;
+		} else if (!strcmp(k, "max_group_size")) {
+			ok = parse_u64(v, 2, CORE_GROUP_SIZE_MAX, &u);
+			cfg->max_group_size = (uint32_t)u;
+		} else if (!strcmp(k, "presence_grace")) {
+			ok = parse_u64(v, 0, 24 * 3600, &u);
+			cfg->presence_grace_s = (uint32_t)u;
 		} else {
 			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: unknown option plugin_opt_%s", k);
 			return false;

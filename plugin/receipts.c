@@ -41,14 +41,21 @@ static size_t user_len(const char *addr)
 	return slash ? (size_t)(slash - addr) : strlen(addr);
 }
 
-/* Is the device's user one of the conversation's members? */
-static bool member(const device *dev, const char *conv, size_t len)
+/* Is the device's user one of the conversation's members (of a group:
+ * now)? *is_group tells a group conversation. */
+static bool member(core *c, const device *dev, const char *conv, size_t len, bool *is_group)
 {
 	const char *a, *b;
 	size_t al, bl;
-	if (chat_parse_conv(conv, len, &a, &al, &b, &bl) != CHAT_CONV_DM)
-		return false;
 	size_t ul = strlen(dev->user->name);
+	enum chat_conv_kind k = chat_parse_conv(conv, len, &a, &al, &b, &bl);
+	*is_group = k == CHAT_CONV_GROUP;
+	if (k == CHAT_CONV_GROUP) {
+		group *g = group_find(c, a, al);
+		return g && group_has(g, dev->user->name, ul);
+	}
+	if (k != CHAT_CONV_DM)
+		return false;
 	return (al == ul && memcmp(a, dev->user->name, ul) == 0) ||
 	       (bl == ul && memcmp(b, dev->user->name, ul) == 0);
 }
@@ -163,7 +170,9 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	char cv[CHAT_CONV_MAX + 1];
 	memcpy(cv, conv, convlen);
 	cv[convlen] = '\0';
-	if (!member(from, cv, convlen))
+	bool is_group;
+	bool is_member = member(c, from, cv, convlen, &is_group);
+	if (!is_member && !is_group)
 		return refuse(c, from, "conv", "not a conversation of this device's user");
 	c->n.receipts_in++;
 
@@ -172,9 +181,21 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 		core_log(c, CORE_LOG_ERR, "ack for %s failed: %s", from->addr, store_errmsg(c->st));
 		return refuse(c, from, "store", "the receipt could not be stored");
 	}
-	uint64_t in_window = 0;
-	for (size_t k = 0; k < n; k++)
+	uint64_t in_window = 0, acked = 0;
+	for (size_t k = 0; k < n; k++) {
 		in_window += rs.qseqs[k] && rs.qseqs[k] <= from->rp.cursor;
+		acked += rs.qseqs[k] != 0;
+	}
+	/* A former member still clears what is queued for it (its removal
+	 * event at least) but moves no state; anyone else is refused. */
+	if (!is_member) {
+		if (!acked) {
+			c->n.receipts_in--;
+			return refuse(c, from, "conv", "not a conversation of this device's user");
+		}
+		sync_acked(c, from, in_window);
+		return CORE_ALLOW;
+	}
 
 	/* State, for the conversation. */
 	enum store_rstate st = STORE_R_DELIVERED;

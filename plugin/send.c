@@ -1,4 +1,5 @@
-/* send.c — the send path: a device's message on chat/dm/{peer}.
+/* send.c — the send path: a device's message on chat/dm/{peer} or
+ * chat/group/{G}.
  *
  * Runs inside the broker's MESSAGE callback, before the broker stores,
  * routes or acknowledges the PUBLISH: whatever this returns decides the
@@ -7,22 +8,20 @@
  * devices are queued behind it by the broker. Every refusal reaches the
  * sender as an inbox `error` event (MQTT 3.1.1 cannot see a refused PUBACK).
  * The payload is decoded in place: bodies are never copied before the store.
+ *
+ * A dm and a group send differ only in their conversation and recipients
+ * (the peer's devices, or every device of every member, plus the sender's
+ * other devices). A group fan-out can reach tens of thousands of devices,
+ * so the recipient lists live in the core's growable scratch (c->fan) and
+ * `bodies` is matched against them by sorting both: O(n log n), never
+ * O(n * m).
  */
 #include "core_internal.h"
 #include "err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-
-#define MAX_RECIPIENTS (2 * CORE_MAX_DEVICES)
-
-typedef struct body_entry {
-	const char *addr;
-	size_t alen;
-	const uint8_t *body;
-	size_t blen;
-	bool matched;
-} body_entry;
 
 typedef struct send_req {
 	bool has_cid;
@@ -34,13 +33,53 @@ typedef struct send_req {
 	bool has_body;
 	const uint8_t *bodies; /* the raw CBOR map */
 	size_t bodies_len;
-	body_entry ent[MAX_RECIPIENTS];
-	size_t nent;
+	size_t nent;           /* its entries, in c->fan.ent */
 	bool has_type;
 	uint64_t type;
 	bool has_ttl;
 	uint64_t ttl;
 } send_req;
+
+int core_reserve(void **buf, size_t *cap, size_t n, size_t elem)
+{
+	if (n <= *cap)
+		return CHAT_OK;
+	size_t nc = *cap ? *cap : 64;
+	while (nc < n)
+		nc *= 2;
+	void *p = realloc(*buf, nc * elem);
+	if (!p)
+		return CHAT_ENOMEM;
+	*buf = p;
+	*cap = nc;
+	return CHAT_OK;
+}
+
+int fanout_reserve(core *c, size_t n)
+{
+	fanout *f = &c->fan;
+	if (n <= f->cap)
+		return CHAT_OK;
+	size_t cap = f->cap ? f->cap : 64;
+	while (cap < n)
+		cap *= 2;
+	device **to = realloc(f->to, cap * sizeof(*to));
+	if (to)
+		f->to = to;
+	const char **addrs = realloc(f->addrs, cap * sizeof(*addrs));
+	if (addrs)
+		f->addrs = addrs;
+	const uint8_t **bodies = realloc(f->bodies, cap * sizeof(*bodies));
+	if (bodies)
+		f->bodies = bodies;
+	size_t *blens = realloc(f->blens, cap * sizeof(*blens));
+	if (blens)
+		f->blens = blens;
+	if (!to || !addrs || !bodies || !blens)
+		return CHAT_ENOMEM; /* the arrays that grew are kept; cap is not raised */
+	f->cap = cap;
+	return CHAT_OK;
+}
 
 static enum core_verdict refuse(core *c, device *from, const send_req *req, const char *code,
                                 const char *msg)
@@ -52,8 +91,9 @@ static enum core_verdict refuse(core *c, device *from, const send_req *req, cons
 	return CORE_DENY;
 }
 
-/* Decodes the bodies map in place; an error message or NULL. */
-static const char *parse_bodies(cbr *r, const cbr_item *map, send_req *req)
+/* Decodes the bodies map in place; an error message or NULL. The map's
+ * size is bounded by the payload (plugin_opt_max_body). */
+static const char *parse_bodies(core *c, cbr *r, const cbr_item *map, send_req *req)
 {
 	uint64_t i = 0;
 	cbr_item key, val;
@@ -62,15 +102,16 @@ static const char *parse_bodies(cbr *r, const cbr_item *map, send_req *req)
 			return NULL;
 		if (val.type != CBR_BYTES)
 			return "every value of bodies must be a byte string";
-		if (req->nent == MAX_RECIPIENTS)
-			return "bodies has more entries than any send can have recipients";
-		req->ent[req->nent++] = (body_entry){ (const char *)key.ptr, key.len, val.ptr, val.len, false };
+		if (core_reserve((void **)&c->fan.ent, &c->fan.entcap, req->nent + 1, sizeof(body_entry)))
+			return "out of memory";
+		c->fan.ent[req->nent++] = (body_entry){ (const char *)key.ptr, key.len, val.ptr, val.len, false };
 	}
 	return NULL;
 }
 
 /* Fills req from the payload; on failure returns the error code and sets *msg. */
-static const char *parse_send(const uint8_t *p, size_t len, send_req *req, const char **msg)
+static const char *parse_send(core *c, const uint8_t *p, size_t len, send_req *req,
+                              const char **msg)
 {
 	cbr r;
 	cbr_item map, key, val;
@@ -111,7 +152,7 @@ static const char *parse_send(const uint8_t *p, size_t len, send_req *req, const
 				return "field";
 			}
 			req->nent = 0;
-			const char *e = parse_bodies(&r, &val, req);
+			const char *e = parse_bodies(c, &r, &val, req);
 			if (e) {
 				*msg = e;
 				return "field";
@@ -150,40 +191,57 @@ static const char *parse_send(const uint8_t *p, size_t len, send_req *req, const
 	return NULL;
 }
 
-/* Recipients: the peer's devices, then the sender's other devices. */
-static size_t recipients(const user *peer, const device *from, device **to)
+/* Adds the devices of u (all but `except`) to the recipients. */
+static bool add_devices(core *c, const user *u, const device *except, size_t *n)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < peer->ndev; i++)
-		to[n++] = peer->dev[i];
-	for (size_t i = 0; i < from->user->ndev; i++)
-		if (from->user->dev[i] != from)
-			to[n++] = from->user->dev[i];
-	return n;
+	if (fanout_reserve(c, *n + u->ndev))
+		return false;
+	for (size_t i = 0; i < u->ndev; i++)
+		if (u->dev[i] != except)
+			c->fan.to[(*n)++] = u->dev[i];
+	return true;
 }
 
-/* Matches bodies against the recipients; on a mismatch sends the `devices`
- * error (listing missing and extra addresses) and returns false. */
-static bool match_bodies(core *c, device *from, send_req *req, device **to, size_t n,
-                         const uint8_t **body, size_t *blen)
+static int cmp_dev(const void *a, const void *b)
 {
-	size_t missing = 0, extra = 0;
+	return strcmp((*(device *const *)a)->addr, (*(device *const *)b)->addr);
+}
+
+static int cmp_ent(const void *a, const void *b)
+{
+	const body_entry *x = a, *y = b;
+	int d = memcmp(x->addr, y->addr, x->alen < y->alen ? x->alen : y->alen);
+	return d ? d : (x->alen > y->alen) - (x->alen < y->alen);
+}
+
+/* Matches bodies against the n recipients in c->fan.to (both sorted by
+ * address, then merged), filling c->fan.bodies/blens; on a mismatch sends
+ * the `devices` error (listing missing and extra addresses) and returns
+ * false. */
+static bool match_bodies(core *c, device *from, send_req *req, size_t n)
+{
+	device **to = c->fan.to;
+	body_entry *ent = c->fan.ent;
+	const uint8_t **body = c->fan.bodies;
+	size_t *blen = c->fan.blens;
+	qsort(to, n, sizeof(*to), cmp_dev);
+	qsort(ent, req->nent, sizeof(*ent), cmp_ent);
+	size_t missing = 0, extra = 0, j = 0;
 	for (size_t i = 0; i < n; i++) {
-		size_t al = strlen(to[i]->addr);
+		body_entry key = { to[i]->addr, strlen(to[i]->addr), NULL, 0, false };
+		while (j < req->nent && cmp_ent(&ent[j], &key) < 0)
+			j++;
 		body[i] = NULL;
-		for (size_t j = 0; j < req->nent; j++) {
-			body_entry *e = &req->ent[j];
-			if (!e->matched && e->alen == al && memcmp(e->addr, to[i]->addr, al) == 0) {
-				e->matched = true;
-				body[i] = e->body;
-				blen[i] = e->blen;
-				break;
-			}
+		if (j < req->nent && cmp_ent(&ent[j], &key) == 0) {
+			ent[j].matched = true;
+			body[i] = ent[j].body;
+			blen[i] = ent[j].blen;
+			j++; /* a repeated address stays unmatched: extra */
 		}
 		missing += body[i] == NULL;
 	}
-	for (size_t j = 0; j < req->nent; j++)
-		extra += !req->ent[j].matched;
+	for (size_t k = 0; k < req->nent; k++)
+		extra += !ent[k].matched;
 	if (!missing && !extra)
 		return true;
 
@@ -201,9 +259,9 @@ static bool match_bodies(core *c, device *from, send_req *req, device **to, size
 			cbw_text(w, to[i]->addr);
 	cbw_text(w, "extra");
 	cbw_array(w, extra);
-	for (size_t j = 0; j < req->nent; j++)
-		if (!req->ent[j].matched)
-			cbw_textn(w, req->ent[j].addr, req->ent[j].alen);
+	for (size_t k = 0; k < req->nent; k++)
+		if (!ent[k].matched)
+			cbw_textn(w, ent[k].addr, ent[k].alen);
 	c->n.msgs_refused++;
 	c->n.errors_out++;
 	core_log(c, CORE_LOG_INFO, "refused a send from %s: devices (%zu missing, %zu extra)",
@@ -228,22 +286,90 @@ static enum core_verdict answer_duplicate(core *c, device *from, const send_req 
 	return CORE_ALLOW;
 }
 
+/* The checks every send passes before its target is looked at. */
+static const char *send_begin(core *c, const uint8_t *payload, size_t len, int qos,
+                              send_req *req, const char **msg, char *buf, size_t buflen)
+{
+	memset(req, 0, sizeof(*req));
+	if (qos == 0) {
+		*msg = "sends need QoS 1 or 2";
+		return "qos";
+	}
+	if (len > c->cfg.max_body) {
+		snprintf(buf, buflen, "the payload of %zu bytes is over the limit of %u bytes", len,
+		         c->cfg.max_body);
+		*msg = buf;
+		return "size";
+	}
+	return parse_send(c, payload, len, req, msg);
+}
+
+/* Stores and delivers a checked send to conv; its n recipients are in
+ * c->fan.to. */
+static enum core_verdict send_conv(core *c, device *from, send_req *req, const char *conv, size_t n)
+{
+	uint64_t seq;
+	char first_conv[CHAT_CONV_MAX + 1];
+	int rc = store_dedup_get(c->st, from->addr, &req->cid, first_conv, &seq);
+	if (rc == CHAT_OK)
+		return answer_duplicate(c, from, req, first_conv, seq);
+	if (rc != CHAT_ENOTFOUND) {
+		core_log(c, CORE_LOG_ERR, "dedup lookup failed for %s: %s", from->addr, store_errmsg(c->st));
+		return refuse(c, from, req, "store", "the message could not be stored");
+	}
+	if (req->bodies && !match_bodies(c, from, req, n))
+		return CORE_DENY;
+
+	device **to = c->fan.to;
+	uint64_t now = c->io.now_ms(c->io.ctx);
+	uint64_t ttl = req->has_ttl && req->ttl > 0 && req->ttl < c->cfg.offline_ttl_s
+	               ? req->ttl : c->cfg.offline_ttl_s;
+	store_msg m = {
+		.conv = conv, .from = from->addr, .cid = req->cid, .ts = now, .expires = now + ttl * 1000,
+		.has_type = req->has_type, .type = req->type,
+		.body = req->has_body ? req->body : NULL, .body_len = req->body_len,
+		.bodies = req->bodies, .bodies_len = req->bodies_len,
+	};
+	for (size_t i = 0; i < n; i++)
+		c->fan.addrs[i] = to[i]->addr;
+	rc = store_send(c->st, &m, c->fan.addrs, n, c->cfg.max_queue, &seq);
+	if (rc == CHAT_EQUOTA)
+		return refuse(c, from, req, "quota", "a recipient's offline queue is full");
+	if (rc) {
+		core_log(c, CORE_LOG_ERR, "storing a message from %s failed: %s", from->addr,
+		         store_errmsg(c->st));
+		return refuse(c, from, req, "store", "the message could not be stored");
+	}
+	c->n.msgs_stored++;
+
+	const user *me = from->user;
+	ev_sent(&c->w, &req->cid, conv, seq, now);
+	ev_publish(c, from, &c->w);
+	if (req->has_body) {
+		ev_msg(&c->w, &m, seq, req->body, req->body_len, false);
+		ev_msg(&c->w2, &m, seq, req->body, req->body_len, true);
+		for (size_t i = 0; i < n; i++)
+			if (dev_live(to[i]))
+				ev_publish(c, to[i], to[i]->user == me ? &c->w2 : &c->w);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			if (!dev_live(to[i]))
+				continue; /* queued: a replaying device gets it in order */
+			ev_msg(&c->w, &m, seq, c->fan.bodies[i], c->fan.blens[i], to[i]->user == me);
+			ev_publish(c, to[i], &c->w);
+		}
+	}
+	return CORE_ALLOW;
+}
+
 enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
                           int qos, bool retain)
 {
 	(void)retain;
-	if (qos == 0)
-		return refuse(c, from, NULL, "qos", "sends need QoS 1 or 2");
-	if (len > c->cfg.max_body) {
-		char msg[128];
-		snprintf(msg, sizeof(msg), "the payload of %zu bytes is over the limit of %u bytes", len,
-		         c->cfg.max_body);
-		return refuse(c, from, NULL, "size", msg);
-	}
 	send_req req;
-	memset(&req, 0, sizeof(req));
 	const char *emsg = NULL;
-	const char *code = parse_send(payload, len, &req, &emsg);
+	char buf[128];
+	const char *code = send_begin(c, payload, len, qos, &req, &emsg, buf, sizeof(buf));
 	if (code)
 		return refuse(c, from, &req, code, emsg);
 
@@ -258,61 +384,32 @@ enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *
 
 	char conv[CHAT_CONV_MAX + 1];
 	chat_dm_conv(conv, me->name, strlen(me->name), peer->name, strlen(peer->name));
+	size_t n = 0;
+	if (!add_devices(c, peer, NULL, &n) || !add_devices(c, me, from, &n))
+		return refuse(c, from, &req, "store", "out of memory");
+	return send_conv(c, from, &req, conv, n);
+}
 
-	uint64_t seq;
-	char first_conv[CHAT_CONV_MAX + 1];
-	int rc = store_dedup_get(c->st, from->addr, &req.cid, first_conv, &seq);
-	if (rc == CHAT_OK)
-		return answer_duplicate(c, from, &req, first_conv, seq);
-	if (rc != CHAT_ENOTFOUND) {
-		core_log(c, CORE_LOG_ERR, "dedup lookup failed for %s: %s", from->addr, store_errmsg(c->st));
-		return refuse(c, from, &req, "store", "the message could not be stored");
+enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_t *payload,
+                             size_t len, int qos)
+{
+	send_req req;
+	const char *emsg = NULL;
+	char buf[128];
+	const char *code = send_begin(c, payload, len, qos, &req, &emsg, buf, sizeof(buf));
+	if (code)
+		return refuse(c, from, &req, code, emsg);
+
+	/* An unknown group and a group one is not in look the same. */
+	group *g = chat_valid_group(t->a, t->alen) ? group_find(c, t->a, t->alen) : NULL;
+	const user *me = from->user;
+	if (!g || !group_has(g, me->name, strlen(me->name)))
+		return refuse(c, from, &req, "member", "not a member of this group");
+	size_t n = 0;
+	for (size_t i = 0; i < g->n; i++) {
+		const user *u = dir_user(&c->dir, g->m[i]->user, strlen(g->m[i]->user));
+		if (u && !add_devices(c, u, from, &n))
+			return refuse(c, from, &req, "store", "out of memory");
 	}
-
-	device *to[MAX_RECIPIENTS];
-	const uint8_t *bodies[MAX_RECIPIENTS];
-	size_t blens[MAX_RECIPIENTS];
-	size_t n = recipients(peer, from, to);
-	if (req.bodies && !match_bodies(c, from, &req, to, n, bodies, blens))
-		return CORE_DENY;
-
-	uint64_t now = c->io.now_ms(c->io.ctx);
-	uint64_t ttl = req.has_ttl && req.ttl > 0 && req.ttl < c->cfg.offline_ttl_s ? req.ttl
-	                                                                           : c->cfg.offline_ttl_s;
-	store_msg m = {
-		.conv = conv, .from = from->addr, .cid = req.cid, .ts = now, .expires = now + ttl * 1000,
-		.has_type = req.has_type, .type = req.type,
-		.body = req.has_body ? req.body : NULL, .body_len = req.body_len,
-		.bodies = req.bodies, .bodies_len = req.bodies_len,
-	};
-	const char *addrs[MAX_RECIPIENTS];
-	for (size_t i = 0; i < n; i++)
-		addrs[i] = to[i]->addr;
-	rc = store_send(c->st, &m, addrs, n, c->cfg.max_queue, &seq);
-	if (rc == CHAT_EQUOTA)
-		return refuse(c, from, &req, "quota", "a recipient's offline queue is full");
-	if (rc) {
-		core_log(c, CORE_LOG_ERR, "storing a message from %s failed: %s", from->addr,
-		         store_errmsg(c->st));
-		return refuse(c, from, &req, "store", "the message could not be stored");
-	}
-	c->n.msgs_stored++;
-
-	ev_sent(&c->w, &req.cid, conv, seq, now);
-	ev_publish(c, from, &c->w);
-	if (req.has_body) {
-		ev_msg(&c->w, &m, seq, req.body, req.body_len, false);
-		ev_msg(&c->w2, &m, seq, req.body, req.body_len, true);
-		for (size_t i = 0; i < n; i++)
-			if (dev_live(to[i]))
-				ev_publish(c, to[i], to[i]->user == me ? &c->w2 : &c->w);
-	} else {
-		for (size_t i = 0; i < n; i++) {
-			if (!dev_live(to[i]))
-				continue; /* queued: a replaying device gets it in order */
-			ev_msg(&c->w, &m, seq, bodies[i], blens[i], to[i]->user == me);
-			ev_publish(c, to[i], &c->w);
-		}
-	}
-	return CORE_ALLOW;
+	return send_conv(c, from, &req, g->conv, n);
 }

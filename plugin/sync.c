@@ -12,7 +12,8 @@
  * backlog (dev_live() is false), so it sees seq 3 before seq 105; the
  * replay switches the device to live delivery when it reaches the end and
  * sends {"k":"sync","done":true}. Queued events (receipts) leave the queue
- * once replayed; messages stay until the device's delivered receipt.
+ * once replayed; messages and group events stay until the device's
+ * delivered receipt.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -47,6 +48,12 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 	}
 	if (!m || m->expires <= p->now)
 		return 0; /* expired: never delivered late; the sweep removes it */
+	if (m->kind == STORE_KIND_GROUP) {
+		ev_group(&c->w, m, e->seq);
+		ev_publish(c, p->dev, &c->w);
+		p->msgs++; /* acknowledged by a delivered receipt, like a message */
+		return 0;
+	}
 	const uint8_t *body;
 	size_t blen;
 	if (!ev_body_for(m, p->dev->addr, &body, &blen)) {

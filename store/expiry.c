@@ -148,7 +148,7 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 	bool have = rc == CHAT_OK;
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		rc = CHAT_OK;
-	if (rc == CHAT_OK && have)
+	if (rc == CHAT_OK && have && m.kind == STORE_KIND_MSG)
 		rc = drop_dedup(st, &m, mk, mklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)mk, mklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)mk, mklen);

@@ -15,6 +15,10 @@
  *   u8 cid_len, cid (a uint cid is 8 bytes), u8 from_len, from, '\0',
  *   u32 body_len, body (the bodies map when MSG_F_BODIES; empty when
  *   MSG_F_NOBODY: delivered everywhere, body deleted)
+ * MSG_F_GROUP marks a group event (its body is the encoded event). It is a
+ * flag rather than a new record version: records written before groups
+ * existed decode unchanged as messages, and an older build refuses a group
+ * event as an unknown flag instead of delivering it as a message.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +31,8 @@
 #define MSG_F_CID_UINT 0x02
 #define MSG_F_BODIES 0x04
 #define MSG_F_NOBODY 0x08
+#define MSG_F_GROUP 0x10
+#define MSG_F_ALL (MSG_F_TYPE | MSG_F_CID_UINT | MSG_F_BODIES | MSG_F_NOBODY | MSG_F_GROUP)
 #define MSG_FIXED (1 + 1 + 8 + 8 + 8)
 #define MSG_HDR_MAX (MSG_FIXED + 1 + STORE_CID_MAX + 1 + CHAT_ADDR_MAX + 1 + 4)
 #define DEDUPVAL_MAX (STORE_MSGKEY_MAX + 8)
@@ -99,7 +105,7 @@ static size_t msg_encode_header(uint8_t *hdr, const store_msg *m, size_t body_le
 	uint8_t *p = hdr;
 	*p++ = MSG_VERSION;
 	*p++ = (m->has_type ? MSG_F_TYPE : 0) | (m->cid.is_uint ? MSG_F_CID_UINT : 0) |
-	       (bodies ? MSG_F_BODIES : 0);
+	       (bodies ? MSG_F_BODIES : 0) | (m->kind == STORE_KIND_GROUP ? MSG_F_GROUP : 0);
 	store_be64_put(p, m->ts);
 	store_be64_put(p + 8, m->expires);
 	store_be64_put(p + 16, m->has_type ? m->type : 0);
@@ -127,11 +133,11 @@ static size_t msg_encode_header(uint8_t *hdr, const store_msg *m, size_t body_le
 static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 {
 	const uint8_t *p = rec, *end = rec + len;
-	if (len < MSG_FIXED + 1 || p[0] != MSG_VERSION ||
-	    (p[1] & ~(MSG_F_TYPE | MSG_F_CID_UINT | MSG_F_BODIES | MSG_F_NOBODY)))
+	if (len < MSG_FIXED + 1 || p[0] != MSG_VERSION || (p[1] & ~MSG_F_ALL))
 		return false;
 	uint8_t flags = p[1];
 	memset(out, 0, sizeof *out);
+	out->kind = flags & MSG_F_GROUP ? STORE_KIND_GROUP : STORE_KIND_MSG;
 	out->ts = store_be64_get(p + 2);
 	out->expires = store_be64_get(p + 10);
 	out->has_type = flags & MSG_F_TYPE;
@@ -183,19 +189,49 @@ static int msg_check(store *st, const store_msg *m)
 		return store_fail(st, CHAT_EINVAL, "a message needs exactly one of body, bodies");
 	if ((m->bodies ? m->bodies_len : m->body_len) > UINT32_MAX)
 		return store_fail(st, CHAT_ETOOBIG, "message body over 4 GiB");
+	if (m->kind != STORE_KIND_MSG && m->kind != STORE_KIND_GROUP)
+		return store_fail(st, CHAT_EINVAL, "bad message kind %d", (int)m->kind);
 	return CHAT_OK;
 }
 
-static bool seen_before(const char *const *to, size_t i)
+static int cmp_str(const void *a, const void *b)
 {
-	for (size_t j = 0; j < i; j++)
-		if (strcmp(to[j], to[i]) == 0)
-			return true;
-	return false;
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The recipients sorted, so duplicates are adjacent: a fan-out to
+ * thousands of devices stays O(n log n). */
+static const char *const *sorted_recipients(store *st, const char *const *to, size_t n)
+{
+	if (n > st->to_cap) {
+		size_t cap = st->to_cap ? st->to_cap : 64;
+		while (cap < n)
+			cap *= 2;
+		const char **p = realloc(st->to_sorted, cap * sizeof *p);
+		if (!p)
+			return NULL;
+		st->to_sorted = p;
+		st->to_cap = cap;
+	}
+	memcpy(st->to_sorted, to, n * sizeof *to);
+	qsort(st->to_sorted, n, sizeof *to, cmp_str);
+	return st->to_sorted;
 }
 
 int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq)
+{
+	store_batch(st);
+	int rc = store_send_batch(st, msg, to, n, max_queue, seq);
+	if (rc == CHAT_OK)
+		rc = store_commit(st);
+	else
+		rocksdb_writebatch_clear(st->wb);
+	return rc;
+}
+
+int store_send_batch(store *st, const store_msg *msg, const char *const *to, size_t n,
+                     uint64_t max_queue, uint64_t *seq)
 {
 	uint8_t mkey[STORE_MSGKEY_MAX], dkey[STORE_DEDUPKEY_MAX], dval[DEDUPVAL_MAX];
 	uint8_t ekey[EXPKEY_MAX], hdr[MSG_HDR_MAX], buf[8];
@@ -210,8 +246,11 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 	uint64_t s = last + 1;
 	size_t mklen = store_msgkey(mkey, msg->conv, s);
 	size_t cl = mklen - 1 - STORE_SEQ_LEN;
+	const char *const *rcpt = n ? sorted_recipients(st, to, n) : to;
+	if (n && !rcpt)
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
 
-	rocksdb_writebatch_t *wb = store_batch(st);
+	rocksdb_writebatch_t *wb = st->wb;
 	store_be64_put(buf, s);
 	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_CONVS], msg->conv, cl, (const char *)buf, 8);
 
@@ -225,11 +264,13 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 	size_t vlens[2] = { hlen, body_len };
 	rocksdb_writebatch_putv_cf(wb, st->cf[STORE_CF_MSGS], 1, kparts, klens, 2, vparts, vlens);
 
-	size_t dklen = store_dedupkey(dkey, msg->from, &msg->cid);
-	memcpy(dval, mkey, mklen);
-	store_be64_put(dval + mklen, msg->expires);
-	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_DEDUP], (const char *)dkey, dklen,
-	                          (const char *)dval, mklen + 8);
+	if (msg->kind == STORE_KIND_MSG) {
+		size_t dklen = store_dedupkey(dkey, msg->from, &msg->cid);
+		memcpy(dval, mkey, mklen);
+		store_be64_put(dval + mklen, msg->expires);
+		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_DEDUP], (const char *)dkey, dklen,
+		                          (const char *)dval, mklen + 8);
+	}
 
 	store_be64_put(ekey, msg->expires);
 	ekey[8] = 0;
@@ -240,14 +281,12 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		uint64_t qseq;
 		uint8_t rk[STORE_RCPTKEY_MAX];
-		if (seen_before(to, i))
+		if (i > 0 && strcmp(rcpt[i - 1], rcpt[i]) == 0)
 			continue;
-		rc = store_queue_add(st, to[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
-		if (rc != CHAT_OK) {
-			rocksdb_writebatch_clear(wb);
+		rc = store_queue_add(st, rcpt[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
+		if (rc != CHAT_OK)
 			return rc;
-		}
-		size_t rklen = store_rcptkey(rk, mkey, mklen, to[i], strlen(to[i]));
+		size_t rklen = store_rcptkey(rk, mkey, mklen, rcpt[i], strlen(rcpt[i]));
 		store_be64_put(buf, qseq);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen,
 		                          (const char *)buf, 8);
@@ -258,8 +297,6 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_REFS], (const char *)mkey, mklen,
 		                          (const char *)buf, 8);
 	}
-	if ((rc = store_commit(st)) != CHAT_OK)
-		return rc;
 	*seq = s;
 	return CHAT_OK;
 }

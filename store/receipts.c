@@ -3,7 +3,8 @@
  *
  * One small record per (message, user) in rstate, keyed conv \0 seq \0 user
  * so the expiry sweep deletes a message's states with one prefix walk.
- * States only move forward; the sender's own user has none. The message
+ * States only move forward; the sender's own user has none, and group
+ * events (which take a seq in a group's order) have none at all. The message
  * record (kept as metadata after its body is gone) supplies the sender to
  * notify.
  */
@@ -39,8 +40,12 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 		return CHAT_OK; /* unknown or expired */
 	if (rc != CHAT_OK)
 		return rc;
-	snprintf(from_out, CHAT_ADDR_MAX + 1, "%s", m.from);
+	bool event = m.kind != STORE_KIND_MSG;
+	if (!event)
+		snprintf(from_out, CHAT_ADDR_MAX + 1, "%s", m.from);
 	rocksdb_pinnableslice_destroy(val);
+	if (event)
+		return CHAT_OK; /* a group event: acknowledged, but it has no state */
 	if (sent_by(from_out, by, ul))
 		return CHAT_OK;
 

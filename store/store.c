@@ -41,6 +41,7 @@ const char *const store_cf_names[STORE_CF_COUNT] = {
 	[STORE_CF_QMETA] = "qmeta",
 	[STORE_CF_EXPIRY] = "expiry",
 	[STORE_CF_PREFS] = "prefs",
+	[STORE_CF_GROUPS] = "groups",
 };
 
 /* ---- errors, reads, the batch ---- */
@@ -424,5 +425,6 @@ void store_close(store *st)
 	sodium_memzero(st->token_key, sizeof st->token_key);
 	free(st->addrs);
 	free(st->addr_ptrs);
+	free(st->to_sorted);
 	free(st);
 }

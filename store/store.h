@@ -80,7 +80,13 @@ typedef struct store_cid {
 	size_t len;
 } store_cid;
 
+/* What a conversation entry is: a message, or a group event (membership
+ * change) stored in the group's order. A group event has no cid (no dedup
+ * entry), carries no receipt state, and its body is the encoded event. */
+enum store_msg_kind { STORE_KIND_MSG = 0, STORE_KIND_GROUP = 1 };
+
 typedef struct store_msg {
+	enum store_msg_kind kind;
 	const char *conv;        /* "dm:A:B" or "g:G" */
 	const char *from;        /* sender address "U/D" */
 	store_cid cid;
@@ -103,10 +109,10 @@ int store_dedup_get(store *st, const char *from, const store_cid *cid, char *con
                     uint64_t *seq);
 
 /* Stores a message in one WriteBatch: assigns the conversation's next seq,
- * writes the message, the dedup entry and one queue entry per recipient
- * device address in `to` (n of them). Fails with CHAT_EQUOTA (nothing
- * written) if a recipient's queue already holds max_queue entries
- * (0 = unlimited). */
+ * writes the message, the dedup entry (messages only) and one queue entry
+ * per distinct recipient device address in `to` (n of them; duplicates are
+ * queued once, in O(n log n)). Fails with CHAT_EQUOTA (nothing written) if
+ * a recipient's queue already holds max_queue entries (0 = unlimited). */
 int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq);
 
@@ -175,10 +181,10 @@ int store_queue_count(store *st, const char *addr, uint64_t *count);
 enum store_rstate { STORE_R_NONE = 0, STORE_R_DELIVERED = 1, STORE_R_READ = 2 };
 
 /* Moves the state of each (conv, seqs[i]) for recipient user `by` forward
- * to `state`, in one batch. For each i: from_out[i] is the message's sender
- * address ("" if the message is unknown or expired), changed[i] whether
- * the state moved and, if prev_out is not NULL, prev_out[i] the state
- * before. Repeats, backward moves and a user's own messages change
+ * to `state`, in one batch. For each i: from_out[i] is the message's
+ * sender address ("" if the message is unknown, expired or a group event),
+ * changed[i] whether the state moved and, if prev_out is not NULL,
+ * prev_out[i] the state before. Repeats, backward moves and a user's own messages change
  * nothing. */
 int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
                    enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
@@ -196,6 +202,38 @@ typedef struct store_prefs {
 /* The defaults when the user never set any. */
 int store_prefs_get(store *st, const char *user, store_prefs *out);
 int store_prefs_set(store *st, const char *user, const store_prefs *prefs);
+
+/* ---- groups ----
+ *
+ * A group's record: its display name and its members, each with an admin
+ * flag, in the order they joined. Membership changes are written together
+ * with the group event that announces them (store_group_event), so the
+ * record and the group conversation never disagree. */
+
+#define STORE_GROUP_NAME_MAX 128   /* bytes of a display name */
+#define STORE_GROUP_MEMBERS_MAX 65535
+
+typedef struct store_group_member {
+	const char *user;
+	bool admin;
+} store_group_member;
+
+typedef struct store_group {
+	const char *gid;
+	const char *name;                 /* "" when none */
+	const store_group_member *members;
+	size_t n;                         /* 0: the group is deleted */
+} store_group;
+
+/* Writes the group's record (or deletes it when g->n is 0) and stores ev
+ * (kind STORE_KIND_GROUP, conv "g:G") like store_send, without a queue
+ * quota, all in one WriteBatch; *seq is the event's seq. */
+int store_group_event(store *st, const store_group *g, const store_msg *ev,
+                      const char *const *to, size_t n, uint64_t *seq);
+/* Calls cb for every group (by gid); pointers are valid during the call
+ * only. Stops early and returns cb's value when it is non-zero. */
+typedef int (*store_group_cb)(void *arg, const store_group *g);
+int store_groups_each(store *st, store_group_cb cb, void *arg);
 
 /* ---- expiry ---- */
 

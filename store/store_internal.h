@@ -18,6 +18,7 @@
  *   qmeta     addr             -> u64 next qseq, u64 entries queued
  *   expiry    expires \0 conv \0 seq -> ""   (walked by store_expire)
  *   prefs     user             -> u8 version (1), u8 read_receipts, u8 presence
+ *   groups    gid              -> group record (groups.c)
  *
  * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms).
  * Tests include this header to reach the raw handles (white-box checks).
@@ -45,6 +46,7 @@ enum store_cf {
 	STORE_CF_QMETA,
 	STORE_CF_EXPIRY,
 	STORE_CF_PREFS,
+	STORE_CF_GROUPS,
 	STORE_CF_COUNT
 };
 
@@ -79,6 +81,9 @@ struct store {
 	rocksdb_writebatch_t *wb; /* reused by every mutation */
 	uint8_t token_key[STORE_KEY_LEN];
 	char err[STORE_ERR_MAX];
+	/* store_send's sorted copy of its recipients, grown as needed */
+	const char **to_sorted;
+	size_t to_cap;
 	/* store_expire's list of undelivered devices, grown as needed */
 	char (*addrs)[CHAT_ADDR_MAX + 1];
 	const char **addr_ptrs;
@@ -163,6 +168,11 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry. */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
+/* Adds a message (or group event) to the shared batch without clearing or
+ * committing it: the conversation's next seq, record, dedup entry, expiry
+ * entry, refcount and one queue entry per distinct recipient. */
+int store_send_batch(store *st, const store_msg *msg, const char *const *to, size_t n,
+                     uint64_t max_queue, uint64_t *seq);
 /* The dedup key of (from, cid) into out (STORE_DEDUPKEY_MAX bytes); 0 if
  * malformed. */
 #define STORE_DEDUPKEY_MAX (CHAT_ADDR_MAX + 1 + 1 + STORE_CID_MAX)

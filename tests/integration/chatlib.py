@@ -535,6 +535,21 @@ class Device(Client):
         return self.publish("%s/dm/%s" % (self.prefix, peer), cbor2.dumps(m), qos=qos, retain=retain,
                             timeout=timeout)
 
+    def send_group(self, gid, cid, body=None, bodies=None, qos=1, timeout=5.0, **extra):
+        """Publishes a send to chat/group/{gid}; returns the ack's reason code."""
+        m = {"cid": cid}
+        if body is not None:
+            m["body"] = body
+        if bodies is not None:
+            m["bodies"] = bodies
+        m.update(extra)
+        return self.publish("%s/group/%s" % (self.prefix, gid), cbor2.dumps(m), qos=qos,
+                            timeout=timeout)
+
+    def typing(self, conv, on=True):
+        """Publishes {on} on chat/typing/{conv} at QoS 0."""
+        self.publish("%s/typing/%s" % (self.prefix, conv), cbor2.dumps({"on": on}), qos=0)
+
     def sync(self, timeout=5.0):
         """Publishes {} on chat/sync; returns the PUBACK's reason code."""
         return self.publish("%s/sync" % self.prefix, cbor2.dumps({}), timeout=timeout)

@@ -20,6 +20,9 @@
 
 /* ================= the recording fake ================= */
 
+/* The client id recorded for a publish to every subscriber (NULL). */
+#define ALL_SUBSCRIBERS "*"
+
 typedef struct pubrec {
 	char *clientid, *topic;
 	uint8_t *p;
@@ -60,11 +63,15 @@ static int fake_publish(void *ctx, const char *clientid, const char *topic, cons
                         size_t len, int qos, bool retain)
 {
 	ck_assert_ptr_eq(ctx, &F);
-	ck_assert_ptr_nonnull(clientid);
 	ck_assert_ptr_nonnull(topic);
+	/* To all subscribers: only the retained presence documents. */
+	if (!clientid) {
+		ck_assert(retain);
+		ck_assert_ptr_nonnull(strstr(topic, "/presence/"));
+	}
 	F.pubs = grow(F.pubs, &F.cappubs, F.npubs, sizeof(pubrec));
 	pubrec *r = &F.pubs[F.npubs++];
-	r->clientid = xstrdup(clientid);
+	r->clientid = xstrdup(clientid ? clientid : ALL_SUBSCRIBERS);
 	r->topic = xstrdup(topic);
 	r->p = malloc(len ? len : 1);
 	ck_assert_ptr_nonnull(r->p);
@@ -392,11 +399,15 @@ static size_t count_to(size_t m, const char *clientid)
 	return n;
 }
 
-/* The single admin reply since m, checked for addressing, cmd and rid. */
+/* The single admin reply since m, checked for addressing, cmd and rid
+ * (presence documents a command causes aside). */
 static const pubrec *admin_reply(size_t m, const char *cmd, uint64_t rid)
 {
-	ck_assert_uint_eq(F.npubs - m, 1);
-	const pubrec *p = &F.pubs[m];
+	ck_assert_uint_eq(F.npubs - m - count_to(m, ALL_SUBSCRIBERS), 1);
+	const pubrec *p = NULL;
+	for (size_t i = m; i < F.npubs && !p; i++)
+		if (strcmp(F.pubs[i].clientid, ALL_SUBSCRIBERS) != 0)
+			p = &F.pubs[i];
 	ck_assert_str_eq(p->clientid, "chatctl-1");
 	ck_assert_str_eq(p->topic, "$CONTROL/chat/v1/response");
 	ck_assert_int_eq(p->qos, 1);
@@ -1555,8 +1566,9 @@ START_TEST(send_bodies_wrong_set)
 	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
 	const pubrec *e = refused(m, "alice/phone", "devices");
 	fbytes_eq(e, "cid", "w1", 2);
-	ck_assert_str_eq(ftext_list(e, "missing"), "bob/phone,alice/tablet");
-	ck_assert_str_eq(ftext_list(e, "extra"), "carol/x,alice/phone");
+	/* both lists in address order */
+	ck_assert_str_eq(ftext_list(e, "missing"), "alice/tablet,bob/phone");
+	ck_assert_str_eq(ftext_list(e, "extra"), "alice/phone,carol/x");
 
 	/* Only extras. */
 	const char *set2[] = { "bob/laptop", "bob/phone", "alice/tablet", "bob/tablet" };
@@ -1578,7 +1590,7 @@ START_TEST(send_bodies_wrong_set)
 	m = mark();
 	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
 	e = refused(m, "alice/phone", "devices");
-	ck_assert_str_eq(ftext_list(e, "missing"), "bob/laptop,bob/phone,alice/tablet");
+	ck_assert_str_eq(ftext_list(e, "missing"), "alice/tablet,bob/laptop,bob/phone");
 
 	/* Nothing was stored: the next good send is seq 1, and w1 is not a
 	 * duplicate. */
@@ -1738,7 +1750,6 @@ START_TEST(send_other_topics)
 	/* Key requests go on to the key server, untouched. */
 	size_t m = mark();
 	ck_assert_int_eq(pub_as("alice/phone", "chat/keys/req/alice/phone", &w, 1, false), CORE_ALLOW);
-	ck_assert_int_eq(pub_as("alice/phone", "chat/typing/dm:alice:bob", &w, 0, false), CORE_ALLOW);
 	/* Outside chat/: not ours. */
 	ck_assert_int_eq(pub_as("alice/phone", "sensors/t", &w, 0, true), CORE_ALLOW);
 	/* Foreign, service and admin publishes are judged by the ACL only. */
@@ -1747,9 +1758,9 @@ START_TEST(send_other_topics)
 	ck_assert_int_eq(core_message(C, CONN(30), "s", NULL, "chat/foo", w.buf, w.len, 1, false, 4),
 	                 CORE_ALLOW);
 	ck_assert_uint_eq(F.npubs, m);
-	/* Not built yet: an explicit error, not silence. */
+	/* A group one is not in: an explicit error, not silence. */
 	ck_assert_int_eq(pub_as("alice/phone", "chat/group/g1", &w, 1, false), CORE_DENY);
-	refused(m, "alice/phone", "unsupported");
+	refused(m, "alice/phone", "field"); /* no cid: the payload is judged first */
 	/* A receipt without its fields is refused with the reason. */
 	m = mark();
 	ck_assert_int_eq(pub_as("alice/phone", "chat/receipt", &w, 1, false), CORE_DENY);
@@ -1930,6 +1941,756 @@ START_TEST(tick_without_kicks)
 }
 END_TEST
 
+
+/* ================= groups ================= */
+
+/* {op, rid, gid?, members?, user?} on chat/ctl from `from`; the ctl reply. */
+static const pubrec *gctl(const char *from, const char *op, uint64_t rid, const char *gid,
+                          const char *const *members, size_t n, const char *user)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 2 + (gid != NULL) + (members != NULL) + (user != NULL));
+	cbw_text(&w, "op"); cbw_text(&w, op);
+	cbw_text(&w, "rid"); cbw_uint(&w, rid);
+	if (gid) {
+		cbw_text(&w, "gid"); cbw_text(&w, gid);
+	}
+	if (members) {
+		cbw_text(&w, "members");
+		cbw_array(&w, n);
+		for (size_t i = 0; i < n; i++)
+			cbw_text(&w, members[i]);
+	}
+	if (user) {
+		cbw_text(&w, "user"); cbw_text(&w, user);
+	}
+	size_t m = mark();
+	pub_as(from, "chat/ctl", &w, 1, false);
+	cbw_free(&w);
+	for (size_t i = m; i < F.npubs; i++) {
+		const pubrec *p = &F.pubs[i];
+		if (strcmp(p->clientid, from) == 0 && strcmp(ftext(p, "k"), "ctl") == 0) {
+			ck_assert_uint_eq(fuint(p, "rid"), rid);
+			return p;
+		}
+	}
+	ck_abort_msg("no ctl reply to %s", from);
+	return NULL;
+}
+
+static void gctl_fails(const pubrec *p, const char *code)
+{
+	ck_assert_msg(!fbool(p, "ok"), "expected %s", code);
+	ck_assert_str_eq(ftext(p, "code"), code);
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+}
+
+/* The one event of kind k to addr since m (others to addr aside). */
+static const pubrec *kind_to(size_t m, const char *addr, const char *k)
+{
+	const pubrec *found = NULL;
+	for (size_t i = m; i < F.npubs; i++) {
+		const pubrec *p = &F.pubs[i];
+		if (strcmp(p->clientid, addr) == 0 && strcmp(ftext(p, "k"), k) == 0) {
+			ck_assert_msg(!found, "more than one %s event to %s", k, addr);
+			found = p;
+		}
+	}
+	ck_assert_msg(found != NULL, "no %s event to %s", k, addr);
+	ck_assert_int_eq(found->qos, 1);
+	return found;
+}
+
+/* The group event to addr since m, checked against op, by, members, seq. */
+static void group_event_is(size_t m, const char *addr, const char *op, const char *by,
+                           const char *members, uint64_t seq)
+{
+	const pubrec *e = kind_to(m, addr, "group");
+	ck_assert_str_eq(ftext(e, "gid"), "g1");
+	ck_assert_str_eq(ftext(e, "conv"), "g:g1");
+	ck_assert_str_eq(ftext(e, "op"), op);
+	ck_assert_str_eq(ftext(e, "by"), by);
+	ck_assert_str_eq(ftext_list(e, "members"), members);
+	ck_assert_uint_eq(fuint(e, "seq"), seq);
+	ck_assert_uint_eq(fuint(e, "ts"), F.now);
+}
+
+static enum core_verdict gsend(const char *from, const char *gid, const cbw *w)
+{
+	char topic[256];
+	snprintf(topic, sizeof(topic), "chat/group/%s", gid);
+	return pub_as(from, topic, w, 1, false);
+}
+
+/* standard_cast plus carol/x (online) and dave/x (online, a stranger);
+ * alice creates g1 with bob and carol. */
+static void group_cast(void)
+{
+	standard_cast();
+	add_device("carol", "x");
+	add_device("dave", "x");
+	connect_dev("carol/x");
+	connect_dev("dave/x");
+	const char *mem[] = { "bob", "carol", "bob" };
+	size_t m = mark();
+	const pubrec *p = gctl("alice/phone", "group.create", 1, "g1", mem, 3, NULL);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_eq(ftext(p, "gid"), "g1");
+	ck_assert_uint_eq(fuint(p, "seq"), 1);
+	const char *to[] = { "alice/tablet", "bob/laptop", "carol/x" };
+	for (size_t i = 0; i < 3; i++)
+		group_event_is(m, to[i], "created", "alice", "alice,bob,carol", 1);
+	ck_assert_uint_eq(count_to(m, "dave/x"), 0);
+	ck_assert_uint_eq(count_to(m, "alice/phone"), 2); /* the event and the reply */
+}
+
+START_TEST(group_create_and_rules)
+{
+	group_cast();
+	const char *bob[] = { "bob" }, *dave[] = { "dave" }, *zed[] = { "zed" };
+	/* Only admins add, remove and promote; non-members nothing at all. */
+	gctl_fails(gctl("bob/laptop", "group.add", 2, "g1", dave, 1, NULL), "admin");
+	gctl_fails(gctl("bob/laptop", "group.remove", 3, "g1", bob, 1, NULL), "admin");
+	gctl_fails(gctl("bob/laptop", "group.admin", 4, "g1", NULL, 0, "bob"), "admin");
+	gctl_fails(gctl("dave/x", "group.add", 5, "g1", dave, 1, NULL), "member");
+	gctl_fails(gctl("dave/x", "group.leave", 6, "g1", NULL, 0, NULL), "member");
+	gctl_fails(gctl("dave/x", "group.info", 7, "g1", NULL, 0, NULL), "member");
+	/* Unknown groups, taken ids, unknown users, malformed arguments. */
+	gctl_fails(gctl("alice/phone", "group.add", 8, "nope", dave, 1, NULL), "notfound");
+	gctl_fails(gctl("dave/x", "group.create", 9, "g1", NULL, 0, NULL), "exists");
+	gctl_fails(gctl("alice/phone", "group.add", 10, "g1", zed, 1, NULL), "user");
+	gctl_fails(gctl("dave/x", "group.create", 11, "g2", zed, 1, NULL), "user");
+	gctl_fails(gctl("alice/phone", "group.add", 12, "g/1", dave, 1, NULL), "field");
+	gctl_fails(gctl("alice/phone", "group.add", 13, "g1", NULL, 0, NULL), "field");
+	gctl_fails(gctl("alice/phone", "group.admin", 14, "g1", NULL, 0, "dave"), "user");
+	const char *bad[] = { "a b" };
+	gctl_fails(gctl("alice/phone", "group.add", 15, "g1", bad, 1, NULL), "field");
+	gctl_fails(gctl("alice/phone", "group.create", 16, NULL, NULL, 0, NULL), "field");
+	/* Refusals changed nothing: the next event is seq 2. */
+	size_t m = mark();
+	const pubrec *p = gctl("alice/phone", "group.add", 17, "g1", dave, 1, NULL);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fuint(p, "seq"), 2);
+	group_event_is(m, "dave/x", "added", "alice", "dave", 2);
+	group_event_is(m, "bob/laptop", "added", "alice", "dave", 2);
+	/* Adding a member again changes nothing: ok, no seq, no event. */
+	m = mark();
+	p = gctl("alice/phone", "group.add", 18, "g1", dave, 1, NULL);
+	ck_assert(fbool(p, "ok"));
+	ck_assert(!fhas(p, "seq"));
+	ck_assert_uint_eq(F.npubs - m, 1);
+	/* info lists members in join order and the admins. */
+	p = gctl("carol/x", "group.info", 19, "g1", NULL, 0, NULL);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_eq(ftext_list(p, "members"), "alice,bob,carol,dave");
+	ck_assert_str_eq(ftext_list(p, "admins"), "alice");
+	/* A non-text members entry, and a bad payload, are refused. */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "op"); cbw_text(&w, "group.add");
+	cbw_text(&w, "rid"); cbw_uint(&w, 20);
+	cbw_text(&w, "gid"); cbw_text(&w, "g1");
+	cbw_text(&w, "members"); cbw_array(&w, 1); cbw_uint(&w, 7);
+	m = mark();
+	ck_assert_int_eq(pub_as("alice/phone", "chat/ctl", &w, 1, false), CORE_DENY);
+	gctl_fails(event_to(m, "alice/phone", "ctl"), "field");
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(group_size_limit)
+{
+	close_core();
+	CFG.max_group_size = 3;
+	open_core();
+	group_cast(); /* alice, bob, carol: full */
+	const char *dave[] = { "dave" };
+	gctl_fails(gctl("alice/phone", "group.add", 2, "g1", dave, 1, NULL), "limit");
+	const char *three[] = { "bob", "carol", "alice" }; /* with dave: four */
+	gctl_fails(gctl("dave/x", "group.create", 3, "g2", three, 3, NULL), "limit");
+	/* Configured out of range: refused at start. */
+	close_core();
+	CFG.max_group_size = 1;
+	char err[256] = "";
+	ck_assert_ptr_null(core_open(&CFG, &IO, err, sizeof(err)));
+	ck_assert_ptr_nonnull(strstr(err, "max_group_size"));
+	CFG.max_group_size = 1024;
+	open_core();
+}
+END_TEST
+
+START_TEST(group_send_fanout)
+{
+	group_cast();
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 7, "hello");
+	size_t m = mark();
+	ck_assert_int_eq(gsend("alice/phone", "g1", &w), CORE_ALLOW);
+	const pubrec *e = event_to(m, "alice/phone", "sent");
+	ck_assert_str_eq(ftext(e, "conv"), "g:g1");
+	ck_assert_uint_eq(fuint(e, "seq"), 2);
+	const char *to[] = { "alice/tablet", "bob/laptop", "carol/x" };
+	for (size_t i = 0; i < 3; i++) {
+		e = event_to(m, to[i], "msg");
+		ck_assert_str_eq(ftext(e, "conv"), "g:g1");
+		ck_assert_str_eq(ftext(e, "from"), "alice/phone");
+		ck_assert_uint_eq(fuint(e, "seq"), 2);
+		fbytes_eq(e, "body", "hello", 5);
+		ck_assert(fhas(e, "cid") == (i == 0)); /* only on the sender's own devices */
+	}
+	ck_assert_uint_eq(count_to(m, "dave/x"), 0);
+	ck_assert_uint_eq(F.npubs - m, 4);
+	/* A retry is answered, not stored again. */
+	m = mark();
+	ck_assert_int_eq(gsend("alice/phone", "g1", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 2);
+	ck_assert_uint_eq(F.npubs - m, 1);
+
+	/* bodies must name exactly every member device but the sender. */
+	const char *some[] = { "bob/laptop", "carol/x", "dave/x" };
+	bodies_payload(&w, "b1", some, 3);
+	m = mark();
+	ck_assert_int_eq(gsend("bob/laptop", "g1", &w), CORE_DENY);
+	e = refused(m, "bob/laptop", "devices");
+	ck_assert_str_eq(ftext_list(e, "missing"), "alice/phone,alice/tablet,bob/phone");
+	ck_assert_str_eq(ftext_list(e, "extra"), "bob/laptop,dave/x"); /* the sender itself */
+	const char *all[] = { "carol/x", "alice/tablet", "bob/phone", "alice/phone" };
+	bodies_payload(&w, "b2", all, 4);
+	m = mark();
+	ck_assert_int_eq(gsend("bob/laptop", "g1", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "carol/x", "msg"), "seq"), 3);
+	fbytes_eq(event_to(m, "alice/tablet", "msg"), "body", "for alice/tablet", 16);
+
+	/* Non-members and unknown groups: refused alike, nothing stored. */
+	send_uint_cid(&w, 8, "intruder");
+	m = mark();
+	ck_assert_int_eq(gsend("dave/x", "g1", &w), CORE_DENY);
+	refused(m, "dave/x", "member");
+	m = mark();
+	ck_assert_int_eq(gsend("dave/x", "nosuch", &w), CORE_DENY);
+	refused(m, "dave/x", "member");
+	m = mark();
+	ck_assert_int_eq(gsend("dave/x", "bad%20id", &w), CORE_DENY);
+	refused(m, "dave/x", "member");
+	send_uint_cid(&w, 9, "next");
+	m = mark();
+	ck_assert_int_eq(gsend("carol/x", "g1", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "carol/x", "sent"), "seq"), 4);
+	cbw_free(&w);
+}
+END_TEST
+
+/* The events a sync replays to addr, as "k:seq" (group events "op:seq"). */
+static const char *replay_trace(const char *addr)
+{
+	static char out[1024];
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 0);
+	size_t m = mark();
+	pub_as(addr, "chat/sync", &w, 1, false);
+	cbw_free(&w);
+	out[0] = '\0';
+	for (size_t i = m; i < F.npubs; i++) {
+		const pubrec *p = &F.pubs[i];
+		if (strcmp(p->clientid, addr) != 0)
+			continue;
+		const char *k = ftext(p, "k");
+		char item[64];
+		if (strcmp(k, "sync") == 0)
+			snprintf(item, sizeof(item), "done");
+		else if (strcmp(k, "group") == 0)
+			snprintf(item, sizeof(item), "%s:%llu", ftext(p, "op"), (unsigned long long)fuint(p, "seq"));
+		else if (fhas(p, "seq"))
+			snprintf(item, sizeof(item), "%s:%llu", k, (unsigned long long)fuint(p, "seq"));
+		else
+			snprintf(item, sizeof(item), "%s", k);
+		if (out[0])
+			strcat(out, ",");
+		strcat(out, item);
+	}
+	return out;
+}
+
+static void group_receipt(const char *from, const char *s, uint64_t seq)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, s);
+	cbw_text(&w, "conv"); cbw_text(&w, "g:g1");
+	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, seq);
+	pub_as(from, "chat/receipt", &w, 1, false);
+	cbw_free(&w);
+}
+
+START_TEST(group_remove_cuts_off)
+{
+	group_cast();
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "before");
+	ck_assert_int_eq(gsend("carol/x", "g1", &w), CORE_ALLOW); /* seq 2 */
+	const char *bob[] = { "bob" };
+	size_t m = mark();
+	const pubrec *p = gctl("alice/phone", "group.remove", 2, "g1", bob, 1, NULL);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fuint(p, "seq"), 3);
+	/* The removed member gets its removal; the others too. */
+	group_event_is(m, "bob/laptop", "removed", "alice", "bob", 3);
+	group_event_is(m, "carol/x", "removed", "alice", "bob", 3);
+	/* And nothing after it. */
+	send_uint_cid(&w, 2, "after");
+	m = mark();
+	ck_assert_int_eq(gsend("carol/x", "g1", &w), CORE_ALLOW);
+	ck_assert_uint_eq(count_to(m, "bob/laptop"), 0);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "msg"), "seq"), 4);
+	m = mark();
+	ck_assert_int_eq(gsend("bob/laptop", "g1", &w), CORE_DENY);
+	refused(m, "bob/laptop", "member");
+	/* bob/phone was offline: its queue ends with the removal. */
+	connect_dev("bob/phone");
+	ck_assert_str_eq(replay_trace("bob/phone"), "created:1,msg:2,removed:3,done");
+	/* A former member may still acknowledge what is queued for it (that
+	 * moves no state: carol hears nothing) but nothing else. */
+	m = mark();
+	group_receipt("bob/phone", "read", 2);
+	ck_assert_uint_eq(F.npubs, m);
+	group_receipt("bob/phone", "delivered", 2);
+	refused(m, "bob/phone", "conv");
+	/* Members' receipts reach the sender, and group events have no state. */
+	m = mark();
+	group_receipt("alice/tablet", "delivered", 4);
+	const pubrec *r = event_to(m, "carol/x", "receipt");
+	ck_assert_str_eq(ftext(r, "by"), "alice");
+	m = mark();
+	group_receipt("alice/tablet", "delivered", 3);
+	ck_assert_uint_eq(F.npubs, m);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(group_leave_admin_and_restart)
+{
+	group_cast();
+	size_t m = mark();
+	const pubrec *p = gctl("alice/phone", "group.admin", 2, "g1", NULL, 0, "carol");
+	ck_assert(fbool(p, "ok"));
+	group_event_is(m, "bob/laptop", "admin", "alice", "carol", 2);
+	/* The new admin may add; promoting again changes nothing. */
+	const char *dave[] = { "dave" };
+	ck_assert(fbool(gctl("carol/x", "group.add", 3, "g1", dave, 1, NULL), "ok"));
+	m = mark();
+	ck_assert(!fhas(gctl("carol/x", "group.admin", 4, "g1", NULL, 0, "alice"), "seq"));
+	ck_assert_uint_eq(F.npubs - m, 1);
+	/* Any member may leave; it hears of its own leaving. */
+	m = mark();
+	p = gctl("bob/laptop", "group.leave", 5, "g1", NULL, 0, NULL);
+	ck_assert(fbool(p, "ok"));
+	group_event_is(m, "bob/laptop", "left", "bob", "bob", 4);
+	group_event_is(m, "dave/x", "left", "bob", "bob", 4);
+	/* The admins leave: the longest-standing member is promoted. */
+	ck_assert(fbool(gctl("alice/phone", "group.leave", 6, "g1", NULL, 0, NULL), "ok"));
+	m = mark();
+	ck_assert(fbool(gctl("carol/x", "group.leave", 7, "g1", NULL, 0, NULL), "ok"));
+	ck_assert_uint_eq(count_to(m, "dave/x"), 2); /* left:6, admin:7 */
+	const pubrec *e = NULL;
+	for (size_t i = m; i < F.npubs; i++)
+		if (strcmp(F.pubs[i].clientid, "dave/x") == 0)
+			e = &F.pubs[i];
+	ck_assert_str_eq(ftext(e, "op"), "admin");
+	ck_assert_str_eq(ftext_list(e, "members"), "dave");
+	ck_assert_uint_eq(fuint(e, "seq"), 7);
+
+	/* The group and its conversation survive a restart. */
+	close_core();
+	open_core();
+	connect_dev("dave/x");
+	p = gctl("dave/x", "group.info", 8, "g1", NULL, 0, NULL);
+	ck_assert_str_eq(ftext_list(p, "members"), "dave");
+	ck_assert_str_eq(ftext_list(p, "admins"), "dave");
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "alone");
+	m = mark();
+	ck_assert_int_eq(gsend("dave/x", "g1", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "dave/x", "sent"), "seq"), 8);
+	/* The last member leaves: the group is gone, its id free again (and
+	 * its conversation goes on, so seqs never repeat). */
+	ck_assert(fbool(gctl("dave/x", "group.leave", 9, "g1", NULL, 0, NULL), "ok"));
+	gctl_fails(gctl("dave/x", "group.info", 10, "g1", NULL, 0, NULL), "notfound");
+	p = gctl("dave/x", "group.create", 11, "g1", NULL, 0, NULL);
+	ck_assert_uint_eq(fuint(p, "seq"), 10);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(group_create_by_admin)
+{
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 5);
+	cbw_text(&w, "cmd"); cbw_text(&w, "group.create");
+	cbw_text(&w, "rid"); cbw_uint(&w, 5);
+	cbw_text(&w, "gid"); cbw_text(&w, "g1");
+	cbw_text(&w, "owner"); cbw_text(&w, "bob");
+	cbw_text(&w, "members"); cbw_array(&w, 1); cbw_text(&w, "alice");
+	size_t m = mark();
+	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
+	const pubrec *p = NULL;
+	for (size_t i = m; i < F.npubs; i++)
+		if (strcmp(F.pubs[i].clientid, "chatctl-1") == 0)
+			p = &F.pubs[i];
+	ck_assert_ptr_nonnull(p);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_str_eq(ftext(p, "gid"), "g1");
+	ck_assert_uint_eq(fuint(p, "seq"), 1);
+	group_event_is(m, "alice/phone", "created", "bob", "bob,alice", 1);
+	/* The owner is the admin. */
+	const char *carol[] = { "carol" };
+	add_device("carol", "x");
+	gctl_fails(gctl("alice/phone", "group.add", 1, "g1", carol, 1, NULL), "admin");
+	ck_assert(fbool(gctl("bob/laptop", "group.add", 2, "g1", carol, 1, NULL), "ok"));
+	/* Refusals: an unknown owner, no owner, a taken id. */
+	admin_fails(admin("group.create", "gid", "g2", "owner", "zed"), "user");
+	admin_fails(admin("group.create", "gid", "g2", NULL, NULL), "field");
+	admin_fails(admin("group.create", "gid", "g1", "owner", "alice"), "exists");
+	ck_assert_uint_eq(counter(stats(), "groups"), 1);
+	cbw_free(&w);
+}
+END_TEST
+
+static const char *replay_trace(const char *addr);
+
+/* A fan-out to many devices: every body matched, one store batch. */
+START_TEST(group_large_fanout)
+{
+	add_device("alice", "phone");
+	connect_dev("alice/phone");
+	cbw w;
+	cbw_init(&w);
+	/* 200 members, two devices each, added straight through the admin. */
+	enum { N = 200 };
+	for (int i = 0; i < N; i++) {
+		char u[16];
+		snprintf(u, sizeof(u), "m%03d", i);
+		for (int d = 0; d < 2; d++) {
+			if (i == N - 1 && d == 1) {
+				add_device(u, "b"); /* one the test can connect */
+				continue;
+			}
+			const pubrec *p = admin("device.add", "user", u, "device", d ? "b" : "a");
+			ck_assert(fbool(p, "ok"));
+		}
+	}
+	cbw_map(&w, 4);
+	cbw_text(&w, "op"); cbw_text(&w, "group.create");
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "gid"); cbw_text(&w, "big");
+	cbw_text(&w, "members"); cbw_array(&w, N);
+	for (int i = 0; i < N; i++) {
+		char u[16];
+		snprintf(u, sizeof(u), "m%03d", i);
+		cbw_text(&w, u);
+	}
+	size_t m = mark();
+	pub_as("alice/phone", "chat/ctl", &w, 1, false);
+	ck_assert(fbool(kind_to(m, "alice/phone", "ctl"), "ok"));
+	/* bodies in reverse order: matching sorts both sides. */
+	cbw_reset(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "cid"); cbw_uint(&w, 1);
+	cbw_text(&w, "bodies"); cbw_map(&w, 2 * N);
+	for (int i = 2 * N - 1; i >= 0; i--) {
+		char a[16];
+		snprintf(a, sizeof(a), "m%03d/%c", i / 2, i % 2 ? 'b' : 'a');
+		cbw_text(&w, a);
+		cbw_bytes(&w, a, strlen(a));
+	}
+	m = mark();
+	ck_assert_int_eq(gsend("alice/phone", "big", &w), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 2);
+	ck_assert_uint_eq(counter(stats(), "messages_stored"), 1);
+	/* An offline member device has both queued, in order, with its body. */
+	connect_dev("m199/b");
+	ck_assert_str_eq(replay_trace("m199/b"), "created:1,msg:2,done");
+	m = mark();
+	replay_trace("m199/b");
+	fbytes_eq(kind_to(m, "m199/b", "msg"), "body", "m199/b", 6);
+	cbw_free(&w);
+}
+END_TEST
+
+/* ================= presence ================= */
+
+/* The one presence document since m: retained on chat/presence/<user>. */
+static const pubrec *pres_doc(size_t m, const char *user)
+{
+	const pubrec *p = pub_to(m, ALL_SUBSCRIBERS);
+	char t[128];
+	snprintf(t, sizeof(t), "chat/presence/%s", user);
+	ck_assert_str_eq(p->topic, t);
+	ck_assert(p->retain);
+	ck_assert_int_eq(p->qos, 1);
+	return p;
+}
+
+static void disconnect_dev(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	core_disconnect(C, r->conn, addr, addr);
+}
+
+START_TEST(presence_online_grace_offline)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	size_t m = mark();
+	connect_dev("alice/phone");
+	const pubrec *p = pres_doc(m, "alice");
+	ck_assert_str_eq(ftext(p, "s"), "online");
+	ck_assert_uint_eq(fnkeys(p), 1);
+	/* A second device: still online, nothing new. */
+	m = mark();
+	connect_dev("alice/tablet");
+	disconnect_dev("alice/tablet");
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs, m);
+	/* The last device goes: nothing until the grace period is over. */
+	uint64_t left = F.now;
+	disconnect_dev("alice/phone");
+	F.now += CFG.presence_grace_s * 1000 - 1;
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs, m);
+	F.now += 1;
+	core_tick(C);
+	p = pres_doc(m, "alice");
+	ck_assert_str_eq(ftext(p, "s"), "offline");
+	ck_assert_uint_eq(fuint(p, "seen"), left);
+	/* Published once. */
+	m = mark();
+	F.now += 60000;
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs, m);
+	/* Back: online again. */
+	connect_dev("alice/tablet");
+	ck_assert_str_eq(ftext(pres_doc(m, "alice"), "s"), "online");
+}
+END_TEST
+
+START_TEST(presence_no_flicker_and_takeover)
+{
+	add_device("alice", "phone");
+	connect_dev("alice/phone");
+	size_t m = mark();
+	/* Gone and back within the grace: nothing at all is published. */
+	disconnect_dev("alice/phone");
+	F.now += 3000;
+	core_tick(C);
+	devrec *r = find_dev("alice/phone");
+	ck_assert_int_eq(core_auth(C, CONN(20), r->addr, r->addr, r->token, 43), CORE_ALLOW);
+	F.now += 60000;
+	core_tick(C);
+	ck_assert_uint_eq(F.npubs, m);
+	/* Session takeover: the new connection authenticates, then the broker
+	 * reports the old one's end and publishes its will. Still online. */
+	ck_assert_int_eq(core_auth(C, CONN(21), r->addr, r->addr, r->token, 43), CORE_ALLOW);
+	core_disconnect(C, CONN(20), r->addr, r->addr);
+	ck_assert_int_eq(core_acl(C, CONN(20), r->addr, r->addr, "chat/presence/alice/phone",
+	                          CORE_ACC_WRITE, false), CORE_ALLOW);
+	/* A live device publishing on its will topic is no sign of leaving. */
+	ck_assert_int_eq(core_acl(C, CONN(21), r->addr, r->addr, "chat/presence/alice/phone",
+	                          CORE_ACC_WRITE, false), CORE_ALLOW);
+	F.now += 60000;
+	core_tick(C);
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 0);
+	/* The recorded connection ends: offline after the grace. */
+	core_disconnect(C, CONN(21), r->addr, r->addr);
+	F.now += CFG.presence_grace_s * 1000;
+	core_tick(C);
+	ck_assert_str_eq(ftext(pres_doc(m, "alice"), "s"), "offline");
+}
+END_TEST
+
+START_TEST(presence_will_and_privacy)
+{
+	close_core();
+	CFG.presence_grace_s = 2;
+	open_core();
+	add_device("alice", "phone");
+	add_device("bob", "laptop");
+	connect_dev("alice/phone");
+	connect_dev("bob/laptop");
+	/* alice hides her presence from everyone: seen is left out. */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "presence"); cbw_text(&w, "nobody");
+	pub_as("alice/phone", "chat/ctl", &w, 1, false);
+	size_t m = mark();
+	disconnect_dev("alice/phone");
+	/* Its will arrives after the DISCONNECT: no second timer. */
+	ck_assert_int_eq(core_acl(C, find_dev("alice/phone")->conn, "alice/phone", "alice/phone",
+	                          "chat/presence/alice/phone", CORE_ACC_WRITE, false), CORE_ALLOW);
+	F.now += 2000;
+	core_tick(C);
+	const pubrec *p = pres_doc(m, "alice");
+	ck_assert_str_eq(ftext(p, "s"), "offline");
+	ck_assert(!fhas(p, "seen"));
+	F.now += 5000;
+	core_tick(C);
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 1);
+	cbw_free(&w);
+}
+END_TEST
+
+static enum core_verdict pres_acl(const char *viewer, const char *user, int access)
+{
+	char t[128];
+	snprintf(t, sizeof(t), "chat/presence/%s", user);
+	return core_acl(C, CONN(30), viewer, viewer, t, access, false);
+}
+
+static void set_presence(const char *addr, const char *v)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "privacy");
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "presence"); cbw_text(&w, v);
+	size_t m = mark();
+	pub_as(addr, "chat/ctl", &w, 1, false);
+	ck_assert(fbool(event_to(m, addr, "ctl"), "ok"));
+	cbw_free(&w);
+}
+
+START_TEST(presence_who_may_see)
+{
+	group_cast(); /* g1: alice, bob, carol; dave a stranger */
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "hi");
+	ck_assert_int_eq(dm("dave/x", "alice", &w), CORE_ALLOW); /* dave and alice: a dm */
+	for (int a = 0; a < 2; a++) {
+		int acc = a ? CORE_ACC_READ : CORE_ACC_SUBSCRIBE;
+		/* everyone (the default): own devices, dm partners, co-members. */
+		ck_assert_int_eq(pres_acl("alice/tablet", "alice", acc), CORE_ALLOW);
+		ck_assert_int_eq(pres_acl("bob/laptop", "alice", acc), CORE_ALLOW);
+		ck_assert_int_eq(pres_acl("dave/x", "alice", acc), CORE_ALLOW);
+		ck_assert_int_eq(pres_acl("dave/x", "bob", acc), CORE_DENY);
+		ck_assert_int_eq(pres_acl("bob/laptop", "nosuchuser", acc), CORE_DENY);
+	}
+	/* Wildcards never reach anyone's presence. */
+	ck_assert_int_eq(pres_acl("bob/laptop", "+", CORE_ACC_SUBSCRIBE), CORE_DENY);
+	/* contacts: only dm partners. */
+	set_presence("alice/phone", "contacts");
+	ck_assert_int_eq(pres_acl("bob/laptop", "alice", CORE_ACC_SUBSCRIBE), CORE_DENY);
+	ck_assert_int_eq(pres_acl("dave/x", "alice", CORE_ACC_READ), CORE_ALLOW);
+	/* nobody: only alice herself. */
+	set_presence("alice/tablet", "nobody");
+	ck_assert_int_eq(pres_acl("dave/x", "alice", CORE_ACC_READ), CORE_DENY);
+	ck_assert_int_eq(pres_acl("alice/phone", "alice", CORE_ACC_READ), CORE_ALLOW);
+	/* Settings survive a restart (read from the store). */
+	close_core();
+	open_core();
+	ck_assert_int_eq(pres_acl("dave/x", "alice", CORE_ACC_READ), CORE_DENY);
+	ck_assert_int_eq(pres_acl("carol/x", "bob", CORE_ACC_READ), CORE_ALLOW);
+	cbw_free(&w);
+}
+END_TEST
+
+START_TEST(presence_user_removed)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	connect_dev("alice/phone");
+	connect_dev("alice/tablet");
+	/* One device removed: the other is still online. */
+	size_t m = mark();
+	ck_assert(fbool(admin("device.remove", "user", "alice", "device", "tablet"), "ok"));
+	F.now += 60000;
+	core_tick(C);
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 0);
+	/* The user removed: its retained document is cleared. */
+	ck_assert(fbool(admin("user.remove", "user", "alice", NULL, NULL), "ok"));
+	const pubrec *p = pres_doc(m, "alice");
+	ck_assert_uint_eq(p->len, 0);
+	F.now += 60000;
+	core_tick(C);
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 1);
+}
+END_TEST
+
+/* ================= typing ================= */
+
+static enum core_verdict typing(const char *from, const char *conv, int on)
+{
+	cbw w;
+	cbw_init(&w);
+	if (on >= 0) {
+		cbw_map(&w, 1);
+		cbw_text(&w, "on");
+		cbw_bool(&w, on);
+	} else {
+		cbw_map(&w, 1);
+		cbw_text(&w, "on");
+		cbw_uint(&w, 1);
+	}
+	char t[256];
+	snprintf(t, sizeof(t), "chat/typing/%s", conv);
+	enum core_verdict v = pub_as(from, t, &w, 0, false);
+	cbw_free(&w);
+	return v;
+}
+
+START_TEST(typing_relayed_never_stored)
+{
+	group_cast();
+	size_t m = mark();
+	ck_assert_int_eq(typing("alice/phone", "dm:alice:bob", 1), CORE_ALLOW);
+	const pubrec *p = pub_to(m, "bob/laptop");
+	ck_assert_str_eq(p->topic, "chat/inbox/bob/laptop");
+	ck_assert_int_eq(p->qos, 0);
+	ck_assert_str_eq(ftext(p, "k"), "typing");
+	ck_assert_str_eq(ftext(p, "conv"), "dm:alice:bob");
+	ck_assert_str_eq(ftext(p, "from"), "alice/phone");
+	ck_assert(fbool(p, "on"));
+	ck_assert_uint_eq(F.npubs - m, 1); /* not to alice's own tablet, not to offline bob/phone */
+	/* In a group: every other member's online devices. */
+	m = mark();
+	ck_assert_int_eq(typing("bob/laptop", "g:g1", 0), CORE_ALLOW);
+	ck_assert(!fbool(pub_to(m, "carol/x"), "on"));
+	ck_assert_uint_eq(count_to(m, "alice/phone") + count_to(m, "alice/tablet"), 2);
+	ck_assert_uint_eq(F.npubs - m, 3);
+	/* Strangers, bad ids and bad payloads are refused. */
+	m = mark();
+	ck_assert_int_eq(typing("dave/x", "g:g1", 1), CORE_DENY);
+	refused(m, "dave/x", "conv");
+	m = mark();
+	ck_assert_int_eq(typing("dave/x", "dm:alice:bob", 1), CORE_DENY);
+	refused(m, "dave/x", "conv");
+	m = mark();
+	ck_assert_int_eq(typing("alice/phone", "dm:bob:alice", 1), CORE_DENY);
+	refused(m, "alice/phone", "conv");
+	m = mark();
+	ck_assert_int_eq(typing("alice/phone", "dm:alice:zed", 1), CORE_DENY);
+	refused(m, "alice/phone", "conv");
+	m = mark();
+	ck_assert_int_eq(typing("alice/phone", "dm:alice:bob", -1), CORE_DENY);
+	refused(m, "alice/phone", "field");
+	/* Never queued: bob/phone's sync replays only the group's creation. */
+	connect_dev("bob/phone");
+	ck_assert_str_eq(replay_trace("bob/phone"), "created:1,done");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core");
@@ -1987,6 +2748,31 @@ static Suite *suite(void)
 	tcase_add_test(t, send_indefinite_maps);
 	tcase_add_test(t, send_long_prefix);
 	tcase_add_test(t, disconnect_takeover);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("groups");
+	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, group_create_and_rules);
+	tcase_add_test(t, group_size_limit);
+	tcase_add_test(t, group_send_fanout);
+	tcase_add_test(t, group_remove_cuts_off);
+	tcase_add_test(t, group_leave_admin_and_restart);
+	tcase_add_test(t, group_create_by_admin);
+	tcase_add_test(t, group_large_fanout);
+	suite_add_tcase(s, t);
+
+	t = tcase_create("presence");
+	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, presence_online_grace_offline);
+	tcase_add_test(t, presence_no_flicker_and_takeover);
+	tcase_add_test(t, presence_will_and_privacy);
+	tcase_add_test(t, presence_who_may_see);
+	tcase_add_test(t, presence_user_removed);
+	tcase_add_test(t, typing_relayed_never_stored);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -1,0 +1,677 @@
+/* groups.c — groups: the in-memory table, the membership rules and the
+ * group requests (ctl group.*, and chatctl's group.create).
+ *
+ * The store holds each group's record; the core keeps every group in
+ * memory (loaded at start, like the device directory) with a hash of its
+ * members, so the send path's membership check and fan-out never touch
+ * RocksDB, and a per-user list of groups answers "do these two users
+ * share a group?" for presence without a scan.
+ *
+ * Rules: the creator is the first admin; only admins add, remove and
+ * promote; any member may leave; members must be existing users; a group
+ * has at most plugin_opt_max_group_size members. When the last admin goes
+ * and members remain, the longest-standing member is promoted (announced
+ * by an "admin" event). A group whose last member goes is deleted.
+ *
+ * Every change is a `group` event stored in the group conversation's order
+ * (it takes a seq like a message, in the same WriteBatch as the new
+ * record), queued for every device of every member — and of the members
+ * it removes, who get the removal and nothing after it — and delivered
+ * live to those online. Events are acknowledged by delivered receipts and
+ * replayed by sync like messages.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the table ---- */
+
+static ugroups *ug_get(core *c, const char *user, size_t len)
+{
+	return hmap_get(&c->ugroups, user, len);
+}
+
+static int ug_add(core *c, const char *user, group *g)
+{
+	size_t len = strlen(user);
+	ugroups *ug = ug_get(c, user, len);
+	if (!ug) {
+		ug = calloc(1, sizeof(*ug));
+		if (!ug)
+			return CHAT_ENOMEM;
+		memcpy(ug->user, user, len);
+		if (hmap_put(&c->ugroups, ug->user, len, ug)) {
+			free(ug);
+			return CHAT_ENOMEM;
+		}
+	}
+	if (core_reserve((void **)&ug->g, &ug->cap, ug->n + 1, sizeof(*ug->g)))
+		return CHAT_ENOMEM;
+	ug->g[ug->n++] = g;
+	return CHAT_OK;
+}
+
+static void ug_del(core *c, const char *user, const group *g)
+{
+	ugroups *ug = ug_get(c, user, strlen(user));
+	if (!ug)
+		return;
+	for (size_t i = 0; i < ug->n; i++) {
+		if (ug->g[i] == g) {
+			ug->g[i] = ug->g[--ug->n];
+			break;
+		}
+	}
+	if (ug->n == 0) {
+		hmap_del(&c->ugroups, ug->user, strlen(ug->user));
+		free(ug->g);
+		free(ug);
+	}
+}
+
+/* Replaces g's members with the record's m[0..n). */
+static int group_set_members(core *c, group *g, const store_group_member *m, size_t n)
+{
+	gmember **nm = calloc(n ? n : 1, sizeof(*nm));
+	if (!nm)
+		return CHAT_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		nm[i] = calloc(1, sizeof(**nm));
+		if (!nm[i]) {
+			while (i > 0)
+				free(nm[--i]);
+			free(nm);
+			return CHAT_ENOMEM;
+		}
+		snprintf(nm[i]->user, sizeof(nm[i]->user), "%s", m[i].user);
+		nm[i]->admin = m[i].admin;
+	}
+	/* m may point into the old members: they go only now. */
+	for (size_t i = 0; i < g->n; i++) {
+		ug_del(c, g->m[i]->user, g);
+		free(g->m[i]);
+	}
+	free(g->m);
+	hmap_free(&g->idx);
+	g->m = nm;
+	g->n = g->cap = n;
+	int rc = hmap_init(&g->idx);
+	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
+		rc = hmap_put(&g->idx, nm[i]->user, strlen(nm[i]->user), nm[i]);
+		if (rc == CHAT_OK)
+			rc = ug_add(c, nm[i]->user, g);
+	}
+	return rc;
+}
+
+static void group_destroy(core *c, group *g)
+{
+	for (size_t i = 0; i < g->n; i++) {
+		ug_del(c, g->m[i]->user, g);
+		free(g->m[i]);
+	}
+	free(g->m);
+	hmap_free(&g->idx);
+	free(g);
+}
+
+static group *group_new(core *c, const char *gid, const char *name)
+{
+	group *g = calloc(1, sizeof(*g));
+	if (!g)
+		return NULL;
+	snprintf(g->id, sizeof(g->id), "%s", gid);
+	snprintf(g->conv, sizeof(g->conv), "g:%s", gid);
+	snprintf(g->name, sizeof(g->name), "%s", name ? name : "");
+	if (hmap_init(&g->idx)) {
+		free(g);
+		return NULL;
+	}
+	if (hmap_put(&c->groups, g->id, strlen(g->id), g)) {
+		hmap_free(&g->idx);
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+static void group_delete(core *c, group *g)
+{
+	hmap_del(&c->groups, g->id, strlen(g->id));
+	group_destroy(c, g);
+}
+
+static int load_group(void *arg, const store_group *sg)
+{
+	core *c = arg;
+	group *g = group_new(c, sg->gid, sg->name);
+	if (!g)
+		return CHAT_ENOMEM;
+	return group_set_members(c, g, sg->members, sg->n);
+}
+
+int groups_load(core *c)
+{
+	if (hmap_init(&c->groups) || hmap_init(&c->ugroups))
+		return CHAT_ENOMEM;
+	return store_groups_each(c->st, load_group, c);
+}
+
+void groups_free(core *c)
+{
+	void *v;
+	for (size_t i = 0; hmap_iter(&c->groups, &i, &v);)
+		group_destroy(c, v); /* empties ugroups as it goes */
+	hmap_free(&c->groups);
+	hmap_free(&c->ugroups);
+}
+
+group *group_find(core *c, const char *gid, size_t len)
+{
+	return c->groups.slots ? hmap_get(&c->groups, gid, len) : NULL;
+}
+
+bool group_has(const group *g, const char *user, size_t len)
+{
+	return hmap_get(&g->idx, user, len) != NULL;
+}
+
+bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl)
+{
+	ugroups *ua = ug_get(c, a, al), *ub = ug_get(c, b, bl);
+	if (!ua || !ub)
+		return false;
+	if (ua->n > ub->n) {
+		ugroups *t = ua;
+		ua = ub;
+		ub = t;
+		const char *ts = a;
+		a = b;
+		b = ts;
+		size_t tl = al;
+		al = bl;
+		bl = tl;
+	}
+	for (size_t i = 0; i < ua->n; i++)
+		if (group_has(ua->g[i], b, bl))
+			return true;
+	return false;
+}
+
+/* ---- requests ---- */
+
+enum group_op { OP_CREATE, OP_ADD, OP_REMOVE, OP_LEAVE, OP_ADMIN, OP_INFO, OP_NONE };
+
+static const char *const op_names[] = {
+	[OP_CREATE] = "group.create", [OP_ADD] = "group.add", [OP_REMOVE] = "group.remove",
+	[OP_LEAVE] = "group.leave", [OP_ADMIN] = "group.admin", [OP_INFO] = "group.info",
+};
+
+static enum group_op op_of(const char *op, size_t len)
+{
+	for (int i = 0; i < OP_NONE; i++)
+		if (strlen(op_names[i]) == len && memcmp(op_names[i], op, len) == 0)
+			return (enum group_op)i;
+	return OP_NONE;
+}
+
+bool group_is_op(const char *op, size_t len)
+{
+	return op_of(op, len) != OP_NONE;
+}
+
+static void fail(group_res *r, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void fail(group_res *r, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
+	va_end(ap);
+	r->code = code;
+}
+
+/* The users named by a request's `members`: valid ids, each once, in the
+ * order given, at most max_group_size of them; slices into the payload, in
+ * c->fan.ids. */
+static bool parse_members(core *c, const group_req *q, group_res *r, idslice **out, size_t *n)
+{
+	*n = 0;
+	*out = c->fan.ids;
+	if (!q->members)
+		return true;
+	cbr rd;
+	cbr_item arr, e;
+	cbr_init(&rd, q->members, q->members_len);
+	if (cbr_next(&rd, &arr) || arr.type != CBR_ARRAY) {
+		fail(r, "field", "members must be an array of user ids");
+		return false;
+	}
+	hmap seen;
+	if (hmap_init(&seen)) {
+		fail(r, "store", "out of memory");
+		return false;
+	}
+	bool ok = true;
+	uint64_t i = 0;
+	while (ok && cbr_array_next(&rd, &arr, &i)) {
+		if (cbr_next(&rd, &e) || e.type != CBR_TEXT || !chat_valid_user((const char *)e.ptr, e.len)) {
+			fail(r, "field", "members must be an array of user ids");
+			ok = false;
+		} else if (hmap_get(&seen, (const char *)e.ptr, e.len)) {
+			continue;
+		} else if (*n >= c->cfg.max_group_size) {
+			fail(r, "limit", "a group has at most %u members", c->cfg.max_group_size);
+			ok = false;
+		} else if (core_reserve((void **)&c->fan.ids, &c->fan.idcap, *n + 1, sizeof(idslice)) ||
+		           hmap_put(&seen, (const char *)e.ptr, e.len, (void *)e.ptr)) {
+			fail(r, "store", "out of memory");
+			ok = false;
+		} else {
+			c->fan.ids[(*n)++] = (idslice){ (const char *)e.ptr, e.len };
+		}
+	}
+	if (ok && rd.err_msg) {
+		fail(r, "field", "members: %s", rd.err_msg);
+		ok = false;
+	}
+	hmap_free(&seen);
+	*out = c->fan.ids;
+	return ok;
+}
+
+/* Room for n entries of the record being built (c->fan.gm). */
+static bool gm_reserve(core *c, size_t n, group_res *r)
+{
+	if (core_reserve((void **)&c->fan.gm, &c->fan.gmcap, n ? n : 1, sizeof(*c->fan.gm)) == CHAT_OK)
+		return true;
+	fail(r, "store", "out of memory");
+	return false;
+}
+
+/* The event's own fields, as the body stored for it. */
+static void encode_body(cbw *w, const char *gid, const char *op, const char *by,
+                        const char *const *names, size_t n, const char *name)
+{
+	bool with_name = name && *name;
+	cbw_reset(w);
+	cbw_map(w, 4 + with_name);
+	cbw_text(w, "gid"); cbw_text(w, gid);
+	cbw_text(w, "op"); cbw_text(w, op);
+	cbw_text(w, "by"); cbw_text(w, by);
+	cbw_text(w, "members");
+	cbw_array(w, n);
+	for (size_t i = 0; i < n; i++)
+		cbw_text(w, names[i]);
+	if (with_name) {
+		cbw_text(w, "name");
+		cbw_text(w, name);
+	}
+}
+
+static bool add_user_devices(core *c, const char *name, size_t *n)
+{
+	const user *u = dir_user(&c->dir, name, strlen(name));
+	if (!u)
+		return true;
+	if (fanout_reserve(c, *n + u->ndev))
+		return false;
+	for (size_t i = 0; i < u->ndev; i++)
+		c->fan.to[(*n)++] = u->dev[i];
+	return true;
+}
+
+/* Writes the new record (c->fan.gm, nrec entries) with the event
+ * {op, by, members: names} and delivers the event live. Recipients: every
+ * device of the record's members and, when `gone`, of the named users. */
+static bool group_commit(core *c, const char *gid, const char *gname, size_t nrec, const char *op,
+                         const char *by, const char *from, const char *const *names, size_t nnames,
+                         bool gone, uint64_t *seq, group_res *r)
+{
+	size_t n = 0;
+	bool ok = true;
+	for (size_t i = 0; ok && i < nrec; i++)
+		ok = add_user_devices(c, c->fan.gm[i].user, &n);
+	for (size_t i = 0; ok && gone && i < nnames; i++)
+		ok = add_user_devices(c, names[i], &n);
+	if (!ok) {
+		fail(r, "store", "out of memory");
+		return false;
+	}
+	for (size_t i = 0; i < n; i++)
+		c->fan.addrs[i] = c->fan.to[i]->addr;
+
+	char conv[CHAT_CONV_MAX + 1];
+	snprintf(conv, sizeof(conv), "g:%s", gid);
+	encode_body(&c->w2, gid, op, by, names, nnames, strcmp(op, "created") == 0 ? gname : NULL);
+	if (cbw_status(&c->w2)) {
+		fail(r, "store", "out of memory");
+		return false;
+	}
+	uint64_t now = c->io.now_ms(c->io.ctx);
+	store_msg ev = {
+		.kind = STORE_KIND_GROUP, .conv = conv, .from = from, .ts = now,
+		.expires = now + c->cfg.offline_ttl_s * 1000, .body = c->w2.buf, .body_len = c->w2.len,
+	};
+	store_group sg = { gid, gname, c->fan.gm, nrec };
+	if (store_group_event(c->st, &sg, &ev, c->fan.addrs, n, seq)) {
+		core_log(c, CORE_LOG_ERR, "storing group %s (%s) failed: %s", gid, op, store_errmsg(c->st));
+		fail(r, "store", "the change could not be stored; nothing was changed");
+		return false;
+	}
+	c->n.group_events++;
+	ev_group(&c->w, &ev, *seq);
+	for (size_t i = 0; i < n; i++)
+		if (dev_live(c->fan.to[i]))
+			ev_publish(c, c->fan.to[i], &c->w);
+	return true;
+}
+
+static void result(group_res *r, const char *gid, uint64_t seq)
+{
+	cbw_text(r->out, "gid");
+	cbw_text(r->out, gid);
+	r->npairs++;
+	if (seq) {
+		cbw_text(r->out, "seq");
+		cbw_uint(r->out, seq);
+		r->npairs++;
+	}
+}
+
+/* Applies a committed record to the in-memory group (creating or deleting
+ * it). Memory failures here leave the store right and the table behind
+ * until the next start: logged. */
+static void apply(core *c, group *g, const char *gid, const char *gname, size_t nrec)
+{
+	if (!g && nrec)
+		g = group_new(c, gid, gname);
+	if (g && nrec == 0) {
+		group_delete(c, g);
+		return;
+	}
+	if (!g || group_set_members(c, g, c->fan.gm, nrec))
+		core_log(c, CORE_LOG_ERR, "out of memory updating group %s; restart to reload it", gid);
+}
+
+static void op_create(core *c, const char *gid, const char *by, const char *from, const group_req *q,
+                      group_res *r)
+{
+	char name[STORE_GROUP_NAME_MAX + 1] = "";
+	if (q->has_name) {
+		if (q->namelen > STORE_GROUP_NAME_MAX || memchr(q->name, '\0', q->namelen)) {
+			fail(r, "field", "name must be text of at most %d bytes", STORE_GROUP_NAME_MAX);
+			return;
+		}
+		memcpy(name, q->name, q->namelen);
+		name[q->namelen] = '\0';
+	}
+	if (group_find(c, gid, strlen(gid))) {
+		fail(r, "exists", "group %s already exists", gid);
+		return;
+	}
+	user *creator = dir_user(&c->dir, by, strlen(by));
+	if (!creator) {
+		fail(r, "user", "no such user %s", by);
+		return;
+	}
+	idslice *sl;
+	size_t ns;
+	if (!parse_members(c, q, r, &sl, &ns) || !gm_reserve(c, ns + 1, r))
+		return;
+	size_t n = 0;
+	c->fan.gm[n++] = (store_group_member){ creator->name, true };
+	for (size_t i = 0; i < ns; i++) {
+		user *u = dir_user(&c->dir, sl[i].p, sl[i].n);
+		if (!u) {
+			fail(r, "user", "no such user %.*s", (int)sl[i].n, sl[i].p);
+			return;
+		}
+		if (u != creator)
+			c->fan.gm[n++] = (store_group_member){ u->name, false };
+	}
+	if (n > c->cfg.max_group_size) {
+		fail(r, "limit", "a group has at most %u members", c->cfg.max_group_size);
+		return;
+	}
+	/* The event names every member. */
+	const char **copy = malloc(n * sizeof(*copy));
+	if (!copy) {
+		fail(r, "store", "out of memory");
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		copy[i] = c->fan.gm[i].user;
+	uint64_t seq;
+	bool ok = group_commit(c, gid, name, n, "created", by, from, copy, n, false, &seq, r);
+	free(copy);
+	if (!ok)
+		return;
+	apply(c, NULL, gid, name, n);
+	core_log(c, CORE_LOG_INFO, "group %s created by %s with %zu members", gid, by, n);
+	result(r, gid, seq);
+}
+
+/* The group, for a request by `by`; refuses unknown groups, non-members
+ * and, when need_admin, non-admins. */
+static group *member_group(core *c, const char *gid, const char *by, bool need_admin, group_res *r)
+{
+	group *g = group_find(c, gid, strlen(gid));
+	if (!g) {
+		fail(r, "notfound", "no group %s", gid);
+		return NULL;
+	}
+	gmember *m = hmap_get(&g->idx, by, strlen(by));
+	if (!m) {
+		fail(r, "member", "%s is not a member of group %s", by, gid);
+		return NULL;
+	}
+	if (need_admin && !m->admin) {
+		fail(r, "admin", "only admins of group %s may do this", gid);
+		return NULL;
+	}
+	return g;
+}
+
+static void op_add(core *c, group *g, const char *by, const char *from, const group_req *q,
+                   group_res *r)
+{
+	if (!q->members) {
+		fail(r, "field", "members is required");
+		return;
+	}
+	idslice *sl;
+	size_t ns;
+	if (!parse_members(c, q, r, &sl, &ns) || !gm_reserve(c, g->n + ns, r))
+		return;
+	const char **added = malloc((ns ? ns : 1) * sizeof(*added));
+	if (!added) {
+		fail(r, "store", "out of memory");
+		return;
+	}
+	size_t na = 0;
+	for (size_t i = 0; i < ns; i++) {
+		user *u = dir_user(&c->dir, sl[i].p, sl[i].n);
+		if (!u) {
+			fail(r, "user", "no such user %.*s", (int)sl[i].n, sl[i].p);
+			free(added);
+			return;
+		}
+		if (!group_has(g, u->name, strlen(u->name)))
+			added[na++] = u->name;
+	}
+	uint64_t seq = 0;
+	if (na > 0 && g->n + na > c->cfg.max_group_size) {
+		fail(r, "limit", "a group has at most %u members", c->cfg.max_group_size);
+	} else if (na > 0) {
+		size_t n = 0;
+		for (size_t i = 0; i < g->n; i++)
+			c->fan.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
+		for (size_t i = 0; i < na; i++)
+			c->fan.gm[n++] = (store_group_member){ added[i], false };
+		if (group_commit(c, g->id, g->name, n, "added", by, from, added, na, false, &seq, r))
+			apply(c, g, g->id, g->name, n);
+	}
+	free(added);
+	if (!r->code)
+		result(r, g->id, seq);
+}
+
+/* Removes the named members (op "removed" or "left"). */
+static void remove_members(core *c, group *g, const char *by, const char *from, const char *op,
+                           const idslice *sl, size_t ns, group_res *r)
+{
+	if (!gm_reserve(c, g->n, r))
+		return;
+	const char **gone = malloc((ns ? ns : 1) * sizeof(*gone));
+	if (!gone) {
+		fail(r, "store", "out of memory");
+		return;
+	}
+	size_t ng = 0;
+	for (size_t i = 0; i < ns; i++) {
+		gmember *m = hmap_get(&g->idx, sl[i].p, sl[i].n);
+		if (m)
+			gone[ng++] = m->user;
+	}
+	uint64_t seq = 0;
+	if (ng > 0) {
+		size_t n = 0;
+		bool admins = false;
+		for (size_t i = 0; i < g->n; i++) {
+			bool drop = false;
+			for (size_t k = 0; k < ng && !drop; k++)
+				drop = gone[k] == g->m[i]->user;
+			if (!drop) {
+				c->fan.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
+				admins |= g->m[i]->admin;
+			}
+		}
+		/* No admin left: the longest-standing member becomes one. */
+		const char *promoted = !admins && n > 0 ? c->fan.gm[0].user : NULL;
+		if (promoted)
+			c->fan.gm[0].admin = true;
+		char gid[CHAT_GROUP_MAX + 1], gname[STORE_GROUP_NAME_MAX + 1];
+		snprintf(gid, sizeof(gid), "%s", g->id);
+		snprintf(gname, sizeof(gname), "%s", g->name);
+		if (group_commit(c, gid, gname, n, op, by, from, gone, ng, true, &seq, r)) {
+			uint64_t seq2;
+			group_res r2 = { 0 };
+			if (promoted &&
+			    !group_commit(c, gid, gname, n, "admin", by, from, &promoted, 1, false, &seq2, &r2))
+				core_log(c, CORE_LOG_ERR, "group %s: announcing %s as admin failed", gid, promoted);
+			apply(c, g, gid, gname, n);
+			g = NULL; /* may be gone */
+		}
+		free(gone);
+		if (!r->code)
+			result(r, gid, seq);
+		return;
+	}
+	free(gone);
+	result(r, g->id, 0);
+}
+
+static void op_remove(core *c, group *g, const char *by, const char *from, const group_req *q,
+                      group_res *r)
+{
+	if (!q->members) {
+		fail(r, "field", "members is required");
+		return;
+	}
+	idslice *sl;
+	size_t ns;
+	if (parse_members(c, q, r, &sl, &ns))
+		remove_members(c, g, by, from, "removed", sl, ns, r);
+}
+
+static void op_leave(core *c, group *g, const char *by, const char *from, group_res *r)
+{
+	idslice me = { by, strlen(by) };
+	remove_members(c, g, by, from, "left", &me, 1, r);
+}
+
+static void op_admin(core *c, group *g, const char *by, const char *from, const group_req *q,
+                     group_res *r)
+{
+	if (!q->has_user || !chat_valid_user(q->user, q->userlen)) {
+		fail(r, "field", "user must be a user id");
+		return;
+	}
+	gmember *t = hmap_get(&g->idx, q->user, q->userlen);
+	if (!t) {
+		fail(r, "user", "%.*s is not a member of group %s", (int)q->userlen, q->user, g->id);
+		return;
+	}
+	uint64_t seq = 0;
+	if (!t->admin) {
+		if (!gm_reserve(c, g->n, r))
+			return;
+		for (size_t i = 0; i < g->n; i++)
+			c->fan.gm[i] = (store_group_member){ g->m[i]->user, g->m[i]->admin || g->m[i] == t };
+		const char *name = t->user;
+		if (!group_commit(c, g->id, g->name, g->n, "admin", by, from, &name, 1, false, &seq, r))
+			return;
+		t->admin = true; /* the only change: no rebuild */
+	}
+	result(r, g->id, seq);
+}
+
+static void op_info(group *g, group_res *r)
+{
+	size_t nadm = 0;
+	for (size_t i = 0; i < g->n; i++)
+		nadm += g->m[i]->admin;
+	result(r, g->id, 0);
+	cbw_text(r->out, "name");
+	cbw_text(r->out, g->name);
+	cbw_text(r->out, "members");
+	cbw_array(r->out, g->n);
+	for (size_t i = 0; i < g->n; i++)
+		cbw_text(r->out, g->m[i]->user);
+	cbw_text(r->out, "admins");
+	cbw_array(r->out, nadm);
+	for (size_t i = 0; i < g->n; i++)
+		if (g->m[i]->admin)
+			cbw_text(r->out, g->m[i]->user);
+	r->npairs += 3;
+}
+
+void group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
+                   const group_req *q, group_res *r)
+{
+	r->code = NULL;
+	r->npairs = 0;
+	cbw_reset(r->out);
+	enum group_op o = op_of(op, oplen);
+	if (o == OP_NONE) {
+		fail(r, "op", "unknown op");
+		return;
+	}
+	if (!q->has_gid || !chat_valid_group(q->gid, q->gidlen)) {
+		fail(r, "field", "gid must be 1-64 characters of [A-Za-z0-9._-]");
+		return;
+	}
+	char gid[CHAT_GROUP_MAX + 1];
+	memcpy(gid, q->gid, q->gidlen);
+	gid[q->gidlen] = '\0';
+	if (o == OP_CREATE) {
+		op_create(c, gid, by, from, q, r);
+		return;
+	}
+	group *g = member_group(c, gid, by, o == OP_ADD || o == OP_REMOVE || o == OP_ADMIN, r);
+	if (!g)
+		return;
+	switch (o) {
+	case OP_ADD: op_add(c, g, by, from, q, r); break;
+	case OP_REMOVE: op_remove(c, g, by, from, q, r); break;
+	case OP_LEAVE: op_leave(c, g, by, from, r); break;
+	case OP_ADMIN: op_admin(c, g, by, from, q, r); break;
+	default: op_info(g, r); break;
+	}
+}

@@ -1,0 +1,99 @@
+/* typing.c — typing indicators (chat/typing/{conv}).
+ *
+ * {on: bool} from a device becomes {k:"typing", conv, from, on} at QoS 0
+ * to the online devices of the conversation's other members (the peer of a
+ * dm, or every other member of a group). Typing is ephemeral: never stored,
+ * never queued, so it costs no disk write, and a device that was offline
+ * or replays later never sees a stale indicator. Non-members are refused
+ * with an `error` event, like sends.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <string.h>
+
+static enum core_verdict refuse(core *c, device *from, const char *code, const char *msg)
+{
+	c->n.msgs_refused++;
+	ev_error(c, from, code, msg, NULL, 0);
+	return CORE_DENY;
+}
+
+static void relay_to(core *c, const user *u, const cbw *w)
+{
+	for (size_t i = 0; i < u->ndev; i++) {
+		if (u->dev[i]->conn) {
+			ev_publish_qos0(c, u->dev[i], w);
+			c->n.typing_out++;
+		}
+	}
+}
+
+enum core_verdict typing_handle(core *c, device *from, const topic *t, const uint8_t *payload,
+                                size_t len)
+{
+	cbr r;
+	cbr_item map, key, val;
+	int on = -1;
+	cbr_init(&r, payload, len);
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return refuse(c, from, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			break;
+		if (cbr_eq(&key, "on")) {
+			if (val.type != CBR_BOOL)
+				return refuse(c, from, "field", "on must be a boolean");
+			on = val.b;
+		} else if (cbr_skip(&r, &val)) {
+			break;
+		}
+	}
+	if (r.err_msg || !cbr_done(&r))
+		return refuse(c, from, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if (on < 0)
+		return refuse(c, from, "field", "on (a boolean) is required");
+
+	const char *p1, *p2;
+	size_t l1, l2;
+	const user *me = from->user;
+	size_t ml = strlen(me->name);
+	enum chat_conv_kind kind = t->alen <= CHAT_CONV_MAX
+	                           ? chat_parse_conv(t->a, t->alen, &p1, &l1, &p2, &l2)
+	                           : CHAT_CONV_INVALID;
+	const user *peer = NULL;
+	const group *g = NULL;
+	if (kind == CHAT_CONV_DM) {
+		bool first = l1 == ml && memcmp(p1, me->name, ml) == 0;
+		bool second = l2 == ml && memcmp(p2, me->name, ml) == 0;
+		if (first || second)
+			peer = first ? dir_user(&c->dir, p2, l2) : dir_user(&c->dir, p1, l1);
+		if (!peer)
+			return refuse(c, from, "conv", "not a conversation of this device's user");
+	} else if (kind == CHAT_CONV_GROUP) {
+		g = group_find(c, p1, l1);
+		if (!g || !group_has(g, me->name, ml))
+			return refuse(c, from, "conv", "not a conversation of this device's user");
+	} else {
+		return refuse(c, from, "conv", "not a conversation id");
+	}
+
+	cbw *w = &c->w;
+	cbw_reset(w);
+	cbw_map(w, 4);
+	cbw_text(w, "k"); cbw_text(w, "typing");
+	cbw_text(w, "conv"); cbw_textn(w, t->a, t->alen);
+	cbw_text(w, "from"); cbw_text(w, from->addr);
+	cbw_text(w, "on"); cbw_bool(w, on);
+	if (peer) {
+		relay_to(c, peer, w);
+		return CORE_ALLOW;
+	}
+	for (size_t k = 0; k < g->n; k++) {
+		const user *u = dir_user(&c->dir, g->m[k]->user, strlen(g->m[k]->user));
+		if (u && u != me)
+			relay_to(c, u, w);
+	}
+	return CORE_ALLOW;
+}
