@@ -206,7 +206,7 @@ static struct opts {
 	int body;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
-	.ack_batch = 50, .ack_delay_us = 2000, .conns = 1000, .users = 64, .opks = 200,
+	.ack_batch = 50, .ack_delay_us = 20000, .conns = 1000, .users = 64, .opks = 200,
 	.fetchers = 16, .timeout_s = 120, .keepalive = 600, .body = 100,
 };
 
@@ -1007,7 +1007,7 @@ typedef struct pair {
 
 static pair *pairs;
 static int npairs;
-static long total, scheduled, delivered_all, acked_all, sent_ev_all, receipts_all;
+static long total, scheduled, delivered_all, acked_all, sent_ev_all, receipts_all, receipts_sent;
 static result res;
 static uint64_t t_start, t_last_delivery;
 static bool is_dm;
@@ -1050,6 +1050,7 @@ static void send_receipt(pair *p)
 		cbw_uint(&sw, p->batch[i]);
 	mq_publish(p->rcv, "chat/receipt", sw.buf, sw.len, 1);
 	p->nbatch = 0;
+	receipts_sent++;
 }
 
 static long per_pair(int i)
@@ -1278,8 +1279,9 @@ static int mode_pairs(bool dm)
 	int n = snprintf(extra, sizeof(extra), "pairs=%d window=%d offered=%.0f acked=%ld", npairs,
 	                 o.rate > 0 ? 0 : o.window, o.rate, acked_all);
 	if (dm)
-		snprintf(extra + n, sizeof(extra) - (size_t)n, " sent_events=%ld receipts_seen=%ld ack_batch=%d",
-		         sent_ev_all, receipts_all, o.ack_batch);
+		snprintf(extra + n, sizeof(extra) - (size_t)n,
+		         " sent_events=%ld receipts_seen=%ld ack_batch=%d ack_delay_us=%d receipts_sent=%ld",
+		         sent_ev_all, receipts_all, o.ack_batch, o.ack_delay_us, receipts_sent);
 	if (acked_all < total || (dm && (sent_ev_all < total || receipts_all < total)))
 		res.errors++;
 	if (n_closed)
@@ -1729,7 +1731,7 @@ static void usage(FILE *f)
 	      "  --window W                 relay/dm: messages per pair sent but not yet delivered;\n"
 	      "                             keys: requests in flight per fetcher (16)\n"
 	      "  --ack-batch B              dm/replay: seqs per delivered receipt (50)\n"
-	      "  --ack-delay-us US          dm: flush a partial receipt batch after this (2000)\n"
+	      "  --ack-delay-us US          dm: flush a partial receipt batch after this (20000)\n"
 	      "  --conns N                  idle: connections (1000)\n"
 	      "  --stock                    idle: anonymous clients (a broker without the plugin)\n"
 	      "  --users N --opks K         keys: devices that upload, one-time keys each (64, 200)\n"

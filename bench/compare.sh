@@ -8,8 +8,8 @@
 # ratios chat / stock. Absolute numbers on a shared machine are noise; the
 # ratios measured in the same run are the result (docs/BENCHMARKS.md).
 #
-#   bench/compare.sh            # ~5-8 min: 3 reps, latency sweep, 19k idle connections
-#   bench/compare.sh --quick    # ~1 min: 2 reps, smaller counts, 2000 idle connections
+#   bench/compare.sh            # ~4-5 min: 3 reps, latency sweep, 19k idle connections
+#   bench/compare.sh --quick    # ~35 s: 2 reps, smaller counts, 2000 idle connections
 #
 # Options:
 #   --reps N         repetitions (default 3; --quick 2)
@@ -33,6 +33,7 @@ ks=$build/bin/chat-keyserver
 ctl=$build/bin/chatctl
 shim=$build/lib/nodelay_preload.so
 
+cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1
 while [ $# -gt 0 ]; do
   case $1 in
@@ -54,10 +55,10 @@ for f in "$bench" "$plugin" "$ctl" "$mosq"; do
 done
 
 if [ $quick -eq 1 ]; then
-  reps=${reps:-2}; relay_msgs=40000; dm_msgs=12000; sync_msgs=3000; lat_secs=1.5
+  reps=${reps:-2}; relay_msgs=40000; dm_msgs=12000; sync_msgs=300; lat_secs=1.5
   replay_msgs=10000; windows="500"; keys_msgs=6000; idle_conns=${idle_conns:-2000}; sweep=""
 else
-  reps=${reps:-3}; relay_msgs=120000; dm_msgs=30000; sync_msgs=8000; lat_secs=3
+  reps=${reps:-3}; relay_msgs=120000; dm_msgs=30000; sync_msgs=1200; lat_secs=3
   replay_msgs=30000; windows="100 500 2000"; keys_msgs=20000; idle_conns=${idle_conns:-19000}
   sweep="0.1 0.25 0.5 0.75 0.9"
 fi
@@ -183,6 +184,7 @@ field() { # field NAME LINE
 echo "compare: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)" >&2
 echo "compare: $reps reps; results in $results" >&2
 {
+  echo "# command $cmdline"
   echo "# machine nproc=$(nproc) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\" kernel=$(uname -r) date=$(date -u +%FT%TZ) quick=$quick"
 } >> "$results"
 start_all=$(date +%s)

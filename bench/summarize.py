@@ -193,15 +193,15 @@ def main():
 
 
 def make_plots(rows, d, windows):
-    sweep = [r for r in rows if r.get("phase") in ("sweep", "half", "max") and r.get("mode") in ("relay", "dm")
+    # open-loop runs only (fixed offered rate): the half-max runs and the sweep
+    sweep = [r for r in rows if r.get("phase") in ("sweep", "half") and r.get("mode") in ("relay", "dm")
              and r.get("sync", "false") == "false"]
     for mode in ("relay", "dm"):
         pts = []
         for r in sweep:
             if r["mode"] != mode:
                 continue
-            off = num(r, "offered") or 0
-            x = off if off > 0 else num(r, "rate")   # max runs: their achieved rate
+            x = num(r, "offered")
             pts.append((x, num(r, "p50_us"), num(r, "p99_us"), num(r, "p999_us"), r["phase"]))
         pts.sort()
         with open(os.path.join(d, "lat_%s.dat" % mode), "w") as f:
@@ -237,15 +237,16 @@ def make_plots(rows, d, windows):
             if v is not None:
                 f.write('"%s" %.1f\n' % (name, v))
     gp = """
-set terminal pngcairo size 900,560 font "DejaVu Sans,11"
+set terminal pngcairo size 1000,560 font "DejaVu Sans,11"
 set grid ytics
-set key top left
+set key outside right top
 set output "%(d)s/latency_vs_load.png"
-set title "Latency vs offered load (QoS 1, 100-byte payloads; dots: closed-loop max)"
-set xlabel "offered load, messages/s"
+set title "Send-to-delivery latency vs offered load (open loop, QoS 1, 100-byte bodies)"
+set xlabel "offered load, messages/s (log)"
 set ylabel "latency, µs (log)"
-set logscale y
+set logscale xy
 set format y "%%.0f"
+set format x "%%.0f"
 plot "%(d)s/lat_relay.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "#1f77b4" title "stock relay p50", \\
      "%(d)s/lat_relay.dat" using 1:3 with linespoints lw 2 pt 5 lc rgb "#6baed6" title "stock relay p99", \\
      "%(d)s/lat_relay.dat" using 1:4 with linespoints lw 1 pt 4 dt 2 lc rgb "#9ecae1" title "stock relay p99.9", \\
@@ -253,8 +254,10 @@ plot "%(d)s/lat_relay.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "#1f77b4"
      "%(d)s/lat_dm.dat" using 1:3 with linespoints lw 2 pt 5 lc rgb "#ff7f0e" title "chat dm p99", \\
      "%(d)s/lat_dm.dat" using 1:4 with linespoints lw 1 pt 4 dt 2 lc rgb "#fdae6b" title "chat dm p99.9", \\
      2000 with lines lc rgb "#2ca02c" dt 3 title "target: dm p99 2 ms"
-unset logscale y
+unset logscale xy
 set format y "%%g"
+set format x "%%g"
+set key default
 set output "%(d)s/throughput.png"
 set title "Throughput per mode (median of repetitions)"
 set xlabel ""
@@ -262,6 +265,7 @@ set ylabel "messages (or bundles) per second"
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set yrange [0:*]
+set offsets 0, 0, graph 0.1, 0
 set xtics rotate by -25
 unset key
 plot "%(d)s/throughput.dat" using 0:2:xtic(1) with boxes lc rgb "#4c72b0", \\
