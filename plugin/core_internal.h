@@ -303,6 +303,8 @@ void sync_stop(core *c, device *dev);
 /* n of the device's replayed messages were acknowledged: refill. */
 void sync_acked(core *c, device *dev, uint64_t n);
 void sync_tick(core *c);
+/* Messages left the queues without receipts (expiry): refit the windows. */
+void sync_recount(core *c);
 
 /* ---- receipts (receipts.c) and expiry (expiry.c) ---- */
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);

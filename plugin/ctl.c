@@ -52,12 +52,12 @@ static bool op_is(const ctl_req *q, const char *name)
 	return strlen(name) == q->oplen && memcmp(q->op, name, q->oplen) == 0;
 }
 
-static void op_privacy(core *c, device *dev, const ctl_req *q)
+static bool op_privacy(core *c, device *dev, const ctl_req *q)
 {
 	store_prefs p;
 	if (store_prefs_get(c->st, dev->user->name, &p) != CHAT_OK) {
 		reply_error(c, dev, q, "store", "settings could not be read");
-		return;
+		return false;
 	}
 	if (q->has_rr)
 		p.read_receipts = q->rr;
@@ -65,7 +65,7 @@ static void op_privacy(core *c, device *dev, const ctl_req *q)
 		p.presence = q->presence;
 	if (store_prefs_set(c->st, dev->user->name, &p) != CHAT_OK) {
 		reply_error(c, dev, q, "store", "settings could not be stored");
-		return;
+		return false;
 	}
 	presence_pref_set(c, dev->user->name, p.presence);
 	static const char *const pres[] = { "everyone", "contacts", "nobody" };
@@ -73,13 +73,14 @@ static void op_privacy(core *c, device *dev, const ctl_req *q)
 	cbw_text(&c->w, "read_receipts"); cbw_bool(&c->w, p.read_receipts);
 	cbw_text(&c->w, "presence"); cbw_text(&c->w, pres[p.presence]);
 	ev_publish(c, dev, &c->w);
+	return true;
 }
 
-static void op_devices(core *c, device *dev, const ctl_req *q)
+static bool op_devices(core *c, device *dev, const ctl_req *q)
 {
 	if (!q->g.has_user || !chat_valid_user(q->g.user, q->g.userlen)) {
 		reply_error(c, dev, q, "field", "user must be a user id");
-		return;
+		return false;
 	}
 	user *u = dir_user(&c->dir, q->g.user, q->g.userlen);
 	reply_start(c, q, 1);
@@ -88,6 +89,7 @@ static void op_devices(core *c, device *dev, const ctl_req *q)
 	for (size_t i = 0; u && i < u->ndev; i++)
 		cbw_text(&c->w, u->dev[i]->id);
 	ev_publish(c, dev, &c->w);
+	return true;
 }
 
 enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_t len)
@@ -169,9 +171,11 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 		return CORE_DENY;
 	}
 	if (op_is(&q, "privacy")) {
-		op_privacy(c, dev, &q);
+		if (!op_privacy(c, dev, &q))
+			return CORE_DENY;
 	} else if (op_is(&q, "devices")) {
-		op_devices(c, dev, &q);
+		if (!op_devices(c, dev, &q))
+			return CORE_DENY;
 	} else if (group_is_op((const char *)q.op, q.oplen)) {
 		group_res res = { .out = &c->wres };
 		group_request(c, (const char *)q.op, q.oplen, dev->user->name, dev->addr, &q.g, &res);

@@ -78,6 +78,8 @@ void expiry_tick(core *c)
 		count = 0;
 	}
 	c->n.expired += count;
+	if (count)
+		sync_recount(c);
 	/* A full slice means more may be waiting: continue at the next tick. */
 	c->next_sweep_ms = count == c->cfg.expire_slice ? now : now + 1000;
 

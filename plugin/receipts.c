@@ -66,6 +66,11 @@ static bool read_receipts_on(core *c, const char *user)
 	return store_prefs_get(c->st, user, &p) != CHAT_OK || p.read_receipts;
 }
 
+static bool same_sender(const receipt_scratch *rs, size_t i, size_t j, size_t ul)
+{
+	return user_len(rs->from[j]) == ul && memcmp(rs->from[j], rs->from[i], ul) == 0;
+}
+
 /* One receipt event per sender user, with the seqs whose state moved. */
 static void notify_senders(core *c, const device *reader, const char *conv, size_t n,
                            const char *state, receipt_scratch *rs)
@@ -76,22 +81,21 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 		if (!rs->changed[i] || rs->done[i] || !rs->from[i][0])
 			continue;
 		size_t ul = user_len(rs->from[i]);
-		size_t count = 0;
-		for (size_t j = i; j < n; j++)
-			if (rs->changed[j] && !rs->done[j] && user_len(rs->from[j]) == ul &&
-			    memcmp(rs->from[j], rs->from[i], ul) == 0)
-				count++;
 		user *sender = dir_user(&c->dir, rs->from[i], ul);
-		/* A sender with read receipts off still learns of the delivery, once. */
+		/* A sender with read receipts off still learns of the delivery, once:
+		 * seqs it already knew as delivered are left out. */
 		const char *s_out = state;
 		if (sender && strcmp(state, "read") == 0 && !read_receipts_on(c, sender->name)) {
 			s_out = "delivered";
 			for (size_t j = i; j < n; j++)
-				if (rs->prev[j] >= STORE_R_DELIVERED)
+				if (same_sender(rs, i, j, ul) && rs->prev[j] >= STORE_R_DELIVERED)
 					rs->changed[j] = false;
-			if (!rs->changed[i])
-				continue;
 		}
+		size_t count = 0;
+		for (size_t j = i; j < n; j++)
+			count += rs->changed[j] && !rs->done[j] && same_sender(rs, i, j, ul);
+		if (!sender || count == 0)
+			continue;
 		cbw *w = &c->w2;
 		cbw_reset(w);
 		cbw_map(w, 6);
@@ -100,8 +104,7 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 		cbw_text(w, "seqs");
 		cbw_array(w, count);
 		for (size_t j = i; j < n; j++) {
-			if (rs->changed[j] && !rs->done[j] && user_len(rs->from[j]) == ul &&
-			    memcmp(rs->from[j], rs->from[i], ul) == 0) {
+			if (rs->changed[j] && !rs->done[j] && same_sender(rs, i, j, ul)) {
 				cbw_uint(w, rs->seqs[j]);
 				rs->done[j] = true;
 			}
@@ -109,10 +112,8 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 		cbw_text(w, "s"); cbw_text(w, s_out);
 		cbw_text(w, "by"); cbw_text(w, reader->user->name);
 		cbw_text(w, "ts"); cbw_uint(w, now);
-		if (sender) {
-			c->n.receipts_out++;
-			ev_deliver_user(c, sender, w);
-		}
+		c->n.receipts_out++;
+		ev_deliver_user(c, sender, w);
 	}
 }
 

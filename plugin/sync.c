@@ -77,15 +77,37 @@ static void send_done(core *c, device *dev)
 	ev_publish(c, dev, w);
 }
 
+static int stop_at_first(void *arg, const store_qentry *e, const store_msg *m)
+{
+	(void)arg; (void)e; (void)m;
+	return 1;
+}
+
+/* Whether anything is queued after the replay's cursor. */
+static bool more_queued(core *c, device *dev)
+{
+	size_t visited = 0;
+	uint64_t last = 0;
+	return store_queue_read(c->st, dev->addr, dev->rp.cursor, 1, stop_at_first, NULL, &visited,
+	                        &last) != CHAT_OK;
+}
+
 /* Sends up to `budget` queue entries; returns how many it read. */
 static size_t pump(core *c, device *dev, size_t budget)
 {
 	static pump_ctx p; /* 32 KiB of qseqs: kept off the broker's stack */
 	size_t done = 0;
 	while (dev->rp.active && done < budget) {
+		if (dev->rp.outstanding >= c->cfg.replay_window) {
+			/* A full window waits for delivered receipts — unless the queue
+			 * has already ended, and then the device hears it now. */
+			if (!more_queued(c, dev)) {
+				send_done(c, dev);
+				sync_stop(c, dev);
+			}
+			break;
+		}
 		uint64_t room = c->cfg.replay_window - dev->rp.outstanding;
-		if (dev->rp.outstanding >= c->cfg.replay_window)
-			break; /* wait for delivered receipts */
 		size_t max = budget - done;
 		if (max > room)
 			max = (size_t)room;
@@ -158,6 +180,42 @@ void sync_acked(core *c, device *dev, uint64_t n)
 		return;
 	dev->rp.outstanding -= n < dev->rp.outstanding ? n : dev->rp.outstanding;
 	pump(c, dev, c->cfg.replay_slice);
+}
+
+struct count_ctx {
+	uint64_t cursor, n;
+};
+
+static int count_sent(void *arg, const store_qentry *e, const store_msg *m)
+{
+	(void)m;
+	struct count_ctx *k = arg;
+	if (e->qseq > k->cursor)
+		return 1;
+	k->n++;
+	return 0;
+}
+
+void sync_recount(core *c)
+{
+	/* Expired messages leave the queue without a receipt: count what each
+	 * replay still has in flight, or its window would never refill. */
+	for (device *d = c->replays, *next; d; d = next) {
+		next = d->rp.next;
+		if (d->rp.outstanding == 0)
+			continue;
+		struct count_ctx k = { .cursor = d->rp.cursor };
+		size_t visited = 0;
+		uint64_t last = 0;
+		int rc = store_queue_read(c->st, d->addr, 0, (size_t)d->rp.outstanding + 1, count_sent, &k,
+		                          &visited, &last);
+		if (rc != CHAT_OK && rc != 1)
+			continue;
+		if (k.n < d->rp.outstanding) {
+			d->rp.outstanding = k.n;
+			pump(c, d, c->cfg.replay_slice);
+		}
+	}
 }
 
 void sync_tick(core *c)
