@@ -26,6 +26,7 @@ ctl=${build#"$repo"/}/bin/chatctl
   echo "listener $port 127.0.0.1"
   echo "plugin $plugin"
   echo "plugin_opt_data_dir $data"
+  echo "set_tcp_nodelay true"
   echo "log_dest stdout"
   echo "log_type error"
   echo "log_type warning"
