@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test asan clean
+.PHONY: all deps configure build run test asan fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -31,6 +31,22 @@ asan:
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+# libFuzzer targets (clang, ASan+UBSan) in build-fuzz/, each run FUZZ_SECONDS
+# from a copy of its seed corpus; fuzz-smoke replays the committed corpora and
+# regressions, then runs each target a few seconds (docs/FUZZING.md).
+FUZZ_SECONDS ?= 60
+
+fuzz-build:
+	@scripts/deps.sh fuzz
+	CC=clang cmake -S . -B build-fuzz -DCHAT_FUZZ=ON
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
+
+fuzz: fuzz-build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh run
+
+fuzz-smoke: fuzz-build
+	FUZZ_SECONDS=5 scripts/fuzz.sh smoke
 
 clean:
 	rm -rf $(BUILD) build-asan

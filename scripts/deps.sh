@@ -11,10 +11,12 @@ pkgs=(
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
 )
 # `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots);
-# it is never part of the default set.
+# `scripts/deps.sh fuzz` adds clang and libclang-rt-14-dev (libFuzzer and the
+# ASan/UBSan runtimes, for make fuzz). Neither is part of the default set.
 for extra in "$@"; do
   case $extra in
     bench) pkgs+=(gnuplot-nox) ;;
+    fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
   esac
 done
 

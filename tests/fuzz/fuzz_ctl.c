@@ -1,0 +1,13 @@
+/* fuzz_ctl — arbitrary payloads on chat/ctl (a device's own requests:
+ * privacy settings, device lists) from alice/phone. */
+#include "fuzz_core_harness.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fz_core();
+	fz_publish_as(FZ_ALICE_PHONE, "chat/ctl", data, size);
+	fz_done();
+	return 0;
+}

@@ -1,0 +1,13 @@
+/* fuzz_typing — arbitrary payloads on chat/typing/dm:alice:bob from
+ * alice/phone (relayed at QoS 0 to bob's online devices). */
+#include "fuzz_core_harness.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	fz_core();
+	fz_publish_as(FZ_ALICE_PHONE, "chat/typing/dm:alice:bob", data, size);
+	fz_done();
+	return 0;
+}

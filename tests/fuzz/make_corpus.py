@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<what>/.
+
+Each seed is a real payload of the wire contract (docs/PROTOCOL.md,
+docs/KEYSERVER.md) or a near miss of one, named after what it is. Also
+writes tests/fuzz/chat.dict, the CBOR-encoded keys and values of the
+contract as a libFuzzer dictionary. Deterministic: running it again gives
+the same files (keys are derived from fixed seeds), so the generated files
+are committed and this script is only rerun when the contract changes.
+
+Run with Debian's python (cbor2, nacl): /usr/bin/python3 tests/fuzz/make_corpus.py
+"""
+import hashlib
+import os
+import shutil
+import struct
+import sys
+
+import cbor2
+from nacl.signing import SigningKey
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "corpus")
+D = cbor2.dumps
+
+
+def indef_map(pairs):
+    """An indefinite-length map, as some client libraries emit."""
+    return b"\xbf" + b"".join(D(k) + D(v) for k, v in pairs) + b"\xff"
+
+
+# ---- plugin payloads ----
+
+SENDS = {
+    "body_bytes_cid": {"cid": b"\x01\x02\x03\x04", "body": b"hello"},
+    "body_uint_cid": {"cid": 7, "body": b"hi"},
+    "body_type_ttl": {"cid": b"m-1", "body": b"x" * 40, "type": 3, "ttl": 3600},
+    "bodies_exact": {"cid": 8, "bodies": {"bob/phone": b"for phone", "bob/tablet": b"for tablet",
+                                          "alice/laptop": b"for laptop"}},
+    "bodies_missing": {"cid": 9, "bodies": {"bob/phone": b"only one"}},
+    "bodies_extra": {"cid": 10, "bodies": {"bob/phone": b"a", "bob/tablet": b"b",
+                                           "alice/laptop": b"c", "mallory/x": b"d"}},
+    "both_body_bodies": {"cid": 11, "body": b"a", "bodies": {"bob/phone": b"b"}},
+    "no_cid": {"body": b"hello"},
+    "cid_too_long": {"cid": b"x" * 17, "body": b"a"},
+    "unknown_keys": {"cid": 12, "body": b"a", "reply_to": 3, "meta": {"a": [1, 2, None]}},
+    "cid_seeded_dup": {"cid": 1, "body": b"seed 1"},
+}
+
+RECEIPTS = {
+    "delivered": {"s": "delivered", "conv": "dm:alice:bob", "seqs": [1, 2, 3]},
+    "read": {"s": "read", "conv": "dm:alice:bob", "seqs": [1, 3, 5]},
+    "read_repeat": {"s": "read", "conv": "dm:alice:bob", "seqs": [5, 5, 6, 1]},
+    "unknown_seq": {"s": "delivered", "conv": "dm:alice:bob", "seqs": [99, 2**64 - 1]},
+    "not_member": {"s": "read", "conv": "dm:bob:carol", "seqs": [1]},
+    "group_conv": {"s": "read", "conv": "g:team", "seqs": [1]},
+    "bad_state": {"s": "seen", "conv": "dm:alice:bob", "seqs": [1]},
+    "zero_seq": {"s": "delivered", "conv": "dm:alice:bob", "seqs": [0]},
+    "empty_seqs": {"s": "delivered", "conv": "dm:alice:bob", "seqs": []},
+}
+
+CTLS = {
+    "privacy_off": {"op": "privacy", "rid": 1, "read_receipts": False},
+    "privacy_presence": {"op": "privacy", "rid": 2, "presence": "contacts"},
+    "privacy_both": {"op": "privacy", "rid": 3, "read_receipts": True, "presence": "nobody"},
+    "privacy_bad": {"op": "privacy", "rid": 4, "presence": "all"},
+    "devices": {"op": "devices", "rid": 5, "user": "bob"},
+    "devices_unknown": {"op": "devices", "rid": 6, "user": "zed"},
+    "devices_bad_user": {"op": "devices", "rid": 7, "user": "b/o"},
+    "group": {"op": "group.create", "rid": 8, "name": "team"},
+    "unknown_op": {"op": "reboot", "rid": 9},
+    "no_rid": {"op": "devices", "user": "bob"},
+}
+
+ADMINS = {
+    "device_add": {"cmd": "device.add", "rid": 1, "user": "dave", "device": "phone"},
+    "device_add_exists": {"cmd": "device.add", "rid": 2, "user": "alice", "device": "phone"},
+    "device_remove": {"cmd": "device.remove", "rid": 3, "user": "bob", "device": "tablet"},
+    "user_remove": {"cmd": "user.remove", "rid": 4, "user": "carol"},
+    "service_add": {"cmd": "service.add", "rid": 5, "name": "keys"},
+    "stats": {"cmd": "stats", "rid": 6},
+    "group_create": {"cmd": "group.create", "rid": 7, "name": "team"},
+    "unknown": {"cmd": "format.disk"},
+    "bad_user": {"cmd": "device.add", "user": "a" * 65, "device": "x"},
+    "no_cmd": {"rid": 8, "user": "alice"},
+}
+
+TYPINGS = {
+    "on": {"on": True}, "off": {"on": False}, "not_bool": {"on": 1}, "empty": {},
+    "extra": {"on": True, "conv": "dm:alice:bob"},
+}
+
+TOPICS = [
+    "chat/dm/bob", "chat/dm/", "chat/dm/a/b", "chat/group/team", "chat/receipt", "chat/sync",
+    "chat/ctl", "chat/typing/dm:alice:bob", "chat/inbox/alice/phone", "chat/inbox/bob/phone",
+    "chat/inbox/+/+", "chat/inbox/#", "chat/presence/alice", "chat/presence/alice/phone",
+    "chat/keys/req/alice/phone", "chat/keys/resp/alice/phone", "chat/keys/status/alice/phone",
+    "chat/keys/req/+/+", "$share/keyserver/chat/keys/req/+/+", "$share/x/chat/inbox/#",
+    "$CONTROL/chat/v1", "$CONTROL/chat/v1/response", "$CONTROL/chat/other", "$CONTROL/#",
+    "#", "+/inbox/#", "chat/#", "chat/+/+/+", "chat", "chatter/x", "sensors/room1/temp",
+    "$SYS/broker/uptime", "x/chat/inbox/alice/phone", "x/chat/#", "x/+/dm/bob",
+]
+
+IDS = [
+    "alice", "alice/phone", "a" * 64 + "/" + "d" * 32, "a" * 65 + "/d", "alice/", "/phone",
+    "alice/phone/x", "dm:alice:bob", "dm:bob:alice", "dm:alice:alice", "dm:a:b:c", "g:team",
+    "g:", "g:a+b", "al.ice_-9/ph-1", "dm:" + "z" * 64 + ":" + "zz" * 32,
+]
+
+# ---- key server ----
+
+def key_requests():
+    sk = SigningKey(hashlib.sha256(b"fuzz-alice-phone-ik").digest())
+    ik = bytes(sk.verify_key)
+    spk_key = hashlib.sha256(b"fuzz-spk").digest()
+    spk = {"id": 1, "key": spk_key, "sig": sk.sign(spk_key).signature}
+    opks = [{"id": i, "key": hashlib.sha256(b"opk%d" % i).digest()} for i in range(1, 6)]
+    bad_sig = dict(spk, sig=b"\x00" * 64)
+    return {
+        "upload": {"rid": 1, "op": "upload", "ik": ik, "spk": spk, "opks": opks},
+        "upload_no_opks": {"rid": 2, "op": "upload", "ik": ik, "spk": spk},
+        "upload_bad_sig": {"rid": 3, "op": "upload", "ik": ik, "spk": bad_sig, "opks": opks[:1]},
+        "upload_dup_ids": {"rid": 4, "op": "upload", "ik": ik, "spk": spk, "opks": opks[:1] * 2},
+        "upload_short_key": {"rid": 5, "op": "upload", "ik": ik[:31], "spk": spk},
+        "bundle_bob": {"rid": 6, "op": "bundle", "user": "bob"},
+        "bundle_self": {"rid": 7, "op": "bundle", "user": "alice"},
+        "bundle_unknown": {"rid": 8, "op": "bundle", "user": "nobody"},
+        "bundle_bad_user": {"rid": 9, "op": "bundle", "user": "b o b"},
+        "count": {"rid": 10, "op": "count"},
+        "check": {"rid": 11, "op": "check",
+                  "digest": hashlib.sha256(ik + spk_key).digest()},
+        "check_short": {"rid": 12, "op": "check", "digest": b"\x01" * 31},
+        "no_rid": {"op": "count"},
+        "unknown_op": {"rid": 13, "op": "revoke"},
+    }
+
+# ---- store records (tests/fuzz/fuzz_store_record.c: u8 kind, bytes) ----
+
+K = {n: i for i, n in enumerate(
+    "MSG REFS RCPTS QUEUE QMETA DEDUP CONVS DEVICE SERVICE PREFS RSTATE ADMIN "
+    "QUEUE_KEY EXPIRY_KEY RCPTS_KEY RSTATE_KEY DEVICE_KEY SERVICE_KEY".split())}
+
+
+def be64(v):
+    return struct.pack(">Q", v)
+
+
+def msgkey(conv, seq):
+    return conv.encode() + b"\0" + be64(seq)
+
+
+def msg_record(flags=0x02, cid=be64(7), frm=b"alice/phone", body=b"hi", ts=900, exp=1000, typ=0):
+    return (bytes([1, flags]) + be64(ts) + be64(exp) + be64(typ) + bytes([len(cid)]) + cid +
+            bytes([len(frm)]) + frm + b"\0" + struct.pack(">I", len(body)) + body)
+
+
+def store_records():
+    mk = msgkey("dm:alice:bob", 1)
+    cred = b"\x01" + b"\xab" * 32 + be64(900)
+    r = {
+        "msg_body": (K["MSG"], msg_record()),
+        "msg_bytes_cid_type": (K["MSG"], msg_record(flags=0x01, cid=b"abc", typ=5)),
+        "msg_bodies": (K["MSG"], msg_record(flags=0x06, body=D({"bob/tablet": b"x"}))),
+        "msg_nobody": (K["MSG"], msg_record(flags=0x0a, body=b"")),
+        "msg_truncated": (K["MSG"], msg_record()[:30]),
+        "msg_long_len": (K["MSG"], msg_record()[:-2] + b"\xff\xff"),
+        "refs": (K["REFS"], be64(2)),
+        "rcpts": (K["RCPTS"], be64(1)),
+        "queue_msg": (K["QUEUE"], b"M" + mk),
+        "queue_event": (K["QUEUE"], b"E" + D({"k": "receipt", "conv": "dm:alice:bob", "seqs": [1],
+                                                "s": "read", "by": "bob", "ts": 5})),
+        "queue_dangling": (K["QUEUE"], b"M" + msgkey("dm:alice:bob", 77)),
+        "qmeta": (K["QMETA"], be64(9) + be64(3)),
+        "dedup": (K["DEDUP"], mk + be64(1000)),
+        "convs": (K["CONVS"], be64(41)),
+        "device": (K["DEVICE"], cred),
+        "service": (K["SERVICE"], cred),
+        "prefs": (K["PREFS"], b"\x01\x00\x02"),
+        "rstate": (K["RSTATE"], b"\x02"),
+        "admin": (K["ADMIN"], b"\xcd" * 32),
+        "queue_key": (K["QUEUE_KEY"], be64(2)),
+        "expiry_key": (K["EXPIRY_KEY"], be64(10) + b"\0" + msgkey("dm:alice:bob", 1)),
+        "expiry_key_short": (K["EXPIRY_KEY"], be64(10)),
+        "rcpts_key": (K["RCPTS_KEY"], b"bob/phone"),
+        "rstate_key": (K["RSTATE_KEY"], b"carol"),
+        "device_key": (K["DEVICE_KEY"], b"dave\0phone"),
+        "service_key": (K["SERVICE_KEY"], b"keys2"),
+    }
+    return {name: bytes([k]) + v for name, (k, v) in r.items()}
+
+# ---- sync scripts (tests/fuzz/fuzz_sync.c) ----
+
+SEND_RAW, SEND, RCPT_RAW, RCPT, SYNC, TICK, DISCONNECT, CONNECT, CTL_RAW, PRIVACY = range(10)
+ALICE_PHONE, ALICE_LAPTOP, BOB_PHONE, BOB_TABLET, CAROL_PHONE = range(5)
+P_ALICE, P_BOB, P_CAROL = range(3)
+
+
+def sync_scripts():
+    send = D({"cid": 77, "body": b"raw"})
+    return {
+        # bob/tablet comes online and replays what was queued for it
+        "tablet_replay": bytes([CONNECT, BOB_TABLET, SYNC, BOB_TABLET,
+                                RCPT, BOB_TABLET, 0, 1, 5, TICK, 1]),
+        # a send while the peer replays goes behind its backlog
+        "send_during_replay": bytes([CONNECT, BOB_TABLET, SYNC, BOB_TABLET,
+                                     SEND, ALICE_PHONE, P_BOB, 40, 0, 3]) + b"abc" +
+                              bytes([RCPT, BOB_TABLET, 0, 1, 6, TICK, 1]),
+        # a short ttl, an offline recipient, then the sweep
+        "expiry": bytes([SEND, ALICE_PHONE, P_BOB, 41, 2, 2]) + b"zz" +
+                  bytes([TICK, 5, TICK, 250]),
+        # read receipts off, then reads over delivered and new seqs
+        "privacy_reads": bytes([PRIVACY, BOB_PHONE, 0, RCPT, ALICE_PHONE, 0, 3, 0,
+                                RCPT, ALICE_PHONE, 1, 1, 5]),
+        "reconnect_storm": bytes([DISCONNECT, ALICE_PHONE, CONNECT, ALICE_PHONE, SYNC, ALICE_PHONE,
+                                  DISCONNECT, ALICE_PHONE, CONNECT, ALICE_PHONE, SYNC, ALICE_PHONE]),
+        "raw_ops": bytes([SEND_RAW, CAROL_PHONE, P_ALICE, len(send)]) + send +
+                   bytes([CTL_RAW, BOB_PHONE, len(D(CTLS["devices"]))]) + D(CTLS["devices"]) +
+                   bytes([RCPT_RAW, ALICE_LAPTOP, len(D(RECEIPTS["read"]))]) + D(RECEIPTS["read"]),
+    }
+
+
+def dictionary():
+    words = set()
+    for group in (SENDS, RECEIPTS, CTLS, ADMINS, key_requests()):
+        for payload in group.values():
+            for k, v in payload.items():
+                words.add(D(k))
+                if isinstance(v, str):
+                    words.add(D(v))
+    words.update(D(s) for s in ("delivered", "read", "everyone", "contacts", "nobody",
+                                "dm:alice:bob", "bob/phone", "bob/tablet", "alice/laptop"))
+    lines = ["# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
+    for w in sorted(words):
+        lines.append('"' + "".join("\\x%02x" % b for b in w) + '"')
+    return "\n".join(lines) + "\n"
+
+
+def write(what, items):
+    d = os.path.join(OUT, what)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    for name, data in items.items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    sends = {k: D(v) for k, v in SENDS.items()}
+    sends["indefinite_map"] = indef_map([("cid", 13), ("body", b"indef")])
+    receipts = {k: D(v) for k, v in RECEIPTS.items()}
+    ctls = {k: D(v) for k, v in CTLS.items()}
+    admins = {k: D(v) for k, v in ADMINS.items()}
+    # Text that is not UTF-8, echoed back by the server (docs/FUZZING.md).
+    admins["cmd_not_utf8"] = b"\xa1\x63cmd\x61\xff"
+    sends["bodies_key_not_utf8"] = (b"\xa2\x63cid\x0e\x66bodies\xa1\x61\xff\x41x")
+    keys = {k: D(v) for k, v in key_requests().items()}
+    write("send", sends)
+    write("receipt", receipts)
+    write("ctl", ctls)
+    write("admin", admins)
+    write("typing", {k: D(v) for k, v in TYPINGS.items()})
+    write("keyreq", keys)
+    write("store_record", store_records())
+    write("sync", sync_scripts())
+    write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
+    write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
+    cbor = {}
+    for what, group in (("send", sends), ("receipt", receipts), ("ctl", ctls),
+                        ("admin", admins), ("keyreq", keys)):
+        for name, data in list(group.items())[:4]:
+            cbor[what + "_" + name] = data
+    # RFC 8949 appendix A odds and ends: floats, tags, negatives, nesting
+    cbor.update({
+        "float16": bytes.fromhex("f93c00"), "float64": bytes.fromhex("fb3ff199999999999a"),
+        "tag_bignum": bytes.fromhex("c249010000000000000000"), "neg": bytes.fromhex("3903e7"),
+        "nested": bytes.fromhex("9f018202039f0405ffff"), "simple": bytes.fromhex("f4f5f6f7"),
+        "map_indef": bytes.fromhex("bf61610161629f0203ffff"),
+        "deep": b"\x81" * 17 + b"\x00",
+    })
+    write("cbor", cbor)
+    with open(os.path.join(HERE, "chat.dict"), "w") as f:
+        f.write(dictionary())
+    total = sum(os.path.getsize(os.path.join(r, n)) for r, _, ns in os.walk(OUT) for n in ns)
+    print("corpus: %d bytes in %s" % (total, OUT), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
