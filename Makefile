@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build run test asan fuzz fuzz-build fuzz-smoke clean
+.PHONY: all deps configure build run test asan valgrind fuzz fuzz-build fuzz-smoke clean
 
 all: build
 
@@ -23,7 +23,11 @@ run: build
 	scripts/run.sh
 
 test: build
-	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE valgrind
+
+# The unit tests under valgrind's memcheck.
+valgrind: build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L valgrind
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:

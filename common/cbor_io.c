@@ -75,6 +75,47 @@ static int fail(cbr *r, const char *msg)
 	return CHAT_EINVAL;
 }
 
+/* RFC 3629 UTF-8: no overlongs, no surrogates, nothing above U+10FFFF. Text
+ * we decode is echoed to other clients (ids, bodies keys, commands), and a
+ * strict peer rejects a whole event over one bad string. */
+static bool valid_utf8(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		size_t len;
+		uint8_t lo = 0x80, hi = 0xbf; /* bounds of the second byte */
+		if (c >= 0xc2 && c <= 0xdf) {
+			len = 2;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			len = 3;
+			if (c == 0xe0)
+				lo = 0xa0;
+			else if (c == 0xed)
+				hi = 0x9f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			len = 4;
+			if (c == 0xf0)
+				lo = 0x90;
+			else if (c == 0xf4)
+				hi = 0x8f;
+		} else {
+			return false;
+		}
+		if (n - i < len || p[i + 1] < lo || p[i + 1] > hi)
+			return false;
+		for (size_t k = 2; k < len; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+		i += len;
+	}
+	return true;
+}
+
 int cbr_next(cbr *r, cbr_item *it)
 {
 	if (r->err_msg)
@@ -96,6 +137,8 @@ int cbr_next(cbr *r, cbr_item *it)
 	if ((it->type == CBR_BYTES || it->type == CBR_TEXT) &&
 	    (it->len > (size_t)(r->end - r->p) || res.read > (size_t)(r->end - r->p)))
 		return fail(r, "truncated CBOR");
+	if (it->type == CBR_TEXT && !valid_utf8(it->ptr, it->len))
+		return fail(r, "text string is not valid UTF-8");
 	r->p += res.read;
 	return CHAT_OK;
 }

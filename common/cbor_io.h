@@ -8,7 +8,8 @@
  *
  * Limits: nesting depth CBR_MAX_DEPTH; indefinite-length byte and text
  * strings are refused (no client library emits them for our payloads);
- * indefinite-length arrays and maps are accepted.
+ * indefinite-length arrays and maps are accepted; text strings must be
+ * valid UTF-8 (RFC 8949 §3.1), so nothing we echo back is malformed.
  */
 #ifndef CHAT_CBOR_IO_H
 #define CHAT_CBOR_IO_H

@@ -1139,6 +1139,44 @@ START_TEST(err_strings)
 }
 END_TEST
 
+/* Text strings must be UTF-8 (RFC 3629): we echo them to other clients. */
+START_TEST(read_text_must_be_utf8)
+{
+	/* valid: ASCII, 2-, 3- and 4-byte sequences at their bounds */
+	static const uint8_t ok1[] = { 0x62, 'h', 'i' };
+	static const uint8_t ok2[] = { 0x62, 0xc3, 0xa9 };             /* é */
+	static const uint8_t ok3[] = { 0x63, 0xe2, 0x82, 0xac };       /* € */
+	static const uint8_t ok4[] = { 0x64, 0xf0, 0x9f, 0x98, 0x80 }; /* U+1F600 */
+	static const uint8_t okmax[] = { 0x64, 0xf4, 0x8f, 0xbf, 0xbf }; /* U+10FFFF */
+	ck_assert_int_eq(one(ok1, sizeof(ok1)).type, CBR_TEXT);
+	ck_assert_int_eq(one(ok2, sizeof(ok2)).len, 2);
+	ck_assert_int_eq(one(ok3, sizeof(ok3)).len, 3);
+	ck_assert_int_eq(one(ok4, sizeof(ok4)).len, 4);
+	ck_assert_int_eq(one(okmax, sizeof(okmax)).len, 4);
+	/* invalid: lone continuation, overlongs, surrogate, above U+10FFFF,
+	 * truncated sequence, bad continuation, 0xff */
+	static const uint8_t bad[][6] = {
+		{ 0x61, 0x80 },
+		{ 0x62, 0xc0, 0x80 },
+		{ 0x62, 0xc1, 0xbf },
+		{ 0x63, 0xe0, 0x80, 0x80 },
+		{ 0x63, 0xed, 0xa0, 0x80 },
+		{ 0x64, 0xf4, 0x90, 0x80, 0x80 },
+		{ 0x64, 0xf5, 0x80, 0x80, 0x80 },
+		{ 0x62, 0xe2, 0x82 },
+		{ 0x63, 0xe2, 0x28, 0xa1 },
+		{ 0x61, 0xff },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t len = 1 + (bad[i][0] & 0x1f);
+		ck_assert_str_eq(one_fails(bad[i], len), "text string is not valid UTF-8");
+	}
+	/* byte strings carry anything */
+	static const uint8_t bytes[] = { 0x42, 0xff, 0x80 };
+	ck_assert_int_eq(one(bytes, sizeof(bytes)).type, CBR_BYTES);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("common");
@@ -1154,6 +1192,7 @@ static Suite *suite(void)
 	tcase_add_test(t, read_indefinite_collections);
 	tcase_add_test(t, indef_map_odd_items_refused);
 	tcase_add_test(t, read_indefinite_strings_refused);
+	tcase_add_test(t, read_text_must_be_utf8);
 	tcase_add_test(t, map_next_non_text_keys);
 	tcase_add_test(t, truncated_every_prefix);
 	tcase_add_test(t, depth_limit);
