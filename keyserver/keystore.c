@@ -1,14 +1,33 @@
 /* keystore.c — pre-keys in RocksDB, and the rules of upload and bundle.
  *
- * Keyspace (one column family; ids never contain 0x00, so it separates):
- *   'D' U 0 D           → device record: ver(1)=1 | ik(32) | spk id(8, BE) |
- *                         spk key(32) | spk sig(64) | pool size(4, BE)
- *   'O' U 0 D 0 id(8)   → one-time pre-key (32 bytes); big-endian ids iterate
- *                         in order, so a bundle hands out the lowest id first
+ * Keyspace, format 2 (one column family; ids never contain 0x00 or 0x01, so
+ * 0x00 separates and 0x01 bounds a range):
+ *   'F'                 → store format: ver(1)=2. Written into an empty
+ *                         directory; a directory without it that holds data
+ *                         is format 1 and is refused at open.
+ *   'U' U               → device list of user U: ver(1)=2, then per device in
+ *                         byte order len(1) | device id
+ *   'D' U 0 D           → device record: ver(1)=2 | ik(32) | spk id(8, BE) |
+ *                         spk key(32) | spk sig(64) | pool size(4, BE) |
+ *                         next(8, BE)
+ *   'O' U 0 D 0 id(8)   → one-time pre-key (32 bytes); big-endian ids sort
+ *                         in order, a bundle hands out the lowest id first
  *   'R' RU 0 RD 0 U     → rate state of (requesting device RU/RD, target U):
  *                         ver(1)=1 | tat(8, BE)
  * The pool size lives in the device record so count is one read and a pop
  * updates it in the same batch as the delete.
+ *
+ * Why the device list and `next` (docs/BENCHMARKS.md, keys): a pop deletes
+ * the lowest key of a device's range and a bundle rewrites the device
+ * record, so iterator seeks over those ranges walked over every tombstone
+ * and old version left by earlier bundles, and got slower with every key
+ * handed out. Now a bundle does point reads only: the user's device list,
+ * each device record, and the key at `next`. `next` is a lower bound of the
+ * pool's ids (no key below it exists); after popping id i it becomes i + 1.
+ * For clients that number their keys consecutively, which is the usual
+ * case, that key exists and one Get pops it. After a gap, a seek bounded to
+ * [next, end of the device's range) finds the lowest key; the tombstones of
+ * popped keys all lie below next, so it does not walk them.
  *
  * The rate limiter is a token bucket written as GCRA: one timestamp per
  * bucket, the "theoretical arrival time" tat. A request is allowed when, after
@@ -26,10 +45,14 @@
 #include <string.h>
 #include <time.h>
 
-#define REC_VERSION 1
-#define DEV_REC_LEN (1 + KS_KEY_LEN + 8 + KS_KEY_LEN + KS_SIG_LEN + 4)
+#define STORE_FORMAT 2
+#define DEV_VERSION 2
+#define USERDEVS_VERSION 2
+#define RATE_VERSION 1
+#define DEV_REC_LEN (1 + KS_KEY_LEN + 8 + KS_KEY_LEN + KS_SIG_LEN + 4 + 8)
 #define RATE_REC_LEN (1 + 8)
 #define KEY_MAX (1 + CHAT_USER_MAX + 1 + CHAT_USER_MAX + 1 + CHAT_DEVICE_MAX + 8)
+static const char format_key[1] = { 'F' };
 
 struct ks {
 	rocksdb_t *db;
@@ -45,6 +68,7 @@ typedef struct dev_rec {
 	uint8_t ik[KS_KEY_LEN];
 	ks_spk spk;
 	uint32_t count;
+	uint64_t next;              /* no one-time key with a lower id exists */
 } dev_rec;
 
 /* ---- small helpers ---- */
@@ -92,6 +116,13 @@ static size_t key_user_devs(uint8_t *k, const char *u, size_t ul)
 static size_t key_dev(uint8_t *k, const char *u, size_t ul, const char *d, size_t dl)
 {
 	return key_append(k, key_user_devs(k, u, ul), d, dl);
+}
+
+/* 'U' U — the user's device list. */
+static size_t key_user_list(uint8_t *k, const char *u, size_t ul)
+{
+	k[0] = 'U';
+	return key_append(k, 1, u, ul);
 }
 
 /* 'O' U 0 D 0 — the prefix of a device's one-time keys. */
@@ -154,25 +185,27 @@ static int db_write(ks *k)
 static void dev_encode(uint8_t out[DEV_REC_LEN], const dev_rec *r)
 {
 	uint8_t *p = out;
-	*p++ = REC_VERSION;
+	*p++ = DEV_VERSION;
 	memcpy(p, r->ik, KS_KEY_LEN), p += KS_KEY_LEN;
 	put_be64(p, r->spk.id), p += 8;
 	memcpy(p, r->spk.key, KS_KEY_LEN), p += KS_KEY_LEN;
 	memcpy(p, r->spk.sig, KS_SIG_LEN), p += KS_SIG_LEN;
-	put_be32(p, r->count);
+	put_be32(p, r->count), p += 4;
+	put_be64(p, r->next);
 }
 
 static int dev_decode(ks *k, const char *v, size_t vlen, dev_rec *r)
 {
 	const uint8_t *p = (const uint8_t *)v;
-	if (vlen != DEV_REC_LEN || p[0] != REC_VERSION)
+	if (vlen != DEV_REC_LEN || p[0] != DEV_VERSION)
 		return set_err(k, CHAT_ECORRUPT, "corrupt device record", NULL);
 	p++;
 	memcpy(r->ik, p, KS_KEY_LEN), p += KS_KEY_LEN;
 	r->spk.id = get_be64(p), p += 8;
 	memcpy(r->spk.key, p, KS_KEY_LEN), p += KS_KEY_LEN;
 	memcpy(r->spk.sig, p, KS_SIG_LEN), p += KS_SIG_LEN;
-	r->count = get_be32(p);
+	r->count = get_be32(p), p += 4;
+	r->next = get_be64(p);
 	return CHAT_OK;
 }
 
@@ -214,19 +247,209 @@ static int iter_status(ks *k, rocksdb_iterator_t *it)
 	return err ? set_err(k, CHAT_EIO, "iteration failed", err) : CHAT_OK;
 }
 
-/* Adds deletes of every key under prefix to the batch. */
-static int batch_delete_prefix(ks *k, const uint8_t *prefix, size_t plen)
+/* An iterator over a device's one-time keys, 'O' U 0 D 0 … (prefix, plen),
+ * bounded above by 'O' U 0 D 1 so that it stops at the end of the range
+ * instead of walking on into the next device's. Free with opk_iter_done. */
+typedef struct opk_iter {
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	uint8_t hi[KEY_MAX];
+} opk_iter;
+
+static void opk_iter_start(ks *k, opk_iter *oi, const uint8_t *prefix, size_t plen)
 {
-	rocksdb_iterator_t *it = rocksdb_create_iterator(k->db, k->ropts);
-	for (rocksdb_iter_seek(it, (const char *)prefix, plen); has_prefix(it, prefix, plen);
-	     rocksdb_iter_next(it)) {
+	memcpy(oi->hi, prefix, plen);
+	oi->hi[plen - 1] = 1;
+	oi->ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(oi->ro, (const char *)oi->hi, plen);
+	oi->it = rocksdb_create_iterator(k->db, oi->ro);
+}
+
+static void opk_iter_done(opk_iter *oi)
+{
+	rocksdb_iter_destroy(oi->it);
+	rocksdb_readoptions_destroy(oi->ro);
+}
+
+/* Adds deletes of every one-time key of the device (prefix, plen) to the
+ * batch. Only re-registration and drop use it. */
+static int batch_delete_opks(ks *k, const uint8_t *prefix, size_t plen)
+{
+	opk_iter oi;
+	opk_iter_start(k, &oi, prefix, plen);
+	for (rocksdb_iter_seek(oi.it, (const char *)prefix, plen); has_prefix(oi.it, prefix, plen);
+	     rocksdb_iter_next(oi.it)) {
 		size_t klen;
-		const char *key = rocksdb_iter_key(it, &klen);
+		const char *key = rocksdb_iter_key(oi.it, &klen);
 		rocksdb_writebatch_delete(k->batch, key, klen);
 	}
-	int rc = iter_status(k, it);
-	rocksdb_iter_destroy(it);
+	int rc = iter_status(k, oi.it);
+	opk_iter_done(&oi);
 	return rc;
+}
+
+/* ---- the device list of a user ----
+ *
+ * 'U' U → ver(1) then, in byte order of the ids (the order a scan of the
+ * 'D' U 0 range would give), len(1) | device id per device. It is written in
+ * the same batch as the device records it lists: an upload that creates a
+ * device adds it, a drop removes it, and the record is deleted with its last
+ * device. */
+
+/* Orders device ids like RocksDB orders 'D' U 0 D keys. */
+static int dev_id_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+	int c = memcmp(a, b, al < bl ? al : bl);
+	return c ? c : (al > bl) - (al < bl);
+}
+
+/* CHAT_OK when v is a well-formed device list, else CHAT_ECORRUPT. */
+static int dev_list_check(ks *k, const char *v, size_t vlen)
+{
+	if (vlen < 1 || (uint8_t)v[0] != USERDEVS_VERSION)
+		return set_err(k, CHAT_ECORRUPT, "corrupt device list record", NULL);
+	const char *prev = NULL;
+	size_t prevl = 0;
+	for (size_t off = 1; off < vlen;) {
+		size_t dl = (uint8_t)v[off];
+		const char *d = v + off + 1;
+		if (dl > vlen - off - 1 || !chat_valid_device(d, dl) ||
+		    (prev && dev_id_cmp(prev, prevl, d, dl) >= 0))
+			return set_err(k, CHAT_ECORRUPT, "corrupt device list record", NULL);
+		prev = d, prevl = dl;
+		off += 1 + dl;
+	}
+	return CHAT_OK;
+}
+
+/* Loads U's device list (free with rocksdb_free). An absent list is
+ * CHAT_ENOTFOUND; a malformed one CHAT_ECORRUPT. */
+static int dev_list_load(ks *k, const char *u, size_t ul, char **v, size_t *vlen)
+{
+	uint8_t key[KEY_MAX];
+	size_t klen = key_user_list(key, u, ul);
+	int rc = db_get(k, key, klen, v, vlen);
+	if (rc)
+		return rc;
+	if ((rc = dev_list_check(k, *v, *vlen)) != CHAT_OK) {
+		rocksdb_free(*v);
+		*v = NULL;
+	}
+	return rc;
+}
+
+/* Batches U's device list with d added (add) or removed (!add). A list that
+ * already says so is left alone. */
+static int batch_dev_list_update(ks *k, const char *u, size_t ul, const char *d, size_t dl,
+                                 bool add)
+{
+	char *v = NULL;
+	size_t vlen = 0;
+	int rc = dev_list_load(k, u, ul, &v, &vlen);
+	if (rc && rc != CHAT_ENOTFOUND)
+		return rc;
+	/* Where d is (found) or would go. */
+	size_t at = 1, end = v ? vlen : 1;
+	bool found = false;
+	while (at < end) {
+		size_t el = (uint8_t)v[at];
+		int c = dev_id_cmp(v + at + 1, el, d, dl);
+		if (c >= 0) {
+			found = c == 0;
+			break;
+		}
+		at += 1 + el;
+	}
+	if (found == add) {
+		rocksdb_free(v);
+		return CHAT_OK;
+	}
+	uint8_t key[KEY_MAX];
+	size_t klen = key_user_list(key, u, ul);
+	size_t nlen = add ? end + 1 + dl : end - 1 - dl;
+	if (nlen <= 1) { /* the last device went */
+		rocksdb_writebatch_delete(k->batch, (const char *)key, klen);
+		rocksdb_free(v);
+		return CHAT_OK;
+	}
+	char *nv = malloc(nlen);
+	if (!nv) {
+		rocksdb_free(v);
+		return CHAT_ENOMEM;
+	}
+	nv[0] = USERDEVS_VERSION;
+	if (at > 1)
+		memcpy(nv + 1, v + 1, at - 1);
+	if (add) {
+		nv[at] = (char)dl;
+		memcpy(nv + at + 1, d, dl);
+		if (end > at)
+			memcpy(nv + at + 1 + dl, v + at, end - at);
+	} else if (end > at + 1 + dl) {
+		memcpy(nv + at, v + at + 1 + dl, end - at - 1 - dl);
+	}
+	rocksdb_writebatch_put(k->batch, (const char *)key, klen, nv, nlen);
+	free(nv);
+	rocksdb_free(v);
+	return CHAT_OK;
+}
+
+/* ---- store format ---- */
+
+/* Accepts a format-2 store, stamps an empty one, refuses anything else. */
+static int format_check(ks *k, const char *dir, char *errbuf, size_t errlen)
+{
+	char *v;
+	size_t vlen;
+	int rc = db_get(k, (const uint8_t *)format_key, sizeof(format_key), &v, &vlen);
+	if (rc == CHAT_OK) {
+		unsigned fmt = vlen == 1 ? (uint8_t)v[0] : 0;
+		rocksdb_free(v);
+		if (fmt == STORE_FORMAT)
+			return CHAT_OK;
+		if (errbuf)
+			snprintf(errbuf, errlen,
+			         "%s holds key store format %u; this chat-keyserver reads format %u only",
+			         dir, fmt, STORE_FORMAT);
+		return CHAT_ECORRUPT;
+	}
+	if (rc != CHAT_ENOTFOUND) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "cannot read %s: %s", dir, k->errmsg);
+		return rc;
+	}
+	rocksdb_iterator_t *it = rocksdb_create_iterator(k->db, k->ropts);
+	rocksdb_iter_seek_to_first(it);
+	bool empty = !rocksdb_iter_valid(it);
+	rc = iter_status(k, it);
+	rocksdb_iter_destroy(it);
+	if (rc) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "cannot read %s: %s", dir, k->errmsg);
+		return rc;
+	}
+	if (!empty) {
+		if (errbuf)
+			snprintf(errbuf, errlen,
+			         "%s was written by an older chat-keyserver (key store format 1) and is "
+			         "not converted: move it away and start with an empty directory; "
+			         "clients then upload their keys again (docs/KEYSERVER.md)",
+			         dir);
+		return CHAT_ECORRUPT;
+	}
+	const char fmt = STORE_FORMAT;
+	char *err = NULL;
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_set_sync(wo, 1);
+	rocksdb_put(k->db, wo, format_key, sizeof(format_key), &fmt, 1, &err);
+	rocksdb_writeoptions_destroy(wo);
+	if (err) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "cannot write %s: %s", dir, err);
+		rocksdb_free(err);
+		return CHAT_EIO;
+	}
+	return CHAT_OK;
 }
 
 /* ---- open / close ---- */
@@ -285,6 +508,11 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 		rocksdb_free(err);
 		ks_close(k);
 		return CHAT_EIO;
+	}
+	int rc = format_check(k, o->dir, errbuf, errlen);
+	if (rc) {
+		ks_close(k);
+		return rc;
 	}
 	*out = k;
 	return CHAT_OK;
@@ -359,8 +587,9 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 
 	dev_rec rec;
 	int rc = dev_load(k, u, ul, d, dl, &rec);
-	bool rereg = false;
+	bool rereg = false, fresh = false;
 	if (rc == CHAT_ENOTFOUND) {
+		fresh = true;
 		rec.count = 0;
 	} else if (rc) {
 		return rc;
@@ -377,14 +606,24 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 	uint8_t key[KEY_MAX];
 	size_t plen = key_opk_prefix(key, u, ul, d, dl);
 	rocksdb_writebatch_clear(k->batch);
-	if (rereg && (rc = batch_delete_prefix(k, key, plen)) != CHAT_OK) {
+	if (rereg)
+		rc = batch_delete_opks(k, key, plen);
+	else if (fresh)
+		rc = batch_dev_list_update(k, u, ul, d, dl, true);
+	if (rc) {
 		rocksdb_writebatch_clear(k->batch);
 		return rc;
 	}
+	/* next stays a lower bound of the pool's ids: the lowest new id, or
+	 * lower if the pool already held lower ones. */
+	if (fresh || rereg)
+		rec.next = UINT64_MAX;
 	for (size_t i = 0; i < n; i++) {
 		put_be64(key + plen, opks[i].id);
 		rocksdb_writebatch_put(k->batch, (const char *)key, plen + 8,
 		                       (const char *)opks[i].key, KS_KEY_LEN);
+		if (opks[i].id < rec.next)
+			rec.next = opks[i].id;
 	}
 	memcpy(rec.ik, ik, KS_KEY_LEN);
 	rec.spk = *spk;
@@ -409,7 +648,7 @@ static int rate_charge(ks *k, const uint8_t *key, size_t klen, uint64_t *retry_a
 	size_t vlen;
 	int rc = db_get(k, key, klen, &v, &vlen);
 	if (rc == CHAT_OK) {
-		if (vlen != RATE_REC_LEN || (uint8_t)v[0] != REC_VERSION) {
+		if (vlen != RATE_REC_LEN || (uint8_t)v[0] != RATE_VERSION) {
 			rocksdb_free(v);
 			return set_err(k, CHAT_ECORRUPT, "corrupt rate-limit record", NULL);
 		}
@@ -429,7 +668,7 @@ static int rate_charge(ks *k, const uint8_t *key, size_t klen, uint64_t *retry_a
 		return CHAT_EDENIED;
 	}
 	uint8_t val[RATE_REC_LEN];
-	val[0] = REC_VERSION;
+	val[0] = RATE_VERSION;
 	put_be64(val + 1, next);
 	rocksdb_writebatch_put(k->batch, (const char *)key, klen, (const char *)val, sizeof(val));
 	return CHAT_OK;
@@ -463,53 +702,99 @@ static ks_entry *bundle_add(ks_bundle *b)
 	return e;
 }
 
-/* Pops the device's lowest-id one-time key into e (batching the delete). */
-static int opk_pop(ks *k, const char *u, size_t ul, const char *d, size_t dl, ks_entry *e)
+static void opk_take(ks *k, ks_entry *e, uint64_t id, const char *val, const char *key,
+                     size_t klen)
 {
-	uint8_t prefix[KEY_MAX];
-	size_t plen = key_opk_prefix(prefix, u, ul, d, dl);
-	rocksdb_iterator_t *it = rocksdb_create_iterator(k->db, k->ropts);
-	rocksdb_iter_seek(it, (const char *)prefix, plen);
+	e->has_opk = true;
+	e->opk.id = id;
+	memcpy(e->opk.key, val, KS_KEY_LEN);
+	rocksdb_writebatch_delete(k->batch, key, klen);
+}
+
+/* Finds the device's lowest one-time key with id ≥ from (prefix, plen: the
+ * device's range) and takes it into e. Nothing found leaves e alone. */
+static int opk_seek(ks *k, const uint8_t *prefix, size_t plen, uint64_t from, ks_entry *e)
+{
+	uint8_t lo[KEY_MAX];
+	memcpy(lo, prefix, plen);
+	put_be64(lo + plen, from);
+	opk_iter oi;
+	opk_iter_start(k, &oi, prefix, plen);
+	rocksdb_iter_seek(oi.it, (const char *)lo, plen + 8);
 	int rc = CHAT_OK;
-	if (has_prefix(it, prefix, plen)) {
+	if (has_prefix(oi.it, prefix, plen)) {
 		size_t klen, vlen;
-		const char *key = rocksdb_iter_key(it, &klen);
-		const char *val = rocksdb_iter_value(it, &vlen);
-		if (klen != plen + 8 || vlen != KS_KEY_LEN) {
+		const char *key = rocksdb_iter_key(oi.it, &klen);
+		const char *val = rocksdb_iter_value(oi.it, &vlen);
+		if (klen != plen + 8 || vlen != KS_KEY_LEN)
 			rc = set_err(k, CHAT_ECORRUPT, "corrupt one-time key record", NULL);
-		} else {
-			e->has_opk = true;
-			e->opk.id = get_be64((const uint8_t *)key + plen);
-			memcpy(e->opk.key, val, KS_KEY_LEN);
-			rocksdb_writebatch_delete(k->batch, key, klen);
-		}
+		else
+			opk_take(k, e, get_be64((const uint8_t *)key + plen), val, key, klen);
 	}
 	if (rc == CHAT_OK)
-		rc = iter_status(k, it);
-	rocksdb_iter_destroy(it);
+		rc = iter_status(k, oi.it);
+	opk_iter_done(&oi);
 	return rc;
 }
 
-/* Adds one entry per device of u to b, popping their one-time keys. */
+/* Pops the device's lowest-id one-time key into e, batching its delete and
+ * updating rec (count, next). The key at rec->next is the lowest whenever it
+ * exists, so usually this is one point read; otherwise a seek from next,
+ * which starts above every key popped so far. */
+static int opk_pop(ks *k, const char *u, size_t ul, const char *d, size_t dl, dev_rec *rec,
+                   ks_entry *e)
+{
+	uint8_t key[KEY_MAX];
+	size_t plen = key_opk_prefix(key, u, ul, d, dl);
+	put_be64(key + plen, rec->next);
+	char *v;
+	size_t vlen;
+	int rc = db_get(k, key, plen + 8, &v, &vlen);
+	if (rc == CHAT_OK) {
+		if (vlen == KS_KEY_LEN)
+			opk_take(k, e, rec->next, v, (const char *)key, plen + 8);
+		else
+			rc = set_err(k, CHAT_ECORRUPT, "corrupt one-time key record", NULL);
+		rocksdb_free(v);
+	} else if (rc == CHAT_ENOTFOUND) {
+		rc = opk_seek(k, key, plen, rec->next, e);
+		/* count says there are keys but none is at or above next: next is
+		 * wrong, so look at the whole range (never taken by a sound store). */
+		if (rc == CHAT_OK && !e->has_opk && rec->next > 0)
+			rc = opk_seek(k, key, plen, 0, e);
+	}
+	if (rc)
+		return rc;
+	if (e->has_opk) {
+		rec->count--;
+		rec->next = e->opk.id == UINT64_MAX ? UINT64_MAX : e->opk.id + 1;
+	} else {
+		rec->count = 0; /* a count without keys behind it heals to zero */
+	}
+	return CHAT_OK;
+}
+
+/* Adds one entry per device of u to b, popping their one-time keys. Point
+ * reads only: the device list, then each device's record and key. */
 static int bundle_collect(ks *k, const char *u, size_t ul, ks_bundle *b)
 {
-	uint8_t prefix[KEY_MAX];
-	size_t plen = key_user_devs(prefix, u, ul);
-	rocksdb_iterator_t *it = rocksdb_create_iterator(k->db, k->ropts);
-	int rc = CHAT_OK;
-	for (rocksdb_iter_seek(it, (const char *)prefix, plen);
-	     rc == CHAT_OK && has_prefix(it, prefix, plen); rocksdb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *key = rocksdb_iter_key(it, &klen);
-		const char *val = rocksdb_iter_value(it, &vlen);
-		const char *d = key + plen;
-		size_t dl = klen - plen;
+	char *v;
+	size_t vlen;
+	int rc = dev_list_load(k, u, ul, &v, &vlen);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK;
+	if (rc)
+		return rc;
+	for (size_t off = 1; off < vlen;) {
+		size_t dl = (uint8_t)v[off];
+		const char *d = v + off + 1;
+		off += 1 + dl;
 		dev_rec rec;
-		if (!chat_valid_device(d, dl)) {
-			rc = set_err(k, CHAT_ECORRUPT, "corrupt device key", NULL);
-			break;
-		}
-		if ((rc = dev_decode(k, val, vlen, &rec)) != CHAT_OK)
+		rc = dev_load(k, u, ul, d, dl, &rec);
+		if (rc == CHAT_ENOTFOUND)
+			rc = set_err(k, CHAT_ECORRUPT, "device list names a device without a record",
+			             NULL);
+		if (rc)
 			break;
 		ks_entry *e = bundle_add(b);
 		if (!e) {
@@ -521,17 +806,13 @@ static int bundle_collect(ks *k, const char *u, size_t ul, ks_bundle *b)
 		memcpy(e->ik, rec.ik, KS_KEY_LEN);
 		e->spk = rec.spk;
 		if (rec.count > 0) {
-			if ((rc = opk_pop(k, u, ul, d, dl, e)) != CHAT_OK)
+			if ((rc = opk_pop(k, u, ul, d, dl, &rec, e)) != CHAT_OK)
 				break;
-			/* A count without keys behind it heals to zero. */
-			rec.count = e->has_opk ? rec.count - 1 : 0;
 			batch_put_dev(k, u, ul, d, dl, &rec);
 		}
 		e->left = rec.count;
 	}
-	if (rc == CHAT_OK)
-		rc = iter_status(k, it);
-	rocksdb_iter_destroy(it);
+	rocksdb_free(v);
 	return rc;
 }
 
@@ -595,7 +876,9 @@ int ks_drop_device(ks *k, const char *u, size_t ul, const char *d, size_t dl)
 	uint8_t key[KEY_MAX];
 	rocksdb_writebatch_clear(k->batch);
 	size_t plen = key_opk_prefix(key, u, ul, d, dl);
-	int rc = batch_delete_prefix(k, key, plen);
+	int rc = batch_delete_opks(k, key, plen);
+	if (rc == CHAT_OK)
+		rc = batch_dev_list_update(k, u, ul, d, dl, false);
 	if (rc) {
 		rocksdb_writebatch_clear(k->batch);
 		return rc;

@@ -506,6 +506,280 @@ START_TEST(drop_device)
 }
 END_TEST
 
+/* Opens the store's directory with RocksDB directly (the key server is
+ * closed), for tests that plant records; write/delete then close. */
+static rocksdb_t *raw_open(void)
+{
+	ks_close(k);
+	k = NULL;
+	rocksdb_options_t *o = rocksdb_options_create();
+	char *err = NULL;
+	rocksdb_t *db = rocksdb_open(o, dir, &err);
+	rocksdb_options_destroy(o);
+	ck_assert_ptr_null(err);
+	return db;
+}
+
+static void raw_put(rocksdb_t *db, const char *key, size_t klen, const char *val, size_t vlen)
+{
+	rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+	char *err = NULL;
+	if (val)
+		rocksdb_put(db, wo, key, klen, val, vlen, &err);
+	else
+		rocksdb_delete(db, wo, key, klen, &err);
+	rocksdb_writeoptions_destroy(wo);
+	ck_assert_ptr_null(err);
+}
+
+/* Pops stay point reads however many keys were handed out before: 1000+
+ * bundles, a restart in the middle and one at the end, two devices (one with
+ * consecutive ids uploaded highest batch first, one with gaps uploaded in a
+ * shuffled order). Every id comes out exactly once, lowest first, and no
+ * bundle makes RocksDB skip a deleted entry (the tombstones of popped keys
+ * are never walked again). */
+START_TEST(pops_stay_cheap_after_many)
+{
+	ks_close(k);
+	opts.rate_burst = 1000000;
+	opts.pool_cap = 2000;
+	char err[256];
+	ck_assert_int_eq(ks_open(&k, &opts, err, sizeof(err)), CHAT_OK);
+
+	dev_keys dk;
+	uint32_t n;
+	make_keys(&dk, 1);
+	enum { NSEQ = 1200, NGAP = 300 };
+	for (int batch = NSEQ / 100 - 1; batch >= 0; batch--)
+		ck_assert_int_eq(upload("bob", "phone", &dk, 100, (uint64_t)batch * 100 + 1, &n),
+		                 CHAT_OK);
+	ck_assert_uint_eq(n, NSEQ);
+	/* tablet: ids 10·i + 5, shuffled, in three uploads */
+	static ks_opk gap[NGAP];
+	for (size_t i = 0; i < NGAP; i++) {
+		gap[i].id = 10 * i + 5;
+		randombytes_buf(gap[i].key, KS_KEY_LEN);
+	}
+	for (size_t i = NGAP - 1; i > 0; i--) {
+		size_t j = randombytes_uniform((uint32_t)i + 1);
+		ks_opk t = gap[i];
+		gap[i] = gap[j];
+		gap[j] = t;
+	}
+	for (size_t i = 0; i < NGAP; i += 100)
+		ck_assert_int_eq(ks_upload(k, S("bob"), S("tablet"), dk.ik_pk, &dk.spk, gap + i, 100,
+		                           &n), CHAT_OK);
+
+	static bool seen_seq[NSEQ + 1], seen_gap[NGAP];
+	memset(seen_seq, 0, sizeof(seen_seq));
+	memset(seen_gap, 0, sizeof(seen_gap));
+	rocksdb_set_perf_level(rocksdb_enable_count);
+	rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
+	ks_bundle b;
+	uint64_t retry;
+	ks_bundle_init(&b);
+	uint64_t last_seq = 0, last_gap = 0;
+	for (int i = 0; i < NSEQ; i++) {
+		if (i == 600)
+			reopen();
+		rocksdb_perfcontext_reset(pc);
+		ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
+		ck_assert_uint_eq(rocksdb_perfcontext_metric(pc, rocksdb_internal_delete_skipped_count),
+		                  0);
+		ck_assert_uint_le(rocksdb_perfcontext_metric(pc, rocksdb_internal_key_skipped_count), 1);
+		ck_assert_uint_eq(b.n, 2);
+		ck_assert_str_eq(b.v[0].device, "phone");
+		ck_assert_str_eq(b.v[1].device, "tablet");
+		/* phone: consecutive ids, so point reads only */
+		ck_assert(b.v[0].has_opk);
+		ck_assert_uint_eq(b.v[0].opk.id, last_seq + 1);
+		ck_assert(!seen_seq[b.v[0].opk.id]);
+		seen_seq[b.v[0].opk.id] = true;
+		last_seq = b.v[0].opk.id;
+		ck_assert_uint_eq(b.v[0].left, NSEQ - i - 1);
+		if (i < NGAP) {
+			ck_assert(b.v[1].has_opk);
+			ck_assert_uint_eq(b.v[1].opk.id, 10 * (uint64_t)i + 5);
+			ck_assert(i == 0 || b.v[1].opk.id > last_gap);
+			ck_assert(!seen_gap[i]);
+			seen_gap[i] = true;
+			last_gap = b.v[1].opk.id;
+			for (size_t j = 0; j < NGAP; j++) /* the key is the one uploaded */
+				if (gap[j].id == b.v[1].opk.id)
+					ck_assert_int_eq(memcmp(gap[j].key, b.v[1].opk.key, KS_KEY_LEN), 0);
+		} else {
+			ck_assert(!b.v[1].has_opk);
+		}
+		if (i == NSEQ - 200) { /* a restart, then the last 200 */
+			reopen();
+		}
+	}
+	rocksdb_perfcontext_destroy(pc);
+	rocksdb_set_perf_level(1); /* rocksdb_disable */
+	for (int i = 1; i <= NSEQ; i++)
+		ck_assert(seen_seq[i]);
+	for (int i = 0; i < NGAP; i++)
+		ck_assert(seen_gap[i]);
+	reopen();
+	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
+	ck_assert(!b.v[0].has_opk && !b.v[1].has_opk);
+	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
+	ck_assert_uint_eq(n, 0);
+
+	/* ids handed out may be uploaded again, and lower ids than any popped
+	 * one still come out first */
+	ck_assert_int_eq(upload("bob", "phone", &dk, 3, 2000, &n), CHAT_OK);
+	ck_assert_int_eq(upload("bob", "phone", &dk, 3, 7, &n), CHAT_OK);
+	uint64_t want[] = { 7, 8, 9, 2000, 2001, 2002 };
+	for (size_t i = 0; i < 6; i++) {
+		ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
+		ck_assert(b.v[0].has_opk);
+		ck_assert_uint_eq(b.v[0].opk.id, want[i]);
+		if (i == 2)
+			reopen();
+	}
+	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
+	ck_assert(!b.v[0].has_opk);
+	ks_bundle_free(&b);
+}
+END_TEST
+
+/* The device list is a record of its own: it follows uploads and drops,
+ * keeps byte order, and a corrupt one is a store error, not a crash. */
+START_TEST(device_list_record)
+{
+	opts.rate_burst = 1000;
+	reopen();
+	dev_keys dk;
+	uint32_t n;
+	make_keys(&dk, 1);
+	const char *devs[] = { "m", "b", "zz", "a", "ab", "z" };
+	for (size_t i = 0; i < 6; i++)
+		ck_assert_int_eq(upload("bob", devs[i], &dk, 2, 1, &n), CHAT_OK);
+	ck_assert_int_eq(upload("bob", "b", &dk, 2, 10, &n), CHAT_OK); /* not listed twice */
+	ck_assert_int_eq(upload("bobby", "x", &dk, 2, 1, &n), CHAT_OK);
+	ck_assert_int_eq(ks_drop_device(k, S("bob"), S("m")), CHAT_OK);
+	ks_bundle b;
+	uint64_t retry;
+	ks_bundle_init(&b);
+	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
+	const char *want[] = { "a", "ab", "b", "z", "zz" };
+	ck_assert_uint_eq(b.n, 5);
+	for (size_t i = 0; i < 5; i++)
+		ck_assert_str_eq(b.v[i].device, want[i]);
+	reopen();
+	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
+	ck_assert_uint_eq(b.n, 5);
+	ck_assert_uint_eq(b.v[2].left, 2); /* b: 4 keys, one popped each bundle */
+
+	static const struct {
+		const char *val;
+		size_t len;
+	} bad[] = {
+		{ "", 0 },                    /* empty */
+		{ "\x01\x01" "a", 3 },        /* an unknown version */
+		{ "\x02\x05" "ab", 4 },       /* a length past the end */
+		{ "\x02\x01" "b\x01" "a", 5 },/* out of order */
+		{ "\x02\x01" "a\x01" "a", 5 },/* twice */
+		{ "\x02\x00", 2 },            /* an empty id */
+		{ "\x02\x03" "a/b", 5 },      /* not a device id */
+		{ "\x02\x01" "q", 3 },        /* a device without a record */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		rocksdb_t *db = raw_open();
+		raw_put(db, "Ubob", 4, bad[i].val, bad[i].len);
+		rocksdb_close(db);
+		char e[256];
+		ck_assert_int_eq(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
+		ck_assert_int_eq(ks_count(k, S("bob"), S("a"), &n), CHAT_OK);
+		uint32_t before = n;
+		ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_ECORRUPT);
+		ck_assert_uint_eq(b.n, 0);
+		ck_assert_int_eq(ks_count(k, S("bob"), S("a"), &n), CHAT_OK);
+		ck_assert_uint_eq(n, before); /* nothing popped */
+		/* a new device of bob cannot be added to a malformed list either */
+		if (bad[i].val[0] != 0x02 || bad[i].val[2] != 'q')
+			ck_assert_int_eq(upload("bob", "new", &dk, 1, 1, &n), CHAT_ECORRUPT);
+		/* other users are unaffected */
+		ck_assert_int_eq(bundle("alice", "d", "bobby", &b, &retry), CHAT_OK);
+	}
+	/* through the codec: a store error */
+	{
+		cbw w;
+		cbw_init(&w);
+		cbw_map(&w, 3);
+		cbw_text(&w, "rid"); cbw_uint(&w, 1);
+		cbw_text(&w, "op"); cbw_text(&w, "bundle");
+		cbw_text(&w, "user"); cbw_text(&w, "bob");
+		ks_reply r;
+		ks_reply_init(&r);
+		ck_assert_int_eq(ks_request(k, S("alice"), S("d"), w.buf, w.len, &r), CHAT_OK);
+		ck_assert_ptr_nonnull(memmem(r.resp.buf, r.resp.len, "store", 5));
+		ck_assert_uint_eq(r.nstatus, 0);
+		ks_reply_free(&r);
+		cbw_free(&w);
+	}
+	/* a corrupt device record and a corrupt one-time key are store errors too */
+	{
+		rocksdb_t *db = raw_open();
+		raw_put(db, "Ubob", 4, "\x02\x01" "a", 3);
+		raw_put(db, "Dbob\0a", 6, "\x02short", 6);
+		rocksdb_close(db);
+		char e[256];
+		ck_assert_int_eq(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
+		ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_ECORRUPT);
+		ck_assert_ptr_nonnull(strstr(ks_errmsg(k), "device record"));
+	}
+	{
+		ck_assert_int_eq(upload("carol", "p", &dk, 3, 1, &n), CHAT_OK);
+		rocksdb_t *db = raw_open();
+		raw_put(db, "Ocarol\0p\0\0\0\0\0\0\0\0\x01", 17, "short", 5);
+		rocksdb_close(db);
+		char e[256];
+		ck_assert_int_eq(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
+		ck_assert_int_eq(bundle("alice", "d", "carol", &b, &retry), CHAT_ECORRUPT);
+		ck_assert_ptr_nonnull(strstr(ks_errmsg(k), "one-time key"));
+		ck_assert_int_eq(ks_count(k, S("carol"), S("p"), &n), CHAT_OK);
+		ck_assert_uint_eq(n, 3);
+	}
+	ks_bundle_free(&b);
+}
+END_TEST
+
+/* A directory written by format 1 (data but no format record) or by an
+ * unknown format is refused at open with a message that says so. */
+START_TEST(old_format_refused)
+{
+	dev_keys dk;
+	uint32_t n;
+	make_keys(&dk, 1);
+	ck_assert_int_eq(upload("bob", "phone", &dk, 2, 1, &n), CHAT_OK);
+	rocksdb_t *db = raw_open();
+	raw_put(db, "F", 1, NULL, 0);
+	rocksdb_close(db);
+	char e[512] = "";
+	ck_assert_int_ne(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
+	ck_assert_ptr_null(k);
+	ck_assert_ptr_nonnull(strstr(e, "older chat-keyserver"));
+	ck_assert_ptr_nonnull(strstr(e, "format 1"));
+	ck_assert_ptr_nonnull(strstr(e, dir));
+
+	db = raw_open();
+	raw_put(db, "F", 1, "\x03", 1);
+	rocksdb_close(db);
+	ck_assert_int_ne(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
+	ck_assert_ptr_null(k);
+	ck_assert_ptr_nonnull(strstr(e, "format 3"));
+
+	db = raw_open();
+	raw_put(db, "F", 1, "\x02", 1);
+	rocksdb_close(db);
+	ck_assert_int_eq(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
+	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
+	ck_assert_uint_eq(n, 2);
+}
+END_TEST
+
 /* ---- the request codec ---- */
 
 static ks_reply rep;
@@ -1023,6 +1297,9 @@ static Suite *keystore_suite(void)
 	tcase_add_test(tc, rate_limit_fails_closed);
 	tcase_add_test(tc, check_digest);
 	tcase_add_test(tc, drop_device);
+	tcase_add_test(tc, pops_stay_cheap_after_many);
+	tcase_add_test(tc, device_list_record);
+	tcase_add_test(tc, old_format_refused);
 	suite_add_tcase(s, tc);
 
 	TCase *codec = tcase_create("codec");
