@@ -944,7 +944,8 @@ typedef struct result {
 
 static void print_result(result *r, const char *extra)
 {
-	qsort(r->l.v, r->l.n, sizeof(uint64_t), cmp_u64);
+	if (r->l.n) /* qsort(NULL, 0, …) is undefined behaviour (UBSan says so) */
+		qsort(r->l.v, r->l.n, sizeof(uint64_t), cmp_u64);
 	double rate = r->secs > 0 ? (double)r->msgs / r->secs : 0;
 	printf("mode=%s run=%s msgs=%ld secs=%.3f rate=%.0f", o.mode, run, r->msgs, r->secs, rate);
 	if (r->l.n)
