@@ -1,11 +1,10 @@
 /* test_core.c — the plugin core driven through core.h with a recording fake
  * of core_io (every publish, a settable clock, log lines, kicks) and a real
  * store in a fresh temp dir per test. Published payloads are decoded with
- * the project's CBOR reader.
+ * the project's CBOR reader. The fake, the payload decoding and the per-test
+ * state are shared with test_offline.c: see support/.
  */
 #include <check.h>
-#include <ftw.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,247 +15,12 @@
 #include "cbor_io.h"
 #include "core.h"
 #include "err.h"
+#include "events.h"
+#include "fake_io.h"
+#include "harness.h"
 #include "ids.h"
 
-/* ================= the recording fake ================= */
-
-/* The client id recorded for a publish to every subscriber (NULL). */
-#define ALL_SUBSCRIBERS "*"
-
-typedef struct pubrec {
-	char *clientid, *topic;
-	uint8_t *p;
-	size_t len;
-	int qos;
-	bool retain;
-} pubrec;
-
-static struct fake {
-	pubrec *pubs;
-	size_t npubs, cappubs;
-	uint64_t now;
-	char **logs;
-	size_t nlogs, caplogs;
-	char **kicks;
-	size_t nkicks, capkicks;
-	int publish_rc;
-} F;
-
-static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return arr;
-	*cap = *cap ? *cap * 2 : 16;
-	void *a = realloc(arr, *cap * elem);
-	ck_assert_ptr_nonnull(a);
-	return a;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-	ck_assert_ptr_nonnull(d);
-	return d;
-}
-
-static int fake_publish(void *ctx, const char *clientid, const char *topic, const void *payload,
-                        size_t len, int qos, bool retain)
-{
-	ck_assert_ptr_eq(ctx, &F);
-	ck_assert_ptr_nonnull(topic);
-	/* To all subscribers: only the retained presence documents. */
-	if (!clientid) {
-		ck_assert(retain);
-		ck_assert_ptr_nonnull(strstr(topic, "/presence/"));
-	}
-	F.pubs = grow(F.pubs, &F.cappubs, F.npubs, sizeof(pubrec));
-	pubrec *r = &F.pubs[F.npubs++];
-	r->clientid = xstrdup(clientid ? clientid : ALL_SUBSCRIBERS);
-	r->topic = xstrdup(topic);
-	r->p = malloc(len ? len : 1);
-	ck_assert_ptr_nonnull(r->p);
-	memcpy(r->p, payload, len); /* the payload is only lent */
-	r->len = len;
-	r->qos = qos;
-	r->retain = retain;
-	return F.publish_rc;
-}
-
-static uint64_t fake_now(void *ctx)
-{
-	ck_assert_ptr_eq(ctx, &F);
-	return F.now;
-}
-
-static void fake_log(void *ctx, int level, const char *msg)
-{
-	(void)level;
-	ck_assert_ptr_eq(ctx, &F);
-	F.logs = grow(F.logs, &F.caplogs, F.nlogs, sizeof(char *));
-	F.logs[F.nlogs++] = xstrdup(msg);
-}
-
-static void fake_kick(void *ctx, const char *clientid)
-{
-	ck_assert_ptr_eq(ctx, &F);
-	F.kicks = grow(F.kicks, &F.capkicks, F.nkicks, sizeof(char *));
-	F.kicks[F.nkicks++] = xstrdup(clientid);
-}
-
-static const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick };
-
-static void fake_free(void)
-{
-	for (size_t i = 0; i < F.npubs; i++) {
-		free(F.pubs[i].clientid);
-		free(F.pubs[i].topic);
-		free(F.pubs[i].p);
-	}
-	for (size_t i = 0; i < F.nlogs; i++)
-		free(F.logs[i]);
-	for (size_t i = 0; i < F.nkicks; i++)
-		free(F.kicks[i]);
-	free(F.pubs);
-	free(F.logs);
-	free(F.kicks);
-	memset(&F, 0, sizeof(F));
-}
-
-static bool logged(size_t since, const char *a, const char *b)
-{
-	for (size_t i = since; i < F.nlogs; i++)
-		if (strstr(F.logs[i], a) && (!b || strstr(F.logs[i], b)))
-			return true;
-	return false;
-}
-
-/* ================= decoding published payloads ================= */
-
-/* The payload is one well-formed CBOR map with text keys and nothing after. */
-static void well_formed(const pubrec *p)
-{
-	cbr r;
-	cbr_item m, k;
-	uint64_t i = 0;
-	cbr_init(&r, p->p, p->len);
-	ck_assert_int_eq(cbr_next(&r, &m), CHAT_OK);
-	ck_assert_int_eq(m.type, CBR_MAP);
-	while (cbr_map_next(&r, &m, &i, &k))
-		ck_assert_int_eq(cbr_skip_next(&r), CHAT_OK);
-	ck_assert_msg(!r.err_msg, "published payload is bad CBOR: %s", r.err_msg);
-	ck_assert(cbr_done(&r));
-}
-
-/* Finds key in the top-level map; the value's head and its raw encoding. */
-static bool fget(const pubrec *p, const char *key, cbr_item *val, const uint8_t **raw,
-                 size_t *rawlen)
-{
-	well_formed(p);
-	cbr r;
-	cbr_item m, k, v;
-	uint64_t i = 0;
-	cbr_init(&r, p->p, p->len);
-	cbr_next(&r, &m);
-	while (cbr_map_next(&r, &m, &i, &k)) {
-		const uint8_t *at = r.p;
-		ck_assert_int_eq(cbr_next(&r, &v), CHAT_OK);
-		ck_assert_int_eq(cbr_skip(&r, &v), CHAT_OK);
-		if (cbr_eq(&k, key)) {
-			if (val)
-				*val = v;
-			if (raw) {
-				*raw = at;
-				*rawlen = (size_t)(r.p - at);
-			}
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool fhas(const pubrec *p, const char *key) { return fget(p, key, NULL, NULL, NULL); }
-
-static size_t fnkeys(const pubrec *p)
-{
-	cbr r;
-	cbr_item m, k;
-	uint64_t i = 0;
-	size_t n = 0;
-	well_formed(p);
-	cbr_init(&r, p->p, p->len);
-	cbr_next(&r, &m);
-	while (cbr_map_next(&r, &m, &i, &k)) {
-		cbr_skip_next(&r);
-		n++;
-	}
-	return n;
-}
-
-/* A text value, copied into a small ring of buffers. */
-static const char *ftext(const pubrec *p, const char *key)
-{
-	static char ring[8][512];
-	static int next;
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_TEXT, "'%s' is not text", key);
-	ck_assert_uint_lt(v.len, sizeof(ring[0]));
-	char *s = ring[next++ % 8];
-	memcpy(s, v.ptr, v.len);
-	s[v.len] = '\0';
-	return s;
-}
-
-static uint64_t fuint(const pubrec *p, const char *key)
-{
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_UINT, "'%s' is not a uint", key);
-	return v.u;
-}
-
-static bool fbool(const pubrec *p, const char *key)
-{
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_BOOL, "'%s' is not a bool", key);
-	return v.b;
-}
-
-static void fbytes_eq(const pubrec *p, const char *key, const void *exp, size_t n)
-{
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_BYTES, "'%s' is not bytes", key);
-	ck_assert_uint_eq(v.len, n);
-	ck_assert_mem_eq(v.ptr, exp, n);
-}
-
-/* A text array, joined with ',' in its order. */
-static const char *ftext_list(const pubrec *p, const char *key)
-{
-	static char out[1024];
-	const uint8_t *raw;
-	size_t rawlen;
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, &raw, &rawlen), "no key '%s'", key);
-	ck_assert_int_eq(v.type, CBR_ARRAY);
-	cbr r;
-	cbr_item a, e;
-	uint64_t i = 0;
-	out[0] = '\0';
-	cbr_init(&r, raw, rawlen);
-	cbr_next(&r, &a);
-	while (cbr_array_next(&r, &a, &i)) {
-		ck_assert_int_eq(cbr_next(&r, &e), CHAT_OK);
-		ck_assert_int_eq(e.type, CBR_TEXT);
-		if (out[0])
-			strcat(out, ",");
-		strncat(out, (const char *)e.ptr, e.len);
-	}
-	ck_assert_ptr_null(r.err_msg);
-	return out;
-}
+/* ================= stats replies ================= */
 
 /* A counter from a stats reply. */
 static uint64_t counter(const pubrec *p, const char *name)
@@ -283,166 +47,13 @@ static uint64_t counter(const pubrec *p, const char *name)
 
 /* ================= per-test state ================= */
 
-static char tmp[4096];
-static char datadir[4200];
-static core *C;
-static core_config CFG;
+/* Presence documents to all subscribers are recorded as publishes to
+ * ALL_SUBSCRIBERS. */
+static void setup(void) { env_setup(FAKE_BROADCASTS_RECORDED); }
 
-/* Fake connections: any distinct addresses do. */
-static int conns[32];
-#define CONN(i) ((void *)&conns[i])
-
-typedef struct devrec {
-	char addr[CHAT_ADDR_MAX + 1];
-	char token[64];
-	void *conn;
-} devrec;
-static devrec DEV[16];
-static size_t NDEV;
-static char ADMIN_TOKEN[64];
-
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
-static void open_core(void)
-{
-	char err[512] = "";
-	C = core_open(&CFG, &IO, err, sizeof(err));
-	ck_assert_msg(C != NULL, "core_open: %s", err);
-}
-
-static void close_core(void)
-{
-	core_close(C);
-	C = NULL;
-}
-
-static void read_admin_token(void)
-{
-	char path[4300];
-	snprintf(path, sizeof(path), "%s/admin.token", datadir);
-	FILE *f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(fgets(ADMIN_TOKEN, sizeof(ADMIN_TOKEN), f));
-	fclose(f);
-	ADMIN_TOKEN[strcspn(ADMIN_TOKEN, "\n")] = '\0';
-}
-
-/* One directory per test case, made and removed in the parent process
- * (unchecked fixtures), so a test that fails in its forked child — which
- * then skips the checked teardown — leaves nothing behind. */
-static char rundir[2048];
-
-static void run_setup(void)
-{
-	const char *base = getenv("TMPDIR");
-	snprintf(rundir, sizeof(rundir), "%s/test_core-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(rundir)) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
-}
-
-static void run_teardown(void)
-{
-	nftw(rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void setup(void)
-{
-	memset(&F, 0, sizeof(F));
-	F.now = 1700000000000ULL;
-	NDEV = 0;
-	memset(DEV, 0, sizeof(DEV));
-	snprintf(tmp, sizeof(tmp), "%s/core-XXXXXX", rundir);
-	ck_assert_ptr_nonnull(mkdtemp(tmp));
-	snprintf(datadir, sizeof(datadir), "%s/data", tmp); /* created by core_open */
-	core_config_defaults(&CFG);
-	CFG.data_dir = datadir;
-	open_core();
-	read_admin_token();
-}
-
-static void teardown(void)
-{
-	close_core();
-	fake_free();
-	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
+static void teardown(void) { env_teardown(); }
 
 /* ================= driving helpers ================= */
-
-static size_t mark(void) { return F.npubs; }
-
-/* The one publish to clientid since m (asserts there is exactly one). */
-static const pubrec *pub_to(size_t m, const char *clientid)
-{
-	const pubrec *found = NULL;
-	for (size_t i = m; i < F.npubs; i++) {
-		if (strcmp(F.pubs[i].clientid, clientid) == 0) {
-			ck_assert_msg(!found, "more than one publish to %s", clientid);
-			found = &F.pubs[i];
-		}
-	}
-	ck_assert_msg(found != NULL, "no publish to %s", clientid);
-	return found;
-}
-
-static size_t count_to(size_t m, const char *clientid)
-{
-	size_t n = 0;
-	for (size_t i = m; i < F.npubs; i++)
-		n += strcmp(F.pubs[i].clientid, clientid) == 0;
-	return n;
-}
-
-/* The single admin reply since m, checked for addressing, cmd and rid
- * (presence documents a command causes aside). */
-static const pubrec *admin_reply(size_t m, const char *cmd, uint64_t rid)
-{
-	ck_assert_uint_eq(F.npubs - m - count_to(m, ALL_SUBSCRIBERS), 1);
-	const pubrec *p = NULL;
-	for (size_t i = m; i < F.npubs && !p; i++)
-		if (strcmp(F.pubs[i].clientid, ALL_SUBSCRIBERS) != 0)
-			p = &F.pubs[i];
-	ck_assert_str_eq(p->clientid, "chatctl-1");
-	ck_assert_str_eq(p->topic, "$CONTROL/chat/v1/response");
-	ck_assert_int_eq(p->qos, 1);
-	ck_assert(!p->retain);
-	if (cmd)
-		ck_assert_str_eq(ftext(p, "cmd"), cmd);
-	ck_assert_uint_eq(fuint(p, "rid"), rid);
-	return p;
-}
-
-/* Sends {cmd, rid, k1: v1, k2: v2} as the admin; returns the reply. */
-static const pubrec *admin(const char *cmd, const char *k1, const char *v1, const char *k2,
-                           const char *v2)
-{
-	static uint64_t rid = 100;
-	cbw w;
-	cbw_init(&w);
-	cbw_map(&w, 2 + (k1 != NULL) + (k2 != NULL));
-	cbw_text(&w, "cmd");
-	cbw_text(&w, cmd);
-	cbw_text(&w, "rid");
-	cbw_uint(&w, ++rid);
-	if (k1) {
-		cbw_text(&w, k1);
-		cbw_text(&w, v1);
-	}
-	if (k2) {
-		cbw_text(&w, k2);
-		cbw_text(&w, v2);
-	}
-	size_t m = mark();
-	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
-	cbw_free(&w);
-	return admin_reply(m, cmd, rid);
-}
 
 static void admin_fails(const pubrec *p, const char *code)
 {
@@ -452,39 +63,12 @@ static void admin_fails(const pubrec *p, const char *code)
 	ck_assert_uint_eq(fnkeys(p), 5); /* cmd, rid, ok, code, msg */
 }
 
-static bool valid_token(const char *t)
-{
-	if (strlen(t) != 43)
-		return false;
-	for (const char *p = t; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_'))
-			return false;
-	return true;
-}
-
-static devrec *find_dev(const char *addr)
-{
-	for (size_t i = 0; i < NDEV; i++)
-		if (strcmp(DEV[i].addr, addr) == 0)
-			return &DEV[i];
-	ck_abort_msg("unknown test device %s", addr);
-	return NULL;
-}
-
-/* Adds a device through the admin command and remembers its token. */
+/* Adds a device through the admin command and remembers its token; it
+ * gets its own fake connection, CONN(<its index>), connected or not. */
 static devrec *add_device(const char *u, const char *d)
 {
-	const pubrec *p = admin("device.add", "user", u, "device", d);
-	ck_assert_msg(fbool(p, "ok"), "device.add %s/%s failed: %s", u, d,
-	              fhas(p, "msg") ? ftext(p, "msg") : "");
-	ck_assert_uint_lt(NDEV, 16);
-	devrec *r = &DEV[NDEV];
-	snprintf(r->addr, sizeof(r->addr), "%s/%s", u, d);
-	snprintf(r->token, sizeof(r->token), "%s", ftext(p, "token"));
-	ck_assert(valid_token(r->token));
-	r->conn = CONN(NDEV);
-	NDEV++;
+	devrec *r = register_device(u, d);
+	r->conn = CONN(r - DEV);
 	return r;
 }
 
@@ -541,34 +125,6 @@ static void send_uint_cid(cbw *w, uint64_t cid, const char *body)
 	cbw_uint(w, cid);
 	cbw_text(w, "body");
 	cbw_bytes(w, body, strlen(body));
-}
-
-static void inbox_topic(char *out, size_t n, const char *addr)
-{
-	snprintf(out, n, "chat/inbox/%s", addr);
-}
-
-/* The event to addr since m: on its inbox, QoS 1, not retained, kind k. */
-static const pubrec *event_to(size_t m, const char *addr, const char *k)
-{
-	const pubrec *p = pub_to(m, addr);
-	char t[256];
-	inbox_topic(t, sizeof(t), addr);
-	ck_assert_str_eq(p->topic, t);
-	ck_assert_int_eq(p->qos, 1);
-	ck_assert(!p->retain);
-	ck_assert_str_eq(ftext(p, "k"), k);
-	return p;
-}
-
-/* The refusal: exactly one publish since m, an error event to `from`. */
-static const pubrec *refused(size_t m, const char *from, const char *code)
-{
-	ck_assert_msg(F.npubs - m == 1, "%zu publishes after a refused send", F.npubs - m);
-	const pubrec *p = event_to(m, from, "error");
-	ck_assert_str_eq(ftext(p, "code"), code);
-	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
-	return p;
 }
 
 static const pubrec *stats(void)
@@ -639,7 +195,7 @@ START_TEST(open_refuses_bad_config)
 	ck_assert_ptr_nonnull(strstr(err, "data_dir"));
 	/* A data dir that is a file. */
 	char file[4300];
-	snprintf(file, sizeof(file), "%s/afile", tmp);
+	snprintf(file, sizeof(file), "%s/afile", testdir);
 	FILE *f = fopen(file, "w");
 	ck_assert_ptr_nonnull(f);
 	fclose(f);
@@ -2439,12 +1995,6 @@ static const pubrec *pres_doc(size_t m, const char *user)
 	return p;
 }
 
-static void disconnect_dev(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	core_disconnect(C, r->conn, addr, addr);
-}
-
 START_TEST(presence_online_grace_offline)
 {
 	add_device("alice", "phone");
@@ -2694,10 +2244,7 @@ END_TEST
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core");
-	TCase *t = tcase_create("admin");
-	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 60);
+	TCase *t = env_tcase("admin", setup, teardown);
 	tcase_add_test(t, admin_token_created);
 	tcase_add_test(t, open_refuses_bad_config);
 	tcase_add_test(t, admin_device_add);
@@ -2713,28 +2260,19 @@ static Suite *suite(void)
 	tcase_add_test(t, admin_device_limit);
 	suite_add_tcase(s, t);
 
-	t = tcase_create("auth");
-	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 60);
+	t = env_tcase("auth", setup, teardown);
 	tcase_add_test(t, auth_devices);
 	tcase_add_test(t, auth_defer_and_accounts);
 	suite_add_tcase(s, t);
 
-	t = tcase_create("acl");
-	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 60);
+	t = env_tcase("acl", setup, teardown);
 	tcase_add_test(t, acl_device);
 	tcase_add_test(t, acl_foreign_allow);
 	tcase_add_test(t, acl_service_admin_foreign);
 	tcase_add_test(t, acl_custom_prefix);
 	suite_add_tcase(s, t);
 
-	t = tcase_create("send");
-	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 60);
+	t = env_tcase("send", setup, teardown);
 	tcase_add_test(t, send_delivers);
 	tcase_add_test(t, send_seqs_in_order);
 	tcase_add_test(t, send_dedup);
@@ -2750,10 +2288,7 @@ static Suite *suite(void)
 	tcase_add_test(t, disconnect_takeover);
 	suite_add_tcase(s, t);
 
-	t = tcase_create("groups");
-	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 60);
+	t = env_tcase("groups", setup, teardown);
 	tcase_add_test(t, group_create_and_rules);
 	tcase_add_test(t, group_size_limit);
 	tcase_add_test(t, group_send_fanout);
@@ -2763,10 +2298,7 @@ static Suite *suite(void)
 	tcase_add_test(t, group_large_fanout);
 	suite_add_tcase(s, t);
 
-	t = tcase_create("presence");
-	tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-	tcase_add_checked_fixture(t, setup, teardown);
-	tcase_set_timeout(t, 60);
+	t = env_tcase("presence", setup, teardown);
 	tcase_add_test(t, presence_online_grace_offline);
 	tcase_add_test(t, presence_no_flicker_and_takeover);
 	tcase_add_test(t, presence_will_and_privacy);
@@ -2777,11 +2309,4 @@ static Suite *suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return run_suite(suite()); }

@@ -3,15 +3,14 @@
  * receipts (forward-only states, privacy), the expiry sweep, the queue
  * quota and chat/ctl.
  *
- * Same approach as test_core.c, with its own copy of the helpers so the two
- * files evolve independently: the core is driven through core.h with a
- * recording fake of core_io (every publish, a settable clock, log lines,
- * kicks) and a real store in a fresh temp dir per test. Every published
- * event is decoded with the project's CBOR reader; most assertions compare
- * a compact rendering of the events one device got (see trace()).
+ * Same approach as test_core.c, sharing its test support (support/): the
+ * core is driven through core.h with a recording fake of core_io (every
+ * publish, a settable clock, log lines, kicks) and a real store in a fresh
+ * temp dir per test. Every published event is decoded with the project's
+ * CBOR reader; most assertions compare a compact rendering of the events
+ * one device got (see trace()).
  */
 #include <check.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,364 +21,38 @@
 #include "cbor_io.h"
 #include "core.h"
 #include "err.h"
+#include "events.h"
+#include "fake_io.h"
+#include "harness.h"
 #include "ids.h"
 
 #define CONV "dm:alice:bob"
-#define T0 1700000000000ULL
-
-/* ================= the recording fake ================= */
-
-typedef struct pubrec {
-	char *clientid, *topic;
-	uint8_t *p;
-	size_t len;
-	int qos;
-	bool retain;
-} pubrec;
-
-static struct fake {
-	pubrec *pubs;
-	size_t npubs, cappubs;
-	uint64_t now;
-	char **logs;
-	size_t nlogs, caplogs;
-	size_t nkicks;
-	size_t nbroadcasts;
-} F;
-
-static void *grow(void *arr, size_t *cap, size_t n, size_t elem)
-{
-	if (n < *cap)
-		return arr;
-	*cap = *cap ? *cap * 2 : 64;
-	void *a = realloc(arr, *cap * elem);
-	ck_assert_ptr_nonnull(a);
-	return a;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *d = strdup(s);
-	ck_assert_ptr_nonnull(d);
-	return d;
-}
-
-static int fake_publish(void *ctx, const char *clientid, const char *topic, const void *payload,
-                        size_t len, int qos, bool retain)
-{
-	ck_assert_ptr_eq(ctx, &F);
-	ck_assert_ptr_nonnull(topic);
-	if (!clientid) {
-		/* A publish to the topic's subscribers (presence), not an inbox
-		 * event: counted apart, so the assertions here see events only. */
-		F.nbroadcasts++;
-		return 0;
-	}
-	F.pubs = grow(F.pubs, &F.cappubs, F.npubs, sizeof(pubrec));
-	pubrec *r = &F.pubs[F.npubs++];
-	r->clientid = xstrdup(clientid);
-	r->topic = xstrdup(topic);
-	r->p = malloc(len ? len : 1);
-	ck_assert_ptr_nonnull(r->p);
-	memcpy(r->p, payload, len); /* only lent */
-	r->len = len;
-	r->qos = qos;
-	r->retain = retain;
-	return 0;
-}
-
-static uint64_t fake_now(void *ctx)
-{
-	ck_assert_ptr_eq(ctx, &F);
-	return F.now;
-}
-
-static void fake_log(void *ctx, int level, const char *msg)
-{
-	(void)level;
-	ck_assert_ptr_eq(ctx, &F);
-	F.logs = grow(F.logs, &F.caplogs, F.nlogs, sizeof(char *));
-	F.logs[F.nlogs++] = xstrdup(msg);
-}
-
-static void fake_kick(void *ctx, const char *clientid)
-{
-	(void)clientid;
-	ck_assert_ptr_eq(ctx, &F);
-	F.nkicks++;
-}
-
-static const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick };
-
-static void fake_free(void)
-{
-	for (size_t i = 0; i < F.npubs; i++) {
-		free(F.pubs[i].clientid);
-		free(F.pubs[i].topic);
-		free(F.pubs[i].p);
-	}
-	for (size_t i = 0; i < F.nlogs; i++)
-		free(F.logs[i]);
-	free(F.pubs);
-	free(F.logs);
-	memset(&F, 0, sizeof(F));
-}
-
-/* ================= decoding published payloads ================= */
-
-/* One well-formed CBOR map with text keys and nothing after it. */
-static void well_formed(const pubrec *p)
-{
-	cbr r;
-	cbr_item m, k;
-	uint64_t i = 0;
-	cbr_init(&r, p->p, p->len);
-	ck_assert_int_eq(cbr_next(&r, &m), CHAT_OK);
-	ck_assert_int_eq(m.type, CBR_MAP);
-	while (cbr_map_next(&r, &m, &i, &k))
-		ck_assert_msg(cbr_skip_next(&r) == CHAT_OK, "event to %s: bad CBOR value: %s",
-		              p->clientid, r.err_msg ? r.err_msg : "?");
-	ck_assert_msg(!r.err_msg, "event to %s is bad CBOR: %s", p->clientid, r.err_msg);
-	ck_assert_msg(cbr_done(&r), "event to %s has trailing bytes (malformed map)", p->clientid);
-}
-
-static bool fget(const pubrec *p, const char *key, cbr_item *val, const uint8_t **raw,
-                 size_t *rawlen)
-{
-	well_formed(p);
-	cbr r;
-	cbr_item m, k, v;
-	uint64_t i = 0;
-	cbr_init(&r, p->p, p->len);
-	cbr_next(&r, &m);
-	while (cbr_map_next(&r, &m, &i, &k)) {
-		const uint8_t *at = r.p;
-		ck_assert_int_eq(cbr_next(&r, &v), CHAT_OK);
-		ck_assert_int_eq(cbr_skip(&r, &v), CHAT_OK);
-		if (cbr_eq(&k, key)) {
-			if (val)
-				*val = v;
-			if (raw) {
-				*raw = at;
-				*rawlen = (size_t)(r.p - at);
-			}
-			return true;
-		}
-	}
-	return false;
-}
-
-static bool fhas(const pubrec *p, const char *key) { return fget(p, key, NULL, NULL, NULL); }
-
-static size_t fnkeys(const pubrec *p)
-{
-	cbr r;
-	cbr_item m, k;
-	uint64_t i = 0;
-	size_t n = 0;
-	well_formed(p);
-	cbr_init(&r, p->p, p->len);
-	cbr_next(&r, &m);
-	while (cbr_map_next(&r, &m, &i, &k)) {
-		cbr_skip_next(&r);
-		n++;
-	}
-	return n;
-}
-
-static const char *ftext(const pubrec *p, const char *key)
-{
-	static char ring[8][512];
-	static int next;
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_TEXT, "'%s' is not text", key);
-	ck_assert_uint_lt(v.len, sizeof(ring[0]));
-	char *s = ring[next++ % 8];
-	memcpy(s, v.ptr, v.len);
-	s[v.len] = '\0';
-	return s;
-}
-
-static uint64_t fuint(const pubrec *p, const char *key)
-{
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_UINT, "'%s' is not a uint", key);
-	return v.u;
-}
-
-static bool fbool(const pubrec *p, const char *key)
-{
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_BOOL, "'%s' is not a bool", key);
-	return v.b;
-}
-
-static void fbytes_eq(const pubrec *p, const char *key, const char *exp)
-{
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, NULL, NULL), "no key '%s'", key);
-	ck_assert_msg(v.type == CBR_BYTES, "'%s' is not bytes", key);
-	ck_assert_uint_eq(v.len, strlen(exp));
-	ck_assert_mem_eq(v.ptr, exp, v.len);
-}
-
-/* An array of uints (sep "+") or texts (sep ","), joined in order. */
-static const char *flist(const pubrec *p, const char *key)
-{
-	static char ring[4][8192];
-	static int next;
-	char *out = ring[next++ % 4];
-	const uint8_t *raw;
-	size_t rawlen;
-	cbr_item v;
-	ck_assert_msg(fget(p, key, &v, &raw, &rawlen), "no key '%s'", key);
-	ck_assert_int_eq(v.type, CBR_ARRAY);
-	cbr r;
-	cbr_item a, e;
-	uint64_t i = 0;
-	size_t n = 0;
-	out[0] = '\0';
-	cbr_init(&r, raw, rawlen);
-	cbr_next(&r, &a);
-	while (cbr_array_next(&r, &a, &i)) {
-		ck_assert_int_eq(cbr_next(&r, &e), CHAT_OK);
-		size_t l = strlen(out);
-		if (e.type == CBR_UINT)
-			snprintf(out + l, 8192 - l, "%s%llu", n ? "+" : "", (unsigned long long)e.u);
-		else if (e.type == CBR_TEXT)
-			snprintf(out + l, 8192 - l, "%s%.*s", n ? "," : "", (int)e.len, (const char *)e.ptr);
-		else
-			ck_abort_msg("'%s' holds an item of type %d", key, (int)e.type);
-		n++;
-	}
-	ck_assert_ptr_null(r.err_msg);
-	ck_assert_uint_eq(n, a.u);
-	return out;
-}
+#define T0 FAKE_T0
 
 /* ================= per-test state ================= */
 
-static char rundir[2048];
-static char tmp[4096];
-static char datadir[4200];
-static char ADMIN_TOKEN[64];
-static core *C;
-static core_config CFG;
-
-static int conns[64];
-#define CONN(i) ((void *)&conns[i])
-
-typedef struct devrec {
-	char addr[CHAT_ADDR_MAX + 1];
-	char token[64];
-	void *conn;
-} devrec;
-static devrec DEV[16];
-static size_t NDEV;
+/* The next fresh connection, CONN(next_conn). */
 static int next_conn;
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb; (void)flag; (void)ftw;
-	return remove(p);
-}
-
-/* One directory per test case, made and removed in the parent (unchecked
- * fixtures), so a test that fails in its forked child leaves nothing. */
-static void run_setup(void)
-{
-	const char *base = getenv("TMPDIR");
-	snprintf(rundir, sizeof(rundir), "%s/test_offline-XXXXXX", base && *base ? base : "/tmp");
-	if (!mkdtemp(rundir)) {
-		perror("mkdtemp");
-		exit(EXIT_FAILURE);
-	}
-}
-
-static void run_teardown(void)
-{
-	nftw(rundir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void open_core(void)
-{
-	char err[512] = "";
-	C = core_open(&CFG, &IO, err, sizeof(err));
-	ck_assert_msg(C != NULL, "core_open: %s", err);
-	char path[4300];
-	snprintf(path, sizeof(path), "%s/admin.token", datadir);
-	FILE *f = fopen(path, "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(fgets(ADMIN_TOKEN, sizeof(ADMIN_TOKEN), f));
-	fclose(f);
-	ADMIN_TOKEN[strcspn(ADMIN_TOKEN, "\n")] = '\0';
-}
-
+/* Publishes to all subscribers (presence) are only counted, not recorded:
+ * the assertions here see inbox events only. */
 static void setup(void)
 {
-	memset(&F, 0, sizeof(F));
-	F.now = T0;
-	NDEV = 0;
+	env_setup(FAKE_BROADCASTS_COUNTED);
 	next_conn = 0;
-	memset(DEV, 0, sizeof(DEV));
-	snprintf(tmp, sizeof(tmp), "%s/core-XXXXXX", rundir);
-	ck_assert_ptr_nonnull(mkdtemp(tmp));
-	snprintf(datadir, sizeof(datadir), "%s/data", tmp);
-	core_config_defaults(&CFG);
-	CFG.data_dir = datadir;
-	open_core();
 }
 
-static void teardown(void)
-{
-	core_close(C);
-	C = NULL;
-	fake_free();
-	nftw(tmp, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
+static void teardown(void) { env_teardown(); }
 
 /* Reopens the core with CFG as the test changed it; call before adding
  * devices (connections do not survive it). */
 static void reconfig(void)
 {
-	core_close(C);
+	close_core();
 	open_core();
 }
 
 /* ================= driving helpers ================= */
-
-static size_t mark(void) { return F.npubs; }
-
-static size_t count_to(size_t m, const char *clientid)
-{
-	size_t n = 0;
-	for (size_t i = m; i < F.npubs; i++)
-		n += strcmp(F.pubs[i].clientid, clientid) == 0;
-	return n;
-}
-
-/* The i-th publish to clientid since m. */
-static const pubrec *nth_to(size_t m, const char *clientid, size_t nth)
-{
-	for (size_t i = m; i < F.npubs; i++)
-		if (strcmp(F.pubs[i].clientid, clientid) == 0 && nth-- == 0)
-			return &F.pubs[i];
-	ck_abort_msg("too few publishes to %s", clientid);
-	return NULL;
-}
-
-/* The one event to addr since m, of kind k. */
-static const pubrec *event_to(size_t m, const char *addr, const char *k)
-{
-	ck_assert_msg(count_to(m, addr) == 1, "%zu publishes to %s, expected 1", count_to(m, addr),
-	              addr);
-	const pubrec *p = nth_to(m, addr, 0);
-	ck_assert_str_eq(ftext(p, "k"), k);
-	return p;
-}
 
 /* The events addr got since m, one word each, space-separated:
  *   msg      m<seq>
@@ -455,40 +128,6 @@ static const char *mrange(uint64_t a, uint64_t b, bool done)
 	return out;
 }
 
-/* Sends {cmd, rid, user, device} as the admin; the reply's token. */
-static devrec *add_device(const char *u, const char *d)
-{
-	static uint64_t rid = 100;
-	cbw w;
-	cbw_init(&w);
-	cbw_map(&w, 4);
-	cbw_text(&w, "cmd"); cbw_text(&w, "device.add");
-	cbw_text(&w, "rid"); cbw_uint(&w, ++rid);
-	cbw_text(&w, "user"); cbw_text(&w, u);
-	cbw_text(&w, "device"); cbw_text(&w, d);
-	size_t m = mark();
-	core_control(C, "chatctl-1", "$admin", w.buf, w.len);
-	cbw_free(&w);
-	ck_assert_uint_eq(F.npubs - m, 1);
-	const pubrec *p = &F.pubs[m];
-	ck_assert_str_eq(p->clientid, "chatctl-1");
-	ck_assert_msg(fbool(p, "ok"), "device.add %s/%s failed", u, d);
-	ck_assert_uint_lt(NDEV, 16);
-	devrec *r = &DEV[NDEV++];
-	snprintf(r->addr, sizeof(r->addr), "%s/%s", u, d);
-	snprintf(r->token, sizeof(r->token), "%s", ftext(p, "token"));
-	return r;
-}
-
-static devrec *find_dev(const char *addr)
-{
-	for (size_t i = 0; i < NDEV; i++)
-		if (strcmp(DEV[i].addr, addr) == 0)
-			return &DEV[i];
-	ck_abort_msg("unknown test device %s", addr);
-	return NULL;
-}
-
 /* CONNECT: a fresh connection each time, as a reconnecting client has. */
 static void connect_dev(const char *addr)
 {
@@ -500,20 +139,14 @@ static void connect_dev(const char *addr)
 	ck_assert_uint_eq(F.npubs, m); /* a connection alone replays nothing */
 }
 
-static void disconnect_dev(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	core_disconnect(C, r->conn, addr, addr);
-}
-
 /* alice/phone online, alice/tablet, bob/laptop and bob/phone offline. */
 static void cast(void)
 {
-	add_device("alice", "phone");
-	add_device("alice", "tablet");
-	add_device("bob", "laptop");
-	add_device("bob", "phone");
-	add_device("carol", "phone");
+	register_device("alice", "phone");
+	register_device("alice", "tablet");
+	register_device("bob", "laptop");
+	register_device("bob", "phone");
+	register_device("carol", "phone");
 	connect_dev("alice/phone");
 }
 
@@ -632,15 +265,6 @@ static const char *receipt_trace(const char *addr, const char *s, uint64_t a, ui
 	return trace(m, to);
 }
 
-/* A refused publish: exactly one publish since m, an error to addr. */
-static void refused(size_t m, const char *addr, const char *code)
-{
-	ck_assert_msg(F.npubs - m == 1, "%zu publishes after a refusal", F.npubs - m);
-	const pubrec *p = event_to(m, addr, "error");
-	ck_assert_str_eq(ftext(p, "code"), code);
-	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
-}
-
 /* A chat/ctl request; its one reply (to addr only). expect < 0: any verdict. */
 #define ANY_VERDICT ((enum core_verdict)-1)
 static const pubrec *ctl(const char *addr, const cbw *w, enum core_verdict expect)
@@ -710,7 +334,7 @@ START_TEST(sync_replays_in_order_then_done)
 		ck_assert_str_eq(ftext(p, "conv"), CONV);
 		ck_assert_str_eq(ftext(p, "from"), "alice/phone");
 		ck_assert_uint_eq(fuint(p, "ts"), T0); /* the time it was stored */
-		fbytes_eq(p, "body", body);
+		fbytes_eq(p, "body", body, strlen(body));
 		ck_assert(!fhas(p, "cid")); /* a peer's copy has no cid */
 		ck_assert_uint_eq(fnkeys(p), 6);
 	}
@@ -795,10 +419,10 @@ START_TEST(sync_replays_per_device_bodies)
 	connect_dev("alice/tablet");
 	size_t m = mark();
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 done");
-	fbytes_eq(nth_to(m, "bob/phone", 0), "body", "for phone");
+	fbytes_eq(nth_to(m, "bob/phone", 0), "body", "for phone", strlen("for phone"));
 	m = mark();
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 done");
-	fbytes_eq(nth_to(m, "alice/tablet", 0), "body", "for tablet");
+	fbytes_eq(nth_to(m, "alice/tablet", 0), "body", "for tablet", strlen("for tablet"));
 	ck_assert_uint_eq(fuint(nth_to(m, "alice/tablet", 0), "cid"), 9);
 }
 END_TEST
@@ -1480,8 +1104,8 @@ START_TEST(quota_refuses_and_stores_nothing)
 {
 	CFG.max_queue = 3;
 	reconfig();
-	add_device("alice", "phone");
-	add_device("bob", "phone");
+	register_device("alice", "phone");
+	register_device("bob", "phone");
 	connect_dev("alice/phone");
 	send_n(1, 3);
 	size_t m = mark();
@@ -1515,9 +1139,9 @@ START_TEST(quota_any_recipient_device)
 {
 	CFG.max_queue = 2;
 	reconfig();
-	add_device("alice", "phone");
-	add_device("alice", "tablet");
-	add_device("bob", "phone");
+	register_device("alice", "phone");
+	register_device("alice", "tablet");
+	register_device("bob", "phone");
 	connect_dev("alice/phone");
 	connect_dev("bob/phone");
 	send_n(1, 2);
@@ -1535,9 +1159,9 @@ START_TEST(quota_receipt_events_never_refused)
 {
 	CFG.max_queue = 2;
 	reconfig();
-	add_device("alice", "phone");
-	add_device("alice", "tablet");
-	add_device("bob", "phone");
+	register_device("alice", "phone");
+	register_device("alice", "tablet");
+	register_device("bob", "phone");
 	connect_dev("alice/phone");
 	connect_dev("bob/phone");
 	send_n(1, 2);
@@ -1841,10 +1465,7 @@ static Suite *suite(void)
 		                  disconnect_device_removed_during_replay } },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *t = tcase_create(cases[i].name);
-		tcase_add_unchecked_fixture(t, run_setup, run_teardown);
-		tcase_add_checked_fixture(t, setup, teardown);
-		tcase_set_timeout(t, 60);
+		TCase *t = env_tcase(cases[i].name, setup, teardown);
 		for (size_t j = 0; j < 16 && cases[i].tests[j]; j++)
 			tcase_add_test(t, cases[i].tests[j]);
 		suite_add_tcase(s, t);
@@ -1852,11 +1473,4 @@ static Suite *suite(void)
 	return s;
 }
 
-int main(void)
-{
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+int main(void) { return run_suite(suite()); }
