@@ -14,7 +14,8 @@
  *   replay  N messages queued for an offline device, drained by chat/sync
  *   keys    bundle fetches through the broker and chat-keyserver
  *   idle    many idle connections, broker RSS per connection
- *   fanout  not built yet (groups)
+ *   fanout  one sender, a group of M members (chat/group/{G}): live
+ *           deliveries/s, or (--offline) the store/queue rate
  */
 #include "cbor_io.h"
 
@@ -204,10 +205,13 @@ static struct opts {
 	int timeout_s;
 	int keepalive;
 	int body;
+	int members;    /* fanout: group members */
+	bool offline;   /* fanout: members offline, measure the store/queue rate */
+	bool msgs_set;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
 	.ack_batch = 50, .ack_delay_us = 20000, .conns = 1000, .users = 64, .opks = 200,
-	.fetchers = 16, .timeout_s = 120, .keepalive = 600, .body = 100,
+	.fetchers = 16, .timeout_s = 120, .keepalive = 600, .body = 100, .members = 1000,
 };
 
 static char run[32];
@@ -1714,6 +1718,433 @@ static int mode_idle(void)
 	return up == n && !n_closed ? 0 : 1;
 }
 
+/* ------------------------------------------------------------ fanout */
+
+/* One sender and a group of M members, one device each (docs/BENCHMARKS.md).
+ * Connections: f_conns[0] is the sender, f_conns[i] (1..M) member i; a
+ * connection's idx is that index. The sender's k-th send (k = 1..K) carries
+ * its send time and k in the body, so a member checks that the message with
+ * seq s is send number s - gseq (gseq = the seq of the group's `created`
+ * event that member got), and that seqs come in order without gaps.
+ *
+ * live (default): every member is online; the sender keeps --window sends
+ *   not yet delivered to every member. Deliveries/s = K*M / (first send ->
+ *   last delivery); latency = a send -> its delivery to the last member.
+ * --offline: only the sender is connected; the sends are stored and queued
+ *   for every member. The rate is queue entries (K*M) per second from the
+ *   first send to the last PUBACK + `sent`, with --window PUBACKs
+ *   outstanding. Then the first and the last member connect and sync, and
+ *   must get the `created` event and all K messages in order.
+ * --stock: the same shape on a broker without the plugin: anonymous
+ *   members subscribed (QoS 1) to one topic, a QoS 1 publisher. */
+
+static int f_m;          /* members */
+static long f_k;         /* sends */
+static int f_open_base;  /* index of the first connection connect_all opens */
+static char f_gid[64], f_conv[80], f_topic[96];
+static conn *f_snd;
+static pair *f_mem;      /* [0..M]: rcv (the connection), conv, receipt batch, expect */
+static uint64_t *f_gseq; /* per member: the seq of its `created` event, 0 before it */
+static uint64_t *f_sent_at;
+static int *f_got;       /* per send k: members that got it */
+static long f_next;      /* sends made */
+static long f_complete, f_deliveries, f_acked, f_sent_ev, f_receipt_seqs, f_group_evs;
+static bool f_ctl_done, f_ctl_ok, f_measuring, f_sync_done[2];
+static uint64_t f_t_fill; /* offline: the last PUBACK or `sent` */
+static uint64_t f_ctl_seq;
+static long f_synced_got[2];
+
+static void f_send(void)
+{
+	long k = ++f_next;
+	uint64_t t = now_ns();
+	f_sent_at[k] = t;
+	memcpy(bodybuf, &t, 8);
+	uint64_t kk = (uint64_t)k;
+	memcpy(bodybuf + 8, &kk, 8);
+	if (o.stock) {
+		mq_publish(f_snd, f_topic, bodybuf, (size_t)o.body, 1);
+		return;
+	}
+	cbw_reset(&sw);
+	cbw_map(&sw, 2);
+	cbw_text(&sw, "cid");
+	cbw_uint(&sw, kk);
+	cbw_text(&sw, "body");
+	cbw_bytes(&sw, bodybuf, (size_t)o.body);
+	mq_publish(f_snd, f_topic, sw.buf, sw.len, 1);
+}
+
+static void f_delivered(long k, uint64_t t)
+{
+	f_deliveries++;
+	t_last_delivery = t;
+	if (++f_got[k] < f_m)
+		return;
+	lat_add(&res.l, t > f_sent_at[k] ? t - f_sent_at[k] : 0);
+	f_complete++;
+	if (f_next < f_k)
+		f_send(); /* closed loop: the window is "not yet at every member" */
+}
+
+/* A message with seq (or stock counter) s and body at member p. */
+static void f_member_msg(int i, uint64_t s, const uint8_t *body, size_t blen)
+{
+	pair *p = &f_mem[i];
+	uint64_t t = now_ns();
+	if (s < p->expect) {
+		res.dup++;
+		return;
+	}
+	if (s != p->expect)
+		res.order_err++;
+	p->expect = s + 1;
+	uint64_t k = 0;
+	if (blen >= 16)
+		memcpy(&k, body + 8, 8);
+	uint64_t want = o.stock ? s : s - f_gseq[i];
+	if (k != want || k < 1 || k > (uint64_t)f_k) {
+		res.order_err++;
+		return;
+	}
+	if (!o.stock) {
+		if (!p->nbatch)
+			p->batch_t0 = t;
+		p->batch[p->nbatch++] = s;
+		if (p->nbatch >= o.ack_batch)
+			send_receipt(p);
+	}
+	if (!o.offline)
+		f_delivered((long)k, t);
+}
+
+static void fan_pub(conn *c, const char *topic, size_t tlen, const uint8_t *pl, size_t plen)
+{
+	(void)topic;
+	(void)tlen;
+	int i = c->idx;
+	if (o.stock) {
+		if (i > 0 && plen >= 16) {
+			uint64_t k;
+			memcpy(&k, pl + 8, 8);
+			f_member_msg(i, k, pl, plen);
+		}
+		return;
+	}
+	ev e;
+	if (parse_ev(pl, plen, &e)) {
+		res.errors++;
+		return;
+	}
+	pair *p = &f_mem[i];
+	if (txt_is(e.k, e.klen, "msg") && i > 0) {
+		if (!txt_is(e.conv, e.convlen, f_conv) || !f_gseq[i])
+			res.errors++;
+		f_member_msg(i, e.seq, e.body, e.bodylen);
+		if (o.offline)
+			f_synced_got[i == f_m]++;
+	} else if (txt_is(e.k, e.klen, "group")) {
+		/* the `created` event: the first of the conversation for everyone */
+		if (!txt_is(e.conv, e.convlen, f_conv) || f_gseq[i])
+			res.errors++;
+		f_gseq[i] = e.seq;
+		p->expect = e.seq + 1;
+		f_group_evs++;
+		if (!p->nbatch)
+			p->batch_t0 = now_ns();
+		p->batch[p->nbatch++] = e.seq;
+		if (p->nbatch >= o.ack_batch)
+			send_receipt(p);
+	} else if (txt_is(e.k, e.klen, "sent") && i == 0) {
+		f_sent_ev++;
+		f_t_fill = now_ns();
+	} else if (txt_is(e.k, e.klen, "receipt") && i == 0) {
+		f_receipt_seqs += (long)e.nseqs;
+	} else if (txt_is(e.k, e.klen, "ctl") && i == 0 && e.has_rid && e.rid == 1) {
+		f_ctl_done = true;
+		f_ctl_ok = e.ok;
+		f_ctl_seq = e.seq;
+		if (!e.ok)
+			report_error_ev("group.create", &e);
+	} else if (txt_is(e.k, e.klen, "sync") && e.done && i > 0) {
+		f_sync_done[i == f_m] = true;
+		send_receipt(p);
+	} else if (txt_is(e.k, e.klen, "error")) {
+		res.errors++;
+		report_error_ev(i ? "member" : "sender", &e);
+	}
+}
+
+static void fan_ack(conn *c, uint16_t mid)
+{
+	(void)mid;
+	if (c != f_snd || !f_measuring)
+		return; /* the group.create request, receipts */
+	f_acked++;
+	f_t_fill = now_ns();
+	if (o.offline && f_next < f_k)
+		f_send(); /* offline: the window is PUBACKs outstanding */
+}
+
+static void open_fan(conn *c, int i)
+{
+	i += f_open_base;
+	c->idx = i;
+	f_mem[i].rcv = c;
+	if (o.stock) {
+		char id[80];
+		snprintf(id, sizeof(id), "%s-%c%d", run, i ? 'm' : 's', i);
+		conn_open(c, id, NULL, NULL, NULL);
+	} else {
+		char addr[80], will[120];
+		snprintf(addr, sizeof(addr), "%s/d", names[i]);
+		snprintf(will, sizeof(will), "chat/presence/%s", addr);
+		conn_open(c, addr, addr, toks[i], will);
+	}
+}
+
+static const char *fan_topic(int i)
+{
+	static char t[160];
+	i += f_open_base;
+	if (o.stock)
+		return i ? f_topic : NULL;
+	snprintf(t, sizeof(t), "chat/inbox/%s/d", names[i]);
+	return t;
+}
+
+static bool f_ctl_replied(void)
+{
+	return f_ctl_done || n_closed;
+}
+
+static bool f_created_seen(void)
+{
+	return f_group_evs >= (o.offline ? 1 : f_m + 1) || n_closed;
+}
+
+static bool f_quiet(void)
+{
+	for (int i = 0; i <= f_m; i++)
+		if (f_mem[i].rcv && !f_mem[i].rcv->closed && f_mem[i].rcv->unacked)
+			return false;
+	return true;
+}
+
+static bool f_delivered_all(void)
+{
+	return f_deliveries >= f_k * f_m && f_acked >= f_k;
+}
+
+static bool f_live_done(void)
+{
+	if (!f_delivered_all())
+		return false;
+	return o.stock || (f_sent_ev >= f_k && f_receipt_seqs >= f_k * f_m);
+}
+
+static bool f_fill_done(void)
+{
+	return f_acked >= f_k && f_sent_ev >= f_k;
+}
+
+static bool f_synced(void)
+{
+	return (f_sync_done[0] && f_sync_done[1]) || n_closed;
+}
+
+/* Flushes receipt batches older than the delay (every batch when force). */
+static void f_flush_receipts(uint64_t t, bool force)
+{
+	const uint64_t delay = (uint64_t)o.ack_delay_us * 1000u;
+	for (int i = 0; i <= f_m; i++)
+		if (f_mem[i].nbatch && (force || t - f_mem[i].batch_t0 >= delay))
+			send_receipt(&f_mem[i]);
+}
+
+/* Runs the loop until done() (or a closed connection, or the deadline),
+ * flushing partial receipt batches after --ack-delay-us. */
+static bool f_run(cond_fn done, uint64_t deadline)
+{
+	const uint64_t delay = (uint64_t)o.ack_delay_us * 1000u;
+	uint64_t last_scan = now_ns();
+	while (!done()) {
+		uint64_t t = now_ns();
+		if (t > deadline || n_closed)
+			break;
+		if (!o.stock && t - last_scan >= delay / 4) {
+			last_scan = t;
+			f_flush_receipts(t, false);
+		}
+		loop_once(o.stock ? 5000000u : delay / 4);
+	}
+	flush_dirty();
+	return done();
+}
+
+static int mode_fanout(void)
+{
+	f_m = o.members;
+	f_k = o.msgs_set ? o.msgs : 200;
+	if (o.offline && o.stock)
+		die("--offline needs the chat plugin (not --stock)");
+	int n = f_m + 1;
+	names = xcalloc((size_t)n, sizeof(*names));
+	toks = xcalloc((size_t)n, sizeof(*toks));
+	f_mem = xcalloc((size_t)n, sizeof(pair));
+	f_gseq = xcalloc((size_t)n, sizeof(uint64_t));
+	f_sent_at = xcalloc((size_t)f_k + 1, sizeof(uint64_t));
+	f_got = xcalloc((size_t)f_k + 1, sizeof(int));
+	bodybuf = xcalloc(1, (size_t)o.body + 16);
+	for (int i = 16; i < o.body; i++)
+		bodybuf[i] = (uint8_t)('a' + i % 26);
+	cbw_init(&sw);
+	snprintf(f_gid, sizeof(f_gid), "%sg", run);
+	snprintf(f_conv, sizeof(f_conv), "g:%s", f_gid);
+	if (o.stock)
+		snprintf(f_topic, sizeof(f_topic), "bench/%s/fan", run);
+	else
+		snprintf(f_topic, sizeof(f_topic), "chat/group/%s", f_gid);
+	for (int i = 0; i < n; i++) {
+		if (i)
+			snprintf(names[i], sizeof(names[0]), "%sm%d", run, i);
+		else
+			snprintf(names[i], sizeof(names[0]), "%ss", run);
+		snprintf(f_mem[i].conv, sizeof(f_mem[i].conv), "%s", f_conv);
+		f_mem[i].expect = 1;
+	}
+	uint64_t tp = now_ns();
+	if (!o.stock)
+		provision(n, names, "d", toks);
+	double prov_secs = (double)(now_ns() - tp) / 1e9;
+	on_pub = fan_pub;
+	on_ack = fan_ack;
+	conn *cs = xcalloc((size_t)n, sizeof(conn));
+	int want = o.offline ? 1 : n;
+	int up = connect_all(cs, want, open_fan, fan_topic, 60);
+	if (up < want)
+		die("only %d of %d connections came up", up, want);
+	f_snd = &cs[0];
+
+	/* the group: the sender creates it with every member */
+	double create_secs = 0;
+	if (!o.stock) {
+		cbw w;
+		cbw_init(&w);
+		cbw_map(&w, 5);
+		cbw_text(&w, "op");
+		cbw_text(&w, "group.create");
+		cbw_text(&w, "rid");
+		cbw_uint(&w, 1);
+		cbw_text(&w, "gid");
+		cbw_text(&w, f_gid);
+		cbw_text(&w, "name");
+		cbw_text(&w, "bench fan-out");
+		cbw_text(&w, "members");
+		cbw_array(&w, (size_t)f_m);
+		for (int i = 1; i < n; i++)
+			cbw_text(&w, names[i]);
+		uint64_t tc = now_ns();
+		mq_publish(f_snd, "chat/ctl", w.buf, w.len, 1);
+		cbw_free(&w);
+		if (!loop_until(f_ctl_replied, 60) || !f_ctl_ok)
+			die("group.create of %d members was not accepted (plugin_opt_max_group_size?)", f_m);
+		create_secs = (double)(now_ns() - tc) / 1e9;
+		/* wait for the `created` event everywhere, acknowledge it, let it settle */
+		if (!f_run(f_created_seen, now_ns() + 60ull * 1000000000u))
+			die("the group's created event reached %ld of %d devices", f_group_evs, want);
+		f_flush_receipts(now_ns(), true);
+		loop_until(f_quiet, 30);
+		if (f_gseq[0] != f_ctl_seq)
+			res.errors++;
+		info("group %s of %d members created in %.3fs", f_gid, f_m, create_secs);
+	}
+
+	cpu_mark m0 = cpu_now();
+	t_start = now_ns();
+	t_last_delivery = 0;
+	f_measuring = true;
+	uint64_t deadline = t_start + (uint64_t)o.timeout_s * 1000000000u;
+	for (int k = 0; k < o.window && f_next < f_k; k++)
+		f_send();
+	char extra[640];
+	int ok;
+	if (!o.offline) {
+		/* every delivery and PUBACK; then the sender's `sent` and receipt
+		 * events, for as long as they keep coming (a dropped one never does) */
+		bool done = f_run(f_delivered_all, deadline);
+		uint64_t grace = 2000000000u + 10u * (uint64_t)o.ack_delay_us * 1000u;
+		long seen = -1;
+		while (done && !f_live_done() && seen != f_sent_ev + f_receipt_seqs && !n_closed) {
+			seen = f_sent_ev + f_receipt_seqs;
+			f_run(f_live_done, now_ns() + grace);
+		}
+		bool sender_ok = f_live_done();
+		cpu_since(&res, m0);
+		res.msgs = f_deliveries;
+		res.secs = (double)((t_last_delivery > t_start ? t_last_delivery : now_ns()) - t_start) / 1e9;
+		res.lost = f_k * f_m - f_deliveries;
+		if (res.lost < 0)
+			res.lost = 0;
+		if (!done || n_closed)
+			res.errors++;
+		/* ok= is the members' side (every seq once, in order) and the PUBACKs;
+		 * the sender's events are reported on their own (sender_ok=) */
+		snprintf(extra, sizeof(extra),
+		         "kind=%s members=%d sends=%ld window=%d sends_per_s=%.0f acked=%ld sent_events=%ld "
+		         "receipt_seqs=%ld receipts_sent=%ld ack_batch=%d ack_delay_us=%d complete=%ld "
+		         "sender_missing_sent=%ld sender_missing_receipt_seqs=%ld sender_ok=%d "
+		         "total_secs=%.3f provision_secs=%.3f create_secs=%.3f",
+		         o.stock ? "stock" : "chat", f_m, f_k, o.window,
+		         res.secs > 0 ? (double)f_complete / res.secs : 0, f_acked, f_sent_ev, f_receipt_seqs,
+		         receipts_sent, o.ack_batch, o.ack_delay_us, f_complete,
+		         o.stock ? 0 : f_k - f_sent_ev, o.stock ? 0 : f_k * f_m - f_receipt_seqs, sender_ok,
+		         (double)res.cpu_wall_us / 1e6, prov_secs, create_secs);
+		print_result(&res, extra);
+		ok = done && !n_closed && !res.lost && !res.dup && !res.order_err && !res.errors;
+		return ok ? 0 : 1;
+	}
+
+	/* offline: store and queue only */
+	bool filled = f_run(f_fill_done, deadline);
+	uint64_t te = f_t_fill > t_start ? f_t_fill : now_ns();
+	cpu_since(&res, m0);
+	res.msgs = f_acked * f_m; /* queue entries written */
+	res.secs = (double)(te - t_start) / 1e9;
+	if (!filled || n_closed)
+		res.errors++;
+	/* check: the first and the last member sync and get everything in order */
+	f_open_base = 1;
+	if (connect_all(cs + 1, 1, open_fan, fan_topic, 30) < 1)
+		die("member 1 did not connect");
+	f_open_base = f_m;
+	if (connect_all(cs + f_m, 1, open_fan, fan_topic, 30) < 1)
+		die("member %d did not connect", f_m);
+	uint64_t ts = now_ns();
+	mq_publish(&cs[1], "chat/sync", "\xa0", 1, 1);
+	mq_publish(&cs[f_m], "chat/sync", "\xa0", 1, 1);
+	bool synced = f_run(f_synced, now_ns() + (uint64_t)o.timeout_s * 1000000000u);
+	double sync_secs = (double)(now_ns() - ts) / 1e9;
+	f_flush_receipts(now_ns(), true);
+	loop_until(f_quiet, 10);
+	long checked = 2;
+	for (int j = 0; j < 2; j++)
+		if (f_synced_got[j] < f_k)
+			res.lost += f_k - f_synced_got[j];
+	if (!synced || f_group_evs < 1 + checked)
+		res.errors++;
+	snprintf(extra, sizeof(extra),
+	         "kind=offline members=%d sends=%ld window=%d sends_per_s=%.0f acked=%ld sent_events=%ld "
+	         "queue_entries=%ld checked_members=%ld synced_msgs=%ld sync_secs=%.3f "
+	         "provision_secs=%.3f create_secs=%.3f",
+	         f_m, f_k, o.window, res.secs > 0 ? (double)f_acked / res.secs : 0, f_acked, f_sent_ev,
+	         f_acked * f_m, checked, f_synced_got[0] + f_synced_got[1], sync_secs,
+	         prov_secs, create_secs);
+	print_result(&res, extra);
+	ok = filled && synced && !n_closed && !res.lost && !res.dup && !res.order_err && !res.errors;
+	return ok ? 0 : 1;
+}
+
 /* ------------------------------------------------------------ main */
 
 static void usage(FILE *f)
@@ -1727,14 +2158,17 @@ static void usage(FILE *f)
 	      "  --admin-token-file FILE    the plugin's admin.token (provisioning devices)\n"
 	      "  --pairs N                  relay/dm: sender/receiver pairs (8)\n"
 	      "  --msgs N                   messages (relay, dm), queued messages (replay),\n"
-	      "                             bundle fetches (keys) (20000)\n"
+	      "                             bundle fetches (keys) (20000); fanout: sends (200)\n"
 	      "  --rate R                   relay/dm: offered msgs/s, open loop (0 = max, closed loop)\n"
 	      "  --window W                 relay/dm: messages per pair sent but not yet delivered;\n"
+	      "                             fanout: sends not yet at every member (--offline: PUBACKs);\n"
 	      "                             keys: requests in flight per fetcher (16)\n"
-	      "  --ack-batch B              dm/replay: seqs per delivered receipt (50)\n"
-	      "  --ack-delay-us US          dm: flush a partial receipt batch after this (20000)\n"
+	      "  --ack-batch B              dm/replay/fanout: seqs per delivered receipt (50)\n"
+	      "  --ack-delay-us US          dm/fanout: flush a partial receipt batch after this (20000)\n"
 	      "  --conns N                  idle: connections (1000)\n"
-	      "  --stock                    idle: anonymous clients (a broker without the plugin)\n"
+	      "  --stock                    idle, fanout: anonymous clients (a broker without the plugin)\n"
+	      "  --members M                fanout: group members, one device each (1000)\n"
+	      "  --offline                  fanout: members offline; measure stored queue entries/s\n"
 	      "  --users N --opks K         keys: devices that upload, one-time keys each (64, 200)\n"
 	      "  --fetchers N               keys: devices that fetch bundles (16)\n"
 	      "  --verify                   keys: verify every bundle's signature (else 1 in 64)\n"
@@ -1754,7 +2188,8 @@ int main(int argc, char **argv)
 		{ "ack-batch", 1, 0, 8 }, { "ack-delay-us", 1, 0, 9 }, { "conns", 1, 0, 10 },
 		{ "stock", 0, 0, 11 }, { "users", 1, 0, 12 }, { "opks", 1, 0, 13 },
 		{ "fetchers", 1, 0, 14 }, { "verify", 0, 0, 15 }, { "run-id", 1, 0, 16 },
-		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 }, { 0, 0, 0, 0 }
+		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
+		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { 0, 0, 0, 0 }
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h:p:v", lo, NULL)) != -1) {
@@ -1766,7 +2201,7 @@ int main(int argc, char **argv)
 		case 2: o.ks_pid = atoi(optarg); break;
 		case 3: o.admin_token_file = optarg; break;
 		case 4: o.pairs = atoi(optarg); break;
-		case 5: o.msgs = atol(optarg); break;
+		case 5: o.msgs = atol(optarg); o.msgs_set = true; break;
 		case 6: o.rate = atof(optarg); break;
 		case 7: o.window = atoi(optarg); break;
 		case 8: o.ack_batch = atoi(optarg); break;
@@ -1781,6 +2216,8 @@ int main(int argc, char **argv)
 		case 17: o.label = optarg; break;
 		case 18: o.timeout_s = atoi(optarg); break;
 		case 19: usage(stdout); return 0;
+		case 20: o.members = atoi(optarg); break;
+		case 21: o.offline = true; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -1790,15 +2227,9 @@ int main(int argc, char **argv)
 	}
 	o.mode = argv[optind];
 	if (o.pairs < 1 || o.msgs < 1 || o.window < 1 || o.ack_batch < 1 || o.ack_batch > 1000 ||
-	    o.conns < 1 || o.users < 1 || o.fetchers < 1 || o.body < 16 || o.opks < 0 || o.opks > 1000)
-		die("an option is out of range (ack-batch 1..1000, opks 0..1000, the rest >= 1)");
-
-	if (strcmp(o.mode, "fanout") == 0) {
-		printf("mode=fanout skipped=1 reason=not_built_yet\n");
-		fprintf(stderr, "chatbench: fanout: not built yet — groups (chat/group/{G}) are not "
-		                "implemented in the plugin; this mode will send to a group of M members\n");
-		return 0;
-	}
+	    o.conns < 1 || o.users < 1 || o.fetchers < 1 || o.body < 16 || o.opks < 0 || o.opks > 1000 ||
+	    o.members < 2)
+		die("an option is out of range (ack-batch 1..1000, opks 0..1000, members >= 2, the rest >= 1)");
 
 	signal(SIGPIPE, SIG_IGN);
 	struct rlimit rl;
@@ -1830,6 +2261,8 @@ int main(int argc, char **argv)
 		return mode_keys();
 	if (strcmp(o.mode, "idle") == 0)
 		return mode_idle();
+	if (strcmp(o.mode, "fanout") == 0)
+		return mode_fanout();
 	usage(stderr);
 	return 2;
 }

@@ -2,7 +2,7 @@
 # bench/compare.sh — stock mosquitto vs mosquitto + chat plugin, in one run.
 #
 # Runs the baseline (relay on a stock mosquitto without the plugin) and the
-# chat modes (dm, dm with sync writes, replay, keys, idle) alternating, for
+# chat modes (dm, dm with sync writes, replay, keys, fanout, idle) alternating, for
 # several repetitions, each measurement on a freshly started broker with its
 # own temp data dir on a free loopback port. Prints the medians and the
 # ratios chat / stock. Absolute numbers on a shared machine are noise; the
@@ -20,6 +20,8 @@
 #                    (LD_PRELOAD diagnostic shim; the key server itself is unchanged)
 #   --idle-conns N   idle connections per broker (default 19000; --quick 2000)
 #   --no-idle        skip the idle mode
+#   --fanout-members M   group size for fanout (default 1000)
+#   --no-fanout      skip the fanout mode
 # Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto).
 set -euo pipefail
 
@@ -34,7 +36,7 @@ ctl=$build/bin/chatctl
 shim=$build/lib/nodelay_preload.so
 
 cmdline="$0 $*"
-quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1
+quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -44,7 +46,9 @@ while [ $# -gt 0 ]; do
     --ks-nodelay) ks_nodelay=1 ;;
     --idle-conns) idle_conns=$2; shift ;;
     --no-idle) idle=0 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --fanout-members) fan_members=$2; shift ;;
+    --no-fanout) fanout=0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -57,10 +61,12 @@ done
 if [ $quick -eq 1 ]; then
   reps=${reps:-2}; relay_msgs=40000; dm_msgs=12000; sync_msgs=300; lat_secs=1.5
   replay_msgs=10000; windows="500"; keys_msgs=6000; idle_conns=${idle_conns:-2000}; sweep=""
+  fan_sends=40; fan_off_sends=100
 else
   reps=${reps:-3}; relay_msgs=120000; dm_msgs=30000; sync_msgs=1200; lat_secs=3
   replay_msgs=30000; windows="100 500 2000"; keys_msgs=20000; idle_conns=${idle_conns:-19000}
   sweep="0.1 0.25 0.5 0.75 0.9"
+  fan_sends=200; fan_off_sends=200
 fi
 
 tmp=$(mktemp -d /tmp/chat-compare.XXXXXX)
@@ -173,7 +179,7 @@ run_bench() {
     echo "compare: chatbench $* failed (rc=$rc): $(tail -3 "$tmp/bench.err")" >&2
   fi
   echo "$line" >> "$results"
-  printf '  %s\n' "$(echo "$line" | tr ' ' '\n' | grep -E '^(mode|rate|p50_us|p99_us|p999_us|broker_cpu_us_per_msg|rss_per_conn_bytes|ok|window|offered|sync|rep)=' | tr '\n' ' ')" >&2
+  printf '  %s\n' "$(echo "$line" | tr ' ' '\n' | grep -E '^(mode|kind|rate|p50_us|p99_us|p999_us|broker_cpu_us_per_msg|rss_per_conn_bytes|ok|sender_ok|window|offered|sync|rep)=' | tr '\n' ' ')" >&2
   LAST=$line
 }
 
@@ -257,6 +263,27 @@ for rep in $(seq "$reps"); do
     fi
   fi
 
+  # ---- fanout: one sender, a group of $fan_members members; stock = the same
+  # shape on a broker without the plugin (one topic, M QoS 1 subscribers)
+  if [ $fanout -eq 1 ]; then
+    for side in $order; do
+      if [ $side = stock ]; then
+        start_broker fanout stock
+        run_bench "phase=fanout rep=$rep" fanout --stock -p "$BPORT" --broker-pid "$BPID" \
+          --members "$fan_members" --msgs $fan_sends
+      else
+        start_broker fanout chat
+        run_bench "phase=fanout rep=$rep" fanout -p "$BPORT" --broker-pid "$BPID" \
+          --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_sends
+      fi
+      stop_pid "$BPID"
+    done
+    start_broker fanout chat
+    run_bench "phase=fanout rep=$rep" fanout --offline -p "$BPORT" --broker-pid "$BPID" \
+      --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_off_sends
+    stop_pid "$BPID"
+  fi
+
   # ---- idle connections, RSS per connection
   if [ $idle -eq 1 ]; then
     for side in $order; do
@@ -294,7 +321,6 @@ for rep in $(seq "$reps"); do
   fi
 done
 
-"$bench" fanout --label "phase=fanout" >> "$results" 2>/dev/null || true
 echo "compare: finished in $(( $(date +%s) - start_all )) s" >&2
 echo
 sumargs=("$results")

@@ -3,19 +3,23 @@
 # one chatbench mode, with valgrind's callgrind (inclusive instruction counts
 # per function) and, with --perf, perf's sampled cycles (kernel included).
 #
-#   bench/profile.sh dm|relay|replay|keys [--perf] [--out DIR]
+#   bench/profile.sh dm|relay|replay|keys|fanout|fanout-offline [--perf] [--out DIR]
 #
 # callgrind slows the profiled process ~50x, so the counts are small; the
 # shares, not the rates, are the result. Prints the top inclusive functions
 # (callgrind_annotate --inclusive=yes) and, with --perf, the top symbols.
-# Environment: BUILD (default <repo>/build).
+# fanout: one sender, a group of MEMBERS (1000) members online, MSGS (100) sends;
+# fanout-offline: the same with the members offline (store/queue only).
+# Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (fanout).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$repo/build}
 case $build in /*) ;; *) build=$repo/$build ;; esac
-mode=${1:?usage: profile.sh dm|relay|replay|keys [--perf] [--out DIR]}
+mode=${1:?usage: profile.sh dm|relay|replay|keys|fanout|fanout-offline [--perf] [--out DIR]}
 shift
+bmode=$mode
+case $mode in fanout*) bmode=fanout ;; esac
 use_perf=0 out=""
 while [ $# -gt 0 ]; do
   case $1 in
@@ -78,6 +82,8 @@ case $mode in
   dm) args+=(--msgs "${MSGS:-5000}") ;;
   replay) args+=(--msgs "${MSGS:-5000}" --ack-batch 100) ;;
   keys) args+=(--msgs "${MSGS:-3000}") ;;
+  fanout) args+=(--msgs "${MSGS:-100}" --members "${MEMBERS:-1000}" --ack-delay-us "${ACK_DELAY_US:-20000}") ;;
+  fanout-offline) args+=(--offline --msgs "${MSGS:-200}" --members "${MEMBERS:-1000}") ;;
 esac
 perf_pid=$bpid
 [ "$target" = keyserver ] && perf_pid=$kpid
@@ -86,7 +92,7 @@ if [ $use_perf -eq 1 ]; then
   ppid=$!
   sleep 1
 fi
-"$build/bin/chatbench" "$mode" "${args[@]}"
+"$build/bin/chatbench" "$bmode" "${args[@]}"
 if [ $use_perf -eq 1 ]; then
   kill -INT "$ppid"; wait "$ppid" 2>/dev/null || true
   perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \

@@ -179,9 +179,41 @@ def main():
         row("idle: connections up", fmt(m(idle_s, "up")), fmt(m(idle_c, "up")), "", "", "")
         row("idle: broker CPU µs per connect", fmt(m(idle_s, "broker_cpu_us_per_conn")),
             fmt(m(idle_c, "broker_cpu_us_per_conn")), "", "", "")
-    fan = sel(rows, mode="fanout")
-    if fan:
-        row("fanout", "", "not built yet (groups)", "", "≥ 200000 deliveries/s", "–")
+    fan_s = sel(rows, mode="fanout", kind="stock")
+    fan_c = sel(rows, mode="fanout", kind="chat")
+    fan_o = sel(rows, mode="fanout", kind="offline")
+    if fan_s or fan_c:
+        members = (fan_c or fan_s)[0].get("members", "?")
+        v = m(fan_c, "rate")
+        row("fanout: deliveries/s, group of %s, all online (stock: one topic, %s QoS 1 subscribers)"
+            % (members, members), fmt(m(fan_s, "rate")), fmt(v), fmt(ratio_med(fan_c, fan_s, "rate")),
+            "≥ 200000/s", "yes" if v and v >= 200000 else "**no**")
+        row("fanout: chat deliveries/s / stock relay msgs/s", fmt(rm), fmt(v),
+            fmt(ratio_med(fan_c, relay_max, "rate")), "", "")
+        row("fanout: broker CPU µs per delivery", fmt(m(fan_s, "broker_cpu_us_per_msg")),
+            fmt(m(fan_c, "broker_cpu_us_per_msg")),
+            fmt(ratio_med(fan_c, fan_s, "broker_cpu_us_per_msg")), "", "")
+        row("fanout: broker CPU utilisation", fmt(m(fan_s, "broker_util")), fmt(m(fan_c, "broker_util")),
+            "", "", "")
+        row("fanout: bench CPU µs per delivery", fmt(m(fan_s, "bench_cpu_us_per_msg")),
+            fmt(m(fan_c, "bench_cpu_us_per_msg")), "", "", "")
+        row("fanout: sends/s (window %s)" % (fan_c or fan_s)[0].get("window", "?"),
+            fmt(m(fan_s, "sends_per_s")), fmt(m(fan_c, "sends_per_s")), "", "", "")
+        for k, name in (("p50_us", "p50"), ("p99_us", "p99")):
+            row("fanout: send → last member, %s µs" % name, fmt(m(fan_s, k)), fmt(m(fan_c, k)),
+                fmt(ratio_med(fan_c, fan_s, k)), "", "")
+        if fan_c:
+            row("fanout: delivered receipts sent by members (K×M = %s seqs)"
+                % fmt(m(fan_c, "msgs")), "", fmt(m(fan_c, "receipts_sent")), "", "", "")
+            row("fanout: sender's missing `sent` events / receipt seqs", "",
+                "%s / %s" % (fmt(m(fan_c, "sender_missing_sent")),
+                             fmt(m(fan_c, "sender_missing_receipt_seqs"))),
+                "", "0 / 0", "yes" if all(r.get("sender_ok") == "1" for r in fan_c) else "**no**")
+    if fan_o:
+        row("fanout offline: queue entries stored/s (group of %s)" % fan_o[0].get("members", "?"), "",
+            fmt(m(fan_o, "rate")), "", "", "")
+        row("fanout offline: broker CPU µs per queue entry", "", fmt(m(fan_o, "broker_cpu_us_per_msg")),
+            "", "", "")
     if bad:
         p("")
         p("**%d run(s) reported a correctness failure (ok=0)**: %s" % (
@@ -220,6 +252,9 @@ def make_plots(rows, d, windows):
     bars.append(("keys", m(sel(rows, mode="keys", nodelay="0"), "rate")))
     if sel(rows, mode="keys", nodelay="1"):
         bars.append(("keys nodelay", m(sel(rows, mode="keys", nodelay="1"), "rate")))
+    for kind, name in (("stock", "stock fanout"), ("chat", "chat fanout"), ("offline", "fanout offline")):
+        if sel(rows, mode="fanout", kind=kind):
+            bars.append((name, m(sel(rows, mode="fanout", kind=kind), "rate")))
     with open(os.path.join(d, "throughput.dat"), "w") as f:
         for name, v in bars:
             if v is not None:
@@ -232,6 +267,9 @@ def make_plots(rows, d, windows):
                                            and r.get("replay_window") == str(w)], "broker_cpu_us_per_msg")))
     cpu.append(("keys (broker)", m(sel(rows, mode="keys", nodelay="0"), "broker_cpu_us_per_msg")))
     cpu.append(("keys (keyserver)", m(sel(rows, mode="keys", nodelay="0"), "ks_cpu_us_per_msg")))
+    for kind, name in (("stock", "stock fanout"), ("chat", "chat fanout"), ("offline", "fanout offline")):
+        if sel(rows, mode="fanout", kind=kind):
+            cpu.append((name, m(sel(rows, mode="fanout", kind=kind), "broker_cpu_us_per_msg")))
     with open(os.path.join(d, "cpu.dat"), "w") as f:
         for name, v in cpu:
             if v is not None:
@@ -261,7 +299,7 @@ set key default
 set output "%(d)s/throughput.png"
 set title "Throughput per mode (median of repetitions)"
 set xlabel ""
-set ylabel "messages (or bundles) per second"
+set ylabel "messages (bundles, fanout deliveries) per second"
 set style fill solid 0.8 border -1
 set boxwidth 0.6
 set yrange [0:*]

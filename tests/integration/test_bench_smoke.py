@@ -129,12 +129,32 @@ class BenchSmoke(unittest.TestCase):
             self.assertEqual(r["closed"], "0", r)
             self.assertGreater(int(r["rss_kb"]), 0)
 
-    def test_fanout_not_built(self):
-        r = subprocess.run([CHATBENCH, "fanout"], capture_output=True, text=True, timeout=10)
-        self.assertEqual(r.returncode, 0)
-        self.assertIn("skipped=1", r.stdout)
-        self.assertIn("not built yet", r.stderr)
+    def test_fanout(self):
+        # one sender, a group of 20 members online: every member gets every send once, in order
+        r = run_bench("fanout", *self.chat_args(), "--members", 20, "--msgs", 30, "--window", 4,
+                      "--ack-batch", 7)
+        self.assert_clean(r, 20 * 30)
+        self.assertEqual(r["kind"], "chat")
+        self.assertEqual(int(r["complete"]), 30)
+        self.assertEqual(int(r["acked"]), 30)
+        # a small group: the sender gets every `sent` and every member's receipt
+        self.assertEqual(int(r["sent_events"]), 30)
+        self.assertEqual(int(r["receipt_seqs"]), 20 * 30)
+        self.assertEqual(r["sender_ok"], "1")
 
+    def test_fanout_stock(self):
+        r = run_bench("fanout", "--stock", "-p", self.stock.port, "--broker-pid", self.stock.proc.pid,
+                      "--members", 20, "--msgs", 30, "--window", 4)
+        self.assert_clean(r, 20 * 30)
+        self.assertEqual(int(r["acked"]), 30)
+
+    def test_fanout_offline(self):
+        # members offline: every send queued for all 20; the first and the last member sync
+        r = run_bench("fanout", *self.chat_args(), "--offline", "--members", 20, "--msgs", 30)
+        self.assert_clean(r, 20 * 30)
+        self.assertEqual(int(r["queue_entries"]), 20 * 30)
+        self.assertEqual(int(r["sent_events"]), 30)
+        self.assertEqual(int(r["synced_msgs"]), 2 * 30)
 
 if __name__ == "__main__":
     main()
