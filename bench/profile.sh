@@ -13,6 +13,13 @@
 # Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (fanout).
 set -euo pipefail
 
+case ${1:-} in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;; esac
+
+# The first n lines of stdin. Unlike head it reads to the end, so the writer
+# never gets SIGPIPE, which under pipefail would fail the pipeline and, with
+# set -e, end the script after the first report.
+first() { awk -v n="$1" 'NR <= n'; }
+
 repo=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD:-$repo/build}
 case $build in /*) ;; *) build=$repo/$build ;; esac
@@ -96,14 +103,14 @@ fi
 if [ $use_perf -eq 1 ]; then
   kill -INT "$ppid"; wait "$ppid" 2>/dev/null || true
   perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \
-    | grep '%' | head -40 | cut -c1-140
+    | grep '%' | first 40 | cut -c1-140
   echo "---- inclusive (children) ----"
   perf report -i "$out/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
-    | grep '%' | head -60 | cut -c1-140
+    | grep '%' | first 60 | cut -c1-140
 else
   # stop the profiled process so callgrind writes its file
   [ "$target" = keyserver ] && p=$kpid || p=$bpid
   kill "$p"; wait "$p" 2>/dev/null || true
-  f=$(ls -t "$out"/callgrind.* | head -1)
-  callgrind_annotate --inclusive=yes "$f" 2>/dev/null | head -70 | cut -c1-160
+  f=$(ls -t "$out"/callgrind.* | first 1)
+  callgrind_annotate --inclusive=yes "$f" 2>/dev/null | first 70 | cut -c1-160
 fi
