@@ -289,7 +289,10 @@ void fz_done(void)
 {
 	core_tick(H.c);
 	H.inputs++;
-	if (H.inputs >= FZ_REOPEN_INPUTS || H.c->n.msgs_stored >= FZ_REOPEN_STORED) {
+	/* group events are stored (and queued) like messages; each may also
+	 * leave a group in memory */
+	if (H.inputs >= FZ_REOPEN_INPUTS ||
+	    H.c->n.msgs_stored + H.c->n.group_events >= FZ_REOPEN_STORED) {
 		close_core();
 		open_core();
 	}

@@ -11,7 +11,8 @@
  *
  * The store is on disk and inputs grow it, so fz_done() (called after every
  * input) reopens the core on a new, empty data dir every FZ_REOPEN_INPUTS
- * inputs or FZ_REOPEN_STORED stored messages: memory and disk stay bounded.
+ * inputs or FZ_REOPEN_STORED stored messages and group events (each of
+ * which may leave a group in memory): memory and disk stay bounded.
  * Inputs are therefore not fully independent of the ones before them; a
  * crash file is replayed against a fresh core (the state right after open).
  */

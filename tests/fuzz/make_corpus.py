@@ -219,6 +219,75 @@ def sync_scripts():
     }
 
 
+# ---- group scripts (tests/fuzz/fuzz_group.c) ----
+
+(G_CREATE, G_ADD, G_REMOVE, G_LEAVE, G_ADMIN, G_INFO, G_CTL_RAW, G_SEND, G_BODIES, G_SEND_RAW,
+ G_RCPT, G_SYNC, G_CONNECT, G_DISCONNECT, G_TICK, G_DAVE) = range(16)
+M_ALICE, M_BOB, M_CAROL, M_DAVE, M_NOBODY, M_INVALID, M_DUP, M_TEXT = (1 << i for i in range(8))
+U_ALICE, U_BOB, U_CAROL, U_DAVE = range(4)
+G0, G1 = range(2)
+
+
+def group_scripts():
+    def create(dev, g, mask, name=b""):
+        return bytes([G_CREATE, dev, g, mask, len(name)]) + name
+
+    def send(dev, g, cid, body=b"hi", flags=0):
+        return bytes([G_SEND, dev, g, cid, flags, len(body)]) + body
+
+    def raw(op, *args, payload):
+        return bytes([op, *args, len(payload)]) + payload
+
+    return {
+        # a send, a send with bodies, the admin leaves (bob is promoted), then
+        # alice's devices are no longer members
+        "create_send_leave": create(ALICE_PHONE, G0, M_BOB | M_CAROL, b"team") +
+            send(BOB_PHONE, G0, 1) + bytes([G_BODIES, ALICE_LAPTOP, G0, 2, 0]) +
+            bytes([G_LEAVE, ALICE_PHONE, G0]) + send(ALICE_PHONE, G0, 3) +
+            bytes([G_INFO, CAROL_PHONE, G0]),
+        # a removed member's send is refused; its receipts may still clear its queue
+        "remove_then_send": create(ALICE_PHONE, G0, M_BOB | M_CAROL) + send(CAROL_PHONE, G0, 1) +
+            bytes([G_REMOVE, ALICE_PHONE, G0, M_CAROL]) + send(CAROL_PHONE, G0, 2) +
+            bytes([G_RCPT, CAROL_PHONE, G0, 0, 1, 3, G_CONNECT, BOB_TABLET, G_SYNC, BOB_TABLET]),
+        # the last member leaves: the group goes, its id is taken again
+        "delete_recreate": create(BOB_PHONE, G1, 0) + send(BOB_PHONE, G1, 1) +
+            bytes([G_LEAVE, BOB_PHONE, G1]) + create(CAROL_PHONE, G1, M_ALICE, b"again") +
+            send(ALICE_PHONE, G1, 2),
+        # promotion, then the new admin removes the creator
+        "admin_promote": create(ALICE_PHONE, G0, M_BOB) + bytes([G_ADMIN, ALICE_PHONE, G0, U_BOB]) +
+            bytes([G_REMOVE, BOB_PHONE, G0, M_ALICE | M_NOBODY]) + send(ALICE_LAPTOP, G0, 1) +
+            bytes([G_ADD, BOB_PHONE, G0, M_CAROL | M_DUP, G_INFO, CAROL_PHONE, G0]),
+        # dave's user goes and comes back while he is a member
+        "member_user_removed": create(ALICE_PHONE, G0, M_DAVE | M_BOB) + bytes([G_DAVE, 0]) +
+            bytes([G_BODIES, BOB_PHONE, G0, 1, 0]) + bytes([G_DAVE, 2]) +
+            send(ALICE_PHONE, G0, 2) + bytes([G_ADMIN, ALICE_PHONE, G0, U_DAVE]) +
+            bytes([G_LEAVE, ALICE_PHONE, G0, G_LEAVE, BOB_PHONE, G0]),
+        # the admin creates a group for carol ($CONTROL group.create)
+        "admin_create": bytes([G_DAVE, 3 | (U_CAROL << 2), G1, M_ALICE | M_BOB]) +
+            send(CAROL_PHONE, G1, 1, b"from carol", 3) + bytes([G_LEAVE, CAROL_PHONE, G1]),
+        # bodies that do not name exactly the recipients
+        "bodies_tweaks": create(ALICE_PHONE, G0, M_BOB | M_CAROL) +
+            b"".join(bytes([G_BODIES, ALICE_PHONE, G0, 10 + t, t]) for t in (4, 5, 6, 7, 8)),
+        # a member offline, then its replay and receipts; the clock moves on
+        "offline_replay": create(ALICE_PHONE, G0, M_BOB) + bytes([G_DISCONNECT, BOB_PHONE]) +
+            send(ALICE_PHONE, G0, 1) + bytes([G_ADD, ALICE_PHONE, G0, M_CAROL]) +
+            bytes([G_CONNECT, BOB_PHONE, G_SYNC, BOB_PHONE, G_RCPT, BOB_PHONE, G0, 1, 1, 3,
+                   G_TICK, 30]),
+        # refusals: not a member, not an admin, bad members, unknown users
+        "refusals": send(BOB_PHONE, G0, 1) + bytes([G_LEAVE, BOB_PHONE, G0]) +
+            create(ALICE_PHONE, G0, M_INVALID) + create(ALICE_PHONE, G0, M_TEXT | M_BOB) +
+            create(ALICE_PHONE, G0, M_NOBODY) + create(ALICE_PHONE, G0, M_BOB, b"n" * 130) +
+            create(ALICE_PHONE, G0, M_BOB) + create(CAROL_PHONE, G0, 0) +
+            bytes([G_ADD, BOB_PHONE, G0, M_CAROL, G_ADMIN, ALICE_PHONE, G0, U_CAROL]),
+        # raw payloads: a group.add with its members, and sends on the group topic
+        "raw_ops": create(ALICE_PHONE, G0, 0) +
+            raw(G_CTL_RAW, ALICE_PHONE, G0, 1, 1, payload=D("members") + D(["bob", "carol"])) +
+            raw(G_SEND_RAW, BOB_PHONE, G0, payload=D({"cid": 5, "body": b"raw"})) +
+            raw(G_SEND_RAW, CAROL_PHONE, G0, payload=D({"cid": 6, "body": b"a",
+                                                         "bodies": {"alice/phone": b"b"}})),
+    }
+
+
 def dictionary():
     words = set()
     for group in (SENDS, RECEIPTS, CTLS, ADMINS, key_requests()):
@@ -228,7 +297,10 @@ def dictionary():
                 if isinstance(v, str):
                     words.add(D(v))
     words.update(D(s) for s in ("delivered", "read", "everyone", "contacts", "nobody",
-                                "dm:alice:bob", "bob/phone", "bob/tablet", "alice/laptop"))
+                                "dm:alice:bob", "bob/phone", "bob/tablet", "alice/laptop",
+                                "gid", "members", "name", "user", "owner", "bodies",
+                                "group.add", "group.remove", "group.leave", "group.admin",
+                                "group.info"))
     lines = ["# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
     for w in sorted(words):
         lines.append('"' + "".join("\\x%02x" % b for b in w) + '"')
@@ -262,6 +334,7 @@ def main():
     write("keyreq", keys)
     write("store_record", store_records())
     write("sync", sync_scripts())
+    write("group", group_scripts())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}
