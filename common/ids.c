@@ -91,3 +91,9 @@ enum chat_conv_kind chat_parse_conv(const char *s, size_t len, const char **p1, 
 	}
 	return CHAT_CONV_INVALID;
 }
+
+size_t chat_addr_user_len(const char *addr)
+{
+	const char *slash = strchr(addr, '/');
+	return slash ? (size_t)(slash - addr) : strlen(addr);
+}

@@ -27,6 +27,9 @@ bool chat_valid_group(const char *s, size_t len);
 bool chat_parse_addr(const char *s, size_t len, const char **user, size_t *ulen,
                      const char **dev, size_t *dlen);
 
+/* The length of the user part of "U/D" (the whole string if it has no '/'). */
+size_t chat_addr_user_len(const char *addr);
+
 /* Writes "dm:A:B" (ordered) into out (CHAT_CONV_MAX + 1 bytes); returns its
  * length, or 0 when a == b. */
 size_t chat_dm_conv(char *out, const char *a, size_t alen, const char *b, size_t blen);

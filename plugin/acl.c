@@ -103,8 +103,7 @@ static void tell_device(core *c, void *conn, const char *username)
 	device *dev = dir_device(&c->dir, username, strlen(username));
 	if (!dev || dev->conn != conn)
 		return;
-	c->n.msgs_refused++;
-	ev_error(c, dev, "topic", "this topic takes no publishes from devices", NULL, 0);
+	ev_refuse(c, dev, "topic", "this topic takes no publishes from devices");
 }
 
 enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char *username,

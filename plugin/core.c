@@ -298,12 +298,6 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	}
 }
 
-static void refuse(core *c, device *dev, const char *code, const char *msg)
-{
-	c->n.msgs_refused++;
-	ev_error(c, dev, code, msg, NULL, 0);
-}
-
 enum core_verdict core_message(core *c, void *conn, const char *clientid, const char *username,
                                const char *name, const void *payload, size_t len, int qos,
                                bool retain, int protocol_version)
@@ -322,8 +316,7 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return CORE_DENY; /* removed while connected; it is being kicked */
 	c->n.msgs_in++;
 	if (retain) {
-		refuse(c, dev, "qos", "retained publishes are not allowed on chat topics");
-		return CORE_DENY;
+		return ev_refuse(c, dev, "qos", "retained publishes are not allowed on chat topics");
 	}
 	switch (t.kind) {
 	case T_DM:
@@ -342,8 +335,7 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	case T_CTL:
 		return ctl_handle(c, dev, payload, len);
 	default:
-		refuse(c, dev, "topic", "this topic takes no publishes");
-		return CORE_DENY;
+		return ev_refuse(c, dev, "topic", "this topic takes no publishes");
 	}
 }
 

@@ -271,6 +271,9 @@ void ev_publish(core *c, const device *to, const cbw *w);
 void ev_error(core *c, const device *to, const char *code, const char *msg, const uint8_t *cid_raw,
               size_t cid_len);
 void ev_cid(cbw *w, const store_cid *cid);
+/* A refused request from a device: counted, and told to it as an `error`
+ * event (MQTT 3.1.1 cannot see a refusal otherwise). Returns CORE_DENY. */
+enum core_verdict ev_refuse(core *c, const device *to, const char *code, const char *msg);
 void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts);
 /* {k:"msg", …}: with_cid on copies to the sender's own devices. */
 void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,

@@ -163,3 +163,10 @@ void ev_group(cbw *w, const store_msg *m, uint64_t seq)
 	cbw_text(w, "ts"); cbw_uint(w, m->ts);
 	cbw_raw(w, r.p, (size_t)(r.end - r.p));
 }
+
+enum core_verdict ev_refuse(core *c, const device *to, const char *code, const char *msg)
+{
+	c->n.msgs_refused++;
+	ev_error(c, to, code, msg, NULL, 0);
+	return CORE_DENY;
+}

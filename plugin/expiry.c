@@ -27,26 +27,20 @@ typedef struct sweep {
 	size_t n, cap;
 } sweep;
 
-static size_t user_len(const char *addr)
-{
-	const char *slash = strchr(addr, '/');
-	return slash ? (size_t)(slash - addr) : strlen(addr);
-}
-
 static void on_expired(void *arg, const store_msg *m, uint64_t seq, const char *const *undelivered,
                        size_t n)
 {
 	sweep *s = arg;
 	if (m->kind != STORE_KIND_MSG)
 		return; /* a group event has no sender to tell */
-	size_t sl = user_len(m->from);
+	size_t sl = chat_addr_user_len(m->from);
 	for (size_t i = 0; i < n; i++) {
-		size_t ul = user_len(undelivered[i]);
+		size_t ul = chat_addr_user_len(undelivered[i]);
 		if (ul > CHAT_USER_MAX || (ul == sl && memcmp(undelivered[i], m->from, sl) == 0))
 			continue; /* the sender's own devices: no receipt about oneself */
 		bool seen = false;
 		for (size_t j = 0; j < i; j++)
-			seen |= user_len(undelivered[j]) == ul && memcmp(undelivered[j], undelivered[i], ul) == 0;
+			seen |= chat_addr_user_len(undelivered[j]) == ul && memcmp(undelivered[j], undelivered[i], ul) == 0;
 		if (seen)
 			continue;
 		if (s->n == s->cap) {
@@ -85,7 +79,7 @@ void expiry_tick(core *c)
 
 	for (size_t i = 0; i < s.n; i++) {
 		expired *e = &s.v[i];
-		user *sender = dir_user(&c->dir, e->from, user_len(e->from));
+		user *sender = dir_user(&c->dir, e->from, chat_addr_user_len(e->from));
 		if (!sender)
 			continue;
 		cbw *w = &c->w2;

@@ -27,20 +27,6 @@ typedef struct receipt_scratch {
 	bool done[RECEIPT_MAX_SEQS];
 } receipt_scratch;
 
-static enum core_verdict refuse(core *c, device *dev, const char *code, const char *msg)
-{
-	c->n.msgs_refused++;
-	ev_error(c, dev, code, msg, NULL, 0);
-	return CORE_DENY;
-}
-
-/* The user part of an address "U/D", as a length. */
-static size_t user_len(const char *addr)
-{
-	const char *slash = strchr(addr, '/');
-	return slash ? (size_t)(slash - addr) : strlen(addr);
-}
-
 /* Is the device's user one of the conversation's members (of a group:
  * now)? *is_group tells a group conversation. */
 static bool member(core *c, const device *dev, const char *conv, size_t len, bool *is_group)
@@ -68,7 +54,7 @@ static bool read_receipts_on(core *c, const char *user)
 
 static bool same_sender(const receipt_scratch *rs, size_t i, size_t j, size_t ul)
 {
-	return user_len(rs->from[j]) == ul && memcmp(rs->from[j], rs->from[i], ul) == 0;
+	return chat_addr_user_len(rs->from[j]) == ul && memcmp(rs->from[j], rs->from[i], ul) == 0;
 }
 
 /* One receipt event per sender user, with the seqs whose state moved. */
@@ -80,7 +66,7 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 	for (size_t i = 0; i < n; i++) {
 		if (!rs->changed[i] || rs->done[i] || !rs->from[i][0])
 			continue;
-		size_t ul = user_len(rs->from[i]);
+		size_t ul = chat_addr_user_len(rs->from[i]);
 		user *sender = dir_user(&c->dir, rs->from[i], ul);
 		/* A sender with read receipts off still learns of the delivery, once:
 		 * seqs it already knew as delivered are left out. */
@@ -128,7 +114,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 
 	cbr_init(&r, payload, len);
 	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return refuse(c, from, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+		return ev_refuse(c, from, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map");
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		if (cbr_next(&r, &val))
@@ -139,15 +125,15 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 			else if (cbr_eq(&val, "read") && val.type == CBR_TEXT)
 				state = "read";
 			else
-				return refuse(c, from, "field", "s must be \"delivered\" or \"read\"");
+				return ev_refuse(c, from, "field", "s must be \"delivered\" or \"read\"");
 		} else if (cbr_eq(&key, "conv")) {
 			if (val.type != CBR_TEXT || val.len > CHAT_CONV_MAX)
-				return refuse(c, from, "field", "conv must be a conversation id");
+				return ev_refuse(c, from, "field", "conv must be a conversation id");
 			conv = (const char *)val.ptr;
 			convlen = val.len;
 		} else if (cbr_eq(&key, "seqs")) {
 			if (val.type != CBR_ARRAY)
-				return refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
+				return ev_refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
 			uint64_t k = 0;
 			n = 0;
 			while (cbr_array_next(&r, &val, &k)) {
@@ -155,7 +141,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 				if (cbr_next(&r, &s))
 					break;
 				if (s.type != CBR_UINT || s.u == 0 || n == RECEIPT_MAX_SEQS)
-					return refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
+					return ev_refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
 				rs.seqs[n++] = s.u;
 			}
 			have_seqs = true;
@@ -164,9 +150,9 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 		}
 	}
 	if (r.err_msg || !cbr_done(&r))
-		return refuse(c, from, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+		return ev_refuse(c, from, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
 	if (!state || !conv || !have_seqs || n == 0)
-		return refuse(c, from, "field", "a receipt needs s, conv and 1 to 1000 seqs");
+		return ev_refuse(c, from, "field", "a receipt needs s, conv and 1 to 1000 seqs");
 
 	char cv[CHAT_CONV_MAX + 1];
 	memcpy(cv, conv, convlen);
@@ -174,13 +160,13 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	bool is_group;
 	bool is_member = member(c, from, cv, convlen, &is_group);
 	if (!is_member && !is_group)
-		return refuse(c, from, "conv", "not a conversation of this device's user");
+		return ev_refuse(c, from, "conv", "not a conversation of this device's user");
 	c->n.receipts_in++;
 
 	/* Delivery, for this device: its queue and its replay window. */
 	if (store_ack(c->st, from->addr, cv, rs.seqs, n, rs.qseqs)) {
 		core_log(c, CORE_LOG_ERR, "ack for %s failed: %s", from->addr, store_errmsg(c->st));
-		return refuse(c, from, "store", "the receipt could not be stored");
+		return ev_refuse(c, from, "store", "the receipt could not be stored");
 	}
 	uint64_t in_window = 0, acked = 0;
 	for (size_t k = 0; k < n; k++) {
@@ -192,7 +178,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	if (!is_member) {
 		if (!acked) {
 			c->n.receipts_in--;
-			return refuse(c, from, "conv", "not a conversation of this device's user");
+			return ev_refuse(c, from, "conv", "not a conversation of this device's user");
 		}
 		sync_acked(c, from, in_window);
 		return CORE_ALLOW;
@@ -208,7 +194,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	}
 	if (store_receipts(c->st, cv, rs.seqs, n, from->user->name, st, rs.from, rs.changed, rs.prev)) {
 		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
-		return refuse(c, from, "store", "the receipt could not be stored");
+		return ev_refuse(c, from, "store", "the receipt could not be stored");
 	}
 	notify_senders(c, from, cv, n, state, &rs);
 	sync_acked(c, from, in_window);

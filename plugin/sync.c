@@ -33,8 +33,8 @@ typedef struct pump_ctx {
 
 static bool own_copy(const device *dev, const char *from)
 {
-	size_t ul = strlen(dev->user->name);
-	return strncmp(from, dev->user->name, ul) == 0 && from[ul] == '/';
+	size_t ul = chat_addr_user_len(from);
+	return ul == strlen(dev->user->name) && memcmp(from, dev->user->name, ul) == 0;
 }
 
 static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
