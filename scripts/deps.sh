@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(
   build-essential cmake pkg-config
-  mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev
+  mosquitto mosquitto-clients jq mosquitto-dev libmosquitto-dev
   libsodium-dev librocksdb-dev libcbor-dev check
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
 )

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Runs the walkthrough in order against the broker in the environment (see
+# lib.sh; defaults fit `make run`). Stops at the first script that fails.
+set -euo pipefail
+here=$(dirname "$0")
+for s in "$here"/[0-9][0-9]-*.sh; do
+  printf '\n\033[1;34m=== %s\033[0m\n' "$(basename "$s")"
+  bash "$s"
+done
+echo
+echo "walkthrough: all scripts passed"

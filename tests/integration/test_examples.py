@@ -1,0 +1,55 @@
+"""The mosquitto_pub / mosquitto_sub walkthrough in examples/scripts works.
+
+Each examples/scripts/NN-*.sh runs, in order, against this file's broker
+(presence grace 1 s so the presence script is quick), and must exit 0 after
+its own assertions ("ok: …"). Then the whole walkthrough runs a second time
+against the same broker: the scripts are meant to be rerun against a
+`make run` broker that keeps its data."""
+
+import glob
+import os
+import subprocess
+import tempfile
+
+from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, main
+
+SCRIPTS = sorted(glob.glob(os.path.join(SOURCE_DIR, "examples", "scripts", "[0-9][0-9]-*.sh")))
+
+
+class ExampleScriptsTest(ChatTestCase):
+    broker_options = {"presence_grace": 1}
+
+    def env(self):
+        env = dict(os.environ)
+        env.update(CHAT_HOST="127.0.0.1", CHAT_PORT=str(self.broker.port), CHAT_BUILD=BUILD_DIR,
+                   CHAT_DATA=self.broker.data_dir,
+                   CHAT_STATE=os.path.join(self.broker.data_dir, "examples"))
+        return env
+
+    def run_script(self, path):
+        r = subprocess.run(["bash", path], env=self.env(), capture_output=True, text=True,
+                           timeout=90, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, "%s failed:\n--- stdout\n%s--- stderr\n%s\n%s"
+                         % (os.path.basename(path), r.stdout, r.stderr, self.broker.diagnostics(30)))
+        self.assertIn("ok: ", r.stdout)
+        return r.stdout
+
+    def test_scripts_in_order_then_again(self):
+        self.assertGreaterEqual(len(SCRIPTS), 5, SCRIPTS)
+        for round_ in (1, 2):
+            for path in SCRIPTS:
+                with self.subTest(script=os.path.basename(path), round=round_):
+                    out = self.run_script(path)
+                    print("round %d %s: %s" % (round_, os.path.basename(path),
+                                               out.strip().splitlines()[-1]))
+
+    def test_run_all(self):
+        r = subprocess.run(["bash", os.path.join(SOURCE_DIR, "examples", "scripts", "run-all.sh")],
+                           env=self.env(), capture_output=True, text=True, timeout=300,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("walkthrough: all scripts passed", r.stdout)
+
+
+if __name__ == "__main__":
+    main()
