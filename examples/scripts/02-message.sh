@@ -8,7 +8,7 @@
 listen bob bob phone "$PREFIX/inbox/bob/phone"
 listen laptop alice laptop "$PREFIX/inbox/alice/laptop"
 
-say "alice's phone sends \"hello bob\" (cid 1 of this run)"
+say "alice's phone sends \"hello bob\" (cid: a number new for each send of this device)"
 cid=$(date +%s%N | cut -c1-15)
 pub alice phone "$PREFIX/dm/bob" "{\"cid\": $cid, \"body\": \"b64:$(b64 'hello bob')\"}"
 
@@ -26,7 +26,7 @@ n=$(events bob | jq -c "select(.k == \"msg\" and .seq == $seq)" | wc -l)
 echo "  bob has seq $seq once"
 
 say "a send to a user who does not exist is refused: MQTT 5 shows it on the PUBACK"
-"$CBOR" encode "{\"cid\": 1, \"body\": \"b64:$(b64 x)\"}" | mosquitto_pub -h "$CHAT_HOST" \
+"$CBOR" encode "{\"cid\": $((cid + 1)), \"body\": \"b64:$(b64 x)\"}" | mosquitto_pub -h "$CHAT_HOST" \
   -p "$CHAT_PORT" -V 5 -i alice/phone -u alice/phone -P "$(token alice phone)" \
   -t "$PREFIX/dm/nobody-$cid" -q 1 -s -d > "$SCRATCH/refused" 2>&1 || true
 grep -q 'PUBACK (Mid: 1, RC:135)' "$SCRATCH/refused" || { cat "$SCRATCH/refused" >&2; fail "no refusal"; }

@@ -6,7 +6,8 @@
 #    gets nothing after the removal.
 . "$(dirname "$0")/lib.sh"
 
-gid=friends-$(date +%s%N | cut -c1-13)
+cid=$(date +%s%N | cut -c1-15)   # cids must be new for each send of a device
+gid=friends-$cid
 listen bob bob phone "$PREFIX/inbox/bob/phone"
 listen carol carol phone "$PREFIX/inbox/carol/phone"
 
@@ -16,7 +17,7 @@ expect bob ".k == \"group\" and .gid == \"$gid\" and .op == \"created\""
 expect carol ".k == \"group\" and .gid == \"$gid\" and .op == \"created\""
 
 say "alice's phone sends to chat/group/$gid; the body is stored once, fanned out to every member device"
-pub alice phone "$PREFIX/group/$gid" "{\"cid\": 1, \"body\": \"b64:$(b64 'hi all')\"}"
+pub alice phone "$PREFIX/group/$gid" "{\"cid\": $cid, \"body\": \"b64:$(b64 'hi all')\"}"
 expect bob ".k == \"msg\" and .conv == \"g:$gid\" and .body == \"hi all\""
 expect carol ".k == \"msg\" and .conv == \"g:$gid\" and .body == \"hi all\""
 
@@ -26,7 +27,7 @@ expect bob ".k == \"group\" and .gid == \"$gid\" and .op == \"removed\" and .mem
 expect carol ".k == \"group\" and .gid == \"$gid\" and .op == \"removed\""
 
 say "the next message reaches bob, not carol"
-pub alice phone "$PREFIX/group/$gid" "{\"cid\": 2, \"body\": \"b64:$(b64 'just us')\"}"
+pub alice phone "$PREFIX/group/$gid" "{\"cid\": $((cid + 1)), \"body\": \"b64:$(b64 'just us')\"}"
 expect bob ".k == \"msg\" and .conv == \"g:$gid\" and .body == \"just us\""
 sleep 0.5
 nothing carol '.body == "just us"'
@@ -34,7 +35,7 @@ echo "  carol got nothing after her removal"
 
 say "carol is no longer a member: her send is refused (MQTT 5 PUBACK 0x87)"
 stop carol
-"$CBOR" encode '{"cid": 1, "body": "b64:eA"}' | mosquitto_pub -h "$CHAT_HOST" -p "$CHAT_PORT" -V 5 \
+"$CBOR" encode "{\"cid\": $cid, \"body\": \"b64:eA\"}" | mosquitto_pub -h "$CHAT_HOST" -p "$CHAT_PORT" -V 5 \
   -i carol/phone -u carol/phone -P "$(token carol phone)" -t "$PREFIX/group/$gid" -q 1 -s -d \
   > "$SCRATCH/refused" 2>&1 || true
 grep -q 'RC:135' "$SCRATCH/refused" || { cat "$SCRATCH/refused" >&2; fail "carol's send was not refused"; }
