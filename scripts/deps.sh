@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake pkg-config
   mosquitto mosquitto-clients jq mosquitto-dev libmosquitto-dev
-  libsodium-dev librocksdb-dev libcbor-dev check
+  libsodium-dev librocksdb-dev libcbor-dev check libcjson-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
 )
 # `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots);
