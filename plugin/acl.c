@@ -84,13 +84,17 @@ static enum core_verdict device_acl(core *c, const char *username, const topic *
 static enum core_verdict service_acl(core *c, const char *topic_or_filter, const topic *t,
                                      int access)
 {
+	/* The key server's topics and the push gateway's: wake-ups in, their
+	 * acknowledgements out. */
 	if (access == CORE_ACC_WRITE)
-		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS ? CORE_ALLOW : CORE_DENY;
+		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS || t->kind == T_PUSH_ACK
+		       ? CORE_ALLOW : CORE_DENY;
 	if (access == CORE_ACC_READ)
-		return t->kind == T_KEYS_REQ ? CORE_ALLOW : CORE_DENY;
-	/* SUBSCRIBE: exactly P/keys/req/+/+ (alone or under $share). */
+		return t->kind == T_KEYS_REQ || t->kind == T_PUSH_WAKE ? CORE_ALLOW : CORE_DENY;
+	/* SUBSCRIBE: exactly P/keys/req/+/+ or P/push/wake (alone or under $share). */
 	size_t n = c->prefix_len;
-	if (strncmp(topic_or_filter, c->prefix, n) == 0 && strcmp(topic_or_filter + n, "/keys/req/+/+") == 0)
+	if (strncmp(topic_or_filter, c->prefix, n) == 0 &&
+	    (strcmp(topic_or_filter + n, "/keys/req/+/+") == 0 || strcmp(topic_or_filter + n, "/push/wake") == 0))
 		return CORE_ALLOW;
 	return CORE_DENY;
 }

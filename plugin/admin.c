@@ -114,6 +114,7 @@ static void remove_device(core *c, device *dev)
 	bool last = u->ndev == 1;
 	if (last)
 		presence_forget(c, u); /* the user goes with its last device */
+	push_forget(c, dev);
 	dir_remove_device(&c->dir, dev);
 	if (!last)
 		presence_down(c, u);
@@ -230,6 +231,10 @@ static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 		{ "group_events", c->n.group_events },
 		{ "typing_out", c->n.typing_out },
 		{ "presence_out", c->n.presence_out },
+		{ "wakeups_out", c->n.wakeups_out },
+		{ "wakeups_resent", c->n.wakeups_resent },
+		{ "push_acks", c->n.push_acks },
+		{ "push_tokens_invalid", c->n.push_invalid },
 	};
 	size_t n = sizeof(ctr) / sizeof(ctr[0]);
 	cbw_text(r->res, "counters");

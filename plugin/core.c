@@ -32,6 +32,8 @@ void core_config_defaults(core_config *cfg)
 	cfg->expire_slice = 500;
 	cfg->max_group_size = 1024;
 	cfg->presence_grace_s = 10;
+	cfg->push_interval_s = 30;
+	cfg->push_retry_s = 60;
 }
 
 void core_log(core *c, int level, const char *fmt, ...)
@@ -230,6 +232,11 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		core_close(c);
 		return NULL;
 	}
+	if (push_load(c)) {
+		snprintf(err, errlen, "cannot load push targets from the store: %s", store_errmsg(c->st));
+		core_close(c);
+		return NULL;
+	}
 	if (ensure_admin(c, err, errlen)) {
 		core_close(c);
 		return NULL;
@@ -246,6 +253,7 @@ void core_close(core *c)
 	if (c->st)
 		store_close(c->st);
 	groups_free(c);
+	push_free(c);
 	dir_free(&c->dir);
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
@@ -281,6 +289,7 @@ void core_tick(core *c)
 	sync_tick(c);
 	expiry_tick(c);
 	presence_tick(c);
+	push_tick(c);
 }
 
 void core_disconnect(core *c, void *conn, const char *clientid, const char *username)
@@ -309,6 +318,10 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	topic_parse(c, name, &t);
 	if (t.kind == T_OUTSIDE)
 		return CORE_ALLOW; /* not ours: the ACL has already judged it */
+	if (t.kind == T_PUSH_ACK && username && dir_service(&c->dir, username, strlen(username))) {
+		push_ack(c, payload, len); /* a push gateway's acknowledgement */
+		return CORE_ALLOW;
+	}
 	if (!username || !strchr(username, '/'))
 		return CORE_ALLOW; /* services and admin: only what their ACL allowed */
 	device *dev = dir_device(&c->dir, username, strlen(username));

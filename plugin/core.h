@@ -53,6 +53,8 @@ typedef struct core_config {
 	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */
 	uint32_t max_group_size;    /* members of one group; 1024 */
 	uint32_t presence_grace_s;  /* offline after the last device is gone this long; 10 */
+	uint32_t push_interval_s;   /* at most one wake-up per device this often; 30 */
+	uint32_t push_retry_s;      /* an unacknowledged wake-up is sent again after; 60 */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

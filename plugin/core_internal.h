@@ -29,6 +29,19 @@ typedef struct replay {
 	struct device *prev, *next;     /* the core's list of active replays */
 } replay;
 
+/* A device's push target and its wake-up state (push.c). */
+typedef struct push_state {
+	uint8_t platform;               /* enum store_push_platform; 0: no target */
+	char *token;                    /* NUL-terminated copy of the stored token */
+	uint64_t pending;               /* items queued since it was last connected */
+	uint64_t last_emit;             /* ms: the last wake-up */
+	uint64_t wake_id;               /* the last wake-up's id; 0: none yet */
+	uint64_t due;                   /* ms: when its timer fires */
+	size_t slot;                    /* 1 + its index in the timer heap; 0: none */
+	bool dirty;                     /* something was queued since the last wake-up */
+	bool unacked;                   /* no gateway has acknowledged the last one */
+} push_state;
+
 typedef struct device {
 	char addr[CHAT_ADDR_MAX + 1];   /* "U/D": the client id and username */
 	const char *id;                 /* points into addr, after the '/' */
@@ -36,6 +49,7 @@ typedef struct device {
 	uint8_t hash[STORE_HASH_LEN];
 	void *conn;                     /* the live connection, or NULL */
 	replay rp;
+	push_state push;
 } device;
 
 /* What chat/presence/U retains, as far as this server published it. */
@@ -91,6 +105,7 @@ enum topic_kind {
 	T_PRESENCE_USER, /* P/presence/U: a = U */
 	T_PRESENCE_DEV,  /* P/presence/U/D */
 	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, /* P/keys/x/U/D */
+	T_PUSH_WAKE, T_PUSH_ACK, /* P/push/wake, P/push/ack */
 	T_CONTROL,       /* $CONTROL/chat/v1 */
 	T_CONTROL_RESP,  /* $CONTROL/chat/v1/response */
 	T_CONTROL_OTHER, /* anything else under $CONTROL/chat */
@@ -229,8 +244,15 @@ typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
-		presence_out;
+		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid;
 } counters;
+
+/* Devices waiting for a wake-up or its acknowledgement, by due time. */
+typedef struct push_timers {
+	device **heap;
+	size_t n, cap;
+	uint64_t next_id;             /* wake-up ids, seeded from the clock at open */
+} push_timers;
 
 struct core {
 	core_config cfg;
@@ -253,6 +275,7 @@ struct core {
 	cbw wres;     /* a group request's result pairs */
 	fanout fan;
 	user *grace_head, *grace_tail; /* presence grace timers, oldest first */
+	push_timers pt;
 	counters n;
 };
 
@@ -312,6 +335,26 @@ void sync_recount(core *c);
 /* ---- receipts (receipts.c) and expiry (expiry.c) ---- */
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);
 void expiry_tick(core *c);
+
+/* ---- push wake-ups (push.c) ---- */
+/* Loads the stored push targets and arms a wake-up for every device that
+ * has something queued (they are all offline at start). */
+int push_load(core *c);
+void push_free(core *c);
+/* Something was queued for dev, which is offline: O(1) (one heap insert
+ * when it is the first item since the device's last wake-up). */
+void push_queued(core *c, device *dev);
+/* dev connected: no wake-ups until it is offline again. */
+void push_online(core *c, device *dev);
+/* dev is about to be freed. */
+void push_forget(core *c, device *dev);
+/* ctl push.register / push.unregister; NULL or the refusal (code in *code). */
+const char *push_register(core *c, device *dev, const char *platform, size_t plen,
+                          const char *token, size_t tlen, const char **code);
+const char *push_unregister(core *c, device *dev, const char **code);
+/* A gateway's acknowledgement on P/push/ack. */
+void push_ack(core *c, const uint8_t *payload, size_t len);
+void push_tick(core *c);
 
 /* ---- ctl requests (ctl.c) ---- */
 enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);

@@ -3,7 +3,8 @@
  * Each request is {op, rid, …} and gets exactly one {k:"ctl", rid, ok, …}
  * event in the requesting device's inbox; refusals carry a code and a
  * reason. An undecodable request without a rid gets an `error` event.
- * group.* requests are decoded here and decided in groups.c.
+ * group.* requests are decoded here and decided in groups.c, push.* in
+ * push.c.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -22,6 +23,9 @@ typedef struct ctl_req {
 	enum store_presence presence;
 	/* devices, group.* */
 	group_req g;
+	/* push.register */
+	const char *platform, *token;
+	size_t platformlen, tokenlen;
 } ctl_req;
 
 static void reply_error(core *c, device *dev, const ctl_req *q, const char *code, const char *msg)
@@ -147,9 +151,16 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 				break;
 			q.g.members = at;
 			q.g.members_len = (size_t)(r.p - at);
+		} else if (cbr_eq(&key, "platform") && val.type == CBR_TEXT) {
+			q.platform = (const char *)val.ptr;
+			q.platformlen = val.len;
+		} else if (cbr_eq(&key, "token") && val.type == CBR_TEXT) {
+			q.token = (const char *)val.ptr;
+			q.tokenlen = val.len;
 		} else if (cbr_eq(&key, "op") || cbr_eq(&key, "rid") || cbr_eq(&key, "user") ||
-		           cbr_eq(&key, "gid") || cbr_eq(&key, "name") || cbr_eq(&key, "members")) {
-			bad = "op must be text, rid an unsigned integer, user, gid and name text, members an array";
+		           cbr_eq(&key, "gid") || cbr_eq(&key, "name") || cbr_eq(&key, "members") ||
+		           cbr_eq(&key, "platform") || cbr_eq(&key, "token")) {
+			bad = "op must be text, rid an unsigned integer, user, gid, name, platform and token text, members an array";
 		} else if (cbr_skip(&r, &val)) {
 			break;
 		}
@@ -176,6 +187,17 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 	} else if (op_is(&q, "devices")) {
 		if (!op_devices(c, dev, &q))
 			return CORE_DENY;
+	} else if (op_is(&q, "push.register") || op_is(&q, "push.unregister")) {
+		const char *code;
+		const char *why = op_is(&q, "push.register")
+		                  ? push_register(c, dev, q.platform, q.platformlen, q.token, q.tokenlen, &code)
+		                  : push_unregister(c, dev, &code);
+		if (why) {
+			reply_error(c, dev, &q, code, why);
+			return CORE_DENY;
+		}
+		reply_start(c, &q, 0);
+		ev_publish(c, dev, &c->w);
 	} else if (group_is_op((const char *)q.op, q.oplen)) {
 		group_res res = { .out = &c->wres };
 		group_request(c, (const char *)q.op, q.oplen, dev->user->name, dev->addr, &q.g, &res);

@@ -27,8 +27,10 @@ void dir_free(directory *d)
 {
 	void *v;
 	size_t i = 0;
-	while (hmap_iter(&d->devices, &i, &v))
+	while (hmap_iter(&d->devices, &i, &v)) {
+		free(((device *)v)->push.token);
 		free(v);
+	}
 	for (i = 0; hmap_iter(&d->users, &i, &v);)
 		free(v);
 	for (i = 0; hmap_iter(&d->services, &i, &v);)
@@ -115,6 +117,7 @@ void dir_remove_device(directory *d, device *dev)
 			break;
 		}
 	}
+	free(dev->push.token);
 	free(dev);
 	if (u->ndev == 0) {
 		hmap_del(&d->users, u->name, strlen(u->name));

@@ -52,9 +52,11 @@ void ev_deliver_user(core *c, const user *u, const cbw *w)
 	}
 	if (n == 0)
 		return;
-	if (store_queue_event(c->st, later, n, w->buf, w->len) == CHAT_OK)
+	if (store_queue_event(c->st, later, n, w->buf, w->len) == CHAT_OK) {
 		c->n.receipts_queued += n;
-	else
+		for (size_t i = 0; i < u->ndev; i++)
+			push_queued(c, u->dev[i]); /* wakes only those offline */
+	} else
 		core_log(c, CORE_LOG_ERR, "queueing an event for %s failed: %s", u->name,
 		         store_errmsg(c->st));
 }

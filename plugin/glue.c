@@ -193,6 +193,12 @@ static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
 		} else if (!strcmp(k, "presence_grace")) {
 			ok = parse_u64(v, 0, 24 * 3600, &u);
 			cfg->presence_grace_s = (uint32_t)u;
+		} else if (!strcmp(k, "push_interval")) {
+			ok = parse_u64(v, 1, 24 * 3600, &u);
+			cfg->push_interval_s = (uint32_t)u;
+		} else if (!strcmp(k, "push_retry")) {
+			ok = parse_u64(v, 1, 24 * 3600, &u);
+			cfg->push_retry_s = (uint32_t)u;
 		} else {
 			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: unknown option plugin_opt_%s", k);
 			return false;

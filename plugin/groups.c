@@ -365,6 +365,8 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 		return false;
 	}
 	c->n.group_events++;
+	for (size_t i = 0; i < n; i++)
+		push_queued(c, c->fan.to[i]);
 	ev_group(&c->w, &ev, *seq);
 	for (size_t i = 0; i < n; i++)
 		if (dev_live(c->fan.to[i]))

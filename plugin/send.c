@@ -341,6 +341,8 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 		return refuse(c, from, req, "store", "the message could not be stored");
 	}
 	c->n.msgs_stored++;
+	for (size_t i = 0; i < n; i++)
+		push_queued(c, to[i]);
 
 	const user *me = from->user;
 	ev_sent(&c->w, &req->cid, conv, seq, now);

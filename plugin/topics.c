@@ -101,6 +101,11 @@ void topic_parse(const core *c, const char *t, topic *out)
 		} else {
 			addr_levels(u, out, T_PRESENCE_DEV);
 		}
+	} else if (lvl_is(l1, n1, "push") && more) {
+		if (strcmp(p, "wake") == 0)
+			out->kind = T_PUSH_WAKE;
+		else if (strcmp(p, "ack") == 0)
+			out->kind = T_PUSH_ACK;
 	} else if (lvl_is(l1, n1, "keys") && more) {
 		const char *l2 = p;
 		size_t n2 = level(&p, &more);

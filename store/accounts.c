@@ -15,7 +15,6 @@
 
 #define CRED_VERSION 1
 #define CRED_LEN (1 + STORE_HASH_LEN + 8)
-#define DEVKEY_MAX (CHAT_USER_MAX + 1 + CHAT_DEVICE_MAX)
 
 static uint64_t now_ms(void)
 {
@@ -102,8 +101,7 @@ static int cred_each(store *st, enum store_cf cf, cred_key_cb each, void *ctx)
 
 /* ---- devices ---- */
 
-/* user \0 device; 0 if either is empty or too long */
-static size_t devkey(char *out, const char *user, const char *device)
+size_t store_devkey(char *out, const char *user, const char *device)
 {
 	size_t ul = strnlen(user, CHAT_USER_MAX + 1), dl = strnlen(device, CHAT_DEVICE_MAX + 1);
 	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX)
@@ -117,8 +115,8 @@ static size_t devkey(char *out, const char *user, const char *device)
 int store_device_add(store *st, const char *user, const char *device,
                      const uint8_t hash[STORE_HASH_LEN])
 {
-	char key[DEVKEY_MAX];
-	size_t klen = devkey(key, user, device);
+	char key[STORE_DEVKEY_MAX];
+	size_t klen = store_devkey(key, user, device);
 	if (!klen)
 		return store_fail(st, CHAT_EINVAL, "bad device id");
 	return cred_add(st, STORE_CF_DEVICES, key, klen, hash);
@@ -127,8 +125,8 @@ int store_device_add(store *st, const char *user, const char *device,
 int store_device_get(store *st, const char *user, const char *device,
                      uint8_t hash[STORE_HASH_LEN])
 {
-	char key[DEVKEY_MAX];
-	size_t klen = devkey(key, user, device);
+	char key[STORE_DEVKEY_MAX];
+	size_t klen = store_devkey(key, user, device);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	return cred_get(st, STORE_CF_DEVICES, key, klen, hash);
@@ -136,8 +134,8 @@ int store_device_get(store *st, const char *user, const char *device,
 
 int store_device_remove(store *st, const char *user, const char *device)
 {
-	char key[DEVKEY_MAX], addr[CHAT_ADDR_MAX + 1];
-	size_t klen = devkey(key, user, device);
+	char key[STORE_DEVKEY_MAX], addr[CHAT_ADDR_MAX + 1];
+	size_t klen = store_devkey(key, user, device);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	int rc = cred_get(st, STORE_CF_DEVICES, key, klen, NULL);
@@ -145,8 +143,22 @@ int store_device_remove(store *st, const char *user, const char *device)
 		return rc;
 	snprintf(addr, sizeof addr, "%s/%s", user, device);
 	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_DEVICES], key, klen);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_PUSH], key, klen); /* its push target */
 	rc = store_queue_drop(st, addr);
 	return rc == CHAT_OK ? store_commit(st) : rc;
+}
+
+bool store_devkey_parse(const char *k, size_t klen, char *user, char *device)
+{
+	const char *sep = memchr(k, 0, klen);
+	size_t ul = sep ? (size_t)(sep - k) : 0, dl = sep ? klen - ul - 1 : 0;
+	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX || memchr(sep + 1, 0, dl))
+		return false;
+	memcpy(user, k, ul);
+	user[ul] = 0;
+	memcpy(device, sep + 1, dl);
+	device[dl] = 0;
+	return true;
 }
 
 struct device_each_ctx {
@@ -159,14 +171,8 @@ static int device_each_key(store *st, const char *k, size_t klen,
 {
 	struct device_each_ctx *c = ctx;
 	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
-	const char *sep = memchr(k, 0, klen);
-	size_t ul = sep ? (size_t)(sep - k) : 0, dl = sep ? klen - ul - 1 : 0;
-	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX || memchr(sep + 1, 0, dl))
+	if (!store_devkey_parse(k, klen, user, device))
 		return store_fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
-	memcpy(user, k, ul);
-	user[ul] = 0;
-	memcpy(device, sep + 1, dl);
-	device[dl] = 0;
 	return c->cb(c->arg, user, device, hash);
 }
 

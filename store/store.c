@@ -42,6 +42,7 @@ const char *const store_cf_names[STORE_CF_COUNT] = {
 	[STORE_CF_EXPIRY] = "expiry",
 	[STORE_CF_PREFS] = "prefs",
 	[STORE_CF_GROUPS] = "groups",
+	[STORE_CF_PUSH] = "push",
 };
 
 /* ---- errors, reads, the batch ---- */

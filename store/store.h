@@ -235,6 +235,33 @@ int store_group_event(store *st, const store_group *g, const store_msg *ev,
 typedef int (*store_group_cb)(void *arg, const store_group *g);
 int store_groups_each(store *st, store_group_cb cb, void *arg);
 
+/* ---- push targets ----
+ *
+ * A device's push target: the platform and the provider's token for it
+ * (an FCM registration token, an APNs device token, a Web Push
+ * subscription). The token is kept in clear: it is an address the push
+ * gateway must send to, not a credential for this server. Removed with the
+ * device (store_device_remove). */
+
+#define STORE_PUSH_TOKEN_MAX 4096
+
+enum store_push_platform { STORE_PUSH_FCM = 1, STORE_PUSH_APNS = 2, STORE_PUSH_WEBPUSH = 3 };
+
+typedef struct store_push {
+	enum store_push_platform platform;
+	const char *token;        /* not NUL-terminated */
+	size_t token_len;         /* 1..STORE_PUSH_TOKEN_MAX */
+} store_push;
+
+/* Sets (replacing) the device's push target. */
+int store_push_set(store *st, const char *user, const char *device, const store_push *p);
+/* Removes it; CHAT_OK whether or not there was one. */
+int store_push_clear(store *st, const char *user, const char *device);
+/* Calls cb for every device with a push target (pointers valid during the
+ * call); stops early and returns cb's value when it is non-zero. */
+typedef int (*store_push_cb)(void *arg, const char *user, const char *device, const store_push *p);
+int store_push_each(store *st, store_push_cb cb, void *arg);
+
 /* ---- expiry ---- */
 
 /* Deletes up to max messages whose expiry is <= now, oldest first: the

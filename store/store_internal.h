@@ -19,6 +19,7 @@
  *   expiry    expires \0 conv \0 seq -> ""   (walked by store_expire)
  *   prefs     user             -> u8 version (1), u8 read_receipts, u8 presence
  *   groups    gid              -> group record (groups.c)
+ *   push      user \0 device   -> u8 version (1), u8 platform, token (push.c)
  *
  * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms).
  * Tests include this header to reach the raw handles (white-box checks).
@@ -47,6 +48,7 @@ enum store_cf {
 	STORE_CF_EXPIRY,
 	STORE_CF_PREFS,
 	STORE_CF_GROUPS,
+	STORE_CF_PUSH,
 	STORE_CF_COUNT
 };
 
@@ -117,6 +119,14 @@ int store_fail(store *st, int code, const char *fmt, ...)
 rocksdb_writebatch_t *store_batch(store *st);
 /* Writes the shared batch (sync per opts) and empties it. */
 int store_commit(store *st);
+
+/* user \0 device into out (STORE_DEVKEY_MAX bytes); 0 if either is empty
+ * or too long. */
+#define STORE_DEVKEY_MAX (CHAT_USER_MAX + 1 + CHAT_DEVICE_MAX)
+size_t store_devkey(char *out, const char *user, const char *device);
+/* Splits a devkey into user (CHAT_USER_MAX + 1 bytes) and device
+ * (CHAT_DEVICE_MAX + 1); false unless it is well formed. */
+bool store_devkey_parse(const char *k, size_t klen, char *user, char *device);
 
 /* Reads a value: CHAT_OK with *val set (caller destroys it),
  * CHAT_ENOTFOUND, or CHAT_EIO. */

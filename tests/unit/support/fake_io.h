@@ -20,7 +20,7 @@
 #define FAKE_T0 1700000000000ULL
 
 /* The client id recorded for a publish to every subscriber (clientid NULL:
- * only the retained presence documents are sent that way). */
+ * the retained presence documents and the wake-ups for push gateways). */
 #define ALL_SUBSCRIBERS "*"
 
 /* One publish, copied (the core only lends its arguments). */
@@ -32,8 +32,9 @@ typedef struct pubrec {
 	bool retain;
 } pubrec;
 
-/* What to do with a publish to every subscriber (clientid NULL). Either
- * way it must be retained and on a presence topic, and is counted in
+/* What to do with a publish to every subscriber (clientid NULL) other than
+ * a wake-up (P/push/wake, not retained, always recorded). Either way it
+ * must be retained and on a presence topic, and is counted in
  * F.nbroadcasts. */
 enum fake_broadcasts {
 	FAKE_BROADCASTS_RECORDED, /* also in F.pubs, with clientid ALL_SUBSCRIBERS */
