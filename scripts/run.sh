@@ -60,6 +60,20 @@ if [ -x "$ks" ]; then
   echo "mosquitto-chat: key server started (service account keys, data $data/keys/)"
 fi
 
+# The push gateway runs only when configured: data/pushgw.args holds its
+# provider options (README, "Push notifications").
+gw=$build/bin/chat-pushgw
+if [ -x "$gw" ] && [ -s "$data/pushgw.args" ]; then
+  if [ ! -s "$data/pushgw.token" ]; then
+    (umask 077; "$build/bin/chatctl" -h 127.0.0.1 -p "$port" --token-file "$data/admin.token" \
+       service add pushgw > "$data/pushgw.token.new") && mv "$data/pushgw.token.new" "$data/pushgw.token"
+  fi
+  read -r -a gwargs < "$data/pushgw.args"
+  "$gw" -h 127.0.0.1 -p "$port" -u pushgw --token-file "$data/pushgw.token" "${gwargs[@]}" &
+  pids+=("$!")
+  echo "mosquitto-chat: push gateway started (service account pushgw, options from $data/pushgw.args)"
+fi
+
 cat <<EOF
 mosquitto-chat: mosquitto is serving on 127.0.0.1:$port (config $conf, data $data/).
 In another shell at $repo:

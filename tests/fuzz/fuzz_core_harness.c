@@ -74,11 +74,13 @@ static int io_publish(void *ctx, const char *clientid, const char *topic, const 
 		die("publish with a bad qos", topic);
 	bool ctl = false;
 	if (!clientid) {
-		/* to subscribers at large: only a user's retained presence */
+		/* to subscribers at large: a user's retained presence, or a
+		 * wake-up (never retained) for the push gateways */
 		const char *u = strstr(topic, "/presence/");
 		u = u ? u + 10 : NULL;
-		if (!u || !chat_valid_user(u, strlen(u)) || !retain)
-			die("a publish to all subscribers that is not a retained presence", topic);
+		bool wake = strlen(topic) > 10 && !strcmp(topic + strlen(topic) - 10, "/push/wake");
+		if (wake ? retain : !u || !chat_valid_user(u, strlen(u)) || !retain)
+			die("a publish to all subscribers that is not a retained presence or a wake-up", topic);
 	} else {
 		/* <prefix>/inbox/<clientid> */
 		char inbox[256];

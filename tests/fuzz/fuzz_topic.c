@@ -8,7 +8,7 @@
  * rules: a chat device may read or subscribe to its own inbox, key
  * responses and key status, and to P/presence/{user} (privacy decides
  * which users; not modelled here) and nothing else,
- * a service to P/keys/req/+/+, the admin to $CONTROL/chat/v1/response; no
+ * a service to P/keys/req/+/+ and P/push/wake, the admin to $CONTROL/chat/v1/response; no
  * topic or filter that reaches the chat namespace is ever deferred (another
  * ACL mechanism could then let it through) or allowed to a foreign client.
  * A violation aborts with the topic and the verdict.
@@ -206,9 +206,10 @@ static void check_one(const model *m, enum who w, const char *name, int access, 
 	case W_SERVICE: {
 		char req[256];
 		snprintf(req, sizeof(req), "%s/keys/req/+/+", m->prefix);
-		bool ok = access == CORE_ACC_WRITE ? keys_topic(m, judged, "resp") || keys_topic(m, judged, "status")
-		          : access == CORE_ACC_READ ? keys_topic(m, judged, "req")
-		          : strcmp(judged, req) == 0;
+		bool ok = access == CORE_ACC_WRITE ? keys_topic(m, judged, "resp") || keys_topic(m, judged, "status") ||
+		                                     is(judged, m, "push/ack")
+		          : access == CORE_ACC_READ ? keys_topic(m, judged, "req") || is(judged, m, "push/wake")
+		          : strcmp(judged, req) == 0 || is(judged, m, "push/wake");
 		if (!m->has_service || !ok)
 			violation(m, who, name, access, v, "a service reached a topic not its own");
 		break;
