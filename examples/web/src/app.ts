@@ -1,0 +1,508 @@
+// The chat model of one signed-in device: applies inbox events to the stored
+// conversations (dedup by (conv, seq), ✓ / ✓✓ / read ticks, unread counts,
+// group membership), sends messages and receipts, and tracks presence and
+// typing. The UI renders from it and calls its verbs; the crypto
+// (Crypto) turns text into the bodies a send carries and back.
+import { Connection, RequestError, type ConnState, type Credentials, type Event, type Reply } from "./client";
+import {
+  insertMessage,
+  loadAccount,
+  saveAccount,
+  type AccountState,
+  type Conversation,
+  type Message,
+  type Tick,
+} from "./store";
+import { dmConv, dmPeer, groupConv, groupId, userOf } from "./wire";
+
+/** What a send carries: one body for everyone, or one per device. */
+export type Sealed = { body: Uint8Array } | { bodies: Record<string, Uint8Array> };
+
+export interface Crypto {
+  /** Makes sure this device's keys are published (called after each connect). */
+  prepare(conn: Connection): Promise<void>;
+  /** Encrypts text for every other device of the conversation's users. */
+  seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed>;
+  /** Decrypts a message body from device `from`; throws if it cannot. */
+  open(conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string>;
+  /** The server said a send named the wrong devices: forget what was cached. */
+  devicesChanged(users: string[]): void;
+}
+
+export interface Presence {
+  online: boolean;
+  seen?: number;
+}
+
+const TYPING_SHOW_MS = 6000;
+const TYPING_SEND_EVERY_MS = 3000;
+const TYPING_IDLE_MS = 4000;
+const RECEIPT_BATCH_MS = 50;
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+
+function randomCid(): Uint8Array {
+  return crypto.getRandomValues(new Uint8Array(8));
+}
+
+export class ChatApp {
+  readonly me: string;
+  readonly addr: string;
+  readonly conn: Connection;
+  state: AccountState;
+  connState: ConnState = "connecting";
+  connDetail = "";
+  synced = false;
+  active: string | null = null;
+  presence = new Map<string, Presence>();
+  typing = new Map<string, Map<string, ReturnType<typeof setTimeout>>>(); // conv -> addr -> expiry
+  keyStatus: Reply | null = null;
+  notice = ""; // the last problem worth showing
+  private listeners = new Set<() => void>();
+  private queue: Promise<void> = Promise.resolve(); // inbox events, one at a time
+  private pendingReceipts = new Map<string, { delivered: Set<number>; read: Set<number> }>();
+  private receiptTimer: ReturnType<typeof setTimeout> | null = null;
+  private saveTimer: ReturnType<typeof setTimeout> | null = null;
+  private typingSent = new Map<string, { at: number; idle: ReturnType<typeof setTimeout> }>();
+  private visible = () => typeof document === "undefined" || document.visibilityState === "visible";
+
+  constructor(readonly creds: Credentials, private crypto: Crypto) {
+    this.me = creds.user;
+    this.addr = `${creds.user}/${creds.device}`;
+    this.state = loadAccount(this.addr);
+    this.conn = new Connection(creds, {
+      event: (ev) => {
+        this.queue = this.queue.then(() => this.onEvent(ev)).catch((e) => this.warn(String(e)));
+      },
+      presence: (user, doc) => this.onPresence(user, doc),
+      keyStatus: (doc) => {
+        this.keyStatus = doc;
+        this.changed(false);
+      },
+      state: (s, detail) => void this.onState(s, detail),
+    });
+  }
+
+  start(): void {
+    for (const c of Object.values(this.state.convs)) if (c.peer) void this.conn.watchPresence(c.peer);
+    this.conn.open();
+  }
+
+  stop(): void {
+    this.flushSave();
+    this.conn.close();
+  }
+
+  subscribe(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  private changed(persist = true): void {
+    if (persist && !this.saveTimer) this.saveTimer = setTimeout(() => this.flushSave(), 200);
+    for (const fn of this.listeners) fn();
+  }
+
+  private flushSave(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    saveAccount(this.addr, this.state);
+  }
+
+  private warn(text: string): void {
+    this.notice = text;
+    this.changed(false);
+  }
+
+  // ------------------------------------------------------------ connection
+
+  private async onState(s: ConnState, detail?: string): Promise<void> {
+    this.connState = s;
+    this.connDetail = detail ?? "";
+    if (s !== "online") this.synced = false;
+    this.changed(false);
+    if (s !== "online") return;
+    try {
+      await this.crypto.prepare(this.conn);
+    } catch (e) {
+      this.warn(`keys: ${String((e as Error).message ?? e)}`);
+    }
+    // what was typed while offline goes out now (same cid: never stored twice)
+    for (const c of Object.values(this.state.convs))
+      for (const m of c.messages) if (m.mine && m.tick === "pending" && !m.event) void this.transmit(c, m);
+  }
+
+  // ------------------------------------------------------------ conversations
+
+  conv(id: string): Conversation | undefined {
+    return this.state.convs[id];
+  }
+
+  private ensureConv(id: string): Conversation {
+    let c = this.state.convs[id];
+    if (!c) {
+      const peer = dmPeer(id, this.me) ?? undefined;
+      const gid = groupId(id);
+      c = {
+        id,
+        kind: peer ? "dm" : "group",
+        title: peer ?? gid ?? id,
+        peer,
+        members: peer ? [this.me, peer] : [],
+        admins: [],
+        messages: [],
+        unread: 0,
+        readUpTo: 0,
+        receipts: {},
+      };
+      this.state.convs[id] = c;
+      if (peer) void this.conn.watchPresence(peer);
+    }
+    return c;
+  }
+
+  /** Opens (creating if needed) the 1:1 conversation with user; refuses unknown users. */
+  async startDm(user: string): Promise<string> {
+    if (user === this.me) throw new Error("that is you");
+    const r = await this.conn.ctl("devices", { user });
+    if (!Array.isArray(r.devices) || r.devices.length === 0) throw new Error(`no user "${user}"`);
+    const id = dmConv(this.me, user);
+    this.ensureConv(id);
+    this.changed();
+    return id;
+  }
+
+  async createGroup(gid: string, name: string, members: string[]): Promise<string> {
+    await this.conn.ctl("group.create", { gid, name, members });
+    const c = this.ensureConv(groupConv(gid));
+    c.title = name || gid;
+    await this.refreshGroup(c.id);
+    return c.id;
+  }
+
+  async refreshGroup(id: string): Promise<void> {
+    const c = this.conv(id);
+    const gid = groupId(id);
+    if (!c || gid === null || c.left) return;
+    try {
+      const r = await this.conn.ctl("group.info", { gid });
+      c.title = (r.name as string) || gid;
+      c.members = (r.members as string[]) ?? [];
+      c.admins = (r.admins as string[]) ?? [];
+      this.changed();
+    } catch (e) {
+      if (e instanceof RequestError && (e.code === "member" || e.code === "notfound")) {
+        c.left = true;
+        this.changed();
+      } else throw e;
+    }
+  }
+
+  addMembers(id: string, members: string[]): Promise<Reply> {
+    return this.conn.ctl("group.add", { gid: groupId(id), members });
+  }
+
+  removeMember(id: string, user: string): Promise<Reply> {
+    return this.conn.ctl("group.remove", { gid: groupId(id), members: [user] });
+  }
+
+  makeAdmin(id: string, user: string): Promise<Reply> {
+    return this.conn.ctl("group.admin", { gid: groupId(id), user });
+  }
+
+  leaveGroup(id: string): Promise<Reply> {
+    return this.conn.ctl("group.leave", { gid: groupId(id) });
+  }
+
+  async devices(user: string): Promise<string[]> {
+    const r = await this.conn.ctl("devices", { user });
+    return (r.devices as string[]) ?? [];
+  }
+
+  open(id: string | null): void {
+    this.active = id;
+    if (id) this.markRead(id);
+    this.changed(false);
+  }
+
+  /** Sends read receipts for everything unread in conversation id (if it is on screen). */
+  markRead(id: string): void {
+    const c = this.conv(id);
+    if (!c || id !== this.active || !this.visible()) return;
+    const seqs = c.messages.filter((m) => !m.mine && !m.event && m.seq > c.readUpTo).map((m) => m.seq);
+    c.unread = 0;
+    if (seqs.length) {
+      c.readUpTo = Math.max(c.readUpTo, ...seqs);
+      for (const s of seqs) this.queueReceipt(id, "read", s);
+    }
+    this.changed();
+  }
+
+  // ------------------------------------------------------------ sending
+
+  async sendText(id: string, text: string): Promise<void> {
+    const c = this.conv(id);
+    if (!c || !text.trim()) return;
+    const m: Message = {
+      seq: 0,
+      cid: hex(randomCid()),
+      from: this.addr,
+      ts: Date.now(),
+      text,
+      mine: true,
+      tick: "pending",
+    };
+    c.messages.push(m);
+    this.stopTyping(id);
+    this.changed();
+    await this.transmit(c, m);
+  }
+
+  private async transmit(c: Conversation, m: Message): Promise<void> {
+    if (!this.conn.online) return; // sent again on reconnect
+    const cid = Uint8Array.from(m.cid.match(/../g)!.map((x) => parseInt(x, 16)));
+    try {
+      const sealed = await this.crypto.seal(this.conn, c, m.text);
+      await this.conn.send(c.id, { cid, ...sealed });
+      // the tick turns to ✓ with the `sent` event, which carries the seq
+    } catch (e) {
+      m.tick = "failed";
+      m.error = String((e as Error).message ?? e);
+      this.changed();
+    }
+  }
+
+  typingInput(id: string): void {
+    const now = Date.now();
+    const t = this.typingSent.get(id);
+    if (t) clearTimeout(t.idle);
+    const idle = setTimeout(() => this.stopTyping(id), TYPING_IDLE_MS);
+    if (!t || now - t.at > TYPING_SEND_EVERY_MS) {
+      this.conn.typing(id, true);
+      this.typingSent.set(id, { at: now, idle });
+    } else t.idle = idle;
+  }
+
+  stopTyping(id: string): void {
+    const t = this.typingSent.get(id);
+    if (!t) return;
+    clearTimeout(t.idle);
+    this.typingSent.delete(id);
+    this.conn.typing(id, false);
+  }
+
+  // ------------------------------------------------------------ receipts out
+
+  private queueReceipt(conv: string, s: "delivered" | "read", seq: number): void {
+    let p = this.pendingReceipts.get(conv);
+    if (!p) this.pendingReceipts.set(conv, (p = { delivered: new Set(), read: new Set() }));
+    p[s].add(seq);
+    if (!this.receiptTimer) this.receiptTimer = setTimeout(() => this.flushReceipts(), RECEIPT_BATCH_MS);
+  }
+
+  private flushReceipts(): void {
+    this.receiptTimer = null;
+    const all = this.pendingReceipts;
+    this.pendingReceipts = new Map();
+    for (const [conv, p] of all) {
+      // read implies delivered: one receipt per seq
+      const delivered = [...p.delivered].filter((s) => !p.read.has(s));
+      for (const [s, seqs] of [["delivered", delivered], ["read", [...p.read]]] as const)
+        for (let i = 0; i < seqs.length; i += 1000)
+          void this.conn.receipt(s, conv, seqs.slice(i, i + 1000)).catch(() => {
+            // not sent: the message stays queued and comes back with the next sync
+          });
+    }
+  }
+
+  // ------------------------------------------------------------ events in
+
+  private async onEvent(ev: Event): Promise<void> {
+    switch (ev.k) {
+      case "msg":
+        return this.onMsg(ev);
+      case "sent":
+        return this.onSent(ev);
+      case "receipt":
+        return this.onReceipt(ev);
+      case "group":
+        return this.onGroup(ev);
+      case "typing":
+        return this.onTyping(ev);
+      case "sync":
+        this.synced = true;
+        this.changed(false);
+        return;
+      case "error":
+        return this.onError(ev);
+    }
+  }
+
+  private async onMsg(ev: Event): Promise<void> {
+    const conv = ev.conv as string;
+    const seq = ev.seq as number;
+    const from = ev.from as string;
+    const c = this.ensureConv(conv);
+    this.queueReceipt(conv, "delivered", seq);
+    if (c.messages.some((m) => m.seq === seq)) return; // a repeat (at least once)
+    const mine = userOf(from) === this.me;
+    let text: string;
+    let error: string | undefined;
+    try {
+      text = await this.crypto.open(this.conn, conv, from, ev.body as Uint8Array);
+    } catch (e) {
+      text = "";
+      error = `cannot decrypt: ${String((e as Error).message ?? e)}`;
+    }
+    const m: Message = {
+      seq,
+      cid: ev.cid instanceof Uint8Array ? hex(ev.cid) : "",
+      from,
+      ts: ev.ts as number,
+      text,
+      mine,
+      error,
+    };
+    if (mine) m.tick = this.tickOf(c, seq);
+    insertMessage(c, m);
+    this.rewatch(c);
+    if (!mine) {
+      this.typingOff(conv, from);
+      if (conv === this.active && this.visible()) this.markRead(conv);
+      else if (seq > c.readUpTo) c.unread++;
+    }
+    this.changed();
+  }
+
+  private onSent(ev: Event): void {
+    const cid = ev.cid instanceof Uint8Array ? hex(ev.cid) : "";
+    const c = this.conv(ev.conv as string);
+    const m = c?.messages.find((x) => x.mine && x.cid === cid);
+    if (!c || !m) return;
+    if (m.seq === 0) {
+      c.messages.splice(c.messages.indexOf(m), 1);
+      m.seq = ev.seq as number;
+      m.ts = ev.ts as number;
+      insertMessage(c, m);
+    }
+    m.tick = this.tickOf(c, m.seq);
+    this.rewatch(c);
+    this.changed();
+  }
+
+  /** Presence of a dm peer is readable once the conversation has a message. */
+  private rewatch(c: Conversation): void {
+    if (c.peer && !this.presence.has(c.peer)) void this.conn.watchPresence(c.peer);
+  }
+
+  private onReceipt(ev: Event): void {
+    const c = this.conv(ev.conv as string);
+    const s = ev.s as string;
+    const by = ev.by as string;
+    if (!c || !Array.isArray(ev.seqs)) return;
+    for (const seq of ev.seqs as number[]) {
+      if (s === "expired") {
+        const m = c.messages.find((x) => x.seq === seq && x.mine);
+        if (m) m.error = `expired before ${by} got it`;
+        continue;
+      }
+      const r = (c.receipts[seq] ??= {});
+      if (r[by] !== "read") r[by] = s as "delivered" | "read";
+      const m = c.messages.find((x) => x.seq === seq && x.mine);
+      if (m) m.tick = this.tickOf(c, seq);
+    }
+    this.changed();
+  }
+
+  /** ✓ stored, ✓✓ every recipient user has it, read: every one read it. */
+  private tickOf(c: Conversation, seq: number): Tick {
+    const others = c.members.filter((u) => u !== this.me);
+    const r = c.receipts[seq] ?? {};
+    if (others.length && others.every((u) => r[u] === "read")) return "read";
+    if (others.length && others.every((u) => r[u])) return "delivered";
+    return "sent";
+  }
+
+  private onGroup(ev: Event): void {
+    const conv = ev.conv as string;
+    const c = this.ensureConv(conv);
+    this.queueReceipt(conv, "delivered", ev.seq as number);
+    const op = ev.op as string;
+    const who = (ev.members as string[]) ?? [];
+    if (typeof ev.name === "string" && ev.name) c.title = ev.name;
+    if (op === "created") c.members = [...who];
+    else if (op === "added") c.members = [...new Set([...c.members, ...who])];
+    else if (op === "removed" || op === "left") c.members = c.members.filter((u) => !who.includes(u));
+    else if (op === "admin") c.admins = [...new Set([...c.admins, ...who])];
+    if ((op === "removed" || op === "left") && who.includes(this.me)) c.left = true;
+    if (op === "added" && who.includes(this.me)) c.left = false;
+    const by = ev.by as string;
+    const names = who.map((u) => (u === this.me ? "you" : u)).join(", ");
+    const actor = by === this.me ? "You" : by;
+    const text =
+      op === "created"
+        ? `${actor} created the group`
+        : op === "added"
+          ? `${actor} added ${names}`
+          : op === "removed"
+            ? `${actor} removed ${names}`
+            : op === "left"
+              ? `${names === "you" ? "You" : names} left`
+              : `${names} ${names === "you" ? "are" : "is"} now an admin`;
+    insertMessage(c, { seq: ev.seq as number, cid: "", from: "", ts: ev.ts as number, text, mine: false, event: true });
+    if (!c.left && op !== "admin") void this.refreshGroup(conv).catch(() => {});
+    this.changed();
+  }
+
+  private onTyping(ev: Event): void {
+    const conv = ev.conv as string;
+    const from = ev.from as string;
+    if (ev.on !== true) return this.typingOff(conv, from);
+    let t = this.typing.get(conv);
+    if (!t) this.typing.set(conv, (t = new Map()));
+    clearTimeout(t.get(from));
+    t.set(from, setTimeout(() => this.typingOff(conv, from), TYPING_SHOW_MS));
+    this.changed(false);
+  }
+
+  private typingOff(conv: string, from: string): void {
+    const t = this.typing.get(conv);
+    if (!t?.has(from)) return;
+    clearTimeout(t.get(from));
+    t.delete(from);
+    this.changed(false);
+  }
+
+  /** Users typing in conv right now. */
+  typers(conv: string): string[] {
+    return [...new Set([...(this.typing.get(conv)?.keys() ?? [])].map(userOf))];
+  }
+
+  private onError(ev: Event): void {
+    const cid = ev.cid instanceof Uint8Array ? hex(ev.cid) : null;
+    const text = `${String(ev.code)}: ${String(ev.msg)}`;
+    if (cid) {
+      for (const c of Object.values(this.state.convs)) {
+        const m = c.messages.find((x) => x.mine && x.cid === cid && x.seq === 0);
+        if (!m) continue;
+        if (ev.code === "devices" && (m.retries ?? 0) < 2) {
+          m.retries = (m.retries ?? 0) + 1;
+          // someone added or removed a device: encrypt again for the right set
+          this.crypto.devicesChanged(c.members);
+          void this.transmit(c, m);
+        } else {
+          m.tick = "failed";
+          m.error = text;
+          this.changed();
+        }
+        return;
+      }
+    }
+    this.warn(text);
+  }
+
+  private onPresence(user: string, doc: Reply): void {
+    this.presence.set(user, { online: doc.s === "online", seen: typeof doc.seen === "number" ? doc.seen : undefined });
+    this.changed(false);
+  }
+}

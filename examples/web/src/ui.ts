@@ -1,0 +1,311 @@
+// The screens: sign-in, the conversation list, a conversation, and the
+// dialogs (new chat, new group, group members, devices). Rendering reads the
+// ChatApp model; user actions call its verbs.
+import type { ChatApp } from "./app";
+import { RequestError, type Credentials } from "./client";
+import { h, replace } from "./dom";
+import { lastActivity, type Conversation, type Message } from "./store";
+import { DEVICE_RE, ID_RE, userOf } from "./wire";
+
+function fmtTime(ts: number): string {
+  const d = new Date(ts);
+  const now = new Date();
+  const hm = d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return d.toDateString() === now.toDateString() ? hm : `${d.toLocaleDateString([], { day: "numeric", month: "short" })} ${hm}`;
+}
+
+function errText(e: unknown): string {
+  return e instanceof RequestError ? e.message : String((e as Error)?.message ?? e);
+}
+
+function avatar(name: string): HTMLElement {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
+  return h("div.avatar", { style: `--hue:${hash % 360}`, "aria-hidden": "true" }, name.slice(0, 1).toUpperCase());
+}
+
+const TICKS: Record<string, [string, string]> = {
+  pending: ["🕓", "sending"],
+  sent: ["✓", "sent"],
+  delivered: ["✓✓", "delivered"],
+  read: ["✓✓", "read"],
+  failed: ["!", "not sent"],
+};
+
+// ------------------------------------------------------------------ sign in
+
+export function signInScreen(root: HTMLElement, defaults: Partial<Credentials>, error: string,
+                             done: (c: Credentials) => void): void {
+  const addr = h("input", { id: "addr", name: "addr", placeholder: "alice/phone", autocomplete: "username",
+    value: defaults.user ? `${defaults.user}/${defaults.device}` : "", required: true }) as HTMLInputElement;
+  const token = h("input", { id: "token", name: "token", type: "password", autocomplete: "current-password",
+    placeholder: "43 characters from chatctl device add", required: true, value: defaults.token ?? "" }) as HTMLInputElement;
+  const url = h("input", { id: "url", name: "url", value: defaults.url ?? "", required: true }) as HTMLInputElement;
+  const msg = h("p.form-error", { role: "alert", "data-testid": "signin-error" }, error);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    const [user, device, ...rest] = addr.value.trim().split("/");
+    if (!user || !device || rest.length || !ID_RE.test(user) || !DEVICE_RE.test(device)) {
+      replace(msg, "The address is user/device, letters, digits and . _ - only.");
+      return;
+    }
+    done({ url: url.value.trim(), user, device, token: token.value.trim() });
+  };
+  replace(root, h("main.signin",
+    h("form.card", { onsubmit: submit, "data-testid": "signin" },
+      h("h1", h("span.logo", "◆"), " mosquitto-chat"),
+      h("p.muted", "Sign in with one of your devices. An administrator creates it with ",
+        h("code", "chatctl device add USER DEVICE"), ", which prints its token."),
+      h("label", { for: "addr" }, "Device"), addr,
+      h("label", { for: "token" }, "Token"), token,
+      h("details", h("summary", "Server"), h("label", { for: "url" }, "MQTT over WebSockets"), url),
+      msg,
+      h("button.primary", { type: "submit" }, "Sign in"),
+      h("p.muted.small", "Messages are end-to-end encrypted on this device."))));
+  (addr.value ? token : addr).focus();
+}
+
+// ------------------------------------------------------------------ main screen
+
+export class ChatScreen {
+  private sidebar = h("aside.sidebar");
+  private pane = h("section.pane");
+  private header = h("header.conv-header");
+  private list = h("div.messages", { "data-testid": "messages", role: "log", "aria-live": "polite" });
+  private composer: HTMLFormElement;
+  private input: HTMLInputElement;
+  private dialog: HTMLElement | null = null;
+  private shown: string | null = null;
+  private unsubscribe: () => void;
+
+  constructor(private root: HTMLElement, private app: ChatApp, private signOut: () => void) {
+    this.input = h("input", { "data-testid": "composer", placeholder: "Message", autocomplete: "off",
+      "aria-label": "Message", oninput: () => this.app.active && this.app.typingInput(this.app.active) }) as HTMLInputElement;
+    this.composer = h("form.composer", { onsubmit: (e: Event) => this.send(e) }, this.input,
+      h("button.send", { type: "submit", "aria-label": "Send", "data-testid": "send" }, "➤")) as HTMLFormElement;
+    replace(root, h("div.shell", this.sidebar, this.pane));
+    this.unsubscribe = app.subscribe(() => this.render());
+    document.addEventListener("visibilitychange", this.onVisible);
+    this.render();
+  }
+
+  destroy(): void {
+    this.unsubscribe();
+    document.removeEventListener("visibilitychange", this.onVisible);
+  }
+
+  private onVisible = () => this.app.active && this.app.markRead(this.app.active);
+
+  private send(e: Event): void {
+    e.preventDefault();
+    const id = this.app.active;
+    const text = this.input.value;
+    if (!id || !text.trim()) return;
+    this.input.value = "";
+    void this.app.sendText(id, text);
+  }
+
+  render(): void {
+    this.renderSidebar();
+    this.renderPane();
+    this.root.querySelector(".shell")!.classList.toggle("conv-open", !!this.app.active);
+  }
+
+  private renderSidebar(): void {
+    const app = this.app;
+    const convs = Object.values(app.state.convs).sort((a, b) => lastActivity(b) - lastActivity(a));
+    const status = app.connState === "online" ? (app.synced ? "online" : "syncing…") : app.connState;
+    replace(this.sidebar,
+      h("header.me",
+        avatar(app.me),
+        h("div.who", h("strong", { "data-testid": "me" }, app.addr),
+          h("span.status", { "data-testid": "conn", "data-state": app.connState }, h("i.dot"), status)),
+        h("button.icon", { title: "Devices", "aria-label": "Devices", "data-testid": "open-devices",
+          onclick: () => this.devicesDialog() }, "⚙"),
+        h("button.icon", { title: "Sign out", "aria-label": "Sign out", "data-testid": "signout",
+          onclick: () => this.signOut() }, "⏻")),
+      h("div.actions",
+        h("button", { "data-testid": "new-chat", onclick: () => this.newChatDialog() }, "＋ New chat"),
+        h("button", { "data-testid": "new-group", onclick: () => this.newGroupDialog() }, "＋ New group")),
+      app.notice && h("p.notice", { role: "status" }, app.notice,
+        h("button.link", { onclick: () => { app.notice = ""; this.render(); } }, "dismiss")),
+      h("nav.convs", { "data-testid": "conversations" },
+        convs.length === 0 && h("p.empty", "No conversations yet. Start one with ＋ New chat."),
+        convs.map((c) => this.convItem(c))));
+  }
+
+  private convItem(c: Conversation): HTMLElement {
+    const last = [...c.messages].reverse().find(Boolean);
+    const typers = this.app.typers(c.id);
+    const preview = typers.length ? h("em.typing", "typing…")
+      : last ? (last.mine ? `You: ${last.text}` : c.kind === "group" && !last.event ? `${userOf(last.from)}: ${last.text}` : last.text) : "";
+    const online = c.peer && this.app.presence.get(c.peer)?.online;
+    return h("button.conv", { "data-testid": "conv", "data-conv": c.id, "aria-current": c.id === this.app.active ? "true" : null,
+      onclick: () => { this.app.open(c.id); this.input.focus(); } },
+      h("div.avatar-wrap", avatar(c.title), online && h("i.online-dot", { title: "online" })),
+      h("div.conv-main",
+        h("div.conv-top", h("span.conv-title", c.kind === "group" ? `# ${c.title}` : c.title),
+          h("time", last ? fmtTime(last.ts) : "")),
+        h("div.conv-bottom", h("span.preview", preview),
+          c.unread > 0 && h("span.badge", { "data-testid": "unread" }, c.unread))));
+  }
+
+  private subtitle(c: Conversation): string {
+    const typers = this.app.typers(c.id);
+    if (typers.length) return c.kind === "dm" ? "typing…" : `${typers.join(", ")} typing…`;
+    if (c.kind === "group") return c.left ? "you are not a member" : `${c.members.length} members: ${c.members.join(", ")}`;
+    const p = this.app.presence.get(c.peer!);
+    if (!p) return "";
+    if (p.online) return "online";
+    return p.seen ? `last seen ${fmtTime(p.seen)}` : "offline";
+  }
+
+  private renderPane(): void {
+    const app = this.app;
+    const c = app.active ? app.conv(app.active) : undefined;
+    if (!c) {
+      replace(this.pane, h("div.placeholder", h("span.logo.big", "◆"), h("p", "Pick a conversation, or start a new one."),
+        h("p.muted.small", "End-to-end encrypted. The server only sees ciphertext.")));
+      this.shown = null;
+      return;
+    }
+    const typing = app.typers(c.id).length > 0;
+    replace(this.header,
+      h("button.icon.back", { "aria-label": "Back", onclick: () => app.open(null) }, "‹"),
+      avatar(c.title),
+      h("div.who", h("strong", { "data-testid": "conv-title" }, c.kind === "group" ? `# ${c.title}` : c.title),
+        h("span.status", { "data-testid": typing ? "typing" : "presence", class: typing ? "status typing" : "status" }, this.subtitle(c))),
+      c.kind === "group" && h("button.icon", { title: "Members", "aria-label": "Members", "data-testid": "group-info",
+        onclick: () => this.groupDialog(c.id) }, "👥"));
+    const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 80;
+    replace(this.list, c.messages.map((m) => this.bubble(c, m)));
+    if (this.shown !== c.id || nearBottom) this.list.scrollTop = this.list.scrollHeight;
+    this.input.disabled = !!c.left;
+    this.input.placeholder = c.left ? "You are not a member of this group" : "Message";
+    if (this.shown !== c.id) {
+      replace(this.pane, this.header, this.list, this.composer);
+      this.input.value = "";
+      this.shown = c.id;
+    }
+  }
+
+  private bubble(c: Conversation, m: Message): HTMLElement {
+    if (m.event) return h("div.event", { "data-testid": "event" }, m.text);
+    const tick = m.mine && m.tick ? TICKS[m.tick] : null;
+    return h(`div.msg.${m.mine ? "out" : "in"}`, { "data-testid": "msg", "data-seq": m.seq, "data-tick": m.tick ?? null },
+      c.kind === "group" && !m.mine && h("div.sender", userOf(m.from)),
+      m.error && !m.text ? h("div.text.bad", m.error) : h("div.text", m.text),
+      h("div.meta", m.error && m.text ? h("span.bad", m.error) : null, h("time", fmtTime(m.ts)),
+        tick && h(`span.tick.${m.tick}`, { title: tick[1], "data-testid": "tick" }, tick[0])));
+  }
+
+  // ------------------------------------------------------------------ dialogs
+
+  private modal(title: string, ...body: (HTMLElement | false | null)[]): HTMLElement {
+    this.closeDialog();
+    const d = h("div.backdrop", { onclick: (e: Event) => e.target === d && this.closeDialog() },
+      h("div.dialog", { role: "dialog", "aria-label": title, "data-testid": "dialog" },
+        h("header", h("h2", title), h("button.icon", { "aria-label": "Close", onclick: () => this.closeDialog() }, "✕")),
+        ...body));
+    this.dialog = d;
+    document.body.append(d);
+    d.querySelector("input")?.focus();
+    return d;
+  }
+
+  private closeDialog(): void {
+    this.dialog?.remove();
+    this.dialog = null;
+  }
+
+  private form(fields: HTMLElement[], label: string, act: () => Promise<void>): HTMLElement {
+    const err = h("p.form-error", { role: "alert" });
+    const btn = h("button.primary", { type: "submit" }, label) as HTMLButtonElement;
+    return h("form", {
+      onsubmit: async (e: Event) => {
+        e.preventDefault();
+        btn.disabled = true;
+        try {
+          await act();
+        } catch (x) {
+          replace(err, errText(x));
+        } finally {
+          btn.disabled = false;
+        }
+      },
+    }, ...fields, err, btn);
+  }
+
+  private newChatDialog(): void {
+    const user = h("input", { name: "user", placeholder: "bob", required: true }) as HTMLInputElement;
+    this.modal("New chat", this.form([h("label", "User"), user], "Start chat", async () => {
+      const id = await this.app.startDm(user.value.trim());
+      this.closeDialog();
+      this.app.open(id);
+      this.input.focus();
+    }));
+  }
+
+  private newGroupDialog(): void {
+    const gid = h("input", { name: "gid", placeholder: "team", required: true }) as HTMLInputElement;
+    const name = h("input", { name: "name", placeholder: "The team" }) as HTMLInputElement;
+    const members = h("input", { name: "members", placeholder: "bob, carol" }) as HTMLInputElement;
+    this.modal("New group", this.form([h("label", "Group id"), gid, h("label", "Name"), name,
+      h("label", "Members (comma separated)"), members], "Create group", async () => {
+      const list = members.value.split(/[\s,]+/).filter(Boolean);
+      const id = await this.app.createGroup(gid.value.trim(), name.value.trim(), list);
+      this.closeDialog();
+      this.app.open(id);
+    }));
+  }
+
+  private groupDialog(id: string): void {
+    const app = this.app;
+    const c = app.conv(id)!;
+    const amAdmin = c.admins.includes(app.me);
+    const add = h("input", { name: "add", placeholder: "user to add" }) as HTMLInputElement;
+    const act = (f: () => Promise<unknown>) => async () => {
+      try {
+        await f();
+        await app.refreshGroup(id);
+        this.groupDialog(id);
+      } catch (e) {
+        app.notice = errText(e);
+        this.closeDialog();
+        this.render();
+      }
+    };
+    this.modal(`# ${c.title}`,
+      h("ul.members", { "data-testid": "members" }, c.members.map((u) => h("li", avatar(u),
+        h("span.grow", u === app.me ? `${u} (you)` : u), c.admins.includes(u) && h("span.pill", "admin"),
+        amAdmin && u !== app.me && !c.admins.includes(u) && h("button.small", { onclick: act(() => app.makeAdmin(id, u)) }, "make admin"),
+        amAdmin && u !== app.me && h("button.small.danger", { onclick: act(() => app.removeMember(id, u)) }, "remove")))),
+      amAdmin && this.form([h("label", "Add a member"), add], "Add", act(() => app.addMembers(id, [add.value.trim()]))),
+      !c.left && h("button.danger.wide", { onclick: act(() => app.leaveGroup(id)) }, "Leave group"));
+    void app.refreshGroup(id).catch(() => {});
+  }
+
+  private devicesDialog(): void {
+    const app = this.app;
+    const mine = h("ul.devices", { "data-testid": "my-devices" }, h("li.muted", "loading…"));
+    const c = app.active ? app.conv(app.active) : undefined;
+    const users = c ? c.members.filter((u) => u !== app.me) : [];
+    const theirs = h("div");
+    const ks = app.keyStatus;
+    this.modal("Devices",
+      h("h3", "Your devices"), mine,
+      h("p.muted.small", "This device: ", h("strong", app.addr),
+        ks ? ` · ${String(ks.opks)} one-time pre-keys on the key server${ks.low ? " (low)" : ""}` : ""),
+      users.length > 0 && h("h3", `In ${c!.kind === "group" ? "# " : ""}${c!.title}`), theirs);
+    const list = (user: string, el: HTMLElement) => app.devices(user)
+      .then((ds) => replace(el, ds.map((d) => h("li", h("span.dev", "▭"), `${user}/${d}`,
+        `${user}/${d}` === app.addr && h("span.pill", "this device")))))
+      .catch((e) => replace(el, h("li.bad", errText(e))));
+    void list(app.me, mine);
+    for (const u of users) {
+      const el = h("ul.devices", h("li.muted", "loading…"));
+      theirs.append(el);
+      void list(u, el);
+    }
+  }
+}

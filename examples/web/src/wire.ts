@@ -1,0 +1,81 @@
+// The wire format of docs/PROTOCOL.md as the browser sees it: CBOR maps with
+// text keys and byte strings as Uint8Array, topic names, conversation ids.
+import { Encoder } from "cbor-x";
+
+// Plain maps with text keys (no cbor-x records), byte strings untagged, map
+// lengths exact: what the plugin's and key server's decoders expect. Our own
+// payloads carry no integer beyond 2^32 (cbor-x would write it as a float).
+const codec = new Encoder({
+  useRecords: false,
+  variableMapSize: true,
+  mapsAsObjects: true,
+  tagUint8Array: false,
+  int64AsNumber: true, // timestamps are 64-bit on the wire, numbers here
+} as ConstructorParameters<typeof Encoder>[0]);
+
+export function cborEncode(value: unknown): Uint8Array {
+  return codec.encode(value);
+}
+
+export function cborDecode(bytes: Uint8Array): unknown {
+  return codec.decode(bytes);
+}
+
+/** A CBOR map decoded to an object, or null for anything else. */
+export function cborMap(bytes: Uint8Array): Record<string, unknown> | null {
+  try {
+    const v = cborDecode(bytes);
+    return v && typeof v === "object" && !Array.isArray(v) && !(v instanceof Uint8Array)
+      ? (v as Record<string, unknown>)
+      : null;
+  } catch {
+    return null;
+  }
+}
+
+export const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+export const DEVICE_RE = /^[A-Za-z0-9._-]{1,32}$/;
+
+/** "dm:A:B" with A < B bytewise (ids are ASCII, so code units compare the same). */
+export function dmConv(a: string, b: string): string {
+  return a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`;
+}
+
+export function groupConv(gid: string): string {
+  return `g:${gid}`;
+}
+
+/** The other user of a dm conversation, or null for a group. */
+export function dmPeer(conv: string, me: string): string | null {
+  if (!conv.startsWith("dm:")) return null;
+  const [, a, b] = conv.split(":");
+  return a === me ? b : a;
+}
+
+export function groupId(conv: string): string | null {
+  return conv.startsWith("g:") ? conv.slice(2) : null;
+}
+
+export function userOf(addr: string): string {
+  const i = addr.indexOf("/");
+  return i < 0 ? addr : addr.slice(0, i);
+}
+
+export const topics = (prefix: string, user: string, device: string) => {
+  const addr = `${user}/${device}`;
+  return {
+    inbox: `${prefix}/inbox/${addr}`,
+    will: `${prefix}/presence/${addr}`,
+    presence: (u: string) => `${prefix}/presence/${u}`,
+    dm: (peer: string) => `${prefix}/dm/${peer}`,
+    group: (gid: string) => `${prefix}/group/${gid}`,
+    receipt: `${prefix}/receipt`,
+    sync: `${prefix}/sync`,
+    ctl: `${prefix}/ctl`,
+    typing: (conv: string) => `${prefix}/typing/${conv}`,
+    keysReq: `${prefix}/keys/req/${addr}`,
+    keysResp: `${prefix}/keys/resp/${addr}`,
+    keysStatus: `${prefix}/keys/status/${addr}`,
+  };
+};
+export type Topics = ReturnType<typeof topics>;
