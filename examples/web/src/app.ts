@@ -25,8 +25,12 @@ export interface Crypto {
   seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed>;
   /** Decrypts a message body from device `from`; throws if it cannot. */
   open(conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string>;
-  /** The server said a send named the wrong devices: forget what was cached. */
-  devicesChanged(users: string[]): void;
+  /** A send of conv was refused (code): forget cached device lists, re-key a group. */
+  refused(conv: Conversation, code: string): void;
+  /** A membership event of group gid arrived: the next send uses a new sender key. */
+  groupChanged(gid: string): void;
+  /** The retained pre-key status of this device changed. */
+  keyStatus(conn: Connection, doc: Reply): Promise<void>;
 }
 
 export interface Presence {
@@ -78,6 +82,7 @@ export class ChatApp {
       keyStatus: (doc) => {
         this.keyStatus = doc;
         this.changed(false);
+        this.crypto.keyStatus(this.conn, doc).catch((e) => this.warn(`keys: ${String((e as Error).message ?? e)}`));
       },
       state: (s, detail) => void this.onState(s, detail),
     });
@@ -427,6 +432,7 @@ export class ChatApp {
     const conv = ev.conv as string;
     const c = this.ensureConv(conv);
     this.queueReceipt(conv, "delivered", ev.seq as number);
+    this.crypto.groupChanged(groupId(conv)!);
     const op = ev.op as string;
     const who = (ev.members as string[]) ?? [];
     if (typeof ev.name === "string" && ev.name) c.title = ev.name;
@@ -485,10 +491,10 @@ export class ChatApp {
       for (const c of Object.values(this.state.convs)) {
         const m = c.messages.find((x) => x.mine && x.cid === cid && x.seq === 0);
         if (!m) continue;
-        if (ev.code === "devices" && (m.retries ?? 0) < 2) {
-          m.retries = (m.retries ?? 0) + 1;
+        this.crypto.refused(c, String(ev.code));
+        if (ev.code === "devices" && (m.retries ?? 0) < 3) {
           // someone added or removed a device: encrypt again for the right set
-          this.crypto.devicesChanged(c.members);
+          m.retries = (m.retries ?? 0) + 1;
           void this.transmit(c, m);
         } else {
           m.tick = "failed";

@@ -1,16 +1,280 @@
-// PLACEHOLDER until docs/E2EE.md lands: not encryption.
+// The device side of docs/E2EE.md §1 and §5: this device's keys on the key
+// server, one Double Ratchet session per remote device (two while a
+// simultaneous start settles), our sender key per group with who already has
+// it, and the sender keys others distributed to us. It turns text into the
+// `bodies` of a send and bodies back into text. State lives in localStorage
+// and is written after every change, before the receipt goes out.
+import sodium from "libsodium-wrappers-sumo";
 import type { Crypto, Sealed } from "./app";
-import type { Connection, Credentials } from "./client";
+import { RequestError, type Connection, type Credentials, type Reply } from "./client";
+import * as E from "./e2ee/core";
 import type { Conversation } from "./store";
+import { groupId, userOf } from "./wire";
+
+const OPK_BATCH = 100; // one-time keys per upload (the key server's maximum)
+const SESSIONS_PER_DEVICE = 2;
+const CHAINS_KEPT = 3; // received sender keys kept per (device, group)
+
+interface OurChain {
+  chain: E.Chain;
+  holders: string[]; // devices that have this key
+  stale: boolean; // a group event arrived: rotate before the next send
+}
+
+interface KeyState {
+  ik: E.KeyPair;
+  spk: E.KeyPair & { id: number };
+  opks: Record<number, Uint8Array>; // private halves of uploaded one-time keys
+  nextOpk: number;
+  uploaded: boolean;
+  sessions: Record<string, E.Session[]>; // remote device -> newest first
+  ours: Record<string, OurChain>; // gid -> our sender key
+  theirs: Record<string, E.Chain[]>; // "U/D g:G" -> newest first
+}
+
+// JSON with byte strings as {"$b": base64}
+const toJson = (v: unknown) => JSON.stringify(v, (_k, x) =>
+  x instanceof Uint8Array ? { $b: sodium.to_base64(x) } : x);
+const fromJson = (s: string) => JSON.parse(s, (_k, x) =>
+  x && typeof x === "object" && typeof x.$b === "string" ? sodium.from_base64(x.$b) : x);
 
 export class E2EE implements Crypto {
-  constructor(readonly creds: Credentials) {}
-  async prepare(_conn: Connection): Promise<void> {}
-  async seal(_conn: Connection, _conv: Conversation, text: string): Promise<Sealed> {
-    return { body: new TextEncoder().encode(text) };
+  private st: KeyState | null = null;
+  private readonly addr: string;
+  private readonly storeKey: string;
+  private devicesCache = new Map<string, string[]>(); // user -> device ids
+  private uploading = false;
+
+  constructor(readonly creds: Credentials) {
+    this.addr = `${creds.user}/${creds.device}`;
+    this.storeKey = `mchat.keys.${this.addr}`;
   }
-  async open(_conn: Connection, _conv: string, _from: string, body: Uint8Array): Promise<string> {
-    return new TextDecoder().decode(body);
+
+  private async state(): Promise<KeyState> {
+    if (this.st) return this.st;
+    await E.ready;
+    const saved = localStorage.getItem(this.storeKey);
+    if (saved) this.st = fromJson(saved) as KeyState;
+    else {
+      const spk = E.x25519();
+      this.st = { ik: E.ed25519(), spk: { ...spk, id: 1 }, opks: {}, nextOpk: 1, uploaded: false,
+        sessions: {}, ours: {}, theirs: {} };
+      this.save();
+    }
+    return this.st!;
   }
-  devicesChanged(_users: string[]): void {}
+
+  private save(): void {
+    if (this.st) localStorage.setItem(this.storeKey, toJson(this.st));
+  }
+
+  /** The identity key's fingerprint, for people to compare (safety number). */
+  async fingerprint(): Promise<string> {
+    const st = await this.state();
+    const h = sodium.crypto_hash_sha256(st.ik.pk).slice(0, 10);
+    return Array.from(h, (b) => b.toString(16).padStart(2, "0")).join("").replace(/(.{4})/g, "$1 ").trim();
+  }
+
+  // ------------------------------------------------------------ keys on the key server
+
+  async prepare(conn: Connection): Promise<void> {
+    const st = await this.state();
+    if (st.uploaded) {
+      const digest = sodium.crypto_hash_sha256(E.concat(st.ik.pk, st.spk.pk));
+      const r = await conn.keys("check", { digest });
+      if (r.match === true) return;
+    }
+    await this.upload(conn, true);
+  }
+
+  /** The retained key status said the pool runs low: top it up. */
+  async keyStatus(conn: Connection, doc: Reply): Promise<void> {
+    const st = await this.state();
+    if (doc.low === true && st.uploaded) await this.upload(conn, false);
+  }
+
+  private async upload(conn: Connection, fresh: boolean): Promise<void> {
+    if (this.uploading) return;
+    this.uploading = true;
+    try {
+      const st = await this.state();
+      if (fresh) st.opks = {}; // the key server dropped or never had them
+      const batch: { id: number; key: Uint8Array }[] = [];
+      for (let i = 0; i < OPK_BATCH; i++) {
+        const k = E.x25519();
+        const id = st.nextOpk++;
+        st.opks[id] = k.sk;
+        batch.push({ id, key: k.pk });
+      }
+      this.save();
+      await conn.keys("upload", {
+        ik: st.ik.pk,
+        spk: { id: st.spk.id, key: st.spk.pk, sig: E.sign(st.spk.pk, st.ik.sk) },
+        opks: batch,
+      });
+      st.uploaded = true;
+      this.save();
+    } catch (e) {
+      if (!(e instanceof RequestError && e.code === "full")) throw e;
+    } finally {
+      this.uploading = false;
+    }
+  }
+
+  // ------------------------------------------------------------ devices and sessions
+
+  private async devicesOf(conn: Connection, user: string): Promise<string[]> {
+    let ds = this.devicesCache.get(user);
+    if (!ds) {
+      const r = await conn.ctl("devices", { user });
+      ds = ((r.devices as string[]) ?? []).map((d) => `${user}/${d}`);
+      this.devicesCache.set(user, ds);
+    }
+    return ds;
+  }
+
+  /** Every device of these users but this one. */
+  private async recipients(conn: Connection, users: string[]): Promise<string[]> {
+    const all: string[] = [];
+    for (const u of new Set(users)) all.push(...(await this.devicesOf(conn, u)));
+    return all.filter((a) => a !== this.addr);
+  }
+
+  /** Makes sure there is a session with every device, fetching one bundle per user that needs it. */
+  private async sessionsFor(conn: Connection, devices: string[]): Promise<void> {
+    const st = await this.state();
+    const missing = new Set(devices.filter((a) => !st.sessions[a]?.length).map(userOf));
+    for (const user of missing) {
+      const r = await conn.keys("bundle", { user });
+      for (const e of (r.devices as Reply[]) ?? []) {
+        const addr = `${user}/${String(e.device)}`;
+        if (!devices.includes(addr) || st.sessions[addr]?.length) continue;
+        const spk = e.spk as Reply;
+        const opk = e.opk as Reply | undefined;
+        const { session } = E.x3dhInitiate(st.ik, {
+          ik: e.ik as Uint8Array, spkId: spk.id as number, spk: spk.key as Uint8Array, spkSig: spk.sig as Uint8Array,
+          opkId: opk ? (opk.id as number) : 0, opk: opk?.key as Uint8Array | undefined,
+        });
+        st.sessions[addr] = [session];
+      }
+    }
+    this.save();
+    const without = devices.filter((a) => !st.sessions[a]?.length);
+    if (without.length) throw new Error(`no keys for ${without.join(", ")} on the key server`);
+  }
+
+  private encryptTo(addr: string, pt: Uint8Array): Uint8Array {
+    return E.pairwiseEncrypt(this.st!.sessions[addr][0], pt);
+  }
+
+  // ------------------------------------------------------------ sealing
+
+  async seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed> {
+    const st = await this.state();
+    const gid = groupId(conv.id);
+    const devices = await this.recipients(conn, [...conv.members, this.creds.user]);
+    await this.sessionsFor(conn, devices);
+    const bodies: Record<string, Uint8Array> = {};
+    const pt = E.textPlaintext(text);
+    if (gid === null) {
+      for (const a of devices) bodies[a] = E.bodyPairwise(this.encryptTo(a, pt));
+    } else {
+      let ours = st.ours[gid];
+      // rotate after a membership change, or when a device that had the key is gone
+      if (!ours || ours.stale || ours.holders.some((a) => !devices.includes(a))) {
+        ours = st.ours[gid] = { chain: E.chainNew((ours?.chain.keyId ?? 0) + 1), holders: [], stale: false };
+      }
+      const dist = E.distributionPlaintext(ours.chain, gid);
+      const give = new Map(devices.filter((a) => !ours.holders.includes(a)).map((a) => [a, this.encryptTo(a, dist)]));
+      const msg = E.senderEncrypt(ours.chain, pt, conv.id, st.ik.sk);
+      for (const a of devices) bodies[a] = E.bodyGroup(give.get(a) ?? null, msg);
+      ours.holders = devices;
+    }
+    this.save();
+    return { bodies };
+  }
+
+  refused(conv: Conversation, code: string): void {
+    for (const u of conv.members) this.devicesCache.delete(u);
+    this.devicesCache.delete(this.creds.user);
+    const gid = groupId(conv.id);
+    // a refused group send may have carried the only copy of a distribution
+    if (gid !== null && this.st?.ours[gid]) this.st.ours[gid].stale = true;
+    if (code === "devices") this.save();
+  }
+
+  groupChanged(gid: string): void {
+    const ours = this.st?.ours[gid];
+    if (ours) {
+      ours.stale = true;
+      this.save();
+    }
+    this.devicesCache.clear();
+  }
+
+  // ------------------------------------------------------------ opening
+
+  async open(_conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string> {
+    const st = await this.state();
+    const b = E.bodyParse(body);
+    let text: string;
+    if (b.kind === E.KIND_PAIRWISE) {
+      text = this.plainText(this.decryptFrom(from, b.pairwise!));
+    } else {
+      const gid = groupId(conv);
+      if (gid === null) throw new E.CryptoError("a group body in a 1:1 conversation");
+      const key = `${from} ${conv}`;
+      if (b.pairwise) {
+        const d = E.parseDistribution(this.decryptFrom(from, b.pairwise));
+        if (d.gid !== gid) throw new E.CryptoError("a sender key for another group");
+        const chain: E.Chain = { ...E.chainNew(d.keyId, d.ck), n: d.n, sigPk: st.sessions[from][0].remoteIk };
+        st.theirs[key] = [chain, ...(st.theirs[key] ?? []).filter((c) => c.keyId !== d.keyId)].slice(0, CHAINS_KEPT);
+      }
+      const id = E.senderKeyId(b.sender!);
+      const i = (st.theirs[key] ?? []).findIndex((c) => c.keyId === id);
+      if (i < 0) throw new E.CryptoError("no sender key from this device");
+      const r = E.senderDecrypt(st.theirs[key][i], b.sender!, conv);
+      st.theirs[key][i] = r.chain;
+      text = this.plainText(r.pt);
+    }
+    this.save();
+    return text;
+  }
+
+  private plainText(pt: Uint8Array): string {
+    if (pt[0] !== E.PT_TEXT) throw new E.CryptoError(`unexpected plaintext type ${pt[0]}`);
+    return new TextDecoder("utf-8", { fatal: true }).decode(pt.subarray(1));
+  }
+
+  /** Decrypts a pairwise message from a device: with the session its X3DH
+   *  part names (a repeat), a new responder session (a new X3DH), or, without
+   *  an X3DH part, whichever session it belongs to. */
+  private decryptFrom(from: string, msg: Uint8Array): Uint8Array {
+    const st = this.st!;
+    const list = st.sessions[from] ?? [];
+    const keep = (i: number, r: { pt: Uint8Array; session: E.Session }) => {
+      if (i >= 0) list.splice(i, 1);
+      st.sessions[from] = [r.session, ...list].slice(0, SESSIONS_PER_DEVICE);
+      return r.pt;
+    };
+    const pre = E.pairwisePrekey(msg);
+    if (!pre) {
+      for (let i = 0; i < list.length; i++) {
+        try {
+          return keep(i, E.pairwiseDecrypt(list[i], msg));
+        } catch (e) {
+          if (!(e instanceof E.CryptoError)) throw e;
+        }
+      }
+      throw new E.CryptoError(list.length ? "does not decrypt" : "no session with this device");
+    }
+    const known = list.findIndex((s) => sodium.memcmp(s.ekPk, pre.ek));
+    if (known >= 0) return keep(known, E.pairwiseDecrypt(list[known], msg));
+    if (pre.spkId !== st.spk.id) throw new E.CryptoError("unknown signed pre-key");
+    const opk = pre.opkId ? st.opks[pre.opkId] : null;
+    if (pre.opkId && !opk) throw new E.CryptoError("one-time pre-key already used");
+    const r = E.pairwiseDecrypt(E.x3dhRespond(st.ik, st.spk, opk ?? null, pre).session, msg);
+    if (pre.opkId) delete st.opks[pre.opkId]; // one time only
+    return keep(-1, r);
+  }
 }
