@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the Debian packages mosquitto-chat needs to build, run and test.
+# Installs the Debian packages mosquitto-chat needs to build, run and test,
+# and the web client's node modules (npm ci with the committed lockfile).
 # Idempotent and quiet when everything is present; needs root (or sudo) only
-# when something is missing.
+# when a package is missing.
 set -euo pipefail
 
 pkgs=(
@@ -9,7 +10,11 @@ pkgs=(
   mosquitto mosquitto-clients jq mosquitto-dev libmosquitto-dev
   libsodium-dev librocksdb-dev libcbor-dev check libcjson-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
+  chromium
 )
+# The web client builds with node and npm; a machine that has them from
+# elsewhere (a newer Node.js) keeps them.
+command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 # `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots);
 # `scripts/deps.sh fuzz` adds clang and libclang-rt-14-dev (libFuzzer and the
 # ASan/UBSan runtimes, for make fuzz). Neither is part of the default set.
@@ -26,19 +31,27 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-echo "deps: installing ${missing[*]}" >&2
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { echo "deps: need root to install: ${missing[*]}" >&2; exit 1; }
-  sudo="sudo"
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "deps: need root to install: ${missing[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Debian starts the system mosquitto on :1883 when it installs it; make run
+  # needs that port, and tests never use the system service.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    $sudo systemctl stop mosquitto || true
+  fi
 fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# Debian starts the system mosquitto on :1883 when it installs it; make run
-# needs that port, and tests never use the system service.
-if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
-  $sudo systemctl stop mosquitto || true
+
+# The web client's modules, again whenever the lockfile is newer than the
+# last install (npm records that in node_modules/.package-lock.json).
+web=$(cd "$(dirname "$0")/../examples/web" && pwd)
+if [ ! -e "$web/node_modules/.package-lock.json" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  echo "deps: npm ci in examples/web" >&2
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

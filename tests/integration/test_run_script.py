@@ -1,7 +1,9 @@
 """scripts/run.sh (make run): starts the broker in the foreground with a data
-dir in the checkout, prints next steps that work as printed, and refuses a
-busy port. Runs in a scratch copy of the checkout on a free port (CHAT_PORT),
-with mosquitto_pub/_sub and chatctl shims that only add -p PORT."""
+dir in the checkout, prints next steps that work as printed, serves the web
+client and MQTT over WebSockets on a second port, and refuses a busy port.
+Runs in a scratch copy of the checkout on free ports (CHAT_PORT,
+CHAT_WS_PORT), with mosquitto_pub/_sub and chatctl shims that only add
+-p PORT."""
 
 import json
 import os
@@ -13,8 +15,9 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.request
 
-from chatlib import CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
+from chatlib import BUILD_DIR, CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
 
 
 class RunScriptTest(unittest.TestCase):
@@ -27,6 +30,7 @@ class RunScriptTest(unittest.TestCase):
         for f in ("run.sh", "cbor"):
             shutil.copy2(os.path.join(SOURCE_DIR, "scripts", f), os.path.join(work, "scripts", f))
         os.symlink(PLUGIN, os.path.join(work, "build", "lib", "mosquitto_chat.so"))
+        os.symlink(os.path.join(BUILD_DIR, "web"), os.path.join(work, "build", "web"))
         os.symlink(os.path.join(os.path.dirname(CHATCTL), "chat-keyserver"),
                    os.path.join(work, "build", "bin", "chat-keyserver"))
 
@@ -39,21 +43,22 @@ class RunScriptTest(unittest.TestCase):
         shim(os.path.join(work, "shims", "mosquitto_pub"), "/usr/bin/mosquitto_pub")
         return work
 
-    def env(self, work, port):
+    def env(self, work, port, ws_port=None):
         env = dict(os.environ)
         env.pop("BUILD", None)
         env["CHAT_PORT"] = str(port)
+        env["CHAT_WS_PORT"] = str(ws_port or free_port())
         env.update(SANITIZER_ENV)   # an ASan plugin needs its runtime preloaded into mosquitto
         env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
         return env
 
     def test_serves_and_next_steps_work(self):
-        port = free_port()
+        port, ws_port = free_port(), free_port()
         work = self.scratch(port)
         out_path = os.path.join(work, "run.out")
         out = open(out_path, "w")
         p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work,
-                             env=self.env(work, port), stdout=out, stderr=subprocess.STDOUT)
+                             env=self.env(work, port, ws_port), stdout=out, stderr=subprocess.STDOUT)
 
         def stop():
             if p.poll() is None:
@@ -81,6 +86,16 @@ class RunScriptTest(unittest.TestCase):
         self.assertIn("listener %d 127.0.0.1" % port, conf)
         self.assertIn("plugin_opt_data_dir %s/data" % work, conf)
         self.assertEqual(os.geteuid() == 0, "user root" in conf)
+
+        # the printed address serves the web client, on the WebSockets port
+        url = "http://127.0.0.1:%d/" % ws_port
+        self.assertTrue(wait_until(lambda: url in open(out_path).read(), 10), open(out_path).read())
+        self.assertIn("listener %d\nprotocol websockets\nhttp_dir %s/build/web" % (ws_port, work), conf)
+        with urllib.request.urlopen(url, timeout=5) as r:
+            page = r.read().decode()
+        self.assertIn("<title>mosquitto-chat</title>", page)
+        with urllib.request.urlopen(url + "app.js", timeout=5) as r:
+            self.assertGreater(len(r.read()), 10000)
 
         # the key server runs beside the broker with its own service credential
         keys_token = os.path.join(work, "data", "keys.token")

@@ -1,24 +1,16 @@
 // The wire format of docs/PROTOCOL.md as the browser sees it: CBOR maps with
 // text keys and byte strings as Uint8Array, topic names, conversation ids.
-import { Encoder } from "cbor-x";
+import { decode, encode } from "cborg";
 
-// Plain maps with text keys (no cbor-x records), byte strings untagged, map
-// lengths exact: what the plugin's and key server's decoders expect. Our own
-// payloads carry no integer beyond 2^32 (cbor-x would write it as a float).
-const codec = new Encoder({
-  useRecords: false,
-  variableMapSize: true,
-  mapsAsObjects: true,
-  tagUint8Array: false,
-  int64AsNumber: true, // timestamps are 64-bit on the wire, numbers here
-} as ConstructorParameters<typeof Encoder>[0]);
-
+// Maps with text keys become objects, byte strings Uint8Array; integers are
+// written in their shortest form, as the plugin's and key server's decoders
+// expect.
 export function cborEncode(value: unknown): Uint8Array {
-  return codec.encode(value);
+  return encode(value);
 }
 
 export function cborDecode(bytes: Uint8Array): unknown {
-  return codec.decode(bytes);
+  return decode(bytes);
 }
 
 /** A CBOR map decoded to an object, or null for anything else. */

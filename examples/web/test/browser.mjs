@@ -1,0 +1,210 @@
+// Browser scenarios for the web client, in Debian's Chromium driven by
+// playwright-core. Run by tests/integration/test_web.py, which starts the
+// broker (MQTT over WebSockets, the page from http_dir), the key server and
+// the devices, and passes them in CHAT_WEB (JSON):
+//   { url, users: { name: { addr, token } }, shots: dir|null, client: {...}|null }
+// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop)
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { chromium } from "playwright-core";
+
+const cfg = JSON.parse(process.env.CHAT_WEB ?? "{}");
+const scenario = process.argv[2];
+const WAIT = 20000;
+const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+const t0 = Date.now();
+const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`, ...a);
+
+// launch() gives every browser a fresh temporary --user-data-dir
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_FLAGS });
+const pageErrors = [];
+
+async function person(name, viewport = { width: 1100, height: 720 }) {
+  const ctx = await browser.newContext({ viewport });
+  const page = await ctx.newPage();
+  page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
+  page.on("console", (m) => m.type() === "error" && log(`${name} console:`, m.text()));
+  page.setDefaultTimeout(WAIT);
+  await page.goto(cfg.url);
+  return { name, ctx, page, user: cfg.users[name].addr.split("/")[0] };
+}
+
+async function signIn(p) {
+  const { addr, token } = cfg.users[p.name];
+  await p.page.fill("#addr", addr);
+  await p.page.fill("#token", token);
+  await p.page.click("form[data-testid=signin] button[type=submit]");
+  await online(p);
+  log(`${p.name} signed in as ${addr}`);
+}
+
+const online = (p) => p.page.waitForSelector("[data-testid=conn][data-state=online]");
+
+async function newChat(p, user) {
+  await p.page.click("[data-testid=new-chat]");
+  await p.page.fill("[data-testid=dialog] input[name=user]", user);
+  await p.page.click("[data-testid=dialog] button[type=submit]");
+  await p.page.waitForSelector("[data-testid=dialog]", { state: "detached" });
+}
+
+async function send(p, text) {
+  await p.page.fill("[data-testid=composer]", text);
+  await p.page.press("[data-testid=composer]", "Enter");
+}
+
+/** The message bubble with this text (incoming or outgoing) in the open conversation. */
+const bubble = (p, text, dir = "") =>
+  p.page.locator(`[data-testid=msg]${dir ? `.${dir}` : ""}`, { has: p.page.locator(".text", { hasText: text }) });
+
+async function waitTick(p, text, tick) {
+  await bubble(p, text, "out").and(p.page.locator(`[data-tick=${tick}]`)).waitFor();
+  log(`${p.name} sees ${tick} on "${text}"`);
+}
+
+async function openConv(p, conv) {
+  await p.page.click(`[data-testid=conv][data-conv="${conv}"]`);
+}
+
+const conv = (a, b) => (a < b ? `dm:${a}:${b}` : `dm:${b}:${a}`);
+
+async function shot(p, name) {
+  if (!cfg.shots) return;
+  mkdirSync(cfg.shots, { recursive: true });
+  await p.page.screenshot({ path: path.join(cfg.shots, `${name}.png`) });
+  log(`screenshot ${name}.png`);
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async function pair() {
+  const alice = await person("alice");
+  const bob = await person("bob");
+  await shot(alice, "web-signin");
+  await signIn(alice);
+  await signIn(bob);
+  const dm = conv(alice.user, bob.user);
+
+  // alice starts the chat; bob sees it arrive unread, opens it, alice sees "read"
+  await newChat(alice, bob.user);
+  await send(alice, "hello bob");
+  await waitTick(alice, "hello bob", "delivered");
+  const item = bob.page.locator(`[data-testid=conv][data-conv="${dm}"]`);
+  await item.locator("[data-testid=unread]", { hasText: "1" }).waitFor();
+  log("bob has 1 unread");
+  await openConv(bob, dm);
+  await bubble(bob, "hello bob", "in").waitFor();
+  await waitTick(alice, "hello bob", "read");
+  assert.equal(await item.locator("[data-testid=unread]").count(), 0, "bob's unread count cleared");
+
+  // bob answers; both have the conversation open, so it is read at once
+  await send(bob, "hi alice, got it");
+  await bubble(alice, "hi alice, got it", "in").waitFor();
+  await waitTick(bob, "hi alice, got it", "read");
+
+  // presence and typing
+  await alice.page.locator("[data-testid=presence]", { hasText: "online" }).waitFor();
+  log("alice sees bob online");
+  await bob.page.locator("[data-testid=presence]", { hasText: "online" }).waitFor();
+  await bob.page.type("[data-testid=composer]", "typing something", { delay: 20 });
+  await alice.page.locator("[data-testid=typing]").waitFor();
+  log("alice sees bob typing");
+  await shot(alice, "web-chat");
+  await send(bob, "typing something");
+  await bubble(alice, "typing something", "in").waitFor();
+  await alice.page.locator("[data-testid=typing]").waitFor({ state: "detached" });
+
+  // a group: alice creates it with bob; messages go both ways under sender keys
+  const gid = `team-${Date.now() % 100000}`;
+  await alice.page.click("[data-testid=new-group]");
+  await alice.page.fill("[data-testid=dialog] input[name=gid]", gid);
+  await alice.page.fill("[data-testid=dialog] input[name=name]", "The team");
+  await alice.page.fill("[data-testid=dialog] input[name=members]", bob.user);
+  await alice.page.click("[data-testid=dialog] button[type=submit]");
+  await alice.page.locator("[data-testid=conv-title]", { hasText: "The team" }).waitFor();
+  await send(alice, "welcome to the team");
+  await waitTick(alice, "welcome to the team", "delivered");
+  await openConv(bob, `g:${gid}`);
+  await bubble(bob, "welcome to the team", "in").waitFor();
+  await waitTick(alice, "welcome to the team", "read");
+  await send(bob, "thanks, glad to be here");
+  await bubble(alice, "thanks, glad to be here", "in").waitFor();
+  await alice.page.click("[data-testid=group-info]");
+  await alice.page.locator("[data-testid=members] li", { hasText: bob.user }).waitFor();
+  await shot(alice, "web-group");
+  await alice.page.click("[data-testid=dialog] button[aria-label=Close]");
+
+  // devices
+  await alice.page.click("[data-testid=open-devices]");
+  await alice.page.locator("[data-testid=my-devices] li", { hasText: cfg.users.alice.addr }).waitFor();
+  await alice.page.click("[data-testid=dialog] button[aria-label=Close]");
+
+  // bob goes away: alice sees "last seen"
+  await openConv(alice, dm);
+  await bob.ctx.close();
+  await alice.page.locator("[data-testid=presence]", { hasText: "last seen" }).waitFor();
+  log("alice sees bob's last seen");
+  await shot(alice, "web-conversations");
+
+  // the narrow layout shows one pane at a time
+  await alice.page.setViewportSize({ width: 390, height: 760 });
+  assert.equal(await alice.page.locator(".sidebar").isVisible(), false, "narrow: the list hides behind the conversation");
+  await shot(alice, "web-phone");
+  await alice.page.click("button.back");
+  await alice.page.locator(".sidebar").waitFor();
+}
+
+async function reload() {
+  const alice = await person("alice");
+  const bob = await person("bob");
+  await signIn(alice);
+  await signIn(bob);
+  const dm = conv(alice.user, bob.user);
+  await newChat(bob, alice.user);
+  await send(bob, "before the reload");
+  await openConv(alice, dm);
+  await bubble(alice, "before the reload", "in").waitFor();
+  await send(alice, "me too");
+  await waitTick(alice, "me too", "read");
+
+  await alice.page.reload();
+  await online(alice); // signed in again without the form
+  assert.equal(await alice.page.locator("form[data-testid=signin]").count(), 0);
+  log("alice resumed after the reload");
+  await openConv(alice, dm);
+  await bubble(alice, "before the reload", "in").waitFor();
+  await waitTick(alice, "me too", "read");
+  // the sessions survived too: new messages decrypt both ways
+  await send(bob, "after the reload");
+  await bubble(alice, "after the reload", "in").waitFor();
+  await send(alice, "still here");
+  await bubble(bob, "still here", "in").waitFor();
+  assert.equal(await alice.page.locator("[data-testid=msg] .bad").count(), 0, "nothing failed to decrypt");
+
+  // a message that arrives while the page is closed is there when it comes back
+  await alice.page.close();
+  await send(bob, "while you were away");
+  const again = await alice.ctx.newPage();
+  again.setDefaultTimeout(WAIT);
+  await again.goto(cfg.url);
+  await again.waitForSelector("[data-testid=conn][data-state=online]");
+  await again.click(`[data-testid=conv][data-conv="${dm}"]`);
+  await again.locator("[data-testid=msg].in .text", { hasText: "while you were away" }).waitFor();
+  log("alice got the message sent while her page was closed");
+}
+
+const scenarios = { pair, reload };
+try {
+  if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
+  await scenarios[scenario]();
+  assert.deepEqual(pageErrors, [], "uncaught errors in the page");
+  log(`${scenario}: ok`);
+} catch (e) {
+  log(`${scenario}: FAILED`);
+  console.error(e);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,88 @@
+"""The web client (examples/web) in a real browser: Debian's Chromium driven
+by playwright-core (examples/web/test/browser.mjs) against a real broker with
+an MQTT-over-WebSockets listener that also serves the built page (http_dir),
+and a real key server. Each scenario gets fresh users.
+
+CHAT_WEB_SHOTS=DIR saves screenshots of the main screens there (docs/ uses them).
+"""
+
+import json
+import os
+import shutil
+import subprocess
+
+from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, free_port, main, uniq
+from test_keyserver import KeyServer
+
+WEB_SRC = os.path.join(SOURCE_DIR, "examples", "web")
+WEB_OUT = os.path.join(BUILD_DIR, "web")
+CHROMIUM = "/usr/bin/chromium"
+WS_PORT = free_port()
+
+
+class WebTest(ChatTestCase):
+    broker_options = {"presence_grace": 0}
+    broker_lines = ("listener %d 127.0.0.1" % WS_PORT, "protocol websockets", "http_dir %s" % WEB_OUT)
+
+    @classmethod
+    def setUpClass(cls):
+        for need, hint in ((os.path.join(WEB_OUT, "index.html"), "the web client is not built"),
+                           (os.path.join(WEB_SRC, "node_modules", "playwright-core"), "node modules missing"),
+                           (CHROMIUM, "chromium is not installed")):
+            if not os.path.exists(need):
+                raise AssertionError("%s (%s): run scripts/deps.sh and rebuild" % (hint, need))
+        super().setUpClass()
+        rc, out, err = cls.broker.chatctl("service", "add", "keys")
+        if rc != 0:
+            raise AssertionError("chatctl service add keys: %s" % err)
+        token_file = os.path.join(cls.broker.tmp, "keys.token")
+        with open(token_file, "w") as f:
+            f.write(out.strip() + "\n")
+        cls.ks = KeyServer(cls.broker, token_file, os.path.join(cls.broker.tmp, "keys-data"))
+        try:
+            cls.ks.wait_serving()
+        except Exception:
+            cls.ks.cleanup()
+            super().tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.ks.cleanup()
+        finally:
+            super().tearDownClass()
+
+    def users(self, *names):
+        out = {}
+        for n in names:
+            u = uniq(n)
+            out[n] = {"addr": "%s/web" % u, "token": self.broker.add_device(u, "web")}
+        return out
+
+    def run_scenario(self, name, users, **extra):
+        cfg = {"url": "http://127.0.0.1:%d/" % WS_PORT, "users": users,
+               "shots": os.environ.get("CHAT_WEB_SHOTS")}
+        cfg.update(extra)
+        env = dict(os.environ, CHAT_WEB=json.dumps(cfg))
+        r = subprocess.run(["node", "test/browser.mjs", name], cwd=WEB_SRC, env=env,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+        print(r.stdout)
+        if r.returncode != 0:
+            self.fail("browser scenario %s failed (rc %d):\n%s\n%s\nkey server:\n%s\n%s"
+                      % (name, r.returncode, r.stdout, r.stderr, self.ks.text()[-3000:],
+                         self.broker.diagnostics(40)))
+
+    def test_pair(self):
+        """alice and bob in two browser contexts: a 1:1 chat with ✓✓ and read
+        receipts and unread counts, presence and typing, a group, devices."""
+        self.run_scenario("pair", self.users("alice", "bob"))
+
+    def test_reload(self):
+        """A reload resumes the session (no sign-in, history and sessions kept);
+        a message sent while the page was closed arrives when it is back."""
+        self.run_scenario("reload", self.users("alice", "bob"))
+
+
+if __name__ == "__main__":
+    main()
