@@ -29,6 +29,8 @@ export interface Crypto {
   refused(conv: Conversation, code: string): void;
   /** A membership event of group gid arrived: the next send uses a new sender key. */
   groupChanged(gid: string): void;
+  /** This device's identity key fingerprint, for people to compare. */
+  fingerprint(): Promise<string>;
   /** The retained pre-key status of this device changed. */
   keyStatus(conn: Connection, doc: Reply): Promise<void>;
 }
@@ -217,6 +219,10 @@ export class ChatApp {
 
   leaveGroup(id: string): Promise<Reply> {
     return this.conn.ctl("group.leave", { gid: groupId(id) });
+  }
+
+  fingerprint(): Promise<string> {
+    return this.crypto.fingerprint();
   }
 
   async devices(user: string): Promise<string[]> {

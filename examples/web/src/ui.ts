@@ -4,6 +4,7 @@
 import type { ChatApp } from "./app";
 import { RequestError, type Credentials } from "./client";
 import { h, replace } from "./dom";
+import { icon } from "./icons";
 import { lastActivity, type Conversation, type Message } from "./store";
 import { DEVICE_RE, ID_RE, userOf } from "./wire";
 
@@ -25,7 +26,7 @@ function avatar(name: string): HTMLElement {
 }
 
 const TICKS: Record<string, [string, string]> = {
-  pending: ["🕓", "sending"],
+  pending: ["", "sending"],
   sent: ["✓", "sent"],
   delivered: ["✓✓", "delivered"],
   read: ["✓✓", "read"],
@@ -82,7 +83,7 @@ export class ChatScreen {
     this.input = h("input", { "data-testid": "composer", placeholder: "Message", autocomplete: "off",
       "aria-label": "Message", oninput: () => this.app.active && this.app.typingInput(this.app.active) }) as HTMLInputElement;
     this.composer = h("form.composer", { onsubmit: (e: Event) => this.send(e) }, this.input,
-      h("button.send", { type: "submit", "aria-label": "Send", "data-testid": "send" }, "➤")) as HTMLFormElement;
+      h("button.send", { type: "submit", "aria-label": "Send", "data-testid": "send" }, icon("send"))) as HTMLFormElement;
     replace(root, h("div.shell", this.sidebar, this.pane));
     this.unsubscribe = app.subscribe(() => this.render());
     document.addEventListener("visibilitychange", this.onVisible);
@@ -121,16 +122,16 @@ export class ChatScreen {
         h("div.who", h("strong", { "data-testid": "me" }, app.addr),
           h("span.status", { "data-testid": "conn", "data-state": app.connState }, h("i.dot"), status)),
         h("button.icon", { title: "Devices", "aria-label": "Devices", "data-testid": "open-devices",
-          onclick: () => this.devicesDialog() }, "⚙"),
+          onclick: () => this.devicesDialog() }, icon("gear")),
         h("button.icon", { title: "Sign out", "aria-label": "Sign out", "data-testid": "signout",
-          onclick: () => this.signOut() }, "⏻")),
+          onclick: () => this.signOut() }, icon("logout"))),
       h("div.actions",
-        h("button", { "data-testid": "new-chat", onclick: () => this.newChatDialog() }, "＋ New chat"),
-        h("button", { "data-testid": "new-group", onclick: () => this.newGroupDialog() }, "＋ New group")),
+        h("button", { "data-testid": "new-chat", onclick: () => this.newChatDialog() }, icon("plus", 16), "New chat"),
+        h("button", { "data-testid": "new-group", onclick: () => this.newGroupDialog() }, icon("users", 16), "New group")),
       app.notice && h("p.notice", { role: "status" }, app.notice,
         h("button.link", { onclick: () => { app.notice = ""; this.render(); } }, "dismiss")),
       h("nav.convs", { "data-testid": "conversations" },
-        convs.length === 0 && h("p.empty", "No conversations yet. Start one with ＋ New chat."),
+        convs.length === 0 && h("p.empty", "No conversations yet. Start one with New chat."),
         convs.map((c) => this.convItem(c))));
   }
 
@@ -165,18 +166,18 @@ export class ChatScreen {
     const c = app.active ? app.conv(app.active) : undefined;
     if (!c) {
       replace(this.pane, h("div.placeholder", h("span.logo.big", "◆"), h("p", "Pick a conversation, or start a new one."),
-        h("p.muted.small", "End-to-end encrypted. The server only sees ciphertext.")));
+        h("p.muted.small.e2e", icon("lock", 14), "End-to-end encrypted. The server only sees ciphertext.")));
       this.shown = null;
       return;
     }
     const typing = app.typers(c.id).length > 0;
     replace(this.header,
-      h("button.icon.back", { "aria-label": "Back", onclick: () => app.open(null) }, "‹"),
+      h("button.icon.back", { "aria-label": "Back", onclick: () => app.open(null) }, icon("back", 24)),
       avatar(c.title),
       h("div.who", h("strong", { "data-testid": "conv-title" }, c.kind === "group" ? `# ${c.title}` : c.title),
         h("span.status", { "data-testid": typing ? "typing" : "presence", class: typing ? "status typing" : "status" }, this.subtitle(c))),
       c.kind === "group" && h("button.icon", { title: "Members", "aria-label": "Members", "data-testid": "group-info",
-        onclick: () => this.groupDialog(c.id) }, "👥"));
+        onclick: () => this.groupDialog(c.id) }, icon("users")));
     const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 80;
     replace(this.list, c.messages.map((m) => this.bubble(c, m)));
     if (this.shown !== c.id || nearBottom) this.list.scrollTop = this.list.scrollHeight;
@@ -196,7 +197,7 @@ export class ChatScreen {
       c.kind === "group" && !m.mine && h("div.sender", userOf(m.from)),
       m.error && !m.text ? h("div.text.bad", m.error) : h("div.text", m.text),
       h("div.meta", m.error && m.text ? h("span.bad", m.error) : null, h("time", fmtTime(m.ts)),
-        tick && h(`span.tick.${m.tick}`, { title: tick[1], "data-testid": "tick" }, tick[0])));
+        tick && h(`span.tick.${m.tick}`, { title: tick[1], "data-testid": "tick" }, m.tick === "pending" ? icon("clock", 12) : tick[0])));
   }
 
   // ------------------------------------------------------------------ dialogs
@@ -205,7 +206,7 @@ export class ChatScreen {
     this.closeDialog();
     const d = h("div.backdrop", { onclick: (e: Event) => e.target === d && this.closeDialog() },
       h("div.dialog", { role: "dialog", "aria-label": title, "data-testid": "dialog" },
-        h("header", h("h2", title), h("button.icon", { "aria-label": "Close", onclick: () => this.closeDialog() }, "✕")),
+        h("header", h("h2", title), h("button.icon", { "aria-label": "Close", onclick: () => this.closeDialog() }, icon("close"))),
         ...body));
     this.dialog = d;
     document.body.append(d);
@@ -292,10 +293,13 @@ export class ChatScreen {
     const users = c ? c.members.filter((u) => u !== app.me) : [];
     const theirs = h("div");
     const ks = app.keyStatus;
+    const fp = h("p.fingerprint", { "data-testid": "fingerprint" }, "…");
+    void app.fingerprint().then((f) => replace(fp, f));
     this.modal("Devices",
       h("h3", "Your devices"), mine,
       h("p.muted.small", "This device: ", h("strong", app.addr),
         ks ? ` · ${String(ks.opks)} one-time pre-keys on the key server${ks.low ? " (low)" : ""}` : ""),
+      h("p.muted.small", "Identity key fingerprint (compare it with your contacts): "), fp,
       users.length > 0 && h("h3", `In ${c!.kind === "group" ? "# " : ""}${c!.title}`), theirs);
     const list = (user: string, el: HTMLElement) => app.devices(user)
       .then((ds) => replace(el, ds.map((d) => h("li", h("span.dev", "▭"), `${user}/${d}`,

@@ -103,6 +103,10 @@ async function pair() {
   await send(bob, "hi alice, got it");
   await bubble(alice, "hi alice, got it", "in").waitFor();
   await waitTick(bob, "hi alice, got it", "read");
+  await send(alice, "are we still on for the release review on friday?");
+  await send(bob, "yes! 10:00, I'll bring the benchmark numbers");
+  await bubble(alice, "I'll bring the benchmark numbers", "in").waitFor();
+  await waitTick(alice, "are we still on", "read");
 
   // presence and typing
   await alice.page.locator("[data-testid=presence]", { hasText: "online" }).waitFor();
@@ -139,6 +143,8 @@ async function pair() {
   // devices
   await alice.page.click("[data-testid=open-devices]");
   await alice.page.locator("[data-testid=my-devices] li", { hasText: cfg.users.alice.addr }).waitFor();
+  await alice.page.locator("[data-testid=fingerprint]", { hasText: /^[0-9a-f]{4}( [0-9a-f]{4}){4}$/ }).waitFor();
+  await shot(alice, "web-devices");
   await alice.page.click("[data-testid=dialog] button[aria-label=Close]");
 
   // bob goes away: alice sees "last seen"
