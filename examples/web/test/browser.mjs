@@ -94,6 +94,7 @@ async function pair() {
   const item = bob.page.locator(`[data-testid=conv][data-conv="${dm}"]`);
   await item.locator("[data-testid=unread]", { hasText: "1" }).waitFor();
   log("bob has 1 unread");
+  await shot(bob, "web-unread");
   await openConv(bob, dm);
   await bubble(bob, "hello bob", "in").waitFor();
   await waitTick(alice, "hello bob", "read");
@@ -112,12 +113,12 @@ async function pair() {
   await alice.page.locator("[data-testid=presence]", { hasText: "online" }).waitFor();
   log("alice sees bob online");
   await bob.page.locator("[data-testid=presence]", { hasText: "online" }).waitFor();
-  await bob.page.type("[data-testid=composer]", "typing something", { delay: 20 });
+  await bob.page.type("[data-testid=composer]", "see you there", { delay: 20 });
   await alice.page.locator("[data-testid=typing]").waitFor();
   log("alice sees bob typing");
   await shot(alice, "web-chat");
-  await send(bob, "typing something");
-  await bubble(alice, "typing something", "in").waitFor();
+  await send(bob, "see you there");
+  await bubble(alice, "see you there", "in").waitFor();
   await alice.page.locator("[data-testid=typing]").waitFor({ state: "detached" });
 
   // a group: alice creates it with bob; messages go both ways under sender keys
@@ -152,7 +153,6 @@ async function pair() {
   await bob.ctx.close();
   await alice.page.locator("[data-testid=presence]", { hasText: "last seen" }).waitFor();
   log("alice sees bob's last seen");
-  await shot(alice, "web-conversations");
 
   // the narrow layout shows one pane at a time
   await alice.page.setViewportSize({ width: 390, height: 760 });
