@@ -27,11 +27,13 @@ RETRY = 3     # plugin_opt_push_retry
 class Provider:
     """An FCM/APNs-shaped endpoint that records every POST. Tokens starting
     with "bad" are disowned (404 UNREGISTERED); while `failing` holds a
-    token, it answers 503 for it."""
+    token, it answers 503 for it; a token in `slow` is answered only after
+    3 s, once (the gateway's timeout is 2 s)."""
 
     def __init__(self):
         self.requests = []
         self.failing = set()
+        self.slow = set()
         self.lock = threading.Lock()
         prov = self
 
@@ -42,16 +44,24 @@ class Provider:
                 token = (body.get("message", {}).get("token") or
                          self.path.rsplit("/", 1)[-1])
                 with prov.lock:
+                    slow = token in prov.slow
+                    prov.slow.discard(token)
+                if slow:
+                    time.sleep(3)
+                with prov.lock:
                     code = (404 if token.startswith("bad") else
                             503 if token in prov.failing else 200)
                     prov.requests.append({"t": time.monotonic(), "path": self.path,
                                           "auth": self.headers.get("Authorization"),
                                           "body": body, "token": token, "code": code})
                 out = (b'{"error":{"status":"UNREGISTERED"}}' if code == 404 else b"{}")
-                self.send_response(code)
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Length", str(len(out)))
+                    self.end_headers()
+                    self.wfile.write(out)
+                except BrokenPipeError:
+                    pass  # the gateway gave up waiting (the slow token)
 
             def log_message(self, *a):
                 pass
@@ -236,6 +246,29 @@ class PushTest(ChatTestCase):
                 RETRY * 2 + 5), (tok, gw2.text()))
         self.assertEqual(gw2.stop(), 0)
         self.assertIn("stopping: received", gw2.text())
+
+    def test_timeout_retried(self):
+        gw = self.gateway()
+        user, token = self.offline_device()
+        self.provider.slow.add(token)
+        self.dev(uniq("s"), "phone").send_dm(user, 1, body=b"1")
+        self.assertTrue(wait_until(lambda: any(r["code"] == 200
+                                               for r in self.provider.for_token(token)[1:]), 10),
+                        gw.text())
+        self.assertIn("no answer from 127.0.0.1:%d within 2000 ms" % self.provider.port, gw.text())
+
+    def test_two_gateways_share_the_load(self):
+        gws = [self.gateway(), self.gateway()]
+        targets = [self.offline_device() for _ in range(8)]
+        sender = self.dev(uniq("s"), "phone")
+        for i, (user, _) in enumerate(targets):
+            sender.send_dm(user, i + 1, body=b"1")
+        for _, token in targets:
+            self.assertTrue(wait_until(lambda: self.provider.for_token(token), 10),
+                            (token, gws[0].text(), gws[1].text()))
+        served = [sum(t[0] + "/phone (fcm): HTTP 200" in g.text() for t in targets) for g in gws]
+        self.assertEqual(sum(served), len(targets), served)
+        self.assertTrue(all(served), served)
 
     def test_register_errors_and_acl(self):
         d = self.dev(uniq("e"), "phone")

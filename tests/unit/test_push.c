@@ -326,6 +326,32 @@ START_TEST(owed_after_restart_and_removal)
 }
 END_TEST
 
+START_TEST(many_devices)
+{
+	add("alice", "phone");
+	connect_dev("alice/phone");
+	char addr[8][32], tok[8][32];
+	for (int i = 0; i < 8; i++) {
+		char u[16];
+		snprintf(u, sizeof(u), "u%d", i);
+		snprintf(addr[i], sizeof(addr[i]), "u%d/phone", i);
+		snprintf(tok[i], sizeof(tok[i]), "tok-%d", i);
+		add(u, "phone");
+		connect_dev(addr[i]);
+		ck_assert(fbool(reg(addr[i], "fcm", tok[i]), "ok"));
+		disconnect_dev(addr[i]);
+	}
+	size_t m = mark();
+	for (int i = 0; i < 8; i++) {
+		char u[16];
+		snprintf(u, sizeof(u), "u%d", i);
+		dm("alice/phone", u, (uint64_t)i + 1);
+		later(10);
+	}
+	ck_assert_uint_eq(wakes(m), 8);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("push");
@@ -336,6 +362,7 @@ static Suite *suite(void)
 	tcase_add_test(t, receipts_wake_the_sender);
 	tcase_add_test(t, resent_until_acknowledged);
 	tcase_add_test(t, owed_after_restart_and_removal);
+	tcase_add_test(t, many_devices);
 	suite_add_tcase(s, t);
 	return s;
 }
