@@ -10,6 +10,7 @@
 #include "core_internal.h"
 #include "err.h"
 
+#include <limits.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -28,6 +29,8 @@ typedef struct admin_req {
 	bool has_user, has_device, has_name, has_gid, has_owner;
 	const uint8_t *members; /* raw CBOR array, or NULL */
 	size_t members_len;
+	char dir[PATH_MAX];
+	bool has_dir;
 } admin_req;
 
 /* A reply under construction: the handler adds result pairs to `res`. */
@@ -36,6 +39,8 @@ typedef struct admin_reply {
 	char msg[256];
 	cbw *res;
 	size_t npairs;
+	const admin_ticket *who;
+	bool deferred; /* the command answers later (admin_send) */
 } admin_reply;
 
 static void fail(admin_reply *r, const char *code, const char *fmt, const char *arg)
@@ -194,54 +199,16 @@ static void cmd_service_add(core *c, admin_req *q, admin_reply *r)
 	sodium_memzero(token, sizeof(token));
 }
 
-static uint64_t count_replays(const core *c)
-{
-	uint64_t n = 0;
-	for (const device *d = c->replays; d; d = d->rp.next)
-		n++;
-	return n;
-}
-
 static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 {
 	(void)q;
-	const struct { const char *name; uint64_t v; } ctr[] = {
-		{ "users", c->dir.users.live },
-		{ "devices", c->dir.devices.live },
-		{ "devices_online", c->dir.online },
-		{ "services", c->dir.services.live },
-		{ "auth_ok", c->n.auth_ok },
-		{ "auth_refused", c->n.auth_refused },
-		{ "messages_in", c->n.msgs_in },
-		{ "messages_stored", c->n.msgs_stored },
-		{ "messages_duplicate", c->n.msgs_dup },
-		{ "messages_refused", c->n.msgs_refused },
-		{ "events_out", c->n.events_out },
-		{ "errors_out", c->n.errors_out },
-		{ "subscriptions_refused", c->n.subs_refused },
-		{ "admin_commands", c->n.admin_cmds },
-		{ "syncs", c->n.syncs },
-		{ "replays_active", count_replays(c) },
-		{ "queue_entries_replayed", c->n.replayed },
-		{ "receipts_in", c->n.receipts_in },
-		{ "receipts_out", c->n.receipts_out },
-		{ "events_queued", c->n.receipts_queued },
-		{ "messages_expired", c->n.expired },
-		{ "groups", c->groups.live },
-		{ "group_events", c->n.group_events },
-		{ "typing_out", c->n.typing_out },
-		{ "presence_out", c->n.presence_out },
-		{ "wakeups_out", c->n.wakeups_out },
-		{ "wakeups_resent", c->n.wakeups_resent },
-		{ "push_acks", c->n.push_acks },
-		{ "push_tokens_invalid", c->n.push_invalid },
-	};
-	size_t n = sizeof(ctr) / sizeof(ctr[0]);
+	stat_value v[CORE_STATS_MAX];
+	size_t n = stats_collect(c, v);
 	cbw_text(r->res, "counters");
 	cbw_map(r->res, n);
 	for (size_t i = 0; i < n; i++) {
-		cbw_text(r->res, ctr[i].name);
-		cbw_uint(r->res, ctr[i].v);
+		cbw_text(r->res, v[i].name);
+		cbw_uint(r->res, v[i].v);
 	}
 	r->npairs++;
 }
@@ -271,10 +238,25 @@ static void cmd_group_create(core *c, admin_req *q, admin_reply *r)
 	r->npairs = res.npairs;
 }
 
+/* chatctl backup DIR: answered by backup_tick when the copy is done. */
+static void cmd_backup(core *c, admin_req *q, admin_reply *r)
+{
+	if (!q->has_dir) {
+		fail(r, "field", "%s", "dir is required");
+		return;
+	}
+	const char *why = backup_start(c, q->dir, r->who);
+	if (why)
+		fail(r, "backup", "%s", why);
+	else
+		r->deferred = true;
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(core *c, admin_req *q, admin_reply *r);
 } commands[] = {
+	{ "backup", cmd_backup },
 	{ "device.add", cmd_device_add },
 	{ "device.remove", cmd_device_remove },
 	{ "user.remove", cmd_user_remove },
@@ -324,6 +306,8 @@ static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char 
 			ok = q->has_name = copy_text(&val, q->name, sizeof(q->name));
 		} else if (cbr_eq(&key, "gid")) {
 			ok = q->has_gid = copy_text(&val, q->gid, sizeof(q->gid));
+		} else if (cbr_eq(&key, "dir")) {
+			ok = q->has_dir = copy_text(&val, q->dir, sizeof(q->dir));
 		} else if (cbr_eq(&key, "owner")) {
 			ok = q->has_owner = copy_text(&val, q->owner, sizeof(q->owner));
 		} else if (cbr_eq(&key, "members")) {
@@ -347,16 +331,54 @@ static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char 
 	return NULL;
 }
 
+void admin_send(core *c, const admin_ticket *who, const char *code, const char *msg,
+                const cbw *res, size_t npairs)
+{
+	cbw *w = &c->w;
+	cbw_reset(w);
+	cbw_map(w, 1 + (who->cmdlen > 0) + who->has_rid + (code ? 2 : npairs));
+	if (who->cmdlen) {
+		cbw_text(w, "cmd");
+		cbw_textn(w, who->cmd, who->cmdlen);
+	}
+	if (who->has_rid) {
+		cbw_text(w, "rid");
+		cbw_uint(w, who->rid);
+	}
+	cbw_text(w, "ok");
+	cbw_bool(w, code == NULL);
+	if (code) {
+		cbw_text(w, "code");
+		cbw_text(w, code);
+		cbw_text(w, "msg");
+		cbw_text(w, msg);
+	} else if (npairs) {
+		cbw_raw(w, res->buf, res->len);
+	}
+	if (cbw_status(w) == 0)
+		c->io.publish(c->io.ctx, who->clientid, CORE_CONTROL_RESPONSE, w->buf, w->len, 1, false);
+	sodium_memzero(w->buf, w->len);
+}
+
 void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len)
 {
 	admin_req q;
 	memset(&q, 0, sizeof(q));
-	admin_reply r = { .res = &c->w2 };
+	admin_ticket who;
+	memset(&who, 0, sizeof(who));
+	admin_reply r = { .res = &c->w2, .who = &who };
 	cbw_reset(&c->w2);
 	c->n.admin_cmds++;
 
 	const char *code;
 	const char *err = parse(payload, len, &q, &code);
+	snprintf(who.clientid, sizeof(who.clientid), "%s", clientid);
+	if (q.cmd) {
+		who.cmdlen = q.cmdlen < sizeof(who.cmd) ? q.cmdlen : sizeof(who.cmd);
+		memcpy(who.cmd, q.cmd, who.cmdlen);
+	}
+	who.has_rid = q.has_rid;
+	who.rid = q.rid;
 	if (err) {
 		r.code = code;
 		snprintf(r.msg, sizeof(r.msg), "%s", err);
@@ -370,30 +392,7 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 		else
 			commands[k].fn(c, &q, &r);
 	}
-
-	cbw *w = &c->w;
-	cbw_reset(w);
-	cbw_map(w, 1 + (q.cmd != NULL) + q.has_rid + (r.code ? 2 : r.npairs));
-	if (q.cmd) {
-		cbw_text(w, "cmd");
-		cbw_textn(w, q.cmd, q.cmdlen);
-	}
-	if (q.has_rid) {
-		cbw_text(w, "rid");
-		cbw_uint(w, q.rid);
-	}
-	cbw_text(w, "ok");
-	cbw_bool(w, r.code == NULL);
-	if (r.code) {
-		cbw_text(w, "code");
-		cbw_text(w, r.code);
-		cbw_text(w, "msg");
-		cbw_text(w, r.msg);
-	} else {
-		cbw_raw(w, c->w2.buf, c->w2.len);
-	}
-	if (cbw_status(w) == 0)
-		c->io.publish(c->io.ctx, clientid, CORE_CONTROL_RESPONSE, w->buf, w->len, 1, false);
+	if (!r.deferred)
+		admin_send(c, &who, r.code, r.msg, &c->w2, r.npairs);
 	sodium_memzero(c->w2.buf, c->w2.len);
-	sodium_memzero(w->buf, w->len);
 }

@@ -34,10 +34,14 @@ void core_config_defaults(core_config *cfg)
 	cfg->presence_grace_s = 10;
 	cfg->push_interval_s = 30;
 	cfg->push_retry_s = 60;
+	cfg->stats_interval_s = 10;
+	cfg->log_level = CORE_LOG_INFO;
 }
 
 void core_log(core *c, int level, const char *fmt, ...)
 {
+	if (level < c->cfg.log_level)
+		return;
 	char buf[512];
 	va_list ap;
 	va_start(ap, fmt);
@@ -250,6 +254,7 @@ void core_close(core *c)
 {
 	if (!c)
 		return;
+	backup_wait(c);
 	if (c->st)
 		store_close(c->st);
 	groups_free(c);
@@ -290,6 +295,8 @@ void core_tick(core *c)
 	expiry_tick(c);
 	presence_tick(c);
 	push_tick(c);
+	stats_tick(c, c->io.now_ms(c->io.ctx));
+	backup_tick(c);
 }
 
 void core_disconnect(core *c, void *conn, const char *clientid, const char *username)

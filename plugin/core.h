@@ -44,7 +44,7 @@ typedef struct core_config {
 	const char *data_dir;       /* required */
 	const char *topic_prefix;   /* "chat" */
 	uint32_t max_body;          /* bytes of one send payload; default 65536 */
-	enum core_foreign_acl foreign_acl;
+	int foreign_acl;            /* enum core_foreign_acl */
 	bool sync_writes;
 	uint64_t offline_ttl_s;     /* 30 days */
 	uint64_t max_queue;         /* per device; 0 = unlimited */
@@ -55,9 +55,17 @@ typedef struct core_config {
 	uint32_t presence_grace_s;  /* offline after the last device is gone this long; 10 */
 	uint32_t push_interval_s;   /* at most one wake-up per device this often; 30 */
 	uint32_t push_retry_s;      /* an unacknowledged wake-up is sent again after; 60 */
+	uint32_t stats_interval_s;  /* counters on $SYS/broker/chat/ this often; 0 = never; 10 */
+	int log_level;              /* enum core_log_level: the least one logged; info */
 } core_config;
 
 void core_config_defaults(core_config *cfg);
+
+/* Sets option `key` (plugin_opt_<key>) from its text value (options.c). On
+ * an unknown key or an invalid value returns false with one line naming the
+ * option and what it accepts in err. Text values are kept by pointer. */
+bool core_config_set(core_config *cfg, const char *key, const char *value, char *err,
+                     size_t errlen);
 
 /* Opens the store, loads the device directory, creates the admin
  * credential (<data_dir>/admin.token, 0600) on the first start.

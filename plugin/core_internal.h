@@ -240,11 +240,15 @@ int core_reserve(void **buf, size_t *cap, size_t n, size_t elem);
 /* Room for n recipients in c->fan. */
 int fanout_reserve(core *c, size_t n);
 
+#define CORE_REFUSE_CODES 16
+#define CORE_STATS_MAX 64
+
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
-		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid;
+		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups;
+	uint64_t refused[CORE_REFUSE_CODES]; /* error events by code (stats.c) */
 } counters;
 
 /* Devices waiting for a wake-up or its acknowledgement, by due time. */
@@ -253,6 +257,15 @@ typedef struct push_timers {
 	size_t n, cap;
 	uint64_t next_id;             /* wake-up ids, seeded from the clock at open */
 } push_timers;
+
+typedef struct backup_job backup_job; /* backup.c */
+
+/* ---- counters (stats.c) ---- */
+typedef struct stat_value {
+	const char *name;
+	uint64_t v;
+} stat_value;
+
 
 struct core {
 	core_config cfg;
@@ -277,6 +290,10 @@ struct core {
 	user *grace_head, *grace_tail; /* presence grace timers, oldest first */
 	push_timers pt;
 	counters n;
+	uint64_t next_stats_ms;             /* the next $SYS publication */
+	uint64_t stats_last[CORE_STATS_MAX]; /* values last published there */
+	bool stats_sent;
+	backup_job *backup;                 /* a running `backup`, or NULL */
 };
 
 void core_log(core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -359,7 +376,37 @@ void push_tick(core *c);
 /* ---- ctl requests (ctl.c) ---- */
 enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);
 
+/* ---- counters (stats.c) ---- */
+/* Counts an error event sent for a refusal, by its code. */
+void stats_refused(core *c, const char *code);
+/* Every counter, in a fixed order; returns how many (<= CORE_STATS_MAX). */
+size_t stats_collect(core *c, stat_value *out);
+/* Publishes changed counters on $SYS/broker/chat/ when the interval is due. */
+void stats_tick(core *c, uint64_t now);
+
 /* ---- admin (admin.c) ---- */
 void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len);
+
+/* Where an admin command's answer goes (kept by a command that answers
+ * later). */
+typedef struct admin_ticket {
+	char clientid[256];
+	char cmd[64];
+	size_t cmdlen;
+	bool has_rid;
+	uint64_t rid;
+} admin_ticket;
+/* One response on $CONTROL/chat/v1/response: ok with res's npairs result
+ * pairs, or (code set) a refusal with a reason. */
+void admin_send(core *c, const admin_ticket *who, const char *code, const char *msg,
+                const cbw *res, size_t npairs);
+
+/* ---- backup (backup.c) ---- */
+/* Starts a backup into dir, answered later to who; NULL, or why not. */
+const char *backup_start(core *c, const char *dir, const admin_ticket *who);
+/* Answers a finished backup. */
+void backup_tick(core *c);
+/* Waits for a running backup (at close). */
+void backup_wait(core *c);
 
 #endif

@@ -86,6 +86,7 @@ void ev_error(core *c, const device *to, const char *code, const char *msg, cons
 		cbw_raw(w, cid_raw, cid_len);
 	}
 	c->n.errors_out++;
+	stats_refused(c, code);
 	ev_publish(c, to, w);
 }
 

@@ -12,8 +12,6 @@
 
 #include "core.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,82 +130,14 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
 /* ---- options ---- */
 
-static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	if (!s || !*s || *s == '-' || *s == '+')
-		return false;
-	errno = 0;
-	char *end;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || *end || v < min || v > max)
-		return false;
-	*out = v;
-	return true;
-}
-
-static bool parse_bool(const char *s, bool *out)
-{
-	if (!strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "yes") || !strcmp(s, "on"))
-		*out = true;
-	else if (!strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "no") || !strcmp(s, "off"))
-		*out = false;
-	else
-		return false;
-	return true;
-}
-
 static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
 {
-	for (int i = 0; i < n; i++) {
-		const char *k = opts[i].key, *v = opts[i].value;
-		uint64_t u;
-		bool ok = true;
-		if (!strcmp(k, "data_dir")) {
-			cfg->data_dir = v;
-		} else if (!strcmp(k, "topic_prefix")) {
-			cfg->topic_prefix = v;
-		} else if (!strcmp(k, "max_body")) {
-			ok = parse_u64(v, 64, 16u << 20, &u);
-			cfg->max_body = (uint32_t)u;
-		} else if (!strcmp(k, "foreign_acl")) {
-			ok = !strcmp(v, "defer") || !strcmp(v, "allow");
-			cfg->foreign_acl = !strcmp(v, "allow") ? CORE_FOREIGN_ALLOW : CORE_FOREIGN_DEFER;
-		} else if (!strcmp(k, "sync_writes")) {
-			ok = parse_bool(v, &cfg->sync_writes);
-		} else if (!strcmp(k, "offline_ttl")) {
-			ok = parse_u64(v, 1, 10ull * 365 * 24 * 3600, &cfg->offline_ttl_s);
-		} else if (!strcmp(k, "max_queue")) {
-			ok = parse_u64(v, 0, UINT32_MAX, &cfg->max_queue);
-		} else if (!strcmp(k, "replay_window")) {
-			ok = parse_u64(v, 1, 100000, &u);
-			cfg->replay_window = (uint32_t)u;
-		} else if (!strcmp(k, "replay_slice")) {
-			ok = parse_u64(v, 1, 4096, &u);
-			cfg->replay_slice = (uint32_t)u;
-		} else if (!strcmp(k, "expire_slice")) {
-			ok = parse_u64(v, 1, 100000, &u);
-			cfg->expire_slice = (uint32_t)u;
-		} else if (!strcmp(k, "max_group_size")) {
-			ok = parse_u64(v, 2, CORE_GROUP_SIZE_MAX, &u);
-			cfg->max_group_size = (uint32_t)u;
-		} else if (!strcmp(k, "presence_grace")) {
-			ok = parse_u64(v, 0, 24 * 3600, &u);
-			cfg->presence_grace_s = (uint32_t)u;
-		} else if (!strcmp(k, "push_interval")) {
-			ok = parse_u64(v, 1, 24 * 3600, &u);
-			cfg->push_interval_s = (uint32_t)u;
-		} else if (!strcmp(k, "push_retry")) {
-			ok = parse_u64(v, 1, 24 * 3600, &u);
-			cfg->push_retry_s = (uint32_t)u;
-		} else {
-			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: unknown option plugin_opt_%s", k);
+	char err[256];
+	for (int i = 0; i < n; i++)
+		if (!core_config_set(cfg, opts[i].key, opts[i].value, err, sizeof(err))) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: %s", err);
 			return false;
 		}
-		if (!ok) {
-			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: invalid value '%s' for plugin_opt_%s", v, k);
-			return false;
-		}
-	}
 	return true;
 }
 

@@ -264,6 +264,7 @@ static bool match_bodies(core *c, device *from, send_req *req, size_t n)
 			cbw_textn(w, ent[k].addr, ent[k].alen);
 	c->n.msgs_refused++;
 	c->n.errors_out++;
+	stats_refused(c, "devices");
 	core_log(c, CORE_LOG_INFO, "refused a send from %s: devices (%zu missing, %zu extra)",
 	         from->addr, missing, extra);
 	ev_publish(c, from, w);

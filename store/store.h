@@ -274,4 +274,24 @@ typedef void (*store_expire_cb)(void *arg, const store_msg *m, uint64_t seq,
 int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg,
                  size_t *expired);
 
+/* ---- operations (ops.c) ---- */
+
+/* The engine's figures (all column families together). */
+typedef struct store_engine {
+	uint64_t sst_bytes;                 /* on disk */
+	uint64_t memtable_bytes;            /* in memory, not flushed yet */
+	uint64_t pending_compaction_bytes;  /* estimate */
+	uint64_t write_stopped;             /* 1 while RocksDB stops writes (stall) */
+	uint64_t delayed_write_rate;        /* bytes/s while writes are slowed, else 0 */
+	uint64_t queue_entries_estimate;    /* offline queue entries (RocksDB estimate) */
+} store_engine;
+void store_engine_stats(store *st, store_engine *out);
+
+/* Writes a consistent checkpoint of the whole store into dir (which must not
+ * exist; SST files are hard-linked when dir is on the same file system,
+ * memtables are flushed first). Safe to call from another thread while the
+ * owning thread keeps using the handle; the reason of a failure goes to
+ * errbuf, not to store_errmsg(). */
+int store_checkpoint(store *st, const char *dir, char *errbuf, size_t errlen);
+
 #endif

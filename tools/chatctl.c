@@ -8,7 +8,8 @@
  * most) for the response carrying the same rid. See docs/PROTOCOL.md §5.
  *
  * Output contract: `device add` and `service add` print only the new token on
- * stdout; `stats` prints `name value` lines sorted by name; everything else
+ * stdout; `stats` prints `name value` lines sorted by name (`--prometheus`:
+ * Prometheus' text exposition format); everything else
  * prints nothing on success. Any failure is one line on stderr starting with
  * "chatctl: " and exit status 1; bad usage exits 2. The admin token is never
  * printed, and our copy of it is wiped as soon as libmosquitto has taken it.
@@ -42,6 +43,7 @@
 #define REQ_TOPIC "$CONTROL/chat/v1"
 #define RESP_TOPIC "$CONTROL/chat/v1/response"
 #define TIMEOUT_MS 5000
+#define BACKUP_TIMEOUT_MS 600000 /* a checkpoint flushes and links every file */
 #define KEEPALIVE_S 10
 #define TOKEN_MAX 1024 /* bytes of token file we accept */
 
@@ -58,7 +60,10 @@ static const char help_text[] =
 	"  service add NAME          create a service account; prints its token\n"
 	"  group create G --owner U [--members U1,U2,…]\n"
 	"                            create group G\n"
-	"  stats                     print the server's counters, one `name value` a line\n"
+	"  stats [--prometheus]      print the server's counters, one `name value` a line\n"
+	"                            (or in Prometheus' text format)\n"
+	"  backup DIR                write a consistent copy of the running server's data\n"
+	"                            dir into DIR (new or empty, on the broker's host)\n"
 	"\n"
 	"Options:\n"
 	"  -h HOST                   broker host (default " DEFAULT_HOST ")\n"
@@ -108,6 +113,8 @@ struct args {
 	const char *user, *device, *name, *group, *owner;
 	char **members;        /* NULL-terminated list of member ids */
 	size_t nmembers;
+	bool prometheus;       /* stats --prometheus */
+	char *dir;             /* backup: absolute path */
 };
 
 static void check_user(const char *what, const char *s)
@@ -206,6 +213,27 @@ static void parse_group_create(struct args *a, int argc, char **argv, int i)
 	check_user("owner user id", a->owner);
 }
 
+/* The broker resolves the path, not us: make it absolute here. */
+static char *absolute(const char *path)
+{
+	if (!*path)
+		die_usage("empty backup directory");
+	char cwd[4096];
+	if (path[0] != '/' && !getcwd(cwd, sizeof(cwd)))
+		die_usage("cannot resolve '%s': %s", path, strerror(errno));
+	size_t n = strlen(path) + (path[0] == '/' ? 1 : strlen(cwd) + 2);
+	char *out = malloc(n);
+	if (!out) {
+		fputs("chatctl: out of memory\n", stderr);
+		exit(1);
+	}
+	if (path[0] == '/')
+		snprintf(out, n, "%s", path);
+	else
+		snprintf(out, n, "%s/%s", cwd, path);
+	return out;
+}
+
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	memset(a, 0, sizeof(*a));
@@ -258,8 +286,14 @@ static void parse_args(struct args *a, int argc, char **argv)
 		fputs(help_text, stdout);
 		exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
 	} else if (strcmp(c0, "stats") == 0) {
-		want_args(argc - i - 1, 0, "stats");
+		a->prometheus = argc - i - 1 == 1 && strcmp(argv[i + 1], "--prometheus") == 0;
+		if (!a->prometheus)
+			want_args(argc - i - 1, 0, "stats");
 		a->cmd = "stats";
+	} else if (strcmp(c0, "backup") == 0) {
+		want_args(argc - i - 1, 1, "backup");
+		a->cmd = "backup";
+		a->dir = absolute(argv[i + 1]);
 	} else if (strcmp(c0, "device") == 0 && c1 && strcmp(c1, "add") == 0) {
 		want_args(rest, 2, "device add");
 		a->cmd = "device.add";
@@ -308,6 +342,8 @@ static int build_request(cbw *w, const struct args *a, uint32_t rid)
 		pairs++;
 	if (a->group)
 		pairs += 3; /* gid, owner, members */
+	if (a->dir)
+		pairs++;
 
 	cbw_map(w, pairs);
 	cbw_text(w, "cmd");
@@ -325,6 +361,10 @@ static int build_request(cbw *w, const struct args *a, uint32_t rid)
 	if (a->name) {
 		cbw_text(w, "name");
 		cbw_text(w, a->name);
+	}
+	if (a->dir) {
+		cbw_text(w, "dir");
+		cbw_text(w, a->dir);
 	}
 	if (a->group) {
 		cbw_text(w, "gid");
@@ -470,8 +510,21 @@ static int counter_cmp(const void *x, const void *y)
 	return (a->len > b->len) - (a->len < b->len);
 }
 
+/* Counters that can go down; the rest only grow (Prometheus "counter"). */
+static bool is_gauge(const struct counter *c)
+{
+	static const char *const gauges[] = { "users", "devices", "devices_online", "services",
+		"replays_active", "queue_entries", "groups", NULL };
+	if (c->len > 6 && memcmp(c->name, "store_", 6) == 0)
+		return true;
+	for (size_t i = 0; gauges[i]; i++)
+		if (strlen(gauges[i]) == c->len && memcmp(gauges[i], c->name, c->len) == 0)
+			return true;
+	return false;
+}
+
 /* Prints the (already validated) counters map sorted by name. */
-static bool print_counters(const uint8_t *p, size_t len)
+static bool print_counters(const uint8_t *p, size_t len, bool prometheus)
 {
 	cbr r;
 	cbr_item m, k, v;
@@ -488,8 +541,18 @@ static bool print_counters(const uint8_t *p, size_t len)
 		cs[n++] = (struct counter){ k.ptr, k.len, v.u };
 	qsort(cs, n, sizeof(*cs), counter_cmp);
 	for (size_t j = 0; j < n; j++) {
-		put_clean(stdout, cs[j].name, cs[j].len, true);
-		printf(" %" PRIu64 "\n", cs[j].value);
+		if (prometheus) {
+			bool gauge = is_gauge(&cs[j]);
+			const char *suffix = gauge ? "" : "_total";
+			fputs("# TYPE mosquitto_chat_", stdout);
+			put_clean(stdout, cs[j].name, cs[j].len, true);
+			printf("%s %s\nmosquitto_chat_", suffix, gauge ? "gauge" : "counter");
+			put_clean(stdout, cs[j].name, cs[j].len, true);
+			printf("%s %" PRIu64 "\n", suffix, cs[j].value);
+		} else {
+			put_clean(stdout, cs[j].name, cs[j].len, true);
+			printf(" %" PRIu64 "\n", cs[j].value);
+		}
 	}
 	free(cs);
 	return true;
@@ -731,7 +794,8 @@ static bool exchange(struct session *s)
 		return false;
 	}
 
-	int64_t deadline = now_ms() + TIMEOUT_MS;
+	int timeout = strcmp(a->cmd, "backup") == 0 ? BACKUP_TIMEOUT_MS : TIMEOUT_MS;
+	int64_t deadline = now_ms() + timeout;
 	while (s->stage != ST_DONE && s->stage != ST_FAILED) {
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
@@ -741,7 +805,7 @@ static bool exchange(struct session *s)
 				fail(s, "timed out waiting for the subscription to %s", RESP_TOPIC);
 			else
 				fail(s, "no response to %s within %d s (is the chat plugin loaded?)",
-				     a->cmd, TIMEOUT_MS / 1000);
+				     a->cmd, timeout / 1000);
 			break;
 		}
 		errno = 0;
@@ -826,7 +890,7 @@ int main(int argc, char **argv)
 		if (!r.counters) {
 			fputs("chatctl: malformed response from the server: no counters\n", stderr);
 			status = 1;
-		} else if (!print_counters(r.counters, r.counters_len)) {
+		} else if (!print_counters(r.counters, r.counters_len, a.prometheus)) {
 			fputs("chatctl: out of memory\n", stderr);
 			status = 1;
 		}
@@ -837,6 +901,7 @@ int main(int argc, char **argv)
 	}
 	free(a.members ? a.members[0] : NULL); /* the strdup'd --members list */
 	free(a.members);
+	free(a.dir);
 
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "chatctl: cannot write to stdout: %s\n", strerror(errno));

@@ -1,0 +1,112 @@
+/* stats.c — the server's counters in one table, for `chatctl stats` (the
+ * admin `stats` command) and for the periodic $SYS/broker/chat/<name>
+ * messages, published in mosquitto's manner: retained, the value as decimal
+ * text, every plugin_opt_stats_interval seconds and only when it changed.
+ *
+ * Gauges (devices online, active replays, engine figures) are read when
+ * asked; the rest are counters since start. Counting a refusal by its code
+ * is one compare per known code, done only on the refusal path.
+ */
+#include "core_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define SYS_PREFIX "$SYS/broker/chat/"
+
+/* Error codes a refusal is counted by; the last one takes any other. */
+#define R(code) { code, "refused_" code }
+static const struct { const char *code, *name; } refuse_codes[CORE_REFUSE_CODES] = {
+	R("cbor"), R("field"), R("topic"), R("conv"), R("qos"), R("size"), R("quota"),
+	R("rate"), R("store"), R("peer"), R("member"), R("devices"), R("type"), R("ttl"),
+	R("op"), R("other"),
+};
+#undef R
+
+void stats_refused(core *c, const char *code)
+{
+	size_t i = 0;
+	while (i < CORE_REFUSE_CODES - 1 && strcmp(refuse_codes[i].code, code) != 0)
+		i++;
+	c->n.refused[i]++;
+}
+
+static uint64_t count_replays(const core *c)
+{
+	uint64_t n = 0;
+	for (const device *d = c->replays; d; d = d->rp.next)
+		n++;
+	return n;
+}
+
+size_t stats_collect(core *c, stat_value *out)
+{
+	store_engine e;
+	store_engine_stats(c->st, &e);
+	const stat_value fixed[] = {
+		{ "users", c->dir.users.live },
+		{ "devices", c->dir.devices.live },
+		{ "devices_online", c->dir.online },
+		{ "services", c->dir.services.live },
+		{ "auth_ok", c->n.auth_ok },
+		{ "auth_refused", c->n.auth_refused },
+		{ "messages_in", c->n.msgs_in },
+		{ "messages_stored", c->n.msgs_stored },
+		{ "messages_duplicate", c->n.msgs_dup },
+		{ "messages_refused", c->n.msgs_refused },
+		{ "events_out", c->n.events_out },
+		{ "errors_out", c->n.errors_out },
+		{ "subscriptions_refused", c->n.subs_refused },
+		{ "admin_commands", c->n.admin_cmds },
+		{ "syncs", c->n.syncs },
+		{ "replays_active", count_replays(c) },
+		{ "queue_entries_replayed", c->n.replayed },
+		{ "queue_entries", e.queue_entries_estimate },
+		{ "receipts_in", c->n.receipts_in },
+		{ "receipts_out", c->n.receipts_out },
+		{ "events_queued", c->n.receipts_queued },
+		{ "messages_expired", c->n.expired },
+		{ "groups", c->groups.live },
+		{ "group_events", c->n.group_events },
+		{ "typing_out", c->n.typing_out },
+		{ "presence_out", c->n.presence_out },
+		{ "wakeups_out", c->n.wakeups_out },
+		{ "wakeups_resent", c->n.wakeups_resent },
+		{ "push_acks", c->n.push_acks },
+		{ "push_tokens_invalid", c->n.push_invalid },
+		{ "backups", c->n.backups },
+		{ "store_sst_bytes", e.sst_bytes },
+		{ "store_memtable_bytes", e.memtable_bytes },
+		{ "store_pending_compaction_bytes", e.pending_compaction_bytes },
+		{ "store_write_stopped", e.write_stopped },
+		{ "store_delayed_write_rate", e.delayed_write_rate },
+	};
+	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + CORE_REFUSE_CODES <= CORE_STATS_MAX,
+	               "CORE_STATS_MAX holds every counter");
+	size_t n = sizeof(fixed) / sizeof(fixed[0]);
+	memcpy(out, fixed, sizeof(fixed));
+	for (size_t i = 0; i < CORE_REFUSE_CODES; i++) {
+		out[n].name = refuse_codes[i].name;
+		out[n++].v = c->n.refused[i];
+	}
+	return n;
+}
+
+void stats_tick(core *c, uint64_t now)
+{
+	if (!c->cfg.stats_interval_s || now < c->next_stats_ms)
+		return;
+	c->next_stats_ms = now + (uint64_t)c->cfg.stats_interval_s * 1000u;
+	stat_value v[CORE_STATS_MAX];
+	size_t n = stats_collect(c, v);
+	for (size_t i = 0; i < n; i++) {
+		if (c->stats_sent && c->stats_last[i] == v[i].v)
+			continue;
+		char topic[96], text[24];
+		snprintf(topic, sizeof(topic), SYS_PREFIX "%s", v[i].name);
+		int len = snprintf(text, sizeof(text), "%llu", (unsigned long long)v[i].v);
+		c->io.publish(c->io.ctx, NULL, topic, text, (size_t)len, 0, true);
+		c->stats_last[i] = v[i].v;
+	}
+	c->stats_sent = true;
+}
