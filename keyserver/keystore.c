@@ -518,6 +518,22 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 	return CHAT_OK;
 }
 
+int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen)
+{
+	char *err = NULL;
+	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(k->db, &err);
+	if (!err)
+		rocksdb_checkpoint_create(cp, dir, 0, &err); /* 0: flush the memtable first */
+	if (cp)
+		rocksdb_checkpoint_object_destroy(cp);
+	if (err) {
+		snprintf(errbuf, errlen, "checkpoint into %s failed: %s", dir, err);
+		rocksdb_free(err);
+		return CHAT_EIO;
+	}
+	return CHAT_OK;
+}
+
 void ks_close(ks *k)
 {
 	if (!k)

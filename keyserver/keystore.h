@@ -66,6 +66,10 @@ void ks_opts_default(ks_opts *o);
  * errbuf is given, it holds a one-line reason. */
 int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen);
 void ks_close(ks *k);
+/* Writes a consistent checkpoint of the key store into dir (which must not
+ * exist): a directory `--data-dir` can open as is. Blocks while RocksDB
+ * flushes and links the files. On failure a reason in errbuf. */
+int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen);
 const char *ks_errmsg(const ks *k);
 
 typedef struct ks_spk {

@@ -42,7 +42,7 @@ enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 #define TOPIC_MAX 256
 
 typedef struct server {
-	const char *host, *user, *token_file, *data_dir, *group, *prefix;
+	const char *host, *user, *token_file, *data_dir, *group, *prefix, *backup_dir;
 	int port;
 	int log_level;
 	ks_opts kopts;
@@ -56,11 +56,14 @@ typedef struct server {
 } server;
 
 static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t backup_wanted; /* SIGUSR1 */
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stopping = 1;
+	if (sig == SIGUSR1)
+		backup_wanted = 1;
+	else
+		stopping = 1;
 }
 
 static int g_log_level = LOG_INFO;
@@ -185,6 +188,46 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
 		logf_(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
 }
 
+/* ---- backup (SIGUSR1) ---- */
+
+/* A checkpoint of the key store into a new <backup-dir>/keys-<UTC time>.
+ * Runs on the one thread between requests: requests wait while RocksDB
+ * flushes its memtable and hard-links the files (milliseconds for a store
+ * of millions of keys; the flush is bounded by the 8 MiB memtable). */
+static void backup_if_wanted(server *s)
+{
+	if (!backup_wanted)
+		return;
+	backup_wanted = 0;
+	if (!s->backup_dir) {
+		logf_(LOG_WARN, "SIGUSR1 without --backup-dir: no backup taken");
+		return;
+	}
+	if (mkdir(s->backup_dir, 0700) != 0 && errno != EEXIST) {
+		logf_(LOG_ERR, "backup failed: cannot create %s: %s", s->backup_dir, strerror(errno));
+		return;
+	}
+	char when[32], dir[PATH_MAX];
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(when, sizeof(when), "%Y%m%dT%H%M%SZ", &tm);
+	struct stat sb;
+	snprintf(dir, sizeof(dir), "%s/keys-%s", s->backup_dir, when);
+	for (int n = 2; stat(dir, &sb) == 0 && n < 100; n++)
+		snprintf(dir, sizeof(dir), "%s/keys-%s-%d", s->backup_dir, when, n);
+	char err[PATH_MAX + 512];
+	if (ks_checkpoint(s->ks, dir, err, sizeof(err)) != CHAT_OK) {
+		logf_(LOG_ERR, "backup failed: %s", err);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	logf_(LOG_INFO, "backup written to %s in %ld ms", dir, ms);
+}
+
 /* ---- the connection loop ---- */
 
 /* Runs until a signal: connect, serve, and after a loss wait an exponential
@@ -202,6 +245,7 @@ static void serve(server *s)
 			first = false;
 			while (!stopping && rc == MOSQ_ERR_SUCCESS) {
 				rc = mosquitto_loop(s->mosq, 500, 1);
+				backup_if_wanted(s);
 				if (s->connected)
 					delay = BACKOFF_MIN_MS;
 			}
@@ -218,6 +262,7 @@ static void serve(server *s)
 		unsigned wait = delay / 2 + randombytes_uniform(delay / 2 + 1);
 		logf_(LOG_INFO, "reconnecting in %u ms", wait);
 		nap(wait);
+		backup_if_wanted(s);
 		delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
 	}
 	if (s->connected || mosquitto_want_write(s->mosq)) {
@@ -238,7 +283,7 @@ static void usage(FILE *f)
 	        "                      [--share-group NAME] [--topic-prefix PREFIX]\n"
 	        "                      [--rate-burst N] [--rate-refill-seconds S]\n"
 	        "                      [--low-threshold N] [--pool-cap N] [--sync]\n"
-	        "                      [--log-level error|warning|info|debug]\n"
+	        "                      [--log-level error|warning|info|debug] [--backup-dir DIR]\n"
 	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n");
 }
 
@@ -317,7 +362,7 @@ static int lock_data_dir(const char *dir)
 }
 
 enum { OPT_TOKEN = 256, OPT_DATA, OPT_GROUP, OPT_PREFIX, OPT_BURST, OPT_REFILL, OPT_LOW,
-       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_HELP };
+       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_HELP };
 
 static int parse_args(server *s, int argc, char **argv)
 {
@@ -335,6 +380,7 @@ static int parse_args(server *s, int argc, char **argv)
 		{ "pool-cap", required_argument, NULL, OPT_CAP },
 		{ "sync", no_argument, NULL, OPT_SYNC },
 		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "backup-dir", required_argument, NULL, OPT_BACKUP },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -371,12 +417,14 @@ static int parse_args(server *s, int argc, char **argv)
 			else if (!strcmp(optarg, "debug")) s->log_level = LOG_DEBUG;
 			else bad = "--log-level";
 			break;
+		case OPT_BACKUP: s->backup_dir = optarg; if (!*optarg) bad = "--backup-dir"; break;
 		case OPT_HELP: usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
 	}
 	if (bad) {
-		fprintf(stderr, "chat-keyserver: invalid value for %s\n", bad);
+		fprintf(stderr, "chat-keyserver: invalid value '%s' for %s (see --help and "
+		        "docs/OPERATIONS.md)\n", optarg ? optarg : "", bad);
 		return 2;
 	}
 	if (optind != argc || !s->host || !port || !s->user || !s->token_file || !s->data_dir) {
@@ -404,6 +452,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	char token[512];

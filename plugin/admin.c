@@ -336,8 +336,8 @@ void admin_send(core *c, const admin_ticket *who, const char *code, const char *
 {
 	cbw *w = &c->w;
 	cbw_reset(w);
-	cbw_map(w, 1 + (who->cmdlen > 0) + who->has_rid + (code ? 2 : npairs));
-	if (who->cmdlen) {
+	cbw_map(w, 1 + who->has_cmd + who->has_rid + (code ? 2 : npairs));
+	if (who->has_cmd) {
 		cbw_text(w, "cmd");
 		cbw_textn(w, who->cmd, who->cmdlen);
 	}
@@ -373,6 +373,7 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 	const char *code;
 	const char *err = parse(payload, len, &q, &code);
 	snprintf(who.clientid, sizeof(who.clientid), "%s", clientid);
+	who.has_cmd = q.cmd != NULL;
 	if (q.cmd) {
 		who.cmdlen = q.cmdlen < sizeof(who.cmd) ? q.cmdlen : sizeof(who.cmd);
 		memcpy(who.cmd, q.cmd, who.cmdlen);

@@ -391,7 +391,8 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
  * later). */
 typedef struct admin_ticket {
 	char clientid[256];
-	char cmd[64];
+	bool has_cmd;
+	char cmd[64];           /* echoed (truncated to 64 bytes) */
 	size_t cmdlen;
 	bool has_rid;
 	uint64_t rid;

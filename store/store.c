@@ -228,6 +228,14 @@ static int store_meta_init(store *st)
 			return store_fail(st, CHAT_EINVAL,
 			                  "store schema version %u is newer than this build's %u; "
 			                  "upgrade mosquitto-chat", v, STORE_SCHEMA_VERSION);
+		/* Version 1 is the first: nothing older exists to migrate from.
+		 * A migration from v to v+1 goes here, in the same batch as the
+		 * version it writes. */
+		if (v < STORE_SCHEMA_VERSION)
+			return store_fail(st, CHAT_EINVAL,
+			                  "store schema version %u is unknown to this build "
+			                  "(it reads %u and migrates none older); refusing to read it",
+			                  v, STORE_SCHEMA_VERSION);
 	}
 
 	rc = store_get_fixed(st, STORE_CF_META, STORE_META_TOKEN_KEY,

@@ -35,8 +35,9 @@ typedef struct store_opts {
 } store_opts;
 
 /* Opens (creating if needed) the store. On failure returns an error and, if
- * errbuf is given, a one-line reason. A store whose schema version is newer
- * than STORE_SCHEMA_VERSION is refused. */
+ * errbuf is given, a one-line reason. A store whose schema version is not
+ * STORE_SCHEMA_VERSION (newer, or older than any migration this build has)
+ * is refused with a reason naming both versions. */
 int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen);
 void store_close(store *st);
 const char *store_errmsg(const store *st);

@@ -105,7 +105,7 @@ class Broker:
     """One stock mosquitto with the chat plugin on a free loopback port."""
 
     def __init__(self, options=None, extra_lines=(), data_dir=None, with_plugin=True,
-                 create_data_dir=True):
+                 create_data_dir=True, plugin=None):
         self.port = free_port()
         self.tmp = tempfile.mkdtemp(prefix="chat-it-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
@@ -120,7 +120,7 @@ class Broker:
         self._removed = False
         lines = ["listener %d 127.0.0.1" % self.port]
         if with_plugin:
-            lines.append("plugin %s" % PLUGIN)
+            lines.append("plugin %s" % (plugin or PLUGIN))
             if "data_dir" not in self.options:
                 lines.append("plugin_opt_data_dir %s" % self.data_dir)
             for k, v in self.options.items():

@@ -9,6 +9,7 @@ through the chat; B runs its half of X3DH and both arrive at the same secret.
 import hashlib
 import hmac
 import os
+import re
 import signal
 import subprocess
 import tempfile
@@ -479,6 +480,39 @@ class KeyServerLifecycleTest(ChatTestCase):
         self.assertEqual(self.request(da, second, {"op": "bundle", "user": b})
                          ["devices"][0]["opk"]["id"], 2)
         self.assertEqual(second.stop(), 0)
+
+    def test_backup_on_sigusr1_and_restore(self):
+        data = os.path.join(self.broker.tmp, "ks-backup")
+        backups = os.path.join(self.broker.tmp, "ks-backups")
+        ks = self.start_ks(data, "--rate-burst", "100", "--backup-dir", backups)
+        ks.wait_serving()
+        a, b = uniq("alice"), uniq("bob")
+        da, db = self.keydev(a, "phone"), self.keydev(b, "phone")
+        self.request(db, ks, Identity().upload_req(4))
+        self.assertEqual(self.request(da, ks, {"op": "bundle", "user": b})
+                         ["devices"][0]["opk"]["id"], 1)
+        ks.proc.send_signal(signal.SIGUSR1)
+        ks.wait_text("backup written to")
+        copy = re.search(r"backup written to (\S+) in \d+ ms", ks.text()).group(1)
+        self.assertEqual(os.path.dirname(copy), backups)
+        # after the backup: key 2 is handed out by the live server
+        self.assertEqual(self.request(da, ks, {"op": "bundle", "user": b})
+                         ["devices"][0]["opk"]["id"], 2)
+        self.assertEqual(ks.stop(), 0)
+        # restore: a key server on the copy serves the store as it was (key 2 again)
+        ks = self.start_ks(copy, "--rate-burst", "100")
+        ks.wait_serving()
+        self.assertEqual(self.request(da, ks, {"op": "bundle", "user": b})
+                         ["devices"][0]["opk"]["id"], 2)
+        self.assertEqual(ks.stop(), 0)
+        # without --backup-dir the signal is refused in the log, the server goes on
+        ks = self.start_ks(data, "--rate-burst", "100")
+        ks.wait_serving()
+        ks.proc.send_signal(signal.SIGUSR1)
+        ks.wait_text("SIGUSR1 without --backup-dir")
+        self.assertEqual(self.request(da, ks, {"op": "bundle", "user": b})
+                         ["devices"][0]["opk"]["id"], 3)
+        self.assertEqual(ks.stop(), 0)
 
     def test_bad_arguments_and_token(self):
         r = subprocess.run([KEYSERVER, "-h", "127.0.0.1"], capture_output=True, text=True,

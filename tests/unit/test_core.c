@@ -2241,9 +2241,43 @@ START_TEST(typing_relayed_never_stored)
 }
 END_TEST
 
+/* plugin_opt_* parsing (options.c): ranges, kinds, messages naming the option. */
+START_TEST(options_table)
+{
+	core_config cfg;
+	core_config_defaults(&cfg);
+	char err[256];
+	ck_assert(core_config_set(&cfg, "max_body", "64", err, sizeof(err)));
+	ck_assert_uint_eq(cfg.max_body, 64);
+	ck_assert(!core_config_set(&cfg, "max_body", "63", err, sizeof(err)));
+	ck_assert_str_eq(err, "invalid value '63' for plugin_opt_max_body: expected an integer from 64 to 16777216");
+	ck_assert_uint_eq(cfg.max_body, 64);
+	ck_assert(core_config_set(&cfg, "offline_ttl", "60", err, sizeof(err)));
+	ck_assert_uint_eq(cfg.offline_ttl_s, 60);
+	ck_assert(core_config_set(&cfg, "foreign_acl", "allow", err, sizeof(err)));
+	ck_assert_int_eq(cfg.foreign_acl, CORE_FOREIGN_ALLOW);
+	ck_assert(core_config_set(&cfg, "log_level", "warning", err, sizeof(err)));
+	ck_assert_int_eq(cfg.log_level, CORE_LOG_WARNING);
+	ck_assert(!core_config_set(&cfg, "log_level", "WARNING", err, sizeof(err)));
+	ck_assert_str_eq(err, "invalid value 'WARNING' for plugin_opt_log_level: expected one of debug, info, notice, warning, error");
+	ck_assert(core_config_set(&cfg, "sync_writes", "on", err, sizeof(err)));
+	ck_assert(cfg.sync_writes);
+	ck_assert(!core_config_set(&cfg, "sync_writes", "", err, sizeof(err)));
+	ck_assert(core_config_set(&cfg, "topic_prefix", "apps/chat", err, sizeof(err)));
+	ck_assert_str_eq(cfg.topic_prefix, "apps/chat");
+	ck_assert(!core_config_set(&cfg, "data_dir", "", err, sizeof(err)));
+	ck_assert(!core_config_set(&cfg, "max_bdoy", "1", err, sizeof(err)));
+	ck_assert_str_eq(err, "unknown option plugin_opt_max_bdoy");
+	ck_assert(!core_config_set(&cfg, "stats_interval", NULL, err, sizeof(err)));
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core");
+	TCase *o = tcase_create("options");
+	tcase_add_test(o, options_table);
+	suite_add_tcase(s, o);
 	TCase *t = env_tcase("admin", setup, teardown);
 	tcase_add_test(t, admin_token_created);
 	tcase_add_test(t, open_refuses_bad_config);
