@@ -38,6 +38,7 @@ class InstallTest(unittest.TestCase):
 
     def test_files_in_place(self):
         for rel, executable in (("bin/chatctl", True), ("sbin/chat-keyserver", True),
+                                ("sbin/chat-pushgw", True),
                                 (self.libdir + "/mosquitto_chat.so", False),
                                 ("share/doc/mosquitto-chat/examples/chat.conf", False),
                                 ("share/doc/mosquitto-chat/OPERATIONS.md", False),
