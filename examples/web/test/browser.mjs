@@ -83,6 +83,12 @@ async function pair() {
   const alice = await person("alice");
   const bob = await person("bob");
   await shot(alice, "web-signin");
+  // a wrong token is refused with a message, and the form stays
+  await alice.page.fill("#addr", cfg.users.alice.addr);
+  await alice.page.fill("#token", "A".repeat(43));
+  await alice.page.click("form[data-testid=signin] button[type=submit]");
+  await alice.page.locator("[data-testid=signin-error]", { hasText: "refused" }).waitFor();
+  log("a wrong token is refused");
   await signIn(alice);
   await signIn(bob);
   const dm = conv(alice.user, bob.user);
