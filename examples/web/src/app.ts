@@ -66,6 +66,7 @@ export class ChatApp {
   notice = ""; // the last problem worth showing
   private listeners = new Set<() => void>();
   private queue: Promise<void> = Promise.resolve(); // inbox events, one at a time
+  private sending: Promise<void> = Promise.resolve(); // sends, one at a time
   private pendingReceipts = new Map<string, { delivered: Set<number>; read: Set<number> }>();
   private receiptTimer: ReturnType<typeof setTimeout> | null = null;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
@@ -269,8 +270,16 @@ export class ChatApp {
     await this.transmit(c, m);
   }
 
-  private async transmit(c: Conversation, m: Message): Promise<void> {
-    if (!this.conn.online) return; // sent again on reconnect
+  /** Sends one message at a time, in the order they were written: each
+   *  may wait for device lists and bundles, and must not overtake another. */
+  private transmit(c: Conversation, m: Message): Promise<void> {
+    const next = this.sending.then(() => this.transmitNow(c, m));
+    this.sending = next;
+    return next;
+  }
+
+  private async transmitNow(c: Conversation, m: Message): Promise<void> {
+    if (!this.conn.online || m.tick !== "pending") return; // sent again on reconnect
     const cid = Uint8Array.from(m.cid.match(/../g)!.map((x) => parseInt(x, 16)));
     try {
       const sealed = await this.crypto.seal(this.conn, c, m.text);

@@ -40,6 +40,7 @@ const fromJson = (s: string) => JSON.parse(s, (_k, x) =>
 
 export class E2EE implements Crypto {
   private st: KeyState | null = null;
+  private loading: Promise<KeyState> | null = null;
   private readonly addr: string;
   private readonly storeKey: string;
   private devicesCache = new Map<string, string[]>(); // user -> device ids
@@ -50,18 +51,20 @@ export class E2EE implements Crypto {
     this.storeKey = `mchat.keys.${this.addr}`;
   }
 
-  private async state(): Promise<KeyState> {
-    if (this.st) return this.st;
-    await E.ready;
-    const saved = localStorage.getItem(this.storeKey);
-    if (saved) this.st = fromJson(saved) as KeyState;
-    else {
-      const spk = E.x25519();
-      this.st = { ik: E.ed25519(), spk: { ...spk, id: 1 }, opks: {}, nextOpk: 1, uploaded: false,
-        sessions: {}, ours: {}, theirs: {} };
-      this.save();
-    }
-    return this.st!;
+  /** The state, loaded (or made) once: concurrent callers share one object. */
+  private state(): Promise<KeyState> {
+    this.loading ??= E.ready.then(() => {
+      const saved = localStorage.getItem(this.storeKey);
+      if (saved) this.st = fromJson(saved) as KeyState;
+      else {
+        const spk = E.x25519();
+        this.st = { ik: E.ed25519(), spk: { ...spk, id: 1 }, opks: {}, nextOpk: 1, uploaded: false,
+          sessions: {}, ours: {}, theirs: {} };
+        this.save();
+      }
+      return this.st;
+    });
+    return this.loading;
   }
 
   private save(): void {

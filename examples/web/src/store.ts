@@ -70,6 +70,8 @@ export function saveAccount(addr: string, a: AccountState): void {
   localStorage.setItem(accountKey(addr), JSON.stringify(a));
 }
 
+const HISTORY_CAP = 1000; // messages kept per conversation (localStorage is small)
+
 /** Inserts m in seq order; false if (conv, seq) is already there. */
 export function insertMessage(c: Conversation, m: Message): boolean {
   const list = c.messages;
@@ -77,6 +79,7 @@ export function insertMessage(c: Conversation, m: Message): boolean {
   let i = list.length;
   if (m.seq > 0) while (i > 0 && (list[i - 1].seq === 0 || list[i - 1].seq > m.seq)) i--;
   list.splice(i, 0, m);
+  if (list.length > HISTORY_CAP) list.splice(0, list.length - HISTORY_CAP);
   return true;
 }
 
