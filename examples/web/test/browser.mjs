@@ -145,6 +145,15 @@ async function pair() {
   await alice.page.click("[data-testid=group-info]");
   await alice.page.locator("[data-testid=members] li", { hasText: bob.user }).waitFor();
   await shot(alice, "web-group");
+  // membership: alice promotes bob, then removes him; bob sees both and can no longer write
+  await alice.page.locator("[data-testid=members] li", { hasText: bob.user }).getByText("make admin").click();
+  await bob.page.locator("[data-testid=event]", { hasText: "you are now an admin" }).waitFor();
+  // the dialog stays open, redrawn: bob now carries the admin mark
+  await alice.page.locator("[data-testid=members] li", { hasText: bob.user }).locator(".pill", { hasText: "admin" }).waitFor();
+  await alice.page.locator("[data-testid=members] li", { hasText: bob.user }).getByText("remove").click();
+  await bob.page.locator("[data-testid=event]", { hasText: `${alice.user} removed you` }).waitFor();
+  await bob.page.locator("[data-testid=composer][disabled]").waitFor();
+  log("bob was promoted, then removed, and sees it");
   await alice.page.click("[data-testid=dialog] button[aria-label=Close]");
 
   // devices
