@@ -42,6 +42,8 @@ class InstallTest(unittest.TestCase):
                                 (self.libdir + "/mosquitto_chat.so", False),
                                 ("share/doc/mosquitto-chat/examples/chat.conf", False),
                                 ("share/doc/mosquitto-chat/OPERATIONS.md", False),
+                                ("share/mosquitto-chat/web/index.html", False),
+                                ("share/mosquitto-chat/web/app.js", False),
                                 ("lib/systemd/system/chat-keyserver.service", False),
                                 ("lib/systemd/system/mosquitto.service.d/mosquitto-chat.conf",
                                  False)):
@@ -55,6 +57,7 @@ class InstallTest(unittest.TestCase):
         with open(self.path("share/doc/mosquitto-chat/examples/chat.conf")) as f:
             conf = f.read()
         self.assertIn("plugin %s\n" % self.path(self.libdir, "mosquitto_chat.so"), conf)
+        self.assertIn("#http_dir %s\n" % self.path("share/mosquitto-chat/web"), conf)
         unit = self.path("lib/systemd/system/chat-keyserver.service")
         with open(unit) as f:
             text = f.read()
