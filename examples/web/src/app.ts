@@ -270,6 +270,17 @@ export class ChatApp {
     await this.transmit(c, m);
   }
 
+  /** Sends a message that failed again (same cid: stored at most once). */
+  retry(id: string, m: Message): void {
+    const c = this.conv(id);
+    if (!c || m.tick !== "failed") return;
+    m.tick = "pending";
+    m.error = undefined;
+    m.retries = 0;
+    this.changed();
+    void this.transmit(c, m);
+  }
+
   /** Sends one message at a time, in the order they were written: each
    *  may wait for device lists and bundles, and must not overtake another. */
   private transmit(c: Conversation, m: Message): Promise<void> {

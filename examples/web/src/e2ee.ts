@@ -148,7 +148,11 @@ export class E2EE implements Crypto {
     const st = await this.state();
     const missing = new Set(devices.filter((a) => !st.sessions[a]?.length).map(userOf));
     for (const user of missing) {
-      const r = await conn.keys("bundle", { user });
+      const r = await conn.keys("bundle", { user }).catch((e) => {
+        if (e instanceof RequestError && e.code === "notfound")
+          throw new Error(`no keys for ${user} on the key server yet (no device of theirs has signed in)`);
+        throw e;
+      });
       for (const e of (r.devices as Reply[]) ?? []) {
         const addr = `${user}/${String(e.device)}`;
         if (!devices.includes(addr) || st.sessions[addr]?.length) continue;

@@ -120,7 +120,9 @@ export class ChatScreen {
       h("header.me",
         avatar(app.me),
         h("div.who", h("strong", { "data-testid": "me" }, app.addr),
-          h("span.status", { "data-testid": "conn", "data-state": app.connState }, h("i.dot"), status)),
+          h("span.status", { "data-testid": "conn", "data-state": app.connState,
+            // the key server has this device's keys: others can start sessions with it
+            "data-keys": app.keyStatus ? "ready" : "none" }, h("i.dot"), status)),
         h("button.icon", { title: "Devices", "aria-label": "Devices", "data-testid": "open-devices",
           onclick: () => this.devicesDialog() }, icon("gear")),
         h("button.icon", { title: "Sign out", "aria-label": "Sign out", "data-testid": "signout",
@@ -196,7 +198,9 @@ export class ChatScreen {
     return h(`div.msg.${m.mine ? "out" : "in"}`, { "data-testid": "msg", "data-seq": m.seq, "data-tick": m.tick ?? null },
       c.kind === "group" && !m.mine && h("div.sender", userOf(m.from)),
       m.error && !m.text ? h("div.text.bad", m.error) : h("div.text", m.text),
-      h("div.meta", m.error && m.text ? h("span.bad", m.error) : null, h("time", fmtTime(m.ts)),
+      h("div.meta", m.error && m.text ? h("span.bad", m.error) : null,
+        m.tick === "failed" && h("button.link", { "data-testid": "retry", onclick: () => this.app.retry(c.id, m) }, "retry"),
+        h("time", fmtTime(m.ts)),
         tick && h(`span.tick.${m.tick}`, { title: tick[1], "data-testid": "tick" }, m.tick === "pending" ? icon("clock", 12) : tick[0])));
   }
 

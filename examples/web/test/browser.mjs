@@ -38,6 +38,7 @@ async function signIn(p) {
   await p.page.fill("#token", token);
   await p.page.click("form[data-testid=signin] button[type=submit]");
   await online(p);
+  await p.page.waitForSelector("[data-testid=conn][data-keys=ready]"); // its keys are on the key server
   log(`${p.name} signed in as ${addr}`);
 }
 
@@ -181,8 +182,19 @@ async function reload() {
   const alice = await person("alice");
   const bob = await person("bob");
   await signIn(alice);
-  await signIn(bob);
   const dm = conv(alice.user, bob.user);
+
+  // bob's device has no keys until it first signs in: the send fails, visibly,
+  // and goes through on retry once it has
+  await newChat(alice, bob.user);
+  await send(alice, "knock knock");
+  await bubble(alice, "knock knock", "out").and(alice.page.locator("[data-tick=failed]")).waitFor();
+  await bubble(alice, "knock knock", "out").locator(".bad", { hasText: "no keys" }).waitFor();
+  log("alice's send to a device without keys failed");
+  await signIn(bob);
+  await alice.page.click("[data-testid=retry]");
+  await waitTick(alice, "knock knock", "delivered");
+
   await newChat(bob, alice.user);
   await send(bob, "before the reload");
   await openConv(alice, dm);
