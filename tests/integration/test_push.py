@@ -4,7 +4,9 @@ FCM/APNs — the only stand-in: the real services are outside this network.
 
 One wake-up per coalescing window for a burst of 100 messages; none while
 the device is online; none for typing; a token the provider disowns is
-unregistered; a gateway killed mid-retry, or absent, loses no wake-up.
+unregistered; a gateway killed mid-retry, or absent, loses no wake-up, nor
+does a broker restart; a provider timeout is retried; two gateways share
+the work.
 """
 
 import json
@@ -113,7 +115,8 @@ class Gateway:
         self.log.close()
 
 
-class PushTest(ChatTestCase):
+class PushBase(ChatTestCase):
+    """A broker with the push options, service account pushgw, a provider."""
     broker_options = {"push_interval": INTERVAL, "push_retry": RETRY}
 
     @classmethod
@@ -153,6 +156,8 @@ class PushTest(ChatTestCase):
             lambda l: "Client %s/phone disconnected" % user in l, mark), self.broker.diagnostics())
         return user, token
 
+
+class PushTest(PushBase):
     def test_burst_of_100_one_wakeup_per_window(self):
         gw = self.gateway()
         bob, token = self.offline_device()
@@ -282,6 +287,24 @@ class PushTest(ChatTestCase):
         # Wake-ups carry tokens: devices may neither read nor fake them.
         self.assertGreaterEqual(d.subscribe("chat/push/wake"), 0x80)
         self.assertGreaterEqual(d.subscribe("$share/x/chat/push/wake"), 0x80)
+
+
+class PushRestartTest(PushBase):
+    """Its own broker: a restart rotates the broker's log, which the other
+    tests read."""
+
+    def test_owed_across_a_broker_restart(self):
+        # Queued while no gateway runs, then the broker restarts: the store's
+        # queue is the record of the wake-up owed.
+        user, token = self.offline_device()
+        self.dev(uniq("s"), "phone").send_dm(user, 1, body=b"1")
+        self.broker.restart()
+        gw = self.gateway()
+        self.assertTrue(wait_until(
+            lambda: any(r["code"] == 200 for r in self.provider.for_token(token)), RETRY * 2 + 5),
+            gw.text())
+        self.assertEqual(self.provider.for_token(token)[-1]["body"]["message"]["data"],
+                         {"pending": "1"})
 
 
 if __name__ == "__main__":
