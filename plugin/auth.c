@@ -37,6 +37,7 @@ enum core_verdict core_auth(core *c, void *conn, const char *clientid, const cha
 		if (!password || !core_token_ok(c, password, password_len, dev->hash))
 			return refuse(c, username, password ? "wrong token" : "no token");
 		dir_set_online(&c->dir, dev, conn);
+		flow_connect(c, dev); /* a new connection: mosquitto's queue for it starts afresh */
 		push_online(c, dev);
 		presence_up(c, dev->user);
 		c->n.auth_ok++;

@@ -27,7 +27,8 @@ void core_config_defaults(core_config *cfg)
 	cfg->sync_writes = false;
 	cfg->offline_ttl_s = 30 * 24 * 3600;
 	cfg->max_queue = 100000;
-	cfg->replay_window = 500;
+	cfg->inflight_window = 400;
+	cfg->inflight_drain = 1000;
 	cfg->replay_slice = 200;
 	cfg->expire_slice = 500;
 	cfg->max_group_size = 1024;
@@ -183,6 +184,10 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		snprintf(err, errlen, "plugin_opt_max_group_size must be 2-%d", CORE_GROUP_SIZE_MAX);
 		return NULL;
 	}
+	if (cfg->inflight_window < 1 || cfg->inflight_drain < 1) {
+		snprintf(err, errlen, "plugin_opt_inflight_window and plugin_opt_inflight_drain must be at least 1");
+		return NULL;
+	}
 	_Static_assert(CORE_GROUP_SIZE_MAX <= STORE_GROUP_MEMBERS_MAX, "group records hold every member");
 	core *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -291,8 +296,8 @@ void core_tick(core *c)
 		free(kicks[i]);
 	}
 	free(kicks);
+	expiry_tick(c); /* first: a sweep can free room for the pump */
 	sync_tick(c);
-	expiry_tick(c);
 	presence_tick(c);
 	push_tick(c);
 	stats_tick(c, c->io.now_ms(c->io.ctx));

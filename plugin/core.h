@@ -48,7 +48,8 @@ typedef struct core_config {
 	bool sync_writes;
 	uint64_t offline_ttl_s;     /* 30 days */
 	uint64_t max_queue;         /* per device; 0 = unlimited */
-	uint32_t replay_window;     /* replayed messages in flight per device; 500 */
+	uint32_t inflight_window;   /* QoS 1 events in mosquitto's queue per device; 400 */
+	uint32_t inflight_drain;    /* events/s a device is assumed to take (stock broker); 1000 */
 	uint32_t replay_slice;      /* queue entries read per callback or tick; 200 */
 	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */
 	uint32_t max_group_size;    /* members of one group; 1024 */
@@ -100,5 +101,14 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 
 /* Called on every broker tick (about every 100 ms or sooner). */
 void core_tick(core *c);
+
+/* A broker that reports acknowledgements (broker-patches/) calls this for
+ * every PUBACK (or PUBCOMP) of an outgoing message: client `clientid`
+ * acknowledged a message on `topic`. Acknowledgements of the plugin's
+ * inbox events free room in that device's flow window (plugin/flow.c);
+ * anything else is ignored. The first call switches the core from its
+ * estimates (receipts, plugin_opt_inflight_drain) to these exact counts
+ * for good, so call it only on a broker that reports every one. */
+void core_on_delivered_ack(core *c, const char *clientid, const char *topic_name);
 
 #endif

@@ -20,14 +20,25 @@
 
 /* ---- directory: users, their devices, who is online (directory.c) ---- */
 
-/* A device's replay of its queue (sync.c). While it runs, new events for
- * the device go through the queue behind the backlog, never live. */
-typedef struct replay {
-	bool active;
-	uint64_t cursor;                /* last qseq sent */
-	uint64_t outstanding;           /* messages sent and not yet acknowledged */
-	struct device *prev, *next;     /* the core's list of active replays */
-} replay;
+/* A device's flow window and backlog (flow.c, sync.c). Everything QoS 1
+ * the plugin publishes to a device is counted against one window, so that
+ * mosquitto's small per-client queue never overflows; beyond it, events
+ * wait in the device's store queue (its backlog), which the pump drains in
+ * order. While a backlog exists, new events for the device go through the
+ * queue behind it, never live. Reset with every new connection. */
+typedef struct flow {
+	uint32_t msgs;      /* message entries published on this connection, still queued */
+	uint32_t evs;       /* other events published, not yet acknowledged or estimated drained */
+	uint64_t drain_ms;  /* when evs were last drained by the estimate */
+	uint64_t epoch;     /* the expiry sweeps msgs is fitted to (c->expiry_epoch) */
+	uint64_t lo;        /* entries after lo were published live or drained ... */
+	uint64_t hi;        /* ... up to hi, while a backlog exists (else: all of them) */
+	uint64_t r;         /* entries up to r were published by a chat/sync replay */
+	uint64_t cursor;    /* the pump's position in the queue */
+	bool backlog;       /* the pump is draining the queue from cursor */
+	bool sync;          /* a chat/sync replay: ends with {"k":"sync","done":true} */
+	struct device *prev, *next; /* the core's list of devices with a backlog */
+} flow;
 
 /* A device's push target and its wake-up state (push.c). */
 typedef struct push_state {
@@ -48,7 +59,7 @@ typedef struct device {
 	struct user *user;
 	uint8_t hash[STORE_HASH_LEN];
 	void *conn;                     /* the live connection, or NULL */
-	replay rp;
+	flow fc;
 	push_state push;
 } device;
 
@@ -247,7 +258,7 @@ typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
-		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups;
+		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled;
 	uint64_t refused[CORE_REFUSE_CODES]; /* error events by code (stats.c) */
 } counters;
 
@@ -279,7 +290,9 @@ struct core {
 	directory dir;
 	cbw w;        /* scratch encoder for one event at a time */
 	cbw w2;       /* a second one, when two variants are built together */
-	device *replays; /* devices replaying their queue */
+	device *backlogs; /* devices whose backlog the pump drains */
+	uint64_t expiry_epoch; /* sweeps that removed messages (flow.c recounts) */
+	bool acks_exact;  /* the broker reports PUBACKs: no estimates */
 	uint64_t next_sweep_ms;
 	char **kicks; /* client ids to disconnect at the next tick */
 	size_t nkicks, capkicks;
@@ -305,15 +318,18 @@ void core_schedule_kick(core *c, const char *clientid);
 
 /* ---- events (events.c): everything the server publishes to a device ---- */
 
-/* Publishes c->w's content to a device's inbox (if it is online). */
-void ev_publish(core *c, const device *to, const cbw *w);
+/* A QoS 1 event (not a queued message) for a connected device, e.g. the
+ * reply to its request: published now if its window has room and it has
+ * no backlog, else queued behind its backlog. Nothing for a device that
+ * is offline. */
+void ev_publish(core *c, device *to, const cbw *w);
 /* {k:"error", code, msg, ?cid}: cid_raw is the cid's CBOR encoding or NULL. */
-void ev_error(core *c, const device *to, const char *code, const char *msg, const uint8_t *cid_raw,
+void ev_error(core *c, device *to, const char *code, const char *msg, const uint8_t *cid_raw,
               size_t cid_len);
 void ev_cid(cbw *w, const store_cid *cid);
 /* A refused request from a device: counted, and told to it as an `error`
  * event (MQTT 3.1.1 cannot see a refusal otherwise). Returns CORE_DENY. */
-enum core_verdict ev_refuse(core *c, const device *to, const char *code, const char *msg);
+enum core_verdict ev_refuse(core *c, device *to, const char *code, const char *msg);
 void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts);
 /* {k:"msg", …}: with_cid on copies to the sender's own devices. */
 void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
@@ -327,27 +343,49 @@ enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *
 enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_t *payload,
                              size_t len, int qos);
 
-/* Sends an event to each device of a user: now to those online and not
- * replaying, through the store queue (behind what they have not received
- * yet) to the others. */
+/* Sends an event to each device of a user: now to those online with room
+ * in their window and no backlog, through the store queue (behind what
+ * they have not received yet) to the others. */
 void ev_deliver_user(core *c, const user *u, const cbw *w);
-void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
-/* The same at QoS 0 (typing). */
+/* The same at QoS 0 (typing): best effort, outside the window. */
 void ev_publish_qos0(core *c, const device *to, const cbw *w);
+/* A message or group event to a recipient device, already in its queue
+ * (store_send): published now if the device is live with room; else the
+ * device's backlog takes it, in order. */
+void ev_publish_entry(core *c, device *to, const cbw *w);
+/* Publishes to a device's inbox at QoS 1, whatever its window (the pump,
+ * which counts for itself). */
+void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
 /* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
  * group event. */
 void ev_group(cbw *w, const store_msg *m, uint64_t seq);
-/* Whether a device takes live events now. */
-static inline bool dev_live(const device *d) { return d->conn && !d->rp.active; }
+/* Whether a device takes live events now (it may still lack room). */
+static inline bool dev_live(const device *d) { return d->conn && !d->fc.backlog; }
 
-/* ---- replay (sync.c) ---- */
+/* ---- flow window (flow.c) ---- */
+/* Whether the device's window has room for one more event (applies the
+ * drain estimate and refits after an expiry sweep first). */
+bool flow_room(core *c, device *dev);
+/* Counts a publish: an event, or a message entry at qseq (q 0: published
+ * live, the newest entry). */
+void flow_count_event(core *c, device *dev);
+void flow_count_entry(core *c, device *dev, uint64_t qseq);
+/* Whether the entry at qseq was published (and counted) on this connection. */
+bool flow_counted(const device *dev, uint64_t qseq);
+/* The device acknowledged (receipt) n counted entries: refill, drain. */
+void flow_acked(core *c, device *dev, uint64_t n);
+/* A new connection: an empty window, nothing published yet. */
+void flow_connect(core *c, device *dev);
+
+/* ---- the backlog pump and chat/sync replay (sync.c) ---- */
+/* Starts a backlog for a live device: everything queued after `after`
+ * (already published up to there) is drained by the pump, in order. */
+void backlog_start(core *c, device *dev, uint64_t after);
 void sync_start(core *c, device *dev);
 void sync_stop(core *c, device *dev);
-/* n of the device's replayed messages were acknowledged: refill. */
-void sync_acked(core *c, device *dev, uint64_t n);
+/* Drains up to one slice of the device's backlog, as its window allows. */
+void sync_pump(core *c, device *dev);
 void sync_tick(core *c);
-/* Messages left the queues without receipts (expiry): refit the windows. */
-void sync_recount(core *c);
 
 /* ---- receipts (receipts.c) and expiry (expiry.c) ---- */
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);

@@ -2,8 +2,12 @@
  *
  * Events go to one client id on its inbox topic at QoS 1, through the
  * broker's plugin publish, which reaches a connected client whether or not
- * it has subscribed. Offline devices are skipped here: what they must not
- * miss is in their store queue, the source of truth for offline delivery.
+ * it has subscribed. Every QoS 1 event passes the device's flow window
+ * (flow.c): live only while the window has room and the device has no
+ * backlog; otherwise it goes into the device's store queue behind what is
+ * waiting there, and the pump (sync.c) delivers it in order. Offline
+ * devices get queued what they must not miss (receipts); replies to a
+ * request are for the connection that asked.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -32,33 +36,80 @@ void ev_publish_qos0(core *c, const device *to, const cbw *w)
 		publish_inbox(c, to, w->buf, w->len, 0);
 }
 
-void ev_publish(core *c, const device *to, const cbw *w)
+/* Live now, within the window: publishes and counts. */
+static bool try_live(core *c, device *to, const uint8_t *ev, size_t len)
 {
-	if (cbw_status(w) == 0)
-		ev_publish_raw(c, to, w->buf, w->len);
+	if (!dev_live(to) || !flow_room(c, to))
+		return false;
+	publish_inbox(c, to, ev, len, 1);
+	flow_count_event(c, to);
+	return true;
+}
+
+/* Queues an event for n devices that cannot take it now. A connected
+ * device without a backlog starts one first: its backlog begins with this
+ * event, everything queued before it was published already. */
+static bool queue_for(core *c, device *const *to, size_t n, const uint8_t *ev, size_t len)
+{
+	const char *addrs[CORE_MAX_DEVICES];
+	for (size_t i = 0; i < n; i++) {
+		addrs[i] = to[i]->addr;
+		c->n.spilled += to[i]->conn != NULL; /* connected, yet not live: spilled */
+		if (!dev_live(to[i]))
+			continue;
+		uint64_t last = to[i]->fc.lo;
+		if (store_queue_last(c->st, to[i]->addr, &last) != CHAT_OK)
+			core_log(c, CORE_LOG_ERR, "reading the queue of %s failed: %s", to[i]->addr,
+			         store_errmsg(c->st));
+		backlog_start(c, to[i], last);
+	}
+	if (store_queue_event(c->st, addrs, n, ev, len) == CHAT_OK)
+		return true;
+	core_log(c, CORE_LOG_ERR, "queueing an event for %s failed: %s", to[0]->addr, store_errmsg(c->st));
+	return false;
+}
+
+void ev_publish(core *c, device *to, const cbw *w)
+{
+	if (cbw_status(w) == 0 && to->conn && !try_live(c, to, w->buf, w->len))
+		queue_for(c, &to, 1, w->buf, w->len);
+}
+
+void ev_publish_entry(core *c, device *to, const cbw *w)
+{
+	if (cbw_status(w) != 0 || !dev_live(to))
+		return; /* offline or behind a backlog: the queue has it */
+	if (flow_room(c, to)) {
+		publish_inbox(c, to, w->buf, w->len, 1);
+		flow_count_entry(c, to, 0);
+		return;
+	}
+	/* The window is full: the entry just queued (the queue's last) starts
+	 * the device's backlog. */
+	uint64_t last = 0;
+	if (store_queue_last(c->st, to->addr, &last) != CHAT_OK || last == 0) {
+		core_log(c, CORE_LOG_ERR, "reading the queue of %s failed: %s", to->addr,
+		         store_errmsg(c->st));
+		last = to->fc.lo + 1; /* drain all this connection got: duplicates, never a gap */
+	}
+	backlog_start(c, to, last - 1);
+	c->n.spilled++;
 }
 
 void ev_deliver_user(core *c, const user *u, const cbw *w)
 {
-	const char *later[CORE_MAX_DEVICES];
+	device *later[CORE_MAX_DEVICES];
 	size_t n = 0;
 	if (cbw_status(w) != 0)
 		return;
-	for (size_t i = 0; i < u->ndev; i++) {
-		if (dev_live(u->dev[i]))
-			ev_publish(c, u->dev[i], w);
-		else
-			later[n++] = u->dev[i]->addr;
-	}
-	if (n == 0)
-		return;
-	if (store_queue_event(c->st, later, n, w->buf, w->len) == CHAT_OK) {
+	for (size_t i = 0; i < u->ndev; i++)
+		if (!try_live(c, u->dev[i], w->buf, w->len))
+			later[n++] = u->dev[i];
+	if (n && queue_for(c, later, n, w->buf, w->len)) {
 		c->n.receipts_queued += n;
-		for (size_t i = 0; i < u->ndev; i++)
-			push_queued(c, u->dev[i]); /* wakes only those offline */
-	} else
-		core_log(c, CORE_LOG_ERR, "queueing an event for %s failed: %s", u->name,
-		         store_errmsg(c->st));
+		for (size_t i = 0; i < n; i++)
+			push_queued(c, later[i]); /* wakes only those offline */
+	}
 }
 
 void ev_cid(cbw *w, const store_cid *cid)
@@ -69,7 +120,7 @@ void ev_cid(cbw *w, const store_cid *cid)
 		cbw_bytes(w, cid->bytes, cid->len);
 }
 
-void ev_error(core *c, const device *to, const char *code, const char *msg, const uint8_t *cid_raw,
+void ev_error(core *c, device *to, const char *code, const char *msg, const uint8_t *cid_raw,
               size_t cid_len)
 {
 	cbw *w = &c->w;
@@ -167,7 +218,7 @@ void ev_group(cbw *w, const store_msg *m, uint64_t seq)
 	cbw_raw(w, r.p, (size_t)(r.end - r.p));
 }
 
-enum core_verdict ev_refuse(core *c, const device *to, const char *code, const char *msg)
+enum core_verdict ev_refuse(core *c, device *to, const char *code, const char *msg)
 {
 	c->n.msgs_refused++;
 	ev_error(c, to, code, msg, NULL, 0);

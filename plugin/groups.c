@@ -369,8 +369,7 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 		push_queued(c, c->fan.to[i]);
 	ev_group(&c->w, &ev, *seq);
 	for (size_t i = 0; i < n; i++)
-		if (dev_live(c->fan.to[i]))
-			ev_publish(c, c->fan.to[i], &c->w);
+		ev_publish_entry(c, c->fan.to[i], &c->w);
 	return true;
 }
 

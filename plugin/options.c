@@ -38,7 +38,9 @@ static const option options[] = {
 	{ "sync_writes", OPT_BOOL, F(sync_writes), 0, 0, NULL },
 	{ "offline_ttl", OPT_U64, F(offline_ttl_s), 1, 10ull * 365 * 24 * 3600, NULL },
 	{ "max_queue", OPT_U64, F(max_queue), 0, UINT32_MAX, NULL },
-	{ "replay_window", OPT_U32, F(replay_window), 1, 100000, NULL },
+	{ "inflight_window", OPT_U32, F(inflight_window), 1, 100000, NULL },
+	{ "replay_window", OPT_U32, F(inflight_window), 1, 100000, NULL }, /* its former name */
+	{ "inflight_drain", OPT_U32, F(inflight_drain), 1, 10000000, NULL },
 	{ "replay_slice", OPT_U32, F(replay_slice), 1, 4096, NULL },
 	{ "expire_slice", OPT_U32, F(expire_slice), 1, 100000, NULL },
 	{ "max_group_size", OPT_U32, F(max_group_size), 2, CORE_GROUP_SIZE_MAX, NULL },

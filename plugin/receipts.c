@@ -2,7 +2,7 @@
  *
  * A receipt {s, conv, seqs} from a device does two things. For the device,
  * it acknowledges delivery: the messages leave its offline queue (read
- * implies delivered) and its replay window refills. For the conversation,
+ * implies delivered) and its flow window refills (flow.c). For the conversation,
  * it moves each message's state for the reader's user forward only (sent →
  * delivered → read; the store ignores repeats and backward moves), and
  * every change reaches all devices of the message's sender: live, or
@@ -170,7 +170,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	}
 	uint64_t in_window = 0, acked = 0;
 	for (size_t k = 0; k < n; k++) {
-		in_window += rs.qseqs[k] && rs.qseqs[k] <= from->rp.cursor;
+		in_window += flow_counted(from, rs.qseqs[k]);
 		acked += rs.qseqs[k] != 0;
 	}
 	/* A former member still clears what is queued for it (its removal
@@ -180,7 +180,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 			c->n.receipts_in--;
 			return ev_refuse(c, from, "conv", "not a conversation of this device's user");
 		}
-		sync_acked(c, from, in_window);
+		flow_acked(c, from, in_window);
 		return CORE_ALLOW;
 	}
 
@@ -197,6 +197,6 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 		return ev_refuse(c, from, "store", "the receipt could not be stored");
 	}
 	notify_senders(c, from, cv, n, state, &rs);
-	sync_acked(c, from, in_window);
+	flow_acked(c, from, in_window);
 	return CORE_ALLOW;
 }

@@ -352,14 +352,13 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 		ev_msg(&c->w, &m, seq, req->body, req->body_len, false);
 		ev_msg(&c->w2, &m, seq, req->body, req->body_len, true);
 		for (size_t i = 0; i < n; i++)
-			if (dev_live(to[i]))
-				ev_publish(c, to[i], to[i]->user == me ? &c->w2 : &c->w);
+			ev_publish_entry(c, to[i], to[i]->user == me ? &c->w2 : &c->w);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			if (!dev_live(to[i]))
-				continue; /* queued: a replaying device gets it in order */
+				continue; /* queued: a device with a backlog gets it in order */
 			ev_msg(&c->w, &m, seq, c->fan.bodies[i], c->fan.blens[i], to[i]->user == me);
-			ev_publish(c, to[i], &c->w);
+			ev_publish_entry(c, to[i], &c->w);
 		}
 	}
 	return CORE_ALLOW;

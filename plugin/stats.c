@@ -31,11 +31,12 @@ void stats_refused(core *c, const char *code)
 	c->n.refused[i]++;
 }
 
-static uint64_t count_replays(const core *c)
+/* Devices whose backlog the pump drains: replays (chat/sync) only, or all. */
+static uint64_t count_backlogs(const core *c, bool replays)
 {
 	uint64_t n = 0;
-	for (const device *d = c->replays; d; d = d->rp.next)
-		n++;
+	for (const device *d = c->backlogs; d; d = d->fc.next)
+		n += !replays || d->fc.sync;
 	return n;
 }
 
@@ -59,7 +60,9 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "subscriptions_refused", c->n.subs_refused },
 		{ "admin_commands", c->n.admin_cmds },
 		{ "syncs", c->n.syncs },
-		{ "replays_active", count_replays(c) },
+		{ "replays_active", count_backlogs(c, true) },
+		{ "backlogs_active", count_backlogs(c, false) },
+		{ "events_spilled", c->n.spilled },
 		{ "queue_entries_replayed", c->n.replayed },
 		{ "queue_entries", e.queue_entries_estimate },
 		{ "receipts_in", c->n.receipts_in },

@@ -1,19 +1,22 @@
-/* sync.c — replaying a device's offline queue (chat/sync).
+/* sync.c — draining a device's backlog: chat/sync replays and spills.
  *
- * The store queue is the source of truth; the broker's own per-client queue
- * is small (max_queued_messages, default 1000, plus max_inflight_messages)
- * and drops silently when full. So a replay never dumps the backlog: it
- * keeps at most plugin_opt_replay_window messages in flight, refills as the
- * device's delivered receipts come in, and reads the queue in slices of
- * plugin_opt_replay_slice entries per callback or tick, so one device with
- * 100k queued messages never stalls the broker for everyone else.
+ * The store queue is the source of truth; mosquitto's own per-client queue
+ * is small and drops silently when full, so nothing is ever dumped into
+ * it: the pump publishes only as the device's flow window (flow.c) has
+ * room, and reads the queue in slices of plugin_opt_replay_slice entries
+ * per callback or tick, so one device with 100k queued messages never
+ * stalls the broker for everyone else.
  *
- * While a device replays, everything new for it is queued behind its
- * backlog (dev_live() is false), so it sees seq 3 before seq 105; the
- * replay switches the device to live delivery when it reaches the end and
- * sends {"k":"sync","done":true}. Queued events (receipts) leave the queue
- * once replayed; messages and group events stay until the device's
- * delivered receipt.
+ * A backlog starts two ways. chat/sync asks for everything still queued,
+ * from the start, and ends with {"k":"sync","done":true}. A spill starts
+ * when a live device's window is full: the event that did not fit goes
+ * into the queue, and the pump drains from there, in order, without a
+ * `done` (the device did not ask for anything). Either way, while a
+ * backlog exists everything new for the device is queued behind it
+ * (dev_live() is false), so it sees seq 3 before seq 105; the device goes
+ * back to live delivery when the pump reaches the end of its queue.
+ * Queued events (receipts, replies) leave the queue once published;
+ * messages and group events stay until the device's delivered receipt.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -26,7 +29,6 @@ typedef struct pump_ctx {
 	core *c;
 	device *dev;
 	uint64_t now;
-	uint64_t msgs;               /* messages published */
 	size_t nev;
 	uint64_t events[SLICE_MAX];  /* qseqs of events published */
 } pump_ctx;
@@ -43,6 +45,7 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 	core *c = p->c;
 	if (e->kind == STORE_Q_EVENT) {
 		ev_publish_raw(c, p->dev, e->event, e->event_len);
+		flow_count_event(c, p->dev);
 		p->events[p->nev++] = e->qseq;
 		return 0;
 	}
@@ -50,8 +53,10 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 		return 0; /* expired: never delivered late; the sweep removes it */
 	if (m->kind == STORE_KIND_GROUP) {
 		ev_group(&c->w, m, e->seq);
-		ev_publish(c, p->dev, &c->w);
-		p->msgs++; /* acknowledged by a delivered receipt, like a message */
+		if (cbw_status(&c->w) == 0) {
+			ev_publish_raw(c, p->dev, c->w.buf, c->w.len);
+			flow_count_entry(c, p->dev, e->qseq); /* acknowledged like a message */
+		}
 		return 0;
 	}
 	const uint8_t *body;
@@ -62,8 +67,10 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 		return 0;
 	}
 	ev_msg(&c->w, m, e->seq, body, blen, own_copy(p->dev, m->from));
-	ev_publish(c, p->dev, &c->w);
-	p->msgs++;
+	if (cbw_status(&c->w) == 0) {
+		ev_publish_raw(c, p->dev, c->w.buf, c->w.len);
+		flow_count_entry(c, p->dev, e->qseq);
+	}
 	return 0;
 }
 
@@ -74,7 +81,16 @@ static void send_done(core *c, device *dev)
 	cbw_map(w, 2);
 	cbw_text(w, "k"); cbw_text(w, "sync");
 	cbw_text(w, "done"); cbw_bool(w, true);
-	ev_publish(c, dev, w);
+	ev_publish_raw(c, dev, w->buf, w->len);
+	flow_count_event(c, dev);
+}
+
+/* The pump reached the end of the queue: a replay says so; live again. */
+static void backlog_end(core *c, device *dev)
+{
+	if (dev->fc.sync)
+		send_done(c, dev);
+	sync_stop(c, dev);
 }
 
 static int stop_at_first(void *arg, const store_qentry *e, const store_msg *m)
@@ -88,7 +104,7 @@ static bool more_queued(core *c, device *dev)
 {
 	size_t visited = 0;
 	uint64_t last = 0;
-	return store_queue_read(c->st, dev->addr, dev->rp.cursor, 1, stop_at_first, NULL, &visited,
+	return store_queue_read(c->st, dev->addr, dev->fc.cursor, 1, stop_at_first, NULL, &visited,
 	                        &last) != CHAT_OK;
 }
 
@@ -97,17 +113,16 @@ static size_t pump(core *c, device *dev, size_t budget)
 {
 	static pump_ctx p; /* 32 KiB of qseqs: kept off the broker's stack */
 	size_t done = 0;
-	while (dev->rp.active && done < budget) {
-		if (dev->rp.outstanding >= c->cfg.replay_window) {
-			/* A full window waits for delivered receipts — unless the queue
-			 * has already ended, and then the device hears it now. */
-			if (!more_queued(c, dev)) {
-				send_done(c, dev);
-				sync_stop(c, dev);
-			}
+	while (dev->fc.backlog && done < budget) {
+		if (!flow_room(c, dev)) {
+			/* A full window waits for room — unless the queue has already
+			 * ended, and then the device hears it now. */
+			if (!more_queued(c, dev))
+				backlog_end(c, dev);
 			break;
 		}
-		uint64_t room = c->cfg.replay_window - dev->rp.outstanding;
+		uint64_t used = (uint64_t)dev->fc.msgs + dev->fc.evs;
+		uint64_t room = c->cfg.inflight_window - used;
 		size_t max = budget - done;
 		if (max > room)
 			max = (size_t)room;
@@ -118,112 +133,94 @@ static size_t pump(core *c, device *dev, size_t budget)
 		p.c = c;
 		p.dev = dev;
 		p.now = c->io.now_ms(c->io.ctx);
-		p.msgs = 0;
 		p.nev = 0;
 		size_t visited = 0;
-		uint64_t last = dev->rp.cursor;
-		int rc = store_queue_read(c->st, dev->addr, dev->rp.cursor, max, on_entry, &p, &visited,
+		uint64_t last = dev->fc.cursor;
+		int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, max, on_entry, &p, &visited,
 		                          &last);
 		if (rc == CHAT_OK && p.nev)
 			rc = store_queue_remove(c->st, dev->addr, p.events, p.nev);
 		if (rc) {
 			core_log(c, CORE_LOG_ERR, "replay for %s failed: %s", dev->addr, store_errmsg(c->st));
-			ev_error(c, dev, "store", "the queue could not be read; sync again", NULL, 0);
 			sync_stop(c, dev);
+			ev_error(c, dev, "store", "the queue could not be read; sync again", NULL, 0);
 			break;
 		}
-		dev->rp.cursor = last;
-		dev->rp.outstanding += p.msgs;
+		dev->fc.cursor = last;
+		if (!dev->fc.sync && last > dev->fc.hi)
+			dev->fc.hi = last; /* a drain: everything up to here was published */
 		c->n.replayed += visited;
 		done += visited;
-		if (visited < max) { /* the end of the queue */
-			send_done(c, dev);
-			sync_stop(c, dev);
-		}
+		if (visited < max) /* the end of the queue */
+			backlog_end(c, dev);
 	}
 	return done;
+}
+
+static void link_backlog(core *c, device *dev)
+{
+	dev->fc.backlog = true;
+	dev->fc.prev = NULL;
+	dev->fc.next = c->backlogs;
+	if (c->backlogs)
+		c->backlogs->fc.prev = dev;
+	c->backlogs = dev;
+}
+
+void backlog_start(core *c, device *dev, uint64_t after)
+{
+	if (dev->fc.backlog)
+		return;
+	link_backlog(c, dev);
+	dev->fc.sync = false;
+	dev->fc.cursor = after;
+	dev->fc.hi = after > dev->fc.hi ? after : dev->fc.hi;
 }
 
 void sync_start(core *c, device *dev)
 {
 	c->n.syncs++;
-	if (!dev->rp.active) {
-		dev->rp.active = true;
-		dev->rp.prev = NULL;
-		dev->rp.next = c->replays;
-		if (c->replays)
-			c->replays->rp.prev = dev;
-		c->replays = dev;
+	if (!dev->fc.backlog) {
+		/* Live until now: everything queued so far was published. */
+		uint64_t last = dev->fc.hi;
+		if (store_queue_last(c->st, dev->addr, &last) != CHAT_OK)
+			core_log(c, CORE_LOG_ERR, "reading the queue of %s failed: %s", dev->addr,
+			         store_errmsg(c->st));
+		dev->fc.hi = last > dev->fc.hi ? last : dev->fc.hi;
+		link_backlog(c, dev);
 	}
 	/* A new sync starts over: the device asks for everything still queued. */
-	dev->rp.cursor = 0;
-	dev->rp.outstanding = 0;
+	dev->fc.sync = true;
+	dev->fc.cursor = 0;
 	pump(c, dev, c->cfg.replay_slice);
 }
 
 void sync_stop(core *c, device *dev)
 {
-	if (!dev->rp.active)
+	if (!dev->fc.backlog)
 		return;
-	if (dev->rp.prev)
-		dev->rp.prev->rp.next = dev->rp.next;
+	if (dev->fc.prev)
+		dev->fc.prev->fc.next = dev->fc.next;
 	else
-		c->replays = dev->rp.next;
-	if (dev->rp.next)
-		dev->rp.next->rp.prev = dev->rp.prev;
-	memset(&dev->rp, 0, sizeof(dev->rp));
+		c->backlogs = dev->fc.next;
+	if (dev->fc.next)
+		dev->fc.next->fc.prev = dev->fc.prev;
+	dev->fc.backlog = dev->fc.sync = false;
+	dev->fc.prev = dev->fc.next = NULL;
+	dev->fc.cursor = 0;
 }
 
-void sync_acked(core *c, device *dev, uint64_t n)
+void sync_pump(core *c, device *dev)
 {
-	if (!dev->rp.active)
-		return;
-	dev->rp.outstanding -= n < dev->rp.outstanding ? n : dev->rp.outstanding;
 	pump(c, dev, c->cfg.replay_slice);
-}
-
-struct count_ctx {
-	uint64_t cursor, n;
-};
-
-static int count_sent(void *arg, const store_qentry *e, const store_msg *m)
-{
-	(void)m;
-	struct count_ctx *k = arg;
-	if (e->qseq > k->cursor)
-		return 1;
-	k->n++;
-	return 0;
-}
-
-void sync_recount(core *c)
-{
-	/* Expired messages leave the queue without a receipt: count what each
-	 * replay still has in flight, or its window would never refill. */
-	for (device *d = c->replays, *next; d; d = next) {
-		next = d->rp.next;
-		if (d->rp.outstanding == 0)
-			continue;
-		struct count_ctx k = { .cursor = d->rp.cursor };
-		size_t visited = 0;
-		uint64_t last = 0;
-		int rc = store_queue_read(c->st, d->addr, 0, (size_t)d->rp.outstanding + 1, count_sent, &k,
-		                          &visited, &last);
-		if (rc != CHAT_OK && rc != 1)
-			continue;
-		if (k.n < d->rp.outstanding) {
-			d->rp.outstanding = k.n;
-			pump(c, d, c->cfg.replay_slice);
-		}
-	}
 }
 
 void sync_tick(core *c)
 {
-	/* One slice per replaying device per tick, so many replays share the
+	/* One slice per device with a backlog per tick, so many share the
 	 * broker fairly; pump() may unlink the device it works on. */
-	for (device *d = c->replays, *next; d; d = next) {
-		next = d->rp.next;
+	for (device *d = c->backlogs, *next; d; d = next) {
+		next = d->fc.next;
 		pump(c, d, c->cfg.replay_slice);
 	}
 }

@@ -295,3 +295,16 @@ int store_queue_count(store *st, const char *addr, uint64_t *count)
 	*count = 0;
 	return alen ? qmeta_get(st, addr, alen, &next, count) : CHAT_OK;
 }
+
+int store_queue_last(store *st, const char *addr, uint64_t *qseq)
+{
+	size_t alen = store_addrlen(addr);
+	uint64_t next, count;
+	*qseq = 0;
+	if (!alen)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	int rc = qmeta_get(st, addr, alen, &next, &count);
+	if (rc == CHAT_OK)
+		*qseq = next - 1;
+	return rc;
+}

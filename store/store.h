@@ -177,6 +177,10 @@ int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seq
 /* Entries queued for addr (messages and events). */
 int store_queue_count(store *st, const char *addr, uint64_t *count);
 
+/* The qseq of the last entry ever queued for addr (0 if none): entries
+ * queued later get larger qseqs. */
+int store_queue_last(store *st, const char *addr, uint64_t *qseq);
+
 /* ---- receipts ---- */
 
 enum store_rstate { STORE_R_NONE = 0, STORE_R_DELIVERED = 1, STORE_R_READ = 2 };

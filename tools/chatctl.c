@@ -514,7 +514,7 @@ static int counter_cmp(const void *x, const void *y)
 static bool is_gauge(const struct counter *c)
 {
 	static const char *const gauges[] = { "users", "devices", "devices_online", "services",
-		"replays_active", "queue_entries", "groups", NULL };
+		"replays_active", "backlogs_active", "queue_entries", "groups", NULL };
 	if (c->len > 6 && memcmp(c->name, "store_", 6) == 0)
 		return true;
 	for (size_t i = 0; gauges[i]; i++)

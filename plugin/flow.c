@@ -1,0 +1,222 @@
+/* flow.c — per-device flow control of everything the plugin publishes.
+ *
+ * mosquitto holds at most max_inflight_messages (20) + max_queued_messages
+ * (1000) messages per client and silently drops what the plugin publishes
+ * beyond that (shared/MOSQUITTO-2.0-NOTES.md). A device that sends to a
+ * large group gets one receipt event per member and message, far more
+ * than fits. So every QoS 1 inbox event counts against one window per
+ * device (plugin_opt_inflight_window): the plugin publishes live only while
+ * the window has room; beyond it, the event waits in the device's store
+ * queue, and the pump (sync.c) drains that backlog in order as room comes
+ * back — the same machinery a chat/sync replay uses, so live delivery,
+ * spill drains and replays share one window and one ordering rule.
+ *
+ * How the window empties. Stock mosquitto tells a plugin nothing about its
+ * clients' PUBACKs, so:
+ * - Messages and group events are acknowledged by the device's delivered
+ *   (or read) receipts. They count as queue entries: `msgs` is the number
+ *   of entries published on this connection that are still queued, and a
+ *   receipt (store_ack) frees those it removes. The entries published on
+ *   this connection are two ranges of the device's queue: up to `r` (what a
+ *   chat/sync replay reached) and after `lo` (the queue's end when the
+ *   device connected: live deliveries and drains; only up to `hi` while a
+ *   backlog exists). A re-sync re-publishes entries already counted and
+ *   does not count them twice.
+ * - Other events (sent, receipt, group replies, ctl, error, sync done) are
+ *   never acknowledged in the contract: `evs` drains by an estimate,
+ *   plugin_opt_inflight_drain events per second per device, applied lazily
+ *   whenever room is asked for (and by the tick for devices with a
+ *   backlog).
+ * - The expiry sweep removes entries without saying whose windows they
+ *   were in: after a sweep that removed any, a device with messages in
+ *   flight recounts them from its queue (one bounded read) the next time it
+ *   asks for room.
+ * With a broker that reports its clients' PUBACKs (broker-patches/, glue.c
+ * calling core_on_delivered_ack), the window simply counts publishes and
+ * each reported acknowledgement frees one: exact, no estimate. The first
+ * report switches the core to that mode for good.
+ *
+ * The estimate is the weak part: a device slower than the drain rate can
+ * fill mosquitto's queue past the window. Deployments on stock mosquitto
+ * keep max_queued_messages well above the window (README, docs/PROTOCOL.md
+ * "Flow control"); chat/sync recovers any message lost that way.
+ */
+#include "core_internal.h"
+#include "err.h"
+
+#include <string.h>
+
+static uint64_t in_flight(const device *dev)
+{
+	return (uint64_t)dev->fc.msgs + dev->fc.evs;
+}
+
+/* The estimate: evs fall by inflight_drain per second since drain_ms. */
+static void drain(core *c, device *dev, uint64_t now)
+{
+	flow *f = &dev->fc;
+	if (f->evs == 0 || now <= f->drain_ms) {
+		f->drain_ms = f->evs ? f->drain_ms : now;
+		return;
+	}
+	uint64_t rate = c->cfg.inflight_drain;
+	uint64_t n = (now - f->drain_ms) * rate / 1000;
+	if (n == 0)
+		return;
+	if (n >= f->evs) {
+		f->evs = 0;
+		f->drain_ms = now;
+	} else {
+		f->evs -= (uint32_t)n;
+		f->drain_ms += n * 1000 / rate;
+	}
+}
+
+struct recount {
+	const device *dev;
+	uint64_t upto; /* the range's last qseq */
+	uint64_t n;
+};
+
+static int count_entry(void *arg, const store_qentry *e, const store_msg *m)
+{
+	(void)m;
+	struct recount *k = arg;
+	if (e->qseq > k->upto)
+		return 1;
+	k->n += e->kind == STORE_Q_MSG;
+	return 0;
+}
+
+/* Message entries still queued in (after, upto]; reads at most `max`. */
+static uint64_t count_range(core *c, const device *dev, uint64_t after, uint64_t upto, size_t max)
+{
+	struct recount k = { dev, upto, 0 };
+	size_t visited = 0;
+	uint64_t last = 0;
+	if (after >= upto)
+		return 0;
+	int rc = store_queue_read(c->st, dev->addr, after, max, count_entry, &k, &visited, &last);
+	return rc == CHAT_OK || rc == 1 ? k.n : UINT64_MAX;
+}
+
+/* After an expiry sweep: msgs becomes what is really still queued. */
+static void refit(core *c, device *dev)
+{
+	flow *f = &dev->fc;
+	f->epoch = c->expiry_epoch;
+	if (f->msgs == 0)
+		return;
+	size_t max = (size_t)f->msgs + 64; /* the counted entries, and a few events among them */
+	uint64_t n = count_range(c, dev, 0, f->r, max);
+	uint64_t from = f->lo > f->r ? f->lo : f->r;
+	uint64_t m = count_range(c, dev, from, f->backlog ? f->hi : UINT64_MAX, max);
+	if (n == UINT64_MAX || m == UINT64_MAX)
+		return; /* unreadable: keep the count (the safe side) */
+	if (n + m < f->msgs)
+		f->msgs = (uint32_t)(n + m);
+}
+
+bool flow_room(core *c, device *dev)
+{
+	if (!c->acks_exact) {
+		drain(c, dev, c->io.now_ms(c->io.ctx));
+		if (dev->fc.epoch != c->expiry_epoch)
+			refit(c, dev);
+	}
+	return in_flight(dev) < c->cfg.inflight_window;
+}
+
+void flow_count_event(core *c, device *dev)
+{
+	if (dev->fc.evs == 0)
+		dev->fc.drain_ms = c->io.now_ms(c->io.ctx);
+	dev->fc.evs++;
+}
+
+bool flow_counted(const device *dev, uint64_t qseq)
+{
+	const flow *f = &dev->fc;
+	if (qseq == 0)
+		return false;
+	if (qseq <= f->r)
+		return true;
+	if (qseq <= f->lo)
+		return false;
+	return !f->backlog || qseq <= f->hi;
+}
+
+void flow_count_entry(core *c, device *dev, uint64_t qseq)
+{
+	flow *f = &dev->fc;
+	if (c->acks_exact) {
+		flow_count_event(c, dev); /* every publish waits for its PUBACK */
+		return;
+	}
+	if (qseq == 0) { /* live: the newest entry, after lo */
+		f->msgs++;
+		return;
+	}
+	if (flow_counted(dev, qseq))
+		return;
+	f->msgs++;
+	if (f->sync)
+		f->r = qseq > f->r ? qseq : f->r;
+	else
+		f->hi = qseq > f->hi ? qseq : f->hi;
+}
+
+void flow_acked(core *c, device *dev, uint64_t n)
+{
+	if (c->acks_exact || n == 0)
+		return;
+	dev->fc.msgs -= n < dev->fc.msgs ? (uint32_t)n : dev->fc.msgs;
+	if (dev->fc.backlog)
+		sync_pump(c, dev);
+}
+
+void flow_connect(core *c, device *dev)
+{
+	uint64_t last = 0;
+	if (store_queue_last(c->st, dev->addr, &last) != CHAT_OK)
+		core_log(c, CORE_LOG_ERR, "reading the queue of %s failed: %s", dev->addr,
+		         store_errmsg(c->st));
+	sync_stop(c, dev);
+	memset(&dev->fc, 0, sizeof(dev->fc));
+	dev->fc.lo = dev->fc.hi = last;
+	dev->fc.epoch = c->expiry_epoch;
+}
+
+/* The first PUBACK report: what the estimates counted now waits for acks. */
+static void switch_to_exact(core *c)
+{
+	size_t i = 0;
+	void *v;
+	while (hmap_iter(&c->dir.devices, &i, &v)) {
+		device *d = v;
+		d->fc.evs += d->fc.msgs;
+		d->fc.msgs = 0;
+	}
+	c->acks_exact = true;
+	core_log(c, CORE_LOG_NOTICE, "the broker reports PUBACKs: flow windows are exact");
+}
+
+void core_on_delivered_ack(core *c, const char *clientid, const char *name)
+{
+	if (!clientid || !name || !strchr(clientid, '/'))
+		return;
+	device *dev = dir_device(&c->dir, clientid, strlen(clientid));
+	topic t;
+	topic_parse(c, name, &t);
+	/* Only the plugin's inbox publishes are counted (not presence or keys). */
+	if (!dev || !dev->conn || t.kind != T_INBOX || t.alen + 1 + t.blen != strlen(clientid) ||
+	    memcmp(t.a, clientid, t.alen) != 0 || memcmp(t.b, clientid + t.alen + 1, t.blen) != 0)
+		return;
+	if (!c->acks_exact)
+		switch_to_exact(c);
+	if (dev->fc.evs)
+		dev->fc.evs--;
+	/* Refill in batches, not one pump per acknowledgement. */
+	if (dev->fc.backlog && in_flight(dev) <= c->cfg.inflight_window / 2)
+		sync_pump(c, dev);
+}
