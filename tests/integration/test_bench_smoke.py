@@ -81,7 +81,7 @@ class BenchSmoke(unittest.TestCase):
 
     def test_replay(self):
         # window 50 < 300 queued: the drain must continue on delivered receipts
-        b = Broker(options={"replay_window": 50})
+        b = Broker(options={"inflight_window": 50})
         try:
             b.start()
             r = run_bench("replay", "-p", b.port, "--broker-pid", b.proc.pid,
