@@ -39,6 +39,7 @@ ctl=${build#"$repo"/}/bin/chatctl
   echo "plugin $plugin"
   echo "plugin_opt_data_dir $data"
   echo "set_tcp_nodelay true"
+  echo "max_queued_messages 10000"
   echo "log_dest stdout"
   echo "log_type error"
   echo "log_type warning"
