@@ -26,6 +26,7 @@ import unittest
 
 import cbor2
 import paho.mqtt.client as mqtt
+from nacl import bindings as nb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCE_DIR = os.path.abspath(os.environ.get("CHAT_SOURCE_DIR") or os.path.join(HERE, "..", ".."))
@@ -274,6 +275,17 @@ class Broker:
             raise AssertionError("chatctl device add %s %s failed rc=%d: %s\n%s"
                                  % (user, dev, rc, err.strip(), self.diagnostics()))
         return out.strip()
+
+    def service_token_file(self, name):
+        """Adds the service account name; returns a 0600 file with its token."""
+        rc, out, err = self.chatctl("service", "add", name)
+        if rc != 0:
+            raise AssertionError("chatctl service add %s: %s" % (name, err))
+        path = os.path.join(self.tmp, "%s.token" % name)
+        with open(path, "w") as f:
+            f.write(out.strip() + "\n")
+        os.chmod(path, 0o600)
+        return path
 
     def device(self, user, dev, protocol=V311, token=None, **kw):
         """Adds U/D (unless a token is given) and returns a connected Device."""
@@ -597,6 +609,98 @@ class Device(Client):
         m = self.wait_message(pred, timeout)
         if m is not None:
             raise AssertionError("%s: unexpected event %r" % (self.addr, m[1]))
+
+
+
+# ---------------------------------------------------------------- key server
+
+KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
+# e.g. CHAT_KEYSERVER_PREFIX="valgrind --error-exitcode=3 --leak-check=full"
+KEYSERVER_PREFIX = os.environ.get("CHAT_KEYSERVER_PREFIX", "").split()
+
+
+class Identity:
+    """A device's long-lived keys: Ed25519 identity, X25519 signed pre-key,
+    one-time pre-keys (private halves kept, as a client would)."""
+
+    def __init__(self, spk_id=1):
+        self.ik_pk, self.ik_sk = nb.crypto_sign_keypair()
+        self.spk_id = spk_id
+        self.spk_pk, self.spk_sk = nb.crypto_box_keypair()
+        self.spk_sig = nb.crypto_sign(self.spk_pk, self.ik_sk)[:64]
+        self.opks = {}
+        self._next_opk = 1
+
+    def new_opks(self, n):
+        out = []
+        for _ in range(n):
+            pk, sk = nb.crypto_box_keypair()
+            self.opks[self._next_opk] = sk
+            out.append({"id": self._next_opk, "key": pk})
+            self._next_opk += 1
+        return out
+
+    def ik_x_pk(self):
+        return nb.crypto_sign_ed25519_pk_to_curve25519(self.ik_pk)
+
+    def ik_x_sk(self):
+        return nb.crypto_sign_ed25519_sk_to_curve25519(self.ik_sk)
+
+    def upload_req(self, n_opks):
+        return {"op": "upload", "ik": self.ik_pk,
+                "spk": {"id": self.spk_id, "key": self.spk_pk, "sig": self.spk_sig},
+                "opks": self.new_opks(n_opks)}
+
+
+class KeyServer:
+    """One chat-keyserver process with its output in a file."""
+
+    def __init__(self, broker, token_file, data_dir, *args):
+        self.broker = broker
+        self.token_file, self.data_dir = token_file, data_dir
+        self.log = tempfile.NamedTemporaryFile(prefix="keyserver-", suffix=".log", delete=False)
+        self.cmd = KEYSERVER_PREFIX + [KEYSERVER, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
+                    "--token-file", token_file, "--data-dir", data_dir,
+                    "--log-level", "debug"] + list(args)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def text(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def wait_text(self, s, count=1, timeout=10.0):
+        ok = wait_until(lambda: self.text().count(s) >= count, timeout)
+        if not ok:
+            raise AssertionError("keyserver never logged %r (x%d):\n%s" % (s, count, self.text()))
+
+    def wait_serving(self, count=1, timeout=10.0):
+        self.wait_text("serving key requests", count, timeout)
+
+    def stop(self, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("keyserver ignored SIGTERM:\n" + self.text())
+        return self.proc.returncode
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+        os.unlink(self.log.name)
+
+    @classmethod
+    def for_broker(cls, broker, *args):
+        """A key server for the service account `keys` (added here) of broker,
+        with its data under the broker's temp dir; not yet waited for."""
+        return cls(broker, broker.service_token_file("keys"),
+                   os.path.join(broker.tmp, "keys-data"), *args)
 
 
 class ChatTestCase(unittest.TestCase):

@@ -12,18 +12,12 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import time
 
 import cbor2
 from nacl import bindings as nb
 
-from chatlib import BUILD_DIR, V5, ChatTestCase, main, uniq, wait_until
-
-KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
-# e.g. CHAT_KEYSERVER_PREFIX="valgrind --error-exitcode=3 --leak-check=full"
-PREFIX = os.environ.get("CHAT_KEYSERVER_PREFIX", "").split()
-
+from chatlib import KEYSERVER, V5, ChatTestCase, Identity, KeyServer, main, uniq, wait_until
 
 # ---------------------------------------------------------------- X3DH
 
@@ -43,39 +37,6 @@ X3DH_INFO = b"mosquitto-chat X3DH v1"
 def x3dh_kdf(*dhs):
     # Signal's X3DH §2.2: F = 32 0xFF bytes for X25519, zero salt, HKDF-SHA256.
     return hkdf_sha256(b"\xff" * 32 + b"".join(dhs), X3DH_INFO)
-
-
-class Identity:
-    """A device's long-lived keys: Ed25519 identity, X25519 signed pre-key,
-    one-time pre-keys (private halves kept, as a client would)."""
-
-    def __init__(self, spk_id=1):
-        self.ik_pk, self.ik_sk = nb.crypto_sign_keypair()
-        self.spk_id = spk_id
-        self.spk_pk, self.spk_sk = nb.crypto_box_keypair()
-        self.spk_sig = nb.crypto_sign(self.spk_pk, self.ik_sk)[:64]
-        self.opks = {}
-        self._next_opk = 1
-
-    def new_opks(self, n):
-        out = []
-        for _ in range(n):
-            pk, sk = nb.crypto_box_keypair()
-            self.opks[self._next_opk] = sk
-            out.append({"id": self._next_opk, "key": pk})
-            self._next_opk += 1
-        return out
-
-    def ik_x_pk(self):
-        return nb.crypto_sign_ed25519_pk_to_curve25519(self.ik_pk)
-
-    def ik_x_sk(self):
-        return nb.crypto_sign_ed25519_sk_to_curve25519(self.ik_sk)
-
-    def upload_req(self, n_opks):
-        return {"op": "upload", "ik": self.ik_pk,
-                "spk": {"id": self.spk_id, "key": self.spk_pk, "sig": self.spk_sig},
-                "opks": self.new_opks(n_opks)}
 
 
 def x3dh_initiate(alice, entry):
@@ -111,51 +72,6 @@ def x3dh_respond(bob, header):
     return x3dh_kdf(*dhs)
 
 
-# ---------------------------------------------------------------- the sidecar
-
-class KeyServer:
-    """One chat-keyserver process with its output in a file."""
-
-    def __init__(self, broker, token_file, data_dir, *args):
-        self.broker = broker
-        self.log = tempfile.NamedTemporaryFile(prefix="keyserver-", suffix=".log", delete=False)
-        self.cmd = PREFIX + [KEYSERVER, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
-                    "--token-file", token_file, "--data-dir", data_dir,
-                    "--log-level", "debug"] + list(args)
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-    def text(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def wait_text(self, s, count=1, timeout=10.0):
-        ok = wait_until(lambda: self.text().count(s) >= count, timeout)
-        if not ok:
-            raise AssertionError("keyserver never logged %r (x%d):\n%s" % (s, count, self.text()))
-
-    def wait_serving(self, count=1, timeout=10.0):
-        self.wait_text("serving key requests", count, timeout)
-
-    def stop(self, timeout=10.0):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError("keyserver ignored SIGTERM:\n" + self.text())
-        return self.proc.returncode
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
-        os.unlink(self.log.name)
-
-
 # ---------------------------------------------------------------- tests
 
 class KeyServerTest(ChatTestCase):
@@ -163,15 +79,8 @@ class KeyServerTest(ChatTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        rc, out, err = cls.broker.chatctl("service", "add", "keys")
-        if rc != 0:
-            raise AssertionError("chatctl service add keys: %s" % err)
-        cls.token_file = os.path.join(cls.broker.tmp, "keys.token")
-        with open(cls.token_file, "w") as f:
-            f.write(out.strip() + "\n")
-        os.chmod(cls.token_file, 0o600)
-        cls.ks_dir = os.path.join(cls.broker.tmp, "keys-data")
-        cls.ks = KeyServer(cls.broker, cls.token_file, cls.ks_dir)
+        cls.ks = KeyServer.for_broker(cls.broker)
+        cls.token_file, cls.ks_dir = cls.ks.token_file, cls.ks.data_dir
         try:
             cls.ks.wait_serving()
         except Exception:
@@ -391,11 +300,7 @@ class KeyServerLifecycleTest(ChatTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        rc, out, err = cls.broker.chatctl("service", "add", "keys")
-        assert rc == 0, err
-        cls.token_file = os.path.join(cls.broker.tmp, "keys.token")
-        with open(cls.token_file, "w") as f:
-            f.write(out.strip() + "\n")
+        cls.token_file = cls.broker.service_token_file("keys")
 
     def start_ks(self, data_dir, *args):
         ks = KeyServer(self.broker, self.token_file, data_dir, *args)
