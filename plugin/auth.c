@@ -2,7 +2,9 @@
  *
  * Three kinds of account are ours to check: chat devices ("U/D", client id
  * must equal the username), service accounts (by name) and the admin. Every
- * other username is deferred to mosquitto's other mechanisms. Tokens are
+ * other username is deferred to mosquitto's other mechanisms — except that
+ * the client id of a registered device is that device's alone: anyone else
+ * taking it (an anonymous IoT client, say) would end the device's session. Tokens are
  * compared as keyed hashes in constant time; every refusal is logged with
  * its reason, never with the token.
  */
@@ -20,6 +22,9 @@ static enum core_verdict refuse(core *c, const char *who, const char *why)
 enum core_verdict core_auth(core *c, void *conn, const char *clientid, const char *username,
                             const char *password, size_t password_len)
 {
+	if (clientid && (!username || strcmp(clientid, username) != 0) &&
+	    dir_device(&c->dir, clientid, strlen(clientid)))
+		return refuse(c, clientid, "the client id of a chat device needs that device's username");
 	if (!username)
 		return CORE_DEFER;
 	size_t ulen = strlen(username);

@@ -25,6 +25,7 @@ typedef struct receipt_scratch {
 	bool changed[RECEIPT_MAX_SEQS];
 	enum store_rstate prev[RECEIPT_MAX_SEQS];
 	bool done[RECEIPT_MAX_SEQS];
+	bool received[RECEIPT_MAX_SEQS]; /* this device had it queued */
 } receipt_scratch;
 
 /* Is the device's user one of the conversation's members (of a group:
@@ -172,6 +173,7 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	for (size_t k = 0; k < n; k++) {
 		in_window += flow_counted(from, rs.qseqs[k]);
 		acked += rs.qseqs[k] != 0;
+		rs.received[k] = rs.qseqs[k] != 0;
 	}
 	/* A former member still clears what is queued for it (its removal
 	 * event at least) but moves no state; anyone else is refused. */
@@ -192,7 +194,8 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 		else
 			state = "delivered"; /* reads stay private; they still deliver */
 	}
-	if (store_receipts(c->st, cv, rs.seqs, n, from->user->name, st, rs.from, rs.changed, rs.prev)) {
+	if (store_receipts(c->st, cv, rs.seqs, n, from->user->name, st, rs.from, rs.changed, rs.prev,
+	                   rs.received)) {
 		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
 		return ev_refuse(c, from, "store", "the receipt could not be stored");
 	}

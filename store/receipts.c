@@ -29,7 +29,7 @@ static bool sent_by(const char *from, const char *user, size_t ul)
 
 /* Moves one message's state for `by` forward; from_out gets its sender. */
 static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *by, size_t ul,
-                       enum store_rstate state, char *from_out, bool *changed,
+                       enum store_rstate state, bool received, char *from_out, bool *changed,
                        enum store_rstate *prev)
 {
 	rocksdb_pinnableslice_t *val;
@@ -58,6 +58,8 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 		*prev = (enum store_rstate)cur;
 	if (rc == CHAT_OK && cur >= state)
 		return CHAT_OK;
+	if (rc != CHAT_OK && !received)
+		return CHAT_OK; /* never received by this user: nothing to move */
 	uint8_t v = (uint8_t)state;
 	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_RSTATE], (const char *)key, klen,
 	                          (const char *)&v, 1);
@@ -67,7 +69,7 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 
 int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
                    enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
-                   enum store_rstate *prev_out)
+                   enum store_rstate *prev_out, const bool *received)
 {
 	size_t ul = strnlen(by, CHAT_USER_MAX + 1);
 	if (!ul || ul > CHAT_USER_MAX)
@@ -85,7 +87,7 @@ int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, 
 			prev_out[i] = STORE_R_NONE;
 		if (!mklen)
 			continue;
-		int rc = receipt_one(st, mk, mklen, by, ul, state, from_out[i],
+		int rc = receipt_one(st, mk, mklen, by, ul, state, !received || received[i], from_out[i],
 		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i], &prev);
 		if (prev_out)
 			prev_out[i] = prev;

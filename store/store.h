@@ -190,10 +190,13 @@ enum store_rstate { STORE_R_NONE = 0, STORE_R_DELIVERED = 1, STORE_R_READ = 2 };
  * sender address ("" if the message is unknown, expired or a group event),
  * changed[i] whether the state moved and, if prev_out is not NULL,
  * prev_out[i] the state before. Repeats, backward moves and a user's own messages change
- * nothing. */
+ * nothing. If received is not NULL, received[i] false says the reading
+ * device never had the message queued: then its state moves only if `by`
+ * already has one (another of its devices got it) — a receipt for a message
+ * one never received changes nothing. */
 int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
                    enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
-                   enum store_rstate *prev_out);
+                   enum store_rstate *prev_out, const bool *received);
 
 /* ---- user settings ---- */
 

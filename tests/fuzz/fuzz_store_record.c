@@ -331,7 +331,7 @@ static void read_all(void)
 	char from[2][CHAT_ADDR_MAX + 1];
 	bool changed[2];
 	enum store_rstate prev[2];
-	if (rc_ok(store_receipts(st, CONV, seqs, 2, "bob", STORE_R_READ, from, changed, prev),
+	if (rc_ok(store_receipts(st, CONV, seqs, 2, "bob", STORE_R_READ, from, changed, prev, NULL),
 	          "store_receipts") == CHAT_OK)
 		for (int i = 0; i < 2; i++)
 			check_str(from[i], CHAT_ADDR_MAX, "store_receipts");

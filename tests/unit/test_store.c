@@ -807,33 +807,48 @@ START_TEST(test_receipts)
 	uint64_t seqs[] = { 1, 2, 9, 1 };
 	char from[4][CHAT_ADDR_MAX + 1];
 	bool ch[4];
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 4, "bob", STORE_R_DELIVERED, from, ch, NULL),
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 4, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
 	                 CHAT_OK);
 	ck_assert(ch[0] && ch[1] && !ch[2] && !ch[3]);
 	ck_assert_str_eq(from[0], "alice/p");
 	ck_assert_str_eq(from[1], "alice/p");
 	ck_assert_str_eq(from[2], "");
 	ck_assert_str_eq(from[3], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 2, "bob", STORE_R_DELIVERED, from, ch, NULL),
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 2, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
 	                 CHAT_OK);
 	ck_assert(!ch[0] && !ch[1]);
 	enum store_rstate prev[1];
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_READ, from, ch, prev), CHAT_OK);
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_READ, from, ch, prev, NULL), CHAT_OK);
 	ck_assert(ch[0]);
 	ck_assert_int_eq(prev[0], STORE_R_DELIVERED); /* what it was before the move */
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_DELIVERED, from, ch, NULL),
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
 	                 CHAT_OK);
 	ck_assert(!ch[0]); /* no backward move */
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "carol", STORE_R_READ, from, ch, prev),
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "carol", STORE_R_READ, from, ch, prev, NULL),
 	                 CHAT_OK);
 	ck_assert(ch[0]); /* per user */
 	ck_assert_int_eq(prev[0], STORE_R_NONE);
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "alice", STORE_R_READ, from, ch, NULL),
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "alice", STORE_R_READ, from, ch, NULL, NULL),
 	                 CHAT_OK);
 	ck_assert(!ch[0]); /* one's own message */
 	ck_assert_str_eq(from[0], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_NONE, from, ch, NULL),
+	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_NONE, from, ch, NULL, NULL),
 	                 CHAT_EINVAL);
+	/* Not received by the reading device: moves nothing for a user that
+	 * has no state yet (dave never got it), but a later read for one whose
+	 * other device got it does (bob, delivered on another device). */
+	bool no[2] = { false, false };
+	uint64_t s2[] = { 2, 2 };
+	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, no),
+	                 CHAT_OK);
+	ck_assert(!ch[0]);
+	ck_assert_str_eq(from[0], "alice/p");
+	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "bob", STORE_R_READ, from, ch, NULL, no),
+	                 CHAT_OK);
+	ck_assert(ch[0]);
+	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, NULL),
+	                 CHAT_OK);
+	ck_assert(ch[0]); /* received (or NULL: not known) */
 	store_close(st);
 }
 END_TEST
@@ -897,7 +912,7 @@ START_TEST(test_expire)
 	ck_assert_int_eq(store_ack(st, "a/1", "g:e", s1, 1, qs), CHAT_OK);
 	char from[1][CHAT_ADDR_MAX + 1];
 	bool ch[1];
-	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "b", STORE_R_READ, from, ch, NULL), CHAT_OK);
+	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "b", STORE_R_READ, from, ch, NULL, NULL), CHAT_OK);
 	ck_assert(ch[0]);
 
 	struct exp_seen e = { 0 };
@@ -931,7 +946,7 @@ START_TEST(test_expire)
 	size_t mklen = store_msgkey(mk, "g:e", 1);
 	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store_rcptkey(rk, mk, mklen, "b", 1)));
 	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, mklen, "b/1", 3)));
-	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "c", STORE_R_READ, from, ch, NULL), CHAT_OK);
+	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "c", STORE_R_READ, from, ch, NULL, NULL), CHAT_OK);
 	ck_assert_str_eq(from[0], "");
 
 	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);

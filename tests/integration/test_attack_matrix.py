@@ -1,0 +1,427 @@
+"""The ACL and abuse matrix: a real broker with the plugin, a real key server
+and a shared IoT side (allow_anonymous, plugin_opt_foreign_acl allow: the
+most open setting a deployment can choose). Every attempt below is something
+a hostile client would try; each must be refused, and refused in effect:
+a subscription needs a failure SUBACK and no message reaching it, a publish
+an MQTT 5 failure code (or a refusal event) and no effect on anyone else.
+
+Each attempt is tallied; the summary line "attack matrix: N attempts, M
+refused" is printed at the end and every test fails if one of its attempts
+was not refused.
+"""
+
+import itertools
+import sys
+
+import cbor2
+
+from chatlib import (V311, V5, ChatTestCase, Client, Device, Identity, KeyServer, conv_of, main,
+                     uniq, wait_until)
+
+# Filters that could reach another device's private topics.
+WILDCARDS = ["#", "chat/#", "chat/+/+/+", "+/inbox/#", "$share/x/chat/inbox/#", "chat/inbox/#",
+             "chat/inbox/+/+", "chat/inbox/{v}/+", "chat/keys/#", "chat/keys/resp/+/+",
+             "chat/keys/status/+/+", "chat/keys/+/{v}/phone", "+/+/{v}/phone", "+/+/+/+",
+             "$share/x/chat/keys/resp/+/+", "$share/x/#", "chat/dm/#", "chat/presence/+/+"]
+KS_BURST = 3
+CIDS = itertools.count(1000)
+
+
+class AttackMatrixTest(ChatTestCase):
+    broker_options = {"foreign_acl": "allow"}
+    broker_lines = ("allow_anonymous true",)
+    attempts = 0
+    refusals = 0
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ks = KeyServer.for_broker(cls.broker, "--rate-burst", str(KS_BURST))
+        try:
+            cls.ks.wait_serving()
+        except Exception:
+            cls.ks.cleanup()
+            super().tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        sys.stderr.write("\nattack matrix: %d attempts, %d refused\n" % (cls.attempts, cls.refusals))
+        try:
+            cls.ks.stop()
+        finally:
+            cls.ks.cleanup()
+            super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.not_refused = []
+
+    def tearDown(self):
+        self.assertEqual(self.not_refused, [], "attempts that were not refused")
+
+    def attempt(self, what, refused):
+        """Tallies one attempt; refused must be true."""
+        AttackMatrixTest.attempts += 1
+        if refused:
+            AttackMatrixTest.refusals += 1
+        else:
+            self.not_refused.append(what)
+
+    # ---- helpers ----
+
+    def victim(self, keys=True):
+        """A victim V/phone with its inbox, key response and key status topics
+        subscribed, keys uploaded (a retained status exists) and a peer P."""
+        v, p = uniq("victim"), uniq("peer")
+        dv = self.dev(v, "phone", protocol=V5)
+        dp = self.dev(p, "phone")
+        if keys:
+            for kind in ("resp", "status"):
+                self.assertLess(dv.subscribe("chat/keys/%s/%s/phone" % (kind, v)), 0x80)
+            self.key_request(dv, Identity().upload_req(20))
+            self.assertIsNotNone(dv.wait_message(lambda m: m[0].startswith("chat/keys/status/")))
+        return v, dv, p, dp
+
+    _rid = 0
+
+    def key_request(self, d, req, timeout=5.0):
+        AttackMatrixTest._rid += 1
+        rid = AttackMatrixTest._rid
+        self.assertLess(d.publish("chat/keys/req/%s" % d.addr, cbor2.dumps(dict(req, rid=rid))), 0x80)
+        topic = "chat/keys/resp/%s" % d.addr
+        m = d.wait_message(lambda m: m[0] == topic and m[1].get("rid") == rid, timeout)
+        self.assertIsNotNone(m, "no key response\n" + self.ks.text()[-2000:])
+        return m[1]
+
+    def traffic(self, v, dv, p, dp):
+        """What a spy could catch: a dm to the victim, a key response and a
+        fresh retained key status for it, presence changes."""
+        dp.send_dm(v, next(CIDS), body=b"private")
+        dv.wait_event("msg", conv=conv_of(v, p))
+        self.key_request(dv, {"op": "count"})
+        self.key_request(dv, Identity().upload_req(1))
+        extra = self.dev(v, uniq("t"))
+        extra.drop()
+
+    def anon(self, proto=V311, client_id=None, **kw):
+        c = self.client(client_id=client_id or uniq("iot"), protocol=proto, **kw)
+        c.connect()
+        return c
+
+    # ---- reading what is not one's own ----
+
+    def test_subscriptions_refused_and_silent(self):
+        v, dv, p, dp = self.victim()
+        spies = []
+        for proto in (V311, V5):
+            a = uniq("spy")
+            spy = self.dev(a, "phone", protocol=proto, subscribe=False)
+            spies.append(spy)
+            filters = ["chat/inbox/%s/phone" % v, "chat/keys/resp/%s/phone" % v,
+                       "chat/keys/status/%s/phone" % v, "$CONTROL/chat/v1/response",
+                       "$CONTROL/#"] + [f.format(v=v) for f in WILDCARDS]
+            for f in filters:
+                code = spy.subscribe(f)
+                self.attempt("device subscribe %s (v%d): 0x%02x" % (f, proto, code), code >= 0x80)
+        iot = self.anon(V5)
+        spies.append(iot)
+        for f in ["chat/#", "chat/inbox/%s/phone" % v, "chat/inbox/+/+", "chat/+/+/+",
+                  "chat/keys/status/%s/phone" % v, "$share/x/chat/inbox/#", "$CONTROL/chat/#",
+                  "$CONTROL/chat/v1/response"]:
+            code = iot.subscribe(f)
+            self.attempt("iot subscribe %s: 0x%02x" % (f, code), code >= 0x80)
+        # "#" and "+/inbox/#" could be meant for IoT topics: granted or not,
+        # they must carry nothing of chat/ (checked below).
+        for f in ["#", "+/inbox/#", "+/+/+/+", "$share/x/#"]:
+            iot.subscribe(f)
+        self.traffic(v, dv, p, dp)
+        wait_until(lambda: False, 0.5)
+        for spy in spies:
+            got = [m[0] if isinstance(m, tuple) else m.topic for m in spy.drain()]
+            leaked = [t for t in got if t.startswith("chat/") or t.startswith("$CONTROL")]
+            self.attempt("%s received nothing of chat/: %r" % (spy.c._client_id, leaked[:5]),
+                         not leaked)
+
+    def test_iot_client_reaching_chat(self):
+        v, dv, p, dp = self.victim(keys=False)
+        for proto in (V311, V5):
+            iot = self.anon(proto)
+            topics = ["chat/dm/%s" % v, "chat/inbox/%s/phone" % v, "chat/receipt", "chat/sync",
+                      "chat/ctl", "chat/keys/req/%s/phone" % v, "chat/presence/%s" % v,
+                      "chat/typing/%s" % conv_of(v, p), "$CONTROL/chat/v1"]
+            for t in topics:
+                payload = cbor2.dumps({"cid": 1, "body": b"x", "k": "msg", "op": "count",
+                                       "cmd": "user.remove", "user": v, "rid": 1})
+                code = iot.publish(t, payload, retain=t.startswith("chat/presence"))
+                if proto == V5:
+                    self.attempt("iot publish %s: 0x%02x" % (t, code), code >= 0x80)
+        dv.expect_no_event(0.4)
+        self.attempt("victim saw no iot publish", True)
+        # an anonymous client taking a chat device's client id would end its session
+        for proto in (V311, V5):
+            c = Client(self.broker, client_id="%s/phone" % v, protocol=proto)
+            rc = c.try_connect()
+            if rc == 0:
+                c.close()
+            self.attempt("anonymous connect as client id %s/phone: %r" % (v, rc), rc != 0)
+        self.attempt("victim still connected", not dv.disconnected.is_set())
+        self.assert_serving()
+
+    # ---- acting as someone else ----
+
+    def test_publishing_as_another_device(self):
+        v, dv, p, dp = self.victim()
+        dv.drain()
+        a = uniq("mallory")
+        m5 = self.dev(a, "phone", protocol=V5)
+        forged_status = cbor2.dumps({"opks": 0, "low": True})
+        cases = [
+            ("chat/keys/req/%s/phone" % v, {"op": "count", "rid": 7}, False),
+            ("chat/keys/req/%s/phone" % v, {"op": "upload", "rid": 8, **{
+                k: x for k, x in Identity().upload_req(3).items() if k != "op"}}, False),
+            ("chat/keys/resp/%s/phone" % v, {"rid": 9, "ok": True, "opks": 0}, False),
+            ("chat/keys/status/%s/phone" % v, None, True),
+            ("chat/inbox/%s/phone" % v, {"k": "msg", "conv": conv_of(a, v), "seq": 1,
+                                         "from": "%s/phone" % p, "ts": 1, "body": b"forged"}, False),
+            ("chat/sync/%s/phone" % v, {}, False),
+            ("chat/receipt/%s/phone" % v, {"s": "read", "conv": conv_of(v, p), "seqs": [1]}, False),
+            ("chat/presence/%s" % v, {"s": "offline"}, True),
+            ("chat/presence/%s/phone" % v, None, False),
+            ("chat/ctl/%s/phone" % v, {"op": "privacy", "rid": 1, "read_receipts": False}, False),
+            ("chat/dm/%s/phone" % v, {"cid": 1, "body": b"x"}, False),
+        ]
+        for topic, payload, retain in cases:
+            data = forged_status if payload is None else cbor2.dumps(payload)
+            code = m5.publish(topic, data, retain=retain)
+            self.attempt("publish %s as %s: 0x%02x" % (topic, m5.addr, code), code >= 0x80)
+        # nothing reached the victim: no event, no key response, no status
+        wait_until(lambda: False, 0.5)
+        got = dv.drain()
+        self.attempt("victim received nothing forged: %r" % got[:3], got == [])
+        r = self.key_request(dv, {"op": "count"})
+        self.attempt("victim's key pool untouched (%r)" % r, r.get("opks") == 20)
+        # a receipt or a sync that names someone else in its payload acts for its sender only
+        dp.send_dm(v, 1, body=b"one")
+        dv.wait_event("msg")
+        m5.events()
+        m5.publish("chat/receipt", cbor2.dumps({"s": "read", "conv": conv_of(v, p), "seqs": [1],
+                                                "by": v, "from": "%s/phone" % v}))
+        err = m5.wait_event("error")
+        self.attempt("receipt naming the victim: %r" % err.get("code"), err.get("code") == "conv")
+        dp.expect_no_event(0.3, k="receipt")
+        self.attempt("the peer got no forged receipt", True)
+        m5.sync()
+        m5.wait_event("sync")
+        vis = [e for e in m5.events() if e.get("conv") == conv_of(v, p)]
+        self.attempt("sync as another device replays nothing of it", vis == [])
+        # impersonating the device at CONNECT
+        tok_a = m5.token
+        for user, cid, pw in [("%s/phone" % v, "%s/phone" % v, tok_a),
+                              ("%s/phone" % a, "%s/phone" % v, tok_a),
+                              ("%s/phone" % v, "%s/phone" % a, tok_a),
+                              ("$admin", uniq("adm"), tok_a),
+                              ("keys", uniq("k"), tok_a),
+                              ("%s/phone" % v, "%s/phone" % v, "")]:
+            c = Client(self.broker, client_id=cid, username=user, password=pw, protocol=V5)
+            rc = c.try_connect()
+            if rc == 0:
+                c.close()
+            self.attempt("connect user=%s client=%s with another's token: %r" % (user, cid, rc),
+                         rc != 0)
+        self.attempt("victim still connected", not dv.disconnected.is_set())
+
+    def test_group_one_is_not_in(self):
+        o, m, x = uniq("owner"), uniq("member"), uniq("outsider")
+        do, dm = self.dev(o, "phone"), self.dev(m, "phone")
+        dx = self.dev(x, "phone", protocol=V5)
+        gid = uniq("grp")
+        r = do.ctl("group.create", 1, gid=gid, members=[m])
+        self.assertTrue(r["ok"], r)
+        do.events(), dm.events()
+        code = dx.send_group(gid, 1, body=b"intrude")
+        err = dx.wait_event("error")
+        self.attempt("send to a group one is not in: 0x%02x %s" % (code, err.get("code")),
+                     code >= 0x80 and err.get("code") == "member")
+        dx.typing("g:%s" % gid)
+        r = dx.ctl("group.add", 2, gid=gid, members=[x])
+        self.attempt("group.add by an outsider: %r" % r, r.get("ok") is False)
+        r = dx.ctl("group.remove", 3, gid=gid, members=[m])
+        self.attempt("group.remove by an outsider: %r" % r, r.get("ok") is False)
+        r = dx.ctl("group.admin", 4, gid=gid, user=x)
+        self.attempt("group.admin by an outsider: %r" % r, r.get("ok") is False)
+        r = dm.ctl("group.add", 5, gid=gid, members=[x])
+        self.attempt("group.add by a non-admin member: %r" % r, r.get("ok") is False)
+        code = dx.publish("chat/group/%s" % gid, cbor2.dumps({"cid": 2, "body": b"x"}), qos=2)
+        self.attempt("QoS 2 send to the group: 0x%02x" % code, code >= 0x80)
+        wait_until(lambda: False, 0.3)
+        got = do.events() + dm.events()
+        self.attempt("members saw nothing from the outsider: %r" % got[:3], got == [])
+
+    # ---- receipts for what one never received ----
+
+    def test_receipts_for_messages_never_received(self):
+        a, b, c = uniq("a"), uniq("b"), uniq("c")
+        da, db, dc = self.dev(a, "phone"), self.dev(b, "phone"), self.dev(c, "phone")
+        conv = conv_of(a, b)
+        da.send_dm(b, 1, body=b"m1")
+        db.wait_event("msg", seq=1)
+        da.events()
+        # an outsider reads a's message
+        dc.receipt("read", conv, [1])
+        err = dc.wait_event("error")
+        self.attempt("outsider receipt: %s" % err.get("code"), err.get("code") == "conv")
+        # b reads a message that does not exist yet, a reads its own message
+        db.receipt("read", conv, [2, 3])
+        da.receipt("read", conv, [1])
+        # a group member reads what was said before it joined
+        g = uniq("g")
+        self.assertTrue(da.ctl("group.create", 1, gid=g, members=[b])["ok"])
+        da.send_group(g, 2, body=b"before c")
+        seq_before = db.wait_event("msg", conv="g:" + g)["seq"]
+        r = da.ctl("group.add", 2, gid=g, members=[c])
+        self.assertTrue(r["ok"], r)
+        dc.events()
+        dc.receipt("read", "g:" + g, [seq_before])
+        wait_until(lambda: False, 0.5)
+        got = [e for e in da.events() if e.get("k") == "receipt"]
+        self.attempt("no receipt reached the sender: %r" % got, got == [])
+        # the sender's state did not move: b's real receipts arrive as the first ones
+        db.receipt("delivered", conv, [1])
+        ev = da.wait_event("receipt", conv=conv)
+        self.attempt("state of seq 1 unchanged by the forgeries: %r" % ev,
+                     (ev["s"], ev["seqs"], ev["by"]) == ("delivered", [1], b))
+        da.send_dm(b, 3, body=b"m2")
+        db.wait_event("msg", seq=2)
+        db.receipt("delivered", conv, [2])
+        ev = da.wait_event("receipt", conv=conv)
+        self.attempt("a receipt before the message did not count: %r" % ev,
+                     (ev["s"], ev["seqs"]) == ("delivered", [2]))
+        da.send_group(g, 4, body=b"after c")
+        seq_after = dc.wait_event("msg", conv="g:" + g)["seq"]
+        dc.receipt("read", "g:" + g, [seq_before, seq_after])
+        ev = da.wait_event("receipt", conv="g:" + g)
+        self.attempt("late joiner's receipt counts only what it got: %r" % ev,
+                     (ev["s"], ev["seqs"], ev["by"]) == ("read", [seq_after], c))
+
+    # ---- admin, revoked devices, key pools ----
+
+    def test_control_from_non_admin(self):
+        v, dv, p, dp = self.victim(keys=False)
+        cmds = [{"cmd": "user.remove", "user": v}, {"cmd": "device.remove", "user": v, "device": "phone"},
+                {"cmd": "device.add", "user": v, "device": "evil"}, {"cmd": "service.add", "name": "keys"},
+                {"cmd": "stats"}]
+        d5 = self.dev(uniq("mallory"), "phone", protocol=V5)
+        for i, cmd in enumerate(cmds):
+            code = d5.publish("$CONTROL/chat/v1", cbor2.dumps(dict(cmd, rid=i + 1)))
+            self.attempt("device publishes %s on $CONTROL: 0x%02x" % (cmd["cmd"], code), code >= 0x80)
+        svc = Client(self.broker, client_id=uniq("svc"), username="keys",
+                     password=open(self.ks.token_file).read().strip(), protocol=V5).connect()
+        self.addCleanup(svc.close)
+        code = svc.publish("$CONTROL/chat/v1", cbor2.dumps(dict(cmds[0], rid=9)))
+        self.attempt("service account on $CONTROL: 0x%02x" % code, code >= 0x80)
+        code = svc.subscribe("chat/inbox/%s/phone" % v)
+        self.attempt("service account reads an inbox: 0x%02x" % code, code >= 0x80)
+        wait_until(lambda: False, 0.3)
+        self.attempt("victim still connected", not dv.disconnected.is_set())
+        rc, out, _ = self.broker.chatctl("device", "add", v, "evil")
+        self.attempt("no device was added (chatctl device add now works: %d)" % rc, rc == 0)
+        dp.send_dm(v, 1, body=b"still there")
+        self.attempt("victim still a user", dv.wait_event("msg")["body"] == b"still there")
+
+    def test_revoked_device_token(self):
+        u = uniq("rev")
+        tok = self.broker.add_device(u, "phone")
+        tok2 = self.broker.add_device(u, "tab")
+        d = Device(self.broker, u, "phone", tok).connect()
+        self.addCleanup(d.close)
+        rc, _, err = self.broker.chatctl("device", "remove", u, "phone")
+        self.assertEqual(rc, 0, err)
+        self.attempt("the live connection of a revoked device is closed", d.disconnected.wait(5))
+        for proto in (V311, V5):
+            c = Device(self.broker, u, "phone", tok, protocol=proto)
+            rc = c.try_connect()
+            if rc == 0:
+                c.close()
+            self.attempt("revoked token connects (v%d): %r" % (proto, rc), rc != 0)
+        rc, _, err = self.broker.chatctl("user", "remove", u)
+        self.assertEqual(rc, 0, err)
+        c = Device(self.broker, u, "tab", tok2)
+        rc = c.try_connect()
+        if rc == 0:
+            c.close()
+        self.attempt("token of a removed user connects: %r" % rc, rc != 0)
+
+    def test_draining_one_time_keys(self):
+        v, dv, p, dp = self.victim()
+        a = uniq("drain")
+        da = self.dev(a, "phone", protocol=V5)
+        self.assertLess(da.subscribe("chat/keys/resp/%s/phone" % a), 0x80)
+        handed = []
+        for i in range(KS_BURST + 5):
+            r = self.key_request(da, {"op": "bundle", "user": v})
+            if r.get("ok"):
+                handed += [e["opk"]["id"] for e in r["devices"] if "opk" in e]
+            else:
+                self.attempt("bundle %d past the burst of %d: %r" % (i + 1, KS_BURST, r.get("code")),
+                             i >= KS_BURST and r.get("code") == "rate" and r.get("retry_after", 0) > 0)
+        self.assertEqual(len(handed), KS_BURST)
+        self.attempt("no one-time key handed out twice", len(set(handed)) == len(handed))
+        r = self.key_request(dv, {"op": "count"})
+        self.attempt("the pool lost only the burst: %r" % r, r.get("opks") == 20 - KS_BURST)
+
+    # ---- malformed ids ----
+
+    def test_bad_ids(self):
+        long_u, long_d, long_g = "u" * 65, "d" * 33, "g" * 65
+        bad_users = ["a+b", "a#b", "a/b", "a\0b", "", long_u, "a b", "$SYS", "é"]
+        for u in bad_users:
+            if "\0" in u:
+                continue   # argv cannot carry NUL; the MQTT cases below do
+            rc, _, _ = self.broker.chatctl("device", "add", u, "phone")
+            self.attempt("chatctl device add %r" % u, rc != 0)
+        for dev in ["x+y", "x#", "x/y", long_d, ""]:
+            rc, _, _ = self.broker.chatctl("device", "add", uniq("ok"), dev)
+            self.attempt("chatctl device add device %r" % dev, rc != 0)
+        a = uniq("ids")
+        da = self.dev(a, "phone", protocol=V5)
+        for u in bad_users:
+            if not u or any(ch in u for ch in "+#\0"):
+                continue   # not valid in an MQTT topic name at all
+            code = da.publish("chat/dm/%s" % u, cbor2.dumps({"cid": next(CIDS), "body": b"x"}))
+            self.attempt("send to chat/dm/%r: 0x%02x" % (u, code), code >= 0x80)
+        for g in ["g/x", long_g, "a b"]:
+            code = da.publish("chat/group/%s" % g, cbor2.dumps({"cid": next(CIDS), "body": b"x"}))
+            self.attempt("send to chat/group/%r: 0x%02x" % (g, code), code >= 0x80)
+        da.events()
+        for i, u in enumerate(bad_users):
+            r = da.ctl("devices", 100 + i, user=u)
+            self.attempt("ctl devices %r: %r" % (u, r.get("ok")), r.get("ok") is False)
+        for i, g in enumerate(["g+", "g#", "g/x", "g\0x", long_g, ""]):
+            r = da.ctl("group.create", 200 + i, gid=g, members=[])
+            self.attempt("ctl group.create %r: %r" % (g, r.get("ok")), r.get("ok") is False)
+        da.events()
+        for i, conv in enumerate(["dm:%s:x+y" % a, "dm:%s\0:b" % a, "g:" + long_g, "dm:%s" % a, "x"]):
+            da.receipt("read", conv, [1])
+            err = da.wait_event("error")
+            self.attempt("receipt on conv %r: %s" % (conv, err.get("code")), err.get("code") in ("conv", "field"))
+        self.assertLess(da.subscribe("chat/keys/resp/%s/phone" % a), 0x80)
+        for u in bad_users:
+            r = self.key_request(da, {"op": "bundle", "user": u})
+            self.attempt("key bundle for %r: %r" % (u, r.get("code")), r.get("ok") is False)
+        for user, cid in [("a+b/phone", "a+b/phone"), ("a#/phone", "a#/phone"), ("a/b/c", "a/b/c"),
+                          ("%s/%s" % (long_u, "p"), "%s/p" % long_u), ("%s/%s" % (a, long_d),) * 2,
+                          ("a\0b/phone", "a\0b/phone")]:
+            c = Client(self.broker, client_id=cid, username=user, password="x" * 20, protocol=V5)
+            try:
+                rc = c.try_connect()
+            except ValueError:
+                rc = "refused by the client library"
+            if rc == 0:
+                c.close()
+            self.attempt("connect as %r: %r" % (user, rc), rc != 0)
+        self.assert_serving()
+
+
+if __name__ == "__main__":
+    main()
