@@ -1,0 +1,189 @@
+/* client.h — chat-client's modules and the state they share.
+ *
+ *   client_state.c  the device's keys, sessions, sender keys, seen (conv, seq)
+ *                   and message history; one file under --state, rewritten
+ *                   atomically after every change
+ *   client_net.c    libmosquitto: connect, the queue of received payloads,
+ *                   bounded waits for one reply, ctl and key-server requests
+ *   client_chat.c   registration and top-up, encrypting a send (1:1 and
+ *                   group), decrypting inbox events, receipts
+ *   client_main.c   the command line: --send, --group, --recv, interactive
+ *
+ * The crypto itself is e2ee.c; the format is docs/E2EE.md.
+ */
+#ifndef CHAT_CLIENT_H
+#define CHAT_CLIENT_H
+
+#include "cbor_io.h"
+#include "e2ee.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ADDR_MAX 100            /* "U/D" plus the terminator */
+#define NAME_MAX_ 72            /* user or group id plus the terminator */
+#define OPK_BATCH 100           /* one-time keys per upload */
+#define SEEN_KEEP 4096          /* seqs remembered per conversation */
+#define HISTORY_KEEP 500        /* messages kept in the state file */
+#define SESSIONS_PER_PEER 2
+
+/* ---- state ---- */
+
+typedef struct opk_priv { uint32_t id; uint8_t sk[E2E_KEY]; } opk_priv;
+
+typedef struct peer {           /* a remote device (another user's, or our own other one) */
+	char addr[ADDR_MAX];
+	int nsess;
+	e2e_session *sess[SESSIONS_PER_PEER];   /* newest first; we send on [0] */
+} peer;
+
+typedef struct own_skey {       /* our sender key in one group */
+	char gid[NAME_MAX_];
+	bool rotate;                /* make a new one before the next send */
+	e2e_chain *chain;
+	char (*sent_to)[ADDR_MAX];  /* devices that have it */
+	size_t nsent_to;
+} own_skey;
+
+typedef struct peer_skey {      /* another device's sender key in one group */
+	char gid[NAME_MAX_], addr[ADDR_MAX];
+	e2e_chain *chain;
+} peer_skey;
+
+typedef struct seen_conv {
+	char conv[NAME_MAX_ + 4];
+	uint64_t floor;             /* every seq <= floor counts as seen */
+	uint64_t *seqs;             /* sorted, > floor */
+	size_t n;
+} seen_conv;
+
+enum msg_status { ST_NONE, ST_SENT, ST_DELIVERED, ST_READ };
+
+typedef struct hist {           /* one message in the history */
+	char conv[NAME_MAX_ + 4], from[ADDR_MAX];
+	uint64_t seq;
+	bool out;                   /* ours: status is meaningful */
+	int status;
+	char *text;
+} hist;
+
+typedef struct cstate {
+	char path[4096];
+	bool registered;
+	uint8_t ik_pk[E2E_KEY], ik_sk[E2E_EDSK];
+	uint32_t spk_id;
+	uint8_t spk_pk[E2E_KEY], spk_sk[E2E_KEY], spk_sig[E2E_SIG];
+	uint32_t next_opk_id;
+	opk_priv *opks; size_t nopks;
+	peer *peers; size_t npeers;
+	own_skey *own; size_t nown;
+	peer_skey *pskeys; size_t npskeys;
+	seen_conv *seen; size_t nseen;
+	hist *hist; size_t nhist;
+} cstate;
+
+/* Loads DIR/state (or starts empty: *fresh = true). CHAT_OK or an error
+ * with a message on stderr. */
+int state_load(cstate *st, const char *dir, bool *fresh);
+int state_save(const cstate *st);
+void state_free(cstate *st);
+
+void state_new_identity(cstate *st);
+/* Appends n fresh one-time keys; their public halves go to cbw w as the
+ * upload's opks array. */
+void state_new_opks(cstate *st, size_t n, cbw *w);
+opk_priv *state_opk(cstate *st, uint32_t id);
+void state_drop_opk(cstate *st, uint32_t id);
+
+peer *state_peer(cstate *st, const char *addr, bool create);
+void state_peer_push(peer *p, e2e_session *s);   /* new session in front */
+void state_peer_forget(cstate *st, const char *addr);
+
+own_skey *state_own_skey(cstate *st, const char *gid, bool create);
+bool own_skey_has(const own_skey *k, const char *addr);
+void own_skey_add(own_skey *k, const char *addr);
+void own_skey_reset(own_skey *k);
+peer_skey *state_peer_skey(cstate *st, const char *gid, const char *addr, bool create);
+
+bool state_seen(cstate *st, const char *conv, uint64_t seq);
+void state_mark_seen(cstate *st, const char *conv, uint64_t seq);
+
+void state_history(cstate *st, const char *conv, uint64_t seq, const char *from, bool out,
+                   const char *text, size_t len);
+hist *state_find_out(cstate *st, const char *conv, uint64_t seq);
+
+/* ---- net ---- */
+
+typedef struct qmsg { char *topic; uint8_t *payload; size_t len; } qmsg;
+
+typedef struct net {
+	struct mosquitto *mosq;
+	char addr[ADDR_MAX], user[NAME_MAX_], dev[NAME_MAX_];
+	char t_inbox[160], t_resp[160], t_status[160];
+	bool connected, failed;
+	int subacks;
+	qmsg *q; size_t nq, capq;
+	int inflight;               /* our QoS 1 publishes not yet acknowledged */
+	uint64_t next_rid;
+	cbw w;
+} net;
+
+int net_connect(net *n, const char *host, int port, const char *addr, const char *token);
+void net_close(net *n);
+/* Runs the network for up to ms milliseconds. false if the connection failed. */
+bool net_pump(net *n, int ms);
+int net_publish(net *n, const char *topic, const void *p, size_t len);
+/* Waits (pumping) until no publish is in flight, up to ms. */
+bool net_flush(net *n, int ms);
+typedef bool (*qmatch)(const qmsg *m, void *ctx);
+/* Takes the first queued payload that matches, waiting up to ms. NULL on timeout. */
+qmsg *net_take(net *n, qmatch match, void *ctx, int ms);
+/* Takes the oldest queued payload (or NULL). */
+qmsg *net_pop(net *n);
+void qmsg_free(qmsg *m);
+/* Sends a ctl or key request built in n->w (a map whose first pair must be
+ * written by the caller after net_req_begin) and waits for its reply. */
+uint64_t net_req_begin(net *n, size_t extra_pairs, const char *op);
+qmsg *net_ctl(net *n, uint64_t rid, int ms);
+qmsg *net_keys(net *n, uint64_t rid, int ms);
+uint64_t now_ms(void);
+
+/* A decoded inbox event (pointers into the payload). */
+#define EV_LIST_MAX 1024
+typedef struct ev {
+	cbr_item k, conv, from, body, cid, s, code, msg, gid, op, by;
+	uint64_t seq, rid;
+	bool has_seq, has_rid, ok, done;
+	uint64_t seqs[EV_LIST_MAX]; size_t nseqs;
+	cbr_item list[EV_LIST_MAX]; size_t nlist;          /* devices / members / missing+extra */
+} ev;
+int ev_decode(ev *e, const uint8_t *p, size_t len);
+/* Copies a text item into a C string (truncating to cap - 1). */
+void item_str(char *dst, size_t cap, const cbr_item *it);
+
+/* ---- chat ---- */
+
+typedef struct client {
+	cstate st;
+	net net;
+	bool interactive;
+	bool send_only;             /* --send/--group: leave inbox events for the next sync */
+	bool sync_done;
+	uint64_t last_msg_ms;
+	/* pending delivered (and read) receipts, flushed after each batch */
+	struct pending { char conv[NAME_MAX_ + 4]; uint64_t seqs[1000]; size_t n; bool read; } *pend;
+	size_t npend;
+} client;
+
+int chat_register(client *c, bool fresh);
+void chat_status(client *c, const qmsg *m);     /* a retained key status: top up when low */
+/* Encrypts and sends text to a user (gid NULL) or a group; waits for `sent`.
+ * CHAT_OK with conv and seq filled, or an error (message on stderr). */
+int chat_send(client *c, const char *peer_user, const char *gid, const char *text,
+              char *conv, size_t conv_cap, uint64_t *seq);
+/* Handles every queued inbox event (only key status when send_only). */
+void chat_process(client *c);
+void chat_flush_receipts(client *c);
+
+#endif

@@ -1,0 +1,224 @@
+/* client_main.c — chat-client's command line.
+ *
+ *   chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR
+ *       [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]
+ *
+ * Without a mode it is interactive (/to U, /group G, /quit). --send and
+ * --group exit 0 once the server acknowledges the stored message; --recv
+ * syncs, prints every new message as `conv<TAB>seq<TAB>from<TAB>text`,
+ * acknowledges it, and exits after SECONDS without a new one. The first run
+ * with an empty --state registers the device's keys with the key server.
+ */
+#include "client.h"
+#include "err.h"
+#include "ids.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(void)
+{
+	fprintf(stderr,
+	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
+	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]\n"
+	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n");
+}
+
+static int read_token(const char *path, char *out, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "chat-client: cannot read %s: %s\n", path, strerror(errno));
+		return CHAT_EIO;
+	}
+	bool ok = fgets(out, (int)cap, f) != NULL;
+	fclose(f);
+	size_t n = ok ? strlen(out) : 0;
+	while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' '))
+		out[--n] = 0;
+	if (!n) {
+		fprintf(stderr, "chat-client: %s holds no token\n", path);
+		return CHAT_EINVAL;
+	}
+	return CHAT_OK;
+}
+
+static int do_recv(client *c, long timeout_s)
+{
+	if (net_publish(&c->net, "chat/sync", "\xa0", 1) != CHAT_OK)
+		return 1;
+	uint64_t limit = (uint64_t)timeout_s * 1000;
+	c->last_msg_ms = now_ms();
+	for (;;) {
+		bool up = net_pump(&c->net, 50);
+		chat_process(c);
+		if (!up)
+			return 1;
+		uint64_t idle = now_ms() - c->last_msg_ms;
+		if (idle >= limit && (c->sync_done || idle >= limit + 10000))
+			break;
+	}
+	if (!c->sync_done)
+		fprintf(stderr, "chat-client: the sync did not finish\n");
+	return 0;
+}
+
+static void interactive_line(client *c, char *line, char *to, char *group, bool *quit)
+{
+	line[strcspn(line, "\r\n")] = 0;
+	if (!line[0])
+		return;
+	if (strcmp(line, "/quit") == 0) {
+		*quit = true;
+	} else if (strcmp(line, "/sync") == 0) {   /* replay what the server still holds */
+		net_publish(&c->net, "chat/sync", "\xa0", 1);
+	} else if (strncmp(line, "/to ", 4) == 0 && chat_valid_user(line + 4, strlen(line + 4))) {
+		snprintf(to, NAME_MAX_, "%s", line + 4);
+		group[0] = 0;
+		printf("talking to %s\n", to);
+	} else if (strncmp(line, "/group ", 7) == 0 &&
+	           chat_valid_group(line + 7, strlen(line + 7))) {
+		snprintf(group, NAME_MAX_, "%s", line + 7);
+		to[0] = 0;
+		printf("talking to group %s\n", group);
+	} else if (line[0] == '/') {
+		printf("commands: /to USER, /group G, /sync, /quit\n");
+	} else if (!to[0] && !group[0]) {
+		printf("first choose a peer: /to USER or /group G\n");
+	} else {
+		char conv[NAME_MAX_ + 4];
+		uint64_t seq;
+		chat_send(c, to[0] ? to : NULL, group[0] ? group : NULL, line, conv, sizeof conv, &seq);
+	}
+	fflush(stdout);
+}
+
+static int do_interactive(client *c)
+{
+	char line[4096], to[NAME_MAX_] = "", group[NAME_MAX_] = "";
+	bool quit = false;
+	if (net_publish(&c->net, "chat/sync", "\xa0", 1) != CHAT_OK)
+		return 1;
+	printf("%s: /to USER or /group G, then type; /quit to leave\n", c->net.addr);
+	fflush(stdout);
+	while (!quit) {
+		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+		int r = poll(&pfd, 1, 0);
+		if (r > 0) {
+			if (!fgets(line, sizeof line, stdin))
+				break;
+			interactive_line(c, line, to, group, &quit);
+		}
+		if (!net_pump(&c->net, 50))
+			return 1;
+		chat_process(c);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *host = NULL, *addr = NULL, *token_file = NULL, *state_dir = NULL;
+	const char *send_to = NULL, *group = NULL;
+	long port = 0, timeout_s = -1;
+	bool recv = false;
+	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP };
+	static const struct option longopts[] = {
+		{ "token-file", required_argument, NULL, OPT_TOKEN },
+		{ "state", required_argument, NULL, OPT_STATE },
+		{ "send", required_argument, NULL, OPT_SEND },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "recv", no_argument, NULL, OPT_RECV },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "help", no_argument, NULL, OPT_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+	char *end;
+	while ((o = getopt_long(argc, argv, "h:p:u:", longopts, NULL)) != -1) {
+		switch (o) {
+		case 'h': host = optarg; break;
+		case 'p':
+			port = strtol(optarg, &end, 10);
+			if (*end || port < 1 || port > 65535) {
+				fprintf(stderr, "chat-client: bad port %s\n", optarg);
+				return 2;
+			}
+			break;
+		case 'u': addr = optarg; break;
+		case OPT_TOKEN: token_file = optarg; break;
+		case OPT_STATE: state_dir = optarg; break;
+		case OPT_SEND: send_to = optarg; break;
+		case OPT_GROUP: group = optarg; break;
+		case OPT_RECV: recv = true; break;
+		case OPT_TIMEOUT:
+			timeout_s = strtol(optarg, &end, 10);
+			if (*end || timeout_s < 0 || timeout_s > 86400) {
+				fprintf(stderr, "chat-client: bad timeout %s\n", optarg);
+				return 2;
+			}
+			break;
+		case OPT_HELP: usage(); return 0;
+		default: usage(); return 2;
+		}
+	}
+	const char *text = optind < argc ? argv[optind] : NULL;
+	int modes = (send_to != NULL) + (group != NULL) + recv;
+	const char *u, *d;
+	size_t ul, dl;
+	if (!host || !port || !addr || !token_file || !state_dir || modes > 1 ||
+	    ((send_to || group) && (!text || optind + 1 != argc)) ||
+	    (!(send_to || group) && optind != argc) || (recv && timeout_s < 0) ||
+	    (!recv && timeout_s >= 0)) {
+		usage();
+		return 2;
+	}
+	if (!chat_parse_addr(addr, strlen(addr), &u, &ul, &d, &dl)) {
+		fprintf(stderr, "chat-client: -u wants U/D, got %s\n", addr);
+		return 2;
+	}
+	if ((send_to && !chat_valid_user(send_to, strlen(send_to))) ||
+	    (group && !chat_valid_group(group, strlen(group)))) {
+		fprintf(stderr, "chat-client: invalid %s id\n", send_to ? "user" : "group");
+		return 2;
+	}
+
+	if (e2e_init() != 0) {
+		fprintf(stderr, "chat-client: libsodium failed to start\n");
+		return 1;
+	}
+	char token[256];
+	static client c;
+	bool fresh = false;
+	if (read_token(token_file, token, sizeof token) != CHAT_OK ||
+	    state_load(&c.st, state_dir, &fresh) != CHAT_OK)
+		return 1;
+	c.interactive = modes == 0;
+	c.send_only = send_to || group;
+	int rc = 1;
+	if (net_connect(&c.net, host, (int)port, addr, token) == CHAT_OK &&
+	    chat_register(&c, fresh) == CHAT_OK) {
+		chat_process(&c);
+		if (c.send_only) {
+			char conv[NAME_MAX_ + 4];
+			uint64_t seq;
+			rc = chat_send(&c, send_to, group, text, conv, sizeof conv, &seq) == CHAT_OK ? 0 : 1;
+			chat_process(&c);
+		} else if (recv) {
+			rc = do_recv(&c, timeout_s);
+		} else {
+			rc = do_interactive(&c);
+		}
+		if (!net_flush(&c.net, 5000))
+			fprintf(stderr, "chat-client: some receipts were not acknowledged\n");
+	}
+	e2e_wipe(token, sizeof token);
+	net_close(&c.net);
+	state_free(&c.st);
+	return rc;
+}

@@ -1,0 +1,256 @@
+"""chat-client end to end: real broker + plugin, real chat-keyserver, and
+chat-client processes driven through their command line.
+
+alice has two devices, bob one. They register, exchange 1:1 messages both
+ways (bob offline while alice sends), every device decrypts every message,
+receipts reach alice, a restart of bob's client resumes its session without
+registering again, duplicates are dropped, a group of three rotates its
+sender keys when a member is removed, and no plaintext ever appears in the
+broker's or the key server's data directories or logs.
+"""
+
+import os
+import subprocess
+import threading
+
+import cbor2
+
+from chatlib import BUILD_DIR, ChatTestCase, Device, conv_of, main, uniq, wait_until
+from test_keyserver import KeyServer
+
+CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
+
+
+class ClientTest(ChatTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        rc, out, err = cls.broker.chatctl("service", "add", "keys")
+        if rc != 0:
+            raise AssertionError("chatctl service add keys: %s" % err)
+        cls.ks_token = os.path.join(cls.broker.tmp, "keys.token")
+        with open(cls.ks_token, "w") as f:
+            f.write(out.strip() + "\n")
+        cls.ks_dir = os.path.join(cls.broker.tmp, "keys-data")
+        # a pool below 100 is "low": one used one-time key makes a client top up
+        cls.ks = KeyServer(cls.broker, cls.ks_token, cls.ks_dir, "--low-threshold", "100")
+        try:
+            cls.ks.wait_serving()
+        except Exception:
+            cls.ks.cleanup()
+            super().tearDownClass()
+            raise
+        cls.plaintexts = []
+        cls.home = os.path.join(cls.broker.tmp, "clients")
+        os.makedirs(cls.home)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            # the server saw only ciphertext: no plaintext in its data or logs
+            ks_log = cls.ks.text()
+            cls.ks.stop()
+            blobs = [("key server log", ks_log.encode()),
+                     ("broker log", cls.broker.all_output().encode())]
+            for root in (cls.broker.data_dir, cls.ks_dir):
+                for d, _, files in os.walk(root):
+                    for name in files:
+                        with open(os.path.join(d, name), "rb") as f:
+                            blobs.append((os.path.join(d, name), f.read()))
+            assert cls.plaintexts, "no plaintext was checked"
+            for text in cls.plaintexts:
+                for where, data in blobs:
+                    assert text.encode() not in data, "%r found in %s" % (text, where)
+        finally:
+            cls.ks.cleanup()
+            super().tearDownClass()
+
+    # ---- helpers ----
+
+    def device(self, user, dev):
+        token = self.broker.add_device(user, dev)
+        path = os.path.join(self.home, "%s_%s.token" % (user, dev))
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        return {"addr": "%s/%s" % (user, dev), "token": path, "token_value": token,
+                "state": os.path.join(self.home, "%s_%s.state" % (user, dev))}
+
+    def client_cmd(self, d, *args):
+        return [CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", d["addr"],
+                "--token-file", d["token"], "--state", d["state"]] + [str(a) for a in args]
+
+    def run_client(self, d, *args, timeout=30, check=True):
+        cmd = self.client_cmd(d, *args)
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=timeout)
+        if check and r.returncode != 0:
+            raise AssertionError("%s exited %d\nstdout:\n%s\nstderr:\n%s\n%s"
+                                 % (" ".join(cmd), r.returncode, r.stdout, r.stderr,
+                                    self.ks.text()[-3000:]))
+        return r
+
+    def send(self, d, peer, text):
+        self.plaintexts.append(text)
+        r = self.run_client(d, "--send", peer, text)
+        self.assertIn("sent", r.stderr)
+        return r
+
+    def send_group(self, d, gid, text):
+        self.plaintexts.append(text)
+        return self.run_client(d, "--group", gid, text)
+
+    def recv(self, d, seconds=1):
+        r = self.run_client(d, "--recv", "--timeout", seconds)
+        lines = [l.split("\t") for l in r.stdout.splitlines()]
+        for l in lines:
+            self.assertEqual(len(l), 4, r.stdout)
+        return [(c, int(s), f, t) for c, s, f, t in lines], r.stderr
+
+    def state(self, d):
+        with open(os.path.join(d["state"], "state"), "rb") as f:
+            return cbor2.loads(f.read())
+
+    # ---- tests ----
+
+    def test_dm_two_devices_offline_receipts_restart(self):
+        alice, bob = uniq("alice"), uniq("bob")
+        a1, a2, b1 = self.device(alice, "phone"), self.device(alice, "laptop"), self.device(bob, "phone")
+        conv = conv_of(alice, bob)
+        for d in (a1, a2, b1):   # first runs: register with the key server
+            _, err = self.recv(d, 0)
+            self.assertIn("registered %s" % d["addr"], err)
+            st = self.state(d)
+            self.assertTrue(st["registered"])
+            self.assertEqual(len(st["opks"]), 100)
+
+        # bob is not running: offline delivery
+        self.send(a1, bob, "hello bob, from alice's phone")
+        msgs, err = self.recv(b1)
+        self.assertEqual(msgs, [(conv, 1, a1["addr"], "hello bob, from alice's phone")])
+        # alice's bundle request took one of bob's one-time keys: the key
+        # server's retained status said low, and bob's client topped up
+        self.assertIn("ran low; uploaded 100 more", err)
+        self.assertEqual(len(self.state(b1)["opks"]), 199)
+        msgs, _ = self.recv(a2)   # alice's other device gets its copy
+        self.assertEqual(msgs, [(conv, 1, a1["addr"], "hello bob, from alice's phone")])
+
+        self.send(b1, alice, "hi alice \u2713 both devices")
+        self.send(a2, bob, "and this is alice's laptop")
+        msgs, err = self.recv(a1)
+        self.assertEqual(msgs, [(conv, 2, b1["addr"], "hi alice \u2713 both devices"),
+                                (conv, 3, a2["addr"], "and this is alice's laptop")])
+        # receipts: bob's client acknowledged seq 1 -> alice's phone shows ✓✓
+        self.assertIn("\u2713\u2713 %s #1 (%s)" % (conv, bob), err)
+        msgs, err = self.recv(a2)
+        self.assertEqual(msgs, [(conv, 2, b1["addr"], "hi alice \u2713 both devices")])
+
+        # restart of bob's client: same state, no new registration, session resumed
+        msgs, err = self.recv(b1)
+        self.assertEqual(msgs, [(conv, 3, a2["addr"], "and this is alice's laptop")])
+        self.assertNotIn("registered", err)
+        self.assertNotIn("new identity", err)
+        self.send(a1, bob, "second message on the same session")
+        msgs, err = self.recv(b1)
+        self.assertEqual(msgs, [(conv, 4, a1["addr"], "second message on the same session")])
+        self.assertNotIn("registered", err)
+        # the same session as before the restart: no second X3DH with alice's phone
+        sessions = dict((addr, s) for addr, s in self.state(b1)["peers"])
+        self.assertEqual(len(sessions[a1["addr"]]), 1)
+        # alice's phone sees bob's delivered receipts for its messages
+        _, err = self.recv(a1)
+        self.assertIn("\u2713\u2713 %s #4" % conv, err)
+
+    def test_duplicates_dropped(self):
+        alice, bob = uniq("alice"), uniq("bob")
+        a, b = self.device(alice, "d"), self.device(bob, "d")
+        for d in (a, b):
+            self.recv(d, 0)
+        self.send(a, bob, "only once please")
+        # the client's own sync and /sync right behind it, before any
+        # receipt: the server replays the message twice, the client shows it once
+        proc = subprocess.Popen(self.client_cmd(b), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        err_lines = []
+        reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
+        reader.start()
+        try:
+            proc.stdin.write("/sync\n")
+            proc.stdin.flush()
+            wait_until(lambda: any("dropped" in l for l in err_lines), timeout=10)
+            proc.stdin.write("/quit\n")
+            proc.stdin.flush()
+            out = proc.stdout.read()
+            proc.wait(20)
+            reader.join(5)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        err = "".join(err_lines)
+        self.assertEqual(out.count("only once please"), 1, out + err)
+        self.assertIn("duplicate %s #1 dropped" % conv_of(alice, bob), err)
+        msgs, _ = self.recv(b, 0)
+        self.assertEqual(msgs, [])
+
+    def test_group_rotation_on_removal(self):
+        alice, bob, carol = uniq("alice"), uniq("bob"), uniq("carol")
+        a, b, c = self.device(alice, "d"), self.device(bob, "d"), self.device(carol, "d")
+        gid = uniq("team")
+        conv = "g:" + gid
+        for d in (a, b, c):
+            self.recv(d, 0)
+        rc, out, err = self.broker.chatctl("group", "create", gid, "--owner", alice,
+                                           "--members", "%s,%s" % (bob, carol))
+        self.assertEqual(rc, 0, err)
+        self.send_group(a, gid, "team hello one")
+        self.send_group(b, gid, "bob to the team")
+        for d, want in ((b, [(conv, 2, a["addr"], "team hello one")]),
+                        (c, [(conv, 2, a["addr"], "team hello one"),
+                             (conv, 3, b["addr"], "bob to the team")])):
+            msgs, _ = self.recv(d)
+            self.assertEqual(msgs, want)
+        msgs, _ = self.recv(a)
+        self.assertEqual(msgs, [(conv, 3, b["addr"], "bob to the team")])
+        key1 = self._own_key(a, gid)
+        self.assertEqual(sorted(key1[1]), sorted([b["addr"], c["addr"]]))
+
+        # alice removes carol: her next message is under a new sender key
+        # that only bob's device receives
+        dev = Device(self.broker, alice, "d", a["token_value"])
+        dev.connect()
+        try:
+            self.assertTrue(dev.ctl("group.remove", 7, gid=gid, members=[carol])["ok"])
+        finally:
+            dev.close()
+        self.send_group(a, gid, "after carol left")
+        msgs, _ = self.recv(b)
+        self.assertEqual(msgs, [(conv, 5, a["addr"], "after carol left")])
+        msgs, _ = self.recv(c)
+        self.assertEqual(msgs, [])
+        key2 = self._own_key(a, gid)
+        self.assertGreater(key2[0], key1[0])
+        self.assertEqual(key2[1], [b["addr"]])
+        # carol holds only alice's old chain: the new one never reached her
+        held = [int.from_bytes(k[2][:4], "big") for k in self.state(c)["pskeys"]
+                if k[0] == gid and k[1] == a["addr"]]
+        self.assertEqual(held, [key1[0]])
+
+    def _own_key(self, d, gid):
+        for g, _, chain, sent_to in self.state(d)["own"]:
+            if g == gid:
+                return int.from_bytes(chain[:4], "big"), sent_to
+        raise AssertionError("no sender key for %s" % gid)
+
+    def test_usage_errors(self):
+        d = {"addr": "x/y", "token": "/nonexistent", "state": "/tmp/none"}
+        r = self.run_client(d, "--send", "bob", check=False)
+        self.assertEqual(r.returncode, 2)
+        r = self.run_client(d, "--recv", check=False)
+        self.assertEqual(r.returncode, 2)
+        r = self.run_client(d, "--recv", "--timeout", "1", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot read /nonexistent", r.stderr)
+
+
+if __name__ == "__main__":
+    main()
