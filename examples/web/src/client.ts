@@ -72,6 +72,10 @@ export class Connection {
     c.on("connect", () => void this.onConnect());
     c.on("message", (topic, payload) => this.onMessage(topic, payload));
     c.on("close", () => this.client === c && this.h.state("offline"));
+    if (typeof window !== "undefined") {
+      window.addEventListener("offline", this.onNetworkLost);
+      window.addEventListener("online", this.onNetworkBack);
+    }
     c.on("error", (err) => {
       const code = (err as { code?: number }).code;
       if (code === 4 || code === 5) {
@@ -82,7 +86,24 @@ export class Connection {
     });
   }
 
+  // The browser knows about a lost network long before a keepalive would:
+  // drop the socket at once (messages written meanwhile wait as pending) and
+  // connect again as soon as the network is back.
+  private onNetworkLost = () => {
+    const c = this.client;
+    if (c?.connected) c.end(true, () => this.client === c && this.h.state("offline"));
+  };
+
+  private onNetworkBack = () => {
+    const c = this.client;
+    if (c && !c.connected) c.reconnect();
+  };
+
   close(): void {
+    if (typeof window !== "undefined") {
+      window.removeEventListener("offline", this.onNetworkLost);
+      window.removeEventListener("online", this.onNetworkBack);
+    }
     const c = this.client;
     this.client = null;
     c?.end(false);

@@ -269,18 +269,19 @@ export class ChatScreen {
     const c = app.conv(id)!;
     const amAdmin = c.admins.includes(app.me);
     const add = h("input", { name: "add", placeholder: "user to add" }) as HTMLInputElement;
+    let shown: HTMLElement | null = null;
     const act = (f: () => Promise<unknown>) => async () => {
       try {
         await f();
         await app.refreshGroup(id);
-        this.groupDialog(id);
+        if (this.dialog === shown) this.groupDialog(id); // redraw, unless it was closed meanwhile
       } catch (e) {
         app.notice = errText(e);
         this.closeDialog();
         this.render();
       }
     };
-    this.modal(`# ${c.title}`,
+    shown = this.modal(`# ${c.title}`,
       h("ul.members", { "data-testid": "members" }, c.members.map((u) => h("li", avatar(u),
         h("span.grow", u === app.me ? `${u} (you)` : u), c.admins.includes(u) && h("span.pill", "admin"),
         amAdmin && u !== app.me && !c.admins.includes(u) && h("button.small", { onclick: act(() => app.makeAdmin(id, u)) }, "make admin"),

@@ -155,6 +155,8 @@ async function pair() {
   await bob.page.locator("[data-testid=event]", { hasText: `${alice.user} removed you` }).waitFor();
   await bob.page.locator("[data-testid=composer][disabled]").waitFor();
   log("bob was promoted, then removed, and sees it");
+  // alice's dialog is redrawn once the change is through: then close it
+  await alice.page.locator("[data-testid=members] li", { hasText: bob.user }).waitFor({ state: "detached" });
   await alice.page.click("[data-testid=dialog] button[aria-label=Close]");
 
   // devices
@@ -226,6 +228,20 @@ async function reload() {
   await again.click(`[data-testid=conv][data-conv="${dm}"]`);
   await again.locator("[data-testid=msg].in .text", { hasText: "while you were away" }).waitFor();
   log("alice got the message sent while her page was closed");
+
+  // the network goes away: the page says so at once, keeps what is written
+  // as pending, and sends it when the network is back
+  await alice.ctx.setOffline(true);
+  await again.waitForSelector("[data-testid=conn][data-state=offline]");
+  await again.fill("[data-testid=composer]", "written while offline");
+  await again.press("[data-testid=composer]", "Enter");
+  await again.locator("[data-testid=msg][data-tick=pending] .text", { hasText: "written while offline" }).waitFor();
+  await alice.ctx.setOffline(false);
+  await again.waitForSelector("[data-testid=conn][data-state=online]");
+  await bubble(bob, "written while offline", "in").waitFor();
+  // bob has the conversation open: read at once
+  await again.locator("[data-testid=msg][data-tick=read] .text", { hasText: "written while offline" }).waitFor();
+  log("a message written offline went out when the network came back");
 }
 
 const scenarios = { pair, reload };
