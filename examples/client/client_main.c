@@ -100,19 +100,35 @@ static void interactive_line(client *c, char *line, char *to, char *group, bool 
 
 static int do_interactive(client *c)
 {
-	char line[4096], to[NAME_MAX_] = "", group[NAME_MAX_] = "";
-	bool quit = false;
+	/* stdin is read with read(2), not stdio: poll() cannot see lines that
+	 * stdio has already buffered */
+	char buf[4096], to[NAME_MAX_] = "", group[NAME_MAX_] = "";
+	size_t len = 0;
+	bool quit = false, eof = false;
 	if (net_publish(&c->net, "chat/sync", "\xa0", 1) != CHAT_OK)
 		return 1;
 	printf("%s: /to USER or /group G, then type; /quit to leave\n", c->net.addr);
 	fflush(stdout);
-	while (!quit) {
+	while (!quit && !eof) {
 		struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
-		int r = poll(&pfd, 1, 0);
-		if (r > 0) {
-			if (!fgets(line, sizeof line, stdin))
-				break;
-			interactive_line(c, line, to, group, &quit);
+		if (poll(&pfd, 1, 0) > 0) {
+			ssize_t n = read(STDIN_FILENO, buf + len, sizeof buf - 1 - len);
+			if (n <= 0)
+				eof = true;
+			else
+				len += (size_t)n;
+			char *nl;
+			while (!quit && (nl = memchr(buf, '\n', len))) {
+				*nl = 0;
+				interactive_line(c, buf, to, group, &quit);
+				len -= (size_t)(nl + 1 - buf);
+				memmove(buf, nl + 1, len);
+			}
+			if (len == sizeof buf - 1 || (eof && len)) {   /* an overlong or last line */
+				buf[len] = 0;
+				interactive_line(c, buf, to, group, &quit);
+				len = 0;
+			}
 		}
 		if (!net_pump(&c->net, 50))
 			return 1;

@@ -15,8 +15,8 @@ import threading
 
 import cbor2
 
-from chatlib import BUILD_DIR, ChatTestCase, Device, conv_of, main, uniq, wait_until
-from test_keyserver import KeyServer
+from chatlib import (BUILD_DIR, ChatTestCase, Device, KeyServer, conv_of, main, uniq,
+                     wait_until)
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
 
@@ -26,15 +26,9 @@ class ClientTest(ChatTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        rc, out, err = cls.broker.chatctl("service", "add", "keys")
-        if rc != 0:
-            raise AssertionError("chatctl service add keys: %s" % err)
-        cls.ks_token = os.path.join(cls.broker.tmp, "keys.token")
-        with open(cls.ks_token, "w") as f:
-            f.write(out.strip() + "\n")
-        cls.ks_dir = os.path.join(cls.broker.tmp, "keys-data")
         # a pool below 100 is "low": one used one-time key makes a client top up
-        cls.ks = KeyServer(cls.broker, cls.ks_token, cls.ks_dir, "--low-threshold", "100")
+        cls.ks = KeyServer.for_broker(cls.broker, "--low-threshold", "100")
+        cls.ks_dir = cls.ks.cmd[cls.ks.cmd.index("--data-dir") + 1]
         try:
             cls.ks.wait_serving()
         except Exception:
@@ -169,21 +163,24 @@ class ClientTest(ChatTestCase):
         self.send(a, bob, "only once please")
         # the client's own sync and /sync right behind it, before any
         # receipt: the server replays the message twice, the client shows it once
-        proc = subprocess.Popen(self.client_cmd(b), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # (/sync is in the pipe before the client starts, so it follows the
+        # client's own sync at once)
+        rfd, wfd = os.pipe()
+        os.write(wfd, b"/sync\n")
+        proc = subprocess.Popen(self.client_cmd(b), stdin=rfd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        os.close(rfd)
         err_lines = []
         reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr), daemon=True)
         reader.start()
         try:
-            proc.stdin.write("/sync\n")
-            proc.stdin.flush()
             wait_until(lambda: any("dropped" in l for l in err_lines), timeout=10)
-            proc.stdin.write("/quit\n")
-            proc.stdin.flush()
+            os.write(wfd, b"/quit\n")
             out = proc.stdout.read()
             proc.wait(20)
             reader.join(5)
         finally:
+            os.close(wfd)
             if proc.poll() is None:
                 proc.kill()
         err = "".join(err_lines)
