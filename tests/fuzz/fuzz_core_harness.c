@@ -70,6 +70,16 @@ static int io_publish(void *ctx, const char *clientid, const char *topic, const 
 	}
 	if (!topic || (!payload && len))
 		die("publish with a NULL topic or payload", NULL);
+	/* Counters: a retained decimal number on $SYS/broker/chat/<name>. */
+	if (!clientid && strncmp(topic, "$SYS/broker/chat/", 17) == 0) {
+		bool digits = retain && len > 0;
+		for (size_t i = 0; digits && i < len; i++)
+			digits = ((const char *)payload)[i] >= '0' && ((const char *)payload)[i] <= '9';
+		if (!digits)
+			die("a counter that is not a retained decimal number", topic);
+		H.published++;
+		return 0;
+	}
 	if (qos < 0 || qos > 2)
 		die("publish with a bad qos", topic);
 	bool ctl = false;
