@@ -8,7 +8,6 @@ CHAT_WEB_SHOTS=DIR saves screenshots of the main screens there (docs/ uses them)
 
 import json
 import os
-import shutil
 import subprocess
 
 from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, free_port, main, uniq
@@ -17,6 +16,7 @@ from test_keyserver import KeyServer
 WEB_SRC = os.path.join(SOURCE_DIR, "examples", "web")
 WEB_OUT = os.path.join(BUILD_DIR, "web")
 CHROMIUM = "/usr/bin/chromium"
+CHAT_CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
 WS_PORT = free_port()
 
 
@@ -83,6 +83,21 @@ class WebTest(ChatTestCase):
         """A reload resumes the session (no sign-in, history and sessions kept);
         a message sent while the page was closed arrives when it is back."""
         self.run_scenario("reload", self.users("alice", "bob"))
+
+    def test_interop(self):
+        """A browser user and a chat-client user, both ways: 1:1 (X3DH and
+        the Double Ratchet started from either side) and a group (sender keys)."""
+        if not os.path.exists(CHAT_CLIENT):
+            self.fail("chat-client not built: %s" % CHAT_CLIENT)
+        users = self.users("alice")
+        carol = uniq("carol")
+        token_file = os.path.join(self.broker.tmp, "%s.token" % carol)
+        with open(token_file, "w") as f:
+            f.write(self.broker.add_device(carol, "cli") + "\n")
+        users["carol"] = {"addr": "%s/cli" % carol}
+        argv = [CHAT_CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", "%s/cli" % carol,
+                "--token-file", token_file, "--state", os.path.join(self.broker.tmp, "%s.state" % carol)]
+        self.run_scenario("interop", users, client={"argv": argv})
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 // playwright-core. Run by tests/integration/test_web.py, which starts the
 // broker (MQTT over WebSockets, the page from http_dir), the key server and
 // the devices, and passes them in CHAT_WEB (JSON):
-//   { url, users: { name: { addr, token } }, shots: dir|null, client: {...}|null }
+//   { url, users: { name: { addr, token } }, shots: dir|null,
+//     client: { argv: [chat-client and its connection options] } (interop) }
 // Usage: node test/browser.mjs SCENARIO    (pair | reload | interop)
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
@@ -244,7 +246,72 @@ async function reload() {
   log("a message written offline went out when the network came back");
 }
 
-const scenarios = { pair, reload };
+/** Runs chat-client (docs/E2EE.md's C client) with extra arguments; its stdout. */
+function chatClient(...args) {
+  return new Promise((resolve, reject) => {
+    const [bin, ...base] = cfg.client.argv;
+    execFile(bin, [...base, ...args], { timeout: 60000 }, (err, stdout, stderr) => {
+      log(`chat-client ${args.join(" ")}:`, stdout.trim(), stderr.trim());
+      if (err) reject(new Error(`chat-client ${args.join(" ")} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** chat-client --recv until a line with this text arrives (it prints conv TAB seq TAB from TAB text). */
+async function clientReceives(text, from, conv) {
+  const deadline = Date.now() + WAIT;
+  for (;;) {
+    const out = await chatClient("--recv", "--timeout", "2");
+    const line = out.split("\n").find((l) => l.split("\t")[3] === text);
+    if (line) {
+      const [c, seq, f] = line.split("\t");
+      assert.equal(c, conv);
+      assert.equal(f, from);
+      assert.ok(Number(seq) > 0);
+      return;
+    }
+    if (Date.now() > deadline) throw new Error(`chat-client never printed "${text}"`);
+  }
+}
+
+async function interop() {
+  const alice = await person("alice");
+  await signIn(alice); // uploads alice's keys
+  const carol = cfg.users.carol.addr;
+  const carolUser = carol.split("/")[0];
+  const dm = conv(alice.user, carolUser);
+
+  // terminal -> browser: chat-client registers its keys, starts a session from alice's bundle
+  await chatClient("--send", alice.user, "hello from the terminal");
+  await alice.page.locator(`[data-testid=conv][data-conv="${dm}"] [data-testid=unread]`, { hasText: "1" }).waitFor();
+  await openConv(alice, dm);
+  await bubble(alice, "hello from the terminal", "in").waitFor();
+  log("alice read chat-client's message");
+
+  // browser -> terminal, on the session chat-client started; its delivered receipt gives ✓✓
+  await send(alice, "hello from the browser ✓");
+  await waitTick(alice, "hello from the browser", "sent");
+  await clientReceives("hello from the browser ✓", cfg.users.alice.addr, dm);
+  await waitTick(alice, "hello from the browser", "delivered");
+
+  // a group with sender keys both ways
+  const gid = `mixed-${Date.now() % 100000}`;
+  await alice.page.click("[data-testid=new-group]");
+  await alice.page.fill("[data-testid=dialog] input[name=gid]", gid);
+  await alice.page.fill("[data-testid=dialog] input[name=members]", carolUser);
+  await alice.page.click("[data-testid=dialog] button[type=submit]");
+  await alice.page.locator("[data-testid=conv-title]", { hasText: gid }).waitFor();
+  await send(alice, "group hello from the browser");
+  await waitTick(alice, "group hello from the browser", "sent");
+  await clientReceives("group hello from the browser", cfg.users.alice.addr, `g:${gid}`);
+  await chatClient("--group", gid, "group hello from the terminal");
+  await bubble(alice, "group hello from the terminal", "in").waitFor();
+  log("alice read chat-client's group message");
+  assert.equal(await alice.page.locator("[data-testid=msg] .bad").count(), 0, "nothing failed to decrypt");
+}
+
+const scenarios = { pair, reload, interop };
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
   await scenarios[scenario]();
