@@ -15,9 +15,9 @@
  *
  * Device list: the key store keeps its own list, the devices that uploaded
  * keys. A bundle for user U has one entry per such device. A device removed
- * from the broker keeps its keys here until ks_drop_device() is called (a
- * later issue makes the broker announce removals; until then an operator or
- * a re-registration drops them).
+ * from the broker keeps its keys here until ks_drop_device() is called (the
+ * broker announces removals on P/keys/removed/U/D; a re-registration also
+ * drops them).
  *
  * Conventions: functions return CHAT_OK or a chat_err code (err.h); on
  * CHAT_EIO/CHAT_ECORRUPT ks_errmsg() says what happened. Ids are (pointer,

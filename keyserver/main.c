@@ -53,6 +53,8 @@ typedef struct server {
 	bool connected;        /* CONNACK accepted and subscribed */
 	char req_prefix[TOPIC_MAX];
 	size_t req_prefix_len;
+	char removed_prefix[TOPIC_MAX];
+	size_t removed_prefix_len;
 } server;
 
 static volatile sig_atomic_t stopping;
@@ -111,6 +113,34 @@ static void publish(server *s, const char *kind, const char *u, const char *d,
 		logf_(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
 }
 
+/* The broker's retained notice that an admin removed U/D: drop its keys,
+ * clear its status, then clear the notice (it was acted on). An empty
+ * message is a clear (ours, or the broker's when U/D is added again). */
+static void device_removed(server *s, const struct mosquitto_message *msg)
+{
+	const char *u, *d;
+	size_t ul, dl;
+	size_t tl = strlen(msg->topic);
+	if (msg->payloadlen == 0)
+		return;
+	if (!chat_parse_addr(msg->topic + s->removed_prefix_len, tl - s->removed_prefix_len, &u,
+	                     &ul, &d, &dl)) {
+		logf_(LOG_DEBUG, "ignoring a message on %s", msg->topic);
+		return;
+	}
+	char user[CHAT_USER_MAX + 1], dev[CHAT_DEVICE_MAX + 1];
+	memcpy(user, u, ul), user[ul] = 0;
+	memcpy(dev, d, dl), dev[dl] = 0;
+	if (ks_drop_device(s->ks, user, ul, dev, dl) != CHAT_OK) {
+		logf_(LOG_ERR, "dropping the keys of removed device %s/%s failed: %s", user, dev,
+		      ks_errmsg(s->ks));
+		return; /* the notice stays: the next connection retries */
+	}
+	logf_(LOG_INFO, "device %s/%s was removed: its keys are dropped", user, dev);
+	publish(s, "status", user, dev, NULL, 0, true);
+	publish(s, "removed", user, dev, NULL, 0, true);
+}
+
 static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
 {
@@ -119,6 +149,11 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	const char *u, *d;
 	size_t ul, dl;
 	size_t tl = strlen(msg->topic);
+	if (tl > s->removed_prefix_len &&
+	    memcmp(msg->topic, s->removed_prefix, s->removed_prefix_len) == 0) {
+		device_removed(s, msg);
+		return;
+	}
 	if (msg->retain || tl <= s->req_prefix_len ||
 	    memcmp(msg->topic, s->req_prefix, s->req_prefix_len) != 0 ||
 	    !chat_parse_addr(msg->topic + s->req_prefix_len, tl - s->req_prefix_len, &u, &ul, &d,
@@ -155,13 +190,19 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 		logf_(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
 		return;
 	}
-	char filter[TOPIC_MAX];
+	/* Requests through the shared group; removal notices directly (a shared
+	 * subscription gets no retained messages, and only the active key
+	 * server is connected). */
+	char filter[TOPIC_MAX], removed[TOPIC_MAX];
 	snprintf(filter, sizeof(filter), "$share/%s/%s/keys/req/+/+", s->group, s->prefix);
-	rc = mosquitto_subscribe_v5(m, NULL, filter, 1, 0, NULL);
+	snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", s->prefix);
+	char *const subs[] = { filter, removed };
+	rc = mosquitto_subscribe_multiple(m, NULL, 2, subs, 1, 0, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
 		logf_(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
 	else
-		logf_(LOG_INFO, "connected to %s:%d, subscribing to %s", s->host, s->port, filter);
+		logf_(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", s->host, s->port,
+		      filter, removed);
 }
 
 static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
@@ -169,7 +210,7 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 {
 	(void)mid, (void)props;
 	server *s = obj;
-	if (n < 1 || granted[0] >= 0x80) {
+	if (n < 2 || granted[0] >= 0x80 || granted[1] >= 0x80) {
 		logf_(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
 		      s->user);
 		mosquitto_disconnect(m);
@@ -480,6 +521,8 @@ int main(int argc, char **argv)
 	      s.kopts.rate_refill_s);
 	s.req_prefix_len = (size_t)snprintf(s.req_prefix, sizeof(s.req_prefix), "%s/keys/req/",
 	                                    s.prefix);
+	s.removed_prefix_len = (size_t)snprintf(s.removed_prefix, sizeof(s.removed_prefix),
+	                                        "%s/keys/removed/", s.prefix);
 	ks_reply_init(&s.reply);
 	cbw_init(&s.status_buf);
 

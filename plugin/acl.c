@@ -85,16 +85,20 @@ static enum core_verdict service_acl(core *c, const char *topic_or_filter, const
                                      int access)
 {
 	/* The key server's topics and the push gateway's: wake-ups in, their
-	 * acknowledgements out. */
+	 * acknowledgements out; device removals in (and cleared once acted on). */
 	if (access == CORE_ACC_WRITE)
-		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS || t->kind == T_PUSH_ACK
-		       ? CORE_ALLOW : CORE_DENY;
+		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS || t->kind == T_PUSH_ACK ||
+		       t->kind == T_KEYS_REMOVED ? CORE_ALLOW : CORE_DENY;
 	if (access == CORE_ACC_READ)
-		return t->kind == T_KEYS_REQ || t->kind == T_PUSH_WAKE ? CORE_ALLOW : CORE_DENY;
-	/* SUBSCRIBE: exactly P/keys/req/+/+ or P/push/wake (alone or under $share). */
+		return t->kind == T_KEYS_REQ || t->kind == T_PUSH_WAKE || t->kind == T_KEYS_REMOVED
+		       ? CORE_ALLOW : CORE_DENY;
+	/* SUBSCRIBE: exactly P/keys/req/+/+, P/keys/removed/+/+ or P/push/wake
+	 * (alone or under $share). */
 	size_t n = c->prefix_len;
 	if (strncmp(topic_or_filter, c->prefix, n) == 0 &&
-	    (strcmp(topic_or_filter + n, "/keys/req/+/+") == 0 || strcmp(topic_or_filter + n, "/push/wake") == 0))
+	    (strcmp(topic_or_filter + n, "/keys/req/+/+") == 0 ||
+	     strcmp(topic_or_filter + n, "/keys/removed/+/+") == 0 ||
+	     strcmp(topic_or_filter + n, "/push/wake") == 0))
 		return CORE_ALLOW;
 	return CORE_DENY;
 }

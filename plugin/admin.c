@@ -105,12 +105,16 @@ static void cmd_device_add(core *c, admin_req *q, admin_reply *r)
 		cbw_text(r->res, token);
 		r->npairs++;
 		core_log(c, CORE_LOG_NOTICE, "added device %s", addr);
+		devices_added(c, q->user, q->device);
 	}
 	sodium_memzero(token, sizeof(token));
 }
 
 static void remove_device(core *c, device *dev)
 {
+	char uname[CHAT_USER_MAX + 1], did[CHAT_DEVICE_MAX + 1];
+	snprintf(uname, sizeof(uname), "%s", dev->user->name);
+	snprintf(did, sizeof(did), "%s", dev->id);
 	if (dev->conn)
 		core_schedule_kick(c, dev->addr);
 	core_log(c, CORE_LOG_NOTICE, "removed device %s", dev->addr);
@@ -123,6 +127,7 @@ static void remove_device(core *c, device *dev)
 	dir_remove_device(&c->dir, dev);
 	if (!last)
 		presence_down(c, u);
+	devices_removed(c, uname, did);
 }
 
 static void cmd_device_remove(core *c, admin_req *q, admin_reply *r)

@@ -230,6 +230,9 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		core_close(c);
 		return NULL;
 	}
+	if (store_migrated_from(c->st))
+		core_log(c, CORE_LOG_NOTICE, "migrated the store from schema version %u to %u",
+		         store_migrated_from(c->st), STORE_SCHEMA_VERSION);
 	if (store_token_key(c->st, c->token_key) || store_devices_each(c->st, load_device, c) ||
 	    store_services_each(c->st, load_service, c)) {
 		snprintf(err, errlen, "cannot load accounts from the store: %s", store_errmsg(c->st));

@@ -115,7 +115,7 @@ enum topic_kind {
 	T_INBOX,         /* P/inbox/U/D: a = U, b = D */
 	T_PRESENCE_USER, /* P/presence/U: a = U */
 	T_PRESENCE_DEV,  /* P/presence/U/D */
-	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, /* P/keys/x/U/D */
+	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, T_KEYS_REMOVED, /* P/keys/x/U/D */
 	T_PUSH_WAKE, T_PUSH_ACK, /* P/push/wake, P/push/ack */
 	T_CONTROL,       /* $CONTROL/chat/v1 */
 	T_CONTROL_RESP,  /* $CONTROL/chat/v1/response */
@@ -439,6 +439,14 @@ typedef struct admin_ticket {
  * pairs, or (code set) a refusal with a reason. */
 void admin_send(core *c, const admin_ticket *who, const char *code, const char *msg,
                 const cbw *res, size_t npairs);
+
+/* ---- device changes (devices.c) ---- */
+/* After an admin removed device `removed` of user U: the `devices` event to
+ * U's devices, group co-members and contacts, and the key server's retained
+ * notice. */
+void devices_removed(core *c, const char *user, const char *removed);
+/* After an admin added U/dev: clears a removal notice left for that address. */
+void devices_added(core *c, const char *user, const char *dev);
 
 /* ---- backup (backup.c) ---- */
 /* Starts a backup into dir, answered later to who; NULL, or why not. */

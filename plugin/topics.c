@@ -117,6 +117,8 @@ void topic_parse(const core *c, const char *t, topic *out)
 			addr_levels(p, out, T_KEYS_RESP);
 		else if (lvl_is(l2, n2, "status"))
 			addr_levels(p, out, T_KEYS_STATUS);
+		else if (lvl_is(l2, n2, "removed"))
+			addr_levels(p, out, T_KEYS_REMOVED);
 	}
 }
 

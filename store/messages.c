@@ -253,6 +253,8 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	rocksdb_writebatch_t *wb = st->wb;
 	store_be64_put(buf, s);
 	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_CONVS], msg->conv, cl, (const char *)buf, 8);
+	if (s == 1)
+		store_contacts_put(st, msg->conv, cl);
 
 	bool bodies = msg->bodies != NULL;
 	const uint8_t *body = bodies ? msg->bodies : msg->body;

@@ -43,6 +43,7 @@ const char *const store_cf_names[STORE_CF_COUNT] = {
 	[STORE_CF_PREFS] = "prefs",
 	[STORE_CF_GROUPS] = "groups",
 	[STORE_CF_PUSH] = "push",
+	[STORE_CF_CONTACTS] = "contacts",
 };
 
 /* ---- errors, reads, the batch ---- */
@@ -61,6 +62,11 @@ int store_rocks_err(store *st, char *err)
 	store_fail(st, CHAT_EIO, "%s", err);
 	rocksdb_free(err);
 	return CHAT_EIO;
+}
+
+uint32_t store_migrated_from(const store *st)
+{
+	return st->migrated_from;
 }
 
 const char *store_errmsg(const store *st)
@@ -207,6 +213,19 @@ int store_admin_set(store *st, const uint8_t hash[STORE_HASH_LEN])
 
 /* Checks the schema version and loads the token key; on a fresh store writes
  * both (one batch). */
+static void put_schema_version(store *st)
+{
+	uint8_t ver[4];
+	uint32_t v = STORE_SCHEMA_VERSION;
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		ver[i] = (uint8_t)v;
+	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_META], STORE_META_SCHEMA,
+	                          strlen(STORE_META_SCHEMA), (const char *)ver, sizeof ver);
+}
+
+/* Checks the schema version, migrating an older store, and loads the token
+ * key; on a fresh store writes both. One batch: a migration and the version
+ * that says it was done land together or not at all. */
 static int store_meta_init(store *st)
 {
 	rocksdb_writebatch_t *wb = store_batch(st);
@@ -214,11 +233,7 @@ static int store_meta_init(store *st)
 	int rc = store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA),
 	                         ver, sizeof ver);
 	if (rc == CHAT_ENOTFOUND) {
-		uint32_t v = STORE_SCHEMA_VERSION;
-		for (int i = 3; i >= 0; i--, v >>= 8)
-			ver[i] = (uint8_t)v;
-		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_META], STORE_META_SCHEMA,
-		                          strlen(STORE_META_SCHEMA), (const char *)ver, sizeof ver);
+		put_schema_version(st);
 	} else if (rc != CHAT_OK) {
 		return rc;
 	} else {
@@ -228,14 +243,17 @@ static int store_meta_init(store *st)
 			return store_fail(st, CHAT_EINVAL,
 			                  "store schema version %u is newer than this build's %u; "
 			                  "upgrade mosquitto-chat", v, STORE_SCHEMA_VERSION);
-		/* Version 1 is the first: nothing older exists to migrate from.
-		 * A migration from v to v+1 goes here, in the same batch as the
-		 * version it writes. */
-		if (v < STORE_SCHEMA_VERSION)
+		if (v < 1)
 			return store_fail(st, CHAT_EINVAL,
 			                  "store schema version %u is unknown to this build "
-			                  "(it reads %u and migrates none older); refusing to read it",
+			                  "(it reads %u and migrates from 1); refusing to read it",
 			                  v, STORE_SCHEMA_VERSION);
+		if (v == 1) { /* 1 -> 2: the contacts index */
+			if ((rc = store_contacts_build(st)) != CHAT_OK)
+				return rc;
+			put_schema_version(st);
+			st->migrated_from = v;
+		}
 	}
 
 	rc = store_get_fixed(st, STORE_CF_META, STORE_META_TOKEN_KEY,

@@ -25,7 +25,7 @@
 #define STORE_HASH_LEN 32   /* keyed BLAKE2b-256 of a token */
 #define STORE_KEY_LEN 32    /* the token-hashing key */
 #define STORE_CID_MAX 16    /* a client message id: up to 16 bytes */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2  /* 2: the contacts index */
 
 typedef struct store store;
 
@@ -41,6 +41,8 @@ typedef struct store_opts {
 int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen);
 void store_close(store *st);
 const char *store_errmsg(const store *st);
+/* The schema version store_open migrated from, or 0 when it did not. */
+uint32_t store_migrated_from(const store *st);
 
 /* The secret key for hashing tokens: created randomly on the first open and
  * kept in the store. */
@@ -281,6 +283,14 @@ typedef void (*store_expire_cb)(void *arg, const store_msg *m, uint64_t seq,
                                 const char *const *undelivered, size_t n);
 int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg,
                  size_t *expired);
+
+/* ---- contacts ---- */
+
+/* Calls cb with every user that has a 1:1 conversation with user (a
+ * conversation exists once a message was sent in it), in byte order. Stops
+ * early and returns cb's value when it is non-zero. */
+typedef int (*store_contact_cb)(void *arg, const char *contact);
+int store_contacts_each(store *st, const char *user, store_contact_cb cb, void *arg);
 
 /* ---- operations (ops.c) ---- */
 

@@ -49,12 +49,18 @@ enum store_cf {
 	STORE_CF_PREFS,
 	STORE_CF_GROUPS,
 	STORE_CF_PUSH,
+	STORE_CF_CONTACTS, /* U \0 V for every 1:1 conversation, both ways (contacts.c) */
 	STORE_CF_COUNT
 };
 
 extern const char *const store_cf_names[STORE_CF_COUNT];
 
 #define STORE_META_SCHEMA "schema_version"
+
+/* contacts.c: index the partners of a new 1:1 conversation (into st->wb);
+ * and build the index from the conversations (the v1 -> v2 migration). */
+void store_contacts_put(store *st, const char *conv, size_t convlen);
+int store_contacts_build(store *st);
 #define STORE_META_TOKEN_KEY "token_key"
 #define STORE_META_ADMIN "admin_hash"
 
@@ -81,6 +87,7 @@ struct store {
 	rocksdb_readoptions_t *ro;
 	rocksdb_writeoptions_t *wo;
 	rocksdb_writebatch_t *wb; /* reused by every mutation */
+	uint32_t migrated_from;   /* the schema version open migrated, or 0 */
 	uint8_t token_key[STORE_KEY_LEN];
 	char err[STORE_ERR_MAX];
 	/* store_send's sorted copy of its recipients, grown as needed */

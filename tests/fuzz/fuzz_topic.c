@@ -8,7 +8,7 @@
  * rules: a chat device may read or subscribe to its own inbox, key
  * responses and key status, and to P/presence/{user} (privacy decides
  * which users; not modelled here) and nothing else,
- * a service to P/keys/req/+/+ and P/push/wake, the admin to $CONTROL/chat/v1/response; no
+ * a service to P/keys/req/+/+, P/keys/removed/+/+ and P/push/wake, the admin to $CONTROL/chat/v1/response; no
  * topic or filter that reaches the chat namespace is ever deferred (another
  * ACL mechanism could then let it through) or allowed to a foreign client.
  * A violation aborts with the topic and the verdict.
@@ -204,12 +204,14 @@ static void check_one(const model *m, enum who w, const char *name, int access, 
 			violation(m, who, name, access, v, "a retained will was allowed");
 		break;
 	case W_SERVICE: {
-		char req[256];
+		char req[256], removed[256];
 		snprintf(req, sizeof(req), "%s/keys/req/+/+", m->prefix);
+		snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", m->prefix);
 		bool ok = access == CORE_ACC_WRITE ? keys_topic(m, judged, "resp") || keys_topic(m, judged, "status") ||
-		                                     is(judged, m, "push/ack")
-		          : access == CORE_ACC_READ ? keys_topic(m, judged, "req") || is(judged, m, "push/wake")
-		          : strcmp(judged, req) == 0 || is(judged, m, "push/wake");
+		                                     keys_topic(m, judged, "removed") || is(judged, m, "push/ack")
+		          : access == CORE_ACC_READ ? keys_topic(m, judged, "req") || keys_topic(m, judged, "removed") ||
+		                                      is(judged, m, "push/wake")
+		          : strcmp(judged, req) == 0 || strcmp(judged, removed) == 0 || is(judged, m, "push/wake");
 		if (!m->has_service || !ok)
 			violation(m, who, name, access, v, "a service reached a topic not its own");
 		break;
@@ -235,7 +237,7 @@ static void check_parse(const model *m, const char *t)
 	if (chat != (tp.kind != T_OUTSIDE))
 		violation(m, "topic_parse", t, 0, 0, "chat/outside disagrees with the model");
 	if (tp.kind == T_INBOX || tp.kind == T_PRESENCE_DEV || tp.kind == T_KEYS_REQ ||
-	    tp.kind == T_KEYS_RESP || tp.kind == T_KEYS_STATUS) {
+	    tp.kind == T_KEYS_RESP || tp.kind == T_KEYS_STATUS || tp.kind == T_KEYS_REMOVED) {
 		if (!chat_valid_user(tp.a, tp.alen) || !chat_valid_device(tp.b, tp.blen) || tp.b + tp.blen != end)
 			violation(m, "topic_parse", t, 0, 0, "an address topic with invalid ids");
 	}

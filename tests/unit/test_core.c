@@ -1984,9 +1984,16 @@ END_TEST
 /* ================= presence ================= */
 
 /* The one presence document since m: retained on chat/presence/<user>. */
+/* The one presence document published since m (key-server notices aside). */
 static const pubrec *pres_doc(size_t m, const char *user)
 {
-	const pubrec *p = pub_to(m, ALL_SUBSCRIBERS);
+	const pubrec *p = NULL;
+	for (size_t i = m; i < F.npubs; i++)
+		if (!strcmp(F.pubs[i].clientid, ALL_SUBSCRIBERS) && strstr(F.pubs[i].topic, "/presence/")) {
+			ck_assert_msg(!p, "more than one presence document");
+			p = &F.pubs[i];
+		}
+	ck_assert_ptr_nonnull(p);
 	char t[128];
 	snprintf(t, sizeof(t), "chat/presence/%s", user);
 	ck_assert_str_eq(p->topic, t);
@@ -2167,14 +2174,27 @@ START_TEST(presence_user_removed)
 	ck_assert(fbool(admin("device.remove", "user", "alice", "device", "tablet"), "ok"));
 	F.now += 60000;
 	core_tick(C);
-	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 0);
+	/* no presence document: only the key server's retained removal notice */
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 1);
+	const pubrec *k = NULL;
+	for (size_t i = m; i < F.npubs; i++)
+		if (!strcmp(F.pubs[i].clientid, ALL_SUBSCRIBERS))
+			k = &F.pubs[i];
+	ck_assert_str_eq(k->topic, "chat/keys/removed/alice/tablet");
+	ck_assert(k->retain);
+	ck_assert(fuint(k, "ts") > 0);
+	/* alice/phone is told its device list changed */
+	const pubrec *d = pub_to(m, "alice/phone");
+	ck_assert_str_eq(ftext(d, "k"), "devices");
+	ck_assert_str_eq(ftext(d, "removed"), "tablet");
 	/* The user removed: its retained document is cleared. */
+	m = mark();
 	ck_assert(fbool(admin("user.remove", "user", "alice", NULL, NULL), "ok"));
 	const pubrec *p = pres_doc(m, "alice");
 	ck_assert_uint_eq(p->len, 0);
 	F.now += 60000;
 	core_tick(C);
-	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 1);
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 2); /* and the keys notice */
 }
 END_TEST
 

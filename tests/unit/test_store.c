@@ -160,6 +160,64 @@ START_TEST(test_schema_newer_refused)
 }
 END_TEST
 
+static int collect_contact(void *arg, const char *contact)
+{
+	char *out = arg;
+	strcat(out, contact);
+	strcat(out, ",");
+	return 0;
+}
+
+static const char *contacts_of(store *st, const char *user)
+{
+	static char out[256];
+	out[0] = 0;
+	ck_assert_int_eq(store_contacts_each(st, user, collect_contact, out), CHAT_OK);
+	return out;
+}
+
+/* A 1:1 conversation's first message indexes both users as contacts; a
+ * version 1 store (no index) is migrated to 2 at open and gets it. */
+START_TEST(test_contacts_and_v1_migration)
+{
+	store *st = open_ok();
+	const char *to_b[] = { "bob/phone" }, *to_c[] = { "carol/phone" };
+	store_msg m = msg_for("dm:alice:bob", "alice/phone", 1, "hi");
+	send_ok(st, &m, to_b, 1);
+	m = msg_for("dm:alice:bob", "alice/phone", 2, "again");
+	send_ok(st, &m, to_b, 1);
+	m = msg_for("dm:bob:carol", "bob/phone", 3, "hey");
+	send_ok(st, &m, to_c, 1);
+	m = msg_for("g:team", "bob/phone", 4, "group");
+	send_ok(st, &m, to_c, 1);
+	ck_assert_str_eq(contacts_of(st, "bob"), "alice,carol,");
+	ck_assert_str_eq(contacts_of(st, "alice"), "bob,");
+	ck_assert_str_eq(contacts_of(st, "carol"), "bob,");
+	ck_assert_str_eq(contacts_of(st, "dave"), "");
+
+	/* make it a version 1 store: no index, version 1 */
+	char *err = NULL;
+	const char *keys[] = { "alice\0bob", "bob\0alice", "bob\0carol", "carol\0bob" };
+	const size_t lens[] = { 9, 9, 9, 9 };
+	for (int i = 0; i < 4; i++) {
+		rocksdb_delete_cf(st->db, st->wo, st->cf[STORE_CF_CONTACTS], keys[i], lens[i], &err);
+		ck_assert_ptr_null(err);
+	}
+	ck_assert_str_eq(contacts_of(st, "bob"), "");
+	uint8_t v[4] = { 0, 0, 0, 1 };
+	raw_put(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA), v, 4);
+	store_close(st);
+
+	st = open_ok();
+	ck_assert_str_eq(contacts_of(st, "bob"), "alice,carol,");
+	ck_assert_str_eq(contacts_of(st, "alice"), "bob,");
+	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
+	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
+	ck_assert_uint_eq(v[3], 2);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_schema_unknown_cf_opens)
 {
 	/* a newer build may add column families; we must still open and read */
@@ -1066,6 +1124,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_reopen_persists);
 	tcase_add_test(tc, test_schema_newer_refused);
 	tcase_add_test(tc, test_schema_unknown_cf_opens);
+	tcase_add_test(tc, test_contacts_and_v1_migration);
 	tcase_add_test(tc, test_open_path_is_file);
 	tcase_add_test(tc, test_open_parent_missing);
 	tcase_add_test(tc, test_open_permission_denied);

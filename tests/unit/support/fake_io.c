@@ -32,10 +32,13 @@ static int fake_publish(void *ctx, const char *clientid, const char *topic, cons
 {
 	ck_assert_ptr_eq(ctx, &F);
 	ck_assert_ptr_nonnull(topic);
-	/* To all subscribers: the retained presence documents, and wake-ups
-	 * (never retained) for the push gateways, always recorded. */
+	/* To all subscribers: the retained presence documents, wake-ups (never
+	 * retained) for the push gateways and the retained device-removal
+	 * notices for the key server; the last two always recorded. */
 	if (!clientid && strstr(topic, "/push/wake")) {
 		ck_assert(!retain);
+	} else if (!clientid && strstr(topic, "/keys/removed/")) {
+		ck_assert(retain);
 	} else if (!clientid) {
 		ck_assert(retain);
 		ck_assert_ptr_nonnull(strstr(topic, "/presence/"));
