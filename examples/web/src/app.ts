@@ -25,8 +25,8 @@ export interface Crypto {
   seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed>;
   /** Decrypts a message body from device `from`; throws if it cannot. */
   open(conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string>;
-  /** A send of conv was refused (code): forget cached device lists, re-key a group. */
-  refused(conv: Conversation, code: string): void;
+  /** A send of conv was refused: forget cached device lists, re-key a group. */
+  refused(conv: Conversation): void;
   /** A membership event of group gid arrived: the next send uses a new sender key. */
   groupChanged(gid: string): void;
   /** This device's identity key fingerprint, for people to compare. */
@@ -517,7 +517,7 @@ export class ChatApp {
       for (const c of Object.values(this.state.convs)) {
         const m = c.messages.find((x) => x.mine && x.cid === cid && x.seq === 0);
         if (!m) continue;
-        this.crypto.refused(c, String(ev.code));
+        this.crypto.refused(c);
         if (ev.code === "devices" && (m.retries ?? 0) < 3) {
           // someone added or removed a device: encrypt again for the right set
           m.retries = (m.retries ?? 0) + 1;

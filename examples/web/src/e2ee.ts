@@ -201,13 +201,15 @@ export class E2EE implements Crypto {
     return { bodies };
   }
 
-  refused(conv: Conversation, code: string): void {
+  refused(conv: Conversation): void {
     for (const u of conv.members) this.devicesCache.delete(u);
     this.devicesCache.delete(this.creds.user);
     const gid = groupId(conv.id);
     // a refused group send may have carried the only copy of a distribution
-    if (gid !== null && this.st?.ours[gid]) this.st.ours[gid].stale = true;
-    if (code === "devices") this.save();
+    if (gid !== null && this.st?.ours[gid]) {
+      this.st.ours[gid].stale = true;
+      this.save();
+    }
   }
 
   groupChanged(gid: string): void {
