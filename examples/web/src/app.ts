@@ -27,6 +27,8 @@ export interface Crypto {
   open(conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string>;
   /** A send of conv was refused: forget cached device lists, re-key a group. */
   refused(conv: Conversation): void;
+  /** An admin removed a device of user; devices is what the user has left. */
+  deviceRemoved(user: string, removed: string, devices: string[]): void;
   /** A membership event of group gid arrived: the next send uses a new sender key. */
   groupChanged(gid: string): void;
   /** This device's identity key fingerprint, for people to compare. */
@@ -360,6 +362,10 @@ export class ChatApp {
         return this.onGroup(ev);
       case "typing":
         return this.onTyping(ev);
+      case "devices":
+        if (typeof ev.user === "string" && typeof ev.removed === "string" && Array.isArray(ev.devices))
+          this.crypto.deviceRemoved(ev.user, ev.removed, ev.devices as string[]);
+        return;
       case "sync":
         this.synced = true;
         this.changed(false);

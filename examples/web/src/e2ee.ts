@@ -212,6 +212,15 @@ export class E2EE implements Crypto {
     }
   }
 
+  deviceRemoved(user: string, removed: string, devices: string[]): void {
+    this.devicesCache.set(user, devices.map((d) => `${user}/${d}`));
+    const st = this.st;
+    if (st && st.sessions[`${user}/${removed}`]) {
+      delete st.sessions[`${user}/${removed}`]; // a group key it held is rotated on the next send
+      this.save();
+    }
+  }
+
   groupChanged(gid: string): void {
     const ours = this.st?.ours[gid];
     if (ours) {
