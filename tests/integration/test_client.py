@@ -19,6 +19,7 @@ from chatlib import (BUILD_DIR, ChatTestCase, Device, KeyServer, conv_of, main, 
                      wait_until)
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
+CANARY = b"canary sent in clear by a plain MQTT device"
 
 
 class ClientTest(ChatTestCase):
@@ -53,6 +54,10 @@ class ClientTest(ChatTestCase):
                         with open(os.path.join(d, name), "rb") as f:
                             blobs.append((os.path.join(d, name), f.read()))
             assert cls.plaintexts, "no plaintext was checked"
+            # the search does find a body that was sent in clear
+            assert any(CANARY in data for where, data in blobs
+                       if where.startswith(cls.broker.data_dir)), \
+                "the unencrypted canary is not in the broker's data dir: the search proves nothing"
             for text in cls.plaintexts:
                 for where, data in blobs:
                     assert text.encode() not in data, "%r found in %s" % (text, where)
@@ -188,6 +193,9 @@ class ClientTest(ChatTestCase):
         self.assertIn("duplicate %s #1 dropped" % conv_of(alice, bob), err)
         msgs, _ = self.recv(b, 0)
         self.assertEqual(msgs, [])
+        # the interactive client showed it, so alice gets a read receipt
+        _, err = self.recv(a, 0)
+        self.assertIn("read %s #1 (%s)" % (conv_of(alice, bob), bob), err)
 
     def test_group_rotation_on_removal(self):
         alice, bob, carol = uniq("alice"), uniq("bob"), uniq("carol")
@@ -237,6 +245,14 @@ class ClientTest(ChatTestCase):
             if g == gid:
                 return int.from_bytes(chain[:4], "big"), sent_to
         raise AssertionError("no sender key for %s" % gid)
+
+    def test_canary_in_clear(self):
+        # a body sent without encryption, to show the plaintext search works
+        a, b = uniq("plain"), uniq("plain")
+        self.dev(b, "d")
+        da = self.dev(a, "d")
+        da.send_dm(b, 1, body=CANARY)
+        self.assertEqual(da.wait_event("sent")["seq"], 1)
 
     def test_usage_errors(self):
         d = {"addr": "x/y", "token": "/nonexistent", "state": "/tmp/none"}
