@@ -120,6 +120,7 @@ start_broker() {
     else
       echo "plugin $plugin"
       echo "plugin_opt_data_dir $BDIR/data"
+      echo "plugin_opt_send_rate 0"   # capacity is measured, not the per-device limit
       local l
       for l in "$@"; do echo "plugin_opt_$l"; done
     fi

@@ -33,6 +33,8 @@ void core_config_defaults(core_config *cfg)
 	cfg->expire_slice = 500;
 	cfg->max_group_size = 1024;
 	cfg->presence_grace_s = 10;
+	cfg->send_rate = 100;
+	cfg->send_burst = 1000;
 	cfg->push_interval_s = 30;
 	cfg->push_retry_s = 60;
 	cfg->stats_interval_s = 10;

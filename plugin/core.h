@@ -58,6 +58,8 @@ typedef struct core_config {
 	uint32_t push_retry_s;      /* an unacknowledged wake-up is sent again after; 60 */
 	uint32_t stats_interval_s;  /* counters on $SYS/broker/chat/ this often; 0 = never; 10 */
 	int log_level;              /* enum core_log_level: the least one logged; info */
+	uint32_t send_rate;         /* sends per second one device keeps up; 0 = no limit; 100 */
+	uint32_t send_burst;        /* sends one device may make at once; 1000 */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

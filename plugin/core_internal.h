@@ -61,6 +61,7 @@ typedef struct device {
 	void *conn;                     /* the live connection, or NULL */
 	flow fc;
 	push_state push;
+	uint64_t send_tat;              /* send rate limit (send.c): its bucket, in µs */
 } device;
 
 /* What chat/presence/U retains, as far as this server published it. */

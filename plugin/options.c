@@ -45,6 +45,8 @@ static const option options[] = {
 	{ "expire_slice", OPT_U32, F(expire_slice), 1, 100000, NULL },
 	{ "max_group_size", OPT_U32, F(max_group_size), 2, CORE_GROUP_SIZE_MAX, NULL },
 	{ "presence_grace", OPT_U32, F(presence_grace_s), 0, 24 * 3600, NULL },
+	{ "send_rate", OPT_U32, F(send_rate), 0, 1000000, NULL },
+	{ "send_burst", OPT_U32, F(send_burst), 1, 1000000, NULL },
 	{ "push_interval", OPT_U32, F(push_interval_s), 1, 24 * 3600, NULL },
 	{ "push_retry", OPT_U32, F(push_retry_s), 1, 24 * 3600, NULL },
 	{ "stats_interval", OPT_U32, F(stats_interval_s), 0, 24 * 3600, NULL },

@@ -9,6 +9,11 @@
  * sender as an inbox `error` event (MQTT 3.1.1 cannot see a refused PUBACK).
  * The payload is decoded in place: bodies are never copied before the store.
  *
+ * Each device's sends pass a token bucket first (plugin_opt_send_rate per
+ * second, plugin_opt_send_burst at once), kept as one timestamp in the
+ * device (GCRA: the bucket's "theoretical arrival time"), so a flooding
+ * client costs the server an error event per send and nothing else.
+ *
  * A dm and a group send differ only in their conversation and recipients
  * (the peer's devices, or every device of every member, plus the sender's
  * other devices). A group fan-out can reach tens of thousands of devices,
@@ -287,8 +292,27 @@ static enum core_verdict answer_duplicate(core *c, device *from, const send_req 
 	return CORE_ALLOW;
 }
 
+/* Takes one token from the device's bucket: 0, or the milliseconds until
+ * one is there. A bucket of `burst` tokens refilled at `rate` per second is
+ * one timestamp tat: a send at `now` is allowed when max(tat, now) + T - now
+ * stays within burst·T (T = 1 s / rate), and moves tat on by T. */
+static uint64_t rate_take(core *c, device *from)
+{
+	if (!c->cfg.send_rate)
+		return 0;
+	uint64_t t = 1000000 / c->cfg.send_rate;
+	t = t ? t : 1;
+	uint64_t now = c->io.now_ms(c->io.ctx) * 1000;
+	uint64_t tat = from->send_tat > now ? from->send_tat : now;
+	uint64_t window = (uint64_t)c->cfg.send_burst * t;
+	if (tat + t - now > window)
+		return (tat + t - now - window + 999) / 1000;
+	from->send_tat = tat + t;
+	return 0;
+}
+
 /* The checks every send passes before its target is looked at. */
-static const char *send_begin(core *c, const uint8_t *payload, size_t len, int qos,
+static const char *send_begin(core *c, device *from, const uint8_t *payload, size_t len, int qos,
                               send_req *req, const char **msg, char *buf, size_t buflen)
 {
 	memset(req, 0, sizeof(*req));
@@ -302,7 +326,18 @@ static const char *send_begin(core *c, const uint8_t *payload, size_t len, int q
 		*msg = buf;
 		return "size";
 	}
-	return parse_send(c, payload, len, req, msg);
+	const char *code = parse_send(c, payload, len, req, msg);
+	if (code)
+		return code;
+	/* after parsing, so the refusal names the cid the client may retry */
+	uint64_t wait_ms = rate_take(c, from);
+	if (wait_ms) {
+		snprintf(buf, buflen, "over the send limit of %u a second (burst %u); retry in %llu ms",
+		         c->cfg.send_rate, c->cfg.send_burst, (unsigned long long)wait_ms);
+		*msg = buf;
+		return "rate";
+	}
+	return NULL;
 }
 
 /* Stores and delivers a checked send to conv; its n recipients are in
@@ -371,7 +406,7 @@ enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *
 	send_req req;
 	const char *emsg = NULL;
 	char buf[128];
-	const char *code = send_begin(c, payload, len, qos, &req, &emsg, buf, sizeof(buf));
+	const char *code = send_begin(c, from, payload, len, qos, &req, &emsg, buf, sizeof(buf));
 	if (code)
 		return refuse(c, from, &req, code, emsg);
 
@@ -398,7 +433,7 @@ enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_
 	send_req req;
 	const char *emsg = NULL;
 	char buf[128];
-	const char *code = send_begin(c, payload, len, qos, &req, &emsg, buf, sizeof(buf));
+	const char *code = send_begin(c, from, payload, len, qos, &req, &emsg, buf, sizeof(buf));
 	if (code)
 		return refuse(c, from, &req, code, emsg);
 

@@ -1260,6 +1260,58 @@ START_TEST(send_refusals)
 }
 END_TEST
 
+/* The per-device token bucket: burst sends at once, then one per 1/rate
+ * second; a refusal says rate, keeps the cid and names the wait; other
+ * devices have buckets of their own. */
+START_TEST(send_rate_limit)
+{
+	close_core();
+	CFG.send_rate = 10;
+	CFG.send_burst = 3;
+	open_core();
+	standard_cast();
+	cbw w;
+	cbw_init(&w);
+	uint64_t cid = 1;
+	for (int i = 0; i < 3; i++) {
+		send_uint_cid(&w, cid++, "x");
+		ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	}
+	send_uint_cid(&w, cid++, "x");
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	const pubrec *e = refused(m, "alice/phone", "rate");
+	ck_assert_uint_eq(fuint(e, "cid"), 4);
+	ck_assert_ptr_nonnull(strstr(ftext(e, "msg"), "retry in 100 ms"));
+	/* another device is not held back */
+	send_uint_cid(&w, cid++, "y");
+	ck_assert_int_eq(dm("alice/tablet", "bob", &w), CORE_ALLOW);
+	/* 100 ms refill one token, and only one */
+	F.now += 100;
+	send_uint_cid(&w, 4, "x");
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	send_uint_cid(&w, cid++, "x");
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	/* after a quiet second the whole burst is back, not more */
+	F.now += 1000;
+	for (int i = 0; i < 3; i++) {
+		send_uint_cid(&w, cid++, "x");
+		ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	}
+	send_uint_cid(&w, cid++, "x");
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+	/* 0 turns the limit off */
+	close_core();
+	CFG.send_rate = 0;
+	open_core();
+	for (int i = 0; i < 50; i++) {
+		send_uint_cid(&w, cid++, "z");
+		ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
+	}
+	cbw_free(&w);
+}
+END_TEST
+
 START_TEST(send_size_limit)
 {
 	close_core();
@@ -2334,6 +2386,7 @@ static Suite *suite(void)
 	tcase_add_test(t, send_bodies_wrong_set);
 	tcase_add_test(t, send_refusals);
 	tcase_add_test(t, send_size_limit);
+	tcase_add_test(t, send_rate_limit);
 	tcase_add_test(t, send_other_topics);
 	tcase_add_test(t, send_offline_devices_get_nothing);
 	tcase_add_test(t, send_publish_failure);
