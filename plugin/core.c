@@ -35,6 +35,7 @@ void core_config_defaults(core_config *cfg)
 	cfg->presence_grace_s = 10;
 	cfg->send_rate = 100;
 	cfg->send_burst = 1000;
+	cfg->min_free_mb = 256;
 	cfg->push_interval_s = 30;
 	cfg->push_retry_s = 60;
 	cfg->stats_interval_s = 10;
@@ -225,7 +226,8 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	}
 	char dbdir[4096];
 	snprintf(dbdir, sizeof(dbdir), "%s/store", c->data_dir);
-	store_opts so = { .dir = dbdir, .sync_writes = cfg->sync_writes };
+	store_opts so = { .dir = dbdir, .sync_writes = cfg->sync_writes,
+	                  .min_free = (uint64_t)cfg->min_free_mb << 20 };
 	char serr[512] = "";
 	if (store_open(&c->st, &so, serr, sizeof(serr))) {
 		snprintf(err, errlen, "cannot open the store in %s: %s", dbdir, serr);

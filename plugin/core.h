@@ -60,6 +60,7 @@ typedef struct core_config {
 	int log_level;              /* enum core_log_level: the least one logged; info */
 	uint32_t send_rate;         /* sends per second one device keeps up; 0 = no limit; 100 */
 	uint32_t send_burst;        /* sends one device may make at once; 1000 */
+	uint32_t min_free_mb;       /* store writes stop when the disk has less free; 256 */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

@@ -47,6 +47,7 @@ static const option options[] = {
 	{ "presence_grace", OPT_U32, F(presence_grace_s), 0, 24 * 3600, NULL },
 	{ "send_rate", OPT_U32, F(send_rate), 0, 1000000, NULL },
 	{ "send_burst", OPT_U32, F(send_burst), 1, 1000000, NULL },
+	{ "min_free_mb", OPT_U32, F(min_free_mb), 0, 1u << 20, NULL },
 	{ "push_interval", OPT_U32, F(push_interval_s), 1, 24 * 3600, NULL },
 	{ "push_retry", OPT_U32, F(push_retry_s), 1, 24 * 3600, NULL },
 	{ "stats_interval", OPT_U32, F(stats_interval_s), 0, 24 * 3600, NULL },

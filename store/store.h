@@ -32,6 +32,8 @@ typedef struct store store;
 typedef struct store_opts {
 	const char *dir;      /* RocksDB directory; created if missing */
 	bool sync_writes;     /* fsync every batch (survives power loss) */
+	uint64_t min_free;    /* bytes the disk must keep free: a write that would
+	                       * leave less is refused (CHAT_EIO); 0 = no check */
 } store_opts;
 
 /* Opens (creating if needed) the store. On failure returns an error and, if

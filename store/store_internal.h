@@ -88,6 +88,13 @@ struct store {
 	rocksdb_writeoptions_t *wo;
 	rocksdb_writebatch_t *wb; /* reused by every mutation */
 	uint32_t migrated_from;   /* the schema version open migrated, or 0 */
+	/* A write failed (a full disk, an I/O error): no write reaches RocksDB
+	 * again until the store is reopened — RocksDB 7.8 asserts on a WAL
+	 * write after a failed one. */
+	bool write_failed;
+	/* the store's directory, for the free-space check before each write */
+	int dir_fd;
+	uint64_t min_free;
 	uint8_t token_key[STORE_KEY_LEN];
 	char err[STORE_ERR_MAX];
 	/* store_send's sorted copy of its recipients, grown as needed */

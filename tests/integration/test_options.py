@@ -32,6 +32,9 @@ BAD = {
     "push_interval": ["0", "86401"],
     "push_retry": ["0", "86401", "1m"],
     "stats_interval": ["86401", "-1", "ten"],
+    "send_rate": ["1000001", "-1", "fast"],
+    "send_burst": ["0", "1000001"],
+    "min_free_mb": ["1048577", "1G"],
     "log_level": ["loud", "INFO"],
 }
 
