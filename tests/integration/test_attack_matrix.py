@@ -238,7 +238,8 @@ class AttackMatrixTest(ChatTestCase):
         gid = uniq("grp")
         r = do.ctl("group.create", 1, gid=gid, members=[m])
         self.assertTrue(r["ok"], r)
-        do.events(), dm.events()
+        for d in (do, dm):
+            d.wait_event("group", op="created", gid=gid)
         code = dx.send_group(gid, 1, body=b"intrude")
         err = dx.wait_event("error")
         self.attempt("send to a group one is not in: 0x%02x %s" % (code, err.get("code")),
