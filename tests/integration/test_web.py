@@ -10,7 +10,7 @@ import json
 import os
 import subprocess
 
-from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, free_port, main, uniq
+from chatlib import BUILD_DIR, CHATCTL, SOURCE_DIR, ChatTestCase, free_port, main, uniq
 from test_keyserver import KeyServer
 
 WEB_SRC = os.path.join(SOURCE_DIR, "examples", "web")
@@ -98,6 +98,15 @@ class WebTest(ChatTestCase):
         argv = [CHAT_CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", "%s/cli" % carol,
                 "--token-file", token_file, "--state", os.path.join(self.broker.tmp, "%s.state" % carol)]
         self.run_scenario("interop", users, client={"argv": argv})
+
+    def test_removal(self):
+        """An admin removes one of bob's two browser devices: that page is
+        signed out with a message, and alice's next message reaches the other."""
+        users = self.users("alice", "bob")
+        bob = users["bob"]["addr"].split("/")[0]
+        users["bobtab"] = {"addr": "%s/tab" % bob, "token": self.broker.add_device(bob, "tab")}
+        chatctl = [CHATCTL, "-p", str(self.broker.port), "--token-file", self.broker.token_file]
+        self.run_scenario("removal", users, chatctl=chatctl)
 
 
 if __name__ == "__main__":

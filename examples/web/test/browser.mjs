@@ -3,8 +3,9 @@
 // broker (MQTT over WebSockets, the page from http_dir), the key server and
 // the devices, and passes them in CHAT_WEB (JSON):
 //   { url, users: { name: { addr, token } }, shots: dir|null,
-//     client: { argv: [chat-client and its connection options] } (interop) }
-// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop)
+//     client: { argv: [chat-client and its connection options] } (interop),
+//     chatctl: [chatctl and its options] (removal) }
+// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal)
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -311,7 +312,42 @@ async function interop() {
   assert.equal(await alice.page.locator("[data-testid=msg] .bad").count(), 0, "nothing failed to decrypt");
 }
 
-const scenarios = { pair, reload, interop };
+/** Runs chatctl (the admin) with arguments. */
+function chatctl(...args) {
+  return new Promise((resolve, reject) => {
+    const [bin, ...base] = cfg.chatctl;
+    execFile(bin, [...base, ...args], { timeout: 20000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`chatctl ${args.join(" ")}: ${stderr}`)) : resolve(stdout));
+  });
+}
+
+async function removal() {
+  const alice = await person("alice");
+  const phone = await person("bob");
+  const tab = await person("bobtab");
+  await signIn(alice);
+  await signIn(phone);
+  await signIn(tab);
+  const dm = conv(alice.user, phone.user);
+  await newChat(alice, phone.user);
+  await send(alice, "to both of your devices");
+  for (const p of [phone, tab]) {
+    await openConv(p, dm);
+    await bubble(p, "to both of your devices", "in").waitFor();
+  }
+  // the admin removes bob's tab: it is signed out with a message, and
+  // alice's next message reaches the device bob has left
+  const [user, device] = cfg.users.bobtab.addr.split("/");
+  await chatctl("device", "remove", user, device);
+  await tab.page.locator("[data-testid=signin-error]", { hasText: "refused" }).waitFor();
+  log("the removed device is back at the sign-in form");
+  await send(alice, "just your phone now");
+  await bubble(phone, "just your phone now", "in").waitFor();
+  await waitTick(alice, "just your phone now", "read");
+  assert.equal(await alice.page.locator("[data-testid=msg][data-tick=failed]").count(), 0, "no send failed");
+}
+
+const scenarios = { pair, reload, interop, removal };
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
   await scenarios[scenario]();
