@@ -11,6 +11,7 @@ are committed and this script is only rerun when the contract changes.
 Run with Debian's python (cbor2, nacl): /usr/bin/python3 tests/fuzz/make_corpus.py
 """
 import hashlib
+import json
 import os
 import shutil
 import struct
@@ -288,6 +289,25 @@ def group_scripts():
     }
 
 
+def e2ee_bodies():
+    """chat-client's encrypted bodies: those of the shared vectors
+    (tests/vectors/e2ee.json), which fuzz_e2ee's bob can decrypt, and near misses."""
+    with open(os.path.join(HERE, "..", "vectors", "e2ee.json")) as f:
+        v = json.load(f)
+    out = {}
+    for i, st in enumerate(v["session"]["steps"]):
+        out["step%d_%s" % (i + 1, st["sender"])] = bytes.fromhex(st["body"])
+    g = bytes.fromhex(v["sender_key"]["group_body"])
+    out["group_with_key"] = g
+    for m in v["sender_key"]["messages"]:
+        out["group_n%d" % m["n"]] = b"\x01\x02\x00\x00" + bytes.fromhex(m["message"])
+    first = out["step1_alice"]
+    out["short_header"] = first[:40]
+    out["bad_version"] = b"\x02" + first[1:]
+    out["dist_too_long"] = b"\x01\x02\xff\xff" + g[4:]
+    return out
+
+
 def dictionary():
     words = set()
     for group in (SENDS, RECEIPTS, CTLS, ADMINS, key_requests()):
@@ -335,6 +355,7 @@ def main():
     write("store_record", store_records())
     write("sync", sync_scripts())
     write("group", group_scripts())
+    write("e2ee", e2ee_bodies())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}
