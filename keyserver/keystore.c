@@ -518,6 +518,12 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 	return CHAT_OK;
 }
 
+uint64_t ks_keys_estimate(ks *k)
+{
+	uint64_t v = 0;
+	return rocksdb_property_int(k->db, "rocksdb.estimate-num-keys", &v) == 0 ? v : 0;
+}
+
 int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen)
 {
 	char *err = NULL;

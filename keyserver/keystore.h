@@ -70,6 +70,9 @@ void ks_close(ks *k);
  * exist): a directory `--data-dir` can open as is. Blocks while RocksDB
  * flushes and links the files. On failure a reason in errbuf. */
 int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen);
+/* RocksDB's estimate of the keys in the store: about the one-time keys in
+ * every pool plus a few records per device. O(1). */
+uint64_t ks_keys_estimate(ks *k);
 const char *ks_errmsg(const ks *k);
 
 typedef struct ks_spk {

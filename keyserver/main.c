@@ -55,6 +55,9 @@ typedef struct server {
 	size_t req_prefix_len;
 	char removed_prefix[TOPIC_MAX];
 	size_t removed_prefix_len;
+	uint32_t stats_interval_s;
+	struct timespec next_stats;
+	struct { uint64_t requests, refused_rate, refused, devices_removed; } n;
 } server;
 
 static volatile sig_atomic_t stopping;
@@ -113,6 +116,60 @@ static void publish(server *s, const char *kind, const char *u, const char *d,
 		logf_(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
 }
 
+/* Counts a request and, by its response's code, a refusal. */
+static void count_reply(server *s)
+{
+	s->n.requests++;
+	cbr r;
+	cbr_item map, key, val;
+	cbr_init(&r, s->reply.resp.buf, s->reply.resp.len);
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			return;
+		if (cbr_eq(&key, "ok") && val.type == CBR_BOOL && val.b)
+			return;
+		if (cbr_eq(&key, "code") && val.type == CBR_TEXT) {
+			if (cbr_eq(&val, "rate"))
+				s->n.refused_rate++;
+			else
+				s->n.refused++;
+			return;
+		}
+		if (cbr_skip(&r, &val))
+			return;
+	}
+}
+
+/* Every --stats-interval seconds: our counters on P/keys/stats, which the
+ * broker's plugin folds into its own ($SYS/broker/chat/keys_*, chatctl
+ * stats). */
+static void publish_stats(server *s)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (!s->stats_interval_s || !s->connected || now.tv_sec < s->next_stats.tv_sec)
+		return;
+	s->next_stats.tv_sec = now.tv_sec + s->stats_interval_s;
+	cbw_reset(&s->status_buf);
+	cbw_map(&s->status_buf, 5);
+	cbw_text(&s->status_buf, "requests"); cbw_uint(&s->status_buf, s->n.requests);
+	cbw_text(&s->status_buf, "refused_rate"); cbw_uint(&s->status_buf, s->n.refused_rate);
+	cbw_text(&s->status_buf, "refused"); cbw_uint(&s->status_buf, s->n.refused);
+	cbw_text(&s->status_buf, "pool_keys"); cbw_uint(&s->status_buf, ks_keys_estimate(s->ks));
+	cbw_text(&s->status_buf, "devices_removed"); cbw_uint(&s->status_buf, s->n.devices_removed);
+	if (cbw_status(&s->status_buf) != 0)
+		return;
+	char topic[TOPIC_MAX];
+	snprintf(topic, sizeof(topic), "%s/keys/stats", s->prefix);
+	int rc = mosquitto_publish_v5(s->mosq, NULL, topic, (int)s->status_buf.len,
+	                              s->status_buf.buf, 0, false, NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		logf_(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
+}
+
 /* The broker's retained notice that an admin removed U/D: drop its keys,
  * clear its status, then clear the notice (it was acted on). An empty
  * message is a clear (ours, or the broker's when U/D is added again). */
@@ -136,6 +193,7 @@ static void device_removed(server *s, const struct mosquitto_message *msg)
 		      ks_errmsg(s->ks));
 		return; /* the notice stays: the next connection retries */
 	}
+	s->n.devices_removed++;
 	logf_(LOG_INFO, "device %s/%s was removed: its keys are dropped", user, dev);
 	publish(s, "status", user, dev, NULL, 0, true);
 	publish(s, "removed", user, dev, NULL, 0, true);
@@ -171,6 +229,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	}
 	if (s->reply.errmsg)
 		logf_(LOG_ERR, "key store: %s", s->reply.errmsg);
+	count_reply(s);
 	logf_(LOG_DEBUG, "request from %s/%s (%d bytes) answered", user, dev, msg->payloadlen);
 	publish(s, "resp", user, dev, s->reply.resp.buf, s->reply.resp.len, false);
 	for (size_t i = 0; i < s->reply.nstatus; i++) {
@@ -287,6 +346,7 @@ static void serve(server *s)
 			while (!stopping && rc == MOSQ_ERR_SUCCESS) {
 				rc = mosquitto_loop(s->mosq, 500, 1);
 				backup_if_wanted(s);
+				publish_stats(s);
 				if (s->connected)
 					delay = BACKOFF_MIN_MS;
 			}
@@ -325,6 +385,7 @@ static void usage(FILE *f)
 	        "                      [--rate-burst N] [--rate-refill-seconds S]\n"
 	        "                      [--low-threshold N] [--pool-cap N] [--sync]\n"
 	        "                      [--log-level error|warning|info|debug] [--backup-dir DIR]\n"
+	        "                      [--stats-interval S]\n"
 	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n");
 }
 
@@ -403,7 +464,7 @@ static int lock_data_dir(const char *dir)
 }
 
 enum { OPT_TOKEN = 256, OPT_DATA, OPT_GROUP, OPT_PREFIX, OPT_BURST, OPT_REFILL, OPT_LOW,
-       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_HELP };
+       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_STATS, OPT_HELP };
 
 static int parse_args(server *s, int argc, char **argv)
 {
@@ -422,6 +483,7 @@ static int parse_args(server *s, int argc, char **argv)
 		{ "sync", no_argument, NULL, OPT_SYNC },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "backup-dir", required_argument, NULL, OPT_BACKUP },
+		{ "stats-interval", required_argument, NULL, OPT_STATS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -459,6 +521,9 @@ static int parse_args(server *s, int argc, char **argv)
 			else bad = "--log-level";
 			break;
 		case OPT_BACKUP: s->backup_dir = optarg; if (!*optarg) bad = "--backup-dir"; break;
+		case OPT_STATS:
+			if (!parse_u32(optarg, 0, 24 * 3600, &s->stats_interval_s)) bad = "--stats-interval";
+			break;
 		case OPT_HELP: usage(stdout); exit(0);
 		default: usage(stderr); return 2;
 		}
@@ -478,7 +543,8 @@ static int parse_args(server *s, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	server s = { .group = "keyserver", .prefix = "chat", .log_level = LOG_INFO };
+	server s = { .group = "keyserver", .prefix = "chat", .log_level = LOG_INFO,
+	             .stats_interval_s = 10 };
 	ks_opts_default(&s.kopts);
 	int rc = parse_args(&s, argc, argv);
 	if (rc)

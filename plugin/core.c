@@ -337,6 +337,10 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	topic_parse(c, name, &t);
 	if (t.kind == T_OUTSIDE)
 		return CORE_ALLOW; /* not ours: the ACL has already judged it */
+	if (t.kind == T_KEYS_STATS && username && dir_service(&c->dir, username, strlen(username))) {
+		stats_keys(c, payload, len);
+		return CORE_ALLOW;
+	}
 	if (t.kind == T_PUSH_ACK && username && dir_service(&c->dir, username, strlen(username))) {
 		push_ack(c, payload, len); /* a push gateway's acknowledgement */
 		return CORE_ALLOW;

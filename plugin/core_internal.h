@@ -117,6 +117,7 @@ enum topic_kind {
 	T_PRESENCE_USER, /* P/presence/U: a = U */
 	T_PRESENCE_DEV,  /* P/presence/U/D */
 	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, T_KEYS_REMOVED, /* P/keys/x/U/D */
+	T_KEYS_STATS,    /* P/keys/stats: the key server's counters */
 	T_PUSH_WAKE, T_PUSH_ACK, /* P/push/wake, P/push/ack */
 	T_CONTROL,       /* $CONTROL/chat/v1 */
 	T_CONTROL_RESP,  /* $CONTROL/chat/v1/response */
@@ -272,6 +273,11 @@ typedef struct push_timers {
 
 typedef struct backup_job backup_job; /* backup.c */
 
+/* The key server's figures, as it last published them on P/keys/stats. */
+typedef struct keys_stats {
+	uint64_t requests, refused_rate, refused, pool_keys, devices_removed;
+} keys_stats;
+
 /* ---- counters (stats.c) ---- */
 typedef struct stat_value {
 	const char *name;
@@ -308,6 +314,7 @@ struct core {
 	uint64_t stats_last[CORE_STATS_MAX]; /* values last published there */
 	bool stats_sent;
 	backup_job *backup;                 /* a running `backup`, or NULL */
+	keys_stats ks;
 };
 
 void core_log(core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -420,6 +427,8 @@ enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size
 void stats_refused(core *c, const char *code);
 /* Every counter, in a fixed order; returns how many (<= CORE_STATS_MAX). */
 size_t stats_collect(core *c, stat_value *out);
+/* A key server's P/keys/stats message: its figures join ours. */
+void stats_keys(core *c, const uint8_t *payload, size_t len);
 /* Publishes changed counters on $SYS/broker/chat/ when the interval is due. */
 void stats_tick(core *c, uint64_t now);
 

@@ -4,11 +4,13 @@
  * text, every plugin_opt_stats_interval seconds and only when it changed.
  *
  * Gauges (devices online, active replays, engine figures) are read when
- * asked; the rest are counters since start. Counting a refusal by its code
+ * asked; the rest are counters since start. The key server's figures
+ * (keys_*) are what it last published on P/keys/stats. Counting a refusal by its code
  * is one compare per known code, done only on the refusal path.
  */
 #include "core_internal.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -78,6 +80,11 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "push_acks", c->n.push_acks },
 		{ "push_tokens_invalid", c->n.push_invalid },
 		{ "backups", c->n.backups },
+		{ "keys_requests", c->ks.requests },
+		{ "keys_refused_rate", c->ks.refused_rate },
+		{ "keys_refused", c->ks.refused },
+		{ "keys_pool_keys", c->ks.pool_keys },
+		{ "keys_devices_removed", c->ks.devices_removed },
 		{ "store_sst_bytes", e.sst_bytes },
 		{ "store_memtable_bytes", e.memtable_bytes },
 		{ "store_pending_compaction_bytes", e.pending_compaction_bytes },
@@ -93,6 +100,33 @@ size_t stats_collect(core *c, stat_value *out)
 		out[n++].v = c->n.refused[i];
 	}
 	return n;
+}
+
+void stats_keys(core *c, const uint8_t *payload, size_t len)
+{
+	static const struct { const char *name; size_t off; } fields[] = {
+		{ "requests", offsetof(keys_stats, requests) },
+		{ "refused_rate", offsetof(keys_stats, refused_rate) },
+		{ "refused", offsetof(keys_stats, refused) },
+		{ "pool_keys", offsetof(keys_stats, pool_keys) },
+		{ "devices_removed", offsetof(keys_stats, devices_removed) },
+	};
+	keys_stats ks = c->ks;
+	cbr r;
+	cbr_item map, key, val;
+	cbr_init(&r, payload, len);
+	if (len == 0 || cbr_next(&r, &map) || map.type != CBR_MAP)
+		return; /* an empty retained clear, or not ours to read */
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val) || (val.type != CBR_UINT && cbr_skip(&r, &val)))
+			return;
+		for (size_t f = 0; val.type == CBR_UINT && f < sizeof(fields) / sizeof(fields[0]); f++)
+			if (cbr_eq(&key, fields[f].name))
+				*(uint64_t *)(void *)((char *)&ks + fields[f].off) = val.u;
+	}
+	if (!r.err_msg && cbr_done(&r))
+		c->ks = ks;
 }
 
 void stats_tick(core *c, uint64_t now)

@@ -109,8 +109,11 @@ void topic_parse(const core *c, const char *t, topic *out)
 	} else if (lvl_is(l1, n1, "keys") && more) {
 		const char *l2 = p;
 		size_t n2 = level(&p, &more);
-		if (!more)
+		if (!more) {
+			if (lvl_is(l2, n2, "stats"))
+				out->kind = T_KEYS_STATS;
 			return;
+		}
 		if (lvl_is(l2, n2, "req"))
 			addr_levels(p, out, T_KEYS_REQ);
 		else if (lvl_is(l2, n2, "resp"))

@@ -8,7 +8,8 @@
  * rules: a chat device may read or subscribe to its own inbox, key
  * responses and key status, and to P/presence/{user} (privacy decides
  * which users; not modelled here) and nothing else,
- * a service to P/keys/req/+/+, P/keys/removed/+/+ and P/push/wake, the admin to $CONTROL/chat/v1/response; no
+ * a service to P/keys/req/+/+, P/keys/removed/+/+ and P/push/wake (and may
+ * publish P/keys/stats), the admin to $CONTROL/chat/v1/response; no
  * topic or filter that reaches the chat namespace is ever deferred (another
  * ACL mechanism could then let it through) or allowed to a foreign client.
  * A violation aborts with the topic and the verdict.
@@ -208,7 +209,8 @@ static void check_one(const model *m, enum who w, const char *name, int access, 
 		snprintf(req, sizeof(req), "%s/keys/req/+/+", m->prefix);
 		snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", m->prefix);
 		bool ok = access == CORE_ACC_WRITE ? keys_topic(m, judged, "resp") || keys_topic(m, judged, "status") ||
-		                                     keys_topic(m, judged, "removed") || is(judged, m, "push/ack")
+		                                     keys_topic(m, judged, "removed") || is(judged, m, "push/ack") ||
+		                                     is(judged, m, "keys/stats")
 		          : access == CORE_ACC_READ ? keys_topic(m, judged, "req") || keys_topic(m, judged, "removed") ||
 		                                      is(judged, m, "push/wake")
 		          : strcmp(judged, req) == 0 || strcmp(judged, removed) == 0 || is(judged, m, "push/wake");

@@ -95,6 +95,27 @@ class DeviceRemovalTest(ChatTestCase):
         self.assertEqual([e for e in got if e.get("k") == "msg"], [])
         self.assertEqual(ks.stop(), 0)
 
+    def test_key_server_counters_in_broker_stats(self):
+        ks = KeyServer(self.broker, self.token_file, os.path.join(self.broker.tmp, "ks-st"),
+                       "--stats-interval", "1", "--rate-burst", "2")
+        self.addCleanup(ks.cleanup)
+        ks.wait_serving()
+        a, b = uniq("alice"), uniq("bob")
+        da, db = self.keydev(a, "phone"), self.keydev(b, "phone")
+        self.assertTrue(self.request(db, Identity().upload_req(20))["ok"])
+        codes = [self.request(da, {"op": "bundle", "user": b}).get("code") for _ in range(3)]
+        self.assertEqual(codes, [None, None, "rate"])
+
+        def counters():
+            rc, out, err = self.broker.chatctl("stats")
+            self.assertEqual(rc, 0, err)
+            return {k: int(v) for k, v in (l.split() for l in out.splitlines())}
+        ok = wait_until(lambda: (lambda c: c["keys_requests"] >= 4 and
+                                 c["keys_refused_rate"] >= 1 and
+                                 c["keys_pool_keys"] >= 18)(counters()), timeout=10)
+        self.assertTrue(ok, counters())
+        self.assertEqual(ks.stop(), 0)
+
     def test_key_server_away_acts_on_reconnect(self):
         ks = self.start_ks()
         a, b = uniq("alice"), uniq("bob")

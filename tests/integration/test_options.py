@@ -127,6 +127,8 @@ class KeyserverOptionsTest(unittest.TestCase):
         "--low-threshold": ["1000001", "x"],
         "--pool-cap": ["0", "1000001"],
         "--log-level": ["loud"],
+        "--stats-interval": ["86401", "x"],
+        "--backup-dir": [""],
     }
 
     def test_every_keyserver_option_is_documented(self):

@@ -703,6 +703,9 @@ START_TEST(acl_device)
 	ACL(me, "chat/inbox/alice", S, CORE_DENY);
 	ACL(me, "chat/keys/resp/bob/laptop", S, CORE_DENY);
 	ACL(me, "chat/keys/status/bob/laptop", S, CORE_DENY);
+	ACL(me, "chat/keys/removed/alice/phone", S, CORE_DENY);
+	ACL(me, "chat/keys/stats", S, CORE_DENY);
+	ACL(me, "chat/keys/stats", W, CORE_DENY);
 	ACL(me, "chat/presence/alicex", S, CORE_DENY);
 	ACL(me, "$share/g/chat/inbox/bob/laptop", S, CORE_DENY);
 	/* Wildcards that could reach any chat topic. */
@@ -781,6 +784,10 @@ START_TEST(acl_service_admin_foreign)
 	ACL("ks", "chat/keys/req/alice/phone", R, CORE_ALLOW);
 	ACL("ks", "chat/keys/resp/alice/phone", W, CORE_ALLOW);
 	ACL("ks", "chat/keys/status/alice/phone", W, CORE_ALLOW);
+	ACL("ks", "chat/keys/stats", W, CORE_ALLOW);
+	ACL("ks", "chat/keys/removed/alice/phone", W, CORE_ALLOW);
+	ACL("ks", "chat/keys/removed/+/+", S, CORE_ALLOW);
+	ACL("ks", "chat/keys/stats", S, CORE_DENY);
 	ck_assert_int_eq(core_acl(C, CONN(0), "ks", "ks", "chat/keys/status/alice/phone", W, true),
 	                 CORE_ALLOW);
 	ACL("ks", "chat/keys/req/#", S, CORE_DENY);
