@@ -37,6 +37,8 @@ typedef struct core_io {
 } core_io;
 
 enum core_foreign_acl { CORE_FOREIGN_DEFER, CORE_FOREIGN_ALLOW };
+/* An option left to its default, or set either way. */
+enum core_tristate { CORE_AUTO = 0, CORE_OFF, CORE_ON };
 
 #define CORE_GROUP_SIZE_MAX 65535   /* the largest plugin_opt_max_group_size */
 
@@ -61,6 +63,8 @@ typedef struct core_config {
 	uint32_t send_rate;         /* sends per second one device keeps up; 0 = no limit; 100 */
 	uint32_t send_burst;        /* sends one device may make at once; 1000 */
 	uint32_t min_free_mb;       /* store writes stop when the disk has less free; 256 */
+	enum core_tristate delivered_on_puback; /* default: on when the broker reports acks */
+	enum core_tristate auto_replay; /* default: on when the broker reports subscriptions */
 } core_config;
 
 void core_config_defaults(core_config *cfg);
@@ -113,5 +117,27 @@ void core_tick(core *c);
  * estimates (receipts, plugin_opt_inflight_drain) to these exact counts
  * for good, so call it only on a broker that reports every one. */
 void core_on_delivered_ack(core *c, const char *clientid, const char *topic_name);
+/* ---- events only a broker with broker-patches/ has (extras.c) ---- */
+
+enum core_broker_event {
+	CORE_BEV_CONNECT = 1,       /* a connection is complete */
+	CORE_BEV_SUBSCRIBE = 2,     /* a subscription was granted */
+	CORE_BEV_ACKED = 4,         /* a client acknowledged a QoS 1/2 message */
+};
+
+/* Which of them this broker reports (a mask of core_broker_event), told
+ * once after core_open; logged, and the core adapts. Without it: none.
+ * Returns false when the configuration asks for what is missing. */
+bool core_broker_events(core *c, unsigned have);
+
+/* The connection conn is complete; clean: it started a new session. */
+void core_connected(core *c, void *conn, const char *username, bool clean);
+
+/* conn was granted a subscription to filter (as sent, $share/ included). */
+void core_subscribed(core *c, void *conn, const char *username, const char *filter);
+
+/* conn acknowledged (PUBACK/PUBCOMP) a message it was sent on topic. */
+void core_acked(core *c, void *conn, const char *username, const char *topic,
+                const void *payload, size_t len);
 
 #endif

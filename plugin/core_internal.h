@@ -37,6 +37,8 @@ typedef struct flow {
 	uint64_t cursor;    /* the pump's position in the queue */
 	bool backlog;       /* the pump is draining the queue from cursor */
 	bool sync;          /* a chat/sync replay: ends with {"k":"sync","done":true} */
+	bool automatic;     /* that replay was started by the broker's events (extras.c) */
+	bool auto_done;     /* this connection has had its automatic replay */
 	struct device *prev, *next; /* the core's list of devices with a backlog */
 } flow;
 
@@ -260,7 +262,8 @@ typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
-		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled;
+		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
+		acks_delivered, auto_syncs;
 	uint64_t refused[CORE_REFUSE_CODES]; /* error events by code (stats.c) */
 } counters;
 
@@ -309,6 +312,9 @@ struct core {
 	fanout fan;
 	user *grace_head, *grace_tail; /* presence grace timers, oldest first */
 	push_timers pt;
+	unsigned bev;   /* the broker-patches events this broker reports (core_broker_event) */
+	bool ack_delivers; /* a PUBACK of an inbox message counts as delivered */
+	bool auto_replay;  /* a replay starts when a device subscribes to its inbox */
 	counters n;
 	uint64_t next_stats_ms;             /* the next $SYS publication */
 	uint64_t stats_last[CORE_STATS_MAX]; /* values last published there */
@@ -326,6 +332,9 @@ void core_schedule_kick(core *c, const char *clientid);
 
 /* ---- events (events.c): everything the server publishes to a device ---- */
 
+/* The device's inbox topic, P/inbox/U/D. */
+#define CORE_INBOX_MAX (CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX)
+void ev_inbox_topic(const core *c, const device *to, char out[CORE_INBOX_MAX]);
 /* A QoS 1 event (not a queued message) for a connected device, e.g. the
  * reply to its request: published now if its window has room and it has
  * no backlog, else queued behind its backlog. Nothing for a device that
@@ -390,6 +399,10 @@ void flow_connect(core *c, device *dev);
  * (already published up to there) is drained by the pump, in order. */
 void backlog_start(core *c, device *dev, uint64_t after);
 void sync_start(core *c, device *dev);
+/* Starts a replay by itself (the device subscribed to its inbox, or resumed
+ * a session that has that subscription), once per connection. A chat/sync
+ * during such a replay joins it instead of starting over. */
+void sync_auto(core *c, device *dev);
 void sync_stop(core *c, device *dev);
 /* Drains up to one slice of the device's backlog, as its window allows. */
 void sync_pump(core *c, device *dev);
@@ -397,6 +410,9 @@ void sync_tick(core *c);
 
 /* ---- receipts (receipts.c) and expiry (expiry.c) ---- */
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);
+/* from acknowledged (PUBACK) its inbox event for seq of conv: a delivered
+ * receipt for it, of which nobody is told if it is refused. */
+void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq);
 void expiry_tick(core *c);
 
 /* ---- push wake-ups (push.c) ---- */

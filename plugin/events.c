@@ -15,12 +15,17 @@
 #include <stdio.h>
 #include <string.h>
 
+void ev_inbox_topic(const core *c, const device *to, char out[CORE_INBOX_MAX])
+{
+	snprintf(out, CORE_INBOX_MAX, "%s/inbox/%s", c->prefix, to->addr);
+}
+
 static void publish_inbox(core *c, const device *to, const uint8_t *ev, size_t len, int qos)
 {
 	if (!to->conn)
 		return;
-	char topic[CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX];
-	snprintf(topic, sizeof(topic), "%s/inbox/%s", c->prefix, to->addr);
+	char topic[CORE_INBOX_MAX];
+	ev_inbox_topic(c, to, topic);
 	if (c->io.publish(c->io.ctx, to->addr, topic, ev, len, qos, false) == 0)
 		c->n.events_out++;
 }

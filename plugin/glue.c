@@ -4,6 +4,12 @@
  * turns each event into one call on the core (core.h). Everything here runs
  * on the broker's single thread. See shared/MOSQUITTO-2.0-NOTES.md for the
  * broker behaviour this relies on (callback timing, return-code meanings).
+ *
+ * A broker built with broker-patches/ has three more events. The installed
+ * (stock) headers do not declare them, so their numbers and data layouts
+ * are mirrored below from the patches; the glue asks for each at start and
+ * the broker answers MOSQ_ERR_NOT_SUPPORTED where it lacks one. The core is
+ * told which it got and decides what changes (extras.c).
  */
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
@@ -16,6 +22,52 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* ---- the broker-patches events (broker-patches/000*.patch) ---- */
+
+enum {
+	PATCHED_EVT_CONNECT = 11,          /* upstream 2.1's number and layout */
+	PATCHED_EVT_SUBSCRIBE = 12,        /* likewise */
+	PATCHED_EVT_MESSAGE_ACKED = 1000,  /* not upstream */
+};
+
+struct patched_evt_connect {
+	void *future;
+	struct mosquitto *client;
+	void *future2[4];
+};
+
+struct patched_subscription {
+	char *clientid;
+	char *topic_filter;
+	mosquitto_property *properties;
+	uint32_t identifier;
+	uint8_t options;
+	uint8_t padding[3];
+	void *future2[8];
+};
+
+struct patched_evt_subscribe {
+	void *future;
+	struct mosquitto *client;
+	struct patched_subscription data;
+	void *future2[8];
+};
+
+struct patched_evt_message_acked {
+	void *future;
+	struct mosquitto *client;
+	const char *topic;
+	const void *payload;
+	const mosquitto_property *properties;
+	uint32_t payloadlen;
+	uint16_t mid;
+	uint8_t qos;
+	uint8_t reason_code;
+	bool retain;
+	uint8_t padding[7];
+	void *future2[4];
+};
 
 static mosquitto_plugin_id_t *plugin_id;
 static core *the_core;
@@ -128,6 +180,42 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+static int on_connect(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct patched_evt_connect *ed = event_data;
+	core_connected(the_core, ed->client, mosquitto_client_username(ed->client),
+	               mosquitto_client_clean_session(ed->client));
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_subscribe(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct patched_evt_subscribe *ed = event_data;
+	if (ed->data.topic_filter)
+		core_subscribed(the_core, ed->client, mosquitto_client_username(ed->client),
+		                ed->data.topic_filter);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_message_acked(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct patched_evt_message_acked *ed = event_data;
+	if (!ed->topic)
+		return MOSQ_ERR_SUCCESS;
+	/* First what the acknowledgement means (delivered), then the room it
+	 * frees in the device's flow window, which may publish more. */
+	core_acked(the_core, ed->client, mosquitto_client_username(ed->client), ed->topic,
+	           ed->payload, ed->payloadlen);
+	core_on_delivered_ack(the_core, mosquitto_client_id(ed->client), ed->topic);
+	return MOSQ_ERR_SUCCESS;
+}
+
 /* ---- options ---- */
 
 static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
@@ -165,6 +253,30 @@ static const struct {
 };
 #define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
 
+/* Registered when the broker has them (broker-patches/). */
+static const struct {
+	int event;
+	MOSQ_FUNC_generic_callback cb;
+	unsigned core_event;
+} extras[] = {
+	{ PATCHED_EVT_CONNECT, on_connect, CORE_BEV_CONNECT },
+	{ PATCHED_EVT_SUBSCRIBE, on_subscribe, CORE_BEV_SUBSCRIBE },
+	{ PATCHED_EVT_MESSAGE_ACKED, on_message_acked, CORE_BEV_ACKED },
+};
+#define NEXTRAS (sizeof(extras) / sizeof(extras[0]))
+static unsigned extras_registered; /* core_broker_event mask */
+
+static void unregister_all(void)
+{
+	for (size_t i = 0; i < NCALLBACKS; i++)
+		mosquitto_callback_unregister(plugin_id, callbacks[i].event, callbacks[i].cb,
+		                              callbacks[i].data);
+	for (size_t i = 0; i < NEXTRAS; i++)
+		if (extras_registered & extras[i].core_event)
+			mosquitto_callback_unregister(plugin_id, extras[i].event, extras[i].cb, NULL);
+	extras_registered = 0;
+}
+
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
                           struct mosquitto_opt *opts, int opt_count)
 {
@@ -194,6 +306,18 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 			return rc;
 		}
 	}
+	for (size_t i = 0; i < NEXTRAS; i++) {
+		int rc = mosquitto_callback_register(plugin_id, extras[i].event, extras[i].cb, NULL, NULL);
+		if (rc == MOSQ_ERR_SUCCESS) {
+			extras_registered |= extras[i].core_event;
+		} else if (rc != MOSQ_ERR_NOT_SUPPORTED) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d: %s",
+			                     extras[i].event, mosquitto_strerror(rc));
+			return rc;
+		}
+	}
+	if (!core_broker_events(the_core, extras_registered))
+		return MOSQ_ERR_INVAL;
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -202,9 +326,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	(void)userdata;
 	(void)opts;
 	(void)opt_count;
-	for (size_t i = 0; i < NCALLBACKS; i++)
-		mosquitto_callback_unregister(plugin_id, callbacks[i].event, callbacks[i].cb,
-		                              callbacks[i].data);
+	unregister_all();
 	core_close(the_core);
 	the_core = NULL;
 	return MOSQ_ERR_SUCCESS;

@@ -15,7 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum opt_kind { OPT_TEXT, OPT_U32, OPT_U64, OPT_BOOL, OPT_CHOICE };
+/* OPT_TRISTATE: true or false, stored as CORE_ON / CORE_OFF; left CORE_AUTO
+ * when not given (the core then decides from what the broker offers). */
+enum opt_kind { OPT_TEXT, OPT_U32, OPT_U64, OPT_BOOL, OPT_TRISTATE, OPT_CHOICE };
 
 typedef struct option {
 	const char *name;
@@ -52,6 +54,8 @@ static const option options[] = {
 	{ "push_retry", OPT_U32, F(push_retry_s), 1, 24 * 3600, NULL },
 	{ "stats_interval", OPT_U32, F(stats_interval_s), 0, 24 * 3600, NULL },
 	{ "log_level", OPT_CHOICE, F(log_level), 0, 0, log_level_choices },
+	{ "delivered_on_puback", OPT_TRISTATE, F(delivered_on_puback), 0, 0, NULL },
+	{ "auto_replay", OPT_TRISTATE, F(auto_replay), 0, 0, NULL },
 };
 
 #undef F
@@ -93,6 +97,7 @@ static void describe(const option *o, char *buf, size_t len)
 		         (unsigned long long)o->max);
 		break;
 	case OPT_BOOL:
+	case OPT_TRISTATE:
 		snprintf(buf, len, "true or false");
 		break;
 	case OPT_CHOICE: {
@@ -138,6 +143,13 @@ bool core_config_set(core_config *cfg, const char *key, const char *value, char 
 		case OPT_BOOL:
 			ok = parse_bool(value, (bool *)(void *)field);
 			break;
+		case OPT_TRISTATE: {
+			bool on = false;
+			ok = parse_bool(value, &on);
+			if (ok)
+				*(enum core_tristate *)(void *)field = on ? CORE_ON : CORE_OFF;
+			break;
+		}
 		case OPT_CHOICE:
 			ok = false;
 			for (int i = 0; o->choices[i]; i++)

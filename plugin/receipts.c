@@ -9,6 +9,11 @@
  * queued for those offline or replaying. A user with read receipts off
  * sends none (their reads count as deliveries) and receives none (a read
  * reaches them as a delivery, so they still get their second tick).
+ *
+ * On a broker with broker-patches/ a device's PUBACK of a msg or group event
+ * in its inbox counts as its delivered receipt for that seq (extras.c), so a
+ * client with nothing but an MQTT library gets ✓✓; app receipts still work,
+ * and a second receipt for the same seq changes nothing.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -104,9 +109,83 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 	}
 }
 
+/* A refusal: told to the device as an `error` event, unless quiet (the
+ * device asked nothing: its PUBACK acknowledged an event). */
+static enum core_verdict refuse(core *c, device *from, bool quiet, const char *code,
+                                const char *msg)
+{
+	if (quiet) {
+		core_log(c, CORE_LOG_DEBUG, "acknowledgement by %s ignored: %s", from->addr, msg);
+		return CORE_DENY;
+	}
+	return ev_refuse(c, from, code, msg);
+}
+
+/* Applies `from`'s receipt (state "delivered" or "read") for rs->seqs[0..n)
+ * of conversation cv: its queue, its flow window, the messages' states and
+ * their senders' receipt events. */
+static enum core_verdict apply(core *c, device *from, const char *cv, size_t convlen,
+                               const char *state, size_t n, receipt_scratch *rs, bool quiet)
+{
+	bool is_group;
+	bool is_member = member(c, from, cv, convlen, &is_group);
+	if (!is_member && !is_group)
+		return refuse(c, from, quiet, "conv", "not a conversation of this device's user");
+
+	/* Delivery, for this device: its queue and its flow window. */
+	if (store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs)) {
+		core_log(c, CORE_LOG_ERR, "ack for %s failed: %s", from->addr, store_errmsg(c->st));
+		return refuse(c, from, quiet, "store", "the receipt could not be stored");
+	}
+	uint64_t in_window = 0, acked = 0;
+	for (size_t k = 0; k < n; k++) {
+		in_window += flow_counted(from, rs->qseqs[k]);
+		acked += rs->qseqs[k] != 0;
+		rs->received[k] = rs->qseqs[k] != 0;
+	}
+	/* A former member still clears what is queued for it (its removal
+	 * event at least) but moves no state; anyone else is refused. */
+	if (!is_member) {
+		if (!acked)
+			return refuse(c, from, quiet, "conv", "not a conversation of this device's user");
+		flow_acked(c, from, in_window);
+		return CORE_ALLOW;
+	}
+
+	/* State, for the conversation. */
+	enum store_rstate st = STORE_R_DELIVERED;
+	if (strcmp(state, "read") == 0) {
+		if (read_receipts_on(c, from->user->name))
+			st = STORE_R_READ;
+		else
+			state = "delivered"; /* reads stay private; they still deliver */
+	}
+	if (store_receipts(c->st, cv, rs->seqs, n, from->user->name, st, rs->from, rs->changed,
+	                   rs->prev, rs->received)) {
+		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
+		return refuse(c, from, quiet, "store", "the receipt could not be stored");
+	}
+	notify_senders(c, from, cv, n, state, rs);
+	flow_acked(c, from, in_window);
+	return CORE_ALLOW;
+}
+
+static receipt_scratch rs; /* ~130 KiB: kept off the broker's stack */
+
+void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq)
+{
+	if (convlen > CHAT_CONV_MAX || seq == 0)
+		return;
+	char cv[CHAT_CONV_MAX + 1];
+	memcpy(cv, conv, convlen);
+	cv[convlen] = '\0';
+	rs.seqs[0] = seq;
+	if (apply(c, from, cv, convlen, "delivered", 1, &rs, true) == CORE_ALLOW)
+		c->n.acks_delivered++;
+}
+
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len)
 {
-	static receipt_scratch rs; /* ~130 KiB: kept off the broker's stack */
 	cbr r;
 	cbr_item map, key, val;
 	const char *state = NULL, *conv = NULL;
@@ -158,48 +237,8 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	char cv[CHAT_CONV_MAX + 1];
 	memcpy(cv, conv, convlen);
 	cv[convlen] = '\0';
-	bool is_group;
-	bool is_member = member(c, from, cv, convlen, &is_group);
-	if (!is_member && !is_group)
-		return ev_refuse(c, from, "conv", "not a conversation of this device's user");
-	c->n.receipts_in++;
-
-	/* Delivery, for this device: its queue and its replay window. */
-	if (store_ack(c->st, from->addr, cv, rs.seqs, n, rs.qseqs)) {
-		core_log(c, CORE_LOG_ERR, "ack for %s failed: %s", from->addr, store_errmsg(c->st));
-		return ev_refuse(c, from, "store", "the receipt could not be stored");
-	}
-	uint64_t in_window = 0, acked = 0;
-	for (size_t k = 0; k < n; k++) {
-		in_window += flow_counted(from, rs.qseqs[k]);
-		acked += rs.qseqs[k] != 0;
-		rs.received[k] = rs.qseqs[k] != 0;
-	}
-	/* A former member still clears what is queued for it (its removal
-	 * event at least) but moves no state; anyone else is refused. */
-	if (!is_member) {
-		if (!acked) {
-			c->n.receipts_in--;
-			return ev_refuse(c, from, "conv", "not a conversation of this device's user");
-		}
-		flow_acked(c, from, in_window);
-		return CORE_ALLOW;
-	}
-
-	/* State, for the conversation. */
-	enum store_rstate st = STORE_R_DELIVERED;
-	if (strcmp(state, "read") == 0) {
-		if (read_receipts_on(c, from->user->name))
-			st = STORE_R_READ;
-		else
-			state = "delivered"; /* reads stay private; they still deliver */
-	}
-	if (store_receipts(c->st, cv, rs.seqs, n, from->user->name, st, rs.from, rs.changed, rs.prev,
-	                   rs.received)) {
-		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
-		return ev_refuse(c, from, "store", "the receipt could not be stored");
-	}
-	notify_senders(c, from, cv, n, state, &rs);
-	flow_acked(c, from, in_window);
-	return CORE_ALLOW;
+	enum core_verdict v = apply(c, from, cv, convlen, state, n, &rs, false);
+	if (v == CORE_ALLOW)
+		c->n.receipts_in++;
+	return v;
 }

@@ -16,7 +16,13 @@
  * (dev_live() is false), so it sees seq 3 before seq 105; the device goes
  * back to live delivery when the pump reaches the end of its queue.
  * Queued events (receipts, replies) leave the queue once published;
- * messages and group events stay until the device's delivered receipt.
+ * messages and group events stay until the device's delivered receipt (or,
+ * on a broker with broker-patches/, its PUBACK).
+ *
+ * On such a broker a replay also starts by itself, once per connection,
+ * when the device subscribes to its inbox or resumes a session that has
+ * that subscription (extras.c); a chat/sync that arrives during it joins it
+ * rather than starting over.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -177,9 +183,9 @@ void backlog_start(core *c, device *dev, uint64_t after)
 	dev->fc.hi = after > dev->fc.hi ? after : dev->fc.hi;
 }
 
-void sync_start(core *c, device *dev)
+/* A replay of everything still queued, from the start. */
+static void replay(core *c, device *dev)
 {
-	c->n.syncs++;
 	if (!dev->fc.backlog) {
 		/* Live until now: everything queued so far was published. */
 		uint64_t last = dev->fc.hi;
@@ -195,6 +201,26 @@ void sync_start(core *c, device *dev)
 	pump(c, dev, c->cfg.replay_slice);
 }
 
+void sync_start(core *c, device *dev)
+{
+	c->n.syncs++;
+	if (dev->fc.backlog && dev->fc.sync && dev->fc.automatic) {
+		dev->fc.automatic = false; /* joins the replay under way */
+		return;
+	}
+	replay(c, dev);
+}
+
+void sync_auto(core *c, device *dev)
+{
+	if (dev->fc.auto_done || (dev->fc.backlog && dev->fc.sync))
+		return;
+	dev->fc.auto_done = true;
+	c->n.auto_syncs++;
+	replay(c, dev);
+	dev->fc.automatic = dev->fc.backlog && dev->fc.sync; /* false if it already ended */
+}
+
 void sync_stop(core *c, device *dev)
 {
 	if (!dev->fc.backlog)
@@ -205,7 +231,7 @@ void sync_stop(core *c, device *dev)
 		c->backlogs = dev->fc.next;
 	if (dev->fc.next)
 		dev->fc.next->fc.prev = dev->fc.prev;
-	dev->fc.backlog = dev->fc.sync = false;
+	dev->fc.backlog = dev->fc.sync = dev->fc.automatic = false;
 	dev->fc.prev = dev->fc.next = NULL;
 	dev->fc.cursor = 0;
 }

@@ -11,17 +11,23 @@ pkgs=(
   libsodium-dev librocksdb-dev libcbor-dev check libcjson-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
   chromium
+  # broker-patches/build.sh: apt-get source (dpkg-dev), patch, and what
+  # Debian's mosquitto broker links (TLS, WebSockets, systemd notify)
+  dpkg-dev patch libssl-dev libwebsockets-dev libsystemd-dev
 )
 # The web client builds with node and npm; a machine that has them from
 # elsewhere (a newer Node.js) keeps them.
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
 # `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots);
 # `scripts/deps.sh fuzz` adds clang and libclang-rt-14-dev (libFuzzer and the
-# ASan/UBSan runtimes, for make fuzz). Neither is part of the default set.
+# ASan/UBSan runtimes, for make fuzz); `scripts/deps.sh mosquitto-tests`
+# adds what mosquitto's own test suite needs (make mosquitto-tests). None
+# is part of the default set.
 for extra in "$@"; do
   case $extra in
     bench) pkgs+=(gnuplot-nox) ;;
     fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    mosquitto-tests) pkgs+=(python3-psutil openssl) ;;
   esac
 done
 

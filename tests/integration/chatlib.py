@@ -8,6 +8,10 @@ Environment (set by ctest):
   CHAT_BUILD_DIR   build tree with lib/mosquitto_chat.so and bin/chatctl
   CHAT_SOURCE_DIR  the checkout
   CHAT_KEEP_TMP    if set, broker temp dirs are kept (and printed) for inspection
+  CHAT_BROKER      the mosquitto binary to run (default: Debian's /usr/sbin/mosquitto);
+                   the `patched` ctest label sets it to the broker-patches build
+  CHAT_EXPECT_PATCHED  if set, a broker whose plugin finds no broker-patches
+                   events fails to start (instead of the patch-only tests skipping)
 """
 
 import atexit
@@ -33,7 +37,10 @@ SOURCE_DIR = os.path.abspath(os.environ.get("CHAT_SOURCE_DIR") or os.path.join(H
 BUILD_DIR = os.path.abspath(os.environ.get("CHAT_BUILD_DIR") or os.path.join(SOURCE_DIR, "build"))
 PLUGIN = os.path.join(BUILD_DIR, "lib", "mosquitto_chat.so")
 CHATCTL = os.path.join(BUILD_DIR, "bin", "chatctl")
-MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO = os.environ.get("CHAT_BROKER") or "/usr/sbin/mosquitto"
+EXPECT_PATCHED = bool(os.environ.get("CHAT_EXPECT_PATCHED"))
+# The plugin's start-up line naming the broker-patches events it found.
+EVENTS_RE = re.compile(r"chat: broker events:(.*)")
 CBOR_TOOL = os.path.join(SOURCE_DIR, "scripts", "cbor")
 
 V311 = mqtt.MQTTv311
@@ -117,8 +124,21 @@ class Broker:
         self.stderr_path = os.path.join(self.tmp, "mosquitto.stderr")
         self.token_file = os.path.join(self.data_dir, "admin.token")
         self.options = dict(options or {})
+        # The shared suite checks that the patched broker is a drop-in for
+        # the stock one: it counts every event a device gets and drives
+        # replays with chat/sync, so there it runs with what the extra
+        # events add switched off (PUBACK = delivered adds receipts, a
+        # subscription starts a replay). test_broker_events.py tests those
+        # with their defaults (on).
+        if with_plugin and self.options.pop("broker_extras", False) is False:
+            self.options.setdefault("delivered_on_puback", "false")
+            self.options.setdefault("auto_replay", "false")
         self.proc = None
         self._removed = False
+        self.with_plugin = with_plugin
+        # The broker-patches events the plugin reported at its last start
+        # ("connect", "subscribe", "message_acked"); empty on stock mosquitto.
+        self.events = set()
         lines = ["listener %d 127.0.0.1" % self.port]
         if with_plugin:
             lines.append("plugin %s" % (plugin or PLUGIN))
@@ -144,10 +164,37 @@ class Broker:
                 raise BrokerStartError("mosquitto exited with %s at start\n%s"
                                        % (self.proc.returncode, self.diagnostics()))
             if os.path.exists(self.token_file) and self._port_open():
+                self._read_events()
                 return self
             time.sleep(0.02)
         self.stop()
         raise BrokerStartError("mosquitto not ready after %.0fs\n%s" % (timeout, self.diagnostics()))
+
+    def _read_events(self):
+        # The line is a notice: a log_level above that leaves it out.
+        if not self.with_plugin or self.options.get("log_level") in ("warning", "error"):
+            return
+        def find():  # in this start's log file only
+            try:
+                with open(self.log, errors="replace") as f:
+                    return next((l for l in f if EVENTS_RE.search(l)), None)
+            except OSError:
+                return None
+        line = wait_until(find, 3.0)
+        if line is None:
+            raise BrokerStartError("the plugin did not log its broker events\n%s"
+                                   % self.diagnostics())
+        found = EVENTS_RE.search(line).group(1).split(";")[0].split()
+        self.events = set(found) - {"none"}
+        if EXPECT_PATCHED and "message_acked" not in self.events:
+            self.stop()
+            raise BrokerStartError("CHAT_EXPECT_PATCHED: %s is not the broker-patches build "
+                                   "(plugin found: %s)" % (MOSQUITTO, line.strip()))
+
+    @property
+    def patched(self):
+        """Whether the broker reports the broker-patches events."""
+        return "message_acked" in self.events
 
     def start_expect_exit(self, timeout=10.0):
         """Starts the broker expecting it to refuse; returns its exit status
@@ -745,6 +792,17 @@ class ChatTestCase(unittest.TestCase):
         self._clients.append(c)
         self.addCleanup(c.close)
         return c
+
+    def require_patched(self):
+        """Skips a test of what only the broker-patches build does."""
+        if not self.broker.patched:
+            self.skipTest("needs the broker-patches build (CHAT_BROKER)")
+
+    def require_stock(self):
+        """Skips a test of stock mosquitto's behaviour that the patched
+        broker improves on (the patched variant is tested beside it)."""
+        if self.broker.patched:
+            self.skipTest("stock mosquitto only")
 
     def assert_serving(self):
         """The broker is alive and still delivers chat messages."""

@@ -36,6 +36,8 @@ BAD = {
     "send_burst": ["0", "1000001"],
     "min_free_mb": ["1048577", "1G"],
     "log_level": ["loud", "INFO"],
+    "delivered_on_puback": ["sometimes", "2"],
+    "auto_replay": ["maybe", "TRUE"],
 }
 
 

@@ -1634,6 +1634,241 @@ START_TEST(disconnect_device_removed_during_replay)
 }
 END_TEST
 
+/* ================= the broker-patches events (extras.c) ================= */
+
+#define ALL_EVENTS (CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE | CORE_BEV_ACKED)
+
+/* The core as the glue sets it up on a patched broker (or, with 0, a stock one). */
+static void broker_with(unsigned events)
+{
+	ck_assert(core_broker_events(C, events));
+}
+
+/* The device subscribes to filter; what it got from that. */
+static const char *subscribe_trace(const char *addr, const char *filter)
+{
+	size_t m = mark();
+	core_subscribed(C, find_dev(addr)->conn, addr, filter);
+	return trace(m, addr);
+}
+
+static const char *inbox_sub_trace(const char *addr)
+{
+	char inbox[128];
+	snprintf(inbox, sizeof(inbox), "chat/inbox/%s", addr);
+	return subscribe_trace(addr, inbox);
+}
+
+/* The device PUBACKs the publish p it was sent; what `to` got from that. */
+static const char *ack_trace(const char *addr, const pubrec *p, const char *to)
+{
+	size_t m = mark();
+	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);
+	return trace(m, to);
+}
+
+/* The device PUBACKs every publish it got since m; what `to` got from that. */
+static const char *ack_all_trace(const char *addr, size_t m, const char *to)
+{
+	size_t end = mark(), m2 = end;
+	for (size_t i = m; i < end; i++)
+		if (strcmp(F.pubs[i].clientid, addr) == 0)
+			core_acked(C, find_dev(addr)->conn, addr, F.pubs[i].topic, F.pubs[i].p,
+			           F.pubs[i].len);
+	return trace(m2, to);
+}
+
+START_TEST(extras_logged_and_required)
+{
+	size_t l = F.nlogs;
+	broker_with(0);
+	ck_assert(logged(l, "broker events: none", "chat/sync"));
+	l = F.nlogs;
+	broker_with(ALL_EVENTS);
+	ck_assert(logged(l, "broker events: connect subscribe message_acked", "auto replay: on"));
+	ck_assert(logged(l, "delivered on PUBACK: on", NULL));
+	/* Asked for explicitly on a broker without the events: refused. */
+	CFG.delivered_on_puback = CORE_ON;
+	reconfig();
+	l = F.nlogs;
+	ck_assert(!core_broker_events(C, CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE));
+	ck_assert(logged(l, "plugin_opt_delivered_on_puback true", "broker-patches"));
+	ck_assert(core_broker_events(C, ALL_EVENTS));
+	CFG.delivered_on_puback = CORE_AUTO;
+	CFG.auto_replay = CORE_ON;
+	reconfig();
+	ck_assert(!core_broker_events(C, CORE_BEV_ACKED));
+	/* Switched off: logged so. */
+	CFG.delivered_on_puback = CORE_OFF;
+	CFG.auto_replay = CORE_OFF;
+	reconfig();
+	l = F.nlogs;
+	broker_with(ALL_EVENTS);
+	ck_assert(logged(l, "delivered on PUBACK: off", "auto replay: off"));
+}
+END_TEST
+
+START_TEST(extras_ack_is_delivered_receipt)
+{
+	broker_with(ALL_EVENTS);
+	cast();
+	send_n(1, 3);
+	connect_dev("bob/phone");
+	size_t m = mark();
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "m1 m2 m3 done");
+	/* m2's PUBACK: alice's devices see it delivered (the tablet later). */
+	const pubrec *m2 = nth_to(m, "bob/phone", 1);
+	ck_assert_str_eq(ack_trace("bob/phone", m2, "alice/phone"), "delivered(bob):2");
+	/* Again, or as an app receipt: nothing changes. */
+	ck_assert_str_eq(ack_trace("bob/phone", m2, "alice/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 2, 2, "alice/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", 2, 2, "alice/phone"), "read(bob):2");
+	/* m2 left bob/phone's queue; m1 and m3 are still there. */
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m3 done");
+	/* A live message, acknowledged by PUBACK. */
+	m = mark();
+	send_n(4, 1);
+	ck_assert_str_eq(ack_trace("bob/phone", pub_to(m, "bob/phone"), "alice/phone"),
+	                 "delivered(bob):4");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m3 done");
+	ck_assert_uint_eq(F.npubs, mark());
+}
+END_TEST
+
+START_TEST(extras_ack_only_own_inbox_events)
+{
+	broker_with(ALL_EVENTS);
+	cast();
+	connect_dev("bob/phone");
+	connect_dev("bob/laptop");
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "done");
+	size_t m = mark();
+	send_n(1, 1);
+	const pubrec *p = pub_to(m, "bob/phone");
+	devrec *bob = find_dev("bob/phone");
+	/* Another connection of bob/phone (a stale one), another device, another
+	 * topic, a foreign username: nothing. */
+	m = mark();
+	core_acked(C, CONN(63), "bob/phone", p->topic, p->p, p->len);
+	core_acked(C, find_dev("bob/laptop")->conn, "bob/laptop", p->topic, p->p, p->len);
+	core_acked(C, bob->conn, "bob/phone", "chat/inbox/bob/laptop", p->p, p->len);
+	core_acked(C, bob->conn, "bob/phone", "elsewhere", p->p, p->len);
+	core_acked(C, bob->conn, "sensor-1", p->topic, p->p, p->len);
+	core_acked(C, bob->conn, NULL, p->topic, p->p, p->len);
+	/* Events that are no message: sent, receipt, sync, error; malformed CBOR. */
+	static const uint8_t bad[][12] = {
+		{ 0xa1, 0x61, 'k', 0x64, 's', 'e', 'n', 't' },
+		{ 0xa1, 0x61, 'k', 0x64, 's', 'y', 'n', 'c' },
+		{ 0xa3, 0x61, 'k', 0x63, 'm', 's', 'g', 0x63, 's', 'e', 'q', 0x01 }, /* truncated */
+		{ 0x82, 0x01, 0x02 },
+		{ 0xff },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		core_acked(C, bob->conn, "bob/phone", p->topic, bad[i], sizeof(bad[i]));
+	core_acked(C, bob->conn, "bob/phone", p->topic, p->p, 0);
+	ck_assert_uint_eq(F.npubs, m);
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 done");
+	/* The real thing, to be sure the fixture was right. */
+	ck_assert_str_eq(ack_trace("bob/phone", p, "alice/phone"), "delivered(bob):1");
+}
+END_TEST
+
+START_TEST(extras_ack_off_or_stock)
+{
+	CFG.delivered_on_puback = CORE_OFF;
+	reconfig();
+	broker_with(ALL_EVENTS);
+	cast();
+	connect_dev("bob/phone");
+	size_t m = mark();
+	send_n(1, 1);
+	ck_assert_str_eq(ack_trace("bob/phone", pub_to(m, "bob/phone"), "alice/phone"), "");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 done");
+}
+END_TEST
+
+START_TEST(extras_acks_refill_window)
+{
+	CFG.inflight_window = 5;
+	reconfig();
+	broker_with(ALL_EVENTS);
+	cast();
+	send_n(1, 12);
+	connect_dev("bob/phone");
+	size_t m = mark();
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), mrange(1, 5, false));
+	/* Each PUBACK frees a place in the window: no app receipt needed. */
+	size_t m2 = mark();
+	ack_all_trace("bob/phone", m, "bob/phone");
+	ck_assert_str_eq(trace(m2, "bob/phone"), mrange(6, 10, false));
+	m = m2;
+	m2 = mark();
+	ack_all_trace("bob/phone", m, "bob/phone");
+	ck_assert_str_eq(trace(m2, "bob/phone"), mrange(11, 12, true));
+	ack_all_trace("bob/phone", m2, "bob/phone");
+	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+}
+END_TEST
+
+START_TEST(extras_auto_replay)
+{
+	CFG.inflight_window = 5;
+	reconfig();
+	broker_with(ALL_EVENTS);
+	cast();
+	send_n(1, 8);
+	connect_dev("bob/phone");
+	/* Another filter: nothing; the inbox: the replay starts. */
+	ck_assert_str_eq(subscribe_trace("bob/phone", "chat/presence/alice"), "");
+	ck_assert_str_eq(subscribe_trace("bob/phone", "$share/g/chat/inbox/bob/phone"), "");
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), mrange(1, 5, false));
+	/* During it, a chat/sync or another SUBSCRIBE joins it. */
+	ck_assert_str_eq(sync_trace("bob/phone"), "");
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 5, "bob/phone"),
+	                 mrange(6, 8, true));
+	/* After it, a SUBSCRIBE on the same connection does nothing; a chat/sync
+	 * starts over as ever; a new connection gets its own. */
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m6 m7 m8 done");
+	connect_dev("bob/phone");
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "m6 m7 m8 done");
+	/* A resumed session (clean = false) replays at CONNECT; a clean one does not. */
+	devrec *laptop = find_dev("bob/laptop");
+	laptop->conn = CONN(next_conn++);
+	ck_assert_int_eq(core_auth(C, laptop->conn, "bob/laptop", "bob/laptop", laptop->token,
+	                           strlen(laptop->token)), CORE_ALLOW);
+	size_t m = mark();
+	core_connected(C, laptop->conn, "bob/laptop", true);
+	ck_assert_str_eq(trace(m, "bob/laptop"), "");
+	core_connected(C, laptop->conn, "bob/laptop", false);
+	ck_assert_str_eq(trace(m, "bob/laptop"), mrange(1, 5, false));
+	/* A stale connection or a foreign client: nothing. */
+	m = mark();
+	core_connected(C, CONN(62), "bob/phone", false);
+	core_connected(C, CONN(62), "sensor-1", false);
+	core_subscribed(C, CONN(62), "bob/phone", "chat/inbox/bob/phone");
+	core_subscribed(C, CONN(62), NULL, "chat/inbox/bob/phone");
+	ck_assert_uint_eq(F.npubs, m);
+}
+END_TEST
+
+START_TEST(extras_stock_broker_unchanged)
+{
+	broker_with(0);
+	cast();
+	send_n(1, 2);
+	connect_dev("bob/phone");
+	size_t m = mark();
+	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "");
+	core_connected(C, find_dev("bob/phone")->conn, "bob/phone", false);
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 done");
+	ck_assert_str_eq(ack_trace("bob/phone", nth_to(m, "bob/phone", 0), "alice/phone"), "");
+	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 done");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("offline");
@@ -1664,6 +1899,10 @@ static Suite *suite(void)
 		            flow_exact_acks, flow_expiry_frees_a_live_window } },
 		{ "disconnect", { disconnect_stops_replay, disconnect_stale_connection_keeps_replay,
 		                  disconnect_device_removed_during_replay } },
+		{ "extras", { extras_logged_and_required, extras_ack_is_delivered_receipt,
+		              extras_ack_only_own_inbox_events, extras_ack_off_or_stock,
+		              extras_acks_refill_window, extras_auto_replay,
+		              extras_stock_broker_unchanged } },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *t = env_tcase(cases[i].name, setup, teardown);

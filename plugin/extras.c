@@ -1,0 +1,134 @@
+/* extras.c — what the core does with the events only a patched broker has.
+ *
+ * broker-patches/ gives mosquitto 2.0.11 three more plugin events: a
+ * connection is complete (CONNECT), a subscription was granted (SUBSCRIBE),
+ * a client acknowledged a QoS 1/2 message it was sent (MESSAGE_ACKED). The
+ * glue registers for them when the broker has them and tells the core which
+ * it got (core_broker_events); on stock mosquitto none arrives and the core
+ * works as it always has: replays start on chat/sync, delivery needs app
+ * receipts.
+ *
+ * With them:
+ * - a device's PUBACK of a msg or group event in its own inbox is its
+ *   delivered receipt for that (conv, seq) (plugin_opt_delivered_on_puback,
+ *   default on), so a client with nothing but an MQTT library gets ✓✓;
+ * - a device's replay starts by itself when it subscribes to its inbox, or
+ *   when it resumes a session (clean = false), which keeps that
+ *   subscription without a new SUBSCRIBE (plugin_opt_auto_replay, default
+ *   on); once per connection.
+ * Either option set to true on a broker without the events stops the start.
+ */
+#include "core_internal.h"
+
+#include <string.h>
+
+/* Whether a feature that needs `need` is on: its option, else whether the
+ * broker has the events; false (and logged) if it was asked for without. */
+static bool feature(core *c, enum core_tristate opt, unsigned need, const char *name, bool *on)
+{
+	bool have = (c->bev & need) == need;
+	if (opt == CORE_ON && !have) {
+		core_log(c, CORE_LOG_ERR, "plugin_opt_%s true needs a broker built with "
+		         "broker-patches/; this one lacks its events (stock mosquitto?)", name);
+		return false;
+	}
+	*on = have && opt != CORE_OFF;
+	return true;
+}
+
+bool core_broker_events(core *c, unsigned have)
+{
+	c->bev = have;
+	if (!feature(c, c->cfg.delivered_on_puback, CORE_BEV_ACKED, "delivered_on_puback",
+	             &c->ack_delivers) ||
+	    !feature(c, c->cfg.auto_replay, CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE, "auto_replay",
+	             &c->auto_replay))
+		return false;
+	if (!have) {
+		core_log(c, CORE_LOG_NOTICE, "broker events: none beyond mosquitto 2.0's (stock broker): "
+		         "replays start on chat/sync, delivery needs receipts");
+		return true;
+	}
+	core_log(c, CORE_LOG_NOTICE, "broker events:%s%s%s; delivered on PUBACK: %s; auto replay: %s",
+	         have & CORE_BEV_CONNECT ? " connect" : "",
+	         have & CORE_BEV_SUBSCRIBE ? " subscribe" : "",
+	         have & CORE_BEV_ACKED ? " message_acked" : "",
+	         c->ack_delivers ? "on" : "off", c->auto_replay ? "on" : "off");
+	return true;
+}
+
+/* The device connected as conn, if conn is still its recorded connection. */
+static device *live_device(core *c, void *conn, const char *username)
+{
+	if (!username || !strchr(username, '/'))
+		return NULL;
+	device *dev = dir_device(&c->dir, username, strlen(username));
+	return dev && dev->conn == conn ? dev : NULL;
+}
+
+void core_connected(core *c, void *conn, const char *username, bool clean)
+{
+	if (!c->auto_replay || clean)
+		return;
+	device *dev = live_device(c, conn, username);
+	if (dev)
+		sync_auto(c, dev);
+}
+
+void core_subscribed(core *c, void *conn, const char *username, const char *filter)
+{
+	if (!c->auto_replay)
+		return;
+	device *dev = live_device(c, conn, username);
+	if (!dev)
+		return;
+	char inbox[CORE_INBOX_MAX];
+	ev_inbox_topic(c, dev, inbox);
+	if (strcmp(filter, inbox) == 0)
+		sync_auto(c, dev);
+}
+
+void core_acked(core *c, void *conn, const char *username, const char *topic,
+                const void *payload, size_t len)
+{
+	if (!c->ack_delivers)
+		return;
+	device *dev = live_device(c, conn, username);
+	if (!dev)
+		return;
+	char inbox[CORE_INBOX_MAX];
+	ev_inbox_topic(c, dev, inbox);
+	if (strcmp(topic, inbox) != 0)
+		return;
+	/* Our own event: {k, conv, seq, …}; only msg and group events are
+	 * acknowledged by a delivered receipt. */
+	cbr r;
+	cbr_item map, key, val;
+	const char *conv = NULL;
+	size_t convlen = 0;
+	uint64_t seq = 0;
+	bool counted = false;
+	cbr_init(&r, payload, len);
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			return;
+		if (cbr_eq(&key, "k")) {
+			if (val.type != CBR_TEXT || !(cbr_eq(&val, "msg") || cbr_eq(&val, "group")))
+				return;
+			counted = true;
+		} else if (cbr_eq(&key, "conv") && val.type == CBR_TEXT) {
+			conv = (const char *)val.ptr;
+			convlen = val.len;
+		} else if (cbr_eq(&key, "seq") && val.type == CBR_UINT) {
+			seq = val.u;
+		} else if (cbr_skip(&r, &val)) {
+			return;
+		}
+	}
+	if (r.err_msg || !counted || !conv || !seq)
+		return;
+	receipts_acked(c, dev, conv, convlen, seq);
+}
