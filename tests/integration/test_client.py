@@ -254,6 +254,20 @@ class ClientTest(ChatTestCase):
         da.send_dm(b, 1, body=CANARY)
         self.assertEqual(da.wait_event("sent")["seq"], 1)
 
+    def test_device_without_keys_is_named(self):
+        alice, bob = uniq("alice"), uniq("bob")
+        a = self.device(alice, "d")
+        self.recv(a, 0)
+        self.device(bob, "never-ran")   # provisioned, but no keys on the key server
+        r = self.run_client(a, "--send", bob, "nobody can read this", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no keys for %s: no device of this user has uploaded keys" % bob, r.stderr)
+        # with one registered device the other one is named
+        self.recv(self.device(bob, "phone"), 0)
+        r = self.run_client(a, "--send", bob, "nobody can read this", check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("%s/never-ran has no keys on the key server" % bob, r.stderr)
+
     def test_usage_errors(self):
         d = {"addr": "x/y", "token": "/nonexistent", "state": "/tmp/none"}
         r = self.run_client(d, "--send", "bob", check=False)
