@@ -44,7 +44,8 @@ mosquitto-tests:
 test: build patched-broker
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -LE valgrind
 
-# The unit tests under valgrind's memcheck.
+# The unit tests, and integration tests with the broker (plugin and store)
+# in it, under valgrind's memcheck.
 valgrind: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) -L valgrind
 

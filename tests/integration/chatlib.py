@@ -12,6 +12,9 @@ Environment (set by ctest):
                    the `patched` ctest label sets it to the broker-patches build
   CHAT_EXPECT_PATCHED  if set, a broker whose plugin finds no broker-patches
                    events fails to start (instead of the patch-only tests skipping)
+  CHAT_BROKER_VALGRIND  if set, every broker runs under valgrind's memcheck;
+                   cleanup() fails on an invalid access anywhere or a leak
+                   through our code (the plugin, store, common)
 """
 
 import atexit
@@ -67,6 +70,10 @@ def _sanitizer_env():
 
 
 SANITIZER_ENV = _sanitizer_env() if os.path.exists(PLUGIN) else {}
+VALGRIND = bool(os.environ.get("CHAT_BROKER_VALGRIND"))
+SLOW = 6.0 if VALGRIND else 1.0     # start and stop take this much longer
+# a memcheck report is ours if its stack passes through our code
+OUR_CODE_RE = re.compile(r"mosquitto_chat\.so|/(plugin|store|common)/\w+\.c")
 SANITIZER_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer")
 
 
@@ -157,6 +164,7 @@ class Broker:
 
     # ---- lifecycle ----
     def start(self, timeout=10.0):
+        timeout *= SLOW
         self._spawn()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -212,7 +220,11 @@ class Broker:
         self._stderr = open(self.stderr_path, "ab")
         env = dict(os.environ)
         env.update(SANITIZER_ENV)
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdin=subprocess.DEVNULL,
+        prefix = []
+        if VALGRIND:
+            prefix = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite",
+                      "--log-file=%s" % os.path.join(self.tmp, "valgrind.%p.log")]
+        self.proc = subprocess.Popen(prefix + [MOSQUITTO, "-c", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=self._stderr, stderr=self._stderr, env=env)
 
     def _port_open(self):
@@ -228,6 +240,7 @@ class Broker:
 
     def stop(self, timeout=5.0):
         """SIGTERM, wait, SIGKILL. Returns the exit status."""
+        timeout *= SLOW
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -251,9 +264,31 @@ class Broker:
         return self.start(timeout)
 
     def sanitizer_report(self):
-        """The sanitizer's complaints in the broker's output, or ''."""
+        """The sanitizer's complaints in the broker's output, or memcheck's
+        reports that count (see OUR_CODE_RE), or ''."""
         text = self.all_output() if os.path.isdir(self.tmp) else ""
-        return text if SANITIZER_RE.search(text) else ""
+        if SANITIZER_RE.search(text):
+            return text
+        return "\n\n".join(self.memcheck_reports())
+
+    def memcheck_reports(self):
+        """Under valgrind: every invalid access or uninitialised use, and every
+        leak whose stack passes through our code."""
+        out = []
+        if not (VALGRIND and os.path.isdir(self.tmp)):
+            return out
+        for p in sorted(os.listdir(self.tmp)):
+            if not p.startswith("valgrind."):
+                continue
+            with open(os.path.join(self.tmp, p), errors="replace") as f:
+                text = f.read()
+            for block in re.split(r"\n==\d+== \n", text):
+                if " at 0x" not in block:
+                    continue    # a notice (an unimplemented fcntl, …), not a report
+                leak = "definitely lost" in block or "indirectly lost" in block
+                if not leak or OUR_CODE_RE.search(block):
+                    out.append(block)
+        return out
 
     def cleanup(self):
         """Stops the broker and removes its dir; raises if a sanitizer complained."""

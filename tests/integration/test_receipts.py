@@ -111,7 +111,12 @@ class ReceiptTest(ReceiptCase):
         db.receipt("read", conv, [2])
         self.assert_receipt(da.wait_event("receipt"), conv, [2], "read", b)
         # a/phone goes offline too; the next receipt is queued for both
+        # (once the broker has seen it go: DISCONNECT and the receipt come
+        # on different sockets)
+        mark = self.broker.log_mark()
         da.close()
+        self.assertTrue(self.broker.wait_log(lambda l: "Client %s/phone disconnected" % a in l,
+                                             mark, timeout=10))
         db.receipt("read", conv, [1])
         da2 = self.reconnect(a, "laptop", ta2)
         da2.expect_no_event(0.2)             # queued, not live before a sync
