@@ -64,7 +64,7 @@ typedef struct core_config {
 	uint32_t send_burst;        /* sends one device may make at once; 1000 */
 	uint32_t min_free_mb;       /* store writes stop when the disk has less free; 256 */
 	enum core_tristate delivered_on_puback; /* default: on when the broker reports acks */
-	enum core_tristate auto_replay; /* default: on when the broker reports subscriptions */
+	enum core_tristate auto_replay; /* default on: patched SUBSCRIBE event, or stock ACL check */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

@@ -12,11 +12,16 @@
  * - a device's PUBACK of a msg or group event in its own inbox is its
  *   delivered receipt for that (conv, seq) (plugin_opt_delivered_on_puback,
  *   default on), so a client with nothing but an MQTT library gets ✓✓;
- * - a device's replay starts by itself when it subscribes to its inbox, or
- *   when it resumes a session (clean = false), which keeps that
- *   subscription without a new SUBSCRIBE (plugin_opt_auto_replay, default
- *   on); once per connection.
- * Either option set to true on a broker without the events stops the start.
+ * - a device's replay starts by itself when it resumes a session (clean =
+ *   false), which keeps its inbox subscription without a new SUBSCRIBE.
+ * A replay also starts by itself when a device subscribes to its inbox
+ * (plugin_opt_auto_replay, default on; once per connection), on either
+ * broker: the patched one reports the granted subscription; on stock
+ * mosquitto the ACL check of the SUBSCRIBE is the sign (acl.c), and the
+ * subscription is added right after it in the same packet handling — the
+ * replay's events reach the client by its id either way.
+ * delivered_on_puback set to true on a broker without the events stops the
+ * start.
  */
 #include "core_internal.h"
 
@@ -41,12 +46,12 @@ bool core_broker_events(core *c, unsigned have)
 	c->bev = have;
 	if (!feature(c, c->cfg.delivered_on_puback, CORE_BEV_ACKED, "delivered_on_puback",
 	             &c->ack_delivers) ||
-	    !feature(c, c->cfg.auto_replay, CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE, "auto_replay",
-	             &c->auto_replay))
+	    !feature(c, c->cfg.auto_replay, 0, "auto_replay", &c->auto_replay))
 		return false;
 	if (!have) {
 		core_log(c, CORE_LOG_NOTICE, "broker events: none beyond mosquitto 2.0's (stock broker): "
-		         "replays start on chat/sync, delivery needs receipts");
+		         "delivery needs receipts; auto replay (on inbox SUBSCRIBE): %s",
+		         c->auto_replay ? "on" : "off");
 		return true;
 	}
 	core_log(c, CORE_LOG_NOTICE, "broker events:%s%s%s; delivered on PUBACK: %s; auto replay: %s",
@@ -75,6 +80,8 @@ void core_connected(core *c, void *conn, const char *username, bool clean)
 		sync_auto(c, dev);
 }
 
+/* From the glue's SUBSCRIBE event (patched broker) or acl.c's approval of
+ * a device's SUBSCRIBE (stock broker). */
 void core_subscribed(core *c, void *conn, const char *username, const char *filter)
 {
 	if (!c->auto_replay)

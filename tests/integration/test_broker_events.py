@@ -4,8 +4,10 @@
 On the patched build (ctest label `patched`, CHAT_BROKER) with the plugin's
 defaults: a device running nothing but an MQTT library gets ✓✓ through its
 PUBACKs and its backlog by subscribing; app receipts and chat/sync still
-work. On stock mosquitto: the plugin says it found no extra events, works as
-before, and refuses to start when told to rely on them.
+work. On stock mosquitto: the plugin says it found no extra events, still
+replays a backlog when a device subscribes to its inbox (the ACL check of
+the SUBSCRIBE is the sign), and refuses to start when told to count PUBACKs
+as delivered.
 """
 
 import cbor2
@@ -55,8 +57,29 @@ class BrokerEventsTest(ChatTestCase):
         else:
             self.assertIn("none", lines[0])
 
+    def test_replay_by_subscribing_on_either_broker(self):
+        """A plain client's SUBSCRIBE to its inbox replays its backlog, in
+        order, then the end marker; once per connection, so a chat/sync
+        afterwards is an ordinary second replay."""
+        a, b = uniq("a"), uniq("b")
+        da = self.dev(a, "phone")
+        token = self.broker.add_device(b, "phone")
+        for i in range(1, 6):
+            da.send_dm(b, i, body=b"q%d" % i)
+        bob = self.plain_again(b, "phone", token)
+        got = self.events_of(bob, 6)
+        self.assertEqual([e.get("body") for e in got[:5]], [b"q%d" % i for i in range(1, 6)])
+        self.assertEqual(got[5], {"k": "sync", "done": True})
+        # subscribing again on the same connection starts nothing
+        self.assertLess(bob.subscribe("chat/inbox/%s/phone" % b, 1), 0x80)
+        self.assertIsNone(bob.wait_message(timeout=0.5))
+        # an explicit sync still works (what is not delivered comes again)
+        bob.publish("chat/sync", cbor2.dumps({}))
+        again = self.events_of(bob, 6 if not self.broker.patched else 1)
+        self.assertEqual(again[-1], {"k": "sync", "done": True})
+
     def test_options_true_need_the_patched_broker(self):
-        for opt in ("delivered_on_puback", "auto_replay"):
+        for opt in ("delivered_on_puback",):
             b = Broker(options={opt: "true", "broker_extras": True})
             try:
                 status = b.start_expect_exit() if not self.broker.patched else None
