@@ -151,7 +151,7 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 			tell_device(c, conn, username);
 		/* Stock mosquitto's only sign of a SUBSCRIBE (extras.c). */
 		if (is_sub && v == CORE_ALLOW && t.kind == T_INBOX && !(c->bev & CORE_BEV_SUBSCRIBE))
-			core_subscribed(c, conn, username, judged);
+			core_subscribed(c, conn, username, name); /* exactly the inbox, not $share/… */
 		break;
 	case C_SERVICE:
 		v = service_acl(c, judged, &t, access);
