@@ -82,6 +82,23 @@ static int io_publish(void *ctx, const char *clientid, const char *topic, const 
 	}
 	if (qos < 0 || qos > 2)
 		die("publish with a bad qos", topic);
+	/* A device's removal for the key servers: retained on
+	 * <prefix>/keys/removed/U/D, {ts} or empty (cleared when re-added). */
+	const char *kr = strstr(topic, "/keys/removed/");
+	if (!clientid && kr) {
+		const char *addr = kr + 14, *u, *d;
+		size_t ul, dl;
+		if (!retain || !chat_parse_addr(addr, strlen(addr), &u, &ul, &d, &dl))
+			die("a key-removal notice that is not retained on a device address", topic);
+		cbr kr_r;
+		if (len) {
+			cbr_init(&kr_r, payload, len);
+			if (cbr_skip_next(&kr_r) || !cbr_done(&kr_r))
+				die("the core published a malformed key-removal notice", topic);
+		}
+		H.published++;
+		return 0;
+	}
 	bool ctl = false;
 	if (!clientid) {
 		/* to subscribers at large: a user's retained presence, or a
