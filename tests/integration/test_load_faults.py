@@ -24,13 +24,17 @@ import time
 
 import cbor2
 
-from chatlib import V5, ChatTestCase, Client, conv_of, main, uniq
+from chatlib import SANITIZER_ENV, V5, ChatTestCase, Client, conv_of, main, uniq
 
 STORM = int(os.environ.get("CHAT_STORM_DEVICES", "2000"))
 LATENCY_BOUND_S = 1.0        # the worst round trip the other devices may see
 # growth of the broker's VmRSS over the whole load: the store's memtables
 # (64 MB at most) and block cache (32 MB) are the only things that may grow
 RSS_BOUND_KB = 96 * 1024
+# Under ASan (make asan) freed memory sits in its quarantine (up to 256 MB)
+# and every allocation has shadow and redzones: RSS says nothing about the
+# plugin there, so the bound is checked in the plain build only.
+CHECK_RSS = "LD_PRELOAD" not in SANITIZER_ENV
 
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if soft < min(hard, STORM + 1000):   # the broker inherits it
@@ -202,7 +206,8 @@ class LoadFaultsTest(ChatTestCase):
                          "broker RSS +%d KiB; round trips max %.0f ms over %d] "
                          % (acked, flood_kb, grown, 1000 * max(pinger.lat), len(pinger.lat)))
         self.assertEqual(acked, 3 * n)
-        self.assertLess(grown, RSS_BOUND_KB)
+        if CHECK_RSS:
+            self.assertLess(grown, RSS_BOUND_KB)
         self.assertTrue(pinger.lat)
         self.assertLess(max(pinger.lat), LATENCY_BOUND_S)
         self.assertTrue(self.broker.running)
@@ -226,7 +231,8 @@ class LoadFaultsTest(ChatTestCase):
         sys.stderr.write("[storm: %d devices connected in %.1f s, reconnected in %.1f s; "
                          "broker RSS +%d KiB at peak; round trips max %.0f ms over %d] "
                          % (STORM, secs, secs2, grown, 1000 * max(pinger.lat), len(pinger.lat)))
-        self.assertLess(grown, RSS_BOUND_KB)
+        if CHECK_RSS:
+            self.assertLess(grown, RSS_BOUND_KB)
         self.assertTrue(pinger.lat)
         self.assertLess(max(pinger.lat), LATENCY_BOUND_S)
         self.assert_serving()
