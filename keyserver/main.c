@@ -13,6 +13,7 @@
  * directory stands by until the lock is free, then opens the store and joins
  * the same shared subscription: active/standby, never two writers.
  */
+#include "daemon.h"
 #include "err.h"
 #include "ids.h"
 #include "keystore.h"
@@ -23,9 +24,7 @@
 #include <limits.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
-#include <signal.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +32,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
@@ -60,50 +57,6 @@ typedef struct server {
 	struct { uint64_t requests, refused_rate, refused, devices_removed; } n;
 } server;
 
-static volatile sig_atomic_t stopping;
-static volatile sig_atomic_t backup_wanted; /* SIGUSR1 */
-
-static void on_signal(int sig)
-{
-	if (sig == SIGUSR1)
-		backup_wanted = 1;
-	else
-		stopping = 1;
-}
-
-static int g_log_level = LOG_INFO;
-
-static void logf_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(int level, const char *fmt, ...)
-{
-	static const char *names[] = { "error", "warning", "info", "debug" };
-	if (level > g_log_level)
-		return;
-	struct timespec ts;
-	struct tm tm;
-	char when[32];
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ chat-keyserver %s: ", when, ts.tv_nsec / 1000000, names[level]);
-	va_list ap;
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
-
-/* Sleeps ms in short slices so a signal ends it promptly. */
-static void nap(unsigned ms)
-{
-	while (ms > 0 && !stopping) {
-		unsigned slice = ms < 100 ? ms : 100;
-		struct timespec ts = { 0, (long)slice * 1000000L };
-		nanosleep(&ts, NULL);
-		ms -= slice;
-	}
-}
-
 /* ---- MQTT callbacks ---- */
 
 static void publish(server *s, const char *kind, const char *u, const char *d,
@@ -113,7 +66,7 @@ static void publish(server *s, const char *kind, const char *u, const char *d,
 	snprintf(topic, sizeof(topic), "%s/keys/%s/%s/%s", s->prefix, kind, u, d);
 	int rc = mosquitto_publish_v5(s->mosq, NULL, topic, (int)len, payload, 1, retain, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
-		logf_(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
+		daemon_log(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
 }
 
 /* Counts a request and, by its response's code, a refusal. */
@@ -167,7 +120,7 @@ static void publish_stats(server *s)
 	int rc = mosquitto_publish_v5(s->mosq, NULL, topic, (int)s->status_buf.len,
 	                              s->status_buf.buf, 0, false, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
-		logf_(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
+		daemon_log(LOG_WARN, "publish to %s failed: %s", topic, mosquitto_strerror(rc));
 }
 
 /* The broker's retained notice that an admin removed U/D: drop its keys,
@@ -182,19 +135,19 @@ static void device_removed(server *s, const struct mosquitto_message *msg)
 		return;
 	if (!chat_parse_addr(msg->topic + s->removed_prefix_len, tl - s->removed_prefix_len, &u,
 	                     &ul, &d, &dl)) {
-		logf_(LOG_DEBUG, "ignoring a message on %s", msg->topic);
+		daemon_log(LOG_DEBUG, "ignoring a message on %s", msg->topic);
 		return;
 	}
 	char user[CHAT_USER_MAX + 1], dev[CHAT_DEVICE_MAX + 1];
 	memcpy(user, u, ul), user[ul] = 0;
 	memcpy(dev, d, dl), dev[dl] = 0;
 	if (ks_drop_device(s->ks, user, ul, dev, dl) != CHAT_OK) {
-		logf_(LOG_ERR, "dropping the keys of removed device %s/%s failed: %s", user, dev,
-		      ks_errmsg(s->ks));
+		daemon_log(LOG_ERR, "dropping the keys of removed device %s/%s failed: %s", user, dev,
+		           ks_errmsg(s->ks));
 		return; /* the notice stays: the next connection retries */
 	}
 	s->n.devices_removed++;
-	logf_(LOG_INFO, "device %s/%s was removed: its keys are dropped", user, dev);
+	daemon_log(LOG_INFO, "device %s/%s was removed: its keys are dropped", user, dev);
 	publish(s, "status", user, dev, NULL, 0, true);
 	publish(s, "removed", user, dev, NULL, 0, true);
 }
@@ -216,7 +169,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	    memcmp(msg->topic, s->req_prefix, s->req_prefix_len) != 0 ||
 	    !chat_parse_addr(msg->topic + s->req_prefix_len, tl - s->req_prefix_len, &u, &ul, &d,
 	                     &dl)) {
-		logf_(LOG_DEBUG, "ignoring a message on %s", msg->topic);
+		daemon_log(LOG_DEBUG, "ignoring a message on %s", msg->topic);
 		return;
 	}
 	char user[CHAT_USER_MAX + 1], dev[CHAT_DEVICE_MAX + 1];
@@ -224,13 +177,13 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	memcpy(dev, d, dl), dev[dl] = 0;
 
 	if (ks_request(s->ks, user, ul, dev, dl, msg->payload, (size_t)msg->payloadlen, &s->reply)) {
-		logf_(LOG_ERR, "out of memory answering %s/%s", user, dev);
+		daemon_log(LOG_ERR, "out of memory answering %s/%s", user, dev);
 		return;
 	}
 	if (s->reply.errmsg)
-		logf_(LOG_ERR, "key store: %s", s->reply.errmsg);
+		daemon_log(LOG_ERR, "key store: %s", s->reply.errmsg);
 	count_reply(s);
-	logf_(LOG_DEBUG, "request from %s/%s (%d bytes) answered", user, dev, msg->payloadlen);
+	daemon_log(LOG_DEBUG, "request from %s/%s (%d bytes) answered", user, dev, msg->payloadlen);
 	publish(s, "resp", user, dev, s->reply.resp.buf, s->reply.resp.len, false);
 	for (size_t i = 0; i < s->reply.nstatus; i++) {
 		const ks_status *st = &s->reply.status[i];
@@ -246,7 +199,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 	(void)flags, (void)props;
 	server *s = obj;
 	if (rc != 0) {
-		logf_(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
+		daemon_log(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
 		return;
 	}
 	/* Requests through the shared group; removal notices directly (a shared
@@ -258,10 +211,10 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 	char *const subs[] = { filter, removed };
 	rc = mosquitto_subscribe_multiple(m, NULL, 2, subs, 1, 0, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
-		logf_(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
+		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
 	else
-		logf_(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", s->host, s->port,
-		      filter, removed);
+		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", s->host, s->port,
+		           filter, removed);
 }
 
 static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
@@ -270,13 +223,13 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 	(void)mid, (void)props;
 	server *s = obj;
 	if (n < 2 || granted[0] >= 0x80 || granted[1] >= 0x80) {
-		logf_(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
-		      s->user);
+		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
+		           s->user);
 		mosquitto_disconnect(m);
 		return;
 	}
 	s->connected = true;
-	logf_(LOG_INFO, "serving key requests");
+	daemon_log(LOG_INFO, "serving key requests");
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
@@ -284,8 +237,8 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
 	(void)m, (void)props;
 	server *s = obj;
 	s->connected = false;
-	if (!stopping)
-		logf_(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+	if (!daemon_stopping())
+		daemon_log(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
 }
 
 /* ---- backup (SIGUSR1) ---- */
@@ -296,15 +249,14 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
  * of millions of keys; the flush is bounded by the 8 MiB memtable). */
 static void backup_if_wanted(server *s)
 {
-	if (!backup_wanted)
+	if (!daemon_usr1_take())
 		return;
-	backup_wanted = 0;
 	if (!s->backup_dir) {
-		logf_(LOG_WARN, "SIGUSR1 without --backup-dir: no backup taken");
+		daemon_log(LOG_WARN, "SIGUSR1 without --backup-dir: no backup taken");
 		return;
 	}
 	if (mkdir(s->backup_dir, 0700) != 0 && errno != EEXIST) {
-		logf_(LOG_ERR, "backup failed: cannot create %s: %s", s->backup_dir, strerror(errno));
+		daemon_log(LOG_ERR, "backup failed: cannot create %s: %s", s->backup_dir, strerror(errno));
 		return;
 	}
 	char when[32], dir[PATH_MAX];
@@ -320,12 +272,12 @@ static void backup_if_wanted(server *s)
 		snprintf(dir, sizeof(dir), "%s/keys-%s-%d", s->backup_dir, when, n);
 	char err[PATH_MAX + 512];
 	if (ks_checkpoint(s->ks, dir, err, sizeof(err)) != CHAT_OK) {
-		logf_(LOG_ERR, "backup failed: %s", err);
+		daemon_log(LOG_ERR, "backup failed: %s", err);
 		return;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-	logf_(LOG_INFO, "backup written to %s in %ld ms", dir, ms);
+	daemon_log(LOG_INFO, "backup written to %s in %ld ms", dir, ms);
 }
 
 /* ---- the connection loop ---- */
@@ -338,12 +290,12 @@ static void serve(server *s)
 {
 	unsigned delay = BACKOFF_MIN_MS;
 	bool first = true;
-	while (!stopping) {
+	while (!daemon_stopping()) {
 		int rc = first ? mosquitto_connect(s->mosq, s->host, s->port, KEEPALIVE_S)
 		               : mosquitto_reconnect(s->mosq);
 		if (rc == MOSQ_ERR_SUCCESS) {
 			first = false;
-			while (!stopping && rc == MOSQ_ERR_SUCCESS) {
+			while (!daemon_stopping() && rc == MOSQ_ERR_SUCCESS) {
 				rc = mosquitto_loop(s->mosq, 500, 1);
 				backup_if_wanted(s);
 				publish_stats(s);
@@ -351,20 +303,19 @@ static void serve(server *s)
 					delay = BACKOFF_MIN_MS;
 			}
 			s->connected = false;
-			if (stopping)
+			if (daemon_stopping())
 				break;
 		}
 		if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST)
-			logf_(LOG_WARN, "connection to %s:%d lost or failed: %s", s->host, s->port,
-			      rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+			daemon_log(LOG_WARN, "connection to %s:%d lost or failed: %s", s->host, s->port,
+			           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 		else
-			logf_(LOG_WARN, "connection to %s:%d ended: %s", s->host, s->port,
-			      mosquitto_strerror(rc));
-		unsigned wait = delay / 2 + randombytes_uniform(delay / 2 + 1);
-		logf_(LOG_INFO, "reconnecting in %u ms", wait);
-		nap(wait);
+			daemon_log(LOG_WARN, "connection to %s:%d ended: %s", s->host, s->port,
+			           mosquitto_strerror(rc));
+		unsigned wait = daemon_backoff_next(&delay, BACKOFF_MAX_MS);
+		daemon_log(LOG_INFO, "reconnecting in %u ms", wait);
+		daemon_nap(wait);
 		backup_if_wanted(s);
-		delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
 	}
 	if (s->connected || mosquitto_want_write(s->mosq)) {
 		/* Let queued responses out, then say goodbye. */
@@ -389,77 +340,39 @@ static void usage(FILE *f)
 	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n");
 }
 
-static bool parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-		return false;
-	*out = (uint32_t)v;
-	return true;
-}
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n; i++)
-		if (!chat_id_char(s[i]))
-			return false;
-	return n > 0 && n <= 64;
-}
-
-/* Reads the token (first line, surrounding whitespace trimmed) into buf. */
-static int read_token(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return CHAT_EIO;
-	size_t n = fread(buf, 1, cap - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	char *nl = strpbrk(buf, "\r\n");
-	if (nl)
-		*nl = 0;
-	n = strlen(buf);
-	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		buf[--n] = 0;
-	return n > 0 ? CHAT_OK : CHAT_EINVAL;
-}
-
 /* Takes DIR/keyserver.lock, waiting (as a standby) while another key server
  * holds it. Returns the lock's fd, or -1 on error or a signal. */
 static int lock_data_dir(const char *dir)
 {
 	char path[PATH_MAX];
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		logf_(LOG_ERR, "cannot create %s: %s", dir, strerror(errno));
+		daemon_log(LOG_ERR, "cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
 	snprintf(path, sizeof(path), "%s/keyserver.lock", dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		logf_(LOG_ERR, "cannot open %s: %s", path, strerror(errno));
+		daemon_log(LOG_ERR, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
 	bool said = false;
 	while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		if (errno != EWOULDBLOCK && errno != EINTR) {
-			logf_(LOG_ERR, "cannot lock %s: %s", path, strerror(errno));
+			daemon_log(LOG_ERR, "cannot lock %s: %s", path, strerror(errno));
 			close(fd);
 			return -1;
 		}
 		if (!said)
-			logf_(LOG_INFO, "%s is in use by another key server: standing by", dir);
+			daemon_log(LOG_INFO, "%s is in use by another key server: standing by", dir);
 		said = true;
-		nap(500 + randombytes_uniform(500));
-		if (stopping) {
+		daemon_nap(500 + randombytes_uniform(500));
+		if (daemon_stopping()) {
 			close(fd);
 			return -1;
 		}
 	}
 	if (said)
-		logf_(LOG_INFO, "took over %s", dir);
+		daemon_log(LOG_INFO, "took over %s", dir);
 	return fd;
 }
 
@@ -493,36 +406,32 @@ static int parse_args(server *s, int argc, char **argv)
 	while (!bad && (c = getopt_long(argc, argv, "h:p:u:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': s->host = optarg; break;
-		case 'p': if (!parse_u32(optarg, 1, 65535, &port)) bad = "-p"; break;
+		case 'p': if (!daemon_parse_u32(optarg, 1, 65535, &port)) bad = "-p"; break;
 		case 'u': s->user = optarg; break;
 		case OPT_TOKEN: s->token_file = optarg; break;
 		case OPT_DATA: s->data_dir = optarg; break;
-		case OPT_GROUP: s->group = optarg; if (!valid_name(optarg)) bad = "--share-group"; break;
-		case OPT_PREFIX: s->prefix = optarg; if (!valid_name(optarg)) bad = "--topic-prefix"; break;
+		case OPT_GROUP: s->group = optarg; if (!daemon_name_valid(optarg)) bad = "--share-group"; break;
+		case OPT_PREFIX: s->prefix = optarg; if (!daemon_name_valid(optarg)) bad = "--topic-prefix"; break;
 		case OPT_BURST:
-			if (!parse_u32(optarg, 1, 1000000, &s->kopts.rate_burst)) bad = "--rate-burst";
+			if (!daemon_parse_u32(optarg, 1, 1000000, &s->kopts.rate_burst)) bad = "--rate-burst";
 			break;
 		case OPT_REFILL:
-			if (!parse_u32(optarg, 0, 30 * 24 * 3600, &s->kopts.rate_refill_s))
+			if (!daemon_parse_u32(optarg, 0, 30 * 24 * 3600, &s->kopts.rate_refill_s))
 				bad = "--rate-refill-seconds";
 			break;
 		case OPT_LOW:
-			if (!parse_u32(optarg, 0, 1000000, &s->kopts.low_threshold)) bad = "--low-threshold";
+			if (!daemon_parse_u32(optarg, 0, 1000000, &s->kopts.low_threshold)) bad = "--low-threshold";
 			break;
 		case OPT_CAP:
-			if (!parse_u32(optarg, 1, 1000000, &s->kopts.pool_cap)) bad = "--pool-cap";
+			if (!daemon_parse_u32(optarg, 1, 1000000, &s->kopts.pool_cap)) bad = "--pool-cap";
 			break;
 		case OPT_SYNC: s->kopts.sync_writes = true; break;
 		case OPT_LOG:
-			if (!strcmp(optarg, "error")) s->log_level = LOG_ERR;
-			else if (!strcmp(optarg, "warning")) s->log_level = LOG_WARN;
-			else if (!strcmp(optarg, "info")) s->log_level = LOG_INFO;
-			else if (!strcmp(optarg, "debug")) s->log_level = LOG_DEBUG;
-			else bad = "--log-level";
+			if (!daemon_log_level_parse(optarg, &s->log_level)) bad = "--log-level";
 			break;
 		case OPT_BACKUP: s->backup_dir = optarg; if (!*optarg) bad = "--backup-dir"; break;
 		case OPT_STATS:
-			if (!parse_u32(optarg, 0, 24 * 3600, &s->stats_interval_s)) bad = "--stats-interval";
+			if (!daemon_parse_u32(optarg, 0, 24 * 3600, &s->stats_interval_s)) bad = "--stats-interval";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
 		default: usage(stderr); return 2;
@@ -549,22 +458,17 @@ int main(int argc, char **argv)
 	int rc = parse_args(&s, argc, argv);
 	if (rc)
 		return rc;
-	g_log_level = s.log_level;
+	daemon_log_init("chat-keyserver", s.log_level);
 	if (sodium_init() < 0) {
-		logf_(LOG_ERR, "libsodium failed to initialise");
+		daemon_log(LOG_ERR, "libsodium failed to initialise");
 		return 1;
 	}
 
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	daemon_signals_init(true);
 
 	char token[512];
-	if (read_token(s.token_file, token, sizeof(token)) != CHAT_OK) {
-		logf_(LOG_ERR, "cannot read a token from %s", s.token_file);
+	if (!daemon_token_read(s.token_file, token, sizeof(token))) {
+		daemon_log(LOG_ERR, "cannot read a token from %s", s.token_file);
 		sodium_memzero(token, sizeof(token));
 		return 1;
 	}
@@ -572,19 +476,19 @@ int main(int argc, char **argv)
 	int lock_fd = lock_data_dir(s.data_dir);
 	if (lock_fd < 0) {
 		sodium_memzero(token, sizeof(token));
-		return stopping ? 0 : 1;
+		return daemon_stopping() ? 0 : 1;
 	}
 	char err[512];
 	s.kopts.dir = s.data_dir;
 	if (ks_open(&s.ks, &s.kopts, err, sizeof(err)) != CHAT_OK) {
-		logf_(LOG_ERR, "%s", err);
+		daemon_log(LOG_ERR, "%s", err);
 		sodium_memzero(token, sizeof(token));
 		close(lock_fd);
 		return 1;
 	}
-	logf_(LOG_INFO, "key store %s open (pool cap %u, low below %u, rate %u per %u s)",
-	      s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
-	      s.kopts.rate_refill_s);
+	daemon_log(LOG_INFO, "key store %s open (pool cap %u, low below %u, rate %u per %u s)",
+	           s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
+	           s.kopts.rate_refill_s);
 	s.req_prefix_len = (size_t)snprintf(s.req_prefix, sizeof(s.req_prefix), "%s/keys/req/",
 	                                    s.prefix);
 	s.removed_prefix_len = (size_t)snprintf(s.removed_prefix, sizeof(s.removed_prefix),
@@ -599,7 +503,7 @@ int main(int argc, char **argv)
 	s.mosq = mosquitto_new(client_id, true, &s);
 	rc = 1;
 	if (!s.mosq) {
-		logf_(LOG_ERR, "cannot create the MQTT client");
+		daemon_log(LOG_ERR, "cannot create the MQTT client");
 		goto out;
 	}
 	mosquitto_int_option(s.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
@@ -607,7 +511,7 @@ int main(int argc, char **argv)
 	 * for the broker's delayed ACK (measured: 3x fewer bundles per second). */
 	mosquitto_int_option(s.mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	if (mosquitto_username_pw_set(s.mosq, s.user, token) != MOSQ_ERR_SUCCESS) {
-		logf_(LOG_ERR, "cannot set credentials");
+		daemon_log(LOG_ERR, "cannot set credentials");
 		goto out;
 	}
 	sodium_memzero(token, sizeof(token));
@@ -617,7 +521,7 @@ int main(int argc, char **argv)
 	mosquitto_disconnect_v5_callback_set(s.mosq, on_disconnect);
 
 	serve(&s);
-	logf_(LOG_INFO, "stopping");
+	daemon_log(LOG_INFO, "stopping");
 	rc = 0;
 out:
 	sodium_memzero(token, sizeof(token));
