@@ -21,6 +21,7 @@
  * delivery to the provider is at least once.
  */
 #include "cbor_io.h"
+#include "daemon.h"
 #include "err.h"
 #include "http.h"
 #include "ids.h"
@@ -30,16 +31,12 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <pthread.h>
-#include <signal.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
@@ -80,7 +77,8 @@ typedef struct counts {
 typedef struct gw {
 	const char *host, *user, *token_file, *group, *prefix;
 	int port;
-	unsigned workers, timeout_ms, max_attempts, retry_min_ms, retry_max_ms, stats_s;
+	int log_level;
+	uint32_t workers, timeout_ms, max_attempts, retry_min_ms, retry_max_ms, stats_s;
 	endpoint ep[P_COUNT];
 	struct mosquitto *mosq;
 	bool connected;
@@ -90,37 +88,6 @@ typedef struct gw {
 	bool stop;                   /* workers: leave now */
 	counts n;
 } gw;
-
-static volatile sig_atomic_t stopping;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stopping = 1;
-}
-
-static int g_log_level = LOG_INFO;
-
-static void logf_(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void logf_(int level, const char *fmt, ...)
-{
-	static const char *names[] = { "error", "warning", "info", "debug" };
-	if (level > g_log_level)
-		return;
-	struct timespec ts;
-	struct tm tm;
-	char when[32];
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* One write per line: the workers log too. */
-	fprintf(stderr, "%s.%03ldZ chat-pushgw %s: %s\n", when, ts.tv_nsec / 1000000, names[level], line);
-}
 
 /* ---- queues (caller holds g->mu) ---- */
 
@@ -251,24 +218,23 @@ static bool forward(gw *g, job *j)
 			v = classify(&resp);
 			snprintf(err, sizeof(err), "HTTP %d", resp.status);
 		}
-		logf_(LOG_DEBUG, "wake-up %llu for %s (%s): %s", (unsigned long long)j->id, j->to,
-		      platform_names[j->platform], err);
+		daemon_log(LOG_DEBUG, "wake-up %llu for %s (%s): %s", (unsigned long long)j->id, j->to,
+		           platform_names[j->platform], err);
 		if (v != V_RETRY || attempt >= g->max_attempts) {
 			j->result = v == V_OK ? "ok" : v == V_INVALID ? "invalid" : "failed";
 			if (v != V_OK)
-				logf_(v == V_INVALID ? LOG_INFO : LOG_WARN, "wake-up for %s: %s after %u attempt(s) (%s)",
-				      j->to, j->result, attempt, err);
+				daemon_log(v == V_INVALID ? LOG_INFO : LOG_WARN, "wake-up for %s: %s after %u attempt(s) (%s)",
+				           j->to, j->result, attempt, err);
 			return true;
 		}
-		/* Full jitter in [delay/2, delay], so gateways do not retry in step. */
-		unsigned wait = delay / 2 + randombytes_uniform(delay / 2 + 1);
+		/* Jitter in [delay/2, delay], so gateways do not retry in step. */
+		unsigned wait = daemon_backoff_next(&delay, g->retry_max_ms);
 		pthread_mutex_lock(&g->mu);
 		g->n.retries++;
 		pthread_mutex_unlock(&g->mu);
-		logf_(LOG_INFO, "wake-up for %s: %s; retrying in %u ms", j->to, err, wait);
+		daemon_log(LOG_INFO, "wake-up for %s: %s; retrying in %u ms", j->to, err, wait);
 		if (!backoff(g, wait))
 			return false;
-		delay = delay * 2 > g->retry_max_ms ? g->retry_max_ms : delay * 2;
 	}
 }
 
@@ -358,8 +324,8 @@ static void publish_ack(gw *g, const job *j)
 	int rc = cbw_status(&w) ? MOSQ_ERR_NOMEM
 	                        : mosquitto_publish_v5(g->mosq, NULL, topic, (int)w.len, w.buf, 1, false, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
-		logf_(LOG_WARN, "acknowledging wake-up %llu failed: %s", (unsigned long long)j->id,
-		      mosquitto_strerror(rc));
+		daemon_log(LOG_WARN, "acknowledging wake-up %llu failed: %s", (unsigned long long)j->id,
+		           mosquitto_strerror(rc));
 	cbw_free(&w);
 }
 
@@ -373,7 +339,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	const char *to, *tok;
 	size_t tolen = 0, toklen = 0;
 	if (!parse_wake(msg, &p, &id, &pending, &to, &tolen, &tok, &toklen)) {
-		logf_(LOG_WARN, "ignoring a malformed wake-up on %s (%d bytes)", msg->topic, msg->payloadlen);
+		daemon_log(LOG_WARN, "ignoring a malformed wake-up on %s (%d bytes)", msg->topic, msg->payloadlen);
 		pthread_mutex_lock(&g->mu);
 		g->n.malformed++;
 		pthread_mutex_unlock(&g->mu);
@@ -398,7 +364,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 		g->n.failed++;
 		q_push(&g->done, j);
 		j = NULL;
-		logf_(LOG_WARN, "wake-up for %s: no endpoint configured for %s", to, platform_names[p]);
+		daemon_log(LOG_WARN, "wake-up for %s: no endpoint configured for %s", to, platform_names[p]);
 	} else {
 		q_push(&g->jobs, j);
 		pthread_cond_signal(&g->cv);
@@ -412,16 +378,16 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 	(void)flags, (void)props;
 	gw *g = obj;
 	if (rc != 0) {
-		logf_(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
+		daemon_log(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
 		return;
 	}
 	char filter[TOPIC_MAX];
 	snprintf(filter, sizeof(filter), "$share/%s/%s/push/wake", g->group, g->prefix);
 	rc = mosquitto_subscribe_v5(m, NULL, filter, 1, 0, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
-		logf_(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
+		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
 	else
-		logf_(LOG_INFO, "connected to %s:%d, subscribing to %s", g->host, g->port, filter);
+		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s", g->host, g->port, filter);
 }
 
 static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
@@ -430,12 +396,12 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 	(void)mid, (void)props;
 	gw *g = obj;
 	if (n < 1 || granted[0] >= 0x80) {
-		logf_(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)", g->user);
+		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)", g->user);
 		mosquitto_disconnect(m);
 		return;
 	}
 	g->connected = true;
-	logf_(LOG_INFO, "forwarding wake-ups");
+	daemon_log(LOG_INFO, "forwarding wake-ups");
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
@@ -443,8 +409,8 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
 	(void)m, (void)props;
 	gw *g = obj;
 	g->connected = false;
-	if (!stopping)
-		logf_(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+	if (!daemon_stopping())
+		daemon_log(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
 }
 
 static void log_counts(gw *g, const char *when)
@@ -453,11 +419,11 @@ static void log_counts(gw *g, const char *when)
 	counts c = g->n;
 	size_t queued = g->jobs.n;
 	pthread_mutex_unlock(&g->mu);
-	logf_(LOG_INFO, "%s: received %llu, delivered %llu, invalid %llu, failed %llu, retries %llu, "
-	      "dropped %llu, malformed %llu, queued %zu", when, (unsigned long long)c.received,
-	      (unsigned long long)c.delivered, (unsigned long long)c.invalid,
-	      (unsigned long long)c.failed, (unsigned long long)c.retries,
-	      (unsigned long long)c.dropped, (unsigned long long)c.malformed, queued);
+	daemon_log(LOG_INFO, "%s: received %llu, delivered %llu, invalid %llu, failed %llu, retries %llu, "
+	           "dropped %llu, malformed %llu, queued %zu", when, (unsigned long long)c.received,
+	           (unsigned long long)c.delivered, (unsigned long long)c.invalid,
+	           (unsigned long long)c.failed, (unsigned long long)c.retries,
+	           (unsigned long long)c.dropped, (unsigned long long)c.malformed, queued);
 }
 
 /* Acknowledges what the workers finished (only while connected: an ack
@@ -479,56 +445,37 @@ static void drain_done(gw *g)
 	}
 }
 
-static time_t mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
-/* Sleeps ms in short slices so a signal ends it promptly. */
-static void nap(unsigned ms)
-{
-	while (ms > 0 && !stopping) {
-		unsigned slice = ms < 100 ? ms : 100;
-		struct timespec ts = { 0, (long)slice * 1000000L };
-		nanosleep(&ts, NULL);
-		ms -= slice;
-	}
-}
-
 /* Like the key server: connect, serve, and after a loss reconnect with
  * exponential backoff and jitter; a good subscription resets the delay. */
 static void serve(gw *g)
 {
 	unsigned delay = BACKOFF_MIN_MS;
 	bool first = true;
-	time_t next_stats = mono_s() + g->stats_s;
-	while (!stopping) {
+	time_t next_stats = daemon_mono_s() + g->stats_s;
+	while (!daemon_stopping()) {
 		int rc = first ? mosquitto_connect(g->mosq, g->host, g->port, KEEPALIVE_S)
 		               : mosquitto_reconnect(g->mosq);
 		if (rc == MOSQ_ERR_SUCCESS) {
 			first = false;
-			while (!stopping && rc == MOSQ_ERR_SUCCESS) {
+			while (!daemon_stopping() && rc == MOSQ_ERR_SUCCESS) {
 				rc = mosquitto_loop(g->mosq, 50, 1);
 				drain_done(g);
 				if (g->connected)
 					delay = BACKOFF_MIN_MS;
-				if (g->stats_s && mono_s() >= next_stats) {
+				if (g->stats_s && daemon_mono_s() >= next_stats) {
 					log_counts(g, "counts");
-					next_stats = mono_s() + g->stats_s;
+					next_stats = daemon_mono_s() + g->stats_s;
 				}
 			}
 			g->connected = false;
-			if (stopping)
+			if (daemon_stopping())
 				break;
 		}
-		logf_(LOG_WARN, "connection to %s:%d lost or failed: %s", g->host, g->port,
-		      rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-		unsigned wait = delay / 2 + randombytes_uniform(delay / 2 + 1);
-		logf_(LOG_INFO, "reconnecting in %u ms", wait);
-		nap(wait);
-		delay = delay * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : delay * 2;
+		daemon_log(LOG_WARN, "connection to %s:%d lost or failed: %s", g->host, g->port,
+		           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		unsigned wait = daemon_backoff_next(&delay, BACKOFF_MAX_MS);
+		daemon_log(LOG_INFO, "reconnecting in %u ms", wait);
+		daemon_nap(wait);
 	}
 	drain_done(g);
 	for (int i = 0; i < 10 && mosquitto_want_write(g->mosq); i++)
@@ -552,26 +499,6 @@ static void usage(FILE *f)
 	        "Forwards mosquitto-chat wake-ups to push providers over HTTP (http:// URLs;\n"
 	        "terminate TLS in a local proxy). An APNs URL may contain {token}. An auth\n"
 	        "file holds header lines (\"Authorization: Bearer ...\"). See README.md.\n");
-}
-
-static bool parse_u32(const char *s, unsigned min, unsigned max, unsigned *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
-		return false;
-	*out = (unsigned)v;
-	return true;
-}
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n; i++)
-		if (!chat_id_char(s[i]))
-			return false;
-	return n > 0 && n <= 64;
 }
 
 /* Reads header lines ("Name: value") into out as "Name: value\r\n" each;
@@ -635,35 +562,31 @@ static int parse_args(gw *g, int argc, char **argv)
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
-	unsigned port = 0;
+	uint32_t port = 0;
 	const char *bad = NULL;
 	int c;
 	while (!bad && (c = getopt_long(argc, argv, "h:p:u:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h': g->host = optarg; break;
-		case 'p': if (!parse_u32(optarg, 1, 65535, &port)) bad = "-p"; break;
+		case 'p': if (!daemon_parse_u32(optarg, 1, 65535, &port)) bad = "-p"; break;
 		case 'u': g->user = optarg; break;
 		case OPT_TOKEN: g->token_file = optarg; break;
-		case OPT_GROUP: g->group = optarg; if (!valid_name(optarg)) bad = "--share-group"; break;
-		case OPT_PREFIX: g->prefix = optarg; if (!valid_name(optarg)) bad = "--topic-prefix"; break;
+		case OPT_GROUP: g->group = optarg; if (!daemon_name_valid(optarg)) bad = "--share-group"; break;
+		case OPT_PREFIX: g->prefix = optarg; if (!daemon_name_valid(optarg)) bad = "--topic-prefix"; break;
 		case OPT_FCM: g->ep[P_FCM].url_arg = optarg; break;
 		case OPT_FCM_AUTH: g->ep[P_FCM].auth_file = optarg; break;
 		case OPT_APNS: g->ep[P_APNS].url_arg = optarg; break;
 		case OPT_APNS_AUTH: g->ep[P_APNS].auth_file = optarg; break;
 		case OPT_WEB: g->ep[P_WEBPUSH].url_arg = optarg; break;
 		case OPT_WEB_AUTH: g->ep[P_WEBPUSH].auth_file = optarg; break;
-		case OPT_WORKERS: if (!parse_u32(optarg, 1, 256, &g->workers)) bad = "--workers"; break;
-		case OPT_TIMEOUT: if (!parse_u32(optarg, 100, 600000, &g->timeout_ms)) bad = "--timeout-ms"; break;
-		case OPT_ATTEMPTS: if (!parse_u32(optarg, 1, 100, &g->max_attempts)) bad = "--max-attempts"; break;
-		case OPT_RMIN: if (!parse_u32(optarg, 1, 600000, &g->retry_min_ms)) bad = "--retry-min-ms"; break;
-		case OPT_RMAX: if (!parse_u32(optarg, 1, 3600000, &g->retry_max_ms)) bad = "--retry-max-ms"; break;
-		case OPT_STATS: if (!parse_u32(optarg, 0, 86400, &g->stats_s)) bad = "--stats-interval"; break;
+		case OPT_WORKERS: if (!daemon_parse_u32(optarg, 1, 256, &g->workers)) bad = "--workers"; break;
+		case OPT_TIMEOUT: if (!daemon_parse_u32(optarg, 100, 600000, &g->timeout_ms)) bad = "--timeout-ms"; break;
+		case OPT_ATTEMPTS: if (!daemon_parse_u32(optarg, 1, 100, &g->max_attempts)) bad = "--max-attempts"; break;
+		case OPT_RMIN: if (!daemon_parse_u32(optarg, 1, 600000, &g->retry_min_ms)) bad = "--retry-min-ms"; break;
+		case OPT_RMAX: if (!daemon_parse_u32(optarg, 1, 3600000, &g->retry_max_ms)) bad = "--retry-max-ms"; break;
+		case OPT_STATS: if (!daemon_parse_u32(optarg, 0, 86400, &g->stats_s)) bad = "--stats-interval"; break;
 		case OPT_LOG:
-			if (!strcmp(optarg, "error")) g_log_level = LOG_ERR;
-			else if (!strcmp(optarg, "warning")) g_log_level = LOG_WARN;
-			else if (!strcmp(optarg, "info")) g_log_level = LOG_INFO;
-			else if (!strcmp(optarg, "debug")) g_log_level = LOG_DEBUG;
-			else bad = "--log-level";
+			if (!daemon_log_level_parse(optarg, &g->log_level)) bad = "--log-level";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
 		default: usage(stderr); return 2;
@@ -711,42 +634,24 @@ static int parse_args(gw *g, int argc, char **argv)
 	return 0;
 }
 
-/* The service token: the file's first line, surrounding blanks trimmed. */
-static bool read_token(const char *path, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return false;
-	size_t n = fread(buf, 1, cap - 1, f);
-	fclose(f);
-	buf[n] = 0;
-	buf[strcspn(buf, "\r\n")] = 0;
-	n = strlen(buf);
-	while (n > 0 && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		buf[--n] = 0;
-	return n > 0;
-}
-
 int main(int argc, char **argv)
 {
 	gw g = { .group = "pushgw", .prefix = "chat", .workers = 4, .timeout_ms = 10000,
-	         .max_attempts = 6, .retry_min_ms = 500, .retry_max_ms = 30000, .stats_s = 60 };
+	         .max_attempts = 6, .retry_min_ms = 500, .retry_max_ms = 30000, .stats_s = 60,
+	         .log_level = LOG_INFO };
 	int rc = parse_args(&g, argc, argv);
 	if (rc)
 		return rc;
+	daemon_log_init("chat-pushgw", g.log_level);
 	if (sodium_init() < 0) {
-		logf_(LOG_ERR, "libsodium failed to initialise");
+		daemon_log(LOG_ERR, "libsodium failed to initialise");
 		return 1;
 	}
-	struct sigaction sa = { .sa_handler = on_signal };
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	daemon_signals_init(false);
 
 	char token[512];
-	if (!read_token(g.token_file, token, sizeof(token))) {
-		logf_(LOG_ERR, "cannot read a token from %s", g.token_file);
+	if (!daemon_token_read(g.token_file, token, sizeof(token))) {
+		daemon_log(LOG_ERR, "cannot read a token from %s", g.token_file);
 		sodium_memzero(token, sizeof(token));
 		return 1;
 	}
@@ -760,20 +665,20 @@ int main(int argc, char **argv)
 		goto out;
 	for (; started < g.workers; started++)
 		if (pthread_create(&threads[started], NULL, worker, &g) != 0) {
-			logf_(LOG_ERR, "cannot start worker threads");
+			daemon_log(LOG_ERR, "cannot start worker threads");
 			goto out;
 		}
 	char client_id[64];
 	snprintf(client_id, sizeof(client_id), "chat-pushgw-%ld-%08x", (long)getpid(), randombytes_random());
 	g.mosq = mosquitto_new(client_id, true, &g);
 	if (!g.mosq) {
-		logf_(LOG_ERR, "cannot create the MQTT client");
+		daemon_log(LOG_ERR, "cannot create the MQTT client");
 		goto out;
 	}
 	mosquitto_int_option(g.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_int_option(g.mosq, MOSQ_OPT_TCP_NODELAY, 1);
 	if (mosquitto_username_pw_set(g.mosq, g.user, token) != MOSQ_ERR_SUCCESS) {
-		logf_(LOG_ERR, "cannot set credentials");
+		daemon_log(LOG_ERR, "cannot set credentials");
 		goto out;
 	}
 	sodium_memzero(token, sizeof(token));
@@ -783,7 +688,7 @@ int main(int argc, char **argv)
 	mosquitto_disconnect_v5_callback_set(g.mosq, on_disconnect);
 	for (int k = 0; k < P_COUNT; k++)
 		if (g.ep[k].on)
-			logf_(LOG_INFO, "%s wake-ups go to %s", platform_names[k], g.ep[k].url_arg);
+			daemon_log(LOG_INFO, "%s wake-ups go to %s", platform_names[k], g.ep[k].url_arg);
 	serve(&g);
 	rc = 0;
 out:
