@@ -17,13 +17,13 @@
 #include "err.h"
 #include "ids.h"
 #include "keystore.h"
+#include "mqtt_service.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,9 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
-#define KEEPALIVE_S 30
 #define TOPIC_MAX 256
 
 typedef struct server {
@@ -282,48 +279,28 @@ static void backup_if_wanted(server *s)
 
 /* ---- the connection loop ---- */
 
-/* Runs until a signal: connect, serve, and after a loss wait an exponential
- * backoff with jitter (a random time in [delay/2, delay]) so a fleet of key
- * servers does not reconnect in lockstep. A successful subscription resets
- * the delay. */
+/* What serve() does on each turn of the MQTT loop, and while it waits to
+ * reconnect (a backup may be asked for then too). */
+static void tick(void *obj)
+{
+	backup_if_wanted(obj);
+	publish_stats(obj);
+}
+
+static void idle(void *obj)
+{
+	backup_if_wanted(obj);
+}
+
+/* Runs until a signal: connect, serve, and after a loss reconnect with
+ * backoff and jitter (mqtt_service.h), so a fleet of key servers does not
+ * reconnect in lockstep. Then lets queued responses out and says goodbye. */
 static void serve(server *s)
 {
-	unsigned delay = BACKOFF_MIN_MS;
-	bool first = true;
-	while (!daemon_stopping()) {
-		int rc = first ? mosquitto_connect(s->mosq, s->host, s->port, KEEPALIVE_S)
-		               : mosquitto_reconnect(s->mosq);
-		if (rc == MOSQ_ERR_SUCCESS) {
-			first = false;
-			while (!daemon_stopping() && rc == MOSQ_ERR_SUCCESS) {
-				rc = mosquitto_loop(s->mosq, 500, 1);
-				backup_if_wanted(s);
-				publish_stats(s);
-				if (s->connected)
-					delay = BACKOFF_MIN_MS;
-			}
-			s->connected = false;
-			if (daemon_stopping())
-				break;
-		}
-		if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST)
-			daemon_log(LOG_WARN, "connection to %s:%d lost or failed: %s", s->host, s->port,
-			           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-		else
-			daemon_log(LOG_WARN, "connection to %s:%d ended: %s", s->host, s->port,
-			           mosquitto_strerror(rc));
-		unsigned wait = daemon_backoff_next(&delay, BACKOFF_MAX_MS);
-		daemon_log(LOG_INFO, "reconnecting in %u ms", wait);
-		daemon_nap(wait);
-		backup_if_wanted(s);
-	}
-	if (s->connected || mosquitto_want_write(s->mosq)) {
-		/* Let queued responses out, then say goodbye. */
-		for (int i = 0; i < 10 && mosquitto_want_write(s->mosq); i++)
-			mosquitto_loop(s->mosq, 50, 1);
-	}
-	mosquitto_disconnect(s->mosq);
-	mosquitto_loop(s->mosq, 50, 1);
+	mqtt_service m = { .mosq = s->mosq, .host = s->host, .port = s->port, .loop_ms = 500,
+	                   .connected = &s->connected, .tick = tick, .idle = idle, .obj = s };
+	mqtt_service_serve(&m);
+	mqtt_service_close(s->mosq);
 }
 
 /* ---- start-up ---- */
@@ -497,24 +474,10 @@ int main(int argc, char **argv)
 	cbw_init(&s.status_buf);
 
 	mosquitto_lib_init();
-	char client_id[64];
-	snprintf(client_id, sizeof(client_id), "chat-keyserver-%ld-%08x", (long)getpid(),
-	         randombytes_random());
-	s.mosq = mosquitto_new(client_id, true, &s);
 	rc = 1;
-	if (!s.mosq) {
-		daemon_log(LOG_ERR, "cannot create the MQTT client");
+	s.mosq = mqtt_service_client_new("chat-keyserver", s.user, token, sizeof(token), &s);
+	if (!s.mosq)
 		goto out;
-	}
-	mosquitto_int_option(s.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	/* Responses are small packets: without this, Nagle holds each one back
-	 * for the broker's delayed ACK (measured: 3x fewer bundles per second). */
-	mosquitto_int_option(s.mosq, MOSQ_OPT_TCP_NODELAY, 1);
-	if (mosquitto_username_pw_set(s.mosq, s.user, token) != MOSQ_ERR_SUCCESS) {
-		daemon_log(LOG_ERR, "cannot set credentials");
-		goto out;
-	}
-	sodium_memzero(token, sizeof(token));
 	mosquitto_connect_v5_callback_set(s.mosq, on_connect);
 	mosquitto_subscribe_v5_callback_set(s.mosq, on_subscribe);
 	mosquitto_message_v5_callback_set(s.mosq, on_message);

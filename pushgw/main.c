@@ -25,11 +25,11 @@
 #include "err.h"
 #include "http.h"
 #include "ids.h"
+#include "mqtt_service.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -38,9 +38,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BACKOFF_MIN_MS 500
-#define BACKOFF_MAX_MS 30000
-#define KEEPALIVE_S 30
 #define TOPIC_MAX 256
 #define TOKEN_MAX 4096
 #define HEADERS_MAX 8192
@@ -82,6 +79,7 @@ typedef struct gw {
 	endpoint ep[P_COUNT];
 	struct mosquitto *mosq;
 	bool connected;
+	time_t next_stats;           /* when tick() next logs the counts */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;           /* jobs queued, or stopping */
 	queue jobs, done;
@@ -445,43 +443,27 @@ static void drain_done(gw *g)
 	}
 }
 
+/* On each turn of the MQTT loop: acknowledge what the workers finished, and
+ * every --stats-interval log the counts. */
+static void tick(void *obj)
+{
+	gw *g = obj;
+	drain_done(g);
+	if (g->stats_s && daemon_mono_s() >= g->next_stats) {
+		log_counts(g, "counts");
+		g->next_stats = daemon_mono_s() + g->stats_s;
+	}
+}
+
 /* Like the key server: connect, serve, and after a loss reconnect with
- * exponential backoff and jitter; a good subscription resets the delay. */
+ * backoff and jitter (mqtt_service.h); then say goodbye. */
 static void serve(gw *g)
 {
-	unsigned delay = BACKOFF_MIN_MS;
-	bool first = true;
-	time_t next_stats = daemon_mono_s() + g->stats_s;
-	while (!daemon_stopping()) {
-		int rc = first ? mosquitto_connect(g->mosq, g->host, g->port, KEEPALIVE_S)
-		               : mosquitto_reconnect(g->mosq);
-		if (rc == MOSQ_ERR_SUCCESS) {
-			first = false;
-			while (!daemon_stopping() && rc == MOSQ_ERR_SUCCESS) {
-				rc = mosquitto_loop(g->mosq, 50, 1);
-				drain_done(g);
-				if (g->connected)
-					delay = BACKOFF_MIN_MS;
-				if (g->stats_s && daemon_mono_s() >= next_stats) {
-					log_counts(g, "counts");
-					next_stats = daemon_mono_s() + g->stats_s;
-				}
-			}
-			g->connected = false;
-			if (daemon_stopping())
-				break;
-		}
-		daemon_log(LOG_WARN, "connection to %s:%d lost or failed: %s", g->host, g->port,
-		           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
-		unsigned wait = daemon_backoff_next(&delay, BACKOFF_MAX_MS);
-		daemon_log(LOG_INFO, "reconnecting in %u ms", wait);
-		daemon_nap(wait);
-	}
-	drain_done(g);
-	for (int i = 0; i < 10 && mosquitto_want_write(g->mosq); i++)
-		mosquitto_loop(g->mosq, 50, 1);
-	mosquitto_disconnect(g->mosq);
-	mosquitto_loop(g->mosq, 50, 1);
+	g->next_stats = daemon_mono_s() + g->stats_s;
+	mqtt_service m = { .mosq = g->mosq, .host = g->host, .port = g->port, .loop_ms = 50,
+	                   .connected = &g->connected, .tick = tick, .obj = g };
+	mqtt_service_serve(&m);
+	mqtt_service_close(g->mosq);
 }
 
 /* ---- start-up ---- */
@@ -668,20 +650,9 @@ int main(int argc, char **argv)
 			daemon_log(LOG_ERR, "cannot start worker threads");
 			goto out;
 		}
-	char client_id[64];
-	snprintf(client_id, sizeof(client_id), "chat-pushgw-%ld-%08x", (long)getpid(), randombytes_random());
-	g.mosq = mosquitto_new(client_id, true, &g);
-	if (!g.mosq) {
-		daemon_log(LOG_ERR, "cannot create the MQTT client");
+	g.mosq = mqtt_service_client_new("chat-pushgw", g.user, token, sizeof(token), &g);
+	if (!g.mosq)
 		goto out;
-	}
-	mosquitto_int_option(g.mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	mosquitto_int_option(g.mosq, MOSQ_OPT_TCP_NODELAY, 1);
-	if (mosquitto_username_pw_set(g.mosq, g.user, token) != MOSQ_ERR_SUCCESS) {
-		daemon_log(LOG_ERR, "cannot set credentials");
-		goto out;
-	}
-	sodium_memzero(token, sizeof(token));
 	mosquitto_connect_v5_callback_set(g.mosq, on_connect);
 	mosquitto_subscribe_v5_callback_set(g.mosq, on_subscribe);
 	mosquitto_message_v5_callback_set(g.mosq, on_message);

@@ -1,0 +1,43 @@
+/* mqtt_service.h — the MQTT client life of a sidecar (chat-keyserver,
+ * chat-pushgw): a service-account client (MQTT 5, TCP_NODELAY, a random
+ * client id), the connect / serve / reconnect-with-backoff loop that runs
+ * until a stop signal, and the goodbye that lets queued packets out.
+ *
+ * Why its own file: both sidecars ran the same loop in their own copy; this
+ * is the one place in common/ that includes libmosquitto (the plugin, which
+ * links common/ too, must not), so it is a library of its own.
+ */
+#ifndef CHAT_MQTT_SERVICE_H
+#define CHAT_MQTT_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct mosquitto;
+
+/* A client named "<prog>-<pid>-<random>" with obj as its callbacks' obj,
+ * speaking MQTT 5 without Nagle, logged in as user with token; the token is
+ * wiped (all cap bytes) whatever happens. NULL (logged) on failure. */
+struct mosquitto *mqtt_service_client_new(const char *prog, const char *user, char *token,
+                                          size_t cap, void *obj);
+
+typedef struct mqtt_service {
+	struct mosquitto *mosq;
+	const char *host;
+	int port;
+	int loop_ms;              /* each mosquitto_loop() waits at most this */
+	bool *connected;          /* the caller's: true once its subscription is granted */
+	void (*tick)(void *obj);  /* after each loop turn (may be NULL) */
+	void (*idle)(void *obj);  /* after each wait before a reconnect (may be NULL) */
+	void *obj;
+} mqtt_service;
+
+/* Connects, serves, and after a loss waits an exponential backoff with
+ * jitter (daemon_backoff_next) before reconnecting; a granted subscription
+ * (*connected) resets the delay; a loss clears it. Returns on a stop
+ * signal. */
+void mqtt_service_serve(const mqtt_service *m);
+/* Lets what is queued out (a few short loop turns), then disconnects. */
+void mqtt_service_close(struct mosquitto *mosq);
+
+#endif
