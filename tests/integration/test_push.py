@@ -271,7 +271,12 @@ class PushTest(PushBase):
         for _, token in targets:
             self.assertTrue(wait_until(lambda: self.provider.for_token(token), 10),
                             (token, gws[0].text(), gws[1].text()))
-        served = [sum(t[0] + "/phone (fcm): HTTP 200" in g.text() for t in targets) for g in gws]
+        # the provider records a request before it answers; the gateway logs
+        # the answer after: wait for the log lines, not only the requests
+        served_by = lambda: [sum(t[0] + "/phone (fcm): HTTP 200" in g.text() for t in targets)
+                             for g in gws]
+        wait_until(lambda: sum(served_by()) == len(targets), 10)
+        served = served_by()
         self.assertEqual(sum(served), len(targets), served)
         self.assertTrue(all(served), served)
 
