@@ -11,7 +11,8 @@
  *   relay   plain QoS 1 publish -> subscribe, 100-byte payloads (stock broker)
  *   dm      device pairs sending chat/dm/{peer} sends, live msg events,
  *           delivered receipts in batches
- *   replay  N messages queued for an offline device, drained by chat/sync
+ *   replay  N messages queued for an offline device, drained by the replay
+ *           its inbox SUBSCRIBE starts
  *   keys    bundle fetches through the broker and chat-keyserver
  *   idle    many idle connections, broker RSS per connection
  *   fanout  one sender, a group of M members (chat/group/{G}): live
@@ -1411,14 +1412,17 @@ static int mode_replay(void)
 	double fill_secs = (double)(now_ns() - t0) / 1e9;
 	info("queued %ld messages in %.2fs", total, fill_secs);
 
-	/* drain: the offline device connects, subscribes, syncs */
+	/* drain: the offline device connects, then subscribes to its inbox,
+	 * which starts its replay on either broker (docs/PROTOCOL.md §5). A
+	 * chat/sync as well would be a second replay once the first has ended:
+	 * everything not yet acknowledged, again. */
 	rp_open_base = 1;
-	if (connect_all(cs + 1, 1, open_rp, rp_topic, 10) < 1)
+	if (connect_all(cs + 1, 1, open_rp, NULL, 10) < 1)
 		die("receiver did not connect");
 	rp.rcv = &cs[1];
 	cpu_mark m0 = cpu_now();
 	uint64_t ts = now_ns();
-	mq_publish(rp.rcv, "chat/sync", "\xa0", 1, 1);
+	mq_subscribe(rp.rcv, rp.rcv_inbox, 1);
 	bool ok = loop_until(rp_drain_done, o.timeout_s);
 	uint64_t te = now_ns();
 	cpu_since(&res, m0);
@@ -2114,15 +2118,18 @@ static int mode_fanout(void)
 	if (!filled || n_closed)
 		res.errors++;
 	/* check: the first and the last member sync and get everything in order */
+	/* connected first, then subscribed: the SUBSCRIBE starts each replay
+	 * (no chat/sync too: see mode_replay) */
 	f_open_base = 1;
-	if (connect_all(cs + 1, 1, open_fan, fan_topic, 30) < 1)
+	if (connect_all(cs + 1, 1, open_fan, NULL, 30) < 1)
 		die("member 1 did not connect");
 	f_open_base = f_m;
-	if (connect_all(cs + f_m, 1, open_fan, fan_topic, 30) < 1)
+	if (connect_all(cs + f_m, 1, open_fan, NULL, 30) < 1)
 		die("member %d did not connect", f_m);
+	f_open_base = 0;
 	uint64_t ts = now_ns();
-	mq_publish(&cs[1], "chat/sync", "\xa0", 1, 1);
-	mq_publish(&cs[f_m], "chat/sync", "\xa0", 1, 1);
+	mq_subscribe(&cs[1], fan_topic(1), 1);
+	mq_subscribe(&cs[f_m], fan_topic(f_m), 1);
 	bool synced = f_run(f_synced, now_ns() + (uint64_t)o.timeout_s * 1000000000u);
 	double sync_secs = (double)(now_ns() - ts) / 1e9;
 	f_flush_receipts(now_ns(), true);

@@ -49,7 +49,8 @@ mkdir -p "$tmp/data"
   echo "listener $port 127.0.0.1"
   echo "set_tcp_nodelay true"
   if [ "$mode" = relay ]; then echo "allow_anonymous true"; else
-    echo "plugin $build/lib/mosquitto_chat.so"; echo "plugin_opt_data_dir $tmp/data"; fi
+    echo "plugin $build/lib/mosquitto_chat.so"; echo "plugin_opt_data_dir $tmp/data"
+    echo "plugin_opt_send_rate 0"; fi   # capacity is profiled, not the per-device limit
   echo "log_dest file $tmp/mosquitto.log"
   echo "log_type error"
   if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
@@ -95,7 +96,8 @@ esac
 perf_pid=$bpid
 [ "$target" = keyserver ] && perf_pid=$kpid
 if [ $use_perf -eq 1 ]; then
-  perf record -F 1999 -g --call-graph dwarf,16384 -p "$perf_pid" -o "$out/perf.data" > "$tmp/perf.log" 2>&1 &
+  # cpu-clock: a software event, so it samples on VMs without a PMU too
+  perf record -e cpu-clock -F 1999 -g --call-graph dwarf,16384 -p "$perf_pid" -o "$out/perf.data" > "$tmp/perf.log" 2>&1 &
   ppid=$!
   sleep 1
 fi
