@@ -208,6 +208,7 @@ static struct opts {
 	int body;
 	int members;    /* fanout: group members */
 	bool offline;   /* fanout: members offline, measure the store/queue rate */
+	bool sync;      /* replay: chat/sync after SUBSCRIBE (auto replay off) */
 	bool msgs_set;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
@@ -1415,7 +1416,8 @@ static int mode_replay(void)
 	/* drain: the offline device connects, then subscribes to its inbox,
 	 * which starts its replay on either broker (docs/PROTOCOL.md §5). A
 	 * chat/sync as well would be a second replay once the first has ended:
-	 * everything not yet acknowledged, again. */
+	 * everything not yet acknowledged, again; hence --sync only for a
+	 * broker with plugin_opt_auto_replay false. */
 	rp_open_base = 1;
 	if (connect_all(cs + 1, 1, open_rp, NULL, 10) < 1)
 		die("receiver did not connect");
@@ -1423,6 +1425,8 @@ static int mode_replay(void)
 	cpu_mark m0 = cpu_now();
 	uint64_t ts = now_ns();
 	mq_subscribe(rp.rcv, rp.rcv_inbox, 1);
+	if (o.sync)
+		mq_publish(rp.rcv, "chat/sync", "\xa0", 1, 1);
 	bool ok = loop_until(rp_drain_done, o.timeout_s);
 	uint64_t te = now_ns();
 	cpu_since(&res, m0);
@@ -2130,6 +2134,10 @@ static int mode_fanout(void)
 	uint64_t ts = now_ns();
 	mq_subscribe(&cs[1], fan_topic(1), 1);
 	mq_subscribe(&cs[f_m], fan_topic(f_m), 1);
+	if (o.sync) {
+		mq_publish(&cs[1], "chat/sync", "\xa0", 1, 1);
+		mq_publish(&cs[f_m], "chat/sync", "\xa0", 1, 1);
+	}
 	bool synced = f_run(f_synced, now_ns() + (uint64_t)o.timeout_s * 1000000000u);
 	double sync_secs = (double)(now_ns() - ts) / 1e9;
 	f_flush_receipts(now_ns(), true);
@@ -2176,6 +2184,8 @@ static void usage(FILE *f)
 	      "  --stock                    idle, fanout: anonymous clients (a broker without the plugin)\n"
 	      "  --members M                fanout: group members, one device each (1000)\n"
 	      "  --offline                  fanout: members offline; measure stored queue entries/s\n"
+	      "  --sync                     replay, fanout --offline: publish chat/sync after the inbox\n"
+	      "                             SUBSCRIBE (a broker with plugin_opt_auto_replay false)\n"
 	      "  --users N --opks K         keys: devices that upload, one-time keys each (64, 200)\n"
 	      "  --fetchers N               keys: devices that fetch bundles (16)\n"
 	      "  --verify                   keys: verify every bundle's signature (else 1 in 64)\n"
@@ -2196,7 +2206,8 @@ int main(int argc, char **argv)
 		{ "stock", 0, 0, 11 }, { "users", 1, 0, 12 }, { "opks", 1, 0, 13 },
 		{ "fetchers", 1, 0, 14 }, { "verify", 0, 0, 15 }, { "run-id", 1, 0, 16 },
 		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
-		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { 0, 0, 0, 0 }
+		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { "sync", 0, 0, 22 },
+		{ 0, 0, 0, 0 }
 	};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "h:p:v", lo, NULL)) != -1) {
@@ -2225,6 +2236,7 @@ int main(int argc, char **argv)
 		case 19: usage(stdout); return 0;
 		case 20: o.members = atoi(optarg); break;
 		case 21: o.offline = true; break;
+		case 22: o.sync = true; break;
 		default: usage(stderr); return 2;
 		}
 	}

@@ -10,7 +10,8 @@
 # (callgrind_annotate --inclusive=yes) and, with --perf, the top symbols.
 # fanout: one sender, a group of MEMBERS (1000) members online, MSGS (100) sends;
 # fanout-offline: the same with the members offline (store/queue only).
-# Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (fanout).
+# Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (dm, fanout: under
+# callgrind a 20 ms receipt flush acknowledges almost every message alone).
 set -euo pipefail
 
 case ${1:-} in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;; esac
@@ -87,7 +88,7 @@ if [ "$mode" = keys ]; then
 fi
 case $mode in
   relay) args+=(--msgs "${MSGS:-20000}") ;;
-  dm) args+=(--msgs "${MSGS:-5000}") ;;
+  dm) args+=(--msgs "${MSGS:-5000}" --ack-delay-us "${ACK_DELAY_US:-20000}") ;;
   replay) args+=(--msgs "${MSGS:-5000}" --ack-batch 100) ;;
   keys) args+=(--msgs "${MSGS:-3000}") ;;
   fanout) args+=(--msgs "${MSGS:-100}" --members "${MEMBERS:-1000}" --ack-delay-us "${ACK_DELAY_US:-20000}") ;;

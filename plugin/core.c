@@ -234,6 +234,10 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		core_close(c);
 		return NULL;
 	}
+	if (!store_insert_hints(c->st))
+		core_log(c, CORE_LOG_WARNING, "this RocksDB build's C API is laid out differently from "
+		         "the one mosquitto-chat was built for: memtable insert hints are off "
+		         "(everything works; writes cost more CPU)");
 	if (store_migrated_from(c->st))
 		core_log(c, CORE_LOG_NOTICE, "migrated the store from schema version %u to %u",
 		         store_migrated_from(c->st), STORE_SCHEMA_VERSION);

@@ -8,6 +8,12 @@
  * readable line instead of a RocksDB status string. Memory is bounded: one
  * 32 MiB LRU block cache shared by every column family (index and filter
  * blocks included) and a 64 MiB cap on all memtables together.
+ *
+ * The memtable settings follow the keys' shapes (docs/BENCHMARKS.md, "dm"):
+ * appends per queue and per conversation take insert hints
+ * (rocks_hints.cc), the per-key counters are updated in place, and the two
+ * column families read mostly for keys that are not there get a memtable
+ * bloom filter.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -69,6 +75,11 @@ int store_rocks_err(store *st, char *err)
 uint32_t store_migrated_from(const store *st)
 {
 	return st->migrated_from;
+}
+
+bool store_insert_hints(const store *st)
+{
+	return st->hints;
 }
 
 const char *store_errmsg(const store *st)
@@ -340,6 +351,22 @@ static void store_options_init(store *st, const store_opts *opts)
 	rocksdb_options_set_max_open_files(st->opts, 512);
 	rocksdb_options_set_keep_log_file_num(st->opts, 4);
 	rocksdb_options_set_max_log_file_size(st->opts, 4u << 20);
+	/* The broker's one thread is the only writer. Off, RocksDB takes the
+	 * memtable insert hints and the in-place updates below. */
+	rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 0);
+	st->hints = store_rocks_insert_hints(st->opts) == 0;
+
+	/* convs and qmeta hold one small counter per conversation or device,
+	 * rewritten with every send and ack: updated in place, the memtable
+	 * keeps one entry per key instead of one per write. */
+	st->counter_opts = rocksdb_options_create_copy(st->opts);
+	rocksdb_options_set_inplace_update_support(st->counter_opts, 1);
+	/* dedup and rstate are read before most writes and usually miss (a new
+	 * cid, a first receipt): a memtable bloom filter answers those misses
+	 * without a skiplist search. */
+	st->probe_opts = rocksdb_options_create_copy(st->opts);
+	rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->probe_opts, 0.1);
+	rocksdb_options_set_memtable_whole_key_filtering(st->probe_opts, 1);
 
 	st->ro = rocksdb_readoptions_create();
 	st->wo = rocksdb_writeoptions_create();
@@ -401,6 +428,8 @@ static int store_db_open(store *st, const char *dir)
 			names[k++] = existing[i];
 	for (size_t i = 0; i < total; i++)
 		cfopts[i] = st->opts;
+	cfopts[STORE_CF_CONVS] = cfopts[STORE_CF_QMETA] = st->counter_opts;
+	cfopts[STORE_CF_DEDUP] = cfopts[STORE_CF_RSTATE] = st->probe_opts;
 
 	st->db = rocksdb_open_column_families(st->opts, dir, (int)total, names, cfopts, handles,
 	                                      &err);
@@ -483,6 +512,10 @@ void store_close(store *st)
 		rocksdb_writeoptions_destroy(st->wo);
 	if (st->opts)
 		rocksdb_options_destroy(st->opts);
+	if (st->counter_opts)
+		rocksdb_options_destroy(st->counter_opts);
+	if (st->probe_opts)
+		rocksdb_options_destroy(st->probe_opts);
 	if (st->cache)
 		rocksdb_cache_destroy(st->cache);
 	sodium_memzero(st->token_key, sizeof st->token_key);

@@ -77,7 +77,10 @@ int store_contacts_build(store *st);
 
 struct store {
 	rocksdb_t *db;
-	rocksdb_options_t *opts;
+	rocksdb_options_t *opts;         /* the DB's, and most column families' */
+	rocksdb_options_t *counter_opts; /* convs, qmeta: updated in place */
+	rocksdb_options_t *probe_opts;   /* dedup, rstate: memtable bloom filter */
+	bool hints;                      /* memtable insert hints are on */
 	rocksdb_cache_t *cache;
 	rocksdb_column_family_handle_t *cf[STORE_CF_COUNT];
 	/* column families this version does not know (a newer schema's) but
@@ -121,6 +124,11 @@ static inline uint64_t store_be64_get(const uint8_t *p)
 		v = (v << 8) | p[i];
 	return v;
 }
+
+/* rocks_hints.cc: turns on memtable insert hints keyed by the part of a
+ * key up to its first '\0'; -1 (and nothing changed) if this RocksDB build's
+ * C API is laid out differently from the one it was written against. */
+int store_rocks_insert_hints(rocksdb_options_t *opts);
 
 /* Records err (RocksDB's malloc'd message) as the store's last error, frees
  * it and returns CHAT_EIO. */
