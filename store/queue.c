@@ -257,7 +257,9 @@ int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seq
 	int64_t gone = 0;
 	int rc = CHAT_OK;
 	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
-		uint8_t mk[STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX], q[8];
+		uint8_t mv[1 + STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX], q[8];
+		uint8_t *mk = mv + 1; /* the queue entry's value: 'M' conv \0 seq */
+		mv[0] = STORE_QE_MSG;
 		size_t mklen = store_msgkey(mk, conv, seqs[i]);
 		qseqs_out[i] = 0;
 		if (!mklen || seen_u64(seqs, i))
@@ -268,15 +270,17 @@ int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seq
 			rc = CHAT_OK;
 			continue;
 		}
-		bool removed = false;
-		if (rc == CHAT_OK)
-			rc = remove_one(st, addr, alen, store_be64_get(q), &removed);
-		if (rc == CHAT_OK && removed) {
+		if (rc != CHAT_OK)
+			break;
+		/* A message's rcpts entry and its queue entry are written and removed
+		 * together (store_send_batch, entry_drop, the expiry sweep): the
+		 * queue entry is there, and it is 'M' + mk. Deleted without a read. */
+		uint8_t qk[QKEY_MAX];
+		size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
+		rc = entry_drop(st, addr, alen, (const char *)qk, qklen, (const char *)mv, mklen + 1);
+		if (rc == CHAT_OK) {
 			qseqs_out[i] = store_be64_get(q);
 			gone++;
-		} else if (rc == CHAT_OK) { /* a stale rcpts entry: tidy it */
-			rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk,
-			                             rklen);
 		}
 	}
 	if (rc == CHAT_OK && gone)
