@@ -69,7 +69,7 @@ FUZZ_SECONDS ?= 60
 
 fuzz-build:
 	@scripts/deps.sh fuzz
-	CC=clang cmake -S . -B build-fuzz -DCHAT_FUZZ=ON
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCHAT_FUZZ=ON
 	cmake --build build-fuzz -j $(JOBS) --target fuzz_targets
 
 fuzz: fuzz-build

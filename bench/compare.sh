@@ -66,7 +66,7 @@ else
   reps=${reps:-3}; relay_msgs=120000; dm_msgs=30000; sync_msgs=1200; lat_secs=3
   replay_msgs=30000; windows="100 500 2000"; keys_msgs=20000; idle_conns=${idle_conns:-19000}
   sweep="0.1 0.25 0.5 0.75 0.9"
-  fan_sends=200; fan_off_sends=200
+  fan_sends=50; fan_off_sends=200   # 50 sends: the sender then waits ~50 s for its 50,000 receipt events (flow drain 1000/s)
 fi
 
 tmp=$(mktemp -d /tmp/chat-compare.XXXXXX)
