@@ -8,8 +8,8 @@
 # ratios chat / stock. Absolute numbers on a shared machine are noise; the
 # ratios measured in the same run are the result (docs/BENCHMARKS.md).
 #
-#   bench/compare.sh            # ~4-5 min: 3 reps, latency sweep, 19k idle connections
-#   bench/compare.sh --quick    # ~35 s: 2 reps, smaller counts, 2000 idle connections
+#   bench/compare.sh            # ~9.5 min: 3 reps, latency sweep, 19k idle connections, fanout
+#   bench/compare.sh --quick    # ~2.5 min: 2 reps, smaller counts, 2000 idle connections
 #
 # Options:
 #   --reps N         repetitions (default 3; --quick 2)
