@@ -30,7 +30,6 @@ typedef struct receipt_scratch {
 	bool changed[RECEIPT_MAX_SEQS];
 	enum store_rstate prev[RECEIPT_MAX_SEQS];
 	bool done[RECEIPT_MAX_SEQS];
-	bool received[RECEIPT_MAX_SEQS]; /* this device had it queued */
 } receipt_scratch;
 
 /* Is the device's user one of the conversation's members (of a group:
@@ -132,16 +131,28 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 	if (!is_member && !is_group)
 		return refuse(c, from, quiet, "conv", "not a conversation of this device's user");
 
-	/* Delivery, for this device: its queue and its flow window. */
-	if (store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs)) {
-		core_log(c, CORE_LOG_ERR, "ack for %s failed: %s", from->addr, store_errmsg(c->st));
+	/* The state a member's receipt moves the messages to. */
+	enum store_rstate st = STORE_R_DELIVERED;
+	if (is_member && strcmp(state, "read") == 0) {
+		if (read_receipts_on(c, from->user->name))
+			st = STORE_R_READ;
+		else
+			state = "delivered"; /* reads stay private; they still deliver */
+	}
+	/* Delivery for this device (its queue), and for a member the messages'
+	 * states too, in one batch. */
+	int rc = is_member
+	         ? store_deliver(c->st, from->addr, cv, rs->seqs, n, st, rs->qseqs, rs->from,
+	                         rs->changed, rs->prev)
+	         : store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs);
+	if (rc) {
+		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
 		return refuse(c, from, quiet, "store", "the receipt could not be stored");
 	}
 	uint64_t in_window = 0, acked = 0;
 	for (size_t k = 0; k < n; k++) {
 		in_window += flow_counted(from, rs->qseqs[k]);
 		acked += rs->qseqs[k] != 0;
-		rs->received[k] = rs->qseqs[k] != 0;
 	}
 	/* A former member still clears what is queued for it (its removal
 	 * event at least) but moves no state; anyone else is refused. */
@@ -150,20 +161,6 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 			return refuse(c, from, quiet, "conv", "not a conversation of this device's user");
 		flow_acked(c, from, in_window);
 		return CORE_ALLOW;
-	}
-
-	/* State, for the conversation. */
-	enum store_rstate st = STORE_R_DELIVERED;
-	if (strcmp(state, "read") == 0) {
-		if (read_receipts_on(c, from->user->name))
-			st = STORE_R_READ;
-		else
-			state = "delivered"; /* reads stay private; they still deliver */
-	}
-	if (store_receipts(c->st, cv, rs->seqs, n, from->user->name, st, rs->from, rs->changed,
-	                   rs->prev, rs->received)) {
-		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
-		return refuse(c, from, quiet, "store", "the receipt could not be stored");
 	}
 	notify_senders(c, from, cv, n, state, rs);
 	flow_acked(c, from, in_window);

@@ -341,9 +341,11 @@ int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, sto
 	return store_msg_load(st, key, klen, out, &mb->val, mb->conv);
 }
 
-int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
+int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
+                           rocksdb_pinnableslice_t **val, char *conv)
 {
 	uint8_t cnt[8];
+	*val = NULL;
 	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* already released */
@@ -359,21 +361,27 @@ int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen);
 
 	/* the last one: rewrite the record without its body */
-	rocksdb_pinnableslice_t *val;
-	store_msg m;
-	char conv[CHAT_CONV_MAX + 1];
-	rc = store_msg_load(st, msgkey, mklen, &m, &val, conv);
+	rc = store_msg_load(st, msgkey, mklen, m, val, conv);
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		return CHAT_OK; /* nothing worth keeping */
 	if (rc != CHAT_OK)
 		return rc;
 	uint8_t hdr[MSG_HDR_MAX];
-	size_t hlen = msg_encode_header(hdr, &m, 0, false);
+	size_t hlen = msg_encode_header(hdr, m, 0, false);
 	hdr[1] |= MSG_F_NOBODY;
 	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)msgkey, mklen,
 	                          (const char *)hdr, hlen);
-	rocksdb_pinnableslice_destroy(val);
 	return CHAT_OK;
+}
+
+int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
+{
+	rocksdb_pinnableslice_t *val;
+	store_msg m;
+	char conv[CHAT_CONV_MAX + 1];
+	int rc = store_msg_release_keep(st, msgkey, mklen, &m, &val, conv);
+	rocksdb_pinnableslice_destroy(val);
+	return rc;
 }
 
 void store_msg_buf_free(store_msg_buf *buf)

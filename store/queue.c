@@ -247,6 +247,30 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 	return gone ? store_commit(st) : CHAT_OK;
 }
 
+int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
+                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv)
+{
+	uint8_t rk[STORE_RCPTKEY_MAX], q[8], qk[QKEY_MAX];
+	*qseq = 0;
+	*val = NULL;
+	size_t rklen = store_rcptkey(rk, mk, mklen, addr, alen);
+	int rc = store_get_fixed(st, STORE_CF_RCPTS, rk, rklen, q, sizeof q);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK;
+	if (rc != CHAT_OK)
+		return rc;
+	/* A message's rcpts entry and its queue entry are written and removed
+	 * together (store_send_batch, entry_drop, the expiry sweep): the queue
+	 * entry is there, and its value is 'M' + mk. Deleted without a read. */
+	size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
+	rc = store_msg_release_keep(st, mk, mklen, m, val, conv);
+	if (rc == CHAT_OK)
+		*qseq = store_be64_get(q);
+	return rc;
+}
+
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
               uint64_t *qseqs_out)
 {
@@ -257,31 +281,17 @@ int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seq
 	int64_t gone = 0;
 	int rc = CHAT_OK;
 	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
-		uint8_t mv[1 + STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX], q[8];
-		uint8_t *mk = mv + 1; /* the queue entry's value: 'M' conv \0 seq */
-		mv[0] = STORE_QE_MSG;
+		uint8_t mk[STORE_MSGKEY_MAX];
 		size_t mklen = store_msgkey(mk, conv, seqs[i]);
 		qseqs_out[i] = 0;
 		if (!mklen || seen_u64(seqs, i))
 			continue;
-		size_t rklen = store_rcptkey(rk, mk, mklen, addr, alen);
-		rc = store_get_fixed(st, STORE_CF_RCPTS, rk, rklen, q, sizeof q);
-		if (rc == CHAT_ENOTFOUND) {
-			rc = CHAT_OK;
-			continue;
-		}
-		if (rc != CHAT_OK)
-			break;
-		/* A message's rcpts entry and its queue entry are written and removed
-		 * together (store_send_batch, entry_drop, the expiry sweep): the
-		 * queue entry is there, and it is 'M' + mk. Deleted without a read. */
-		uint8_t qk[QKEY_MAX];
-		size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
-		rc = entry_drop(st, addr, alen, (const char *)qk, qklen, (const char *)mv, mklen + 1);
-		if (rc == CHAT_OK) {
-			qseqs_out[i] = store_be64_get(q);
-			gone++;
-		}
+		store_msg m;
+		rocksdb_pinnableslice_t *val;
+		char cv[CHAT_CONV_MAX + 1];
+		rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv);
+		rocksdb_pinnableslice_destroy(val);
+		gone += qseqs_out[i] != 0;
 	}
 	if (rc == CHAT_OK && gone)
 		rc = store_queue_count_add(st, addr, alen, -gone);

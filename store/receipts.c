@@ -27,15 +27,20 @@ static bool sent_by(const char *from, const char *user, size_t ul)
 	return strncmp(from, user, ul) == 0 && from[ul] == '/';
 }
 
-/* Moves one message's state for `by` forward; from_out gets its sender. */
+/* Moves one message's state for `by` forward; from_out gets its sender.
+ * The message is read unless the caller already has it (pre). */
 static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *by, size_t ul,
                        enum store_rstate state, bool received, char *from_out, bool *changed,
-                       enum store_rstate *prev)
+                       enum store_rstate *prev, const store_msg *pre)
 {
-	rocksdb_pinnableslice_t *val;
+	rocksdb_pinnableslice_t *val = NULL;
 	store_msg m;
 	char conv[CHAT_CONV_MAX + 1];
-	int rc = store_msg_load(st, mk, mklen, &m, &val, conv);
+	int rc = CHAT_OK;
+	if (pre)
+		m = *pre;
+	else
+		rc = store_msg_load(st, mk, mklen, &m, &val, conv);
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		return CHAT_OK; /* unknown or expired */
 	if (rc != CHAT_OK)
@@ -88,13 +93,59 @@ int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, 
 		if (!mklen)
 			continue;
 		int rc = receipt_one(st, mk, mklen, by, ul, state, !received || received[i], from_out[i],
-		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i], &prev);
+		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i], &prev, NULL);
 		if (prev_out)
 			prev_out[i] = prev;
 		if (rc != CHAT_OK) {
 			rocksdb_writebatch_clear(st->wb);
 			return rc;
 		}
+	}
+	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+}
+
+int store_deliver(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
+                  enum store_rstate state, uint64_t *qseqs_out,
+                  char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed, enum store_rstate *prev_out)
+{
+	size_t alen = store_addrlen(addr), ul = chat_addr_user_len(addr);
+	if (!alen || !ul || ul > CHAT_USER_MAX)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	if (state != STORE_R_DELIVERED && state != STORE_R_READ)
+		return store_fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
+	store_batch(st);
+	int64_t gone = 0;
+	int rc = CHAT_OK;
+	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
+		uint8_t mk[STORE_MSGKEY_MAX];
+		size_t mklen = store_msgkey(mk, conv, seqs[i]);
+		enum store_rstate prev = STORE_R_NONE;
+		qseqs_out[i] = 0;
+		from_out[i][0] = '\0';
+		changed[i] = false;
+		if (prev_out)
+			prev_out[i] = STORE_R_NONE;
+		if (!mklen)
+			continue;
+		bool again = seen_before(seqs, i);
+		store_msg m;
+		rocksdb_pinnableslice_t *val = NULL;
+		char cv[CHAT_CONV_MAX + 1];
+		if (!again)
+			rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv);
+		gone += qseqs_out[i] != 0;
+		if (rc == CHAT_OK)
+			rc = receipt_one(st, mk, mklen, addr, ul, state, qseqs_out[i] != 0, from_out[i],
+			                 again ? &(bool){ false } : &changed[i], &prev, val ? &m : NULL);
+		rocksdb_pinnableslice_destroy(val);
+		if (prev_out)
+			prev_out[i] = prev;
+	}
+	if (rc == CHAT_OK && gone)
+		rc = store_queue_count_add(st, addr, alen, -gone);
+	if (rc != CHAT_OK) {
+		rocksdb_writebatch_clear(st->wb);
+		return rc;
 	}
 	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
 }

@@ -205,6 +205,13 @@ int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, 
                    enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
                    enum store_rstate *prev_out, const bool *received);
 
+/* A device's delivered (or read) receipt in one batch: store_ack for addr,
+ * then store_receipts for addr's user with received[i] = (qseqs_out[i] !=
+ * 0), each message read at most once. Same results as the two calls. */
+int store_deliver(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
+                  enum store_rstate state, uint64_t *qseqs_out,
+                  char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed, enum store_rstate *prev_out);
+
 /* ---- user settings ---- */
 
 enum store_presence { STORE_PRESENCE_EVERYONE = 0, STORE_PRESENCE_CONTACTS, STORE_PRESENCE_NOBODY };

@@ -200,6 +200,18 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry. */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
+/* The same, and when it had to read the message (its last reference) it
+ * leaves it in m (pointers into *val, which the caller destroys; conv gets
+ * CHAT_CONV_MAX + 1 bytes); *val stays NULL when it did not. */
+int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
+                           rocksdb_pinnableslice_t **val, char *conv);
+/* queue.c: adds to the shared batch the removal of addr's queue entry for
+ * the message at mk (alen: addr's length), found through its rcpts entry,
+ * and one reference to the message; *qseq = the entry's position, 0 if addr
+ * had none. The message, when the release read it, as store_msg_release_keep
+ * leaves it. */
+int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
+                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv);
 /* Adds a message (or group event) to the shared batch without clearing or
  * committing it: the conversation's next seq, record, dedup entry, expiry
  * entry, refcount and one queue entry per distinct recipient. */

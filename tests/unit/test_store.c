@@ -853,6 +853,99 @@ START_TEST(test_ack)
 }
 END_TEST
 
+
+/* Appends every key and value of cf to out (hex), for comparing stores. */
+static void dump_cf(store *st, enum store_cf cf, char *out, size_t cap)
+{
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, ro, st->cf[cf]);
+	size_t len = strlen(out);
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const unsigned char *k = (const unsigned char *)rocksdb_iter_key(it, &kl);
+		const unsigned char *v = (const unsigned char *)rocksdb_iter_value(it, &vl);
+		for (size_t i = 0; i < kl && len + 3 < cap; i++)
+			len += (size_t)snprintf(out + len, cap - len, "%02x", k[i]);
+		len += (size_t)snprintf(out + len, cap - len, "=");
+		for (size_t i = 0; i < vl && len + 3 < cap; i++)
+			len += (size_t)snprintf(out + len, cap - len, "%02x", v[i]);
+		len += (size_t)snprintf(out + len, cap - len, "\n");
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	ck_assert_uint_lt(len + 3, cap);
+}
+
+/* store_deliver is store_ack followed by store_receipts (received = what
+ * the ack removed), in one batch: the same answers and the same records,
+ * for 1:1 messages (one reference: the ack reads the message, the receipt
+ * reuses it), group messages (several references), the sender's own
+ * messages, one only another device of the user had, repeats, unknown
+ * seqs, and delivered then read. */
+START_TEST(test_deliver_same_as_ack_then_receipts)
+{
+	enum { N = 6 };
+	static char dump[2][1 << 16];
+	uint64_t seqs[][N] = { { 1, 2, 2, 5, 3, 9 }, { 1, 2, 3, 4, 5, 6 }, { 4, 5, 6, 7, 1, 2 } };
+	const char *states[] = { "delivered", "read", "read" };
+	for (int way = 0; way < 2; way++) {
+		dump[way][0] = '\0';
+		store *st = open_ok();
+		const char *dm_to[] = { "bob/p", "alice/l" };
+		const char *g_to[] = { "bob/p", "carol/p", "alice/l" };
+		for (uint64_t k = 1; k <= 4; k++) {
+			store_msg m = msg_for("dm:alice:bob", k == 3 ? "bob/p" : "alice/p", k, "x");
+			send_ok(st, &m, k == 3 ? &dm_to[1] : dm_to, 1);
+			store_msg g = msg_for("g:t", k == 2 ? "bob/p" : "alice/p", 100 + k, "y");
+			send_ok(st, &g, g_to, 3);
+		}
+		/* seq 5: to bob's other device only; bob/p never had it */
+		const char *tablet[] = { "bob/t" };
+		store_msg m5 = msg_for("dm:alice:bob", "alice/p", 5, "z");
+		send_ok(st, &m5, tablet, 1);
+		for (int r = 0; r < 3; r++) {
+			const char *conv = r == 1 ? "g:t" : "dm:alice:bob";
+			enum store_rstate want = strcmp(states[r], "read") ? STORE_R_DELIVERED : STORE_R_READ;
+			uint64_t qs[N];
+			char from[N][CHAT_ADDR_MAX + 1];
+			bool ch[N];
+			enum store_rstate prev[N];
+			if (way == 0) {
+				bool rcv[N];
+				ck_assert_int_eq(store_ack(st, "bob/p", conv, seqs[r], N, qs), CHAT_OK);
+				for (int i = 0; i < N; i++)
+					rcv[i] = qs[i] != 0;
+				ck_assert_int_eq(store_receipts(st, conv, seqs[r], N, "bob", want, from, ch, prev,
+				                                rcv), CHAT_OK);
+			} else {
+				ck_assert_int_eq(store_deliver(st, "bob/p", conv, seqs[r], N, want, qs, from, ch,
+				                               prev), CHAT_OK);
+			}
+			for (int i = 0; i < N; i++) {
+				size_t len = strlen(dump[way]);
+				snprintf(dump[way] + len, sizeof dump[way] - len, "%d/%d q%llu %s c%d p%d\n", r,
+				         i, (unsigned long long)qs[i], from[i], ch[i], (int)prev[i]);
+			}
+		}
+		enum store_cf cfs[] = { STORE_CF_MSGS, STORE_CF_REFS, STORE_CF_RCPTS, STORE_CF_RSTATE,
+		                        STORE_CF_QUEUES, STORE_CF_QMETA };
+		for (size_t k = 0; k < sizeof cfs / sizeof cfs[0]; k++)
+			dump_cf(st, cfs[k], dump[way], sizeof dump[way]);
+		store_close(st);
+		teardown();
+		setup();
+	}
+	size_t d = 0;
+	while (dump[0][d] && dump[0][d] == dump[1][d])
+		d++;
+	size_t from = d > 60 ? d - 60 : 0;
+	ck_assert_msg(dump[0][d] == dump[1][d], "ack + receipts:\n%.120s\ndeliver:\n%.120s",
+	              dump[0] + from, dump[1] + from);
+	/* and it did something: bob's queue lost the 1:1 messages it was sent */
+	ck_assert_ptr_nonnull(strstr(dump[0], "0/0 q1 alice/p c1"));
+}
+END_TEST
+
 START_TEST(test_receipts)
 {
 	store *st = open_ok();
@@ -1178,6 +1271,7 @@ static Suite *store_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_reopen_persists);
 	tcase_add_test(tc, test_memtable_tuned_for_appends);
+	tcase_add_test(tc, test_deliver_same_as_ack_then_receipts);
 	tcase_add_test(tc, test_schema_newer_refused);
 	tcase_add_test(tc, test_schema_unknown_cf_opens);
 	tcase_add_test(tc, test_contacts_and_v1_migration);
