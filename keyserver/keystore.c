@@ -37,6 +37,7 @@
 #include "keystore.h"
 
 #include "err.h"
+#include "rocks_util.h"
 
 #include <rocksdb/c.h>
 #include <sodium.h>
@@ -57,6 +58,7 @@ static const char format_key[1] = { 'F' };
 struct ks {
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
+	bool hints; /* RocksDB took the memtable insert hints */
 	rocksdb_readoptions_t *ropts;
 	rocksdb_writeoptions_t *wopts;
 	rocksdb_writebatch_t *batch;   /* reused by every request */
@@ -496,6 +498,12 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 	k->cfg.dir = NULL; /* not kept: the caller owns the string */
 	k->opts = rocksdb_options_create();
 	rocksdb_options_set_create_if_missing(k->opts, 1);
+	/* Requests run one at a time, so one thread writes and RocksDB takes
+	 * insert hints: uploads append to a pool and bundles pop from its front
+	 * ('O' U \0 D \0 id). In-place updates of the device and rate records
+	 * measured worse: every new one-time key then pays a lookup first
+	 * (docs/BENCHMARKS.md, keys). */
+	k->hints = chat_rocks_insert_hints(k->opts) == 0;
 	k->ropts = rocksdb_readoptions_create();
 	k->wopts = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(k->wopts, o->sync_writes);
@@ -526,18 +534,7 @@ uint64_t ks_keys_estimate(ks *k)
 
 int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen)
 {
-	char *err = NULL;
-	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(k->db, &err);
-	if (!err)
-		rocksdb_checkpoint_create(cp, dir, 0, &err); /* 0: flush the memtable first */
-	if (cp)
-		rocksdb_checkpoint_object_destroy(cp);
-	if (err) {
-		snprintf(errbuf, errlen, "checkpoint into %s failed: %s", dir, err);
-		rocksdb_free(err);
-		return CHAT_EIO;
-	}
-	return CHAT_OK;
+	return chat_rocks_checkpoint(k->db, dir, errbuf, errlen);
 }
 
 void ks_close(ks *k)
@@ -551,6 +548,11 @@ void ks_close(ks *k)
 	rocksdb_readoptions_destroy(k->ropts);
 	rocksdb_options_destroy(k->opts);
 	free(k);
+}
+
+bool ks_insert_hints(const ks *k)
+{
+	return k->hints;
 }
 
 const char *ks_errmsg(const ks *k)

@@ -74,6 +74,9 @@ int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen);
  * every pool plus a few records per device. O(1). */
 uint64_t ks_keys_estimate(ks *k);
 const char *ks_errmsg(const ks *k);
+/* Whether RocksDB took the memtable insert hints (common/rocks_util.h);
+ * false only on a RocksDB build whose C API is laid out differently. */
+bool ks_insert_hints(const ks *k);
 
 typedef struct ks_spk {
 	uint64_t id;

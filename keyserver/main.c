@@ -466,6 +466,10 @@ int main(int argc, char **argv)
 	daemon_log(LOG_INFO, "key store %s open (pool cap %u, low below %u, rate %u per %u s)",
 	           s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
 	           s.kopts.rate_refill_s);
+	if (!ks_insert_hints(s.ks))
+		daemon_log(LOG_WARN, "this RocksDB build's C API is laid out differently from the one "
+		           "chat-keyserver was built for: memtable insert hints are off (everything "
+		           "works; writes cost more CPU)");
 	s.req_prefix_len = (size_t)snprintf(s.req_prefix, sizeof(s.req_prefix), "%s/keys/req/",
 	                                    s.prefix);
 	s.removed_prefix_len = (size_t)snprintf(s.removed_prefix, sizeof(s.removed_prefix),

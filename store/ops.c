@@ -10,6 +10,7 @@
 
 #include "err.h"
 
+#include "rocks_util.h"
 #include "store_internal.h"
 
 static uint64_t prop_cf(store *st, int cf, const char *name)
@@ -43,16 +44,5 @@ void store_engine_stats(store *st, store_engine *out)
 
 int store_checkpoint(store *st, const char *dir, char *errbuf, size_t errlen)
 {
-	char *err = NULL;
-	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(st->db, &err);
-	if (!err)
-		rocksdb_checkpoint_create(cp, dir, 0, &err); /* 0: flush the memtables first */
-	if (cp)
-		rocksdb_checkpoint_object_destroy(cp);
-	if (err) {
-		snprintf(errbuf, errlen, "checkpoint into %s failed: %s", dir, err);
-		rocksdb_free(err);
-		return CHAT_EIO;
-	}
-	return CHAT_OK;
+	return chat_rocks_checkpoint(st->db, dir, errbuf, errlen);
 }

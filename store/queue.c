@@ -293,6 +293,11 @@ int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seq
 		rocksdb_pinnableslice_destroy(val);
 		gone += qseqs_out[i] != 0;
 	}
+	return store_ack_commit(st, addr, alen, gone, rc);
+}
+
+int store_ack_commit(store *st, const char *addr, size_t alen, int64_t gone, int rc)
+{
 	if (rc == CHAT_OK && gone)
 		rc = store_queue_count_add(st, addr, alen, -gone);
 	if (rc != CHAT_OK) {

@@ -141,11 +141,5 @@ int store_deliver(store *st, const char *addr, const char *conv, const uint64_t 
 		if (prev_out)
 			prev_out[i] = prev;
 	}
-	if (rc == CHAT_OK && gone)
-		rc = store_queue_count_add(st, addr, alen, -gone);
-	if (rc != CHAT_OK) {
-		rocksdb_writebatch_clear(st->wb);
-		return rc;
-	}
-	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+	return store_ack_commit(st, addr, alen, gone, rc);
 }

@@ -11,7 +11,7 @@
  *
  * The memtable settings follow the keys' shapes (docs/BENCHMARKS.md, "dm"):
  * appends per queue and per conversation take insert hints
- * (rocks_hints.cc), the per-key counters are updated in place, and the two
+ * (common/rocks_hints.cc), the per-key counters are updated in place, and the two
  * column families read mostly for keys that are not there get a memtable
  * bloom filter.
  */
@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include "err.h"
+#include "rocks_util.h"
 #include "store_internal.h"
 
 #define STORE_CACHE_BYTES (32u << 20)
@@ -354,7 +355,7 @@ static void store_options_init(store *st, const store_opts *opts)
 	/* The broker's one thread is the only writer. Off, RocksDB takes the
 	 * memtable insert hints and the in-place updates below. */
 	rocksdb_options_set_allow_concurrent_memtable_write(st->opts, 0);
-	st->hints = store_rocks_insert_hints(st->opts) == 0;
+	st->hints = chat_rocks_insert_hints(st->opts) == 0;
 
 	/* convs and qmeta hold one small counter per conversation or device,
 	 * rewritten with every send and ack: updated in place, the memtable

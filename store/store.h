@@ -45,7 +45,7 @@ void store_close(store *st);
 const char *store_errmsg(const store *st);
 /* The schema version store_open migrated from, or 0 when it did not. */
 uint32_t store_migrated_from(const store *st);
-/* Whether RocksDB took the memtable insert hints (rocks_hints.cc); false
+/* Whether RocksDB took the memtable insert hints (common/rocks_hints.cc); false
  * only on a RocksDB build whose C API is laid out differently. */
 bool store_insert_hints(const store *st);
 

@@ -125,11 +125,6 @@ static inline uint64_t store_be64_get(const uint8_t *p)
 	return v;
 }
 
-/* rocks_hints.cc: turns on memtable insert hints keyed by the part of a
- * key up to its first '\0'; -1 (and nothing changed) if this RocksDB build's
- * C API is laid out differently from the one it was written against. */
-int store_rocks_insert_hints(rocksdb_options_t *opts);
-
 /* Records err (RocksDB's malloc'd message) as the store's last error, frees
  * it and returns CHAT_EIO. */
 int store_rocks_err(store *st, char *err);
@@ -212,6 +207,10 @@ int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store
  * leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
                   uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv);
+/* Ends a batch of store_ack_one calls that removed `gone` entries: the queue
+ * count, then the commit — or, when rc is an error, the batch dropped and
+ * rc returned. */
+int store_ack_commit(store *st, const char *addr, size_t alen, int64_t gone, int rc);
 /* Adds a message (or group event) to the shared batch without clearing or
  * committing it: the conversation's next seq, record, dedup entry, expiry
  * entry, refcount and one queue entry per distinct recipient. */

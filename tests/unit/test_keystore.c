@@ -545,6 +545,7 @@ START_TEST(pops_stay_cheap_after_many)
 	opts.pool_cap = 2000;
 	char err[256];
 	ck_assert_int_eq(ks_open(&k, &opts, err, sizeof(err)), CHAT_OK);
+	ck_assert(ks_insert_hints(k));
 
 	dev_keys dk;
 	uint32_t n;

@@ -1209,7 +1209,7 @@ START_TEST(test_corrupt_records)
 END_TEST
 
 
-/* The memtable settings (store.c, rocks_hints.cc) against the keys' shapes:
+/* The memtable settings (store.c, common/rocks_hints.cc) against the keys' shapes:
  * the per-conversation and per-device counters stay one memtable entry each
  * however often they change, and interleaved appends to many queues and
  * conversations cost a few key comparisons each rather than a search of

@@ -1,10 +1,11 @@
 /* rocks_hints.cc — the one RocksDB option the C API does not reach:
- * memtable insert hints.
+ * memtable insert hints (rocks_util.h).
  *
- * Most of the store's keys are a variable-length part, a '\0', then an
- * increasing tail: addr \0 qseq, conv \0 seq, conv \0 seq \0 addr. Each
- * device's queue and each conversation appends, but many of them
- * interleave, so RocksDB's one "last insert" splice per memtable is nearly
+ * Most keys of both stores are a variable-length part, a '\0', then an
+ * increasing tail: the broker store's addr \0 qseq, conv \0 seq, conv \0
+ * seq \0 addr; the key server's 'O' U \0 D \0 id. Each device's queue,
+ * each conversation and each one-time-key pool appends (or pops from its
+ * front), but many of them interleave, so RocksDB's one "last insert" splice per memtable is nearly
  * always stale and every insert searches the skiplist from the top.
  * memtable_insert_with_hint_prefix_extractor keeps a splice per prefix
  * (here: the key up to and including its first '\0'), so an append lands
@@ -20,7 +21,8 @@
 #include <cstring>
 #include <memory>
 
-#include <rocksdb/c.h>
+#include "rocks_util.h"
+
 #include <rocksdb/options.h>
 #include <rocksdb/slice_transform.h>
 
@@ -46,7 +48,7 @@ public:
 
 } // namespace
 
-extern "C" int store_rocks_insert_hints(rocksdb_options_t *o)
+int chat_rocks_insert_hints(rocksdb_options_t *o)
 {
 	size_t was = o->rep.write_buffer_size;
 	rocksdb_options_set_write_buffer_size(o, was + 4096);
@@ -59,5 +61,7 @@ extern "C" int store_rocks_insert_hints(rocksdb_options_t *o)
 	} catch (...) {
 		return -1;
 	}
+	/* RocksDB ignores the hints under concurrent memtable writes */
+	rocksdb_options_set_allow_concurrent_memtable_write(o, 0);
 	return 0;
 }

@@ -1,0 +1,23 @@
+/* rocks_util.c — the checkpoint both RocksDB users back up with
+ * (rocks_util.h); the insert hints are in rocks_hints.cc. */
+#include "rocks_util.h"
+
+#include <stdio.h>
+
+#include "err.h"
+
+int chat_rocks_checkpoint(rocksdb_t *db, const char *dir, char *errbuf, size_t errlen)
+{
+	char *err = NULL;
+	rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(db, &err);
+	if (!err)
+		rocksdb_checkpoint_create(cp, dir, 0, &err); /* 0: flush the memtables first */
+	if (cp)
+		rocksdb_checkpoint_object_destroy(cp);
+	if (err) {
+		snprintf(errbuf, errlen, "checkpoint into %s failed: %s", dir, err);
+		rocksdb_free(err);
+		return CHAT_EIO;
+	}
+	return CHAT_OK;
+}

@@ -1,0 +1,33 @@
+/* rocks_util.h — what the two RocksDB users (store/ in the broker,
+ * keyserver/ in its own process) share: the memtable insert hints their
+ * keys are laid out for, and the checkpoint that backs either up. Its own
+ * library (chat_rocks), so that only they link RocksDB.
+ */
+#ifndef CHAT_ROCKS_UTIL_H
+#define CHAT_ROCKS_UTIL_H
+
+#include <stddef.h>
+
+#include <rocksdb/c.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Turns on memtable insert hints keyed by the part of a key up to and
+ * including its first '\0' (rocks_hints.cc), and turns concurrent memtable
+ * writes off, which hints need: both users have one writing thread.
+ * 0, or -1 with nothing changed but that if this RocksDB build's C API is
+ * laid out differently from the one it was written against. */
+int chat_rocks_insert_hints(rocksdb_options_t *opts);
+
+/* A consistent copy of db in dir (which must not exist), memtables flushed
+ * first; safe on another thread while db is written. CHAT_OK, or CHAT_EIO
+ * with a one-line reason in errbuf. */
+int chat_rocks_checkpoint(rocksdb_t *db, const char *dir, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
