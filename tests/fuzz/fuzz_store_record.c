@@ -12,8 +12,8 @@
  * every reader runs over it: store_msg_get, store_dedup_get,
  * store_conv_last_seq, store_queue_count, store_queue_read, store_device_get
  * and _each, store_service_get and _each, store_prefs_get, store_admin_get,
- * store_receipts, store_ack, store_queue_remove and store_expire. The
- * fixture is written again before the next input, so inputs are
+ * store_receipts, store_deliver, store_ack, store_queue_remove and
+ * store_expire. The fixture is written again before the next input, so inputs are
  * independent (the store is recreated every REOPEN_INPUTS inputs to keep
  * its files small). What the readers hand out is read byte by byte, so a
  * length that overstates a buffer shows up under ASan.
@@ -335,6 +335,10 @@ static void read_all(void)
 	          "store_receipts") == CHAT_OK)
 		for (int i = 0; i < 2; i++)
 			check_str(from[i], CHAT_ADDR_MAX, "store_receipts");
+	if (rc_ok(store_deliver(st, TO, CONV, seqs, 2, STORE_R_DELIVERED, qseqs, from, changed,
+	                        prev), "store_deliver") == CHAT_OK)
+		for (int i = 0; i < 2; i++)
+			check_str(from[i], CHAT_ADDR_MAX, "store_deliver");
 	rc_ok(store_ack(st, TO, CONV, seqs, 1, qseqs), "store_ack");
 	uint64_t q1 = 1;
 	rc_ok(store_queue_remove(st, TO, &q1, 1), "store_queue_remove");
