@@ -5,8 +5,9 @@
  * increasing tail: the broker store's addr \0 qseq, conv \0 seq, conv \0
  * seq \0 addr; the key server's 'O' U \0 D \0 id. Each device's queue,
  * each conversation and each one-time-key pool appends (or pops from its
- * front), but many of them interleave, so RocksDB's one "last insert" splice per memtable is nearly
- * always stale and every insert searches the skiplist from the top.
+ * front), but many of them interleave, so RocksDB's one "last insert"
+ * splice per memtable is nearly always stale and every insert searches the
+ * skiplist from the top.
  * memtable_insert_with_hint_prefix_extractor keeps a splice per prefix
  * (here: the key up to and including its first '\0'), so an append lands
  * next to the previous key of its prefix in a few comparisons.

@@ -274,37 +274,10 @@ int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, s
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
               uint64_t *qseqs_out)
 {
-	size_t alen = store_addrlen(addr);
-	if (!alen)
+	if (!store_addrlen(addr))
 		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_batch(st);
-	int64_t gone = 0;
-	int rc = CHAT_OK;
-	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
-		uint8_t mk[STORE_MSGKEY_MAX];
-		size_t mklen = store_msgkey(mk, conv, seqs[i]);
-		qseqs_out[i] = 0;
-		if (!mklen || seen_u64(seqs, i))
-			continue;
-		store_msg m;
-		rocksdb_pinnableslice_t *val;
-		char cv[CHAT_CONV_MAX + 1];
-		rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv);
-		rocksdb_pinnableslice_destroy(val);
-		gone += qseqs_out[i] != 0;
-	}
-	return store_ack_commit(st, addr, alen, gone, rc);
-}
-
-int store_ack_commit(store *st, const char *addr, size_t alen, int64_t gone, int rc)
-{
-	if (rc == CHAT_OK && gone)
-		rc = store_queue_count_add(st, addr, alen, -gone);
-	if (rc != CHAT_OK) {
-		rocksdb_writebatch_clear(st->wb);
-		return rc;
-	}
-	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+	return store_receipt_batch(st, addr, NULL, 0, conv, seqs, n, STORE_R_NONE, NULL, qseqs_out,
+	                           NULL, NULL, NULL);
 }
 
 int store_queue_count(store *st, const char *addr, uint64_t *count)

@@ -72,47 +72,13 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 	return CHAT_OK;
 }
 
-int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
-                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
-                   enum store_rstate *prev_out, const bool *received)
+int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, const char *conv,
+                        const uint64_t *seqs, size_t n, enum store_rstate state,
+                        const bool *received, uint64_t *qseqs_out,
+                        char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
+                        enum store_rstate *prev_out)
 {
-	size_t ul = strnlen(by, CHAT_USER_MAX + 1);
-	if (!ul || ul > CHAT_USER_MAX)
-		return store_fail(st, CHAT_EINVAL, "bad user id");
-	if (state != STORE_R_DELIVERED && state != STORE_R_READ)
-		return store_fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
-	store_batch(st);
-	for (size_t i = 0; i < n; i++) {
-		uint8_t mk[STORE_MSGKEY_MAX];
-		size_t mklen = store_msgkey(mk, conv, seqs[i]);
-		enum store_rstate prev = STORE_R_NONE;
-		from_out[i][0] = '\0';
-		changed[i] = false;
-		if (prev_out)
-			prev_out[i] = STORE_R_NONE;
-		if (!mklen)
-			continue;
-		int rc = receipt_one(st, mk, mklen, by, ul, state, !received || received[i], from_out[i],
-		                     seen_before(seqs, i) ? &(bool){ false } : &changed[i], &prev, NULL);
-		if (prev_out)
-			prev_out[i] = prev;
-		if (rc != CHAT_OK) {
-			rocksdb_writebatch_clear(st->wb);
-			return rc;
-		}
-	}
-	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
-}
-
-int store_deliver(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
-                  enum store_rstate state, uint64_t *qseqs_out,
-                  char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed, enum store_rstate *prev_out)
-{
-	size_t alen = store_addrlen(addr), ul = chat_addr_user_len(addr);
-	if (!alen || !ul || ul > CHAT_USER_MAX)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	if (state != STORE_R_DELIVERED && state != STORE_R_READ)
-		return store_fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
+	size_t alen = addr ? strlen(addr) : 0;
 	store_batch(st);
 	int64_t gone = 0;
 	int rc = CHAT_OK;
@@ -120,26 +86,68 @@ int store_deliver(store *st, const char *addr, const char *conv, const uint64_t 
 		uint8_t mk[STORE_MSGKEY_MAX];
 		size_t mklen = store_msgkey(mk, conv, seqs[i]);
 		enum store_rstate prev = STORE_R_NONE;
-		qseqs_out[i] = 0;
-		from_out[i][0] = '\0';
-		changed[i] = false;
+		if (qseqs_out)
+			qseqs_out[i] = 0;
+		if (state != STORE_R_NONE) {
+			from_out[i][0] = '\0';
+			changed[i] = false;
+		}
 		if (prev_out)
 			prev_out[i] = STORE_R_NONE;
 		if (!mklen)
 			continue;
-		bool again = seen_before(seqs, i);
+		bool again = seen_before(seqs, i), got = !received || received[i];
 		store_msg m;
 		rocksdb_pinnableslice_t *val = NULL;
 		char cv[CHAT_CONV_MAX + 1];
-		if (!again)
-			rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv);
-		gone += qseqs_out[i] != 0;
-		if (rc == CHAT_OK)
-			rc = receipt_one(st, mk, mklen, addr, ul, state, qseqs_out[i] != 0, from_out[i],
+		if (addr) {
+			if (!again)
+				rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv);
+			got = qseqs_out[i] != 0;
+			gone += got;
+		}
+		if (rc == CHAT_OK && state != STORE_R_NONE)
+			rc = receipt_one(st, mk, mklen, by, ul, state, got, from_out[i],
 			                 again ? &(bool){ false } : &changed[i], &prev, val ? &m : NULL);
 		rocksdb_pinnableslice_destroy(val);
 		if (prev_out)
 			prev_out[i] = prev;
 	}
-	return store_ack_commit(st, addr, alen, gone, rc);
+	if (rc == CHAT_OK && gone)
+		rc = store_queue_count_add(st, addr, alen, -gone);
+	if (rc != CHAT_OK) {
+		rocksdb_writebatch_clear(st->wb);
+		return rc;
+	}
+	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+}
+
+static int state_check(store *st, enum store_rstate state)
+{
+	return state == STORE_R_DELIVERED || state == STORE_R_READ
+	       ? CHAT_OK : store_fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
+}
+
+int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
+                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
+                   enum store_rstate *prev_out, const bool *received)
+{
+	size_t ul = strnlen(by, CHAT_USER_MAX + 1);
+	if (!ul || ul > CHAT_USER_MAX)
+		return store_fail(st, CHAT_EINVAL, "bad user id");
+	int rc = state_check(st, state);
+	return rc ? rc : store_receipt_batch(st, NULL, by, ul, conv, seqs, n, state, received, NULL,
+	                                     from_out, changed, prev_out);
+}
+
+int store_deliver(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
+                  enum store_rstate state, uint64_t *qseqs_out,
+                  char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed, enum store_rstate *prev_out)
+{
+	size_t ul = chat_addr_user_len(addr);
+	if (!store_addrlen(addr) || !ul || ul > CHAT_USER_MAX)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	int rc = state_check(st, state);
+	return rc ? rc : store_receipt_batch(st, addr, addr, ul, conv, seqs, n, state, NULL,
+	                                     qseqs_out, from_out, changed, prev_out);
 }

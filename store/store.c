@@ -11,9 +11,9 @@
  *
  * The memtable settings follow the keys' shapes (docs/BENCHMARKS.md, "dm"):
  * appends per queue and per conversation take insert hints
- * (common/rocks_hints.cc), the per-key counters are updated in place, and the two
- * column families read mostly for keys that are not there get a memtable
- * bloom filter.
+ * (common/rocks_hints.cc), the per-key counters are updated in place, and
+ * the two column families read mostly for keys that are not there get a
+ * memtable bloom filter.
  */
 #include <errno.h>
 #include <stdarg.h>

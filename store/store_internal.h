@@ -207,10 +207,17 @@ int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store
  * leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
                   uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv);
-/* Ends a batch of store_ack_one calls that removed `gone` entries: the queue
- * count, then the commit — or, when rc is an error, the batch dropped and
- * rc returned. */
-int store_ack_commit(store *st, const char *addr, size_t alen, int64_t gone, int rc);
+/* receipts.c: the one loop of store_ack, store_receipts and store_deliver,
+ * in one batch. Per seq: when addr is given, addr's queue entry goes
+ * (store_ack_one; qseqs_out) and "received" is whether it had one; when
+ * state is not STORE_R_NONE, the state of user `by` (ul bytes) moves, with
+ * "received" from received[] when there is no addr (NULL: all). Outputs
+ * as the public calls; those a call does not produce may be NULL. */
+int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, const char *conv,
+                        const uint64_t *seqs, size_t n, enum store_rstate state,
+                        const bool *received, uint64_t *qseqs_out,
+                        char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
+                        enum store_rstate *prev_out);
 /* Adds a message (or group event) to the shared batch without clearing or
  * committing it: the conversation's next seq, record, dedup entry, expiry
  * entry, refcount and one queue entry per distinct recipient. */
