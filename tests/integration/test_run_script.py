@@ -116,7 +116,10 @@ class RunScriptTest(unittest.TestCase):
             script.append(c)
             if c.rstrip().endswith("&"):
                 script.append("sleep 1")   # a person would wait for the subscription too
-        script.append("for i in $(seq 50); do [ -s sub.out ] && break; sleep 0.1; done")
+        # the first line can be the replay's {"k": "sync", "done": true} (subscribing
+        # starts one): wait for the message itself
+        script.append("for i in $(seq 50); do grep -q '\"msg\"' sub.out 2>/dev/null && break; "
+                      "sleep 0.1; done")
         script.append("kill $(jobs -p) 2>/dev/null; cat sub.out")
         text = "\n".join(script) + "\n"
         # the background subscriber's output goes to a file so the script can wait for it
