@@ -35,6 +35,7 @@ typedef struct flow {
 	uint64_t hi;        /* ... up to hi, while a backlog exists (else: all of them) */
 	uint64_t r;         /* entries up to r were published by a chat/sync replay */
 	uint64_t cursor;    /* the pump's position in the queue */
+	uint64_t more;      /* 1 + the expiry sweep count when the pump saw an entry after cursor; 0: not seen */
 	bool backlog;       /* the pump is draining the queue from cursor */
 	bool sync;          /* a chat/sync replay: ends with {"k":"sync","done":true} */
 	bool automatic;     /* that replay was started by the broker's events (extras.c) */

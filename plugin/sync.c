@@ -31,10 +31,17 @@
 
 #define SLICE_MAX 4096
 
+/* on_entry's answer for the entry after a full slice: it exists, and it
+ * stays queued for the next slice (not a chat_err code). */
+#define PEEKED (-1)
+
 typedef struct pump_ctx {
 	core *c;
 	device *dev;
 	uint64_t now;
+	size_t max;                  /* entries this slice takes ... */
+	size_t taken;                /* ... and has taken so far */
+	uint64_t peek;               /* the qseq of the entry after them, 0: none */
 	size_t nev;
 	uint64_t events[SLICE_MAX];  /* qseqs of events published */
 } pump_ctx;
@@ -49,6 +56,11 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 {
 	pump_ctx *p = arg;
 	core *c = p->c;
+	if (p->taken == p->max) {
+		p->peek = e->qseq;
+		return PEEKED;
+	}
+	p->taken++;
 	if (e->kind == STORE_Q_EVENT) {
 		ev_publish_raw(c, p->dev, e->event, e->event_len);
 		flow_count_event(c, p->dev);
@@ -114,7 +126,11 @@ static bool more_queued(core *c, device *dev)
 	                        &last) != CHAT_OK;
 }
 
-/* Sends up to `budget` queue entries; returns how many it read. */
+/* Sends up to `budget` queue entries; returns how many it read. Each
+ * slice looks one entry past itself, so that a slice that fills the window
+ * knows whether the queue goes on (fc.more) and a slice that takes the
+ * queue's last entry ends the backlog at once. Without this, every tick of
+ * a full window asked the store again (an iterator and a message read). */
 static size_t pump(core *c, device *dev, size_t budget)
 {
 	static pump_ctx p; /* 32 KiB of qseqs: kept off the broker's stack */
@@ -122,8 +138,11 @@ static size_t pump(core *c, device *dev, size_t budget)
 	while (dev->fc.backlog && done < budget) {
 		if (!flow_room(c, dev)) {
 			/* A full window waits for room — unless the queue has already
-			 * ended, and then the device hears it now. */
-			if (!more_queued(c, dev))
+			 * ended, and then the device hears it now. What the last slice
+			 * saw holds until an expiry sweep removes entries (the
+			 * device's own receipts only remove entries before the cursor,
+			 * or free room). */
+			if (dev->fc.more != c->expiry_epoch + 1 && !more_queued(c, dev))
 				backlog_end(c, dev);
 			break;
 		}
@@ -139,11 +158,19 @@ static size_t pump(core *c, device *dev, size_t budget)
 		p.c = c;
 		p.dev = dev;
 		p.now = c->io.now_ms(c->io.ctx);
+		p.max = max;
+		p.taken = 0;
+		p.peek = 0;
 		p.nev = 0;
 		size_t visited = 0;
 		uint64_t last = dev->fc.cursor;
-		int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, max, on_entry, &p, &visited,
-		                          &last);
+		int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, max + 1, on_entry, &p,
+		                          &visited, &last);
+		if (rc == PEEKED) { /* the peeked entry is the next slice's first */
+			rc = CHAT_OK;
+			visited--;
+			last = p.peek - 1;
+		}
 		if (rc == CHAT_OK && p.nev)
 			rc = store_queue_remove(c->st, dev->addr, p.events, p.nev);
 		if (rc) {
@@ -153,11 +180,12 @@ static size_t pump(core *c, device *dev, size_t budget)
 			break;
 		}
 		dev->fc.cursor = last;
+		dev->fc.more = p.peek ? c->expiry_epoch + 1 : 0;
 		if (!dev->fc.sync && last > dev->fc.hi)
 			dev->fc.hi = last; /* a drain: everything up to here was published */
 		c->n.replayed += visited;
 		done += visited;
-		if (visited < max) /* the end of the queue */
+		if (!p.peek && visited <= max) /* the end of the queue */
 			backlog_end(c, dev);
 	}
 	return done;
@@ -180,6 +208,7 @@ void backlog_start(core *c, device *dev, uint64_t after)
 	link_backlog(c, dev);
 	dev->fc.sync = false;
 	dev->fc.cursor = after;
+	dev->fc.more = 0;
 	dev->fc.hi = after > dev->fc.hi ? after : dev->fc.hi;
 }
 
@@ -198,6 +227,7 @@ static void replay(core *c, device *dev)
 	/* A new sync starts over: the device asks for everything still queued. */
 	dev->fc.sync = true;
 	dev->fc.cursor = 0;
+	dev->fc.more = 0;
 	pump(c, dev, c->cfg.replay_slice);
 }
 
@@ -232,6 +262,7 @@ void sync_stop(core *c, device *dev)
 	if (dev->fc.next)
 		dev->fc.next->fc.prev = dev->fc.prev;
 	dev->fc.backlog = dev->fc.sync = dev->fc.automatic = false;
+	dev->fc.more = 0;
 	dev->fc.prev = dev->fc.next = NULL;
 	dev->fc.cursor = 0;
 }

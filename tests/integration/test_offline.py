@@ -218,6 +218,28 @@ class OfflineTest(ChatTestCase):
         db.sync()
         self.assertEqual(replay(db), [])
 
+    def test_window_full_at_the_queue_end(self):
+        # The pump looks one entry past each slice (plugin/sync.c): a backlog
+        # that ends exactly where the window fills gets its done at once; one
+        # entry more, and done waits for the receipt that makes room for it.
+        self.require_stock()
+        da = self.dev(uniq("a"), "phone")
+        for extra in (0, 1):
+            b = uniq("b")
+            tb = self.offline(b, "phone")
+            codes, _ = flood(da, b, WINDOW + extra, first_cid=1000 * (extra + 1))
+            self.assertEqual(codes, [0] * (WINDOW + extra))
+            db = self.online(b, "phone", tb)
+            db.sync()
+            first = [db.wait_event("msg", timeout=10) for _ in range(WINDOW)]
+            self.assertEqual([e["seq"] for e in first], list(range(1, WINDOW + 1)))
+            if extra:
+                db.expect_no_event(0.6)       # the window is full, and more is queued
+                ack(db, first[:1])
+                self.assertEqual(db.wait_event("msg", timeout=5)["seq"], WINDOW + 1)
+            self.assertEqual(db.wait_event("sync", timeout=5)["done"], True)
+            db.expect_no_event(0.3)
+
     def test_receipt_for_replaying_sender_comes_after_backlog(self):
         self.require_stock()  # a stalled replay needs a window PUBACKs do not free
         a, b, c = uniq("a"), uniq("b"), uniq("c")
