@@ -165,7 +165,7 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 	if (rc == CHAT_OK)
 		rc = store_commit(st);
 	else
-		rocksdb_writebatch_clear(st->wb);
+		store_rollback(st);
 	u.n = only_unreached(st, u.n, &r);
 	free(r.users);
 	if (rc == CHAT_OK && have && cb) {

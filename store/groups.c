@@ -79,7 +79,7 @@ int store_group_event(store *st, const store_group *g, const store_msg *ev,
 		rc = store_send_batch(st, ev, to, n, 0, seq);
 	if (rc == CHAT_OK)
 		return store_commit(st);
-	rocksdb_writebatch_clear(st->wb);
+	store_rollback(st);
 	return rc;
 }
 

@@ -81,12 +81,13 @@ int store_dedup_get(store *st, const char *from, const store_cid *cid, char *con
 	return rc;
 }
 
-int store_conv_last_seq(store *st, const char *conv, uint64_t *seq)
+/* fill: as in qmeta_get (queue.c); a send's read fills, a probe does not */
+static int conv_last(store *st, const char *conv, uint64_t *seq, bool fill)
 {
 	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
 	uint8_t v[8];
 	int rc = n && n <= CHAT_CONV_MAX
-	         ? store_get_fixed(st, STORE_CF_CONVS, conv, n, v, sizeof v)
+	         ? store_counter_get(st, STORE_CF_CONVS, conv, n, v, sizeof v, fill)
 	         : CHAT_ENOTFOUND;
 	if (rc == CHAT_ENOTFOUND) {
 		*seq = 0;
@@ -95,6 +96,11 @@ int store_conv_last_seq(store *st, const char *conv, uint64_t *seq)
 	if (rc == CHAT_OK)
 		*seq = store_be64_get(v);
 	return rc;
+}
+
+int store_conv_last_seq(store *st, const char *conv, uint64_t *seq)
+{
+	return conv_last(st, conv, seq, false);
 }
 
 /* Writes the record's header into hdr (MSG_HDR_MAX bytes); returns its
@@ -226,7 +232,7 @@ int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
 	if (rc == CHAT_OK)
 		rc = store_commit(st);
 	else
-		rocksdb_writebatch_clear(st->wb);
+		store_rollback(st);
 	return rc;
 }
 
@@ -241,7 +247,7 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	uint64_t last;
 	if (!store_msgkey(mkey, msg->conv, 0))
 		return store_fail(st, CHAT_EINVAL, "bad conversation id");
-	if ((rc = store_conv_last_seq(st, msg->conv, &last)) != CHAT_OK)
+	if ((rc = conv_last(st, msg->conv, &last, true)) != CHAT_OK)
 		return rc;
 	uint64_t s = last + 1;
 	size_t mklen = store_msgkey(mkey, msg->conv, s);
@@ -252,7 +258,7 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 
 	rocksdb_writebatch_t *wb = st->wb;
 	store_be64_put(buf, s);
-	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_CONVS], msg->conv, cl, (const char *)buf, 8);
+	store_counter_put(st, STORE_CF_CONVS, msg->conv, cl, buf, 8);
 	if (s == 1)
 		store_contacts_put(st, msg->conv, cl);
 

@@ -18,10 +18,14 @@
 #define QKEY_MAX (CHAT_ADDR_MAX + 1 + STORE_SEQ_LEN)
 #define QMETA_LEN 16
 
-static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, uint64_t *count)
+/* fill: whether the counter cache keeps what a miss reads — yes for the
+ * writers' reads, no for a connect's (a device that connects and then only
+ * idles must not take a slot). */
+static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, uint64_t *count,
+                     bool fill)
 {
 	uint8_t meta[QMETA_LEN];
-	int rc = store_get_fixed(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta);
+	int rc = store_counter_get(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta, fill);
 	*next = 1;
 	*count = 0;
 	if (rc == CHAT_OK) {
@@ -36,8 +40,7 @@ static void qmeta_put(store *st, const char *addr, size_t alen, uint64_t next, u
 	uint8_t meta[QMETA_LEN];
 	store_be64_put(meta, next);
 	store_be64_put(meta + 8, count);
-	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_QMETA], addr, alen, (const char *)meta,
-	                          sizeof meta);
+	store_counter_put(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta);
 }
 
 int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
@@ -47,7 +50,7 @@ int store_queue_add(store *st, const char *addr, char kind, const void *payload,
 	if (!alen)
 		return store_fail(st, CHAT_EINVAL, "bad device address");
 	uint64_t next, count;
-	int rc = qmeta_get(st, addr, alen, &next, &count);
+	int rc = qmeta_get(st, addr, alen, &next, &count, true);
 	if (rc != CHAT_OK)
 		return rc;
 	if (max_queue && count >= max_queue)
@@ -68,7 +71,7 @@ int store_queue_add(store *st, const char *addr, char kind, const void *payload,
 int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta)
 {
 	uint64_t next, count;
-	int rc = qmeta_get(st, addr, alen, &next, &count);
+	int rc = qmeta_get(st, addr, alen, &next, &count, true);
 	if (rc != CHAT_OK)
 		return rc;
 	count = delta < 0 && (uint64_t)-delta > count ? 0 : count + (uint64_t)delta;
@@ -114,7 +117,7 @@ int store_queue_drop(store *st, const char *addr)
 	size_t alen = store_addrlen(addr);
 	if (!alen)
 		return store_fail(st, CHAT_EINVAL, "bad device address");
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QMETA], addr, alen);
+	store_counter_delete(st, STORE_CF_QMETA, addr, alen);
 	/* addr \0: the '\0' keeps "bob/p" from matching "bob/p2" */
 	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, drop_kv, (void *)addr);
 }
@@ -145,7 +148,7 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 			continue;
 		int rc = store_queue_add(st, to[i], STORE_QE_EVENT, event, len, 0, &qseq);
 		if (rc != CHAT_OK) {
-			rocksdb_writebatch_clear(st->wb);
+			store_rollback(st);
 			return rc;
 		}
 	}
@@ -241,7 +244,7 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 	if (rc == CHAT_OK && gone)
 		rc = store_queue_count_add(st, addr, alen, -gone);
 	if (rc != CHAT_OK) {
-		rocksdb_writebatch_clear(st->wb);
+		store_rollback(st);
 		return rc;
 	}
 	return gone ? store_commit(st) : CHAT_OK;
@@ -285,7 +288,7 @@ int store_queue_count(store *st, const char *addr, uint64_t *count)
 	size_t alen = store_addrlen(addr);
 	uint64_t next;
 	*count = 0;
-	return alen ? qmeta_get(st, addr, alen, &next, count) : CHAT_OK;
+	return alen ? qmeta_get(st, addr, alen, &next, count, false) : CHAT_OK;
 }
 
 int store_queue_last(store *st, const char *addr, uint64_t *qseq)
@@ -295,7 +298,7 @@ int store_queue_last(store *st, const char *addr, uint64_t *qseq)
 	*qseq = 0;
 	if (!alen)
 		return store_fail(st, CHAT_EINVAL, "bad device address");
-	int rc = qmeta_get(st, addr, alen, &next, &count);
+	int rc = qmeta_get(st, addr, alen, &next, &count, false);
 	if (rc == CHAT_OK)
 		*qseq = next - 1;
 	return rc;

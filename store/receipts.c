@@ -116,7 +116,7 @@ int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, 
 	if (rc == CHAT_OK && gone)
 		rc = store_queue_count_add(st, addr, alen, -gone);
 	if (rc != CHAT_OK) {
-		rocksdb_writebatch_clear(st->wb);
+		store_rollback(st);
 		return rc;
 	}
 	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;

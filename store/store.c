@@ -90,8 +90,14 @@ const char *store_errmsg(const store *st)
 
 rocksdb_writebatch_t *store_batch(store *st)
 {
-	rocksdb_writebatch_clear(st->wb);
+	store_rollback(st);
 	return st->wb;
+}
+
+void store_rollback(store *st)
+{
+	rocksdb_writebatch_clear(st->wb);
+	store_counters_settle(st, false);
 }
 
 /* Whether the disk keeps min_free bytes after this batch. RocksDB must
@@ -111,17 +117,18 @@ int store_commit(store *st)
 {
 	char *err = NULL;
 	if (!room_for(st)) {
-		rocksdb_writebatch_clear(st->wb);
+		store_rollback(st);
 		return store_fail(st, CHAT_EIO, "the disk of the store is nearly full (under %llu MB "
 		                  "free): write refused", (unsigned long long)(st->min_free >> 20));
 	}
 	if (st->write_failed) {
-		rocksdb_writebatch_clear(st->wb);
+		store_rollback(st);
 		return store_fail(st, CHAT_EIO, "writes stopped after an earlier write error; "
 		                  "restart once the disk has room");
 	}
 	rocksdb_write(st->db, st->wo, st->wb, &err);
 	rocksdb_writebatch_clear(st->wb);
+	store_counters_settle(st, err == NULL);
 	if (err)
 		st->write_failed = true;
 	return err ? store_rocks_err(st, err) : CHAT_OK;
@@ -475,6 +482,8 @@ int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen)
 	}
 	if (rc == CHAT_OK)
 		rc = store_meta_init(st);
+	if (rc == CHAT_OK && store_counters_open(st) != CHAT_OK)
+		rc = store_fail(st, CHAT_ENOMEM, "out of memory");
 	if (rc == CHAT_OK && opts->min_free) {
 		st->min_free = opts->min_free;
 		st->dir_fd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -523,5 +532,6 @@ void store_close(store *st)
 	free(st->addrs);
 	free(st->addr_ptrs);
 	free(st->to_sorted);
+	store_counters_close(st);
 	free(st);
 }

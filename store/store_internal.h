@@ -107,6 +107,7 @@ struct store {
 	char (*addrs)[CHAT_ADDR_MAX + 1];
 	const char **addr_ptrs;
 	size_t addrs_cap;
+	struct store_counters *ctr; /* counters.c */
 };
 
 static inline void store_be64_put(uint8_t *p, uint64_t v)
@@ -136,6 +137,24 @@ int store_fail(store *st, int code, const char *fmt, ...)
 rocksdb_writebatch_t *store_batch(store *st);
 /* Writes the shared batch (sync per opts) and empties it. */
 int store_commit(store *st);
+/* Empties the shared batch without writing it (an operation failed). */
+void store_rollback(store *st);
+
+/* counters.c: the committed qmeta and convs values, cached in memory.
+ * store_counter_get is store_get_fixed through the cache (fill: keep what
+ * a miss read); put and delete add to st->wb like their rocksdb_writebatch
+ * counterparts. settle applies (or drops) the batch's writes to the cache;
+ * forget empties it (after writes that bypassed these calls). */
+int store_counters_open(store *st);
+void store_counters_close(store *st);
+int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
+                      size_t vlen, bool fill);
+void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen,
+                       const void *val, size_t vlen);
+void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen);
+void store_counters_settle(store *st, bool committed);
+void store_counters_forget(store *st);
+void store_counters_stats(const store *st, uint64_t *hits, uint64_t *misses);
 
 /* user \0 device into out (STORE_DEVKEY_MAX bytes); 0 if either is empty
  * or too long. */

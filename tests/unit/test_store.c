@@ -73,6 +73,7 @@ static void raw_put(store *st, enum store_cf cf, const void *k, size_t klen, con
 	rocksdb_put_cf(st->db, wo, st->cf[cf], k, klen, v, vlen, &err);
 	rocksdb_writeoptions_destroy(wo);
 	ck_assert_ptr_null(err);
+	store_counters_forget(st); /* written behind the counter cache's back */
 }
 
 static bool raw_exists(store *st, enum store_cf cf, const void *k, size_t klen)
@@ -648,6 +649,77 @@ START_TEST(test_quota_refusal_writes_nothing)
 	m.cid.u = 4;
 	ck_assert_int_eq(store_send(st, &m, x, 1, 0, &seq), CHAT_OK);
 	ck_assert_int_eq(queue_len(st, "x/1"), 3);
+	store_close(st);
+}
+END_TEST
+
+/* The counter cache (counters.c) answers only what RocksDB committed: a
+ * refused send, a failed write and a dropped queue leave no trace in it,
+ * and the answers match a store reopened without it. */
+START_TEST(test_counter_cache_follows_commits)
+{
+	store *st = open_ok();
+	const char *x[] = { "x/1" }, *yx[] = { "y/1", "x/1" }, *y[] = { "y/1" };
+	store_msg m = msg_for("g:k", "s/1", 1, "a");
+	uint64_t seq = 0, n, last;
+	for (int i = 0; i < 50; i++) {
+		m.cid.u = 100 + (uint64_t)i;
+		ck_assert_uint_eq(send_ok(st, &m, x, 1), (uint64_t)i + 1);
+	}
+	uint64_t hits, misses;
+	store_counters_stats(st, &hits, &misses);
+	ck_assert_msg(hits >= 90 && misses <= 4, "hits %llu, misses %llu", (unsigned long long)hits,
+	              (unsigned long long)misses);
+
+	/* y's counter is written into the batch, then x is over quota */
+	m.cid.u = 1;
+	ck_assert_int_eq(store_send(st, &m, yx, 2, 50, &seq), CHAT_EQUOTA);
+	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(store_queue_last(st, "y/1", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 0);
+	ck_assert_int_eq(store_conv_last_seq(st, "g:k", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 50);
+
+	/* a write RocksDB never took */
+	st->write_failed = true;
+	m.cid.u = 2;
+	ck_assert_int_eq(store_send(st, &m, y, 1, 0, &seq), CHAT_EIO);
+	st->write_failed = false;
+	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 0);
+	ck_assert_int_eq(store_conv_last_seq(st, "g:k", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 50);
+	ck_assert_uint_eq(send_ok(st, &m, y, 1), 51);
+	ck_assert_int_eq(store_queue_last(st, "y/1", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 1);
+
+	/* receipts count down; a dropped queue starts over */
+	uint64_t seqs[] = { 1, 2, 3 }, q[3];
+	ck_assert_int_eq(store_ack(st, "x/1", "g:k", seqs, 3, q), CHAT_OK);
+	ck_assert_int_eq(store_queue_count(st, "x/1", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 47);
+	store_batch(st);
+	ck_assert_int_eq(store_queue_drop(st, "y/1"), CHAT_OK);
+	ck_assert_int_eq(store_commit(st), CHAT_OK);
+	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 0);
+	m.cid.u = 3;
+	ck_assert_uint_eq(send_ok(st, &m, y, 1), 52);
+	ck_assert_int_eq(store_queue_last(st, "y/1", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 1);
+
+	/* the same answers from RocksDB alone */
+	store_close(st);
+	st = open_ok();
+	ck_assert_int_eq(store_queue_count(st, "x/1", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 47);
+	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_int_eq(store_queue_last(st, "x/1", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 50);
+	ck_assert_int_eq(store_conv_last_seq(st, "g:k", &last), CHAT_OK);
+	ck_assert_uint_eq(last, 52);
 	store_close(st);
 }
 END_TEST
@@ -1287,6 +1359,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_dedup);
 	tcase_add_test(tc, test_body_and_bodies_roundtrip);
 	tcase_add_test(tc, test_quota_refusal_writes_nothing);
+	tcase_add_test(tc, test_counter_cache_follows_commits);
 	tcase_add_test(tc, test_duplicate_recipient_queued_once);
 	tcase_add_test(tc, test_device_remove_drops_queue);
 	tcase_add_test(tc, test_queue_read_events_remove);
