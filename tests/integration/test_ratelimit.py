@@ -37,7 +37,11 @@ class RateLimitTest(ChatTestCase):
         # the burst plus what refilled while the flood was going on
         self.assertGreaterEqual(len(accepted), BURST)
         self.assertLessEqual(len(accepted), BURST + int(elapsed * RATE) + 1, elapsed)
-        self.assertEqual(accepted, list(range(1, len(accepted) + 1)), "refusals are the tail")
+        # the burst is the head; a token that refilled during the flood (one
+        # per 1/RATE s; the flood takes that long under ASan on a busy
+        # machine) admits a later cid among the refusals
+        self.assertEqual(accepted[:BURST], list(range(1, BURST + 1)), "the burst is the head")
+        self.assertGreater(min(refused), BURST)
         self.assertEqual(len(accepted) + len(refused), n)
         self.assertEqual({code for code in codes.values() if code >= 0x80}, {0x87})
         errs = [da.wait_event("error") for _ in refused]
