@@ -1,16 +1,20 @@
-/* counters.c — the committed values of the two small counters that every
- * send and receipt reads, kept in memory: qmeta (a device's next qseq and
- * queue length) and convs (a conversation's last seq).
+/* cache.c — committed values the hot paths read again and again, kept in
+ * memory: qmeta (a device's next qseq and queue length) and convs (a
+ * conversation's last seq), read by every send; and a message's record as
+ * its last release will rewrite it (the header, without the body), which
+ * saves that release reading the record again right after the send or
+ * the replay that had it in hand.
  *
- * Each is a direct-mapped table of CTR_SLOTS slots, allocated once: a key
- * lives in the slot its hash names, a colliding key replaces it, and a
- * miss reads RocksDB and fills the slot. A slot holds only what RocksDB has
- * committed, so a read inside a batch sees what it would without the cache.
- * A write through store_counter_put/delete empties its slot at once and is
- * remembered as pending; store_commit puts the pending values into their
- * slots after RocksDB took the batch, and an emptied batch (store_batch,
- * store_rollback, a failed commit) drops them. Writes that bypass these
- * calls (the white-box tests' raw records) call store_counters_forget.
+ * Each table is direct-mapped, allocated once and touched only as used: a
+ * key lives in the slot its hash names, a colliding key replaces it, a
+ * miss reads RocksDB. A slot holds only what RocksDB has committed, so a
+ * read inside a batch sees what it would without the cache. A write into
+ * the shared batch empties its slot at once and is remembered as pending;
+ * store_commit applies the pending entries after RocksDB took the batch
+ * (a new value, "no record", or just empty again), and an emptied batch
+ * (store_batch, store_rollback, a failed commit) drops them. Writes that
+ * bypass these calls (the white-box tests' raw records) call
+ * store_caches_forget.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,39 +22,52 @@
 #include "err.h"
 #include "store_internal.h"
 
-#define CTR_SLOTS 8192 /* per counter: ~1.2 MB each, touched only as used */
-#define CTR_KEY_MAX (CHAT_CONV_MAX > CHAT_ADDR_MAX ? CHAT_CONV_MAX : CHAT_ADDR_MAX)
-#define CTR_VAL_MAX 16
+#define SLOTS 8192 /* per table; a power of two */
 
-typedef struct ctr_slot {
-	uint8_t state; /* 0: empty, 1: key has no record, 2: key has val */
-	uint8_t klen;
-	uint8_t key[CTR_KEY_MAX];
-	uint8_t val[CTR_VAL_MAX];
-} ctr_slot;
+enum { EMPTY, ABSENT, VALUE };
 
-struct ctr_pending {
-	uint8_t table, present, klen;
-	uint32_t slot;
-	uint8_t key[CTR_KEY_MAX];
-	uint8_t val[CTR_VAL_MAX];
+static const struct {
+	enum store_cf cf;
+	size_t key_max, val_max;
+} tables[STORE_CACHE_COUNT] = {
+	[STORE_CACHE_QMETA] = { STORE_CF_QMETA, CHAT_ADDR_MAX, 16 },
+	[STORE_CACHE_CONVS] = { STORE_CF_CONVS, CHAT_CONV_MAX, 8 },
+	[STORE_CACHE_MSGHDR] = { STORE_CF_MSGS, STORE_MSGKEY_MAX, STORE_MSG_HDR_MAX },
 };
 
-struct store_counters {
-	ctr_slot *slot[2];
-	struct ctr_pending *pending;
+#define KEY_MAX STORE_MSGKEY_MAX /* the longest of the tables' keys */
+#define VAL_MAX STORE_MSG_HDR_MAX
+
+typedef struct slot {
+	uint8_t state, klen;
+	uint16_t vlen;
+	uint8_t bytes[]; /* key[key_max], then val[val_max] */
+} slot;
+
+struct pending {
+	uint8_t table, state, klen;
+	uint16_t vlen;
+	uint32_t slot;
+	uint8_t key[KEY_MAX];
+	uint8_t val[VAL_MAX];
+};
+
+struct store_caches {
+	uint8_t *table[STORE_CACHE_COUNT];
+	struct pending *pending;
 	size_t npending, cap;
 	bool pending_lost; /* a pending write could not be remembered */
 	uint64_t hits, misses;
 };
 
-static int table_of(enum store_cf cf, size_t vlen)
+static size_t stride(int t)
 {
-	if (cf == STORE_CF_QMETA && vlen == 16)
-		return 0;
-	if (cf == STORE_CF_CONVS && vlen == 8)
-		return 1;
-	return -1;
+	return (sizeof(slot) + tables[t].key_max + tables[t].val_max + 7) & ~(size_t)7;
+}
+
+static slot *slot_at(struct store_caches *c, int t, uint32_t i)
+{
+	return (slot *)(c->table[t] + (size_t)i * stride(t));
 }
 
 static uint32_t slot_of(const void *key, size_t klen)
@@ -59,134 +76,182 @@ static uint32_t slot_of(const void *key, size_t klen)
 	uint32_t h = 2166136261u; /* FNV-1a */
 	for (size_t i = 0; i < klen; i++)
 		h = (h ^ p[i]) * 16777619u;
-	return (h ^ (h >> 15)) & (CTR_SLOTS - 1);
+	return (h ^ (h >> 15)) & (SLOTS - 1);
 }
 
-int store_counters_open(store *st)
+static bool fits(int t, size_t klen, size_t vlen)
 {
-	struct store_counters *c = calloc(1, sizeof *c);
+	return klen <= tables[t].key_max && vlen <= tables[t].val_max;
+}
+
+int store_caches_open(store *st)
+{
+	struct store_caches *c = calloc(1, sizeof *c);
 	if (!c)
 		return CHAT_ENOMEM;
-	for (int t = 0; t < 2; t++)
-		if (!(c->slot[t] = calloc(CTR_SLOTS, sizeof(ctr_slot)))) {
-			free(c->slot[0]);
+	for (int t = 0; t < STORE_CACHE_COUNT; t++)
+		if (!(c->table[t] = calloc(SLOTS, stride(t)))) {
+			for (int u = 0; u < t; u++)
+				free(c->table[u]);
 			free(c);
 			return CHAT_ENOMEM;
 		}
-	st->ctr = c;
+	st->caches = c;
 	return CHAT_OK;
 }
 
-void store_counters_close(store *st)
+void store_caches_close(store *st)
 {
-	struct store_counters *c = st->ctr;
+	struct store_caches *c = st->caches;
 	if (!c)
 		return;
-	free(c->slot[0]);
-	free(c->slot[1]);
+	for (int t = 0; t < STORE_CACHE_COUNT; t++)
+		free(c->table[t]);
 	free(c->pending);
 	free(c);
-	st->ctr = NULL;
+	st->caches = NULL;
 }
 
-void store_counters_forget(store *st)
+void store_caches_forget(store *st)
 {
-	struct store_counters *c = st->ctr;
-	for (int t = 0; c && t < 2; t++)
-		memset(c->slot[t], 0, CTR_SLOTS * sizeof(ctr_slot));
+	struct store_caches *c = st->caches;
+	for (int t = 0; c && t < STORE_CACHE_COUNT; t++)
+		memset(c->table[t], 0, SLOTS * stride(t));
 }
 
-void store_counters_stats(const store *st, uint64_t *hits, uint64_t *misses)
+void store_caches_stats(const store *st, uint64_t *hits, uint64_t *misses)
 {
-	*hits = st->ctr ? st->ctr->hits : 0;
-	*misses = st->ctr ? st->ctr->misses : 0;
+	*hits = st->caches ? st->caches->hits : 0;
+	*misses = st->caches ? st->caches->misses : 0;
 }
 
-int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
-                      size_t vlen, bool fill)
+int store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen, void *out,
+                       size_t *vlen)
 {
-	struct store_counters *c = st->ctr;
-	int t = table_of(cf, vlen);
-	if (!c || t < 0 || klen > CTR_KEY_MAX)
-		return store_get_fixed(st, cf, key, klen, out, vlen);
-	ctr_slot *s = &c->slot[t][slot_of(key, klen)];
-	if (s->state && s->klen == klen && memcmp(s->key, key, klen) == 0) {
-		c->hits++;
-		if (s->state == 1)
-			return CHAT_ENOTFOUND;
-		memcpy(out, s->val, vlen);
-		return CHAT_OK;
+	struct store_caches *c = st->caches;
+	if (!c || !fits(t, klen, 0))
+		return -1;
+	slot *s = slot_at(c, t, slot_of(key, klen));
+	if (s->state == EMPTY || s->klen != klen || memcmp(s->bytes, key, klen) != 0) {
+		c->misses++;
+		return -1;
 	}
-	c->misses++;
-	int rc = store_get_fixed(st, cf, key, klen, out, vlen);
-	if (fill && (rc == CHAT_OK || rc == CHAT_ENOTFOUND)) {
-		s->state = rc == CHAT_OK ? 2 : 1;
-		s->klen = (uint8_t)klen;
-		memcpy(s->key, key, klen);
-		if (rc == CHAT_OK)
-			memcpy(s->val, out, vlen);
-	}
-	return rc;
+	c->hits++;
+	if (s->state == ABSENT)
+		return CHAT_ENOTFOUND;
+	memcpy(out, s->bytes + tables[t].key_max, s->vlen);
+	*vlen = s->vlen;
+	return CHAT_OK;
 }
 
-/* Empties the key's slot and remembers the write for store_commit. */
-static void stage(store *st, int t, const void *key, size_t klen, const void *val, size_t vlen)
+static void set_slot(slot *s, int t, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct store_counters *c = st->ctr;
+	s->state = val ? VALUE : ABSENT;
+	s->klen = (uint8_t)klen;
+	s->vlen = (uint16_t)vlen;
+	memcpy(s->bytes, key, klen);
+	if (val)
+		memcpy(s->bytes + tables[t].key_max, val, vlen);
+}
+
+void store_cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
+                      const void *val, size_t vlen)
+{
+	struct store_caches *c = st->caches;
+	if (c && fits(t, klen, vlen))
+		set_slot(slot_at(c, t, slot_of(key, klen)), t, key, klen, val, vlen);
+}
+
+void store_cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
+                       const void *val, size_t vlen, bool keep)
+{
+	struct store_caches *c = st->caches;
+	if (!c)
+		return;
+	if (!fits(t, klen, 0))
+		return; /* never cached */
 	uint32_t i = slot_of(key, klen);
-	c->slot[t][i].state = 0;
+	slot_at(c, t, i)->state = EMPTY;
 	if (c->npending == c->cap) {
 		size_t cap = c->cap ? 2 * c->cap : 64;
-		struct ctr_pending *p = realloc(c->pending, cap * sizeof *p);
+		struct pending *p = realloc(c->pending, cap * sizeof *p);
 		if (!p) {
-			c->pending_lost = true; /* the slot stays empty: only a miss */
+			c->pending_lost = true; /* the slot stays empty: only misses */
 			return;
 		}
 		c->pending = p;
 		c->cap = cap;
 	}
-	struct ctr_pending *p = &c->pending[c->npending++];
+	struct pending *p = &c->pending[c->npending++];
 	p->table = (uint8_t)t;
 	p->slot = i;
 	p->klen = (uint8_t)klen;
 	memcpy(p->key, key, klen);
-	p->present = val != NULL;
-	memset(p->val, 0, sizeof p->val);
-	if (val)
+	p->state = !keep || (val && !fits(t, klen, vlen)) ? EMPTY : val ? VALUE : ABSENT;
+	p->vlen = p->state == VALUE ? (uint16_t)vlen : 0;
+	if (p->state == VALUE)
 		memcpy(p->val, val, vlen);
+}
+
+void store_caches_settle(store *st, bool committed)
+{
+	struct store_caches *c = st->caches;
+	if (!c)
+		return;
+	/* in batch order: a later write of a key wins */
+	for (size_t k = 0; committed && !c->pending_lost && k < c->npending; k++) {
+		const struct pending *p = &c->pending[k];
+		slot *s = slot_at(c, p->table, p->slot);
+		if (p->state == EMPTY) {
+			/* written without a value to keep; whatever was read into
+			 * the slot during the batch is now stale */
+			s->state = EMPTY;
+			continue;
+		}
+		set_slot(s, p->table, p->key, p->klen, p->state == VALUE ? p->val : NULL, p->vlen);
+	}
+	c->npending = 0;
+	c->pending_lost = false;
+}
+
+/* ---- the counters, through the cache ---- */
+
+static int counter_table(enum store_cf cf, size_t vlen)
+{
+	if (cf == STORE_CF_QMETA && vlen == 16)
+		return STORE_CACHE_QMETA;
+	if (cf == STORE_CF_CONVS && vlen == 8)
+		return STORE_CACHE_CONVS;
+	return -1;
+}
+
+int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
+                      size_t vlen, bool fill)
+{
+	int t = counter_table(cf, vlen);
+	size_t got = 0;
+	int rc = t < 0 ? -1 : store_cache_lookup(st, t, key, klen, out, &got);
+	if (rc == CHAT_ENOTFOUND || (rc == CHAT_OK && got == vlen))
+		return rc;
+	rc = store_get_fixed(st, cf, key, klen, out, vlen);
+	if (t >= 0 && fill && (rc == CHAT_OK || rc == CHAT_ENOTFOUND))
+		store_cache_fill(st, t, key, klen, rc == CHAT_OK ? out : NULL, vlen);
+	return rc;
 }
 
 void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen,
                        const void *val, size_t vlen)
 {
 	rocksdb_writebatch_put_cf(st->wb, st->cf[cf], key, klen, val, vlen);
-	int t = table_of(cf, vlen);
-	if (st->ctr && t >= 0 && klen <= CTR_KEY_MAX)
-		stage(st, t, key, klen, val, vlen);
+	int t = counter_table(cf, vlen);
+	if (t >= 0)
+		store_cache_stage(st, t, key, klen, val, vlen, true);
 }
 
 void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen)
 {
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[cf], key, klen);
-	int t = table_of(cf, cf == STORE_CF_QMETA ? 16 : 8);
-	if (st->ctr && t >= 0 && klen <= CTR_KEY_MAX)
-		stage(st, t, key, klen, NULL, 0);
-}
-
-void store_counters_settle(store *st, bool committed)
-{
-	struct store_counters *c = st->ctr;
-	if (!c)
-		return;
-	/* in batch order: a later write of a key wins */
-	for (size_t k = 0; committed && !c->pending_lost && k < c->npending; k++) {
-		const struct ctr_pending *p = &c->pending[k];
-		ctr_slot *s = &c->slot[p->table][p->slot];
-		s->state = p->present ? 2 : 1;
-		s->klen = p->klen;
-		memcpy(s->key, p->key, p->klen);
-		memcpy(s->val, p->val, CTR_VAL_MAX);
-	}
-	c->npending = 0;
-	c->pending_lost = false;
+	int t = counter_table(cf, cf == STORE_CF_QMETA ? 16 : 8);
+	if (t >= 0)
+		store_cache_stage(st, t, key, klen, NULL, 0, true);
 }

@@ -34,7 +34,8 @@
 #define MSG_F_GROUP 0x10
 #define MSG_F_ALL (MSG_F_TYPE | MSG_F_CID_UINT | MSG_F_BODIES | MSG_F_NOBODY | MSG_F_GROUP)
 #define MSG_FIXED (1 + 1 + 8 + 8 + 8)
-#define MSG_HDR_MAX (MSG_FIXED + 1 + STORE_CID_MAX + 1 + CHAT_ADDR_MAX + 1 + 4)
+#define MSG_HDR_MAX STORE_MSG_HDR_MAX
+_Static_assert(MSG_FIXED == 26, "STORE_MSG_HDR_MAX counts 26 fixed bytes");
 #define DEDUPVAL_MAX (STORE_MSGKEY_MAX + 8)
 #define EXPKEY_MAX (8 + 1 + STORE_MSGKEY_MAX)
 
@@ -132,6 +133,14 @@ static size_t msg_encode_header(uint8_t *hdr, const store_msg *m, size_t body_le
 	for (int i = 3; i >= 0; i--)
 		p[i] = (uint8_t)(body_len >> (8 * (3 - i)));
 	return (size_t)(p + 4 - hdr);
+}
+
+/* The record of m once its body is gone (what its last release writes). */
+static size_t released_record(uint8_t *hdr, const store_msg *m)
+{
+	size_t hlen = msg_encode_header(hdr, m, 0, false);
+	hdr[1] |= MSG_F_NOBODY;
+	return hlen;
 }
 
 /* Decodes a record into out (pointers into rec); false on anything that does
@@ -271,6 +280,9 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	const char *vparts[2] = { (const char *)hdr, body ? (const char *)body : "" };
 	size_t vlens[2] = { hlen, body_len };
 	rocksdb_writebatch_putv_cf(wb, st->cf[STORE_CF_MSGS], 1, kparts, klens, 2, vparts, vlens);
+	uint8_t rel[MSG_HDR_MAX];
+	size_t rlen = released_record(rel, msg);
+	store_cache_stage(st, STORE_CACHE_MSGHDR, mkey, mklen, rel, rlen, true);
 
 	if (msg->kind == STORE_KIND_MSG) {
 		size_t dklen = store_dedupkey(dkey, msg->from, &msg->cid);
@@ -327,6 +339,11 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 		                  (unsigned long long)seq, vlen);
 	}
 	out->conv = conv;
+	if (!(v[1] & MSG_F_NOBODY)) { /* its last release will want this */
+		uint8_t hdr[MSG_HDR_MAX];
+		size_t hlen = released_record(hdr, out);
+		store_cache_fill(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, hlen);
+	}
 	return CHAT_OK;
 }
 
@@ -348,10 +365,11 @@ int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, sto
 }
 
 int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv)
+                           rocksdb_pinnableslice_t **val, char *conv, bool *have)
 {
 	uint8_t cnt[8];
 	*val = NULL;
+	*have = false;
 	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* already released */
@@ -366,17 +384,25 @@ int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store
 	}
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen);
 
-	/* the last one: rewrite the record without its body */
-	rc = store_msg_load(st, msgkey, mklen, m, val, conv);
-	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
-		return CHAT_OK; /* nothing worth keeping */
-	if (rc != CHAT_OK)
-		return rc;
-	uint8_t hdr[MSG_HDR_MAX];
-	size_t hlen = msg_encode_header(hdr, m, 0, false);
-	hdr[1] |= MSG_F_NOBODY;
+	/* the last one: rewrite the record without its body — known already if
+	 * this message was sent or read lately (cache.c), else read */
+	size_t hlen = 0;
+	uint64_t seq;
+	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, st->released, &hlen) == CHAT_OK &&
+	    msg_decode(st->released, hlen, m) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
+		m->conv = conv;
+	} else {
+		rc = store_msg_load(st, msgkey, mklen, m, val, conv);
+		if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
+			return CHAT_OK; /* nothing worth keeping */
+		if (rc != CHAT_OK)
+			return rc;
+		hlen = released_record(st->released, m);
+	}
+	*have = true;
 	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)msgkey, mklen,
-	                          (const char *)hdr, hlen);
+	                          (const char *)st->released, hlen);
+	store_cache_stage(st, STORE_CACHE_MSGHDR, msgkey, mklen, NULL, 0, false);
 	return CHAT_OK;
 }
 
@@ -385,7 +411,8 @@ int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
 	rocksdb_pinnableslice_t *val;
 	store_msg m;
 	char conv[CHAT_CONV_MAX + 1];
-	int rc = store_msg_release_keep(st, msgkey, mklen, &m, &val, conv);
+	bool have;
+	int rc = store_msg_release_keep(st, msgkey, mklen, &m, &val, conv, &have);
 	rocksdb_pinnableslice_destroy(val);
 	return rc;
 }

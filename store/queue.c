@@ -251,11 +251,13 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 }
 
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv)
+                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
+                  bool *have)
 {
 	uint8_t rk[STORE_RCPTKEY_MAX], q[8], qk[QKEY_MAX];
 	*qseq = 0;
 	*val = NULL;
+	*have = false;
 	size_t rklen = store_rcptkey(rk, mk, mklen, addr, alen);
 	int rc = store_get_fixed(st, STORE_CF_RCPTS, rk, rklen, q, sizeof q);
 	if (rc == CHAT_ENOTFOUND)
@@ -268,7 +270,7 @@ int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, s
 	size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	rc = store_msg_release_keep(st, mk, mklen, m, val, conv);
+	rc = store_msg_release_keep(st, mk, mklen, m, val, conv, have);
 	if (rc == CHAT_OK)
 		*qseq = store_be64_get(q);
 	return rc;

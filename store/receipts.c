@@ -100,15 +100,17 @@ int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, 
 		store_msg m;
 		rocksdb_pinnableslice_t *val = NULL;
 		char cv[CHAT_CONV_MAX + 1];
+		bool have = false;
 		if (addr) {
 			if (!again)
-				rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv);
+				rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv,
+				                   &have);
 			got = qseqs_out[i] != 0;
 			gone += got;
 		}
 		if (rc == CHAT_OK && state != STORE_R_NONE)
 			rc = receipt_one(st, mk, mklen, by, ul, state, got, from_out[i],
-			                 again ? &(bool){ false } : &changed[i], &prev, val ? &m : NULL);
+			                 again ? &(bool){ false } : &changed[i], &prev, have ? &m : NULL);
 		rocksdb_pinnableslice_destroy(val);
 		if (prev_out)
 			prev_out[i] = prev;

@@ -97,7 +97,7 @@ rocksdb_writebatch_t *store_batch(store *st)
 void store_rollback(store *st)
 {
 	rocksdb_writebatch_clear(st->wb);
-	store_counters_settle(st, false);
+	store_caches_settle(st, false);
 }
 
 /* Whether the disk keeps min_free bytes after this batch. RocksDB must
@@ -128,7 +128,7 @@ int store_commit(store *st)
 	}
 	rocksdb_write(st->db, st->wo, st->wb, &err);
 	rocksdb_writebatch_clear(st->wb);
-	store_counters_settle(st, err == NULL);
+	store_caches_settle(st, err == NULL);
 	if (err)
 		st->write_failed = true;
 	return err ? store_rocks_err(st, err) : CHAT_OK;
@@ -482,7 +482,7 @@ int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen)
 	}
 	if (rc == CHAT_OK)
 		rc = store_meta_init(st);
-	if (rc == CHAT_OK && store_counters_open(st) != CHAT_OK)
+	if (rc == CHAT_OK && store_caches_open(st) != CHAT_OK)
 		rc = store_fail(st, CHAT_ENOMEM, "out of memory");
 	if (rc == CHAT_OK && opts->min_free) {
 		st->min_free = opts->min_free;
@@ -532,6 +532,6 @@ void store_close(store *st)
 	free(st->addrs);
 	free(st->addr_ptrs);
 	free(st->to_sorted);
-	store_counters_close(st);
+	store_caches_close(st);
 	free(st);
 }

@@ -70,6 +70,8 @@ int store_contacts_build(store *st);
 #define STORE_MSGKEY_MAX (CHAT_CONV_MAX + 1 + STORE_SEQ_LEN)
 /* conv \0 seq \0 addr: a recipient of a message */
 #define STORE_RCPTKEY_MAX (STORE_MSGKEY_MAX + 1 + CHAT_ADDR_MAX)
+/* a message record's header (messages.c): 26 fixed bytes, cid, from, body length */
+#define STORE_MSG_HDR_MAX (26 + 1 + STORE_CID_MAX + 1 + CHAT_ADDR_MAX + 1 + 4)
 #define STORE_ERR_MAX 512
 
 #define STORE_QE_MSG 'M'
@@ -107,7 +109,8 @@ struct store {
 	char (*addrs)[CHAT_ADDR_MAX + 1];
 	const char **addr_ptrs;
 	size_t addrs_cap;
-	struct store_counters *ctr; /* counters.c */
+	struct store_caches *caches; /* cache.c */
+	uint8_t released[STORE_MSG_HDR_MAX]; /* the record store_msg_release_keep left in m */
 };
 
 static inline void store_be64_put(uint8_t *p, uint64_t v)
@@ -140,21 +143,33 @@ int store_commit(store *st);
 /* Empties the shared batch without writing it (an operation failed). */
 void store_rollback(store *st);
 
-/* counters.c: the committed qmeta and convs values, cached in memory.
- * store_counter_get is store_get_fixed through the cache (fill: keep what
- * a miss read); put and delete add to st->wb like their rocksdb_writebatch
- * counterparts. settle applies (or drops) the batch's writes to the cache;
- * forget empties it (after writes that bypassed these calls). */
-int store_counters_open(store *st);
-void store_counters_close(store *st);
+/* cache.c: committed values kept in memory (see there). lookup: CHAT_OK
+ * (the value, *vlen its length), CHAT_ENOTFOUND (known to have no record)
+ * or -1 (not cached). fill: what a read of committed data found (val NULL:
+ * no record). stage: a write into st->wb; the slot empties now, and after
+ * the commit holds val (NULL: no record) if keep, else stays empty.
+ * settle applies (committed) or drops the staged writes; forget empties
+ * every table (after writes that bypassed these calls). */
+enum store_cache { STORE_CACHE_QMETA, STORE_CACHE_CONVS, STORE_CACHE_MSGHDR, STORE_CACHE_COUNT };
+int store_caches_open(store *st);
+void store_caches_close(store *st);
+int store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen, void *out,
+                       size_t *vlen);
+void store_cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
+                      const void *val, size_t vlen);
+void store_cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
+                       const void *val, size_t vlen, bool keep);
+void store_caches_settle(store *st, bool committed);
+void store_caches_forget(store *st);
+void store_caches_stats(const store *st, uint64_t *hits, uint64_t *misses);
+/* The counters (qmeta, convs) through the cache: get is store_get_fixed
+ * (fill: keep what a miss read); put and delete add to st->wb like their
+ * rocksdb_writebatch counterparts. */
 int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
                       size_t vlen, bool fill);
 void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen,
                        const void *val, size_t vlen);
 void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen);
-void store_counters_settle(store *st, bool committed);
-void store_counters_forget(store *st);
-void store_counters_stats(const store *st, uint64_t *hits, uint64_t *misses);
 
 /* user \0 device into out (STORE_DEVKEY_MAX bytes); 0 if either is empty
  * or too long. */
@@ -214,18 +229,20 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry. */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
-/* The same, and when it had to read the message (its last reference) it
- * leaves it in m (pointers into *val, which the caller destroys; conv gets
- * CHAT_CONV_MAX + 1 bytes); *val stays NULL when it did not. */
+/* The same, and at the message's last reference it leaves the message in
+ * m and sets *have: its metadata, without the body (pointers into *val,
+ * which the caller destroys, or into the store, valid until the next
+ * release; conv gets CHAT_CONV_MAX + 1 bytes). */
 int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv);
+                           rocksdb_pinnableslice_t **val, char *conv, bool *have);
 /* queue.c: adds to the shared batch the removal of addr's queue entry for
  * the message at mk (alen: addr's length), found through its rcpts entry,
  * and one reference to the message; *qseq = the entry's position, 0 if addr
  * had none. The message, when the release read it, as store_msg_release_keep
  * leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv);
+                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
+                  bool *have);
 /* receipts.c: the one loop of store_ack, store_receipts and store_deliver,
  * in one batch. Per seq: when addr is given, addr's queue entry goes
  * (store_ack_one; qseqs_out) and "received" is whether it had one; when

@@ -220,7 +220,7 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 	}
 	if (store_commit(S.st) != CHAT_OK)
 		die("writing the fixture failed", store_errmsg(S.st));
-	store_counters_forget(S.st); /* raw records, behind the counter cache's back */
+	store_caches_forget(S.st); /* raw records, behind the counter cache's back */
 }
 
 /* Deletes every key a key-kind input may have added, and what the readers
@@ -242,7 +242,7 @@ static void wipe_keys(void)
 	}
 	if (store_commit(S.st) != CHAT_OK)
 		die("wiping keys failed", store_errmsg(S.st));
-	store_counters_forget(S.st);
+	store_caches_forget(S.st);
 }
 
 /* ---- the readers ---- */
