@@ -653,6 +653,27 @@ START_TEST(test_quota_refusal_writes_nothing)
 }
 END_TEST
 
+/* addr's queue holds n entries, the last queued at qseq last (UINT64_MAX: not checked). */
+static void expect_queue(store *st, const char *addr, uint64_t n, uint64_t last)
+{
+	uint64_t got;
+	if (n != UINT64_MAX) {
+		ck_assert_int_eq(store_queue_count(st, addr, &got), CHAT_OK);
+		ck_assert_uint_eq(got, n);
+	}
+	if (last != UINT64_MAX) {
+		ck_assert_int_eq(store_queue_last(st, addr, &got), CHAT_OK);
+		ck_assert_uint_eq(got, last);
+	}
+}
+
+static void expect_conv(store *st, const char *conv, uint64_t last)
+{
+	uint64_t got;
+	ck_assert_int_eq(store_conv_last_seq(st, conv, &got), CHAT_OK);
+	ck_assert_uint_eq(got, last);
+}
+
 /* The counter cache (cache.c) answers only what RocksDB committed: a
  * refused send, a failed write and a dropped queue leave no trace in it,
  * and the answers match a store reopened without it. */
@@ -661,7 +682,7 @@ START_TEST(test_counter_cache_follows_commits)
 	store *st = open_ok();
 	const char *x[] = { "x/1" }, *yx[] = { "y/1", "x/1" }, *y[] = { "y/1" };
 	store_msg m = msg_for("g:k", "s/1", 1, "a");
-	uint64_t seq = 0, n, last;
+	uint64_t seq = 0;
 	for (int i = 0; i < 50; i++) {
 		m.cid.u = 100 + (uint64_t)i;
 		ck_assert_uint_eq(send_ok(st, &m, x, 1), (uint64_t)i + 1);
@@ -674,52 +695,37 @@ START_TEST(test_counter_cache_follows_commits)
 	/* y's counter is written into the batch, then x is over quota */
 	m.cid.u = 1;
 	ck_assert_int_eq(store_send(st, &m, yx, 2, 50, &seq), CHAT_EQUOTA);
-	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
-	ck_assert_int_eq(store_queue_last(st, "y/1", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 0);
-	ck_assert_int_eq(store_conv_last_seq(st, "g:k", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 50);
+	expect_queue(st, "y/1", 0, 0);
+	expect_conv(st, "g:k", 50);
 
 	/* a write RocksDB never took */
 	st->write_failed = true;
 	m.cid.u = 2;
 	ck_assert_int_eq(store_send(st, &m, y, 1, 0, &seq), CHAT_EIO);
 	st->write_failed = false;
-	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
-	ck_assert_int_eq(store_conv_last_seq(st, "g:k", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 50);
+	expect_queue(st, "y/1", 0, UINT64_MAX);
+	expect_conv(st, "g:k", 50);
 	ck_assert_uint_eq(send_ok(st, &m, y, 1), 51);
-	ck_assert_int_eq(store_queue_last(st, "y/1", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 1);
+	expect_queue(st, "y/1", UINT64_MAX, 1);
 
 	/* receipts count down; a dropped queue starts over */
 	uint64_t seqs[] = { 1, 2, 3 }, q[3];
 	ck_assert_int_eq(store_ack(st, "x/1", "g:k", seqs, 3, q), CHAT_OK);
-	ck_assert_int_eq(store_queue_count(st, "x/1", &n), CHAT_OK);
-	ck_assert_uint_eq(n, 47);
+	expect_queue(st, "x/1", 47, UINT64_MAX);
 	store_batch(st);
 	ck_assert_int_eq(store_queue_drop(st, "y/1"), CHAT_OK);
 	ck_assert_int_eq(store_commit(st), CHAT_OK);
-	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	expect_queue(st, "y/1", 0, 0);
 	m.cid.u = 3;
 	ck_assert_uint_eq(send_ok(st, &m, y, 1), 52);
-	ck_assert_int_eq(store_queue_last(st, "y/1", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 1);
+	expect_queue(st, "y/1", 1, 1);
 
 	/* the same answers from RocksDB alone */
 	store_close(st);
 	st = open_ok();
-	ck_assert_int_eq(store_queue_count(st, "x/1", &n), CHAT_OK);
-	ck_assert_uint_eq(n, 47);
-	ck_assert_int_eq(store_queue_count(st, "y/1", &n), CHAT_OK);
-	ck_assert_uint_eq(n, 1);
-	ck_assert_int_eq(store_queue_last(st, "x/1", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 50);
-	ck_assert_int_eq(store_conv_last_seq(st, "g:k", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 52);
+	expect_queue(st, "x/1", 47, 50);
+	expect_queue(st, "y/1", 1, 1);
+	expect_conv(st, "g:k", 52);
 	store_close(st);
 }
 END_TEST
