@@ -210,6 +210,10 @@ void store_caches_settle(store *st, bool committed)
 		}
 		set_slot(s, p->table, p->key, p->klen, p->state == VALUE ? p->val : NULL, p->vlen);
 	}
+	/* without the full list, a slot a read refilled during the batch may
+	 * hold what the batch overwrote: start over */
+	if (committed && c->pending_lost)
+		store_caches_forget(st);
 	c->npending = 0;
 	c->pending_lost = false;
 }
