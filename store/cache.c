@@ -220,19 +220,16 @@ void store_caches_settle(store *st, bool committed)
 
 /* ---- the counters, through the cache ---- */
 
-static int counter_table(enum store_cf cf, size_t vlen)
+/* The table of a counter column family, -1 for any other. */
+static int counter_table(enum store_cf cf)
 {
-	if (cf == STORE_CF_QMETA && vlen == 16)
-		return STORE_CACHE_QMETA;
-	if (cf == STORE_CF_CONVS && vlen == 8)
-		return STORE_CACHE_CONVS;
-	return -1;
+	return cf == STORE_CF_QMETA ? STORE_CACHE_QMETA : cf == STORE_CF_CONVS ? STORE_CACHE_CONVS : -1;
 }
 
 int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
                       size_t vlen, bool fill)
 {
-	int t = counter_table(cf, vlen);
+	int t = counter_table(cf);
 	size_t got = 0;
 	int rc = t < 0 ? -1 : store_cache_lookup(st, t, key, klen, out, &got);
 	if (rc == CHAT_ENOTFOUND || (rc == CHAT_OK && got == vlen))
@@ -247,7 +244,7 @@ void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen
                        const void *val, size_t vlen)
 {
 	rocksdb_writebatch_put_cf(st->wb, st->cf[cf], key, klen, val, vlen);
-	int t = counter_table(cf, vlen);
+	int t = counter_table(cf);
 	if (t >= 0)
 		store_cache_stage(st, t, key, klen, val, vlen, true);
 }
@@ -255,7 +252,7 @@ void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen
 void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen)
 {
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[cf], key, klen);
-	int t = counter_table(cf, cf == STORE_CF_QMETA ? 16 : 8);
+	int t = counter_table(cf);
 	if (t >= 0)
 		store_cache_stage(st, t, key, klen, NULL, 0, true);
 }
