@@ -209,6 +209,7 @@ static struct opts {
 	int members;    /* fanout: group members */
 	bool offline;   /* fanout: members offline, measure the store/queue rate */
 	bool sync;      /* replay: chat/sync after SUBSCRIBE (auto replay off) */
+	bool no_receipts; /* dm/replay/fanout: the PUBACK delivers (a patched broker) */
 	bool msgs_set;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
@@ -1045,6 +1046,10 @@ static void send_receipt(pair *p)
 {
 	if (!p->nbatch)
 		return;
+	if (o.no_receipts) { /* the device's PUBACK was its receipt */
+		p->nbatch = 0;
+		return;
+	}
 	cbw_reset(&sw);
 	cbw_map(&sw, 3);
 	cbw_text(&sw, "s");
@@ -2180,6 +2185,8 @@ static void usage(FILE *f)
 	      "                             keys: requests in flight per fetcher (16)\n"
 	      "  --ack-batch B              dm/replay/fanout: seqs per delivered receipt (50)\n"
 	      "  --ack-delay-us US          dm/fanout: flush a partial receipt batch after this (20000)\n"
+	      "  --no-receipts              dm/replay/fanout: send no delivered receipts; a broker built\n"
+	      "                             with broker-patches/ delivers on the device's PUBACK\n"
 	      "  --conns N                  idle: connections (1000)\n"
 	      "  --stock                    idle, fanout: anonymous clients (a broker without the plugin)\n"
 	      "  --members M                fanout: group members, one device each (1000)\n"
@@ -2207,6 +2214,7 @@ int main(int argc, char **argv)
 		{ "fetchers", 1, 0, 14 }, { "verify", 0, 0, 15 }, { "run-id", 1, 0, 16 },
 		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
 		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { "sync", 0, 0, 22 },
+		{ "no-receipts", 0, 0, 23 },
 		{ 0, 0, 0, 0 }
 	};
 	int ch;
@@ -2237,6 +2245,7 @@ int main(int argc, char **argv)
 		case 20: o.members = atoi(optarg); break;
 		case 21: o.offline = true; break;
 		case 22: o.sync = true; break;
+		case 23: o.no_receipts = true; break;
 		default: usage(stderr); return 2;
 		}
 	}

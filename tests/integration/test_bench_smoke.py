@@ -74,6 +74,18 @@ class BenchSmoke(unittest.TestCase):
         self.assertEqual(int(r["sent_events"]), 400)
         self.assertEqual(int(r["receipts_seen"]), 400)
 
+    def test_dm_puback_delivers(self):
+        # The patched broker: no app receipts, the receivers' PUBACKs are the
+        # delivered receipts (gathered per device and conversation): every
+        # delivery still reaches the sender, every seq once.
+        if not self.chat.patched:
+            self.skipTest("needs the broker-patches build (its PUBACK events)")
+        r = run_bench("dm", *self.chat_args(), "--pairs", 4, "--msgs", 400, "--no-receipts")
+        self.assert_clean(r, 400)
+        self.assertEqual(int(r["receipts_sent"]), 0)
+        self.assertEqual(int(r["sent_events"]), 400)
+        self.assertEqual(int(r["receipts_seen"]), 400)
+
     def test_dm_fixed_rate(self):
         r = run_bench("dm", *self.chat_args(), "--pairs", 3, "--msgs", 300, "--rate", 1500)
         self.assert_clean(r, 300)
