@@ -141,6 +141,7 @@ static void cmd_device_remove(core *c, admin_req *q, admin_reply *r)
 		fail(r, "notfound", "no device %s", addr);
 		return;
 	}
+	receipts_flush_dev(c, dev); /* its last PUBACKs still deliver, before its queue goes */
 	if (store_device_remove(c->st, q->user, q->device)) {
 		store_failed(c, r);
 		return;
@@ -161,6 +162,7 @@ static void cmd_user_remove(core *c, admin_req *q, admin_reply *r)
 	while (u->ndev > 0) {
 		device *dev = u->dev[u->ndev - 1];
 		bool last = u->ndev == 1;
+		receipts_flush_dev(c, dev);
 		if (store_device_remove(c->st, q->user, dev->id)) {
 			store_failed(c, r);
 			return;

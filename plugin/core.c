@@ -29,6 +29,7 @@ void core_config_defaults(core_config *cfg)
 	cfg->max_queue = 100000;
 	cfg->inflight_window = 400;
 	cfg->inflight_drain = 1000;
+	cfg->delivered_gather_ms = 10;
 	cfg->replay_slice = 200;
 	cfg->expire_slice = 500;
 	cfg->max_group_size = 1024;
@@ -270,6 +271,7 @@ void core_close(core *c)
 {
 	if (!c)
 		return;
+	receipts_flush_all(c);
 	backup_wait(c);
 	if (c->st)
 		store_close(c->st);
@@ -307,6 +309,7 @@ void core_tick(core *c)
 		free(kicks[i]);
 	}
 	free(kicks);
+	receipts_tick(c, c->io.now_ms(c->io.ctx)); /* before the sweep, which could take their entries */
 	expiry_tick(c); /* first: a sweep can free room for the pump */
 	sync_tick(c);
 	presence_tick(c);
@@ -324,6 +327,7 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	/* Only the connection recorded at auth ends the device's session: the
 	 * broker also reports the old connection of a taken-over session. */
 	if (dev && dev->conn == conn) {
+		receipts_flush_dev(c, dev);
 		sync_stop(c, dev);
 		dir_set_offline(&c->dir, dev);
 		presence_down(c, dev->user);
@@ -355,6 +359,7 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	if (!dev)
 		return CORE_DENY; /* removed while connected; it is being kicked */
 	c->n.msgs_in++;
+	receipts_flush_dev(c, dev); /* its PUBACKs came before this */
 	if (retain) {
 		return ev_refuse(c, dev, "qos", "retained publishes are not allowed on chat topics");
 	}

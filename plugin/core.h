@@ -51,6 +51,7 @@ typedef struct core_config {
 	uint64_t offline_ttl_s;     /* 30 days */
 	uint64_t max_queue;         /* per device; 0 = unlimited */
 	uint32_t inflight_window;   /* QoS 1 events in mosquitto's queue per device; 400 */
+	uint32_t delivered_gather_ms; /* PUBACKs gathered into one receipt this long at most; 10 */
 	uint32_t inflight_drain;    /* events/s a device is assumed to take (stock broker); 1000 */
 	uint32_t replay_slice;      /* queue entries read per callback or tick; 200 */
 	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */

@@ -65,6 +65,7 @@ typedef struct device {
 	flow fc;
 	push_state push;
 	uint64_t send_tat;              /* send rate limit (send.c): its bucket, in µs */
+	uint8_t ackrun;                 /* its gathered PUBACKs: c->acks.run[ackrun - 1]; 0: none */
 } device;
 
 /* What chat/presence/U retains, as far as this server published it. */
@@ -289,6 +290,26 @@ typedef struct stat_value {
 } stat_value;
 
 
+/* The most seqs one receipt applies (an app's receipt, a run of PUBACKs). */
+#define RECEIPT_MAX_SEQS 1000
+
+/* Delivered-on-PUBACK receipts not applied yet (receipts.c): per device,
+ * a run of its PUBACKs of one conversation, applied as one receipt. */
+#define ACK_RUNS 64      /* devices with a run at once */
+#define ACK_RUN_SEQS 128 /* seqs per run */
+typedef struct ack_run {
+	device *dev;
+	size_t convlen, n;
+	char conv[CHAT_CONV_MAX + 1];
+	uint64_t seqs[ACK_RUN_SEQS];
+} ack_run;
+
+typedef struct ack_runs {
+	ack_run run[ACK_RUNS]; /* run[0 .. used): a device's is run[dev->ackrun - 1] */
+	uint32_t used;
+	uint64_t since_ms;     /* when the oldest of them began */
+} ack_runs;
+
 struct core {
 	core_config cfg;
 	char *data_dir;
@@ -315,6 +336,7 @@ struct core {
 	push_timers pt;
 	unsigned bev;   /* the broker-patches events this broker reports (core_broker_event) */
 	bool ack_delivers; /* a PUBACK of an inbox message counts as delivered */
+	ack_runs acks;     /* PUBACKs gathered into receipts (receipts.c) */
 	bool auto_replay;  /* a replay starts when a device subscribes to its inbox */
 	counters n;
 	uint64_t next_stats_ms;             /* the next $SYS publication */
@@ -414,6 +436,18 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 /* from acknowledged (PUBACK) its inbox event for seq of conv: a delivered
  * receipt for it, of which nobody is told if it is refused. */
 void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq);
+/* Applies what receipts_acked gathered: one device's run, before anything
+ * that could see its queue entries (a replay, the device's own receipts)
+ * or free the device; all of them (the tick, once the oldest is
+ * plugin_opt_delivered_gather_ms old; the close). */
+void receipts_flush_dev_run(core *c, device *dev);
+static inline void receipts_flush_dev(core *c, device *dev)
+{
+	if (dev->ackrun)
+		receipts_flush_dev_run(c, dev);
+}
+void receipts_flush_all(core *c);
+void receipts_tick(core *c, uint64_t now_ms);
 void expiry_tick(core *c);
 
 /* ---- push wake-ups (push.c) ---- */

@@ -21,8 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RECEIPT_MAX_SEQS 1000
-
 typedef struct receipt_scratch {
 	uint64_t seqs[RECEIPT_MAX_SEQS];
 	uint64_t qseqs[RECEIPT_MAX_SEQS];
@@ -169,16 +167,80 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 
 static receipt_scratch rs; /* ~130 KiB: kept off the broker's stack */
 
+/* Delivered on PUBACK (extras.c). mosquitto handles one packet per client
+ * and loop pass, so a device's PUBACKs come one per pass; applied one by
+ * one, each would be a WriteBatch of its own and a `receipt` event to the
+ * sender, costing more than the PUBACK itself. So a device's consecutive
+ * PUBACKs of one conversation gather into a run, applied as one receipt
+ * (one batch, one event per sender, as an app batches its receipts) when:
+ * the device acknowledges another conversation, or its run is full; the
+ * device publishes, replays, disconnects or is removed; all runs once the
+ * oldest is plugin_opt_delivered_gather_ms old (the tick), or when every
+ * run is taken; the core closes. With gather 0 every PUBACK is applied
+ * at once. */
+
+static void apply_run(core *c, ack_run *r)
+{
+	memcpy(rs.seqs, r->seqs, r->n * sizeof(rs.seqs[0]));
+	if (apply(c, r->dev, r->conv, r->convlen, "delivered", r->n, &rs, true) == CORE_ALLOW)
+		c->n.acks_delivered += r->n;
+}
+
+void receipts_flush_dev_run(core *c, device *dev)
+{
+	ack_runs *a = &c->acks;
+	uint32_t i = dev->ackrun - 1u;
+	apply_run(c, &a->run[i]); /* nothing it does comes back to the runs */
+	dev->ackrun = 0;
+	if (i != --a->used) {
+		a->run[i] = a->run[a->used];
+		a->run[i].dev->ackrun = (uint8_t)(i + 1);
+	}
+}
+
+void receipts_flush_all(core *c)
+{
+	ack_runs *a = &c->acks;
+	for (uint32_t i = 0; i < a->used; i++) {
+		apply_run(c, &a->run[i]);
+		a->run[i].dev->ackrun = 0;
+	}
+	a->used = 0;
+}
+
+void receipts_tick(core *c, uint64_t now_ms)
+{
+	if (c->acks.used && now_ms - c->acks.since_ms >= c->cfg.delivered_gather_ms)
+		receipts_flush_all(c);
+}
+
 void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq)
 {
 	if (convlen > CHAT_CONV_MAX || seq == 0)
 		return;
-	char cv[CHAT_CONV_MAX + 1];
-	memcpy(cv, conv, convlen);
-	cv[convlen] = '\0';
-	rs.seqs[0] = seq;
-	if (apply(c, from, cv, convlen, "delivered", 1, &rs, true) == CORE_ALLOW)
-		c->n.acks_delivered++;
+	ack_runs *a = &c->acks;
+	if (from->ackrun) {
+		ack_run *r = &a->run[from->ackrun - 1];
+		if (r->convlen != convlen || memcmp(r->conv, conv, convlen) != 0 || r->n == ACK_RUN_SEQS)
+			receipts_flush_dev_run(c, from);
+	}
+	if (!from->ackrun) {
+		if (a->used == ACK_RUNS)
+			receipts_flush_all(c);
+		if (!a->used)
+			a->since_ms = c->io.now_ms(c->io.ctx);
+		ack_run *r = &a->run[a->used++];
+		from->ackrun = (uint8_t)a->used;
+		r->dev = from;
+		r->convlen = convlen;
+		memcpy(r->conv, conv, convlen);
+		r->conv[convlen] = '\0';
+		r->n = 0;
+	}
+	ack_run *r = &a->run[from->ackrun - 1];
+	r->seqs[r->n++] = seq;
+	if (c->cfg.delivered_gather_ms == 0)
+		receipts_flush_dev_run(c, from);
 }
 
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len)

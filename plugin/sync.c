@@ -215,6 +215,7 @@ void backlog_start(core *c, device *dev, uint64_t after)
 /* A replay of everything still queued, from the start. */
 static void replay(core *c, device *dev)
 {
+	receipts_flush_dev(c, dev); /* entries its PUBACKs delivered are not replayed */
 	if (!dev->fc.backlog) {
 		/* Live until now: everything queued so far was published. */
 		uint64_t last = dev->fc.hi;

@@ -25,6 +25,7 @@ BAD = {
     "inflight_window": ["0", "100001"],
     "replay_window": ["0", "100001"],
     "inflight_drain": ["0", "10000001", "fast"],
+    "delivered_gather_ms": ["1001", "-1", "10ms"],
     "replay_slice": ["0", "4097"],
     "expire_slice": ["0", "100001"],
     "max_group_size": ["1", "65536"],

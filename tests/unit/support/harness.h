@@ -28,7 +28,7 @@ extern core *C;              /* the core under test */
 extern core_config CFG;      /* its config: defaults, data_dir datadir */
 
 /* Fake connections: any distinct addresses do. */
-#define NCONNS 64
+#define NCONNS 96
 extern int conns[NCONNS];
 #define CONN(i) ((void *)&conns[i])
 
@@ -39,7 +39,7 @@ typedef struct devrec {
 	char token[64];
 	void *conn;
 } devrec;
-#define MAX_DEVS 16
+#define MAX_DEVS 80
 extern devrec DEV[MAX_DEVS];
 extern size_t NDEV;
 
