@@ -1296,6 +1296,9 @@ static int mode_pairs(bool dm)
 		         sent_ev_all, receipts_all, o.ack_batch, o.ack_delay_us, receipts_sent);
 	if (acked_all < total || (dm && (sent_ev_all < total || receipts_all < total)))
 		res.errors++;
+	if (dm && o.no_receipts && receipts_all == 0 && delivered_all > 0)
+		fprintf(stderr, "chatbench: --no-receipts, and no receipt reached the senders: does the "
+		        "broker deliver on PUBACK (broker-patches/, plugin_opt_delivered_on_puback)?\n");
 	if (n_closed)
 		res.errors++;
 	print_result(&res, extra);

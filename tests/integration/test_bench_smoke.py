@@ -80,11 +80,17 @@ class BenchSmoke(unittest.TestCase):
         # delivery still reaches the sender, every seq once.
         if not self.chat.patched:
             self.skipTest("needs the broker-patches build (its PUBACK events)")
-        r = run_bench("dm", *self.chat_args(), "--pairs", 4, "--msgs", 400, "--no-receipts")
-        self.assert_clean(r, 400)
-        self.assertEqual(int(r["receipts_sent"]), 0)
-        self.assertEqual(int(r["sent_events"]), 400)
-        self.assertEqual(int(r["receipts_seen"]), 400)
+        b = Broker(options={"broker_extras": True})  # delivered_on_puback at its default: on
+        try:
+            b.start()
+            r = run_bench("dm", "-p", b.port, "--broker-pid", b.proc.pid, "--admin-token-file",
+                          b.token_file, "--pairs", 4, "--msgs", 400, "--no-receipts")
+            self.assert_clean(r, 400)
+            self.assertEqual(int(r["receipts_sent"]), 0)
+            self.assertEqual(int(r["sent_events"]), 400)
+            self.assertEqual(int(r["receipts_seen"]), 400)
+        finally:
+            b.cleanup()
 
     def test_dm_fixed_rate(self):
         r = run_bench("dm", *self.chat_args(), "--pairs", 3, "--msgs", 300, "--rate", 1500)
