@@ -22,6 +22,9 @@
 #   --no-idle        skip the idle mode
 #   --fanout-members M   group size for fanout (default 1000)
 #   --no-fanout      skip the fanout mode
+#   --no-patched     skip relay and dm on the broker-patches build (BUILD/mosquitto-patched/
+#                    mosquitto, built with `make patched-broker` if missing), where the
+#                    receivers send no receipts: their PUBACKs deliver
 # Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto).
 set -euo pipefail
 
@@ -36,7 +39,7 @@ ctl=$build/bin/chatctl
 shim=$build/lib/nodelay_preload.so
 
 cmdline="$0 $*"
-quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000
+quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -48,7 +51,8 @@ while [ $# -gt 0 ]; do
     --no-idle) idle=0 ;;
     --fanout-members) fan_members=$2; shift ;;
     --no-fanout) fanout=0 ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    --no-patched) patched=0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -67,6 +71,16 @@ else
   replay_msgs=30000; windows="100 500 2000"; keys_msgs=20000; idle_conns=${idle_conns:-19000}
   sweep="0.1 0.25 0.5 0.75 0.9"
   fan_sends=50; fan_off_sends=200   # 50 sends: the sender then waits ~50 s for its 50,000 receipt events (flow drain 1000/s)
+fi
+
+pmosq=$build/mosquitto-patched/mosquitto
+if [ $patched -eq 1 ] && [ ! -x "$pmosq" ]; then
+  echo "compare: building the broker-patches mosquitto (make patched-broker)" >&2
+  make -C "$repo" --no-print-directory BUILD="$build" patched-broker >&2 || true
+  if [ ! -x "$pmosq" ]; then
+    echo "compare: no $pmosq; the patched phase is skipped" >&2
+    patched=0
+  fi
 fi
 
 tmp=$(mktemp -d /tmp/chat-compare.XXXXXX)
@@ -129,7 +143,7 @@ start_broker() {
     echo "log_type warning"
     if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
   } > "$BDIR/mosquitto.conf"
-  ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "$mosq" -c "$BDIR/mosquitto.conf" ) \
+  ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "${BROKER_BIN:-$mosq}" -c "$BDIR/mosquitto.conf" ) \
     > "$BDIR/stderr" 2>&1 &
   BPID=$!
   pids+=("$BPID")
@@ -232,6 +246,22 @@ for rep in $(seq "$reps"); do
       stop_pid "$BPID"
     fi
   done
+
+  # ---- the broker-patches build: its own relay baseline, and dm whose
+  # receivers send no receipts (the plugin takes their PUBACKs as delivered)
+  if [ $patched -eq 1 ]; then
+    for side in $order; do
+      if [ $side = stock ]; then
+        BROKER_BIN=$pmosq start_broker relay-patched stock
+        run_bench "phase=patched rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" --msgs $relay_msgs
+      else
+        BROKER_BIN=$pmosq start_broker dm-patched chat
+        run_bench "phase=patched rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+          --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs --no-receipts
+      fi
+      stop_pid "$BPID"
+    done
+  fi
 
   # ---- dm with fsync per batch
   start_broker dmsync chat sync_writes\ true

@@ -150,6 +150,18 @@ def main():
     row("dm sync true / sync false", "", "", fmt(ratio_med(dm_sync, dm_max, "rate")), "", "")
     row("broker CPU µs per message, sync_writes true", fmt(cs), fmt(m(dm_sync, "broker_cpu_us_per_msg")),
         "", "", "")
+    relay_p = sel(rows, mode="relay", phase="patched")
+    dm_p = sel(rows, mode="dm", phase="patched")
+    if relay_p or dm_p:
+        rp = ratio_med(dm_p, relay_p, "rate")
+        row("patched broker (broker-patches/): throughput, msgs/s (dm: no app receipts, "
+            "the PUBACK delivers)", fmt(m(relay_p, "rate")), fmt(m(dm_p, "rate")), fmt(rp), "≥ 0.8×",
+            "yes" if rp and rp >= 0.8 else "**no**")
+        row("patched broker: broker CPU µs per message", fmt(m(relay_p, "broker_cpu_us_per_msg")),
+            fmt(m(dm_p, "broker_cpu_us_per_msg")), fmt(ratio_med(dm_p, relay_p, "broker_cpu_us_per_msg")),
+            "", "")
+        row("patched broker: dm / dm on stock mosquitto (msgs/s)", "", "",
+            fmt(ratio_med(dm_p, dm_max, "rate")), "", "")
     for w in windows:
         rw = [r for r in replays if r.get("replay_window") == str(w)]
         v = m(rw, "rate")
