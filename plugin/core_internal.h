@@ -307,7 +307,8 @@ typedef struct ack_run {
 typedef struct ack_runs {
 	ack_run run[ACK_RUNS]; /* run[0 .. used): a device's is run[dev->ackrun - 1] */
 	uint32_t used;
-	uint64_t since_ms;     /* when the oldest of them began */
+	uint64_t since_ms;     /* when the first began since none was left: no run waits
+	                        * longer than gather_ms past it (one alone may wait less) */
 } ack_runs;
 
 struct core {
