@@ -13,7 +13,8 @@
  * On a broker with broker-patches/ a device's PUBACK of a msg or group event
  * in its inbox counts as its delivered receipt for that seq (extras.c), so a
  * client with nothing but an MQTT library gets ✓✓; app receipts still work,
- * and a second receipt for the same seq changes nothing.
+ * and a second receipt for the same seq changes nothing. Those PUBACKs are
+ * gathered per device and conversation into one receipt (below).
  */
 #include "core_internal.h"
 #include "err.h"

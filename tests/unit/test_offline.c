@@ -1811,15 +1811,33 @@ START_TEST(extras_ack_off_or_stock)
 }
 END_TEST
 
-/* PUBACKs come one per client and loop pass: a device's run of them for one
- * conversation is applied as one receipt, when its time is up or before
- * anything that could see its queue entries or its device. */
-START_TEST(extras_acks_gathered)
+/* The device authenticates on a new connection (the CONNECT before its
+ * CONNECT event); returns the connection it had. */
+static void *auth_new_conn(const char *addr)
+{
+	devrec *d = find_dev(addr);
+	void *old = d->conn;
+	d->conn = CONN(next_conn++);
+	ck_assert_int_eq(core_auth(C, d->conn, addr, addr, d->token, strlen(d->token)), CORE_ALLOW);
+	return old;
+}
+
+/* A patched broker; the cast, with bob/phone connected and subscribed to
+ * its empty inbox (its automatic replay: just `done`). */
+static void patched_bob_live(void)
 {
 	broker_with(ALL_EVENTS);
 	cast();
 	connect_dev("bob/phone");
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "done");
+}
+
+/* PUBACKs come one per client and loop pass: a device's run of them for one
+ * conversation is applied as one receipt, when its time is up or before
+ * anything that could see its queue entries or its device. */
+START_TEST(extras_acks_gathered)
+{
+	patched_bob_live();
 	size_t m = mark();
 	send_n(1, 8);
 	size_t m2 = mark();
@@ -1841,13 +1859,9 @@ START_TEST(extras_acks_gathered)
 	 * DISCONNECT comes later) and a chat/sync. */
 	m2 = mark();
 	ack("bob/phone", nth_to(m, "bob/phone", 4));
-	devrec *bob = find_dev("bob/phone");
-	void *old = bob->conn;
-	bob->conn = CONN(next_conn++);
-	ck_assert_int_eq(core_auth(C, bob->conn, "bob/phone", "bob/phone", bob->token,
-	                           strlen(bob->token)), CORE_ALLOW);
+	void *old = auth_new_conn("bob/phone");
 	size_t m3 = mark();
-	core_connected(C, bob->conn, "bob/phone", false);
+	core_connected(C, find_dev("bob/phone")->conn, "bob/phone", false);
 	ck_assert_str_eq(trace(m3, "bob/phone"), "m6 m7 m8 done");
 	core_disconnect(C, old, "bob/phone", "bob/phone");
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):5");
@@ -1894,10 +1908,7 @@ END_TEST
 /* A run holds ACK_RUN_SEQS seqs; ACK_RUNS devices have runs at once. */
 START_TEST(extras_acks_gathered_full)
 {
-	broker_with(ALL_EVENTS);
-	cast();
-	connect_dev("bob/phone");
-	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "done");
+	patched_bob_live();
 	size_t m = mark();
 	send_n(1, 130);
 	char want[4096] = "delivered(bob):1";
@@ -1940,10 +1951,7 @@ START_TEST(extras_acks_not_gathered)
 {
 	CFG.delivered_gather_ms = 0;
 	reconfig();
-	broker_with(ALL_EVENTS);
-	cast();
-	connect_dev("bob/phone");
-	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "done");
+	patched_bob_live();
 	size_t m = mark();
 	send_n(1, 2);
 	size_t m2 = mark();
@@ -2001,10 +2009,8 @@ START_TEST(extras_auto_replay)
 	connect_dev("bob/phone");
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "m6 m7 m8 done");
 	/* A resumed session (clean = false) replays at CONNECT; a clean one does not. */
+	auth_new_conn("bob/laptop");
 	devrec *laptop = find_dev("bob/laptop");
-	laptop->conn = CONN(next_conn++);
-	ck_assert_int_eq(core_auth(C, laptop->conn, "bob/laptop", "bob/laptop", laptop->token,
-	                           strlen(laptop->token)), CORE_ALLOW);
 	size_t m = mark();
 	core_connected(C, laptop->conn, "bob/laptop", true);
 	ck_assert_str_eq(trace(m, "bob/laptop"), "");
