@@ -325,11 +325,18 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
                    rocksdb_pinnableslice_t **val, char *conv)
 {
 	uint64_t seq;
+	*val = NULL;
 	if (!store_msgkey_parse(msgkey, mklen, conv, &seq))
 		return CHAT_ENOTFOUND;
 	int rc = store_get(st, STORE_CF_MSGS, msgkey, mklen, val);
-	if (rc != CHAT_OK)
-		return rc;
+	return rc == CHAT_OK ? store_msg_decode(st, msgkey, mklen, out, val, conv, seq) : rc;
+}
+
+int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                     rocksdb_pinnableslice_t **val, char *conv, uint64_t seq)
+{
+	if (!*val)
+		return CHAT_ENOTFOUND;
 	size_t vlen;
 	const uint8_t *v = (const uint8_t *)rocksdb_pinnableslice_value(*val, &vlen);
 	if (!msg_decode(v, vlen, out)) {
@@ -345,6 +352,20 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 		store_cache_fill(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, hlen);
 	}
 	return CHAT_OK;
+}
+
+int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                   rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr)
+{
+	size_t hlen;
+	uint64_t seq;
+	*val = NULL;
+	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, &hlen) == CHAT_OK &&
+	    msg_decode(hdr, hlen, out) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
+		out->conv = conv;
+		return CHAT_OK;
+	}
+	return store_msg_load(st, msgkey, mklen, out, val, conv);
 }
 
 int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, store_msg_buf *buf)
@@ -368,9 +389,17 @@ int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store
                            rocksdb_pinnableslice_t **val, char *conv, bool *have)
 {
 	uint8_t cnt[8];
+	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
+	return store_msg_release_refs(st, msgkey, mklen, rc, cnt, m, val, conv, have);
+}
+
+int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int refs_rc,
+                           uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
+                           char *conv, bool *have)
+{
+	int rc = refs_rc;
 	*val = NULL;
 	*have = false;
-	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* already released */
 	if (rc != CHAT_OK)
@@ -379,7 +408,7 @@ int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store
 	if (n > 1) {
 		store_be64_put(cnt, n - 1);
 		rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen,
-		                          (const char *)cnt, sizeof cnt);
+		                          (const char *)cnt, 8);
 		return CHAT_OK;
 	}
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen);

@@ -10,6 +10,7 @@
  * there: a delivered receipt finds its entry by (conv, seq) in one read,
  * and the expiry sweep knows who never got the message.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
@@ -155,6 +156,132 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 	return store_commit(st);
 }
 
+/* One page of a queue walk: up to STORE_MANY entries copied off the
+ * iterator (an event's bytes into ev), so that their messages can be read
+ * together (store_get_many) before the page is visited. Allocated once per
+ * store, ev grown as needed. */
+struct store_qpage {
+	uint64_t qseq[STORE_MANY];
+	char kind[STORE_MANY]; /* STORE_QE_EVENT, STORE_QE_MSG, or 0: unreadable */
+	uint8_t mk[STORE_MANY][STORE_MSGKEY_MAX];
+	size_t mklen[STORE_MANY], ev_off[STORE_MANY], ev_len[STORE_MANY];
+	const char *keys[STORE_MANY];
+	size_t klens[STORE_MANY];
+	rocksdb_pinnableslice_t *got[STORE_MANY], *msg[STORE_MANY];
+	uint8_t *ev;
+	size_t ev_cap;
+};
+
+void store_qpage_free(store *st)
+{
+	if (st->qpage)
+		free(st->qpage->ev);
+	free(st->qpage);
+	st->qpage = NULL;
+}
+
+static bool ev_room(struct store_qpage *pg, size_t need)
+{
+	if (need <= pg->ev_cap)
+		return true;
+	size_t cap = pg->ev_cap ? pg->ev_cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	uint8_t *ev = realloc(pg->ev, cap);
+	if (!ev)
+		return false;
+	pg->ev = ev;
+	pg->ev_cap = cap;
+	return true;
+}
+
+/* Copies up to room entries of addr's queue (prefix p, plen bytes) from the
+ * iterator into pg; *end when the queue has no more. */
+static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
+                     const uint8_t *p, size_t plen, size_t room, size_t *n, bool *end)
+{
+	size_t evused = 0;
+	*n = 0;
+	for (; *n < room; rocksdb_iter_next(it)) {
+		size_t klen, vlen, i = *n;
+		if (!rocksdb_iter_valid(it)) {
+			*end = true;
+			break;
+		}
+		const char *k = rocksdb_iter_key(it, &klen);
+		if (klen != plen + STORE_SEQ_LEN || memcmp(k, p, plen) != 0) {
+			*end = true;
+			break;
+		}
+		const char *v = rocksdb_iter_value(it, &vlen);
+		pg->qseq[i] = store_be64_get((const uint8_t *)k + plen);
+		pg->kind[i] = 0;
+		pg->msg[i] = NULL;
+		if (vlen >= 1 && v[0] == STORE_QE_EVENT) {
+			if (!ev_room(pg, evused + vlen)) /* at least one byte: ev is never NULL */
+				return store_fail(st, CHAT_ENOMEM, "out of memory");
+			memcpy(pg->ev + evused, v + 1, vlen - 1);
+			pg->ev_off[i] = evused;
+			pg->ev_len[i] = vlen - 1;
+			evused += vlen - 1;
+			pg->kind[i] = STORE_QE_EVENT;
+		} else if (vlen >= 2 && v[0] == STORE_QE_MSG && vlen - 1 <= STORE_MSGKEY_MAX) {
+			memcpy(pg->mk[i], v + 1, vlen - 1);
+			pg->mklen[i] = vlen - 1;
+			pg->kind[i] = STORE_QE_MSG;
+		}
+		++*n;
+	}
+	/* the page's messages, read together */
+	size_t k = 0;
+	for (size_t i = 0; i < *n; i++) {
+		if (pg->kind[i] == STORE_QE_MSG) {
+			pg->keys[k] = (const char *)pg->mk[i];
+			pg->klens[k++] = pg->mklen[i];
+		}
+	}
+	int rc = store_get_many(st, STORE_CF_MSGS, k, pg->keys, pg->klens, pg->got);
+	for (size_t i = 0, j = 0; rc == CHAT_OK && i < *n; i++)
+		if (pg->kind[i] == STORE_QE_MSG)
+			pg->msg[i] = pg->got[j++];
+	return rc;
+}
+
+/* Visits entry i of the page: as store_queue_read describes. */
+static int page_visit(store *st, struct store_qpage *pg, size_t i, const char *addr,
+                      store_queue_cb cb, void *arg, size_t *visited, uint64_t *last)
+{
+	store_qentry e = { .qseq = pg->qseq[i] };
+	char conv[CHAT_CONV_MAX + 1];
+	store_msg m, *mp = NULL;
+	int rc = CHAT_OK;
+	if (pg->kind[i] == STORE_QE_EVENT) {
+		e.kind = STORE_Q_EVENT;
+		e.event = pg->ev + pg->ev_off[i];
+		e.event_len = pg->ev_len[i];
+	} else if (pg->kind[i] == STORE_QE_MSG &&
+	           store_msgkey_parse(pg->mk[i], pg->mklen[i], conv, &e.seq)) {
+		e.kind = STORE_Q_MSG;
+		e.conv = conv;
+		rc = store_msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv, e.seq);
+		if (rc == CHAT_OK && (m.body || m.bodies))
+			mp = &m;
+		else if (rc != CHAT_EIO && rc != CHAT_ENOMEM)
+			rc = CHAT_OK; /* gone, only its metadata left, or unreadable */
+	} else { /* unreadable: skipped, so that it cannot block the queue */
+		store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", addr,
+		           (unsigned long long)e.qseq);
+		e.kind = 0;
+	}
+	if (rc == CHAT_OK) {
+		++*visited;
+		*last = e.qseq;
+		if (e.kind)
+			rc = cb(arg, &e, mp);
+	}
+	return rc;
+}
+
 int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
                      void *arg, size_t *visited, uint64_t *last)
 {
@@ -164,46 +291,26 @@ int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, st
 		return store_fail(st, CHAT_EINVAL, "bad device address");
 	if (after == UINT64_MAX || max == 0)
 		return CHAT_OK;
+	if (!st->qpage && !(st->qpage = calloc(1, sizeof *st->qpage)))
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	struct store_qpage *pg = st->qpage;
 	uint8_t start[QKEY_MAX];
 	size_t klen0 = store_qkey(start, addr, alen, after + 1), plen = alen + 1;
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]);
 	int rc = CHAT_OK;
-	for (rocksdb_iter_seek(it, (const char *)start, klen0);
-	     rc == CHAT_OK && *visited < max && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
-		size_t klen, vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		if (klen != plen + STORE_SEQ_LEN || memcmp(k, start, plen) != 0)
+	bool end = false;
+	rocksdb_iter_seek(it, (const char *)start, klen0);
+	/* A page is read ahead of its visits; every read sees the store as the
+	 * walk found it, as the iterator does. */
+	while (rc == CHAT_OK && !end && *visited < max) {
+		size_t room = max - *visited, n;
+		rc = page_fill(st, it, pg, start, plen, room < STORE_MANY ? room : STORE_MANY, &n,
+		               &end);
+		for (size_t i = 0; rc == CHAT_OK && i < n; i++)
+			rc = page_visit(st, pg, i, addr, cb, arg, visited, last);
+		store_get_many_free(pg->msg, n);
+		if (n == 0)
 			break;
-		const char *v = rocksdb_iter_value(it, &vlen);
-		store_qentry e = { .qseq = store_be64_get((const uint8_t *)k + plen) };
-		char conv[CHAT_CONV_MAX + 1];
-		store_msg m, *mp = NULL;
-		rocksdb_pinnableslice_t *val = NULL;
-		if (vlen >= 1 && v[0] == STORE_QE_EVENT) {
-			e.kind = STORE_Q_EVENT;
-			e.event = (const uint8_t *)v + 1;
-			e.event_len = vlen - 1;
-		} else if (vlen >= 1 && v[0] == STORE_QE_MSG &&
-		           store_msgkey_parse((const uint8_t *)v + 1, vlen - 1, conv, &e.seq)) {
-			e.kind = STORE_Q_MSG;
-			e.conv = conv;
-			rc = store_msg_load(st, (const uint8_t *)v + 1, vlen - 1, &m, &val, conv);
-			if (rc == CHAT_OK && (m.body || m.bodies))
-				mp = &m;
-			else if (rc != CHAT_EIO && rc != CHAT_ENOMEM)
-				rc = CHAT_OK; /* gone, only its metadata left, or unreadable */
-		} else { /* unreadable: skipped, so that it cannot block the queue */
-			store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", addr,
-			           (unsigned long long)e.qseq);
-			e.kind = 0;
-		}
-		if (rc == CHAT_OK) {
-			++*visited;
-			*last = e.qseq;
-			if (e.kind)
-				rc = cb(arg, &e, mp);
-		}
-		rocksdb_pinnableslice_destroy(val);
 	}
 	return iter_status(st, it, rc);
 }
@@ -251,29 +358,18 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 }
 
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
+                  const uint8_t *rk, size_t rklen, const uint8_t q[8], int refs_rc,
+                  uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
                   bool *have)
 {
-	uint8_t rk[STORE_RCPTKEY_MAX], q[8], qk[QKEY_MAX];
-	*qseq = 0;
-	*val = NULL;
-	*have = false;
-	size_t rklen = store_rcptkey(rk, mk, mklen, addr, alen);
-	int rc = store_get_fixed(st, STORE_CF_RCPTS, rk, rklen, q, sizeof q);
-	if (rc == CHAT_ENOTFOUND)
-		return CHAT_OK;
-	if (rc != CHAT_OK)
-		return rc;
+	uint8_t qk[QKEY_MAX];
 	/* A message's rcpts entry and its queue entry are written and removed
 	 * together (store_send_batch, entry_drop, the expiry sweep): the queue
 	 * entry is there, and its value is 'M' + mk. Deleted without a read. */
 	size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	rc = store_msg_release_keep(st, mk, mklen, m, val, conv, have);
-	if (rc == CHAT_OK)
-		*qseq = store_be64_get(q);
-	return rc;
+	return store_msg_release_refs(st, mk, mklen, refs_rc, cnt, m, val, conv, have);
 }
 
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,

@@ -9,6 +9,7 @@
  * notify.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "err.h"
@@ -28,19 +29,23 @@ static bool sent_by(const char *from, const char *user, size_t ul)
 }
 
 /* Moves one message's state for `by` forward; from_out gets its sender.
- * The message is read unless the caller already has it (pre). */
+ * The message is read unless the caller already has it (pre). rs is the
+ * read of the state record (key sk; NULL: none). */
 static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *by, size_t ul,
-                       enum store_rstate state, bool received, char *from_out, bool *changed,
-                       enum store_rstate *prev, const store_msg *pre)
+                       const uint8_t *sk, size_t sklen, const rocksdb_pinnableslice_t *rs,
+                       enum store_rstate state,
+                       bool received, char *from_out, bool *changed, enum store_rstate *prev,
+                       const store_msg *pre)
 {
 	rocksdb_pinnableslice_t *val = NULL;
 	store_msg m;
 	char conv[CHAT_CONV_MAX + 1];
 	int rc = CHAT_OK;
+	uint8_t hdr[STORE_MSG_HDR_MAX];
 	if (pre)
 		m = *pre;
 	else
-		rc = store_msg_load(st, mk, mklen, &m, &val, conv);
+		rc = store_msg_meta(st, mk, mklen, &m, &val, conv, hdr);
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		return CHAT_OK; /* unknown or expired */
 	if (rc != CHAT_OK)
@@ -54,9 +59,8 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 	if (sent_by(from_out, by, ul))
 		return CHAT_OK;
 
-	uint8_t key[STORE_RCPTKEY_MAX], cur = STORE_R_NONE;
-	size_t klen = store_rcptkey(key, mk, mklen, by, ul);
-	rc = store_get_fixed(st, STORE_CF_RSTATE, key, klen, &cur, 1);
+	uint8_t cur = STORE_R_NONE;
+	rc = store_fixed_value(st, STORE_CF_RSTATE, rs, &cur, 1);
 	if (rc != CHAT_OK && rc != CHAT_ENOTFOUND && rc != CHAT_ECORRUPT)
 		return rc;
 	if (rc == CHAT_OK && cur <= STORE_R_READ)
@@ -66,10 +70,145 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 	if (rc != CHAT_OK && !received)
 		return CHAT_OK; /* never received by this user: nothing to move */
 	uint8_t v = (uint8_t)state;
-	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_RSTATE], (const char *)key, klen,
+	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_RSTATE], (const char *)sk, sklen,
 	                          (const char *)&v, 1);
 	*changed = true;
 	return CHAT_OK;
+}
+
+/* What one chunk of a receipt reads, read together (store_get_many) before
+ * the chunk is applied: per seq its message key, addr's rcpts entry and the
+ * message's refcount (when addr is given), by's state record (when a state
+ * moves). Allocated once per store. */
+struct store_reads {
+	uint8_t mk[STORE_MANY][STORE_MSGKEY_MAX];
+	uint8_t rk[STORE_MANY][STORE_RCPTKEY_MAX];
+	uint8_t sk[STORE_MANY][STORE_RCPTKEY_MAX];
+	size_t mklen[STORE_MANY], rklen[STORE_MANY], sklen[STORE_MANY];
+	rocksdb_pinnableslice_t *rcpt[STORE_MANY], *refs[STORE_MANY], *rstate[STORE_MANY];
+	const char *keys[STORE_MANY];
+	size_t klens[STORE_MANY], idx[STORE_MANY];
+	rocksdb_pinnableslice_t *got[STORE_MANY];
+};
+
+void store_reads_free(store *st)
+{
+	free(st->reads);
+	st->reads = NULL;
+}
+
+static void want(struct store_reads *r, size_t *k, size_t i, const uint8_t *key, size_t klen)
+{
+	r->keys[*k] = (const char *)key;
+	r->klens[*k] = klen;
+	r->idx[(*k)++] = i;
+}
+
+/* Reads the k keys wanted into out[] at their seqs' places. */
+static int gather(store *st, struct store_reads *r, enum store_cf cf, size_t k,
+                  rocksdb_pinnableslice_t **out)
+{
+	int rc = store_get_many(st, cf, k, r->keys, r->klens, r->got);
+	for (size_t j = 0; rc == CHAT_OK && j < k; j++)
+		out[r->idx[j]] = r->got[j];
+	return rc;
+}
+
+static void chunk_free(struct store_reads *r, size_t m)
+{
+	store_get_many_free(r->rcpt, m);
+	store_get_many_free(r->refs, m);
+	store_get_many_free(r->rstate, m);
+}
+
+static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t alen,
+                      const char *by, size_t ul, const char *conv, const uint64_t *seqs,
+                      size_t base, size_t m, enum store_rstate state)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < m; i++) {
+		r->mklen[i] = store_msgkey(r->mk[i], conv, seqs[base + i]);
+		r->rcpt[i] = r->refs[i] = r->rstate[i] = NULL;
+	}
+	int rc = CHAT_OK;
+	if (addr) {
+		for (size_t i = 0; i < m; i++)
+			if (r->mklen[i] && !seen_before(seqs, base + i)) {
+				r->rklen[i] = store_rcptkey(r->rk[i], r->mk[i], r->mklen[i], addr, alen);
+				want(r, &k, i, r->rk[i], r->rklen[i]);
+			}
+		rc = gather(st, r, STORE_CF_RCPTS, k, r->rcpt);
+		k = 0;
+		for (size_t i = 0; rc == CHAT_OK && i < m; i++)
+			if (r->rcpt[i])
+				want(r, &k, i, r->mk[i], r->mklen[i]);
+		if (rc == CHAT_OK)
+			rc = gather(st, r, STORE_CF_REFS, k, r->refs);
+	}
+	if (rc == CHAT_OK && state != STORE_R_NONE) {
+		k = 0;
+		for (size_t i = 0; i < m; i++)
+			if (r->mklen[i]) {
+				r->sklen[i] = store_rcptkey(r->sk[i], r->mk[i], r->mklen[i], by, ul);
+				want(r, &k, i, r->sk[i], r->sklen[i]);
+			}
+		rc = gather(st, r, STORE_CF_RSTATE, k, r->rstate);
+	}
+	if (rc != CHAT_OK)
+		chunk_free(r, m);
+	return rc;
+}
+
+/* Applies seq base + i of the chunk r read. */
+static int apply_one(store *st, struct store_reads *r, size_t i, const char *addr, size_t alen,
+                     const char *by, size_t ul, const uint64_t *seqs, size_t base, enum store_rstate state,
+                     const bool *received, uint64_t *qseqs_out,
+                     char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
+                     enum store_rstate *prev_out, int64_t *gone)
+{
+	size_t at = base + i;
+	enum store_rstate prev = STORE_R_NONE;
+	if (qseqs_out)
+		qseqs_out[at] = 0;
+	if (state != STORE_R_NONE) {
+		from_out[at][0] = '\0';
+		changed[at] = false;
+	}
+	if (prev_out)
+		prev_out[at] = STORE_R_NONE;
+	if (!r->mklen[i])
+		return CHAT_OK;
+	const uint8_t *mk = r->mk[i];
+	size_t mklen = r->mklen[i];
+	bool again = seen_before(seqs, at), got = !received || received[at];
+	store_msg m;
+	rocksdb_pinnableslice_t *val = NULL;
+	char cv[CHAT_CONV_MAX + 1];
+	bool have = false;
+	int rc = CHAT_OK;
+	if (addr) {
+		uint8_t q[8], cnt[8];
+		rc = store_fixed_value(st, STORE_CF_RCPTS, r->rcpt[i], q, sizeof q);
+		if (rc == CHAT_OK) {
+			int refs_rc = store_fixed_value(st, STORE_CF_REFS, r->refs[i], cnt, sizeof cnt);
+			rc = store_ack_one(st, addr, alen, mk, mklen, r->rk[i], r->rklen[i], q, refs_rc,
+			                   cnt, &m, &val, cv, &have);
+			if (rc == CHAT_OK)
+				qseqs_out[at] = store_be64_get(q);
+		} else if (rc == CHAT_ENOTFOUND) {
+			rc = CHAT_OK; /* not queued for addr (or a repeat) */
+		}
+		got = qseqs_out[at] != 0;
+		*gone += got;
+	}
+	if (rc == CHAT_OK && state != STORE_R_NONE)
+		rc = receipt_one(st, mk, mklen, by, ul, r->sk[i], r->sklen[i], r->rstate[i], state, got,
+		                 from_out[at], again ? &(bool){ false } : &changed[at], &prev,
+		                 have ? &m : NULL);
+	rocksdb_pinnableslice_destroy(val);
+	if (prev_out)
+		prev_out[at] = prev;
+	return rc;
 }
 
 int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, const char *conv,
@@ -79,41 +218,23 @@ int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, 
                         enum store_rstate *prev_out)
 {
 	size_t alen = addr ? strlen(addr) : 0;
+	if (!st->reads && !(st->reads = malloc(sizeof *st->reads)))
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	struct store_reads *r = st->reads;
 	store_batch(st);
 	int64_t gone = 0;
 	int rc = CHAT_OK;
-	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
-		uint8_t mk[STORE_MSGKEY_MAX];
-		size_t mklen = store_msgkey(mk, conv, seqs[i]);
-		enum store_rstate prev = STORE_R_NONE;
-		if (qseqs_out)
-			qseqs_out[i] = 0;
-		if (state != STORE_R_NONE) {
-			from_out[i][0] = '\0';
-			changed[i] = false;
-		}
-		if (prev_out)
-			prev_out[i] = STORE_R_NONE;
-		if (!mklen)
-			continue;
-		bool again = seen_before(seqs, i), got = !received || received[i];
-		store_msg m;
-		rocksdb_pinnableslice_t *val = NULL;
-		char cv[CHAT_CONV_MAX + 1];
-		bool have = false;
-		if (addr) {
-			if (!again)
-				rc = store_ack_one(st, addr, alen, mk, mklen, &qseqs_out[i], &m, &val, cv,
-				                   &have);
-			got = qseqs_out[i] != 0;
-			gone += got;
-		}
-		if (rc == CHAT_OK && state != STORE_R_NONE)
-			rc = receipt_one(st, mk, mklen, by, ul, state, got, from_out[i],
-			                 again ? &(bool){ false } : &changed[i], &prev, have ? &m : NULL);
-		rocksdb_pinnableslice_destroy(val);
-		if (prev_out)
-			prev_out[i] = prev;
+	/* Every read sees the store as it was before this batch, as it did
+	 * when each was its own get: reading a chunk ahead changes nothing. */
+	for (size_t base = 0; base < n && rc == CHAT_OK; base += STORE_MANY) {
+		size_t m = n - base < STORE_MANY ? n - base : STORE_MANY;
+		rc = chunk_read(st, r, addr, alen, by, ul, conv, seqs, base, m, state);
+		if (rc != CHAT_OK)
+			break; /* chunk_read freed what it read */
+		for (size_t i = 0; i < m && rc == CHAT_OK; i++)
+			rc = apply_one(st, r, i, addr, alen, by, ul, seqs, base, state, received, qseqs_out,
+			               from_out, changed, prev_out, &gone);
+		chunk_free(r, m);
 	}
 	if (rc == CHAT_OK && gone)
 		rc = store_queue_count_add(st, addr, alen, -gone);

@@ -12,8 +12,10 @@
  * The memtable settings follow the keys' shapes (docs/BENCHMARKS.md, "dm"):
  * appends per queue and per conversation take insert hints
  * (common/rocks_hints.cc), the per-key counters are updated in place, and
- * the two column families read mostly for keys that are not there get a
- * memtable bloom filter.
+ * the column families read mostly for keys that are not there (dedup,
+ * rstate) or not in the memtable (msgs, rcpts, refs: a replay's backlog has
+ * long been flushed) get a memtable bloom filter, so that such a read skips
+ * the skiplist walk.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -147,6 +149,54 @@ int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
 	return *val ? CHAT_OK : CHAT_ENOTFOUND;
 }
 
+int store_get_many(store *st, enum store_cf cf, size_t n, const char *const *keys,
+                   const size_t *klens, rocksdb_pinnableslice_t **vals)
+{
+	char *errs[STORE_MANY];
+	if (n > STORE_MANY)
+		return store_fail(st, CHAT_EINVAL, "%zu keys in one batched read (at most %d)", n,
+		                  STORE_MANY);
+	for (size_t i = 0; i < n; i++) {
+		vals[i] = NULL;
+		errs[i] = NULL;
+	}
+	if (n)
+		rocksdb_batched_multi_get_cf(st->db, st->ro, st->cf[cf], n, keys, klens, vals, errs,
+		                             false);
+	int rc = CHAT_OK;
+	for (size_t i = 0; i < n; i++) {
+		if (errs[i] && rc == CHAT_OK)
+			rc = store_rocks_err(st, errs[i]); /* frees it */
+		else if (errs[i])
+			rocksdb_free(errs[i]);
+	}
+	if (rc != CHAT_OK)
+		store_get_many_free(vals, n);
+	return rc;
+}
+
+void store_get_many_free(rocksdb_pinnableslice_t **vals, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		rocksdb_pinnableslice_destroy(vals[i]);
+		vals[i] = NULL;
+	}
+}
+
+int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
+                      size_t len)
+{
+	if (!v)
+		return CHAT_ENOTFOUND;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	if (vlen != len)
+		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, expected %zu",
+		                  store_cf_names[cf], vlen, len);
+	memcpy(out, p, len);
+	return CHAT_OK;
+}
+
 int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
                     void *out, size_t len)
 {
@@ -154,15 +204,9 @@ int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
 	int rc = store_get(st, cf, key, klen, &v);
 	if (rc != CHAT_OK)
 		return rc;
-	size_t vlen;
-	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	if (vlen == len)
-		memcpy(out, p, len);
+	rc = store_fixed_value(st, cf, v, out, len);
 	rocksdb_pinnableslice_destroy(v);
-	if (vlen != len)
-		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, expected %zu",
-		                  store_cf_names[cf], vlen, len);
-	return CHAT_OK;
+	return rc;
 }
 
 int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
@@ -371,7 +415,9 @@ static void store_options_init(store *st, const store_opts *opts)
 	rocksdb_options_set_inplace_update_support(st->counter_opts, 1);
 	/* dedup and rstate are read before most writes and usually miss (a new
 	 * cid, a first receipt): a memtable bloom filter answers those misses
-	 * without a skiplist search. */
+	 * without a skiplist search. So are msgs, rcpts and refs once their
+	 * records are flushed (a replay's backlog): drain instructions per
+	 * message 150k -> 126k (docs/BENCHMARKS.md, replay). */
 	st->probe_opts = rocksdb_options_create_copy(st->opts);
 	rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->probe_opts, 0.1);
 	rocksdb_options_set_memtable_whole_key_filtering(st->probe_opts, 1);
@@ -438,6 +484,7 @@ static int store_db_open(store *st, const char *dir)
 		cfopts[i] = st->opts;
 	cfopts[STORE_CF_CONVS] = cfopts[STORE_CF_QMETA] = st->counter_opts;
 	cfopts[STORE_CF_DEDUP] = cfopts[STORE_CF_RSTATE] = st->probe_opts;
+	cfopts[STORE_CF_RCPTS] = cfopts[STORE_CF_REFS] = cfopts[STORE_CF_MSGS] = st->probe_opts;
 
 	st->db = rocksdb_open_column_families(st->opts, dir, (int)total, names, cfopts, handles,
 	                                      &err);
@@ -533,5 +580,7 @@ void store_close(store *st)
 	free(st->addr_ptrs);
 	free(st->to_sorted);
 	store_caches_close(st);
+	store_reads_free(st);
+	store_qpage_free(st);
 	free(st);
 }

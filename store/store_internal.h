@@ -110,6 +110,8 @@ struct store {
 	const char **addr_ptrs;
 	size_t addrs_cap;
 	struct store_caches *caches; /* cache.c */
+	struct store_reads *reads;   /* receipts.c: a receipt's reads, one chunk at a time */
+	struct store_qpage *qpage;   /* queue.c: a queue walk's page */
 	uint8_t released[STORE_MSG_HDR_MAX]; /* the record store_msg_release_keep left in m */
 };
 
@@ -188,6 +190,20 @@ int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
 int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
                     void *out, size_t len);
 
+/* Batched point reads: n (at most STORE_MANY) keys of one column family at
+ * once — RocksDB's MultiGet shares the filter, index and block lookups of
+ * keys that sit together, which separate reads each repeat. vals[i] gets the
+ * value (destroy with store_get_many_free) or NULL if the key is not there.
+ * CHAT_OK, or the first read error (all vals then NULL). */
+#define STORE_MANY 64
+int store_get_many(store *st, enum store_cf cf, size_t n, const char *const *keys,
+                   const size_t *klens, rocksdb_pinnableslice_t **vals);
+void store_get_many_free(rocksdb_pinnableslice_t **vals, size_t n);
+/* A value store_get_many read that must be exactly len bytes, into out: as
+ * store_get_fixed (v NULL: CHAT_ENOTFOUND). */
+int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
+                      size_t len);
+
 /* Calls cb for every key starting with prefix (plen 0: every key), in
  * order; stops at and returns cb's first non-zero value. */
 typedef int (*store_kv_cb)(store *st, const char *k, size_t klen, const char *v, size_t vlen,
@@ -226,6 +242,15 @@ int store_queue_drop(store *st, const char *addr);
  * CHAT_ENOTFOUND, CHAT_ECORRUPT or CHAT_EIO. */
 int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
                    rocksdb_pinnableslice_t **val, char *conv);
+/* store_msg_load after its read: *val is the record read at msgkey (NULL:
+ * CHAT_ENOTFOUND), conv and seq what store_msgkey_parse made of msgkey. */
+int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                     rocksdb_pinnableslice_t **val, char *conv, uint64_t seq);
+/* The message's metadata (kind, sender, ts …; no body): from the header
+ * cache when it is there (pointers into hdr, STORE_MSG_HDR_MAX bytes), else
+ * as store_msg_load (*val to destroy). */
+int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                   rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr);
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry. */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
@@ -235,13 +260,22 @@ int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
  * release; conv gets CHAT_CONV_MAX + 1 bytes). */
 int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
                            rocksdb_pinnableslice_t **val, char *conv, bool *have);
+void store_reads_free(store *st);
+void store_qpage_free(store *st);
+/* store_msg_release_keep after its read of the message's refcount: refs_rc
+ * is that read's result, cnt its 8 bytes when CHAT_OK (changed). */
+int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int refs_rc,
+                           uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
+                           char *conv, bool *have);
 /* queue.c: adds to the shared batch the removal of addr's queue entry for
- * the message at mk (alen: addr's length), found through its rcpts entry,
- * and one reference to the message; *qseq = the entry's position, 0 if addr
- * had none. The message, when the release read it, as store_msg_release_keep
+ * the message at mk (alen: addr's length), at position q (the value of its
+ * rcpts entry rk, which goes too), and one reference to the message: refs_rc
+ * and cnt are the read of its refcount, as store_msg_release_refs takes
+ * them. The message, when the release read it, as store_msg_release_keep
  * leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  uint64_t *qseq, store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
+                  const uint8_t *rk, size_t rklen, const uint8_t q[8], int refs_rc,
+                  uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
                   bool *have);
 /* receipts.c: the one loop of store_ack, store_receipts and store_deliver,
  * in one batch. Per seq: when addr is given, addr's queue entry goes

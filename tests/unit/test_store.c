@@ -964,6 +964,99 @@ START_TEST(test_queue_read_events_remove)
 }
 END_TEST
 
+/* Pages and chunks of STORE_MANY (64): a queue walk reads a page's messages
+ * together, a receipt its seqs' records; 150 entries cross both
+ * boundaries, with events between the messages. */
+struct walk {
+	int n, msgs, events, bad;
+	uint64_t next_qseq, next_seq;
+};
+
+static int walk_entry(void *arg, const store_qentry *e, const store_msg *m)
+{
+	struct walk *w = arg;
+	char want[16];
+	if (e->qseq != w->next_qseq++)
+		w->bad++;
+	if (e->kind == STORE_Q_EVENT) {
+		snprintf(want, sizeof want, "ev%d", w->n);
+		w->events++;
+		if (e->event_len != strlen(want) || memcmp(e->event, want, e->event_len) != 0)
+			w->bad++;
+	} else {
+		snprintf(want, sizeof want, "b%llu", (unsigned long long)e->seq);
+		w->msgs++;
+		if (!m || e->seq != w->next_seq++ || strcmp(e->conv, "dm:a:b") != 0 ||
+		    m->body_len != strlen(want) || memcmp(m->body, want, m->body_len) != 0)
+			w->bad++;
+	}
+	w->n++;
+	return 0;
+}
+
+START_TEST(test_queue_read_and_deliver_across_pages)
+{
+	store *st = open_ok();
+	const char *to[] = { "b/1" };
+	uint64_t seqs[150], qs[150];
+	char body[16], ev[16];
+	int n = 0;
+	for (uint64_t i = 1; i <= 150; i++) {
+		snprintf(body, sizeof body, "b%llu", (unsigned long long)i);
+		store_msg m = msg_for("dm:a:b", "a/1", i, body);
+		ck_assert_uint_eq(send_ok(st, &m, to, 1), i);
+		seqs[i - 1] = i;
+		n++;
+		if (i % 7 == 0) { /* an event in between, sometimes at a page edge */
+			snprintf(ev, sizeof ev, "ev%d", n++);
+			ck_assert_int_eq(store_queue_event(st, to, 1, (const uint8_t *)ev, strlen(ev)),
+			                 CHAT_OK);
+		}
+	}
+	ck_assert_uint_eq(qcount(st, "b/1"), (uint64_t)n);
+
+	struct walk w = { .next_qseq = 1, .next_seq = 1 };
+	size_t visited;
+	uint64_t last = 0;
+	ck_assert_int_eq(store_queue_read(st, "b/1", 0, 1000, walk_entry, &w, &visited, &last),
+	                 CHAT_OK);
+	ck_assert_int_eq(w.bad, 0);
+	ck_assert_int_eq(w.msgs, 150);
+	ck_assert_int_eq(w.events, n - 150);
+	ck_assert_uint_eq(visited, (size_t)n);
+	ck_assert_uint_eq(last, (uint64_t)n);
+	/* a bounded walk from the middle stops at max, wherever the page ends */
+	struct walk part = { .next_qseq = 61, .next_seq = 0 };
+	ck_assert_int_eq(store_queue_read(st, "b/1", 60, 70, walk_entry, &part, &visited, &last),
+	                 CHAT_OK);
+	ck_assert_uint_eq(visited, 70);
+	ck_assert_uint_eq(last, 130);
+
+	/* one delivered receipt for all 150 seqs: every queue entry found */
+	char from[150][CHAT_ADDR_MAX + 1];
+	bool changed[150];
+	enum store_rstate prev[150];
+	ck_assert_int_eq(store_deliver(st, "b/1", "dm:a:b", seqs, 150, STORE_R_DELIVERED, qs, from,
+	                               changed, prev), CHAT_OK);
+	for (int i = 0; i < 150; i++) {
+		ck_assert_uint_ne(qs[i], 0);
+		ck_assert(changed[i]);
+		ck_assert_str_eq(from[i], "a/1");
+		ck_assert_int_eq(prev[i], STORE_R_NONE);
+	}
+	ck_assert_uint_eq(qcount(st, "b/1"), (uint64_t)(n - 150)); /* the events stay */
+	/* again: nothing left to acknowledge, no state moves */
+	ck_assert_int_eq(store_deliver(st, "b/1", "dm:a:b", seqs, 150, STORE_R_DELIVERED, qs, from,
+	                               changed, prev), CHAT_OK);
+	for (int i = 0; i < 150; i++) {
+		ck_assert_uint_eq(qs[i], 0);
+		ck_assert(!changed[i]);
+		ck_assert_int_eq(prev[i], STORE_R_DELIVERED);
+	}
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_ack)
 {
 	store *st = open_ok();
@@ -1441,6 +1534,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_duplicate_recipient_queued_once);
 	tcase_add_test(tc, test_device_remove_drops_queue);
 	tcase_add_test(tc, test_queue_read_events_remove);
+	tcase_add_test(tc, test_queue_read_and_deliver_across_pages);
 	tcase_add_test(tc, test_ack);
 	tcase_add_test(tc, test_receipts);
 	tcase_add_test(tc, test_prefs);
