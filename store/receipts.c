@@ -85,6 +85,7 @@ struct store_reads {
 	uint8_t rk[STORE_MANY][STORE_RCPTKEY_MAX];
 	uint8_t sk[STORE_MANY][STORE_RCPTKEY_MAX];
 	size_t mklen[STORE_MANY], rklen[STORE_MANY], sklen[STORE_MANY];
+	bool again[STORE_MANY]; /* the seq came earlier in the receipt */
 	rocksdb_pinnableslice_t *rcpt[STORE_MANY], *refs[STORE_MANY], *rstate[STORE_MANY];
 	const char *keys[STORE_MANY];
 	size_t klens[STORE_MANY], idx[STORE_MANY];
@@ -128,12 +129,13 @@ static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t
 	size_t k = 0;
 	for (size_t i = 0; i < m; i++) {
 		r->mklen[i] = store_msgkey(r->mk[i], conv, seqs[base + i]);
+		r->again[i] = seen_before(seqs, base + i);
 		r->rcpt[i] = r->refs[i] = r->rstate[i] = NULL;
 	}
 	int rc = CHAT_OK;
 	if (addr) {
 		for (size_t i = 0; i < m; i++)
-			if (r->mklen[i] && !seen_before(seqs, base + i)) {
+			if (r->mklen[i] && !r->again[i]) {
 				r->rklen[i] = store_rcptkey(r->rk[i], r->mk[i], r->mklen[i], addr, alen);
 				want(r, &k, i, r->rk[i], r->rklen[i]);
 			}
@@ -161,7 +163,7 @@ static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t
 
 /* Applies seq base + i of the chunk r read. */
 static int apply_one(store *st, struct store_reads *r, size_t i, const char *addr, size_t alen,
-                     const char *by, size_t ul, const uint64_t *seqs, size_t base, enum store_rstate state,
+                     const char *by, size_t ul, size_t base, enum store_rstate state,
                      const bool *received, uint64_t *qseqs_out,
                      char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
                      enum store_rstate *prev_out, int64_t *gone)
@@ -180,7 +182,7 @@ static int apply_one(store *st, struct store_reads *r, size_t i, const char *add
 		return CHAT_OK;
 	const uint8_t *mk = r->mk[i];
 	size_t mklen = r->mklen[i];
-	bool again = seen_before(seqs, at), got = !received || received[at];
+	bool again = r->again[i], got = !received || received[at];
 	store_msg m;
 	rocksdb_pinnableslice_t *val = NULL;
 	char cv[CHAT_CONV_MAX + 1];
@@ -232,7 +234,7 @@ int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, 
 		if (rc != CHAT_OK)
 			break; /* chunk_read freed what it read */
 		for (size_t i = 0; i < m && rc == CHAT_OK; i++)
-			rc = apply_one(st, r, i, addr, alen, by, ul, seqs, base, state, received, qseqs_out,
+			rc = apply_one(st, r, i, addr, alen, by, ul, base, state, received, qseqs_out,
 			               from_out, changed, prev_out, &gone);
 		chunk_free(r, m);
 	}
