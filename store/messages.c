@@ -385,14 +385,6 @@ int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, sto
 	return store_msg_load(st, key, klen, out, &mb->val, mb->conv);
 }
 
-int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv, bool *have)
-{
-	uint8_t cnt[8];
-	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
-	return store_msg_release_refs(st, msgkey, mklen, rc, cnt, m, val, conv, have);
-}
-
 int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int refs_rc,
                            uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
                            char *conv, bool *have)
@@ -441,7 +433,9 @@ int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
 	store_msg m;
 	char conv[CHAT_CONV_MAX + 1];
 	bool have;
-	int rc = store_msg_release_keep(st, msgkey, mklen, &m, &val, conv, &have);
+	uint8_t cnt[8];
+	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
+	rc = store_msg_release_refs(st, msgkey, mklen, rc, cnt, &m, &val, conv, &have);
 	rocksdb_pinnableslice_destroy(val);
 	return rc;
 }

@@ -158,16 +158,15 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 
 /* One page of a queue walk: up to STORE_MANY entries copied off the
  * iterator (an event's bytes into ev), so that their messages can be read
- * together (store_get_many) before the page is visited. Allocated once per
+ * together (store_many_get) before the page is visited. Allocated once per
  * store, ev grown as needed. */
 struct store_qpage {
 	uint64_t qseq[STORE_MANY];
 	char kind[STORE_MANY]; /* STORE_QE_EVENT, STORE_QE_MSG, or 0: unreadable */
 	uint8_t mk[STORE_MANY][STORE_MSGKEY_MAX];
 	size_t mklen[STORE_MANY], ev_off[STORE_MANY], ev_len[STORE_MANY];
-	const char *keys[STORE_MANY];
-	size_t klens[STORE_MANY];
-	rocksdb_pinnableslice_t *got[STORE_MANY], *msg[STORE_MANY];
+	rocksdb_pinnableslice_t *msg[STORE_MANY];
+	store_many many;
 	uint8_t *ev;
 	size_t ev_cap;
 };
@@ -233,18 +232,10 @@ static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
 		++*n;
 	}
 	/* the page's messages, read together */
-	size_t k = 0;
-	for (size_t i = 0; i < *n; i++) {
-		if (pg->kind[i] == STORE_QE_MSG) {
-			pg->keys[k] = (const char *)pg->mk[i];
-			pg->klens[k++] = pg->mklen[i];
-		}
-	}
-	int rc = store_get_many(st, STORE_CF_MSGS, k, pg->keys, pg->klens, pg->got);
-	for (size_t i = 0, j = 0; rc == CHAT_OK && i < *n; i++)
+	for (size_t i = 0; i < *n; i++)
 		if (pg->kind[i] == STORE_QE_MSG)
-			pg->msg[i] = pg->got[j++];
-	return rc;
+			store_many_want(&pg->many, i, pg->mk[i], pg->mklen[i]);
+	return store_many_get(st, &pg->many, STORE_CF_MSGS, pg->msg);
 }
 
 /* Visits entry i of the page: as store_queue_read describes. */

@@ -76,7 +76,7 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 	return CHAT_OK;
 }
 
-/* What one chunk of a receipt reads, read together (store_get_many) before
+/* What one chunk of a receipt reads, read together (store_many_get) before
  * the chunk is applied: per seq its message key, addr's rcpts entry and the
  * message's refcount (when addr is given), by's state record (when a state
  * moves). Allocated once per store. */
@@ -87,32 +87,13 @@ struct store_reads {
 	size_t mklen[STORE_MANY], rklen[STORE_MANY], sklen[STORE_MANY];
 	bool again[STORE_MANY]; /* the seq came earlier in the receipt */
 	rocksdb_pinnableslice_t *rcpt[STORE_MANY], *refs[STORE_MANY], *rstate[STORE_MANY];
-	const char *keys[STORE_MANY];
-	size_t klens[STORE_MANY], idx[STORE_MANY];
-	rocksdb_pinnableslice_t *got[STORE_MANY];
+	store_many many;
 };
 
 void store_reads_free(store *st)
 {
 	free(st->reads);
 	st->reads = NULL;
-}
-
-static void want(struct store_reads *r, size_t *k, size_t i, const uint8_t *key, size_t klen)
-{
-	r->keys[*k] = (const char *)key;
-	r->klens[*k] = klen;
-	r->idx[(*k)++] = i;
-}
-
-/* Reads the k keys wanted into out[] at their seqs' places. */
-static int gather(store *st, struct store_reads *r, enum store_cf cf, size_t k,
-                  rocksdb_pinnableslice_t **out)
-{
-	int rc = store_get_many(st, cf, k, r->keys, r->klens, r->got);
-	for (size_t j = 0; rc == CHAT_OK && j < k; j++)
-		out[r->idx[j]] = r->got[j];
-	return rc;
 }
 
 static void chunk_free(struct store_reads *r, size_t m)
@@ -126,7 +107,7 @@ static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t
                       const char *by, size_t ul, const char *conv, const uint64_t *seqs,
                       size_t base, size_t m, enum store_rstate state)
 {
-	size_t k = 0;
+	store_many *mg = &r->many;
 	for (size_t i = 0; i < m; i++) {
 		r->mklen[i] = store_msgkey(r->mk[i], conv, seqs[base + i]);
 		r->again[i] = seen_before(seqs, base + i);
@@ -137,24 +118,22 @@ static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t
 		for (size_t i = 0; i < m; i++)
 			if (r->mklen[i] && !r->again[i]) {
 				r->rklen[i] = store_rcptkey(r->rk[i], r->mk[i], r->mklen[i], addr, alen);
-				want(r, &k, i, r->rk[i], r->rklen[i]);
+				store_many_want(mg, i, r->rk[i], r->rklen[i]);
 			}
-		rc = gather(st, r, STORE_CF_RCPTS, k, r->rcpt);
-		k = 0;
+		rc = store_many_get(st, mg, STORE_CF_RCPTS, r->rcpt);
 		for (size_t i = 0; rc == CHAT_OK && i < m; i++)
 			if (r->rcpt[i])
-				want(r, &k, i, r->mk[i], r->mklen[i]);
+				store_many_want(mg, i, r->mk[i], r->mklen[i]);
 		if (rc == CHAT_OK)
-			rc = gather(st, r, STORE_CF_REFS, k, r->refs);
+			rc = store_many_get(st, mg, STORE_CF_REFS, r->refs);
 	}
 	if (rc == CHAT_OK && state != STORE_R_NONE) {
-		k = 0;
 		for (size_t i = 0; i < m; i++)
 			if (r->mklen[i]) {
 				r->sklen[i] = store_rcptkey(r->sk[i], r->mk[i], r->mklen[i], by, ul);
-				want(r, &k, i, r->sk[i], r->sklen[i]);
+				store_many_want(mg, i, r->sk[i], r->sklen[i]);
 			}
-		rc = gather(st, r, STORE_CF_RSTATE, k, r->rstate);
+		rc = store_many_get(st, mg, STORE_CF_RSTATE, r->rstate);
 	}
 	if (rc != CHAT_OK)
 		chunk_free(r, m);
@@ -220,7 +199,7 @@ int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, 
                         enum store_rstate *prev_out)
 {
 	size_t alen = addr ? strlen(addr) : 0;
-	if (!st->reads && !(st->reads = malloc(sizeof *st->reads)))
+	if (!st->reads && !(st->reads = calloc(1, sizeof *st->reads)))
 		return store_fail(st, CHAT_ENOMEM, "out of memory");
 	struct store_reads *r = st->reads;
 	store_batch(st);

@@ -149,20 +149,25 @@ int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
 	return *val ? CHAT_OK : CHAT_ENOTFOUND;
 }
 
-int store_get_many(store *st, enum store_cf cf, size_t n, const char *const *keys,
-                   const size_t *klens, rocksdb_pinnableslice_t **vals)
+void store_many_want(store_many *m, size_t slot, const void *key, size_t klen)
+{
+	m->keys[m->n] = key;
+	m->klens[m->n] = klen;
+	m->slot[m->n++] = slot;
+}
+
+int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out)
 {
 	char *errs[STORE_MANY];
-	if (n > STORE_MANY)
-		return store_fail(st, CHAT_EINVAL, "%zu keys in one batched read (at most %d)", n,
-		                  STORE_MANY);
+	size_t n = m->n;
+	m->n = 0;
 	for (size_t i = 0; i < n; i++) {
-		vals[i] = NULL;
+		m->got[i] = NULL;
 		errs[i] = NULL;
 	}
 	if (n)
-		rocksdb_batched_multi_get_cf(st->db, st->ro, st->cf[cf], n, keys, klens, vals, errs,
-		                             false);
+		rocksdb_batched_multi_get_cf(st->db, st->ro, st->cf[cf], n, m->keys, m->klens, m->got,
+		                             errs, false);
 	int rc = CHAT_OK;
 	for (size_t i = 0; i < n; i++) {
 		if (errs[i] && rc == CHAT_OK)
@@ -171,7 +176,9 @@ int store_get_many(store *st, enum store_cf cf, size_t n, const char *const *key
 			rocksdb_free(errs[i]);
 	}
 	if (rc != CHAT_OK)
-		store_get_many_free(vals, n);
+		store_get_many_free(m->got, n);
+	for (size_t i = 0; i < n; i++)
+		out[m->slot[i]] = m->got[i];
 	return rc;
 }
 

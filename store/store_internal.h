@@ -112,7 +112,7 @@ struct store {
 	struct store_caches *caches; /* cache.c */
 	struct store_reads *reads;   /* receipts.c: a receipt's reads, one chunk at a time */
 	struct store_qpage *qpage;   /* queue.c: a queue walk's page */
-	uint8_t released[STORE_MSG_HDR_MAX]; /* the record store_msg_release_keep left in m */
+	uint8_t released[STORE_MSG_HDR_MAX]; /* the record store_msg_release_refs left in m */
 };
 
 static inline void store_be64_put(uint8_t *p, uint64_t v)
@@ -190,16 +190,24 @@ int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
 int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
                     void *out, size_t len);
 
-/* Batched point reads: n (at most STORE_MANY) keys of one column family at
- * once — RocksDB's MultiGet shares the filter, index and block lookups of
- * keys that sit together, which separate reads each repeat. vals[i] gets the
- * value (destroy with store_get_many_free) or NULL if the key is not there.
- * CHAT_OK, or the first read error (all vals then NULL). */
+/* Batched point reads of one column family, for up to STORE_MANY slots of
+ * which some want a value: RocksDB's MultiGet shares the filter, index and
+ * block lookups of keys that sit together, which separate reads each
+ * repeat. store_many_want names a slot's key (valid until the read);
+ * store_many_get reads them all at once and sets out[slot] of each wanted
+ * slot to its value (destroy with store_get_many_free) or NULL if the key is
+ * not there, leaves the other slots alone, and forgets the wants. CHAT_OK,
+ * or the first read error (the wanted slots then NULL). */
 #define STORE_MANY 64
-int store_get_many(store *st, enum store_cf cf, size_t n, const char *const *keys,
-                   const size_t *klens, rocksdb_pinnableslice_t **vals);
+typedef struct store_many {
+	const char *keys[STORE_MANY];
+	size_t klens[STORE_MANY], slot[STORE_MANY], n;
+	rocksdb_pinnableslice_t *got[STORE_MANY];
+} store_many;
+void store_many_want(store_many *m, size_t slot, const void *key, size_t klen);
+int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out);
 void store_get_many_free(rocksdb_pinnableslice_t **vals, size_t n);
-/* A value store_get_many read that must be exactly len bytes, into out: as
+/* A value store_many_get read that must be exactly len bytes, into out: as
  * store_get_fixed (v NULL: CHAT_ENOTFOUND). */
 int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
                       size_t len);
@@ -254,16 +262,14 @@ int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry. */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
-/* The same, and at the message's last reference it leaves the message in
- * m and sets *have: its metadata, without the body (pointers into *val,
- * which the caller destroys, or into the store, valid until the next
- * release; conv gets CHAT_CONV_MAX + 1 bytes). */
-int store_msg_release_keep(store *st, const uint8_t *msgkey, size_t mklen, store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv, bool *have);
 void store_reads_free(store *st);
 void store_qpage_free(store *st);
-/* store_msg_release_keep after its read of the message's refcount: refs_rc
- * is that read's result, cnt its 8 bytes when CHAT_OK (changed). */
+/* The same, after the caller's read of the message's refcount: refs_rc is
+ * that read's result, cnt its 8 bytes when CHAT_OK (changed). At the last
+ * reference it leaves the message in m and sets *have: its metadata,
+ * without the body (pointers into *val, which the caller destroys, or into
+ * the store, valid until the next release; conv gets CHAT_CONV_MAX + 1
+ * bytes). */
 int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int refs_rc,
                            uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
                            char *conv, bool *have);
@@ -271,7 +277,7 @@ int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int r
  * the message at mk (alen: addr's length), at position q (the value of its
  * rcpts entry rk, which goes too), and one reference to the message: refs_rc
  * and cnt are the read of its refcount, as store_msg_release_refs takes
- * them. The message, when the release read it, as store_msg_release_keep
+ * them. The message, when the release read it, as store_msg_release_refs
  * leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
                   const uint8_t *rk, size_t rklen, const uint8_t q[8], int refs_rc,
