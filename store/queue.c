@@ -299,7 +299,7 @@ int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, st
 		               &end);
 		for (size_t i = 0; rc == CHAT_OK && i < n; i++)
 			rc = page_visit(st, pg, i, addr, cb, arg, visited, last);
-		store_get_many_free(pg->msg, n);
+		store_many_free(pg->msg, n);
 		if (n == 0)
 			break;
 	}

@@ -98,9 +98,9 @@ void store_reads_free(store *st)
 
 static void chunk_free(struct store_reads *r, size_t m)
 {
-	store_get_many_free(r->rcpt, m);
-	store_get_many_free(r->refs, m);
-	store_get_many_free(r->rstate, m);
+	store_many_free(r->rcpt, m);
+	store_many_free(r->refs, m);
+	store_many_free(r->rstate, m);
 }
 
 static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t alen,

@@ -151,6 +151,10 @@ int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
 
 void store_many_want(store_many *m, size_t slot, const void *key, size_t klen)
 {
+	if (m->n == STORE_MANY) {
+		m->over = true;
+		return;
+	}
 	m->keys[m->n] = key;
 	m->klens[m->n] = klen;
 	m->slot[m->n++] = slot;
@@ -161,6 +165,13 @@ int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnables
 	char *errs[STORE_MANY];
 	size_t n = m->n;
 	m->n = 0;
+	if (m->over) {
+		m->over = false;
+		for (size_t i = 0; i < n; i++)
+			out[m->slot[i]] = NULL;
+		return store_fail(st, CHAT_EINVAL, "more than %d keys in one batched read",
+		                  STORE_MANY);
+	}
 	for (size_t i = 0; i < n; i++) {
 		m->got[i] = NULL;
 		errs[i] = NULL;
@@ -176,13 +187,13 @@ int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnables
 			rocksdb_free(errs[i]);
 	}
 	if (rc != CHAT_OK)
-		store_get_many_free(m->got, n);
+		store_many_free(m->got, n);
 	for (size_t i = 0; i < n; i++)
 		out[m->slot[i]] = m->got[i];
 	return rc;
 }
 
-void store_get_many_free(rocksdb_pinnableslice_t **vals, size_t n)
+void store_many_free(rocksdb_pinnableslice_t **vals, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		rocksdb_pinnableslice_destroy(vals[i]);

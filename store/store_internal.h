@@ -195,18 +195,19 @@ int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
  * block lookups of keys that sit together, which separate reads each
  * repeat. store_many_want names a slot's key (valid until the read);
  * store_many_get reads them all at once and sets out[slot] of each wanted
- * slot to its value (destroy with store_get_many_free) or NULL if the key is
+ * slot to its value (destroy with store_many_free) or NULL if the key is
  * not there, leaves the other slots alone, and forgets the wants. CHAT_OK,
  * or the first read error (the wanted slots then NULL). */
 #define STORE_MANY 64
 typedef struct store_many {
 	const char *keys[STORE_MANY];
 	size_t klens[STORE_MANY], slot[STORE_MANY], n;
+	bool over; /* more than STORE_MANY were wanted: the read fails */
 	rocksdb_pinnableslice_t *got[STORE_MANY];
 } store_many;
 void store_many_want(store_many *m, size_t slot, const void *key, size_t klen);
 int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out);
-void store_get_many_free(rocksdb_pinnableslice_t **vals, size_t n);
+void store_many_free(rocksdb_pinnableslice_t **vals, size_t n);
 /* A value store_many_get read that must be exactly len bytes, into out: as
  * store_get_fixed (v NULL: CHAT_ENOTFOUND). */
 int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,

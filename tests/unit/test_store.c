@@ -994,6 +994,50 @@ static int walk_entry(void *arg, const store_qentry *e, const store_msg *m)
 	return 0;
 }
 
+/* store_many: values land at their slots, unwanted slots stay as they were,
+ * a missing key reads NULL, and more wants than STORE_MANY fail the read
+ * cleanly (and leave the next read working). */
+START_TEST(test_many_sparse_reads)
+{
+	store *st = open_ok();
+	raw_put(st, STORE_CF_REFS, "k1", 2, "v1", 2);
+	raw_put(st, STORE_CF_REFS, "k3", 2, "v3", 2);
+	store_many m = { 0 };
+	rocksdb_pinnableslice_t *out[STORE_MANY];
+	rocksdb_pinnableslice_t *const mark = (rocksdb_pinnableslice_t *)&m;
+	for (size_t i = 0; i < STORE_MANY; i++)
+		out[i] = mark;
+	store_many_want(&m, 5, "k1", 2);
+	store_many_want(&m, 9, "k2", 2);
+	store_many_want(&m, 63, "k3", 2);
+	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
+	size_t vlen;
+	const char *v = rocksdb_pinnableslice_value(out[5], &vlen);
+	ck_assert(vlen == 2 && memcmp(v, "v1", 2) == 0);
+	ck_assert_ptr_null(out[9]);
+	v = rocksdb_pinnableslice_value(out[63], &vlen);
+	ck_assert(vlen == 2 && memcmp(v, "v3", 2) == 0);
+	for (size_t i = 0; i < STORE_MANY; i++)
+		if (i != 5 && i != 9 && i != 63)
+			ck_assert_ptr_eq(out[i], mark);
+	rocksdb_pinnableslice_destroy(out[5]);
+	rocksdb_pinnableslice_destroy(out[63]);
+
+	for (size_t i = 0; i <= STORE_MANY; i++)
+		store_many_want(&m, i % STORE_MANY, "k1", 2);
+	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_EINVAL);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "batched read"));
+	for (size_t i = 0; i < STORE_MANY; i++)
+		ck_assert_ptr_null(out[i]);
+	store_many_want(&m, 0, "k3", 2);
+	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
+	ck_assert_ptr_nonnull(out[0]);
+	store_many_free(out, 1);
+	ck_assert_ptr_null(out[0]);
+	store_close(st);
+}
+END_TEST
+
 START_TEST(test_queue_read_and_deliver_across_pages)
 {
 	store *st = open_ok();
@@ -1534,6 +1578,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_duplicate_recipient_queued_once);
 	tcase_add_test(tc, test_device_remove_drops_queue);
 	tcase_add_test(tc, test_queue_read_events_remove);
+	tcase_add_test(tc, test_many_sparse_reads);
 	tcase_add_test(tc, test_queue_read_and_deliver_across_pages);
 	tcase_add_test(tc, test_ack);
 	tcase_add_test(tc, test_receipts);
