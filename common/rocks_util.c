@@ -6,6 +6,11 @@
 
 #include "err.h"
 
+void chat_rocks_perf_off(void)
+{
+	rocksdb_set_perf_level(rocksdb_disable);
+}
+
 int chat_rocks_checkpoint(rocksdb_t *db, const char *dir, char *errbuf, size_t errlen)
 {
 	char *err = NULL;

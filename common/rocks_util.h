@@ -21,6 +21,13 @@ extern "C" {
  * laid out differently from the one it was written against. */
 int chat_rocks_insert_hints(rocksdb_options_t *opts);
 
+/* Stops RocksDB counting each read's and write's steps into its
+ * thread-local perf contexts on the calling thread (its default is
+ * kEnableCount). Neither user reads them, and in a shared librocksdb each
+ * count is a TLS lookup: 12 % of store_send's instructions
+ * (docs/BENCHMARKS.md, dm). Call it on the thread that will use the db. */
+void chat_rocks_perf_off(void);
+
 /* A consistent copy of db in dir (which must not exist), memtables flushed
  * first; safe on another thread while db is written. CHAT_OK, or CHAT_EIO
  * with a one-line reason in errbuf. */

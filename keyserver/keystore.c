@@ -508,9 +508,7 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 	k->wopts = rocksdb_writeoptions_create();
 	rocksdb_writeoptions_set_sync(k->wopts, o->sync_writes);
 	k->batch = rocksdb_writebatch_create();
-	/* No perf-context counting on this thread, the one that serves
-	 * requests (store/store.c says why). */
-	rocksdb_set_perf_level(rocksdb_disable);
+	chat_rocks_perf_off(); /* this thread serves the requests */
 	char *err = NULL;
 	k->db = rocksdb_open(k->opts, o->dir, &err);
 	if (err) {

@@ -542,13 +542,7 @@ int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen)
 	else
 		rc = store_dir_check(st, opts->dir);
 	if (rc == CHAT_OK) {
-		/* RocksDB counts each read's and write's steps into thread-local
-		 * perf contexts unless told not to (kEnableCount is its default).
-		 * Nothing reads them on this thread, the broker's, and their TLS
-		 * lookups cost 12 % of store_send's instructions (docs/BENCHMARKS.md,
-		 * dm).
-		 * Per thread: the one that opens the store is the one that uses it. */
-		rocksdb_set_perf_level(rocksdb_disable);
+		chat_rocks_perf_off(); /* this thread, the broker's, uses the store */
 		store_options_init(st, opts);
 		rc = store_db_open(st, opts->dir);
 	}
