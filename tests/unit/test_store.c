@@ -1286,6 +1286,16 @@ START_TEST(test_receipts)
 	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, NULL),
 	                 CHAT_OK);
 	ck_assert(ch[0]); /* received (or NULL: not known) */
+	/* a repeat right after an ascending run, and one after it ends: each
+	 * moves once, the repeats not at all */
+	uint64_t s3[] = { 1, 2, 2, 1 };
+	bool ch3[4];
+	char from3[4][CHAT_ADDR_MAX + 1];
+	ck_assert_int_eq(store_receipts(st, "g:t", s3, 4, "erin", STORE_R_READ, from3, ch3, NULL,
+	                                NULL), CHAT_OK);
+	ck_assert(ch3[0] && ch3[1] && !ch3[2] && !ch3[3]);
+	ck_assert_str_eq(from3[2], "alice/p");
+	ck_assert_str_eq(from3[3], "alice/p");
 	store_close(st);
 }
 END_TEST
