@@ -226,6 +226,16 @@ def main():
             fmt(m(fan_o, "rate")), "", "", "")
         row("fanout offline: broker CPU µs per queue entry", "", fmt(m(fan_o, "broker_cpu_us_per_msg")),
             "", "", "")
+    walls = {}
+    for r in rows:
+        w = num(r, "wall_secs")
+        if w is not None:
+            k = "%s %s" % (r.get("mode", "?"), r.get("kind", r.get("phase", "")))
+            walls[k] = walls.get(k, 0.0) + w
+    if walls:
+        p("")
+        p("wall time per mode (all reps, set-up and waits included), s: " + ", ".join(
+            "%s %.0f" % (k, v) for k, v in sorted(walls.items(), key=lambda kv: -kv[1])))
     if bad:
         p("")
         p("**%d run(s) reported a correctness failure (ok=0)**: %s" % (

@@ -298,6 +298,11 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_EXPIRY], (const char *)ekey, 9 + mklen, "", 0);
 
 	uint64_t refs = 0;
+	for (size_t i = 0; i < n; i++)
+		refs += i == 0 || strcmp(rcpt[i - 1], rcpt[i]) != 0;
+	/* one recipient: its rcpts entry says so, and there is no refcount */
+	uint8_t rv[9] = { [8] = STORE_RCPT_SOLE };
+	size_t rvlen = refs == 1 ? 9 : 8;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t qseq;
 		uint8_t rk[STORE_RCPTKEY_MAX];
@@ -307,12 +312,11 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 		if (rc != CHAT_OK)
 			return rc;
 		size_t rklen = store_rcptkey(rk, mkey, mklen, rcpt[i], strlen(rcpt[i]));
-		store_be64_put(buf, qseq);
+		store_be64_put(rv, qseq);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen,
-		                          (const char *)buf, 8);
-		refs++;
+		                          (const char *)rv, rvlen);
 	}
-	if (refs) {
+	if (refs > 1) {
 		store_be64_put(buf, refs);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_REFS], (const char *)mkey, mklen,
 		                          (const char *)buf, 8);
@@ -385,25 +389,27 @@ int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, sto
 	return store_msg_load(st, key, klen, out, &mb->val, mb->conv);
 }
 
-int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int refs_rc,
-                           uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
-                           char *conv, bool *have)
+int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool sole,
+                           int refs_rc, uint8_t cnt[8], store_msg *m,
+                           rocksdb_pinnableslice_t **val, char *conv, bool *have)
 {
-	int rc = refs_rc;
+	int rc = sole ? CHAT_OK : refs_rc;
 	*val = NULL;
 	*have = false;
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* already released */
 	if (rc != CHAT_OK)
 		return rc;
-	uint64_t n = store_be64_get(cnt);
+	uint64_t n = sole ? 1 : store_be64_get(cnt);
 	if (n > 1) {
 		store_be64_put(cnt, n - 1);
 		rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen,
 		                          (const char *)cnt, 8);
 		return CHAT_OK;
 	}
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen);
+	if (!sole)
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey,
+		                             mklen);
 
 	/* the last one: rewrite the record without its body — known already if
 	 * this message was sent or read lately (cache.c), else read */
@@ -427,15 +433,15 @@ int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int r
 	return CHAT_OK;
 }
 
-int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen)
+int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole)
 {
 	rocksdb_pinnableslice_t *val;
 	store_msg m;
 	char conv[CHAT_CONV_MAX + 1];
 	bool have;
 	uint8_t cnt[8];
-	int rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
-	rc = store_msg_release_refs(st, msgkey, mklen, rc, cnt, &m, &val, conv, &have);
+	int rc = sole ? CHAT_OK : store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
+	rc = store_msg_release_refs(st, msgkey, mklen, sole, rc, cnt, &m, &val, conv, &have);
 	rocksdb_pinnableslice_destroy(val);
 	return rc;
 }

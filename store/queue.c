@@ -89,10 +89,36 @@ static int entry_drop(store *st, const char *addr, size_t alen, const char *k, s
 	if (vlen < 2 || v[0] != STORE_QE_MSG || vlen - 1 > STORE_MSGKEY_MAX)
 		return CHAT_OK; /* an event, or a corrupt entry: nothing else refers to it */
 	const uint8_t *mk = (const uint8_t *)v + 1;
-	uint8_t rk[STORE_RCPTKEY_MAX];
+	uint8_t rk[STORE_RCPTKEY_MAX], q[8];
 	size_t rklen = store_rcptkey(rk, mk, vlen - 1, addr, alen);
+	/* whether this was the message's one reference is in the rcpts entry */
+	rocksdb_pinnableslice_t *rv;
+	bool sole = false;
+	int rc = store_get(st, STORE_CF_RCPTS, rk, rklen, &rv);
+	if (rc == CHAT_OK)
+		rc = store_rcpt_value(st, rv, q, &sole);
+	rocksdb_pinnableslice_destroy(rv);
+	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
+		rc = CHAT_OK; /* then the refcount decides, as before rcpts could say */
+	if (rc != CHAT_OK)
+		return rc;
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	return store_msg_release(st, mk, vlen - 1);
+	return store_msg_release(st, mk, vlen - 1, sole);
+}
+
+int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole)
+{
+	*sole = false;
+	if (!v)
+		return CHAT_ENOTFOUND;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	if (vlen != 8 && !(vlen == 9 && p[8] == STORE_RCPT_SOLE))
+		return store_fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8 or 9",
+		                  vlen);
+	memcpy(q, p, 8);
+	*sole = vlen == 9;
+	return CHAT_OK;
 }
 
 static int iter_status(store *st, rocksdb_iterator_t *it, int rc)
@@ -349,9 +375,9 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 }
 
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  const uint8_t *rk, size_t rklen, const uint8_t q[8], int refs_rc,
-                  uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
-                  bool *have)
+                  const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
+                  int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
+                  char *conv, bool *have)
 {
 	uint8_t qk[QKEY_MAX];
 	/* A message's rcpts entry and its queue entry are written and removed
@@ -360,7 +386,7 @@ int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, s
 	size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	return store_msg_release_refs(st, mk, mklen, refs_rc, cnt, m, val, conv, have);
+	return store_msg_release_refs(st, mk, mklen, sole, refs_rc, cnt, m, val, conv, have);
 }
 
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,

@@ -83,8 +83,8 @@ static int receipt_one(store *st, const uint8_t *mk, size_t mklen, const char *b
 
 /* What one chunk of a receipt reads, read together (store_many_get) before
  * the chunk is applied: per seq its message key, addr's rcpts entry and the
- * message's refcount (when addr is given), by's state record (when a state
- * moves). Allocated once per store. */
+ * message's refcount (when addr is given and the entry is not sole), by's
+ * state record (when a state moves). Allocated once per store. */
 struct store_reads {
 	uint8_t mk[STORE_MANY][STORE_MSGKEY_MAX];
 	uint8_t rk[STORE_MANY][STORE_RCPTKEY_MAX];
@@ -108,6 +108,14 @@ static void chunk_free(struct store_reads *r, size_t m)
 	store_many_free(r->rstate, m);
 }
 
+/* Whether an rcpts value ends in STORE_RCPT_SOLE: no refcount to read. */
+static bool rcpt_sole(const rocksdb_pinnableslice_t *v)
+{
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	return vlen == 9 && p[8] == STORE_RCPT_SOLE;
+}
+
 static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t alen,
                       const char *by, size_t ul, const char *conv, const uint64_t *seqs,
                       size_t base, size_t m, size_t asc, enum store_rstate state)
@@ -127,7 +135,7 @@ static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t
 			}
 		rc = store_many_get(st, mg, STORE_CF_RCPTS, r->rcpt);
 		for (size_t i = 0; rc == CHAT_OK && i < m; i++)
-			if (r->rcpt[i])
+			if (r->rcpt[i] && !rcpt_sole(r->rcpt[i]))
 				store_many_want(mg, i, r->mk[i], r->mklen[i]);
 		if (rc == CHAT_OK)
 			rc = store_many_get(st, mg, STORE_CF_REFS, r->refs);
@@ -174,11 +182,14 @@ static int apply_one(store *st, struct store_reads *r, size_t i, const char *add
 	int rc = CHAT_OK;
 	if (addr) {
 		uint8_t q[8], cnt[8];
-		rc = store_fixed_value(st, STORE_CF_RCPTS, r->rcpt[i], q, sizeof q);
+		bool sole;
+		rc = store_rcpt_value(st, r->rcpt[i], q, &sole);
 		if (rc == CHAT_OK) {
-			int refs_rc = store_fixed_value(st, STORE_CF_REFS, r->refs[i], cnt, sizeof cnt);
-			rc = store_ack_one(st, addr, alen, mk, mklen, r->rk[i], r->rklen[i], q, refs_rc,
-			                   cnt, &m, &val, cv, &have);
+			int refs_rc = sole ? CHAT_OK
+			                   : store_fixed_value(st, STORE_CF_REFS, r->refs[i], cnt,
+			                                       sizeof cnt);
+			rc = store_ack_one(st, addr, alen, mk, mklen, r->rk[i], r->rklen[i], q, sole,
+			                   refs_rc, cnt, &m, &val, cv, &have);
 			if (rc == CHAT_OK)
 				qseqs_out[at] = store_be64_get(q);
 		} else if (rc == CHAT_ENOTFOUND) {

@@ -356,9 +356,13 @@ static int store_meta_init(store *st)
 			                  "store schema version %u is unknown to this build "
 			                  "(it reads %u and migrates from 1); refusing to read it",
 			                  v, STORE_SCHEMA_VERSION);
-		if (v == 1) { /* 1 -> 2: the contacts index */
-			if ((rc = store_contacts_build(st)) != CHAT_OK)
-				return rc;
+		/* 1 -> 2: the contacts index. 2 -> 3: nothing to rewrite, records
+		 * of 2 (8-byte rcpts values, a refs record for every message) read
+		 * as they are; the version keeps a build of 2, which would take a
+		 * sole rcpts entry for corruption, from opening the store. */
+		if (v == 1 && (rc = store_contacts_build(st)) != CHAT_OK)
+			return rc;
+		if (v < STORE_SCHEMA_VERSION) {
 			put_schema_version(st);
 			st->migrated_from = v;
 		}

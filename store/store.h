@@ -25,7 +25,7 @@
 #define STORE_HASH_LEN 32   /* keyed BLAKE2b-256 of a token */
 #define STORE_KEY_LEN 32    /* the token-hashing key */
 #define STORE_CID_MAX 16    /* a client message id: up to 16 bytes */
-#define STORE_SCHEMA_VERSION 2  /* 2: the contacts index */
+#define STORE_SCHEMA_VERSION 3  /* 2: the contacts index; 3: rcpts entries marked sole */
 
 typedef struct store store;
 

@@ -10,8 +10,9 @@
  *   services  name             -> cred record
  *   convs     conv             -> u64 last seq
  *   msgs      conv \0 seq      -> message record (messages.c)
- *   refs      conv \0 seq      -> u64 devices that still have it queued
- *   rcpts     conv \0 seq \0 addr -> u64 qseq   (present while addr has it queued)
+ *   refs      conv \0 seq      -> u64 devices that still have it queued (none: one device, see rcpts)
+ *   rcpts     conv \0 seq \0 addr -> u64 qseq [u8 'S']   (present while addr has it queued;
+ *             'S': addr is the message's only recipient and refs has no record of it)
  *   rstate    conv \0 seq \0 user -> u8 store_rstate
  *   dedup     from \0 kind cid -> conv \0 seq expires   (kind 'u' + u64 | 'b' + bytes)
  *   queues    addr \0 qseq     -> 'M' conv \0 seq | 'E' encoded event
@@ -76,6 +77,11 @@ int store_contacts_build(store *st);
 
 #define STORE_QE_MSG 'M'
 #define STORE_QE_EVENT 'E'
+/* The byte after an rcpts entry's qseq when its device is the message's
+ * one recipient: the send writes no refs record (it would hold 1) and the
+ * release deletes none — two memtable writes and a read fewer per 1:1
+ * message between single-device users (schema 3). */
+#define STORE_RCPT_SOLE 'S'
 
 struct store {
 	rocksdb_t *db;
@@ -262,28 +268,32 @@ int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
                    rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr);
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry. */
-int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen);
+int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole);
 void store_reads_free(store *st);
 void store_qpage_free(store *st);
 /* The same, after the caller's read of the message's refcount: refs_rc is
- * that read's result, cnt its 8 bytes when CHAT_OK (changed). At the last
+ * that read's result, cnt its 8 bytes when CHAT_OK (changed); sole: the
+ * rcpts entry said this was the only reference (no refcount to read, the
+ * caller passes CHAT_OK and refs_rc, cnt are ignored). At the last
  * reference it leaves the message in m and sets *have: its metadata,
  * without the body (pointers into *val, which the caller destroys, or into
  * the store, valid until the next release; conv gets CHAT_CONV_MAX + 1
  * bytes). */
-int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, int refs_rc,
-                           uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
-                           char *conv, bool *have);
+int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool sole,
+                           int refs_rc, uint8_t cnt[8], store_msg *m,
+                           rocksdb_pinnableslice_t **val, char *conv, bool *have);
+/* queue.c: decodes an rcpts value v (NULL: none, CHAT_ENOTFOUND) into its
+ * qseq and whether it is the message's sole reference (STORE_RCPT_SOLE). */
+int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole);
 /* queue.c: adds to the shared batch the removal of addr's queue entry for
  * the message at mk (alen: addr's length), at position q (the value of its
- * rcpts entry rk, which goes too), and one reference to the message: refs_rc
- * and cnt are the read of its refcount, as store_msg_release_refs takes
- * them. The message, when the release read it, as store_msg_release_refs
+ * rcpts entry rk, which goes too), and one reference to the message: sole,
+ * refs_rc and cnt as store_msg_release_refs takes them. The message, when the release read it, as store_msg_release_refs
  * leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  const uint8_t *rk, size_t rklen, const uint8_t q[8], int refs_rc,
-                  uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val, char *conv,
-                  bool *have);
+                  const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
+                  int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
+                  char *conv, bool *have);
 /* receipts.c: the one loop of store_ack, store_receipts and store_deliver,
  * in one batch. Per seq: when addr is given, addr's queue entry goes
  * (store_ack_one; qseqs_out) and "received" is whether it had one; when

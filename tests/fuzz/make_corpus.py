@@ -167,6 +167,8 @@ def store_records():
         "msg_long_len": (K["MSG"], msg_record()[:-2] + b"\xff\xff"),
         "refs": (K["REFS"], be64(2)),
         "rcpts": (K["RCPTS"], be64(1)),
+        "rcpts_sole": (K["RCPTS"], be64(1) + b"S"),
+        "rcpts_bad_tail": (K["RCPTS"], be64(1) + b"X"),
         "queue_msg": (K["QUEUE"], b"M" + mk),
         "queue_event": (K["QUEUE"], b"E" + D({"k": "receipt", "conv": "dm:alice:bob", "seqs": [1],
                                                 "s": "read", "by": "bob", "ts": 5})),

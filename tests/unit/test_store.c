@@ -178,7 +178,7 @@ static const char *contacts_of(store *st, const char *user)
 }
 
 /* A 1:1 conversation's first message indexes both users as contacts; a
- * version 1 store (no index) is migrated to 2 at open and gets it. */
+ * version 1 store (no index) is migrated at open (to 2, then 3) and gets it. */
 START_TEST(test_contacts_and_v1_migration)
 {
 	store *st = open_ok();
@@ -214,7 +214,8 @@ START_TEST(test_contacts_and_v1_migration)
 	ck_assert_str_eq(contacts_of(st, "alice"), "bob,");
 	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
 	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
-	ck_assert_uint_eq(v[3], 2);
+	ck_assert_uint_eq(v[3], STORE_SCHEMA_VERSION);
+	ck_assert_uint_eq(store_migrated_from(st), 1);
 	store_close(st);
 }
 END_TEST
@@ -1140,6 +1141,84 @@ START_TEST(test_ack)
 END_TEST
 
 
+/* A message with one recipient device has no refs record: its rcpts entry
+ * says it is the only reference (9 bytes, STORE_RCPT_SOLE). The ack still
+ * releases the body; a schema-2 pair (8-byte entry, refs 1) still works;
+ * a bad trailing byte is a corrupt record, not a sole one. */
+START_TEST(test_sole_recipient_no_refs)
+{
+	store *st = open_ok();
+	const char *to[] = { "b/1" }, *twice[] = { "b/1", "b/1" };
+	store_msg m = msg_for("dm:a:b", "a/1", 1, "one");
+	send_ok(st, &m, to, 1);
+	m.cid.u = 2;
+	send_ok(st, &m, twice, 2); /* the same device twice is one reference */
+	m.cid.u = 3;
+	send_ok(st, &m, to, 1);
+	uint8_t mk[STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX];
+	for (uint64_t s = 1; s <= 3; s++) {
+		size_t mklen = store_msgkey(mk, "dm:a:b", s);
+		ck_assert(!raw_exists(st, STORE_CF_REFS, mk, mklen));
+		size_t rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+		rocksdb_pinnableslice_t *v;
+		ck_assert_int_eq(store_get(st, STORE_CF_RCPTS, rk, rklen, &v), CHAT_OK);
+		size_t vlen;
+		const char *p = rocksdb_pinnableslice_value(v, &vlen);
+		ck_assert_uint_eq(vlen, 9);
+		ck_assert_int_eq(p[8], STORE_RCPT_SOLE);
+		ck_assert_uint_eq(store_be64_get((const uint8_t *)p), s);
+		rocksdb_pinnableslice_destroy(v);
+	}
+
+	/* seq 2 as schema 2 wrote it: an 8-byte entry and a refcount of 1 */
+	size_t mklen = store_msgkey(mk, "dm:a:b", 2);
+	size_t rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+	uint8_t eight[8];
+	store_be64_put(eight, 2);
+	raw_put(st, STORE_CF_RCPTS, rk, rklen, eight, 8);
+	store_be64_put(eight, 1);
+	raw_put(st, STORE_CF_REFS, mk, mklen, eight, 8);
+
+	uint64_t seqs[] = { 1, 2 }, qs[2];
+	ck_assert_int_eq(store_ack(st, "b/1", "dm:a:b", seqs, 2, qs), CHAT_OK);
+	ck_assert_uint_eq(qs[0], 1);
+	ck_assert_uint_eq(qs[1], 2);
+	ck_assert(!raw_exists(st, STORE_CF_REFS, mk, mklen));
+	store_msg out;
+	store_msg_buf buf = { 0 };
+	for (uint64_t s = 1; s <= 2; s++) {
+		ck_assert_int_eq(store_msg_get(st, "dm:a:b", s, &out, &buf), CHAT_OK);
+		ck_assert_ptr_null(out.body); /* delivered: metadata only */
+		ck_assert_str_eq(out.from, "a/1");
+		size_t l = store_msgkey(mk, "dm:a:b", s);
+		ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, l, "b/1", 3)));
+	}
+	ck_assert_uint_eq(qcount(st, "b/1"), 1);
+
+	/* seq 3's entry with a wrong ninth byte: refused, nothing changes */
+	mklen = store_msgkey(mk, "dm:a:b", 3);
+	rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+	uint8_t bad[9] = { 0, 0, 0, 0, 0, 0, 0, 3, 'X' };
+	raw_put(st, STORE_CF_RCPTS, rk, rklen, bad, 9);
+	seqs[0] = 3;
+	ck_assert_int_eq(store_ack(st, "b/1", "dm:a:b", seqs, 1, qs), CHAT_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "rcpts"));
+	ck_assert_int_eq(queue_len(st, "b/1"), 1);
+	ck_assert_int_eq(store_msg_get(st, "dm:a:b", 3, &out, &buf), CHAT_OK);
+	ck_assert_mem_eq(out.body, "one", 3);
+	bad[8] = STORE_RCPT_SOLE;
+	raw_put(st, STORE_CF_RCPTS, rk, rklen, bad, 9);
+	ck_assert_int_eq(store_ack(st, "b/1", "dm:a:b", seqs, 1, qs), CHAT_OK);
+	ck_assert_uint_eq(qs[0], 3);
+	ck_assert_int_eq(store_msg_get(st, "dm:a:b", 3, &out, &buf), CHAT_OK);
+	ck_assert_ptr_null(out.body);
+	ck_assert_int_eq(queue_len(st, "b/1"), 0);
+	ck_assert_uint_eq(qcount(st, "b/1"), 0);
+	store_msg_buf_free(&buf);
+	store_close(st);
+}
+END_TEST
+
 /* Appends every key and value of cf to out (hex), for comparing stores. */
 static void dump_cf(store *st, enum store_cf cf, char *out, size_t cap)
 {
@@ -1591,6 +1670,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_many_sparse_reads);
 	tcase_add_test(tc, test_queue_read_and_deliver_across_pages);
 	tcase_add_test(tc, test_ack);
+	tcase_add_test(tc, test_sole_recipient_no_refs);
 	tcase_add_test(tc, test_receipts);
 	tcase_add_test(tc, test_prefs);
 	tcase_add_test(tc, test_expire);
