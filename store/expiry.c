@@ -49,7 +49,7 @@ static int drop_rcpt(store *st, const char *k, size_t klen, const char *v, size_
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], k, klen);
 	const char *addr = k + u->mklen + 1;
 	size_t alen = klen - u->mklen - 1;
-	if (!alen || alen > CHAT_ADDR_MAX || !(vlen == 8 || (vlen == 9 && v[8] == STORE_RCPT_SOLE)))
+	if (!alen || alen > CHAT_ADDR_MAX || !store_rcpt_len(v, vlen))
 		return CHAT_OK; /* corrupt: the delete is all we can do */
 	int rc = addrs_reserve(st, u->n + 1);
 	if (rc != CHAT_OK)

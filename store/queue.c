@@ -113,11 +113,12 @@ int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], 
 		return CHAT_ENOTFOUND;
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	if (vlen != 8 && !(vlen == 9 && p[8] == STORE_RCPT_SOLE))
-		return store_fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8 or 9",
-		                  vlen);
+	size_t len = store_rcpt_len(p, vlen);
+	if (!len)
+		return store_fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8, or 9 "
+		                  "ending in '%c'", vlen, STORE_RCPT_SOLE);
 	memcpy(q, p, 8);
-	*sole = vlen == 9;
+	*sole = len == 9;
 	return CHAT_OK;
 }
 

@@ -113,7 +113,7 @@ static bool rcpt_sole(const rocksdb_pinnableslice_t *v)
 {
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	return vlen == 9 && p[8] == STORE_RCPT_SOLE;
+	return store_rcpt_len(p, vlen) == 9;
 }
 
 static int chunk_read(store *st, struct store_reads *r, const char *addr, size_t alen,

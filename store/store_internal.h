@@ -82,6 +82,12 @@ int store_contacts_build(store *st);
  * release deletes none — two memtable writes and a read fewer per 1:1
  * message between single-device users (schema 3). */
 #define STORE_RCPT_SOLE 'S'
+/* An rcpts value's length: 8 (qseq), 9 (qseq STORE_RCPT_SOLE), or 0 when
+ * the vlen bytes at v are neither (corrupt). */
+static inline size_t store_rcpt_len(const char *v, size_t vlen)
+{
+	return vlen == 8 || (vlen == 9 && v[8] == STORE_RCPT_SOLE) ? vlen : 0;
+}
 
 struct store {
 	rocksdb_t *db;
