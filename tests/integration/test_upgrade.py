@@ -1,7 +1,7 @@
 """Schema versions: the plugin's store and the key server's store record the
 version they were written with; a store of a version this build does not
 read (newer, or older than anything it migrates) is refused at start with a
-clear message, never misread; version 1 is migrated to 2 at start."""
+clear message, never misread; versions 1 and 2 are migrated to 3 at start."""
 
 import os
 import signal
@@ -33,7 +33,7 @@ class PluginSchemaTest(unittest.TestCase):
         tok = b.add_device(u, "d")
         b.stop()
         store = os.path.join(b.data_dir, "store")
-        for ver, pattern in (("00000003", "schema version 3 is newer than this build's 2"),
+        for ver, pattern in (("00000004", "schema version 4 is newer than this build's 3"),
                              ("00000000", "schema version 0 is unknown to this build"),
                              ("0000ffff", "schema version 65535 is newer")):
             with self.subTest(version=ver):
@@ -42,13 +42,18 @@ class PluginSchemaTest(unittest.TestCase):
                 self.assertIsNotNone(rc, "broker kept running:\n" + b.diagnostics())
                 self.assertNotEqual(rc, 0)
                 self.assertIn(pattern, b.all_output(), b.diagnostics())
-        # version 1 (before the contacts index) is migrated at start
-        poke(store, "meta", "schema_version", "00000001")
-        b.start()
-        self.assertTrue(b.wait_log(lambda l: "migrated" in l and "schema version 1 to 2" in l),
-                        b.diagnostics())
-        d = Device(b, u, "d", tok).connect()
-        d.close()
+        # version 1 (before the contacts index) and version 2 (a refcount
+        # record for every message) are migrated at start
+        for old in (1, 2):
+            with self.subTest(migrate_from=old):
+                poke(store, "meta", "schema_version", "%08x" % old)
+                b.start()
+                self.assertTrue(b.wait_log(lambda l: "migrated" in l and
+                                           "schema version %d to 3" % old in l),
+                                b.diagnostics())
+                d = Device(b, u, "d", tok).connect()
+                d.close()
+                b.stop()
 
 
 class KeyserverFormatTest(unittest.TestCase):
