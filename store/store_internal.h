@@ -10,7 +10,7 @@
  *   services  name             -> cred record
  *   convs     conv             -> u64 last seq
  *   msgs      conv \0 seq      -> message record (messages.c)
- *   refs      conv \0 seq      -> u64 devices that still have it queued (none: one device, see rcpts)
+ *   refs      conv \0 seq      -> u64 devices that still have it queued (none for one: rcpts)
  *   rcpts     conv \0 seq \0 addr -> u64 qseq [u8 'S']   (present while addr has it queued;
  *             'S': addr is the message's only recipient and refs has no record of it)
  *   rstate    conv \0 seq \0 user -> u8 store_rstate
@@ -273,7 +273,8 @@ int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *
 int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
                    rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr);
 /* Adds to the shared batch: one device no longer has the message queued;
- * when none has, its body is deleted and its metadata kept until expiry. */
+ * when none has, its body is deleted and its metadata kept until expiry.
+ * sole: that device's rcpts entry said it was the only one (no refcount). */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole);
 void store_reads_free(store *st);
 void store_qpage_free(store *st);
