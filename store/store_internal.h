@@ -295,8 +295,8 @@ int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], 
 /* queue.c: adds to the shared batch the removal of addr's queue entry for
  * the message at mk (alen: addr's length), at position q (the value of its
  * rcpts entry rk, which goes too), and one reference to the message: sole,
- * refs_rc and cnt as store_msg_release_refs takes them. The message, when the release read it, as store_msg_release_refs
- * leaves it. */
+ * refs_rc and cnt as store_msg_release_refs takes them. The message, when
+ * the release read it, as store_msg_release_refs leaves it. */
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
                   const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
                   int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
