@@ -231,6 +231,14 @@ for rep in $(seq "$reps"); do
         --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs
       dm_max=$(field rate "$LAST")
       stop_pid "$BPID"
+      # The same without the flow-control estimate: each of the 8 senders here
+      # sends ~2000 msgs/s, above the 1000 events/s a device is assumed to
+      # take (plugin_opt_inflight_drain), so most of its `sent` events take
+      # the store-queue detour. This run shows the per-message cost without it.
+      start_broker dm-nodrain chat "inflight_drain 100000"
+      run_bench "phase=nodrain rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs
+      stop_pid "$BPID"
     fi
   done
   for side in $order; do

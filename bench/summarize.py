@@ -130,6 +130,13 @@ def main():
     row("broker CPU µs per message (at max rate)", fmt(cs), fmt(cc),
         fmt(ratio_med(dm_max, relay_max, "broker_cpu_us_per_msg")),
         "", "plugin adds %s µs" % fmt(cc - cs) if cs is not None and cc is not None else "")
+    dm_nd = sel(rows, mode="dm", phase="nodrain")
+    if dm_nd:
+        row("dm throughput, inflight_drain 100000 (no flow-control spill), msgs/s", fmt(rm),
+            fmt(m(dm_nd, "rate")), fmt(ratio_med(dm_nd, relay_max, "rate")), "", "")
+        row("broker CPU µs per message, inflight_drain 100000", fmt(cs),
+            fmt(m(dm_nd, "broker_cpu_us_per_msg")),
+            fmt(ratio_med(dm_nd, relay_max, "broker_cpu_us_per_msg")), "", "")
     row("bench CPU µs per message (at max rate)", fmt(m(relay_max, "bench_cpu_us_per_msg")),
         fmt(m(dm_max, "bench_cpu_us_per_msg")), "", "", "")
     row("broker CPU utilisation at max rate", fmt(m(relay_max, "broker_util")),
