@@ -6,8 +6,8 @@
  * Each message goes in its own batch with everything that points at it:
  * its queue entries (the devices that never got it, reported to the
  * caller, less those of users who got it on another device), rcpts,
- * receipt states, refcount and, if it still names this message, its dedup
- * entry.
+ * receipt states, refcount (while counted entries hold one) and, if it
+ * still names this message, its dedup entry.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +40,7 @@ static int addrs_reserve(store *st, size_t n)
 struct undelivered {
 	size_t mklen;
 	size_t n;
+	bool counted; /* an entry that holds a reference in the refs record */
 };
 
 /* An rcpts entry (msgkey \0 addr -> qseq): addr never got the message. */
@@ -49,7 +50,9 @@ static int drop_rcpt(store *st, const char *k, size_t klen, const char *v, size_
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], k, klen);
 	const char *addr = k + u->mklen + 1;
 	size_t alen = klen - u->mklen - 1;
-	if (!alen || alen > CHAT_ADDR_MAX || !store_rcpt_len(v, vlen))
+	size_t len = store_rcpt_len(v, vlen);
+	u->counted |= len != 9; /* a corrupt entry too: drop the refcount to be sure */
+	if (!alen || alen > CHAT_ADDR_MAX || !len)
 		return CHAT_OK; /* corrupt: the delete is all we can do */
 	int rc = addrs_reserve(st, u->n + 1);
 	if (rc != CHAT_OK)
@@ -152,7 +155,6 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 		rc = drop_dedup(st, &m, mk, mklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)mk, mklen);
 	store_cache_stage(st, STORE_CACHE_MSGHDR, mk, mklen, NULL, 0, false);
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)mk, mklen);
 
 	uint8_t prefix[STORE_MSGKEY_MAX + 1];
 	memcpy(prefix, mk, mklen);
@@ -160,6 +162,12 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 	struct undelivered u = { .mklen = mklen };
 	if (rc == CHAT_OK)
 		rc = store_prefix_each(st, STORE_CF_RCPTS, prefix, mklen + 1, drop_rcpt, &u);
+	/* A refs record exists only while counted rcpts entries do (the last
+	 * release deletes it; a message queued for one device never had one):
+	 * most expiring messages were delivered long ago, and deleting a key
+	 * that is not there still writes a tombstone, one per message. */
+	if (u.counted)
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)mk, mklen);
 	struct reached r = { .mklen = mklen };
 	if (rc == CHAT_OK)
 		rc = store_prefix_each(st, STORE_CF_RSTATE, prefix, mklen + 1, drop_rstate, &r);

@@ -85,6 +85,16 @@ static bool raw_exists(store *st, enum store_cf cf, const void *k, size_t klen)
 	return rc == CHAT_OK;
 }
 
+/* Deletes (tombstones) in the active memtable of cf: RocksDB's counter. */
+static uint64_t memtable_deletes(store *st, enum store_cf cf)
+{
+	char *v = rocksdb_property_value_cf(st->db, st->cf[cf], "rocksdb.num-deletes-active-mem-table");
+	ck_assert_ptr_nonnull(v);
+	uint64_t n = strtoull(v, NULL, 10);
+	rocksdb_free(v);
+	return n;
+}
+
 /* Number of queue entries of addr. */
 static int queue_len(store *st, const char *addr)
 {
@@ -1480,6 +1490,11 @@ START_TEST(test_expire)
 	ck_assert_uint_eq(qcount(st, "a/1"), 1);
 	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
 	ck_assert_uint_eq(n, 0);
+	/* Only g:e#1, queued for three devices, had a refcount to delete: the
+	 * two messages queued for one device never had one and leave no
+	 * tombstone behind. */
+	ck_assert(!raw_exists(st, STORE_CF_REFS, mk, mklen));
+	ck_assert_uint_eq(memtable_deletes(st, STORE_CF_REFS), 1);
 	store_close(st);
 }
 END_TEST
