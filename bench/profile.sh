@@ -11,7 +11,9 @@
 # fanout: one sender, a group of MEMBERS (1000) members online, MSGS (100) sends;
 # fanout-offline: the same with the members offline (store/queue only).
 # Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (dm, fanout: under
-# callgrind a 20 ms receipt flush acknowledges almost every message alone).
+# callgrind a 20 ms receipt flush acknowledges almost every message alone), OPTS (extra
+# plugin options, "name value" per line; replay gets "inflight_drain 100000" as in compare.sh,
+# or the fill's `sent` events spill through the sender's queue and dominate the profile).
 set -euo pipefail
 
 case ${1:-} in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;; esac
@@ -51,7 +53,11 @@ mkdir -p "$tmp/data"
   echo "set_tcp_nodelay true"
   if [ "$mode" = relay ]; then echo "allow_anonymous true"; else
     echo "plugin $build/lib/mosquitto_chat.so"; echo "plugin_opt_data_dir $tmp/data"
-    echo "plugin_opt_send_rate 0"; fi   # capacity is profiled, not the per-device limit
+    echo "plugin_opt_send_rate 0"   # capacity is profiled, not the per-device limit
+    opts=${OPTS-}
+    [ "$mode" = replay ] && [ -z "${OPTS+x}" ] && opts="inflight_drain 100000"
+    if [ -n "$opts" ]; then printf '%s\n' "$opts" | sed '/^$/d; s/^/plugin_opt_/'; fi
+  fi
   echo "log_dest file $tmp/mosquitto.log"
   echo "log_type error"
   if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
