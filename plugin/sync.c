@@ -172,7 +172,7 @@ static size_t pump(core *c, device *dev, size_t budget)
 			last = p.peek - 1;
 		}
 		if (rc == CHAT_OK && p.nev)
-			rc = store_queue_remove(c->st, dev->addr, p.events, p.nev);
+			rc = store_queue_drop_events(c->st, dev->addr, p.events, p.nev);
 		if (rc) {
 			core_log(c, CORE_LOG_ERR, "replay for %s failed: %s", dev->addr, store_errmsg(c->st));
 			sync_stop(c, dev);

@@ -375,6 +375,31 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 	return gone ? store_commit(st) : CHAT_OK;
 }
 
+int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, size_t n)
+{
+	size_t alen = store_addrlen(addr);
+	if (!alen)
+		return store_fail(st, CHAT_EINVAL, "bad device address");
+	store_batch(st);
+	int64_t gone = 0;
+	bool asc = true; /* qseqs[0..i) strictly ascending, as a queue read gives them */
+	for (size_t i = 0; i < n; i++) {
+		asc = asc && (i == 0 || qseqs[i] > qseqs[i - 1]);
+		if (!asc && seen_u64(qseqs, i))
+			continue;
+		uint8_t key[QKEY_MAX];
+		size_t klen = store_qkey(key, addr, alen, qseqs[i]);
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)key, klen);
+		gone++;
+	}
+	int rc = gone ? store_queue_count_add(st, addr, alen, -gone) : CHAT_OK;
+	if (rc != CHAT_OK) {
+		store_rollback(st);
+		return rc;
+	}
+	return gone ? store_commit(st) : CHAT_OK;
+}
+
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
                   const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
                   int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,

@@ -173,6 +173,12 @@ int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, st
 /* Removes entries by position (events once they were sent), one batch. */
 int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n);
 
+/* The same for event entries the caller has just read (store_queue_read
+ * said they are events, and nothing wrote the queue since): deleted without
+ * reading them back. Never pass a message entry: its rcpts entry and
+ * reference would stay behind. */
+int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, size_t n);
+
 /* A device's delivered receipt: removes (conv, seqs[i]) from addr's queue in
  * one batch. qseqs_out[i] is the removed entry's qseq, or 0 if it was not
  * queued. A message that no device still has queued keeps only its

@@ -975,6 +975,37 @@ START_TEST(test_queue_read_events_remove)
 }
 END_TEST
 
+/* The pump's removal of the events it just sent: no read back, the count
+ * falls by the distinct entries, the queue's other entries stay. */
+START_TEST(test_queue_drop_events)
+{
+	store *st = open_ok();
+	const char *to[] = { "d/1" };
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(store_queue_event(st, to, 1, (const uint8_t *)"ev", 2), CHAT_OK);
+	store_msg m = msg_for("g:x", "s/1", 1, "one");
+	send_ok(st, &m, to, 1); /* qseq 6 */
+	ck_assert_uint_eq(qcount(st, "d/1"), 6);
+	uint64_t asc[] = { 1, 2 }, repeats[] = { 4, 3, 4, 3 };
+	ck_assert_int_eq(store_queue_drop_events(st, "d/1", asc, 2), CHAT_OK);
+	ck_assert_uint_eq(qcount(st, "d/1"), 4);
+	ck_assert_int_eq(store_queue_drop_events(st, "d/1", repeats, 4), CHAT_OK);
+	ck_assert_uint_eq(qcount(st, "d/1"), 2);
+	ck_assert_int_eq(store_queue_drop_events(st, "d/1", asc, 0), CHAT_OK);
+	ck_assert_int_eq(store_queue_drop_events(st, "", asc, 1), CHAT_EINVAL);
+	struct rd left = { .stop_at = -1 };
+	size_t visited;
+	uint64_t last;
+	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &left, &visited, &last),
+	                 CHAT_OK);
+	ck_assert_int_eq(left.n, 2);
+	ck_assert_uint_eq(left.qseq[0], 5);
+	ck_assert_uint_eq(left.qseq[1], 6);
+	ck_assert_int_eq(queue_len(st, "d/1"), 2);
+	store_close(st);
+}
+END_TEST
+
 /* Pages and chunks of STORE_MANY (64): a queue walk reads a page's messages
  * together, a receipt its seqs' records; 150 entries cross both
  * boundaries, with events between the messages. */
@@ -1686,6 +1717,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_queue_read_and_deliver_across_pages);
 	tcase_add_test(tc, test_ack);
 	tcase_add_test(tc, test_sole_recipient_no_refs);
+	tcase_add_test(tc, test_queue_drop_events);
 	tcase_add_test(tc, test_receipts);
 	tcase_add_test(tc, test_prefs);
 	tcase_add_test(tc, test_expire);
