@@ -353,7 +353,11 @@ static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, b
 	return rc;
 }
 
-int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n)
+/* Removes the entries at qseqs in one batch. events: the caller has just
+ * read them and they are events, so none is read back to learn whether a
+ * message's rcpts entry and reference go with it. */
+static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, size_t n,
+                          bool events)
 {
 	size_t alen = store_addrlen(addr);
 	if (!alen)
@@ -361,10 +365,21 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 	store_batch(st);
 	int64_t gone = 0;
 	int rc = CHAT_OK;
+	bool asc = true; /* qseqs[0..i] strictly ascending, as a queue read gives them */
 	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
-		bool removed;
-		if (!seen_u64(qseqs, i) && (rc = remove_one(st, addr, alen, qseqs[i], &removed)) == CHAT_OK)
-			gone += removed;
+		asc = asc && (i == 0 || qseqs[i] > qseqs[i - 1]);
+		if (!asc && seen_u64(qseqs, i))
+			continue;
+		bool removed = true;
+		if (events) {
+			uint8_t key[QKEY_MAX];
+			size_t klen = store_qkey(key, addr, alen, qseqs[i]);
+			rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)key,
+			                             klen);
+		} else {
+			rc = remove_one(st, addr, alen, qseqs[i], &removed);
+		}
+		gone += rc == CHAT_OK && removed;
 	}
 	if (rc == CHAT_OK && gone)
 		rc = store_queue_count_add(st, addr, alen, -gone);
@@ -375,29 +390,14 @@ int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_
 	return gone ? store_commit(st) : CHAT_OK;
 }
 
+int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n)
+{
+	return remove_entries(st, addr, qseqs, n, false);
+}
+
 int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, size_t n)
 {
-	size_t alen = store_addrlen(addr);
-	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_batch(st);
-	int64_t gone = 0;
-	bool asc = true; /* qseqs[0..i) strictly ascending, as a queue read gives them */
-	for (size_t i = 0; i < n; i++) {
-		asc = asc && (i == 0 || qseqs[i] > qseqs[i - 1]);
-		if (!asc && seen_u64(qseqs, i))
-			continue;
-		uint8_t key[QKEY_MAX];
-		size_t klen = store_qkey(key, addr, alen, qseqs[i]);
-		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)key, klen);
-		gone++;
-	}
-	int rc = gone ? store_queue_count_add(st, addr, alen, -gone) : CHAT_OK;
-	if (rc != CHAT_OK) {
-		store_rollback(st);
-		return rc;
-	}
-	return gone ? store_commit(st) : CHAT_OK;
+	return remove_entries(st, addr, qseqs, n, true);
 }
 
 int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
