@@ -12,8 +12,9 @@
 # fanout-offline: the same with the members offline (store/queue only).
 # Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (dm, fanout: under
 # callgrind a 20 ms receipt flush acknowledges almost every message alone), OPTS (extra
-# plugin options, "name value" per line; replay gets "inflight_drain 100000" as in compare.sh,
-# or the fill's `sent` events spill through the sender's queue and dominate the profile).
+# plugin options, "name value" per line; unset, replay gets "inflight_drain 100000" as in
+# compare.sh, or the fill's `sent` events spill through the sender's queue and dominate the
+# profile; OPTS= (empty) passes none).
 set -euo pipefail
 
 case ${1:-} in -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; exit 0 ;; esac
