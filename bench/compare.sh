@@ -25,7 +25,11 @@
 #   --no-patched     skip relay and dm on the broker-patches build (BUILD/mosquitto-patched/
 #                    mosquitto, built with `make patched-broker` if missing), where the
 #                    receivers send no receipts: their PUBACKs deliver
-# Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto).
+#   --no-peers       skip the peer brokers
+# Peers, where installed: the same relay (phase=peer) on aedes (Node.js; `npm install aedes`
+# in bench/peers, `npm install -g aedes`, or AEDES_BASE=DIR with DIR/node_modules/aedes),
+# reported as ratios to stock mosquitto. None is installed by this script.
+# Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto), AEDES_BASE.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,6 +44,7 @@ shim=$build/lib/nodelay_preload.so
 
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
+peers=1
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -52,7 +57,8 @@ while [ $# -gt 0 ]; do
     --fanout-members) fan_members=$2; shift ;;
     --no-fanout) fanout=0 ;;
     --no-patched) patched=0 ;;
-    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+    --no-peers) peers=0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -166,6 +172,38 @@ stop_pid() {
   forget_pid "$1"
 }
 
+# The peers found on this machine (--no-peers: none).
+aedes_bases=("${AEDES_BASE:-$repo/bench/peers}" "$repo/bench/peers")
+if command -v npm > /dev/null 2>&1; then aedes_bases+=("$(dirname "$(npm root -g 2>/dev/null)")"); fi
+peer_list=()
+if [ $peers -eq 1 ] && command -v node > /dev/null 2>&1 &&
+   node "$repo/bench/peers/aedes.mjs" --check "${aedes_bases[@]}" 2>/dev/null; then
+  peer_list+=(aedes)
+fi
+
+# start_peer NAME; sets BPID BPORT BDIR like start_broker.
+start_peer() {
+  BDIR=$tmp/peer-$1
+  rm -rf "$BDIR"
+  mkdir -p "$BDIR"
+  BPORT=$(free_port)
+  case $1 in
+    aedes) node "$repo/bench/peers/aedes.mjs" "$BPORT" "${aedes_bases[@]}" > "$BDIR/stderr" 2>&1 & ;;
+    *) echo "compare: unknown peer $1" >&2; exit 1 ;;
+  esac
+  BPID=$!
+  pids+=("$BPID")
+  local i
+  for i in $(seq 200); do
+    port_open "$BPORT" && return 0
+    kill -0 "$BPID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "compare: peer $1 did not start:" >&2
+  tail -20 "$BDIR/stderr" >&2 || true
+  exit 1
+}
+
 # start_keyserver [preload]; the broker from start_broker must be a chat one. Sets KPID.
 start_keyserver() {
   [ -x "$ks" ] || { echo "compare: $ks missing" >&2; exit 1; }
@@ -206,7 +244,7 @@ field() { # field NAME LINE
 }
 
 echo "compare: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)" >&2
-echo "compare: $reps reps; results in $results" >&2
+echo "compare: $reps reps; results in $results; peers: ${peer_list[*]:-none found (see --help)}" >&2
 {
   echo "# command $cmdline"
   echo "# machine nproc=$(nproc) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\" kernel=$(uname -r) date=$(date -u +%FT%TZ) quick=$quick"
@@ -225,6 +263,12 @@ for rep in $(seq "$reps"); do
       run_bench "phase=max rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" --msgs $relay_msgs
       relay_max=$(field rate "$LAST")
       stop_pid "$BPID"
+      for peer in "${peer_list[@]}"; do
+        start_peer "$peer"
+        run_bench "phase=peer peer=$peer rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" \
+          --msgs $relay_msgs
+        stop_pid "$BPID"
+      done
     else
       start_broker dm chat
       run_bench "phase=max rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \

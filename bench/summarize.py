@@ -169,6 +169,14 @@ def main():
             "", "")
         row("patched broker: dm / dm on stock mosquitto (msgs/s)", "", "",
             fmt(ratio_med(dm_p, dm_max, "rate")), "", "")
+    peers = sorted({r["peer"] for r in rows if r.get("phase") == "peer" and r.get("peer")})
+    for name in peers:
+        pr = sel(rows, mode="relay", phase="peer", peer=name)
+        row("peer %s (not chat): the same relay, msgs/s" % name, fmt(rm), fmt(m(pr, "rate")),
+            fmt(ratio_med(pr, relay_max, "rate")), "", "")
+        row("peer %s: broker CPU µs per message" % name, fmt(cs),
+            fmt(m(pr, "broker_cpu_us_per_msg")),
+            fmt(ratio_med(pr, relay_max, "broker_cpu_us_per_msg")), "", "")
     for w in windows:
         rw = [r for r in replays if r.get("replay_window") == str(w)]
         v = m(rw, "rate")

@@ -6,13 +6,17 @@ never a speed: the numbers are printed for the curious.
 """
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 
 from chatlib import BUILD_DIR, Broker, main, wait_until
 
 CHATBENCH = os.path.join(BUILD_DIR, "bin", "chatbench")
+AEDES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "peers",
+                     "aedes.mjs")
 KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
 
 
@@ -61,6 +65,23 @@ class BenchSmoke(unittest.TestCase):
                       "--pairs", 4, "--msgs", 400)
         self.assert_clean(r, 400)
         self.assertEqual(int(r["acked"]), 400)
+
+    @unittest.skipUnless(shutil.which("node"), "node not installed")
+    def test_peer_launcher_without_aedes(self):
+        # compare.sh runs the aedes peer only where --check finds it; here it is
+        # not installed: --check says no, and the launcher refuses clearly.
+        with tempfile.TemporaryDirectory() as base:
+            r = subprocess.run(["node", AEDES, "--check", base], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 1, r)
+            r = subprocess.run(["node", AEDES, "1883", base], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 1, r)
+            self.assertIn("aedes not found under " + base, r.stderr)
+            r = subprocess.run(["node", AEDES, "99999", base], capture_output=True, text=True,
+                               timeout=30)
+            self.assertEqual(r.returncode, 2, r)
+            self.assertIn("usage:", r.stderr)
 
     def test_relay_fixed_rate(self):
         r = run_bench("relay", "-p", self.stock.port, "--pairs", 2, "--msgs", 300, "--rate", 2000)
