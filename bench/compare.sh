@@ -27,9 +27,11 @@
 #                    receivers send no receipts: their PUBACKs deliver
 #   --no-peers       skip the peer brokers
 # Peers, where installed: the same relay (phase=peer) on aedes (Node.js; `npm install aedes`
-# in bench/peers, `npm install -g aedes`, or AEDES_BASE=DIR with DIR/node_modules/aedes),
-# reported as ratios to stock mosquitto. None is installed by this script.
-# Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto), AEDES_BASE.
+# in bench/peers, `npm install -g aedes`, or AEDES_BASE=DIR with DIR/node_modules/aedes) and
+# on RabbitMQ's MQTT plugin (Debian's rabbitmq-server, a private node per run), reported as
+# ratios to stock mosquitto. None is installed by this script.
+# Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto),
+# AEDES_BASE, RABBITMQ_SERVER (default /usr/lib/rabbitmq/bin/rabbitmq-server).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
     --no-fanout) fanout=0 ;;
     --no-patched) patched=0 ;;
     --no-peers) peers=0 ;;
-    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -180,6 +182,14 @@ if [ $peers -eq 1 ] && command -v node > /dev/null 2>&1 &&
    node "$repo/bench/peers/aedes.mjs" --check "${aedes_bases[@]}" 2>/dev/null; then
   peer_list+=(aedes)
 fi
+# RabbitMQ: the script itself, not Debian's /usr/sbin wrapper (which changes user); the
+# Erlang VM it starts writes its pid file, and that process is what chatbench measures.
+rabbit=${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabbitmq-server}
+if [ $peers -eq 1 ] && [ -x "$rabbit" ] &&
+   ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_mqtt-* > /dev/null 2>&1; then
+  peer_list+=(rabbitmq)
+fi
+PEER_EPMD="" PEER_SHELL=""
 
 # start_peer NAME; sets BPID BPORT BDIR like start_broker.
 start_peer() {
@@ -187,21 +197,63 @@ start_peer() {
   rm -rf "$BDIR"
   mkdir -p "$BDIR"
   BPORT=$(free_port)
+  local tries=200
   case $1 in
     aedes) node "$repo/bench/peers/aedes.mjs" "$BPORT" "${aedes_bases[@]}" > "$BDIR/stderr" 2>&1 & ;;
+    rabbitmq)
+      # A private node: its own epmd port, Erlang distribution and AMQP on
+      # loopback, data and logs in BDIR, only the MQTT plugin, anonymous
+      # MQTT clients as its default user.
+      PEER_EPMD=$(free_port)
+      local dist amqp
+      dist=$(free_port) amqp=$(free_port)
+      printf '%s\n' "listeners.tcp.default = 127.0.0.1:$amqp" \
+        "mqtt.listeners.tcp.default = 127.0.0.1:$BPORT" "mqtt.allow_anonymous = true" \
+        "mqtt.tcp_listen_options.nodelay = true" "loopback_users = none" > "$BDIR/rabbitmq.conf"
+      echo '[rabbitmq_mqtt].' > "$BDIR/enabled_plugins"
+      ( export HOME=$BDIR ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT=$PEER_EPMD \
+          RABBITMQ_NODENAME=chatbench@localhost RABBITMQ_DIST_PORT=$dist \
+          RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
+          RABBITMQ_CONFIG_FILE=$BDIR/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$BDIR/enabled_plugins \
+          RABBITMQ_MNESIA_BASE=$BDIR/mnesia RABBITMQ_LOG_BASE=$BDIR/log RABBITMQ_PID_FILE=$BDIR/pid
+        exec "$rabbit" < /dev/null ) > "$BDIR/stderr" 2>&1 &
+      tries=1200 ;;   # a minute: an Erlang node takes several seconds to boot
     *) echo "compare: unknown peer $1" >&2; exit 1 ;;
   esac
   BPID=$!
   pids+=("$BPID")
   local i
-  for i in $(seq 200); do
-    port_open "$BPORT" && return 0
+  PEER_SHELL=""
+  for i in $(seq $tries); do
+    if port_open "$BPORT"; then
+      if [ "$1" = rabbitmq ]; then
+        # the script stays the parent: chatbench measures the VM it started
+        PEER_SHELL=$BPID
+        BPID=$(cat "$BDIR/pid")
+        pids+=("$BPID")
+      fi
+      return 0
+    fi
     kill -0 "$BPID" 2>/dev/null || break
     sleep 0.05
   done
   echo "compare: peer $1 did not start:" >&2
   tail -20 "$BDIR/stderr" >&2 || true
   exit 1
+}
+
+# stop_peer: the peer from start_peer, and a RabbitMQ node's private epmd.
+stop_peer() {
+  stop_pid "$BPID"
+  if [ -n "$PEER_SHELL" ]; then
+    while kill -0 "$BPID" 2>/dev/null; do sleep 0.1; done   # not our child: no wait
+    stop_pid "$PEER_SHELL"
+    PEER_SHELL=""
+  fi
+  if [ -n "$PEER_EPMD" ]; then
+    ERL_EPMD_PORT=$PEER_EPMD epmd -kill > /dev/null 2>&1 || true
+    PEER_EPMD=""
+  fi
 }
 
 # start_keyserver [preload]; the broker from start_broker must be a chat one. Sets KPID.
@@ -267,7 +319,7 @@ for rep in $(seq "$reps"); do
         start_peer "$peer"
         run_bench "phase=peer peer=$peer rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" \
           --msgs $relay_msgs
-        stop_pid "$BPID"
+        stop_peer
       done
     else
       start_broker dm chat
