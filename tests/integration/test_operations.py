@@ -41,8 +41,9 @@ class StatsTest(ChatTestCase):
             return wait_until(check, timeout=8)
 
         self.assertTrue(latest("devices_online", lambda v: v >= 0))
-        self.assertTrue(all(t in values for t in ("messages_in", "store_sst_bytes",
-                                                   "refused_quota", "queue_entries")))
+        # The counters come as separate publishes: one drain may hold only some.
+        for t in ("messages_in", "store_sst_bytes", "refused_quota", "queue_entries"):
+            self.assertTrue(latest(t, lambda v: v >= 0), (t, values))
         stored0 = counters(self.broker)["messages_stored"]
         self.assertTrue(latest("messages_stored", lambda v: v == stored0), values)
         a, b = uniq("st"), uniq("st")
