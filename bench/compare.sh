@@ -175,7 +175,7 @@ stop_pid() {
 }
 
 # The peers found on this machine (--no-peers: none).
-aedes_bases=("${AEDES_BASE:-$repo/bench/peers}" "$repo/bench/peers")
+aedes_bases=(${AEDES_BASE:+"$AEDES_BASE"} "$repo/bench/peers")
 if command -v npm > /dev/null 2>&1; then aedes_bases+=("$(dirname "$(npm root -g 2>/dev/null)")"); fi
 peer_list=()
 if [ $peers -eq 1 ] && command -v node > /dev/null 2>&1 &&
@@ -186,7 +186,7 @@ fi
 # Erlang VM it starts writes its pid file, and that process is what chatbench measures.
 rabbit=${RABBITMQ_SERVER:-/usr/lib/rabbitmq/bin/rabbitmq-server}
 if [ $peers -eq 1 ] && [ -x "$rabbit" ] &&
-   ls /usr/lib/rabbitmq/lib/rabbitmq_server-*/plugins/rabbitmq_mqtt-* > /dev/null 2>&1; then
+   ls -d "$(dirname "$rabbit")"/../lib/rabbitmq_server-*/plugins/rabbitmq_mqtt-* > /dev/null 2>&1; then
   peer_list+=(rabbitmq)
 fi
 PEER_EPMD="" PEER_SHELL=""
@@ -226,7 +226,7 @@ start_peer() {
   PEER_SHELL=""
   for i in $(seq $tries); do
     if port_open "$BPORT"; then
-      if [ "$1" = rabbitmq ]; then
+      if [ "$1" = rabbitmq ] && [ -s "$BDIR/pid" ]; then
         # the script stays the parent: chatbench measures the VM it started
         PEER_SHELL=$BPID
         BPID=$(cat "$BDIR/pid")
@@ -246,7 +246,9 @@ start_peer() {
 stop_peer() {
   stop_pid "$BPID"
   if [ -n "$PEER_SHELL" ]; then
-    while kill -0 "$BPID" 2>/dev/null; do sleep 0.1; done   # not our child: no wait
+    local i   # not our child, so no wait: 10 s for the VM's orderly stop, then SIGKILL
+    for i in $(seq 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BPID" 2>/dev/null || true
     stop_pid "$PEER_SHELL"
     PEER_SHELL=""
   fi
@@ -296,7 +298,9 @@ field() { # field NAME LINE
 }
 
 echo "compare: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)" >&2
-echo "compare: $reps reps; results in $results; peers: ${peer_list[*]:-none found (see --help)}" >&2
+peers_said="${peer_list[*]:-none found (see --help)}"
+[ $peers -eq 1 ] || peers_said="off (--no-peers)"
+echo "compare: $reps reps; results in $results; peers: $peers_said" >&2
 {
   echo "# command $cmdline"
   echo "# machine nproc=$(nproc) cpu=\"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')\" kernel=$(uname -r) date=$(date -u +%FT%TZ) quick=$quick"
