@@ -214,6 +214,12 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* Whether sorted recipient i repeats the one before it. */
+static bool repeated(const char *const *rcpt, size_t i)
+{
+	return i > 0 && strcmp(rcpt[i - 1], rcpt[i]) == 0;
+}
+
 /* The recipients sorted, so duplicates are adjacent: a fan-out to
  * thousands of devices stays O(n log n). */
 static const char *const *sorted_recipients(store *st, const char *const *to, size_t n)
@@ -299,14 +305,14 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 
 	uint64_t refs = 0;
 	for (size_t i = 0; i < n; i++)
-		refs += i == 0 || strcmp(rcpt[i - 1], rcpt[i]) != 0;
+		refs += !repeated(rcpt, i);
 	/* one recipient: its rcpts entry says so, and there is no refcount */
 	uint8_t rv[9] = { [8] = STORE_RCPT_SOLE };
 	size_t rvlen = refs == 1 ? 9 : 8;
 	for (size_t i = 0; i < n; i++) {
 		uint64_t qseq;
 		uint8_t rk[STORE_RCPTKEY_MAX];
-		if (i > 0 && strcmp(rcpt[i - 1], rcpt[i]) == 0)
+		if (repeated(rcpt, i))
 			continue;
 		rc = store_queue_add(st, rcpt[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
 		if (rc != CHAT_OK)
