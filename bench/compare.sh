@@ -103,6 +103,8 @@ cleanup() {
   for p in "${pids[@]:-}"; do
     [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
   done
+  # a RabbitMQ peer's private epmd, if the script ended while one ran
+  if [ -n "${PEER_EPMD:-}" ]; then ERL_EPMD_PORT=$PEER_EPMD epmd -kill > /dev/null 2>&1 || true; fi
   [ $keep_tmp -eq 1 ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
