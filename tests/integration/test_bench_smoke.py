@@ -101,7 +101,7 @@ class BenchSmoke(unittest.TestCase):
         # delivery still reaches the sender, every seq once.
         if not self.chat.patched:
             self.skipTest("needs the broker-patches build (its PUBACK events)")
-        b = Broker(options={"broker_extras": True})  # delivered_on_puback at its default: on
+        b = Broker()  # delivered_on_puback at its default: on with the patched broker
         try:
             b.start()
             r = run_bench("dm", "-p", b.port, "--broker-pid", b.proc.pid, "--admin-token-file",

@@ -18,7 +18,7 @@ from chatlib import (Broker, ChatTestCase, EVENTS_RE, V5, conv_of, main, uniq,
 
 class BrokerEventsTest(ChatTestCase):
     # the plugin's defaults, not the shared suite's (chatlib.Broker)
-    broker_options = {"broker_extras": True, "replay_window": 10}
+    broker_options = {"replay_window": 10}
 
     def plain(self, user, dev, clean=True, subscribe=True, protocol=None):
         """U/D on a plain MQTT client: it subscribes to its inbox and
@@ -80,7 +80,7 @@ class BrokerEventsTest(ChatTestCase):
 
     def test_options_true_need_the_patched_broker(self):
         for opt in ("delivered_on_puback",):
-            b = Broker(options={opt: "true", "broker_extras": True})
+            b = Broker(options={opt: "true"})
             try:
                 status = b.start_expect_exit() if not self.broker.patched else None
                 if self.broker.patched:
