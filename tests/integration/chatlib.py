@@ -112,6 +112,11 @@ def conv_of(a, b):
     return "dm:%s:%s" % (x, y)
 
 
+# mosquitto settings that every user's configuration has: make run's and the
+# installed snippet's (test_install and test_run_script check both carry them).
+BROKER_DEFAULT_LINES = ("set_tcp_nodelay true", "max_queued_messages 10000")
+
+
 class BrokerStartError(Exception):
     pass
 
@@ -147,6 +152,10 @@ class Broker:
                 lines.append("plugin_opt_data_dir %s" % self.data_dir)
             for k, v in self.options.items():
                 lines.append("plugin_opt_%s %s" % (k, v))
+        # What make run (scripts/run.sh) and the installed snippet
+        # (packaging/mosquitto-chat.conf.in) set on the broker itself; a
+        # test's extra_lines come after them and win.
+        lines.extend(BROKER_DEFAULT_LINES)
         lines.extend(extra_lines)
         lines.append("log_dest file %s" % self.log)
         lines.append("log_type all")

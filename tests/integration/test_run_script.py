@@ -17,7 +17,7 @@ import time
 import unittest
 import urllib.request
 
-from chatlib import BUILD_DIR, CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
+from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
 
 
 class RunScriptTest(unittest.TestCase):
@@ -88,6 +88,9 @@ class RunScriptTest(unittest.TestCase):
         self.assertIn("listener %d 127.0.0.1" % port, conf)
         self.assertIn("plugin_opt_data_dir %s/data" % work, conf)
         self.assertEqual(os.geteuid() == 0, "user root" in conf)
+        # the broker settings the test brokers mirror (chatlib.BROKER_DEFAULT_LINES)
+        for line in BROKER_DEFAULT_LINES:
+            self.assertIn("\n%s\n" % line, conf)
 
         # the printed address serves the web client, on the WebSockets port
         url = "http://127.0.0.1:%d/" % ws_port
