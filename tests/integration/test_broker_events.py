@@ -17,7 +17,8 @@ from chatlib import (Broker, ChatTestCase, EVENTS_RE, V5, conv_of, main, uniq,
 
 
 class BrokerEventsTest(ChatTestCase):
-    # the plugin's defaults, not the shared suite's (chatlib.Broker)
+    # the plugin's defaults, but a flow window of 10 (default 400) so that a
+    # backlog of a few dozen needs the client's PUBACKs to get through
     broker_options = {"replay_window": 10}
 
     def plain(self, user, dev, clean=True, subscribe=True, protocol=None):

@@ -307,6 +307,7 @@ class OfflineTest(ChatTestCase):
 
 
 class QuotaTest(ChatTestCase):
+    # the quota under test (default 100000), small enough to fill
     broker_options = {"max_queue": 3}
 
     def test_over_quota_refused_then_works_after_acks(self):

@@ -24,6 +24,9 @@ def counters(broker):
 
 
 class StatsTest(ChatTestCase):
+    # counters published every second (default 10) so the test need not wait;
+    # an open IoT side (foreign_acl allow, anonymous) for the $SYS reader; a
+    # queue of 5 so the quota counter can be reached
     broker_options = {"stats_interval": "1", "foreign_acl": "allow", "max_queue": "5"}
     broker_lines = ("allow_anonymous true",)
 
