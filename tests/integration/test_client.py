@@ -15,7 +15,7 @@ import threading
 
 import cbor2
 
-from chatlib import (BUILD_DIR, ChatTestCase, Device, KeyServer, conv_of, main, uniq,
+from chatlib import (BUILD_DIR, Broker, ChatTestCase, Device, KeyServer, conv_of, main, uniq,
                      wait_until)
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
@@ -67,17 +67,20 @@ class ClientTest(ChatTestCase):
 
     # ---- helpers ----
 
-    def device(self, user, dev):
-        token = self.broker.add_device(user, dev)
+    def device(self, user, dev, broker=None):
+        broker = broker or self.broker
+        token = broker.add_device(user, dev)
         path = os.path.join(self.home, "%s_%s.token" % (user, dev))
         with open(path, "w") as f:
             f.write(token + "\n")
         return {"addr": "%s/%s" % (user, dev), "token": path, "token_value": token,
-                "state": os.path.join(self.home, "%s_%s.state" % (user, dev))}
+                "state": os.path.join(self.home, "%s_%s.state" % (user, dev)),
+                "port": broker.port}
 
     def client_cmd(self, d, *args):
-        return [CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", d["addr"],
-                "--token-file", d["token"], "--state", d["state"]] + [str(a) for a in args]
+        return [CLIENT, "-h", "127.0.0.1", "-p", str(d.get("port", self.broker.port)),
+                "-u", d["addr"], "--token-file", d["token"], "--state", d["state"]] + \
+            [str(a) for a in args]
 
     def run_client(self, d, *args, timeout=30, check=True):
         cmd = self.client_cmd(d, *args)
@@ -161,8 +164,34 @@ class ClientTest(ChatTestCase):
         self.assertIn("\u2713\u2713 %s #4" % conv, err)
 
     def test_duplicates_dropped(self):
+        # The client's dedup needs the server to replay a message twice before
+        # the client's receipt. With the defaults it never does: the replay the
+        # inbox SUBSCRIBE starts (auto_replay) brings the message and the client
+        # acknowledges it before its own chat/sync, and on the patched broker
+        # the PUBACK alone delivers it (delivered_on_puback). So this test runs
+        # on its own broker with both off, as an operator may run it: there the
+        # client's own sync and /sync replay the message twice.
+        broker = Broker(options={"auto_replay": "false", "delivered_on_puback": "false"})
+        self.addCleanup(broker.cleanup)
+        broker.start()
+        ks = KeyServer.for_broker(broker, "--low-threshold", "100")
+        self.addCleanup(ks.cleanup)
+        ks.wait_serving()
+        self._duplicates_dropped(broker)
+        # the server saw only ciphertext
+        ks_log = ks.text()
+        ks.stop()
+        blobs = [ks_log.encode(), broker.all_output().encode()]
+        for root in (broker.data_dir, ks.data_dir):
+            for d, _, files in os.walk(root):
+                for name in files:
+                    with open(os.path.join(d, name), "rb") as f:
+                        blobs.append(f.read())
+        self.assertFalse([b for b in blobs if b"only once please" in b])
+
+    def _duplicates_dropped(self, broker):
         alice, bob = uniq("alice"), uniq("bob")
-        a, b = self.device(alice, "d"), self.device(bob, "d")
+        a, b = self.device(alice, "d", broker), self.device(bob, "d", broker)
         for d in (a, b):
             self.recv(d, 0)
         self.send(a, bob, "only once please")
