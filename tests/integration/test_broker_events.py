@@ -100,7 +100,7 @@ class BrokerEventsTest(ChatTestCase):
         self.require_patched()
         a, b = uniq("a"), uniq("b")
         da = self.dev(a, "phone")
-        self.assertEqual(da.wait_event("sync", done=True), {"k": "sync", "done": True})
+        self.assertEqual(da.replay_done, {"k": "sync", "done": True})  # connect() waited for it
         bob = self.plain(b, "phone")
         self.assertEqual(self.events_of(bob, 1)[0], {"k": "sync", "done": True})
         da.send_dm(b, 1, body=b"hi")
@@ -178,9 +178,10 @@ class BrokerEventsTest(ChatTestCase):
         db = self.broker.device(b, "phone", token=token)
         self._clients.append(db)
         self.addCleanup(db.close)
-        # the subscription replayed it; an explicit sync afterwards ends with done
+        # the subscription replayed it (connect() waited for its end); an
+        # explicit sync afterwards ends with done
         self.assertEqual(db.wait_event("msg")["body"], b"one")
-        db.wait_event("sync", done=True)
+        self.assertEqual(db.replay_done, {"k": "sync", "done": True})
         self.assertEqual(db.sync(), 0)
         db.wait_event("sync", done=True)
         db.expect_no_event(0.3, k="msg")  # acknowledged by PUBACK: not replayed again

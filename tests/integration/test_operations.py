@@ -128,9 +128,10 @@ class BackupTest(ChatTestCase):
             # the admin token came along: chatctl works against the copy
             rc, out, err = restored.chatctl("stats")
             self.assertEqual(rc, 0, err)
-            db = Device(restored, b, "d", tok_b).connect()
+            # the replay its subscription starts is read here
+            db = Device(restored, b, "d", tok_b, wait_replay=False).connect()
             got = []
-            db.sync()
+            db.begin_replay()
             while True:
                 ev = db.wait_event(timeout=10)
                 if ev.get("k") == "sync":
