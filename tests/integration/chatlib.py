@@ -649,7 +649,7 @@ class Device(Client):
                 # end is taken, the replayed events stay pending). A backlog
                 # beyond the flow window needs receipts: wait_replay=False,
                 # then read it after begin_replay().
-                self.replay_done = self.wait_event("sync", done=True, timeout=timeout)
+                self.replay_done = self.wait_event("sync", done=True, timeout=timeout * SLOW)
                 self.replay_pending = False
         return self
 
