@@ -112,7 +112,7 @@ static void tell_device(core *c, void *conn, const char *username)
 	device *dev = dir_device(&c->dir, username, strlen(username));
 	if (!dev || dev->conn != conn)
 		return;
-	ev_refuse(c, dev, "topic", "this topic takes no publishes from devices");
+	ev_refuse(c, dev, REFUSE_TOPIC, "this topic takes no publishes from devices");
 }
 
 enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char *username,

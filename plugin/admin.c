@@ -33,28 +33,21 @@ typedef struct admin_req {
 	bool has_dir;
 } admin_req;
 
-/* A reply under construction: the handler adds result pairs to `res`. */
+/* A reply under construction: the handler adds result pairs to `res`,
+ * or returns false with why it refused. */
 typedef struct admin_reply {
-	const char *code; /* NULL: ok */
-	char msg[256];
+	refusal why;
 	cbw *res;
 	size_t npairs;
 	const admin_ticket *who;
 	bool deferred; /* the command answers later (admin_send) */
 } admin_reply;
 
-static void fail(admin_reply *r, const char *code, const char *fmt, const char *arg)
-{
-	r->code = code;
-	snprintf(r->msg, sizeof(r->msg), fmt, arg);
-}
-
 static bool need_user(admin_req *q, admin_reply *r)
 {
-	if (!q->has_user || !chat_valid_user(q->user, strlen(q->user))) {
-		fail(r, "field", "%s", "user must be 1-64 characters of [A-Za-z0-9._-]");
-		return false;
-	}
+	if (!q->has_user || !chat_valid_user(q->user, strlen(q->user)))
+		return refusal_set(&r->why, REFUSE_FIELD,
+		                   "user must be 1-64 characters of [A-Za-z0-9._-]");
 	return true;
 }
 
@@ -62,42 +55,39 @@ static bool need_device(admin_req *q, admin_reply *r)
 {
 	if (!need_user(q, r))
 		return false;
-	if (!q->has_device || !chat_valid_device(q->device, strlen(q->device))) {
-		fail(r, "field", "%s", "device must be 1-32 characters of [A-Za-z0-9._-]");
-		return false;
-	}
+	if (!q->has_device || !chat_valid_device(q->device, strlen(q->device)))
+		return refusal_set(&r->why, REFUSE_FIELD,
+		                   "device must be 1-32 characters of [A-Za-z0-9._-]");
 	return true;
 }
 
-static void store_failed(core *c, admin_reply *r)
+static bool store_failed(core *c, admin_reply *r)
 {
 	core_log(c, CORE_LOG_ERR, "admin command failed in the store: %s", store_errmsg(c->st));
-	fail(r, "store", "%s", "the store failed; nothing was changed");
+	return refusal_set(&r->why, REFUSE_STORE, "the store failed; nothing was changed");
 }
 
-static void cmd_device_add(core *c, admin_req *q, admin_reply *r)
+static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_device(q, r))
-		return;
+		return false;
 	char addr[sizeof(q->user) + sizeof(q->device)];
 	snprintf(addr, sizeof(addr), "%s/%s", q->user, q->device);
-	if (dir_device(&c->dir, addr, strlen(addr))) {
-		fail(r, "exists", "device %s already exists", addr);
-		return;
-	}
+	if (dir_device(&c->dir, addr, strlen(addr)))
+		return refusal_set(&r->why, REFUSE_EXISTS, "device %s already exists", addr);
 	user *u = dir_user(&c->dir, q->user, strlen(q->user));
-	if (u && u->ndev >= CORE_MAX_DEVICES) {
-		fail(r, "limit", "user %s has the maximum number of devices", q->user);
-		return;
-	}
+	if (u && u->ndev >= CORE_MAX_DEVICES)
+		return refusal_set(&r->why, REFUSE_LIMIT, "user %s has the maximum number of devices",
+		                   q->user);
 	char token[CORE_TOKEN_LEN + 1];
 	uint8_t hash[STORE_HASH_LEN];
 	core_new_token(c, token, hash);
 	int rc = store_device_add(c->st, q->user, q->device, hash);
 	if (rc == CHAT_OK)
 		rc = dir_add_device(&c->dir, q->user, q->device, hash, NULL);
+	bool ok = rc == CHAT_OK;
 	if (rc == CHAT_EEXIST) {
-		fail(r, "exists", "device %s already exists", addr);
+		refusal_set(&r->why, REFUSE_EXISTS, "device %s already exists", addr);
 	} else if (rc) {
 		store_failed(c, r);
 	} else {
@@ -108,6 +98,7 @@ static void cmd_device_add(core *c, admin_req *q, admin_reply *r)
 		devices_added(c, q->user, q->device);
 	}
 	sodium_memzero(token, sizeof(token));
+	return ok;
 }
 
 static void remove_device(core *c, device *dev)
@@ -130,43 +121,36 @@ static void remove_device(core *c, device *dev)
 	devices_removed(c, uname, did);
 }
 
-static void cmd_device_remove(core *c, admin_req *q, admin_reply *r)
+static bool cmd_device_remove(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_device(q, r))
-		return;
+		return false;
 	char addr[sizeof(q->user) + sizeof(q->device)];
 	snprintf(addr, sizeof(addr), "%s/%s", q->user, q->device);
 	device *dev = dir_device(&c->dir, addr, strlen(addr));
-	if (!dev) {
-		fail(r, "notfound", "no device %s", addr);
-		return;
-	}
+	if (!dev)
+		return refusal_set(&r->why, REFUSE_NOTFOUND, "no device %s", addr);
 	receipts_flush_dev(c, dev); /* its last PUBACKs still deliver, before its queue goes */
-	if (store_device_remove(c->st, q->user, q->device)) {
-		store_failed(c, r);
-		return;
-	}
+	if (store_device_remove(c->st, q->user, q->device))
+		return store_failed(c, r);
 	remove_device(c, dev);
+	return true;
 }
 
-static void cmd_user_remove(core *c, admin_req *q, admin_reply *r)
+static bool cmd_user_remove(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_user(q, r))
-		return;
+		return false;
 	user *u = dir_user(&c->dir, q->user, strlen(q->user));
-	if (!u) {
-		fail(r, "notfound", "no user %s", q->user);
-		return;
-	}
+	if (!u)
+		return refusal_set(&r->why, REFUSE_NOTFOUND, "no user %s", q->user);
 	uint64_t removed = 0;
 	while (u->ndev > 0) {
 		device *dev = u->dev[u->ndev - 1];
 		bool last = u->ndev == 1;
 		receipts_flush_dev(c, dev);
-		if (store_device_remove(c->st, q->user, dev->id)) {
-			store_failed(c, r);
-			return;
-		}
+		if (store_device_remove(c->st, q->user, dev->id))
+			return store_failed(c, r);
 		remove_device(c, dev); /* frees u with its last device */
 		removed++;
 		if (last)
@@ -175,26 +159,25 @@ static void cmd_user_remove(core *c, admin_req *q, admin_reply *r)
 	cbw_text(r->res, "devices");
 	cbw_uint(r->res, removed);
 	r->npairs++;
+	return true;
 }
 
-static void cmd_service_add(core *c, admin_req *q, admin_reply *r)
+static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
 {
-	if (!q->has_name || !chat_valid_user(q->name, strlen(q->name))) {
-		fail(r, "field", "%s", "name must be 1-64 characters of [A-Za-z0-9._-]");
-		return;
-	}
-	if (dir_service(&c->dir, q->name, strlen(q->name))) {
-		fail(r, "exists", "service %s already exists", q->name);
-		return;
-	}
+	if (!q->has_name || !chat_valid_user(q->name, strlen(q->name)))
+		return refusal_set(&r->why, REFUSE_FIELD,
+		                   "name must be 1-64 characters of [A-Za-z0-9._-]");
+	if (dir_service(&c->dir, q->name, strlen(q->name)))
+		return refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
 	char token[CORE_TOKEN_LEN + 1];
 	uint8_t hash[STORE_HASH_LEN];
 	core_new_token(c, token, hash);
 	int rc = store_service_add(c->st, q->name, hash);
 	if (rc == CHAT_OK)
 		rc = dir_add_service(&c->dir, q->name, hash);
+	bool ok = rc == CHAT_OK;
 	if (rc == CHAT_EEXIST) {
-		fail(r, "exists", "service %s already exists", q->name);
+		refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
 	} else if (rc) {
 		store_failed(c, r);
 	} else {
@@ -204,9 +187,10 @@ static void cmd_service_add(core *c, admin_req *q, admin_reply *r)
 		core_log(c, CORE_LOG_NOTICE, "added service account %s", q->name);
 	}
 	sodium_memzero(token, sizeof(token));
+	return ok;
 }
 
-static void cmd_stats(core *c, admin_req *q, admin_reply *r)
+static bool cmd_stats(core *c, admin_req *q, admin_reply *r)
 {
 	(void)q;
 	stat_value v[CORE_STATS_MAX];
@@ -218,48 +202,43 @@ static void cmd_stats(core *c, admin_req *q, admin_reply *r)
 		cbw_uint(r->res, v[i].v);
 	}
 	r->npairs++;
+	return true;
 }
 
 /* chatctl group create G --owner U [--members …]: as if U had asked. */
-static void cmd_group_create(core *c, admin_req *q, admin_reply *r)
+static bool cmd_group_create(core *c, admin_req *q, admin_reply *r)
 {
-	if (!q->has_owner || !chat_valid_user(q->owner, strlen(q->owner))) {
-		fail(r, "field", "%s", "owner must be 1-64 characters of [A-Za-z0-9._-]");
-		return;
-	}
+	if (!q->has_owner || !chat_valid_user(q->owner, strlen(q->owner)))
+		return refusal_set(&r->why, REFUSE_FIELD,
+		                   "owner must be 1-64 characters of [A-Za-z0-9._-]");
 	group_req gq = {
 		.gid = q->gid, .gidlen = strlen(q->gid), .has_gid = q->has_gid,
 		.name = q->name, .namelen = strlen(q->name), .has_name = q->has_name,
 		.members = q->members, .members_len = q->members_len,
 	};
-	group_res res = { .out = &c->wres };
+	group_res res = { .out = &c->wres, .why = &r->why };
 	static const char op[] = "group.create";
-	group_request(c, op, sizeof(op) - 1, q->owner, CORE_ADMIN_USERNAME, &gq, &res);
-	if (res.code) {
-		fail(r, res.code, "%s", res.msg);
-		return;
-	}
+	if (!group_request(c, op, sizeof(op) - 1, q->owner, CORE_ADMIN_USERNAME, &gq, &res))
+		return false;
 	cbw_raw(r->res, c->wres.buf, c->wres.len);
 	r->npairs = res.npairs;
+	return true;
 }
 
 /* chatctl backup DIR: answered by backup_tick when the copy is done. */
-static void cmd_backup(core *c, admin_req *q, admin_reply *r)
+static bool cmd_backup(core *c, admin_req *q, admin_reply *r)
 {
-	if (!q->has_dir) {
-		fail(r, "field", "%s", "dir is required");
-		return;
-	}
-	const char *why = backup_start(c, q->dir, r->who);
-	if (why)
-		fail(r, "backup", "%s", why);
-	else
-		r->deferred = true;
+	if (!q->has_dir)
+		return refusal_set(&r->why, REFUSE_FIELD, "dir is required");
+	if (!backup_start(c, q->dir, r->who, &r->why))
+		return false;
+	r->deferred = true;
+	return true;
 }
 
 static const struct {
 	const char *name;
-	void (*fn)(core *c, admin_req *q, admin_reply *r);
+	bool (*fn)(core *c, admin_req *q, admin_reply *r); /* false: refused (r->why) */
 } commands[] = {
 	{ "backup", cmd_backup },
 	{ "device.add", cmd_device_add },
@@ -279,14 +258,14 @@ static bool copy_text(const cbr_item *v, char *out, size_t cap)
 	return true;
 }
 
-static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char **code)
+static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 {
 	cbr r;
 	cbr_item map, key, val;
 	cbr_init(&r, p, len);
-	*code = "cbor";
 	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return r.err_msg ? r.err_msg : "the request must be a CBOR map";
+		return refusal_set(why, REFUSE_CBOR, "%s",
+		                   r.err_msg ? r.err_msg : "the request must be a CBOR map");
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
@@ -322,26 +301,23 @@ static const char *parse(const uint8_t *p, size_t len, admin_req *q, const char 
 		} else if (cbr_skip(&r, &val)) {
 			break;
 		}
-		if (!ok) {
-			*code = "field";
-			return "an argument has the wrong type or size";
-		}
+		if (!ok)
+			return refusal_set(why, REFUSE_FIELD, "an argument has the wrong type or size");
 	}
 	if (r.err_msg || !cbr_done(&r))
-		return r.err_msg ? r.err_msg : "trailing bytes after the CBOR map";
-	if (!q->cmd) {
-		*code = "field";
-		return "cmd is required";
-	}
-	return NULL;
+		return refusal_set(why, REFUSE_CBOR, "%s",
+		                   r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if (!q->cmd)
+		return refusal_set(why, REFUSE_FIELD, "cmd is required");
+	return true;
 }
 
-void admin_send(core *c, const admin_ticket *who, const char *code, const char *msg,
-                const cbw *res, size_t npairs)
+void admin_send(core *c, const admin_ticket *who, const refusal *why, const cbw *res,
+                size_t npairs)
 {
 	cbw *w = &c->w;
 	cbw_reset(w);
-	cbw_map(w, 1 + who->has_cmd + who->has_rid + (code ? 2 : npairs));
+	cbw_map(w, 1 + who->has_cmd + who->has_rid + (why ? 2 : npairs));
 	if (who->has_cmd) {
 		cbw_text(w, "cmd");
 		cbw_textn(w, who->cmd, who->cmdlen);
@@ -351,12 +327,12 @@ void admin_send(core *c, const admin_ticket *who, const char *code, const char *
 		cbw_uint(w, who->rid);
 	}
 	cbw_text(w, "ok");
-	cbw_bool(w, code == NULL);
-	if (code) {
+	cbw_bool(w, why == NULL);
+	if (why) {
 		cbw_text(w, "code");
-		cbw_text(w, code);
+		cbw_text(w, refusal_code_name(why->code));
 		cbw_text(w, "msg");
-		cbw_text(w, msg);
+		cbw_text(w, why->msg);
 	} else if (npairs) {
 		cbw_raw(w, res->buf, res->len);
 	}
@@ -375,8 +351,7 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 	cbw_reset(&c->wreply);
 	c->n.admin_cmds++;
 
-	const char *code;
-	const char *err = parse(payload, len, &q, &code);
+	bool ok = parse(payload, len, &q, &r.why);
 	snprintf(who.clientid, sizeof(who.clientid), "%s", clientid);
 	who.has_cmd = q.cmd != NULL;
 	if (q.cmd) {
@@ -385,20 +360,15 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 	}
 	who.has_rid = q.has_rid;
 	who.rid = q.rid;
-	if (err) {
-		r.code = code;
-		snprintf(r.msg, sizeof(r.msg), "%s", err);
-	} else {
+	if (ok) {
 		size_t k = 0, n = sizeof(commands) / sizeof(commands[0]);
 		while (k < n && !(strlen(commands[k].name) == q.cmdlen &&
 		                  memcmp(commands[k].name, q.cmd, q.cmdlen) == 0))
 			k++;
-		if (k == n)
-			fail(&r, "unknown", "%s", "unknown command");
-		else
-			commands[k].fn(c, &q, &r);
+		ok = k < n ? commands[k].fn(c, &q, &r)
+		           : refusal_set(&r.why, REFUSE_UNKNOWN, "unknown command");
 	}
 	if (!r.deferred)
-		admin_send(c, &who, r.code, r.msg, &c->wreply, r.npairs);
+		admin_send(c, &who, ok ? NULL : &r.why, &c->wreply, r.npairs);
 	sodium_memzero(c->wreply.buf, c->wreply.len);
 }

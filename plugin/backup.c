@@ -28,7 +28,7 @@ struct backup_job {
 	pthread_t thread;
 	atomic_bool done;
 	int rc;
-	char err[2 * PATH_MAX + 256];
+	refusal why;              /* when rc is not CHAT_OK */
 	store *st;
 	char dir[PATH_MAX];
 	char token_src[PATH_MAX];
@@ -43,7 +43,7 @@ static int copy_token(backup_job *j)
 	snprintf(dst, sizeof(dst), "%s/admin.token", j->dir);
 	int in = open(j->token_src, O_RDONLY | O_CLOEXEC);
 	if (in < 0) {
-		snprintf(j->err, sizeof(j->err), "cannot read %s: %s", j->token_src, strerror(errno));
+		refusal_set(&j->why, REFUSE_BACKUP, "cannot read %s: %s", j->token_src, strerror(errno));
 		return CHAT_EIO;
 	}
 	ssize_t n = read(in, buf, sizeof(buf));
@@ -51,7 +51,7 @@ static int copy_token(backup_job *j)
 	int out = n < 0 ? -1 : open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	bool ok = out >= 0 && write(out, buf, (size_t)n) == n && fsync(out) == 0;
 	if (!ok)
-		snprintf(j->err, sizeof(j->err), "cannot write %s: %s", dst, strerror(errno));
+		refusal_set(&j->why, REFUSE_BACKUP, "cannot write %s: %s", dst, strerror(errno));
 	if (out >= 0)
 		close(out);
 	memset(buf, 0, sizeof(buf));
@@ -64,10 +64,10 @@ static void *backup_main(void *arg)
 	char sdir[PATH_MAX + 8];
 	snprintf(sdir, sizeof(sdir), "%s/store", j->dir);
 	if (mkdir(j->dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(j->err, sizeof(j->err), "cannot create %s: %s", j->dir, strerror(errno));
+		refusal_set(&j->why, REFUSE_BACKUP, "cannot create %s: %s", j->dir, strerror(errno));
 		j->rc = CHAT_EIO;
 	} else {
-		j->rc = store_checkpoint(j->st, sdir, j->err, sizeof(j->err));
+		j->rc = store_checkpoint(j->st, sdir, j->why.msg, sizeof(j->why.msg));
 		if (j->rc == CHAT_OK)
 			j->rc = copy_token(j);
 	}
@@ -97,29 +97,30 @@ static const char *check_target(const char *dir)
 	return empty ? NULL : "dir exists and is not empty";
 }
 
-const char *backup_start(core *c, const char *dir, const admin_ticket *who)
+bool backup_start(core *c, const char *dir, const admin_ticket *who, refusal *why)
 {
 	if (c->backup)
-		return "a backup is already running";
-	const char *why = check_target(dir);
-	if (why)
-		return why;
+		return refusal_set(why, REFUSE_BACKUP, "a backup is already running");
+	const char *bad = check_target(dir);
+	if (bad)
+		return refusal_set(why, REFUSE_BACKUP, "%s", bad);
 	backup_job *j = calloc(1, sizeof(*j));
 	if (!j)
-		return "out of memory";
+		return refusal_set(why, REFUSE_BACKUP, "out of memory");
 	j->st = c->st;
 	j->who = *who;
+	j->why.code = REFUSE_BACKUP; /* whatever fails; the thread writes the reason */
 	j->started_ms = c->io.now_ms(c->io.ctx);
 	snprintf(j->dir, sizeof(j->dir), "%s", dir);
 	snprintf(j->token_src, sizeof(j->token_src), "%s/admin.token", c->data_dir);
 	atomic_init(&j->done, false);
 	if (pthread_create(&j->thread, NULL, backup_main, j) != 0) {
 		free(j);
-		return "cannot start the backup thread";
+		return refusal_set(why, REFUSE_BACKUP, "cannot start the backup thread");
 	}
 	c->backup = j;
 	core_log(c, CORE_LOG_NOTICE, "backup into %s started", dir);
-	return NULL;
+	return true;
 }
 
 void backup_tick(core *c)
@@ -139,10 +140,10 @@ void backup_tick(core *c)
 		cbw_text(&c->wreply, j->dir);
 		cbw_text(&c->wreply, "ms");
 		cbw_uint(&c->wreply, ms);
-		admin_send(c, &j->who, NULL, NULL, &c->wreply, 2);
+		admin_send(c, &j->who, NULL, &c->wreply, 2);
 	} else {
-		core_log(c, CORE_LOG_ERR, "backup into %s failed: %s", j->dir, j->err);
-		admin_send(c, &j->who, "backup", j->err, NULL, 0);
+		core_log(c, CORE_LOG_ERR, "backup into %s failed: %s", j->dir, j->why.msg);
+		admin_send(c, &j->who, &j->why, NULL, 0);
 	}
 	free(j);
 }

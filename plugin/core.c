@@ -363,7 +363,7 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	c->n.msgs_in++;
 	receipts_flush_dev(c, dev); /* its PUBACKs came before this */
 	if (retain) {
-		return ev_refuse(c, dev, "qos", "retained publishes are not allowed on chat topics");
+		return ev_refuse(c, dev, REFUSE_QOS, "retained publishes are not allowed on chat topics");
 	}
 	switch (t.kind) {
 	case T_DM:
@@ -382,7 +382,7 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	case T_CTL:
 		return ctl_handle(c, dev, payload, len);
 	default:
-		return ev_refuse(c, dev, "topic", "this topic takes no publishes");
+		return ev_refuse(c, dev, REFUSE_TOPIC, "this topic takes no publishes");
 	}
 }
 

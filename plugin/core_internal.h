@@ -8,6 +8,7 @@
 #include "ids.h"
 #include "store.h"
 
+#include <limits.h>
 #include <stdarg.h>
 
 #define CORE_MAX_DEVICES 64         /* per user */
@@ -17,6 +18,47 @@
 #define CORE_CONTROL_RESPONSE "$CONTROL/chat/v1/response"
 #define CORE_TOKEN_BYTES 32
 #define CORE_TOKEN_LEN 43           /* base64url, no padding */
+
+/* ---- refusals (refusal.c) ---- */
+
+/* The codes a refusal carries on the wire (docs/PROTOCOL.md: error events,
+ * ctl and admin replies), with their wire names: the one list of them.
+ * Error events are counted by code (stats.c): each code up to `op` has its
+ * own refused_<code> counter, in this order, and any later one counts as
+ * refused_other. No refusal says `type` or `ttl` (a bad type or ttl is a
+ * `field`): they keep their counters, at 0, under the names operators
+ * know. */
+#define REFUSAL_CODES(X) \
+	X(CBOR, "cbor") X(FIELD, "field") X(TOPIC, "topic") X(CONV, "conv") X(QOS, "qos") \
+	X(SIZE, "size") X(QUOTA, "quota") X(RATE, "rate") X(STORE, "store") X(PEER, "peer") \
+	X(MEMBER, "member") X(DEVICES, "devices") X(TYPE, "type") X(TTL, "ttl") X(OP, "op") \
+	X(EXISTS, "exists") X(NOTFOUND, "notfound") X(LIMIT, "limit") X(USER, "user") \
+	X(ADMIN, "admin") X(UNKNOWN, "unknown") X(BACKUP, "backup")
+
+#define REFUSAL_ENUM(e, name) REFUSE_##e,
+enum refusal_code { REFUSAL_CODES(REFUSAL_ENUM) REFUSAL_NCODES };
+#undef REFUSAL_ENUM
+/* The codes with a counter of their own: REFUSE_CBOR .. REFUSE_OP. */
+#define REFUSAL_NCOUNTED (REFUSE_OP + 1)
+
+/* The longest reason: a failed backup names two paths and RocksDB's words. */
+#define REFUSAL_MSG_MAX (2 * PATH_MAX + 256)
+
+/* Why a request was refused: what an error event, a ctl reply or an admin
+ * reply tells. A function that can refuse returns false and fills one. */
+typedef struct refusal {
+	enum refusal_code code;
+	char msg[REFUSAL_MSG_MAX];
+} refusal;
+
+/* Fills r (msg printf-style, truncated to fit); returns false, so that a
+ * refusing check can end with `return refusal_set(…)`. */
+bool refusal_set(refusal *r, enum refusal_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+bool refusal_vset(refusal *r, enum refusal_code code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+/* The code's wire name ("field"). */
+const char *refusal_code_name(enum refusal_code code);
 
 /* ---- directory: users, their devices, who is online (directory.c) ---- */
 
@@ -176,13 +218,12 @@ typedef struct group_req {
 	size_t members_len;
 } group_req;
 
-/* Its outcome: code NULL on success, with result pairs (gid, seq, …)
- * encoded into out and counted in npairs. */
+/* Its outcome: result pairs (gid, seq, …) encoded into out and counted
+ * in npairs, or why it was refused (into *why). */
 typedef struct group_res {
-	const char *code;
-	char msg[200];
 	cbw *out;
 	size_t npairs;
+	refusal *why;
 } group_res;
 
 int groups_load(core *c);
@@ -194,8 +235,8 @@ bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
 /* Whether op ("group.create", …) is a group request. */
 bool group_is_op(const char *op, size_t len);
 /* Runs a group request by user `by` (an existing user), sent from the
- * device address `from` ("$admin" for chatctl). */
-void group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
+ * device address `from` ("$admin" for chatctl); false: refused (*res->why). */
+bool group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
                    const group_req *q, group_res *res);
 
 /* ---- presence (presence.c) ---- */
@@ -257,7 +298,6 @@ int core_reserve(void **buf, size_t *cap, size_t n, size_t elem);
 /* Room for n recipients in c->fan. */
 int fanout_reserve(core *c, size_t n);
 
-#define CORE_REFUSE_CODES 16
 #define CORE_STATS_MAX 64
 
 typedef struct counters {
@@ -266,7 +306,7 @@ typedef struct counters {
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
 		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
 		acks_delivered, auto_syncs;
-	uint64_t refused[CORE_REFUSE_CODES]; /* error events by code (stats.c) */
+	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;
 
 /* Devices waiting for a wake-up or its acknowledgement, by due time. */
@@ -367,12 +407,12 @@ void ev_inbox_topic(const core *c, const device *to, char out[CORE_INBOX_MAX]);
  * is offline. */
 void ev_publish(core *c, device *to, const cbw *w);
 /* {k:"error", code, msg, ?cid}: cid_raw is the cid's CBOR encoding or NULL. */
-void ev_error(core *c, device *to, const char *code, const char *msg, const uint8_t *cid_raw,
-              size_t cid_len);
+void ev_error(core *c, device *to, const refusal *why, const uint8_t *cid_raw, size_t cid_len);
 void ev_cid(cbw *w, const store_cid *cid);
 /* A refused request from a device: counted, and told to it as an `error`
  * event (MQTT 3.1.1 cannot see a refusal otherwise). Returns CORE_DENY. */
-enum core_verdict ev_refuse(core *c, device *to, const char *code, const char *msg);
+enum core_verdict ev_refuse(core *c, device *to, enum refusal_code code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts);
 /* {k:"msg", …}: with_cid on copies to the sender's own devices. */
 void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
@@ -465,10 +505,10 @@ void push_queued(core *c, device *dev);
 void push_online(core *c, device *dev);
 /* dev is about to be freed. */
 void push_forget(core *c, device *dev);
-/* ctl push.register / push.unregister; NULL or the refusal (code in *code). */
-const char *push_register(core *c, device *dev, const char *platform, size_t plen,
-                          const char *token, size_t tlen, const char **code);
-const char *push_unregister(core *c, device *dev, const char **code);
+/* ctl push.register / push.unregister; false: refused (why). */
+bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
+                   size_t tlen, refusal *why);
+bool push_unregister(core *c, device *dev, refusal *why);
 /* A gateway's acknowledgement on P/push/ack. */
 void push_ack(core *c, const uint8_t *payload, size_t len);
 void push_tick(core *c);
@@ -478,7 +518,7 @@ enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size
 
 /* ---- counters (stats.c) ---- */
 /* Counts an error event sent for a refusal, by its code. */
-void stats_refused(core *c, const char *code);
+void stats_refused(core *c, enum refusal_code code);
 /* Every counter, in a fixed order; returns how many (<= CORE_STATS_MAX). */
 size_t stats_collect(core *c, stat_value *out);
 /* A key server's P/keys/stats message: its figures join ours. */
@@ -500,9 +540,9 @@ typedef struct admin_ticket {
 	uint64_t rid;
 } admin_ticket;
 /* One response on $CONTROL/chat/v1/response: ok with res's npairs result
- * pairs, or (code set) a refusal with a reason. */
-void admin_send(core *c, const admin_ticket *who, const char *code, const char *msg,
-                const cbw *res, size_t npairs);
+ * pairs, or (why set) a refusal. */
+void admin_send(core *c, const admin_ticket *who, const refusal *why, const cbw *res,
+                size_t npairs);
 
 /* ---- device changes (devices.c) ---- */
 /* After an admin removed device `removed` of user U: the `devices` event to
@@ -513,8 +553,8 @@ void devices_removed(core *c, const char *user, const char *removed);
 void devices_added(core *c, const char *user, const char *dev);
 
 /* ---- backup (backup.c) ---- */
-/* Starts a backup into dir, answered later to who; NULL, or why not. */
-const char *backup_start(core *c, const char *dir, const admin_ticket *who);
+/* Starts a backup into dir, answered later to who; false: refused (why). */
+bool backup_start(core *c, const char *dir, const admin_ticket *who, refusal *why);
 /* Answers a finished backup. */
 void backup_tick(core *c);
 /* Waits for a running backup (at close). */

@@ -28,7 +28,7 @@ typedef struct ctl_req {
 	size_t platformlen, tokenlen;
 } ctl_req;
 
-static void reply_error(core *c, device *dev, const ctl_req *q, const char *code, const char *msg)
+static void reply_error(core *c, device *dev, const ctl_req *q, const refusal *why)
 {
 	cbw *w = &c->w;
 	cbw_reset(w);
@@ -36,9 +36,19 @@ static void reply_error(core *c, device *dev, const ctl_req *q, const char *code
 	cbw_text(w, "k"); cbw_text(w, "ctl");
 	cbw_text(w, "rid"); cbw_uint(w, q->rid);
 	cbw_text(w, "ok"); cbw_bool(w, false);
-	cbw_text(w, "code"); cbw_text(w, code);
-	cbw_text(w, "msg"); cbw_text(w, msg);
+	cbw_text(w, "code"); cbw_text(w, refusal_code_name(why->code));
+	cbw_text(w, "msg"); cbw_text(w, why->msg);
 	ev_publish(c, dev, w);
+}
+
+/* A request there is no reply for (undecodable, or without a rid): an
+ * `error` event instead. */
+static enum core_verdict error_event(core *c, device *dev, enum refusal_code code, const char *msg)
+{
+	refusal why;
+	refusal_set(&why, code, "%s", msg);
+	ev_error(c, dev, &why, NULL, 0);
+	return CORE_DENY;
 }
 
 static void reply_start(core *c, const ctl_req *q, size_t extra)
@@ -56,21 +66,17 @@ static bool op_is(const ctl_req *q, const char *name)
 	return strlen(name) == q->oplen && memcmp(q->op, name, q->oplen) == 0;
 }
 
-static bool op_privacy(core *c, device *dev, const ctl_req *q)
+static bool op_privacy(core *c, device *dev, const ctl_req *q, refusal *why)
 {
 	store_prefs p;
-	if (store_prefs_get(c->st, dev->user->name, &p) != CHAT_OK) {
-		reply_error(c, dev, q, "store", "settings could not be read");
-		return false;
-	}
+	if (store_prefs_get(c->st, dev->user->name, &p) != CHAT_OK)
+		return refusal_set(why, REFUSE_STORE, "settings could not be read");
 	if (q->has_rr)
 		p.read_receipts = q->rr;
 	if (q->has_presence)
 		p.presence = q->presence;
-	if (store_prefs_set(c->st, dev->user->name, &p) != CHAT_OK) {
-		reply_error(c, dev, q, "store", "settings could not be stored");
-		return false;
-	}
+	if (store_prefs_set(c->st, dev->user->name, &p) != CHAT_OK)
+		return refusal_set(why, REFUSE_STORE, "settings could not be stored");
 	presence_pref_set(c, dev->user->name, p.presence);
 	static const char *const pres[] = { "everyone", "contacts", "nobody" };
 	reply_start(c, q, 2);
@@ -80,12 +86,10 @@ static bool op_privacy(core *c, device *dev, const ctl_req *q)
 	return true;
 }
 
-static bool op_devices(core *c, device *dev, const ctl_req *q)
+static bool op_devices(core *c, device *dev, const ctl_req *q, refusal *why)
 {
-	if (!q->g.has_user || !chat_valid_user(q->g.user, q->g.userlen)) {
-		reply_error(c, dev, q, "field", "user must be a user id");
-		return false;
-	}
+	if (!q->g.has_user || !chat_valid_user(q->g.user, q->g.userlen))
+		return refusal_set(why, REFUSE_FIELD, "user must be a user id");
 	user *u = dir_user(&c->dir, q->g.user, q->g.userlen);
 	reply_start(c, q, 1);
 	cbw_text(&c->w, "devices");
@@ -104,10 +108,9 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 	cbr_item map, key, val;
 	const char *bad = NULL;
 	cbr_init(&r, payload, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP) {
-		ev_error(c, dev, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map", NULL, 0);
-		return CORE_DENY;
-	}
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return error_event(c, dev, REFUSE_CBOR,
+		                   r.err_msg ? r.err_msg : "the payload must be a CBOR map");
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
@@ -165,52 +168,42 @@ enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_
 			break;
 		}
 	}
-	if (r.err_msg || !cbr_done(&r)) {
-		ev_error(c, dev, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map", NULL, 0);
-		return CORE_DENY;
-	}
-	if (!q.has_rid) {
-		ev_error(c, dev, "field", "a ctl request needs a rid (unsigned integer)", NULL, 0);
-		return CORE_DENY;
-	}
+	if (r.err_msg || !cbr_done(&r))
+		return error_event(c, dev, REFUSE_CBOR,
+		                   r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if (!q.has_rid)
+		return error_event(c, dev, REFUSE_FIELD, "a ctl request needs a rid (unsigned integer)");
+	refusal why;
+	bool ok;
 	if (bad) {
-		reply_error(c, dev, &q, "field", bad);
-		return CORE_DENY;
-	}
-	if (!q.op) {
-		reply_error(c, dev, &q, "field", "op is required");
-		return CORE_DENY;
-	}
-	if (op_is(&q, "privacy")) {
-		if (!op_privacy(c, dev, &q))
-			return CORE_DENY;
+		ok = refusal_set(&why, REFUSE_FIELD, "%s", bad);
+	} else if (!q.op) {
+		ok = refusal_set(&why, REFUSE_FIELD, "op is required");
+	} else if (op_is(&q, "privacy")) {
+		ok = op_privacy(c, dev, &q, &why);
 	} else if (op_is(&q, "devices")) {
-		if (!op_devices(c, dev, &q))
-			return CORE_DENY;
+		ok = op_devices(c, dev, &q, &why);
 	} else if (op_is(&q, "push.register") || op_is(&q, "push.unregister")) {
-		const char *code;
-		const char *why = op_is(&q, "push.register")
-		                  ? push_register(c, dev, q.platform, q.platformlen, q.token, q.tokenlen, &code)
-		                  : push_unregister(c, dev, &code);
-		if (why) {
-			reply_error(c, dev, &q, code, why);
-			return CORE_DENY;
+		ok = op_is(&q, "push.register")
+		     ? push_register(c, dev, q.platform, q.platformlen, q.token, q.tokenlen, &why)
+		     : push_unregister(c, dev, &why);
+		if (ok) {
+			reply_start(c, &q, 0);
+			ev_publish(c, dev, &c->w);
 		}
-		reply_start(c, &q, 0);
-		ev_publish(c, dev, &c->w);
 	} else if (group_is_op((const char *)q.op, q.oplen)) {
-		group_res res = { .out = &c->wres };
-		group_request(c, (const char *)q.op, q.oplen, dev->user->name, dev->addr, &q.g, &res);
-		if (res.code) {
-			reply_error(c, dev, &q, res.code, res.msg);
-			return CORE_DENY;
+		group_res res = { .out = &c->wres, .why = &why };
+		ok = group_request(c, (const char *)q.op, q.oplen, dev->user->name, dev->addr, &q.g, &res);
+		if (ok) {
+			reply_start(c, &q, res.npairs);
+			cbw_raw(&c->w, c->wres.buf, c->wres.len);
+			ev_publish(c, dev, &c->w);
 		}
-		reply_start(c, &q, res.npairs);
-		cbw_raw(&c->w, c->wres.buf, c->wres.len);
-		ev_publish(c, dev, &c->w);
 	} else {
-		reply_error(c, dev, &q, "op", "unknown op");
-		return CORE_DENY;
+		ok = refusal_set(&why, REFUSE_OP, "unknown op");
 	}
-	return CORE_ALLOW;
+	if (ok)
+		return CORE_ALLOW;
+	reply_error(c, dev, &q, &why);
+	return CORE_DENY;
 }

@@ -125,8 +125,7 @@ void ev_cid(cbw *w, const store_cid *cid)
 		cbw_bytes(w, cid->bytes, cid->len);
 }
 
-void ev_error(core *c, device *to, const char *code, const char *msg, const uint8_t *cid_raw,
-              size_t cid_len)
+void ev_error(core *c, device *to, const refusal *why, const uint8_t *cid_raw, size_t cid_len)
 {
 	cbw *w = &c->w;
 	cbw_reset(w);
@@ -134,15 +133,15 @@ void ev_error(core *c, device *to, const char *code, const char *msg, const uint
 	cbw_text(w, "k");
 	cbw_text(w, "error");
 	cbw_text(w, "code");
-	cbw_text(w, code);
+	cbw_text(w, refusal_code_name(why->code));
 	cbw_text(w, "msg");
-	cbw_text(w, msg);
+	cbw_text(w, why->msg);
 	if (cid_raw) {
 		cbw_text(w, "cid");
 		cbw_raw(w, cid_raw, cid_len);
 	}
 	c->n.errors_out++;
-	stats_refused(c, code);
+	stats_refused(c, why->code);
 	ev_publish(c, to, w);
 }
 
@@ -223,9 +222,14 @@ void ev_group(cbw *w, const store_msg *m, uint64_t seq)
 	cbw_raw(w, r.p, (size_t)(r.end - r.p));
 }
 
-enum core_verdict ev_refuse(core *c, device *to, const char *code, const char *msg)
+enum core_verdict ev_refuse(core *c, device *to, enum refusal_code code, const char *fmt, ...)
 {
+	refusal why;
+	va_list ap;
+	va_start(ap, fmt);
+	refusal_vset(&why, code, fmt, ap);
+	va_end(ap);
 	c->n.msgs_refused++;
-	ev_error(c, to, code, msg, NULL, 0);
+	ev_error(c, to, &why, NULL, 0);
 	return CORE_DENY;
 }

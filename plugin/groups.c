@@ -224,22 +224,10 @@ bool group_is_op(const char *op, size_t len)
 	return op_of(op, len) != OP_NONE;
 }
 
-static void fail(group_res *r, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void fail(group_res *r, const char *code, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(r->msg, sizeof(r->msg), fmt, ap);
-	va_end(ap);
-	r->code = code;
-}
-
 /* The users named by a request's `members`: valid ids, each once, in the
  * order given, at most max_group_size of them; slices into the payload, in
  * c->fan.ids. */
-static bool parse_members(core *c, const group_req *q, group_res *r, idslice **out, size_t *n)
+static bool parse_members(core *c, const group_req *q, refusal *why, idslice **out, size_t *n)
 {
 	*n = 0;
 	*out = c->fan.ids;
@@ -248,36 +236,33 @@ static bool parse_members(core *c, const group_req *q, group_res *r, idslice **o
 	cbr rd;
 	cbr_item arr, e;
 	cbr_init(&rd, q->members, q->members_len);
-	if (cbr_next(&rd, &arr) || arr.type != CBR_ARRAY) {
-		fail(r, "field", "members must be an array of user ids");
-		return false;
-	}
+	if (cbr_next(&rd, &arr) || arr.type != CBR_ARRAY)
+		return refusal_set(why, REFUSE_FIELD, "members must be an array of user ids");
 	hmap seen;
-	if (hmap_init(&seen)) {
-		fail(r, "store", "out of memory");
-		return false;
-	}
+	if (hmap_init(&seen))
+		return refusal_set(why, REFUSE_STORE, "out of memory");
 	bool ok = true;
 	uint64_t i = 0;
 	while (ok && cbr_array_next(&rd, &arr, &i)) {
 		if (cbr_next(&rd, &e) || e.type != CBR_TEXT || !chat_valid_user((const char *)e.ptr, e.len)) {
-			fail(r, "field", "members must be an array of user ids");
+			refusal_set(why, REFUSE_FIELD, "members must be an array of user ids");
 			ok = false;
 		} else if (hmap_get(&seen, (const char *)e.ptr, e.len)) {
 			continue;
 		} else if (*n >= c->cfg.max_group_size) {
-			fail(r, "limit", "a group has at most %u members", c->cfg.max_group_size);
+			refusal_set(why, REFUSE_LIMIT, "a group has at most %u members",
+			            c->cfg.max_group_size);
 			ok = false;
 		} else if (core_reserve((void **)&c->fan.ids, &c->fan.idcap, *n + 1, sizeof(idslice)) ||
 		           hmap_put(&seen, (const char *)e.ptr, e.len, (void *)e.ptr)) {
-			fail(r, "store", "out of memory");
+			refusal_set(why, REFUSE_STORE, "out of memory");
 			ok = false;
 		} else {
 			c->fan.ids[(*n)++] = (idslice){ (const char *)e.ptr, e.len };
 		}
 	}
 	if (ok && rd.err_msg) {
-		fail(r, "field", "members: %s", rd.err_msg);
+		refusal_set(why, REFUSE_FIELD, "members: %s", rd.err_msg);
 		ok = false;
 	}
 	hmap_free(&seen);
@@ -286,12 +271,11 @@ static bool parse_members(core *c, const group_req *q, group_res *r, idslice **o
 }
 
 /* Room for n entries of the record being built (c->fan.gm). */
-static bool gm_reserve(core *c, size_t n, group_res *r)
+static bool gm_reserve(core *c, size_t n, refusal *why)
 {
 	if (core_reserve((void **)&c->fan.gm, &c->fan.gmcap, n ? n : 1, sizeof(*c->fan.gm)) == CHAT_OK)
 		return true;
-	fail(r, "store", "out of memory");
-	return false;
+	return refusal_set(why, REFUSE_STORE, "out of memory");
 }
 
 /* The event's own fields, as the body stored for it. */
@@ -331,7 +315,7 @@ static bool add_user_devices(core *c, const char *name, size_t *n)
  * device of the record's members and, when `gone`, of the named users. */
 static bool group_commit(core *c, const char *gid, const char *gname, size_t nrec, const char *op,
                          const char *by, const char *from, const char *const *names, size_t nnames,
-                         bool gone, uint64_t *seq, group_res *r)
+                         bool gone, uint64_t *seq, refusal *why)
 {
 	size_t n = 0;
 	bool ok = true;
@@ -339,20 +323,16 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 		ok = add_user_devices(c, c->fan.gm[i].user, &n);
 	for (size_t i = 0; ok && gone && i < nnames; i++)
 		ok = add_user_devices(c, names[i], &n);
-	if (!ok) {
-		fail(r, "store", "out of memory");
-		return false;
-	}
+	if (!ok)
+		return refusal_set(why, REFUSE_STORE, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		c->fan.addrs[i] = c->fan.to[i]->addr;
 
 	char conv[CHAT_CONV_MAX + 1];
 	snprintf(conv, sizeof(conv), "g:%s", gid);
 	encode_body(&c->w2, gid, op, by, names, nnames, strcmp(op, "created") == 0 ? gname : NULL);
-	if (cbw_status(&c->w2)) {
-		fail(r, "store", "out of memory");
-		return false;
-	}
+	if (cbw_status(&c->w2))
+		return refusal_set(why, REFUSE_STORE, "out of memory");
 	uint64_t now = c->io.now_ms(c->io.ctx);
 	store_msg ev = {
 		.kind = STORE_KIND_GROUP, .conv = conv, .from = from, .ts = now,
@@ -361,8 +341,8 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 	store_group sg = { gid, gname, c->fan.gm, nrec };
 	if (store_group_event(c->st, &sg, &ev, c->fan.addrs, n, seq)) {
 		core_log(c, CORE_LOG_ERR, "storing group %s (%s) failed: %s", gid, op, store_errmsg(c->st));
-		fail(r, "store", "the change could not be stored; nothing was changed");
-		return false;
+		return refusal_set(why, REFUSE_STORE,
+		                   "the change could not be stored; nothing was changed");
 	}
 	c->n.group_events++;
 	for (size_t i = 0; i < n; i++)
@@ -400,140 +380,124 @@ static void apply(core *c, group *g, const char *gid, const char *gname, size_t 
 		core_log(c, CORE_LOG_ERR, "out of memory updating group %s; restart to reload it", gid);
 }
 
-static void op_create(core *c, const char *gid, const char *by, const char *from, const group_req *q,
+static bool op_create(core *c, const char *gid, const char *by, const char *from, const group_req *q,
                       group_res *r)
 {
 	char name[STORE_GROUP_NAME_MAX + 1] = "";
 	if (q->has_name) {
-		if (q->namelen > STORE_GROUP_NAME_MAX || memchr(q->name, '\0', q->namelen)) {
-			fail(r, "field", "name must be text of at most %d bytes", STORE_GROUP_NAME_MAX);
-			return;
-		}
+		if (q->namelen > STORE_GROUP_NAME_MAX || memchr(q->name, '\0', q->namelen))
+			return refusal_set(r->why, REFUSE_FIELD, "name must be text of at most %d bytes",
+			                   STORE_GROUP_NAME_MAX);
 		memcpy(name, q->name, q->namelen);
 		name[q->namelen] = '\0';
 	}
-	if (group_find(c, gid, strlen(gid))) {
-		fail(r, "exists", "group %s already exists", gid);
-		return;
-	}
+	if (group_find(c, gid, strlen(gid)))
+		return refusal_set(r->why, REFUSE_EXISTS, "group %s already exists", gid);
 	user *creator = dir_user(&c->dir, by, strlen(by));
-	if (!creator) {
-		fail(r, "user", "no such user %s", by);
-		return;
-	}
+	if (!creator)
+		return refusal_set(r->why, REFUSE_USER, "no such user %s", by);
 	idslice *sl;
 	size_t ns;
-	if (!parse_members(c, q, r, &sl, &ns) || !gm_reserve(c, ns + 1, r))
-		return;
+	if (!parse_members(c, q, r->why, &sl, &ns) || !gm_reserve(c, ns + 1, r->why))
+		return false;
 	size_t n = 0;
 	c->fan.gm[n++] = (store_group_member){ creator->name, true };
 	for (size_t i = 0; i < ns; i++) {
 		user *u = dir_user(&c->dir, sl[i].p, sl[i].n);
-		if (!u) {
-			fail(r, "user", "no such user %.*s", (int)sl[i].n, sl[i].p);
-			return;
-		}
+		if (!u)
+			return refusal_set(r->why, REFUSE_USER, "no such user %.*s", (int)sl[i].n, sl[i].p);
 		if (u != creator)
 			c->fan.gm[n++] = (store_group_member){ u->name, false };
 	}
-	if (n > c->cfg.max_group_size) {
-		fail(r, "limit", "a group has at most %u members", c->cfg.max_group_size);
-		return;
-	}
+	if (n > c->cfg.max_group_size)
+		return refusal_set(r->why, REFUSE_LIMIT, "a group has at most %u members",
+		                   c->cfg.max_group_size);
 	/* The event names every member. */
 	const char **copy = malloc(n * sizeof(*copy));
-	if (!copy) {
-		fail(r, "store", "out of memory");
-		return;
-	}
+	if (!copy)
+		return refusal_set(r->why, REFUSE_STORE, "out of memory");
 	for (size_t i = 0; i < n; i++)
 		copy[i] = c->fan.gm[i].user;
 	uint64_t seq;
-	bool ok = group_commit(c, gid, name, n, "created", by, from, copy, n, false, &seq, r);
+	bool ok = group_commit(c, gid, name, n, "created", by, from, copy, n, false, &seq, r->why);
 	free(copy);
 	if (!ok)
-		return;
+		return false;
 	apply(c, NULL, gid, name, n);
 	core_log(c, CORE_LOG_INFO, "group %s created by %s with %zu members", gid, by, n);
 	result(r, gid, seq);
+	return true;
 }
 
 /* The group, for a request by `by`; refuses unknown groups, non-members
  * and, when need_admin, non-admins. */
-static group *member_group(core *c, const char *gid, const char *by, bool need_admin, group_res *r)
+static group *member_group(core *c, const char *gid, const char *by, bool need_admin, refusal *why)
 {
 	group *g = group_find(c, gid, strlen(gid));
-	if (!g) {
-		fail(r, "notfound", "no group %s", gid);
-		return NULL;
-	}
-	gmember *m = hmap_get(&g->idx, by, strlen(by));
-	if (!m) {
-		fail(r, "member", "%s is not a member of group %s", by, gid);
-		return NULL;
-	}
-	if (need_admin && !m->admin) {
-		fail(r, "admin", "only admins of group %s may do this", gid);
-		return NULL;
-	}
-	return g;
+	gmember *m = g ? hmap_get(&g->idx, by, strlen(by)) : NULL;
+	if (!g)
+		refusal_set(why, REFUSE_NOTFOUND, "no group %s", gid);
+	else if (!m)
+		refusal_set(why, REFUSE_MEMBER, "%s is not a member of group %s", by, gid);
+	else if (need_admin && !m->admin)
+		refusal_set(why, REFUSE_ADMIN, "only admins of group %s may do this", gid);
+	else
+		return g;
+	return NULL;
 }
 
-static void op_add(core *c, group *g, const char *by, const char *from, const group_req *q,
+static bool op_add(core *c, group *g, const char *by, const char *from, const group_req *q,
                    group_res *r)
 {
-	if (!q->members) {
-		fail(r, "field", "members is required");
-		return;
-	}
+	if (!q->members)
+		return refusal_set(r->why, REFUSE_FIELD, "members is required");
 	idslice *sl;
 	size_t ns;
-	if (!parse_members(c, q, r, &sl, &ns) || !gm_reserve(c, g->n + ns, r))
-		return;
+	if (!parse_members(c, q, r->why, &sl, &ns) || !gm_reserve(c, g->n + ns, r->why))
+		return false;
 	const char **added = malloc((ns ? ns : 1) * sizeof(*added));
-	if (!added) {
-		fail(r, "store", "out of memory");
-		return;
-	}
+	if (!added)
+		return refusal_set(r->why, REFUSE_STORE, "out of memory");
 	size_t na = 0;
 	for (size_t i = 0; i < ns; i++) {
 		user *u = dir_user(&c->dir, sl[i].p, sl[i].n);
 		if (!u) {
-			fail(r, "user", "no such user %.*s", (int)sl[i].n, sl[i].p);
 			free(added);
-			return;
+			return refusal_set(r->why, REFUSE_USER, "no such user %.*s", (int)sl[i].n, sl[i].p);
 		}
 		if (!group_has(g, u->name, strlen(u->name)))
 			added[na++] = u->name;
 	}
 	uint64_t seq = 0;
+	bool ok = true;
 	if (na > 0 && g->n + na > c->cfg.max_group_size) {
-		fail(r, "limit", "a group has at most %u members", c->cfg.max_group_size);
+		ok = refusal_set(r->why, REFUSE_LIMIT, "a group has at most %u members",
+		                 c->cfg.max_group_size);
 	} else if (na > 0) {
 		size_t n = 0;
 		for (size_t i = 0; i < g->n; i++)
 			c->fan.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
 		for (size_t i = 0; i < na; i++)
 			c->fan.gm[n++] = (store_group_member){ added[i], false };
-		if (group_commit(c, g->id, g->name, n, "added", by, from, added, na, false, &seq, r))
+		ok = group_commit(c, g->id, g->name, n, "added", by, from, added, na, false, &seq, r->why);
+		if (ok)
 			apply(c, g, g->id, g->name, n);
 	}
 	free(added);
-	if (!r->code)
+	if (ok)
 		result(r, g->id, seq);
+	return ok;
 }
 
 /* Removes the named members (op "removed" or "left"). */
-static void remove_members(core *c, group *g, const char *by, const char *from, const char *op,
+static bool remove_members(core *c, group *g, const char *by, const char *from, const char *op,
                            const idslice *sl, size_t ns, group_res *r)
 {
-	if (!gm_reserve(c, g->n, r))
-		return;
+	if (!gm_reserve(c, g->n, r->why))
+		return false;
 	const char **gone = malloc((ns ? ns : 1) * sizeof(*gone));
-	if (!gone) {
-		fail(r, "store", "out of memory");
-		return;
-	}
+	if (!gone)
+		return refusal_set(r->why, REFUSE_STORE, "out of memory");
 	size_t ng = 0;
 	for (size_t i = 0; i < ns; i++) {
 		gmember *m = hmap_get(&g->idx, sl[i].p, sl[i].n);
@@ -560,70 +524,68 @@ static void remove_members(core *c, group *g, const char *by, const char *from, 
 		char gid[CHAT_GROUP_MAX + 1], gname[STORE_GROUP_NAME_MAX + 1];
 		snprintf(gid, sizeof(gid), "%s", g->id);
 		snprintf(gname, sizeof(gname), "%s", g->name);
-		if (group_commit(c, gid, gname, n, op, by, from, gone, ng, true, &seq, r)) {
+		bool ok = group_commit(c, gid, gname, n, op, by, from, gone, ng, true, &seq, r->why);
+		if (ok) {
 			uint64_t seq2;
-			group_res r2 = { 0 };
-			if (promoted &&
-			    !group_commit(c, gid, gname, n, "admin", by, from, &promoted, 1, false, &seq2, &r2))
+			refusal unsaid; /* nobody asked for the promotion: logged */
+			if (promoted && !group_commit(c, gid, gname, n, "admin", by, from, &promoted, 1,
+			                              false, &seq2, &unsaid))
 				core_log(c, CORE_LOG_ERR, "group %s: announcing %s as admin failed", gid, promoted);
 			apply(c, g, gid, gname, n);
 			g = NULL; /* may be gone */
+			result(r, gid, seq);
 		}
 		free(gone);
-		if (!r->code)
-			result(r, gid, seq);
-		return;
+		return ok;
 	}
 	free(gone);
 	result(r, g->id, 0);
+	return true;
 }
 
-static void op_remove(core *c, group *g, const char *by, const char *from, const group_req *q,
+static bool op_remove(core *c, group *g, const char *by, const char *from, const group_req *q,
                       group_res *r)
 {
-	if (!q->members) {
-		fail(r, "field", "members is required");
-		return;
-	}
+	if (!q->members)
+		return refusal_set(r->why, REFUSE_FIELD, "members is required");
 	idslice *sl;
 	size_t ns;
-	if (parse_members(c, q, r, &sl, &ns))
-		remove_members(c, g, by, from, "removed", sl, ns, r);
+	return parse_members(c, q, r->why, &sl, &ns) &&
+	       remove_members(c, g, by, from, "removed", sl, ns, r);
 }
 
-static void op_leave(core *c, group *g, const char *by, const char *from, group_res *r)
+static bool op_leave(core *c, group *g, const char *by, const char *from, group_res *r)
 {
 	idslice me = { by, strlen(by) };
-	remove_members(c, g, by, from, "left", &me, 1, r);
+	return remove_members(c, g, by, from, "left", &me, 1, r);
 }
 
-static void op_admin(core *c, group *g, const char *by, const char *from, const group_req *q,
+static bool op_admin(core *c, group *g, const char *by, const char *from, const group_req *q,
                      group_res *r)
 {
-	if (!q->has_user || !chat_valid_user(q->user, q->userlen)) {
-		fail(r, "field", "user must be a user id");
-		return;
-	}
+	if (!q->has_user || !chat_valid_user(q->user, q->userlen))
+		return refusal_set(r->why, REFUSE_FIELD, "user must be a user id");
 	gmember *t = hmap_get(&g->idx, q->user, q->userlen);
-	if (!t) {
-		fail(r, "user", "%.*s is not a member of group %s", (int)q->userlen, q->user, g->id);
-		return;
-	}
+	if (!t)
+		return refusal_set(r->why, REFUSE_USER, "%.*s is not a member of group %s", (int)q->userlen,
+		                   q->user, g->id);
 	uint64_t seq = 0;
 	if (!t->admin) {
-		if (!gm_reserve(c, g->n, r))
-			return;
+		if (!gm_reserve(c, g->n, r->why))
+			return false;
 		for (size_t i = 0; i < g->n; i++)
 			c->fan.gm[i] = (store_group_member){ g->m[i]->user, g->m[i]->admin || g->m[i] == t };
 		const char *name = t->user;
-		if (!group_commit(c, g->id, g->name, g->n, "admin", by, from, &name, 1, false, &seq, r))
-			return;
+		if (!group_commit(c, g->id, g->name, g->n, "admin", by, from, &name, 1, false, &seq,
+		                  r->why))
+			return false;
 		t->admin = true; /* the only change: no rebuild */
 	}
 	result(r, g->id, seq);
+	return true;
 }
 
-static void op_info(group *g, group_res *r)
+static bool op_info(group *g, group_res *r)
 {
 	size_t nadm = 0;
 	for (size_t i = 0; i < g->n; i++)
@@ -641,38 +603,32 @@ static void op_info(group *g, group_res *r)
 		if (g->m[i]->admin)
 			cbw_text(r->out, g->m[i]->user);
 	r->npairs += 3;
+	return true;
 }
 
-void group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
+bool group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
                    const group_req *q, group_res *r)
 {
-	r->code = NULL;
 	r->npairs = 0;
 	cbw_reset(r->out);
 	enum group_op o = op_of(op, oplen);
-	if (o == OP_NONE) {
-		fail(r, "op", "unknown op");
-		return;
-	}
-	if (!q->has_gid || !chat_valid_group(q->gid, q->gidlen)) {
-		fail(r, "field", "gid must be 1-64 characters of [A-Za-z0-9._-]");
-		return;
-	}
+	if (o == OP_NONE)
+		return refusal_set(r->why, REFUSE_OP, "unknown op");
+	if (!q->has_gid || !chat_valid_group(q->gid, q->gidlen))
+		return refusal_set(r->why, REFUSE_FIELD, "gid must be 1-64 characters of [A-Za-z0-9._-]");
 	char gid[CHAT_GROUP_MAX + 1];
 	memcpy(gid, q->gid, q->gidlen);
 	gid[q->gidlen] = '\0';
-	if (o == OP_CREATE) {
-		op_create(c, gid, by, from, q, r);
-		return;
-	}
-	group *g = member_group(c, gid, by, o == OP_ADD || o == OP_REMOVE || o == OP_ADMIN, r);
+	if (o == OP_CREATE)
+		return op_create(c, gid, by, from, q, r);
+	group *g = member_group(c, gid, by, o == OP_ADD || o == OP_REMOVE || o == OP_ADMIN, r->why);
 	if (!g)
-		return;
+		return false;
 	switch (o) {
-	case OP_ADD: op_add(c, g, by, from, q, r); break;
-	case OP_REMOVE: op_remove(c, g, by, from, q, r); break;
-	case OP_LEAVE: op_leave(c, g, by, from, r); break;
-	case OP_ADMIN: op_admin(c, g, by, from, q, r); break;
-	default: op_info(g, r); break;
+	case OP_ADD: return op_add(c, g, by, from, q, r);
+	case OP_REMOVE: return op_remove(c, g, by, from, q, r);
+	case OP_LEAVE: return op_leave(c, g, by, from, r);
+	case OP_ADMIN: return op_admin(c, g, by, from, q, r);
+	default: return op_info(g, r);
 	}
 }

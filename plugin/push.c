@@ -237,46 +237,45 @@ static bool token_ok(int platform, const char *tok, size_t n)
 	return platform != STORE_PUSH_APNS || (n % 2 == 0 && n >= 16 && n <= 200);
 }
 
-const char *push_register(core *c, device *dev, const char *platform, size_t plen,
-                          const char *token, size_t tlen, const char **code)
+bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
+                   size_t tlen, refusal *why)
 {
 	int p = 0;
 	for (int i = STORE_PUSH_FCM; i <= STORE_PUSH_WEBPUSH; i++)
 		if (platform && strlen(platform_names[i]) == plen && memcmp(platform, platform_names[i], plen) == 0)
 			p = i;
-	*code = "field";
 	if (!p)
-		return "platform must be \"fcm\", \"apns\" or \"webpush\"";
+		return refusal_set(why, REFUSE_FIELD,
+		                   "platform must be \"fcm\", \"apns\" or \"webpush\"");
 	if (!token)
-		return "token is required (text)";
+		return refusal_set(why, REFUSE_FIELD, "token is required (text)");
 	if (!token_ok(p, token, tlen))
-		return p == STORE_PUSH_APNS
-		       ? "an apns token must be 16-200 hex digits"
-		       : "token must be 1-4096 printable ASCII characters without spaces";
+		return refusal_set(why, REFUSE_FIELD, "%s",
+		                   p == STORE_PUSH_APNS
+		                   ? "an apns token must be 16-200 hex digits"
+		                   : "token must be 1-4096 printable ASCII characters without spaces");
 	store_push sp = { (enum store_push_platform)p, token, tlen };
-	*code = "store";
 	if (store_push_set(c->st, dev->user->name, dev->id, &sp) != CHAT_OK) {
 		core_log(c, CORE_LOG_ERR, "storing the push target of %s failed: %s", dev->addr,
 		         store_errmsg(c->st));
-		return "the push target could not be stored";
+		return refusal_set(why, REFUSE_STORE, "the push target could not be stored");
 	}
 	if (set_target(dev, &sp) != CHAT_OK)
-		return "out of memory";
+		return refusal_set(why, REFUSE_STORE, "out of memory");
 	/* Acknowledgements of wake-ups to the old target no longer count. */
 	dev->push.unacked = false;
-	return NULL;
+	return true;
 }
 
-const char *push_unregister(core *c, device *dev, const char **code)
+bool push_unregister(core *c, device *dev, refusal *why)
 {
-	*code = "store";
 	if (store_push_clear(c->st, dev->user->name, dev->id) != CHAT_OK) {
 		core_log(c, CORE_LOG_ERR, "removing the push target of %s failed: %s", dev->addr,
 		         store_errmsg(c->st));
-		return "the push target could not be removed";
+		return refusal_set(why, REFUSE_STORE, "the push target could not be removed");
 	}
 	drop_target(c, dev);
-	return NULL;
+	return true;
 }
 
 /* {id, to, r: "ok" | "invalid" | "failed"}: "invalid" means the provider
@@ -320,8 +319,8 @@ void push_ack(core *c, const uint8_t *payload, size_t len)
 		c->n.push_invalid++;
 		core_log(c, CORE_LOG_NOTICE, "the push provider rejected the token of %s: unregistered",
 		         d->addr);
-		const char *code;
-		push_unregister(c, d, &code);
+		refusal unsaid; /* nobody asked: a failure is logged */
+		push_unregister(c, d, &unsaid);
 	}
 	return;
 bad:

@@ -109,14 +109,14 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 
 /* A refusal: told to the device as an `error` event, unless quiet (the
  * device asked nothing: its PUBACK acknowledged an event). */
-static enum core_verdict refuse(core *c, device *from, bool quiet, const char *code,
+static enum core_verdict refuse(core *c, device *from, bool quiet, enum refusal_code code,
                                 const char *msg)
 {
 	if (quiet) {
 		core_log(c, CORE_LOG_DEBUG, "acknowledgement by %s ignored: %s", from->addr, msg);
 		return CORE_DENY;
 	}
-	return ev_refuse(c, from, code, msg);
+	return ev_refuse(c, from, code, "%s", msg);
 }
 
 /* Applies `from`'s receipt (state "delivered" or "read") for rs->seqs[0..n)
@@ -128,7 +128,7 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 	bool is_group;
 	bool is_member = member(c, from, cv, convlen, &is_group);
 	if (!is_member && !is_group)
-		return refuse(c, from, quiet, "conv", "not a conversation of this device's user");
+		return refuse(c, from, quiet, REFUSE_CONV, "not a conversation of this device's user");
 
 	/* The state a member's receipt moves the messages to. */
 	enum store_rstate st = STORE_R_DELIVERED;
@@ -146,7 +146,7 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 	         : store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs);
 	if (rc) {
 		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
-		return refuse(c, from, quiet, "store", "the receipt could not be stored");
+		return refuse(c, from, quiet, REFUSE_STORE, "the receipt could not be stored");
 	}
 	uint64_t in_window = 0, acked = 0;
 	for (size_t k = 0; k < n; k++) {
@@ -157,7 +157,8 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 	 * event at least) but moves no state; anyone else is refused. */
 	if (!is_member) {
 		if (!acked)
-			return refuse(c, from, quiet, "conv", "not a conversation of this device's user");
+			return refuse(c, from, quiet, REFUSE_CONV,
+			              "not a conversation of this device's user");
 		flow_acked(c, from, in_window);
 		return CORE_ALLOW;
 	}
@@ -254,7 +255,8 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 
 	cbr_init(&r, payload, len);
 	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return ev_refuse(c, from, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+		return ev_refuse(c, from, REFUSE_CBOR, "%s",
+		                 r.err_msg ? r.err_msg : "the payload must be a CBOR map");
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		if (cbr_next(&r, &val))
@@ -265,15 +267,17 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 			else if (cbr_eq(&val, "read") && val.type == CBR_TEXT)
 				state = "read";
 			else
-				return ev_refuse(c, from, "field", "s must be \"delivered\" or \"read\"");
+				return ev_refuse(c, from, REFUSE_FIELD,
+				                 "s must be \"delivered\" or \"read\"");
 		} else if (cbr_eq(&key, "conv")) {
 			if (val.type != CBR_TEXT || val.len > CHAT_CONV_MAX)
-				return ev_refuse(c, from, "field", "conv must be a conversation id");
+				return ev_refuse(c, from, REFUSE_FIELD, "conv must be a conversation id");
 			conv = (const char *)val.ptr;
 			convlen = val.len;
 		} else if (cbr_eq(&key, "seqs")) {
 			if (val.type != CBR_ARRAY)
-				return ev_refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
+				return ev_refuse(c, from, REFUSE_FIELD,
+				                 "seqs must be an array of 1 to 1000 seqs");
 			uint64_t k = 0;
 			n = 0;
 			while (cbr_array_next(&r, &val, &k)) {
@@ -281,7 +285,8 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 				if (cbr_next(&r, &s))
 					break;
 				if (s.type != CBR_UINT || s.u == 0 || n == RECEIPT_MAX_SEQS)
-					return ev_refuse(c, from, "field", "seqs must be an array of 1 to 1000 seqs");
+					return ev_refuse(c, from, REFUSE_FIELD,
+					                 "seqs must be an array of 1 to 1000 seqs");
 				rs.seqs[n++] = s.u;
 			}
 			have_seqs = true;
@@ -290,9 +295,10 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 		}
 	}
 	if (r.err_msg || !cbr_done(&r))
-		return ev_refuse(c, from, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+		return ev_refuse(c, from, REFUSE_CBOR, "%s",
+		                 r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
 	if (!state || !conv || !have_seqs || n == 0)
-		return ev_refuse(c, from, "field", "a receipt needs s, conv and 1 to 1000 seqs");
+		return ev_refuse(c, from, REFUSE_FIELD, "a receipt needs s, conv and 1 to 1000 seqs");
 
 	char cv[CHAT_CONV_MAX + 1];
 	memcpy(cv, conv, convlen);

@@ -86,13 +86,13 @@ int fanout_reserve(core *c, size_t n)
 	return CHAT_OK;
 }
 
-static enum core_verdict refuse(core *c, device *from, const send_req *req, const char *code,
-                                const char *msg)
+/* Tells the sender why, with the send's cid when it had one. */
+static enum core_verdict refuse(core *c, device *from, const send_req *req, const refusal *why)
 {
 	c->n.msgs_refused++;
-	core_log(c, CORE_LOG_INFO, "refused a send from %s: %s (%s)", from->addr, code, msg);
-	ev_error(c, from, code, msg, req && req->has_cid ? req->cid_raw : NULL,
-	         req && req->has_cid ? req->cid_raw_len : 0);
+	core_log(c, CORE_LOG_INFO, "refused a send from %s: %s (%s)", from->addr,
+	         refusal_code_name(why->code), why->msg);
+	ev_error(c, from, why, req->has_cid ? req->cid_raw : NULL, req->has_cid ? req->cid_raw_len : 0);
 	return CORE_DENY;
 }
 
@@ -114,17 +114,15 @@ static const char *parse_bodies(core *c, cbr *r, const cbr_item *map, send_req *
 	return NULL;
 }
 
-/* Fills req from the payload; on failure returns the error code and sets *msg. */
-static const char *parse_send(core *c, const uint8_t *p, size_t len, send_req *req,
-                              const char **msg)
+/* Fills req from the payload; false: refused (why). */
+static bool parse_send(core *c, const uint8_t *p, size_t len, send_req *req, refusal *why)
 {
 	cbr r;
 	cbr_item map, key, val;
 	cbr_init(&r, p, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP) {
-		*msg = r.err_msg ? r.err_msg : "the payload must be a CBOR map";
-		return "cbor";
-	}
+	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+		return refusal_set(why, REFUSE_CBOR, "%s",
+		                   r.err_msg ? r.err_msg : "the payload must be a CBOR map");
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
@@ -137,39 +135,32 @@ static const char *parse_send(core *c, const uint8_t *p, size_t len, send_req *r
 				req->cid = (store_cid){ .is_uint = false, .len = val.len };
 				memcpy(req->cid.bytes, val.ptr, val.len);
 			} else {
-				*msg = "cid must be a byte string of 1 to 16 bytes or an unsigned integer";
-				return "field";
+				return refusal_set(why, REFUSE_FIELD, "cid must be a byte string of 1 to 16 "
+				                   "bytes or an unsigned integer");
 			}
 			req->has_cid = true;
 			req->cid_raw = at;
 			req->cid_raw_len = (size_t)(r.p - at);
 		} else if (cbr_eq(&key, "body")) {
-			if (val.type != CBR_BYTES) {
-				*msg = "body must be a byte string";
-				return "field";
-			}
+			if (val.type != CBR_BYTES)
+				return refusal_set(why, REFUSE_FIELD, "body must be a byte string");
 			req->has_body = true;
 			req->body = val.ptr;
 			req->body_len = val.len;
 		} else if (cbr_eq(&key, "bodies")) {
-			if (val.type != CBR_MAP) {
-				*msg = "bodies must be a map of device address to byte string";
-				return "field";
-			}
+			if (val.type != CBR_MAP)
+				return refusal_set(why, REFUSE_FIELD,
+				                   "bodies must be a map of device address to byte string");
 			req->nent = 0;
 			const char *e = parse_bodies(c, &r, &val, req);
-			if (e) {
-				*msg = e;
-				return "field";
-			}
+			if (e)
+				return refusal_set(why, REFUSE_FIELD, "%s", e);
 			req->bodies = at;
 			req->bodies_len = (size_t)(r.p - at);
 		} else if (cbr_eq(&key, "type") || cbr_eq(&key, "ttl")) {
-			if (val.type != CBR_UINT) {
-				*msg = cbr_eq(&key, "type") ? "type must be an unsigned integer"
-				                            : "ttl must be an unsigned integer";
-				return "field";
-			}
+			if (val.type != CBR_UINT)
+				return refusal_set(why, REFUSE_FIELD, "%s must be an unsigned integer",
+				                   cbr_eq(&key, "type") ? "type" : "ttl");
 			if (cbr_eq(&key, "type")) {
 				req->has_type = true;
 				req->type = val.u;
@@ -181,19 +172,14 @@ static const char *parse_send(core *c, const uint8_t *p, size_t len, send_req *r
 			break;
 		}
 	}
-	if (r.err_msg || !cbr_done(&r)) {
-		*msg = r.err_msg ? r.err_msg : "trailing bytes after the CBOR map";
-		return "cbor";
-	}
-	if (!req->has_cid) {
-		*msg = "cid is required";
-		return "field";
-	}
-	if (req->has_body == (req->bodies != NULL)) {
-		*msg = "exactly one of body and bodies is required";
-		return "field";
-	}
-	return NULL;
+	if (r.err_msg || !cbr_done(&r))
+		return refusal_set(why, REFUSE_CBOR, "%s",
+		                   r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if (!req->has_cid)
+		return refusal_set(why, REFUSE_FIELD, "cid is required");
+	if (req->has_body == (req->bodies != NULL))
+		return refusal_set(why, REFUSE_FIELD, "exactly one of body and bodies is required");
+	return true;
 }
 
 /* Adds the devices of u (all but `except`) to the recipients. */
@@ -254,7 +240,7 @@ static bool match_bodies(core *c, device *from, send_req *req, size_t n)
 	cbw_reset(w);
 	cbw_map(w, 6);
 	cbw_text(w, "k"); cbw_text(w, "error");
-	cbw_text(w, "code"); cbw_text(w, "devices");
+	cbw_text(w, "code"); cbw_text(w, refusal_code_name(REFUSE_DEVICES));
 	cbw_text(w, "msg"); cbw_text(w, "bodies does not name exactly the current devices");
 	cbw_text(w, "cid"); cbw_raw(w, req->cid_raw, req->cid_raw_len);
 	cbw_text(w, "missing");
@@ -269,7 +255,7 @@ static bool match_bodies(core *c, device *from, send_req *req, size_t n)
 			cbw_textn(w, ent[k].addr, ent[k].alen);
 	c->n.msgs_refused++;
 	c->n.errors_out++;
-	stats_refused(c, "devices");
+	stats_refused(c, REFUSE_DEVICES);
 	core_log(c, CORE_LOG_INFO, "refused a send from %s: devices (%zu missing, %zu extra)",
 	         from->addr, missing, extra);
 	ev_publish(c, from, w);
@@ -312,32 +298,24 @@ static uint64_t rate_take(core *c, device *from)
 }
 
 /* The checks every send passes before its target is looked at. */
-static const char *send_begin(core *c, device *from, const uint8_t *payload, size_t len, int qos,
-                              send_req *req, const char **msg, char *buf, size_t buflen)
+static bool send_begin(core *c, device *from, const uint8_t *payload, size_t len, int qos,
+                       send_req *req, refusal *why)
 {
 	memset(req, 0, sizeof(*req));
-	if (qos == 0) {
-		*msg = "sends need QoS 1 or 2";
-		return "qos";
-	}
-	if (len > c->cfg.max_body) {
-		snprintf(buf, buflen, "the payload of %zu bytes is over the limit of %u bytes", len,
-		         c->cfg.max_body);
-		*msg = buf;
-		return "size";
-	}
-	const char *code = parse_send(c, payload, len, req, msg);
-	if (code)
-		return code;
+	if (qos == 0)
+		return refusal_set(why, REFUSE_QOS, "sends need QoS 1 or 2");
+	if (len > c->cfg.max_body)
+		return refusal_set(why, REFUSE_SIZE, "the payload of %zu bytes is over the limit of %u bytes",
+		                   len, c->cfg.max_body);
+	if (!parse_send(c, payload, len, req, why))
+		return false;
 	/* after parsing, so the refusal names the cid the client may retry */
 	uint64_t wait_ms = rate_take(c, from);
-	if (wait_ms) {
-		snprintf(buf, buflen, "over the send limit of %u a second (burst %u); retry in %llu ms",
-		         c->cfg.send_rate, c->cfg.send_burst, (unsigned long long)wait_ms);
-		*msg = buf;
-		return "rate";
-	}
-	return NULL;
+	if (wait_ms)
+		return refusal_set(why, REFUSE_RATE,
+		                   "over the send limit of %u a second (burst %u); retry in %llu ms",
+		                   c->cfg.send_rate, c->cfg.send_burst, (unsigned long long)wait_ms);
+	return true;
 }
 
 /* Stores and delivers a checked send to conv; its n recipients are in
@@ -346,12 +324,14 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 {
 	uint64_t seq;
 	char first_conv[CHAT_CONV_MAX + 1];
+	refusal why;
 	int rc = store_dedup_get(c->st, from->addr, &req->cid, first_conv, &seq);
 	if (rc == CHAT_OK)
 		return answer_duplicate(c, from, req, first_conv, seq);
 	if (rc != CHAT_ENOTFOUND) {
 		core_log(c, CORE_LOG_ERR, "dedup lookup failed for %s: %s", from->addr, store_errmsg(c->st));
-		return refuse(c, from, req, "store", "the message could not be stored");
+		refusal_set(&why, REFUSE_STORE, "the message could not be stored");
+		return refuse(c, from, req, &why);
 	}
 	if (req->bodies && !match_bodies(c, from, req, n))
 		return CORE_DENY;
@@ -369,12 +349,15 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 	for (size_t i = 0; i < n; i++)
 		c->fan.addrs[i] = to[i]->addr;
 	rc = store_send(c->st, &m, c->fan.addrs, n, c->cfg.max_queue, &seq);
-	if (rc == CHAT_EQUOTA)
-		return refuse(c, from, req, "quota", "a recipient's offline queue is full");
 	if (rc) {
-		core_log(c, CORE_LOG_ERR, "storing a message from %s failed: %s", from->addr,
-		         store_errmsg(c->st));
-		return refuse(c, from, req, "store", "the message could not be stored");
+		if (rc == CHAT_EQUOTA) {
+			refusal_set(&why, REFUSE_QUOTA, "a recipient's offline queue is full");
+		} else {
+			core_log(c, CORE_LOG_ERR, "storing a message from %s failed: %s", from->addr,
+			         store_errmsg(c->st));
+			refusal_set(&why, REFUSE_STORE, "the message could not be stored");
+		}
+		return refuse(c, from, req, &why);
 	}
 	c->n.msgs_stored++;
 	for (size_t i = 0; i < n; i++)
@@ -399,31 +382,55 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 	return CORE_ALLOW;
 }
 
+/* A dm's conversation and recipients: the peer's devices and the
+ * sender's others (c->fan.to, *n of them). */
+static bool dm_target(core *c, device *from, const topic *t, char conv[CHAT_CONV_MAX + 1],
+                      size_t *n, refusal *why)
+{
+	if (!chat_valid_user(t->a, t->alen))
+		return refusal_set(why, REFUSE_PEER, "the peer is not a valid user id");
+	const user *me = from->user;
+	if (t->alen == strlen(me->name) && memcmp(t->a, me->name, t->alen) == 0)
+		return refusal_set(why, REFUSE_PEER, "a conversation needs two different users");
+	user *peer = dir_user(&c->dir, t->a, t->alen);
+	if (!peer)
+		return refusal_set(why, REFUSE_PEER, "no such user");
+	chat_dm_conv(conv, me->name, strlen(me->name), peer->name, strlen(peer->name));
+	*n = 0;
+	if (!add_devices(c, peer, NULL, n) || !add_devices(c, me, from, n))
+		return refusal_set(why, REFUSE_STORE, "out of memory");
+	return true;
+}
+
+/* A group send's group and recipients: every member's devices but the
+ * sender's own (c->fan.to, *n of them). */
+static bool group_target(core *c, device *from, const topic *t, group **g, size_t *n, refusal *why)
+{
+	/* An unknown group and a group one is not in look the same. */
+	*g = chat_valid_group(t->a, t->alen) ? group_find(c, t->a, t->alen) : NULL;
+	const user *me = from->user;
+	if (!*g || !group_has(*g, me->name, strlen(me->name)))
+		return refusal_set(why, REFUSE_MEMBER, "not a member of this group");
+	*n = 0;
+	for (size_t i = 0; i < (*g)->n; i++) {
+		const user *u = dir_user(&c->dir, (*g)->m[i]->user, strlen((*g)->m[i]->user));
+		if (u && !add_devices(c, u, from, n))
+			return refusal_set(why, REFUSE_STORE, "out of memory");
+	}
+	return true;
+}
+
 enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
                           int qos, bool retain)
 {
 	(void)retain;
 	send_req req;
-	const char *emsg = NULL;
-	char buf[128];
-	const char *code = send_begin(c, from, payload, len, qos, &req, &emsg, buf, sizeof(buf));
-	if (code)
-		return refuse(c, from, &req, code, emsg);
-
-	if (!chat_valid_user(t->a, t->alen))
-		return refuse(c, from, &req, "peer", "the peer is not a valid user id");
-	const user *me = from->user;
-	if (t->alen == strlen(me->name) && memcmp(t->a, me->name, t->alen) == 0)
-		return refuse(c, from, &req, "peer", "a conversation needs two different users");
-	user *peer = dir_user(&c->dir, t->a, t->alen);
-	if (!peer)
-		return refuse(c, from, &req, "peer", "no such user");
-
+	refusal why;
 	char conv[CHAT_CONV_MAX + 1];
-	chat_dm_conv(conv, me->name, strlen(me->name), peer->name, strlen(peer->name));
-	size_t n = 0;
-	if (!add_devices(c, peer, NULL, &n) || !add_devices(c, me, from, &n))
-		return refuse(c, from, &req, "store", "out of memory");
+	size_t n;
+	if (!send_begin(c, from, payload, len, qos, &req, &why) ||
+	    !dm_target(c, from, t, conv, &n, &why))
+		return refuse(c, from, &req, &why);
 	return send_conv(c, from, &req, conv, n);
 }
 
@@ -431,22 +438,11 @@ enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_
                              size_t len, int qos)
 {
 	send_req req;
-	const char *emsg = NULL;
-	char buf[128];
-	const char *code = send_begin(c, from, payload, len, qos, &req, &emsg, buf, sizeof(buf));
-	if (code)
-		return refuse(c, from, &req, code, emsg);
-
-	/* An unknown group and a group one is not in look the same. */
-	group *g = chat_valid_group(t->a, t->alen) ? group_find(c, t->a, t->alen) : NULL;
-	const user *me = from->user;
-	if (!g || !group_has(g, me->name, strlen(me->name)))
-		return refuse(c, from, &req, "member", "not a member of this group");
-	size_t n = 0;
-	for (size_t i = 0; i < g->n; i++) {
-		const user *u = dir_user(&c->dir, g->m[i]->user, strlen(g->m[i]->user));
-		if (u && !add_devices(c, u, from, &n))
-			return refuse(c, from, &req, "store", "out of memory");
-	}
+	refusal why;
+	group *g;
+	size_t n;
+	if (!send_begin(c, from, payload, len, qos, &req, &why) ||
+	    !group_target(c, from, t, &g, &n, &why))
+		return refuse(c, from, &req, &why);
 	return send_conv(c, from, &req, g->conv, n);
 }

@@ -5,8 +5,8 @@
  *
  * Gauges (devices online, active replays, engine figures) are read when
  * asked; the rest are counters since start. The key server's figures
- * (keys_*) are what it last published on P/keys/stats. Counting a refusal by its code
- * is one compare per known code, done only on the refusal path.
+ * (keys_*) are what it last published on P/keys/stats. A refusal is counted
+ * by its code's index (refusal.c): no string compares.
  */
 #include "core_internal.h"
 
@@ -16,21 +16,14 @@
 
 #define SYS_PREFIX "$SYS/broker/chat/"
 
-/* Error codes a refusal is counted by; the last one takes any other. */
-#define R(code) { code, "refused_" code }
-static const struct { const char *code, *name; } refuse_codes[CORE_REFUSE_CODES] = {
-	R("cbor"), R("field"), R("topic"), R("conv"), R("qos"), R("size"), R("quota"),
-	R("rate"), R("store"), R("peer"), R("member"), R("devices"), R("type"), R("ttl"),
-	R("op"), R("other"),
-};
-#undef R
+/* The refused_<code> counters, in the order of REFUSAL_CODES. */
+#define REFUSAL_COUNTER(e, name) "refused_" name,
+static const char *const refused_names[REFUSAL_NCODES] = { REFUSAL_CODES(REFUSAL_COUNTER) };
+#undef REFUSAL_COUNTER
 
-void stats_refused(core *c, const char *code)
+void stats_refused(core *c, enum refusal_code code)
 {
-	size_t i = 0;
-	while (i < CORE_REFUSE_CODES - 1 && strcmp(refuse_codes[i].code, code) != 0)
-		i++;
-	c->n.refused[i]++;
+	c->n.refused[code < REFUSAL_NCOUNTED ? code : REFUSAL_NCOUNTED]++;
 }
 
 /* Devices whose backlog the pump drains: replays (chat/sync) only, or all. */
@@ -93,12 +86,12 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "store_write_stopped", e.write_stopped },
 		{ "store_delayed_write_rate", e.delayed_write_rate },
 	};
-	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + CORE_REFUSE_CODES <= CORE_STATS_MAX,
+	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + REFUSAL_NCOUNTED + 1 <= CORE_STATS_MAX,
 	               "CORE_STATS_MAX holds every counter");
 	size_t n = sizeof(fixed) / sizeof(fixed[0]);
 	memcpy(out, fixed, sizeof(fixed));
-	for (size_t i = 0; i < CORE_REFUSE_CODES; i++) {
-		out[n].name = refuse_codes[i].name;
+	for (size_t i = 0; i <= REFUSAL_NCOUNTED; i++) {
+		out[n].name = i < REFUSAL_NCOUNTED ? refused_names[i] : "refused_other";
 		out[n++].v = c->n.refused[i];
 	}
 	return n;

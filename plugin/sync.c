@@ -176,7 +176,9 @@ static size_t pump(core *c, device *dev, size_t budget)
 		if (rc) {
 			core_log(c, CORE_LOG_ERR, "replay for %s failed: %s", dev->addr, store_errmsg(c->st));
 			sync_stop(c, dev);
-			ev_error(c, dev, "store", "the queue could not be read; sync again", NULL, 0);
+			refusal why;
+			refusal_set(&why, REFUSE_STORE, "the queue could not be read; sync again");
+			ev_error(c, dev, &why, NULL, 0);
 			break;
 		}
 		dev->fc.cursor = last;

@@ -30,23 +30,25 @@ enum core_verdict typing_handle(core *c, device *from, const topic *t, const uin
 	int on = -1;
 	cbr_init(&r, payload, len);
 	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return ev_refuse(c, from, "cbor", r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+		return ev_refuse(c, from, REFUSE_CBOR, "%s",
+		                 r.err_msg ? r.err_msg : "the payload must be a CBOR map");
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		if (cbr_next(&r, &val))
 			break;
 		if (cbr_eq(&key, "on")) {
 			if (val.type != CBR_BOOL)
-				return ev_refuse(c, from, "field", "on must be a boolean");
+				return ev_refuse(c, from, REFUSE_FIELD, "on must be a boolean");
 			on = val.b;
 		} else if (cbr_skip(&r, &val)) {
 			break;
 		}
 	}
 	if (r.err_msg || !cbr_done(&r))
-		return ev_refuse(c, from, "cbor", r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+		return ev_refuse(c, from, REFUSE_CBOR, "%s",
+		                 r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
 	if (on < 0)
-		return ev_refuse(c, from, "field", "on (a boolean) is required");
+		return ev_refuse(c, from, REFUSE_FIELD, "on (a boolean) is required");
 
 	const char *p1, *p2;
 	size_t l1, l2;
@@ -63,13 +65,13 @@ enum core_verdict typing_handle(core *c, device *from, const topic *t, const uin
 		if (first || second)
 			peer = first ? dir_user(&c->dir, p2, l2) : dir_user(&c->dir, p1, l1);
 		if (!peer)
-			return ev_refuse(c, from, "conv", "not a conversation of this device's user");
+			return ev_refuse(c, from, REFUSE_CONV, "not a conversation of this device's user");
 	} else if (kind == CHAT_CONV_GROUP) {
 		g = group_find(c, p1, l1);
 		if (!g || !group_has(g, me->name, ml))
-			return ev_refuse(c, from, "conv", "not a conversation of this device's user");
+			return ev_refuse(c, from, REFUSE_CONV, "not a conversation of this device's user");
 	} else {
-		return ev_refuse(c, from, "conv", "not a conversation id");
+		return ev_refuse(c, from, REFUSE_CONV, "not a conversation id");
 	}
 
 	cbw *w = &c->w;

@@ -14,6 +14,7 @@
 
 #include "cbor_io.h"
 #include "core.h"
+#include "core_internal.h" /* refusal_set: a pure helper, tested directly */
 #include "err.h"
 #include "events.h"
 #include "fake_io.h"
@@ -43,6 +44,33 @@ static uint64_t counter(const pubrec *p, const char *name)
 	}
 	ck_abort_msg("no counter %s", name);
 	return 0;
+}
+
+/* The refused_<code> counters of a stats reply, in its order: their names
+ * into names (up to max), their values into v; returns how many. */
+static size_t refused_counters(const pubrec *p, const char **names, uint64_t *v, size_t max)
+{
+	static char keep[32][32];
+	const uint8_t *raw;
+	size_t rawlen, n = 0;
+	cbr_item m, k, x;
+	ck_assert(fget(p, "counters", &m, &raw, &rawlen));
+	cbr r;
+	uint64_t i = 0;
+	cbr_init(&r, raw, rawlen);
+	cbr_next(&r, &m);
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		ck_assert_int_eq(cbr_next(&r, &x), CHAT_OK);
+		if (k.len < 8 || memcmp(k.ptr, "refused_", 8) != 0)
+			continue;
+		ck_assert_uint_lt(n, max);
+		ck_assert_uint_lt(k.len, sizeof(keep[n]));
+		memcpy(keep[n], k.ptr, k.len);
+		keep[n][k.len] = '\0';
+		names[n] = keep[n];
+		v[n++] = x.u;
+	}
+	return n;
 }
 
 /* ================= per-test state ================= */
@@ -1264,6 +1292,55 @@ START_TEST(send_refusals)
 	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
 	fbytes_eq(event_to(m, "alice/tablet", "msg"), "cid", "0123456789abcdef", 16);
 	cbw_free(&w);
+
+	/* Each refusal counted once, under its own code's counter; the names
+	 * and their order are what $SYS and chatctl have always listed. */
+	static const char *const want[] = {
+		"refused_cbor", "refused_field", "refused_topic", "refused_conv", "refused_qos",
+		"refused_size", "refused_quota", "refused_rate", "refused_store", "refused_peer",
+		"refused_member", "refused_devices", "refused_type", "refused_ttl", "refused_op",
+		"refused_other",
+	};
+	static const uint64_t counts[] = { 8, 12, 7, 0, 3, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0 };
+	const char *names[32];
+	uint64_t v[32];
+	size_t n = refused_counters(stats(), names, v, 32);
+	ck_assert_uint_eq(n, sizeof(want) / sizeof(want[0]));
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_str_eq(names[i], want[i]);
+		ck_assert_msg(v[i] == counts[i], "%s: %llu", names[i], (unsigned long long)v[i]);
+	}
+}
+END_TEST
+
+/* One refusal shape: a code from the enum, its wire name from one table,
+ * the reason formatted printf-style and cut to fit. */
+START_TEST(refusal_helper)
+{
+	static refusal r; /* REFUSAL_MSG_MAX is large: off the stack */
+	ck_assert(!refusal_set(&r, REFUSE_LIMIT, "a group has at most %u members", 7u));
+	ck_assert_int_eq(r.code, REFUSE_LIMIT);
+	ck_assert_str_eq(r.msg, "a group has at most 7 members");
+	ck_assert_str_eq(refusal_code_name(r.code), "limit");
+
+	static char big[REFUSAL_MSG_MAX + 10];
+	memset(big, 'x', sizeof(big) - 1);
+	ck_assert(!refusal_set(&r, REFUSE_BACKUP, "%s", big));
+	ck_assert_uint_eq(strlen(r.msg), REFUSAL_MSG_MAX - 1);
+
+	/* Every code has a distinct lower-case wire name; the counted ones
+	 * come first and end with `op`. */
+	for (int i = 0; i < REFUSAL_NCODES; i++) {
+		const char *a = refusal_code_name((enum refusal_code)i);
+		ck_assert_uint_gt(strlen(a), 0);
+		for (const char *p = a; *p; p++)
+			ck_assert(*p >= 'a' && *p <= 'z');
+		for (int k = 0; k < i; k++)
+			ck_assert_str_ne(a, refusal_code_name((enum refusal_code)k));
+	}
+	ck_assert_str_eq(refusal_code_name(REFUSE_CBOR), "cbor");
+	ck_assert_str_eq(refusal_code_name(REFUSAL_NCOUNTED - 1), "op");
+	ck_assert_str_eq(refusal_code_name(REFUSAL_NCODES - 1), "backup");
 }
 END_TEST
 
@@ -2392,6 +2469,7 @@ static Suite *suite(void)
 	tcase_add_test(t, send_bodies_right_set);
 	tcase_add_test(t, send_bodies_wrong_set);
 	tcase_add_test(t, send_refusals);
+	tcase_add_test(t, refusal_helper);
 	tcase_add_test(t, send_size_limit);
 	tcase_add_test(t, send_rate_limit);
 	tcase_add_test(t, send_other_topics);
