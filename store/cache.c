@@ -125,23 +125,23 @@ void store_caches_stats(const store *st, uint64_t *hits, uint64_t *misses)
 	*misses = st->caches ? st->caches->misses : 0;
 }
 
-int store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen, void *out,
-                       size_t *vlen)
+enum store_cached store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen,
+                                     void *out, size_t *vlen)
 {
 	struct store_caches *c = st->caches;
 	if (!c || !fits(t, klen, 0))
-		return -1;
+		return STORE_UNCACHED;
 	slot *s = slot_at(c, t, slot_of(key, klen));
 	if (s->state == EMPTY || s->klen != klen || memcmp(s->bytes, key, klen) != 0) {
 		c->misses++;
-		return -1;
+		return STORE_UNCACHED;
 	}
 	c->hits++;
 	if (s->state == ABSENT)
-		return CHAT_ENOTFOUND;
+		return STORE_CACHED_ABSENT;
 	memcpy(out, s->bytes + tables[t].key_max, s->vlen);
 	*vlen = s->vlen;
-	return CHAT_OK;
+	return STORE_CACHED_VALUE;
 }
 
 static void set_slot(slot *s, int t, const void *key, size_t klen, const void *val, size_t vlen)
@@ -220,22 +220,34 @@ void store_caches_settle(store *st, bool committed)
 
 /* ---- the counters, through the cache ---- */
 
-/* The table of a counter column family, -1 for any other. */
-static int counter_table(enum store_cf cf)
+/* Whether a column family's counters are cached, and in which table. */
+static bool counter_table(enum store_cf cf, enum store_cache *t)
 {
-	return cf == STORE_CF_QMETA ? STORE_CACHE_QMETA : cf == STORE_CF_CONVS ? STORE_CACHE_CONVS : -1;
+	switch (cf) {
+	case STORE_CF_QMETA: *t = STORE_CACHE_QMETA; return true;
+	case STORE_CF_CONVS: *t = STORE_CACHE_CONVS; return true;
+	default: return false;
+	}
 }
 
 int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
                       size_t vlen, bool fill)
 {
-	int t = counter_table(cf);
+	enum store_cache t;
+	bool cached = counter_table(cf, &t);
 	size_t got = 0;
-	int rc = t < 0 ? -1 : store_cache_lookup(st, t, key, klen, out, &got);
-	if (rc == CHAT_ENOTFOUND || (rc == CHAT_OK && got == vlen))
-		return rc;
-	rc = store_get_fixed(st, cf, key, klen, out, vlen);
-	if (t >= 0 && fill && (rc == CHAT_OK || rc == CHAT_ENOTFOUND))
+	switch (cached ? store_cache_lookup(st, t, key, klen, out, &got) : STORE_UNCACHED) {
+	case STORE_CACHED_ABSENT:
+		return CHAT_ENOTFOUND;
+	case STORE_CACHED_VALUE:
+		if (got == vlen)
+			return CHAT_OK;
+		break; /* not a counter of this size: RocksDB says what it is */
+	case STORE_UNCACHED:
+		break;
+	}
+	int rc = store_get_fixed(st, cf, key, klen, out, vlen);
+	if (cached && fill && (rc == CHAT_OK || rc == CHAT_ENOTFOUND))
 		store_cache_fill(st, t, key, klen, rc == CHAT_OK ? out : NULL, vlen);
 	return rc;
 }
@@ -244,15 +256,15 @@ void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen
                        const void *val, size_t vlen)
 {
 	rocksdb_writebatch_put_cf(st->wb, st->cf[cf], key, klen, val, vlen);
-	int t = counter_table(cf);
-	if (t >= 0)
+	enum store_cache t;
+	if (counter_table(cf, &t))
 		store_cache_stage(st, t, key, klen, val, vlen, true);
 }
 
 void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen)
 {
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[cf], key, klen);
-	int t = counter_table(cf);
-	if (t >= 0)
+	enum store_cache t;
+	if (counter_table(cf, &t))
 		store_cache_stage(st, t, key, klen, NULL, 0, true);
 }

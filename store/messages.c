@@ -370,7 +370,7 @@ int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 	size_t hlen;
 	uint64_t seq;
 	*val = NULL;
-	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, &hlen) == CHAT_OK &&
+	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, &hlen) == STORE_CACHED_VALUE &&
 	    msg_decode(hdr, hlen, out) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
 		out->conv = conv;
 		return CHAT_OK;
@@ -421,7 +421,8 @@ int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool 
 	 * this message was sent or read lately (cache.c), else read */
 	size_t hlen = 0;
 	uint64_t seq;
-	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, st->released, &hlen) == CHAT_OK &&
+	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, st->released, &hlen) ==
+	        STORE_CACHED_VALUE &&
 	    msg_decode(st->released, hlen, m) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
 		m->conv = conv;
 	} else {

@@ -157,18 +157,19 @@ int store_commit(store *st);
 /* Empties the shared batch without writing it (an operation failed). */
 void store_rollback(store *st);
 
-/* cache.c: committed values kept in memory (see there). lookup: CHAT_OK
- * (the value, *vlen its length), CHAT_ENOTFOUND (known to have no record)
- * or -1 (not cached). fill: what a read of committed data found (val NULL:
- * no record). stage: a write into st->wb; the slot empties now, and after
- * the commit holds val (NULL: no record) if keep, else stays empty.
- * settle applies (committed) or drops the staged writes; forget empties
- * every table (after writes that bypassed these calls). */
+/* cache.c: committed values kept in memory (see there). lookup: what the
+ * cache knows of a key: its value (*vlen its length), that it has no
+ * record, or nothing (read RocksDB). fill: what a read of committed data
+ * found (val NULL: no record). stage: a write into st->wb; the slot empties
+ * now, and after the commit holds val (NULL: no record) if keep, else stays
+ * empty. settle applies (committed) or drops the staged writes; forget
+ * empties every table (after writes that bypassed these calls). */
 enum store_cache { STORE_CACHE_QMETA, STORE_CACHE_CONVS, STORE_CACHE_MSGHDR, STORE_CACHE_COUNT };
+enum store_cached { STORE_UNCACHED, STORE_CACHED_ABSENT, STORE_CACHED_VALUE };
 int store_caches_open(store *st);
 void store_caches_close(store *st);
-int store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen, void *out,
-                       size_t *vlen);
+enum store_cached store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen,
+                                     void *out, size_t *vlen);
 void store_cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
                       const void *val, size_t vlen);
 void store_cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
