@@ -3,6 +3,7 @@
 const char *chat_strerror(int err)
 {
 	switch (err) {
+	case CHAT_STOP: return "stopped";
 	case CHAT_OK: return "ok";
 	case CHAT_ENOMEM: return "out of memory";
 	case CHAT_EINVAL: return "invalid input";

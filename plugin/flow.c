@@ -83,21 +83,25 @@ static int count_entry(void *arg, const store_qentry *e, const store_msg *m)
 	(void)m;
 	struct recount *k = arg;
 	if (e->qseq > k->upto)
-		return 1;
+		return CHAT_STOP;
 	k->n += e->kind == STORE_Q_MSG;
-	return 0;
+	return CHAT_OK;
 }
 
-/* Message entries still queued in (after, upto]; reads at most `max`. */
-static uint64_t count_range(core *c, const device *dev, uint64_t after, uint64_t upto, size_t max)
+/* Message entries still queued in (after, upto] into *n; reads at most
+ * `max`. False: the queue could not be read. */
+static bool count_range(core *c, const device *dev, uint64_t after, uint64_t upto, size_t max,
+                        uint64_t *n)
 {
 	struct recount k = { dev, upto, 0 };
 	size_t visited = 0;
 	uint64_t last = 0;
+	*n = 0;
 	if (after >= upto)
-		return 0;
+		return true;
 	int rc = store_queue_read(c->st, dev->addr, after, max, count_entry, &k, &visited, &last);
-	return rc == CHAT_OK || rc == 1 ? k.n : UINT64_MAX;
+	*n = k.n;
+	return rc == CHAT_OK || rc == CHAT_STOP; /* STOP: the range ended before the queue */
 }
 
 /* After an expiry sweep: msgs becomes what is really still queued. */
@@ -108,10 +112,9 @@ static void refit(core *c, device *dev)
 	if (f->msgs == 0)
 		return;
 	size_t max = (size_t)f->msgs + 64; /* the counted entries, and a few events among them */
-	uint64_t n = count_range(c, dev, 0, f->r, max);
-	uint64_t from = f->lo > f->r ? f->lo : f->r;
-	uint64_t m = count_range(c, dev, from, f->backlog ? f->hi : UINT64_MAX, max);
-	if (n == UINT64_MAX || m == UINT64_MAX)
+	uint64_t from = f->lo > f->r ? f->lo : f->r, n, m;
+	if (!count_range(c, dev, 0, f->r, max, &n) ||
+	    !count_range(c, dev, from, f->backlog ? f->hi : UINT64_MAX, max, &m))
 		return; /* unreadable: keep the count (the safe side) */
 	if (n + m < f->msgs)
 		f->msgs = (uint32_t)(n + m);

@@ -31,10 +31,6 @@
 
 #define SLICE_MAX 4096
 
-/* on_entry's answer for the entry after a full slice: it exists, and it
- * stays queued for the next slice (not a chat_err code). */
-#define PEEKED (-1)
-
 typedef struct pump_ctx {
 	core *c;
 	device *dev;
@@ -56,40 +52,40 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 {
 	pump_ctx *p = arg;
 	core *c = p->c;
-	if (p->taken == p->max) {
+	if (p->taken == p->max) { /* the entry after a full slice: it stays for the next one */
 		p->peek = e->qseq;
-		return PEEKED;
+		return CHAT_STOP;
 	}
 	p->taken++;
 	if (e->kind == STORE_Q_EVENT) {
 		ev_publish_raw(c, p->dev, e->event, e->event_len);
 		flow_count_event(c, p->dev);
 		p->events[p->nev++] = e->qseq;
-		return 0;
+		return CHAT_OK;
 	}
 	if (!m || m->expires <= p->now)
-		return 0; /* expired: never delivered late; the sweep removes it */
+		return CHAT_OK; /* expired: never delivered late; the sweep removes it */
 	if (m->kind == STORE_KIND_GROUP) {
 		ev_group(&c->w, m, e->seq);
 		if (cbw_status(&c->w) == 0) {
 			ev_publish_raw(c, p->dev, c->w.buf, c->w.len);
 			flow_count_entry(c, p->dev, e->qseq); /* acknowledged like a message */
 		}
-		return 0;
+		return CHAT_OK;
 	}
 	const uint8_t *body;
 	size_t blen;
 	if (!ev_body_for(m, p->dev->addr, &body, &blen)) {
 		core_log(c, CORE_LOG_WARNING, "queued message %s #%llu has no body for %s", e->conv,
 		         (unsigned long long)e->seq, p->dev->addr);
-		return 0;
+		return CHAT_OK;
 	}
 	ev_msg(&c->w, m, e->seq, body, blen, own_copy(p->dev, m->from));
 	if (cbw_status(&c->w) == 0) {
 		ev_publish_raw(c, p->dev, c->w.buf, c->w.len);
 		flow_count_entry(c, p->dev, e->qseq);
 	}
-	return 0;
+	return CHAT_OK;
 }
 
 static void send_done(core *c, device *dev)
@@ -114,16 +110,21 @@ static void backlog_end(core *c, device *dev)
 static int stop_at_first(void *arg, const store_qentry *e, const store_msg *m)
 {
 	(void)arg; (void)e; (void)m;
-	return 1;
+	return CHAT_STOP;
 }
 
-/* Whether anything is queued after the replay's cursor. */
+/* Whether anything is queued after the replay's cursor. A queue that
+ * cannot be read counts as going on: the backlog stays, and the pump's
+ * next read reports the failure. */
 static bool more_queued(core *c, device *dev)
 {
 	size_t visited = 0;
 	uint64_t last = 0;
-	return store_queue_read(c->st, dev->addr, dev->fc.cursor, 1, stop_at_first, NULL, &visited,
-	                        &last) != CHAT_OK;
+	int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, 1, stop_at_first, NULL, &visited,
+	                          &last);
+	if (rc == CHAT_STOP)
+		return true; /* stop_at_first saw an entry */
+	return rc != CHAT_OK;
 }
 
 /* Sends up to `budget` queue entries; returns how many it read. Each
@@ -166,7 +167,7 @@ static size_t pump(core *c, device *dev, size_t budget)
 		uint64_t last = dev->fc.cursor;
 		int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, max + 1, on_entry, &p,
 		                          &visited, &last);
-		if (rc == PEEKED) { /* the peeked entry is the next slice's first */
+		if (rc == CHAT_STOP) { /* the peeked entry is the next slice's first */
 			rc = CHAT_OK;
 			visited--;
 			last = p.peek - 1;

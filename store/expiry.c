@@ -200,7 +200,7 @@ static int expire_kv(store *st, const char *k, size_t klen, const char *v, size_
 	(void)v; (void)vlen;
 	struct sweep *s = ctx;
 	if (s->done >= s->max || (klen >= 8 && store_be64_get((const uint8_t *)k) > s->now))
-		return -1; /* done: not an error */
+		return CHAT_STOP; /* this sweep's share is done, or nothing more is due */
 	int rc = expire_one(st, k, klen, s->cb, s->arg);
 	s->done += rc == CHAT_OK;
 	return rc;
@@ -212,5 +212,5 @@ int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *
 	struct sweep s = { .now = now, .max = max, .cb = cb, .arg = arg };
 	int rc = store_prefix_each(st, STORE_CF_EXPIRY, "", 0, expire_kv, &s);
 	*expired = s.done;
-	return rc == -1 ? CHAT_OK : rc;
+	return rc == CHAT_STOP ? CHAT_OK : rc;
 }

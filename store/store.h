@@ -61,8 +61,8 @@ int store_device_get(store *st, const char *user, const char *device,
                      uint8_t hash[STORE_HASH_LEN]);                 /* CHAT_ENOTFOUND */
 /* Removes the device and everything queued for it. */
 int store_device_remove(store *st, const char *user, const char *device);
-/* Calls cb for every device (ordered by user, then device); stops early and
- * returns cb's value when it is non-zero. */
+/* Calls cb for every device (ordered by user, then device); a walk as
+ * err.h describes (CHAT_STOP ends it early). */
 typedef int (*store_device_cb)(void *arg, const char *user, const char *device,
                                const uint8_t hash[STORE_HASH_LEN]);
 int store_devices_each(store *st, store_device_cb cb, void *arg);
@@ -163,9 +163,10 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 
 /* Visits addr's queue in order from the first entry with qseq > after, at
  * most max entries. For a message entry, m is the stored message (NULL if it
- * is gone); pointers are valid during the call only. A non-zero return from
- * cb stops the walk and is returned. *visited counts the entries visited,
- * *last is the last visited qseq (unchanged when none). */
+ * is gone); pointers are valid during the call only. A walk as err.h
+ * describes: cb's CHAT_STOP or error ends it and is returned (the entry it
+ * was given counts as visited). *visited counts the entries visited, *last
+ * is the last visited qseq (unchanged when none). */
 typedef int (*store_queue_cb)(void *arg, const store_qentry *e, const store_msg *m);
 int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
                      void *arg, size_t *visited, uint64_t *last);
@@ -259,7 +260,7 @@ typedef struct store_group {
 int store_group_event(store *st, const store_group *g, const store_msg *ev,
                       const char *const *to, size_t n, uint64_t *seq);
 /* Calls cb for every group (by gid); pointers are valid during the call
- * only. Stops early and returns cb's value when it is non-zero. */
+ * only. A walk as err.h describes. */
 typedef int (*store_group_cb)(void *arg, const store_group *g);
 int store_groups_each(store *st, store_group_cb cb, void *arg);
 
@@ -286,7 +287,7 @@ int store_push_set(store *st, const char *user, const char *device, const store_
 /* Removes it; CHAT_OK whether or not there was one. */
 int store_push_clear(store *st, const char *user, const char *device);
 /* Calls cb for every device with a push target (pointers valid during the
- * call); stops early and returns cb's value when it is non-zero. */
+ * call); a walk as err.h describes. */
 typedef int (*store_push_cb)(void *arg, const char *user, const char *device, const store_push *p);
 int store_push_each(store *st, store_push_cb cb, void *arg);
 
@@ -305,8 +306,8 @@ int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *
 /* ---- contacts ---- */
 
 /* Calls cb with every user that has a 1:1 conversation with user (a
- * conversation exists once a message was sent in it), in byte order. Stops
- * early and returns cb's value when it is non-zero. */
+ * conversation exists once a message was sent in it), in byte order. A walk
+ * as err.h describes. */
 typedef int (*store_contact_cb)(void *arg, const char *contact);
 int store_contacts_each(store *st, const char *user, store_contact_cb cb, void *arg);
 

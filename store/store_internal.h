@@ -227,7 +227,7 @@ int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t
                       size_t len);
 
 /* Calls cb for every key starting with prefix (plen 0: every key), in
- * order; stops at and returns cb's first non-zero value. */
+ * order; a walk as err.h describes (cb's CHAT_STOP or error ends it). */
 typedef int (*store_kv_cb)(store *st, const char *k, size_t klen, const char *v, size_t vlen,
                            void *ctx);
 int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,

@@ -268,7 +268,7 @@ static int queue_cb(void *arg, const store_qentry *e, const store_msg *m)
 	} else {
 		die("a queue entry of an unknown kind", NULL);
 	}
-	return 0;
+	return CHAT_OK;
 }
 
 static int device_cb(void *arg, const char *u, const char *d, const uint8_t hash[STORE_HASH_LEN])
@@ -277,7 +277,7 @@ static int device_cb(void *arg, const char *u, const char *d, const uint8_t hash
 	check_str(u, CHAT_USER_MAX, "store_devices_each");
 	check_str(d, CHAT_DEVICE_MAX, "store_devices_each");
 	touch(hash, STORE_HASH_LEN);
-	return 0;
+	return CHAT_OK;
 }
 
 static int service_cb(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN])
@@ -285,7 +285,7 @@ static int service_cb(void *arg, const char *name, const uint8_t hash[STORE_HASH
 	(void)arg;
 	check_str(name, STORE_NAME_MAX, "store_services_each");
 	touch(hash, STORE_HASH_LEN);
-	return 0;
+	return CHAT_OK;
 }
 
 static void expire_cb(void *arg, const store_msg *m, uint64_t seq, const char *const *undelivered,

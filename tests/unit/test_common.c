@@ -1134,7 +1134,9 @@ START_TEST(err_strings)
 		ck_assert_ptr_nonnull(chat_strerror(e));
 		ck_assert_str_ne(chat_strerror(e), "unknown error");
 	}
-	ck_assert_str_eq(chat_strerror(-1), "unknown error");
+	ck_assert_str_eq(chat_strerror(CHAT_STOP), "stopped");
+	ck_assert_int_lt(CHAT_STOP, CHAT_OK); /* never one of the codes above */
+	ck_assert_str_eq(chat_strerror(-2), "unknown error");
 	ck_assert_str_eq(chat_strerror(1000), "unknown error");
 }
 END_TEST

@@ -176,7 +176,7 @@ static int collect_contact(void *arg, const char *contact)
 	char *out = arg;
 	strcat(out, contact);
 	strcat(out, ",");
-	return 0;
+	return CHAT_OK;
 }
 
 static const char *contacts_of(store *st, const char *user)
@@ -398,6 +398,7 @@ END_TEST
 struct seen {
 	char list[16][128];
 	int n, stop_at;
+	int end; /* what the callback returns at stop_at: CHAT_STOP or an error */
 };
 
 static int collect_dev(void *arg, const char *user, const char *device,
@@ -405,7 +406,7 @@ static int collect_dev(void *arg, const char *user, const char *device,
 {
 	struct seen *s = arg;
 	snprintf(s->list[s->n], sizeof s->list[0], "%s/%s=%d", user, device, hash[0]);
-	return ++s->n == s->stop_at ? 42 : 0;
+	return ++s->n == s->stop_at ? s->end : CHAT_OK;
 }
 
 START_TEST(test_devices)
@@ -432,9 +433,13 @@ START_TEST(test_devices)
 	for (int i = 0; i < 5; i++)
 		ck_assert_str_eq(s.list[i], want[i]);
 
-	struct seen early = { .stop_at = 2 };
-	ck_assert_int_eq(store_devices_each(st, collect_dev, &early), 42);
+	/* A walk ends early on the callback's CHAT_STOP or error, and says which. */
+	struct seen early = { .stop_at = 2, .end = CHAT_STOP };
+	ck_assert_int_eq(store_devices_each(st, collect_dev, &early), CHAT_STOP);
 	ck_assert_int_eq(early.n, 2);
+	struct seen failed = { .stop_at = 3, .end = CHAT_ENOMEM };
+	ck_assert_int_eq(store_devices_each(st, collect_dev, &failed), CHAT_ENOMEM);
+	ck_assert_int_eq(failed.n, 3);
 
 	ck_assert_int_eq(store_device_remove(st, "alice", "a"), CHAT_OK);
 	ck_assert_int_eq(store_device_get(st, "alice", "a", got), CHAT_ENOTFOUND);
@@ -451,7 +456,7 @@ static int collect_svc(void *arg, const char *name, const uint8_t hash[STORE_HAS
 {
 	struct seen *s = arg;
 	snprintf(s->list[s->n++], sizeof s->list[0], "%s=%d", name, hash[0]);
-	return 0;
+	return CHAT_OK;
 }
 
 START_TEST(test_services)
@@ -884,6 +889,7 @@ END_TEST
 
 struct rd {
 	int n, stop_at;
+	int end; /* what on_entry returns at stop_at: CHAT_STOP or an error */
 	uint64_t qseq[16], seq[16];
 	int kind[16];
 	char body[16][16];
@@ -902,7 +908,7 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 		         (const char *)m->body);
 	else
 		snprintf(r->body[r->n], 16, "gone");
-	return ++r->n == r->stop_at ? 7 : 0;
+	return ++r->n == r->stop_at ? r->end : CHAT_OK;
 }
 
 static uint64_t qcount(store *st, const char *addr)
@@ -941,15 +947,23 @@ START_TEST(test_queue_read_events_remove)
 	for (int i = 0; i < 3; i++)
 		ck_assert_uint_eq(r.qseq[i], (uint64_t)i + 1);
 
-	/* a window: after 1, at most 1; a callback's non-zero value stops */
+	/* a window: after 1, at most 1; the callback's CHAT_STOP or error ends
+	 * the walk, is returned, and its entry counts as visited */
 	struct rd w = { .stop_at = -1 };
 	ck_assert_int_eq(store_queue_read(st, "d/1", 1, 1, on_entry, &w, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(w.n, 1);
 	ck_assert_uint_eq(w.qseq[0], 2);
 	ck_assert_uint_eq(last, 2);
-	struct rd stop = { .stop_at = 1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &stop, &visited, &last), 7);
+	struct rd stop = { .stop_at = 1, .end = CHAT_STOP };
+	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &stop, &visited, &last),
+	                 CHAT_STOP);
 	ck_assert_uint_eq(visited, 1);
+	ck_assert_uint_eq(last, 1);
+	struct rd failed = { .stop_at = 2, .end = CHAT_EIO };
+	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &failed, &visited, &last),
+	                 CHAT_EIO);
+	ck_assert_uint_eq(visited, 2);
+	ck_assert_uint_eq(last, 2);
 	last = 42;
 	struct rd none = { .stop_at = -1 };
 	ck_assert_int_eq(store_queue_read(st, "d/1", 3, 10, on_entry, &none, &visited, &last), CHAT_OK);
@@ -1033,7 +1047,7 @@ static int walk_entry(void *arg, const store_qentry *e, const store_msg *m)
 			w->bad++;
 	}
 	w->n++;
-	return 0;
+	return CHAT_OK;
 }
 
 /* store_many: values land at their slots, unwanted slots stay as they were,
