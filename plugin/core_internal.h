@@ -120,7 +120,8 @@ typedef struct user {
 	size_t nonline;                 /* devices with a recorded connection */
 	/* presence (presence.c) */
 	enum pres_state pres;
-	int pref;                       /* cached store_presence setting; -1: not read yet */
+	bool pref_read;                 /* pref holds its store_presence setting */
+	enum store_presence pref;
 	uint64_t seen;                  /* ms: when the last device left */
 	uint64_t grace_until;           /* ms; 0: no grace timer running */
 	struct user *gprev, *gnext;     /* the core's grace timers, by expiry */

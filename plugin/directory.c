@@ -66,7 +66,6 @@ int dir_add_device(directory *d, const char *uname, const char *dname, const uin
 		if (!u)
 			return CHAT_ENOMEM;
 		memcpy(u->name, uname, ul);
-		u->pref = -1;
 	}
 	if (u->ndev == CORE_MAX_DEVICES) {
 		if (new_user)

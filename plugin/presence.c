@@ -62,13 +62,14 @@ static void timer_start(core *c, user *u, uint64_t until)
 
 static enum store_presence pref_of(core *c, user *u)
 {
-	if (u->pref < 0) {
+	if (!u->pref_read) {
 		store_prefs p;
 		if (store_prefs_get(c->st, u->name, &p) != CHAT_OK)
 			return STORE_PRESENCE_NOBODY; /* fail closed; read again next time */
-		u->pref = (int)p.presence;
+		u->pref = p.presence;
+		u->pref_read = true;
 	}
-	return (enum store_presence)u->pref;
+	return u->pref;
 }
 
 static void publish(core *c, const char *user, const uint8_t *doc, size_t len)
@@ -163,8 +164,10 @@ bool presence_may_read(core *c, const char *username, const topic *t)
 void presence_pref_set(core *c, const char *name, enum store_presence p)
 {
 	user *u = dir_user(&c->dir, name, strlen(name));
-	if (u)
-		u->pref = (int)p;
+	if (u) {
+		u->pref = p;
+		u->pref_read = true;
+	}
 }
 
 void presence_tick(core *c)
