@@ -191,7 +191,9 @@ static void check_one(const model *m, enum who w, const char *name, int access, 
 		return;
 	}
 	bool chat = sub ? chatish_filter(m, judged) : chatish_topic(m, judged);
-	if (sub && chat && (w == W_FOREIGN || w == W_ANON) && !chatish_topic(m, judged)) {
+	/* "keys" is foreign on a core where it is not a service account */
+	bool foreign = w == W_FOREIGN || w == W_ANON || (w == W_SERVICE && !m->has_service);
+	if (sub && chat && foreign && !chatish_topic(m, judged)) {
 		/* Reaches the namespace only through a wildcard ("#", "+/inbox/#"):
 		 * standard MQTT for a foreign client, which READ at every delivery
 		 * keeps away from the chat topics (checked below for every name). */
