@@ -3,6 +3,9 @@
 # foreground, data in <repo>/data/ (git-ignored). Ctrl-C stops it. A second
 # listener speaks MQTT over WebSockets on port 9001 and serves the web
 # client (<build>/web) from the same port.
+# CHAT_IOT=1: also let anonymous IoT clients in (allow_anonymous true,
+# plugin_opt_foreign_acl allow), as on a broker shared with open IoT traffic;
+# they get standard MQTT outside the chat namespace (docs/OPERATIONS.md).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,8 +39,10 @@ ctl=${build#"$repo"/}/bin/chatctl
   echo "listener $ws_port"
   echo "protocol websockets"
   if [ -f "$web/index.html" ]; then echo "http_dir $web"; fi
+  if [ "${CHAT_IOT:-0}" = 1 ]; then echo "allow_anonymous true"; fi
   echo "plugin $plugin"
   echo "plugin_opt_data_dir $data"
+  if [ "${CHAT_IOT:-0}" = 1 ]; then echo "plugin_opt_foreign_acl allow"; fi
   echo "set_tcp_nodelay true"
   echo "max_queued_messages 10000"
   echo "log_dest stdout"
@@ -87,6 +92,9 @@ if [ -x "$gw" ] && [ -s "$data/pushgw.args" ]; then
   echo "mosquitto-chat: push gateway started (service account pushgw, options from $data/pushgw.args)"
 fi
 
+if [ "${CHAT_IOT:-0}" = 1 ]; then
+  echo "mosquitto-chat: anonymous IoT clients welcome (CHAT_IOT=1): mosquitto_sub -t '#' -v shows their traffic, never chat's"
+fi
 if [ -f "$web/index.html" ]; then
   echo "mosquitto-chat: web client at http://127.0.0.1:$ws_port/ (MQTT over WebSockets on the same port)"
 else
