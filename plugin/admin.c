@@ -239,8 +239,6 @@ static void cmd_group_create(core *c, admin_req *q, admin_reply *r)
 		fail(r, res.code, "%s", res.msg);
 		return;
 	}
-	/* r->res is c->w2, which the group's event used: start it again. */
-	cbw_reset(r->res);
 	cbw_raw(r->res, c->wres.buf, c->wres.len);
 	r->npairs = res.npairs;
 }
@@ -373,8 +371,8 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 	memset(&q, 0, sizeof(q));
 	admin_ticket who;
 	memset(&who, 0, sizeof(who));
-	admin_reply r = { .res = &c->w2, .who = &who };
-	cbw_reset(&c->w2);
+	admin_reply r = { .res = &c->wreply, .who = &who };
+	cbw_reset(&c->wreply);
 	c->n.admin_cmds++;
 
 	const char *code;
@@ -401,6 +399,6 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 			commands[k].fn(c, &q, &r);
 	}
 	if (!r.deferred)
-		admin_send(c, &who, r.code, r.msg, &c->w2, r.npairs);
-	sodium_memzero(c->w2.buf, c->w2.len);
+		admin_send(c, &who, r.code, r.msg, &c->wreply, r.npairs);
+	sodium_memzero(c->wreply.buf, c->wreply.len);
 }

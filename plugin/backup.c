@@ -130,16 +130,16 @@ void backup_tick(core *c)
 	pthread_join(j->thread, NULL);
 	c->backup = NULL;
 	uint64_t ms = c->io.now_ms(c->io.ctx) - j->started_ms;
-	cbw_reset(&c->w2);
+	cbw_reset(&c->wreply);
 	if (j->rc == CHAT_OK) {
 		c->n.backups++;
 		core_log(c, CORE_LOG_NOTICE, "backup into %s done in %llu ms", j->dir,
 		         (unsigned long long)ms);
-		cbw_text(&c->w2, "dir");
-		cbw_text(&c->w2, j->dir);
-		cbw_text(&c->w2, "ms");
-		cbw_uint(&c->w2, ms);
-		admin_send(c, &j->who, NULL, NULL, &c->w2, 2);
+		cbw_text(&c->wreply, "dir");
+		cbw_text(&c->wreply, j->dir);
+		cbw_text(&c->wreply, "ms");
+		cbw_uint(&c->wreply, ms);
+		admin_send(c, &j->who, NULL, NULL, &c->wreply, 2);
 	} else {
 		core_log(c, CORE_LOG_ERR, "backup into %s failed: %s", j->dir, j->err);
 		admin_send(c, &j->who, "backup", j->err, NULL, 0);

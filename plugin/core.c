@@ -207,6 +207,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	cbw_init(&c->w);
 	cbw_init(&c->w2);
 	cbw_init(&c->wres);
+	cbw_init(&c->wreply);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
 		core_close(c);
@@ -281,6 +282,7 @@ void core_close(core *c)
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
 	cbw_free(&c->wres);
+	cbw_free(&c->wreply);
 	free(c->fan.to);
 	free(c->fan.addrs);
 	free(c->fan.bodies);

@@ -336,6 +336,8 @@ struct core {
 	hmap groups;  /* gid -> group */
 	hmap ugroups; /* user -> ugroups */
 	cbw wres;     /* a group request's result pairs */
+	cbw wreply;   /* an admin reply's result pairs: w and w2 build the events
+	               * a command sends meanwhile (receipts, group events) */
 	fanout fan;
 	user *grace_head, *grace_tail; /* presence grace timers, oldest first */
 	push_timers pt;

@@ -11,6 +11,9 @@ pkgs=(
   libsodium-dev librocksdb-dev libcbor-dev check libcjson-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
   chromium
+  # test_readme runs make run in a network namespace of its own (unshare and
+  # nsenter from util-linux, ip to bring its loopback up)
+  iproute2 util-linux
   # broker-patches/build.sh: apt-get source (dpkg-dev), patch, and what
   # Debian's mosquitto broker links (TLS, WebSockets, systemd notify)
   dpkg-dev patch libssl-dev libwebsockets-dev libsystemd-dev

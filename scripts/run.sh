@@ -104,15 +104,17 @@ cat <<EOF
 mosquitto-chat: mosquitto is serving on 127.0.0.1:$port (config $conf, data $data/).
 In another shell at $repo:
 
-  # two devices; each command prints the device's token
-  A=\$($ctl --token-file data/admin.token device add alice phone)
-  B=\$($ctl --token-file data/admin.token device add bob phone)
+  # two devices: provisioned with chatctl on the first run, tokens kept in data/examples/
+  A=\$(examples/scripts/device-token alice phone)
+  B=\$(examples/scripts/device-token bob phone)
 
-  # watch bob's inbox, decoded
+  # watch bob's inbox, decoded (subscribing replays its queue, then {"k": "sync", "done": true})
   mosquitto_sub -i bob/phone -u bob/phone -P "\$B" -t chat/inbox/bob/phone -q 1 -F %x | scripts/cbor decode --hex &
 
-  # alice sends "hello" to bob
-  scripts/cbor encode '{"cid":1,"body":"b64:aGVsbG8="}' | mosquitto_pub -i alice/phone -u alice/phone -P "\$A" -t chat/dm/bob -q 1 -s
+  # alice sends "hello" to bob (cid: her id for the message, unique per device)
+  scripts/cbor encode '{"cid":'\$(date +%s%3N)',"body":"b64:aGVsbG8="}' | mosquitto_pub -i alice/phone -u alice/phone -P "\$A" -t chat/dm/bob -q 1 -s
+
+  # the README's example session and the walkthrough (examples/scripts/run-all.sh) go on from here
 
   # or chat in the browser: open http://127.0.0.1:$ws_port/ and sign in as a
   # device, e.g. alice/web with the token of: $ctl --token-file data/admin.token device add alice web

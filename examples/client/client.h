@@ -168,7 +168,6 @@ typedef struct client {
 	cstate st;
 	net net;
 	bool interactive;
-	bool send_only;             /* --send/--group: leave inbox events for the next sync */
 	bool sync_done;
 	uint64_t last_msg_ms;
 	/* pending delivered (and read) receipts, flushed after each batch */
@@ -182,7 +181,10 @@ void chat_status(client *c, const qmsg *m);     /* a retained key status: top up
  * CHAT_OK with conv and seq filled, or an error (message on stderr). */
 int chat_send(client *c, const char *peer_user, const char *gid, const char *text,
               char *conv, size_t conv_cap, uint64_t *seq);
-/* Handles every queued inbox event (only key status when send_only). */
+/* Handles every queued inbox event and key status, in every mode: with
+ * --send/--group too, since the replay the inbox subscription starts comes
+ * then, and on the patched broker its PUBACK already counts as delivered
+ * (a message or a group change left unhandled would be lost to the user). */
 void chat_process(client *c);
 void chat_flush_receipts(client *c);
 

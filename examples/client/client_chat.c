@@ -797,7 +797,7 @@ void chat_process(client *c)
 	while ((m = net_pop(&c->net))) {
 		if (strcmp(m->topic, c->net.t_status) == 0) {
 			chat_status(c, m);
-		} else if (!c->send_only && strcmp(m->topic, c->net.t_inbox) == 0 &&
+		} else if (strcmp(m->topic, c->net.t_inbox) == 0 &&
 		           ev_decode(e, m->payload, m->len) == CHAT_OK) {
 			if (cbr_eq(&e->k, "msg")) {
 				on_msg(c, e);

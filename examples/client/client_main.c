@@ -4,7 +4,8 @@
  *       [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]
  *
  * Without a mode it is interactive (/to U, /group G, /quit). --send and
- * --group exit 0 once the server acknowledges the stored message; --recv
+ * --group exit 0 once the server acknowledges the stored message (and print,
+ * like --recv, what reached the device meanwhile); --recv
  * syncs, prints every new message as `conv<TAB>seq<TAB>from<TAB>text`,
  * acknowledges it, and exits after SECONDS without a new one. The first run
  * with an empty --state registers the device's keys with the key server.
@@ -215,12 +216,11 @@ int main(int argc, char **argv)
 	    state_load(&c.st, state_dir, &fresh) != CHAT_OK)
 		return 1;
 	c.interactive = modes == 0;
-	c.send_only = send_to || group;
 	int rc = 1;
 	if (net_connect(&c.net, host, (int)port, addr, token) == CHAT_OK &&
 	    chat_register(&c, fresh) == CHAT_OK) {
 		chat_process(&c);
-		if (c.send_only) {
+		if (send_to || group) {
 			char conv[NAME_MAX_ + 4];
 			uint64_t seq;
 			rc = chat_send(&c, send_to, group, text, conv, sizeof conv, &seq) == CHAT_OK ? 0 : 1;

@@ -38,15 +38,12 @@ chatctl() {
     --token-file "$CHAT_DATA/admin.token" "$@"
 }
 
-# token U D: the device's token, provisioned with chatctl on first use.
+# token U D: the device's token, provisioned with chatctl on first use and
+# kept in $CHAT_STATE (device-token, which the README's session uses too).
 token() {
-  local f="$CHAT_STATE/$1_$2.token"
-  if [ ! -s "$f" ]; then
-    (umask 077; chatctl device add "$1" "$2" > "$f.new") \
-      || fail "chatctl device add $1 $2 (already made by someone else? remove it with 'chatctl device remove $1 $2')"
-    mv "$f.new" "$f"
-  fi
-  cat "$f"
+  CHAT_HOST=$CHAT_HOST CHAT_PORT=$CHAT_PORT CHAT_BUILD=$CHAT_BUILD CHAT_DATA=$CHAT_DATA \
+    CHAT_STATE=$CHAT_STATE "$REPO/examples/scripts/device-token" "$1" "$2" \
+    || fail "no token for $1/$2"
 }
 
 # pub U D TOPIC JSON: one QoS 1 publish as device U/D, payload JSON as CBOR.

@@ -112,6 +112,11 @@ def conv_of(a, b):
     return "dm:%s:%s" % (x, y)
 
 
+# mosquitto settings that every user's configuration has: make run's and the
+# installed snippet's (test_install and test_run_script check both carry them).
+BROKER_DEFAULT_LINES = ("set_tcp_nodelay true", "max_queued_messages 10000")
+
+
 class BrokerStartError(Exception):
     pass
 
@@ -131,15 +136,9 @@ class Broker:
         self.stderr_path = os.path.join(self.tmp, "mosquitto.stderr")
         self.token_file = os.path.join(self.data_dir, "admin.token")
         self.options = dict(options or {})
-        # The shared suite checks that the patched broker is a drop-in for
-        # the stock one: it counts every event a device gets and drives
-        # replays with chat/sync, so there it runs with what the extra
-        # events add switched off (PUBACK = delivered adds receipts, a
-        # subscription starts a replay). test_broker_events.py tests those
-        # with their defaults (on).
-        if with_plugin and self.options.pop("broker_extras", False) is False:
-            self.options.setdefault("delivered_on_puback", "false")
-            self.options.setdefault("auto_replay", "false")
+        # The plugin runs with its defaults, as `make run` and the installed
+        # snippet give them to a user; a test that needs another value sets it
+        # in its own options and says why.
         self.proc = None
         self._removed = False
         self.with_plugin = with_plugin
@@ -153,6 +152,10 @@ class Broker:
                 lines.append("plugin_opt_data_dir %s" % self.data_dir)
             for k, v in self.options.items():
                 lines.append("plugin_opt_%s %s" % (k, v))
+        # What make run (scripts/run.sh) and the installed snippet
+        # (packaging/mosquitto-chat.conf.in) set on the broker itself; a
+        # test's extra_lines come after them and win.
+        lines.extend(BROKER_DEFAULT_LINES)
         lines.extend(extra_lines)
         lines.append("log_dest file %s" % self.log)
         lines.append("log_type all")
@@ -211,6 +214,16 @@ class Broker:
             self.stop()
             raise BrokerStartError("CHAT_EXPECT_PATCHED: %s is not the broker-patches build "
                                    "(plugin found: %s)" % (MOSQUITTO, line.strip()))
+
+    @property
+    def auto_replay(self):
+        """Whether a subscription to an inbox starts a replay (the default)."""
+        return self.with_plugin and str(self.options.get("auto_replay", "true")) != "false"
+
+    @property
+    def delivered_on_puback(self):
+        """Whether a device's PUBACK delivers (the default on the patched broker)."""
+        return self.patched and str(self.options.get("delivered_on_puback", "true")) != "false"
 
     @property
     def patched(self):
@@ -603,8 +616,12 @@ class Device(Client):
     """A chat device U/D: username = client id = U/D, password = its token.
     Subscribes to its inbox and collects decoded inbox events."""
 
-    def __init__(self, broker, user, dev, token, protocol=V311, will=True, subscribe=True, **kw):
+    def __init__(self, broker, user, dev, token, protocol=V311, will=True, subscribe=True,
+                 wait_replay=True, **kw):
         self.user, self.dev = user, dev
+        self.wait_replay = wait_replay
+        self.replay_pending = False
+        self.replay_done = None
         self.addr = "%s/%s" % (user, dev)
         self.token = token
         self.prefix = broker.options.get("topic_prefix", "chat")
@@ -623,7 +640,27 @@ class Device(Client):
             code = self.subscribe(self.inbox, 1)
             if code >= 0x80:
                 raise AssertionError("own inbox %s refused: 0x%02x" % (self.inbox, code))
+            # Subscribing to the inbox starts the device's replay, as it does
+            # for every user (plugin_opt_auto_replay, default on): what was
+            # queued, then {"k": "sync", "done": true}.
+            self.replay_pending = self.broker.auto_replay
+            if self.replay_pending and self.wait_replay:
+                # Like a client, connect() returns once the replay ended (the
+                # end is taken, the replayed events stay pending). A backlog
+                # beyond the flow window needs receipts: wait_replay=False,
+                # then read it after begin_replay().
+                self.replay_done = self.wait_event("sync", done=True, timeout=timeout * SLOW)
+                self.replay_pending = False
         return self
+
+    def begin_replay(self):
+        """Starts the replay of what is queued for the device: the one its
+        subscription started if connect() did not wait for it, else a
+        chat/sync. The events follow, ending with sync done."""
+        if self.replay_pending:
+            self.replay_pending = False
+            return
+        self.sync()
 
     def send_raw(self, topic, payload, qos=1, retain=False, timeout=5.0):
         return self.publish(topic, payload, qos=qos, retain=retain, timeout=timeout)

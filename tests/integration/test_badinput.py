@@ -42,6 +42,10 @@ class BadInputTest(ChatTestCase):
         ev = self.db.wait_event("msg")
         self.assertEqual((ev["seq"], ev["body"]), (1, b"good"))
         self.assertEqual(other.wait_event("msg")["seq"], 1)
+        if self.broker.delivered_on_puback:
+            # on the patched broker b's PUBACK of the message is its delivered receipt
+            r = self.da.wait_event("receipt", conv=conv_of(self.a, self.b))
+            self.assertEqual((r["s"], r["seqs"], r["by"]), ("delivered", [1], self.b))
         self.da.expect_no_event(0.1)
         self.db.expect_no_event(0.1)
 

@@ -17,8 +17,9 @@ from chatlib import (Broker, ChatTestCase, EVENTS_RE, V5, conv_of, main, uniq,
 
 
 class BrokerEventsTest(ChatTestCase):
-    # the plugin's defaults, not the shared suite's (chatlib.Broker)
-    broker_options = {"broker_extras": True, "replay_window": 10}
+    # the plugin's defaults, but a flow window of 10 (default 400) so that a
+    # backlog of a few dozen needs the client's PUBACKs to get through
+    broker_options = {"replay_window": 10}
 
     def plain(self, user, dev, clean=True, subscribe=True, protocol=None):
         """U/D on a plain MQTT client: it subscribes to its inbox and
@@ -80,7 +81,7 @@ class BrokerEventsTest(ChatTestCase):
 
     def test_options_true_need_the_patched_broker(self):
         for opt in ("delivered_on_puback",):
-            b = Broker(options={opt: "true", "broker_extras": True})
+            b = Broker(options={opt: "true"})
             try:
                 status = b.start_expect_exit() if not self.broker.patched else None
                 if self.broker.patched:
@@ -99,7 +100,7 @@ class BrokerEventsTest(ChatTestCase):
         self.require_patched()
         a, b = uniq("a"), uniq("b")
         da = self.dev(a, "phone")
-        self.assertEqual(da.wait_event("sync", done=True), {"k": "sync", "done": True})
+        self.assertEqual(da.replay_done, {"k": "sync", "done": True})  # connect() waited for it
         bob = self.plain(b, "phone")
         self.assertEqual(self.events_of(bob, 1)[0], {"k": "sync", "done": True})
         da.send_dm(b, 1, body=b"hi")
@@ -177,9 +178,10 @@ class BrokerEventsTest(ChatTestCase):
         db = self.broker.device(b, "phone", token=token)
         self._clients.append(db)
         self.addCleanup(db.close)
-        # the subscription replayed it; an explicit sync afterwards ends with done
+        # the subscription replayed it (connect() waited for its end); an
+        # explicit sync afterwards ends with done
         self.assertEqual(db.wait_event("msg")["body"], b"one")
-        db.wait_event("sync", done=True)
+        self.assertEqual(db.replay_done, {"k": "sync", "done": True})
         self.assertEqual(db.sync(), 0)
         db.wait_event("sync", done=True)
         db.expect_no_event(0.3, k="msg")  # acknowledged by PUBACK: not replayed again

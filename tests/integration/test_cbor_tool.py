@@ -90,7 +90,7 @@ class CliSessionTest(ChatTestCase):
         mark = self.broker.log_mark()
         sub = subprocess.Popen(
             "mosquitto_sub -p %s -i %s/phone -u %s/phone -P %s -t chat/inbox/%s/phone -q 1 "
-            "-F %%x -C 1 -W 10 | %s decode --hex --text" % (port, b, b, tb, b, CBOR_TOOL),
+            "-F %%x -C 2 -W 10 | %s decode --hex --text" % (port, b, b, tb, b, CBOR_TOOL),
             shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.assertTrue(self.broker.wait_log(lambda l: "chat/inbox/%s/phone" % b in l, mark, 5),
                         self.broker.diagnostics())
@@ -101,7 +101,11 @@ class CliSessionTest(ChatTestCase):
         self.assertEqual(pub.returncode, 0, pub.stderr)
         out, err = sub.communicate(timeout=20)
         self.assertEqual(sub.returncode, 0, err)
-        ev = json.loads(out.decode().strip())
+        lines = out.decode().strip().splitlines()
+        self.assertEqual(len(lines), 2, out)
+        # the subscription first replays the (empty) inbox, then the message arrives
+        self.assertEqual(json.loads(lines[0]), {"k": "sync", "done": True})
+        ev = json.loads(lines[1])
         self.assertEqual((ev["k"], ev["conv"], ev["seq"], ev["from"], ev["body"]),
                          ("msg", conv_of(a, b), 1, a + "/phone", "hello"))
 

@@ -15,7 +15,7 @@ import threading
 
 import cbor2
 
-from chatlib import (BUILD_DIR, ChatTestCase, Device, KeyServer, conv_of, main, uniq,
+from chatlib import (BUILD_DIR, Broker, ChatTestCase, Device, KeyServer, conv_of, main, uniq,
                      wait_until)
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
@@ -65,19 +65,26 @@ class ClientTest(ChatTestCase):
             cls.ks.cleanup()
             super().tearDownClass()
 
+    def setUp(self):
+        super().setUp()
+        self.shown = {}     # device address -> messages its runs printed, not yet read
+
     # ---- helpers ----
 
-    def device(self, user, dev):
-        token = self.broker.add_device(user, dev)
+    def device(self, user, dev, broker=None):
+        broker = broker or self.broker
+        token = broker.add_device(user, dev)
         path = os.path.join(self.home, "%s_%s.token" % (user, dev))
         with open(path, "w") as f:
             f.write(token + "\n")
         return {"addr": "%s/%s" % (user, dev), "token": path, "token_value": token,
-                "state": os.path.join(self.home, "%s_%s.state" % (user, dev))}
+                "state": os.path.join(self.home, "%s_%s.state" % (user, dev)),
+                "port": broker.port}
 
     def client_cmd(self, d, *args):
-        return [CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", d["addr"],
-                "--token-file", d["token"], "--state", d["state"]] + [str(a) for a in args]
+        return [CLIENT, "-h", "127.0.0.1", "-p", str(d.get("port", self.broker.port)),
+                "-u", d["addr"], "--token-file", d["token"], "--state", d["state"]] + \
+            [str(a) for a in args]
 
     def run_client(self, d, *args, timeout=30, check=True):
         cmd = self.client_cmd(d, *args)
@@ -87,6 +94,13 @@ class ClientTest(ChatTestCase):
             raise AssertionError("%s exited %d\nstdout:\n%s\nstderr:\n%s\n%s"
                                  % (" ".join(cmd), r.returncode, r.stdout, r.stderr,
                                     self.ks.text()[-3000:]))
+        # every run prints the messages that reach it, --send and --group too
+        # (the replay its inbox subscription starts comes then): what the user
+        # has been shown, read by the next recv()
+        for line in r.stdout.splitlines():
+            f = line.split("\t")
+            if len(f) == 4:
+                self.shown.setdefault(d["addr"], []).append((f[0], int(f[1]), f[2], f[3]))
         return r
 
     def send(self, d, peer, text):
@@ -100,11 +114,12 @@ class ClientTest(ChatTestCase):
         return self.run_client(d, "--group", gid, text)
 
     def recv(self, d, seconds=1):
+        """Runs --recv; returns the messages shown to d since its last recv
+        (by this run, or by --send/--group runs in between), and stderr."""
         r = self.run_client(d, "--recv", "--timeout", seconds)
-        lines = [l.split("\t") for l in r.stdout.splitlines()]
-        for l in lines:
-            self.assertEqual(len(l), 4, r.stdout)
-        return [(c, int(s), f, t) for c, s, f, t in lines], r.stderr
+        for l in r.stdout.splitlines():
+            self.assertEqual(len(l.split("\t")), 4, r.stdout)
+        return self.shown.pop(d["addr"], []), r.stderr
 
     def state(self, d):
         with open(os.path.join(d["state"], "state"), "rb") as f:
@@ -161,8 +176,34 @@ class ClientTest(ChatTestCase):
         self.assertIn("\u2713\u2713 %s #4" % conv, err)
 
     def test_duplicates_dropped(self):
+        # The client's dedup needs the server to replay a message twice before
+        # the client's receipt. With the defaults it never does: the replay the
+        # inbox SUBSCRIBE starts (auto_replay) brings the message and the client
+        # acknowledges it before its own chat/sync, and on the patched broker
+        # the PUBACK alone delivers it (delivered_on_puback). So this test runs
+        # on its own broker with both off, as an operator may run it: there the
+        # client's own sync and /sync replay the message twice.
+        broker = Broker(options={"auto_replay": "false", "delivered_on_puback": "false"})
+        self.addCleanup(broker.cleanup)
+        broker.start()
+        ks = KeyServer.for_broker(broker, "--low-threshold", "100")
+        self.addCleanup(ks.cleanup)
+        ks.wait_serving()
+        self._duplicates_dropped(broker)
+        # the server saw only ciphertext
+        ks_log = ks.text()
+        ks.stop()
+        blobs = [ks_log.encode(), broker.all_output().encode()]
+        for root in (broker.data_dir, ks.data_dir):
+            for d, _, files in os.walk(root):
+                for name in files:
+                    with open(os.path.join(d, name), "rb") as f:
+                        blobs.append(f.read())
+        self.assertFalse([b for b in blobs if b"only once please" in b])
+
+    def _duplicates_dropped(self, broker):
         alice, bob = uniq("alice"), uniq("bob")
-        a, b = self.device(alice, "d"), self.device(bob, "d")
+        a, b = self.device(alice, "d", broker), self.device(bob, "d", broker)
         for d in (a, b):
             self.recv(d, 0)
         self.send(a, bob, "only once please")

@@ -18,7 +18,7 @@ from chatlib import V5, ChatTestCase, Device, Identity, KeyServer, conv_of, main
 def replay(dev, ack_every=100, timeout=10.0):
     """Syncs; returns the events up to sync done, acknowledging msgs with
     delivered receipts in batches as they come."""
-    dev.sync()
+    dev.begin_replay()
     got, pending = [], {}
     while True:
         ev = dev.wait_event(timeout=timeout)
@@ -38,9 +38,14 @@ def replay(dev, ack_every=100, timeout=10.0):
 
 
 class CrashTest(ChatTestCase):
+    # Queues must hold messages until a device's receipt across restarts; on
+    # the patched broker a device's PUBACK would be that receipt (its default
+    # delivered_on_puback), emptying them before the crash under test.
+    broker_options = {"delivered_on_puback": "false"}
 
     def reconnect(self, user, dev, token):
-        d = Device(self.broker, user, dev, token)
+        # the replay its subscription starts is read by replay()
+        d = Device(self.broker, user, dev, token, wait_replay=False)
         d.connect()
         self._clients.append(d)
         self.addCleanup(d.close)
@@ -155,7 +160,8 @@ class CrashRoundsTest(ChatTestCase):
         self.rng = random.Random(seed)
 
     def connect(self, user, dev, token, protocol=V5):
-        d = Device(self.broker, user, dev, token, protocol=protocol).connect()
+        # the replay its subscription starts is read by replay()
+        d = Device(self.broker, user, dev, token, protocol=protocol, wait_replay=False).connect()
         self.addCleanup(d.close)
         return d
 
@@ -196,6 +202,8 @@ class CrashRoundsTest(ChatTestCase):
                          % (ROUNDS, len(acked), len(cids)))
 
     def test_keyserver_kill9_rounds_hand_out_no_key_twice(self):
+        # the rounds fetch hundreds of bundles as fast as they can: the key
+        # server's rate limit (default burst 6) is not under test
         args = ("--rate-burst", "1000000", "--rate-refill-seconds", "0")
         ks = KeyServer.for_broker(self.broker, *args)
         self.addCleanup(ks.cleanup)
@@ -255,7 +263,7 @@ class CrashRoundsTest(ChatTestCase):
 
 class SyncWritesCrashTest(CrashTest):
     """The same with plugin_opt_sync_writes on (fsync per batch)."""
-    broker_options = {"sync_writes": "true"}
+    broker_options = dict(CrashTest.broker_options, sync_writes="true")
 
 if __name__ == "__main__":
     main()

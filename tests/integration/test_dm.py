@@ -18,6 +18,13 @@ class DmTest(ChatTestCase):
         self.assertGreaterEqual(ev["ts"], before - 2000)
         self.assertLessEqual(ev["ts"], after + 2000)
 
+    def take_puback_receipt(self, d, conv, by, seqs=(1,)):
+        """On the patched broker the peer's PUBACKs are its delivered receipt:
+        each of the sender's devices gets it once; takes it from d."""
+        if self.broker.delivered_on_puback:
+            r = d.wait_event("receipt", conv=conv)
+            self.assertEqual((r["s"], r["seqs"], r["by"]), ("delivered", list(seqs), by), r)
+
     def test_delivery_every_field(self):
         # bytewise order: "Zed" < "amy" (uppercase first), so conv is dm:Zed...:amy...
         a, b = uniq("amy"), uniq("Zed")
@@ -53,6 +60,8 @@ class DmTest(ChatTestCase):
         self.assertEqual(sent["conv"], conv)
         self.assertEqual(sent["seq"], 1)
         self.assert_ts(sent, t0, t1)
+        for d in (da, da2):
+            self.take_puback_receipt(d, conv, b)
         # the sender gets no msg copy of its own message, nobody gets two
         da.expect_no_event(0.3)
         for d in (da2, db, db2):
@@ -204,6 +213,7 @@ class DmTest(ChatTestCase):
             self.assertEqual(ev["body"], bodies[d.addr], d.addr)
             self.assertNotIn("bodies", ev)
             self.assertEqual(ev["seq"], 1)
+        self.take_puback_receipt(da1, conv_of(a, b), b)
         da1.expect_no_event(0.2)
 
     def _refused_bodies(self, da, b, bodies, missing, extra, proto):

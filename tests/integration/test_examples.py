@@ -19,7 +19,7 @@ SCRIPTS = sorted(glob.glob(os.path.join(SOURCE_DIR, "examples", "scripts", "[0-9
 class ExampleScriptsTest(ChatTestCase):
     # the plugin's defaults (as make run has them: a subscription to the
     # inbox replays the backlog), but a presence grace of 1 s
-    broker_options = {"presence_grace": 1, "broker_extras": True}
+    broker_options = {"presence_grace": 1}
 
     def env(self):
         env = dict(os.environ)

@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import unittest
 
-from chatlib import BUILD_DIR, Broker, Device, main, uniq
+from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, Broker, Device, main, uniq
 
 
 class InstallTest(unittest.TestCase):
@@ -58,6 +58,9 @@ class InstallTest(unittest.TestCase):
             conf = f.read()
         self.assertIn("plugin %s\n" % self.path(self.libdir, "mosquitto_chat.so"), conf)
         self.assertIn("#http_dir %s\n" % self.path("share/mosquitto-chat/web"), conf)
+        # the broker settings the test brokers mirror (chatlib.BROKER_DEFAULT_LINES)
+        for line in BROKER_DEFAULT_LINES:
+            self.assertIn("\n%s\n" % line, conf)
         unit = self.path("lib/systemd/system/chat-keyserver.service")
         with open(unit) as f:
             text = f.read()

@@ -62,15 +62,20 @@ def flood(da, peer, n, first_cid=1, body=lambda i: b"m%d" % i, timeout=30.0):
 
 
 class OfflineTest(ChatTestCase):
-    # one device loads big backlogs at full speed: the send limit is not under test
-    broker_options = {"inflight_window": WINDOW, "send_rate": 0}
+    # one device loads big backlogs at full speed: the send limit is not under test.
+    # What stays queued here is driven by app receipts (and replays by chat/sync);
+    # on the patched broker a device's PUBACK would deliver each message first
+    # (delivered_on_puback, default on there; test_broker_events tests that).
+    broker_options = {"inflight_window": WINDOW, "send_rate": 0, "delivered_on_puback": "false"}
 
     def offline(self, user, dev):
         """Registers U/D and returns its token; the device stays offline."""
         return self.broker.add_device(user, dev)
 
     def online(self, user, dev, token, proto=V311):
-        d = Device(self.broker, user, dev, token, protocol=proto)
+        """Connects U/D; the replay its subscription starts is read by the
+        test (begin_replay, then replay()): backlogs here exceed the window."""
+        d = Device(self.broker, user, dev, token, protocol=proto, wait_replay=False)
         d.connect()
         self._clients.append(d)
         self.addCleanup(d.close)
@@ -96,9 +101,8 @@ class OfflineTest(ChatTestCase):
             self.assertEqual(da.send_dm(b, 100 + i, body=b"m%d" % i, type=i), 0)
             self.assertEqual(da.wait_event("sent", cid=100 + i)["seq"], i)
         t1 = now_ms()
-        db = self.online(b, "phone", tb)
-        db.expect_no_event(0.2)               # nothing without a sync
-        db.sync()
+        db = self.online(b, "phone", tb)      # its subscription starts the replay
+        db.begin_replay()
         got = replay(db)
         self.assertEqual([(e["k"], e["seq"]) for e in got], [("msg", i) for i in range(1, 6)])
         for i, e in enumerate(got, start=1):
@@ -111,11 +115,11 @@ class OfflineTest(ChatTestCase):
         db.expect_no_event(0.2)
         # the other device of b has its own queue, untouched by b/phone's sync
         db2 = self.online(b, "tablet", tb2)
-        db2.sync()
+        db2.begin_replay()
         self.assertEqual([e["seq"] for e in replay(db2)], [1, 2, 3, 4, 5])
         # the sender's other device gets its copies, with cid
         da2 = self.online(a, "tablet", ta2)
-        da2.sync()
+        da2.begin_replay()
         own = replay(da2)
         self.assertEqual([(e["seq"], e["cid"]) for e in own], [(i, 100 + i) for i in range(1, 6)])
 
@@ -128,21 +132,21 @@ class OfflineTest(ChatTestCase):
             da.send_dm(b, i, body=b"x%d" % i)
         self.assertEqual(da.wait_event("sent", cid=5)["seq"], 5)
         db = self.online(b, "phone", tb)
-        db.sync()
+        db.begin_replay()
         self.assertEqual([e["seq"] for e in replay(db)], [1, 2, 3, 4, 5])
         # acknowledging some: the others are still queued
         self.assertEqual(db.receipt("delivered", conv, [1, 2]), 0)
-        db.sync()
+        db.begin_replay()
         self.assertEqual([e["seq"] for e in replay(db)], [3, 4, 5])
         # "read" implies delivered
         db.receipt("read", conv, [3])
         db.receipt("delivered", conv, [4, 5])
-        db.sync()
+        db.begin_replay()
         self.assertEqual(replay(db), [], "a second sync after the receipts must return only done")
         # and after a reconnect too
         db.close()
         db = self.online(b, "phone", tb)
-        db.sync()
+        db.begin_replay()
         self.assertEqual(replay(db), [])
 
     def test_live_messages_stay_queued_until_delivered(self):
@@ -153,11 +157,11 @@ class OfflineTest(ChatTestCase):
         da.send_dm(b, 1, body=b"live")
         self.assertEqual(db.wait_event("msg")["seq"], 1)
         # no receipt yet: a sync replays it
-        db.sync()
+        db.begin_replay()
         got = replay(db)
         self.assertEqual([(e["seq"], e["body"]) for e in got], [(1, b"live")])
         db.receipt("delivered", conv, [1])
-        db.sync()
+        db.begin_replay()
         self.assertEqual(replay(db), [])
 
     def test_big_backlog_through_window_in_order(self):
@@ -170,13 +174,13 @@ class OfflineTest(ChatTestCase):
         self.assertEqual(codes, [0] * n)
         self.assertEqual(seqs, list(range(1, n + 1)))
         db = self.online(b, "phone", tb)
-        db.sync()
+        db.begin_replay()
         got = replay(db, ack_every=50, timeout=10)
         self.assertEqual(len(got), n)
         self.assertEqual([e["seq"] for e in got], list(range(1, n + 1)))
         self.assertEqual([e["body"] for e in got], [b"m%d" % i for i in range(1, n + 1)])
         self.assertTrue(all(e["conv"] == conv for e in got))
-        db.sync()
+        db.begin_replay()
         self.assertEqual(replay(db), [])
 
     def test_no_acks_stalls_at_window_then_live_after_backlog(self):
@@ -190,7 +194,7 @@ class OfflineTest(ChatTestCase):
         n = 250
         flood(da, b, n)
         db = self.online(b, "phone", tb)
-        db.sync()
+        db.begin_replay()
         first = [db.wait_event("msg", timeout=10) for _ in range(WINDOW)]
         self.assertEqual([e["seq"] for e in first], list(range(1, WINDOW + 1)))
         # the window is full: nothing more, and no done, until receipts
@@ -215,7 +219,7 @@ class OfflineTest(ChatTestCase):
         ev = db.wait_event("msg")
         self.assertEqual((ev["seq"], ev["body"]), (n + 4, b"after"))
         db.receipt("delivered", conv, [n + 4])
-        db.sync()
+        db.begin_replay()
         self.assertEqual(replay(db), [])
 
     def test_window_full_at_the_queue_end(self):
@@ -230,7 +234,7 @@ class OfflineTest(ChatTestCase):
             codes, _ = flood(da, b, WINDOW + extra, first_cid=1000 * (extra + 1))
             self.assertEqual(codes, [0] * (WINDOW + extra))
             db = self.online(b, "phone", tb)
-            db.sync()
+            db.begin_replay()
             first = [db.wait_event("msg", timeout=10) for _ in range(WINDOW)]
             self.assertEqual([e["seq"] for e in first], list(range(1, WINDOW + 1)))
             if extra:
@@ -249,7 +253,7 @@ class OfflineTest(ChatTestCase):
         n = WINDOW + 20
         flood(dc, a, n)
         da = self.online(a, "phone", ta)
-        da.sync()
+        da.begin_replay()
         first = [da.wait_event("msg", timeout=10) for _ in range(WINDOW)]
         self.assertEqual([e["seq"] for e in first], list(range(1, WINDOW + 1)))
         # a sends while its replay is stalled: its `sent`, and b's receipt,
@@ -266,7 +270,7 @@ class OfflineTest(ChatTestCase):
         # replayed receipts are gone; the device is live again
         db.receipt("read", conv_of(a, b), [1])
         self.assertEqual(da.wait_event("receipt")["s"], "read")
-        da.sync()
+        da.begin_replay()
         self.assertEqual(replay(da), [])
 
     def test_resync_starts_over(self):
@@ -277,10 +281,10 @@ class OfflineTest(ChatTestCase):
             da.send_dm(b, i, body=b"r%d" % i)
         da.wait_event("sent", cid=3)
         db = self.online(b, "phone", tb)
-        db.sync()
+        db.begin_replay()
         self.assertEqual([e["seq"] for e in replay(db)], [1, 2, 3])
         # no receipts: everything is still queued; a new sync replays it all
-        db.sync()
+        db.begin_replay()
         self.assertEqual([e["seq"] for e in replay(db)], [1, 2, 3])
 
     def test_several_conversations_in_enqueue_order(self):
@@ -295,15 +299,19 @@ class OfflineTest(ChatTestCase):
             dc.send_dm(b, i, body=b"c%d" % i)
             order.append((conv_of(c, b), dc.wait_event("sent", cid=i)["seq"]))
         db = self.online(b, "phone", tb)
-        db.sync()
+        db.begin_replay()
         got = replay(db, ack_every=2)
         self.assertEqual([(e["conv"], e["seq"]) for e in got], order)
-        db.sync()
+        db.begin_replay()
         self.assertEqual(replay(db), [])
 
 
 class QuotaTest(ChatTestCase):
-    broker_options = {"max_queue": 3}
+    # the quota under test (default 100000), small enough to fill. It counts
+    # every queued entry, receipt events included (docs/PROTOCOL.md): on the
+    # patched broker b's PUBACKs would queue receipts for a's offline laptop
+    # between the sends, at times the test does not control.
+    broker_options = {"max_queue": 3, "delivered_on_puback": "false"}
 
     def test_over_quota_refused_then_works_after_acks(self):
         a, b = uniq("a"), uniq("b")
@@ -327,10 +335,10 @@ class QuotaTest(ChatTestCase):
         self.assertEqual(d3.send_dm(b, 5, body=b"q5"), 0)
         self.assertEqual(d3.wait_event("error")["code"], "quota")
         # b syncs: exactly the three stored messages
-        db = Device(self.broker, b, "phone", tb)
-        db.connect()
+        db = Device(self.broker, b, "phone", tb, wait_replay=False)
+        db.connect()                          # its subscription starts the replay
         self.addCleanup(db.close)
-        db.sync()
+        db.begin_replay()
         got = replay(db)
         self.assertEqual([(e["seq"], e["body"]) for e in got], [(1, b"q1"), (2, b"q2"), (3, b"q3")])
         # still full until acknowledged

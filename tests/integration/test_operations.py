@@ -24,6 +24,9 @@ def counters(broker):
 
 
 class StatsTest(ChatTestCase):
+    # counters published every second (default 10) so the test need not wait;
+    # an open IoT side (foreign_acl allow, anonymous) for the $SYS reader; a
+    # queue of 5 so the quota counter can be reached
     broker_options = {"stats_interval": "1", "foreign_acl": "allow", "max_queue": "5"}
     broker_lines = ("allow_anonymous true",)
 
@@ -125,9 +128,10 @@ class BackupTest(ChatTestCase):
             # the admin token came along: chatctl works against the copy
             rc, out, err = restored.chatctl("stats")
             self.assertEqual(rc, 0, err)
-            db = Device(restored, b, "d", tok_b).connect()
+            # the replay its subscription starts is read here
+            db = Device(restored, b, "d", tok_b, wait_replay=False).connect()
             got = []
-            db.sync()
+            db.begin_replay()
             while True:
                 ev = db.wait_event(timeout=10)
                 if ev.get("k") == "sync":

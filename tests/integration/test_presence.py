@@ -33,6 +33,8 @@ class Watcher:
 
 
 class PresenceTest(ChatTestCase):
+    # the grace (default 10 s) is what every offline transition waits out:
+    # 1 s keeps the file short; test_readme's walkthrough runs the default
     broker_options = {"presence_grace": 1}
 
     def pair(self):

@@ -117,6 +117,8 @@ class Gateway:
 
 class PushBase(ChatTestCase):
     """A broker with the push options, service account pushgw, a provider."""
+    # the wake-up interval and retry (defaults in seconds to minutes) are what
+    # these tests time: short values keep them short
     broker_options = {"push_interval": INTERVAL, "push_retry": RETRY}
 
     @classmethod

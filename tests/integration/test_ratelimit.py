@@ -13,6 +13,7 @@ RATE, BURST = 20, 10
 
 
 class RateLimitTest(ChatTestCase):
+    # the limit under test, small enough to reach in a few sends
     broker_options = {"send_rate": RATE, "send_burst": BURST}
 
     def test_flood_refused_past_burst(self):

@@ -1,32 +1,47 @@
-"""The README's example session works exactly as written.
+"""The README as a newcomer meets it: `make run`, the example session, the
+walkthrough — in the README's order, against one broker, twice.
 
-Runs the shell commands between <!-- example-session --> and
-<!-- /example-session --> in README.md against a test broker. The session is
-written for `make run` (127.0.0.1:1883, data in <repo>/data); here it runs in a
-scratch directory that mirrors the checkout (build/bin/chatctl, scripts/cbor,
-data/ -> the test broker's data dir), with mosquitto_pub/_sub and chatctl
-shims that only add `-p PORT`. The output must match the README's json block
-that follows the session (ts aside)."""
+`make run` is scripts/run.sh with the configuration it writes and nothing
+changed: stock mosquitto, the plugin's defaults, the key server beside it, on
+127.0.0.1:1883 (and 9001 for WebSockets), data in <checkout>/data. Here the
+checkout is a scratch copy (scripts/, examples/scripts/, and build/ linked to
+the build under test) so the real data/ is not touched. Then:
 
+1. the shell commands between <!-- example-session --> and
+   <!-- /example-session --> in README.md run verbatim, and what they print
+   must be the README's json block that follows them (ts aside);
+2. examples/scripts/run-all.sh, which the README says to run next, must pass;
+3. `make run` is stopped and started again with its data kept, and the
+   session (seq counts on, as the README says) and the walkthrough run again.
+
+So that the README's commands run unchanged on the ports they name while other
+tests run beside this one, everything runs in a network namespace of its own
+(`unshare -n`, which needs root: make test and CI run as root), where 1883 and
+9001 are free. Where no namespace can be made, the test says so and runs on
+free ports instead, with mosquitto_pub/_sub shims that only add -p PORT and
+CHAT_PORT for run.sh and the example scripts."""
+
+import glob
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 import unittest
 
-from chatlib import CHATCTL, SOURCE_DIR, ChatTestCase, main
+from chatlib import BUILD_DIR, SANITIZER_ENV, SLOW, SOURCE_DIR, free_port, main, wait_until
 
 README = os.path.join(SOURCE_DIR, "README.md")
 START, END = "<!-- example-session -->", "<!-- /example-session -->"
+SERVING = "mosquitto-chat: mosquitto is serving on"
 
 
-def extract():
-    """Returns (shell script, expected json lines) or (None, reason)."""
-    if not os.path.exists(README):
-        return None, "README.md missing"
-    text = open(README).read()
+def extract(text):
+    """Returns (shell script, expected json events) or (None, reason)."""
     if START not in text or END not in text:
         return None, "README.md has no %s ... %s markers" % (START, END)
     body = text.split(START, 1)[1].split(END, 1)[0]
@@ -37,70 +52,176 @@ def extract():
     for line in "\n".join(blocks).splitlines():
         line = re.sub(r"^\s*\$ ", "", line)
         if re.match(r"\s*(make run|scripts/run\.sh)\b", line):
-            continue   # the test broker stands in for make run
+            continue   # make run is started by the test, before the session
         lines.append(line)
     after = text.split(END, 1)[1]
-    expected = []
     section = re.split(r"\n#", after, 1)[0]     # up to the next heading
     m = re.search(r"```json\n(.*?)```", section, re.S)
-    if m:
-        expected = [json.loads(l) for l in m.group(1).splitlines() if l.strip()]
-    return "\n".join(lines) + "\n", expected
+    if not m:
+        return None, "no ```json block after the session"
+    expected = [json.loads(l) for l in m.group(1).splitlines() if l.strip()]
+    return "set -e\n" + "\n".join(lines) + "\n", expected
 
 
-class ReadmeSessionTest(ChatTestCase):
+class NetNS:
+    """A network namespace with its loopback up, held by a sleeping process;
+    run(argv) gives the argv that runs inside it. None if none can be made."""
+
+    @classmethod
+    def make(cls):
+        if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("nsenter"):
+            return None
+        ip = shutil.which("ip") or "/usr/sbin/ip"
+        try:
+            holder = subprocess.Popen(["unshare", "-n", "sh", "-c",
+                                       "%s link set lo up && echo up && exec sleep 3600" % ip],
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                      stdin=subprocess.DEVNULL)
+        except OSError:
+            return None
+        line = holder.stdout.readline()
+        if line.strip() != b"up":
+            holder.kill()
+            holder.wait()
+            return None
+        ns = cls()
+        ns.holder = holder
+        return ns
+
+    def run(self, argv):
+        return ["nsenter", "-t", str(self.holder.pid), "-n"] + list(argv)
+
+    def close(self):
+        self.holder.kill()
+        self.holder.wait()
+
+
+class NewcomerTest(unittest.TestCase):
 
     def setUp(self):
-        super().setUp()
-        self.script, self.expected = extract()
+        self.script, self.expected = extract(open(README).read())
         if self.script is None:
-            self.skipTest(self.expected)
+            self.fail(self.expected)
+        self.work = tempfile.mkdtemp(prefix="chat-it-newcomer-")
+        if not os.environ.get("CHAT_KEEP_TMP"):
+            self.addCleanup(shutil.rmtree, self.work, True)
+        for d in ("scripts", "examples"):
+            os.makedirs(os.path.join(self.work, d))
+        for f in ("run.sh", "cbor"):
+            shutil.copy2(os.path.join(SOURCE_DIR, "scripts", f), os.path.join(self.work, "scripts", f))
+        shutil.copytree(os.path.join(SOURCE_DIR, "examples", "scripts"),
+                        os.path.join(self.work, "examples", "scripts"))
+        os.symlink(BUILD_DIR, os.path.join(self.work, "build"))
 
-    def make_checkout(self):
-        work = tempfile.mkdtemp(prefix="chat-it-readme-")
-        self.addCleanup(shutil.rmtree, work, True)
-        port = self.broker.port
-        os.makedirs(os.path.join(work, "build", "bin"))
-        os.makedirs(os.path.join(work, "scripts"))
-        os.makedirs(os.path.join(work, "shims"))
-        os.symlink(os.path.join(SOURCE_DIR, "scripts", "cbor"), os.path.join(work, "scripts", "cbor"))
-        os.symlink(self.broker.data_dir, os.path.join(work, "data"))
-
-        def shim(path, target):
-            with open(path, "w") as f:
-                f.write('#!/bin/sh\nexec %s -p %d "$@"\n' % (target, port))
-            os.chmod(path, 0o755)
-        shim(os.path.join(work, "build", "bin", "chatctl"), CHATCTL)
-        shim(os.path.join(work, "shims", "mosquitto_sub"), "/usr/bin/mosquitto_sub")
-        shim(os.path.join(work, "shims", "mosquitto_pub"), "/usr/bin/mosquitto_pub")
-        return work
-
-    def test_example_session(self):
-        work = self.make_checkout()
         env = dict(os.environ)
-        env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
-        r = subprocess.run(["bash", "-c", self.script], cwd=work, env=env,
-                           capture_output=True, text=True, timeout=60)
-        self.assertEqual(r.returncode, 0, "session failed:\n--- script\n%s--- stdout\n%s--- stderr\n%s\n%s"
-                         % (self.script, r.stdout, r.stderr, self.broker.diagnostics(20)))
-        events = []
-        for line in r.stdout.splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                events.append(json.loads(line))
-        self.assertTrue(events, "the session printed no JSON event:\n" + r.stdout + r.stderr)
-        msg = [e for e in events if e.get("k") == "msg"]
-        self.assertEqual(len(msg), 1, events)
-        self.assertEqual({k: msg[0].get(k) for k in ("conv", "seq", "from", "body")},
-                         {"conv": "dm:alice:bob", "seq": 1, "from": "alice/phone",
-                          "body": "b64:aGVsbG8="})
-        if self.expected:
-            strip = lambda evs: [{k: v for k, v in e.items() if k != "ts"} for e in evs]
-            self.assertEqual(strip(events), strip(self.expected),
-                             "output differs from the README's json block")
-            for e in events:
-                if "ts" in e:
-                    self.assertIsInstance(e["ts"], int)
+        for k in list(env):
+            if k.startswith("CHAT_") or k == "BUILD":
+                del env[k]      # a newcomer has none of these set
+        env.update(SANITIZER_ENV)   # an ASan plugin needs its runtime preloaded into mosquitto
+        self.ns = NetNS.make()
+        if self.ns:
+            self.addCleanup(self.ns.close)
+            self.wrap = self.ns.run
+        else:
+            sys.stderr.write("[no network namespace (not root?): free ports and -p shims] ")
+            port = free_port()
+            shims = os.path.join(self.work, "shims")
+            os.makedirs(shims)
+            for tool in ("mosquitto_sub", "mosquitto_pub"):
+                with open(os.path.join(shims, tool), "w") as f:
+                    f.write('#!/bin/sh\nexec /usr/bin/%s -p %d "$@"\n' % (tool, port))
+                os.chmod(os.path.join(shims, tool), 0o755)
+            env["PATH"] = shims + ":" + env.get("PATH", "/usr/bin:/bin")
+            env["CHAT_PORT"] = str(port)
+            env["CHAT_WS_PORT"] = str(free_port())
+            self.wrap = lambda argv: list(argv)
+        self.env = env
+        self.make_run = None
+
+    def tearDown(self):
+        self.stop_make_run()
+
+    # ---- make run, in the foreground of its own process
+    def start_make_run(self):
+        out_path = os.path.join(self.work, "run.out")
+        self.run_out = open(out_path, "a")
+        mark = os.path.getsize(out_path)
+        self.make_run = subprocess.Popen(self.wrap([os.path.join(self.work, "scripts", "run.sh")]),
+                                         cwd=self.work, env=self.env, stdout=self.run_out,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def printed():
+            return open(out_path).read()[mark:]
+        ok = wait_until(lambda: self.make_run.poll() is not None or SERVING in printed(), 20 * SLOW)
+        self.assertTrue(ok and self.make_run.poll() is None, "make run did not come up:\n" + printed())
+        self.assertIn("key server started", printed())
+
+    def stop_make_run(self):
+        p, self.make_run = self.make_run, None
+        if p is None:
+            return
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)     # as Ctrl-C: run.sh stops what it started
+            try:
+                p.wait(10 * SLOW)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        self.run_out.close()
+
+    def make_run_output(self):
+        return open(os.path.join(self.work, "run.out")).read()
+
+    # ---- the README's steps
+    def example_session(self, seq=None, after=None):
+        """Runs the session; the msg's seq must be seq, or greater than after
+        (the conversation counts on); returns it."""
+        r = subprocess.run(self.wrap(["bash", "-c", self.script]), cwd=self.work, env=self.env,
+                           capture_output=True, text=True, timeout=60 * SLOW,
+                           stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, "the session failed:\n--- script\n%s--- stdout\n%s"
+                         "--- stderr\n%s--- make run\n%s"
+                         % (self.script, r.stdout, r.stderr, self.make_run_output()[-3000:]))
+        events = [json.loads(l) for l in r.stdout.splitlines() if l.strip().startswith("{")]
+        got = [e.get("seq") for e in events if e.get("k") == "msg"]
+        if seq is None and len(got) == 1 and isinstance(got[0], int) and got[0] > after:
+            seq = got[0]
+        expected = [dict(e, seq=seq) if e.get("k") == "msg" else e for e in self.expected]
+        strip = lambda evs: [{k: v for k, v in e.items() if k != "ts"} for e in evs]
+        self.assertEqual(strip(events), strip(expected),
+                         "the session printed other than the README shows (run %d):\n%s%s"
+                         % (1 if after is None else 2, r.stdout, r.stderr))
+        for e in events:
+            if "ts" in e:
+                self.assertIsInstance(e["ts"], int)
+        return seq
+
+    def walkthrough(self, round_):
+        r = subprocess.run(self.wrap(["bash", os.path.join("examples", "scripts", "run-all.sh")]),
+                           cwd=self.work, env=self.env, capture_output=True, text=True,
+                           timeout=240 * SLOW, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, "run-all.sh failed (round %d):\n--- stdout\n%s--- stderr\n%s"
+                         "--- make run\n%s" % (round_, r.stdout, r.stderr,
+                                              self.make_run_output()[-3000:]))
+        self.assertIn("walkthrough: all scripts passed", r.stdout)
+        scripts = glob.glob(os.path.join(self.work, "examples", "scripts", "[0-9][0-9]-*.sh"))
+        self.assertEqual(r.stdout.count("ok: "), len(scripts), r.stdout)
+
+    def test_make_run_session_walkthrough_then_again_after_restart(self):
+        self.start_make_run()
+        conf = open(os.path.join(self.work, "data", "mosquitto.conf")).read()
+        self.assertIn("plugin_opt_data_dir %s/data" % self.work, conf)
+        self.assertNotIn("plugin_opt_auto_replay", conf)     # the defaults, as a user gets them
+        self.assertNotIn("plugin_opt_delivered_on_puback", conf)
+        first = self.example_session(seq=1)
+        self.walkthrough(1)
+        # make run again, data kept: the same steps work, seq counts on
+        self.stop_make_run()
+        t0 = time.monotonic()
+        self.start_make_run()
+        self.assertLess(time.monotonic() - t0, 20 * SLOW)
+        self.example_session(after=first)
+        self.walkthrough(2)
 
 
 if __name__ == "__main__":

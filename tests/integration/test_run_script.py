@@ -17,7 +17,7 @@ import time
 import unittest
 import urllib.request
 
-from chatlib import BUILD_DIR, CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
+from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
 
 
 class RunScriptTest(unittest.TestCase):
@@ -29,6 +29,8 @@ class RunScriptTest(unittest.TestCase):
             os.makedirs(os.path.join(work, d))
         for f in ("run.sh", "cbor"):
             shutil.copy2(os.path.join(SOURCE_DIR, "scripts", f), os.path.join(work, "scripts", f))
+        shutil.copytree(os.path.join(SOURCE_DIR, "examples", "scripts"),
+                        os.path.join(work, "examples", "scripts"))
         os.symlink(PLUGIN, os.path.join(work, "build", "lib", "mosquitto_chat.so"))
         os.symlink(os.path.join(BUILD_DIR, "web"), os.path.join(work, "build", "web"))
         os.symlink(os.path.join(os.path.dirname(CHATCTL), "chat-keyserver"),
@@ -86,6 +88,9 @@ class RunScriptTest(unittest.TestCase):
         self.assertIn("listener %d 127.0.0.1" % port, conf)
         self.assertIn("plugin_opt_data_dir %s/data" % work, conf)
         self.assertEqual(os.geteuid() == 0, "user root" in conf)
+        # the broker settings the test brokers mirror (chatlib.BROKER_DEFAULT_LINES)
+        for line in BROKER_DEFAULT_LINES:
+            self.assertIn("\n%s\n" % line, conf)
 
         # the printed address serves the web client, on the WebSockets port
         url = "http://127.0.0.1:%d/" % ws_port
@@ -107,7 +112,7 @@ class RunScriptTest(unittest.TestCase):
         # the printed next steps: indented command lines after the banner
         printed = open(out_path).read()
         cmds = [l[2:] for l in printed.splitlines() if l.startswith("  ") and not l.strip().startswith("#")]
-        self.assertTrue(any("chatctl" in c and "device add" in c for c in cmds), printed)
+        self.assertTrue(any("examples/scripts/device-token alice phone" in c for c in cmds), printed)
         self.assertTrue(any("scripts/cbor decode --hex" in c and "-F %x" in c for c in cmds), printed)
         self.assertTrue(any("scripts/cbor encode" in c and "mosquitto_pub" in c and " -s" in c
                             for c in cmds), printed)

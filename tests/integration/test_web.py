@@ -21,6 +21,8 @@ WS_PORT = free_port()
 
 
 class WebTest(ChatTestCase):
+    # the pages show presence going offline; without the grace (default 10 s)
+    # they need not wait for it
     broker_options = {"presence_grace": 0}
     broker_lines = ("listener %d 127.0.0.1" % WS_PORT, "protocol websockets", "http_dir %s" % WEB_OUT)
 
