@@ -54,13 +54,13 @@ class RunScriptTest(unittest.TestCase):
         env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
         return env
 
-    def test_serves_and_next_steps_work(self):
-        port, ws_port = free_port(), free_port()
-        work = self.scratch(port)
+    def start_run(self, work, env):
+        """Starts scripts/run.sh in work, its output in run.out; stopped by
+        SIGTERM (as Ctrl-C) at the test's end. Returns (process, output path)."""
         out_path = os.path.join(work, "run.out")
         out = open(out_path, "w")
-        p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work,
-                             env=self.env(work, port, ws_port), stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work, env=env,
+                             stdout=out, stderr=subprocess.STDOUT)
 
         def stop():
             if p.poll() is None:
@@ -72,6 +72,12 @@ class RunScriptTest(unittest.TestCase):
                     p.wait(5)
             out.close()
         self.addCleanup(stop)
+        return p, out_path
+
+    def test_serves_and_next_steps_work(self):
+        port, ws_port = free_port(), free_port()
+        work = self.scratch(port)
+        p, out_path = self.start_run(work, self.env(work, port, ws_port))
 
         def up():
             if p.poll() is not None:
@@ -144,21 +150,7 @@ class RunScriptTest(unittest.TestCase):
         work = self.scratch(port)
         env = self.env(work, port)
         env["CHAT_IOT"] = "1"
-        out_path = os.path.join(work, "run.out")
-        out = open(out_path, "w")
-        p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work, env=env,
-                             stdout=out, stderr=subprocess.STDOUT)
-
-        def stop():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(5)
-            out.close()
-        self.addCleanup(stop)
+        p, out_path = self.start_run(work, env)
         self.assertTrue(wait_until(lambda: "mosquitto is serving" in open(out_path).read(), 10),
                         open(out_path).read())
         self.assertIn("allow_anonymous true",
