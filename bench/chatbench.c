@@ -8,9 +8,13 @@
  * check that the load generator was not the bottleneck.
  *
  * Modes (each prints one `key=value …` result line on stdout):
- *   relay   plain QoS 1 publish -> subscribe, 100-byte payloads (stock broker)
+ *   relay   plain QoS 1 publish -> subscribe, 100-byte payloads between
+ *           anonymous clients (stock broker, or one with the plugin that
+ *           lets IoT clients in: allow_anonymous, plugin_opt_foreign_acl allow)
  *   dm      device pairs sending chat/dm/{peer} sends, live msg events,
  *           delivered receipts in batches
+ *   (relay and dm with --iot-sub F: one more, anonymous, connection
+ *   subscribed to F, e.g. "#", as a dashboard on a shared broker would be)
  *   replay  N messages queued for an offline device, drained by the replay
  *           its inbox SUBSCRIBE starts
  *   keys    bundle fetches through the broker and chat-keyserver
@@ -210,6 +214,7 @@ static struct opts {
 	bool offline;   /* fanout: members offline, measure the store/queue rate */
 	bool sync;      /* replay: chat/sync after SUBSCRIBE (auto replay off) */
 	bool no_receipts; /* dm/replay/fanout: the PUBACK delivers (a patched broker) */
+	const char *iot_sub; /* relay/dm: a filter an extra anonymous client subscribes to */
 	bool msgs_set;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
@@ -1015,6 +1020,7 @@ typedef struct pair {
 
 static pair *pairs;
 static int npairs;
+static long iot_msgs, iot_chat; /* --iot-sub: what it got, and of that under chat/ */
 static long total, scheduled, delivered_all, acked_all, sent_ev_all, receipts_all, receipts_sent;
 static result res;
 static uint64_t t_start, t_last_delivery;
@@ -1103,10 +1109,22 @@ static void delivered(pair *p, uint64_t k, const uint8_t *body, size_t blen)
 		send_one(p, now_ns());
 }
 
+static bool under_chat(const char *topic, size_t tlen)
+{
+	return (tlen >= 5 && memcmp(topic, "chat/", 5) == 0) ||
+	       (tlen >= 14 && memcmp(topic, "$CONTROL/chat/", 14) == 0);
+}
+
 static void pair_pub(conn *c, const char *topic, size_t tlen, const uint8_t *pl, size_t plen)
 {
-	(void)topic;
-	(void)tlen;
+	if (c->role == 2) { /* the --iot-sub client: it must never see the chat namespace */
+		iot_msgs++;
+		if (under_chat(topic, tlen)) {
+			iot_chat++;
+			res.errors++;
+		}
+		return;
+	}
 	pair *p = &pairs[c->idx / 2];
 	if (!is_dm) {
 		if (c->role == 1 && plen >= 16) {
@@ -1151,6 +1169,13 @@ static char (*toks)[64];
 
 static void open_pair_conn(conn *c, int i)
 {
+	if (i == npairs * 2) { /* --iot-sub */
+		char id[80];
+		snprintf(id, sizeof(id), "%s-iot", run);
+		c->role = 2;
+		conn_open(c, id, NULL, NULL, NULL);
+		return;
+	}
 	pair *p = &pairs[i / 2];
 	c->role = i % 2; /* 0 sender, 1 receiver */
 	if (i % 2 == 0)
@@ -1171,6 +1196,8 @@ static void open_pair_conn(conn *c, int i)
 
 static const char *pair_topic(int i)
 {
+	if (i == npairs * 2)
+		return o.iot_sub;
 	pair *p = &pairs[i / 2];
 	if (!is_dm)
 		return i % 2 ? p->send_topic : NULL;
@@ -1216,7 +1243,8 @@ static int mode_pairs(bool dm)
 	for (int i = 16; i < o.body; i++)
 		bodybuf[i] = (uint8_t)('a' + i % 26);
 	cbw_init(&sw);
-	conn *cs = xcalloc((size_t)npairs * 2, sizeof(conn));
+	int nconns = npairs * 2 + (o.iot_sub ? 1 : 0);
+	conn *cs = xcalloc((size_t)nconns, sizeof(conn));
 	make_pair_names("s", "r");
 	for (int i = 0; i < npairs; i++) {
 		pair *p = &pairs[i];
@@ -1234,9 +1262,9 @@ static int mode_pairs(bool dm)
 		provision((long)npairs * 2, names, "d", toks);
 	on_pub = pair_pub;
 	on_ack = pair_ack;
-	int up = connect_all(cs, npairs * 2, open_pair_conn, pair_topic, 30);
-	if (up < npairs * 2)
-		die("only %d of %d connections came up", up, npairs * 2);
+	int up = connect_all(cs, nconns, open_pair_conn, pair_topic, 30);
+	if (up < nconns)
+		die("only %d of %d connections came up", up, nconns);
 
 	cpu_mark m0 = cpu_now();
 	t_start = now_ns();
@@ -1291,9 +1319,12 @@ static int mode_pairs(bool dm)
 	int n = snprintf(extra, sizeof(extra), "pairs=%d window=%d offered=%.0f acked=%ld", npairs,
 	                 o.rate > 0 ? 0 : o.window, o.rate, acked_all);
 	if (dm)
-		snprintf(extra + n, sizeof(extra) - (size_t)n,
-		         " sent_events=%ld receipts_seen=%ld ack_batch=%d ack_delay_us=%d receipts_sent=%ld",
-		         sent_ev_all, receipts_all, o.ack_batch, o.ack_delay_us, receipts_sent);
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n,
+		              " sent_events=%ld receipts_seen=%ld ack_batch=%d ack_delay_us=%d receipts_sent=%ld",
+		              sent_ev_all, receipts_all, o.ack_batch, o.ack_delay_us, receipts_sent);
+	if (o.iot_sub) /* the filter as a value: no spaces in it, '#' and '+' as they are */
+		snprintf(extra + n, sizeof(extra) - (size_t)n, " iot_sub=%s iot_sub_msgs=%ld iot_sub_chat=%ld",
+		         o.iot_sub, iot_msgs, iot_chat);
 	if (acked_all < total || (dm && (sent_ev_all < total || receipts_all < total)))
 		res.errors++;
 	if (dm && o.no_receipts && receipts_all == 0 && delivered_all > 0)
@@ -2190,6 +2221,8 @@ static void usage(FILE *f)
 	      "  --ack-delay-us US          dm/fanout: flush a partial receipt batch after this (20000)\n"
 	      "  --no-receipts              dm/replay/fanout: send no delivered receipts; a broker built\n"
 	      "                             with broker-patches/ delivers on the device's PUBACK\n"
+	      "  --iot-sub FILTER           relay/dm: one more, anonymous, client subscribed to FILTER\n"
+	      "                             (QoS 1), e.g. '#'; anything of chat/ reaching it is an error\n"
 	      "  --conns N                  idle: connections (1000)\n"
 	      "  --stock                    idle, fanout: anonymous clients (a broker without the plugin)\n"
 	      "  --members M                fanout: group members, one device each (1000)\n"
@@ -2217,7 +2250,7 @@ int main(int argc, char **argv)
 		{ "fetchers", 1, 0, 14 }, { "verify", 0, 0, 15 }, { "run-id", 1, 0, 16 },
 		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
 		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { "sync", 0, 0, 22 },
-		{ "no-receipts", 0, 0, 23 },
+		{ "no-receipts", 0, 0, 23 }, { "iot-sub", 1, 0, 24 },
 		{ 0, 0, 0, 0 }
 	};
 	int ch;
@@ -2249,6 +2282,7 @@ int main(int argc, char **argv)
 		case 21: o.offline = true; break;
 		case 22: o.sync = true; break;
 		case 23: o.no_receipts = true; break;
+		case 24: o.iot_sub = optarg; break;
 		default: usage(stderr); return 2;
 		}
 	}

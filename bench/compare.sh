@@ -2,14 +2,16 @@
 # bench/compare.sh — stock mosquitto vs mosquitto + chat plugin, in one run.
 #
 # Runs the baseline (relay on a stock mosquitto without the plugin) and the
-# chat modes (dm, dm with sync writes, replay, keys, fanout, idle) alternating, for
+# chat modes (dm, dm with sync writes, replay, keys, fanout, idle, and the IoT
+# rows: IoT clients beside chat) alternating, for
 # several repetitions, each measurement on a freshly started broker with its
 # own temp data dir on a free loopback port. Prints the medians and the
 # ratios chat / stock. Absolute numbers on a shared machine are noise; the
 # ratios measured in the same run are the result (docs/BENCHMARKS.md).
 #
-#   bench/compare.sh            # ~6 min: 3 reps, latency sweep, 19k idle connections, fanout
-#   bench/compare.sh --quick    # ~2.5 min: 2 reps, smaller counts, 2000 idle connections
+#   bench/compare.sh            # ~7 min: 3 reps, latency sweep, 19k idle connections, fanout
+#   bench/compare.sh --quick    # ~3 min: 2 reps, smaller counts, 2000 idle connections
+#   bench/compare.sh --iot-only --reps 5   # ~2 min: only the IoT rows
 #
 # Options:
 #   --reps N         repetitions (default 3; --quick 2)
@@ -26,6 +28,12 @@
 #                    mosquitto, built with `make patched-broker` if missing), where the
 #                    receivers send no receipts: their PUBACKs deliver
 #   --no-peers       skip the peer brokers
+#   --no-iot         skip the IoT rows: the relay between anonymous clients on a broker with
+#                    the plugin (allow_anonymous true, plugin_opt_foreign_acl allow, as a broker
+#                    shared with IoT traffic runs) against the same relay on stock mosquitto,
+#                    and dm on that broker with and without an anonymous "#" subscriber
+#   --iot-only       only the IoT rows (~20 s a rep); they also run stock mosquitto with
+#                    one idle thread preloaded (BUILD/lib/idle_thread_preload.so), a diagnostic
 # Peers, where installed: the same relay (phase=peer) on aedes (Node.js; `npm install aedes`
 # in bench/peers, `npm install -g aedes`, or AEDES_BASE=DIR with DIR/node_modules/aedes) and
 # on RabbitMQ's MQTT plugin (Debian's rabbitmq-server, a private node per run), reported as
@@ -43,10 +51,11 @@ plugin=$build/lib/mosquitto_chat.so
 ks=$build/bin/chat-keyserver
 ctl=$build/bin/chatctl
 shim=$build/lib/nodelay_preload.so
+thread_shim=$build/lib/idle_thread_preload.so
 
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
-peers=1
+peers=1 iot=1 iot_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -60,7 +69,9 @@ while [ $# -gt 0 ]; do
     --no-fanout) fanout=0 ;;
     --no-patched) patched=0 ;;
     --no-peers) peers=0 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    --no-iot) iot=0 ;;
+    --iot-only) iot_only=1 ;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -129,6 +140,9 @@ port_open() {
 # default, false, adds Nagle delays to every small packet), logs limited
 # to errors and warnings, the fd limit raised to the hard limit, and
 # max_queued_messages $MAXQ (default 1000, mosquitto's own default).
+# ANON=1 lets anonymous clients onto a chat broker too (allow_anonymous
+# true; pass foreign_acl allow for them to reach their topics).
+# BROKER_PRELOAD: an LD_PRELOAD for the broker (a diagnostic shim).
 start_broker() {
   local name=$1 kind=$2; shift 2
   BDIR=$tmp/$name
@@ -142,6 +156,7 @@ start_broker() {
     if [ "$kind" = stock ]; then
       echo "allow_anonymous true"
     else
+      if [ "${ANON:-0}" = 1 ]; then echo "allow_anonymous true"; fi
       echo "plugin $plugin"
       echo "plugin_opt_data_dir $BDIR/data"
       echo "plugin_opt_send_rate 0"   # capacity is measured, not the per-device limit
@@ -153,7 +168,9 @@ start_broker() {
     echo "log_type warning"
     if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
   } > "$BDIR/mosquitto.conf"
-  ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true; exec "${BROKER_BIN:-$mosq}" -c "$BDIR/mosquitto.conf" ) \
+  ( ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    if [ -n "${BROKER_PRELOAD:-}" ]; then export LD_PRELOAD=$BROKER_PRELOAD; fi
+    exec "${BROKER_BIN:-$mosq}" -c "$BDIR/mosquitto.conf" ) \
     > "$BDIR/stderr" 2>&1 &
   BPID=$!
   pids+=("$BPID")
@@ -309,10 +326,48 @@ echo "compare: $reps reps; results in $results; peers: $peers_said" >&2
 } >> "$results"
 start_all=$(date +%s)
 
+# The IoT rows (issue 24): what the plugin costs clients that are not chat
+# accounts (the relay on a broker configured for a shared IoT deployment,
+# against stock), and what an IoT "#" subscriber costs chat (dm on that
+# broker with and without one; the subscriber gets nothing of chat/, so it
+# costs only mosquitto's READ check per routed chat publish). side=thread is
+# stock mosquitto with one idle thread preloaded: the plugin makes the broker
+# multi-threaded (RocksDB); this row tells whether that alone costs the relay.
+iot_rows() {
+  local rep=$1 side spy sides=$order
+  if [ -f "$thread_shim" ]; then sides=${order/stock/stock thread}; fi
+  for side in $sides; do
+    if [ $side = stock ]; then
+      start_broker iot-relay stock
+    elif [ $side = thread ]; then
+      BROKER_PRELOAD=$thread_shim start_broker iot-relay stock
+    else
+      ANON=1 start_broker iot-relay chat "foreign_acl allow"
+    fi
+    run_bench "phase=iot side=$side rep=$rep" relay -p "$BPORT" --broker-pid "$BPID" --msgs $relay_msgs
+    stop_pid "$BPID"
+  done
+  for spy in $( [ $((rep % 2)) -eq 1 ] && echo "0 1" || echo "1 0" ); do
+    ANON=1 start_broker iot-dm chat "foreign_acl allow"
+    if [ $spy = 1 ]; then
+      run_bench "phase=iot-dm spy=1 rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs --iot-sub '#'
+    else
+      run_bench "phase=iot-dm spy=0 rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs
+    fi
+    stop_pid "$BPID"
+  done
+}
+
 for rep in $(seq "$reps"); do
   echo "compare: rep $rep/$reps" >&2
   # Alternate which side goes first in each rep.
   if [ $((rep % 2)) -eq 1 ]; then order="stock chat"; else order="chat stock"; fi
+  if [ $iot_only -eq 1 ]; then
+    iot_rows "$rep"
+    continue
+  fi
 
   # ---- throughput (max rate, closed loop) and latency at half of it
   for side in $order; do
@@ -450,6 +505,11 @@ for rep in $(seq "$reps"); do
       fi
       stop_pid "$BPID"
     done
+  fi
+
+  # ---- IoT clients beside chat
+  if [ $iot -eq 1 ]; then
+    iot_rows "$rep"
   fi
 
   # ---- latency vs offered load (last rep only; alternating per load)

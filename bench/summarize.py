@@ -85,6 +85,39 @@ def ratio_med(a_rows, b_rows, k_a, k_b=None):
     return med(rs)
 
 
+def iot_rows(rows, row):
+    """The IoT rows (compare.sh, phase=iot / iot-dm); False if there are none."""
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+    rs, rc = sel(rows, mode="relay", phase="iot", side="stock"), sel(rows, mode="relay", phase="iot", side="chat")
+    d0, d1 = sel(rows, mode="dm", phase="iot-dm", spy="0"), sel(rows, mode="dm", phase="iot-dm", spy="1")
+    if not (rs or rc or d0 or d1):
+        return False
+    r = ratio_med(rc, rs, "rate")
+    row("IoT relay between anonymous clients, msgs/s (stock vs plugin loaded, allow_anonymous + "
+        "foreign_acl allow)", fmt(m(rs, "rate")), fmt(m(rc, "rate")), fmt(r), "≥ 0.95×",
+        "yes" if r and r >= 0.95 else "**no**")
+    row("IoT relay: broker CPU µs per message", fmt(m(rs, "broker_cpu_us_per_msg")),
+        fmt(m(rc, "broker_cpu_us_per_msg")), fmt(ratio_med(rc, rs, "broker_cpu_us_per_msg")), "", "")
+    rt = sel(rows, mode="relay", phase="iot", side="thread")
+    if rt:
+        row("IoT relay, diagnostic: stock vs stock with one idle thread preloaded, msgs/s",
+            fmt(m(rs, "rate")), fmt(m(rt, "rate")), fmt(ratio_med(rt, rs, "rate")), "", "")
+        row("IoT relay, diagnostic: plugin loaded vs stock with one idle thread, msgs/s",
+            fmt(m(rt, "rate")), fmt(m(rc, "rate")), fmt(ratio_med(rc, rt, "rate")), "", "")
+    r = ratio_med(d1, d0, "rate")
+    row("dm on that broker, msgs/s (without vs with an IoT `#` subscriber connected)",
+        fmt(m(d0, "rate")), fmt(m(d1, "rate")), fmt(r), "no change beyond noise", "")
+    row("dm: broker CPU µs per message (without vs with the `#` subscriber)",
+        fmt(m(d0, "broker_cpu_us_per_msg")), fmt(m(d1, "broker_cpu_us_per_msg")),
+        fmt(ratio_med(d1, d0, "broker_cpu_us_per_msg")), "", "")
+    leaked = sum(int(num(x, "iot_sub_chat") or 0) for x in d1)
+    row("the `#` subscriber: messages received / of them under chat/ (all reps)", "",
+        "%d / %d" % (sum(int(num(x, "iot_sub_msgs") or 0) for x in d1), leaked), "", "0 of chat/",
+        "yes" if d1 and leaked == 0 else "**no**")
+    return True
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -114,6 +147,8 @@ def main():
     p = out.append
     if machine:
         p("machine: " + machine)
+    if not reps:   # compare.sh --iot-only
+        reps = len(sel(rows, mode="relay", phase="iot", side="chat"))
     p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
     p("")
     p("| measure | stock relay | chat | ratio chat/stock | target | met |")
@@ -121,6 +156,14 @@ def main():
 
     def row(name, s, c, ratio, target="", met=""):
         p("| %s | %s | %s | %s | %s | %s |" % (name, s, c, ratio, target, met))
+
+    if not relay_max:   # compare.sh --iot-only: the IoT rows alone
+        iot_rows(rows, row)
+        if bad:
+            p("")
+            p("**%d run(s) reported a correctness failure (ok=0)**" % len(bad))
+        print("\n".join(out))
+        return
 
     rm, dmm = m(relay_max, "rate"), m(dm_max, "rate")
     rr = ratio_med(dm_max, relay_max, "rate")
@@ -241,6 +284,7 @@ def main():
             fmt(m(fan_o, "rate")), "", "", "")
         row("fanout offline: broker CPU µs per queue entry", "", fmt(m(fan_o, "broker_cpu_us_per_msg")),
             "", "", "")
+    iot_rows(rows, row)
     walls = {}
     for r in rows:
         w = num(r, "wall_secs")

@@ -10,6 +10,12 @@
  * The chat namespace and $CONTROL/chat are ours: there we answer ALLOW or
  * DENY. Outside them we never claim a topic: plugin_opt_foreign_acl decides
  * between deferring to mosquitto's other ACL mechanisms and allowing.
+ *
+ * Chat accounts may not subscribe to a wildcard filter that could reach the
+ * namespace. Foreign clients may (contract §3: "#" on a shared broker is
+ * standard MQTT): mosquitto asks READ for every routed message and every
+ * retained one it is about to send, and for a foreign client every chat
+ * topic is DENY there, so nothing of the namespace reaches it.
  */
 #include "core_internal.h"
 
@@ -124,21 +130,38 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 
 	bool is_sub = access == CORE_ACC_SUBSCRIBE;
 	const char *judged = is_sub ? strip_share(name) : name;
+	/* Every routed delivery asks with READ: outside the namespace that is
+	 * these two prefix compares and nothing else. */
+	bool inside = topic_in_chat(c, judged);
 	bool wild = is_sub && has_wildcard(judged);
+	if (!inside && !(wild && filter_reaches_chat(c, judged)))
+		return outside(c);
+
+	enum client_kind kind = classify(c, username);
+	if (kind == C_FOREIGN) {
+		/* Standard MQTT for the IoT side: a filter that reaches the chat
+		 * namespace only through a wildcard ("#", "+/+", "$share/g/#") is
+		 * also meant for other topics and is judged like them; the chat
+		 * topics it could match are refused at each delivery (READ, just
+		 * below), retained ones included. A name or filter rooted in the
+		 * namespace can carry nothing for this client: refused. */
+		if (!inside)
+			return outside(c);
+		if (is_sub)
+			c->n.subs_refused++;
+		return CORE_DENY;
+	}
+
 	topic t;
 	if (wild) {
-		if (!filter_reaches_chat(c, judged))
-			return outside(c);
 		memset(&t, 0, sizeof(t));
 		t.kind = T_FILTER;
 	} else {
 		topic_parse(c, judged, &t);
-		if (t.kind == T_OUTSIDE)
-			return outside(c);
 	}
 
 	enum core_verdict v;
-	switch (classify(c, username)) {
+	switch (kind) {
 	case C_DEVICE:
 		v = device_acl(c, username, &t, access);
 		if (access == CORE_ACC_WRITE && v == CORE_ALLOW && t.kind == T_PRESENCE_DEV)
@@ -156,12 +179,9 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 	case C_SERVICE:
 		v = service_acl(c, judged, &t, access);
 		break;
-	case C_ADMIN:
+	default: /* C_ADMIN */
 		v = (access == CORE_ACC_WRITE && t.kind == T_CONTROL) ||
 		    (access != CORE_ACC_WRITE && t.kind == T_CONTROL_RESP) ? CORE_ALLOW : CORE_DENY;
-		break;
-	default:
-		v = CORE_DENY;
 	}
 	if (v == CORE_DENY && is_sub)
 		c->n.subs_refused++;

@@ -183,6 +183,10 @@ typedef struct topic {
  * the sender gets a precise error). */
 void topic_parse(const core *c, const char *t, topic *out);
 
+/* Whether a topic name, or a filter read as a name, is the chat prefix or
+ * $CONTROL/chat or lies under one of them: two prefix compares. */
+bool topic_in_chat(const core *c, const char *t);
+
 /* Whether a subscription filter could match any topic under the chat
  * prefix or $CONTROL/chat. */
 bool filter_reaches_chat(const core *c, const char *filter);

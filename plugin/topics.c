@@ -43,13 +43,30 @@ static void addr_levels(const char *rest, topic *out, enum topic_kind kind)
 	out->b = d; out->blen = dl;
 }
 
+static const char CONTROL_ROOT[] = "$CONTROL/chat";
+
+/* Is t the levels of base (n bytes), whole or followed by more levels? */
+static bool rooted_at(const char *t, const char *base, size_t n)
+{
+	return strncmp(t, base, n) == 0 && (t[n] == '/' || t[n] == '\0');
+}
+
+bool topic_in_chat(const core *c, const char *t)
+{
+	/* Asked for every message mosquitto routes (its READ check): most
+	 * topics differ in their first byte, without a call. */
+	if (t[0] != c->prefix[0] && t[0] != '$')
+		return false;
+	return rooted_at(t, c->prefix, c->prefix_len) ||
+	       rooted_at(t, CONTROL_ROOT, sizeof(CONTROL_ROOT) - 1);
+}
+
 void topic_parse(const core *c, const char *t, topic *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->kind = T_OUTSIDE;
 
-	static const char ctl[] = "$CONTROL/chat";
-	if (strncmp(t, ctl, sizeof(ctl) - 1) == 0 && (t[sizeof(ctl) - 1] == '/' || !t[sizeof(ctl) - 1])) {
+	if (rooted_at(t, CONTROL_ROOT, sizeof(CONTROL_ROOT) - 1)) {
 		if (strcmp(t, CORE_CONTROL_TOPIC) == 0)
 			out->kind = T_CONTROL;
 		else if (strcmp(t, CORE_CONTROL_RESPONSE) == 0)
@@ -58,15 +75,11 @@ void topic_parse(const core *c, const char *t, topic *out)
 			out->kind = T_CONTROL_OTHER;
 		return;
 	}
-	if (strncmp(t, c->prefix, c->prefix_len) != 0)
-		return;
-	if (t[c->prefix_len] == '\0') {
-		out->kind = T_CHAT_OTHER;
-		return;
-	}
-	if (t[c->prefix_len] != '/')
+	if (!rooted_at(t, c->prefix, c->prefix_len))
 		return;
 	out->kind = T_CHAT_OTHER;
+	if (t[c->prefix_len] == '\0')
+		return;
 
 	const char *p = t + c->prefix_len + 1;
 	bool more;

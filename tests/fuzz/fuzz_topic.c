@@ -11,7 +11,11 @@
  * a service to P/keys/req/+/+, P/keys/removed/+/+ and P/push/wake (and may
  * publish P/keys/stats), the admin to $CONTROL/chat/v1/response; no
  * topic or filter that reaches the chat namespace is ever deferred (another
- * ACL mechanism could then let it through) or allowed to a foreign client.
+ * ACL mechanism could then let it through) or allowed to a foreign client,
+ * except a foreign client's filter that reaches it only through a wildcard
+ * ("#", "+/inbox/#", not "chat/#"): that one is left to
+ * plugin_opt_foreign_acl like any IoT filter, and every chat topic name is
+ * refused to it for READ, which mosquitto asks at each delivery.
  * A violation aborts with the topic and the verdict.
  */
 #include "fuzz_core_harness.h"
@@ -187,6 +191,17 @@ static void check_one(const model *m, enum who w, const char *name, int access, 
 		return;
 	}
 	bool chat = sub ? chatish_filter(m, judged) : chatish_topic(m, judged);
+	/* "keys" is foreign on a core where it is not a service account */
+	bool foreign = w == W_FOREIGN || w == W_ANON || (w == W_SERVICE && !m->has_service);
+	if (sub && chat && foreign && !chatish_topic(m, judged)) {
+		/* Reaches the namespace only through a wildcard ("#", "+/inbox/#"):
+		 * standard MQTT for a foreign client, which READ at every delivery
+		 * keeps away from the chat topics (checked below for every name). */
+		enum core_verdict outside = m->foreign_allow ? CORE_ALLOW : CORE_DEFER;
+		if (v != outside)
+			violation(m, who, name, access, v, "a foreign wildcard filter not left to plugin_opt_foreign_acl");
+		return;
+	}
 	if (chat && v == CORE_DEFER)
 		violation(m, who, name, access, v, "a chat topic left to other ACL mechanisms");
 	if (!chat) {

@@ -4,6 +4,9 @@ most open setting a deployment can choose). Every attempt below is something
 a hostile client would try; each must be refused, and refused in effect:
 a subscription needs a failure SUBACK and no message reaching it, a publish
 an MQTT 5 failure code (or a refusal event) and no effect on anyone else.
+An IoT client's wildcard filter ("#", "+/presence/#") is standard MQTT and
+granted; it counts as refused when nothing of chat/ or $CONTROL/chat/
+arrives through it, live or retained (filtered at delivery).
 
 Each attempt is tallied; the summary line "attack matrix: N attempts, M
 refused" is printed at the end and every test fails if one of its attempts
@@ -142,6 +145,61 @@ class AttackMatrixTest(ChatTestCase):
             leaked = [t for t in got if t.startswith("chat/") or t.startswith("$CONTROL")]
             self.attempt("%s received nothing of chat/: %r" % (spy.c._client_id, leaked[:5]),
                          not leaked)
+
+    def test_iot_wildcard_subscriber(self):
+        """An IoT wildcard subscriber tries to see chat inboxes, presence,
+        keys and control topics. Filters rooted in the namespace are refused;
+        wildcard filters are granted (standard MQTT for IoT clients,
+        PROTOCOL.md §3) and must carry nothing of it, live or retained: each
+        is one attempt, refused if nothing of chat/ or $CONTROL/chat/
+        arrives through it. A positive IoT publish per filter shows the
+        subscription was live."""
+        v, dv, p, dp = self.victim()     # its presence and key status are retained now
+        dp.subscribe("chat/presence/%s" % v)
+        pos = uniq("iot")
+        granted = {   # filter -> an IoT topic it must still deliver (None: $CONTROL is never routed)
+            "#": pos + "/any", "+/+": pos + "/any", "+/inbox/+/+": pos + "/inbox/a/b",
+            "+/presence/#": pos + "/presence/x", "+/presence/+": pos + "/presence/x",
+            "+/keys/#": pos + "/keys/status/a/b", "+/+/+/+/+": pos + "/keys/status/a/b",
+            "+/+/%s/phone" % v: pos + "/x/%s/phone" % v, "$share/spy{p}/#": pos + "/any",
+            "$share/spy{p}/+/presence/+": pos + "/presence/x", "$CONTROL/#": None,
+            "$CONTROL/+/v1/response": None,
+        }
+        rooted = ["chat/inbox/%s/phone" % v, "chat/inbox/+/+", "chat/presence/%s" % v,
+                  "chat/presence/+", "chat/keys/status/%s/phone" % v, "chat/keys/+/+/+",
+                  "$share/spy/chat/presence/#", "$CONTROL/chat/#", "$CONTROL/chat/v1/response"]
+        spies = []   # (client, filter, positive topic)
+
+        def spy_on(proto, f, topic):
+            c = self.anon(proto)
+            code = c.subscribe(f.format(p=proto), 2)
+            self.assertLess(code, 0x80, "IoT filter %s refused" % f)   # stock MQTT grants it
+            spies.append((c, "%s (v%d)" % (f, proto), topic))
+
+        for proto in (V311, V5):
+            c = self.anon(proto)
+            for f in rooted:
+                code = c.subscribe(f)
+                self.attempt("iot subscribe %s (v%d): 0x%02x" % (f, proto, code), code >= 0x80)
+            for f, topic in granted.items():
+                spy_on(proto, f, topic)          # retained chat documents exist already
+        self.traffic(v, dv, p, dp)               # dm, key response, fresh key status, presence
+        rc, _, err = self.broker.chatctl("stats")
+        self.assertEqual(rc, 0, err)
+        for proto in (V311, V5):                  # after the traffic: the retained ones again
+            for f in ("#", "+/presence/#", "+/keys/#", "+/+/+/+/+"):
+                spy_on(proto, f, granted[f])
+        pub = self.anon(V5)
+        for topic in sorted({t for t in granted.values() if t}):
+            self.assertLess(pub.publish(topic, b"iot", qos=1), 0x80)
+        wait_until(lambda: False, 0.5)
+        for c, what, topic in spies:
+            got = [m.topic for m in c.drain()]
+            leaked = [t for t in got if t.startswith(("chat/", "$CONTROL/chat"))]
+            self.attempt("iot wildcard %s received nothing of chat/: %r" % (what, leaked[:5]),
+                         not leaked)
+            if topic:
+                self.assertIn(topic, got, "%s: the IoT publish did not arrive" % what)
 
     def test_iot_client_reaching_chat(self):
         v, dv, p, dp = self.victim(keys=False)

@@ -113,6 +113,23 @@ class BenchSmoke(unittest.TestCase):
         finally:
             b.cleanup()
 
+    def test_iot_rows(self):
+        # compare.sh's IoT rows: anonymous clients on a broker with the
+        # plugin set up for a shared IoT deployment, and an anonymous "#"
+        # subscriber beside a dm run, which must get nothing of chat/.
+        b = Broker(options={"foreign_acl": "allow"}, extra_lines=["allow_anonymous true"])
+        try:
+            b.start()
+            r = run_bench("relay", "-p", b.port, "--broker-pid", b.proc.pid, "--pairs", 4,
+                          "--msgs", 400)
+            self.assert_clean(r, 400)
+            r = run_bench("dm", "-p", b.port, "--broker-pid", b.proc.pid, "--admin-token-file",
+                          b.token_file, "--pairs", 4, "--msgs", 400, "--iot-sub", "#")
+            self.assert_clean(r, 400)
+            self.assertEqual((r["iot_sub"], r["iot_sub_chat"]), ("#", "0"), r)
+        finally:
+            b.cleanup()
+
     def test_dm_fixed_rate(self):
         r = run_bench("dm", *self.chat_args(), "--pairs", 3, "--msgs", 300, "--rate", 1500)
         self.assert_clean(r, 300)

@@ -202,6 +202,8 @@ class CrashRoundsTest(ChatTestCase):
                          % (ROUNDS, len(acked), len(cids)))
 
     def test_keyserver_kill9_rounds_hand_out_no_key_twice(self):
+        # the rounds fetch hundreds of bundles as fast as they can: the key
+        # server's rate limit (default burst 6) is not under test
         args = ("--rate-burst", "1000000", "--rate-refill-seconds", "0")
         ks = KeyServer.for_broker(self.broker, *args)
         self.addCleanup(ks.cleanup)

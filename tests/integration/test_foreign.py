@@ -2,7 +2,9 @@
 
 With plugin_opt_foreign_acl allow + allow_anonymous true, an anonymous IoT
 client sees plain MQTT outside chat/ (QoS 0/1/2, retained, wills, $share,
-3.1.1 and 5) but nothing of chat/ or $CONTROL/chat/. With the default defer
+3.1.1 and 5, wildcard filters such as "#") but nothing of chat/ or
+$CONTROL/chat/ (test_iot_diff.py compares it with a broker without the
+plugin). With the default defer
 and no other ACL, mosquitto denies (every ACL check defers)."""
 
 import os
@@ -156,7 +158,7 @@ class ForeignAllowTest(ChatTestCase):
 
     def test_hash_subscriber_sees_no_chat(self):
         spy = self.anon()
-        spy.subscribe("#", 1)   # may be granted or refused; either way no chat traffic
+        self.assertEqual(spy.subscribe("#", 1), 1)   # standard MQTT: granted, and no chat traffic
         a, b = uniq("a"), uniq("b")
         da, db = self.dev(a, "phone"), self.dev(b, "phone")
         da.send_dm(b, 1, body=b"secret")
@@ -275,8 +277,72 @@ class ForeignDeferAclFileTest(ChatTestCase):
         self.assertEqual(sub.subscribe("chat/inbox/a/b", 1), 0x80)
         self.assertEqual(pub.publish("chat/dm/x", b"v"), 0x87)
 
+    def test_hash_granted_by_acl_file_carries_no_chat(self):
+        # the plugin defers "#" to the acl_file, which grants it; at delivery
+        # the plugin is asked before the acl_file ("topic readwrite #")
+        spy = self.client(client_id=uniq("iot"), protocol=V5)
+        spy.connect()
+        self.assertEqual(spy.subscribe("#", 1), 1)
+        a, b = uniq("a"), uniq("b")
+        da, db = self.dev(a, "phone"), self.dev(b, "phone")
+        db.subscribe("chat/presence/" + b)
+        da.send_dm(b, 1, body=b"secret")
+        db.wait_event("msg")
+        pub = self.client(client_id=uniq("iot"))
+        pub.connect()
+        pub.publish("iot/after", b"v")
+        self.assertIsNotNone(spy.wait_message(lambda m: m.topic == "iot/after"))
+        da.drop()
+        time.sleep(0.3)
+        leaked = [m.topic for m in spy.drain() if m.topic.startswith(("chat/", "$CONTROL"))]
+        self.assertEqual(leaked, [])
+
     def test_chat_works_with_acl_file(self):
         self.assert_serving()
+
+
+class ForeignPasswordFileTest(ChatTestCase):
+    """IoT accounts in a password_file beside chat devices with tokens
+    (docs/OPERATIONS.md, "Chat and IoT clients on one broker"):
+    allow_anonymous false, foreign_acl allow."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        fd, cls.pwfile = tempfile.mkstemp(prefix="chat-it-passwd-")
+        os.close(fd)
+        subprocess.run(["mosquitto_passwd", "-b", cls.pwfile, "sensor1", "s3cret"], check=True,
+                       capture_output=True)
+        os.chmod(cls.pwfile, 0o644)
+        cls.broker_options = {"foreign_acl": "allow"}
+        cls.broker_lines = ("allow_anonymous false", "password_file %s" % cls.pwfile)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        os.unlink(cls.pwfile)
+
+    def test_accounts_and_devices(self):
+        for kw, want in (({"username": "sensor1", "password": "wrong"}, 5), ({}, 5)):
+            c = self.client(client_id=uniq("iot"), **kw)
+            self.assertEqual(c.try_connect(), want, kw)
+        spy = self.client(client_id=uniq("iot"), username="sensor1", password="s3cret", protocol=V5)
+        spy.connect()
+        self.assertEqual(spy.subscribe("#", 2), 2)
+        self.assertEqual(spy.subscribe("chat/#", 1), 0x87)
+        a, b = uniq("a"), uniq("b")
+        da, db = self.dev(a, "phone"), self.dev(b, "phone")   # tokens, not the password_file
+        da.send_dm(b, 1, body=b"secret")
+        db.wait_event("msg")
+        pub = self.client(client_id=uniq("iot"), username="sensor1", password="s3cret")
+        pub.connect()
+        pub.publish("iot/x", b"v", qos=2)
+        m = spy.wait_message(lambda m: m.topic == "iot/x")
+        self.assertIsNotNone(m)
+        self.assertEqual((m.payload, m.qos), (b"v", 2))
+        leaked = [m.topic for m in spy.drain() if m.topic.startswith(("chat/", "$CONTROL"))]
+        self.assertEqual(leaked, [])
 
 
 if __name__ == "__main__":

@@ -54,13 +54,13 @@ class RunScriptTest(unittest.TestCase):
         env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
         return env
 
-    def test_serves_and_next_steps_work(self):
-        port, ws_port = free_port(), free_port()
-        work = self.scratch(port)
+    def start_run(self, work, env):
+        """Starts scripts/run.sh in work, its output in run.out; stopped by
+        SIGTERM (as Ctrl-C) at the test's end. Returns (process, output path)."""
         out_path = os.path.join(work, "run.out")
         out = open(out_path, "w")
-        p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work,
-                             env=self.env(work, port, ws_port), stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen([os.path.join(work, "scripts", "run.sh")], cwd=work, env=env,
+                             stdout=out, stderr=subprocess.STDOUT)
 
         def stop():
             if p.poll() is None:
@@ -72,6 +72,12 @@ class RunScriptTest(unittest.TestCase):
                     p.wait(5)
             out.close()
         self.addCleanup(stop)
+        return p, out_path
+
+    def test_serves_and_next_steps_work(self):
+        port, ws_port = free_port(), free_port()
+        work = self.scratch(port)
+        p, out_path = self.start_run(work, self.env(work, port, ws_port))
 
         def up():
             if p.poll() is not None:
@@ -136,6 +142,32 @@ class RunScriptTest(unittest.TestCase):
         self.assertEqual(len(msgs), 1, "script:\n%s\nstdout:\n%s\nstderr:\n%s" % (text, r.stdout, r.stderr))
         self.assertEqual((msgs[0]["conv"], msgs[0]["seq"], msgs[0]["from"], msgs[0]["body"]),
                          ("dm:alice:bob", 1, "alice/phone", "b64:aGVsbG8="))
+
+    def test_iot_clients_beside_chat(self):
+        """CHAT_IOT=1 make run: an anonymous `mosquitto_sub -t '#' -v` sees
+        the IoT traffic and none of the chat traffic before it."""
+        port = free_port()
+        work = self.scratch(port)
+        env = self.env(work, port)
+        env["CHAT_IOT"] = "1"
+        p, out_path = self.start_run(work, env)
+        self.assertTrue(wait_until(lambda: "mosquitto is serving" in open(out_path).read(), 10),
+                        open(out_path).read())
+        self.assertIn("allow_anonymous true",
+                      open(os.path.join(work, "data", "mosquitto.conf")).read())
+        script = "\n".join([
+            "A=$(build/bin/chatctl --token-file data/admin.token device add alice phone)",
+            "build/bin/chatctl --token-file data/admin.token device add bob phone > /dev/null",
+            "mosquitto_sub -t '#' -v -C 1 -W 10 > sub.out &",
+            "sleep 1",
+            "scripts/cbor encode '{\"cid\":1,\"body\":\"b64:aGVsbG8=\"}' | mosquitto_pub "
+            "-i alice/phone -u alice/phone -P \"$A\" -t chat/dm/bob -q 1 -s",
+            "sleep 0.5",
+            "mosquitto_pub -t home/kitchen/temp -m 21 -q 1",
+            "wait; cat sub.out"])
+        r = subprocess.run(["bash", "-c", script], cwd=work, env=self.env(work, port),
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.stdout.strip(), "home/kitchen/temp 21", r.stderr)
 
     def test_refuses_busy_port(self):
         s = socket.socket()

@@ -795,8 +795,10 @@ START_TEST(acl_foreign_allow)
 	ACL("alice/phone", "sensors/t", W, CORE_ALLOW);
 	ACL("sensor", "sensors/#", S, CORE_ALLOW);
 	ACL(NULL, "sensors/t", W, CORE_ALLOW);
-	/* But never the chat namespace. */
-	ACL("sensor", "#", S, CORE_DENY);
+	/* But never the chat namespace: "#" is granted, its chat topics are
+	 * refused at delivery (acl_foreign_wildcards). */
+	ACL("sensor", "#", S, CORE_ALLOW);
+	ACL("sensor", "chat/inbox/alice/phone", R, CORE_DENY);
 	ACL("sensor", "chat/dm/bob", W, CORE_DENY);
 	ACL("alice/phone", "chat/#", S, CORE_DENY);
 	ACL(NULL, "$CONTROL/chat/v1", W, CORE_DENY);
@@ -852,7 +854,7 @@ START_TEST(acl_service_admin_foreign)
 		ACL(u, "chat/foo", W, CORE_DENY);
 		ACL(u, "chat", S, CORE_DENY);
 		ACL(u, "chat/#", S, CORE_DENY);
-		ACL(u, "#", S, CORE_DENY);
+		ACL(u, "#", S, CORE_DEFER);
 		ACL(u, "$CONTROL/chat/v1", W, CORE_DENY);
 		ACL(u, "$CONTROL/chat/v1/response", S, CORE_DENY);
 		ACL(u, "$CONTROL/chat", W, CORE_DENY);
@@ -863,6 +865,86 @@ START_TEST(acl_service_admin_foreign)
 		ACL(u, "chat/#", U, CORE_ALLOW);
 		ACL(u, "$CONTROL/chat/v1/response", U, CORE_ALLOW);
 	}
+}
+END_TEST
+
+/* Contract §3: a client that is not a chat account gets standard MQTT.
+ * Wildcard filters that reach the namespace only through a wildcard are
+ * judged like any other topic (plugin_opt_foreign_acl); what keeps chat
+ * traffic from them is READ, which mosquitto asks at every delivery of a
+ * routed or retained message. */
+static void foreign_wildcards(enum core_verdict out)
+{
+	static const char *who[] = { "sensor", "dashboard-1", NULL };
+	static const char *granted[] = {
+		"#", "+", "+/+", "+/#", "+/C", "/#", "+/inbox/#", "+/+/+/+", "+/dm/+", "$share/g/#",
+		"$share/g/+/+", "$share/g/+/inbox/#", "$CONTROL/#", "$CONTROL/+/v1", "$SYS/#",
+		"$SYS/broker/chat/#", "sensors/#",
+	};
+	static const char *rooted[] = {
+		"chat", "chat/#", "chat/+", "chat/inbox/+/+", "chat/inbox/alice/phone",
+		"chat/presence/+", "chat/keys/#", "$share/g/chat/#", "$share/g/chat/inbox/alice/phone",
+		"$CONTROL/chat/#", "$CONTROL/chat/v1/response", "$share/g/$CONTROL/chat/v1/response",
+	};
+	/* Every kind of chat topic a routed or retained message can have. */
+	static const char *chat_topics[] = {
+		"chat", "chat/dm/bob", "chat/group/team", "chat/receipt", "chat/sync", "chat/ctl",
+		"chat/typing/dm:alice:bob", "chat/inbox/alice/phone", "chat/presence/alice",
+		"chat/presence/alice/phone", "chat/keys/req/alice/phone", "chat/keys/resp/alice/phone",
+		"chat/keys/status/alice/phone", "chat/keys/removed/alice/phone", "chat/keys/stats",
+		"chat/push/wake", "chat/push/ack", "chat/foo/bar", "$CONTROL/chat/v1",
+		"$CONTROL/chat/v1/response", "$CONTROL/chat", "$CONTROL/chat/x/y",
+	};
+	for (size_t w = 0; w < sizeof(who) / sizeof(who[0]); w++) {
+		const char *u = who[w];
+		uint64_t refused = counter(stats(), "subscriptions_refused");
+		for (size_t i = 0; i < sizeof(granted) / sizeof(granted[0]); i++)
+			ACL(u, granted[i], S, out);
+		/* a granted filter is not a refusal */
+		ck_assert_uint_eq(counter(stats(), "subscriptions_refused"), refused);
+		for (size_t i = 0; i < sizeof(rooted) / sizeof(rooted[0]); i++)
+			ACL(u, rooted[i], S, CORE_DENY);
+		ck_assert_uint_eq(counter(stats(), "subscriptions_refused"),
+		                  refused + sizeof(rooted) / sizeof(rooted[0]));
+		for (size_t i = 0; i < sizeof(chat_topics) / sizeof(chat_topics[0]); i++) {
+			ACL(u, chat_topics[i], R, CORE_DENY);
+			ck_assert_int_eq(core_acl(C, CONN(0), "c", u, chat_topics[i], R, true), CORE_DENY);
+			ACL(u, chat_topics[i], W, CORE_DENY);
+		}
+		/* Around the namespace, IoT topics are IoT topics. */
+		static const char *iot[] = { "sensors/t", "chatter", "chat2/x", "Chat/inbox/a/b",
+			                     "x/chat/inbox/a/b", "/chat", "$CONTROL/chatter",
+			                     "$CONTROL/dynamic-security/v1", "$SYS/broker/chat/devices_online" };
+		for (size_t i = 0; i < sizeof(iot) / sizeof(iot[0]); i++) {
+			ACL(u, iot[i], R, out);
+			ACL(u, iot[i], W, out);
+		}
+	}
+	/* Chat accounts keep their refusals. */
+	ACL("alice/phone", "#", S, CORE_DENY);
+	ACL("alice/phone", "+/+", S, CORE_DENY);
+	ACL("alice/phone", "$share/g/#", S, CORE_DENY);
+	ACL("alice/phone", "$SYS/#", S, out);
+	ACL("$admin", "#", S, CORE_DENY);
+}
+
+START_TEST(acl_foreign_wildcards)
+{
+	foreign_wildcards(CORE_DEFER);
+	/* A service keeps its refusals too (an unknown name was foreign above). */
+	admin("service.add", "name", "ks", NULL, NULL);
+	ACL("ks", "#", S, CORE_DENY);
+	ACL("ks", "$share/ks/#", S, CORE_DENY);
+	ACL("ks", "+/keys/req/+/+", S, CORE_DENY);
+}
+END_TEST
+
+START_TEST(acl_foreign_wildcards_allow)
+{
+	close_core();
+	CFG.foreign_acl = CORE_FOREIGN_ALLOW;
+	open_core();
+	foreign_wildcards(CORE_ALLOW);
 }
 END_TEST
 
@@ -891,6 +973,11 @@ START_TEST(acl_custom_prefix)
 	ACL(me, "+", S, CORE_DEFER);
 	ACL("sensor", "app/chat/dm/bob", W, CORE_DENY);
 	ACL("sensor", "chat/dm/bob", W, CORE_DEFER);
+	ACL("sensor", "app/#", S, CORE_DEFER);
+	ACL("sensor", "+/chat/#", S, CORE_DEFER);
+	ACL("sensor", "app/chat/#", S, CORE_DENY);
+	ACL("sensor", "app/chat/inbox/alice/phone", R, CORE_DENY);
+	ACL("sensor", "app/chatty", R, CORE_DEFER);
 	ACL("$admin", "$CONTROL/chat/v1", W, CORE_ALLOW);
 
 	/* Sends and events use the prefix too. */
@@ -2460,6 +2547,8 @@ static Suite *suite(void)
 	tcase_add_test(t, acl_foreign_allow);
 	tcase_add_test(t, acl_service_admin_foreign);
 	tcase_add_test(t, acl_custom_prefix);
+	tcase_add_test(t, acl_foreign_wildcards);
+	tcase_add_test(t, acl_foreign_wildcards_allow);
 	suite_add_tcase(s, t);
 
 	t = env_tcase("send", setup, teardown);
