@@ -237,8 +237,6 @@ group *group_find(core *c, const char *gid, size_t len);
 bool group_has(const group *g, const char *user, size_t len);
 /* Whether two users are members of one group. */
 bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
-/* Whether op ("group.create", …) is a group request. */
-bool group_is_op(const char *op, size_t len);
 /* Runs a group request by user `by` (an existing user), sent from the
  * device address `from` ("$admin" for chatctl); false: refused (*res->why). */
 bool group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,

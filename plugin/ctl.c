@@ -26,6 +26,7 @@ typedef struct ctl_req {
 	/* push.register */
 	const char *platform, *token;
 	size_t platformlen, tokenlen;
+	const char *bad; /* a field's wrong type, refused with the rid */
 } ctl_req;
 
 static void reply_error(core *c, device *dev, const ctl_req *q, const refusal *why)
@@ -59,11 +60,6 @@ static void reply_start(core *c, const ctl_req *q, size_t extra)
 	cbw_text(w, "k"); cbw_text(w, "ctl");
 	cbw_text(w, "rid"); cbw_uint(w, q->rid);
 	cbw_text(w, "ok"); cbw_bool(w, true);
-}
-
-static bool op_is(const ctl_req *q, const char *name)
-{
-	return strlen(name) == q->oplen && memcmp(q->op, name, q->oplen) == 0;
 }
 
 static bool op_privacy(core *c, device *dev, const ctl_req *q, refusal *why)
@@ -100,107 +96,144 @@ static bool op_devices(core *c, device *dev, const ctl_req *q, refusal *why)
 	return true;
 }
 
-enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_t len)
+/* The ok reply of a request with no result pairs. */
+static bool reply_done(core *c, device *dev, const ctl_req *q)
 {
-	ctl_req q;
-	memset(&q, 0, sizeof(q));
+	reply_start(c, q, 0);
+	ev_publish(c, dev, &c->w);
+	return true;
+}
+
+static bool op_push_register(core *c, device *dev, const ctl_req *q, refusal *why)
+{
+	return push_register(c, dev, q->platform, q->platformlen, q->token, q->tokenlen, why) &&
+	       reply_done(c, dev, q);
+}
+
+static bool op_push_unregister(core *c, device *dev, const ctl_req *q, refusal *why)
+{
+	return push_unregister(c, dev, why) && reply_done(c, dev, q);
+}
+
+static bool op_group(core *c, device *dev, const ctl_req *q, refusal *why)
+{
+	group_res res = { .out = &c->wres, .why = why };
+	if (!group_request(c, (const char *)q->op, q->oplen, dev->user->name, dev->addr, &q->g, &res))
+		return false;
+	reply_start(c, q, res.npairs);
+	cbw_raw(&c->w, c->wres.buf, c->wres.len);
+	ev_publish(c, dev, &c->w);
+	return true;
+}
+
+/* Each handler publishes its own ok reply; false: refused (*why). */
+static const struct {
+	const char *name;
+	bool (*fn)(core *c, device *dev, const ctl_req *q, refusal *why);
+} ops[] = {
+	{ "privacy", op_privacy },
+	{ "devices", op_devices },
+	{ "push.register", op_push_register },
+	{ "push.unregister", op_push_unregister },
+	{ "group.create", op_group },
+	{ "group.add", op_group },
+	{ "group.remove", op_group },
+	{ "group.leave", op_group },
+	{ "group.admin", op_group },
+	{ "group.info", op_group },
+};
+
+/* Decodes a request into *q; NULL, or why it is not a CBOR map. A
+ * field of the wrong type is noted in q->bad for a refusal with the rid. */
+static const char *parse(const uint8_t *payload, size_t len, ctl_req *q)
+{
+	memset(q, 0, sizeof(*q));
 	cbr r;
 	cbr_item map, key, val;
-	const char *bad = NULL;
 	cbr_init(&r, payload, len);
 	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return error_event(c, dev, REFUSE_CBOR,
-		                   r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+		return r.err_msg ? r.err_msg : "the payload must be a CBOR map";
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
 		if (cbr_next(&r, &val))
 			break;
 		if (cbr_eq(&key, "op") && val.type == CBR_TEXT) {
-			q.op = val.ptr;
-			q.oplen = val.len;
+			q->op = val.ptr;
+			q->oplen = val.len;
 		} else if (cbr_eq(&key, "rid") && val.type == CBR_UINT) {
-			q.has_rid = true;
-			q.rid = val.u;
+			q->has_rid = true;
+			q->rid = val.u;
 		} else if (cbr_eq(&key, "read_receipts")) {
 			if (val.type != CBR_BOOL)
-				bad = "read_receipts must be a boolean";
-			q.has_rr = true;
-			q.rr = val.b;
+				q->bad = "read_receipts must be a boolean";
+			q->has_rr = true;
+			q->rr = val.b;
 		} else if (cbr_eq(&key, "presence")) {
-			q.has_presence = true;
+			q->has_presence = true;
 			if (val.type == CBR_TEXT && cbr_eq(&val, "everyone"))
-				q.presence = STORE_PRESENCE_EVERYONE;
+				q->presence = STORE_PRESENCE_EVERYONE;
 			else if (val.type == CBR_TEXT && cbr_eq(&val, "contacts"))
-				q.presence = STORE_PRESENCE_CONTACTS;
+				q->presence = STORE_PRESENCE_CONTACTS;
 			else if (val.type == CBR_TEXT && cbr_eq(&val, "nobody"))
-				q.presence = STORE_PRESENCE_NOBODY;
+				q->presence = STORE_PRESENCE_NOBODY;
 			else
-				bad = "presence must be \"everyone\", \"contacts\" or \"nobody\"";
+				q->bad = "presence must be \"everyone\", \"contacts\" or \"nobody\"";
 		} else if (cbr_eq(&key, "user") && val.type == CBR_TEXT) {
-			q.g.has_user = true;
-			q.g.user = (const char *)val.ptr;
-			q.g.userlen = val.len;
+			q->g.has_user = true;
+			q->g.user = (const char *)val.ptr;
+			q->g.userlen = val.len;
 		} else if (cbr_eq(&key, "gid") && val.type == CBR_TEXT) {
-			q.g.has_gid = true;
-			q.g.gid = (const char *)val.ptr;
-			q.g.gidlen = val.len;
+			q->g.has_gid = true;
+			q->g.gid = (const char *)val.ptr;
+			q->g.gidlen = val.len;
 		} else if (cbr_eq(&key, "name") && val.type == CBR_TEXT) {
-			q.g.has_name = true;
-			q.g.name = (const char *)val.ptr;
-			q.g.namelen = val.len;
+			q->g.has_name = true;
+			q->g.name = (const char *)val.ptr;
+			q->g.namelen = val.len;
 		} else if (cbr_eq(&key, "members") && val.type == CBR_ARRAY) {
 			if (cbr_skip(&r, &val))
 				break;
-			q.g.members = at;
-			q.g.members_len = (size_t)(r.p - at);
+			q->g.members = at;
+			q->g.members_len = (size_t)(r.p - at);
 		} else if (cbr_eq(&key, "platform") && val.type == CBR_TEXT) {
-			q.platform = (const char *)val.ptr;
-			q.platformlen = val.len;
+			q->platform = (const char *)val.ptr;
+			q->platformlen = val.len;
 		} else if (cbr_eq(&key, "token") && val.type == CBR_TEXT) {
-			q.token = (const char *)val.ptr;
-			q.tokenlen = val.len;
+			q->token = (const char *)val.ptr;
+			q->tokenlen = val.len;
 		} else if (cbr_eq(&key, "op") || cbr_eq(&key, "rid") || cbr_eq(&key, "user") ||
 		           cbr_eq(&key, "gid") || cbr_eq(&key, "name") || cbr_eq(&key, "members") ||
 		           cbr_eq(&key, "platform") || cbr_eq(&key, "token")) {
-			bad = "op must be text, rid an unsigned integer, user, gid, name, platform and token text, members an array";
+			q->bad = "op must be text, rid an unsigned integer, user, gid, name, platform and token text, members an array";
 		} else if (cbr_skip(&r, &val)) {
 			break;
 		}
 	}
 	if (r.err_msg || !cbr_done(&r))
-		return error_event(c, dev, REFUSE_CBOR,
-		                   r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+		return r.err_msg ? r.err_msg : "trailing bytes after the CBOR map";
+	return NULL;
+}
+
+enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_t len)
+{
+	ctl_req q;
+	const char *cbor_err = parse(payload, len, &q);
+	if (cbor_err)
+		return error_event(c, dev, REFUSE_CBOR, cbor_err);
 	if (!q.has_rid)
 		return error_event(c, dev, REFUSE_FIELD, "a ctl request needs a rid (unsigned integer)");
 	refusal why;
 	bool ok;
-	if (bad) {
-		ok = refusal_set(&why, REFUSE_FIELD, "%s", bad);
+	if (q.bad) {
+		ok = refusal_set(&why, REFUSE_FIELD, "%s", q.bad);
 	} else if (!q.op) {
 		ok = refusal_set(&why, REFUSE_FIELD, "op is required");
-	} else if (op_is(&q, "privacy")) {
-		ok = op_privacy(c, dev, &q, &why);
-	} else if (op_is(&q, "devices")) {
-		ok = op_devices(c, dev, &q, &why);
-	} else if (op_is(&q, "push.register") || op_is(&q, "push.unregister")) {
-		ok = op_is(&q, "push.register")
-		     ? push_register(c, dev, q.platform, q.platformlen, q.token, q.tokenlen, &why)
-		     : push_unregister(c, dev, &why);
-		if (ok) {
-			reply_start(c, &q, 0);
-			ev_publish(c, dev, &c->w);
-		}
-	} else if (group_is_op((const char *)q.op, q.oplen)) {
-		group_res res = { .out = &c->wres, .why = &why };
-		ok = group_request(c, (const char *)q.op, q.oplen, dev->user->name, dev->addr, &q.g, &res);
-		if (ok) {
-			reply_start(c, &q, res.npairs);
-			cbw_raw(&c->w, c->wres.buf, c->wres.len);
-			ev_publish(c, dev, &c->w);
-		}
 	} else {
-		ok = refusal_set(&why, REFUSE_OP, "unknown op");
+		size_t k = 0, n = sizeof(ops) / sizeof(ops[0]);
+		while (k < n && !(strlen(ops[k].name) == q.oplen && memcmp(ops[k].name, q.op, q.oplen) == 0))
+			k++;
+		ok = k < n ? ops[k].fn(c, dev, &q, &why) : refusal_set(&why, REFUSE_OP, "unknown op");
 	}
 	if (ok)
 		return CORE_ALLOW;

@@ -219,11 +219,6 @@ static enum group_op op_of(const char *op, size_t len)
 	return OP_NONE;
 }
 
-bool group_is_op(const char *op, size_t len)
-{
-	return op_of(op, len) != OP_NONE;
-}
-
 /* The users named by a request's `members`: valid ids, each once, in the
  * order given, at most max_group_size of them; slices into the payload, in
  * c->fan.ids. */
