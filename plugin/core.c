@@ -171,32 +171,33 @@ static bool valid_prefix(const char *p)
 
 core *core_open(const core_config *cfg, const core_io *io, char *err, size_t errlen)
 {
+	core *c = NULL;
 	if (sodium_init() < 0) {
 		snprintf(err, errlen, "libsodium failed to initialise");
-		return NULL;
+		goto fail;
 	}
 	if (!cfg->data_dir || !*cfg->data_dir) {
 		snprintf(err, errlen, "plugin_opt_data_dir is required");
-		return NULL;
+		goto fail;
 	}
 	if (!valid_prefix(cfg->topic_prefix)) {
 		snprintf(err, errlen, "plugin_opt_topic_prefix '%s' is not a valid topic prefix (1-128 characters, no wildcards, no leading $ or /)",
 		         cfg->topic_prefix);
-		return NULL;
+		goto fail;
 	}
 	if (cfg->max_group_size < 2 || cfg->max_group_size > CORE_GROUP_SIZE_MAX) {
 		snprintf(err, errlen, "plugin_opt_max_group_size must be 2-%d", CORE_GROUP_SIZE_MAX);
-		return NULL;
+		goto fail;
 	}
 	if (cfg->inflight_window < 1 || cfg->inflight_drain < 1) {
 		snprintf(err, errlen, "plugin_opt_inflight_window and plugin_opt_inflight_drain must be at least 1");
-		return NULL;
+		goto fail;
 	}
 	_Static_assert(CORE_GROUP_SIZE_MAX <= STORE_GROUP_MEMBERS_MAX, "group records hold every member");
-	core *c = calloc(1, sizeof(*c));
+	c = calloc(1, sizeof(*c));
 	if (!c) {
 		snprintf(err, errlen, "out of memory");
-		return NULL;
+		goto fail;
 	}
 	c->cfg = *cfg;
 	c->io = *io;
@@ -210,21 +211,18 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	cbw_init(&c->wreply);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	c->prefix_len = strlen(c->prefix);
 
 	struct stat sb;
 	if (stat(c->data_dir, &sb) != 0 && mkdir(c->data_dir, 0700) != 0) {
 		snprintf(err, errlen, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	if (stat(c->data_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
 		snprintf(err, errlen, "data dir %s is not a directory", c->data_dir);
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	char dbdir[4096];
 	snprintf(dbdir, sizeof(dbdir), "%s/store", c->data_dir);
@@ -233,8 +231,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	char serr[512] = "";
 	if (store_open(&c->st, &so, serr, sizeof(serr))) {
 		snprintf(err, errlen, "cannot open the store in %s: %s", dbdir, serr);
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	if (!store_insert_hints(c->st))
 		core_log(c, CORE_LOG_WARNING, "this RocksDB build's C API is laid out differently from "
@@ -246,26 +243,25 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	if (store_token_key(c->st, c->token_key) || store_devices_each(c->st, load_device, c) ||
 	    store_services_each(c->st, load_service, c)) {
 		snprintf(err, errlen, "cannot load accounts from the store: %s", store_errmsg(c->st));
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	if (groups_load(c)) {
 		snprintf(err, errlen, "cannot load groups from the store: %s", store_errmsg(c->st));
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	if (push_load(c)) {
 		snprintf(err, errlen, "cannot load push targets from the store: %s", store_errmsg(c->st));
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	if (ensure_admin(c, err, errlen)) {
-		core_close(c);
-		return NULL;
+		goto fail;
 	}
 	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat ready: data dir %s, prefix %s/, %zu users, %zu groups",
 	         c->data_dir, c->prefix, c->dir.users.live, c->groups.live);
 	return c;
+fail:
+	core_close(c);
+	return NULL;
 }
 
 void core_close(core *c)
