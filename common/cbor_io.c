@@ -348,3 +348,22 @@ int cbw_status(const cbw *w)
 {
 	return w->oom ? CHAT_ENOMEM : CHAT_OK;
 }
+
+const char *cbr_map_open(cbr *r, const void *buf, size_t len, cbr_item *map, const char *not_map)
+{
+	cbr_init(r, buf, len);
+	if (cbr_next(r, map) == CHAT_OK && map->type == CBR_MAP)
+		return NULL;
+	if (r->err_msg)
+		return r->err_msg;
+	return not_map ? not_map : "the payload must be a CBOR map";
+}
+
+const char *cbr_map_close(const cbr *r, const char *trailing)
+{
+	if (r->err_msg)
+		return r->err_msg;
+	if (!cbr_done(r))
+		return trailing ? trailing : "trailing bytes after the CBOR map";
+	return NULL;
+}

@@ -68,6 +68,15 @@ bool cbr_eq(const cbr_item *it, const char *s);
 /* True when the whole input has been consumed. */
 static inline bool cbr_done(const cbr *r) { return r->p == r->end; }
 
+/* The envelope of a message that is one CBOR map. cbr_map_open starts
+ * reading buf and reads the map's header into *map: NULL, or why buf does not
+ * start with a map (the reader's error, else not_map; NULL for "the payload
+ * must be a CBOR map"). cbr_map_close, after the map's entries: NULL, or why
+ * the input is not exactly that map (the reader's error, else trailing; NULL
+ * for "trailing bytes after the CBOR map"). */
+const char *cbr_map_open(cbr *r, const void *buf, size_t len, cbr_item *map, const char *not_map);
+const char *cbr_map_close(const cbr *r, const char *trailing);
+
 /* ---- writer ---- */
 
 typedef struct cbw {

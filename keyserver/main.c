@@ -72,8 +72,7 @@ static void count_reply(server *s)
 	s->n.requests++;
 	cbr r;
 	cbr_item map, key, val;
-	cbr_init(&r, s->reply.resp.buf, s->reply.resp.len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+	if (cbr_map_open(&r, s->reply.resp.buf, s->reply.resp.len, &map, NULL))
 		return;
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {

@@ -122,11 +122,9 @@ static const char *read_head(const void *buf, size_t len, req_head *h)
 {
 	cbr rd;
 	cbr_item map, key;
-	cbr_init(&rd, buf, len);
-	if (cbr_next(&rd, &map))
-		return rd.err_msg;
-	if (map.type != CBR_MAP)
-		return "request is not a CBOR map";
+	const char *bad = cbr_map_open(&rd, buf, len, &map, "request is not a CBOR map");
+	if (bad)
+		return bad;
 	uint64_t i = 0;
 	while (cbr_map_next(&rd, &map, &i, &key)) {
 		cbr_item v;
@@ -146,11 +144,7 @@ static const char *read_head(const void *buf, size_t len, req_head *h)
 			h->op = v;
 		}
 	}
-	if (rd.err_msg)
-		return rd.err_msg;
-	if (!cbr_done(&rd))
-		return "trailing bytes after the request map";
-	return NULL;
+	return cbr_map_close(&rd, "trailing bytes after the request map");
 }
 
 /* ---- pass 2: typed fields ---- */

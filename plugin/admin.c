@@ -262,10 +262,9 @@ static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 {
 	cbr r;
 	cbr_item map, key, val;
-	cbr_init(&r, p, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return refusal_set(why, REFUSE_CBOR, "%s",
-		                   r.err_msg ? r.err_msg : "the request must be a CBOR map");
+	const char *bad_cbor = cbr_map_open(&r, p, len, &map, "the request must be a CBOR map");
+	if (bad_cbor)
+		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
@@ -304,9 +303,8 @@ static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 		if (!ok)
 			return refusal_set(why, REFUSE_FIELD, "an argument has the wrong type or size");
 	}
-	if (r.err_msg || !cbr_done(&r))
-		return refusal_set(why, REFUSE_CBOR, "%s",
-		                   r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if ((bad_cbor = cbr_map_close(&r, NULL)))
+		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	if (!q->cmd)
 		return refusal_set(why, REFUSE_FIELD, "cmd is required");
 	return true;

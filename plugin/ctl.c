@@ -150,9 +150,9 @@ static const char *parse(const uint8_t *payload, size_t len, ctl_req *q)
 	memset(q, 0, sizeof(*q));
 	cbr r;
 	cbr_item map, key, val;
-	cbr_init(&r, payload, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return r.err_msg ? r.err_msg : "the payload must be a CBOR map";
+	const char *not_map = cbr_map_open(&r, payload, len, &map, NULL);
+	if (not_map)
+		return not_map;
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
@@ -210,9 +210,7 @@ static const char *parse(const uint8_t *payload, size_t len, ctl_req *q)
 			break;
 		}
 	}
-	if (r.err_msg || !cbr_done(&r))
-		return r.err_msg ? r.err_msg : "trailing bytes after the CBOR map";
-	return NULL;
+	return cbr_map_close(&r, NULL);
 }
 
 enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_t len)

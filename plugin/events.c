@@ -184,8 +184,7 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
 	}
 	cbr r;
 	cbr_item map, key, val;
-	cbr_init(&r, m->bodies, m->bodies_len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+	if (cbr_map_open(&r, m->bodies, m->bodies_len, &map, NULL))
 		return false;
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {

@@ -115,8 +115,7 @@ void core_acked(core *c, void *conn, const char *username, const char *topic,
 	size_t convlen = 0;
 	uint64_t seq = 0;
 	bool counted = false;
-	cbr_init(&r, payload, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+	if (cbr_map_open(&r, payload, len, &map, NULL))
 		return;
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {

@@ -289,8 +289,7 @@ void push_ack(core *c, const uint8_t *payload, size_t len)
 	const uint8_t *to = NULL, *res = NULL;
 	size_t tolen = 0, reslen = 0;
 	uint64_t id = 0;
-	cbr_init(&r, payload, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
+	if (cbr_map_open(&r, payload, len, &map, NULL))
 		goto bad;
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
@@ -308,7 +307,7 @@ void push_ack(core *c, const uint8_t *payload, size_t len)
 	bool invalid = res && reslen == 7 && memcmp(res, "invalid", 7) == 0;
 	bool known = invalid || (res && ((reslen == 2 && memcmp(res, "ok", 2) == 0) ||
 	                                 (reslen == 6 && memcmp(res, "failed", 6) == 0)));
-	if (r.err_msg || !cbr_done(&r) || !to || !known || !id)
+	if (cbr_map_close(&r, NULL) || !to || !known || !id)
 		goto bad;
 	c->n.push_acks++;
 	device *d = dir_device(&c->dir, (const char *)to, tolen);

@@ -253,10 +253,9 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 	size_t convlen = 0, n = 0;
 	bool have_seqs = false;
 
-	cbr_init(&r, payload, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return ev_refuse(c, from, REFUSE_CBOR, "%s",
-		                 r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+	const char *bad_cbor = cbr_map_open(&r, payload, len, &map, NULL);
+	if (bad_cbor)
+		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		if (cbr_next(&r, &val))
@@ -294,9 +293,8 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 			break;
 		}
 	}
-	if (r.err_msg || !cbr_done(&r))
-		return ev_refuse(c, from, REFUSE_CBOR, "%s",
-		                 r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if ((bad_cbor = cbr_map_close(&r, NULL)))
+		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	if (!state || !conv || !have_seqs || n == 0)
 		return ev_refuse(c, from, REFUSE_FIELD, "a receipt needs s, conv and 1 to 1000 seqs");
 

@@ -119,10 +119,9 @@ static bool parse_send(core *c, const uint8_t *p, size_t len, send_req *req, ref
 {
 	cbr r;
 	cbr_item map, key, val;
-	cbr_init(&r, p, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return refusal_set(why, REFUSE_CBOR, "%s",
-		                   r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+	const char *bad_cbor = cbr_map_open(&r, p, len, &map, NULL);
+	if (bad_cbor)
+		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		const uint8_t *at = r.p;
@@ -172,9 +171,8 @@ static bool parse_send(core *c, const uint8_t *p, size_t len, send_req *req, ref
 			break;
 		}
 	}
-	if (r.err_msg || !cbr_done(&r))
-		return refusal_set(why, REFUSE_CBOR, "%s",
-		                   r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if ((bad_cbor = cbr_map_close(&r, NULL)))
+		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	if (!req->has_cid)
 		return refusal_set(why, REFUSE_FIELD, "cid is required");
 	if (req->has_body == (req->bodies != NULL))

@@ -109,8 +109,7 @@ void stats_keys(core *c, const uint8_t *payload, size_t len)
 	keys_stats ks = c->ks;
 	cbr r;
 	cbr_item map, key, val;
-	cbr_init(&r, payload, len);
-	if (len == 0 || cbr_next(&r, &map) || map.type != CBR_MAP)
+	if (len == 0 || cbr_map_open(&r, payload, len, &map, NULL))
 		return; /* an empty retained clear, or not ours to read */
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
@@ -120,7 +119,7 @@ void stats_keys(core *c, const uint8_t *payload, size_t len)
 			if (cbr_eq(&key, fields[f].name))
 				*(uint64_t *)(void *)((char *)&ks + fields[f].off) = val.u;
 	}
-	if (!r.err_msg && cbr_done(&r))
+	if (!cbr_map_close(&r, NULL))
 		c->ks = ks;
 }
 

@@ -28,10 +28,9 @@ enum core_verdict typing_handle(core *c, device *from, const topic *t, const uin
 	cbr r;
 	cbr_item map, key, val;
 	int on = -1;
-	cbr_init(&r, payload, len);
-	if (cbr_next(&r, &map) || map.type != CBR_MAP)
-		return ev_refuse(c, from, REFUSE_CBOR, "%s",
-		                 r.err_msg ? r.err_msg : "the payload must be a CBOR map");
+	const char *bad_cbor = cbr_map_open(&r, payload, len, &map, NULL);
+	if (bad_cbor)
+		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &map, &i, &key)) {
 		if (cbr_next(&r, &val))
@@ -44,9 +43,8 @@ enum core_verdict typing_handle(core *c, device *from, const topic *t, const uin
 			break;
 		}
 	}
-	if (r.err_msg || !cbr_done(&r))
-		return ev_refuse(c, from, REFUSE_CBOR, "%s",
-		                 r.err_msg ? r.err_msg : "trailing bytes after the CBOR map");
+	if ((bad_cbor = cbr_map_close(&r, NULL)))
+		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	if (on < 0)
 		return ev_refuse(c, from, REFUSE_FIELD, "on (a boolean) is required");
 

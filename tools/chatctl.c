@@ -419,15 +419,8 @@ static bool parse_resp(const uint8_t *buf, size_t len, struct resp *o, const cha
 	cbr r;
 	cbr_item m, k, v;
 	memset(o, 0, sizeof(*o));
-	cbr_init(&r, buf, len);
-	if (cbr_next(&r, &m)) {
-		*why = r.err_msg;
+	if ((*why = cbr_map_open(&r, buf, len, &m, "not a CBOR map")))
 		return false;
-	}
-	if (m.type != CBR_MAP) {
-		*why = "not a CBOR map";
-		return false;
-	}
 	uint64_t i = 0;
 	while (cbr_map_next(&r, &m, &i, &k)) {
 		const uint8_t *start = r.p;
@@ -480,14 +473,8 @@ static bool parse_resp(const uint8_t *buf, size_t len, struct resp *o, const cha
 			*text_field = v;
 		}
 	}
-	if (r.err_msg) {
-		*why = r.err_msg;
+	if ((*why = cbr_map_close(&r, NULL)))
 		return false;
-	}
-	if (!cbr_done(&r)) {
-		*why = "trailing bytes after the CBOR map";
-		return false;
-	}
 	if (!o->has_ok) {
 		*why = "no 'ok' field";
 		return false;
