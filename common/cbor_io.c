@@ -1,5 +1,6 @@
 #include "cbor_io.h"
 #include "err.h"
+#include "grow.h"
 
 #include <cbor.h>
 #include <stdlib.h>
@@ -287,23 +288,10 @@ static bool reserve(cbw *w, size_t n)
 {
 	if (w->oom)
 		return false;
-	if (w->cap - w->len >= n)
-		return true;
-	size_t cap = w->cap ? w->cap : 256;
-	while (cap - w->len < n) {
-		if (cap > SIZE_MAX / 2) {
-			w->oom = true;
-			return false;
-		}
-		cap *= 2;
-	}
-	uint8_t *b = realloc(w->buf, cap);
-	if (!b) {
+	if (n > SIZE_MAX - w->len || chat_grow(&w->buf, &w->cap, w->len + n, 1, 256)) {
 		w->oom = true;
 		return false;
 	}
-	w->buf = b;
-	w->cap = cap;
 	return true;
 }
 

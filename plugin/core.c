@@ -82,14 +82,8 @@ void core_new_token(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[ST
 
 void core_schedule_kick(core *c, const char *clientid)
 {
-	if (c->nkicks == c->capkicks) {
-		size_t cap = c->capkicks ? c->capkicks * 2 : 8;
-		char **k = realloc(c->kicks, cap * sizeof(*k));
-		if (!k)
-			return;
-		c->kicks = k;
-		c->capkicks = cap;
-	}
+	if (chat_grow(&c->kicks, &c->capkicks, c->nkicks + 1, sizeof(*c->kicks), 8))
+		return;
 	char *id = strdup(clientid);
 	if (id)
 		c->kicks[c->nkicks++] = id;

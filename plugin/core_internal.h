@@ -4,6 +4,7 @@
 
 #include "cbor_io.h"
 #include "core.h"
+#include "grow.h"
 #include "hmap.h"
 #include "ids.h"
 #include "store.h"
@@ -296,8 +297,6 @@ typedef struct fanout {
 	size_t idcap;
 } fanout;
 
-/* Grows a fan-out buffer to n entries (CHAT_OK or CHAT_ENOMEM). */
-int core_reserve(void **buf, size_t *cap, size_t n, size_t elem);
 /* Room for n recipients in c->fan. */
 int fanout_reserve(core *c, size_t n);
 

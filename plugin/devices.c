@@ -31,15 +31,9 @@ typedef struct names {
 static int add_name(void *arg, const char *name)
 {
 	names *l = arg;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		void *v = realloc(l->v, cap * sizeof(*l->v));
-		if (!v) {
-			l->oom = true;
-			return CHAT_ENOMEM;
-		}
-		l->v = v;
-		l->cap = cap;
+	if (chat_grow(&l->v, &l->cap, l->n + 1, sizeof(*l->v), 64)) {
+		l->oom = true;
+		return CHAT_ENOMEM;
 	}
 	snprintf(l->v[l->n++], sizeof(*l->v), "%s", name);
 	return CHAT_OK;

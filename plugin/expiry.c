@@ -43,14 +43,8 @@ static void on_expired(void *arg, const store_msg *m, uint64_t seq, const char *
 			seen |= chat_addr_user_len(undelivered[j]) == ul && memcmp(undelivered[j], undelivered[i], ul) == 0;
 		if (seen)
 			continue;
-		if (s->n == s->cap) {
-			size_t cap = s->cap ? s->cap * 2 : 64;
-			expired *v = realloc(s->v, cap * sizeof(*v));
-			if (!v)
-				return;
-			s->v = v;
-			s->cap = cap;
-		}
+		if (chat_grow(&s->v, &s->cap, s->n + 1, sizeof(*s->v), 64))
+			return;
 		expired *e = &s->v[s->n++];
 		snprintf(e->conv, sizeof(e->conv), "%s", m->conv);
 		e->seq = seq;

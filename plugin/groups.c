@@ -49,7 +49,7 @@ static int ug_add(core *c, const char *user, group *g)
 			return CHAT_ENOMEM;
 		}
 	}
-	if (core_reserve((void **)&ug->g, &ug->cap, ug->n + 1, sizeof(*ug->g)))
+	if (chat_grow(&ug->g, &ug->cap, ug->n + 1, sizeof(*ug->g), 64))
 		return CHAT_ENOMEM;
 	ug->g[ug->n++] = g;
 	return CHAT_OK;
@@ -248,7 +248,7 @@ static bool parse_members(core *c, const group_req *q, refusal *why, idslice **o
 			refusal_set(why, REFUSE_LIMIT, "a group has at most %u members",
 			            c->cfg.max_group_size);
 			ok = false;
-		} else if (core_reserve((void **)&c->fan.ids, &c->fan.idcap, *n + 1, sizeof(idslice)) ||
+		} else if (chat_grow(&c->fan.ids, &c->fan.idcap, *n + 1, sizeof(idslice), 64) ||
 		           hmap_put(&seen, (const char *)e.ptr, e.len, (void *)e.ptr)) {
 			refusal_set(why, REFUSE_STORE, "out of memory");
 			ok = false;
@@ -268,7 +268,7 @@ static bool parse_members(core *c, const group_req *q, refusal *why, idslice **o
 /* Room for n entries of the record being built (c->fan.gm). */
 static bool gm_reserve(core *c, size_t n, refusal *why)
 {
-	if (core_reserve((void **)&c->fan.gm, &c->fan.gmcap, n ? n : 1, sizeof(*c->fan.gm)) == CHAT_OK)
+	if (chat_grow(&c->fan.gm, &c->fan.gmcap, n ? n : 1, sizeof(*c->fan.gm), 64) == CHAT_OK)
 		return true;
 	return refusal_set(why, REFUSE_STORE, "out of memory");
 }

@@ -103,7 +103,7 @@ static void schedule(core *c, device *d, uint64_t due)
 		}
 		return;
 	}
-	if (t->n == t->cap && core_reserve((void **)&t->heap, &t->cap, t->n + 1, sizeof(*t->heap))) {
+	if (t->n == t->cap && chat_grow(&t->heap, &t->cap, t->n + 1, sizeof(*t->heap), 64)) {
 		core_log(c, CORE_LOG_ERR, "out of memory scheduling a wake-up for %s", d->addr);
 		return;
 	}

@@ -45,44 +45,18 @@ typedef struct send_req {
 	uint64_t ttl;
 } send_req;
 
-int core_reserve(void **buf, size_t *cap, size_t n, size_t elem)
-{
-	if (n <= *cap)
-		return CHAT_OK;
-	size_t nc = *cap ? *cap : 64;
-	while (nc < n)
-		nc *= 2;
-	void *p = realloc(*buf, nc * elem);
-	if (!p)
-		return CHAT_ENOMEM;
-	*buf = p;
-	*cap = nc;
-	return CHAT_OK;
-}
-
 int fanout_reserve(core *c, size_t n)
 {
 	fanout *f = &c->fan;
-	if (n <= f->cap)
-		return CHAT_OK;
-	size_t cap = f->cap ? f->cap : 64;
-	while (cap < n)
-		cap *= 2;
-	device **to = realloc(f->to, cap * sizeof(*to));
-	if (to)
-		f->to = to;
-	const char **addrs = realloc(f->addrs, cap * sizeof(*addrs));
-	if (addrs)
-		f->addrs = addrs;
-	const uint8_t **bodies = realloc(f->bodies, cap * sizeof(*bodies));
-	if (bodies)
-		f->bodies = bodies;
-	size_t *blens = realloc(f->blens, cap * sizeof(*blens));
-	if (blens)
-		f->blens = blens;
-	if (!to || !addrs || !bodies || !blens)
-		return CHAT_ENOMEM; /* the arrays that grew are kept; cap is not raised */
-	f->cap = cap;
+	/* Four arrays, one capacity: each grows from f->cap; the ones that grew
+	 * are kept on failure, and f->cap is raised only when all did. */
+	size_t c1 = f->cap, c2 = f->cap, c3 = f->cap, c4 = f->cap;
+	if (chat_grow(&f->to, &c1, n, sizeof(*f->to), 64) ||
+	    chat_grow(&f->addrs, &c2, n, sizeof(*f->addrs), 64) ||
+	    chat_grow(&f->bodies, &c3, n, sizeof(*f->bodies), 64) ||
+	    chat_grow(&f->blens, &c4, n, sizeof(*f->blens), 64))
+		return CHAT_ENOMEM;
+	f->cap = c1;
 	return CHAT_OK;
 }
 
@@ -107,7 +81,7 @@ static const char *parse_bodies(core *c, cbr *r, const cbr_item *map, send_req *
 			return NULL;
 		if (val.type != CBR_BYTES)
 			return "every value of bodies must be a byte string";
-		if (core_reserve((void **)&c->fan.ent, &c->fan.entcap, req->nent + 1, sizeof(body_entry)))
+		if (chat_grow(&c->fan.ent, &c->fan.entcap, req->nent + 1, sizeof(body_entry), 64))
 			return "out of memory";
 		c->fan.ent[req->nent++] = (body_entry){ (const char *)key.ptr, key.len, val.ptr, val.len, false };
 	}

@@ -172,15 +172,9 @@ void store_cache_stage(store *st, enum store_cache t, const void *key, size_t kl
 		return; /* never cached */
 	uint32_t i = slot_of(key, klen);
 	slot_at(c, t, i)->state = EMPTY;
-	if (c->npending == c->cap) {
-		size_t cap = c->cap ? 2 * c->cap : 64;
-		struct pending *p = realloc(c->pending, cap * sizeof *p);
-		if (!p) {
-			c->pending_lost = true; /* the slot stays empty: only misses */
-			return;
-		}
-		c->pending = p;
-		c->cap = cap;
+	if (chat_grow(&c->pending, &c->cap, c->npending + 1, sizeof *c->pending, 64)) {
+		c->pending_lost = true; /* the slot stays empty: only misses */
+		return;
 	}
 	struct pending *p = &c->pending[c->npending++];
 	p->table = (uint8_t)t;

@@ -20,20 +20,11 @@
 /* Room for n undelivered addresses in the store's scratch lists. */
 static int addrs_reserve(store *st, size_t n)
 {
-	if (n <= st->addrs_cap)
-		return CHAT_OK;
-	size_t cap = st->addrs_cap ? st->addrs_cap * 2 : 16;
-	while (cap < n)
-		cap *= 2;
-	char (*a)[CHAT_ADDR_MAX + 1] = realloc(st->addrs, cap * sizeof *a);
-	if (!a)
+	size_t ca = st->addrs_cap, cp = st->addrs_cap;
+	if (chat_grow(&st->addrs, &ca, n, sizeof *st->addrs, 16) ||
+	    chat_grow(&st->addr_ptrs, &cp, n, sizeof *st->addr_ptrs, 16))
 		return store_fail(st, CHAT_ENOMEM, "out of memory");
-	st->addrs = a;
-	const char **p = realloc(st->addr_ptrs, cap * sizeof *p);
-	if (!p)
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
-	st->addr_ptrs = p;
-	st->addrs_cap = cap;
+	st->addrs_cap = ca;
 	return CHAT_OK;
 }
 
@@ -81,14 +72,8 @@ static int drop_rstate(store *st, const char *k, size_t klen, const char *v, siz
 	size_t ul = klen - r->mklen - 1;
 	if (vlen != 1 || (uint8_t)v[0] < STORE_R_DELIVERED || !ul || ul > CHAT_USER_MAX)
 		return CHAT_OK;
-	if (r->n == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 8;
-		char (*u)[CHAT_USER_MAX + 1] = realloc(r->users, cap * sizeof *u);
-		if (!u)
-			return store_fail(st, CHAT_ENOMEM, "out of memory");
-		r->users = u;
-		r->cap = cap;
-	}
+	if (chat_grow(&r->users, &r->cap, r->n + 1, sizeof *r->users, 8))
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
 	memcpy(r->users[r->n], k + r->mklen + 1, ul);
 	r->users[r->n++][ul] = '\0';
 	return CHAT_OK;

@@ -95,20 +95,11 @@ struct each_ctx {
 
 static int reserve(store *st, struct each_ctx *c, size_t n)
 {
-	if (n <= c->cap)
-		return CHAT_OK;
-	size_t cap = c->cap ? c->cap : 64;
-	while (cap < n)
-		cap *= 2;
-	store_group_member *m = realloc(c->m, cap * sizeof *m);
-	if (!m)
+	size_t cm = c->cap, cu = c->cap;
+	if (chat_grow(&c->m, &cm, n, sizeof *c->m, 64) ||
+	    chat_grow(&c->users, &cu, n, sizeof *c->users, 64))
 		return store_fail(st, CHAT_ENOMEM, "out of memory");
-	c->m = m;
-	char (*u)[CHAT_USER_MAX + 1] = realloc(c->users, cap * sizeof *u);
-	if (!u)
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
-	c->users = u;
-	c->cap = cap;
+	c->cap = cm;
 	return CHAT_OK;
 }
 

@@ -224,16 +224,8 @@ static bool repeated(const char *const *rcpt, size_t i)
  * thousands of devices stays O(n log n). */
 static const char *const *sorted_recipients(store *st, const char *const *to, size_t n)
 {
-	if (n > st->to_cap) {
-		size_t cap = st->to_cap ? st->to_cap : 64;
-		while (cap < n)
-			cap *= 2;
-		const char **p = realloc(st->to_sorted, cap * sizeof *p);
-		if (!p)
-			return NULL;
-		st->to_sorted = p;
-		st->to_cap = cap;
-	}
+	if (chat_grow(&st->to_sorted, &st->to_cap, n, sizeof *st->to_sorted, 64))
+		return NULL;
 	memcpy(st->to_sorted, to, n * sizeof *to);
 	qsort(st->to_sorted, n, sizeof *to, cmp_str);
 	return st->to_sorted;

@@ -208,17 +208,7 @@ void store_qpage_free(store *st)
 
 static bool ev_room(struct store_qpage *pg, size_t need)
 {
-	if (need <= pg->ev_cap)
-		return true;
-	size_t cap = pg->ev_cap ? pg->ev_cap : 4096;
-	while (cap < need)
-		cap *= 2;
-	uint8_t *ev = realloc(pg->ev, cap);
-	if (!ev)
-		return false;
-	pg->ev = ev;
-	pg->ev_cap = cap;
-	return true;
+	return chat_grow(&pg->ev, &pg->ev_cap, need, 1, 4096) == CHAT_OK;
 }
 
 /* Copies up to room entries of addr's queue (prefix p, plen bytes) from the

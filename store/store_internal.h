@@ -30,6 +30,7 @@
 
 #include <rocksdb/c.h>
 
+#include "grow.h"
 #include "ids.h"
 #include "store.h"
 
