@@ -157,6 +157,9 @@ class Broker:
         # test's extra_lines come after them and win.
         lines.extend(BROKER_DEFAULT_LINES)
         lines.extend(extra_lines)
+        # Deliberately unlike make run (stdout; error to information): every
+        # log type into a file, which tests read (disconnects, the plugin's
+        # start-up line); it changes what is written, not what is done.
         lines.append("log_dest file %s" % self.log)
         lines.append("log_type all")
         if os.geteuid() == 0:
