@@ -13,6 +13,9 @@
  * mqtt_tls_why(): its TLS failures are told only there. One MQTT thread per
  * program, so one slot per thread is enough. */
 static _Thread_local char last_error[256];
+/* Whether this thread's client speaks TLS (a bare EPROTO then means the
+ * handshake failed without a word from OpenSSL). */
+static _Thread_local bool tls_on;
 
 bool mqtt_tls_getopt(mqtt_tls *t, int c, const char *arg)
 {
@@ -93,6 +96,7 @@ bool mqtt_tls_apply(const mqtt_tls *t, struct mosquitto *mosq, char *err, size_t
 	if (!mqtt_tls_enabled(t))
 		return true;
 	last_error[0] = '\0';
+	tls_on = true;
 	mosquitto_log_callback_set(mosq, on_log);
 	int rc = mosquitto_tls_set(mosq, t->cafile, t->capath, t->certfile, t->keyfile, NULL);
 	/* mosquitto_tls_opts_set() without a version would pin TLS 1.2: only
@@ -133,6 +137,8 @@ const char *mqtt_tls_why(int rc, char *buf, size_t cap)
 		last_error[0] = '\0';
 	} else if (rc == MOSQ_ERR_SUCCESS) {
 		buf[0] = '\0';
+	} else if (rc == MOSQ_ERR_ERRNO && e == EPROTO && tls_on) {
+		snprintf(buf, cap, "TLS: %s (is this port a TLS listener?)", strerror(e));
 	} else if (rc == MOSQ_ERR_ERRNO) {
 		snprintf(buf, cap, "%s", strerror(e));
 	} else if (rc == MOSQ_ERR_EAI) {
