@@ -2,8 +2,8 @@
 #include "mqtt_service.h"
 
 #include "daemon.h"
+#include "mqtt_tls.h"
 
-#include <errno.h>
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 #include <sodium.h>
@@ -16,7 +16,7 @@
 #define KEEPALIVE_S 30
 
 struct mosquitto *mqtt_service_client_new(const char *prog, const char *user, char *token,
-                                          size_t cap, void *obj)
+                                          size_t cap, const mqtt_tls *tls, void *obj)
 {
 	char client_id[64];
 	snprintf(client_id, sizeof(client_id), "%s-%ld-%08x", prog, (long)getpid(),
@@ -39,13 +39,27 @@ struct mosquitto *mqtt_service_client_new(const char *prog, const char *user, ch
 		mosquitto_destroy(mosq);
 		return NULL;
 	}
+	char err[512];
+	if (!mqtt_tls_apply(tls, mosq, err, sizeof(err))) {
+		daemon_log(LOG_ERR, "%s", err);
+		mosquitto_destroy(mosq);
+		return NULL;
+	}
 	return mosq;
 }
 
-void mqtt_service_serve(const mqtt_service *m)
+/* A TLS failure that is ours to mend (libmosquitto's words for a client
+ * certificate or key it cannot use), not the network's or the broker's. */
+static bool own_tls_files_bad(const char *why)
+{
+	return strstr(why, "Unable to load client") || strstr(why, "are inconsistent");
+}
+
+bool mqtt_service_serve(const mqtt_service *m)
 {
 	unsigned delay = BACKOFF_MIN_MS;
 	bool first = true;
+	char why[512];
 	while (!daemon_stopping()) {
 		int rc = first ? mosquitto_connect(m->mosq, m->host, m->port, KEEPALIVE_S)
 		               : mosquitto_reconnect(m->mosq);
@@ -62,18 +76,24 @@ void mqtt_service_serve(const mqtt_service *m)
 			if (daemon_stopping())
 				break;
 		}
-		if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST)
-			daemon_log(LOG_WARN, "connection to %s:%d lost or failed: %s", m->host, m->port,
-			           rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		mqtt_tls_why(rc, why, sizeof(why));
+		if (first && rc == MOSQ_ERR_TLS && own_tls_files_bad(why)) {
+			daemon_log(LOG_ERR, "cannot connect to %s:%d: %s", m->host, m->port, why);
+			return false;
+		}
+		if (rc == MOSQ_ERR_TLS)
+			daemon_log(LOG_ERR, "connection to %s:%d failed: %s", m->host, m->port, why);
+		else if (rc == MOSQ_ERR_ERRNO || rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST)
+			daemon_log(LOG_WARN, "connection to %s:%d lost or failed: %s", m->host, m->port, why);
 		else
-			daemon_log(LOG_WARN, "connection to %s:%d ended: %s", m->host, m->port,
-			           mosquitto_strerror(rc));
+			daemon_log(LOG_WARN, "connection to %s:%d ended: %s", m->host, m->port, why);
 		unsigned wait = daemon_backoff_next(&delay, BACKOFF_MAX_MS);
 		daemon_log(LOG_INFO, "reconnecting in %u ms", wait);
 		daemon_nap(wait);
 		if (m->idle)
 			m->idle(m->obj);
 	}
+	return true;
 }
 
 void mqtt_service_close(struct mosquitto *mosq)

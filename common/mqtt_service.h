@@ -3,9 +3,9 @@
  * client id), the connect / serve / reconnect-with-backoff loop that runs
  * until a stop signal, and the goodbye that lets queued packets out.
  *
- * Why its own file: both sidecars ran the same loop in their own copy; this
- * is the one place in common/ that includes libmosquitto (the plugin, which
- * links common/ too, must not), so it is a library of its own.
+ * Why its own file: both sidecars ran the same loop in their own copy; it
+ * includes libmosquitto (the plugin, which links common/ too, must not), so
+ * it is a library of its own, as is mqtt_tls.h, the TLS options it applies.
  */
 #ifndef CHAT_MQTT_SERVICE_H
 #define CHAT_MQTT_SERVICE_H
@@ -14,12 +14,14 @@
 #include <stddef.h>
 
 struct mosquitto;
+struct mqtt_tls;
 
 /* A client named "<prog>-<pid>-<random>" with obj as its callbacks' obj,
- * speaking MQTT 5 without Nagle, logged in as user with token; the token is
- * wiped (all cap bytes) whatever happens. NULL (logged) on failure. */
+ * speaking MQTT 5 without Nagle, over TLS as tls says (mqtt_tls.h), logged
+ * in as user with token; the token is wiped (all cap bytes) whatever
+ * happens. NULL (logged) on failure. */
 struct mosquitto *mqtt_service_client_new(const char *prog, const char *user, char *token,
-                                          size_t cap, void *obj);
+                                          size_t cap, const struct mqtt_tls *tls, void *obj);
 
 typedef struct mqtt_service {
 	struct mosquitto *mosq;
@@ -34,9 +36,10 @@ typedef struct mqtt_service {
 
 /* Connects, serves, and after a loss waits an exponential backoff with
  * jitter (daemon_backoff_next) before reconnecting; a granted subscription
- * (*connected) resets the delay; a loss clears it. Returns on a stop
- * signal. */
-void mqtt_service_serve(const mqtt_service *m);
+ * (*connected) resets the delay; a loss clears it. Returns true on a stop
+ * signal; false (logged) if the first connection fails because our own TLS
+ * certificate or key cannot be loaded: no retry mends that. */
+bool mqtt_service_serve(const mqtt_service *m);
 /* Lets what is queued out (a few short loop turns), then disconnects. */
 void mqtt_service_close(struct mosquitto *mosq);
 

@@ -18,6 +18,7 @@
 #include "ids.h"
 #include "keystore.h"
 #include "mqtt_service.h"
+#include "mqtt_tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +39,7 @@
 typedef struct server {
 	const char *host, *user, *token_file, *data_dir, *group, *prefix, *backup_dir;
 	int port;
+	mqtt_tls tls;
 	int log_level;
 	ks_opts kopts;
 	ks *ks;
@@ -300,12 +302,14 @@ static void idle(void *obj)
 /* Runs until a signal: connect, serve, and after a loss reconnect with
  * backoff and jitter (mqtt_service.h), so a fleet of key servers does not
  * reconnect in lockstep. Then lets queued responses out and says goodbye. */
-static void serve(server *s)
+static bool serve(server *s)
 {
 	mqtt_service m = { .mosq = s->mosq, .host = s->host, .port = s->port, .loop_ms = 500,
 	                   .connected = &s->connected, .tick = tick, .idle = idle, .obj = s };
-	mqtt_service_serve(&m);
+	if (!mqtt_service_serve(&m))
+		return false;
 	mqtt_service_close(s->mosq);
+	return true;
 }
 
 /* ---- start-up ---- */
@@ -319,7 +323,11 @@ static void usage(FILE *f)
 	        "                      [--low-threshold N] [--pool-cap N] [--sync]\n"
 	        "                      [--log-level error|warning|info|debug] [--backup-dir DIR]\n"
 	        "                      [--stats-interval S]\n"
-	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n");
+	        "                      [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
+	        "                      [--insecure] [--tls-version V]\n"
+	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n"
+	        "TLS to the broker (as mosquitto_sub; docs/OPERATIONS.md, \"TLS\"):\n"
+	        MQTT_TLS_USAGE);
 }
 
 /* Takes DIR/keyserver.lock, waiting (as a standby) while another key server
@@ -380,6 +388,7 @@ static int parse_args(server *s, int argc, char **argv)
 		{ "backup-dir", required_argument, NULL, OPT_BACKUP },
 		{ "stats-interval", required_argument, NULL, OPT_STATS },
 		{ "help", no_argument, NULL, OPT_HELP },
+		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	uint32_t port = 0;
@@ -416,7 +425,11 @@ static int parse_args(server *s, int argc, char **argv)
 			if (!daemon_parse_u32(optarg, 0, 24 * 3600, &s->stats_interval_s)) bad = "--stats-interval";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
-		default: usage(stderr); return 2;
+		default:
+			if (mqtt_tls_getopt(&s->tls, c, optarg))
+				break;
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (bad) {
@@ -429,6 +442,11 @@ static int parse_args(server *s, int argc, char **argv)
 		return 2;
 	}
 	s->port = (int)port;
+	char err[512];
+	if (!mqtt_tls_check(&s->tls, err, sizeof(err))) {
+		fprintf(stderr, "chat-keyserver: %s\n", err);
+		return 2;
+	}
 	return 0;
 }
 
@@ -484,7 +502,7 @@ int main(int argc, char **argv)
 
 	mosquitto_lib_init();
 	rc = 1;
-	s.mosq = mqtt_service_client_new("chat-keyserver", s.user, token, sizeof(token), &s);
+	s.mosq = mqtt_service_client_new("chat-keyserver", s.user, token, sizeof(token), &s.tls, &s);
 	if (!s.mosq)
 		goto out;
 	mosquitto_connect_v5_callback_set(s.mosq, on_connect);
@@ -492,7 +510,8 @@ int main(int argc, char **argv)
 	mosquitto_message_v5_callback_set(s.mosq, on_message);
 	mosquitto_disconnect_v5_callback_set(s.mosq, on_disconnect);
 
-	serve(&s);
+	if (!serve(&s))
+		goto out;
 	daemon_log(LOG_INFO, "stopping");
 	rc = 0;
 out:

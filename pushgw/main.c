@@ -26,6 +26,7 @@
 #include "http.h"
 #include "ids.h"
 #include "mqtt_service.h"
+#include "mqtt_tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -74,6 +75,7 @@ typedef struct counts {
 typedef struct gw {
 	const char *host, *user, *token_file, *group, *prefix;
 	int port;
+	mqtt_tls tls;
 	int log_level;
 	uint32_t workers, timeout_ms, max_attempts, retry_min_ms, retry_max_ms, stats_s;
 	endpoint ep[P_COUNT];
@@ -457,13 +459,15 @@ static void tick(void *obj)
 
 /* Like the key server: connect, serve, and after a loss reconnect with
  * backoff and jitter (mqtt_service.h); then say goodbye. */
-static void serve(gw *g)
+static bool serve(gw *g)
 {
 	g->next_stats = daemon_mono_s() + g->stats_s;
 	mqtt_service m = { .mosq = g->mosq, .host = g->host, .port = g->port, .loop_ms = 50,
 	                   .connected = &g->connected, .tick = tick, .obj = g };
-	mqtt_service_serve(&m);
+	if (!mqtt_service_serve(&m))
+		return false;
 	mqtt_service_close(g->mosq);
+	return true;
 }
 
 /* ---- start-up ---- */
@@ -478,9 +482,13 @@ static void usage(FILE *f)
 	        "                   [--timeout-ms MS] [--max-attempts N] [--retry-min-ms MS]\n"
 	        "                   [--retry-max-ms MS] [--stats-interval S]\n"
 	        "                   [--log-level error|warning|info|debug]\n"
+	        "                   [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
+	        "                   [--insecure] [--tls-version V]\n"
 	        "Forwards mosquitto-chat wake-ups to push providers over HTTP (http:// URLs;\n"
 	        "terminate TLS in a local proxy). An APNs URL may contain {token}. An auth\n"
-	        "file holds header lines (\"Authorization: Bearer ...\"). See README.md.\n");
+	        "file holds header lines (\"Authorization: Bearer ...\"). See README.md.\n"
+	        "TLS to the broker (as mosquitto_sub; docs/OPERATIONS.md, \"TLS\"):\n"
+	        MQTT_TLS_USAGE);
 }
 
 /* Reads header lines ("Name: value") into out as "Name: value\r\n" each;
@@ -542,6 +550,7 @@ static int parse_args(gw *g, int argc, char **argv)
 		{ "stats-interval", required_argument, NULL, OPT_STATS },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "help", no_argument, NULL, OPT_HELP },
+		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
 	uint32_t port = 0;
@@ -571,7 +580,11 @@ static int parse_args(gw *g, int argc, char **argv)
 			if (!daemon_log_level_parse(optarg, &g->log_level)) bad = "--log-level";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
-		default: usage(stderr); return 2;
+		default:
+			if (mqtt_tls_getopt(&g->tls, c, optarg))
+				break;
+			usage(stderr);
+			return 2;
 		}
 	}
 	if (bad) {
@@ -587,6 +600,11 @@ static int parse_args(gw *g, int argc, char **argv)
 		return 2;
 	}
 	g->port = (int)port;
+	char err[512];
+	if (!mqtt_tls_check(&g->tls, err, sizeof(err))) {
+		fprintf(stderr, "chat-pushgw: %s\n", err);
+		return 2;
+	}
 	bool any = false;
 	for (int k = 0; k < P_COUNT; k++) {
 		endpoint *e = &g->ep[k];
@@ -650,7 +668,7 @@ int main(int argc, char **argv)
 			daemon_log(LOG_ERR, "cannot start worker threads");
 			goto out;
 		}
-	g.mosq = mqtt_service_client_new("chat-pushgw", g.user, token, sizeof(token), &g);
+	g.mosq = mqtt_service_client_new("chat-pushgw", g.user, token, sizeof(token), &g.tls, &g);
 	if (!g.mosq)
 		goto out;
 	mosquitto_connect_v5_callback_set(g.mosq, on_connect);
@@ -660,8 +678,8 @@ int main(int argc, char **argv)
 	for (int k = 0; k < P_COUNT; k++)
 		if (g.ep[k].on)
 			daemon_log(LOG_INFO, "%s wake-ups go to %s", platform_names[k], g.ep[k].url_arg);
-	serve(&g);
-	rc = 0;
+	if (serve(&g))
+		rc = 0;
 out:
 	sodium_memzero(token, sizeof(token));
 	pthread_mutex_lock(&g.mu);

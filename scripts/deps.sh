@@ -10,6 +10,8 @@ pkgs=(
   mosquitto mosquitto-clients jq mosquitto-dev libmosquitto-dev
   libsodium-dev librocksdb-dev libcbor-dev check libcjson-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
+  # test_tls makes its CA and certificates at test time
+  openssl
   chromium
   # test_readme runs make run in a network namespace of its own (unshare and
   # nsenter from util-linux, ip to bring its loopback up)

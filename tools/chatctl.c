@@ -1,6 +1,6 @@
 /* chatctl.c — the admin command line of mosquitto-chat.
  *
- *   chatctl [-h HOST] [-p PORT] [--token-file FILE] COMMAND …
+ *   chatctl [-o FILE] [-h HOST] [-p PORT] [--token-file FILE] [TLS options] COMMAND …
  *
  * It connects to the broker as `$admin` (password: the plugin's
  * <data_dir>/admin.token), subscribes to $CONTROL/chat/v1/response, publishes
@@ -13,10 +13,16 @@
  * prints nothing on success. Any failure is one line on stderr starting with
  * "chatctl: " and exit status 1; bad usage exits 2. The admin token is never
  * printed, and our copy of it is wiped as soon as libmosquitto has taken it.
+ *
+ * Options may also come from a file, as mosquitto_ctrl's do: -o FILE, else
+ * $XDG_CONFIG_HOME/chatctl or ~/.config/chatctl if it exists; one option a
+ * line ("--cafile /etc/ssl/chat-ca.crt"), '#' lines ignored; the command
+ * line wins over the file.
  */
 #include "cbor_io.h"
 #include "err.h"
 #include "ids.h"
+#include "mqtt_tls.h"
 
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
@@ -24,6 +30,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -38,6 +45,7 @@
 
 #define DEFAULT_HOST "127.0.0.1"
 #define DEFAULT_PORT 1883
+#define DEFAULT_TLS_PORT 8883
 #define DEFAULT_TOKEN_FILE "/var/lib/mosquitto-chat/admin.token"
 #define ADMIN_USERNAME "$admin"
 #define REQ_TOPIC "$CONTROL/chat/v1"
@@ -48,10 +56,11 @@
 #define TOKEN_MAX 1024 /* bytes of token file we accept */
 
 static const char usage_line[] =
-	"usage: chatctl [-h HOST] [-p PORT] [--token-file FILE] COMMAND … (chatctl --help)\n";
+	"usage: chatctl [-o FILE] [-h HOST] [-p PORT] [--token-file FILE] [TLS options] COMMAND …\n"
+	"       (chatctl --help)\n";
 
 static const char help_text[] =
-	"usage: chatctl [-h HOST] [-p PORT] [--token-file FILE] COMMAND …\n"
+	"usage: chatctl [-o FILE] [-h HOST] [-p PORT] [--token-file FILE] [TLS options] COMMAND …\n"
 	"\n"
 	"Commands:\n"
 	"  device add U D            add device D of user U; prints its token\n"
@@ -67,11 +76,17 @@ static const char help_text[] =
 	"                            dir into DIR (new or empty, on the broker's host)\n"
 	"\n"
 	"Options:\n"
+	"  -o FILE                   read options from FILE, one a line (default:\n"
+	"                            $XDG_CONFIG_HOME/chatctl or ~/.config/chatctl if it\n"
+	"                            exists); the command line wins\n"
 	"  -h HOST                   broker host (default " DEFAULT_HOST ")\n"
-	"  -p PORT                   broker port (default 1883)\n"
+	"  -p PORT                   broker port (default 1883, with TLS 8883)\n"
 	"  --token-file FILE         admin token (default $CHATCTL_TOKEN_FILE, else\n"
 	"                            " DEFAULT_TOKEN_FILE ")\n"
 	"  --help                    show this help\n"
+	"\n"
+	"TLS (as mosquitto_sub; docs/OPERATIONS.md, \"TLS\"):\n"
+	MQTT_TLS_USAGE
 	"\n"
 	"Exit status: 0 on success, 1 on failure (reason on stderr), 2 on bad usage.\n";
 
@@ -79,10 +94,15 @@ static const char help_text[] =
 /* Messages                                                                 */
 
 static void die_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+/* "FILE:LINE" while the options file is read, for messages. */
+static char opt_where[4200];
+
 static void die_usage(const char *fmt, ...)
 {
 	va_list ap;
 	fputs("chatctl: ", stderr);
+	if (opt_where[0])
+		fprintf(stderr, "%s: ", opt_where);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -109,7 +129,11 @@ static void put_clean(FILE *f, const uint8_t *p, size_t n, bool no_space)
 struct args {
 	const char *host;
 	int port;
+	bool port_given;
 	const char *token_file;
+	mqtt_tls tls;
+	char **file_lines;     /* the options file's lines, which options point into */
+	size_t nfile_lines;
 	const char *cmd;       /* wire command name: "device.add", … */
 	const char *user, *device, *name, *group, *owner;
 	char **members;        /* NULL-terminated list of member ids */
@@ -235,6 +259,142 @@ static char *absolute(const char *path)
 	return out;
 }
 
+/* TLS options as chatctl spells them: mqtt_tls.h's getopt rows. */
+static const struct option tls_options[] = { MQTT_TLS_LONGOPTS, { NULL, 0, NULL, 0 } };
+
+/* Takes the global option at argv[*i] (moving *i past its value); false if
+ * argv[*i] is none (the caller decides). -o and --help are the caller's. */
+static bool global_option(struct args *a, int argc, char **argv, int *i)
+{
+	const char *v;
+	if (strcmp(argv[*i], "-h") == 0) {
+		if (++*i >= argc)
+			die_usage("option -h needs a host");
+		a->host = argv[*i];
+		if (!*a->host)
+			die_usage("empty host");
+	} else if (strcmp(argv[*i], "-p") == 0) {
+		if (++*i >= argc)
+			die_usage("option -p needs a port");
+		char *end;
+		errno = 0;
+		long p = strtol(argv[*i], &end, 10);
+		if (errno || end == argv[*i] || *end || p < 1 || p > 65535)
+			die_usage("invalid port '%s'", argv[*i]);
+		a->port = (int)p;
+		a->port_given = true;
+	} else if ((v = opt_value(argc, argv, i, "--token-file"))) {
+		if (!*v)
+			die_usage("empty --token-file");
+		a->token_file = v;
+	} else {
+		char name[32];
+		for (const struct option *o = tls_options; o->name; o++) {
+			snprintf(name, sizeof(name), "--%s", o->name);
+			if (o->has_arg == no_argument && strcmp(argv[*i], name) == 0)
+				return mqtt_tls_getopt(&a->tls, o->val, NULL);
+			if (o->has_arg != no_argument && (v = opt_value(argc, argv, i, name)))
+				return mqtt_tls_getopt(&a->tls, o->val, v);
+		}
+		return false;
+	}
+	return true;
+}
+
+/* The command line's global options; returns the index of the command.
+ * *options_file: the -o FILE (NULL if none). */
+static int parse_globals(struct args *a, int argc, char **argv, const char **options_file)
+{
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (strcmp(argv[i], "--") == 0) {
+			i++;
+			break;
+		} else if (strcmp(argv[i], "--help") == 0) {
+			fputs(help_text, stdout);
+			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
+		} else if (strcmp(argv[i], "-o") == 0) {
+			if (++i >= argc)
+				die_usage("option -o needs a file");
+			*options_file = argv[i];
+		} else if (!global_option(a, argc, argv, &i)) {
+			die_usage("unknown option '%s'", argv[i]);
+		}
+	}
+	return i;
+}
+
+/* mosquitto_ctrl's default options file: $XDG_CONFIG_HOME/chatctl, else
+ * ~/.config/chatctl (NULL if neither variable is set). */
+static char *default_options_file(void)
+{
+	const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+	char *path = NULL;
+	int n = -1;
+	if (xdg && *xdg)
+		n = asprintf(&path, "%s/chatctl", xdg);
+	else if (home && *home)
+		n = asprintf(&path, "%s/.config/chatctl", home);
+	return n < 0 ? NULL : path;
+}
+
+static void oom(void) __attribute__((noreturn));
+static void oom(void)
+{
+	fputs("chatctl: out of memory\n", stderr);
+	exit(1);
+}
+
+/* Reads the options file: each line one global option, "NAME" or
+ * "NAME VALUE" (the value is the rest of the line, so it may hold spaces);
+ * blank lines and lines starting with '#' are skipped. A missing default
+ * file is no error. The lines are kept: the options point into them. */
+static void load_options_file(struct args *a, const char *path, bool is_default)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		if (is_default && errno == ENOENT)
+			return;
+		fprintf(stderr, "chatctl: cannot read options file %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	char *line = NULL;
+	size_t cap = 0;
+	unsigned lineno = 0;
+	while (getline(&line, &cap, f) >= 0) {
+		lineno++;
+		char *p = line + strspn(line, " \t");
+		size_t n = strcspn(p, "\r\n");
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		p[n] = '\0';
+		if (!*p || *p == '#')
+			continue;
+		char *copy = strdup(p);
+		char **lines = realloc(a->file_lines, (a->nfile_lines + 1) * sizeof(*lines));
+		if (!copy || !lines)
+			oom();
+		a->file_lines = lines;
+		a->file_lines[a->nfile_lines++] = copy;
+		char *argv2[3] = { copy, NULL, NULL };
+		int argc2 = 1;
+		size_t name_len = strcspn(copy, " \t");
+		if (copy[name_len]) {
+			copy[name_len] = '\0';
+			argv2[argc2++] = copy + name_len + 1 + strspn(copy + name_len + 1, " \t");
+		}
+		snprintf(opt_where, sizeof(opt_where), "%s:%u", path, lineno);
+		int i = 0;
+		if (!global_option(a, argc2, argv2, &i))
+			die_usage("unknown option '%s'", argv2[0]);
+		if (i + 1 != argc2)
+			die_usage("option %s takes no value", argv2[0]);
+		opt_where[0] = '\0';
+	}
+	free(line);
+	fclose(f);
+}
+
 static void parse_args(struct args *a, int argc, char **argv)
 {
 	memset(a, 0, sizeof(*a));
@@ -244,38 +404,25 @@ static void parse_args(struct args *a, int argc, char **argv)
 	if (!a->token_file || !*a->token_file)
 		a->token_file = DEFAULT_TOKEN_FILE;
 
-	int i = 1;
-	const char *v;
-	for (; i < argc && argv[i][0] == '-'; i++) {
-		if (strcmp(argv[i], "--") == 0) {
-			i++;
-			break;
-		} else if (strcmp(argv[i], "--help") == 0) {
-			fputs(help_text, stdout);
-			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
-		} else if (strcmp(argv[i], "-h") == 0) {
-			if (++i >= argc)
-				die_usage("option -h needs a host");
-			a->host = argv[i];
-			if (!*a->host)
-				die_usage("empty host");
-		} else if (strcmp(argv[i], "-p") == 0) {
-			if (++i >= argc)
-				die_usage("option -p needs a port");
-			char *end;
-			errno = 0;
-			long p = strtol(argv[i], &end, 10);
-			if (errno || end == argv[i] || *end || p < 1 || p > 65535)
-				die_usage("invalid port '%s'", argv[i]);
-			a->port = (int)p;
-		} else if ((v = opt_value(argc, argv, &i, "--token-file"))) {
-			if (!*v)
-				die_usage("empty --token-file");
-			a->token_file = v;
-		} else {
-			die_usage("unknown option '%s'", argv[i]);
-		}
+	/* The file first, then the command line again over it. */
+	const char *options_file = NULL;
+	parse_globals(a, argc, argv, &options_file);
+	if (options_file) {
+		load_options_file(a, options_file, false);
+	} else {
+		char *path = default_options_file();
+		if (path)
+			load_options_file(a, path, true);
+		free(path);
 	}
+	int i = parse_globals(a, argc, argv, &options_file);
+	char err[512];
+	if (!mqtt_tls_check(&a->tls, err, sizeof(err))) {
+		fprintf(stderr, "chatctl: %s\n", err);
+		exit(1);
+	}
+	if (mqtt_tls_enabled(&a->tls) && !a->port_given)
+		a->port = DEFAULT_TLS_PORT;
 	if (i >= argc)
 		die_usage("no command given");
 
@@ -675,8 +822,12 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc,
 	struct session *s = obj;
 	(void)mosq;
 	(void)props;
+	char tls[400];
 	if (rc >= 0x80)
 		fail(s, "broker closed the connection: %s", mosquitto_reason_string(rc));
+	else if (*mqtt_tls_why(MOSQ_ERR_SUCCESS, tls, sizeof(tls)))
+		fail(s, "%s %s:%d: %s", s->stage == ST_CONNECTING ? "cannot connect to" :
+		     "lost the connection to", s->a->host, s->a->port, tls);
 	else
 		fail(s, "lost the connection to %s:%d", s->a->host, s->a->port);
 }
@@ -763,6 +914,10 @@ static bool exchange(struct session *s)
 		mosquitto_destroy(mosq);
 		return false;
 	}
+	if (!mqtt_tls_apply(&a->tls, mosq, s->err, sizeof(s->err))) {
+		mosquitto_destroy(mosq);
+		return false;
+	}
 	mosquitto_connect_v5_callback_set(mosq, on_connect);
 	mosquitto_subscribe_v5_callback_set(mosq, on_subscribe);
 	mosquitto_publish_v5_callback_set(mosq, on_publish);
@@ -773,11 +928,9 @@ static bool exchange(struct session *s)
 	errno = 0;
 	rc = mosquitto_connect(mosq, a->host, a->port, KEEPALIVE_S);
 	if (rc != MOSQ_ERR_SUCCESS) {
-		const char *why = rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc);
-		if (rc == MOSQ_ERR_EAI)
-			why = "cannot resolve the host name";
+		char why[400];
 		snprintf(s->err, sizeof(s->err), "cannot connect to %s:%d: %s", a->host, a->port,
-		         why);
+		         mqtt_tls_why(rc, why, sizeof(why)));
 		mosquitto_destroy(mosq);
 		return false;
 	}
@@ -799,12 +952,13 @@ static bool exchange(struct session *s)
 		errno = 0;
 		rc = mosquitto_loop(mosq, left < 100 ? (int)left : 100, 1);
 		if (rc != MOSQ_ERR_SUCCESS && s->stage != ST_DONE && s->stage != ST_FAILED) {
-			if (rc == MOSQ_ERR_ERRNO && errno)
-				fail(s, "connection to %s:%d failed: %s", a->host, a->port,
-				     strerror(errno));
+			char why[400];
+			mqtt_tls_why(rc, why, sizeof(why));
+			if (s->stage == ST_CONNECTING) /* a TLS handshake ends here */
+				fail(s, "cannot connect to %s:%d: %s", a->host, a->port, why);
 			else
-				fail(s, "connection to %s:%d lost: %s", a->host, a->port,
-				     mosquitto_strerror(rc));
+				fail(s, "connection to %s:%d %s: %s", a->host, a->port,
+				     rc == MOSQ_ERR_ERRNO ? "failed" : "lost", why);
 		}
 	}
 	mosquitto_disconnect(mosq);
@@ -890,6 +1044,9 @@ int main(int argc, char **argv)
 	free(a.members ? a.members[0] : NULL); /* the strdup'd --members list */
 	free(a.members);
 	free(a.dir);
+	for (size_t i = 0; i < a.nfile_lines; i++)
+		free(a.file_lines[i]);
+	free(a.file_lines);
 
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "chatctl: cannot write to stdout: %s\n", strerror(errno));

@@ -129,7 +129,10 @@ typedef struct net {
 	cbw w;
 } net;
 
-int net_connect(net *n, const char *host, int port, const char *addr, const char *token);
+struct mqtt_tls;
+/* Connects as addr with token, over TLS as tls says (mqtt_tls.h). */
+int net_connect(net *n, const char *host, int port, const struct mqtt_tls *tls, const char *addr,
+                const char *token);
 void net_close(net *n);
 /* Runs the network for up to ms milliseconds. false if the connection failed. */
 bool net_pump(net *n, int ms);

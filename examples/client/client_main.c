@@ -1,7 +1,7 @@
 /* client_main.c — chat-client's command line.
  *
  *   chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR
- *       [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]
+ *       [TLS options] [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]
  *
  * Without a mode it is interactive (/to U, /group G, /quit). --send and
  * --group exit 0 once the server acknowledges the stored message (and print,
@@ -13,6 +13,7 @@
 #include "client.h"
 #include "err.h"
 #include "ids.h"
+#include "mqtt_tls.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -27,7 +28,8 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
 	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]\n"
-	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n");
+	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
+	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
 }
 
 static int read_token(const char *path, char *out, size_t cap)
@@ -153,8 +155,10 @@ int main(int argc, char **argv)
 		{ "recv", no_argument, NULL, OPT_RECV },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, OPT_HELP },
+		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
+	mqtt_tls tls = { 0 };
 	int o;
 	char *end;
 	while ((o = getopt_long(argc, argv, "h:p:u:", longopts, NULL)) != -1) {
@@ -181,7 +185,11 @@ int main(int argc, char **argv)
 			}
 			break;
 		case OPT_HELP: usage(); return 0;
-		default: usage(); return 2;
+		default:
+			if (mqtt_tls_getopt(&tls, o, optarg))
+				break;
+			usage();
+			return 2;
 		}
 	}
 	const char *text = optind < argc ? argv[optind] : NULL;
@@ -197,6 +205,11 @@ int main(int argc, char **argv)
 	}
 	if (!chat_parse_addr(addr, strlen(addr), &u, &ul, &d, &dl)) {
 		fprintf(stderr, "chat-client: -u wants U/D, got %s\n", addr);
+		return 2;
+	}
+	char why[512];
+	if (!mqtt_tls_check(&tls, why, sizeof why)) {
+		fprintf(stderr, "chat-client: %s\n", why);
 		return 2;
 	}
 	if ((send_to && !chat_valid_user(send_to, strlen(send_to))) ||
@@ -217,7 +230,7 @@ int main(int argc, char **argv)
 		return 1;
 	c.interactive = modes == 0;
 	int rc = 1;
-	if (net_connect(&c.net, host, (int)port, addr, token) == CHAT_OK &&
+	if (net_connect(&c.net, host, (int)port, &tls, addr, token) == CHAT_OK &&
 	    chat_register(&c, fresh) == CHAT_OK) {
 		chat_process(&c);
 		if (send_to || group) {

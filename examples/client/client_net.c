@@ -9,6 +9,7 @@
  */
 #include "client.h"
 #include "err.h"
+#include "mqtt_tls.h"
 
 #include <mosquitto.h>
 #include <sodium.h>
@@ -66,7 +67,8 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc)
 	net *n = obj;
 	n->connected = false;
 	if (rc != 0) {
-		fprintf(stderr, "chat-client: connection lost: %s\n", mosquitto_strerror(rc));
+		char why[512];
+		fprintf(stderr, "chat-client: connection lost: %s\n", mqtt_tls_why(rc, why, sizeof why));
 		n->failed = true;
 	}
 }
@@ -96,7 +98,8 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 	n->nq++;
 }
 
-int net_connect(net *n, const char *host, int port, const char *addr, const char *token)
+int net_connect(net *n, const char *host, int port, const mqtt_tls *tls, const char *addr,
+                const char *token)
 {
 	memset(n, 0, sizeof *n);
 	cbw_init(&n->w);
@@ -122,10 +125,15 @@ int net_connect(net *n, const char *host, int port, const char *addr, const char
 	mosquitto_publish_callback_set(n->mosq, on_publish);
 	mosquitto_disconnect_callback_set(n->mosq, on_disconnect);
 	mosquitto_message_callback_set(n->mosq, on_message);
+	char why[512];
+	if (!mqtt_tls_apply(tls, n->mosq, why, sizeof why)) {
+		fprintf(stderr, "chat-client: %s\n", why);
+		return CHAT_EINVAL;
+	}
 	int rc = mosquitto_connect(n->mosq, host, port, 30);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		fprintf(stderr, "chat-client: cannot connect to %s:%d: %s\n", host, port,
-		        mosquitto_strerror(rc));
+		        mqtt_tls_why(rc, why, sizeof why));
 		return CHAT_EIO;
 	}
 	uint64_t deadline = now_ms() + 10000;
@@ -172,7 +180,8 @@ bool net_pump(net *n, int ms)
 		return false;
 	int rc = mosquitto_loop(n->mosq, ms, 1);
 	if (rc != MOSQ_ERR_SUCCESS && !n->failed) {
-		fprintf(stderr, "chat-client: network: %s\n", mosquitto_strerror(rc));
+		char why[512];
+		fprintf(stderr, "chat-client: network: %s\n", mqtt_tls_why(rc, why, sizeof why));
 		n->failed = true;
 	}
 	return !n->failed;
