@@ -6,7 +6,7 @@ length, every directory back to its namespace at its last fsync (created
 files gone, renames undone, unlinked files back). The model, and what it
 leaves out, is the top comment of tests/powercut/powercut.c.
 
-    python3 powercut.py DIR LOG     # applies the cut, prints what it dropped
+    python3 powercut.py [--torn] DIR LOG   # applies the cut, prints what it dropped
 
 apply() is the same from a test; it raises ModelError when the record shows
 something the model cannot undo (an overwrite of synced bytes, a writable
@@ -145,8 +145,16 @@ def _target(durable, d="."):
     return out
 
 
-def apply(root, log_path):
-    """Applies the cut to root; returns a report dict (see summary())."""
+SECTOR = 512
+
+
+def apply(root, log_path, torn=False):
+    """Applies the cut to root; returns a report dict (see summary()).
+
+    torn=True keeps more than was synced: each file's unsynced tail up to the
+    sector boundary nearest its middle, as if write-back had reached that far
+    when the power went (a prefix of the pages, cut at a sector: most often
+    mid-record for RocksDB's WAL, which its recovery must take as the end)."""
     root = os.path.realpath(root)
     graves = log_path + ".graves"
     events, problems = _parse(log_path)
@@ -205,6 +213,8 @@ def apply(root, log_path):
         size, keep = os.path.getsize(full), length.get(ino, 0)
         if keep > size:
             raise ModelError("%s: synced %d bytes but holds %d" % (p, keep, size))
+        if torn and keep < size:
+            keep = max(keep, (keep + size) // 2 // SECTOR * SECTOR)
         if keep < size:
             os.truncate(full, keep)
             report["cut"][p] = size - keep
@@ -222,7 +232,11 @@ def summary(report):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.stderr.write("usage: powercut.py DIR LOG\n")
+    args = sys.argv[1:]
+    torn = args[:1] == ["--torn"]
+    if torn:
+        args = args[1:]
+    if len(args) != 2:
+        sys.stderr.write("usage: powercut.py [--torn] DIR LOG\n")
         sys.exit(2)
-    print(summary(apply(sys.argv[1], sys.argv[2])))
+    print(summary(apply(args[0], args[1], torn)))
