@@ -66,9 +66,9 @@
  *    never do either.
  *  - O_TRUNC or ftruncate of an existing file: the durable length drops
  *    at once (the cut cannot bring truncated bytes back).
- *  - Descriptors made by dup()/fcntl(F_DUPFD) are not followed: a sync
- *    through one would be missed (loss reported, never hidden). RocksDB
- *    does not dup its files.
+ *  - Descriptors made by dup()/fcntl(F_DUPFD), and those numbered 65536
+ *    or more, are not followed: a sync through one would be missed (loss
+ *    reported, never hidden). RocksDB does not dup its files.
  *  - Paths are taken as given (no symlinks or ".." inside the directory).
  *
  * The record: one line per event, tab-separated, paths relative to
