@@ -33,7 +33,7 @@ import unittest
 
 import cbor2
 
-from chatlib import BUILD_DIR, SANITIZER_ENV, ChatTestCase, Device, conv_of, main, uniq
+from chatlib import BUILD_DIR, SANITIZER_ENV, Broker, ChatTestCase, Device, conv_of, main, uniq
 import powercut
 
 SHIM = os.path.join(BUILD_DIR, "lib", "powercut.so")
@@ -289,6 +289,36 @@ class PowercutSyncWritesTornTest(PowercutSyncWritesTest):
 
 class PowercutAsyncWritesTornTest(PowercutAsyncWritesTest):
     torn = True
+
+
+@unittest.skipIf(shim_missing(), shim_missing())
+class PowercutFirstStartTest(unittest.TestCase):
+    """A power cut just after a first start with sync writes on."""
+
+    # Known hole, kept visible: nothing fsyncs the data dir after the store
+    # creates <data_dir>/store (store_dir_check's mkdir) or after the plugin
+    # renames admin.token into place (write_token_file), so under the POSIX
+    # model the cut takes the whole store and the token with it, though the
+    # device add was acknowledged with sync writes on. (On ext4 the WAL's
+    # fdatasync commits the journal with the mkdir in it, so it would
+    # usually survive there.) Fix: fsync the data dir after both; then drop
+    # expectedFailure.
+    @unittest.expectedFailure
+    def test_acknowledged_device_add_survives(self):
+        b = Broker(options={"sync_writes": "true"})
+        self.addCleanup(b.cleanup)
+        log = os.path.join(b.tmp, "powercut.log")
+        os.sync()
+        b.env = {"LD_PRELOAD": SHIM, "POWERCUT_DIR": b.data_dir, "POWERCUT_LOG": log}
+        b.start()
+        b.env = {}
+        token = b.add_device("first", "phone")
+        b.kill9()
+        sys.stderr.write("[%s] " % powercut.summary(powercut.apply(b.data_dir, log)))
+        b.start()
+        d = Device(b, "first", "phone", token)
+        self.assertEqual(d.try_connect(), 0, "the device added before the cut is gone")
+        d.close()
 
 
 if __name__ == "__main__":
