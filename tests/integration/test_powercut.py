@@ -18,8 +18,11 @@ made for).
    counted and printed; there must be some, since the WAL is written but
    never fsync'd (the test checks the cut dropped bytes of it, and that
    what survives is a consistent prefix: seqs 1..n, no gaps).
+ - the *Torn variants cut each unsynced tail in its middle instead (part
+   of it was written back), so the WAL ends in a torn record.
+ - PowercutFirstStartTest: a known hole, as an expected failure.
 
-The first tests check the model itself on a small child process.
+PowercutModelTest checks the model itself on a small child process.
 """
 
 import os

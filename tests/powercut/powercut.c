@@ -19,7 +19,8 @@
  *  - sync_file_range() makes nothing durable (passed through untouched):
  *    it writes data pages but never the size or other metadata and never
  *    flushes the device cache; its man page says as much. RocksDB 7.8
- *    calls it (flags 0, a no-op probe; and for SST/WAL write-behind).
+ *    calls it with flags 0 (a probe, a no-op) on every file it creates,
+ *    and would use it for write-behind with (wal_)bytes_per_sync set.
  *  - A directory entry (a created file, a mkdir, a rename, an unlink, a
  *    link) is durable once fsync() of that directory returned 0 after it.
  *    Until then the cut undoes it: a created file vanishes, a rename is
