@@ -142,6 +142,9 @@ class Broker:
         self.proc = None
         self._removed = False
         self.with_plugin = with_plugin
+        # Extra environment for the broker process from the next start on
+        # (test_powercut runs one start under its LD_PRELOAD shim).
+        self.env = {}
         # The broker-patches events the plugin reported at its last start
         # ("connect", "subscribe", "message_acked"); empty on stock mosquitto.
         self.events = set()
@@ -249,6 +252,7 @@ class Broker:
         self._stderr = open(self.stderr_path, "ab")
         env = dict(os.environ)
         env.update(SANITIZER_ENV)
+        env.update(self.env)
         prefix = []
         if VALGRIND:
             prefix = ["valgrind", "-q", "--leak-check=full", "--show-leak-kinds=definite",
