@@ -34,6 +34,12 @@ PATCHED_DEPS := broker-patches/build.sh broker-patches/series $(wildcard broker-
 
 patched-broker: $(BUILD)/mosquitto-patched/mosquitto
 
+# The patched broker itself under ASan+UBSan (make asan runs test_ack_defer,
+# the test of 0004's code in the broker, against it).
+%/mosquitto-asan/mosquitto: $(PATCHED_DEPS)
+	@scripts/deps.sh
+	broker-patches/build.sh --asan $*
+
 # mosquitto's own test/broker suite (~3 min) against the stock and the
 # patched build of the same source: the two summaries must agree.
 mosquitto-tests:
@@ -57,6 +63,9 @@ asan:
 	$(MAKE) --no-print-directory build-asan/mosquitto-patched/mosquitto
 	cd build-asan && ctest --output-on-failure -j $(JOBS) -LE patched
 	cd build-asan && ctest --output-on-failure -j $(JOBS) -L patched -R '$(ASAN_PATCHED)'
+	$(MAKE) --no-print-directory build-asan/mosquitto-asan/mosquitto
+	CHAT_BUILD_DIR=$(CURDIR)/build-asan CHAT_BROKER=$(CURDIR)/build-asan/mosquitto-asan/mosquitto \
+	  CHAT_EXPECT_PATCHED=1 ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 -u tests/integration/test_ack_defer.py
 
 # Of the reruns against the patched broker, ASan takes those that reach the
 # plugin's handling of its extra events (the rest run in make test).
