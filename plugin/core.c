@@ -264,6 +264,7 @@ void core_close(core *c)
 		return;
 	receipts_flush_all(c);
 	backup_wait(c);
+	commit_close(c);
 	if (c->st)
 		store_close(c->st);
 	groups_free(c);
@@ -308,6 +309,7 @@ void core_tick(core *c)
 	push_tick(c);
 	stats_tick(c, c->io.now_ms(c->io.ctx));
 	backup_tick(c);
+	commit_tick(c);
 }
 
 void core_disconnect(core *c, void *conn, const char *clientid, const char *username)
@@ -321,6 +323,7 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	if (dev && dev->conn == conn) {
 		receipts_flush_dev(c, dev);
 		sync_stop(c, dev);
+		commit_forget_client(c, dev->addr);
 		dir_set_offline(&c->dir, dev);
 		presence_down(c, dev->user);
 	}

@@ -34,6 +34,15 @@ typedef struct core_io {
 	void (*log)(void *ctx, int level, const char *msg);
 	/* Disconnects a client; the core calls it only from core_tick(). */
 	void (*kick)(void *ctx, const char *clientid);
+	/* Group commit, on a broker that can acknowledge a publish later
+	 * (broker-patches/0004); used only after core_group_commit(c, true).
+	 * ack: sends the held acknowledgement of publish `mid` of connection
+	 * `conn_id` (core_ack_later) with an MQTT reason code (< 0x80:
+	 * accepted); 0, or non-zero when the broker no longer holds it (the
+	 * client left: it sends the publish again). wakeup: callable from any
+	 * thread; has core_wakeup() called on the broker thread soon. */
+	int (*ack)(void *ctx, uint64_t conn_id, uint16_t mid, uint8_t reason);
+	void (*wakeup)(void *ctx);
 } core_io;
 
 enum core_foreign_acl { CORE_FOREIGN_DEFER, CORE_FOREIGN_ALLOW };
@@ -64,6 +73,7 @@ typedef struct core_config {
 	uint32_t send_rate;         /* sends per second one device keeps up; 0 = no limit; 100 */
 	uint32_t send_burst;        /* sends one device may make at once; 1000 */
 	uint32_t min_free_mb;       /* store writes stop when the disk has less free; 256 */
+	uint32_t commit_window_us;  /* group commit: wait this long for more writes per fsync; 0 */
 	enum core_tristate delivered_on_puback; /* default: on when the broker reports acks */
 	enum core_tristate auto_replay; /* default on: patched SUBSCRIBE event, or stock ACL check */
 } core_config;
@@ -140,5 +150,32 @@ void core_subscribed(core *c, void *conn, const char *username, const char *filt
 /* conn acknowledged (PUBACK/PUBCOMP) a message it was sent on topic. */
 void core_acked(core *c, void *conn, const char *username, const char *topic,
                 const void *payload, size_t len);
+
+/* ---- group commit (commit.c): sync writes at speed on a broker that
+ * can acknowledge later (broker-patches/0004) ----
+ *
+ * With plugin_opt_sync_writes on, such a broker lets the core write
+ * without an fsync per write and have a thread make many writes durable
+ * with one fsync. Nothing anyone can see depends on a write before it is
+ * durable: the acknowledgement of a publish (PUBACK/PUBREC) is held until
+ * everything written before it is durable, and so is everything the core
+ * publishes (events, replies, presence, counters), in order. On a broker
+ * without it every write is fsync'd as it is made and nothing waits. */
+
+/* Told once after core_broker_events: whether the broker can hold
+ * acknowledgements and io.ack / io.wakeup work. Starts group commit when
+ * it can and sync_writes is on; logs which durability the server gives.
+ * Returns false when the commit thread cannot start. */
+bool core_group_commit(core *c, bool broker_can_defer);
+
+/* After core_message answered CORE_ALLOW for a QoS 1/2 publish of
+ * connection conn_id (its packet id mid): true when its acknowledgement
+ * must wait (the glue tells the broker "later"; the core sends it through
+ * io.ack once what it depends on is durable), false: acknowledge now. */
+bool core_ack_later(core *c, uint64_t conn_id, uint16_t mid);
+
+/* On the broker thread after io.wakeup (and on every tick): sends the
+ * acknowledgements, then the publishes, whose writes are now durable. */
+void core_wakeup(core *c);
 
 #endif

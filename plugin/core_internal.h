@@ -300,14 +300,14 @@ typedef struct fanout {
 /* Room for n recipients in c->fan. */
 int fanout_reserve(core *c, size_t n);
 
-#define CORE_STATS_MAX 64
+#define CORE_STATS_MAX 80
 
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
 		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
-		acks_delivered, auto_syncs;
+		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held;
 	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;
 
@@ -353,6 +353,33 @@ typedef struct ack_runs {
 	                        * longer than gather_ms past it (one alone may wait less) */
 } ack_runs;
 
+/* Group commit's state (commit.c): what waits for durability, in order. */
+typedef struct held_ack {
+	uint64_t gen;           /* waits until the writes up to gen are durable */
+	uint64_t conn_id;
+	uint16_t mid;
+} held_ack;
+
+typedef struct held_pub held_pub;
+
+typedef struct commit_state {
+	bool on;                /* group commit runs: c->io.publish is the barrier */
+	bool failed;            /* an fsync failed: nothing waits any more */
+	core_io io;             /* the glue's core_io (c->io wraps it) */
+	uint64_t durable;       /* the store's durable generation, as last read */
+	held_ack *acks;         /* acks[head .. n), oldest first */
+	size_t head, n, cap;
+	held_pub *pub_head, *pub_tail; /* publishes held, oldest first */
+} commit_state;
+
+/* Drops the held publishes to clientid (its connection ended: what was
+ * meant for it would reach its next one out of order). */
+void commit_forget_client(core *c, const char *clientid);
+/* Sends what became durable, asks for the rest (the tick). */
+void commit_tick(core *c);
+/* Stops group commit (its last fsync) and frees what is held. */
+void commit_close(core *c);
+
 struct core {
 	core_config cfg;
 	char *data_dir;
@@ -389,6 +416,7 @@ struct core {
 	bool stats_sent;
 	backup_job *backup;                 /* a running `backup`, or NULL */
 	keys_stats ks;
+	commit_state commit; /* group commit (commit.c) */
 };
 
 void core_log(core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -10,6 +10,11 @@
  * are mirrored below from the patches; the glue asks for each at start and
  * the broker answers MOSQ_ERR_NOT_SUPPORTED where it lacks one. The core is
  * told which it got and decides what changes (extras.c).
+ *
+ * The fourth patch (0004, deferred acknowledgements) adds an event,
+ * LOOP_WAKEUP, and four functions, declared here as weak symbols: on a
+ * stock broker they resolve to NULL and the plugin still loads. Group
+ * commit (commit.c) runs when the event registers and all four resolve.
  */
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
@@ -69,7 +74,17 @@ struct patched_evt_message_acked {
 	void *future2[4];
 };
 
+/* broker-patches/0004: deferred acknowledgements and the loop wake-up */
+#define PATCHED_EVT_LOOP_WAKEUP 1001
+#define PATCHED_ERR_ACK_DEFERRED 1000
+extern uint64_t mosquitto_client_connection_id(const struct mosquitto *client) __attribute__((weak));
+extern uint16_t mosquitto_client_publish_mid(const struct mosquitto *client) __attribute__((weak));
+extern int mosquitto_ack_complete(uint64_t connection_id, uint16_t mid, uint8_t reason_code)
+	__attribute__((weak));
+extern void mosquitto_loop_wakeup(void) __attribute__((weak));
+
 static mosquitto_plugin_id_t *plugin_id;
+static bool acks_deferrable; /* LOOP_WAKEUP registered and the four functions resolved */
 static core *the_core;
 
 /* ---- core_io over the broker API ---- */
@@ -102,6 +117,19 @@ static void io_kick(void *ctx, const char *clientid)
 {
 	(void)ctx;
 	mosquitto_kick_client_by_clientid(clientid, false);
+}
+
+static int io_ack(void *ctx, uint64_t conn_id, uint16_t mid, uint8_t reason)
+{
+	(void)ctx;
+	return mosquitto_ack_complete(conn_id, mid, reason);
+}
+
+/* Any thread: the commit thread, after an fsync. */
+static void io_wakeup(void *ctx)
+{
+	(void)ctx;
+	mosquitto_loop_wakeup();
 }
 
 /* ---- callbacks ---- */
@@ -147,6 +175,10 @@ static int on_message(int event, void *event_data, void *userdata)
 	                                   mosquitto_client_username(ed->client), ed->topic,
 	                                   ed->payload, ed->payloadlen, ed->qos, ed->retain,
 	                                   mosquitto_client_protocol_version(ed->client));
+	if (v == CORE_ALLOW && ed->qos > 0 && acks_deferrable &&
+	    core_ack_later(the_core, mosquitto_client_connection_id(ed->client),
+	                   mosquitto_client_publish_mid(ed->client)))
+		return PATCHED_ERR_ACK_DEFERRED;
 	/* Only ACL_DENIED keeps the connection (and gives MQTT 5 reason 0x87). */
 	return v == CORE_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
@@ -216,6 +248,15 @@ static int on_message_acked(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+static int on_loop_wakeup(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	(void)userdata;
+	core_wakeup(the_core);
+	return MOSQ_ERR_SUCCESS;
+}
+
 /* ---- options ---- */
 
 static bool read_options(core_config *cfg, struct mosquitto_opt *opts, int n)
@@ -275,6 +316,9 @@ static void unregister_all(void)
 		if (extras_registered & extras[i].core_event)
 			mosquitto_callback_unregister(plugin_id, extras[i].event, extras[i].cb, NULL);
 	extras_registered = 0;
+	if (acks_deferrable)
+		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_loop_wakeup, NULL);
+	acks_deferrable = false;
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
@@ -289,7 +333,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	core_config_defaults(&cfg);
 	if (!read_options(&cfg, opts, opt_count))
 		return MOSQ_ERR_INVAL;
-	core_io io = { NULL, io_publish, io_now_ms, io_log, io_kick };
+	core_io io = { NULL, io_publish, io_now_ms, io_log, io_kick, io_ack, io_wakeup };
 	char err[512] = "";
 	the_core = core_open(&cfg, &io, err, sizeof(err));
 	if (!the_core) {
@@ -317,6 +361,21 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		}
 	}
 	if (!core_broker_events(the_core, extras_registered))
+		return MOSQ_ERR_INVAL;
+	int rc = mosquitto_callback_register(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_loop_wakeup, NULL,
+	                                     NULL);
+	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NOT_SUPPORTED) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d: %s",
+		                     PATCHED_EVT_LOOP_WAKEUP, mosquitto_strerror(rc));
+		return rc;
+	}
+	acks_deferrable = rc == MOSQ_ERR_SUCCESS;
+	if (acks_deferrable && !(mosquitto_client_connection_id && mosquitto_client_publish_mid &&
+	                         mosquitto_ack_complete && mosquitto_loop_wakeup)) {
+		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_loop_wakeup, NULL);
+		acks_deferrable = false;
+	}
+	if (!core_group_commit(the_core, acks_deferrable))
 		return MOSQ_ERR_INVAL;
 	return MOSQ_ERR_SUCCESS;
 }

@@ -38,6 +38,7 @@ static const option options[] = {
 	{ "max_body", OPT_U32, F(max_body), 64, 16u << 20, NULL },
 	{ "foreign_acl", OPT_CHOICE, F(foreign_acl), 0, 0, foreign_acl_choices },
 	{ "sync_writes", OPT_BOOL, F(sync_writes), 0, 0, NULL },
+	{ "commit_window_us", OPT_U32, F(commit_window_us), 0, 100000, NULL },
 	{ "offline_ttl", OPT_U64, F(offline_ttl_s), 1, 10ull * 365 * 24 * 3600, NULL },
 	{ "max_queue", OPT_U64, F(max_queue), 0, UINT32_MAX, NULL },
 	{ "inflight_window", OPT_U32, F(inflight_window), 1, 100000, NULL },

@@ -133,6 +133,8 @@ int store_commit(store *st)
 	store_caches_settle(st, err == NULL);
 	if (err)
 		st->write_failed = true;
+	else
+		st->written++;
 	return err ? store_rocks_err(st, err) : CHAT_OK;
 }
 
@@ -574,6 +576,7 @@ void store_close(store *st)
 {
 	if (!st)
 		return;
+	store_group_commit_stop(st);
 	if (st->dir_fd >= 0)
 		close(st->dir_fd);
 	for (int i = 0; i < STORE_CF_COUNT; i++)

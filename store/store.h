@@ -331,4 +331,30 @@ void store_engine_stats(store *st, store_engine *out);
  * errbuf, not to store_errmsg(). */
 int store_checkpoint(store *st, const char *dir, char *errbuf, size_t errlen);
 
+/* ---- durability: group commit (commit.c) ---- */
+
+/* Every successful write (one WriteBatch) has a generation, 1, 2, … since
+ * open: the latest is store_written(). */
+uint64_t store_written(const store *st);
+
+/* Starts group commit: from now on writes are not synced one by one (even
+ * with sync_writes); a thread of the store's makes them durable in groups,
+ * one fsync for every write made before it began. After each group (or its
+ * failure) it calls notify(arg) on that thread: notify must be thread-safe
+ * and quick (wake the owner thread). Stopped by store_close, after a last
+ * fsync of what was written. */
+int store_group_commit_start(store *st, uint32_t window_us, void (*notify)(void *arg), void *arg);
+/* Asks for every write made so far to be made durable (cheap when already
+ * asked). Without group commit: nothing. */
+void store_group_commit_ask(store *st);
+/* The writes up to the returned generation are durable (without group
+ * commit: store_written(), as durable as sync_writes makes them). *failed:
+ * an fsync failed; nothing after the returned generation will ever be
+ * durable, store_errmsg() says why and every later write is refused. */
+uint64_t store_durable(store *st, bool *failed);
+/* The fsyncs group commit has done. */
+uint64_t store_group_commit_batches(store *st);
+/* Stops group commit after a last fsync (store_close does it). */
+void store_group_commit_stop(store *st);
+
 #endif

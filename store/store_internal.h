@@ -110,6 +110,8 @@ struct store {
 	 * again until the store is reopened — RocksDB 7.8 asserts on a WAL
 	 * write after a failed one. */
 	bool write_failed;
+	uint64_t written;         /* successful writes since open: their generations (commit.c) */
+	struct store_committer *committer; /* group commit's thread, or NULL (commit.c) */
 	/* the store's directory, for the free-space check before each write */
 	int dir_fd;
 	uint64_t min_free;

@@ -13,7 +13,10 @@ made for).
  - sync_writes true: every send whose PUBACK the sender got, and every
    `sent` event it read, is in the recipient's replay. Only the public
    behaviour is tested (PUBACK received => survives), so a broker that
-   defers PUBACKs behind a group commit is tested unchanged.
+   defers PUBACKs behind a group commit is tested unchanged. On the
+   broker-patches build that is what runs (plugin/commit.c: writes without
+   a sync, one fsync for many, the PUBACK after it): the test checks the
+   plugin said so at start, and that no `sent` came before its PUBACK.
  - sync_writes false (the default): the PUBACKed sends the cut took are
    counted and printed; there must be some, since the WAL is written but
    never fsync'd (the test checks the cut dropped bytes of it, and that
@@ -230,6 +233,9 @@ class PowercutSyncWritesTest(ChatTestCase):
                            "POWERCUT_LOG": log}
         self.broker.start()
         self.broker.env = {}
+        if self.broker.options["sync_writes"] == "true":
+            mode = "group commit" if self.broker.patched else "one fsync per write"
+            self.assertIn("sync writes: " + mode, self.broker.log_text())
 
         da = self.connect(a, "phone", ta)
         mid_cid = {}
@@ -248,6 +254,8 @@ class PowercutSyncWritesTest(ChatTestCase):
             acked = {mid_cid[m] for m, code in da.c.ack_codes.items() if code < 0x80}
         sent = {e["cid"] for e in da.events() if e.get("k") == "sent"}
         self.assertLess(len(acked), self.BURST, "the burst finished before the cut")
+        # one socket, read in order: a `sent` never overtakes its PUBACK
+        self.assertEqual(sorted(sent - acked), [], "sent events before their PUBACK")
 
         report = powercut.apply(self.broker.data_dir, log, torn=self.torn)
         sys.stderr.write("[%s] " % powercut.summary(report))

@@ -81,7 +81,21 @@ static void fake_kick(void *ctx, const char *clientid)
 	F.kicks[F.nkicks++] = xstrdup(clientid);
 }
 
-const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick };
+static int fake_ack(void *ctx, uint64_t conn_id, uint16_t mid, uint8_t reason)
+{
+	ck_assert_ptr_eq(ctx, &F);
+	F.acks = grow(F.acks, &F.capacks, F.nacks, sizeof(ackrec));
+	F.acks[F.nacks++] = (ackrec){ conn_id, mid, reason, F.npubs };
+	return F.ack_rc;
+}
+
+/* The commit thread's: no Check calls here. */
+static void fake_wakeup(void *ctx)
+{
+	atomic_fetch_add(&((fake_io *)ctx)->wakeups, 1);
+}
+
+const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick, fake_ack, fake_wakeup };
 
 void fake_reset(enum fake_broadcasts broadcasts)
 {
@@ -102,6 +116,7 @@ void fake_free(void)
 	for (size_t i = 0; i < F.nkicks; i++)
 		free(F.kicks[i]);
 	free(F.pubs);
+	free(F.acks);
 	free(F.logs);
 	free(F.kicks);
 	memset(&F, 0, sizeof(F));

@@ -10,6 +10,7 @@
 #ifndef TEST_SUPPORT_FAKE_IO_H
 #define TEST_SUPPORT_FAKE_IO_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,6 +42,14 @@ enum fake_broadcasts {
 	FAKE_BROADCASTS_COUNTED,  /* only counted: F.pubs holds per-client publishes */
 };
 
+/* One acknowledgement sent through io.ack (group commit, commit.c). */
+typedef struct ackrec {
+	uint64_t conn_id;
+	uint16_t mid;
+	uint8_t reason;
+	size_t npubs;   /* the publishes recorded before it */
+} ackrec;
+
 typedef struct fake_io {
 	pubrec *pubs; /* every publish, in order */
 	size_t npubs, cappubs;
@@ -52,6 +61,10 @@ typedef struct fake_io {
 	size_t nbroadcasts;             /* publishes with clientid NULL */
 	int publish_rc;                 /* what core_io.publish returns */
 	enum fake_broadcasts broadcasts;
+	ackrec *acks;                   /* every io.ack, in order */
+	size_t nacks, capacks;
+	int ack_rc;                     /* what core_io.ack returns */
+	atomic_uint wakeups;            /* io.wakeup calls (from the commit thread) */
 } fake_io;
 
 extern fake_io F;
