@@ -12,6 +12,7 @@
 #   bench/compare.sh            # ~7 min: 3 reps, latency sweep, 19k idle connections, fanout
 #   bench/compare.sh --quick    # ~3 min: 2 reps, smaller counts, 2000 idle connections
 #   bench/compare.sh --iot-only --reps 5   # ~2 min: only the IoT rows
+#   bench/compare.sh --durable-only --reps 5   # ~3 min: only the patched broker's sync-writes rows
 #
 # Options:
 #   --reps N         repetitions (default 3; --quick 2)
@@ -34,6 +35,9 @@
 #                    and dm on that broker with and without an anonymous "#" subscriber
 #   --iot-only       only the IoT rows (~20 s a rep); they also run stock mosquitto with
 #                    one idle thread preloaded (BUILD/lib/idle_thread_preload.so), a diagnostic
+#   --durable-only   only the durable rows (~35 s a rep): dm on the patched broker with
+#                    sync_writes true (group commit) and false, alternating, at the max rate,
+#                    then sync_writes true at half of its max rate (p99)
 # Peers, where installed: the same relay (phase=peer) on aedes (Node.js; `npm install aedes`
 # in bench/peers, `npm install -g aedes`, or AEDES_BASE=DIR with DIR/node_modules/aedes) and
 # on RabbitMQ's MQTT plugin (Debian's rabbitmq-server, a private node per run), reported as
@@ -55,7 +59,7 @@ thread_shim=$build/lib/idle_thread_preload.so
 
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
-peers=1 iot=1 iot_only=0
+peers=1 iot=1 iot_only=0 durable_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -71,7 +75,8 @@ while [ $# -gt 0 ]; do
     --no-peers) peers=0 ;;
     --no-iot) iot=0 ;;
     --iot-only) iot_only=1 ;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0 ;;
+    --durable-only) durable_only=1 ;;
+    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -360,12 +365,39 @@ iot_rows() {
   done
 }
 
+# The durable rows (issue 26): dm with sync_writes true on the patched
+# broker, where the plugin's group commit holds each PUBACK for a shared
+# fsync (plugin/commit.c), against dm with sync_writes false on the same
+# broker, alternating which goes first; then sync_writes true at half of
+# its own max rate, for the latency. Receivers send no receipts, as on the
+# patched dm row (their PUBACKs deliver).
+durable_rows() {
+  local rep=$1 s sync_max r n
+  for s in $( [ $((rep % 2)) -eq 1 ] && echo "true false" || echo "false true" ); do
+    BROKER_BIN=$pmosq start_broker dm-durable chat "sync_writes $s"
+    run_bench "phase=durable rep=$rep sync=$s" dm -p "$BPORT" --broker-pid "$BPID" \
+      --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs --no-receipts
+    [ $s = true ] && sync_max=$(field rate "$LAST")
+    stop_pid "$BPID"
+  done
+  r=$(( ${sync_max:-1000} / 2 )); [ $r -ge 100 ] || r=100
+  n=$(/usr/bin/python3 -c "print(max(500, int($r * $lat_secs)))")
+  BROKER_BIN=$pmosq start_broker dm-durable chat "sync_writes true"
+  run_bench "phase=durable-half rep=$rep sync=true" dm -p "$BPORT" --broker-pid "$BPID" \
+    --admin-token-file "$BDIR/data/admin.token" --rate $r --msgs $n --no-receipts
+  stop_pid "$BPID"
+}
+
 for rep in $(seq "$reps"); do
   echo "compare: rep $rep/$reps" >&2
   # Alternate which side goes first in each rep.
   if [ $((rep % 2)) -eq 1 ]; then order="stock chat"; else order="chat stock"; fi
   if [ $iot_only -eq 1 ]; then
     iot_rows "$rep"
+    continue
+  fi
+  if [ $durable_only -eq 1 ]; then
+    durable_rows "$rep"
     continue
   fi
 
@@ -436,6 +468,10 @@ for rep in $(seq "$reps"); do
   run_bench "phase=max rep=$rep sync=true" dm -p "$BPORT" --broker-pid "$BPID" \
     --admin-token-file "$BDIR/data/admin.token" --msgs $sync_msgs
   stop_pid "$BPID"
+  # ---- the same on the patched broker: group commit
+  if [ $patched -eq 1 ] && [ -x "$pmosq" ]; then
+    durable_rows "$rep"
+  fi
 
   # ---- replay, per window (a window above 1000 needs max_queued_messages above it).
   # inflight_drain 100000: the fill's one sender gets a `sent` event per

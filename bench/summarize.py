@@ -118,6 +118,34 @@ def iot_rows(rows, row):
     return True
 
 
+def durable_rows(rows, row):
+    """dm with sync writes on the patched broker (compare.sh, phase=durable /
+    durable-half); False if there are none."""
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+    on, off = sel(rows, mode="dm", phase="durable", sync="true"), sel(rows, mode="dm", phase="durable", sync="false")
+    half = sel(rows, mode="dm", phase="durable-half")
+    if not (on or off or half):
+        return False
+    r = ratio_med(on, off, "rate")
+    row("patched broker: dm, sync_writes true (group commit) vs false, msgs/s",
+        fmt(m(off, "rate")), fmt(m(on, "rate")), fmt(r), "≥ 0.8×", "yes" if r and r >= 0.8 else "**no**")
+    row("patched broker: broker CPU µs per message, sync_writes false vs true",
+        fmt(m(off, "broker_cpu_us_per_msg")), fmt(m(on, "broker_cpu_us_per_msg")),
+        fmt(ratio_med(on, off, "broker_cpu_us_per_msg")), "", "")
+    for k, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
+        c = m(half, k)
+        tgt = met = ""
+        if k == "p99_us":
+            tgt = "≤ 3000 µs"
+            met = "yes" if c is not None and c <= 3000 else "**no**"
+        row("patched broker: dm sync_writes true, latency %s at half its max, µs" % name, "", fmt(c),
+            "", tgt, met)
+    row("patched broker: offered rate at half max (sync_writes true), msgs/s", "",
+        fmt(m(half, "offered")), "", "", "")
+    return True
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -147,8 +175,9 @@ def main():
     p = out.append
     if machine:
         p("machine: " + machine)
-    if not reps:   # compare.sh --iot-only
-        reps = len(sel(rows, mode="relay", phase="iot", side="chat"))
+    if not reps:   # compare.sh --iot-only / --durable-only
+        reps = len(sel(rows, mode="relay", phase="iot", side="chat")) or \
+            len(sel(rows, mode="dm", phase="durable", sync="true"))
     p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
     p("")
     p("| measure | stock relay | chat | ratio chat/stock | target | met |")
@@ -157,8 +186,9 @@ def main():
     def row(name, s, c, ratio, target="", met=""):
         p("| %s | %s | %s | %s | %s | %s |" % (name, s, c, ratio, target, met))
 
-    if not relay_max:   # compare.sh --iot-only: the IoT rows alone
+    if not relay_max:   # compare.sh --iot-only / --durable-only: those rows alone
         iot_rows(rows, row)
+        durable_rows(rows, row)
         if bad:
             p("")
             p("**%d run(s) reported a correctness failure (ok=0)**" % len(bad))
@@ -285,6 +315,7 @@ def main():
         row("fanout offline: broker CPU µs per queue entry", "", fmt(m(fan_o, "broker_cpu_us_per_msg")),
             "", "", "")
     iot_rows(rows, row)
+    durable_rows(rows, row)
     walls = {}
     for r in rows:
         w = num(r, "wall_secs")

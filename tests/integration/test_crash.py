@@ -262,7 +262,9 @@ class CrashRoundsTest(ChatTestCase):
 
 
 class SyncWritesCrashTest(CrashTest):
-    """The same with plugin_opt_sync_writes on (fsync per batch)."""
+    """The same with plugin_opt_sync_writes on: fsync per batch on stock
+    mosquitto, group commit (PUBACKs held for a shared fsync) on the patched
+    broker."""
     broker_options = dict(CrashTest.broker_options, sync_writes="true")
 
 if __name__ == "__main__":

@@ -271,5 +271,13 @@ class DmTest(ChatTestCase):
         self.assertEqual(db.wait_event("msg")["from"], a + "/v5")
 
 
+class DmSyncWritesTest(DmTest):
+    """The same with plugin_opt_sync_writes true: on the patched broker,
+    group commit (plugin/commit.c) holds PUBACKs and events behind shared
+    fsyncs; on stock mosquitto every write is fsync'd. Nothing above may
+    change."""
+    broker_options = dict(DmTest.broker_options, sync_writes="true")
+
+
 if __name__ == "__main__":
     main()

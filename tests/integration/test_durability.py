@@ -98,5 +98,13 @@ class DurabilityTest(ChatTestCase):
         self.assertEqual(rc, 0, err)
 
 
+class DurabilitySyncWritesTest(DurabilityTest):
+    """The same with plugin_opt_sync_writes true: on the patched broker,
+    group commit (plugin/commit.c) holds PUBACKs and events behind shared
+    fsyncs; on stock mosquitto every write is fsync'd. Nothing above may
+    change."""
+    broker_options = dict(DurabilityTest.broker_options, sync_writes="true")
+
+
 if __name__ == "__main__":
     main()

@@ -192,5 +192,13 @@ class GroupTest(ChatTestCase):
         self.assertEqual(db.wait_event("msg")["seq"], 2)
 
 
+class GroupSyncWritesTest(GroupTest):
+    """The same with plugin_opt_sync_writes true: on the patched broker,
+    group commit (plugin/commit.c) holds PUBACKs and events behind shared
+    fsyncs; on stock mosquitto every write is fsync'd. Nothing above may
+    change."""
+    broker_options = dict(GroupTest.broker_options, sync_writes="true")
+
+
 if __name__ == "__main__":
     main()

@@ -368,5 +368,13 @@ class QuotaTest(ChatTestCase):
         db.expect_no_event(0.2, k="msg")
 
 
+class OfflineSyncWritesTest(OfflineTest):
+    """The same with plugin_opt_sync_writes true: on the patched broker,
+    group commit (plugin/commit.c) holds PUBACKs and events behind shared
+    fsyncs; on stock mosquitto every write is fsync'd. Nothing above may
+    change."""
+    broker_options = dict(OfflineTest.broker_options, sync_writes="true")
+
+
 if __name__ == "__main__":
     main()
