@@ -21,6 +21,7 @@
  * delivery to the provider is at least once.
  */
 #include "cbor_io.h"
+#include "chat_version.h"
 #include "daemon.h"
 #include "err.h"
 #include "http.h"
@@ -484,6 +485,7 @@ static void usage(FILE *f)
 	        "                   [--log-level error|warning|info|debug]\n"
 	        "                   [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
 	        "                   [--insecure] [--tls-version V]\n"
+	        "       chat-pushgw --help | --version\n"
 	        "Forwards mosquitto-chat wake-ups to push providers over HTTP (http:// URLs;\n"
 	        "terminate TLS in a local proxy). An APNs URL may contain {token}. An auth\n"
 	        "file holds header lines (\"Authorization: Bearer ...\"). See README.md.\n"
@@ -525,7 +527,7 @@ static const char *read_headers(const char *path, char *out, size_t cap)
 
 enum { OPT_TOKEN = 256, OPT_GROUP, OPT_PREFIX, OPT_FCM, OPT_FCM_AUTH, OPT_APNS, OPT_APNS_AUTH,
        OPT_WEB, OPT_WEB_AUTH, OPT_WORKERS, OPT_TIMEOUT, OPT_ATTEMPTS, OPT_RMIN, OPT_RMAX,
-       OPT_STATS, OPT_LOG, OPT_HELP };
+       OPT_STATS, OPT_LOG, OPT_HELP, OPT_VERSION };
 
 static int parse_args(gw *g, int argc, char **argv)
 {
@@ -550,6 +552,7 @@ static int parse_args(gw *g, int argc, char **argv)
 		{ "stats-interval", required_argument, NULL, OPT_STATS },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -580,6 +583,7 @@ static int parse_args(gw *g, int argc, char **argv)
 			if (!daemon_log_level_parse(optarg, &g->log_level)) bad = "--log-level";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
+		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-pushgw"), stdout); exit(0);
 		default:
 			if (mqtt_tls_getopt(&g->tls, c, optarg))
 				break;

@@ -20,6 +20,7 @@
  * line wins over the file.
  */
 #include "cbor_io.h"
+#include "chat_version.h"
 #include "err.h"
 #include "ids.h"
 #include "mqtt_tls.h"
@@ -84,6 +85,7 @@ static const char help_text[] =
 	"  --token-file FILE         admin token (default $CHATCTL_TOKEN_FILE, else\n"
 	"                            " DEFAULT_TOKEN_FILE ")\n"
 	"  --help                    show this help\n"
+	"  --version                 print chatctl's version\n"
 	"\n"
 	"TLS (as mosquitto_sub; docs/OPERATIONS.md, \"TLS\"):\n"
 	MQTT_TLS_USAGE
@@ -312,6 +314,9 @@ static int parse_globals(struct args *a, int argc, char **argv, const char **opt
 			break;
 		} else if (strcmp(argv[i], "--help") == 0) {
 			fputs(help_text, stdout);
+			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
+		} else if (strcmp(argv[i], "--version") == 0) {
+			fputs(CHAT_VERSION_LINE("chatctl"), stdout);
 			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
 		} else if (strcmp(argv[i], "-o") == 0) {
 			if (++i >= argc)
