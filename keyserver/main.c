@@ -437,8 +437,8 @@ static int parse_args(server *s, int argc, char **argv)
 		}
 	}
 	if (bad) {
-		fprintf(stderr, "chat-keyserver: invalid value '%s' for %s (see --help and "
-		        "docs/OPERATIONS.md)\n", optarg ? optarg : "", bad);
+		fprintf(stderr, "%schat-keyserver: invalid value '%s' for %s (see --help and "
+		        "docs/OPERATIONS.md)\n", daemon_err_prefix(), optarg ? optarg : "", bad);
 		return 2;
 	}
 	if (optind != argc || !s->host || !port || !s->user || !s->token_file || !s->data_dir) {
@@ -448,7 +448,7 @@ static int parse_args(server *s, int argc, char **argv)
 	s->port = (int)port;
 	char err[512];
 	if (!mqtt_tls_check(&s->tls, err, sizeof(err))) {
-		fprintf(stderr, "chat-keyserver: %s\n", err);
+		fprintf(stderr, "%schat-keyserver: %s\n", daemon_err_prefix(), err);
 		return 2;
 	}
 	return 0;

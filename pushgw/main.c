@@ -592,7 +592,7 @@ static int parse_args(gw *g, int argc, char **argv)
 		}
 	}
 	if (bad) {
-		fprintf(stderr, "chat-pushgw: invalid value for %s\n", bad);
+		fprintf(stderr, "%schat-pushgw: invalid value for %s\n", daemon_err_prefix(), bad);
 		return 2;
 	}
 	if (optind != argc || !g->host || !port || !g->user || !g->token_file) {
@@ -600,13 +600,14 @@ static int parse_args(gw *g, int argc, char **argv)
 		return 2;
 	}
 	if (g->retry_max_ms < g->retry_min_ms) {
-		fprintf(stderr, "chat-pushgw: --retry-max-ms must be at least --retry-min-ms\n");
+		fprintf(stderr, "%schat-pushgw: --retry-max-ms must be at least --retry-min-ms\n",
+		        daemon_err_prefix());
 		return 2;
 	}
 	g->port = (int)port;
 	char err[512];
 	if (!mqtt_tls_check(&g->tls, err, sizeof(err))) {
-		fprintf(stderr, "chat-pushgw: %s\n", err);
+		fprintf(stderr, "%schat-pushgw: %s\n", daemon_err_prefix(), err);
 		return 2;
 	}
 	bool any = false;
@@ -615,24 +616,28 @@ static int parse_args(gw *g, int argc, char **argv)
 		const char *why;
 		if (!e->url_arg) {
 			if (e->auth_file) {
-				fprintf(stderr, "chat-pushgw: --%s-auth without --%s-url\n", platform_names[k],
+				fprintf(stderr, "%schat-pushgw: --%s-auth without --%s-url\n", daemon_err_prefix(),
+				        platform_names[k],
 				        platform_names[k]);
 				return 2;
 			}
 			continue;
 		}
 		if (!http_url_parse(e->url_arg, &e->url, &why)) {
-			fprintf(stderr, "chat-pushgw: --%s-url %s: %s\n", platform_names[k], e->url_arg, why);
+			fprintf(stderr, "%schat-pushgw: --%s-url %s: %s\n", daemon_err_prefix(),
+			        platform_names[k], e->url_arg, why);
 			return 2;
 		}
 		if (e->auth_file && (why = read_headers(e->auth_file, e->headers, sizeof(e->headers)))) {
-			fprintf(stderr, "chat-pushgw: --%s-auth %s: %s\n", platform_names[k], e->auth_file, why);
+			fprintf(stderr, "%schat-pushgw: --%s-auth %s: %s\n", daemon_err_prefix(),
+			        platform_names[k], e->auth_file, why);
 			return 2;
 		}
 		e->on = any = true;
 	}
 	if (!any) {
-		fprintf(stderr, "chat-pushgw: configure at least one of --fcm-url, --apns-url, --webpush-url\n");
+		fprintf(stderr, "%schat-pushgw: configure at least one of --fcm-url, --apns-url, --webpush-url\n",
+		        daemon_err_prefix());
 		return 2;
 	}
 	return 0;
