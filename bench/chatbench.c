@@ -23,6 +23,7 @@
  *           deliveries/s, or (--offline) the store/queue rate
  */
 #include "cbor_io.h"
+#include "chat_version.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -2235,7 +2236,8 @@ static void usage(FILE *f)
 	      "  --run-id ID                prefix for user names and topics (random)\n"
 	      "  --label K=V                appended to the result line\n"
 	      "  --timeout S                give up after S seconds (120)\n"
-	      "  -v                         progress on stderr\n",
+	      "  -v                         progress on stderr\n"
+	      "  --help, --version          this help; the version\n",
 	      f);
 }
 
@@ -2250,7 +2252,7 @@ int main(int argc, char **argv)
 		{ "fetchers", 1, 0, 14 }, { "verify", 0, 0, 15 }, { "run-id", 1, 0, 16 },
 		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
 		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { "sync", 0, 0, 22 },
-		{ "no-receipts", 0, 0, 23 }, { "iot-sub", 1, 0, 24 },
+		{ "no-receipts", 0, 0, 23 }, { "iot-sub", 1, 0, 24 }, { "version", 0, 0, 25 },
 		{ 0, 0, 0, 0 }
 	};
 	int ch;
@@ -2283,6 +2285,7 @@ int main(int argc, char **argv)
 		case 22: o.sync = true; break;
 		case 23: o.no_receipts = true; break;
 		case 24: o.iot_sub = optarg; break;
+		case 25: fputs(CHAT_VERSION_LINE("chatbench"), stdout); return 0;
 		default: usage(stderr); return 2;
 		}
 	}

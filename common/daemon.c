@@ -10,21 +10,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const char *g_prog = "chat";
 static int g_level = LOG_INFO;
 static volatile sig_atomic_t g_stopping;
 static volatile sig_atomic_t g_usr1;
+static int g_journal = -1; /* daemon_stderr_is_journal(), once known */
+
+bool daemon_stderr_is_journal(void)
+{
+	if (g_journal < 0) {
+		const char *e = getenv("JOURNAL_STREAM");
+		unsigned long long dev, ino;
+		char extra;
+		struct stat st;
+		g_journal = e && sscanf(e, "%llu:%llu%c", &dev, &ino, &extra) == 2 &&
+		            fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+		            (unsigned long long)st.st_ino == ino;
+	}
+	return g_journal;
+}
+
+const char *daemon_err_prefix(void)
+{
+	return daemon_stderr_is_journal() ? "<3>" : "";
+}
 
 void daemon_log_init(const char *prog, int level)
 {
 	g_prog = prog;
 	g_level = level;
+	daemon_stderr_is_journal(); /* decided here, before any thread logs */
 }
 
 void daemon_log(int level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
+	static const char *const prios[] = { "<3>", "<4>", "<6>", "<7>" };
 	if (level > g_level || level < LOG_ERR)
 		return;
 	struct timespec ts;
@@ -39,8 +63,8 @@ void daemon_log(int level, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	/* One write per line: threads (chat-pushgw's workers) log too. */
-	fprintf(stderr, "%s.%03ldZ %s %s: %s\n", when, ts.tv_nsec / 1000000, g_prog, names[level],
-	        line);
+	fprintf(stderr, "%s%s.%03ldZ %s %s: %s\n", g_journal > 0 ? prios[level] : "", when,
+	        ts.tv_nsec / 1000000, g_prog, names[level], line);
 }
 
 bool daemon_log_level_parse(const char *s, int *level)

@@ -24,8 +24,18 @@ enum daemon_log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
  * LOG_INFO. */
 void daemon_log_init(const char *prog, int level);
 /* "2026-01-02T03:04:05.678Z <prog> <level>: <message>\n" on stderr, one
- * write per line (threads may log); nothing above the set level. */
+ * write per line (threads may log); nothing above the set level. When
+ * stderr is journald's stream, the line starts with the sd-daemon(3)
+ * priority prefix, "<3>" (error), "<4>" (warning), "<6>" (info) or "<7>"
+ * (debug), which journald takes as the entry's priority and strips. */
 void daemon_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether stderr is connected to journald: systemd sets JOURNAL_STREAM to
+ * "DEV:INODE" of the stream it gives a service (systemd.exec(5)); it is
+ * ours only if stderr is still that file (not redirected by a script). */
+bool daemon_stderr_is_journal(void);
+/* "<3>" when stderr is journald's, else "": for the one-line errors a
+ * program prints on stderr itself before logging starts (bad options). */
+const char *daemon_err_prefix(void);
 /* "error", "warning", "info" or "debug" into *level; false otherwise. */
 bool daemon_log_level_parse(const char *s, int *level);
 

@@ -13,6 +13,7 @@
  * directory stands by until the lock is free, then opens the store and joins
  * the same shared subscription: active/standby, never two writers.
  */
+#include "chat_version.h"
 #include "daemon.h"
 #include "err.h"
 #include "ids.h"
@@ -325,6 +326,7 @@ static void usage(FILE *f)
 	        "                      [--stats-interval S]\n"
 	        "                      [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
 	        "                      [--insecure] [--tls-version V]\n"
+	        "       chat-keyserver --help | --version\n"
 	        "Serves X3DH pre-key requests for mosquitto-chat. See docs/KEYSERVER.md.\n"
 	        "TLS to the broker (as mosquitto_sub; docs/OPERATIONS.md, \"TLS\"):\n"
 	        MQTT_TLS_USAGE);
@@ -367,7 +369,7 @@ static int lock_data_dir(const char *dir)
 }
 
 enum { OPT_TOKEN = 256, OPT_DATA, OPT_GROUP, OPT_PREFIX, OPT_BURST, OPT_REFILL, OPT_LOW,
-       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_STATS, OPT_HELP };
+       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_STATS, OPT_HELP, OPT_VERSION };
 
 static int parse_args(server *s, int argc, char **argv)
 {
@@ -388,6 +390,7 @@ static int parse_args(server *s, int argc, char **argv)
 		{ "backup-dir", required_argument, NULL, OPT_BACKUP },
 		{ "stats-interval", required_argument, NULL, OPT_STATS },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -425,6 +428,7 @@ static int parse_args(server *s, int argc, char **argv)
 			if (!daemon_parse_u32(optarg, 0, 24 * 3600, &s->stats_interval_s)) bad = "--stats-interval";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
+		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-keyserver"), stdout); exit(0);
 		default:
 			if (mqtt_tls_getopt(&s->tls, c, optarg))
 				break;
@@ -433,8 +437,8 @@ static int parse_args(server *s, int argc, char **argv)
 		}
 	}
 	if (bad) {
-		fprintf(stderr, "chat-keyserver: invalid value '%s' for %s (see --help and "
-		        "docs/OPERATIONS.md)\n", optarg ? optarg : "", bad);
+		fprintf(stderr, "%schat-keyserver: invalid value '%s' for %s (see --help and "
+		        "docs/OPERATIONS.md)\n", daemon_err_prefix(), optarg ? optarg : "", bad);
 		return 2;
 	}
 	if (optind != argc || !s->host || !port || !s->user || !s->token_file || !s->data_dir) {
@@ -444,7 +448,7 @@ static int parse_args(server *s, int argc, char **argv)
 	s->port = (int)port;
 	char err[512];
 	if (!mqtt_tls_check(&s->tls, err, sizeof(err))) {
-		fprintf(stderr, "chat-keyserver: %s\n", err);
+		fprintf(stderr, "%schat-keyserver: %s\n", daemon_err_prefix(), err);
 		return 2;
 	}
 	return 0;

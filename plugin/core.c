@@ -6,6 +6,7 @@
  * that must not run inside a callback (disconnecting a client) is queued and
  * done on the next tick.
  */
+#include "chat_version.h"
 #include "core_internal.h"
 #include "err.h"
 
@@ -250,7 +251,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	if (ensure_admin(c, err, errlen)) {
 		goto fail;
 	}
-	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat ready: data dir %s, prefix %s/, %zu users, %zu groups",
+	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat " CHAT_VERSION " ready: data dir %s, prefix %s/, %zu users, %zu groups",
 	         c->data_dir, c->prefix, c->dir.users.live, c->groups.live);
 	return c;
 fail:

@@ -21,6 +21,7 @@
  * delivery to the provider is at least once.
  */
 #include "cbor_io.h"
+#include "chat_version.h"
 #include "daemon.h"
 #include "err.h"
 #include "http.h"
@@ -484,6 +485,7 @@ static void usage(FILE *f)
 	        "                   [--log-level error|warning|info|debug]\n"
 	        "                   [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
 	        "                   [--insecure] [--tls-version V]\n"
+	        "       chat-pushgw --help | --version\n"
 	        "Forwards mosquitto-chat wake-ups to push providers over HTTP (http:// URLs;\n"
 	        "terminate TLS in a local proxy). An APNs URL may contain {token}. An auth\n"
 	        "file holds header lines (\"Authorization: Bearer ...\"). See README.md.\n"
@@ -525,7 +527,7 @@ static const char *read_headers(const char *path, char *out, size_t cap)
 
 enum { OPT_TOKEN = 256, OPT_GROUP, OPT_PREFIX, OPT_FCM, OPT_FCM_AUTH, OPT_APNS, OPT_APNS_AUTH,
        OPT_WEB, OPT_WEB_AUTH, OPT_WORKERS, OPT_TIMEOUT, OPT_ATTEMPTS, OPT_RMIN, OPT_RMAX,
-       OPT_STATS, OPT_LOG, OPT_HELP };
+       OPT_STATS, OPT_LOG, OPT_HELP, OPT_VERSION };
 
 static int parse_args(gw *g, int argc, char **argv)
 {
@@ -550,6 +552,7 @@ static int parse_args(gw *g, int argc, char **argv)
 		{ "stats-interval", required_argument, NULL, OPT_STATS },
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -580,6 +583,7 @@ static int parse_args(gw *g, int argc, char **argv)
 			if (!daemon_log_level_parse(optarg, &g->log_level)) bad = "--log-level";
 			break;
 		case OPT_HELP: usage(stdout); exit(0);
+		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-pushgw"), stdout); exit(0);
 		default:
 			if (mqtt_tls_getopt(&g->tls, c, optarg))
 				break;
@@ -588,7 +592,7 @@ static int parse_args(gw *g, int argc, char **argv)
 		}
 	}
 	if (bad) {
-		fprintf(stderr, "chat-pushgw: invalid value for %s\n", bad);
+		fprintf(stderr, "%schat-pushgw: invalid value for %s\n", daemon_err_prefix(), bad);
 		return 2;
 	}
 	if (optind != argc || !g->host || !port || !g->user || !g->token_file) {
@@ -596,13 +600,14 @@ static int parse_args(gw *g, int argc, char **argv)
 		return 2;
 	}
 	if (g->retry_max_ms < g->retry_min_ms) {
-		fprintf(stderr, "chat-pushgw: --retry-max-ms must be at least --retry-min-ms\n");
+		fprintf(stderr, "%schat-pushgw: --retry-max-ms must be at least --retry-min-ms\n",
+		        daemon_err_prefix());
 		return 2;
 	}
 	g->port = (int)port;
 	char err[512];
 	if (!mqtt_tls_check(&g->tls, err, sizeof(err))) {
-		fprintf(stderr, "chat-pushgw: %s\n", err);
+		fprintf(stderr, "%schat-pushgw: %s\n", daemon_err_prefix(), err);
 		return 2;
 	}
 	bool any = false;
@@ -611,24 +616,28 @@ static int parse_args(gw *g, int argc, char **argv)
 		const char *why;
 		if (!e->url_arg) {
 			if (e->auth_file) {
-				fprintf(stderr, "chat-pushgw: --%s-auth without --%s-url\n", platform_names[k],
+				fprintf(stderr, "%schat-pushgw: --%s-auth without --%s-url\n", daemon_err_prefix(),
+				        platform_names[k],
 				        platform_names[k]);
 				return 2;
 			}
 			continue;
 		}
 		if (!http_url_parse(e->url_arg, &e->url, &why)) {
-			fprintf(stderr, "chat-pushgw: --%s-url %s: %s\n", platform_names[k], e->url_arg, why);
+			fprintf(stderr, "%schat-pushgw: --%s-url %s: %s\n", daemon_err_prefix(),
+			        platform_names[k], e->url_arg, why);
 			return 2;
 		}
 		if (e->auth_file && (why = read_headers(e->auth_file, e->headers, sizeof(e->headers)))) {
-			fprintf(stderr, "chat-pushgw: --%s-auth %s: %s\n", platform_names[k], e->auth_file, why);
+			fprintf(stderr, "%schat-pushgw: --%s-auth %s: %s\n", daemon_err_prefix(),
+			        platform_names[k], e->auth_file, why);
 			return 2;
 		}
 		e->on = any = true;
 	}
 	if (!any) {
-		fprintf(stderr, "chat-pushgw: configure at least one of --fcm-url, --apns-url, --webpush-url\n");
+		fprintf(stderr, "%schat-pushgw: configure at least one of --fcm-url, --apns-url, --webpush-url\n",
+		        daemon_err_prefix());
 		return 2;
 	}
 	return 0;

@@ -12,6 +12,11 @@ pkgs=(
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
   # test_tls makes its CA and certificates at test time
   openssl
+  # test_prometheus parses chatctl stats --prometheus with Prometheus' own
+  # text-format parser
+  python3-prometheus-client
+  # test_man renders the man pages (groff) and checks them as man -l does
+  groff-base man-db
   chromium
   # test_readme runs make run in a network namespace of its own (unshare and
   # nsenter from util-linux, ip to bring its loopback up)

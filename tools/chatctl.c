@@ -20,6 +20,7 @@
  * line wins over the file.
  */
 #include "cbor_io.h"
+#include "chat_version.h"
 #include "err.h"
 #include "ids.h"
 #include "mqtt_tls.h"
@@ -84,6 +85,7 @@ static const char help_text[] =
 	"  --token-file FILE         admin token (default $CHATCTL_TOKEN_FILE, else\n"
 	"                            " DEFAULT_TOKEN_FILE ")\n"
 	"  --help                    show this help\n"
+	"  --version                 print chatctl's version\n"
 	"\n"
 	"TLS (as mosquitto_sub; docs/OPERATIONS.md, \"TLS\"):\n"
 	MQTT_TLS_USAGE
@@ -312,6 +314,9 @@ static int parse_globals(struct args *a, int argc, char **argv, const char **opt
 			break;
 		} else if (strcmp(argv[i], "--help") == 0) {
 			fputs(help_text, stdout);
+			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
+		} else if (strcmp(argv[i], "--version") == 0) {
+			fputs(CHAT_VERSION_LINE("chatctl"), stdout);
 			exit(ferror(stdout) || fflush(stdout) ? 1 : 0);
 		} else if (strcmp(argv[i], "-o") == 0) {
 			if (++i >= argc)
@@ -645,17 +650,139 @@ static int counter_cmp(const void *x, const void *y)
 	return (a->len > b->len) - (a->len < b->len);
 }
 
-/* Counters that can go down; the rest only grow (Prometheus "counter"). */
-static bool is_gauge(const struct counter *c)
+/* What Prometheus is told about each counter: its HELP text and whether it
+ * can go down (a gauge) or only grows (a counter, exported with "_total").
+ * A name the server sends that is not here (a newer plugin) is exported as
+ * a counter with a generic HELP line. The refused_<code> counters are one
+ * family, mosquitto_chat_refused_total{code="…"}. docs/OPERATIONS.md lists
+ * them all; tests/integration/test_prometheus.py parses the output. */
+struct metric_info {
+	const char *name;
+	bool gauge;
+	const char *help;
+};
+
+static const struct metric_info metric_infos[] = {
+	{ "users", true, "Chat users that exist." },
+	{ "devices", true, "Chat devices that exist." },
+	{ "devices_online", true, "Chat devices connected now." },
+	{ "services", true, "Service accounts that exist." },
+	{ "groups", true, "Groups that exist." },
+	{ "auth_ok", false, "CONNECTs of chat accounts accepted." },
+	{ "auth_refused", false, "CONNECTs of chat accounts refused." },
+	{ "messages_in", false, "Sends received (1:1 and group)." },
+	{ "messages_stored", false, "Sends stored and acknowledged." },
+	{ "messages_duplicate", false, "Retried sends answered from the dedup index." },
+	{ "messages_refused", false, "Refused publishes of devices, all reasons." },
+	{ "events_out", false, "Inbox events published (all kinds)." },
+	{ "errors_out", false, "Error events published." },
+	{ "subscriptions_refused", false, "Subscriptions refused." },
+	{ "admin_commands", false, "Admin commands handled." },
+	{ "syncs", false, "chat/sync requests." },
+	{ "auto_syncs", false, "Replays started by an inbox subscription or a resumed session." },
+	{ "replays_active", true, "Replays in progress." },
+	{ "backlogs_active", true, "Devices whose backlog is being drained." },
+	{ "events_spilled", false, "Events that waited in a connected device's queue." },
+	{ "queue_entries_replayed", false, "Queue entries replayed." },
+	{ "queue_entries", true, "Offline queue entries (RocksDB's estimate)." },
+	{ "receipts_in", false, "Receipt requests received." },
+	{ "acks_delivered", false, "PUBACKs of inbox messages counted as delivered receipts." },
+	{ "receipts_out", false, "Receipt events sent." },
+	{ "events_queued", false, "Events stored for devices that could not take them live." },
+	{ "messages_expired", false, "Messages removed by their expiry." },
+	{ "group_events", false, "Group changes published." },
+	{ "typing_out", false, "Typing documents published." },
+	{ "presence_out", false, "Presence documents published." },
+	{ "wakeups_out", false, "Push wake-ups published." },
+	{ "wakeups_resent", false, "Push wake-ups published again for want of an ack." },
+	{ "push_acks", false, "Acks from push gateways." },
+	{ "push_tokens_invalid", false, "Push tokens gateways reported invalid." },
+	{ "backups", false, "Backups taken." },
+	{ "keys_requests", false, "The key server's requests (as it last reported them)." },
+	{ "keys_refused_rate", false, "The key server's refusals for the bundle rate limit." },
+	{ "keys_refused", false, "The key server's other refusals." },
+	{ "keys_pool_keys", true, "Keys in the key store (RocksDB's estimate)." },
+	{ "keys_devices_removed", false, "Removed devices whose keys the key server dropped." },
+	{ "store_sst_bytes", true, "The store's size on disk in bytes." },
+	{ "store_memtable_bytes", true, "The store's memtables in bytes." },
+	{ "store_pending_compaction_bytes", true, "RocksDB's estimate of compaction debt in bytes." },
+	{ "store_write_stopped", true, "1 while RocksDB stops writes (a stall)." },
+	{ "store_delayed_write_rate", true, "The slowed write rate in bytes/s while RocksDB throttles." },
+};
+
+#define REFUSED_PREFIX "refused_"
+
+static const struct metric_info *metric_info(const struct counter *c)
 {
-	static const char *const gauges[] = { "users", "devices", "devices_online", "services",
-		"replays_active", "backlogs_active", "queue_entries", "groups", NULL };
-	if (c->len > 6 && memcmp(c->name, "store_", 6) == 0)
-		return true;
-	for (size_t i = 0; gauges[i]; i++)
-		if (strlen(gauges[i]) == c->len && memcmp(gauges[i], c->name, c->len) == 0)
-			return true;
-	return false;
+	for (size_t i = 0; i < sizeof(metric_infos) / sizeof(metric_infos[0]); i++)
+		if (strlen(metric_infos[i].name) == c->len &&
+		    memcmp(metric_infos[i].name, c->name, c->len) == 0)
+			return &metric_infos[i];
+	return NULL;
+}
+
+static bool is_refused(const struct counter *c)
+{
+	size_t n = strlen(REFUSED_PREFIX);
+	return c->len > n && memcmp(c->name, REFUSED_PREFIX, n) == 0;
+}
+
+/* A server-supplied name as a metric name or label value: anything but
+ * [A-Za-z0-9_] becomes '_'. */
+static void put_metric_name(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		fputc(ok ? c : '_', stdout);
+	}
+}
+
+/* Prometheus' text format (version 0.0.4): a HELP and a TYPE line per family,
+ * every sample of a family together. */
+static void print_prometheus(const struct counter *cs, size_t n)
+{
+	printf("# HELP mosquitto_chat_build_info The version of chatctl that wrote this.\n"
+	       "# TYPE mosquitto_chat_build_info gauge\n"
+	       "mosquitto_chat_build_info{version=\"%s\"} 1\n", CHAT_VERSION);
+	bool refused_done = false;
+	for (size_t j = 0; j < n; j++) {
+		const struct counter *c = &cs[j];
+		if (is_refused(c)) {
+			if (refused_done)
+				continue;
+			refused_done = true;
+			printf("# HELP mosquitto_chat_refused_total Error events sent, by code "
+			       "(docs/PROTOCOL.md).\n"
+			       "# TYPE mosquitto_chat_refused_total counter\n");
+			size_t skip = strlen(REFUSED_PREFIX);
+			for (size_t k = j; k < n; k++) {
+				if (!is_refused(&cs[k]))
+					continue;
+				fputs("mosquitto_chat_refused_total{code=\"", stdout);
+				put_metric_name(cs[k].name + skip, cs[k].len - skip);
+				printf("\"} %" PRIu64 "\n", cs[k].value);
+			}
+			continue;
+		}
+		const struct metric_info *mi = metric_info(c);
+		bool gauge = mi && mi->gauge;
+		const char *suffix = gauge ? "" : "_total";
+		fputs("# HELP mosquitto_chat_", stdout);
+		put_metric_name(c->name, c->len);
+		if (mi) {
+			printf("%s %s\n", suffix, mi->help);
+		} else {
+			printf("%s The server's counter ", suffix);
+			put_metric_name(c->name, c->len);
+			fputs(".\n", stdout);
+		}
+		fputs("# TYPE mosquitto_chat_", stdout);
+		put_metric_name(c->name, c->len);
+		printf("%s %s\nmosquitto_chat_", suffix, gauge ? "gauge" : "counter");
+		put_metric_name(c->name, c->len);
+		printf("%s %" PRIu64 "\n", suffix, c->value);
+	}
 }
 
 /* Prints the (already validated) counters map sorted by name. */
@@ -675,16 +802,10 @@ static bool print_counters(const uint8_t *p, size_t len, bool prometheus)
 	while (n < cap && cbr_map_next(&r, &m, &i, &k) && !cbr_next(&r, &v))
 		cs[n++] = (struct counter){ k.ptr, k.len, v.u };
 	qsort(cs, n, sizeof(*cs), counter_cmp);
-	for (size_t j = 0; j < n; j++) {
-		if (prometheus) {
-			bool gauge = is_gauge(&cs[j]);
-			const char *suffix = gauge ? "" : "_total";
-			fputs("# TYPE mosquitto_chat_", stdout);
-			put_clean(stdout, cs[j].name, cs[j].len, true);
-			printf("%s %s\nmosquitto_chat_", suffix, gauge ? "gauge" : "counter");
-			put_clean(stdout, cs[j].name, cs[j].len, true);
-			printf("%s %" PRIu64 "\n", suffix, cs[j].value);
-		} else {
+	if (prometheus) {
+		print_prometheus(cs, n);
+	} else {
+		for (size_t j = 0; j < n; j++) {
 			put_clean(stdout, cs[j].name, cs[j].len, true);
 			printf(" %" PRIu64 "\n", cs[j].value);
 		}

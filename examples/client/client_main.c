@@ -10,6 +10,7 @@
  * acknowledges it, and exits after SECONDS without a new one. The first run
  * with an empty --state registers the device's keys with the key server.
  */
+#include "chat_version.h"
 #include "client.h"
 #include "err.h"
 #include "ids.h"
@@ -28,6 +29,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
 	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]\n"
+	        "       chat-client --help | --version\n"
 	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
 }
@@ -146,7 +148,8 @@ int main(int argc, char **argv)
 	const char *send_to = NULL, *group = NULL;
 	long port = 0, timeout_s = -1;
 	bool recv = false;
-	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP };
+	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
+	       OPT_VERSION };
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -155,6 +158,7 @@ int main(int argc, char **argv)
 		{ "recv", no_argument, NULL, OPT_RECV },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, OPT_HELP },
+		{ "version", no_argument, NULL, OPT_VERSION },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -185,6 +189,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case OPT_HELP: usage(); return 0;
+		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-client"), stdout); return 0;
 		default:
 			if (mqtt_tls_getopt(&tls, o, optarg))
 				break;

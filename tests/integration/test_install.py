@@ -1,8 +1,14 @@
 """cmake --install into a temporary prefix: the plugin, chatctl,
-chat-keyserver, the example mosquitto.conf snippet and the systemd units are
-where docs/OPERATIONS.md says; the snippet names the installed plugin; a
-broker loading the plugin from there serves chat, driven by the installed
-chatctl."""
+chat-keyserver, chat-pushgw, the example mosquitto.conf snippet, the
+/etc/default examples, the man pages and the systemd units are where
+docs/OPERATIONS.md says; the snippet names the installed plugin; a broker
+loading the plugin from there serves chat, driven by the installed chatctl.
+
+NoTestingInstallTest: a build configured as docs/OPERATIONS.md says
+(-DCMAKE_INSTALL_PREFIX=/usr) with -DBUILD_TESTING=OFF, installed with
+DESTDIR: every path of OPERATIONS.md's install table is there (the plugin
+in Debian's multiarch libdir), and the installed snippet's settings with the
+installed plugin start a broker that serves chat."""
 
 import os
 import re
@@ -10,9 +16,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 import unittest
 
-from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, Broker, Device, main, uniq
+from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, SOURCE_DIR, Broker, Device, main, uniq
 
 
 class InstallTest(unittest.TestCase):
@@ -36,6 +43,12 @@ class InstallTest(unittest.TestCase):
     def path(self, *parts):
         return os.path.join(self.prefix, *parts)
 
+    def verify(self, unit):
+        # the units' Documentation=man:… pages, found where they were installed
+        return subprocess.run(["systemd-analyze", "verify", unit], capture_output=True,
+                              text=True, timeout=60,
+                              env=dict(os.environ, MANPATH=self.path("share/man")))
+
     def test_files_in_place(self):
         for rel, executable in (("bin/chatctl", True), ("sbin/chat-keyserver", True),
                                 ("sbin/chat-pushgw", True),
@@ -45,6 +58,13 @@ class InstallTest(unittest.TestCase):
                                 ("share/mosquitto-chat/web/index.html", False),
                                 ("share/mosquitto-chat/web/app.js", False),
                                 ("lib/systemd/system/chat-keyserver.service", False),
+                                ("lib/systemd/system/chat-pushgw.service", False),
+                                ("share/doc/mosquitto-chat/examples/chat-keyserver", False),
+                                ("share/doc/mosquitto-chat/examples/chat-pushgw", False),
+                                ("share/man/man1/chatctl.1", False),
+                                ("share/man/man5/mosquitto-chat.5", False),
+                                ("share/man/man8/chat-keyserver.8", False),
+                                ("share/man/man8/chat-pushgw.8", False),
                                 ("lib/systemd/system/mosquitto.service.d/mosquitto-chat.conf",
                                  False)):
             with self.subTest(file=rel):
@@ -70,9 +90,35 @@ class InstallTest(unittest.TestCase):
                     "LoadCredential=token:"):
             self.assertIn(opt, text)
         if shutil.which("systemd-analyze"):
-            r = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True,
-                               text=True, timeout=60)
+            r = self.verify(unit)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_pushgw_unit(self):
+        unit = self.path("lib/systemd/system/chat-pushgw.service")
+        with open(unit) as f:
+            text = f.read()
+        self.assertIn("ExecStart=%s " % self.path("sbin/chat-pushgw"), text)
+        for opt in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                    "CapabilityBoundingSet=\n", "SystemCallFilter=@system-service",
+                    "LoadCredential=token:/etc/mosquitto-chat/pushgw.token",
+                    "EnvironmentFile=-/etc/default/chat-pushgw", "$PUSHGW_OPTS"):
+            self.assertIn(opt, text)
+        if shutil.which("systemd-analyze"):
+            r = self.verify(unit)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_bad_config_stops_restarts(self):
+        # both sidecars exit 2 on a bad option: systemd must not restart them
+        for name in ("chat-keyserver", "chat-pushgw"):
+            with self.subTest(unit=name):
+                with open(self.path("lib/systemd/system/%s.service" % name)) as f:
+                    text = f.read()
+                self.assertIn("Restart=on-failure\n", text)
+                self.assertIn("\nRestartPreventExitStatus=2\n", text)
+                r = subprocess.run([self.path("sbin", name), "-h", "h", "-p", "0", "-u", "x",
+                                    "--token-file", "t", "--data-dir", "d"],
+                                   capture_output=True, text=True, timeout=15)
+                self.assertEqual(r.returncode, 2, r.stderr)
 
     def test_broker_loads_installed_plugin(self):
         b = Broker(plugin=self.path(self.libdir, "mosquitto_chat.so"))
@@ -102,6 +148,95 @@ class InstallTest(unittest.TestCase):
                            text=True, timeout=15)
         self.assertEqual(r.returncode, 0)
         self.assertIn("--backup-dir", r.stdout)
+
+
+class NoTestingInstallTest(unittest.TestCase):
+    """-DBUILD_TESTING=OFF, prefix /usr, installed with DESTDIR."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="chat-notest-")
+        cls.build = os.path.join(cls.tmp, "build")
+        cls.dest = os.path.join(cls.tmp, "dest")
+        started = time.monotonic()
+        for cmd in (["cmake", "-S", SOURCE_DIR, "-B", cls.build, "-DBUILD_TESTING=OFF",
+                     "-DCMAKE_INSTALL_PREFIX=/usr", "-DCMAKE_BUILD_TYPE=RelWithDebInfo"],
+                    ["cmake", "--build", cls.build, "-j", "2"],
+                    ["cmake", "--install", cls.build]):
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                               env=dict(os.environ, DESTDIR=cls.dest))
+            if r.returncode != 0:
+                shutil.rmtree(cls.tmp, ignore_errors=True)
+                raise AssertionError("%s failed:\n%s%s" % (" ".join(cmd), r.stdout[-4000:],
+                                                           r.stderr[-4000:]))
+        cls.seconds = time.monotonic() - started
+        with open(os.path.join(cls.build, "CMakeCache.txt")) as f:
+            cls.cache = f.read()
+        r = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True)
+        cls.multiarch = r.stdout.strip() or "x86_64-linux-gnu"
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def installed(self, path):
+        return os.path.join(self.dest, path.lstrip("/"))
+
+    def test_no_tests_configured(self):
+        self.assertIn("BUILD_TESTING:BOOL=OFF", self.cache)
+        # nothing of the test suite: no check, no test binaries, no ctest file
+        self.assertNotIn("CHECK_FOUND", self.cache)
+        self.assertFalse(os.path.exists(os.path.join(self.build, "bin", "test_core")))
+        self.assertFalse(os.path.exists(os.path.join(self.build, "tests")))
+        self.assertTrue(os.path.exists(os.path.join(self.build, "bin", "chatctl")))
+
+    def test_operations_install_table_matches(self):
+        # every path in docs/OPERATIONS.md's "Install" table is installed
+        with open(os.path.join(SOURCE_DIR, "docs", "OPERATIONS.md")) as f:
+            doc = f.read()
+        section = doc[doc.index("## Install"):doc.index("## Configuration")]
+        paths = re.findall(r"^\| `(/usr/[^`]+)`", section, re.M)
+        self.assertGreater(len(paths), 10)
+        for p in paths:
+            with self.subTest(path=p):
+                if p.endswith("*.md"):
+                    d = self.installed(os.path.dirname(p))
+                    self.assertTrue([n for n in os.listdir(d) if n.endswith(".md")], p)
+                else:
+                    self.assertTrue(os.path.exists(self.installed(p)), p)
+        self.assertIn("`/usr/lib/%s/mosquitto_chat.so`" % self.multiarch, section)
+
+    def test_snippet_and_plugin_start(self):
+        plugin = "/usr/lib/%s/mosquitto_chat.so" % self.multiarch
+        self.assertTrue(os.path.isfile(self.installed(plugin)))
+        with open(self.installed("/usr/share/doc/mosquitto-chat/examples/chat.conf")) as f:
+            snippet = f.read()
+        self.assertIn("\nplugin %s\n" % plugin, snippet)
+        # the snippet's own settings, with the broker's test listener and data dir
+        lines = [l for l in snippet.splitlines() if l and not l.startswith("#") and
+                 not l.startswith(("listener ", "plugin ", "plugin_opt_data_dir "))]
+        self.assertIn("max_queued_messages 10000", lines)
+        b = Broker(plugin=self.installed(plugin), extra_lines=lines)
+        self.addCleanup(b.cleanup)
+        b.start()
+        ctl = [self.installed("/usr/bin/chatctl"), "-p", str(b.port), "--token-file",
+               b.token_file]
+        u, v = uniq("nt"), uniq("nt")
+        toks = []
+        for user in (u, v):
+            r = subprocess.run(ctl + ["device", "add", user, "d"], capture_output=True,
+                               text=True, timeout=15)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            toks.append(r.stdout.strip())
+        du = Device(b, u, "d", toks[0]).connect()
+        dv = Device(b, v, "d", toks[1]).connect()
+        du.send_dm(v, 1, body=b"no tests built")
+        self.assertEqual(dv.wait_event("msg")["body"], b"no tests built")
+        du.close()
+        dv.close()
+        r = subprocess.run([self.installed("/usr/sbin/chat-keyserver"), "--version"],
+                           capture_output=True, text=True, timeout=15)
+        self.assertRegex(r.stdout, r"^chat-keyserver \(mosquitto-chat\) [0-9.]+\n$")
 
 
 if __name__ == "__main__":

@@ -80,9 +80,11 @@ class StatsTest(ChatTestCase):
         self.assertIn("# TYPE mosquitto_chat_devices_online gauge\n", prom)
         m = re.search(r"^mosquitto_chat_messages_stored_total (\d+)$", prom, re.M)
         self.assertGreaterEqual(int(m.group(1)), after["messages_stored"])
+        # the format itself: test_prometheus.py, with Prometheus' parser
         for line in prom.splitlines():
             self.assertRegex(line, r"^(# TYPE mosquitto_chat_[a-z_]+ (counter|gauge)|"
-                                   r"mosquitto_chat_[a-z_]+ \d+)$")
+                                   r"# HELP mosquitto_chat_[a-z_]+ .+|"
+                                   r"mosquitto_chat_[a-z_]+(\{[a-z]+=\"[a-z0-9_.]+\"\})? \d+)$")
 
     def test_logs_name_device_never_payload_or_token(self):
         a, b = uniq("lg"), uniq("lg")
