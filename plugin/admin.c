@@ -81,7 +81,7 @@ static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 		                   q->user);
 	char token[CORE_TOKEN_LEN + 1];
 	uint8_t hash[STORE_HASH_LEN];
-	core_new_token(c, token, hash);
+	token_new(c, token, hash);
 	int rc = store_device_add(c->st, q->user, q->device, hash);
 	if (rc == CHAT_OK)
 		rc = dir_add_device(&c->dir, q->user, q->device, hash, NULL);
@@ -95,7 +95,7 @@ static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 		cbw_text(r->res, token);
 		r->npairs++;
 		core_log(c, CORE_LOG_NOTICE, "added device %s", addr);
-		devices_added(c, q->user, q->device);
+		notice_device_added(c, q->user, q->device);
 	}
 	sodium_memzero(token, sizeof(token));
 	return ok;
@@ -107,7 +107,7 @@ static void remove_device(core *c, device *dev)
 	snprintf(uname, sizeof(uname), "%s", dev->user->name);
 	snprintf(did, sizeof(did), "%s", dev->id);
 	if (dev->conn)
-		core_schedule_kick(c, dev->addr);
+		kick_schedule(c, dev->addr);
 	core_log(c, CORE_LOG_NOTICE, "removed device %s", dev->addr);
 	sync_stop(c, dev);
 	user *u = dev->user;
@@ -118,7 +118,7 @@ static void remove_device(core *c, device *dev)
 	dir_remove_device(&c->dir, dev);
 	if (!last)
 		presence_down(c, u);
-	devices_removed(c, uname, did);
+	notice_device_removed(c, uname, did);
 }
 
 static bool cmd_device_remove(core *c, admin_req *q, admin_reply *r)
@@ -171,7 +171,7 @@ static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
 		return refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
 	char token[CORE_TOKEN_LEN + 1];
 	uint8_t hash[STORE_HASH_LEN];
-	core_new_token(c, token, hash);
+	token_new(c, token, hash);
 	int rc = store_service_add(c->st, q->name, hash);
 	if (rc == CHAT_OK)
 		rc = dir_add_service(&c->dir, q->name, hash);
@@ -216,11 +216,11 @@ static bool cmd_group_create(core *c, admin_req *q, admin_reply *r)
 		.name = q->name, .namelen = strlen(q->name), .has_name = q->has_name,
 		.members = q->members, .members_len = q->members_len,
 	};
-	group_res res = { .out = &c->wres, .why = &r->why };
+	/* Straight into the reply: group events go through c->w and c->w2. */
+	group_res res = { .out = r->res, .why = &r->why };
 	static const char op[] = "group.create";
 	if (!group_request(c, op, sizeof(op) - 1, q->owner, CORE_ADMIN_USERNAME, &gq, &res))
 		return false;
-	cbw_raw(r->res, c->wres.buf, c->wres.len);
 	r->npairs = res.npairs;
 	return true;
 }
@@ -308,35 +308,6 @@ static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 	if (!q->cmd)
 		return refusal_set(why, REFUSE_FIELD, "cmd is required");
 	return true;
-}
-
-void admin_send(core *c, const admin_ticket *who, const refusal *why, const cbw *res,
-                size_t npairs)
-{
-	cbw *w = &c->w;
-	cbw_reset(w);
-	cbw_map(w, 1 + who->has_cmd + who->has_rid + (why ? 2 : npairs));
-	if (who->has_cmd) {
-		cbw_text(w, "cmd");
-		cbw_textn(w, who->cmd, who->cmdlen);
-	}
-	if (who->has_rid) {
-		cbw_text(w, "rid");
-		cbw_uint(w, who->rid);
-	}
-	cbw_text(w, "ok");
-	cbw_bool(w, why == NULL);
-	if (why) {
-		cbw_text(w, "code");
-		cbw_text(w, refusal_code_name(why->code));
-		cbw_text(w, "msg");
-		cbw_text(w, why->msg);
-	} else if (npairs) {
-		cbw_raw(w, res->buf, res->len);
-	}
-	if (cbw_status(w) == 0)
-		c->io.publish(c->io.ctx, who->clientid, CORE_CONTROL_RESPONSE, w->buf, w->len, 1, false);
-	sodium_memzero(w->buf, w->len);
 }
 
 void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len)

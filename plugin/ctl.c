@@ -117,13 +117,20 @@ static bool op_push_unregister(core *c, device *dev, const ctl_req *q, refusal *
 
 static bool op_group(core *c, device *dev, const ctl_req *q, refusal *why)
 {
-	group_res res = { .out = &c->wres, .why = why };
-	if (!group_request(c, (const char *)q->op, q->oplen, dev->user->name, dev->addr, &q->g, &res))
-		return false;
-	reply_start(c, q, res.npairs);
-	cbw_raw(&c->w, c->wres.buf, c->wres.len);
-	ev_publish(c, dev, &c->w);
-	return true;
+	/* The result pairs in a buffer of their own: the request publishes
+	 * group events through c->w meanwhile. */
+	cbw out;
+	cbw_init(&out);
+	group_res res = { .out = &out, .why = why };
+	bool ok = group_request(c, (const char *)q->op, q->oplen, dev->user->name, dev->addr, &q->g,
+	                        &res);
+	if (ok) {
+		reply_start(c, q, res.npairs);
+		cbw_raw(&c->w, out.buf, out.len);
+		ev_publish(c, dev, &c->w);
+	}
+	cbw_free(&out);
+	return ok;
 }
 
 /* Each handler publishes its own ok reply; false: refused (*why). */

@@ -11,7 +11,7 @@
  * reaches them as a delivery, so they still get their second tick).
  *
  * On a broker with broker-patches/ a device's PUBACK of a msg or group event
- * in its inbox counts as its delivered receipt for that seq (extras.c), so a
+ * in its inbox counts as its delivered receipt for that seq (broker_events.c), so a
  * client with nothing but an MQTT library gets ✓✓; app receipts still work,
  * and a second receipt for the same seq changes nothing. Those PUBACKs are
  * gathered per device and conversation into one receipt (below).
@@ -169,7 +169,7 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 
 static receipt_scratch rs; /* ~130 KiB: kept off the broker's stack */
 
-/* Delivered on PUBACK (extras.c). mosquitto handles one packet per client
+/* Delivered on PUBACK (broker_events.c). mosquitto handles one packet per client
  * and loop pass, so a device's PUBACKs come one per pass; applied one by
  * one, each would be a WriteBatch of its own and a `receipt` event to the
  * sender, costing more than the PUBACK itself. So a device's consecutive
