@@ -67,6 +67,43 @@ static bool store_failed(core *c, admin_reply *r)
 	return refusal_set(&r->why, REFUSE_STORE, "the store failed; nothing was changed");
 }
 
+/* An account with a fresh token: stored first, then in the directory;
+ * the reply carries the token, which is then wiped. kind names it in the
+ * refusal ("device", "service"), logged in the log ("service account"). */
+static int add_device(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_device_add(c->st, q->user, q->device, hash);
+	return rc == CHAT_OK ? dir_add_device(&c->dir, q->user, q->device, hash, NULL) : rc;
+}
+
+static int add_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_service_add(c->st, q->name, hash);
+	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash) : rc;
+}
+
+static bool add_account(core *c, admin_reply *r,
+                        int (*add)(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN]),
+                        const admin_req *q, const char *kind, const char *logged, const char *name)
+{
+	char token[CORE_TOKEN_LEN + 1];
+	uint8_t hash[STORE_HASH_LEN];
+	token_new(c, token, hash);
+	int rc = add(c, q, hash);
+	if (rc == CHAT_EEXIST) {
+		refusal_set(&r->why, REFUSE_EXISTS, "%s %s already exists", kind, name);
+	} else if (rc) {
+		store_failed(c, r);
+	} else {
+		cbw_text(r->res, "token");
+		cbw_text(r->res, token);
+		r->npairs++;
+		core_log(c, CORE_LOG_NOTICE, "added %s %s", logged, name);
+	}
+	sodium_memzero(token, sizeof(token));
+	return rc == CHAT_OK;
+}
+
 static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_device(q, r))
@@ -79,26 +116,10 @@ static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 	if (u && u->ndev >= CORE_MAX_DEVICES)
 		return refusal_set(&r->why, REFUSE_LIMIT, "user %s has the maximum number of devices",
 		                   q->user);
-	char token[CORE_TOKEN_LEN + 1];
-	uint8_t hash[STORE_HASH_LEN];
-	token_new(c, token, hash);
-	int rc = store_device_add(c->st, q->user, q->device, hash);
-	if (rc == CHAT_OK)
-		rc = dir_add_device(&c->dir, q->user, q->device, hash, NULL);
-	bool ok = rc == CHAT_OK;
-	if (rc == CHAT_EEXIST) {
-		refusal_set(&r->why, REFUSE_EXISTS, "device %s already exists", addr);
-	} else if (rc) {
-		store_failed(c, r);
-	} else {
-		cbw_text(r->res, "token");
-		cbw_text(r->res, token);
-		r->npairs++;
-		core_log(c, CORE_LOG_NOTICE, "added device %s", addr);
-		notice_device_added(c, q->user, q->device);
-	}
-	sodium_memzero(token, sizeof(token));
-	return ok;
+	if (!add_account(c, r, add_device, q, "device", "device", addr))
+		return false;
+	notice_device_added(c, q->user, q->device);
+	return true;
 }
 
 static void remove_device(core *c, device *dev)
@@ -169,25 +190,7 @@ static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
 		                   "name must be 1-64 characters of [A-Za-z0-9._-]");
 	if (dir_service(&c->dir, q->name, strlen(q->name)))
 		return refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
-	char token[CORE_TOKEN_LEN + 1];
-	uint8_t hash[STORE_HASH_LEN];
-	token_new(c, token, hash);
-	int rc = store_service_add(c->st, q->name, hash);
-	if (rc == CHAT_OK)
-		rc = dir_add_service(&c->dir, q->name, hash);
-	bool ok = rc == CHAT_OK;
-	if (rc == CHAT_EEXIST) {
-		refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
-	} else if (rc) {
-		store_failed(c, r);
-	} else {
-		cbw_text(r->res, "token");
-		cbw_text(r->res, token);
-		r->npairs++;
-		core_log(c, CORE_LOG_NOTICE, "added service account %s", q->name);
-	}
-	sodium_memzero(token, sizeof(token));
-	return ok;
+	return add_account(c, r, add_service, q, "service", "service account", q->name);
 }
 
 static bool cmd_stats(core *c, admin_req *q, admin_reply *r)

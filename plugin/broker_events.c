@@ -71,6 +71,17 @@ static device *live_device(core *c, void *conn, const char *username)
 	return dev && dev->conn == conn ? dev : NULL;
 }
 
+/* The same device, if name (a topic or a filter) is its own inbox. */
+static device *inbox_device(core *c, void *conn, const char *username, const char *name)
+{
+	device *dev = live_device(c, conn, username);
+	if (!dev)
+		return NULL;
+	char inbox[CORE_INBOX_MAX];
+	ev_inbox_topic(c, dev, inbox);
+	return strcmp(name, inbox) == 0 ? dev : NULL;
+}
+
 void core_connected(core *c, void *conn, const char *username, bool clean)
 {
 	if (!c->bev.auto_replay || clean)
@@ -86,12 +97,8 @@ void core_subscribed(core *c, void *conn, const char *username, const char *filt
 {
 	if (!c->bev.auto_replay)
 		return;
-	device *dev = live_device(c, conn, username);
-	if (!dev)
-		return;
-	char inbox[CORE_INBOX_MAX];
-	ev_inbox_topic(c, dev, inbox);
-	if (strcmp(filter, inbox) == 0)
+	device *dev = inbox_device(c, conn, username, filter);
+	if (dev)
 		sync_auto(c, dev);
 }
 
@@ -100,12 +107,8 @@ void core_acked(core *c, void *conn, const char *username, const char *topic,
 {
 	if (!c->bev.ack_delivers)
 		return;
-	device *dev = live_device(c, conn, username);
+	device *dev = inbox_device(c, conn, username, topic);
 	if (!dev)
-		return;
-	char inbox[CORE_INBOX_MAX];
-	ev_inbox_topic(c, dev, inbox);
-	if (strcmp(topic, inbox) != 0)
 		return;
 	/* Our own event: {k, conv, seq, …}; only msg and group events are
 	 * acknowledged by a delivered receipt. */
