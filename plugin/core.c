@@ -193,7 +193,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		snprintf(err, errlen, "cannot load accounts from the store: %s", store_errmsg(c->st));
 		goto fail;
 	}
-	if (groups_load(c)) {
+	if (group_table_load(c)) {
 		snprintf(err, errlen, "cannot load groups from the store: %s", store_errmsg(c->st));
 		goto fail;
 	}
@@ -205,7 +205,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		goto fail;
 	}
 	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat ready: data dir %s, prefix %s/, %zu users, %zu groups",
-	         c->data_dir, c->prefix, c->dir.users.live, c->groups.table.live);
+	         c->data_dir, c->prefix, c->dir.users.live, c->gtab.by_id.live);
 	return c;
 fail:
 	core_close(c);
@@ -220,6 +220,7 @@ void core_close(core *c)
 	backup_wait(c);
 	if (c->st)
 		store_close(c->st);
+	group_table_free(c);
 	groups_free(c);
 	push_free(c);
 	dir_free(&c->dir);

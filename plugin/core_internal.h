@@ -219,7 +219,7 @@ bool topic_in_chat(const core *c, const char *t);
  * prefix or $CONTROL/chat. */
 bool filter_reaches_chat(const core *c, const char *filter);
 
-/* ---- groups (groups.c) ---- */
+/* ---- the group table (group_table.c) ---- */
 
 typedef struct gmember {
 	char user[CHAT_USER_MAX + 1];
@@ -242,6 +242,32 @@ typedef struct ugroups {
 	size_t n, cap;
 } ugroups;
 
+/* group_table.c's state. core.c and stats.c read by_id.live (a count). */
+typedef struct group_table {
+	hmap by_id;                     /* gid -> group */
+	hmap by_user;                   /* user -> ugroups */
+} group_table;
+
+int group_table_load(core *c);
+void group_table_free(core *c);
+group *group_find(core *c, const char *gid, size_t len);
+bool group_has(const group *g, const char *user, size_t len);
+/* Whether two users are members of one group. */
+bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
+/* Calls fn for every member of every group `user` is in (user included;
+ * a user in two groups with the same member: that member twice) until fn
+ * returns non-zero, which it returns. */
+int groups_each_comember(core *c, const char *user, int (*fn)(void *arg, const char *member),
+                         void *arg);
+/* Changes, made by groups.c once the record is stored. group_new: an empty
+ * group in the table (NULL: out of memory); group_set_members: g's members
+ * become the record's m[0 .. n); group_delete: g leaves the table, freed. */
+group *group_new(core *c, const char *gid, const char *name);
+int group_set_members(core *c, group *g, const store_group_member *m, size_t n);
+void group_delete(core *c, group *g);
+
+/* ---- group requests (groups.c) ---- */
+
 /* A group request's arguments, slices into the request payload. */
 typedef struct group_req {
 	const char *gid, *name, *user;
@@ -259,17 +285,10 @@ typedef struct group_res {
 	refusal *why;
 } group_res;
 
-int groups_load(core *c);
-void groups_free(core *c);
-group *group_find(core *c, const char *gid, size_t len);
-bool group_has(const group *g, const char *user, size_t len);
-/* Whether two users are members of one group. */
-bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
 /* Runs a group request by user `by` (an existing user), sent from the
  * device address `from` ("$admin" for chatctl); false: refused (*res->why). */
 bool group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
                    const group_req *q, group_res *res);
-
 
 /* An id inside a payload (not NUL-terminated). */
 typedef struct idslice {
@@ -277,21 +296,15 @@ typedef struct idslice {
 	size_t n;
 } idslice;
 
-/* groups.c's state. core.c and stats.c read table.live (a count). */
+/* groups.c's state: scratch of the request in progress. */
 typedef struct groups_state {
-	hmap table;                     /* gid -> group */
-	hmap by_user;                   /* user -> ugroups */
-	store_group_member *gm;         /* scratch: the group record being built */
+	store_group_member *gm;         /* the group record being built */
 	size_t gmcap;
-	idslice *ids;                   /* scratch: a request's members */
+	idslice *ids;                   /* a request's members */
 	size_t idcap;
 } groups_state;
 
-/* Calls fn for every member of every group `user` is in (user included;
- * a user in two groups with the same member: that member twice) until fn
- * returns non-zero, which it returns. */
-int groups_each_comember(core *c, const char *user, int (*fn)(void *arg, const char *member),
-                         void *arg);
+void groups_free(core *c);
 
 /* ---- presence (presence.c) ---- */
 
@@ -678,6 +691,7 @@ struct core {
 	send_state send;        /* send.c */
 	delivery deliv;         /* flow.c, sync.c */
 	expiry_state expiry;    /* expiry.c */
+	group_table gtab;       /* group_table.c */
 	groups_state groups;    /* groups.c */
 	presence_state presence; /* presence.c */
 	push_timers pt;         /* push.c */

@@ -66,7 +66,7 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "receipts_out", c->n.receipts_out },
 		{ "events_queued", c->n.receipts_queued },
 		{ "messages_expired", c->n.expired },
-		{ "groups", c->groups.table.live },
+		{ "groups", c->gtab.by_id.live },
 		{ "group_events", c->n.group_events },
 		{ "typing_out", c->n.typing_out },
 		{ "presence_out", c->n.presence_out },
