@@ -263,50 +263,45 @@ static bool copy_text(const cbr_item *v, char *out, size_t cap)
 
 static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 {
-	cbr r;
-	cbr_item map, key, val;
-	const char *bad_cbor = cbr_map_open(&r, p, len, &map, "the request must be a CBOR map");
-	if (bad_cbor)
-		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		const uint8_t *at = r.p;
-		if (cbr_next(&r, &val))
-			break;
+	cbr_fields f;
+	cbr_fields_open(&f, p, len, "the request must be a CBOR map");
+	while (cbr_fields_next(&f)) {
+		const cbr_item *key = &f.key, *val = &f.val;
 		bool ok = true;
-		if (cbr_eq(&key, "cmd")) {
-			ok = val.type == CBR_TEXT;
+		if (cbr_eq(key, "cmd")) {
+			ok = val->type == CBR_TEXT;
 			if (ok) {
-				q->cmd = (const char *)val.ptr;
-				q->cmdlen = val.len;
+				q->cmd = (const char *)val->ptr;
+				q->cmdlen = val->len;
 			}
-		} else if (cbr_eq(&key, "rid")) {
-			ok = val.type == CBR_UINT;
+		} else if (cbr_eq(key, "rid")) {
+			ok = val->type == CBR_UINT;
 			q->has_rid = ok;
-			q->rid = val.u;
-		} else if (cbr_eq(&key, "user")) {
-			ok = q->has_user = copy_text(&val, q->user, sizeof(q->user));
-		} else if (cbr_eq(&key, "device")) {
-			ok = q->has_device = copy_text(&val, q->device, sizeof(q->device));
-		} else if (cbr_eq(&key, "name")) {
-			ok = q->has_name = copy_text(&val, q->name, sizeof(q->name));
-		} else if (cbr_eq(&key, "gid")) {
-			ok = q->has_gid = copy_text(&val, q->gid, sizeof(q->gid));
-		} else if (cbr_eq(&key, "dir")) {
-			ok = q->has_dir = copy_text(&val, q->dir, sizeof(q->dir));
-		} else if (cbr_eq(&key, "owner")) {
-			ok = q->has_owner = copy_text(&val, q->owner, sizeof(q->owner));
-		} else if (cbr_eq(&key, "members")) {
-			ok = val.type == CBR_ARRAY && cbr_skip(&r, &val) == CHAT_OK;
-			q->members = at;
-			q->members_len = (size_t)(r.p - at);
-		} else if (cbr_skip(&r, &val)) {
-			break;
+			q->rid = val->u;
+		} else if (cbr_eq(key, "user")) {
+			ok = q->has_user = copy_text(val, q->user, sizeof(q->user));
+		} else if (cbr_eq(key, "device")) {
+			ok = q->has_device = copy_text(val, q->device, sizeof(q->device));
+		} else if (cbr_eq(key, "name")) {
+			ok = q->has_name = copy_text(val, q->name, sizeof(q->name));
+		} else if (cbr_eq(key, "gid")) {
+			ok = q->has_gid = copy_text(val, q->gid, sizeof(q->gid));
+		} else if (cbr_eq(key, "dir")) {
+			ok = q->has_dir = copy_text(val, q->dir, sizeof(q->dir));
+		} else if (cbr_eq(key, "owner")) {
+			ok = q->has_owner = copy_text(val, q->owner, sizeof(q->owner));
+		} else if (cbr_eq(key, "members")) {
+			ok = val->type == CBR_ARRAY && cbr_skip(&f.r, val) == CHAT_OK;
+			q->members = f.at;
+			q->members_len = (size_t)(f.r.p - f.at);
+		} else {
+			cbr_fields_skip(&f);
 		}
 		if (!ok)
 			return refusal_set(why, REFUSE_FIELD, "an argument has the wrong type or size");
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	if (!q->cmd)
 		return refusal_set(why, REFUSE_FIELD, "cmd is required");

@@ -247,41 +247,36 @@ void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uin
 
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len)
 {
-	cbr r;
-	cbr_item map, key, val;
+	cbr_fields f;
 	const char *state = NULL, *conv = NULL;
 	size_t convlen = 0, n = 0;
 	bool have_seqs = false;
 
-	const char *bad_cbor = cbr_map_open(&r, payload, len, &map, NULL);
-	if (bad_cbor)
-		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "s")) {
-			if (cbr_eq(&val, "delivered") && val.type == CBR_TEXT)
+	cbr_fields_open(&f, payload, len, NULL);
+	while (cbr_fields_next(&f)) {
+		const cbr_item *val = &f.val;
+		if (cbr_eq(&f.key, "s")) {
+			if (cbr_eq(val, "delivered") && val->type == CBR_TEXT)
 				state = "delivered";
-			else if (cbr_eq(&val, "read") && val.type == CBR_TEXT)
+			else if (cbr_eq(val, "read") && val->type == CBR_TEXT)
 				state = "read";
 			else
 				return ev_refuse(c, from, REFUSE_FIELD,
 				                 "s must be \"delivered\" or \"read\"");
-		} else if (cbr_eq(&key, "conv")) {
-			if (val.type != CBR_TEXT || val.len > CHAT_CONV_MAX)
+		} else if (cbr_eq(&f.key, "conv")) {
+			if (val->type != CBR_TEXT || val->len > CHAT_CONV_MAX)
 				return ev_refuse(c, from, REFUSE_FIELD, "conv must be a conversation id");
-			conv = (const char *)val.ptr;
-			convlen = val.len;
-		} else if (cbr_eq(&key, "seqs")) {
-			if (val.type != CBR_ARRAY)
+			conv = (const char *)val->ptr;
+			convlen = val->len;
+		} else if (cbr_eq(&f.key, "seqs")) {
+			if (val->type != CBR_ARRAY)
 				return ev_refuse(c, from, REFUSE_FIELD,
 				                 "seqs must be an array of 1 to 1000 seqs");
 			uint64_t k = 0;
 			n = 0;
-			while (cbr_array_next(&r, &val, &k)) {
+			while (cbr_array_next(&f.r, val, &k)) {
 				cbr_item s;
-				if (cbr_next(&r, &s))
+				if (cbr_next(&f.r, &s))
 					break;
 				if (s.type != CBR_UINT || s.u == 0 || n == RECEIPT_MAX_SEQS)
 					return ev_refuse(c, from, REFUSE_FIELD,
@@ -289,11 +284,12 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 				rs.seqs[n++] = s.u;
 			}
 			have_seqs = true;
-		} else if (cbr_skip(&r, &val)) {
-			break;
+		} else {
+			cbr_fields_skip(&f);
 		}
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	if (!state || !conv || !have_seqs || n == 0)
 		return ev_refuse(c, from, REFUSE_FIELD, "a receipt needs s, conv and 1 to 1000 seqs");

@@ -81,61 +81,56 @@ static const char *parse_bodies(core *c, cbr *r, const cbr_item *map, send_req *
 /* Fills req from the payload; false: refused (why). */
 static bool parse_send(core *c, const uint8_t *p, size_t len, send_req *req, refusal *why)
 {
-	cbr r;
-	cbr_item map, key, val;
-	const char *bad_cbor = cbr_map_open(&r, p, len, &map, NULL);
-	if (bad_cbor)
-		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		const uint8_t *at = r.p;
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "cid")) {
-			if (val.type == CBR_UINT) {
-				req->cid = (store_cid){ .is_uint = true, .u = val.u };
-			} else if (val.type == CBR_BYTES && val.len >= 1 && val.len <= STORE_CID_MAX) {
-				req->cid = (store_cid){ .is_uint = false, .len = val.len };
-				memcpy(req->cid.bytes, val.ptr, val.len);
+	cbr_fields f;
+	cbr_fields_open(&f, p, len, NULL);
+	while (cbr_fields_next(&f)) {
+		const cbr_item *key = &f.key, *val = &f.val;
+		if (cbr_eq(key, "cid")) {
+			if (val->type == CBR_UINT) {
+				req->cid = (store_cid){ .is_uint = true, .u = val->u };
+			} else if (val->type == CBR_BYTES && val->len >= 1 && val->len <= STORE_CID_MAX) {
+				req->cid = (store_cid){ .is_uint = false, .len = val->len };
+				memcpy(req->cid.bytes, val->ptr, val->len);
 			} else {
 				return refusal_set(why, REFUSE_FIELD, "cid must be a byte string of 1 to 16 "
 				                   "bytes or an unsigned integer");
 			}
 			req->has_cid = true;
-			req->cid_raw = at;
-			req->cid_raw_len = (size_t)(r.p - at);
-		} else if (cbr_eq(&key, "body")) {
-			if (val.type != CBR_BYTES)
+			req->cid_raw = f.at;
+			req->cid_raw_len = (size_t)(f.r.p - f.at);
+		} else if (cbr_eq(key, "body")) {
+			if (val->type != CBR_BYTES)
 				return refusal_set(why, REFUSE_FIELD, "body must be a byte string");
 			req->has_body = true;
-			req->body = val.ptr;
-			req->body_len = val.len;
-		} else if (cbr_eq(&key, "bodies")) {
-			if (val.type != CBR_MAP)
+			req->body = val->ptr;
+			req->body_len = val->len;
+		} else if (cbr_eq(key, "bodies")) {
+			if (val->type != CBR_MAP)
 				return refusal_set(why, REFUSE_FIELD,
 				                   "bodies must be a map of device address to byte string");
 			req->nent = 0;
-			const char *e = parse_bodies(c, &r, &val, req);
+			const char *e = parse_bodies(c, &f.r, val, req);
 			if (e)
 				return refusal_set(why, REFUSE_FIELD, "%s", e);
-			req->bodies = at;
-			req->bodies_len = (size_t)(r.p - at);
-		} else if (cbr_eq(&key, "type") || cbr_eq(&key, "ttl")) {
-			if (val.type != CBR_UINT)
+			req->bodies = f.at;
+			req->bodies_len = (size_t)(f.r.p - f.at);
+		} else if (cbr_eq(key, "type") || cbr_eq(key, "ttl")) {
+			if (val->type != CBR_UINT)
 				return refusal_set(why, REFUSE_FIELD, "%s must be an unsigned integer",
-				                   cbr_eq(&key, "type") ? "type" : "ttl");
-			if (cbr_eq(&key, "type")) {
+				                   cbr_eq(key, "type") ? "type" : "ttl");
+			if (cbr_eq(key, "type")) {
 				req->has_type = true;
-				req->type = val.u;
+				req->type = val->u;
 			} else {
 				req->has_ttl = true;
-				req->ttl = val.u;
+				req->ttl = val->u;
 			}
-		} else if (cbr_skip(&r, &val)) {
-			break;
+		} else {
+			cbr_fields_skip(&f);
 		}
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	if (!req->has_cid)
 		return refusal_set(why, REFUSE_FIELD, "cid is required");
