@@ -67,9 +67,8 @@ static bool store_failed(core *c, admin_reply *r)
 	return refusal_set(&r->why, REFUSE_STORE, "the store failed; nothing was changed");
 }
 
-/* An account with a fresh token: stored first, then in the directory;
- * the reply carries the token, which is then wiped. kind names it in the
- * refusal ("device", "service"), logged in the log ("service account"). */
+/* add_account's `add` for each kind of account: the store first, then
+ * the directory. */
 static int add_device(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
 {
 	int rc = store_device_add(c->st, q->user, q->device, hash);
@@ -82,6 +81,9 @@ static int add_service(core *c, const admin_req *q, const uint8_t hash[STORE_HAS
 	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash) : rc;
 }
 
+/* An account with a fresh token: stored first, then in the directory;
+ * the reply carries the token, which is then wiped. kind names it in the
+ * refusal ("device", "service"), logged in the log ("service account"). */
 static bool add_account(core *c, admin_reply *r,
                         int (*add)(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN]),
                         const admin_req *q, const char *kind, const char *logged, const char *name)
