@@ -9,7 +9,7 @@
  * (stock) headers do not declare them, so their numbers and data layouts
  * are mirrored below from the patches; the glue asks for each at start and
  * the broker answers MOSQ_ERR_NOT_SUPPORTED where it lacks one. The core is
- * told which it got and decides what changes (extras.c).
+ * told which it got and decides what changes (broker_events.c).
  */
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
