@@ -74,29 +74,34 @@ static int cred_add(store *st, enum store_cf cf, const void *key, size_t klen,
 	return store_commit(st);
 }
 
-/* Walks a column family of cred records, handing each key and hash on. */
+/* A walk of a column family of cred records (devices or services): each
+ * key, parsed by `each`, and its hash go on to the caller's callback. */
+struct cred_walk;
 typedef int (*cred_key_cb)(store *st, const char *key, size_t klen,
-                           const uint8_t hash[STORE_HASH_LEN], void *ctx);
+                           const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w);
 
-struct cred_each_ctx {
+struct cred_walk {
 	enum store_cf cf;
 	cred_key_cb each;
-	void *ctx;
+	union {
+		store_device_cb device;
+		store_service_cb service;
+	} cb;
+	void *arg;
 };
 
 static int cred_each_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen,
                         void *ctx)
 {
-	struct cred_each_ctx *c = ctx;
+	const struct cred_walk *w = ctx;
 	uint8_t hash[STORE_HASH_LEN];
-	int rc = cred_decode(st, c->cf, v, vlen, hash);
-	return rc == CHAT_OK ? c->each(st, k, klen, hash, c->ctx) : rc;
+	int rc = cred_decode(st, w->cf, v, vlen, hash);
+	return rc == CHAT_OK ? w->each(st, k, klen, hash, w) : rc;
 }
 
-static int cred_each(store *st, enum store_cf cf, cred_key_cb each, void *ctx)
+static int cred_each(store *st, const struct cred_walk *w)
 {
-	struct cred_each_ctx c = { cf, each, ctx };
-	return store_prefix_each(st, cf, "", 0, cred_each_kv, &c);
+	return store_prefix_each(st, w->cf, "", 0, cred_each_kv, (void *)w);
 }
 
 /* ---- devices ---- */
@@ -161,25 +166,19 @@ bool store_devkey_parse(const char *k, size_t klen, char *user, char *device)
 	return true;
 }
 
-struct device_each_ctx {
-	store_device_cb cb;
-	void *arg;
-};
-
 static int device_each_key(store *st, const char *k, size_t klen,
-                           const uint8_t hash[STORE_HASH_LEN], void *ctx)
+                           const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w)
 {
-	struct device_each_ctx *c = ctx;
 	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
 	if (!store_devkey_parse(k, klen, user, device))
 		return store_fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
-	return c->cb(c->arg, user, device, hash);
+	return w->cb.device(w->arg, user, device, hash);
 }
 
 int store_devices_each(store *st, store_device_cb cb, void *arg)
 {
-	struct device_each_ctx c = { cb, arg };
-	return cred_each(st, STORE_CF_DEVICES, device_each_key, &c);
+	struct cred_walk w = { STORE_CF_DEVICES, device_each_key, { .device = cb }, arg };
+	return cred_each(st, &w);
 }
 
 /* ---- services ---- */
@@ -216,25 +215,19 @@ int store_service_remove(store *st, const char *name)
 	return store_commit(st);
 }
 
-struct service_each_ctx {
-	store_service_cb cb;
-	void *arg;
-};
-
 static int service_each_key(store *st, const char *k, size_t klen,
-                            const uint8_t hash[STORE_HASH_LEN], void *ctx)
+                            const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w)
 {
-	struct service_each_ctx *c = ctx;
 	char name[STORE_NAME_MAX + 1];
 	if (!klen || klen > STORE_NAME_MAX || memchr(k, 0, klen))
 		return store_fail(st, CHAT_ECORRUPT, "bad service key of %zu bytes", klen);
 	memcpy(name, k, klen);
 	name[klen] = 0;
-	return c->cb(c->arg, name, hash);
+	return w->cb.service(w->arg, name, hash);
 }
 
 int store_services_each(store *st, store_service_cb cb, void *arg)
 {
-	struct service_each_ctx c = { cb, arg };
-	return cred_each(st, STORE_CF_SERVICES, service_each_key, &c);
+	struct cred_walk w = { STORE_CF_SERVICES, service_each_key, { .service = cb }, arg };
+	return cred_each(st, &w);
 }

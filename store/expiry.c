@@ -97,25 +97,27 @@ static size_t only_unreached(store *st, size_t n, const struct reached *r)
 	return kept;
 }
 
+struct msgkey {
+	const uint8_t *mk;
+	size_t mklen;
+};
+
+static int drop_dedup_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen,
+                         void *ctx)
+{
+	const struct msgkey *m = ctx;
+	if (vlen == m->mklen + 8 && memcmp(v, m->mk, m->mklen) == 0)
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_DEDUP], k, klen);
+	return CHAT_OK;
+}
+
 /* Deletes the dedup entry of m if it still points at this message. */
 static int drop_dedup(store *st, const store_msg *m, const uint8_t *mk, size_t mklen)
 {
 	uint8_t dk[STORE_DEDUPKEY_MAX];
 	size_t dklen = store_dedupkey(dk, m->from, &m->cid);
-	if (!dklen)
-		return CHAT_OK;
-	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, STORE_CF_DEDUP, dk, dklen, &v);
-	if (rc == CHAT_ENOTFOUND)
-		return CHAT_OK;
-	if (rc != CHAT_OK)
-		return rc;
-	size_t vlen;
-	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	if (vlen == mklen + 8 && memcmp(p, mk, mklen) == 0)
-		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_DEDUP], (const char *)dk, dklen);
-	rocksdb_pinnableslice_destroy(v);
-	return CHAT_OK;
+	struct msgkey key = { mk, mklen };
+	return dklen ? store__get_each(st, STORE_CF_DEDUP, dk, dklen, drop_dedup_kv, &key) : CHAT_OK;
 }
 
 /* One message, whose expiry index key is (k, klen). */

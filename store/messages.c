@@ -209,28 +209,6 @@ static int msg_check(store *st, const store_msg *m)
 	return CHAT_OK;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Whether sorted recipient i repeats the one before it. */
-static bool repeated(const char *const *rcpt, size_t i)
-{
-	return i > 0 && strcmp(rcpt[i - 1], rcpt[i]) == 0;
-}
-
-/* The recipients sorted, so duplicates are adjacent: a fan-out to
- * thousands of devices stays O(n log n). */
-static const char *const *sorted_recipients(store *st, const char *const *to, size_t n)
-{
-	if (chat_grow(&st->to_sorted, &st->to_cap, n, sizeof *st->to_sorted, 64))
-		return NULL;
-	memcpy(st->to_sorted, to, n * sizeof *to);
-	qsort(st->to_sorted, n, sizeof *to, cmp_str);
-	return st->to_sorted;
-}
-
 int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq)
 {
@@ -259,9 +237,10 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	uint64_t s = last + 1;
 	size_t mklen = store_msgkey(mkey, msg->conv, s);
 	size_t cl = mklen - 1 - STORE_SEQ_LEN;
-	const char *const *rcpt = n ? sorted_recipients(st, to, n) : to;
-	if (n && !rcpt)
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	const char *const *rcpt;
+	size_t nr;
+	if ((rc = store__distinct(st, to, n, &rcpt, &nr)) != CHAT_OK)
+		return rc;
 
 	rocksdb_writebatch_t *wb = st->wb;
 	store_be64_put(buf, s);
@@ -295,17 +274,13 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	memcpy(ekey + 9, mkey, mklen);
 	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_EXPIRY], (const char *)ekey, 9 + mklen, "", 0);
 
-	uint64_t refs = 0;
-	for (size_t i = 0; i < n; i++)
-		refs += !repeated(rcpt, i);
+	uint64_t refs = nr;
 	/* one recipient: its rcpts entry says so, and there is no refcount */
 	uint8_t rv[9] = { [8] = STORE_RCPT_SOLE };
 	size_t rvlen = refs == 1 ? 9 : 8;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
 		uint8_t rk[STORE_RCPTKEY_MAX];
-		if (repeated(rcpt, i))
-			continue;
 		rc = store_queue_add(st, rcpt[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
 		if (rc != CHAT_OK)
 			return rc;

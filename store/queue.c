@@ -122,18 +122,6 @@ int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], 
 	return CHAT_OK;
 }
 
-static int iter_status(store *st, rocksdb_iterator_t *it, int rc)
-{
-	if (rc == CHAT_OK) {
-		char *err = NULL;
-		rocksdb_iter_get_error(it, &err);
-		if (err)
-			rc = store_rocks_err(st, err);
-	}
-	rocksdb_iter_destroy(it);
-	return rc;
-}
-
 static int drop_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
 {
 	const char *addr = ctx;
@@ -150,14 +138,6 @@ int store_queue_drop(store *st, const char *addr)
 	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, drop_kv, (void *)addr);
 }
 
-static bool seen_str(const char *const *v, size_t i)
-{
-	for (size_t j = 0; j < i; j++)
-		if (strcmp(v[j], v[i]) == 0)
-			return true;
-	return false;
-}
-
 static bool seen_u64(const uint64_t *v, size_t i)
 {
 	for (size_t j = 0; j < i; j++)
@@ -169,12 +149,15 @@ static bool seen_u64(const uint64_t *v, size_t i)
 int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t *event,
                       size_t len)
 {
+	const char *const *rcpt;
+	size_t nr;
+	int rc = store__distinct(st, to, n, &rcpt, &nr);
+	if (rc != CHAT_OK)
+		return rc;
 	store_batch(st);
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
-		if (seen_str(to, i))
-			continue;
-		int rc = store_queue_add(st, to[i], STORE_QE_EVENT, event, len, 0, &qseq);
+		rc = store_queue_add(st, rcpt[i], STORE_QE_EVENT, event, len, 0, &qseq);
 		if (rc != CHAT_OK) {
 			store_rollback(st);
 			return rc;
@@ -320,7 +303,21 @@ int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, st
 		if (n == 0)
 			break;
 	}
-	return iter_status(st, it, rc);
+	return store__iter_end(st, it, rc);
+}
+
+struct remove_ctx {
+	const char *addr;
+	size_t alen;
+	bool removed;
+};
+
+static int remove_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
+{
+	struct remove_ctx *r = ctx;
+	int rc = entry_drop(st, r->addr, r->alen, k, klen, v, vlen);
+	r->removed = rc == CHAT_OK;
+	return rc;
 }
 
 /* Removes addr's entry at qseq, if there is one; true if it was. */
@@ -328,18 +325,9 @@ static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, b
 {
 	uint8_t key[QKEY_MAX];
 	size_t klen = store_qkey(key, addr, alen, qseq);
-	rocksdb_pinnableslice_t *v;
-	*removed = false;
-	int rc = store_get(st, STORE_CF_QUEUES, key, klen, &v);
-	if (rc == CHAT_ENOTFOUND)
-		return CHAT_OK;
-	if (rc != CHAT_OK)
-		return rc;
-	size_t vlen;
-	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	rc = entry_drop(st, addr, alen, (const char *)key, klen, p, vlen);
-	rocksdb_pinnableslice_destroy(v);
-	*removed = rc == CHAT_OK;
+	struct remove_ctx r = { .addr = addr, .alen = alen };
+	int rc = store__get_each(st, STORE_CF_QUEUES, key, klen, remove_kv, &r);
+	*removed = r.removed;
 	return rc;
 }
 

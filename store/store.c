@@ -227,6 +227,22 @@ int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
 	return rc;
 }
 
+int store__get_each(store *st, enum store_cf cf, const void *key, size_t klen, store_kv_cb cb,
+                    void *ctx)
+{
+	rocksdb_pinnableslice_t *v;
+	int rc = store_get(st, cf, key, klen, &v);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK;
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	rc = cb(st, key, klen, p, vlen, ctx);
+	rocksdb_pinnableslice_destroy(v);
+	return rc;
+}
+
 int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
                       store_kv_cb cb, void *ctx)
 {
@@ -241,6 +257,11 @@ int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t pl
 		const char *v = rocksdb_iter_value(it, &vlen);
 		rc = cb(st, k, klen, v, vlen, ctx);
 	}
+	return store__iter_end(st, it, rc);
+}
+
+int store__iter_end(store *st, rocksdb_iterator_t *it, int rc)
+{
 	if (rc == CHAT_OK) {
 		char *err = NULL;
 		rocksdb_iter_get_error(it, &err);
@@ -260,6 +281,31 @@ size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq)
 	out[n] = 0;
 	store_be64_put(out + n + 1, seq);
 	return n + 1 + STORE_SEQ_LEN;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int store__distinct(store *st, const char *const *to, size_t n, const char *const **out,
+                    size_t *m)
+{
+	*out = to;
+	*m = 0;
+	if (!n)
+		return CHAT_OK;
+	if (chat_grow(&st->to_sorted, &st->to_cap, n, sizeof *st->to_sorted, 64))
+		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	memcpy(st->to_sorted, to, n * sizeof *to);
+	qsort(st->to_sorted, n, sizeof *to, cmp_str);
+	size_t k = 1;
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(st->to_sorted[k - 1], st->to_sorted[i]) != 0)
+			st->to_sorted[k++] = st->to_sorted[i];
+	*out = st->to_sorted;
+	*m = k;
+	return CHAT_OK;
 }
 
 bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq)
@@ -590,12 +636,10 @@ void store_close(store *st)
 		rocksdb_readoptions_destroy(st->ro);
 	if (st->wo)
 		rocksdb_writeoptions_destroy(st->wo);
-	if (st->opts)
-		rocksdb_options_destroy(st->opts);
-	if (st->counter_opts)
-		rocksdb_options_destroy(st->counter_opts);
-	if (st->probe_opts)
-		rocksdb_options_destroy(st->probe_opts);
+	rocksdb_options_t *opts[] = { st->opts, st->counter_opts, st->probe_opts };
+	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+		if (opts[i])
+			rocksdb_options_destroy(opts[i]);
 	if (st->cache)
 		rocksdb_cache_destroy(st->cache);
 	sodium_memzero(st->token_key, sizeof st->token_key);

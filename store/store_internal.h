@@ -115,7 +115,7 @@ struct store {
 	uint64_t min_free;
 	uint8_t token_key[STORE_KEY_LEN];
 	char err[STORE_ERR_MAX];
-	/* store_send's sorted copy of its recipients, grown as needed */
+	/* store__distinct's sorted copy of the recipients, grown as needed */
 	const char **to_sorted;
 	size_t to_cap;
 	/* store_expire's list of undelivered devices, grown as needed */
@@ -187,6 +187,13 @@ void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen
                        const void *val, size_t vlen);
 void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen);
 
+/* The distinct device addresses of to[0..n), in byte order, into *out (the
+ * store's scratch, valid until the next call) and their number into *m:
+ * one sort, so that a fan-out to thousands of devices stays O(n log n).
+ * CHAT_OK or CHAT_ENOMEM. */
+int store__distinct(store *st, const char *const *to, size_t n, const char *const **out,
+                    size_t *m);
+
 /* user \0 device into out (STORE_DEVKEY_MAX bytes); 0 if either is empty
  * or too long. */
 #define STORE_DEVKEY_MAX (CHAT_USER_MAX + 1 + CHAT_DEVICE_MAX)
@@ -233,6 +240,13 @@ typedef int (*store_kv_cb)(store *st, const char *k, size_t klen, const char *v,
                            void *ctx);
 int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
                       store_kv_cb cb, void *ctx);
+/* Ends a walk with iterator it: destroys it and returns rc, or the
+ * iterator's error when rc is CHAT_OK. */
+int store__iter_end(store *st, rocksdb_iterator_t *it, int rc);
+/* Calls cb with key's value if it has one (CHAT_OK if not), as
+ * store_prefix_each would for a one-key walk. */
+int store__get_each(store *st, enum store_cf cf, const void *key, size_t klen, store_kv_cb cb,
+                    void *ctx);
 
 /* Builds conv \0 seq into out (STORE_MSGKEY_MAX bytes); returns its length,
  * 0 if conv is empty or too long. */
