@@ -141,7 +141,7 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 	if (rc == CHAT_OK && have && m.kind == STORE_KIND_MSG)
 		rc = drop_dedup(st, &m, mk, mklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)mk, mklen);
-	store_cache_stage(st, STORE_CACHE_MSGHDR, mk, mklen, NULL, 0, false);
+	store_cache_stage_empty(st, STORE_CACHE_MSGHDR, mk, mklen);
 
 	uint8_t prefix[STORE_MSGKEY_MAX + 1];
 	memcpy(prefix, mk, mklen);

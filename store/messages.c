@@ -87,9 +87,9 @@ static int conv_last(store *st, const char *conv, uint64_t *seq, bool fill)
 {
 	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
 	uint8_t v[8];
-	int rc = n && n <= CHAT_CONV_MAX
-	         ? store_counter_get(st, STORE_CF_CONVS, conv, n, v, sizeof v, fill)
-	         : CHAT_ENOTFOUND;
+	store_counter ctr = { STORE_CF_CONVS, conv, n };
+	int rc = n && n <= CHAT_CONV_MAX ? store_counter_get(st, &ctr, v, sizeof v, fill)
+	                                 : CHAT_ENOTFOUND;
 	if (rc == CHAT_ENOTFOUND) {
 		*seq = 0;
 		return CHAT_OK;
@@ -244,7 +244,7 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 
 	rocksdb_writebatch_t *wb = st->wb;
 	store_be64_put(buf, s);
-	store_counter_put(st, STORE_CF_CONVS, msg->conv, cl, buf, 8);
+	store_counter_put(st, &(store_counter){ STORE_CF_CONVS, msg->conv, cl }, buf, 8);
 	if (s == 1)
 		store_contacts_put(st, msg->conv, cl);
 
@@ -259,7 +259,7 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	rocksdb_writebatch_putv_cf(wb, st->cf[STORE_CF_MSGS], 1, kparts, klens, 2, vparts, vlens);
 	uint8_t rel[MSG_HDR_MAX];
 	size_t rlen = released_record(rel, msg);
-	store_cache_stage(st, STORE_CACHE_MSGHDR, mkey, mklen, rel, rlen, true);
+	store_cache_stage(st, STORE_CACHE_MSGHDR, mkey, mklen, rel, rlen);
 
 	if (msg->kind == STORE_KIND_MSG) {
 		size_t dklen = store_dedupkey(dkey, msg->from, &msg->cid);
@@ -281,7 +281,8 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
 		uint8_t rk[STORE_RCPTKEY_MAX];
-		rc = store_queue_add(st, rcpt[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
+		rc = store_queue_add(st, rcpt[i], &(store_qvalue){ STORE_QE_MSG, mkey, mklen }, max_queue,
+		                     &qseq);
 		if (rc != CHAT_OK)
 			return rc;
 		size_t rklen = store_rcptkey(rk, mkey, mklen, rcpt[i], strlen(rcpt[i]));
@@ -306,11 +307,11 @@ int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *ou
 	if (!store_msgkey_parse(msgkey, mklen, conv, &seq))
 		return CHAT_ENOTFOUND;
 	int rc = store_get(st, STORE_CF_MSGS, msgkey, mklen, val);
-	return rc == CHAT_OK ? store_msg_decode(st, msgkey, mklen, out, val, conv, seq) : rc;
+	return rc == CHAT_OK ? store_msg_decode(st, msgkey, mklen, out, val, conv) : rc;
 }
 
 int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                     rocksdb_pinnableslice_t **val, char *conv, uint64_t seq)
+                     rocksdb_pinnableslice_t **val, char *conv)
 {
 	if (!*val)
 		return CHAT_ENOTFOUND;
@@ -320,7 +321,8 @@ int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *
 		rocksdb_pinnableslice_destroy(*val);
 		*val = NULL;
 		return store_fail(st, CHAT_ECORRUPT, "message %s/%llu: bad record of %zu bytes", conv,
-		                  (unsigned long long)seq, vlen);
+		                  (unsigned long long)store_be64_get(msgkey + mklen - STORE_SEQ_LEN),
+		                  vlen);
 	}
 	out->conv = conv;
 	if (!(v[1] & MSG_F_NOBODY)) { /* its last release will want this */
@@ -331,18 +333,18 @@ int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *
 	return CHAT_OK;
 }
 
-int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                   rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr)
+int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, struct store_msg_read *out)
 {
 	size_t hlen;
 	uint64_t seq;
-	*val = NULL;
-	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, &hlen) == STORE_CACHED_VALUE &&
-	    msg_decode(hdr, hlen, out) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
-		out->conv = conv;
+	out->val = NULL;
+	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, out->hdr, &hlen) ==
+	        STORE_CACHED_VALUE &&
+	    msg_decode(out->hdr, hlen, &out->m) && store_msgkey_parse(msgkey, mklen, out->conv, &seq)) {
+		out->m.conv = out->conv;
 		return CHAT_OK;
 	}
-	return store_msg_load(st, msgkey, mklen, out, val, conv);
+	return store_msg_load(st, msgkey, mklen, &out->m, &out->val, out->conv);
 }
 
 int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, store_msg_buf *buf)
@@ -362,25 +364,25 @@ int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, sto
 	return store_msg_load(st, key, klen, out, &mb->val, mb->conv);
 }
 
-int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool sole,
-                           int refs_rc, uint8_t cnt[8], store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv, bool *have)
+int store_msg_release_refs(store *st, struct store_release *rel)
 {
-	int rc = sole ? CHAT_OK : refs_rc;
-	*val = NULL;
-	*have = false;
+	const uint8_t *msgkey = rel->mk;
+	size_t mklen = rel->mklen;
+	int rc = rel->sole ? CHAT_OK : rel->refs_rc;
+	rel->val = NULL;
+	rel->have = false;
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* already released */
 	if (rc != CHAT_OK)
 		return rc;
-	uint64_t n = sole ? 1 : store_be64_get(cnt);
+	uint64_t n = rel->sole ? 1 : store_be64_get(rel->cnt);
 	if (n > 1) {
-		store_be64_put(cnt, n - 1);
+		store_be64_put(rel->cnt, n - 1);
 		rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen,
-		                          (const char *)cnt, 8);
+		                          (const char *)rel->cnt, 8);
 		return CHAT_OK;
 	}
-	if (!sole)
+	if (!rel->sole)
 		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey,
 		                             mklen);
 
@@ -390,33 +392,32 @@ int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool 
 	uint64_t seq;
 	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, st->released, &hlen) ==
 	        STORE_CACHED_VALUE &&
-	    msg_decode(st->released, hlen, m) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
-		m->conv = conv;
+	    msg_decode(st->released, hlen, &rel->m) &&
+	    store_msgkey_parse(msgkey, mklen, rel->conv, &seq)) {
+		rel->m.conv = rel->conv;
 	} else {
-		rc = store_msg_load(st, msgkey, mklen, m, val, conv);
+		rc = store_msg_load(st, msgkey, mklen, &rel->m, &rel->val, rel->conv);
 		if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 			return CHAT_OK; /* nothing worth keeping */
 		if (rc != CHAT_OK)
 			return rc;
-		hlen = released_record(st->released, m);
+		hlen = released_record(st->released, &rel->m);
 	}
-	*have = true;
+	rel->have = true;
 	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)msgkey, mklen,
 	                          (const char *)st->released, hlen);
-	store_cache_stage(st, STORE_CACHE_MSGHDR, msgkey, mklen, NULL, 0, false);
+	store_cache_stage_empty(st, STORE_CACHE_MSGHDR, msgkey, mklen);
 	return CHAT_OK;
 }
 
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole)
 {
-	rocksdb_pinnableslice_t *val;
-	store_msg m;
-	char conv[CHAT_CONV_MAX + 1];
-	bool have;
-	uint8_t cnt[8];
-	int rc = sole ? CHAT_OK : store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
-	rc = store_msg_release_refs(st, msgkey, mklen, sole, rc, cnt, &m, &val, conv, &have);
-	rocksdb_pinnableslice_destroy(val);
+	struct store_release rel = { .mk = msgkey, .mklen = mklen, .sole = sole };
+	if (!sole)
+		rel.refs_rc = store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, rel.cnt,
+		                              sizeof rel.cnt);
+	int rc = store_msg_release_refs(st, &rel);
+	rocksdb_pinnableslice_destroy(rel.val);
 	return rc;
 }
 

@@ -26,7 +26,8 @@ static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, u
                      bool fill)
 {
 	uint8_t meta[QMETA_LEN];
-	int rc = store_counter_get(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta, fill);
+	store_counter ctr = { STORE_CF_QMETA, addr, alen };
+	int rc = store_counter_get(st, &ctr, meta, sizeof meta, fill);
 	*next = 1;
 	*count = 0;
 	if (rc == CHAT_OK) {
@@ -41,11 +42,11 @@ static void qmeta_put(store *st, const char *addr, size_t alen, uint64_t next, u
 	uint8_t meta[QMETA_LEN];
 	store_be64_put(meta, next);
 	store_be64_put(meta + 8, count);
-	store_counter_put(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta);
+	store_counter_put(st, &(store_counter){ STORE_CF_QMETA, addr, alen }, meta, sizeof meta);
 }
 
-int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
-                    uint64_t max_queue, uint64_t *qseq)
+int store_queue_add(store *st, const char *addr, const store_qvalue *qv, uint64_t max_queue,
+                    uint64_t *qseq)
 {
 	size_t alen = store_addrlen(addr);
 	if (!alen)
@@ -60,8 +61,8 @@ int store_queue_add(store *st, const char *addr, char kind, const void *payload,
 	uint8_t key[QKEY_MAX];
 	size_t klen = store_qkey(key, addr, alen, next);
 	const char *kparts[1] = { (const char *)key };
-	const char *vparts[2] = { &kind, len ? payload : "" };
-	size_t vlens[2] = { 1, len };
+	const char *vparts[2] = { &qv->kind, qv->len ? qv->payload : "" };
+	size_t vlens[2] = { 1, qv->len };
 	rocksdb_writebatch_putv_cf(st->wb, st->cf[STORE_CF_QUEUES], 1, kparts, &klen, 2, vparts,
 	                           vlens);
 	qmeta_put(st, addr, alen, next + 1, count + 1);
@@ -80,11 +81,22 @@ int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delt
 	return CHAT_OK;
 }
 
-/* Adds to the batch the removal of queue entry (k, v) of addr; for a
- * message entry, its rcpts entry and one reference go too. */
-static int entry_drop(store *st, const char *addr, size_t alen, const char *k, size_t klen,
-                      const char *v, size_t vlen)
+/* The queue whose entries entry_drop removes; found: it was given one. */
+struct qdrop {
+	const char *addr;
+	size_t alen;
+	bool found;
+};
+
+/* Adds to the batch the removal of queue entry (k, v) of the queue ctx (a
+ * struct qdrop); for a message entry, its rcpts entry and one reference go
+ * too. A store_kv_cb. */
+static int entry_drop(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
 {
+	struct qdrop *d = ctx;
+	const char *addr = d->addr;
+	size_t alen = d->alen;
+	d->found = true;
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], k, klen);
 	if (vlen < 2 || v[0] != STORE_QE_MSG || vlen - 1 > STORE_MSGKEY_MAX)
 		return CHAT_OK; /* an event, or a corrupt entry: nothing else refers to it */
@@ -122,20 +134,15 @@ int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], 
 	return CHAT_OK;
 }
 
-static int drop_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
-{
-	const char *addr = ctx;
-	return entry_drop(st, addr, strlen(addr), k, klen, v, vlen);
-}
-
 int store_queue_drop(store *st, const char *addr)
 {
 	size_t alen = store_addrlen(addr);
 	if (!alen)
 		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_counter_delete(st, STORE_CF_QMETA, addr, alen);
+	store_counter_delete(st, &(store_counter){ STORE_CF_QMETA, addr, alen });
 	/* addr \0: the '\0' keeps "bob/p" from matching "bob/p2" */
-	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, drop_kv, (void *)addr);
+	struct qdrop d = { .addr = addr, .alen = alen };
+	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, entry_drop, &d);
 }
 
 static bool seen_u64(const uint64_t *v, size_t i)
@@ -157,7 +164,7 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 	store_batch(st);
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
-		rc = store_queue_add(st, rcpt[i], STORE_QE_EVENT, event, len, 0, &qseq);
+		rc = store_queue_add(st, rcpt[i], &(store_qvalue){ STORE_QE_EVENT, event, len }, 0, &qseq);
 		if (rc != CHAT_OK) {
 			store_rollback(st);
 			return rc;
@@ -194,11 +201,26 @@ static bool ev_room(struct store_qpage *pg, size_t need)
 	return chat_grow(&pg->ev, &pg->ev_cap, need, 1, 4096) == CHAT_OK;
 }
 
-/* Copies up to room entries of addr's queue (prefix p, plen bytes) from the
- * iterator into pg; *end when the queue has no more. */
-static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
-                     const uint8_t *p, size_t plen, size_t room, size_t *n, bool *end)
+/* A walk of addr's queue (store_queue_read): its iterator, the keys'
+ * prefix (addr \0, plen bytes), and what it has visited. */
+struct qwalk {
+	const char *addr;
+	const store_queue_walk *w;
+	rocksdb_iterator_t *it;
+	const uint8_t *p;
+	size_t plen;
+	bool end; /* the queue has no more */
+	size_t *visited;
+	uint64_t *last;
+};
+
+/* Copies up to room entries of the queue from the iterator into pg. */
+static int page_fill(store *st, struct qwalk *qw, struct store_qpage *pg, size_t room, size_t *n)
 {
+	rocksdb_iterator_t *it = qw->it;
+	const uint8_t *p = qw->p;
+	size_t plen = qw->plen;
+	bool *end = &qw->end;
 	size_t evused = 0;
 	*n = 0;
 	for (; *n < room; rocksdb_iter_next(it)) {
@@ -239,8 +261,7 @@ static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
 }
 
 /* Visits entry i of the page: as store_queue_read describes. */
-static int page_visit(store *st, struct store_qpage *pg, size_t i, const char *addr,
-                      store_queue_cb cb, void *arg, size_t *visited, uint64_t *last)
+static int page_visit(store *st, const struct qwalk *qw, struct store_qpage *pg, size_t i)
 {
 	store_qentry e = { .qseq = pg->qseq[i] };
 	char conv[CHAT_CONV_MAX + 1];
@@ -254,28 +275,30 @@ static int page_visit(store *st, struct store_qpage *pg, size_t i, const char *a
 	           store_msgkey_parse(pg->mk[i], pg->mklen[i], conv, &e.seq)) {
 		e.kind = STORE_Q_MSG;
 		e.conv = conv;
-		rc = store_msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv, e.seq);
+		rc = store_msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv);
 		if (rc == CHAT_OK && (m.body || m.bodies))
 			mp = &m;
 		else if (rc != CHAT_EIO && rc != CHAT_ENOMEM)
 			rc = CHAT_OK; /* gone, only its metadata left, or unreadable */
 	} else { /* unreadable: skipped, so that it cannot block the queue */
-		store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", addr,
+		store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", qw->addr,
 		           (unsigned long long)e.qseq);
 		e.kind = 0;
 	}
 	if (rc == CHAT_OK) {
-		++*visited;
-		*last = e.qseq;
+		++*qw->visited;
+		*qw->last = e.qseq;
 		if (e.kind)
-			rc = cb(arg, &e, mp);
+			rc = qw->w->cb(qw->w->arg, &e, mp);
 	}
 	return rc;
 }
 
-int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
-                     void *arg, size_t *visited, uint64_t *last)
+int store_queue_read(store *st, const char *addr, const store_queue_walk *w, size_t *visited,
+                     uint64_t *last)
 {
+	uint64_t after = w->after;
+	size_t max = w->max;
 	*visited = 0;
 	size_t alen = store_addrlen(addr);
 	if (!alen)
@@ -286,38 +309,25 @@ int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, st
 		return store_fail(st, CHAT_ENOMEM, "out of memory");
 	struct store_qpage *pg = st->qpage;
 	uint8_t start[QKEY_MAX];
-	size_t klen0 = store_qkey(start, addr, alen, after + 1), plen = alen + 1;
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]);
+	size_t klen0 = store_qkey(start, addr, alen, after + 1);
+	struct qwalk qw = {
+		.addr = addr, .w = w, .p = start, .plen = alen + 1, .visited = visited, .last = last,
+		.it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]),
+	};
 	int rc = CHAT_OK;
-	bool end = false;
-	rocksdb_iter_seek(it, (const char *)start, klen0);
+	rocksdb_iter_seek(qw.it, (const char *)start, klen0);
 	/* A page is read ahead of its visits; every read sees the store as the
 	 * walk found it, as the iterator does. */
-	while (rc == CHAT_OK && !end && *visited < max) {
+	while (rc == CHAT_OK && !qw.end && *visited < max) {
 		size_t room = max - *visited, n;
-		rc = page_fill(st, it, pg, start, plen, room < STORE_MANY ? room : STORE_MANY, &n,
-		               &end);
+		rc = page_fill(st, &qw, pg, room < STORE_MANY ? room : STORE_MANY, &n);
 		for (size_t i = 0; rc == CHAT_OK && i < n; i++)
-			rc = page_visit(st, pg, i, addr, cb, arg, visited, last);
+			rc = page_visit(st, &qw, pg, i);
 		store_many_free(pg->msg, n);
 		if (n == 0)
 			break;
 	}
-	return store__iter_end(st, it, rc);
-}
-
-struct remove_ctx {
-	const char *addr;
-	size_t alen;
-	bool removed;
-};
-
-static int remove_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
-{
-	struct remove_ctx *r = ctx;
-	int rc = entry_drop(st, r->addr, r->alen, k, klen, v, vlen);
-	r->removed = rc == CHAT_OK;
-	return rc;
+	return store__iter_end(st, qw.it, rc);
 }
 
 /* Removes addr's entry at qseq, if there is one; true if it was. */
@@ -325,9 +335,9 @@ static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, b
 {
 	uint8_t key[QKEY_MAX];
 	size_t klen = store_qkey(key, addr, alen, qseq);
-	struct remove_ctx r = { .addr = addr, .alen = alen };
-	int rc = store__get_each(st, STORE_CF_QUEUES, key, klen, remove_kv, &r);
-	*removed = r.removed;
+	struct qdrop d = { .addr = addr, .alen = alen };
+	int rc = store__get_each(st, STORE_CF_QUEUES, key, klen, entry_drop, &d);
+	*removed = d.found && rc == CHAT_OK;
 	return rc;
 }
 
@@ -378,19 +388,16 @@ int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, 
 	return remove_entries(st, addr, qseqs, n, true);
 }
 
-int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
-                  int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
-                  char *conv, bool *have)
+int store_ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel)
 {
 	uint8_t qk[QKEY_MAX];
 	/* A message's rcpts entry and its queue entry are written and removed
 	 * together (store_send_batch, entry_drop, the expiry sweep): the queue
 	 * entry is there, and its value is 'M' + mk. Deleted without a read. */
-	size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
+	size_t qklen = store_qkey(qk, e->addr, e->alen, store_be64_get(e->q));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	return store_msg_release_refs(st, mk, mklen, sole, refs_rc, cnt, m, val, conv, have);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)e->rk, e->rklen);
+	return store_msg_release_refs(st, rel);
 }
 
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
@@ -398,8 +405,8 @@ int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seq
 {
 	if (!store_addrlen(addr))
 		return store_fail(st, CHAT_EINVAL, "bad device address");
-	return store_receipt_batch(st, addr, NULL, 0, conv, seqs, n, STORE_R_NONE, NULL, qseqs_out,
-	                           NULL, NULL, NULL);
+	store_receipt r = { .conv = conv, .seqs = seqs, .n = n, .qseqs_out = qseqs_out };
+	return store_receipt_batch(st, addr, NULL, 0, &r);
 }
 
 int store_queue_count(store *st, const char *addr, uint64_t *count)

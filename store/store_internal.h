@@ -162,8 +162,8 @@ void store_rollback(store *st);
  * cache knows of a key: its value (*vlen its length), that it has no
  * record, or nothing (read RocksDB). fill: what a read of committed data
  * found (val NULL: no record). stage: a write into st->wb; the slot empties
- * now, and after the commit holds val (NULL: no record) if keep, else stays
- * empty. settle applies (committed) or drops the staged writes; forget
+ * now, and after the commit holds val (NULL: no record); stage_empty: the
+ * same, but the slot stays empty. settle applies (committed) or drops the staged writes; forget
  * empties every table (after writes that bypassed these calls). */
 enum store_cache { STORE_CACHE_QMETA, STORE_CACHE_CONVS, STORE_CACHE_MSGHDR, STORE_CACHE_COUNT };
 enum store_cached { STORE_UNCACHED, STORE_CACHED_ABSENT, STORE_CACHED_VALUE };
@@ -174,18 +174,23 @@ enum store_cached store_cache_lookup(store *st, enum store_cache t, const void *
 void store_cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
                       const void *val, size_t vlen);
 void store_cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
-                       const void *val, size_t vlen, bool keep);
+                       const void *val, size_t vlen);
+void store_cache_stage_empty(store *st, enum store_cache t, const void *key, size_t klen);
 void store_caches_settle(store *st, bool committed);
 void store_caches_forget(store *st);
 void store_caches_stats(const store *st, uint64_t *hits, uint64_t *misses);
-/* The counters (qmeta, convs) through the cache: get is store_get_fixed
- * (fill: keep what a miss read); put and delete add to st->wb like their
- * rocksdb_writebatch counterparts. */
-int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
-                      size_t vlen, bool fill);
-void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen,
-                       const void *val, size_t vlen);
-void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen);
+/* The counters (qmeta, convs) through the cache: a counter is the key of
+ * one in its column family. get is store_get_fixed (fill: keep what a miss
+ * read); put and delete add to st->wb like their rocksdb_writebatch
+ * counterparts. */
+typedef struct store_counter {
+	enum store_cf cf;
+	const void *key;
+	size_t klen;
+} store_counter;
+int store_counter_get(store *st, const store_counter *ctr, void *out, size_t vlen, bool fill);
+void store_counter_put(store *st, const store_counter *ctr, const void *val, size_t vlen);
+void store_counter_delete(store *st, const store_counter *ctr);
 
 /* The distinct device addresses of to[0..n), in byte order, into *out (the
  * store's scratch, valid until the next call) and their number into *m:
@@ -263,11 +268,17 @@ size_t store_rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const ch
 /* Builds addr \0 qseq into out (CHAT_ADDR_MAX + 9 bytes); returns its length. */
 size_t store_qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq);
 
-/* Adds to the shared batch one queue entry for addr (kind STORE_QE_*,
- * payload after the kind byte) and the updated queue counter; sets *qseq.
- * CHAT_EQUOTA if addr already holds max_queue entries (0 = no limit). */
-int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
-                    uint64_t max_queue, uint64_t *qseq);
+/* A queue entry's value: its kind (STORE_QE_*), then the payload. */
+typedef struct store_qvalue {
+	char kind;
+	const void *payload;
+	size_t len;
+} store_qvalue;
+/* Adds to the shared batch one queue entry for addr and the updated queue
+ * counter; sets *qseq. CHAT_EQUOTA if addr already holds max_queue entries
+ * (0 = no limit). */
+int store_queue_add(store *st, const char *addr, const store_qvalue *v, uint64_t max_queue,
+                    uint64_t *qseq);
 /* Adds to the shared batch: count = count + delta for addr's queue. */
 int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta);
 /* Adds to the shared batch the deletion of addr's whole queue, and releases
@@ -280,54 +291,69 @@ int store_queue_drop(store *st, const char *addr);
 int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
                    rocksdb_pinnableslice_t **val, char *conv);
 /* store_msg_load after its read: *val is the record read at msgkey (NULL:
- * CHAT_ENOTFOUND), conv and seq what store_msgkey_parse made of msgkey. */
+ * CHAT_ENOTFOUND), conv what store_msgkey_parse made of msgkey. */
 int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                     rocksdb_pinnableslice_t **val, char *conv, uint64_t seq);
+                     rocksdb_pinnableslice_t **val, char *conv);
+/* A message's metadata as store_msg_meta read it: m's pointers point into
+ * hdr, conv or val (which the caller destroys). */
+struct store_msg_read {
+	store_msg m;
+	rocksdb_pinnableslice_t *val;
+	char conv[CHAT_CONV_MAX + 1];
+	uint8_t hdr[STORE_MSG_HDR_MAX];
+};
 /* The message's metadata (kind, sender, ts …; no body): from the header
- * cache when it is there (pointers into hdr, STORE_MSG_HDR_MAX bytes), else
- * as store_msg_load (*val to destroy). */
-int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                   rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr);
+ * cache when it is there, else as store_msg_load. */
+int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, struct store_msg_read *out);
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry.
  * sole: that device's rcpts entry said it was the only one (no refcount). */
 int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole);
 void store_reads_free(store *st);
 void store_qpage_free(store *st);
-/* The same, after the caller's read of the message's refcount: refs_rc is
- * that read's result, cnt its 8 bytes when CHAT_OK (changed); sole: the
- * rcpts entry said this was the only reference (no refcount to read, the
- * caller passes CHAT_OK and refs_rc, cnt are ignored). At the last
- * reference it leaves the message in m and sets *have: its metadata,
- * without the body (pointers into *val, which the caller destroys, or into
- * the store, valid until the next release; conv gets CHAT_CONV_MAX + 1
- * bytes). */
-int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool sole,
-                           int refs_rc, uint8_t cnt[8], store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv, bool *have);
+/* One reference to a message going (store_msg_release_refs): what the
+ * caller read of it, and what the last reference leaves. */
+struct store_release {
+	const uint8_t *mk; /* the message's key */
+	size_t mklen;
+	/* the rcpts entry said this was the only reference: no refcount to
+	 * read, refs_rc and cnt are not used */
+	bool sole;
+	int refs_rc;       /* the result of the caller's read of the refcount */
+	uint8_t cnt[8];    /* its 8 bytes when CHAT_OK (changed) */
+	/* At the last reference, have is set and m holds the message's
+	 * metadata, without the body: pointers into val (which the caller
+	 * destroys) or into the store, valid until the next release. */
+	bool have;
+	store_msg m;
+	rocksdb_pinnableslice_t *val;
+	char conv[CHAT_CONV_MAX + 1];
+};
+/* store_msg_release after the caller's read of the message's refcount. */
+int store_msg_release_refs(store *st, struct store_release *rel);
 /* queue.c: decodes an rcpts value v (NULL: none, CHAT_ENOTFOUND) into its
  * qseq and whether it is the message's sole reference (STORE_RCPT_SOLE). */
 int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole);
 /* queue.c: adds to the shared batch the removal of addr's queue entry for
- * the message at mk (alen: addr's length), at position q (the value of its
- * rcpts entry rk, which goes too), and one reference to the message: sole,
- * refs_rc and cnt as store_msg_release_refs takes them. The message, when
- * the release read it, as store_msg_release_refs leaves it. */
-int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
-                  int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
-                  char *conv, bool *have);
+ * a message (alen: addr's length), at position q (the value of its rcpts
+ * entry rk, which goes too), and one reference to the message (rel, as
+ * store_msg_release_refs takes it). */
+struct store_ack_entry {
+	const char *addr;
+	size_t alen;
+	const uint8_t *rk;
+	size_t rklen;
+	const uint8_t *q;
+};
+int store_ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel);
 /* receipts.c: the one loop of store_ack, store_receipts and store_deliver,
  * in one batch. Per seq: when addr is given, addr's queue entry goes
- * (store_ack_one; qseqs_out) and "received" is whether it had one; when
- * state is not STORE_R_NONE, the state of user `by` (ul bytes) moves, with
- * "received" from received[] when there is no addr (NULL: all). Outputs
- * as the public calls; those a call does not produce may be NULL. */
-int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, const char *conv,
-                        const uint64_t *seqs, size_t n, enum store_rstate state,
-                        const bool *received, uint64_t *qseqs_out,
-                        char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
-                        enum store_rstate *prev_out);
+ * (store_ack_one; r->qseqs_out) and "received" is whether it had one; when
+ * r->state is not STORE_R_NONE, the state of user `by` (ul bytes) moves,
+ * with "received" from r->received when there is no addr (NULL: all).
+ * Outputs as the public calls; those a call does not produce may be NULL. */
+int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul,
+                        const store_receipt *r);
 /* Adds a message (or group event) to the shared batch without clearing or
  * committing it: the conversation's next seq, record, dedup entry, expiry
  * entry, refcount and one queue entry per distinct recipient. */

@@ -315,7 +315,8 @@ static void read_all(void)
 	rc_ok(store_conv_last_seq(st, CONV, &seq), "store_conv_last_seq");
 	rc_ok(store_queue_count(st, TO, &count), "store_queue_count");
 	size_t visited;
-	rc_ok(store_queue_read(st, TO, 0, 16, queue_cb, NULL, &visited, &last), "store_queue_read");
+	store_queue_walk qw = { .after = 0, .max = 16, .cb = queue_cb };
+	rc_ok(store_queue_read(st, TO, &qw, &visited, &last), "store_queue_read");
 
 	uint8_t hash[STORE_HASH_LEN];
 	rc_ok(store_device_get(st, "bob", "tablet", hash), "store_device_get");
@@ -333,12 +334,15 @@ static void read_all(void)
 	char from[2][CHAT_ADDR_MAX + 1];
 	bool changed[2];
 	enum store_rstate prev[2];
-	if (rc_ok(store_receipts(st, CONV, seqs, 2, "bob", STORE_R_READ, from, changed, prev, NULL),
-	          "store_receipts") == CHAT_OK)
+	store_receipt rr = { .conv = CONV, .seqs = seqs, .n = 2, .state = STORE_R_READ,
+	                     .from_out = from, .changed = changed, .prev_out = prev };
+	if (rc_ok(store_receipts(st, "bob", &rr), "store_receipts") == CHAT_OK)
 		for (int i = 0; i < 2; i++)
 			check_str(from[i], CHAT_ADDR_MAX, "store_receipts");
-	if (rc_ok(store_deliver(st, TO, CONV, seqs, 2, STORE_R_DELIVERED, qseqs, from, changed,
-	                        prev), "store_deliver") == CHAT_OK)
+	rr = (store_receipt){ .conv = CONV, .seqs = seqs, .n = 2, .state = STORE_R_DELIVERED,
+	                      .qseqs_out = qseqs, .from_out = from, .changed = changed,
+	                      .prev_out = prev };
+	if (rc_ok(store_deliver(st, TO, &rr), "store_deliver") == CHAT_OK)
 		for (int i = 0; i < 2; i++)
 			check_str(from[i], CHAT_ADDR_MAX, "store_deliver");
 	rc_ok(store_ack(st, TO, CONV, seqs, 1, qseqs), "store_ack");

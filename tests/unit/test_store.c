@@ -776,8 +776,9 @@ START_TEST(test_release_from_cache_same_record)
 	 * entry (RocksDB does not count a lookup in an empty one) */
 	store_msg w = msg_for("g:warm", "s/1", 1, "w");
 	seq = send_ok(st, &w, x, 1);
-	ck_assert_int_eq(store_deliver(st, "x/1", "g:warm", &seq, 1, STORE_R_DELIVERED, &q, from[0],
-	                               &changed, NULL), CHAT_OK);
+	store_receipt rr = { .conv = "g:warm", .seqs = &seq, .n = 1, .state = STORE_R_DELIVERED,
+	                     .qseqs_out = &q, .from_out = from[0], .changed = &changed };
+	ck_assert_int_eq(store_deliver(st, "x/1", &rr), CHAT_OK);
 	for (int i = 0; i < 2; i++) {
 		store_msg m = msg_for(convs[i], "s/1", 9, "a body that goes");
 		m.has_type = true;
@@ -788,8 +789,10 @@ START_TEST(test_release_from_cache_same_record)
 		rocksdb_set_perf_level(rocksdb_enable_count);
 		rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
 		rocksdb_perfcontext_reset(pc);
-		ck_assert_int_eq(store_deliver(st, "x/1", convs[i], &seq, 1, STORE_R_DELIVERED, &q,
-		                               from[i], &changed, NULL), CHAT_OK);
+		rr = (store_receipt){ .conv = convs[i], .seqs = &seq, .n = 1,
+		                      .state = STORE_R_DELIVERED, .qseqs_out = &q,
+		                      .from_out = from[i], .changed = &changed };
+		ck_assert_int_eq(store_deliver(st, "x/1", &rr), CHAT_OK);
 		reads[i] = rocksdb_perfcontext_metric(pc, rocksdb_get_from_memtable_count);
 		rocksdb_perfcontext_destroy(pc);
 		rocksdb_set_perf_level(rocksdb_disable);
@@ -935,7 +938,8 @@ START_TEST(test_queue_read_events_remove)
 	struct rd r = { .stop_at = -1 };
 	size_t visited = 9;
 	uint64_t last = 0;
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &r, &visited, &last), CHAT_OK);
+	store_queue_walk qw = { .after = 0, .max = 10, .cb = on_entry, .arg = &r };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_uint_eq(visited, 3);
 	ck_assert_uint_eq(last, 3);
 	ck_assert_str_eq(r.body[0], "g:x:one");
@@ -950,23 +954,25 @@ START_TEST(test_queue_read_events_remove)
 	/* a window: after 1, at most 1; the callback's CHAT_STOP or error ends
 	 * the walk, is returned, and its entry counts as visited */
 	struct rd w = { .stop_at = -1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 1, 1, on_entry, &w, &visited, &last), CHAT_OK);
+	qw = (store_queue_walk){ .after = 1, .max = 1, .cb = on_entry, .arg = &w };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(w.n, 1);
 	ck_assert_uint_eq(w.qseq[0], 2);
 	ck_assert_uint_eq(last, 2);
 	struct rd stop = { .stop_at = 1, .end = CHAT_STOP };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &stop, &visited, &last),
-	                 CHAT_STOP);
+	qw = (store_queue_walk){ .after = 0, .max = 10, .cb = on_entry, .arg = &stop };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_STOP);
 	ck_assert_uint_eq(visited, 1);
 	ck_assert_uint_eq(last, 1);
 	struct rd failed = { .stop_at = 2, .end = CHAT_EIO };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &failed, &visited, &last),
-	                 CHAT_EIO);
+	qw = (store_queue_walk){ .after = 0, .max = 10, .cb = on_entry, .arg = &failed };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_EIO);
 	ck_assert_uint_eq(visited, 2);
 	ck_assert_uint_eq(last, 2);
 	last = 42;
 	struct rd none = { .stop_at = -1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 3, 10, on_entry, &none, &visited, &last), CHAT_OK);
+	qw = (store_queue_walk){ .after = 3, .max = 10, .cb = on_entry, .arg = &none };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_uint_eq(visited, 0);
 	ck_assert_uint_eq(last, 42);
 
@@ -974,7 +980,8 @@ START_TEST(test_queue_read_events_remove)
 	ck_assert_int_eq(store_queue_remove(st, "d/1", ev, 3), CHAT_OK);
 	ck_assert_uint_eq(qcount(st, "d/1"), 2);
 	struct rd after = { .stop_at = -1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &after, &visited, &last), CHAT_OK);
+	qw = (store_queue_walk){ .after = 0, .max = 10, .cb = on_entry, .arg = &after };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(after.n, 2);
 	ck_assert_uint_eq(after.qseq[1], 3);
 	/* removing a message entry by position releases it like an ack */
@@ -1010,8 +1017,8 @@ START_TEST(test_queue_drop_events)
 	struct rd left = { .stop_at = -1 };
 	size_t visited;
 	uint64_t last;
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &left, &visited, &last),
-	                 CHAT_OK);
+	store_queue_walk qw = { .after = 0, .max = 10, .cb = on_entry, .arg = &left };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(left.n, 2);
 	ck_assert_uint_eq(left.qseq[0], 5);
 	ck_assert_uint_eq(left.qseq[1], 6);
@@ -1118,8 +1125,8 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	struct walk w = { .next_qseq = 1, .next_seq = 1 };
 	size_t visited;
 	uint64_t last = 0;
-	ck_assert_int_eq(store_queue_read(st, "b/1", 0, 1000, walk_entry, &w, &visited, &last),
-	                 CHAT_OK);
+	store_queue_walk qw = { .after = 0, .max = 1000, .cb = walk_entry, .arg = &w };
+	ck_assert_int_eq(store_queue_read(st, "b/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(w.bad, 0);
 	ck_assert_int_eq(w.msgs, 150);
 	ck_assert_int_eq(w.events, n - 150);
@@ -1127,8 +1134,8 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	ck_assert_uint_eq(last, (uint64_t)n);
 	/* a bounded walk from the middle stops at max, wherever the page ends */
 	struct walk part = { .next_qseq = 61, .next_seq = 0 };
-	ck_assert_int_eq(store_queue_read(st, "b/1", 60, 70, walk_entry, &part, &visited, &last),
-	                 CHAT_OK);
+	qw = (store_queue_walk){ .after = 60, .max = 70, .cb = walk_entry, .arg = &part };
+	ck_assert_int_eq(store_queue_read(st, "b/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_uint_eq(visited, 70);
 	ck_assert_uint_eq(last, 130);
 
@@ -1136,8 +1143,10 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	char from[150][CHAT_ADDR_MAX + 1];
 	bool changed[150];
 	enum store_rstate prev[150];
-	ck_assert_int_eq(store_deliver(st, "b/1", "dm:a:b", seqs, 150, STORE_R_DELIVERED, qs, from,
-	                               changed, prev), CHAT_OK);
+	store_receipt rr = { .conv = "dm:a:b", .seqs = seqs, .n = 150, .state = STORE_R_DELIVERED,
+	                     .qseqs_out = qs, .from_out = from, .changed = changed,
+	                     .prev_out = prev };
+	ck_assert_int_eq(store_deliver(st, "b/1", &rr), CHAT_OK);
 	for (int i = 0; i < 150; i++) {
 		ck_assert_uint_ne(qs[i], 0);
 		ck_assert(changed[i]);
@@ -1146,8 +1155,10 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	}
 	ck_assert_uint_eq(qcount(st, "b/1"), (uint64_t)(n - 150)); /* the events stay */
 	/* again: nothing left to acknowledge, no state moves */
-	ck_assert_int_eq(store_deliver(st, "b/1", "dm:a:b", seqs, 150, STORE_R_DELIVERED, qs, from,
-	                               changed, prev), CHAT_OK);
+	rr = (store_receipt){ .conv = "dm:a:b", .seqs = seqs, .n = 150, .state = STORE_R_DELIVERED,
+	                      .qseqs_out = qs, .from_out = from, .changed = changed,
+	                      .prev_out = prev };
+	ck_assert_int_eq(store_deliver(st, "b/1", &rr), CHAT_OK);
 	for (int i = 0; i < 150; i++) {
 		ck_assert_uint_eq(qs[i], 0);
 		ck_assert(!changed[i]);
@@ -1335,11 +1346,16 @@ START_TEST(test_deliver_same_as_ack_then_receipts)
 				ck_assert_int_eq(store_ack(st, "bob/p", conv, seqs[r], N, qs), CHAT_OK);
 				for (int i = 0; i < N; i++)
 					rcv[i] = qs[i] != 0;
-				ck_assert_int_eq(store_receipts(st, conv, seqs[r], N, "bob", want, from, ch, prev,
-				                                rcv), CHAT_OK);
+				store_receipt rr = { .conv = conv, .seqs = seqs[r], .n = N,
+				                     .state = want, .from_out = from, .changed = ch,
+				                     .prev_out = prev, .received = rcv };
+				ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 			} else {
-				ck_assert_int_eq(store_deliver(st, "bob/p", conv, seqs[r], N, want, qs, from, ch,
-				                               prev), CHAT_OK);
+				store_receipt rr = { .conv = conv, .seqs = seqs[r], .n = N,
+				                     .state = want, .qseqs_out = qs,
+				                     .from_out = from, .changed = ch,
+				                     .prev_out = prev };
+				ck_assert_int_eq(store_deliver(st, "bob/p", &rr), CHAT_OK);
 			}
 			for (int i = 0; i < N; i++) {
 				size_t len = strlen(dump[way]);
@@ -1378,55 +1394,67 @@ START_TEST(test_receipts)
 	uint64_t seqs[] = { 1, 2, 9, 1 };
 	char from[4][CHAT_ADDR_MAX + 1];
 	bool ch[4];
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 4, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	store_receipt rr = { .conv = "g:t", .seqs = seqs, .n = 4, .state = STORE_R_DELIVERED,
+	                     .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(ch[0] && ch[1] && !ch[2] && !ch[3]);
 	ck_assert_str_eq(from[0], "alice/p");
 	ck_assert_str_eq(from[1], "alice/p");
 	ck_assert_str_eq(from[2], "");
 	ck_assert_str_eq(from[3], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 2, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 2, .state = STORE_R_DELIVERED,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(!ch[0] && !ch[1]);
 	enum store_rstate prev[1];
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_READ, from, ch, prev, NULL), CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .prev_out = prev };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(ch[0]);
 	ck_assert_int_eq(prev[0], STORE_R_DELIVERED); /* what it was before the move */
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_DELIVERED,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(!ch[0]); /* no backward move */
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "carol", STORE_R_READ, from, ch, prev, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .prev_out = prev };
+	ck_assert_int_eq(store_receipts(st, "carol", &rr), CHAT_OK);
 	ck_assert(ch[0]); /* per user */
 	ck_assert_int_eq(prev[0], STORE_R_NONE);
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "alice", STORE_R_READ, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "alice", &rr), CHAT_OK);
 	ck_assert(!ch[0]); /* one's own message */
 	ck_assert_str_eq(from[0], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_NONE, from, ch, NULL, NULL),
-	                 CHAT_EINVAL);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_NONE,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_EINVAL);
 	/* Not received by the reading device: moves nothing for a user that
 	 * has no state yet (dave never got it), but a later read for one whose
 	 * other device got it does (bob, delivered on another device). */
 	bool no[2] = { false, false };
 	uint64_t s2[] = { 2, 2 };
-	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, no),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s2, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .received = no };
+	ck_assert_int_eq(store_receipts(st, "dave", &rr), CHAT_OK);
 	ck_assert(!ch[0]);
 	ck_assert_str_eq(from[0], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "bob", STORE_R_READ, from, ch, NULL, no),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s2, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .received = no };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(ch[0]);
-	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s2, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "dave", &rr), CHAT_OK);
 	ck_assert(ch[0]); /* received (or NULL: not known) */
 	/* a repeat right after an ascending run, and one after it ends: each
 	 * moves once, the repeats not at all */
 	uint64_t s3[] = { 1, 2, 2, 1 };
 	bool ch3[4];
 	char from3[4][CHAT_ADDR_MAX + 1];
-	ck_assert_int_eq(store_receipts(st, "g:t", s3, 4, "erin", STORE_R_READ, from3, ch3, NULL,
-	                                NULL), CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s3, .n = 4, .state = STORE_R_READ,
+	                      .from_out = from3, .changed = ch3 };
+	ck_assert_int_eq(store_receipts(st, "erin", &rr), CHAT_OK);
 	ck_assert(ch3[0] && ch3[1] && !ch3[2] && !ch3[3]);
 	ck_assert_str_eq(from3[2], "alice/p");
 	ck_assert_str_eq(from3[3], "alice/p");
@@ -1493,7 +1521,9 @@ START_TEST(test_expire)
 	ck_assert_int_eq(store_ack(st, "a/1", "g:e", s1, 1, qs), CHAT_OK);
 	char from[1][CHAT_ADDR_MAX + 1];
 	bool ch[1];
-	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "b", STORE_R_READ, from, ch, NULL, NULL), CHAT_OK);
+	store_receipt rr = { .conv = "g:e", .seqs = s1, .n = 1, .state = STORE_R_READ,
+	                     .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "b", &rr), CHAT_OK);
 	ck_assert(ch[0]);
 
 	struct exp_seen e = { 0 };
@@ -1527,7 +1557,9 @@ START_TEST(test_expire)
 	size_t mklen = store_msgkey(mk, "g:e", 1);
 	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store_rcptkey(rk, mk, mklen, "b", 1)));
 	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, mklen, "b/1", 3)));
-	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "c", STORE_R_READ, from, ch, NULL, NULL), CHAT_OK);
+	rr = (store_receipt){ .conv = "g:e", .seqs = s1, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "c", &rr), CHAT_OK);
 	ck_assert_str_eq(from[0], "");
 
 	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
