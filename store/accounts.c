@@ -29,15 +29,15 @@ static void cred_encode(uint8_t out[CRED_LEN], const uint8_t hash[STORE_HASH_LEN
 {
 	out[0] = CRED_VERSION;
 	memcpy(out + 1, hash, STORE_HASH_LEN);
-	store_be64_put(out + 1 + STORE_HASH_LEN, now_ms());
+	store__be64_put(out + 1 + STORE_HASH_LEN, now_ms());
 }
 
 static int cred_decode(store *st, enum store_cf cf, const char *v, size_t vlen,
                        uint8_t hash[STORE_HASH_LEN])
 {
 	if (vlen != CRED_LEN || v[0] != CRED_VERSION)
-		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, version %d",
-		                  store_cf_names[cf], vlen, vlen ? v[0] : -1);
+		return store__fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, version %d",
+		                   store_cf_names[cf], vlen, vlen ? v[0] : -1);
 	memcpy(hash, v + 1, STORE_HASH_LEN);
 	return CHAT_OK;
 }
@@ -46,7 +46,7 @@ static int cred_get(store *st, enum store_cf cf, const void *key, size_t klen,
                     uint8_t hash[STORE_HASH_LEN])
 {
 	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, cf, key, klen, &v);
+	int rc = store__get(st, cf, key, klen, &v);
 	if (rc != CHAT_OK)
 		return rc;
 	size_t vlen;
@@ -69,9 +69,9 @@ static int cred_add(store *st, enum store_cf cf, const void *key, size_t klen,
 		return rc;
 	uint8_t rec[CRED_LEN];
 	cred_encode(rec, hash);
-	rocksdb_writebatch_put_cf(store_batch(st), st->cf[cf], key, klen, (const char *)rec,
+	rocksdb_writebatch_put_cf(store__batch(st), st->cf[cf], key, klen, (const char *)rec,
 	                          sizeof rec);
-	return store_commit(st);
+	return store__commit(st);
 }
 
 /* A walk of a column family of cred records (devices or services): each
@@ -101,12 +101,12 @@ static int cred_each_kv(store *st, const char *k, size_t klen, const char *v, si
 
 static int cred_each(store *st, const struct cred_walk *w)
 {
-	return store_prefix_each(st, w->cf, "", 0, cred_each_kv, (void *)w);
+	return store__prefix_each(st, w->cf, "", 0, cred_each_kv, (void *)w);
 }
 
 /* ---- devices ---- */
 
-size_t store_devkey(char *out, const char *user, const char *device)
+size_t store__devkey(char *out, const char *user, const char *device)
 {
 	size_t ul = strnlen(user, CHAT_USER_MAX + 1), dl = strnlen(device, CHAT_DEVICE_MAX + 1);
 	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX)
@@ -121,9 +121,9 @@ int store_device_add(store *st, const char *user, const char *device,
                      const uint8_t hash[STORE_HASH_LEN])
 {
 	char key[STORE_DEVKEY_MAX];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
-		return store_fail(st, CHAT_EINVAL, "bad device id");
+		return store__fail(st, CHAT_EINVAL, "bad device id");
 	return cred_add(st, STORE_CF_DEVICES, key, klen, hash);
 }
 
@@ -131,7 +131,7 @@ int store_device_get(store *st, const char *user, const char *device,
                      uint8_t hash[STORE_HASH_LEN])
 {
 	char key[STORE_DEVKEY_MAX];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	return cred_get(st, STORE_CF_DEVICES, key, klen, hash);
@@ -140,20 +140,20 @@ int store_device_get(store *st, const char *user, const char *device,
 int store_device_remove(store *st, const char *user, const char *device)
 {
 	char key[STORE_DEVKEY_MAX], addr[CHAT_ADDR_MAX + 1];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	int rc = cred_get(st, STORE_CF_DEVICES, key, klen, NULL);
 	if (rc != CHAT_OK && rc != CHAT_ECORRUPT)
 		return rc;
 	snprintf(addr, sizeof addr, "%s/%s", user, device);
-	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_DEVICES], key, klen);
+	rocksdb_writebatch_delete_cf(store__batch(st), st->cf[STORE_CF_DEVICES], key, klen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_PUSH], key, klen); /* its push target */
-	rc = store_queue_drop(st, addr);
-	return rc == CHAT_OK ? store_commit(st) : rc;
+	rc = store__queue_drop(st, addr);
+	return rc == CHAT_OK ? store__commit(st) : rc;
 }
 
-bool store_devkey_parse(const char *k, size_t klen, char *user, char *device)
+bool store__devkey_parse(const char *k, size_t klen, char *user, char *device)
 {
 	const char *sep = memchr(k, 0, klen);
 	size_t ul = sep ? (size_t)(sep - k) : 0, dl = sep ? klen - ul - 1 : 0;
@@ -170,8 +170,8 @@ static int device_each_key(store *st, const char *k, size_t klen,
                            const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w)
 {
 	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
-	if (!store_devkey_parse(k, klen, user, device))
-		return store_fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
+	if (!store__devkey_parse(k, klen, user, device))
+		return store__fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
 	return w->cb.device(w->arg, user, device, hash);
 }
 
@@ -193,7 +193,7 @@ int store_service_add(store *st, const char *name, const uint8_t hash[STORE_HASH
 {
 	size_t n = svclen(name);
 	if (!n)
-		return store_fail(st, CHAT_EINVAL, "bad service name");
+		return store__fail(st, CHAT_EINVAL, "bad service name");
 	return cred_add(st, STORE_CF_SERVICES, name, n, hash);
 }
 
@@ -211,8 +211,8 @@ int store_service_remove(store *st, const char *name)
 	int rc = cred_get(st, STORE_CF_SERVICES, name, n, NULL);
 	if (rc != CHAT_OK && rc != CHAT_ECORRUPT)
 		return rc;
-	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_SERVICES], name, n);
-	return store_commit(st);
+	rocksdb_writebatch_delete_cf(store__batch(st), st->cf[STORE_CF_SERVICES], name, n);
+	return store__commit(st);
 }
 
 static int service_each_key(store *st, const char *k, size_t klen,
@@ -220,7 +220,7 @@ static int service_each_key(store *st, const char *k, size_t klen,
 {
 	char name[STORE_NAME_MAX + 1];
 	if (!klen || klen > STORE_NAME_MAX || memchr(k, 0, klen))
-		return store_fail(st, CHAT_ECORRUPT, "bad service key of %zu bytes", klen);
+		return store__fail(st, CHAT_ECORRUPT, "bad service key of %zu bytes", klen);
 	memcpy(name, k, klen);
 	name[klen] = 0;
 	return w->cb.service(w->arg, name, hash);

@@ -27,12 +27,12 @@ static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, u
 {
 	uint8_t meta[QMETA_LEN];
 	store_counter ctr = { STORE_CF_QMETA, addr, alen };
-	int rc = store_counter_get(st, &ctr, meta, sizeof meta, fill);
+	int rc = store__counter_get(st, &ctr, meta, sizeof meta, fill);
 	*next = 1;
 	*count = 0;
 	if (rc == CHAT_OK) {
-		*next = store_be64_get(meta);
-		*count = store_be64_get(meta + 8);
+		*next = store__be64_get(meta);
+		*count = store__be64_get(meta + 8);
 	}
 	return rc == CHAT_ENOTFOUND ? CHAT_OK : rc;
 }
@@ -40,26 +40,26 @@ static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, u
 static void qmeta_put(store *st, const char *addr, size_t alen, uint64_t next, uint64_t count)
 {
 	uint8_t meta[QMETA_LEN];
-	store_be64_put(meta, next);
-	store_be64_put(meta + 8, count);
-	store_counter_put(st, &(store_counter){ STORE_CF_QMETA, addr, alen }, meta, sizeof meta);
+	store__be64_put(meta, next);
+	store__be64_put(meta + 8, count);
+	store__counter_put(st, &(store_counter){ STORE_CF_QMETA, addr, alen }, meta, sizeof meta);
 }
 
-int store_queue_add(store *st, const char *addr, const store_qvalue *qv, uint64_t max_queue,
-                    uint64_t *qseq)
+int store__queue_add(store *st, const char *addr, const store_qvalue *qv, uint64_t max_queue,
+                     uint64_t *qseq)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	uint64_t next, count;
 	int rc = qmeta_get(st, addr, alen, &next, &count, true);
 	if (rc != CHAT_OK)
 		return rc;
 	if (max_queue && count >= max_queue)
-		return store_fail(st, CHAT_EQUOTA, "queue of %s is full (%llu entries)", addr,
-		                  (unsigned long long)count);
+		return store__fail(st, CHAT_EQUOTA, "queue of %s is full (%llu entries)", addr,
+		                   (unsigned long long)count);
 	uint8_t key[QKEY_MAX];
-	size_t klen = store_qkey(key, addr, alen, next);
+	size_t klen = store__qkey(key, addr, alen, next);
 	const char *kparts[1] = { (const char *)key };
 	const char *vparts[2] = { &qv->kind, qv->len ? qv->payload : "" };
 	size_t vlens[2] = { 1, qv->len };
@@ -70,7 +70,7 @@ int store_queue_add(store *st, const char *addr, const store_qvalue *qv, uint64_
 	return CHAT_OK;
 }
 
-int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta)
+int store__queue_count_add(store *st, const char *addr, size_t alen, int64_t delta)
 {
 	uint64_t next, count;
 	int rc = qmeta_get(st, addr, alen, &next, &count, true);
@@ -102,47 +102,47 @@ static int entry_drop(store *st, const char *k, size_t klen, const char *v, size
 		return CHAT_OK; /* an event, or a corrupt entry: nothing else refers to it */
 	const uint8_t *mk = (const uint8_t *)v + 1;
 	uint8_t rk[STORE_RCPTKEY_MAX], q[8];
-	size_t rklen = store_rcptkey(rk, mk, vlen - 1, addr, alen);
+	size_t rklen = store__rcptkey(rk, mk, vlen - 1, addr, alen);
 	/* whether this was the message's one reference is in the rcpts entry */
 	rocksdb_pinnableslice_t *rv;
 	bool sole = false;
-	int rc = store_get(st, STORE_CF_RCPTS, rk, rklen, &rv);
+	int rc = store__get(st, STORE_CF_RCPTS, rk, rklen, &rv);
 	if (rc == CHAT_OK)
-		rc = store_rcpt_value(st, rv, q, &sole);
+		rc = store__rcpt_value(st, rv, q, &sole);
 	rocksdb_pinnableslice_destroy(rv);
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		rc = CHAT_OK; /* then the refcount decides, as before rcpts could say */
 	if (rc != CHAT_OK)
 		return rc;
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	return store_msg_release(st, mk, vlen - 1, sole);
+	return store__msg_release(st, mk, vlen - 1, sole);
 }
 
-int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole)
+int store__rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole)
 {
 	*sole = false;
 	if (!v)
 		return CHAT_ENOTFOUND;
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	size_t len = store_rcpt_len(p, vlen);
+	size_t len = store__rcpt_len(p, vlen);
 	if (!len)
-		return store_fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8, or 9 "
-		                  "ending in '%c'", vlen, STORE_RCPT_SOLE);
+		return store__fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8, or 9 "
+		                   "ending in '%c'", vlen, STORE_RCPT_SOLE);
 	memcpy(q, p, 8);
 	*sole = len == 9;
 	return CHAT_OK;
 }
 
-int store_queue_drop(store *st, const char *addr)
+int store__queue_drop(store *st, const char *addr)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_counter_delete(st, &(store_counter){ STORE_CF_QMETA, addr, alen });
+		return store__fail(st, CHAT_EINVAL, "bad device address");
+	store__counter_delete(st, &(store_counter){ STORE_CF_QMETA, addr, alen });
 	/* addr \0: the '\0' keeps "bob/p" from matching "bob/p2" */
 	struct qdrop d = { .addr = addr, .alen = alen };
-	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, entry_drop, &d);
+	return store__prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, entry_drop, &d);
 }
 
 static bool seen_u64(const uint64_t *v, size_t i)
@@ -161,21 +161,22 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 	int rc = store__distinct(st, to, n, &rcpt, &nr);
 	if (rc != CHAT_OK)
 		return rc;
-	store_batch(st);
+	store__batch(st);
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
-		rc = store_queue_add(st, rcpt[i], &(store_qvalue){ STORE_QE_EVENT, event, len }, 0, &qseq);
+		store_qvalue qv = { STORE_QE_EVENT, event, len };
+		rc = store__queue_add(st, rcpt[i], &qv, 0, &qseq);
 		if (rc != CHAT_OK) {
-			store_rollback(st);
+			store__rollback(st);
 			return rc;
 		}
 	}
-	return store_commit(st);
+	return store__commit(st);
 }
 
 /* One page of a queue walk: up to STORE_MANY entries copied off the
  * iterator (an event's bytes into ev), so that their messages can be read
- * together (store_many_get) before the page is visited. Allocated once per
+ * together (store__many_get) before the page is visited. Allocated once per
  * store, ev grown as needed. */
 struct store_qpage {
 	uint64_t qseq[STORE_MANY];
@@ -188,7 +189,7 @@ struct store_qpage {
 	size_t ev_cap;
 };
 
-void store_qpage_free(store *st)
+void store__qpage_free(store *st)
 {
 	if (st->qpage)
 		free(st->qpage->ev);
@@ -235,12 +236,12 @@ static int page_fill(store *st, struct qwalk *qw, struct store_qpage *pg, size_t
 			break;
 		}
 		const char *v = rocksdb_iter_value(it, &vlen);
-		pg->qseq[i] = store_be64_get((const uint8_t *)k + plen);
+		pg->qseq[i] = store__be64_get((const uint8_t *)k + plen);
 		pg->kind[i] = 0;
 		pg->msg[i] = NULL;
 		if (vlen >= 1 && v[0] == STORE_QE_EVENT) {
 			if (!ev_room(pg, evused + vlen)) /* at least one byte: ev is never NULL */
-				return store_fail(st, CHAT_ENOMEM, "out of memory");
+				return store__fail(st, CHAT_ENOMEM, "out of memory");
 			memcpy(pg->ev + evused, v + 1, vlen - 1);
 			pg->ev_off[i] = evused;
 			pg->ev_len[i] = vlen - 1;
@@ -256,8 +257,8 @@ static int page_fill(store *st, struct qwalk *qw, struct store_qpage *pg, size_t
 	/* the page's messages, read together */
 	for (size_t i = 0; i < *n; i++)
 		if (pg->kind[i] == STORE_QE_MSG)
-			store_many_want(&pg->many, i, pg->mk[i], pg->mklen[i]);
-	return store_many_get(st, &pg->many, STORE_CF_MSGS, pg->msg);
+			store__many_want(&pg->many, i, pg->mk[i], pg->mklen[i]);
+	return store__many_get(st, &pg->many, STORE_CF_MSGS, pg->msg);
 }
 
 /* Visits entry i of the page: as store_queue_read describes. */
@@ -272,17 +273,17 @@ static int page_visit(store *st, const struct qwalk *qw, struct store_qpage *pg,
 		e.event = pg->ev + pg->ev_off[i];
 		e.event_len = pg->ev_len[i];
 	} else if (pg->kind[i] == STORE_QE_MSG &&
-	           store_msgkey_parse(pg->mk[i], pg->mklen[i], conv, &e.seq)) {
+	           store__msgkey_parse(pg->mk[i], pg->mklen[i], conv, &e.seq)) {
 		e.kind = STORE_Q_MSG;
 		e.conv = conv;
-		rc = store_msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv);
+		rc = store__msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv);
 		if (rc == CHAT_OK && (m.body || m.bodies))
 			mp = &m;
 		else if (rc != CHAT_EIO && rc != CHAT_ENOMEM)
 			rc = CHAT_OK; /* gone, only its metadata left, or unreadable */
 	} else { /* unreadable: skipped, so that it cannot block the queue */
-		store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", qw->addr,
-		           (unsigned long long)e.qseq);
+		store__fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", qw->addr,
+		            (unsigned long long)e.qseq);
 		e.kind = 0;
 	}
 	if (rc == CHAT_OK) {
@@ -300,16 +301,16 @@ int store_queue_read(store *st, const char *addr, const store_queue_walk *w, siz
 	uint64_t after = w->after;
 	size_t max = w->max;
 	*visited = 0;
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	if (after == UINT64_MAX || max == 0)
 		return CHAT_OK;
 	if (!st->qpage && !(st->qpage = calloc(1, sizeof *st->qpage)))
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	struct store_qpage *pg = st->qpage;
 	uint8_t start[QKEY_MAX];
-	size_t klen0 = store_qkey(start, addr, alen, after + 1);
+	size_t klen0 = store__qkey(start, addr, alen, after + 1);
 	struct qwalk qw = {
 		.addr = addr, .w = w, .p = start, .plen = alen + 1, .visited = visited, .last = last,
 		.it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]),
@@ -323,7 +324,7 @@ int store_queue_read(store *st, const char *addr, const store_queue_walk *w, siz
 		rc = page_fill(st, &qw, pg, room < STORE_MANY ? room : STORE_MANY, &n);
 		for (size_t i = 0; rc == CHAT_OK && i < n; i++)
 			rc = page_visit(st, &qw, pg, i);
-		store_many_free(pg->msg, n);
+		store__many_free(pg->msg, n);
 		if (n == 0)
 			break;
 	}
@@ -334,7 +335,7 @@ int store_queue_read(store *st, const char *addr, const store_queue_walk *w, siz
 static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, bool *removed)
 {
 	uint8_t key[QKEY_MAX];
-	size_t klen = store_qkey(key, addr, alen, qseq);
+	size_t klen = store__qkey(key, addr, alen, qseq);
 	struct qdrop d = { .addr = addr, .alen = alen };
 	int rc = store__get_each(st, STORE_CF_QUEUES, key, klen, entry_drop, &d);
 	*removed = d.found && rc == CHAT_OK;
@@ -347,10 +348,10 @@ static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, b
 static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, size_t n,
                           bool events)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_batch(st);
+		return store__fail(st, CHAT_EINVAL, "bad device address");
+	store__batch(st);
 	int64_t gone = 0;
 	int rc = CHAT_OK;
 	bool asc = true; /* qseqs[0..i] strictly ascending, as a queue read gives them */
@@ -361,7 +362,7 @@ static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, si
 		bool removed = true;
 		if (events) {
 			uint8_t key[QKEY_MAX];
-			size_t klen = store_qkey(key, addr, alen, qseqs[i]);
+			size_t klen = store__qkey(key, addr, alen, qseqs[i]);
 			rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)key,
 			                             klen);
 		} else {
@@ -370,12 +371,12 @@ static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, si
 		gone += rc == CHAT_OK && removed;
 	}
 	if (rc == CHAT_OK && gone)
-		rc = store_queue_count_add(st, addr, alen, -gone);
+		rc = store__queue_count_add(st, addr, alen, -gone);
 	if (rc != CHAT_OK) {
-		store_rollback(st);
+		store__rollback(st);
 		return rc;
 	}
-	return gone ? store_commit(st) : CHAT_OK;
+	return gone ? store__commit(st) : CHAT_OK;
 }
 
 int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n)
@@ -388,30 +389,30 @@ int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, 
 	return remove_entries(st, addr, qseqs, n, true);
 }
 
-int store_ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel)
+int store__ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel)
 {
 	uint8_t qk[QKEY_MAX];
 	/* A message's rcpts entry and its queue entry are written and removed
-	 * together (store_send_batch, entry_drop, the expiry sweep): the queue
+	 * together (store__send_batch, entry_drop, the expiry sweep): the queue
 	 * entry is there, and its value is 'M' + mk. Deleted without a read. */
-	size_t qklen = store_qkey(qk, e->addr, e->alen, store_be64_get(e->q));
+	size_t qklen = store__qkey(qk, e->addr, e->alen, store__be64_get(e->q));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)e->rk, e->rklen);
-	return store_msg_release_refs(st, rel);
+	return store__msg_release_refs(st, rel);
 }
 
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
               uint64_t *qseqs_out)
 {
-	if (!store_addrlen(addr))
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+	if (!store__addrlen(addr))
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	store_receipt r = { .conv = conv, .seqs = seqs, .n = n, .qseqs_out = qseqs_out };
-	return store_receipt_batch(st, addr, NULL, 0, &r);
+	return store__receipt_batch(st, addr, NULL, 0, &r);
 }
 
 int store_queue_count(store *st, const char *addr, uint64_t *count)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	uint64_t next;
 	*count = 0;
 	return alen ? qmeta_get(st, addr, alen, &next, count, false) : CHAT_OK;
@@ -419,11 +420,11 @@ int store_queue_count(store *st, const char *addr, uint64_t *count)
 
 int store_queue_last(store *st, const char *addr, uint64_t *qseq)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	uint64_t next, count;
 	*qseq = 0;
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	int rc = qmeta_get(st, addr, alen, &next, &count, false);
 	if (rc == CHAT_OK)
 		*qseq = next - 1;

@@ -33,7 +33,7 @@ static bool sent_by(const char *from, const char *user, size_t ul)
 	return strncmp(from, user, ul) == 0 && from[ul] == '/';
 }
 
-/* A receipt being applied (store_receipt_batch): the call's receipt and
+/* A receipt being applied (store__receipt_batch): the call's receipt and
  * who it is for, and how many of addr's queue entries went. */
 struct batch {
 	const store_receipt *r;
@@ -54,7 +54,7 @@ struct move {
 	enum store_rstate prev;
 };
 
-/* What one chunk of a receipt reads, read together (store_many_get) before
+/* What one chunk of a receipt reads, read together (store__many_get) before
  * the chunk is applied: per seq its message key, addr's rcpts entry and the
  * message's refcount (when addr is given and the entry is not sole), by's
  * state record (when a state moves). Allocated once per store. */
@@ -68,7 +68,7 @@ struct store_reads {
 	store_many many;
 };
 
-void store_reads_free(store *st)
+void store__reads_free(store *st)
 {
 	free(st->reads);
 	st->reads = NULL;
@@ -76,9 +76,9 @@ void store_reads_free(store *st)
 
 static void chunk_free(struct store_reads *r, size_t m)
 {
-	store_many_free(r->rcpt, m);
-	store_many_free(r->refs, m);
-	store_many_free(r->rstate, m);
+	store__many_free(r->rcpt, m);
+	store__many_free(r->refs, m);
+	store__many_free(r->rstate, m);
 }
 
 /* Whether an rcpts value ends in STORE_RCPT_SOLE: no refcount to read. */
@@ -86,7 +86,7 @@ static bool rcpt_sole(const rocksdb_pinnableslice_t *v)
 {
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	return store_rcpt_len(p, vlen) == 9;
+	return store__rcpt_len(p, vlen) == 9;
 }
 
 /* Moves the state of chunk entry i for b->by forward (rd: the chunk's
@@ -100,7 +100,7 @@ static int receipt_one(store *st, const struct batch *b, const struct store_read
 	int rc = CHAT_OK;
 	if (o->pre)
 		m = *o->pre;
-	else if ((rc = store_msg_meta(st, rd->mk[i], rd->mklen[i], &rm)) == CHAT_OK)
+	else if ((rc = store__msg_meta(st, rd->mk[i], rd->mklen[i], &rm)) == CHAT_OK)
 		m = rm.m;
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		return CHAT_OK; /* unknown or expired */
@@ -117,7 +117,7 @@ static int receipt_one(store *st, const struct batch *b, const struct store_read
 
 	enum store_rstate state = b->r->state;
 	uint8_t cur = STORE_R_NONE;
-	rc = store_fixed_value(st, STORE_CF_RSTATE, rd->rstate[i], &cur, 1);
+	rc = store__fixed_value(st, STORE_CF_RSTATE, rd->rstate[i], &cur, 1);
 	if (rc != CHAT_OK && rc != CHAT_ENOTFOUND && rc != CHAT_ECORRUPT)
 		return rc;
 	if (rc == CHAT_OK && cur <= STORE_R_READ)
@@ -140,7 +140,7 @@ static int chunk_read(store *st, struct store_reads *r, const struct batch *b, s
 	store_many *mg = &r->many;
 	const uint64_t *seqs = b->r->seqs;
 	for (size_t i = 0; i < m; i++) {
-		r->mklen[i] = store_msgkey(r->mk[i], b->r->conv, seqs[base + i]);
+		r->mklen[i] = store__msgkey(r->mk[i], b->r->conv, seqs[base + i]);
 		r->again[i] = seen_before(seqs, base + i, b->asc);
 		r->rcpt[i] = r->refs[i] = r->rstate[i] = NULL;
 	}
@@ -148,23 +148,25 @@ static int chunk_read(store *st, struct store_reads *r, const struct batch *b, s
 	if (b->addr) {
 		for (size_t i = 0; i < m; i++)
 			if (r->mklen[i] && !r->again[i]) {
-				r->rklen[i] = store_rcptkey(r->rk[i], r->mk[i], r->mklen[i], b->addr, b->alen);
-				store_many_want(mg, i, r->rk[i], r->rklen[i]);
+				r->rklen[i] = store__rcptkey(r->rk[i], r->mk[i], r->mklen[i], b->addr,
+				                             b->alen);
+				store__many_want(mg, i, r->rk[i], r->rklen[i]);
 			}
-		rc = store_many_get(st, mg, STORE_CF_RCPTS, r->rcpt);
+		rc = store__many_get(st, mg, STORE_CF_RCPTS, r->rcpt);
 		for (size_t i = 0; rc == CHAT_OK && i < m; i++)
 			if (r->rcpt[i] && !rcpt_sole(r->rcpt[i]))
-				store_many_want(mg, i, r->mk[i], r->mklen[i]);
+				store__many_want(mg, i, r->mk[i], r->mklen[i]);
 		if (rc == CHAT_OK)
-			rc = store_many_get(st, mg, STORE_CF_REFS, r->refs);
+			rc = store__many_get(st, mg, STORE_CF_REFS, r->refs);
 	}
 	if (rc == CHAT_OK && b->r->state != STORE_R_NONE) {
 		for (size_t i = 0; i < m; i++)
 			if (r->mklen[i]) {
-				r->sklen[i] = store_rcptkey(r->sk[i], r->mk[i], r->mklen[i], b->by, b->ul);
-				store_many_want(mg, i, r->sk[i], r->sklen[i]);
+				r->sklen[i] = store__rcptkey(r->sk[i], r->mk[i], r->mklen[i], b->by,
+				                             b->ul);
+				store__many_want(mg, i, r->sk[i], r->sklen[i]);
 			}
-		rc = store_many_get(st, mg, STORE_CF_RSTATE, r->rstate);
+		rc = store__many_get(st, mg, STORE_CF_RSTATE, r->rstate);
 	}
 	if (rc != CHAT_OK)
 		chunk_free(r, m);
@@ -197,16 +199,16 @@ static int apply_one(store *st, struct store_reads *r, struct batch *b, size_t b
 	int rc = CHAT_OK;
 	if (b->addr) {
 		uint8_t q[8];
-		rc = store_rcpt_value(st, r->rcpt[i], q, &rel.sole);
+		rc = store__rcpt_value(st, r->rcpt[i], q, &rel.sole);
 		if (rc == CHAT_OK) {
 			if (!rel.sole)
-				rel.refs_rc = store_fixed_value(st, STORE_CF_REFS, r->refs[i], rel.cnt,
-				                                sizeof rel.cnt);
+				rel.refs_rc = store__fixed_value(st, STORE_CF_REFS, r->refs[i],
+				                                 rel.cnt, sizeof rel.cnt);
 			struct store_ack_entry e = { .addr = b->addr, .alen = b->alen, .rk = r->rk[i],
 			                             .rklen = r->rklen[i], .q = q };
-			rc = store_ack_one(st, &e, &rel);
+			rc = store__ack_one(st, &e, &rel);
 			if (rc == CHAT_OK)
-				rq->qseqs_out[at] = store_be64_get(q);
+				rq->qseqs_out[at] = store__be64_get(q);
 		} else if (rc == CHAT_ENOTFOUND) {
 			rc = CHAT_OK; /* not queued for addr (or a repeat) */
 		}
@@ -223,16 +225,16 @@ static int apply_one(store *st, struct store_reads *r, struct batch *b, size_t b
 	return rc;
 }
 
-int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul,
-                        const store_receipt *r)
+int store__receipt_batch(store *st, const char *addr, const char *by, size_t ul,
+                         const store_receipt *r)
 {
 	struct batch b = { .r = r, .addr = addr, .alen = addr ? strlen(addr) : 0, .by = by,
 	                   .ul = ul };
 	size_t n = r->n;
 	if (!st->reads && !(st->reads = calloc(1, sizeof *st->reads)))
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	struct store_reads *rd = st->reads;
-	store_batch(st);
+	store__batch(st);
 	int rc = CHAT_OK;
 	b.asc = n ? 1 : 0;
 	while (b.asc < n && r->seqs[b.asc] > r->seqs[b.asc - 1])
@@ -249,38 +251,38 @@ int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul,
 		chunk_free(rd, m);
 	}
 	if (rc == CHAT_OK && b.gone)
-		rc = store_queue_count_add(st, addr, b.alen, -b.gone);
+		rc = store__queue_count_add(st, addr, b.alen, -b.gone);
 	if (rc != CHAT_OK) {
-		store_rollback(st);
+		store__rollback(st);
 		return rc;
 	}
-	return rocksdb_writebatch_count(st->wb) ? store_commit(st) : CHAT_OK;
+	return rocksdb_writebatch_count(st->wb) ? store__commit(st) : CHAT_OK;
 }
 
 static int state_check(store *st, enum store_rstate state)
 {
 	return state == STORE_R_DELIVERED || state == STORE_R_READ
-	       ? CHAT_OK : store_fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
+	       ? CHAT_OK : store__fail(st, CHAT_EINVAL, "bad receipt state %d", (int)state);
 }
 
 int store_receipts(store *st, const char *by, const store_receipt *r)
 {
 	size_t ul = strnlen(by, CHAT_USER_MAX + 1);
 	if (!ul || ul > CHAT_USER_MAX)
-		return store_fail(st, CHAT_EINVAL, "bad user id");
+		return store__fail(st, CHAT_EINVAL, "bad user id");
 	int rc = state_check(st, r->state);
 	store_receipt only = *r;
 	only.qseqs_out = NULL;
-	return rc ? rc : store_receipt_batch(st, NULL, by, ul, &only);
+	return rc ? rc : store__receipt_batch(st, NULL, by, ul, &only);
 }
 
 int store_deliver(store *st, const char *addr, const store_receipt *r)
 {
 	size_t ul = chat_addr_user_len(addr);
-	if (!store_addrlen(addr) || !ul || ul > CHAT_USER_MAX)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+	if (!store__addrlen(addr) || !ul || ul > CHAT_USER_MAX)
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	int rc = state_check(st, r->state);
 	store_receipt only = *r;
 	only.received = NULL;
-	return rc ? rc : store_receipt_batch(st, addr, addr, ul, &only);
+	return rc ? rc : store__receipt_batch(st, addr, addr, ul, &only);
 }

@@ -73,13 +73,13 @@ static void raw_put(store *st, enum store_cf cf, const void *k, size_t klen, con
 	rocksdb_put_cf(st->db, wo, st->cf[cf], k, klen, v, vlen, &err);
 	rocksdb_writeoptions_destroy(wo);
 	ck_assert_ptr_null(err);
-	store_caches_forget(st); /* written behind the counter cache's back */
+	store__caches_forget(st); /* written behind the counter cache's back */
 }
 
 static bool raw_exists(store *st, enum store_cf cf, const void *k, size_t klen)
 {
 	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, cf, k, klen, &v);
+	int rc = store__get(st, cf, k, klen, &v);
 	ck_assert(rc == CHAT_OK || rc == CHAT_ENOTFOUND);
 	rocksdb_pinnableslice_destroy(v);
 	return rc == CHAT_OK;
@@ -158,8 +158,8 @@ START_TEST(test_schema_newer_refused)
 {
 	store *st = open_ok();
 	uint8_t v[4];
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
-	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
+	                                  strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
 	ck_assert_uint_eq(v[3], STORE_SCHEMA_VERSION);
 	v[3] = STORE_SCHEMA_VERSION + 1;
 	raw_put(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA), v, 4);
@@ -222,8 +222,8 @@ START_TEST(test_contacts_and_v1_migration)
 	st = open_ok();
 	ck_assert_str_eq(contacts_of(st, "bob"), "alice,carol,");
 	ck_assert_str_eq(contacts_of(st, "alice"), "bob,");
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
-	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
+	                                  strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
 	ck_assert_uint_eq(v[3], STORE_SCHEMA_VERSION);
 	ck_assert_uint_eq(store_migrated_from(st), 1);
 	store_close(st);
@@ -704,7 +704,7 @@ START_TEST(test_counter_cache_follows_commits)
 		ck_assert_uint_eq(send_ok(st, &m, x, 1), (uint64_t)i + 1);
 	}
 	uint64_t hits, misses;
-	store_caches_stats(st, &hits, &misses);
+	store__caches_stats(st, &hits, &misses);
 	ck_assert_msg(hits >= 90 && misses <= 4, "hits %llu, misses %llu", (unsigned long long)hits,
 	              (unsigned long long)misses);
 
@@ -728,9 +728,9 @@ START_TEST(test_counter_cache_follows_commits)
 	uint64_t seqs[] = { 1, 2, 3 }, q[3];
 	ck_assert_int_eq(store_ack(st, "x/1", "g:k", seqs, 3, q), CHAT_OK);
 	expect_queue(st, "x/1", 47, UINT64_MAX);
-	store_batch(st);
-	ck_assert_int_eq(store_queue_drop(st, "y/1"), CHAT_OK);
-	ck_assert_int_eq(store_commit(st), CHAT_OK);
+	store__batch(st);
+	ck_assert_int_eq(store__queue_drop(st, "y/1"), CHAT_OK);
+	ck_assert_int_eq(store__commit(st), CHAT_OK);
 	expect_queue(st, "y/1", 0, 0);
 	m.cid.u = 3;
 	ck_assert_uint_eq(send_ok(st, &m, y, 1), 52);
@@ -753,9 +753,9 @@ END_TEST
 static size_t raw_msg(store *st, const char *conv, uint64_t seq, uint8_t *out, size_t cap)
 {
 	uint8_t k[STORE_MSGKEY_MAX];
-	size_t kl = store_msgkey(k, conv, seq), vl = 0;
+	size_t kl = store__msgkey(k, conv, seq), vl = 0;
 	rocksdb_pinnableslice_t *v;
-	ck_assert_int_eq(store_get(st, STORE_CF_MSGS, k, kl, &v), CHAT_OK);
+	ck_assert_int_eq(store__get(st, STORE_CF_MSGS, k, kl, &v), CHAT_OK);
 	const char *p = rocksdb_pinnableslice_value(v, &vl);
 	ck_assert_uint_le(vl, cap);
 	memcpy(out, p, vl);
@@ -785,7 +785,7 @@ START_TEST(test_release_from_cache_same_record)
 		m.type = 7;
 		seq = send_ok(st, &m, x, 1);
 		if (i == 1)
-			store_caches_forget(st); /* the same release, from RocksDB */
+			store__caches_forget(st); /* the same release, from RocksDB */
 		rocksdb_set_perf_level(rocksdb_enable_count);
 		rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
 		rocksdb_perfcontext_reset(pc);
@@ -830,9 +830,9 @@ START_TEST(test_duplicate_recipient_queued_once)
 	ck_assert_int_eq(queue_len(st, "b/1"), 1);
 	ck_assert_int_eq(queue_len(st, "c/1"), 1);
 	uint8_t key[STORE_MSGKEY_MAX], refs[8];
-	size_t klen = store_msgkey(key, "g:d", 1);
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
-	ck_assert_uint_eq(store_be64_get(refs), 2);
+	size_t klen = store__msgkey(key, "g:d", 1);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
+	ck_assert_uint_eq(store__be64_get(refs), 2);
 	store_close(st);
 }
 END_TEST
@@ -874,9 +874,9 @@ START_TEST(test_device_remove_drops_queue)
 	ck_assert_int_eq(store_msg_get(st, "g:r", 2, &out, &buf), CHAT_OK);
 	store_msg_buf_free(&buf);
 	uint8_t key[STORE_MSGKEY_MAX], refs[8];
-	size_t klen = store_msgkey(key, "g:r", 1);
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
-	ck_assert_uint_eq(store_be64_get(refs), 1);
+	size_t klen = store__msgkey(key, "g:r", 1);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
+	ck_assert_uint_eq(store__be64_get(refs), 1);
 
 	/* a fresh a/1 starts with an empty queue and counter */
 	ck_assert_int_eq(store_device_add(st, "a", "1", h), CHAT_OK);
@@ -1070,10 +1070,10 @@ START_TEST(test_many_sparse_reads)
 	rocksdb_pinnableslice_t *const mark = (rocksdb_pinnableslice_t *)&m;
 	for (size_t i = 0; i < STORE_MANY; i++)
 		out[i] = mark;
-	store_many_want(&m, 5, "k1", 2);
-	store_many_want(&m, 9, "k2", 2);
-	store_many_want(&m, 63, "k3", 2);
-	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
+	store__many_want(&m, 5, "k1", 2);
+	store__many_want(&m, 9, "k2", 2);
+	store__many_want(&m, 63, "k3", 2);
+	ck_assert_int_eq(store__many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
 	size_t vlen;
 	const char *v = rocksdb_pinnableslice_value(out[5], &vlen);
 	ck_assert(vlen == 2 && memcmp(v, "v1", 2) == 0);
@@ -1087,15 +1087,15 @@ START_TEST(test_many_sparse_reads)
 	rocksdb_pinnableslice_destroy(out[63]);
 
 	for (size_t i = 0; i <= STORE_MANY; i++)
-		store_many_want(&m, i % STORE_MANY, "k1", 2);
-	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_EINVAL);
+		store__many_want(&m, i % STORE_MANY, "k1", 2);
+	ck_assert_int_eq(store__many_get(st, &m, STORE_CF_REFS, out), CHAT_EINVAL);
 	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "batched read"));
 	for (size_t i = 0; i < STORE_MANY; i++)
 		ck_assert_ptr_null(out[i]);
-	store_many_want(&m, 0, "k3", 2);
-	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
+	store__many_want(&m, 0, "k3", 2);
+	ck_assert_int_eq(store__many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
 	ck_assert_ptr_nonnull(out[0]);
-	store_many_free(out, 1);
+	store__many_free(out, 1);
 	ck_assert_ptr_null(out[0]);
 	store_close(st);
 }
@@ -1198,7 +1198,7 @@ START_TEST(test_ack)
 	ck_assert_str_eq(out.from, "s/1");
 	ck_assert_uint_eq(out.expires, 2000);
 	uint8_t key[STORE_MSGKEY_MAX];
-	ck_assert(!raw_exists(st, STORE_CF_REFS, key, store_msgkey(key, "g:k", 1)));
+	ck_assert(!raw_exists(st, STORE_CF_REFS, key, store__msgkey(key, "g:k", 1)));
 	ck_assert_int_eq(store_msg_get(st, "g:k", 2, &out, &buf), CHAT_OK);
 	ck_assert_mem_eq(out.body, "hello", 5);
 	store_msg_buf_free(&buf);
@@ -1223,26 +1223,26 @@ START_TEST(test_sole_recipient_no_refs)
 	send_ok(st, &m, to, 1);
 	uint8_t mk[STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX];
 	for (uint64_t s = 1; s <= 3; s++) {
-		size_t mklen = store_msgkey(mk, "dm:a:b", s);
+		size_t mklen = store__msgkey(mk, "dm:a:b", s);
 		ck_assert(!raw_exists(st, STORE_CF_REFS, mk, mklen));
-		size_t rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+		size_t rklen = store__rcptkey(rk, mk, mklen, "b/1", 3);
 		rocksdb_pinnableslice_t *v;
-		ck_assert_int_eq(store_get(st, STORE_CF_RCPTS, rk, rklen, &v), CHAT_OK);
+		ck_assert_int_eq(store__get(st, STORE_CF_RCPTS, rk, rklen, &v), CHAT_OK);
 		size_t vlen;
 		const char *p = rocksdb_pinnableslice_value(v, &vlen);
 		ck_assert_uint_eq(vlen, 9);
 		ck_assert_int_eq(p[8], STORE_RCPT_SOLE);
-		ck_assert_uint_eq(store_be64_get((const uint8_t *)p), s);
+		ck_assert_uint_eq(store__be64_get((const uint8_t *)p), s);
 		rocksdb_pinnableslice_destroy(v);
 	}
 
 	/* seq 2 as schema 2 wrote it: an 8-byte entry and a refcount of 1 */
-	size_t mklen = store_msgkey(mk, "dm:a:b", 2);
-	size_t rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+	size_t mklen = store__msgkey(mk, "dm:a:b", 2);
+	size_t rklen = store__rcptkey(rk, mk, mklen, "b/1", 3);
 	uint8_t eight[8];
-	store_be64_put(eight, 2);
+	store__be64_put(eight, 2);
 	raw_put(st, STORE_CF_RCPTS, rk, rklen, eight, 8);
-	store_be64_put(eight, 1);
+	store__be64_put(eight, 1);
 	raw_put(st, STORE_CF_REFS, mk, mklen, eight, 8);
 
 	uint64_t seqs[] = { 1, 2 }, qs[2];
@@ -1256,14 +1256,14 @@ START_TEST(test_sole_recipient_no_refs)
 		ck_assert_int_eq(store_msg_get(st, "dm:a:b", s, &out, &buf), CHAT_OK);
 		ck_assert_ptr_null(out.body); /* delivered: metadata only */
 		ck_assert_str_eq(out.from, "a/1");
-		size_t l = store_msgkey(mk, "dm:a:b", s);
-		ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, l, "b/1", 3)));
+		size_t l = store__msgkey(mk, "dm:a:b", s);
+		ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store__rcptkey(rk, mk, l, "b/1", 3)));
 	}
 	ck_assert_uint_eq(qcount(st, "b/1"), 1);
 
 	/* seq 3's entry with a wrong ninth byte: refused, nothing changes */
-	mklen = store_msgkey(mk, "dm:a:b", 3);
-	rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+	mklen = store__msgkey(mk, "dm:a:b", 3);
+	rklen = store__rcptkey(rk, mk, mklen, "b/1", 3);
 	uint8_t bad[9] = { 0, 0, 0, 0, 0, 0, 0, 3, 'X' };
 	raw_put(st, STORE_CF_RCPTS, rk, rklen, bad, 9);
 	seqs[0] = 3;
@@ -1554,9 +1554,9 @@ START_TEST(test_expire)
 	ck_assert_int_eq(queue_len(st, "b/1"), 0);
 	ck_assert_uint_eq(qcount(st, "c/1"), 0);
 	uint8_t rk[STORE_RCPTKEY_MAX], mk[STORE_MSGKEY_MAX];
-	size_t mklen = store_msgkey(mk, "g:e", 1);
-	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store_rcptkey(rk, mk, mklen, "b", 1)));
-	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, mklen, "b/1", 3)));
+	size_t mklen = store__msgkey(mk, "g:e", 1);
+	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store__rcptkey(rk, mk, mklen, "b", 1)));
+	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store__rcptkey(rk, mk, mklen, "b/1", 3)));
 	rr = (store_receipt){ .conv = "g:e", .seqs = s1, .n = 1, .state = STORE_R_READ,
 	                      .from_out = from, .changed = ch };
 	ck_assert_int_eq(store_receipts(st, "c", &rr), CHAT_OK);
@@ -1608,9 +1608,9 @@ START_TEST(test_corrupt_records)
 
 	/* every truncation of a good record, and garbage, is refused */
 	uint8_t key[STORE_MSGKEY_MAX];
-	size_t klen = store_msgkey(key, "g:c", 1);
+	size_t klen = store__msgkey(key, "g:c", 1);
 	rocksdb_pinnableslice_t *v;
-	ck_assert_int_eq(store_get(st, STORE_CF_MSGS, key, klen, &v), CHAT_OK);
+	ck_assert_int_eq(store__get(st, STORE_CF_MSGS, key, klen, &v), CHAT_OK);
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
 	char good[256];
