@@ -9,7 +9,14 @@
  * scan. For each message, rcpts maps recipient -> qseq while the entry is
  * there: a delivered receipt finds its entry by (conv, seq) in one read,
  * and the expiry sweep knows who never got the message.
+ *
+ * The invariants the code keeps (assert()ed where they are cheap, in every
+ * build but Release): a queue entry is 'M' + a message key or 'E' + an
+ * event; a device is queued a message once (store__distinct); a walk visits
+ * qseqs above its start in strictly ascending order and no more than its
+ * max; a removal takes at most one entry per distinct qseq it is given.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +55,8 @@ static void qmeta_put(store *st, const char *addr, size_t alen, uint64_t next, u
 int store__queue_add(store *st, const char *addr, const store_qvalue *qv, uint64_t max_queue,
                      uint64_t *qseq)
 {
+	assert(qv->kind == STORE_QE_EVENT ||
+	       (qv->kind == STORE_QE_MSG && qv->len > STORE_SEQ_LEN && qv->len <= STORE_MSGKEY_MAX));
 	size_t alen = store__addrlen(addr);
 	if (!alen)
 		return store__fail(st, CHAT_EINVAL, "bad device address");
@@ -162,6 +171,7 @@ int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t 
 	if (rc != CHAT_OK)
 		return rc;
 	store__batch(st);
+	assert(nr <= n);
 	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
 		store_qvalue qv = { STORE_QE_EVENT, event, len };
@@ -223,6 +233,7 @@ static int page_fill(store *st, struct qwalk *qw, struct store_qpage *pg, size_t
 	size_t plen = qw->plen;
 	bool *end = &qw->end;
 	size_t evused = 0;
+	assert(room >= 1 && room <= STORE_MANY);
 	*n = 0;
 	for (; *n < room; rocksdb_iter_next(it)) {
 		size_t klen, vlen, i = *n;
@@ -287,6 +298,8 @@ static int page_visit(store *st, const struct qwalk *qw, struct store_qpage *pg,
 		e.kind = 0;
 	}
 	if (rc == CHAT_OK) {
+		/* the iterator's order: after the start, each above the last */
+		assert(e.qseq > qw->w->after && (*qw->visited == 0 || e.qseq > *qw->last));
 		++*qw->visited;
 		*qw->last = e.qseq;
 		if (e.kind)
@@ -328,6 +341,7 @@ int store_queue_read(store *st, const char *addr, const store_queue_walk *w, siz
 		if (n == 0)
 			break;
 	}
+	assert(*visited <= max);
 	return store__iter_end(st, qw.it, rc);
 }
 
@@ -370,6 +384,7 @@ static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, si
 		}
 		gone += rc == CHAT_OK && removed;
 	}
+	assert(gone >= 0 && (uint64_t)gone <= n);
 	if (rc == CHAT_OK && gone)
 		rc = store__queue_count_add(st, addr, alen, -gone);
 	if (rc != CHAT_OK) {
@@ -391,6 +406,7 @@ int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, 
 
 int store__ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel)
 {
+	assert(e->alen > 0 && e->alen <= CHAT_ADDR_MAX && e->rklen > rel->mklen);
 	uint8_t qk[QKEY_MAX];
 	/* A message's rcpts entry and its queue entry are written and removed
 	 * together (store__send_batch, entry_drop, the expiry sweep): the queue

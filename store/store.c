@@ -17,6 +17,7 @@
  * long been flushed) get a memtable bloom filter, so that such a read skips
  * the skiplist walk.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -303,6 +304,9 @@ int store__distinct(store *st, const char *const *to, size_t n, const char *cons
 	for (size_t i = 1; i < n; i++)
 		if (strcmp(st->to_sorted[k - 1], st->to_sorted[i]) != 0)
 			st->to_sorted[k++] = st->to_sorted[i];
+	/* each device once, in order: what a send queues and counts (refs) */
+	for (size_t i = 1; i < k; i++)
+		assert(strcmp(st->to_sorted[i - 1], st->to_sorted[i]) < 0);
 	*out = st->to_sorted;
 	*m = k;
 	return CHAT_OK;
