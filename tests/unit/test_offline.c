@@ -223,6 +223,17 @@ static void send_n(uint64_t first, size_t n)
 	}
 }
 
+/* With a flow window of `window`: the cast, n messages alice/phone -> bob
+ * while bob is offline, then addr connects (and has not synced yet). */
+static void queued_then_connect(int window, size_t n, const char *addr)
+{
+	CFG.inflight_window = window;
+	reconfig();
+	cast();
+	send_n(1, n);
+	connect_dev(addr);
+}
+
 static enum core_verdict do_sync(const char *addr)
 {
 	static const uint8_t empty_map[] = { 0xa0 };
@@ -444,119 +455,82 @@ END_TEST
 
 /* ================= replay window and slices ================= */
 
-START_TEST(window_paces_replay)
-{
-	CFG.inflight_window = 5;
-	reconfig();
-	cast();
-	send_n(1, 23);
-	connect_dev("bob/phone");
-	/* One window, then it waits for receipts. */
-	ck_assert_str_eq(sync_trace("bob/phone"), mrange(1, 5, false));
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	/* k acknowledged, k more. */
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 2, "bob/phone"), "m6 m7");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 3, 3, "bob/phone"), "m8");
-	ck_assert_str_eq(receipt_trace("bob/phone", "read", 4, 8, "bob/phone"), mrange(9, 13, false));
-	/* A repeated receipt acknowledges nothing new. */
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 4, 8, "bob/phone"), "");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 9, 13, "bob/phone"),
-	                 mrange(14, 18, false));
-	/* The queue ends exactly at the window: done comes with the last slice,
-	 * without waiting for another receipt. */
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 14, 18, "bob/phone"),
-	                 mrange(19, 23, true));
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 19, 23, "bob/phone"), "");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	/* Live again. */
-	size_t m = mark();
-	send_n(24, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m24");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m24 done");
-}
-END_TEST
+/* A replay, step by step: the flow window and replay slice (0: the
+ * default), n messages alice/phone sent bob while bob/phone was offline,
+ * then bob/phone connects and each step says what it got (as trace()
+ * renders it): "sync: …" a chat/sync, "tick: …" a tick, "delivered A-B: …"
+ * and "read A-B: …" a receipt for seqs A..B, "send A: …" alice sends seq A
+ * while bob/phone is online. */
+static const struct replay_case {
+	const char *name;
+	int window, slice;
+	size_t n;
+	const char *steps[20];
+} replays[] = {
+	{ "window paces replay", 5, 0, 23, {
+		/* One window, then it waits for receipts. */
+		"sync: m1 m2 m3 m4 m5", "tick:", "tick:",
+		/* k acknowledged, k more. */
+		"delivered 1-2: m6 m7", "tick:", "delivered 3-3: m8", "read 4-8: m9 m10 m11 m12 m13",
+		/* A repeated receipt acknowledges nothing new. */
+		"delivered 4-8:", "tick:", "delivered 9-13: m14 m15 m16 m17 m18",
+		/* The queue ends exactly at the window: done comes with the last
+		 * slice, without waiting for another receipt. */
+		"delivered 14-18: m19 m20 m21 m22 m23 done", "tick:", "delivered 19-23:", "tick:",
+		/* Live again. */
+		"send 24: m24", "sync: m24 done" } },
+	{ "window larger than backlog", 5, 0, 3, { "sync: m1 m2 m3 done", "tick:" } },
+	/* A receipt for a message the replay has not reached yet dequeues it
+	 * but does not open the window; it is then skipped. */
+	{ "window ack ahead of replay", 2, 0, 4,
+	  { "sync: m1 m2", "delivered 4-4:", "tick:", "delivered 1-1: m3 done", "delivered 2-3:" } },
+	/* A new sync starts over from the start of the queue, in the same
+	 * window: what the first one published is still in flight until
+	 * acknowledged. */
+	{ "window new sync starts over", 3, 0, 5, {
+		"sync: m1 m2 m3", "sync:", "delivered 1-1: m2 m3 m4",
+		/* m2 and m3 are counted once, though published twice. */
+		"delivered 2-3: m5 done" } },
+	{ "slice bounds entries per call", 100, 4, 10,
+	  { "sync: m1 m2 m3 m4", "tick: m5 m6 m7 m8", "tick: m9 m10 done", "tick:" } },
+	/* Window and slice together: the smaller bound wins at each step, and
+	 * a receipt refills by at most one slice. */
+	{ "slice and window together", 3, 2, 10,
+	  { "sync: m1 m2", "tick: m3", "tick:", "delivered 1-3: m4 m5", "tick: m6", "tick:" } },
+};
 
-START_TEST(window_larger_than_backlog)
+/* Runs one step of a replay_case on bob/phone; what it got. */
+static const char *replay_step(const char *step)
 {
-	CFG.inflight_window = 5;
-	reconfig();
-	cast();
-	send_n(1, 3);
-	connect_dev("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	char op[16];
+	unsigned long long a = 0, b = 0;
+	int n = 0;
+	if (sscanf(step, "%15[a-z] %llu-%llu:%n", op, &a, &b, &n) == 3 && n)
+		return receipt_trace("bob/phone", op, a, b, "bob/phone");
+	if (sscanf(step, "send %llu:%n", &a, &n) == 1 && n) {
+		size_t m = mark();
+		send_n(a, 1);
+		return trace(m, "bob/phone");
+	}
+	if (strncmp(step, "sync:", 5) == 0)
+		return sync_trace("bob/phone");
+	ck_assert_msg(strncmp(step, "tick:", 5) == 0, "bad step \"%s\"", step);
+	return tick_trace("bob/phone");
 }
-END_TEST
 
-/* A receipt for a message the replay has not reached yet dequeues it but
- * does not open the window; it is then skipped. */
-START_TEST(window_ack_ahead_of_replay)
+START_TEST(replay_steps)
 {
-	CFG.inflight_window = 2;
-	reconfig();
-	cast();
-	send_n(1, 4);
-	connect_dev("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 4, 4, "bob/phone"), "");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 1, "bob/phone"), "m3 done");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 2, 3, "bob/phone"), "");
-}
-END_TEST
-
-/* A new sync starts over from the start of the queue, in the same window:
- * what the first one published is still in flight until acknowledged. */
-START_TEST(window_new_sync_starts_over)
-{
-	CFG.inflight_window = 3;
-	reconfig();
-	cast();
-	send_n(1, 5);
-	connect_dev("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
-	ck_assert_str_eq(sync_trace("bob/phone"), "");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 1, "bob/phone"), "m2 m3 m4");
-	/* m2 and m3 are counted once, though published twice. */
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 2, 3, "bob/phone"), "m5 done");
-}
-END_TEST
-
-START_TEST(slice_bounds_entries_per_call)
-{
-	CFG.inflight_window = 100;
-	CFG.replay_slice = 4;
-	reconfig();
-	cast();
-	send_n(1, 10);
-	connect_dev("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 m4");
-	ck_assert_str_eq(tick_trace("bob/phone"), "m5 m6 m7 m8");
-	ck_assert_str_eq(tick_trace("bob/phone"), "m9 m10 done");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-}
-END_TEST
-
-/* Window and slice together: the smaller bound wins at each step, and a
- * receipt refills by at most one slice. */
-START_TEST(slice_and_window_together)
-{
-	CFG.inflight_window = 3;
-	CFG.replay_slice = 2;
-	reconfig();
-	cast();
-	send_n(1, 10);
-	connect_dev("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
-	ck_assert_str_eq(tick_trace("bob/phone"), "m3");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5");
-	ck_assert_str_eq(tick_trace("bob/phone"), "m6");
-	ck_assert_str_eq(tick_trace("bob/phone"), "");
+	const struct replay_case *rc = &replays[_i];
+	if (rc->slice)
+		CFG.replay_slice = rc->slice;
+	queued_then_connect(rc->window, rc->n, "bob/phone");
+	for (size_t j = 0; j < 20 && rc->steps[j]; j++) {
+		const char *step = rc->steps[j], *want = strchr(step, ':') + 1;
+		want += *want == ' ';
+		const char *got = replay_step(step);
+		ck_assert_msg(strcmp(got, want) == 0, "%s, step %zu (%s): got \"%s\"", rc->name,
+		              j + 1, step, got);
+	}
 }
 END_TEST
 
@@ -587,11 +561,7 @@ END_TEST
 
 START_TEST(order_new_messages_queue_behind_backlog)
 {
-	CFG.inflight_window = 2;
-	reconfig();
-	cast();
-	send_n(1, 3);
-	connect_dev("bob/phone");
+	queued_then_connect(2, 3, "bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
 	/* While it replays, a new message is not published live. */
 	size_t m = mark();
@@ -618,11 +588,7 @@ END_TEST
  * once replayed it leaves the queue. */
 START_TEST(order_receipts_queue_behind_backlog)
 {
-	CFG.inflight_window = 2;
-	reconfig();
-	cast();
-	send_n(1, 3);
-	connect_dev("alice/tablet");
+	queued_then_connect(2, 3, "alice/tablet");
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2");
 	connect_dev("bob/laptop");
 	size_t m = mark();
@@ -1561,11 +1527,7 @@ END_TEST
 
 START_TEST(disconnect_stops_replay)
 {
-	CFG.inflight_window = 3;
-	reconfig();
-	cast();
-	send_n(1, 10);
-	connect_dev("bob/phone");
+	queued_then_connect(3, 10, "bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
 	disconnect_dev("bob/phone");
 	size_t m = mark();
@@ -1588,11 +1550,7 @@ END_TEST
  * takeover) does not stop the new connection's replay. */
 START_TEST(disconnect_stale_connection_keeps_replay)
 {
-	CFG.inflight_window = 3;
-	reconfig();
-	cast();
-	send_n(1, 5);
-	connect_dev("bob/phone");
+	queued_then_connect(3, 5, "bob/phone");
 	void *old = find_dev("bob/phone")->conn;
 	connect_dev("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
@@ -2056,9 +2014,7 @@ static Suite *suite(void)
 		{ "queue", { queue_offline_devices_get_nothing, sync_replays_in_order_then_done,
 		             sync_empty_queue_is_just_done, sync_own_copies_carry_cid,
 		             sync_replays_live_deliveries_until_acked, sync_replays_per_device_bodies } },
-		{ "window", { window_paces_replay, window_larger_than_backlog, window_ack_ahead_of_replay,
-		              window_new_sync_starts_over, slice_bounds_entries_per_call,
-		              slice_and_window_together, slice_shared_between_devices } },
+		{ "window", { slice_shared_between_devices } },
 		{ "order", { order_new_messages_queue_behind_backlog, order_receipts_queue_behind_backlog } },
 		{ "receipts", { receipts_reach_every_sender_device, receipts_forward_only,
 		                receipts_own_messages_change_nothing, receipts_conv_not_ones_own,
@@ -2086,6 +2042,8 @@ static Suite *suite(void)
 		TCase *t = env_tcase(cases[i].name, setup, teardown);
 		for (size_t j = 0; j < 16 && cases[i].tests[j]; j++)
 			tcase_add_test(t, cases[i].tests[j]);
+		if (strcmp(cases[i].name, "window") == 0)
+			tcase_add_loop_test(t, replay_steps, 0, sizeof replays / sizeof replays[0]);
 		suite_add_tcase(s, t);
 	}
 	return s;
