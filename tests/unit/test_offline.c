@@ -131,13 +131,13 @@ static const char *mrange(uint64_t a, uint64_t b, bool done)
 }
 
 /* CONNECT: a fresh connection each time, as a reconnecting client has. */
-static void connect_dev(const char *addr)
+static void connect_fresh(const char *addr)
 {
 	devrec *r = find_dev(addr);
 	ck_assert_int_lt(next_conn, NCONNS);
 	r->conn = CONN(next_conn++);
 	size_t m = mark();
-	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
+	connect_dev(addr);
 	ck_assert_uint_eq(F.npubs, m); /* a connection alone replays nothing */
 }
 
@@ -149,7 +149,7 @@ static void cast(void)
 	register_device("bob", "laptop");
 	register_device("bob", "phone");
 	register_device("carol", "phone");
-	connect_dev("alice/phone");
+	connect_fresh("alice/phone");
 }
 
 static enum core_verdict pub_as(const char *from, const char *topic, const void *p, size_t len)
@@ -231,7 +231,7 @@ static void queued_then_connect(int window, size_t n, const char *addr)
 	reconfig();
 	cast();
 	send_n(1, n);
-	connect_dev(addr);
+	connect_fresh(addr);
 }
 
 static enum core_verdict do_sync(const char *addr)
@@ -349,7 +349,7 @@ START_TEST(sync_replays_in_order_then_done)
 	cast();
 	send_n(1, 3);
 	F.now += 60000;
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
 	ck_assert_uint_eq(F.npubs - m, 4); /* to bob/phone only */
@@ -371,7 +371,7 @@ START_TEST(sync_replays_in_order_then_done)
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	/* Queues are per device: bob/laptop still has all three. */
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	ck_assert_str_eq(sync_trace("bob/laptop"), "m1 m2 m3 done");
 }
 END_TEST
@@ -379,7 +379,7 @@ END_TEST
 START_TEST(sync_empty_queue_is_just_done)
 {
 	cast();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	/* After done the device is live. */
 	size_t m = mark();
@@ -393,7 +393,7 @@ START_TEST(sync_own_copies_carry_cid)
 {
 	cast();
 	send_n(1, 2);
-	connect_dev("alice/tablet");
+	connect_fresh("alice/tablet");
 	size_t m = mark();
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 done");
 	for (size_t i = 0; i < 2; i++) {
@@ -412,8 +412,8 @@ END_TEST
 START_TEST(sync_replays_live_deliveries_until_acked)
 {
 	cast();
-	connect_dev("bob/laptop");
-	connect_dev("bob/phone");
+	connect_fresh("bob/laptop");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	send_n(1, 2);
 	ck_assert_str_eq(trace(m, "bob/laptop"), "m1 m2");
@@ -441,8 +441,8 @@ START_TEST(sync_replays_per_device_bodies)
 	cbw_text(&w, "alice/tablet"); cbw_bytes(&w, "for tablet", 10);
 	ck_assert_int_eq(pubw("alice/phone", "chat/dm/bob", &w), CORE_ALLOW);
 	cbw_free(&w);
-	connect_dev("bob/phone");
-	connect_dev("alice/tablet");
+	connect_fresh("bob/phone");
+	connect_fresh("alice/tablet");
 	size_t m = mark();
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 done");
 	fbytes_eq(nth_to(m, "bob/phone", 0), "body", "for phone", strlen("for phone"));
@@ -541,8 +541,8 @@ START_TEST(slice_shared_between_devices)
 	reconfig();
 	cast();
 	send_n(1, 5);
-	connect_dev("bob/phone");
-	connect_dev("bob/laptop");
+	connect_fresh("bob/phone");
+	connect_fresh("bob/laptop");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
 	ck_assert_str_eq(sync_trace("bob/laptop"), "m1 m2");
 	size_t m = mark();
@@ -590,7 +590,7 @@ START_TEST(order_receipts_queue_behind_backlog)
 {
 	queued_then_connect(2, 3, "alice/tablet");
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2");
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	size_t m = mark();
 	receipt("bob/laptop", "delivered", 1, 3);
 	ck_assert_str_eq(trace(m, "alice/phone"), "delivered(bob):1+2+3");
@@ -608,7 +608,7 @@ END_TEST
 START_TEST(receipts_reach_every_sender_device)
 {
 	cast();
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	send_n(1, 2);
 	size_t m = mark();
 	receipt("bob/laptop", "delivered", 1, 2);
@@ -629,7 +629,7 @@ START_TEST(receipts_reach_every_sender_device)
 	/* The offline device gets both, queued behind its own copies, with
 	 * the times they happened. */
 	F.now += 1000;
-	connect_dev("alice/tablet");
+	connect_fresh("alice/tablet");
 	m = mark();
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 delivered(bob):1+2 read(bob):1+2 done");
 	ck_assert_uint_eq(fuint(nth_to(m, "alice/tablet", 2), "ts"), T0);
@@ -648,8 +648,8 @@ END_TEST
 START_TEST(receipts_forward_only)
 {
 	cast();
-	connect_dev("bob/laptop");
-	connect_dev("bob/phone");
+	connect_fresh("bob/laptop");
+	connect_fresh("bob/phone");
 	send_n(1, 3);
 	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 1, 1, "alice/phone"),
 	                 "delivered(bob):1");
@@ -688,8 +688,8 @@ END_TEST
 START_TEST(receipts_own_messages_change_nothing)
 {
 	cast();
-	connect_dev("alice/tablet");
-	connect_dev("bob/laptop");
+	connect_fresh("alice/tablet");
+	connect_fresh("bob/laptop");
 	send_n(1, 2);
 	size_t m = mark();
 	receipt("alice/tablet", "read", 1, 2);
@@ -711,7 +711,7 @@ END_TEST
 START_TEST(receipts_conv_not_ones_own)
 {
 	cast();
-	connect_dev("carol/phone");
+	connect_fresh("carol/phone");
 	send_n(1, 1);
 	static const char *const convs[] = { CONV, "dm:alice:carolx", "g:team", "nonsense", "dm:bob" };
 	uint64_t one[] = { 1 };
@@ -725,7 +725,7 @@ START_TEST(receipts_conv_not_ones_own)
 	ck_assert_int_eq(receipt_v("carol/phone", "delivered", "dm:bob:carol", one, 1), CORE_ALLOW);
 	ck_assert_uint_eq(F.npubs - m, 0);
 	/* Nothing of the refused ones was applied. */
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 1, "alice/phone"),
 	                 "delivered(bob):1");
 }
@@ -746,7 +746,7 @@ static void bad_receipt_w(const cbw *w, const char *code)
 START_TEST(receipts_malformed)
 {
 	cast();
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	send_n(1, 1);
 	cbw w;
 	cbw_init(&w);
@@ -869,8 +869,8 @@ END_TEST
 START_TEST(privacy_reader_off)
 {
 	cast();
-	connect_dev("bob/laptop");
-	connect_dev("bob/phone");
+	connect_fresh("bob/laptop");
+	connect_fresh("bob/phone");
 	send_n(1, 3);
 	privacy_set("bob/laptop", false);
 	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 1, "alice/phone"),
@@ -891,7 +891,7 @@ END_TEST
 START_TEST(privacy_sender_off)
 {
 	cast();
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	send_n(1, 2);
 	privacy_set("alice/phone", false);
 	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 1, 1, "alice/phone"),
@@ -901,7 +901,7 @@ START_TEST(privacy_sender_off)
 	                 "delivered(bob):2");
 	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 2, 2, "alice/phone"), "");
 	/* alice's offline device gets the same, queued. */
-	connect_dev("alice/tablet");
+	connect_fresh("alice/tablet");
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 delivered(bob):1 delivered(bob):2 done");
 }
 END_TEST
@@ -911,7 +911,7 @@ END_TEST
 START_TEST(privacy_sender_off_mixed_receipt)
 {
 	cast();
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	send_n(1, 4);
 	privacy_set("alice/phone", false);
 	ck_assert_str_eq(receipt_trace("bob/laptop", "delivered", 1, 1, "alice/phone"),
@@ -955,12 +955,12 @@ START_TEST(expiry_tells_the_sender)
 	core_tick(C);
 	ck_assert_uint_eq(F.npubs - m, 0);
 	/* Never delivered late; the other message is. */
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
 	/* A receipt for it now changes nothing. */
 	ck_assert_str_eq(receipt_trace("bob/phone", "read", 1, 1, "alice/phone"), "");
 	/* alice's offline device: its own copy is gone, the receipt queued. */
-	connect_dev("alice/tablet");
+	connect_fresh("alice/tablet");
 	ck_assert_str_eq(sync_trace("alice/tablet"), "m2 expired(bob):1 done");
 }
 END_TEST
@@ -972,7 +972,7 @@ START_TEST(expiry_not_replayed_before_sweep)
 	send_ttl("alice/phone", "bob", 1, "short", 5);
 	send_n(2, 1);
 	F.now = T0 + 10000;
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
 	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):1");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
@@ -984,7 +984,7 @@ START_TEST(expiry_delivered_elsewhere_is_not_expired)
 {
 	cast();
 	core_tick(C);
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	size_t m = mark();
 	send_ttl("alice/phone", "bob", 1, "a", 5);
 	send_ttl("alice/phone", "bob", 2, "b", 5);
@@ -998,7 +998,7 @@ START_TEST(expiry_delivered_elsewhere_is_not_expired)
 	core_tick(C);
 	ck_assert_str_eq(trace(m, "alice/phone"), "expired(bob):2");
 	ck_assert_uint_eq(F.npubs - m, 1);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	ck_assert_str_eq(sync_trace("bob/laptop"), "done");
 }
@@ -1016,7 +1016,7 @@ START_TEST(expiry_during_replay_frees_window)
 	send_ttl("alice/phone", "bob", 1, "a", 5);
 	send_ttl("alice/phone", "bob", 2, "b", 5);
 	send_n(3, 1);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
 	F.now = T0 + 6000;
 	size_t m = mark();
@@ -1045,7 +1045,7 @@ START_TEST(expiry_sweep_in_slices)
 	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):4 expired(bob):5 expired(bob):6");
 	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):7");
 	ck_assert_str_eq(tick_trace("alice/phone"), "");
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 }
 END_TEST
@@ -1096,7 +1096,7 @@ START_TEST(quota_refuses_and_stores_nothing)
 	reconfig();
 	register_device("alice", "phone");
 	register_device("bob", "phone");
-	connect_dev("alice/phone");
+	connect_fresh("alice/phone");
 	send_n(1, 3);
 	size_t m = mark();
 	ck_assert_int_eq(try_send("alice/phone", "bob", 4, "x", 0), CORE_DENY);
@@ -1106,7 +1106,7 @@ START_TEST(quota_refuses_and_stores_nothing)
 	ck_assert_int_eq(try_send("alice/phone", "bob", 5, "x", 0), CORE_DENY);
 	refused(m, "alice/phone", "quota");
 	/* Nothing of them was stored. */
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
 	/* One acknowledged: room for one, with the next consecutive seq. */
 	receipt("bob/phone", "delivered", 1, 1);
@@ -1132,8 +1132,8 @@ START_TEST(quota_any_recipient_device)
 	register_device("alice", "phone");
 	register_device("alice", "tablet");
 	register_device("bob", "phone");
-	connect_dev("alice/phone");
-	connect_dev("bob/phone");
+	connect_fresh("alice/phone");
+	connect_fresh("bob/phone");
 	send_n(1, 2);
 	/* bob/phone acknowledges (it must ack each entry), alice/tablet is full. */
 	receipt("bob/phone", "delivered", 1, 2);
@@ -1152,12 +1152,12 @@ START_TEST(quota_receipt_events_never_refused)
 	register_device("alice", "phone");
 	register_device("alice", "tablet");
 	register_device("bob", "phone");
-	connect_dev("alice/phone");
-	connect_dev("bob/phone");
+	connect_fresh("alice/phone");
+	connect_fresh("bob/phone");
 	send_n(1, 2);
 	receipt("bob/phone", "delivered", 1, 1);
 	receipt("bob/phone", "read", 1, 2);
-	connect_dev("alice/tablet");
+	connect_fresh("alice/tablet");
 	ck_assert_str_eq(sync_trace("alice/tablet"),
 	                 "m1 m2 delivered(bob):1 read(bob):1+2 done");
 }
@@ -1168,7 +1168,7 @@ END_TEST
 START_TEST(ctl_privacy)
 {
 	cast();
-	connect_dev("bob/laptop");
+	connect_fresh("bob/laptop");
 	cbw w;
 	cbw_init(&w);
 	cbw_map(&w, 2);
@@ -1233,7 +1233,7 @@ START_TEST(ctl_privacy)
 	ck_assert(fbool(p, "read_receipts"));
 	ck_assert_str_eq(ftext(p, "presence"), "everyone");
 	reconfig();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	p = ctl("bob/phone", &w, CORE_ALLOW);
 	ck_assert_uint_eq(fuint(p, "rid"), 12);
 	ck_assert(!fbool(p, "read_receipts"));
@@ -1361,7 +1361,7 @@ START_TEST(flow_messages_spill_and_drain_in_order)
 	CFG.inflight_window = 4;
 	reconfig();
 	cast();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m0 = mark();
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	F.now += 1000; /* the estimate drains the done */
@@ -1401,8 +1401,8 @@ START_TEST(flow_events_spill_and_drain_at_the_estimate)
 	CFG.inflight_drain = 2; /* events per second */
 	reconfig();
 	cast();
-	connect_dev("bob/laptop");
-	connect_dev("bob/phone");
+	connect_fresh("bob/laptop");
+	connect_fresh("bob/phone");
 	size_t m0 = mark();
 	send_n(1, 2);
 	ck_assert_str_eq(trace(m0, "alice/phone"), "sent1 sent2");
@@ -1445,13 +1445,13 @@ START_TEST(flow_backlog_survives_a_disconnect)
 	CFG.inflight_window = 2;
 	reconfig();
 	cast();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	send_n(1, 4);
 	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2");
 	ck_assert_int_eq(try_send("bob/phone", "alice", 100, "hi", 0), CORE_ALLOW);
 	disconnect_dev("bob/phone");
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	/* Unacknowledged messages and the waiting `sent`, in order. */
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
 	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 2, "bob/phone"), "m3 m4");
@@ -1466,7 +1466,7 @@ START_TEST(flow_exact_acks)
 	CFG.inflight_window = 4;
 	reconfig();
 	cast();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m0 = mark();
 	for (uint64_t i = 1; i <= 6; i++)
 		ck_assert_int_eq(try_send("alice/phone", "bob", i, "x", 0), CORE_ALLOW);
@@ -1510,7 +1510,7 @@ START_TEST(flow_expiry_frees_a_live_window)
 	reconfig();
 	cast();
 	core_tick(C);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	send_ttl("alice/phone", "bob", 1, "a", 5);
 	send_ttl("alice/phone", "bob", 2, "b", 5);
@@ -1534,7 +1534,7 @@ START_TEST(disconnect_stops_replay)
 	core_tick(C);
 	ck_assert_uint_eq(F.npubs - m, 0);
 	/* Reconnected, without a sync: no replay runs, the device is live. */
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(tick_trace("bob/phone"), "");
 	m = mark();
 	send_n(11, 1);
@@ -1552,7 +1552,7 @@ START_TEST(disconnect_stale_connection_keeps_replay)
 {
 	queued_then_connect(3, 5, "bob/phone");
 	void *old = find_dev("bob/phone")->conn;
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
 	core_disconnect(C, old, "bob/phone", "bob/phone");
 	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5 done");
@@ -1568,8 +1568,8 @@ START_TEST(disconnect_device_removed_during_replay)
 	reconfig();
 	cast();
 	send_n(1, 5);
-	connect_dev("bob/phone");
-	connect_dev("bob/laptop");
+	connect_fresh("bob/phone");
+	connect_fresh("bob/laptop");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1");
 	ck_assert_str_eq(sync_trace("bob/laptop"), "m1");
 	cbw w;
@@ -1695,7 +1695,7 @@ START_TEST(extras_ack_is_delivered_receipt)
 	broker_with(ALL_EVENTS);
 	cast();
 	send_n(1, 3);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "m1 m2 m3 done");
 	/* m2's PUBACK: alice's devices see it delivered (the tablet later). */
@@ -1721,8 +1721,8 @@ START_TEST(extras_ack_only_own_inbox_events)
 {
 	broker_with(ALL_EVENTS);
 	cast();
-	connect_dev("bob/phone");
-	connect_dev("bob/laptop");
+	connect_fresh("bob/phone");
+	connect_fresh("bob/laptop");
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "done");
 	size_t m = mark();
 	send_n(1, 1);
@@ -1761,7 +1761,7 @@ START_TEST(extras_ack_off_or_stock)
 	reconfig();
 	broker_with(ALL_EVENTS);
 	cast();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	send_n(1, 1);
 	ck_assert_str_eq(ack_trace("bob/phone", pub_to(m, "bob/phone"), "alice/phone"), "");
@@ -1786,7 +1786,7 @@ static void patched_bob_live(void)
 {
 	broker_with(ALL_EVENTS);
 	cast();
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "done");
 }
 
@@ -1825,7 +1825,7 @@ START_TEST(extras_acks_gathered)
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):5");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m6 m7 m8 done");
 	/* Another conversation's PUBACK ends the run. */
-	connect_dev("carol/phone");
+	connect_fresh("carol/phone");
 	m2 = mark();
 	ck_assert_uint_eq(send_msg("carol/phone", "bob", 1, "from carol"), 1);
 	const pubrec *from_carol = pub_to(m2, "bob/phone");
@@ -1842,7 +1842,7 @@ START_TEST(extras_acks_gathered)
 	ck_assert_str_eq(trace(m2, "carol/phone"), "delivered(bob):1");
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):7");
 	/* What it acknowledged left its queue; m8 is still there. */
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	m3 = mark();
 	ck_assert_str_eq(sync_trace("bob/phone"), "m8 done");
 	const pubrec *m8 = nth_to(m3, "bob/phone", 0);
@@ -1885,7 +1885,7 @@ START_TEST(extras_acks_gathered_full)
 	for (int i = 0; i < 65; i++) {
 		snprintf(user, sizeof(user), "u%d", i);
 		devrec *d = register_device(user, "d");
-		connect_dev(d->addr);
+		connect_fresh(d->addr);
 		ck_assert_str_eq(inbox_sub_trace(d->addr), "done");
 		m2 = mark();
 		ck_assert_uint_eq(send_msg("alice/phone", user, 1000 + (uint64_t)i, "hi"), 1);
@@ -1927,7 +1927,7 @@ START_TEST(extras_acks_refill_window)
 	broker_with(ALL_EVENTS);
 	cast();
 	send_n(1, 12);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), mrange(1, 5, false));
 	/* Each PUBACK frees a place in the window: no app receipt needed. */
@@ -1950,7 +1950,7 @@ START_TEST(extras_auto_replay)
 	broker_with(ALL_EVENTS);
 	cast();
 	send_n(1, 8);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	/* Another filter: nothing; the inbox: the replay starts. */
 	ck_assert_str_eq(subscribe_trace("bob/phone", "chat/presence/alice"), "");
 	ck_assert_str_eq(subscribe_trace("bob/phone", "$share/g/chat/inbox/bob/phone"), "");
@@ -1964,7 +1964,7 @@ START_TEST(extras_auto_replay)
 	 * starts over as ever; a new connection gets its own. */
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m6 m7 m8 done");
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "m6 m7 m8 done");
 	/* A resumed session (clean = false) replays at CONNECT; a clean one does not. */
 	auth_new_conn("bob/laptop");
@@ -1991,7 +1991,7 @@ START_TEST(extras_stock_broker_unchanged)
 	broker_with(0);
 	cast();
 	send_n(1, 2);
-	connect_dev("bob/phone");
+	connect_fresh("bob/phone");
 	size_t m = mark();
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "m1 m2 done");
 	ck_assert_str_eq(inbox_sub_trace("bob/phone"), "");
