@@ -488,6 +488,22 @@ START_TEST(test_services)
 }
 END_TEST
 
+/* The conversation's last seq (the read must work). */
+static uint64_t last_seq(store *st, const char *conv)
+{
+	uint64_t seq = UINT64_MAX; /* not a seq: the call must set it */
+	ck_assert_int_eq(store_conv_last_seq(st, conv, &seq), CHAT_OK);
+	return seq;
+}
+
+/* A sweep that must work; how many messages it expired. */
+static size_t expire_ok(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg)
+{
+	size_t n = SIZE_MAX; /* not a count: the call must set it */
+	ck_assert_int_eq(store_expire(st, now, max, cb, arg, &n), CHAT_OK);
+	return n;
+}
+
 /* ---- messages ---- */
 
 START_TEST(test_send_seqs)
@@ -496,21 +512,17 @@ START_TEST(test_send_seqs)
 	const char *to[] = { "bob/p" };
 	store_msg a = msg_for("dm:alice:bob", "alice/p", 1, "hi");
 	store_msg g = msg_for("g:team", "alice/p", 2, "yo");
-	uint64_t last;
-	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 0);
+	ck_assert_uint_eq(last_seq(st, "dm:alice:bob"), 0);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 1);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 2);
 	ck_assert_uint_eq(send_ok(st, &g, to, 1), 1);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 3);
 	ck_assert_uint_eq(send_ok(st, &g, NULL, 0), 2); /* no recipients still takes a seq */
-	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 3);
+	ck_assert_uint_eq(last_seq(st, "dm:alice:bob"), 3);
 	store_close(st);
 
 	st = open_ok();
-	ck_assert_int_eq(store_conv_last_seq(st, "g:team", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 2);
+	ck_assert_uint_eq(last_seq(st, "g:team"), 2);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 4);
 	ck_assert_uint_eq(send_ok(st, &g, to, 1), 3);
 	ck_assert_int_eq(queue_len(st, "bob/p"), 6);
@@ -619,13 +631,12 @@ START_TEST(test_body_and_bodies_roundtrip)
 	store_msg both = a;
 	both.bodies = map;
 	both.bodies_len = sizeof map;
-	uint64_t seq = 0, last;
+	uint64_t seq = 0;
 	ck_assert_int_eq(store_send(st, &both, to, 2, 0, &seq), CHAT_EINVAL);
 	store_msg none = a;
 	none.body = NULL;
 	ck_assert_int_eq(store_send(st, &none, to, 2, 0, &seq), CHAT_EINVAL);
-	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 3);
+	ck_assert_uint_eq(last_seq(st, "dm:alice:bob"), 3);
 	store_close(st);
 }
 END_TEST
@@ -635,7 +646,7 @@ START_TEST(test_quota_refusal_writes_nothing)
 	store *st = open_ok();
 	const char *x[] = { "x/1" }, *yx[] = { "y/1", "x/1" };
 	store_msg m = msg_for("g:q", "s/1", 1, "a");
-	uint64_t seq = 0, last;
+	uint64_t seq = 0;
 	ck_assert_int_eq(store_send(st, &m, x, 1, 2, &seq), CHAT_OK);
 	m.cid.u = 2;
 	ck_assert_int_eq(store_send(st, &m, x, 1, 2, &seq), CHAT_OK);
@@ -646,8 +657,7 @@ START_TEST(test_quota_refusal_writes_nothing)
 	ck_assert_uint_eq(seq, 77);
 	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "x/1"));
 
-	ck_assert_int_eq(store_conv_last_seq(st, "g:q", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 2);
+	ck_assert_uint_eq(last_seq(st, "g:q"), 2);
 	ck_assert_int_eq(queue_len(st, "y/1"), 0);
 	ck_assert_int_eq(queue_len(st, "x/1"), 2);
 	ck_assert(!raw_exists(st, STORE_CF_QMETA, "y/1", 3));
@@ -685,9 +695,7 @@ static void expect_queue(store *st, const char *addr, uint64_t n, uint64_t last)
 
 static void expect_conv(store *st, const char *conv, uint64_t last)
 {
-	uint64_t got;
-	ck_assert_int_eq(store_conv_last_seq(st, conv, &got), CHAT_OK);
-	ck_assert_uint_eq(got, last);
+	ck_assert_uint_eq(last_seq(st, conv), last);
 }
 
 /* The counter cache (cache.c) answers only what RocksDB committed: a
@@ -1528,8 +1536,7 @@ START_TEST(test_expire)
 
 	struct exp_seen e = { 0 };
 	size_t n = 9;
-	ck_assert_int_eq(store_expire(st, 99, 10, on_expired, &e, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(expire_ok(st, 99, 10, on_expired, &e), 0);
 	ck_assert_int_eq(store_expire(st, 160, 1, on_expired, &e, &n), CHAT_OK);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_int_eq(e.n, 1);
@@ -1562,11 +1569,9 @@ START_TEST(test_expire)
 	ck_assert_int_eq(store_receipts(st, "c", &rr), CHAT_OK);
 	ck_assert_str_eq(from[0], "");
 
-	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(expire_ok(st, 1000, 10, NULL, NULL), 1);
 	ck_assert_uint_eq(qcount(st, "a/1"), 1);
-	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(expire_ok(st, 1000, 10, NULL, NULL), 0);
 	/* Only g:e#1, queued for three devices, had a refcount to delete: the
 	 * two messages queued for one device never had one and leave no
 	 * tombstone behind. */
@@ -1586,9 +1591,7 @@ START_TEST(test_expire_keeps_newer_dedup)
 	send_ok(st, &m, a, 1);
 	m.expires = 20;
 	send_ok(st, &m, a, 1);
-	size_t n;
-	ck_assert_int_eq(store_expire(st, 15, 10, NULL, NULL, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(expire_ok(st, 15, 10, NULL, NULL), 1);
 	char conv[CHAT_CONV_MAX + 1];
 	uint64_t seq;
 	ck_assert_int_eq(store_dedup_get(st, "s/1", &m.cid, conv, &seq), CHAT_OK);
@@ -1664,8 +1667,7 @@ START_TEST(test_corrupt_records)
 	raw_put(st, STORE_CF_QMETA, "b/1", 3, "\1", 1);
 	m.conv = "g:other";
 	ck_assert_int_eq(store_send(st, &m, to, 1, 0, &seq), CHAT_ECORRUPT);
-	ck_assert_int_eq(store_conv_last_seq(st, "g:other", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 0);
+	ck_assert_uint_eq(last_seq(st, "g:other"), 0);
 
 	raw_put(st, STORE_CF_META, STORE_META_TOKEN_KEY, strlen(STORE_META_TOKEN_KEY), "short", 5);
 	store_close(st);
