@@ -223,6 +223,14 @@ static void send_n(uint64_t first, size_t n)
 	}
 }
 
+/* send_n(first, n); what addr got from it. */
+static const char *send_trace(uint64_t first, size_t n, const char *addr)
+{
+	size_t m = mark();
+	send_n(first, n);
+	return trace(m, addr);
+}
+
 /* With a flow window of `window`: the cast, n messages alice/phone -> bob
  * while bob is offline, then addr connects (and has not synced yet). */
 static void queued_then_connect(int window, size_t n, const char *addr)
@@ -382,9 +390,7 @@ START_TEST(sync_empty_queue_is_just_done)
 	connect_fresh("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	/* After done the device is live. */
-	size_t m = mark();
-	send_n(1, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m1");
+	ck_assert_str_eq(send_trace(1, 1, "bob/phone"), "m1");
 }
 END_TEST
 
@@ -507,11 +513,8 @@ static const char *replay_step(const char *step)
 	int n = 0;
 	if (sscanf(step, "%15[a-z] %llu-%llu:%n", op, &a, &b, &n) == 3 && n)
 		return receipt_trace("bob/phone", op, a, b, "bob/phone");
-	if (sscanf(step, "send %llu:%n", &a, &n) == 1 && n) {
-		size_t m = mark();
-		send_n(a, 1);
-		return trace(m, "bob/phone");
-	}
+	if (sscanf(step, "send %llu:%n", &a, &n) == 1 && n)
+		return send_trace(a, 1, "bob/phone");
 	if (strncmp(step, "sync:", 5) == 0)
 		return sync_trace("bob/phone");
 	ck_assert_msg(strncmp(step, "tick:", 5) == 0, "bad step \"%s\"", step);
@@ -564,23 +567,17 @@ START_TEST(order_new_messages_queue_behind_backlog)
 	queued_then_connect(2, 3, "bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
 	/* While it replays, a new message is not published live. */
-	size_t m = mark();
-	send_n(4, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(send_trace(4, 1, "bob/phone"), "");
 	ck_assert_str_eq(tick_trace("bob/phone"), "");
 	/* It comes after the backlog. */
 	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 2, "bob/phone"), "m3 m4 done");
 	/* After done, live again, within the window: m3, m4 and the done are
 	 * in flight, so m5 waits in the queue until there is room. */
-	m = mark();
-	send_n(5, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(send_trace(5, 1, "bob/phone"), "");
 	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 3, 4, "bob/phone"), "m5");
 	/* The queue drained; a second later the estimate has drained the done. */
 	F.now += 1000;
-	m = mark();
-	send_n(6, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m6");
+	ck_assert_str_eq(send_trace(6, 1, "bob/phone"), "m6");
 }
 END_TEST
 
@@ -1365,11 +1362,9 @@ START_TEST(flow_messages_spill_and_drain_in_order)
 	size_t m0 = mark();
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	F.now += 1000; /* the estimate drains the done */
-	size_t m = mark();
-	send_n(1, 10);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2 m3 m4");
+	ck_assert_str_eq(send_trace(1, 10, "bob/phone"), "m1 m2 m3 m4");
 	/* bob's own send while it has a backlog: its `sent` waits behind m10. */
-	m = mark();
+	size_t m = mark();
 	ck_assert_int_eq(try_send("bob/phone", "alice", 100, "hi", 0), CORE_ALLOW);
 	ck_assert_str_eq(trace(m, "bob/phone"), "");
 	ck_assert_str_eq(tick_trace("bob/phone"), "");
@@ -1382,9 +1377,7 @@ START_TEST(flow_messages_spill_and_drain_in_order)
 	/* Its queue is drained: live again. */
 	receipt("bob/phone", "delivered", 8, 10);
 	F.now += 1000;
-	m = mark();
-	send_n(12, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m12");
+	ck_assert_str_eq(send_trace(12, 1, "bob/phone"), "m12");
 	/* Every event exactly once, in order; the queue holds only m12. */
 	ck_assert_str_eq(trace(m0, "bob/phone"),
 	                 "done m1 m2 m3 m4 m5 m6 m7 m8 m9 m10 sent11 m12");
@@ -1446,9 +1439,7 @@ START_TEST(flow_backlog_survives_a_disconnect)
 	reconfig();
 	cast();
 	connect_fresh("bob/phone");
-	size_t m = mark();
-	send_n(1, 4);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2");
+	ck_assert_str_eq(send_trace(1, 4, "bob/phone"), "m1 m2");
 	ck_assert_int_eq(try_send("bob/phone", "alice", 100, "hi", 0), CORE_ALLOW);
 	disconnect_dev("bob/phone");
 	connect_fresh("bob/phone");
@@ -1517,9 +1508,7 @@ START_TEST(flow_expiry_frees_a_live_window)
 	send_ttl("alice/phone", "bob", 3, "c", 0);
 	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2");
 	F.now = T0 + 6000;
-	m = mark();
-	core_tick(C);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m3");
+	ck_assert_str_eq(tick_trace("bob/phone"), "m3");
 }
 END_TEST
 
@@ -1536,9 +1525,7 @@ START_TEST(disconnect_stops_replay)
 	/* Reconnected, without a sync: no replay runs, the device is live. */
 	connect_fresh("bob/phone");
 	ck_assert_str_eq(tick_trace("bob/phone"), "");
-	m = mark();
-	send_n(11, 1);
-	ck_assert_str_eq(trace(m, "bob/phone"), "m11");
+	ck_assert_str_eq(send_trace(11, 1, "bob/phone"), "m11");
 	receipt("bob/phone", "delivered", 11, 11);
 	/* A sync starts over. */
 	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
