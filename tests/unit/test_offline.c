@@ -256,6 +256,13 @@ static const char *sync_trace(const char *addr)
 	return trace(m, addr);
 }
 
+/* connect_fresh, then a chat/sync; the events addr got from it. */
+static const char *connect_sync(const char *addr)
+{
+	connect_fresh(addr);
+	return sync_trace(addr);
+}
+
 static const char *tick_trace(const char *addr)
 {
 	size_t m = mark();
@@ -379,16 +386,14 @@ START_TEST(sync_replays_in_order_then_done)
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	ck_assert_str_eq(sync_trace("bob/phone"), "done");
 	/* Queues are per device: bob/laptop still has all three. */
-	connect_fresh("bob/laptop");
-	ck_assert_str_eq(sync_trace("bob/laptop"), "m1 m2 m3 done");
+	ck_assert_str_eq(connect_sync("bob/laptop"), "m1 m2 m3 done");
 }
 END_TEST
 
 START_TEST(sync_empty_queue_is_just_done)
 {
 	cast();
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	ck_assert_str_eq(connect_sync("bob/phone"), "done");
 	/* After done the device is live. */
 	ck_assert_str_eq(send_trace(1, 1, "bob/phone"), "m1");
 }
@@ -898,8 +903,7 @@ START_TEST(privacy_sender_off)
 	                 "delivered(bob):2");
 	ck_assert_str_eq(receipt_trace("bob/laptop", "read", 2, 2, "alice/phone"), "");
 	/* alice's offline device gets the same, queued. */
-	connect_fresh("alice/tablet");
-	ck_assert_str_eq(sync_trace("alice/tablet"), "m1 m2 delivered(bob):1 delivered(bob):2 done");
+	ck_assert_str_eq(connect_sync("alice/tablet"), "m1 m2 delivered(bob):1 delivered(bob):2 done");
 }
 END_TEST
 
@@ -952,13 +956,11 @@ START_TEST(expiry_tells_the_sender)
 	core_tick(C);
 	ck_assert_uint_eq(F.npubs - m, 0);
 	/* Never delivered late; the other message is. */
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
+	ck_assert_str_eq(connect_sync("bob/phone"), "m2 done");
 	/* A receipt for it now changes nothing. */
 	ck_assert_str_eq(receipt_trace("bob/phone", "read", 1, 1, "alice/phone"), "");
 	/* alice's offline device: its own copy is gone, the receipt queued. */
-	connect_fresh("alice/tablet");
-	ck_assert_str_eq(sync_trace("alice/tablet"), "m2 expired(bob):1 done");
+	ck_assert_str_eq(connect_sync("alice/tablet"), "m2 expired(bob):1 done");
 }
 END_TEST
 
@@ -969,8 +971,7 @@ START_TEST(expiry_not_replayed_before_sweep)
 	send_ttl("alice/phone", "bob", 1, "short", 5);
 	send_n(2, 1);
 	F.now = T0 + 10000;
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
+	ck_assert_str_eq(connect_sync("bob/phone"), "m2 done");
 	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):1");
 	ck_assert_str_eq(sync_trace("bob/phone"), "m2 done");
 }
@@ -995,8 +996,7 @@ START_TEST(expiry_delivered_elsewhere_is_not_expired)
 	core_tick(C);
 	ck_assert_str_eq(trace(m, "alice/phone"), "expired(bob):2");
 	ck_assert_uint_eq(F.npubs - m, 1);
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	ck_assert_str_eq(connect_sync("bob/phone"), "done");
 	ck_assert_str_eq(sync_trace("bob/laptop"), "done");
 }
 END_TEST
@@ -1013,8 +1013,7 @@ START_TEST(expiry_during_replay_frees_window)
 	send_ttl("alice/phone", "bob", 1, "a", 5);
 	send_ttl("alice/phone", "bob", 2, "b", 5);
 	send_n(3, 1);
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2");
+	ck_assert_str_eq(connect_sync("bob/phone"), "m1 m2");
 	F.now = T0 + 6000;
 	size_t m = mark();
 	core_tick(C);
@@ -1042,8 +1041,7 @@ START_TEST(expiry_sweep_in_slices)
 	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):4 expired(bob):5 expired(bob):6");
 	ck_assert_str_eq(tick_trace("alice/phone"), "expired(bob):7");
 	ck_assert_str_eq(tick_trace("alice/phone"), "");
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "done");
+	ck_assert_str_eq(connect_sync("bob/phone"), "done");
 }
 END_TEST
 
@@ -1103,8 +1101,7 @@ START_TEST(quota_refuses_and_stores_nothing)
 	ck_assert_int_eq(try_send("alice/phone", "bob", 5, "x", 0), CORE_DENY);
 	refused(m, "alice/phone", "quota");
 	/* Nothing of them was stored. */
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3 done");
+	ck_assert_str_eq(connect_sync("bob/phone"), "m1 m2 m3 done");
 	/* One acknowledged: room for one, with the next consecutive seq. */
 	receipt("bob/phone", "delivered", 1, 1);
 	m = mark();
@@ -1154,8 +1151,7 @@ START_TEST(quota_receipt_events_never_refused)
 	send_n(1, 2);
 	receipt("bob/phone", "delivered", 1, 1);
 	receipt("bob/phone", "read", 1, 2);
-	connect_fresh("alice/tablet");
-	ck_assert_str_eq(sync_trace("alice/tablet"),
+	ck_assert_str_eq(connect_sync("alice/tablet"),
 	                 "m1 m2 delivered(bob):1 read(bob):1+2 done");
 }
 END_TEST
@@ -1539,8 +1535,7 @@ START_TEST(disconnect_stale_connection_keeps_replay)
 {
 	queued_then_connect(3, 5, "bob/phone");
 	void *old = find_dev("bob/phone")->conn;
-	connect_fresh("bob/phone");
-	ck_assert_str_eq(sync_trace("bob/phone"), "m1 m2 m3");
+	ck_assert_str_eq(connect_sync("bob/phone"), "m1 m2 m3");
 	core_disconnect(C, old, "bob/phone", "bob/phone");
 	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", 1, 3, "bob/phone"), "m4 m5 done");
 }
