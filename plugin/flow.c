@@ -99,7 +99,8 @@ static bool count_range(core *c, const device *dev, uint64_t after, uint64_t upt
 	*n = 0;
 	if (after >= upto)
 		return true;
-	int rc = store_queue_read(c->st, dev->addr, after, max, count_entry, &k, &visited, &last);
+	store_queue_walk w = { .after = after, .max = max, .cb = count_entry, .arg = &k };
+	int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
 	*n = k.n;
 	return rc == CHAT_OK || rc == CHAT_STOP; /* STOP: the range ended before the queue */
 }

@@ -140,10 +140,11 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 	}
 	/* Delivery for this device (its queue), and for a member the messages'
 	 * states too, in one batch. */
-	int rc = is_member
-	         ? store_deliver(c->st, from->addr, cv, rs->seqs, n, st, rs->qseqs, rs->from,
-	                         rs->changed, rs->prev)
-	         : store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs);
+	store_receipt r = { .conv = cv, .seqs = rs->seqs, .n = n, .state = st,
+	                    .qseqs_out = rs->qseqs, .from_out = rs->from, .changed = rs->changed,
+	                    .prev_out = rs->prev };
+	int rc = is_member ? store_deliver(c->st, from->addr, &r)
+	                   : store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs);
 	if (rc) {
 		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
 		return refuse(c, from, quiet, REFUSE_STORE, "the receipt could not be stored");

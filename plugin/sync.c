@@ -120,8 +120,8 @@ static bool more_queued(core *c, device *dev)
 {
 	size_t visited = 0;
 	uint64_t last = 0;
-	int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, 1, stop_at_first, NULL, &visited,
-	                          &last);
+	store_queue_walk w = { .after = dev->fc.cursor, .max = 1, .cb = stop_at_first };
+	int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
 	if (rc == CHAT_STOP)
 		return true; /* stop_at_first saw an entry */
 	return rc != CHAT_OK;
@@ -165,8 +165,9 @@ static size_t pump(core *c, device *dev, size_t budget)
 		p.nev = 0;
 		size_t visited = 0;
 		uint64_t last = dev->fc.cursor;
-		int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, max + 1, on_entry, &p,
-		                          &visited, &last);
+		store_queue_walk w = { .after = dev->fc.cursor, .max = max + 1, .cb = on_entry,
+		                       .arg = &p };
+		int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
 		if (rc == CHAT_STOP) { /* the peeked entry is the next slice's first */
 			rc = CHAT_OK;
 			visited--;
