@@ -9,6 +9,7 @@
  */
 #include "chat_version.h"
 #include "core_internal.h"
+#include "durable.h"
 #include "err.h"
 
 #include <errno.h>
@@ -64,7 +65,8 @@ static int write_token_file(const char *path, const char *token)
 		unlink(tmp);
 		return CHAT_EIO;
 	}
-	return CHAT_OK;
+	/* the new name, too, must survive a power cut (durable.h) */
+	return chat_sync_parent(path) ? CHAT_OK : CHAT_EIO;
 }
 
 /* The admin token lives in <data_dir>/admin.token; the store keeps its hash.
@@ -165,7 +167,8 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	c->prefix_len = strlen(c->prefix);
 
 	struct stat sb;
-	if (stat(c->data_dir, &sb) != 0 && mkdir(c->data_dir, 0700) != 0) {
+	if (stat(c->data_dir, &sb) != 0 &&
+	    (mkdir(c->data_dir, 0700) != 0 || !chat_sync_parent(c->data_dir))) {
 		snprintf(err, errlen, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
 		goto fail;
 	}

@@ -30,6 +30,7 @@
 
 #include <sodium.h>
 
+#include "durable.h"
 #include "err.h"
 #include "rocks_util.h"
 #include "store_internal.h"
@@ -440,7 +441,9 @@ static int store_dir_check(store *st, const char *dir)
 	if (stat(dir, &sb) != 0) {
 		if (errno != ENOENT)
 			return store__fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
-		if (mkdir(dir, 0700) != 0)
+		/* its name in the parent survives a power cut only once the parent
+		 * is fsync'd (durable.h); RocksDB syncs what it creates inside */
+		if (mkdir(dir, 0700) != 0 || !chat_sync_parent(dir))
 			return store__fail(st, CHAT_EIO, "cannot create store directory %s: %s", dir,
 			                   strerror(errno));
 		return CHAT_OK;

@@ -5,12 +5,16 @@
  * against the standard and not against the reader.
  */
 #include <check.h>
+#include <unistd.h>
+#include <limits.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cbor_io.h"
+#include "durable.h"
 #include "err.h"
 #include "ids.h"
 
@@ -1242,6 +1246,34 @@ START_TEST(read_text_must_be_utf8)
 }
 END_TEST
 
+/* durable.h: the directories fsync'd are real ones, whatever form the path
+ * takes; a missing one is an error with errno, never a crash. */
+START_TEST(durable_sync_dirs)
+{
+	char dir[] = "/tmp/chat-durable-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char path[sizeof(dir) + 16];
+	snprintf(path, sizeof(path), "%s/name", dir);
+	ck_assert(chat_sync_dir(dir));
+	ck_assert(chat_sync_parent(path));              /* dir */
+	snprintf(path, sizeof(path), "%s/sub//", dir);
+	ck_assert(chat_sync_parent(path));              /* "sub/" names sub, in dir */
+	ck_assert(chat_sync_parent("bare-name"));       /* "." */
+	ck_assert(chat_sync_parent("/top"));            /* "/" */
+	snprintf(path, sizeof(path), "%s/missing/name", dir);
+	errno = 0;
+	ck_assert(!chat_sync_parent(path));
+	ck_assert_int_eq(errno, ENOENT);
+	char longp[PATH_MAX + 16];
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	longp[sizeof(longp) - 3] = '/';
+	ck_assert(!chat_sync_parent(longp));
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("common");
@@ -1281,6 +1313,7 @@ static Suite *suite(void)
 	tcase_add_test(t, ids_dm_conv);
 	tcase_add_test(t, ids_parse_conv);
 	tcase_add_test(t, err_strings);
+	tcase_add_test(t, durable_sync_dirs);
 	suite_add_tcase(s, t);
 	return s;
 }
