@@ -355,3 +355,27 @@ const char *cbr_map_close(const cbr *r, const char *trailing)
 		return trailing ? trailing : "trailing bytes after the CBOR map";
 	return NULL;
 }
+
+void cbr_fields_open(cbr_fields *f, const void *buf, size_t len, const char *not_map)
+{
+	f->i = 0;
+	f->not_map = cbr_map_open(&f->r, buf, len, &f->map, not_map);
+}
+
+bool cbr_fields_next(cbr_fields *f)
+{
+	if (f->not_map || !cbr_map_next(&f->r, &f->map, &f->i, &f->key))
+		return false;
+	f->at = f->r.p;
+	return cbr_next(&f->r, &f->val) == CHAT_OK;
+}
+
+void cbr_fields_skip(cbr_fields *f)
+{
+	cbr_skip(&f->r, &f->val); /* a failure sets r.err_msg: cbr_fields_next stops */
+}
+
+const char *cbr_fields_close(const cbr_fields *f, const char *trailing)
+{
+	return f->not_map ? f->not_map : cbr_map_close(&f->r, trailing);
+}

@@ -77,6 +77,38 @@ static inline bool cbr_done(const cbr *r) { return r->p == r->end; }
 const char *cbr_map_open(cbr *r, const void *buf, size_t len, cbr_item *map, const char *not_map);
 const char *cbr_map_close(const cbr *r, const char *trailing);
 
+/* A message that is one CBOR map, read a field at a time: the envelope of
+ * cbr_map_open/cbr_map_close around cbr_map_next, each value's header read.
+ *
+ *	cbr_fields f;
+ *	cbr_fields_open(&f, buf, len, NULL);
+ *	while (cbr_fields_next(&f)) {
+ *		if (cbr_eq(&f.key, "on")) … f.val …
+ *		else cbr_fields_skip(&f);
+ *	}
+ *	const char *bad = cbr_fields_close(&f, NULL);
+ *
+ * On each true return key is the field's key, val its value's header and
+ * at where the value starts; the caller reads the rest of a map or array
+ * value (its entries, through f.r) or calls cbr_fields_skip. The loop ends
+ * at the map's end or on the first error, which cbr_fields_close returns:
+ * not a map (not_map, as cbr_map_open), the reader's, or trailing bytes
+ * (trailing, as cbr_map_close); NULL when the input was exactly one map. */
+typedef struct cbr_fields {
+	cbr r;
+	cbr_item key, val;
+	const uint8_t *at;
+	cbr_item map;
+	uint64_t i;
+	const char *not_map; /* set by cbr_fields_open when buf is no map */
+} cbr_fields;
+
+void cbr_fields_open(cbr_fields *f, const void *buf, size_t len, const char *not_map);
+bool cbr_fields_next(cbr_fields *f);
+/* Skips the current value; an error ends the loop. */
+void cbr_fields_skip(cbr_fields *f);
+const char *cbr_fields_close(const cbr_fields *f, const char *trailing);
+
 /* ---- writer ---- */
 
 typedef struct cbw {

@@ -172,8 +172,8 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 			v = CORE_DENY;
 		if (v == CORE_DENY && access == CORE_ACC_WRITE)
 			tell_device(c, conn, username);
-		/* Stock mosquitto's only sign of a SUBSCRIBE (extras.c). */
-		if (is_sub && v == CORE_ALLOW && t.kind == T_INBOX && !(c->bev & CORE_BEV_SUBSCRIBE))
+		/* Stock mosquitto's only sign of a SUBSCRIBE (broker_events.c). */
+		if (is_sub && v == CORE_ALLOW && t.kind == T_INBOX && !(c->bev.have & CORE_BEV_SUBSCRIBE))
 			core_subscribed(c, conn, username, name); /* exactly the inbox, not $share/… */
 		break;
 	case C_SERVICE:

@@ -67,6 +67,45 @@ static bool store_failed(core *c, admin_reply *r)
 	return refusal_set(&r->why, REFUSE_STORE, "the store failed; nothing was changed");
 }
 
+/* add_account's `add` for each kind of account: the store first, then
+ * the directory. */
+static int add_device(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_device_add(c->st, q->user, q->device, hash);
+	return rc == CHAT_OK ? dir_add_device(&c->dir, q->user, q->device, hash, NULL) : rc;
+}
+
+static int add_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_service_add(c->st, q->name, hash);
+	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash) : rc;
+}
+
+/* An account with a fresh token: stored first, then in the directory;
+ * the reply carries the token, which is then wiped. kind names it in the
+ * refusal ("device", "service"), logged in the log ("service account"). */
+static bool add_account(core *c, admin_reply *r,
+                        int (*add)(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN]),
+                        const admin_req *q, const char *kind, const char *logged, const char *name)
+{
+	char token[CORE_TOKEN_LEN + 1];
+	uint8_t hash[STORE_HASH_LEN];
+	token_new(c, token, hash);
+	int rc = add(c, q, hash);
+	if (rc == CHAT_EEXIST) {
+		refusal_set(&r->why, REFUSE_EXISTS, "%s %s already exists", kind, name);
+	} else if (rc) {
+		store_failed(c, r);
+	} else {
+		cbw_text(r->res, "token");
+		cbw_text(r->res, token);
+		r->npairs++;
+		core_log(c, CORE_LOG_NOTICE, "added %s %s", logged, name);
+	}
+	sodium_memzero(token, sizeof(token));
+	return rc == CHAT_OK;
+}
+
 static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_device(q, r))
@@ -79,26 +118,10 @@ static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 	if (u && u->ndev >= CORE_MAX_DEVICES)
 		return refusal_set(&r->why, REFUSE_LIMIT, "user %s has the maximum number of devices",
 		                   q->user);
-	char token[CORE_TOKEN_LEN + 1];
-	uint8_t hash[STORE_HASH_LEN];
-	core_new_token(c, token, hash);
-	int rc = store_device_add(c->st, q->user, q->device, hash);
-	if (rc == CHAT_OK)
-		rc = dir_add_device(&c->dir, q->user, q->device, hash, NULL);
-	bool ok = rc == CHAT_OK;
-	if (rc == CHAT_EEXIST) {
-		refusal_set(&r->why, REFUSE_EXISTS, "device %s already exists", addr);
-	} else if (rc) {
-		store_failed(c, r);
-	} else {
-		cbw_text(r->res, "token");
-		cbw_text(r->res, token);
-		r->npairs++;
-		core_log(c, CORE_LOG_NOTICE, "added device %s", addr);
-		devices_added(c, q->user, q->device);
-	}
-	sodium_memzero(token, sizeof(token));
-	return ok;
+	if (!add_account(c, r, add_device, q, "device", "device", addr))
+		return false;
+	notice_device_added(c, q->user, q->device);
+	return true;
 }
 
 static void remove_device(core *c, device *dev)
@@ -107,7 +130,7 @@ static void remove_device(core *c, device *dev)
 	snprintf(uname, sizeof(uname), "%s", dev->user->name);
 	snprintf(did, sizeof(did), "%s", dev->id);
 	if (dev->conn)
-		core_schedule_kick(c, dev->addr);
+		kick_schedule(c, dev->addr);
 	core_log(c, CORE_LOG_NOTICE, "removed device %s", dev->addr);
 	sync_stop(c, dev);
 	user *u = dev->user;
@@ -118,7 +141,7 @@ static void remove_device(core *c, device *dev)
 	dir_remove_device(&c->dir, dev);
 	if (!last)
 		presence_down(c, u);
-	devices_removed(c, uname, did);
+	notice_device_removed(c, uname, did);
 }
 
 static bool cmd_device_remove(core *c, admin_req *q, admin_reply *r)
@@ -169,25 +192,7 @@ static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
 		                   "name must be 1-64 characters of [A-Za-z0-9._-]");
 	if (dir_service(&c->dir, q->name, strlen(q->name)))
 		return refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
-	char token[CORE_TOKEN_LEN + 1];
-	uint8_t hash[STORE_HASH_LEN];
-	core_new_token(c, token, hash);
-	int rc = store_service_add(c->st, q->name, hash);
-	if (rc == CHAT_OK)
-		rc = dir_add_service(&c->dir, q->name, hash);
-	bool ok = rc == CHAT_OK;
-	if (rc == CHAT_EEXIST) {
-		refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
-	} else if (rc) {
-		store_failed(c, r);
-	} else {
-		cbw_text(r->res, "token");
-		cbw_text(r->res, token);
-		r->npairs++;
-		core_log(c, CORE_LOG_NOTICE, "added service account %s", q->name);
-	}
-	sodium_memzero(token, sizeof(token));
-	return ok;
+	return add_account(c, r, add_service, q, "service", "service account", q->name);
 }
 
 static bool cmd_stats(core *c, admin_req *q, admin_reply *r)
@@ -216,11 +221,11 @@ static bool cmd_group_create(core *c, admin_req *q, admin_reply *r)
 		.name = q->name, .namelen = strlen(q->name), .has_name = q->has_name,
 		.members = q->members, .members_len = q->members_len,
 	};
-	group_res res = { .out = &c->wres, .why = &r->why };
+	/* Straight into the reply: group events go through c->w and c->w2. */
+	group_res res = { .out = r->res, .why = &r->why };
 	static const char op[] = "group.create";
 	if (!group_request(c, op, sizeof(op) - 1, q->owner, CORE_ADMIN_USERNAME, &gq, &res))
 		return false;
-	cbw_raw(r->res, c->wres.buf, c->wres.len);
 	r->npairs = res.npairs;
 	return true;
 }
@@ -260,83 +265,49 @@ static bool copy_text(const cbr_item *v, char *out, size_t cap)
 
 static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 {
-	cbr r;
-	cbr_item map, key, val;
-	const char *bad_cbor = cbr_map_open(&r, p, len, &map, "the request must be a CBOR map");
-	if (bad_cbor)
-		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		const uint8_t *at = r.p;
-		if (cbr_next(&r, &val))
-			break;
+	cbr_fields f;
+	cbr_fields_open(&f, p, len, "the request must be a CBOR map");
+	while (cbr_fields_next(&f)) {
+		const cbr_item *key = &f.key, *val = &f.val;
 		bool ok = true;
-		if (cbr_eq(&key, "cmd")) {
-			ok = val.type == CBR_TEXT;
+		if (cbr_eq(key, "cmd")) {
+			ok = val->type == CBR_TEXT;
 			if (ok) {
-				q->cmd = (const char *)val.ptr;
-				q->cmdlen = val.len;
+				q->cmd = (const char *)val->ptr;
+				q->cmdlen = val->len;
 			}
-		} else if (cbr_eq(&key, "rid")) {
-			ok = val.type == CBR_UINT;
+		} else if (cbr_eq(key, "rid")) {
+			ok = val->type == CBR_UINT;
 			q->has_rid = ok;
-			q->rid = val.u;
-		} else if (cbr_eq(&key, "user")) {
-			ok = q->has_user = copy_text(&val, q->user, sizeof(q->user));
-		} else if (cbr_eq(&key, "device")) {
-			ok = q->has_device = copy_text(&val, q->device, sizeof(q->device));
-		} else if (cbr_eq(&key, "name")) {
-			ok = q->has_name = copy_text(&val, q->name, sizeof(q->name));
-		} else if (cbr_eq(&key, "gid")) {
-			ok = q->has_gid = copy_text(&val, q->gid, sizeof(q->gid));
-		} else if (cbr_eq(&key, "dir")) {
-			ok = q->has_dir = copy_text(&val, q->dir, sizeof(q->dir));
-		} else if (cbr_eq(&key, "owner")) {
-			ok = q->has_owner = copy_text(&val, q->owner, sizeof(q->owner));
-		} else if (cbr_eq(&key, "members")) {
-			ok = val.type == CBR_ARRAY && cbr_skip(&r, &val) == CHAT_OK;
-			q->members = at;
-			q->members_len = (size_t)(r.p - at);
-		} else if (cbr_skip(&r, &val)) {
-			break;
+			q->rid = val->u;
+		} else if (cbr_eq(key, "user")) {
+			ok = q->has_user = copy_text(val, q->user, sizeof(q->user));
+		} else if (cbr_eq(key, "device")) {
+			ok = q->has_device = copy_text(val, q->device, sizeof(q->device));
+		} else if (cbr_eq(key, "name")) {
+			ok = q->has_name = copy_text(val, q->name, sizeof(q->name));
+		} else if (cbr_eq(key, "gid")) {
+			ok = q->has_gid = copy_text(val, q->gid, sizeof(q->gid));
+		} else if (cbr_eq(key, "dir")) {
+			ok = q->has_dir = copy_text(val, q->dir, sizeof(q->dir));
+		} else if (cbr_eq(key, "owner")) {
+			ok = q->has_owner = copy_text(val, q->owner, sizeof(q->owner));
+		} else if (cbr_eq(key, "members")) {
+			ok = val->type == CBR_ARRAY && cbr_skip(&f.r, val) == CHAT_OK;
+			q->members = f.at;
+			q->members_len = (size_t)(f.r.p - f.at);
+		} else {
+			cbr_fields_skip(&f);
 		}
 		if (!ok)
 			return refusal_set(why, REFUSE_FIELD, "an argument has the wrong type or size");
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	if (!q->cmd)
 		return refusal_set(why, REFUSE_FIELD, "cmd is required");
 	return true;
-}
-
-void admin_send(core *c, const admin_ticket *who, const refusal *why, const cbw *res,
-                size_t npairs)
-{
-	cbw *w = &c->w;
-	cbw_reset(w);
-	cbw_map(w, 1 + who->has_cmd + who->has_rid + (why ? 2 : npairs));
-	if (who->has_cmd) {
-		cbw_text(w, "cmd");
-		cbw_textn(w, who->cmd, who->cmdlen);
-	}
-	if (who->has_rid) {
-		cbw_text(w, "rid");
-		cbw_uint(w, who->rid);
-	}
-	cbw_text(w, "ok");
-	cbw_bool(w, why == NULL);
-	if (why) {
-		cbw_text(w, "code");
-		cbw_text(w, refusal_code_name(why->code));
-		cbw_text(w, "msg");
-		cbw_text(w, why->msg);
-	} else if (npairs) {
-		cbw_raw(w, res->buf, res->len);
-	}
-	if (cbw_status(w) == 0)
-		c->io.publish(c->io.ctx, who->clientid, CORE_CONTROL_RESPONSE, w->buf, w->len, 1, false);
-	sodium_memzero(w->buf, w->len);
 }
 
 void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len)

@@ -39,7 +39,7 @@ enum core_verdict core_auth(core *c, void *conn, const char *clientid, const cha
 		device *dev = dir_device(&c->dir, username, ulen);
 		if (!dev)
 			return refuse(c, username, "unknown device");
-		if (!password || !core_token_ok(c, password, password_len, dev->hash))
+		if (!password || !token_matches(c, password, password_len, dev->hash))
 			return refuse(c, username, password ? "wrong token" : "no token");
 		dir_set_online(&c->dir, dev, conn);
 		flow_connect(c, dev); /* a new connection: mosquitto's queue for it starts afresh */
@@ -49,14 +49,14 @@ enum core_verdict core_auth(core *c, void *conn, const char *clientid, const cha
 		return CORE_ALLOW;
 	}
 	if (strcmp(username, CORE_ADMIN_USERNAME) == 0) {
-		if (!password || !core_token_ok(c, password, password_len, c->admin_hash))
+		if (!password || !token_matches(c, password, password_len, c->admin_hash))
 			return refuse(c, username, password ? "wrong admin token" : "no token");
 		c->n.auth_ok++;
 		return CORE_ALLOW;
 	}
 	service *s = dir_service(&c->dir, username, ulen);
 	if (s) {
-		if (!password || !core_token_ok(c, password, password_len, s->hash))
+		if (!password || !token_matches(c, password, password_len, s->hash))
 			return refuse(c, username, password ? "wrong service token" : "no token");
 		c->n.auth_ok++;
 		return CORE_ALLOW;

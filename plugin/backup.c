@@ -131,16 +131,18 @@ void backup_tick(core *c)
 	pthread_join(j->thread, NULL);
 	c->backup = NULL;
 	uint64_t ms = c->io.now_ms(c->io.ctx) - j->started_ms;
-	cbw_reset(&c->wreply);
 	if (j->rc == CHAT_OK) {
 		c->n.backups++;
 		core_log(c, CORE_LOG_NOTICE, "backup into %s done in %llu ms", j->dir,
 		         (unsigned long long)ms);
-		cbw_text(&c->wreply, "dir");
-		cbw_text(&c->wreply, j->dir);
-		cbw_text(&c->wreply, "ms");
-		cbw_uint(&c->wreply, ms);
-		admin_send(c, &j->who, NULL, &c->wreply, 2);
+		cbw res; /* its own: admin.c's reply buffer belongs to the command running now */
+		cbw_init(&res);
+		cbw_text(&res, "dir");
+		cbw_text(&res, j->dir);
+		cbw_text(&res, "ms");
+		cbw_uint(&res, ms);
+		admin_send(c, &j->who, NULL, &res, 2);
+		cbw_free(&res);
 	} else {
 		core_log(c, CORE_LOG_ERR, "backup into %s failed: %s", j->dir, j->why.msg);
 		admin_send(c, &j->who, &j->why, NULL, 0);

@@ -3,11 +3,13 @@
  * core_open loads everything the hot paths need into memory (device
  * directory, services, the token key), so that a CONNECT, an ACL check or a
  * send costs hash lookups plus, for a send, one RocksDB WriteBatch. Work
- * that must not run inside a callback (disconnecting a client) is queued and
- * done on the next tick.
+ * that must not run inside a callback (disconnecting a client, kick.c) is
+ * queued and done on the next tick, which is the one periodic hub: every
+ * feature's tick is called from core_tick, in the order written there.
  */
 #include "chat_version.h"
 #include "core_internal.h"
+#include "durable.h"
 #include "err.h"
 
 #include <errno.h>
@@ -44,52 +46,6 @@ void core_config_defaults(core_config *cfg)
 	cfg->log_level = CORE_LOG_INFO;
 }
 
-void core_log(core *c, int level, const char *fmt, ...)
-{
-	if (level < c->cfg.log_level)
-		return;
-	char buf[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	c->io.log(c->io.ctx, level, buf);
-}
-
-void core_hash_token(const core *c, const char *token, size_t len, uint8_t out[STORE_HASH_LEN])
-{
-	crypto_generichash(out, STORE_HASH_LEN, (const unsigned char *)token, len, c->token_key,
-	                   STORE_KEY_LEN);
-}
-
-bool core_token_ok(const core *c, const char *token, size_t len, const uint8_t hash[STORE_HASH_LEN])
-{
-	uint8_t h[STORE_HASH_LEN];
-	core_hash_token(c, token, len, h);
-	bool ok = sodium_memcmp(h, hash, STORE_HASH_LEN) == 0;
-	sodium_memzero(h, sizeof(h));
-	return ok;
-}
-
-void core_new_token(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[STORE_HASH_LEN])
-{
-	uint8_t raw[CORE_TOKEN_BYTES];
-	randombytes_buf(raw, sizeof(raw));
-	sodium_bin2base64(out, CORE_TOKEN_LEN + 1, raw, sizeof(raw),
-	                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(raw, sizeof(raw));
-	core_hash_token(c, out, CORE_TOKEN_LEN, hash);
-}
-
-void core_schedule_kick(core *c, const char *clientid)
-{
-	if (chat_grow(&c->kicks, &c->capkicks, c->nkicks + 1, sizeof(*c->kicks), 8))
-		return;
-	char *id = strdup(clientid);
-	if (id)
-		c->kicks[c->nkicks++] = id;
-}
-
 /* ---- admin credential ---- */
 
 static int write_token_file(const char *path, const char *token)
@@ -109,7 +65,8 @@ static int write_token_file(const char *path, const char *token)
 		unlink(tmp);
 		return CHAT_EIO;
 	}
-	return CHAT_OK;
+	/* the new name, too, must survive a power cut (durable.h) */
+	return chat_sync_parent(path) ? CHAT_OK : CHAT_EIO;
 }
 
 /* The admin token lives in <data_dir>/admin.token; the store keeps its hash.
@@ -130,7 +87,7 @@ static int ensure_admin(core *c, char *err, size_t errlen)
 		return rc;
 	}
 	char token[CORE_TOKEN_LEN + 1];
-	core_new_token(c, token, c->admin_hash);
+	token_new(c, token, c->admin_hash);
 	rc = write_token_file(path, token);
 	sodium_memzero(token, sizeof(token));
 	if (rc) {
@@ -202,7 +159,6 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	c->cfg.topic_prefix = c->prefix;
 	cbw_init(&c->w);
 	cbw_init(&c->w2);
-	cbw_init(&c->wres);
 	cbw_init(&c->wreply);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
@@ -211,7 +167,8 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	c->prefix_len = strlen(c->prefix);
 
 	struct stat sb;
-	if (stat(c->data_dir, &sb) != 0 && mkdir(c->data_dir, 0700) != 0) {
+	if (stat(c->data_dir, &sb) != 0 &&
+	    (mkdir(c->data_dir, 0700) != 0 || !chat_sync_parent(c->data_dir))) {
 		snprintf(err, errlen, "cannot create data dir %s: %s", c->data_dir, strerror(errno));
 		goto fail;
 	}
@@ -240,7 +197,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		snprintf(err, errlen, "cannot load accounts from the store: %s", store_errmsg(c->st));
 		goto fail;
 	}
-	if (groups_load(c)) {
+	if (group_table_load(c)) {
 		snprintf(err, errlen, "cannot load groups from the store: %s", store_errmsg(c->st));
 		goto fail;
 	}
@@ -252,7 +209,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		goto fail;
 	}
 	core_log(c, CORE_LOG_NOTICE, "mosquitto-chat " CHAT_VERSION " ready: data dir %s, prefix %s/, %zu users, %zu groups",
-	         c->data_dir, c->prefix, c->dir.users.live, c->groups.live);
+	         c->data_dir, c->prefix, c->dir.users.live, c->gtab.by_id.live);
 	return c;
 fail:
 	core_close(c);
@@ -268,23 +225,16 @@ void core_close(core *c)
 	commit_close(c);
 	if (c->st)
 		store_close(c->st);
+	group_table_free(c);
 	groups_free(c);
 	push_free(c);
 	dir_free(&c->dir);
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
-	cbw_free(&c->wres);
 	cbw_free(&c->wreply);
-	free(c->fan.to);
-	free(c->fan.addrs);
-	free(c->fan.bodies);
-	free(c->fan.blens);
-	free(c->fan.ent);
-	free(c->fan.gm);
-	free(c->fan.ids);
-	for (size_t i = 0; i < c->nkicks; i++)
-		free(c->kicks[i]);
-	free(c->kicks);
+	fanout_free(c);
+	send_free(c);
+	kick_free(c);
 	free(c->data_dir);
 	free(c->prefix);
 	sodium_memzero(c->token_key, sizeof(c->token_key));
@@ -293,16 +243,7 @@ void core_close(core *c)
 
 void core_tick(core *c)
 {
-	/* Swap the list out first: a kick fires DISCONNECT synchronously. */
-	char **kicks = c->kicks;
-	size_t n = c->nkicks;
-	c->kicks = NULL;
-	c->nkicks = c->capkicks = 0;
-	for (size_t i = 0; i < n; i++) {
-		c->io.kick(c->io.ctx, kicks[i]);
-		free(kicks[i]);
-	}
-	free(kicks);
+	kick_tick(c);
 	receipts_tick(c, c->io.now_ms(c->io.ctx)); /* before the sweep, which could take their entries */
 	expiry_tick(c); /* first: a sweep can free room for the pump */
 	sync_tick(c);

@@ -128,7 +128,7 @@ void core_tick(core *c);
  * estimates (receipts, plugin_opt_inflight_drain) to these exact counts
  * for good, so call it only on a broker that reports every one. */
 void core_on_delivered_ack(core *c, const char *clientid, const char *topic_name);
-/* ---- events only a broker with broker-patches/ has (extras.c) ---- */
+/* ---- events only a broker with broker-patches/ has (broker_events.c) ---- */
 
 enum core_broker_event {
 	CORE_BEV_CONNECT = 1,       /* a connection is complete */

@@ -9,6 +9,7 @@
 #include "ids.h"
 #include "store.h"
 
+#include <assert.h>
 #include <limits.h>
 #include <stdarg.h>
 
@@ -19,6 +20,12 @@
 #define CORE_CONTROL_RESPONSE "$CONTROL/chat/v1/response"
 #define CORE_TOKEN_BYTES 32
 #define CORE_TOKEN_LEN 43           /* base64url, no padding */
+
+/* Sections below name the file that defines what they declare, in the
+ * order a message meets them; each feature's private state is a struct in
+ * its section, embedded in struct core (at the end) under its owner's
+ * name. Leaves that any file may call: log.c, tokens.c, kick.c, fanout.c,
+ * refusal.c, admin_reply.c. */
 
 /* ---- refusals (refusal.c) ---- */
 
@@ -61,6 +68,26 @@ bool refusal_vset(refusal *r, enum refusal_code code, const char *fmt, va_list a
 /* The code's wire name ("field"). */
 const char *refusal_code_name(enum refusal_code code);
 
+
+/* ---- logging (log.c) ---- */
+void core_log(core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- credentials (tokens.c) ---- */
+void token_hash(const core *c, const char *token, size_t len, uint8_t out[STORE_HASH_LEN]);
+bool token_matches(const core *c, const char *token, size_t len, const uint8_t hash[STORE_HASH_LEN]);
+/* A fresh random token (CORE_TOKEN_LEN chars + NUL) and its hash. */
+void token_new(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[STORE_HASH_LEN]);
+
+/* ---- deferred disconnects (kick.c) ---- */
+typedef struct kicklist {
+	char **ids; /* client ids to disconnect at the next tick */
+	size_t n, cap;
+} kicklist;
+void kick_schedule(core *c, const char *clientid);
+/* Disconnects everything scheduled (core_tick, first). */
+void kick_tick(core *c);
+void kick_free(core *c);
+
 /* ---- directory: users, their devices, who is online (directory.c) ---- */
 
 /* A device's flow window and backlog (flow.c, sync.c). Everything QoS 1
@@ -73,7 +100,7 @@ typedef struct flow {
 	uint32_t msgs;      /* message entries published on this connection, still queued */
 	uint32_t evs;       /* other events published, not yet acknowledged or estimated drained */
 	uint64_t drain_ms;  /* when evs were last drained by the estimate */
-	uint64_t epoch;     /* the expiry sweeps msgs is fitted to (c->expiry_epoch) */
+	uint64_t epoch;     /* the expiry sweeps msgs is fitted to (c->expiry.epoch) */
 	uint64_t lo;        /* entries after lo were published live or drained ... */
 	uint64_t hi;        /* ... up to hi, while a backlog exists (else: all of them) */
 	uint64_t r;         /* entries up to r were published by a chat/sync replay */
@@ -81,7 +108,7 @@ typedef struct flow {
 	uint64_t more;      /* 1 + the expiry sweep count when the pump saw an entry after cursor; 0: not seen */
 	bool backlog;       /* the pump is draining the queue from cursor */
 	bool sync;          /* a chat/sync replay: ends with {"k":"sync","done":true} */
-	bool automatic;     /* that replay was started by the broker's events (extras.c) */
+	bool automatic;     /* that replay was started by the broker's events (broker_events.c) */
 	bool auto_done;     /* this connection has had its automatic replay */
 	struct device *prev, *next; /* the core's list of devices with a backlog */
 } flow;
@@ -192,7 +219,7 @@ bool topic_in_chat(const core *c, const char *t);
  * prefix or $CONTROL/chat. */
 bool filter_reaches_chat(const core *c, const char *filter);
 
-/* ---- groups (groups.c) ---- */
+/* ---- the group table (group_table.c) ---- */
 
 typedef struct gmember {
 	char user[CHAT_USER_MAX + 1];
@@ -215,6 +242,32 @@ typedef struct ugroups {
 	size_t n, cap;
 } ugroups;
 
+/* group_table.c's state. core.c and stats.c read by_id.live (a count). */
+typedef struct group_table {
+	hmap by_id;                     /* gid -> group */
+	hmap by_user;                   /* user -> ugroups */
+} group_table;
+
+int group_table_load(core *c);
+void group_table_free(core *c);
+group *group_find(core *c, const char *gid, size_t len);
+bool group_has(const group *g, const char *user, size_t len);
+/* Whether two users are members of one group. */
+bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
+/* Calls fn for every member of every group `user` is in (user included;
+ * a user in two groups with the same member: that member twice) until fn
+ * returns non-zero, which it returns. */
+int groups_each_comember(core *c, const char *user, int (*fn)(void *arg, const char *member),
+                         void *arg);
+/* Changes, made by groups.c once the record is stored. group_new: an empty
+ * group in the table (NULL: out of memory); group_set_members: g's members
+ * become the record's m[0 .. n); group_delete: g leaves the table, freed. */
+group *group_new(core *c, const char *gid, const char *name);
+int group_set_members(core *c, group *g, const store_group_member *m, size_t n);
+void group_delete(core *c, group *g);
+
+/* ---- group requests (groups.c) ---- */
+
 /* A group request's arguments, slices into the request payload. */
 typedef struct group_req {
 	const char *gid, *name, *user;
@@ -232,18 +285,35 @@ typedef struct group_res {
 	refusal *why;
 } group_res;
 
-int groups_load(core *c);
-void groups_free(core *c);
-group *group_find(core *c, const char *gid, size_t len);
-bool group_has(const group *g, const char *user, size_t len);
-/* Whether two users are members of one group. */
-bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl);
 /* Runs a group request by user `by` (an existing user), sent from the
  * device address `from` ("$admin" for chatctl); false: refused (*res->why). */
 bool group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
                    const group_req *q, group_res *res);
 
+/* An id inside a payload (not NUL-terminated). */
+typedef struct idslice {
+	const char *p;
+	size_t n;
+} idslice;
+
+/* groups.c's state: scratch of the request in progress. */
+typedef struct groups_state {
+	store_group_member *gm;         /* the group record being built */
+	size_t gmcap;
+	idslice *ids;                   /* a request's members */
+	size_t idcap;
+} groups_state;
+
+void groups_free(core *c);
+
 /* ---- presence (presence.c) ---- */
+
+/* presence.c's state: the grace timers, oldest first (linked through
+ * user.gprev/gnext). */
+typedef struct presence_state {
+	user *grace_head, *grace_tail;
+} presence_state;
+
 
 /* A device of u got a connection (after dir_set_online). */
 void presence_up(core *c, user *u);
@@ -260,11 +330,35 @@ bool presence_may_read(core *c, const char *username, const topic *t);
 void presence_pref_set(core *c, const char *user, enum store_presence p);
 void presence_tick(core *c);
 
+
 /* ---- typing (typing.c) ---- */
 enum core_verdict typing_handle(core *c, device *from, const topic *t, const uint8_t *payload,
                                 size_t len);
 
-/* ---- the core ---- */
+
+/* ---- the recipient list (fanout.c) ---- */
+
+/* The recipients of the send or group change in progress, grown to the
+ * largest fan-out seen. Filled from zero by send.c or groups.c and done
+ * with before they return. */
+typedef struct fanout {
+	device **to;
+	const char **addrs;             /* to[i]->addr, for the store */
+	const uint8_t **bodies;         /* send.c: to[i]'s body, from `bodies` */
+	size_t *blens;
+	size_t cap;
+} fanout;
+
+/* Room for n recipients in c->fan. */
+int fanout_reserve(core *c, size_t n);
+/* Appends u's devices but `except` (may be NULL) at c->fan.to[*n]; false:
+ * out of memory. */
+bool fanout_add_user(core *c, const user *u, const device *except, size_t *n);
+/* c->fan.addrs[0 .. n) from c->fan.to. */
+void fanout_addrs(core *c, size_t n);
+void fanout_free(core *c);
+
+/* ---- the send path (send.c) ---- */
 
 /* A send's body for one device, as named in its `bodies` map. */
 typedef struct body_entry {
@@ -275,62 +369,121 @@ typedef struct body_entry {
 	bool matched;
 } body_entry;
 
-/* An id inside a payload (not NUL-terminated). */
-typedef struct idslice {
-	const char *p;
-	size_t n;
-} idslice;
 
-/* The send path's scratch, grown to the largest fan-out seen, so a send to
- * a 1000-member group allocates nothing in the steady state. */
-typedef struct fanout {
-	device **to;
-	const char **addrs;
-	const uint8_t **bodies;
-	size_t *blens;
-	size_t cap;
+/* send.c's state: `bodies` entries of the send in progress (scratch). */
+typedef struct send_state {
 	body_entry *ent;
 	size_t entcap;
-	store_group_member *gm;         /* a group record being built */
-	size_t gmcap;
-	idslice *ids;                   /* a group request's members */
-	size_t idcap;
-} fanout;
+} send_state;
 
-/* Room for n recipients in c->fan. */
-int fanout_reserve(core *c, size_t n);
+enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
+                          int qos, bool retain);
+enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_t *payload,
+                             size_t len, int qos);
 
-#define CORE_STATS_MAX 80
+void send_free(core *c);
 
-typedef struct counters {
-	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
-		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
-		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
-		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
-		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held;
-	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
-} counters;
+/* ---- the delivery machine: events.c, flow.c, sync.c (and receipts.c's
+ * acknowledgements) ----
+ *
+ * One unit, split in files by job but not separable: every QoS 1 event
+ * the plugin publishes goes through events.c, which asks flow.c for room
+ * in the device's window; without room (or behind a backlog) the event
+ * waits in the store queue and sync.c's pump publishes it later, in
+ * order, counting against the same window; a receipt or a reported
+ * PUBACK (receipts.c) frees room, and flow.c calls the pump to refill it.
+ * So live delivery, spill drains and chat/sync replays share one window
+ * and one ordering rule, and the calls go round: events -> flow -> sync
+ * -> events, and receipts -> flow -> sync -> receipts (a replay first
+ * applies the device's gathered PUBACKs). A change to one of them is a
+ * change to the unit: read the top comments of all four.
+ *
+ * Its state: device.fc (struct flow, in the directory section) and
+ * struct delivery below. The scratch encoders c->w and c->w2 belong to
+ * it as well (see struct core). */
 
-/* Devices waiting for a wake-up or its acknowledgement, by due time. */
-typedef struct push_timers {
-	device **heap;
-	size_t n, cap;
-	uint64_t next_id;             /* wake-up ids, seeded from the clock at open */
-} push_timers;
+/* flow.c's and sync.c's state. stats.c reads backlogs (counts). */
+typedef struct delivery {
+	device *backlogs; /* sync.c: devices whose backlog the pump drains (linked through fc) */
+	bool acks_exact;  /* flow.c: the broker reports PUBACKs: no estimates */
+} delivery;
 
-typedef struct backup_job backup_job; /* backup.c */
+/* ---- events (events.c): everything the server publishes to a device ---- */
 
-/* The key server's figures, as it last published them on P/keys/stats. */
-typedef struct keys_stats {
-	uint64_t requests, refused_rate, refused, pool_keys, devices_removed;
-} keys_stats;
+/* The device's inbox topic, P/inbox/U/D. */
+#define CORE_INBOX_MAX (CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX)
+void ev_inbox_topic(const core *c, const device *to, char out[CORE_INBOX_MAX]);
+/* A QoS 1 event (not a queued message) for a connected device, e.g. the
+ * reply to its request: published now if its window has room and it has
+ * no backlog, else queued behind its backlog. Nothing for a device that
+ * is offline. */
+void ev_publish(core *c, device *to, const cbw *w);
+/* {k:"error", code, msg, ?cid}: cid_raw is the cid's CBOR encoding or NULL. */
+void ev_error(core *c, device *to, const refusal *why, const uint8_t *cid_raw, size_t cid_len);
+void ev_cid(cbw *w, const store_cid *cid);
+/* A refused request from a device: counted, and told to it as an `error`
+ * event (MQTT 3.1.1 cannot see a refusal otherwise). Returns CORE_DENY. */
+enum core_verdict ev_refuse(core *c, device *to, enum refusal_code code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts);
+/* {k:"msg", …}: with_cid on copies to the sender's own devices. */
+void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+            bool with_cid);
+/* This device's body of a stored message (its entry of `bodies`, or `body`). */
+bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen);
 
-/* ---- counters (stats.c) ---- */
-typedef struct stat_value {
-	const char *name;
-	uint64_t v;
-} stat_value;
+/* Sends an event to each device of a user: now to those online with room
+ * in their window and no backlog, through the store queue (behind what
+ * they have not received yet) to the others. */
+void ev_deliver_user(core *c, const user *u, const cbw *w);
+/* The same at QoS 0 (typing): best effort, outside the window. */
+void ev_publish_qos0(core *c, const device *to, const cbw *w);
+/* A message or group event to a recipient device, already in its queue
+ * (store_send): published now if the device is live with room; else the
+ * device's backlog takes it, in order. */
+void ev_publish_entry(core *c, device *to, const cbw *w);
+/* Publishes to a device's inbox at QoS 1, whatever its window (the pump,
+ * which counts for itself). */
+void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
+/* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
+ * group event. */
+void ev_group(cbw *w, const store_msg *m, uint64_t seq);
+/* Whether a device takes live events now (it may still lack room). */
+static inline bool dev_live(const device *d) { return d->conn && !d->fc.backlog; }
 
+
+/* ---- flow window (flow.c) ---- */
+/* Whether the device's window has room for one more event (applies the
+ * drain estimate and refits after an expiry sweep first). */
+bool flow_room(core *c, device *dev);
+/* Counts a publish: an event, or a message entry at qseq (q 0: published
+ * live, the newest entry). */
+void flow_count_event(core *c, device *dev);
+void flow_count_entry(core *c, device *dev, uint64_t qseq);
+/* Whether the entry at qseq was published (and counted) on this connection. */
+bool flow_counted(const device *dev, uint64_t qseq);
+/* The device acknowledged (receipt) n counted entries: refill, drain. */
+void flow_acked(core *c, device *dev, uint64_t n);
+/* A new connection: an empty window, nothing published yet. */
+void flow_connect(core *c, device *dev);
+
+
+/* ---- the backlog pump and chat/sync replay (sync.c) ---- */
+/* Starts a backlog for a live device: everything queued after `after`
+ * (already published up to there) is drained by the pump, in order. */
+void backlog_start(core *c, device *dev, uint64_t after);
+void sync_start(core *c, device *dev);
+/* Starts a replay by itself (the device subscribed to its inbox, or resumed
+ * a session that has that subscription), once per connection. A chat/sync
+ * during such a replay joins it instead of starting over. */
+void sync_auto(core *c, device *dev);
+void sync_stop(core *c, device *dev);
+/* Drains up to one slice of the device's backlog, as its window allows. */
+void sync_pump(core *c, device *dev);
+void sync_tick(core *c);
+
+
+/* ---- receipts (receipts.c) ---- */
 
 /* The most seqs one receipt applies (an app's receipt, a run of PUBACKs). */
 #define RECEIPT_MAX_SEQS 1000
@@ -353,7 +506,159 @@ typedef struct ack_runs {
 	                        * longer than gather_ms past it (one alone may wait less) */
 } ack_runs;
 
-/* Group commit's state (commit.c): what waits for durability, in order. */
+enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);
+/* from acknowledged (PUBACK) its inbox event for seq of conv: a delivered
+ * receipt for it, of which nobody is told if it is refused. */
+void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq);
+/* Applies what receipts_acked gathered: one device's run, before anything
+ * that could see its queue entries (a replay, the device's own receipts)
+ * or free the device; all of them (the tick, once the oldest is
+ * plugin_opt_delivered_gather_ms old; the close). */
+void receipts_flush_dev_run(core *c, device *dev);
+static inline void receipts_flush_dev(core *c, device *dev)
+{
+	if (dev->ackrun)
+		receipts_flush_dev_run(c, dev);
+}
+void receipts_flush_all(core *c);
+void receipts_tick(core *c, uint64_t now_ms);
+
+/* ---- expiry (expiry.c) ---- */
+
+/* expiry.c's state; flow.c reads epoch. */
+typedef struct expiry_state {
+	uint64_t next_sweep_ms;
+	uint64_t epoch;  /* sweeps that removed messages (flow.c refits windows) */
+} expiry_state;
+
+void expiry_tick(core *c);
+
+/* ---- push wake-ups (push.c) ---- */
+
+/* Devices waiting for a wake-up or its acknowledgement, by due time. */
+typedef struct push_timers {
+	device **heap;
+	size_t n, cap;
+	uint64_t next_id;             /* wake-up ids, seeded from the clock at open */
+} push_timers;
+
+/* Loads the stored push targets and arms a wake-up for every device that
+ * has something queued (they are all offline at start). */
+int push_load(core *c);
+void push_free(core *c);
+/* Something was queued for dev, which is offline: O(1) (one heap insert
+ * when it is the first item since the device's last wake-up). */
+void push_queued(core *c, device *dev);
+/* dev connected: no wake-ups until it is offline again. */
+void push_online(core *c, device *dev);
+/* dev is about to be freed. */
+void push_forget(core *c, device *dev);
+/* ctl push.register / push.unregister; false: refused (why). */
+bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
+                   size_t tlen, refusal *why);
+bool push_unregister(core *c, device *dev, refusal *why);
+/* A gateway's acknowledgement on P/push/ack. */
+void push_ack(core *c, const uint8_t *payload, size_t len);
+void push_tick(core *c);
+
+
+/* ---- ctl requests (ctl.c) ---- */
+enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);
+
+
+/* ---- counters (stats.c) ---- */
+
+#define CORE_STATS_MAX 80
+
+typedef struct counters {
+	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
+		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
+		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
+		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
+		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held;
+	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
+} counters;
+
+/* The key server's figures, as it last published them on P/keys/stats. */
+typedef struct keys_stats {
+	uint64_t requests, refused_rate, refused, pool_keys, devices_removed;
+} keys_stats;
+
+typedef struct stat_value {
+	const char *name;
+	uint64_t v;
+} stat_value;
+
+/* stats.c's state: what $SYS last showed, and the key server's figures. */
+typedef struct stats_state {
+	uint64_t next_ms;               /* the next $SYS publication */
+	uint64_t last[CORE_STATS_MAX];  /* values last published there */
+	bool sent;
+	keys_stats keys;
+} stats_state;
+
+/* Counts an error event sent for a refusal, by its code. */
+void stats_refused(core *c, enum refusal_code code);
+/* Every counter, in a fixed order; returns how many (<= CORE_STATS_MAX). */
+size_t stats_collect(core *c, stat_value *out);
+/* A key server's P/keys/stats message: its figures join ours. */
+void stats_keys(core *c, const uint8_t *payload, size_t len);
+/* Publishes changed counters on $SYS/broker/chat/ when the interval is due. */
+void stats_tick(core *c, uint64_t now);
+
+
+/* ---- admin commands (admin.c) ---- */
+void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len);
+
+/* ---- an admin command's reply (admin_reply.c) ---- */
+
+/* Where an admin command's answer goes (kept by a command that answers
+ * later). */
+typedef struct admin_ticket {
+	char clientid[256];
+	bool has_cmd;
+	char cmd[64];           /* echoed (truncated to 64 bytes) */
+	size_t cmdlen;
+	bool has_rid;
+	uint64_t rid;
+} admin_ticket;
+/* One response on $CONTROL/chat/v1/response: ok with res's npairs result
+ * pairs, or (why set) a refusal. */
+void admin_send(core *c, const admin_ticket *who, const refusal *why, const cbw *res,
+                size_t npairs);
+
+
+/* ---- device removal notices (device_notices.c) ---- */
+/* After an admin removed device `removed` of user U: the `devices` event to
+ * U's devices, group co-members and contacts, and the key server's retained
+ * notice. */
+void notice_device_removed(core *c, const char *user, const char *removed);
+/* After an admin added U/dev: clears a removal notice left for that address. */
+void notice_device_added(core *c, const char *user, const char *dev);
+
+/* ---- backup (backup.c) ---- */
+typedef struct backup_job backup_job;
+/* Starts a backup into dir, answered later to who; false: refused (why). */
+bool backup_start(core *c, const char *dir, const admin_ticket *who, refusal *why);
+/* Answers a finished backup. */
+void backup_tick(core *c);
+/* Waits for a running backup (at close). */
+void backup_wait(core *c);
+
+
+/* ---- the broker-patches events (broker_events.c) ---- */
+
+/* broker_events.c's state, set once by core_broker_events; acl.c reads
+ * have (on stock mosquitto it reports SUBSCRIBEs itself). */
+typedef struct broker_events {
+	unsigned have;      /* the events this broker reports (CORE_BEV_*) */
+	bool ack_delivers;  /* a PUBACK of an inbox message counts as delivered */
+	bool auto_replay;   /* a replay starts when a device subscribes to its inbox */
+} broker_events;
+
+/* ---- group commit (commit.c) ---- */
+
+/* What waits for durability, in order (see commit.c's top comment). */
 typedef struct held_ack {
 	uint64_t gen;           /* waits until the writes up to gen are durable */
 	uint64_t conn_id;
@@ -380,214 +685,67 @@ void commit_tick(core *c);
 /* Stops group commit (its last fsync) and frees what is held. */
 void commit_close(core *c);
 
+/* ---- the core (core.c): life cycle, dispatch, the tick ---- */
+
 struct core {
+	/* Set at open, read by every file. */
 	core_config cfg;
 	char *data_dir;
 	char *prefix;
 	size_t prefix_len;
 	core_io io;
 	store *st;
-	uint8_t token_key[STORE_KEY_LEN];
-	uint8_t admin_hash[STORE_HASH_LEN];
-	directory dir;
-	cbw w;        /* scratch encoder for one event at a time */
-	cbw w2;       /* a second one, when two variants are built together */
-	device *backlogs; /* devices whose backlog the pump drains */
-	uint64_t expiry_epoch; /* sweeps that removed messages (flow.c recounts) */
-	bool acks_exact;  /* the broker reports PUBACKs: no estimates */
-	uint64_t next_sweep_ms;
-	char **kicks; /* client ids to disconnect at the next tick */
-	size_t nkicks, capkicks;
-	hmap groups;  /* gid -> group */
-	hmap ugroups; /* user -> ugroups */
-	cbw wres;     /* a group request's result pairs */
-	cbw wreply;   /* an admin reply's result pairs: w and w2 build the events
-	               * a command sends meanwhile (receipts, group events) */
-	fanout fan;
-	user *grace_head, *grace_tail; /* presence grace timers, oldest first */
-	push_timers pt;
-	unsigned bev;   /* the broker-patches events this broker reports (core_broker_event) */
-	bool ack_delivers; /* a PUBACK of an inbox message counts as delivered */
-	ack_runs acks;     /* PUBACKs gathered into receipts (receipts.c) */
-	bool auto_replay;  /* a replay starts when a device subscribes to its inbox */
-	counters n;
-	uint64_t next_stats_ms;             /* the next $SYS publication */
-	uint64_t stats_last[CORE_STATS_MAX]; /* values last published there */
-	bool stats_sent;
-	backup_job *backup;                 /* a running `backup`, or NULL */
-	keys_stats ks;
-	commit_state commit; /* group commit (commit.c) */
+	uint8_t token_key[STORE_KEY_LEN];   /* tokens.c's key, loaded by core.c */
+	uint8_t admin_hash[STORE_HASH_LEN]; /* core.c writes it at open; auth.c reads */
+	directory dir;  /* directory.c; every feature reads it, admin.c changes it */
+	counters n;     /* every feature counts here; stats.c publishes */
+
+	/* The event scratch, owned by the delivery machine. The rule: build an
+	 * event in w and hand it to an ev_* publish before calling anything
+	 * that may publish another event (ev_*, flow_acked, sync_*,
+	 * group_request, receipts_*, admin_send), which may rebuild w. w2 is
+	 * for a second event built beside w under the same rule (send.c: the
+	 * sender's own copy; groups.c: a group event's stored body) or for an
+	 * event built while w may be in use by a caller (receipts.c, expiry.c:
+	 * receipt events). What must survive such calls is in a buffer of its
+	 * own feature (admin.c's wreply) or a local cbw. */
+	cbw w;
+	cbw w2;
+
+	/* Each owned by one file, named in its section above. */
+	kicklist kicks;         /* kick.c */
+	fanout fan;             /* fanout.c (filled by send.c, groups.c) */
+	send_state send;        /* send.c */
+	delivery deliv;         /* flow.c, sync.c */
+	expiry_state expiry;    /* expiry.c */
+	group_table gtab;       /* group_table.c */
+	groups_state groups;    /* groups.c */
+	presence_state presence; /* presence.c */
+	push_timers pt;         /* push.c */
+	ack_runs acks;          /* receipts.c: PUBACKs gathered into receipts */
+	broker_events bev;      /* broker_events.c */
+	stats_state stats;      /* stats.c */
+	commit_state commit;    /* commit.c */
+	backup_job *backup;     /* backup.c: a running `backup`, or NULL */
+	cbw wreply;             /* admin.c: the reply's result pairs, apart from w and w2,
+	                         * which the events a command sends meanwhile use */
 };
 
-void core_log(core *c, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void core_hash_token(const core *c, const char *token, size_t len, uint8_t out[STORE_HASH_LEN]);
-bool core_token_ok(const core *c, const char *token, size_t len, const uint8_t hash[STORE_HASH_LEN]);
-/* A fresh random token (CORE_TOKEN_LEN chars + NUL) and its hash. */
-void core_new_token(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[STORE_HASH_LEN]);
-void core_schedule_kick(core *c, const char *clientid);
+/* ---- flow window (flow.c): its invariants, which need struct core ---- */
 
-/* ---- events (events.c): everything the server publishes to a device ---- */
-
-/* The device's inbox topic, P/inbox/U/D. */
-#define CORE_INBOX_MAX (CORE_PREFIX_MAX + sizeof("/inbox/") + CHAT_ADDR_MAX)
-void ev_inbox_topic(const core *c, const device *to, char out[CORE_INBOX_MAX]);
-/* A QoS 1 event (not a queued message) for a connected device, e.g. the
- * reply to its request: published now if its window has room and it has
- * no backlog, else queued behind its backlog. Nothing for a device that
- * is offline. */
-void ev_publish(core *c, device *to, const cbw *w);
-/* {k:"error", code, msg, ?cid}: cid_raw is the cid's CBOR encoding or NULL. */
-void ev_error(core *c, device *to, const refusal *why, const uint8_t *cid_raw, size_t cid_len);
-void ev_cid(cbw *w, const store_cid *cid);
-/* A refused request from a device: counted, and told to it as an `error`
- * event (MQTT 3.1.1 cannot see a refusal otherwise). Returns CORE_DENY. */
-enum core_verdict ev_refuse(core *c, device *to, enum refusal_code code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint64_t ts);
-/* {k:"msg", …}: with_cid on copies to the sender's own devices. */
-void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
-            bool with_cid);
-/* This device's body of a stored message (its entry of `bodies`, or `body`). */
-bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen);
-
-/* ---- the send path (send.c) ---- */
-enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
-                          int qos, bool retain);
-enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_t *payload,
-                             size_t len, int qos);
-
-/* Sends an event to each device of a user: now to those online with room
- * in their window and no backlog, through the store queue (behind what
- * they have not received yet) to the others. */
-void ev_deliver_user(core *c, const user *u, const cbw *w);
-/* The same at QoS 0 (typing): best effort, outside the window. */
-void ev_publish_qos0(core *c, const device *to, const cbw *w);
-/* A message or group event to a recipient device, already in its queue
- * (store_send): published now if the device is live with room; else the
- * device's backlog takes it, in order. */
-void ev_publish_entry(core *c, device *to, const cbw *w);
-/* Publishes to a device's inbox at QoS 1, whatever its window (the pump,
- * which counts for itself). */
-void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
-/* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
- * group event. */
-void ev_group(cbw *w, const store_msg *m, uint64_t seq);
-/* Whether a device takes live events now (it may still lack room). */
-static inline bool dev_live(const device *d) { return d->conn && !d->fc.backlog; }
-
-/* ---- flow window (flow.c) ---- */
-/* Whether the device's window has room for one more event (applies the
- * drain estimate and refits after an expiry sweep first). */
-bool flow_room(core *c, device *dev);
-/* Counts a publish: an event, or a message entry at qseq (q 0: published
- * live, the newest entry). */
-void flow_count_event(core *c, device *dev);
-void flow_count_entry(core *c, device *dev, uint64_t qseq);
-/* Whether the entry at qseq was published (and counted) on this connection. */
-bool flow_counted(const device *dev, uint64_t qseq);
-/* The device acknowledged (receipt) n counted entries: refill, drain. */
-void flow_acked(core *c, device *dev, uint64_t n);
-/* A new connection: an empty window, nothing published yet. */
-void flow_connect(core *c, device *dev);
-
-/* ---- the backlog pump and chat/sync replay (sync.c) ---- */
-/* Starts a backlog for a live device: everything queued after `after`
- * (already published up to there) is drained by the pump, in order. */
-void backlog_start(core *c, device *dev, uint64_t after);
-void sync_start(core *c, device *dev);
-/* Starts a replay by itself (the device subscribed to its inbox, or resumed
- * a session that has that subscription), once per connection. A chat/sync
- * during such a replay joins it instead of starting over. */
-void sync_auto(core *c, device *dev);
-void sync_stop(core *c, device *dev);
-/* Drains up to one slice of the device's backlog, as its window allows. */
-void sync_pump(core *c, device *dev);
-void sync_tick(core *c);
-
-/* ---- receipts (receipts.c) and expiry (expiry.c) ---- */
-enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len);
-/* from acknowledged (PUBACK) its inbox event for seq of conv: a delivered
- * receipt for it, of which nobody is told if it is refused. */
-void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq);
-/* Applies what receipts_acked gathered: one device's run, before anything
- * that could see its queue entries (a replay, the device's own receipts)
- * or free the device; all of them (the tick, once the oldest is
- * plugin_opt_delivered_gather_ms old; the close). */
-void receipts_flush_dev_run(core *c, device *dev);
-static inline void receipts_flush_dev(core *c, device *dev)
+/* The window's invariants, from struct flow's comments; O(1), checked
+ * where flow.c and sync.c change it (plugin/CMakeLists.txt keeps assert()
+ * on in every build type the project uses). */
+static inline void flow_check(const core *c, const device *d)
 {
-	if (dev->ackrun)
-		receipts_flush_dev_run(c, dev);
+	const flow *f = &d->fc;
+	(void)c; (void)f; /* unused when NDEBUG drops the asserts */
+	assert(f->lo <= f->hi);                  /* hi starts at lo and only grows */
+	assert(!f->sync || f->backlog);          /* a replay is a backlog ... */
+	assert(!f->automatic || f->sync);        /* ... and an automatic one a replay */
+	assert(f->backlog || (!f->prev && !f->next && f->cursor == 0)); /* only backlogs are linked */
+	assert(!f->backlog || f->sync || f->cursor <= f->hi); /* a drain: hi follows the cursor */
+	assert(!c->deliv.acks_exact || f->msgs == 0); /* exact: every publish counts in evs */
 }
-void receipts_flush_all(core *c);
-void receipts_tick(core *c, uint64_t now_ms);
-void expiry_tick(core *c);
-
-/* ---- push wake-ups (push.c) ---- */
-/* Loads the stored push targets and arms a wake-up for every device that
- * has something queued (they are all offline at start). */
-int push_load(core *c);
-void push_free(core *c);
-/* Something was queued for dev, which is offline: O(1) (one heap insert
- * when it is the first item since the device's last wake-up). */
-void push_queued(core *c, device *dev);
-/* dev connected: no wake-ups until it is offline again. */
-void push_online(core *c, device *dev);
-/* dev is about to be freed. */
-void push_forget(core *c, device *dev);
-/* ctl push.register / push.unregister; false: refused (why). */
-bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
-                   size_t tlen, refusal *why);
-bool push_unregister(core *c, device *dev, refusal *why);
-/* A gateway's acknowledgement on P/push/ack. */
-void push_ack(core *c, const uint8_t *payload, size_t len);
-void push_tick(core *c);
-
-/* ---- ctl requests (ctl.c) ---- */
-enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);
-
-/* ---- counters (stats.c) ---- */
-/* Counts an error event sent for a refusal, by its code. */
-void stats_refused(core *c, enum refusal_code code);
-/* Every counter, in a fixed order; returns how many (<= CORE_STATS_MAX). */
-size_t stats_collect(core *c, stat_value *out);
-/* A key server's P/keys/stats message: its figures join ours. */
-void stats_keys(core *c, const uint8_t *payload, size_t len);
-/* Publishes changed counters on $SYS/broker/chat/ when the interval is due. */
-void stats_tick(core *c, uint64_t now);
-
-/* ---- admin (admin.c) ---- */
-void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len);
-
-/* Where an admin command's answer goes (kept by a command that answers
- * later). */
-typedef struct admin_ticket {
-	char clientid[256];
-	bool has_cmd;
-	char cmd[64];           /* echoed (truncated to 64 bytes) */
-	size_t cmdlen;
-	bool has_rid;
-	uint64_t rid;
-} admin_ticket;
-/* One response on $CONTROL/chat/v1/response: ok with res's npairs result
- * pairs, or (why set) a refusal. */
-void admin_send(core *c, const admin_ticket *who, const refusal *why, const cbw *res,
-                size_t npairs);
-
-/* ---- device changes (devices.c) ---- */
-/* After an admin removed device `removed` of user U: the `devices` event to
- * U's devices, group co-members and contacts, and the key server's retained
- * notice. */
-void devices_removed(core *c, const char *user, const char *removed);
-/* After an admin added U/dev: clears a removal notice left for that address. */
-void devices_added(core *c, const char *user, const char *dev);
-
-/* ---- backup (backup.c) ---- */
-/* Starts a backup into dir, answered later to who; false: refused (why). */
-bool backup_start(core *c, const char *dir, const admin_ticket *who, refusal *why);
-/* Answers a finished backup. */
-void backup_tick(core *c);
-/* Waits for a running backup (at close). */
-void backup_wait(core *c);
 
 #endif

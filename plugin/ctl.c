@@ -117,13 +117,20 @@ static bool op_push_unregister(core *c, device *dev, const ctl_req *q, refusal *
 
 static bool op_group(core *c, device *dev, const ctl_req *q, refusal *why)
 {
-	group_res res = { .out = &c->wres, .why = why };
-	if (!group_request(c, (const char *)q->op, q->oplen, dev->user->name, dev->addr, &q->g, &res))
-		return false;
-	reply_start(c, q, res.npairs);
-	cbw_raw(&c->w, c->wres.buf, c->wres.len);
-	ev_publish(c, dev, &c->w);
-	return true;
+	/* The result pairs in a buffer of their own: the request publishes
+	 * group events through c->w meanwhile. */
+	cbw out;
+	cbw_init(&out);
+	group_res res = { .out = &out, .why = why };
+	bool ok = group_request(c, (const char *)q->op, q->oplen, dev->user->name, dev->addr, &q->g,
+	                        &res);
+	if (ok) {
+		reply_start(c, q, res.npairs);
+		cbw_raw(&c->w, out.buf, out.len);
+		ev_publish(c, dev, &c->w);
+	}
+	cbw_free(&out);
+	return ok;
 }
 
 /* Each handler publishes its own ok reply; false: refused (*why). */
@@ -148,69 +155,63 @@ static const struct {
 static const char *parse(const uint8_t *payload, size_t len, ctl_req *q)
 {
 	memset(q, 0, sizeof(*q));
-	cbr r;
-	cbr_item map, key, val;
-	const char *not_map = cbr_map_open(&r, payload, len, &map, NULL);
-	if (not_map)
-		return not_map;
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		const uint8_t *at = r.p;
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "op") && val.type == CBR_TEXT) {
-			q->op = val.ptr;
-			q->oplen = val.len;
-		} else if (cbr_eq(&key, "rid") && val.type == CBR_UINT) {
+	cbr_fields f;
+	cbr_fields_open(&f, payload, len, NULL);
+	while (cbr_fields_next(&f)) {
+		const cbr_item *key = &f.key, *val = &f.val;
+		if (cbr_eq(key, "op") && val->type == CBR_TEXT) {
+			q->op = val->ptr;
+			q->oplen = val->len;
+		} else if (cbr_eq(key, "rid") && val->type == CBR_UINT) {
 			q->has_rid = true;
-			q->rid = val.u;
-		} else if (cbr_eq(&key, "read_receipts")) {
-			if (val.type != CBR_BOOL)
+			q->rid = val->u;
+		} else if (cbr_eq(key, "read_receipts")) {
+			if (val->type != CBR_BOOL)
 				q->bad = "read_receipts must be a boolean";
 			q->has_rr = true;
-			q->rr = val.b;
-		} else if (cbr_eq(&key, "presence")) {
+			q->rr = val->b;
+		} else if (cbr_eq(key, "presence")) {
 			q->has_presence = true;
-			if (val.type == CBR_TEXT && cbr_eq(&val, "everyone"))
+			if (val->type == CBR_TEXT && cbr_eq(val, "everyone"))
 				q->presence = STORE_PRESENCE_EVERYONE;
-			else if (val.type == CBR_TEXT && cbr_eq(&val, "contacts"))
+			else if (val->type == CBR_TEXT && cbr_eq(val, "contacts"))
 				q->presence = STORE_PRESENCE_CONTACTS;
-			else if (val.type == CBR_TEXT && cbr_eq(&val, "nobody"))
+			else if (val->type == CBR_TEXT && cbr_eq(val, "nobody"))
 				q->presence = STORE_PRESENCE_NOBODY;
 			else
 				q->bad = "presence must be \"everyone\", \"contacts\" or \"nobody\"";
-		} else if (cbr_eq(&key, "user") && val.type == CBR_TEXT) {
+		} else if (cbr_eq(key, "user") && val->type == CBR_TEXT) {
 			q->g.has_user = true;
-			q->g.user = (const char *)val.ptr;
-			q->g.userlen = val.len;
-		} else if (cbr_eq(&key, "gid") && val.type == CBR_TEXT) {
+			q->g.user = (const char *)val->ptr;
+			q->g.userlen = val->len;
+		} else if (cbr_eq(key, "gid") && val->type == CBR_TEXT) {
 			q->g.has_gid = true;
-			q->g.gid = (const char *)val.ptr;
-			q->g.gidlen = val.len;
-		} else if (cbr_eq(&key, "name") && val.type == CBR_TEXT) {
+			q->g.gid = (const char *)val->ptr;
+			q->g.gidlen = val->len;
+		} else if (cbr_eq(key, "name") && val->type == CBR_TEXT) {
 			q->g.has_name = true;
-			q->g.name = (const char *)val.ptr;
-			q->g.namelen = val.len;
-		} else if (cbr_eq(&key, "members") && val.type == CBR_ARRAY) {
-			if (cbr_skip(&r, &val))
+			q->g.name = (const char *)val->ptr;
+			q->g.namelen = val->len;
+		} else if (cbr_eq(key, "members") && val->type == CBR_ARRAY) {
+			if (cbr_skip(&f.r, val))
 				break;
-			q->g.members = at;
-			q->g.members_len = (size_t)(r.p - at);
-		} else if (cbr_eq(&key, "platform") && val.type == CBR_TEXT) {
-			q->platform = (const char *)val.ptr;
-			q->platformlen = val.len;
-		} else if (cbr_eq(&key, "token") && val.type == CBR_TEXT) {
-			q->token = (const char *)val.ptr;
-			q->tokenlen = val.len;
-		} else if (cbr_eq(&key, "op") || cbr_eq(&key, "rid") || cbr_eq(&key, "user") ||
-		           cbr_eq(&key, "gid") || cbr_eq(&key, "name") || cbr_eq(&key, "members") ||
-		           cbr_eq(&key, "platform") || cbr_eq(&key, "token")) {
+			q->g.members = f.at;
+			q->g.members_len = (size_t)(f.r.p - f.at);
+		} else if (cbr_eq(key, "platform") && val->type == CBR_TEXT) {
+			q->platform = (const char *)val->ptr;
+			q->platformlen = val->len;
+		} else if (cbr_eq(key, "token") && val->type == CBR_TEXT) {
+			q->token = (const char *)val->ptr;
+			q->tokenlen = val->len;
+		} else if (cbr_eq(key, "op") || cbr_eq(key, "rid") || cbr_eq(key, "user") ||
+		           cbr_eq(key, "gid") || cbr_eq(key, "name") || cbr_eq(key, "members") ||
+		           cbr_eq(key, "platform") || cbr_eq(key, "token")) {
 			q->bad = "op must be text, rid an unsigned integer, user, gid, name, platform and token text, members an array";
-		} else if (cbr_skip(&r, &val)) {
-			break;
+		} else {
+			cbr_fields_skip(&f);
 		}
 	}
-	return cbr_map_close(&r, NULL);
+	return cbr_fields_close(&f, NULL);
 }
 
 enum core_verdict ctl_handle(core *c, device *dev, const uint8_t *payload, size_t len)

@@ -57,7 +57,7 @@ static void on_expired(void *arg, const store_msg *m, uint64_t seq, const char *
 void expiry_tick(core *c)
 {
 	uint64_t now = c->io.now_ms(c->io.ctx);
-	if (now < c->next_sweep_ms)
+	if (now < c->expiry.next_sweep_ms)
 		return;
 	sweep s = { 0 };
 	size_t count = 0;
@@ -67,9 +67,9 @@ void expiry_tick(core *c)
 	}
 	c->n.expired += count;
 	if (count)
-		c->expiry_epoch++; /* flow windows refit to their queues (flow.c) */
+		c->expiry.epoch++; /* flow windows refit to their queues (flow.c) */
 	/* A full slice means more may be waiting: continue at the next tick. */
-	c->next_sweep_ms = count == c->cfg.expire_slice ? now : now + 1000;
+	c->expiry.next_sweep_ms = count == c->cfg.expire_slice ? now : now + 1000;
 
 	for (size_t i = 0; i < s.n; i++) {
 		expired *e = &s.v[i];

@@ -99,7 +99,8 @@ static bool count_range(core *c, const device *dev, uint64_t after, uint64_t upt
 	*n = 0;
 	if (after >= upto)
 		return true;
-	int rc = store_queue_read(c->st, dev->addr, after, max, count_entry, &k, &visited, &last);
+	store_queue_walk w = { .after = after, .max = max, .cb = count_entry, .arg = &k };
+	int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
 	*n = k.n;
 	return rc == CHAT_OK || rc == CHAT_STOP; /* STOP: the range ended before the queue */
 }
@@ -108,7 +109,7 @@ static bool count_range(core *c, const device *dev, uint64_t after, uint64_t upt
 static void refit(core *c, device *dev)
 {
 	flow *f = &dev->fc;
-	f->epoch = c->expiry_epoch;
+	f->epoch = c->expiry.epoch;
 	if (f->msgs == 0)
 		return;
 	size_t max = (size_t)f->msgs + 64; /* the counted entries, and a few events among them */
@@ -122,11 +123,12 @@ static void refit(core *c, device *dev)
 
 bool flow_room(core *c, device *dev)
 {
-	if (!c->acks_exact) {
+	if (!c->deliv.acks_exact) {
 		drain(c, dev, c->io.now_ms(c->io.ctx));
-		if (dev->fc.epoch != c->expiry_epoch)
+		if (dev->fc.epoch != c->expiry.epoch)
 			refit(c, dev);
 	}
+	flow_check(c, dev);
 	return in_flight(dev) < c->cfg.inflight_window;
 }
 
@@ -152,7 +154,7 @@ bool flow_counted(const device *dev, uint64_t qseq)
 void flow_count_entry(core *c, device *dev, uint64_t qseq)
 {
 	flow *f = &dev->fc;
-	if (c->acks_exact) {
+	if (c->deliv.acks_exact) {
 		flow_count_event(c, dev); /* every publish waits for its PUBACK */
 		return;
 	}
@@ -167,15 +169,17 @@ void flow_count_entry(core *c, device *dev, uint64_t qseq)
 		f->r = qseq > f->r ? qseq : f->r;
 	else
 		f->hi = qseq > f->hi ? qseq : f->hi;
+	flow_check(c, dev);
 }
 
 void flow_acked(core *c, device *dev, uint64_t n)
 {
-	if (c->acks_exact || n == 0)
+	if (c->deliv.acks_exact || n == 0)
 		return;
 	dev->fc.msgs -= n < dev->fc.msgs ? (uint32_t)n : dev->fc.msgs;
 	if (dev->fc.backlog)
 		sync_pump(c, dev);
+	flow_check(c, dev);
 }
 
 void flow_connect(core *c, device *dev)
@@ -187,7 +191,8 @@ void flow_connect(core *c, device *dev)
 	sync_stop(c, dev);
 	memset(&dev->fc, 0, sizeof(dev->fc));
 	dev->fc.lo = dev->fc.hi = last;
-	dev->fc.epoch = c->expiry_epoch;
+	dev->fc.epoch = c->expiry.epoch;
+	flow_check(c, dev);
 }
 
 /* The first PUBACK report: what the estimates counted now waits for acks. */
@@ -200,7 +205,7 @@ static void switch_to_exact(core *c)
 		d->fc.evs += d->fc.msgs;
 		d->fc.msgs = 0;
 	}
-	c->acks_exact = true;
+	c->deliv.acks_exact = true;
 	core_log(c, CORE_LOG_NOTICE, "the broker reports PUBACKs: flow windows are exact");
 }
 
@@ -215,7 +220,7 @@ void core_on_delivered_ack(core *c, const char *clientid, const char *name)
 	if (!dev || !dev->conn || t.kind != T_INBOX || t.alen + 1 + t.blen != strlen(clientid) ||
 	    memcmp(t.a, clientid, t.alen) != 0 || memcmp(t.b, clientid + t.alen + 1, t.blen) != 0)
 		return;
-	if (!c->acks_exact)
+	if (!c->deliv.acks_exact)
 		switch_to_exact(c);
 	if (dev->fc.evs)
 		dev->fc.evs--;

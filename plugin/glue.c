@@ -9,7 +9,7 @@
  * (stock) headers do not declare them, so their numbers and data layouts
  * are mirrored below from the patches; the glue asks for each at start and
  * the broker answers MOSQ_ERR_NOT_SUPPORTED where it lacks one. The core is
- * told which it got and decides what changes (extras.c).
+ * told which it got and decides what changes (broker_events.c).
  *
  * The fourth patch (0004, deferred acknowledgements) adds an event,
  * LOOP_WAKEUP, and four functions, declared here as weak symbols: on a

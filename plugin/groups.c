@@ -1,11 +1,6 @@
-/* groups.c — groups: the in-memory table, the membership rules and the
- * group requests (ctl group.*, and chatctl's group.create).
- *
- * The store holds each group's record; the core keeps every group in
- * memory (loaded at start, like the device directory) with a hash of its
- * members, so the send path's membership check and fan-out never touch
- * RocksDB, and a per-user list of groups answers "do these two users
- * share a group?" for presence without a scan.
+/* groups.c — group requests (ctl group.*, and chatctl's group.create) and
+ * their membership rules. The groups themselves, in memory, are in
+ * group_table.c; a request changes them only after its record is stored.
  *
  * Rules: the creator is the first admin; only admins add, remove and
  * promote; any member may leave; members must be existing users; a group
@@ -28,181 +23,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the table ---- */
-
-static ugroups *ug_get(core *c, const char *user, size_t len)
-{
-	return hmap_get(&c->ugroups, user, len);
-}
-
-static int ug_add(core *c, const char *user, group *g)
-{
-	size_t len = strlen(user);
-	ugroups *ug = ug_get(c, user, len);
-	if (!ug) {
-		ug = calloc(1, sizeof(*ug));
-		if (!ug)
-			return CHAT_ENOMEM;
-		memcpy(ug->user, user, len);
-		if (hmap_put(&c->ugroups, ug->user, len, ug)) {
-			free(ug);
-			return CHAT_ENOMEM;
-		}
-	}
-	if (chat_grow(&ug->g, &ug->cap, ug->n + 1, sizeof(*ug->g), 64))
-		return CHAT_ENOMEM;
-	ug->g[ug->n++] = g;
-	return CHAT_OK;
-}
-
-static void ug_del(core *c, const char *user, const group *g)
-{
-	ugroups *ug = ug_get(c, user, strlen(user));
-	if (!ug)
-		return;
-	for (size_t i = 0; i < ug->n; i++) {
-		if (ug->g[i] == g) {
-			ug->g[i] = ug->g[--ug->n];
-			break;
-		}
-	}
-	if (ug->n == 0) {
-		hmap_del(&c->ugroups, ug->user, strlen(ug->user));
-		free(ug->g);
-		free(ug);
-	}
-}
-
-/* Replaces g's members with the record's m[0..n). */
-static int group_set_members(core *c, group *g, const store_group_member *m, size_t n)
-{
-	gmember **nm = calloc(n ? n : 1, sizeof(*nm));
-	if (!nm)
-		return CHAT_ENOMEM;
-	for (size_t i = 0; i < n; i++) {
-		nm[i] = calloc(1, sizeof(**nm));
-		if (!nm[i]) {
-			while (i > 0)
-				free(nm[--i]);
-			free(nm);
-			return CHAT_ENOMEM;
-		}
-		snprintf(nm[i]->user, sizeof(nm[i]->user), "%s", m[i].user);
-		nm[i]->admin = m[i].admin;
-	}
-	/* m may point into the old members: they go only now. */
-	for (size_t i = 0; i < g->n; i++) {
-		ug_del(c, g->m[i]->user, g);
-		free(g->m[i]);
-	}
-	free(g->m);
-	hmap_free(&g->idx);
-	g->m = nm;
-	g->n = g->cap = n;
-	int rc = hmap_init(&g->idx);
-	for (size_t i = 0; i < n && rc == CHAT_OK; i++) {
-		rc = hmap_put(&g->idx, nm[i]->user, strlen(nm[i]->user), nm[i]);
-		if (rc == CHAT_OK)
-			rc = ug_add(c, nm[i]->user, g);
-	}
-	return rc;
-}
-
-static void group_destroy(core *c, group *g)
-{
-	for (size_t i = 0; i < g->n; i++) {
-		ug_del(c, g->m[i]->user, g);
-		free(g->m[i]);
-	}
-	free(g->m);
-	hmap_free(&g->idx);
-	free(g);
-}
-
-static group *group_new(core *c, const char *gid, const char *name)
-{
-	group *g = calloc(1, sizeof(*g));
-	if (!g)
-		return NULL;
-	snprintf(g->id, sizeof(g->id), "%s", gid);
-	snprintf(g->conv, sizeof(g->conv), "g:%s", gid);
-	snprintf(g->name, sizeof(g->name), "%s", name ? name : "");
-	if (hmap_init(&g->idx)) {
-		free(g);
-		return NULL;
-	}
-	if (hmap_put(&c->groups, g->id, strlen(g->id), g)) {
-		hmap_free(&g->idx);
-		free(g);
-		return NULL;
-	}
-	return g;
-}
-
-static void group_delete(core *c, group *g)
-{
-	hmap_del(&c->groups, g->id, strlen(g->id));
-	group_destroy(c, g);
-}
-
-static int load_group(void *arg, const store_group *sg)
-{
-	core *c = arg;
-	group *g = group_new(c, sg->gid, sg->name);
-	if (!g)
-		return CHAT_ENOMEM;
-	return group_set_members(c, g, sg->members, sg->n);
-}
-
-int groups_load(core *c)
-{
-	if (hmap_init(&c->groups) || hmap_init(&c->ugroups))
-		return CHAT_ENOMEM;
-	return store_groups_each(c->st, load_group, c);
-}
-
 void groups_free(core *c)
 {
-	void *v;
-	for (size_t i = 0; hmap_iter(&c->groups, &i, &v);)
-		group_destroy(c, v); /* empties ugroups as it goes */
-	hmap_free(&c->groups);
-	hmap_free(&c->ugroups);
+	free(c->groups.gm);
+	free(c->groups.ids);
 }
-
-group *group_find(core *c, const char *gid, size_t len)
-{
-	return c->groups.slots ? hmap_get(&c->groups, gid, len) : NULL;
-}
-
-bool group_has(const group *g, const char *user, size_t len)
-{
-	return hmap_get(&g->idx, user, len) != NULL;
-}
-
-bool groups_shared(core *c, const char *a, size_t al, const char *b, size_t bl)
-{
-	ugroups *ua = ug_get(c, a, al), *ub = ug_get(c, b, bl);
-	if (!ua || !ub)
-		return false;
-	if (ua->n > ub->n) {
-		ugroups *t = ua;
-		ua = ub;
-		ub = t;
-		const char *ts = a;
-		a = b;
-		b = ts;
-		size_t tl = al;
-		al = bl;
-		bl = tl;
-	}
-	for (size_t i = 0; i < ua->n; i++)
-		if (group_has(ua->g[i], b, bl))
-			return true;
-	return false;
-}
-
-/* ---- requests ---- */
 
 enum group_op { OP_CREATE, OP_ADD, OP_REMOVE, OP_LEAVE, OP_ADMIN, OP_INFO, OP_NONE };
 
@@ -221,11 +46,11 @@ static enum group_op op_of(const char *op, size_t len)
 
 /* The users named by a request's `members`: valid ids, each once, in the
  * order given, at most max_group_size of them; slices into the payload, in
- * c->fan.ids. */
+ * c->groups.ids. */
 static bool parse_members(core *c, const group_req *q, refusal *why, idslice **out, size_t *n)
 {
 	*n = 0;
-	*out = c->fan.ids;
+	*out = c->groups.ids;
 	if (!q->members)
 		return true;
 	cbr rd;
@@ -248,12 +73,12 @@ static bool parse_members(core *c, const group_req *q, refusal *why, idslice **o
 			refusal_set(why, REFUSE_LIMIT, "a group has at most %u members",
 			            c->cfg.max_group_size);
 			ok = false;
-		} else if (chat_grow(&c->fan.ids, &c->fan.idcap, *n + 1, sizeof(idslice), 64) ||
+		} else if (chat_grow(&c->groups.ids, &c->groups.idcap, *n + 1, sizeof(idslice), 64) ||
 		           hmap_put(&seen, (const char *)e.ptr, e.len, (void *)e.ptr)) {
 			refusal_set(why, REFUSE_STORE, "out of memory");
 			ok = false;
 		} else {
-			c->fan.ids[(*n)++] = (idslice){ (const char *)e.ptr, e.len };
+			c->groups.ids[(*n)++] = (idslice){ (const char *)e.ptr, e.len };
 		}
 	}
 	if (ok && rd.err_msg) {
@@ -261,14 +86,14 @@ static bool parse_members(core *c, const group_req *q, refusal *why, idslice **o
 		ok = false;
 	}
 	hmap_free(&seen);
-	*out = c->fan.ids;
+	*out = c->groups.ids;
 	return ok;
 }
 
-/* Room for n entries of the record being built (c->fan.gm). */
+/* Room for n entries of the record being built (c->groups.gm). */
 static bool gm_reserve(core *c, size_t n, refusal *why)
 {
-	if (chat_grow(&c->fan.gm, &c->fan.gmcap, n ? n : 1, sizeof(*c->fan.gm), 64) == CHAT_OK)
+	if (chat_grow(&c->groups.gm, &c->groups.gmcap, n ? n : 1, sizeof(*c->groups.gm), 64) == CHAT_OK)
 		return true;
 	return refusal_set(why, REFUSE_STORE, "out of memory");
 }
@@ -296,16 +121,10 @@ static void encode_body(cbw *w, const char *gid, const char *op, const char *by,
 static bool add_user_devices(core *c, const char *name, size_t *n)
 {
 	const user *u = dir_user(&c->dir, name, strlen(name));
-	if (!u)
-		return true;
-	if (fanout_reserve(c, *n + u->ndev))
-		return false;
-	for (size_t i = 0; i < u->ndev; i++)
-		c->fan.to[(*n)++] = u->dev[i];
-	return true;
+	return !u || fanout_add_user(c, u, NULL, n);
 }
 
-/* Writes the new record (c->fan.gm, nrec entries) with the event
+/* Writes the new record (c->groups.gm, nrec entries) with the event
  * {op, by, members: names} and delivers the event live. Recipients: every
  * device of the record's members and, when `gone`, of the named users. */
 static bool group_commit(core *c, const char *gid, const char *gname, size_t nrec, const char *op,
@@ -315,13 +134,12 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 	size_t n = 0;
 	bool ok = true;
 	for (size_t i = 0; ok && i < nrec; i++)
-		ok = add_user_devices(c, c->fan.gm[i].user, &n);
+		ok = add_user_devices(c, c->groups.gm[i].user, &n);
 	for (size_t i = 0; ok && gone && i < nnames; i++)
 		ok = add_user_devices(c, names[i], &n);
 	if (!ok)
 		return refusal_set(why, REFUSE_STORE, "out of memory");
-	for (size_t i = 0; i < n; i++)
-		c->fan.addrs[i] = c->fan.to[i]->addr;
+	fanout_addrs(c, n);
 
 	char conv[CHAT_CONV_MAX + 1];
 	snprintf(conv, sizeof(conv), "g:%s", gid);
@@ -333,7 +151,7 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 		.kind = STORE_KIND_GROUP, .conv = conv, .from = from, .ts = now,
 		.expires = now + c->cfg.offline_ttl_s * 1000, .body = c->w2.buf, .body_len = c->w2.len,
 	};
-	store_group sg = { gid, gname, c->fan.gm, nrec };
+	store_group sg = { gid, gname, c->groups.gm, nrec };
 	if (store_group_event(c->st, &sg, &ev, c->fan.addrs, n, seq)) {
 		core_log(c, CORE_LOG_ERR, "storing group %s (%s) failed: %s", gid, op, store_errmsg(c->st));
 		return refusal_set(why, REFUSE_STORE,
@@ -371,7 +189,7 @@ static void apply(core *c, group *g, const char *gid, const char *gname, size_t 
 		group_delete(c, g);
 		return;
 	}
-	if (!g || group_set_members(c, g, c->fan.gm, nrec))
+	if (!g || group_set_members(c, g, c->groups.gm, nrec))
 		core_log(c, CORE_LOG_ERR, "out of memory updating group %s; restart to reload it", gid);
 }
 
@@ -396,13 +214,13 @@ static bool op_create(core *c, const char *gid, const char *by, const char *from
 	if (!parse_members(c, q, r->why, &sl, &ns) || !gm_reserve(c, ns + 1, r->why))
 		return false;
 	size_t n = 0;
-	c->fan.gm[n++] = (store_group_member){ creator->name, true };
+	c->groups.gm[n++] = (store_group_member){ creator->name, true };
 	for (size_t i = 0; i < ns; i++) {
 		user *u = dir_user(&c->dir, sl[i].p, sl[i].n);
 		if (!u)
 			return refusal_set(r->why, REFUSE_USER, "no such user %.*s", (int)sl[i].n, sl[i].p);
 		if (u != creator)
-			c->fan.gm[n++] = (store_group_member){ u->name, false };
+			c->groups.gm[n++] = (store_group_member){ u->name, false };
 	}
 	if (n > c->cfg.max_group_size)
 		return refusal_set(r->why, REFUSE_LIMIT, "a group has at most %u members",
@@ -412,7 +230,7 @@ static bool op_create(core *c, const char *gid, const char *by, const char *from
 	if (!copy)
 		return refusal_set(r->why, REFUSE_STORE, "out of memory");
 	for (size_t i = 0; i < n; i++)
-		copy[i] = c->fan.gm[i].user;
+		copy[i] = c->groups.gm[i].user;
 	uint64_t seq;
 	bool ok = group_commit(c, gid, name, n, "created", by, from, copy, n, false, &seq, r->why);
 	free(copy);
@@ -471,9 +289,9 @@ static bool op_add(core *c, group *g, const char *by, const char *from, const gr
 	} else if (na > 0) {
 		size_t n = 0;
 		for (size_t i = 0; i < g->n; i++)
-			c->fan.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
+			c->groups.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
 		for (size_t i = 0; i < na; i++)
-			c->fan.gm[n++] = (store_group_member){ added[i], false };
+			c->groups.gm[n++] = (store_group_member){ added[i], false };
 		ok = group_commit(c, g->id, g->name, n, "added", by, from, added, na, false, &seq, r->why);
 		if (ok)
 			apply(c, g, g->id, g->name, n);
@@ -508,14 +326,14 @@ static bool remove_members(core *c, group *g, const char *by, const char *from, 
 			for (size_t k = 0; k < ng && !drop; k++)
 				drop = gone[k] == g->m[i]->user;
 			if (!drop) {
-				c->fan.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
+				c->groups.gm[n++] = (store_group_member){ g->m[i]->user, g->m[i]->admin };
 				admins |= g->m[i]->admin;
 			}
 		}
 		/* No admin left: the longest-standing member becomes one. */
-		const char *promoted = !admins && n > 0 ? c->fan.gm[0].user : NULL;
+		const char *promoted = !admins && n > 0 ? c->groups.gm[0].user : NULL;
 		if (promoted)
-			c->fan.gm[0].admin = true;
+			c->groups.gm[0].admin = true;
 		char gid[CHAT_GROUP_MAX + 1], gname[STORE_GROUP_NAME_MAX + 1];
 		snprintf(gid, sizeof(gid), "%s", g->id);
 		snprintf(gname, sizeof(gname), "%s", g->name);
@@ -569,7 +387,7 @@ static bool op_admin(core *c, group *g, const char *by, const char *from, const 
 		if (!gm_reserve(c, g->n, r->why))
 			return false;
 		for (size_t i = 0; i < g->n; i++)
-			c->fan.gm[i] = (store_group_member){ g->m[i]->user, g->m[i]->admin || g->m[i] == t };
+			c->groups.gm[i] = (store_group_member){ g->m[i]->user, g->m[i]->admin || g->m[i] == t };
 		const char *name = t->user;
 		if (!group_commit(c, g->id, g->name, g->n, "admin", by, from, &name, 1, false, &seq,
 		                  r->why))

@@ -39,11 +39,11 @@ static void timer_unlink(core *c, user *u)
 	if (u->gprev)
 		u->gprev->gnext = u->gnext;
 	else
-		c->grace_head = u->gnext;
+		c->presence.grace_head = u->gnext;
 	if (u->gnext)
 		u->gnext->gprev = u->gprev;
 	else
-		c->grace_tail = u->gprev;
+		c->presence.grace_tail = u->gprev;
 	u->gprev = u->gnext = NULL;
 	u->grace_until = 0;
 }
@@ -52,12 +52,12 @@ static void timer_start(core *c, user *u, uint64_t until)
 {
 	u->grace_until = until ? until : 1;
 	u->gnext = NULL;
-	u->gprev = c->grace_tail;
-	if (c->grace_tail)
-		c->grace_tail->gnext = u;
+	u->gprev = c->presence.grace_tail;
+	if (c->presence.grace_tail)
+		c->presence.grace_tail->gnext = u;
 	else
-		c->grace_head = u;
-	c->grace_tail = u;
+		c->presence.grace_head = u;
+	c->presence.grace_tail = u;
 }
 
 static enum store_presence pref_of(core *c, user *u)
@@ -173,8 +173,8 @@ void presence_pref_set(core *c, const char *name, enum store_presence p)
 void presence_tick(core *c)
 {
 	uint64_t now = c->io.now_ms(c->io.ctx);
-	for (int i = 0; i < PRESENCE_TICK_MAX && c->grace_head && c->grace_head->grace_until <= now; i++) {
-		user *u = c->grace_head;
+	for (int i = 0; i < PRESENCE_TICK_MAX && c->presence.grace_head && c->presence.grace_head->grace_until <= now; i++) {
+		user *u = c->presence.grace_head;
 		timer_unlink(c, u);
 		if (u->nonline == 0)
 			publish_state(c, u, PRES_OFFLINE);

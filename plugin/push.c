@@ -284,30 +284,25 @@ bool push_unregister(core *c, device *dev, refusal *why)
  * last wake-up's id counts: an older one was superseded by a resend. */
 void push_ack(core *c, const uint8_t *payload, size_t len)
 {
-	cbr r;
-	cbr_item map, key, val;
+	cbr_fields f;
 	const uint8_t *to = NULL, *res = NULL;
 	size_t tolen = 0, reslen = 0;
 	uint64_t id = 0;
-	if (cbr_map_open(&r, payload, len, &map, NULL))
-		goto bad;
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "id") && val.type == CBR_UINT)
-			id = val.u;
-		else if (cbr_eq(&key, "to") && val.type == CBR_TEXT)
-			to = val.ptr, tolen = val.len;
-		else if (cbr_eq(&key, "r") && val.type == CBR_TEXT)
-			res = val.ptr, reslen = val.len;
-		else if (cbr_skip(&r, &val))
-			break;
+	cbr_fields_open(&f, payload, len, NULL);
+	while (cbr_fields_next(&f)) {
+		if (cbr_eq(&f.key, "id") && f.val.type == CBR_UINT)
+			id = f.val.u;
+		else if (cbr_eq(&f.key, "to") && f.val.type == CBR_TEXT)
+			to = f.val.ptr, tolen = f.val.len;
+		else if (cbr_eq(&f.key, "r") && f.val.type == CBR_TEXT)
+			res = f.val.ptr, reslen = f.val.len;
+		else
+			cbr_fields_skip(&f);
 	}
 	bool invalid = res && reslen == 7 && memcmp(res, "invalid", 7) == 0;
 	bool known = invalid || (res && ((reslen == 2 && memcmp(res, "ok", 2) == 0) ||
 	                                 (reslen == 6 && memcmp(res, "failed", 6) == 0)));
-	if (cbr_map_close(&r, NULL) || !to || !known || !id)
+	if (cbr_fields_close(&f, NULL) || !to || !known || !id)
 		goto bad;
 	c->n.push_acks++;
 	device *d = dir_device(&c->dir, (const char *)to, tolen);

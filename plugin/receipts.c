@@ -11,7 +11,7 @@
  * reaches them as a delivery, so they still get their second tick).
  *
  * On a broker with broker-patches/ a device's PUBACK of a msg or group event
- * in its inbox counts as its delivered receipt for that seq (extras.c), so a
+ * in its inbox counts as its delivered receipt for that seq (broker_events.c), so a
  * client with nothing but an MQTT library gets ✓✓; app receipts still work,
  * and a second receipt for the same seq changes nothing. Those PUBACKs are
  * gathered per device and conversation into one receipt (below).
@@ -140,10 +140,11 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 	}
 	/* Delivery for this device (its queue), and for a member the messages'
 	 * states too, in one batch. */
-	int rc = is_member
-	         ? store_deliver(c->st, from->addr, cv, rs->seqs, n, st, rs->qseqs, rs->from,
-	                         rs->changed, rs->prev)
-	         : store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs);
+	store_receipt r = { .conv = cv, .seqs = rs->seqs, .n = n, .state = st,
+	                    .qseqs_out = rs->qseqs, .from_out = rs->from, .changed = rs->changed,
+	                    .prev_out = rs->prev };
+	int rc = is_member ? store_deliver(c->st, from->addr, &r)
+	                   : store_ack(c->st, from->addr, cv, rs->seqs, n, rs->qseqs);
 	if (rc) {
 		core_log(c, CORE_LOG_ERR, "receipt from %s failed: %s", from->addr, store_errmsg(c->st));
 		return refuse(c, from, quiet, REFUSE_STORE, "the receipt could not be stored");
@@ -169,7 +170,7 @@ static enum core_verdict apply(core *c, device *from, const char *cv, size_t con
 
 static receipt_scratch rs; /* ~130 KiB: kept off the broker's stack */
 
-/* Delivered on PUBACK (extras.c). mosquitto handles one packet per client
+/* Delivered on PUBACK (broker_events.c). mosquitto handles one packet per client
  * and loop pass, so a device's PUBACKs come one per pass; applied one by
  * one, each would be a WriteBatch of its own and a `receipt` event to the
  * sender, costing more than the PUBACK itself. So a device's consecutive
@@ -247,41 +248,36 @@ void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uin
 
 enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload, size_t len)
 {
-	cbr r;
-	cbr_item map, key, val;
+	cbr_fields f;
 	const char *state = NULL, *conv = NULL;
 	size_t convlen = 0, n = 0;
 	bool have_seqs = false;
 
-	const char *bad_cbor = cbr_map_open(&r, payload, len, &map, NULL);
-	if (bad_cbor)
-		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "s")) {
-			if (cbr_eq(&val, "delivered") && val.type == CBR_TEXT)
+	cbr_fields_open(&f, payload, len, NULL);
+	while (cbr_fields_next(&f)) {
+		const cbr_item *val = &f.val;
+		if (cbr_eq(&f.key, "s")) {
+			if (cbr_eq(val, "delivered") && val->type == CBR_TEXT)
 				state = "delivered";
-			else if (cbr_eq(&val, "read") && val.type == CBR_TEXT)
+			else if (cbr_eq(val, "read") && val->type == CBR_TEXT)
 				state = "read";
 			else
 				return ev_refuse(c, from, REFUSE_FIELD,
 				                 "s must be \"delivered\" or \"read\"");
-		} else if (cbr_eq(&key, "conv")) {
-			if (val.type != CBR_TEXT || val.len > CHAT_CONV_MAX)
+		} else if (cbr_eq(&f.key, "conv")) {
+			if (val->type != CBR_TEXT || val->len > CHAT_CONV_MAX)
 				return ev_refuse(c, from, REFUSE_FIELD, "conv must be a conversation id");
-			conv = (const char *)val.ptr;
-			convlen = val.len;
-		} else if (cbr_eq(&key, "seqs")) {
-			if (val.type != CBR_ARRAY)
+			conv = (const char *)val->ptr;
+			convlen = val->len;
+		} else if (cbr_eq(&f.key, "seqs")) {
+			if (val->type != CBR_ARRAY)
 				return ev_refuse(c, from, REFUSE_FIELD,
 				                 "seqs must be an array of 1 to 1000 seqs");
 			uint64_t k = 0;
 			n = 0;
-			while (cbr_array_next(&r, &val, &k)) {
+			while (cbr_array_next(&f.r, val, &k)) {
 				cbr_item s;
-				if (cbr_next(&r, &s))
+				if (cbr_next(&f.r, &s))
 					break;
 				if (s.type != CBR_UINT || s.u == 0 || n == RECEIPT_MAX_SEQS)
 					return ev_refuse(c, from, REFUSE_FIELD,
@@ -289,11 +285,12 @@ enum core_verdict receipts_handle(core *c, device *from, const uint8_t *payload,
 				rs.seqs[n++] = s.u;
 			}
 			have_seqs = true;
-		} else if (cbr_skip(&r, &val)) {
-			break;
+		} else {
+			cbr_fields_skip(&f);
 		}
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	if (!state || !conv || !have_seqs || n == 0)
 		return ev_refuse(c, from, REFUSE_FIELD, "a receipt needs s, conv and 1 to 1000 seqs");

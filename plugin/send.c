@@ -17,7 +17,7 @@
  * A dm and a group send differ only in their conversation and recipients
  * (the peer's devices, or every device of every member, plus the sender's
  * other devices). A group fan-out can reach tens of thousands of devices,
- * so the recipient lists live in the core's growable scratch (c->fan) and
+ * so the recipient lists live in the core's growable scratch (fanout.c) and
  * `bodies` is matched against them by sorting both: O(n log n), never
  * O(n * m).
  */
@@ -38,26 +38,16 @@ typedef struct send_req {
 	bool has_body;
 	const uint8_t *bodies; /* the raw CBOR map */
 	size_t bodies_len;
-	size_t nent;           /* its entries, in c->fan.ent */
+	size_t nent;           /* its entries, in c->send.ent */
 	bool has_type;
 	uint64_t type;
 	bool has_ttl;
 	uint64_t ttl;
 } send_req;
 
-int fanout_reserve(core *c, size_t n)
+void send_free(core *c)
 {
-	fanout *f = &c->fan;
-	/* Four arrays, one capacity: each grows from f->cap; the ones that grew
-	 * are kept on failure, and f->cap is raised only when all did. */
-	size_t c1 = f->cap, c2 = f->cap, c3 = f->cap, c4 = f->cap;
-	if (chat_grow(&f->to, &c1, n, sizeof(*f->to), 64) ||
-	    chat_grow(&f->addrs, &c2, n, sizeof(*f->addrs), 64) ||
-	    chat_grow(&f->bodies, &c3, n, sizeof(*f->bodies), 64) ||
-	    chat_grow(&f->blens, &c4, n, sizeof(*f->blens), 64))
-		return CHAT_ENOMEM;
-	f->cap = c1;
-	return CHAT_OK;
+	free(c->send.ent);
 }
 
 /* Tells the sender why, with the send's cid when it had one. */
@@ -81,9 +71,9 @@ static const char *parse_bodies(core *c, cbr *r, const cbr_item *map, send_req *
 			return NULL;
 		if (val.type != CBR_BYTES)
 			return "every value of bodies must be a byte string";
-		if (chat_grow(&c->fan.ent, &c->fan.entcap, req->nent + 1, sizeof(body_entry), 64))
+		if (chat_grow(&c->send.ent, &c->send.entcap, req->nent + 1, sizeof(body_entry), 64))
 			return "out of memory";
-		c->fan.ent[req->nent++] = (body_entry){ (const char *)key.ptr, key.len, val.ptr, val.len, false };
+		c->send.ent[req->nent++] = (body_entry){ (const char *)key.ptr, key.len, val.ptr, val.len, false };
 	}
 	return NULL;
 }
@@ -91,77 +81,61 @@ static const char *parse_bodies(core *c, cbr *r, const cbr_item *map, send_req *
 /* Fills req from the payload; false: refused (why). */
 static bool parse_send(core *c, const uint8_t *p, size_t len, send_req *req, refusal *why)
 {
-	cbr r;
-	cbr_item map, key, val;
-	const char *bad_cbor = cbr_map_open(&r, p, len, &map, NULL);
-	if (bad_cbor)
-		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		const uint8_t *at = r.p;
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "cid")) {
-			if (val.type == CBR_UINT) {
-				req->cid = (store_cid){ .is_uint = true, .u = val.u };
-			} else if (val.type == CBR_BYTES && val.len >= 1 && val.len <= STORE_CID_MAX) {
-				req->cid = (store_cid){ .is_uint = false, .len = val.len };
-				memcpy(req->cid.bytes, val.ptr, val.len);
+	cbr_fields f;
+	cbr_fields_open(&f, p, len, NULL);
+	while (cbr_fields_next(&f)) {
+		const cbr_item *key = &f.key, *val = &f.val;
+		if (cbr_eq(key, "cid")) {
+			if (val->type == CBR_UINT) {
+				req->cid = (store_cid){ .is_uint = true, .u = val->u };
+			} else if (val->type == CBR_BYTES && val->len >= 1 && val->len <= STORE_CID_MAX) {
+				req->cid = (store_cid){ .is_uint = false, .len = val->len };
+				memcpy(req->cid.bytes, val->ptr, val->len);
 			} else {
 				return refusal_set(why, REFUSE_FIELD, "cid must be a byte string of 1 to 16 "
 				                   "bytes or an unsigned integer");
 			}
 			req->has_cid = true;
-			req->cid_raw = at;
-			req->cid_raw_len = (size_t)(r.p - at);
-		} else if (cbr_eq(&key, "body")) {
-			if (val.type != CBR_BYTES)
+			req->cid_raw = f.at;
+			req->cid_raw_len = (size_t)(f.r.p - f.at);
+		} else if (cbr_eq(key, "body")) {
+			if (val->type != CBR_BYTES)
 				return refusal_set(why, REFUSE_FIELD, "body must be a byte string");
 			req->has_body = true;
-			req->body = val.ptr;
-			req->body_len = val.len;
-		} else if (cbr_eq(&key, "bodies")) {
-			if (val.type != CBR_MAP)
+			req->body = val->ptr;
+			req->body_len = val->len;
+		} else if (cbr_eq(key, "bodies")) {
+			if (val->type != CBR_MAP)
 				return refusal_set(why, REFUSE_FIELD,
 				                   "bodies must be a map of device address to byte string");
 			req->nent = 0;
-			const char *e = parse_bodies(c, &r, &val, req);
+			const char *e = parse_bodies(c, &f.r, val, req);
 			if (e)
 				return refusal_set(why, REFUSE_FIELD, "%s", e);
-			req->bodies = at;
-			req->bodies_len = (size_t)(r.p - at);
-		} else if (cbr_eq(&key, "type") || cbr_eq(&key, "ttl")) {
-			if (val.type != CBR_UINT)
+			req->bodies = f.at;
+			req->bodies_len = (size_t)(f.r.p - f.at);
+		} else if (cbr_eq(key, "type") || cbr_eq(key, "ttl")) {
+			if (val->type != CBR_UINT)
 				return refusal_set(why, REFUSE_FIELD, "%s must be an unsigned integer",
-				                   cbr_eq(&key, "type") ? "type" : "ttl");
-			if (cbr_eq(&key, "type")) {
+				                   cbr_eq(key, "type") ? "type" : "ttl");
+			if (cbr_eq(key, "type")) {
 				req->has_type = true;
-				req->type = val.u;
+				req->type = val->u;
 			} else {
 				req->has_ttl = true;
-				req->ttl = val.u;
+				req->ttl = val->u;
 			}
-		} else if (cbr_skip(&r, &val)) {
-			break;
+		} else {
+			cbr_fields_skip(&f);
 		}
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return refusal_set(why, REFUSE_CBOR, "%s", bad_cbor);
 	if (!req->has_cid)
 		return refusal_set(why, REFUSE_FIELD, "cid is required");
 	if (req->has_body == (req->bodies != NULL))
 		return refusal_set(why, REFUSE_FIELD, "exactly one of body and bodies is required");
-	return true;
-}
-
-/* Adds the devices of u (all but `except`) to the recipients. */
-static bool add_devices(core *c, const user *u, const device *except, size_t *n)
-{
-	if (fanout_reserve(c, *n + u->ndev))
-		return false;
-	for (size_t i = 0; i < u->ndev; i++)
-		if (u->dev[i] != except)
-			c->fan.to[(*n)++] = u->dev[i];
 	return true;
 }
 
@@ -184,7 +158,7 @@ static int cmp_ent(const void *a, const void *b)
 static bool match_bodies(core *c, device *from, send_req *req, size_t n)
 {
 	device **to = c->fan.to;
-	body_entry *ent = c->fan.ent;
+	body_entry *ent = c->send.ent;
 	const uint8_t **body = c->fan.bodies;
 	size_t *blen = c->fan.blens;
 	qsort(to, n, sizeof(*to), cmp_dev);
@@ -318,8 +292,7 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 		.body = req->has_body ? req->body : NULL, .body_len = req->body_len,
 		.bodies = req->bodies, .bodies_len = req->bodies_len,
 	};
-	for (size_t i = 0; i < n; i++)
-		c->fan.addrs[i] = to[i]->addr;
+	fanout_addrs(c, n);
 	rc = store_send(c->st, &m, c->fan.addrs, n, c->cfg.max_queue, &seq);
 	if (rc) {
 		if (rc == CHAT_EQUOTA) {
@@ -369,7 +342,7 @@ static bool dm_target(core *c, device *from, const topic *t, char conv[CHAT_CONV
 		return refusal_set(why, REFUSE_PEER, "no such user");
 	chat_dm_conv(conv, me->name, strlen(me->name), peer->name, strlen(peer->name));
 	*n = 0;
-	if (!add_devices(c, peer, NULL, n) || !add_devices(c, me, from, n))
+	if (!fanout_add_user(c, peer, NULL, n) || !fanout_add_user(c, me, from, n))
 		return refusal_set(why, REFUSE_STORE, "out of memory");
 	return true;
 }
@@ -386,7 +359,7 @@ static bool group_target(core *c, device *from, const topic *t, group **g, size_
 	*n = 0;
 	for (size_t i = 0; i < (*g)->n; i++) {
 		const user *u = dir_user(&c->dir, (*g)->m[i]->user, strlen((*g)->m[i]->user));
-		if (u && !add_devices(c, u, from, n))
+		if (u && !fanout_add_user(c, u, from, n))
 			return refusal_set(why, REFUSE_STORE, "out of memory");
 	}
 	return true;

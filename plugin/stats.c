@@ -30,7 +30,7 @@ void stats_refused(core *c, enum refusal_code code)
 static uint64_t count_backlogs(const core *c, bool replays)
 {
 	uint64_t n = 0;
-	for (const device *d = c->backlogs; d; d = d->fc.next)
+	for (const device *d = c->deliv.backlogs; d; d = d->fc.next)
 		n += !replays || d->fc.sync;
 	return n;
 }
@@ -66,7 +66,7 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "receipts_out", c->n.receipts_out },
 		{ "events_queued", c->n.receipts_queued },
 		{ "messages_expired", c->n.expired },
-		{ "groups", c->groups.live },
+		{ "groups", c->gtab.by_id.live },
 		{ "group_events", c->n.group_events },
 		{ "typing_out", c->n.typing_out },
 		{ "presence_out", c->n.presence_out },
@@ -79,11 +79,11 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "commit_acks_deferred", c->n.acks_deferred },
 		{ "commit_acks_refused", c->n.acks_refused },
 		{ "commit_publishes_held", c->n.publishes_held },
-		{ "keys_requests", c->ks.requests },
-		{ "keys_refused_rate", c->ks.refused_rate },
-		{ "keys_refused", c->ks.refused },
-		{ "keys_pool_keys", c->ks.pool_keys },
-		{ "keys_devices_removed", c->ks.devices_removed },
+		{ "keys_requests", c->stats.keys.requests },
+		{ "keys_refused_rate", c->stats.keys.refused_rate },
+		{ "keys_refused", c->stats.keys.refused },
+		{ "keys_pool_keys", c->stats.keys.pool_keys },
+		{ "keys_devices_removed", c->stats.keys.devices_removed },
 		{ "store_sst_bytes", e.sst_bytes },
 		{ "store_memtable_bytes", e.memtable_bytes },
 		{ "store_pending_compaction_bytes", e.pending_compaction_bytes },
@@ -110,7 +110,7 @@ void stats_keys(core *c, const uint8_t *payload, size_t len)
 		{ "pool_keys", offsetof(keys_stats, pool_keys) },
 		{ "devices_removed", offsetof(keys_stats, devices_removed) },
 	};
-	keys_stats ks = c->ks;
+	keys_stats ks = c->stats.keys;
 	cbr r;
 	cbr_item map, key, val;
 	if (len == 0 || cbr_map_open(&r, payload, len, &map, NULL))
@@ -124,24 +124,24 @@ void stats_keys(core *c, const uint8_t *payload, size_t len)
 				*(uint64_t *)(void *)((char *)&ks + fields[f].off) = val.u;
 	}
 	if (!cbr_map_close(&r, NULL))
-		c->ks = ks;
+		c->stats.keys = ks;
 }
 
 void stats_tick(core *c, uint64_t now)
 {
-	if (!c->cfg.stats_interval_s || now < c->next_stats_ms)
+	if (!c->cfg.stats_interval_s || now < c->stats.next_ms)
 		return;
-	c->next_stats_ms = now + (uint64_t)c->cfg.stats_interval_s * 1000u;
+	c->stats.next_ms = now + (uint64_t)c->cfg.stats_interval_s * 1000u;
 	stat_value v[CORE_STATS_MAX];
 	size_t n = stats_collect(c, v);
 	for (size_t i = 0; i < n; i++) {
-		if (c->stats_sent && c->stats_last[i] == v[i].v)
+		if (c->stats.sent && c->stats.last[i] == v[i].v)
 			continue;
 		char topic[96], text[24];
 		snprintf(topic, sizeof(topic), SYS_PREFIX "%s", v[i].name);
 		int len = snprintf(text, sizeof(text), "%llu", (unsigned long long)v[i].v);
 		c->io.publish(c->io.ctx, NULL, topic, text, (size_t)len, 0, true);
-		c->stats_last[i] = v[i].v;
+		c->stats.last[i] = v[i].v;
 	}
-	c->stats_sent = true;
+	c->stats.sent = true;
 }

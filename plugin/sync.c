@@ -21,7 +21,7 @@
  *
  * On such a broker a replay also starts by itself, once per connection,
  * when the device subscribes to its inbox or resumes a session that has
- * that subscription (extras.c); a chat/sync that arrives during it joins it
+ * that subscription (broker_events.c); a chat/sync that arrives during it joins it
  * rather than starting over.
  */
 #include "core_internal.h"
@@ -120,8 +120,8 @@ static bool more_queued(core *c, device *dev)
 {
 	size_t visited = 0;
 	uint64_t last = 0;
-	int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, 1, stop_at_first, NULL, &visited,
-	                          &last);
+	store_queue_walk w = { .after = dev->fc.cursor, .max = 1, .cb = stop_at_first };
+	int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
 	if (rc == CHAT_STOP)
 		return true; /* stop_at_first saw an entry */
 	return rc != CHAT_OK;
@@ -143,7 +143,7 @@ static size_t pump(core *c, device *dev, size_t budget)
 			 * saw holds until an expiry sweep removes entries (the
 			 * device's own receipts only remove entries before the cursor,
 			 * or free room). */
-			if (dev->fc.more != c->expiry_epoch + 1 && !more_queued(c, dev))
+			if (dev->fc.more != c->expiry.epoch + 1 && !more_queued(c, dev))
 				backlog_end(c, dev);
 			break;
 		}
@@ -165,8 +165,9 @@ static size_t pump(core *c, device *dev, size_t budget)
 		p.nev = 0;
 		size_t visited = 0;
 		uint64_t last = dev->fc.cursor;
-		int rc = store_queue_read(c->st, dev->addr, dev->fc.cursor, max + 1, on_entry, &p,
-		                          &visited, &last);
+		store_queue_walk w = { .after = dev->fc.cursor, .max = max + 1, .cb = on_entry,
+		                       .arg = &p };
+		int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
 		if (rc == CHAT_STOP) { /* the peeked entry is the next slice's first */
 			rc = CHAT_OK;
 			visited--;
@@ -183,7 +184,7 @@ static size_t pump(core *c, device *dev, size_t budget)
 			break;
 		}
 		dev->fc.cursor = last;
-		dev->fc.more = p.peek ? c->expiry_epoch + 1 : 0;
+		dev->fc.more = p.peek ? c->expiry.epoch + 1 : 0;
 		if (!dev->fc.sync && last > dev->fc.hi)
 			dev->fc.hi = last; /* a drain: everything up to here was published */
 		c->n.replayed += visited;
@@ -191,6 +192,7 @@ static size_t pump(core *c, device *dev, size_t budget)
 		if (!p.peek && visited <= max) /* the end of the queue */
 			backlog_end(c, dev);
 	}
+	flow_check(c, dev);
 	return done;
 }
 
@@ -198,10 +200,10 @@ static void link_backlog(core *c, device *dev)
 {
 	dev->fc.backlog = true;
 	dev->fc.prev = NULL;
-	dev->fc.next = c->backlogs;
-	if (c->backlogs)
-		c->backlogs->fc.prev = dev;
-	c->backlogs = dev;
+	dev->fc.next = c->deliv.backlogs;
+	if (c->deliv.backlogs)
+		c->deliv.backlogs->fc.prev = dev;
+	c->deliv.backlogs = dev;
 }
 
 void backlog_start(core *c, device *dev, uint64_t after)
@@ -213,6 +215,7 @@ void backlog_start(core *c, device *dev, uint64_t after)
 	dev->fc.cursor = after;
 	dev->fc.more = 0;
 	dev->fc.hi = after > dev->fc.hi ? after : dev->fc.hi;
+	flow_check(c, dev);
 }
 
 /* A replay of everything still queued, from the start. */
@@ -262,13 +265,14 @@ void sync_stop(core *c, device *dev)
 	if (dev->fc.prev)
 		dev->fc.prev->fc.next = dev->fc.next;
 	else
-		c->backlogs = dev->fc.next;
+		c->deliv.backlogs = dev->fc.next;
 	if (dev->fc.next)
 		dev->fc.next->fc.prev = dev->fc.prev;
 	dev->fc.backlog = dev->fc.sync = dev->fc.automatic = false;
 	dev->fc.more = 0;
 	dev->fc.prev = dev->fc.next = NULL;
 	dev->fc.cursor = 0;
+	flow_check(c, dev);
 }
 
 void sync_pump(core *c, device *dev)
@@ -280,7 +284,7 @@ void sync_tick(core *c)
 {
 	/* One slice per device with a backlog per tick, so many share the
 	 * broker fairly; pump() may unlink the device it works on. */
-	for (device *d = c->backlogs, *next; d; d = next) {
+	for (device *d = c->deliv.backlogs, *next; d; d = next) {
 		next = d->fc.next;
 		pump(c, d, c->cfg.replay_slice);
 	}

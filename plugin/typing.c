@@ -25,25 +25,20 @@ static void relay_to(core *c, const user *u, const cbw *w)
 enum core_verdict typing_handle(core *c, device *from, const topic *t, const uint8_t *payload,
                                 size_t len)
 {
-	cbr r;
-	cbr_item map, key, val;
+	cbr_fields f;
 	int on = -1;
-	const char *bad_cbor = cbr_map_open(&r, payload, len, &map, NULL);
-	if (bad_cbor)
-		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		if (cbr_next(&r, &val))
-			break;
-		if (cbr_eq(&key, "on")) {
-			if (val.type != CBR_BOOL)
+	cbr_fields_open(&f, payload, len, NULL);
+	while (cbr_fields_next(&f)) {
+		if (cbr_eq(&f.key, "on")) {
+			if (f.val.type != CBR_BOOL)
 				return ev_refuse(c, from, REFUSE_FIELD, "on must be a boolean");
-			on = val.b;
-		} else if (cbr_skip(&r, &val)) {
-			break;
+			on = f.val.b;
+		} else {
+			cbr_fields_skip(&f);
 		}
 	}
-	if ((bad_cbor = cbr_map_close(&r, NULL)))
+	const char *bad_cbor = cbr_fields_close(&f, NULL);
+	if (bad_cbor)
 		return ev_refuse(c, from, REFUSE_CBOR, "%s", bad_cbor);
 	if (on < 0)
 		return ev_refuse(c, from, REFUSE_FIELD, "on (a boolean) is required");

@@ -29,15 +29,15 @@ static void cred_encode(uint8_t out[CRED_LEN], const uint8_t hash[STORE_HASH_LEN
 {
 	out[0] = CRED_VERSION;
 	memcpy(out + 1, hash, STORE_HASH_LEN);
-	store_be64_put(out + 1 + STORE_HASH_LEN, now_ms());
+	store__be64_put(out + 1 + STORE_HASH_LEN, now_ms());
 }
 
 static int cred_decode(store *st, enum store_cf cf, const char *v, size_t vlen,
                        uint8_t hash[STORE_HASH_LEN])
 {
 	if (vlen != CRED_LEN || v[0] != CRED_VERSION)
-		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, version %d",
-		                  store_cf_names[cf], vlen, vlen ? v[0] : -1);
+		return store__fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, version %d",
+		                   store_cf_names[cf], vlen, vlen ? v[0] : -1);
 	memcpy(hash, v + 1, STORE_HASH_LEN);
 	return CHAT_OK;
 }
@@ -46,7 +46,7 @@ static int cred_get(store *st, enum store_cf cf, const void *key, size_t klen,
                     uint8_t hash[STORE_HASH_LEN])
 {
 	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, cf, key, klen, &v);
+	int rc = store__get(st, cf, key, klen, &v);
 	if (rc != CHAT_OK)
 		return rc;
 	size_t vlen;
@@ -69,39 +69,44 @@ static int cred_add(store *st, enum store_cf cf, const void *key, size_t klen,
 		return rc;
 	uint8_t rec[CRED_LEN];
 	cred_encode(rec, hash);
-	rocksdb_writebatch_put_cf(store_batch(st), st->cf[cf], key, klen, (const char *)rec,
+	rocksdb_writebatch_put_cf(store__batch(st), st->cf[cf], key, klen, (const char *)rec,
 	                          sizeof rec);
-	return store_commit(st);
+	return store__commit(st);
 }
 
-/* Walks a column family of cred records, handing each key and hash on. */
+/* A walk of a column family of cred records (devices or services): each
+ * key, parsed by `each`, and its hash go on to the caller's callback. */
+struct cred_walk;
 typedef int (*cred_key_cb)(store *st, const char *key, size_t klen,
-                           const uint8_t hash[STORE_HASH_LEN], void *ctx);
+                           const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w);
 
-struct cred_each_ctx {
+struct cred_walk {
 	enum store_cf cf;
 	cred_key_cb each;
-	void *ctx;
+	union {
+		store_device_cb device;
+		store_service_cb service;
+	} cb;
+	void *arg;
 };
 
 static int cred_each_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen,
                         void *ctx)
 {
-	struct cred_each_ctx *c = ctx;
+	const struct cred_walk *w = ctx;
 	uint8_t hash[STORE_HASH_LEN];
-	int rc = cred_decode(st, c->cf, v, vlen, hash);
-	return rc == CHAT_OK ? c->each(st, k, klen, hash, c->ctx) : rc;
+	int rc = cred_decode(st, w->cf, v, vlen, hash);
+	return rc == CHAT_OK ? w->each(st, k, klen, hash, w) : rc;
 }
 
-static int cred_each(store *st, enum store_cf cf, cred_key_cb each, void *ctx)
+static int cred_each(store *st, const struct cred_walk *w)
 {
-	struct cred_each_ctx c = { cf, each, ctx };
-	return store_prefix_each(st, cf, "", 0, cred_each_kv, &c);
+	return store__prefix_each(st, w->cf, "", 0, cred_each_kv, (void *)w);
 }
 
 /* ---- devices ---- */
 
-size_t store_devkey(char *out, const char *user, const char *device)
+size_t store__devkey(char *out, const char *user, const char *device)
 {
 	size_t ul = strnlen(user, CHAT_USER_MAX + 1), dl = strnlen(device, CHAT_DEVICE_MAX + 1);
 	if (!ul || ul > CHAT_USER_MAX || !dl || dl > CHAT_DEVICE_MAX)
@@ -116,9 +121,9 @@ int store_device_add(store *st, const char *user, const char *device,
                      const uint8_t hash[STORE_HASH_LEN])
 {
 	char key[STORE_DEVKEY_MAX];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
-		return store_fail(st, CHAT_EINVAL, "bad device id");
+		return store__fail(st, CHAT_EINVAL, "bad device id");
 	return cred_add(st, STORE_CF_DEVICES, key, klen, hash);
 }
 
@@ -126,7 +131,7 @@ int store_device_get(store *st, const char *user, const char *device,
                      uint8_t hash[STORE_HASH_LEN])
 {
 	char key[STORE_DEVKEY_MAX];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	return cred_get(st, STORE_CF_DEVICES, key, klen, hash);
@@ -135,20 +140,20 @@ int store_device_get(store *st, const char *user, const char *device,
 int store_device_remove(store *st, const char *user, const char *device)
 {
 	char key[STORE_DEVKEY_MAX], addr[CHAT_ADDR_MAX + 1];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	int rc = cred_get(st, STORE_CF_DEVICES, key, klen, NULL);
 	if (rc != CHAT_OK && rc != CHAT_ECORRUPT)
 		return rc;
 	snprintf(addr, sizeof addr, "%s/%s", user, device);
-	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_DEVICES], key, klen);
+	rocksdb_writebatch_delete_cf(store__batch(st), st->cf[STORE_CF_DEVICES], key, klen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_PUSH], key, klen); /* its push target */
-	rc = store_queue_drop(st, addr);
-	return rc == CHAT_OK ? store_commit(st) : rc;
+	rc = store__queue_drop(st, addr);
+	return rc == CHAT_OK ? store__commit(st) : rc;
 }
 
-bool store_devkey_parse(const char *k, size_t klen, char *user, char *device)
+bool store__devkey_parse(const char *k, size_t klen, char *user, char *device)
 {
 	const char *sep = memchr(k, 0, klen);
 	size_t ul = sep ? (size_t)(sep - k) : 0, dl = sep ? klen - ul - 1 : 0;
@@ -161,25 +166,19 @@ bool store_devkey_parse(const char *k, size_t klen, char *user, char *device)
 	return true;
 }
 
-struct device_each_ctx {
-	store_device_cb cb;
-	void *arg;
-};
-
 static int device_each_key(store *st, const char *k, size_t klen,
-                           const uint8_t hash[STORE_HASH_LEN], void *ctx)
+                           const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w)
 {
-	struct device_each_ctx *c = ctx;
 	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
-	if (!store_devkey_parse(k, klen, user, device))
-		return store_fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
-	return c->cb(c->arg, user, device, hash);
+	if (!store__devkey_parse(k, klen, user, device))
+		return store__fail(st, CHAT_ECORRUPT, "bad device key of %zu bytes", klen);
+	return w->cb.device(w->arg, user, device, hash);
 }
 
 int store_devices_each(store *st, store_device_cb cb, void *arg)
 {
-	struct device_each_ctx c = { cb, arg };
-	return cred_each(st, STORE_CF_DEVICES, device_each_key, &c);
+	struct cred_walk w = { STORE_CF_DEVICES, device_each_key, { .device = cb }, arg };
+	return cred_each(st, &w);
 }
 
 /* ---- services ---- */
@@ -194,7 +193,7 @@ int store_service_add(store *st, const char *name, const uint8_t hash[STORE_HASH
 {
 	size_t n = svclen(name);
 	if (!n)
-		return store_fail(st, CHAT_EINVAL, "bad service name");
+		return store__fail(st, CHAT_EINVAL, "bad service name");
 	return cred_add(st, STORE_CF_SERVICES, name, n, hash);
 }
 
@@ -212,29 +211,23 @@ int store_service_remove(store *st, const char *name)
 	int rc = cred_get(st, STORE_CF_SERVICES, name, n, NULL);
 	if (rc != CHAT_OK && rc != CHAT_ECORRUPT)
 		return rc;
-	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_SERVICES], name, n);
-	return store_commit(st);
+	rocksdb_writebatch_delete_cf(store__batch(st), st->cf[STORE_CF_SERVICES], name, n);
+	return store__commit(st);
 }
 
-struct service_each_ctx {
-	store_service_cb cb;
-	void *arg;
-};
-
 static int service_each_key(store *st, const char *k, size_t klen,
-                            const uint8_t hash[STORE_HASH_LEN], void *ctx)
+                            const uint8_t hash[STORE_HASH_LEN], const struct cred_walk *w)
 {
-	struct service_each_ctx *c = ctx;
 	char name[STORE_NAME_MAX + 1];
 	if (!klen || klen > STORE_NAME_MAX || memchr(k, 0, klen))
-		return store_fail(st, CHAT_ECORRUPT, "bad service key of %zu bytes", klen);
+		return store__fail(st, CHAT_ECORRUPT, "bad service key of %zu bytes", klen);
 	memcpy(name, k, klen);
 	name[klen] = 0;
-	return c->cb(c->arg, name, hash);
+	return w->cb.service(w->arg, name, hash);
 }
 
 int store_services_each(store *st, store_service_cb cb, void *arg)
 {
-	struct service_each_ctx c = { cb, arg };
-	return cred_each(st, STORE_CF_SERVICES, service_each_key, &c);
+	struct cred_walk w = { STORE_CF_SERVICES, service_each_key, { .service = cb }, arg };
+	return cred_each(st, &w);
 }

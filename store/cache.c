@@ -10,11 +10,11 @@
  * miss reads RocksDB. A slot holds only what RocksDB has committed, so a
  * read inside a batch sees what it would without the cache. A write into
  * the shared batch empties its slot at once and is remembered as pending;
- * store_commit applies the pending entries after RocksDB took the batch
+ * store__commit applies the pending entries after RocksDB took the batch
  * (a new value, "no record", or just empty again), and an emptied batch
- * (store_batch, store_rollback, a failed commit) drops them. Writes that
+ * (store__batch, store__rollback, a failed commit) drops them. Writes that
  * bypass these calls (the white-box tests' raw records) call
- * store_caches_forget.
+ * store__caches_forget.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +84,7 @@ static bool fits(int t, size_t klen, size_t vlen)
 	return klen <= tables[t].key_max && vlen <= tables[t].val_max;
 }
 
-int store_caches_open(store *st)
+int store__caches_open(store *st)
 {
 	struct store_caches *c = calloc(1, sizeof *c);
 	if (!c)
@@ -100,7 +100,7 @@ int store_caches_open(store *st)
 	return CHAT_OK;
 }
 
-void store_caches_close(store *st)
+void store__caches_close(store *st)
 {
 	struct store_caches *c = st->caches;
 	if (!c)
@@ -112,21 +112,21 @@ void store_caches_close(store *st)
 	st->caches = NULL;
 }
 
-void store_caches_forget(store *st)
+void store__caches_forget(store *st)
 {
 	struct store_caches *c = st->caches;
 	for (int t = 0; c && t < STORE_CACHE_COUNT; t++)
 		memset(c->table[t], 0, SLOTS * stride(t));
 }
 
-void store_caches_stats(const store *st, uint64_t *hits, uint64_t *misses)
+void store__caches_stats(const store *st, uint64_t *hits, uint64_t *misses)
 {
 	*hits = st->caches ? st->caches->hits : 0;
 	*misses = st->caches ? st->caches->misses : 0;
 }
 
-enum store_cached store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen,
-                                     void *out, size_t *vlen)
+enum store_cached store__cache_lookup(store *st, enum store_cache t, const void *key, size_t klen,
+                                      void *out, size_t *vlen)
 {
 	struct store_caches *c = st->caches;
 	if (!c || !fits(t, klen, 0))
@@ -154,40 +154,58 @@ static void set_slot(slot *s, int t, const void *key, size_t klen, const void *v
 		memcpy(s->bytes + tables[t].key_max, val, vlen);
 }
 
-void store_cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
-                      const void *val, size_t vlen)
+void store__cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
+                       const void *val, size_t vlen)
 {
 	struct store_caches *c = st->caches;
 	if (c && fits(t, klen, vlen))
 		set_slot(slot_at(c, t, slot_of(key, klen)), t, key, klen, val, vlen);
 }
 
-void store_cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
-                       const void *val, size_t vlen, bool keep)
+/* Empties key's slot now and returns the write that settles it after the
+ * commit (to leave empty unless the caller says otherwise), or NULL: never
+ * cached, or lost (the slot stays empty). */
+static struct pending *stage(store *st, enum store_cache t, const void *key, size_t klen)
 {
 	struct store_caches *c = st->caches;
 	if (!c)
-		return;
+		return NULL;
 	if (!fits(t, klen, 0))
-		return; /* never cached */
+		return NULL; /* never cached */
 	uint32_t i = slot_of(key, klen);
 	slot_at(c, t, i)->state = EMPTY;
 	if (chat_grow(&c->pending, &c->cap, c->npending + 1, sizeof *c->pending, 64)) {
 		c->pending_lost = true; /* the slot stays empty: only misses */
-		return;
+		return NULL;
 	}
 	struct pending *p = &c->pending[c->npending++];
 	p->table = (uint8_t)t;
 	p->slot = i;
 	p->klen = (uint8_t)klen;
 	memcpy(p->key, key, klen);
-	p->state = !keep || (val && !fits(t, klen, vlen)) ? EMPTY : val ? VALUE : ABSENT;
+	p->state = EMPTY;
+	p->vlen = 0;
+	return p;
+}
+
+void store__cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
+                        const void *val, size_t vlen)
+{
+	struct pending *p = stage(st, t, key, klen);
+	if (!p)
+		return;
+	p->state = val && !fits(t, klen, vlen) ? EMPTY : val ? VALUE : ABSENT;
 	p->vlen = p->state == VALUE ? (uint16_t)vlen : 0;
 	if (p->state == VALUE)
 		memcpy(p->val, val, vlen);
 }
 
-void store_caches_settle(store *st, bool committed)
+void store__cache_stage_empty(store *st, enum store_cache t, const void *key, size_t klen)
+{
+	stage(st, t, key, klen);
+}
+
+void store__caches_settle(store *st, bool committed)
 {
 	struct store_caches *c = st->caches;
 	if (!c)
@@ -207,7 +225,7 @@ void store_caches_settle(store *st, bool committed)
 	/* without the full list, a slot a read refilled during the batch may
 	 * hold what the batch overwrote: start over */
 	if (committed && c->pending_lost)
-		store_caches_forget(st);
+		store__caches_forget(st);
 	c->npending = 0;
 	c->pending_lost = false;
 }
@@ -224,13 +242,14 @@ static bool counter_table(enum store_cf cf, enum store_cache *t)
 	}
 }
 
-int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
-                      size_t vlen, bool fill)
+int store__counter_get(store *st, const store_counter *ctr, void *out, size_t vlen, bool fill)
 {
 	enum store_cache t;
-	bool cached = counter_table(cf, &t);
+	bool cached = counter_table(ctr->cf, &t);
 	size_t got = 0;
-	switch (cached ? store_cache_lookup(st, t, key, klen, out, &got) : STORE_UNCACHED) {
+	enum store_cached c = cached ? store__cache_lookup(st, t, ctr->key, ctr->klen, out, &got)
+	                             : STORE_UNCACHED;
+	switch (c) {
 	case STORE_CACHED_ABSENT:
 		return CHAT_ENOTFOUND;
 	case STORE_CACHED_VALUE:
@@ -240,25 +259,24 @@ int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen,
 	case STORE_UNCACHED:
 		break;
 	}
-	int rc = store_get_fixed(st, cf, key, klen, out, vlen);
+	int rc = store__get_fixed(st, ctr->cf, ctr->key, ctr->klen, out, vlen);
 	if (cached && fill && (rc == CHAT_OK || rc == CHAT_ENOTFOUND))
-		store_cache_fill(st, t, key, klen, rc == CHAT_OK ? out : NULL, vlen);
+		store__cache_fill(st, t, ctr->key, ctr->klen, rc == CHAT_OK ? out : NULL, vlen);
 	return rc;
 }
 
-void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen,
-                       const void *val, size_t vlen)
+void store__counter_put(store *st, const store_counter *ctr, const void *val, size_t vlen)
 {
-	rocksdb_writebatch_put_cf(st->wb, st->cf[cf], key, klen, val, vlen);
+	rocksdb_writebatch_put_cf(st->wb, st->cf[ctr->cf], ctr->key, ctr->klen, val, vlen);
 	enum store_cache t;
-	if (counter_table(cf, &t))
-		store_cache_stage(st, t, key, klen, val, vlen, true);
+	if (counter_table(ctr->cf, &t))
+		store__cache_stage(st, t, ctr->key, ctr->klen, val, vlen);
 }
 
-void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen)
+void store__counter_delete(store *st, const store_counter *ctr)
 {
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[cf], key, klen);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[ctr->cf], ctr->key, ctr->klen);
 	enum store_cache t;
-	if (counter_table(cf, &t))
-		store_cache_stage(st, t, key, klen, NULL, 0, true);
+	if (counter_table(ctr->cf, &t))
+		store__cache_stage(st, t, ctr->key, ctr->klen, NULL, 0);
 }

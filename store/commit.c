@@ -116,10 +116,10 @@ uint64_t store_written(const store *st)
 int store_group_commit_start(store *st, uint32_t window_us, void (*notify)(void *arg), void *arg)
 {
 	if (st->committer)
-		return store_fail(st, CHAT_EINVAL, "group commit is already running");
+		return store__fail(st, CHAT_EINVAL, "group commit is already running");
 	store_committer *k = calloc(1, sizeof(*k));
 	if (!k)
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	k->st = st;
 	k->window_us = window_us;
 	k->notify = notify;
@@ -134,7 +134,7 @@ int store_group_commit_start(store *st, uint32_t window_us, void (*notify)(void 
 		pthread_cond_destroy(&k->cv);
 		pthread_mutex_destroy(&k->mu);
 		free(k);
-		return store_fail(st, CHAT_EIO, "cannot start the commit thread: %s", strerror(rc));
+		return store__fail(st, CHAT_EIO, "cannot start the commit thread: %s", strerror(rc));
 	}
 	rocksdb_writeoptions_set_sync(st->wo, 0);
 	st->committer = k;
@@ -163,7 +163,7 @@ uint64_t store_durable(store *st, bool *failed)
 	uint64_t d = k->durable;
 	bool f = k->failed;
 	if (f && !st->write_failed)
-		store_fail(st, CHAT_EIO, "%s", k->why);
+		store__fail(st, CHAT_EIO, "%s", k->why);
 	pthread_mutex_unlock(&k->mu);
 	if (f)
 		st->write_failed = true; /* no write is durable any more: refuse them all */

@@ -4,7 +4,7 @@
  * the plugin tell a user's contacts about a change of the user's devices
  * with one prefix scan instead of a scan of every conversation.
  *
- * Stores of schema version 1 had no such index: store_contacts_build()
+ * Stores of schema version 1 had no such index: store__contacts_build()
  * makes it from the conversations at open (the v1 -> v2 migration).
  */
 #include <string.h>
@@ -40,7 +40,7 @@ static void put_pair(store *st, const char *a, size_t al, const char *b, size_t 
 	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_CONTACTS], key, al + 1 + bl, "", 0);
 }
 
-void store_contacts_put(store *st, const char *conv, size_t convlen)
+void store__contacts_put(store *st, const char *conv, size_t convlen)
 {
 	const char *u, *v;
 	size_t ul, vl;
@@ -53,13 +53,13 @@ void store_contacts_put(store *st, const char *conv, size_t convlen)
 static int index_conv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *arg)
 {
 	(void)v, (void)vlen, (void)arg;
-	store_contacts_put(st, k, klen);
+	store__contacts_put(st, k, klen);
 	return CHAT_OK;
 }
 
-int store_contacts_build(store *st)
+int store__contacts_build(store *st)
 {
-	return store_prefix_each(st, STORE_CF_CONVS, DM_PREFIX, strlen(DM_PREFIX), index_conv, NULL);
+	return store__prefix_each(st, STORE_CF_CONVS, DM_PREFIX, strlen(DM_PREFIX), index_conv, NULL);
 }
 
 typedef struct each_ctx {
@@ -86,9 +86,9 @@ int store_contacts_each(store *st, const char *user, store_contact_cb cb, void *
 	char prefix[CHAT_USER_MAX + 1];
 	size_t ul = strnlen(user, CHAT_USER_MAX + 1);
 	if (ul == 0 || ul > CHAT_USER_MAX)
-		return store_fail(st, CHAT_EINVAL, "bad user id");
+		return store__fail(st, CHAT_EINVAL, "bad user id");
 	memcpy(prefix, user, ul);
 	prefix[ul] = 0;
 	each_ctx x = { ul + 1, cb, arg };
-	return store_prefix_each(st, STORE_CF_CONTACTS, prefix, ul + 1, visit, &x);
+	return store__prefix_each(st, STORE_CF_CONTACTS, prefix, ul + 1, visit, &x);
 }

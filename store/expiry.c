@@ -23,7 +23,7 @@ static int addrs_reserve(store *st, size_t n)
 	size_t ca = st->addrs_cap, cp = st->addrs_cap;
 	if (chat_grow(&st->addrs, &ca, n, sizeof *st->addrs, 16) ||
 	    chat_grow(&st->addr_ptrs, &cp, n, sizeof *st->addr_ptrs, 16))
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	st->addrs_cap = ca;
 	return CHAT_OK;
 }
@@ -41,7 +41,7 @@ static int drop_rcpt(store *st, const char *k, size_t klen, const char *v, size_
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], k, klen);
 	const char *addr = k + u->mklen + 1;
 	size_t alen = klen - u->mklen - 1;
-	size_t len = store_rcpt_len(v, vlen);
+	size_t len = store__rcpt_len(v, vlen);
 	u->counted |= len != 9; /* a corrupt entry too: drop the refcount to be sure */
 	if (!alen || alen > CHAT_ADDR_MAX || !len)
 		return CHAT_OK; /* corrupt: the delete is all we can do */
@@ -51,9 +51,9 @@ static int drop_rcpt(store *st, const char *k, size_t klen, const char *v, size_
 	memcpy(st->addrs[u->n], addr, alen);
 	st->addrs[u->n][alen] = '\0';
 	uint8_t qk[CHAT_ADDR_MAX + 1 + STORE_SEQ_LEN];
-	size_t qklen = store_qkey(qk, addr, alen, store_be64_get((const uint8_t *)v));
+	size_t qklen = store__qkey(qk, addr, alen, store__be64_get((const uint8_t *)v));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
-	rc = store_queue_count_add(st, st->addrs[u->n], alen, -1);
+	rc = store__queue_count_add(st, st->addrs[u->n], alen, -1);
 	u->n++;
 	return rc;
 }
@@ -73,7 +73,7 @@ static int drop_rstate(store *st, const char *k, size_t klen, const char *v, siz
 	if (vlen != 1 || (uint8_t)v[0] < STORE_R_DELIVERED || !ul || ul > CHAT_USER_MAX)
 		return CHAT_OK;
 	if (chat_grow(&r->users, &r->cap, r->n + 1, sizeof *r->users, 8))
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	memcpy(r->users[r->n], k + r->mklen + 1, ul);
 	r->users[r->n++][ul] = '\0';
 	return CHAT_OK;
@@ -97,25 +97,27 @@ static size_t only_unreached(store *st, size_t n, const struct reached *r)
 	return kept;
 }
 
+struct msgkey {
+	const uint8_t *mk;
+	size_t mklen;
+};
+
+static int drop_dedup_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen,
+                         void *ctx)
+{
+	const struct msgkey *m = ctx;
+	if (vlen == m->mklen + 8 && memcmp(v, m->mk, m->mklen) == 0)
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_DEDUP], k, klen);
+	return CHAT_OK;
+}
+
 /* Deletes the dedup entry of m if it still points at this message. */
 static int drop_dedup(store *st, const store_msg *m, const uint8_t *mk, size_t mklen)
 {
 	uint8_t dk[STORE_DEDUPKEY_MAX];
-	size_t dklen = store_dedupkey(dk, m->from, &m->cid);
-	if (!dklen)
-		return CHAT_OK;
-	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, STORE_CF_DEDUP, dk, dklen, &v);
-	if (rc == CHAT_ENOTFOUND)
-		return CHAT_OK;
-	if (rc != CHAT_OK)
-		return rc;
-	size_t vlen;
-	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	if (vlen == mklen + 8 && memcmp(p, mk, mklen) == 0)
-		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_DEDUP], (const char *)dk, dklen);
-	rocksdb_pinnableslice_destroy(v);
-	return CHAT_OK;
+	size_t dklen = store__dedupkey(dk, m->from, &m->cid);
+	struct msgkey key = { mk, mklen };
+	return dklen ? store__get_each(st, STORE_CF_DEDUP, dk, dklen, drop_dedup_kv, &key) : CHAT_OK;
 }
 
 /* One message, whose expiry index key is (k, klen). */
@@ -123,30 +125,30 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 {
 	const uint8_t *mk = (const uint8_t *)k + EXP_PREFIX;
 	size_t mklen = klen - EXP_PREFIX;
-	store_batch(st);
+	store__batch(st);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_EXPIRY], k, klen);
 	char conv[CHAT_CONV_MAX + 1];
 	uint64_t seq;
-	if (klen <= EXP_PREFIX || k[8] != 0 || !store_msgkey_parse(mk, mklen, conv, &seq))
-		return store_commit(st); /* a corrupt index key: just drop it */
+	if (klen <= EXP_PREFIX || k[8] != 0 || !store__msgkey_parse(mk, mklen, conv, &seq))
+		return store__commit(st); /* a corrupt index key: just drop it */
 
 	rocksdb_pinnableslice_t *val = NULL;
 	store_msg m;
-	int rc = store_msg_load(st, mk, mklen, &m, &val, conv);
+	int rc = store__msg_load(st, mk, mklen, &m, &val, conv);
 	bool have = rc == CHAT_OK;
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		rc = CHAT_OK;
 	if (rc == CHAT_OK && have && m.kind == STORE_KIND_MSG)
 		rc = drop_dedup(st, &m, mk, mklen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)mk, mklen);
-	store_cache_stage(st, STORE_CACHE_MSGHDR, mk, mklen, NULL, 0, false);
+	store__cache_stage_empty(st, STORE_CACHE_MSGHDR, mk, mklen);
 
 	uint8_t prefix[STORE_MSGKEY_MAX + 1];
 	memcpy(prefix, mk, mklen);
 	prefix[mklen] = 0;
 	struct undelivered u = { .mklen = mklen };
 	if (rc == CHAT_OK)
-		rc = store_prefix_each(st, STORE_CF_RCPTS, prefix, mklen + 1, drop_rcpt, &u);
+		rc = store__prefix_each(st, STORE_CF_RCPTS, prefix, mklen + 1, drop_rcpt, &u);
 	/* A refs record exists only while counted rcpts entries do (the last
 	 * release deletes it; a message queued for one device never had one):
 	 * most expiring messages were delivered long ago, and deleting a key
@@ -155,11 +157,11 @@ static int expire_one(store *st, const char *k, size_t klen, store_expire_cb cb,
 		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)mk, mklen);
 	struct reached r = { .mklen = mklen };
 	if (rc == CHAT_OK)
-		rc = store_prefix_each(st, STORE_CF_RSTATE, prefix, mklen + 1, drop_rstate, &r);
+		rc = store__prefix_each(st, STORE_CF_RSTATE, prefix, mklen + 1, drop_rstate, &r);
 	if (rc == CHAT_OK)
-		rc = store_commit(st);
+		rc = store__commit(st);
 	else
-		store_rollback(st);
+		store__rollback(st);
 	u.n = only_unreached(st, u.n, &r);
 	free(r.users);
 	if (rc == CHAT_OK && have && cb) {
@@ -184,7 +186,7 @@ static int expire_kv(store *st, const char *k, size_t klen, const char *v, size_
 {
 	(void)v; (void)vlen;
 	struct sweep *s = ctx;
-	if (s->done >= s->max || (klen >= 8 && store_be64_get((const uint8_t *)k) > s->now))
+	if (s->done >= s->max || (klen >= 8 && store__be64_get((const uint8_t *)k) > s->now))
 		return CHAT_STOP; /* this sweep's share is done, or nothing more is due */
 	int rc = expire_one(st, k, klen, s->cb, s->arg);
 	s->done += rc == CHAT_OK;
@@ -195,7 +197,7 @@ int store_expire(store *st, uint64_t now, size_t max, store_expire_cb cb, void *
                  size_t *expired)
 {
 	struct sweep s = { .now = now, .max = max, .cb = cb, .arg = arg };
-	int rc = store_prefix_each(st, STORE_CF_EXPIRY, "", 0, expire_kv, &s);
+	int rc = store__prefix_each(st, STORE_CF_EXPIRY, "", 0, expire_kv, &s);
 	*expired = s.done;
 	return rc == CHAT_STOP ? CHAT_OK : rc;
 }

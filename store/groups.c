@@ -33,18 +33,18 @@ static int group_put(store *st, const store_group *g)
 {
 	size_t gl = gidlen(g->gid);
 	if (!gl)
-		return store_fail(st, CHAT_EINVAL, "bad group id");
+		return store__fail(st, CHAT_EINVAL, "bad group id");
 	if (g->n == 0) {
 		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_GROUPS], g->gid, gl);
 		return CHAT_OK;
 	}
 	size_t nl = g->name ? strnlen(g->name, STORE_GROUP_NAME_MAX + 1) : 0;
 	if (nl > STORE_GROUP_NAME_MAX || g->n > STORE_GROUP_MEMBERS_MAX)
-		return store_fail(st, CHAT_EINVAL, "group %s: name or member list too long", g->gid);
+		return store__fail(st, CHAT_EINVAL, "group %s: name or member list too long", g->gid);
 	size_t len = 1 + 1 + nl + 2 + g->n * GROUP_MEMBER_MAX;
 	uint8_t *rec = malloc(len), *p = rec;
 	if (!rec)
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	*p++ = GROUP_VERSION;
 	*p++ = (uint8_t)nl;
 	memcpy(p, g->name, nl);
@@ -55,7 +55,7 @@ static int group_put(store *st, const store_group *g)
 		size_t ul = strnlen(g->members[i].user, CHAT_USER_MAX + 1);
 		if (!chat_valid_user(g->members[i].user, ul)) {
 			free(rec);
-			return store_fail(st, CHAT_EINVAL, "group %s: bad member user id", g->gid);
+			return store__fail(st, CHAT_EINVAL, "group %s: bad member user id", g->gid);
 		}
 		*p++ = g->members[i].admin ? GROUP_F_ADMIN : 0;
 		*p++ = (uint8_t)ul;
@@ -72,14 +72,14 @@ int store_group_event(store *st, const store_group *g, const store_msg *ev,
                       const char *const *to, size_t n, uint64_t *seq)
 {
 	if (ev->kind != STORE_KIND_GROUP)
-		return store_fail(st, CHAT_EINVAL, "a group event must be of kind STORE_KIND_GROUP");
-	store_batch(st);
+		return store__fail(st, CHAT_EINVAL, "a group event must be of kind STORE_KIND_GROUP");
+	store__batch(st);
 	int rc = group_put(st, g);
 	if (rc == CHAT_OK)
-		rc = store_send_batch(st, ev, to, n, 0, seq);
+		rc = store__send_batch(st, ev, to, n, 0, seq);
 	if (rc == CHAT_OK)
-		return store_commit(st);
-	store_rollback(st);
+		return store__commit(st);
+	store__rollback(st);
 	return rc;
 }
 
@@ -98,7 +98,7 @@ static int reserve(store *st, struct each_ctx *c, size_t n)
 	size_t cm = c->cap, cu = c->cap;
 	if (chat_grow(&c->m, &cm, n, sizeof *c->m, 64) ||
 	    chat_grow(&c->users, &cu, n, sizeof *c->users, 64))
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	c->cap = cm;
 	return CHAT_OK;
 }
@@ -109,16 +109,16 @@ static int group_kv(store *st, const char *k, size_t klen, const char *v, size_t
 	char gid[CHAT_GROUP_MAX + 1], name[STORE_GROUP_NAME_MAX + 1];
 	const uint8_t *p = (const uint8_t *)v, *end = p + vlen;
 	if (!chat_valid_group(k, klen))
-		return store_fail(st, CHAT_ECORRUPT, "group record with a bad key");
+		return store__fail(st, CHAT_ECORRUPT, "group record with a bad key");
 	memcpy(gid, k, klen);
 	gid[klen] = '\0';
 	if (vlen < 4 || p[0] != GROUP_VERSION || (size_t)(end - p) < 2u + p[1] + 2u)
-		return store_fail(st, CHAT_ECORRUPT, "group %s: bad record", gid);
+		return store__fail(st, CHAT_ECORRUPT, "group %s: bad record", gid);
 	size_t nl = p[1];
 	memcpy(name, p + 2, nl);
 	name[nl] = '\0';
 	if (memchr(name, '\0', nl))
-		return store_fail(st, CHAT_ECORRUPT, "group %s: bad name", gid);
+		return store__fail(st, CHAT_ECORRUPT, "group %s: bad name", gid);
 	p += 2 + nl;
 	size_t n = (size_t)p[0] << 8 | p[1];
 	p += 2;
@@ -128,14 +128,14 @@ static int group_kv(store *st, const char *k, size_t klen, const char *v, size_t
 	for (size_t i = 0; i < n; i++) {
 		if (end - p < 2 || (p[0] & ~GROUP_F_ADMIN) || end - p - 2 < p[1] ||
 		    !chat_valid_user((const char *)p + 2, p[1]))
-			return store_fail(st, CHAT_ECORRUPT, "group %s: bad member %zu", gid, i);
+			return store__fail(st, CHAT_ECORRUPT, "group %s: bad member %zu", gid, i);
 		memcpy(c->users[i], p + 2, p[1]);
 		c->users[i][p[1]] = '\0';
 		c->m[i] = (store_group_member){ c->users[i], p[0] & GROUP_F_ADMIN };
 		p += 2 + p[1];
 	}
 	if (p != end || n == 0)
-		return store_fail(st, CHAT_ECORRUPT, "group %s: bad record length", gid);
+		return store__fail(st, CHAT_ECORRUPT, "group %s: bad record length", gid);
 	store_group g = { gid, name, c->m, n };
 	return c->cb(c->arg, &g);
 }
@@ -143,7 +143,7 @@ static int group_kv(store *st, const char *k, size_t klen, const char *v, size_t
 int store_groups_each(store *st, store_group_cb cb, void *arg)
 {
 	struct each_ctx c = { .cb = cb, .arg = arg };
-	int rc = store_prefix_each(st, STORE_CF_GROUPS, "", 0, group_kv, &c);
+	int rc = store__prefix_each(st, STORE_CF_GROUPS, "", 0, group_kv, &c);
 	free(c.m);
 	free(c.users);
 	return rc;

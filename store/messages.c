@@ -45,16 +45,16 @@ struct msg_buf {
 };
 
 /* from \0 kind cid */
-size_t store_dedupkey(uint8_t *out, const char *from, const store_cid *cid)
+size_t store__dedupkey(uint8_t *out, const char *from, const store_cid *cid)
 {
-	size_t fl = store_addrlen(from);
+	size_t fl = store__addrlen(from);
 	if (!fl || (!cid->is_uint && cid->len > STORE_CID_MAX))
 		return 0;
 	memcpy(out, from, fl);
 	out[fl] = 0;
 	if (cid->is_uint) {
 		out[fl + 1] = 'u';
-		store_be64_put(out + fl + 2, cid->u);
+		store__be64_put(out + fl + 2, cid->u);
 		return fl + 2 + 8;
 	}
 	out[fl + 1] = 'b';
@@ -66,18 +66,18 @@ int store_dedup_get(store *st, const char *from, const store_cid *cid, char *con
                     uint64_t *seq)
 {
 	uint8_t key[STORE_DEDUPKEY_MAX];
-	size_t klen = store_dedupkey(key, from, cid);
+	size_t klen = store__dedupkey(key, from, cid);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, STORE_CF_DEDUP, key, klen, &v);
+	int rc = store__get(st, STORE_CF_DEDUP, key, klen, &v);
 	if (rc != CHAT_OK)
 		return rc;
 	size_t vlen;
 	const uint8_t *p = (const uint8_t *)rocksdb_pinnableslice_value(v, &vlen);
-	if (vlen < 8 || !store_msgkey_parse(p, vlen - 8, conv, seq))
-		rc = store_fail(st, CHAT_ECORRUPT, "dedup entry of %s: bad value of %zu bytes", from,
-		                vlen);
+	if (vlen < 8 || !store__msgkey_parse(p, vlen - 8, conv, seq))
+		rc = store__fail(st, CHAT_ECORRUPT, "dedup entry of %s: bad value of %zu bytes", from,
+		                 vlen);
 	rocksdb_pinnableslice_destroy(v);
 	return rc;
 }
@@ -87,15 +87,15 @@ static int conv_last(store *st, const char *conv, uint64_t *seq, bool fill)
 {
 	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
 	uint8_t v[8];
-	int rc = n && n <= CHAT_CONV_MAX
-	         ? store_counter_get(st, STORE_CF_CONVS, conv, n, v, sizeof v, fill)
-	         : CHAT_ENOTFOUND;
+	store_counter ctr = { STORE_CF_CONVS, conv, n };
+	int rc = n && n <= CHAT_CONV_MAX ? store__counter_get(st, &ctr, v, sizeof v, fill)
+	                                 : CHAT_ENOTFOUND;
 	if (rc == CHAT_ENOTFOUND) {
 		*seq = 0;
 		return CHAT_OK;
 	}
 	if (rc == CHAT_OK)
-		*seq = store_be64_get(v);
+		*seq = store__be64_get(v);
 	return rc;
 }
 
@@ -113,13 +113,13 @@ static size_t msg_encode_header(uint8_t *hdr, const store_msg *m, size_t body_le
 	*p++ = MSG_VERSION;
 	*p++ = (m->has_type ? MSG_F_TYPE : 0) | (m->cid.is_uint ? MSG_F_CID_UINT : 0) |
 	       (bodies ? MSG_F_BODIES : 0) | (m->kind == STORE_KIND_GROUP ? MSG_F_GROUP : 0);
-	store_be64_put(p, m->ts);
-	store_be64_put(p + 8, m->expires);
-	store_be64_put(p + 16, m->has_type ? m->type : 0);
+	store__be64_put(p, m->ts);
+	store__be64_put(p + 8, m->expires);
+	store__be64_put(p + 16, m->has_type ? m->type : 0);
 	p += 24;
 	if (m->cid.is_uint) {
 		*p++ = 8;
-		store_be64_put(p, m->cid.u);
+		store__be64_put(p, m->cid.u);
 		p += 8;
 	} else {
 		*p++ = (uint8_t)m->cid.len;
@@ -153,10 +153,10 @@ static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 	uint8_t flags = p[1];
 	memset(out, 0, sizeof *out);
 	out->kind = flags & MSG_F_GROUP ? STORE_KIND_GROUP : STORE_KIND_MSG;
-	out->ts = store_be64_get(p + 2);
-	out->expires = store_be64_get(p + 10);
+	out->ts = store__be64_get(p + 2);
+	out->expires = store__be64_get(p + 10);
 	out->has_type = flags & MSG_F_TYPE;
-	out->type = store_be64_get(p + 18);
+	out->type = store__be64_get(p + 18);
 	p += MSG_FIXED;
 
 	size_t cl = *p++;
@@ -164,7 +164,7 @@ static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 		return false;
 	out->cid.is_uint = flags & MSG_F_CID_UINT;
 	if (out->cid.is_uint) {
-		out->cid.u = store_be64_get(p);
+		out->cid.u = store__be64_get(p);
 	} else {
 		memcpy(out->cid.bytes, p, cl);
 		out->cid.len = cl;
@@ -196,55 +196,33 @@ static bool msg_decode(const uint8_t *rec, size_t len, store_msg *out)
 
 static int msg_check(store *st, const store_msg *m)
 {
-	if (!store_addrlen(m->from))
-		return store_fail(st, CHAT_EINVAL, "bad sender address");
+	if (!store__addrlen(m->from))
+		return store__fail(st, CHAT_EINVAL, "bad sender address");
 	if (!m->cid.is_uint && m->cid.len > STORE_CID_MAX)
-		return store_fail(st, CHAT_EINVAL, "cid longer than %d bytes", STORE_CID_MAX);
+		return store__fail(st, CHAT_EINVAL, "cid longer than %d bytes", STORE_CID_MAX);
 	if (m->bodies ? (m->body || m->body_len) : (!m->body && m->body_len))
-		return store_fail(st, CHAT_EINVAL, "a message needs exactly one of body, bodies");
+		return store__fail(st, CHAT_EINVAL, "a message needs exactly one of body, bodies");
 	if ((m->bodies ? m->bodies_len : m->body_len) > UINT32_MAX)
-		return store_fail(st, CHAT_ETOOBIG, "message body over 4 GiB");
+		return store__fail(st, CHAT_ETOOBIG, "message body over 4 GiB");
 	if (m->kind != STORE_KIND_MSG && m->kind != STORE_KIND_GROUP)
-		return store_fail(st, CHAT_EINVAL, "bad message kind %d", (int)m->kind);
+		return store__fail(st, CHAT_EINVAL, "bad message kind %d", (int)m->kind);
 	return CHAT_OK;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Whether sorted recipient i repeats the one before it. */
-static bool repeated(const char *const *rcpt, size_t i)
-{
-	return i > 0 && strcmp(rcpt[i - 1], rcpt[i]) == 0;
-}
-
-/* The recipients sorted, so duplicates are adjacent: a fan-out to
- * thousands of devices stays O(n log n). */
-static const char *const *sorted_recipients(store *st, const char *const *to, size_t n)
-{
-	if (chat_grow(&st->to_sorted, &st->to_cap, n, sizeof *st->to_sorted, 64))
-		return NULL;
-	memcpy(st->to_sorted, to, n * sizeof *to);
-	qsort(st->to_sorted, n, sizeof *to, cmp_str);
-	return st->to_sorted;
 }
 
 int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq)
 {
-	store_batch(st);
-	int rc = store_send_batch(st, msg, to, n, max_queue, seq);
+	store__batch(st);
+	int rc = store__send_batch(st, msg, to, n, max_queue, seq);
 	if (rc == CHAT_OK)
-		rc = store_commit(st);
+		rc = store__commit(st);
 	else
-		store_rollback(st);
+		store__rollback(st);
 	return rc;
 }
 
-int store_send_batch(store *st, const store_msg *msg, const char *const *to, size_t n,
-                     uint64_t max_queue, uint64_t *seq)
+int store__send_batch(store *st, const store_msg *msg, const char *const *to, size_t n,
+                      uint64_t max_queue, uint64_t *seq)
 {
 	uint8_t mkey[STORE_MSGKEY_MAX], dkey[STORE_DEDUPKEY_MAX], dval[DEDUPVAL_MAX];
 	uint8_t ekey[EXPKEY_MAX], hdr[MSG_HDR_MAX], buf[8];
@@ -252,22 +230,23 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	if (rc != CHAT_OK)
 		return rc;
 	uint64_t last;
-	if (!store_msgkey(mkey, msg->conv, 0))
-		return store_fail(st, CHAT_EINVAL, "bad conversation id");
+	if (!store__msgkey(mkey, msg->conv, 0))
+		return store__fail(st, CHAT_EINVAL, "bad conversation id");
 	if ((rc = conv_last(st, msg->conv, &last, true)) != CHAT_OK)
 		return rc;
 	uint64_t s = last + 1;
-	size_t mklen = store_msgkey(mkey, msg->conv, s);
+	size_t mklen = store__msgkey(mkey, msg->conv, s);
 	size_t cl = mklen - 1 - STORE_SEQ_LEN;
-	const char *const *rcpt = n ? sorted_recipients(st, to, n) : to;
-	if (n && !rcpt)
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+	const char *const *rcpt;
+	size_t nr;
+	if ((rc = store__distinct(st, to, n, &rcpt, &nr)) != CHAT_OK)
+		return rc;
 
 	rocksdb_writebatch_t *wb = st->wb;
-	store_be64_put(buf, s);
-	store_counter_put(st, STORE_CF_CONVS, msg->conv, cl, buf, 8);
+	store__be64_put(buf, s);
+	store__counter_put(st, &(store_counter){ STORE_CF_CONVS, msg->conv, cl }, buf, 8);
 	if (s == 1)
-		store_contacts_put(st, msg->conv, cl);
+		store__contacts_put(st, msg->conv, cl);
 
 	bool bodies = msg->bodies != NULL;
 	const uint8_t *body = bodies ? msg->bodies : msg->body;
@@ -280,42 +259,39 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	rocksdb_writebatch_putv_cf(wb, st->cf[STORE_CF_MSGS], 1, kparts, klens, 2, vparts, vlens);
 	uint8_t rel[MSG_HDR_MAX];
 	size_t rlen = released_record(rel, msg);
-	store_cache_stage(st, STORE_CACHE_MSGHDR, mkey, mklen, rel, rlen, true);
+	store__cache_stage(st, STORE_CACHE_MSGHDR, mkey, mklen, rel, rlen);
 
 	if (msg->kind == STORE_KIND_MSG) {
-		size_t dklen = store_dedupkey(dkey, msg->from, &msg->cid);
+		size_t dklen = store__dedupkey(dkey, msg->from, &msg->cid);
 		memcpy(dval, mkey, mklen);
-		store_be64_put(dval + mklen, msg->expires);
+		store__be64_put(dval + mklen, msg->expires);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_DEDUP], (const char *)dkey, dklen,
 		                          (const char *)dval, mklen + 8);
 	}
 
-	store_be64_put(ekey, msg->expires);
+	store__be64_put(ekey, msg->expires);
 	ekey[8] = 0;
 	memcpy(ekey + 9, mkey, mklen);
 	rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_EXPIRY], (const char *)ekey, 9 + mklen, "", 0);
 
-	uint64_t refs = 0;
-	for (size_t i = 0; i < n; i++)
-		refs += !repeated(rcpt, i);
+	uint64_t refs = nr;
 	/* one recipient: its rcpts entry says so, and there is no refcount */
 	uint8_t rv[9] = { [8] = STORE_RCPT_SOLE };
 	size_t rvlen = refs == 1 ? 9 : 8;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
 		uint8_t rk[STORE_RCPTKEY_MAX];
-		if (repeated(rcpt, i))
-			continue;
-		rc = store_queue_add(st, rcpt[i], STORE_QE_MSG, mkey, mklen, max_queue, &qseq);
+		store_qvalue qv = { STORE_QE_MSG, mkey, mklen };
+		rc = store__queue_add(st, rcpt[i], &qv, max_queue, &qseq);
 		if (rc != CHAT_OK)
 			return rc;
-		size_t rklen = store_rcptkey(rk, mkey, mklen, rcpt[i], strlen(rcpt[i]));
-		store_be64_put(rv, qseq);
+		size_t rklen = store__rcptkey(rk, mkey, mklen, rcpt[i], strlen(rcpt[i]));
+		store__be64_put(rv, qseq);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen,
 		                          (const char *)rv, rvlen);
 	}
 	if (refs > 1) {
-		store_be64_put(buf, refs);
+		store__be64_put(buf, refs);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_REFS], (const char *)mkey, mklen,
 		                          (const char *)buf, 8);
 	}
@@ -323,19 +299,19 @@ int store_send_batch(store *st, const store_msg *msg, const char *const *to, siz
 	return CHAT_OK;
 }
 
-int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                   rocksdb_pinnableslice_t **val, char *conv)
+int store__msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                    rocksdb_pinnableslice_t **val, char *conv)
 {
 	uint64_t seq;
 	*val = NULL;
-	if (!store_msgkey_parse(msgkey, mklen, conv, &seq))
+	if (!store__msgkey_parse(msgkey, mklen, conv, &seq))
 		return CHAT_ENOTFOUND;
-	int rc = store_get(st, STORE_CF_MSGS, msgkey, mklen, val);
-	return rc == CHAT_OK ? store_msg_decode(st, msgkey, mklen, out, val, conv, seq) : rc;
+	int rc = store__get(st, STORE_CF_MSGS, msgkey, mklen, val);
+	return rc == CHAT_OK ? store__msg_decode(st, msgkey, mklen, out, val, conv) : rc;
 }
 
-int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                     rocksdb_pinnableslice_t **val, char *conv, uint64_t seq)
+int store__msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                      rocksdb_pinnableslice_t **val, char *conv)
 {
 	if (!*val)
 		return CHAT_ENOTFOUND;
@@ -344,68 +320,70 @@ int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *
 	if (!msg_decode(v, vlen, out)) {
 		rocksdb_pinnableslice_destroy(*val);
 		*val = NULL;
-		return store_fail(st, CHAT_ECORRUPT, "message %s/%llu: bad record of %zu bytes", conv,
-		                  (unsigned long long)seq, vlen);
+		uint64_t seq = store__be64_get(msgkey + mklen - STORE_SEQ_LEN);
+		return store__fail(st, CHAT_ECORRUPT, "message %s/%llu: bad record of %zu bytes",
+		                   conv, (unsigned long long)seq, vlen);
 	}
 	out->conv = conv;
 	if (!(v[1] & MSG_F_NOBODY)) { /* its last release will want this */
 		uint8_t hdr[MSG_HDR_MAX];
 		size_t hlen = released_record(hdr, out);
-		store_cache_fill(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, hlen);
+		store__cache_fill(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, hlen);
 	}
 	return CHAT_OK;
 }
 
-int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                   rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr)
+int store__msg_meta(store *st, const uint8_t *msgkey, size_t mklen, struct store_msg_read *out)
 {
 	size_t hlen;
 	uint64_t seq;
-	*val = NULL;
-	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, hdr, &hlen) == STORE_CACHED_VALUE &&
-	    msg_decode(hdr, hlen, out) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
-		out->conv = conv;
+	out->val = NULL;
+	if (store__cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, out->hdr, &hlen) ==
+	        STORE_CACHED_VALUE &&
+	    msg_decode(out->hdr, hlen, &out->m) &&
+	    store__msgkey_parse(msgkey, mklen, out->conv, &seq)) {
+		out->m.conv = out->conv;
 		return CHAT_OK;
 	}
-	return store_msg_load(st, msgkey, mklen, out, val, conv);
+	return store__msg_load(st, msgkey, mklen, &out->m, &out->val, out->conv);
 }
 
 int store_msg_get(store *st, const char *conv, uint64_t seq, store_msg *out, store_msg_buf *buf)
 {
 	uint8_t key[STORE_MSGKEY_MAX];
-	size_t klen = store_msgkey(key, conv, seq);
+	size_t klen = store__msgkey(key, conv, seq);
 	if (!klen)
 		return CHAT_ENOTFOUND;
 	struct msg_buf *mb = buf->priv;
 	if (!mb) {
 		if (!(mb = calloc(1, sizeof *mb)))
-			return store_fail(st, CHAT_ENOMEM, "out of memory");
+			return store__fail(st, CHAT_ENOMEM, "out of memory");
 		buf->priv = mb;
 	}
 	rocksdb_pinnableslice_destroy(mb->val);
 	mb->val = NULL;
-	return store_msg_load(st, key, klen, out, &mb->val, mb->conv);
+	return store__msg_load(st, key, klen, out, &mb->val, mb->conv);
 }
 
-int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool sole,
-                           int refs_rc, uint8_t cnt[8], store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv, bool *have)
+int store__msg_release_refs(store *st, struct store_release *rel)
 {
-	int rc = sole ? CHAT_OK : refs_rc;
-	*val = NULL;
-	*have = false;
+	const uint8_t *msgkey = rel->mk;
+	size_t mklen = rel->mklen;
+	int rc = rel->sole ? CHAT_OK : rel->refs_rc;
+	rel->val = NULL;
+	rel->have = false;
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* already released */
 	if (rc != CHAT_OK)
 		return rc;
-	uint64_t n = sole ? 1 : store_be64_get(cnt);
+	uint64_t n = rel->sole ? 1 : store__be64_get(rel->cnt);
 	if (n > 1) {
-		store_be64_put(cnt, n - 1);
+		store__be64_put(rel->cnt, n - 1);
 		rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey, mklen,
-		                          (const char *)cnt, 8);
+		                          (const char *)rel->cnt, 8);
 		return CHAT_OK;
 	}
-	if (!sole)
+	if (!rel->sole)
 		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_REFS], (const char *)msgkey,
 		                             mklen);
 
@@ -413,35 +391,34 @@ int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool 
 	 * this message was sent or read lately (cache.c), else read */
 	size_t hlen = 0;
 	uint64_t seq;
-	if (store_cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, st->released, &hlen) ==
+	if (store__cache_lookup(st, STORE_CACHE_MSGHDR, msgkey, mklen, st->released, &hlen) ==
 	        STORE_CACHED_VALUE &&
-	    msg_decode(st->released, hlen, m) && store_msgkey_parse(msgkey, mklen, conv, &seq)) {
-		m->conv = conv;
+	    msg_decode(st->released, hlen, &rel->m) &&
+	    store__msgkey_parse(msgkey, mklen, rel->conv, &seq)) {
+		rel->m.conv = rel->conv;
 	} else {
-		rc = store_msg_load(st, msgkey, mklen, m, val, conv);
+		rc = store__msg_load(st, msgkey, mklen, &rel->m, &rel->val, rel->conv);
 		if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 			return CHAT_OK; /* nothing worth keeping */
 		if (rc != CHAT_OK)
 			return rc;
-		hlen = released_record(st->released, m);
+		hlen = released_record(st->released, &rel->m);
 	}
-	*have = true;
+	rel->have = true;
 	rocksdb_writebatch_put_cf(st->wb, st->cf[STORE_CF_MSGS], (const char *)msgkey, mklen,
 	                          (const char *)st->released, hlen);
-	store_cache_stage(st, STORE_CACHE_MSGHDR, msgkey, mklen, NULL, 0, false);
+	store__cache_stage_empty(st, STORE_CACHE_MSGHDR, msgkey, mklen);
 	return CHAT_OK;
 }
 
-int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole)
+int store__msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole)
 {
-	rocksdb_pinnableslice_t *val;
-	store_msg m;
-	char conv[CHAT_CONV_MAX + 1];
-	bool have;
-	uint8_t cnt[8];
-	int rc = sole ? CHAT_OK : store_get_fixed(st, STORE_CF_REFS, msgkey, mklen, cnt, sizeof cnt);
-	rc = store_msg_release_refs(st, msgkey, mklen, sole, rc, cnt, &m, &val, conv, &have);
-	rocksdb_pinnableslice_destroy(val);
+	struct store_release rel = { .mk = msgkey, .mklen = mklen, .sole = sole };
+	if (!sole)
+		rel.refs_rc = store__get_fixed(st, STORE_CF_REFS, msgkey, mklen, rel.cnt,
+		                               sizeof rel.cnt);
+	int rc = store__msg_release_refs(st, &rel);
+	rocksdb_pinnableslice_destroy(rel.val);
 	return rc;
 }
 

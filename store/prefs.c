@@ -23,13 +23,13 @@ int store_prefs_get(store *st, const char *user, store_prefs *out)
 	if (!ul)
 		return CHAT_OK;
 	uint8_t v[PREFS_LEN];
-	int rc = store_get_fixed(st, STORE_CF_PREFS, user, ul, v, sizeof v);
+	int rc = store__get_fixed(st, STORE_CF_PREFS, user, ul, v, sizeof v);
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK;
 	if (rc != CHAT_OK)
 		return rc;
 	if (v[0] != PREFS_VERSION || v[1] > 1 || v[2] > STORE_PRESENCE_NOBODY)
-		return store_fail(st, CHAT_ECORRUPT, "prefs of %s: bad record", user);
+		return store__fail(st, CHAT_ECORRUPT, "prefs of %s: bad record", user);
 	out->read_receipts = v[1];
 	out->presence = (enum store_presence)v[2];
 	return CHAT_OK;
@@ -39,11 +39,11 @@ int store_prefs_set(store *st, const char *user, const store_prefs *prefs)
 {
 	size_t ul = userlen(user);
 	if (!ul)
-		return store_fail(st, CHAT_EINVAL, "bad user id");
+		return store__fail(st, CHAT_EINVAL, "bad user id");
 	if ((unsigned)prefs->presence > STORE_PRESENCE_NOBODY)
-		return store_fail(st, CHAT_EINVAL, "bad presence setting %d", (int)prefs->presence);
+		return store__fail(st, CHAT_EINVAL, "bad presence setting %d", (int)prefs->presence);
 	uint8_t v[PREFS_LEN] = { PREFS_VERSION, prefs->read_receipts, (uint8_t)prefs->presence };
-	rocksdb_writebatch_put_cf(store_batch(st), st->cf[STORE_CF_PREFS], user, ul,
+	rocksdb_writebatch_put_cf(store__batch(st), st->cf[STORE_CF_PREFS], user, ul,
 	                          (const char *)v, sizeof v);
-	return store_commit(st);
+	return store__commit(st);
 }

@@ -19,28 +19,28 @@ static bool platform_ok(int p)
 int store_push_set(store *st, const char *user, const char *device, const store_push *p)
 {
 	char key[STORE_DEVKEY_MAX];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
-		return store_fail(st, CHAT_EINVAL, "bad device id");
+		return store__fail(st, CHAT_EINVAL, "bad device id");
 	if (!platform_ok((int)p->platform) || p->token_len == 0 || p->token_len > STORE_PUSH_TOKEN_MAX)
-		return store_fail(st, CHAT_EINVAL, "bad push target");
+		return store__fail(st, CHAT_EINVAL, "bad push target");
 	char rec[PUSH_HDR + STORE_PUSH_TOKEN_MAX];
 	rec[0] = PUSH_VERSION;
 	rec[1] = (char)p->platform;
 	memcpy(rec + PUSH_HDR, p->token, p->token_len);
-	rocksdb_writebatch_put_cf(store_batch(st), st->cf[STORE_CF_PUSH], key, klen, rec,
+	rocksdb_writebatch_put_cf(store__batch(st), st->cf[STORE_CF_PUSH], key, klen, rec,
 	                          PUSH_HDR + p->token_len);
-	return store_commit(st);
+	return store__commit(st);
 }
 
 int store_push_clear(store *st, const char *user, const char *device)
 {
 	char key[STORE_DEVKEY_MAX];
-	size_t klen = store_devkey(key, user, device);
+	size_t klen = store__devkey(key, user, device);
 	if (!klen)
 		return CHAT_OK;
-	rocksdb_writebatch_delete_cf(store_batch(st), st->cf[STORE_CF_PUSH], key, klen);
-	return store_commit(st);
+	rocksdb_writebatch_delete_cf(store__batch(st), st->cf[STORE_CF_PUSH], key, klen);
+	return store__commit(st);
 }
 
 struct each_ctx {
@@ -52,12 +52,12 @@ static int each_kv(store *st, const char *k, size_t klen, const char *v, size_t 
 {
 	struct each_ctx *c = ctx;
 	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
-	if (!store_devkey_parse(k, klen, user, device))
-		return store_fail(st, CHAT_ECORRUPT, "bad push key of %zu bytes", klen);
+	if (!store__devkey_parse(k, klen, user, device))
+		return store__fail(st, CHAT_ECORRUPT, "bad push key of %zu bytes", klen);
 	if (vlen <= PUSH_HDR || vlen > PUSH_HDR + STORE_PUSH_TOKEN_MAX || v[0] != PUSH_VERSION ||
 	    !platform_ok(v[1]))
-		return store_fail(st, CHAT_ECORRUPT, "push record of %zu bytes, version %d", vlen,
-		                  vlen ? v[0] : -1);
+		return store__fail(st, CHAT_ECORRUPT, "push record of %zu bytes, version %d", vlen,
+		                   vlen ? v[0] : -1);
 	store_push p = { (enum store_push_platform)v[1], v + PUSH_HDR, vlen - PUSH_HDR };
 	return c->cb(c->arg, user, device, &p);
 }
@@ -65,5 +65,5 @@ static int each_kv(store *st, const char *k, size_t klen, const char *v, size_t 
 int store_push_each(store *st, store_push_cb cb, void *arg)
 {
 	struct each_ctx c = { cb, arg };
-	return store_prefix_each(st, STORE_CF_PUSH, "", 0, each_kv, &c);
+	return store__prefix_each(st, STORE_CF_PUSH, "", 0, each_kv, &c);
 }

@@ -9,7 +9,14 @@
  * scan. For each message, rcpts maps recipient -> qseq while the entry is
  * there: a delivered receipt finds its entry by (conv, seq) in one read,
  * and the expiry sweep knows who never got the message.
+ *
+ * The invariants the code keeps (assert()ed where they are cheap, in every
+ * build but Release): a queue entry is 'M' + a message key or 'E' + an
+ * event; a device is queued a message once (store__distinct); a walk visits
+ * qseqs above its start in strictly ascending order and no more than its
+ * max; a removal takes at most one entry per distinct qseq it is given.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,12 +33,13 @@ static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, u
                      bool fill)
 {
 	uint8_t meta[QMETA_LEN];
-	int rc = store_counter_get(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta, fill);
+	store_counter ctr = { STORE_CF_QMETA, addr, alen };
+	int rc = store__counter_get(st, &ctr, meta, sizeof meta, fill);
 	*next = 1;
 	*count = 0;
 	if (rc == CHAT_OK) {
-		*next = store_be64_get(meta);
-		*count = store_be64_get(meta + 8);
+		*next = store__be64_get(meta);
+		*count = store__be64_get(meta + 8);
 	}
 	return rc == CHAT_ENOTFOUND ? CHAT_OK : rc;
 }
@@ -39,29 +47,31 @@ static int qmeta_get(store *st, const char *addr, size_t alen, uint64_t *next, u
 static void qmeta_put(store *st, const char *addr, size_t alen, uint64_t next, uint64_t count)
 {
 	uint8_t meta[QMETA_LEN];
-	store_be64_put(meta, next);
-	store_be64_put(meta + 8, count);
-	store_counter_put(st, STORE_CF_QMETA, addr, alen, meta, sizeof meta);
+	store__be64_put(meta, next);
+	store__be64_put(meta + 8, count);
+	store__counter_put(st, &(store_counter){ STORE_CF_QMETA, addr, alen }, meta, sizeof meta);
 }
 
-int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
-                    uint64_t max_queue, uint64_t *qseq)
+int store__queue_add(store *st, const char *addr, const store_qvalue *qv, uint64_t max_queue,
+                     uint64_t *qseq)
 {
-	size_t alen = store_addrlen(addr);
+	assert(qv->kind == STORE_QE_EVENT ||
+	       (qv->kind == STORE_QE_MSG && qv->len > STORE_SEQ_LEN && qv->len <= STORE_MSGKEY_MAX));
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	uint64_t next, count;
 	int rc = qmeta_get(st, addr, alen, &next, &count, true);
 	if (rc != CHAT_OK)
 		return rc;
 	if (max_queue && count >= max_queue)
-		return store_fail(st, CHAT_EQUOTA, "queue of %s is full (%llu entries)", addr,
-		                  (unsigned long long)count);
+		return store__fail(st, CHAT_EQUOTA, "queue of %s is full (%llu entries)", addr,
+		                   (unsigned long long)count);
 	uint8_t key[QKEY_MAX];
-	size_t klen = store_qkey(key, addr, alen, next);
+	size_t klen = store__qkey(key, addr, alen, next);
 	const char *kparts[1] = { (const char *)key };
-	const char *vparts[2] = { &kind, len ? payload : "" };
-	size_t vlens[2] = { 1, len };
+	const char *vparts[2] = { &qv->kind, qv->len ? qv->payload : "" };
+	size_t vlens[2] = { 1, qv->len };
 	rocksdb_writebatch_putv_cf(st->wb, st->cf[STORE_CF_QUEUES], 1, kparts, &klen, 2, vparts,
 	                           vlens);
 	qmeta_put(st, addr, alen, next + 1, count + 1);
@@ -69,7 +79,7 @@ int store_queue_add(store *st, const char *addr, char kind, const void *payload,
 	return CHAT_OK;
 }
 
-int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta)
+int store__queue_count_add(store *st, const char *addr, size_t alen, int64_t delta)
 {
 	uint64_t next, count;
 	int rc = qmeta_get(st, addr, alen, &next, &count, true);
@@ -80,82 +90,68 @@ int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delt
 	return CHAT_OK;
 }
 
-/* Adds to the batch the removal of queue entry (k, v) of addr; for a
- * message entry, its rcpts entry and one reference go too. */
-static int entry_drop(store *st, const char *addr, size_t alen, const char *k, size_t klen,
-                      const char *v, size_t vlen)
+/* The queue whose entries entry_drop removes; found: it was given one. */
+struct qdrop {
+	const char *addr;
+	size_t alen;
+	bool found;
+};
+
+/* Adds to the batch the removal of queue entry (k, v) of the queue ctx (a
+ * struct qdrop); for a message entry, its rcpts entry and one reference go
+ * too. A store_kv_cb. */
+static int entry_drop(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
 {
+	struct qdrop *d = ctx;
+	const char *addr = d->addr;
+	size_t alen = d->alen;
+	d->found = true;
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], k, klen);
 	if (vlen < 2 || v[0] != STORE_QE_MSG || vlen - 1 > STORE_MSGKEY_MAX)
 		return CHAT_OK; /* an event, or a corrupt entry: nothing else refers to it */
 	const uint8_t *mk = (const uint8_t *)v + 1;
 	uint8_t rk[STORE_RCPTKEY_MAX], q[8];
-	size_t rklen = store_rcptkey(rk, mk, vlen - 1, addr, alen);
+	size_t rklen = store__rcptkey(rk, mk, vlen - 1, addr, alen);
 	/* whether this was the message's one reference is in the rcpts entry */
 	rocksdb_pinnableslice_t *rv;
 	bool sole = false;
-	int rc = store_get(st, STORE_CF_RCPTS, rk, rklen, &rv);
+	int rc = store__get(st, STORE_CF_RCPTS, rk, rklen, &rv);
 	if (rc == CHAT_OK)
-		rc = store_rcpt_value(st, rv, q, &sole);
+		rc = store__rcpt_value(st, rv, q, &sole);
 	rocksdb_pinnableslice_destroy(rv);
 	if (rc == CHAT_ENOTFOUND || rc == CHAT_ECORRUPT)
 		rc = CHAT_OK; /* then the refcount decides, as before rcpts could say */
 	if (rc != CHAT_OK)
 		return rc;
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	return store_msg_release(st, mk, vlen - 1, sole);
+	return store__msg_release(st, mk, vlen - 1, sole);
 }
 
-int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole)
+int store__rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole)
 {
 	*sole = false;
 	if (!v)
 		return CHAT_ENOTFOUND;
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	size_t len = store_rcpt_len(p, vlen);
+	size_t len = store__rcpt_len(p, vlen);
 	if (!len)
-		return store_fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8, or 9 "
-		                  "ending in '%c'", vlen, STORE_RCPT_SOLE);
+		return store__fail(st, CHAT_ECORRUPT, "rcpts record of %zu bytes, expected 8, or 9 "
+		                   "ending in '%c'", vlen, STORE_RCPT_SOLE);
 	memcpy(q, p, 8);
 	*sole = len == 9;
 	return CHAT_OK;
 }
 
-static int iter_status(store *st, rocksdb_iterator_t *it, int rc)
+int store__queue_drop(store *st, const char *addr)
 {
-	if (rc == CHAT_OK) {
-		char *err = NULL;
-		rocksdb_iter_get_error(it, &err);
-		if (err)
-			rc = store_rocks_err(st, err);
-	}
-	rocksdb_iter_destroy(it);
-	return rc;
-}
-
-static int drop_kv(store *st, const char *k, size_t klen, const char *v, size_t vlen, void *ctx)
-{
-	const char *addr = ctx;
-	return entry_drop(st, addr, strlen(addr), k, klen, v, vlen);
-}
-
-int store_queue_drop(store *st, const char *addr)
-{
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_counter_delete(st, STORE_CF_QMETA, addr, alen);
+		return store__fail(st, CHAT_EINVAL, "bad device address");
+	store__counter_delete(st, &(store_counter){ STORE_CF_QMETA, addr, alen });
 	/* addr \0: the '\0' keeps "bob/p" from matching "bob/p2" */
-	return store_prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, drop_kv, (void *)addr);
-}
-
-static bool seen_str(const char *const *v, size_t i)
-{
-	for (size_t j = 0; j < i; j++)
-		if (strcmp(v[j], v[i]) == 0)
-			return true;
-	return false;
+	struct qdrop d = { .addr = addr, .alen = alen };
+	return store__prefix_each(st, STORE_CF_QUEUES, addr, alen + 1, entry_drop, &d);
 }
 
 static bool seen_u64(const uint64_t *v, size_t i)
@@ -169,23 +165,28 @@ static bool seen_u64(const uint64_t *v, size_t i)
 int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t *event,
                       size_t len)
 {
-	store_batch(st);
-	for (size_t i = 0; i < n; i++) {
+	const char *const *rcpt;
+	size_t nr;
+	int rc = store__distinct(st, to, n, &rcpt, &nr);
+	if (rc != CHAT_OK)
+		return rc;
+	store__batch(st);
+	assert(nr <= n);
+	for (size_t i = 0; i < nr; i++) {
 		uint64_t qseq;
-		if (seen_str(to, i))
-			continue;
-		int rc = store_queue_add(st, to[i], STORE_QE_EVENT, event, len, 0, &qseq);
+		store_qvalue qv = { STORE_QE_EVENT, event, len };
+		rc = store__queue_add(st, rcpt[i], &qv, 0, &qseq);
 		if (rc != CHAT_OK) {
-			store_rollback(st);
+			store__rollback(st);
 			return rc;
 		}
 	}
-	return store_commit(st);
+	return store__commit(st);
 }
 
 /* One page of a queue walk: up to STORE_MANY entries copied off the
  * iterator (an event's bytes into ev), so that their messages can be read
- * together (store_many_get) before the page is visited. Allocated once per
+ * together (store__many_get) before the page is visited. Allocated once per
  * store, ev grown as needed. */
 struct store_qpage {
 	uint64_t qseq[STORE_MANY];
@@ -198,7 +199,7 @@ struct store_qpage {
 	size_t ev_cap;
 };
 
-void store_qpage_free(store *st)
+void store__qpage_free(store *st)
 {
 	if (st->qpage)
 		free(st->qpage->ev);
@@ -211,12 +212,28 @@ static bool ev_room(struct store_qpage *pg, size_t need)
 	return chat_grow(&pg->ev, &pg->ev_cap, need, 1, 4096) == CHAT_OK;
 }
 
-/* Copies up to room entries of addr's queue (prefix p, plen bytes) from the
- * iterator into pg; *end when the queue has no more. */
-static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
-                     const uint8_t *p, size_t plen, size_t room, size_t *n, bool *end)
+/* A walk of addr's queue (store_queue_read): its iterator, the keys'
+ * prefix (addr \0, plen bytes), and what it has visited. */
+struct qwalk {
+	const char *addr;
+	const store_queue_walk *w;
+	rocksdb_iterator_t *it;
+	const uint8_t *p;
+	size_t plen;
+	bool end; /* the queue has no more */
+	size_t *visited;
+	uint64_t *last;
+};
+
+/* Copies up to room entries of the queue from the iterator into pg. */
+static int page_fill(store *st, struct qwalk *qw, struct store_qpage *pg, size_t room, size_t *n)
 {
+	rocksdb_iterator_t *it = qw->it;
+	const uint8_t *p = qw->p;
+	size_t plen = qw->plen;
+	bool *end = &qw->end;
 	size_t evused = 0;
+	assert(room >= 1 && room <= STORE_MANY);
 	*n = 0;
 	for (; *n < room; rocksdb_iter_next(it)) {
 		size_t klen, vlen, i = *n;
@@ -230,12 +247,12 @@ static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
 			break;
 		}
 		const char *v = rocksdb_iter_value(it, &vlen);
-		pg->qseq[i] = store_be64_get((const uint8_t *)k + plen);
+		pg->qseq[i] = store__be64_get((const uint8_t *)k + plen);
 		pg->kind[i] = 0;
 		pg->msg[i] = NULL;
 		if (vlen >= 1 && v[0] == STORE_QE_EVENT) {
 			if (!ev_room(pg, evused + vlen)) /* at least one byte: ev is never NULL */
-				return store_fail(st, CHAT_ENOMEM, "out of memory");
+				return store__fail(st, CHAT_ENOMEM, "out of memory");
 			memcpy(pg->ev + evused, v + 1, vlen - 1);
 			pg->ev_off[i] = evused;
 			pg->ev_len[i] = vlen - 1;
@@ -251,13 +268,12 @@ static int page_fill(store *st, rocksdb_iterator_t *it, struct store_qpage *pg,
 	/* the page's messages, read together */
 	for (size_t i = 0; i < *n; i++)
 		if (pg->kind[i] == STORE_QE_MSG)
-			store_many_want(&pg->many, i, pg->mk[i], pg->mklen[i]);
-	return store_many_get(st, &pg->many, STORE_CF_MSGS, pg->msg);
+			store__many_want(&pg->many, i, pg->mk[i], pg->mklen[i]);
+	return store__many_get(st, &pg->many, STORE_CF_MSGS, pg->msg);
 }
 
 /* Visits entry i of the page: as store_queue_read describes. */
-static int page_visit(store *st, struct store_qpage *pg, size_t i, const char *addr,
-                      store_queue_cb cb, void *arg, size_t *visited, uint64_t *last)
+static int page_visit(store *st, const struct qwalk *qw, struct store_qpage *pg, size_t i)
 {
 	store_qentry e = { .qseq = pg->qseq[i] };
 	char conv[CHAT_CONV_MAX + 1];
@@ -268,78 +284,75 @@ static int page_visit(store *st, struct store_qpage *pg, size_t i, const char *a
 		e.event = pg->ev + pg->ev_off[i];
 		e.event_len = pg->ev_len[i];
 	} else if (pg->kind[i] == STORE_QE_MSG &&
-	           store_msgkey_parse(pg->mk[i], pg->mklen[i], conv, &e.seq)) {
+	           store__msgkey_parse(pg->mk[i], pg->mklen[i], conv, &e.seq)) {
 		e.kind = STORE_Q_MSG;
 		e.conv = conv;
-		rc = store_msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv, e.seq);
+		rc = store__msg_decode(st, pg->mk[i], pg->mklen[i], &m, &pg->msg[i], conv);
 		if (rc == CHAT_OK && (m.body || m.bodies))
 			mp = &m;
 		else if (rc != CHAT_EIO && rc != CHAT_ENOMEM)
 			rc = CHAT_OK; /* gone, only its metadata left, or unreadable */
 	} else { /* unreadable: skipped, so that it cannot block the queue */
-		store_fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", addr,
-		           (unsigned long long)e.qseq);
+		store__fail(st, CHAT_ECORRUPT, "queue entry %s #%llu: bad value", qw->addr,
+		            (unsigned long long)e.qseq);
 		e.kind = 0;
 	}
 	if (rc == CHAT_OK) {
-		++*visited;
-		*last = e.qseq;
+		/* the iterator's order: after the start, each above the last */
+		assert(e.qseq > qw->w->after && (*qw->visited == 0 || e.qseq > *qw->last));
+		++*qw->visited;
+		*qw->last = e.qseq;
 		if (e.kind)
-			rc = cb(arg, &e, mp);
+			rc = qw->w->cb(qw->w->arg, &e, mp);
 	}
 	return rc;
 }
 
-int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
-                     void *arg, size_t *visited, uint64_t *last)
+int store_queue_read(store *st, const char *addr, const store_queue_walk *w, size_t *visited,
+                     uint64_t *last)
 {
+	uint64_t after = w->after;
+	size_t max = w->max;
 	*visited = 0;
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	if (after == UINT64_MAX || max == 0)
 		return CHAT_OK;
 	if (!st->qpage && !(st->qpage = calloc(1, sizeof *st->qpage)))
-		return store_fail(st, CHAT_ENOMEM, "out of memory");
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
 	struct store_qpage *pg = st->qpage;
 	uint8_t start[QKEY_MAX];
-	size_t klen0 = store_qkey(start, addr, alen, after + 1), plen = alen + 1;
-	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]);
+	size_t klen0 = store__qkey(start, addr, alen, after + 1);
+	struct qwalk qw = {
+		.addr = addr, .w = w, .p = start, .plen = alen + 1, .visited = visited, .last = last,
+		.it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[STORE_CF_QUEUES]),
+	};
 	int rc = CHAT_OK;
-	bool end = false;
-	rocksdb_iter_seek(it, (const char *)start, klen0);
+	rocksdb_iter_seek(qw.it, (const char *)start, klen0);
 	/* A page is read ahead of its visits; every read sees the store as the
 	 * walk found it, as the iterator does. */
-	while (rc == CHAT_OK && !end && *visited < max) {
+	while (rc == CHAT_OK && !qw.end && *visited < max) {
 		size_t room = max - *visited, n;
-		rc = page_fill(st, it, pg, start, plen, room < STORE_MANY ? room : STORE_MANY, &n,
-		               &end);
+		rc = page_fill(st, &qw, pg, room < STORE_MANY ? room : STORE_MANY, &n);
 		for (size_t i = 0; rc == CHAT_OK && i < n; i++)
-			rc = page_visit(st, pg, i, addr, cb, arg, visited, last);
-		store_many_free(pg->msg, n);
+			rc = page_visit(st, &qw, pg, i);
+		store__many_free(pg->msg, n);
 		if (n == 0)
 			break;
 	}
-	return iter_status(st, it, rc);
+	assert(*visited <= max);
+	return store__iter_end(st, qw.it, rc);
 }
 
 /* Removes addr's entry at qseq, if there is one; true if it was. */
 static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, bool *removed)
 {
 	uint8_t key[QKEY_MAX];
-	size_t klen = store_qkey(key, addr, alen, qseq);
-	rocksdb_pinnableslice_t *v;
-	*removed = false;
-	int rc = store_get(st, STORE_CF_QUEUES, key, klen, &v);
-	if (rc == CHAT_ENOTFOUND)
-		return CHAT_OK;
-	if (rc != CHAT_OK)
-		return rc;
-	size_t vlen;
-	const char *p = rocksdb_pinnableslice_value(v, &vlen);
-	rc = entry_drop(st, addr, alen, (const char *)key, klen, p, vlen);
-	rocksdb_pinnableslice_destroy(v);
-	*removed = rc == CHAT_OK;
+	size_t klen = store__qkey(key, addr, alen, qseq);
+	struct qdrop d = { .addr = addr, .alen = alen };
+	int rc = store__get_each(st, STORE_CF_QUEUES, key, klen, entry_drop, &d);
+	*removed = d.found && rc == CHAT_OK;
 	return rc;
 }
 
@@ -349,10 +362,10 @@ static int remove_one(store *st, const char *addr, size_t alen, uint64_t qseq, b
 static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, size_t n,
                           bool events)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	store_batch(st);
+		return store__fail(st, CHAT_EINVAL, "bad device address");
+	store__batch(st);
 	int64_t gone = 0;
 	int rc = CHAT_OK;
 	bool asc = true; /* qseqs[0..i] strictly ascending, as a queue read gives them */
@@ -363,7 +376,7 @@ static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, si
 		bool removed = true;
 		if (events) {
 			uint8_t key[QKEY_MAX];
-			size_t klen = store_qkey(key, addr, alen, qseqs[i]);
+			size_t klen = store__qkey(key, addr, alen, qseqs[i]);
 			rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)key,
 			                             klen);
 		} else {
@@ -371,13 +384,14 @@ static int remove_entries(store *st, const char *addr, const uint64_t *qseqs, si
 		}
 		gone += rc == CHAT_OK && removed;
 	}
+	assert(gone >= 0 && (uint64_t)gone <= n);
 	if (rc == CHAT_OK && gone)
-		rc = store_queue_count_add(st, addr, alen, -gone);
+		rc = store__queue_count_add(st, addr, alen, -gone);
 	if (rc != CHAT_OK) {
-		store_rollback(st);
+		store__rollback(st);
 		return rc;
 	}
-	return gone ? store_commit(st) : CHAT_OK;
+	return gone ? store__commit(st) : CHAT_OK;
 }
 
 int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n)
@@ -390,33 +404,31 @@ int store_queue_drop_events(store *st, const char *addr, const uint64_t *qseqs, 
 	return remove_entries(st, addr, qseqs, n, true);
 }
 
-int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
-                  int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
-                  char *conv, bool *have)
+int store__ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel)
 {
+	assert(e->alen > 0 && e->alen <= CHAT_ADDR_MAX && e->rklen > rel->mklen);
 	uint8_t qk[QKEY_MAX];
 	/* A message's rcpts entry and its queue entry are written and removed
-	 * together (store_send_batch, entry_drop, the expiry sweep): the queue
+	 * together (store__send_batch, entry_drop, the expiry sweep): the queue
 	 * entry is there, and its value is 'M' + mk. Deleted without a read. */
-	size_t qklen = store_qkey(qk, addr, alen, store_be64_get(q));
+	size_t qklen = store__qkey(qk, e->addr, e->alen, store__be64_get(e->q));
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_QUEUES], (const char *)qk, qklen);
-	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)rk, rklen);
-	return store_msg_release_refs(st, mk, mklen, sole, refs_rc, cnt, m, val, conv, have);
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_RCPTS], (const char *)e->rk, e->rklen);
+	return store__msg_release_refs(st, rel);
 }
 
 int store_ack(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
               uint64_t *qseqs_out)
 {
-	if (!store_addrlen(addr))
-		return store_fail(st, CHAT_EINVAL, "bad device address");
-	return store_receipt_batch(st, addr, NULL, 0, conv, seqs, n, STORE_R_NONE, NULL, qseqs_out,
-	                           NULL, NULL, NULL);
+	if (!store__addrlen(addr))
+		return store__fail(st, CHAT_EINVAL, "bad device address");
+	store_receipt r = { .conv = conv, .seqs = seqs, .n = n, .qseqs_out = qseqs_out };
+	return store__receipt_batch(st, addr, NULL, 0, &r);
 }
 
 int store_queue_count(store *st, const char *addr, uint64_t *count)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	uint64_t next;
 	*count = 0;
 	return alen ? qmeta_get(st, addr, alen, &next, count, false) : CHAT_OK;
@@ -424,11 +436,11 @@ int store_queue_count(store *st, const char *addr, uint64_t *count)
 
 int store_queue_last(store *st, const char *addr, uint64_t *qseq)
 {
-	size_t alen = store_addrlen(addr);
+	size_t alen = store__addrlen(addr);
 	uint64_t next, count;
 	*qseq = 0;
 	if (!alen)
-		return store_fail(st, CHAT_EINVAL, "bad device address");
+		return store__fail(st, CHAT_EINVAL, "bad device address");
 	int rc = qmeta_get(st, addr, alen, &next, &count, false);
 	if (rc == CHAT_OK)
 		*qseq = next - 1;

@@ -17,6 +17,7 @@
  * long been flushed) get a memtable bloom filter, so that such a read skips
  * the skiplist walk.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 
 #include <sodium.h>
 
+#include "durable.h"
 #include "err.h"
 #include "rocks_util.h"
 #include "store_internal.h"
@@ -59,7 +61,7 @@ const char *const store_cf_names[STORE_CF_COUNT] = {
 
 /* ---- errors, reads, the batch ---- */
 
-int store_fail(store *st, int code, const char *fmt, ...)
+int store__fail(store *st, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -68,9 +70,9 @@ int store_fail(store *st, int code, const char *fmt, ...)
 	return code;
 }
 
-int store_rocks_err(store *st, char *err)
+int store__rocks_err(store *st, char *err)
 {
-	store_fail(st, CHAT_EIO, "%s", err);
+	store__fail(st, CHAT_EIO, "%s", err);
 	rocksdb_free(err);
 	return CHAT_EIO;
 }
@@ -90,16 +92,16 @@ const char *store_errmsg(const store *st)
 	return st->err;
 }
 
-rocksdb_writebatch_t *store_batch(store *st)
+rocksdb_writebatch_t *store__batch(store *st)
 {
-	store_rollback(st);
+	store__rollback(st);
 	return st->wb;
 }
 
-void store_rollback(store *st)
+void store__rollback(store *st)
 {
 	rocksdb_writebatch_clear(st->wb);
-	store_caches_settle(st, false);
+	store__caches_settle(st, false);
 }
 
 /* Whether the disk keeps min_free bytes after this batch. RocksDB must
@@ -115,43 +117,43 @@ static bool room_for(store *st)
 	return (uint64_t)sv.f_bavail * sv.f_frsize >= st->min_free + 2 * (uint64_t)len;
 }
 
-int store_commit(store *st)
+int store__commit(store *st)
 {
 	char *err = NULL;
 	if (!room_for(st)) {
-		store_rollback(st);
-		return store_fail(st, CHAT_EIO, "the disk of the store is nearly full (under %llu MB "
-		                  "free): write refused", (unsigned long long)(st->min_free >> 20));
+		store__rollback(st);
+		return store__fail(st, CHAT_EIO, "the disk of the store is nearly full (under %llu MB "
+		                   "free): write refused", (unsigned long long)(st->min_free >> 20));
 	}
 	if (st->write_failed) {
-		store_rollback(st);
-		return store_fail(st, CHAT_EIO, "writes stopped after an earlier write error; "
-		                  "restart once the disk has room");
+		store__rollback(st);
+		return store__fail(st, CHAT_EIO, "writes stopped after an earlier write error; "
+		                   "restart once the disk has room");
 	}
 	rocksdb_write(st->db, st->wo, st->wb, &err);
 	rocksdb_writebatch_clear(st->wb);
-	store_caches_settle(st, err == NULL);
+	store__caches_settle(st, err == NULL);
 	if (err)
 		st->write_failed = true;
 	else
 		st->written++;
-	return err ? store_rocks_err(st, err) : CHAT_OK;
+	return err ? store__rocks_err(st, err) : CHAT_OK;
 }
 
-int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
-              rocksdb_pinnableslice_t **val)
+int store__get(store *st, enum store_cf cf, const void *key, size_t klen,
+               rocksdb_pinnableslice_t **val)
 {
 	char *err = NULL;
 	*val = rocksdb_get_pinned_cf(st->db, st->ro, st->cf[cf], key, klen, &err);
 	if (err) {
 		rocksdb_pinnableslice_destroy(*val);
 		*val = NULL;
-		return store_rocks_err(st, err);
+		return store__rocks_err(st, err);
 	}
 	return *val ? CHAT_OK : CHAT_ENOTFOUND;
 }
 
-void store_many_want(store_many *m, size_t slot, const void *key, size_t klen)
+void store__many_want(store_many *m, size_t slot, const void *key, size_t klen)
 {
 	if (m->n == STORE_MANY) {
 		m->over = true;
@@ -162,7 +164,7 @@ void store_many_want(store_many *m, size_t slot, const void *key, size_t klen)
 	m->slot[m->n++] = slot;
 }
 
-int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out)
+int store__many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out)
 {
 	char *errs[STORE_MANY];
 	size_t n = m->n;
@@ -171,8 +173,8 @@ int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnables
 		m->over = false;
 		for (size_t i = 0; i < n; i++)
 			out[m->slot[i]] = NULL;
-		return store_fail(st, CHAT_EINVAL, "more than %d keys in one batched read",
-		                  STORE_MANY);
+		return store__fail(st, CHAT_EINVAL, "more than %d keys in one batched read",
+		                   STORE_MANY);
 	}
 	for (size_t i = 0; i < n; i++) {
 		m->got[i] = NULL;
@@ -184,18 +186,18 @@ int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnables
 	int rc = CHAT_OK;
 	for (size_t i = 0; i < n; i++) {
 		if (errs[i] && rc == CHAT_OK)
-			rc = store_rocks_err(st, errs[i]); /* frees it */
+			rc = store__rocks_err(st, errs[i]); /* frees it */
 		else if (errs[i])
 			rocksdb_free(errs[i]);
 	}
 	if (rc != CHAT_OK)
-		store_many_free(m->got, n);
+		store__many_free(m->got, n);
 	for (size_t i = 0; i < n; i++)
 		out[m->slot[i]] = m->got[i];
 	return rc;
 }
 
-void store_many_free(rocksdb_pinnableslice_t **vals, size_t n)
+void store__many_free(rocksdb_pinnableslice_t **vals, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		rocksdb_pinnableslice_destroy(vals[i]);
@@ -203,34 +205,50 @@ void store_many_free(rocksdb_pinnableslice_t **vals, size_t n)
 	}
 }
 
-int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
-                      size_t len)
+int store__fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
+                       size_t len)
 {
 	if (!v)
 		return CHAT_ENOTFOUND;
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
 	if (vlen != len)
-		return store_fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, expected %zu",
-		                  store_cf_names[cf], vlen, len);
+		return store__fail(st, CHAT_ECORRUPT, "%s record of %zu bytes, expected %zu",
+		                   store_cf_names[cf], vlen, len);
 	memcpy(out, p, len);
 	return CHAT_OK;
 }
 
-int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
-                    void *out, size_t len)
+int store__get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
+                     void *out, size_t len)
 {
 	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, cf, key, klen, &v);
+	int rc = store__get(st, cf, key, klen, &v);
 	if (rc != CHAT_OK)
 		return rc;
-	rc = store_fixed_value(st, cf, v, out, len);
+	rc = store__fixed_value(st, cf, v, out, len);
 	rocksdb_pinnableslice_destroy(v);
 	return rc;
 }
 
-int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
-                      store_kv_cb cb, void *ctx)
+int store__get_each(store *st, enum store_cf cf, const void *key, size_t klen, store_kv_cb cb,
+                    void *ctx)
+{
+	rocksdb_pinnableslice_t *v;
+	int rc = store__get(st, cf, key, klen, &v);
+	if (rc == CHAT_ENOTFOUND)
+		return CHAT_OK;
+	if (rc != CHAT_OK)
+		return rc;
+	size_t vlen;
+	const char *p = rocksdb_pinnableslice_value(v, &vlen);
+	rc = cb(st, key, klen, p, vlen, ctx);
+	rocksdb_pinnableslice_destroy(v);
+	return rc;
+}
+
+int store__prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
+                       store_kv_cb cb, void *ctx)
 {
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[cf]);
 	int rc = CHAT_OK;
@@ -243,28 +261,61 @@ int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t pl
 		const char *v = rocksdb_iter_value(it, &vlen);
 		rc = cb(st, k, klen, v, vlen, ctx);
 	}
+	return store__iter_end(st, it, rc);
+}
+
+int store__iter_end(store *st, rocksdb_iterator_t *it, int rc)
+{
 	if (rc == CHAT_OK) {
 		char *err = NULL;
 		rocksdb_iter_get_error(it, &err);
 		if (err)
-			rc = store_rocks_err(st, err);
+			rc = store__rocks_err(st, err);
 	}
 	rocksdb_iter_destroy(it);
 	return rc;
 }
 
-size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq)
+size_t store__msgkey(uint8_t *out, const char *conv, uint64_t seq)
 {
 	size_t n = strnlen(conv, CHAT_CONV_MAX + 1);
 	if (n == 0 || n > CHAT_CONV_MAX)
 		return 0;
 	memcpy(out, conv, n);
 	out[n] = 0;
-	store_be64_put(out + n + 1, seq);
+	store__be64_put(out + n + 1, seq);
 	return n + 1 + STORE_SEQ_LEN;
 }
 
-bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq)
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int store__distinct(store *st, const char *const *to, size_t n, const char *const **out,
+                    size_t *m)
+{
+	*out = to;
+	*m = 0;
+	if (!n)
+		return CHAT_OK;
+	if (chat_grow(&st->to_sorted, &st->to_cap, n, sizeof *st->to_sorted, 64))
+		return store__fail(st, CHAT_ENOMEM, "out of memory");
+	memcpy(st->to_sorted, to, n * sizeof *to);
+	qsort(st->to_sorted, n, sizeof *to, cmp_str);
+	size_t k = 1;
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(st->to_sorted[k - 1], st->to_sorted[i]) != 0)
+			st->to_sorted[k++] = st->to_sorted[i];
+	/* each device once, in order: what a send queues and counts (refs) */
+	for (size_t i = 1; i < k; i++)
+		assert(strcmp(st->to_sorted[i - 1], st->to_sorted[i]) < 0);
+	*out = st->to_sorted;
+	*m = k;
+	return CHAT_OK;
+}
+
+bool store__msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq)
 {
 	if (klen < 2 + STORE_SEQ_LEN || klen > STORE_MSGKEY_MAX)
 		return false;
@@ -273,18 +324,18 @@ bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq
 		return false;
 	memcpy(conv, k, n);
 	conv[n] = 0;
-	*seq = store_be64_get(k + n + 1);
+	*seq = store__be64_get(k + n + 1);
 	return true;
 }
 
-size_t store_addrlen(const char *addr)
+size_t store__addrlen(const char *addr)
 {
 	size_t n = strnlen(addr, CHAT_ADDR_MAX + 1);
 	return n > CHAT_ADDR_MAX ? 0 : n;
 }
 
-size_t store_rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const char *addr,
-                     size_t alen)
+size_t store__rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const char *addr,
+                      size_t alen)
 {
 	memcpy(out, msgkey, mklen);
 	out[mklen] = 0;
@@ -292,11 +343,11 @@ size_t store_rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const ch
 	return mklen + 1 + alen;
 }
 
-size_t store_qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq)
+size_t store__qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq)
 {
 	memcpy(out, addr, alen);
 	out[alen] = 0;
-	store_be64_put(out + alen + 1, qseq);
+	store__be64_put(out + alen + 1, qseq);
 	return alen + 1 + STORE_SEQ_LEN;
 }
 
@@ -310,15 +361,15 @@ int store_token_key(store *st, uint8_t key[STORE_KEY_LEN])
 
 int store_admin_get(store *st, uint8_t hash[STORE_HASH_LEN])
 {
-	return store_get_fixed(st, STORE_CF_META, STORE_META_ADMIN, strlen(STORE_META_ADMIN),
-	                       hash, STORE_HASH_LEN);
+	return store__get_fixed(st, STORE_CF_META, STORE_META_ADMIN, strlen(STORE_META_ADMIN),
+	                        hash, STORE_HASH_LEN);
 }
 
 int store_admin_set(store *st, const uint8_t hash[STORE_HASH_LEN])
 {
-	rocksdb_writebatch_put_cf(store_batch(st), st->cf[STORE_CF_META], STORE_META_ADMIN,
+	rocksdb_writebatch_put_cf(store__batch(st), st->cf[STORE_CF_META], STORE_META_ADMIN,
 	                          strlen(STORE_META_ADMIN), (const char *)hash, STORE_HASH_LEN);
-	return store_commit(st);
+	return store__commit(st);
 }
 
 /* Checks the schema version and loads the token key; on a fresh store writes
@@ -338,10 +389,10 @@ static void put_schema_version(store *st)
  * that says it was done land together or not at all. */
 static int store_meta_init(store *st)
 {
-	rocksdb_writebatch_t *wb = store_batch(st);
+	rocksdb_writebatch_t *wb = store__batch(st);
 	uint8_t ver[4];
-	int rc = store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA),
-	                         ver, sizeof ver);
+	int rc = store__get_fixed(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA),
+	                          ver, sizeof ver);
 	if (rc == CHAT_ENOTFOUND) {
 		put_schema_version(st);
 	} else if (rc != CHAT_OK) {
@@ -350,19 +401,19 @@ static int store_meta_init(store *st)
 		uint32_t v = (uint32_t)ver[0] << 24 | (uint32_t)ver[1] << 16 |
 		             (uint32_t)ver[2] << 8 | ver[3];
 		if (v > STORE_SCHEMA_VERSION)
-			return store_fail(st, CHAT_EINVAL,
-			                  "store schema version %u is newer than this build's %u; "
-			                  "upgrade mosquitto-chat", v, STORE_SCHEMA_VERSION);
+			return store__fail(st, CHAT_EINVAL,
+			                   "store schema version %u is newer than this build's %u; "
+			                   "upgrade mosquitto-chat", v, STORE_SCHEMA_VERSION);
 		if (v < 1)
-			return store_fail(st, CHAT_EINVAL,
-			                  "store schema version %u is unknown to this build "
-			                  "(it reads %u and migrates from 1); refusing to read it",
-			                  v, STORE_SCHEMA_VERSION);
+			return store__fail(st, CHAT_EINVAL,
+			                   "store schema version %u is unknown to this build "
+			                   "(it reads %u and migrates from 1); refusing to read it",
+			                   v, STORE_SCHEMA_VERSION);
 		/* 1 -> 2: the contacts index. 2 -> 3: nothing to rewrite, records
 		 * of 2 (8-byte rcpts values, a refs record for every message) read
 		 * as they are; the version keeps a build of 2, which would take a
 		 * sole rcpts entry for corruption, from opening the store. */
-		if (v == 1 && (rc = store_contacts_build(st)) != CHAT_OK)
+		if (v == 1 && (rc = store__contacts_build(st)) != CHAT_OK)
 			return rc;
 		if (v < STORE_SCHEMA_VERSION) {
 			put_schema_version(st);
@@ -370,8 +421,8 @@ static int store_meta_init(store *st)
 		}
 	}
 
-	rc = store_get_fixed(st, STORE_CF_META, STORE_META_TOKEN_KEY,
-	                     strlen(STORE_META_TOKEN_KEY), st->token_key, STORE_KEY_LEN);
+	rc = store__get_fixed(st, STORE_CF_META, STORE_META_TOKEN_KEY,
+	                      strlen(STORE_META_TOKEN_KEY), st->token_key, STORE_KEY_LEN);
 	if (rc == CHAT_ENOTFOUND) {
 		randombytes_buf(st->token_key, STORE_KEY_LEN);
 		rocksdb_writebatch_put_cf(wb, st->cf[STORE_CF_META], STORE_META_TOKEN_KEY,
@@ -380,7 +431,7 @@ static int store_meta_init(store *st)
 	} else if (rc != CHAT_OK) {
 		return rc;
 	}
-	return rocksdb_writebatch_count(wb) ? store_commit(st) : CHAT_OK;
+	return rocksdb_writebatch_count(wb) ? store__commit(st) : CHAT_OK;
 }
 
 /* ---- open / close ---- */
@@ -391,16 +442,18 @@ static int store_dir_check(store *st, const char *dir)
 	struct stat sb;
 	if (stat(dir, &sb) != 0) {
 		if (errno != ENOENT)
-			return store_fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
-		if (mkdir(dir, 0700) != 0)
-			return store_fail(st, CHAT_EIO, "cannot create store directory %s: %s", dir,
-			                  strerror(errno));
+			return store__fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
+		/* its name in the parent survives a power cut only once the parent
+		 * is fsync'd (durable.h); RocksDB syncs what it creates inside */
+		if (mkdir(dir, 0700) != 0 || !chat_sync_parent(dir))
+			return store__fail(st, CHAT_EIO, "cannot create store directory %s: %s", dir,
+			                   strerror(errno));
 		return CHAT_OK;
 	}
 	if (!S_ISDIR(sb.st_mode))
-		return store_fail(st, CHAT_EINVAL, "store path %s is not a directory", dir);
+		return store__fail(st, CHAT_EINVAL, "store path %s is not a directory", dir);
 	if (access(dir, R_OK | W_OK | X_OK) != 0)
-		return store_fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
+		return store__fail(st, CHAT_EIO, "store directory %s: %s", dir, strerror(errno));
 	return CHAT_OK;
 }
 
@@ -464,10 +517,10 @@ static int store_cf_index(const char *name)
 static int store_open_err(store *st, const char *dir, char *err)
 {
 	if (strstr(err, "LOCK") || strstr(err, "lock hold"))
-		store_fail(st, CHAT_EIO, "store %s is in use by another process (RocksDB LOCK held): %s",
-		           dir, err);
+		store__fail(st, CHAT_EIO, "store %s is in use by another process (RocksDB LOCK held): %s",
+		            dir, err);
 	else
-		store_fail(st, CHAT_EIO, "cannot open store %s: %s", dir, err);
+		store__fail(st, CHAT_EIO, "cannot open store %s: %s", dir, err);
 	rocksdb_free(err);
 	return CHAT_EIO;
 }
@@ -495,7 +548,7 @@ static int store_db_open(store *st, const char *dir)
 	st->extra_cf = n_extra ? calloc(n_extra, sizeof *st->extra_cf) : NULL;
 	int rc = CHAT_OK;
 	if (!names || !cfopts || !handles || (n_extra && !st->extra_cf)) {
-		rc = store_fail(st, CHAT_ENOMEM, "out of memory opening %s", dir);
+		rc = store__fail(st, CHAT_ENOMEM, "out of memory opening %s", dir);
 		goto out;
 	}
 	size_t k = 0;
@@ -542,9 +595,9 @@ int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen)
 	st->dir_fd = -1;
 	int rc;
 	if (!opts || !opts->dir || !*opts->dir)
-		rc = store_fail(st, CHAT_EINVAL, "no store directory given");
+		rc = store__fail(st, CHAT_EINVAL, "no store directory given");
 	else if (sodium_init() < 0)
-		rc = store_fail(st, CHAT_EIO, "libsodium failed to initialise");
+		rc = store__fail(st, CHAT_EIO, "libsodium failed to initialise");
 	else
 		rc = store_dir_check(st, opts->dir);
 	if (rc == CHAT_OK) {
@@ -554,13 +607,13 @@ int store_open(store **out, const store_opts *opts, char *errbuf, size_t errlen)
 	}
 	if (rc == CHAT_OK)
 		rc = store_meta_init(st);
-	if (rc == CHAT_OK && store_caches_open(st) != CHAT_OK)
-		rc = store_fail(st, CHAT_ENOMEM, "out of memory");
+	if (rc == CHAT_OK && store__caches_open(st) != CHAT_OK)
+		rc = store__fail(st, CHAT_ENOMEM, "out of memory");
 	if (rc == CHAT_OK && opts->min_free) {
 		st->min_free = opts->min_free;
 		st->dir_fd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (st->dir_fd < 0)
-			rc = store_fail(st, CHAT_EIO, "cannot open %s: %s", opts->dir, strerror(errno));
+			rc = store__fail(st, CHAT_EIO, "cannot open %s: %s", opts->dir, strerror(errno));
 	}
 	if (rc != CHAT_OK) {
 		if (errbuf && errlen)
@@ -593,20 +646,18 @@ void store_close(store *st)
 		rocksdb_readoptions_destroy(st->ro);
 	if (st->wo)
 		rocksdb_writeoptions_destroy(st->wo);
-	if (st->opts)
-		rocksdb_options_destroy(st->opts);
-	if (st->counter_opts)
-		rocksdb_options_destroy(st->counter_opts);
-	if (st->probe_opts)
-		rocksdb_options_destroy(st->probe_opts);
+	rocksdb_options_t *opts[] = { st->opts, st->counter_opts, st->probe_opts };
+	for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
+		if (opts[i])
+			rocksdb_options_destroy(opts[i]);
 	if (st->cache)
 		rocksdb_cache_destroy(st->cache);
 	sodium_memzero(st->token_key, sizeof st->token_key);
 	free(st->addrs);
 	free(st->addr_ptrs);
 	free(st->to_sorted);
-	store_caches_close(st);
-	store_reads_free(st);
-	store_qpage_free(st);
+	store__caches_close(st);
+	store__reads_free(st);
+	store__qpage_free(st);
 	free(st);
 }

@@ -161,15 +161,21 @@ typedef struct store_qentry {
 int store_queue_event(store *st, const char *const *to, size_t n, const uint8_t *event,
                       size_t len);
 
-/* Visits addr's queue in order from the first entry with qseq > after, at
- * most max entries. For a message entry, m is the stored message (NULL if it
- * is gone); pointers are valid during the call only. A walk as err.h
- * describes: cb's CHAT_STOP or error ends it and is returned (the entry it
- * was given counts as visited). *visited counts the entries visited, *last
- * is the last visited qseq (unchanged when none). */
+/* Visits addr's queue in order from the first entry with qseq > w->after,
+ * at most w->max entries. For a message entry, m is the stored message
+ * (NULL if it is gone); pointers are valid during the call only. A walk as
+ * err.h describes: w->cb's CHAT_STOP or error ends it and is returned (the
+ * entry it was given counts as visited). *visited counts the entries
+ * visited, *last is the last visited qseq (unchanged when none). */
 typedef int (*store_queue_cb)(void *arg, const store_qentry *e, const store_msg *m);
-int store_queue_read(store *st, const char *addr, uint64_t after, size_t max, store_queue_cb cb,
-                     void *arg, size_t *visited, uint64_t *last);
+typedef struct store_queue_walk {
+	uint64_t after;
+	size_t max;
+	store_queue_cb cb;
+	void *arg;
+} store_queue_walk;
+int store_queue_read(store *st, const char *addr, const store_queue_walk *w, size_t *visited,
+                     uint64_t *last);
 
 /* Removes entries by position (events once they were sent), one batch. */
 int store_queue_remove(store *st, const char *addr, const uint64_t *qseqs, size_t n);
@@ -199,25 +205,36 @@ int store_queue_last(store *st, const char *addr, uint64_t *qseq);
 
 enum store_rstate { STORE_R_NONE = 0, STORE_R_DELIVERED = 1, STORE_R_READ = 2 };
 
+/* A receipt for the messages (conv, seqs[i]), i < n: what it asks and, in
+ * arrays of n, what it finds. */
+typedef struct store_receipt {
+	const char *conv;
+	const uint64_t *seqs;
+	size_t n;
+	enum store_rstate state;
+	char (*from_out)[CHAT_ADDR_MAX + 1];
+	bool *changed;
+	enum store_rstate *prev_out;  /* may be NULL */
+	const bool *received;         /* store_receipts only; may be NULL */
+	uint64_t *qseqs_out;          /* store_deliver only */
+} store_receipt;
+
 /* Moves the state of each (conv, seqs[i]) for recipient user `by` forward
- * to `state`, in one batch. For each i: from_out[i] is the message's
+ * to r->state, in one batch. For each i: from_out[i] is the message's
  * sender address ("" if the message is unknown, expired or a group event),
  * changed[i] whether the state moved and, if prev_out is not NULL,
  * prev_out[i] the state before. Repeats, backward moves and a user's own messages change
  * nothing. If received is not NULL, received[i] false says the reading
  * device never had the message queued: then its state moves only if `by`
  * already has one (another of its devices got it) — a receipt for a message
- * one never received changes nothing. */
-int store_receipts(store *st, const char *conv, const uint64_t *seqs, size_t n, const char *by,
-                   enum store_rstate state, char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
-                   enum store_rstate *prev_out, const bool *received);
+ * one never received changes nothing. r->qseqs_out is not used. */
+int store_receipts(store *st, const char *by, const store_receipt *r);
 
-/* A device's delivered (or read) receipt in one batch: store_ack for addr,
- * then store_receipts for addr's user with received[i] = (qseqs_out[i] !=
- * 0), each message read at most once. Same results as the two calls. */
-int store_deliver(store *st, const char *addr, const char *conv, const uint64_t *seqs, size_t n,
-                  enum store_rstate state, uint64_t *qseqs_out,
-                  char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed, enum store_rstate *prev_out);
+/* A device's delivered (or read) receipt in one batch: store_ack for addr
+ * (qseqs_out), then store_receipts for addr's user with received[i] =
+ * (qseqs_out[i] != 0), each message read at most once. Same results as the
+ * two calls; r->received is not used. */
+int store_deliver(store *st, const char *addr, const store_receipt *r);
 
 /* ---- user settings ---- */
 

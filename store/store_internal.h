@@ -24,6 +24,9 @@
  *
  * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms).
  * Tests include this header to reach the raw handles (white-box checks).
+ *
+ * The functions declared here are named store__ (two underscores): they
+ * serve the files of store/ and are not part of store.h's API.
  */
 #ifndef CHAT_STORE_INTERNAL_H
 #define CHAT_STORE_INTERNAL_H
@@ -61,8 +64,8 @@ extern const char *const store_cf_names[STORE_CF_COUNT];
 
 /* contacts.c: index the partners of a new 1:1 conversation (into st->wb);
  * and build the index from the conversations (the v1 -> v2 migration). */
-void store_contacts_put(store *st, const char *conv, size_t convlen);
-int store_contacts_build(store *st);
+void store__contacts_put(store *st, const char *conv, size_t convlen);
+int store__contacts_build(store *st);
 #define STORE_META_TOKEN_KEY "token_key"
 #define STORE_META_ADMIN "admin_hash"
 
@@ -85,7 +88,7 @@ int store_contacts_build(store *st);
 #define STORE_RCPT_SOLE 'S'
 /* An rcpts value's length: 8 (qseq), 9 (qseq STORE_RCPT_SOLE), or 0 when
  * the vlen bytes at v are neither (corrupt). */
-static inline size_t store_rcpt_len(const char *v, size_t vlen)
+static inline size_t store__rcpt_len(const char *v, size_t vlen)
 {
 	return vlen == 8 || (vlen == 9 && v[8] == STORE_RCPT_SOLE) ? vlen : 0;
 }
@@ -117,7 +120,7 @@ struct store {
 	uint64_t min_free;
 	uint8_t token_key[STORE_KEY_LEN];
 	char err[STORE_ERR_MAX];
-	/* store_send's sorted copy of its recipients, grown as needed */
+	/* store__distinct's sorted copy of the recipients, grown as needed */
 	const char **to_sorted;
 	size_t to_cap;
 	/* store_expire's list of undelivered devices, grown as needed */
@@ -127,10 +130,10 @@ struct store {
 	struct store_caches *caches; /* cache.c */
 	struct store_reads *reads;   /* receipts.c: a receipt's reads, one chunk at a time */
 	struct store_qpage *qpage;   /* queue.c: a queue walk's page */
-	uint8_t released[STORE_MSG_HDR_MAX]; /* the record store_msg_release_refs left in m */
+	uint8_t released[STORE_MSG_HDR_MAX]; /* the record store__msg_release_refs left in m */
 };
 
-static inline void store_be64_put(uint8_t *p, uint64_t v)
+static inline void store__be64_put(uint8_t *p, uint64_t v)
 {
 	for (int i = 7; i >= 0; i--) {
 		p[i] = (uint8_t)v;
@@ -138,7 +141,7 @@ static inline void store_be64_put(uint8_t *p, uint64_t v)
 	}
 }
 
-static inline uint64_t store_be64_get(const uint8_t *p)
+static inline uint64_t store__be64_get(const uint8_t *p)
 {
 	uint64_t v = 0;
 	for (int i = 0; i < 8; i++)
@@ -148,70 +151,82 @@ static inline uint64_t store_be64_get(const uint8_t *p)
 
 /* Records err (RocksDB's malloc'd message) as the store's last error, frees
  * it and returns CHAT_EIO. */
-int store_rocks_err(store *st, char *err);
+int store__rocks_err(store *st, char *err);
 /* Sets the last error message; returns code. */
-int store_fail(store *st, int code, const char *fmt, ...)
+int store__fail(store *st, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* The shared write batch, emptied. */
-rocksdb_writebatch_t *store_batch(store *st);
+rocksdb_writebatch_t *store__batch(store *st);
 /* Writes the shared batch (sync per opts) and empties it. */
-int store_commit(store *st);
+int store__commit(store *st);
 /* Empties the shared batch without writing it (an operation failed). */
-void store_rollback(store *st);
+void store__rollback(store *st);
 
 /* cache.c: committed values kept in memory (see there). lookup: what the
  * cache knows of a key: its value (*vlen its length), that it has no
  * record, or nothing (read RocksDB). fill: what a read of committed data
  * found (val NULL: no record). stage: a write into st->wb; the slot empties
- * now, and after the commit holds val (NULL: no record) if keep, else stays
- * empty. settle applies (committed) or drops the staged writes; forget
+ * now, and after the commit holds val (NULL: no record); stage_empty: the
+ * same, but the slot stays empty. settle applies (committed) or drops the staged writes; forget
  * empties every table (after writes that bypassed these calls). */
 enum store_cache { STORE_CACHE_QMETA, STORE_CACHE_CONVS, STORE_CACHE_MSGHDR, STORE_CACHE_COUNT };
 enum store_cached { STORE_UNCACHED, STORE_CACHED_ABSENT, STORE_CACHED_VALUE };
-int store_caches_open(store *st);
-void store_caches_close(store *st);
-enum store_cached store_cache_lookup(store *st, enum store_cache t, const void *key, size_t klen,
-                                     void *out, size_t *vlen);
-void store_cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
-                      const void *val, size_t vlen);
-void store_cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
-                       const void *val, size_t vlen, bool keep);
-void store_caches_settle(store *st, bool committed);
-void store_caches_forget(store *st);
-void store_caches_stats(const store *st, uint64_t *hits, uint64_t *misses);
-/* The counters (qmeta, convs) through the cache: get is store_get_fixed
- * (fill: keep what a miss read); put and delete add to st->wb like their
- * rocksdb_writebatch counterparts. */
-int store_counter_get(store *st, enum store_cf cf, const void *key, size_t klen, void *out,
-                      size_t vlen, bool fill);
-void store_counter_put(store *st, enum store_cf cf, const void *key, size_t klen,
+int store__caches_open(store *st);
+void store__caches_close(store *st);
+enum store_cached store__cache_lookup(store *st, enum store_cache t, const void *key, size_t klen,
+                                      void *out, size_t *vlen);
+void store__cache_fill(store *st, enum store_cache t, const void *key, size_t klen,
                        const void *val, size_t vlen);
-void store_counter_delete(store *st, enum store_cf cf, const void *key, size_t klen);
+void store__cache_stage(store *st, enum store_cache t, const void *key, size_t klen,
+                        const void *val, size_t vlen);
+void store__cache_stage_empty(store *st, enum store_cache t, const void *key, size_t klen);
+void store__caches_settle(store *st, bool committed);
+void store__caches_forget(store *st);
+void store__caches_stats(const store *st, uint64_t *hits, uint64_t *misses);
+/* The counters (qmeta, convs) through the cache: a counter is the key of
+ * one in its column family. get is store__get_fixed (fill: keep what a miss
+ * read); put and delete add to st->wb like their rocksdb_writebatch
+ * counterparts. */
+typedef struct store_counter {
+	enum store_cf cf;
+	const void *key;
+	size_t klen;
+} store_counter;
+int store__counter_get(store *st, const store_counter *ctr, void *out, size_t vlen, bool fill);
+void store__counter_put(store *st, const store_counter *ctr, const void *val, size_t vlen);
+void store__counter_delete(store *st, const store_counter *ctr);
+
+/* The distinct device addresses of to[0..n), in byte order, into *out (the
+ * store's scratch, valid until the next call) and their number into *m:
+ * one sort, so that a fan-out to thousands of devices stays O(n log n).
+ * CHAT_OK or CHAT_ENOMEM. */
+int store__distinct(store *st, const char *const *to, size_t n, const char *const **out,
+                    size_t *m);
 
 /* user \0 device into out (STORE_DEVKEY_MAX bytes); 0 if either is empty
  * or too long. */
 #define STORE_DEVKEY_MAX (CHAT_USER_MAX + 1 + CHAT_DEVICE_MAX)
-size_t store_devkey(char *out, const char *user, const char *device);
+size_t store__devkey(char *out, const char *user, const char *device);
 /* Splits a devkey into user (CHAT_USER_MAX + 1 bytes) and device
  * (CHAT_DEVICE_MAX + 1); false unless it is well formed. */
-bool store_devkey_parse(const char *k, size_t klen, char *user, char *device);
+bool store__devkey_parse(const char *k, size_t klen, char *user, char *device);
 
 /* Reads a value: CHAT_OK with *val set (caller destroys it),
  * CHAT_ENOTFOUND, or CHAT_EIO. */
-int store_get(store *st, enum store_cf cf, const void *key, size_t klen,
-              rocksdb_pinnableslice_t **val);
+int store__get(store *st, enum store_cf cf, const void *key, size_t klen,
+               rocksdb_pinnableslice_t **val);
 /* Reads a value that must be exactly len bytes into out: CHAT_OK,
  * CHAT_ENOTFOUND, CHAT_EIO, or CHAT_ECORRUPT on a wrong length. */
-int store_get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
-                    void *out, size_t len);
+int store__get_fixed(store *st, enum store_cf cf, const void *key, size_t klen,
+                     void *out, size_t len);
 
 /* Batched point reads of one column family, for up to STORE_MANY slots of
  * which some want a value: RocksDB's MultiGet shares the filter, index and
  * block lookups of keys that sit together, which separate reads each
- * repeat. store_many_want names a slot's key (valid until the read);
- * store_many_get reads them all at once and sets out[slot] of each wanted
- * slot to its value (destroy with store_many_free) or NULL if the key is
+ * repeat. store__many_want names a slot's key (valid until the read);
+ * store__many_get reads them all at once and sets out[slot] of each wanted
+ * slot to its value (destroy with store__many_free) or NULL if the key is
  * not there, leaves the other slots alone, and forgets the wants. CHAT_OK,
  * or the first read error (the wanted slots then NULL). */
 #define STORE_MANY 64
@@ -221,109 +236,137 @@ typedef struct store_many {
 	bool over; /* more than STORE_MANY were wanted: the read fails */
 	rocksdb_pinnableslice_t *got[STORE_MANY];
 } store_many;
-void store_many_want(store_many *m, size_t slot, const void *key, size_t klen);
-int store_many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out);
-void store_many_free(rocksdb_pinnableslice_t **vals, size_t n);
-/* A value store_many_get read that must be exactly len bytes, into out: as
- * store_get_fixed (v NULL: CHAT_ENOTFOUND). */
-int store_fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
-                      size_t len);
+void store__many_want(store_many *m, size_t slot, const void *key, size_t klen);
+int store__many_get(store *st, store_many *m, enum store_cf cf, rocksdb_pinnableslice_t **out);
+void store__many_free(rocksdb_pinnableslice_t **vals, size_t n);
+/* A value store__many_get read that must be exactly len bytes, into out: as
+ * store__get_fixed (v NULL: CHAT_ENOTFOUND). */
+int store__fixed_value(store *st, enum store_cf cf, const rocksdb_pinnableslice_t *v, void *out,
+                       size_t len);
 
 /* Calls cb for every key starting with prefix (plen 0: every key), in
  * order; a walk as err.h describes (cb's CHAT_STOP or error ends it). */
 typedef int (*store_kv_cb)(store *st, const char *k, size_t klen, const char *v, size_t vlen,
                            void *ctx);
-int store_prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
-                      store_kv_cb cb, void *ctx);
+int store__prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
+                       store_kv_cb cb, void *ctx);
+/* Ends a walk with iterator it: destroys it and returns rc, or the
+ * iterator's error when rc is CHAT_OK. */
+int store__iter_end(store *st, rocksdb_iterator_t *it, int rc);
+/* Calls cb with key's value if it has one (CHAT_OK if not), as
+ * store__prefix_each would for a one-key walk. */
+int store__get_each(store *st, enum store_cf cf, const void *key, size_t klen, store_kv_cb cb,
+                    void *ctx);
 
 /* Builds conv \0 seq into out (STORE_MSGKEY_MAX bytes); returns its length,
  * 0 if conv is empty or too long. */
-size_t store_msgkey(uint8_t *out, const char *conv, uint64_t seq);
+size_t store__msgkey(uint8_t *out, const char *conv, uint64_t seq);
 /* Splits a msgkey; false unless it is well formed. conv gets
  * CHAT_CONV_MAX + 1 bytes. */
-bool store_msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq);
+bool store__msgkey_parse(const uint8_t *k, size_t klen, char *conv, uint64_t *seq);
 
 /* Length of a device address, 0 if empty or too long. */
-size_t store_addrlen(const char *addr);
+size_t store__addrlen(const char *addr);
 /* Builds msgkey \0 addr into out (STORE_RCPTKEY_MAX bytes); returns its length. */
-size_t store_rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const char *addr,
-                     size_t alen);
+size_t store__rcptkey(uint8_t *out, const uint8_t *msgkey, size_t mklen, const char *addr,
+                      size_t alen);
 /* Builds addr \0 qseq into out (CHAT_ADDR_MAX + 9 bytes); returns its length. */
-size_t store_qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq);
+size_t store__qkey(uint8_t *out, const char *addr, size_t alen, uint64_t qseq);
 
-/* Adds to the shared batch one queue entry for addr (kind STORE_QE_*,
- * payload after the kind byte) and the updated queue counter; sets *qseq.
- * CHAT_EQUOTA if addr already holds max_queue entries (0 = no limit). */
-int store_queue_add(store *st, const char *addr, char kind, const void *payload, size_t len,
-                    uint64_t max_queue, uint64_t *qseq);
+/* A queue entry's value: its kind (STORE_QE_*), then the payload. */
+typedef struct store_qvalue {
+	char kind;
+	const void *payload;
+	size_t len;
+} store_qvalue;
+/* Adds to the shared batch one queue entry for addr and the updated queue
+ * counter; sets *qseq. CHAT_EQUOTA if addr already holds max_queue entries
+ * (0 = no limit). */
+int store__queue_add(store *st, const char *addr, const store_qvalue *v, uint64_t max_queue,
+                     uint64_t *qseq);
 /* Adds to the shared batch: count = count + delta for addr's queue. */
-int store_queue_count_add(store *st, const char *addr, size_t alen, int64_t delta);
+int store__queue_count_add(store *st, const char *addr, size_t alen, int64_t delta);
 /* Adds to the shared batch the deletion of addr's whole queue, and releases
  * the messages it referenced. */
-int store_queue_drop(store *st, const char *addr);
+int store__queue_drop(store *st, const char *addr);
 
 /* Reads the message at msgkey: CHAT_OK with out filled (pointers into *val,
  * conv into conv; CHAT_CONV_MAX + 1 bytes) and *val to destroy,
  * CHAT_ENOTFOUND, CHAT_ECORRUPT or CHAT_EIO. */
-int store_msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                   rocksdb_pinnableslice_t **val, char *conv);
-/* store_msg_load after its read: *val is the record read at msgkey (NULL:
- * CHAT_ENOTFOUND), conv and seq what store_msgkey_parse made of msgkey. */
-int store_msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                     rocksdb_pinnableslice_t **val, char *conv, uint64_t seq);
+int store__msg_load(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                    rocksdb_pinnableslice_t **val, char *conv);
+/* store__msg_load after its read: *val is the record read at msgkey (NULL:
+ * CHAT_ENOTFOUND), conv what store__msgkey_parse made of msgkey. */
+int store__msg_decode(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
+                      rocksdb_pinnableslice_t **val, char *conv);
+/* A message's metadata as store__msg_meta read it: m's pointers point into
+ * hdr, conv or val (which the caller destroys). */
+struct store_msg_read {
+	store_msg m;
+	rocksdb_pinnableslice_t *val;
+	char conv[CHAT_CONV_MAX + 1];
+	uint8_t hdr[STORE_MSG_HDR_MAX];
+};
 /* The message's metadata (kind, sender, ts …; no body): from the header
- * cache when it is there (pointers into hdr, STORE_MSG_HDR_MAX bytes), else
- * as store_msg_load (*val to destroy). */
-int store_msg_meta(store *st, const uint8_t *msgkey, size_t mklen, store_msg *out,
-                   rocksdb_pinnableslice_t **val, char *conv, uint8_t *hdr);
+ * cache when it is there, else as store__msg_load. */
+int store__msg_meta(store *st, const uint8_t *msgkey, size_t mklen, struct store_msg_read *out);
 /* Adds to the shared batch: one device no longer has the message queued;
  * when none has, its body is deleted and its metadata kept until expiry.
  * sole: that device's rcpts entry said it was the only one (no refcount). */
-int store_msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole);
-void store_reads_free(store *st);
-void store_qpage_free(store *st);
-/* The same, after the caller's read of the message's refcount: refs_rc is
- * that read's result, cnt its 8 bytes when CHAT_OK (changed); sole: the
- * rcpts entry said this was the only reference (no refcount to read, the
- * caller passes CHAT_OK and refs_rc, cnt are ignored). At the last
- * reference it leaves the message in m and sets *have: its metadata,
- * without the body (pointers into *val, which the caller destroys, or into
- * the store, valid until the next release; conv gets CHAT_CONV_MAX + 1
- * bytes). */
-int store_msg_release_refs(store *st, const uint8_t *msgkey, size_t mklen, bool sole,
-                           int refs_rc, uint8_t cnt[8], store_msg *m,
-                           rocksdb_pinnableslice_t **val, char *conv, bool *have);
+int store__msg_release(store *st, const uint8_t *msgkey, size_t mklen, bool sole);
+void store__reads_free(store *st);
+void store__qpage_free(store *st);
+/* One reference to a message going (store__msg_release_refs): what the
+ * caller read of it, and what the last reference leaves. */
+struct store_release {
+	const uint8_t *mk; /* the message's key */
+	size_t mklen;
+	/* the rcpts entry said this was the only reference: no refcount to
+	 * read, refs_rc and cnt are not used */
+	bool sole;
+	int refs_rc;       /* the result of the caller's read of the refcount */
+	uint8_t cnt[8];    /* its 8 bytes when CHAT_OK (changed) */
+	/* At the last reference, have is set and m holds the message's
+	 * metadata, without the body: pointers into val (which the caller
+	 * destroys) or into the store, valid until the next release. */
+	bool have;
+	store_msg m;
+	rocksdb_pinnableslice_t *val;
+	char conv[CHAT_CONV_MAX + 1];
+};
+/* store__msg_release after the caller's read of the message's refcount. */
+int store__msg_release_refs(store *st, struct store_release *rel);
 /* queue.c: decodes an rcpts value v (NULL: none, CHAT_ENOTFOUND) into its
  * qseq and whether it is the message's sole reference (STORE_RCPT_SOLE). */
-int store_rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole);
+int store__rcpt_value(store *st, const rocksdb_pinnableslice_t *v, uint8_t q[8], bool *sole);
 /* queue.c: adds to the shared batch the removal of addr's queue entry for
- * the message at mk (alen: addr's length), at position q (the value of its
- * rcpts entry rk, which goes too), and one reference to the message: sole,
- * refs_rc and cnt as store_msg_release_refs takes them. The message, when
- * the release read it, as store_msg_release_refs leaves it. */
-int store_ack_one(store *st, const char *addr, size_t alen, const uint8_t *mk, size_t mklen,
-                  const uint8_t *rk, size_t rklen, const uint8_t q[8], bool sole,
-                  int refs_rc, uint8_t cnt[8], store_msg *m, rocksdb_pinnableslice_t **val,
-                  char *conv, bool *have);
+ * a message (alen: addr's length), at position q (the value of its rcpts
+ * entry rk, which goes too), and one reference to the message (rel, as
+ * store__msg_release_refs takes it). */
+struct store_ack_entry {
+	const char *addr;
+	size_t alen;
+	const uint8_t *rk;
+	size_t rklen;
+	const uint8_t *q;
+};
+int store__ack_one(store *st, const struct store_ack_entry *e, struct store_release *rel);
 /* receipts.c: the one loop of store_ack, store_receipts and store_deliver,
  * in one batch. Per seq: when addr is given, addr's queue entry goes
- * (store_ack_one; qseqs_out) and "received" is whether it had one; when
- * state is not STORE_R_NONE, the state of user `by` (ul bytes) moves, with
- * "received" from received[] when there is no addr (NULL: all). Outputs
- * as the public calls; those a call does not produce may be NULL. */
-int store_receipt_batch(store *st, const char *addr, const char *by, size_t ul, const char *conv,
-                        const uint64_t *seqs, size_t n, enum store_rstate state,
-                        const bool *received, uint64_t *qseqs_out,
-                        char (*from_out)[CHAT_ADDR_MAX + 1], bool *changed,
-                        enum store_rstate *prev_out);
+ * (store__ack_one; r->qseqs_out) and "received" is whether it had one; when
+ * r->state is not STORE_R_NONE, the state of user `by` (ul bytes) moves,
+ * with "received" from r->received when there is no addr (NULL: all).
+ * Outputs as the public calls; those a call does not produce may be NULL. */
+int store__receipt_batch(store *st, const char *addr, const char *by, size_t ul,
+                         const store_receipt *r);
 /* Adds a message (or group event) to the shared batch without clearing or
  * committing it: the conversation's next seq, record, dedup entry, expiry
  * entry, refcount and one queue entry per distinct recipient. */
-int store_send_batch(store *st, const store_msg *msg, const char *const *to, size_t n,
-                     uint64_t max_queue, uint64_t *seq);
+int store__send_batch(store *st, const store_msg *msg, const char *const *to, size_t n,
+                      uint64_t max_queue, uint64_t *seq);
 /* The dedup key of (from, cid) into out (STORE_DEDUPKEY_MAX bytes); 0 if
  * malformed. */
 #define STORE_DEDUPKEY_MAX (CHAT_ADDR_MAX + 1 + 1 + STORE_CID_MAX)
-size_t store_dedupkey(uint8_t *out, const char *from, const store_cid *cid);
+size_t store__dedupkey(uint8_t *out, const char *from, const store_cid *cid);
 
 #endif

@@ -93,7 +93,7 @@ static void check_msg(const store_msg *m)
 
 static size_t msgkey(uint8_t *k)
 {
-	return store_msgkey(k, CONV, 1);
+	return store__msgkey(k, CONV, 1);
 }
 
 static size_t msg_record(uint8_t *out)
@@ -101,11 +101,11 @@ static size_t msg_record(uint8_t *out)
 	uint8_t *p = out;
 	*p++ = 1;                         /* version */
 	*p++ = 0x02;                      /* MSG_F_CID_UINT */
-	store_be64_put(p, 900); p += 8;   /* ts */
-	store_be64_put(p, EXPIRES); p += 8;
-	store_be64_put(p, 0); p += 8;     /* type */
+	store__be64_put(p, 900); p += 8;   /* ts */
+	store__be64_put(p, EXPIRES); p += 8;
+	store__be64_put(p, 0); p += 8;     /* type */
 	*p++ = 8;
-	store_be64_put(p, 7); p += 8;     /* cid 7 */
+	store__be64_put(p, 7); p += 8;     /* cid 7 */
 	*p++ = (uint8_t)strlen(FROM);
 	memcpy(p, FROM, strlen(FROM) + 1); p += strlen(FROM) + 1;
 	*p++ = 0; *p++ = 0; *p++ = 0; *p++ = 2;
@@ -121,7 +121,7 @@ static void put(enum store_cf cf, const void *k, size_t kl, const void *v, size_
 static void put_u64(enum store_cf cf, const void *k, size_t kl, uint64_t v)
 {
 	uint8_t b[8];
-	store_be64_put(b, v);
+	store__be64_put(b, v);
 	put(cf, k, kl, b, 8);
 }
 
@@ -130,7 +130,7 @@ static void put_cred(enum store_cf cf, const void *k, size_t kl)
 	uint8_t rec[1 + STORE_HASH_LEN + 8];
 	rec[0] = 1;
 	memset(rec + 1, 0xab, STORE_HASH_LEN);
-	store_be64_put(rec + 1 + STORE_HASH_LEN, 900);
+	store__be64_put(rec + 1 + STORE_HASH_LEN, 900);
 	put(cf, k, kl, rec, sizeof(rec));
 }
 
@@ -140,26 +140,26 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 	uint8_t mk[STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX], qk[CHAT_ADDR_MAX + 9], buf[512];
 	uint8_t dk[STORE_DEDUPKEY_MAX], ek[8 + 1 + STORE_MSGKEY_MAX], key[1024];
 	size_t mkl = msgkey(mk), n;
-	store_batch(S.st);
+	store__batch(S.st);
 
 	n = msg_record(buf);
 	put(STORE_CF_MSGS, mk, mkl, buf, n);
 	put_u64(STORE_CF_REFS, mk, mkl, 1);
-	n = store_rcptkey(rk, mk, mkl, TO, strlen(TO));
+	n = store__rcptkey(rk, mk, mkl, TO, strlen(TO));
 	put_u64(STORE_CF_RCPTS, rk, n, 1);
-	n = store_qkey(qk, TO, strlen(TO), 1);
+	n = store__qkey(qk, TO, strlen(TO), 1);
 	buf[0] = STORE_QE_MSG;
 	memcpy(buf + 1, mk, mkl);
 	put(STORE_CF_QUEUES, qk, n, buf, 1 + mkl);
-	store_be64_put(buf, 2);
-	store_be64_put(buf + 8, 1);
+	store__be64_put(buf, 2);
+	store__be64_put(buf + 8, 1);
 	put(STORE_CF_QMETA, TO, strlen(TO), buf, 16);
 	store_cid cid = { .is_uint = true, .u = 7 };
-	size_t dkl = store_dedupkey(dk, FROM, &cid);
+	size_t dkl = store__dedupkey(dk, FROM, &cid);
 	memcpy(buf, mk, mkl);
-	store_be64_put(buf + mkl, EXPIRES);
+	store__be64_put(buf + mkl, EXPIRES);
 	put(STORE_CF_DEDUP, dk, dkl, buf, mkl + 8);
-	store_be64_put(ek, EXPIRES);
+	store__be64_put(ek, EXPIRES);
 	ek[8] = 0;
 	memcpy(ek + 9, mk, mkl);
 	put(STORE_CF_EXPIRY, ek, 9 + mkl, "", 0);
@@ -167,7 +167,7 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 	put_cred(STORE_CF_DEVICES, "bob\0tablet", 10);
 	put_cred(STORE_CF_SERVICES, "keys", 4);
 	put(STORE_CF_PREFS, "bob", 3, "\x01\x01\x00", 3);
-	size_t rsl = store_rcptkey(key, mk, mkl, "bob", 3);
+	size_t rsl = store__rcptkey(key, mk, mkl, "bob", 3);
 	put(STORE_CF_RSTATE, key, rsl, "\x01", 1);
 	memset(buf, 0xcd, STORE_HASH_LEN);
 	put(STORE_CF_META, STORE_META_ADMIN, strlen(STORE_META_ADMIN), buf, STORE_HASH_LEN);
@@ -175,8 +175,8 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 	switch (kind) {
 	case K_MSG: put(STORE_CF_MSGS, mk, mkl, v, vl); break;
 	case K_REFS: put(STORE_CF_REFS, mk, mkl, v, vl); break;
-	case K_RCPTS: put(STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, mkl, TO, strlen(TO)), v, vl); break;
-	case K_QUEUE: put(STORE_CF_QUEUES, qk, store_qkey(qk, TO, strlen(TO), 1), v, vl); break;
+	case K_RCPTS: put(STORE_CF_RCPTS, rk, store__rcptkey(rk, mk, mkl, TO, strlen(TO)), v, vl); break;
+	case K_QUEUE: put(STORE_CF_QUEUES, qk, store__qkey(qk, TO, strlen(TO), 1), v, vl); break;
 	case K_QMETA: put(STORE_CF_QMETA, TO, strlen(TO), v, vl); break;
 	case K_DEDUP: put(STORE_CF_DEDUP, dk, dkl, v, vl); break;
 	case K_CONVS: put(STORE_CF_CONVS, CONV, strlen(CONV), v, vl); break;
@@ -218,9 +218,9 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 		default: break;
 		}
 	}
-	if (store_commit(S.st) != CHAT_OK)
+	if (store__commit(S.st) != CHAT_OK)
 		die("writing the fixture failed", store_errmsg(S.st));
-	store_caches_forget(S.st); /* raw records, behind the counter cache's back */
+	store__caches_forget(S.st); /* raw records, behind the counter cache's back */
 }
 
 /* Deletes every key a key-kind input may have added, and what the readers
@@ -230,7 +230,7 @@ static void wipe_keys(void)
 	static const enum store_cf cfs[] = { STORE_CF_QUEUES, STORE_CF_EXPIRY, STORE_CF_RCPTS,
 	                                     STORE_CF_RSTATE, STORE_CF_DEVICES, STORE_CF_SERVICES,
 	                                     STORE_CF_QMETA };
-	rocksdb_writebatch_t *wb = store_batch(S.st);
+	rocksdb_writebatch_t *wb = store__batch(S.st);
 	for (size_t i = 0; i < sizeof(cfs) / sizeof(cfs[0]); i++) {
 		rocksdb_iterator_t *it = rocksdb_create_iterator_cf(S.st->db, S.st->ro, S.st->cf[cfs[i]]);
 		for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -240,9 +240,9 @@ static void wipe_keys(void)
 		}
 		rocksdb_iter_destroy(it);
 	}
-	if (store_commit(S.st) != CHAT_OK)
+	if (store__commit(S.st) != CHAT_OK)
 		die("wiping keys failed", store_errmsg(S.st));
-	store_caches_forget(S.st);
+	store__caches_forget(S.st);
 }
 
 /* ---- the readers ---- */
@@ -315,7 +315,8 @@ static void read_all(void)
 	rc_ok(store_conv_last_seq(st, CONV, &seq), "store_conv_last_seq");
 	rc_ok(store_queue_count(st, TO, &count), "store_queue_count");
 	size_t visited;
-	rc_ok(store_queue_read(st, TO, 0, 16, queue_cb, NULL, &visited, &last), "store_queue_read");
+	store_queue_walk qw = { .after = 0, .max = 16, .cb = queue_cb };
+	rc_ok(store_queue_read(st, TO, &qw, &visited, &last), "store_queue_read");
 
 	uint8_t hash[STORE_HASH_LEN];
 	rc_ok(store_device_get(st, "bob", "tablet", hash), "store_device_get");
@@ -333,12 +334,15 @@ static void read_all(void)
 	char from[2][CHAT_ADDR_MAX + 1];
 	bool changed[2];
 	enum store_rstate prev[2];
-	if (rc_ok(store_receipts(st, CONV, seqs, 2, "bob", STORE_R_READ, from, changed, prev, NULL),
-	          "store_receipts") == CHAT_OK)
+	store_receipt rr = { .conv = CONV, .seqs = seqs, .n = 2, .state = STORE_R_READ,
+	                     .from_out = from, .changed = changed, .prev_out = prev };
+	if (rc_ok(store_receipts(st, "bob", &rr), "store_receipts") == CHAT_OK)
 		for (int i = 0; i < 2; i++)
 			check_str(from[i], CHAT_ADDR_MAX, "store_receipts");
-	if (rc_ok(store_deliver(st, TO, CONV, seqs, 2, STORE_R_DELIVERED, qseqs, from, changed,
-	                        prev), "store_deliver") == CHAT_OK)
+	rr = (store_receipt){ .conv = CONV, .seqs = seqs, .n = 2, .state = STORE_R_DELIVERED,
+	                      .qseqs_out = qseqs, .from_out = from, .changed = changed,
+	                      .prev_out = prev };
+	if (rc_ok(store_deliver(st, TO, &rr), "store_deliver") == CHAT_OK)
 		for (int i = 0; i < 2; i++)
 			check_str(from[i], CHAT_ADDR_MAX, "store_deliver");
 	rc_ok(store_ack(st, TO, CONV, seqs, 1, qseqs), "store_ack");

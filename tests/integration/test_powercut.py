@@ -306,15 +306,11 @@ class PowercutAsyncWritesTornTest(PowercutAsyncWritesTest):
 class PowercutFirstStartTest(unittest.TestCase):
     """A power cut just after a first start with sync writes on."""
 
-    # Known hole, kept visible: nothing fsyncs the data dir after the store
-    # creates <data_dir>/store (store_dir_check's mkdir) or after the plugin
-    # renames admin.token into place (write_token_file), so under the POSIX
-    # model the cut takes the whole store and the token with it, though the
-    # device add was acknowledged with sync writes on. (On ext4 the WAL's
-    # fdatasync commits the journal with the mkdir in it, so it would
-    # usually survive there.) Fix: fsync the data dir after both; then drop
-    # expectedFailure.
-    @unittest.expectedFailure
+    # The names a first start creates (<data_dir>/store, admin.token) are
+    # durable only once their directory is fsync'd: under the POSIX model a
+    # cut would otherwise take the whole store and the token with it, though
+    # the device add was acknowledged with sync writes on. The plugin and the
+    # store fsync the parent after each (common/durable.h).
     def test_acknowledged_device_add_survives(self):
         b = Broker(options={"sync_writes": "true"})
         self.addCleanup(b.cleanup)

@@ -18,12 +18,6 @@
 #include "fake_io.h"
 #include "harness.h"
 
-static void connect_dev(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
-}
-
 /* alice/phone and bob/phone, online, on a core with sync writes and group
  * commit (devices added first: the admin's replies are not the subject). */
 static void setup(void)

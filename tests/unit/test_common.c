@@ -5,12 +5,16 @@
  * against the standard and not against the reader.
  */
 #include <check.h>
+#include <unistd.h>
+#include <limits.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cbor_io.h"
+#include "durable.h"
 #include "err.h"
 #include "ids.h"
 
@@ -680,6 +684,69 @@ START_TEST(trailing_and_sticky_errors)
 }
 END_TEST
 
+/* Reads {"a": 1, "x": {"y": [2]}, "b": [3, 4]}: "x" skipped, "b" read. */
+START_TEST(map_fields)
+{
+	static const uint8_t m[] = { 0xa3, 0x61, 'a', 0x01, 0x61, 'x', 0xa1, 0x61, 'y', 0x81, 0x02,
+	                             0x61, 'b', 0x82, 0x03, 0x04 };
+	cbr_fields f;
+	uint64_t a = 0, sum = 0;
+	const uint8_t *b_at = NULL, *b_end = NULL;
+	cbr_fields_open(&f, m, sizeof(m), NULL);
+	while (cbr_fields_next(&f)) {
+		if (cbr_eq(&f.key, "a")) {
+			ck_assert_int_eq(f.val.type, CBR_UINT);
+			a = f.val.u;
+		} else if (cbr_eq(&f.key, "b")) {
+			ck_assert_int_eq(f.val.type, CBR_ARRAY);
+			b_at = f.at;
+			uint64_t i = 0;
+			cbr_item e;
+			while (cbr_array_next(&f.r, &f.val, &i)) {
+				ck_assert_int_eq(cbr_next(&f.r, &e), CHAT_OK);
+				sum += e.u;
+			}
+			b_end = f.r.p;
+		} else {
+			cbr_fields_skip(&f);
+		}
+	}
+	ck_assert_ptr_null(cbr_fields_close(&f, NULL));
+	ck_assert_uint_eq(a, 1);
+	ck_assert_uint_eq(sum, 7);
+	ck_assert_ptr_eq(b_at, m + 13);
+	ck_assert_ptr_eq(b_end, m + sizeof(m));
+
+	/* Not a map: no field, and close says why, in the caller's words or
+	 * the default; a reader's error comes first. */
+	cbr_fields_open(&f, B(0x01), 1, "not ours");
+	ck_assert(!cbr_fields_next(&f));
+	ck_assert_str_eq(cbr_fields_close(&f, NULL), "not ours");
+	cbr_fields_open(&f, B(0x01), 1, NULL);
+	ck_assert(!cbr_fields_next(&f));
+	ck_assert_str_eq(cbr_fields_close(&f, NULL), "the payload must be a CBOR map");
+	cbr_fields_open(&f, "", 0, "not ours");
+	ck_assert(!cbr_fields_next(&f));
+	ck_assert_str_eq(cbr_fields_close(&f, NULL), "truncated CBOR");
+
+	/* Trailing bytes after the map. */
+	cbr_fields_open(&f, B(0xa0, 0x00), 2, NULL);
+	ck_assert(!cbr_fields_next(&f));
+	ck_assert_str_eq(cbr_fields_close(&f, "extra"), "extra");
+
+	/* A skipped value that is truncated ends the loop with the reader's
+	 * error: {"x": [1, 2 (missing)], "a": 1}. */
+	cbr_fields_open(&f, B(0xa2, 0x61, 'x', 0x82, 0x01), 5, NULL);
+	int n = 0;
+	while (cbr_fields_next(&f)) {
+		n++;
+		cbr_fields_skip(&f);
+	}
+	ck_assert_int_eq(n, 1);
+	ck_assert_str_eq(cbr_fields_close(&f, NULL), "truncated CBOR");
+}
+END_TEST
+
 /* ================= writer ================= */
 
 START_TEST(write_rfc8949_ints)
@@ -1179,6 +1246,34 @@ START_TEST(read_text_must_be_utf8)
 }
 END_TEST
 
+/* durable.h: the directories fsync'd are real ones, whatever form the path
+ * takes; a missing one is an error with errno, never a crash. */
+START_TEST(durable_sync_dirs)
+{
+	char dir[] = "/tmp/chat-durable-XXXXXX";
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	char path[sizeof(dir) + 16];
+	snprintf(path, sizeof(path), "%s/name", dir);
+	ck_assert(chat_sync_dir(dir));
+	ck_assert(chat_sync_parent(path));              /* dir */
+	snprintf(path, sizeof(path), "%s/sub//", dir);
+	ck_assert(chat_sync_parent(path));              /* "sub/" names sub, in dir */
+	ck_assert(chat_sync_parent("bare-name"));       /* "." */
+	ck_assert(chat_sync_parent("/top"));            /* "/" */
+	snprintf(path, sizeof(path), "%s/missing/name", dir);
+	errno = 0;
+	ck_assert(!chat_sync_parent(path));
+	ck_assert_int_eq(errno, ENOENT);
+	char longp[PATH_MAX + 16];
+	memset(longp, 'a', sizeof(longp) - 1);
+	longp[sizeof(longp) - 1] = '\0';
+	longp[sizeof(longp) - 3] = '/';
+	ck_assert(!chat_sync_parent(longp));
+	ck_assert_int_eq(errno, ENAMETOOLONG);
+	ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("common");
@@ -1201,6 +1296,7 @@ static Suite *suite(void)
 	tcase_add_test(t, huge_forged_counts);
 	tcase_add_test(t, forged_max_count_is_not_indefinite);
 	tcase_add_test(t, trailing_and_sticky_errors);
+	tcase_add_test(t, map_fields);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("cbor_write");
@@ -1217,6 +1313,7 @@ static Suite *suite(void)
 	tcase_add_test(t, ids_dm_conv);
 	tcase_add_test(t, ids_parse_conv);
 	tcase_add_test(t, err_strings);
+	tcase_add_test(t, durable_sync_dirs);
 	suite_add_tcase(s, t);
 	return s;
 }

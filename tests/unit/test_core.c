@@ -91,21 +91,6 @@ static void admin_fails(const pubrec *p, const char *code)
 	ck_assert_uint_eq(fnkeys(p), 5); /* cmd, rid, ok, code, msg */
 }
 
-/* Adds a device through the admin command and remembers its token; it
- * gets its own fake connection, CONN(<its index>), connected or not. */
-static devrec *add_device(const char *u, const char *d)
-{
-	devrec *r = register_device(u, d);
-	r->conn = CONN(r - DEV);
-	return r;
-}
-
-static void connect_dev(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
-}
-
 /* alice/phone, alice/tablet, bob/laptop online; bob/phone offline. */
 static void standard_cast(void)
 {
@@ -153,6 +138,17 @@ static void send_uint_cid(cbw *w, uint64_t cid, const char *body)
 	cbw_uint(w, cid);
 	cbw_text(w, "body");
 	cbw_bytes(w, body, strlen(body));
+}
+
+/* An accepted dm of {cid, body} from `from` to peer (w: scratch); the seq
+ * of the `sent` event the sender got. */
+static uint64_t sent_seq(cbw *w, const char *from, const char *peer, uint64_t cid,
+                         const char *body)
+{
+	send_uint_cid(w, cid, body);
+	size_t m = mark();
+	ck_assert_int_eq(dm(from, peer, w), CORE_ALLOW);
+	return fuint(event_to(m, from, "sent"), "seq");
 }
 
 static const pubrec *stats(void)
@@ -1109,10 +1105,7 @@ START_TEST(send_seqs_in_order)
 	for (size_t i = 0; i < NDEV; i++)
 		if (strcmp(DEV[i].addr, "bob/phone") != 0)
 			connect_dev(DEV[i].addr);
-	send_uint_cid(&w, 200, "after");
-	m = mark();
-	ck_assert_int_eq(dm("alice/tablet", "bob", &w), CORE_ALLOW);
-	ck_assert_uint_eq(fuint(event_to(m, "alice/tablet", "sent"), "seq"), 5);
+	ck_assert_uint_eq(sent_seq(&w, "alice/tablet", "bob", 200, "after"), 5);
 	cbw_free(&w);
 }
 END_TEST
@@ -1148,10 +1141,7 @@ START_TEST(send_dedup)
 	ck_assert_uint_eq(count_to(m, "bob/laptop"), 1);
 
 	/* 5 and h'05' are different cids. */
-	send_uint_cid(&w, 5, "u");
-	m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
-	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 3);
+	ck_assert_uint_eq(sent_seq(&w, "alice/phone", "bob", 5, "u"), 3);
 	send_bytes_cid(&w, "\x05", "b");
 	m = mark();
 	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
@@ -1159,10 +1149,7 @@ START_TEST(send_dedup)
 	ck_assert_uint_eq(fuint(s, "seq"), 4);
 	fbytes_eq(s, "cid", "\x05", 1);
 	/* No gap after the duplicate. */
-	send_uint_cid(&w, 6, "u");
-	m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
-	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 5);
+	ck_assert_uint_eq(sent_seq(&w, "alice/phone", "bob", 6, "u"), 5);
 
 	/* Dedup survives a restart. */
 	close_core();
@@ -1237,38 +1224,39 @@ START_TEST(send_bodies_wrong_set)
 	standard_cast();
 	cbw w;
 	cbw_init(&w);
-	/* bob/phone and alice/tablet missing; carol/x and the sender itself extra. */
-	const char *set[] = { "bob/laptop", "carol/x", "alice/phone" };
-	bodies_payload(&w, "w1", set, 3);
-	size_t m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
-	const pubrec *e = refused(m, "alice/phone", "devices");
-	fbytes_eq(e, "cid", "w1", 2);
-	/* both lists in address order */
-	ck_assert_str_eq(ftext_list(e, "missing"), "alice/tablet,bob/phone");
-	ck_assert_str_eq(ftext_list(e, "extra"), "alice/phone,carol/x");
-
-	/* Only extras. */
-	const char *set2[] = { "bob/laptop", "bob/phone", "alice/tablet", "bob/tablet" };
-	bodies_payload(&w, "w2", set2, 4);
-	m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
-	e = refused(m, "alice/phone", "devices");
-	ck_assert_str_eq(ftext_list(e, "missing"), "");
-	ck_assert_str_eq(ftext_list(e, "extra"), "bob/tablet");
-	/* A duplicated address counts once; the second is extra. */
-	const char *set3[] = { "bob/laptop", "bob/phone", "alice/tablet", "bob/laptop" };
-	bodies_payload(&w, "w3", set3, 4);
-	m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
-	e = refused(m, "alice/phone", "devices");
-	ck_assert_str_eq(ftext_list(e, "extra"), "bob/laptop");
-	/* Empty bodies: all missing. */
-	bodies_payload(&w, "w4", NULL, 0);
-	m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
-	e = refused(m, "alice/phone", "devices");
-	ck_assert_str_eq(ftext_list(e, "missing"), "alice/tablet,bob/laptop,bob/phone");
+	/* Each refused set of bodies: the devices missing and extra (NULL: not
+	 * checked), both lists in address order. */
+	static const struct {
+		const char *cid;
+		const char *set[4];
+		size_t n;
+		const char *missing, *extra;
+	} wrong[] = {
+		/* bob/phone and alice/tablet missing; carol/x and the sender itself
+		 * extra. */
+		{ "w1", { "bob/laptop", "carol/x", "alice/phone" }, 3, "alice/tablet,bob/phone",
+		  "alice/phone,carol/x" },
+		/* Only extras. */
+		{ "w2", { "bob/laptop", "bob/phone", "alice/tablet", "bob/tablet" }, 4, "",
+		  "bob/tablet" },
+		/* A duplicated address counts once; the second is extra. */
+		{ "w3", { "bob/laptop", "bob/phone", "alice/tablet", "bob/laptop" }, 4, NULL,
+		  "bob/laptop" },
+		/* Empty bodies: all missing. */
+		{ "w4", { NULL }, 0, "alice/tablet,bob/laptop,bob/phone", NULL },
+	};
+	size_t m;
+	for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+		bodies_payload(&w, wrong[i].cid, wrong[i].set, wrong[i].n);
+		m = mark();
+		ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_DENY);
+		const pubrec *e = refused(m, "alice/phone", "devices");
+		fbytes_eq(e, "cid", wrong[i].cid, 2);
+		if (wrong[i].missing)
+			ck_assert_str_eq(ftext_list(e, "missing"), wrong[i].missing);
+		if (wrong[i].extra)
+			ck_assert_str_eq(ftext_list(e, "extra"), wrong[i].extra);
+	}
 
 	/* Nothing was stored: the next good send is seq 1, and w1 is not a
 	 * duplicate. */
@@ -1594,10 +1582,7 @@ START_TEST(send_publish_failure)
 	ck_assert_uint_eq(F.npubs - m, 3);
 	F.publish_rc = 0;
 	ck_assert_uint_eq(counter(stats(), "events_out"), 0);
-	send_uint_cid(&w, 2, "x");
-	m = mark();
-	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_ALLOW);
-	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 2);
+	ck_assert_uint_eq(sent_seq(&w, "alice/phone", "bob", 2, "x"), 2);
 	cbw_free(&w);
 }
 END_TEST

@@ -91,26 +91,48 @@ static int bundle(const char *ru, const char *rd, const char *u, ks_bundle *b, u
 	return ks_bundle_get(k, S(ru), S(rd), S(u), b, retry);
 }
 
+/* An upload that must succeed; the keys u/d then has. */
+static uint32_t upload_ok(const char *u, const char *d, const dev_keys *dk, size_t n,
+                          uint64_t first_id)
+{
+	uint32_t count = UINT32_MAX; /* not a count: the call must set it */
+	ck_assert_int_eq(upload(u, d, dk, n, first_id, &count), CHAT_OK);
+	return count;
+}
+
+/* The keys left for u/d (the count must read). */
+static uint32_t key_count(const char *u, const char *d)
+{
+	uint32_t n = UINT32_MAX; /* not a count: the call must set it */
+	ck_assert_int_eq(ks_count(k, S(u), S(d), &n), CHAT_OK);
+	return n;
+}
+
+/* What a bundle request of ru/rd for u's keys returns (the bundle itself
+ * is dropped). */
+static int bundle_rc(const char *ru, const char *rd, const char *u)
+{
+	ks_bundle b;
+	uint64_t retry;
+	ks_bundle_init(&b);
+	int rc = bundle(ru, rd, u, &b, &retry);
+	ks_bundle_free(&b);
+	return rc;
+}
+
 /* ---- direct rules ---- */
 
 START_TEST(upload_and_count)
 {
 	dev_keys dk;
-	uint32_t n = 99;
 	make_keys(&dk, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 5, 1, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 5);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 7, 100, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 12);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 12);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("laptop"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
-	ck_assert_int_eq(ks_count(k, S("nobody"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk, 5, 1), 5);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk, 7, 100), 12);
+	ck_assert_uint_eq(key_count("bob", "phone"), 12);
+	ck_assert_uint_eq(key_count("bob", "laptop"), 0);
+	ck_assert_uint_eq(key_count("nobody", "phone"), 0);
 	/* Keys only, no one-time keys, is a valid upload. */
-	ck_assert_int_eq(upload("carol", "phone", &dk, 0, 1, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(upload_ok("carol", "phone", &dk, 0, 1), 0);
 }
 END_TEST
 
@@ -130,13 +152,8 @@ START_TEST(bad_signature_refused)
 	make_keys(&dk, 1);
 	memcpy(dk.spk.key, other.spk.key, KS_KEY_LEN);
 	ck_assert_int_eq(upload("bob", "phone", &dk, 5, 1, &n), CHAT_EDENIED);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
-	ks_bundle b;
-	uint64_t retry;
-	ks_bundle_init(&b);
-	ck_assert_int_eq(bundle("al", "d", "bob", &b, &retry), CHAT_ENOTFOUND);
-	ks_bundle_free(&b);
+	ck_assert_uint_eq(key_count("bob", "phone"), 0);
+	ck_assert_int_eq(bundle_rc("al", "d", "bob"), CHAT_ENOTFOUND);
 }
 END_TEST
 
@@ -146,8 +163,7 @@ START_TEST(upload_over_100_refused)
 	uint32_t n;
 	make_keys(&dk, 1);
 	ck_assert_int_eq(upload("bob", "phone", &dk, 101, 1, &n), CHAT_ETOOBIG);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 100, 1, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 100);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk, 100, 1), 100);
 }
 END_TEST
 
@@ -160,12 +176,10 @@ START_TEST(pool_cap_refuses_whole_upload)
 	dev_keys dk;
 	uint32_t n;
 	make_keys(&dk, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 100, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 100, 1);
 	ck_assert_int_eq(upload("bob", "phone", &dk, 51, 1000, &n), CHAT_EQUOTA);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 100);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 50, 1000, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 150);
+	ck_assert_uint_eq(key_count("bob", "phone"), 100);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk, 50, 1000), 150);
 	ck_assert_int_eq(upload("bob", "phone", &dk, 1, 5000, &n), CHAT_EQUOTA);
 	/* The refused upload did not replace the signed pre-key either. */
 	dev_keys dk2 = dk;
@@ -179,8 +193,7 @@ START_TEST(pool_cap_refuses_whole_upload)
 	ck_assert_uint_eq(b.v[0].spk.id, 1);
 	ks_bundle_free(&b);
 	/* One popped: room for one. */
-	ck_assert_int_eq(upload("bob", "phone", &dk, 1, 5000, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 150);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk, 1, 5000), 150);
 }
 END_TEST
 
@@ -194,10 +207,9 @@ START_TEST(duplicate_opk_ids_refused)
 	o[2].id = 7;
 	ck_assert_int_eq(ks_upload(k, S("bob"), S("phone"), dk.ik_pk, &dk.spk, o, 3, &n),
 	                 CHAT_EEXIST);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 3, 7, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 3, 7);
 	ck_assert_int_eq(upload("bob", "phone", &dk, 3, 9, &n), CHAT_EEXIST);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(key_count("bob", "phone"), 3);
 }
 END_TEST
 
@@ -207,18 +219,16 @@ START_TEST(reregistration_drops_opks)
 	uint32_t n;
 	make_keys(&dk1, 1);
 	make_keys(&dk2, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk1, 10, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk1, 10, 1);
 	/* Same ik: a refresh, the pool grows. */
 	dk1.spk.id = 2;
 	crypto_box_keypair(dk1.spk.key, dk1.spk_sk);
 	crypto_sign_detached(dk1.spk.sig, NULL, dk1.spk.key, KS_KEY_LEN, dk1.ik_sk);
-	ck_assert_int_eq(upload("bob", "phone", &dk1, 2, 11, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 12);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk1, 2, 11), 12);
 	/* Other device of the same user is not affected by bob/phone's reset. */
-	ck_assert_int_eq(upload("bob", "tablet", &dk1, 4, 1, &n), CHAT_OK);
+	upload_ok("bob", "tablet", &dk1, 4, 1);
 	/* New ik: re-registration; old ids may be reused. */
-	ck_assert_int_eq(upload("bob", "phone", &dk2, 3, 1, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk2, 3, 1), 3);
 	ck_assert_int_eq(ks_count(k, S("bob"), S("tablet"), &n), CHAT_OK);
 	ck_assert_uint_eq(n, 4);
 
@@ -278,7 +288,7 @@ START_TEST(opk_handed_out_once_ever)
 	uint32_t n;
 	make_keys(&d1, 1);
 	make_keys(&d2, 1);
-	ck_assert_int_eq(upload("bob", "d1", &d1, 20, 1, &n), CHAT_OK);
+	upload_ok("bob", "d1", &d1, 20, 1);
 	ck_assert_int_eq(upload("bob", "d2", &d2, 15, 1, &n), CHAT_OK);
 
 	bool seen1[21] = { 0 }, seen2[16] = { 0 };
@@ -311,8 +321,7 @@ START_TEST(opk_handed_out_once_ever)
 	for (int i = 1; i <= 15; i++)
 		ck_assert(seen2[i]);
 	reopen();
-	ck_assert_int_eq(ks_count(k, S("bob"), S("d1"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(key_count("bob", "d1"), 0);
 	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
 	ck_assert(!b.v[0].has_opk && !b.v[1].has_opk);
 	ks_bundle_free(&b);
@@ -327,9 +336,8 @@ START_TEST(bundle_unknown_user)
 	ck_assert_int_eq(bundle("alice", "d", "ghost", &b, &retry), CHAT_ENOTFOUND);
 	/* "bo" must not see "bob"'s devices (prefix separation) */
 	dev_keys dk;
-	uint32_t n;
 	make_keys(&dk, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 1, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 1, 1);
 	ck_assert_int_eq(bundle("alice", "d", "bo", &b, &retry), CHAT_ENOTFOUND);
 	ks_bundle_free(&b);
 }
@@ -387,9 +395,8 @@ START_TEST(rate_limit_configurable)
 	char err[256];
 	ck_assert_int_eq(ks_open(&k, &opts, err, sizeof(err)), CHAT_OK);
 	dev_keys dk;
-	uint32_t n;
 	make_keys(&dk, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 0, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 0, 1);
 	ks_bundle b;
 	uint64_t retry;
 	ks_bundle_init(&b);
@@ -444,8 +451,7 @@ START_TEST(rate_limit_fails_closed)
 	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_ECORRUPT);
 	ck_assert_uint_eq(b.n, 0);
 	ck_assert_ptr_nonnull(strstr(ks_errmsg(k), "rate"));
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 5);
+	ck_assert_uint_eq(key_count("bob", "phone"), 5);
 	/* other pairs still work */
 	ck_assert_int_eq(bundle("alice", "d2", "bob", &b, &retry), CHAT_OK);
 	ks_bundle_free(&b);
@@ -455,7 +461,6 @@ END_TEST
 START_TEST(check_digest)
 {
 	dev_keys dk;
-	uint32_t n;
 	bool match = true;
 	make_keys(&dk, 1);
 	uint8_t digest[32], cat[64];
@@ -464,7 +469,7 @@ START_TEST(check_digest)
 	crypto_hash_sha256(digest, cat, 64);
 	ck_assert_int_eq(ks_check(k, S("bob"), S("phone"), digest, &match), CHAT_OK);
 	ck_assert(!match); /* unknown device */
-	ck_assert_int_eq(upload("bob", "phone", &dk, 0, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 0, 1);
 	ck_assert_int_eq(ks_check(k, S("bob"), S("phone"), digest, &match), CHAT_OK);
 	ck_assert(match);
 	digest[31] ^= 0x80;
@@ -484,8 +489,8 @@ START_TEST(drop_device)
 	dev_keys dk;
 	uint32_t n;
 	make_keys(&dk, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 5, 1, &n), CHAT_OK);
-	ck_assert_int_eq(upload("bob", "laptop", &dk, 5, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 5, 1);
+	upload_ok("bob", "laptop", &dk, 5, 1);
 	ck_assert_int_eq(ks_drop_device(k, S("bob"), S("phone")), CHAT_OK);
 	ck_assert_int_eq(ks_drop_device(k, S("bob"), S("nothere")), CHAT_OK);
 	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
@@ -497,8 +502,7 @@ START_TEST(drop_device)
 	ck_assert_uint_eq(b.n, 1);
 	ck_assert_str_eq(b.v[0].device, "laptop");
 	/* re-uploading after a drop starts a fresh pool, even with the old ids */
-	ck_assert_int_eq(upload("bob", "phone", &dk, 5, 1, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 5);
+	ck_assert_uint_eq(upload_ok("bob", "phone", &dk, 5, 1), 5);
 	ck_assert_int_eq(ks_drop_device(k, S("bob"), S("laptop")), CHAT_OK);
 	ck_assert_int_eq(ks_drop_device(k, S("bob"), S("phone")), CHAT_OK);
 	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_ENOTFOUND);
@@ -624,13 +628,12 @@ START_TEST(pops_stay_cheap_after_many)
 	reopen();
 	ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
 	ck_assert(!b.v[0].has_opk && !b.v[1].has_opk);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(key_count("bob", "phone"), 0);
 
 	/* ids handed out may be uploaded again, and lower ids than any popped
 	 * one still come out first */
-	ck_assert_int_eq(upload("bob", "phone", &dk, 3, 2000, &n), CHAT_OK);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 3, 7, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 3, 2000);
+	upload_ok("bob", "phone", &dk, 3, 7);
 	uint64_t want[] = { 7, 8, 9, 2000, 2001, 2002 };
 	for (size_t i = 0; i < 6; i++) {
 		ck_assert_int_eq(bundle("alice", "d", "bob", &b, &retry), CHAT_OK);
@@ -732,7 +735,7 @@ START_TEST(device_list_record)
 		ck_assert_ptr_nonnull(strstr(ks_errmsg(k), "device record"));
 	}
 	{
-		ck_assert_int_eq(upload("carol", "p", &dk, 3, 1, &n), CHAT_OK);
+		upload_ok("carol", "p", &dk, 3, 1);
 		rocksdb_t *db = raw_open();
 		raw_put(db, "Ocarol\0p\0\0\0\0\0\0\0\0\x01", 17, "short", 5);
 		rocksdb_close(db);
@@ -740,8 +743,7 @@ START_TEST(device_list_record)
 		ck_assert_int_eq(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
 		ck_assert_int_eq(bundle("alice", "d", "carol", &b, &retry), CHAT_ECORRUPT);
 		ck_assert_ptr_nonnull(strstr(ks_errmsg(k), "one-time key"));
-		ck_assert_int_eq(ks_count(k, S("carol"), S("p"), &n), CHAT_OK);
-		ck_assert_uint_eq(n, 3);
+		ck_assert_uint_eq(key_count("carol", "p"), 3);
 	}
 	ks_bundle_free(&b);
 }
@@ -752,9 +754,8 @@ END_TEST
 START_TEST(old_format_refused)
 {
 	dev_keys dk;
-	uint32_t n;
 	make_keys(&dk, 1);
-	ck_assert_int_eq(upload("bob", "phone", &dk, 2, 1, &n), CHAT_OK);
+	upload_ok("bob", "phone", &dk, 2, 1);
 	rocksdb_t *db = raw_open();
 	raw_put(db, "F", 1, NULL, 0);
 	rocksdb_close(db);
@@ -776,8 +777,7 @@ START_TEST(old_format_refused)
 	raw_put(db, "F", 1, "\x02", 1);
 	rocksdb_close(db);
 	ck_assert_int_eq(ks_open(&k, &opts, e, sizeof(e)), CHAT_OK);
-	ck_assert_int_eq(ks_count(k, S("bob"), S("phone"), &n), CHAT_OK);
-	ck_assert_uint_eq(n, 2);
+	ck_assert_uint_eq(key_count("bob", "phone"), 2);
 }
 END_TEST
 

@@ -20,19 +20,6 @@
 static void setup(void) { env_setup(FAKE_BROADCASTS_COUNTED); }
 static void teardown(void) { env_teardown(); }
 
-static devrec *add(const char *u, const char *d)
-{
-	devrec *r = register_device(u, d);
-	r->conn = CONN(r - DEV);
-	return r;
-}
-
-static void connect_dev(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
-}
-
 static enum core_verdict pub(const char *from, const char *topic, const cbw *w, int qos)
 {
 	devrec *r = find_dev(from);
@@ -106,8 +93,8 @@ static void later(uint64_t ms)
 /* alice/phone online; bob/phone registered for fcm, then offline. */
 static void cast(void)
 {
-	add("alice", "phone");
-	add("bob", "phone");
+	add_device("alice", "phone");
+	add_device("bob", "phone");
 	connect_dev("alice/phone");
 	connect_dev("bob/phone");
 	ck_assert(fbool(reg("bob/phone", "fcm", FCM_TOKEN), "ok"));
@@ -129,7 +116,7 @@ static void ack(const char *svc, uint64_t id, const char *to, const char *r)
 
 START_TEST(register_checks)
 {
-	add("bob", "phone");
+	add_device("bob", "phone");
 	connect_dev("bob/phone");
 	const pubrec *p = reg("bob/phone", "gcm", "x");
 	ck_assert(!fbool(p, "ok"));
@@ -151,7 +138,7 @@ START_TEST(register_checks)
 	ck_assert(fbool(reg("bob/phone", NULL, NULL), "ok")); /* unregister */
 	ck_assert(fbool(reg("bob/phone", NULL, NULL), "ok")); /* again: fine */
 	/* Unregistered: nothing for an offline device. */
-	add("alice", "phone");
+	add_device("alice", "phone");
 	connect_dev("alice/phone");
 	disconnect_dev("bob/phone");
 	size_t m = mark();
@@ -301,7 +288,7 @@ END_TEST
 START_TEST(owed_after_restart_and_removal)
 {
 	cast();
-	add("carol", "tab");
+	add_device("carol", "tab");
 	connect_dev("carol/tab");
 	ck_assert(fbool(reg("carol/tab", "webpush", "https://push.example/sub/1"), "ok"));
 	disconnect_dev("carol/tab");
@@ -328,7 +315,7 @@ END_TEST
 
 START_TEST(many_devices)
 {
-	add("alice", "phone");
+	add_device("alice", "phone");
 	connect_dev("alice/phone");
 	char addr[8][32], tok[8][32];
 	for (int i = 0; i < 8; i++) {
@@ -336,7 +323,7 @@ START_TEST(many_devices)
 		snprintf(u, sizeof(u), "u%d", i);
 		snprintf(addr[i], sizeof(addr[i]), "u%d/phone", i);
 		snprintf(tok[i], sizeof(tok[i]), "tok-%d", i);
-		add(u, "phone");
+		add_device(u, "phone");
 		connect_dev(addr[i]);
 		ck_assert(fbool(reg(addr[i], "fcm", tok[i]), "ok"));
 		disconnect_dev(addr[i]);

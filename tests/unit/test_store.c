@@ -73,13 +73,13 @@ static void raw_put(store *st, enum store_cf cf, const void *k, size_t klen, con
 	rocksdb_put_cf(st->db, wo, st->cf[cf], k, klen, v, vlen, &err);
 	rocksdb_writeoptions_destroy(wo);
 	ck_assert_ptr_null(err);
-	store_caches_forget(st); /* written behind the counter cache's back */
+	store__caches_forget(st); /* written behind the counter cache's back */
 }
 
 static bool raw_exists(store *st, enum store_cf cf, const void *k, size_t klen)
 {
 	rocksdb_pinnableslice_t *v;
-	int rc = store_get(st, cf, k, klen, &v);
+	int rc = store__get(st, cf, k, klen, &v);
 	ck_assert(rc == CHAT_OK || rc == CHAT_ENOTFOUND);
 	rocksdb_pinnableslice_destroy(v);
 	return rc == CHAT_OK;
@@ -158,8 +158,8 @@ START_TEST(test_schema_newer_refused)
 {
 	store *st = open_ok();
 	uint8_t v[4];
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
-	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
+	                                  strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
 	ck_assert_uint_eq(v[3], STORE_SCHEMA_VERSION);
 	v[3] = STORE_SCHEMA_VERSION + 1;
 	raw_put(st, STORE_CF_META, STORE_META_SCHEMA, strlen(STORE_META_SCHEMA), v, 4);
@@ -222,8 +222,8 @@ START_TEST(test_contacts_and_v1_migration)
 	st = open_ok();
 	ck_assert_str_eq(contacts_of(st, "bob"), "alice,carol,");
 	ck_assert_str_eq(contacts_of(st, "alice"), "bob,");
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
-	                                 strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_META, STORE_META_SCHEMA,
+	                                  strlen(STORE_META_SCHEMA), v, 4), CHAT_OK);
 	ck_assert_uint_eq(v[3], STORE_SCHEMA_VERSION);
 	ck_assert_uint_eq(store_migrated_from(st), 1);
 	store_close(st);
@@ -488,6 +488,22 @@ START_TEST(test_services)
 }
 END_TEST
 
+/* The conversation's last seq (the read must work). */
+static uint64_t last_seq(store *st, const char *conv)
+{
+	uint64_t seq = UINT64_MAX; /* not a seq: the call must set it */
+	ck_assert_int_eq(store_conv_last_seq(st, conv, &seq), CHAT_OK);
+	return seq;
+}
+
+/* A sweep that must work; how many messages it expired. */
+static size_t expire_ok(store *st, uint64_t now, size_t max, store_expire_cb cb, void *arg)
+{
+	size_t n = SIZE_MAX; /* not a count: the call must set it */
+	ck_assert_int_eq(store_expire(st, now, max, cb, arg, &n), CHAT_OK);
+	return n;
+}
+
 /* ---- messages ---- */
 
 START_TEST(test_send_seqs)
@@ -496,21 +512,17 @@ START_TEST(test_send_seqs)
 	const char *to[] = { "bob/p" };
 	store_msg a = msg_for("dm:alice:bob", "alice/p", 1, "hi");
 	store_msg g = msg_for("g:team", "alice/p", 2, "yo");
-	uint64_t last;
-	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 0);
+	ck_assert_uint_eq(last_seq(st, "dm:alice:bob"), 0);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 1);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 2);
 	ck_assert_uint_eq(send_ok(st, &g, to, 1), 1);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 3);
 	ck_assert_uint_eq(send_ok(st, &g, NULL, 0), 2); /* no recipients still takes a seq */
-	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 3);
+	ck_assert_uint_eq(last_seq(st, "dm:alice:bob"), 3);
 	store_close(st);
 
 	st = open_ok();
-	ck_assert_int_eq(store_conv_last_seq(st, "g:team", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 2);
+	ck_assert_uint_eq(last_seq(st, "g:team"), 2);
 	ck_assert_uint_eq(send_ok(st, &a, to, 1), 4);
 	ck_assert_uint_eq(send_ok(st, &g, to, 1), 3);
 	ck_assert_int_eq(queue_len(st, "bob/p"), 6);
@@ -619,13 +631,12 @@ START_TEST(test_body_and_bodies_roundtrip)
 	store_msg both = a;
 	both.bodies = map;
 	both.bodies_len = sizeof map;
-	uint64_t seq = 0, last;
+	uint64_t seq = 0;
 	ck_assert_int_eq(store_send(st, &both, to, 2, 0, &seq), CHAT_EINVAL);
 	store_msg none = a;
 	none.body = NULL;
 	ck_assert_int_eq(store_send(st, &none, to, 2, 0, &seq), CHAT_EINVAL);
-	ck_assert_int_eq(store_conv_last_seq(st, "dm:alice:bob", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 3);
+	ck_assert_uint_eq(last_seq(st, "dm:alice:bob"), 3);
 	store_close(st);
 }
 END_TEST
@@ -635,7 +646,7 @@ START_TEST(test_quota_refusal_writes_nothing)
 	store *st = open_ok();
 	const char *x[] = { "x/1" }, *yx[] = { "y/1", "x/1" };
 	store_msg m = msg_for("g:q", "s/1", 1, "a");
-	uint64_t seq = 0, last;
+	uint64_t seq = 0;
 	ck_assert_int_eq(store_send(st, &m, x, 1, 2, &seq), CHAT_OK);
 	m.cid.u = 2;
 	ck_assert_int_eq(store_send(st, &m, x, 1, 2, &seq), CHAT_OK);
@@ -646,8 +657,7 @@ START_TEST(test_quota_refusal_writes_nothing)
 	ck_assert_uint_eq(seq, 77);
 	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "x/1"));
 
-	ck_assert_int_eq(store_conv_last_seq(st, "g:q", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 2);
+	ck_assert_uint_eq(last_seq(st, "g:q"), 2);
 	ck_assert_int_eq(queue_len(st, "y/1"), 0);
 	ck_assert_int_eq(queue_len(st, "x/1"), 2);
 	ck_assert(!raw_exists(st, STORE_CF_QMETA, "y/1", 3));
@@ -685,9 +695,7 @@ static void expect_queue(store *st, const char *addr, uint64_t n, uint64_t last)
 
 static void expect_conv(store *st, const char *conv, uint64_t last)
 {
-	uint64_t got;
-	ck_assert_int_eq(store_conv_last_seq(st, conv, &got), CHAT_OK);
-	ck_assert_uint_eq(got, last);
+	ck_assert_uint_eq(last_seq(st, conv), last);
 }
 
 /* The counter cache (cache.c) answers only what RocksDB committed: a
@@ -704,7 +712,7 @@ START_TEST(test_counter_cache_follows_commits)
 		ck_assert_uint_eq(send_ok(st, &m, x, 1), (uint64_t)i + 1);
 	}
 	uint64_t hits, misses;
-	store_caches_stats(st, &hits, &misses);
+	store__caches_stats(st, &hits, &misses);
 	ck_assert_msg(hits >= 90 && misses <= 4, "hits %llu, misses %llu", (unsigned long long)hits,
 	              (unsigned long long)misses);
 
@@ -728,9 +736,9 @@ START_TEST(test_counter_cache_follows_commits)
 	uint64_t seqs[] = { 1, 2, 3 }, q[3];
 	ck_assert_int_eq(store_ack(st, "x/1", "g:k", seqs, 3, q), CHAT_OK);
 	expect_queue(st, "x/1", 47, UINT64_MAX);
-	store_batch(st);
-	ck_assert_int_eq(store_queue_drop(st, "y/1"), CHAT_OK);
-	ck_assert_int_eq(store_commit(st), CHAT_OK);
+	store__batch(st);
+	ck_assert_int_eq(store__queue_drop(st, "y/1"), CHAT_OK);
+	ck_assert_int_eq(store__commit(st), CHAT_OK);
 	expect_queue(st, "y/1", 0, 0);
 	m.cid.u = 3;
 	ck_assert_uint_eq(send_ok(st, &m, y, 1), 52);
@@ -753,9 +761,9 @@ END_TEST
 static size_t raw_msg(store *st, const char *conv, uint64_t seq, uint8_t *out, size_t cap)
 {
 	uint8_t k[STORE_MSGKEY_MAX];
-	size_t kl = store_msgkey(k, conv, seq), vl = 0;
+	size_t kl = store__msgkey(k, conv, seq), vl = 0;
 	rocksdb_pinnableslice_t *v;
-	ck_assert_int_eq(store_get(st, STORE_CF_MSGS, k, kl, &v), CHAT_OK);
+	ck_assert_int_eq(store__get(st, STORE_CF_MSGS, k, kl, &v), CHAT_OK);
 	const char *p = rocksdb_pinnableslice_value(v, &vl);
 	ck_assert_uint_le(vl, cap);
 	memcpy(out, p, vl);
@@ -776,20 +784,23 @@ START_TEST(test_release_from_cache_same_record)
 	 * entry (RocksDB does not count a lookup in an empty one) */
 	store_msg w = msg_for("g:warm", "s/1", 1, "w");
 	seq = send_ok(st, &w, x, 1);
-	ck_assert_int_eq(store_deliver(st, "x/1", "g:warm", &seq, 1, STORE_R_DELIVERED, &q, from[0],
-	                               &changed, NULL), CHAT_OK);
+	store_receipt rr = { .conv = "g:warm", .seqs = &seq, .n = 1, .state = STORE_R_DELIVERED,
+	                     .qseqs_out = &q, .from_out = from[0], .changed = &changed };
+	ck_assert_int_eq(store_deliver(st, "x/1", &rr), CHAT_OK);
 	for (int i = 0; i < 2; i++) {
 		store_msg m = msg_for(convs[i], "s/1", 9, "a body that goes");
 		m.has_type = true;
 		m.type = 7;
 		seq = send_ok(st, &m, x, 1);
 		if (i == 1)
-			store_caches_forget(st); /* the same release, from RocksDB */
+			store__caches_forget(st); /* the same release, from RocksDB */
 		rocksdb_set_perf_level(rocksdb_enable_count);
 		rocksdb_perfcontext_t *pc = rocksdb_perfcontext_create();
 		rocksdb_perfcontext_reset(pc);
-		ck_assert_int_eq(store_deliver(st, "x/1", convs[i], &seq, 1, STORE_R_DELIVERED, &q,
-		                               from[i], &changed, NULL), CHAT_OK);
+		rr = (store_receipt){ .conv = convs[i], .seqs = &seq, .n = 1,
+		                      .state = STORE_R_DELIVERED, .qseqs_out = &q,
+		                      .from_out = from[i], .changed = &changed };
+		ck_assert_int_eq(store_deliver(st, "x/1", &rr), CHAT_OK);
 		reads[i] = rocksdb_perfcontext_metric(pc, rocksdb_get_from_memtable_count);
 		rocksdb_perfcontext_destroy(pc);
 		rocksdb_set_perf_level(rocksdb_disable);
@@ -827,9 +838,9 @@ START_TEST(test_duplicate_recipient_queued_once)
 	ck_assert_int_eq(queue_len(st, "b/1"), 1);
 	ck_assert_int_eq(queue_len(st, "c/1"), 1);
 	uint8_t key[STORE_MSGKEY_MAX], refs[8];
-	size_t klen = store_msgkey(key, "g:d", 1);
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
-	ck_assert_uint_eq(store_be64_get(refs), 2);
+	size_t klen = store__msgkey(key, "g:d", 1);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
+	ck_assert_uint_eq(store__be64_get(refs), 2);
 	store_close(st);
 }
 END_TEST
@@ -871,9 +882,9 @@ START_TEST(test_device_remove_drops_queue)
 	ck_assert_int_eq(store_msg_get(st, "g:r", 2, &out, &buf), CHAT_OK);
 	store_msg_buf_free(&buf);
 	uint8_t key[STORE_MSGKEY_MAX], refs[8];
-	size_t klen = store_msgkey(key, "g:r", 1);
-	ck_assert_int_eq(store_get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
-	ck_assert_uint_eq(store_be64_get(refs), 1);
+	size_t klen = store__msgkey(key, "g:r", 1);
+	ck_assert_int_eq(store__get_fixed(st, STORE_CF_REFS, key, klen, refs, 8), CHAT_OK);
+	ck_assert_uint_eq(store__be64_get(refs), 1);
 
 	/* a fresh a/1 starts with an empty queue and counter */
 	ck_assert_int_eq(store_device_add(st, "a", "1", h), CHAT_OK);
@@ -935,7 +946,8 @@ START_TEST(test_queue_read_events_remove)
 	struct rd r = { .stop_at = -1 };
 	size_t visited = 9;
 	uint64_t last = 0;
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &r, &visited, &last), CHAT_OK);
+	store_queue_walk qw = { .after = 0, .max = 10, .cb = on_entry, .arg = &r };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_uint_eq(visited, 3);
 	ck_assert_uint_eq(last, 3);
 	ck_assert_str_eq(r.body[0], "g:x:one");
@@ -950,23 +962,25 @@ START_TEST(test_queue_read_events_remove)
 	/* a window: after 1, at most 1; the callback's CHAT_STOP or error ends
 	 * the walk, is returned, and its entry counts as visited */
 	struct rd w = { .stop_at = -1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 1, 1, on_entry, &w, &visited, &last), CHAT_OK);
+	qw = (store_queue_walk){ .after = 1, .max = 1, .cb = on_entry, .arg = &w };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(w.n, 1);
 	ck_assert_uint_eq(w.qseq[0], 2);
 	ck_assert_uint_eq(last, 2);
 	struct rd stop = { .stop_at = 1, .end = CHAT_STOP };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &stop, &visited, &last),
-	                 CHAT_STOP);
+	qw = (store_queue_walk){ .after = 0, .max = 10, .cb = on_entry, .arg = &stop };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_STOP);
 	ck_assert_uint_eq(visited, 1);
 	ck_assert_uint_eq(last, 1);
 	struct rd failed = { .stop_at = 2, .end = CHAT_EIO };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &failed, &visited, &last),
-	                 CHAT_EIO);
+	qw = (store_queue_walk){ .after = 0, .max = 10, .cb = on_entry, .arg = &failed };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_EIO);
 	ck_assert_uint_eq(visited, 2);
 	ck_assert_uint_eq(last, 2);
 	last = 42;
 	struct rd none = { .stop_at = -1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 3, 10, on_entry, &none, &visited, &last), CHAT_OK);
+	qw = (store_queue_walk){ .after = 3, .max = 10, .cb = on_entry, .arg = &none };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_uint_eq(visited, 0);
 	ck_assert_uint_eq(last, 42);
 
@@ -974,7 +988,8 @@ START_TEST(test_queue_read_events_remove)
 	ck_assert_int_eq(store_queue_remove(st, "d/1", ev, 3), CHAT_OK);
 	ck_assert_uint_eq(qcount(st, "d/1"), 2);
 	struct rd after = { .stop_at = -1 };
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &after, &visited, &last), CHAT_OK);
+	qw = (store_queue_walk){ .after = 0, .max = 10, .cb = on_entry, .arg = &after };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(after.n, 2);
 	ck_assert_uint_eq(after.qseq[1], 3);
 	/* removing a message entry by position releases it like an ack */
@@ -1010,8 +1025,8 @@ START_TEST(test_queue_drop_events)
 	struct rd left = { .stop_at = -1 };
 	size_t visited;
 	uint64_t last;
-	ck_assert_int_eq(store_queue_read(st, "d/1", 0, 10, on_entry, &left, &visited, &last),
-	                 CHAT_OK);
+	store_queue_walk qw = { .after = 0, .max = 10, .cb = on_entry, .arg = &left };
+	ck_assert_int_eq(store_queue_read(st, "d/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(left.n, 2);
 	ck_assert_uint_eq(left.qseq[0], 5);
 	ck_assert_uint_eq(left.qseq[1], 6);
@@ -1063,10 +1078,10 @@ START_TEST(test_many_sparse_reads)
 	rocksdb_pinnableslice_t *const mark = (rocksdb_pinnableslice_t *)&m;
 	for (size_t i = 0; i < STORE_MANY; i++)
 		out[i] = mark;
-	store_many_want(&m, 5, "k1", 2);
-	store_many_want(&m, 9, "k2", 2);
-	store_many_want(&m, 63, "k3", 2);
-	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
+	store__many_want(&m, 5, "k1", 2);
+	store__many_want(&m, 9, "k2", 2);
+	store__many_want(&m, 63, "k3", 2);
+	ck_assert_int_eq(store__many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
 	size_t vlen;
 	const char *v = rocksdb_pinnableslice_value(out[5], &vlen);
 	ck_assert(vlen == 2 && memcmp(v, "v1", 2) == 0);
@@ -1080,15 +1095,15 @@ START_TEST(test_many_sparse_reads)
 	rocksdb_pinnableslice_destroy(out[63]);
 
 	for (size_t i = 0; i <= STORE_MANY; i++)
-		store_many_want(&m, i % STORE_MANY, "k1", 2);
-	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_EINVAL);
+		store__many_want(&m, i % STORE_MANY, "k1", 2);
+	ck_assert_int_eq(store__many_get(st, &m, STORE_CF_REFS, out), CHAT_EINVAL);
 	ck_assert_ptr_nonnull(strstr(store_errmsg(st), "batched read"));
 	for (size_t i = 0; i < STORE_MANY; i++)
 		ck_assert_ptr_null(out[i]);
-	store_many_want(&m, 0, "k3", 2);
-	ck_assert_int_eq(store_many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
+	store__many_want(&m, 0, "k3", 2);
+	ck_assert_int_eq(store__many_get(st, &m, STORE_CF_REFS, out), CHAT_OK);
 	ck_assert_ptr_nonnull(out[0]);
-	store_many_free(out, 1);
+	store__many_free(out, 1);
 	ck_assert_ptr_null(out[0]);
 	store_close(st);
 }
@@ -1118,8 +1133,8 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	struct walk w = { .next_qseq = 1, .next_seq = 1 };
 	size_t visited;
 	uint64_t last = 0;
-	ck_assert_int_eq(store_queue_read(st, "b/1", 0, 1000, walk_entry, &w, &visited, &last),
-	                 CHAT_OK);
+	store_queue_walk qw = { .after = 0, .max = 1000, .cb = walk_entry, .arg = &w };
+	ck_assert_int_eq(store_queue_read(st, "b/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_int_eq(w.bad, 0);
 	ck_assert_int_eq(w.msgs, 150);
 	ck_assert_int_eq(w.events, n - 150);
@@ -1127,8 +1142,8 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	ck_assert_uint_eq(last, (uint64_t)n);
 	/* a bounded walk from the middle stops at max, wherever the page ends */
 	struct walk part = { .next_qseq = 61, .next_seq = 0 };
-	ck_assert_int_eq(store_queue_read(st, "b/1", 60, 70, walk_entry, &part, &visited, &last),
-	                 CHAT_OK);
+	qw = (store_queue_walk){ .after = 60, .max = 70, .cb = walk_entry, .arg = &part };
+	ck_assert_int_eq(store_queue_read(st, "b/1", &qw, &visited, &last), CHAT_OK);
 	ck_assert_uint_eq(visited, 70);
 	ck_assert_uint_eq(last, 130);
 
@@ -1136,8 +1151,10 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	char from[150][CHAT_ADDR_MAX + 1];
 	bool changed[150];
 	enum store_rstate prev[150];
-	ck_assert_int_eq(store_deliver(st, "b/1", "dm:a:b", seqs, 150, STORE_R_DELIVERED, qs, from,
-	                               changed, prev), CHAT_OK);
+	store_receipt rr = { .conv = "dm:a:b", .seqs = seqs, .n = 150, .state = STORE_R_DELIVERED,
+	                     .qseqs_out = qs, .from_out = from, .changed = changed,
+	                     .prev_out = prev };
+	ck_assert_int_eq(store_deliver(st, "b/1", &rr), CHAT_OK);
 	for (int i = 0; i < 150; i++) {
 		ck_assert_uint_ne(qs[i], 0);
 		ck_assert(changed[i]);
@@ -1146,8 +1163,10 @@ START_TEST(test_queue_read_and_deliver_across_pages)
 	}
 	ck_assert_uint_eq(qcount(st, "b/1"), (uint64_t)(n - 150)); /* the events stay */
 	/* again: nothing left to acknowledge, no state moves */
-	ck_assert_int_eq(store_deliver(st, "b/1", "dm:a:b", seqs, 150, STORE_R_DELIVERED, qs, from,
-	                               changed, prev), CHAT_OK);
+	rr = (store_receipt){ .conv = "dm:a:b", .seqs = seqs, .n = 150, .state = STORE_R_DELIVERED,
+	                      .qseqs_out = qs, .from_out = from, .changed = changed,
+	                      .prev_out = prev };
+	ck_assert_int_eq(store_deliver(st, "b/1", &rr), CHAT_OK);
 	for (int i = 0; i < 150; i++) {
 		ck_assert_uint_eq(qs[i], 0);
 		ck_assert(!changed[i]);
@@ -1187,7 +1206,7 @@ START_TEST(test_ack)
 	ck_assert_str_eq(out.from, "s/1");
 	ck_assert_uint_eq(out.expires, 2000);
 	uint8_t key[STORE_MSGKEY_MAX];
-	ck_assert(!raw_exists(st, STORE_CF_REFS, key, store_msgkey(key, "g:k", 1)));
+	ck_assert(!raw_exists(st, STORE_CF_REFS, key, store__msgkey(key, "g:k", 1)));
 	ck_assert_int_eq(store_msg_get(st, "g:k", 2, &out, &buf), CHAT_OK);
 	ck_assert_mem_eq(out.body, "hello", 5);
 	store_msg_buf_free(&buf);
@@ -1212,26 +1231,26 @@ START_TEST(test_sole_recipient_no_refs)
 	send_ok(st, &m, to, 1);
 	uint8_t mk[STORE_MSGKEY_MAX], rk[STORE_RCPTKEY_MAX];
 	for (uint64_t s = 1; s <= 3; s++) {
-		size_t mklen = store_msgkey(mk, "dm:a:b", s);
+		size_t mklen = store__msgkey(mk, "dm:a:b", s);
 		ck_assert(!raw_exists(st, STORE_CF_REFS, mk, mklen));
-		size_t rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+		size_t rklen = store__rcptkey(rk, mk, mklen, "b/1", 3);
 		rocksdb_pinnableslice_t *v;
-		ck_assert_int_eq(store_get(st, STORE_CF_RCPTS, rk, rklen, &v), CHAT_OK);
+		ck_assert_int_eq(store__get(st, STORE_CF_RCPTS, rk, rklen, &v), CHAT_OK);
 		size_t vlen;
 		const char *p = rocksdb_pinnableslice_value(v, &vlen);
 		ck_assert_uint_eq(vlen, 9);
 		ck_assert_int_eq(p[8], STORE_RCPT_SOLE);
-		ck_assert_uint_eq(store_be64_get((const uint8_t *)p), s);
+		ck_assert_uint_eq(store__be64_get((const uint8_t *)p), s);
 		rocksdb_pinnableslice_destroy(v);
 	}
 
 	/* seq 2 as schema 2 wrote it: an 8-byte entry and a refcount of 1 */
-	size_t mklen = store_msgkey(mk, "dm:a:b", 2);
-	size_t rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+	size_t mklen = store__msgkey(mk, "dm:a:b", 2);
+	size_t rklen = store__rcptkey(rk, mk, mklen, "b/1", 3);
 	uint8_t eight[8];
-	store_be64_put(eight, 2);
+	store__be64_put(eight, 2);
 	raw_put(st, STORE_CF_RCPTS, rk, rklen, eight, 8);
-	store_be64_put(eight, 1);
+	store__be64_put(eight, 1);
 	raw_put(st, STORE_CF_REFS, mk, mklen, eight, 8);
 
 	uint64_t seqs[] = { 1, 2 }, qs[2];
@@ -1245,14 +1264,14 @@ START_TEST(test_sole_recipient_no_refs)
 		ck_assert_int_eq(store_msg_get(st, "dm:a:b", s, &out, &buf), CHAT_OK);
 		ck_assert_ptr_null(out.body); /* delivered: metadata only */
 		ck_assert_str_eq(out.from, "a/1");
-		size_t l = store_msgkey(mk, "dm:a:b", s);
-		ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, l, "b/1", 3)));
+		size_t l = store__msgkey(mk, "dm:a:b", s);
+		ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store__rcptkey(rk, mk, l, "b/1", 3)));
 	}
 	ck_assert_uint_eq(qcount(st, "b/1"), 1);
 
 	/* seq 3's entry with a wrong ninth byte: refused, nothing changes */
-	mklen = store_msgkey(mk, "dm:a:b", 3);
-	rklen = store_rcptkey(rk, mk, mklen, "b/1", 3);
+	mklen = store__msgkey(mk, "dm:a:b", 3);
+	rklen = store__rcptkey(rk, mk, mklen, "b/1", 3);
 	uint8_t bad[9] = { 0, 0, 0, 0, 0, 0, 0, 3, 'X' };
 	raw_put(st, STORE_CF_RCPTS, rk, rklen, bad, 9);
 	seqs[0] = 3;
@@ -1335,11 +1354,16 @@ START_TEST(test_deliver_same_as_ack_then_receipts)
 				ck_assert_int_eq(store_ack(st, "bob/p", conv, seqs[r], N, qs), CHAT_OK);
 				for (int i = 0; i < N; i++)
 					rcv[i] = qs[i] != 0;
-				ck_assert_int_eq(store_receipts(st, conv, seqs[r], N, "bob", want, from, ch, prev,
-				                                rcv), CHAT_OK);
+				store_receipt rr = { .conv = conv, .seqs = seqs[r], .n = N,
+				                     .state = want, .from_out = from, .changed = ch,
+				                     .prev_out = prev, .received = rcv };
+				ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 			} else {
-				ck_assert_int_eq(store_deliver(st, "bob/p", conv, seqs[r], N, want, qs, from, ch,
-				                               prev), CHAT_OK);
+				store_receipt rr = { .conv = conv, .seqs = seqs[r], .n = N,
+				                     .state = want, .qseqs_out = qs,
+				                     .from_out = from, .changed = ch,
+				                     .prev_out = prev };
+				ck_assert_int_eq(store_deliver(st, "bob/p", &rr), CHAT_OK);
 			}
 			for (int i = 0; i < N; i++) {
 				size_t len = strlen(dump[way]);
@@ -1378,55 +1402,67 @@ START_TEST(test_receipts)
 	uint64_t seqs[] = { 1, 2, 9, 1 };
 	char from[4][CHAT_ADDR_MAX + 1];
 	bool ch[4];
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 4, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	store_receipt rr = { .conv = "g:t", .seqs = seqs, .n = 4, .state = STORE_R_DELIVERED,
+	                     .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(ch[0] && ch[1] && !ch[2] && !ch[3]);
 	ck_assert_str_eq(from[0], "alice/p");
 	ck_assert_str_eq(from[1], "alice/p");
 	ck_assert_str_eq(from[2], "");
 	ck_assert_str_eq(from[3], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 2, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 2, .state = STORE_R_DELIVERED,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(!ch[0] && !ch[1]);
 	enum store_rstate prev[1];
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_READ, from, ch, prev, NULL), CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .prev_out = prev };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(ch[0]);
 	ck_assert_int_eq(prev[0], STORE_R_DELIVERED); /* what it was before the move */
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_DELIVERED, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_DELIVERED,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(!ch[0]); /* no backward move */
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "carol", STORE_R_READ, from, ch, prev, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .prev_out = prev };
+	ck_assert_int_eq(store_receipts(st, "carol", &rr), CHAT_OK);
 	ck_assert(ch[0]); /* per user */
 	ck_assert_int_eq(prev[0], STORE_R_NONE);
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "alice", STORE_R_READ, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "alice", &rr), CHAT_OK);
 	ck_assert(!ch[0]); /* one's own message */
 	ck_assert_str_eq(from[0], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", seqs, 1, "bob", STORE_R_NONE, from, ch, NULL, NULL),
-	                 CHAT_EINVAL);
+	rr = (store_receipt){ .conv = "g:t", .seqs = seqs, .n = 1, .state = STORE_R_NONE,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_EINVAL);
 	/* Not received by the reading device: moves nothing for a user that
 	 * has no state yet (dave never got it), but a later read for one whose
 	 * other device got it does (bob, delivered on another device). */
 	bool no[2] = { false, false };
 	uint64_t s2[] = { 2, 2 };
-	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, no),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s2, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .received = no };
+	ck_assert_int_eq(store_receipts(st, "dave", &rr), CHAT_OK);
 	ck_assert(!ch[0]);
 	ck_assert_str_eq(from[0], "alice/p");
-	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "bob", STORE_R_READ, from, ch, NULL, no),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s2, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch, .received = no };
+	ck_assert_int_eq(store_receipts(st, "bob", &rr), CHAT_OK);
 	ck_assert(ch[0]);
-	ck_assert_int_eq(store_receipts(st, "g:t", s2, 1, "dave", STORE_R_READ, from, ch, NULL, NULL),
-	                 CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s2, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "dave", &rr), CHAT_OK);
 	ck_assert(ch[0]); /* received (or NULL: not known) */
 	/* a repeat right after an ascending run, and one after it ends: each
 	 * moves once, the repeats not at all */
 	uint64_t s3[] = { 1, 2, 2, 1 };
 	bool ch3[4];
 	char from3[4][CHAT_ADDR_MAX + 1];
-	ck_assert_int_eq(store_receipts(st, "g:t", s3, 4, "erin", STORE_R_READ, from3, ch3, NULL,
-	                                NULL), CHAT_OK);
+	rr = (store_receipt){ .conv = "g:t", .seqs = s3, .n = 4, .state = STORE_R_READ,
+	                      .from_out = from3, .changed = ch3 };
+	ck_assert_int_eq(store_receipts(st, "erin", &rr), CHAT_OK);
 	ck_assert(ch3[0] && ch3[1] && !ch3[2] && !ch3[3]);
 	ck_assert_str_eq(from3[2], "alice/p");
 	ck_assert_str_eq(from3[3], "alice/p");
@@ -1493,13 +1529,14 @@ START_TEST(test_expire)
 	ck_assert_int_eq(store_ack(st, "a/1", "g:e", s1, 1, qs), CHAT_OK);
 	char from[1][CHAT_ADDR_MAX + 1];
 	bool ch[1];
-	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "b", STORE_R_READ, from, ch, NULL, NULL), CHAT_OK);
+	store_receipt rr = { .conv = "g:e", .seqs = s1, .n = 1, .state = STORE_R_READ,
+	                     .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "b", &rr), CHAT_OK);
 	ck_assert(ch[0]);
 
 	struct exp_seen e = { 0 };
 	size_t n = 9;
-	ck_assert_int_eq(store_expire(st, 99, 10, on_expired, &e, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(expire_ok(st, 99, 10, on_expired, &e), 0);
 	ck_assert_int_eq(store_expire(st, 160, 1, on_expired, &e, &n), CHAT_OK);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_int_eq(e.n, 1);
@@ -1524,17 +1561,17 @@ START_TEST(test_expire)
 	ck_assert_int_eq(queue_len(st, "b/1"), 0);
 	ck_assert_uint_eq(qcount(st, "c/1"), 0);
 	uint8_t rk[STORE_RCPTKEY_MAX], mk[STORE_MSGKEY_MAX];
-	size_t mklen = store_msgkey(mk, "g:e", 1);
-	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store_rcptkey(rk, mk, mklen, "b", 1)));
-	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store_rcptkey(rk, mk, mklen, "b/1", 3)));
-	ck_assert_int_eq(store_receipts(st, "g:e", s1, 1, "c", STORE_R_READ, from, ch, NULL, NULL), CHAT_OK);
+	size_t mklen = store__msgkey(mk, "g:e", 1);
+	ck_assert(!raw_exists(st, STORE_CF_RSTATE, rk, store__rcptkey(rk, mk, mklen, "b", 1)));
+	ck_assert(!raw_exists(st, STORE_CF_RCPTS, rk, store__rcptkey(rk, mk, mklen, "b/1", 3)));
+	rr = (store_receipt){ .conv = "g:e", .seqs = s1, .n = 1, .state = STORE_R_READ,
+	                      .from_out = from, .changed = ch };
+	ck_assert_int_eq(store_receipts(st, "c", &rr), CHAT_OK);
 	ck_assert_str_eq(from[0], "");
 
-	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(expire_ok(st, 1000, 10, NULL, NULL), 1);
 	ck_assert_uint_eq(qcount(st, "a/1"), 1);
-	ck_assert_int_eq(store_expire(st, 1000, 10, NULL, NULL, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 0);
+	ck_assert_uint_eq(expire_ok(st, 1000, 10, NULL, NULL), 0);
 	/* Only g:e#1, queued for three devices, had a refcount to delete: the
 	 * two messages queued for one device never had one and leave no
 	 * tombstone behind. */
@@ -1554,9 +1591,7 @@ START_TEST(test_expire_keeps_newer_dedup)
 	send_ok(st, &m, a, 1);
 	m.expires = 20;
 	send_ok(st, &m, a, 1);
-	size_t n;
-	ck_assert_int_eq(store_expire(st, 15, 10, NULL, NULL, &n), CHAT_OK);
-	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(expire_ok(st, 15, 10, NULL, NULL), 1);
 	char conv[CHAT_CONV_MAX + 1];
 	uint64_t seq;
 	ck_assert_int_eq(store_dedup_get(st, "s/1", &m.cid, conv, &seq), CHAT_OK);
@@ -1576,9 +1611,9 @@ START_TEST(test_corrupt_records)
 
 	/* every truncation of a good record, and garbage, is refused */
 	uint8_t key[STORE_MSGKEY_MAX];
-	size_t klen = store_msgkey(key, "g:c", 1);
+	size_t klen = store__msgkey(key, "g:c", 1);
 	rocksdb_pinnableslice_t *v;
-	ck_assert_int_eq(store_get(st, STORE_CF_MSGS, key, klen, &v), CHAT_OK);
+	ck_assert_int_eq(store__get(st, STORE_CF_MSGS, key, klen, &v), CHAT_OK);
 	size_t vlen;
 	const char *p = rocksdb_pinnableslice_value(v, &vlen);
 	char good[256];
@@ -1632,8 +1667,7 @@ START_TEST(test_corrupt_records)
 	raw_put(st, STORE_CF_QMETA, "b/1", 3, "\1", 1);
 	m.conv = "g:other";
 	ck_assert_int_eq(store_send(st, &m, to, 1, 0, &seq), CHAT_ECORRUPT);
-	ck_assert_int_eq(store_conv_last_seq(st, "g:other", &last), CHAT_OK);
-	ck_assert_uint_eq(last, 0);
+	ck_assert_uint_eq(last_seq(st, "g:other"), 0);
 
 	raw_put(st, STORE_CF_META, STORE_META_TOKEN_KEY, strlen(STORE_META_TOKEN_KEY), "short", 5);
 	store_close(st);

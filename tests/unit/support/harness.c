@@ -161,6 +161,19 @@ devrec *register_device(const char *user, const char *device)
 	return r;
 }
 
+devrec *add_device(const char *user, const char *device)
+{
+	devrec *r = register_device(user, device);
+	r->conn = CONN(r - DEV);
+	return r;
+}
+
+void connect_dev(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	ck_assert_int_eq(core_auth(C, r->conn, addr, addr, r->token, strlen(r->token)), CORE_ALLOW);
+}
+
 devrec *find_dev(const char *addr)
 {
 	for (size_t i = 0; i < NDEV; i++)

@@ -70,6 +70,11 @@ bool valid_token(const char *t);
 /* Adds user/device through device.add, asserts it worked and remembers
  * the device in DEV with its token and no connection. */
 devrec *register_device(const char *user, const char *device);
+/* register_device, and the device gets its own connection,
+ * CONN(<its index in DEV>), connected or not. */
+devrec *add_device(const char *user, const char *device);
+/* CONNECT of the device on its connection, which must be allowed. */
+void connect_dev(const char *addr);
 /* The test device with that address (asserts there is one). */
 devrec *find_dev(const char *addr);
 /* core_disconnect of the device's connection. */

@@ -1,4 +1,4 @@
-/* devices.c — telling the world that an admin removed a device
+/* device_notices.c — telling the world that an admin removed a device
  * (docs/PROTOCOL.md, the `devices` event).
  *
  * Who learns of it: the user's own devices, the members of every group the
@@ -61,12 +61,12 @@ static void keys_notice(core *c, const char *user, const char *dev, bool removed
 	cbw_free(&w);
 }
 
-void devices_added(core *c, const char *user, const char *dev)
+void notice_device_added(core *c, const char *user, const char *dev)
 {
 	keys_notice(c, user, dev, false);
 }
 
-void devices_removed(core *c, const char *uname, const char *removed)
+void notice_device_removed(core *c, const char *uname, const char *removed)
 {
 	keys_notice(c, uname, removed, true);
 
@@ -85,10 +85,8 @@ void devices_removed(core *c, const char *uname, const char *removed)
 
 	names l = { 0 };
 	int rc = store_contacts_each(c->st, uname, add_name, &l);
-	ugroups *ug = hmap_get(&c->ugroups, uname, strlen(uname));
-	for (size_t i = 0; rc == CHAT_OK && ug && i < ug->n; i++)
-		for (size_t k = 0; rc == CHAT_OK && k < ug->g[i]->n; k++)
-			rc = add_name(&l, ug->g[i]->m[k]->user);
+	if (rc == CHAT_OK)
+		rc = groups_each_comember(c, uname, add_name, &l);
 	if (rc != CHAT_OK)
 		core_log(c, CORE_LOG_ERR, "device removal of %s reaches only some contacts: %s", uname,
 		         l.oom ? "out of memory" : store_errmsg(c->st));

@@ -1,4 +1,4 @@
-/* extras.c — what the core does with the events only a patched broker has.
+/* broker_events.c — what the core does with the events only a patched broker has.
  *
  * broker-patches/ gives mosquitto 2.0.11 three more plugin events: a
  * connection is complete (CONNECT), a subscription was granted (SUBSCRIBE),
@@ -31,7 +31,7 @@
  * broker has the events; false (and logged) if it was asked for without. */
 static bool feature(core *c, enum core_tristate opt, unsigned need, const char *name, bool *on)
 {
-	bool have = (c->bev & need) == need;
+	bool have = (c->bev.have & need) == need;
 	if (opt == CORE_ON && !have) {
 		core_log(c, CORE_LOG_ERR, "plugin_opt_%s true needs a broker built with "
 		         "broker-patches/; this one lacks its events (stock mosquitto?)", name);
@@ -43,22 +43,22 @@ static bool feature(core *c, enum core_tristate opt, unsigned need, const char *
 
 bool core_broker_events(core *c, unsigned have)
 {
-	c->bev = have;
+	c->bev.have = have;
 	if (!feature(c, c->cfg.delivered_on_puback, CORE_BEV_ACKED, "delivered_on_puback",
-	             &c->ack_delivers) ||
-	    !feature(c, c->cfg.auto_replay, 0, "auto_replay", &c->auto_replay))
+	             &c->bev.ack_delivers) ||
+	    !feature(c, c->cfg.auto_replay, 0, "auto_replay", &c->bev.auto_replay))
 		return false;
 	if (!have) {
 		core_log(c, CORE_LOG_NOTICE, "broker events: none beyond mosquitto 2.0's (stock broker): "
 		         "delivery needs receipts; auto replay (on inbox SUBSCRIBE): %s",
-		         c->auto_replay ? "on" : "off");
+		         c->bev.auto_replay ? "on" : "off");
 		return true;
 	}
 	core_log(c, CORE_LOG_NOTICE, "broker events:%s%s%s; delivered on PUBACK: %s; auto replay: %s",
 	         have & CORE_BEV_CONNECT ? " connect" : "",
 	         have & CORE_BEV_SUBSCRIBE ? " subscribe" : "",
 	         have & CORE_BEV_ACKED ? " message_acked" : "",
-	         c->ack_delivers ? "on" : "off", c->auto_replay ? "on" : "off");
+	         c->bev.ack_delivers ? "on" : "off", c->bev.auto_replay ? "on" : "off");
 	return true;
 }
 
@@ -71,9 +71,20 @@ static device *live_device(core *c, void *conn, const char *username)
 	return dev && dev->conn == conn ? dev : NULL;
 }
 
+/* The same device, if name (a topic or a filter) is its own inbox. */
+static device *inbox_device(core *c, void *conn, const char *username, const char *name)
+{
+	device *dev = live_device(c, conn, username);
+	if (!dev)
+		return NULL;
+	char inbox[CORE_INBOX_MAX];
+	ev_inbox_topic(c, dev, inbox);
+	return strcmp(name, inbox) == 0 ? dev : NULL;
+}
+
 void core_connected(core *c, void *conn, const char *username, bool clean)
 {
-	if (!c->auto_replay || clean)
+	if (!c->bev.auto_replay || clean)
 		return;
 	device *dev = live_device(c, conn, username);
 	if (dev)
@@ -84,28 +95,20 @@ void core_connected(core *c, void *conn, const char *username, bool clean)
  * a device's SUBSCRIBE (stock broker). */
 void core_subscribed(core *c, void *conn, const char *username, const char *filter)
 {
-	if (!c->auto_replay)
+	if (!c->bev.auto_replay)
 		return;
-	device *dev = live_device(c, conn, username);
-	if (!dev)
-		return;
-	char inbox[CORE_INBOX_MAX];
-	ev_inbox_topic(c, dev, inbox);
-	if (strcmp(filter, inbox) == 0)
+	device *dev = inbox_device(c, conn, username, filter);
+	if (dev)
 		sync_auto(c, dev);
 }
 
 void core_acked(core *c, void *conn, const char *username, const char *topic,
                 const void *payload, size_t len)
 {
-	if (!c->ack_delivers)
+	if (!c->bev.ack_delivers)
 		return;
-	device *dev = live_device(c, conn, username);
+	device *dev = inbox_device(c, conn, username, topic);
 	if (!dev)
-		return;
-	char inbox[CORE_INBOX_MAX];
-	ev_inbox_topic(c, dev, inbox);
-	if (strcmp(topic, inbox) != 0)
 		return;
 	/* Our own event: {k, conv, seq, …}; only msg and group events are
 	 * acknowledged by a delivered receipt. */
