@@ -69,7 +69,7 @@ asan:
 
 # Of the reruns against the patched broker, ASan takes those that reach the
 # plugin's handling of its extra events (the rest run in make test).
-ASAN_PATCHED := integration-patched\.test_(broker_events|offline|receipts|dm|groups)$$
+ASAN_PATCHED := integration-patched\.test_(broker_events|offline|receipts|dm|groups|group_commit)$$
 
 # libFuzzer targets (clang, ASan+UBSan) in build-fuzz/, each run FUZZ_SECONDS
 # from a copy of its seed corpus; fuzz-smoke replays the committed corpora and

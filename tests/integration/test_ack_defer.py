@@ -29,7 +29,8 @@ import tempfile
 import time
 import unittest
 
-from chatlib import BUILD_DIR, EXPECT_PATCHED, MOSQUITTO, SANITIZER_RE, free_port, wait_until
+from chatlib import (BUILD_DIR, EXPECT_PATCHED, MOSQUITTO, SANITIZER_ENV, SANITIZER_RE, free_port,
+                     wait_until)
 
 TEST_PLUGIN = os.path.join(BUILD_DIR, "lib", "ack_defer_plugin.so")
 NOT_FOUND = 6  # MOSQ_ERR_NOT_FOUND
@@ -168,8 +169,11 @@ class AckDeferTest(unittest.TestCase):
             lines.append("user root")
         with open(conf, "w") as f:
             f.write("\n".join(lines) + "\n")
+        # In a sanitizer build the test plugin needs the sanitizer runtimes
+        # preloaded into an uninstrumented broker, as chatlib's Broker does.
         cls.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
-                                    stderr=open(os.path.join(cls.tmp, "stderr"), "w"))
+                                    stderr=open(os.path.join(cls.tmp, "stderr"), "w"),
+                                    env=dict(os.environ, **SANITIZER_ENV))
         ok = wait_until(lambda: "ack-defer: deferred acks" in cls.log_text()
                         and "Opening ipv4 listen socket" in cls.log_text(), 10)
         if not ok or cls.proc.poll() is not None:
