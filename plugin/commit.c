@@ -32,10 +32,17 @@
  * with every batch). Publishes held for a client whose connection ends are
  * dropped: a `msg` is in the device's queue and comes again with the
  * replay, a `sent` again when the client resends (dedup), and released
- * later they could reach its next connection ahead of its replay. A failed
- * fsync is final (store/commit.c): the held acknowledgements are refused
- * (0x80; an MQTT 3.1.1 client cannot tell), the held publishes dropped,
- * every later write refused, and nothing waits any more.
+ * later they could reach its next connection ahead of its replay.
+ *
+ * A failed fsync ends the broker process (io.fatal, exit status 74), as
+ * PostgreSQL panics on one: after it the kernel may have dropped pages it
+ * could not write, so what the store holds in memory is no longer what the
+ * disk holds, and any read of it (a replay, a dedup answer) could show a
+ * device a message that a restart will not have. The held
+ * acknowledgements are never sent: the clients resend after reconnecting,
+ * and the restarted broker, recovered from what the disk holds, stores or
+ * deduplicates them. No held publish goes out. The service manager
+ * (systemd's Restart=on-failure) starts it again.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -138,7 +145,7 @@ bool core_group_commit(core *c, bool broker_can_defer)
 		core_log(c, CORE_LOG_ERR, "%s", store_errmsg(c->st));
 		return false;
 	}
-	c->io = (core_io){ c, barrier_publish, fwd_now_ms, fwd_log, fwd_kick, NULL, NULL };
+	c->io = (core_io){ c, barrier_publish, fwd_now_ms, fwd_log, fwd_kick, NULL, NULL, NULL };
 	k->on = true;
 	core_log(c, CORE_LOG_NOTICE, "sync writes: group commit (acknowledgements and events wait "
 	         "for a shared fsync; commit window %u µs)", c->cfg.commit_window_us);
@@ -218,12 +225,19 @@ void core_wakeup(core *c)
 	send_acks(c, k->durable, 0);
 	release_pubs(c, k->durable);
 	if (failed && !k->failed) {
-		core_log(c, CORE_LOG_ERR, "%s: refusing the sends not yet durable and every write from "
-		         "now on; restart the broker once the disk is healthy", store_errmsg(c->st));
+		core_log(c, CORE_LOG_ERR, "%s: stopping the broker (exit status %d) so that it restarts "
+		         "from what the disk holds; clients resend what was not acknowledged",
+		         store_errmsg(c->st), CHAT_EXIT_FSYNC_FAILED);
 		k->failed = true;
-		send_acks(c, UINT64_MAX, MQTT_RC_UNSPECIFIED);
 		drop_pubs(k); /* what they announce may not survive */
-		k->durable = UINT64_MAX; /* writes are refused now: nothing waits */
+		if (k->io.fatal) {
+			k->io.fatal(k->io.ctx);
+			return;
+		}
+		/* An io without fatal (unit tests): refuse what was held and
+		 * every write from now on; nothing waits any more. */
+		send_acks(c, UINT64_MAX, MQTT_RC_UNSPECIFIED);
+		k->durable = UINT64_MAX;
 		return;
 	}
 	if (k->head < k->n || k->pub_head)

@@ -22,6 +22,9 @@ typedef struct core core;
 
 enum core_log_level { CORE_LOG_DEBUG, CORE_LOG_INFO, CORE_LOG_NOTICE, CORE_LOG_WARNING, CORE_LOG_ERR };
 
+/* The broker's exit status after a failed fsync (io.fatal): EX_IOERR. */
+#define CHAT_EXIT_FSYNC_FAILED 74
+
 typedef struct core_io {
 	void *ctx;
 	/* Sends a message to one client id, or with clientid NULL to every
@@ -43,6 +46,10 @@ typedef struct core_io {
 	 * thread; has core_wakeup() called on the broker thread soon. */
 	int (*ack)(void *ctx, uint64_t conn_id, uint16_t mid, uint8_t reason);
 	void (*wakeup)(void *ctx);
+	/* Stops the broker process at once with a failure status, without a
+	 * clean shutdown (as a crash would): a failed fsync under group commit
+	 * (plugin/commit.c). Does not return in the broker. */
+	void (*fatal)(void *ctx);
 } core_io;
 
 enum core_foreign_acl { CORE_FOREIGN_DEFER, CORE_FOREIGN_ALLOW };

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- the broker-patches events (broker-patches/000*.patch) ---- */
 
@@ -130,6 +131,16 @@ static void io_wakeup(void *ctx)
 {
 	(void)ctx;
 	mosquitto_loop_wakeup();
+}
+
+/* A failed fsync (plugin/commit.c): the process ends as a crash would, so
+ * that its service manager restarts it and RocksDB recovers from what the
+ * disk really holds. Neither mosquitto's shutdown nor the plugin's cleanup
+ * runs: both would write to the disk that just failed. */
+static void io_fatal(void *ctx)
+{
+	(void)ctx;
+	_exit(CHAT_EXIT_FSYNC_FAILED);
 }
 
 /* ---- callbacks ---- */
@@ -333,7 +344,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	core_config_defaults(&cfg);
 	if (!read_options(&cfg, opts, opt_count))
 		return MOSQ_ERR_INVAL;
-	core_io io = { NULL, io_publish, io_now_ms, io_log, io_kick, io_ack, io_wakeup };
+	core_io io = { NULL, io_publish, io_now_ms, io_log, io_kick, io_ack, io_wakeup, io_fatal };
 	char err[512] = "";
 	the_core = core_open(&cfg, &io, err, sizeof(err));
 	if (!the_core) {

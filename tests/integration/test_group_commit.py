@@ -10,18 +10,26 @@ same observable rules hold.
  - a sender that drops its connection while its ack is held gets none; its
    retry with the same cid is answered from the dedup index with the same
    seq, and the peer gets the message once;
- - the log line says which durability the broker gives.
+ - the log line says which durability the broker gives;
+ - a disk whose fsync fails (the power-cut shim's POWERCUT_FAIL_FLAG): the
+   broker ends as a crash would (exit 74) before acknowledging anything the
+   fsync was to cover; after a restart the client's resend is stored or
+   deduplicated, and the peer gets every message once.
 
 Each broker here sets plugin_opt_sync_writes true (and one a commit window)
 because that is the subject; the rest of the suite runs the defaults.
 """
 
+import os
 import threading
 import time
+import unittest
 
 import cbor2
 
-from chatlib import ChatTestCase, conv_of, main, uniq
+from chatlib import BUILD_DIR, SANITIZER_ENV, V5, ChatTestCase, conv_of, main, uniq
+
+SHIM = os.path.join(BUILD_DIR, "lib", "powercut.so")
 
 
 def stats(broker):
@@ -164,6 +172,54 @@ class GroupCommitHeldAckTest(ChatTestCase):
         after = stats(self.broker)
         self.assertEqual(after["messages_stored"] - before["messages_stored"], 1)
         self.assertEqual(after["messages_duplicate"] - before["messages_duplicate"], 1)
+
+
+@unittest.skipIf(SANITIZER_ENV or not os.path.exists(SHIM),
+                 "needs the power-cut shim (tests/powercut), not built in sanitizer builds")
+class GroupCommitFsyncFailureTest(ChatTestCase):
+    # The subject is sync writes on the patched broker, whose fsyncs the
+    # shim makes fail from a chosen instant.
+    broker_options = {"sync_writes": "true"}
+
+    def test_failed_fsync_stops_the_broker_and_nothing_is_lost(self):
+        self.require_patched()
+        a, b = uniq("a"), uniq("b")
+        ta, tb = self.broker.add_device(a, "phone"), self.broker.add_device(b, "phone")
+        flag = os.path.join(self.broker.tmp, "disk-bad")
+        self.broker.stop()
+        self.broker.env = {"LD_PRELOAD": SHIM, "POWERCUT_DIR": self.broker.data_dir,
+                           "POWERCUT_LOG": os.path.join(self.broker.tmp, "powercut.log"),
+                           "POWERCUT_FAIL_FLAG": flag}
+        self.broker.start()
+        self.broker.env = {}
+        da = self.dev(a, "phone", token=ta, protocol=V5)
+        self.assertLess(da.send_dm(b, 1, body=b"before"), 0x80)   # a healthy disk (0x10: no subscribers)
+        self.assertEqual(da.wait_event("sent", timeout=5)["seq"], 1)
+
+        open(flag, "w").close()                                      # the disk goes bad
+        info = da.c.publish("chat/dm/%s" % b, cbor2.dumps({"cid": 2, "body": b"held"}), qos=1)
+        # The broker ends as a crash would (exit status 74), before any
+        # acknowledgement or event that the failed fsync was to cover.
+        self.broker.proc.wait(timeout=10)
+        self.assertEqual(self.broker.proc.returncode, 74, self.broker.diagnostics())
+        self.assertIn("stopping the broker (exit status 74)", self.broker.log_text())
+        self.assertTrue(da.disconnected.wait(5))
+        with da.c.ack_cond:
+            self.assertNotIn(info.mid, da.c.ack_codes, "acknowledged, though its fsync failed")
+        self.assertEqual([e for e in da.events() if e.get("k") == "sent" and e["cid"] == 2], [])
+
+        # Restarted on a healthy disk (its service manager would): the
+        # client resends what was never acknowledged; whether the write had
+        # reached the disk or not, the peer gets each message once.
+        os.remove(flag)
+        self.broker.start()
+        da2 = self.dev(a, "phone", token=ta, protocol=V5)
+        self.assertLess(da2.send_dm(b, 2, body=b"held"), 0x80)
+        self.assertEqual(da2.wait_event("sent", timeout=5)["seq"], 2)
+        db = self.dev(b, "phone", token=tb)
+        got = [db.wait_event("msg", timeout=5) for _ in range(2)]
+        self.assertEqual([(m["seq"], m["body"]) for m in got], [(1, b"before"), (2, b"held")])
+        db.expect_no_event(timeout=0.5, k="msg")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,11 @@
  *   L old new         link (likewise)
  *   A                 sync/syncfs: followed by S and D lines for all of it
  *   O ino off len     overwrite of durable bytes     X ino  writable shared mmap
+ *
+ * A failing disk, too: with POWERCUT_FAIL_FLAG=<path>, while a file exists
+ * at that path every fsync/fdatasync of a regular file under the directory
+ * fails with EIO and makes nothing durable (the test creates the file at
+ * the instant the disk goes bad: test_group_commit's fsync-failure case).
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -113,6 +118,7 @@ static int pc_on;
 static char pc_dir[PATH_MAX];
 static size_t pc_dirlen;
 static char pc_graves[PATH_MAX];
+static const char *pc_fail_flag; /* POWERCUT_FAIL_FLAG */
 static int pc_log = -1;
 static pthread_mutex_t pc_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -338,6 +344,7 @@ __attribute__((constructor)) static void pc_init(void)
 	if (!dir || !log || dir[0] != '/' || !realpath(dir, pc_dir))
 		return;
 	pc_dirlen = strlen(pc_dir);
+	pc_fail_flag = getenv("POWERCUT_FAIL_FLAG");
 	if ((size_t)snprintf(pc_graves, sizeof(pc_graves), "%s.graves", log) >= sizeof(pc_graves))
 		return;
 	pc_log = (int)syscall(SYS_openat, AT_FDCWD, log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC,
@@ -606,6 +613,10 @@ static int pc_sync(int fd, int (*real)(int))
 		pthread_mutex_unlock(&pc_mu);
 		errno = saved;
 		return rc;
+	}
+	if (pc_fail_flag && access(pc_fail_flag, F_OK) == 0) {
+		errno = EIO;          /* the disk went bad: nothing became durable */
+		return -1;
 	}
 	/* the size before the call: a write racing the sync is not durable */
 	struct stat st;

@@ -95,7 +95,8 @@ static void fake_wakeup(void *ctx)
 	atomic_fetch_add(&((fake_io *)ctx)->wakeups, 1);
 }
 
-const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick, fake_ack, fake_wakeup };
+/* no fatal: a failed fsync refuses instead of ending the test process */
+const core_io IO = { &F, fake_publish, fake_now, fake_log, fake_kick, fake_ack, fake_wakeup, NULL };
 
 void fake_reset(enum fake_broadcasts broadcasts)
 {
