@@ -7,12 +7,13 @@
  *
  * A broker built with broker-patches/ has three more events. The installed
  * (stock) headers do not declare them, so their numbers and data layouts
- * are mirrored below from the patches; the glue asks for each at start and
+ * are mirrored from the patches in broker-patches/include/mosquitto_patched.h
+ * (which the patches' own test plugin includes too); the glue asks for each at start and
  * the broker answers MOSQ_ERR_NOT_SUPPORTED where it lacks one. The core is
  * told which it got and decides what changes (broker_events.c).
  *
  * The fourth patch (0004, deferred acknowledgements) adds an event,
- * LOOP_WAKEUP, and four functions, declared here as weak symbols: on a
+ * LOOP_WAKEUP, and four functions, declared there as weak symbols: on a
  * stock broker they resolve to NULL and the plugin still loads. Group
  * commit (commit.c) runs when the event registers and all four resolve.
  */
@@ -22,67 +23,13 @@
 #include <mqtt_protocol.h>
 
 #include "core.h"
+#include "mosquitto_patched.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- the broker-patches events (broker-patches/000*.patch) ---- */
-
-enum {
-	PATCHED_EVT_CONNECT = 11,          /* upstream 2.1's number and layout */
-	PATCHED_EVT_SUBSCRIBE = 12,        /* likewise */
-	PATCHED_EVT_MESSAGE_ACKED = 1000,  /* not upstream */
-};
-
-struct patched_evt_connect {
-	void *future;
-	struct mosquitto *client;
-	void *future2[4];
-};
-
-struct patched_subscription {
-	char *clientid;
-	char *topic_filter;
-	mosquitto_property *properties;
-	uint32_t identifier;
-	uint8_t options;
-	uint8_t padding[3];
-	void *future2[8];
-};
-
-struct patched_evt_subscribe {
-	void *future;
-	struct mosquitto *client;
-	struct patched_subscription data;
-	void *future2[8];
-};
-
-struct patched_evt_message_acked {
-	void *future;
-	struct mosquitto *client;
-	const char *topic;
-	const void *payload;
-	const mosquitto_property *properties;
-	uint32_t payloadlen;
-	uint16_t mid;
-	uint8_t qos;
-	uint8_t reason_code;
-	bool retain;
-	uint8_t padding[7];
-	void *future2[4];
-};
-
-/* broker-patches/0004: deferred acknowledgements and the loop wake-up */
-#define PATCHED_EVT_LOOP_WAKEUP 1001
-#define PATCHED_ERR_ACK_DEFERRED 1000
-extern uint64_t mosquitto_client_connection_id(const struct mosquitto *client) __attribute__((weak));
-extern uint16_t mosquitto_client_publish_mid(const struct mosquitto *client) __attribute__((weak));
-extern int mosquitto_ack_complete(uint64_t connection_id, uint16_t mid, uint8_t reason_code)
-	__attribute__((weak));
-extern void mosquitto_loop_wakeup(void) __attribute__((weak));
 
 static mosquitto_plugin_id_t *plugin_id;
 static bool acks_deferrable; /* LOOP_WAKEUP registered and the four functions resolved */
@@ -154,10 +101,8 @@ static int verdict(enum core_verdict v)
 	}
 }
 
-static int on_basic_auth(int event, void *event_data, void *userdata)
+static int on_basic_auth(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	const char *pw = ed->password;
 	enum core_verdict v = core_auth(the_core, ed->client, mosquitto_client_id(ed->client),
@@ -167,20 +112,16 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	return v == CORE_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_PLUGIN_DEFER;
 }
 
-static int on_acl_check(int event, void *event_data, void *userdata)
+static int on_acl_check(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct mosquitto_evt_acl_check *ed = event_data;
 	return verdict(core_acl(the_core, ed->client, mosquitto_client_id(ed->client),
 	                        mosquitto_client_username(ed->client), ed->topic, ed->access,
 	                        ed->retain));
 }
 
-static int on_message(int event, void *event_data, void *userdata)
+static int on_message(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct mosquitto_evt_message *ed = event_data;
 	enum core_verdict v = core_message(the_core, ed->client, mosquitto_client_id(ed->client),
 	                                   mosquitto_client_username(ed->client), ed->topic,
@@ -194,49 +135,39 @@ static int on_message(int event, void *event_data, void *userdata)
 	return v == CORE_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
-static int on_control(int event, void *event_data, void *userdata)
+static int on_control(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct mosquitto_evt_control *ed = event_data;
 	core_control(the_core, mosquitto_client_id(ed->client), mosquitto_client_username(ed->client),
 	             ed->payload, ed->payloadlen);
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int on_tick(int event, void *event_data, void *userdata)
+static int on_tick(void *event_data)
 {
-	(void)event;
 	(void)event_data;
-	(void)userdata;
 	core_tick(the_core);
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int on_disconnect(int event, void *event_data, void *userdata)
+static int on_disconnect(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct mosquitto_evt_disconnect *ed = event_data;
 	core_disconnect(the_core, ed->client, mosquitto_client_id(ed->client),
 	                mosquitto_client_username(ed->client));
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int on_connect(int event, void *event_data, void *userdata)
+static int on_connect(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct patched_evt_connect *ed = event_data;
 	core_connected(the_core, ed->client, mosquitto_client_username(ed->client),
 	               mosquitto_client_clean_session(ed->client));
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int on_subscribe(int event, void *event_data, void *userdata)
+static int on_subscribe(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct patched_evt_subscribe *ed = event_data;
 	if (ed->data.topic_filter)
 		core_subscribed(the_core, ed->client, mosquitto_client_username(ed->client),
@@ -244,10 +175,8 @@ static int on_subscribe(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int on_message_acked(int event, void *event_data, void *userdata)
+static int on_message_acked(void *event_data)
 {
-	(void)event;
-	(void)userdata;
 	struct patched_evt_message_acked *ed = event_data;
 	if (!ed->topic)
 		return MOSQ_ERR_SUCCESS;
@@ -259,13 +188,31 @@ static int on_message_acked(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
-static int on_loop_wakeup(int event, void *event_data, void *userdata)
+static int on_loop_wakeup(void *event_data)
 {
-	(void)event;
 	(void)event_data;
-	(void)userdata;
 	core_wakeup(the_core);
 	return MOSQ_ERR_SUCCESS;
+}
+
+/* One entry point for every event: mosquitto passes the event's number, so
+ * the handlers above take only the event's data. */
+static int dispatch(int event, void *event_data, void *userdata)
+{
+	(void)userdata;
+	switch (event) {
+	case MOSQ_EVT_BASIC_AUTH: return on_basic_auth(event_data);
+	case MOSQ_EVT_ACL_CHECK: return on_acl_check(event_data);
+	case MOSQ_EVT_MESSAGE: return on_message(event_data);
+	case MOSQ_EVT_CONTROL: return on_control(event_data);
+	case MOSQ_EVT_TICK: return on_tick(event_data);
+	case MOSQ_EVT_DISCONNECT: return on_disconnect(event_data);
+	case PATCHED_EVT_CONNECT: return on_connect(event_data);
+	case PATCHED_EVT_SUBSCRIBE: return on_subscribe(event_data);
+	case PATCHED_EVT_MESSAGE_ACKED: return on_message_acked(event_data);
+	case PATCHED_EVT_LOOP_WAKEUP: return on_loop_wakeup(event_data);
+	default: return MOSQ_ERR_SUCCESS;
+	}
 }
 
 /* ---- options ---- */
@@ -293,27 +240,25 @@ int mosquitto_plugin_version(int supported_version_count, const int *supported_v
 
 static const struct {
 	int event;
-	MOSQ_FUNC_generic_callback cb;
 	const char *data;
 } callbacks[] = {
-	{ MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL },
-	{ MOSQ_EVT_ACL_CHECK, on_acl_check, NULL },
-	{ MOSQ_EVT_MESSAGE, on_message, NULL },
-	{ MOSQ_EVT_CONTROL, on_control, "$CONTROL/chat/v1" },
-	{ MOSQ_EVT_TICK, on_tick, NULL },
-	{ MOSQ_EVT_DISCONNECT, on_disconnect, NULL },
+	{ MOSQ_EVT_BASIC_AUTH, NULL },
+	{ MOSQ_EVT_ACL_CHECK, NULL },
+	{ MOSQ_EVT_MESSAGE, NULL },
+	{ MOSQ_EVT_CONTROL, "$CONTROL/chat/v1" },
+	{ MOSQ_EVT_TICK, NULL },
+	{ MOSQ_EVT_DISCONNECT, NULL },
 };
 #define NCALLBACKS (sizeof(callbacks) / sizeof(callbacks[0]))
 
 /* Registered when the broker has them (broker-patches/). */
 static const struct {
 	int event;
-	MOSQ_FUNC_generic_callback cb;
 	unsigned core_event;
 } extras[] = {
-	{ PATCHED_EVT_CONNECT, on_connect, CORE_BEV_CONNECT },
-	{ PATCHED_EVT_SUBSCRIBE, on_subscribe, CORE_BEV_SUBSCRIBE },
-	{ PATCHED_EVT_MESSAGE_ACKED, on_message_acked, CORE_BEV_ACKED },
+	{ PATCHED_EVT_CONNECT, CORE_BEV_CONNECT },
+	{ PATCHED_EVT_SUBSCRIBE, CORE_BEV_SUBSCRIBE },
+	{ PATCHED_EVT_MESSAGE_ACKED, CORE_BEV_ACKED },
 };
 #define NEXTRAS (sizeof(extras) / sizeof(extras[0]))
 static unsigned extras_registered; /* core_broker_event mask */
@@ -321,14 +266,14 @@ static unsigned extras_registered; /* core_broker_event mask */
 static void unregister_all(void)
 {
 	for (size_t i = 0; i < NCALLBACKS; i++)
-		mosquitto_callback_unregister(plugin_id, callbacks[i].event, callbacks[i].cb,
+		mosquitto_callback_unregister(plugin_id, callbacks[i].event, dispatch,
 		                              callbacks[i].data);
 	for (size_t i = 0; i < NEXTRAS; i++)
 		if (extras_registered & extras[i].core_event)
-			mosquitto_callback_unregister(plugin_id, extras[i].event, extras[i].cb, NULL);
+			mosquitto_callback_unregister(plugin_id, extras[i].event, dispatch, NULL);
 	extras_registered = 0;
 	if (acks_deferrable)
-		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_loop_wakeup, NULL);
+		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, dispatch, NULL);
 	acks_deferrable = false;
 }
 
@@ -353,7 +298,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	plugin_id = identifier;
 	for (size_t i = 0; i < NCALLBACKS; i++) {
-		int rc = mosquitto_callback_register(plugin_id, callbacks[i].event, callbacks[i].cb,
+		int rc = mosquitto_callback_register(plugin_id, callbacks[i].event, dispatch,
 		                                     callbacks[i].data, NULL);
 		if (rc) {
 			mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d: %s",
@@ -362,7 +307,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 		}
 	}
 	for (size_t i = 0; i < NEXTRAS; i++) {
-		int rc = mosquitto_callback_register(plugin_id, extras[i].event, extras[i].cb, NULL, NULL);
+		int rc = mosquitto_callback_register(plugin_id, extras[i].event, dispatch, NULL, NULL);
 		if (rc == MOSQ_ERR_SUCCESS) {
 			extras_registered |= extras[i].core_event;
 		} else if (rc != MOSQ_ERR_NOT_SUPPORTED) {
@@ -373,7 +318,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	}
 	if (!core_broker_events(the_core, extras_registered))
 		return MOSQ_ERR_INVAL;
-	int rc = mosquitto_callback_register(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_loop_wakeup, NULL,
+	int rc = mosquitto_callback_register(plugin_id, PATCHED_EVT_LOOP_WAKEUP, dispatch, NULL,
 	                                     NULL);
 	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NOT_SUPPORTED) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "chat: cannot register callback %d: %s",
@@ -383,7 +328,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	acks_deferrable = rc == MOSQ_ERR_SUCCESS;
 	if (acks_deferrable && !(mosquitto_client_connection_id && mosquitto_client_publish_mid &&
 	                         mosquitto_ack_complete && mosquitto_loop_wakeup)) {
-		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_loop_wakeup, NULL);
+		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, dispatch, NULL);
 		acks_deferrable = false;
 	}
 	if (!core_group_commit(the_core, acks_deferrable))

@@ -29,14 +29,7 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
-/* ---- broker-patches/0004, declared here (docs/BROKER-PATCHES.md) ---- */
-#define ACK_MOSQ_EVT_LOOP_WAKEUP 1001
-#define ACK_MOSQ_ERR_ACK_DEFERRED 1000
-extern uint64_t mosquitto_client_connection_id(const struct mosquitto *client) __attribute__((weak));
-extern uint16_t mosquitto_client_publish_mid(const struct mosquitto *client) __attribute__((weak));
-extern int mosquitto_ack_complete(uint64_t connection_id, uint16_t mid, uint8_t reason_code)
-	__attribute__((weak));
-extern void mosquitto_loop_wakeup(void) __attribute__((weak));
+#include "mosquitto_patched.h" /* broker-patches/0004, declared for stock headers */
 
 struct pending {
 	struct pending *next;
@@ -132,7 +125,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	pthread_mutex_unlock(&mu);
 	mosquitto_log_printf(MOSQ_LOG_INFO, "ack-defer: deferred c%llu m%u",
 	                     (unsigned long long)p->conn, p->mid);
-	return ACK_MOSQ_ERR_ACK_DEFERRED;
+	return PATCHED_ERR_ACK_DEFERRED;
 }
 
 /* On the broker thread, after mosquitto_loop_wakeup(): the completions. */
@@ -170,7 +163,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata,
 	(void)opts;
 	(void)opt_count;
 	plugin_id = identifier;
-	int rc = mosquitto_callback_register(plugin_id, ACK_MOSQ_EVT_LOOP_WAKEUP, on_wakeup, NULL, NULL);
+	int rc = mosquitto_callback_register(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_wakeup, NULL, NULL);
 	have_defer = rc == MOSQ_ERR_SUCCESS && mosquitto_ack_complete && mosquitto_loop_wakeup &&
 	             mosquitto_client_connection_id && mosquitto_client_publish_mid;
 	mosquitto_log_printf(MOSQ_LOG_INFO, "ack-defer: deferred acks %s",
@@ -186,7 +179,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	(void)opt_count;
 	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
 	if (have_defer) {
-		mosquitto_callback_unregister(plugin_id, ACK_MOSQ_EVT_LOOP_WAKEUP, on_wakeup, NULL);
+		mosquitto_callback_unregister(plugin_id, PATCHED_EVT_LOOP_WAKEUP, on_wakeup, NULL);
 		pthread_mutex_lock(&mu);
 		stopping = true;
 		pthread_cond_signal(&cv);
