@@ -55,6 +55,7 @@ typedef struct admin_req {
 	bool has_limit;
 	char role[16];
 	bool has_role;
+	enum store_role srole; /* role, checked (cmd_service_add) */
 } admin_req;
 
 /* A reply under construction: the handler adds result pairs to `res`,
@@ -99,19 +100,20 @@ static int add_device(core *c, const admin_req *q, const uint8_t hash[STORE_HASH
 	return rc == CHAT_OK ? dir_add_device(&c->dir, q->user, q->device, hash, NULL) : rc;
 }
 
-static enum store_role role_of(const admin_req *q)
+/* The request's role into q->srole (none: service); false: not a role. */
+static bool role_of(admin_req *q)
 {
+	q->srole = STORE_ROLE_SERVICE;
 	for (size_t i = 0; q->has_role && i < sizeof(role_names) / sizeof(role_names[0]); i++)
 		if (strcmp(q->role, role_names[i]) == 0)
-			return (enum store_role)i;
-	return STORE_ROLE_SERVICE;
+			q->srole = (enum store_role)i;
+	return !q->has_role || strcmp(q->role, role_names[q->srole]) == 0;
 }
 
 static int add_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
 {
-	enum store_role role = role_of(q);
-	int rc = store_service_add(c->st, q->name, hash, role);
-	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash, role) : rc;
+	int rc = store_service_add(c->st, q->name, hash, q->srole);
+	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash, q->srole) : rc;
 }
 
 /* A device's or service's new token in place of its old one. */
@@ -294,7 +296,7 @@ static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_name(q, r))
 		return false;
-	if (q->has_role && role_of(q) == STORE_ROLE_SERVICE && strcmp(q->role, "service") != 0)
+	if (!role_of(q))
 		return refusal_set(&r->why, REFUSE_FIELD, "role must be \"service\" or \"provisioner\"");
 	if (dir_service(&c->dir, q->name, strlen(q->name)))
 		return refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);

@@ -5,7 +5,7 @@
  * It connects to the broker as `$admin` (password: the plugin's
  * <data_dir>/admin.token), subscribes to $CONTROL/chat/v1/response, publishes
  * one CBOR request {cmd, rid, …args} on $CONTROL/chat/v1 and waits (5 s at
- * most) for the response carrying the same rid. See docs/PROTOCOL.md §5.
+ * most) for the response carrying the same rid. See docs/PROTOCOL.md §8.
  *
  * Output contract: `device add`, `device rotate`, `service add` and `service
  * rotate` print only the new token on stdout; `stats` prints `name value`
@@ -486,7 +486,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 	int kept = i;
 	for (int j = i; j < argc; j++) {
 		int k = j;
-		if (strcmp(argv[j], "--json") == 0 || strncmp(argv[j], "--page-size", 11) == 0)
+		if (strcmp(argv[j], "--json") == 0 || strcmp(argv[j], "--page-size") == 0 ||
+		    strncmp(argv[j], "--page-size=", 12) == 0)
 			global_option(a, argc, argv, &k);
 		else
 			argv[kept++] = argv[j];
@@ -1176,7 +1177,7 @@ static bool print_json(const uint8_t *p, size_t len)
 /* group show: `gid G`, `name N`, `members U…`, `admins U…`. */
 static bool print_group(const uint8_t *p, size_t len)
 {
-	put_clean(stdout, (const uint8_t *)"gid ", 4, false);
+	fputs("gid ", stdout);
 	put_field(p, len, "gid");
 	fputs("\nname ", stdout);
 	cbr_item v;
