@@ -5,7 +5,8 @@
  * most one hash lookup. Clients are told apart by username, which the auth
  * step has already vouched for: "U/D" is a chat device (only the plugin can
  * authenticate such a name), "$admin" the admin, a known service name a
- * service account, anything else a foreign (IoT) client.
+ * service account — which a provisioner is only on $CONTROL/chat/v1, like
+ * the admin — anything else a foreign (IoT) client.
  *
  * The chat namespace and $CONTROL/chat are ours: there we answer ALLOW or
  * DENY. Outside them we never claim a topic: plugin_opt_foreign_acl decides
@@ -21,7 +22,7 @@
 
 #include <string.h>
 
-enum client_kind { C_FOREIGN, C_DEVICE, C_SERVICE, C_ADMIN };
+enum client_kind { C_FOREIGN, C_DEVICE, C_SERVICE, C_PROVISIONER, C_ADMIN };
 
 static enum client_kind classify(core *c, const char *username)
 {
@@ -31,8 +32,9 @@ static enum client_kind classify(core *c, const char *username)
 		return C_DEVICE;
 	if (strcmp(username, CORE_ADMIN_USERNAME) == 0)
 		return C_ADMIN;
-	if (dir_service(&c->dir, username, strlen(username)))
-		return C_SERVICE;
+	const service *s = dir_service(&c->dir, username, strlen(username));
+	if (s)
+		return s->role == STORE_ROLE_PROVISIONER ? C_PROVISIONER : C_SERVICE;
 	return C_FOREIGN;
 }
 
@@ -179,7 +181,7 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 	case C_SERVICE:
 		v = service_acl(c, judged, &t, access);
 		break;
-	default: /* C_ADMIN */
+	default: /* C_ADMIN, and C_PROVISIONER (admin.c limits its commands) */
 		v = (access == CORE_ACC_WRITE && t.kind == T_CONTROL) ||
 		    (access != CORE_ACC_WRITE && t.kind == T_CONTROL_RESP) ? CORE_ALLOW : CORE_DENY;
 	}

@@ -6,6 +6,16 @@
  * ok:true and the result fields or ok:false with a code and a reason.
  * Changes go to the store first and to the in-memory directory second, so a
  * failed write leaves both as they were.
+ *
+ * Listings (device.list, user.list, service.list, group.list) are paged
+ * like a cursor: at most `limit` items (LIST_MAX) after the key `after`,
+ * walked in the store's key order from there, so a page costs O(limit)
+ * on the broker's thread however many there are; `next` (the last item's
+ * key) is there when more follow, and the client asks again with it.
+ *
+ * A provisioner service account (STORE_ROLE_PROVISIONER) reaches this
+ * table too, for the rows marked so: an app backend adds and removes
+ * devices without holding the admin token.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -14,6 +24,14 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+
+#define LIST_DEFAULT 100 /* items a page when the request names no limit */
+#define LIST_MAX 1000    /* the most it may name: a reply of ~120 kB at most */
+
+/* The roles' wire names, by enum store_role. */
+static const char *const role_names[] = {
+	[STORE_ROLE_SERVICE] = "service", [STORE_ROLE_PROVISIONER] = "provisioner",
+};
 
 typedef struct admin_req {
 	const char *cmd;
@@ -31,6 +49,13 @@ typedef struct admin_req {
 	size_t members_len;
 	char dir[PATH_MAX];
 	bool has_dir;
+	char after[CHAT_ADDR_MAX + 2]; /* a listing's cursor */
+	bool has_after;
+	uint64_t limit;
+	bool has_limit;
+	char role[16];
+	bool has_role;
+	enum store_role srole; /* role, checked (cmd_service_add) */
 } admin_req;
 
 /* A reply under construction: the handler adds result pairs to `res`,
@@ -75,23 +100,59 @@ static int add_device(core *c, const admin_req *q, const uint8_t hash[STORE_HASH
 	return rc == CHAT_OK ? dir_add_device(&c->dir, q->user, q->device, hash, NULL) : rc;
 }
 
-static int add_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+/* The request's role into q->srole (none: service); false: not a role. */
+static bool role_of(admin_req *q)
 {
-	int rc = store_service_add(c->st, q->name, hash);
-	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash) : rc;
+	q->srole = STORE_ROLE_SERVICE;
+	for (size_t i = 0; q->has_role && i < sizeof(role_names) / sizeof(role_names[0]); i++)
+		if (strcmp(q->role, role_names[i]) == 0)
+			q->srole = (enum store_role)i;
+	return !q->has_role || strcmp(q->role, role_names[q->srole]) == 0;
 }
 
-/* An account with a fresh token: stored first, then in the directory;
- * the reply carries the token, which is then wiped. kind names it in the
- * refusal ("device", "service"), logged in the log ("service account"). */
-static bool add_account(core *c, admin_reply *r,
-                        int (*add)(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN]),
-                        const admin_req *q, const char *kind, const char *logged, const char *name)
+static int add_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_service_add(c->st, q->name, hash, q->srole);
+	return rc == CHAT_OK ? dir_add_service(&c->dir, q->name, hash, q->srole) : rc;
+}
+
+/* A device's or service's new token in place of its old one. */
+static int rotate_device(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_device_rehash(c->st, q->user, q->device, hash);
+	if (rc == CHAT_OK) {
+		char addr[sizeof(q->user) + sizeof(q->device)];
+		snprintf(addr, sizeof(addr), "%s/%s", q->user, q->device);
+		device *dev = dir_device(&c->dir, addr, strlen(addr));
+		memcpy(dev->hash, hash, STORE_HASH_LEN);
+		if (dev->conn) /* at the tick; a connection with the new token cancels it */
+			kick_schedule(c, dev->addr);
+	}
+	return rc;
+}
+
+static int rotate_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
+{
+	int rc = store_service_rehash(c->st, q->name, hash);
+	if (rc == CHAT_OK)
+		memcpy(dir_service(&c->dir, q->name, strlen(q->name))->hash, hash, STORE_HASH_LEN);
+	return rc;
+}
+
+/* An account with a fresh token (`set`: a new account, or a new token for
+ * one the caller found): stored first, then in the directory; the reply
+ * carries the token, which is then wiped. kind names it in the refusal
+ * ("device", "service"), logged in the log ("service account") after
+ * `did` ("added", "rotated the token of"). */
+static bool issue_token(core *c, admin_reply *r,
+                        int (*set)(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN]),
+                        const admin_req *q, const char *kind, const char *did, const char *logged,
+                        const char *name)
 {
 	char token[CORE_TOKEN_LEN + 1];
 	uint8_t hash[STORE_HASH_LEN];
 	token_new(c, token, hash);
-	int rc = add(c, q, hash);
+	int rc = set(c, q, hash);
 	if (rc == CHAT_EEXIST) {
 		refusal_set(&r->why, REFUSE_EXISTS, "%s %s already exists", kind, name);
 	} else if (rc) {
@@ -100,7 +161,7 @@ static bool add_account(core *c, admin_reply *r,
 		cbw_text(r->res, "token");
 		cbw_text(r->res, token);
 		r->npairs++;
-		core_log(c, CORE_LOG_NOTICE, "added %s %s", logged, name);
+		core_log(c, CORE_LOG_NOTICE, "%s %s %s", did, logged, name);
 	}
 	sodium_memzero(token, sizeof(token));
 	return rc == CHAT_OK;
@@ -118,7 +179,7 @@ static bool cmd_device_add(core *c, admin_req *q, admin_reply *r)
 	if (u && u->ndev >= CORE_MAX_DEVICES)
 		return refusal_set(&r->why, REFUSE_LIMIT, "user %s has the maximum number of devices",
 		                   q->user);
-	if (!add_account(c, r, add_device, q, "device", "device", addr))
+	if (!issue_token(c, r, add_device, q, "device", "added", "device", addr))
 		return false;
 	notice_device_added(c, q->user, q->device);
 	return true;
@@ -185,14 +246,61 @@ static bool cmd_user_remove(core *c, admin_req *q, admin_reply *r)
 	return true;
 }
 
-static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
+static bool need_name(admin_req *q, admin_reply *r)
 {
 	if (!q->has_name || !chat_valid_user(q->name, strlen(q->name)))
 		return refusal_set(&r->why, REFUSE_FIELD,
 		                   "name must be 1-64 characters of [A-Za-z0-9._-]");
+	return true;
+}
+
+static bool cmd_device_rotate(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_device(q, r))
+		return false;
+	char addr[sizeof(q->user) + sizeof(q->device)];
+	snprintf(addr, sizeof(addr), "%s/%s", q->user, q->device);
+	if (!dir_device(&c->dir, addr, strlen(addr)))
+		return refusal_set(&r->why, REFUSE_NOTFOUND, "no device %s", addr);
+	return issue_token(c, r, rotate_device, q, "device", "rotated the token of", "device", addr);
+}
+
+static bool cmd_service_rotate(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_name(q, r))
+		return false;
+	if (!dir_service(&c->dir, q->name, strlen(q->name)))
+		return refusal_set(&r->why, REFUSE_NOTFOUND, "no service %s", q->name);
+	return issue_token(c, r, rotate_service, q, "service", "rotated the token of",
+	                   "service account", q->name);
+}
+
+/* Its connections lose every chat right at once (the ACL no longer knows
+ * the name); they are not disconnected: a service's client ids are not
+ * known here. */
+static bool cmd_service_remove(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_name(q, r))
+		return false;
+	service *s = dir_service(&c->dir, q->name, strlen(q->name));
+	if (!s)
+		return refusal_set(&r->why, REFUSE_NOTFOUND, "no service %s", q->name);
+	if (store_service_remove(c->st, q->name))
+		return store_failed(c, r);
+	dir_remove_service(&c->dir, s);
+	core_log(c, CORE_LOG_NOTICE, "removed service account %s", q->name);
+	return true;
+}
+
+static bool cmd_service_add(core *c, admin_req *q, admin_reply *r)
+{
+	if (!need_name(q, r))
+		return false;
+	if (!role_of(q))
+		return refusal_set(&r->why, REFUSE_FIELD, "role must be \"service\" or \"provisioner\"");
 	if (dir_service(&c->dir, q->name, strlen(q->name)))
 		return refusal_set(&r->why, REFUSE_EXISTS, "service %s already exists", q->name);
-	return add_account(c, r, add_service, q, "service", "service account", q->name);
+	return issue_token(c, r, add_service, q, "service", "added", "service account", q->name);
 }
 
 static bool cmd_stats(core *c, admin_req *q, admin_reply *r)
@@ -230,6 +338,268 @@ static bool cmd_group_create(core *c, admin_req *q, admin_reply *r)
 	return true;
 }
 
+/* chatctl group show|add|remove|promote|delete: an operator's group
+ * request (groups.c), on any group, members or not. */
+static bool group_operator(core *c, admin_req *q, admin_reply *r, const char *op)
+{
+	group_req gq = {
+		.gid = q->gid, .gidlen = strlen(q->gid), .has_gid = q->has_gid,
+		.user = q->user, .userlen = strlen(q->user), .has_user = q->has_user,
+		.members = q->members, .members_len = q->members_len,
+	};
+	group_res res = { .out = r->res, .why = &r->why };
+	if (!group_request(c, op, strlen(op), NULL, CORE_ADMIN_USERNAME, &gq, &res))
+		return false;
+	r->npairs = res.npairs;
+	return true;
+}
+
+static bool cmd_group_show(core *c, admin_req *q, admin_reply *r)
+{
+	return group_operator(c, q, r, "group.info");
+}
+
+static bool cmd_group_add(core *c, admin_req *q, admin_reply *r)
+{
+	return group_operator(c, q, r, "group.add");
+}
+
+static bool cmd_group_remove(core *c, admin_req *q, admin_reply *r)
+{
+	return group_operator(c, q, r, "group.remove");
+}
+
+static bool cmd_group_promote(core *c, admin_req *q, admin_reply *r)
+{
+	return group_operator(c, q, r, "group.admin");
+}
+
+static bool cmd_group_delete(core *c, admin_req *q, admin_reply *r)
+{
+	return group_operator(c, q, r, "group.delete");
+}
+
+/* ---- listings ---- */
+
+/* A page being built: its items apart (the array's length comes first),
+ * and the last one's key, the cursor `next` when more follow. */
+typedef struct page {
+	core *c;
+	cbw items;
+	size_t n, limit;
+	bool more;
+	char last[CHAT_ADDR_MAX + 1];
+} page;
+
+static bool page_open(page *pg, core *c, const admin_req *q, admin_reply *r)
+{
+	if (q->has_limit && (q->limit < 1 || q->limit > LIST_MAX))
+		return refusal_set(&r->why, REFUSE_FIELD, "limit must be 1-%d", LIST_MAX);
+	memset(pg, 0, sizeof(*pg));
+	pg->c = c;
+	pg->limit = q->has_limit ? (size_t)q->limit : LIST_DEFAULT;
+	cbw_init(&pg->items);
+	return true;
+}
+
+/* Room for one more item (keyed `key`)? Else the page is full: more. */
+static bool page_take(page *pg, const char *key)
+{
+	if (pg->n == pg->limit) {
+		pg->more = true;
+		return false;
+	}
+	pg->n++;
+	snprintf(pg->last, sizeof(pg->last), "%s", key);
+	return true;
+}
+
+/* The page into the reply as `field`: [items…], and `next` if more. */
+static bool page_close(page *pg, admin_reply *r, const char *field, int rc)
+{
+	bool ok = rc == CHAT_OK || rc == CHAT_STOP;
+	if (!ok)
+		store_failed(pg->c, r);
+	else if (cbw_status(&pg->items))
+		ok = refusal_set(&r->why, REFUSE_STORE, "out of memory");
+	if (ok) {
+		cbw_text(r->res, field);
+		cbw_array(r->res, pg->n);
+		cbw_raw(r->res, pg->items.buf, pg->items.len);
+		r->npairs++;
+		if (pg->more) {
+			cbw_text(r->res, "next");
+			cbw_text(r->res, pg->last);
+			r->npairs++;
+		}
+	}
+	cbw_free(&pg->items);
+	return ok;
+}
+
+static void put_device(page *pg, const device *dev)
+{
+	cbw *w = &pg->items;
+	cbw_map(w, 3);
+	cbw_text(w, "user");
+	cbw_text(w, dev->user->name);
+	cbw_text(w, "device");
+	cbw_text(w, dev->id);
+	cbw_text(w, "online");
+	cbw_bool(w, dev->conn != NULL);
+}
+
+static int list_device(void *arg, const char *u, const char *d, const uint8_t hash[STORE_HASH_LEN])
+{
+	(void)hash;
+	page *pg = arg;
+	char addr[CHAT_ADDR_MAX + 1];
+	snprintf(addr, sizeof(addr), "%s/%s", u, d);
+	device *dev = dir_device(&pg->c->dir, addr, strlen(addr));
+	if (!dev) /* the store and the directory agree but for a failed start */
+		return CHAT_OK;
+	if (!page_take(pg, addr))
+		return CHAT_STOP;
+	put_device(pg, dev);
+	return CHAT_OK;
+}
+
+/* device.list {?user, ?after: "U/D", ?limit}: one user's devices from the
+ * directory (at most 64, in device-id order), or every device from the
+ * store's walk. */
+static bool cmd_device_list(core *c, admin_req *q, admin_reply *r)
+{
+	const char *au = NULL, *ad = NULL;
+	size_t aul = 0, adl = 0;
+	if (q->has_user && !need_user(q, r))
+		return false;
+	if (q->has_after && !chat_parse_addr(q->after, strlen(q->after), &au, &aul, &ad, &adl))
+		return refusal_set(&r->why, REFUSE_FIELD, "after must be a device address U/D");
+	page pg;
+	if (!page_open(&pg, c, q, r))
+		return false;
+	int rc = CHAT_OK;
+	if (q->has_user) {
+		user *u = dir_user(&c->dir, q->user, strlen(q->user));
+		int cmp = 0;
+		if (q->has_after) {
+			size_t ul = strlen(q->user), n = aul < ul ? aul : ul;
+			cmp = memcmp(au, q->user, n);
+			cmp = cmp ? cmp : (aul > ul) - (aul < ul);
+		}
+		for (size_t i = 0; u && cmp <= 0 && i < u->ndev; i++) {
+			const device *dev = u->dev[i];
+			if (cmp == 0 && q->has_after) {
+				size_t dl = strlen(dev->id), n = adl < dl ? adl : dl;
+				int dc = memcmp(dev->id, ad, n);
+				if ((dc ? dc : (dl > adl) - (dl < adl)) <= 0)
+					continue;
+			}
+			if (!page_take(&pg, dev->addr))
+				break;
+			put_device(&pg, dev);
+		}
+	} else if (q->has_after) {
+		char user[CHAT_USER_MAX + 1], dev[CHAT_DEVICE_MAX + 1];
+		snprintf(user, sizeof(user), "%.*s", (int)aul, au);
+		snprintf(dev, sizeof(dev), "%.*s", (int)adl, ad);
+		rc = store_devices_after(c->st, user, dev, list_device, &pg);
+	} else {
+		rc = store_devices_after(c->st, NULL, NULL, list_device, &pg);
+	}
+	return page_close(&pg, r, "devices", rc);
+}
+
+static int list_user(void *arg, const char *u, const char *d, const uint8_t hash[STORE_HASH_LEN])
+{
+	(void)d;
+	(void)hash;
+	page *pg = arg;
+	if (pg->n && strcmp(pg->last, u) == 0)
+		return CHAT_OK; /* its other devices */
+	const user *usr = dir_user(&pg->c->dir, u, strlen(u));
+	if (!usr)
+		return CHAT_OK;
+	if (!page_take(pg, u))
+		return CHAT_STOP;
+	cbw *w = &pg->items;
+	cbw_map(w, 3);
+	cbw_text(w, "user");
+	cbw_text(w, u);
+	cbw_text(w, "devices");
+	cbw_uint(w, usr->ndev);
+	cbw_text(w, "online");
+	cbw_uint(w, usr->nonline);
+	return CHAT_OK;
+}
+
+/* user.list {?after: U, ?limit}: users are those with a device; walked
+ * through the devices, skipping the rest of a user's (at most 64). */
+static bool cmd_user_list(core *c, admin_req *q, admin_reply *r)
+{
+	if (q->has_after && !chat_valid_user(q->after, strlen(q->after)))
+		return refusal_set(&r->why, REFUSE_FIELD, "after must be a user id");
+	page pg;
+	if (!page_open(&pg, c, q, r))
+		return false;
+	int rc = store_devices_after(c->st, q->has_after ? q->after : NULL, NULL, list_user, &pg);
+	return page_close(&pg, r, "users", rc);
+}
+
+static int list_service(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                        enum store_role role)
+{
+	(void)hash;
+	page *pg = arg;
+	if (!page_take(pg, name))
+		return CHAT_STOP;
+	cbw *w = &pg->items;
+	cbw_map(w, 2);
+	cbw_text(w, "name");
+	cbw_text(w, name);
+	cbw_text(w, "role");
+	cbw_text(w, role_names[role]);
+	return CHAT_OK;
+}
+
+static bool cmd_service_list(core *c, admin_req *q, admin_reply *r)
+{
+	if (q->has_after && !chat_valid_user(q->after, strlen(q->after)))
+		return refusal_set(&r->why, REFUSE_FIELD, "after must be a service name");
+	page pg;
+	if (!page_open(&pg, c, q, r))
+		return false;
+	int rc = store_services_after(c->st, q->has_after ? q->after : NULL, list_service, &pg);
+	return page_close(&pg, r, "services", rc);
+}
+
+static int list_group(void *arg, const store_group *g)
+{
+	page *pg = arg;
+	if (!page_take(pg, g->gid))
+		return CHAT_STOP;
+	cbw *w = &pg->items;
+	cbw_map(w, 3);
+	cbw_text(w, "gid");
+	cbw_text(w, g->gid);
+	cbw_text(w, "name");
+	cbw_text(w, g->name);
+	cbw_text(w, "members");
+	cbw_uint(w, g->n);
+	return CHAT_OK;
+}
+
+static bool cmd_group_list(core *c, admin_req *q, admin_reply *r)
+{
+	if (q->has_after && !chat_valid_group(q->after, strlen(q->after)))
+		return refusal_set(&r->why, REFUSE_FIELD, "after must be a group id");
+	page pg;
+	if (!page_open(&pg, c, q, r))
+		return false;
+	int rc = store_groups_after(c->st, q->has_after ? q->after : NULL, list_group, &pg);
+	return page_close(&pg, r, "groups", rc);
+}
+
 /* chatctl backup DIR: answered by backup_tick when the copy is done. */
 static bool cmd_backup(core *c, admin_req *q, admin_reply *r)
 {
@@ -244,14 +614,27 @@ static bool cmd_backup(core *c, admin_req *q, admin_reply *r)
 static const struct {
 	const char *name;
 	bool (*fn)(core *c, admin_req *q, admin_reply *r); /* false: refused (r->why) */
+	bool provisioner; /* a provisioner service may run it too */
 } commands[] = {
-	{ "backup", cmd_backup },
-	{ "device.add", cmd_device_add },
-	{ "device.remove", cmd_device_remove },
-	{ "user.remove", cmd_user_remove },
-	{ "service.add", cmd_service_add },
-	{ "stats", cmd_stats },
-	{ "group.create", cmd_group_create },
+	{ "backup", cmd_backup, false },
+	{ "device.add", cmd_device_add, true },
+	{ "device.remove", cmd_device_remove, true },
+	{ "device.list", cmd_device_list, false },
+	{ "device.rotate", cmd_device_rotate, false },
+	{ "user.list", cmd_user_list, false },
+	{ "user.remove", cmd_user_remove, false },
+	{ "service.add", cmd_service_add, false },
+	{ "service.list", cmd_service_list, false },
+	{ "service.remove", cmd_service_remove, false },
+	{ "service.rotate", cmd_service_rotate, false },
+	{ "stats", cmd_stats, true },
+	{ "group.create", cmd_group_create, false },
+	{ "group.list", cmd_group_list, false },
+	{ "group.show", cmd_group_show, false },
+	{ "group.add", cmd_group_add, false },
+	{ "group.remove", cmd_group_remove, false },
+	{ "group.promote", cmd_group_promote, false },
+	{ "group.delete", cmd_group_delete, false },
 };
 
 static bool copy_text(const cbr_item *v, char *out, size_t cap)
@@ -290,6 +673,13 @@ static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 			ok = q->has_gid = copy_text(val, q->gid, sizeof(q->gid));
 		} else if (cbr_eq(key, "dir")) {
 			ok = q->has_dir = copy_text(val, q->dir, sizeof(q->dir));
+		} else if (cbr_eq(key, "after")) {
+			ok = q->has_after = copy_text(val, q->after, sizeof(q->after));
+		} else if (cbr_eq(key, "limit")) {
+			ok = q->has_limit = val->type == CBR_UINT;
+			q->limit = val->u;
+		} else if (cbr_eq(key, "role")) {
+			ok = q->has_role = copy_text(val, q->role, sizeof(q->role));
 		} else if (cbr_eq(key, "owner")) {
 			ok = q->has_owner = copy_text(val, q->owner, sizeof(q->owner));
 		} else if (cbr_eq(key, "members")) {
@@ -310,7 +700,8 @@ static bool parse(const uint8_t *p, size_t len, admin_req *q, refusal *why)
 	return true;
 }
 
-void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len)
+void admin_handle(core *c, const char *clientid, enum admin_role role, const uint8_t *payload,
+                  size_t len)
 {
 	admin_req q;
 	memset(&q, 0, sizeof(q));
@@ -334,8 +725,13 @@ void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t 
 		while (k < n && !(strlen(commands[k].name) == q.cmdlen &&
 		                  memcmp(commands[k].name, q.cmd, q.cmdlen) == 0))
 			k++;
-		ok = k < n ? commands[k].fn(c, &q, &r)
-		           : refusal_set(&r.why, REFUSE_UNKNOWN, "unknown command");
+		if (k == n)
+			ok = refusal_set(&r.why, REFUSE_UNKNOWN, "unknown command");
+		else if (role == ADMIN_PROVISIONER && !commands[k].provisioner)
+			ok = refusal_set(&r.why, REFUSE_DENIED, "a provisioner may only add and remove "
+			                 "devices and read the counters");
+		else
+			ok = commands[k].fn(c, &q, &r);
 	}
 	if (!r.deferred)
 		admin_send(c, &who, ok ? NULL : &r.why, &c->wreply, r.npairs);

@@ -41,6 +41,7 @@ enum core_verdict core_auth(core *c, void *conn, const char *clientid, const cha
 			return refuse(c, username, "unknown device");
 		if (!password || !token_matches(c, password, password_len, dev->hash))
 			return refuse(c, username, password ? "wrong token" : "no token");
+		kick_cancel(c, username);
 		dir_set_online(&c->dir, dev, conn);
 		flow_connect(c, dev); /* a new connection: mosquitto's queue for it starts afresh */
 		push_online(c, dev);

@@ -108,9 +108,10 @@ static int load_device(void *arg, const char *u, const char *d, const uint8_t ha
 	return dir_add_device(&((core *)arg)->dir, u, d, hash, NULL);
 }
 
-static int load_service(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN])
+static int load_service(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                        enum store_role role)
 {
-	return dir_add_service(&((core *)arg)->dir, name, hash);
+	return dir_add_service(&((core *)arg)->dir, name, hash, role);
 }
 
 static bool valid_prefix(const char *p)
@@ -324,9 +325,11 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 void core_control(core *c, const char *clientid, const char *username, const void *payload,
                   size_t len)
 {
-	if (!username || strcmp(username, CORE_ADMIN_USERNAME) != 0 || !clientid) {
+	const service *s = username ? dir_service(&c->dir, username, strlen(username)) : NULL;
+	bool admin = username && strcmp(username, CORE_ADMIN_USERNAME) == 0;
+	if (!clientid || (!admin && !(s && s->role == STORE_ROLE_PROVISIONER))) {
 		core_log(c, CORE_LOG_WARNING, "ignored a $CONTROL/chat/v1 request from a non-admin client");
 		return;
 	}
-	admin_handle(c, clientid, payload, len);
+	admin_handle(c, clientid, admin ? ADMIN_FULL : ADMIN_PROVISIONER, payload, len);
 }

@@ -41,7 +41,7 @@
 	X(SIZE, "size") X(QUOTA, "quota") X(RATE, "rate") X(STORE, "store") X(PEER, "peer") \
 	X(MEMBER, "member") X(DEVICES, "devices") X(TYPE, "type") X(TTL, "ttl") X(OP, "op") \
 	X(EXISTS, "exists") X(NOTFOUND, "notfound") X(LIMIT, "limit") X(USER, "user") \
-	X(ADMIN, "admin") X(UNKNOWN, "unknown") X(BACKUP, "backup")
+	X(ADMIN, "admin") X(UNKNOWN, "unknown") X(BACKUP, "backup") X(DENIED, "denied")
 
 #define REFUSAL_ENUM(e, name) REFUSE_##e,
 enum refusal_code { REFUSAL_CODES(REFUSAL_ENUM) REFUSAL_NCODES };
@@ -84,6 +84,10 @@ typedef struct kicklist {
 	size_t n, cap;
 } kicklist;
 void kick_schedule(core *c, const char *clientid);
+/* clientid connected again (a device with its rotated token): mosquitto's
+ * session takeover ends the old connection, and a kick still scheduled
+ * would end the new one. */
+void kick_cancel(core *c, const char *clientid);
 /* Disconnects everything scheduled (core_tick, first). */
 void kick_tick(core *c);
 void kick_free(core *c);
@@ -158,6 +162,7 @@ typedef struct user {
 typedef struct service {
 	char name[CHAT_USER_MAX + 1];
 	uint8_t hash[STORE_HASH_LEN];
+	enum store_role role;
 } service;
 
 typedef struct directory {
@@ -175,7 +180,9 @@ service *dir_service(directory *d, const char *name, size_t len);
 int dir_add_device(directory *d, const char *user, const char *dev, const uint8_t hash[STORE_HASH_LEN],
                    device **out);
 void dir_remove_device(directory *d, device *dev);
-int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HASH_LEN]);
+int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                    enum store_role role);
+void dir_remove_service(directory *d, service *s);
 void dir_set_online(directory *d, device *dev, void *conn);
 void dir_set_offline(directory *d, device *dev);
 
@@ -286,7 +293,9 @@ typedef struct group_res {
 } group_res;
 
 /* Runs a group request by user `by` (an existing user), sent from the
- * device address `from` ("$admin" for chatctl); false: refused (*res->why). */
+ * device address `from` ("$admin" for chatctl); false: refused (*res->why).
+ * by NULL: an operator's request through $CONTROL (group.add, .remove,
+ * .admin, .info, .delete on any group; events say "by": "$admin"). */
 bool group_request(core *c, const char *op, size_t oplen, const char *by, const char *from,
                    const group_req *q, group_res *res);
 
@@ -608,7 +617,11 @@ void stats_tick(core *c, uint64_t now);
 
 
 /* ---- admin commands (admin.c) ---- */
-void admin_handle(core *c, const char *clientid, const uint8_t *payload, size_t len);
+/* Who asks: the admin may run every command, a provisioner service
+ * (STORE_ROLE_PROVISIONER) device.add, device.remove and stats. */
+enum admin_role { ADMIN_FULL, ADMIN_PROVISIONER };
+void admin_handle(core *c, const char *clientid, enum admin_role role, const uint8_t *payload,
+                  size_t len);
 
 /* ---- an admin command's reply (admin_reply.c) ---- */
 

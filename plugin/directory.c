@@ -124,7 +124,8 @@ void dir_remove_device(directory *d, device *dev)
 	}
 }
 
-int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HASH_LEN])
+int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                    enum store_role role)
 {
 	size_t len = strlen(name);
 	service *s = dir_service(d, name, len);
@@ -139,7 +140,14 @@ int dir_add_service(directory *d, const char *name, const uint8_t hash[STORE_HAS
 		}
 	}
 	memcpy(s->hash, hash, STORE_HASH_LEN);
+	s->role = role;
 	return CHAT_OK;
+}
+
+void dir_remove_service(directory *d, service *s)
+{
+	hmap_del(&d->services, s->name, strlen(s->name));
+	free(s);
 }
 
 void dir_set_online(directory *d, device *dev, void *conn)

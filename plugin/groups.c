@@ -29,11 +29,12 @@ void groups_free(core *c)
 	free(c->groups.ids);
 }
 
-enum group_op { OP_CREATE, OP_ADD, OP_REMOVE, OP_LEAVE, OP_ADMIN, OP_INFO, OP_NONE };
+enum group_op { OP_CREATE, OP_ADD, OP_REMOVE, OP_LEAVE, OP_ADMIN, OP_INFO, OP_DELETE, OP_NONE };
 
 static const char *const op_names[] = {
 	[OP_CREATE] = "group.create", [OP_ADD] = "group.add", [OP_REMOVE] = "group.remove",
 	[OP_LEAVE] = "group.leave", [OP_ADMIN] = "group.admin", [OP_INFO] = "group.info",
+	[OP_DELETE] = "group.delete", /* an operator's only */
 };
 
 static enum group_op op_of(const char *op, size_t len)
@@ -398,6 +399,17 @@ static bool op_admin(core *c, group *g, const char *by, const char *from, const 
 	return true;
 }
 
+/* An operator's group.delete: every member removed at once, which deletes
+ * the group (its conversation's seqs continue if the id is taken again). */
+static bool op_delete(core *c, group *g, const char *by, const char *from, group_res *r)
+{
+	if (chat_grow(&c->groups.ids, &c->groups.idcap, g->n, sizeof(*c->groups.ids), 64))
+		return refusal_set(r->why, REFUSE_STORE, "out of memory");
+	for (size_t i = 0; i < g->n; i++)
+		c->groups.ids[i] = (idslice){ g->m[i]->user, strlen(g->m[i]->user) };
+	return remove_members(c, g, by, from, "removed", c->groups.ids, g->n, r);
+}
+
 static bool op_info(group *g, group_res *r)
 {
 	size_t nadm = 0;
@@ -432,9 +444,22 @@ bool group_request(core *c, const char *op, size_t oplen, const char *by, const 
 	char gid[CHAT_GROUP_MAX + 1];
 	memcpy(gid, q->gid, q->gidlen);
 	gid[q->gidlen] = '\0';
+	/* An operator (by NULL) needs no membership, may not create (chatctl
+	 * names an owner) or leave, and alone may delete; its events say
+	 * "by": "$admin". */
+	if (by ? o == OP_DELETE : o == OP_CREATE || o == OP_LEAVE)
+		return refusal_set(r->why, REFUSE_OP, "unknown op");
 	if (o == OP_CREATE)
 		return op_create(c, gid, by, from, q, r);
-	group *g = member_group(c, gid, by, o == OP_ADD || o == OP_REMOVE || o == OP_ADMIN, r->why);
+	group *g;
+	if (by) {
+		g = member_group(c, gid, by, o == OP_ADD || o == OP_REMOVE || o == OP_ADMIN, r->why);
+	} else {
+		g = group_find(c, gid, strlen(gid));
+		if (!g)
+			refusal_set(r->why, REFUSE_NOTFOUND, "no group %s", gid);
+		by = CORE_ADMIN_USERNAME;
+	}
 	if (!g)
 		return false;
 	switch (o) {
@@ -442,6 +467,7 @@ bool group_request(core *c, const char *op, size_t oplen, const char *by, const 
 	case OP_REMOVE: return op_remove(c, g, by, from, q, r);
 	case OP_LEAVE: return op_leave(c, g, by, from, r);
 	case OP_ADMIN: return op_admin(c, g, by, from, q, r);
+	case OP_DELETE: return op_delete(c, g, by, from, r);
 	default: return op_info(g, r);
 	}
 }

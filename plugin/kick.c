@@ -21,6 +21,19 @@ void kick_schedule(core *c, const char *clientid)
 		k->ids[k->n++] = id;
 }
 
+void kick_cancel(core *c, const char *clientid)
+{
+	kicklist *k = &c->kicks;
+	for (size_t i = 0; i < k->n;) {
+		if (strcmp(k->ids[i], clientid) == 0) {
+			free(k->ids[i]);
+			k->ids[i] = k->ids[--k->n];
+		} else {
+			i++;
+		}
+	}
+}
+
 void kick_tick(core *c)
 {
 	/* Swap the list out first: a kick fires DISCONNECT synchronously. */

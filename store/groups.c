@@ -142,8 +142,22 @@ static int group_kv(store *st, const char *k, size_t klen, const char *v, size_t
 
 int store_groups_each(store *st, store_group_cb cb, void *arg)
 {
+	return store_groups_after(st, NULL, cb, arg);
+}
+
+int store_groups_after(store *st, const char *gid, store_group_cb cb, void *arg)
+{
+	char from[CHAT_GROUP_MAX + 1];
+	size_t n = 0;
+	if (gid) {
+		n = gidlen(gid);
+		if (!n)
+			return store__fail(st, CHAT_EINVAL, "bad group id");
+		memcpy(from, gid, n);
+		from[n++] = 0; /* the least key after gid */
+	}
 	struct each_ctx c = { .cb = cb, .arg = arg };
-	int rc = store__prefix_each(st, STORE_CF_GROUPS, "", 0, group_kv, &c);
+	int rc = store__range_each(st, STORE_CF_GROUPS, from, n, "", 0, group_kv, &c);
 	free(c.m);
 	free(c.users);
 	return rc;

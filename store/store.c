@@ -250,9 +250,15 @@ int store__get_each(store *st, enum store_cf cf, const void *key, size_t klen, s
 int store__prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
                        store_kv_cb cb, void *ctx)
 {
+	return store__range_each(st, cf, prefix, plen, prefix, plen, cb, ctx);
+}
+
+int store__range_each(store *st, enum store_cf cf, const void *from, size_t flen,
+                      const void *prefix, size_t plen, store_kv_cb cb, void *ctx)
+{
 	rocksdb_iterator_t *it = rocksdb_create_iterator_cf(st->db, st->ro, st->cf[cf]);
 	int rc = CHAT_OK;
-	for (rocksdb_iter_seek(it, prefix, plen); rc == CHAT_OK && rocksdb_iter_valid(it);
+	for (rocksdb_iter_seek(it, from, flen); rc == CHAT_OK && rocksdb_iter_valid(it);
 	     rocksdb_iter_next(it)) {
 		size_t klen, vlen;
 		const char *k = rocksdb_iter_key(it, &klen);

@@ -59,6 +59,10 @@ int store_device_add(store *st, const char *user, const char *device,
                      const uint8_t hash[STORE_HASH_LEN]);          /* CHAT_EEXIST */
 int store_device_get(store *st, const char *user, const char *device,
                      uint8_t hash[STORE_HASH_LEN]);                 /* CHAT_ENOTFOUND */
+/* Replaces the device's token hash (a rotated token); its queue, push
+ * target and everything else stay. CHAT_ENOTFOUND if there is no device. */
+int store_device_rehash(store *st, const char *user, const char *device,
+                        const uint8_t hash[STORE_HASH_LEN]);
 /* Removes the device and everything queued for it. */
 int store_device_remove(store *st, const char *user, const char *device);
 /* Calls cb for every device (ordered by user, then device); a walk as
@@ -66,12 +70,32 @@ int store_device_remove(store *st, const char *user, const char *device);
 typedef int (*store_device_cb)(void *arg, const char *user, const char *device,
                                const uint8_t hash[STORE_HASH_LEN]);
 int store_devices_each(store *st, store_device_cb cb, void *arg);
+/* The same walk from a point, for listings a page at a time: the devices
+ * after (user, device); device NULL: after all of user's devices; user
+ * NULL: from the first. */
+int store_devices_after(store *st, const char *user, const char *device, store_device_cb cb,
+                        void *arg);
 
-int store_service_add(store *st, const char *name, const uint8_t hash[STORE_HASH_LEN]);
-int store_service_get(store *st, const char *name, uint8_t hash[STORE_HASH_LEN]);
+/* What a service account may do (docs/PROTOCOL.md §1): STORE_ROLE_SERVICE
+ * serves the key server's and the push gateway's topics (every account
+ * made before roles existed has it); STORE_ROLE_PROVISIONER may only add
+ * and remove devices and read the counters, over $CONTROL/chat/v1. */
+enum store_role { STORE_ROLE_SERVICE = 0, STORE_ROLE_PROVISIONER = 1 };
+#define STORE_ROLE_MAX STORE_ROLE_PROVISIONER
+
+int store_service_add(store *st, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                      enum store_role role);
+/* hash and role may be NULL. */
+int store_service_get(store *st, const char *name, uint8_t hash[STORE_HASH_LEN],
+                      enum store_role *role);
+/* A rotated token: replaces the hash, keeps the role. CHAT_ENOTFOUND. */
+int store_service_rehash(store *st, const char *name, const uint8_t hash[STORE_HASH_LEN]);
 int store_service_remove(store *st, const char *name);
-typedef int (*store_service_cb)(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN]);
+typedef int (*store_service_cb)(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                                enum store_role role);
 int store_services_each(store *st, store_service_cb cb, void *arg);
+/* The services after name (NULL: from the first), in name order. */
+int store_services_after(store *st, const char *name, store_service_cb cb, void *arg);
 
 /* The admin credential's hash; CHAT_ENOTFOUND before the first start. */
 int store_admin_get(store *st, uint8_t hash[STORE_HASH_LEN]);
@@ -280,6 +304,8 @@ int store_group_event(store *st, const store_group *g, const store_msg *ev,
  * only. A walk as err.h describes. */
 typedef int (*store_group_cb)(void *arg, const store_group *g);
 int store_groups_each(store *st, store_group_cb cb, void *arg);
+/* The groups after gid (NULL: from the first), in gid order. */
+int store_groups_after(store *st, const char *gid, store_group_cb cb, void *arg);
 
 /* ---- push targets ----
  *

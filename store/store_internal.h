@@ -22,7 +22,10 @@
  *   groups    gid              -> group record (groups.c)
  *   push      user \0 device   -> u8 version (1), u8 platform, token (push.c)
  *
- * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms).
+ * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms),
+ * and for a service whose role is not STORE_ROLE_SERVICE a u8 role after
+ * them (records without it, all written before roles existed, are
+ * services; builds before roles read those still).
  * Tests include this header to reach the raw handles (white-box checks).
  *
  * The functions declared here are named store__ (two underscores): they
@@ -250,6 +253,10 @@ typedef int (*store_kv_cb)(store *st, const char *k, size_t klen, const char *v,
                            void *ctx);
 int store__prefix_each(store *st, enum store_cf cf, const void *prefix, size_t plen,
                        store_kv_cb cb, void *ctx);
+/* The same walk from the first key >= from (within prefix): the listings'
+ * pages (store_devices_after, …). */
+int store__range_each(store *st, enum store_cf cf, const void *from, size_t flen,
+                      const void *prefix, size_t plen, store_kv_cb cb, void *ctx);
 /* Ends a walk with iterator it: destroys it and returns rc, or the
  * iterator's error when rc is CHAT_OK. */
 int store__iter_end(store *st, rocksdb_iterator_t *it, int rc);

@@ -5,14 +5,26 @@
  * It connects to the broker as `$admin` (password: the plugin's
  * <data_dir>/admin.token), subscribes to $CONTROL/chat/v1/response, publishes
  * one CBOR request {cmd, rid, …args} on $CONTROL/chat/v1 and waits (5 s at
- * most) for the response carrying the same rid. See docs/PROTOCOL.md §5.
+ * most) for the response carrying the same rid. See docs/PROTOCOL.md §8.
  *
- * Output contract: `device add` and `service add` print only the new token on
- * stdout; `stats` prints `name value` lines sorted by name (`--prometheus`:
- * Prometheus' text exposition format); everything else
- * prints nothing on success. Any failure is one line on stderr starting with
- * "chatctl: " and exit status 1; bad usage exits 2. The admin token is never
- * printed, and our copy of it is wiped as soon as libmosquitto has taken it.
+ * Output contract: `device add`, `device rotate`, `service add` and `service
+ * rotate` print only the new token on stdout; `stats` prints `name value`
+ * lines sorted by name (`--prometheus`: Prometheus' text exposition
+ * format); the listings print one item a line, `group show` one field a
+ * line; everything else prints nothing on success. With --json every
+ * command prints instead one JSON object, the reply's result fields (as
+ * mosquitto_ctrl prints JSON), a listing's pages joined into one array.
+ * Any failure is one line on stderr starting with "chatctl: " and exit
+ * status 1; bad usage exits 2. The admin token is never printed, and our
+ * copy of it is wiped as soon as libmosquitto has taken it.
+ *
+ * Listings are paged by the server (docs/PROTOCOL.md §8): chatctl asks
+ * for --page-size items at a time on one connection, following `next`
+ * until the last page.
+ *
+ * -u NAME connects as the service account NAME instead of `$admin` (with
+ * that account's token in --token-file): a provisioner may run `device
+ * add`, `device remove` and `stats`.
  *
  * Options may also come from a file, as mosquitto_ctrl's do: -o FILE, else
  * $XDG_CONFIG_HOME/chatctl or ~/.config/chatctl if it exists; one option a
@@ -55,6 +67,7 @@
 #define BACKUP_TIMEOUT_MS 600000 /* a checkpoint flushes and links every file */
 #define KEEPALIVE_S 10
 #define TOKEN_MAX 1024 /* bytes of token file we accept */
+#define PAGE_MAX 1000  /* the most items a page may ask for (the server's LIST_MAX) */
 
 static const char usage_line[] =
 	"usage: chatctl [-o FILE] [-h HOST] [-p PORT] [--token-file FILE] [TLS options] COMMAND …\n"
@@ -67,10 +80,24 @@ static const char help_text[] =
 	"  device add U D            add device D of user U; prints its token\n"
 	"  device remove U D         revoke the device's token, disconnect it, drop its\n"
 	"                            queue and keys, tell its user's devices and contacts\n"
+	"  device rotate U D         give the device a new token (printed), keeping its\n"
+	"                            queue and keys; its connection is closed\n"
+	"  device list [U]           list every device (or U's): `U/D online|offline`\n"
+	"  user list                 list the users: `U devices online`\n"
 	"  user remove U             remove user U, its devices and queues\n"
-	"  service add NAME          create a service account; prints its token\n"
+	"  service add NAME [--role service|provisioner]\n"
+	"                            create a service account; prints its token\n"
+	"  service list              list the service accounts: `NAME role`\n"
+	"  service remove NAME       remove a service account\n"
+	"  service rotate NAME       give a service account a new token (printed)\n"
 	"  group create G --owner U [--members U1,U2,…]\n"
 	"                            create group G\n"
+	"  group list                list the groups: `G members name`\n"
+	"  group show G              print a group's name, members and admins\n"
+	"  group add G U1[,U2,…]     add members to group G (as an operator)\n"
+	"  group remove G U1[,U2,…]  remove members from group G\n"
+	"  group promote G U         make member U an admin of group G\n"
+	"  group delete G            remove every member, deleting group G\n"
 	"  stats [--prometheus]      print the server's counters, one `name value` a line\n"
 	"                            (or in Prometheus' text format)\n"
 	"  backup DIR                write a consistent copy of the running server's data\n"
@@ -84,6 +111,10 @@ static const char help_text[] =
 	"  -p PORT                   broker port (default 1883, with TLS 8883)\n"
 	"  --token-file FILE         admin token (default $CHATCTL_TOKEN_FILE, else\n"
 	"                            " DEFAULT_TOKEN_FILE ")\n"
+	"  -u NAME                   connect as service account NAME (a provisioner)\n"
+	"                            instead of $admin; --token-file holds its token\n"
+	"  --json                    print the result as one JSON object\n"
+	"  --page-size N             listings: items per request, 1-1000 (default 1000)\n"
 	"  --help                    show this help\n"
 	"  --version                 print chatctl's version\n"
 	"\n"
@@ -136,8 +167,13 @@ struct args {
 	mqtt_tls tls;
 	char **file_lines;     /* the options file's lines, which options point into */
 	size_t nfile_lines;
+	const char *username;  /* "$admin", or a provisioner's name (-u) */
+	bool json;             /* --json */
+	unsigned page_size;    /* --page-size */
 	const char *cmd;       /* wire command name: "device.add", … */
-	const char *user, *device, *name, *group, *owner;
+	const char *list;      /* a listing's result field ("devices", …), or NULL */
+	const char *user, *device, *name, *group, *owner, *role;
+	bool group_owner;      /* group create: gid, owner and members go together */
 	char **members;        /* NULL-terminated list of member ids */
 	size_t nmembers;
 	bool prometheus;       /* stats --prometheus */
@@ -289,6 +325,20 @@ static bool global_option(struct args *a, int argc, char **argv, int *i)
 		if (!*v)
 			die_usage("empty --token-file");
 		a->token_file = v;
+	} else if (strcmp(argv[*i], "-u") == 0) {
+		if (++*i >= argc)
+			die_usage("option -u needs a service name");
+		a->username = argv[*i];
+		check_user("service name", a->username);
+	} else if (strcmp(argv[*i], "--json") == 0) {
+		a->json = true;
+	} else if ((v = opt_value(argc, argv, i, "--page-size"))) {
+		char *end;
+		errno = 0;
+		unsigned long n = strtoul(v, &end, 10);
+		if (errno || end == v || *end || n < 1 || n > PAGE_MAX)
+			die_usage("invalid --page-size '%s' (1-%d)", v, PAGE_MAX);
+		a->page_size = (unsigned)n;
 	} else {
 		char name[32];
 		for (const struct option *o = tls_options; o->name; o++) {
@@ -405,6 +455,8 @@ static void parse_args(struct args *a, int argc, char **argv)
 	memset(a, 0, sizeof(*a));
 	a->host = DEFAULT_HOST;
 	a->port = DEFAULT_PORT;
+	a->username = ADMIN_USERNAME;
+	a->page_size = PAGE_MAX;
 	a->token_file = getenv("CHATCTL_TOKEN_FILE");
 	if (!a->token_file || !*a->token_file)
 		a->token_file = DEFAULT_TOKEN_FILE;
@@ -430,6 +482,18 @@ static void parse_args(struct args *a, int argc, char **argv)
 		a->port = DEFAULT_TLS_PORT;
 	if (i >= argc)
 		die_usage("no command given");
+	/* --json and --page-size may also follow the command. */
+	int kept = i;
+	for (int j = i; j < argc; j++) {
+		int k = j;
+		if (strcmp(argv[j], "--json") == 0 || strcmp(argv[j], "--page-size") == 0 ||
+		    strncmp(argv[j], "--page-size=", 12) == 0)
+			global_option(a, argc, argv, &k);
+		else
+			argv[kept++] = argv[j];
+		j = k;
+	}
+	argc = kept;
 
 	const char *c0 = argv[i];
 	const char *c1 = i + 1 < argc ? argv[i + 1] : NULL;
@@ -453,21 +517,98 @@ static void parse_args(struct args *a, int argc, char **argv)
 	} else if (strcmp(c0, "device") == 0 && c1 && strcmp(c1, "remove") == 0) {
 		want_args(rest, 2, "device remove");
 		a->cmd = "device.remove";
+	} else if (strcmp(c0, "device") == 0 && c1 && strcmp(c1, "rotate") == 0) {
+		want_args(rest, 2, "device rotate");
+		a->cmd = "device.rotate";
+	} else if (strcmp(c0, "device") == 0 && c1 && strcmp(c1, "list") == 0) {
+		if (rest > 1)
+			die_usage("too many arguments for 'device list'");
+		a->cmd = "device.list";
+		a->list = "devices";
+		if (rest == 1) {
+			a->user = argv[i + 2];
+			check_user("user id", a->user);
+		}
+		return;
+	} else if (strcmp(c0, "user") == 0 && c1 && strcmp(c1, "list") == 0) {
+		want_args(rest, 0, "user list");
+		a->cmd = "user.list";
+		a->list = "users";
+		return;
 	} else if (strcmp(c0, "user") == 0 && c1 && strcmp(c1, "remove") == 0) {
 		want_args(rest, 1, "user remove");
 		a->cmd = "user.remove";
 	} else if (strcmp(c0, "service") == 0 && c1 && strcmp(c1, "add") == 0) {
-		want_args(rest, 1, "service add");
+		const char *v;
+		for (int j = i + 2; j < argc; j++) {
+			if ((v = opt_value(argc, argv, &j, "--role"))) {
+				if (strcmp(v, "service") != 0 && strcmp(v, "provisioner") != 0)
+					die_usage("invalid role '%s' (service or provisioner)", v);
+				a->role = v;
+			} else if (strncmp(argv[j], "--", 2) == 0) {
+				die_usage("unknown option '%s' for 'service add'", argv[j]);
+			} else if (a->name) {
+				die_usage("too many arguments for 'service add'");
+			} else {
+				a->name = argv[j];
+			}
+		}
+		if (!a->name)
+			die_usage("'service add' needs more arguments");
+		check_user("service name", a->name);
 		a->cmd = "service.add";
+		return;
+	} else if (strcmp(c0, "service") == 0 && c1 && strcmp(c1, "list") == 0) {
+		want_args(rest, 0, "service list");
+		a->cmd = "service.list";
+		a->list = "services";
+		return;
+	} else if (strcmp(c0, "service") == 0 && c1 &&
+	           (strcmp(c1, "remove") == 0 || strcmp(c1, "rotate") == 0)) {
+		a->cmd = strcmp(c1, "remove") == 0 ? "service.remove" : "service.rotate";
+		want_args(rest, 1, a->cmd);
+		a->name = argv[i + 2];
+		check_user("service name", a->name);
+		return;
 	} else if (strcmp(c0, "group") == 0 && c1 && strcmp(c1, "create") == 0) {
 		a->cmd = "group.create";
+		a->group_owner = true;
 		parse_group_create(a, argc, argv, i + 2);
+		return;
+	} else if (strcmp(c0, "group") == 0 && c1 && strcmp(c1, "list") == 0) {
+		want_args(rest, 0, "group list");
+		a->cmd = "group.list";
+		a->list = "groups";
+		return;
+	} else if (strcmp(c0, "group") == 0 && c1 &&
+	           (strcmp(c1, "show") == 0 || strcmp(c1, "delete") == 0)) {
+		a->cmd = strcmp(c1, "show") == 0 ? "group.show" : "group.delete";
+		want_args(rest, 1, strcmp(c1, "show") == 0 ? "group show" : "group delete");
+		a->group = argv[i + 2];
+		check_group(a->group);
+		return;
+	} else if (strcmp(c0, "group") == 0 && c1 &&
+	           (strcmp(c1, "add") == 0 || strcmp(c1, "remove") == 0)) {
+		a->cmd = strcmp(c1, "add") == 0 ? "group.add" : "group.remove";
+		want_args(rest, 2, strcmp(c1, "add") == 0 ? "group add" : "group remove");
+		a->group = argv[i + 2];
+		check_group(a->group);
+		parse_members(a, argv[i + 3]);
+		return;
+	} else if (strcmp(c0, "group") == 0 && c1 && strcmp(c1, "promote") == 0) {
+		want_args(rest, 2, "group promote");
+		a->cmd = "group.promote";
+		a->group = argv[i + 2];
+		check_group(a->group);
+		a->user = argv[i + 3];
+		check_user("user id", a->user);
 		return;
 	} else {
 		die_usage("unknown command '%s%s%s'", c0, c1 ? " " : "", c1 ? c1 : "");
 	}
 
-	if (strcmp(a->cmd, "device.add") == 0 || strcmp(a->cmd, "device.remove") == 0) {
+	if (strcmp(a->cmd, "device.add") == 0 || strcmp(a->cmd, "device.remove") == 0 ||
+	    strcmp(a->cmd, "device.rotate") == 0) {
 		a->user = argv[i + 2];
 		a->device = argv[i + 3];
 		check_user("user id", a->user);
@@ -475,28 +616,19 @@ static void parse_args(struct args *a, int argc, char **argv)
 	} else if (strcmp(a->cmd, "user.remove") == 0) {
 		a->user = argv[i + 2];
 		check_user("user id", a->user);
-	} else if (strcmp(a->cmd, "service.add") == 0) {
-		a->name = argv[i + 2];
-		check_user("service name", a->name);
 	}
 }
 
 /* ------------------------------------------------------------------------ */
 /* Request                                                                  */
 
-static int build_request(cbw *w, const struct args *a, uint32_t rid)
+/* after: a listing's cursor, the last page's `next` (NULL: the first page). */
+static int build_request(cbw *w, const struct args *a, uint32_t rid, const char *after)
 {
 	size_t pairs = 2;
-	if (a->user)
-		pairs++;
-	if (a->device)
-		pairs++;
-	if (a->name)
-		pairs++;
-	if (a->group)
-		pairs += 3; /* gid, owner, members */
-	if (a->dir)
-		pairs++;
+	pairs += !!a->user + !!a->device + !!a->name + !!a->dir + !!a->role + !!a->group;
+	pairs += a->group_owner ? 2 : !!a->members; /* owner, members */
+	pairs += a->list ? 1 + !!after : 0;         /* limit, after */
 
 	cbw_map(w, pairs);
 	cbw_text(w, "cmd");
@@ -519,15 +651,31 @@ static int build_request(cbw *w, const struct args *a, uint32_t rid)
 		cbw_text(w, "dir");
 		cbw_text(w, a->dir);
 	}
+	if (a->role) {
+		cbw_text(w, "role");
+		cbw_text(w, a->role);
+	}
 	if (a->group) {
 		cbw_text(w, "gid");
 		cbw_text(w, a->group);
+	}
+	if (a->group_owner) {
 		cbw_text(w, "owner");
 		cbw_text(w, a->owner);
+	}
+	if (a->group_owner || a->members) {
 		cbw_text(w, "members");
 		cbw_array(w, a->nmembers);
 		for (size_t k = 0; k < a->nmembers; k++)
 			cbw_text(w, a->members[k]);
+	}
+	if (a->list) {
+		cbw_text(w, "limit");
+		cbw_uint(w, a->page_size);
+	}
+	if (a->list && after) {
+		cbw_text(w, "after");
+		cbw_text(w, after);
 	}
 	return cbw_status(w);
 }
@@ -538,7 +686,7 @@ static int build_request(cbw *w, const struct args *a, uint32_t rid)
 struct resp {
 	bool has_rid, has_ok, ok;
 	uint64_t rid;
-	cbr_item cmd, code, msg, token; /* type 0 when absent */
+	cbr_item cmd, code, msg, token, next; /* type 0 when absent */
 	const uint8_t *counters;        /* the encoded counters map, or NULL */
 	size_t counters_len;
 };
@@ -605,6 +753,8 @@ static bool parse_resp(const uint8_t *buf, size_t len, struct resp *o, const cha
 			text_field = &o->msg;
 		} else if (cbr_eq(&k, "token")) {
 			text_field = &o->token;
+		} else if (cbr_eq(&k, "next")) {
+			text_field = &o->next;
 		} else if (cbr_eq(&k, "counters")) {
 			if (v.type != CBR_MAP) {
 				*why = "counters is not a map";
@@ -619,7 +769,7 @@ static bool parse_resp(const uint8_t *buf, size_t len, struct resp *o, const cha
 		}
 		if (text_field) {
 			if (v.type != CBR_TEXT) {
-				*why = "a text field (cmd, code, msg or token) is not a text string";
+				*why = "a text field (cmd, code, msg, token or next) is not a text string";
 				return false;
 			}
 			*text_field = v;
@@ -815,23 +965,287 @@ static bool print_counters(const uint8_t *p, size_t len, bool prometheus)
 }
 
 /* ------------------------------------------------------------------------ */
+/* JSON and the listings' text                                              */
+
+static void json_text(const uint8_t *p, size_t n)
+{
+	putchar('"');
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+/* One item whose header `it` was just read, as JSON (byte strings as
+ * lowercase hex, which no reply has today). */
+static bool json_item(cbr *r, const cbr_item *it)
+{
+	uint64_t i = 0;
+	cbr_item k, v;
+	switch (it->type) {
+	case CBR_UINT: printf("%" PRIu64, it->u); return true;
+	case CBR_NEGINT: printf("-%" PRIu64, it->u + 1); return it->u < UINT64_MAX;
+	case CBR_TEXT: json_text(it->ptr, it->len); return true;
+	case CBR_BYTES:
+		putchar('"');
+		for (size_t j = 0; j < it->len; j++)
+			printf("%02x", it->ptr[j]);
+		putchar('"');
+		return true;
+	case CBR_BOOL: fputs(it->b ? "true" : "false", stdout); return true;
+	case CBR_NULL: case CBR_UNDEF: fputs("null", stdout); return true;
+	case CBR_FLOAT: printf("%.17g", it->f); return true;
+	case CBR_ARRAY:
+		putchar('[');
+		while (cbr_array_next(r, it, &i)) {
+			if (i > 1)
+				putchar(',');
+			if (cbr_next(r, &v) || !json_item(r, &v))
+				return false;
+		}
+		putchar(']');
+		return !r->err_msg;
+	case CBR_MAP:
+		putchar('{');
+		while (cbr_map_next(r, it, &i, &k)) {
+			if (i > 1)
+				putchar(',');
+			json_text(k.ptr, k.len);
+			putchar(':');
+			if (cbr_next(r, &v) || !json_item(r, &v))
+				return false;
+		}
+		putchar('}');
+		return !r->err_msg;
+	default:
+		return false;
+	}
+}
+
+/* Calls fn with each item (its encoding) of the array `field` in the
+ * response p; false if the response does not hold one. */
+static bool each_item(const uint8_t *p, size_t len, const char *field,
+                      bool (*fn)(const uint8_t *item, size_t n, void *arg), void *arg)
+{
+	cbr r;
+	cbr_item m, k, v;
+	if (cbr_map_open(&r, p, len, &m, "not a map"))
+		return false;
+	uint64_t i = 0;
+	bool found = false;
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		if (cbr_next(&r, &v))
+			return false;
+		if (!cbr_eq(&k, field) || v.type != CBR_ARRAY) {
+			if (cbr_skip(&r, &v))
+				return false;
+			continue;
+		}
+		found = true;
+		uint64_t j = 0;
+		while (cbr_array_next(&r, &v, &j)) {
+			const uint8_t *start = r.p;
+			cbr_item e;
+			if (cbr_next(&r, &e) || cbr_skip(&r, &e) || !fn(start, (size_t)(r.p - start), arg))
+				return false;
+		}
+		if (r.err_msg)
+			return false;
+	}
+	return found && !r.err_msg;
+}
+
+/* The scalar (or the header of the array) at key in the map p. */
+static bool field_of(const uint8_t *p, size_t len, const char *key, cbr_item *out, cbr *at)
+{
+	cbr r;
+	cbr_item m, k;
+	if (cbr_map_open(&r, p, len, &m, "not a map"))
+		return false;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		if (cbr_next(&r, out))
+			return false;
+		if (cbr_eq(&k, key)) {
+			if (at)
+				*at = r;
+			return true;
+		}
+		if (cbr_skip(&r, out))
+			return false;
+	}
+	return false;
+}
+
+static void put_field(const uint8_t *p, size_t len, const char *key)
+{
+	cbr_item v;
+	if (!field_of(p, len, key, &v, NULL))
+		fputs("?", stdout);
+	else if (v.type == CBR_TEXT)
+		put_clean(stdout, v.ptr, v.len, true);
+	else if (v.type == CBR_UINT)
+		printf("%" PRIu64, v.u);
+	else if (v.type == CBR_BOOL)
+		fputs(v.b ? "online" : "offline", stdout);
+	else
+		fputs("?", stdout);
+}
+
+/* A listing's item as one text line; arg: the command. */
+static bool print_item(const uint8_t *p, size_t n, void *arg)
+{
+	const char *cmd = arg;
+	if (strcmp(cmd, "device.list") == 0) {
+		put_field(p, n, "user");
+		putchar('/');
+		put_field(p, n, "device");
+		putchar(' ');
+		put_field(p, n, "online");
+	} else if (strcmp(cmd, "user.list") == 0) {
+		put_field(p, n, "user");
+		putchar(' ');
+		put_field(p, n, "devices");
+		putchar(' ');
+		put_field(p, n, "online");
+	} else if (strcmp(cmd, "service.list") == 0) {
+		put_field(p, n, "name");
+		putchar(' ');
+		put_field(p, n, "role");
+	} else { /* group.list */
+		cbr_item v;
+		put_field(p, n, "gid");
+		putchar(' ');
+		put_field(p, n, "members");
+		if (field_of(p, n, "name", &v, NULL) && v.type == CBR_TEXT && v.len) {
+			putchar(' ');
+			put_clean(stdout, v.ptr, v.len, false);
+		}
+	}
+	putchar('\n');
+	return true;
+}
+
+static bool json_item_cb(const uint8_t *p, size_t n, void *arg)
+{
+	bool *first = arg;
+	cbr r;
+	cbr_item v;
+	cbr_init(&r, p, n);
+	if (!*first)
+		putchar(',');
+	*first = false;
+	return !cbr_next(&r, &v) && json_item(&r, &v);
+}
+
+/* The reply's result fields (all but cmd, rid, ok) as one JSON object. */
+static bool print_json(const uint8_t *p, size_t len)
+{
+	cbr r;
+	cbr_item m, k, v;
+	if (cbr_map_open(&r, p, len, &m, "not a map"))
+		return false;
+	uint64_t i = 0;
+	bool first = true;
+	putchar('{');
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		if (cbr_next(&r, &v))
+			return false;
+		if (cbr_eq(&k, "cmd") || cbr_eq(&k, "rid") || cbr_eq(&k, "ok")) {
+			if (cbr_skip(&r, &v))
+				return false;
+			continue;
+		}
+		if (!first)
+			putchar(',');
+		first = false;
+		json_text(k.ptr, k.len);
+		putchar(':');
+		if (!json_item(&r, &v))
+			return false;
+	}
+	puts("}");
+	return !r.err_msg;
+}
+
+/* group show: `gid G`, `name N`, `members U…`, `admins U…`. */
+static bool print_group(const uint8_t *p, size_t len)
+{
+	fputs("gid ", stdout);
+	put_field(p, len, "gid");
+	fputs("\nname ", stdout);
+	cbr_item v;
+	if (field_of(p, len, "name", &v, NULL) && v.type == CBR_TEXT)
+		put_clean(stdout, v.ptr, v.len, false);
+	static const char *const lists[] = { "members", "admins" };
+	for (size_t l = 0; l < 2; l++) {
+		cbr r;
+		printf("\n%s", lists[l]);
+		if (!field_of(p, len, lists[l], &v, &r) || v.type != CBR_ARRAY)
+			return false;
+		uint64_t i = 0;
+		cbr_item e;
+		while (cbr_array_next(&r, &v, &i)) {
+			if (cbr_next(&r, &e) || e.type != CBR_TEXT)
+				return false;
+			putchar(' ');
+			put_clean(stdout, e.ptr, e.len, true);
+		}
+	}
+	putchar('\n');
+	return true;
+}
+
+/* ------------------------------------------------------------------------ */
 /* MQTT exchange                                                            */
 
 enum stage { ST_CONNECTING, ST_SUBSCRIBING, ST_WAITING, ST_DONE, ST_FAILED };
 
+struct session;
+static void fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A response kept: one, or a listing's pages in order. */
+struct page {
+	uint8_t *buf;
+	size_t len;
+};
+
 struct session {
 	const struct args *a;
 	uint32_t rid;
-	const uint8_t *req;
-	size_t req_len;
+	cbw req;
 	enum stage stage;
 	int sub_mid, pub_mid;
 	char err[512];
-	uint8_t *resp; /* our copy of the matching response */
-	size_t resp_len;
+	struct page *pages; /* our copies of the matching responses */
+	size_t npages;
 };
 
-static void fail(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Builds and publishes the request (a listing's next page: after its
+ * cursor), under a new rid. */
+static void request(struct mosquitto *mosq, struct session *s, const char *after)
+{
+	s->rid = randombytes_uniform(UINT32_MAX - 1) + 1;
+	cbw_reset(&s->req);
+	if (build_request(&s->req, s->a, s->rid, after) != CHAT_OK) {
+		fail(s, "out of memory");
+		mosquitto_disconnect(mosq);
+		return;
+	}
+	int r = mosquitto_publish_v5(mosq, &s->pub_mid, REQ_TOPIC, (int)s->req.len, s->req.buf, 1,
+	                             false, NULL);
+	if (r != MOSQ_ERR_SUCCESS) {
+		fail(s, "cannot publish the request: %s", mosquitto_strerror(r));
+		mosquitto_disconnect(mosq);
+	}
+}
+
 static void fail(struct session *s, const char *fmt, ...)
 {
 	if (s->stage == ST_FAILED || s->stage == ST_DONE)
@@ -851,8 +1265,8 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 	(void)props;
 	if (rc != 0) {
 		if (rc == MQTT_RC_NOT_AUTHORIZED || rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD)
-			fail(s, "broker refused the admin login (%s): wrong token, or the chat "
-			        "plugin is not loaded", mosquitto_reason_string(rc));
+			fail(s, "broker refused the login as %s (%s): wrong token, or the chat "
+			        "plugin is not loaded", s->a->username, mosquitto_reason_string(rc));
 		else
 			fail(s, "broker refused the connection: %s", mosquitto_reason_string(rc));
 		mosquitto_disconnect(mosq);
@@ -880,12 +1294,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int qos_cou
 		return;
 	}
 	s->stage = ST_WAITING;
-	int r = mosquitto_publish_v5(mosq, &s->pub_mid, REQ_TOPIC, (int)s->req_len, s->req, 1,
-	                             false, NULL);
-	if (r != MOSQ_ERR_SUCCESS) {
-		fail(s, "cannot publish the request: %s", mosquitto_strerror(r));
-		mosquitto_disconnect(mosq);
-	}
+	request(mosq, s, NULL);
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason_code,
@@ -926,14 +1335,31 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		if (r.ok || (r.cmd.type == CBR_TEXT && !cbr_eq(&r.cmd, s->a->cmd)))
 			return;
 	}
-	s->resp = malloc(len);
-	if (!s->resp) {
+	struct page *pages = realloc(s->pages, (s->npages + 1) * sizeof(*pages));
+	uint8_t *copy = malloc(len);
+	if (pages)
+		s->pages = pages;
+	if (!pages || !copy) {
+		free(copy);
 		fail(s, "out of memory");
-	} else {
-		memcpy(s->resp, msg->payload, len);
-		s->resp_len = len;
-		s->stage = ST_DONE;
+		mosquitto_disconnect(mosq);
+		return;
 	}
+	memcpy(copy, msg->payload, len);
+	s->pages[s->npages++] = (struct page){ copy, len };
+	/* A listing with more after this page: the next one on this connection. */
+	if (s->a->list && r.ok && r.next.type == CBR_TEXT) {
+		char *after = strndup((const char *)r.next.ptr, r.next.len);
+		if (!after) {
+			fail(s, "out of memory");
+			mosquitto_disconnect(mosq);
+			return;
+		}
+		request(mosq, s, after);
+		free(after);
+		return;
+	}
+	s->stage = ST_DONE;
 	mosquitto_disconnect(mosq);
 }
 
@@ -1027,7 +1453,7 @@ static bool exchange(struct session *s)
 		return false;
 	}
 	mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
-	int rc = mosquitto_username_pw_set(mosq, ADMIN_USERNAME, token);
+	int rc = mosquitto_username_pw_set(mosq, a->username, token);
 	sodium_memzero(token, sizeof(token));
 	if (rc != MOSQ_ERR_SUCCESS) {
 		snprintf(s->err, sizeof(s->err), "cannot set the credentials: %s",
@@ -1058,7 +1484,12 @@ static bool exchange(struct session *s)
 
 	int timeout = strcmp(a->cmd, "backup") == 0 ? BACKUP_TIMEOUT_MS : TIMEOUT_MS;
 	int64_t deadline = now_ms() + timeout;
+	size_t seen = 0;
 	while (s->stage != ST_DONE && s->stage != ST_FAILED) {
+		if (s->npages != seen) { /* each page has its own time */
+			seen = s->npages;
+			deadline = now_ms() + timeout;
+		}
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
 			if (s->stage == ST_CONNECTING)
@@ -1100,28 +1531,22 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct session s = { .a = &a, .rid = randombytes_uniform(UINT32_MAX - 1) + 1 };
-	cbw w;
-	cbw_init(&w);
-	if (build_request(&w, &a, s.rid) != CHAT_OK) {
-		fputs("chatctl: out of memory\n", stderr);
-		return 1;
-	}
-	s.req = w.buf;
-	s.req_len = w.len;
+	struct session s = { .a = &a };
+	cbw_init(&s.req);
 
 	mosquitto_lib_init();
 	bool ok = exchange(&s);
 	mosquitto_lib_cleanup();
-	cbw_free(&w);
+	cbw_free(&s.req);
 
 	struct resp r = { 0 };
 	const char *why = NULL;
 	int status = 0;
+	const struct page *last = s.npages ? &s.pages[s.npages - 1] : NULL;
 	if (!ok) {
 		fprintf(stderr, "chatctl: %s\n", s.err);
 		status = 1;
-	} else if (!parse_resp(s.resp, s.resp_len, &r, &why)) { /* checked already */
+	} else if (!parse_resp(last->buf, last->len, &r, &why)) { /* checked already */
 		fprintf(stderr, "chatctl: malformed response from the server: %s\n", why);
 		status = 1;
 	} else if (!r.ok) {
@@ -1137,7 +1562,23 @@ int main(int argc, char **argv)
 			fputs("(no message)", stderr);
 		fputc('\n', stderr);
 		status = 1;
-	} else if (strcmp(a.cmd, "device.add") == 0 || strcmp(a.cmd, "service.add") == 0) {
+	} else if (a.list) {
+		bool first = true, good = true;
+		if (a.json)
+			printf("{\"%s\":[", a.list);
+		for (size_t i = 0; good && i < s.npages; i++)
+			good = a.json ? each_item(s.pages[i].buf, s.pages[i].len, a.list, json_item_cb, &first)
+			              : each_item(s.pages[i].buf, s.pages[i].len, a.list, print_item,
+			                          (void *)a.cmd);
+		if (a.json)
+			puts("]}");
+		if (!good) {
+			fprintf(stderr, "chatctl: malformed response from the server: no list of %s\n",
+			        a.list);
+			status = 1;
+		}
+	} else if (strcmp(a.cmd, "device.add") == 0 || strcmp(a.cmd, "service.add") == 0 ||
+	           strcmp(a.cmd, "device.rotate") == 0 || strcmp(a.cmd, "service.rotate") == 0) {
 		bool good = r.token.type == CBR_TEXT && r.token.len > 0;
 		for (size_t i = 0; good && i < r.token.len; i++)
 			good = r.token.ptr[i] > 0x20 && r.token.ptr[i] < 0x7f;
@@ -1145,11 +1586,13 @@ int main(int argc, char **argv)
 			fprintf(stderr, "chatctl: malformed response from the server: %s\n",
 			        r.token.type ? "token is not printable" : "no token");
 			status = 1;
+		} else if (a.json) {
+			print_json(last->buf, last->len);
 		} else {
 			fwrite(r.token.ptr, 1, r.token.len, stdout);
 			fputc('\n', stdout);
 		}
-	} else if (strcmp(a.cmd, "stats") == 0) {
+	} else if (strcmp(a.cmd, "stats") == 0 && !(a.json && !a.prometheus)) {
 		if (!r.counters) {
 			fputs("chatctl: malformed response from the server: no counters\n", stderr);
 			status = 1;
@@ -1157,11 +1600,20 @@ int main(int argc, char **argv)
 			fputs("chatctl: out of memory\n", stderr);
 			status = 1;
 		}
+	} else if (a.json) {
+		if (!print_json(last->buf, last->len)) {
+			fputs("chatctl: malformed response from the server\n", stderr);
+			status = 1;
+		}
+	} else if (strcmp(a.cmd, "group.show") == 0 && !print_group(last->buf, last->len)) {
+		fputs("\nchatctl: malformed response from the server\n", stderr);
+		status = 1;
 	}
-	if (s.resp) {
-		sodium_memzero(s.resp, s.resp_len); /* may hold a fresh credential */
-		free(s.resp);
+	for (size_t i = 0; i < s.npages; i++) {
+		sodium_memzero(s.pages[i].buf, s.pages[i].len); /* may hold a fresh credential */
+		free(s.pages[i].buf);
 	}
+	free(s.pages);
 	free(a.members ? a.members[0] : NULL); /* the strdup'd --members list */
 	free(a.members);
 	free(a.dir);

@@ -1,5 +1,5 @@
 /* fuzz_admin — arbitrary $CONTROL/chat/v1 requests from the admin through
- * core_control (device and service accounts, stats). A command may remove
+ * core_control (accounts, listings, rotations, groups, stats). A command may remove
  * the cast's own devices: the tick in fz_done() then disconnects them, as
  * the broker would. */
 #include "fuzz_core_harness.h"

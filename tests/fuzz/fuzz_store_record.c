@@ -280,9 +280,11 @@ static int device_cb(void *arg, const char *u, const char *d, const uint8_t hash
 	return CHAT_OK;
 }
 
-static int service_cb(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN])
+static int service_cb(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                      enum store_role role)
 {
 	(void)arg;
+	(void)role;
 	check_str(name, STORE_NAME_MAX, "store_services_each");
 	touch(hash, STORE_HASH_LEN);
 	return CHAT_OK;
@@ -321,7 +323,7 @@ static void read_all(void)
 	uint8_t hash[STORE_HASH_LEN];
 	rc_ok(store_device_get(st, "bob", "tablet", hash), "store_device_get");
 	rc_ok(store_devices_each(st, device_cb, NULL), "store_devices_each");
-	rc_ok(store_service_get(st, "keys", hash), "store_service_get");
+	rc_ok(store_service_get(st, "keys", hash, NULL), "store_service_get");
 	rc_ok(store_services_each(st, service_cb, NULL), "store_services_each");
 	store_prefs p;
 	if (rc_ok(store_prefs_get(st, "bob", &p), "store_prefs_get") == CHAT_OK &&

@@ -84,6 +84,31 @@ ADMINS = {
     "unknown": {"cmd": "format.disk"},
     "bad_user": {"cmd": "device.add", "user": "a" * 65, "device": "x"},
     "no_cmd": {"rid": 8, "user": "alice"},
+    # the operator's admin surface (docs/PROTOCOL.md §8): listings with
+    # their cursor and limit, rotations, service roles, group operator commands
+    "device_list": {"cmd": "device.list", "rid": 9},
+    "device_list_user": {"cmd": "device.list", "rid": 10, "user": "alice", "limit": 1,
+                         "after": "alice/laptop"},
+    "device_list_after": {"cmd": "device.list", "rid": 11, "after": "alice/phone", "limit": 2},
+    "device_list_bad": {"cmd": "device.list", "rid": 12, "after": "alice", "limit": 1001},
+    "device_rotate": {"cmd": "device.rotate", "rid": 13, "user": "alice", "device": "phone"},
+    "device_rotate_missing": {"cmd": "device.rotate", "rid": 14, "user": "zed", "device": "x"},
+    "user_list": {"cmd": "user.list", "rid": 15, "after": "alice", "limit": 1},
+    "user_list_zero": {"cmd": "user.list", "rid": 16, "limit": 0},
+    "service_add_provisioner": {"cmd": "service.add", "rid": 17, "name": "app",
+                                "role": "provisioner"},
+    "service_add_bad_role": {"cmd": "service.add", "rid": 18, "name": "app2", "role": "root"},
+    "service_list": {"cmd": "service.list", "rid": 19, "after": "a", "limit": 5},
+    "service_remove": {"cmd": "service.remove", "rid": 20, "name": "keys"},
+    "service_rotate": {"cmd": "service.rotate", "rid": 21, "name": "keys"},
+    "group_create_team": {"cmd": "group.create", "rid": 22, "gid": "team", "owner": "alice",
+                          "members": ["bob"]},
+    "group_list": {"cmd": "group.list", "rid": 23, "after": "t", "limit": 3},
+    "group_show": {"cmd": "group.show", "rid": 24, "gid": "team"},
+    "group_add": {"cmd": "group.add", "rid": 25, "gid": "team", "members": ["carol", "bob"]},
+    "group_remove": {"cmd": "group.remove", "rid": 26, "gid": "team", "members": ["alice"]},
+    "group_promote": {"cmd": "group.promote", "rid": 27, "gid": "team", "user": "bob"},
+    "group_delete": {"cmd": "group.delete", "rid": 28, "gid": "team"},
 }
 
 TYPINGS = {

@@ -400,6 +400,70 @@ class AttackMatrixTest(ChatTestCase):
         dp.send_dm(v, 1, body=b"still there")
         self.attempt("victim still a user", dv.wait_event("msg")["body"] == b"still there")
 
+    def test_provisioner_refused_everything_else(self):
+        """A provisioner service (an app backend's account) may add and remove
+        devices and read the counters; every other admin command and every
+        chat topic is refused it."""
+        v, dv, p, dp = self.victim(keys=False)
+        name = uniq("prov")
+        rc, tok, err = self.broker.chatctl("service", "add", name, "--role", "provisioner")
+        self.assertEqual(rc, 0, err)
+        c = Client(self.broker, client_id=uniq("prov"), username=name, password=tok.strip(),
+                   protocol=V5, decode=True).connect()
+        self.addCleanup(c.close)
+        self.assertLess(c.subscribe("$CONTROL/chat/v1/response"), 0x80)
+        g = uniq("g")
+        forbidden = [
+            {"cmd": "user.remove", "user": v}, {"cmd": "device.rotate", "user": v, "device": "phone"},
+            {"cmd": "device.list"}, {"cmd": "device.list", "user": v}, {"cmd": "user.list"},
+            {"cmd": "service.add", "name": uniq("evil")},
+            {"cmd": "service.add", "name": uniq("evil"), "role": "provisioner"},
+            {"cmd": "service.list"}, {"cmd": "service.remove", "name": "keys"},
+            {"cmd": "service.rotate", "name": "keys"}, {"cmd": "service.rotate", "name": name},
+            {"cmd": "group.create", "gid": g, "owner": v}, {"cmd": "group.list"},
+            {"cmd": "group.show", "gid": g}, {"cmd": "group.add", "gid": g, "members": [p]},
+            {"cmd": "group.remove", "gid": g, "members": [v]},
+            {"cmd": "group.promote", "gid": g, "user": p}, {"cmd": "group.delete", "gid": g},
+            {"cmd": "backup", "dir": "/tmp/" + uniq("steal")},
+        ]
+        for i, cmd in enumerate(forbidden):
+            c.publish("$CONTROL/chat/v1", cbor2.dumps(dict(cmd, rid=i + 1)))
+            m = c.wait_message(lambda m, i=i: m[0] == "$CONTROL/chat/v1/response"
+                               and m[1].get("rid") == i + 1)
+            self.attempt("provisioner runs %s: %r" % (cmd["cmd"], m and m[1]),
+                         m is not None and m[1]["ok"] is False and m[1]["code"] == "denied")
+        for topic in ("chat/inbox/%s/phone" % v, "chat/keys/req/+/+", "chat/push/wake",
+                      "chat/presence/" + v, "chat/keys/removed/+/+", "$CONTROL/chat/v1"):
+            code = c.subscribe(topic)
+            self.attempt("provisioner subscribes %s: 0x%02x" % (topic, code), code >= 0x80)
+        for topic in ("chat/dm/" + v, "chat/keys/resp/%s/phone" % v, "chat/push/ack",
+                      "chat/keys/status/%s/phone" % v, "chat/keys/stats"):
+            code = c.publish(topic, cbor2.dumps({"x": 1}))
+            self.attempt("provisioner publishes %s: 0x%02x" % (topic, code), code >= 0x80)
+        wait_until(lambda: False, 0.3)
+        self.attempt("victim still connected", not dv.disconnected.is_set())
+        rc, out, _ = self.broker.chatctl("service", "list")
+        self.attempt("no service was added by it", "evil" not in out)
+        rc, out, _ = self.broker.chatctl("group", "list")
+        self.attempt("no group was created by it", g not in out)
+        dp.send_dm(v, 1, body=b"still there")
+        self.attempt("victim still a user", dv.wait_event("msg")["body"] == b"still there")
+
+    def test_rotated_device_token(self):
+        u = uniq("rot")
+        old = self.broker.add_device(u, "phone")
+        d = Device(self.broker, u, "phone", old).connect()
+        self.addCleanup(d.close)
+        rc, new, err = self.broker.chatctl("device", "rotate", u, "phone")
+        self.assertEqual(rc, 0, err)
+        self.attempt("the connection with the rotated token is closed", d.disconnected.wait(5))
+        for proto in (V311, V5):
+            c = Device(self.broker, u, "phone", old, protocol=proto)
+            rc = c.try_connect()
+            if rc == 0:
+                c.close()
+            self.attempt("rotated-out token connects (v%d): %r" % (proto, rc), rc != 0)
+
     def test_revoked_device_token(self):
         u = uniq("rev")
         tok = self.broker.add_device(u, "phone")

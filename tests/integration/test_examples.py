@@ -11,7 +11,7 @@ import os
 import subprocess
 import tempfile
 
-from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, main
+from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, Device, main, uniq
 
 SCRIPTS = sorted(glob.glob(os.path.join(SOURCE_DIR, "examples", "scripts", "[0-9][0-9]-*.sh")))
 
@@ -51,6 +51,42 @@ class ExampleScriptsTest(ChatTestCase):
                            stdin=subprocess.DEVNULL)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("walkthrough: all scripts passed", r.stdout)
+
+    def test_provision_example(self):
+        """examples/provision.py, as an app backend runs it: a provisioner
+        account adds a device (whose token connects), reads the counters,
+        is refused what it may not do, and removes the device."""
+        name = uniq("shop")
+        rc, tok, err = self.broker.chatctl("service", "add", name, "--role", "provisioner")
+        self.assertEqual(rc, 0, err)
+        tokfile = os.path.join(self.broker.tmp, name + ".token")
+        with open(tokfile, "w") as f:
+            f.write(tok)
+
+        def provision(*args):
+            return subprocess.run(["/usr/bin/python3", os.path.join(SOURCE_DIR, "examples",
+                                                                     "provision.py"),
+                                   "-p", str(self.broker.port), "-u", name,
+                                   "--token-file", tokfile] + list(args),
+                                  capture_output=True, text=True, timeout=30,
+                                  stdin=subprocess.DEVNULL)
+
+        u = uniq("bob")
+        r = provision("add", u, "tablet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        d = Device(self.broker, u, "tablet", r.stdout.strip()).connect()
+        self.assertEqual(d.connack, 0)
+        d.close()
+        r = provision("stats")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"(?m)^devices \d+$")
+        r = provision("add", u, "tablet")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("exists", r.stderr)
+        r = provision("remove", u, "tablet")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rc, out, err = self.broker.chatctl("device", "list", u)
+        self.assertEqual((rc, out), (0, ""), err)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ NoTestingInstallTest: a build configured as docs/OPERATIONS.md says
 (-DCMAKE_INSTALL_PREFIX=/usr) with -DBUILD_TESTING=OFF, installed with
 DESTDIR: every path of OPERATIONS.md's install table is there (the plugin
 in Debian's multiarch libdir), and the installed snippet's settings with the
-installed plugin start a broker that serves chat."""
+installed plugin start a broker that serves chat — over its commented TLS
+listener too, uncommented with a test CA made at test time (test_tls.py's
+helpers), to a TLS device and the installed chatctl over TLS."""
 
 import os
 import re
@@ -19,7 +21,9 @@ import tempfile
 import time
 import unittest
 
-from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, SOURCE_DIR, Broker, Device, main, uniq
+from chatlib import (BROKER_DEFAULT_LINES, BUILD_DIR, SOURCE_DIR, Broker, Device, free_port, main,
+                     uniq)
+from test_tls import make_pki, snippet_tls_lines
 
 
 class InstallTest(unittest.TestCase):
@@ -237,6 +241,46 @@ class NoTestingInstallTest(unittest.TestCase):
         r = subprocess.run([self.installed("/usr/sbin/chat-keyserver"), "--version"],
                            capture_output=True, text=True, timeout=15)
         self.assertRegex(r.stdout, r"^chat-keyserver \(mosquitto-chat\) [0-9.]+\n$")
+
+    def test_snippet_tls_serves_tls_client(self):
+        """The installed snippet's TLS listener (uncommented, with a test CA's
+        certificates) and the installed plugin serve a device over TLS, and
+        the installed chatctl administers over it; a wrong CA is refused."""
+        plugin = "/usr/lib/%s/mosquitto_chat.so" % self.multiarch
+        snippet = self.installed("/usr/share/doc/mosquitto-chat/examples/chat.conf")
+        pki = tempfile.mkdtemp(prefix="chat-notest-pki-")
+        self.addCleanup(shutil.rmtree, pki, True)
+        make_pki(pki)
+        ports = {8883: free_port(), 8884: free_port(), 8443: free_port()}
+        tls = snippet_tls_lines(pki, ports, None, snippet=snippet)
+        self.assertIn("listener %d" % ports[8883], tls)
+        lines = [l for l in open(snippet).read().splitlines() if l and not l.startswith("#") and
+                 not l.startswith(("listener ", "plugin ", "plugin_opt_data_dir "))]
+        b = Broker(plugin=self.installed(plugin), extra_lines=lines + tls)
+        self.addCleanup(b.cleanup)
+        b.start()
+        ctl = [self.installed("/usr/bin/chatctl"), "-p", str(ports[8883]), "--cafile",
+               os.path.join(pki, "ca.crt"), "--token-file", b.token_file]
+        u, v = uniq("ntls"), uniq("ntls")
+        toks = []
+        for user in (u, v):
+            r = subprocess.run(ctl + ["device", "add", user, "d"], capture_output=True,
+                               text=True, timeout=15)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            toks.append(r.stdout.strip())
+        du = Device(b, u, "d", toks[0], port=ports[8883])
+        du.c.tls_set(ca_certs=os.path.join(pki, "ca.crt"))
+        du.connect()
+        dv = Device(b, v, "d", toks[1]).connect()
+        du.send_dm(v, 1, body=b"over TLS")
+        self.assertEqual(dv.wait_event("msg")["body"], b"over TLS")
+        du.close()
+        dv.close()
+        r = subprocess.run(ctl[:3] + ["--cafile", os.path.join(pki, "other-ca.crt"),
+                                      "--token-file", b.token_file, "stats"],
+                           capture_output=True, text=True, timeout=15)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("chatctl: ", r.stderr)
 
 
 if __name__ == "__main__":

@@ -75,11 +75,12 @@ def make_pki(d):
         os.chmod(os.path.join(d, name), 0o644)
 
 
-def snippet_tls_lines(pki, ports, web_dir):
+def snippet_tls_lines(pki, ports, web_dir, snippet=SNIPPET):
     """The snippet's commented listener blocks, uncommented, on the test's
-    ports and certificates: the lines a user uncomments."""
+    ports and certificates: the lines a user uncomments (in the source's
+    snippet, or an installed one)."""
     out = []
-    for line in open(SNIPPET).read().splitlines():
+    for line in open(snippet).read().splitlines():
         m = re.match(r"#(listener|certfile|keyfile|cafile|require_certificate|protocol|http_dir)"
                      r"\b(.*)$", line)
         if not m:

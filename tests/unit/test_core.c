@@ -554,6 +554,78 @@ START_TEST(admin_device_remove_kicks)
 }
 END_TEST
 
+/* device.rotate: a new token, the old one refused, the old connection
+ * kicked at the tick — unless the device connected again with the new
+ * token first (the broker's takeover ends the old one; a kick would end
+ * the new). */
+START_TEST(admin_device_rotate)
+{
+	standard_cast();
+	devrec *t = find_dev("alice/tablet");
+	const pubrec *p = admin("device.rotate", "user", "alice", "device", "tablet");
+	ck_assert(fbool(p, "ok"));
+	char tok[64];
+	snprintf(tok, sizeof(tok), "%s", ftext(p, "token"));
+	ck_assert(valid_token(tok));
+	ck_assert_str_ne(tok, t->token);
+	ck_assert_int_eq(core_auth(C, CONN(21), t->addr, t->addr, t->token, 43), CORE_DENY);
+	ck_assert_int_eq(core_auth(C, CONN(21), t->addr, t->addr, tok, 43), CORE_ALLOW);
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 0);
+	ck_assert(fbool(admin("device.rotate", "user", "alice", "device", "phone"), "ok"));
+	core_tick(C);
+	ck_assert_uint_eq(F.nkicks, 1);
+	ck_assert_str_eq(F.kicks[0], "alice/phone");
+	admin_fails(admin("device.rotate", "user", "alice", "device", "nope"), "notfound");
+	ck_assert_uint_eq(counter(stats(), "devices"), 4);
+}
+END_TEST
+
+/* A provisioner service: device.add, device.remove and stats; every other
+ * command refused (denied). A plain service gets no answer at all. */
+START_TEST(admin_provisioner)
+{
+	add_device("alice", "phone");
+	ck_assert(fbool(admin("service.add", "name", "app", "role", "provisioner"), "ok"));
+	admin_fails(admin("service.add", "name", "app2", "role", "root"), "field");
+	static const char *const cmds[] = {
+		"device.add", "device.remove", "stats", /* allowed */
+		"device.list", "device.rotate", "user.list", "user.remove", "service.add",
+		"service.list", "service.remove", "service.rotate", "group.create", "group.list",
+		"group.show", "group.add", "group.remove", "group.promote", "group.delete", "backup",
+	};
+	cbw w;
+	cbw_init(&w);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		cbw_reset(&w);
+		cbw_map(&w, 5);
+		cbw_text(&w, "cmd");
+		cbw_text(&w, cmds[i]);
+		cbw_text(&w, "rid");
+		cbw_uint(&w, 900 + i);
+		cbw_text(&w, "user");
+		cbw_text(&w, "bob");
+		cbw_text(&w, "device");
+		cbw_text(&w, "d");
+		cbw_text(&w, "name");
+		cbw_text(&w, "app");
+		size_t m = mark();
+		core_control(C, "chatctl-1", "app", w.buf, w.len);
+		const pubrec *p = admin_reply(m, cmds[i], 900 + i);
+		if (i < 3)
+			ck_assert_msg(fbool(p, "ok"), "%s", cmds[i]);
+		else
+			admin_fails(p, "denied");
+	}
+	cbw_free(&w);
+	ck_assert(fbool(admin("service.add", "name", "keys", NULL, NULL), "ok"));
+	size_t m = mark();
+	core_control(C, "chatctl-1", "keys", (const uint8_t *)"\xa0", 1);
+	ck_assert_uint_eq(F.npubs, m);
+	ck_assert_uint_eq(counter(stats(), "services"), 2);
+}
+END_TEST
+
 START_TEST(admin_user_remove)
 {
 	standard_cast();
@@ -1415,7 +1487,7 @@ START_TEST(refusal_helper)
 	}
 	ck_assert_str_eq(refusal_code_name(REFUSE_CBOR), "cbor");
 	ck_assert_str_eq(refusal_code_name(REFUSAL_NCOUNTED - 1), "op");
-	ck_assert_str_eq(refusal_code_name(REFUSAL_NCODES - 1), "backup");
+	ck_assert_str_eq(refusal_code_name(REFUSAL_NCODES - 1), "denied");
 }
 END_TEST
 
@@ -2516,6 +2588,8 @@ static Suite *suite(void)
 	tcase_add_test(t, admin_stats);
 	tcase_add_test(t, admin_device_remove_kicks);
 	tcase_add_test(t, admin_user_remove);
+	tcase_add_test(t, admin_device_rotate);
+	tcase_add_test(t, admin_provisioner);
 	tcase_add_test(t, admin_service_add);
 	tcase_add_test(t, tick_without_kicks);
 	tcase_add_test(t, admin_token_mode_despite_stale_tmp);

@@ -76,6 +76,15 @@ static void raw_put(store *st, enum store_cf cf, const void *k, size_t klen, con
 	store__caches_forget(st); /* written behind the counter cache's back */
 }
 
+/* A raw value (malloc'd, or NULL when absent). */
+static char *raw_get(store *st, enum store_cf cf, const void *k, size_t klen, size_t *vlen)
+{
+	char *err = NULL;
+	char *v = rocksdb_get_cf(st->db, st->ro, st->cf[cf], k, klen, vlen, &err);
+	ck_assert_ptr_null(err);
+	return v;
+}
+
 static bool raw_exists(store *st, enum store_cf cf, const void *k, size_t klen)
 {
 	rocksdb_pinnableslice_t *v;
@@ -452,11 +461,13 @@ START_TEST(test_devices)
 }
 END_TEST
 
-static int collect_svc(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN])
+static int collect_svc(void *arg, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                       enum store_role role)
 {
 	struct seen *s = arg;
-	snprintf(s->list[s->n++], sizeof s->list[0], "%s=%d", name, hash[0]);
-	return CHAT_OK;
+	snprintf(s->list[s->n++], sizeof s->list[0], "%s=%d%s", name, hash[0],
+	         role == STORE_ROLE_PROVISIONER ? " provisioner" : "");
+	return s->n == s->stop_at ? s->end : CHAT_OK;
 }
 
 START_TEST(test_services)
@@ -464,13 +475,13 @@ START_TEST(test_services)
 	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
 	store *st = open_ok();
 	hash_of(h, 1);
-	ck_assert_int_eq(store_service_add(st, "keyserver", h), CHAT_OK);
-	ck_assert_int_eq(store_service_add(st, "keyserver", h), CHAT_EEXIST);
+	ck_assert_int_eq(store_service_add(st, "keyserver", h, STORE_ROLE_SERVICE), CHAT_OK);
+	ck_assert_int_eq(store_service_add(st, "keyserver", h, STORE_ROLE_SERVICE), CHAT_EEXIST);
 	hash_of(h, 2);
-	ck_assert_int_eq(store_service_add(st, "bridge", h), CHAT_OK);
-	ck_assert_int_eq(store_service_get(st, "keyserver", got), CHAT_OK);
+	ck_assert_int_eq(store_service_add(st, "bridge", h, STORE_ROLE_SERVICE), CHAT_OK);
+	ck_assert_int_eq(store_service_get(st, "keyserver", got, NULL), CHAT_OK);
 	ck_assert_uint_eq(got[31], 1);
-	ck_assert_int_eq(store_service_get(st, "nope", got), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_service_get(st, "nope", got, NULL), CHAT_ENOTFOUND);
 
 	struct seen s = { .stop_at = -1 };
 	ck_assert_int_eq(store_services_each(st, collect_svc, &s), CHAT_OK);
@@ -480,10 +491,103 @@ START_TEST(test_services)
 
 	ck_assert_int_eq(store_service_remove(st, "bridge"), CHAT_OK);
 	ck_assert_int_eq(store_service_remove(st, "bridge"), CHAT_ENOTFOUND);
-	ck_assert_int_eq(store_service_get(st, "bridge", got), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_service_get(st, "bridge", got, NULL), CHAT_ENOTFOUND);
 	store_close(st);
 	st = open_ok();
-	ck_assert_int_eq(store_service_get(st, "keyserver", got), CHAT_OK);
+	ck_assert_int_eq(store_service_get(st, "keyserver", got, NULL), CHAT_OK);
+	store_close(st);
+}
+END_TEST
+
+/* Roles: kept with the service, through a rotation and a reopen; a record
+ * written before roles existed (no role byte) is a plain service, and a
+ * plain service is still written that way. */
+START_TEST(test_service_roles)
+{
+	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	enum store_role role;
+	store *st = open_ok();
+	hash_of(h, 1);
+	ck_assert_int_eq(store_service_add(st, "app", h, STORE_ROLE_PROVISIONER), CHAT_OK);
+	ck_assert_int_eq(store_service_add(st, "keys", h, STORE_ROLE_SERVICE), CHAT_OK);
+	ck_assert_int_eq(store_service_add(st, "bad", h, (enum store_role)7), CHAT_EINVAL);
+	size_t vlen = 0;
+	char *v = raw_get(st, STORE_CF_SERVICES, "keys", 4, &vlen);
+	ck_assert_uint_eq(vlen, 1 + STORE_HASH_LEN + 8); /* as before roles */
+	free(v);
+	hash_of(h, 9);
+	ck_assert_int_eq(store_service_rehash(st, "app", h), CHAT_OK);
+	ck_assert_int_eq(store_service_rehash(st, "nope", h), CHAT_ENOTFOUND);
+	store_close(st);
+	st = open_ok();
+	ck_assert_int_eq(store_service_get(st, "app", got, &role), CHAT_OK);
+	ck_assert_int_eq(role, STORE_ROLE_PROVISIONER);
+	ck_assert_uint_eq(got[31], 9);
+	ck_assert_int_eq(store_service_get(st, "keys", got, &role), CHAT_OK);
+	ck_assert_int_eq(role, STORE_ROLE_SERVICE);
+	/* an old record, and one with a role this build does not know */
+	uint8_t old[1 + STORE_HASH_LEN + 8] = { 1 };
+	raw_put(st, STORE_CF_SERVICES, "old", 3, old, sizeof old);
+	ck_assert_int_eq(store_service_get(st, "old", NULL, &role), CHAT_OK);
+	ck_assert_int_eq(role, STORE_ROLE_SERVICE);
+	uint8_t future[sizeof old + 1] = { 1 };
+	future[sizeof old] = 200;
+	raw_put(st, STORE_CF_SERVICES, "new", 3, future, sizeof future);
+	ck_assert_int_eq(store_service_get(st, "new", NULL, &role), CHAT_ECORRUPT);
+	store_close(st);
+}
+END_TEST
+
+/* A rotated device token: the hash changes, its queue stays. */
+START_TEST(test_device_rehash)
+{
+	uint8_t h[STORE_HASH_LEN], got[STORE_HASH_LEN];
+	store *st = open_ok();
+	hash_of(h, 1);
+	ck_assert_int_eq(store_device_add(st, "u", "d", h), CHAT_OK);
+	const char *to[] = { "u/d" };
+	uint8_t ev[] = { 0xa0 };
+	ck_assert_int_eq(store_queue_event(st, to, 1, ev, sizeof ev), CHAT_OK);
+	hash_of(h, 2);
+	ck_assert_int_eq(store_device_rehash(st, "u", "d", h), CHAT_OK);
+	ck_assert_int_eq(store_device_rehash(st, "u", "x", h), CHAT_ENOTFOUND);
+	ck_assert_int_eq(store_device_get(st, "u", "d", got), CHAT_OK);
+	ck_assert_uint_eq(got[31], 2);
+	uint64_t n = 0;
+	ck_assert_int_eq(store_queue_count(st, "u/d", &n), CHAT_OK);
+	ck_assert_uint_eq(n, 1);
+	store_close(st);
+}
+END_TEST
+
+/* The listings' walks from a point: after a device, after a user's
+ * devices, after a service name, after a group id. */
+START_TEST(test_walks_after)
+{
+	uint8_t h[STORE_HASH_LEN];
+	store *st = open_ok();
+	hash_of(h, 1);
+	const char *devs[][2] = { { "bob", "a" }, { "bob", "b" }, { "bob2", "a" }, { "carl", "z" } };
+	for (size_t i = 0; i < 4; i++)
+		ck_assert_int_eq(store_device_add(st, devs[i][0], devs[i][1], h), CHAT_OK);
+	struct seen s = { .stop_at = -1 };
+	ck_assert_int_eq(store_devices_after(st, "bob", "a", collect_dev, &s), CHAT_OK);
+	ck_assert_int_eq(s.n, 3);
+	memset(&s, 0, sizeof s);
+	s.stop_at = -1;
+	ck_assert_int_eq(store_devices_after(st, "bob", NULL, collect_dev, &s), CHAT_OK);
+	ck_assert_int_eq(s.n, 2); /* bob2/a, carl/z */
+	memset(&s, 0, sizeof s);
+	s.stop_at = -1;
+	ck_assert_int_eq(store_devices_after(st, "carl", "z", collect_dev, &s), CHAT_OK);
+	ck_assert_int_eq(s.n, 0);
+	ck_assert_int_eq(store_service_add(st, "k1", h, STORE_ROLE_SERVICE), CHAT_OK);
+	ck_assert_int_eq(store_service_add(st, "k2", h, STORE_ROLE_PROVISIONER), CHAT_OK);
+	memset(&s, 0, sizeof s);
+	s.stop_at = -1;
+	ck_assert_int_eq(store_services_after(st, "k1", collect_svc, &s), CHAT_OK);
+	ck_assert_int_eq(s.n, 1);
+	ck_assert_str_eq(s.list[0], "k2=1 provisioner");
 	store_close(st);
 }
 END_TEST
@@ -1650,7 +1754,7 @@ START_TEST(test_corrupt_records)
 	ck_assert_int_eq(store_device_remove(st, "u", "d"), CHAT_OK); /* a bad record can go */
 
 	raw_put(st, STORE_CF_SERVICES, "svc", 3, "", 0);
-	ck_assert_int_eq(store_service_get(st, "svc", h), CHAT_ECORRUPT);
+	ck_assert_int_eq(store_service_get(st, "svc", h, NULL), CHAT_ECORRUPT);
 
 	char conv[CHAT_CONV_MAX + 1];
 	uint64_t seq;
@@ -1752,6 +1856,9 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_admin_hash);
 	tcase_add_test(tc, test_devices);
 	tcase_add_test(tc, test_services);
+	tcase_add_test(tc, test_service_roles);
+	tcase_add_test(tc, test_device_rehash);
+	tcase_add_test(tc, test_walks_after);
 	tcase_add_test(tc, test_send_seqs);
 	tcase_add_test(tc, test_dedup);
 	tcase_add_test(tc, test_body_and_bodies_roundtrip);
