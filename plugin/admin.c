@@ -134,8 +134,11 @@ static int rotate_device(core *c, const admin_req *q, const uint8_t hash[STORE_H
 static int rotate_service(core *c, const admin_req *q, const uint8_t hash[STORE_HASH_LEN])
 {
 	int rc = store_service_rehash(c->st, q->name, hash);
-	if (rc == CHAT_OK)
+	if (rc == CHAT_OK) {
 		memcpy(dir_service(&c->dir, q->name, strlen(q->name))->hash, hash, STORE_HASH_LEN);
+		/* a leaked token's connections end too, at the tick */
+		kick_schedule_user(c, q->name);
+	}
 	return rc;
 }
 
@@ -276,8 +279,7 @@ static bool cmd_service_rotate(core *c, admin_req *q, admin_reply *r)
 }
 
 /* Its connections lose every chat right at once (the ACL no longer knows
- * the name); they are not disconnected: a service's client ids are not
- * known here. */
+ * the name) and are closed at the next tick. */
 static bool cmd_service_remove(core *c, admin_req *q, admin_reply *r)
 {
 	if (!need_name(q, r))
@@ -288,6 +290,7 @@ static bool cmd_service_remove(core *c, admin_req *q, admin_reply *r)
 	if (store_service_remove(c->st, q->name))
 		return store_failed(c, r);
 	dir_remove_service(&c->dir, s);
+	kick_schedule_user(c, q->name);
 	core_log(c, CORE_LOG_NOTICE, "removed service account %s", q->name);
 	return true;
 }

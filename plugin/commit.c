@@ -116,10 +116,10 @@ static void fwd_log(void *ctx, int level, const char *msg)
 	c->commit.io.log(c->commit.io.ctx, level, msg);
 }
 
-static void fwd_kick(void *ctx, const char *clientid)
+static void fwd_kick(void *ctx, const char *name, bool username)
 {
 	core *c = ctx;
-	c->commit.io.kick(c->commit.io.ctx, clientid);
+	c->commit.io.kick(c->commit.io.ctx, name, username);
 }
 
 /* On the commit thread: k->io was set before the thread started. */

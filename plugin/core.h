@@ -35,8 +35,10 @@ typedef struct core_io {
 	/* Wall-clock time in milliseconds since the Unix epoch. */
 	uint64_t (*now_ms)(void *ctx);
 	void (*log)(void *ctx, int level, const char *msg);
-	/* Disconnects a client; the core calls it only from core_tick(). */
-	void (*kick)(void *ctx, const char *clientid);
+	/* Disconnects the client with client id `name`, or with `username`
+	 * true every client that logged in as `name`; the core calls it only
+	 * from core_tick(). */
+	void (*kick)(void *ctx, const char *name, bool username);
 	/* Group commit, on a broker that can acknowledge a publish later
 	 * (broker-patches/0004); used only after core_group_commit(c, true).
 	 * ack: sends the held acknowledgement of publish `mid` of connection

@@ -79,11 +79,19 @@ bool token_matches(const core *c, const char *token, size_t len, const uint8_t h
 void token_new(const core *c, char out[CORE_TOKEN_LEN + 1], uint8_t hash[STORE_HASH_LEN]);
 
 /* ---- deferred disconnects (kick.c) ---- */
+typedef struct kick_entry {
+	char *name;     /* a client id, or with username a username */
+	bool username;  /* every connection of a service account */
+} kick_entry;
 typedef struct kicklist {
-	char **ids; /* client ids to disconnect at the next tick */
+	kick_entry *e; /* to disconnect at the next tick */
 	size_t n, cap;
 } kicklist;
 void kick_schedule(core *c, const char *clientid);
+/* Every connection that logged in as username (a removed or rotated
+ * service account: its client ids are its own). Never cancelled: one made
+ * with the new token before the tick is closed too, and reconnects. */
+void kick_schedule_user(core *c, const char *username);
 /* clientid connected again (a device with its rotated token): mosquitto's
  * session takeover ends the old connection, and a kick still scheduled
  * would end the new one. */

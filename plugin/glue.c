@@ -61,10 +61,13 @@ static void io_log(void *ctx, int level, const char *msg)
 	mosquitto_log_printf(map[level], "chat: %s", msg);
 }
 
-static void io_kick(void *ctx, const char *clientid)
+static void io_kick(void *ctx, const char *name, bool username)
 {
 	(void)ctx;
-	mosquitto_kick_client_by_clientid(clientid, false);
+	if (username)
+		mosquitto_kick_client_by_username(name, false);
+	else
+		mosquitto_kick_client_by_clientid(name, false);
 }
 
 static int io_ack(void *ctx, uint64_t conn_id, uint16_t mid, uint8_t reason)

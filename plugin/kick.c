@@ -4,30 +4,41 @@
  * current packet's acknowledgement goes out, and fires DISCONNECT
  * synchronously into the core (shared/MOSQUITTO-2.0-NOTES.md). So a
  * feature that must disconnect a client (an admin removing a connected
- * device) only names it here; core_tick runs the list first thing.
+ * device, rotating a service's token) only names it here; core_tick runs
+ * the list first thing.
  */
 #include "core_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-void kick_schedule(core *c, const char *clientid)
+static void schedule(core *c, const char *name, bool username)
 {
 	kicklist *k = &c->kicks;
-	if (chat_grow(&k->ids, &k->cap, k->n + 1, sizeof(*k->ids), 8))
+	if (chat_grow(&k->e, &k->cap, k->n + 1, sizeof(*k->e), 8))
 		return;
-	char *id = strdup(clientid);
-	if (id)
-		k->ids[k->n++] = id;
+	char *copy = strdup(name);
+	if (copy)
+		k->e[k->n++] = (kick_entry){ copy, username };
+}
+
+void kick_schedule(core *c, const char *clientid)
+{
+	schedule(c, clientid, false);
+}
+
+void kick_schedule_user(core *c, const char *username)
+{
+	schedule(c, username, true);
 }
 
 void kick_cancel(core *c, const char *clientid)
 {
 	kicklist *k = &c->kicks;
 	for (size_t i = 0; i < k->n;) {
-		if (strcmp(k->ids[i], clientid) == 0) {
-			free(k->ids[i]);
-			k->ids[i] = k->ids[--k->n];
+		if (!k->e[i].username && strcmp(k->e[i].name, clientid) == 0) {
+			free(k->e[i].name);
+			k->e[i] = k->e[--k->n];
 		} else {
 			i++;
 		}
@@ -40,16 +51,16 @@ void kick_tick(core *c)
 	kicklist k = c->kicks;
 	memset(&c->kicks, 0, sizeof(c->kicks));
 	for (size_t i = 0; i < k.n; i++) {
-		c->io.kick(c->io.ctx, k.ids[i]);
-		free(k.ids[i]);
+		c->io.kick(c->io.ctx, k.e[i].name, k.e[i].username);
+		free(k.e[i].name);
 	}
-	free(k.ids);
+	free(k.e);
 }
 
 void kick_free(core *c)
 {
 	for (size_t i = 0; i < c->kicks.n; i++)
-		free(c->kicks.ids[i]);
-	free(c->kicks.ids);
+		free(c->kicks.e[i].name);
+	free(c->kicks.e);
 	memset(&c->kicks, 0, sizeof(c->kicks));
 }

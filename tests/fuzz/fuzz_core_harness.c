@@ -158,10 +158,12 @@ static int dev_index(const char *addr)
 	return -1;
 }
 
-/* The broker fires DISCONNECT for a kicked client. */
-static void io_kick(void *ctx, const char *clientid)
+/* The broker fires DISCONNECT for a kicked client (the harness connects
+ * devices only, whose username is their client id). */
+static void io_kick(void *ctx, const char *clientid, bool username)
 {
 	(void)ctx;
+	(void)username;
 	int i = dev_index(clientid);
 	if (i >= 0)
 		fz_disconnect((enum fz_dev)i);

@@ -146,16 +146,25 @@ class AdminSurfaceTest(ChatTestCase):
         self.assertIn("%s provisioner" % b, lines)
         js = self.ctl_json("service", "list")
         self.assertIn({"name": b, "role": "provisioner"}, js["services"])
-        # rotate: the old token is refused, the new one works
+        # rotate: a connection made with the old token (it may have leaked)
+        # is closed at the next tick, the old token is refused, the new one works
+        old = self.client(client_id=uniq("s"), username=a, password=ta)
+        self.assertEqual(old.try_connect(), 0)
         na = self.ctl("service", "rotate", a).strip()
         self.assertNotEqual(na, ta)
+        self.assertTrue(old.disconnected.wait(5), "the old token's connection stayed")
+        old.close()
         c = self.client(client_id=uniq("s"), username=a, password=ta)
         self.assertEqual(c.try_connect(), 5)
         c = self.client(client_id=uniq("s"), username=a, password=na)
         self.assertEqual(c.try_connect(), 0)
         c.close()
-        # remove: gone from the list, its token refused
+        # remove: its connections closed, gone from the list, its token refused
+        live = self.client(client_id=uniq("s"), username=b, password=tb)
+        self.assertEqual(live.try_connect(), 0)
         self.assertEqual(self.ctl_json("service", "remove", b), {})
+        self.assertTrue(live.disconnected.wait(5), "the removed service's connection stayed")
+        live.close()
         self.assertNotIn(b, self.ctl("service", "list"))
         c = self.client(client_id=uniq("s"), username=b, password=tb)
         self.assertNotEqual(c.try_connect(), 0)

@@ -4,6 +4,7 @@
 #include "fake_io.h"
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,11 +75,13 @@ static void fake_log(void *ctx, int level, const char *msg)
 	F.logs[F.nlogs++] = xstrdup(msg);
 }
 
-static void fake_kick(void *ctx, const char *clientid)
+static void fake_kick(void *ctx, const char *name, bool username)
 {
 	ck_assert_ptr_eq(ctx, &F);
 	F.kicks = grow(F.kicks, &F.capkicks, F.nkicks, sizeof(char *));
-	F.kicks[F.nkicks++] = xstrdup(clientid);
+	char rec[512];
+	snprintf(rec, sizeof(rec), "%s%s", username ? "user:" : "", name);
+	F.kicks[F.nkicks++] = xstrdup(rec);
 }
 
 static int fake_ack(void *ctx, uint64_t conn_id, uint16_t mid, uint8_t reason)

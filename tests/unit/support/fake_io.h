@@ -56,7 +56,7 @@ typedef struct fake_io {
 	uint64_t now; /* what core_io.now returns */
 	char **logs;  /* every log line, in order */
 	size_t nlogs, caplogs;
-	char **kicks; /* every kicked client id, in order */
+	char **kicks; /* every kicked client id, in order ("user:NAME": by username) */
 	size_t nkicks, capkicks;
 	size_t nbroadcasts;             /* publishes with clientid NULL */
 	int publish_rc;                 /* what core_io.publish returns */
