@@ -48,6 +48,10 @@ http_client *http_client_new(const http_opts *o, char *err, size_t errlen)
 	h->o = *o;
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	curl_multi_setopt(h->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)(o->max_streams ? o->max_streams : 100));
+	/* One connection per provider: when the server's stream limit
+	 * (SETTINGS_MAX_CONCURRENT_STREAMS, e.g. 100) is reached, further
+	 * requests wait for a free stream instead of opening more connections. */
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
 	return h;
 }
 

@@ -3,7 +3,8 @@
  * it (ALPN), and then one long-lived connection per provider that carries
  * every request as a stream of its own (CURLPIPE_MULTIPLEX, PIPEWAIT: a
  * request waits for the connection being set up rather than opening a
- * second one). APNs requires HTTP/2 and treats connection churn as abuse;
+ * second one), and at most one connection per host: past the server's
+ * stream limit requests queue for a free stream. APNs requires HTTP/2 and treats connection churn as abuse;
  * FCM answers faster over it too. Plain http:// URLs (a local relay) work
  * as well, over HTTP/1.1 with keep-alive.
  *
