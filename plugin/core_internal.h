@@ -116,6 +116,7 @@ typedef struct flow {
 /* A device's push target and its wake-up state (push.c). */
 typedef struct push_state {
 	uint8_t platform;               /* enum store_push_platform; 0: no target */
+	bool alert;                     /* apns: wake with a visible notification */
 	char *token;                    /* NUL-terminated copy of the stored token */
 	uint64_t pending;               /* items queued since it was last connected */
 	uint64_t last_emit;             /* ms: the last wake-up */
@@ -554,8 +555,9 @@ void push_online(core *c, device *dev);
 /* dev is about to be freed. */
 void push_forget(core *c, device *dev);
 /* ctl push.register / push.unregister; false: refused (why). */
-bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
-                   size_t tlen, refusal *why);
+/* mode (may be NULL): "background" (the default) or, for apns, "alert". */
+bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *mode,
+                   size_t mlen, const char *token, size_t tlen, refusal *why);
 bool push_unregister(core *c, device *dev, refusal *why);
 /* A gateway's acknowledgement on P/push/ack. */
 void push_ack(core *c, const uint8_t *payload, size_t len);

@@ -146,12 +146,12 @@ class PushBase(ChatTestCase):
         g.wait_serving()
         return g
 
-    def offline_device(self, platform="fcm", token=None):
+    def offline_device(self, platform="fcm", token=None, **extra):
         """A device that registered a push target and then went offline."""
         user = uniq("p")
         d = self.dev(user, "phone")
         token = token or "tok-" + user
-        self.assertTrue(d.ctl("push.register", 1, platform=platform, token=token)["ok"])
+        self.assertTrue(d.ctl("push.register", 1, platform=platform, token=token, **extra)["ok"])
         mark = self.broker.log_mark()
         d.close()
         self.assertTrue(self.broker.wait_log(
@@ -217,6 +217,19 @@ class PushTest(PushBase):
         r = self.provider.for_token(token)[0]
         self.assertEqual(r["path"], "/3/device/" + hexes)
         self.assertEqual(r["body"], {"aps": {"content-available": 1}, "pending": 1})
+
+    def test_apns_alert_mode(self):
+        # registered for visible notifications: a generic localizable alert,
+        # mutable so the app's extension can fetch; never message content
+        self.gateway()
+        hexes = "00aa11bb22cc33dd44ee55ff667788aa"
+        user, token = self.offline_device("apns", hexes, mode="alert")
+        self.dev(uniq("s"), "phone").send_dm(user, 1, body=b"secret")
+        self.assertTrue(wait_until(lambda: self.provider.for_token(token), 5))
+        r = self.provider.for_token(token)[0]
+        self.assertEqual(r["body"], {"aps": {"alert": {"loc-key": "CHAT_NEW_MESSAGES"},
+                                             "mutable-content": 1, "sound": "default"},
+                                     "pending": 1})
 
     def test_invalid_token_unregisters(self):
         gw = self.gateway()
