@@ -31,8 +31,10 @@
  * to the provider is at least once.
  *
  * SIGHUP re-reads the credential files (a failure keeps the old ones).
- * Counters are logged every --stats-interval and published, retained, on
- * <prefix>/push/stats/<gateway> for the plugin to show as $SYS counters.
+ * Counters are logged every --stats-interval and published on
+ * <prefix>/push/stats ({gw: this gateway's random id, <counter>: n, …}),
+ * which the plugin sums over the gateways into its own counters
+ * ($SYS/broker/chat/pushgw_<counter>, chatctl stats).
  */
 #include "cbor_io.h"
 #include "chat_version.h"
@@ -142,11 +144,12 @@ typedef struct gw {
 	struct mosquitto *mosq;
 	http_client *http;
 	bool connected, closing;
-	char client_name[64];        /* names this gateway's stats topic */
+	char gw_id[33];              /* names this gateway in its stats */
 	time_t next_stats;
 	queue ready, later, done;
 	size_t held;                 /* jobs anywhere, in flight included */
-	counts n, published;
+	counts n;
+	bool stats_due;              /* publish the counters on the next tick */
 } gw;
 
 static long long now_ms(void)
@@ -809,7 +812,7 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 		return;
 	}
 	g->connected = true;
-	memset(&g->published, 0xff, sizeof(g->published)); /* publish every counter anew */
+	g->stats_due = g->stats_s > 0; /* the plugin hears of us at once */
 	daemon_log(LOG_INFO, "forwarding wake-ups");
 }
 
@@ -838,6 +841,31 @@ static void log_counts(gw *g, const char *when)
 	           (unsigned long long)c.throttled, (unsigned long long)c.server_errors,
 	           (unsigned long long)c.auth_renewals, (unsigned long long)c.token_fetches,
 	           (unsigned long long)c.token_failures, (unsigned long long)c.connections);
+}
+
+/* {gw, <counter>: n, …} on <prefix>/push/stats (QoS 0: the next one
+ * replaces a lost one). */
+static void publish_stats(gw *g)
+{
+	static const char *const names[] = {
+#define X(n) #n,
+		COUNTERS(X)
+#undef X
+	};
+	const uint64_t *v = (const uint64_t *)(const void *)&g->n;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 1 + sizeof(names) / sizeof(names[0]));
+	cbw_text(&w, "gw"); cbw_text(&w, g->gw_id);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		cbw_text(&w, names[i]);
+		cbw_uint(&w, v[i]);
+	}
+	char topic[TOPIC_MAX];
+	snprintf(topic, sizeof(topic), "%s/push/stats", g->prefix);
+	if (!cbw_status(&w))
+		mosquitto_publish_v5(g->mosq, NULL, topic, (int)w.len, w.buf, 0, false, NULL);
+	cbw_free(&w);
 }
 
 /* Acknowledges what finished (only while connected: an ack lost with the
@@ -896,6 +924,11 @@ static void tick(void *obj)
 	if (g->stats_s && daemon_mono_s() >= g->next_stats) {
 		log_counts(g, "counts");
 		g->next_stats = daemon_mono_s() + g->stats_s;
+		g->stats_due = true;
+	}
+	if (g->stats_due && g->connected) {
+		publish_stats(g);
+		g->stats_due = false;
 	}
 }
 
@@ -1143,6 +1176,11 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	daemon_log_init("chat-pushgw", g.log_level);
+	{
+		unsigned char r[8];
+		randombytes_buf(r, sizeof(r));
+		sodium_bin2hex(g.gw_id, sizeof(g.gw_id), r, sizeof(r));
+	}
 	daemon_signals_init(false);
 	daemon_hup_init();
 
