@@ -280,6 +280,9 @@ class ProvidersTest(unittest.TestCase):
         self.assertEqual(self.provider.connections, conns0)
         print("\n%d wake-ups (FCM and APNs alternating) in %.2f s: %.0f/s over one HTTP/2 "
               "connection" % (n, dt, n / dt))
+        with open("/proc/%d/stat" % g.proc.pid) as f:
+            ticks = sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+        print("gateway CPU since its start: %.2f s" % (ticks / os.sysconf("SC_CLK_TCK")))
         self.assertEqual(g.stop(), 0)
 
 
