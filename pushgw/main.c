@@ -45,6 +45,7 @@
 #include "ids.h"
 #include "mqtt_service.h"
 #include "mqtt_tls.h"
+#include "webpush.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -132,6 +133,12 @@ typedef struct apns_state {
 	uint64_t gen;
 } apns_state;
 
+typedef struct webpush_state {
+	const char *key_file, *subject;
+	bool on;
+	EVP_PKEY *key;               /* the VAPID key */
+} webpush_state;
+
 typedef struct gw {
 	const char *host, *user, *token_file, *group, *prefix, *provider_cafile;
 	int port;
@@ -141,6 +148,7 @@ typedef struct gw {
 	endpoint ep[P_COUNT];
 	fcm_state fcm;
 	apns_state apns;
+	webpush_state wp;
 	struct mosquitto *mosq;
 	http_client *http;
 	bool connected, closing;
@@ -426,6 +434,45 @@ static size_t json_str(char *out, size_t cap, size_t at, const char *s)
 	return at;
 }
 
+/* Web Push (RFC 8030/8291/8292): the token is the browser's subscription;
+ * the wake-up {"pending":N} is encrypted for its key and POSTed to its
+ * endpoint with a VAPID signature. hdr holds nh lines already. */
+static bool send_webpush(gw *g, job *j, const char **hdr, size_t nh)
+{
+	webpush_sub sub;
+	if (!webpush_sub_parse(j->token, strlen(j->token), &sub)) {
+		/* it can never be delivered: the plugin unregisters it */
+		finish(g, j, "invalid", "the token is not a Web Push subscription");
+		return true;
+	}
+	char pt[64], ttl[] = "TTL: 86400", urg[] = "Urgency: high", enc[] = "Content-Encoding: aes128gcm",
+	     typ[] = "Content-Type: application/octet-stream";
+	int ptl = snprintf(pt, sizeof(pt), "{\"pending\":%llu}", (unsigned long long)j->pending);
+	size_t blen = 0;
+	uint8_t *body = webpush_encrypt(sub.p256dh, sub.auth, pt, (size_t)ptl, NULL, NULL, &blen);
+	char *vapid = vapid_authorization(g->wp.key, sub.endpoint, g->wp.subject, time(NULL));
+	char *auth = NULL;
+	if (vapid && (auth = malloc(strlen(vapid) + sizeof("Authorization: "))))
+		sprintf(auth, "Authorization: %s", vapid);
+	bool ok = false;
+	if (body && auth) {
+		hdr[nh - 1] = typ; /* instead of application/json */
+		hdr[nh++] = auth;
+		hdr[nh++] = ttl;
+		hdr[nh++] = urg;
+		hdr[nh++] = enc;
+		hdr[nh] = NULL;
+		j->attempt++;
+		ok = http_post(g->http, sub.endpoint, hdr, (const char *)body, blen, on_done, j);
+		if (!ok)
+			j->attempt--;
+	}
+	free(body);
+	free(vapid);
+	free(auth);
+	return ok;
+}
+
 /* Sends one job; false if it could not be started. */
 static bool send_job(gw *g, job *j)
 {
@@ -485,6 +532,10 @@ static bool send_job(gw *g, job *j)
 			                     (unsigned long long)j->pending);
 		break;
 	}
+	case P_WEBPUSH:
+		if (g->wp.on)
+			return send_webpush(g, j, hdr, nh);
+		__attribute__((fallthrough)); /* a relay */
 	default:
 		snprintf(url, sizeof(url), "%s", e->url_arg);
 		n = (size_t)snprintf(body, sizeof(body), "{\"token\":\"");
@@ -630,11 +681,16 @@ static const char *read_headers(endpoint *e)
 static bool load_credentials(gw *g, char *err, size_t errlen)
 {
 	fcm_account acct = { 0 };
-	EVP_PKEY *key = NULL;
+	EVP_PKEY *key = NULL, *vapid = NULL;
 	if (g->fcm.on && !fcm_account_load(g->fcm.file, &acct, err, errlen))
 		return false;
 	if (g->apns.on && !(key = apns_key_load(g->apns.key_file, err, errlen))) {
 		fcm_account_free(&acct);
+		return false;
+	}
+	if (g->wp.on && !(vapid = apns_key_load(g->wp.key_file, err, errlen))) {
+		fcm_account_free(&acct);
+		EVP_PKEY_free(key);
 		return false;
 	}
 	for (int k = 0; k < P_COUNT; k++) {
@@ -644,8 +700,13 @@ static bool load_credentials(gw *g, char *err, size_t errlen)
 			snprintf(err, errlen, "--%s-auth %s: %s", platform_names[k], e->auth_file, why);
 			fcm_account_free(&acct);
 			EVP_PKEY_free(key);
+			EVP_PKEY_free(vapid);
 			return false;
 		}
+	}
+	if (g->wp.on) {
+		EVP_PKEY_free(g->wp.key);
+		g->wp.key = vapid;
 	}
 	if (g->fcm.on) {
 		fcm_account_free(&g->fcm.acct);
@@ -959,6 +1020,7 @@ static void usage(FILE *f)
 	        "                   [--apns-key FILE --apns-key-id ID --apns-team-id ID --apns-topic TOPIC\n"
 	        "                    [--apns-url URL] [--apns-renew S]]\n"
 	        "                   [--fcm-url URL --fcm-auth FILE] [--apns-url URL --apns-auth FILE]\n"
+	        "                   [--webpush-vapid-key FILE --webpush-subject mailto:ADDR]\n"
 	        "                   [--webpush-url URL [--webpush-auth FILE]]\n"
 	        "                   [--provider-cafile FILE] [--max-inflight N]\n"
 	        "                   [--share-group NAME] [--topic-prefix PREFIX]\n"
@@ -978,7 +1040,7 @@ static void usage(FILE *f)
 
 enum { OPT_TOKEN = 256, OPT_GROUP, OPT_PREFIX, OPT_FCM, OPT_FCM_AUTH, OPT_FCM_CREDS, OPT_APNS,
        OPT_APNS_AUTH, OPT_APNS_KEY, OPT_APNS_KID, OPT_APNS_TEAM, OPT_APNS_TOPIC, OPT_APNS_RENEW,
-       OPT_WEB, OPT_WEB_AUTH, OPT_WORKERS, OPT_INFLIGHT, OPT_PCAFILE, OPT_TIMEOUT, OPT_ATTEMPTS,
+       OPT_WEB, OPT_WEB_AUTH, OPT_WEB_KEY, OPT_WEB_SUB, OPT_WORKERS, OPT_INFLIGHT, OPT_PCAFILE, OPT_TIMEOUT, OPT_ATTEMPTS,
        OPT_RMIN, OPT_RMAX, OPT_STATS, OPT_LOG, OPT_HELP, OPT_VERSION };
 
 static bool printable_id(const char *s, size_t max)
@@ -1011,6 +1073,8 @@ static int parse_args(gw *g, int argc, char **argv)
 		{ "apns-renew", required_argument, NULL, OPT_APNS_RENEW },
 		{ "webpush-url", required_argument, NULL, OPT_WEB },
 		{ "webpush-auth", required_argument, NULL, OPT_WEB_AUTH },
+		{ "webpush-vapid-key", required_argument, NULL, OPT_WEB_KEY },
+		{ "webpush-subject", required_argument, NULL, OPT_WEB_SUB },
 		{ "workers", required_argument, NULL, OPT_WORKERS },
 		{ "max-inflight", required_argument, NULL, OPT_INFLIGHT },
 		{ "provider-cafile", required_argument, NULL, OPT_PCAFILE },
@@ -1048,6 +1112,13 @@ static int parse_args(gw *g, int argc, char **argv)
 		case OPT_APNS_RENEW: if (!daemon_parse_u32(optarg, 1, 3300, &g->apns.renew_s)) bad = "--apns-renew"; break;
 		case OPT_WEB: g->ep[P_WEBPUSH].url_arg = optarg; break;
 		case OPT_WEB_AUTH: g->ep[P_WEBPUSH].auth_file = optarg; break;
+		case OPT_WEB_KEY: g->wp.key_file = optarg; break;
+		case OPT_WEB_SUB:
+			g->wp.subject = optarg;
+			if ((strncmp(optarg, "mailto:", 7) && strncmp(optarg, "https://", 8)) ||
+			    !printable_id(optarg, 255))
+				bad = "--webpush-subject";
+			break;
 		case OPT_WORKERS: if (!daemon_parse_u32(optarg, 1, 256, &workers)) bad = "--workers"; break;
 		case OPT_INFLIGHT: if (!daemon_parse_u32(optarg, 1, 100000, &g->max_inflight)) bad = "--max-inflight"; break;
 		case OPT_PCAFILE: g->provider_cafile = optarg; break;
@@ -1101,6 +1172,13 @@ static int parse_args(gw *g, int argc, char **argv)
 		fprintf(stderr, "%schat-pushgw: --apns-key needs --apns-key-id, --apns-team-id and --apns-topic\n", pfx);
 		return 2;
 	}
+	g->wp.on = g->wp.key_file != NULL;
+	if (g->wp.on != (g->wp.subject != NULL) || (g->wp.on && (g->ep[P_WEBPUSH].url_arg ||
+	                                                         g->ep[P_WEBPUSH].auth_file))) {
+		fprintf(stderr, "%schat-pushgw: --webpush-vapid-key and --webpush-subject go together, "
+		        "and exclude --webpush-url/--webpush-auth (a relay)\n", pfx);
+		return 2;
+	}
 	if (!g->apns.on && (g->apns.key_id || g->apns.team_id || g->apns.topic)) {
 		fprintf(stderr, "%schat-pushgw: --apns-key-id, --apns-team-id and --apns-topic need --apns-key\n", pfx);
 		return 2;
@@ -1108,7 +1186,8 @@ static int parse_args(gw *g, int argc, char **argv)
 	bool any = false;
 	for (int k = 0; k < P_COUNT; k++) {
 		endpoint *e = &g->ep[k];
-		bool keyed = (k == P_FCM && g->fcm.on) || (k == P_APNS && g->apns.on);
+		bool keyed = (k == P_FCM && g->fcm.on) || (k == P_APNS && g->apns.on) ||
+		             (k == P_WEBPUSH && g->wp.on);
 		if (!e->url_arg && !keyed) {
 			if (e->auth_file) {
 				fprintf(stderr, "%schat-pushgw: --%s-auth without --%s-url\n", pfx, platform_names[k],
@@ -1131,7 +1210,7 @@ static int parse_args(gw *g, int argc, char **argv)
 	}
 	if (!any) {
 		fprintf(stderr, "%schat-pushgw: configure at least one of --fcm-credentials, --apns-key, "
-		        "--fcm-url, --apns-url, --webpush-url\n", pfx);
+		        "--webpush-vapid-key, --fcm-url, --apns-url, --webpush-url\n", pfx);
 		return 2;
 	}
 	if (!load_credentials(g, err, sizeof(err))) {
@@ -1156,6 +1235,7 @@ static void cleanup(gw *g)
 	fcm_drop_token(g);
 	fcm_account_free(&g->fcm.acct);
 	EVP_PKEY_free(g->apns.key);
+	EVP_PKEY_free(g->wp.key);
 	free(g->apns.auth);
 	for (int k = 0; k < P_COUNT; k++)
 		sodium_memzero(g->ep[k].hbuf, sizeof(g->ep[k].hbuf));
@@ -1216,7 +1296,10 @@ int main(int argc, char **argv)
 		daemon_log(LOG_INFO, "apns wake-ups go to %s%s%s", g.ep[P_APNS].url_arg ? g.ep[P_APNS].url_arg
 		           : "https://api.push.apple.com", g.apns.on ? " for topic " : "",
 		           g.apns.on ? g.apns.topic : "");
-	if (g.ep[P_WEBPUSH].on)
+	if (g.wp.on)
+		daemon_log(LOG_INFO, "webpush wake-ups go to each subscription's endpoint (VAPID %s)",
+		           g.wp.subject);
+	else if (g.ep[P_WEBPUSH].on)
 		daemon_log(LOG_INFO, "webpush wake-ups go to %s", g.ep[P_WEBPUSH].url_arg);
 	if (serve(&g))
 		rc = 0;

@@ -16,6 +16,12 @@ stays empty):
   ExpiredProviderToken), apns-topic, apns-push-type, apns-priority,
   apns-collapse-id, and the exact payload for the push type.
 
+- a Web Push endpoint, /wp/<id>: the VAPID header (ES256 JWT verified
+  with the k it carries, which must be the deployment's key; aud = this
+  origin, exp within 24 h, sub), TTL, Urgency, Content-Encoding aes128gcm,
+  and the body decrypted (RFC 8291) with the browser's key of that
+  subscription (`webpush_subscription()` makes one) to the exact JSON.
+
 Every request records the connection it came on: a test can assert that
 one HTTP/2 connection carried them all. Tokens script the answers: a token
 starting "gone" is unregistered (FCM 404 UNREGISTERED, APNs 410
@@ -24,6 +30,7 @@ statuses (429, 503, …) answered before a 200.
 """
 
 import base64
+import hmac
 import itertools
 import json
 import os
@@ -40,6 +47,7 @@ import h2.events
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 
 def openssl(*args, cwd):
@@ -96,6 +104,11 @@ def apns_key(path):
     return key.public_key()
 
 
+def p256_raw(pub):
+    return pub.public_bytes(serialization.Encoding.X962,
+                            serialization.PublicFormat.UncompressedPoint)
+
+
 class H2Provider:
     def __init__(self, d, project="chat-test", topic="com.example.chat"):
         self.dir = d
@@ -115,6 +128,8 @@ class H2Provider:
         self.fcm_always_401 = False
         self.apns_reject = 0         # next N APNs requests: 403 InvalidProviderToken
         self.connections = 0
+        self.vapid_public = None     # raw 65 bytes of the deployment's VAPID key
+        self.wp_subs = {}            # id -> (browser's private key, auth secret)
         self._ids = itertools.count(1)
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(os.path.join(d, "server.crt"), os.path.join(d, "server.key"))
@@ -215,6 +230,10 @@ class H2Provider:
         elif path == "/v1/projects/%s/messages:send" % self.project:
             rec["kind"] = "fcm"
             status, body = self._fcm(h, req["body"], rec)
+            hdrs = []
+        elif path.startswith("/wp/"):
+            rec["kind"] = "webpush"
+            status, body = self._webpush(h, req["body"], rec)
             hdrs = []
         elif path.startswith("/3/device/"):
             rec["kind"] = "apns"
@@ -317,6 +336,78 @@ class H2Provider:
                 "@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
                 "errorCode": "INVALID_ARGUMENT"}]}}
         return 200, {"name": "projects/%s/messages/%d" % (self.project, next(self._ids))}
+
+    # ---- Web Push ----
+
+    def webpush_subscription(self, sid):
+        """A browser's subscription JSON for endpoint /wp/<sid> (its keys kept here)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        auth = os.urandom(16)
+        self.wp_subs[sid] = (key, auth)
+        pub = key.public_key().public_bytes(serialization.Encoding.X962,
+                                            serialization.PublicFormat.UncompressedPoint)
+        e = lambda b: base64.urlsafe_b64encode(b).decode().rstrip("=")
+        return json.dumps({"endpoint": self.base + "/wp/" + sid, "expirationTime": None,
+                           "keys": {"p256dh": e(pub), "auth": e(auth)}}, separators=(",", ":"))
+
+    def _webpush(self, h, raw, rec):
+        sid = h[":path"][len("/wp/"):]
+        rec["token"] = sid
+        try:
+            auth = h.get("authorization", "")
+            assert auth.startswith("vapid t="), auth
+            t, k = auth[8:].split(", k=")
+            kraw = b64d(k)
+            assert kraw == self.vapid_public, "not the deployment's VAPID key"
+            hdr, claims, signed, sig = jwt_parts(t)
+            rec["jwt"] = (hdr, claims)
+            assert hdr == {"typ": "JWT", "alg": "ES256"}, hdr
+            assert claims["aud"] == self.base, claims
+            assert 0 < claims["exp"] - time.time() <= 86400, claims
+            assert claims["sub"].startswith("mailto:"), claims
+            pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), kraw)
+            assert len(sig) == 64
+            pub.verify(encode_dss_signature(int.from_bytes(sig[:32], "big"),
+                                            int.from_bytes(sig[32:], "big")),
+                       signed, ec.ECDSA(hashes.SHA256()))
+        except Exception as e:
+            self.error("webpush VAPID refused: %r" % e)
+            return 403, {}
+        for k, v in (("content-encoding", "aes128gcm"), ("ttl", "86400"), ("urgency", "high")):
+            if h.get(k) != v:
+                self.error("webpush %s: %r" % (k, h.get(k)))
+        if sid.startswith("gone"):
+            return 410, {}
+        key, secret = self.wp_subs[sid]
+        try:
+            rec["body"] = json.loads(self._decrypt(raw, key, secret))
+        except Exception as e:
+            self.error("webpush body does not decrypt: %r" % e)
+            return 400, {}
+        if set(rec["body"]) != {"pending"} or not isinstance(rec["body"]["pending"], int):
+            self.error("webpush payload %r" % rec["body"])
+        return 201, {}
+
+    @staticmethod
+    def _decrypt(raw, key, secret):
+        """RFC 8291 §3.4 / RFC 8188, one record, as a browser does it."""
+        salt, rs, idlen = raw[:16], int.from_bytes(raw[16:20], "big"), raw[20]
+        as_pub = raw[21:21 + idlen]
+        ct = raw[21 + idlen:]
+        assert rs >= 18 and len(ct) <= rs and idlen == 65
+        ua_pub = key.public_key().public_bytes(serialization.Encoding.X962,
+                                               serialization.PublicFormat.UncompressedPoint)
+        shared = key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(
+            ec.SECP256R1(), as_pub))
+        hm = lambda k, m: hmac.new(k, m, "sha256").digest()
+        ikm = hm(hm(secret, shared), b"WebPush: info\0" + ua_pub + as_pub + b"\1")
+        prk = hm(salt, ikm)
+        cek = hm(prk, b"Content-Encoding: aes128gcm\0\1")[:16]
+        nonce = hm(prk, b"Content-Encoding: nonce\0\1")[:12]
+        pt = AESGCM(cek).decrypt(nonce, ct, None)
+        pt = pt.rstrip(b"\0")
+        assert pt.endswith(b"\2"), "not the last record"
+        return pt[:-1]
 
     # ---- APNs ----
 

@@ -24,7 +24,7 @@ import unittest
 import cbor2
 
 from chatlib import BUILD_DIR, Broker, Client, V5, main, uniq, wait_until
-from h2provider import H2Provider, apns_key, service_account
+from h2provider import H2Provider, apns_key, p256_raw, service_account
 
 PUSHGW = os.path.join(BUILD_DIR, "bin", "chat-pushgw")
 PREFIX = os.environ.get("CHAT_PUSHGW_PREFIX", "").split()
@@ -43,6 +43,7 @@ class Gateway:
                       "--fcm-url", p.base + "/v1/projects/%s/messages:send" % p.project,
                       "--apns-key", tc.p8_file, "--apns-key-id", KEY_ID, "--apns-team-id", TEAM_ID,
                       "--apns-topic", p.topic, "--apns-url", p.base,
+                      "--webpush-vapid-key", tc.vapid_file, "--webpush-subject", "mailto:ops@example.org",
                       "--retry-min-ms", "200", "--retry-max-ms", "400", "--max-attempts", "4",
                       "--timeout-ms", "5000", "--stats-interval", "1", "--log-level", "debug"]
             + list(extra), stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
@@ -81,6 +82,8 @@ class ProvidersTest(unittest.TestCase):
                                                           cls.email, cls.provider.token_uri)
         cls.p8_file = os.path.join(cls.tmp, "AuthKey_%s.p8" % KEY_ID)
         cls.provider.apns_keys[KEY_ID] = (TEAM_ID, apns_key(cls.p8_file))
+        cls.vapid_file = os.path.join(cls.tmp, "vapid.pem")
+        cls.provider.vapid_public = p256_raw(apns_key(cls.vapid_file))
         cls.plugin = Client(cls.broker, protocol=V5)
         cls.plugin.connect()
         cls.plugin.subscribe("chat/push/ack")
@@ -240,6 +243,20 @@ class ProvidersTest(unittest.TestCase):
         self.assertEqual(self.ack_of(self.wake("apns", "dead00112233445566")), "invalid")
         self.assertEqual(self.ack_of(self.wake("apns", "bad0011223344556677")), "invalid")
         self.assertEqual(len(self.provider.of("apns", "dead00112233445566")), 1)
+
+    # ---- Web Push ----
+
+    def test_webpush_encrypted_and_signed(self):
+        self.gateway()
+        sub = self.provider.webpush_subscription("s1")
+        self.assertEqual(self.ack_of(self.wake("webpush", sub, pending=7)), "ok")
+        r, = self.provider.of("webpush", "s1")
+        self.assertEqual(r["status"], 201)
+        self.assertEqual(r["body"], {"pending": 7})   # decrypted by the provider
+        gone = self.provider.webpush_subscription("gone-1")
+        self.assertEqual(self.ack_of(self.wake("webpush", gone)), "invalid")
+        # not a subscription at all: it can never work, so "invalid"
+        self.assertEqual(self.ack_of(self.wake("webpush", "tok-not-json")), "invalid")
 
     # ---- operations ----
 

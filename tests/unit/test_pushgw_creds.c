@@ -2,7 +2,8 @@
  * assertion of the OAuth2 jwt-bearer grant and the ES256 APNs provider
  * token (verified here with OpenSSL against the public key, the ES256
  * signature rebuilt from its raw r||s form), token grants and the
- * providers' error bodies.
+ * providers' error bodies; Web Push encryption against RFC 8291's published
+ * example (Appendix A) and the VAPID header verified with its key.
  */
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 
 #include "creds.h"
+#include "webpush.h"
 
 static char *pem_of(EVP_PKEY *k)
 {
@@ -234,6 +236,97 @@ START_TEST(grants_and_errors)
 }
 END_TEST
 
+static size_t b64dec(const char *s, uint8_t *out, size_t cap)
+{
+	size_t n = 0;
+	ck_assert_int_eq(sodium_base642bin(out, cap, s, strlen(s), NULL, &n, NULL,
+	                                   sodium_base64_VARIANT_URLSAFE_NO_PADDING), 0);
+	return n;
+}
+
+/* RFC 8291, Appendix A: fixed keys and salt, so the message is known. */
+START_TEST(webpush_rfc8291_vector)
+{
+	uint8_t as_priv[32], ua_pub[65], auth[16], salt[16], want[512], as_pub[65];
+	ck_assert_uint_eq(b64dec("yfWPiYE-n46HLnH0KqZOF1fJJU3MYrct3AELtAQ-oRw", as_priv, 32), 32);
+	ck_assert_uint_eq(b64dec("BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+	                         ua_pub, 65), 65);
+	ck_assert_uint_eq(b64dec("BTBZMqHH6r4Tts7J_aSIgg", auth, 16), 16);
+	ck_assert_uint_eq(b64dec("DGv6ra1nlYgDCS1FRnbzlw", salt, 16), 16);
+	size_t wl = b64dec("DGv6ra1nlYgDCS1FRnbzlwAAEABBBP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A_yl95bQpu6cVPTpK4Mqgkf1CXztLVBSt2Ks3oZwbuwXPXLWyouBWLVWGNWQexSgSxsj_Qulcy4a-fN",
+	                   want, sizeof(want));
+	EVP_PKEY *as = p256_from_private(as_priv);
+	ck_assert_ptr_nonnull(as);
+	ck_assert(p256_public_raw(as, as_pub));
+	char *pub64 = b64url(as_pub, 65);
+	ck_assert_str_eq(pub64, "BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8");
+	free(pub64);
+	const char *pt = "When I grow up, I want to be a watermelon";
+	size_t n = 0;
+	uint8_t *body = webpush_encrypt(ua_pub, auth, pt, strlen(pt), as, salt, &n);
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(n, wl);
+	ck_assert(memcmp(body, want, wl) == 0);
+	free(body);
+	/* fresh key and salt: a different message of the same length */
+	body = webpush_encrypt(ua_pub, auth, pt, strlen(pt), NULL, NULL, &n);
+	ck_assert_uint_eq(n, wl);
+	ck_assert(memcmp(body, want, 16) != 0);
+	free(body);
+	/* too long for one 4096-byte record */
+	char big[4000] = { 0 };
+	ck_assert_ptr_null(webpush_encrypt(ua_pub, auth, big, sizeof(big), NULL, NULL, &n));
+	EVP_PKEY_free(as);
+	/* the subscription's JSON */
+	webpush_sub sub;
+	const char *js = "{\"endpoint\":\"https://push.example.net/send/abc?x=1\",\"expirationTime\":null,"
+	                 "\"keys\":{\"p256dh\":\"BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4\","
+	                 "\"auth\":\"BTBZMqHH6r4Tts7J_aSIgg\"}}";
+	ck_assert(webpush_sub_parse(js, strlen(js), &sub));
+	ck_assert_str_eq(sub.endpoint, "https://push.example.net/send/abc?x=1");
+	ck_assert(memcmp(sub.p256dh, ua_pub, 65) == 0);
+	const char *no = "{\"endpoint\":\"ftp://x\",\"keys\":{\"p256dh\":\"AA\",\"auth\":\"AA\"}}";
+	ck_assert(!webpush_sub_parse(no, strlen(no), &sub));
+	ck_assert(!webpush_sub_parse("tok-123", 7, &sub));
+}
+END_TEST
+
+START_TEST(vapid_header_verifies)
+{
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	char *h = vapid_authorization(k, "https://push.example.net:8443/send/abc", "mailto:ops@example.org",
+	                              1700000000);
+	ck_assert_ptr_nonnull(h);
+	ck_assert(strncmp(h, "vapid t=", 8) == 0);
+	char *comma = strstr(h, ", k=");
+	ck_assert_ptr_nonnull(comma);
+	*comma = 0;
+	jwt j;
+	jwt_split(h + 8, &j);
+	ck_assert_str_eq(str(j.header, "alg"), "ES256");
+	ck_assert_str_eq(str(j.claims, "aud"), "https://push.example.net:8443");
+	ck_assert_str_eq(str(j.claims, "sub"), "mailto:ops@example.org");
+	ck_assert(num(j.claims, "exp") == 1700000000 + 12 * 3600);
+	/* k is the key that verifies it */
+	uint8_t pub[65];
+	ck_assert_uint_eq(b64dec(comma + 4, pub, sizeof(pub)), 65);
+	uint8_t mine[65];
+	ck_assert(p256_public_raw(k, mine));
+	ck_assert(memcmp(pub, mine, 65) == 0);
+	ck_assert_uint_eq(j.sig_len, 64);
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	ECDSA_SIG_set0(es, BN_bin2bn(j.sig, 32, NULL), BN_bin2bn(j.sig + 32, 32, NULL));
+	unsigned char *der = NULL;
+	int dl = i2d_ECDSA_SIG(es, &der);
+	ck_assert(verify(k, &j, der, (size_t)dl));
+	OPENSSL_free(der);
+	ECDSA_SIG_free(es);
+	jwt_free(&j);
+	free(h);
+	EVP_PKEY_free(k);
+}
+END_TEST
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -245,6 +338,8 @@ int main(void)
 	tcase_add_test(tc, fcm_account_refusals);
 	tcase_add_test(tc, apns_token_is_es256_raw);
 	tcase_add_test(tc, grants_and_errors);
+	tcase_add_test(tc, webpush_rfc8291_vector);
+	tcase_add_test(tc, vapid_header_verifies);
 	suite_add_tcase(s, tc);
 	SRunner *r = srunner_create(s);
 	srunner_run_all(r, CK_NORMAL);
