@@ -70,6 +70,8 @@ void http_client_free(http_client *h)
 		req *r = h->head;
 		h->head = r->next;
 		curl_multi_remove_handle(h->multi, r->easy);
+		http_result res = { .err = "aborted", .body = "" };
+		r->done(r->arg, &res); /* so the caller can free what arg holds */
 		req_free(r);
 	}
 	curl_multi_cleanup(h->multi);

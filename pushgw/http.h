@@ -44,7 +44,8 @@ typedef void (*http_done_fn)(void *arg, const http_result *r);
 
 /* NULL with a reason in err if libcurl cannot be set up (or lacks HTTP/2). */
 http_client *http_client_new(const http_opts *o, char *err, size_t errlen);
-/* Aborts what is in flight (no callbacks) and closes the connections. */
+/* Aborts what is in flight (each callback is called once more, with err
+ * "aborted") and closes the connections. */
 void http_client_free(http_client *h);
 
 /* Starts a POST of body (copied) to url with the header lines in headers
