@@ -17,6 +17,7 @@ static const char *g_prog = "chat";
 static int g_level = LOG_INFO;
 static volatile sig_atomic_t g_stopping;
 static volatile sig_atomic_t g_usr1;
+static volatile sig_atomic_t g_hup;
 static int g_journal = -1; /* daemon_stderr_is_journal(), once known */
 
 bool daemon_stderr_is_journal(void)
@@ -119,6 +120,8 @@ static void on_signal(int sig)
 {
 	if (sig == SIGUSR1)
 		g_usr1 = 1;
+	else if (sig == SIGHUP)
+		g_hup = 1;
 	else
 		g_stopping = 1;
 }
@@ -132,6 +135,21 @@ void daemon_signals_init(bool usr1)
 	if (usr1)
 		sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+void daemon_hup_init(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+bool daemon_hup_take(void)
+{
+	if (!g_hup)
+		return false;
+	g_hup = 0;
+	return true;
 }
 
 bool daemon_stopping(void)

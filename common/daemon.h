@@ -52,6 +52,10 @@ bool daemon_token_read(const char *path, char *buf, size_t cap);
 void daemon_signals_init(bool usr1);
 bool daemon_stopping(void);
 bool daemon_usr1_take(void);
+/* SIGHUP sets a flag (a reload: chat-pushgw re-reads its credentials) that
+ * daemon_hup_take() reads and clears; without this call SIGHUP stays fatal. */
+void daemon_hup_init(void);
+bool daemon_hup_take(void);
 
 /* Seconds on the monotonic clock. */
 time_t daemon_mono_s(void);

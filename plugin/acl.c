@@ -94,10 +94,11 @@ static enum core_verdict service_acl(core *c, const char *topic_or_filter, const
 {
 	/* The key server's topics and the push gateway's: wake-ups in, their
 	 * acknowledgements out; device removals in (and cleared once acted on);
-	 * the key server's counters out. */
+	 * the key server's and the push gateways' counters out. */
 	if (access == CORE_ACC_WRITE)
 		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS || t->kind == T_PUSH_ACK ||
-		       t->kind == T_KEYS_REMOVED || t->kind == T_KEYS_STATS ? CORE_ALLOW : CORE_DENY;
+		       t->kind == T_KEYS_REMOVED || t->kind == T_KEYS_STATS || t->kind == T_PUSH_STATS
+		       ? CORE_ALLOW : CORE_DENY;
 	if (access == CORE_ACC_READ)
 		return t->kind == T_KEYS_REQ || t->kind == T_PUSH_WAKE || t->kind == T_KEYS_REMOVED
 		       ? CORE_ALLOW : CORE_DENY;

@@ -287,6 +287,10 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		stats_keys(c, payload, len);
 		return CORE_ALLOW;
 	}
+	if (t.kind == T_PUSH_STATS && username && dir_service(&c->dir, username, strlen(username))) {
+		stats_pushgw(c, payload, len);
+		return CORE_ALLOW;
+	}
 	if (t.kind == T_PUSH_ACK && username && dir_service(&c->dir, username, strlen(username))) {
 		push_ack(c, payload, len); /* a push gateway's acknowledgement */
 		return CORE_ALLOW;

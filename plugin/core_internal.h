@@ -128,6 +128,7 @@ typedef struct flow {
 /* A device's push target and its wake-up state (push.c). */
 typedef struct push_state {
 	uint8_t platform;               /* enum store_push_platform; 0: no target */
+	bool alert;                     /* apns: wake with a visible notification */
 	char *token;                    /* NUL-terminated copy of the stored token */
 	uint64_t pending;               /* items queued since it was last connected */
 	uint64_t last_emit;             /* ms: the last wake-up */
@@ -209,6 +210,7 @@ enum topic_kind {
 	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, T_KEYS_REMOVED, /* P/keys/x/U/D */
 	T_KEYS_STATS,    /* P/keys/stats: the key server's counters */
 	T_PUSH_WAKE, T_PUSH_ACK, /* P/push/wake, P/push/ack */
+	T_PUSH_STATS,    /* P/push/stats: a push gateway's counters */
 	T_CONTROL,       /* $CONTROL/chat/v1 */
 	T_CONTROL_RESP,  /* $CONTROL/chat/v1/response */
 	T_CONTROL_OTHER, /* anything else under $CONTROL/chat */
@@ -571,8 +573,9 @@ void push_online(core *c, device *dev);
 /* dev is about to be freed. */
 void push_forget(core *c, device *dev);
 /* ctl push.register / push.unregister; false: refused (why). */
-bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
-                   size_t tlen, refusal *why);
+/* mode (may be NULL): "background" (the default) or, for apns, "alert". */
+bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *mode,
+                   size_t mlen, const char *token, size_t tlen, refusal *why);
 bool push_unregister(core *c, device *dev, refusal *why);
 /* A gateway's acknowledgement on P/push/ack. */
 void push_ack(core *c, const uint8_t *payload, size_t len);
@@ -585,7 +588,7 @@ enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size
 
 /* ---- counters (stats.c) ---- */
 
-#define CORE_STATS_MAX 80
+#define CORE_STATS_MAX 96
 
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
@@ -601,6 +604,22 @@ typedef struct keys_stats {
 	uint64_t requests, refused_rate, refused, pool_keys, devices_removed;
 } keys_stats;
 
+/* The push gateways' counters (pushgw_<name>), summed over the gateways:
+ * each publishes its own since its start on P/push/stats with its id; a
+ * gateway not heard from for longest is folded into `retired` when the
+ * table is full, so the sums never go down. */
+#define PUSHGW_NCOUNTERS 20
+#define PUSHGW_TABLE 16
+typedef struct pushgw_stats {
+	struct {
+		char id[33];
+		uint64_t seen;              /* a sequence number: the least is the oldest */
+		uint64_t v[PUSHGW_NCOUNTERS];
+	} gw[PUSHGW_TABLE];
+	uint64_t retired[PUSHGW_NCOUNTERS];
+	uint64_t seq;
+} pushgw_stats;
+
 typedef struct stat_value {
 	const char *name;
 	uint64_t v;
@@ -612,6 +631,7 @@ typedef struct stats_state {
 	uint64_t last[CORE_STATS_MAX];  /* values last published there */
 	bool sent;
 	keys_stats keys;
+	pushgw_stats pushgw;
 } stats_state;
 
 /* Counts an error event sent for a refusal, by its code. */
@@ -620,6 +640,8 @@ void stats_refused(core *c, enum refusal_code code);
 size_t stats_collect(core *c, stat_value *out);
 /* A key server's P/keys/stats message: its figures join ours. */
 void stats_keys(core *c, const uint8_t *payload, size_t len);
+/* A push gateway's P/push/stats message {gw: id, <name>: uint, …}. */
+void stats_pushgw(core *c, const uint8_t *payload, size_t len);
 /* Publishes changed counters on $SYS/broker/chat/ when the interval is due. */
 void stats_tick(core *c, uint64_t now);
 

@@ -24,8 +24,8 @@ typedef struct ctl_req {
 	/* devices, group.* */
 	group_req g;
 	/* push.register */
-	const char *platform, *token;
-	size_t platformlen, tokenlen;
+	const char *platform, *token, *mode;
+	size_t platformlen, tokenlen, modelen;
 	const char *bad; /* a field's wrong type, refused with the rid */
 } ctl_req;
 
@@ -106,7 +106,8 @@ static bool reply_done(core *c, device *dev, const ctl_req *q)
 
 static bool op_push_register(core *c, device *dev, const ctl_req *q, refusal *why)
 {
-	return push_register(c, dev, q->platform, q->platformlen, q->token, q->tokenlen, why) &&
+	return push_register(c, dev, q->platform, q->platformlen, q->mode, q->modelen, q->token,
+	                     q->tokenlen, why) &&
 	       reply_done(c, dev, q);
 }
 
@@ -203,10 +204,13 @@ static const char *parse(const uint8_t *payload, size_t len, ctl_req *q)
 		} else if (cbr_eq(key, "token") && val->type == CBR_TEXT) {
 			q->token = (const char *)val->ptr;
 			q->tokenlen = val->len;
+		} else if (cbr_eq(key, "mode") && val->type == CBR_TEXT) {
+			q->mode = (const char *)val->ptr;
+			q->modelen = val->len;
 		} else if (cbr_eq(key, "op") || cbr_eq(key, "rid") || cbr_eq(key, "user") ||
 		           cbr_eq(key, "gid") || cbr_eq(key, "name") || cbr_eq(key, "members") ||
-		           cbr_eq(key, "platform") || cbr_eq(key, "token")) {
-			q->bad = "op must be text, rid an unsigned integer, user, gid, name, platform and token text, members an array";
+		           cbr_eq(key, "platform") || cbr_eq(key, "token") || cbr_eq(key, "mode")) {
+			q->bad = "op must be text, rid an unsigned integer, user, gid, name, platform, token and mode text, members an array";
 		} else {
 			cbr_fields_skip(&f);
 		}

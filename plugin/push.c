@@ -129,6 +129,7 @@ static void drop_target(core *c, device *d)
 	free(d->push.token);
 	d->push.token = NULL;
 	d->push.platform = 0;
+	d->push.alert = false;
 }
 
 /* The token's memory belongs to the device: the directory frees it. */
@@ -142,6 +143,7 @@ static int set_target(device *d, const store_push *p)
 	free(d->push.token);
 	d->push.token = tok;
 	d->push.platform = (uint8_t)p->platform;
+	d->push.alert = p->alert;
 	return CHAT_OK;
 }
 
@@ -176,21 +178,24 @@ void push_forget(core *c, device *d)
 	unschedule(c, d);
 }
 
-/* {k:"wake", id, to, platform, token, pending} on P/push/wake, to whichever
- * gateway the shared subscription picks. */
+/* {k:"wake", id, to, platform, token, pending, ?mode: "alert"} on
+ * P/push/wake, to whichever gateway the shared subscription picks. */
 static void emit(core *c, device *d, uint64_t now)
 {
 	bool resend = d->push.unacked && !d->push.dirty;
 	d->push.wake_id = ++c->pt.next_id;
 	cbw *w = &c->w;
 	cbw_reset(w);
-	cbw_map(w, 6);
+	cbw_map(w, d->push.alert ? 7 : 6);
 	cbw_text(w, "k"); cbw_text(w, "wake");
 	cbw_text(w, "id"); cbw_uint(w, d->push.wake_id);
 	cbw_text(w, "to"); cbw_text(w, d->addr);
 	cbw_text(w, "platform"); cbw_text(w, platform_names[d->push.platform]);
 	cbw_text(w, "token"); cbw_text(w, d->push.token);
 	cbw_text(w, "pending"); cbw_uint(w, d->push.pending);
+	if (d->push.alert) {
+		cbw_text(w, "mode"); cbw_text(w, "alert");
+	}
 	if (cbw_status(w) != 0) {
 		schedule(c, d, now + retry_ms(c)); /* out of memory: try again later */
 		return;
@@ -237,8 +242,13 @@ static bool token_ok(int platform, const char *tok, size_t n)
 	return platform != STORE_PUSH_APNS || (n % 2 == 0 && n >= 16 && n <= 200);
 }
 
-bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *token,
-                   size_t tlen, refusal *why)
+static bool text_is(const char *s, size_t n, const char *lit)
+{
+	return s && strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+bool push_register(core *c, device *dev, const char *platform, size_t plen, const char *mode,
+                   size_t mlen, const char *token, size_t tlen, refusal *why)
 {
 	int p = 0;
 	for (int i = STORE_PUSH_FCM; i <= STORE_PUSH_WEBPUSH; i++)
@@ -254,7 +264,12 @@ bool push_register(core *c, device *dev, const char *platform, size_t plen, cons
 		                   p == STORE_PUSH_APNS
 		                   ? "an apns token must be 16-200 hex digits"
 		                   : "token must be 1-4096 printable ASCII characters without spaces");
-	store_push sp = { (enum store_push_platform)p, token, tlen };
+	bool alert = text_is(mode, mlen, "alert");
+	if (mode && !alert && !text_is(mode, mlen, "background"))
+		return refusal_set(why, REFUSE_FIELD, "mode must be \"alert\" or \"background\"");
+	if (alert && p != STORE_PUSH_APNS)
+		return refusal_set(why, REFUSE_FIELD, "mode \"alert\" is for apns only");
+	store_push sp = { (enum store_push_platform)p, token, tlen, alert };
 	if (store_push_set(c->st, dev->user->name, dev->id, &sp) != CHAT_OK) {
 		core_log(c, CORE_LOG_ERR, "storing the push target of %s failed: %s", dev->addr,
 		         store_errmsg(c->st));

@@ -5,7 +5,8 @@
  *
  * Gauges (devices online, active replays, engine figures) are read when
  * asked; the rest are counters since start. The key server's figures
- * (keys_*) are what it last published on P/keys/stats. A refusal is counted
+ * (keys_*) are what it last published on P/keys/stats; the push gateways'
+ * (pushgw_*) the sums of what each last published on P/push/stats. A refusal is counted
  * by its code's index (refusal.c): no string compares.
  */
 #include "core_internal.h"
@@ -20,6 +21,78 @@
 #define REFUSAL_COUNTER(e, name) "refused_" name,
 static const char *const refused_names[REFUSAL_NCODES] = { REFUSAL_CODES(REFUSAL_COUNTER) };
 #undef REFUSAL_COUNTER
+
+/* The push gateway's counters (chat-pushgw's COUNTERS, docs/OPERATIONS.md),
+ * each published as pushgw_<name>. */
+static const char *const pushgw_names[PUSHGW_NCOUNTERS] = {
+	"received", "delivered", "invalid", "failed", "retries", "dropped", "malformed",
+	"failed_auth", "failed_rejected", "failed_exhausted", "failed_unconfigured",
+	"http_errors", "throttled", "server_errors", "auth_renewals", "token_fetches",
+	"token_failures", "connections", "reloads", "reload_failures",
+};
+static const char *const pushgw_stat_names[PUSHGW_NCOUNTERS] = {
+	"pushgw_received", "pushgw_delivered", "pushgw_invalid", "pushgw_failed",
+	"pushgw_retries", "pushgw_dropped", "pushgw_malformed", "pushgw_failed_auth",
+	"pushgw_failed_rejected", "pushgw_failed_exhausted", "pushgw_failed_unconfigured",
+	"pushgw_http_errors", "pushgw_throttled", "pushgw_server_errors", "pushgw_auth_renewals",
+	"pushgw_token_fetches", "pushgw_token_failures", "pushgw_connections", "pushgw_reloads",
+	"pushgw_reload_failures",
+};
+
+static uint64_t pushgw_sum(const pushgw_stats *p, size_t k)
+{
+	uint64_t v = p->retired[k];
+	for (size_t i = 0; i < PUSHGW_TABLE; i++)
+		v += p->gw[i].v[k];
+	return v;
+}
+
+void stats_pushgw(core *c, const uint8_t *payload, size_t len)
+{
+	pushgw_stats *p = &c->stats.pushgw;
+	uint64_t v[PUSHGW_NCOUNTERS] = { 0 };
+	char id[sizeof(p->gw[0].id)] = "";
+	cbr r;
+	cbr_item map, key, val;
+	if (len == 0 || cbr_map_open(&r, payload, len, &map, NULL))
+		return;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			return;
+		if (cbr_eq(&key, "gw") && val.type == CBR_TEXT && val.len > 0 && val.len < sizeof(id) &&
+		    !memchr(val.ptr, 0, val.len)) {
+			memcpy(id, val.ptr, val.len);
+			id[val.len] = 0;
+		} else if (val.type == CBR_UINT) {
+			for (size_t k = 0; k < PUSHGW_NCOUNTERS; k++)
+				if (cbr_eq(&key, pushgw_names[k]))
+					v[k] = val.u;
+		} else if (cbr_skip(&r, &val)) {
+			return;
+		}
+	}
+	if (cbr_map_close(&r, NULL) || !id[0])
+		return;
+	size_t at = PUSHGW_TABLE, oldest = 0;
+	for (size_t g = 0; g < PUSHGW_TABLE; g++) {
+		if (!strcmp(p->gw[g].id, id))
+			at = g;
+		if (p->gw[g].seen < p->gw[oldest].seen)
+			oldest = g;
+	}
+	if (at == PUSHGW_TABLE) {
+		/* a new gateway: its slot is the one heard from least recently
+		 * (an empty slot has seen 0), whose figures are kept as retired */
+		at = oldest;
+		for (size_t k = 0; k < PUSHGW_NCOUNTERS; k++)
+			p->retired[k] += p->gw[at].v[k];
+		memset(&p->gw[at], 0, sizeof(p->gw[at]));
+		memcpy(p->gw[at].id, id, sizeof(id));
+	}
+	p->gw[at].seen = ++p->seq;
+	memcpy(p->gw[at].v, v, sizeof(v));
+}
 
 void stats_refused(core *c, enum refusal_code code)
 {
@@ -90,13 +163,17 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "store_write_stopped", e.write_stopped },
 		{ "store_delayed_write_rate", e.delayed_write_rate },
 	};
-	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + REFUSAL_NCOUNTED + 1 <= CORE_STATS_MAX,
-	               "CORE_STATS_MAX holds every counter");
+	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + REFUSAL_NCOUNTED + 1 + PUSHGW_NCOUNTERS <=
+	               CORE_STATS_MAX, "CORE_STATS_MAX holds every counter");
 	size_t n = sizeof(fixed) / sizeof(fixed[0]);
 	memcpy(out, fixed, sizeof(fixed));
 	for (size_t i = 0; i <= REFUSAL_NCOUNTED; i++) {
 		out[n].name = i < REFUSAL_NCOUNTED ? refused_names[i] : "refused_other";
 		out[n++].v = c->n.refused[i];
+	}
+	for (size_t k = 0; k < PUSHGW_NCOUNTERS; k++) {
+		out[n].name = pushgw_stat_names[k];
+		out[n++].v = pushgw_sum(&c->stats.pushgw, k);
 	}
 	return n;
 }

@@ -119,6 +119,8 @@ void topic_parse(const core *c, const char *t, topic *out)
 			out->kind = T_PUSH_WAKE;
 		else if (strcmp(p, "ack") == 0)
 			out->kind = T_PUSH_ACK;
+		else if (strcmp(p, "stats") == 0)
+			out->kind = T_PUSH_STATS;
 	} else if (lvl_is(l1, n1, "keys") && more) {
 		const char *l2 = p;
 		size_t n2 = level(&p, &more);

@@ -1,221 +1,213 @@
-/* http.c — one HTTP/1.1 POST over a fresh TCP connection, within a
- * deadline (see http.h). Non-blocking socket + poll, so a provider that
- * accepts and never answers costs at most the timeout.
- */
+/* http.c — POSTs on a curl multi handle, HTTP/2-multiplexed (see http.h). */
 #include "http.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
+#include <curl/curl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 
-bool http_url_parse(const char *url, http_url *out, const char **why)
-{
-	memset(out, 0, sizeof(*out));
-	if (strncmp(url, "https://", 8) == 0) {
-		*why = "https:// is not spoken here: point the URL at a local TLS-terminating proxy (http://)";
-		return false;
-	}
-	if (strncmp(url, "http://", 7) != 0) {
-		*why = "the URL must start with http://";
-		return false;
-	}
-	const char *h = url + 7, *slash = strchr(h, '/');
-	size_t hl = slash ? (size_t)(slash - h) : strlen(h);
-	const char *colon = memchr(h, ':', hl);
-	size_t namelen = colon ? (size_t)(colon - h) : hl;
-	if (namelen == 0 || namelen > HTTP_HOST_MAX) {
-		*why = "the URL needs a host";
-		return false;
-	}
-	memcpy(out->host, h, namelen);
-	if (colon) {
-		size_t pl = hl - namelen - 1;
-		char *end;
-		long port = 0;
-		if (pl > 0 && pl < sizeof(out->port)) {
-			memcpy(out->port, colon + 1, pl);
-			port = strtol(out->port, &end, 10);
-			if (*end)
-				port = 0;
-		}
-		if (port < 1 || port > 65535) {
-			*why = "the URL's port must be 1-65535";
-			return false;
-		}
-	} else {
-		strcpy(out->port, "80");
-	}
-	const char *path = slash ? slash : "/";
-	if (strlen(path) > HTTP_PATH_MAX || strpbrk(path, " \r\n")) {
-		*why = "the URL's path is too long or has spaces or line breaks";
-		return false;
-	}
-	strcpy(out->path, path);
-	return true;
-}
+struct http_client {
+	CURLM *multi;
+	http_opts o;
+	size_t inflight;
+	uint64_t connections;
+	struct req *head;          /* in flight */
+};
 
-static long long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+typedef struct req {
+	struct req *prev, *next;
+	CURL *easy;
+	struct curl_slist *headers;
+	http_done_fn done;
+	void *arg;
+	size_t len;
+	char errbuf[CURL_ERROR_SIZE];
+	char body[HTTP_BODY_MAX + 1];
+} req;
 
-/* Waits for events on fd until the deadline; false on timeout or error. */
-static bool wait_fd(int fd, short events, long long deadline)
+http_client *http_client_new(const http_opts *o, char *err, size_t errlen)
 {
-	for (;;) {
-		long long left = deadline - now_ms();
-		if (left <= 0)
-			return false;
-		struct pollfd p = { .fd = fd, .events = events };
-		int n = poll(&p, 1, (int)left);
-		if (n > 0)
-			return true;
-		if (n < 0 && errno != EINTR)
-			return false;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		snprintf(err, errlen, "libcurl failed to initialise");
+		return NULL;
 	}
-}
-
-static int dial(const http_url *u, long long deadline, char *err, size_t errlen)
-{
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
-	int rc = getaddrinfo(u->host, u->port, &hints, &res);
-	if (rc) {
-		snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(rc));
-		return -1;
+	const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+	if (!(v->features & CURL_VERSION_HTTP2) || !(v->features & CURL_VERSION_SSL)) {
+		snprintf(err, errlen, "libcurl %s lacks HTTP/2 or TLS support", v->version);
+		curl_global_cleanup();
+		return NULL;
 	}
-	int fd = -1;
-	for (ai = res; ai && fd < 0; ai = ai->ai_next) {
-		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-		if (fd < 0)
-			continue;
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 ||
-		    (errno == EINPROGRESS && wait_fd(fd, POLLOUT, deadline) &&
-		     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0))
-			break;
-		snprintf(err, errlen, "cannot connect to %s:%s: %s", u->host, u->port,
-		         soerr ? strerror(soerr) : "timed out");
-		close(fd);
-		fd = -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-static bool send_all(int fd, const char *p, size_t n, long long deadline)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-		} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-			return false;
-		} else if (!wait_fd(fd, POLLOUT, deadline)) {
-			return false;
-		}
-	}
-	return true;
-}
-
-/* Reads until the server closes (Connection: close) or, once the headers
- * are in, Content-Length bytes of body have arrived. */
-static bool parse(char *buf, size_t n, http_resp *resp)
-{
-	buf[n] = 0;
-	int major, minor, status;
-	if (sscanf(buf, "HTTP/%d.%d %d", &major, &minor, &status) != 3 || status < 100 || status > 999)
-		return false;
-	resp->status = status;
-	char *body = strstr(buf, "\r\n\r\n");
-	body = body ? body + 4 : buf + n;
-	resp->body_len = (size_t)(buf + n - body);
-	if (resp->body_len > HTTP_BODY_MAX)
-		resp->body_len = HTTP_BODY_MAX;
-	memcpy(resp->body, body, resp->body_len);
-	resp->body[resp->body_len] = 0;
-	return true;
-}
-
-static bool complete(const char *buf, size_t n)
-{
-	const char *end = memmem(buf, n, "\r\n\r\n", 4);
-	if (!end)
-		return false;
-	const char *cl = NULL;
-	for (const char *p = buf; p < end; p++)
-		if ((p == buf || p[-1] == '\n') && strncasecmp(p, "content-length:", 15) == 0)
-			cl = p + 15;
-	return cl && (size_t)(buf + n - (end + 4)) >= strtoul(cl, NULL, 10);
-}
-
-int http_post(const http_url *u, const char *headers, const char *body, size_t len,
-              int timeout_ms, http_resp *resp, char *err, size_t errlen)
-{
-	long long deadline = now_ms() + timeout_ms;
-	memset(resp, 0, sizeof(*resp));
-	int fd = dial(u, deadline, err, errlen);
-	if (fd < 0)
-		return -1;
-	char head[HTTP_PATH_MAX + HTTP_HOST_MAX + 8192];
-	int hl = snprintf(head, sizeof(head),
-	                  "POST %s HTTP/1.1\r\nHost: %s:%s\r\nUser-Agent: chat-pushgw\r\n"
-	                  "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-	                  "Connection: close\r\n%s\r\n",
-	                  u->path, u->host, u->port, len, headers);
-	int rc = -1;
-	enum { RESP_MAX = HTTP_BODY_MAX + 16384 };
-	char *buf = NULL;
-	if (hl < 0 || (size_t)hl >= sizeof(head)) {
-		snprintf(err, errlen, "request headers too long");
-		goto out;
-	}
-	if (!send_all(fd, head, (size_t)hl, deadline) || !send_all(fd, body, len, deadline)) {
-		snprintf(err, errlen, "sending to %s:%s failed or timed out", u->host, u->port);
-		goto out;
-	}
-	buf = malloc(RESP_MAX + 1);
-	if (!buf) {
+	http_client *h = calloc(1, sizeof(*h));
+	if (!h || !(h->multi = curl_multi_init())) {
+		free(h);
+		curl_global_cleanup();
 		snprintf(err, errlen, "out of memory");
-		goto out;
+		return NULL;
 	}
-	size_t n = 0;
-	for (;;) {
-		ssize_t r = n < RESP_MAX ? recv(fd, buf + n, RESP_MAX - n, 0) : 0;
-		if (r > 0) {
-			n += (size_t)r;
-			if (complete(buf, n))
-				break;
-		} else if (r == 0) {
-			break;
-		} else if (errno == EAGAIN || errno == EINTR) {
-			if (!wait_fd(fd, POLLIN, deadline)) {
-				snprintf(err, errlen, "no answer from %s:%s within %d ms", u->host, u->port,
-				         timeout_ms);
-				goto out;
-			}
-		} else {
-			snprintf(err, errlen, "reading from %s:%s: %s", u->host, u->port, strerror(errno));
-			goto out;
-		}
+	h->o = *o;
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)(o->max_streams ? o->max_streams : 100));
+	/* One connection per provider: when the server's stream limit
+	 * (SETTINGS_MAX_CONCURRENT_STREAMS, e.g. 100) is reached, further
+	 * requests wait for a free stream instead of opening more connections. */
+	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 1L);
+	return h;
+}
+
+static void req_free(req *r)
+{
+	curl_slist_free_all(r->headers);
+	curl_easy_cleanup(r->easy);
+	free(r);
+}
+
+void http_client_free(http_client *h)
+{
+	if (!h)
+		return;
+	while (h->head) {
+		req *r = h->head;
+		h->head = r->next;
+		curl_multi_remove_handle(h->multi, r->easy);
+		http_result res = { .err = "aborted", .body = "" };
+		r->done(r->arg, &res); /* so the caller can free what arg holds */
+		req_free(r);
 	}
-	if (!parse(buf, n, resp)) {
-		snprintf(err, errlen, "a malformed HTTP response from %s:%s", u->host, u->port);
-		goto out;
+	curl_multi_cleanup(h->multi);
+	curl_global_cleanup();
+	free(h);
+}
+
+static size_t on_body(char *p, size_t size, size_t nmemb, void *arg)
+{
+	req *r = arg;
+	size_t n = size * nmemb, room = HTTP_BODY_MAX - r->len;
+	size_t take = n < room ? n : room;
+	memcpy(r->body + r->len, p, take);
+	r->len += take;
+	r->body[r->len] = 0;
+	return n; /* the rest is dropped, not an error */
+}
+
+bool http_post(http_client *h, const char *url, const char *const *headers, const char *body,
+               size_t len, http_done_fn done, void *arg)
+{
+	req *r = calloc(1, sizeof(*r));
+	if (!r || !(r->easy = curl_easy_init())) {
+		free(r);
+		return false;
 	}
-	rc = 0;
-out:
-	free(buf);
-	close(fd);
-	return rc;
+	bool ok = true;
+	for (size_t i = 0; headers && headers[i] && ok; i++) {
+		struct curl_slist *l = curl_slist_append(r->headers, headers[i]);
+		ok = l != NULL;
+		if (l)
+			r->headers = l;
+	}
+	/* curl adds "Expect: 100-continue" to large HTTP/1.1 POSTs: no. */
+	struct curl_slist *l = ok ? curl_slist_append(r->headers, "Expect:") : NULL;
+	if (!l) {
+		req_free(r);
+		return false;
+	}
+	r->headers = l;
+	r->done = done;
+	r->arg = arg;
+	CURL *e = r->easy;
+	curl_easy_setopt(e, CURLOPT_URL, url);
+	curl_easy_setopt(e, CURLOPT_POST, 1L);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, body);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	curl_easy_setopt(e, CURLOPT_USERAGENT, "chat-pushgw");
+	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->o.timeout_ms);
+	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+	                 (long)(h->o.connect_timeout_ms ? h->o.connect_timeout_ms : h->o.timeout_ms));
+	if (h->o.cafile)
+		curl_easy_setopt(e, CURLOPT_CAINFO, h->o.cafile);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+	if (curl_multi_add_handle(h->multi, e) != CURLM_OK) {
+		req_free(r);
+		return false;
+	}
+	h->inflight++;
+	r->next = h->head;
+	if (h->head)
+		h->head->prev = r;
+	h->head = r;
+	return true;
+}
+
+static void finish(http_client *h, CURL *e, CURLcode rc)
+{
+	req *r = NULL;
+	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
+	curl_multi_remove_handle(h->multi, e);
+	h->inflight--;
+	if (r->prev)
+		r->prev->next = r->next;
+	else
+		h->head = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	http_result res = { .body = r->body, .body_len = r->len };
+	long conns = 0, ver = 0;
+	curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &conns);
+	curl_easy_getinfo(e, CURLINFO_HTTP_VERSION, &ver);
+	res.new_connection = conns > 0;
+	h->connections += (uint64_t)(conns > 0 ? conns : 0);
+	res.http2 = ver == CURL_HTTP_VERSION_2_0;
+	char err[CURL_ERROR_SIZE + 128];
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &res.status);
+	} else {
+		char *u = NULL;
+		curl_easy_getinfo(e, CURLINFO_EFFECTIVE_URL, &u);
+		const char *host = u ? strstr(u, "://") : NULL;
+		host = host ? host + 3 : "?";
+		size_t hl = strcspn(host, "/");
+		if (rc == CURLE_OPERATION_TIMEDOUT)
+			snprintf(err, sizeof(err), "no answer from %.*s within %u ms", (int)hl, host,
+			         h->o.timeout_ms);
+		else
+			snprintf(err, sizeof(err), "%.*s: %s", (int)hl, host,
+			         r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+		res.err = err;
+	}
+	r->done(r->arg, &res);
+	req_free(r);
+}
+
+void http_poll(http_client *h, int extra_fd, short extra_events, int timeout_ms)
+{
+	struct curl_waitfd extra = { .fd = extra_fd, .events = (short)extra_events };
+	int still, numfds = 0;
+	curl_multi_poll(h->multi, extra_fd >= 0 ? &extra : NULL, extra_fd >= 0 ? 1 : 0, timeout_ms,
+	                &numfds);
+	curl_multi_perform(h->multi, &still);
+	CURLMsg *m;
+	int left;
+	while ((m = curl_multi_info_read(h->multi, &left)))
+		if (m->msg == CURLMSG_DONE)
+			finish(h, m->easy_handle, m->data.result);
+}
+
+size_t http_inflight(const http_client *h)
+{
+	return h->inflight;
+}
+
+uint64_t http_connections(const http_client *h)
+{
+	return h->connections;
 }

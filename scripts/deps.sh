@@ -9,9 +9,16 @@ pkgs=(
   build-essential cmake pkg-config
   mosquitto mosquitto-clients jq mosquitto-dev libmosquitto-dev
   libsodium-dev librocksdb-dev libcbor-dev check libcjson-dev
+  # chat-pushgw: libcurl (OpenSSL flavour, HTTP/2 through nghttp2) for
+  # HTTPS/HTTP-2 to FCM and APNs, OpenSSL (libssl-dev, below) for the
+  # RS256/ES256 JWTs, cJSON for service-account files and provider answers
+  libcurl4-openssl-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
   # test_tls makes its CA and certificates at test time
   openssl
+  # test_push_providers: local HTTPS HTTP/2 FCM/APNs/OAuth stand-ins (h2)
+  # that verify the gateway's JWTs (cryptography)
+  python3-h2 python3-cryptography
   # test_prometheus parses chatctl stats --prometheus with Prometheus' own
   # text-format parser
   python3-prometheus-client

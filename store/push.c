@@ -8,8 +8,14 @@
 #include "err.h"
 #include "store_internal.h"
 
+/* Version 1: version, platform, token (a background push). Version 2 adds
+ * a flags byte (PUSH_ALERT) after the platform; a target without flags is
+ * still written as version 1, so an older build reads what it can use. */
 #define PUSH_VERSION 1
 #define PUSH_HDR 2 /* version, platform */
+#define PUSH_VERSION_FLAGS 2
+#define PUSH_HDR_FLAGS 3 /* version, platform, flags */
+#define PUSH_ALERT 0x01
 
 static bool platform_ok(int p)
 {
@@ -24,12 +30,15 @@ int store_push_set(store *st, const char *user, const char *device, const store_
 		return store__fail(st, CHAT_EINVAL, "bad device id");
 	if (!platform_ok((int)p->platform) || p->token_len == 0 || p->token_len > STORE_PUSH_TOKEN_MAX)
 		return store__fail(st, CHAT_EINVAL, "bad push target");
-	char rec[PUSH_HDR + STORE_PUSH_TOKEN_MAX];
-	rec[0] = PUSH_VERSION;
+	char rec[PUSH_HDR_FLAGS + STORE_PUSH_TOKEN_MAX];
+	size_t hdr = p->alert ? PUSH_HDR_FLAGS : PUSH_HDR;
+	rec[0] = p->alert ? PUSH_VERSION_FLAGS : PUSH_VERSION;
 	rec[1] = (char)p->platform;
-	memcpy(rec + PUSH_HDR, p->token, p->token_len);
+	if (p->alert)
+		rec[2] = PUSH_ALERT;
+	memcpy(rec + hdr, p->token, p->token_len);
 	rocksdb_writebatch_put_cf(store__batch(st), st->cf[STORE_CF_PUSH], key, klen, rec,
-	                          PUSH_HDR + p->token_len);
+	                          hdr + p->token_len);
 	return store__commit(st);
 }
 
@@ -54,11 +63,14 @@ static int each_kv(store *st, const char *k, size_t klen, const char *v, size_t 
 	char user[CHAT_USER_MAX + 1], device[CHAT_DEVICE_MAX + 1];
 	if (!store__devkey_parse(k, klen, user, device))
 		return store__fail(st, CHAT_ECORRUPT, "bad push key of %zu bytes", klen);
-	if (vlen <= PUSH_HDR || vlen > PUSH_HDR + STORE_PUSH_TOKEN_MAX || v[0] != PUSH_VERSION ||
-	    !platform_ok(v[1]))
+	size_t hdr = vlen && v[0] == PUSH_VERSION_FLAGS ? PUSH_HDR_FLAGS : PUSH_HDR;
+	if (vlen <= hdr || vlen > hdr + STORE_PUSH_TOKEN_MAX ||
+	    (v[0] != PUSH_VERSION && v[0] != PUSH_VERSION_FLAGS) || !platform_ok(v[1]) ||
+	    (hdr == PUSH_HDR_FLAGS && (v[2] & ~PUSH_ALERT)))
 		return store__fail(st, CHAT_ECORRUPT, "push record of %zu bytes, version %d", vlen,
 		                   vlen ? v[0] : -1);
-	store_push p = { (enum store_push_platform)v[1], v + PUSH_HDR, vlen - PUSH_HDR };
+	store_push p = { (enum store_push_platform)v[1], v + hdr, vlen - hdr,
+	                 hdr == PUSH_HDR_FLAGS && (v[2] & PUSH_ALERT) };
 	return c->cb(c->arg, user, device, &p);
 }
 

@@ -323,6 +323,7 @@ typedef struct store_push {
 	enum store_push_platform platform;
 	const char *token;        /* not NUL-terminated */
 	size_t token_len;         /* 1..STORE_PUSH_TOKEN_MAX */
+	bool alert;               /* apns: a visible notification, not a background push */
 } store_push;
 
 /* Sets (replacing) the device's push target. */

@@ -1,7 +1,8 @@
 // Builds the page into one directory (default dist/, or the first argument):
 // index.html with the stylesheet inlined, and app.js (one classic script, so
 // it runs even when served without a Content-Type, as mosquitto's http_dir
-// does).
+// does), and sw.js, the service worker of Web Push wake-ups (which a browser
+// registers only when served as JavaScript: not from mosquitto's http_dir).
 import { build } from "esbuild";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
@@ -19,6 +20,18 @@ await build({
   target: ["chrome110", "firefox110", "safari16"],
   minify: true,
   sourcemap: false,
+  legalComments: "none",
+  logLevel: "warning",
+});
+// the service worker: a script of its own, served next to the page
+await build({
+  entryPoints: [path.join(here, "src/sw.ts")],
+  outfile: path.join(out, "sw.js"),
+  bundle: true,
+  format: "iife",
+  platform: "browser",
+  target: ["chrome110", "firefox110", "safari16"],
+  minify: true,
   legalComments: "none",
   logLevel: "warning",
 });

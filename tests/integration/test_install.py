@@ -61,6 +61,7 @@ class InstallTest(unittest.TestCase):
                                 ("share/doc/mosquitto-chat/OPERATIONS.md", False),
                                 ("share/mosquitto-chat/web/index.html", False),
                                 ("share/mosquitto-chat/web/app.js", False),
+                                ("share/mosquitto-chat/web/sw.js", False),
                                 ("lib/systemd/system/chat-keyserver.service", False),
                                 ("lib/systemd/system/chat-pushgw.service", False),
                                 ("share/doc/mosquitto-chat/examples/chat-keyserver", False),

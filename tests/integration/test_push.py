@@ -82,7 +82,7 @@ class Provider:
 
 
 class Gateway:
-    def __init__(self, tc):
+    def __init__(self, tc, *extra):
         self.log_path = os.path.join(tc.broker.tmp, "pushgw-%s.log" % uniq("g"))
         self.log = open(self.log_path, "wb")
         url = "http://127.0.0.1:%d" % tc.provider.port
@@ -91,7 +91,7 @@ class Gateway:
              "--token-file", tc.token_file, "--fcm-url", url + "/v1/projects/p/messages:send",
              "--fcm-auth", tc.auth_file, "--apns-url", url + "/3/device/{token}",
              "--retry-min-ms", "200", "--retry-max-ms", "800", "--max-attempts", "50",
-             "--timeout-ms", "2000", "--stats-interval", "0", "--log-level", "debug"],
+             "--timeout-ms", "2000", "--stats-interval", "0", "--log-level", "debug"] + list(extra),
             stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
 
     def text(self):
@@ -140,18 +140,18 @@ class PushBase(ChatTestCase):
         cls.provider.close()
         super().tearDownClass()
 
-    def gateway(self):
-        g = Gateway(self)
+    def gateway(self, *extra):
+        g = Gateway(self, *extra)
         self.addCleanup(lambda: g.proc.poll() is None and g.stop())
         g.wait_serving()
         return g
 
-    def offline_device(self, platform="fcm", token=None):
+    def offline_device(self, platform="fcm", token=None, **extra):
         """A device that registered a push target and then went offline."""
         user = uniq("p")
         d = self.dev(user, "phone")
         token = token or "tok-" + user
-        self.assertTrue(d.ctl("push.register", 1, platform=platform, token=token)["ok"])
+        self.assertTrue(d.ctl("push.register", 1, platform=platform, token=token, **extra)["ok"])
         mark = self.broker.log_mark()
         d.close()
         self.assertTrue(self.broker.wait_log(
@@ -217,6 +217,45 @@ class PushTest(PushBase):
         r = self.provider.for_token(token)[0]
         self.assertEqual(r["path"], "/3/device/" + hexes)
         self.assertEqual(r["body"], {"aps": {"content-available": 1}, "pending": 1})
+
+    def test_apns_alert_mode(self):
+        # registered for visible notifications: a generic localizable alert,
+        # mutable so the app's extension can fetch; never message content
+        self.gateway()
+        hexes = "00aa11bb22cc33dd44ee55ff667788aa"
+        user, token = self.offline_device("apns", hexes, mode="alert")
+        self.dev(uniq("s"), "phone").send_dm(user, 1, body=b"secret")
+        self.assertTrue(wait_until(lambda: self.provider.for_token(token), 5))
+        r = self.provider.for_token(token)[0]
+        self.assertEqual(r["body"], {"aps": {"alert": {"loc-key": "CHAT_NEW_MESSAGES"},
+                                             "mutable-content": 1, "sound": "default"},
+                                     "pending": 1})
+
+    def test_gateway_counters_in_stats(self):
+        # each gateway publishes its counters on chat/push/stats; the plugin
+        # sums them into pushgw_* ($SYS and chatctl stats), so a credential
+        # failing shows up in monitoring, not only in a log
+        def stats():
+            rc, out, err = self.broker.chatctl("stats")
+            self.assertEqual(rc, 0, err)
+            return dict((l.split()[0], int(l.split()[1])) for l in out.splitlines() if l.strip())
+        before = stats()
+        gws = [self.gateway("--stats-interval", "1"), self.gateway("--stats-interval", "1")]
+        targets = [self.offline_device() for _ in range(4)]
+        sender = self.dev(uniq("s"), "phone")
+        for i, (user, _) in enumerate(targets):
+            sender.send_dm(user, i + 1, body=b"1")
+        for _, token in targets:
+            self.assertTrue(wait_until(lambda: self.provider.for_token(token), 10))
+        self.assertTrue(wait_until(
+            lambda: stats()["pushgw_delivered"] >= before["pushgw_delivered"] + 4, 5),
+            (stats(), gws[0].text()))
+        s = stats()
+        self.assertGreaterEqual(s["pushgw_received"], s["pushgw_delivered"])
+        self.assertIn("pushgw_failed_auth", s)
+        # a device cannot forge them
+        d = self.dev(uniq("f"), "phone")
+        self.assertGreaterEqual(d.subscribe("chat/push/stats"), 0x80)
 
     def test_invalid_token_unregisters(self):
         gw = self.gateway()

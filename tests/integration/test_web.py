@@ -6,9 +6,18 @@ and a real key server. Each scenario gets fresh users.
 CHAT_WEB_SHOTS=DIR saves screenshots of the main screens there (docs/ uses them).
 """
 
+import base64
+import functools
+import http.server
 import json
 import os
+import shutil
 import subprocess
+import tempfile
+import threading
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatlib import BUILD_DIR, CHATCTL, SOURCE_DIR, ChatTestCase, free_port, main, uniq
 from test_keyserver import KeyServer
@@ -109,6 +118,31 @@ class WebTest(ChatTestCase):
         users["bobtab"] = {"addr": "%s/tab" % bob, "token": self.broker.add_device(bob, "tab")}
         chatctl = [CHATCTL, "-p", str(self.broker.port), "--token-file", self.broker.token_file]
         self.run_scenario("removal", users, chatctl=chatctl)
+
+    def test_webpush_service_worker(self):
+        """The page as a deployment that offers Web Push serves it: by a web
+        server that sends JavaScript as such (a browser registers a service
+        worker from nothing else; mosquitto's http_dir sends no Content-Type),
+        with the deployment's VAPID public key in vapid-public-key.txt."""
+        site = tempfile.mkdtemp(prefix="chat-web-site-")
+        self.addCleanup(shutil.rmtree, site, True)
+        for f in ("index.html", "app.js", "sw.js"):
+            shutil.copy(os.path.join(WEB_OUT, f), site)
+        pub = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        with open(os.path.join(site, "vapid-public-key.txt"), "w") as f:
+            f.write(base64.urlsafe_b64encode(pub).decode().rstrip("=") + "\n")
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+        handler = functools.partial(Quiet, directory=site)
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        self.addCleanup(httpd.server_close)
+        self.addCleanup(httpd.shutdown)
+        url = "http://127.0.0.1:%d/?ws=ws://127.0.0.1:%d/mqtt" % (httpd.server_address[1], WS_PORT)
+        self.run_scenario("webpush", self.users("alice"), url=url)
 
 
 if __name__ == "__main__":

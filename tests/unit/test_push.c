@@ -48,6 +48,26 @@ static const pubrec *reg(const char *from, const char *platform, const char *tok
 	return p;
 }
 
+/* A push.register with a mode. */
+static const pubrec *reg_mode(const char *from, const char *platform, const char *token,
+                              const char *mode)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 5);
+	cbw_text(&w, "op"); cbw_text(&w, "push.register");
+	cbw_text(&w, "rid"); cbw_uint(&w, 8);
+	cbw_text(&w, "platform"); cbw_text(&w, platform);
+	cbw_text(&w, "token"); cbw_text(&w, token);
+	cbw_text(&w, "mode"); cbw_text(&w, mode);
+	size_t m = mark();
+	pub(from, "chat/ctl", &w, 1);
+	cbw_free(&w);
+	const pubrec *p = event_to(m, from, "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), 8);
+	return p;
+}
+
 static void dm(const char *from, const char *peer, uint64_t cid)
 {
 	cbw w;
@@ -313,6 +333,46 @@ START_TEST(owed_after_restart_and_removal)
 }
 END_TEST
 
+/* An apns device registered with mode "alert" gets wake-ups that say so
+ * (the gateway sends a visible notification), also after a restart; the
+ * default and "background" say nothing (old gateways, old clients). */
+START_TEST(alert_mode)
+{
+	add_device("alice", "phone");
+	connect_dev("alice/phone");
+	add_device("bob", "phone");
+	connect_dev("bob/phone");
+	ck_assert_str_eq(ftext(reg_mode("bob/phone", "apns", "00aa11bb22cc33dd", "loud"), "code"), "field");
+	ck_assert_str_eq(ftext(reg_mode("bob/phone", "fcm", "tok", "alert"), "code"), "field");
+	ck_assert(fbool(reg_mode("bob/phone", "apns", "00aa11bb22cc33dd", "alert"), "ok"));
+	disconnect_dev("bob/phone");
+	size_t m = mark();
+	dm("alice/phone", "bob", 1);
+	later(1000);
+	ck_assert_uint_eq(wakes(m), 1);
+	ck_assert_str_eq(ftext(last_wake(m), "mode"), "alert");
+	ck_assert_str_eq(ftext(last_wake(m), "platform"), "apns");
+	/* stored: a restart keeps the mode */
+	close_core();
+	open_core();
+	connect_dev("alice/phone");
+	m = mark();
+	dm("alice/phone", "bob", 2);
+	later(CFG.push_interval_s * 1000 + 1000);
+	ck_assert_uint_ge(wakes(m), 1);
+	ck_assert_str_eq(ftext(last_wake(m), "mode"), "alert");
+	/* back to the default */
+	connect_dev("bob/phone");
+	ck_assert(fbool(reg_mode("bob/phone", "apns", "00aa11bb22cc33dd", "background"), "ok"));
+	disconnect_dev("bob/phone");
+	m = mark();
+	dm("alice/phone", "bob", 3);
+	later(CFG.push_interval_s * 1000 + 1000);
+	ck_assert_uint_ge(wakes(m), 1);
+	ck_assert(!fhas(last_wake(m), "mode"));
+}
+END_TEST
+
 START_TEST(many_devices)
 {
 	add_device("alice", "phone");
@@ -349,6 +409,7 @@ static Suite *suite(void)
 	tcase_add_test(t, receipts_wake_the_sender);
 	tcase_add_test(t, resent_until_acknowledged);
 	tcase_add_test(t, owed_after_restart_and_removal);
+	tcase_add_test(t, alert_mode);
 	tcase_add_test(t, many_devices);
 	suite_add_tcase(s, t);
 	return s;

@@ -65,6 +65,7 @@ export class ChatApp {
   presence = new Map<string, Presence>();
   typing = new Map<string, Map<string, ReturnType<typeof setTimeout>>>(); // conv -> addr -> expiry
   keyStatus: Reply | null = null;
+  pushState = "off"; // Web Push (push.ts): off, unsupported, no-key, denied, subscribed, failed
   notice = ""; // the last problem worth showing
   private listeners = new Set<() => void>();
   private queue: Promise<void> = Promise.resolve(); // inbox events, one at a time
@@ -91,6 +92,17 @@ export class ChatApp {
       },
       state: (s, detail) => void this.onState(s, detail),
     });
+  }
+
+  // Web Push: the browser's subscription becomes this device's push target
+  async registerPush(token: string): Promise<void> {
+    await this.conn.ctl("push.register", { platform: "webpush", token });
+  }
+
+  setPushState(state: string, detail: string): void {
+    this.pushState = state;
+    if (state === "failed") this.warn(`notifications: ${detail}`);
+    this.changed(false);
   }
 
   start(): void {

@@ -1,6 +1,7 @@
 // Entry point: resumes the stored session (a reload keeps you signed in) or
 // shows the sign-in screen.
 import { ChatApp } from "./app";
+import { setupPush } from "./push";
 import type { Credentials } from "./client";
 import { E2EE } from "./e2ee";
 import { loadSession, saveSession } from "./store";
@@ -30,6 +31,12 @@ function signIn(creds: Credentials): void {
   saveSession(creds);
   screen = new ChatScreen(root, app, () => signOut(""));
   current = { app, screen };
+  // Web Push, once per sign-in, when first online (docs/WEB.md, "Wake-ups")
+  const offPush = app.subscribe(() => {
+    if (app.connState !== "online") return;
+    offPush();
+    void setupPush((token) => app.registerPush(token)).then((r) => app.setPushState(r.state, r.detail));
+  });
   app.start();
 }
 

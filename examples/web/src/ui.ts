@@ -122,7 +122,9 @@ export class ChatScreen {
         h("div.who", h("strong", { "data-testid": "me" }, app.addr),
           h("span.status", { "data-testid": "conn", "data-state": app.connState,
             // the key server has this device's keys: others can start sessions with it
-            "data-keys": app.keyStatus ? "ready" : "none" }, h("i.dot"), status)),
+            "data-keys": app.keyStatus ? "ready" : "none",
+            // Web Push wake-ups for this browser (push.ts)
+            "data-push": app.pushState }, h("i.dot"), status)),
         h("button.icon", { title: "Devices", "aria-label": "Devices", "data-testid": "open-devices",
           onclick: () => this.devicesDialog() }, icon("gear")),
         h("button.icon", { title: "Sign out", "aria-label": "Sign out", "data-testid": "signout",
