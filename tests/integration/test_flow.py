@@ -134,9 +134,14 @@ class FlowTest(ChatTestCase):
         for u in users:
             for s in seqs + more:
                 self.assertLess(seen[(u, s, "delivered")], seen[(u, s, "read")])
-        # The window engaged: events waited in the sender's queue.
+        # The window engaged: events waited in the sender's queue, many times
+        # the window. (Not a share of want_pairs: one receipt event may carry
+        # several seqs, and on the patched broker the members' PUBACKs already
+        # were the delivered receipts, so how many events the pairs make
+        # depends on timing; under load the count came out at 890-997 against
+        # a bound of 1000 that assumed one event per pair.)
         st = self.stats()
-        self.assertGreater(st["events_spilled"] - spilled_before, want_pairs // 2, st)
+        self.assertGreater(st["events_spilled"] - spilled_before, 2 * WINDOW, st)
         self.assertEqual(st["backlogs_active"], 0, st)
         # And the queue kept nothing: a sync replays no event.
         sender.sync()
