@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # Thin wrapper: CMake does the building, ctest the testing.
 BUILD ?= build
 JOBS  ?= $(shell nproc)

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* chatbench — load generator for mosquitto-chat (docs/BENCHMARKS.md).
  *
  * One thread, raw sockets and epoll, a minimal MQTT 3.1.1 client (CONNECT,

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # bench/compare.sh — stock mosquitto vs mosquitto + chat plugin, in one run.
 #
 # Runs the baseline (relay on a stock mosquitto without the plugin) and the

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* idle_thread_preload.so — a diagnostic LD_PRELOAD shim for the benchmarks:
  * starts one thread that only sleeps. Loaded into a stock mosquitto
  * (compare.sh, the IoT rows) it tells whether being multi-threaded, which

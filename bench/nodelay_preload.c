@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* nodelay_preload.so — a diagnostic LD_PRELOAD shim for the benchmarks:
  * sets TCP_NODELAY on every TCP socket the process connects. compare.sh
  * uses it (only when asked, --ks-nodelay) to show how much of the key

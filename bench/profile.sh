@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # bench/profile.sh — where the broker (or the key server) spends its time in
 # one chatbench mode, with valgrind's callgrind (inclusive instruction counts
 # per function) and, with --perf, perf's sampled cycles (kernel included).

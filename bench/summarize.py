@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Summarizes chatbench result lines (bench/compare.sh writes them).
 
 usage: summarize.py RESULTS.txt [--plots DIR]

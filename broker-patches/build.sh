@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # Builds mosquitto from Debian's own source package with the patches of this
 # folder: the broker the plugin's extra events need (docs/BROKER-PATCHES.md).
 #

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # Runs mosquitto's own broker test suite (test/broker of the Debian source,
 # 195 tests, ~3 minutes) against a build made by build.sh, and prints its
 # summary (Passed / Failed / Total). docs/BROKER-PATCHES.md records the

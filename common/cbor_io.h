@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* cbor_io.h — allocation-free CBOR reading and writing over libcbor.
  *
  * The plugin decodes every chat payload on the broker's only thread, so the

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* daemon.c — the Unix-daemon plumbing of the sidecars (see daemon.h). */
 #include "daemon.h"
 

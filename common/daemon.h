@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* daemon.h — what the sidecar processes (chat-keyserver, chat-pushgw) share
  * as Unix daemons: one log line format with a level, a --log-level value,
  * bounded unsigned option values, the service-name rule of --share-group and

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* durable.h — making a directory entry survive a power cut.
  *
  * fsync() of a file makes its bytes durable, not its name: a file (or

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* err.h — the one error convention of mosquitto-chat.
  *
  * Every fallible function returns an int: CHAT_OK (0) on success, or one of

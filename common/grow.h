@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* grow.h — the one way a growable array grows.
  *
  * Scratch arrays (fan-out lists, walk results, pending work) live as long as

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* ids.h — validation of the identifiers of the wire contract.
  *
  * user id U: 1–64 of [A-Za-z0-9._-]; device id D: 1–32 of the same;

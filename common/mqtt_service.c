@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* mqtt_service.c — a sidecar's MQTT client life (see mqtt_service.h). */
 #include "mqtt_service.h"
 

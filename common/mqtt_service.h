@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* mqtt_service.h — the MQTT client life of a sidecar (chat-keyserver,
  * chat-pushgw): a service-account client (MQTT 5, TCP_NODELAY, a random
  * client id), the connect / serve / reconnect-with-backoff loop that runs

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* mqtt_tls.c — TLS options for the broker's clients (see mqtt_tls.h). */
 #include "mqtt_tls.h"
 

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* mqtt_tls.h — TLS to the broker for every program that connects to it
  * (chatctl, chat-keyserver, chat-pushgw, chat-client): mosquitto_sub's
  * options, with its names and meaning, parsed and applied in one place.

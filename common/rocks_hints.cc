@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* rocks_hints.cc — the one RocksDB option the C API does not reach:
  * memtable insert hints (rocks_util.h).
  *

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* rocks_util.c — the checkpoint both RocksDB users back up with
  * (rocks_util.h); the insert hints are in rocks_hints.cc. */
 #include "rocks_util.h"

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* rocks_util.h — what the two RocksDB users (store/ in the broker,
  * keyserver/ in its own process) share: the memtable insert hints their
  * keys are laid out for, and the checkpoint that backs either up. Its own

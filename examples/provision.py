@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Provision chat devices from an application's backend, without the admin
 token: connect as a service account with the provisioner role and use the
 three commands it may run over $CONTROL/chat/v1 (docs/PROTOCOL.md §8).

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* keystore.c — pre-keys in RocksDB, and the rules of upload and bundle.
  *
  * Keyspace, format 2 (one column family; ids never contain 0x00 or 0x01, so

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* keystore.h — the key server's pre-key store and the rules it enforces.
  *
  * chat-keyserver hands out X3DH pre-key bundles. This library is everything

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* main.c — chat-keyserver: the MQTT front of the pre-key store.
  *
  * A thin shell around keystore.h: it connects to the broker as a service

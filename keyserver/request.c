@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* request.c — key requests: CBOR bytes in, response CBOR out.
  *
  * A request is read in two passes over the same bytes with the streaming

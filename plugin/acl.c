@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* acl.c — who may publish, subscribe and read what (contract §3).
  *
  * Runs on the broker's hot path: mosquitto asks for every delivery of a

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* admin.c — the $CONTROL/chat/v1 admin commands (docs/PROTOCOL.md §5).
  *
  * In the manner of mosquitto's dynamic-security plugin: one CBOR request

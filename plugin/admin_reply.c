@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* admin_reply.c — the one reply of an admin command on
  * $CONTROL/chat/v1/response (docs/PROTOCOL.md §5), like dynsec's
  * control reply: ok:true with the command's result pairs, or ok:false with

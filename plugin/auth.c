@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* auth.c — CONNECT decisions (contract §1).
  *
  * Three kinds of account are ours to check: chat devices ("U/D", client id

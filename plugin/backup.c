@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* backup.c — the admin `backup` command: a consistent copy of the running
  * server's data dir (docs/OPERATIONS.md, "Backup and restore").
  *

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* broker_events.c — what the core does with the events only a patched broker has.
  *
  * broker-patches/ gives mosquitto 2.0.11 three more plugin events: a

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* commit.c — group commit: sync writes whose acknowledgements wait for a
  * shared fsync, and a barrier that keeps everything the core publishes
  * behind the data it depends on.

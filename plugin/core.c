@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* core.c — the core's life cycle and its dispatch of broker events.
  *
  * core_open loads everything the hot paths need into memory (device

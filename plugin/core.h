@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* core.h — the chat server's decisions, free of mosquitto.
  *
  * The glue (glue.c, the only file that includes mosquitto_broker.h) turns

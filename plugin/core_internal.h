@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* core_internal.h — what the core's files share; not seen by the glue. */
 #ifndef CHAT_CORE_INTERNAL_H
 #define CHAT_CORE_INTERNAL_H

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* ctl.c — a device's own requests on chat/ctl.
  *
  * Each request is {op, rid, …} and gets exactly one {k:"ctl", rid, ok, …}

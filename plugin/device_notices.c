@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* device_notices.c — telling the world that an admin removed a device
  * (docs/PROTOCOL.md, the `devices` event).
  *

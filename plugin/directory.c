@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* directory.c — the in-memory directory of users, devices and services.
  *
  * The store is the source of truth; the directory is loaded from it at

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* events.c — publishing inbox events to devices (contract §4).
  *
  * Events go to one client id on its inbox topic at QoS 1, through the

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* expiry.c — the TTL sweep.
  *
  * Every message carries an expiry (its ttl, capped by plugin_opt_offline_ttl).

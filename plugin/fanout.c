@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fanout.c — the recipient list of the send or group change in progress.
  *
  * A group fan-out can reach tens of thousands of devices, so the list lives

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* flow.c — per-device flow control of everything the plugin publishes.
  *
  * mosquitto holds at most max_inflight_messages (20) + max_queued_messages

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* glue.c — the only file that knows mosquitto.
  *
  * Reads plugin_opt_* into a core_config, registers the broker callbacks and

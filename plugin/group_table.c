@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* group_table.c — the groups in memory: who is in which group.
  *
  * The store holds each group's record; the core keeps every group in

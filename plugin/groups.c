@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* groups.c — group requests (ctl group.*, and chatctl's group.create) and
  * their membership rules. The groups themselves, in memory, are in
  * group_table.c; a request changes them only after its record is stored.

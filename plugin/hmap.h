@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* hmap.h — an open-addressing hash table from strings to pointers.
  *
  * The plugin answers ACL checks and routes messages on the broker's only

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* kick.c — disconnects deferred to the tick (like dynsec's kicklist.c).
  *
  * mosquitto's kick inside a callback disconnects at once, before the

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* log.c — the core's one way to log: through core_io, filtered by
  * plugin_opt_log_level before anything is formatted.
  *

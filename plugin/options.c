@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* options.c — every plugin_opt_* in one table: name, type, range, default
  * and the setter, so the glue reads options with one loop and an invalid
  * value stops start-up with one line naming the option and what it accepts.

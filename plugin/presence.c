@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* presence.c — the retained presence document on chat/presence/U.
  *
  * Stock mosquitto 2.0 has no CONNECT event and an ambiguous DISCONNECT, so

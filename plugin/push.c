@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* push.c — content-free wake-ups for devices that are offline.
  *
  * A phone asleep has no MQTT connection. When a message, group event or

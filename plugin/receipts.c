@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* receipts.c — delivered and read receipts (chat/receipt).
  *
  * A receipt {s, conv, seqs} from a device does two things. For the device,

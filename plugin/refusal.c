@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* refusal.c — the one shape of a refused request: a wire code and a reason.
  *
  * Every feature that can refuse (sends, receipts, ctl requests, groups,

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* send.c — the send path: a device's message on chat/dm/{peer} or
  * chat/group/{G}.
  *

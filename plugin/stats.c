@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* stats.c — the server's counters in one table, for `chatctl stats` (the
  * admin `stats` command) and for the periodic $SYS/broker/chat/<name>
  * messages, published in mosquitto's manner: retained, the value as decimal

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* sync.c — draining a device's backlog: chat/sync replays and spills.
  *
  * The store queue is the source of truth; mosquitto's own per-client queue

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* topics.c — reading topic names and subscription filters.
  *
  * One place knows the topic tree of the contract (§3): the ACL, the

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* typing.c — typing indicators (chat/typing/{conv}).
  *
  * {on: bool} from a device becomes {k:"typing", conv, from, on} at QoS 0

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* creds.h — the push providers' credentials and what is parsed from their
  * answers: a Firebase service-account JSON file and the RS256-signed JWT
  * exchanged for an OAuth2 access token (FCM HTTP v1), an APNs .p8 key and

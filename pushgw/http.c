@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* http.c — POSTs on a curl multi handle, HTTP/2-multiplexed (see http.h). */
 #include "http.h"
 

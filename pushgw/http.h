@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* http.h — the push gateway's HTTP client: libcurl's multi interface on
  * the gateway's one thread. HTTPS (OpenSSL), HTTP/2 where the server offers
  * it (ALPN), and then one long-lived connection per provider that carries

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* main.c — chat-pushgw: hands the plugin's wake-ups to push providers.
  *
  * It connects to the broker as a service account (MQTT 5), subscribes to

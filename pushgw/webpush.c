@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* webpush.c — RFC 8291 encryption and RFC 8292 VAPID (see webpush.h). */
 #include "webpush.h"
 

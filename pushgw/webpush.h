@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* webpush.h — Web Push for the browser client (RFC 8030 delivery, RFC 8291
  * message encryption, RFC 8292 VAPID), with OpenSSL and libsodium.
  *

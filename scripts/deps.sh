@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # Installs the Debian packages mosquitto-chat needs to build, run and test,
 # and the web client's node modules (npm ci with the committed lockfile).
 # Idempotent and quiet when everything is present; needs root (or sudo) only
@@ -24,6 +26,8 @@ pkgs=(
   python3-prometheus-client
   # test_man renders the man pages (groff) and checks them as man -l does
   groff-base man-db
+  # the licence test: every file says its licence (reuse lint, REUSE 3.0)
+  reuse
   chromium
   # test_readme runs make run in a network namespace of its own (unshare and
   # nsenter from util-linux, ip to bring its loopback up)

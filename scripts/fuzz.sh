@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # Runs the libFuzzer targets built in build-fuzz/ (make fuzz, make fuzz-smoke;
 # docs/FUZZING.md).
 #

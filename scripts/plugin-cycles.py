@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """plugin-cycles.py — the call graph between plugin/'s files, and its cycles.
 
 An edge A -> B means a function in A calls a non-static function defined

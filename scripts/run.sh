@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # make run: stock mosquitto on 127.0.0.1:1883 with the chat plugin, in the
 # foreground, data in <repo>/data/ (git-ignored). Ctrl-C stops it. A second
 # listener speaks MQTT over WebSockets on port 9001 and serves the web

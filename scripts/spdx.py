@@ -20,7 +20,7 @@ HOLDER = "SPDX-" "FileCopyrightText: 2026 The mosquitto-chat authors"
 LICENCE = "SPDX-" "License-Identifier: EPL-2.0 OR BSD-3-Clause"
 
 SLASH = (".c", ".h", ".cc", ".ts", ".mjs")
-HASH = (".py", ".sh", ".in", ".gitignore", ".cmake", ".conf", ".dict")
+HASH = (".py", ".sh", ".in", ".gitignore", ".cmake", ".conf", ".dict", ".default")
 HASH_NAMES = ("CMakeLists.txt", "Makefile", "series", "device-token", "cbor", "run")
 
 
@@ -30,6 +30,8 @@ def style(path):
         return "//"
     if path.endswith(HASH) or name in HASH_NAMES:
         return "#"
+    if path.startswith("man/") and path.rsplit(".", 1)[-1] in ("1", "5", "7", "8"):
+        return '.\\"'
     if path.endswith(".html"):
         return "<!--"
     if path.endswith(".css"):

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* cache.c — committed values the hot paths read again and again, kept in
  * memory: qmeta (a device's next qseq and queue length) and convs (a
  * conversation's last seq), read by every send; and a message's record as

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* contacts.c — who has a 1:1 conversation with whom: the `contacts` column
  * family holds "U\0V" and "V\0U" (empty values) for every conversation
  * "dm:U:V", written in the batch that stores its first message. It lets

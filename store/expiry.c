@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* expiry.c — the TTL sweep: deleting messages whose time is up.
  *
  * The expiry index is keyed by expiry time first, so the sweep reads it

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* groups.c — group records: a display name and the members, each with an
  * admin flag, in the order they joined.
  *

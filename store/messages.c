@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* messages.c — sending: per-conversation seqs, message records, the client-id
  * dedup index, and the one WriteBatch that ties a send together.
  *

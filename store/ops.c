@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* ops.c — what operators need from the engine: its figures for monitoring
  * (sizes, write stalls, an estimate of queued entries) and a consistent
  * on-disk checkpoint for backups.

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* prefs.c — a user's settings: whether others see their read receipts, and
  * who sees their presence. One 3-byte record per user who changed anything;
  * everyone else has the defaults.

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* push.c — devices' push targets (platform + provider token), so the plugin
  * can wake a sleeping phone. One small record per device that registered,
  * keyed like the device itself (user \0 device) so that removing a device

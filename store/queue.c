@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* queue.c — per-device offline queues.
  *
  * A device's queue is keyed addr \0 qseq, qseq being the device's own

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* store.c — opening and closing the RocksDB store, and what every other file
  * of store/ leans on: the column families, the schema version, the token
  * key, the admin credential, reads, the shared write batch and the one error

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* store.h — mosquitto-chat's durable state, in chat terms.
  *
  * The plugin core sees persistence only through this API: devices and their

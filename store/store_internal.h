@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* store_internal.h — what the files of store/ share, and nothing else.
  *
  * The keyspace (one RocksDB column family per record kind; integers are

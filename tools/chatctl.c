@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* chatctl.c — the admin command line of mosquitto-chat.
  *
  *   chatctl [-o FILE] [-h HOST] [-p PORT] [--token-file FILE] [TLS options] COMMAND …

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // bench/peers/aedes.mjs — aedes (a Node.js MQTT broker) on 127.0.0.1:PORT, for
 // bench/compare.sh's optional peer relay runs.
 //

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* mosquitto_patched.h — what broker-patches/ add to mosquitto 2.0.11's
  * plugin API, for plugins built against Debian's stock headers, which do
  * not declare it (docs/BROKER-PATCHES.md).

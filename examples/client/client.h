@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* client.h — chat-client's modules and the state they share.
  *
  *   client_state.c  the device's keys, sessions, sender keys, seen (conv, seq)

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* client_chat.c — what chat-client does with keys, sends and inbox events.
  *
  * Registration uploads the identity key, the signed pre-key and 100

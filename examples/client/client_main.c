@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* client_main.c — chat-client's command line.
  *
  *   chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* client_net.c — chat-client's MQTT side (libmosquitto, MQTT 3.1.1).
  *
  * The client is single-threaded: mosquitto_loop() runs only inside

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* client_state.c — everything chat-client remembers between runs.
  *
  * One CBOR file, DIR/state (mode 0600, DIR 0700): the device's private keys,

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* e2ee.c — X3DH, Double Ratchet and sender keys on libsodium (see e2ee.h;
  * the wire format and the labels are specified in docs/E2EE.md).
  *

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* e2ee.h — the crypto core of chat-client: X3DH, the Double Ratchet and
  * sender keys, after Signal's published specifications, on libsodium.
  *

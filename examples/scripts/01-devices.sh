@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 1. Provision devices with chatctl. Each `chatctl device add U D` prints the
 #    new device's token once; the device connects with username = client id
 #    = U/D and that token as password. (Tokens are kept in $CHAT_STATE.)

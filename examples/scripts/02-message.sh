@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 2. A 1:1 message, live. bob's phone listens on its inbox; alice's phone
 #    publishes a send on chat/dm/bob at QoS 1 (its PUBACK means "stored");
 #    bob gets a `msg` event, and alice's other device (her laptop) gets the

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 3. Offline delivery. alice writes while bob's phone is away; each send is
 #    stored (PUBACK) and queued for bob/phone. When bob's phone comes back
 #    and subscribes to its inbox, the server replays the queue in order and

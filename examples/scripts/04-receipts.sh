@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 4. Delivered and read receipts (✓✓ and "read"). alice's laptop sends to bob
 #    while bob is offline; the message waits in bob's queue. bob's phone
 #    acknowledges it on chat/receipt — `delivered` also removes it from his

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 5. A group. The admin creates it with alice as owner and bob and carol as
 #    members (a device could ask the same with a `group.create` request on
 #    chat/ctl). Membership changes are events in the group's own order, so

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 7. Catching up. Each device of the walkthrough connects, takes the replay
 #    its subscription starts (everything still queued for it, in order, then
 #    {"k":"sync","done":true}) and acknowledges every message and group event

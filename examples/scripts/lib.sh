@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # lib.sh — what the walkthrough scripts share: where the broker is, device
 # tokens, and small wrappers around mosquitto_pub / mosquitto_sub and the
 # CBOR helper. Sourced, never run. Every wait is bounded.

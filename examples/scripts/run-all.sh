@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # Runs the walkthrough in order against the broker in the environment (see
 # lib.sh; defaults fit `make run`). Stops at the first script that fails.
 set -euo pipefail

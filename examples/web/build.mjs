@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // Builds the page into one directory (default dist/, or the first argument):
 // index.html with the stylesheet inlined, and app.js (one classic script, so
 // it runs even when served without a Content-Type, as mosquitto's http_dir

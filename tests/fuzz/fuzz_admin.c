@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_admin — arbitrary $CONTROL/chat/v1 requests from the admin through
  * core_control (accounts, listings, rotations, groups, stats). A command may remove
  * the cast's own devices: the tick in fz_done() then disconnects them, as

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_cbor — the streaming CBOR reader (common/cbor_io.c) over arbitrary
  * bytes, the way the decoders use it.
  *

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_core_harness.c — the core, its cast and a checking core_io for the
  * fuzz targets (see fuzz_core_harness.h). */
 #include "fuzz_core_harness.h"

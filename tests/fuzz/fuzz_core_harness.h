@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_core_harness.h — what the plugin-core fuzz targets share.
  *
  * One core per process, opened on the first input in a fresh data dir under

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_ctl — arbitrary payloads on chat/ctl (a device's own requests:
  * privacy settings, device lists) from alice/phone. */
 #include "fuzz_core_harness.h"

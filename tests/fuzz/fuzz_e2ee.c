@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_e2ee — chat-client's decoders of encrypted bodies (examples/client/
  * e2ee.c): arbitrary bytes as a message body received by bob, who holds a
  * session with alice (made from the fixed keys of tests/vectors/e2ee.json,

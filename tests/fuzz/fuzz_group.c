@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_group — groups as a whole: an input is a script of group requests
  * (chat/ctl group.*, and $CONTROL group.create as the admin) and group
  * sends on chat/group/{G} by the cast's devices, so that membership changes

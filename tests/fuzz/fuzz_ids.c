@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_ids — the identifiers of the wire contract (common/ids.c): user,
  * device and group ids, device addresses "U/D" and conversation ids
  * "dm:A:B" / "g:G", parsed from arbitrary bytes.

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_keyreq — the key server's request codec and rules: arbitrary
  * payloads through ks_request as alice/phone, against a key store on a temp
  * dir where bob's two devices have uploaded keys (so bundles pop real

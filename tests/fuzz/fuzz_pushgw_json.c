@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_pushgw_json — what chat-pushgw reads from outside as JSON
  * (pushgw/creds.c): a service-account file, an OAuth2 token grant, FCM's
  * and APNs' error bodies, from arbitrary bytes (cJSON underneath).

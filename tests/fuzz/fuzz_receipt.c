@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_receipt — arbitrary payloads on chat/receipt from alice/phone, whose
  * conversation dm:alice:bob holds messages both ways (some queued for her,
  * some sent by her, so both the ack and the state paths run). */

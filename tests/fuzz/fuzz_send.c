@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_send — a device's send: arbitrary payloads on chat/dm/bob from
  * alice/phone (bob has a device online and one offline, alice another one
  * online), through core_message, the store and the events it publishes. */

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_store_record — the store reading back records it did not write
  * (disk corruption, a bug in an older version, a hand-edited database):
  * every decoder of a stored value or key must answer an error, never crash.

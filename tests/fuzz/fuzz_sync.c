@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_sync — offline delivery as a whole: an input is a script of
  * operations by the cast's devices (sends, receipts, syncs, reconnects,
  * clock jumps and ticks, privacy changes), some with raw fuzzed payloads,

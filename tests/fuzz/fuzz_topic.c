@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_topic — topic names and subscription filters: topic_parse,
  * filter_reaches_chat and core_acl for every kind of client and access, on
  * the harness core (prefix "chat", foreign_acl defer) and on a second core

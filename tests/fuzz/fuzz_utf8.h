@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_utf8.h — strict UTF-8 validation (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), the rule libcbor and strict client
  * decoders apply to CBOR text strings. For the fuzz targets' checks. */

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Writes the seed corpora of the fuzz targets: tests/fuzz/corpus/<what>/.
 
 Each seed is a real payload of the wire contract (docs/PROTOCOL.md,

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /*
  * A test plugin for broker-patches/0004 (deferred acknowledgements), loaded by
  * tests/integration/test_ack_defer.py into the patched broker. Not the chat

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Shared harness for the mosquitto-chat integration tests.
 
 Runs with Debian's /usr/bin/python3 only (python3-paho-mqtt 1.6, python3-cbor2).

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Local stand-ins for FCM HTTP v1, Google's OAuth2 token endpoint and APNs:
 one HTTPS server on 127.0.0.1 that speaks only HTTP/2 (ALPN "h2", python3-h2)
 behind a test CA made with openssl at test time. They check what the real

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The power cut: turns a directory that a process ran on under the
 tests/powercut shim (LD_PRELOAD=build/lib/powercut.so, POWERCUT_DIR,
 POWERCUT_LOG) and was then killed with SIGKILL into what a disk would hold

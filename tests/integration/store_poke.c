@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* store_poke.c — test helper: writes one raw key into a RocksDB directory
  * (the plugin's store or the key server's), to fake what an older or newer
  * build left behind. The integration tests use it to check that a store of

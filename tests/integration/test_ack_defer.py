@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """broker-patches/0004: deferred PUBACK/PUBREC, against the patched broker.
 
 Not the chat plugin: a test plugin (ack_defer_plugin.c, built beside it)

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The operator's admin surface through chatctl against a real broker:
 listings (paged), token rotation, service accounts' removal and roles,
 group operator commands, --json on every command."""

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The ACL and abuse matrix: a real broker with the plugin, a real key server
 and a shared IoT side (allow_anonymous, plugin_opt_foreign_acl allow: the
 most open setting a deployment can choose). Every attempt below is something

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Bad sends: each gets an error event with its code, nothing is delivered or
 stored, and the broker keeps serving everyone."""
 

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Smoke run of every bench/chatbench mode with a few hundred messages.
 
 Asserts correctness only — no loss, no duplicates, seqs in order, every

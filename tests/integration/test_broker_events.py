@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """What the broker-patches events add, against a real broker.
 
 On the patched build (ctest label `patched`, CHAT_BROKER) with the plugin's

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """chat-client end to end: real broker + plugin, real chat-keyserver, and
 chat-client processes driven through their command line.
 

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Queues survive the broker: kill -9 during a burst of QoS 1 sends, restart
 on the same data dir, and the recipient's sync delivers every message whose
 PUBACK the sender saw, with no seq gaps; a clean restart keeps queues and

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """1:1 messages between online devices: fields, seqs, sent, dedup, bodies."""
 
 import time

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """A PUBACK means stored: kill -9 right after it, restart, and the store still
 has the message (the conversation's seq continues; a retry of the same cid
 answers with the original seq)."""

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The mosquitto_pub / mosquitto_sub walkthrough in examples/scripts works.
 
 Each examples/scripts/NN-*.sh runs, in order, against this file's broker

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Faults: the store's disk fills up under a real broker.
 
 The data dir lives on a size-limited tmpfs (mounted here; needs root, the

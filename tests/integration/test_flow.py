@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Flow control through a real broker (plugin/flow.c): the sender in a group
 gets one receipt event per member and message, far more than mosquitto's
 per-client queue holds (max_inflight_messages 20 + max_queued_messages

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Foreign (non-chat) clients on a shared broker.
 
 With plugin_opt_foreign_acl allow + allow_anonymous true, an anonymous IoT

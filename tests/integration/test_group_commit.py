@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Sync writes with group commit (plugin/commit.c, store/commit.c) on the
 broker-patches build, whose 0004 lets the plugin acknowledge a publish after
 a shared fsync; on stock mosquitto sync writes fsync every write and the

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Groups through a real broker: ctl group.create/add/remove/leave/admin with
 their `group` events in the conversation's order, fan-out of chat/group/{G}
 to every device of every member, non-members refused, a removed member cut

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """cmake --install into a temporary prefix: the plugin, chatctl,
 chat-keyserver, chat-pushgw, the example mosquitto.conf snippet, the
 /etc/default examples, the man pages and the systemd units are where

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Differential test: what an IoT client sees does not depend on the plugin
 (issue 24; shared/PROTOCOL.md §3).
 

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Under systemd the sidecars' stderr lines carry sd-daemon(3) priority
 prefixes (<3> error, <4> warning, <6> info, <7> debug), which journald turns
 into the entries' priorities; elsewhere the lines are plain. systemd says

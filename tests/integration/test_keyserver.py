@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """chat-keyserver through a real broker: X3DH with real keys, exhaustion,
 rate limit, isolation between devices, restarts, reconnects, standby.
 

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Device lifecycle end to end: `chatctl device remove U D` disconnects the
 device, drops its queue, and the change reaches U's other devices, U's 1:1
 contacts and U's group co-members as a `devices` inbox event (nobody else);

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """A slow consumer and a reconnect storm against a real broker: the broker's
 memory stays bounded (VmRSS from /proc) and the other devices keep their
 latency.

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The man pages (man/): each renders without a warning, with groff as
 man(1) runs it and with man -l itself, and names every option of its
 program's --help (every command of chatctl's) and every plugin option of

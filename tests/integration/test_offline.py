@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Offline queues and chat/sync: everything sent to an offline device is
 replayed in order, then {"k":"sync","done":true}; a delivered receipt takes
 messages out of the device's queue; large backlogs are replayed through a

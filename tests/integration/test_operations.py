@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Operations: counters that move with traffic ($SYS/broker/chat/… and
 chatctl stats, also --prometheus) and backup -> restore -> sync with a live
 broker (chatctl backup DIR; a broker on DIR serves every message)."""

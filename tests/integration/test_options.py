@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Every plugin_opt_* (the table in plugin/options.c) is documented in
 docs/OPERATIONS.md, and an invalid value of each stops the broker with a log
 line naming the option and what it accepts. Also the key server's options:

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """A power cut, not only kill -9: the broker runs on its data dir under the
 tests/powercut shim (LD_PRELOAD), which records what the process made
 durable (per file the length at its last fsync/fdatasync, per directory its

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """plugin_opt_topic_prefix: the whole chat tree moves under another prefix."""
 
 import cbor2

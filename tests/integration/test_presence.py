@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Presence through a real broker (plugin_opt_presence_grace 1): the retained
 chat/presence/U document goes online at connect and offline with `seen`
 once the last device has been gone for the grace period — after a clean

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """chatctl stats --prometheus, read by Prometheus' own text-format parser
 (python3-prometheus-client): every family has HELP and a type, the gauges
 (what can go down) are gauges, the rest counters with _total, refusal codes

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Push wake-ups end to end: a real broker with the plugin, real chat-pushgw
 processes, and a local HTTP server (Python's http.server) standing in for
 FCM/APNs — the only stand-in: the real services are outside this network.

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """chat-pushgw against local HTTPS/HTTP-2 stand-ins of FCM HTTP v1, Google's
 OAuth2 token endpoint and APNs (h2provider.py, behind a test CA): what the
 real services check is checked there — the JWTs' signatures and claims, the

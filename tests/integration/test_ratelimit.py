@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The per-device send rate limit through a real broker: a flooding device
 gets its burst stored and the rest refused (error code "rate" with the cid,
 MQTT 5 failure code), nothing refused is stored or delivered, other devices

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The README as a newcomer meets it: `make run`, the example session, the
 walkthrough — in the README's order, against one broker, twice.
 

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Receipts (chat/receipt): forward-only state per (message, recipient user),
 each change to every device of the original sender, live or queued for the
 offline ones; read-receipt privacy both ways (chat/ctl privacy); refusals of

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """scripts/run.sh (make run): starts the broker in the foreground with a data
 dir in the checkout, prints next steps that work as printed, serves the web
 client and MQTT over WebSockets on a second port, and refuses a busy port.

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Plugin start: a bad option or an unusable data dir stops the broker with a
 clear log line; a good config starts and creates admin.token (0600)."""
 

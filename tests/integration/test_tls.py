@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """TLS between the broker and every program that connects to it.
 
 A test CA is made here with openssl (a server certificate for 127.0.0.1 and

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Typing through a real broker: chat/typing/{conv} {on} relayed as `typing`
 events to the other members' online devices (dm and group), at QoS 0,
 never stored: an offline device's sync does not replay them; strangers and

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Schema versions: the plugin's store and the key server's store record the
 version they were written with; a store of a version this build does not
 read (newer, or older than anything it migrates) is refused at start with a

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """--version on every program prints "<prog> (mosquitto-chat) <version>" with
 the version of project(mosquitto-chat VERSION …) in CMakeLists.txt (through
 the generated chat_version.h), exits 0 and needs no other option; the

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """The web client (examples/web) in a real browser: Debian's Chromium driven
 by playwright-core (examples/web/test/browser.mjs) against a real broker with
 an MQTT-over-WebSockets listener that also serves the built page (http_dir),

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* powercut.c — an LD_PRELOAD shim that records what a process has made
  * durable under one directory, so that after the process is killed
  * (SIGKILL) tests/integration/powercut.py can turn that directory into what

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_commit.c — group commit (plugin/commit.c over store/commit.c): the
  * held acknowledgements and the publish barrier, driven through core.h with
  * the recording fake core_io and a real store whose commit thread really

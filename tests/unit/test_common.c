@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_common.c — common/: the allocation-free CBOR reader and writer
  * (cbor_io) and the identifier rules of the wire contract (ids).
  *

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_core.c — the plugin core driven through core.h with a recording fake
  * of core_io (every publish, a settable clock, log lines, kicks) and a real
  * store in a fresh temp dir per test. Published payloads are decoded with

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_daemon.c — common/daemon: the sidecars' shared plumbing. The option
  * values and token files the key server and push gateway accept or refuse,
  * the log line's shape and level filter, SIGUSR1 and stop signals, the nap

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_e2ee.c — chat-client's crypto core (examples/client/e2ee.c) against
  * the shared vectors tests/vectors/e2ee.json (RFC 5869 HKDF, RFC 7748
  * X25519, and our own X3DH / Double Ratchet / sender-key bytes, made by an

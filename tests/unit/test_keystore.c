@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_keystore.c — the key server's rules, through keystore.h and the
  * request codec, with real keys made by libsodium. The clock is a variable so
  * rate-limit refill is tested without sleeping. */

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_offline.c — offline delivery in the plugin core (contract §5–§6):
  * per-device queues and chat/sync replay (window, slices, ordering), the
  * flow window of live delivery (spill into the queue, paced drain, exact

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_push.c — push wake-ups (plugin/push.c) driven through core.h with
  * the recording fake core_io and a real store: registration and its
  * errors, coalescing to one wake-up per device per push_interval, nothing

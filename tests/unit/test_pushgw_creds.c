@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_pushgw_creds.c — pushgw/creds.c: service-account files, the RS256
  * assertion of the OAuth2 jwt-bearer grant and the ES256 APNs provider
  * token (verified here with OpenSSL against the public key, the ES256

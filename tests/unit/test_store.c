@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_store.c — the store/ API against a real RocksDB in a fresh temp dir
  * per test. White-box checks (queue contents, corrupt records, a newer
  * schema) reach the raw handles through store_internal.h.

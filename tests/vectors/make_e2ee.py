@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 """Generates tests/vectors/e2ee.json: the E2EE test vectors of docs/E2EE.md.
 
 This is a second, independent implementation of the specification (Python,

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The chat model of one signed-in device: applies inbox events to the stored
 // conversations (dedup by (conv, seq), ✓ / ✓✓ / read ticks, unread counts,
 // group membership), sends messages and receipts, and tracks presence and

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // One device's MQTT session with the chat server (docs/PROTOCOL.md): connects
 // as U/D with its token over WebSockets, subscribes to its inbox, syncs, and
 // turns requests that have replies (chat/ctl, chat/keys) into promises.

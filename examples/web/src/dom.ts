@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // A tiny DOM builder: h("div.class", {attrs}, ...children). No framework; the
 // screens rebuild the parts that change.
 type Child = Node | string | number | null | undefined | false | Child[];

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The device side of docs/E2EE.md §1 and §5: this device's keys on the key
 // server, one Double Ratchet session per remote device (two while a
 // simultaneous start settles), our sender key per group with who already has

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // Line icons as inline SVG (no icon font, no network): 24×24 paths drawn
 // with the current text colour.
 const PATHS: Record<string, string> = {

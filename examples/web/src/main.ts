@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // Entry point: resumes the stored session (a reload keeps you signed in) or
 // shows the sign-in screen.
 import { ChatApp } from "./app";

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // Web Push for this page (docs/WEB.md, "Wake-ups"): when the deployment
 // serves its VAPID public key as vapid-public-key.txt next to the page, the
 // page registers the service worker (sw.js), subscribes with that key and

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // What a device remembers between page loads, in localStorage: the signed-in
 // credentials and, per account, the conversations with their decrypted
 // history, receipts and unread counts. Messages are kept in (conv, seq) order

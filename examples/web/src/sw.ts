@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The service worker: shows a notification when a Web Push wake-up comes
 // (chat-pushgw encrypts {"pending": N} for this browser's subscription; the
 // browser has already decrypted it). The text is generic, never a message:

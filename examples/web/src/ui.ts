@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The screens: sign-in, the conversation list, a conversation, and the
 // dialogs (new chat, new group, group members, devices). Rendering reads the
 // ChatApp model; user actions call its verbs.

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The wire format of docs/PROTOCOL.md as the browser sees it: CBOR maps with
 // text keys and byte strings as Uint8Array, topic names, conversation ids.
 import { decode, encode } from "cborg";

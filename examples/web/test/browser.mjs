@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // Browser scenarios for the web client, in Debian's Chromium driven by
 // playwright-core. Run by tests/integration/test_web.py, which starts the
 // broker (MQTT over WebSockets, the page from http_dir), the key server and

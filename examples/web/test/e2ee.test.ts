@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The web client's crypto against the shared vectors of docs/E2EE.md
 // (tests/vectors/e2ee.json), the same bytes chat-client's unit test checks:
 // primitives, X3DH from both sides, a Double Ratchet conversation replayed

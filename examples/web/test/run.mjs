@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // Runs the node tests of the web client: bundles test/*.test.ts with esbuild
 // into a scratch directory (node cannot load TypeScript), then runs them with
 // node's test runner. Usage: node test/run.mjs [OUTDIR]

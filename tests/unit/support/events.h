@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* events.h — decoding the payloads the fake core_io recorded (fake_io.h)
  * with the project's CBOR reader, for assertions in Check tests. Every
  * payload must be one well-formed CBOR map with text keys; the f*()

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fake_io.c — the recording fake of core_io and lookups over what it
  * recorded; see fake_io.h.
  */

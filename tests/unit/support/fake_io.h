@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fake_io.h — a recording fake of core_io for the unit tests that drive the
  * plugin core (test_core.c, test_offline.c): every publish is copied into
  * F.pubs, the clock is F.now (settable), log lines are kept in F.logs and

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* harness.c — temp dirs, the core's lifecycle, admin commands and test
  * devices for the core unit tests; see harness.h.
  */

@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* harness.h — per-test state for the unit tests that drive the plugin core
  * (test_core.c, test_offline.c): a fresh temp data dir and a core opened
  * on it with the fake core_io (fake_io.h), the admin credential, test

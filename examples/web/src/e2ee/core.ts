@@ -1,3 +1,5 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The crypto of docs/E2EE.md on libsodium (the sumo build, for HMAC-SHA256):
 // X3DH, the Double Ratchet with unencrypted headers, sender keys for groups,
 // and the body envelope. No I/O and no storage: state goes in and comes out,
