@@ -26,7 +26,7 @@ HASH_NAMES = ("CMakeLists.txt", "Makefile", "series", "device-token", "cbor", "r
 
 def style(path):
     name = os.path.basename(path)
-    if path.endswith(SLASH):
+    if path.endswith(SLASH) or path.endswith(tuple(e + ".in" for e in SLASH)):
         return "//"
     if path.endswith(HASH) or name in HASH_NAMES:
         return "#"
