@@ -406,41 +406,21 @@ static mode_t va_mode(int flags, va_list ap)
 	return takes_mode ? (mode_t)va_arg(ap, int) : 0;
 }
 
-int open(const char *path, int flags, ...)
-{
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = va_mode(flags, ap);
-	va_end(ap);
-	return pc_open(AT_FDCWD, path, flags, mode);
-}
-
-int open64(const char *path, int flags, ...)
-{
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = va_mode(flags, ap);
-	va_end(ap);
-	return pc_open(AT_FDCWD, path, flags, mode);
-}
-
-int openat(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = va_mode(flags, ap);
-	va_end(ap);
-	return pc_open(dirfd, path, flags, mode);
-}
-
-int openat64(int dirfd, const char *path, int flags, ...)
-{
-	va_list ap;
-	va_start(ap, flags);
-	mode_t mode = va_mode(flags, ap);
-	va_end(ap);
-	return pc_open(dirfd, path, flags, mode);
-}
+/* open(2)'s four variadic names, one body: the mode argument is there only
+ * with O_CREAT or O_TMPFILE. */
+#define PC_OPEN_FN(name, params, at)                      \
+	int name params                                   \
+	{                                                 \
+		va_list ap;                               \
+		va_start(ap, flags);                      \
+		mode_t mode = va_mode(flags, ap);         \
+		va_end(ap);                               \
+		return pc_open(at, path, flags, mode);    \
+	}
+PC_OPEN_FN(open, (const char *path, int flags, ...), AT_FDCWD)
+PC_OPEN_FN(open64, (const char *path, int flags, ...), AT_FDCWD)
+PC_OPEN_FN(openat, (int dirfd, const char *path, int flags, ...), dirfd)
+PC_OPEN_FN(openat64, (int dirfd, const char *path, int flags, ...), dirfd)
 
 /* the _FORTIFY_SOURCE entry points (no mode: O_CREAT is refused there) */
 int __open_2(const char *path, int flags);
