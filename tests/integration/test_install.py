@@ -28,6 +28,23 @@ from chatlib import (BROKER_DEFAULT_LINES, BUILD_DIR, SOURCE_DIR, Broker, Device
 from test_tls import make_pki, snippet_tls_lines
 
 
+def dm_through(test, broker, ctl, prefix, body):
+    """Two devices added with the installed chatctl (`ctl`: its command line
+    for `broker`) exchange one dm through the broker."""
+    toks, users = [], (uniq(prefix), uniq(prefix))
+    for user in users:
+        r = subprocess.run(ctl + ["device", "add", user, "d"], capture_output=True, text=True,
+                           timeout=15)
+        test.assertEqual(r.returncode, 0, r.stderr)
+        toks.append(r.stdout.strip())
+    du = Device(broker, users[0], "d", toks[0]).connect()
+    dv = Device(broker, users[1], "d", toks[1]).connect()
+    du.send_dm(users[1], 1, body=body)
+    test.assertEqual(dv.wait_event("msg")["body"], body)
+    du.close()
+    dv.close()
+
+
 class InstallTest(unittest.TestCase):
 
     @classmethod
@@ -134,19 +151,7 @@ class InstallTest(unittest.TestCase):
         self.assertIn("plugin %s" % self.path(self.libdir, "mosquitto_chat.so"),
                       open(b.conf).read())
         ctl = [self.path("bin/chatctl"), "-p", str(b.port), "--token-file", b.token_file]
-        u, v = uniq("inst"), uniq("inst")
-        toks = []
-        for user in (u, v):
-            r = subprocess.run(ctl + ["device", "add", user, "d"], capture_output=True,
-                               text=True, timeout=15)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            toks.append(r.stdout.strip())
-        du = Device(b, u, "d", toks[0]).connect()
-        dv = Device(b, v, "d", toks[1]).connect()
-        du.send_dm(v, 1, body=b"installed")
-        self.assertEqual(dv.wait_event("msg")["body"], b"installed")
-        du.close()
-        dv.close()
+        dm_through(self, b, ctl, "inst", b"installed")
         r = subprocess.run(ctl + ["stats"], capture_output=True, text=True, timeout=15)
         self.assertRegex(r.stdout, r"(?m)^messages_stored 1$")
 
@@ -228,19 +233,7 @@ class NoTestingInstallTest(unittest.TestCase):
         b.start()
         ctl = [self.installed("/usr/bin/chatctl"), "-p", str(b.port), "--token-file",
                b.token_file]
-        u, v = uniq("nt"), uniq("nt")
-        toks = []
-        for user in (u, v):
-            r = subprocess.run(ctl + ["device", "add", user, "d"], capture_output=True,
-                               text=True, timeout=15)
-            self.assertEqual(r.returncode, 0, r.stderr)
-            toks.append(r.stdout.strip())
-        du = Device(b, u, "d", toks[0]).connect()
-        dv = Device(b, v, "d", toks[1]).connect()
-        du.send_dm(v, 1, body=b"no tests built")
-        self.assertEqual(dv.wait_event("msg")["body"], b"no tests built")
-        du.close()
-        dv.close()
+        dm_through(self, b, ctl, "nt", b"no tests built")
         r = subprocess.run([self.installed("/usr/sbin/chat-keyserver"), "--version"],
                            capture_output=True, text=True, timeout=15)
         self.assertRegex(r.stdout, r"^chat-keyserver \(mosquitto-chat\) [0-9.]+\n$")
