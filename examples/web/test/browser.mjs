@@ -374,7 +374,16 @@ async function webpush() {
   await signIn(alice);
   await page.waitForSelector("[data-testid=conn]:is([data-push=subscribed], [data-push=failed])");
   log("push state:", await page.getAttribute("[data-testid=conn]", "data-push"));
-  const script = await page.evaluate(async () => (await navigator.serviceWorker.ready).active.scriptURL);
+  // ready resolves while the worker may still be "activating", and a push sent
+  // to a worker that is not yet "activated" can be dropped (seen once in CI
+  // under load): wait for "activated", as a push service's first wake-up would
+  // find it long after sign-in
+  const script = await page.evaluate(async () => {
+    const w = (await navigator.serviceWorker.ready).active;
+    if (w.state !== "activated")
+      await new Promise((ok) => w.addEventListener("statechange", () => w.state === "activated" && ok()));
+    return w.scriptURL;
+  });
   assert.equal(script, `${origin}/sw.js`);
   log("service worker active:", script);
   const reg = [...regs.values()].find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
