@@ -9,7 +9,11 @@
  *                   bounded waits for one reply, ctl and key-server requests
  *   client_chat.c   registration and top-up, encrypting a send (1:1 and
  *                   group), decrypting inbox events, receipts
- *   client_main.c   the command line: --send, --group, --recv, interactive
+ *   client_trust.c  the identity keys seen for each user's devices, the
+ *                   notices when they change, safety numbers and the
+ *                   verified mark (docs/E2EE.md §8)
+ *   client_main.c   the command line: --send, --group, --recv, interactive,
+ *                   --safety-number, --verify
  *
  * The crypto itself is e2ee.c; the format is docs/E2EE.md.
  */
@@ -70,6 +74,18 @@ typedef struct hist {           /* one message in the history */
 	char *text;
 } hist;
 
+typedef struct ckey {           /* one device's identity key as we last saw it */
+	char dev[NAME_MAX_];
+	uint8_t ik[E2E_KEY];
+} ckey;
+
+typedef struct contact {        /* a user's key set (ours too): docs/E2EE.md §8 */
+	char user[NAME_MAX_];
+	bool verified;              /* the user compared the safety number; cleared on a change */
+	bool complete;              /* keys has had every listed device once (else partial) */
+	ckey *keys; size_t nkeys;
+} contact;
+
 typedef struct cstate {
 	char path[4096];
 	bool registered;
@@ -83,6 +99,7 @@ typedef struct cstate {
 	peer_skey *pskeys; size_t npskeys;
 	seen_conv *seen; size_t nseen;
 	hist *hist; size_t nhist;
+	contact *contacts; size_t ncontacts;
 } cstate;
 
 /* Loads DIR/state (or starts empty: *fresh = true). CHAT_OK or an error
@@ -114,6 +131,10 @@ void state_mark_seen(cstate *st, const char *conv, uint64_t seq);
 void state_history(cstate *st, const char *conv, uint64_t seq, const char *from, bool out,
                    const char *text, size_t len);
 hist *state_find_out(cstate *st, const char *conv, uint64_t seq);
+contact *state_contact(cstate *st, const char *user, bool create);
+ckey *contact_key(contact *k, const char *dev);
+void contact_set_key(contact *k, const char *dev, const uint8_t ik[E2E_KEY]);
+void contact_drop_key(contact *k, const char *dev);
 
 /* ---- net ---- */
 
@@ -157,7 +178,7 @@ uint64_t now_ms(void);
 /* A decoded inbox event (pointers into the payload). */
 #define EV_LIST_MAX 1024
 typedef struct ev {
-	cbr_item k, conv, from, body, cid, s, code, msg, gid, op, by;
+	cbr_item k, conv, from, body, cid, s, code, msg, gid, op, by, user, removed;
 	uint64_t seq, rid;
 	bool has_seq, has_rid, ok, done;
 	uint64_t seqs[EV_LIST_MAX]; size_t nseqs;
@@ -192,5 +213,26 @@ int chat_send(client *c, const char *peer_user, const char *gid, const char *tex
  * (a message or a group change left unhandled would be lost to the user). */
 void chat_process(client *c);
 void chat_flush_receipts(client *c);
+
+/* Sessions with every current device of `user` and of our own user (bundles
+ * only where a session is missing), then the key sets checked against the
+ * device lists: what --safety-number and --verify compute from. */
+int chat_refresh_keys(client *c, const char *user);
+
+/* ---- trust (client_trust.c) ---- */
+
+/* A device's identity key, seen in a bundle or in an incoming X3DH message.
+ * Another key than the one we had is a notice; so is a new device once the
+ * user's set is complete (the first set seen for a user is trusted: trust on
+ * first use). quiet: record a new device without a notice (a bundle that
+ * completes a partial set). */
+void trust_seen_key(client *c, const char *addr, const uint8_t ik[E2E_KEY], bool quiet);
+/* `user`'s complete device list (ids, without "U/"): keys of devices not in
+ * it are dropped (a notice each); listed devices we have a session with but
+ * no key for get the session's key. */
+void trust_device_list(client *c, const char *user, const char (*devs)[NAME_MAX_], size_t n);
+/* The safety number of us and peer from the key sets we hold: CHAT_OK, or
+ * an error (message on stderr) when a set is empty. */
+int trust_safety(client *c, const char *peer, char *number, uint8_t *qr);
 
 #endif

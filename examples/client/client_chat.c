@@ -241,6 +241,8 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 	if (!missing)
 		return CHAT_OK;
 
+	const contact *known = state_contact(&c->st, user, false);
+	bool complete = known && known->complete;
 	uint64_t rid = net_req_begin(&c->net, 1, "bundle");
 	cbw_text(&c->net.w, "user");
 	cbw_text(&c->net.w, user);
@@ -271,6 +273,8 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 					if (!read_entry(&r, &b, dev, sizeof dev))
 						break;
 					snprintf(addr, sizeof addr, "%s/%s", user, dev);
+					if (addrs_has(l, addr))   /* a device the broker lists: its key counts */
+						trust_seen_key(c, addr, b.ik, !complete);
 					peer *p = state_peer(&c->st, addr, false);
 					if (!addrs_has(l, addr) || (p && p->nsess > 0))
 						continue;
@@ -326,6 +330,44 @@ static int ensure_all(client *c, const addrs *l)
 		}
 	}
 	return CHAT_OK;
+}
+
+/* The device list of user in l (with our own device for our own user)
+ * checked against the user's key set (client_trust.c). */
+static void check_user(client *c, const addrs *l, const char *user)
+{
+	size_t ul = strlen(user), n = 0;
+	char (*devs)[NAME_MAX_] = calloc(l->n + 1, sizeof *devs);
+	if (!devs)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		if (chat_addr_user_len(l->a[i]) == ul && memcmp(l->a[i], user, ul) == 0)
+			snprintf(devs[n++], NAME_MAX_, "%s", l->a[i] + ul + 1);
+	if (strcmp(user, c->net.user) == 0)
+		snprintf(devs[n++], NAME_MAX_, "%s", c->net.dev);
+	trust_device_list(c, user, (const char (*)[NAME_MAX_])devs, n);
+	free(devs);
+}
+
+int chat_refresh_keys(client *c, const char *user)
+{
+	addrs l = { 0 };
+	int rc = list_devices(c, user, &l);
+	if (rc == CHAT_OK && l.n == 0 && strcmp(user, c->net.user) != 0) {
+		fprintf(stderr, "chat-client: %s has no devices\n", user);
+		rc = CHAT_ENOTFOUND;
+	}
+	if (rc == CHAT_OK && strcmp(user, c->net.user) != 0)
+		rc = list_devices(c, c->net.user, &l);
+	if (rc == CHAT_OK)
+		rc = ensure_all(c, &l);
+	if (rc == CHAT_OK) {
+		check_user(c, &l, user);
+		check_user(c, &l, c->net.user);
+		rc = state_save(&c->st);
+	}
+	free(l.a);
+	return rc;
 }
 
 /* ---- sending ---- */
@@ -410,6 +452,8 @@ static int send_dm(client *c, const char *peer_user, const uint8_t *pt, size_t l
 			free(l.a);
 			break;
 		}
+		check_user(c, &l, peer_user);
+		check_user(c, &l, c->net.user);
 		cbw *w = &c->net.w;
 		cbw_reset(w);
 		cbw_map(w, 2);
@@ -483,6 +527,16 @@ static int send_group(client *c, const char *gid, const uint8_t *pt, size_t len,
 		if (rc != CHAT_OK) {
 			free(l.a);
 			break;
+		}
+		for (size_t i = 0; i < l.n; i++) {   /* each member once, not us */
+			char u[NAME_MAX_];
+			size_t ul = chat_addr_user_len(l.a[i]);
+			bool seen = false;
+			for (size_t j = 0; j < i && !seen; j++)
+				seen = chat_addr_user_len(l.a[j]) == ul && memcmp(l.a[j], l.a[i], ul) == 0;
+			snprintf(u, sizeof u, "%.*s", (int)ul, l.a[i]);
+			if (!seen && strcmp(u, c->net.user) != 0)
+				check_user(c, &l, u);
 		}
 		/* a new sender key when asked to, or when a device that had it is gone */
 		own_skey *k = state_own_skey(&c->st, gid, true);
@@ -604,6 +658,7 @@ static int decrypt_pairwise(client *c, const char *addr, const uint8_t *msg, siz
 		return CHAT_EINVAL;
 	}
 	memcpy(remote_ik, s->remote_ik, E2E_KEY);
+	trust_seen_key(c, addr, s->remote_ik, false);   /* a new device or key: a notice */
 	state_peer_push(state_peer(st, addr, true), s);
 	if (o)
 		state_drop_opk(st, pre.opk_id);
@@ -771,6 +826,32 @@ static void on_group(client *c, ev *e)
 	pend(c, conv, e->seq, false);
 }
 
+/* An admin removed a device of a user we talk to (docs/PROTOCOL.md §3): its
+ * sessions go, and the key set loses it (a notice). */
+static void on_devices(client *c, ev *e)
+{
+	char user[NAME_MAX_], removed[NAME_MAX_], addr[ADDR_MAX];
+	item_str(user, sizeof user, &e->user);
+	item_str(removed, sizeof removed, &e->removed);
+	if (!chat_valid_user(user, strlen(user)) || !chat_valid_device(removed, strlen(removed)))
+		return;
+	char (*devs)[NAME_MAX_] = calloc(e->nlist + 1, sizeof *devs);
+	if (!devs)
+		return;
+	size_t n = 0;
+	for (size_t i = 0; i < e->nlist; i++)
+		if (e->list[i].type == CBR_TEXT)
+			item_str(devs[n++], NAME_MAX_, &e->list[i]);
+	snprintf(addr, sizeof addr, "%s/%s", user, removed);
+	if (strcmp(addr, c->net.addr) != 0) {
+		state_peer_forget(&c->st, addr);
+		if (state_contact(&c->st, user, false))
+			trust_device_list(c, user, (const char (*)[NAME_MAX_])devs, n);
+		state_save(&c->st);
+	}
+	free(devs);
+}
+
 static void on_receipt(client *c, ev *e)
 {
 	char conv[NAME_MAX_ + 4], s[16], by[NAME_MAX_];
@@ -807,6 +888,8 @@ void chat_process(client *c)
 				on_group(c, e);
 			} else if (cbr_eq(&e->k, "receipt")) {
 				on_receipt(c, e);
+			} else if (cbr_eq(&e->k, "devices")) {
+				on_devices(c, e);
 			} else if (cbr_eq(&e->k, "sync") && e->done) {
 				c->sync_done = true;
 			} else if (cbr_eq(&e->k, "error")) {

@@ -3,7 +3,8 @@
 /* client_main.c — chat-client's command line.
  *
  *   chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR
- *       [TLS options] [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]
+ *       [TLS options] [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS |
+ *                      --safety-number PEER | --verify PEER --code CODE]
  *
  * Without a mode it is interactive (/to U, /group G, /quit). --send and
  * --group exit 0 once the server acknowledges the stored message (and print,
@@ -11,14 +12,19 @@
  * syncs, prints every new message as `conv<TAB>seq<TAB>from<TAB>text`,
  * acknowledges it, and exits after SECONDS without a new one. The first run
  * with an empty --state registers the device's keys with the key server.
+ * --safety-number prints the safety number with PEER (docs/E2EE.md §8) and
+ * its QR payload; --verify marks PEER verified when CODE (the 60 digits the
+ * peer's device shows, spaces allowed, or the QR payload in hex) matches.
  */
 #include "chat_version.h"
 #include "client.h"
 #include "err.h"
 #include "ids.h"
 #include "mqtt_tls.h"
+#include "safety.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
@@ -30,7 +36,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
-	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]\n"
+	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS |\n"
+	        "                    --safety-number PEER | --verify PEER --code CODE]\n"
 	        "       chat-client --help | --version\n"
 	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
@@ -144,14 +151,84 @@ static int do_interactive(client *c)
 	return 0;
 }
 
+/* The safety number with peer from fresh device lists (and bundles where a
+ * device is new). CHAT_OK with number and qr filled. */
+static int safety_of(client *c, const char *peer, char *number, uint8_t *qr)
+{
+	int rc = chat_refresh_keys(c, peer);
+	chat_process(c);
+	return rc == CHAT_OK ? trust_safety(c, peer, number, qr) : rc;
+}
+
+static int do_safety(client *c, const char *peer)
+{
+	char number[SAFETY_DIGITS + 1], hex[2 * SAFETY_QR_LEN + 1];
+	uint8_t qr[SAFETY_QR_LEN];
+	if (safety_of(c, peer, number, qr) != CHAT_OK)
+		return 1;
+	sodium_bin2hex(hex, sizeof hex, qr, sizeof qr);
+	for (char *h = hex; *h; h++)
+		if (*h >= 'a' && *h <= 'f')
+			*h = (char)(*h - 'a' + 'A');
+	contact *k = state_contact(&c->st, peer, false);
+	printf("safety number of %s and %s:\n", c->net.user, peer);
+	for (int row = 0; row < 3; row++) {
+		printf(" ");
+		for (int g = 0; g < 4; g++)
+			printf(" %.5s", number + row * 20 + g * 5);
+		printf("\n");
+	}
+	printf("qr: %s\n%s: %s\n", hex, peer, k && k->verified ? "verified" : "not verified");
+	fflush(stdout);
+	return 0;
+}
+
+static int do_verify(client *c, const char *peer, const char *code)
+{
+	char number[SAFETY_DIGITS + 1], hex[2 * SAFETY_QR_LEN + 1], want[2 * SAFETY_QR_LEN + 1];
+	uint8_t qr[SAFETY_QR_LEN];
+	size_t n = 0;
+	for (const char *p = code; *p; p++)
+		if (*p != ' ' && *p != '-') {
+			if (n + 1 == sizeof want) {
+				n = 0;
+				break;
+			}
+			want[n++] = *p >= 'A' && *p <= 'F' ? (char)(*p - 'A' + 'a') : *p;
+		}
+	want[n] = 0;
+	if (n != SAFETY_DIGITS && n != 2 * SAFETY_QR_LEN) {
+		fprintf(stderr, "chat-client: --code wants the 60 digits of the safety number "
+		        "(spaces allowed) or the QR payload in hex\n");
+		return 2;
+	}
+	if (safety_of(c, peer, number, qr) != CHAT_OK)
+		return 1;
+	sodium_bin2hex(hex, sizeof hex, qr, sizeof qr);
+	if (strcmp(want, n == SAFETY_DIGITS ? number : hex) != 0) {
+		fprintf(stderr, "chat-client: the code does not match the safety number with %s: "
+		        "not verified (compare again; if it still differs, someone may be "
+		        "intercepting)\n", peer);
+		return 1;
+	}
+	contact *k = state_contact(&c->st, peer, false);
+	k->verified = true;
+	if (state_save(&c->st) != CHAT_OK)
+		return 1;
+	printf("%s: verified\n", peer);
+	fflush(stdout);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *host = NULL, *addr = NULL, *token_file = NULL, *state_dir = NULL;
-	const char *send_to = NULL, *group = NULL;
+	const char *send_to = NULL, *group = NULL, *safety_peer = NULL, *verify_peer = NULL;
+	const char *code = NULL;
 	long port = 0, timeout_s = -1;
 	bool recv = false;
 	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
-	       OPT_VERSION };
+	       OPT_VERSION, OPT_SAFETY, OPT_VERIFY, OPT_CODE };
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -159,6 +236,9 @@ int main(int argc, char **argv)
 		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "recv", no_argument, NULL, OPT_RECV },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "safety-number", required_argument, NULL, OPT_SAFETY },
+		{ "verify", required_argument, NULL, OPT_VERIFY },
+		{ "code", required_argument, NULL, OPT_CODE },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		MQTT_TLS_LONGOPTS,
@@ -183,6 +263,9 @@ int main(int argc, char **argv)
 		case OPT_SEND: send_to = optarg; break;
 		case OPT_GROUP: group = optarg; break;
 		case OPT_RECV: recv = true; break;
+		case OPT_SAFETY: safety_peer = optarg; break;
+		case OPT_VERIFY: verify_peer = optarg; break;
+		case OPT_CODE: code = optarg; break;
 		case OPT_TIMEOUT:
 			timeout_s = strtol(optarg, &end, 10);
 			if (*end || timeout_s < 0 || timeout_s > 86400) {
@@ -200,13 +283,14 @@ int main(int argc, char **argv)
 		}
 	}
 	const char *text = optind < argc ? argv[optind] : NULL;
-	int modes = (send_to != NULL) + (group != NULL) + recv;
+	int modes = (send_to != NULL) + (group != NULL) + recv + (safety_peer != NULL) +
+	            (verify_peer != NULL);
 	const char *u, *d;
 	size_t ul, dl;
 	if (!host || !port || !addr || !token_file || !state_dir || modes > 1 ||
 	    ((send_to || group) && (!text || optind + 1 != argc)) ||
 	    (!(send_to || group) && optind != argc) || (recv && timeout_s < 0) ||
-	    (!recv && timeout_s >= 0)) {
+	    (!recv && timeout_s >= 0) || (!verify_peer != !code)) {
 		usage();
 		return 2;
 	}
@@ -222,6 +306,12 @@ int main(int argc, char **argv)
 	if ((send_to && !chat_valid_user(send_to, strlen(send_to))) ||
 	    (group && !chat_valid_group(group, strlen(group)))) {
 		fprintf(stderr, "chat-client: invalid %s id\n", send_to ? "user" : "group");
+		return 2;
+	}
+	const char *trust_peer = safety_peer ? safety_peer : verify_peer;
+	if (trust_peer && (!chat_valid_user(trust_peer, strlen(trust_peer)) ||
+	                   (strlen(trust_peer) == ul && memcmp(trust_peer, u, ul) == 0))) {
+		fprintf(stderr, "chat-client: %s is not another user's id\n", trust_peer);
 		return 2;
 	}
 
@@ -247,6 +337,10 @@ int main(int argc, char **argv)
 			chat_process(&c);
 		} else if (recv) {
 			rc = do_recv(&c, timeout_s);
+		} else if (safety_peer) {
+			rc = do_safety(&c, safety_peer);
+		} else if (verify_peer) {
+			rc = do_verify(&c, verify_peer, code);
 		} else {
 			rc = do_interactive(&c);
 		}

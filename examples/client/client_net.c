@@ -352,6 +352,7 @@ int ev_decode(ev *e, const uint8_t *p, size_t len)
 			{ "k", &e->k }, { "conv", &e->conv }, { "from", &e->from }, { "body", &e->body },
 			{ "cid", &e->cid }, { "s", &e->s }, { "code", &e->code }, { "msg", &e->msg },
 			{ "gid", &e->gid }, { "op", &e->op }, { "by", &e->by },
+			{ "user", &e->user }, { "removed", &e->removed },
 		};
 		bool done = false;
 		for (size_t j = 0; j < sizeof items / sizeof items[0] && !done; j++)

@@ -383,6 +383,47 @@ hist *state_find_out(cstate *st, const char *conv, uint64_t seq)
 	return NULL;
 }
 
+contact *state_contact(cstate *st, const char *user, bool create)
+{
+	for (size_t i = 0; i < st->ncontacts; i++)
+		if (strcmp(st->contacts[i].user, user) == 0)
+			return &st->contacts[i];
+	if (!create)
+		return NULL;
+	st->contacts = xrealloc(st->contacts, (st->ncontacts + 1) * sizeof *st->contacts);
+	contact *k = &st->contacts[st->ncontacts++];
+	memset(k, 0, sizeof *k);
+	snprintf(k->user, sizeof k->user, "%s", user);
+	return k;
+}
+
+ckey *contact_key(contact *k, const char *dev)
+{
+	for (size_t i = 0; i < k->nkeys; i++)
+		if (strcmp(k->keys[i].dev, dev) == 0)
+			return &k->keys[i];
+	return NULL;
+}
+
+void contact_set_key(contact *k, const char *dev, const uint8_t ik[E2E_KEY])
+{
+	ckey *e = contact_key(k, dev);
+	if (!e) {
+		k->keys = xrealloc(k->keys, (k->nkeys + 1) * sizeof *k->keys);
+		e = &k->keys[k->nkeys++];
+		memset(e, 0, sizeof *e);
+		snprintf(e->dev, sizeof e->dev, "%s", dev);
+	}
+	memcpy(e->ik, ik, E2E_KEY);
+}
+
+void contact_drop_key(contact *k, const char *dev)
+{
+	ckey *e = contact_key(k, dev);
+	if (e)
+		*e = k->keys[--k->nkeys];
+}
+
 /* ---- the file ---- */
 
 int state_save(const cstate *st)
@@ -392,7 +433,7 @@ int state_save(const cstate *st)
 	char tmp[sizeof st->path + 8];
 
 	cbw_init(&w);
-	cbw_map(&w, 15);
+	cbw_map(&w, 16);
 	cbw_text(&w, "v"); cbw_uint(&w, STATE_VERSION);
 	cbw_text(&w, "registered"); cbw_bool(&w, st->registered);
 	cbw_text(&w, "ik_pk"); cbw_bytes(&w, st->ik_pk, E2E_KEY);
@@ -464,6 +505,21 @@ int state_save(const cstate *st)
 		cbw_bool(&w, h->out);
 		cbw_uint(&w, (uint64_t)h->status);
 		cbw_text(&w, h->text);
+	}
+	cbw_text(&w, "contacts");   /* [user, verified, complete, [[device, ik] …]] */
+	cbw_array(&w, st->ncontacts);
+	for (size_t i = 0; i < st->ncontacts; i++) {
+		const contact *k = &st->contacts[i];
+		cbw_array(&w, 4);
+		cbw_text(&w, k->user);
+		cbw_bool(&w, k->verified);
+		cbw_bool(&w, k->complete);
+		cbw_array(&w, k->nkeys);
+		for (size_t j = 0; j < k->nkeys; j++) {
+			cbw_array(&w, 2);
+			cbw_text(&w, k->keys[j].dev);
+			cbw_bytes(&w, k->keys[j].ik, E2E_KEY);
+		}
 	}
 	e2e_wipe(buf, sizeof buf);
 
@@ -647,6 +703,32 @@ static void read_body(cstate *st, rd *r)
 				state_history(st, conv, seq, from, out, (const char *)t.ptr, t.len);
 				st->hist[st->nhist - 1].status = status;
 			}
+		} else if (cbr_eq(&key, "contacts")) {
+			size_t n = rd_array(r);
+			for (size_t j = 0; j < n && !r->bad; j++) {
+				char user[NAME_MAX_];
+				rd_array(r);
+				rd_text(r, user, sizeof user);
+				if (r->bad || !user[0] || state_contact(st, user, false)) {
+					r->bad = true;
+					break;
+				}
+				contact *k = state_contact(st, user, true);
+				k->verified = rd_bool(r);
+				k->complete = rd_bool(r);
+				size_t m = rd_array(r);
+				for (size_t x = 0; x < m && !r->bad; x++) {
+					char dev[NAME_MAX_];
+					uint8_t ik[E2E_KEY];
+					rd_array(r);
+					rd_text(r, dev, sizeof dev);
+					rd_bytes(r, ik, E2E_KEY);
+					if (!r->bad && (!dev[0] || contact_key(k, dev)))
+						r->bad = true;
+					if (!r->bad)
+						contact_set_key(k, dev, ik);
+				}
+			}
 		} else if (cbr_skip_next(&r->r) != CHAT_OK) {
 			r->bad = true;
 		}
@@ -714,6 +796,9 @@ void state_free(cstate *st)
 	for (size_t i = 0; i < st->nhist; i++)
 		free(st->hist[i].text);
 	free(st->hist);
+	for (size_t i = 0; i < st->ncontacts; i++)
+		free(st->contacts[i].keys);
+	free(st->contacts);
 	if (st->opks)
 		e2e_wipe(st->opks, st->nopks * sizeof *st->opks);
 	free(st->opks);
