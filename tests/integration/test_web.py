@@ -121,6 +121,34 @@ class WebTest(ChatTestCase):
         chatctl = [CHATCTL, "-p", str(self.broker.port), "--token-file", self.broker.token_file]
         self.run_scenario("removal", users, chatctl=chatctl)
 
+    def test_safety(self):
+        """Safety numbers (docs/E2EE.md §8): alice's browser, alice's
+        chat-client and bob's chat-client show the same number and QR payload;
+        alice verifies bob on both devices; bob's device is removed and comes
+        back with new keys: both of alice's devices show the notices, lose the
+        verified mark, and agree on the new number with bob."""
+        if not os.path.exists(CHAT_CLIENT):
+            self.fail("chat-client not built: %s" % CHAT_CLIENT)
+        users = self.users("alice")
+        alice = users["alice"]["addr"].split("/")[0]
+        bob = uniq("bob")
+        users["bob"] = {"addr": "%s/phone" % bob}
+        clients = {}
+        for name, addr, state in (("alicecli", "%s/cli" % alice, "alicecli"),
+                                  ("bob", "%s/phone" % bob, "bob"),
+                                  ("bobnew", "%s/phone" % bob, "bobnew")):
+            token_file = os.path.join(self.broker.tmp, "%s-%s.token" % (bob, name))
+            if name != "bobnew":   # the scenario writes bobnew's token when it re-adds the device
+                u, d = addr.split("/")
+                with open(token_file, "w") as f:
+                    f.write(self.broker.add_device(u, d) + "\n")
+            clients[name] = {"token_file": token_file, "argv": [
+                CHAT_CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", addr,
+                "--token-file", token_file,
+                "--state", os.path.join(self.broker.tmp, "%s-%s.state" % (bob, state))]}
+        chatctl = [CHATCTL, "-p", str(self.broker.port), "--token-file", self.broker.token_file]
+        self.run_scenario("safety", users, clients=clients, chatctl=chatctl)
+
     def test_webpush_service_worker(self):
         """The page as a deployment that offers Web Push serves it: by a web
         server that sends JavaScript as such (a browser registers a service

@@ -16,6 +16,7 @@ import {
   type Tick,
 } from "./store";
 import { dmConv, dmPeer, groupConv, groupId, userOf } from "./wire";
+import type { KeyChange, SafetyView } from "./e2ee";
 
 /** What a send carries: one body for everyone, or one per device. */
 export type Sealed = { body: Uint8Array } | { bodies: Record<string, Uint8Array> };
@@ -37,6 +38,12 @@ export interface Crypto {
   fingerprint(): Promise<string>;
   /** The retained pre-key status of this device changed. */
   keyStatus(conn: Connection, doc: Reply): Promise<void>;
+  /** The safety number with peer (docs/E2EE.md §8), from fresh device lists. */
+  safety(conn: Connection, peer: string): Promise<SafetyView>;
+  isVerified(peer: string): boolean;
+  setVerified(peer: string, verified: boolean): Promise<void>;
+  /** Set by ChatApp: a user's key set changed (after the first one seen). */
+  onKeyChange: (c: KeyChange) => void;
 }
 
 export interface Presence {
@@ -82,6 +89,7 @@ export class ChatApp {
     this.me = creds.user;
     this.addr = `${creds.user}/${creds.device}`;
     this.state = loadAccount(this.addr);
+    crypto.onKeyChange = (c) => this.keyNotice(c);
     this.conn = new Connection(creds, {
       event: (ev) => {
         this.queue = this.queue.then(() => this.onEvent(ev)).catch((e) => this.warn(String(e)));
@@ -240,6 +248,36 @@ export class ChatApp {
 
   fingerprint(): Promise<string> {
     return this.crypto.fingerprint();
+  }
+
+  safety(peer: string): Promise<SafetyView> {
+    return this.crypto.safety(this.conn, peer);
+  }
+
+  isVerified(peer: string): boolean {
+    return this.crypto.isVerified(peer);
+  }
+
+  async setVerified(peer: string, verified: boolean): Promise<void> {
+    await this.crypto.setVerified(peer, verified);
+    this.changed(false);
+  }
+
+  /** A notice in the conversation with the user whose key set changed (every
+   *  1:1 conversation for a change of our own): after the last message, before
+   *  any that comes later (a fractional seq, never sent anywhere). */
+  private keyNotice(k: KeyChange): void {
+    const own = k.user === this.me;
+    const text = own
+      ? `Your safety number changed (with everyone): ${k.what}${k.wasVerified ? "; verified contacts are unverified now" : ""}`
+      : `${k.user}'s safety number changed: ${k.what}${k.wasVerified ? "; no longer verified" : ""}`;
+    const convs = own ? Object.values(this.state.convs).filter((c) => c.kind === "dm")
+      : [this.ensureConv(dmConv(this.me, k.user))];
+    for (const c of convs) {
+      const top = c.messages.reduce((n, m) => Math.max(n, m.seq), 0);
+      insertMessage(c, { seq: top + 0.001, cid: "", from: "", ts: Date.now(), text, mine: false, event: true, notice: true });
+    }
+    this.changed();
   }
 
   async devices(user: string): Promise<string[]> {

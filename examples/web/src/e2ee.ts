@@ -10,6 +10,7 @@ import sodium from "libsodium-wrappers-sumo";
 import type { Crypto, Sealed } from "./app";
 import { RequestError, type Connection, type Credentials, type Reply } from "./client";
 import * as E from "./e2ee/core";
+import * as S from "./e2ee/safety";
 import type { Conversation } from "./store";
 import { groupId, userOf } from "./wire";
 
@@ -23,6 +24,26 @@ interface OurChain {
   stale: boolean; // a group event arrived: rotate before the next send
 }
 
+/** A user's key set (docs/E2EE.md §8): what the safety number covers. */
+interface Contact {
+  verified: boolean; // the user compared the safety number; cleared on any change
+  complete: boolean; // the set has held every listed device once (else: partial, from X3DH)
+  keys: Record<string, Uint8Array>; // device id -> identity key
+}
+
+/** A change in a key set: user's safety number changed. */
+export interface KeyChange {
+  user: string;
+  what: string; // "device bob/tab added", "key of bob/phone changed", "device bob/phone removed"
+  wasVerified: boolean;
+}
+
+export interface SafetyView {
+  number: string; // 60 digits
+  qr: string; // the QR payload in upper-case hex
+  verified: boolean;
+}
+
 interface KeyState {
   ik: E.KeyPair;
   spk: E.KeyPair & { id: number };
@@ -32,6 +53,7 @@ interface KeyState {
   sessions: Record<string, E.Session[]>; // remote device -> newest first
   ours: Record<string, OurChain>; // gid -> our sender key
   theirs: Record<string, E.Chain[]>; // "U/D g:G" -> newest first
+  contacts?: Record<string, Contact>; // user -> key set (ours too); absent in older states
 }
 
 // JSON with byte strings as {"$b": base64}
@@ -47,6 +69,8 @@ export class E2EE implements Crypto {
   private readonly storeKey: string;
   private devicesCache = new Map<string, string[]>(); // user -> device ids
   private uploading = false;
+  /** Told of every change of a key set after the first (ChatApp shows a notice). */
+  onKeyChange: (c: KeyChange) => void = () => {};
 
   constructor(readonly creds: Credentials) {
     this.addr = `${creds.user}/${creds.device}`;
@@ -150,6 +174,7 @@ export class E2EE implements Crypto {
     const st = await this.state();
     const missing = new Set(devices.filter((a) => !st.sessions[a]?.length).map(userOf));
     for (const user of missing) {
+      const quiet = !this.contactOf(user, false)?.complete; // completing a partial set
       const r = await conn.keys("bundle", { user }).catch((e) => {
         if (e instanceof RequestError && e.code === "notfound")
           throw new Error(`no keys for ${user} on the key server yet (no device of theirs has signed in)`);
@@ -157,6 +182,7 @@ export class E2EE implements Crypto {
       });
       for (const e of (r.devices as Reply[]) ?? []) {
         const addr = `${user}/${String(e.device)}`;
+        if (devices.includes(addr) && e.ik instanceof Uint8Array) this.seenKey(addr, e.ik, quiet);
         if (!devices.includes(addr) || st.sessions[addr]?.length) continue;
         const spk = e.spk as Reply;
         const opk = e.opk as Reply | undefined;
@@ -176,6 +202,89 @@ export class E2EE implements Crypto {
     return E.pairwiseEncrypt(this.st!.sessions[addr][0], pt);
   }
 
+  // ------------------------------------------------------------ key sets and safety numbers
+
+  private contactOf(user: string, create: boolean): Contact | undefined {
+    const st = this.st!;
+    st.contacts ??= {};
+    if (!st.contacts[user] && create) st.contacts[user] = { verified: false, complete: false, keys: {} };
+    return st.contacts[user];
+  }
+
+  /** A change of user's set: verified marks go (all of them for our own set). */
+  private changedSet(user: string, what: string): void {
+    const st = this.st!;
+    let wasVerified = false;
+    for (const [u, c] of Object.entries(st.contacts ?? {}))
+      if (u === user || user === this.creds.user) {
+        wasVerified ||= c.verified;
+        c.verified = false;
+      }
+    this.save();
+    this.onKeyChange({ user, what, wasVerified });
+  }
+
+  /** A device's identity key from a bundle or an X3DH message (client_trust.c's rules). */
+  private seenKey(addr: string, ik: Uint8Array, quiet: boolean): void {
+    const user = userOf(addr);
+    const dev = addr.slice(user.length + 1);
+    const c = this.contactOf(user, true)!;
+    const had = c.keys[dev];
+    if (had && sodium.memcmp(had, ik)) return;
+    c.keys[dev] = Uint8Array.from(ik);
+    if (had || (c.complete && !quiet)) this.changedSet(user, had ? `key of ${addr} changed` : `device ${addr} added`);
+  }
+
+  /** user's complete device list: keys of devices not on it are dropped (a notice each). */
+  private deviceList(user: string, devs: string[]): void {
+    const st = this.st!;
+    const c = this.contactOf(user, true)!;
+    for (const d of Object.keys(c.keys))
+      if (!devs.includes(d)) {
+        delete c.keys[d];
+        this.changedSet(user, `device ${user}/${d} removed`);
+      }
+    for (const d of devs) {
+      const addr = `${user}/${d}`;
+      if (c.keys[d]) continue;
+      if (addr === this.addr) c.keys[d] = st.ik.pk;
+      else if (st.sessions[addr]?.length) c.keys[d] = st.sessions[addr][0].remoteIk;
+    }
+    c.complete = true;
+  }
+
+  /** The safety number with peer, from fresh device lists (bundles only for new devices). */
+  async safety(conn: Connection, peer: string): Promise<SafetyView> {
+    const st = await this.state();
+    const me = this.creds.user;
+    this.devicesCache.delete(peer);
+    this.devicesCache.delete(me);
+    const theirs = await this.devicesOf(conn, peer);
+    if (!theirs.length) throw new Error(`${peer} has no devices`);
+    const devices = await this.recipients(conn, [peer, me]);
+    await this.sessionsFor(conn, devices);
+    this.deviceList(peer, theirs.map((a) => a.slice(peer.length + 1)));
+    this.deviceList(me, (await this.devicesOf(conn, me)).map((a) => a.slice(me.length + 1)));
+    this.save();
+    const ours = { ...this.contactOf(me, true)!.keys, [this.creds.device]: st.ik.pk };
+    const p = this.contactOf(peer, false)!;
+    const r = S.safetyNumber(me, ours, peer, p.keys);
+    return { number: r.number, qr: S.qrText(r.qr), verified: p.verified };
+  }
+
+  isVerified(peer: string): boolean {
+    return this.st?.contacts?.[peer]?.verified ?? false;
+  }
+
+  /** Marks peer verified (the user compared view.number) or not. */
+  async setVerified(peer: string, verified: boolean): Promise<void> {
+    await this.state();
+    const c = this.contactOf(peer, false);
+    if (!c) throw new Error(`no keys of ${peer} known yet`);
+    c.verified = verified;
+    this.save();
+  }
+
   // ------------------------------------------------------------ sealing
 
   async seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed> {
@@ -183,6 +292,9 @@ export class E2EE implements Crypto {
     const gid = groupId(conv.id);
     const devices = await this.recipients(conn, [...conv.members, this.creds.user]);
     await this.sessionsFor(conn, devices);
+    // the lists we send to are complete: check the key sets against them
+    for (const u of new Set([...conv.members.filter((m) => m !== this.creds.user), ...(gid === null ? [this.creds.user] : [])]))
+      this.deviceList(u, (await this.devicesOf(conn, u)).map((a) => a.slice(u.length + 1)));
     const bodies: Record<string, Uint8Array> = {};
     const pt = E.textPlaintext(text);
     if (gid === null) {
@@ -219,6 +331,10 @@ export class E2EE implements Crypto {
     const st = this.st;
     if (st && st.sessions[`${user}/${removed}`]) {
       delete st.sessions[`${user}/${removed}`]; // a group key it held is rotated on the next send
+      this.save();
+    }
+    if (st && `${user}/${removed}` !== this.addr && this.contactOf(user, false)) {
+      this.deviceList(user, devices);
       this.save();
     }
   }
@@ -295,6 +411,7 @@ export class E2EE implements Crypto {
     if (pre.opkId && !opk) throw new E.CryptoError("one-time pre-key already used");
     const r = E.pairwiseDecrypt(E.x3dhRespond(st.ik, st.spk, opk ?? null, pre).session, msg);
     if (pre.opkId) delete st.opks[pre.opkId]; // one time only
+    this.seenKey(from, r.session.remoteIk, false); // a new device or a new key: a notice
     return keep(-1, r);
   }
 }

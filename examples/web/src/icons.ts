@@ -10,6 +10,7 @@ const PATHS: Record<string, string> = {
   send: "M22 2 11 13M22 2l-7 20-4-9-9-4 20-7z",
   back: "M15 18l-6-6 6-6",
   clock: "M12 22a10 10 0 1 0 0-20 10 10 0 0 0 0 20zM12 6v6l4 2",
+  shield: "M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z",
   lock: "M5 11h14v10H5zM8 11V7a4 4 0 0 1 8 0v4",
   close: "M18 6 6 18M6 6l12 12",
 };

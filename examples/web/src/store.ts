@@ -16,6 +16,7 @@ export interface Message {
   text: string;
   mine: boolean;
   event?: boolean; // a group membership change, shown as a note
+  notice?: boolean; // with event: a safety-number change (docs/E2EE.md §8); seq is fractional
   tick?: Tick; // own messages only
   error?: string;
   retries?: number; // sends answered with `devices` and sealed again

@@ -1,11 +1,14 @@
 // SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
 // SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // The screens: sign-in, the conversation list, a conversation, and the
-// dialogs (new chat, new group, group members, devices). Rendering reads the
+// dialogs (new chat, new group, group members, devices, verify a contact's
+// safety number). Rendering reads the
 // ChatApp model; user actions call its verbs.
 import type { ChatApp } from "./app";
 import { RequestError, type Credentials } from "./client";
 import { h, replace } from "./dom";
+import { groups } from "./e2ee/safety";
+import qrcode from "qrcode-generator";
 import { icon } from "./icons";
 import { lastActivity, type Conversation, type Message } from "./store";
 import { DEVICE_RE, ID_RE, userOf } from "./wire";
@@ -180,8 +183,12 @@ export class ChatScreen {
     replace(this.header,
       h("button.icon.back", { "aria-label": "Back", onclick: () => app.open(null) }, icon("back", 24)),
       avatar(c.title),
-      h("div.who", h("strong", { "data-testid": "conv-title" }, c.kind === "group" ? `# ${c.title}` : c.title),
+      h("div.who", h("strong", { "data-testid": "conv-title" }, c.kind === "group" ? `# ${c.title}` : c.title,
+        c.peer && app.isVerified(c.peer) && h("span.pill.verified", { "data-testid": "verified", title: "You compared the safety number" },
+          icon("shield", 12), " verified")),
         h("span.status", { "data-testid": typing ? "typing" : "presence", class: typing ? "status typing" : "status" }, this.subtitle(c))),
+      c.peer && h("button.icon", { title: "Verify safety number", "aria-label": "Verify safety number", "data-testid": "verify",
+        onclick: () => this.verifyDialog(c.peer!) }, icon("shield")),
       c.kind === "group" && h("button.icon", { title: "Members", "aria-label": "Members", "data-testid": "group-info",
         onclick: () => this.groupDialog(c.id) }, icon("users")));
     const nearBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 80;
@@ -197,6 +204,7 @@ export class ChatScreen {
   }
 
   private bubble(c: Conversation, m: Message): HTMLElement {
+    if (m.notice) return h("div.event.key-notice", { "data-testid": "key-notice", role: "status" }, icon("shield", 12), " ", m.text);
     if (m.event) return h("div.event", { "data-testid": "event" }, m.text);
     const tick = m.mine && m.tick ? TICKS[m.tick] : null;
     return h(`div.msg.${m.mine ? "out" : "in"}`, { "data-testid": "msg", "data-seq": m.seq, "data-tick": m.tick ?? null },
@@ -293,6 +301,38 @@ export class ChatScreen {
       amAdmin && this.form([h("label", "Add a member"), add], "Add", act(() => app.addMembers(id, [add.value.trim()]))),
       !c.left && h("button.danger.wide", { onclick: act(() => app.leaveGroup(id)) }, "Leave group"));
     void app.refreshGroup(id).catch(() => {});
+  }
+
+  /** The safety number with peer in groups of five and as a QR code (docs/E2EE.md §8). */
+  private verifyDialog(peer: string): void {
+    const app = this.app;
+    const body = h("div.safety", { "data-testid": "safety" }, h("p.muted", "computing…"));
+    const shown = this.modal(`Verify ${peer}`, body);
+    void app.safety(peer).then((v) => {
+      if (this.dialog !== shown) return;
+      const qr = qrcode(0, "M");
+      qr.addData(v.qr, "Alphanumeric");
+      qr.make();
+      const pic = h("div.qr", { "data-testid": "safety-qr", "data-payload": v.qr, role: "img",
+        "aria-label": "QR code of the safety number" });
+      pic.innerHTML = qr.createSvgTag({ cellSize: 3, margin: 2, scalable: true }); // markup made by the library from hex
+      const mark = (on: boolean) => async () => {
+        await app.setVerified(peer, on);
+        this.verifyDialog(peer);
+        this.render();
+      };
+      replace(body,
+        h("p.muted.small", `Compare these numbers with ${peer}'s device, in person or on a call you trust. `,
+          "They are the same on both sides when nobody is in between; they change when a device of either of you is added or gets new keys."),
+        h("p.safety-number", { "data-testid": "safety-number", "data-number": v.number }, groups(v.number)),
+        pic,
+        v.verified
+          ? h("p", h("span.pill.verified", icon("shield", 12), " verified"), " ",
+            h("button.small", { "data-testid": "unmark-verified", onclick: mark(false) }, "Clear verification"))
+          : h("button.primary.wide", { "data-testid": "mark-verified", onclick: mark(true) }, "Mark as verified"));
+    }).catch((e) => {
+      if (this.dialog === shown) replace(body, h("p.form-error", { role: "alert" }, errText(e)));
+    });
   }
 
   private devicesDialog(): void {

@@ -6,11 +6,12 @@
 // the devices, and passes them in CHAT_WEB (JSON):
 //   { url, users: { name: { addr, token } }, shots: dir|null,
 //     client: { argv: [chat-client and its connection options] } (interop),
-//     chatctl: [chatctl and its options] (removal) }
-// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal | webpush)
+//     chatctl: [chatctl and its options] (removal, safety),
+//     clients: { name: { argv, token_file } } (safety: chat-client devices by name) }
+// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal | webpush | safety)
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -349,6 +350,97 @@ async function removal() {
   assert.equal(await alice.page.locator("[data-testid=msg][data-tick=failed]").count(), 0, "no send failed");
 }
 
+/** Runs chat-client device `name` of cfg.clients; resolves { out, err } (rejects on failure). */
+function cli(name, ...args) {
+  return new Promise((resolve, reject) => {
+    const [bin, ...base] = cfg.clients[name].argv;
+    execFile(bin, [...base, ...args], { timeout: 60000 }, (e, out, err) => {
+      log(`${name}: chat-client ${args.join(" ")}:`, out.trim(), err.trim());
+      if (e) reject(new Error(`chat-client ${name} ${args.join(" ")} failed: ${e.message}\n${err}`));
+      else resolve({ out, err });
+    });
+  });
+}
+
+/** The 60 digits and QR payload that chat-client --safety-number prints. */
+async function cliSafety(name, peer) {
+  const { out } = await cli(name, "--safety-number", peer);
+  const rows = [...out.matchAll(/^ {2}(\d{5}) (\d{5}) (\d{5}) (\d{5})$/gm)].map((m) => m.slice(1).join(""));
+  assert.equal(rows.length, 3, out);
+  return { number: rows.join(""), qr: /^qr: ([0-9A-F]{130})$/m.exec(out)[1], verified: out.includes(`${peer}: verified`) };
+}
+
+/** The verify dialog of the open 1:1 conversation: { number, qr } as the page shows them. */
+async function pageSafety(p) {
+  await p.page.click("[data-testid=verify]");
+  const el = p.page.locator("[data-testid=safety-number]");
+  await el.waitFor();
+  const number = await el.getAttribute("data-number");
+  assert.equal((await el.textContent()).trim(), number.replace(/(\d{5})(?=\d)/g, "$1 "), "groups of five");
+  const qr = await p.page.locator("[data-testid=safety-qr]").getAttribute("data-payload");
+  assert.ok(await p.page.locator("[data-testid=safety-qr] svg").count(), "a QR code is drawn");
+  return { number, qr };
+}
+
+// Safety numbers across both reference clients (docs/E2EE.md §8): alice
+// has a browser and a chat-client device, bob a chat-client device. All
+// three show the same number; alice verifies bob on both of her devices.
+// An admin removes bob's device and it comes back with new keys: both of
+// alice's devices show the notices and lose the verified mark, and the new
+// number agrees everywhere.
+async function safety() {
+  const alice = await person("alice");
+  await signIn(alice);
+  const bob = cfg.users.bob.addr.split("/")[0];
+  const dm = conv(alice.user, bob);
+  await cli("alicecli", "--recv", "--timeout", "0"); // registers
+  await cli("bob", "--send", alice.user, "hello alice, verify me");
+  await alice.page.locator(`[data-testid=conv][data-conv="${dm}"]`).waitFor();
+  await openConv(alice, dm);
+  await bubble(alice, "hello alice, verify me", "in").waitFor();
+
+  const web = await pageSafety(alice);
+  const mine = await cliSafety("alicecli", bob);
+  const his = await cliSafety("bob", alice.user);
+  assert.deepEqual({ number: mine.number, qr: mine.qr }, web, "alice's chat-client and browser agree");
+  assert.deepEqual({ number: his.number, qr: his.qr }, web, "bob's chat-client agrees");
+  log(`the same safety number on three devices: ${web.number}`);
+  await shot(alice, "web-safety");
+  await alice.page.click("[data-testid=mark-verified]");
+  await alice.page.locator("[data-testid=unmark-verified]").waitFor();
+  await alice.page.click("[data-testid=dialog] [aria-label=Close]");
+  await alice.page.locator("[data-testid=verified]").waitFor();
+  await cli("alicecli", "--verify", bob, "--code", web.number);
+  assert.ok((await cliSafety("alicecli", bob)).verified);
+
+  // bob's device is removed and comes back with new keys
+  const [user, device] = cfg.users.bob.addr.split("/");
+  await chatctl("device", "remove", user, device);
+  const token = (await chatctl("device", "add", user, device)).trim();
+  writeFileSync(cfg.clients.bobnew.token_file, `${token}\n`);
+  await cli("bobnew", "--send", alice.user, "new keys, same phone");
+  await bubble(alice, "new keys, same phone", "in").waitFor();
+  const notices = alice.page.locator("[data-testid=key-notice]");
+  await notices.filter({ hasText: `${bob}'s safety number changed: device ${bob}/${device} removed; no longer verified` }).waitFor();
+  await notices.filter({ hasText: `${bob}'s safety number changed: device ${bob}/${device} added` }).waitFor();
+  assert.equal(await alice.page.locator("[data-testid=verified]").count(), 0, "the verified mark is gone");
+  log("the page shows the notices and bob is unverified");
+  await shot(alice, "web-key-notice");
+  const { out, err } = await cli("alicecli", "--recv", "--timeout", "1");
+  assert.ok(out.includes("new keys, same phone"), out);
+  assert.ok(err.includes(`⚠ ${dm}: ${bob}'s safety number changed: device ${bob}/${device} removed; no longer verified`), err);
+  assert.ok(err.includes(`⚠ ${dm}: ${bob}'s safety number changed: device ${bob}/${device} added`), err);
+  const after = await cliSafety("alicecli", bob);
+  assert.equal(after.verified, false);
+  const web2 = await pageSafety(alice);
+  assert.notEqual(web2.number, web.number);
+  assert.equal(await alice.page.locator("[data-testid=mark-verified]").count(), 1);
+  assert.deepEqual({ number: after.number, qr: after.qr }, web2);
+  const bobs = await cliSafety("bobnew", alice.user);
+  assert.equal(bobs.number, web2.number);
+  log(`the new number agrees on all devices: ${web2.number}`);
+}
+
 // Web Push: the page (served with JavaScript MIME types, and the
 // deployment's vapid-public-key.txt) registers its service worker after
 // sign-in; a push message delivered to the worker (as the browser's push
@@ -413,7 +505,7 @@ async function webpush() {
   assert.deepEqual(list.map((n) => n.body), ["New messages"]);
 }
 
-const scenarios = { pair, reload, interop, removal, webpush };
+const scenarios = { pair, reload, interop, removal, webpush, safety };
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
   await scenarios[scenario]();
