@@ -324,7 +324,8 @@ export class ChatScreen {
       replace(body,
         h("p.muted.small", `Compare these numbers with ${peer}'s device, in person or on a call you trust. `,
           "They are the same on both sides when nobody is in between; they change when a device of either of you is added or gets new keys."),
-        h("p.safety-number", { "data-testid": "safety-number", "data-number": v.number }, groups(v.number)),
+        h("p.safety-number", { "data-testid": "safety-number", "data-number": v.number },
+          groups(v.number).split(" ").map((g, i) => h("span", i < 11 ? `${g} ` : g))),
         pic,
         v.verified
           ? h("p", h("span.pill.verified", icon("shield", 12), " verified"), " ",
