@@ -39,7 +39,8 @@ static void usage(void)
 	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS |\n"
 	        "                    --safety-number PEER | --verify PEER --code CODE]\n"
 	        "       chat-client --help | --version\n"
-	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
+	        "  no mode: interactive (/to USER, /group G, /safety, /verify DIGITS, /sync, /quit;\n"
+	        "           other lines are sent)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
 }
 
@@ -82,6 +83,9 @@ static int do_recv(client *c, long timeout_s)
 	return 0;
 }
 
+static int do_safety(client *c, const char *peer);
+static int do_verify(client *c, const char *peer, const char *code);
+
 static void interactive_line(client *c, char *line, char *to, char *group, bool *quit)
 {
 	line[strcspn(line, "\r\n")] = 0;
@@ -100,8 +104,14 @@ static void interactive_line(client *c, char *line, char *to, char *group, bool 
 		snprintf(group, NAME_MAX_, "%s", line + 7);
 		to[0] = 0;
 		printf("talking to group %s\n", group);
+	} else if ((strcmp(line, "/safety") == 0 || strncmp(line, "/verify ", 8) == 0) && !to[0]) {
+		printf("first choose a user: /to USER\n");
+	} else if (strcmp(line, "/safety") == 0) {
+		do_safety(c, to);
+	} else if (strncmp(line, "/verify ", 8) == 0) {
+		do_verify(c, to, line + 8);
 	} else if (line[0] == '/') {
-		printf("commands: /to USER, /group G, /sync, /quit\n");
+		printf("commands: /to USER, /group G, /safety, /verify DIGITS, /sync, /quit\n");
 	} else if (!to[0] && !group[0]) {
 		printf("first choose a peer: /to USER or /group G\n");
 	} else {

@@ -127,6 +127,15 @@ class SafetyTest(ChatTestCase):
         self.run_client(a2, "--verify", bob, "--code", want_qr.lower())   # the QR payload works too
         self.assertTrue(self.safety(a1, bob)[2])
         self.assertTrue(self.contact(a2, bob)["verified"])
+        # the interactive mode has the same: /safety for the user chosen with /to
+        cmd = [CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", a1["addr"],
+               "--token-file", a1["token"], "--state", a1["state"]]
+        r = subprocess.run(cmd, input="/to %s\n/safety\n/quit\n" % bob, capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = re.findall(r"^  (\d{5}) (\d{5}) (\d{5}) (\d{5})$", r.stdout, re.M)
+        self.assertEqual("".join("".join(x) for x in rows), want, r.stdout)
+        self.assertIn("%s: verified" % bob, r.stdout)
         old_ik = self.contact(a1, bob)["keys"]["phone"]
         r = self.run_client(a1, "--verify", bob, "--code", "12345", check=False)
         self.assertEqual(r.returncode, 2)
