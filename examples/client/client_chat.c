@@ -830,7 +830,7 @@ static void on_group(client *c, ev *e)
  * sessions go, and the key set loses it (a notice). */
 static void on_devices(client *c, ev *e)
 {
-	char user[NAME_MAX_], removed[NAME_MAX_], addr[ADDR_MAX];
+	char user[NAME_MAX_], removed[NAME_MAX_], addr[2 * NAME_MAX_];
 	item_str(user, sizeof user, &e->user);
 	item_str(removed, sizeof removed, &e->removed);
 	if (!chat_valid_user(user, strlen(user)) || !chat_valid_device(removed, strlen(removed)))

@@ -108,7 +108,7 @@ void trust_device_list(client *c, const char *user, const char (*devs)[NAME_MAX_
 	for (size_t j = 0; j < n; j++) {
 		if (contact_key(k, devs[j]))
 			continue;
-		char addr[ADDR_MAX];
+		char addr[2 * NAME_MAX_];
 		snprintf(addr, sizeof addr, "%s/%s", user, devs[j]);
 		peer *p = state_peer(st, addr, false);
 		if (strcmp(addr, c->net.addr) == 0)
