@@ -840,7 +840,8 @@ static void on_devices(client *c, ev *e)
 		return;
 	size_t n = 0;
 	for (size_t i = 0; i < e->nlist; i++)
-		if (e->list[i].type == CBR_TEXT)
+		if (e->list[i].type == CBR_TEXT && e->list[i].len < NAME_MAX_ &&
+		    chat_valid_device((const char *)e->list[i].ptr, e->list[i].len))
 			item_str(devs[n++], NAME_MAX_, &e->list[i]);
 	snprintf(addr, sizeof addr, "%s/%s", user, removed);
 	if (strcmp(addr, c->net.addr) != 0) {
