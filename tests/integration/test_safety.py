@@ -10,7 +10,8 @@ alice verifies bob (a wrong code is refused). Then an admin removes bob's
 phone and it comes back with new keys: both of alice's devices print the
 notices (removed, added), keep them in their history and lose the verified
 mark, and the new number matches on both sides again. A device bob adds is a
-notice too: on alice's next send (bundle) and when it writes to her (X3DH).
+notice too: on alice's next send (bundle) and when it writes to her (X3DH);
+and a device alice adds herself is a notice about every number of hers.
 """
 
 import importlib.util
@@ -181,6 +182,27 @@ class SafetyTest(ChatTestCase):
         three, _ = self.expected(alice, [a1, a2], bob, [b1, b2])
         for d, peer in ((a1, bob), (a2, bob), (b2, alice), (b1, alice)):
             self.assertEqual(self.safety(d, peer)[0], three, d["addr"])
+
+        # a device of alice's own changes every number of hers: the notice
+        # says so and her verified marks go; bob's side sees alice's change
+        self.run_client(a1, "--verify", bob, "--code", three)
+        a3 = self.device(alice, "tab")
+        self.run_client(a3, "--recv", "--timeout", 0)
+        r = self.run_client(a1, "--send", bob, "I have a tablet now")
+        self.assertIn("\u26a0 your safety number changed (with everyone): device %s/tab added; "
+                      "verified contacts are unverified now" % alice, r.stderr)
+        self.assertFalse(self.contact(a1, bob)["verified"])
+        # bob's phone is not told of an added device (only removals are
+        # announced): it notices on its next send, which fetches the bundle
+        r = self.run_client(b1, "--recv", "--timeout", 1)
+        self.assertIn("I have a tablet now", r.stdout)
+        self.assertNotIn("\u26a0", r.stderr)
+        r = self.run_client(b1, "--send", alice, "welcome, tablet")
+        self.assertIn("\u26a0 %s: %s's safety number changed: device %s/tab added"
+                      % (conv, alice, alice), r.stderr)
+        four, _ = self.expected(alice, [a1, a2, a3], bob, [b1, b2])
+        self.assertEqual(self.safety(a1, bob)[0], four)
+        self.assertEqual(self.safety(b1, alice)[0], four)
 
     def test_usage(self):
         d = self.device(uniq("carol"), "d")
