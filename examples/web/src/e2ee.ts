@@ -232,6 +232,9 @@ export class E2EE implements Crypto {
     const had = c.keys[dev];
     if (had && sodium.memcmp(had, ik)) return;
     c.keys[dev] = Uint8Array.from(ik);
+    // a device the cached list may lack: the next send asks again, and its
+    // check does not take the cached list's word that the device is gone
+    if (!had) this.devicesCache.delete(user);
     if (had || (c.complete && !quiet)) this.changedSet(user, had ? `key of ${addr} changed` : `device ${addr} added`);
   }
 

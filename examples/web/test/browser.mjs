@@ -439,6 +439,23 @@ async function safety() {
   const bobs = await cliSafety("bobnew", alice.user);
   assert.equal(bobs.number, web2.number);
   log(`the new number agrees on all devices: ${web2.number}`);
+  await alice.page.click("[data-testid=dialog] [aria-label=Close]");
+
+  // bob adds a tablet, which writes first: one notice, and alice's answer
+  // (with the device list she had cached before) reaches it without a
+  // spurious "removed"
+  const tabToken = (await chatctl("device", "add", user, "tab")).trim();
+  writeFileSync(cfg.clients.bobtab.token_file, `${tabToken}\n`);
+  await cli("bobtab", "--send", alice.user, "hello from bob's tablet");
+  await bubble(alice, "hello from bob's tablet", "in").waitFor();
+  await notices.filter({ hasText: `device ${bob}/tab added` }).waitFor();
+  await send(alice, "hello tablet");
+  await waitTick(alice, "hello tablet", "sent");
+  const got = await cli("bobtab", "--recv", "--timeout", "1");
+  assert.ok(got.out.includes("hello tablet"), got.out);
+  await waitTick(alice, "hello tablet", "delivered");
+  assert.equal(await notices.filter({ hasText: `device ${bob}/tab removed` }).count(), 0, "no spurious notice");
+  assert.equal(await notices.count(), 3, "removed, added (phone), added (tab)");
 }
 
 // Web Push: the page (served with JavaScript MIME types, and the
