@@ -877,7 +877,8 @@ class MediaServer:
             raise AssertionError("chat-media never logged %r (x%d):\n%s" % (s, count, self.text()))
 
     def wait_serving(self, count=1, timeout=10.0):
-        self.wait_text("serving media requests", count, timeout)
+        # under CHAT_MEDIA_PREFIX (valgrind) start-up takes several times longer
+        self.wait_text("serving media requests", count, timeout * (6 if MEDIA_PREFIX else 1))
 
     def blobs(self):
         """The blob files on disk."""
