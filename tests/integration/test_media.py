@@ -446,6 +446,39 @@ class MediaTest(ChatTestCase):
             self.assertEqual(secure.stop(), 0, secure.text())
             secure.cleanup()
 
+    def test_restart_keeps_blobs_and_urls(self):
+        # A second chat-media on its own directory: stopped and started
+        # again, its blobs, records and secret stay (a URL handed out before
+        # still works); what an upload left in tmp/ is removed.
+        data = os.path.join(self.broker.tmp, "media-restart")
+        first = MediaServer.for_broker(self.broker, "--share-group", "mediarestart",
+                                       user="media6", data_dir=data)
+        second = None
+        try:
+            first.wait_serving()
+            a, b = uniq("a"), uniq("b")
+            ma, mb = self.mdev(a, "d"), self.mdev(b, "d")
+            body = os.urandom(70000)
+            r = self.answer_of(first, ma, {"op": "slot", "size": len(body), "type": "a/b",
+                                           "to": [b + "/d"]})
+            self.assertEqual(req("PUT", r["put"], body)[0], 201)
+            g = self.answer_of(first, mb, {"op": "get", "id": r["id"]})
+            self.assertEqual(first.stop(), 0, first.text())
+            with open(os.path.join(data, "tmp", r["id"] + ".deadbeef"), "wb") as f:
+                f.write(b"half an upload")
+            second = MediaServer(self.broker, first.token_file, data, "--share-group",
+                                 "mediarestart", user="media6", http_port=first.http_port)
+            second.wait_serving()
+            self.assertEqual(os.listdir(os.path.join(data, "tmp")), [])
+            st, _, got = req("GET", g["url"])
+            self.assertEqual((st, got), (200, body))
+            self.assertTrue(wait_until(lambda: second.blobs() == [], 3))
+        finally:
+            first.cleanup()
+            if second:
+                self.assertEqual(second.stop(), 0, second.text())
+                second.cleanup()
+
     def test_secret_file_version_and_bad_option(self):
         secret = os.path.join(self.media.data_dir, "media.secret")
         self.assertEqual(os.stat(secret).st_mode & 0o777, 0o600)
