@@ -389,16 +389,8 @@ class MediaTest(ChatTestCase):
             self.assertTrue(r["ok"], r)
             self.assertEqual(req("PUT", r["put"], body)[0], 201)
             # fetched by its one recipient: deleted, the quota free again
-            g = mb.grant(r["id"])  # the default server does not know it ...
-            self.assertEqual(g["code"], "not_found")
-            rid = next(MediaDevice._rid)
-            mb.d.publish("chat/media/req/%s" % mb.d.addr,
-                         cbor2.dumps({"op": "get", "rid": rid, "id": r["id"]}))
-            self.assertTrue(wait_until(lambda: len([m for m in mb.d.messages
-                                                    if m[1].get("rid") == rid]) >= 2, 5))
-            grants = [m[1] for m in mb.d.drain() if m[1].get("rid") == rid and m[1]["ok"]]
-            self.assertEqual(len(grants), 1)  # ... the short one does
-            self.assertEqual(req("GET", grants[0]["url"])[2], body)
+            g = self.answer_of(short, mb, {"op": "get", "id": r["id"]})
+            self.assertEqual(req("GET", g["url"])[2], body)
             self.assertTrue(wait_until(lambda: short.blobs() == [], 3))
             self.assertTrue(short_slot(ma, len(body))["ok"])
         finally:
