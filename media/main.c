@@ -430,6 +430,9 @@ int main(int argc, char **argv)
 		snprintf(public_url, sizeof(public_url), "%s://%s:%u", s.hopts.cert ? "https" : "http",
 		         s.hopts.addr, hport);
 	media_set_public_url(s.m, public_url);
+	if (!s.public_url && (strcmp(s.hopts.addr, "0.0.0.0") == 0 || strcmp(s.hopts.addr, "::") == 0))
+		daemon_log(LOG_WARN, "listening on every address without --public-url: the URLs "
+		           "handed out name %s, which clients cannot reach", s.hopts.addr);
 	daemon_log(LOG_INFO, "media store %s open (max %" PRIu64 " bytes, quota %" PRIu64
 	           " bytes per user, TTL %u s, URLs valid %u s)", s.data_dir, s.mopts.max_size,
 	           s.mopts.quota, s.mopts.ttl_s, s.mopts.url_ttl_s);
