@@ -167,6 +167,21 @@ class MediaTest(ChatTestCase):
         time.sleep(0.3)
         self.assertIn(blob_id, self.media.blobs())  # b/tablet and a/laptop have not fetched it
 
+    def test_removed_device_holds_nothing_back(self):
+        a, b = uniq("alice"), uniq("bob")
+        ma, mb = self.mdev(a, "phone"), self.mdev(b, "phone")
+        self.broker.add_device(b, "old")
+        body = os.urandom(5000)
+        blob_id = self.upload(ma, [b + "/phone", b + "/old"], body)
+        self.assertEqual(req("GET", self.grant_url(mb, blob_id)["url"])[2], body)
+        time.sleep(0.2)
+        self.assertIn(blob_id, self.media.blobs())  # b/old has not fetched it
+        # the admin removes b/old: it will never fetch it, the blob goes
+        out = self.broker.chatctl("device", "remove", b, "old")
+        self.assertTrue(wait_until(lambda: blob_id not in self.media.blobs(), 5),
+                        (out, self.media.text()[-2000:]))
+        self.assertTrue(wait_until(lambda: "device %s/old was removed" % b in self.media.text(), 3))
+
     # ---- refusals over MQTT ----
 
     def test_bad_requests(self):
