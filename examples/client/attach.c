@@ -276,6 +276,62 @@ const char *att_ptr_decode(att_ptr *p, const uint8_t *buf, size_t len)
 	return NULL;
 }
 
+const char *att_resp_decode(att_resp *r, const uint8_t *buf, size_t len)
+{
+	memset(r, 0, sizeof *r);
+	cbr_fields f;
+	bool has_ok = false;
+	cbr_fields_open(&f, buf, len, "the answer is not a CBOR map");
+	while (cbr_fields_next(&f)) {
+		const cbr_item *v = &f.val;
+		if (cbr_eq(&f.key, "ok")) {
+			if (v->type != CBR_BOOL)
+				return "ok: not a boolean";
+			r->ok = v->b;
+			has_ok = true;
+		} else if (cbr_eq(&f.key, "rid") || cbr_eq(&f.key, "size") ||
+		           cbr_eq(&f.key, "expires") || cbr_eq(&f.key, "retry_after")) {
+			if (v->type != CBR_UINT)
+				return "an unsigned integer field is not one";
+			if (cbr_eq(&f.key, "rid")) {
+				r->rid = v->u;
+				r->has_rid = true;
+			} else {
+				*(cbr_eq(&f.key, "size") ? &r->size
+				  : cbr_eq(&f.key, "expires") ? &r->expires : &r->retry_after) = v->u;
+			}
+		} else if (cbr_eq(&f.key, "id") || cbr_eq(&f.key, "put") || cbr_eq(&f.key, "url") ||
+		           cbr_eq(&f.key, "code") || cbr_eq(&f.key, "msg")) {
+			if (v->type != CBR_TEXT)
+				return "a text field is not text";
+			const char *s = (const char *)v->ptr;
+			if (cbr_eq(&f.key, "id")) {
+				if (!att_valid_id(s, v->len))
+					return "id: not a blob id";
+				r->id = s;
+				r->id_len = v->len;
+			} else if (cbr_eq(&f.key, "put") || cbr_eq(&f.key, "url")) {
+				if (v->len == 0 || v->len > ATT_URL_MAX || memchr(s, 0, v->len))
+					return "url: empty, too long or with a NUL";
+				r->url = s;
+				r->url_len = v->len;
+			} else if (cbr_eq(&f.key, "code")) {
+				r->code = s;
+				r->code_len = v->len;
+			} else {
+				r->msg = s;
+				r->msg_len = v->len;
+			}
+		} else {
+			cbr_fields_skip(&f);
+		}
+	}
+	const char *bad = cbr_fields_close(&f, NULL);
+	if (bad)
+		return bad;
+	return has_ok ? NULL : "ok is missing";
+}
+
 void att_safe_name(char *out, size_t cap, const char *name, size_t len)
 {
 	/* the last path component only */

@@ -86,6 +86,24 @@ void att_ptr_encode(const att_ptr *p, cbw *w);
  * with it. Strings in p point into buf. Unknown keys are skipped. */
 const char *att_ptr_decode(att_ptr *p, const uint8_t *buf, size_t len);
 
+/* A chat-media answer (docs/PROTOCOL.md "Attachments"): slot-ok (id, put,
+ * expires), grant-ok (url, size, expires) or error (code, msg,
+ * retry_after). Strings point into the decoded buffer; url is `put` of a
+ * slot-ok or `url` of a grant-ok. */
+typedef struct att_resp {
+	bool has_rid, ok;
+	uint64_t rid, size, expires, retry_after;
+	const char *id; size_t id_len;
+	const char *url; size_t url_len;
+	const char *code; size_t code_len;
+	const char *msg; size_t msg_len;
+} att_resp;
+
+#define ATT_URL_MAX 4096
+/* NULL, or what is wrong with the answer (not a map, a field of the wrong
+ * type, ok missing). Which fields an ok answer needs is the caller's check. */
+const char *att_resp_decode(att_resp *r, const uint8_t *buf, size_t len);
+
 /* A safe local file name from the pointer's name (or the blob id): the last
  * path component, control characters, '/', '\\' and a leading '.' replaced
  * by '_', at most cap - 1 bytes (cap >= 2). */

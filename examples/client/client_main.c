@@ -3,13 +3,19 @@
 /* client_main.c — chat-client's command line.
  *
  *   chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR
- *       [TLS options] [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]
+ *       [TLS options] [--files DIR]
+ *       [--send PEER TEXT | --group G TEXT | --send-file PEER PATH [--caption TEXT]
+ *        | --group G --send-file PATH [--caption TEXT] | --recv --timeout SECONDS]
  *
  * Without a mode it is interactive (/to U, /group G, /quit). --send and
  * --group exit 0 once the server acknowledges the stored message (and print,
  * like --recv, what reached the device meanwhile); --recv
  * syncs, prints every new message as `conv<TAB>seq<TAB>from<TAB>text`,
- * acknowledges it, and exits after SECONDS without a new one. The first run
+ * acknowledges it, and exits after SECONDS without a new one. --send-file
+ * encrypts a file, uploads it to chat-media and sends its pointer (to a
+ * group with --group G); a received attachment is downloaded, checked and
+ * saved under --files (default DIR/files of --state) and printed as
+ * `conv<TAB>seq<TAB>from<TAB>file:PATH[<TAB>caption]`. The first run
  * with an empty --state registers the device's keys with the key server.
  */
 #include "chat_version.h"
@@ -18,6 +24,7 @@
 #include "ids.h"
 #include "mqtt_tls.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
@@ -30,9 +37,14 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
-	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]\n"
+	        "                   [--files DIR]\n"
+	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS\n"
+	        "                    | --send-file PEER PATH [--caption TEXT]\n"
+	        "                    | --group G --send-file PATH [--caption TEXT]]\n"
 	        "       chat-client --help | --version\n"
 	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
+	        "  --send-file: encrypts the file, uploads it to chat-media, sends its pointer\n"
+	        "  --files DIR: where received attachments are saved (default: DIR/files of --state)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
 }
 
@@ -147,11 +159,12 @@ static int do_interactive(client *c)
 int main(int argc, char **argv)
 {
 	const char *host = NULL, *addr = NULL, *token_file = NULL, *state_dir = NULL;
-	const char *send_to = NULL, *group = NULL;
+	const char *send_to = NULL, *group = NULL, *files = NULL, *caption = NULL;
+	bool send_file = false;
 	long port = 0, timeout_s = -1;
 	bool recv = false;
 	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
-	       OPT_VERSION };
+	       OPT_VERSION, OPT_SEND_FILE, OPT_CAPTION, OPT_FILES };
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -161,6 +174,9 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "send-file", no_argument, NULL, OPT_SEND_FILE },
+		{ "caption", required_argument, NULL, OPT_CAPTION },
+		{ "files", required_argument, NULL, OPT_FILES },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -183,6 +199,9 @@ int main(int argc, char **argv)
 		case OPT_SEND: send_to = optarg; break;
 		case OPT_GROUP: group = optarg; break;
 		case OPT_RECV: recv = true; break;
+		case OPT_SEND_FILE: send_file = true; break;
+		case OPT_CAPTION: caption = optarg; break;
+		case OPT_FILES: files = optarg; break;
 		case OPT_TIMEOUT:
 			timeout_s = strtol(optarg, &end, 10);
 			if (*end || timeout_s < 0 || timeout_s > 86400) {
@@ -199,8 +218,19 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* --send-file PEER PATH, or --group G --send-file PATH */
+	if (send_file && !group && optind < argc)
+		send_to = argv[optind++];
 	const char *text = optind < argc ? argv[optind] : NULL;
 	int modes = (send_to != NULL) + (group != NULL) + recv;
+	if (send_file && !send_to && !group) {
+		usage();
+		return 2;
+	}
+	if (caption && !send_file) {
+		fprintf(stderr, "chat-client: --caption goes with --send-file\n");
+		return 2;
+	}
 	const char *u, *d;
 	size_t ul, dl;
 	if (!host || !port || !addr || !token_file || !state_dir || modes > 1 ||
@@ -229,6 +259,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chat-client: libsodium failed to start\n");
 		return 1;
 	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "chat-client: libcurl failed to start\n");
+		return 1;
+	}
 	char token[256];
 	static client c;
 	bool fresh = false;
@@ -236,6 +270,11 @@ int main(int argc, char **argv)
 	    state_load(&c.st, state_dir, &fresh) != CHAT_OK)
 		return 1;
 	c.interactive = modes == 0;
+	c.tls = &tls;
+	if (files)
+		snprintf(c.files, sizeof c.files, "%s", files);
+	else
+		snprintf(c.files, sizeof c.files, "%s/files", state_dir);
 	int rc = 1;
 	if (net_connect(&c.net, host, (int)port, &tls, addr, token) == CHAT_OK &&
 	    chat_register(&c, fresh) == CHAT_OK) {
@@ -243,7 +282,11 @@ int main(int argc, char **argv)
 		if (send_to || group) {
 			char conv[NAME_MAX_ + 4];
 			uint64_t seq;
-			rc = chat_send(&c, send_to, group, text, conv, sizeof conv, &seq) == CHAT_OK ? 0 : 1;
+			if (send_file)
+				rc = media_send_file(&c, send_to, group, text, caption, conv, sizeof conv,
+				                     &seq) == CHAT_OK ? 0 : 1;
+			else
+				rc = chat_send(&c, send_to, group, text, conv, sizeof conv, &seq) == CHAT_OK ? 0 : 1;
 			chat_process(&c);
 		} else if (recv) {
 			rc = do_recv(&c, timeout_s);
@@ -256,5 +299,6 @@ int main(int argc, char **argv)
 	e2e_wipe(token, sizeof token);
 	net_close(&c.net);
 	state_free(&c.st);
+	curl_global_cleanup();
 	return rc;
 }
