@@ -74,7 +74,7 @@ static enum core_verdict device_acl(core *c, const char *username, const topic *
 		case T_DM: case T_GROUP: case T_RECEIPT: case T_SYNC: case T_CTL: case T_TYPING:
 			return CORE_ALLOW;
 		case T_PRESENCE_DEV: /* its own will; plain publishes are refused by the send path */
-		case T_KEYS_REQ:
+		case T_KEYS_REQ: case T_MEDIA_REQ:
 			return own(t, username) ? CORE_ALLOW : CORE_DENY;
 		default:
 			return CORE_DENY;
@@ -82,7 +82,7 @@ static enum core_verdict device_acl(core *c, const char *username, const topic *
 	}
 	/* READ and SUBSCRIBE: only its own private topics, named exactly. */
 	switch (t->kind) {
-	case T_INBOX: case T_KEYS_RESP: case T_KEYS_STATUS:
+	case T_INBOX: case T_KEYS_RESP: case T_KEYS_STATUS: case T_MEDIA_RESP:
 		return own(t, username) ? CORE_ALLOW : CORE_DENY;
 	case T_PRESENCE_USER: /* checked again at every delivery: privacy applies at once */
 		return presence_may_read(c, username, t) ? CORE_ALLOW : CORE_DENY;
@@ -96,20 +96,24 @@ static enum core_verdict service_acl(core *c, const char *topic_or_filter, const
 {
 	/* The key server's topics and the push gateway's: wake-ups in, their
 	 * acknowledgements out; device removals in (and cleared once acted on);
-	 * the key server's and the push gateways' counters out. */
+	 * the key server's and the push gateways' counters out; chat-media's
+	 * requests in and its answers out. */
 	if (access == CORE_ACC_WRITE)
 		return t->kind == T_KEYS_RESP || t->kind == T_KEYS_STATUS || t->kind == T_PUSH_ACK ||
-		       t->kind == T_KEYS_REMOVED || t->kind == T_KEYS_STATS || t->kind == T_PUSH_STATS
+		       t->kind == T_KEYS_REMOVED || t->kind == T_KEYS_STATS || t->kind == T_PUSH_STATS ||
+		       t->kind == T_MEDIA_RESP
 		       ? CORE_ALLOW : CORE_DENY;
 	if (access == CORE_ACC_READ)
-		return t->kind == T_KEYS_REQ || t->kind == T_PUSH_WAKE || t->kind == T_KEYS_REMOVED
+		return t->kind == T_KEYS_REQ || t->kind == T_PUSH_WAKE || t->kind == T_KEYS_REMOVED ||
+		       t->kind == T_MEDIA_REQ
 		       ? CORE_ALLOW : CORE_DENY;
-	/* SUBSCRIBE: exactly P/keys/req/+/+, P/keys/removed/+/+ or P/push/wake
-	 * (alone or under $share). */
+	/* SUBSCRIBE: exactly P/keys/req/+/+, P/keys/removed/+/+, P/media/req/+/+
+	 * or P/push/wake (alone or under $share). */
 	size_t n = c->prefix_len;
 	if (strncmp(topic_or_filter, c->prefix, n) == 0 &&
 	    (strcmp(topic_or_filter + n, "/keys/req/+/+") == 0 ||
 	     strcmp(topic_or_filter + n, "/keys/removed/+/+") == 0 ||
+	     strcmp(topic_or_filter + n, "/media/req/+/+") == 0 ||
 	     strcmp(topic_or_filter + n, "/push/wake") == 0))
 		return CORE_ALLOW;
 	return CORE_DENY;

@@ -312,6 +312,8 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return send_dm(c, dev, &t, payload, len, qos, retain);
 	case T_KEYS_REQ:
 		return CORE_ALLOW; /* routed to the key server */
+	case T_MEDIA_REQ:
+		return CORE_ALLOW; /* routed to chat-media */
 	case T_GROUP:
 		return send_group(c, dev, &t, payload, len, qos);
 	case T_TYPING:

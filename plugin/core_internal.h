@@ -211,6 +211,7 @@ enum topic_kind {
 	T_PRESENCE_DEV,  /* P/presence/U/D */
 	T_KEYS_REQ, T_KEYS_RESP, T_KEYS_STATUS, T_KEYS_REMOVED, /* P/keys/x/U/D */
 	T_KEYS_STATS,    /* P/keys/stats: the key server's counters */
+	T_MEDIA_REQ, T_MEDIA_RESP, /* P/media/req/U/D, P/media/resp/U/D (chat-media) */
 	T_PUSH_WAKE, T_PUSH_ACK, /* P/push/wake, P/push/ack */
 	T_PUSH_STATS,    /* P/push/stats: a push gateway's counters */
 	T_CONTROL,       /* $CONTROL/chat/v1 */

@@ -139,6 +139,15 @@ void topic_parse(const core *c, const char *t, topic *out)
 			addr_levels(p, out, T_KEYS_STATUS);
 		else if (lvl_is(l2, n2, "removed"))
 			addr_levels(p, out, T_KEYS_REMOVED);
+	} else if (lvl_is(l1, n1, "media") && more) {
+		const char *l2 = p;
+		size_t n2 = level(&p, &more);
+		if (!more)
+			return;
+		if (lvl_is(l2, n2, "req"))
+			addr_levels(p, out, T_MEDIA_REQ);
+		else if (lvl_is(l2, n2, "resp"))
+			addr_levels(p, out, T_MEDIA_RESP);
 	}
 }
 

@@ -15,6 +15,8 @@ pkgs=(
   # HTTPS/HTTP-2 to FCM and APNs, OpenSSL (libssl-dev, below) for the
   # RS256/ES256 JWTs, cJSON for service-account files and provider answers
   libcurl4-openssl-dev
+  # chat-media: its HTTP(S) side (uploads, ranged downloads; TLS via GnuTLS)
+  libmicrohttpd-dev
   python3 python3-paho-mqtt python3-cbor2 python3-nacl
   # test_tls makes its CA and certificates at test time
   openssl

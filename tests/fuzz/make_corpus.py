@@ -349,7 +349,8 @@ def dictionary():
                                 "dm:alice:bob", "bob/phone", "bob/tablet", "alice/laptop",
                                 "gid", "members", "name", "user", "owner", "bodies",
                                 "group.add", "group.remove", "group.leave", "group.admin",
-                                "group.info"))
+                                "group.info", "slot", "get", "size", "type", "to", "id",
+                                "image/jpeg", "audio/ogg"))
     lines = ["# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
     for w in sorted(words):
         lines.append('"' + "".join("\\x%02x" % b for b in w) + '"')
@@ -363,6 +364,34 @@ def write(what, items):
     for name, data in items.items():
         with open(os.path.join(d, name), "wb") as f:
             f.write(data)
+
+
+def media_requests():
+    """chat-media requests (docs/PROTOCOL.md, "Attachments") and near misses."""
+    bid = "AAAAAAAAAAAAAAAAAAAAAA"
+    reqs = {
+        "slot": {"op": "slot", "rid": 1, "size": 307200, "type": "image/jpeg",
+                 "to": ["bob/phone", "bob/laptop", "alice/tablet"]},
+        "slot_voice": {"op": "slot", "rid": 2, "size": 48000, "type": "audio/ogg; codecs=opus",
+                       "to": ["bob/phone"]},
+        "slot_dup_to": {"op": "slot", "rid": 3, "size": 5, "type": "a/b", "to": ["b/p", "b/p"]},
+        "slot_bad_addr": {"op": "slot", "rid": 4, "size": 5, "type": "a/b", "to": ["bob"]},
+        "slot_size0": {"op": "slot", "rid": 5, "size": 0, "type": "a/b", "to": ["b/p"]},
+        "slot_no_type": {"op": "slot", "rid": 6, "size": 5, "to": ["b/p"]},
+        "slot_type_ctl": {"op": "slot", "rid": 7, "size": 5, "type": "a\x00b", "to": ["b/p"]},
+        "slot_to_map": {"op": "slot", "rid": 8, "size": 5, "type": "a/b", "to": {"b": "p"}},
+        "get": {"op": "get", "rid": 9, "id": bid},
+        "get_short_id": {"op": "get", "rid": 10, "id": "AAAA"},
+        "get_path_id": {"op": "get", "rid": 11, "id": "../../../../etc/passwd"},
+        "no_rid": {"op": "get", "id": bid},
+        "bad_op": {"op": "list", "rid": 12},
+        "rid_text": {"op": "get", "rid": "1", "id": bid},
+    }
+    out = {k: D(v) for k, v in reqs.items()}
+    out["indefinite_to"] = (b"\xa5" + D("op") + D("slot") + D("rid") + D(13) + D("size") + D(9)
+                            + D("type") + D("a/b") + D("to") + b"\x9f" + D("b/p") + b"\xff")
+    out["trailing"] = D(reqs["get"]) + b"\x00"
+    return out
 
 
 def main():
@@ -381,6 +410,7 @@ def main():
     write("admin", admins)
     write("typing", {k: D(v) for k, v in TYPINGS.items()})
     write("keyreq", keys)
+    write("media", media_requests())
     write("store_record", store_records())
     write("sync", sync_scripts())
     write("group", group_scripts())

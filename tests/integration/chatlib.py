@@ -844,6 +844,110 @@ class KeyServer:
                    os.path.join(broker.tmp, "keys-data"), *args)
 
 
+# ---------------------------------------------------------------- media service
+
+MEDIA = os.path.join(BUILD_DIR, "bin", "chat-media")
+MEDIA_PREFIX = os.environ.get("CHAT_MEDIA_PREFIX", "").split()
+
+
+class MediaServer:
+    """One chat-media process (service account `media`) with its output in a
+    file; its HTTP side on a free loopback port, its URL in .url."""
+
+    def __init__(self, broker, token_file, data_dir, *args, user="media"):
+        self.broker = broker
+        self.token_file, self.data_dir = token_file, data_dir
+        self.http_port = free_port()
+        self.log = tempfile.NamedTemporaryFile(prefix="media-", suffix=".log", delete=False)
+        scheme = "https" if "--https-cert" in args else "http"
+        self.url = "%s://127.0.0.1:%d" % (scheme, self.http_port)
+        self.cmd = MEDIA_PREFIX + [MEDIA, "-h", "127.0.0.1", "-p", str(broker.port), "-u", user,
+                                   "--token-file", token_file, "--data-dir", data_dir,
+                                   "--http-port", str(self.http_port),
+                                   "--log-level", "debug"] + list(args)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+    def text(self):
+        with open(self.log.name, errors="replace") as f:
+            return f.read()
+
+    def wait_text(self, s, count=1, timeout=10.0):
+        if not wait_until(lambda: self.text().count(s) >= count, timeout):
+            raise AssertionError("chat-media never logged %r (x%d):\n%s" % (s, count, self.text()))
+
+    def wait_serving(self, count=1, timeout=10.0):
+        self.wait_text("serving media requests", count, timeout)
+
+    def blobs(self):
+        """The blob files on disk."""
+        d = os.path.join(self.data_dir, "blobs")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def stop(self, timeout=10.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError("chat-media ignored SIGTERM:\n" + self.text())
+        return self.proc.returncode
+
+    def cleanup(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.log.close()
+        os.unlink(self.log.name)
+
+    @classmethod
+    def for_broker(cls, broker, *args, user="media", data_dir=None):
+        """A chat-media for the service account user (added here) of
+        broker, with its data under the broker's temp dir (data_dir
+        overrides); not yet waited for."""
+        return cls(broker, broker.service_token_file(user),
+                   data_dir or os.path.join(broker.tmp, user + "-data"), *args, user=user)
+
+
+class MediaDevice:
+    """A device's side of the attachment protocol: requests on
+    chat/media/req/U/D, answers on chat/media/resp/U/D (subscribed here)."""
+
+    _rid = itertools.count(1)
+
+    def __init__(self, device):
+        self.d = device
+        self.resp_topic = "chat/media/resp/%s" % device.addr
+        code = device.subscribe(self.resp_topic, 1)
+        if code >= 0x80:
+            raise AssertionError("own media response topic refused: 0x%02x" % code)
+
+    def request(self, req, timeout=5.0):
+        rid = next(self._rid)
+        req = dict(req, rid=rid)
+        return self.raw(cbor2.dumps(req), rid, timeout)
+
+    def raw(self, payload, rid=None, timeout=5.0):
+        """Publishes payload; returns the answer with that rid (or the next
+        answer when rid is None)."""
+        code = self.d.publish("chat/media/req/%s" % self.d.addr, payload)
+        if code >= 0x80:
+            raise AssertionError("media request refused by the broker: 0x%02x" % code)
+        m = self.d.wait_message(lambda m: m[0] == self.resp_topic and
+                                (rid is None or m[1].get("rid") == rid), timeout)
+        if m is None:
+            raise AssertionError("no media response (rid %r)" % rid)
+        return m[1]
+
+    def slot(self, size, to, type="application/octet-stream", **kw):
+        return self.request(dict({"op": "slot", "size": size, "type": type, "to": list(to)}, **kw))
+
+    def grant(self, blob_id):
+        return self.request({"op": "get", "id": blob_id})
+
+
 class ChatTestCase(unittest.TestCase):
     """One broker per test file: subclasses set broker_options / broker_lines."""
 

@@ -10,7 +10,9 @@ from chatlib import V311, V5, ChatTestCase, conv_of, main, uniq
 WILDCARDS = ["#", "chat/#", "chat/inbox/#", "chat/inbox/+/+", "+/inbox/#", "+/+/+/+",
              "chat/+/{u}/phone", "chat/inbox/{u}/+", "chat/inbox/+/phone",
              "$share/g/chat/inbox/#", "$share/g/chat/inbox/{u}/phone",
-             "chat/keys/resp/+/+", "chat/dm/+", "chat/dm/#"]
+             "chat/keys/resp/+/+", "chat/dm/+", "chat/dm/#",
+             "chat/media/resp/+/+", "chat/media/resp/{u}/+", "chat/media/#",
+             "chat/media/req/+/+", "$share/g/chat/media/req/+/+"]
 
 
 class AclTest(ChatTestCase):
@@ -28,12 +30,16 @@ class AclTest(ChatTestCase):
             self.assertLess(code, 0x80)
             code = d.subscribe("chat/keys/resp/%s/%s" % (self.alice, dev), 1)
             self.assertLess(code, 0x80, "own key response topic")
+            code = d.subscribe("chat/media/resp/%s/%s" % (self.alice, dev), 1)
+            self.assertLess(code, 0x80, "own media response topic")
 
     def test_foreign_inbox_refused(self):
         for proto, dev, want in [(V311, "f3", {0x80}), (V5, "f5", {0x87})]:
             d = self.dev(self.alice, dev, protocol=proto)
             for t in ["chat/inbox/%s/phone" % self.bob, "chat/inbox/%s/phone" % self.alice,
-                      "chat/keys/resp/%s/phone" % self.bob, "chat/keys/status/%s/phone" % self.bob]:
+                      "chat/keys/resp/%s/phone" % self.bob, "chat/keys/status/%s/phone" % self.bob,
+                      "chat/media/resp/%s/phone" % self.bob, "chat/media/req/%s/phone" % self.alice,
+                      "chat/media/req/%s/phone" % self.bob]:
                 self.assertIn(d.subscribe(t), want, t)
 
     def test_wildcards_refused(self):
@@ -82,9 +88,37 @@ class AclTest(ChatTestCase):
         d5 = self.dev(self.alice, "o5", protocol=V5)
         for t in ["chat/presence/%s" % self.bob, "chat/presence/%s/phone" % self.bob,
                   "chat/keys/req/%s/phone" % self.bob, "chat/keys/resp/%s/phone" % self.alice,
+                  "chat/media/req/%s/phone" % self.bob, "chat/media/resp/%s/phone" % self.alice,
+                  "chat/media/resp/%s/phone" % self.bob, "chat/media/req/%s/o5" % self.bob,
                   "chat/whatever", "chat", "$CONTROL/chat/v1"]:
             self.assertEqual(d5.publish(t, cbor2.dumps({"x": 1})), 0x87, t)
         self.assert_serving()
+
+    def test_media_topics(self):
+        # A device publishes requests on its own chat/media/req/U/D only; a
+        # service account (chat-media) reads them through its shared
+        # subscription and answers on chat/media/resp/U/D, which only U/D
+        # may read.
+        tok = self.broker.service_token_file("mediaacl")
+        svc = self.client(username="mediaacl", password=open(tok).read().strip(), protocol=V5)
+        svc.connect()
+        for f in ["$share/media/chat/media/req/+/+", "chat/media/req/+/+"]:
+            self.assertLess(svc.subscribe(f, 0), 0x80, f)
+        for f in ["chat/media/resp/+/+", "chat/media/#", "chat/media/req/#",
+                  "chat/media/req/%s/+" % self.alice, "chat/inbox/+/+"]:
+            self.assertGreaterEqual(svc.subscribe(f, 0), 0x80, f)
+        d5 = self.dev(self.alice, "m5", protocol=V5)
+        self.assertLess(d5.subscribe("chat/media/resp/%s/m5" % self.alice, 1), 0x80)
+        self.assertEqual(d5.publish("chat/media/req/%s/m5" % self.alice, b"\xa0"), 0)
+        m = svc.wait_message(lambda m: m.topic == "chat/media/req/%s/m5" % self.alice)
+        self.assertIsNotNone(m, "the service never saw the request")
+        # the service may answer; it may not forge a request
+        self.assertEqual(svc.publish("chat/media/resp/%s/m5" % self.alice, b"\xa0"), 0)
+        self.assertIsNotNone(d5.wait_message(lambda m: m[0] == "chat/media/resp/%s/m5"
+                                             % self.alice))
+        self.assertEqual(svc.publish("chat/media/req/%s/m5" % self.alice, b"\xa0"), 0x87)
+        # another device sees none of it
+        self.assertEqual([m for m in self.db.drain() if "media" in m[0]], [])
 
     def test_device_outside_chat_defer(self):
         # Default foreign_acl defer, no other ACL: a device gets nothing outside chat/.
