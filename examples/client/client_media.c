@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -312,7 +313,25 @@ out:
 
 /* ---- receiving ---- */
 
-typedef struct dl { xfer x; CURL *h; long code; } dl;
+typedef struct dl { xfer x; CURL *h; long code; char range[128]; } dl;
+
+/* Keeps the answer's Content-Range (a resumed download reports it). */
+static size_t on_header(char *buf, size_t sz, size_t n, void *p)
+{
+	dl *d = p;
+	size_t len = sz * n;
+	static const char name[] = "content-range:";
+	if (len > sizeof name - 1 && strncasecmp(buf, name, sizeof name - 1) == 0) {
+		const char *v = buf + sizeof name - 1;
+		size_t vl = len - (sizeof name - 1);
+		while (vl && (*v == ' ' || *v == '\t'))
+			v++, vl--;
+		while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+			vl--;
+		snprintf(d->range, sizeof d->range, "%.*s", (int)vl, v);
+	}
+	return len;
+}
 
 static size_t on_body(char *buf, size_t sz, size_t n, void *p)
 {
@@ -388,6 +407,8 @@ static int fetch(client *c, const char *url, const char *part, uint64_t size)
 		fprintf(stderr, "chat-client: resuming the download at byte %llu of %llu\n",
 		        (unsigned long long)have, (unsigned long long)size);
 	}
+	curl_easy_setopt(d.h, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(d.h, CURLOPT_HEADERDATA, &d);
 	curl_easy_setopt(d.h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(d.h, CURLOPT_WRITEDATA, &d);
 	CURLcode cr = curl_easy_perform(d.h);
@@ -413,6 +434,8 @@ static int fetch(client *c, const char *url, const char *part, uint64_t size)
 		        d.x.err);
 		return d.code == 410 || d.code == 404 || d.code == 403 ? CHAT_ENOTFOUND : AGAIN;
 	}
+	if (have && d.code == 206)
+		fprintf(stderr, "chat-client: resumed download: HTTP 206, Content-Range %s\n", d.range);
 	have = stat(part, &sb) == 0 ? (uint64_t)sb.st_size : 0;
 	return have == size ? CHAT_OK : AGAIN;
 }
