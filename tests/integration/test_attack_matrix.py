@@ -20,15 +20,25 @@ import sys
 
 import cbor2
 
-from chatlib import (V311, V5, ChatTestCase, Client, Device, Identity, KeyServer, conv_of, main,
-                     uniq, wait_until)
+import http.client
+import os
+import time
+import urllib.parse
+
+from chatlib import (V311, V5, ChatTestCase, Client, Device, Identity, KeyServer, MediaDevice,
+                     MediaServer, conv_of, main, uniq, wait_until)
 
 # Filters that could reach another device's private topics.
 WILDCARDS = ["#", "chat/#", "chat/+/+/+", "+/inbox/#", "$share/x/chat/inbox/#", "chat/inbox/#",
              "chat/inbox/+/+", "chat/inbox/{v}/+", "chat/keys/#", "chat/keys/resp/+/+",
              "chat/keys/status/+/+", "chat/keys/+/{v}/phone", "+/+/{v}/phone", "+/+/+/+",
-             "$share/x/chat/keys/resp/+/+", "$share/x/#", "chat/dm/#", "chat/presence/+/+"]
+             "$share/x/chat/keys/resp/+/+", "$share/x/#", "chat/dm/#", "chat/presence/+/+",
+             "chat/media/#", "chat/media/resp/+/+", "chat/media/req/+/+",
+             "$share/x/chat/media/req/+/+", "chat/media/+/{v}/phone"]
 KS_BURST = 3
+# chat-media's PUT/GET URLs live 3 s here (default 600 s), so that an
+# expired one can be tried without a long wait.
+MEDIA_URL_TTL = 3
 CIDS = itertools.count(1000)
 
 
@@ -42,10 +52,13 @@ class AttackMatrixTest(ChatTestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.ks = KeyServer.for_broker(cls.broker, "--rate-burst", str(KS_BURST))
+        cls.media = MediaServer.for_broker(cls.broker, "--url-ttl", str(MEDIA_URL_TTL))
         try:
             cls.ks.wait_serving()
+            cls.media.wait_serving()
         except Exception:
             cls.ks.cleanup()
+            cls.media.cleanup()
             super().tearDownClass()
             raise
 
@@ -54,8 +67,10 @@ class AttackMatrixTest(ChatTestCase):
         sys.stderr.write("\nattack matrix: %d attempts, %d refused\n" % (cls.attempts, cls.refusals))
         try:
             cls.ks.stop()
+            cls.media.stop()
         finally:
             cls.ks.cleanup()
+            cls.media.cleanup()
             super().tearDownClass()
 
     def setUp(self):
@@ -124,6 +139,7 @@ class AttackMatrixTest(ChatTestCase):
             spy = self.dev(a, "phone", protocol=proto, subscribe=False)
             spies.append(spy)
             filters = ["chat/inbox/%s/phone" % v, "chat/keys/resp/%s/phone" % v,
+                       "chat/media/resp/%s/phone" % v,
                        "chat/keys/status/%s/phone" % v, "$CONTROL/chat/v1/response",
                        "$CONTROL/#"] + [f.format(v=v) for f in WILDCARDS]
             for f in filters:
@@ -242,6 +258,9 @@ class AttackMatrixTest(ChatTestCase):
                 k: x for k, x in Identity().upload_req(3).items() if k != "op"}}, False),
             ("chat/keys/resp/%s/phone" % v, {"rid": 9, "ok": True, "opks": 0}, False),
             ("chat/keys/status/%s/phone" % v, None, True),
+            ("chat/media/req/%s/phone" % v, {"op": "slot", "rid": 10, "size": 1, "type": "a/b",
+                                             "to": ["%s/phone" % a]}, False),
+            ("chat/media/resp/%s/phone" % v, {"rid": 11, "ok": True, "url": "http://evil/"}, False),
             ("chat/inbox/%s/phone" % v, {"k": "msg", "conv": conv_of(a, v), "seq": 1,
                                          "from": "%s/phone" % p, "ts": 1, "body": b"forged"}, False),
             ("chat/sync/%s/phone" % v, {}, False),
@@ -558,6 +577,91 @@ class AttackMatrixTest(ChatTestCase):
                 c.close()
             self.attempt("connect as %r: %r" % (user, rc), rc != 0)
         self.assert_serving()
+
+
+    # ---- attachments (chat-media) ----
+
+    def test_attachments(self):
+        """Issue 32's refusals: an expired slot, an oversized upload, a
+        forged or replayed URL, another user's blob, listing."""
+        a, b, eve = uniq("a"), uniq("b"), uniq("eve")
+        ma, mb = MediaDevice(self.dev(a, "d", protocol=V5)), MediaDevice(self.dev(b, "d", protocol=V5))
+        me = MediaDevice(self.dev(eve, "d", protocol=V5))
+
+        def call(method, url, body=None, headers=None):
+            u = urllib.parse.urlsplit(url)
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+            try:
+                c.request(method, u.path + ("?" + u.query if u.query else ""), body=body,
+                          headers=headers or {})
+                r = c.getresponse()
+                return r.status, r.read()
+            finally:
+                c.close()
+
+        def q(url, **kw):
+            u = urllib.parse.urlsplit(url)
+            d = dict(urllib.parse.parse_qsl(u.query))
+            d.update(kw)
+            return urllib.parse.urlunsplit(u._replace(query=urllib.parse.urlencode(d)))
+
+        body = os.urandom(20000)
+        stale = ma.slot(len(body), [b + "/d"])  # its URL is tried once expired, below
+        # oversized: declared too large, or a body over the declared size
+        big = ma.slot(100 * 2**20 + 1, [b + "/d"])
+        self.attempt("slot over the size limit: %r" % big.get("code"), big.get("code") == "too_large")
+        r = ma.slot(len(body), [b + "/d"])
+        st, _ = call("PUT", r["put"], body + b"x")
+        self.attempt("PUT over the declared size: %d" % st, st == 413)
+        st, _ = call("PUT", r["put"], body[:-1])
+        self.attempt("PUT under the declared size: %d" % st, st == 400)
+        # forged: another signature, a later expiry, another blob's id
+        sig = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r["put"]).query))["sig"]
+        for what, url in [("sig", q(r["put"], sig=("A" if sig[0] != "A" else "B") + sig[1:])),
+                          ("exp", q(r["put"], exp=str(int(time.time()) + 86400))),
+                          ("no sig", r["put"].split("?")[0])]:
+            st, _ = call("PUT", url, body)
+            self.attempt("PUT with a forged %s: %d" % (what, st), st == 403)
+        st, _ = call("PUT", r["put"], body)
+        self.assertEqual(st, 201)
+        st, _ = call("PUT", r["put"], os.urandom(len(body)))
+        self.attempt("replayed PUT: %d" % st, st == 409)
+        # another user's blob: no grant, and b's URL does not open for others
+        for md in (me, ma):
+            g = md.grant(r["id"])
+            self.attempt("grant of another's blob to %s: %r" % (md.d.addr, g.get("code")),
+                         g.get("code") == "not_found")
+        g = mb.grant(r["id"])
+        self.assertTrue(g["ok"], g)
+        for what, url in [("dev=eve", q(g["url"], dev=eve + "/d")),
+                          ("forged sig", q(g["url"], sig="A" * 43)),
+                          ("later exp", q(g["url"], exp=str(int(time.time()) + 86400)))]:
+            st, data = call("GET", url)
+            self.attempt("GET with %s: %d" % (what, st), st == 403 and body not in data)
+        other = ma.slot(5, [eve + "/d"])
+        self.assertEqual(call("PUT", other["put"], b"hello")[0], 201)
+        st, data = call("GET", g["url"].replace(r["id"], other["id"]))
+        self.attempt("b's GET URL on eve's blob: %d" % st, st == 403 and data != b"hello")
+        # listing, and paths outside /v1/blob/{id}
+        for path in ["/", "/v1/blob/", "/v1/blob", "/v1/", "/v1/blob/..%2Fmeta",
+                     "/v1/blob/" + r["id"] + "/..", "/../../etc/passwd"]:
+            st, _ = call("GET", self.media.url + path)
+            self.attempt("GET %s: %d" % (path, st), st == 404)
+        st, _ = call("DELETE", self.media.url + "/v1/blob/" + r["id"])
+        self.attempt("DELETE a blob: %d" % st, st == 405)
+        # an expired slot's PUT URL, an expired GET URL (one wait for both)
+        time.sleep(max(0, stale["expires"] + 1.1 - time.time()))
+        st, _ = call("PUT", stale["put"], body)
+        self.attempt("PUT on an expired slot URL: %d" % st, st == 403)
+        time.sleep(max(0, g["expires"] + 1.1 - time.time()))
+        st, _ = call("GET", g["url"])
+        self.attempt("GET on an expired URL: %d" % st, st == 403)
+        # the real recipient still gets it, once
+        g = mb.grant(r["id"])
+        self.assertEqual(call("GET", g["url"]), (200, body))
+        wait_until(lambda: r["id"] not in self.media.blobs(), 3)
+        st, _ = call("GET", g["url"])
+        self.attempt("GET after the last download: %d" % st, st in (404, 410))
 
 
 if __name__ == "__main__":
