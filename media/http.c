@@ -33,6 +33,7 @@
 struct media_http {
 	struct MHD_Daemon *d;
 	media *m;
+	const char *cors;
 	char *cert, *key;
 };
 
@@ -49,7 +50,20 @@ typedef struct req_ctx {
 	bool to_last_byte;
 } req_ctx;
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const char *why)
+/* A web page on another origin (the web client, served by the broker's
+ * WebSockets listener) may use the URLs it was handed: they are
+ * capabilities, no cookie or credential is involved. */
+static void cors(const media_http *h, struct MHD_Response *r)
+{
+	if (!h->cors)
+		return;
+	MHD_add_response_header(r, "Access-Control-Allow-Origin", h->cors);
+	MHD_add_response_header(r, "Access-Control-Expose-Headers",
+	                        "Content-Range, Content-Length, Accept-Ranges");
+}
+
+static enum MHD_Result reply(const media_http *h, struct MHD_Connection *c, unsigned status,
+                             const char *why)
 {
 	char body[256];
 	int n = snprintf(body, sizeof(body), "%s\n", why);
@@ -59,6 +73,7 @@ static enum MHD_Result reply(struct MHD_Connection *c, unsigned status, const ch
 		return MHD_NO;
 	MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
+	cors(h, r);
 	if (status == 405)
 		MHD_add_response_header(r, "Allow", "GET, PUT");
 	enum MHD_Result ret = MHD_queue_response(c, status, r);
@@ -121,7 +136,7 @@ static enum MHD_Result do_get(media_http *h, struct MHD_Connection *c, req_ctx *
 	media_http_err e;
 	if (!media_get_open(h->m, x->id, dev, exp, sig, &fd, &size, &e)) {
 		daemon_log(LOG_DEBUG, "GET %s refused: %u %s", x->id, e.status, e.why);
-		return reply(c, e.status, e.why);
+		return reply(h, c, e.status, e.why);
 	}
 	snprintf(x->dev, sizeof(x->dev), "%s", dev);
 	uint64_t a = 0, b = size - 1;
@@ -134,6 +149,7 @@ static enum MHD_Result do_get(media_http *h, struct MHD_Connection *c, req_ctx *
 		if (!r)
 			return MHD_NO;
 		MHD_add_response_header(r, "Content-Range", cr);
+		cors(h, r);
 		enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
 		MHD_destroy_response(r);
 		return ret;
@@ -146,6 +162,7 @@ static enum MHD_Result do_get(media_http *h, struct MHD_Connection *c, req_ctx *
 	MHD_add_response_header(r, "Content-Type", "application/octet-stream");
 	MHD_add_response_header(r, "Cache-Control", "no-store");
 	MHD_add_response_header(r, "Accept-Ranges", "bytes");
+	cors(h, r);
 	unsigned status = MHD_HTTP_OK;
 	if (rg > 0) {
 		char cr[96];
@@ -187,12 +204,12 @@ static enum MHD_Result put_first(media_http *h, struct MHD_Connection *c, req_ct
 	if (!media_put_check(h->m, x->id, exp, sig, have, clen, &x->size, &e)) {
 		daemon_log(LOG_DEBUG, "PUT %s refused: %u %s", x->id, e.status, e.why);
 		x->failed = true;
-		return reply(c, e.status, e.why);
+		return reply(h, c, e.status, e.why);
 	}
 	x->fd = media_put_tmp(h->m, x->id, x->tmp);
 	if (x->fd < 0) {
 		x->failed = true;
-		return reply(c, 500, "the upload cannot be stored");
+		return reply(h, c, 500, "the upload cannot be stored");
 	}
 	x->is_put = true;
 	return MHD_YES; /* libmicrohttpd now sends 100 Continue and the body */
@@ -232,14 +249,14 @@ static enum MHD_Result put_data(media_http *h, struct MHD_Connection *c, req_ctx
 	if (!synced || x->written != x->size) {
 		unlink(x->tmp);
 		if (!synced && !x->failed)
-			return reply(c, 500, "the upload could not be written");
-		return reply(c, 400, "the body's length differs from the size declared for the slot");
+			return reply(h, c, 500, "the upload could not be written");
+		return reply(h, c, 400, "the body's length differs from the size declared for the slot");
 	}
 	media_http_err e;
 	if (!media_put_commit(h->m, x->id, x->tmp, &e))
-		return reply(c, e.status, e.why);
+		return reply(h, c, e.status, e.why);
 	daemon_log(LOG_DEBUG, "PUT %s: %" PRIu64 " bytes stored", x->id, x->size);
-	return reply(c, MHD_HTTP_CREATED, "stored");
+	return reply(h, c, MHD_HTTP_CREATED, "stored");
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -264,13 +281,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	static const char base[] = "/v1/blob/";
 	size_t bl = sizeof(base) - 1;
 	if (strncmp(url, base, bl) != 0 || !media_id_valid(url + bl, strlen(url + bl)))
-		return reply(c, MHD_HTTP_NOT_FOUND, "not found");
+		return reply(h, c, MHD_HTTP_NOT_FOUND, "not found");
 	memcpy(x->id, url + bl, MEDIA_ID_LEN);
 	if (strcmp(method, "PUT") == 0)
 		return put_first(h, c, x);
 	if (strcmp(method, "GET") == 0)
 		return do_get(h, c, x);
-	return reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
+	if (h->cors && strcmp(method, "OPTIONS") == 0) {
+		/* a CORS preflight (a PUT, or a GET with Range) */
+		struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!r)
+			return MHD_NO;
+		cors(h, r);
+		MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, PUT");
+		MHD_add_response_header(r, "Access-Control-Allow-Headers", "Range, Content-Type");
+		MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+		enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_NO_CONTENT, r);
+		MHD_destroy_response(r);
+		return ret;
+	}
+	return reply(h, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed");
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -343,6 +373,7 @@ media_http *media_http_start(media *m, const media_http_opts *o, char *err, size
 		return NULL;
 	}
 	h->m = m;
+	h->cors = o->cors_origin;
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(o->port) };
 	struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_port = htons(o->port) };
 	const struct sockaddr *addr = (const struct sockaddr *)&sa;

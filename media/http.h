@@ -15,6 +15,7 @@ typedef struct media_http_opts {
 	unsigned threads;      /* libmicrohttpd's thread pool */
 	unsigned timeout_s;    /* an idle connection is closed after this */
 	const char *cert, *key; /* PEM files: HTTPS when set */
+	const char *cors_origin; /* Access-Control-Allow-Origin for web pages, or NULL */
 } media_http_opts;
 
 typedef struct media_http media_http;

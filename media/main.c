@@ -163,7 +163,7 @@ static void usage(FILE *f)
 	        "                  [--public-url URL] [--https-cert FILE --https-key FILE]\n"
 	        "                  [--max-size BYTES] [--quota BYTES] [--ttl S] [--url-ttl S]\n"
 	        "                  [--sweep-interval S] [--http-threads N] [--http-timeout S]\n"
-	        "                  [--rate-burst N] [--rate-per-minute N]\n"
+	        "                  [--rate-burst N] [--rate-per-minute N] [--cors-origin ORIGIN]\n"
 	        "                  [--share-group NAME] [--topic-prefix PREFIX]\n"
 	        "                  [--log-level error|warning|info|debug]\n"
 	        "                  [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
@@ -234,7 +234,7 @@ static int lock_data_dir(const char *dir)
 
 enum { OPT_TOKEN = 256, OPT_DATA, OPT_SECRET, OPT_HADDR, OPT_HPORT, OPT_PUBLIC, OPT_HCERT,
        OPT_HKEY, OPT_MAX, OPT_QUOTA, OPT_TTL, OPT_URLTTL, OPT_SWEEP, OPT_THREADS, OPT_HTIMEOUT,
-       OPT_BURST, OPT_RATE, OPT_GROUP, OPT_PREFIX, OPT_LOG, OPT_HELP, OPT_VERSION };
+       OPT_BURST, OPT_RATE, OPT_CORS, OPT_GROUP, OPT_PREFIX, OPT_LOG, OPT_HELP, OPT_VERSION };
 
 static int parse_args(server *s, int argc, char **argv)
 {
@@ -259,6 +259,7 @@ static int parse_args(server *s, int argc, char **argv)
 		{ "http-timeout", required_argument, NULL, OPT_HTIMEOUT },
 		{ "rate-burst", required_argument, NULL, OPT_BURST },
 		{ "rate-per-minute", required_argument, NULL, OPT_RATE },
+		{ "cors-origin", required_argument, NULL, OPT_CORS },
 		{ "share-group", required_argument, NULL, OPT_GROUP },
 		{ "topic-prefix", required_argument, NULL, OPT_PREFIX },
 		{ "log-level", required_argument, NULL, OPT_LOG },
@@ -317,6 +318,14 @@ static int parse_args(server *s, int argc, char **argv)
 		case OPT_RATE:
 			if (!daemon_parse_u32(optarg, 0, 1000000, &s->mopts.rate_per_min))
 				bad = "--rate-per-minute";
+			break;
+		case OPT_CORS:
+			s->hopts.cors_origin = optarg;
+			for (const char *p = optarg; *p; p++)
+				if (*p <= ' ' || *p > '~')
+					bad = "--cors-origin";
+			if (!*optarg)
+				bad = "--cors-origin";
 			break;
 		case OPT_GROUP: s->group = optarg; if (!daemon_name_valid(optarg)) bad = "--share-group"; break;
 		case OPT_PREFIX: s->prefix = optarg; if (!daemon_name_valid(optarg)) bad = "--topic-prefix"; break;

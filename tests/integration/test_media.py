@@ -51,9 +51,9 @@ def with_query(url, **changes):
 
 class MediaTest(ChatTestCase):
 
-    # The sweep runs every second here (default 60 s) so that the TTL test
-    # below sees an expired blob go within a second or two.
-    media_args = ("--sweep-interval", "1")
+    # --cors-origin as make run gives it (the web client's page is on the
+    # broker's WebSockets port, another origin).
+    media_args = ("--cors-origin", "*")
 
     @classmethod
     def setUpClass(cls):
@@ -301,10 +301,27 @@ class MediaTest(ChatTestCase):
             st, _, body = req(method, self.media.url + path)
             self.assertEqual(st, 404, (method, path))
             self.assertEqual(body, b"not found\n")
-        for method in ("DELETE", "POST", "HEAD", "OPTIONS", "PATCH"):
+        for method in ("DELETE", "POST", "HEAD", "PATCH"):
             st, h, _ = req(method, self.media.url + "/v1/blob/" + "A" * 22)
             self.assertEqual(st, 405, method)
             self.assertEqual(h.get("allow"), "GET, PUT")
+
+    def test_cors_for_the_web_client(self):
+        a, b = uniq("a"), uniq("b")
+        ma, mb = self.mdev(a, "d"), self.mdev(b, "d")
+        r = ma.slot(3, [b + "/d"])
+        st, h, _ = req("OPTIONS", r["put"], headers={"Origin": "http://127.0.0.1:9001",
+                                                     "Access-Control-Request-Method": "PUT"})
+        self.assertEqual(st, 204)
+        self.assertEqual(h["access-control-allow-origin"], "*")
+        self.assertIn("PUT", h["access-control-allow-methods"])
+        self.assertIn("Range", h["access-control-allow-headers"])
+        st, h, _ = req("PUT", r["put"], b"abc", headers={"Origin": "http://127.0.0.1:9001"})
+        self.assertEqual((st, h["access-control-allow-origin"]), (201, "*"))
+        url = self.grant_url(mb, r["id"])["url"]
+        st, h, got = req("GET", url, headers={"Range": "bytes=1-", "Origin": "x"})
+        self.assertEqual((st, got, h["access-control-allow-origin"]), (206, b"bc", "*"))
+        self.assertIn("Content-Range", h["access-control-expose-headers"])
 
     def test_range_edges(self):
         a, b = uniq("a"), uniq("b")
