@@ -45,7 +45,8 @@ def voice_note(path, seconds=1.5, rate=8000):
     n = int(seconds * rate)
     pcm = b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * 440 * i / rate)))
                    for i in range(n))
-    info = b"INFO" + b"ICMT" + struct.pack("<I", len(MARKER)) + MARKER
+    comment = MARKER + b"\0" * (2 - len(MARKER) % 2)   # a zstr, even: RIFF chunks are word-aligned
+    info = b"INFO" + b"ICMT" + struct.pack("<I", len(comment)) + comment
     fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2, 2, 16)
     body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt +
             b"LIST" + struct.pack("<I", len(info)) + info +

@@ -483,11 +483,17 @@ async function attachment() {
   await img.waitFor();
   await bubble(bob, "the view from here", "in").waitFor();
   assert.ok(await img.evaluate((el) => el.complete && el.naturalWidth > 0), "the picture is shown");
+  log("bob sees the picture");
   assert.equal(await pageSha(bob, "[data-testid=msg].in [data-testid=att-image]", "src"), cfg.files["photo.png"].sha256);
   const audio = bob.page.locator("[data-testid=msg].in [data-testid=att-audio]");
   await audio.waitFor();
+  log("bob has the voice note");
   const secs = await audio.evaluate((el) => el.readyState >= 1 ? el.duration
-    : new Promise((ok) => el.addEventListener("loadedmetadata", () => ok(el.duration))));
+    : new Promise((ok) => {
+      el.addEventListener("loadedmetadata", () => ok(el.duration));
+      el.addEventListener("error", () => ok(`error ${el.error?.code}`));
+      setTimeout(() => ok(`no metadata (readyState ${el.readyState}, src ${el.src})`), 10000);
+    }));
   assert.ok(Math.abs(secs - 1.5) < 0.1, `the voice note plays 1.5 s (${secs})`);
   assert.equal(await pageSha(bob, "[data-testid=msg].in [data-testid=att-audio]", "src"), cfg.files["voice.wav"].sha256);
   const link = bob.page.locator("[data-testid=msg].in [data-testid=att-file]", { hasText: "report.bin" });
