@@ -7,7 +7,7 @@
  *       [--send PEER TEXT | --group G TEXT | --send-file PEER PATH [--caption TEXT]
  *        | --group G --send-file PATH [--caption TEXT] | --recv --timeout SECONDS]
  *
- * Without a mode it is interactive (/to U, /group G, /quit). --send and
+ * Without a mode it is interactive (/to U, /group G, /file PATH, /quit). --send and
  * --group exit 0 once the server acknowledges the stored message (and print,
  * like --recv, what reached the device meanwhile); --recv
  * syncs, prints every new message as `conv<TAB>seq<TAB>from<TAB>text`,
@@ -42,7 +42,8 @@ static void usage(void)
 	        "                    | --send-file PEER PATH [--caption TEXT]\n"
 	        "                    | --group G --send-file PATH [--caption TEXT]]\n"
 	        "       chat-client --help | --version\n"
-	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
+	        "  no mode: interactive (/to USER, /group G, /file PATH, /sync, /quit;\n"
+	        "           other lines are sent)\n"
 	        "  --send-file: encrypts the file, uploads it to chat-media, sends its pointer\n"
 	        "  --files DIR: where received attachments are saved (default: DIR/files of --state)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
@@ -105,8 +106,13 @@ static void interactive_line(client *c, char *line, char *to, char *group, bool 
 		snprintf(group, NAME_MAX_, "%s", line + 7);
 		to[0] = 0;
 		printf("talking to group %s\n", group);
+	} else if (strncmp(line, "/file ", 6) == 0 && (to[0] || group[0])) {
+		char conv[NAME_MAX_ + 4];
+		uint64_t seq;
+		media_send_file(c, to[0] ? to : NULL, group[0] ? group : NULL, line + 6, NULL, conv,
+		                sizeof conv, &seq);
 	} else if (line[0] == '/') {
-		printf("commands: /to USER, /group G, /sync, /quit\n");
+		printf("commands: /to USER, /group G, /file PATH, /sync, /quit\n");
 	} else if (!to[0] && !group[0]) {
 		printf("first choose a peer: /to USER or /group G\n");
 	} else {
