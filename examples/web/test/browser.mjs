@@ -440,7 +440,7 @@ async function pageSha(p, selector, attr) {
 async function clientSaves(name, from, conv) {
   const deadline = Date.now() + WAIT;
   for (;;) {
-    const out = await chatClient("--recv", "--timeout", "2");
+    const out = await chatClient("--recv", "--timeout", "1");
     const line = out.split("\n").find((l) => l.split("\t")[3]?.startsWith("file:") && l.split("\t")[3].endsWith(`/${name}`));
     if (line) {
       const [c, , f, file] = line.split("\t");
