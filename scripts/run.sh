@@ -4,7 +4,8 @@
 # make run: stock mosquitto on 127.0.0.1:1883 with the chat plugin, in the
 # foreground, data in <repo>/data/ (git-ignored). Ctrl-C stops it. A second
 # listener speaks MQTT over WebSockets on port 9001 and serves the web
-# client (<build>/web) from the same port.
+# client (<build>/web) from the same port. The key server and chat-media
+# (attachments, HTTP on 127.0.0.1:8090) run beside it.
 # CHAT_IOT=1: also let anonymous IoT clients in (allow_anonymous true,
 # plugin_opt_foreign_acl allow), as on a broker shared with open IoT traffic;
 # they get standard MQTT outside the chat namespace (docs/OPERATIONS.md).
@@ -17,12 +18,16 @@ plugin=$build/lib/mosquitto_chat.so
 data=$repo/data
 port=${CHAT_PORT:-1883}   # CHAT_PORT: for tests only
 ws_port=${CHAT_WS_PORT:-9001}
+media_port=${CHAT_MEDIA_PORT:-8090}   # CHAT_MEDIA_PORT: chat-media's HTTP port
 web=$build/web
 
 [ -f "$plugin" ] || { echo "run: $plugin not built; run 'make build' first" >&2; exit 1; }
 [ -x /usr/sbin/mosquitto ] || { echo "run: /usr/sbin/mosquitto missing; run 'make deps'" >&2; exit 1; }
 
-for p in "$port" "$ws_port"; do
+media=$build/bin/chat-media
+check_ports=("$port" "$ws_port")
+if [ -x "$media" ]; then check_ports+=("$media_port"); fi
+for p in "${check_ports[@]}"; do
   if /usr/bin/python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(0.5); sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)' "$p"; then
     echo "run: port $p is already in use (another mosquitto? try: systemctl stop mosquitto)" >&2
     exit 1
@@ -77,6 +82,20 @@ if [ -x "$ks" ]; then
   "$ks" -h 127.0.0.1 -p "$port" -u keys --token-file "$data/keys.token" --data-dir "$data/keys" &
   pids+=("$!")
   echo "mosquitto-chat: key server started (service account keys, data $data/keys/)"
+fi
+
+# chat-media (attachments) runs beside it as service account "media", its
+# HTTP side on 127.0.0.1:$media_port; the web client's page (another origin,
+# the WebSockets port) may use the URLs it signs (--cors-origin).
+if [ -x "$media" ]; then
+  if [ ! -s "$data/media.token" ]; then
+    (umask 077; "$build/bin/chatctl" -h 127.0.0.1 -p "$port" --token-file "$data/admin.token" \
+       service add media > "$data/media.token.new") && mv "$data/media.token.new" "$data/media.token"
+  fi
+  "$media" -h 127.0.0.1 -p "$port" -u media --token-file "$data/media.token" --data-dir "$data/media" \
+    --http-port "$media_port" --cors-origin '*' &
+  pids+=("$!")
+  echo "mosquitto-chat: chat-media started at http://127.0.0.1:$media_port (service account media, data $data/media/)"
 fi
 
 # The push gateway runs only when configured: data/pushgw.args holds its

@@ -13,7 +13,7 @@ import os
 import subprocess
 import tempfile
 
-from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, Device, main, uniq
+from chatlib import BUILD_DIR, SOURCE_DIR, ChatTestCase, Device, MediaServer, main, uniq
 
 SCRIPTS = sorted(glob.glob(os.path.join(SOURCE_DIR, "examples", "scripts", "[0-9][0-9]-*.sh")))
 
@@ -23,11 +23,32 @@ class ExampleScriptsTest(ChatTestCase):
     # inbox replays the backlog), but a presence grace of 1 s
     broker_options = {"presence_grace": 1}
 
+    @classmethod
+    def setUpClass(cls):
+        # chat-media beside the broker, as make run has it (08-attachment.sh)
+        super().setUpClass()
+        cls.media = MediaServer.for_broker(cls.broker)
+        try:
+            cls.media.wait_serving()
+        except Exception:
+            cls.media.cleanup()
+            super().tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.media.stop()
+        finally:
+            cls.media.cleanup()
+            super().tearDownClass()
+
     def env(self):
         env = dict(os.environ)
         env.update(CHAT_HOST="127.0.0.1", CHAT_PORT=str(self.broker.port), CHAT_BUILD=BUILD_DIR,
                    CHAT_DATA=self.broker.data_dir,
-                   CHAT_STATE=os.path.join(self.broker.data_dir, "examples"))
+                   CHAT_STATE=os.path.join(self.broker.data_dir, "examples"),
+                   CHAT_MEDIA_URL=self.media.url)
         return env
 
     def run_script(self, path):

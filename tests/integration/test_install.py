@@ -74,7 +74,7 @@ class InstallTest(unittest.TestCase):
 
     def test_files_in_place(self):
         for rel, executable in (("bin/chatctl", True), ("sbin/chat-keyserver", True),
-                                ("sbin/chat-pushgw", True),
+                                ("sbin/chat-pushgw", True), ("sbin/chat-media", True),
                                 (self.libdir + "/mosquitto_chat.so", False),
                                 ("share/doc/mosquitto-chat/examples/chat.conf", False),
                                 ("share/doc/mosquitto-chat/OPERATIONS.md", False),
@@ -83,6 +83,9 @@ class InstallTest(unittest.TestCase):
                                 ("share/mosquitto-chat/web/sw.js", False),
                                 ("lib/systemd/system/chat-keyserver.service", False),
                                 ("lib/systemd/system/chat-pushgw.service", False),
+                                ("lib/systemd/system/chat-media.service", False),
+                                ("share/doc/mosquitto-chat/examples/chat-media", False),
+                                ("share/man/man8/chat-media.8", False),
                                 ("share/doc/mosquitto-chat/examples/chat-keyserver", False),
                                 ("share/doc/mosquitto-chat/examples/chat-pushgw", False),
                                 ("share/man/man1/chatctl.1", False),
@@ -131,9 +134,24 @@ class InstallTest(unittest.TestCase):
             r = self.verify(unit)
             self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_media_unit(self):
+        unit = self.path("lib/systemd/system/chat-media.service")
+        with open(unit) as f:
+            text = f.read()
+        self.assertIn("ExecStart=%s " % self.path("sbin/chat-media"), text)
+        for opt in ("DynamicUser=yes", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                    "CapabilityBoundingSet=\n", "SystemCallFilter=@system-service",
+                    "LoadCredential=token:/etc/mosquitto-chat/media.token",
+                    "EnvironmentFile=-/etc/default/chat-media", "$MEDIA_OPTS",
+                    "StateDirectory=chat-media", "RestartPreventExitStatus=2"):
+            self.assertIn(opt, text)
+        if shutil.which("systemd-analyze"):
+            r = self.verify(unit)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     def test_bad_config_stops_restarts(self):
         # both sidecars exit 2 on a bad option: systemd must not restart them
-        for name in ("chat-keyserver", "chat-pushgw"):
+        for name in ("chat-keyserver", "chat-pushgw", "chat-media"):
             with self.subTest(unit=name):
                 with open(self.path("lib/systemd/system/%s.service" % name)) as f:
                     text = f.read()

@@ -13,7 +13,8 @@ import unittest
 from chatlib import BUILD_DIR, SOURCE_DIR, main
 
 PAGES = {"chatctl.1": "chatctl", "chat-keyserver.8": "chat-keyserver",
-         "chat-pushgw.8": "chat-pushgw", "mosquitto-chat.5": None}
+         "chat-pushgw.8": "chat-pushgw", "chat-media.8": "chat-media",
+         "mosquitto-chat.5": None}
 
 
 def page(name):

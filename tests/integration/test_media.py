@@ -13,7 +13,9 @@ come back byte-identical and that nothing of them reaches the log.
 import hashlib
 import http.client
 import os
+import ssl
 import subprocess
+import tempfile
 import time
 import urllib.parse
 
@@ -85,6 +87,18 @@ class MediaTest(ChatTestCase):
         st, _, txt = req("PUT", r["put"], body)
         self.assertEqual(st, 201, txt)
         return r["id"]
+
+    def answer_of(self, server, md, req, n=2):
+        """The answer of `server` (a second chat-media on its own share
+        group; both answer every request) to req from md."""
+        rid = next(MediaDevice._rid)
+        md.d.publish("chat/media/req/%s" % md.d.addr, cbor2.dumps(dict(req, rid=rid)))
+        mine = lambda m: m[0] == md.resp_topic and m[1].get("rid") == rid
+        self.assertTrue(wait_until(lambda: len([m for m in md.d.messages if mine(m)]) >= n, 5))
+        got = [m[1] for m in md.d.drain() if mine(m)]
+        ours = [r for r in got if r.get("put", r.get("url", "")).startswith(server.url)]
+        self.assertEqual(len(ours), 1, got)
+        return ours[0]
 
     def grant_url(self, md, blob_id):
         g = md.grant(blob_id)
@@ -369,7 +383,8 @@ class MediaTest(ChatTestCase):
             self.assertEqual(short.blobs(), [r["id"]])
             self.assertEqual(short_slot(ma, len(body))["code"], "quota")
             self.assertTrue(wait_until(lambda: short.blobs() == [], 6), short.text())
-            self.assertIn("its TTL passed", short.text())
+            # logged just after the file goes
+            self.assertTrue(wait_until(lambda: "its TTL passed" in short.text(), 3), short.text())
             r = short_slot(ma, len(body))  # the quota is free again
             self.assertTrue(r["ok"], r)
             self.assertEqual(req("PUT", r["put"], body)[0], 201)
@@ -390,7 +405,48 @@ class MediaTest(ChatTestCase):
             self.assertEqual(short.stop(), 0, short.text())
             short.cleanup()
 
-    def test_secret_file_and_restart(self):
+    def test_https(self):
+        # chat-media serving HTTPS itself (--https-cert/--https-key) with a
+        # test CA's certificate for 127.0.0.1 (test_tls's): the URLs it hands
+        # out are https, a client trusting the CA uploads and downloads, one
+        # that does not is refused in the handshake.
+        from test_tls import make_pki
+        pki = tempfile.mkdtemp(prefix="chat-media-pki-")
+        self.addCleanup(subprocess.run, ["rm", "-rf", pki])
+        make_pki(pki)
+        secure = MediaServer.for_broker(self.broker, "--https-cert", os.path.join(pki, "server.crt"),
+                                        "--https-key", os.path.join(pki, "server.key"),
+                                        "--share-group", "mediatls", user="media5")
+        try:
+            secure.wait_serving()
+            self.assertTrue(secure.url.startswith("https://"))
+            a, b = uniq("a"), uniq("b")
+            ma, mb = self.mdev(a, "d"), self.mdev(b, "d")
+            body = os.urandom(200 * 1024)
+            r = self.answer_of(secure, ma, {"op": "slot", "size": len(body), "type": "a/b",
+                                            "to": [b + "/d"]})
+            self.assertTrue(r["put"].startswith("https://127.0.0.1:"), r)
+            ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+            self.assertEqual(req("PUT", r["put"], body, context=ctx)[0], 201)
+            g = self.answer_of(secure, mb, {"op": "get", "id": r["id"]}, n=2)
+            st, _, got = req("GET", g["url"], headers={"Range": "bytes=1000-4999"}, context=ctx)
+            self.assertEqual((st, got), (206, body[1000:5000]))
+            other = ssl.create_default_context(cafile=os.path.join(pki, "other-ca.crt"))
+            with self.assertRaises(ssl.SSLError):
+                req("GET", g["url"], context=other)
+            # plain HTTP on the HTTPS port gets no blob
+            try:
+                st = req("GET", g["url"].replace("https://", "http://"))[0]
+            except (ConnectionError, http.client.HTTPException):
+                st = None
+            self.assertNotEqual(st, 200)
+            st, _, got = req("GET", g["url"], context=ctx)
+            self.assertEqual((st, got), (200, body))
+        finally:
+            self.assertEqual(secure.stop(), 0, secure.text())
+            secure.cleanup()
+
+    def test_secret_file_version_and_bad_option(self):
         secret = os.path.join(self.media.data_dir, "media.secret")
         self.assertEqual(os.stat(secret).st_mode & 0o777, 0o600)
         self.assertEqual(os.path.getsize(secret), 32)

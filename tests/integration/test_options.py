@@ -13,6 +13,7 @@ import unittest
 from chatlib import BUILD_DIR, SOURCE_DIR, Broker, main
 
 KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
+MEDIA = os.path.join(BUILD_DIR, "bin", "chat-media")
 
 # option -> invalid values (each must be refused, naming the option). An empty
 # value never reaches the plugin: mosquitto refuses it, naming the option.
@@ -153,6 +154,52 @@ class KeyserverOptionsTest(unittest.TestCase):
                                        text=True, timeout=10)
                     self.assertEqual(r.returncode, 2, r.stderr)
                     self.assertIn(opt, r.stderr)
+
+
+class MediaOptionsTest(unittest.TestCase):
+    """Each chat-media option: in docs/OPERATIONS.md's table; a bad value
+    exits 2 naming it."""
+
+    BAD = {
+        "-p": ["0", "65536"],
+        "--http-port": ["65536", "x"],
+        "--public-url": ["ftp://x", "127.0.0.1:8090"],
+        "--max-size": ["0", "1T", "-1", "x"],
+        "--quota": ["0", "lots"],
+        "--ttl": ["0", "316224001"],
+        "--url-ttl": ["0", "604801"],
+        "--sweep-interval": ["0", "86401"],
+        "--http-threads": ["0", "257"],
+        "--http-timeout": ["0"],
+        "--rate-burst": ["0"],
+        "--rate-per-minute": ["1000001"],
+        "--cors-origin": ["", "a b"],
+        "--share-group": ["a/b"],
+        "--topic-prefix": ["chat/#"],
+        "--log-level": ["loud"],
+        "--secret-file": [""],
+    }
+
+    def test_every_media_option_is_documented(self):
+        out = subprocess.run([MEDIA, "--help"], capture_output=True, text=True).stdout
+        doc = operations_doc()
+        for opt in sorted(set(re.findall(r"--[a-z-]+", out)) - {"--help"}):
+            self.assertRegex(doc, r"\|\s*`[^|]*%s" % re.escape(opt), "%s not in the table" % opt)
+
+    def test_invalid_values(self):
+        base = ["-h", "127.0.0.1", "-p", "1883", "-u", "media", "--token-file", "/nonexistent",
+                "--data-dir", "/nonexistent"]
+        for opt, values in self.BAD.items():
+            for v in values:
+                with self.subTest(option=opt, value=v):
+                    r = subprocess.run([MEDIA] + base + [opt, v], capture_output=True,
+                                       text=True, timeout=10)
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn(opt, r.stderr)
+        r = subprocess.run([MEDIA] + base + ["--https-cert", "/x"], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--https-key", r.stderr)
 
 
 if __name__ == "__main__":

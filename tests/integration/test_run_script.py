@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 from chatlib import BROKER_DEFAULT_LINES, BUILD_DIR, CHATCTL, PLUGIN, SANITIZER_ENV, SOURCE_DIR, free_port, main, wait_until
@@ -37,6 +38,8 @@ class RunScriptTest(unittest.TestCase):
         os.symlink(os.path.join(BUILD_DIR, "web"), os.path.join(work, "build", "web"))
         os.symlink(os.path.join(os.path.dirname(CHATCTL), "chat-keyserver"),
                    os.path.join(work, "build", "bin", "chat-keyserver"))
+        os.symlink(os.path.join(os.path.dirname(CHATCTL), "chat-media"),
+                   os.path.join(work, "build", "bin", "chat-media"))
 
         def shim(path, target):
             with open(path, "w") as f:
@@ -52,6 +55,7 @@ class RunScriptTest(unittest.TestCase):
         env.pop("BUILD", None)
         env["CHAT_PORT"] = str(port)
         env["CHAT_WS_PORT"] = str(ws_port or free_port())
+        env["CHAT_MEDIA_PORT"] = str(free_port())
         env.update(SANITIZER_ENV)   # an ASan plugin needs its runtime preloaded into mosquitto
         env["PATH"] = os.path.join(work, "shims") + ":" + env.get("PATH", "/usr/bin:/bin")
         return env
@@ -116,6 +120,21 @@ class RunScriptTest(unittest.TestCase):
                         "key server did not start:\n" + open(out_path).read())
         self.assertEqual(len(open(keys_token).read().strip()), 43)
         self.assertEqual(os.stat(keys_token).st_mode & 0o777, 0o600)
+        # so does chat-media, its URL printed; it serves nothing unsigned
+        m = re.search(r"chat-media started at (http://127\.0\.0\.1:\d+)", open(out_path).read())
+        self.assertIsNotNone(m, open(out_path).read())
+        media_token = os.path.join(work, "data", "media.token")
+        self.assertEqual(os.stat(media_token).st_mode & 0o777, 0o600)
+
+        def media_answers():
+            try:
+                urllib.request.urlopen(m.group(1) + "/", timeout=2)
+            except urllib.error.HTTPError as e:
+                return e.code == 404
+            except OSError:
+                return False
+            return False
+        self.assertTrue(wait_until(media_answers, 10), open(out_path).read())
 
         # the printed next steps: indented command lines after the banner
         printed = open(out_path).read()
