@@ -135,6 +135,20 @@ static const char *content_type(const char *path)
 	return "application/octet-stream";
 }
 
+/* Whether s is UTF-8 a peer's CBOR reader accepts (the same reader's check). */
+static bool utf8_ok(const char *s, size_t n)
+{
+	cbw w;
+	cbr r;
+	cbr_item it;
+	cbw_init(&w);
+	cbw_textn(&w, s, n);
+	cbr_init(&r, w.buf, w.len);
+	bool ok = cbw_status(&w) == CHAT_OK && cbr_next(&r, &it) == CHAT_OK;
+	cbw_free(&w);
+	return ok;
+}
+
 static uint32_t le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -213,8 +227,9 @@ int media_send_file(client *c, const char *peer_user, const char *gid, const cha
 		fprintf(stderr, "chat-client: cannot read %s: %s\n", path, strerror(errno));
 		return CHAT_EIO;
 	}
-	if (caption && strlen(caption) > ATT_CAPTION_MAX) {
-		fprintf(stderr, "chat-client: the caption is longer than %d bytes\n", ATT_CAPTION_MAX);
+	if (caption && (strlen(caption) > ATT_CAPTION_MAX || !utf8_ok(caption, strlen(caption)))) {
+		fprintf(stderr, "chat-client: the caption is not UTF-8 of at most %d bytes\n",
+		        ATT_CAPTION_MAX);
 		rc = CHAT_ETOOBIG;
 		goto out;
 	}
@@ -288,6 +303,8 @@ int media_send_file(client *c, const char *peer_user, const char *gid, const cha
 	while (p.name && p.name_len > 0 && ((unsigned char)p.name[p.name_len] & 0xC0) == 0x80 &&
 	       p.name_len < strlen(base))
 		p.name_len--;
+	if (p.name && !utf8_ok(p.name, p.name_len))
+		p.name = NULL;   /* a name that is not UTF-8 is left out (the receiver uses the id) */
 	memcpy(p.key, key, ATT_KEY);
 	memcpy(p.digest, digest, ATT_DIGEST);
 	att_ptr_encode(&p, &w);
