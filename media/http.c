@@ -44,7 +44,7 @@ typedef struct req_ctx {
 	int fd;
 	char tmp[PATH_MAX];
 	uint64_t size, written;
-	bool failed;
+	bool failed, write_error;
 	/* GET */
 	char dev[CHAT_ADDR_MAX + 1];
 	bool to_last_byte;
@@ -233,7 +233,7 @@ static enum MHD_Result put_data(media_http *h, struct MHD_Connection *c, req_ctx
 				continue;
 			if (w <= 0) {
 				daemon_log(LOG_ERR, "writing %s failed: %s", x->tmp, strerror(errno));
-				x->failed = true;
+				x->failed = x->write_error = true;
 				return MHD_YES;
 			}
 			data += w, n -= (size_t)w;
@@ -248,8 +248,8 @@ static enum MHD_Result put_data(media_http *h, struct MHD_Connection *c, req_ctx
 	x->is_put = false;
 	if (!synced || x->written != x->size) {
 		unlink(x->tmp);
-		if (!synced && !x->failed)
-			return reply(h, c, 500, "the upload could not be written");
+		if (x->write_error || (!synced && !x->failed))
+			return reply(h, c, 500, "the upload could not be written (is the disk full?)");
 		return reply(h, c, 400, "the body's length differs from the size declared for the slot");
 	}
 	media_http_err e;
@@ -377,7 +377,9 @@ media_http *media_http_start(media *m, const media_http_opts *o, char *err, size
 	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(o->port) };
 	struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_port = htons(o->port) };
 	const struct sockaddr *addr = (const struct sockaddr *)&sa;
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+	/* epoll where there is one (MHD_USE_AUTO): select() would cap the
+	 * connections at FD_SETSIZE */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
 	if (inet_pton(AF_INET, o->addr, &sa.sin_addr) != 1) {
 		if (inet_pton(AF_INET6, o->addr, &sa6.sin6_addr) != 1) {
 			snprintf(err, cap, "--http-addr %s is not an IPv4 or IPv6 address", o->addr);

@@ -57,10 +57,33 @@ typedef struct server {
 	bool connected;
 	char req_prefix[TOPIC_MAX];
 	size_t req_prefix_len;
+	char removed_prefix[TOPIC_MAX];
+	size_t removed_prefix_len;
 	time_t next_sweep;
 } server;
 
 /* ---- MQTT ---- */
+
+/* The broker's retained notice that an admin removed U/D (docs/PROTOCOL.md
+ * §7): that device will never download, so it stops holding blobs back.
+ * The key server clears the notice; an empty message is a clear. A notice
+ * we missed (chat-media was down until the key server cleared it) leaves
+ * the blobs to their TTL. */
+static void device_removed(server *s, const struct mosquitto_message *msg)
+{
+	const char *u, *d;
+	size_t ul, dl;
+	size_t tl = strlen(msg->topic);
+	if (msg->payloadlen == 0 ||
+	    !chat_parse_addr(msg->topic + s->removed_prefix_len, tl - s->removed_prefix_len, &u,
+	                     &ul, &d, &dl))
+		return;
+	char addr[CHAT_ADDR_MAX + 1];
+	snprintf(addr, sizeof(addr), "%.*s/%.*s", (int)ul, u, (int)dl, d);
+	unsigned n = media_device_removed(s->m, addr);
+	daemon_log(LOG_INFO, "device %s was removed: it no longer holds blobs back (%u deleted)",
+	           addr, n);
+}
 
 static void on_message(struct mosquitto *mq, void *obj, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
@@ -70,6 +93,11 @@ static void on_message(struct mosquitto *mq, void *obj, const struct mosquitto_m
 	const char *u, *d;
 	size_t ul, dl;
 	size_t tl = strlen(msg->topic);
+	if (tl > s->removed_prefix_len &&
+	    memcmp(msg->topic, s->removed_prefix, s->removed_prefix_len) == 0) {
+		device_removed(s, msg);
+		return;
+	}
 	if (msg->retain || tl <= s->req_prefix_len ||
 	    memcmp(msg->topic, s->req_prefix, s->req_prefix_len) != 0 ||
 	    !chat_parse_addr(msg->topic + s->req_prefix_len, tl - s->req_prefix_len, &u, &ul, &d,
@@ -106,13 +134,17 @@ static void on_connect(struct mosquitto *mq, void *obj, int rc, int flags,
 	}
 	/* QoS 0 for the same reasons as the key server's (keyserver/main.c):
 	 * a clean session redelivers nothing after a loss anyway. */
-	char filter[TOPIC_MAX];
+	char filter[TOPIC_MAX], removed[TOPIC_MAX];
 	snprintf(filter, sizeof(filter), "$share/%s/%s/media/req/+/+", s->group, s->prefix);
-	rc = mosquitto_subscribe_v5(mq, NULL, filter, 0, 0, NULL);
+	/* removal notices directly: a shared subscription gets no retained ones */
+	snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", s->prefix);
+	char *const subs[] = { filter, removed };
+	rc = mosquitto_subscribe_multiple(mq, NULL, 2, subs, 0, 0, NULL);
 	if (rc != MOSQ_ERR_SUCCESS)
 		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
 	else
-		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s", s->host, s->port, filter);
+		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", s->host, s->port,
+		           filter, removed);
 }
 
 static void on_subscribe(struct mosquitto *mq, void *obj, int mid, int n, const int *granted,
@@ -120,7 +152,7 @@ static void on_subscribe(struct mosquitto *mq, void *obj, int mid, int n, const 
 {
 	(void)mid, (void)props;
 	server *s = obj;
-	if (n < 1 || granted[0] >= 0x80) {
+	if (n < 2 || granted[0] >= 0x80 || granted[1] >= 0x80) {
 		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
 		           s->user);
 		mosquitto_disconnect(mq);
@@ -430,6 +462,9 @@ int main(int argc, char **argv)
 		snprintf(public_url, sizeof(public_url), "%s://%s:%u", s.hopts.cert ? "https" : "http",
 		         s.hopts.addr, hport);
 	media_set_public_url(s.m, public_url);
+	if (!s.public_url && (strcmp(s.hopts.addr, "0.0.0.0") == 0 || strcmp(s.hopts.addr, "::") == 0))
+		daemon_log(LOG_WARN, "listening on every address without --public-url: the URLs "
+		           "handed out name %s, which clients cannot reach", s.hopts.addr);
 	daemon_log(LOG_INFO, "media store %s open (max %" PRIu64 " bytes, quota %" PRIu64
 	           " bytes per user, TTL %u s, URLs valid %u s)", s.data_dir, s.mopts.max_size,
 	           s.mopts.quota, s.mopts.ttl_s, s.mopts.url_ttl_s);
@@ -437,6 +472,8 @@ int main(int argc, char **argv)
 	           s.hopts.addr, hport, public_url);
 	s.req_prefix_len = (size_t)snprintf(s.req_prefix, sizeof(s.req_prefix), "%s/media/req/",
 	                                    s.prefix);
+	s.removed_prefix_len = (size_t)snprintf(s.removed_prefix, sizeof(s.removed_prefix),
+	                                        "%s/keys/removed/", s.prefix);
 
 	s.mosq = mqtt_service_client_new("chat-media", s.user, token, sizeof(token), &s.tls, &s);
 	if (!s.mosq)

@@ -118,6 +118,12 @@ bool media_get_open(media *m, const char *id, const char *dev, const char *exp,
  * is, the blob is deleted (file, record, quota). */
 void media_get_done(media *m, const char *id, const char *dev);
 
+/* An admin removed device addr ("U/D"): it will never download, so it
+ * counts as done in every blob it is a recipient of (a blob whose other
+ * devices are all done goes). A scan of every record, one at a time under
+ * the lock: removals are rare. Returns how many blobs were deleted. */
+unsigned media_device_removed(media *m, const char *addr);
+
 /* Deletes what passed its deadline: slots never uploaded (their PUT URL's
  * expiry + MEDIA_UPLOAD_GRACE_S) and blobs past their TTL. Returns how many
  * were deleted. */

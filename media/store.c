@@ -867,16 +867,14 @@ bool media_get_open(media *m, const char *id, const char *dev, const char *exp_s
 	return ok;
 }
 
-void media_get_done(media *m, const char *id, const char *dev)
+/* Marks dev done in blob id; deletes the blob when every device is. Lock
+ * held. true when it deleted it. */
+static bool mark_done(media *m, const char *id, const char *dev)
 {
 	rec r;
-	pthread_mutex_lock(&m->lock);
-	m->n.downloads++;
-	if (rec_load(m, id, &r) != CHAT_OK) {
-		pthread_mutex_unlock(&m->lock);
-		return; /* deleted meanwhile (expired, or the last device was faster) */
-	}
-	bool all = true, changed = false;
+	if (rec_load(m, id, &r) != CHAT_OK)
+		return false; /* deleted meanwhile (expired, or the last device was faster) */
+	bool all = true, changed = false, deleted = false;
 	for (uint32_t i = 0; i < r.nto; i++) {
 		if (strcmp(r.to[i], dev) == 0 && !is_done(&r, i)) {
 			r.done[i / 8] |= (uint8_t)(1u << (i % 8));
@@ -884,10 +882,12 @@ void media_get_done(media *m, const char *id, const char *dev)
 		}
 		all = all && is_done(&r, i);
 	}
-	if (all) {
+	if (all && changed) {
 		if (blob_delete(m, id, &r) == CHAT_OK) {
 			m->n.deleted_done++;
-			daemon_log(LOG_INFO, "blob %s: every recipient device has it; deleted", id);
+			deleted = true;
+			daemon_log(LOG_INFO, "blob %.*s: every recipient device has it; deleted",
+			           MEDIA_ID_LEN, id);
 		}
 	} else if (changed) {
 		cbw w;
@@ -902,7 +902,55 @@ void media_get_done(media *m, const char *id, const char *dev)
 		cbw_free(&w);
 	}
 	rec_free(&r);
+	return deleted;
+}
+
+void media_get_done(media *m, const char *id, const char *dev)
+{
+	pthread_mutex_lock(&m->lock);
+	m->n.downloads++;
+	mark_done(m, id, dev);
 	pthread_mutex_unlock(&m->lock);
+}
+
+unsigned media_device_removed(media *m, const char *addr)
+{
+	/* the ids of the blobs that name addr, from a snapshot iterator; each
+	 * is then changed under the lock on its own */
+	size_t n = 0, cap = 0;
+	char (*ids)[MEDIA_ID_LEN + 1] = NULL;
+	size_t alen = strlen(addr);
+	rocksdb_iterator_t *it = rocksdb_create_iterator(m->db, m->ropts);
+	for (rocksdb_iter_seek(it, "b\0", 2); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl, vl;
+		const char *k = rocksdb_iter_key(it, &kl);
+		if (kl != 2 + MEDIA_ID_LEN || k[0] != 'b' || k[1] != 0)
+			break;
+		const char *v = rocksdb_iter_value(it, &vl);
+		/* a cheap filter: the address's text is in the record */
+		if (!memmem(v, vl, addr, alen))
+			continue;
+		if (n == cap) {
+			size_t nc = cap ? cap * 2 : 16;
+			void *p = realloc(ids, nc * sizeof(*ids));
+			if (!p)
+				break;
+			ids = p;
+			cap = nc;
+		}
+		memcpy(ids[n], k + 2, MEDIA_ID_LEN);
+		ids[n][MEDIA_ID_LEN] = 0;
+		n++;
+	}
+	rocksdb_iter_destroy(it);
+	unsigned deleted = 0;
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&m->lock);
+		deleted += mark_done(m, ids[i], addr);
+		pthread_mutex_unlock(&m->lock);
+	}
+	free(ids);
+	return deleted;
 }
 
 /* ---- the sweep ---- */

@@ -854,10 +854,10 @@ class MediaServer:
     """One chat-media process (service account `media`) with its output in a
     file; its HTTP side on a free loopback port, its URL in .url."""
 
-    def __init__(self, broker, token_file, data_dir, *args, user="media"):
+    def __init__(self, broker, token_file, data_dir, *args, user="media", http_port=None):
         self.broker = broker
         self.token_file, self.data_dir = token_file, data_dir
-        self.http_port = free_port()
+        self.http_port = http_port or free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="media-", suffix=".log", delete=False)
         scheme = "https" if "--https-cert" in args else "http"
         self.url = "%s://127.0.0.1:%d" % (scheme, self.http_port)
@@ -877,7 +877,8 @@ class MediaServer:
             raise AssertionError("chat-media never logged %r (x%d):\n%s" % (s, count, self.text()))
 
     def wait_serving(self, count=1, timeout=10.0):
-        self.wait_text("serving media requests", count, timeout)
+        # under CHAT_MEDIA_PREFIX (valgrind) start-up takes several times longer
+        self.wait_text("serving media requests", count, timeout * (6 if MEDIA_PREFIX else 1))
 
     def blobs(self):
         """The blob files on disk."""

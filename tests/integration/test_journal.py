@@ -17,6 +17,7 @@ from chatlib import BUILD_DIR, Broker, main, wait_until
 
 KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
 PUSHGW = os.path.join(BUILD_DIR, "bin", "chat-pushgw")
+MEDIA = os.path.join(BUILD_DIR, "bin", "chat-media")
 LINE = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z chat-keyserver (error|warning|info|debug): "
 PRIO = {"error": "3", "warning": "4", "info": "6", "debug": "7"}
 
@@ -82,6 +83,35 @@ class JournalTest(unittest.TestCase):
                                 True)
         self.assertEqual(p.returncode, 2)
         self.assertTrue(text().startswith("<3>chat-pushgw: configure at least one"), text())
+
+    def test_media_priorities(self):
+        b = Broker()
+        self.addCleanup(b.cleanup)
+        b.start()
+        data = tempfile.mkdtemp(prefix="journal-media-")
+        self.addCleanup(shutil.rmtree, data, True)
+        cmd = [MEDIA, "-h", "127.0.0.1", "-p", str(b.port), "-u", "media",
+               "--token-file", b.service_token_file("media"), "--data-dir", data,
+               "--http-port", "0", "--log-level", "debug"]
+        p, text = self.run_with(cmd, True, wait=False)
+        try:
+            self.assertTrue(wait_until(lambda: "serving media requests" in text(), 10), text())
+        finally:
+            p.terminate()
+            p.wait(10)
+        line_re = LINE.replace("chat-keyserver", "chat-media")
+        seen = set()
+        for line in text().splitlines():
+            m = re.match(r"<(\d)>" + line_re, line)
+            self.assertIsNotNone(m, line)
+            self.assertEqual(m.group(1), PRIO[m.group(2)], line)
+            seen.add(m.group(2))
+        self.assertIn("info", seen)
+        p, text = self.run_with([MEDIA, "-h", "h", "-p", "1", "-u", "m", "--token-file", "t",
+                                 "--data-dir", "d", "--max-size", "0"], True)
+        self.assertEqual(p.returncode, 2)
+        self.assertTrue(text().startswith("<3>chat-media: invalid value '0' for --max-size"),
+                        text())
 
     def test_plain_without_journal(self):
         args = [KEYSERVER, "-h", "127.0.0.1", "-p", "1", "-u", "keys", "--token-file",
