@@ -335,6 +335,7 @@ export class ChatApp {
     } catch (e) {
       m.tick = "failed";
       m.error = String((e as Error).message ?? e);
+      if (m.att) m.att.state = "failed"; // retry uploads again, or (uploaded) sends the pointer again
       this.changed();
     }
   }
