@@ -57,6 +57,7 @@ const TYPING_SHOW_MS = 6000;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 const RECEIPT_BATCH_MS = 50;
+const MAX_PAGE_FILE = 512 * 1024 * 1024; // attachments larger than this are not fetched by the page
 
 const b64 = (b: Uint8Array) => sodium.to_base64(b);
 const unb64 = (s: string) => sodium.from_base64(s);
@@ -418,10 +419,14 @@ export class ChatApp {
     if (this.downloading.has(att.id)) return;
     this.downloading.add(att.id);
     try {
+      // the page holds a file in memory, twice (ciphertext and plaintext)
+      if (att.size > MAX_PAGE_FILE) throw new Error(`too large for the page (${att.size} bytes)`);
       let attempt = 0;
       const ct = await download(async () => {
         if (attempt++) await new Promise((r) => setTimeout(r, 500 * attempt));
-        return (await this.conn.media("get", { id: att.id })).url as string;
+        const g = await this.conn.media("get", { id: att.id });
+        if (g.size !== att.size) throw new Error("chat-media's blob has another size than the pointer says");
+        return g.url as string;
       }, att.size, (f) => {
         att.progress = f;
         this.changed(false);
