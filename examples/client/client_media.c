@@ -330,7 +330,7 @@ out:
 
 /* ---- receiving ---- */
 
-typedef struct dl { xfer x; CURL *h; long code; char range[128]; } dl;
+typedef struct dl { xfer x; CURL *h; long code; char range[128]; uint64_t size; bool too_long; } dl;
 
 /* Keeps the answer's Content-Range (a resumed download reports it). */
 static size_t on_header(char *buf, size_t sz, size_t n, void *p)
@@ -370,6 +370,10 @@ static size_t on_body(char *buf, size_t sz, size_t n, void *p)
 		d->x.err[d->x.nerr] = 0;
 		return len;
 	}
+	if (d->x.have + d->x.written + len > d->size) {   /* more than the pointer says: stop */
+		d->too_long = true;
+		return 0;
+	}
 	if (d->x.cut_after >= 0 && d->x.written + len > (uint64_t)d->x.cut_after) {
 		size_t k = (size_t)((uint64_t)d->x.cut_after - d->x.written);
 		if (k && fwrite(buf, 1, k, d->x.out) != k)
@@ -399,7 +403,7 @@ static int fetch(client *c, const char *url, const char *part, uint64_t size)
 	}
 	if (have == size)
 		return CHAT_OK;
-	dl d = { .x = { .c = c, .have = have, .cut_after = -1 } };
+	dl d = { .x = { .c = c, .have = have, .cut_after = -1 }, .size = size };
 	const char *cut = getenv("CHAT_CLIENT_TEST_CUT_GET");
 	if (cut && !cut_used) {
 		cut_used = true;
@@ -433,6 +437,12 @@ static int fetch(client *c, const char *url, const char *part, uint64_t size)
 		curl_easy_getinfo(d.h, CURLINFO_RESPONSE_CODE, &d.code);
 	curl_easy_cleanup(d.h);
 	bool closed_ok = fclose(d.x.out) == 0;
+	if (d.too_long) {
+		fprintf(stderr, "chat-client: chat-media sent more than the attachment's %llu bytes\n",
+		        (unsigned long long)size);
+		unlink(part);
+		return CHAT_EINVAL;
+	}
 	if (d.x.wrote_error || !closed_ok) {
 		fprintf(stderr, "chat-client: writing %s failed\n", part);
 		return CHAT_EIO;
