@@ -143,9 +143,11 @@ typedef struct qmsg { char *topic; uint8_t *payload; size_t len; } qmsg;
 typedef struct net {
 	struct mosquitto *mosq;
 	char addr[ADDR_MAX], user[NAME_MAX_], dev[NAME_MAX_];
-	char t_inbox[160], t_resp[160], t_status[160];
+	char t_inbox[160], t_resp[160], t_status[160], t_media_resp[160];
 	bool connected, failed;
 	int subacks;
+	int sub_mid, sub_state;     /* net_subscribe: its mid; 0 waiting, 1 granted, -1 refused */
+	bool media_sub;             /* subscribed to chat/media/resp/U/D */
 	qmsg *q; size_t nq, capq;
 	int inflight;               /* our QoS 1 publishes not yet acknowledged */
 	uint64_t next_rid;
@@ -173,6 +175,12 @@ void qmsg_free(qmsg *m);
 uint64_t net_req_begin(net *n, size_t extra_pairs, const char *op);
 qmsg *net_ctl(net *n, uint64_t rid, int ms);
 qmsg *net_keys(net *n, uint64_t rid, int ms);
+/* A chat-media request (chat/media/req/U/D; subscribes to its answers on
+ * first use). */
+qmsg *net_media(net *n, uint64_t rid, int ms);
+/* Subscribes to one more topic and waits for the broker's answer:
+ * CHAT_OK, or CHAT_EDENIED when refused or unanswered. */
+int net_subscribe(net *n, const char *topic, int ms);
 uint64_t now_ms(void);
 
 /* A decoded inbox event (pointers into the payload). */
@@ -193,6 +201,8 @@ void item_str(char *dst, size_t cap, const cbr_item *it);
 typedef struct client {
 	cstate st;
 	net net;
+	const struct mqtt_tls *tls; /* its CA also checks the media service's HTTPS */
+	char files[4096];           /* where received attachments are saved */
 	bool interactive;
 	bool sync_done;
 	uint64_t last_msg_ms;
@@ -212,6 +222,29 @@ int chat_send(client *c, const char *peer_user, const char *gid, const char *tex
  * then, and on the patched broker its PUBACK already counts as delivered
  * (a message or a group change left unhandled would be lost to the user). */
 void chat_process(client *c);
+/* Sends a plaintext (type byte first) like chat_send; hist is what the
+ * history keeps of it. */
+int chat_send_plain(client *c, const char *peer_user, const char *gid, const uint8_t *pt,
+                    size_t len, const char *hist, char *conv, size_t conv_cap, uint64_t *seq);
+/* The devices a send to peer_user or gid goes to (as chat_send picks
+ * them): *out (malloc'd, ADDR_MAX each) and *n. */
+int chat_recipients(client *c, const char *peer_user, const char *gid, char (**out)[ADDR_MAX],
+                    size_t *n);
+/* Prints a received message line (conv TAB seq TAB from TAB text; control
+ * characters of the text become spaces). */
+void chat_print(client *c, const char *conv, uint64_t seq, const char *from, uint8_t *t, size_t n);
+
+/* ---- attachments (client_media.c) ---- */
+
+/* Encrypts the file at path, uploads it to chat-media and sends its
+ * pointer (with caption, if any) to peer_user or gid. */
+int media_send_file(client *c, const char *peer_user, const char *gid, const char *path,
+                    const char *caption, char *conv, size_t conv_cap, uint64_t *seq);
+/* A received pointer plaintext: downloads (resuming), checks the digest,
+ * decrypts, saves under c->files and prints the saved path. CHAT_OK, or an
+ * error reported on stderr (nothing saved). */
+int media_receive(client *c, const char *conv, uint64_t seq, const char *from, const uint8_t *pt,
+                  size_t len);
 void chat_flush_receipts(client *c);
 
 /* Sessions with every current device of `user` and of our own user (bundles

@@ -12,6 +12,7 @@
  * order: duplicates by (conv, seq) are dropped (and acknowledged again),
  * messages decrypted and printed, receipts sent in batches.
  */
+#include "attach.h"
 #include "client.h"
 #include "err.h"
 #include "ids.h"
@@ -588,6 +589,25 @@ out:
 	return rc;
 }
 
+int chat_send_plain(client *c, const char *peer_user, const char *gid, const uint8_t *pt,
+                    size_t len, const char *hist, char *conv, size_t conv_cap, uint64_t *seq)
+{
+	if (len > PT_MAX) {
+		fprintf(stderr, "chat-client: message too long\n");
+		return CHAT_ETOOBIG;
+	}
+	cid_match cm;
+	randombytes_buf(cm.cid, sizeof cm.cid);
+	int rc = gid ? send_group(c, gid, pt, len, &cm, conv, conv_cap, seq)
+	             : send_dm(c, peer_user, pt, len, &cm, conv, conv_cap, seq);
+	if (rc == CHAT_OK) {
+		state_history(&c->st, conv, *seq, c->net.addr, true, hist, strlen(hist));
+		rc = state_save(&c->st);
+		say(c, "✓ %s #%llu sent\n", conv, (unsigned long long)*seq);
+	}
+	return rc;
+}
+
 int chat_send(client *c, const char *peer_user, const char *gid, const char *text,
               char *conv, size_t conv_cap, uint64_t *seq)
 {
@@ -601,18 +621,35 @@ int chat_send(client *c, const char *peer_user, const char *gid, const char *tex
 		return CHAT_ENOMEM;
 	pt[0] = E2E_PT_TEXT;
 	memcpy(pt + 1, text, tl);
-	cid_match cm;
-	randombytes_buf(cm.cid, sizeof cm.cid);
-	int rc = gid ? send_group(c, gid, pt, tl + 1, &cm, conv, conv_cap, seq)
-	             : send_dm(c, peer_user, pt, tl + 1, &cm, conv, conv_cap, seq);
+	int rc = chat_send_plain(c, peer_user, gid, pt, tl + 1, text, conv, conv_cap, seq);
 	e2e_wipe(pt, tl + 1);
 	free(pt);
-	if (rc == CHAT_OK) {
-		state_history(&c->st, conv, *seq, c->net.addr, true, text, tl);
-		rc = state_save(&c->st);
-		say(c, "✓ %s #%llu sent\n", conv, (unsigned long long)*seq);
-	}
 	return rc;
+}
+
+int chat_recipients(client *c, const char *peer_user, const char *gid, char (**out)[ADDR_MAX],
+                    size_t *n)
+{
+	addrs l = { 0 };
+	int rc;
+	if (gid) {
+		rc = group_members(c, gid, &l);
+	} else {
+		rc = list_devices(c, peer_user, &l);
+		if (rc == CHAT_OK && l.n == 0) {
+			fprintf(stderr, "chat-client: %s has no devices\n", peer_user);
+			rc = CHAT_ENOTFOUND;
+		}
+		if (rc == CHAT_OK)
+			rc = list_devices(c, c->net.user, &l);
+	}
+	if (rc != CHAT_OK) {
+		free(l.a);
+		return rc;
+	}
+	*out = l.a;
+	*n = l.n;
+	return CHAT_OK;
 }
 
 /* ---- receiving ---- */
@@ -665,7 +702,7 @@ static int decrypt_pairwise(client *c, const char *addr, const uint8_t *msg, siz
 	return CHAT_OK;
 }
 
-/* Decrypts a message body into a text plaintext (type byte stripped). */
+/* Decrypts a message body into its plaintext (type byte first). */
 static int decrypt_body(client *c, const char *conv, const char *from, const uint8_t *b,
                         size_t len, uint8_t *out, size_t *out_len)
 {
@@ -704,10 +741,7 @@ static int decrypt_body(client *c, const char *conv, const char *from, const uin
 		    e2e_sender_decrypt(k->chain, out, out_len, body.sender, body.sender_len, conv) != 0)
 			return CHAT_EINVAL;
 	}
-	if (*out_len < 1 || out[0] != E2E_PT_TEXT)
-		return CHAT_EINVAL;
-	memmove(out, out + 1, --*out_len);
-	return CHAT_OK;
+	return *out_len >= 1 ? CHAT_OK : CHAT_EINVAL;
 }
 
 static void pend(client *c, const char *conv, uint64_t seq, bool read)
@@ -754,7 +788,7 @@ void chat_flush_receipts(client *c)
 }
 
 /* Text as one output line: control characters become spaces. */
-static void print_line(client *c, const char *conv, uint64_t seq, const char *from,
+void chat_print(client *c, const char *conv, uint64_t seq, const char *from,
                        uint8_t *t, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -786,9 +820,17 @@ static void on_msg(client *c, ev *e)
 	if (!pt)
 		return;
 	int rc = decrypt_body(c, conv, from, e->body.ptr, e->body.len, pt, &n);
-	if (rc == CHAT_OK) {
-		state_history(&c->st, conv, e->seq, from, false, (const char *)pt, n);
-		print_line(c, conv, e->seq, from, pt, n);
+	if (rc == CHAT_OK && pt[0] == E2E_PT_TEXT) {
+		state_history(&c->st, conv, e->seq, from, false, (const char *)pt + 1, n - 1);
+		chat_print(c, conv, e->seq, from, pt + 1, n - 1);
+	} else if (rc == CHAT_OK && pt[0] == ATT_PT_TYPE) {
+		/* the state (keys used up) is saved before the download */
+		state_mark_seen(&c->st, conv, e->seq);
+		state_save(&c->st);
+		media_receive(c, conv, e->seq, from, pt, n);
+	} else if (rc == CHAT_OK) {
+		fprintf(stderr, "chat-client: %s #%llu from %s has a plaintext of unknown type %u; skipped\n",
+		        conv, (unsigned long long)e->seq, from, pt[0]);
 	} else {
 		fprintf(stderr, "chat-client: %s #%llu from %s does not decrypt; skipped\n", conv,
 		        (unsigned long long)e->seq, from);

@@ -3,14 +3,20 @@
 /* client_main.c — chat-client's command line.
  *
  *   chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR
- *       [TLS options] [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS |
- *                      --safety-number PEER | --verify PEER --code CODE]
+ *       [TLS options] [--files DIR]
+ *       [--send PEER TEXT | --group G TEXT | --send-file PEER PATH [--caption TEXT]
+ *        | --group G --send-file PATH [--caption TEXT] | --recv --timeout SECONDS
+ *        | --safety-number PEER | --verify PEER --code CODE]
  *
- * Without a mode it is interactive (/to U, /group G, /quit). --send and
+ * Without a mode it is interactive (/to U, /group G, /file PATH, /quit). --send and
  * --group exit 0 once the server acknowledges the stored message (and print,
  * like --recv, what reached the device meanwhile); --recv
  * syncs, prints every new message as `conv<TAB>seq<TAB>from<TAB>text`,
- * acknowledges it, and exits after SECONDS without a new one. The first run
+ * acknowledges it, and exits after SECONDS without a new one. --send-file
+ * encrypts a file, uploads it to chat-media and sends its pointer (to a
+ * group with --group G); a received attachment is downloaded, checked and
+ * saved under --files (default DIR/files of --state) and printed as
+ * `conv<TAB>seq<TAB>from<TAB>file:PATH[<TAB>caption]`. The first run
  * with an empty --state registers the device's keys with the key server.
  * --safety-number prints the safety number with PEER (docs/E2EE.md §8) and
  * its QR payload; --verify marks PEER verified when CODE (the 60 digits the
@@ -23,6 +29,7 @@
 #include "mqtt_tls.h"
 #include "safety.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <sodium.h>
 #include <getopt.h>
@@ -36,11 +43,16 @@ static void usage(void)
 {
 	fprintf(stderr,
 	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
-	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS |\n"
-	        "                    --safety-number PEER | --verify PEER --code CODE]\n"
+	        "                   [--files DIR]\n"
+	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS\n"
+	        "                    | --send-file PEER PATH [--caption TEXT]\n"
+	        "                    | --group G --send-file PATH [--caption TEXT]\n"
+	        "                    | --safety-number PEER | --verify PEER --code CODE]\n"
 	        "       chat-client --help | --version\n"
-	        "  no mode: interactive (/to USER, /group G, /safety, /verify DIGITS, /sync, /quit;\n"
-	        "           other lines are sent)\n"
+	        "  no mode: interactive (/to USER, /group G, /file PATH, /safety, /verify DIGITS,\n"
+	        "           /sync, /quit; other lines are sent)\n"
+	        "  --send-file: encrypts the file, uploads it to chat-media, sends its pointer\n"
+	        "  --files DIR: where received attachments are saved (default: DIR/files of --state)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
 }
 
@@ -110,8 +122,13 @@ static void interactive_line(client *c, char *line, char *to, char *group, bool 
 		do_safety(c, to);
 	} else if (strncmp(line, "/verify ", 8) == 0) {
 		do_verify(c, to, line + 8);
+	} else if (strncmp(line, "/file ", 6) == 0 && (to[0] || group[0])) {
+		char conv[NAME_MAX_ + 4];
+		uint64_t seq;
+		media_send_file(c, to[0] ? to : NULL, group[0] ? group : NULL, line + 6, NULL, conv,
+		                sizeof conv, &seq);
 	} else if (line[0] == '/') {
-		printf("commands: /to USER, /group G, /safety, /verify DIGITS, /sync, /quit\n");
+		printf("commands: /to USER, /group G, /file PATH, /safety, /verify DIGITS, /sync, /quit\n");
 	} else if (!to[0] && !group[0]) {
 		printf("first choose a peer: /to USER or /group G\n");
 	} else {
@@ -234,11 +251,12 @@ int main(int argc, char **argv)
 {
 	const char *host = NULL, *addr = NULL, *token_file = NULL, *state_dir = NULL;
 	const char *send_to = NULL, *group = NULL, *safety_peer = NULL, *verify_peer = NULL;
-	const char *code = NULL;
+	const char *code = NULL, *files = NULL, *caption = NULL;
+	bool send_file = false;
 	long port = 0, timeout_s = -1;
 	bool recv = false;
 	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
-	       OPT_VERSION, OPT_SAFETY, OPT_VERIFY, OPT_CODE };
+	       OPT_VERSION, OPT_SAFETY, OPT_VERIFY, OPT_CODE, OPT_SEND_FILE, OPT_CAPTION, OPT_FILES };
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -251,6 +269,9 @@ int main(int argc, char **argv)
 		{ "code", required_argument, NULL, OPT_CODE },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "send-file", no_argument, NULL, OPT_SEND_FILE },
+		{ "caption", required_argument, NULL, OPT_CAPTION },
+		{ "files", required_argument, NULL, OPT_FILES },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -276,6 +297,9 @@ int main(int argc, char **argv)
 		case OPT_SAFETY: safety_peer = optarg; break;
 		case OPT_VERIFY: verify_peer = optarg; break;
 		case OPT_CODE: code = optarg; break;
+		case OPT_SEND_FILE: send_file = true; break;
+		case OPT_CAPTION: caption = optarg; break;
+		case OPT_FILES: files = optarg; break;
 		case OPT_TIMEOUT:
 			timeout_s = strtol(optarg, &end, 10);
 			if (*end || timeout_s < 0 || timeout_s > 86400) {
@@ -292,9 +316,20 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	/* --send-file PEER PATH, or --group G --send-file PATH */
+	if (send_file && !group && optind < argc)
+		send_to = argv[optind++];
 	const char *text = optind < argc ? argv[optind] : NULL;
 	int modes = (send_to != NULL) + (group != NULL) + recv + (safety_peer != NULL) +
 	            (verify_peer != NULL);
+	if (send_file && !send_to && !group) {
+		usage();
+		return 2;
+	}
+	if (caption && !send_file) {
+		fprintf(stderr, "chat-client: --caption goes with --send-file\n");
+		return 2;
+	}
 	const char *u, *d;
 	size_t ul, dl;
 	if (!host || !port || !addr || !token_file || !state_dir || modes > 1 ||
@@ -329,6 +364,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chat-client: libsodium failed to start\n");
 		return 1;
 	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "chat-client: libcurl failed to start\n");
+		return 1;
+	}
 	char token[256];
 	static client c;
 	bool fresh = false;
@@ -336,6 +375,11 @@ int main(int argc, char **argv)
 	    state_load(&c.st, state_dir, &fresh) != CHAT_OK)
 		return 1;
 	c.interactive = modes == 0;
+	c.tls = &tls;
+	if (files)
+		snprintf(c.files, sizeof c.files, "%s", files);
+	else
+		snprintf(c.files, sizeof c.files, "%s/files", state_dir);
 	int rc = 1;
 	if (net_connect(&c.net, host, (int)port, &tls, addr, token) == CHAT_OK &&
 	    chat_register(&c, fresh) == CHAT_OK) {
@@ -343,7 +387,11 @@ int main(int argc, char **argv)
 		if (send_to || group) {
 			char conv[NAME_MAX_ + 4];
 			uint64_t seq;
-			rc = chat_send(&c, send_to, group, text, conv, sizeof conv, &seq) == CHAT_OK ? 0 : 1;
+			if (send_file)
+				rc = media_send_file(&c, send_to, group, text, caption, conv, sizeof conv,
+				                     &seq) == CHAT_OK ? 0 : 1;
+			else
+				rc = chat_send(&c, send_to, group, text, conv, sizeof conv, &seq) == CHAT_OK ? 0 : 1;
 			chat_process(&c);
 		} else if (recv) {
 			rc = do_recv(&c, timeout_s);
@@ -360,5 +408,6 @@ int main(int argc, char **argv)
 	e2e_wipe(token, sizeof token);
 	net_close(&c.net);
 	state_free(&c.st);
+	curl_global_cleanup();
 	return rc;
 }

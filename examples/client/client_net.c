@@ -45,8 +45,12 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
 
 static void on_subscribe(struct mosquitto *m, void *obj, int mid, int count, const int *granted)
 {
-	(void)m, (void)mid;
+	(void)m;
 	net *n = obj;
+	if (n->sub_mid && mid == n->sub_mid) {   /* a later subscription (net_subscribe) */
+		n->sub_state = count >= 1 && granted[0] < 0x80 ? 1 : -1;
+		return;
+	}
 	if (count < 1 || granted[0] >= 0x80) {
 		fprintf(stderr, "chat-client: a subscription was refused\n");
 		n->failed = true;
@@ -112,6 +116,7 @@ int net_connect(net *n, const char *host, int port, const mqtt_tls *tls, const c
 	snprintf(n->t_inbox, sizeof n->t_inbox, "chat/inbox/%s", addr);
 	snprintf(n->t_resp, sizeof n->t_resp, "chat/keys/resp/%s", addr);
 	snprintf(n->t_status, sizeof n->t_status, "chat/keys/status/%s", addr);
+	snprintf(n->t_media_resp, sizeof n->t_media_resp, "chat/media/resp/%s", addr);
 	n->next_rid = randombytes_uniform(1u << 30) + 1;
 
 	mosquitto_lib_init();
@@ -295,6 +300,36 @@ static qmsg *request(net *n, const char *topic, const char *reply_topic, uint64_
 qmsg *net_ctl(net *n, uint64_t rid, int ms)
 {
 	return request(n, "chat/ctl", n->t_inbox, rid, ms);
+}
+
+int net_subscribe(net *n, const char *topic, int ms)
+{
+	int mid = 0;
+	if (mosquitto_subscribe(n->mosq, &mid, topic, 1) != MOSQ_ERR_SUCCESS)
+		return CHAT_EIO;
+	n->sub_mid = mid;
+	n->sub_state = 0;
+	uint64_t deadline = now_ms() + (uint64_t)ms;
+	while (n->sub_state == 0 && now_ms() < deadline && net_pump(n, 20))
+		;
+	int st = n->sub_state;
+	n->sub_mid = 0;
+	if (st != 1)
+		fprintf(stderr, "chat-client: the broker %s the subscription to %s\n",
+		        st < 0 ? "refused" : "did not answer", topic);
+	return st == 1 ? CHAT_OK : CHAT_EDENIED;
+}
+
+qmsg *net_media(net *n, uint64_t rid, int ms)
+{
+	if (!n->media_sub) {   /* subscribed on first use: most runs never need it */
+		if (net_subscribe(n, n->t_media_resp, ms) != CHAT_OK)
+			return NULL;
+		n->media_sub = true;
+	}
+	char topic[160];
+	snprintf(topic, sizeof topic, "chat/media/req/%s", n->addr);
+	return request(n, topic, n->t_media_resp, rid, ms);
 }
 
 qmsg *net_keys(net *n, uint64_t rid, int ms)

@@ -394,6 +394,36 @@ def media_requests():
     return out
 
 
+def attach_inputs():
+    """fuzz_attach's inputs (a selector byte, then the bytes): the pointers
+    of tests/vectors/attachment.json and malformed ones (0), chat-media
+    answers (1), the vector ciphertexts under the key fuzz_attach holds and
+    cut ones (2)."""
+    with open(os.path.join(HERE, "..", "vectors", "attachment.json")) as f:
+        v = json.load(f)
+    out = {}
+    for i, p in enumerate(v["pointers"]):
+        out["ptr%d" % i] = b"\0" + bytes.fromhex(p["plaintext"])
+    for i, p in enumerate(v["bad_pointers"][:4]):
+        out["bad_ptr%d" % i] = b"\0" + bytes.fromhex(p["plaintext"])
+    answers = {
+        "slot_ok": {"rid": 7, "ok": True, "id": "b7Qx-3_kz0Jm9aVbN2rT1w",
+                    "put": "http://127.0.0.1:8090/v1/blob/b7Qx-3_kz0Jm9aVbN2rT1w?exp=1&sig=x",
+                    "expires": 1796677524},
+        "grant_ok": {"rid": 8, "ok": True, "size": 253, "expires": 1796677524,
+                     "url": "https://media.example/v1/blob/b7Qx?dev=a%2Fb&exp=1&sig=y"},
+        "error": {"rid": 9, "ok": False, "code": "rate", "msg": "slow down", "retry_after": 30},
+        "no_ok": {"rid": 10, "id": "x"},
+    }
+    for k, a in answers.items():
+        out["resp_" + k] = b"\1" + D(a)
+    small = bytes.fromhex(v["files"][1]["ciphertext"])
+    out["ct_small"] = b"\2" + small
+    out["ct_small_cut"] = b"\2" + small[:-1]
+    out["ct_header_only"] = b"\2" + small[:24]
+    return out
+
+
 def main():
     sends = {k: D(v) for k, v in SENDS.items()}
     sends["indefinite_map"] = indef_map([("cid", 13), ("body", b"indef")])
@@ -415,6 +445,7 @@ def main():
     write("sync", sync_scripts())
     write("group", group_scripts())
     write("e2ee", e2ee_bodies())
+    write("attach", attach_inputs())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}

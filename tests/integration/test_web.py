@@ -10,18 +10,22 @@ CHAT_WEB_SHOTS=DIR saves screenshots of the main screens there (docs/ uses them)
 
 import base64
 import functools
+import hashlib
 import http.server
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import struct
 import threading
+import zlib
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from chatlib import BUILD_DIR, CHATCTL, SOURCE_DIR, ChatTestCase, free_port, main, uniq
+from chatlib import BUILD_DIR, CHATCTL, SOURCE_DIR, ChatTestCase, MediaServer, free_port, main, uniq
+from test_attachments import MARKER, big_file, voice_note
 from test_keyserver import KeyServer
 
 WEB_SRC = os.path.join(SOURCE_DIR, "examples", "web")
@@ -29,6 +33,20 @@ WEB_OUT = os.path.join(BUILD_DIR, "web")
 CHROMIUM = "/usr/bin/chromium"
 CHAT_CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
 WS_PORT = free_port()
+
+
+def png(path, w=64, h=48):
+    """An RGB gradient PNG with the test's marker in a tEXt chunk."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\0" + bytes((x * 4 % 256, y * 5 % 256, 128) [c] for x in range(w) for c in range(3))
+                   for y in range(h))
+    data = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
+            chunk(b"tEXt", b"Comment\0" + MARKER) + chunk(b"IDAT", zlib.compress(raw)) +
+            chunk(b"IEND", b""))
+    with open(path, "wb") as f:
+        f.write(data)
+    return data
 
 
 class WebTest(ChatTestCase):
@@ -150,6 +168,41 @@ class WebTest(ChatTestCase):
                 "--state", os.path.join(self.broker.tmp, "%s-%s.state" % (bob, state))]}
         chatctl = [CHATCTL, "-p", str(self.broker.port), "--token-file", self.broker.token_file]
         self.run_scenario("safety", users, clients=clients, chatctl=chatctl)
+
+    def test_attachment(self):
+        """Attachments in the page, with chat-media: a picture (shown inline,
+        with a thumbnail made on the sender's page), a voice note (played
+        with controls) and a 5 MB file (a download link) 1:1 between two
+        pages; a voice note to a group with a chat-client member; 5 MB from
+        chat-client to a page. Every copy byte-identical; kept across a
+        reload; no byte of the files in chat-media's data dir or log."""
+        # the page's origin may call chat-media (CORS); nothing else changes
+        media = MediaServer.for_broker(self.broker, "--cors-origin", "http://127.0.0.1:%d" % WS_PORT)
+        self.addCleanup(media.cleanup)
+        media.wait_serving()
+        site = tempfile.mkdtemp(prefix="chat-web-files-")
+        self.addCleanup(shutil.rmtree, site, True)
+        files = {"photo.png": png(os.path.join(site, "photo.png")),
+                 "voice.wav": voice_note(os.path.join(site, "voice.wav")),
+                 "report.bin": big_file(os.path.join(site, "report.bin"))}
+        users = self.users("alice", "bob")
+        carol = uniq("carol")
+        token_file = os.path.join(self.broker.tmp, "%s.token" % carol)
+        with open(token_file, "w") as f:
+            f.write(self.broker.add_device(carol, "cli") + "\n")
+        users["carol"] = {"addr": "%s/cli" % carol}
+        argv = [CHAT_CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", "%s/cli" % carol,
+                "--token-file", token_file, "--state", os.path.join(self.broker.tmp, "%s.state" % carol)]
+        self.run_scenario("attachment", users, client={"argv": argv},
+                          files={n: {"path": os.path.join(site, n), "sha256": hashlib.sha256(b).hexdigest()}
+                                 for n, b in files.items()})
+        log = media.text()
+        self.assertEqual(media.stop(), 0, log)
+        for d, _, names in os.walk(media.data_dir):
+            for name in names:
+                with open(os.path.join(d, name), "rb") as f:
+                    self.assertNotIn(MARKER, f.read(), os.path.join(d, name))
+        self.assertNotIn(MARKER.decode(), log)
 
     def test_webpush_service_worker(self):
         """The page as a deployment that offers Web Push serves it: by a web

@@ -15,19 +15,28 @@ import {
   type Message,
   type Tick,
 } from "./store";
+import sodium from "libsodium-wrappers-sumo";
+import * as A from "./e2ee/attach";
+import { audioDuration, download, keep, kept, thumbnail, upload } from "./media";
 import { dmConv, dmPeer, groupConv, groupId, userOf } from "./wire";
 import type { KeyChange, SafetyView } from "./e2ee";
 
 /** What a send carries: one body for everyone, or one per device. */
 export type Sealed = { body: Uint8Array } | { bodies: Record<string, Uint8Array> };
+/** A decrypted message: text, or an attachment's pointer. */
+export type Opened = { text: string } | { pointer: A.Pointer };
 
 export interface Crypto {
   /** Makes sure this device's keys are published (called after each connect). */
   prepare(conn: Connection): Promise<void>;
   /** Encrypts text for every other device of the conversation's users. */
   seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed>;
+  /** The same for a plaintext of any type (an attachment's pointer). */
+  sealPlain(conn: Connection, conv: Conversation, pt: Uint8Array): Promise<Sealed>;
+  /** The devices a send to conv goes to (an attachment slot's `to`). */
+  devicesFor(conn: Connection, conv: Conversation): Promise<string[]>;
   /** Decrypts a message body from device `from`; throws if it cannot. */
-  open(conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string>;
+  open(conn: Connection, conv: string, from: string, body: Uint8Array): Promise<Opened>;
   /** A send of conv was refused: forget cached device lists, re-key a group. */
   refused(conv: Conversation): void;
   /** An admin removed a device of user; devices is what the user has left. */
@@ -55,7 +64,10 @@ const TYPING_SHOW_MS = 6000;
 const TYPING_SEND_EVERY_MS = 3000;
 const TYPING_IDLE_MS = 4000;
 const RECEIPT_BATCH_MS = 50;
+const MAX_PAGE_FILE = 512 * 1024 * 1024; // attachments larger than this are not fetched by the page
 
+const b64 = (b: Uint8Array) => sodium.to_base64(b);
+const unb64 = (s: string) => sodium.from_base64(s);
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 
 function randomCid(): Uint8Array {
@@ -83,6 +95,10 @@ export class ChatApp {
   private receiptTimer: ReturnType<typeof setTimeout> | null = null;
   private saveTimer: ReturnType<typeof setTimeout> | null = null;
   private typingSent = new Map<string, { at: number; idle: ReturnType<typeof setTimeout> }>();
+  private urls = new Map<string, string>(); // attachment (blob id, or "cid:" + cid) -> object URL
+  private localFiles = new Map<string, File>(); // cid -> a file being sent
+  private loadingKept = new Set<string>();
+  private downloading = new Set<string>(); // blob ids being fetched
   private visible = () => typeof document === "undefined" || document.visibilityState === "visible";
 
   constructor(readonly creds: Credentials, private crypto: Crypto) {
@@ -161,7 +177,11 @@ export class ChatApp {
     }
     // what was typed while offline goes out now (same cid: never stored twice)
     for (const c of Object.values(this.state.convs))
-      for (const m of c.messages) if (m.mine && m.tick === "pending" && !m.event) void this.transmit(c, m);
+      for (const m of c.messages) {
+        if (m.mine && m.tick === "pending" && !m.event) void this.transmit(c, m);
+        // a download a reload interrupted starts again (the part is gone with the page)
+        else if (m.att?.state === "downloading" && !this.downloading.has(m.att.id)) void this.fetchFile(m);
+      }
   }
 
   // ------------------------------------------------------------ conversations
@@ -347,14 +367,122 @@ export class ChatApp {
     if (!this.conn.online || m.tick !== "pending") return; // sent again on reconnect
     const cid = Uint8Array.from(m.cid.match(/../g)!.map((x) => parseInt(x, 16)));
     try {
+      if (m.att) return await this.transmitFile(c, m, cid);
       const sealed = await this.crypto.seal(this.conn, c, m.text);
       await this.conn.send(c.id, { cid, ...sealed });
       // the tick turns to ✓ with the `sent` event, which carries the seq
     } catch (e) {
       m.tick = "failed";
       m.error = String((e as Error).message ?? e);
+      if (m.att) m.att.state = "failed"; // retry uploads again, or (uploaded) sends the pointer again
       this.changed();
     }
+  }
+
+  // ------------------------------------------------------------ attachments
+
+  /** Sends a file (docs/E2EE.md §4.5): encrypted here, uploaded to
+   *  chat-media, then its pointer as an E2EE message; caption optional. */
+  async sendFile(id: string, file: File, caption?: string): Promise<void> {
+    const c = this.conv(id);
+    if (!c) return;
+    const m: Message = {
+      seq: 0, cid: hex(randomCid()), from: this.addr, ts: Date.now(), text: caption ?? "", mine: true, tick: "pending",
+      att: { id: "", key: "", digest: "", size: 0, type: file.type || "application/octet-stream", name: file.name || undefined,
+        plainSize: file.size, state: "uploading", progress: 0 },
+    };
+    this.localFiles.set(m.cid, file);
+    this.urls.set(`cid:${m.cid}`, URL.createObjectURL(file));
+    c.messages.push(m);
+    this.changed();
+    await this.transmit(c, m);
+  }
+
+  private async transmitFile(c: Conversation, m: Message, cid: Uint8Array): Promise<void> {
+    const att = m.att!;
+    if (!att.id) {
+      const file = this.localFiles.get(m.cid);
+      if (!file) throw new Error("the file is no longer on this page: attach it again");
+      att.state = "uploading";
+      const sealed = A.encryptFile(new Uint8Array(await file.arrayBuffer()));
+      if (att.type.startsWith("image/")) {
+        const t = await thumbnail(file);
+        if (t) att.thumb = b64(t);
+      } else if (att.type.startsWith("audio/")) {
+        att.duration_ms = await audioDuration(this.urls.get(`cid:${m.cid}`)!);
+      }
+      const to = await this.crypto.devicesFor(this.conn, c);
+      const slot = await this.conn.media("slot", { size: sealed.ciphertext.length, type: att.type, to });
+      await upload(slot.put as string, sealed.ciphertext, (f) => {
+        att.progress = f;
+        this.changed(false);
+      });
+      Object.assign(att, { id: slot.id as string, key: b64(sealed.key), digest: b64(sealed.digest),
+        size: sealed.ciphertext.length, progress: 1 });
+      this.urls.set(att.id, this.urls.get(`cid:${m.cid}`)!);
+      void keep(`${this.addr} ${att.id}`, file).catch(() => {});
+      this.changed();
+    }
+    const p: A.Pointer = { id: att.id, key: unb64(att.key), digest: unb64(att.digest), size: att.size, type: att.type };
+    if (att.name) p.name = att.name.slice(0, 200);
+    if (att.duration_ms !== undefined) p.duration_ms = att.duration_ms;
+    if (att.thumb) p.thumb = unb64(att.thumb);
+    if (m.text) p.caption = m.text;
+    const sealed = await this.crypto.sealPlain(this.conn, c, A.encodePointer(p));
+    await this.conn.send(c.id, { cid, ...sealed });
+    att.state = "ready";
+    this.localFiles.delete(m.cid);
+    this.changed();
+  }
+
+  /** The object URL of an attachment's file, when this page has it (loaded
+   *  from IndexedDB after a reload). */
+  fileUrl(m: Message): string | undefined {
+    const att = m.att;
+    if (!att) return undefined;
+    const u = (att.id && this.urls.get(att.id)) || this.urls.get(`cid:${m.cid}`);
+    if (u || att.state !== "ready" || !att.id || this.loadingKept.has(att.id)) return u;
+    this.loadingKept.add(att.id);
+    void kept(`${this.addr} ${att.id}`).then((b) => {
+      if (!b) return;
+      this.urls.set(att.id, URL.createObjectURL(b));
+      this.changed(false);
+    }).catch(() => {});
+    return undefined;
+  }
+
+  /** Downloads, checks and decrypts a received attachment. */
+  private async fetchFile(m: Message): Promise<void> {
+    const att = m.att!;
+    if (this.downloading.has(att.id)) return;
+    this.downloading.add(att.id);
+    try {
+      // the page holds a file in memory, twice (ciphertext and plaintext)
+      if (att.size > MAX_PAGE_FILE) throw new Error(`too large for the page (${att.size} bytes)`);
+      let attempt = 0;
+      const ct = await download(async () => {
+        if (attempt++) await new Promise((r) => setTimeout(r, 500 * attempt));
+        const g = await this.conn.media("get", { id: att.id });
+        if (g.size !== att.size) throw new Error("chat-media's blob has another size than the pointer says");
+        return g.url as string;
+      }, att.size, (f) => {
+        att.progress = f;
+        this.changed(false);
+      });
+      if (!sodium.memcmp(A.digestOf(ct), unb64(att.digest))) throw new Error("the file does not match its digest");
+      const pt = A.decryptFile(ct, unb64(att.key));
+      const blob = new Blob([pt as Uint8Array<ArrayBuffer>], { type: att.type });
+      att.plainSize = pt.length;
+      this.urls.set(att.id, URL.createObjectURL(blob));
+      await keep(`${this.addr} ${att.id}`, blob).catch(() => {});
+      att.state = "ready";
+    } catch (e) {
+      att.state = "failed";
+      att.error = String((e as Error).message ?? e);
+    } finally {
+      this.downloading.delete(att.id);
+    }
+    this.changed();
   }
 
   typingInput(id: string): void {
@@ -437,8 +565,15 @@ export class ChatApp {
     const mine = userOf(from) === this.me;
     let text: string;
     let error: string | undefined;
+    let att: Message["att"];
     try {
-      text = await this.crypto.open(this.conn, conv, from, ev.body as Uint8Array);
+      const o = await this.crypto.open(this.conn, conv, from, ev.body as Uint8Array);
+      if ("pointer" in o) {
+        const p = o.pointer;
+        text = p.caption ?? "";
+        att = { id: p.id, key: b64(p.key), digest: b64(p.digest), size: p.size, type: p.type, name: p.name,
+          duration_ms: p.duration_ms, thumb: p.thumb && b64(p.thumb), state: "downloading", progress: 0 };
+      } else text = o.text;
     } catch (e) {
       text = "";
       error = `cannot decrypt: ${String((e as Error).message ?? e)}`;
@@ -451,9 +586,11 @@ export class ChatApp {
       text,
       mine,
       error,
+      att,
     };
     if (mine) m.tick = this.tickOf(c, seq);
     insertMessage(c, m);
+    if (att) void this.fetchFile(m);
     this.rewatch(c);
     if (!mine) {
       this.typingOff(conv, from);

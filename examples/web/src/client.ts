@@ -49,6 +49,8 @@ export class Connection {
   private nextRid = 1 + Math.floor(Math.random() * 1e6);
   private ctlWaits = new Map<number, Pending>();
   private keyWaits = new Map<number, Pending>();
+  private mediaWaits = new Map<number, Pending>();
+  private mediaSubscribed: Promise<void> | null = null; // chat/media/resp, on first use
   private watched = new Set<string>();
 
   constructor(readonly creds: Credentials, private h: Handlers, prefix = "chat") {
@@ -109,7 +111,7 @@ export class Connection {
     const c = this.client;
     this.client = null;
     c?.end(false);
-    for (const waits of [this.ctlWaits, this.keyWaits]) {
+    for (const waits of [this.ctlWaits, this.keyWaits, this.mediaWaits]) {
       for (const p of waits.values()) {
         clearTimeout(p.timer);
         p.reject(new Error("closed"));
@@ -124,6 +126,7 @@ export class Connection {
 
   private async onConnect(): Promise<void> {
     const c = this.client!;
+    this.mediaSubscribed = null; // a new session: subscribe again when needed
     try {
       await c.subscribeAsync(
         { [this.t.inbox]: { qos: 1 }, [this.t.keysResp]: { qos: 1 }, [this.t.keysStatus]: { qos: 1 } },
@@ -146,6 +149,8 @@ export class Connection {
       this.h.event(m as Event);
     } else if (topic === this.t.keysResp) {
       if (m && typeof m.rid === "number") this.settle(this.keyWaits, m);
+    } else if (topic === this.t.mediaResp) {
+      if (m && typeof m.rid === "number") this.settle(this.mediaWaits, m);
     } else if (topic === this.t.keysStatus) {
       if (m) this.h.keyStatus(m);
     } else {
@@ -194,6 +199,23 @@ export class Connection {
   /** A key server request (§7); rejects with RequestError when refused. */
   keys(op: string, fields: Reply = {}): Promise<Reply> {
     return this.request(this.keyWaits, this.t.keysReq, { ...fields, op });
+  }
+
+  /** A chat-media request (docs/PROTOCOL.md "Attachments"); its answers
+   *  are subscribed on first use. Rejects with RequestError when refused. */
+  async media(op: string, fields: Reply = {}): Promise<Reply> {
+    const c = this.client;
+    if (!c || !c.connected) throw new Error("not connected");
+    this.mediaSubscribed ??= c.subscribeAsync(this.t.mediaResp, { qos: 1 }).then((granted) => {
+      if (!granted.every((g) => g.qos < 0x80)) throw new Error("the broker refused the media answers' topic");
+    });
+    try {
+      await this.mediaSubscribed;
+    } catch (e) {
+      this.mediaSubscribed = null;
+      throw e;
+    }
+    return this.request(this.mediaWaits, this.t.mediaReq, { ...fields, op });
   }
 
   /** A send (§3, §9) to conversation conv; resolves when it is stored. */

@@ -7,8 +7,9 @@
 // `bodies` of a send and bodies back into text. State lives in localStorage
 // and is written after every change, before the receipt goes out.
 import sodium from "libsodium-wrappers-sumo";
-import type { Crypto, Sealed } from "./app";
+import type { Crypto, Opened, Sealed } from "./app";
 import { RequestError, type Connection, type Credentials, type Reply } from "./client";
+import * as A from "./e2ee/attach";
 import * as E from "./e2ee/core";
 import * as S from "./e2ee/safety";
 import type { Conversation } from "./store";
@@ -290,7 +291,16 @@ export class E2EE implements Crypto {
 
   // ------------------------------------------------------------ sealing
 
-  async seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed> {
+  seal(conn: Connection, conv: Conversation, text: string): Promise<Sealed> {
+    return this.sealPlain(conn, conv, E.textPlaintext(text));
+  }
+
+  /** The devices a send to conv goes to (an attachment's `to`). */
+  devicesFor(conn: Connection, conv: Conversation): Promise<string[]> {
+    return this.recipients(conn, [...conv.members, this.creds.user]);
+  }
+
+  async sealPlain(conn: Connection, conv: Conversation, pt: Uint8Array): Promise<Sealed> {
     const st = await this.state();
     const gid = groupId(conv.id);
     const devices = await this.recipients(conn, [...conv.members, this.creds.user]);
@@ -299,7 +309,6 @@ export class E2EE implements Crypto {
     for (const u of new Set([...conv.members.filter((m) => m !== this.creds.user), ...(gid === null ? [this.creds.user] : [])]))
       this.deviceList(u, (await this.devicesOf(conn, u)).map((a) => a.slice(u.length + 1)));
     const bodies: Record<string, Uint8Array> = {};
-    const pt = E.textPlaintext(text);
     if (gid === null) {
       for (const a of devices) bodies[a] = E.bodyPairwise(this.encryptTo(a, pt));
     } else {
@@ -353,10 +362,10 @@ export class E2EE implements Crypto {
 
   // ------------------------------------------------------------ opening
 
-  async open(_conn: Connection, conv: string, from: string, body: Uint8Array): Promise<string> {
+  async open(_conn: Connection, conv: string, from: string, body: Uint8Array): Promise<Opened> {
     const st = await this.state();
     const b = E.bodyParse(body);
-    let text: string;
+    let text: Opened;
     if (b.kind === E.KIND_PAIRWISE) {
       text = this.plainText(this.decryptFrom(from, b.pairwise!));
     } else {
@@ -380,9 +389,10 @@ export class E2EE implements Crypto {
     return text;
   }
 
-  private plainText(pt: Uint8Array): string {
+  private plainText(pt: Uint8Array): Opened {
+    if (pt[0] === A.PT_ATTACHMENT) return { pointer: A.decodePointer(pt) };
     if (pt[0] !== E.PT_TEXT) throw new E.CryptoError(`unexpected plaintext type ${pt[0]}`);
-    return new TextDecoder("utf-8", { fatal: true }).decode(pt.subarray(1));
+    return { text: new TextDecoder("utf-8", { fatal: true }).decode(pt.subarray(1)) };
   }
 
   /** Decrypts a pairwise message from a device: with the session its X3DH

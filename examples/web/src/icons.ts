@@ -13,6 +13,7 @@ const PATHS: Record<string, string> = {
   shield: "M12 22s8-4 8-10V5l-8-3-8 3v7c0 6 8 10 8 10z",
   lock: "M5 11h14v10H5zM8 11V7a4 4 0 0 1 8 0v4",
   close: "M18 6 6 18M6 6l12 12",
+  clip: "M21.4 11.1l-9.2 9.2a6 6 0 0 1-8.5-8.5l9.2-9.2a4 4 0 0 1 5.7 5.7l-9.2 9.2a2 2 0 0 1-2.8-2.8l8.5-8.5",
 };
 
 export function icon(name: keyof typeof PATHS, size = 20): SVGSVGElement {

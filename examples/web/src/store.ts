@@ -8,6 +8,23 @@ import type { Credentials } from "./client";
 
 export type Tick = "pending" | "sent" | "delivered" | "read" | "failed";
 
+/** An attachment (docs/E2EE.md §4.3): the pointer, bytes in base64 so the
+ *  record stays JSON, and how far its transfer is. */
+export interface Attachment {
+  id: string; // blob id ("" until the upload has a slot)
+  key: string;
+  digest: string;
+  size: number; // ciphertext bytes
+  type: string;
+  name?: string;
+  duration_ms?: number;
+  thumb?: string;
+  plainSize?: number; // the file's own size, once known
+  state: "uploading" | "downloading" | "ready" | "failed";
+  progress?: number; // 0..1 while transferring
+  error?: string;
+}
+
 export interface Message {
   seq: number; // 0 until the server assigned one
   cid: string; // hex of the 8 random bytes sent as cid (unique per device across reinstalls)
@@ -20,6 +37,7 @@ export interface Message {
   tick?: Tick; // own messages only
   error?: string;
   retries?: number; // sends answered with `devices` and sealed again
+  att?: Attachment; // an attachment; text is its caption
 }
 
 export interface Conversation {

@@ -11,6 +11,21 @@ import { groups } from "./e2ee/safety";
 import qrcode from "qrcode-generator";
 import { icon } from "./icons";
 import { lastActivity, type Conversation, type Message } from "./store";
+
+/** libsodium's URL-safe base64 (how attachments are stored) as standard base64 for a data: URL. */
+function toStdB64(s: string): string {
+  const t = s.replace(/-/g, "+").replace(/_/g, "/");
+  return t + "=".repeat((4 - (t.length % 4)) % 4);
+}
+
+function fmtSize(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+/** What a message shows in the list: its text, or the attachment's name. */
+function previewText(m: Message): string {
+  return m.att ? `📎 ${m.att.name ?? m.att.type}${m.text ? ` ${m.text}` : ""}` : m.text;
+}
 import { DEVICE_RE, ID_RE, userOf } from "./wire";
 
 function fmtTime(ts: number): string {
@@ -80,6 +95,8 @@ export class ChatScreen {
   private list = h("div.messages", { "data-testid": "messages", role: "log", "aria-live": "polite" });
   private composer: HTMLFormElement;
   private input: HTMLInputElement;
+  private fileInput: HTMLInputElement;
+  private media = new Map<string, HTMLElement>(); // attachment -> its <img>/<audio> (kept across renders)
   private dialog: HTMLElement | null = null;
   private shown: string | null = null;
   private unsubscribe: () => void;
@@ -87,7 +104,13 @@ export class ChatScreen {
   constructor(private root: HTMLElement, private app: ChatApp, private signOut: () => void) {
     this.input = h("input", { "data-testid": "composer", placeholder: "Message", autocomplete: "off",
       "aria-label": "Message", oninput: () => this.app.active && this.app.typingInput(this.app.active) }) as HTMLInputElement;
-    this.composer = h("form.composer", { onsubmit: (e: Event) => this.send(e) }, this.input,
+    // the attach button: a file picker; what is typed meanwhile becomes the caption
+    this.fileInput = h("input", { type: "file", "data-testid": "attach-input",
+      onchange: () => this.attach() }) as HTMLInputElement;
+    this.composer = h("form.composer", { onsubmit: (e: Event) => this.send(e) },
+      h("label.attach", { title: "Attach a file", "aria-label": "Attach a file", "data-testid": "attach" },
+        icon("clip"), this.fileInput),
+      this.input,
       h("button.send", { type: "submit", "aria-label": "Send", "data-testid": "send" }, icon("send"))) as HTMLFormElement;
     replace(root, h("div.shell", this.sidebar, this.pane));
     this.unsubscribe = app.subscribe(() => this.render());
@@ -109,6 +132,16 @@ export class ChatScreen {
     if (!id || !text.trim()) return;
     this.input.value = "";
     void this.app.sendText(id, text);
+  }
+
+  private attach(): void {
+    const id = this.app.active;
+    const file = this.fileInput.files?.[0];
+    this.fileInput.value = "";
+    if (!id || !file) return;
+    const caption = this.input.value.trim();
+    this.input.value = "";
+    void this.app.sendFile(id, file, caption || undefined);
   }
 
   render(): void {
@@ -148,7 +181,7 @@ export class ChatScreen {
     const last = [...c.messages].reverse().find(Boolean);
     const typers = this.app.typers(c.id);
     const preview = typers.length ? h("em.typing", "typing…")
-      : last ? (last.mine ? `You: ${last.text}` : c.kind === "group" && !last.event ? `${userOf(last.from)}: ${last.text}` : last.text) : "";
+      : last ? (last.mine ? `You: ${previewText(last)}` : c.kind === "group" && !last.event ? `${userOf(last.from)}: ${previewText(last)}` : previewText(last)) : "";
     const online = c.peer && this.app.presence.get(c.peer)?.online;
     return h("button.conv", { "data-testid": "conv", "data-conv": c.id, "aria-current": c.id === this.app.active ? "true" : null,
       onclick: () => { this.app.open(c.id); this.input.focus(); } },
@@ -195,6 +228,7 @@ export class ChatScreen {
     replace(this.list, c.messages.map((m) => this.bubble(c, m)));
     if (this.shown !== c.id || nearBottom) this.list.scrollTop = this.list.scrollHeight;
     this.input.disabled = !!c.left;
+    this.fileInput.disabled = !!c.left;
     this.input.placeholder = c.left ? "You are not a member of this group" : "Message";
     if (this.shown !== c.id) {
       replace(this.pane, this.header, this.list, this.composer);
@@ -209,11 +243,45 @@ export class ChatScreen {
     const tick = m.mine && m.tick ? TICKS[m.tick] : null;
     return h(`div.msg.${m.mine ? "out" : "in"}`, { "data-testid": "msg", "data-seq": m.seq, "data-tick": m.tick ?? null },
       c.kind === "group" && !m.mine && h("div.sender", userOf(m.from)),
-      m.error && !m.text ? h("div.text.bad", m.error) : h("div.text", m.text),
+      m.att && this.attachment(m),
+      m.error && !m.text ? h("div.text.bad", m.error) : m.text || !m.att ? h("div.text", m.text) : null,
       h("div.meta", m.error && m.text ? h("span.bad", m.error) : null,
         m.tick === "failed" && h("button.link", { "data-testid": "retry", onclick: () => this.app.retry(c.id, m) }, "retry"),
         h("time", fmtTime(m.ts)),
         tick && h(`span.tick.${m.tick}`, { title: tick[1], "data-testid": "tick" }, m.tick === "pending" ? icon("clock", 12) : tick[0])));
+  }
+
+  /** An attachment: the image inline, audio with controls, anything else a
+   *  download link with name and size; a progress bar while it moves. */
+  private attachment(m: Message): HTMLElement {
+    const att = m.att!;
+    const url = this.app.fileUrl(m);
+    const name = att.name ?? (att.type || "file");
+    const size = att.plainSize ?? att.size;
+    const key = att.id || `cid:${m.cid}`;
+    let view: HTMLElement | null = null;
+    if (url && att.type.startsWith("image/")) {
+      view = this.mediaEl(`${key} img`, () => h("img", { src: url, alt: name, "data-testid": "att-image" }));
+    } else if (url && att.type.startsWith("audio/")) {
+      view = this.mediaEl(`${key} audio`, () => h("audio", { src: url, controls: true, preload: "metadata", "data-testid": "att-audio" }));
+    } else if (url) {
+      view = h("a.file", { href: url, download: name, "data-testid": "att-file" }, icon("clip", 16), name,
+        h("span.size", `(${fmtSize(size)})`));
+    } else if (att.thumb) {
+      view = h("img.thumb", { src: `data:image/jpeg;base64,${toStdB64(att.thumb)}`, alt: name, "data-testid": "att-thumb" });
+    }
+    const moving = att.state === "uploading" || att.state === "downloading";
+    return h("div.att", { "data-testid": "att", "data-state": att.state, "data-name": name, "data-type": att.type },
+      view ?? h("span.file", icon("clip", 16), name, h("span.size", `(${fmtSize(size)})`)),
+      moving && h("progress", { max: "1", value: String(att.progress ?? 0),
+        "data-testid": att.state === "uploading" ? "upload-progress" : "download-progress" }),
+      att.state === "failed" && h("span.bad", { "data-testid": "att-error" }, att.error ?? "failed"));
+  }
+
+  private mediaEl(key: string, make: () => HTMLElement): HTMLElement {
+    let el = this.media.get(key);
+    if (!el) this.media.set(key, (el = make()));
+    return el;
   }
 
   // ------------------------------------------------------------------ dialogs

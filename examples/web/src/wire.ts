@@ -70,6 +70,8 @@ export const topics = (prefix: string, user: string, device: string) => {
     keysReq: `${prefix}/keys/req/${addr}`,
     keysResp: `${prefix}/keys/resp/${addr}`,
     keysStatus: `${prefix}/keys/status/${addr}`,
+    mediaReq: `${prefix}/media/req/${addr}`,
+    mediaResp: `${prefix}/media/resp/${addr}`,
   };
 };
 export type Topics = ReturnType<typeof topics>;
