@@ -824,6 +824,24 @@ static bool resp_find(cbr *rd, const char *key, cbr_item *val)
 	return false;
 }
 
+/* Reads the response's signed head (keylog.h). */
+static void resp_head(kl_head *h)
+{
+	cbr rd;
+	cbr_item map, kk;
+	cbr_init(&rd, rep.resp.buf, rep.resp.len);
+	ck_assert_int_eq(cbr_next(&rd, &map), CHAT_OK);
+	uint64_t i = 0;
+	while (cbr_map_next(&rd, &map, &i, &kk)) {
+		if (cbr_eq(&kk, "head")) {
+			ck_assert_ptr_null(kl_head_read(&rd, h));
+			return;
+		}
+		ck_assert_int_eq(cbr_skip_next(&rd), CHAT_OK);
+	}
+	ck_abort_msg("no head in the response");
+}
+
 static bool resp_ok(void)
 {
 	cbr rd;
@@ -979,15 +997,20 @@ START_TEST(codec_upload_bundle_count_check)
 	ck_assert_int_eq(memcmp(st.buf, "\xa2\x64opks\x09\x63low\xf5", 12), 0);
 	cbw_free(&st);
 
-	/* the bundle's shape: devices: [{device, ik, spk: {id, key, sig}, opk: {id, key}}] */
+	/* the bundle's shape: devices: [{device, ik, spk: {id, key, sig}, opk: {id, key},
+	 * log: {index, ts, proof}}], head */
 	cbr rd;
 	cbr_item v, arr, ent, key;
+	kl_head head;
+	resp_head(&head);
+	ck_assert(kl_head_verify(&head, ks_log_pub(k)));
+	ck_assert_uint_eq(head.size, 1);
 	ck_assert(resp_find(&rd, "devices", &arr));
 	ck_assert_int_eq(arr.type, CBR_ARRAY);
 	ck_assert_uint_eq(arr.u, 1);
 	ck_assert_int_eq(cbr_next(&rd, &ent), CHAT_OK);
 	ck_assert_int_eq(ent.type, CBR_MAP);
-	ck_assert_uint_eq(ent.u, 4);
+	ck_assert_uint_eq(ent.u, 5);
 	uint64_t i = 0;
 	int seen = 0;
 	while (cbr_map_next(&rd, &ent, &i, &key)) {
@@ -1005,6 +1028,29 @@ START_TEST(codec_upload_bundle_count_check)
 			ck_assert_int_eq(v.type, CBR_MAP);
 			ck_assert_int_eq(cbr_skip(&rd, &v), CHAT_OK);
 			seen |= 4;
+		} else if (cbr_eq(&key, "log")) {
+			/* {index, ts, proof}: the ik's leaf, included in the head */
+			cbr_item lm, lk, lv;
+			uint64_t j = 0, index = 99, ts = 0;
+			kl_hash proof[KL_PROOF_MAX];
+			size_t np = 99;
+			ck_assert_int_eq(cbr_next(&rd, &lm), CHAT_OK);
+			ck_assert_int_eq(lm.type, CBR_MAP);
+			while (cbr_map_next(&rd, &lm, &j, &lk)) {
+				if (cbr_eq(&lk, "proof")) {
+					ck_assert_ptr_null(kl_proof_read(&rd, proof, KL_PROOF_MAX, &np));
+				} else {
+					ck_assert_int_eq(cbr_next(&rd, &lv), CHAT_OK);
+					ck_assert_int_eq(lv.type, CBR_UINT);
+					*(cbr_eq(&lk, "index") ? &index : &ts) = lv.u;
+				}
+			}
+			uint8_t leaf[32];
+			ck_assert(kl_entry_hash(leaf, dk.ik_pk, ts, "bob", 3, "phone", 5));
+			ck_assert_uint_eq(index, 0);
+			ck_assert_uint_eq(np, 0);
+			ck_assert(kl_verify_inclusion(index, head.size, leaf, proof, np, head.root));
+			seen |= 16;
 		} else {
 			ck_assert(cbr_eq(&key, "spk"));
 			ck_assert_int_eq(cbr_next(&rd, &v), CHAT_OK);
@@ -1014,7 +1060,7 @@ START_TEST(codec_upload_bundle_count_check)
 			seen |= 8;
 		}
 	}
-	ck_assert_int_eq(seen, 15);
+	ck_assert_int_eq(seen, 31);
 
 	uint8_t digest[32], cat[64];
 	memcpy(cat, dk.ik_pk, 32);
