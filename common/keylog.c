@@ -373,3 +373,42 @@ void kl_proof_write(cbw *w, const kl_hash *proof, size_t n)
 	for (size_t i = 0; i < n; i++)
 		cbw_bytes(w, proof[i], KL_HASH);
 }
+
+const char *kl_ref_read(cbr *r, kl_ref *ref)
+{
+	cbr_item map, key, v;
+	bool index = false, ts = false, proof = false;
+	memset(ref, 0, sizeof *ref);
+	if (cbr_next(r, &map) != CHAT_OK || map.type != CBR_MAP)
+		return "log reference must be a map";
+	uint64_t i = 0;
+	while (cbr_map_next(r, &map, &i, &key)) {
+		if (cbr_eq(&key, "index") || cbr_eq(&key, "ts")) {
+			bool is_index = cbr_eq(&key, "index");
+			if (cbr_next(r, &v) != CHAT_OK || v.type != CBR_UINT)
+				return "index and ts must be unsigned integers";
+			if (is_index) {
+				if (v.u >= KL_SIZE_MAX)
+					return "index is too large";
+				ref->index = v.u, index = true;
+			} else {
+				ref->ts = v.u, ts = true;
+			}
+		} else if (cbr_eq(&key, "ik")) {
+			if (!(ref->has_ik = read_fixed(r, ref->ik, KL_PUB)))
+				return "ik must be 32 bytes";
+		} else if (cbr_eq(&key, "proof")) {
+			const char *why = kl_proof_read(r, ref->proof, KL_PROOF_MAX, &ref->n);
+			if (why)
+				return why;
+			proof = true;
+		} else if (cbr_skip_next(r) != CHAT_OK) {
+			break;
+		}
+	}
+	if (r->err_msg)
+		return r->err_msg;
+	if (!index || !ts || !proof)
+		return "log reference needs index, ts and proof";
+	return NULL;
+}

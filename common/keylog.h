@@ -91,4 +91,16 @@ const char *kl_head_read(cbr *r, kl_head *h);
 const char *kl_proof_read(cbr *r, kl_hash *out, size_t cap, size_t *n);
 void kl_proof_write(cbw *w, const kl_hash *proof, size_t n);
 
+/* Where a key is in the log: a bundle entry's `log` {index, ts, proof} or a
+ * history entry {index, ik, ts, proof}. */
+typedef struct kl_ref {
+	uint64_t index, ts;
+	bool has_ik;
+	uint8_t ik[KL_PUB];
+	kl_hash proof[KL_PROOF_MAX];
+	size_t n;
+} kl_ref;
+/* Reads one such map (header not yet read): NULL, or why not. */
+const char *kl_ref_read(cbr *r, kl_ref *ref);
+
 #endif

@@ -810,11 +810,60 @@ static int log_key_load(ks *k, const char *dir, char *errbuf, size_t errlen)
 	return CHAT_OK;
 }
 
+/* DIR/keylog.pub: the public key as hex, for the operator to publish. */
+static int log_pub_write(ks *k, const char *dir, char *errbuf, size_t errlen)
+{
+	char path[4096], hex[2 * KL_PUB + 2];
+	snprintf(path, sizeof path, "%s/keylog.pub", dir);
+	sodium_bin2hex(hex, sizeof hex, k->log_pk, KL_PUB);
+	strcat(hex, "\n");
+	FILE *f = fopen(path, "w");
+	bool ok = f && fputs(hex, f) >= 0;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok && errbuf)
+		snprintf(errbuf, errlen, "cannot write %s: %s", path, strerror(errno));
+	return ok ? CHAT_OK : CHAT_EIO;
+}
+
+#ifdef KS_LYING
+/* The lying key server of the tests only (tests/integration/CMakeLists.txt
+ * builds it as chat-keyserver-lying; chat-keyserver has no such code):
+ * rewrites history. Leaf 0 gets the attacker's identity key and every node
+ * and head from there on is recomputed and signed again, so the new log is
+ * internally consistent but forks from every head published before. */
+int ks_test_fork(ks *k, const uint8_t fake_ik[KS_KEY_LEN])
+{
+	uint64_t n = k->head.size;
+	ks_log_entry *all = calloc(n ? n : 1, sizeof *all);
+	if (!all)
+		return CHAT_ENOMEM;
+	int rc = CHAT_OK;
+	for (uint64_t i = 0; i < n && rc == CHAT_OK; i++)
+		rc = ks_log_get(k, i, &all[i]);
+	if (rc == CHAT_OK && n)
+		memcpy(all[0].ik, fake_ik, KS_KEY_LEN);
+	k->head.size = 0;
+	for (uint64_t i = 0; i < n && rc == CHAT_OK; i++) {
+		kl_head h;
+		rocksdb_writebatch_clear(k->batch);
+		rc = log_stage(k, all[i].user, strlen(all[i].user), all[i].device,
+		               strlen(all[i].device), all[i].ik, &h);
+		if (rc == CHAT_OK && (rc = db_write(k)) == CHAT_OK)
+			k->head = h;
+	}
+	free(all);
+	return rc;
+}
+#endif
+
 /* Reads the log's size and head; a store without one (it predates the log)
  * logs every device's current identity key now, one append per device. */
 static int log_open(ks *k, const char *dir, char *errbuf, size_t errlen)
 {
 	int rc = log_key_load(k, dir, errbuf, errlen);
+	if (rc == CHAT_OK)
+		rc = log_pub_write(k, dir, errbuf, errlen);
 	if (rc)
 		return rc;
 	char *v;

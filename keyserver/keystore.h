@@ -172,6 +172,12 @@ int ks_log_consistency(ks *k, uint64_t from, uint64_t to, kl_hash *proof, size_t
 int ks_log_history(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint64_t *idx,
                    size_t cap, size_t *n);
 
+#ifdef KS_LYING
+/* Test builds only (chat-keyserver-lying): rewrites the log with leaf 0's key
+ * replaced, re-signing every head — a forked history. */
+int ks_test_fork(ks *k, const uint8_t fake_ik[KS_KEY_LEN]);
+#endif
+
 /* ---- the request codec (request.c) ---- */
 
 /* A retained status update the front should publish on

@@ -16,6 +16,7 @@
 
 #include "err.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,6 +385,23 @@ static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 	uint64_t retry = 0;
 	ks_bundle_init(&b);
 	int rc = ks_bundle_get(k, u, ul, d, dl, (const char *)user.ptr, user.len, &b, &retry);
+#ifdef KS_LYING
+	/* chat-keyserver-lying (tests only): CHAT_KS_LIE=swap:RU/RD serves the
+	 * requester RU/RD the attacker's keys for every device, with the proofs
+	 * of the real, logged keys — a key that is not in the log. */
+	const char *lie = getenv("CHAT_KS_LIE");
+	char me[CHAT_ADDR_MAX + 8];
+	snprintf(me, sizeof me, "swap:%.*s/%.*s", (int)ul, u, (int)dl, d);
+	if (rc == CHAT_OK && lie && strcmp(lie, me) == 0) {
+		uint8_t seed[32] = "chat-keyserver-lying attacker", sk[64];
+		crypto_sign_seed_keypair(b.v[0].ik, sk, seed);
+		for (size_t j = 0; j < b.n; j++) {
+			crypto_sign_ed25519_sk_to_pk(b.v[j].ik, sk);
+			crypto_sign_detached(b.v[j].spk.sig, NULL, b.v[j].spk.key, KS_KEY_LEN, sk);
+		}
+		sodium_memzero(sk, sizeof sk);
+	}
+#endif
 	if (rc == CHAT_EDENIED)
 		rc = resp_error_x(r, h, "rate", "too many bundle requests for this user",
 		                  "retry_after", retry);
@@ -540,21 +558,26 @@ static int op_consistency(ks *k, const void *buf, size_t len, const req_head *h,
 #define HISTORY_MAX 32  /* identity keys of one device in one answer */
 #define LOG_PAGE_MAX 100 /* entries (and heads) in one `log` answer */
 
-/* history {user, device} → {head, entries: [{index, ik, ts, proof}]} */
+/* history {user, device, ?since} → {head, ?consistency, entries: [{index, ik, ts, proof}]} */
 static int op_history(ks *k, const void *buf, size_t len, const req_head *h, ks_reply *r)
 {
 	cbr rd;
-	cbr_item map, key, user = { 0 }, dev = { 0 };
+	cbr_item map, key, user = { 0 }, dev = { 0 }, since = { 0 };
 	body_open(&rd, &map, buf, len);
 	uint64_t i = 0;
 	while (cbr_map_next(&rd, &map, &i, &key)) {
-		cbr_item *dst = cbr_eq(&key, "user") ? &user : cbr_eq(&key, "device") ? &dev : NULL;
+		cbr_item *dst = cbr_eq(&key, "user")     ? &user
+		                : cbr_eq(&key, "device") ? &dev
+		                : cbr_eq(&key, "since")  ? &since
+		                                         : NULL;
 		if (dst ? (cbr_next(&rd, dst) || cbr_skip(&rd, dst)) : cbr_skip_next(&rd) != 0)
 			break;
 	}
 	if (user.type != CBR_TEXT || !chat_valid_user((const char *)user.ptr, user.len) ||
 	    dev.type != CBR_TEXT || !chat_valid_device((const char *)dev.ptr, dev.len))
 		return resp_error(r, h, "field", "history needs a valid user and device");
+	if (since.type && since.type != CBR_UINT)
+		return resp_error(r, h, "field", "since must be an unsigned integer");
 	uint64_t idx[HISTORY_MAX];
 	size_t n;
 	int rc = ks_log_history(k, (const char *)user.ptr, user.len, (const char *)dev.ptr, dev.len,
@@ -562,10 +585,19 @@ static int op_history(ks *k, const void *buf, size_t len, const req_head *h, ks_
 	if (rc)
 		return resp_store_error(k, r, h, rc);
 	const kl_head *head = ks_log_head(k);
-	resp_start(&r->resp, h, true, head->size ? 2 : 1);
+	kl_hash cons[KL_PROOF_MAX];
+	size_t ncons = 0;
+	bool with_cons = head->size && since.type == CBR_UINT && since.u <= head->size;
+	if (with_cons && (rc = ks_log_consistency(k, since.u, head->size, cons, &ncons)) != CHAT_OK)
+		return resp_store_error(k, r, h, rc);
+	resp_start(&r->resp, h, true, (head->size ? 2 : 1) + with_cons);
 	if (head->size) {
 		cbw_text(&r->resp, "head");
 		kl_head_write(&r->resp, head);
+	}
+	if (with_cons) {
+		cbw_text(&r->resp, "consistency");
+		kl_proof_write(&r->resp, cons, ncons);
 	}
 	cbw_text(&r->resp, "entries");
 	cbw_array(&r->resp, n);

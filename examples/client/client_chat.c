@@ -178,17 +178,25 @@ static int list_devices(client *c, const char *user, addrs *l)
 	return rc;
 }
 
-/* Reads one bundle entry into b and its device name. */
-static bool read_entry(cbr *r, e2e_bundle *b, char *dev, size_t cap)
+/* Reads one bundle entry into b, its device name and its place in the key
+ * directory log (*has_ref false if it has none). */
+static bool read_entry(cbr *r, e2e_bundle *b, char *dev, size_t cap, kl_ref *ref, bool *has_ref)
 {
 	cbr_item map, key, v;
 	uint64_t i = 0;
 	bool ik = false, spk = false;
 	memset(b, 0, sizeof *b);
 	dev[0] = 0;
+	*has_ref = false;
 	if (cbr_next(r, &map) != CHAT_OK || map.type != CBR_MAP)
 		return false;
 	while (cbr_map_next(r, &map, &i, &key)) {
+		if (cbr_eq(&key, "log")) {
+			if (kl_ref_read(r, ref) != NULL)
+				return false;
+			*has_ref = true;
+			continue;
+		}
 		if (cbr_next(r, &v) != CHAT_OK)
 			return false;
 		bool is_spk = cbr_eq(&key, "spk"), is_opk = cbr_eq(&key, "opk");
@@ -241,18 +249,38 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 	if (!missing)
 		return CHAT_OK;
 
-	uint64_t rid = net_req_begin(&c->net, 1, "bundle");
+	uint64_t since = keylog_since(c);
+	uint64_t rid = net_req_begin(&c->net, since ? 2 : 1, "bundle");
 	cbw_text(&c->net.w, "user");
 	cbw_text(&c->net.w, user);
+	if (since) {
+		cbw_text(&c->net.w, "since");
+		cbw_uint(&c->net.w, since);
+	}
 	qmsg *m = net_keys(&c->net, rid, REQ_MS);
 	if (!m)
 		return CHAT_EIO;
+	/* The key directory first: a bundle whose head does not verify, or
+	 * does not extend the last head seen, is not used at all. */
+	static kl_hash cons[KL_PROOF_MAX];
+	static kl_ref ref;
+	kl_head head;
+	size_t ncons;
+	bool has_head, has_cons, has_ref;
+	int hrc = keylog_read_head(m, &head, &has_head, cons, &ncons, &has_cons);
 	cbr r;
 	cbr_item map, key, v;
 	uint64_t i = 0;
 	bool ok = false;
 	char code[64] = "", msg[200] = "";
 	cbr_init(&r, m->payload, m->len);
+	if (hrc == CHAT_OK && has_head)
+		hrc = keylog_accept_head(c, &head, cons, ncons, has_cons);
+	if (hrc != CHAT_OK) {
+		qmsg_free(m);
+		fprintf(stderr, "chat-client: not using the bundle of %s\n", user);
+		return CHAT_EDENIED;
+	}
 	if (cbr_next(&r, &map) == CHAT_OK && map.type == CBR_MAP) {
 		while (cbr_map_next(&r, &map, &i, &key)) {
 			if (cbr_next(&r, &v) != CHAT_OK)
@@ -268,11 +296,19 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 				while (cbr_array_next(&r, &v, &j)) {
 					e2e_bundle b;
 					char dev[NAME_MAX_], addr[ADDR_MAX];
-					if (!read_entry(&r, &b, dev, sizeof dev))
+					if (!read_entry(&r, &b, dev, sizeof dev, &ref, &has_ref))
 						break;
 					snprintf(addr, sizeof addr, "%s/%s", user, dev);
 					peer *p = state_peer(&c->st, addr, false);
 					if (!addrs_has(l, addr) || (p && p->nsess > 0))
+						continue;
+					if (!has_head || !has_ref) {
+						fprintf(stderr, "chat-client: KEY DIRECTORY CHECK FAILED: the "
+						        "bundle of %s comes without a log proof; not using it\n",
+						        addr);
+						continue;
+					}
+					if (!keylog_check_entry(&head, user, dev, b.ik, &ref))
 						continue;
 					e2e_session *s = calloc(1, sizeof *s);
 					if (!s)

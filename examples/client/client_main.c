@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: chat-client -h HOST -p PORT -u U/D --token-file FILE --state DIR\n"
 	        "                   [--send PEER TEXT | --group G TEXT | --recv --timeout SECONDS]\n"
+	        "                   [--log-key HEX]\n"
 	        "       chat-client --help | --version\n"
 	        "  no mode: interactive (/to USER, /group G, /sync, /quit; other lines are sent)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
@@ -151,7 +153,8 @@ int main(int argc, char **argv)
 	long port = 0, timeout_s = -1;
 	bool recv = false;
 	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
-	       OPT_VERSION };
+	       OPT_VERSION, OPT_LOG_KEY };
+	static client c;
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -161,6 +164,7 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "log-key", required_argument, NULL, OPT_LOG_KEY },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -189,6 +193,15 @@ int main(int argc, char **argv)
 				fprintf(stderr, "chat-client: bad timeout %s\n", optarg);
 				return 2;
 			}
+			break;
+		case OPT_LOG_KEY:
+			if (strlen(optarg) != 2 * KL_PUB ||
+			    sodium_hex2bin(c.log_key, KL_PUB, optarg, strlen(optarg), NULL, NULL, NULL)) {
+				fprintf(stderr, "chat-client: --log-key wants the key server's log key as "
+				        "64 hex digits (its keylog.pub)\n");
+				return 2;
+			}
+			c.log_key_set = true;
 			break;
 		case OPT_HELP: usage(); return 0;
 		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-client"), stdout); return 0;
@@ -230,7 +243,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	char token[256];
-	static client c;
 	bool fresh = false;
 	if (read_token(token_file, token, sizeof token) != CHAT_OK ||
 	    state_load(&c.st, state_dir, &fresh) != CHAT_OK)
@@ -239,6 +251,15 @@ int main(int argc, char **argv)
 	int rc = 1;
 	if (net_connect(&c.net, host, (int)port, &tls, addr, token) == CHAT_OK &&
 	    chat_register(&c, fresh) == CHAT_OK) {
+		/* Monitor our own entry in the key directory before anything else:
+		 * a key the server logged in our name means others may be sending
+		 * to an impostor (exit 3). */
+		if (keylog_check_self(&c) != CHAT_OK) {
+			e2e_wipe(token, sizeof token);
+			net_close(&c.net);
+			state_free(&c.st);
+			return 3;
+		}
 		chat_process(&c);
 		if (send_to || group) {
 			char conv[NAME_MAX_ + 4];
