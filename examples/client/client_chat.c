@@ -266,7 +266,7 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 	static kl_ref ref;
 	kl_head head;
 	size_t ncons;
-	bool has_head, has_cons, has_ref;
+	bool has_head, has_cons, has_ref, refused = false;
 	int hrc = keylog_read_head(m, &head, &has_head, cons, &ncons, &has_cons);
 	cbr r;
 	cbr_item map, key, v;
@@ -306,10 +306,13 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 						fprintf(stderr, "chat-client: KEY DIRECTORY CHECK FAILED: the "
 						        "bundle of %s comes without a log proof; not using it\n",
 						        addr);
+						refused = true;
 						continue;
 					}
-					if (!keylog_check_entry(&head, user, dev, b.ik, &ref))
+					if (!keylog_check_entry(&head, user, dev, b.ik, &ref)) {
+						refused = true;
 						continue;
+					}
 					e2e_session *s = calloc(1, sizeof *s);
 					if (!s)
 						break;
@@ -330,6 +333,11 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 	qmsg_free(m);
 	if (!ok) {
 		fprintf(stderr, "chat-client: no keys for %s: %s (%s)\n", user, msg, code);
+		return CHAT_EDENIED;
+	}
+	if (refused) {
+		fprintf(stderr, "chat-client: not sending to %s: the key directory check failed\n",
+		        user);
 		return CHAT_EDENIED;
 	}
 	for (size_t k = 0; k < l->n; k++) {

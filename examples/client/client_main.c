@@ -253,8 +253,13 @@ int main(int argc, char **argv)
 	    chat_register(&c, fresh) == CHAT_OK) {
 		/* Monitor our own entry in the key directory before anything else:
 		 * a key the server logged in our name means others may be sending
-		 * to an impostor (exit 3). */
-		if (keylog_check_self(&c) != CHAT_OK) {
+		 * to an impostor (exit 3). No answer is only a warning: the key
+		 * server may be down, and chat without new sessions still works. */
+		int krc = keylog_check_self(&c);
+		if (krc == CHAT_EIO)
+			fprintf(stderr, "chat-client: WARNING: could not check this device's key "
+			        "history (no answer from the key server)\n");
+		else if (krc != CHAT_OK) {
 			e2e_wipe(token, sizeof token);
 			net_close(&c.net);
 			state_free(&c.st);

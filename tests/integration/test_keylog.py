@@ -124,6 +124,7 @@ class KeyLogTest(ChatTestCase):
         self.assertIn("KEY DIRECTORY CHECK FAILED", r.stderr)
         self.assertIn("the identity key served for %s/d is not the one in the log" % carol,
                       r.stderr)
+        self.assertIn("not sending to %s: the key directory check failed" % carol, r.stderr)
         self.assertNotIn("%s/d" % carol, [p[0] for p in self.state(a)["peers"]])
         # the same process answers dave honestly: only the victim is lied to
         r = self.ok(self.exe(CLIENT, dv, "--send", carol, "dave is served the logged key"))
@@ -179,8 +180,40 @@ class KeyLogTest(ChatTestCase):
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("KEY DIRECTORY CHECK FAILED: the key server's log forked", r.stderr)
 
+    def raw(self, d, req):
+        rid = len(req) + 1000
+        topic = "chat/keys/resp/%s/%s" % (d.user, d.dev)
+        d.publish("chat/keys/req/%s/%s" % (d.user, d.dev), cbor2.dumps(dict(req, rid=rid)))
+        m = d.wait_message(lambda m: m[0] == topic and m[1].get("rid") == rid, 5.0)
+        self.assertIsNotNone(m, "no answer to %r" % req)
+        return m[1]
+
     def test_bad_input_to_the_log_ops(self):
-        d = self.register(uniq("probe"))
+        user = uniq("probe")
+        d = self.register(user)
+        p = self.dev(user, "raw")
+        p.subscribe("chat/keys/resp/%s/raw" % user)
+        head = self.raw(p, {"op": "head"})
+        self.assertTrue(head["ok"])
+        self.assertEqual(head["pub"].hex(), self.log_pub())
+        size = head["size"]
+        for req, code in (({"op": "consistency", "from": 2, "to": 1}, "range"),
+                          ({"op": "consistency", "from": 0, "to": size + 1}, "range"),
+                          ({"op": "consistency", "from": "x"}, "field"),
+                          ({"op": "log", "from": size + 1}, "range"),
+                          ({"op": "log"}, "field"),
+                          ({"op": "history", "user": "a b", "device": "d"}, "field"),
+                          ({"op": "history", "user": user, "device": "d", "since": -1}, "field"),
+                          ({"op": "bundle", "user": user, "since": b"1"}, "field")):
+            r = self.raw(p, req)
+            self.assertEqual((r["ok"], r.get("code")), (False, code), req)
+        # the answers that work: a consistency proof and a page of the log
+        r = self.raw(p, {"op": "consistency", "from": 0})
+        self.assertEqual((r["ok"], r["to"], r["proof"]), (True, size, []))
+        r = self.raw(p, {"op": "log", "from": 0, "count": 1000})
+        self.assertEqual(len(r["entries"]), size)
+        self.assertEqual([h["size"] for h in r["heads"]], list(range(1, size + 1)))
+        self.assertEqual(r["entries"][-1]["user"], user)
         self.assertEqual(self.exe(AUDIT, d, extra=["--log-key", "xyz"]).returncode, 2)
         self.assertEqual(self.exe(CLIENT, d, "--recv", "--timeout", "0",
                                   extra=["--log-key", "00" * 31]).returncode, 2)
