@@ -10,6 +10,7 @@ import sodium from "libsodium-wrappers-sumo";
 import type { Crypto, Sealed } from "./app";
 import { RequestError, type Connection, type Credentials, type Reply } from "./client";
 import * as E from "./e2ee/core";
+import * as K from "./e2ee/keylog";
 import type { Conversation } from "./store";
 import { groupId, userOf } from "./wire";
 
@@ -32,7 +33,13 @@ interface KeyState {
   sessions: Record<string, E.Session[]>; // remote device -> newest first
   ours: Record<string, OurChain>; // gid -> our sender key
   theirs: Record<string, E.Chain[]>; // "U/D g:G" -> newest first
+  // the key directory log (docs/KEYSERVER.md): its key (trusted on first use)
+  // and the last head seen, which every later head must extend
+  log?: { pub: Uint8Array; size: number; root: Uint8Array };
 }
+
+/** A key directory check failed: the bundle is not used. */
+export class KeyDirectoryError extends Error {}
 
 // JSON with byte strings as {"$b": base64}
 const toJson = (v: unknown) => JSON.stringify(v, (_k, x) =>
@@ -150,14 +157,24 @@ export class E2EE implements Crypto {
     const st = await this.state();
     const missing = new Set(devices.filter((a) => !st.sessions[a]?.length).map(userOf));
     for (const user of missing) {
-      const r = await conn.keys("bundle", { user }).catch((e) => {
+      const since = st.log?.size;
+      const r = await conn.keys("bundle", since ? { user, since } : { user }).catch((e) => {
         if (e instanceof RequestError && e.code === "notfound")
           throw new Error(`no keys for ${user} on the key server yet (no device of theirs has signed in)`);
         throw e;
       });
+      const head = await this.acceptHead(conn, r);
       for (const e of (r.devices as Reply[]) ?? []) {
         const addr = `${user}/${String(e.device)}`;
         if (!devices.includes(addr) || st.sessions[addr]?.length) continue;
+        const ref = e.log as Reply | undefined;
+        const proof = K.readProof(ref?.proof);
+        if (!ref || !proof || typeof ref.index !== "number" || typeof ref.ts !== "number" ||
+            !(e.ik instanceof Uint8Array) ||
+            !K.verifyInclusion(ref.index, head.size, K.entryHash(e.ik, ref.ts, user, String(e.device)), proof,
+              head.root))
+          throw new KeyDirectoryError(`key directory check failed: the identity key served for ${addr} is ` +
+            "not the one in the key server's log; not using it");
         const spk = e.spk as Reply;
         const opk = e.opk as Reply | undefined;
         const { session } = E.x3dhInitiate(st.ik, {
@@ -170,6 +187,33 @@ export class E2EE implements Crypto {
     this.save();
     const without = devices.filter((a) => !st.sessions[a]?.length);
     if (without.length) throw new Error(`no keys for ${without.join(", ")} on the key server`);
+  }
+
+  /** Verifies a bundle answer's head (signature, consistency with the last
+   *  head seen) and remembers it. Throws KeyDirectoryError. */
+  private async acceptHead(conn: Connection, r: Reply): Promise<K.Head> {
+    const st = await this.state();
+    const head = K.readHead(r.head);
+    if (!head) throw new KeyDirectoryError("key directory check failed: the bundle comes without a log head");
+    if (!st.log) {
+      const h = await conn.keys("head", {});
+      if (!(h.pub instanceof Uint8Array) || h.pub.length !== 32)
+        throw new KeyDirectoryError("key directory check failed: the key server did not say its log key");
+      st.log = { pub: h.pub, size: 0, root: new Uint8Array(32) }; // trusted on first use
+    }
+    if (!K.verifyHead(head, st.log.pub))
+      throw new KeyDirectoryError("key directory check failed: the log head is not signed by the log key");
+    if (st.log.size) {
+      const cons = K.readProof(r.consistency);
+      if (head.size < st.log.size || !cons ||
+          !K.verifyConsistency(st.log.size, head.size, st.log.root, head.root, cons))
+        throw new KeyDirectoryError(`key directory check failed: the key server's log forked (the head of size ` +
+          `${head.size} does not extend the one of size ${st.log.size} seen before)`);
+    }
+    st.log.size = head.size;
+    st.log.root = head.root;
+    this.save();
+    return head;
   }
 
   private encryptTo(addr: string, pt: Uint8Array): Uint8Array {
