@@ -1335,9 +1335,13 @@ static int bundle_collect(ks *k, const char *u, size_t ul, ks_bundle *b)
 		e->device[dl] = 0;
 		memcpy(e->ik, rec.ik, KS_KEY_LEN);
 		e->spk = rec.spk;
+		/* The proof before anything is popped: a log that cannot prove the
+		 * key fails the bundle closed. */
 		rc = devlog_get(k, u, ul, d, dl, &e->log_index, &e->log_ts);
 		if (rc == CHAT_ENOTFOUND)
 			rc = set_err(k, CHAT_ECORRUPT, "a device's identity key is not in the log", NULL);
+		if (rc == CHAT_OK)
+			rc = ks_log_inclusion(k, e->log_index, k->head.size, e->proof, &e->nproof);
 		if (rc)
 			break;
 		if (rec.count > 0) {

@@ -111,6 +111,8 @@ typedef struct ks_entry {
 	ks_opk opk;
 	uint32_t left;              /* the device's pool after this bundle */
 	uint64_t log_index, log_ts; /* the leaf that logged ik */
+	kl_hash proof[KL_PROOF_MAX]; /* its inclusion proof in the current head */
+	size_t nproof;
 } ks_entry;
 
 typedef struct ks_bundle {

@@ -313,25 +313,20 @@ static int op_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 	return cbw_status(&r->resp);
 }
 
-/* {index, ts, proof}: where the entry's ik is in the log of the head. */
-static int write_log_ref(ks *k, cbw *w, uint64_t index, uint64_t ts)
+/* {index, ts, proof}: where the entry's ik is in the log of the head (the
+ * proof was made before the bundle's keys were popped). */
+static void write_log_ref(cbw *w, const ks_entry *e)
 {
-	kl_hash proof[KL_PROOF_MAX];
-	size_t n;
-	int rc = ks_log_inclusion(k, index, ks_log_head(k)->size, proof, &n);
-	if (rc)
-		return rc;
 	cbw_map(w, 3);
 	cbw_text(w, "index");
-	cbw_uint(w, index);
+	cbw_uint(w, e->log_index);
 	cbw_text(w, "ts");
-	cbw_uint(w, ts);
+	cbw_uint(w, e->log_ts);
 	cbw_text(w, "proof");
-	kl_proof_write(w, proof, n);
-	return CHAT_OK;
+	kl_proof_write(w, e->proof, e->nproof);
 }
 
-static int write_entry(ks *k, cbw *w, const ks_entry *e)
+static void write_entry(cbw *w, const ks_entry *e)
 {
 	cbw_map(w, e->has_opk ? 5 : 4);
 	cbw_text(w, "device");
@@ -355,7 +350,7 @@ static int write_entry(ks *k, cbw *w, const ks_entry *e)
 		cbw_bytes(w, e->opk.key, KS_KEY_LEN);
 	}
 	cbw_text(w, "log");
-	return write_log_ref(k, w, e->log_index, e->log_ts);
+	write_log_ref(w, e);
 }
 
 static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, const void *buf,
@@ -425,8 +420,8 @@ static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 		resp_start(&r->resp, h, true, with_cons ? 3 : 2);
 		cbw_text(&r->resp, "devices");
 		cbw_array(&r->resp, b.n);
-		for (size_t j = 0; j < b.n && rc == CHAT_OK; j++)
-			rc = write_entry(k, &r->resp, &b.v[j]);
+		for (size_t j = 0; j < b.n; j++)
+			write_entry(&r->resp, &b.v[j]);
 		cbw_text(&r->resp, "head");
 		kl_head_write(&r->resp, head);
 		if (with_cons) {
