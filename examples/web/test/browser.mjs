@@ -7,7 +7,7 @@
 //   { url, users: { name: { addr, token } }, shots: dir|null,
 //     client: { argv: [chat-client and its connection options] } (interop),
 //     chatctl: [chatctl and its options] (removal) }
-// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal | webpush)
+// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal | webpush | lied)
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -413,7 +413,23 @@ async function webpush() {
   assert.deepEqual(list.map((n) => n.body), ["New messages"]);
 }
 
-const scenarios = { pair, reload, interop, removal, webpush };
+/** The key server lies to alice (chat-keyserver-lying, CHAT_KS_LIE=swap:alice's
+ *  address): carol's bundle comes with a key that is not in the key directory
+ *  log. The page must refuse it: the send fails with the reason, nothing goes out. */
+async function lied() {
+  const alice = await person("alice");
+  await signIn(alice);
+  const carolUser = cfg.users.carol.addr.split("/")[0];
+  await newChat(alice, carolUser);
+  await send(alice, "must not reach an impostor");
+  const b = bubble(alice, "must not reach an impostor", "out");
+  await b.and(alice.page.locator("[data-tick=failed]")).waitFor();
+  const why = await b.locator(".meta .bad").textContent();
+  assert.match(why ?? "", /key directory check failed: the identity key served for .* is not the one in the key server's log/);
+  log(`alice refused carol's bundle: ${why}`);
+}
+
+const scenarios = { pair, reload, interop, removal, webpush, lied };
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
   await scenarios[scenario]();
