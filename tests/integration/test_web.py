@@ -144,6 +144,42 @@ class WebTest(ChatTestCase):
             type(self).ks = KeyServer(self.broker, ks.token_file, data)
             type(self).ks.wait_serving()
 
+    def test_own_history_finds_a_logged_fake_key(self):
+        """alice's page signs in; the key server then logs an attacker's key in
+        alice's name (chat-keyserver-lying, logfake). Back online, the page
+        finds it in its own history and says so."""
+        users = self.users("alice")
+        flag = os.path.join(self.broker.tmp, uniq("flag"))
+        cfg = {"url": "http://127.0.0.1:%d/" % WS_PORT, "users": users, "flag": flag, "shots": None}
+        p = subprocess.Popen(["node", "test/browser.mjs", "impersonated"], cwd=WEB_SRC,
+                             env=dict(os.environ, CHAT_WEB=json.dumps(cfg)), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        ks, data = type(self).ks, os.path.join(self.broker.tmp, "keys-data")
+        try:
+            for line in p.stdout:
+                out.append(line)
+                if "READY" in line:
+                    break
+            self.assertIn("READY", "".join(out), "".join(out))
+            ks.stop()
+            ks.cleanup()
+            type(self).ks = KeyServer(self.broker, ks.token_file, data, binary=LYING,
+                                      env={"CHAT_KS_LIE": "logfake:%s" % users["alice"]["addr"]})
+            type(self).ks.wait_serving()
+            open(flag, "w").close()
+            out.extend(p.stdout)
+            self.assertEqual(p.wait(120), 0, "".join(out) + type(self).ks.text()[-2000:])
+            print("".join(out))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+            type(self).ks.stop()
+            type(self).ks.cleanup()
+            type(self).ks = KeyServer(self.broker, ks.token_file, data)
+            type(self).ks.wait_serving()
+
     def test_removal(self):
         """An admin removes one of bob's two browser devices: that page is
         signed out with a message, and alice's next message reaches the other."""

@@ -91,12 +91,37 @@ export class E2EE implements Crypto {
 
   async prepare(conn: Connection): Promise<void> {
     const st = await this.state();
+    let match = false;
     if (st.uploaded) {
       const digest = sodium.crypto_hash_sha256(E.concat(st.ik.pk, st.spk.pk));
       const r = await conn.keys("check", { digest });
-      if (r.match === true) return;
+      match = r.match === true;
     }
-    await this.upload(conn, true);
+    if (!match) await this.upload(conn, true);
+    await this.checkOwnHistory(conn);
+  }
+
+  /** This device's own entries in the key directory log: every identity key
+   *  logged in its name since its own first one must be its own. */
+  private async checkOwnHistory(conn: Connection): Promise<void> {
+    const st = await this.state();
+    const since = st.log?.size;
+    const fields = { user: this.creds.user, device: this.creds.device };
+    const r = await conn.keys("history", since ? { ...fields, since } : fields);
+    const head = await this.acceptHead(conn, r);
+    let mine = false;
+    for (const e of (r.entries as Reply[]) ?? []) {
+      const proof = K.readProof(e.proof);
+      if (!proof || typeof e.index !== "number" || typeof e.ts !== "number" || !(e.ik instanceof Uint8Array) ||
+          !K.verifyInclusion(e.index, head.size, K.entryHash(e.ik, e.ts, this.creds.user, this.creds.device),
+            proof, head.root))
+        throw new KeyDirectoryError("key directory check failed: this device's key history does not match the log");
+      if (e.ik.length === st.ik.pk.length && sodium.memcmp(e.ik, st.ik.pk)) mine = true;
+      else if (mine)
+        throw new KeyDirectoryError(`key directory check failed: the key server logged a key in this device's ` +
+          `name that it never published (log index ${e.index}); others may be writing to an impostor`);
+    }
+    if (!mine) throw new KeyDirectoryError("key directory check failed: this device's identity key is not in the log");
   }
 
   /** The retained key status said the pool runs low: top it up. */
@@ -199,7 +224,8 @@ export class E2EE implements Crypto {
       const h = await conn.keys("head", {});
       if (!(h.pub instanceof Uint8Array) || h.pub.length !== 32)
         throw new KeyDirectoryError("key directory check failed: the key server did not say its log key");
-      st.log = { pub: h.pub, size: 0, root: new Uint8Array(32) }; // trusted on first use
+      // copies: a decoded byte string may be a view of a buffer that is reused
+      st.log = { pub: Uint8Array.from(h.pub), size: 0, root: new Uint8Array(32) }; // trusted on first use
     }
     if (!K.verifyHead(head, st.log.pub))
       throw new KeyDirectoryError("key directory check failed: the log head is not signed by the log key");
@@ -211,7 +237,7 @@ export class E2EE implements Crypto {
           `${head.size} does not extend the one of size ${st.log.size} seen before)`);
     }
     st.log.size = head.size;
-    st.log.root = head.root;
+    st.log.root = Uint8Array.from(head.root);
     this.save();
     return head;
   }

@@ -7,10 +7,11 @@
 //   { url, users: { name: { addr, token } }, shots: dir|null,
 //     client: { argv: [chat-client and its connection options] } (interop),
 //     chatctl: [chatctl and its options] (removal) }
-// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal | webpush | lied)
+// Usage: node test/browser.mjs SCENARIO
+//        (pair | reload | interop | removal | webpush | lied | impersonated)
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -429,7 +430,28 @@ async function lied() {
   log(`alice refused carol's bundle: ${why}`);
 }
 
-const scenarios = { pair, reload, interop, removal, webpush, lied };
+/** alice signs in; the test then restarts the key server as one that logs
+ *  an attacker's key in alice's name (CHAT_KS_LIE=logfake:…) and creates
+ *  cfg.flag; alice's page, back online, finds the key in its own history. */
+async function impersonated() {
+  const alice = await person("alice");
+  await signIn(alice);
+  log("READY"); // test_web.py waits for this line
+  const deadline = Date.now() + 60000;
+  while (!existsSync(cfg.flag)) {
+    if (Date.now() > deadline) throw new Error("the test never switched the key server");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await alice.page.reload();
+  await alice.page.locator("p.notice", { hasText: "logged a key in this device's name" }).waitFor()
+    .catch(async (e) => {
+      log(`notice: ${await alice.page.locator("p.notice").allTextContents()}`);
+      throw e;
+    });
+  log(`alice's page: ${await alice.page.locator("p.notice").textContent()}`);
+}
+
+const scenarios = { pair, reload, interop, removal, webpush, lied, impersonated };
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
   await scenarios[scenario]();
