@@ -575,14 +575,9 @@ static void head_encode(uint8_t out[HEAD_REC_LEN], const kl_head *h)
 	memcpy(out + 8 + KL_HASH, h->sig, KL_SIG);
 }
 
-int ks_log_head_at(ks *k, uint64_t size, kl_head *h)
+/* The stored head of the tree of size leaves. */
+static int head_load(ks *k, uint64_t size, kl_head *h)
 {
-	if (size == 0 || size > k->head.size)
-		return CHAT_ENOTFOUND;
-	if (size == k->head.size) {
-		*h = k->head;
-		return CHAT_OK;
-	}
 	uint8_t key[9];
 	char *v;
 	size_t vlen;
@@ -601,6 +596,17 @@ int ks_log_head_at(ks *k, uint64_t size, kl_head *h)
 	memcpy(h->sig, v + 8 + KL_HASH, KL_SIG);
 	rocksdb_free(v);
 	return CHAT_OK;
+}
+
+int ks_log_head_at(ks *k, uint64_t size, kl_head *h)
+{
+	if (size == 0 || size > k->head.size)
+		return CHAT_ENOTFOUND;
+	if (size == k->head.size) {
+		*h = k->head;
+		return CHAT_OK;
+	}
+	return head_load(k, size, h);
 }
 
 /* Stages the append of (u, d, ik) into k->batch; *h is the head to adopt
@@ -875,10 +881,7 @@ static int log_open(ks *k, const char *dir, char *errbuf, size_t errlen)
 		if (size > KL_SIZE_MAX) {
 			rc = set_err(k, CHAT_ECORRUPT, "corrupt log size record", NULL);
 		} else if (size > 0) {
-			k->head.size = size;
-			/* ks_log_head_at serves the cached head for head.size */
-			k->head.size = size + 1;
-			rc = ks_log_head_at(k, size, &k->head);
+			rc = head_load(k, size, &k->head);
 			if (rc)
 				k->head.size = 0;
 			else if (!kl_head_verify(&k->head, k->log_pk))
