@@ -1153,9 +1153,24 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 	rec.count += (uint32_t)n;
 	batch_put_dev(k, u, ul, d, dl, &rec);
 	/* A new identity key (first upload or re-registration) is a publication:
-	 * logged in the same batch, so no key is served that is not logged. */
+	 * logged in the same batch, so no key is served that is not logged. So
+	 * is a key whose device has no current leaf, or another key in it (a
+	 * store written meanwhile by a key server without the log). */
 	kl_head h;
 	bool logged = fresh || rereg;
+	if (!logged) {
+		uint64_t li, lts;
+		ks_log_entry le;
+		rc = devlog_get(k, u, ul, d, dl, &li, &lts);
+		if (rc == CHAT_ENOTFOUND)
+			logged = true, rc = CHAT_OK;
+		else if (rc == CHAT_OK && (rc = ks_log_get(k, li, &le)) == CHAT_OK)
+			logged = sodium_memcmp(le.ik, ik, KS_KEY_LEN) != 0;
+		if (rc) {
+			rocksdb_writebatch_clear(k->batch);
+			return rc;
+		}
+	}
 	if (logged && (rc = log_stage(k, u, ul, d, dl, ik, &h)) != CHAT_OK) {
 		rocksdb_writebatch_clear(k->batch);
 		return rc;

@@ -400,6 +400,20 @@ START_TEST(store_proofs_and_reopen)
 	upload(k, "alice", "d0", ik);
 	upload(k, "alice", "d0", ik);
 	check_store(k, 23);
+	/* the same key again (a top-up with one-time keys) logs nothing */
+	{
+		uint8_t pk[32], sk[64];
+		ks_spk spk = { .id = 1 };
+		ks_opk opk = { .id = 7 };
+		uint32_t count;
+		crypto_sign_keypair(pk, sk);
+		randombytes_buf(spk.key, 32);
+		crypto_sign_detached(spk.sig, NULL, spk.key, 32, sk);
+		ck_assert_int_eq(ks_upload(k, "dora", 4, "p", 1, pk, &spk, NULL, 0, &count), CHAT_OK);
+		ck_assert_int_eq(ks_upload(k, "dora", 4, "p", 1, pk, &spk, &opk, 1, &count), CHAT_OK);
+		ck_assert_uint_eq(count, 1);
+	}
+	check_store(k, 24);
 	uint64_t idx[8];
 	size_t n;
 	ck_assert_int_eq(ks_log_history(k, "alice", 5, "d0", 2, idx, 8, &n), CHAT_OK);
@@ -408,10 +422,10 @@ START_TEST(store_proofs_and_reopen)
 	ks_log_entry e;
 	ck_assert_int_eq(ks_log_get(k, 0, &e), CHAT_OK);
 	ck_assert_int_eq(memcmp(e.ik, first, 32), 0);
-	ck_assert_int_eq(ks_log_get(k, 23, &e), CHAT_ENOTFOUND);
+	ck_assert_int_eq(ks_log_get(k, 24, &e), CHAT_ENOTFOUND);
 	kl_hash p[KL_PROOF_MAX];
-	ck_assert_int_ne(ks_log_inclusion(k, 23, 23, p, &n), CHAT_OK);
-	ck_assert_int_ne(ks_log_consistency(k, 5, 24, p, &n), CHAT_OK);
+	ck_assert_int_ne(ks_log_inclusion(k, 24, 24, p, &n), CHAT_OK);
+	ck_assert_int_ne(ks_log_consistency(k, 5, 25, p, &n), CHAT_OK);
 	kl_head before = *ks_log_head(k);
 	uint8_t pub[32];
 	memcpy(pub, ks_log_pub(k), 32);
@@ -422,7 +436,7 @@ START_TEST(store_proofs_and_reopen)
 	ck_assert_int_eq(memcmp(ks_log_pub(k), pub, 32), 0);
 	ck_assert_int_eq(memcmp(ks_log_head(k), &before, sizeof before), 0);
 	upload(k, "carol", "x", ik);
-	check_store(k, 24);
+	check_store(k, 25);
 	/* a checkpoint carries the signing key */
 	char cp[300], path[400];
 	snprintf(cp, sizeof cp, "%s.cp", dir);

@@ -596,6 +596,19 @@ START_TEST(log_backfilled_then_fails_closed)
 	ck_assert(bb.v[0].log_index == 0 && bb.v[1].log_index == 1);
 	ks_bundle_free(&bb);
 
+	/* a device without a current leaf (written by a key server without the
+	 * log) is logged again by its next upload, even with the same key */
+	db = raw_open();
+	char xk[32] = "Xcarol";
+	xk[6] = 0, xk[7] = 'x';
+	raw_put(db, xk, 8, NULL, 0);
+	rocksdb_close(db);
+	reopen();
+	ck_assert_int_eq(bundle_rc("alice", "d", "carol"), CHAT_ECORRUPT);
+	upload_ok("carol", "x", &c, 1, 10);
+	ck_assert_uint_eq(ks_log_head(k)->size, 4);
+	ck_assert_int_eq(bundle_rc("alice", "d", "carol"), CHAT_OK);
+
 	/* a lost node: the proof cannot be made, so nothing is popped */
 	db = raw_open();
 	uint8_t nk[10] = { 'N', 1 }; /* level 1, index 0: bob's two leaves, carol/x's sibling */
