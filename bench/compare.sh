@@ -15,6 +15,9 @@
 #   bench/compare.sh --quick    # ~3 min: 2 reps, smaller counts, 2000 idle connections
 #   bench/compare.sh --iot-only --reps 5   # ~2 min: only the IoT rows
 #   bench/compare.sh --durable-only --reps 5   # ~3 min: only the patched broker's sync-writes rows
+#   KS_NOLOG=/path/to/old/chat-keyserver bench/compare.sh --keys-only --quick --reps 3
+#                                # ~1 min: only keys, with the key directory log's proofs
+#                                # and (KS_NOLOG) with a key server without the log
 #
 # Options:
 #   --reps N         repetitions (default 3; --quick 2)
@@ -37,6 +40,9 @@
 #                    and dm on that broker with and without an anonymous "#" subscriber
 #   --iot-only       only the IoT rows (~20 s a rep); they also run stock mosquitto with
 #                    one idle thread preloaded (BUILD/lib/idle_thread_preload.so), a diagnostic
+#   --keys-only      only the keys rows (~8 s a rep with --quick); with KS_NOLOG set, each
+#                    rep also runs keys with that key server binary (one built before the key
+#                    directory log, e.g. from commit 76ec760), labelled log=0
 #   --durable-only   only the durable rows (~35 s a rep): dm on the patched broker with
 #                    sync_writes true (group commit) and false, alternating, at the max rate,
 #                    then sync_writes true at half of its max rate (p99)
@@ -45,7 +51,7 @@
 # on RabbitMQ's MQTT plugin (Debian's rabbitmq-server, a private node per run), reported as
 # ratios to stock mosquitto. None is installed by this script.
 # Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto),
-# AEDES_BASE, RABBITMQ_SERVER (default /usr/lib/rabbitmq/bin/rabbitmq-server).
+# AEDES_BASE, RABBITMQ_SERVER (default /usr/lib/rabbitmq/bin/rabbitmq-server), KS_NOLOG.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -61,7 +67,7 @@ thread_shim=$build/lib/idle_thread_preload.so
 
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
-peers=1 iot=1 iot_only=0 durable_only=0
+peers=1 iot=1 iot_only=0 durable_only=0 keys_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -78,6 +84,7 @@ while [ $# -gt 0 ]; do
     --no-iot) iot=0 ;;
     --iot-only) iot_only=1 ;;
     --durable-only) durable_only=1 ;;
+    --keys-only) keys_only=1 ;;
     -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
@@ -284,8 +291,9 @@ stop_peer() {
   fi
 }
 
-# start_keyserver [preload]; the broker from start_broker must be a chat one. Sets KPID.
+# start_keyserver [preload [binary]]; the broker from start_broker must be a chat one. Sets KPID.
 start_keyserver() {
+  local ks=${2:-$ks}
   [ -x "$ks" ] || { echo "compare: $ks missing" >&2; exit 1; }
   (umask 077; "$ctl" -h 127.0.0.1 -p "$BPORT" --token-file "$BDIR/data/admin.token" \
      service add keys > "$BDIR/keys.token")
@@ -400,6 +408,19 @@ for rep in $(seq "$reps"); do
   fi
   if [ $durable_only -eq 1 ]; then
     durable_rows "$rep"
+    continue
+  fi
+  if [ $keys_only -eq 1 ]; then
+    # with the log's proofs (this build) and without (KS_NOLOG), alternating
+    kinds="1 0"; [ $((rep % 2)) -eq 1 ] || kinds="0 1"
+    for lg in $kinds; do
+      if [ $lg = 0 ] && [ -z "${KS_NOLOG:-}" ]; then continue; fi
+      start_broker keys chat
+      if [ $lg = 1 ]; then start_keyserver; else start_keyserver "" "$KS_NOLOG"; fi
+      run_bench "phase=keys rep=$rep nodelay=0 log=$lg" keys -p "$BPORT" --broker-pid "$BPID" \
+        --ks-pid "$KPID" --admin-token-file "$BDIR/data/admin.token" --msgs $keys_msgs
+      stop_pid "$KPID"; stop_pid "$BPID"
+    done
     continue
   fi
 

@@ -148,6 +148,27 @@ def durable_rows(rows, row):
     return True
 
 
+def keys_rows(keys0, keys_nolog, m, row):
+    """compare.sh --keys-only: the key server with and without the key
+    directory log (KS_NOLOG)."""
+    for name, rs in (("with the key directory log", keys0), ("without (KS_NOLOG)", keys_nolog)):
+        if not rs:
+            continue
+        row("keys %s: bundles/s" % name, "", fmt(m(rs, "rate")), "", "", "")
+        row("keys %s: broker / key server CPU µs per bundle" % name, "",
+            "%s / %s" % (fmt(m(rs, "broker_cpu_us_per_msg")), fmt(m(rs, "ks_cpu_us_per_msg"))),
+            "", "", "")
+        row("keys %s: p50 / p99 request latency, µs" % name, "",
+            "%s / %s" % (fmt(m(rs, "p50_us")), fmt(m(rs, "p99_us"))), "", "", "")
+    if keys0 and keys_nolog:
+        a, b = by_rep(keys0), by_rep(keys_nolog)
+        rs = [num(a[k], "rate") / num(b[k], "rate") for k in a if k in b and num(b[k], "rate")]
+        cs = [num(a[k], "ks_cpu_us_per_msg") / num(b[k], "ks_cpu_us_per_msg")
+              for k in a if k in b and num(b[k], "ks_cpu_us_per_msg")]
+        row("keys with / without the log: bundles/s, key server CPU per bundle", "",
+            "%s, %s" % (fmt(med(rs)), fmt(med(cs))), "", "", "")
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -164,7 +185,9 @@ def main():
     dm_half = sel(rows, mode="dm", phase="half")
     replays = [r for r in rows if r.get("mode") == "replay"]
     windows = sorted({int(r["replay_window"]) for r in replays if "replay_window" in r})
-    keys0 = sel(rows, mode="keys", nodelay="0")
+    # log=0: a key server without the key directory log (compare.sh KS_NOLOG)
+    keys0 = [r for r in sel(rows, mode="keys", nodelay="0") if r.get("log") != "0"]
+    keys_nolog = sel(rows, mode="keys", nodelay="0", log="0")
     keys1 = sel(rows, mode="keys", nodelay="1")
     idle_s = sel(rows, mode="idle", kind="stock")
     idle_c = sel(rows, mode="idle", kind="chat")
@@ -177,9 +200,9 @@ def main():
     p = out.append
     if machine:
         p("machine: " + machine)
-    if not reps:   # compare.sh --iot-only / --durable-only
+    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only
         reps = len(sel(rows, mode="relay", phase="iot", side="chat")) or \
-            len(sel(rows, mode="dm", phase="durable", sync="true"))
+            len(sel(rows, mode="dm", phase="durable", sync="true")) or len(keys0)
     p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
     p("")
     p("| measure | stock relay | chat | ratio chat/stock | target | met |")
@@ -188,9 +211,10 @@ def main():
     def row(name, s, c, ratio, target="", met=""):
         p("| %s | %s | %s | %s | %s | %s |" % (name, s, c, ratio, target, met))
 
-    if not relay_max:   # compare.sh --iot-only / --durable-only: those rows alone
+    if not relay_max:   # compare.sh --iot-only / --durable-only / --keys-only: those rows alone
         iot_rows(rows, row)
         durable_rows(rows, row)
+        keys_rows(keys0, keys_nolog, m, row)
         if bad:
             p("")
             p("**%d run(s) reported a correctness failure (ok=0)**" % len(bad))
@@ -269,6 +293,15 @@ def main():
             "", "", "")
         row("keys: p50 / p99 request latency, µs", "",
             "%s / %s" % (fmt(m(keys0, "p50_us")), fmt(m(keys0, "p99_us"))), "", "", "")
+    if keys_nolog:
+        v = m(keys_nolog, "rate")
+        row("keys without the key directory log (KS_NOLOG): bundles/s", "", fmt(v),
+            fmt(ratio_med(keys0, keys_nolog, "rate")) + " with/without", "", "")
+        row("keys without the log: broker / key server CPU µs per bundle", "",
+            "%s / %s" % (fmt(m(keys_nolog, "broker_cpu_us_per_msg")),
+                         fmt(m(keys_nolog, "ks_cpu_us_per_msg"))), "", "", "")
+        row("keys without the log: p50 / p99 request latency, µs", "",
+            "%s / %s" % (fmt(m(keys_nolog, "p50_us")), fmt(m(keys_nolog, "p99_us"))), "", "", "")
     if keys1:
         v = m(keys1, "rate")
         row("keys, key server with TCP_NODELAY (preload shim): bundles/s", "", fmt(v),

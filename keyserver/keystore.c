@@ -39,14 +39,19 @@
 #include "keystore.h"
 
 #include "err.h"
+#include "keylog.h"
 #include "rocks_util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <rocksdb/c.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define STORE_FORMAT 2
 #define DEV_VERSION 2
@@ -66,6 +71,10 @@ struct ks {
 	rocksdb_writebatch_t *batch;   /* reused by every request */
 	ks_opts cfg;
 	char errmsg[256];
+	/* the key directory log (keylog.h): its signing key and current head */
+	uint8_t log_sk[KL_SEC], log_pk[KL_PUB];
+	kl_head head;               /* size 0: the log is empty */
+	char *key_path;             /* DIR/keylog.key */
 };
 
 typedef struct dev_rec {
@@ -456,6 +465,473 @@ static int format_check(ks *k, const char *dir, char *errbuf, size_t errlen)
 	return CHAT_OK;
 }
 
+/* ---- the key directory log (keylog.h, docs/KEYSERVER.md) ----
+ *
+ *   'L' idx(8)          → leaf idx: ts(8, BE) | ik(32) | ul(1) | U | D
+ *   'N' level(1) idx(8) → the hash of the complete subtree of 2^level leaves
+ *                         starting at leaf idx·2^level (level 0: leaf hashes)
+ *   'H' size(8)         → signed head of the tree of size leaves: ts(8, BE) |
+ *                         root(32) | sig(64)
+ *   'M'                 → the log's size (8, BE)
+ *   'X' U 0 D           → the device's current leaf: idx(8, BE) | ts(8, BE)
+ *   'I' U 0 D 0 idx(8)  → (empty) the device's leaves, for its history
+ * An append writes the leaf, the complete subtrees it closes (one read of a
+ * left sibling per level), a new signed head and the rest in the same batch
+ * as the device record it logs. Any subtree hash is then at most
+ * 2·log2(n) point reads of 'N' records, so proofs never rehash the tree. */
+
+#define LOG_LEAF_FIXED (8 + KS_KEY_LEN + 1)
+#define HEAD_REC_LEN (8 + KL_HASH + KL_SIG)
+static const char meta_key[1] = { 'M' };
+
+static size_t key_node(uint8_t *k, unsigned level, uint64_t idx)
+{
+	k[0] = 'N';
+	k[1] = (uint8_t)level;
+	put_be64(k + 2, idx);
+	return 10;
+}
+
+static size_t key_idx(uint8_t *k, char tag, uint64_t idx)
+{
+	k[0] = (uint8_t)tag;
+	put_be64(k + 1, idx);
+	return 9;
+}
+
+static size_t key_devlog(uint8_t *k, const char *u, size_t ul, const char *d, size_t dl)
+{
+	k[0] = 'X';
+	size_t n = key_append(k, 1, u, ul);
+	k[n++] = 0;
+	return key_append(k, n, d, dl);
+}
+
+static size_t key_devhist(uint8_t *k, const char *u, size_t ul, const char *d, size_t dl)
+{
+	size_t n = key_devlog(k, u, ul, d, dl);
+	k[0] = 'I';
+	k[n++] = 0;
+	return n;
+}
+
+/* A node written by the append being staged (not yet in the store). */
+typedef struct mth_ctx {
+	ks *k;
+	bool has_pending;
+	unsigned plevel;
+	uint64_t pidx;
+	uint8_t phash[KL_HASH];
+} mth_ctx;
+
+static int node_get(mth_ctx *c, unsigned level, uint64_t idx, uint8_t out[KL_HASH])
+{
+	if (c->has_pending && level == c->plevel && idx == c->pidx) {
+		memcpy(out, c->phash, KL_HASH);
+		return CHAT_OK;
+	}
+	uint8_t key[10];
+	char *v;
+	size_t vlen;
+	int rc = db_get(c->k, key, key_node(key, level, idx), &v, &vlen);
+	if (rc == CHAT_ENOTFOUND)
+		return set_err(c->k, CHAT_ECORRUPT, "a log node is missing", NULL);
+	if (rc)
+		return rc;
+	if (vlen != KL_HASH)
+		rc = set_err(c->k, CHAT_ECORRUPT, "corrupt log node", NULL);
+	else
+		memcpy(out, v, KL_HASH);
+	rocksdb_free(v);
+	return rc;
+}
+
+/* MTH(D[lo:hi]) from stored complete subtrees (kl_mth_fn). */
+static int store_mth(void *ctx, uint64_t lo, uint64_t hi, uint8_t out[KL_HASH])
+{
+	uint64_t n = hi - lo;
+	if (n == 0)
+		return CHAT_EINVAL;
+	if ((n & (n - 1)) == 0 && lo % n == 0) {
+		unsigned level = 0;
+		while ((UINT64_C(1) << level) < n)
+			level++;
+		return node_get(ctx, level, lo >> level, out);
+	}
+	uint64_t k = kl_split(n);
+	uint8_t l[KL_HASH], r[KL_HASH];
+	int rc = store_mth(ctx, lo, lo + k, l);
+	if (rc == CHAT_OK)
+		rc = store_mth(ctx, lo + k, hi, r);
+	if (rc == CHAT_OK)
+		kl_node_hash(out, l, r);
+	return rc;
+}
+
+static void head_encode(uint8_t out[HEAD_REC_LEN], const kl_head *h)
+{
+	put_be64(out, h->ts);
+	memcpy(out + 8, h->root, KL_HASH);
+	memcpy(out + 8 + KL_HASH, h->sig, KL_SIG);
+}
+
+/* The stored head of the tree of size leaves. */
+static int head_load(ks *k, uint64_t size, kl_head *h)
+{
+	uint8_t key[9];
+	char *v;
+	size_t vlen;
+	int rc = db_get(k, key, key_idx(key, 'H', size), &v, &vlen);
+	if (rc == CHAT_ENOTFOUND)
+		return set_err(k, CHAT_ECORRUPT, "a signed log head is missing", NULL);
+	if (rc)
+		return rc;
+	if (vlen != HEAD_REC_LEN) {
+		rocksdb_free(v);
+		return set_err(k, CHAT_ECORRUPT, "corrupt log head record", NULL);
+	}
+	h->size = size;
+	h->ts = get_be64((const uint8_t *)v);
+	memcpy(h->root, v + 8, KL_HASH);
+	memcpy(h->sig, v + 8 + KL_HASH, KL_SIG);
+	rocksdb_free(v);
+	return CHAT_OK;
+}
+
+int ks_log_head_at(ks *k, uint64_t size, kl_head *h)
+{
+	if (size == 0 || size > k->head.size)
+		return CHAT_ENOTFOUND;
+	if (size == k->head.size) {
+		*h = k->head;
+		return CHAT_OK;
+	}
+	return head_load(k, size, h);
+}
+
+/* Stages the append of (u, d, ik) into k->batch; *h is the head to adopt
+ * once the batch is written. */
+static int log_stage(ks *k, const char *u, size_t ul, const char *d, size_t dl,
+                     const uint8_t ik[KS_KEY_LEN], kl_head *h)
+{
+	uint64_t idx = k->head.size, ts = now_ms(k);
+	if (idx >= KL_SIZE_MAX)
+		return set_err(k, CHAT_EIO, "the key directory log is full", NULL);
+	uint8_t leaf[LOG_LEAF_FIXED + CHAT_USER_MAX + CHAT_DEVICE_MAX], key[KEY_MAX];
+	put_be64(leaf, ts);
+	memcpy(leaf + 8, ik, KS_KEY_LEN);
+	leaf[8 + KS_KEY_LEN] = (uint8_t)ul;
+	memcpy(leaf + LOG_LEAF_FIXED, u, ul);
+	memcpy(leaf + LOG_LEAF_FIXED + ul, d, dl);
+	rocksdb_writebatch_put(k->batch, (const char *)key, key_idx(key, 'L', idx),
+	                       (const char *)leaf, LOG_LEAF_FIXED + ul + dl);
+
+	mth_ctx c = { .k = k };
+	uint8_t cur[KL_HASH];
+	kl_entry_hash(cur, ik, ts, u, ul, d, dl);
+	unsigned level = 0;
+	uint64_t i = idx;
+	for (;;) {
+		rocksdb_writebatch_put(k->batch, (const char *)key, key_node(key, level, i),
+		                       (const char *)cur, KL_HASH);
+		if (!(i & 1))
+			break;
+		uint8_t left[KL_HASH];
+		int rc = node_get(&c, level, i - 1, left);
+		if (rc)
+			return rc;
+		kl_node_hash(cur, left, cur);
+		i >>= 1, level++;
+	}
+	c.has_pending = true, c.plevel = level, c.pidx = i;
+	memcpy(c.phash, cur, KL_HASH);
+	h->size = idx + 1;
+	h->ts = ts;
+	int rc = store_mth(&c, 0, h->size, h->root);
+	if (rc)
+		return rc;
+	kl_head_sign(h, k->log_sk);
+	uint8_t hv[HEAD_REC_LEN], sz[16];
+	head_encode(hv, h);
+	rocksdb_writebatch_put(k->batch, (const char *)key, key_idx(key, 'H', h->size),
+	                       (const char *)hv, sizeof hv);
+	put_be64(sz, h->size);
+	rocksdb_writebatch_put(k->batch, meta_key, sizeof meta_key, (const char *)sz, 8);
+	put_be64(sz, idx);
+	put_be64(sz + 8, ts);
+	rocksdb_writebatch_put(k->batch, (const char *)key, key_devlog(key, u, ul, d, dl),
+	                       (const char *)sz, 16);
+	size_t hl = key_devhist(key, u, ul, d, dl);
+	put_be64(key + hl, idx);
+	rocksdb_writebatch_put(k->batch, (const char *)key, hl + 8, "", 0);
+	return CHAT_OK;
+}
+
+int ks_log_get(ks *k, uint64_t index, ks_log_entry *e)
+{
+	uint8_t key[9];
+	char *v;
+	size_t vlen;
+	if (index >= k->head.size)
+		return CHAT_ENOTFOUND;
+	int rc = db_get(k, key, key_idx(key, 'L', index), &v, &vlen);
+	if (rc == CHAT_ENOTFOUND)
+		return set_err(k, CHAT_ECORRUPT, "a log leaf is missing", NULL);
+	if (rc)
+		return rc;
+	const uint8_t *p = (const uint8_t *)v;
+	size_t ul = vlen >= LOG_LEAF_FIXED ? p[8 + KS_KEY_LEN] : 0;
+	size_t dl = vlen >= LOG_LEAF_FIXED + ul ? vlen - LOG_LEAF_FIXED - ul : 0;
+	if (vlen < LOG_LEAF_FIXED || !chat_valid_user(v + LOG_LEAF_FIXED, ul) ||
+	    !chat_valid_device(v + LOG_LEAF_FIXED + ul, dl)) {
+		rocksdb_free(v);
+		return set_err(k, CHAT_ECORRUPT, "corrupt log leaf", NULL);
+	}
+	e->index = index;
+	e->ts = get_be64(p);
+	memcpy(e->ik, p + 8, KS_KEY_LEN);
+	memcpy(e->user, v + LOG_LEAF_FIXED, ul);
+	e->user[ul] = 0;
+	memcpy(e->device, v + LOG_LEAF_FIXED + ul, dl);
+	e->device[dl] = 0;
+	rocksdb_free(v);
+	return CHAT_OK;
+}
+
+int ks_log_inclusion(ks *k, uint64_t index, uint64_t size, kl_hash *proof, size_t *n)
+{
+	mth_ctx c = { .k = k };
+	if (size > k->head.size)
+		return CHAT_EINVAL;
+	return kl_inclusion_proof(store_mth, &c, index, size, proof, n);
+}
+
+int ks_log_consistency(ks *k, uint64_t from, uint64_t to, kl_hash *proof, size_t *n)
+{
+	mth_ctx c = { .k = k };
+	if (to > k->head.size)
+		return CHAT_EINVAL;
+	return kl_consistency_proof(store_mth, &c, from, to, proof, n);
+}
+
+const kl_head *ks_log_head(const ks *k)
+{
+	return &k->head;
+}
+
+const uint8_t *ks_log_pub(const ks *k)
+{
+	return k->log_pk;
+}
+
+int ks_log_history(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint64_t *idx,
+                   size_t cap, size_t *n)
+{
+	uint8_t lo[KEY_MAX], hi[KEY_MAX];
+	size_t plen = key_devhist(lo, u, ul, d, dl);
+	memcpy(hi, lo, plen);
+	hi[plen - 1] = 1;
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, plen);
+	rocksdb_iterator_t *it = rocksdb_create_iterator(k->db, ro);
+	*n = 0;
+	/* the newest cap entries, oldest first */
+	for (rocksdb_iter_seek_for_prev(it, (const char *)hi, plen);
+	     has_prefix(it, lo, plen) && *n < cap; rocksdb_iter_prev(it)) {
+		size_t klen;
+		const char *key = rocksdb_iter_key(it, &klen);
+		if (klen == plen + 8)
+			idx[(*n)++] = get_be64((const uint8_t *)key + plen);
+	}
+	int rc = iter_status(k, it);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	for (size_t i = 0; i < *n / 2; i++) {
+		uint64_t t = idx[i];
+		idx[i] = idx[*n - 1 - i];
+		idx[*n - 1 - i] = t;
+	}
+	return rc;
+}
+
+/* The device's current leaf (index, ts); CHAT_ENOTFOUND if never logged. */
+static int devlog_get(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint64_t *idx,
+                      uint64_t *ts)
+{
+	uint8_t key[KEY_MAX];
+	char *v;
+	size_t vlen;
+	int rc = db_get(k, key, key_devlog(key, u, ul, d, dl), &v, &vlen);
+	if (rc)
+		return rc;
+	if (vlen != 16) {
+		rocksdb_free(v);
+		return set_err(k, CHAT_ECORRUPT, "corrupt device log record", NULL);
+	}
+	*idx = get_be64((const uint8_t *)v);
+	*ts = get_be64((const uint8_t *)v + 8);
+	rocksdb_free(v);
+	return *idx < k->head.size ? CHAT_OK
+	                           : set_err(k, CHAT_ECORRUPT, "device log record beyond the log", NULL);
+}
+
+/* Loads the signing key DIR/keylog.key, or makes one (0600). */
+static int log_key_load(ks *k, const char *dir, char *errbuf, size_t errlen)
+{
+	size_t plen = strlen(dir) + sizeof "/keylog.key";
+	k->key_path = malloc(plen);
+	if (!k->key_path)
+		return CHAT_ENOMEM;
+	snprintf(k->key_path, plen, "%s/keylog.key", dir);
+	int fd = open(k->key_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		crypto_sign_keypair(k->log_pk, k->log_sk);
+		fd = open(k->key_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		bool ok = fd >= 0 && write(fd, k->log_sk, KL_SEC) == KL_SEC && fsync(fd) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (!ok) {
+			if (errbuf)
+				snprintf(errbuf, errlen, "cannot write %s: %s", k->key_path, strerror(errno));
+			return CHAT_EIO;
+		}
+		return CHAT_OK;
+	}
+	if (fd < 0) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "cannot read %s: %s", k->key_path, strerror(errno));
+		return CHAT_EIO;
+	}
+	ssize_t got = read(fd, k->log_sk, KL_SEC);
+	uint8_t extra;
+	bool more = read(fd, &extra, 1) > 0;
+	close(fd);
+	if (got != KL_SEC || more) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "%s is not a %d-byte Ed25519 secret key", k->key_path,
+			         KL_SEC);
+		return CHAT_ECORRUPT;
+	}
+	crypto_sign_ed25519_sk_to_pk(k->log_pk, k->log_sk);
+	return CHAT_OK;
+}
+
+/* DIR/keylog.pub: the public key as hex, for the operator to publish. */
+static int log_pub_write(ks *k, const char *dir, char *errbuf, size_t errlen)
+{
+	char path[4096], hex[2 * KL_PUB + 2];
+	snprintf(path, sizeof path, "%s/keylog.pub", dir);
+	sodium_bin2hex(hex, sizeof hex, k->log_pk, KL_PUB);
+	strcat(hex, "\n");
+	FILE *f = fopen(path, "w");
+	bool ok = f && fputs(hex, f) >= 0;
+	if (f && fclose(f) != 0)
+		ok = false;
+	if (!ok && errbuf)
+		snprintf(errbuf, errlen, "cannot write %s: %s", path, strerror(errno));
+	return ok ? CHAT_OK : CHAT_EIO;
+}
+
+#ifdef KS_LYING
+/* The lying key server of the tests only (tests/integration/CMakeLists.txt
+ * builds it as chat-keyserver-lying; chat-keyserver has no such code):
+ * rewrites history. Leaf 0 gets the attacker's identity key and every node
+ * and head from there on is recomputed and signed again, so the new log is
+ * internally consistent but forks from every head published before. */
+int ks_test_fork(ks *k, const uint8_t fake_ik[KS_KEY_LEN])
+{
+	uint64_t n = k->head.size;
+	ks_log_entry *all = calloc(n ? n : 1, sizeof *all);
+	if (!all)
+		return CHAT_ENOMEM;
+	int rc = CHAT_OK;
+	for (uint64_t i = 0; i < n && rc == CHAT_OK; i++)
+		rc = ks_log_get(k, i, &all[i]);
+	if (rc == CHAT_OK && n)
+		memcpy(all[0].ik, fake_ik, KS_KEY_LEN);
+	k->head.size = 0;
+	for (uint64_t i = 0; i < n && rc == CHAT_OK; i++) {
+		kl_head h;
+		rocksdb_writebatch_clear(k->batch);
+		rc = log_stage(k, all[i].user, strlen(all[i].user), all[i].device,
+		               strlen(all[i].device), all[i].ik, &h);
+		if (rc == CHAT_OK && (rc = db_write(k)) == CHAT_OK)
+			k->head = h;
+	}
+	free(all);
+	return rc;
+}
+#endif
+
+/* Reads the log's size and head; a store without one (it predates the log)
+ * logs every device's current identity key now, one append per device. */
+static int log_open(ks *k, const char *dir, char *errbuf, size_t errlen)
+{
+	int rc = log_key_load(k, dir, errbuf, errlen);
+	if (rc == CHAT_OK)
+		rc = log_pub_write(k, dir, errbuf, errlen);
+	if (rc)
+		return rc;
+	char *v;
+	size_t vlen;
+	rc = db_get(k, (const uint8_t *)meta_key, sizeof meta_key, &v, &vlen);
+	if (rc == CHAT_OK) {
+		uint64_t size = vlen == 8 ? get_be64((const uint8_t *)v) : UINT64_MAX;
+		rocksdb_free(v);
+		if (size > KL_SIZE_MAX) {
+			rc = set_err(k, CHAT_ECORRUPT, "corrupt log size record", NULL);
+		} else if (size > 0) {
+			rc = head_load(k, size, &k->head);
+			if (rc)
+				k->head.size = 0;
+			else if (!kl_head_verify(&k->head, k->log_pk))
+				rc = set_err(k, CHAT_ECORRUPT,
+				             "the log's head is not signed by keylog.key (was the key "
+				             "replaced?)", NULL);
+		}
+	} else if (rc == CHAT_ENOTFOUND) {
+		/* Backfill: every device record, in key order. */
+		rc = CHAT_OK;
+		uint8_t pre[1] = { 'D' }, hi[1] = { 'D' + 1 };
+		rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+		rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, 1);
+		rocksdb_iterator_t *it = rocksdb_create_iterator(k->db, ro);
+		for (rocksdb_iter_seek(it, (const char *)pre, 1); rc == CHAT_OK && has_prefix(it, pre, 1);
+		     rocksdb_iter_next(it)) {
+			size_t klen, vl;
+			const char *key = rocksdb_iter_key(it, &klen);
+			const char *val = rocksdb_iter_value(it, &vl);
+			const char *z = memchr(key + 1, 0, klen - 1);
+			dev_rec rec;
+			if (!z || (rc = dev_decode(k, val, vl, &rec)) != CHAT_OK) {
+				rc = rc ? rc : set_err(k, CHAT_ECORRUPT, "corrupt device record key", NULL);
+				break;
+			}
+			kl_head h;
+			rocksdb_writebatch_clear(k->batch);
+			rc = log_stage(k, key + 1, (size_t)(z - key - 1), z + 1, klen - (size_t)(z - key) - 1,
+			               rec.ik, &h);
+			if (rc == CHAT_OK && (rc = db_write(k)) == CHAT_OK)
+				k->head = h;
+		}
+		if (rc == CHAT_OK)
+			rc = iter_status(k, it);
+		rocksdb_iter_destroy(it);
+		rocksdb_readoptions_destroy(ro);
+		if (rc == CHAT_OK && k->head.size == 0) {
+			uint8_t sz[8] = { 0 };
+			char *err = NULL;
+			rocksdb_put(k->db, k->wopts, meta_key, sizeof meta_key, (const char *)sz, 8, &err);
+			if (err)
+				rc = set_err(k, CHAT_EIO, "write failed", err);
+		}
+	}
+	if (rc && errbuf)
+		snprintf(errbuf, errlen, "cannot open the key directory log in %s: %s", dir,
+		         k->errmsg[0] ? k->errmsg : "out of memory");
+	return rc;
+}
+
 /* ---- open / close ---- */
 
 void ks_opts_default(ks_opts *o)
@@ -521,6 +997,8 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 		return CHAT_EIO;
 	}
 	int rc = format_check(k, o->dir, errbuf, errlen);
+	if (rc == CHAT_OK)
+		rc = log_open(k, o->dir, errbuf, errlen);
 	if (rc) {
 		ks_close(k);
 		return rc;
@@ -537,7 +1015,23 @@ uint64_t ks_keys_estimate(ks *k)
 
 int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen)
 {
-	return chat_rocks_checkpoint(k->db, dir, errbuf, errlen);
+	int rc = chat_rocks_checkpoint(k->db, dir, errbuf, errlen);
+	if (rc)
+		return rc;
+	/* The log's signing key goes with it: a restored key server must go on
+	 * signing heads that verify under the published key. */
+	char path[4096];
+	snprintf(path, sizeof path, "%s/keylog.key", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	bool ok = fd >= 0 && write(fd, k->log_sk, KL_SEC) == KL_SEC && fsync(fd) == 0;
+	if (fd >= 0)
+		close(fd);
+	if (!ok) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "cannot write %s: %s", path, strerror(errno));
+		return CHAT_EIO;
+	}
+	return CHAT_OK;
 }
 
 void ks_close(ks *k)
@@ -550,6 +1044,8 @@ void ks_close(ks *k)
 	rocksdb_writeoptions_destroy(k->wopts);
 	rocksdb_readoptions_destroy(k->ropts);
 	rocksdb_options_destroy(k->opts);
+	sodium_memzero(k->log_sk, sizeof k->log_sk);
+	free(k->key_path);
 	free(k);
 }
 
@@ -656,7 +1152,32 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 	rec.spk = *spk;
 	rec.count += (uint32_t)n;
 	batch_put_dev(k, u, ul, d, dl, &rec);
+	/* A new identity key (first upload or re-registration) is a publication:
+	 * logged in the same batch, so no key is served that is not logged. So
+	 * is a key whose device has no current leaf, or another key in it (a
+	 * store written meanwhile by a key server without the log). */
+	kl_head h;
+	bool logged = fresh || rereg;
+	if (!logged) {
+		uint64_t li, lts;
+		ks_log_entry le;
+		rc = devlog_get(k, u, ul, d, dl, &li, &lts);
+		if (rc == CHAT_ENOTFOUND)
+			logged = true, rc = CHAT_OK;
+		else if (rc == CHAT_OK && (rc = ks_log_get(k, li, &le)) == CHAT_OK)
+			logged = sodium_memcmp(le.ik, ik, KS_KEY_LEN) != 0;
+		if (rc) {
+			rocksdb_writebatch_clear(k->batch);
+			return rc;
+		}
+	}
+	if (logged && (rc = log_stage(k, u, ul, d, dl, ik, &h)) != CHAT_OK) {
+		rocksdb_writebatch_clear(k->batch);
+		return rc;
+	}
 	rc = db_write(k);
+	if (rc == CHAT_OK && logged)
+		k->head = h;
 	if (rc == CHAT_OK && count)
 		*count = rec.count;
 	return rc;
@@ -832,6 +1353,15 @@ static int bundle_collect(ks *k, const char *u, size_t ul, ks_bundle *b)
 		e->device[dl] = 0;
 		memcpy(e->ik, rec.ik, KS_KEY_LEN);
 		e->spk = rec.spk;
+		/* The proof before anything is popped: a log that cannot prove the
+		 * key fails the bundle closed. */
+		rc = devlog_get(k, u, ul, d, dl, &e->log_index, &e->log_ts);
+		if (rc == CHAT_ENOTFOUND)
+			rc = set_err(k, CHAT_ECORRUPT, "a device's identity key is not in the log", NULL);
+		if (rc == CHAT_OK)
+			rc = ks_log_inclusion(k, e->log_index, k->head.size, e->proof, &e->nproof);
+		if (rc)
+			break;
 		if (rec.count > 0) {
 			if ((rc = opk_pop(k, u, ul, d, dl, &rec, e)) != CHAT_OK)
 				break;
@@ -911,6 +1441,10 @@ int ks_drop_device(ks *k, const char *u, size_t ul, const char *d, size_t dl)
 		return rc;
 	}
 	size_t klen = key_dev(key, u, ul, d, dl);
+	rocksdb_writebatch_delete(k->batch, (const char *)key, klen);
+	/* The log keeps its leaves (it is append-only); the device just has no
+	 * current one until it uploads again. */
+	klen = key_devlog(key, u, ul, d, dl);
 	rocksdb_writebatch_delete(k->batch, (const char *)key, klen);
 	return db_write(k);
 }

@@ -34,6 +34,7 @@
 
 #include "cbor_io.h"
 #include "ids.h"
+#include "keylog.h"
 
 #define KS_KEY_LEN 32          /* Ed25519 / X25519 public key */
 #define KS_SIG_LEN 64          /* Ed25519 signature */
@@ -109,6 +110,9 @@ typedef struct ks_entry {
 	bool has_opk;
 	ks_opk opk;
 	uint32_t left;              /* the device's pool after this bundle */
+	uint64_t log_index, log_ts; /* the leaf that logged ik */
+	kl_hash proof[KL_PROOF_MAX]; /* its inclusion proof in the current head */
+	size_t nproof;
 } ks_entry;
 
 typedef struct ks_bundle {
@@ -140,6 +144,41 @@ int ks_check(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 int ks_drop_device(ks *k, const char *u, size_t ul, const char *d, size_t dl);
 
 uint32_t ks_low_threshold(const ks *k);
+
+/* ---- the key directory log (keylog.h; docs/KEYSERVER.md) ----
+ *
+ * Every new identity key of a device (its first upload, a re-registration)
+ * is appended, in the upload's batch, as a leaf {ik, ts, user, device} of an
+ * RFC 9162 Merkle tree, and a new tree head is signed with the key server's
+ * Ed25519 key (DIR/keylog.key, made at the first open, 0600). Each append
+ * is one epoch: the head of every size 1..n is kept. A store from before
+ * the log gets every device's current key logged at open. */
+
+typedef struct ks_log_entry {
+	uint64_t index, ts;
+	uint8_t ik[KS_KEY_LEN];
+	char user[CHAT_USER_MAX + 1];
+	char device[CHAT_DEVICE_MAX + 1];
+} ks_log_entry;
+
+/* The current head (size 0: the log is empty) and the signing public key. */
+const kl_head *ks_log_head(const ks *k);
+const uint8_t *ks_log_pub(const ks *k);
+/* The signed head of the tree of `size` leaves (1 ≤ size ≤ current). */
+int ks_log_head_at(ks *k, uint64_t size, kl_head *h);
+int ks_log_get(ks *k, uint64_t index, ks_log_entry *e);
+/* Proofs from stored subtree hashes, O(log² n) point reads at most. */
+int ks_log_inclusion(ks *k, uint64_t index, uint64_t size, kl_hash *proof, size_t *n);
+int ks_log_consistency(ks *k, uint64_t from, uint64_t to, kl_hash *proof, size_t *n);
+/* The newest (at most cap) leaf indices of the device's keys, oldest first. */
+int ks_log_history(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint64_t *idx,
+                   size_t cap, size_t *n);
+
+#ifdef KS_LYING
+/* Test builds only (chat-keyserver-lying): rewrites the log with leaf 0's key
+ * replaced, re-signing every head — a forked history. */
+int ks_test_fork(ks *k, const uint8_t fake_ik[KS_KEY_LEN]);
+#endif
 
 /* ---- the request codec (request.c) ---- */
 

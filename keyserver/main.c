@@ -59,6 +59,36 @@ typedef struct server {
 	struct { uint64_t requests, refused_rate, refused, devices_removed; } n;
 } server;
 
+#ifdef KS_LYING
+/* chat-keyserver-lying, built for the tests only (never installed):
+ * CHAT_KS_LIE=logfake:U/D logs and serves an attacker's identity key for
+ * U/D (a re-registration U/D never made); CHAT_KS_LIE=fork rewrites the
+ * log's history (ks_test_fork). swap:RU/RD is in request.c. */
+static int lying_start(server *s)
+{
+	const char *lie = getenv("CHAT_KS_LIE");
+	uint8_t seed[32] = "chat-keyserver-lying attacker", pk[32], sk[64];
+	crypto_sign_seed_keypair(pk, sk, seed);
+	int rc = CHAT_OK;
+	if (lie && strncmp(lie, "logfake:", 8) == 0) {
+		const char *u, *d;
+		size_t ul, dl;
+		if (!chat_parse_addr(lie + 8, strlen(lie + 8), &u, &ul, &d, &dl))
+			return -1;
+		ks_spk spk = { .id = 1 };
+		randombytes_buf(spk.key, sizeof spk.key);
+		crypto_sign_detached(spk.sig, NULL, spk.key, KS_KEY_LEN, sk);
+		uint32_t count;
+		rc = ks_upload(s->ks, u, ul, d, dl, pk, &spk, NULL, 0, &count);
+	} else if (lie && strcmp(lie, "fork") == 0) {
+		rc = ks_test_fork(s->ks, pk);
+	}
+	daemon_log(LOG_WARN, "LYING key server (%s): %s", lie ? lie : "honest",
+	           rc == CHAT_OK ? "ready" : ks_errmsg(s->ks));
+	return rc == CHAT_OK ? 0 : -1;
+}
+#endif
+
 /* ---- MQTT callbacks ---- */
 
 static void publish(server *s, const char *kind, const char *u, const char *d,
@@ -495,6 +525,17 @@ int main(int argc, char **argv)
 	daemon_log(LOG_INFO, "key store %s open (pool cap %u, low below %u, rate %u per %u s)",
 	           s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
 	           s.kopts.rate_refill_s);
+	char pubhex[2 * KL_PUB + 1];
+	sodium_bin2hex(pubhex, sizeof pubhex, ks_log_pub(s.ks), KL_PUB);
+	daemon_log(LOG_INFO, "key directory log: %llu entries, log key %s (%s/keylog.pub)",
+	           (unsigned long long)ks_log_head(s.ks)->size, pubhex, s.data_dir);
+#ifdef KS_LYING
+	if (lying_start(&s) != 0) {
+		ks_close(s.ks);
+		close(lock_fd);
+		return 1;
+	}
+#endif
 	if (!ks_insert_hints(s.ks))
 		daemon_log(LOG_WARN, "this RocksDB build's C API is laid out differently from the one "
 		           "chat-keyserver was built for: memtable insert hints are off (everything "

@@ -16,6 +16,7 @@
 
 #include "err.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -312,9 +313,22 @@ static int op_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 	return cbw_status(&r->resp);
 }
 
+/* {index, ts, proof}: where the entry's ik is in the log of the head (the
+ * proof was made before the bundle's keys were popped). */
+static void write_log_ref(cbw *w, const ks_entry *e)
+{
+	cbw_map(w, 3);
+	cbw_text(w, "index");
+	cbw_uint(w, e->log_index);
+	cbw_text(w, "ts");
+	cbw_uint(w, e->log_ts);
+	cbw_text(w, "proof");
+	kl_proof_write(w, e->proof, e->nproof);
+}
+
 static void write_entry(cbw *w, const ks_entry *e)
 {
-	cbw_map(w, e->has_opk ? 4 : 3);
+	cbw_map(w, e->has_opk ? 5 : 4);
 	cbw_text(w, "device");
 	cbw_text(w, e->device);
 	cbw_text(w, "ik");
@@ -335,18 +349,23 @@ static void write_entry(cbw *w, const ks_entry *e)
 		cbw_text(w, "key");
 		cbw_bytes(w, e->opk.key, KS_KEY_LEN);
 	}
+	cbw_text(w, "log");
+	write_log_ref(w, e);
 }
 
 static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, const void *buf,
                      size_t len, const req_head *h, ks_reply *r)
 {
 	cbr rd;
-	cbr_item map, key, user = { 0 };
+	cbr_item map, key, user = { 0 }, since = { 0 };
 	body_open(&rd, &map, buf, len);
 	uint64_t i = 0;
 	while (cbr_map_next(&rd, &map, &i, &key)) {
 		if (cbr_eq(&key, "user")) {
 			if (cbr_next(&rd, &user) || cbr_skip(&rd, &user))
+				break;
+		} else if (cbr_eq(&key, "since")) {
+			if (cbr_next(&rd, &since) || cbr_skip(&rd, &since))
 				break;
 		} else if (cbr_skip_next(&rd)) {
 			break;
@@ -354,11 +373,30 @@ static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 	}
 	if (user.type != CBR_TEXT || !chat_valid_user((const char *)user.ptr, user.len))
 		return resp_error(r, h, "field", "user must be a valid user id");
+	if (since.type && since.type != CBR_UINT)
+		return resp_error(r, h, "field", "since must be an unsigned integer");
 
 	ks_bundle b;
 	uint64_t retry = 0;
 	ks_bundle_init(&b);
 	int rc = ks_bundle_get(k, u, ul, d, dl, (const char *)user.ptr, user.len, &b, &retry);
+#ifdef KS_LYING
+	/* chat-keyserver-lying (tests only): CHAT_KS_LIE=swap:RU/RD serves the
+	 * requester RU/RD the attacker's keys for every device, with the proofs
+	 * of the real, logged keys — a key that is not in the log. */
+	const char *lie = getenv("CHAT_KS_LIE");
+	char me[CHAT_ADDR_MAX + 8];
+	snprintf(me, sizeof me, "swap:%.*s/%.*s", (int)ul, u, (int)dl, d);
+	if (rc == CHAT_OK && lie && strcmp(lie, me) == 0) {
+		uint8_t seed[32] = "chat-keyserver-lying attacker", sk[64];
+		crypto_sign_seed_keypair(b.v[0].ik, sk, seed);
+		for (size_t j = 0; j < b.n; j++) {
+			crypto_sign_ed25519_sk_to_pk(b.v[j].ik, sk);
+			crypto_sign_detached(b.v[j].spk.sig, NULL, b.v[j].spk.key, KS_KEY_LEN, sk);
+		}
+		sodium_memzero(sk, sizeof sk);
+	}
+#endif
 	if (rc == CHAT_EDENIED)
 		rc = resp_error_x(r, h, "rate", "too many bundle requests for this user",
 		                  "retry_after", retry);
@@ -372,13 +410,28 @@ static int op_bundle(ks *k, const char *u, size_t ul, const char *d, size_t dl, 
 				rc = status_add(r, (const char *)user.ptr, user.len, b.v[j].device,
 				                strlen(b.v[j].device), b.v[j].left, ks_low_threshold(k));
 		/* The keys are popped whatever happens now: answer even if a status
-		 * update could not be queued. */
-		resp_start(&r->resp, h, true, 1);
+		 * update could not be queued. Every device is in the log (an upload
+		 * logs it), so the head has size ≥ 1. */
+		const kl_head *head = ks_log_head(k);
+		kl_hash cons[KL_PROOF_MAX];
+		size_t ncons = 0;
+		bool with_cons = since.type == CBR_UINT && since.u <= head->size;
+		rc = with_cons ? ks_log_consistency(k, since.u, head->size, cons, &ncons) : CHAT_OK;
+		resp_start(&r->resp, h, true, with_cons ? 3 : 2);
 		cbw_text(&r->resp, "devices");
 		cbw_array(&r->resp, b.n);
 		for (size_t j = 0; j < b.n; j++)
 			write_entry(&r->resp, &b.v[j]);
-		rc = cbw_status(&r->resp);
+		cbw_text(&r->resp, "head");
+		kl_head_write(&r->resp, head);
+		if (with_cons) {
+			cbw_text(&r->resp, "consistency");
+			kl_proof_write(&r->resp, cons, ncons);
+		}
+		if (rc)
+			rc = resp_store_error(k, r, h, rc);
+		else
+			rc = cbw_status(&r->resp);
 	}
 	ks_bundle_free(&b);
 	return rc;
@@ -428,6 +481,190 @@ static int op_check(ks *k, const char *u, size_t ul, const char *d, size_t dl, c
 	return cbw_status(&r->resp);
 }
 
+/* ---- the key directory log's ops ---- */
+
+/* Reads the uint fields named a and b (either may be NULL) of the request. */
+static const char *read_uints(const void *buf, size_t len, const char *a, uint64_t *av,
+                              bool *ah, const char *b, uint64_t *bv, bool *bh)
+{
+	cbr rd;
+	cbr_item map, key;
+	body_open(&rd, &map, buf, len);
+	uint64_t i = 0;
+	*ah = false;
+	if (bh)
+		*bh = false;
+	while (cbr_map_next(&rd, &map, &i, &key)) {
+		if (cbr_eq(&key, a)) {
+			if (!(*ah = read_uint(&rd, av)))
+				return "must be an unsigned integer";
+		} else if (b && cbr_eq(&key, b)) {
+			if (!(*bh = read_uint(&rd, bv)))
+				return "must be an unsigned integer";
+		} else if (cbr_skip_next(&rd)) {
+			break;
+		}
+	}
+	return rd.err_msg;
+}
+
+/* head {} → {size, ?head, pub} */
+static int op_head(ks *k, const req_head *h, ks_reply *r)
+{
+	const kl_head *head = ks_log_head(k);
+	resp_start(&r->resp, h, true, head->size ? 3 : 2);
+	cbw_text(&r->resp, "size");
+	cbw_uint(&r->resp, head->size);
+	if (head->size) {
+		cbw_text(&r->resp, "head");
+		kl_head_write(&r->resp, head);
+	}
+	cbw_text(&r->resp, "pub");
+	cbw_bytes(&r->resp, ks_log_pub(k), KL_PUB);
+	return cbw_status(&r->resp);
+}
+
+/* consistency {from, ?to} → {from, to, proof} */
+static int op_consistency(ks *k, const void *buf, size_t len, const req_head *h, ks_reply *r)
+{
+	uint64_t from = 0, to = 0;
+	bool hf, ht;
+	if (read_uints(buf, len, "from", &from, &hf, "to", &to, &ht) || !hf)
+		return resp_error(r, h, "field", "consistency needs from (and optionally to) as uints");
+	if (!ht)
+		to = ks_log_head(k)->size;
+	if (from > to || to > ks_log_head(k)->size)
+		return resp_error(r, h, "range", "need from <= to <= the log's size");
+	kl_hash proof[KL_PROOF_MAX];
+	size_t n;
+	int rc = ks_log_consistency(k, from, to, proof, &n);
+	if (rc)
+		return resp_store_error(k, r, h, rc);
+	resp_start(&r->resp, h, true, 3);
+	cbw_text(&r->resp, "from");
+	cbw_uint(&r->resp, from);
+	cbw_text(&r->resp, "to");
+	cbw_uint(&r->resp, to);
+	cbw_text(&r->resp, "proof");
+	kl_proof_write(&r->resp, proof, n);
+	return cbw_status(&r->resp);
+}
+
+#define HISTORY_MAX 32  /* identity keys of one device in one answer */
+#define LOG_PAGE_MAX 100 /* entries (and heads) in one `log` answer */
+
+/* history {user, device, ?since} → {head, ?consistency, entries: [{index, ik, ts, proof}]} */
+static int op_history(ks *k, const void *buf, size_t len, const req_head *h, ks_reply *r)
+{
+	cbr rd;
+	cbr_item map, key, user = { 0 }, dev = { 0 }, since = { 0 };
+	body_open(&rd, &map, buf, len);
+	uint64_t i = 0;
+	while (cbr_map_next(&rd, &map, &i, &key)) {
+		cbr_item *dst = cbr_eq(&key, "user")     ? &user
+		                : cbr_eq(&key, "device") ? &dev
+		                : cbr_eq(&key, "since")  ? &since
+		                                         : NULL;
+		if (dst ? (cbr_next(&rd, dst) || cbr_skip(&rd, dst)) : cbr_skip_next(&rd) != 0)
+			break;
+	}
+	if (user.type != CBR_TEXT || !chat_valid_user((const char *)user.ptr, user.len) ||
+	    dev.type != CBR_TEXT || !chat_valid_device((const char *)dev.ptr, dev.len))
+		return resp_error(r, h, "field", "history needs a valid user and device");
+	if (since.type && since.type != CBR_UINT)
+		return resp_error(r, h, "field", "since must be an unsigned integer");
+	uint64_t idx[HISTORY_MAX];
+	size_t n;
+	int rc = ks_log_history(k, (const char *)user.ptr, user.len, (const char *)dev.ptr, dev.len,
+	                        idx, HISTORY_MAX, &n);
+	if (rc)
+		return resp_store_error(k, r, h, rc);
+	const kl_head *head = ks_log_head(k);
+	kl_hash cons[KL_PROOF_MAX];
+	size_t ncons = 0;
+	bool with_cons = head->size && since.type == CBR_UINT && since.u <= head->size;
+	if (with_cons && (rc = ks_log_consistency(k, since.u, head->size, cons, &ncons)) != CHAT_OK)
+		return resp_store_error(k, r, h, rc);
+	resp_start(&r->resp, h, true, (head->size ? 2 : 1) + with_cons);
+	if (head->size) {
+		cbw_text(&r->resp, "head");
+		kl_head_write(&r->resp, head);
+	}
+	if (with_cons) {
+		cbw_text(&r->resp, "consistency");
+		kl_proof_write(&r->resp, cons, ncons);
+	}
+	cbw_text(&r->resp, "entries");
+	cbw_array(&r->resp, n);
+	for (size_t j = 0; j < n && rc == CHAT_OK; j++) {
+		ks_log_entry e;
+		kl_hash proof[KL_PROOF_MAX];
+		size_t np;
+		if ((rc = ks_log_get(k, idx[j], &e)) != CHAT_OK ||
+		    (rc = ks_log_inclusion(k, idx[j], head->size, proof, &np)) != CHAT_OK)
+			break;
+		cbw_map(&r->resp, 4);
+		cbw_text(&r->resp, "index");
+		cbw_uint(&r->resp, e.index);
+		cbw_text(&r->resp, "ik");
+		cbw_bytes(&r->resp, e.ik, KS_KEY_LEN);
+		cbw_text(&r->resp, "ts");
+		cbw_uint(&r->resp, e.ts);
+		cbw_text(&r->resp, "proof");
+		kl_proof_write(&r->resp, proof, np);
+	}
+	if (rc)
+		return resp_store_error(k, r, h, rc);
+	return cbw_status(&r->resp);
+}
+
+/* log {from, ?count} → {size, entries: [{user, device, ik, ts}], heads: [head]}:
+ * the leaves from..from+count-1 and the heads of sizes from+1..from+count. */
+static int op_log(ks *k, const void *buf, size_t len, const req_head *h, ks_reply *r)
+{
+	uint64_t from = 0, count = LOG_PAGE_MAX;
+	bool hf, hc;
+	if (read_uints(buf, len, "from", &from, &hf, "count", &count, &hc) || !hf)
+		return resp_error(r, h, "field", "log needs from (and optionally count) as uints");
+	uint64_t size = ks_log_head(k)->size;
+	if (count > LOG_PAGE_MAX)
+		count = LOG_PAGE_MAX;
+	if (from > size)
+		return resp_error(r, h, "range", "from is beyond the log's size");
+	if (count > size - from)
+		count = size - from;
+	resp_start(&r->resp, h, true, 3);
+	cbw_text(&r->resp, "size");
+	cbw_uint(&r->resp, size);
+	cbw_text(&r->resp, "entries");
+	cbw_array(&r->resp, count);
+	int rc = CHAT_OK;
+	for (uint64_t j = 0; j < count && rc == CHAT_OK; j++) {
+		ks_log_entry e;
+		if ((rc = ks_log_get(k, from + j, &e)) != CHAT_OK)
+			break;
+		cbw_map(&r->resp, 4);
+		cbw_text(&r->resp, "user");
+		cbw_text(&r->resp, e.user);
+		cbw_text(&r->resp, "device");
+		cbw_text(&r->resp, e.device);
+		cbw_text(&r->resp, "ik");
+		cbw_bytes(&r->resp, e.ik, KS_KEY_LEN);
+		cbw_text(&r->resp, "ts");
+		cbw_uint(&r->resp, e.ts);
+	}
+	cbw_text(&r->resp, "heads");
+	cbw_array(&r->resp, count);
+	for (uint64_t j = 0; j < count && rc == CHAT_OK; j++) {
+		kl_head hd;
+		if ((rc = ks_log_head_at(k, from + j + 1, &hd)) == CHAT_OK)
+			kl_head_write(&r->resp, &hd);
+	}
+	if (rc)
+		return resp_store_error(k, r, h, rc);
+	return cbw_status(&r->resp);
+}
+
 int ks_request(ks *k, const char *u, size_t ul, const char *d, size_t dl, const void *req,
                size_t len, ks_reply *r)
 {
@@ -455,5 +692,13 @@ int ks_request(ks *k, const char *u, size_t ul, const char *d, size_t dl, const 
 		return op_count(k, u, ul, d, dl, &h, r);
 	if (cbr_eq(&h.op, "check"))
 		return op_check(k, u, ul, d, dl, req, len, &h, r);
+	if (cbr_eq(&h.op, "head"))
+		return op_head(k, &h, r);
+	if (cbr_eq(&h.op, "consistency"))
+		return op_consistency(k, req, len, &h, r);
+	if (cbr_eq(&h.op, "history"))
+		return op_history(k, req, len, &h, r);
+	if (cbr_eq(&h.op, "log"))
+		return op_log(k, req, len, &h, r);
 	return resp_error(r, &h, "op", "unknown op");
 }

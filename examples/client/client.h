@@ -12,8 +12,10 @@
  *   client_trust.c  the identity keys seen for each user's devices, the
  *                   notices when they change, safety numbers and the
  *                   verified mark (docs/E2EE.md §8)
+ *   client_keylog.c the key directory log: heads, inclusion and consistency
+ *                   proofs with every bundle, this device's own key history
  *   client_main.c   the command line: --send, --group, --recv, interactive,
- *                   --safety-number, --verify
+ *                   --safety-number, --verify, --send-file
  *
  * The crypto itself is e2ee.c; the format is docs/E2EE.md.
  */
@@ -22,6 +24,7 @@
 
 #include "cbor_io.h"
 #include "e2ee.h"
+#include "keylog.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -100,6 +103,11 @@ typedef struct cstate {
 	seen_conv *seen; size_t nseen;
 	hist *hist; size_t nhist;
 	contact *contacts; size_t ncontacts;
+	/* the key directory log (client_keylog.c): its key and the last head seen */
+	bool has_log_pub;
+	uint8_t log_pub[KL_PUB];
+	uint64_t log_size;          /* 0: no head seen yet */
+	uint8_t log_root[KL_HASH];
 } cstate;
 
 /* Loads DIR/state (or starts empty: *fresh = true). CHAT_OK or an error
@@ -209,6 +217,8 @@ typedef struct client {
 	/* pending delivered (and read) receipts, flushed after each batch */
 	struct pending { char conv[NAME_MAX_ + 4]; uint64_t seqs[1000]; size_t n; bool read; } *pend;
 	size_t npend;
+	bool log_key_set;           /* --log-key: the key server's log key, out of band */
+	uint8_t log_key[KL_PUB];
 } client;
 
 int chat_register(client *c, bool fresh);
@@ -267,5 +277,22 @@ void trust_device_list(client *c, const char *user, const char (*devs)[NAME_MAX_
 /* The safety number of us and peer from the key sets we hold: CHAT_OK, or
  * an error (message on stderr) when a set is empty. */
 int trust_safety(client *c, const char *peer, char *number, uint8_t *qr);
+
+/* ---- key directory log (client_keylog.c) ---- */
+
+/* The size of the last head seen (the `since` of a request), 0 if none. */
+uint64_t keylog_since(client *c);
+/* Reads a response's head and consistency proof (CHAT_EINVAL if malformed). */
+int keylog_read_head(const qmsg *m, kl_head *h, bool *has_head, kl_hash *cons, size_t *ncons,
+                     bool *has_cons);
+/* Verifies a head (signature, consistency with the last one seen) and
+ * remembers it. CHAT_OK, or an error after a loud message. */
+int keylog_accept_head(client *c, const kl_head *h, const kl_hash *cons, size_t ncons,
+                       bool has_cons);
+/* Whether (user, dev, ik) is in the log of h where ref says (loud if not). */
+bool keylog_check_entry(const kl_head *h, const char *user, const char *dev,
+                        const uint8_t ik[KL_PUB], const kl_ref *ref);
+/* Checks this device's own key history: no key in its name but its own. */
+int keylog_check_self(client *c);
 
 #endif

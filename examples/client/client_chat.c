@@ -179,17 +179,25 @@ static int list_devices(client *c, const char *user, addrs *l)
 	return rc;
 }
 
-/* Reads one bundle entry into b and its device name. */
-static bool read_entry(cbr *r, e2e_bundle *b, char *dev, size_t cap)
+/* Reads one bundle entry into b, its device name and its place in the key
+ * directory log (*has_ref false if it has none). */
+static bool read_entry(cbr *r, e2e_bundle *b, char *dev, size_t cap, kl_ref *ref, bool *has_ref)
 {
 	cbr_item map, key, v;
 	uint64_t i = 0;
 	bool ik = false, spk = false;
 	memset(b, 0, sizeof *b);
 	dev[0] = 0;
+	*has_ref = false;
 	if (cbr_next(r, &map) != CHAT_OK || map.type != CBR_MAP)
 		return false;
 	while (cbr_map_next(r, &map, &i, &key)) {
+		if (cbr_eq(&key, "log")) {
+			if (kl_ref_read(r, ref) != NULL)
+				return false;
+			*has_ref = true;
+			continue;
+		}
 		if (cbr_next(r, &v) != CHAT_OK)
 			return false;
 		bool is_spk = cbr_eq(&key, "spk"), is_opk = cbr_eq(&key, "opk");
@@ -244,18 +252,38 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 
 	const contact *known = state_contact(&c->st, user, false);
 	bool complete = known && known->complete;
-	uint64_t rid = net_req_begin(&c->net, 1, "bundle");
+	uint64_t since = keylog_since(c);
+	uint64_t rid = net_req_begin(&c->net, since ? 2 : 1, "bundle");
 	cbw_text(&c->net.w, "user");
 	cbw_text(&c->net.w, user);
+	if (since) {
+		cbw_text(&c->net.w, "since");
+		cbw_uint(&c->net.w, since);
+	}
 	qmsg *m = net_keys(&c->net, rid, REQ_MS);
 	if (!m)
 		return CHAT_EIO;
+	/* The key directory first: a bundle whose head does not verify, or
+	 * does not extend the last head seen, is not used at all. */
+	static kl_hash cons[KL_PROOF_MAX];
+	static kl_ref ref;
+	kl_head head;
+	size_t ncons;
+	bool has_head, has_cons, has_ref, refused = false;
+	int hrc = keylog_read_head(m, &head, &has_head, cons, &ncons, &has_cons);
 	cbr r;
 	cbr_item map, key, v;
 	uint64_t i = 0;
 	bool ok = false;
 	char code[64] = "", msg[200] = "";
 	cbr_init(&r, m->payload, m->len);
+	if (hrc == CHAT_OK && has_head)
+		hrc = keylog_accept_head(c, &head, cons, ncons, has_cons);
+	if (hrc != CHAT_OK) {
+		qmsg_free(m);
+		fprintf(stderr, "chat-client: not using the bundle of %s\n", user);
+		return CHAT_EDENIED;
+	}
 	if (cbr_next(&r, &map) == CHAT_OK && map.type == CBR_MAP) {
 		while (cbr_map_next(&r, &map, &i, &key)) {
 			if (cbr_next(&r, &v) != CHAT_OK)
@@ -271,13 +299,28 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 				while (cbr_array_next(&r, &v, &j)) {
 					e2e_bundle b;
 					char dev[NAME_MAX_], addr[ADDR_MAX];
-					if (!read_entry(&r, &b, dev, sizeof dev))
+					if (!read_entry(&r, &b, dev, sizeof dev, &ref, &has_ref))
 						break;
 					snprintf(addr, sizeof addr, "%s/%s", user, dev);
-					if (addrs_has(l, addr))   /* a device the broker lists: its key counts */
-						trust_seen_key(c, addr, b.ik, !complete);
+					if (!addrs_has(l, addr))
+						continue;
+					/* A device the broker lists: its key is proven against the
+					 * log before it counts for the key set (safety numbers,
+					 * notices) or starts a session. */
+					if (!has_head || !has_ref) {
+						fprintf(stderr, "chat-client: KEY DIRECTORY CHECK FAILED: the "
+						        "bundle of %s comes without a log proof; not using it\n",
+						        addr);
+						refused = true;
+						continue;
+					}
+					if (!keylog_check_entry(&head, user, dev, b.ik, &ref)) {
+						refused = true;
+						continue;
+					}
+					trust_seen_key(c, addr, b.ik, !complete);
 					peer *p = state_peer(&c->st, addr, false);
-					if (!addrs_has(l, addr) || (p && p->nsess > 0))
+					if (p && p->nsess > 0)
 						continue;
 					e2e_session *s = calloc(1, sizeof *s);
 					if (!s)
@@ -299,6 +342,11 @@ static int ensure_sessions(client *c, const char *user, const addrs *l)
 	qmsg_free(m);
 	if (!ok) {
 		fprintf(stderr, "chat-client: no keys for %s: %s (%s)\n", user, msg, code);
+		return CHAT_EDENIED;
+	}
+	if (refused) {
+		fprintf(stderr, "chat-client: not sending to %s: the key directory check failed\n",
+		        user);
 		return CHAT_EDENIED;
 	}
 	for (size_t k = 0; k < l->n; k++) {

@@ -34,6 +34,7 @@
 #include <sodium.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,7 @@ static void usage(void)
 	        "                    | --send-file PEER PATH [--caption TEXT]\n"
 	        "                    | --group G --send-file PATH [--caption TEXT]\n"
 	        "                    | --safety-number PEER | --verify PEER --code CODE]\n"
+	        "                   [--log-key HEX]\n"
 	        "       chat-client --help | --version\n"
 	        "  no mode: interactive (/to USER, /group G, /file PATH, /safety, /verify DIGITS,\n"
 	        "           /sync, /quit; other lines are sent)\n"
@@ -256,7 +258,9 @@ int main(int argc, char **argv)
 	long port = 0, timeout_s = -1;
 	bool recv = false;
 	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
-	       OPT_VERSION, OPT_SAFETY, OPT_VERIFY, OPT_CODE, OPT_SEND_FILE, OPT_CAPTION, OPT_FILES };
+	       OPT_VERSION, OPT_SAFETY, OPT_VERIFY, OPT_CODE, OPT_SEND_FILE, OPT_CAPTION, OPT_FILES,
+	       OPT_LOG_KEY };
+	static client c;
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -272,6 +276,7 @@ int main(int argc, char **argv)
 		{ "send-file", no_argument, NULL, OPT_SEND_FILE },
 		{ "caption", required_argument, NULL, OPT_CAPTION },
 		{ "files", required_argument, NULL, OPT_FILES },
+		{ "log-key", required_argument, NULL, OPT_LOG_KEY },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -306,6 +311,15 @@ int main(int argc, char **argv)
 				fprintf(stderr, "chat-client: bad timeout %s\n", optarg);
 				return 2;
 			}
+			break;
+		case OPT_LOG_KEY:
+			if (strlen(optarg) != 2 * KL_PUB ||
+			    sodium_hex2bin(c.log_key, KL_PUB, optarg, strlen(optarg), NULL, NULL, NULL)) {
+				fprintf(stderr, "chat-client: --log-key wants the key server's log key as "
+				        "64 hex digits (its keylog.pub)\n");
+				return 2;
+			}
+			c.log_key_set = true;
 			break;
 		case OPT_HELP: usage(); return 0;
 		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-client"), stdout); return 0;
@@ -369,7 +383,6 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	char token[256];
-	static client c;
 	bool fresh = false;
 	if (read_token(token_file, token, sizeof token) != CHAT_OK ||
 	    state_load(&c.st, state_dir, &fresh) != CHAT_OK)
@@ -383,6 +396,20 @@ int main(int argc, char **argv)
 	int rc = 1;
 	if (net_connect(&c.net, host, (int)port, &tls, addr, token) == CHAT_OK &&
 	    chat_register(&c, fresh) == CHAT_OK) {
+		/* Monitor our own entry in the key directory before anything else:
+		 * a key the server logged in our name means others may be sending
+		 * to an impostor (exit 3). No answer is only a warning: the key
+		 * server may be down, and chat without new sessions still works. */
+		int krc = keylog_check_self(&c);
+		if (krc == CHAT_EIO)
+			fprintf(stderr, "chat-client: WARNING: could not check this device's key "
+			        "history (no answer from the key server)\n");
+		else if (krc != CHAT_OK) {
+			e2e_wipe(token, sizeof token);
+			net_close(&c.net);
+			state_free(&c.st);
+			return 3;
+		}
 		chat_process(&c);
 		if (send_to || group) {
 			char conv[NAME_MAX_ + 4];

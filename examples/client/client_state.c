@@ -433,7 +433,7 @@ int state_save(const cstate *st)
 	char tmp[sizeof st->path + 8];
 
 	cbw_init(&w);
-	cbw_map(&w, 16);
+	cbw_map(&w, 16 + (st->has_log_pub ? 1 : 0) + (st->log_size ? 2 : 0));
 	cbw_text(&w, "v"); cbw_uint(&w, STATE_VERSION);
 	cbw_text(&w, "registered"); cbw_bool(&w, st->registered);
 	cbw_text(&w, "ik_pk"); cbw_bytes(&w, st->ik_pk, E2E_KEY);
@@ -443,6 +443,13 @@ int state_save(const cstate *st)
 	cbw_text(&w, "spk_sk"); cbw_bytes(&w, st->spk_sk, E2E_KEY);
 	cbw_text(&w, "spk_sig"); cbw_bytes(&w, st->spk_sig, E2E_SIG);
 	cbw_text(&w, "next_opk"); cbw_uint(&w, st->next_opk_id);
+	if (st->has_log_pub) {
+		cbw_text(&w, "log_pub"); cbw_bytes(&w, st->log_pub, KL_PUB);
+	}
+	if (st->log_size) {
+		cbw_text(&w, "log_size"); cbw_uint(&w, st->log_size);
+		cbw_text(&w, "log_root"); cbw_bytes(&w, st->log_root, KL_HASH);
+	}
 	cbw_text(&w, "opks");
 	cbw_array(&w, st->nopks);
 	for (size_t i = 0; i < st->nopks; i++) {
@@ -604,6 +611,13 @@ static void read_body(cstate *st, rd *r)
 			rd_bytes(r, st->spk_sk, E2E_KEY);
 		} else if (cbr_eq(&key, "spk_sig")) {
 			rd_bytes(r, st->spk_sig, E2E_SIG);
+		} else if (cbr_eq(&key, "log_pub")) {
+			rd_bytes(r, st->log_pub, KL_PUB);
+			st->has_log_pub = true;
+		} else if (cbr_eq(&key, "log_size")) {
+			st->log_size = rd_uint(r);
+		} else if (cbr_eq(&key, "log_root")) {
+			rd_bytes(r, st->log_root, KL_HASH);
 		} else if (cbr_eq(&key, "next_opk")) {
 			st->next_opk_id = (uint32_t)rd_uint(r);
 		} else if (cbr_eq(&key, "opks")) {

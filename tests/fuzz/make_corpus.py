@@ -160,6 +160,38 @@ def key_requests():
         "check_short": {"rid": 12, "op": "check", "digest": b"\x01" * 31},
         "no_rid": {"op": "count"},
         "unknown_op": {"rid": 13, "op": "revoke"},
+        # the key directory log (docs/KEYSERVER.md)
+        "bundle_since": {"rid": 14, "op": "bundle", "user": "bob", "since": 1},
+        "head": {"rid": 15, "op": "head"},
+        "consistency": {"rid": 16, "op": "consistency", "from": 1, "to": 2},
+        "consistency_bad": {"rid": 17, "op": "consistency", "from": 3, "to": 1},
+        "history": {"rid": 18, "op": "history", "user": "bob", "device": "phone", "since": 1},
+        "log": {"rid": 19, "op": "log", "from": 0, "count": 5},
+    }
+
+
+def keylog_answers():
+    """Seeds of fuzz_keylog: key server answers carrying log data (heads,
+    proofs, log references), made with tests/vectors/keylog.json's tree."""
+    with open(os.path.join(HERE, "..", "vectors", "keylog.json")) as f:
+        v = json.load(f)["log"]
+    hd = v["head"]
+    head = {"size": hd["size"], "root": bytes.fromhex(hd["root"]), "ts": hd["ts"],
+            "sig": bytes.fromhex(hd["sig"])}
+    inc = [x for x in v["inclusion"] if x["size"] == hd["size"]]
+    cons = [x for x in v["consistency"] if x["to"] == hd["size"] and x["from"] > 0]
+    ent = v["entries"]
+    def ref(i):
+        return {"index": i, "ts": ent[i]["ts"], "proof": [bytes.fromhex(p) for p in inc[i]["proof"]]}
+    return {
+        "bundle": D({"rid": 1, "ok": True, "head": head,
+                     "consistency": [bytes.fromhex(p) for p in cons[4]["proof"]],
+                     "devices": [{"device": ent[3]["device"], "ik": bytes.fromhex(ent[3]["ik"]),
+                                  "log": ref(3)}]}),
+        "history": D({"rid": 2, "ok": True, "head": head,
+                      "entries": [dict(ref(i), ik=bytes.fromhex(ent[i]["ik"])) for i in (0, 4)]}),
+        "head_short_root": D({"head": dict(head, root=b"\x01" * 31)}),
+        "proof_too_long": D({"consistency": [b"\x00" * 32] * 70}),
     }
 
 # ---- store records (tests/fuzz/fuzz_store_record.c: u8 kind, bytes) ----
@@ -446,6 +478,7 @@ def main():
     write("group", group_scripts())
     write("e2ee", e2ee_bodies())
     write("attach", attach_inputs())
+    write("keylog", keylog_answers())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}

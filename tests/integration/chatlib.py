@@ -796,15 +796,17 @@ class Identity:
 class KeyServer:
     """One chat-keyserver process with its output in a file."""
 
-    def __init__(self, broker, token_file, data_dir, *args):
+    def __init__(self, broker, token_file, data_dir, *args, binary=KEYSERVER, env=None):
+        """binary/env: test_keylog runs chat-keyserver-lying with CHAT_KS_LIE."""
         self.broker = broker
         self.token_file, self.data_dir = token_file, data_dir
         self.log = tempfile.NamedTemporaryFile(prefix="keyserver-", suffix=".log", delete=False)
-        self.cmd = KEYSERVER_PREFIX + [KEYSERVER, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
+        self.cmd = KEYSERVER_PREFIX + [binary, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
                     "--token-file", token_file, "--data-dir", data_dir,
                     "--log-level", "debug"] + list(args)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **env) if env else None)
 
     def text(self):
         with open(self.log.name, errors="replace") as f:

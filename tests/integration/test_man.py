@@ -13,6 +13,7 @@ import unittest
 from chatlib import BUILD_DIR, SOURCE_DIR, main
 
 PAGES = {"chatctl.1": "chatctl", "chat-keyserver.8": "chat-keyserver",
+         "chat-keyaudit.1": "chat-keyaudit",
          "chat-pushgw.8": "chat-pushgw", "chat-media.8": "chat-media",
          "mosquitto-chat.5": None}
 

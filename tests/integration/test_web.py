@@ -32,6 +32,7 @@ WEB_SRC = os.path.join(SOURCE_DIR, "examples", "web")
 WEB_OUT = os.path.join(BUILD_DIR, "web")
 CHROMIUM = "/usr/bin/chromium"
 CHAT_CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
+LYING = os.path.join(BUILD_DIR, "bin", "chat-keyserver-lying")
 WS_PORT = free_port()
 
 
@@ -129,6 +130,73 @@ class WebTest(ChatTestCase):
         argv = [CHAT_CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", "%s/cli" % carol,
                 "--token-file", token_file, "--state", os.path.join(self.broker.tmp, "%s.state" % carol)]
         self.run_scenario("interop", users, client={"argv": argv})
+
+    def test_lying_key_server(self):
+        """The key server turns (chat-keyserver-lying, built for the tests
+        only) and serves alice's page a key for carol that is not in the key
+        directory log: the page refuses the bundle and the send fails with the
+        reason (docs/KEYSERVER.md "Key directory log")."""
+        users = self.users("alice")
+        alice = users["alice"]["addr"]
+        carol = uniq("carol")
+        token_file = os.path.join(self.broker.tmp, "%s.token" % carol)
+        with open(token_file, "w") as f:
+            f.write(self.broker.add_device(carol, "cli") + "\n")
+        users["carol"] = {"addr": "%s/cli" % carol}
+        r = subprocess.run([CHAT_CLIENT, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u",
+                            "%s/cli" % carol, "--token-file", token_file, "--state",
+                            os.path.join(self.broker.tmp, "%s.state" % carol), "--recv",
+                            "--timeout", "0"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        ks, data = type(self).ks, os.path.join(self.broker.tmp, "keys-data")
+        ks.stop()
+        ks.cleanup()
+        type(self).ks = KeyServer(self.broker, ks.token_file, data, binary=LYING,
+                                  env={"CHAT_KS_LIE": "swap:%s" % alice})
+        try:
+            type(self).ks.wait_serving()
+            self.run_scenario("lied", users)
+        finally:
+            type(self).ks.stop()
+            type(self).ks.cleanup()
+            type(self).ks = KeyServer(self.broker, ks.token_file, data)
+            type(self).ks.wait_serving()
+
+    def test_own_history_finds_a_logged_fake_key(self):
+        """alice's page signs in; the key server then logs an attacker's key in
+        alice's name (chat-keyserver-lying, logfake). Back online, the page
+        finds it in its own history and says so."""
+        users = self.users("alice")
+        flag = os.path.join(self.broker.tmp, uniq("flag"))
+        cfg = {"url": "http://127.0.0.1:%d/" % WS_PORT, "users": users, "flag": flag, "shots": None}
+        p = subprocess.Popen(["node", "test/browser.mjs", "impersonated"], cwd=WEB_SRC,
+                             env=dict(os.environ, CHAT_WEB=json.dumps(cfg)), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out = []
+        ks, data = type(self).ks, os.path.join(self.broker.tmp, "keys-data")
+        try:
+            for line in p.stdout:
+                out.append(line)
+                if "READY" in line:
+                    break
+            self.assertIn("READY", "".join(out), "".join(out))
+            ks.stop()
+            ks.cleanup()
+            type(self).ks = KeyServer(self.broker, ks.token_file, data, binary=LYING,
+                                      env={"CHAT_KS_LIE": "logfake:%s" % users["alice"]["addr"]})
+            type(self).ks.wait_serving()
+            open(flag, "w").close()
+            out.extend(p.stdout)
+            self.assertEqual(p.wait(120), 0, "".join(out) + type(self).ks.text()[-2000:])
+            print("".join(out))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(10)
+            type(self).ks.stop()
+            type(self).ks.cleanup()
+            type(self).ks = KeyServer(self.broker, ks.token_file, data)
+            type(self).ks.wait_serving()
 
     def test_removal(self):
         """An admin removes one of bob's two browser devices: that page is

@@ -538,6 +538,107 @@ static void raw_put(rocksdb_t *db, const char *key, size_t klen, const char *val
 	ck_assert_ptr_null(err);
 }
 
+/* Finds key in the response map of r. */
+static bool resp_find_in(const ks_reply *r, cbr *rd, const char *key, cbr_item *val)
+{
+	cbr_item map, kk;
+	cbr_init(rd, r->resp.buf, r->resp.len);
+	ck_assert_int_eq(cbr_next(rd, &map), CHAT_OK);
+	uint64_t i = 0;
+	while (cbr_map_next(rd, &map, &i, &kk)) {
+		if (cbr_eq(&kk, key))
+			return cbr_next(rd, val) == CHAT_OK;
+		ck_assert_int_eq(cbr_skip_next(rd), CHAT_OK);
+	}
+	return false;
+}
+
+/* A format-2 store from before the key directory log gets every device's
+ * current key logged at open; a bundle then carries their places, and a
+ * missing log node fails closed (store error, nothing handed out). */
+START_TEST(log_backfilled_then_fails_closed)
+{
+	dev_keys a, b2, c;
+	make_keys(&a, 1), make_keys(&b2, 1), make_keys(&c, 1);
+	upload_ok("bob", "phone", &a, 2, 1);
+	upload_ok("bob", "tablet", &b2, 2, 1);
+	upload_ok("carol", "x", &c, 2, 1);
+	ck_assert_uint_eq(ks_log_head(k)->size, 3);
+	/* forget the log: every 'L' 'N' 'H' 'M' 'X' 'I' record */
+	rocksdb_t *db = raw_open();
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it = rocksdb_create_iterator(db, ro);
+	int dropped = 0;
+	for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+		size_t kl;
+		const char *key = rocksdb_iter_key(it, &kl);
+		if (strchr("LNHMXI", key[0])) {
+			raw_put(db, key, kl, NULL, 0);
+			dropped++;
+		}
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	rocksdb_close(db);
+	ck_assert_int_gt(dropped, 10);
+	reopen();
+	ck_assert_uint_eq(ks_log_head(k)->size, 3);
+	ck_assert(kl_head_verify(ks_log_head(k), ks_log_pub(k)));
+	ks_log_entry e;
+	ck_assert_int_eq(ks_log_get(k, 0, &e), CHAT_OK); /* key order: bob/phone first */
+	ck_assert(strcmp(e.user, "bob") == 0 && strcmp(e.device, "phone") == 0);
+	ck_assert_int_eq(memcmp(e.ik, a.ik_pk, 32), 0);
+	ks_bundle bb;
+	uint64_t retry;
+	ks_bundle_init(&bb);
+	ck_assert_int_eq(bundle("alice", "d", "bob", &bb, &retry), CHAT_OK);
+	ck_assert_uint_eq(bb.n, 2);
+	ck_assert(bb.v[0].log_index == 0 && bb.v[1].log_index == 1);
+	ks_bundle_free(&bb);
+
+	/* a device without a current leaf (written by a key server without the
+	 * log) is logged again by its next upload, even with the same key */
+	db = raw_open();
+	char xk[32] = "Xcarol";
+	xk[6] = 0, xk[7] = 'x';
+	raw_put(db, xk, 8, NULL, 0);
+	rocksdb_close(db);
+	reopen();
+	ck_assert_int_eq(bundle_rc("alice", "d", "carol"), CHAT_ECORRUPT);
+	upload_ok("carol", "x", &c, 1, 10);
+	ck_assert_uint_eq(ks_log_head(k)->size, 4);
+	ck_assert_int_eq(bundle_rc("alice", "d", "carol"), CHAT_OK);
+
+	/* a lost node: the proof cannot be made, so nothing is popped */
+	db = raw_open();
+	uint8_t nk[10] = { 'N', 1 }; /* level 1, index 0: bob's two leaves, carol/x's sibling */
+	raw_put(db, (const char *)nk, sizeof nk, NULL, 0);
+	rocksdb_close(db);
+	reopen();
+	uint32_t before;
+	ck_assert_int_eq(ks_count(k, S("carol"), S("x"), &before), CHAT_OK);
+	ks_reply r;
+	ks_reply_init(&r);
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "rid"), cbw_uint(&w, 1);
+	cbw_text(&w, "op"), cbw_text(&w, "bundle");
+	cbw_text(&w, "user"), cbw_text(&w, "carol");
+	ck_assert_int_eq(ks_request(k, S("alice"), S("d"), w.buf, w.len, &r), CHAT_OK);
+	cbr rd;
+	cbr_item v;
+	ck_assert(resp_find_in(&r, &rd, "code", &v));
+	ck_assert(cbr_eq(&v, "store"));
+	ck_assert_ptr_nonnull(strstr(r.errmsg, "log node"));
+	uint32_t after;
+	ck_assert_int_eq(ks_count(k, S("carol"), S("x"), &after), CHAT_OK);
+	ck_assert_uint_eq(after, before);
+	cbw_free(&w);
+	ks_reply_free(&r);
+}
+END_TEST
+
 /* Pops stay point reads however many keys were handed out before: 1000+
  * bundles, a restart in the middle and one at the end, two devices (one with
  * consecutive ids uploaded highest batch first, one with gaps uploaded in a
@@ -824,6 +925,24 @@ static bool resp_find(cbr *rd, const char *key, cbr_item *val)
 	return false;
 }
 
+/* Reads the response's signed head (keylog.h). */
+static void resp_head(kl_head *h)
+{
+	cbr rd;
+	cbr_item map, kk;
+	cbr_init(&rd, rep.resp.buf, rep.resp.len);
+	ck_assert_int_eq(cbr_next(&rd, &map), CHAT_OK);
+	uint64_t i = 0;
+	while (cbr_map_next(&rd, &map, &i, &kk)) {
+		if (cbr_eq(&kk, "head")) {
+			ck_assert_ptr_null(kl_head_read(&rd, h));
+			return;
+		}
+		ck_assert_int_eq(cbr_skip_next(&rd), CHAT_OK);
+	}
+	ck_abort_msg("no head in the response");
+}
+
 static bool resp_ok(void)
 {
 	cbr rd;
@@ -979,15 +1098,20 @@ START_TEST(codec_upload_bundle_count_check)
 	ck_assert_int_eq(memcmp(st.buf, "\xa2\x64opks\x09\x63low\xf5", 12), 0);
 	cbw_free(&st);
 
-	/* the bundle's shape: devices: [{device, ik, spk: {id, key, sig}, opk: {id, key}}] */
+	/* the bundle's shape: devices: [{device, ik, spk: {id, key, sig}, opk: {id, key},
+	 * log: {index, ts, proof}}], head */
 	cbr rd;
 	cbr_item v, arr, ent, key;
+	kl_head head;
+	resp_head(&head);
+	ck_assert(kl_head_verify(&head, ks_log_pub(k)));
+	ck_assert_uint_eq(head.size, 1);
 	ck_assert(resp_find(&rd, "devices", &arr));
 	ck_assert_int_eq(arr.type, CBR_ARRAY);
 	ck_assert_uint_eq(arr.u, 1);
 	ck_assert_int_eq(cbr_next(&rd, &ent), CHAT_OK);
 	ck_assert_int_eq(ent.type, CBR_MAP);
-	ck_assert_uint_eq(ent.u, 4);
+	ck_assert_uint_eq(ent.u, 5);
 	uint64_t i = 0;
 	int seen = 0;
 	while (cbr_map_next(&rd, &ent, &i, &key)) {
@@ -1005,6 +1129,29 @@ START_TEST(codec_upload_bundle_count_check)
 			ck_assert_int_eq(v.type, CBR_MAP);
 			ck_assert_int_eq(cbr_skip(&rd, &v), CHAT_OK);
 			seen |= 4;
+		} else if (cbr_eq(&key, "log")) {
+			/* {index, ts, proof}: the ik's leaf, included in the head */
+			cbr_item lm, lk, lv;
+			uint64_t j = 0, index = 99, ts = 0;
+			kl_hash proof[KL_PROOF_MAX];
+			size_t np = 99;
+			ck_assert_int_eq(cbr_next(&rd, &lm), CHAT_OK);
+			ck_assert_int_eq(lm.type, CBR_MAP);
+			while (cbr_map_next(&rd, &lm, &j, &lk)) {
+				if (cbr_eq(&lk, "proof")) {
+					ck_assert_ptr_null(kl_proof_read(&rd, proof, KL_PROOF_MAX, &np));
+				} else {
+					ck_assert_int_eq(cbr_next(&rd, &lv), CHAT_OK);
+					ck_assert_int_eq(lv.type, CBR_UINT);
+					*(cbr_eq(&lk, "index") ? &index : &ts) = lv.u;
+				}
+			}
+			uint8_t leaf[32];
+			ck_assert(kl_entry_hash(leaf, dk.ik_pk, ts, "bob", 3, "phone", 5));
+			ck_assert_uint_eq(index, 0);
+			ck_assert_uint_eq(np, 0);
+			ck_assert(kl_verify_inclusion(index, head.size, leaf, proof, np, head.root));
+			seen |= 16;
 		} else {
 			ck_assert(cbr_eq(&key, "spk"));
 			ck_assert_int_eq(cbr_next(&rd, &v), CHAT_OK);
@@ -1014,7 +1161,7 @@ START_TEST(codec_upload_bundle_count_check)
 			seen |= 8;
 		}
 	}
-	ck_assert_int_eq(seen, 15);
+	ck_assert_int_eq(seen, 31);
 
 	uint8_t digest[32], cat[64];
 	memcpy(cat, dk.ik_pk, 32);
@@ -1303,6 +1450,7 @@ static Suite *keystore_suite(void)
 	tcase_add_test(tc, pops_stay_cheap_after_many);
 	tcase_add_test(tc, device_list_record);
 	tcase_add_test(tc, old_format_refused);
+	tcase_add_test(tc, log_backfilled_then_fails_closed);
 	suite_add_tcase(s, tc);
 
 	TCase *codec = tcase_create("codec");

@@ -12,6 +12,7 @@ import { RequestError, type Connection, type Credentials, type Reply } from "./c
 import * as A from "./e2ee/attach";
 import * as E from "./e2ee/core";
 import * as S from "./e2ee/safety";
+import * as K from "./e2ee/keylog";
 import type { Conversation } from "./store";
 import { groupId, userOf } from "./wire";
 
@@ -55,7 +56,13 @@ interface KeyState {
   ours: Record<string, OurChain>; // gid -> our sender key
   theirs: Record<string, E.Chain[]>; // "U/D g:G" -> newest first
   contacts?: Record<string, Contact>; // user -> key set (ours too); absent in older states
+  // the key directory log (docs/KEYSERVER.md): its key (trusted on first use)
+  // and the last head seen, which every later head must extend
+  log?: { pub: Uint8Array; size: number; root: Uint8Array };
 }
+
+/** A key directory check failed: the bundle is not used. */
+export class KeyDirectoryError extends Error {}
 
 // JSON with byte strings as {"$b": base64}
 const toJson = (v: unknown) => JSON.stringify(v, (_k, x) =>
@@ -109,12 +116,37 @@ export class E2EE implements Crypto {
 
   async prepare(conn: Connection): Promise<void> {
     const st = await this.state();
+    let match = false;
     if (st.uploaded) {
       const digest = sodium.crypto_hash_sha256(E.concat(st.ik.pk, st.spk.pk));
       const r = await conn.keys("check", { digest });
-      if (r.match === true) return;
+      match = r.match === true;
     }
-    await this.upload(conn, true);
+    if (!match) await this.upload(conn, true);
+    await this.checkOwnHistory(conn);
+  }
+
+  /** This device's own entries in the key directory log: every identity key
+   *  logged in its name since its own first one must be its own. */
+  private async checkOwnHistory(conn: Connection): Promise<void> {
+    const st = await this.state();
+    const since = st.log?.size;
+    const fields = { user: this.creds.user, device: this.creds.device };
+    const r = await conn.keys("history", since ? { ...fields, since } : fields);
+    const head = await this.acceptHead(conn, r);
+    let mine = false;
+    for (const e of (r.entries as Reply[]) ?? []) {
+      const proof = K.readProof(e.proof);
+      if (!proof || typeof e.index !== "number" || typeof e.ts !== "number" || !(e.ik instanceof Uint8Array) ||
+          !K.verifyInclusion(e.index, head.size, K.entryHash(e.ik, e.ts, this.creds.user, this.creds.device),
+            proof, head.root))
+        throw new KeyDirectoryError("key directory check failed: this device's key history does not match the log");
+      if (e.ik.length === st.ik.pk.length && sodium.memcmp(e.ik, st.ik.pk)) mine = true;
+      else if (mine)
+        throw new KeyDirectoryError(`key directory check failed: the key server logged a key in this device's ` +
+          `name that it never published (log index ${e.index}); others may be writing to an impostor`);
+    }
+    if (!mine) throw new KeyDirectoryError("key directory check failed: this device's identity key is not in the log");
   }
 
   /** The retained key status said the pool runs low: top it up. */
@@ -176,15 +208,28 @@ export class E2EE implements Crypto {
     const missing = new Set(devices.filter((a) => !st.sessions[a]?.length).map(userOf));
     for (const user of missing) {
       const quiet = !this.contactOf(user, false)?.complete; // completing a partial set
-      const r = await conn.keys("bundle", { user }).catch((e) => {
+      const since = st.log?.size;
+      const r = await conn.keys("bundle", since ? { user, since } : { user }).catch((e) => {
         if (e instanceof RequestError && e.code === "notfound")
           throw new Error(`no keys for ${user} on the key server yet (no device of theirs has signed in)`);
         throw e;
       });
+      const head = await this.acceptHead(conn, r);
       for (const e of (r.devices as Reply[]) ?? []) {
         const addr = `${user}/${String(e.device)}`;
-        if (devices.includes(addr) && e.ik instanceof Uint8Array) this.seenKey(addr, e.ik, quiet);
-        if (!devices.includes(addr) || st.sessions[addr]?.length) continue;
+        if (!devices.includes(addr)) continue;
+        // a listed device's key is proven against the log before it counts
+        // for the key set (safety numbers, notices) or starts a session
+        const ref = e.log as Reply | undefined;
+        const proof = K.readProof(ref?.proof);
+        if (!ref || !proof || typeof ref.index !== "number" || typeof ref.ts !== "number" ||
+            !(e.ik instanceof Uint8Array) ||
+            !K.verifyInclusion(ref.index, head.size, K.entryHash(e.ik, ref.ts, user, String(e.device)), proof,
+              head.root))
+          throw new KeyDirectoryError(`key directory check failed: the identity key served for ${addr} is ` +
+            "not the one in the key server's log; not using it");
+        this.seenKey(addr, e.ik, quiet);
+        if (st.sessions[addr]?.length) continue;
         const spk = e.spk as Reply;
         const opk = e.opk as Reply | undefined;
         const { session } = E.x3dhInitiate(st.ik, {
@@ -197,6 +242,34 @@ export class E2EE implements Crypto {
     this.save();
     const without = devices.filter((a) => !st.sessions[a]?.length);
     if (without.length) throw new Error(`no keys for ${without.join(", ")} on the key server`);
+  }
+
+  /** Verifies a bundle answer's head (signature, consistency with the last
+   *  head seen) and remembers it. Throws KeyDirectoryError. */
+  private async acceptHead(conn: Connection, r: Reply): Promise<K.Head> {
+    const st = await this.state();
+    const head = K.readHead(r.head);
+    if (!head) throw new KeyDirectoryError("key directory check failed: the bundle comes without a log head");
+    if (!st.log) {
+      const h = await conn.keys("head", {});
+      if (!(h.pub instanceof Uint8Array) || h.pub.length !== 32)
+        throw new KeyDirectoryError("key directory check failed: the key server did not say its log key");
+      // copies: a decoded byte string may be a view of a buffer that is reused
+      st.log = { pub: Uint8Array.from(h.pub), size: 0, root: new Uint8Array(32) }; // trusted on first use
+    }
+    if (!K.verifyHead(head, st.log.pub))
+      throw new KeyDirectoryError("key directory check failed: the log head is not signed by the log key");
+    if (st.log.size) {
+      const cons = K.readProof(r.consistency);
+      if (head.size < st.log.size || !cons ||
+          !K.verifyConsistency(st.log.size, head.size, st.log.root, head.root, cons))
+        throw new KeyDirectoryError(`key directory check failed: the key server's log forked (the head of size ` +
+          `${head.size} does not extend the one of size ${st.log.size} seen before)`);
+    }
+    st.log.size = head.size;
+    st.log.root = Uint8Array.from(head.root);
+    this.save();
+    return head;
   }
 
   private encryptTo(addr: string, pt: Uint8Array): Uint8Array {

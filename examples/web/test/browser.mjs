@@ -9,11 +9,12 @@
 //     chatctl: [chatctl and its options] (removal, safety),
 //     clients: { name: { argv, token_file } } (safety: chat-client devices by name),
 //     files: { name: { path, sha256 } } (attachment) }
-// Usage: node test/browser.mjs SCENARIO    (pair | reload | interop | removal | webpush | safety | attachment)
+// Usage: node test/browser.mjs SCENARIO
+//        (pair | reload | interop | removal | webpush | safety | attachment | lied | impersonated)
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { chromium } from "playwright-core";
 
@@ -682,7 +683,44 @@ async function attachment() {
   assert.equal(await bob.page.locator("[data-testid=att-error]").count(), 0, "no attachment failed");
 }
 
-const scenarios = { pair, reload, interop, removal, webpush, safety, attachment };
+/** The key server lies to alice (chat-keyserver-lying, CHAT_KS_LIE=swap:alice's
+ *  address): carol's bundle comes with a key that is not in the key directory
+ *  log. The page must refuse it: the send fails with the reason, nothing goes out. */
+async function lied() {
+  const alice = await person("alice");
+  await signIn(alice);
+  const carolUser = cfg.users.carol.addr.split("/")[0];
+  await newChat(alice, carolUser);
+  await send(alice, "must not reach an impostor");
+  const b = bubble(alice, "must not reach an impostor", "out");
+  await b.and(alice.page.locator("[data-tick=failed]")).waitFor();
+  const why = await b.locator(".meta .bad").textContent();
+  assert.match(why ?? "", /key directory check failed: the identity key served for .* is not the one in the key server's log/);
+  log(`alice refused carol's bundle: ${why}`);
+}
+
+/** alice signs in; the test then restarts the key server as one that logs
+ *  an attacker's key in alice's name (CHAT_KS_LIE=logfake:…) and creates
+ *  cfg.flag; alice's page, back online, finds the key in its own history. */
+async function impersonated() {
+  const alice = await person("alice");
+  await signIn(alice);
+  log("READY"); // test_web.py waits for this line
+  const deadline = Date.now() + 60000;
+  while (!existsSync(cfg.flag)) {
+    if (Date.now() > deadline) throw new Error("the test never switched the key server");
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await alice.page.reload();
+  await alice.page.locator("p.notice", { hasText: "logged a key in this device's name" }).waitFor()
+    .catch(async (e) => {
+      log(`notice: ${await alice.page.locator("p.notice").allTextContents()}`);
+      throw e;
+    });
+  log(`alice's page: ${await alice.page.locator("p.notice").textContent()}`);
+}
+
+const scenarios = { pair, reload, interop, removal, webpush, safety, attachment, lied, impersonated };
 try {
   if (!scenarios[scenario]) throw new Error(`unknown scenario ${scenario}`);
   await scenarios[scenario]();
