@@ -14,31 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cJSON *vec;
+#include "vectors.h"
 
-static void load_vectors(void)
-{
-	char path[1024];
-	snprintf(path, sizeof path, "%s/tests/vectors/e2ee.json", CHAT_SOURCE_DIR);
-	FILE *f = fopen(path, "rb");
-	ck_assert_msg(f != NULL, "cannot open %s", path);
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	ck_assert_ptr_nonnull(buf);
-	ck_assert_int_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-	buf[n] = 0;
-	fclose(f);
-	vec = cJSON_Parse(buf);
-	free(buf);
-	ck_assert_ptr_nonnull(vec);
-}
+static cJSON *vec;
 
 static void setup(void)
 {
 	ck_assert_int_eq(e2e_init(), 0);
-	load_vectors();
+	vec = vectors_load("e2ee.json");
 }
 
 static void teardown(void)
