@@ -105,3 +105,42 @@ void mqtt_service_close(struct mosquitto *mosq)
 	mosquitto_disconnect(mosq);
 	mosquitto_loop(mosq, 50, 1);
 }
+
+void mqtt_service_subscribe(struct mosquitto *mosq, const char *host, int port, int rc,
+                            char *const *filters, int n, int qos)
+{
+	if (rc != 0) {
+		daemon_log(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
+		return;
+	}
+	rc = mosquitto_subscribe_multiple(mosq, NULL, n, filters, qos, 0, NULL);
+	if (rc != MOSQ_ERR_SUCCESS)
+		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
+	else if (n > 1)
+		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", host, port,
+		           filters[0], filters[1]);
+	else
+		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s", host, port, filters[0]);
+}
+
+bool mqtt_service_granted(struct mosquitto *mosq, const char *user, int want, int n,
+                          const int *granted, const char *serving)
+{
+	bool all = n >= want;
+	for (int i = 0; all && i < want; i++)
+		all = granted[i] < 0x80;
+	if (!all) {
+		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
+		           user);
+		mosquitto_disconnect(mosq);
+		return false;
+	}
+	daemon_log(LOG_INFO, "%s", serving);
+	return true;
+}
+
+void mqtt_service_lost(int rc)
+{
+	if (!daemon_stopping())
+		daemon_log(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+}

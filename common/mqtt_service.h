@@ -45,4 +45,21 @@ bool mqtt_service_serve(const mqtt_service *m);
 /* Lets what is queued out (a few short loop turns), then disconnects. */
 void mqtt_service_close(struct mosquitto *mosq);
 
+/* The bodies of a sidecar's connect, subscribe and disconnect callbacks,
+ * the same in every sidecar but for their filters and words. */
+
+/* After a CONNACK: rc 0 subscribes to the n (1 or 2) filters at qos and logs
+ * "connected to HOST:PORT, subscribing to A [and B]"; otherwise logs the
+ * broker's refusal. */
+void mqtt_service_subscribe(struct mosquitto *mosq, const char *host, int port, int rc,
+                            char *const *filters, int n, int qos);
+/* After the SUBACK of those n filters: true (and "<serving>" logged) when the
+ * broker granted every one; false when it refused one — logged with the
+ * likely cause (user is not a service account) and the client disconnects,
+ * so the serve loop reconnects with its backoff. */
+bool mqtt_service_granted(struct mosquitto *mosq, const char *user, int want, int n,
+                          const int *granted, const char *serving);
+/* After a loss: logged, unless a stop signal made it. */
+void mqtt_service_lost(int rc);
+
 #endif

@@ -229,10 +229,6 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 {
 	(void)flags, (void)props;
 	server *s = obj;
-	if (rc != 0) {
-		daemon_log(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
-		return;
-	}
 	/* Requests through the shared group; removal notices directly (a shared
 	 * subscription gets no retained messages, and only the active key
 	 * server is connected). Both at QoS 0: the session is clean (a random
@@ -246,12 +242,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 	snprintf(filter, sizeof(filter), "$share/%s/%s/keys/req/+/+", s->group, s->prefix);
 	snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", s->prefix);
 	char *const subs[] = { filter, removed };
-	rc = mosquitto_subscribe_multiple(m, NULL, 2, subs, 0, 0, NULL);
-	if (rc != MOSQ_ERR_SUCCESS)
-		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
-	else
-		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", s->host, s->port,
-		           filter, removed);
+	mqtt_service_subscribe(m, s->host, s->port, rc, subs, 2, 0);
 }
 
 static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
@@ -259,14 +250,8 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 {
 	(void)mid, (void)props;
 	server *s = obj;
-	if (n < 2 || granted[0] >= 0x80 || granted[1] >= 0x80) {
-		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
-		           s->user);
-		mosquitto_disconnect(m);
-		return;
-	}
-	s->connected = true;
-	daemon_log(LOG_INFO, "serving key requests");
+	if (mqtt_service_granted(m, s->user, 2, n, granted, "serving key requests"))
+		s->connected = true;
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
@@ -274,8 +259,7 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
 	(void)m, (void)props;
 	server *s = obj;
 	s->connected = false;
-	if (!daemon_stopping())
-		daemon_log(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+	mqtt_service_lost(rc);
 }
 
 /* ---- backup (SIGUSR1) ---- */

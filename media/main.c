@@ -128,10 +128,6 @@ static void on_connect(struct mosquitto *mq, void *obj, int rc, int flags,
 {
 	(void)flags, (void)props;
 	server *s = obj;
-	if (rc != 0) {
-		daemon_log(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
-		return;
-	}
 	/* QoS 0 for the same reasons as the key server's (keyserver/main.c):
 	 * a clean session redelivers nothing after a loss anyway. */
 	char filter[TOPIC_MAX], removed[TOPIC_MAX];
@@ -139,12 +135,7 @@ static void on_connect(struct mosquitto *mq, void *obj, int rc, int flags,
 	/* removal notices directly: a shared subscription gets no retained ones */
 	snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", s->prefix);
 	char *const subs[] = { filter, removed };
-	rc = mosquitto_subscribe_multiple(mq, NULL, 2, subs, 0, 0, NULL);
-	if (rc != MOSQ_ERR_SUCCESS)
-		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
-	else
-		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s and %s", s->host, s->port,
-		           filter, removed);
+	mqtt_service_subscribe(mq, s->host, s->port, rc, subs, 2, 0);
 }
 
 static void on_subscribe(struct mosquitto *mq, void *obj, int mid, int n, const int *granted,
@@ -152,14 +143,8 @@ static void on_subscribe(struct mosquitto *mq, void *obj, int mid, int n, const 
 {
 	(void)mid, (void)props;
 	server *s = obj;
-	if (n < 2 || granted[0] >= 0x80 || granted[1] >= 0x80) {
-		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)",
-		           s->user);
-		mosquitto_disconnect(mq);
-		return;
-	}
-	s->connected = true;
-	daemon_log(LOG_INFO, "serving media requests");
+	if (mqtt_service_granted(mq, s->user, 2, n, granted, "serving media requests"))
+		s->connected = true;
 }
 
 static void on_disconnect(struct mosquitto *mq, void *obj, int rc, const mosquitto_property *props)
@@ -167,8 +152,7 @@ static void on_disconnect(struct mosquitto *mq, void *obj, int rc, const mosquit
 	(void)mq, (void)props;
 	server *s = obj;
 	s->connected = false;
-	if (!daemon_stopping())
-		daemon_log(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+	mqtt_service_lost(rc);
 }
 
 /* The sweep runs on this thread between requests, every --sweep-interval

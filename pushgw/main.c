@@ -851,17 +851,10 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 {
 	(void)flags, (void)props;
 	gw *g = obj;
-	if (rc != 0) {
-		daemon_log(LOG_ERR, "broker refused the connection: %s", mosquitto_reason_string(rc));
-		return;
-	}
 	char filter[TOPIC_MAX];
 	snprintf(filter, sizeof(filter), "$share/%s/%s/push/wake", g->group, g->prefix);
-	rc = mosquitto_subscribe_v5(m, NULL, filter, 1, 0, NULL);
-	if (rc != MOSQ_ERR_SUCCESS)
-		daemon_log(LOG_ERR, "subscribe failed: %s", mosquitto_strerror(rc));
-	else
-		daemon_log(LOG_INFO, "connected to %s:%d, subscribing to %s", g->host, g->port, filter);
+	char *const subs[] = { filter };
+	mqtt_service_subscribe(m, g->host, g->port, rc, subs, 1, 1);
 }
 
 static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const int *granted,
@@ -869,14 +862,10 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 {
 	(void)mid, (void)props;
 	gw *g = obj;
-	if (n < 1 || granted[0] >= 0x80) {
-		daemon_log(LOG_ERR, "the broker refused the subscription (is '%s' a service account?)", g->user);
-		mosquitto_disconnect(m);
+	if (!mqtt_service_granted(m, g->user, 1, n, granted, "forwarding wake-ups"))
 		return;
-	}
 	g->connected = true;
 	g->stats_due = g->stats_s > 0; /* the plugin hears of us at once */
-	daemon_log(LOG_INFO, "forwarding wake-ups");
 }
 
 static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
@@ -884,8 +873,7 @@ static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitt
 	(void)m, (void)props;
 	gw *g = obj;
 	g->connected = false;
-	if (!daemon_stopping())
-		daemon_log(LOG_WARN, "disconnected from the broker: %s", mosquitto_reason_string(rc));
+	mqtt_service_lost(rc);
 }
 
 static void log_counts(gw *g, const char *when)
