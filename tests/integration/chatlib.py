@@ -793,18 +793,15 @@ class Identity:
                 "opks": self.new_opks(n_opks)}
 
 
-class KeyServer:
-    """One chat-keyserver process with its output in a file."""
+class Sidecar:
+    """One sidecar process (chat-keyserver, chat-media) with its output in a
+    file: what every sidecar's test helper does the same way."""
+    NAME = "sidecar"
 
-    def __init__(self, broker, token_file, data_dir, *args, binary=KEYSERVER, env=None):
-        """binary/env: test_keylog runs chat-keyserver-lying with CHAT_KS_LIE."""
-        self.broker = broker
-        self.token_file, self.data_dir = token_file, data_dir
-        self.log = tempfile.NamedTemporaryFile(prefix="keyserver-", suffix=".log", delete=False)
-        self.cmd = KEYSERVER_PREFIX + [binary, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
-                    "--token-file", token_file, "--data-dir", data_dir,
-                    "--log-level", "debug"] + list(args)
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+    def _start(self, cmd, env=None):
+        self.log = tempfile.NamedTemporaryFile(prefix=self.NAME + "-", suffix=".log", delete=False)
+        self.cmd = cmd
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT,
                                      env=dict(os.environ, **env) if env else None)
 
@@ -813,12 +810,8 @@ class KeyServer:
             return f.read()
 
     def wait_text(self, s, count=1, timeout=10.0):
-        ok = wait_until(lambda: self.text().count(s) >= count, timeout)
-        if not ok:
-            raise AssertionError("keyserver never logged %r (x%d):\n%s" % (s, count, self.text()))
-
-    def wait_serving(self, count=1, timeout=10.0):
-        self.wait_text("serving key requests", count, timeout)
+        if not wait_until(lambda: self.text().count(s) >= count, timeout):
+            raise AssertionError("%s never logged %r (x%d):\n%s" % (self.NAME, s, count, self.text()))
 
     def stop(self, timeout=10.0):
         if self.proc.poll() is None:
@@ -828,7 +821,7 @@ class KeyServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-                raise AssertionError("keyserver ignored SIGTERM:\n" + self.text())
+                raise AssertionError("%s ignored SIGTERM:\n%s" % (self.NAME, self.text()))
         return self.proc.returncode
 
     def cleanup(self):
@@ -837,6 +830,22 @@ class KeyServer:
             self.proc.wait(5)
         self.log.close()
         os.unlink(self.log.name)
+
+
+class KeyServer(Sidecar):
+    """One chat-keyserver process with its output in a file."""
+    NAME = "keyserver"
+
+    def __init__(self, broker, token_file, data_dir, *args, binary=KEYSERVER, env=None):
+        """binary/env: test_keylog runs chat-keyserver-lying with CHAT_KS_LIE."""
+        self.broker = broker
+        self.token_file, self.data_dir = token_file, data_dir
+        self._start(KEYSERVER_PREFIX + [binary, "-h", "127.0.0.1", "-p", str(broker.port), "-u", "keys",
+                                        "--token-file", token_file, "--data-dir", data_dir,
+                                        "--log-level", "debug"] + list(args), env)
+
+    def wait_serving(self, count=1, timeout=10.0):
+        self.wait_text("serving key requests", count, timeout)
 
     @classmethod
     def for_broker(cls, broker, *args):
@@ -852,31 +861,21 @@ MEDIA = os.path.join(BUILD_DIR, "bin", "chat-media")
 MEDIA_PREFIX = os.environ.get("CHAT_MEDIA_PREFIX", "").split()
 
 
-class MediaServer:
+class MediaServer(Sidecar):
     """One chat-media process (service account `media`) with its output in a
     file; its HTTP side on a free loopback port, its URL in .url."""
+    NAME = "chat-media"
 
     def __init__(self, broker, token_file, data_dir, *args, user="media", http_port=None):
         self.broker = broker
         self.token_file, self.data_dir = token_file, data_dir
         self.http_port = http_port or free_port()
-        self.log = tempfile.NamedTemporaryFile(prefix="media-", suffix=".log", delete=False)
         scheme = "https" if "--https-cert" in args else "http"
         self.url = "%s://127.0.0.1:%d" % (scheme, self.http_port)
-        self.cmd = MEDIA_PREFIX + [MEDIA, "-h", "127.0.0.1", "-p", str(broker.port), "-u", user,
-                                   "--token-file", token_file, "--data-dir", data_dir,
-                                   "--http-port", str(self.http_port),
-                                   "--log-level", "debug"] + list(args)
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-    def text(self):
-        with open(self.log.name, errors="replace") as f:
-            return f.read()
-
-    def wait_text(self, s, count=1, timeout=10.0):
-        if not wait_until(lambda: self.text().count(s) >= count, timeout):
-            raise AssertionError("chat-media never logged %r (x%d):\n%s" % (s, count, self.text()))
+        self._start(MEDIA_PREFIX + [MEDIA, "-h", "127.0.0.1", "-p", str(broker.port), "-u", user,
+                                    "--token-file", token_file, "--data-dir", data_dir,
+                                    "--http-port", str(self.http_port),
+                                    "--log-level", "debug"] + list(args))
 
     def wait_serving(self, count=1, timeout=10.0):
         # under CHAT_MEDIA_PREFIX (valgrind) start-up takes several times longer
@@ -886,24 +885,6 @@ class MediaServer:
         """The blob files on disk."""
         d = os.path.join(self.data_dir, "blobs")
         return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-    def stop(self, timeout=10.0):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError("chat-media ignored SIGTERM:\n" + self.text())
-        return self.proc.returncode
-
-    def cleanup(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.log.close()
-        os.unlink(self.log.name)
 
     @classmethod
     def for_broker(cls, broker, *args, user="media", data_dir=None):
