@@ -89,6 +89,15 @@ typedef struct contact {        /* a user's key set (ours too): docs/E2EE.md §8
 	ckey *keys; size_t nkeys;
 } contact;
 
+typedef struct pending_dl {     /* an attachment whose download failed for now */
+	char conv[NAME_MAX_ + 4], from[ADDR_MAX];
+	uint64_t seq;
+	uint8_t *pt;                /* the pointer plaintext (holds the file key) */
+	size_t len;
+} pending_dl;
+#define PENDING_DL_MAX 256      /* pending downloads kept; more are refused */
+#define PENDING_DL_PT_MAX 65536 /* a pointer plaintext's size, at most */
+
 typedef struct cstate {
 	char path[4096];
 	bool registered;
@@ -103,6 +112,7 @@ typedef struct cstate {
 	seen_conv *seen; size_t nseen;
 	hist *hist; size_t nhist;
 	contact *contacts; size_t ncontacts;
+	pending_dl *pdl; size_t npdl;   /* oldest first */
 	/* the key directory log (client_keylog.c): its key and the last head seen */
 	bool has_log_pub;
 	uint8_t log_pub[KL_PUB];
@@ -139,6 +149,11 @@ void state_mark_seen(cstate *st, const char *conv, uint64_t seq);
 void state_history(cstate *st, const char *conv, uint64_t seq, const char *from, bool out,
                    const char *text, size_t len);
 hist *state_find_out(cstate *st, const char *conv, uint64_t seq);
+/* Keeps a pending download (a copy of pt); false when PENDING_DL_MAX are
+ * already kept. One already kept for (conv, seq) counts as kept. */
+bool state_pending_add(cstate *st, const char *conv, uint64_t seq, const char *from,
+                       const uint8_t *pt, size_t len);
+void state_pending_drop(cstate *st, size_t i);   /* wipes it; the order is kept */
 contact *state_contact(cstate *st, const char *user, bool create);
 ckey *contact_key(contact *k, const char *dev);
 void contact_set_key(contact *k, const char *dev, const uint8_t ik[E2E_KEY]);
@@ -213,6 +228,7 @@ typedef struct client {
 	char files[4096];           /* where received attachments are saved */
 	bool interactive;
 	bool sync_done;
+	bool media_down;            /* chat-media did not answer: downloads wait for the next run */
 	uint64_t last_msg_ms;
 	/* pending delivered (and read) receipts, flushed after each batch */
 	struct pending { char conv[NAME_MAX_ + 4]; uint64_t seqs[1000]; size_t n; bool read; } *pend;
@@ -255,6 +271,10 @@ int media_send_file(client *c, const char *peer_user, const char *gid, const cha
  * error reported on stderr (nothing saved). */
 int media_receive(client *c, const char *conv, uint64_t seq, const char *from, const uint8_t *pt,
                   size_t len);
+/* Retries every pending download (after registration, in every mode): a
+ * saved file or a permanent failure drops it; how many remain is said on
+ * stderr. */
+void media_retry_pending(client *c);
 void chat_flush_receipts(client *c);
 
 /* Sessions with every current device of `user` and of our own user (bundles

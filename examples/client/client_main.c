@@ -410,6 +410,8 @@ int main(int argc, char **argv)
 			state_free(&c.st);
 			return 3;
 		}
+		/* attachments whose download failed for now in an earlier run */
+		media_retry_pending(&c);
 		chat_process(&c);
 		if (send_to || group) {
 			char conv[NAME_MAX_ + 4];

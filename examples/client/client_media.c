@@ -11,7 +11,12 @@
  * resumes with a Range request after an interruption, the SHA-256 of what
  * arrived against the pointer's digest, decryption into a temporary file,
  * and only then the file under its (sanitised) name in --files DIR. A digest
- * mismatch or a failed decryption is reported and nothing is saved.
+ * mismatch, a failed decryption or a blob chat-media no longer has
+ * (not_found) is reported and nothing is saved. A download that fails for
+ * now (network or HTTP errors, chat-media unreachable, not_ready, rate,
+ * internal) keeps its pointer in the state as a pending download, retried
+ * at each later connection (media_retry_pending) until saved or failed for
+ * good; the message itself is acknowledged at once.
  *
  * While a transfer runs, the MQTT connection is kept alive from libcurl's
  * progress callback (what arrives is queued, as always).
@@ -38,6 +43,8 @@
 
 #define MEDIA_REQ_MS 10000
 #define AGAIN (-100)            /* a transfer to try again (resume) */
+#define DOWN (-101)             /* chat-media did not answer: later */
+#define TRANSIENT (-102)        /* a local failure: later, not in this loop */
 #define GET_ATTEMPTS 4
 #define PUMP_EVERY_MS 200
 
@@ -485,8 +492,20 @@ static int place(const char *tmp, const char *dir, const char *name, char *out, 
 	return CHAT_EIO;
 }
 
-int media_receive(client *c, const char *conv, uint64_t seq, const char *from, const uint8_t *pt,
-                  size_t len)
+/* Whether an answer's error code is c. */
+static bool code_is(const att_resp *r, const char *c)
+{
+	return r->code && r->code_len == strlen(c) && memcmp(r->code, c, r->code_len) == 0;
+}
+
+/* Downloads, checks, decrypts and saves one attachment. CHAT_OK when saved;
+ * AGAIN or DOWN when it failed for now (kept pending by the caller: network
+ * and HTTP errors, chat-media unreachable, not_ready, rate, internal, a
+ * local file that could not be written); any other error is for good (a
+ * digest mismatch, a failed decryption, not_found, a malformed pointer or
+ * answer). Every failure is reported on stderr. */
+static int download(client *c, const char *conv, uint64_t seq, const char *from,
+                    const uint8_t *pt, size_t len)
 {
 	att_ptr p;
 	const char *bad = att_ptr_decode(&p, pt, len);
@@ -499,7 +518,13 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 	snprintf(id, sizeof id, "%.*s", (int)p.id_len, p.id);
 	if (mkdir(c->files, 0700) != 0 && errno != EEXIST) {
 		fprintf(stderr, "chat-client: cannot make %s: %s\n", c->files, strerror(errno));
-		return CHAT_EIO;
+		return AGAIN;
+	}
+	if (c->media_down) {   /* no answer earlier in this run: not again */
+		fprintf(stderr, "chat-client: %s #%llu from %s: chat-media did not answer earlier; the "
+		        "attachment %.*s waits for the next run\n", conv, (unsigned long long)seq, from,
+		        (int)p.id_len, p.id);
+		return DOWN;
 	}
 	snprintf(part, sizeof part, "%s/.part-%s", c->files, id);
 
@@ -511,27 +536,41 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 		cbw_text(&c->net.w, id);
 		att_resp r;
 		qmsg *keep = NULL;
+		memset(&r, 0, sizeof r);
 		rc = media_request(c, rid, &r, &keep);
+		if (rc == CHAT_EIO) {   /* no answer: chat-media is not there, no use retrying now */
+			c->media_down = true;
+			rc = DOWN;
+		}
 		if (rc == CHAT_OK && (!r.url || r.size != p.size)) {
 			fprintf(stderr, "chat-client: chat-media's grant for %s %s\n", id,
 			        r.url ? "has another size than the pointer" : "has no url");
 			rc = CHAT_EINVAL;
 		}
-		if (rc == CHAT_EDENIED && r.code && r.code_len == 9 && memcmp(r.code, "not_ready", 9) == 0)
-			rc = AGAIN;   /* still uploading: wait a little */
+		if (rc == CHAT_EDENIED && (code_is(&r, "not_ready") || code_is(&r, "rate") ||
+		                           code_is(&r, "internal")))
+			rc = AGAIN;   /* still uploading, too many requests, a server fault: later */
+		else if (rc == CHAT_EDENIED && code_is(&r, "not_found"))
+			rc = CHAT_ENOTFOUND;
 		if (rc == CHAT_OK) {
 			char url[ATT_URL_MAX + 1];
 			snprintf(url, sizeof url, "%.*s", (int)r.url_len, r.url);
 			rc = fetch(c, url, part, p.size);
-		} else if (rc == AGAIN) {
+			if (rc == CHAT_EIO)
+				rc = TRANSIENT;   /* the part file could not be written: not now */
+		} else if (rc == AGAIN && attempt + 1 < GET_ATTEMPTS) {
 			net_pump(&c->net, 1000);
 		}
 		qmsg_free(keep);
 	}
+	if (rc == TRANSIENT)
+		rc = AGAIN;
 	if (rc != CHAT_OK) {
-		fprintf(stderr, "chat-client: %s #%llu from %s: the attachment %s could not be downloaded\n",
-		        conv, (unsigned long long)seq, from, id);
-		if (rc != AGAIN)
+		fprintf(stderr, "chat-client: %s #%llu from %s: the attachment %s could not be downloaded%s\n",
+		        conv, (unsigned long long)seq, from, id,
+		        rc == AGAIN || rc == DOWN ? " now" :
+		        rc == CHAT_ENOTFOUND ? ": chat-media no longer has it (expired or gone)" : "");
+		if (rc != AGAIN && rc != DOWN)
 			unlink(part);
 		return rc;
 	}
@@ -543,7 +582,7 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 		fprintf(stderr, "chat-client: cannot read %s\n", part);
 		if (in)
 			fclose(in);
-		return CHAT_EIO;
+		return AGAIN;
 	}
 	if (sodium_memcmp(digest, p.digest, ATT_DIGEST) != 0) {
 		fclose(in);
@@ -562,7 +601,7 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 		if (fd >= 0)
 			close(fd);
 		fclose(in);
-		return CHAT_EIO;
+		return AGAIN;
 	}
 	int drc = att_decrypt_file(in, out, p.key);
 	fclose(in);
@@ -576,7 +615,7 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 		fprintf(stderr, "chat-client: %s #%llu from %s: the attachment %s %s; not saved\n", conv,
 		        (unsigned long long)seq, from, id,
 		        drc == ATT_EBAD ? "does not decrypt" : "could not be written");
-		return drc == ATT_EBAD ? CHAT_EINVAL : CHAT_EIO;
+		return drc == ATT_EBAD ? CHAT_EINVAL : AGAIN;
 	}
 	char name[ATT_NAME_MAX + 1];
 	if (p.name)
@@ -586,7 +625,7 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 	rc = place(tmp, c->files, name, path, sizeof path);
 	unlink(tmp);
 	if (rc != CHAT_OK)
-		return rc;
+		return AGAIN;
 	unlink(part);
 
 	char hist[sizeof path + 8];
@@ -611,4 +650,55 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 		       p.caption ? "\t" : "", cap);
 	fflush(stdout);
 	return CHAT_OK;
+}
+
+static void say_pending(client *c)
+{
+	if (c->st.npdl)
+		fprintf(stderr, "chat-client: %zu attachment download(s) pending (retried at the next "
+		        "connection)\n", c->st.npdl);
+}
+
+int media_receive(client *c, const char *conv, uint64_t seq, const char *from, const uint8_t *pt,
+                  size_t len)
+{
+	int rc = download(c, conv, seq, from, pt, len);
+	if (rc != AGAIN && rc != DOWN)
+		return rc;
+	/* failed for now: the pointer is kept (the message is acknowledged all
+	 * the same, the queue must not wait for chat-media) */
+	if (!state_pending_add(&c->st, conv, seq, from, pt, len)) {
+		fprintf(stderr, "chat-client: %s #%llu from %s: %d attachment downloads are already "
+		        "pending; this one is not kept and is lost to this device\n", conv,
+		        (unsigned long long)seq, from, PENDING_DL_MAX);
+		return rc == DOWN ? CHAT_EIO : rc;
+	}
+	state_save(&c->st);
+	say_pending(c);
+	return CHAT_EIO;
+}
+
+void media_retry_pending(client *c)
+{
+	if (!c->st.npdl)
+		return;
+	fprintf(stderr, "chat-client: retrying %zu pending attachment download(s)\n", c->st.npdl);
+	size_t i = 0;
+	while (i < c->st.npdl) {
+		pending_dl *p = &c->st.pdl[i];
+		int rc = download(c, p->conv, p->seq, p->from, p->pt, p->len);
+		if (rc == AGAIN || rc == DOWN) {
+			i++;
+			continue;
+		}
+		if (rc != CHAT_OK)
+			fprintf(stderr, "chat-client: %s #%llu from %s: dropped from the pending downloads\n",
+			        p->conv, (unsigned long long)p->seq, p->from);
+		state_pending_drop(&c->st, i);
+		state_save(&c->st);
+	}
+	if (c->st.npdl)
+		say_pending(c);
+	else
+		fprintf(stderr, "chat-client: no attachment download pending\n");
 }

@@ -4,7 +4,8 @@
  *
  * One CBOR file, DIR/state (mode 0600, DIR 0700): the device's private keys,
  * its one-time keys not yet used, the Double Ratchet sessions, sender keys,
- * the (conv, seq) already seen and a short message history. It is small, so
+ * the (conv, seq) already seen, a short message history and the attachment
+ * downloads still pending (their pointers, file keys included). It is small, so
  * every change rewrites it whole: write DIR/state.tmp, fsync, rename — a
  * crash leaves the old or the new file, never half of one. Sessions and
  * chains are packed in a fixed big-endian layout (pack_session below).
@@ -383,6 +384,36 @@ hist *state_find_out(cstate *st, const char *conv, uint64_t seq)
 	return NULL;
 }
 
+bool state_pending_add(cstate *st, const char *conv, uint64_t seq, const char *from,
+                       const uint8_t *pt, size_t len)
+{
+	for (size_t i = 0; i < st->npdl; i++)
+		if (st->pdl[i].seq == seq && strcmp(st->pdl[i].conv, conv) == 0)
+			return true;
+	if (st->npdl >= PENDING_DL_MAX || len > PENDING_DL_PT_MAX)
+		return false;
+	st->pdl = xrealloc(st->pdl, (st->npdl + 1) * sizeof *st->pdl);
+	pending_dl *p = &st->pdl[st->npdl++];
+	memset(p, 0, sizeof *p);
+	snprintf(p->conv, sizeof p->conv, "%s", conv);
+	snprintf(p->from, sizeof p->from, "%s", from);
+	p->seq = seq;
+	p->pt = xrealloc(NULL, len);
+	memcpy(p->pt, pt, len);
+	p->len = len;
+	return true;
+}
+
+void state_pending_drop(cstate *st, size_t i)
+{
+	if (i >= st->npdl)
+		return;
+	e2e_wipe(st->pdl[i].pt, st->pdl[i].len);
+	free(st->pdl[i].pt);
+	memmove(st->pdl + i, st->pdl + i + 1, (st->npdl - i - 1) * sizeof *st->pdl);
+	st->npdl--;
+}
+
 contact *state_contact(cstate *st, const char *user, bool create)
 {
 	for (size_t i = 0; i < st->ncontacts; i++)
@@ -433,7 +464,7 @@ int state_save(const cstate *st)
 	char tmp[sizeof st->path + 8];
 
 	cbw_init(&w);
-	cbw_map(&w, 16 + (st->has_log_pub ? 1 : 0) + (st->log_size ? 2 : 0));
+	cbw_map(&w, 16 + (st->has_log_pub ? 1 : 0) + (st->log_size ? 2 : 0) + (st->npdl ? 1 : 0));
 	cbw_text(&w, "v"); cbw_uint(&w, STATE_VERSION);
 	cbw_text(&w, "registered"); cbw_bool(&w, st->registered);
 	cbw_text(&w, "ik_pk"); cbw_bytes(&w, st->ik_pk, E2E_KEY);
@@ -526,6 +557,17 @@ int state_save(const cstate *st)
 			cbw_array(&w, 2);
 			cbw_text(&w, k->keys[j].dev);
 			cbw_bytes(&w, k->keys[j].ik, E2E_KEY);
+		}
+	}
+	if (st->npdl) {   /* [conv, seq, from, pointer plaintext] (absent: none) */
+		cbw_text(&w, "downloads");
+		cbw_array(&w, st->npdl);
+		for (size_t i = 0; i < st->npdl; i++) {
+			cbw_array(&w, 4);
+			cbw_text(&w, st->pdl[i].conv);
+			cbw_uint(&w, st->pdl[i].seq);
+			cbw_text(&w, st->pdl[i].from);
+			cbw_bytes(&w, st->pdl[i].pt, st->pdl[i].len);
 		}
 	}
 	e2e_wipe(buf, sizeof buf);
@@ -743,6 +785,18 @@ static void read_body(cstate *st, rd *r)
 						contact_set_key(k, dev, ik);
 				}
 			}
+		} else if (cbr_eq(&key, "downloads")) {
+			size_t n = rd_array(r);
+			for (size_t j = 0; j < n && !r->bad; j++) {
+				char conv[NAME_MAX_ + 4], from[ADDR_MAX];
+				rd_array(r);
+				rd_text(r, conv, sizeof conv);
+				uint64_t seq = rd_uint(r);
+				rd_text(r, from, sizeof from);
+				cbr_item b = rd_next(r, CBR_BYTES);
+				if (!r->bad && (b.len == 0 || !state_pending_add(st, conv, seq, from, b.ptr, b.len)))
+					r->bad = true;
+			}
 		} else if (cbr_skip_next(&r->r) != CHAT_OK) {
 			r->bad = true;
 		}
@@ -813,6 +867,9 @@ void state_free(cstate *st)
 	for (size_t i = 0; i < st->ncontacts; i++)
 		free(st->contacts[i].keys);
 	free(st->contacts);
+	while (st->npdl)
+		state_pending_drop(st, st->npdl - 1);
+	free(st->pdl);
 	if (st->opks)
 		e2e_wipe(st->opks, st->nopks * sizeof *st->opks);
 	free(st->opks);

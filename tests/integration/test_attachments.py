@@ -9,7 +9,10 @@ members) saves a byte-identical copy. One download is cut midway (the
 client's test hook drops the connection) and resumes with a Range request
 that chat-media answers 206. Once every recipient device has its copy the
 blob is gone from chat-media's data dir. A blob altered on the server's
-disk is refused by its digest and never saved. Neither chat-media's data
+disk is refused by its digest and never saved. A download that fails
+while chat-media's HTTP side is unreachable stays pending in the recipient's
+state and is saved by its next run once chat-media is back (same data dir);
+a pending one whose blob is gone (not_found) is dropped. Neither chat-media's data
 dir nor its log, nor the broker's, holds a byte of the files in clear (a
 marker inside each file is searched for).
 
@@ -23,7 +26,10 @@ import os
 import struct
 import subprocess
 
-from chatlib import (BUILD_DIR, ChatTestCase, KeyServer, MediaServer, main, uniq, wait_until)
+import urllib.request
+
+from chatlib import (BUILD_DIR, V5, ChatTestCase, KeyServer, MediaDevice, MediaServer, free_port,
+                     main, uniq, wait_until)
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
 MARKER = b"PLAINTEXT-MARKER-of-test_attachments-7c1e"
@@ -147,6 +153,16 @@ class AttachmentTest(ChatTestCase):
         left = [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".")]
         self.assertEqual(left, [], left)
 
+    def restart_media(self, *args):
+        """Stops chat-media and starts another on the same data dir with args."""
+        old = type(self).media
+        rc = old.stop()
+        log = old.text()
+        old.cleanup()
+        self.assertEqual(rc, 0, log)
+        type(self).media = MediaServer(self.broker, old.token_file, old.data_dir, *args)
+        self.media.wait_serving()
+
     def blob_ids(self, stderr):
         return [l.rsplit(" as ", 1)[1] for l in stderr.splitlines() if "uploaded" in l]
 
@@ -232,6 +248,57 @@ class AttachmentTest(ChatTestCase):
         self.assertIn("does not match its digest; not saved", err)
         files = os.path.join(b["state"], "files")
         self.assertEqual(os.listdir(files) if os.path.isdir(files) else [], [])
+
+    def test_download_kept_pending_until_chat_media_is_back(self):
+        alice, bob = uniq("alice"), uniq("bob")
+        a, b = self.device(alice, "phone"), self.device(bob, "phone")
+        for d in (a, b):
+            self.run_client(d, "--recv", "--timeout", 0)
+        blobs = {}
+        for name, size in (("kept.bin", 200000), ("gone.bin", 3000)):
+            plain = MARKER + os.urandom(size)
+            with open(os.path.join(self.home, name), "wb") as f:
+                f.write(plain)
+            self.files[name] = plain
+            r = self.run_client(a, "--send-file", bob, os.path.join(self.home, name))
+            (blobs[name],) = self.blob_ids(r.stderr)
+
+        # chat-media answers, but the URLs it grants lead to a closed port
+        self.restart_media("--public-url", "http://127.0.0.1:%d" % free_port())
+        got, err = self.received(b)
+        self.assertEqual(got, [])
+        for blob in blobs.values():
+            self.assertIn("the attachment %s could not be downloaded now" % blob, err)
+        self.assertIn("2 attachment download(s) pending", err)
+        files = os.path.join(b["state"], "files")
+        saved = [n for n in os.listdir(files) if not n.startswith(".")] if os.path.isdir(files) else []
+        self.assertEqual(saved, [])
+        self.assertEqual(sorted(self.media.blobs()), sorted(blobs.values()))
+
+        # chat-media back as it was; meanwhile gone.bin's blob was fetched for
+        # bob's phone (by another client with its credentials): not_found now
+        self.restart_media()
+        with open(b["token"]) as f:
+            token = f.read().strip()
+        dev = self.broker.device(bob, "phone", protocol=V5, token=token, subscribe=False)
+        try:
+            grant = MediaDevice(dev).grant(blobs["gone.bin"])
+            self.assertTrue(grant.get("ok"), grant)
+            with urllib.request.urlopen(grant["url"], timeout=5) as resp:
+                self.assertEqual(len(resp.read()), grant["size"])
+        finally:
+            dev.close()
+        got, err = self.received(b)
+        self.assertIn("retrying 2 pending attachment download(s)", err)
+        self.assertIn("chat-media no longer has it", err)
+        self.assertIn("dropped from the pending downloads", err)
+        self.assertIn("no attachment download pending", err)
+        self.assert_saved(b, got, self.files["kept.bin"], "kept.bin", a,
+                          "dm:%s:%s" % tuple(sorted((alice, bob))))
+        self.assertTrue(wait_until(lambda: self.media.blobs() == [], 5), self.media.blobs())
+        # nothing left to retry
+        _, err = self.received(b)
+        self.assertNotIn("pending attachment", err)
 
 
 if __name__ == "__main__":
