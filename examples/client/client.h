@@ -268,7 +268,8 @@ int media_send_file(client *c, const char *peer_user, const char *gid, const cha
                     const char *caption, char *conv, size_t conv_cap, uint64_t *seq);
 /* A received pointer plaintext: downloads (resuming), checks the digest,
  * decrypts, saves under c->files and prints the saved path. CHAT_OK, or an
- * error reported on stderr (nothing saved). */
+ * error reported on stderr (nothing saved); a failure for now keeps it as a
+ * pending download in the state (media_retry_pending). */
 int media_receive(client *c, const char *conv, uint64_t seq, const char *from, const uint8_t *pt,
                   size_t len);
 /* Retries every pending download (after registration, in every mode): a

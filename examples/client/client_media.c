@@ -466,7 +466,8 @@ static int fetch(client *c, const char *url, const char *part, uint64_t size)
 	if (d.code != 200 && d.code != 206) {
 		fprintf(stderr, "chat-client: chat-media answered the download with HTTP %ld %s\n", d.code,
 		        d.x.err);
-		return d.code == 410 || d.code == 404 || d.code == 403 ? CHAT_ENOTFOUND : AGAIN;
+		/* 404, 410: the blob is gone; 403 (an expired or stale URL): a new grant */
+		return d.code == 410 || d.code == 404 ? CHAT_ENOTFOUND : AGAIN;
 	}
 	if (have && d.code == 206)
 		fprintf(stderr, "chat-client: resumed download: HTTP 206, Content-Range %s\n", d.range);
@@ -671,7 +672,7 @@ int media_receive(client *c, const char *conv, uint64_t seq, const char *from, c
 		fprintf(stderr, "chat-client: %s #%llu from %s: %d attachment downloads are already "
 		        "pending; this one is not kept and is lost to this device\n", conv,
 		        (unsigned long long)seq, from, PENDING_DL_MAX);
-		return rc == DOWN ? CHAT_EIO : rc;
+		return CHAT_EIO;
 	}
 	state_save(&c->st);
 	say_pending(c);
