@@ -83,12 +83,22 @@ def now_ms():
     return int(time.time() * 1000)
 
 
+_ports_given = set()
+
+
 def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback TCP port free now and not handed out before in this
+    process: the kernel may give the same ephemeral port to two bind(0)s in
+    a row once the first socket is closed (seen in CI: test_tls's MQTT and
+    WebSockets listeners got one port and the broker could not start)."""
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_until(pred, timeout=5.0, interval=0.02):
