@@ -25,7 +25,9 @@ made for).
    what survives is a consistent prefix: seqs 1..n, no gaps).
  - the *Torn variants cut each unsynced tail in its middle instead (part
    of it was written back), so the WAL ends in a torn record.
- - PowercutFirstStartTest: a known hole, as an expected failure.
+ - PowercutFirstStartTest: a device added just after a first start with
+   sync writes on survives a cut (the directories that hold the names a
+   first start creates are fsync'd: common/durable.h).
 
 PowercutModelTest checks the model itself on a small child process.
 """
