@@ -18,6 +18,7 @@
 #include "cbor_io.h"
 #include "durable.h"
 #include "err.h"
+#include "grow.h"
 #include "ids.h"
 
 #define B(...) ((const uint8_t[]){ __VA_ARGS__ })
@@ -686,6 +687,63 @@ START_TEST(trailing_and_sticky_errors)
 }
 END_TEST
 
+/* The one envelope check (cbr_map_open/cbr_map_close) the plugin's parsers
+ * share: a map, then exactly its entries; the caller's words or the default
+ * ones for "no map" and "trailing bytes", the reader's own for broken CBOR. */
+START_TEST(map_envelope)
+{
+	/* The inputs outlive the checks' own blocks: r points into them. */
+	static const uint8_t one[] = { 0xa1, 0x61, 'a', 0x01 }, extra[] = { 0xa0, 0x00 };
+	cbr r;
+	cbr_item map, k;
+	uint64_t i = 0;
+	ck_assert_ptr_null(cbr_map_open(&r, one, sizeof(one), &map, NULL));
+	ck_assert_uint_eq(map.u, 1);
+	ck_assert(cbr_map_next(&r, &map, &i, &k));
+	ck_assert_int_eq(cbr_skip_next(&r), CHAT_OK);
+	ck_assert(!cbr_map_next(&r, &map, &i, &k));
+	ck_assert_ptr_null(cbr_map_close(&r, NULL));
+
+	ck_assert_str_eq(cbr_map_open(&r, B(0x01), 1, &map, NULL), "the payload must be a CBOR map");
+	ck_assert_str_eq(cbr_map_open(&r, B(0x81, 0x01), 2, &map, "want a map"), "want a map");
+	const char *why = cbr_map_open(&r, B(0xa1), 0, &map, "want a map"); /* empty input */
+	ck_assert_ptr_nonnull(why);
+
+	ck_assert_ptr_null(cbr_map_open(&r, extra, sizeof(extra), &map, NULL)); /* {} then 0 */
+	ck_assert_str_eq(cbr_map_close(&r, NULL), "trailing bytes after the CBOR map");
+	ck_assert_str_eq(cbr_map_close(&r, "extra"), "extra");
+}
+END_TEST
+
+/* grow.h, the one grow helper: doubles from `first`, keeps what it holds,
+ * leaves array and capacity alone when it refuses an overflowing size. */
+START_TEST(grow_doubles_and_refuses_overflow)
+{
+	ck_assert_uint_eq(chat_grow_cap(0, 1, 4, 8), 8);
+	ck_assert_uint_eq(chat_grow_cap(0, 9, 4, 8), 16);
+	ck_assert_uint_eq(chat_grow_cap(0, 3, 4, 0), 4);    /* first 0: from 1 */
+	ck_assert_uint_eq(chat_grow_cap(16, 16, 4, 8), 16); /* room already */
+	ck_assert_uint_eq(chat_grow_cap(0, SIZE_MAX, 1, 8), 0);
+	ck_assert_uint_eq(chat_grow_cap(0, SIZE_MAX / 8, 16, 8), 0); /* elems fit, bytes do not */
+
+	int *v = NULL;
+	size_t cap = 0;
+	for (int n = 0; n < 100; n++) {
+		ck_assert_int_eq(chat_grow(&v, &cap, (size_t)n + 1, sizeof(*v), 4), CHAT_OK);
+		ck_assert_uint_ge(cap, (size_t)n + 1);
+		v[n] = n;
+	}
+	ck_assert_uint_eq(cap, 128);
+	for (int n = 0; n < 100; n++)
+		ck_assert_int_eq(v[n], n);
+	int *before = v;
+	ck_assert_int_eq(chat_grow(&v, &cap, SIZE_MAX / 2, sizeof(*v), 4), CHAT_ENOMEM);
+	ck_assert_ptr_eq(v, before);
+	ck_assert_uint_eq(cap, 128);
+	free(v);
+}
+END_TEST
+
 /* Reads {"a": 1, "x": {"y": [2]}, "b": [3, 4]}: "x" skipped, "b" read. */
 START_TEST(map_fields)
 {
@@ -1299,6 +1357,8 @@ static Suite *suite(void)
 	tcase_add_test(t, forged_max_count_is_not_indefinite);
 	tcase_add_test(t, trailing_and_sticky_errors);
 	tcase_add_test(t, map_fields);
+	tcase_add_test(t, map_envelope);
+	tcase_add_test(t, grow_doubles_and_refuses_overflow);
 	suite_add_tcase(s, t);
 
 	t = tcase_create("cbor_write");
