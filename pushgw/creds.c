@@ -328,6 +328,19 @@ static bool copy_out(const char *s, char *out, size_t cap)
 	return true;
 }
 
+bool oauth_error(const char *body, size_t len, char *out, size_t cap)
+{
+	out[0] = 0;
+	cJSON *j = parse_strict(body, len);
+	const char *e = cJSON_IsObject(j) ? str_of(j, "error") : NULL;
+	const char *d = e ? str_of(j, "error_description") : NULL;
+	if (e && d)
+		snprintf(out, cap, "%s (%s)", e, d);
+	bool ok = d || copy_out(e, out, cap);
+	cJSON_Delete(j);
+	return ok;
+}
+
 bool fcm_error_code(const char *body, size_t len, char *out, size_t cap)
 {
 	out[0] = 0;

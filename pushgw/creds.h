@@ -45,6 +45,10 @@ char *fcm_token_request_body(const char *assertion);
 /* {"access_token": T, "expires_in": N, ...}: T malloc'd into *token, N into
  * *expires_in (3600 when absent). False if the body is not such a grant. */
 bool oauth_grant_parse(const char *body, size_t len, char **token, long *expires_in);
+/* An OAuth 2 error answer (RFC 6749 §5.2), {"error": E, "error_description":
+ * D, ...}: "E" or "E (D)" into out (""), what the log line says of a refused
+ * token request. False if the body is not JSON of that shape. */
+bool oauth_error(const char *body, size_t len, char *out, size_t cap);
 
 /* An APNs signing key (.p8: PKCS#8 PEM, P-256). */
 EVP_PKEY *apns_key_load(const char *path, char *err, size_t errlen);

@@ -337,13 +337,9 @@ static void on_token(void *arg, const http_result *r)
 		return;
 	}
 	g->n.token_failures++;
-	char oauth_err[128] = "";
-	if (!r->err) {
-		/* an OAuth error body: {"error": "invalid_grant", ...} */
-		const char *e = strstr(r->body, "\"error\"");
-		if (e && sscanf(e, "\"error\"%*[ :]\"%127[^\"]\"", oauth_err) != 1)
-			oauth_err[0] = 0;
-	}
+	char oauth_err[200] = "";
+	if (!r->err) /* an OAuth error body: {"error": "invalid_grant", ...} */
+		oauth_error(r->body, r->body_len, oauth_err, sizeof(oauth_err));
 	char why[300];
 	if (r->err)
 		snprintf(why, sizeof(why), "%s", r->err);

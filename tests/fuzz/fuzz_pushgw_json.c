@@ -1,8 +1,8 @@
 // SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
 // SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* fuzz_pushgw_json — what chat-pushgw reads from outside as JSON
- * (pushgw/creds.c): a service-account file, an OAuth2 token grant, FCM's
- * and APNs' error bodies, from arbitrary bytes (cJSON underneath).
+ * (pushgw/creds.c): a service-account file, an OAuth2 token grant and error,
+ * FCM's and APNs' error bodies, from arbitrary bytes (cJSON underneath).
  *
  * Properties checked besides "no crash": a token grant that parses has a
  * non-empty token of printable ASCII without spaces (it goes into a header
@@ -42,6 +42,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		bad("fcm code length");
 	if (apns_reason(s, size, code, sizeof(code)) && strlen(code) >= sizeof(code))
 		bad("apns reason length");
+	if (oauth_error(s, size, code, sizeof(code)) && strlen(code) >= sizeof(code))
+		bad("oauth error length");
 	fcm_account a;
 	char err[256];
 	if (fcm_account_parse(s, size, &a, err, sizeof(err))) {

@@ -13,8 +13,9 @@ suite's plain loopback listener, as in the snippet.
 Over TLS: chatctl adds devices and reads the counters (options on the
 command line, in an -o file and in the default options file), chat-keyserver
 serves the keys that chat-client registers and fetches, two chat-clients
-exchange a message, chat-pushgw hands a wake-up to a provider, and a device
-talks over wss. Refused, each with a clear error and never a crash: a CA that
+exchange a message, chat-keyaudit audits the key server's log, chat-media
+answers a device's upload request, chat-pushgw hands a wake-up to a
+provider, and a device talks over wss. Refused, each with a clear error and never a crash: a CA that
 did not sign the broker's certificate, a missing CA file, a bad client key,
 no client certificate where one is required, and plain MQTT on a TLS port.
 """
@@ -30,12 +31,13 @@ import unittest
 
 import paho.mqtt.client as mqtt
 
-from chatlib import (BUILD_DIR, CHATCTL, KEYSERVER, SOURCE_DIR, ChatTestCase, Device, KeyServer,
-                     conv_of, free_port, main, uniq, wait_until)
+from chatlib import (BUILD_DIR, CHATCTL, KEYSERVER, SOURCE_DIR, V5, ChatTestCase, Device, KeyServer,
+                     MediaDevice, MediaServer, conv_of, free_port, main, uniq, wait_until)
 from test_push import Provider
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
 PUSHGW = os.path.join(BUILD_DIR, "bin", "chat-pushgw")
+AUDIT = os.path.join(BUILD_DIR, "bin", "chat-keyaudit")
 SNIPPET = os.path.join(SOURCE_DIR, "packaging", "mosquitto-chat.conf.in")
 # the snippet's certificate paths, replaced by the test CA's
 SERVER_CRT, SERVER_KEY = "/etc/mosquitto/certs/chat.crt", "/etc/mosquitto/certs/chat.key"
@@ -269,6 +271,43 @@ class TlsTest(ChatTestCase):
         r = self.run_cmd(a + ["--cafile", self.pem("missing.crt"), "--recv", "--timeout", "1"])
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("cannot read --cafile", r.stderr)
+
+    def test_keyaudit_over_tls(self):
+        ks = self.key_server("-p", str(self.svc_port), *self.tls_args(client_cert=True))
+        ks.wait_serving()
+        u = uniq("tk")
+        r = self.run_cmd(self.client_device(u) + self.tls_args() + ["--recv", "--timeout", "1"])
+        self.assertEqual(r.returncode, 0, r.stderr + ks.text()[-2000:])
+        aud = self.client_device(uniq("taud"))
+        aud[aud.index("--state") + 1] = os.path.join(self.broker.tmp, uniq("audit") + ".state")
+        audit = [AUDIT] + aud[1:]
+        r = self.run_cmd(audit + self.tls_args())
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + ks.text()[-2000:])
+        self.assertIn("consistent: 1 entries", r.stdout)
+        # a CA that did not sign: the audit could not be completed (3), said so
+        r = self.run_cmd(audit + self.tls_args("other-ca.crt"))
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("TLS: certificate verify failed", r.stderr)
+
+    def test_media_over_tls(self):
+        media = MediaServer.for_broker(self.broker, "-p", str(self.svc_port),
+                                       *self.tls_args(client_cert=True), user=uniq("media"))
+        self.addCleanup(media.cleanup)
+        media.wait_serving()
+        u, v = uniq("tm"), uniq("tm")
+        md = MediaDevice(self.dev(u, "d", protocol=V5))
+        self.broker.add_device(v, "d")
+        r = md.slot(10, ["%s/d" % v])
+        self.assertTrue(r["ok"], r)
+        self.assertTrue(r["put"].startswith(media.url), r)
+        self.assertEqual(media.stop(), 0, media.text())
+        # a CA that did not sign: it says so and keeps trying (the broker may be mended)
+        bad = MediaServer.for_broker(self.broker, "-p", str(self.svc_port),
+                                     *self.tls_args("other-ca.crt"), user=uniq("media"))
+        self.addCleanup(bad.cleanup)
+        bad.wait_text("TLS: certificate verify failed")
+        self.assertIsNone(bad.proc.poll())
+        self.assertEqual(bad.stop(), 0)
 
     def test_keyserver_refusals(self):
         ks = self.key_server("-p", str(self.tls_port), *self.tls_args("other-ca.crt"))

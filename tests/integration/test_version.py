@@ -12,7 +12,8 @@ import unittest
 
 from chatlib import BUILD_DIR, CBOR_TOOL, SOURCE_DIR, Broker, main
 
-PROGRAMS = ("chatctl", "chat-keyserver", "chat-pushgw", "chat-media", "chat-client", "chatbench")
+PROGRAMS = ("chatctl", "chat-keyserver", "chat-pushgw", "chat-media", "chat-keyaudit", "chat-client",
+            "chatbench")
 
 
 def project_version():

@@ -235,6 +235,22 @@ START_TEST(grants_and_errors)
 	ck_assert(apns_reason(e, strlen(e), code, sizeof(code)));
 	ck_assert_str_eq(code, "BadDeviceToken");
 	ck_assert(!apns_reason("", 0, code, sizeof(code)));
+	/* the token endpoint's refusal (RFC 6749 §5.2), as Google words it */
+	e = "{\"error\":\"invalid_grant\",\"error_description\":\"Invalid JWT Signature.\"}";
+	ck_assert(oauth_error(e, strlen(e), code, sizeof(code)));
+	ck_assert_str_eq(code, "invalid_grant (Invalid JWT Signature.)");
+	e = "{ \"error\" : \"invalid_client\" }";
+	ck_assert(oauth_error(e, strlen(e), code, sizeof(code)));
+	ck_assert_str_eq(code, "invalid_client");
+	/* a parser, not strstr: "error" inside another string or key is no code */
+	const char *not_oauth[] = { "{\"message\":\"\\\"error\\\":\\\"x\\\"\"}",
+		                    "{\"error_description\":\"x\"}", "{\"error\":{\"code\":401}}",
+		                    "\"error\":\"x\"", "" };
+	for (size_t i = 0; i < sizeof(not_oauth) / sizeof(not_oauth[0]); i++) {
+		ck_assert_msg(!oauth_error(not_oauth[i], strlen(not_oauth[i]), code, sizeof(code)),
+		              "%s", not_oauth[i]);
+		ck_assert_str_eq(code, "");
+	}
 }
 END_TEST
 
