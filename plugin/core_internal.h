@@ -444,8 +444,11 @@ void send_free(core *c);
  * So live delivery, spill drains and chat/sync replays share one window
  * and one ordering rule, and the calls go round: events -> flow -> sync
  * -> events, and receipts -> flow -> sync -> receipts (a replay first
- * applies the device's gathered PUBACKs). A change to one of them is a
- * change to the unit: read the top comments of all four.
+ * applies the device's gathered PUBACKs). gather.c (protocol v2) holds a
+ * device's confirmations and receipts for a moment and publishes them
+ * through events.c, which flushes them before any other event to that
+ * device (events -> gather -> events). A change to one of them is a
+ * change to the unit: read the top comments of all five.
  *
  * Its state: device.fc (struct flow, in the directory section) and
  * struct delivery below. The scratch encoders c->w and c->w2 belong to
