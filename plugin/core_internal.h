@@ -620,6 +620,7 @@ typedef struct grcpt {          /* one seq of one user's receipt */
 
 typedef struct gslot {
 	device *dev;
+	uint64_t since_ms;          /* when its first event was gathered */
 	gsent *s;
 	size_t ns, caps_;
 	gdl *dl;
@@ -660,10 +661,11 @@ static inline void gather_flush_dev(core *c, device *dev)
 		gather_flush_dev_slot(c, dev);
 }
 void gather_flush_all(core *c);
+/* The window's end for each device whose first gathered event is
+ * plugin_opt_delivered_gather_ms old (receipts_tick, after the runs). */
+void gather_tick(core *c, uint64_t now_ms);
 /* dev is about to be freed: what it gathered is dropped. */
 void gather_forget(core *c, device *dev);
-/* Whether anything is gathered (receipts.c's window). */
-bool gather_pending(const core *c);
 void gather_free(core *c);
 
 /* ---- expiry (expiry.c) ---- */
