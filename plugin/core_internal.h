@@ -458,6 +458,7 @@ void send_free(core *c);
 typedef struct delivery {
 	device *backlogs; /* sync.c: devices whose backlog the pump drains (linked through fc) */
 	bool acks_exact;  /* flow.c: the broker reports PUBACKs: no estimates */
+	cbw batch;        /* sync.c: the replay batch being built (reused, never shrinks) */
 } delivery;
 
 /* ---- events (events.c): everything the server publishes to a device ---- */
@@ -481,6 +482,9 @@ void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint6
 /* {k:"msg", …}: with_cid on copies to the sender's own devices. */
 void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
             bool with_cid);
+/* The same, appended to w (an element of a batch, sync.c). */
+void ev_msg_put(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+                bool with_cid);
 /* This device's body of a stored message (its entry of `bodies`, or `body`). */
 bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen);
 
@@ -502,6 +506,8 @@ void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
 /* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
  * group event. */
 void ev_group(cbw *w, const store_msg *m, uint64_t seq);
+/* The same, appended to w; false (nothing appended): a malformed record. */
+bool ev_group_put(cbw *w, const store_msg *m, uint64_t seq);
 /* Whether a device takes live events now (it may still lack room). */
 static inline bool dev_live(const device *d) { return d->conn && !d->fc.backlog; }
 
@@ -534,6 +540,8 @@ void sync_auto(core *c, device *dev);
 void sync_stop(core *c, device *dev);
 /* Drains up to one slice of the device's backlog, as its window allows. */
 void sync_pump(core *c, device *dev);
+/* The same for about n entries (a batch device: whole batches). */
+void sync_pump_n(core *c, device *dev, size_t n);
 void sync_tick(core *c);
 
 
@@ -752,7 +760,7 @@ typedef struct counters {
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
 		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
 		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held,
-		sents_out, sents_items, sents_dl, rcpts_out, rcpts_items;
+		replay_batches, sents_out, sents_items, sents_dl, rcpts_out, rcpts_items;
 	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;
 

@@ -399,7 +399,8 @@ def dictionary():
                                 "gid", "members", "name", "user", "owner", "bodies",
                                 "group.add", "group.remove", "group.leave", "group.admin",
                                 "group.info", "slot", "get", "size", "type", "to", "id",
-                                "image/jpeg", "audio/ogg", "caps", "sents", "rcpts", "batch"))
+                                "image/jpeg", "audio/ogg", "k", "msg", "batch", "evs",
+                                "seq", "caps", "sents", "rcpts"))
     lines = ["# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
     for w in sorted(words):
         lines.append('"' + "".join("\\x%02x" % b for b in w) + '"')
@@ -473,6 +474,27 @@ def attach_inputs():
     return out
 
 
+def acks():
+    """PUBACKed inbox publishes (fuzz_ack): v1 events and replay batches."""
+    def msg(seq, conv="dm:alice:bob", frm="alice/phone"):
+        return {"k": "msg", "conv": conv, "seq": seq, "from": frm, "ts": 900, "body": b"hi"}
+    grp = {"k": "group", "conv": "g:team", "seq": 1, "ts": 900, "gid": "team", "op": "created",
+           "by": "alice", "members": ["alice", "bob"]}
+    rcpt = {"k": "receipt", "conv": "dm:alice:bob", "seqs": [1], "s": "delivered", "by": "alice",
+            "ts": 900}
+    return {
+        "msg": D(msg(1)),
+        "group": D(grp),
+        "batch": D({"k": "batch", "evs": [msg(s) for s in range(1, 7)]}),
+        "batch_mixed": D({"k": "batch", "evs": [msg(2), rcpt, grp, msg(3, "dm:bob:carol", "carol/phone")]}),
+        "batch_nested": D({"k": "batch", "evs": [{"k": "batch", "evs": [msg(4)]}, msg(5)]}),
+        "batch_not_maps": D({"k": "batch", "evs": [1, "x", msg(6)]}),
+        "batch_evs_first": D({"evs": [msg(1)], "k": "batch"}),
+        "batch_count_lies": b"\xa2\x61k\x65batch\x63evs\x99\xff\xff" + D(msg(1)),
+        "batch_empty": D({"k": "batch", "evs": []}),
+    }
+
+
 def main():
     sends = {k: D(v) for k, v in SENDS.items()}
     sends["indefinite_map"] = indef_map([("cid", 13), ("body", b"indef")])
@@ -496,6 +518,7 @@ def main():
     write("e2ee", e2ee_bodies())
     write("attach", attach_inputs())
     write("keylog", keylog_answers())
+    write("ack", acks())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}
