@@ -739,7 +739,7 @@ static int connect_all(conn *cs, int n, open_fn open, topic_fn topic, double sec
 				}
 			}
 		}
-		while (scan < g_opened && state[scan] >= 3)
+		while (scan < g_opened && (state[scan] == 3 || state[scan] == 4))
 			scan++;
 	}
 	free(state);
@@ -1732,6 +1732,17 @@ static bool caps_all_replied(void)
 	return caps_replies + caps_refused >= (long)npairs * 2 || n_closed;
 }
 
+static conn *g_caps_conns;
+static int g_caps_n;
+
+static bool caps_acked(void)
+{
+	for (int i = 0; i < g_caps_n; i++)
+		if (!g_caps_conns[i].closed && g_caps_conns[i].unacked)
+			return false;
+	return true;
+}
+
 static void open_pair_conn(conn *c, int i)
 {
 	if (i == npairs * 2) { /* --iot-sub */
@@ -1905,6 +1916,13 @@ static int mode_pairs(bool dm)
 		if (!loop_until(caps_all_replied, 30) || caps_refused)
 			die("caps: %ld of %d devices got a ctl reply, %ld refused", caps_replies, npairs * 2,
 			    caps_refused);
+		/* the caps requests' PUBACKs are not sends: wait for them, then count from 0 */
+		g_caps_conns = cs;
+		g_caps_n = npairs * 2;
+		loop_until(caps_acked, 10);
+		acked_all = 0;
+		for (int i = 0; i < npairs; i++)
+			pairs[i].acked = 0;
 		if (srv_puback_delivered == 1 && !o.no_receipts) {
 			info("the server counts PUBACKs as delivered receipts: no app receipts");
 			o.no_receipts = true;
