@@ -251,17 +251,8 @@ if [ $peers -eq 1 ] && [ -x "$rabbit" ] &&
    ls -d "$(dirname "$rabbit")"/../lib/rabbitmq_server-*/plugins/rabbitmq_mqtt-* > /dev/null 2>&1; then
   peer_list+=(rabbitmq)
 fi
-# ejabberd: Debian's build under /usr/lib/<arch>/ejabberd-VERSION (ERL_LIBS is their parent).
-ej_libs=${EJABBERD_LIBS:-}
-if [ -z "$ej_libs" ]; then
-  for d in /usr/lib/*/ejabberd-*/ebin /usr/lib/ejabberd-*/ebin; do
-    [ -d "$d" ] && { ej_libs=$(dirname "$(dirname "$d")"); break; }
-  done
-fi
 ejabberd=0
-if [ $peers -eq 1 ] && [ -n "$ej_libs" ] && command -v erl > /dev/null 2>&1; then
-  ejabberd=1
-fi
+if [ $peers -eq 1 ] && "$repo/bench/peers/ejabberd.sh" --check; then ejabberd=1; fi
 PEER_EPMD="" PEER_SHELL=""
 
 # start_peer NAME; sets BPID BPORT BDIR like start_broker.
@@ -292,47 +283,9 @@ start_peer() {
         exec "$rabbit" < /dev/null ) > "$BDIR/stderr" 2>&1 &
       tries=1200 ;;   # a minute: an Erlang node takes several seconds to boot
     ejabberd)
-      # A private node: no distribution (so no epmd), its c2s listener on
-      # loopback only, mnesia spool and log in BDIR. Users are internal (plain
-      # passwords: SASL PLAIN, no TLS on loopback, as the MQTT side) and
-      # registered in-band by chatbench before it measures (registration_timeout
-      # infinity: else one registration per IP per 10 minutes). mod_offline
-      # stores what an offline user is sent; mod_stream_mgmt answers XEP-0198
-      # <r/>s; no shaper (ejabberd's example config throttles c2s to 1 kB/s); a listen
-      # backlog of 1024 (the default, 5, leaves some of 5,000 connects hanging).
-      {
-        echo 'hosts: ["localhost"]'
-        echo 'loglevel: warning'
-        echo 'log_rotate_count: 0'
-        echo 'listen:'
-        echo "  - port: $BPORT"
-        echo '    ip: "127.0.0.1"'
-        echo '    module: ejabberd_c2s'
-        echo '    max_stanza_size: 262144'
-        echo '    backlog: 1024'
-        echo 'auth_method: internal'
-        echo 'auth_password_format: plain'
-        echo 'registration_timeout: infinity'
-        echo 'access_rules:'
-        echo '  register:'
-        echo '    allow: all'
-        echo '  c2s:'
-        echo '    allow: all'
-        echo 'modules:'
-        echo '  mod_offline: {}'
-        echo '  mod_roster: {}'
-        echo '  mod_stream_mgmt: {}'
-        echo '  mod_disco: {}'
-        echo '  mod_register:'
-        echo '    ip_access: all'
-        echo '    access: register'
-      } > "$BDIR/ejabberd.yml"
-      # erl execs erlexec, which execs beam.smp: $! is the VM chatbench measures
-      ( export HOME=$BDIR EJABBERD_CONFIG_PATH=$BDIR/ejabberd.yml EJABBERD_LOG_PATH=$BDIR/ejabberd.log \
-          ERL_LIBS=$ej_libs ERL_CRASH_DUMP=$BDIR/erl_crash.dump
-        ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-        exec erl -noinput -noshell +K true +P 250000 -mnesia dir "\"$BDIR/spool\"" -s ejabberd \
-          < /dev/null ) > "$BDIR/stderr" 2>&1 &
+      # a private node (bench/peers/ejabberd.sh says how it is set up); the
+      # script execs the Erlang VM: $! is what chatbench measures
+      "$repo/bench/peers/ejabberd.sh" "$BPORT" "$BDIR" > "$BDIR/stderr" 2>&1 &
       tries=1200 ;;
     *) echo "compare: unknown peer $1" >&2; exit 1 ;;
   esac
