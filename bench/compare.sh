@@ -57,6 +57,8 @@
 #                    v2 (stock and patched broker), and ejabberd where installed; broker
 #                    CPU per message and p50/p99/p99.9
 #   --realistic-only only those rows
+#   --dm-only        only relay and dm (max, half, v2, patched) and the peers (~1 min a rep
+#                    with --quick): the issue-28 throughput, latency and ejabberd ratios
 #   --real-pairs N   pairs in the realistic shape (default 2500: 5,000 connected devices)
 #   --real-rate R    msgs/s in all in the realistic shape (default 1500: 0.6 per sender per s)
 #   --real-secs S    seconds a realistic row sends (default 30; --quick 15; the issue's: 300)
@@ -88,7 +90,7 @@ thread_shim=$build/lib/idle_thread_preload.so
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
 peers=1 iot=1 iot_only=0 durable_only=0 keys_only=0
-v2=1 v2_caps=sents,rcpts realistic=0 realistic_only=0 real_pairs=2500 real_rate=1500 real_secs=""
+v2=1 v2_caps=sents,rcpts dm_only=0 realistic=0 realistic_only=0 real_pairs=2500 real_rate=1500 real_secs=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -110,10 +112,11 @@ while [ $# -gt 0 ]; do
     --no-v2) v2=0 ;;
     --realistic) realistic=1 ;;
     --realistic-only) realistic=1; realistic_only=1 ;;
+    --dm-only) dm_only=1 ;;
     --real-pairs) real_pairs=$2; shift ;;
     --real-rate) real_rate=$2; shift ;;
     --real-secs) real_secs=$2; shift ;;
-    -h|--help) sed -n '2,74p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,76p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -611,6 +614,8 @@ for rep in $(seq "$reps"); do
       stop_pid "$BPID"
     done
   fi
+
+  if [ $dm_only -eq 1 ]; then continue; fi
 
   # ---- dm with fsync per batch
   start_broker dmsync chat sync_writes\ true
