@@ -356,12 +356,13 @@ def main():
             fmt(ratio_med(dm_half, relay_half, k)), tgt, met)
     row("offered rate at half max, msgs/s", fmt(m(relay_half, "offered")), fmt(m(dm_half, "offered")),
         "", "", "")
-    sm = m(dm_sync, "rate")
-    row("dm throughput, sync_writes true, msgs/s", fmt(rm), fmt(sm),
-        fmt(ratio_med(dm_sync, relay_max, "rate")), "", "")
-    row("dm sync true / sync false", "", "", fmt(ratio_med(dm_sync, dm_max, "rate")), "", "")
-    row("broker CPU µs per message, sync_writes true", fmt(cs), fmt(m(dm_sync, "broker_cpu_us_per_msg")),
-        "", "", "")
+    if dm_sync:   # not with compare.sh --dm-only
+        sm = m(dm_sync, "rate")
+        row("dm throughput, sync_writes true, msgs/s", fmt(rm), fmt(sm),
+            fmt(ratio_med(dm_sync, relay_max, "rate")), "", "")
+        row("dm sync true / sync false", "", "", fmt(ratio_med(dm_sync, dm_max, "rate")), "", "")
+        row("broker CPU µs per message, sync_writes true", fmt(cs), fmt(m(dm_sync, "broker_cpu_us_per_msg")),
+            "", "", "")
     v2_rows(rows, row, relay_max, dm_max, relay_half)
     relay_p = sel(rows, mode="relay", phase="patched")
     dm_p = sel(rows, mode="dm", phase="patched")
