@@ -15,7 +15,8 @@
 #   bench/compare.sh --quick    # ~3 min: 2 reps, smaller counts, 2000 idle connections
 #   bench/compare.sh --iot-only --reps 5   # ~2 min: only the IoT rows
 #   bench/compare.sh --durable-only --reps 5   # ~3 min: only the patched broker's sync-writes rows
-#   bench/compare.sh --realistic-only  # ~4 min a rep: 5,000 devices, 1,500 msgs/s, 30 s a row
+#   bench/compare.sh --realistic-only  # ~4.5 min a rep: 5,000 devices, 1,500 msgs/s, 30 s a row
+#   bench/compare.sh --dm-only --quick # ~1 min a rep: relay, dm v1/v2, patched, ejabberd
 #   bench/compare.sh --realistic-only --real-secs 300 --reps 1   # the 5-minute run
 #   KS_NOLOG=/path/to/old/chat-keyserver bench/compare.sh --keys-only --quick --reps 3
 #                                # ~1 min: only keys, with the key directory log's proofs
@@ -116,7 +117,7 @@ while [ $# -gt 0 ]; do
     --real-pairs) real_pairs=$2; shift ;;
     --real-rate) real_rate=$2; shift ;;
     --real-secs) real_secs=$2; shift ;;
-    -h|--help) sed -n '2,76p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,77p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
