@@ -31,12 +31,15 @@ if [ -z "$libs" ]; then
     [ -d "$d" ] && { libs=$(dirname "$(dirname "$d")"); break; }
   done
 fi
+installed() {
+  [ -n "$libs" ] && ls -d "$libs"/ejabberd-*/ebin > /dev/null 2>&1 && command -v erl > /dev/null 2>&1
+}
 if [ "${1:-}" = --check ]; then
-  [ -n "$libs" ] && command -v erl > /dev/null 2>&1
+  installed
   exit
 fi
 [ $# -eq 2 ] || { echo "usage: $0 --check | PORT DIR" >&2; exit 2; }
-[ -n "$libs" ] || { echo "ejabberd.sh: ejabberd is not installed (scripts/deps.sh bench)" >&2; exit 1; }
+installed || { echo "ejabberd.sh: ejabberd is not installed (scripts/deps.sh bench)" >&2; exit 1; }
 port=$1 dir=$2
 mkdir -p "$dir"
 cat > "$dir/ejabberd.yml" <<CONF
