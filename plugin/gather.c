@@ -16,10 +16,12 @@
  * sets:[{seqs, by}]}, users with the same seqs sharing a set, so a group
  * message delivered to 200 members in one window is one event.
  *
- * The window is receipts.c's, plugin_opt_delivered_gather_ms: the tick
- * publishes everything gathered once the oldest gathered thing (a run of
- * PUBACKs or an event here) is that old, PUBACKs first (their deliveries
- * merge into the confirmations). A device's events also go out at once
+ * The window is plugin_opt_delivered_gather_ms, as for receipts.c's runs
+ * of PUBACKs, on the same tick (receipts_tick): a device's events go out
+ * once the first of them is that old — each device by its own age, so
+ * that a confirmation waits the whole window for its delivery (a PUBACK
+ * comes about a millisecond after the message; the runs are applied
+ * first in the tick, so their deliveries merge). A device's events also go out at once
  * when it has GATHER_SENTS_MAX confirmations or GATHER_RCPTS_MAX receipt
  * seqs, and before anything else reaches it: a live event (events.c's
  * try_live), an entry in its queue (send.c and groups.c flush the
@@ -39,11 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool gather_pending(const core *c)
-{
-	return c->gath.used != 0;
-}
-
 /* The device's slot, taken if it had none; NULL: out of memory. */
 static gslot *slot_of(core *c, device *dev)
 {
@@ -59,11 +56,9 @@ static gslot *slot_of(core *c, device *dev)
 		g->slot = s;
 		g->cap = cap;
 	}
-	/* The window starts with the first thing gathered since none was. */
-	if (!g->used && !c->acks.used)
-		c->acks.since_ms = c->io.now_ms(c->io.ctx);
 	gslot *s = &g->slot[g->used++];
 	s->dev = dev;
+	s->since_ms = c->io.now_ms(c->io.ctx); /* its window starts */
 	s->ns = s->ndl = s->nk = s->nr = 0;
 	dev->gslot = (uint32_t)g->used;
 	return s;
@@ -147,12 +142,6 @@ static int cmp_rcpt(const void *a, const void *b)
 	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* One user's seqs of one key: r[at .. at + n) of the sorted records. */
-typedef struct urun {
-	uint32_t key;
-	size_t at, n;
-} urun;
-
 static const grcpt *sorted_r; /* cmp_run's records (qsort has no context) */
 
 static int cmp_run(const void *a, const void *b)
@@ -184,9 +173,8 @@ static bool same_seqs(const grcpt *r, const urun *x, const urun *y)
  * the order the keys were first gathered. */
 static void flush_rcpts(core *c, device *dev, gslot *s)
 {
-	static urun *runs;
-	static size_t runcap;
 	cbw *w = &c->gath.w;
+	urun *runs = c->gath.runs;
 	qsort(s->r, s->nr, sizeof(*s->r), cmp_rcpt);
 	/* Runs of (key, user), repeated seqs dropped. */
 	size_t nrun = 0, out = 0;
@@ -198,10 +186,11 @@ static void flush_rcpts(core *c, device *dev, gslot *s)
 		bool same_user = out && s->r[out - 1].key == s->r[out].key &&
 		                 strcmp(s->r[out - 1].by, s->r[out].by) == 0;
 		if (!same_user) {
-			if (chat_grow(&runs, &runcap, nrun + 1, sizeof(*runs), 64)) {
+			if (chat_grow(&c->gath.runs, &c->gath.runcap, nrun + 1, sizeof(*c->gath.runs), 64)) {
 				core_log(c, CORE_LOG_ERR, "out of memory: receipts for %s dropped", dev->addr);
 				return;
 			}
+			runs = c->gath.runs;
 			runs[nrun++] = (urun){ s->r[out].key, out, 0 };
 		}
 		runs[nrun - 1].n++;
@@ -401,6 +390,28 @@ void gather_flush_dev_slot(core *c, device *dev)
 	release(c, dev);
 }
 
+void gather_tick(core *c, uint64_t now_ms)
+{
+	/* Downwards: a flush moves the last slot (already seen) into its place. */
+	for (size_t i = c->gath.used; i-- > 0;) {
+		gslot *s = &c->gath.slot[i];
+		if (now_ms - s->since_ms < c->cfg.delivered_gather_ms)
+			continue;
+		/* The PUBACKs gathered so far deliver first, whatever their own
+		 * age, so that a confirmation leaves with every delivery the
+		 * broker has seen for it (receipts.c; no slot moves meanwhile:
+		 * the deliveries merge or gather into existing slots, or add
+		 * new ones at the end). */
+		if (s->ns && c->acks.used) {
+			device *dev = s->dev;
+			receipts_flush_all(c);
+			if (i >= c->gath.used || c->gath.slot[i].dev != dev)
+				continue; /* (it went out meanwhile) */
+		}
+		gather_flush_dev_slot(c, c->gath.slot[i].dev);
+	}
+}
+
 void gather_flush_all(core *c)
 {
 	/* Each flush gives its slot back (the last moves into its place). */
@@ -424,6 +435,7 @@ void gather_free(core *c)
 		free(g->slot[i].r);
 	}
 	free(g->slot);
+	free(g->runs);
 	cbw_free(&g->w);
 	memset(g, 0, sizeof(*g));
 }
