@@ -29,6 +29,7 @@
  */
 #include "cbor_io.h"
 #include "chat_version.h"
+#include "xmpp_scan.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1439,97 +1440,6 @@ static void x_auth(conn *c)
 	xsend(c, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>", b64);
 }
 
-/* The length of the complete item at p[0..n), 0 if it is incomplete.
- * kind: 1 the stream header, 2 an element, 3 the stream's end, 4 other. */
-static size_t xml_item(const uint8_t *p, size_t n, int *kind)
-{
-	size_t i = 0;
-	if (p[0] != '<') { /* whitespace keepalives, stray text */
-		while (i < n && p[i] != '<')
-			i++;
-		*kind = 4;
-		return i;
-	}
-	if (n >= 2 && p[1] == '?') {
-		const uint8_t *e = memmem(p, n, "?>", 2);
-		*kind = 4;
-		return e ? (size_t)(e - p) + 2 : 0;
-	}
-	bool header = n >= 14 && memcmp(p, "<stream:stream", 14) == 0;
-	int depth = 0;
-	while (i < n) {
-		if (p[i] != '<') {
-			i++;
-			continue;
-		}
-		bool closing = i + 1 < n && p[i + 1] == '/';
-		char q = 0;
-		size_t j = i + 1;
-		for (; j < n; j++) {
-			if (q) {
-				if (p[j] == q)
-					q = 0;
-			} else if (p[j] == '\'' || p[j] == '"') {
-				q = (char)p[j];
-			} else if (p[j] == '>') {
-				break;
-			}
-		}
-		if (j >= n)
-			return 0;
-		if (closing) {
-			if (depth == 0) { /* </stream:stream> */
-				*kind = 3;
-				return j + 1;
-			}
-			depth--;
-		} else if (p[j - 1] != '/') {
-			if (header) {
-				*kind = 1;
-				return j + 1;
-			}
-			depth++;
-		}
-		i = j + 1;
-		if (depth == 0) {
-			*kind = 2;
-			return i;
-		}
-	}
-	return 0;
-}
-
-static bool x_name_is(const uint8_t *el, size_t len, const char *name)
-{
-	size_t l = strlen(name);
-	return len > l + 1 && memcmp(el + 1, name, l) == 0 &&
-	       (el[l + 1] == ' ' || el[l + 1] == '>' || el[l + 1] == '/');
-}
-
-/* The value of attribute a in the element's start tag, or NULL. */
-static const uint8_t *x_attr(const uint8_t *el, size_t len, const char *a, size_t *vl)
-{
-	const uint8_t *end = memchr(el, '>', len);
-	size_t tl = end ? (size_t)(end - el) : len, al = strlen(a);
-	for (size_t i = 1; i + al + 2 < tl; i++) {
-		if (el[i] == ' ' && memcmp(el + i + 1, a, al) == 0 && el[i + 1 + al] == '=' &&
-		    (el[i + 2 + al] == '\'' || el[i + 2 + al] == '"')) {
-			const uint8_t *v = el + i + 3 + al;
-			const uint8_t *e = memchr(v, el[i + 2 + al], (size_t)(el + tl - v));
-			if (!e)
-				return NULL;
-			*vl = (size_t)(e - v);
-			return v;
-		}
-	}
-	return NULL;
-}
-
-static bool x_has(const uint8_t *el, size_t len, const char *s)
-{
-	return memmem(el, len, s, strlen(s)) != NULL;
-}
-
 static void x_fail(conn *c, const char *what, const uint8_t *el, size_t len)
 {
 	if (x_fail_shown++ < 3)
@@ -1537,16 +1447,6 @@ static void x_fail(conn *c, const char *what, const uint8_t *el, size_t len)
 		        (const char *)el);
 	c->connack = true;
 	c->connack_rc = 1;
-}
-
-static uint64_t hex64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 16; i++) {
-		uint8_t ch = p[i];
-		v = v << 4 | (uint64_t)(ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10);
-	}
-	return v;
 }
 
 /* A send: the body carries the intended send time and the pair's counter k. */
@@ -1567,7 +1467,7 @@ static void x_ready_element(conn *c, const uint8_t *el, size_t len)
 {
 	xstate *x = &xs[c->idx];
 	pair *p = &pairs[c->idx / 2];
-	size_t vl;
+	size_t vl = 0;
 	const uint8_t *v;
 	if (x_name_is(el, len, "r")) {
 		xsend(c, "<a xmlns='urn:xmpp:sm:3' h='%" PRIu64 "'/>", x->in_h);
@@ -1646,7 +1546,7 @@ static void x_element(conn *c, int kind, const uint8_t *el, size_t len)
 		}
 		return;
 	case X_REGISTER: {
-		size_t vl;
+		size_t vl = 0;
 		const uint8_t *t = x_attr(el, len, "type", &vl);
 		if (!x_name_is(el, len, "iq"))
 			return;
