@@ -173,6 +173,20 @@ def key_requests():
     }
 
 
+def xmpp_streams():
+    """Seeds of fuzz_xmpp: what chatbench's xmpp mode reads from ejabberd (a
+    stream header and features, bind/SM/SASL answers, a message with its
+    receipt request, an ack and a receipt, errors, a cut-off element)."""
+    return {
+        'ack_receipt': b'<a xmlns=\'urn:xmpp:sm:3\' h=\'42\'/><message from="r0@localhost/d" to=\'s0@localhost/d\' id=\'r7\'><received xmlns=\'urn:xmpp:receipts\' id=\'7\'/></message>   ',
+        'bind': b"<iq type='result' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>s0@localhost/d</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' max='300'/><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        'errors': b"<iq type='error' id='reg'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq><stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+        'features': b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='1' from='localhost' version='1.0' xml:lang='en'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms><register xmlns='http://jabber.org/features/iq-register'/></stream:features>",
+        'message': b"<message to='r0@localhost' from='s0@localhost/d' id='7' type='chat' xmlns='jabber:client'><body>00000000075bcd1500000000000000076789abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij</body><request xmlns='urn:xmpp:receipts'/></message><r xmlns='urn:xmpp:sm:3'/>",
+        'partial': b"<message type='error' id='3'><body>x</body><error type='cancel'><text>a > b &amp; 'c'</text></error></message><a h='",
+    }
+
+
 def keylog_answers():
     """Seeds of fuzz_keylog: key server answers carrying log data (heads,
     proofs, log references), made with tests/vectors/keylog.json's tree."""
@@ -519,6 +533,7 @@ def main():
     write("attach", attach_inputs())
     write("keylog", keylog_answers())
     write("ack", acks())
+    write("xmpp", xmpp_streams())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}
