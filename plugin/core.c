@@ -204,6 +204,11 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		snprintf(err, errlen, "cannot load groups from the store: %s", store_errmsg(c->st));
 		goto fail;
 	}
+	if (caps_load(c)) {
+		snprintf(err, errlen, "cannot load device capabilities from the store: %s",
+		         store_errmsg(c->st));
+		goto fail;
+	}
 	if (push_load(c)) {
 		snprintf(err, errlen, "cannot load push targets from the store: %s", store_errmsg(c->st));
 		goto fail;
@@ -320,9 +325,17 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return typing_handle(c, dev, &t, payload, len);
 	case T_RECEIPT:
 		return receipts_handle(c, dev, payload, len);
-	case T_SYNC:
+	case T_SYNC: {
+		/* {caps} first: the replay uses them; a bad one is told, and the
+		 * replay still runs with the device's capabilities as they were */
+		refusal why;
+		if (!caps_sync(c, dev, payload, len, &why)) {
+			c->n.msgs_refused++;
+			ev_error(c, dev, &why, NULL, 0);
+		}
 		sync_start(c, dev);
 		return CORE_ALLOW;
+	}
 	case T_CTL:
 		return ctl_handle(c, dev, payload, len);
 	default:

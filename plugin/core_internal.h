@@ -102,6 +102,28 @@ void kick_cancel(core *c, const char *clientid);
 void kick_tick(core *c);
 void kick_free(core *c);
 
+/* ---- device capabilities (caps.c) ---- */
+
+/* The capabilities a device may declare (docs/PROTOCOL.md, "Capabilities"):
+ * X(NAME, "wire name"). A new one is one line, added at the end: its place
+ * is its bit, which the store keeps (store_caps_set). */
+#define DEVICE_CAPS(X) \
+	X(SENTS, "sents") /* gathered confirmations (gather.c) */ \
+	X(BATCH, "batch") /* batched replay */ \
+	X(RCPTS, "rcpts") /* coalesced receipts (gather.c) */
+
+#define CAP_BIT_ENUM(e, name) CAP_BIT_##e,
+enum cap_bit { DEVICE_CAPS(CAP_BIT_ENUM) CAP_NBITS };
+#undef CAP_BIT_ENUM
+#define CAP_MASK_ENUM(e, name) CAP_##e = 1u << CAP_BIT_##e,
+enum { DEVICE_CAPS(CAP_MASK_ENUM) };
+#undef CAP_MASK_ENUM
+#define CAP_ALL ((uint32_t)((1u << CAP_NBITS) - 1u))
+_Static_assert(CAP_NBITS <= 32, "capabilities fit in struct device's uint32_t");
+
+/* The most names one declaration lists (unknown ones included). */
+#define CAPS_MAX_NAMES 64
+
 /* ---- directory: users, their devices, who is online (directory.c) ---- */
 
 /* A device's flow window and backlog (flow.c, sync.c). Everything QoS 1
@@ -151,7 +173,11 @@ typedef struct device {
 	push_state push;
 	uint64_t send_tat;              /* send rate limit (send.c): its bucket, in µs */
 	uint8_t ackrun;                 /* its gathered PUBACKs: c->acks.run[ackrun - 1]; 0: none */
+	uint32_t caps;                  /* what it declared it understands: CAP_* bits (caps.c) */
 } device;
+
+/* Whether the device declared capability cap (CAP_SENTS, ...). */
+static inline bool device_has_cap(const device *d, uint32_t cap) { return (d->caps & cap) != 0; }
 
 /* What chat/presence/U retains, as far as this server published it. */
 enum pres_state { PRES_NONE = 0, PRES_ONLINE, PRES_OFFLINE };
@@ -588,10 +614,40 @@ void push_tick(core *c);
 /* ---- ctl requests (ctl.c) ---- */
 enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);
 
+/* ---- capabilities (caps.c) ---- */
+
+/* caps.c's state: how many devices declared each capability (gauges for
+ * stats.c). */
+typedef struct caps_state {
+	uint64_t devices[CAP_NBITS];
+} caps_state;
+
+/* The capability's wire name ("sents"). */
+const char *caps_name(enum cap_bit bit);
+/* Reads a CBOR array of capability names (its whole encoding, raw): the
+ * known ones as bits into *out, unknown names ignored. False: not an
+ * array of at most CAPS_MAX_NAMES text strings (why set). */
+bool caps_parse(const uint8_t *raw, size_t len, uint32_t *out, refusal *why);
+/* Makes caps the device's capabilities: what it has gathered goes out
+ * first, the store keeps the new set when it changed. False: the store
+ * failed (why set; nothing changed). */
+bool caps_set(core *c, device *dev, uint32_t caps, refusal *why);
+/* The reply pairs of a caps declaration: caps (the names in effect) and
+ * server {v, puback_delivered, gather_ms, replay_batch}; 2 pairs. */
+void caps_reply_pairs(core *c, cbw *w, const device *dev);
+/* chat/sync's payload: {caps} sets them before the replay; anything else
+ * (an empty payload, {}) changes nothing. False: caps was malformed or
+ * could not be stored (why set). */
+bool caps_sync(core *c, device *dev, const uint8_t *payload, size_t len, refusal *why);
+/* Loads the stored capabilities (core_open, after the devices). */
+int caps_load(core *c);
+/* dev is about to be freed: its capabilities leave the gauges. */
+void caps_forget(core *c, device *dev);
+
 
 /* ---- counters (stats.c) ---- */
 
-#define CORE_STATS_MAX 96
+#define CORE_STATS_MAX 128
 
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
@@ -772,6 +828,7 @@ struct core {
 	broker_events bev;      /* broker_events.c */
 	stats_state stats;      /* stats.c */
 	commit_state commit;    /* commit.c */
+	caps_state caps;        /* caps.c */
 	backup_job *backup;     /* backup.c: a running `backup`, or NULL */
 	cbw wreply;             /* admin.c: the reply's result pairs, apart from w and w2,
 	                         * which the events a command sends meanwhile use */

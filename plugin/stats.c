@@ -164,6 +164,9 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "store_pending_compaction_bytes", e.pending_compaction_bytes },
 		{ "store_write_stopped", e.write_stopped },
 		{ "store_delayed_write_rate", e.delayed_write_rate },
+		{ "devices_caps_sents", c->caps.devices[CAP_BIT_SENTS] },
+		{ "devices_caps_batch", c->caps.devices[CAP_BIT_BATCH] },
+		{ "devices_caps_rcpts", c->caps.devices[CAP_BIT_RCPTS] },
 	};
 	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + REFUSAL_NCOUNTED + 1 + PUSHGW_NCOUNTERS <=
 	               CORE_STATS_MAX, "CORE_STATS_MAX holds every counter");

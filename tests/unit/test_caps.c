@@ -1,0 +1,541 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
+/* test_caps.c — protocol v2 in the plugin core: capabilities (ctl caps,
+ * chat/sync caps, kept in the store), gathered confirmations (`sents`)
+ * and coalesced receipts (`rcpts`), and that devices without them see the
+ * v1 forms.
+ *
+ * Same approach as test_offline.c, sharing its test support (support/):
+ * the core driven through core.h with the recording fake of core_io and
+ * a real store per test; the events a device got are rendered compactly
+ * (trace()) and compared.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cbor_io.h"
+#include "core.h"
+#include "core_internal.h" /* struct device: its caps bits */
+#include "err.h"
+#include "events.h"
+#include "fake_io.h"
+#include "harness.h"
+#include "ids.h"
+
+#define CONV "dm:alice:bob"
+#define ALL_EVENTS (CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE | CORE_BEV_ACKED)
+
+static int next_conn;
+
+static void setup(void)
+{
+	env_setup(FAKE_BROADCASTS_COUNTED);
+	next_conn = 0;
+}
+
+static void teardown(void) { env_teardown(); }
+
+/* ================= rendering what a device got ================= */
+
+/* An array of uints or texts at the reader's position, joined: uints with
+ * '+', texts with ','; into out. */
+static void join_array(cbr *r, char *out, size_t room)
+{
+	cbr_item a, x;
+	uint64_t i = 0;
+	ck_assert_int_eq(cbr_next(r, &a), CHAT_OK);
+	ck_assert_int_eq(a.type, CBR_ARRAY);
+	out[0] = '\0';
+	while (cbr_array_next(r, &a, &i)) {
+		ck_assert_int_eq(cbr_next(r, &x), CHAT_OK);
+		size_t l = strlen(out);
+		if (x.type == CBR_UINT)
+			snprintf(out + l, room - l, "%s%llu", l ? "+" : "", (unsigned long long)x.u);
+		else {
+			ck_assert_int_eq(x.type, CBR_TEXT);
+			snprintf(out + l, room - l, "%s%.*s", l ? "," : "", (int)x.len, (const char *)x.ptr);
+		}
+	}
+}
+
+/* sents: "sents[<seq>(<cid>)/dl=<users>,…]" */
+static void render_sents(const pubrec *p, char *o, size_t room)
+{
+	const uint8_t *raw;
+	size_t rawlen;
+	cbr_item v;
+	ck_assert_uint_eq(fnkeys(p), 2);
+	ck_assert(fget(p, "items", &v, &raw, &rawlen));
+	cbr r, ir;
+	cbr_item arr, m, k, x;
+	uint64_t i = 0;
+	cbr_init(&r, raw, rawlen);
+	ck_assert_int_eq(cbr_next(&r, &arr), CHAT_OK);
+	ck_assert_int_eq(arr.type, CBR_ARRAY);
+	ck_assert_uint_gt(arr.u, 0);
+	snprintf(o, room, "sents[");
+	while (cbr_array_next(&r, &arr, &i)) {
+		ck_assert_int_eq(cbr_next(&r, &m), CHAT_OK);
+		ck_assert_int_eq(m.type, CBR_MAP);
+		uint64_t j = 0, seq = 0, cid = 0;
+		bool has_conv = false, has_ts = false, has_cid = false;
+		char dl[1024] = "";
+		while (cbr_map_next(&r, &m, &j, &k)) {
+			if (cbr_eq(&k, "dl")) {
+				join_array(&r, dl, sizeof dl);
+				ck_assert_uint_gt(strlen(dl), 0);
+				continue;
+			}
+			ck_assert_int_eq(cbr_next(&r, &x), CHAT_OK);
+			if (cbr_eq(&k, "seq"))
+				seq = x.u;
+			else if (cbr_eq(&k, "cid")) {
+				ck_assert_int_eq(x.type, CBR_UINT);
+				cid = x.u;
+				has_cid = true;
+			} else if (cbr_eq(&k, "conv"))
+				has_conv = x.type == CBR_TEXT;
+			else if (cbr_eq(&k, "ts"))
+				has_ts = x.type == CBR_UINT && x.u >= FAKE_T0 && x.u <= F.now;
+			else
+				ck_abort_msg("unexpected key in a sents item");
+		}
+		ck_assert(has_conv && has_ts && has_cid && seq);
+		size_t l = strlen(o);
+		snprintf(o + l, room - l, "%s%llu(%llu)%s%s", i > 1 ? "," : "", (unsigned long long)seq,
+		         (unsigned long long)cid, dl[0] ? "/dl=" : "", dl);
+	}
+	(void)ir;
+	size_t l = strlen(o);
+	snprintf(o + l, room - l, "]");
+}
+
+/* rcpts: "rcpts:<s>[<seqs>(<by>);…]" */
+static void render_rcpts(const pubrec *p, char *o, size_t room)
+{
+	const uint8_t *raw;
+	size_t rawlen;
+	cbr_item v;
+	ck_assert_uint_eq(fnkeys(p), 5);
+	ck_assert(fhas(p, "conv"));
+	uint64_t ts = fuint(p, "ts");
+	ck_assert(ts >= FAKE_T0 && ts <= F.now);
+	ck_assert(fget(p, "sets", &v, &raw, &rawlen));
+	snprintf(o, room, "rcpts:%s[", ftext(p, "s"));
+	cbr r;
+	cbr_item arr, m, k;
+	uint64_t i = 0;
+	cbr_init(&r, raw, rawlen);
+	ck_assert_int_eq(cbr_next(&r, &arr), CHAT_OK);
+	ck_assert_uint_gt(arr.u, 0);
+	while (cbr_array_next(&r, &arr, &i)) {
+		ck_assert_int_eq(cbr_next(&r, &m), CHAT_OK);
+		ck_assert_int_eq(m.type, CBR_MAP);
+		ck_assert_uint_eq(m.u, 2);
+		char seqs[4096] = "", by[8192] = "";
+		uint64_t j = 0;
+		while (cbr_map_next(&r, &m, &j, &k)) {
+			if (cbr_eq(&k, "seqs"))
+				join_array(&r, seqs, sizeof seqs);
+			else if (cbr_eq(&k, "by"))
+				join_array(&r, by, sizeof by);
+			else
+				ck_abort_msg("unexpected key in a rcpts set");
+		}
+		ck_assert(seqs[0] && by[0]);
+		size_t l = strlen(o);
+		snprintf(o + l, room - l, "%s%s(%s)", i > 1 ? ";" : "", seqs, by);
+	}
+	size_t l = strlen(o);
+	snprintf(o + l, room - l, "]");
+}
+
+/* The events addr got since m, one word each, space-separated:
+ *   msg m<seq>, receipt <s>(<by>):<seqs>, sync done, sent sent<seq>,
+ *   sents sents[…], rcpts rcpts:<s>[…], error error:<code>,
+ *   ctl ctl:ok / ctl:<code>. */
+static const char *trace(size_t m, const char *addr)
+{
+	static char ring[4][32768];
+	static int next;
+	char *out = ring[next++ % 4];
+	char topic[256];
+	snprintf(topic, sizeof(topic), "chat/inbox/%s", addr);
+	out[0] = '\0';
+	for (size_t i = m; i < F.npubs; i++) {
+		const pubrec *p = &F.pubs[i];
+		if (strcmp(p->clientid, addr) != 0)
+			continue;
+		ck_assert_str_eq(p->topic, topic);
+		ck_assert_int_eq(p->qos, 1);
+		well_formed(p);
+		const char *k = ftext(p, "k");
+		size_t l = strlen(out);
+		char *o = out + l;
+		size_t room = sizeof(ring[0]) - l;
+		const char *sp = l ? " " : "";
+		char buf[16384];
+		if (strcmp(k, "msg") == 0)
+			snprintf(o, room, "%sm%llu", sp, (unsigned long long)fuint(p, "seq"));
+		else if (strcmp(k, "receipt") == 0)
+			snprintf(o, room, "%s%s(%s):%s", sp, ftext(p, "s"), ftext(p, "by"), flist(p, "seqs"));
+		else if (strcmp(k, "sync") == 0)
+			snprintf(o, room, "%sdone", sp);
+		else if (strcmp(k, "sent") == 0)
+			snprintf(o, room, "%ssent%llu", sp, (unsigned long long)fuint(p, "seq"));
+		else if (strcmp(k, "sents") == 0) {
+			render_sents(p, buf, sizeof buf);
+			snprintf(o, room, "%s%s", sp, buf);
+		} else if (strcmp(k, "rcpts") == 0) {
+			render_rcpts(p, buf, sizeof buf);
+			snprintf(o, room, "%s%s", sp, buf);
+		} else if (strcmp(k, "error") == 0)
+			snprintf(o, room, "%serror:%s", sp, ftext(p, "code"));
+		else if (strcmp(k, "ctl") == 0)
+			snprintf(o, room, "%sctl:%s", sp, fbool(p, "ok") ? "ok" : ftext(p, "code"));
+		else if (strcmp(k, "group") == 0)
+			snprintf(o, room, "%sg%llu", sp, (unsigned long long)fuint(p, "seq"));
+		else
+			ck_abort_msg("unexpected event kind %s to %s", k, addr);
+	}
+	return out;
+}
+
+/* ================= driving helpers ================= */
+
+static void connect_fresh(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	ck_assert_int_lt(next_conn, NCONNS);
+	r->conn = CONN(next_conn++);
+	connect_dev(addr);
+}
+
+static enum core_verdict pub_as(const char *from, const char *topic, const void *p, size_t len)
+{
+	devrec *r = find_dev(from);
+	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
+}
+
+static enum core_verdict pubw(const char *from, const char *topic, const cbw *w)
+{
+	return pub_as(from, topic, w->buf, w->len);
+}
+
+/* The caps array of names (NULL-terminated) into w. */
+static void names(cbw *w, const char *const *caps)
+{
+	size_t n = 0;
+	while (caps[n])
+		n++;
+	cbw_array(w, n);
+	for (size_t i = 0; i < n; i++)
+		cbw_text(w, caps[i]);
+}
+
+/* ctl {op: "caps", rid: 7, caps}; its one reply. */
+static const pubrec *ctl_caps(const char *addr, const char *const *caps)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "caps");
+	cbw_text(&w, "rid"); cbw_uint(&w, 7);
+	cbw_text(&w, "caps"); names(&w, caps);
+	size_t m = mark();
+	pubw(addr, "chat/ctl", &w);
+	cbw_free(&w);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	const pubrec *p = event_to(m, addr, "ctl");
+	ck_assert_uint_eq(fuint(p, "rid"), 7);
+	return p;
+}
+
+/* Declares caps (by ctl), checked. */
+static void declare(const char *addr, const char *const *caps)
+{
+	ck_assert(fbool(ctl_caps(addr, caps), "ok"));
+}
+
+static uint32_t caps_of(const char *addr)
+{
+	device *d = dir_device(&C->dir, addr, strlen(addr));
+	ck_assert_ptr_nonnull(d);
+	return d->caps;
+}
+
+/* The value of key in the map `server` of a caps reply. */
+static cbr_item server_field(const pubrec *p, const char *key)
+{
+	const uint8_t *raw;
+	size_t rawlen;
+	cbr_item v, k, x;
+	ck_assert(fget(p, "server", &v, &raw, &rawlen));
+	ck_assert_int_eq(v.type, CBR_MAP);
+	ck_assert_uint_eq(v.u, 4);
+	cbr r;
+	uint64_t i = 0;
+	cbr_init(&r, raw, rawlen);
+	cbr_next(&r, &v);
+	while (cbr_map_next(&r, &v, &i, &k)) {
+		ck_assert_int_eq(cbr_next(&r, &x), CHAT_OK);
+		if (cbr_eq(&k, key))
+			return x;
+	}
+	ck_abort_msg("no %s in server", key);
+	return x;
+}
+
+/* ================= capabilities ================= */
+
+static const char *const V2[] = { "sents", "rcpts", "batch", NULL };
+
+START_TEST(caps_declared_by_ctl)
+{
+	register_device("alice", "phone");
+	connect_fresh("alice/phone");
+	/* Unknown names are ignored; the reply lists what is in effect. */
+	static const char *const some[] = { "rcpts", "teleport", "sents", "rcpts", NULL };
+	const pubrec *p = ctl_caps("alice/phone", some);
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fnkeys(p), 5); /* k, rid, ok, caps, server */
+	ck_assert_str_eq(ftext_list(p, "caps"), "sents,rcpts");
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS);
+	cbr_item x = server_field(p, "v");
+	ck_assert(x.type == CBR_UINT && x.u == 2);
+	x = server_field(p, "puback_delivered");
+	ck_assert(x.type == CBR_BOOL && !x.b); /* no broker events here */
+	x = server_field(p, "gather_ms");
+	ck_assert(x.type == CBR_UINT && x.u == CFG.delivered_gather_ms);
+	x = server_field(p, "replay_batch");
+	ck_assert(x.type == CBR_UINT && x.u >= 1);
+	/* Replaced, not added to; an empty list is v1 again. */
+	static const char *const batch[] = { "batch", NULL };
+	ck_assert_str_eq(ftext_list(ctl_caps("alice/phone", batch), "caps"), "batch");
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_BATCH);
+	static const char *const none[] = { NULL };
+	ck_assert_str_eq(ftext_list(ctl_caps("alice/phone", none), "caps"), "");
+	ck_assert_uint_eq(caps_of("alice/phone"), 0);
+}
+END_TEST
+
+START_TEST(caps_puback_delivered_on_patched_broker)
+{
+	register_device("alice", "phone");
+	connect_fresh("alice/phone");
+	ck_assert(core_broker_events(C, ALL_EVENTS));
+	cbr_item x = server_field(ctl_caps("alice/phone", V2), "puback_delivered");
+	ck_assert(x.type == CBR_BOOL && x.b);
+}
+END_TEST
+
+/* ctl caps with the raw CBOR value `val` for caps (NULL: none); the code
+ * of its refusal. */
+static const char *caps_refusal(const uint8_t *val, size_t len)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, val ? 3 : 2);
+	cbw_text(&w, "op"); cbw_text(&w, "caps");
+	cbw_text(&w, "rid"); cbw_uint(&w, 9);
+	if (val) {
+		cbw_text(&w, "caps");
+		cbw_raw(&w, val, len);
+	}
+	size_t m = mark();
+	ck_assert_int_eq(pubw("alice/phone", "chat/ctl", &w), CORE_DENY);
+	cbw_free(&w);
+	const pubrec *p = event_to(m, "alice/phone", "ctl");
+	ck_assert(!fbool(p, "ok"));
+	ck_assert_uint_eq(fuint(p, "rid"), 9);
+	ck_assert_uint_gt(strlen(ftext(p, "msg")), 0);
+	static char code[32];
+	snprintf(code, sizeof code, "%s", ftext(p, "code"));
+	return code;
+}
+
+START_TEST(caps_malformed_refused)
+{
+	register_device("alice", "phone");
+	connect_fresh("alice/phone");
+	declare("alice/phone", V2);
+	static const uint8_t text[] = { 0x65, 's', 'e', 'n', 't', 's' };      /* "sents" */
+	static const uint8_t map[] = { 0xa0 };                                /* {} */
+	static const uint8_t nums[] = { 0x82, 0x01, 0x02 };                   /* [1, 2] */
+	static const uint8_t nested[] = { 0x81, 0x81, 0x61, 'x' };            /* [["x"]] */
+	static const uint8_t indef[] = { 0x9f, 0x65, 'r', 'c', 'p', 't', 's', 0xff }; /* [_ "rcpts"] */
+	ck_assert_str_eq(caps_refusal(NULL, 0), "field");
+	ck_assert_str_eq(caps_refusal(text, sizeof text), "field");
+	ck_assert_str_eq(caps_refusal(map, sizeof map), "field");
+	ck_assert_str_eq(caps_refusal(nums, sizeof nums), "field");
+	ck_assert_str_eq(caps_refusal(nested, sizeof nested), "field");
+	/* 65 names is over the limit */
+	uint8_t many[1 + 2 + 65 * 2];
+	size_t n = 0;
+	many[n++] = 0x98;
+	many[n++] = 65;
+	for (int i = 0; i < 65; i++) {
+		many[n++] = 0x61;
+		many[n++] = 'a';
+	}
+	ck_assert_str_eq(caps_refusal(many, n), "field");
+	/* A refusal changes nothing. */
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS | CAP_BATCH);
+	/* An indefinite-length array is still an array. */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "caps");
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "caps"); cbw_raw(&w, indef, sizeof indef);
+	size_t m = mark();
+	ck_assert_int_eq(pubw("alice/phone", "chat/ctl", &w), CORE_ALLOW);
+	cbw_free(&w);
+	ck_assert_str_eq(ftext_list(event_to(m, "alice/phone", "ctl"), "caps"), "rcpts");
+}
+END_TEST
+
+START_TEST(caps_survive_reconnect_and_restart)
+{
+	register_device("alice", "phone");
+	register_device("alice", "tablet");
+	register_device("bob", "phone");
+	connect_fresh("alice/phone");
+	connect_fresh("bob/phone");
+	static const char *const sents[] = { "sents", NULL };
+	declare("alice/phone", V2);
+	declare("bob/phone", sents);
+	disconnect_dev("alice/phone");
+	connect_fresh("alice/phone");
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS | CAP_BATCH);
+	close_core();
+	open_core();
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS | CAP_BATCH);
+	ck_assert_uint_eq(caps_of("bob/phone"), CAP_SENTS);
+	ck_assert_uint_eq(caps_of("alice/tablet"), 0);
+}
+END_TEST
+
+START_TEST(caps_dropped_with_the_device)
+{
+	register_device("alice", "phone");
+	register_device("bob", "phone");
+	connect_fresh("alice/phone");
+	declare("alice/phone", V2);
+	const pubrec *r = admin("device.remove", "user", "alice", "device", "phone");
+	ck_assert(fbool(r, "ok"));
+	/* What a build that knew no capabilities leaves when it removes a
+	 * device: its record. */
+	ck_assert_int_eq(store_caps_set(C->st, "alice", "phone", CAP_SENTS), CHAT_OK);
+	/* Added again: a new device, without the old one's capabilities, now
+	 * and after a restart. */
+	NDEV = 0;
+	register_device("alice", "phone");
+	ck_assert_uint_eq(caps_of("alice/phone"), 0);
+	close_core();
+	open_core();
+	ck_assert_uint_eq(caps_of("alice/phone"), 0);
+	ck_assert_uint_eq(caps_of("bob/phone"), 0);
+}
+END_TEST
+
+START_TEST(caps_declared_by_sync)
+{
+	register_device("alice", "phone");
+	register_device("bob", "phone");
+	connect_fresh("alice/phone");
+	/* {caps} on chat/sync: set before the replay, which still ends with done */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 1);
+	cbw_text(&w, "caps");
+	static const char *const rcpts[] = { "rcpts", NULL };
+	names(&w, rcpts);
+	size_t m = mark();
+	ck_assert_int_eq(pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
+	ck_assert_str_eq(trace(m, "alice/phone"), "done");
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_RCPTS);
+	/* {} and an empty payload leave them. */
+	static const uint8_t empty_map[] = { 0xa0 };
+	m = mark();
+	ck_assert_int_eq(pub_as("alice/phone", "chat/sync", empty_map, 1), CORE_ALLOW);
+	ck_assert_int_eq(pub_as("alice/phone", "chat/sync", "", 0), CORE_ALLOW);
+	ck_assert_str_eq(trace(m, "alice/phone"), "done done");
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_RCPTS);
+	/* A malformed caps: an error, the replay runs, the caps stay. */
+	cbw_reset(&w);
+	cbw_map(&w, 1);
+	cbw_text(&w, "caps"); cbw_text(&w, "sents");
+	m = mark();
+	ck_assert_int_eq(pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
+	ck_assert_str_eq(trace(m, "alice/phone"), "error:field done");
+	ck_assert_uint_eq(caps_of("alice/phone"), CAP_RCPTS);
+	/* An empty list: v1. */
+	cbw_reset(&w);
+	cbw_map(&w, 1);
+	cbw_text(&w, "caps"); cbw_array(&w, 0);
+	ck_assert_int_eq(pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
+	ck_assert_uint_eq(caps_of("alice/phone"), 0);
+	cbw_free(&w);
+}
+END_TEST
+
+/* The value of a counter in the stats reply. */
+static uint64_t stat(const char *name)
+{
+	stat_value v[CORE_STATS_MAX];
+	size_t n = stats_collect(C, v);
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(v[i].name, name) == 0)
+			return v[i].v;
+	ck_abort_msg("no counter %s", name);
+	return 0;
+}
+
+START_TEST(caps_counted)
+{
+	register_device("alice", "phone");
+	register_device("bob", "phone");
+	connect_fresh("alice/phone");
+	connect_fresh("bob/phone");
+	static const char *const sents[] = { "sents", NULL };
+	declare("alice/phone", V2);
+	declare("bob/phone", sents);
+	ck_assert_uint_eq(stat("devices_caps_sents"), 2);
+	ck_assert_uint_eq(stat("devices_caps_rcpts"), 1);
+	ck_assert_uint_eq(stat("devices_caps_batch"), 1);
+	declare("alice/phone", sents);
+	ck_assert_uint_eq(stat("devices_caps_rcpts"), 0);
+	ck_assert(fbool(admin("device.remove", "user", "bob", "device", "phone"), "ok"));
+	ck_assert_uint_eq(stat("devices_caps_sents"), 1);
+	close_core();
+	open_core();
+	ck_assert_uint_eq(stat("devices_caps_sents"), 1);
+	ck_assert_uint_eq(stat("devices_caps_batch"), 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("caps");
+	struct {
+		const char *name;
+		const TTest *tests[16];
+	} cases[] = {
+		{ "caps", { caps_declared_by_ctl, caps_puback_delivered_on_patched_broker,
+		            caps_malformed_refused, caps_survive_reconnect_and_restart,
+		            caps_dropped_with_the_device, caps_declared_by_sync, caps_counted } },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		TCase *t = env_tcase(cases[i].name, setup, teardown);
+		for (size_t j = 0; j < 16 && cases[i].tests[j]; j++)
+			tcase_add_test(t, cases[i].tests[j]);
+		suite_add_tcase(s, t);
+	}
+	return s;
+}
+
+int main(void) { return run_suite(suite()); }
