@@ -36,6 +36,7 @@ void core_config_defaults(core_config *cfg)
 	cfg->inflight_drain = 1000;
 	cfg->delivered_gather_ms = 10;
 	cfg->replay_slice = 200;
+	cfg->replay_batch = 64;
 	cfg->expire_slice = 500;
 	cfg->max_group_size = 1024;
 	cfg->presence_grace_s = 10;
@@ -163,6 +164,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	cbw_init(&c->w);
 	cbw_init(&c->w2);
 	cbw_init(&c->wreply);
+	cbw_init(&c->deliv.batch);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -240,6 +242,7 @@ void core_close(core *c)
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
 	cbw_free(&c->wreply);
+	cbw_free(&c->deliv.batch);
 	fanout_free(c);
 	send_free(c);
 	kick_free(c);

@@ -454,6 +454,7 @@ void send_free(core *c);
 typedef struct delivery {
 	device *backlogs; /* sync.c: devices whose backlog the pump drains (linked through fc) */
 	bool acks_exact;  /* flow.c: the broker reports PUBACKs: no estimates */
+	cbw batch;        /* sync.c: the replay batch being built (reused, never shrinks) */
 } delivery;
 
 /* ---- events (events.c): everything the server publishes to a device ---- */
@@ -477,6 +478,9 @@ void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint6
 /* {k:"msg", …}: with_cid on copies to the sender's own devices. */
 void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
             bool with_cid);
+/* The same, appended to w (an element of a batch, sync.c). */
+void ev_msg_put(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+                bool with_cid);
 /* This device's body of a stored message (its entry of `bodies`, or `body`). */
 bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen);
 
@@ -496,6 +500,8 @@ void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
 /* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
  * group event. */
 void ev_group(cbw *w, const store_msg *m, uint64_t seq);
+/* The same, appended to w; false (nothing appended): a malformed record. */
+bool ev_group_put(cbw *w, const store_msg *m, uint64_t seq);
 /* Whether a device takes live events now (it may still lack room). */
 static inline bool dev_live(const device *d) { return d->conn && !d->fc.backlog; }
 
@@ -654,7 +660,8 @@ typedef struct counters {
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
 		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
-		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held;
+		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held,
+		replay_batches;
 	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;
 

@@ -158,10 +158,9 @@ void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint6
 	cbw_text(w, "ts"); cbw_uint(w, ts);
 }
 
-void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
-            bool with_cid)
+void ev_msg_put(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+                bool with_cid)
 {
-	cbw_reset(w);
 	cbw_map(w, 6 + m->has_type + with_cid);
 	cbw_text(w, "k"); cbw_text(w, "msg");
 	cbw_text(w, "conv"); cbw_text(w, m->conv);
@@ -175,6 +174,13 @@ void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_
 	if (with_cid) {
 		cbw_text(w, "cid"); ev_cid(w, &m->cid);
 	}
+}
+
+void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+            bool with_cid)
+{
+	cbw_reset(w);
+	ev_msg_put(w, m, seq, body, blen, with_cid);
 }
 
 bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen)
@@ -203,24 +209,29 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
 	return false;
 }
 
-void ev_group(cbw *w, const store_msg *m, uint64_t seq)
+bool ev_group_put(cbw *w, const store_msg *m, uint64_t seq)
 {
 	/* The stored body is the map {gid, op, by, members, ?name}; the
 	 * conversation's coordinates are added around its pairs. */
 	cbr r;
 	cbr_item map;
-	cbw_reset(w);
 	cbr_init(&r, m->body, m->body_len);
-	if (!m->body || cbr_next(&r, &map) || map.type != CBR_MAP || map.indef) {
-		w->oom = true; /* nothing is published from a malformed record */
-		return;
-	}
+	if (!m->body || cbr_next(&r, &map) || map.type != CBR_MAP || map.indef)
+		return false; /* nothing is published from a malformed record */
 	cbw_map(w, map.u + 4);
 	cbw_text(w, "k"); cbw_text(w, "group");
 	cbw_text(w, "conv"); cbw_text(w, m->conv);
 	cbw_text(w, "seq"); cbw_uint(w, seq);
 	cbw_text(w, "ts"); cbw_uint(w, m->ts);
 	cbw_raw(w, r.p, (size_t)(r.end - r.p));
+	return true;
+}
+
+void ev_group(cbw *w, const store_msg *m, uint64_t seq)
+{
+	cbw_reset(w);
+	if (!ev_group_put(w, m, seq))
+		w->oom = true; /* nothing is published from a malformed record */
 }
 
 enum core_verdict ev_refuse(core *c, device *to, enum refusal_code code, const char *fmt, ...)

@@ -135,6 +135,7 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "backlogs_active", count_backlogs(c, false) },
 		{ "events_spilled", c->n.spilled },
 		{ "queue_entries_replayed", c->n.replayed },
+		{ "replay_batches", c->n.replay_batches },
 		{ "queue_entries", e.queue_entries_estimate },
 		{ "receipts_in", c->n.receipts_in },
 		{ "acks_delivered", c->n.acks_delivered },

@@ -385,7 +385,8 @@ def dictionary():
                                 "image/jpeg", "audio/ogg",
                                 # protocol v2
                                 "caps", "sents", "rcpts", "batch", "items", "dl", "sets",
-                                "by", "evs", "server", "puback_delivered", "replay_batch"))
+                                "by", "evs", "server", "puback_delivered", "replay_batch",
+                                "k", "msg", "seq"))
     # the licence lines of the committed file (spelt in two parts: this
     # script's own header is the only one reuse should read here)
     spdx = "SPDX" + "-"
@@ -526,6 +527,27 @@ def clientev_inputs():
     return out
 
 
+def acks():
+    """PUBACKed inbox publishes (fuzz_ack): v1 events and replay batches."""
+    def msg(seq, conv="dm:alice:bob", frm="alice/phone"):
+        return {"k": "msg", "conv": conv, "seq": seq, "from": frm, "ts": 900, "body": b"hi"}
+    grp = {"k": "group", "conv": "g:team", "seq": 1, "ts": 900, "gid": "team", "op": "created",
+           "by": "alice", "members": ["alice", "bob"]}
+    rcpt = {"k": "receipt", "conv": "dm:alice:bob", "seqs": [1], "s": "delivered", "by": "alice",
+            "ts": 900}
+    return {
+        "msg": D(msg(1)),
+        "group": D(grp),
+        "batch": D({"k": "batch", "evs": [msg(s) for s in range(1, 7)]}),
+        "batch_mixed": D({"k": "batch", "evs": [msg(2), rcpt, grp, msg(3, "dm:bob:carol", "carol/phone")]}),
+        "batch_nested": D({"k": "batch", "evs": [{"k": "batch", "evs": [msg(4)]}, msg(5)]}),
+        "batch_not_maps": D({"k": "batch", "evs": [1, "x", msg(6)]}),
+        "batch_evs_first": D({"evs": [msg(1)], "k": "batch"}),
+        "batch_count_lies": b"\xa2\x61k\x65batch\x63evs\x99\xff\xff" + D(msg(1)),
+        "batch_empty": D({"k": "batch", "evs": []}),
+    }
+
+
 def main():
     sends = {k: D(v) for k, v in SENDS.items()}
     sends["indefinite_map"] = indef_map([("cid", 13), ("body", b"indef")])
@@ -550,6 +572,7 @@ def main():
     write("attach", attach_inputs())
     write("clientev", clientev_inputs())
     write("keylog", keylog_answers())
+    write("ack", acks())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}
