@@ -48,14 +48,6 @@
 
 #define SLICE_MAX 4096
 
-/* TEMP (until caps28 is merged): a device whose id starts with "batch". */
-enum { CAP_BATCH = 1 };
-static bool device_has_cap(const device *d, unsigned cap)
-{
-	(void)cap;
-	return strncmp(d->id, "batch", 5) == 0;
-}
-
 /* Room before a batch's elements for its header: {"k":"batch","evs":
  * [n} is at most 16 bytes for n <= 65535. */
 #define BATCH_HEAD 16
