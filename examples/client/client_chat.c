@@ -1162,14 +1162,15 @@ static void on_caps(client *c, const qmsg *m)
 		return;
 	}
 	c->puback_delivered = r.has_server && r.puback_delivered;
-	char names[64] = "";
-	for (unsigned i = 0; i < CEV_NCAPS; i++)
-		if (r.caps & (1u << i))
-			snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
-			         names[0] ? "," : "", cev_cap_name(i));
-	fprintf(stderr, "chat-client: protocol v2: capabilities %s; delivered receipts %s\n",
-	        names[0] ? names : "none",
-	        c->puback_delivered ? "by PUBACK (none sent)" : "sent");
+	if (c->interactive) {   /* the other modes keep stderr for what happened */
+		char names[64] = "";
+		for (unsigned i = 0; i < CEV_NCAPS; i++)
+			if (r.caps & (1u << i))
+				snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+				         names[0] ? "," : "", cev_cap_name(i));
+		say(c, "protocol v2: %s; delivered receipts %s\n", names[0] ? names : "no capabilities",
+		    c->puback_delivered ? "by PUBACK" : "sent");
+	}
 }
 
 int chat_caps(client *c)
