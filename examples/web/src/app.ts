@@ -118,6 +118,7 @@ export class ChatApp {
         this.crypto.keyStatus(this.conn, doc).catch((e) => this.warn(`keys: ${String((e as Error).message ?? e)}`));
       },
       state: (s, detail) => void this.onState(s, detail),
+      caps: () => this.changed(false),
     }, "chat", caps);
   }
 

@@ -26,6 +26,8 @@ export interface Handlers {
   /** The retained pre-key status of this device (chat/keys/status). */
   keyStatus(doc: Reply): void;
   state(s: ConnState, detail?: string): void;
+  /** The server answered our capabilities (capsInEffect, pubackDelivered). */
+  caps?(): void;
 }
 
 /** A refused request: the server's code and message. */
@@ -181,6 +183,7 @@ export class Connection {
     // an older server refuses the op: it sends the v1 forms, we send every receipt
     this.pubackDelivered = m.ok === true && server?.puback_delivered === true;
     this.capsInEffect = m.ok === true && Array.isArray(m.caps) ? (m.caps as string[]) : [];
+    this.h.caps?.();
   }
 
   private settle(waits: Map<number, Pending>, m: Reply): void {

@@ -102,6 +102,10 @@ async function pair() {
   await signIn(alice);
   await signIn(bob);
   const dm = conv(alice.user, bob.user);
+  // protocol v2: the server took the page's capabilities (docs/PROTOCOL.md)
+  for (const p of [alice, bob]) await p.page.waitForSelector("[data-testid=conn][data-caps='batch,rcpts,sents']");
+  const pubackDelivered = await alice.page.getAttribute("[data-testid=conn]", "data-puback-delivered");
+  log(`protocol v2: sents, rcpts, batch; delivered by PUBACK: ${pubackDelivered}`);
 
   // alice starts the chat; bob sees it arrive unread, opens it, alice sees "read"
   await newChat(alice, bob.user);
