@@ -95,8 +95,8 @@ void caps_reply_pairs(core *c, cbw *w, const device *dev)
 	/* A v2 client sends no delivered receipts when its PUBACK is one. */
 	cbw_text(w, "puback_delivered"); cbw_bool(w, c->bev.ack_delivers);
 	cbw_text(w, "gather_ms"); cbw_uint(w, c->cfg.delivered_gather_ms);
-	/* Inbox events per replayed publish: one, until batched replay. */
-	cbw_text(w, "replay_batch"); cbw_uint(w, 1);
+	/* Inbox events per replayed publish to a `batch` device (sync.c). */
+	cbw_text(w, "replay_batch"); cbw_uint(w, c->cfg.replay_batch);
 }
 
 bool caps_sync(core *c, device *dev, const uint8_t *payload, size_t len, refusal *why)

@@ -48,6 +48,7 @@
 
 #define SLICE_MAX 4096
 
+
 /* Room before a batch's elements for its header: {"k":"batch","evs":
  * [n} is at most 16 bytes for n <= 65535. */
 #define BATCH_HEAD 16

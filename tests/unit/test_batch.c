@@ -185,11 +185,36 @@ static enum core_verdict pub_as(const char *from, const char *topic, const void 
 	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
 }
 
-/* The device declares caps (NULL-terminated names) with ctl caps. */
+/* The device declares caps (NULL-terminated names) with ctl caps; the
+ * reply says what the replay will do. */
 static void declare_caps(const char *addr, const char *const *caps)
 {
-	(void)addr;
-	(void)caps;
+	size_t n = 0;
+	while (caps[n])
+		n++;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "caps");
+	cbw_text(&w, "rid"); cbw_uint(&w, 7);
+	cbw_text(&w, "caps");
+	cbw_array(&w, n);
+	for (size_t i = 0; i < n; i++)
+		cbw_text(&w, caps[i]);
+	size_t m = mark();
+	ck_assert_int_eq(pub_as(addr, "chat/ctl", w.buf, w.len), CORE_ALLOW);
+	cbw_free(&w);
+	const pubrec *p = event_to(m, addr, "ctl");
+	ck_assert(fbool(p, "ok"));
+	ck_assert_uint_eq(fuint(p, "rid"), 7);
+	cbr_item srv;
+	const uint8_t *raw;
+	size_t rawlen;
+	ck_assert(fget(p, "server", &srv, &raw, &rawlen));
+	pubrec s = *p;
+	s.p = (uint8_t *)raw;
+	s.len = rawlen;
+	ck_assert_uint_eq(fuint(&s, "replay_batch"), CFG.replay_batch);
 }
 
 static const char *const BATCH_CAPS[] = { "batch", NULL };
