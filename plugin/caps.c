@@ -65,6 +65,7 @@ bool caps_set(core *c, device *dev, uint32_t caps, refusal *why)
 	caps &= CAP_ALL;
 	if (caps == dev->caps)
 		return true;
+	gather_flush_dev(c, dev); /* what it gathered goes out in the form it was gathered in */
 	char user[CHAT_USER_MAX + 1];
 	size_t ul = strlen(dev->user->name);
 	memcpy(user, dev->user->name, ul + 1);

@@ -165,6 +165,7 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	cbw_init(&c->w2);
 	cbw_init(&c->wreply);
 	cbw_init(&c->deliv.batch);
+	cbw_init(&c->gath.w);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -231,6 +232,7 @@ void core_close(core *c)
 	if (!c)
 		return;
 	receipts_flush_all(c);
+	gather_flush_all(c);
 	backup_wait(c);
 	commit_close(c);
 	if (c->st)
@@ -238,6 +240,7 @@ void core_close(core *c)
 	group_table_free(c);
 	groups_free(c);
 	push_free(c);
+	gather_free(c);
 	dir_free(&c->dir);
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
@@ -275,6 +278,7 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	 * broker also reports the old connection of a taken-over session. */
 	if (dev && dev->conn == conn) {
 		receipts_flush_dev(c, dev);
+		gather_flush_dev(c, dev); /* to the connection its events were gathered for */
 		sync_stop(c, dev);
 		commit_forget_client(c, dev->addr);
 		dir_set_offline(&c->dir, dev);

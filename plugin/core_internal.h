@@ -174,6 +174,7 @@ typedef struct device {
 	uint64_t send_tat;              /* send rate limit (send.c): its bucket, in µs */
 	uint8_t ackrun;                 /* its gathered PUBACKs: c->acks.run[ackrun - 1]; 0: none */
 	uint32_t caps;                  /* what it declared it understands: CAP_* bits (caps.c) */
+	uint32_t gslot;                 /* its gathered events: c->gath.slot[gslot - 1]; 0: none */
 } device;
 
 /* Whether the device declared capability cap (CAP_SENTS, ...). */
@@ -488,6 +489,8 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
  * in their window and no backlog, through the store queue (behind what
  * they have not received yet) to the others. */
 void ev_deliver_user(core *c, const user *u, const cbw *w);
+/* The same for n devices (of one user or not). */
+void ev_deliver_devs(core *c, device *const *to, size_t n, const cbw *w);
 /* The same at QoS 0 (typing): best effort, outside the window. */
 void ev_publish_qos0(core *c, const device *to, const cbw *w);
 /* A message or group event to a recipient device, already in its queue
@@ -577,6 +580,87 @@ static inline void receipts_flush_dev(core *c, device *dev)
 void receipts_flush_all(core *c);
 void receipts_tick(core *c, uint64_t now_ms);
 
+/* ---- gathered events to v2 devices (gather.c) ---- */
+
+/* What a device with `sents` or `rcpts` has not been told yet: its
+ * confirmations (each with the users whose delivery merged into it) and
+ * the receipts for it, held until the gather window ends or another event
+ * goes to it (gather.c's top comment). A device has something gathered
+ * only while it is live (dev_live). */
+#define GATHER_SENTS_MAX 64     /* confirmations in one sents event */
+#define GATHER_RCPTS_MAX 1024   /* receipt seqs a device gathers before they go out */
+
+typedef struct gsent {
+	store_cid cid;
+	uint64_t seq, ts;
+	char conv[CHAT_CONV_MAX + 1];
+} gsent;
+
+typedef struct gdl {            /* a user whose delivery merged into confirmation `item` */
+	uint32_t item;
+	char user[CHAT_USER_MAX + 1];
+} gdl;
+
+typedef struct gkey {           /* a conversation and state the receipts are for */
+	char conv[CHAT_CONV_MAX + 1];
+	const char *state;          /* "delivered", "read", "expired" (static strings) */
+	uint64_t ts;                /* the latest receipt's */
+} gkey;
+
+typedef struct grcpt {          /* one seq of one user's receipt */
+	uint32_t key;               /* in the slot's k */
+	uint64_t seq;
+	char by[CHAT_USER_MAX + 1];
+} grcpt;
+
+typedef struct gslot {
+	device *dev;
+	gsent *s;
+	size_t ns, caps_;
+	gdl *dl;
+	size_t ndl, capdl;
+	gkey *k;
+	size_t nk, capk;
+	grcpt *r;
+	size_t nr, capr;
+} gslot;
+
+/* gather.c's state: slot[0 .. used) hold the devices with something
+ * gathered (the slots past used keep their buffers for reuse). */
+typedef struct gather_state {
+	gslot *slot;
+	size_t used, cap;
+	cbw w;                      /* the event being flushed: callers may hold c->w, c->w2 */
+} gather_state;
+
+/* The sending device's `sent`: gathered for a live device with `sents`,
+ * else published at once (v1). */
+void gather_sent(core *c, device *to, const store_cid *cid, const char *conv, uint64_t seq,
+                 uint64_t ts);
+/* A receipt event {k:"receipt", conv, seqs, s: state, by, ts} for every
+ * device of user `to` (the messages' sender): for a live `sents` device a
+ * delivery of a seq it has not been told of yet merges into that
+ * confirmation's dl; a live `rcpts` device gathers the rest; the others
+ * get the v1 event (live or queued), built in c->w2. state: a static
+ * string. */
+void gather_receipt(core *c, const user *to, const char *conv, const char *state,
+                    const uint64_t *seqs, size_t n, const char *by, uint64_t ts);
+/* Publishes what dev gathered: before anything else goes to it or into
+ * its queue, before it replays, goes offline or changes its capabilities;
+ * all devices' (the tick, with receipts_tick's window; the close). */
+void gather_flush_dev_slot(core *c, device *dev);
+static inline void gather_flush_dev(core *c, device *dev)
+{
+	if (dev->gslot)
+		gather_flush_dev_slot(c, dev);
+}
+void gather_flush_all(core *c);
+/* dev is about to be freed: what it gathered is dropped. */
+void gather_forget(core *c, device *dev);
+/* Whether anything is gathered (receipts.c's window). */
+bool gather_pending(const core *c);
+void gather_free(core *c);
+
 /* ---- expiry (expiry.c) ---- */
 
 /* expiry.c's state; flow.c reads epoch. */
@@ -661,7 +745,7 @@ typedef struct counters {
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
 		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
 		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held,
-		replay_batches;
+		replay_batches, sents_out, sents_items, sents_dl, rcpts_out, rcpts_items;
 	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;
 
@@ -836,6 +920,7 @@ struct core {
 	stats_state stats;      /* stats.c */
 	commit_state commit;    /* commit.c */
 	caps_state caps;        /* caps.c */
+	gather_state gath;      /* gather.c: sents and rcpts not published yet */
 	backup_job *backup;     /* backup.c: a running `backup`, or NULL */
 	cbw wreply;             /* admin.c: the reply's result pairs, apart from w and w2,
 	                         * which the events a command sends meanwhile use */

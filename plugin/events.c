@@ -43,9 +43,11 @@ void ev_publish_qos0(core *c, const device *to, const cbw *w)
 		publish_inbox(c, to, w->buf, w->len, 0);
 }
 
-/* Live now, within the window: publishes and counts. */
+/* Live now, within the window: publishes and counts. What the device has
+ * gathered goes first (gather.c), live or into its queue. */
 static bool try_live(core *c, device *to, const uint8_t *ev, size_t len)
 {
+	gather_flush_dev(c, to);
 	if (!dev_live(to) || !flow_room(c, to))
 		return false;
 	publish_inbox(c, to, ev, len, 1);
@@ -84,6 +86,10 @@ void ev_publish(core *c, device *to, const cbw *w)
 
 void ev_publish_entry(core *c, device *to, const cbw *w)
 {
+	/* What it gathered went out before the entry was queued (send.c,
+	 * groups.c call gather_flush_dev first): entries after it in the queue
+	 * are never taken for published by a spill it starts. */
+	assert(!to->gslot);
 	if (cbw_status(w) != 0 || !dev_live(to))
 		return; /* offline or behind a backlog: the queue has it */
 	if (flow_room(c, to)) {
@@ -105,13 +111,19 @@ void ev_publish_entry(core *c, device *to, const cbw *w)
 
 void ev_deliver_user(core *c, const user *u, const cbw *w)
 {
+	ev_deliver_devs(c, u->dev, u->ndev, w);
+}
+
+void ev_deliver_devs(core *c, device *const *to, size_t nto, const cbw *w)
+{
 	device *later[CORE_MAX_DEVICES];
 	size_t n = 0;
 	if (cbw_status(w) != 0)
 		return;
-	for (size_t i = 0; i < u->ndev; i++)
-		if (!try_live(c, u->dev[i], w->buf, w->len))
-			later[n++] = u->dev[i];
+	assert(nto <= CORE_MAX_DEVICES);
+	for (size_t i = 0; i < nto; i++)
+		if (!try_live(c, to[i], w->buf, w->len))
+			later[n++] = to[i];
 	if (n && queue_for(c, later, n, w->buf, w->len)) {
 		c->n.receipts_queued += n;
 		for (size_t i = 0; i < n; i++)

@@ -168,6 +168,11 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "devices_caps_sents", c->caps.devices[CAP_BIT_SENTS] },
 		{ "devices_caps_batch", c->caps.devices[CAP_BIT_BATCH] },
 		{ "devices_caps_rcpts", c->caps.devices[CAP_BIT_RCPTS] },
+		{ "sents_out", c->n.sents_out },
+		{ "sents_items", c->n.sents_items },
+		{ "sents_delivered", c->n.sents_dl },
+		{ "rcpts_out", c->n.rcpts_out },
+		{ "rcpts_items", c->n.rcpts_items },
 	};
 	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + REFUSAL_NCOUNTED + 1 + PUSHGW_NCOUNTERS <=
 	               CORE_STATS_MAX, "CORE_STATS_MAX holds every counter");

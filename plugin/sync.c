@@ -370,6 +370,7 @@ void backlog_start(core *c, device *dev, uint64_t after)
 static void replay(core *c, device *dev)
 {
 	receipts_flush_dev(c, dev); /* entries its PUBACKs delivered are not replayed */
+	gather_flush_dev(c, dev);   /* what was due before the replay comes before it */
 	if (!dev->fc.backlog) {
 		/* Live until now: everything queued so far was published. */
 		uint64_t last = dev->fc.hi;

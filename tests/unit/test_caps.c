@@ -248,8 +248,11 @@ static const pubrec *ctl_caps(const char *addr, const char *const *caps)
 	size_t m = mark();
 	pubw(addr, "chat/ctl", &w);
 	cbw_free(&w);
-	ck_assert_uint_eq(F.npubs - m, 1);
-	const pubrec *p = event_to(m, addr, "ctl");
+	/* the reply is the last publish (what was gathered may go before it) */
+	ck_assert_uint_gt(F.npubs, m);
+	const pubrec *p = &F.pubs[F.npubs - 1];
+	ck_assert_str_eq(p->clientid, addr);
+	ck_assert_str_eq(ftext(p, "k"), "ctl");
 	ck_assert_uint_eq(fuint(p, "rid"), 7);
 	return p;
 }
@@ -518,6 +521,411 @@ START_TEST(caps_counted)
 }
 END_TEST
 
+
+/* ================= sents and rcpts ================= */
+
+/* {cid, body} on chat/dm/<peer> or chat/group/<gid> (to: "dm/bob", "group/g"). */
+static enum core_verdict send_to(const char *from, const char *to, uint64_t cid)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 2);
+	cbw_text(&w, "cid"); cbw_uint(&w, cid);
+	cbw_text(&w, "body"); cbw_bytes(&w, "hi", 2);
+	char topic[128];
+	snprintf(topic, sizeof(topic), "chat/%s", to);
+	enum core_verdict v = pubw(from, topic, &w);
+	cbw_free(&w);
+	return v;
+}
+
+/* Accepted sends from `from` to `to` with cids first .. first + n - 1;
+ * what `watch` got from them. */
+static const char *sends_trace(const char *from, const char *to, uint64_t first, size_t n,
+                               const char *watch)
+{
+	size_t m = mark();
+	for (size_t i = 0; i < n; i++)
+		ck_assert_int_eq(send_to(from, to, first + i), CORE_ALLOW);
+	return trace(m, watch);
+}
+
+/* The end of the gather window: what addr got from the tick. */
+static const char *gather_trace(const char *addr)
+{
+	size_t m = mark();
+	F.now += CFG.delivered_gather_ms;
+	core_tick(C);
+	return trace(m, addr);
+}
+
+static enum core_verdict receipt_of(const char *addr, const char *s, const char *conv,
+                                    uint64_t a, uint64_t b)
+{
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "s"); cbw_text(&w, s);
+	cbw_text(&w, "conv"); cbw_text(&w, conv);
+	cbw_text(&w, "seqs");
+	cbw_array(&w, b - a + 1);
+	for (uint64_t q = a; q <= b; q++)
+		cbw_uint(&w, q);
+	enum core_verdict v = pubw(addr, "chat/receipt", &w);
+	cbw_free(&w);
+	return v;
+}
+
+/* A receipt for seqs a..b of conv; what `watch` got from it at once. */
+static const char *receipt_trace(const char *addr, const char *s, const char *conv, uint64_t a,
+                                 uint64_t b, const char *watch)
+{
+	size_t m = mark();
+	ck_assert_int_eq(receipt_of(addr, s, conv, a, b), CORE_ALLOW);
+	return trace(m, watch);
+}
+
+/* The device PUBACKs its inbox event p (patched broker). */
+static void ack(const char *addr, const pubrec *p)
+{
+	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);
+}
+
+/* alice/phone (v2: sents, rcpts) and alice/tablet (v1), bob/phone (v1),
+ * carol/phone (v1): all online. */
+static void cast(void)
+{
+	register_device("alice", "phone");
+	register_device("alice", "tablet");
+	register_device("bob", "phone");
+	register_device("carol", "phone");
+	connect_fresh("alice/phone");
+	connect_fresh("alice/tablet");
+	connect_fresh("bob/phone");
+	connect_fresh("carol/phone");
+	declare("alice/phone", V2);
+}
+
+START_TEST(sents_gathered_per_window)
+{
+	cast();
+	/* Nothing for the v2 device until the window ends; the peer and the
+	 * sender's v1 device get their messages at once. */
+	size_t m = mark();
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 1, 3, "alice/phone"), "");
+	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2 m3");
+	ck_assert_str_eq(trace(m, "alice/tablet"), "m1 m2 m3");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(1),2(2),3(3)]");
+	ck_assert_str_eq(gather_trace("alice/phone"), "");
+	/* A v1 device: a sent per send, at once. */
+	ck_assert_str_eq(sends_trace("alice/tablet", "dm/bob", 1, 2, "alice/tablet"), "sent4 sent5");
+	/* GATHER_SENTS_MAX: a full event goes out without waiting. */
+	const char *t = sends_trace("alice/phone", "dm/carol", 100, GATHER_SENTS_MAX + 1, "alice/phone");
+	ck_assert_uint_eq(strncmp(t, "sents[1(100),2(101),", 20), 0);
+	ck_assert_ptr_null(strchr(t, ' '));
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[65(164)]");
+	/* Counted. */
+	ck_assert_uint_eq(stat("sents_out"), 3);
+	ck_assert_uint_eq(stat("sents_items"), 3 + GATHER_SENTS_MAX + 1);
+}
+END_TEST
+
+START_TEST(sents_retry_gathered)
+{
+	cast();
+	sends_trace("alice/phone", "dm/bob", 7, 1, "alice/phone");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(7)]");
+	/* The retry is not stored again; its confirmation is gathered too. */
+	size_t m = mark();
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 7, 1, "alice/phone"), "");
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(7)]");
+}
+END_TEST
+
+START_TEST(sents_before_any_later_event)
+{
+	size_t m0;
+	cast();
+	/* A message to the device, an error, a ctl reply, a receipt, a replay:
+	 * each comes after the confirmations gathered before it. */
+	sends_trace("alice/phone", "dm/bob", 1, 2, "alice/phone");
+	ck_assert_str_eq(sends_trace("bob/phone", "dm/alice", 50, 1, "alice/phone"),
+	                 "sents[1(1),2(2)] m3");
+	sends_trace("alice/phone", "dm/bob", 3, 1, "alice/phone");
+	m0 = mark();
+	ck_assert_int_eq(send_to("alice/phone", "dm/nobody", 4), CORE_DENY);
+	ck_assert_str_eq(trace(m0, "alice/phone"), "sents[4(3)] error:peer");
+	sends_trace("alice/phone", "dm/bob", 5, 1, "alice/phone");
+	size_t m = mark();
+	declare("alice/phone", V2); /* the same set: a reply, nothing else changes */
+	ck_assert_str_eq(trace(m, "alice/phone"), "sents[5(5)] ctl:ok");
+	sends_trace("alice/phone", "dm/bob", 6, 1, "alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", CONV, 1, 1, "alice/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[6(6)] rcpts:read[1(bob)]");
+	sends_trace("alice/phone", "dm/bob", 7, 1, "alice/phone");
+	m = mark();
+	static const uint8_t empty_map[] = { 0xa0 };
+	pub_as("alice/phone", "chat/sync", empty_map, 1);
+	ck_assert_str_eq(trace(m, "alice/phone"), "sents[7(7)] m3 done");
+	/* A message from its own other device: after the confirmations too
+	 * (a new queue entry; it is a recipient). */
+	declare("alice/tablet", V2);
+	sends_trace("alice/tablet", "dm/bob", 1, 1, "alice/tablet");
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 8, 1, "alice/tablet"),
+	                 "sents[8(1)] m9");
+	/* The end of the connection: what was gathered for it goes to it. */
+	sends_trace("alice/phone", "dm/bob", 9, 1, "alice/phone");
+	m = mark();
+	disconnect_dev("alice/phone");
+	ck_assert_str_eq(trace(m, "alice/phone"), "sents[9(8),10(9)]");
+	ck_assert_str_eq(gather_trace("alice/phone"), "");
+	/* Connected again: still v2. */
+	connect_fresh("alice/phone");
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 20, 1, "alice/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[11(20)]");
+}
+END_TEST
+
+START_TEST(sents_not_gathered_behind_a_backlog)
+{
+	/* A replay the window holds up: the confirmation is the v1 event,
+	 * queued behind what the replay has yet to bring. */
+	CFG.inflight_window = 4;
+	close_core();
+	open_core();
+	cast();
+	disconnect_dev("alice/phone");
+	sends_trace("bob/phone", "dm/alice", 1, 6, "bob/phone");
+	connect_fresh("alice/phone");
+	size_t m = mark();
+	static const uint8_t empty_map[] = { 0xa0 };
+	pub_as("alice/phone", "chat/sync", empty_map, 1);
+	ck_assert_str_eq(trace(m, "alice/phone"), "m1 m2 m3 m4");
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "");
+	ck_assert_str_eq(receipt_trace("alice/phone", "delivered", CONV, 1, 4, "alice/phone"),
+	                 "m5 m6 sent7 done");
+	/* Live again: gathered. */
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 2, 1, "alice/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[8(2)]");
+}
+END_TEST
+
+START_TEST(sents_delivery_merged)
+{
+	cast();
+	ck_assert(core_broker_events(C, ALL_EVENTS));
+	/* The peer's PUBACK is its delivered receipt: it joins the gathered
+	 * confirmation; the sender's other device gets the receipt as before. */
+	size_t m = mark();
+	sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone");
+	ack("bob/phone", pub_to(m, "bob/phone"));
+	m = mark();
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(1)/dl=bob]");
+	ck_assert_str_eq(trace(m, "alice/tablet"), "delivered(bob):1");
+	/* An app receipt merges the same way. */
+	sends_trace("alice/phone", "dm/bob", 2, 1, "alice/phone");
+	m = mark();
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", CONV, 2, 2, "alice/phone"), "");
+	ck_assert_str_eq(trace(m, "alice/tablet"), "delivered(bob):2");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[2(2)/dl=bob]");
+	/* Only what is still gathered merges; the rest is a receipt, after. */
+	sends_trace("alice/phone", "dm/bob", 3, 2, "alice/phone");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[3(3),4(4)]");
+	sends_trace("alice/phone", "dm/bob", 5, 1, "alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", CONV, 3, 5, "alice/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[5(5)/dl=bob] rcpts:delivered[3+4(bob)]");
+	/* A read never merges. */
+	sends_trace("alice/phone", "dm/bob", 6, 1, "alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", CONV, 6, 6, "alice/phone"), "");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[6(6)] rcpts:read[6(bob)]");
+	/* Without rcpts, what did not merge is a v1 receipt, after the
+	 * confirmations (with what merged). */
+	static const char *const sents[] = { "sents", NULL };
+	declare("alice/phone", sents);
+	sends_trace("alice/phone", "dm/bob", 7, 2, "alice/phone");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[7(7),8(8)]");
+	sends_trace("alice/phone", "dm/bob", 9, 1, "alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", CONV, 7, 9, "alice/phone"),
+	                 "sents[9(9)/dl=bob] delivered(bob):7+8");
+	sends_trace("alice/phone", "dm/bob", 10, 1, "alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", CONV, 10, 10, "alice/phone"),
+	                 "sents[10(10)] read(bob):10");
+	ck_assert_uint_eq(stat("sents_delivered"), 4);
+}
+END_TEST
+
+/* Users u00 .. u<n-1>, one online device each ("d"), and group g of
+ * alice and them, created by alice/phone (the group event is seq 1). */
+static void group_of(size_t n)
+{
+	char u[16], addr[32];
+	for (size_t i = 0; i < n; i++) {
+		snprintf(u, sizeof u, "u%02zu", i);
+		register_device(u, "d");
+		snprintf(addr, sizeof addr, "%s/d", u);
+		connect_fresh(addr);
+	}
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 4);
+	cbw_text(&w, "op"); cbw_text(&w, "group.create");
+	cbw_text(&w, "rid"); cbw_uint(&w, 1);
+	cbw_text(&w, "gid"); cbw_text(&w, "g");
+	cbw_text(&w, "members");
+	cbw_array(&w, n);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(u, sizeof u, "u%02zu", i);
+		cbw_text(&w, u);
+	}
+	ck_assert_int_eq(pubw("alice/phone", "chat/ctl", &w), CORE_ALLOW);
+	cbw_free(&w);
+	gather_trace("alice/phone");
+}
+
+/* Members a .. b send receipt s for seqs x .. y of g; what `watch` got at once. */
+static const char *members_receipt(size_t a, size_t b, const char *s, uint64_t x, uint64_t y,
+                                   const char *watch)
+{
+	size_t m = mark();
+	char addr[32];
+	for (size_t i = a; i <= b; i++) {
+		snprintf(addr, sizeof addr, "u%02zu/d", i);
+		ck_assert_int_eq(receipt_of(addr, s, "g:g", x, y), CORE_ALLOW);
+	}
+	return trace(m, watch);
+}
+
+/* "u<a>,…,u<b>" */
+static const char *users(size_t a, size_t b)
+{
+	static char ring[4][512];
+	static int next;
+	char *out = ring[next++ % 4];
+	out[0] = '\0';
+	for (size_t i = a; i <= b; i++) {
+		size_t l = strlen(out);
+		snprintf(out + l, 512 - l, "%su%02zu", i > a ? "," : "", i);
+	}
+	return out;
+}
+
+START_TEST(rcpts_group_one_event_per_window)
+{
+	cast();
+	group_of(30);
+	/* The confirmation went out; the members' deliveries and reads come
+	 * as one rcpts event per window; the v1 device gets one per member. */
+	sends_trace("alice/phone", "group/g", 1, 1, "alice/phone");
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[2(1)]");
+	size_t m = mark();
+	ck_assert_str_eq(members_receipt(0, 29, "delivered", 2, 2, "alice/phone"), "");
+	char want[1024];
+	snprintf(want, sizeof want, "rcpts:delivered[2(%s)]", users(0, 29));
+	ck_assert_str_eq(gather_trace("alice/phone"), want);
+	const char *v1 = trace(m, "alice/tablet");
+	ck_assert_str_eq(v1 + strlen(v1) - strlen("delivered(u29):2"), "delivered(u29):2");
+	ck_assert_uint_eq(count_to(m, "alice/tablet"), 30);
+	ck_assert_str_eq(members_receipt(0, 14, "read", 2, 2, "alice/phone"), "");
+	snprintf(want, sizeof want, "rcpts:read[2(%s)]", users(0, 14));
+	ck_assert_str_eq(gather_trace("alice/phone"), want);
+	/* Delivered to all before the confirmation went out: in its dl. */
+	sends_trace("alice/phone", "group/g", 2, 1, "alice/phone");
+	ck_assert_str_eq(members_receipt(0, 29, "delivered", 3, 3, "alice/phone"), "");
+	snprintf(want, sizeof want, "sents[3(2)/dl=%s]", users(0, 29));
+	ck_assert_str_eq(gather_trace("alice/phone"), want);
+	ck_assert_uint_eq(stat("rcpts_out"), 2);
+	ck_assert_uint_eq(stat("rcpts_items"), 45);
+}
+END_TEST
+
+START_TEST(rcpts_sets_and_states)
+{
+	cast();
+	group_of(3);
+	sends_trace("alice/phone", "group/g", 1, 2, "alice/phone");
+	gather_trace("alice/phone");
+	/* Users with the same seqs share a set; a state after another in
+	 * the window comes after it. */
+	members_receipt(0, 1, "delivered", 2, 3, "alice/phone");
+	members_receipt(2, 2, "delivered", 2, 2, "alice/phone");
+	members_receipt(0, 0, "read", 2, 2, "alice/phone");
+	ck_assert_str_eq(gather_trace("alice/phone"),
+	                 "rcpts:delivered[2(u02);2+3(u00,u01)] rcpts:read[2(u00)]");
+	/* Per conversation: the dm's and the group's apart. */
+	sends_trace("alice/phone", "dm/bob", 10, 1, "alice/phone");
+	gather_trace("alice/phone");
+	members_receipt(2, 2, "delivered", 3, 3, "alice/phone");
+	receipt_trace("bob/phone", "delivered", CONV, 1, 1, "alice/phone");
+	ck_assert_str_eq(gather_trace("alice/phone"),
+	                 "rcpts:delivered[3(u02)] rcpts:delivered[1(bob)]");
+}
+END_TEST
+
+START_TEST(rcpts_before_any_later_event)
+{
+	cast();
+	sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone");
+	gather_trace("alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", CONV, 1, 1, "alice/phone"), "");
+	ck_assert_str_eq(sends_trace("bob/phone", "dm/alice", 1, 1, "alice/phone"),
+	                 "rcpts:read[1(bob)] m2");
+	/* Offline, the receipt waits in the v1 form, in order. */
+	disconnect_dev("alice/phone");
+	receipt_trace("bob/phone", "delivered", CONV, 1, 1, "alice/phone");
+	ck_assert_str_eq(receipt_trace("bob/phone", "read", CONV, 1, 1, "alice/phone"), "");
+	sends_trace("alice/tablet", "dm/bob", 5, 1, "alice/tablet");
+	receipt_trace("bob/phone", "read", CONV, 3, 3, "alice/phone");
+	connect_fresh("alice/phone");
+	size_t m = mark();
+	static const uint8_t empty_map[] = { 0xa0 };
+	pub_as("alice/phone", "chat/sync", empty_map, 1);
+	ck_assert_str_eq(trace(m, "alice/phone"), "m2 m3 read(bob):3 done");
+}
+END_TEST
+
+START_TEST(rcpts_expired)
+{
+	cast();
+	register_device("dave", "phone"); /* never online */
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "cid"); cbw_uint(&w, 1);
+	cbw_text(&w, "body"); cbw_bytes(&w, "x", 1);
+	cbw_text(&w, "ttl"); cbw_uint(&w, 1);
+	ck_assert_int_eq(pubw("alice/phone", "chat/dm/dave", &w), CORE_ALLOW);
+	cbw_free(&w);
+	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(1)]");
+	size_t m = mark();
+	F.now += 2000;
+	core_tick(C); /* the sweep: its receipt is gathered */
+	ck_assert_str_eq(trace(m, "alice/phone"), "");
+	ck_assert_str_eq(trace(m, "alice/tablet"), "expired(dave):1");
+	ck_assert_str_eq(gather_trace("alice/phone"), "rcpts:expired[1(dave)]");
+}
+END_TEST
+
+START_TEST(v2_forms_only_for_devices_that_asked)
+{
+	cast();
+	/* bob/phone is v1: a sent per send, a receipt per reader, whatever
+	 * alice/phone declared. */
+	sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone");
+	ck_assert_str_eq(sends_trace("bob/phone", "dm/alice", 1, 2, "bob/phone"), "sent2 sent3");
+	ck_assert_str_eq(receipt_trace("alice/phone", "delivered", CONV, 2, 3, "bob/phone"),
+	                 "sents[1(1)] delivered(alice):2+3"
+	                 + strlen("sents[1(1)] "));
+	/* Declared away: v1 again, at once. */
+	static const char *const none[] = { NULL };
+	declare("alice/phone", none);
+	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 9, 1, "alice/phone"), "sent4");
+	ck_assert_str_eq(receipt_trace("bob/phone", "delivered", CONV, 4, 4, "alice/phone"),
+	                 "delivered(bob):4");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("caps");
@@ -528,6 +936,11 @@ static Suite *suite(void)
 		{ "caps", { caps_declared_by_ctl, caps_puback_delivered_on_patched_broker,
 		            caps_malformed_refused, caps_survive_reconnect_and_restart,
 		            caps_dropped_with_the_device, caps_declared_by_sync, caps_counted } },
+		{ "sents", { sents_gathered_per_window, sents_retry_gathered, sents_before_any_later_event,
+		             sents_delivery_merged, sents_not_gathered_behind_a_backlog } },
+		{ "rcpts", { rcpts_group_one_event_per_window, rcpts_sets_and_states,
+		             rcpts_before_any_later_event, rcpts_expired,
+		             v2_forms_only_for_devices_that_asked } },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *t = env_tcase(cases[i].name, setup, teardown);
