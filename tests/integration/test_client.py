@@ -323,11 +323,19 @@ class ClientTest(ChatTestCase):
                              (before, after))
         conv_b, conv_c = conv_of(alice, bob), conv_of(alice, carol)
         self.send(a, bob, "to a v2 peer")
+        self.send(a, bob, "and once more")
         self.send(a, carol, "to a v1 peer")
-        n0 = self._stats()["receipts_in"]
+        s0 = self._stats()
+        n0 = s0["receipts_in"]
         msgs, _ = self.recv(b, 0)
-        self.assertEqual(msgs, [(conv_b, 1, a["addr"], "to a v2 peer")])
-        n1 = self._stats()["receipts_in"]
+        self.assertEqual(msgs, [(conv_b, 1, a["addr"], "to a v2 peer"),
+                                (conv_b, 2, a["addr"], "and once more")])
+        s1 = self._stats()
+        n1 = s1["receipts_in"]
+        # the server used the v2 forms with them: a's confirmations came
+        # gathered (sents), b's replay of two messages as one batch
+        self.assertGreaterEqual(s0["sents_out"] - before["sents_out"], 2)
+        self.assertGreaterEqual(s1["replay_batches"] - s0["replay_batches"], 1)
         msgs, _ = self.recv(c, 0)
         self.assertEqual(msgs, [(conv_c, 1, a["addr"], "to a v1 peer")])
         n2 = self._stats()["receipts_in"]
@@ -335,7 +343,32 @@ class ClientTest(ChatTestCase):
         self.assertEqual(n2 - n1, 1)   # v1: a delivered receipt whatever the broker
         _, err = self.recv(a, 0)
         self.assertIn("\u2713\u2713 %s #1 (%s)" % (conv_b, bob), err)
+        self.assertIn("\u2713\u2713 %s #2 (%s)" % (conv_b, bob), err)
         self.assertIn("\u2713\u2713 %s #1 (%s)" % (conv_c, carol), err)
+        self.assertEqual(self._stats()["receipts_in"] - n2, 0)   # a only sent: nothing to ack
+
+        # b online (interactive): a's send is delivered before its
+        # confirmation goes out, so on the patched broker (b's PUBACK is the
+        # receipt) the one `sents` event says both: ✓ and ✓✓ in a's --send run
+        proc = subprocess.Popen(self.client_cmd(b), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        out_lines = []
+        reader = threading.Thread(target=lambda: out_lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: any("/quit to leave" in l for l in out_lines), timeout=10)
+            r = self.send(a, bob, "while you are here")
+            wait_until(lambda: any("while you are here" in l for l in out_lines), timeout=10)
+            proc.stdin.write("/quit\n")
+            proc.stdin.close()
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        self.assertIn("\u2713 %s #3 sent" % conv_b, r.stderr)
+        if self.broker.delivered_on_puback:
+            self.assertIn("\u2713\u2713 %s #3 (%s)" % (conv_b, bob), r.stderr)
+            self.assertTrue(any("delivered receipts by PUBACK" in l for l in out_lines), out_lines)
 
     def _stats(self):
         rc, out, err = self.broker.chatctl("stats")
