@@ -444,8 +444,11 @@ void send_free(core *c);
  * So live delivery, spill drains and chat/sync replays share one window
  * and one ordering rule, and the calls go round: events -> flow -> sync
  * -> events, and receipts -> flow -> sync -> receipts (a replay first
- * applies the device's gathered PUBACKs). A change to one of them is a
- * change to the unit: read the top comments of all four.
+ * applies the device's gathered PUBACKs). gather.c (protocol v2) holds a
+ * device's confirmations and receipts for a moment and publishes them
+ * through events.c, which flushes them before any other event to that
+ * device (events -> gather -> events). A change to one of them is a
+ * change to the unit: read the top comments of all five.
  *
  * Its state: device.fc (struct flow, in the directory section) and
  * struct delivery below. The scratch encoders c->w and c->w2 belong to
@@ -615,6 +618,7 @@ typedef struct grcpt {          /* one seq of one user's receipt */
 
 typedef struct gslot {
 	device *dev;
+	uint64_t since_ms;          /* when its first event was gathered */
 	gsent *s;
 	size_t ns, caps_;
 	gdl *dl;
@@ -655,10 +659,11 @@ static inline void gather_flush_dev(core *c, device *dev)
 		gather_flush_dev_slot(c, dev);
 }
 void gather_flush_all(core *c);
+/* The window's end for each device whose first gathered event is
+ * plugin_opt_delivered_gather_ms old (receipts_tick, after the runs). */
+void gather_tick(core *c, uint64_t now_ms);
 /* dev is about to be freed: what it gathered is dropped. */
 void gather_forget(core *c, device *dev);
-/* Whether anything is gathered (receipts.c's window). */
-bool gather_pending(const core *c);
 void gather_free(core *c);
 
 /* ---- expiry (expiry.c) ---- */

@@ -16,10 +16,12 @@
  * sets:[{seqs, by}]}, users with the same seqs sharing a set, so a group
  * message delivered to 200 members in one window is one event.
  *
- * The window is receipts.c's, plugin_opt_delivered_gather_ms: the tick
- * publishes everything gathered once the oldest gathered thing (a run of
- * PUBACKs or an event here) is that old, PUBACKs first (their deliveries
- * merge into the confirmations). A device's events also go out at once
+ * The window is plugin_opt_delivered_gather_ms, as for receipts.c's runs
+ * of PUBACKs, on the same tick (receipts_tick): a device's events go out
+ * once the first of them is that old — each device by its own age, so
+ * that a confirmation waits the whole window for its delivery (a PUBACK
+ * comes about a millisecond after the message; the runs are applied
+ * first in the tick, so their deliveries merge). A device's events also go out at once
  * when it has GATHER_SENTS_MAX confirmations or GATHER_RCPTS_MAX receipt
  * seqs, and before anything else reaches it: a live event (events.c's
  * try_live), an entry in its queue (send.c and groups.c flush the
@@ -39,11 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool gather_pending(const core *c)
-{
-	return c->gath.used != 0;
-}
-
 /* The device's slot, taken if it had none; NULL: out of memory. */
 static gslot *slot_of(core *c, device *dev)
 {
@@ -59,11 +56,9 @@ static gslot *slot_of(core *c, device *dev)
 		g->slot = s;
 		g->cap = cap;
 	}
-	/* The window starts with the first thing gathered since none was. */
-	if (!g->used && !c->acks.used)
-		c->acks.since_ms = c->io.now_ms(c->io.ctx);
 	gslot *s = &g->slot[g->used++];
 	s->dev = dev;
+	s->since_ms = c->io.now_ms(c->io.ctx); /* its window starts */
 	s->ns = s->ndl = s->nk = s->nr = 0;
 	dev->gslot = (uint32_t)g->used;
 	return s;
@@ -399,6 +394,28 @@ void gather_flush_dev_slot(core *c, device *dev)
 	assert(!dev->gslot);
 	dev->gslot = at;
 	release(c, dev);
+}
+
+void gather_tick(core *c, uint64_t now_ms)
+{
+	/* Downwards: a flush moves the last slot (already seen) into its place. */
+	for (size_t i = c->gath.used; i-- > 0;) {
+		gslot *s = &c->gath.slot[i];
+		if (now_ms - s->since_ms < c->cfg.delivered_gather_ms)
+			continue;
+		/* The PUBACKs gathered so far deliver first, whatever their own
+		 * age, so that a confirmation leaves with every delivery the
+		 * broker has seen for it (receipts.c; no slot moves meanwhile:
+		 * the deliveries merge or gather into existing slots, or add
+		 * new ones at the end). */
+		if (s->ns && c->acks.used) {
+			device *dev = s->dev;
+			receipts_flush_all(c);
+			if (i >= c->gath.used || c->gath.slot[i].dev != dev)
+				continue; /* (it went out meanwhile) */
+		}
+		gather_flush_dev_slot(c, c->gath.slot[i].dev);
+	}
 }
 
 void gather_flush_all(core *c)

@@ -203,17 +203,14 @@ void receipts_flush_all(core *c)
 	a->used = 0;
 }
 
-/* One window for everything gathered: the PUBACK runs here and the v2
- * devices' events (gather.c); since_ms is when the first of either began
- * since none was left. The runs go first: their deliveries merge into the
- * confirmations still gathered. */
+/* The gather window's end, for the PUBACK runs here and for the v2
+ * devices' events (gather.c), in that order: the runs' deliveries merge
+ * into the confirmations still gathered. */
 void receipts_tick(core *c, uint64_t now_ms)
 {
-	if ((c->acks.used || gather_pending(c)) &&
-	    now_ms - c->acks.since_ms >= c->cfg.delivered_gather_ms) {
+	if (c->acks.used && now_ms - c->acks.since_ms >= c->cfg.delivered_gather_ms)
 		receipts_flush_all(c);
-		gather_flush_all(c);
-	}
+	gather_tick(c, now_ms);
 }
 
 void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq)
@@ -229,7 +226,7 @@ void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uin
 	if (!from->ackrun) {
 		if (a->used == ACK_RUNS)
 			receipts_flush_all(c);
-		if (!a->used && !gather_pending(c))
+		if (!a->used)
 			a->since_ms = c->io.now_ms(c->io.ctx);
 		ack_run *r = &a->run[a->used++];
 		from->ackrun = (uint8_t)a->used;

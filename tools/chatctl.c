@@ -863,6 +863,11 @@ static const struct metric_info metric_infos[] = {
 	{ "devices_caps_sents", true, "Devices that declared the capability sents." },
 	{ "devices_caps_batch", true, "Devices that declared the capability batch." },
 	{ "devices_caps_rcpts", true, "Devices that declared the capability rcpts." },
+	{ "sents_out", false, "Gathered confirmation events (sents) published." },
+	{ "sents_items", false, "Confirmations published in sents events." },
+	{ "sents_delivered", false, "Deliveries merged into a sents item (dl) instead of a receipt event." },
+	{ "rcpts_out", false, "Coalesced receipt events (rcpts) published." },
+	{ "rcpts_items", false, "Receipt seqs gathered into rcpts events (per user and seq)." },
 };
 
 #define REFUSED_PREFIX "refused_"

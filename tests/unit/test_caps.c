@@ -926,6 +926,34 @@ START_TEST(v2_forms_only_for_devices_that_asked)
 }
 END_TEST
 
+START_TEST(sents_each_device_its_own_window)
+{
+	cast();
+	declare("bob/phone", V2);
+	ck_assert(core_broker_events(C, ALL_EVENTS));
+	uint64_t g = CFG.delivered_gather_ms;
+	ck_assert_uint_ge(g, 4);
+	/* alice/phone's window starts at its send, bob/phone's later. */
+	size_t m = mark();
+	sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone");
+	const pubrec *msg = pub_to(m, "bob/phone");
+	F.now += g / 2;
+	sends_trace("bob/phone", "dm/carol", 1, 1, "bob/phone");
+	/* bob/phone's PUBACK of alice's message, younger than the window: it
+	 * still delivers before alice/phone's confirmation leaves. */
+	ack("bob/phone", msg);
+	F.now += g - g / 2;
+	m = mark();
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "alice/phone"), "sents[1(1)/dl=bob]");
+	ck_assert_str_eq(trace(m, "bob/phone"), "");
+	F.now += g / 2;
+	m = mark();
+	core_tick(C);
+	ck_assert_str_eq(trace(m, "bob/phone"), "sents[1(1)]");
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("caps");
@@ -937,7 +965,8 @@ static Suite *suite(void)
 		            caps_malformed_refused, caps_survive_reconnect_and_restart,
 		            caps_dropped_with_the_device, caps_declared_by_sync, caps_counted } },
 		{ "sents", { sents_gathered_per_window, sents_retry_gathered, sents_before_any_later_event,
-		             sents_delivery_merged, sents_not_gathered_behind_a_backlog } },
+		             sents_delivery_merged, sents_not_gathered_behind_a_backlog,
+		             sents_each_device_its_own_window } },
 		{ "rcpts", { rcpts_group_one_event_per_window, rcpts_sets_and_states,
 		             rcpts_before_any_later_event, rcpts_expired,
 		             v2_forms_only_for_devices_that_asked } },
