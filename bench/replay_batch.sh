@@ -25,7 +25,7 @@ pmosq=$build/mosquitto-patched/mosquitto
 bench=$build/bin/chatbench
 plugin=$build/lib/mosquitto_chat.so
 
-reps=3 msgs=100000 batches="1 64 256" window=400 live_rate=200 patched=1 out=""
+reps=3 msgs=60000 batches="1 64 256" window=400 live_rate=50 patched=1 out=""
 while [ $# -gt 0 ]; do
   case $1 in
     --reps) reps=$2; shift ;;

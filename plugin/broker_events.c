@@ -107,8 +107,8 @@ void core_subscribed(core *c, void *conn, const char *username, const char *filt
 /* One acknowledged event, the map whose header was just read from r: a
  * msg or group event is its device's delivered receipt for (conv, seq),
  * a batch (only at the top: depth 0) each msg or group event in its evs.
- * False: malformed (the rest is not read). */
-static bool acked_event(core *c, device *dev, cbr *r, const cbr_item *map, int depth)
+ * False: malformed (the rest is not read). *batch: it was a batch. */
+static bool acked_event(core *c, device *dev, cbr *r, const cbr_item *map, int depth, bool *batch)
 {
 	cbr_item key, val;
 	const char *conv = NULL;
@@ -125,7 +125,7 @@ static bool acked_event(core *c, device *dev, cbr *r, const cbr_item *map, int d
 			if (cbr_eq(&val, "msg") || cbr_eq(&val, "group"))
 				kind = COUNTED;
 			else if (depth == 0 && cbr_eq(&val, "batch"))
-				kind = BATCH;
+				kind = BATCH, *batch = true;
 			else
 				return true; /* nothing else is acknowledged by a receipt */
 		} else if (kind == BATCH && cbr_eq(&key, "evs") && val.type == CBR_ARRAY) {
@@ -138,7 +138,7 @@ static bool acked_event(core *c, device *dev, cbr *r, const cbr_item *map, int d
 				if (ev.type != CBR_MAP) {
 					if (cbr_skip(r, &ev))
 						return false;
-				} else if (!acked_event(c, dev, r, &ev, depth + 1)) {
+				} else if (!acked_event(c, dev, r, &ev, depth + 1, batch)) {
 					return false;
 				}
 			}
@@ -174,5 +174,11 @@ void core_acked(core *c, void *conn, const char *username, const char *topic,
 	cbr_item map;
 	if (cbr_map_open(&r, payload, len, &map, NULL))
 		return;
-	acked_event(c, dev, &r, &map, 0);
+	bool batch = false;
+	acked_event(c, dev, &r, &map, 0, &batch);
+	/* A batch's PUBACK: its deliveries are applied now, as one receipt
+	 * (the batch was the gathering), rather than in runs that span two
+	 * batches: each loop pass of the broker then does one batch's work. */
+	if (batch)
+		receipts_flush_dev(c, dev);
 }

@@ -540,6 +540,8 @@ void sync_auto(core *c, device *dev);
 void sync_stop(core *c, device *dev);
 /* Drains up to one slice of the device's backlog, as its window allows. */
 void sync_pump(core *c, device *dev);
+/* The same for about n entries (a batch device: whole batches). */
+void sync_pump_n(core *c, device *dev, size_t n);
 void sync_tick(core *c);
 
 

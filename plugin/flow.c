@@ -260,7 +260,14 @@ void core_on_delivered_ack_payload(core *c, const char *clientid, const char *na
 	/* A batch took one place per event: its PUBACK frees them all. */
 	uint32_t n = events_in(payload, len);
 	dev->fc.evs -= n < dev->fc.evs ? n : dev->fc.evs;
-	/* Refill in batches, not one pump per acknowledgement. */
-	if (dev->fc.backlog && in_flight(dev) <= c->cfg.inflight_window / 2)
+	/* Refill in batches, not one pump per acknowledgement. A batch's
+	 * PUBACK is such a batch: the next batch goes out at once, one per
+	 * PUBACK, so that no loop pass of the broker takes more than one
+	 * batch's work and other clients' packets wait less behind it. */
+	if (!dev->fc.backlog)
+		return;
+	if (n > 1)
+		sync_pump_n(c, dev, n);
+	else if (in_flight(dev) <= c->cfg.inflight_window / 2)
 		sync_pump(c, dev);
 }

@@ -429,6 +429,11 @@ void sync_pump(core *c, device *dev)
 	pump(c, dev, c->cfg.replay_slice);
 }
 
+void sync_pump_n(core *c, device *dev, size_t n)
+{
+	pump(c, dev, n);
+}
+
 void sync_tick(core *c)
 {
 	/* One slice per device with a backlog per tick, so many share the
