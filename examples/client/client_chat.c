@@ -1090,6 +1090,8 @@ static void on_sent_item(void *ctx, const cev_sent *s)
 		item_str(sc->conv, sc->conv_cap, &s->conv);
 		*sc->seq = s->seq;
 		client *c = sc->c;
+		free(c->dl);   /* the same cid twice in one event: the last counts */
+		c->ndl = 0;
 		c->dl = calloc(s->ndl ? s->ndl : 1, sizeof *c->dl);
 		for (size_t i = 0; i < s->ndl && c->dl; i++)
 			item_str(c->dl[c->ndl++], NAME_MAX_, &s->dl[i]);
