@@ -631,11 +631,19 @@ typedef struct gslot {
 	size_t nr, capr;
 } gslot;
 
+/* One user's seqs of one key: a slot's r[at .. at + n), sorted (gather.c). */
+typedef struct urun {
+	uint32_t key;
+	size_t at, n;
+} urun;
+
 /* gather.c's state: slot[0 .. used) hold the devices with something
  * gathered (the slots past used keep their buffers for reuse). */
 typedef struct gather_state {
 	gslot *slot;
 	size_t used, cap;
+	urun *runs;                 /* a flush's scratch */
+	size_t runcap;
 	cbw w;                      /* the event being flushed: callers may hold c->w, c->w2 */
 } gather_state;
 

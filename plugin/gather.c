@@ -142,12 +142,6 @@ static int cmp_rcpt(const void *a, const void *b)
 	return (x->seq > y->seq) - (x->seq < y->seq);
 }
 
-/* One user's seqs of one key: r[at .. at + n) of the sorted records. */
-typedef struct urun {
-	uint32_t key;
-	size_t at, n;
-} urun;
-
 static const grcpt *sorted_r; /* cmp_run's records (qsort has no context) */
 
 static int cmp_run(const void *a, const void *b)
@@ -179,9 +173,8 @@ static bool same_seqs(const grcpt *r, const urun *x, const urun *y)
  * the order the keys were first gathered. */
 static void flush_rcpts(core *c, device *dev, gslot *s)
 {
-	static urun *runs;
-	static size_t runcap;
 	cbw *w = &c->gath.w;
+	urun *runs = c->gath.runs;
 	qsort(s->r, s->nr, sizeof(*s->r), cmp_rcpt);
 	/* Runs of (key, user), repeated seqs dropped. */
 	size_t nrun = 0, out = 0;
@@ -193,10 +186,11 @@ static void flush_rcpts(core *c, device *dev, gslot *s)
 		bool same_user = out && s->r[out - 1].key == s->r[out].key &&
 		                 strcmp(s->r[out - 1].by, s->r[out].by) == 0;
 		if (!same_user) {
-			if (chat_grow(&runs, &runcap, nrun + 1, sizeof(*runs), 64)) {
+			if (chat_grow(&c->gath.runs, &c->gath.runcap, nrun + 1, sizeof(*c->gath.runs), 64)) {
 				core_log(c, CORE_LOG_ERR, "out of memory: receipts for %s dropped", dev->addr);
 				return;
 			}
+			runs = c->gath.runs;
 			runs[nrun++] = (urun){ s->r[out].key, out, 0 };
 		}
 		runs[nrun - 1].n++;
@@ -441,6 +435,7 @@ void gather_free(core *c)
 		free(g->slot[i].r);
 	}
 	free(g->slot);
+	free(g->runs);
 	cbw_free(&g->w);
 	memset(g, 0, sizeof(*g));
 }

@@ -792,7 +792,7 @@ END_TEST
  * alice and them, created by alice/phone (the group event is seq 1). */
 static void group_of(size_t n)
 {
-	char u[16], addr[32];
+	char u[24], addr[32];
 	for (size_t i = 0; i < n; i++) {
 		snprintf(u, sizeof u, "u%02zu", i);
 		register_device(u, "d");
