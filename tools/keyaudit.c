@@ -452,7 +452,7 @@ int main(int argc, char **argv)
 	token[strcspn(token, "\r\n ")] = 0;
 	static net n;
 	int rc = 3;
-	if (net_connect(&n, host, (int)port, &tls, addr, token) == CHAT_OK)
+	if (net_connect(&n, host, (int)port, &tls, addr, token, false) == CHAT_OK)
 		rc = run(&n, state, key_set ? key : NULL);
 	sodium_memzero(token, sizeof token);
 	net_close(&n);

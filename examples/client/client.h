@@ -75,6 +75,11 @@ typedef struct hist {           /* one message in the history */
 	bool out;                   /* ours: status is meaningful */
 	int status;
 	char *text;
+	/* ours in a group: the users it went to and how far each got
+	 * (ST_NONE, ST_DELIVERED, ST_READ); status says "all of them" */
+	char (*users)[NAME_MAX_];
+	uint8_t *ust;
+	size_t nusers;
 } hist;
 
 typedef struct ckey {           /* one device's identity key as we last saw it */
@@ -149,6 +154,8 @@ void state_mark_seen(cstate *st, const char *conv, uint64_t seq);
 void state_history(cstate *st, const char *conv, uint64_t seq, const char *from, bool out,
                    const char *text, size_t len);
 hist *state_find_out(cstate *st, const char *conv, uint64_t seq);
+/* Sets the recipient users of the newest history entry (a group send). */
+void state_hist_users(cstate *st, const char (*users)[NAME_MAX_], size_t n);
 /* Keeps a pending download (a copy of pt); false when PENDING_DL_MAX are
  * already kept. One already kept for (conv, seq) counts as kept. */
 bool state_pending_add(cstate *st, const char *conv, uint64_t seq, const char *from,
@@ -168,7 +175,7 @@ typedef struct net {
 	char addr[ADDR_MAX], user[NAME_MAX_], dev[NAME_MAX_];
 	char t_inbox[160], t_resp[160], t_status[160], t_media_resp[160];
 	bool connected, failed;
-	int subacks;
+	int subacks, nsubs;         /* SUBACKs of the subscriptions made on connecting */
 	int sub_mid, sub_state;     /* net_subscribe: its mid; 0 waiting, 1 granted, -1 refused */
 	bool media_sub;             /* subscribed to chat/media/resp/U/D */
 	qmsg *q; size_t nq, capq;
@@ -178,9 +185,11 @@ typedef struct net {
 } net;
 
 struct mqtt_tls;
-/* Connects as addr with token, over TLS as tls says (mqtt_tls.h). */
+/* Connects as addr with token, over TLS as tls says (mqtt_tls.h), and
+ * subscribes to the key server's topics, and to the inbox too unless
+ * inbox_later (a v2 client declares its capabilities first: chat_caps). */
 int net_connect(net *n, const char *host, int port, const struct mqtt_tls *tls, const char *addr,
-                const char *token);
+                const char *token, bool inbox_later);
 void net_close(net *n);
 /* Runs the network for up to ms milliseconds. false if the connection failed. */
 bool net_pump(net *n, int ms);
@@ -235,7 +244,22 @@ typedef struct client {
 	size_t npend;
 	bool log_key_set;           /* --log-key: the key server's log key, out of band */
 	uint8_t log_key[KL_PUB];
+	/* protocol v2 (docs/PROTOCOL.md "Capabilities (v2)"); 1: the v1 forms only */
+	int protocol;
+	uint64_t caps_rid;          /* the `caps` request whose reply is awaited (0: none) */
+	bool puback_delivered;      /* the server counts our PUBACK of a msg as delivered */
+	/* while a send waits for its confirmation: the users a group send goes
+	 * to, and who had it delivered before the confirmation (`dl`) */
+	char (*rcpt)[NAME_MAX_]; size_t nrcpt;
+	char (*dl)[NAME_MAX_]; size_t ndl;
 } client;
+
+/* Declares our capabilities (ctl `caps`), waits for its PUBACK, then
+ * subscribes to the inbox (the order docs/PROTOCOL.md asks of a v2 client:
+ * the replay the subscription starts uses them). The reply, which says
+ * whether the server takes our PUBACK as the delivered receipt, is handled
+ * by chat_process whenever it comes. */
+int chat_caps(client *c);
 
 int chat_register(client *c, bool fresh);
 void chat_status(client *c, const qmsg *m);     /* a retained key status: top up when low */

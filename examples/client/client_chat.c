@@ -11,9 +11,19 @@
  * never make it reuse a message key. Inbox events are handled in queue
  * order: duplicates by (conv, seq) are dropped (and acknowledged again),
  * messages decrypted and printed, receipts sent in batches.
+ *
+ * Protocol v2 (the default; --protocol 1 keeps the v1 forms): the client
+ * declares the capabilities sents, rcpts and batch before it subscribes to
+ * its inbox, takes its send's confirmation from a gathered `sents` (with
+ * the users it was delivered to already, `dl`), applies coalesced receipts
+ * (`rcpts`: a group message's "delivered to all" / "read by all" from the
+ * users it went to) and the events of a replay `batch` one by one, in
+ * order; and it sends no `delivered` receipts when the server says it
+ * counts the PUBACK of a message as one (only `read`).
  */
 #include "attach.h"
 #include "client.h"
+#include "clientev.h"
 #include "err.h"
 #include "ids.h"
 
@@ -27,14 +37,25 @@
 #define SEND_ATTEMPTS 3
 #define PT_MAX 65536
 
-static ev *scratch_ev(void)
+static void *scratch(void **p, size_t size)
 {
-	static ev *e;
-	if (!e && !(e = malloc(sizeof *e))) {
+	if (!*p && !(*p = malloc(size))) {
 		fprintf(stderr, "chat-client: out of memory\n");
 		exit(1);
 	}
-	return e;
+	return *p;
+}
+
+static ev *scratch_ev(void)
+{
+	static void *e;
+	return scratch(&e, sizeof(ev));
+}
+
+static cev_sent *scratch_sent(void)
+{
+	static void *s;
+	return scratch(&s, sizeof(cev_sent));
 }
 
 /* Status lines (✓, ✓✓, read, group changes): on stdout in the interactive
@@ -48,6 +69,8 @@ static void say(client *c, const char *fmt, ...)
 	va_end(ap);
 	fflush(f);
 }
+
+static bool apply_state(client *c, const char *conv, uint64_t seq, const char *by, int st);
 
 /* ---- registration ---- */
 
@@ -423,14 +446,36 @@ int chat_refresh_keys(client *c, const char *user)
 
 typedef struct cid_match { uint8_t cid[12]; } cid_match;
 
+static bool same_cid(const cbr_item *it, const cid_match *w)
+{
+	return it->type == CBR_BYTES && it->len == sizeof w->cid &&
+	       memcmp(it->ptr, w->cid, sizeof w->cid) == 0;
+}
+
+/* A `sents` item for the cid, or another one (ctx: sents_ctx). */
+typedef struct sents_ctx {
+	client *c;
+	const cid_match *w;
+	bool found, apply;
+	char *conv;
+	size_t conv_cap;
+	uint64_t *seq;
+} sents_ctx;
+
+static void on_sent_item(void *ctx, const cev_sent *s);
+
 static bool match_cid(const qmsg *m, void *ctx)
 {
 	const cid_match *w = ctx;
 	ev *e = scratch_ev();
 	if (ev_decode(e, m->payload, m->len) != CHAT_OK)
 		return false;
-	return (cbr_eq(&e->k, "sent") || cbr_eq(&e->k, "error")) && e->cid.type == CBR_BYTES &&
-	       e->cid.len == sizeof w->cid && memcmp(e->cid.ptr, w->cid, sizeof w->cid) == 0;
+	if (cbr_eq(&e->k, "sents")) {   /* v2: gathered confirmations */
+		sents_ctx sc = { .w = w };
+		return cev_sents(m->payload, m->len, scratch_sent(), on_sent_item, &sc, NULL) ==
+		               CHAT_OK && sc.found;
+	}
+	return (cbr_eq(&e->k, "sent") || cbr_eq(&e->k, "error")) && same_cid(&e->cid, w);
 }
 
 /* The pairwise encryption of pt for addr after the version/kind header. */
@@ -460,7 +505,13 @@ static int publish_send(client *c, const char *topic, const cid_match *cm, char 
 	ev *e = scratch_ev();
 	int rc = CHAT_OK;
 	ev_decode(e, m->payload, m->len);
-	if (cbr_eq(&e->k, "sent")) {
+	if (cbr_eq(&e->k, "sents")) {
+		/* ours, with who had it delivered already; any other item in it
+		 * is applied as chat_process would */
+		sents_ctx sc = { .c = c, .w = cm, .apply = true, .conv = conv, .conv_cap = conv_cap,
+		                 .seq = seq };
+		cev_sents(m->payload, m->len, scratch_sent(), on_sent_item, &sc, NULL);
+	} else if (cbr_eq(&e->k, "sent")) {
 		item_str(conv, conv_cap, &e->conv);
 		*seq = e->seq;
 	} else {
@@ -619,6 +670,19 @@ static int send_group(client *c, const char *gid, const uint8_t *pt, size_t len,
 			cbw_bytes(w, buf, h + pw + slen);
 		}
 		e2e_wipe(dist, sizeof dist);
+		/* the users it goes to: "delivered to all" counts them */
+		free(c->rcpt);
+		c->rcpt = calloc(l.n ? l.n : 1, sizeof *c->rcpt);
+		c->nrcpt = 0;
+		for (size_t i = 0; i < l.n && c->rcpt; i++) {
+			char u[NAME_MAX_];
+			snprintf(u, sizeof u, "%.*s", (int)chat_addr_user_len(l.a[i]), l.a[i]);
+			bool dup = strcmp(u, c->net.user) == 0;
+			for (size_t j = 0; j < c->nrcpt && !dup; j++)
+				dup = strcmp(c->rcpt[j], u) == 0;
+			if (!dup)
+				snprintf(c->rcpt[c->nrcpt++], NAME_MAX_, "%s", u);
+		}
 		char topic[128];
 		snprintf(topic, sizeof topic, "chat/group/%s", gid);
 		rc = publish_send(c, topic, cm, conv, cap, seq);
@@ -646,13 +710,24 @@ int chat_send_plain(client *c, const char *peer_user, const char *gid, const uin
 	}
 	cid_match cm;
 	randombytes_buf(cm.cid, sizeof cm.cid);
+	c->ndl = c->nrcpt = 0;
 	int rc = gid ? send_group(c, gid, pt, len, &cm, conv, conv_cap, seq)
 	             : send_dm(c, peer_user, pt, len, &cm, conv, conv_cap, seq);
 	if (rc == CHAT_OK) {
 		state_history(&c->st, conv, *seq, c->net.addr, true, hist, strlen(hist));
-		rc = state_save(&c->st);
+		if (gid)
+			state_hist_users(&c->st, (const char (*)[NAME_MAX_])c->rcpt, c->nrcpt);
 		say(c, "✓ %s #%llu sent\n", conv, (unsigned long long)*seq);
+		/* v2: delivered before the confirmation went out (`dl`) */
+		for (size_t i = 0; i < c->ndl; i++)
+			apply_state(c, conv, *seq, c->dl[i], ST_DELIVERED);
+		rc = state_save(&c->st);
 	}
+	free(c->rcpt);
+	free(c->dl);
+	c->rcpt = NULL;
+	c->dl = NULL;
+	c->nrcpt = c->ndl = 0;
 	return rc;
 }
 
@@ -794,6 +869,8 @@ static int decrypt_body(client *c, const char *conv, const char *from, const uin
 
 static void pend(client *c, const char *conv, uint64_t seq, bool read)
 {
+	if (!read && c->puback_delivered)   /* our PUBACK was the delivered receipt */
+		return;
 	struct pending *p = NULL;
 	for (size_t i = 0; i < c->npend && !p; i++)
 		if (strcmp(c->pend[i].conv, conv) == 0 && c->pend[i].read == read &&
@@ -943,53 +1020,237 @@ static void on_devices(client *c, ev *e)
 	free(devs);
 }
 
+/* User `by` has message (conv, seq) in state st (ST_DELIVERED or
+ * ST_READ): the ✓✓ or read line, and the message's status in the history.
+ * A group message of ours is delivered (read) when every user it went to
+ * has it (read it): one more line then, "delivered to all" ("read by
+ * all"). true when the history changed. */
+static bool apply_state(client *c, const char *conv, uint64_t seq, const char *by, int st)
+{
+	say(c, "%s %s #%llu (%s)\n", st == ST_READ ? "read" : "✓✓", conv, (unsigned long long)seq, by);
+	hist *h = state_find_out(&c->st, conv, seq);
+	if (!h)
+		return false;
+	if (!h->nusers) {   /* a dm: the peer is everyone */
+		if (st <= h->status)
+			return false;
+		h->status = st;
+		return true;
+	}
+	bool changed = false;
+	int least = ST_READ;
+	for (size_t i = 0; i < h->nusers; i++) {
+		if (strcmp(h->users[i], by) == 0 && st > h->ust[i]) {
+			h->ust[i] = (uint8_t)st;
+			changed = true;
+		}
+		if (h->ust[i] < least)
+			least = h->ust[i];
+	}
+	if (changed && least >= ST_DELIVERED && least > h->status) {
+		h->status = least;
+		say(c, least == ST_READ ? "read %s #%llu read by all\n" : "✓✓ %s #%llu delivered to all\n",
+		    conv, (unsigned long long)seq);
+	}
+	return changed;
+}
+
+static bool apply_receipt(client *c, const char *conv, uint64_t seq, const char *by,
+                          const char *s)
+{
+	if (strcmp(s, "read") == 0 || strcmp(s, "delivered") == 0)
+		return apply_state(c, conv, seq, by, s[0] == 'r' ? ST_READ : ST_DELIVERED);
+	say(c, "%s %s #%llu (%s)\n", s, conv, (unsigned long long)seq, by);   /* expired */
+	return false;
+}
+
 static void on_receipt(client *c, ev *e)
 {
 	char conv[NAME_MAX_ + 4], s[16], by[NAME_MAX_];
 	item_str(conv, sizeof conv, &e->conv);
 	item_str(s, sizeof s, &e->s);
 	item_str(by, sizeof by, &e->by);
-	int st = strcmp(s, "read") == 0 ? ST_READ : strcmp(s, "delivered") == 0 ? ST_DELIVERED : 0;
 	bool changed = false;
-	for (size_t i = 0; i < e->nseqs; i++) {
-		hist *h = state_find_out(&c->st, conv, e->seqs[i]);
-		if (h && st > h->status) {
-			h->status = st;
-			changed = true;
-		}
-		say(c, "%s %s #%llu (%s)\n", st == ST_READ ? "read" : st == ST_DELIVERED ? "✓✓" : s,
-		    conv, (unsigned long long)e->seqs[i], by);
-	}
+	for (size_t i = 0; i < e->nseqs; i++)
+		changed |= apply_receipt(c, conv, e->seqs[i], by, s);
 	if (changed)
 		state_save(&c->st);
+}
+
+/* ---- protocol v2 events ---- */
+
+/* One `sents` item: our awaited send's (publish_send), or another one. */
+static void on_sent_item(void *ctx, const cev_sent *s)
+{
+	sents_ctx *sc = ctx;
+	if (sc->w && same_cid(&s->cid, sc->w)) {
+		sc->found = true;
+		if (!sc->apply)
+			return;
+		item_str(sc->conv, sc->conv_cap, &s->conv);
+		*sc->seq = s->seq;
+		client *c = sc->c;
+		free(c->dl);   /* the same cid twice in one event: the last counts */
+		c->ndl = 0;
+		c->dl = calloc(s->ndl ? s->ndl : 1, sizeof *c->dl);
+		for (size_t i = 0; i < s->ndl && c->dl; i++)
+			item_str(c->dl[c->ndl++], NAME_MAX_, &s->dl[i]);
+		return;
+	}
+	if (!sc->apply)
+		return;
+	/* the confirmation of a send we no longer wait for */
+	char conv[NAME_MAX_ + 4];
+	item_str(conv, sizeof conv, &s->conv);
+	say(sc->c, "✓ %s #%llu sent\n", conv, (unsigned long long)s->seq);
+	for (size_t i = 0; i < s->ndl; i++) {
+		char by[NAME_MAX_];
+		item_str(by, sizeof by, &s->dl[i]);
+		apply_state(sc->c, conv, s->seq, by, ST_DELIVERED);
+	}
+}
+
+static void on_sents(client *c, const qmsg *m)
+{
+	sents_ctx sc = { .c = c, .apply = true };
+	const char *why;
+	if (cev_sents(m->payload, m->len, scratch_sent(), on_sent_item, &sc, &why) != CHAT_OK)
+		fprintf(stderr, "chat-client: a malformed sents event ignored: %s\n", why);
+	else
+		state_save(&c->st);
+}
+
+static void on_rset(void *ctx, const cev_rcpts *h, const cev_rset *set)
+{
+	client *c = ctx;
+	char conv[NAME_MAX_ + 4], s[16];
+	item_str(conv, sizeof conv, &h->conv);
+	item_str(s, sizeof s, &h->s);
+	for (size_t i = 0; i < set->nby; i++) {
+		char by[NAME_MAX_];
+		item_str(by, sizeof by, &set->by[i]);
+		for (size_t j = 0; j < set->nseqs; j++)
+			apply_receipt(c, conv, set->seqs[j], by, s);
+	}
+}
+
+static void on_rcpts(client *c, const qmsg *m)
+{
+	static void *set;
+	cev_rcpts h;
+	const char *why;
+	if (cev_rcpts_each(m->payload, m->len, &h, scratch(&set, sizeof(cev_rset)), on_rset, c,
+	                   &why) != CHAT_OK)
+		fprintf(stderr, "chat-client: a malformed rcpts event ignored: %s\n", why);
+	else
+		state_save(&c->st);
+}
+
+static void on_caps(client *c, const qmsg *m)
+{
+	cev_caps r;
+	const char *why;
+	c->caps_rid = 0;
+	if (cev_caps_reply(m->payload, m->len, &r, &why) != CHAT_OK) {
+		fprintf(stderr, "chat-client: a malformed reply to caps ignored: %s\n", why);
+		return;
+	}
+	if (!r.ok) {
+		char code[64], msg[200];
+		item_str(code, sizeof code, &r.code);
+		item_str(msg, sizeof msg, &r.msg);
+		fprintf(stderr, "chat-client: the server does not take capabilities (%s: %s); "
+		        "it sends the v1 forms\n", code, msg);
+		return;
+	}
+	c->puback_delivered = r.has_server && r.puback_delivered;
+	if (c->interactive) {   /* the other modes keep stderr for what happened */
+		char names[64] = "";
+		for (unsigned i = 0; i < CEV_NCAPS; i++)
+			if (r.caps & (1u << i))
+				snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+				         names[0] ? "," : "", cev_cap_name(i));
+		say(c, "protocol v2: %s; delivered receipts %s\n", names[0] ? names : "no capabilities",
+		    c->puback_delivered ? "by PUBACK" : "sent");
+	}
+}
+
+int chat_caps(client *c)
+{
+	uint64_t rid = net_req_begin(&c->net, 1, "caps");
+	cbw *w = &c->net.w;
+	cbw_text(w, "caps");
+	cbw_array(w, CEV_NCAPS);
+	for (unsigned i = 0; i < CEV_NCAPS; i++)
+		cbw_text(w, cev_cap_name(i));
+	if (cbw_status(w) != CHAT_OK || net_publish(&c->net, "chat/ctl", w->buf, w->len) != CHAT_OK)
+		return CHAT_EIO;
+	c->caps_rid = rid;
+	if (!net_flush(&c->net, REQ_MS)) {
+		fprintf(stderr, "chat-client: the broker did not acknowledge our capabilities\n");
+		return CHAT_EIO;
+	}
+	return net_subscribe(&c->net, c->net.t_inbox, REQ_MS);
+}
+
+static void dispatch(client *c, const qmsg *m, bool in_batch);
+
+static void on_batch_ev(void *ctx, const uint8_t *p, size_t len)
+{
+	client *c = ctx;
+	qmsg one = { c->net.t_inbox, (uint8_t *)p, len };
+	dispatch(c, &one, true);
+}
+
+/* One inbox event (or one element of a batch). */
+static void dispatch(client *c, const qmsg *m, bool in_batch)
+{
+	ev *e = scratch_ev();
+	if (ev_decode(e, m->payload, m->len) != CHAT_OK)
+		return;
+	if (cbr_eq(&e->k, "batch")) {
+		const char *why;
+		if (in_batch)
+			fprintf(stderr, "chat-client: a batch inside a batch ignored\n");
+		else if (cev_batch(m->payload, m->len, on_batch_ev, c, &why) != CHAT_OK)
+			fprintf(stderr, "chat-client: a malformed batch ignored: %s\n", why);
+	} else if (cbr_eq(&e->k, "sents")) {
+		on_sents(c, m);
+	} else if (cbr_eq(&e->k, "rcpts")) {
+		on_rcpts(c, m);
+	} else if (cbr_eq(&e->k, "ctl") && e->has_rid && c->caps_rid && e->rid == c->caps_rid) {
+		on_caps(c, m);
+	} else if (cbr_eq(&e->k, "error") && e->has_rid && c->caps_rid && e->rid == c->caps_rid) {
+		char msg[200];
+		item_str(msg, sizeof msg, &e->msg);
+		fprintf(stderr, "chat-client: the server refused our capabilities: %s\n", msg);
+		c->caps_rid = 0;
+	} else if (cbr_eq(&e->k, "msg")) {
+		on_msg(c, e);
+	} else if (cbr_eq(&e->k, "group")) {
+		on_group(c, e);
+	} else if (cbr_eq(&e->k, "receipt")) {
+		on_receipt(c, e);
+	} else if (cbr_eq(&e->k, "devices")) {
+		on_devices(c, e);
+	} else if (cbr_eq(&e->k, "sync") && e->done) {
+		c->sync_done = true;
+	} else if (cbr_eq(&e->k, "error")) {
+		char code[64], msg[200];
+		item_str(code, sizeof code, &e->code);
+		item_str(msg, sizeof msg, &e->msg);
+		fprintf(stderr, "chat-client: server error %s: %s\n", code, msg);
+	}
 }
 
 void chat_process(client *c)
 {
 	qmsg *m;
-	ev *e = scratch_ev();
 	while ((m = net_pop(&c->net))) {
-		if (strcmp(m->topic, c->net.t_status) == 0) {
+		if (strcmp(m->topic, c->net.t_status) == 0)
 			chat_status(c, m);
-		} else if (strcmp(m->topic, c->net.t_inbox) == 0 &&
-		           ev_decode(e, m->payload, m->len) == CHAT_OK) {
-			if (cbr_eq(&e->k, "msg")) {
-				on_msg(c, e);
-			} else if (cbr_eq(&e->k, "group")) {
-				on_group(c, e);
-			} else if (cbr_eq(&e->k, "receipt")) {
-				on_receipt(c, e);
-			} else if (cbr_eq(&e->k, "devices")) {
-				on_devices(c, e);
-			} else if (cbr_eq(&e->k, "sync") && e->done) {
-				c->sync_done = true;
-			} else if (cbr_eq(&e->k, "error")) {
-				char code[64], msg[200];
-				item_str(code, sizeof code, &e->code);
-				item_str(msg, sizeof msg, &e->msg);
-				fprintf(stderr, "chat-client: server error %s: %s\n", code, msg);
-			}
-		}
+		else if (strcmp(m->topic, c->net.t_inbox) == 0)
+			dispatch(c, m, false);
 		qmsg_free(m);
 		if (c->npend && c->net.nq == 0)
 			chat_flush_receipts(c);

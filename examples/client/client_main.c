@@ -21,6 +21,8 @@
  * --safety-number prints the safety number with PEER (docs/E2EE.md §8) and
  * its QR payload; --verify marks PEER verified when CODE (the 60 digits the
  * peer's device shows, spaces allowed, or the QR payload in hex) matches.
+ * --protocol 1 keeps to the v1 forms of docs/PROTOCOL.md (no capabilities
+ * declared); the default, 2, declares sents, rcpts and batch.
  */
 #include "chat_version.h"
 #include "client.h"
@@ -49,12 +51,13 @@ static void usage(void)
 	        "                    | --send-file PEER PATH [--caption TEXT]\n"
 	        "                    | --group G --send-file PATH [--caption TEXT]\n"
 	        "                    | --safety-number PEER | --verify PEER --code CODE]\n"
-	        "                   [--log-key HEX]\n"
+	        "                   [--log-key HEX] [--protocol 1|2]\n"
 	        "       chat-client --help | --version\n"
 	        "  no mode: interactive (/to USER, /group G, /file PATH, /safety, /verify DIGITS,\n"
 	        "           /sync, /quit; other lines are sent)\n"
 	        "  --send-file: encrypts the file, uploads it to chat-media, sends its pointer\n"
 	        "  --files DIR: where received attachments are saved (default: DIR/files of --state)\n"
+	        "  --protocol 1: the v1 forms only (default 2: declares sents, rcpts, batch)\n"
 	        "TLS to the broker (as mosquitto_sub):\n" MQTT_TLS_USAGE);
 }
 
@@ -259,8 +262,8 @@ int main(int argc, char **argv)
 	bool recv = false;
 	enum { OPT_TOKEN = 256, OPT_STATE, OPT_SEND, OPT_GROUP, OPT_RECV, OPT_TIMEOUT, OPT_HELP,
 	       OPT_VERSION, OPT_SAFETY, OPT_VERIFY, OPT_CODE, OPT_SEND_FILE, OPT_CAPTION, OPT_FILES,
-	       OPT_LOG_KEY };
-	static client c;
+	       OPT_LOG_KEY, OPT_PROTOCOL };
+	static client c = { .protocol = 2 };
 	static const struct option longopts[] = {
 		{ "token-file", required_argument, NULL, OPT_TOKEN },
 		{ "state", required_argument, NULL, OPT_STATE },
@@ -277,6 +280,7 @@ int main(int argc, char **argv)
 		{ "caption", required_argument, NULL, OPT_CAPTION },
 		{ "files", required_argument, NULL, OPT_FILES },
 		{ "log-key", required_argument, NULL, OPT_LOG_KEY },
+		{ "protocol", required_argument, NULL, OPT_PROTOCOL },
 		MQTT_TLS_LONGOPTS,
 		{ NULL, 0, NULL, 0 },
 	};
@@ -320,6 +324,13 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			c.log_key_set = true;
+			break;
+		case OPT_PROTOCOL:
+			if (strcmp(optarg, "1") != 0 && strcmp(optarg, "2") != 0) {
+				fprintf(stderr, "chat-client: --protocol is 1 or 2, not %s\n", optarg);
+				return 2;
+			}
+			c.protocol = optarg[0] - '0';
 			break;
 		case OPT_HELP: usage(); return 0;
 		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-client"), stdout); return 0;
@@ -394,8 +405,8 @@ int main(int argc, char **argv)
 	else
 		snprintf(c.files, sizeof c.files, "%s/files", state_dir);
 	int rc = 1;
-	if (net_connect(&c.net, host, (int)port, &tls, addr, token) == CHAT_OK &&
-	    chat_register(&c, fresh) == CHAT_OK) {
+	if (net_connect(&c.net, host, (int)port, &tls, addr, token, c.protocol >= 2) == CHAT_OK &&
+	    (c.protocol < 2 || chat_caps(&c) == CHAT_OK) && chat_register(&c, fresh) == CHAT_OK) {
 		/* Monitor our own entry in the key directory before anything else:
 		 * a key the server logged in our name means others may be sending
 		 * to an impostor (exit 3). No answer is only a warning: the key

@@ -37,8 +37,10 @@ static void on_connect(struct mosquitto *m, void *obj, int rc)
 		return;
 	}
 	n->connected = true;
-	const char *topics[] = { n->t_inbox, n->t_resp, n->t_status };
-	for (int i = 0; i < 3; i++)
+	/* the inbox last, and only here for a v1 client (a v2 client declares
+	 * its capabilities first, then subscribes: chat_caps) */
+	const char *topics[] = { n->t_resp, n->t_status, n->t_inbox };
+	for (int i = 0; i < n->nsubs; i++)
 		if (mosquitto_subscribe(m, NULL, topics[i], 1) != MOSQ_ERR_SUCCESS)
 			n->failed = true;
 }
@@ -105,9 +107,10 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 }
 
 int net_connect(net *n, const char *host, int port, const mqtt_tls *tls, const char *addr,
-                const char *token)
+                const char *token, bool inbox_later)
 {
 	memset(n, 0, sizeof *n);
+	n->nsubs = inbox_later ? 2 : 3;
 	cbw_init(&n->w);
 	snprintf(n->addr, sizeof n->addr, "%s", addr);
 	const char *slash = strchr(addr, '/');
@@ -144,9 +147,9 @@ int net_connect(net *n, const char *host, int port, const mqtt_tls *tls, const c
 		return CHAT_EIO;
 	}
 	uint64_t deadline = now_ms() + 10000;
-	while (n->subacks < 3 && !n->failed && now_ms() < deadline)
+	while (n->subacks < n->nsubs && !n->failed && now_ms() < deadline)
 		net_pump(n, 50);
-	if (n->subacks < 3) {
+	if (n->subacks < n->nsubs) {
 		if (!n->failed)
 			fprintf(stderr, "chat-client: no answer from the broker\n");
 		return CHAT_EIO;

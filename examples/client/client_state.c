@@ -362,6 +362,8 @@ void state_history(cstate *st, const char *conv, uint64_t seq, const char *from,
 {
 	if (st->nhist == HISTORY_KEEP) {
 		free(st->hist[0].text);
+		free(st->hist[0].users);
+		free(st->hist[0].ust);
 		memmove(st->hist, st->hist + 1, (HISTORY_KEEP - 1) * sizeof *st->hist);
 		st->nhist--;
 	}
@@ -374,6 +376,20 @@ void state_history(cstate *st, const char *conv, uint64_t seq, const char *from,
 	h->out = out;
 	h->status = out ? ST_SENT : ST_NONE;
 	h->text = xstrndup(text, len);
+}
+
+void state_hist_users(cstate *st, const char (*users)[NAME_MAX_], size_t n)
+{
+	hist *h = st->nhist ? &st->hist[st->nhist - 1] : NULL;
+	if (!h || !n)
+		return;
+	free(h->users);
+	free(h->ust);
+	h->users = xrealloc(NULL, n * sizeof *h->users);
+	h->ust = xrealloc(NULL, n);
+	memcpy(h->users, users, n * sizeof *h->users);
+	memset(h->ust, ST_NONE, n);
+	h->nusers = n;
 }
 
 hist *state_find_out(cstate *st, const char *conv, uint64_t seq)
@@ -536,13 +552,21 @@ int state_save(const cstate *st)
 	cbw_array(&w, st->nhist);
 	for (size_t i = 0; i < st->nhist; i++) {
 		const hist *h = &st->hist[i];
-		cbw_array(&w, 6);
+		cbw_array(&w, h->nusers ? 7 : 6);
 		cbw_text(&w, h->conv);
 		cbw_uint(&w, h->seq);
 		cbw_text(&w, h->from);
 		cbw_bool(&w, h->out);
 		cbw_uint(&w, (uint64_t)h->status);
 		cbw_text(&w, h->text);
+		if (h->nusers) {   /* a group message of ours: [[user, status] …] */
+			cbw_array(&w, h->nusers);
+			for (size_t j = 0; j < h->nusers; j++) {
+				cbw_array(&w, 2);
+				cbw_text(&w, h->users[j]);
+				cbw_uint(&w, h->ust[j]);
+			}
+		}
 	}
 	cbw_text(&w, "contacts");   /* [user, verified, complete, [[device, ik] …]] */
 	cbw_array(&w, st->ncontacts);
@@ -747,7 +771,7 @@ static void read_body(cstate *st, rd *r)
 			size_t n = rd_array(r);
 			for (size_t j = 0; j < n && !r->bad; j++) {
 				char conv[NAME_MAX_ + 4], from[ADDR_MAX];
-				rd_array(r);
+				size_t fields = rd_array(r);
 				rd_text(r, conv, sizeof conv);
 				uint64_t seq = rd_uint(r);
 				rd_text(r, from, sizeof from);
@@ -757,7 +781,21 @@ static void read_body(cstate *st, rd *r)
 				if (r->bad)
 					break;
 				state_history(st, conv, seq, from, out, (const char *)t.ptr, t.len);
-				st->hist[st->nhist - 1].status = status;
+				hist *h = &st->hist[st->nhist - 1];
+				h->status = status;
+				size_t nu = fields == 7 ? rd_array(r) : 0;
+				if (nu > 4096)
+					r->bad = true;
+				if (nu && !r->bad) {
+					h->users = xrealloc(NULL, nu * sizeof *h->users);
+					h->ust = xrealloc(NULL, nu);
+				}
+				for (size_t x = 0; x < nu && !r->bad; x++) {
+					rd_array(r);
+					rd_text(r, h->users[x], NAME_MAX_);
+					h->ust[x] = (uint8_t)(rd_uint(r) & 3);
+					h->nusers = x + 1;
+				}
 			}
 		} else if (cbr_eq(&key, "contacts")) {
 			size_t n = rd_array(r);
@@ -861,8 +899,11 @@ void state_free(cstate *st)
 	for (size_t i = 0; i < st->nseen; i++)
 		free(st->seen[i].seqs);
 	free(st->seen);
-	for (size_t i = 0; i < st->nhist; i++)
+	for (size_t i = 0; i < st->nhist; i++) {
 		free(st->hist[i].text);
+		free(st->hist[i].users);
+		free(st->hist[i].ust);
+	}
 	free(st->hist);
 	for (size_t i = 0; i < st->ncontacts; i++)
 		free(st->contacts[i].keys);

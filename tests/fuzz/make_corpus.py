@@ -413,9 +413,17 @@ def dictionary():
                                 "gid", "members", "name", "user", "owner", "bodies",
                                 "group.add", "group.remove", "group.leave", "group.admin",
                                 "group.info", "slot", "get", "size", "type", "to", "id",
-                                "image/jpeg", "audio/ogg", "k", "msg", "batch", "evs",
-                                "seq", "caps", "sents", "rcpts"))
-    lines = ["# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
+                                "image/jpeg", "audio/ogg",
+                                # protocol v2
+                                "caps", "sents", "rcpts", "batch", "items", "dl", "sets",
+                                "by", "evs", "server", "puback_delivered", "replay_batch",
+                                "k", "msg", "seq"))
+    # the licence lines of the committed file (spelt in two parts: this
+    # script's own header is the only one reuse should read here)
+    spdx = "SPDX" + "-"
+    lines = ["# %sFileCopyrightText: 2026 The mosquitto-chat authors" % spdx,
+             "# %sLicense-Identifier: EPL-2.0 OR BSD-3-Clause" % spdx,
+             "# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
     for w in sorted(words):
         lines.append('"' + "".join("\\x%02x" % b for b in w) + '"')
     return "\n".join(lines) + "\n"
@@ -488,6 +496,68 @@ def attach_inputs():
     return out
 
 
+def clientev_inputs():
+    """fuzz_clientev's inputs (a selector byte, then the event): protocol
+    v2 sents (0), rcpts (1), batch (2) events and caps replies (3) as
+    docs/PROTOCOL.md "Capabilities (v2)" gives them, and near misses."""
+    cid = b"\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"
+    msg = {"k": "msg", "conv": "dm:alice:bob", "seq": 4, "from": "alice/phone",
+           "ts": 1796677524000, "body": b"\x01ciphertext"}
+    sents = {
+        "one": {"k": "sents", "items": [{"cid": cid, "conv": "dm:alice:bob", "seq": 7,
+                                         "ts": 1796677524000}]},
+        "dl": {"k": "sents", "items": [
+            {"cid": cid, "conv": "dm:alice:bob", "seq": 7, "ts": 1796677524000, "dl": ["bob"]},
+            {"cid": 9, "conv": "g:team", "seq": 3, "ts": 1796677524001,
+             "dl": ["bob", "carol", "dave"]}]},
+        "bad_seq0": {"k": "sents", "items": [{"cid": cid, "conv": "dm:alice:bob", "seq": 0}]},
+        "bad_dl": {"k": "sents", "items": [{"cid": 1, "conv": "g:t", "seq": 1, "dl": ["b/p"]}]},
+        "empty": {"k": "sents", "items": []},
+    }
+    rcpts = {
+        "group": {"k": "rcpts", "conv": "g:team", "s": "delivered", "ts": 1796677524000,
+                  "sets": [{"seqs": [3, 4, 5], "by": ["bob", "carol"]},
+                           {"seqs": [3], "by": ["dave"]}]},
+        "read": {"k": "rcpts", "conv": "dm:alice:bob", "s": "read", "ts": 1,
+                 "sets": [{"seqs": [1], "by": ["bob"]}]},
+        "expired": {"k": "rcpts", "conv": "g:team", "s": "expired", "ts": 2,
+                    "sets": [{"seqs": [9], "by": ["erin"]}]},
+        "bad_state": {"k": "rcpts", "conv": "g:team", "s": "seen",
+                      "sets": [{"seqs": [1], "by": ["bob"]}]},
+        "bad_empty_set": {"k": "rcpts", "conv": "g:team", "s": "read",
+                          "sets": [{"seqs": [], "by": ["bob"]}]},
+    }
+    batches = {
+        "msgs": {"k": "batch", "evs": [msg, dict(msg, seq=5),
+                                       {"k": "receipt", "conv": "dm:alice:bob", "seqs": [2],
+                                        "s": "delivered", "by": "bob", "ts": 3}]},
+        "mixed": {"k": "batch", "evs": [
+            {"k": "group", "gid": "team", "conv": "g:team", "seq": 1, "ts": 1, "op": "created",
+             "by": "alice", "members": ["alice", "bob"]},
+            rcpts["group"], msg]},
+        "bad_elem": {"k": "batch", "evs": [msg, 7]},
+        "empty": {"k": "batch", "evs": []},
+    }
+    caps = {
+        "ok": {"k": "ctl", "rid": 5, "ok": True, "caps": ["sents", "rcpts", "batch"],
+               "server": {"v": 2, "puback_delivered": True, "gather_ms": 10, "replay_batch": 64}},
+        "unknown_cap": {"k": "ctl", "rid": 5, "ok": True, "caps": ["sents", "future"],
+                        "server": {"v": 3, "puback_delivered": False, "gather_ms": 10,
+                                   "replay_batch": 1, "more": [1]}},
+        "refused": {"k": "ctl", "rid": 5, "ok": False, "code": "op", "msg": "unknown op"},
+        "bad_server": {"k": "ctl", "rid": 5, "ok": True, "server": {"puback_delivered": 1}},
+    }
+    out = {}
+    for sel, prefix, group in ((0, "sents_", sents), (1, "rcpts_", rcpts), (2, "batch_", batches),
+                               (3, "caps_", caps)):
+        for k, v in group.items():
+            out[prefix + k] = bytes([sel]) + D(v)
+    out["sents_indefinite"] = b"\0" + indef_map([("k", "sents"), ("items", [
+        {"cid": 3, "conv": "dm:a:b", "seq": 2}])])
+    out["batch_trailing"] = b"\2" + D(batches["msgs"]) + b"\x00"
+    return out
+
+
 def acks():
     """PUBACKed inbox publishes (fuzz_ack): v1 events and replay batches."""
     def msg(seq, conv="dm:alice:bob", frm="alice/phone"):
@@ -531,6 +601,7 @@ def main():
     write("group", group_scripts())
     write("e2ee", e2ee_bodies())
     write("attach", attach_inputs())
+    write("clientev", clientev_inputs())
     write("keylog", keylog_answers())
     write("ack", acks())
     write("xmpp", xmpp_streams())

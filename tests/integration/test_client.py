@@ -9,6 +9,12 @@ receipts reach alice, a restart of bob's client resumes its session without
 registering again, duplicates are dropped, a group of three rotates its
 sender keys when a member is removed, and no plaintext ever appears in the
 broker's or the key server's data directories or logs.
+
+The client speaks protocol v2 by default (docs/PROTOCOL.md "Capabilities
+(v2)": it declares sents, rcpts and batch); alice's laptop runs with
+--protocol 1 throughout, so the v1 forms are exercised beside them in the
+same conversation, and test_v2_declared_and_receipts checks what each
+declares and which delivered receipts each sends.
 """
 
 import os
@@ -73,7 +79,8 @@ class ClientTest(ChatTestCase):
 
     # ---- helpers ----
 
-    def device(self, user, dev, broker=None):
+    def device(self, user, dev, broker=None, protocol=None):
+        """protocol 1: the client runs with --protocol 1 (the v1 forms)."""
         broker = broker or self.broker
         token = broker.add_device(user, dev)
         path = os.path.join(self.home, "%s_%s.token" % (user, dev))
@@ -81,12 +88,13 @@ class ClientTest(ChatTestCase):
             f.write(token + "\n")
         return {"addr": "%s/%s" % (user, dev), "token": path, "token_value": token,
                 "state": os.path.join(self.home, "%s_%s.state" % (user, dev)),
-                "port": broker.port}
+                "port": broker.port,
+                "args": ["--protocol", str(protocol)] if protocol else []}
 
     def client_cmd(self, d, *args):
         return [CLIENT, "-h", "127.0.0.1", "-p", str(d.get("port", self.broker.port)),
                 "-u", d["addr"], "--token-file", d["token"], "--state", d["state"]] + \
-            [str(a) for a in args]
+            d.get("args", []) + [str(a) for a in args]
 
     def run_client(self, d, *args, timeout=30, check=True):
         cmd = self.client_cmd(d, *args)
@@ -131,7 +139,8 @@ class ClientTest(ChatTestCase):
 
     def test_dm_two_devices_offline_receipts_restart(self):
         alice, bob = uniq("alice"), uniq("bob")
-        a1, a2, b1 = self.device(alice, "phone"), self.device(alice, "laptop"), self.device(bob, "phone")
+        a1, b1 = self.device(alice, "phone"), self.device(bob, "phone")
+        a2 = self.device(alice, "laptop", protocol=1)
         conv = conv_of(alice, bob)
         for d in (a1, a2, b1):   # first runs: register with the key server
             _, err = self.recv(d, 0)
@@ -257,8 +266,15 @@ class ClientTest(ChatTestCase):
                              (conv, 3, b["addr"], "bob to the team")])):
             msgs, _ = self.recv(d)
             self.assertEqual(msgs, want)
-        msgs, _ = self.recv(a)
+        msgs, err = self.recv(a)
         self.assertEqual(msgs, [(conv, 3, b["addr"], "bob to the team")])
+        # bob and carol have alice's message: per user, then "to all" once
+        # (coalesced into one rcpts event for a v2 client, or one receipt each)
+        self.assertIn("\u2713\u2713 %s #2 (%s)" % (conv, bob), err)
+        self.assertIn("\u2713\u2713 %s #2 (%s)" % (conv, carol), err)
+        self.assertEqual(err.count("%s #2 delivered to all" % conv), 1, err)
+        self.assertEqual([h[4] for h in self.state(a)["hist"] if h[0] == conv and h[1] == 2],
+                         [2])   # ST_DELIVERED: every recipient user has it
         key1 = self._own_key(a, gid)
         self.assertEqual(sorted(key1[1]), sorted([b["addr"], c["addr"]]))
 
@@ -288,6 +304,76 @@ class ClientTest(ChatTestCase):
             if g == gid:
                 return int.from_bytes(chain[:4], "big"), sent_to
         raise AssertionError("no sender key for %s" % gid)
+
+    def test_v2_declared_and_receipts(self):
+        """A v2 client declares sents, rcpts and batch (persisted: chatctl
+        stats counts it), a --protocol 1 client nothing. Where the server
+        counts a PUBACK as delivered (the patched broker) the v2 client sends
+        no delivered receipt and the sender still gets its ✓✓; elsewhere it
+        sends them, as the v1 client always does."""
+        alice, bob, carol = uniq("alice"), uniq("bob"), uniq("carol")
+        a, b = self.device(alice, "d"), self.device(bob, "d")
+        c = self.device(carol, "d", protocol=1)
+        before = self._stats()
+        for d in (a, b, c):
+            self.recv(d, 0)
+        after = self._stats()
+        for cap in ("sents", "rcpts", "batch"):   # a and b, not c
+            self.assertEqual(after["devices_caps_" + cap] - before["devices_caps_" + cap], 2,
+                             (before, after))
+        conv_b, conv_c = conv_of(alice, bob), conv_of(alice, carol)
+        self.send(a, bob, "to a v2 peer")
+        self.send(a, bob, "and once more")
+        self.send(a, carol, "to a v1 peer")
+        s0 = self._stats()
+        n0 = s0["receipts_in"]
+        msgs, _ = self.recv(b, 0)
+        self.assertEqual(msgs, [(conv_b, 1, a["addr"], "to a v2 peer"),
+                                (conv_b, 2, a["addr"], "and once more")])
+        s1 = self._stats()
+        n1 = s1["receipts_in"]
+        # the server used the v2 forms with them: a's confirmations came
+        # gathered (sents), b's replay of two messages as one batch
+        self.assertGreaterEqual(s0["sents_out"] - before["sents_out"], 2)
+        self.assertGreaterEqual(s1["replay_batches"] - s0["replay_batches"], 1)
+        msgs, _ = self.recv(c, 0)
+        self.assertEqual(msgs, [(conv_c, 1, a["addr"], "to a v1 peer")])
+        n2 = self._stats()["receipts_in"]
+        self.assertEqual(n1 - n0, 0 if self.broker.delivered_on_puback else 1)
+        self.assertEqual(n2 - n1, 1)   # v1: a delivered receipt whatever the broker
+        _, err = self.recv(a, 0)
+        self.assertIn("\u2713\u2713 %s #1 (%s)" % (conv_b, bob), err)
+        self.assertIn("\u2713\u2713 %s #2 (%s)" % (conv_b, bob), err)
+        self.assertIn("\u2713\u2713 %s #1 (%s)" % (conv_c, carol), err)
+        self.assertEqual(self._stats()["receipts_in"] - n2, 0)   # a only sent: nothing to ack
+
+        # b online (interactive): a's send is delivered before its
+        # confirmation goes out, so on the patched broker (b's PUBACK is the
+        # receipt) the one `sents` event says both: ✓ and ✓✓ in a's --send run
+        proc = subprocess.Popen(self.client_cmd(b), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        out_lines = []
+        reader = threading.Thread(target=lambda: out_lines.extend(proc.stdout), daemon=True)
+        reader.start()
+        try:
+            wait_until(lambda: any("/quit to leave" in l for l in out_lines), timeout=10)
+            r = self.send(a, bob, "while you are here")
+            wait_until(lambda: any("while you are here" in l for l in out_lines), timeout=10)
+            proc.stdin.write("/quit\n")
+            proc.stdin.close()
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        self.assertIn("\u2713 %s #3 sent" % conv_b, r.stderr)
+        if self.broker.delivered_on_puback:
+            self.assertIn("\u2713\u2713 %s #3 (%s)" % (conv_b, bob), r.stderr)
+            self.assertTrue(any("delivered receipts by PUBACK" in l for l in out_lines), out_lines)
+
+    def _stats(self):
+        rc, out, err = self.broker.chatctl("stats")
+        self.assertEqual(rc, 0, err)
+        return {k: int(v) for k, v in (l.split() for l in out.splitlines())}
 
     def test_canary_in_clear(self):
         # a body sent without encryption, to show the plaintext search works

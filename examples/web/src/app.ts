@@ -18,7 +18,7 @@ import {
 import sodium from "libsodium-wrappers-sumo";
 import * as A from "./e2ee/attach";
 import { audioDuration, download, keep, kept, thumbnail, upload } from "./media";
-import { dmConv, dmPeer, groupConv, groupId, userOf } from "./wire";
+import { batchEvents, dmConv, dmPeer, groupConv, groupId, rcptsOf, sentsItems, userOf } from "./wire";
 import type { KeyChange, SafetyView } from "./e2ee";
 
 /** What a send carries: one body for everyone, or one per device. */
@@ -101,7 +101,8 @@ export class ChatApp {
   private downloading = new Set<string>(); // blob ids being fetched
   private visible = () => typeof document === "undefined" || document.visibilityState === "visible";
 
-  constructor(readonly creds: Credentials, private crypto: Crypto) {
+  /** caps: the capabilities to declare (Connection); [] keeps to protocol v1. */
+  constructor(readonly creds: Credentials, private crypto: Crypto, caps?: string[]) {
     this.me = creds.user;
     this.addr = `${creds.user}/${creds.device}`;
     this.state = loadAccount(this.addr);
@@ -117,7 +118,8 @@ export class ChatApp {
         this.crypto.keyStatus(this.conn, doc).catch((e) => this.warn(`keys: ${String((e as Error).message ?? e)}`));
       },
       state: (s, detail) => void this.onState(s, detail),
-    });
+      caps: () => this.changed(false),
+    }, "chat", caps);
   }
 
   // Web Push: the browser's subscription becomes this device's push target
@@ -507,6 +509,8 @@ export class ChatApp {
   // ------------------------------------------------------------ receipts out
 
   private queueReceipt(conv: string, s: "delivered" | "read", seq: number): void {
+    // v2 on a broker that takes our PUBACK of the msg as its delivered receipt
+    if (s === "delivered" && this.conn.pubackDelivered) return;
     let p = this.pendingReceipts.get(conv);
     if (!p) this.pendingReceipts.set(conv, (p = { delivered: new Set(), read: new Set() }));
     p[s].add(seq);
@@ -538,6 +542,18 @@ export class ChatApp {
         return this.onSent(ev);
       case "receipt":
         return this.onReceipt(ev);
+      // protocol v2 (docs/PROTOCOL.md "Capabilities (v2)")
+      case "sents":
+        return this.onSents(ev);
+      case "rcpts":
+        return this.onRcpts(ev);
+      case "batch": {
+        // a replay's events, each as the event it is, in order
+        const evs = batchEvents(ev);
+        if (!evs) return this.warn("a malformed batch event was ignored");
+        for (const e of evs) await this.onEvent(e as Event);
+        return;
+      }
       case "group":
         return this.onGroup(ev);
       case "typing":
@@ -614,6 +630,24 @@ export class ChatApp {
     m.tick = this.tickOf(c, m.seq);
     this.rewatch(c);
     this.changed();
+  }
+
+  /** Gathered confirmations: each a `sent`, and who had it delivered already. */
+  private onSents(ev: Event): void {
+    const items = sentsItems(ev);
+    if (!items) return this.warn("a malformed sents event was ignored");
+    for (const it of items) {
+      this.onSent({ k: "sent", cid: it.cid, conv: it.conv, seq: it.seq, ts: it.ts ?? Date.now() });
+      for (const by of it.dl) this.onReceipt({ k: "receipt", conv: it.conv, seqs: [it.seq], s: "delivered", by });
+    }
+  }
+
+  /** Coalesced receipts: per set, the same as one receipt per listed user. */
+  private onRcpts(ev: Event): void {
+    const r = rcptsOf(ev);
+    if (!r) return this.warn("a malformed rcpts event was ignored");
+    for (const set of r.sets)
+      for (const by of set.by) this.onReceipt({ k: "receipt", conv: r.conv, seqs: set.seqs, s: r.s, by });
   }
 
   /** Presence of a dm peer is readable once the conversation has a message. */

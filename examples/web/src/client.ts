@@ -1,10 +1,11 @@
 // SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
 // SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 // One device's MQTT session with the chat server (docs/PROTOCOL.md): connects
-// as U/D with its token over WebSockets, subscribes to its inbox, syncs, and
-// turns requests that have replies (chat/ctl, chat/keys) into promises.
+// as U/D with its token over WebSockets, declares its capabilities (protocol
+// v2), subscribes to its inbox, syncs, and turns requests that have replies
+// (chat/ctl, chat/keys) into promises.
 import mqtt, { type MqttClient } from "mqtt";
-import { cborEncode, cborMap, dmPeer, groupId, topics, type Topics } from "./wire";
+import { CAPS, cborEncode, cborMap, dmPeer, groupId, topics, type Topics } from "./wire";
 
 export interface Credentials {
   url: string;
@@ -25,6 +26,8 @@ export interface Handlers {
   /** The retained pre-key status of this device (chat/keys/status). */
   keyStatus(doc: Reply): void;
   state(s: ConnState, detail?: string): void;
+  /** The server answered our capabilities (capsInEffect, pubackDelivered). */
+  caps?(): void;
 }
 
 /** A refused request: the server's code and message. */
@@ -52,8 +55,15 @@ export class Connection {
   private mediaWaits = new Map<number, Pending>();
   private mediaSubscribed: Promise<void> | null = null; // chat/media/resp, on first use
   private watched = new Set<string>();
+  private capsRid = 0; // the caps request whose reply is awaited
+  /** The server counts our PUBACK of a msg as its delivered receipt (the
+   *  reply to caps says so): no delivered receipts are sent, only read. */
+  pubackDelivered = false;
+  /** The capabilities in effect (the server's reply to ours). */
+  capsInEffect: string[] = [];
 
-  constructor(readonly creds: Credentials, private h: Handlers, prefix = "chat") {
+  /** caps: what to declare on every connect; [] keeps to the v1 forms. */
+  constructor(readonly creds: Credentials, private h: Handlers, prefix = "chat", readonly caps: string[] = CAPS) {
     this.addr = `${creds.user}/${creds.device}`;
     this.t = topics(prefix, creds.user, creds.device);
   }
@@ -128,6 +138,13 @@ export class Connection {
     const c = this.client!;
     this.mediaSubscribed = null; // a new session: subscribe again when needed
     try {
+      // v2: the capabilities first, acknowledged, then the inbox: the replay
+      // that the inbox subscription starts already uses them. Their reply
+      // comes whenever it comes (behind a backlog, if there is one).
+      if (this.caps.length) {
+        this.capsRid = this.nextRid++;
+        await this.publish(this.t.ctl, { op: "caps", rid: this.capsRid, caps: this.caps });
+      }
       await c.subscribeAsync(
         { [this.t.inbox]: { qos: 1 }, [this.t.keysResp]: { qos: 1 }, [this.t.keysStatus]: { qos: 1 } },
       );
@@ -143,6 +160,7 @@ export class Connection {
     const m = cborMap(payload);
     if (topic === this.t.inbox) {
       if (!m || typeof m.k !== "string") return;
+      if ((m.k === "ctl" || m.k === "error") && this.capsRid && m.rid === this.capsRid) return this.onCaps(m);
       if (m.k === "ctl" && typeof m.rid === "number") return this.settle(this.ctlWaits, m);
       if (m.k === "error" && typeof m.rid === "number" && this.ctlWaits.has(m.rid))
         return this.settle(this.ctlWaits, { ...m, ok: false });
@@ -157,6 +175,15 @@ export class Connection {
       const prefix = this.t.presence("");
       if (topic.startsWith(prefix) && m) this.h.presence(topic.slice(prefix.length), m);
     }
+  }
+
+  private onCaps(m: Reply): void {
+    this.capsRid = 0;
+    const server = m.server as Reply | undefined;
+    // an older server refuses the op: it sends the v1 forms, we send every receipt
+    this.pubackDelivered = m.ok === true && server?.puback_delivered === true;
+    this.capsInEffect = m.ok === true && Array.isArray(m.caps) ? (m.caps as string[]) : [];
+    this.h.caps?.();
   }
 
   private settle(waits: Map<number, Pending>, m: Reply): void {

@@ -22,8 +22,11 @@ function defaultUrl(): string {
 
 let current: { app: ChatApp; screen: ChatScreen } | null = null;
 
+// ?protocol=1: the v1 forms of docs/PROTOCOL.md (no capabilities declared)
+const protocolV1 = new URLSearchParams(location.search).get("protocol") === "1";
+
 function signIn(creds: Credentials): void {
-  const app = new ChatApp(creds, new E2EE(creds));
+  const app = new ChatApp(creds, new E2EE(creds), protocolV1 ? [] : undefined);
   let screen: ChatScreen | null = null;
   const off = app.subscribe(() => {
     if (app.connState !== "refused") return;

@@ -162,7 +162,10 @@ export class ChatScreen {
             // the key server has this device's keys: others can start sessions with it
             "data-keys": app.keyStatus ? "ready" : "none",
             // Web Push wake-ups for this browser (push.ts)
-            "data-push": app.pushState }, h("i.dot"), status)),
+            "data-push": app.pushState,
+            // protocol v2: the capabilities in effect, and whether our PUBACK delivers
+            "data-caps": [...app.conn.capsInEffect].sort().join(","),
+            "data-puback-delivered": String(app.conn.pubackDelivered) }, h("i.dot"), status)),
         h("button.icon", { title: "Devices", "aria-label": "Devices", "data-testid": "open-devices",
           onclick: () => this.devicesDialog() }, icon("gear")),
         h("button.icon", { title: "Sign out", "aria-label": "Sign out", "data-testid": "signout",

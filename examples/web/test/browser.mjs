@@ -31,13 +31,13 @@ const log = (...a) => console.log(`[${((Date.now() - t0) / 1000).toFixed(1)}s]`,
 const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_FLAGS });
 const pageErrors = [];
 
-async function person(name, viewport = { width: 1100, height: 720 }) {
+async function person(name, viewport = { width: 1100, height: 720 }, query = "") {
   const ctx = await browser.newContext({ viewport });
   const page = await ctx.newPage();
   page.on("pageerror", (e) => pageErrors.push(`${name}: ${e.message}`));
   page.on("console", (m) => m.type() === "error" && log(`${name} console:`, m.text()));
   page.setDefaultTimeout(WAIT);
-  await page.goto(cfg.url);
+  await page.goto(cfg.url + query);
   return { name, ctx, page, user: cfg.users[name].addr.split("/")[0] };
 }
 
@@ -102,6 +102,10 @@ async function pair() {
   await signIn(alice);
   await signIn(bob);
   const dm = conv(alice.user, bob.user);
+  // protocol v2: the server took the page's capabilities (docs/PROTOCOL.md)
+  for (const p of [alice, bob]) await p.page.waitForSelector("[data-testid=conn][data-caps='batch,rcpts,sents']");
+  const pubackDelivered = await alice.page.getAttribute("[data-testid=conn]", "data-puback-delivered");
+  log(`protocol v2: sents, rcpts, batch; delivered by PUBACK: ${pubackDelivered}`);
 
   // alice starts the chat; bob sees it arrive unread, opens it, alice sees "read"
   await newChat(alice, bob.user);
@@ -191,7 +195,8 @@ async function pair() {
 
 async function reload() {
   const alice = await person("alice");
-  const bob = await person("bob");
+  // bob's page keeps to protocol v1 (?protocol=1): the v1 forms beside alice's v2
+  const bob = await person("bob", undefined, "?protocol=1");
   await signIn(alice);
   const dm = conv(alice.user, bob.user);
 
@@ -203,6 +208,8 @@ async function reload() {
   await bubble(alice, "knock knock", "out").locator(".bad", { hasText: "no keys" }).waitFor();
   log("alice's send to a device without keys failed");
   await signIn(bob);
+  await alice.page.waitForSelector("[data-testid=conn][data-caps='batch,rcpts,sents']");
+  assert.equal(await bob.page.getAttribute("[data-testid=conn]", "data-caps"), "", "bob's page declared nothing");
   await alice.page.click("[data-testid=retry]");
   await waitTick(alice, "knock knock", "delivered");
 
