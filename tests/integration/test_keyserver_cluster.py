@@ -1,0 +1,303 @@
+# SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+# SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
+"""chat-keyserver in cluster mode (issue 27; docs/CLUSTER.md "The key
+server", docs/KEYSERVER.md "Cluster mode"): two key servers on one 3-node
+NATS JetStream cluster (clusterlib), behind one broker in the default
+`$share/keyserver` group, so every request goes to one of them.
+
+- many concurrent bundle requests for one user's pools from several
+  devices: every one-time key handed out exactly once, none twice; uploads
+  served by either; the rate limit (a sliding window in JetStream) holds
+  across both;
+- kill -9 of one key server mid-load, then kill -9 of the one-time key
+  stream's leader: still no key twice, and every key handed out is gone
+  from the pool (what is drained afterwards never repeats one);
+- the key directory log: chat-client's proofs verify, chat-keyaudit finds
+  the log consistent through either server, and the two servers' heads of
+  one size are the same bytes (one shared key, a deterministic ts).
+Each test has its own --cluster-prefix (its own streams): stream limits are
+per stream, so a test that needs another rate budget needs other streams.
+"""
+
+import os
+import re
+import subprocess
+import threading
+import time
+
+import cbor2
+
+from chatlib import (BUILD_DIR, V5, ChatTestCase, Identity, KeyServer, main, uniq,
+                     wait_until)
+from clusterlib import NatsCluster, have_nats
+
+CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
+AUDIT = os.path.join(BUILD_DIR, "bin", "chat-keyaudit")
+
+
+class Requests:
+    """Requests published without waiting, responses matched by rid as they
+    come, from whichever key server answered."""
+
+    def __init__(self, test):
+        self.test = test
+        self.rid = 0
+        self.lock = threading.Lock()
+
+    def send(self, d, req):
+        with self.lock:
+            self.rid += 1
+            rid = self.rid
+        d.publish("chat/keys/req/%s/%s" % (d.user, d.dev), cbor2.dumps(dict(req, rid=rid)),
+                  wait=False)
+        return rid
+
+    @staticmethod
+    def wait(d, rids, timeout=10.0):
+        """{rid: response} for the rids answered within timeout."""
+        want = set(rids)
+        got = {}
+        topic = "chat/keys/resp/%s/%s" % (d.user, d.dev)
+
+        def collect():
+            for m in d.drain():
+                if m[0] == topic and isinstance(m[1], dict) and m[1].get("rid") in want:
+                    got[m[1]["rid"]] = m[1]
+            return len(got) == len(want)
+        wait_until(collect, timeout, 0.02)
+        return got
+
+
+class KeyServerClusterTest(ChatTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if not have_nats():
+            raise AssertionError("nats-server is not installed (scripts/deps.sh)")
+        super().setUpClass()
+        cls.nats = NatsCluster(3)
+        try:
+            cls.nats.start()
+        except Exception:
+            cls.nats.cleanup()
+            super().tearDownClass()
+            raise
+        cls.token_file = cls.broker.service_token_file("keys")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.nats.cleanup()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.req = Requests(self)
+        self.home = os.path.join(self.broker.tmp, uniq("t"))
+        os.makedirs(self.home)
+
+    def start_ks(self, prefix, *args):
+        """A cluster-mode key server (the data dir is given but unused)."""
+        ks = KeyServer(self.broker, self.token_file, os.path.join(self.home, uniq("unused")),
+                       "--cluster-urls", self.nats.urls, "--cluster-prefix", prefix, *args)
+        self.addCleanup(ks.cleanup)
+        return ks
+
+    def pair(self, prefix, *args):
+        a = self.start_ks(prefix, *args)
+        a.wait_serving()
+        b = self.start_ks(prefix, *args)
+        b.wait_serving()
+        return a, b
+
+    def keydev(self, user, dev):
+        d = self.dev(user, dev, protocol=V5)
+        self.assertLess(d.subscribe("chat/keys/resp/%s/%s" % (user, dev)), 0x80)
+        return d
+
+    def call(self, d, req, timeout=10.0):
+        rid = self.req.send(d, req)
+        got = Requests.wait(d, [rid], timeout)
+        self.assertIn(rid, got, "no answer to %r" % req.get("op"))
+        return got[rid]
+
+    @staticmethod
+    def answered(ks):
+        return ks.text().count("answered")
+
+    # ---- exactly once, uploads from either, the rate limit across both ----
+
+    def test_concurrent_pops_exactly_once_and_shared_rate_limit(self):
+        a, b = self.pair("t1")
+        target = uniq("target")
+        devs = [self.keydev(target, "d%d" % i) for i in range(2)]
+        # uploads land on either server: three rounds per device, 10 keys each
+        ids = {}
+        for d in devs:
+            ident = Identity()
+            for _ in range(3):
+                r = self.call(d, ident.upload_req(10))
+                self.assertTrue(r["ok"], r)
+            ids[d.dev] = set(ident.opks)
+            self.assertEqual(self.call(d, {"op": "count"})["opks"], 30)
+        # 8 requesting devices, 6 bundles each (the default burst), all at once
+        reqs = [self.keydev(uniq("r"), "p") for _ in range(8)]
+        sent = {r: [self.req.send(r, {"op": "bundle", "user": target}) for _ in range(6)]
+                for r in reqs}
+        handed = {d.dev: [] for d in devs}
+        for r, rids in sent.items():
+            got = Requests.wait(r, rids, 20)
+            self.assertEqual(len(got), 6, "unanswered bundles:\n%s\n%s"
+                             % (a.text()[-2000:], b.text()[-2000:]))
+            for resp in got.values():
+                self.assertTrue(resp["ok"], "%r\n%s\n%s" % (resp, a.text()[-3000:],
+                                                            b.text()[-3000:]))
+                for e in resp["devices"]:
+                    if "opk" in e:
+                        handed[e["device"]].append(e["opk"]["id"])
+        for dev, got in handed.items():
+            self.assertEqual(len(got), len(set(got)), "a one-time key handed out twice: %r" % got)
+            self.assertEqual(set(got), ids[dev], "not every key handed out")
+        for d in devs:
+            self.assertEqual(self.call(d, {"op": "count"})["opks"], 0)
+        self.assertGreater(self.answered(a), 0)
+        self.assertGreater(self.answered(b), 0)
+        # the budget is shared: a fresh requester's 10 simultaneous bundles
+        # through both servers: exactly the burst (6) served
+        r = self.keydev(uniq("r"), "p")
+        got = Requests.wait(r, [self.req.send(r, {"op": "bundle", "user": target})
+                                for _ in range(10)], 20)
+        self.assertEqual(len(got), 10)
+        codes = sorted(str(x.get("code")) for x in got.values())
+        self.assertEqual(codes.count("None"), 6, codes)
+        self.assertEqual(codes.count("rate"), 4, codes)
+        self.assertTrue(all(x["retry_after"] >= 1 for x in got.values() if not x["ok"]))
+        # and one of the 8 above is still over budget, whichever server asks
+        for _ in range(2):
+            self.assertEqual(self.call(reqs[0], {"op": "bundle", "user": target}).get("code"),
+                             "rate")
+
+    # ---- kill -9 of a key server and of the stream leader under load ----
+
+    def test_kill9_keyserver_and_stream_leader_no_key_twice(self):
+        a, b = self.pair("t2", "--rate-burst", "100000")
+        target = uniq("target")
+        owner = self.keydev(target, "d")
+        ident = Identity()
+        for _ in range(4):
+            self.assertTrue(self.call(owner, ident.upload_req(100))["ok"])
+        uploaded = set(ident.opks)
+        reqs = [self.keydev(uniq("r"), "p") for _ in range(3)]
+        handed, answers, errors = [], [0], []
+        stop = threading.Event()
+
+        def load(r):
+            while not stop.is_set():
+                rids = [self.req.send(r, {"op": "bundle", "user": target}) for _ in range(4)]
+                for resp in Requests.wait(r, rids, 3).values():
+                    answers[0] += 1
+                    if not resp["ok"]:
+                        errors.append(resp.get("code"))
+                        continue
+                    for e in resp["devices"]:
+                        if "opk" in e:
+                            handed.append(e["opk"]["id"])
+        threads = [threading.Thread(target=load, args=(r,), daemon=True) for r in reqs]
+        for t in threads:
+            t.start()
+        try:
+            self.assertTrue(wait_until(lambda: len(handed) >= 60, 15), "no load")
+            b.proc.kill()                               # a key server, mid-load
+            b.proc.wait(5)
+            n = len(handed)
+            self.assertTrue(wait_until(lambda: len(handed) >= n + 60, 15),
+                            "the surviving key server stopped serving:\n" + a.text()[-3000:])
+            leader = self.nats.stream_leader("t2_KS_OPK")
+            self.assertIsNotNone(leader)
+            self.nats.kill9(leader)                     # the stream's leader
+            n = len(handed)
+            # a new leader is elected (5-18 s on 2.9); meanwhile pops fail
+            # closed (code "store") and reads go on from the replicas
+            self.assertTrue(wait_until(lambda: len(handed) >= n + 40, 30),
+                            "no pops after the leader kill:\n" + a.text()[-3000:])
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        self.nats.restart(leader)
+        self.assertEqual(len(handed), len(set(handed)), "a one-time key handed out twice")
+        self.assertTrue(set(handed) <= uploaded)
+        self.assertTrue(set(errors) <= {"store"}, errors)
+        # whatever is left is disjoint from what was handed out: drain it
+        rest = []
+        r = reqs[0]
+        while True:
+            resp = self.call(r, {"op": "bundle", "user": target}, timeout=20)
+            self.assertTrue(resp["ok"], resp)
+            opk = [e["opk"]["id"] for e in resp["devices"] if "opk" in e]
+            if not opk:
+                break
+            rest += opk
+        self.assertFalse(set(rest) & set(handed), "a key handed out was still in the pool")
+        self.assertEqual(len(rest), len(set(rest)))
+        lost = uploaded - set(rest) - set(handed)
+        # popped (deleted) but never answered: only by the killed key server,
+        # or answers lost with it; never more than what was in flight
+        self.assertLess(len(lost), 40, "keys lost: %d" % len(lost))
+
+    # ---- the key directory log from two servers ----
+
+    def client_dev(self, user):
+        token = self.broker.add_device(user, "d")
+        path = os.path.join(self.home, "%s.token" % user)
+        with open(path, "w") as f:
+            f.write(token + "\n")
+        return {"addr": "%s/d" % user, "token": path, "state": os.path.join(self.home, user)}
+
+    def exe(self, prog, d, *args, extra=()):
+        cmd = [prog, "-h", "127.0.0.1", "-p", str(self.broker.port), "-u", d["addr"],
+               "--token-file", d["token"], "--state", d["state"]] + list(extra) + list(args)
+        r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(r.returncode, 0, "%s\n%s" % (r.stdout, r.stderr))
+        return r
+
+    def test_key_log_heads_agree_and_proofs_verify(self):
+        a, b = self.pair("t3")
+        pub = re.search(r"log key ([0-9a-f]{64})", a.text()).group(1)
+        self.assertIn("log key " + pub, b.text())      # one key for the cluster
+        users = [uniq("u%d" % i) for i in range(4)]
+        devs = []
+        for u in users:                                  # uploads through either server
+            devs.append(self.client_dev(u))
+            self.exe(CLIENT, devs[-1], "--recv", "--timeout", "0")
+        for i in range(3):                               # bundles with inclusion proofs
+            r = self.exe(CLIENT, devs[i], "--send", users[i + 1], "proof %d" % i)
+            self.assertNotIn("KEY DIRECTORY", r.stderr)
+        aud = self.client_dev(uniq("auditor"))
+        r = self.exe(AUDIT, aud, extra=["--log-key", pub])
+        self.assertIn("consistent: 4 entries, 4 signed heads; head size 4", r.stdout)
+        # each server alone: the same head, byte for byte; the audit goes on
+        # consistently from the other server's heads
+        heads = []
+        obs = self.keydev(uniq("obs"), "p")
+        for stop, keep in ((b, a), (a, None)):
+            self.assertEqual(stop.stop(), 0)
+            if keep is None:
+                keep = self.start_ks("t3")               # rebuilt from the stream
+                keep.wait_serving()
+            heads.append(self.call(obs, {"op": "head"})["head"])
+            r = self.exe(AUDIT, aud)
+            self.assertIn("head size 4", r.stdout)
+        self.assertEqual(heads[0], heads[1])
+        self.assertEqual(heads[0]["size"], 4)
+        # a device registered now is proved in the larger tree, and the
+        # client that saw size 4 accepts the consistency proof
+        late = self.client_dev(uniq("late"))
+        self.exe(CLIENT, late, "--recv", "--timeout", "0")
+        r = self.exe(CLIENT, devs[0], "--send", late["addr"].split("/")[0], "after restart")
+        self.assertNotIn("KEY DIRECTORY", r.stderr)
+        self.assertIn("head size 5", self.exe(AUDIT, aud).stdout)
+
+
+if __name__ == "__main__":
+    main()
