@@ -78,7 +78,7 @@ def main():
                 try:
                     for i in range(1 if label != "js2" else 2):
                         extra = ["--rate-burst", "1000000", "--rate-refill-seconds", "0",
-                                 "--log-level", "warning"]
+                                 "--log-level", "info"]
                         if label != "rocksdb":
                             # a prefix per run: fresh streams, and the pool cap of chatbench
                             extra += ["--cluster-urls", nats.urls,
@@ -86,8 +86,10 @@ def main():
                         ks = KeyServer(broker, tok, os.path.join(broker.tmp, "keys%d" % i), *extra)
                         servers.append(ks)
                     for ks in servers:
-                        # --log-level warning: the "serving" line is info; wait on the subscription
-                        time.sleep(1.0)
+                        # the first start on a prefix creates six streams (a meta
+                        # proposal each, ~0.5 s on this machine)
+                        ks.wait_serving(timeout=60)
+                    time.sleep(0.3)   # subscribed right after "serving"
                     run(label, broker, servers, a)
                 finally:
                     for ks in servers:
