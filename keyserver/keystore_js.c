@@ -903,7 +903,12 @@ void ksjs_close(ksjs *j)
 	if (!j)
 		return;
 	jsCtx_Destroy(j->js);
+	if (j->nc)
+		natsConnection_Close(j->nc);
 	natsConnection_Destroy(j->nc);
+	/* libnats' own threads and globals: one store per process, so the
+	 * library goes with it (no leak reports at exit) */
+	nats_Close();
 	sodium_memzero(j->log_sk, sizeof j->log_sk);
 	free(j->leaves);
 	for (int i = 0; i < 64; i++)

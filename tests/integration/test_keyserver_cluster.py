@@ -180,6 +180,12 @@ class KeyServerClusterTest(ChatTestCase):
         for _ in range(2):
             self.assertEqual(self.call(reqs[0], {"op": "bundle", "user": target}).get("code"),
                              "rate")
+        # a third key server with another pool cap is refused: the streams
+        # hold the limits, and every key server must enforce the same
+        odd = self.start_ks("t1", "--pool-cap", "5")
+        self.assertEqual(odd.proc.wait(15), 1)
+        self.assertIn("stream t1_KS_OPK exists with another max_msgs_per_subject (--pool-cap)",
+                      odd.text())
 
     # ---- kill -9 of a key server and of the stream leader under load ----
 
