@@ -806,7 +806,15 @@ static int log_key_load(ksjs *j, char *errbuf, size_t errlen)
 	uint8_t pk[KL_PUB];
 	crypto_sign_keypair(pk, v + 1);
 	jsErrCode jerr;
-	natsStatus ns = pub(j, s, v, sizeof v, NULL, true, NULL, &jerr);
+	natsStatus ns;
+	/* A stream just created has no leader for a moment: "no responders"
+	 * until it has one (up to ~10 s on a loaded machine) */
+	for (int tries = 0;; tries++) {
+		ns = pub(j, s, v, sizeof v, NULL, true, NULL, &jerr);
+		if ((ns != NATS_NO_RESPONDERS && ns != NATS_TIMEOUT) || tries == 100)
+			break;
+		usleep(100000);
+	}
 	sodium_memzero(v, sizeof v);
 	if (ns != NATS_OK && jerr != JSStreamWrongLastSequenceErr) {
 		snprintf(errbuf, errlen, "cannot store the key log's signing key: %s (%s)",
