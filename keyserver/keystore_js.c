@@ -753,11 +753,20 @@ static int stream_ensure(ksjs *j, int st, char *errbuf, size_t errlen)
 	jopts(&o);
 	jsStreamInfo *si = NULL;
 	jsErrCode jerr = 0;
-	natsStatus s = js_GetStreamInfo(&si, j->js, c.Name, &o, &jerr);
-	if (s == NATS_NOT_FOUND) {
-		s = js_AddStream(&si, j->js, &c, &o, &jerr);
-		if (s != NATS_OK && jerr == JSStreamNameExistErr) /* another key server won */
-			s = js_GetStreamInfo(&si, j->js, c.Name, &o, &jerr);
+	natsStatus s;
+	/* a create is a meta-group proposal: on a loaded cluster it may time
+	 * out and still happen, so ask again (a few times) */
+	for (int tries = 0;; tries++) {
+		jsStreamInfo_Destroy(si);
+		si = NULL;
+		s = js_GetStreamInfo(&si, j->js, c.Name, &o, &jerr);
+		if (s == NATS_NOT_FOUND) {
+			s = js_AddStream(&si, j->js, &c, &o, &jerr);
+			if (s != NATS_OK && jerr == JSStreamNameExistErr) /* another key server won */
+				s = js_GetStreamInfo(&si, j->js, c.Name, &o, &jerr);
+		}
+		if ((s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS) || tries == 5)
+			break;
 	}
 	if (s != NATS_OK) {
 		snprintf(errbuf, errlen, "stream %s: %s (%s)", c.Name, natsStatus_GetText(s),
