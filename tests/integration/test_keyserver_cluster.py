@@ -5,6 +5,8 @@ server", docs/KEYSERVER.md "Cluster mode"): two key servers on one 3-node
 NATS JetStream cluster (clusterlib), behind one broker in the default
 `$share/keyserver` group, so every request goes to one of them.
 
+- uploads racing through both servers onto a nearly full pool: each is
+  stored whole or refused `full` (the per-subject limit);
 - many concurrent bundle requests for one user's pools from several
   devices: every one-time key handed out exactly once, none twice; uploads
   served by either; the rate limit (a sliding window in JetStream) holds
@@ -186,6 +188,36 @@ class KeyServerClusterTest(ChatTestCase):
         self.assertEqual(odd.proc.wait(15), 1)
         self.assertIn("stream t1_KS_OPK exists with another max_msgs_per_subject (--pool-cap)",
                       odd.text())
+
+    # ---- the pool cap: uploads racing through both servers stay whole ----
+
+    def test_pool_cap_uploads_whole_or_full(self):
+        # --pool-cap 10 (not the default 1000) so that two uploads of 4 onto
+        # a pool of 6 overflow it; streams of their own (prefix t4)
+        self.pair("t4", "--pool-cap", "10")
+        owner = self.keydev(uniq("owner"), "d")
+        ident = Identity()
+        self.assertEqual(self.call(owner, ident.upload_req(6))["opks"], 6)
+        self.assertEqual(self.call(owner, ident.upload_req(5)).get("code"), "full")
+        for _ in range(5):
+            # two uploads of 4 at once; the device's own requests are spread
+            # over both key servers by the share group
+            rids = [self.req.send(owner, ident.upload_req(4)) for _ in range(2)]
+            got = Requests.wait(owner, rids, 20)
+            self.assertEqual(len(got), 2)
+            ok = [r for r in got.values() if r["ok"]]
+            for r in got.values():
+                if not r["ok"]:
+                    self.assertEqual(r["code"], "full", r)
+            have = self.call(owner, {"op": "count"})["opks"]
+            self.assertEqual(have, 6 + 4 * len(ok), "an upload half stored: %r" % got)
+            self.assertLessEqual(have, 10)
+            if have == 10:   # pop back down to 6 for the next round
+                taker = self.keydev(uniq("taker"), "p")
+                for _ in range(4):
+                    self.assertTrue(self.call(taker, {"op": "bundle",
+                                                      "user": owner.user})["ok"])
+                self.assertEqual(self.call(owner, {"op": "count"})["opks"], 6)
 
     # ---- kill -9 of a key server and of the stream leader under load ----
 
