@@ -1212,6 +1212,12 @@ int ksjs_bundle_get(ksjs *j, const char *ru, size_t rul, const char *rd, size_t 
 		e->left = subj_count(j, ST_OPK, os, &left) == CHAT_OK ? (uint32_t)left : j->cfg.pool_cap;
 	}
 	free(devs);
+	/* A later device's leaf may have made this server read more of the log:
+	 * every proof must be in the one head the response carries (the
+	 * current one). */
+	for (size_t i = 0; rc == CHAT_OK && i < b->n; i++)
+		rc = ksjs_log_inclusion(j, b->v[i].log_index, j->nleaves, b->v[i].proof,
+		                        &b->v[i].nproof);
 	if (rc) {
 		/* Keys popped before the failure are gone and not handed out. */
 		b->n = 0;
