@@ -1024,13 +1024,17 @@ int ksjs_upload(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
 	}
 	if (logged && (rc = log_append(j, u, ul, d, dl, ik, &nrec.log_index, &nrec.log_ts)) != CHAT_OK)
 		return rc;
-	/* A new ik's record goes first, so a concurrent bundle treats the old
-	 * ik's keys as stale (deletes and skips them) rather than the new ones. */
+	/* A new device is listed before its record exists: a crash between the
+	 * two leaves a listed device without a record, which bundles skip and
+	 * the next upload (fresh again) completes; the other order would leave
+	 * a record no bundle ever lists. A new ik's record goes before the
+	 * keys, so a concurrent bundle treats the old ik's keys as stale
+	 * (deletes and skips them) rather than the new ones. */
+	if (fresh && (rc = ulist_append(j, u, ul, d, dl, true)) != CHAT_OK)
+		return rc;
 	if ((fresh || rereg) && (rc = dev_store(j, u, ul, d, dl, &nrec)) != CHAT_OK)
 		return rc;
 	if (rereg && (rc = purge(j, ST_OPK, os)) != CHAT_OK)
-		return rc;
-	if (fresh && (rc = ulist_append(j, u, ul, d, dl, true)) != CHAT_OK)
 		return rc;
 
 	/* The keys, one publish each; the server's per-subject limit refuses
