@@ -1034,7 +1034,8 @@ int ksjs_upload(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
 		return rc;
 	if ((fresh || rereg) && (rc = dev_store(j, u, ul, d, dl, &nrec)) != CHAT_OK)
 		return rc;
-	if (rereg && (rc = purge(j, ST_OPK, os)) != CHAT_OK)
+	/* fresh: keys a crashed drop may have left under the subject go too */
+	if ((fresh || rereg) && (rc = purge(j, ST_OPK, os)) != CHAT_OK)
 		return rc;
 
 	/* The keys, one publish each; the server's per-subject limit refuses
@@ -1276,10 +1277,12 @@ int ksjs_drop_device(ksjs *j, const char *u, size_t ul, const char *d, size_t dl
 		return CHAT_OK; /* unknown, or dropped already (every key server sees the removal) */
 	if (rc)
 		return rc;
-	/* the list first: a bundle stops naming the device, then its data goes */
-	if ((rc = ulist_append(j, u, ul, d, dl, false)) != CHAT_OK)
-		return rc;
+	/* The record first: from then on bundles skip the device and its next
+	 * upload is a fresh one (listed again, pool purged), whatever step a
+	 * crash interrupts after it. */
 	if ((rc = purge(j, ST_DEV, ds)) != CHAT_OK)
+		return rc;
+	if ((rc = ulist_append(j, u, ul, d, dl, false)) != CHAT_OK)
 		return rc;
 	return purge(j, ST_OPK, os);
 }
