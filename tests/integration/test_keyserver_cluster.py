@@ -218,6 +218,16 @@ class KeyServerClusterTest(ChatTestCase):
                     self.assertTrue(self.call(taker, {"op": "bundle",
                                                       "user": owner.user})["ok"])
                 self.assertEqual(self.call(owner, {"op": "count"})["opks"], 6)
+        # the device is removed: both key servers get the notice, one drops
+        # it (the other finds nothing left), and bundles stop naming it
+        taker = self.keydev(uniq("taker"), "p")
+        self.assertTrue(self.call(taker, {"op": "bundle", "user": owner.user})["ok"])
+        rc, _, err = self.broker.chatctl("device", "remove", owner.user, "d")
+        self.assertEqual(rc, 0, err)
+        # (a new requester for each look: the rate budget is 6)
+        self.assertTrue(wait_until(lambda: self.call(self.keydev(uniq("t"), "p"),
+                                                     {"op": "bundle", "user": owner.user})
+                                   .get("code") == "notfound", 10, 0.3))
 
     # ---- kill -9 of a key server and of the stream leader under load ----
 
