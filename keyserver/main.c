@@ -480,12 +480,6 @@ static int parse_args(server *s, int argc, char **argv)
 		        "docs/OPERATIONS.md)\n", daemon_err_prefix(), optarg ? optarg : "", bad);
 		return 2;
 	}
-	if (!bad && s->kopts.cluster_urls && s->backup_dir) {
-		fprintf(stderr, "%schat-keyserver: --backup-dir is for the RocksDB store; in cluster "
-		        "mode the keys live in JetStream (docs/KEYSERVER.md, \"Cluster mode\")\n",
-		        daemon_err_prefix());
-		return 2;
-	}
 	if (optind != argc || !s->host || !port || !s->user || !s->token_file ||
 	    (!s->data_dir && !s->kopts.cluster_urls)) {
 		usage(stderr);
@@ -525,6 +519,13 @@ int main(int argc, char **argv)
 
 	/* Cluster mode: no data directory of its own, and no lock: several key
 	 * servers serve at once (a --data-dir given there is not used). */
+	if (s.kopts.cluster_urls && (s.data_dir || s.backup_dir)) {
+		/* the packaged unit always passes both: cluster mode is then just
+		 * KEYSERVER_OPTS=--cluster-urls … */
+		daemon_log(LOG_INFO, "cluster mode: --data-dir and --backup-dir are not used (the "
+		           "keys live in JetStream; back up its streams)");
+		s.backup_dir = NULL;
+	}
 	int lock_fd = s.kopts.cluster_urls ? open("/dev/null", O_RDONLY | O_CLOEXEC)
 	                                   : lock_data_dir(s.data_dir);
 	if (lock_fd < 0) {

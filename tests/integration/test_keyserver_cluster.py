@@ -22,6 +22,7 @@ Each test has its own --cluster-prefix (its own streams): stream limits are
 per stream, so a test that needs another rate budget needs other streams.
 """
 
+import hashlib
 import os
 import re
 import subprocess
@@ -218,6 +219,11 @@ class KeyServerClusterTest(ChatTestCase):
                     self.assertTrue(self.call(taker, {"op": "bundle",
                                                       "user": owner.user})["ok"])
                 self.assertEqual(self.call(owner, {"op": "count"})["opks"], 6)
+        # check: the stored keys' digest, from whichever server answers
+        digest = hashlib.sha256(ident.ik_pk + ident.spk_pk).digest()
+        for _ in range(2):
+            self.assertTrue(self.call(owner, {"op": "check", "digest": digest})["match"])
+        self.assertFalse(self.call(owner, {"op": "check", "digest": bytes(32)})["match"])
         # the device is removed: both key servers get the notice, one drops
         # it (the other finds nothing left), and bundles stop naming it
         taker = self.keydev(uniq("taker"), "p")
