@@ -361,18 +361,39 @@ static int subj_count(ksjs *j, int st, const char *s, uint64_t *n)
 
 /* ---- the device record ---- */
 
-static int dev_load(ksjs *j, const char *u, size_t ul, const char *d, size_t dl, ksjs_dev *r)
+/* The device record. from_leader: read through the stream leader (an
+ * upload decides from it whether the device is new, so a replica that is
+ * behind must not answer); else a direct get from any replica. */
+static int dev_load_x(ksjs *j, const char *u, size_t ul, const char *d, size_t dl, ksjs_dev *r,
+                      bool from_leader)
 {
 	char s[SUBJ_MAX];
 	if (!subj(j, s, "ksd", u, ul, d, dl, NULL, 0))
 		return fail(j, CHAT_EINVAL, "ids too long for a subject", NATS_OK, 0);
 	natsMsg *m = NULL;
-	int rc = dget(j, ST_DEV, 0, NULL, s, &m);
+	int rc;
+	if (from_leader) {
+		jsOptions o;
+		jopts(&o);
+		jsErrCode jerr = 0;
+		natsStatus ns = js_GetLastMsg(&m, j->js, j->stream[ST_DEV], s, &o, &jerr);
+		rc = ns == NATS_OK ? CHAT_OK
+		     : ns == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr
+		             ? CHAT_ENOTFOUND
+		             : fail(j, CHAT_EIO, "JetStream device record read", ns, jerr);
+	} else {
+		rc = dget(j, ST_DEV, 0, NULL, s, &m);
+	}
 	if (rc)
 		return rc;
 	bool ok = ksjs_dev_decode(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), r);
 	natsMsg_Destroy(m);
 	return ok ? CHAT_OK : fail(j, CHAT_ECORRUPT, "corrupt device record in JetStream", NATS_OK, 0);
+}
+
+static int dev_load(ksjs *j, const char *u, size_t ul, const char *d, size_t dl, ksjs_dev *r)
+{
+	return dev_load_x(j, u, ul, d, dl, r, false);
 }
 
 static int dev_store(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
@@ -971,7 +992,7 @@ int ksjs_upload(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
 	if (!subj(j, os, "kso", u, ul, d, dl, NULL, 0))
 		return fail(j, CHAT_EINVAL, "ids too long for a subject", NATS_OK, 0);
 	ksjs_dev rec;
-	int rc = dev_load(j, u, ul, d, dl, &rec);
+	int rc = dev_load_x(j, u, ul, d, dl, &rec, true);
 	bool fresh = false, rereg = false;
 	if (rc == CHAT_ENOTFOUND)
 		fresh = true, rc = CHAT_OK;
@@ -1017,8 +1038,8 @@ int ksjs_upload(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
 	 * record from a crashed upload) is logged again. */
 	bool logged = fresh || rereg;
 	if (!logged) {
-		if (rec.log_index >= j->nleaves)
-			log_catch_up(j, rec.log_index + 1);
+		if (rec.log_index >= j->nleaves && (rc = log_catch_up(j, rec.log_index + 1)) != CHAT_OK)
+			return rc;
 		logged = rec.log_index >= j->nleaves ||
 		         sodium_memcmp(j->leaves[rec.log_index].ik, ik, KS_KEY_LEN) != 0;
 	}
@@ -1272,7 +1293,7 @@ int ksjs_drop_device(ksjs *j, const char *u, size_t ul, const char *d, size_t dl
 	if (!subj(j, os, "kso", u, ul, d, dl, NULL, 0) || !subj(j, ds, "ksd", u, ul, d, dl, NULL, 0))
 		return fail(j, CHAT_EINVAL, "ids too long for a subject", NATS_OK, 0);
 	ksjs_dev rec;
-	int rc = dev_load(j, u, ul, d, dl, &rec);
+	int rc = dev_load_x(j, u, ul, d, dl, &rec, true);
 	if (rc == CHAT_ENOTFOUND)
 		return CHAT_OK; /* unknown, or dropped already (every key server sees the removal) */
 	if (rc)
