@@ -18,7 +18,9 @@
  *   (relay and dm with --iot-sub F: one more, anonymous, connection
  *   subscribed to F, e.g. "#", as a dashboard on a shared broker would be)
  *   replay  N messages queued for an offline device, drained by the replay
- *           its inbox SUBSCRIBE starts
+ *           its inbox SUBSCRIBE starts (with --caps batch: in batch events,
+ *           protocol v2; with --live-rate R: a second pair's live dm
+ *           latency during the drain)
  *   keys    bundle fetches through the broker and chat-keyserver
  *   idle    many idle connections, broker RSS per connection
  *   fanout  one sender, a group of M members (chat/group/{G}): live
@@ -218,6 +220,8 @@ static struct opts {
 	bool sync;      /* replay: chat/sync after SUBSCRIBE (auto replay off) */
 	bool no_receipts; /* dm/replay/fanout: the PUBACK delivers (a patched broker) */
 	const char *iot_sub; /* relay/dm: a filter an extra anonymous client subscribes to */
+	const char *caps;    /* replay: capabilities the replaying device declares (v2) */
+	double live_rate;    /* replay: a second pair's live dm msgs/s during the drain */
 	bool msgs_set;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
@@ -1341,11 +1345,104 @@ static int mode_pairs(bool dm)
 
 /* ------------------------------------------------------------ replay */
 
-static long rp_acked, rp_sent_ev, rp_got;
+static long rp_acked, rp_sent_ev, rp_got, rp_pubs, rp_batches, rp_ctl_ok;
 static int rp_open_base;
 static bool rp_done;
 static uint64_t rp_expect = 1;
 static pair rp; /* snd = the sender, rcv = the offline device */
+/* --live-rate: lp.snd sends to lp.rcv, both online, during the drain */
+static pair lp;
+static lat lp_lat;
+static long lp_got;
+
+/* One event the replaying device got (alone, or an element of a batch). */
+static void replay_ev(conn *c, const ev *e)
+{
+	if (txt_is(e->k, e->klen, "sent")) {
+		rp_sent_ev++;
+	} else if (txt_is(e->k, e->klen, "msg") && c == rp.rcv) {
+		rp_got++;
+		if (e->seq < rp_expect) {
+			res.dup++;
+		} else {
+			if (e->seq != rp_expect)
+				res.order_err++;
+			rp_expect = e->seq + 1;
+		}
+		rp.batch[rp.nbatch++] = e->seq;
+		if (rp.nbatch >= o.ack_batch)
+			send_receipt(&rp);
+	} else if (txt_is(e->k, e->klen, "sync") && e->done && c == rp.rcv) {
+		rp_done = true;
+		send_receipt(&rp);
+	} else if (txt_is(e->k, e->klen, "ctl") && c == rp.rcv) {
+		if (e->ok)
+			rp_ctl_ok++;
+		else
+			report_error_ev("caps", e);
+	} else if (txt_is(e->k, e->klen, "error")) {
+		res.errors++;
+		report_error_ev("replay", e);
+	}
+}
+
+/* {k: "batch", evs: [...]} (docs/PROTOCOL.md §5): each element in order.
+ * -1: malformed. */
+static int replay_batch(conn *c, const uint8_t *pl, size_t plen)
+{
+	cbr r;
+	cbr_item m, k, v;
+	cbr_init(&r, pl, plen);
+	if (cbr_next(&r, &m) || m.type != CBR_MAP)
+		return -1;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		if (cbr_next(&r, &v))
+			return -1;
+		if (v.type != CBR_ARRAY || !cbr_eq(&k, "evs")) {
+			if (cbr_skip(&r, &v))
+				return -1;
+			continue;
+		}
+		rp_batches++;
+		uint64_t j = 0;
+		while (cbr_array_next(&r, &v, &j)) {
+			const uint8_t *at = r.p;
+			cbr_item el;
+			ev e;
+			if (cbr_next(&r, &el) || cbr_skip(&r, &el) || parse_ev(at, (size_t)(r.p - at), &e))
+				return -1;
+			replay_ev(c, &e);
+		}
+	}
+	return r.err_msg ? -1 : 0;
+}
+
+/* The live pair: a msg at lp.rcv (its body carries when it was sent). */
+static void live_ev(conn *c, const ev *e)
+{
+	if (c != lp.rcv || !txt_is(e->k, e->klen, "msg"))
+		return;
+	uint64_t t = now_ns(), sent_at = 0, k = 0;
+	if (e->bodylen >= 16) {
+		memcpy(&sent_at, e->body, 8);
+		memcpy(&k, e->body + 8, 8);
+	}
+	if (!txt_is(e->conv, e->convlen, lp.conv) || k != e->seq)
+		res.errors++;
+	if (e->seq < lp.expect) {
+		res.dup++;
+		return;
+	}
+	if (e->seq != lp.expect)
+		res.order_err++;
+	lp.expect = e->seq + 1;
+	lp_got++;
+	lat_add(&lp_lat, t > sent_at ? t - sent_at : 0);
+	lp.batch[lp.nbatch++] = e->seq;
+	if (lp.nbatch >= o.ack_batch)
+		send_receipt(&lp);
+}
 
 static void replay_pub(conn *c, const char *topic, size_t tlen, const uint8_t *pl, size_t plen)
 {
@@ -1356,27 +1453,22 @@ static void replay_pub(conn *c, const char *topic, size_t tlen, const uint8_t *p
 		res.errors++;
 		return;
 	}
-	if (txt_is(e.k, e.klen, "sent")) {
-		rp_sent_ev++;
-	} else if (txt_is(e.k, e.klen, "msg") && c == rp.rcv) {
-		rp_got++;
-		if (e.seq < rp_expect) {
-			res.dup++;
-		} else {
-			if (e.seq != rp_expect)
-				res.order_err++;
-			rp_expect = e.seq + 1;
+	if (c == lp.snd || c == lp.rcv) {
+		if (txt_is(e.k, e.klen, "error")) {
+			res.errors++;
+			report_error_ev("live", &e);
 		}
-		rp.batch[rp.nbatch++] = e.seq;
-		if (rp.nbatch >= o.ack_batch)
-			send_receipt(&rp);
-	} else if (txt_is(e.k, e.klen, "sync") && e.done && c == rp.rcv) {
-		rp_done = true;
-		send_receipt(&rp);
-	} else if (txt_is(e.k, e.klen, "error")) {
-		res.errors++;
-		report_error_ev("replay", &e);
+		live_ev(c, &e);
+		return;
 	}
+	if (c == rp.rcv)
+		rp_pubs++;
+	if (txt_is(e.k, e.klen, "batch")) {
+		if (replay_batch(c, pl, plen))
+			res.errors++;
+		return;
+	}
+	replay_ev(c, &e);
 }
 
 static void replay_ack(conn *c, uint16_t mid)
@@ -1400,7 +1492,42 @@ static void open_rp(conn *c, int i)
 
 static const char *rp_topic(int i)
 {
-	return i + rp_open_base ? rp.rcv_inbox : rp.snd_inbox;
+	switch (i + rp_open_base) {
+	case 0: return rp.snd_inbox;
+	case 2: return lp.snd_inbox;
+	case 3: return lp.rcv_inbox;
+	default: return rp.rcv_inbox;
+	}
+}
+
+static bool rp_rcv_acked(void)
+{
+	return rp.rcv->closed || (rp.rcv->unacked == 0 && rp_ctl_ok > 0);
+}
+
+static bool lp_all_in(void)
+{
+	return lp.rcv->closed || lp_got >= lp.sent;
+}
+
+/* --caps: chat/ctl {op: "caps", rid: 1, caps: [...]} from "a,b" */
+static void rp_publish_caps(conn *c)
+{
+	size_t n = *o.caps ? 1 : 0;
+	for (const char *q = o.caps; *q; q++)
+		n += *q == ',';
+	cbw_reset(&sw);
+	cbw_map(&sw, 3);
+	cbw_text(&sw, "op"); cbw_text(&sw, "caps");
+	cbw_text(&sw, "rid"); cbw_uint(&sw, 1);
+	cbw_text(&sw, "caps");
+	cbw_array(&sw, n);
+	for (const char *q = o.caps; *q;) {
+		size_t l = strcspn(q, ",");
+		cbw_textn(&sw, q, l);
+		q += l + (q[l] == ',');
+	}
+	mq_publish(c, "chat/ctl", sw.buf, sw.len, 1);
 }
 
 static bool rp_fill_done(void)
@@ -1423,22 +1550,33 @@ static int mode_replay(void)
 	is_dm = true;
 	total = o.msgs;
 	npairs = 1;
-	names = xcalloc(2, sizeof(*names));
-	toks = xcalloc(2, sizeof(*toks));
+	bool live = o.live_rate > 0;
+	int ndev = live ? 4 : 2;
+	names = xcalloc((size_t)ndev, sizeof(*names));
+	toks = xcalloc((size_t)ndev, sizeof(*toks));
 	snprintf(names[0], sizeof(names[0]), "%sq", run);
 	snprintf(names[1], sizeof(names[0]), "%so", run);
+	if (live) { /* the live pair: 2 sends to 3, both online */
+		snprintf(names[2], sizeof(names[0]), "%sls", run);
+		snprintf(names[3], sizeof(names[0]), "%slr", run);
+		snprintf(lp.send_topic, sizeof(lp.send_topic), "chat/dm/%s", names[3]);
+		conv_name(lp.conv, sizeof(lp.conv), names[2], names[3]);
+		snprintf(lp.snd_inbox, sizeof(lp.snd_inbox), "chat/inbox/%s/d", names[2]);
+		snprintf(lp.rcv_inbox, sizeof(lp.rcv_inbox), "chat/inbox/%s/d", names[3]);
+		lp.expect = 1;
+	}
 	bodybuf = xcalloc(1, (size_t)o.body + 16);
 	cbw_init(&sw);
 	snprintf(rp.send_topic, sizeof(rp.send_topic), "chat/dm/%s", names[1]);
 	conv_name(rp.conv, sizeof(rp.conv), names[0], names[1]);
 	snprintf(rp.snd_inbox, sizeof(rp.snd_inbox), "chat/inbox/%s/d", names[0]);
 	snprintf(rp.rcv_inbox, sizeof(rp.rcv_inbox), "chat/inbox/%s/d", names[1]);
-	provision(2, names, "d", toks);
+	provision(ndev, names, "d", toks);
 	on_pub = replay_pub;
 	on_ack = replay_ack;
 
 	/* fill: the sender alone, the receiver has never connected */
-	conn *cs = xcalloc(2, sizeof(conn));
+	conn *cs = xcalloc((size_t)ndev, sizeof(conn));
 	if (connect_all(cs, 1, open_rp, rp_topic, 10) < 1)
 		die("sender did not connect");
 	rp.snd = &cs[0];
@@ -1460,28 +1598,73 @@ static int mode_replay(void)
 	 * chat/sync as well would be a second replay once the first has ended:
 	 * everything not yet acknowledged, again; hence --sync only for a
 	 * broker with plugin_opt_auto_replay false. */
+	if (live) {
+		rp_open_base = 2;
+		if (connect_all(cs + 2, 2, open_rp, rp_topic, 10) < 2)
+			die("the live pair did not connect");
+		lp.snd = &cs[2];
+		lp.rcv = &cs[3];
+	}
 	rp_open_base = 1;
 	if (connect_all(cs + 1, 1, open_rp, NULL, 10) < 1)
 		die("receiver did not connect");
 	rp.rcv = &cs[1];
+	if (o.caps) {
+		/* the documented order: CONNECT, chat/ctl caps and its PUBACK (and
+		 * here its reply), then SUBSCRIBE, which starts the replay */
+		rp_publish_caps(rp.rcv);
+		if (!loop_until(rp_rcv_acked, 10))
+			die("caps: no ctl reply (ok) to the replaying device");
+	}
+	rp_pubs = 0;
 	cpu_mark m0 = cpu_now();
 	uint64_t ts = now_ns();
 	mq_subscribe(rp.rcv, rp.rcv_inbox, 1);
 	if (o.sync)
 		mq_publish(rp.rcv, "chat/sync", "\xa0", 1, 1);
-	bool ok = loop_until(rp_drain_done, o.timeout_s);
+	bool ok;
+	if (!live) {
+		ok = loop_until(rp_drain_done, o.timeout_s);
+	} else {
+		/* open loop: the live pair sends at --live-rate during the drain;
+		 * each latency counts from when its send was due */
+		uint64_t interval = (uint64_t)(1e9 / o.live_rate), due = ts;
+		uint64_t end = ts + (uint64_t)o.timeout_s * 1000000000u;
+		while (!rp_drain_done() && now_ns() < end) {
+			uint64_t t = now_ns();
+			for (; due <= t; due += interval)
+				send_one(&lp, due);
+			uint64_t wait = due - t;
+			loop_once(wait < 5000000u ? wait : 5000000u);
+		}
+		ok = rp_drain_done();
+	}
 	uint64_t te = now_ns();
 	cpu_since(&res, m0);
 	loop_until(rp_rcv_flushed, 10);
+	if (live) {
+		if (!loop_until(lp_all_in, 10))
+			res.lost += lp.sent - lp_got;
+		send_receipt(&lp);
+	}
 	res.msgs = rp_got;
 	res.secs = (double)(te - ts) / 1e9;
 	if (rp_got < total)
 		res.lost = total - rp_got;
 	if (!ok)
 		res.errors++;
-	char extra[256];
-	snprintf(extra, sizeof(extra), "queued=%ld fill_secs=%.3f fill_rate=%.0f ack_batch=%d done=%d", total,
-	         fill_secs, (double)total / fill_secs, o.ack_batch, rp_done);
+	char extra[512];
+	int n = snprintf(extra, sizeof(extra), "queued=%ld fill_secs=%.3f fill_rate=%.0f ack_batch=%d "
+	                 "done=%d caps=%s publishes=%ld batches=%ld", total, fill_secs,
+	                 (double)total / fill_secs, o.ack_batch, rp_done, o.caps ? o.caps : "v1",
+	                 rp_pubs, rp_batches);
+	if (live) {
+		if (lp_lat.n)
+			qsort(lp_lat.v, lp_lat.n, sizeof(uint64_t), cmp_u64);
+		snprintf(extra + n, sizeof(extra) - (size_t)n, " live_rate=%.0f live_msgs=%ld live_p50_us=%.0f "
+		         "live_p99_us=%.0f live_max_us=%.0f", o.live_rate, lp_got, lat_pct_us(&lp_lat, 0.5),
+		         lat_pct_us(&lp_lat, 0.99), lat_pct_us(&lp_lat, 1.0));
+	}
 	print_result(&res, extra);
 	return ok && !res.lost && !res.dup && !res.order_err && !res.errors ? 0 : 1;
 }
@@ -2230,6 +2413,10 @@ static void usage(FILE *f)
 	      "  --stock                    idle, fanout: anonymous clients (a broker without the plugin)\n"
 	      "  --members M                fanout: group members, one device each (1000)\n"
 	      "  --offline                  fanout: members offline; measure stored queue entries/s\n"
+	      "  --caps LIST                replay: the replaying device declares these capabilities\n"
+	      "                             (protocol v2, e.g. batch) with chat/ctl caps before it subscribes\n"
+	      "  --live-rate R              replay: a second pair sends live dms at R msgs/s during the\n"
+	      "                             drain; reports their latency (live_p99_us)\n"
 	      "  --sync                     replay, fanout --offline: publish chat/sync after the inbox\n"
 	      "                             SUBSCRIBE (a broker with plugin_opt_auto_replay false)\n"
 	      "  --users N --opks K         keys: devices that upload, one-time keys each (64, 200)\n"
@@ -2255,6 +2442,7 @@ int main(int argc, char **argv)
 		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
 		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { "sync", 0, 0, 22 },
 		{ "no-receipts", 0, 0, 23 }, { "iot-sub", 1, 0, 24 }, { "version", 0, 0, 25 },
+		{ "caps", 1, 0, 26 }, { "live-rate", 1, 0, 40 },
 		{ 0, 0, 0, 0 }
 	};
 	int ch;
@@ -2288,6 +2476,8 @@ int main(int argc, char **argv)
 		case 23: o.no_receipts = true; break;
 		case 24: o.iot_sub = optarg; break;
 		case 25: fputs(CHAT_VERSION_LINE("chatbench"), stdout); return 0;
+		case 26: o.caps = optarg; break;
+		case 40: o.live_rate = atof(optarg); break;
 		default: usage(stderr); return 2;
 		}
 	}

@@ -147,6 +147,16 @@ class BenchSmoke(unittest.TestCase):
                           "--admin-token-file", b.token_file, "--msgs", 300, "--ack-batch", 20)
             self.assert_clean(r, 300)
             self.assertEqual(r["done"], "1")
+            # v2: the device declares `batch`; its replay comes in batch events
+            # (of up to 50 here: the window), while a second pair sends live dms
+            r = run_bench("replay", "-p", b.port, "--broker-pid", b.proc.pid,
+                          "--admin-token-file", b.token_file, "--msgs", 300, "--ack-batch", 20,
+                          "--caps", "batch", "--live-rate", 100)
+            self.assert_clean(r, 300)
+            self.assertEqual((r["done"], r["caps"]), ("1", "batch"), r)
+            self.assertGreaterEqual(int(r["batches"]), 6, r)
+            self.assertLess(int(r["publishes"]), 300 // 4, r)
+            self.assertGreater(int(r["live_msgs"]), 0, r)
         finally:
             b.cleanup()
 
