@@ -37,6 +37,7 @@
  * `burst` tokens refilled one per T, in 9 bytes of state.
  */
 #include "keystore.h"
+#include "keystore_js.h"
 
 #include "err.h"
 #include "keylog.h"
@@ -63,6 +64,7 @@
 static const char format_key[1] = { 'F' };
 
 struct ks {
+	ksjs *js;                   /* cluster mode: every call goes there */
 	rocksdb_t *db;
 	rocksdb_options_t *opts;
 	bool hints; /* RocksDB took the memtable insert hints */
@@ -600,6 +602,8 @@ static int head_load(ks *k, uint64_t size, kl_head *h)
 
 int ks_log_head_at(ks *k, uint64_t size, kl_head *h)
 {
+	if (k->js)
+		return ksjs_log_head_at(k->js, size, h);
 	if (size == 0 || size > k->head.size)
 		return CHAT_ENOTFOUND;
 	if (size == k->head.size) {
@@ -669,6 +673,8 @@ static int log_stage(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 
 int ks_log_get(ks *k, uint64_t index, ks_log_entry *e)
 {
+	if (k->js)
+		return ksjs_log_get(k->js, index, e);
 	uint8_t key[9];
 	char *v;
 	size_t vlen;
@@ -700,6 +706,8 @@ int ks_log_get(ks *k, uint64_t index, ks_log_entry *e)
 
 int ks_log_inclusion(ks *k, uint64_t index, uint64_t size, kl_hash *proof, size_t *n)
 {
+	if (k->js)
+		return ksjs_log_inclusion(k->js, index, size, proof, n);
 	mth_ctx c = { .k = k };
 	if (size > k->head.size)
 		return CHAT_EINVAL;
@@ -708,6 +716,8 @@ int ks_log_inclusion(ks *k, uint64_t index, uint64_t size, kl_hash *proof, size_
 
 int ks_log_consistency(ks *k, uint64_t from, uint64_t to, kl_hash *proof, size_t *n)
 {
+	if (k->js)
+		return ksjs_log_consistency(k->js, from, to, proof, n);
 	mth_ctx c = { .k = k };
 	if (to > k->head.size)
 		return CHAT_EINVAL;
@@ -716,17 +726,23 @@ int ks_log_consistency(ks *k, uint64_t from, uint64_t to, kl_hash *proof, size_t
 
 const kl_head *ks_log_head(const ks *k)
 {
+	if (k->js)
+		return ksjs_log_head(k->js);
 	return &k->head;
 }
 
 const uint8_t *ks_log_pub(const ks *k)
 {
+	if (k->js)
+		return ksjs_log_pub(k->js);
 	return k->log_pk;
 }
 
 int ks_log_history(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint64_t *idx,
                    size_t cap, size_t *n)
 {
+	if (k->js)
+		return ksjs_log_history(k->js, u, ul, d, dl, idx, cap, n);
 	uint8_t lo[KEY_MAX], hi[KEY_MAX];
 	size_t plen = key_devhist(lo, u, ul, d, dl);
 	memcpy(hi, lo, plen);
@@ -840,6 +856,8 @@ static int log_pub_write(ks *k, const char *dir, char *errbuf, size_t errlen)
  * internally consistent but forks from every head published before. */
 int ks_test_fork(ks *k, const uint8_t fake_ik[KS_KEY_LEN])
 {
+	if (k->js)
+		return CHAT_EINVAL;
 	uint64_t n = k->head.size;
 	ks_log_entry *all = calloc(n ? n : 1, sizeof *all);
 	if (!all)
@@ -951,8 +969,10 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 {
 	*out = NULL;
 	const char *why = NULL;
-	if (!o->dir || !*o->dir)
+	if ((!o->dir || !*o->dir) && !o->cluster_urls)
 		why = "no data directory";
+	else if (o->cluster_urls && !*o->cluster_urls)
+		why = "no NATS URL";
 	else if (o->pool_cap == 0)
 		why = "pool cap must be at least 1";
 	else if (o->rate_burst == 0 || o->rate_burst > KS_RATE_BURST_MAX)
@@ -972,6 +992,16 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 	ks *k = calloc(1, sizeof(*k));
 	if (!k)
 		return CHAT_ENOMEM;
+	if (o->cluster_urls) {
+		int rc = ksjs_open(&k->js, o, errbuf, errlen);
+		if (rc) {
+			free(k);
+			return rc;
+		}
+		k->cfg = *o;
+		*out = k;
+		return CHAT_OK;
+	}
 	k->cfg = *o;
 	k->cfg.dir = NULL; /* not kept: the caller owns the string */
 	k->opts = rocksdb_options_create();
@@ -1009,12 +1039,20 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 
 uint64_t ks_keys_estimate(ks *k)
 {
+	if (k->js)
+		return ksjs_keys_estimate(k->js);
 	uint64_t v = 0;
 	return rocksdb_property_int(k->db, "rocksdb.estimate-num-keys", &v) == 0 ? v : 0;
 }
 
 int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen)
 {
+	if (k->js)
+		{
+		if (errbuf)
+			snprintf(errbuf, errlen, "cluster mode: the keys live in JetStream, back up its streams (docs/KEYSERVER.md)");
+		return CHAT_EINVAL;
+	}
 	int rc = chat_rocks_checkpoint(k->db, dir, errbuf, errlen);
 	if (rc)
 		return rc;
@@ -1038,6 +1076,11 @@ void ks_close(ks *k)
 {
 	if (!k)
 		return;
+	if (k->js) {
+		ksjs_close(k->js);
+		free(k);
+		return;
+	}
 	if (k->db)
 		rocksdb_close(k->db);
 	rocksdb_writebatch_destroy(k->batch);
@@ -1051,12 +1094,26 @@ void ks_close(ks *k)
 
 bool ks_insert_hints(const ks *k)
 {
+	if (k->js)
+		return true;
 	return k->hints;
 }
 
 const char *ks_errmsg(const ks *k)
 {
+	if (k->js)
+		return ksjs_errmsg(k->js);
 	return k->errmsg;
+}
+
+int ks_sync(ks *k)
+{
+	return k->js ? ksjs_sync(k->js) : CHAT_OK;
+}
+
+bool ks_clustered(const ks *k)
+{
+	return k->js != NULL;
 }
 
 uint32_t ks_low_threshold(const ks *k)
@@ -1103,6 +1160,8 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
               const uint8_t ik[KS_KEY_LEN], const ks_spk *spk, const ks_opk *opks, size_t n,
               uint32_t *count)
 {
+	if (k->js)
+		return ksjs_upload(k->js, u, ul, d, dl, ik, spk, opks, n, count);
 	if (n > KS_MAX_UPLOAD_OPKS)
 		return CHAT_ETOOBIG;
 	if (!spk_verify(ik, spk))
@@ -1376,6 +1435,8 @@ static int bundle_collect(ks *k, const char *u, size_t ul, ks_bundle *b)
 int ks_bundle_get(ks *k, const char *ru, size_t rul, const char *rd, size_t rdl,
                   const char *u, size_t ul, ks_bundle *b, uint64_t *retry_after_s)
 {
+	if (k->js)
+		return ksjs_bundle_get(k->js, ru, rul, rd, rdl, u, ul, b, retry_after_s);
 	uint8_t key[KEY_MAX];
 	size_t klen = key_rate(key, ru, rul, rd, rdl, u, ul);
 	b->n = 0;
@@ -1398,6 +1459,8 @@ int ks_bundle_get(ks *k, const char *ru, size_t rul, const char *rd, size_t rdl,
 
 int ks_count(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint32_t *count)
 {
+	if (k->js)
+		return ksjs_count(k->js, u, ul, d, dl, count);
 	dev_rec rec;
 	int rc = dev_load(k, u, ul, d, dl, &rec);
 	*count = 0;
@@ -1411,6 +1474,8 @@ int ks_count(ks *k, const char *u, size_t ul, const char *d, size_t dl, uint32_t
 int ks_check(ks *k, const char *u, size_t ul, const char *d, size_t dl,
              const uint8_t digest[KS_DIGEST_LEN], bool *match)
 {
+	if (k->js)
+		return ksjs_check(k->js, u, ul, d, dl, digest, match);
 	dev_rec rec;
 	*match = false;
 	int rc = dev_load(k, u, ul, d, dl, &rec);
@@ -1430,6 +1495,8 @@ int ks_check(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 
 int ks_drop_device(ks *k, const char *u, size_t ul, const char *d, size_t dl)
 {
+	if (k->js)
+		return ksjs_drop_device(k->js, u, ul, d, dl);
 	uint8_t key[KEY_MAX];
 	rocksdb_writebatch_clear(k->batch);
 	size_t plen = key_opk_prefix(key, u, ul, d, dl);

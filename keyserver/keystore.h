@@ -61,6 +61,13 @@ typedef struct ks_opts {
 	 * restart, so not a monotonic clock). NULL: the system clock. */
 	uint64_t (*now_ms)(void *ctx);
 	void *clock_ctx;
+	/* Cluster mode (keystore_js.c, docs/KEYSERVER.md "Cluster mode"): set,
+	 * the store is NATS JetStream at these comma-separated URLs and dir is
+	 * not used; several key servers then serve the same pools at once. */
+	const char *cluster_urls;
+	const char *cluster_prefix; /* subject/stream prefix; NULL: "chat" */
+	int cluster_replicas;       /* stream replicas; 0: 3 */
+	const char *cluster_creds;  /* a NATS credentials file, or NULL */
 } ks_opts;
 
 void ks_opts_default(ks_opts *o);
@@ -144,6 +151,10 @@ int ks_check(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 int ks_drop_device(ks *k, const char *u, size_t ul, const char *d, size_t dl);
 
 uint32_t ks_low_threshold(const ks *k);
+/* Cluster mode: reads the key directory log's leaves appended by other key
+ * servers since the last call (ks_request calls it first). RocksDB: no-op. */
+int ks_sync(ks *k);
+bool ks_clustered(const ks *k);
 
 /* ---- the key directory log (keylog.h; docs/KEYSERVER.md) ----
  *

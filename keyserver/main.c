@@ -334,12 +334,15 @@ static bool serve(server *s)
 static void usage(FILE *f)
 {
 	fprintf(f,
-	        "usage: chat-keyserver -h HOST -p PORT -u NAME --token-file FILE --data-dir DIR\n"
+	        "usage: chat-keyserver -h HOST -p PORT -u NAME --token-file FILE\n"
+	        "                      (--data-dir DIR | --cluster-urls nats://H:P[,...])\n"
 	        "                      [--share-group NAME] [--topic-prefix PREFIX]\n"
 	        "                      [--rate-burst N] [--rate-refill-seconds S]\n"
 	        "                      [--low-threshold N] [--pool-cap N] [--sync]\n"
 	        "                      [--log-level error|warning|info|debug] [--backup-dir DIR]\n"
 	        "                      [--stats-interval S]\n"
+	        "                      [--cluster-urls nats://H:P[,...] [--cluster-prefix P]\n"
+	        "                       [--cluster-replicas N] [--cluster-creds FILE]]\n"
 	        "                      [--cafile FILE] [--capath DIR] [--cert FILE --key FILE]\n"
 	        "                      [--insecure] [--tls-version V]\n"
 	        "       chat-keyserver --help | --version\n"
@@ -385,7 +388,8 @@ static int lock_data_dir(const char *dir)
 }
 
 enum { OPT_TOKEN = 256, OPT_DATA, OPT_GROUP, OPT_PREFIX, OPT_BURST, OPT_REFILL, OPT_LOW,
-       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_STATS, OPT_HELP, OPT_VERSION };
+       OPT_CAP, OPT_SYNC, OPT_LOG, OPT_BACKUP, OPT_STATS, OPT_HELP, OPT_VERSION,
+       OPT_CURLS, OPT_CPREFIX, OPT_CREPL, OPT_CCREDS };
 
 static int parse_args(server *s, int argc, char **argv)
 {
@@ -405,6 +409,10 @@ static int parse_args(server *s, int argc, char **argv)
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "backup-dir", required_argument, NULL, OPT_BACKUP },
 		{ "stats-interval", required_argument, NULL, OPT_STATS },
+		{ "cluster-urls", required_argument, NULL, OPT_CURLS },
+		{ "cluster-prefix", required_argument, NULL, OPT_CPREFIX },
+		{ "cluster-replicas", required_argument, NULL, OPT_CREPL },
+		{ "cluster-creds", required_argument, NULL, OPT_CCREDS },
 		{ "help", no_argument, NULL, OPT_HELP },
 		{ "version", no_argument, NULL, OPT_VERSION },
 		MQTT_TLS_LONGOPTS,
@@ -443,6 +451,21 @@ static int parse_args(server *s, int argc, char **argv)
 		case OPT_STATS:
 			if (!daemon_parse_u32(optarg, 0, 24 * 3600, &s->stats_interval_s)) bad = "--stats-interval";
 			break;
+		case OPT_CURLS:
+			s->kopts.cluster_urls = optarg;
+			if (!*optarg || strncmp(optarg, "nats://", 7) != 0) bad = "--cluster-urls";
+			break;
+		case OPT_CPREFIX:
+			s->kopts.cluster_prefix = optarg;
+			if (!daemon_name_valid(optarg) || strlen(optarg) > 32) bad = "--cluster-prefix";
+			break;
+		case OPT_CREPL: {
+			uint32_t r;
+			if (!daemon_parse_u32(optarg, 1, 5, &r)) bad = "--cluster-replicas";
+			s->kopts.cluster_replicas = (int)r;
+			break;
+		}
+		case OPT_CCREDS: s->kopts.cluster_creds = optarg; if (!*optarg) bad = "--cluster-creds"; break;
 		case OPT_HELP: usage(stdout); exit(0);
 		case OPT_VERSION: fputs(CHAT_VERSION_LINE("chat-keyserver"), stdout); exit(0);
 		default:
@@ -457,7 +480,8 @@ static int parse_args(server *s, int argc, char **argv)
 		        "docs/OPERATIONS.md)\n", daemon_err_prefix(), optarg ? optarg : "", bad);
 		return 2;
 	}
-	if (optind != argc || !s->host || !port || !s->user || !s->token_file || !s->data_dir) {
+	if (optind != argc || !s->host || !port || !s->user || !s->token_file ||
+	    (!s->data_dir && !s->kopts.cluster_urls)) {
 		usage(stderr);
 		return 2;
 	}
@@ -493,7 +517,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	int lock_fd = lock_data_dir(s.data_dir);
+	/* Cluster mode: no data directory of its own, and no lock: several key
+	 * servers serve at once (a --data-dir given there is not used). */
+	if (s.kopts.cluster_urls && (s.data_dir || s.backup_dir)) {
+		/* the packaged unit always passes both: cluster mode is then just
+		 * KEYSERVER_OPTS=--cluster-urls … */
+		daemon_log(LOG_INFO, "cluster mode: --data-dir and --backup-dir are not used (the "
+		           "keys live in JetStream; back up its streams)");
+		s.backup_dir = NULL;
+	}
+	int lock_fd = s.kopts.cluster_urls ? open("/dev/null", O_RDONLY | O_CLOEXEC)
+	                                   : lock_data_dir(s.data_dir);
 	if (lock_fd < 0) {
 		sodium_memzero(token, sizeof(token));
 		return daemon_stopping() ? 0 : 1;
@@ -506,13 +540,18 @@ int main(int argc, char **argv)
 		close(lock_fd);
 		return 1;
 	}
-	daemon_log(LOG_INFO, "key store %s open (pool cap %u, low below %u, rate %u per %u s)",
-	           s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
+	daemon_log(LOG_INFO, "key store %s%s open (pool cap %u, low below %u, rate %u per %u s)",
+	           s.kopts.cluster_urls ? "JetStream at " : "",
+	           s.kopts.cluster_urls ? s.kopts.cluster_urls : s.data_dir, s.kopts.pool_cap, s.kopts.low_threshold, s.kopts.rate_burst,
 	           s.kopts.rate_refill_s);
 	char pubhex[2 * KL_PUB + 1];
 	sodium_bin2hex(pubhex, sizeof pubhex, ks_log_pub(s.ks), KL_PUB);
-	daemon_log(LOG_INFO, "key directory log: %llu entries, log key %s (%s/keylog.pub)",
-	           (unsigned long long)ks_log_head(s.ks)->size, pubhex, s.data_dir);
+	if (s.kopts.cluster_urls)
+		daemon_log(LOG_INFO, "key directory log: %llu entries, log key %s (shared by the "
+		           "cluster's key servers)", (unsigned long long)ks_log_head(s.ks)->size, pubhex);
+	else
+		daemon_log(LOG_INFO, "key directory log: %llu entries, log key %s (%s/keylog.pub)",
+		           (unsigned long long)ks_log_head(s.ks)->size, pubhex, s.data_dir);
 #ifdef KS_LYING
 	if (lying_start(&s) != 0) {
 		ks_close(s.ks);

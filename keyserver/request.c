@@ -692,6 +692,12 @@ int ks_request(ks *k, const char *u, size_t ul, const char *d, size_t dl, const 
 		return op_count(k, u, ul, d, dl, &h, r);
 	if (cbr_eq(&h.op, "check"))
 		return op_check(k, u, ul, d, dl, req, len, &h, r);
+	/* Cluster mode: the log ops answer from a tree that has read every leaf
+	 * other key servers appended so far (a failed read: the last known tree,
+	 * still a valid, older head). */
+	if (cbr_eq(&h.op, "head") || cbr_eq(&h.op, "consistency") || cbr_eq(&h.op, "history") ||
+	    cbr_eq(&h.op, "log"))
+		ks_sync(k);
 	if (cbr_eq(&h.op, "head"))
 		return op_head(k, &h, r);
 	if (cbr_eq(&h.op, "consistency"))

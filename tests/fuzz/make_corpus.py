@@ -438,6 +438,26 @@ def write(what, items):
             f.write(data)
 
 
+def keystore_js_records():
+    """What chat-keyserver's JetStream store reads back (keyserver/keystore_js.c):
+    the first byte picks the decoder (0 device record, 1 one-time key, 2 log
+    leaf, 3 device-list change, 4 a Nats-Sequence value, 5 an id as a token)."""
+    ik, key, sig = bytes(range(32)), bytes([7]) * 32, bytes([9]) * 64
+    dev = b"\x01" + ik + struct.pack(">Q", 1) + key + sig + struct.pack(">QQQQ", 1, 100, 0, 1700000000000)
+    opk = b"\x01" + struct.pack(">Q", 42) + key + ik
+    leaf = b"\x01" + struct.pack(">Q", 1700000000000) + ik + b"\x05" + b"alice" + b"phone"
+    return {
+        "dev": b"\x00" + dev, "dev_short": b"\x00" + dev[:-1], "dev_v2": b"\x00\x02" + dev[1:],
+        "opk": b"\x01" + opk, "opk_long": b"\x01" + opk + b"x",
+        "leaf": b"\x02" + leaf, "leaf_user_len_past_end": b"\x02" + leaf[:41] + b"\xff" + leaf[42:],
+        "leaf_bad_user": b"\x02" + leaf[:42] + b"a/ice" + b"phone",
+        "ulist_add": b"\x03\x01+phone", "ulist_del": b"\x03\x01-phone", "ulist_bad_op": b"\x03\x01*phone",
+        "seq": b"\x04" + b"123456", "seq_overflow": b"\x04" + b"18446744073709551616",
+        "seq_not_digits": b"\x04" + b"12a",
+        "token_dotted": b"\x05" + b"a.b", "token_specials": b"\x05" + b"*>= .",
+    }
+
+
 def media_requests():
     """chat-media requests (docs/PROTOCOL.md, "Attachments") and near misses."""
     bid = "AAAAAAAAAAAAAAAAAAAAAA"
@@ -603,6 +623,7 @@ def main():
     write("attach", attach_inputs())
     write("clientev", clientev_inputs())
     write("keylog", keylog_answers())
+    write("keystore_js", keystore_js_records())
     write("ack", acks())
     write("xmpp", xmpp_streams())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
