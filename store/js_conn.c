@@ -5,6 +5,7 @@
  * request machinery (op ids in reply subjects, resends, deadlines) and the
  * drain of the completion FIFO on the owner thread. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,6 +182,57 @@ static int ensure_stream(jstore *js, const js_stream_spec *s, char *err, size_t 
 	return CHAT_EIO;
 }
 
+/* Every stream at once, one thread each: a creation is a proposal in the
+ * meta group (~0.5 s on this machine), 16 of them one after the other made
+ * a first start take 8 s. A stream that cannot be read for now (a leader
+ * election: 5–18 s on 2.9, measured) is asked again until the start's
+ * deadline, 30 s; a differing configuration is refused at once. */
+#define LAYOUT_N (sizeof(layout) / sizeof(layout[0]))
+typedef struct layout_job {
+	jstore *js;
+	const js_stream_spec *spec;
+	int rc;
+	char err[256];
+} layout_job;
+
+static void *layout_thread(void *arg)
+{
+	layout_job *j = arg;
+	int64_t end = js_now_ms() + 30000;
+	do {
+		j->rc = ensure_stream(j->js, j->spec, j->err, sizeof(j->err));
+		if (j->rc != CHAT_EIO)
+			break;
+		struct timespec ts = { 0, 250 * 1000000L };
+		nanosleep(&ts, NULL);
+	} while (js_now_ms() < end);
+	return NULL;
+}
+
+static int ensure_layout(jstore *js, char *err, size_t errlen)
+{
+	layout_job jobs[LAYOUT_N];
+	pthread_t th[LAYOUT_N];
+	bool started[LAYOUT_N];
+	for (size_t i = 0; i < LAYOUT_N; i++) {
+		jobs[i] = (layout_job){ js, &layout[i], CHAT_EIO, "" };
+		started[i] = pthread_create(&th[i], NULL, layout_thread, &jobs[i]) == 0;
+		if (!started[i])
+			layout_thread(&jobs[i]);
+	}
+	for (size_t i = 0; i < LAYOUT_N; i++)
+		if (started[i])
+			pthread_join(th[i], NULL);
+	/* a refusal first (the operator must act), then any other failure */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < LAYOUT_N; i++)
+			if (jobs[i].rc != CHAT_OK && (pass == 1 || jobs[i].rc == CHAT_EINVAL)) {
+				snprintf(err, errlen, "%s", jobs[i].err);
+				return jobs[i].rc;
+			}
+	return CHAT_OK;
+}
+
 /* ---- libnats threads ---- */
 
 static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
@@ -308,12 +360,10 @@ int jstore_open(jstore **out, const jstore_opts *o, char *err, size_t errlen)
 		snprintf(err, errlen, "cluster: JetStream: %s", natsStatus_GetText(st));
 		goto fail;
 	}
-	for (size_t i = 0; i < sizeof(layout) / sizeof(layout[0]); i++) {
-		int rc = ensure_stream(js, &layout[i], err, errlen);
-		if (rc != CHAT_OK) {
-			jstore_close(js);
-			return rc;
-		}
+	int rc = ensure_layout(js, err, errlen);
+	if (rc != CHAT_OK) {
+		jstore_close(js);
+		return rc;
 	}
 	natsInbox *ib = NULL;
 	if ((st = natsInbox_Create(&ib)) != NATS_OK)
