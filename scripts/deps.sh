@@ -37,6 +37,10 @@ pkgs=(
   # broker-patches/build.sh: apt-get source (dpkg-dev), patch, and what
   # Debian's mosquitto broker links (TLS, WebSockets, systemd notify)
   dpkg-dev patch libssl-dev libwebsockets-dev libsystemd-dev
+  # cluster mode (issue 27, docs/CLUSTER.md): chat-keyserver --cluster-urls
+  # keeps its keys in NATS JetStream through libnats (the C client), and the
+  # cluster tests start their own nats-server JetStream nodes
+  nats-server libnats-dev
 )
 # The web client builds with node and npm; a machine that has them from
 # elsewhere (a newer Node.js) keeps them.

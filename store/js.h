@@ -35,6 +35,13 @@ typedef struct jstore_opts {
 	uint64_t max_age_s;      /* every stream's max_age: offline_ttl + 1 day; default 31 days */
 	uint32_t timeout_ms;     /* one operation's deadline, retries included; default 5000 */
 	uint32_t attempt_ms;     /* one request's wait before it is sent again; default 2000 */
+	/* Every KV read and jstore_log_get at the stream's leader (the
+	 * non-direct API: read-your-writes) instead of any replica (a direct
+	 * get: faster, served during an election too, but a replica may be a
+	 * little behind: measured, 1–10 reads in 1,000). The log's probes and
+	 * conflict reads stay direct: nothing is decided on them alone
+	 * (docs/CLUSTER.md, "Reads may be stale; decisions are not"). */
+	bool leader_reads;
 	void (*notify)(void *arg);  /* any thread: call jstore_drain soon */
 	void *notify_arg;
 } jstore_opts;

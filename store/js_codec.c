@@ -4,6 +4,8 @@
 #include "js_codec.h"
 
 #include <cjson/cJSON.h>
+#include <sodium.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -253,6 +255,105 @@ int js_parse_api(const char *buf, size_t len, js_api_answer *out)
 done:
 	cJSON_Delete(j);
 	return rc;
+}
+
+static int b64(const cJSON *s, uint8_t **out, size_t *outlen)
+{
+	*out = NULL;
+	*outlen = 0;
+	if (!s)
+		return CHAT_OK;
+	if (!cJSON_IsString(s))
+		return CHAT_ECORRUPT;
+	size_t n = strlen(s->valuestring);
+	if (n == 0)
+		return CHAT_OK;
+	uint8_t *b = malloc(n / 4 * 3 + 3);
+	if (!b)
+		return CHAT_ENOMEM;
+	if (sodium_base642bin(b, n / 4 * 3 + 3, s->valuestring, n, NULL, outlen, NULL,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0) {
+		free(b);
+		return CHAT_ECORRUPT;
+	}
+	*out = b;
+	return CHAT_OK;
+}
+
+int js_parse_msg_get(const char *buf, size_t len, js_api_answer *a, char *subject, size_t cap,
+                     uint64_t *seq, uint8_t **hdrs, size_t *hlen, uint8_t **data, size_t *dlen)
+{
+	*hdrs = *data = NULL;
+	*hlen = *dlen = 0;
+	memset(a, 0, sizeof(*a));
+	cJSON *j = cJSON_ParseWithLength(buf, len);
+	int rc = CHAT_ECORRUPT;
+	uint64_t v;
+	if (!j || !cJSON_IsObject(j))
+		goto done;
+	const cJSON *err = cJSON_GetObjectItemCaseSensitive(j, "error");
+	if (err) {
+		cJSON_Delete(j);
+		return js_parse_api(buf, len, a);
+	}
+	const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "message");
+	if (!cJSON_IsObject(m))
+		goto done;
+	const cJSON *sj = cJSON_GetObjectItemCaseSensitive(m, "subject");
+	if (!cJSON_IsString(sj) || !*sj->valuestring || strlen(sj->valuestring) >= cap)
+		goto done;
+	if (!json_u64(cJSON_GetObjectItemCaseSensitive(m, "seq"), &v) || v == 0)
+		goto done;
+	if ((rc = b64(cJSON_GetObjectItemCaseSensitive(m, "hdrs"), hdrs, hlen)) != CHAT_OK ||
+	    (rc = b64(cJSON_GetObjectItemCaseSensitive(m, "data"), data, dlen)) != CHAT_OK) {
+		free(*hdrs);
+		*hdrs = NULL;
+		*hlen = 0;
+		goto done;
+	}
+	snprintf(subject, cap, "%s", sj->valuestring);
+	*seq = v;
+	a->ok = true;
+	a->seq = v;
+	rc = CHAT_OK;
+done:
+	cJSON_Delete(j);
+	return rc;
+}
+
+int js_parse_hdrs(const uint8_t *b, size_t n, js_hdr_cb cb, void *arg)
+{
+	const char *s = (const char *)b, *end = s + n;
+	if (n < 10 || memcmp(s, "NATS/1.0", 8) != 0)
+		return CHAT_ECORRUPT;
+	const char *eol = memmem(s, n, "\r\n", 2);
+	if (!eol)
+		return CHAT_ECORRUPT;
+	for (const char *p = eol + 2;;) {
+		if (end - p < 2)
+			return CHAT_ECORRUPT;
+		if (p[0] == '\r' && p[1] == '\n')
+			return p + 2 == end ? CHAT_OK : CHAT_ECORRUPT;
+		eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+		if (!eol)
+			return CHAT_ECORRUPT;
+		const char *colon = memchr(p, ':', (size_t)(eol - p));
+		if (!colon || colon == p)
+			return CHAT_ECORRUPT;
+		for (const char *k = p; k < colon; k++)
+			if ((unsigned char)*k <= ' ' || (unsigned char)*k >= 127)
+				return CHAT_ECORRUPT;
+		const char *v = colon + 1;
+		while (v < eol && *v == ' ')
+			v++;
+		for (const char *q = v; q < eol; q++)
+			if (*q == '\0' || *q == '\r' || *q == '\n')
+				return CHAT_ECORRUPT;
+		int rc = cb(arg, p, (size_t)(colon - p), v, (size_t)(eol - v));
+		if (rc != CHAT_OK)
+			return rc;
+		p = eol + 2;
+	}
 }
 
 static void put_u64(uint8_t *p, uint64_t v)

@@ -61,6 +61,19 @@ typedef struct js_api_answer {
 /* CHAT_OK, or CHAT_ECORRUPT when the answer is not one of those shapes. */
 int js_parse_api(const char *buf, size_t len, js_api_answer *out);
 
+/* A message read at the stream's leader (the non-direct API,
+ * $JS.API.STREAM.MSG.GET: read-your-writes, unlike a direct get that any
+ * replica may answer): {"message":{"subject":…,"seq":N,"hdrs":base64,
+ * "data":base64,"time":…}} or an error (a->ok false; 10037: no message).
+ * On CHAT_OK with a->ok: subject (NUL-terminated, cut to cap is refused),
+ * *seq, and *hdrs / *data malloc'd (NULL when absent; the caller frees). */
+int js_parse_msg_get(const char *buf, size_t len, js_api_answer *a, char *subject, size_t cap,
+                     uint64_t *seq, uint8_t **hdrs, size_t *hlen, uint8_t **data, size_t *dlen);
+/* A NATS header block ("NATS/1.0[ status]\r\nKey: Value\r\n…\r\n"): cb for
+ * each header (not NUL-terminated), in order; CHAT_ECORRUPT if malformed. */
+typedef int (*js_hdr_cb)(void *arg, const char *k, size_t kl, const char *v, size_t vl);
+int js_parse_hdrs(const uint8_t *b, size_t n, js_hdr_cb cb, void *arg);
+
 /* KV values (the record formats of the buckets). */
 /* A cred record (chat_acct dev.U.D / svc.NAME): u8 version 1, 32-byte hash,
  * u64 created (ms, big-endian), [u8 role] — store_internal.h's format. */

@@ -529,6 +529,8 @@ static void scan(jstore *js, int64_t now)
 	}
 }
 
+static natsMsg *from_leader_get(natsMsg *m);
+
 size_t jstore_drain(jstore *js)
 {
 	size_t ran = 0;
@@ -544,6 +546,14 @@ size_t jstore_drain(jstore *js)
 				js_op *op = *p;
 				unlink_op(js, op);
 				ran++;
+				const char *rs = op->req ? natsMsg_GetSubject(op->req) : NULL;
+				if (m && rs && !strncmp(rs, "$JS.API.STREAM.MSG.GET.", 23)) {
+					natsMsg *t = from_leader_get(m);
+					if (t) {
+						natsMsg_Destroy(m);
+						m = t;
+					}
+				}
 				op->step(js, op, m);
 			}
 			if (m)
@@ -604,12 +614,71 @@ natsMsg *js_req_last(jstore *js, const char *stream, const char *subject)
 	return api_req(s, j);
 }
 
+natsMsg *js_req_last_leader(jstore *js, const char *stream, const char *subject)
+{
+	char s[160], j[700];
+	(void)js;
+	snprintf(s, sizeof(s), "$JS.API.STREAM.MSG.GET.%s", stream);
+	snprintf(j, sizeof(j), "{\"last_by_subj\":\"%s\"}", subject);
+	return api_req(s, j);
+}
+
 natsMsg *js_req_kv_get(jstore *js, const char *bucket, const char *key)
 {
 	char stream[96], subj[600];
 	snprintf(stream, sizeof(stream), "KV_%s_%s", js->prefix, bucket);
 	snprintf(subj, sizeof(subj), "$KV.%s_%s.%s", js->prefix, bucket, key);
-	return js_req_last(js, stream, subj);
+	return js->o.leader_reads ? js_req_last_leader(js, stream, subj) : js_req_last(js, stream, subj);
+}
+
+static int set_hdr(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	char key[128], val[1024];
+	if (kl >= sizeof(key) || vl >= sizeof(val))
+		return CHAT_ECORRUPT;
+	memcpy(key, k, kl);
+	key[kl] = '\0';
+	memcpy(val, v, vl);
+	val[vl] = '\0';
+	return natsMsgHeader_Add(arg, key, val) == NATS_OK ? CHAT_OK : CHAT_ENOMEM;
+}
+
+/* A leader read's JSON answer in the shape of a direct get's reply, so
+ * that every step reads one shape. NULL: keep the reply as it is (a status
+ * message: no responders). */
+static natsMsg *from_leader_get(natsMsg *m)
+{
+	js_api_answer a;
+	char subject[600], num[24];
+	uint64_t seq = 0;
+	uint8_t *hdrs = NULL, *data = NULL;
+	size_t hl = 0, dl = 0;
+	natsMsg *r = NULL;
+	const char *st = NULL;
+	if (natsMsgHeader_Get(m, "Status", &st) == NATS_OK && st)
+		return NULL;
+	int rc = js_parse_msg_get(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &a, subject,
+	                          sizeof(subject), &seq, &hdrs, &hl, &data, &dl);
+	if (rc != CHAT_OK || !a.ok) {
+		const char *status = rc != CHAT_OK ? "500" : a.err_code == 10037 ? "404" : a.code == 503 ? "503" : "500";
+		if (natsMsg_Create(&r, natsMsg_GetSubject(m), NULL, NULL, 0) == NATS_OK)
+			natsMsgHeader_Set(r, "Status", status);
+		return r;
+	}
+	if (natsMsg_Create(&r, natsMsg_GetSubject(m), NULL, (const char *)data, (int)dl) == NATS_OK) {
+		snprintf(num, sizeof(num), "%" PRIu64, seq);
+		if ((hdrs && js_parse_hdrs(hdrs, hl, set_hdr, r) != CHAT_OK) ||
+		    natsMsgHeader_Set(r, "Nats-Sequence", num) != NATS_OK ||
+		    natsMsgHeader_Set(r, "Nats-Subject", subject) != NATS_OK) {
+			natsMsg_Destroy(r);
+			r = NULL;
+			if (natsMsg_Create(&r, natsMsg_GetSubject(m), NULL, NULL, 0) == NATS_OK)
+				natsMsgHeader_Set(r, "Status", "500");
+		}
+	}
+	free(hdrs);
+	free(data);
+	return r;
 }
 
 natsMsg *js_req_by_seq(jstore *js, const char *stream, uint64_t seq)

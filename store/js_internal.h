@@ -106,6 +106,9 @@ void js_op_end(jstore *js, js_op *op);
 /* Requests. */
 natsMsg *js_req_kv_get(jstore *js, const char *bucket, const char *key);
 natsMsg *js_req_last(jstore *js, const char *stream, const char *subject);
+/* The same read at the stream's leader; its answer reaches the step in the
+ * shape of a direct get's (headers, Nats-Sequence, Nats-Subject, Status 404). */
+natsMsg *js_req_last_leader(jstore *js, const char *stream, const char *subject);
 natsMsg *js_req_by_seq(jstore *js, const char *stream, uint64_t seq);
 natsMsg *js_req_delete(jstore *js, const char *stream, uint64_t seq);
 /* A publish on subject; expect_none: create-only. msgid may be NULL. */

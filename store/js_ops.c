@@ -1118,5 +1118,5 @@ int jstore_log_get(jstore *js, const char *conv, uint64_t seq, jstore_entry_cb c
 	op->arg = arg;
 	log_stream(js, stream, sizeof(stream));
 	log_subject(js, op, seq, subj, sizeof(subj));
-	return start(js, op, js_req_last(js, stream, subj));
+	return start(js, op, js->o.leader_reads ? js_req_last_leader(js, stream, subj) : js_req_last(js, stream, subj));
 }

@@ -12,6 +12,8 @@
  *   6 a push target (chat_push)              js_push_decode
  *   7 a dedup claim (chat_dedup)             js_claim_decode
  *   8 a header number and a subject's seq    js_parse_u64, js_subject_last_u64
+ *   9 a message read at the leader (JSON)    js_parse_msg_get, then its headers
+ *  10 a NATS header block                    js_parse_hdrs
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -34,6 +36,18 @@ static void same(const void *a, size_t an, const void *b, size_t bn, const char 
 		fail(what);
 }
 
+/* Each header's key is printable without ':' and both lie inside the block. */
+static const uint8_t *hb_start, *hb_end;
+static int count_hdr(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	(void)arg;
+	if (kl == 0 || memchr(k, ':', kl) || memchr(v, '\r', vl) || memchr(v, '\n', vl))
+		fail("header split");
+	if (hb_start && ((const uint8_t *)k < hb_start || (const uint8_t *)v + vl > hb_end))
+		fail("header outside the block");
+	return CHAT_OK;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -44,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 9) {
+	switch (data[0] % 11) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -141,6 +155,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			fail("seq 0 accepted");
 		break;
 	}
+	case 9: {
+		js_api_answer a;
+		char subj[256];
+		uint64_t seq = 0;
+		uint8_t *h, *d;
+		size_t hl, dl;
+		if (js_parse_msg_get(s, n, &a, subj, sizeof(subj), &seq, &h, &hl, &d, &dl) == CHAT_OK && a.ok) {
+			if (seq == 0 || !subj[0] || strnlen(subj, sizeof(subj)) == sizeof(subj))
+				fail("message fields");
+			if ((hl && !h) || (dl && !d))
+				fail("lengths without bytes");
+			if (h)
+				js_parse_hdrs(h, hl, count_hdr, NULL);
+		} else if (h || d) {
+			fail("bytes handed out with a refusal");
+		}
+		free(h);
+		free(d);
+		break;
+	}
+	case 10:
+		hb_start = in;
+		hb_end = in + n;
+		js_parse_hdrs(in, n, count_hdr, NULL);
+		hb_start = hb_end = NULL;
+		break;
 	}
 	return 0;
 }

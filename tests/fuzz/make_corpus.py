@@ -410,6 +410,11 @@ def js_inputs():
         "push": b"\x06\x01\x02\x01" + b"apns-token-abc",
         "claim": b"\x07" + claim,
         "number": b"\x08" + b"chat.log.dm.a.b.17",
+        "leader_get": b"\x09" + b'{"type":"io.nats.jetstream.api.v1.stream_msg_get_response","message":'
+                      b'{"subject":"chat.log.g.team.3","seq":42,"hdrs":"TkFUUy8xLjANCkNoYXQtRnJvbTogYS9kMQ0KDQo=",'
+                      b'"data":"aGk=","time":"2026-12-08T00:00:00Z"}}',
+        "leader_get_none": b"\x09" + b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}',
+        "hdrs": b"\x0a" + b"NATS/1.0\r\nChat-From: a/d1\r\nChat-Cid: u7\r\n\r\n",
     }
 
 

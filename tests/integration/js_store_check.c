@@ -14,6 +14,7 @@
  *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
  *
+ * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
  * Exit status 0 when the mode's checks held, 1 when not (with a line on
  * stderr saying which), 3 when jstore_open refused (its reason on stdout). */
 #include <inttypes.h>
@@ -83,6 +84,7 @@ static int open_js(const char *urls, const char *node, uint64_t max_queue, uint3
 	o.replicas = getenv("JS_REPLICAS") ? atoi(getenv("JS_REPLICAS")) : 3;
 	o.max_queue = max_queue;
 	o.timeout_ms = timeout_ms;
+	o.leader_reads = getenv("JS_LEADER_READS") != NULL;
 	o.notify = notify;
 	int rc = jstore_open(&js, &o, err, sizeof(err));
 	if (rc != CHAT_OK) {

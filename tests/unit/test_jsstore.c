@@ -243,6 +243,64 @@ START_TEST(codec_api_answers)
 }
 END_TEST
 
+static char hdr_seen[512];
+static int add_hdr(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	(void)arg;
+	size_t o = strlen(hdr_seen);
+	snprintf(hdr_seen + o, sizeof(hdr_seen) - o, "[%.*s=%.*s]", (int)kl, k, (int)vl, v);
+	return CHAT_OK;
+}
+
+START_TEST(codec_leader_reads)
+{
+	js_api_answer a;
+	char subj[64];
+	uint64_t seq;
+	uint8_t *h, *d;
+	size_t hl, dl;
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"chat.log.g.t.3\",\"seq\":42,"
+	                                    "\"hdrs\":\"TkFUUy8xLjANCkNoYXQtRnJvbTogYS9kMQ0KDQo=\","
+	                                    "\"data\":\"aGk=\",\"time\":\"x\"}}"),
+	                                  &a, subj, sizeof(subj), &seq, &h, &hl, &d, &dl),
+	                 CHAT_OK);
+	ck_assert(a.ok && seq == 42);
+	ck_assert_str_eq(subj, "chat.log.g.t.3");
+	ck_assert(dl == 2 && !memcmp(d, "hi", 2));
+	hdr_seen[0] = '\0';
+	ck_assert_int_eq(js_parse_hdrs(h, hl, add_hdr, NULL), CHAT_OK);
+	ck_assert_str_eq(hdr_seen, "[Chat-From=a/d1]");
+	free(h);
+	free(d);
+	/* no message: an answer, not a failure */
+	ck_assert_int_eq(js_parse_msg_get(S("{\"error\":{\"code\":404,\"err_code\":10037}}"), &a, subj,
+	                                  sizeof(subj), &seq, &h, &hl, &d, &dl),
+	                 CHAT_OK);
+	ck_assert(!a.ok && a.err_code == 10037 && !h && !d);
+	/* refused: bad base64, no seq, a subject too long for the buffer */
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"s\",\"seq\":1,\"data\":\"!!\"}}"), &a,
+	                                  subj, sizeof(subj), &seq, &h, &hl, &d, &dl),
+	                 CHAT_ECORRUPT);
+	ck_assert(!h && !d);
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"s\"}}"), &a, subj, sizeof(subj), &seq,
+	                                  &h, &hl, &d, &dl),
+	                 CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"0123456789\",\"seq\":1}}"), &a, subj, 8,
+	                                  &seq, &h, &hl, &d, &dl),
+	                 CHAT_ECORRUPT);
+	/* header blocks */
+	hdr_seen[0] = '\0';
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\nA: 1\r\nB:two words\r\n\r\n"), add_hdr, NULL),
+	                 CHAT_OK);
+	ck_assert_str_eq(hdr_seen, "[A=1][B=two words]");
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\nA: 1\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\nA 1\r\n\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\n: 1\r\n\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("HTTP/1.1\r\n\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\n\r\nX"), add_hdr, NULL), CHAT_ECORRUPT);
+}
+END_TEST
+
 START_TEST(codec_values)
 {
 	uint8_t v[64], h[STORE_HASH_LEN], out[STORE_HASH_LEN];
@@ -305,6 +363,7 @@ static Suite *suite(void)
 	tcase_add_test(t, codec_cids_numbers);
 	tcase_add_test(t, codec_api_answers);
 	tcase_add_test(t, codec_values);
+	tcase_add_test(t, codec_leader_reads);
 	suite_add_tcase(s, t);
 	return s;
 }
