@@ -57,6 +57,8 @@ void jstore_close(jstore *js);
 /* The owner thread: runs the completions that arrived and times out the
  * late operations; returns how many callbacks ran. */
 size_t jstore_drain(jstore *js);
+/* What the last failed operation met (a JetStream error, a timeout), for logs. */
+const char *jstore_errmsg(const jstore *js);
 /* Operations in flight. */
 size_t jstore_pending(const jstore *js);
 

@@ -6,6 +6,7 @@
  * drain of the completion FIFO on the owner thread. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,6 +521,8 @@ static void scan(jstore *js, int64_t now)
 		js_op *op = due[i];
 		if (now >= op->deadline) {
 			js->st.timeouts++;
+			js_seterr(js, "no answer within %u ms (%s)", js->o.timeout_ms,
+			          op->req ? natsMsg_GetSubject(op->req) : "no request");
 			unlink_op(js, op);
 			op->fail(js, op, CHAT_EIO);
 		} else {
@@ -661,8 +664,10 @@ static natsMsg *from_leader_get(natsMsg *m)
 	                          sizeof(subject), &seq, &hdrs, &hl, &data, &dl);
 	if (rc != CHAT_OK || !a.ok) {
 		const char *status = rc != CHAT_OK ? "500" : a.err_code == 10037 ? "404" : a.code == 503 ? "503" : "500";
-		if (natsMsg_Create(&r, natsMsg_GetSubject(m), NULL, NULL, 0) == NATS_OK)
+		if (natsMsg_Create(&r, natsMsg_GetSubject(m), NULL, NULL, 0) == NATS_OK) {
 			natsMsgHeader_Set(r, "Status", status);
+			natsMsgHeader_Set(r, "Description", rc != CHAT_OK ? "an answer that does not decode" : a.desc);
+		}
 		return r;
 	}
 	if (natsMsg_Create(&r, natsMsg_GetSubject(m), NULL, (const char *)data, (int)dl) == NATS_OK) {
@@ -723,15 +728,32 @@ static int status_of(natsMsg *m)
 	return 0;
 }
 
-enum js_reply js_get_reply(natsMsg *m, bool kv)
+void js_seterr(jstore *js, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(js->lasterr, sizeof(js->lasterr), fmt, ap);
+	va_end(ap);
+}
+
+const char *jstore_errmsg(const jstore *js)
+{
+	return js->lasterr;
+}
+
+enum js_reply js_get_reply(jstore *js, natsMsg *m, bool kv)
 {
 	int s = status_of(m);
 	if (s == 404)
 		return JS_NOTFOUND;
 	if (s == 503 || s == 408)
 		return JS_RETRY;
-	if (s)
+	if (s) {
+		const char *d = NULL;
+		natsMsgHeader_Get(m, "Description", &d);
+		js_seterr(js, "a read answered status %d (%s)", s, d ? d : "");
 		return JS_BAD;
+	}
 	if (kv) {
 		const char *op = NULL;
 		if (natsMsgHeader_Get(m, "KV-Operation", &op) == NATS_OK && op &&
@@ -741,16 +763,23 @@ enum js_reply js_get_reply(natsMsg *m, bool kv)
 	return JS_FOUND;
 }
 
-enum js_reply js_api_reply(natsMsg *m, js_api_answer *a)
+enum js_reply js_api_reply(jstore *js, natsMsg *m, js_api_answer *a)
 {
 	int s = status_of(m);
 	memset(a, 0, sizeof(*a));
 	if (s == 503 || s == 408)
 		return JS_RETRY;
-	if (s)
+	if (s) {
+		js_seterr(js, "a write answered status %d", s);
 		return JS_BAD;
-	if (js_parse_api(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), a) != CHAT_OK)
+	}
+	if (js_parse_api(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), a) != CHAT_OK) {
+		js_seterr(js, "an answer that does not decode: %.*s", natsMsg_GetDataLength(m) > 120 ? 120 :
+		          natsMsg_GetDataLength(m), natsMsg_GetData(m));
 		return JS_BAD;
+	}
+	if (!a->ok && a->err_code != 10071 && a->err_code != 10057 && a->err_code != 10043)
+		js_seterr(js, "JetStream error %d/%d: %s", a->code, a->err_code, a->desc);
 	/* cluster trouble answered as an error: the request may be sent again */
 	if (!a->ok && (a->code == 503 || a->err_code == 10008 /* cluster not avail */ ||
 	               a->err_code == 10039 /* JetStream not enabled */))

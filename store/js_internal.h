@@ -92,6 +92,7 @@ struct jstore {
 	jstore_stats st;        /* owner thread, except the atomics below */
 	uint64_t disconnects, reconnects;  /* libnats threads: __atomic */
 	bool closing;
+	char lasterr[256];
 };
 
 int64_t js_now_ms(void);
@@ -119,9 +120,11 @@ void js_stream_name(jstore *js, char *out, size_t cap, const char *which);
 /* Reply classification. */
 enum js_reply { JS_FOUND, JS_NOTFOUND, JS_RETRY, JS_BAD };
 /* A direct get's answer: found (a KV delete marker counts as not found when kv). */
-enum js_reply js_get_reply(natsMsg *m, bool kv);
+enum js_reply js_get_reply(jstore *js, natsMsg *m, bool kv);
 /* A publish's or an API's answer. */
-enum js_reply js_api_reply(natsMsg *m, js_api_answer *a);
+enum js_reply js_api_reply(jstore *js, natsMsg *m, js_api_answer *a);
+/* What the last failure was (jstore_errmsg). */
+void js_seterr(jstore *js, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The reply needs no further interpretation: resend (JS_RETRY), i.e. keep
  * the op and let the resend timer send it again soon. */
 void js_retry_soon(jstore *js, js_op *op);

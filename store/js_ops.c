@@ -73,7 +73,7 @@ static void finish_done(jstore *js, js_op *op, int rc)
 static void step_written(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	switch (js_api_reply(m, &a)) {
+	switch (js_api_reply(js, m, &a)) {
 	case JS_RETRY:
 		js_send(js, op, op->req); /* re-register for the resend */
 		js_retry_soon(js, op);
@@ -125,7 +125,7 @@ static int kv_write(jstore *js, const char *bucket, const char *key, const void 
 }
 
 /* A KV get: the step gets the reply; a not-found (or a delete marker) and
- * a found value are told apart by js_get_reply(m, true). */
+ * a found value are told apart by js_get_reply(js, m, true). */
 static int kv_get(jstore *js, js_op *op, const char *bucket, const char *key)
 {
 	snprintf(op->bucket, sizeof(op->bucket), "%s", bucket);
@@ -155,7 +155,7 @@ static void fail_cred(jstore *js, js_op *op, int rc)
 
 static void step_cred_get(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	uint8_t hash[STORE_HASH_LEN];
 	enum store_role role = STORE_ROLE_SERVICE;
 	if (get_retry(js, op, r))
@@ -192,7 +192,7 @@ static int cred_get(jstore *js, const char *key, jstore_cred_cb cb, void *arg)
  * command, never two at once for one name); see docs/CLUSTER.md. */
 static void step_create_recheck(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, false);
+	enum js_reply r = js_get_reply(js, m, false);
 	if (get_retry(js, op, r))
 		return;
 	if (r != JS_FOUND)
@@ -218,7 +218,7 @@ static void step_create_recheck(jstore *js, js_op *op, natsMsg *m)
 static void step_create(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_FOUND && !a.ok && a.err_code == 10071) {
 		char stream[96], subj[600];
 		kv_stream(js, stream, sizeof(stream), op->bucket);
@@ -270,7 +270,7 @@ int jstore_device_get(jstore *js, const char *user, const char *device, jstore_c
 /* rehash: read (CHAT_ENOTFOUND), keep the role, put. */
 static void step_rehash_read(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	enum store_role role = STORE_ROLE_SERVICE;
 	if (get_retry(js, op, r))
 		return;
@@ -316,7 +316,7 @@ int jstore_device_rehash(jstore *js, const char *user, const char *device,
 static void step_remove_push(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
 		js_send(js, op, op->req);
 		js_retry_soon(js, op);
@@ -404,7 +404,7 @@ static void fail_key(jstore *js, js_op *op, int rc)
 
 static void step_key_read(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	if (get_retry(js, op, r))
 		return;
 	if (r != JS_FOUND)
@@ -423,7 +423,7 @@ static void step_key_read(jstore *js, js_op *op, natsMsg *m)
 static void step_key_create(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
 		js_send(js, op, op->req);
 		js_retry_soon(js, op);
@@ -466,7 +466,7 @@ static void fail_prefs(jstore *js, js_op *op, int rc)
 
 static void step_prefs_get(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	store_prefs p = { true, STORE_PRESENCE_EVERYONE }; /* the defaults */
 	if (get_retry(js, op, r))
 		return;
@@ -517,7 +517,7 @@ static void fail_push(jstore *js, js_op *op, int rc)
 
 static void step_push_get(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	store_push p;
 	if (get_retry(js, op, r))
 		return;
@@ -576,7 +576,7 @@ int jstore_push_clear(jstore *js, const char *user, const char *device, jstore_d
 static void step_contact_second(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
 		js_send(js, op, op->req);
 		js_retry_soon(js, op);
@@ -604,7 +604,7 @@ int jstore_contact_add(jstore *js, const char *a, const char *b, jstore_done_cb 
 
 static void step_contact_get(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	if (get_retry(js, op, r))
 		return;
 	finish_done(js, op, r == JS_FOUND ? CHAT_OK : r == JS_NOTFOUND ? CHAT_ENOTFOUND : CHAT_EIO);
@@ -653,7 +653,7 @@ static void claim_publish(jstore *js, js_op *op);
  * create again. */
 static void step_claim_read(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	js_claim c;
 	if (get_retry(js, op, r))
 		return;
@@ -675,7 +675,7 @@ static void step_claim_read(jstore *js, js_op *op, natsMsg *m)
 static void step_claim(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
 		js_send(js, op, op->req);
 		js_retry_soon(js, op);
@@ -752,19 +752,21 @@ int jstore_dedup_get(jstore *js, const char *from, const store_cid *cid, jstore_
 static void step_release_deleted(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
 		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
-	/* 10057: already gone (another sweeper, or our earlier attempt) */
-	finish_done(js, op, r == JS_FOUND && (a.ok || a.err_code == 10057) ? CHAT_OK : CHAT_EIO);
+	/* already gone (another sweeper, or our earlier attempt): 10057, or
+	 * 10043 "sequence not found" (seen when the read came just after
+	 * another release's delete) */
+	finish_done(js, op, r == JS_FOUND && (a.ok || a.err_code == 10057 || a.err_code == 10043) ? CHAT_OK : CHAT_EIO);
 }
 
 static void step_release_read(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, false);
+	enum js_reply r = js_get_reply(js, m, false);
 	const char *s = NULL;
 	uint64_t seq;
 	char stream[96];
@@ -892,7 +894,7 @@ static void log_publish(jstore *js, js_op *op);
  * ours, or another node finishing this send)? */
 static void step_log_conflict_read(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, false);
+	enum js_reply r = js_get_reply(js, m, false);
 	if (get_retry(js, op, r))
 		return;
 	if (r == JS_FOUND && entry_is_ours(op, m))
@@ -903,8 +905,10 @@ static void step_log_conflict_read(jstore *js, js_op *op, natsMsg *m)
 	 * will be refused again and read again) */
 	if (r == JS_FOUND)
 		op->n++;
-	if (++op->conflicts > JS_CONFLICTS_MAX)
+	if (++op->conflicts > JS_CONFLICTS_MAX) {
+		js_seterr(js, "%s: %d conflicts in a row", op->conv, op->conflicts);
 		return log_finish(js, op, CHAT_EIO, 0);
+	}
 	log_publish(js, op);
 }
 
@@ -912,7 +916,7 @@ static void step_log_conflict_read(jstore *js, js_op *op, natsMsg *m)
  * entry exists at the stream seq the answer gives; its subject says its seq. */
 static void step_log_dup_read(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, false);
+	enum js_reply r = js_get_reply(js, m, false);
 	const char *subj = NULL;
 	uint64_t seq;
 	if (get_retry(js, op, r))
@@ -926,7 +930,7 @@ static void step_log_dup_read(jstore *js, js_op *op, natsMsg *m)
 static void step_log_published(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(m, &a);
+	enum js_reply r = js_api_reply(js, m, &a);
 	char stream[96], subj[600];
 	if (r == JS_RETRY) {
 		js_send(js, op, op->req);
@@ -952,7 +956,11 @@ static void step_log_published(jstore *js, js_op *op, natsMsg *m)
 	log_stream(js, stream, sizeof(stream));
 	log_subject(js, op, op->n, subj, sizeof(subj));
 	op->step = step_log_conflict_read;
-	js_send(js, op, js_req_last(js, stream, subj));
+	/* at the leader: the entry that refused us exists there, while a
+	 * direct get may be answered by a replica that has not applied it yet
+	 * (seen after a leader kill: one replica catching up answered "no
+	 * message" round after round). Conflicts are rare; this read decides. */
+	js_send(js, op, js_req_last_leader(js, stream, subj));
 }
 
 static void log_publish(jstore *js, js_op *op)
@@ -976,7 +984,7 @@ static void log_publish(jstore *js, js_op *op)
 /* Probing forward from the hint: log.<conv>.<n> exists → n + 1. */
 static void step_log_probe(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, false);
+	enum js_reply r = js_get_reply(js, m, false);
 	char stream[96], subj[600];
 	if (get_retry(js, op, r))
 		return;
@@ -992,7 +1000,7 @@ static void step_log_probe(jstore *js, js_op *op, natsMsg *m)
 
 static void step_log_hint(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, true);
+	enum js_reply r = js_get_reply(js, m, true);
 	uint64_t h = 0;
 	char stream[96], subj[600];
 	if (get_retry(js, op, r))
@@ -1086,7 +1094,7 @@ static void fail_entry(jstore *js, js_op *op, int rc)
 
 static void step_log_get(jstore *js, js_op *op, natsMsg *m)
 {
-	enum js_reply r = js_get_reply(m, false);
+	enum js_reply r = js_get_reply(js, m, false);
 	const char *from = NULL, *cs = NULL;
 	store_cid cid;
 	if (get_retry(js, op, r))

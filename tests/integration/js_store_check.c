@@ -69,7 +69,7 @@ static void run_until(volatile int *done, double ms)
 	do {                                                 \
 		if (!(cond)) {                               \
 			fprintf(stderr, "FAILED: " __VA_ARGS__); \
-			fprintf(stderr, "\n");               \
+			fprintf(stderr, " (%s)\n", jstore_errmsg(js)); \
 			failures++;                          \
 		}                                            \
 	} while (0)
@@ -316,7 +316,7 @@ static int mode_seq(const char *node, const char *conv, long k, double secs)
 			if (rc_out == CHAT_OK)
 				break;
 			if (tries > 20) {
-				fprintf(stderr, "FAILED: append %ld: %d after %d tries\n", i, rc_out, tries);
+				fprintf(stderr, "FAILED: append %ld: %d after %d tries (%s)\n", i, rc_out, tries, jstore_errmsg(js));
 				return 1;
 			}
 		}
