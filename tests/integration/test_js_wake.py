@@ -14,6 +14,7 @@ loopback wake-up and without. Stock broker only: the patched one has the
 real wake-up (test_ack_defer)."""
 
 import os
+import re
 import statistics
 import subprocess
 import tempfile
@@ -27,6 +28,19 @@ from chatlib import MOSQUITTO, SANITIZER_ENV, SANITIZER_RE, free_port, wait_unti
 from chatlib import BUILD_DIR
 
 PROBE = os.path.join(BUILD_DIR, "lib", "wake_probe_plugin.so")
+
+
+def probe_env():
+    """chatlib's sanitizer preload, found from the probe plugin when the
+    chat plugin is not built (a sanitizer build of these targets only)."""
+    if SANITIZER_ENV or not os.path.exists(PROBE):
+        return SANITIZER_ENV
+    out = subprocess.run(["ldd", PROBE], capture_output=True, text=True).stdout
+    libs = re.findall(r"^\s*(lib(?:asan|ubsan)\.so[.\d]*) => (\S+)", out, re.M)
+    libs.sort(key=lambda l: not l[0].startswith("libasan"))
+    if not libs:
+        return {}
+    return {"LD_PRELOAD": " ".join(p for _, p in libs), "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=0"}
 
 
 class Probe:
@@ -44,7 +58,7 @@ class Probe:
             f.write("\n".join(lines) + "\n")
         self.stderr = os.path.join(self.tmp, "stderr")
         self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.stderr, "w"), env=dict(os.environ, **SANITIZER_ENV))
+                                     stderr=open(self.stderr, "w"), env=dict(os.environ, **probe_env()))
         ok = wait_until(lambda: "Opening ipv4 listen socket" in self.text(), 10)
         if not ok or self.proc.poll() is not None:
             self.proc.kill()
