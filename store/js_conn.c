@@ -466,7 +466,7 @@ void js_op_end(jstore *js, js_op *op)
 	free(op);
 }
 
-void js_send(jstore *js, js_op *op, natsMsg *m)
+static void enlist(jstore *js, js_op *op, natsMsg *m)
 {
 	unlink_op(js, op);
 	if (op->req && op->req != m)
@@ -477,6 +477,11 @@ void js_send(jstore *js, js_op *op, natsMsg *m)
 	js->ops[op->id % JS_OP_BUCKETS] = op;
 	js->nops++;
 	op->sent_at = js_now_ms();
+}
+
+void js_send(jstore *js, js_op *op, natsMsg *m)
+{
+	enlist(js, op, m);
 	if (!m)
 		return; /* could not build it: the resend timer retries, the deadline ends it */
 	char reply[96];
@@ -503,10 +508,10 @@ void js_send(jstore *js, js_op *op, natsMsg *m)
 
 void js_retry_soon(jstore *js, js_op *op)
 {
-	/* resent by the scan within ~250 ms instead of attempt_ms */
-	int64_t soon = js_now_ms() - (int64_t)js->o.attempt_ms + 250;
-	if (op->sent_at > soon)
-		op->sent_at = soon;
+	/* waits again, and the scan sends the same request again in ~250 ms
+	 * (no responders, or a cluster answering "not now": not at once) */
+	enlist(js, op, op->req);
+	op->sent_at = js_now_ms() - (int64_t)js->o.attempt_ms + 250;
 }
 
 static void scan(jstore *js, int64_t now)

@@ -125,8 +125,8 @@ enum js_reply js_get_reply(jstore *js, natsMsg *m, bool kv);
 enum js_reply js_api_reply(jstore *js, natsMsg *m, js_api_answer *a);
 /* What the last failure was (jstore_errmsg). */
 void js_seterr(jstore *js, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* The reply needs no further interpretation: resend (JS_RETRY), i.e. keep
- * the op and let the resend timer send it again soon. */
+/* A JS_RETRY answer: the op waits again and its request goes out again in
+ * ~250 ms (by the scan in jstore_drain), not at once. */
 void js_retry_soon(jstore *js, js_op *op);
 
 #endif

@@ -53,6 +53,14 @@ static void kv_stream(jstore *js, char *out, size_t cap, const char *bucket)
 	snprintf(out, cap, "KV_%s_%s", js->prefix, bucket);
 }
 
+static natsMsg *kv_get_leader(jstore *js, const char *bucket, const char *key)
+{
+	char stream[96], subj[600];
+	kv_stream(js, stream, sizeof(stream), bucket);
+	kv_subject(js, subj, sizeof(subj), bucket, key);
+	return js_req_last_leader(js, stream, subj);
+}
+
 /* ---- generic KV operations: put, create, delete, get ---- */
 
 static void fail_done(jstore *js, js_op *op, int rc)
@@ -75,7 +83,6 @@ static void step_written(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	switch (js_api_reply(js, m, &a)) {
 	case JS_RETRY:
-		js_send(js, op, op->req); /* re-register for the resend */
 		js_retry_soon(js, op);
 		return;
 	case JS_BAD:
@@ -138,7 +145,6 @@ static bool get_retry(jstore *js, js_op *op, enum js_reply r)
 {
 	if (r != JS_RETRY)
 		return false;
-	js_send(js, op, op->req);
 	js_retry_soon(js, op);
 	return true;
 }
@@ -190,13 +196,22 @@ static int cred_get(jstore *js, const char *key, jstore_cred_cb cb, void *arg)
  * marker's revision — not atomic under concurrency on 2.9.10, which is
  * acceptable only because it re-adds a removed account (an admin's
  * command, never two at once for one name); see docs/CLUSTER.md. */
+static void step_create(jstore *js, js_op *op, natsMsg *m);
+
 static void step_create_recheck(jstore *js, js_op *op, natsMsg *m)
 {
 	enum js_reply r = js_get_reply(js, m, false);
 	if (get_retry(js, op, r))
 		return;
+	if (r == JS_NOTFOUND) { /* removed since the refusal: create again */
+		char subj[600];
+		kv_subject(js, subj, sizeof(subj), op->bucket, op->key);
+		op->step = step_create;
+		js_send(js, op, js_req_pub(js, subj, op->body, op->body_len, true, NULL));
+		return;
+	}
 	if (r != JS_FOUND)
-		return finish_done(js, op, r == JS_NOTFOUND ? CHAT_EIO : CHAT_EIO);
+		return finish_done(js, op, CHAT_EIO);
 	const char *kvop = NULL, *seq = NULL;
 	uint64_t rev;
 	natsMsgHeader_Get(m, "KV-Operation", &kvop);
@@ -224,7 +239,9 @@ static void step_create(jstore *js, js_op *op, natsMsg *m)
 		kv_stream(js, stream, sizeof(stream), op->bucket);
 		kv_subject(js, subj, sizeof(subj), op->bucket, op->key);
 		op->step = step_create_recheck;
-		js_send(js, op, js_req_last(js, stream, subj));
+		/* at the leader: this read decides (a replica may not have the
+		 * record that refused the create yet: seen in the test) */
+		js_send(js, op, js_req_last_leader(js, stream, subj));
 		return;
 	}
 	step_written(js, op, m);
@@ -318,7 +335,6 @@ static void step_remove_push(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
-		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
@@ -425,7 +441,6 @@ static void step_key_create(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
-		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
@@ -433,7 +448,7 @@ static void step_key_create(jstore *js, js_op *op, natsMsg *m)
 		return fail_key(js, op, CHAT_EIO);
 	/* ours or the first node's: read what is stored (one answer for all) */
 	op->step = step_key_read;
-	js_send(js, op, js_req_kv_get(js, "acct", "token_key"));
+	js_send(js, op, kv_get_leader(js, "acct", "token_key")); /* the winner's, for sure */
 }
 
 int jstore_token_key(jstore *js, jstore_key_cb cb, void *arg)
@@ -578,7 +593,6 @@ static void step_contact_second(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
-		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
@@ -677,7 +691,6 @@ static void step_claim(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
-		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
@@ -688,7 +701,7 @@ static void step_claim(jstore *js, js_op *op, natsMsg *m)
 	if (a.err_code != 10071)
 		return fail_claim(js, op, CHAT_EIO);
 	op->step = step_claim_read;
-	js_send(js, op, js_req_kv_get(js, "dedup", op->key));
+	js_send(js, op, kv_get_leader(js, "dedup", op->key)); /* decides: at the leader */
 }
 
 static void claim_publish(jstore *js, js_op *op)
@@ -754,7 +767,6 @@ static void step_release_deleted(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_RETRY) {
-		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
@@ -797,7 +809,8 @@ int jstore_dedup_release(jstore *js, const char *from, const store_cid *cid, jst
 	op->arg = arg;
 	kv_stream(js, stream, sizeof(stream), "dedup");
 	kv_subject(js, subj, sizeof(subj), "dedup", key);
-	return start(js, op, js_req_last(js, stream, subj));
+	/* at the leader: a replica behind would say "gone" and leave the claim */
+	return start(js, op, js_req_last_leader(js, stream, subj));
 }
 
 /* ---- the conversation log ---- */
@@ -933,7 +946,6 @@ static void step_log_published(jstore *js, js_op *op, natsMsg *m)
 	enum js_reply r = js_api_reply(js, m, &a);
 	char stream[96], subj[600];
 	if (r == JS_RETRY) {
-		js_send(js, op, op->req);
 		js_retry_soon(js, op);
 		return;
 	}
@@ -1039,6 +1051,11 @@ static void log_next(jstore *js, js_conv *c)
 	if (!c->wait_head)
 		c->wait_tail = NULL;
 	op->wnext = NULL;
+	if (js->closing) { /* jstore_close: the waiting appends end too */
+		c->busy = true;
+		log_finish(js, op, CHAT_EIO, 0);
+		return;
+	}
 	log_begin(js, op);
 }
 
