@@ -14,6 +14,7 @@
  *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
  *
+ * JS_START_AT=<ms since the epoch>: wait until then after connecting (races).
  * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
  * Exit status 0 when the mode's checks held, 1 when not (with a line on
  * stderr saying which), 3 when jstore_open refused (its reason on stdout). */
@@ -409,6 +410,15 @@ int main(int argc, char **argv)
 		rc = open_js(urls, !strcmp(mode, "seq") || !strcmp(mode, "claims") ? argv[3] : "check", 0, timeout);
 	if (rc)
 		return rc;
+	/* JS_START_AT (ms since the epoch): every process of a race starts its
+	 * operations at that moment, connected and ready, so that they overlap */
+	if (getenv("JS_START_AT")) {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		double wait = atof(getenv("JS_START_AT")) - (t.tv_sec * 1e3 + t.tv_nsec / 1e6);
+		if (wait > 0 && wait < 60000)
+			usleep((useconds_t)(wait * 1000));
+	}
 	if (!strcmp(mode, "layout"))
 		printf("layout ok\n");
 	else if (!strcmp(mode, "ops"))

@@ -37,6 +37,12 @@ def run(args, env=None, timeout=120):
     return subprocess.run([CHECK] + args, capture_output=True, text=True, timeout=timeout, env=e)
 
 
+def start_at(seconds=1.5):
+    """The moment the processes of a race begin (JS_START_AT), once each has
+    started and connected: without it they barely overlap."""
+    return {"JS_START_AT": "%d" % ((time.time() + seconds) * 1000)}
+
+
 def spawn(args, env=None):
     e = dict(os.environ, **SANITIZER_ENV)
     e.update(env or {})
@@ -112,7 +118,8 @@ class JetStreamStoreTest(unittest.TestCase):
 
     def test_concurrent_seqs_gap_free_and_unique(self):
         conv = "g:race"
-        ps = [spawn(["seq", self.nats.urls, "node%d" % i, conv, "30"]) for i in range(4)]
+        go = start_at()
+        ps = [spawn(["seq", self.nats.urls, "node%d" % i, conv, "30"], go) for i in range(4)]
         seqs, twice, conflicts = {}, [], 0
         for p in ps:
             out, err = p.communicate(timeout=120)
@@ -128,8 +135,9 @@ class JetStreamStoreTest(unittest.TestCase):
         self.assertGreater(conflicts, 0)
 
     def test_claim_won_once(self):
-        ps = [spawn(["claims", self.nats.urls, "node%d" % i, "carol/phone", "40"]) for i in range(4)]
-        won = Counter()
+        go = start_at()
+        ps = [spawn(["claims", self.nats.urls, "node%d" % i, "carol/phone", "40"], go) for i in range(4)]
+        won, lost = Counter(), 0
         for p in ps:
             out, err = p.communicate(timeout=120)
             self.assertEqual(p.returncode, 0, err)
@@ -138,7 +146,9 @@ class JetStreamStoreTest(unittest.TestCase):
             for line in lines:
                 cid, result, _node = line.split()
                 won[int(cid)] += result == "won"
+                lost += result == "lost"
         self.assertEqual(won, Counter({cid: 1 for cid in range(1, 41)}))
+        self.assertEqual(lost, 3 * 40)
 
     def test_z_leader_kill_loses_no_acknowledged_write(self):
         conv = "g:kill"
