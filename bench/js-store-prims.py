@@ -30,9 +30,13 @@ with NatsCluster(3) as nc:
     r = subprocess.run([CHECK, "bench", nc.urls, n], capture_output=True, text=True)
     print(r.stdout.strip() or r.stderr)
     for w in (2, 4):
-        t = time.monotonic()
+        # all start together once connected (JS_START_AT), as in test_js_store
+        env = dict(os.environ, JS_START_AT="%d" % ((time.time() + 1.5) * 1000))
         ps = [subprocess.Popen([CHECK, "seq", nc.urls, "b%d" % i, "g:bench%d" % w, str(int(n) // 4)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(w)]
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+              for i in range(w)]
+        time.sleep(1.5)
+        t = time.monotonic()
         outs = [p.communicate() for p in ps]
         el = time.monotonic() - t
         total = sum(len(o.splitlines()) for o, _ in outs)
