@@ -16,9 +16,14 @@
  *   dm      device pairs sending chat/dm/{peer} sends, live msg events,
  *           delivered receipts in batches
  *   (relay and dm with --iot-sub F: one more, anonymous, connection
- *   subscribed to F, e.g. "#", as a dashboard on a shared broker would be)
+ *   subscribed to F, e.g. "#", as a dashboard on a shared broker would be;
+ *   dm with --caps sents,rcpts: the protocol's v2 forms)
+ *   xmpp    the dm shape on an XMPP server (ejabberd): chat messages with
+ *           XEP-0184 receipts, XEP-0198 acks standing in for PUBACKs
  *   replay  N messages queued for an offline device, drained by the replay
- *           its inbox SUBSCRIBE starts
+ *           its inbox SUBSCRIBE starts (with --caps batch: in batch events,
+ *           protocol v2; with --live-rate R: a second pair's live dm
+ *           latency during the drain)
  *   keys    bundle fetches through the broker and chat-keyserver
  *   idle    many idle connections, broker RSS per connection
  *   fanout  one sender, a group of M members (chat/group/{G}): live
@@ -26,6 +31,7 @@
  */
 #include "cbor_io.h"
 #include "chat_version.h"
+#include "xmpp_scan.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -218,11 +224,17 @@ static struct opts {
 	bool sync;      /* replay: chat/sync after SUBSCRIBE (auto replay off) */
 	bool no_receipts; /* dm/replay/fanout: the PUBACK delivers (a patched broker) */
 	const char *iot_sub; /* relay/dm: a filter an extra anonymous client subscribes to */
+	const char *caps;    /* dm and replay: comma-separated capabilities each device declares (v2) */
+	double live_rate;    /* replay: a second pair's live dm msgs/s during the drain */
+	const char *xmpp_domain; /* xmpp: the server's domain */
+	bool xmpp_register;  /* xmpp: in-band registration (XEP-0077) before logging in */
+	bool warmup;         /* relay/dm/xmpp with --rate: one message per pair first, not measured */
 	bool msgs_set;
 } o = {
 	.host = "127.0.0.1", .port = 1883, .pairs = 8, .msgs = 20000, .window = 16,
 	.ack_batch = 50, .ack_delay_us = 20000, .conns = 1000, .users = 64, .opks = 200,
 	.fetchers = 16, .timeout_s = 120, .keepalive = 600, .body = 100, .members = 1000,
+	.xmpp_domain = "localhost",
 };
 
 static char run[32];
@@ -253,6 +265,7 @@ static conn **dirty;
 static size_t ndirty, dirty_cap;
 static pub_fn on_pub;
 static ack_fn on_ack;
+static void (*stream_parse)(conn *c); /* set: the connections speak XMPP (mode xmpp), not MQTT */
 static long n_closed;
 
 static void mark_dirty(conn *c)
@@ -456,8 +469,7 @@ static void flush_dirty(void)
 static struct sockaddr_in broker_addr;
 
 /* Opens a TCP connection and queues CONNECT (sent once the socket connects). */
-static void conn_open(conn *c, const char *id, const char *user, const char *pass,
-                      const char *will_topic)
+static void tcp_open(conn *c)
 {
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
@@ -473,6 +485,12 @@ static void conn_open(conn *c, const char *id, const char *user, const char *pas
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0)
 		die("epoll_ctl: %s", strerror(errno));
 	c->want_out = true;
+}
+
+static void conn_open(conn *c, const char *id, const char *user, const char *pass,
+                      const char *will_topic)
+{
+	tcp_open(c);
 	mq_connect_pkt(c, id, user, pass, will_topic);
 }
 
@@ -542,6 +560,12 @@ static void conn_read(conn *c)
 			break;
 		}
 		c->rlen += (size_t)n;
+		if (stream_parse) { /* xmpp: not MQTT */
+			stream_parse(c);
+			if (c->closed)
+				return;
+			continue;
+		}
 		/* parse complete packets */
 		size_t off = 0;
 		while (c->rlen - off >= 2) {
@@ -639,9 +663,14 @@ static bool loop_until(cond_fn cond, double secs)
 typedef void (*open_fn)(conn *c, int i);
 typedef const char *(*topic_fn)(int i);
 
+typedef bool (*presub_fn)(conn *c, int i);
+
 static conn *g_conns;
 static int g_nconns, g_opened, g_ready, g_failed;
 static topic_fn g_topic;
+/* Before SUBSCRIBE: publishes what a device says first (dm --caps: chat/ctl
+ * caps, docs/PROTOCOL.md); true = wait for that publish's PUBACK, then subscribe. */
+static presub_fn g_presub;
 
 static int connect_all(conn *cs, int n, open_fn open, topic_fn topic, double secs)
 {
@@ -651,7 +680,8 @@ static int connect_all(conn *cs, int n, open_fn open, topic_fn topic, double sec
 	g_topic = topic;
 	const int pending = 128;
 	uint64_t end = now_ns() + (uint64_t)(secs * 1e9);
-	int *state = xcalloc((size_t)n, sizeof(int)); /* 0 new, 1 connecting, 2 subscribing, 3 ready, 4 failed */
+	int *state = xcalloc((size_t)n, sizeof(int)); /* 0 new, 1 connecting, 2 subscribing, 3 ready, 4 failed,
+	                                               * 5 waiting for the PUBACK of g_presub's publish */
 	int inflight = 0, scan = 0;
 	while (g_ready + g_failed < n) {
 		while (inflight < pending && g_opened < n) {
@@ -672,7 +702,25 @@ static int connect_all(conn *cs, int n, open_fn open, topic_fn topic, double sec
 					state[i] = 4;
 					g_failed++;
 					inflight--;
+				} else if (c->connack && g_presub && g_presub(c, i)) {
+					state[i] = 5;
 				} else if (c->connack) {
+					const char *t = topic ? topic(i) : NULL;
+					if (t) {
+						mq_subscribe(c, t, 1);
+						state[i] = 2;
+					} else {
+						state[i] = 3;
+						g_ready++;
+						inflight--;
+					}
+				}
+			} else if (state[i] == 5) {
+				if (c->closed) {
+					state[i] = 4;
+					g_failed++;
+					inflight--;
+				} else if (c->unacked == 0) {
 					const char *t = topic ? topic(i) : NULL;
 					if (t) {
 						mq_subscribe(c, t, 1);
@@ -695,7 +743,7 @@ static int connect_all(conn *cs, int n, open_fn open, topic_fn topic, double sec
 				}
 			}
 		}
-		while (scan < g_opened && state[scan] >= 3)
+		while (scan < g_opened && (state[scan] == 3 || state[scan] == 4))
 			scan++;
 	}
 	free(state);
@@ -717,6 +765,10 @@ typedef struct ev {
 	const uint8_t *ik, *spk_key, *spk_sig;
 	size_t iklen, spklen, siglen;
 	bool has_opk;
+	/* v2 (--caps): `sents` items and their `dl` users; `rcpts` seqs x users;
+	 * a ctl reply's caps in effect and server map */
+	uint64_t nitems, ndl, nrseqs, ncaps;
+	bool has_server, puback_delivered;
 } ev;
 
 static bool txt_is(const uint8_t *p, size_t n, const char *s)
@@ -780,6 +832,83 @@ static int parse_devices(cbr *r, const cbr_item *arr, ev *e)
 	return r->err_msg ? -1 : 0;
 }
 
+/* v2 `sents`: items: [+ {cid, conv, seq, ts, ? dl: [+ uid]}] */
+static int parse_items(cbr *r, const cbr_item *arr, ev *e)
+{
+	uint64_t i = 0;
+	while (cbr_array_next(r, arr, &i)) {
+		cbr_item m, k, v;
+		if (cbr_next(r, &m))
+			return -1;
+		if (m.type != CBR_MAP) {
+			if (cbr_skip(r, &m))
+				return -1;
+			continue;
+		}
+		e->nitems++;
+		uint64_t j = 0;
+		while (cbr_map_next(r, &m, &j, &k)) {
+			if (cbr_next(r, &v))
+				return -1;
+			if (v.type == CBR_ARRAY && !v.indef && cbr_eq(&k, "dl"))
+				e->ndl += v.u;
+			if (cbr_skip(r, &v))
+				return -1;
+		}
+		if (r->err_msg)
+			return -1;
+	}
+	return r->err_msg ? -1 : 0;
+}
+
+/* v2 `rcpts`: sets: [+ {seqs: [+ uint], by: [+ uid]}]; counts seqs x users */
+static int parse_sets(cbr *r, const cbr_item *arr, ev *e)
+{
+	uint64_t i = 0;
+	while (cbr_array_next(r, arr, &i)) {
+		cbr_item m, k, v;
+		if (cbr_next(r, &m))
+			return -1;
+		if (m.type != CBR_MAP) {
+			if (cbr_skip(r, &m))
+				return -1;
+			continue;
+		}
+		uint64_t j = 0, nseqs = 0, nby = 0;
+		while (cbr_map_next(r, &m, &j, &k)) {
+			if (cbr_next(r, &v))
+				return -1;
+			if (v.type == CBR_ARRAY && !v.indef && cbr_eq(&k, "seqs"))
+				nseqs = v.u;
+			else if (v.type == CBR_ARRAY && !v.indef && cbr_eq(&k, "by"))
+				nby = v.u;
+			if (cbr_skip(r, &v))
+				return -1;
+		}
+		if (r->err_msg)
+			return -1;
+		e->nrseqs += nseqs * nby;
+	}
+	return r->err_msg ? -1 : 0;
+}
+
+/* a ctl reply's server: {v, puback_delivered, gather_ms, replay_batch} */
+static int parse_server(cbr *r, const cbr_item *m, ev *e)
+{
+	uint64_t i = 0;
+	cbr_item k, v;
+	e->has_server = true;
+	while (cbr_map_next(r, m, &i, &k)) {
+		if (cbr_next(r, &v))
+			return -1;
+		if (v.type == CBR_BOOL && cbr_eq(&k, "puback_delivered"))
+			e->puback_delivered = v.b;
+		else if (cbr_skip(r, &v))
+			return -1;
+	}
+	return r->err_msg ? -1 : 0;
+}
+
 static int parse_ev(const uint8_t *p, size_t n, ev *e)
 {
 	memset(e, 0, sizeof(*e));
@@ -826,6 +955,19 @@ static int parse_ev(const uint8_t *p, size_t n, ev *e)
 				return -1;
 		} else if (v.type == CBR_ARRAY && cbr_eq(&k, "devices")) {
 			if (parse_devices(&r, &v, e))
+				return -1;
+		} else if (v.type == CBR_ARRAY && cbr_eq(&k, "items")) {
+			if (parse_items(&r, &v, e))
+				return -1;
+		} else if (v.type == CBR_ARRAY && cbr_eq(&k, "sets")) {
+			if (parse_sets(&r, &v, e))
+				return -1;
+		} else if (v.type == CBR_MAP && cbr_eq(&k, "server")) {
+			if (parse_server(&r, &v, e))
+				return -1;
+		} else if (v.type == CBR_ARRAY && cbr_eq(&k, "caps")) {
+			e->ncaps = v.u;
+			if (cbr_skip(&r, &v))
 				return -1;
 		} else if (cbr_skip(&r, &v)) {
 			return -1;
@@ -1023,6 +1165,11 @@ typedef struct pair {
 
 static pair *pairs;
 static int npairs;
+/* dm --caps: per connection, whether its caps ctl reply came; what the server said */
+static bool *caps_got;
+static long caps_replies, caps_refused;
+static int srv_puback_delivered = -1; /* -1: no reply carried a server map */
+static long n_sent_evs, n_sents_evs, n_receipt_evs, n_rcpts_evs; /* events at the senders */
 static long iot_msgs, iot_chat; /* --iot-sub: what it got, and of that under chat/ */
 static long total, scheduled, delivered_all, acked_all, sent_ev_all, receipts_all, receipts_sent;
 static result res;
@@ -1031,6 +1178,9 @@ static bool is_dm;
 static uint8_t *bodybuf;
 static cbw sw; /* send writer */
 
+static bool is_xmpp;
+static void xmpp_send(pair *p, uint64_t intended, uint64_t k);
+
 static void send_one(pair *p, uint64_t intended)
 {
 	p->sent++;
@@ -1038,7 +1188,9 @@ static void send_one(pair *p, uint64_t intended)
 	uint64_t k = (uint64_t)p->sent;
 	memcpy(bodybuf, &intended, 8);
 	memcpy(bodybuf + 8, &k, 8);
-	if (is_dm) {
+	if (is_xmpp) {
+		xmpp_send(p, intended, k);
+	} else if (is_dm) {
 		cbw_reset(&sw);
 		cbw_map(&sw, 2);
 		cbw_text(&sw, "cid");
@@ -1079,6 +1231,44 @@ static long per_pair(int i)
 	return total / npairs + (i < total % npairs);
 }
 
+/* Receipt batches in the order they were started (their batch_t0), so the
+ * flush after --ack-delay-us looks only at the due ones, not at every pair
+ * (2,500 pairs every 5 ms cost the realistic shape's bench ~60 µs a message).
+ * An entry whose batch went out by size meanwhile is skipped. */
+typedef struct rq_ent {
+	pair *p;
+	uint64_t t0;
+} rq_ent;
+static rq_ent *rq;
+static size_t rq_head, rq_len, rq_cap;
+
+static void rq_push(pair *p, uint64_t t0)
+{
+	if (rq_len == rq_cap) {
+		if (rq_head > rq_cap / 2) {
+			memmove(rq, rq + rq_head, (rq_len - rq_head) * sizeof(*rq));
+			rq_len -= rq_head;
+			rq_head = 0;
+		} else {
+			rq_cap = rq_cap ? rq_cap * 2 : 4096;
+			rq = xrealloc(rq, rq_cap * sizeof(*rq));
+		}
+	}
+	rq[rq_len++] = (rq_ent){ p, t0 };
+}
+
+static void flush_due_receipts(uint64_t t, uint64_t delay)
+{
+	while (rq_head < rq_len && t - rq[rq_head].t0 >= delay) {
+		pair *p = rq[rq_head].p;
+		if (p->nbatch && p->batch_t0 == rq[rq_head].t0)
+			send_receipt(p);
+		rq_head++;
+	}
+	if (rq_head == rq_len)
+		rq_head = rq_len = 0;
+}
+
 static void delivered(pair *p, uint64_t k, const uint8_t *body, size_t blen)
 {
 	uint64_t t = now_ns();
@@ -1101,8 +1291,10 @@ static void delivered(pair *p, uint64_t k, const uint8_t *body, size_t blen)
 		lat_add(&res.l, t > sent_at ? t - sent_at : 0);
 	}
 	if (is_dm) {
-		if (!p->nbatch)
+		if (!p->nbatch) {
 			p->batch_t0 = t;
+			rq_push(p, t);
+		}
 		p->batch[p->nbatch++] = k;
 		if (p->nbatch >= o.ack_batch)
 			send_receipt(p);
@@ -1149,9 +1341,32 @@ static void pair_pub(conn *c, const char *topic, size_t tlen, const uint8_t *pl,
 	} else if (txt_is(e.k, e.klen, "sent") && c->role == 0) {
 		p->sent_ev++;
 		sent_ev_all++;
+		n_sent_evs++;
 	} else if (txt_is(e.k, e.klen, "receipt") && c->role == 0) {
 		p->receipts_seen += (long)e.nseqs;
 		receipts_all += (long)e.nseqs;
+		n_receipt_evs++;
+	} else if (txt_is(e.k, e.klen, "sents") && c->role == 0) {
+		/* v2: gathered confirmations; a `dl` user is that seq's delivered receipt */
+		p->sent_ev += (long)e.nitems;
+		sent_ev_all += (long)e.nitems;
+		p->receipts_seen += (long)e.ndl;
+		receipts_all += (long)e.ndl;
+		n_sents_evs++;
+	} else if (txt_is(e.k, e.klen, "rcpts") && c->role == 0) {
+		p->receipts_seen += (long)e.nrseqs;
+		receipts_all += (long)e.nrseqs;
+		n_rcpts_evs++;
+	} else if (txt_is(e.k, e.klen, "ctl") && e.has_rid) {
+		if (!e.ok) {
+			caps_refused++;
+			report_error_ev("caps", &e);
+		} else if (caps_got && !caps_got[c->idx]) {
+			caps_got[c->idx] = true;
+			caps_replies++;
+			if (e.has_server)
+				srv_puback_delivered = e.puback_delivered;
+		}
 	} else if (txt_is(e.k, e.klen, "error")) {
 		res.errors++;
 		report_error_ev(c->role ? "receiver" : "sender", &e);
@@ -1170,6 +1385,307 @@ static void pair_ack(conn *c, uint16_t mid)
 static char (*names)[72];
 static char (*toks)[64];
 
+/* ------------------------------------------------------------ xmpp */
+
+/* The same pairs over XMPP (mode xmpp, a chat server as the peer:
+ * docs/BENCHMARKS.md): raw XMPP on this loop. Each device logs in (SASL
+ * PLAIN, no TLS on loopback, like the MQTT side), binds resource "d",
+ * enables stream management (XEP-0198) and sends its initial presence. A
+ * send is a chat message to the receiver's bare JID with a body of --body
+ * bytes (the send time and number, hex, then filler) and a XEP-0184
+ * receipt request, followed by an <r/>: the server's <a/> stands in for
+ * the PUBACK. The receiver answers each message with its XEP-0184
+ * <received/> (and an <r/>), and every <r/> of the server with an <a/>.
+ * The tiny scanner below splits the stream into top-level elements; it
+ * trusts the server's XML (quotes in tags, no CDATA, no comments). */
+
+enum { X_FEATURES1, X_REGISTER, X_AUTH, X_FEATURES2, X_BIND, X_SM, X_READY };
+
+typedef struct xstate {
+	int state;
+	uint64_t in_h;   /* stanzas received since <enabled/> (XEP-0198's h) */
+	uint64_t out_n;  /* stanzas sent since <enable/> */
+	uint64_t acked;  /* the server's last h for ours */
+} xstate;
+
+static xstate *xs;
+static long x_acks_in, x_r_in, x_fail_shown, x_receipts_sent, x_receipts_acked;
+
+static void xsend(conn *c, const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(buf))
+		die("xmpp: stanza too long");
+	memcpy(wreserve(c, (size_t)n), buf, (size_t)n);
+}
+
+static void x_stream_header(conn *c)
+{
+	xsend(c, "<?xml version='1.0'?><stream:stream to='%s' xmlns='jabber:client' "
+	         "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' xml:lang='en'>",
+	      o.xmpp_domain);
+}
+
+static void x_auth(conn *c)
+{
+	char plain[200], b64[300];
+	size_t ul = strlen(names[c->idx]);
+	plain[0] = '\0';
+	memcpy(plain + 1, names[c->idx], ul);
+	plain[1 + ul] = '\0';
+	memcpy(plain + 2 + ul, "bench", 5);
+	sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)plain, ul + 7,
+	                  sodium_base64_VARIANT_ORIGINAL);
+	xsend(c, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>%s</auth>", b64);
+}
+
+static void x_fail(conn *c, const char *what, const uint8_t *el, size_t len)
+{
+	if (x_fail_shown++ < 3)
+		fprintf(stderr, "chatbench: xmpp %s: %s: %.*s\n", names[c->idx], what, (int)(len > 300 ? 300 : len),
+		        (const char *)el);
+	c->connack = true;
+	c->connack_rc = 1;
+}
+
+/* A send: the body carries the intended send time and the pair's counter k. */
+static void xmpp_send(pair *p, uint64_t intended, uint64_t k)
+{
+	char body[2048];
+	int n = snprintf(body, sizeof(body), "%016" PRIx64 "%016" PRIx64, intended, k);
+	for (int i = n; i < o.body && i < (int)sizeof(body) - 1; i++)
+		body[i] = (char)('a' + i % 26);
+	body[o.body < (int)sizeof(body) - 1 ? o.body : (int)sizeof(body) - 1] = '\0';
+	xsend(p->snd, "<message to='%s@%s' id='%" PRIu64 "' type='chat'><body>%s</body>"
+	              "<request xmlns='urn:xmpp:receipts'/></message><r xmlns='urn:xmpp:sm:3'/>",
+	      names[p->rcv->idx], o.xmpp_domain, k, body);
+	xs[p->snd->idx].out_n++;
+}
+
+static void x_ready_element(conn *c, const uint8_t *el, size_t len)
+{
+	xstate *x = &xs[c->idx];
+	pair *p = &pairs[c->idx / 2];
+	size_t vl = 0;
+	const uint8_t *v;
+	if (x_name_is(el, len, "r")) {
+		xsend(c, "<a xmlns='urn:xmpp:sm:3' h='%" PRIu64 "'/>", x->in_h);
+		x_r_in++;
+		return;
+	}
+	if (x_name_is(el, len, "a")) {
+		v = x_attr(el, len, "h", &vl);
+		uint64_t h = v ? strtoull((const char *)v, NULL, 10) : 0;
+		x_acks_in++;
+		if (h > x->acked) {
+			/* h counts the initial presence (stanza 1) too */
+			uint64_t before = x->acked > 1 ? x->acked - 1 : 0, now = h > 1 ? h - 1 : 0;
+			if (c->role == 0) {
+				p->acked += (long)(now - before);
+				acked_all += (long)(now - before);
+			} else {
+				x_receipts_acked += (long)(now - before);
+			}
+			x->acked = h;
+		}
+		return;
+	}
+	if (x_name_is(el, len, "message") || x_name_is(el, len, "presence") || x_name_is(el, len, "iq"))
+		x->in_h++;
+	if (!x_name_is(el, len, "message"))
+		return;
+	v = x_attr(el, len, "type", &vl);
+	if (v && vl == 5 && memcmp(v, "error", 5) == 0) {
+		res.errors++;
+		if (x_fail_shown++ < 3)
+			fprintf(stderr, "chatbench: xmpp error: %.*s\n", (int)(len > 300 ? 300 : len), (const char *)el);
+		return;
+	}
+	const uint8_t *b = memmem(el, len, "<body>", 6);
+	if (c->role == 1 && b && (size_t)(el + len - b) >= 6 + 32) {
+		uint8_t raw[16];
+		uint64_t sent_at = hex64(b + 6), k = hex64(b + 22);
+		memcpy(raw, &sent_at, 8);
+		memcpy(raw + 8, &k, 8);
+		/* the XEP-0184 receipt to the sender's full JID, with its <r/> */
+		xsend(c, "<message to='%s@%s/d' id='r%" PRIu64 "'><received xmlns='urn:xmpp:receipts' id='%" PRIu64
+		         "'/></message><r xmlns='urn:xmpp:sm:3'/>",
+		      names[p->snd->idx], o.xmpp_domain, k, k);
+		x->out_n++;
+		x_receipts_sent++;
+		delivered(p, k, raw, sizeof(raw));
+	} else if (c->role == 0 && x_has(el, len, "<received")) {
+		p->receipts_seen++;
+		receipts_all++;
+	}
+}
+
+static void x_element(conn *c, int kind, const uint8_t *el, size_t len)
+{
+	xstate *x = &xs[c->idx];
+	if (kind == 3 || (kind == 2 && x_name_is(el, len, "stream:error"))) {
+		x_fail(c, "stream closed", el, len);
+		res.errors++;
+		conn_close(c);
+		return;
+	}
+	if (kind != 2)
+		return;
+	switch (x->state) {
+	case X_FEATURES1:
+		if (!x_name_is(el, len, "stream:features"))
+			return;
+		if (o.xmpp_register) {
+			xsend(c, "<iq type='set' id='reg'><query xmlns='jabber:iq:register'><username>%s</username>"
+			         "<password>bench</password></query></iq>", names[c->idx]);
+			x->state = X_REGISTER;
+		} else {
+			x_auth(c);
+			x->state = X_AUTH;
+		}
+		return;
+	case X_REGISTER: {
+		size_t vl = 0;
+		const uint8_t *t = x_attr(el, len, "type", &vl);
+		if (!x_name_is(el, len, "iq"))
+			return;
+		if ((t && vl == 6 && memcmp(t, "result", 6) == 0) || x_has(el, len, "<conflict")) {
+			x_auth(c);
+			x->state = X_AUTH;
+		} else {
+			x_fail(c, "registration refused", el, len);
+		}
+		return;
+	}
+	case X_AUTH:
+		if (x_name_is(el, len, "success")) {
+			x_stream_header(c);
+			x->state = X_FEATURES2;
+		} else if (x_name_is(el, len, "failure")) {
+			x_fail(c, "authentication failed", el, len);
+		}
+		return;
+	case X_FEATURES2:
+		if (!x_name_is(el, len, "stream:features"))
+			return;
+		xsend(c, "<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+		         "<resource>d</resource></bind></iq>");
+		x->state = X_BIND;
+		return;
+	case X_BIND:
+		if (!x_name_is(el, len, "iq"))
+			return;
+		if (!x_has(el, len, "type='result'") && !x_has(el, len, "type=\"result\"")) {
+			x_fail(c, "bind refused", el, len);
+			return;
+		}
+		xsend(c, "<enable xmlns='urn:xmpp:sm:3'/>");
+		x->state = X_SM;
+		return;
+	case X_SM:
+		if (x_name_is(el, len, "enabled")) {
+			xsend(c, "<presence/>");
+			x->out_n = 1;
+			x->state = X_READY;
+			c->connack = true; /* connect_all: up */
+			c->connack_rc = 0;
+		} else if (x_name_is(el, len, "failed")) {
+			x_fail(c, "stream management refused", el, len);
+		}
+		return;
+	default:
+		x_ready_element(c, el, len);
+	}
+}
+
+static void xmpp_parse(conn *c)
+{
+	size_t off = 0;
+	while (off < c->rlen && !c->closed) {
+		int kind = 0;
+		size_t n = xml_item(c->rb + off, c->rlen - off, &kind);
+		if (!n)
+			break;
+		x_element(c, kind, c->rb + off, n);
+		off += n;
+	}
+	if (c->closed)
+		return;
+	if (off) {
+		memmove(c->rb, c->rb + off, c->rlen - off);
+		c->rlen -= off;
+	}
+	if (c->rlen > 1u << 20) {
+		fprintf(stderr, "chatbench: xmpp: an element over 1 MiB, or XML this scanner does not take\n");
+		conn_close(c);
+	}
+}
+
+static bool x_all_acked(void)
+{
+	for (int i = 0; i < npairs * 2; i++)
+		if (xs[i].state == X_READY && xs[i].acked < xs[i].out_n && !pairs[i / 2].snd->closed)
+			return false;
+	return true;
+}
+
+/* chat/ctl {op: "caps", rid, caps: [...]} from o.caps ("sents,rcpts"; "" = v1 forms) */
+static void publish_caps(conn *c, uint64_t rid)
+{
+	size_t n = 0;
+	for (const char *q = o.caps; *q; q++)
+		n += *q == ',';
+	n += *o.caps ? 1 : 0;
+	cbw_reset(&sw);
+	cbw_map(&sw, 3);
+	cbw_text(&sw, "op");
+	cbw_text(&sw, "caps");
+	cbw_text(&sw, "rid");
+	cbw_uint(&sw, rid);
+	cbw_text(&sw, "caps");
+	cbw_array(&sw, n);
+	for (const char *q = o.caps; *q;) {
+		size_t l = strcspn(q, ",");
+		char name[32];
+		snprintf(name, sizeof(name), "%.*s", (int)(l < 31 ? l : 31), q);
+		cbw_text(&sw, name);
+		q += l;
+		if (*q == ',')
+			q++;
+	}
+	mq_publish(c, "chat/ctl", sw.buf, sw.len, 1);
+}
+
+/* The documented start-up order: CONNECT, chat/ctl caps (wait for its
+ * PUBACK), then SUBSCRIBE to the inbox (so an auto replay uses the caps). */
+static bool pair_presub(conn *c, int i)
+{
+	if (i == npairs * 2)
+		return false; /* the --iot-sub client */
+	publish_caps(c, 1);
+	return true;
+}
+
+static bool caps_all_replied(void)
+{
+	return caps_replies + caps_refused >= (long)npairs * 2 || n_closed;
+}
+
+static conn *g_caps_conns;
+static int g_caps_n;
+
+static bool caps_acked(void)
+{
+	for (int i = 0; i < g_caps_n; i++)
+		if (!g_caps_conns[i].closed && g_caps_conns[i].unacked)
+			return false;
+	return true;
+}
+
 static void open_pair_conn(conn *c, int i)
 {
 	if (i == npairs * 2) { /* --iot-sub */
@@ -1185,7 +1701,10 @@ static void open_pair_conn(conn *c, int i)
 		p->snd = c;
 	else
 		p->rcv = c;
-	if (is_dm) {
+	if (is_xmpp) {
+		tcp_open(c);
+		x_stream_header(c);
+	} else if (is_dm) {
 		char addr[80], will[120];
 		snprintf(addr, sizeof(addr), "%s/d", names[i]);
 		snprintf(will, sizeof(will), "chat/presence/%s", addr);
@@ -1202,6 +1721,8 @@ static const char *pair_topic(int i)
 	if (i == npairs * 2)
 		return o.iot_sub;
 	pair *p = &pairs[i / 2];
+	if (is_xmpp)
+		return NULL; /* ready once logged in (x_element) */
 	if (!is_dm)
 		return i % 2 ? p->send_topic : NULL;
 	return i % 2 ? p->rcv_inbox : p->snd_inbox;
@@ -1213,7 +1734,47 @@ static bool all_done(void)
 		return false;
 	if (is_dm && (sent_ev_all < total || receipts_all < total))
 		return false;
+	if (is_xmpp && receipts_all < total)
+		return false;
 	return true;
+}
+
+/* --warmup (open loop only): one message per pair, paced at --rate, all of
+ * it through (deliveries, acks, confirmations, receipts), before measuring:
+ * a conversation's first message does once-only work (the dm's
+ * conversation record, caches), which a short run at a low rate per pair
+ * would otherwise mostly measure. Then the counters start over; seqs and
+ * counters continue (the receivers expect 2 next). */
+static void warm_up(void)
+{
+	long saved = total;
+	total = npairs;
+	uint64_t t0 = now_ns(), end = t0 + 120ull * 1000000000u;
+	double interval = 1e9 / o.rate;
+	long next = 0;
+	const uint64_t ack_delay = (uint64_t)o.ack_delay_us * 1000u;
+	while (!all_done() && !n_closed && now_ns() < end) {
+		uint64_t t = now_ns();
+		while (next < npairs && t0 + (uint64_t)((double)next * interval) <= t) {
+			send_one(&pairs[next], t);
+			next++;
+		}
+		if (is_dm)
+			flush_due_receipts(t, ack_delay);
+		loop_once(2000000);
+	}
+	if (!all_done())
+		die("warm-up: %ld of %d delivered, %ld acked, %ld confirmed, %ld receipts", delivered_all, npairs,
+		    acked_all, sent_ev_all, receipts_all);
+	info("warm-up: one message per pair in %.2fs", (double)(now_ns() - t0) / 1e9);
+	total = saved;
+	scheduled = delivered_all = acked_all = sent_ev_all = receipts_all = receipts_sent = 0;
+	n_sent_evs = n_sents_evs = n_receipt_evs = n_rcpts_evs = 0;
+	x_receipts_sent = x_receipts_acked = x_acks_in = x_r_in = 0;
+	iot_msgs = iot_chat = 0;
+	res.l.n = 0;
+	for (int i = 0; i < npairs; i++)
+		pairs[i].delivered = pairs[i].acked = pairs[i].sent_ev = pairs[i].receipts_seen = 0;
 }
 
 static void make_pair_names(const char *a, const char *b)
@@ -1263,12 +1824,54 @@ static int mode_pairs(bool dm)
 	}
 	if (dm)
 		provision((long)npairs * 2, names, "d", toks);
+	if (is_xmpp) {
+		if (o.iot_sub || o.caps)
+			die("xmpp: --iot-sub and --caps are MQTT options");
+		xs = xcalloc((size_t)nconns, sizeof(xstate));
+		stream_parse = xmpp_parse;
+	}
 	on_pub = pair_pub;
 	on_ack = pair_ack;
-	int up = connect_all(cs, nconns, open_pair_conn, pair_topic, 30);
+	if (dm && o.caps) {
+		caps_got = xcalloc((size_t)nconns, sizeof(bool));
+		g_presub = pair_presub;
+	}
+	int up = connect_all(cs, nconns, open_pair_conn, pair_topic, 60);
+	g_presub = NULL;
+	if (up < nconns && is_xmpp)
+		for (int i = 0, shown = 0; i < nconns && shown < 5; i++)
+			if (xs[i].state != X_READY && shown++ < 5)
+				fprintf(stderr, "chatbench: xmpp %s stuck in state %d, %zu bytes unparsed: %.*s\n", names[i],
+				        xs[i].state, cs[i].rlen, (int)(cs[i].rlen > 200 ? 200 : cs[i].rlen),
+				        cs[i].rb ? (const char *)cs[i].rb : "");
 	if (up < nconns)
 		die("only %d of %d connections came up", up, nconns);
+	if (dm && o.caps) {
+		/* The reply to a caps request made before the SUBSCRIBE may not
+		 * reach the device (nothing was subscribed yet): those that have
+		 * none ask again (the same set: nothing changes) now. */
+		loop_until(caps_all_replied, 2);
+		for (int i = 0; i < npairs * 2; i++)
+			if (!caps_got[i])
+				publish_caps(&cs[i], 2);
+		if (!loop_until(caps_all_replied, 30) || caps_refused)
+			die("caps: %ld of %d devices got a ctl reply, %ld refused", caps_replies, npairs * 2,
+			    caps_refused);
+		/* the caps requests' PUBACKs are not sends: wait for them, then count from 0 */
+		g_caps_conns = cs;
+		g_caps_n = npairs * 2;
+		loop_until(caps_acked, 10);
+		acked_all = 0;
+		for (int i = 0; i < npairs; i++)
+			pairs[i].acked = 0;
+		if (srv_puback_delivered == 1 && !o.no_receipts) {
+			info("the server counts PUBACKs as delivered receipts: no app receipts");
+			o.no_receipts = true;
+		}
+	}
 
+	if (o.warmup && o.rate > 0)
+		warm_up();
 	cpu_mark m0 = cpu_now();
 	t_start = now_ns();
 	uint64_t deadline = t_start + (uint64_t)o.timeout_s * 1000000000u;
@@ -1299,9 +1902,7 @@ static int mode_pairs(bool dm)
 		}
 		if (dm && t - last_receipt_scan >= ack_delay / 4) {
 			last_receipt_scan = t;
-			for (int i = 0; i < npairs; i++)
-				if (pairs[i].nbatch && t - pairs[i].batch_t0 >= ack_delay)
-					send_receipt(&pairs[i]);
+			flush_due_receipts(t, ack_delay);
 		}
 		if (dm && wait > ack_delay / 4)
 			wait = ack_delay / 4;
@@ -1318,17 +1919,31 @@ static int mode_pairs(bool dm)
 		if (pairs[i].delivered < want)
 			res.lost += want - pairs[i].delivered;
 	}
-	char extra[512];
-	int n = snprintf(extra, sizeof(extra), "pairs=%d window=%d offered=%.0f acked=%ld", npairs,
-	                 o.rate > 0 ? 0 : o.window, o.rate, acked_all);
+	char extra[768];
+	int n = snprintf(extra, sizeof(extra), "pairs=%d window=%d offered=%.0f acked=%ld warmup=%d", npairs,
+	                 o.rate > 0 ? 0 : o.window, o.rate, acked_all, o.warmup && o.rate > 0);
 	if (dm)
 		n += snprintf(extra + n, sizeof(extra) - (size_t)n,
-		              " sent_events=%ld receipts_seen=%ld ack_batch=%d ack_delay_us=%d receipts_sent=%ld",
-		              sent_ev_all, receipts_all, o.ack_batch, o.ack_delay_us, receipts_sent);
+		              " sent_events=%ld receipts_seen=%ld ack_batch=%d ack_delay_us=%d receipts_sent=%ld"
+		              " caps=%s puback_delivered=%d sender_events=%ld ev_sent=%ld ev_sents=%ld"
+		              " ev_receipt=%ld ev_rcpts=%ld",
+		              sent_ev_all, receipts_all, o.ack_batch, o.ack_delay_us, receipts_sent,
+		              o.caps ? (*o.caps ? o.caps : "none") : "v1", srv_puback_delivered,
+		              n_sent_evs + n_sents_evs + n_receipt_evs + n_rcpts_evs, n_sent_evs, n_sents_evs,
+		              n_receipt_evs, n_rcpts_evs);
+	if (is_xmpp) {
+		/* the receivers' receipts are acked too; a moment for the last <a/>s */
+		loop_until(x_all_acked, 2);
+		n += snprintf(extra + n, sizeof(extra) - (size_t)n,
+		              " receipts_seen=%ld receipts_sent=%ld receipts_acked=%ld sm_acks_in=%ld sm_r_in=%ld"
+		              " domain=%s",
+		              receipts_all, x_receipts_sent, x_receipts_acked, x_acks_in, x_r_in, o.xmpp_domain);
+	}
 	if (o.iot_sub) /* the filter as a value: no spaces in it, '#' and '+' as they are */
 		snprintf(extra + n, sizeof(extra) - (size_t)n, " iot_sub=%s iot_sub_msgs=%ld iot_sub_chat=%ld",
 		         o.iot_sub, iot_msgs, iot_chat);
-	if (acked_all < total || (dm && (sent_ev_all < total || receipts_all < total)))
+	if (acked_all < total || (dm && (sent_ev_all < total || receipts_all < total)) ||
+	    (is_xmpp && receipts_all < total))
 		res.errors++;
 	if (dm && o.no_receipts && receipts_all == 0 && delivered_all > 0)
 		fprintf(stderr, "chatbench: --no-receipts, and no receipt reached the senders: does the "
@@ -1341,11 +1956,104 @@ static int mode_pairs(bool dm)
 
 /* ------------------------------------------------------------ replay */
 
-static long rp_acked, rp_sent_ev, rp_got;
+static long rp_acked, rp_sent_ev, rp_got, rp_pubs, rp_batches, rp_ctl_ok;
 static int rp_open_base;
 static bool rp_done;
 static uint64_t rp_expect = 1;
 static pair rp; /* snd = the sender, rcv = the offline device */
+/* --live-rate: lp.snd sends to lp.rcv, both online, during the drain */
+static pair lp;
+static lat lp_lat;
+static long lp_got;
+
+/* One event the replaying device got (alone, or an element of a batch). */
+static void replay_ev(conn *c, const ev *e)
+{
+	if (txt_is(e->k, e->klen, "sent")) {
+		rp_sent_ev++;
+	} else if (txt_is(e->k, e->klen, "msg") && c == rp.rcv) {
+		rp_got++;
+		if (e->seq < rp_expect) {
+			res.dup++;
+		} else {
+			if (e->seq != rp_expect)
+				res.order_err++;
+			rp_expect = e->seq + 1;
+		}
+		rp.batch[rp.nbatch++] = e->seq;
+		if (rp.nbatch >= o.ack_batch)
+			send_receipt(&rp);
+	} else if (txt_is(e->k, e->klen, "sync") && e->done && c == rp.rcv) {
+		rp_done = true;
+		send_receipt(&rp);
+	} else if (txt_is(e->k, e->klen, "ctl") && c == rp.rcv) {
+		if (e->ok)
+			rp_ctl_ok++;
+		else
+			report_error_ev("caps", e);
+	} else if (txt_is(e->k, e->klen, "error")) {
+		res.errors++;
+		report_error_ev("replay", e);
+	}
+}
+
+/* {k: "batch", evs: [...]} (docs/PROTOCOL.md §5): each element in order.
+ * -1: malformed. */
+static int replay_batch(conn *c, const uint8_t *pl, size_t plen)
+{
+	cbr r;
+	cbr_item m, k, v;
+	cbr_init(&r, pl, plen);
+	if (cbr_next(&r, &m) || m.type != CBR_MAP)
+		return -1;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &m, &i, &k)) {
+		if (cbr_next(&r, &v))
+			return -1;
+		if (v.type != CBR_ARRAY || !cbr_eq(&k, "evs")) {
+			if (cbr_skip(&r, &v))
+				return -1;
+			continue;
+		}
+		rp_batches++;
+		uint64_t j = 0;
+		while (cbr_array_next(&r, &v, &j)) {
+			const uint8_t *at = r.p;
+			cbr_item el;
+			ev e;
+			if (cbr_next(&r, &el) || cbr_skip(&r, &el) || parse_ev(at, (size_t)(r.p - at), &e))
+				return -1;
+			replay_ev(c, &e);
+		}
+	}
+	return r.err_msg ? -1 : 0;
+}
+
+/* The live pair: a msg at lp.rcv (its body carries when it was sent). */
+static void live_ev(conn *c, const ev *e)
+{
+	if (c != lp.rcv || !txt_is(e->k, e->klen, "msg"))
+		return;
+	uint64_t t = now_ns(), sent_at = 0, k = 0;
+	if (e->bodylen >= 16) {
+		memcpy(&sent_at, e->body, 8);
+		memcpy(&k, e->body + 8, 8);
+	}
+	if (!txt_is(e->conv, e->convlen, lp.conv) || k != e->seq)
+		res.errors++;
+	if (e->seq < lp.expect) {
+		res.dup++;
+		return;
+	}
+	if (e->seq != lp.expect)
+		res.order_err++;
+	lp.expect = e->seq + 1;
+	lp_got++;
+	lat_add(&lp_lat, t > sent_at ? t - sent_at : 0);
+	lp.batch[lp.nbatch++] = e->seq;
+	if (lp.nbatch >= o.ack_batch)
+		send_receipt(&lp);
+}
 
 static void replay_pub(conn *c, const char *topic, size_t tlen, const uint8_t *pl, size_t plen)
 {
@@ -1356,27 +2064,22 @@ static void replay_pub(conn *c, const char *topic, size_t tlen, const uint8_t *p
 		res.errors++;
 		return;
 	}
-	if (txt_is(e.k, e.klen, "sent")) {
-		rp_sent_ev++;
-	} else if (txt_is(e.k, e.klen, "msg") && c == rp.rcv) {
-		rp_got++;
-		if (e.seq < rp_expect) {
-			res.dup++;
-		} else {
-			if (e.seq != rp_expect)
-				res.order_err++;
-			rp_expect = e.seq + 1;
+	if (c == lp.snd || c == lp.rcv) {
+		if (txt_is(e.k, e.klen, "error")) {
+			res.errors++;
+			report_error_ev("live", &e);
 		}
-		rp.batch[rp.nbatch++] = e.seq;
-		if (rp.nbatch >= o.ack_batch)
-			send_receipt(&rp);
-	} else if (txt_is(e.k, e.klen, "sync") && e.done && c == rp.rcv) {
-		rp_done = true;
-		send_receipt(&rp);
-	} else if (txt_is(e.k, e.klen, "error")) {
-		res.errors++;
-		report_error_ev("replay", &e);
+		live_ev(c, &e);
+		return;
 	}
+	if (c == rp.rcv)
+		rp_pubs++;
+	if (txt_is(e.k, e.klen, "batch")) {
+		if (replay_batch(c, pl, plen))
+			res.errors++;
+		return;
+	}
+	replay_ev(c, &e);
 }
 
 static void replay_ack(conn *c, uint16_t mid)
@@ -1400,7 +2103,42 @@ static void open_rp(conn *c, int i)
 
 static const char *rp_topic(int i)
 {
-	return i + rp_open_base ? rp.rcv_inbox : rp.snd_inbox;
+	switch (i + rp_open_base) {
+	case 0: return rp.snd_inbox;
+	case 2: return lp.snd_inbox;
+	case 3: return lp.rcv_inbox;
+	default: return rp.rcv_inbox;
+	}
+}
+
+static bool rp_rcv_acked(void)
+{
+	return rp.rcv->closed || (rp.rcv->unacked == 0 && rp_ctl_ok > 0);
+}
+
+static bool lp_all_in(void)
+{
+	return lp.rcv->closed || lp_got >= lp.sent;
+}
+
+/* --caps: chat/ctl {op: "caps", rid: 1, caps: [...]} from "a,b" */
+static void rp_publish_caps(conn *c)
+{
+	size_t n = *o.caps ? 1 : 0;
+	for (const char *q = o.caps; *q; q++)
+		n += *q == ',';
+	cbw_reset(&sw);
+	cbw_map(&sw, 3);
+	cbw_text(&sw, "op"); cbw_text(&sw, "caps");
+	cbw_text(&sw, "rid"); cbw_uint(&sw, 1);
+	cbw_text(&sw, "caps");
+	cbw_array(&sw, n);
+	for (const char *q = o.caps; *q;) {
+		size_t l = strcspn(q, ",");
+		cbw_textn(&sw, q, l);
+		q += l + (q[l] == ',');
+	}
+	mq_publish(c, "chat/ctl", sw.buf, sw.len, 1);
 }
 
 static bool rp_fill_done(void)
@@ -1423,22 +2161,33 @@ static int mode_replay(void)
 	is_dm = true;
 	total = o.msgs;
 	npairs = 1;
-	names = xcalloc(2, sizeof(*names));
-	toks = xcalloc(2, sizeof(*toks));
+	bool live = o.live_rate > 0;
+	int ndev = live ? 4 : 2;
+	names = xcalloc((size_t)ndev, sizeof(*names));
+	toks = xcalloc((size_t)ndev, sizeof(*toks));
 	snprintf(names[0], sizeof(names[0]), "%sq", run);
 	snprintf(names[1], sizeof(names[0]), "%so", run);
+	if (live) { /* the live pair: 2 sends to 3, both online */
+		snprintf(names[2], sizeof(names[0]), "%sls", run);
+		snprintf(names[3], sizeof(names[0]), "%slr", run);
+		snprintf(lp.send_topic, sizeof(lp.send_topic), "chat/dm/%s", names[3]);
+		conv_name(lp.conv, sizeof(lp.conv), names[2], names[3]);
+		snprintf(lp.snd_inbox, sizeof(lp.snd_inbox), "chat/inbox/%s/d", names[2]);
+		snprintf(lp.rcv_inbox, sizeof(lp.rcv_inbox), "chat/inbox/%s/d", names[3]);
+		lp.expect = 1;
+	}
 	bodybuf = xcalloc(1, (size_t)o.body + 16);
 	cbw_init(&sw);
 	snprintf(rp.send_topic, sizeof(rp.send_topic), "chat/dm/%s", names[1]);
 	conv_name(rp.conv, sizeof(rp.conv), names[0], names[1]);
 	snprintf(rp.snd_inbox, sizeof(rp.snd_inbox), "chat/inbox/%s/d", names[0]);
 	snprintf(rp.rcv_inbox, sizeof(rp.rcv_inbox), "chat/inbox/%s/d", names[1]);
-	provision(2, names, "d", toks);
+	provision(ndev, names, "d", toks);
 	on_pub = replay_pub;
 	on_ack = replay_ack;
 
 	/* fill: the sender alone, the receiver has never connected */
-	conn *cs = xcalloc(2, sizeof(conn));
+	conn *cs = xcalloc((size_t)ndev, sizeof(conn));
 	if (connect_all(cs, 1, open_rp, rp_topic, 10) < 1)
 		die("sender did not connect");
 	rp.snd = &cs[0];
@@ -1460,28 +2209,73 @@ static int mode_replay(void)
 	 * chat/sync as well would be a second replay once the first has ended:
 	 * everything not yet acknowledged, again; hence --sync only for a
 	 * broker with plugin_opt_auto_replay false. */
+	if (live) {
+		rp_open_base = 2;
+		if (connect_all(cs + 2, 2, open_rp, rp_topic, 10) < 2)
+			die("the live pair did not connect");
+		lp.snd = &cs[2];
+		lp.rcv = &cs[3];
+	}
 	rp_open_base = 1;
 	if (connect_all(cs + 1, 1, open_rp, NULL, 10) < 1)
 		die("receiver did not connect");
 	rp.rcv = &cs[1];
+	if (o.caps) {
+		/* the documented order: CONNECT, chat/ctl caps and its PUBACK (and
+		 * here its reply), then SUBSCRIBE, which starts the replay */
+		rp_publish_caps(rp.rcv);
+		if (!loop_until(rp_rcv_acked, 10))
+			die("caps: no ctl reply (ok) to the replaying device");
+	}
+	rp_pubs = 0;
 	cpu_mark m0 = cpu_now();
 	uint64_t ts = now_ns();
 	mq_subscribe(rp.rcv, rp.rcv_inbox, 1);
 	if (o.sync)
 		mq_publish(rp.rcv, "chat/sync", "\xa0", 1, 1);
-	bool ok = loop_until(rp_drain_done, o.timeout_s);
+	bool ok;
+	if (!live) {
+		ok = loop_until(rp_drain_done, o.timeout_s);
+	} else {
+		/* open loop: the live pair sends at --live-rate during the drain;
+		 * each latency counts from when its send was due */
+		uint64_t interval = (uint64_t)(1e9 / o.live_rate), due = ts;
+		uint64_t end = ts + (uint64_t)o.timeout_s * 1000000000u;
+		while (!rp_drain_done() && now_ns() < end) {
+			uint64_t t = now_ns();
+			for (; due <= t; due += interval)
+				send_one(&lp, due);
+			uint64_t wait = due - t;
+			loop_once(wait < 5000000u ? wait : 5000000u);
+		}
+		ok = rp_drain_done();
+	}
 	uint64_t te = now_ns();
 	cpu_since(&res, m0);
 	loop_until(rp_rcv_flushed, 10);
+	if (live) {
+		if (!loop_until(lp_all_in, 10))
+			res.lost += lp.sent - lp_got;
+		send_receipt(&lp);
+	}
 	res.msgs = rp_got;
 	res.secs = (double)(te - ts) / 1e9;
 	if (rp_got < total)
 		res.lost = total - rp_got;
 	if (!ok)
 		res.errors++;
-	char extra[256];
-	snprintf(extra, sizeof(extra), "queued=%ld fill_secs=%.3f fill_rate=%.0f ack_batch=%d done=%d", total,
-	         fill_secs, (double)total / fill_secs, o.ack_batch, rp_done);
+	char extra[512];
+	int n = snprintf(extra, sizeof(extra), "queued=%ld fill_secs=%.3f fill_rate=%.0f ack_batch=%d "
+	                 "done=%d caps=%s publishes=%ld batches=%ld", total, fill_secs,
+	                 (double)total / fill_secs, o.ack_batch, rp_done, o.caps ? o.caps : "v1",
+	                 rp_pubs, rp_batches);
+	if (live) {
+		if (lp_lat.n)
+			qsort(lp_lat.v, lp_lat.n, sizeof(uint64_t), cmp_u64);
+		snprintf(extra + n, sizeof(extra) - (size_t)n, " live_rate=%.0f live_msgs=%ld live_p50_us=%.0f "
+		         "live_p99_us=%.0f live_max_us=%.0f", o.live_rate, lp_got, lat_pct_us(&lp_lat, 0.5),
+		         lat_pct_us(&lp_lat, 0.99), lat_pct_us(&lp_lat, 1.0));
+	}
 	print_result(&res, extra);
 	return ok && !res.lost && !res.dup && !res.order_err && !res.errors ? 0 : 1;
 }
@@ -2207,7 +3001,7 @@ static int mode_fanout(void)
 static void usage(FILE *f)
 {
 	fputs("usage: chatbench MODE [options]\n"
-	      "modes: relay dm replay keys idle fanout\n"
+	      "modes: relay dm xmpp replay keys idle fanout\n"
 	      "  -h, --host HOST            broker address (127.0.0.1)\n"
 	      "  -p, --port PORT            broker port (1883)\n"
 	      "  --broker-pid PID           measure this broker's CPU (/proc/PID/stat) and RSS\n"
@@ -2224,12 +3018,23 @@ static void usage(FILE *f)
 	      "  --ack-delay-us US          dm/fanout: flush a partial receipt batch after this (20000)\n"
 	      "  --no-receipts              dm/replay/fanout: send no delivered receipts; a broker built\n"
 	      "                             with broker-patches/ delivers on the device's PUBACK\n"
+	      "  --caps LIST                dm: every device declares these capabilities (protocol v2,\n"
+	      "                             e.g. sents,rcpts) with chat/ctl caps before it subscribes; with\n"
+	      "                             the server's puback_delivered it sends no delivered receipts;\n"
+	      "                             replay: the replaying device declares them (e.g. batch)\n"
+	      "  --xmpp-domain D            xmpp: the server's domain (localhost)\n"
+	      "  --xmpp-register            xmpp: register the users in-band (XEP-0077) before logging in\n"
+	      "                             (\"already exists\" is fine)\n"
+	      "  --warmup                   relay/dm/xmpp with --rate: one message per pair first (paced at\n"
+	      "                             the rate, all delivered and acknowledged), not measured\n"
 	      "  --iot-sub FILTER           relay/dm: one more, anonymous, client subscribed to FILTER\n"
 	      "                             (QoS 1), e.g. '#'; anything of chat/ reaching it is an error\n"
 	      "  --conns N                  idle: connections (1000)\n"
 	      "  --stock                    idle, fanout: anonymous clients (a broker without the plugin)\n"
 	      "  --members M                fanout: group members, one device each (1000)\n"
 	      "  --offline                  fanout: members offline; measure stored queue entries/s\n"
+	      "  --live-rate R              replay: a second pair sends live dms at R msgs/s during the\n"
+	      "                             drain; reports their latency (live_p99_us)\n"
 	      "  --sync                     replay, fanout --offline: publish chat/sync after the inbox\n"
 	      "                             SUBSCRIBE (a broker with plugin_opt_auto_replay false)\n"
 	      "  --users N --opks K         keys: devices that upload, one-time keys each (64, 200)\n"
@@ -2255,6 +3060,8 @@ int main(int argc, char **argv)
 		{ "label", 1, 0, 17 }, { "timeout", 1, 0, 18 }, { "help", 0, 0, 19 },
 		{ "members", 1, 0, 20 }, { "offline", 0, 0, 21 }, { "sync", 0, 0, 22 },
 		{ "no-receipts", 0, 0, 23 }, { "iot-sub", 1, 0, 24 }, { "version", 0, 0, 25 },
+		{ "caps", 1, 0, 26 }, { "live-rate", 1, 0, 40 }, { "xmpp-domain", 1, 0, 27 },
+		{ "xmpp-register", 0, 0, 28 }, { "warmup", 0, 0, 29 },
 		{ 0, 0, 0, 0 }
 	};
 	int ch;
@@ -2288,6 +3095,11 @@ int main(int argc, char **argv)
 		case 23: o.no_receipts = true; break;
 		case 24: o.iot_sub = optarg; break;
 		case 25: fputs(CHAT_VERSION_LINE("chatbench"), stdout); return 0;
+		case 26: o.caps = optarg; break;
+		case 40: o.live_rate = atof(optarg); break;
+		case 27: o.xmpp_domain = optarg; break;
+		case 28: o.xmpp_register = true; break;
+		case 29: o.warmup = true; break;
 		default: usage(stderr); return 2;
 		}
 	}
@@ -2325,6 +3137,10 @@ int main(int argc, char **argv)
 		return mode_pairs(false);
 	if (strcmp(o.mode, "dm") == 0)
 		return mode_pairs(true);
+	if (strcmp(o.mode, "xmpp") == 0) {
+		is_xmpp = true;
+		return mode_pairs(false);
+	}
 	if (strcmp(o.mode, "replay") == 0)
 		return mode_replay();
 	if (strcmp(o.mode, "keys") == 0)

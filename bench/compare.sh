@@ -15,6 +15,9 @@
 #   bench/compare.sh --quick    # ~3 min: 2 reps, smaller counts, 2000 idle connections
 #   bench/compare.sh --iot-only --reps 5   # ~2 min: only the IoT rows
 #   bench/compare.sh --durable-only --reps 5   # ~3 min: only the patched broker's sync-writes rows
+#   bench/compare.sh --realistic-only  # ~4.5 min a rep: 5,000 devices, 1,500 msgs/s, 30 s a row
+#   bench/compare.sh --dm-only --quick # ~1 min a rep: relay, dm v1/v2, patched, ejabberd
+#   bench/compare.sh --realistic-only --real-secs 300 --reps 1   # the issue's 5-minute run
 #   KS_NOLOG=/path/to/old/chat-keyserver bench/compare.sh --keys-only --quick --reps 3
 #                                # ~1 min: only keys, with the key directory log's proofs
 #                                # and (KS_NOLOG) with a key server without the log
@@ -46,12 +49,32 @@
 #   --durable-only   only the durable rows (~35 s a rep): dm on the patched broker with
 #                    sync_writes true (group commit) and false, alternating, at the max rate,
 #                    then sync_writes true at half of its max rate (p99)
+#   --caps LIST      the capabilities of the protocol v2 rows (default sents,rcpts): dm at
+#                    the max rate and at half of it (phase=v2max, v2half), and on the patched
+#                    broker (phase=patched-v2), each device declaring LIST (chatbench --caps)
+#   --no-v2          skip the v2 rows (a plugin without the caps op refuses them)
+#   --realistic      also the realistic shape (phase=real): many devices each sending rarely,
+#                    open loop at a fixed total rate — stock mosquitto's relay, dm v1 and dm
+#                    v2 (stock and patched broker), and ejabberd where installed; broker
+#                    CPU per message and p50/p99/p99.9
+#   --realistic-only only those rows
+#   --dm-only        only relay and dm (max, half, v2, patched) and the peers (~1 min a rep
+#                    with --quick): the issue-28 throughput, latency and ejabberd ratios
+#   --real-pairs N   pairs in the realistic shape (default 2500: 5,000 connected devices)
+#   --real-rate R    msgs/s in all in the realistic shape (default 1500: 0.6 per sender per s)
+#   --real-secs S    seconds a realistic row sends (default 30; --quick 15; the issue's: 300)
 # Peers, where installed: the same relay (phase=peer) on aedes (Node.js; `npm install aedes`
 # in bench/peers, `npm install -g aedes`, or AEDES_BASE=DIR with DIR/node_modules/aedes) and
 # on RabbitMQ's MQTT plugin (Debian's rabbitmq-server, a private node per run), reported as
-# ratios to stock mosquitto. None is installed by this script.
+# ratios to stock mosquitto; and a chat server doing the dm's 1:1 flow: ejabberd (Debian's
+# ejabberd; `scripts/deps.sh bench` installs it), a private node per run (own config, port
+# and spool in the run's temp dir, no epmd), mod_offline on, XEP-0184 receipts, XEP-0198
+# acks for QoS 1 (chatbench xmpp, phase=peer peer=ejabberd), reported as a ratio to dm.
+# Only ejabberd is installed by scripts/deps.sh (the bench extra); the peers are skipped,
+# and said so, where they are not installed.
 # Environment: BUILD (default <repo>/build), MOSQUITTO (default /usr/sbin/mosquitto),
-# AEDES_BASE, RABBITMQ_SERVER (default /usr/lib/rabbitmq/bin/rabbitmq-server), KS_NOLOG.
+# AEDES_BASE, RABBITMQ_SERVER (default /usr/lib/rabbitmq/bin/rabbitmq-server), KS_NOLOG,
+# EJABBERD_LIBS (default: the directory holding Debian's ejabberd-*/ebin, /usr/lib/<arch>).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,6 +91,7 @@ thread_shim=$build/lib/idle_thread_preload.so
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
 peers=1 iot=1 iot_only=0 durable_only=0 keys_only=0
+v2=1 v2_caps=sents,rcpts dm_only=0 realistic=0 realistic_only=0 real_pairs=2500 real_rate=1500 real_secs=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -85,7 +109,15 @@ while [ $# -gt 0 ]; do
     --iot-only) iot_only=1 ;;
     --durable-only) durable_only=1 ;;
     --keys-only) keys_only=1 ;;
-    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+    --caps) v2_caps=$2; shift ;;
+    --no-v2) v2=0 ;;
+    --realistic) realistic=1 ;;
+    --realistic-only) realistic=1; realistic_only=1 ;;
+    --dm-only) dm_only=1 ;;
+    --real-pairs) real_pairs=$2; shift ;;
+    --real-rate) real_rate=$2; shift ;;
+    --real-secs) real_secs=$2; shift ;;
+    -h|--help) sed -n '2,77p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -98,12 +130,13 @@ done
 if [ $quick -eq 1 ]; then
   reps=${reps:-2}; relay_msgs=40000; dm_msgs=12000; sync_msgs=300; lat_secs=1.5
   replay_msgs=10000; windows="500"; keys_msgs=6000; idle_conns=${idle_conns:-2000}; sweep=""
-  fan_sends=40; fan_off_sends=100
+  fan_sends=40; fan_off_sends=100; real_secs=${real_secs:-15}
 else
   reps=${reps:-3}; relay_msgs=120000; dm_msgs=30000; sync_msgs=1200; lat_secs=3
   replay_msgs=30000; windows="100 500 2000"; keys_msgs=20000; idle_conns=${idle_conns:-19000}
   sweep="0.1 0.25 0.5 0.75 0.9"
   fan_sends=50; fan_off_sends=200   # 50 sends: the sender then waits ~50 s for its 50,000 receipt events (flow drain 1000/s)
+  real_secs=${real_secs:-30}
 fi
 
 pmosq=$build/mosquitto-patched/mosquitto
@@ -222,6 +255,8 @@ if [ $peers -eq 1 ] && [ -x "$rabbit" ] &&
    ls -d "$(dirname "$rabbit")"/../lib/rabbitmq_server-*/plugins/rabbitmq_mqtt-* > /dev/null 2>&1; then
   peer_list+=(rabbitmq)
 fi
+ejabberd=0
+if [ $peers -eq 1 ] && "$repo/bench/peers/ejabberd.sh" --check; then ejabberd=1; fi
 PEER_EPMD="" PEER_SHELL=""
 
 # start_peer NAME; sets BPID BPORT BDIR like start_broker.
@@ -251,6 +286,11 @@ start_peer() {
           RABBITMQ_MNESIA_BASE=$BDIR/mnesia RABBITMQ_LOG_BASE=$BDIR/log RABBITMQ_PID_FILE=$BDIR/pid
         exec "$rabbit" < /dev/null ) > "$BDIR/stderr" 2>&1 &
       tries=1200 ;;   # a minute: an Erlang node takes several seconds to boot
+    ejabberd)
+      # a private node (bench/peers/ejabberd.sh says how it is set up); the
+      # script execs the Erlang VM: $! is what chatbench measures
+      "$repo/bench/peers/ejabberd.sh" "$BPORT" "$BDIR" > "$BDIR/stderr" 2>&1 &
+      tries=1200 ;;
     *) echo "compare: unknown peer $1" >&2; exit 1 ;;
   esac
   BPID=$!
@@ -277,6 +317,12 @@ start_peer() {
 
 # stop_peer: the peer from start_peer, and a RabbitMQ node's private epmd.
 stop_peer() {
+  if [ -z "$PEER_SHELL" ]; then   # our child (an Erlang VM stops in order on SIGTERM): 10 s, then SIGKILL
+    local j
+    kill "$BPID" 2>/dev/null || true
+    for j in $(seq 100); do kill -0 "$BPID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BPID" 2>/dev/null || true
+  fi
   stop_pid "$BPID"
   if [ -n "$PEER_SHELL" ]; then
     local i   # not our child, so no wait: 10 s for the VM's orderly stop, then SIGKILL
@@ -315,7 +361,7 @@ run_bench() {
   local label=$1; shift
   local line rc=0 t0
   t0=$(date +%s.%N)
-  line=$("$bench" "$@" --timeout 90 --label "$label" 2> "$tmp/bench.err") || rc=$?
+  line=$("$bench" "$@" --timeout "${BENCH_TIMEOUT:-90}" --label "$label" 2> "$tmp/bench.err") || rc=$?
   if [ -z "$line" ]; then
     line="mode=error $label ok=0"
     echo "compare: chatbench $* failed (rc=$rc): $(tail -3 "$tmp/bench.err")" >&2
@@ -332,7 +378,8 @@ field() { # field NAME LINE
 }
 
 echo "compare: $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), kernel $(uname -r)" >&2
-peers_said="${peer_list[*]:-none found (see --help)}"
+peers_said="${peer_list[*]:-no MQTT peer found (see --help)}"
+if [ $ejabberd -eq 1 ]; then peers_said="$peers_said; ejabberd"; else peers_said="$peers_said; ejabberd skipped (not installed: scripts/deps.sh bench)"; fi
 [ $peers -eq 1 ] || peers_said="off (--no-peers)"
 echo "compare: $reps reps; results in $results; peers: $peers_said" >&2
 {
@@ -398,10 +445,81 @@ durable_rows() {
   stop_pid "$BPID"
 }
 
+# The protocol v2 rows (issue 28): dm with every device declaring $v2_caps
+# (chatbench --caps: chat/ctl caps before it subscribes) at the max rate
+# (closed loop, as phase=max) and at half of it, and on the patched broker,
+# where the ctl reply's server.puback_delivered tells the devices to send no
+# delivered receipts at all.
+v2_rows() {
+  local rep=$1 r n v2_max
+  start_broker dm-v2 chat
+  run_bench "phase=v2max rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+    --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs --caps "$v2_caps"
+  v2_max=$(field rate "$LAST")
+  stop_pid "$BPID"
+  r=$(( ${v2_max:-1000} / 2 )); [ $r -ge 100 ] || r=100
+  n=$(/usr/bin/python3 -c "print(max(500, int($r * $lat_secs)))")
+  start_broker dm-v2 chat
+  run_bench "phase=v2half rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+    --admin-token-file "$BDIR/data/admin.token" --rate $r --msgs $n --caps "$v2_caps"
+  stop_pid "$BPID"
+  if [ $patched -eq 1 ]; then
+    BROKER_BIN=$pmosq start_broker dm-patched-v2 chat
+    run_bench "phase=patched-v2 rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
+      --admin-token-file "$BDIR/data/admin.token" --msgs $dm_msgs --caps "$v2_caps"
+    stop_pid "$BPID"
+  fi
+}
+
+# The realistic shape (issue 28): $real_pairs pairs (2 x that many connected
+# devices), $real_rate msgs/s in all, open loop, round robin over the pairs
+# (each sender sends every pairs/rate seconds), for $real_secs s: stock
+# mosquitto relaying the same shape, dm with v1 forms (receivers acknowledge
+# after --ack-delay-us, 20 ms: at this rate that is one receipt per message),
+# dm with the v2 capabilities, the same two on the patched broker (v1: no app
+# receipts, the PUBACK delivers), and ejabberd doing the same 1:1 flow.
+# Which side goes first rotates with the rep.
+realistic_rows() {
+  local rep=$1 side n sides="stock v1 v2" k
+  n=$(( real_rate * real_secs ))
+  if [ $patched -eq 1 ]; then sides="$sides pv1 pv2"; fi
+  if [ $ejabberd -eq 1 ]; then sides="$sides ejabberd"; fi
+  set -- $sides
+  for k in $(seq $(( (rep - 1) % $# ))); do set -- "${@:2}" "$1"; done
+  for side in "$@"; do
+    case $side in
+      stock)
+        start_broker real stock
+        BENCH_TIMEOUT=$(( real_secs * 2 + 60 )) run_bench "phase=real side=stock rep=$rep" relay \
+          -p "$BPORT" --broker-pid "$BPID" --pairs $real_pairs --rate $real_rate --msgs $n --warmup ;;
+      v1|v2|pv1|pv2)
+        local extra=() bin=$mosq kind=chat
+        case $side in v2|pv2) extra=(--caps "$v2_caps") ;; esac
+        case $side in pv1) extra=(--no-receipts) ;; esac
+        case $side in pv*) bin=$pmosq kind=patched ;; esac
+        BROKER_BIN=$bin start_broker real chat
+        BENCH_TIMEOUT=$(( real_secs * 2 + 60 )) run_bench "phase=real side=$kind rep=$rep sync=false" dm \
+          -p "$BPORT" --broker-pid "$BPID" --admin-token-file "$BDIR/data/admin.token" \
+          --pairs $real_pairs --rate $real_rate --msgs $n --warmup "${extra[@]}" ;;
+      ejabberd)
+        start_peer ejabberd
+        BENCH_TIMEOUT=$(( real_secs * 2 + 60 )) run_bench "phase=real side=ejabberd rep=$rep" xmpp \
+          -p "$BPORT" --broker-pid "$BPID" --xmpp-register --pairs $real_pairs --rate $real_rate --msgs $n --warmup
+        stop_peer
+        continue ;;
+    esac
+    stop_pid "$BPID"
+  done
+}
+
 for rep in $(seq "$reps"); do
   echo "compare: rep $rep/$reps" >&2
   # Alternate which side goes first in each rep.
   if [ $((rep % 2)) -eq 1 ]; then order="stock chat"; else order="chat stock"; fi
+  if [ $realistic_only -eq 1 ]; then
+    realistic_rows "$rep"
+    continue
+  fi
   if [ $iot_only -eq 1 ]; then
     iot_rows "$rep"
     continue
@@ -437,6 +555,13 @@ for rep in $(seq "$reps"); do
           --msgs $relay_msgs
         stop_peer
       done
+      # the chat server: the dm's shape (pairs, window, body, count) over XMPP
+      if [ $ejabberd -eq 1 ]; then
+        start_peer ejabberd
+        run_bench "phase=peer peer=ejabberd rep=$rep" xmpp -p "$BPORT" --broker-pid "$BPID" \
+          --xmpp-register --msgs $dm_msgs
+        stop_peer
+      fi
     else
       start_broker dm chat
       run_bench "phase=max rep=$rep sync=false" dm -p "$BPORT" --broker-pid "$BPID" \
@@ -470,6 +595,11 @@ for rep in $(seq "$reps"); do
     fi
   done
 
+  # ---- protocol v2: the capabilities on
+  if [ $v2 -eq 1 ]; then
+    v2_rows "$rep"
+  fi
+
   # ---- the broker-patches build: its own relay baseline, and dm whose
   # receivers send no receipts (the plugin takes their PUBACKs as delivered)
   if [ $patched -eq 1 ]; then
@@ -485,6 +615,8 @@ for rep in $(seq "$reps"); do
       stop_pid "$BPID"
     done
   fi
+
+  if [ $dm_only -eq 1 ]; then continue; fi
 
   # ---- dm with fsync per batch
   start_broker dmsync chat sync_writes\ true
@@ -569,6 +701,11 @@ for rep in $(seq "$reps"); do
   # ---- IoT clients beside chat
   if [ $iot -eq 1 ]; then
     iot_rows "$rep"
+  fi
+
+  # ---- the realistic shape
+  if [ $realistic -eq 1 ]; then
+    realistic_rows "$rep"
   fi
 
   # ---- latency vs offered load (last rep only; alternating per load)

@@ -169,6 +169,110 @@ def keys_rows(keys0, keys_nolog, m, row):
             "%s, %s" % (fmt(med(rs)), fmt(med(cs))), "", "", "")
 
 
+def v2_rows(rows, row, relay_max, dm_max, relay_half):
+    """dm with the protocol v2 capabilities (compare.sh phase=v2max / v2half /
+    patched-v2); False if there are none."""
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+    vmax, vhalf = sel(rows, mode="dm", phase="v2max"), sel(rows, mode="dm", phase="v2half")
+    vp = sel(rows, mode="dm", phase="patched-v2")
+    if not (vmax or vhalf or vp):
+        return False
+    caps = (vmax or vhalf or vp)[0].get("caps", "?")
+    rr = ratio_med(vmax, relay_max, "rate")
+    row("v2 dm (caps %s): throughput, msgs/s" % caps, fmt(m(relay_max, "rate")), fmt(m(vmax, "rate")),
+        fmt(rr), "≥ 0.6×", "yes" if rr and rr >= 0.6 else "**no**")
+    row("v2 dm: broker CPU µs per message (at max rate)", fmt(m(relay_max, "broker_cpu_us_per_msg")),
+        fmt(m(vmax, "broker_cpu_us_per_msg")), fmt(ratio_med(vmax, relay_max, "broker_cpu_us_per_msg")), "", "")
+    row("v2 dm / v1 dm (msgs/s)", "", "", fmt(ratio_med(vmax, dm_max, "rate")), "", "")
+    row("v2 dm: events to a sender per message (sent+sents+receipt+rcpts)", "",
+        fmt(med([num(r, "sender_events") / num(r, "msgs") for r in vmax
+                 if num(r, "sender_events") is not None and num(r, "msgs")])), "", "", "")
+    for k, name in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
+        c = m(vhalf, k)
+        tgt = met = ""
+        if k == "p99_us":
+            tgt = "≤ 2000 µs"
+            met = "yes" if c is not None and c <= 2000 else "**no**"
+        row("v2 dm latency %s at half its max, µs" % name, fmt(m(relay_half, k)), fmt(c),
+            fmt(ratio_med(vhalf, relay_half, k)), tgt, met)
+    if vp:
+        relay_p = sel(rows, mode="relay", phase="patched")
+        rp = ratio_med(vp, relay_p, "rate")
+        row("v2 dm on the patched broker (server.puback_delivered: no app receipts), msgs/s",
+            fmt(m(relay_p, "rate")), fmt(m(vp, "rate")), fmt(rp), "", "")
+        row("v2 dm on the patched broker: broker CPU µs per message", fmt(m(relay_p, "broker_cpu_us_per_msg")),
+            fmt(m(vp, "broker_cpu_us_per_msg")), fmt(ratio_med(vp, relay_p, "broker_cpu_us_per_msg")), "", "")
+    return True
+
+
+def ejabberd_rows(rows, row, dm_max):
+    """ejabberd doing the dm's 1:1 flow (compare.sh phase=peer peer=ejabberd,
+    chatbench xmpp); False if there are none."""
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+    ej = sel(rows, mode="xmpp", phase="peer", peer="ejabberd")
+    if not ej:
+        return False
+    best = sel(rows, mode="dm", phase="v2max") or dm_max
+    r = ratio_med(best, ej, "rate")
+    row("peer ejabberd (XEP-0184 receipts, XEP-0198 acks): the dm's 1:1 flow, msgs/s; ratio dm%s / ejabberd"
+        % (" v2" if best is not dm_max else ""), fmt(m(ej, "rate")), fmt(m(best, "rate")), fmt(r), "≥ 3×",
+        "yes" if r and r >= 3 else "**no**")
+    row("peer ejabberd: server CPU µs per message (all its cores) vs dm", fmt(m(ej, "broker_cpu_us_per_msg")),
+        fmt(m(best, "broker_cpu_us_per_msg")), fmt(ratio_med(best, ej, "broker_cpu_us_per_msg")), "", "")
+    row("peer ejabberd: bench CPU µs per message (the load generator)", fmt(m(ej, "bench_cpu_us_per_msg")),
+        fmt(m(best, "bench_cpu_us_per_msg")), "", "", "")
+    return True
+
+
+def realistic_rows(rows, row):
+    """The realistic shape (compare.sh --realistic, phase=real); False if there are none."""
+    def m(rs, k):
+        return med([num(r, k) for r in rs])
+    st = sel(rows, mode="relay", phase="real", side="stock")
+    if not st and not sel(rows, phase="real"):
+        return False
+    ex = (st or sel(rows, phase="real"))[0]
+    row("**realistic shape**: %s pairs (%d devices), %s msgs/s offered in all, %s msgs a row"
+        % (ex.get("pairs", "?"), 2 * int(ex.get("pairs", "0") or 0), ex.get("offered", "?"), ex.get("msgs", "?")),
+        "stock relay", "", "", "", "")
+    row("realistic: stock relay broker CPU µs per message / p50 / p99 / p99.9 µs", "",
+        "%s / %s / %s / %s" % (fmt(m(st, "broker_cpu_us_per_msg")), fmt(m(st, "p50_us")),
+                               fmt(m(st, "p99_us")), fmt(m(st, "p999_us"))), "", "", "")
+    caps_seen = sorted({r.get("caps") for r in sel(rows, mode="dm", phase="real") if r.get("caps")},
+                       key=lambda c: (c != "v1", c))
+    for kind in ("chat", "patched"):
+        for caps in caps_seen:
+            rs = sel(rows, mode="dm", phase="real", side=kind, caps=caps)
+            if not rs:
+                continue
+            name = "%s dm %s" % ("stock-broker" if kind == "chat" else "patched-broker",
+                                 "v1" if caps == "v1" else "v2 (" + caps + ")")
+            cpu = ratio_med(rs, st, "broker_cpu_us_per_msg")
+            row("realistic %s: broker CPU µs per message (ratio to the stock relay's)" % name,
+                fmt(m(st, "broker_cpu_us_per_msg")), fmt(m(rs, "broker_cpu_us_per_msg")), fmt(cpu),
+                "≤ 2×" if caps != "v1" else "", ("yes" if cpu and cpu <= 2 else "**no**") if caps != "v1" else "")
+            p99 = m(rs, "p99_us")
+            row("realistic %s: p50 / p99 / p99.9 µs, broker utilisation, lost" % name, "",
+                "%s / %s / %s, %s, %s" % (fmt(m(rs, "p50_us")), fmt(p99), fmt(m(rs, "p999_us")),
+                                          fmt(m(rs, "broker_util")), fmt(m(rs, "lost"))),
+                "", "p99 ≤ 3000" if caps != "v1" else "",
+                ("yes" if p99 is not None and p99 <= 3000 else "**no**") if caps != "v1" else "")
+            row("realistic %s: events to a sender per message" % name, "",
+                fmt(med([num(r, "sender_events") / num(r, "msgs") for r in rs
+                         if num(r, "sender_events") is not None and num(r, "msgs")])), "", "", "")
+    ej = sel(rows, mode="xmpp", phase="real", side="ejabberd")
+    if ej:
+        row("realistic ejabberd: server CPU µs per message (ratio to the stock relay's)",
+            fmt(m(st, "broker_cpu_us_per_msg")), fmt(m(ej, "broker_cpu_us_per_msg")),
+            fmt(ratio_med(ej, st, "broker_cpu_us_per_msg")), "", "")
+        row("realistic ejabberd: p50 / p99 / p99.9 µs, server utilisation, lost", "",
+            "%s / %s / %s, %s, %s" % (fmt(m(ej, "p50_us")), fmt(m(ej, "p99_us")), fmt(m(ej, "p999_us")),
+                                      fmt(m(ej, "broker_util")), fmt(m(ej, "lost"))), "", "", "")
+    return True
+
+
 def main():
     args = sys.argv[1:]
     if not args:
@@ -200,8 +304,9 @@ def main():
     p = out.append
     if machine:
         p("machine: " + machine)
-    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only
-        reps = len(sel(rows, mode="relay", phase="iot", side="chat")) or \
+    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only / --realistic-only
+        reps = len(sel(rows, mode="relay", phase="real", side="stock")) or \
+            len(sel(rows, mode="relay", phase="iot", side="chat")) or \
             len(sel(rows, mode="dm", phase="durable", sync="true")) or len(keys0)
     p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
     p("")
@@ -211,7 +316,8 @@ def main():
     def row(name, s, c, ratio, target="", met=""):
         p("| %s | %s | %s | %s | %s | %s |" % (name, s, c, ratio, target, met))
 
-    if not relay_max:   # compare.sh --iot-only / --durable-only / --keys-only: those rows alone
+    if not relay_max:   # compare.sh --iot-only / --durable-only / --keys-only / --realistic-only
+        realistic_rows(rows, row)
         iot_rows(rows, row)
         durable_rows(rows, row)
         keys_rows(keys0, keys_nolog, m, row)
@@ -250,12 +356,14 @@ def main():
             fmt(ratio_med(dm_half, relay_half, k)), tgt, met)
     row("offered rate at half max, msgs/s", fmt(m(relay_half, "offered")), fmt(m(dm_half, "offered")),
         "", "", "")
-    sm = m(dm_sync, "rate")
-    row("dm throughput, sync_writes true, msgs/s", fmt(rm), fmt(sm),
-        fmt(ratio_med(dm_sync, relay_max, "rate")), "", "")
-    row("dm sync true / sync false", "", "", fmt(ratio_med(dm_sync, dm_max, "rate")), "", "")
-    row("broker CPU µs per message, sync_writes true", fmt(cs), fmt(m(dm_sync, "broker_cpu_us_per_msg")),
-        "", "", "")
+    if dm_sync:   # not with compare.sh --dm-only
+        sm = m(dm_sync, "rate")
+        row("dm throughput, sync_writes true, msgs/s", fmt(rm), fmt(sm),
+            fmt(ratio_med(dm_sync, relay_max, "rate")), "", "")
+        row("dm sync true / sync false", "", "", fmt(ratio_med(dm_sync, dm_max, "rate")), "", "")
+        row("broker CPU µs per message, sync_writes true", fmt(cs), fmt(m(dm_sync, "broker_cpu_us_per_msg")),
+            "", "", "")
+    v2_rows(rows, row, relay_max, dm_max, relay_half)
     relay_p = sel(rows, mode="relay", phase="patched")
     dm_p = sel(rows, mode="dm", phase="patched")
     if relay_p or dm_p:
@@ -268,7 +376,7 @@ def main():
             "", "")
         row("patched broker: dm / dm on stock mosquitto (msgs/s)", "", "",
             fmt(ratio_med(dm_p, dm_max, "rate")), "", "")
-    peers = sorted({r["peer"] for r in rows if r.get("phase") == "peer" and r.get("peer")})
+    peers = sorted({r["peer"] for r in rows if r.get("phase") == "peer" and r.get("peer") and r.get("mode") == "relay"})
     for name in peers:
         pr = sel(rows, mode="relay", phase="peer", peer=name)
         row("peer %s (not chat): the same relay, msgs/s" % name, fmt(rm), fmt(m(pr, "rate")),
@@ -276,6 +384,7 @@ def main():
         row("peer %s: broker CPU µs per message" % name, fmt(cs),
             fmt(m(pr, "broker_cpu_us_per_msg")),
             fmt(ratio_med(pr, relay_max, "broker_cpu_us_per_msg")), "", "")
+    ejabberd_rows(rows, row, dm_max)
     for w in windows:
         rw = [r for r in replays if r.get("replay_window") == str(w)]
         v = m(rw, "rate")
@@ -351,6 +460,7 @@ def main():
             "", "", "")
     iot_rows(rows, row)
     durable_rows(rows, row)
+    realistic_rows(rows, row)
     walls = {}
     for r in rows:
         w = num(r, "wall_secs")

@@ -204,6 +204,8 @@ static void remove_device(core *c, device *dev)
 	if (last)
 		presence_forget(c, u); /* the user goes with its last device */
 	push_forget(c, dev);
+	gather_forget(c, dev);
+	caps_forget(c, dev);
 	dir_remove_device(&c->dir, dev);
 	if (!last)
 		presence_down(c, u);

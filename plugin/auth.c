@@ -44,6 +44,7 @@ enum core_verdict core_auth(core *c, void *conn, const char *clientid, const cha
 		if (!password || !token_matches(c, password, password_len, dev->hash))
 			return refuse(c, username, password ? "wrong token" : "no token");
 		kick_cancel(c, username);
+		gather_flush_dev(c, dev); /* gathered for its connection so far */
 		dir_set_online(&c->dir, dev, conn);
 		flow_connect(c, dev); /* a new connection: mosquitto's queue for it starts afresh */
 		push_online(c, dev);

@@ -104,6 +104,62 @@ void core_subscribed(core *c, void *conn, const char *username, const char *filt
 		sync_auto(c, dev);
 }
 
+/* One acknowledged event, the map whose header was just read from r: a
+ * msg or group event is its device's delivered receipt for (conv, seq),
+ * a batch (only at the top: depth 0) each msg or group event in its evs.
+ * False: malformed (the rest is not read). *batch: it was a batch. */
+static bool acked_event(core *c, device *dev, cbr *r, const cbr_item *map, int depth, bool *batch)
+{
+	cbr_item key, val;
+	const char *conv = NULL;
+	size_t convlen = 0;
+	uint64_t seq = 0;
+	enum { OTHER, COUNTED, BATCH } kind = OTHER;
+	uint64_t i = 0;
+	while (cbr_map_next(r, map, &i, &key)) {
+		if (cbr_next(r, &val))
+			return false;
+		if (cbr_eq(&key, "k")) {
+			if (val.type != CBR_TEXT)
+				return true;
+			if (cbr_eq(&val, "msg") || cbr_eq(&val, "group"))
+				kind = COUNTED;
+			else if (depth == 0 && cbr_eq(&val, "batch"))
+				kind = BATCH, *batch = true;
+			else
+				return true; /* nothing else is acknowledged by a receipt */
+		} else if (kind == BATCH && cbr_eq(&key, "evs") && val.type == CBR_ARRAY) {
+			/* sync.c writes k first: the elements, in order */
+			uint64_t j = 0;
+			while (cbr_array_next(r, &val, &j)) {
+				cbr_item ev;
+				if (cbr_next(r, &ev))
+					return false;
+				if (ev.type != CBR_MAP) {
+					if (cbr_skip(r, &ev))
+						return false;
+				} else if (!acked_event(c, dev, r, &ev, depth + 1, batch)) {
+					return false;
+				}
+			}
+			if (r->err_msg)
+				return false;
+		} else if (cbr_eq(&key, "conv") && val.type == CBR_TEXT) {
+			conv = (const char *)val.ptr;
+			convlen = val.len;
+		} else if (cbr_eq(&key, "seq") && val.type == CBR_UINT) {
+			seq = val.u;
+		} else if (cbr_skip(r, &val)) {
+			return false;
+		}
+	}
+	if (r->err_msg)
+		return false;
+	if (kind == COUNTED && conv && seq)
+		receipts_acked(c, dev, conv, convlen, seq);
+	return true;
+}
+
 void core_acked(core *c, void *conn, const char *username, const char *topic,
                 const void *payload, size_t len)
 {
@@ -113,33 +169,16 @@ void core_acked(core *c, void *conn, const char *username, const char *topic,
 	if (!dev)
 		return;
 	/* Our own event: {k, conv, seq, …}; only msg and group events are
-	 * acknowledged by a delivered receipt. */
+	 * acknowledged by a delivered receipt, and those in a batch. */
 	cbr r;
-	cbr_item map, key, val;
-	const char *conv = NULL;
-	size_t convlen = 0;
-	uint64_t seq = 0;
-	bool counted = false;
+	cbr_item map;
 	if (cbr_map_open(&r, payload, len, &map, NULL))
 		return;
-	uint64_t i = 0;
-	while (cbr_map_next(&r, &map, &i, &key)) {
-		if (cbr_next(&r, &val))
-			return;
-		if (cbr_eq(&key, "k")) {
-			if (val.type != CBR_TEXT || !(cbr_eq(&val, "msg") || cbr_eq(&val, "group")))
-				return;
-			counted = true;
-		} else if (cbr_eq(&key, "conv") && val.type == CBR_TEXT) {
-			conv = (const char *)val.ptr;
-			convlen = val.len;
-		} else if (cbr_eq(&key, "seq") && val.type == CBR_UINT) {
-			seq = val.u;
-		} else if (cbr_skip(&r, &val)) {
-			return;
-		}
-	}
-	if (r.err_msg || !counted || !conv || !seq)
-		return;
-	receipts_acked(c, dev, conv, convlen, seq);
+	bool batch = false;
+	acked_event(c, dev, &r, &map, 0, &batch);
+	/* A batch's PUBACK: its deliveries are applied now, as one receipt
+	 * (the batch was the gathering), rather than in runs that span two
+	 * batches: each loop pass of the broker then does one batch's work. */
+	if (batch)
+		receipts_flush_dev(c, dev);
 }

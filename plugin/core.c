@@ -36,6 +36,7 @@ void core_config_defaults(core_config *cfg)
 	cfg->inflight_drain = 1000;
 	cfg->delivered_gather_ms = 10;
 	cfg->replay_slice = 200;
+	cfg->replay_batch = 64;
 	cfg->expire_slice = 500;
 	cfg->max_group_size = 1024;
 	cfg->presence_grace_s = 10;
@@ -163,6 +164,8 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 	cbw_init(&c->w);
 	cbw_init(&c->w2);
 	cbw_init(&c->wreply);
+	cbw_init(&c->deliv.batch);
+	cbw_init(&c->gath.w);
 	if (!c->data_dir || !c->prefix || dir_init(&c->dir)) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -204,6 +207,11 @@ core *core_open(const core_config *cfg, const core_io *io, char *err, size_t err
 		snprintf(err, errlen, "cannot load groups from the store: %s", store_errmsg(c->st));
 		goto fail;
 	}
+	if (caps_load(c)) {
+		snprintf(err, errlen, "cannot load device capabilities from the store: %s",
+		         store_errmsg(c->st));
+		goto fail;
+	}
 	if (push_load(c)) {
 		snprintf(err, errlen, "cannot load push targets from the store: %s", store_errmsg(c->st));
 		goto fail;
@@ -224,6 +232,7 @@ void core_close(core *c)
 	if (!c)
 		return;
 	receipts_flush_all(c);
+	gather_flush_all(c);
 	backup_wait(c);
 	commit_close(c);
 	if (c->st)
@@ -231,10 +240,12 @@ void core_close(core *c)
 	group_table_free(c);
 	groups_free(c);
 	push_free(c);
+	gather_free(c);
 	dir_free(&c->dir);
 	cbw_free(&c->w);
 	cbw_free(&c->w2);
 	cbw_free(&c->wreply);
+	cbw_free(&c->deliv.batch);
 	fanout_free(c);
 	send_free(c);
 	kick_free(c);
@@ -267,6 +278,7 @@ void core_disconnect(core *c, void *conn, const char *clientid, const char *user
 	 * broker also reports the old connection of a taken-over session. */
 	if (dev && dev->conn == conn) {
 		receipts_flush_dev(c, dev);
+		gather_flush_dev(c, dev); /* to the connection its events were gathered for */
 		sync_stop(c, dev);
 		commit_forget_client(c, dev->addr);
 		dir_set_offline(&c->dir, dev);
@@ -320,9 +332,17 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 		return typing_handle(c, dev, &t, payload, len);
 	case T_RECEIPT:
 		return receipts_handle(c, dev, payload, len);
-	case T_SYNC:
+	case T_SYNC: {
+		/* {caps} first: the replay uses them; a bad one is told, and the
+		 * replay still runs with the device's capabilities as they were */
+		refusal why;
+		if (!caps_sync(c, dev, payload, len, &why)) {
+			c->n.msgs_refused++;
+			ev_error(c, dev, &why, NULL, 0);
+		}
 		sync_start(c, dev);
 		return CORE_ALLOW;
+	}
 	case T_CTL:
 		return ctl_handle(c, dev, payload, len);
 	default:

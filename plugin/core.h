@@ -74,6 +74,7 @@ typedef struct core_config {
 	uint32_t delivered_gather_ms; /* PUBACKs gathered into one receipt this long at most; 10 */
 	uint32_t inflight_drain;    /* events/s a device is assumed to take (stock broker); 1000 */
 	uint32_t replay_slice;      /* queue entries read per callback or tick; 200 */
+	uint32_t replay_batch;      /* events per replay publish to a `batch` device; 1 = v1; 64 */
 	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */
 	uint32_t max_group_size;    /* members of one group; 1024 */
 	uint32_t presence_grace_s;  /* offline after the last device is gone this long; 10 */
@@ -139,6 +140,10 @@ void core_tick(core *c);
  * estimates (receipts, plugin_opt_inflight_drain) to these exact counts
  * for good, so call it only on a broker that reports every one. */
 void core_on_delivered_ack(core *c, const char *clientid, const char *topic_name);
+/* The same with the acknowledged publish's payload: a replay batch
+ * (docs/PROTOCOL.md §5) frees one place per event it carried. */
+void core_on_delivered_ack_payload(core *c, const char *clientid, const char *topic_name,
+                                   const void *payload, size_t len);
 /* ---- events only a broker with broker-patches/ has (broker_events.c) ---- */
 
 enum core_broker_event {

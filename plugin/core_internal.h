@@ -102,6 +102,28 @@ void kick_cancel(core *c, const char *clientid);
 void kick_tick(core *c);
 void kick_free(core *c);
 
+/* ---- device capabilities (caps.c) ---- */
+
+/* The capabilities a device may declare (docs/PROTOCOL.md, "Capabilities"):
+ * X(NAME, "wire name"). A new one is one line, added at the end: its place
+ * is its bit, which the store keeps (store_caps_set). */
+#define DEVICE_CAPS(X) \
+	X(SENTS, "sents") /* gathered confirmations (gather.c) */ \
+	X(BATCH, "batch") /* batched replay */ \
+	X(RCPTS, "rcpts") /* coalesced receipts (gather.c) */
+
+#define CAP_BIT_ENUM(e, name) CAP_BIT_##e,
+enum cap_bit { DEVICE_CAPS(CAP_BIT_ENUM) CAP_NBITS };
+#undef CAP_BIT_ENUM
+#define CAP_MASK_ENUM(e, name) CAP_##e = 1u << CAP_BIT_##e,
+enum { DEVICE_CAPS(CAP_MASK_ENUM) };
+#undef CAP_MASK_ENUM
+#define CAP_ALL ((uint32_t)((1u << CAP_NBITS) - 1u))
+_Static_assert(CAP_NBITS <= 32, "capabilities fit in struct device's uint32_t");
+
+/* The most names one declaration lists (unknown ones included). */
+#define CAPS_MAX_NAMES 64
+
 /* ---- directory: users, their devices, who is online (directory.c) ---- */
 
 /* A device's flow window and backlog (flow.c, sync.c). Everything QoS 1
@@ -151,7 +173,12 @@ typedef struct device {
 	push_state push;
 	uint64_t send_tat;              /* send rate limit (send.c): its bucket, in µs */
 	uint8_t ackrun;                 /* its gathered PUBACKs: c->acks.run[ackrun - 1]; 0: none */
+	uint32_t caps;                  /* what it declared it understands: CAP_* bits (caps.c) */
+	uint32_t gslot;                 /* its gathered events: c->gath.slot[gslot - 1]; 0: none */
 } device;
+
+/* Whether the device declared capability cap (CAP_SENTS, ...). */
+static inline bool device_has_cap(const device *d, uint32_t cap) { return (d->caps & cap) != 0; }
 
 /* What chat/presence/U retains, as far as this server published it. */
 enum pres_state { PRES_NONE = 0, PRES_ONLINE, PRES_OFFLINE };
@@ -417,8 +444,11 @@ void send_free(core *c);
  * So live delivery, spill drains and chat/sync replays share one window
  * and one ordering rule, and the calls go round: events -> flow -> sync
  * -> events, and receipts -> flow -> sync -> receipts (a replay first
- * applies the device's gathered PUBACKs). A change to one of them is a
- * change to the unit: read the top comments of all four.
+ * applies the device's gathered PUBACKs). gather.c (protocol v2) holds a
+ * device's confirmations and receipts for a moment and publishes them
+ * through events.c, which flushes them before any other event to that
+ * device (events -> gather -> events). A change to one of them is a
+ * change to the unit: read the top comments of all five.
  *
  * Its state: device.fc (struct flow, in the directory section) and
  * struct delivery below. The scratch encoders c->w and c->w2 belong to
@@ -428,6 +458,7 @@ void send_free(core *c);
 typedef struct delivery {
 	device *backlogs; /* sync.c: devices whose backlog the pump drains (linked through fc) */
 	bool acks_exact;  /* flow.c: the broker reports PUBACKs: no estimates */
+	cbw batch;        /* sync.c: the replay batch being built (reused, never shrinks) */
 } delivery;
 
 /* ---- events (events.c): everything the server publishes to a device ---- */
@@ -451,6 +482,9 @@ void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint6
 /* {k:"msg", …}: with_cid on copies to the sender's own devices. */
 void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
             bool with_cid);
+/* The same, appended to w (an element of a batch, sync.c). */
+void ev_msg_put(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+                bool with_cid);
 /* This device's body of a stored message (its entry of `bodies`, or `body`). */
 bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen);
 
@@ -458,6 +492,8 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
  * in their window and no backlog, through the store queue (behind what
  * they have not received yet) to the others. */
 void ev_deliver_user(core *c, const user *u, const cbw *w);
+/* The same for n devices (of one user or not). */
+void ev_deliver_devs(core *c, device *const *to, size_t n, const cbw *w);
 /* The same at QoS 0 (typing): best effort, outside the window. */
 void ev_publish_qos0(core *c, const device *to, const cbw *w);
 /* A message or group event to a recipient device, already in its queue
@@ -470,6 +506,8 @@ void ev_publish_raw(core *c, const device *to, const uint8_t *ev, size_t len);
 /* {k:"group", gid, op, by, members, conv, seq, ts, ?name} from a stored
  * group event. */
 void ev_group(cbw *w, const store_msg *m, uint64_t seq);
+/* The same, appended to w; false (nothing appended): a malformed record. */
+bool ev_group_put(cbw *w, const store_msg *m, uint64_t seq);
 /* Whether a device takes live events now (it may still lack room). */
 static inline bool dev_live(const device *d) { return d->conn && !d->fc.backlog; }
 
@@ -502,6 +540,8 @@ void sync_auto(core *c, device *dev);
 void sync_stop(core *c, device *dev);
 /* Drains up to one slice of the device's backlog, as its window allows. */
 void sync_pump(core *c, device *dev);
+/* The same for about n entries (a batch device: whole batches). */
+void sync_pump_n(core *c, device *dev, size_t n);
 void sync_tick(core *c);
 
 
@@ -544,6 +584,97 @@ static inline void receipts_flush_dev(core *c, device *dev)
 }
 void receipts_flush_all(core *c);
 void receipts_tick(core *c, uint64_t now_ms);
+
+/* ---- gathered events to v2 devices (gather.c) ---- */
+
+/* What a device with `sents` or `rcpts` has not been told yet: its
+ * confirmations (each with the users whose delivery merged into it) and
+ * the receipts for it, held until the gather window ends or another event
+ * goes to it (gather.c's top comment). A device has something gathered
+ * only while it is live (dev_live). */
+#define GATHER_SENTS_MAX 64     /* confirmations in one sents event */
+#define GATHER_RCPTS_MAX 1024   /* receipt seqs a device gathers before they go out */
+
+typedef struct gsent {
+	store_cid cid;
+	uint64_t seq, ts;
+	char conv[CHAT_CONV_MAX + 1];
+} gsent;
+
+typedef struct gdl {            /* a user whose delivery merged into confirmation `item` */
+	uint32_t item;
+	char user[CHAT_USER_MAX + 1];
+} gdl;
+
+typedef struct gkey {           /* a conversation and state the receipts are for */
+	char conv[CHAT_CONV_MAX + 1];
+	const char *state;          /* "delivered", "read", "expired" (static strings) */
+	uint64_t ts;                /* the latest receipt's */
+} gkey;
+
+typedef struct grcpt {          /* one seq of one user's receipt */
+	uint32_t key;               /* in the slot's k */
+	uint64_t seq;
+	char by[CHAT_USER_MAX + 1];
+} grcpt;
+
+typedef struct gslot {
+	device *dev;
+	uint64_t since_ms;          /* when its first event was gathered */
+	gsent *s;
+	size_t ns, caps_;
+	gdl *dl;
+	size_t ndl, capdl;
+	gkey *k;
+	size_t nk, capk;
+	grcpt *r;
+	size_t nr, capr;
+} gslot;
+
+/* One user's seqs of one key: a slot's r[at .. at + n), sorted (gather.c). */
+typedef struct urun {
+	uint32_t key;
+	size_t at, n;
+} urun;
+
+/* gather.c's state: slot[0 .. used) hold the devices with something
+ * gathered (the slots past used keep their buffers for reuse). */
+typedef struct gather_state {
+	gslot *slot;
+	size_t used, cap;
+	urun *runs;                 /* a flush's scratch */
+	size_t runcap;
+	cbw w;                      /* the event being flushed: callers may hold c->w, c->w2 */
+} gather_state;
+
+/* The sending device's `sent`: gathered for a live device with `sents`,
+ * else published at once (v1). */
+void gather_sent(core *c, device *to, const store_cid *cid, const char *conv, uint64_t seq,
+                 uint64_t ts);
+/* A receipt event {k:"receipt", conv, seqs, s: state, by, ts} for every
+ * device of user `to` (the messages' sender): for a live `sents` device a
+ * delivery of a seq it has not been told of yet merges into that
+ * confirmation's dl; a live `rcpts` device gathers the rest; the others
+ * get the v1 event (live or queued), built in c->w2. state: a static
+ * string. */
+void gather_receipt(core *c, const user *to, const char *conv, const char *state,
+                    const uint64_t *seqs, size_t n, const char *by, uint64_t ts);
+/* Publishes what dev gathered: before anything else goes to it or into
+ * its queue, before it replays, goes offline or changes its capabilities;
+ * all devices' (the tick, with receipts_tick's window; the close). */
+void gather_flush_dev_slot(core *c, device *dev);
+static inline void gather_flush_dev(core *c, device *dev)
+{
+	if (dev->gslot)
+		gather_flush_dev_slot(c, dev);
+}
+void gather_flush_all(core *c);
+/* The window's end for each device whose first gathered event is
+ * plugin_opt_delivered_gather_ms old (receipts_tick, after the runs). */
+void gather_tick(core *c, uint64_t now_ms);
+/* dev is about to be freed: what it gathered is dropped. */
+void gather_forget(core *c, device *dev);
+void gather_free(core *c);
 
 /* ---- expiry (expiry.c) ---- */
 
@@ -588,17 +719,48 @@ void push_tick(core *c);
 /* ---- ctl requests (ctl.c) ---- */
 enum core_verdict ctl_handle(core *c, device *from, const uint8_t *payload, size_t len);
 
+/* ---- capabilities (caps.c) ---- */
+
+/* caps.c's state: how many devices declared each capability (gauges for
+ * stats.c). */
+typedef struct caps_state {
+	uint64_t devices[CAP_NBITS];
+} caps_state;
+
+/* The capability's wire name ("sents"). */
+const char *caps_name(enum cap_bit bit);
+/* Reads a CBOR array of capability names (its whole encoding, raw): the
+ * known ones as bits into *out, unknown names ignored. False: not an
+ * array of at most CAPS_MAX_NAMES text strings (why set). */
+bool caps_parse(const uint8_t *raw, size_t len, uint32_t *out, refusal *why);
+/* Makes caps the device's capabilities: what it has gathered goes out
+ * first, the store keeps the new set when it changed. False: the store
+ * failed (why set; nothing changed). */
+bool caps_set(core *c, device *dev, uint32_t caps, refusal *why);
+/* The reply pairs of a caps declaration: caps (the names in effect) and
+ * server {v, puback_delivered, gather_ms, replay_batch}; 2 pairs. */
+void caps_reply_pairs(core *c, cbw *w, const device *dev);
+/* chat/sync's payload: {caps} sets them before the replay; anything else
+ * (an empty payload, {}) changes nothing. False: caps was malformed or
+ * could not be stored (why set). */
+bool caps_sync(core *c, device *dev, const uint8_t *payload, size_t len, refusal *why);
+/* Loads the stored capabilities (core_open, after the devices). */
+int caps_load(core *c);
+/* dev is about to be freed: its capabilities leave the gauges. */
+void caps_forget(core *c, device *dev);
+
 
 /* ---- counters (stats.c) ---- */
 
-#define CORE_STATS_MAX 96
+#define CORE_STATS_MAX 128
 
 typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
 		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
-		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held;
+		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held,
+		replay_batches, sents_out, sents_items, sents_dl, rcpts_out, rcpts_items;
 	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;
 
@@ -772,6 +934,8 @@ struct core {
 	broker_events bev;      /* broker_events.c */
 	stats_state stats;      /* stats.c */
 	commit_state commit;    /* commit.c */
+	caps_state caps;        /* caps.c */
+	gather_state gath;      /* gather.c: sents and rcpts not published yet */
 	backup_job *backup;     /* backup.c: a running `backup`, or NULL */
 	cbw wreply;             /* admin.c: the reply's result pairs, apart from w and w2,
 	                         * which the events a command sends meanwhile use */

@@ -28,6 +28,9 @@ typedef struct ctl_req {
 	/* push.register */
 	const char *platform, *token, *mode;
 	size_t platformlen, tokenlen, modelen;
+	/* caps: the raw CBOR array */
+	const uint8_t *caps;
+	size_t capslen;
 	const char *bad; /* a field's wrong type, refused with the rid */
 } ctl_req;
 
@@ -136,6 +139,19 @@ static bool op_group(core *c, device *dev, const ctl_req *q, refusal *why)
 	return ok;
 }
 
+static bool op_caps(core *c, device *dev, const ctl_req *q, refusal *why)
+{
+	uint32_t caps;
+	if (!q->caps)
+		return refusal_set(why, REFUSE_FIELD, "caps is required (an array of capability names)");
+	if (!caps_parse(q->caps, q->capslen, &caps, why) || !caps_set(c, dev, caps, why))
+		return false;
+	reply_start(c, q, 2);
+	caps_reply_pairs(c, &c->w, dev);
+	ev_publish(c, dev, &c->w);
+	return true;
+}
+
 /* Each handler publishes its own ok reply; false: refused (*why). */
 static const struct {
 	const char *name;
@@ -145,6 +161,7 @@ static const struct {
 	{ "devices", op_devices },
 	{ "push.register", op_push_register },
 	{ "push.unregister", op_push_unregister },
+	{ "caps", op_caps },
 	{ "group.create", op_group },
 	{ "group.add", op_group },
 	{ "group.remove", op_group },
@@ -209,6 +226,12 @@ static const char *parse(const uint8_t *payload, size_t len, ctl_req *q)
 		} else if (cbr_eq(key, "mode") && val->type == CBR_TEXT) {
 			q->mode = (const char *)val->ptr;
 			q->modelen = val->len;
+		} else if (cbr_eq(key, "caps")) {
+			/* checked by op_caps: a non-array is its refusal */
+			if (cbr_skip(&f.r, val))
+				break;
+			q->caps = f.at;
+			q->capslen = (size_t)(f.r.p - f.at);
 		} else if (cbr_eq(key, "op") || cbr_eq(key, "rid") || cbr_eq(key, "user") ||
 		           cbr_eq(key, "gid") || cbr_eq(key, "name") || cbr_eq(key, "members") ||
 		           cbr_eq(key, "platform") || cbr_eq(key, "token") || cbr_eq(key, "mode")) {

@@ -43,9 +43,11 @@ void ev_publish_qos0(core *c, const device *to, const cbw *w)
 		publish_inbox(c, to, w->buf, w->len, 0);
 }
 
-/* Live now, within the window: publishes and counts. */
+/* Live now, within the window: publishes and counts. What the device has
+ * gathered goes first (gather.c), live or into its queue. */
 static bool try_live(core *c, device *to, const uint8_t *ev, size_t len)
 {
+	gather_flush_dev(c, to);
 	if (!dev_live(to) || !flow_room(c, to))
 		return false;
 	publish_inbox(c, to, ev, len, 1);
@@ -84,6 +86,10 @@ void ev_publish(core *c, device *to, const cbw *w)
 
 void ev_publish_entry(core *c, device *to, const cbw *w)
 {
+	/* What it gathered went out before the entry was queued (send.c,
+	 * groups.c call gather_flush_dev first): entries after it in the queue
+	 * are never taken for published by a spill it starts. */
+	assert(!to->gslot);
 	if (cbw_status(w) != 0 || !dev_live(to))
 		return; /* offline or behind a backlog: the queue has it */
 	if (flow_room(c, to)) {
@@ -105,13 +111,19 @@ void ev_publish_entry(core *c, device *to, const cbw *w)
 
 void ev_deliver_user(core *c, const user *u, const cbw *w)
 {
+	ev_deliver_devs(c, u->dev, u->ndev, w);
+}
+
+void ev_deliver_devs(core *c, device *const *to, size_t nto, const cbw *w)
+{
 	device *later[CORE_MAX_DEVICES];
 	size_t n = 0;
 	if (cbw_status(w) != 0)
 		return;
-	for (size_t i = 0; i < u->ndev; i++)
-		if (!try_live(c, u->dev[i], w->buf, w->len))
-			later[n++] = u->dev[i];
+	assert(nto <= CORE_MAX_DEVICES);
+	for (size_t i = 0; i < nto; i++)
+		if (!try_live(c, to[i], w->buf, w->len))
+			later[n++] = to[i];
 	if (n && queue_for(c, later, n, w->buf, w->len)) {
 		c->n.receipts_queued += n;
 		for (size_t i = 0; i < n; i++)
@@ -158,10 +170,9 @@ void ev_sent(cbw *w, const store_cid *cid, const char *conv, uint64_t seq, uint6
 	cbw_text(w, "ts"); cbw_uint(w, ts);
 }
 
-void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
-            bool with_cid)
+void ev_msg_put(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+                bool with_cid)
 {
-	cbw_reset(w);
 	cbw_map(w, 6 + m->has_type + with_cid);
 	cbw_text(w, "k"); cbw_text(w, "msg");
 	cbw_text(w, "conv"); cbw_text(w, m->conv);
@@ -175,6 +186,13 @@ void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_
 	if (with_cid) {
 		cbw_text(w, "cid"); ev_cid(w, &m->cid);
 	}
+}
+
+void ev_msg(cbw *w, const store_msg *m, uint64_t seq, const uint8_t *body, size_t blen,
+            bool with_cid)
+{
+	cbw_reset(w);
+	ev_msg_put(w, m, seq, body, blen, with_cid);
 }
 
 bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, size_t *blen)
@@ -203,24 +221,29 @@ bool ev_body_for(const store_msg *m, const char *addr, const uint8_t **body, siz
 	return false;
 }
 
-void ev_group(cbw *w, const store_msg *m, uint64_t seq)
+bool ev_group_put(cbw *w, const store_msg *m, uint64_t seq)
 {
 	/* The stored body is the map {gid, op, by, members, ?name}; the
 	 * conversation's coordinates are added around its pairs. */
 	cbr r;
 	cbr_item map;
-	cbw_reset(w);
 	cbr_init(&r, m->body, m->body_len);
-	if (!m->body || cbr_next(&r, &map) || map.type != CBR_MAP || map.indef) {
-		w->oom = true; /* nothing is published from a malformed record */
-		return;
-	}
+	if (!m->body || cbr_next(&r, &map) || map.type != CBR_MAP || map.indef)
+		return false; /* nothing is published from a malformed record */
 	cbw_map(w, map.u + 4);
 	cbw_text(w, "k"); cbw_text(w, "group");
 	cbw_text(w, "conv"); cbw_text(w, m->conv);
 	cbw_text(w, "seq"); cbw_uint(w, seq);
 	cbw_text(w, "ts"); cbw_uint(w, m->ts);
 	cbw_raw(w, r.p, (size_t)(r.end - r.p));
+	return true;
+}
+
+void ev_group(cbw *w, const store_msg *m, uint64_t seq)
+{
+	cbw_reset(w);
+	if (!ev_group_put(w, m, seq))
+		w->oom = true; /* nothing is published from a malformed record */
 }
 
 enum core_verdict ev_refuse(core *c, device *to, enum refusal_code code, const char *fmt, ...)

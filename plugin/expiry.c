@@ -78,17 +78,8 @@ void expiry_tick(core *c)
 		user *sender = dir_user(&c->dir, e->from, chat_addr_user_len(e->from));
 		if (!sender)
 			continue;
-		cbw *w = &c->w2;
-		cbw_reset(w);
-		cbw_map(w, 6);
-		cbw_text(w, "k"); cbw_text(w, "receipt");
-		cbw_text(w, "conv"); cbw_text(w, e->conv);
-		cbw_text(w, "seqs"); cbw_array(w, 1); cbw_uint(w, e->seq);
-		cbw_text(w, "s"); cbw_text(w, "expired");
-		cbw_text(w, "by"); cbw_text(w, e->by);
-		cbw_text(w, "ts"); cbw_uint(w, now);
-		c->n.receipts_out++;
-		ev_deliver_user(c, sender, w);
+		/* the v1 receipt event, or gathered for a v2 device (gather.c) */
+		gather_receipt(c, sender, e->conv, "expired", &e->seq, 1, e->by, now);
 	}
 	free(s.v);
 }

@@ -211,7 +211,40 @@ static void switch_to_exact(core *c)
 	core_log(c, CORE_LOG_NOTICE, "the broker reports PUBACKs: flow windows are exact");
 }
 
+/* How many events the acknowledged publish carried: the length of a
+ * batch's evs (sync.c writes {"k":"batch","evs":[...]}), else one. */
+static uint32_t events_in(const void *payload, size_t len)
+{
+	cbr r;
+	cbr_item map, key, val;
+	if (!payload || cbr_map_open(&r, payload, len, &map, NULL) || map.indef || map.u != 2)
+		return 1;
+	bool batch = false;
+	uint64_t i = 0;
+	while (cbr_map_next(&r, &map, &i, &key)) {
+		if (cbr_next(&r, &val))
+			return 1;
+		if (cbr_eq(&key, "k")) {
+			batch = val.type == CBR_TEXT && cbr_eq(&val, "batch");
+			if (!batch)
+				return 1;
+		} else if (batch && cbr_eq(&key, "evs")) {
+			return val.type == CBR_ARRAY && !val.indef && val.u > 0 && val.u <= UINT32_MAX
+			       ? (uint32_t)val.u : 1;
+		} else if (cbr_skip(&r, &val)) {
+			return 1;
+		}
+	}
+	return 1;
+}
+
 void core_on_delivered_ack(core *c, const char *clientid, const char *name)
+{
+	core_on_delivered_ack_payload(c, clientid, name, NULL, 0);
+}
+
+void core_on_delivered_ack_payload(core *c, const char *clientid, const char *name,
+                                   const void *payload, size_t len)
 {
 	if (!clientid || !name || !strchr(clientid, '/'))
 		return;
@@ -224,9 +257,17 @@ void core_on_delivered_ack(core *c, const char *clientid, const char *name)
 		return;
 	if (!c->deliv.acks_exact)
 		switch_to_exact(c);
-	if (dev->fc.evs)
-		dev->fc.evs--;
-	/* Refill in batches, not one pump per acknowledgement. */
-	if (dev->fc.backlog && in_flight(dev) <= c->cfg.inflight_window / 2)
+	/* A batch took one place per event: its PUBACK frees them all. */
+	uint32_t n = events_in(payload, len);
+	dev->fc.evs -= n < dev->fc.evs ? n : dev->fc.evs;
+	/* Refill in batches, not one pump per acknowledgement. A batch's
+	 * PUBACK is such a batch: the next batch goes out at once, one per
+	 * PUBACK, so that no loop pass of the broker takes more than one
+	 * batch's work and other clients' packets wait less behind it. */
+	if (!dev->fc.backlog)
+		return;
+	if (n > 1)
+		sync_pump_n(c, dev, n);
+	else if (in_flight(dev) <= c->cfg.inflight_window / 2)
 		sync_pump(c, dev);
 }

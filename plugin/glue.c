@@ -189,7 +189,8 @@ static int on_message_acked(void *event_data)
 	 * frees in the device's flow window, which may publish more. */
 	core_acked(the_core, ed->client, mosquitto_client_username(ed->client), ed->topic,
 	           ed->payload, ed->payloadlen);
-	core_on_delivered_ack(the_core, mosquitto_client_id(ed->client), ed->topic);
+	core_on_delivered_ack_payload(the_core, mosquitto_client_id(ed->client), ed->topic,
+	                              ed->payload, ed->payloadlen);
 	return MOSQ_ERR_SUCCESS;
 }
 

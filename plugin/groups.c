@@ -143,6 +143,9 @@ static bool group_commit(core *c, const char *gid, const char *gname, size_t nre
 	if (!ok)
 		return refusal_set(why, REFUSE_STORE, "out of memory");
 	fanout_addrs(c, n);
+	/* What a member has gathered goes out before its new queue entry (gather.c). */
+	for (size_t i = 0; i < n; i++)
+		gather_flush_dev(c, c->fan.to[i]);
 
 	char conv[CHAT_CONV_MAX + 1];
 	snprintf(conv, sizeof(conv), "g:%s", gid);

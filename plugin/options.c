@@ -48,6 +48,7 @@ static const option options[] = {
 	{ "inflight_drain", OPT_U32, F(inflight_drain), 1, 10000000, NULL },
 	{ "delivered_gather_ms", OPT_U32, F(delivered_gather_ms), 0, 1000, NULL },
 	{ "replay_slice", OPT_U32, F(replay_slice), 1, 4096, NULL },
+	{ "replay_batch", OPT_U32, F(replay_batch), 1, 1024, NULL },
 	{ "expire_slice", OPT_U32, F(expire_slice), 1, 100000, NULL },
 	{ "max_group_size", OPT_U32, F(max_group_size), 2, CORE_GROUP_SIZE_MAX, NULL },
 	{ "presence_grace", OPT_U32, F(presence_grace_s), 0, 24 * 3600, NULL },

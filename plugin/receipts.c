@@ -31,6 +31,7 @@ typedef struct receipt_scratch {
 	bool changed[RECEIPT_MAX_SEQS];
 	enum store_rstate prev[RECEIPT_MAX_SEQS];
 	bool done[RECEIPT_MAX_SEQS];
+	uint64_t out[RECEIPT_MAX_SEQS]; /* one sender's seqs, for its event */
 } receipt_scratch;
 
 /* Is the device's user one of the conversation's members (of a group:
@@ -84,28 +85,17 @@ static void notify_senders(core *c, const device *reader, const char *conv, size
 					rs->changed[j] = false;
 		}
 		size_t count = 0;
-		for (size_t j = i; j < n; j++)
-			count += rs->changed[j] && !rs->done[j] && same_sender(rs, i, j, ul);
-		if (!sender || count == 0)
-			continue;
-		cbw *w = &c->w2;
-		cbw_reset(w);
-		cbw_map(w, 6);
-		cbw_text(w, "k"); cbw_text(w, "receipt");
-		cbw_text(w, "conv"); cbw_text(w, conv);
-		cbw_text(w, "seqs");
-		cbw_array(w, count);
 		for (size_t j = i; j < n; j++) {
 			if (rs->changed[j] && !rs->done[j] && same_sender(rs, i, j, ul)) {
-				cbw_uint(w, rs->seqs[j]);
+				rs->out[count++] = rs->seqs[j];
 				rs->done[j] = true;
 			}
 		}
-		cbw_text(w, "s"); cbw_text(w, s_out);
-		cbw_text(w, "by"); cbw_text(w, reader->user->name);
-		cbw_text(w, "ts"); cbw_uint(w, now);
-		c->n.receipts_out++;
-		ev_deliver_user(c, sender, w);
+		if (!sender || count == 0)
+			continue;
+		/* To every device of the sender: the v1 receipt event, or merged
+		 * into a v2 device's confirmations, or gathered for it (gather.c). */
+		gather_receipt(c, sender, conv, s_out, rs->out, count, reader->user->name, now);
 	}
 }
 
@@ -213,10 +203,14 @@ void receipts_flush_all(core *c)
 	a->used = 0;
 }
 
+/* The gather window's end, for the PUBACK runs here and for the v2
+ * devices' events (gather.c), in that order: the runs' deliveries merge
+ * into the confirmations still gathered. */
 void receipts_tick(core *c, uint64_t now_ms)
 {
 	if (c->acks.used && now_ms - c->acks.since_ms >= c->cfg.delivered_gather_ms)
 		receipts_flush_all(c);
+	gather_tick(c, now_ms);
 }
 
 void receipts_acked(core *c, device *from, const char *conv, size_t convlen, uint64_t seq)

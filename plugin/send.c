@@ -221,8 +221,7 @@ static enum core_verdict answer_duplicate(core *c, device *from, const send_req 
 		ts = m.ts;
 	store_msg_buf_free(&buf);
 	c->n.msgs_dup++;
-	ev_sent(&c->w, &req->cid, conv, seq, ts);
-	ev_publish(c, from, &c->w);
+	gather_sent(c, from, &req->cid, conv, seq, ts);
 	return CORE_ALLOW;
 }
 
@@ -295,6 +294,10 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 		.bodies = req->bodies, .bodies_len = req->bodies_len,
 	};
 	fanout_addrs(c, n);
+	/* What a recipient has gathered goes out before its new queue entry
+	 * (gather.c: nothing due earlier may follow it). */
+	for (size_t i = 0; i < n; i++)
+		gather_flush_dev(c, to[i]);
 	rc = store_send(c->st, &m, c->fan.addrs, n, c->cfg.max_queue, &seq);
 	if (rc) {
 		if (rc == CHAT_EQUOTA) {
@@ -311,8 +314,7 @@ static enum core_verdict send_conv(core *c, device *from, send_req *req, const c
 		push_queued(c, to[i]);
 
 	const user *me = from->user;
-	ev_sent(&c->w, &req->cid, conv, seq, now);
-	ev_publish(c, from, &c->w);
+	gather_sent(c, from, &req->cid, conv, seq, now);
 	if (req->has_body) {
 		ev_msg(&c->w, &m, seq, req->body, req->body_len, false);
 		ev_msg(&c->w2, &m, seq, req->body, req->body_len, true);

@@ -135,6 +135,7 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "backlogs_active", count_backlogs(c, false) },
 		{ "events_spilled", c->n.spilled },
 		{ "queue_entries_replayed", c->n.replayed },
+		{ "replay_batches", c->n.replay_batches },
 		{ "queue_entries", e.queue_entries_estimate },
 		{ "receipts_in", c->n.receipts_in },
 		{ "acks_delivered", c->n.acks_delivered },
@@ -164,6 +165,14 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "store_pending_compaction_bytes", e.pending_compaction_bytes },
 		{ "store_write_stopped", e.write_stopped },
 		{ "store_delayed_write_rate", e.delayed_write_rate },
+		{ "devices_caps_sents", c->caps.devices[CAP_BIT_SENTS] },
+		{ "devices_caps_batch", c->caps.devices[CAP_BIT_BATCH] },
+		{ "devices_caps_rcpts", c->caps.devices[CAP_BIT_RCPTS] },
+		{ "sents_out", c->n.sents_out },
+		{ "sents_items", c->n.sents_items },
+		{ "sents_delivered", c->n.sents_dl },
+		{ "rcpts_out", c->n.rcpts_out },
+		{ "rcpts_items", c->n.rcpts_items },
 	};
 	_Static_assert(sizeof(fixed) / sizeof(fixed[0]) + REFUSAL_NCOUNTED + 1 + PUSHGW_NCOUNTERS <=
 	               CORE_STATS_MAX, "CORE_STATS_MAX holds every counter");

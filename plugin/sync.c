@@ -25,6 +25,21 @@
  * when the device subscribes to its inbox or resumes a session that has
  * that subscription (broker_events.c); a chat/sync that arrives during it joins it
  * rather than starting over.
+ *
+ * Batches. A device that declared the `batch` capability gets its replay
+ * (and spill drains) as {"k":"batch","evs":[...]} publishes of up to
+ * plugin_opt_replay_batch queued events each, every element exactly the
+ * event a v1 device would get, in queue order: one PUBLISH and one PUBACK
+ * carry what took 64 of each. The window still counts events, not
+ * packets (each element counts as it would alone), and on a broker that
+ * reports PUBACKs the batch's PUBACK frees all its places and delivers
+ * every msg and group event in it (flow.c, broker_events.c). The elements
+ * are encoded straight into one reused buffer (c->deliv.batch) after room
+ * for the header, which is written in front of them once their count is
+ * known: no copy, no allocation per event. A batch is published at the
+ * end of every slice (before its events leave the store), when it is
+ * full, or before an element would take it past plugin_opt_max_body
+ * bytes; a batch of one goes out unwrapped, as the v1 event.
  */
 #include "core_internal.h"
 #include "err.h"
@@ -33,10 +48,17 @@
 
 #define SLICE_MAX 4096
 
+
+/* Room before a batch's elements for its header: {"k":"batch","evs":
+ * [n} is at most 16 bytes for n <= 65535. */
+#define BATCH_HEAD 16
+
 typedef struct pump_ctx {
 	core *c;
 	device *dev;
 	uint64_t now;
+	uint32_t batch;              /* events per publish: 1, or the device batches */
+	size_t nbatch;               /* elements in c->deliv.batch */
 	size_t max;                  /* entries this slice takes ... */
 	size_t taken;                /* ... and has taken so far */
 	uint64_t peek;               /* the qseq of the entry after them, 0: none */
@@ -50,6 +72,93 @@ static bool own_copy(const device *dev, const char *from)
 	return ul == strlen(dev->user->name) && memcmp(from, dev->user->name, ul) == 0;
 }
 
+/* Whether dev gets its replay in batches: it said it understands them
+ * and batches of more than one are configured. */
+static uint32_t batch_size(const core *c, const device *dev)
+{
+	if (c->cfg.replay_batch <= 1 || !device_has_cap(dev, CAP_BATCH))
+		return 1;
+	return c->cfg.replay_batch < SLICE_MAX ? c->cfg.replay_batch : SLICE_MAX;
+}
+
+/* Publishes the batch's elements that end at byte `upto` of the buffer:
+ * one alone as itself, more behind their header. */
+static void batch_publish(pump_ctx *p, size_t n, size_t upto)
+{
+	core *c = p->c;
+	uint8_t *b = c->deliv.batch.buf;
+	if (n == 1) {
+		ev_publish_raw(c, p->dev, b + BATCH_HEAD, upto - BATCH_HEAD);
+		return;
+	}
+	uint8_t h[BATCH_HEAD];
+	size_t hl = 0;
+	static const uint8_t head[] = { 0xa2, 0x61, 'k', 0x65, 'b', 'a', 't', 'c', 'h',
+	                                0x63, 'e', 'v', 's' };
+	memcpy(h, head, sizeof head);
+	hl = sizeof head;
+	if (n < 24) {
+		h[hl++] = (uint8_t)(0x80 | n);
+	} else if (n < 256) {
+		h[hl++] = 0x98;
+		h[hl++] = (uint8_t)n;
+	} else {
+		assert(n <= 0xffff);
+		h[hl++] = 0x99;
+		h[hl++] = (uint8_t)(n >> 8);
+		h[hl++] = (uint8_t)n;
+	}
+	memcpy(b + BATCH_HEAD - hl, h, hl);
+	ev_publish_raw(c, p->dev, b + BATCH_HEAD - hl, upto - (BATCH_HEAD - hl));
+	c->n.replay_batches++;
+}
+
+static void batch_reset(core *c)
+{
+	cbw *w = &c->deliv.batch;
+	static const uint8_t room[BATCH_HEAD];
+	cbw_reset(w);
+	cbw_raw(w, room, sizeof room);
+}
+
+/* Publishes what the batch holds. */
+static void batch_flush(pump_ctx *p)
+{
+	core *c = p->c;
+	if (p->nbatch) {
+		if (cbw_status(&c->deliv.batch) == 0)
+			batch_publish(p, p->nbatch, c->deliv.batch.len);
+		else /* out of memory: they stay queued for the next sync */
+			core_log(c, CORE_LOG_ERR, "a replay batch of %zu events for %s was dropped: "
+			         "out of memory", p->nbatch, p->dev->addr);
+	}
+	p->nbatch = 0;
+	batch_reset(c);
+}
+
+/* The element that starts at byte `start` of the batch was appended:
+ * publishes the batch before it if it took the batch past max_body bytes,
+ * and the batch with it once it is full. */
+static void batch_added(pump_ctx *p, size_t start)
+{
+	core *c = p->c;
+	cbw *w = &c->deliv.batch;
+	if (cbw_status(w) != 0) {
+		batch_flush(p); /* logs, drops */
+		return;
+	}
+	p->nbatch++;
+	if (p->nbatch > 1 && w->len - BATCH_HEAD + 3 + 13 > c->cfg.max_body) {
+		batch_publish(p, p->nbatch - 1, start);
+		size_t elen = w->len - start;
+		memmove(w->buf + BATCH_HEAD, w->buf + start, elen);
+		w->len = BATCH_HEAD + elen;
+		p->nbatch = 1;
+	}
+	if (p->nbatch == p->batch)
+		batch_flush(p);
+}
+
 static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 {
 	pump_ctx *p = arg;
@@ -59,8 +168,16 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 		return CHAT_STOP;
 	}
 	p->taken++;
+	bool batching = p->batch > 1;
+	cbw *bw = &c->deliv.batch;
+	size_t start = bw->len;
 	if (e->kind == STORE_Q_EVENT) {
-		ev_publish_raw(c, p->dev, e->event, e->event_len);
+		if (batching) {
+			cbw_raw(bw, e->event, e->event_len);
+			batch_added(p, start);
+		} else {
+			ev_publish_raw(c, p->dev, e->event, e->event_len);
+		}
 		flow_count_event(c, p->dev);
 		p->events[p->nev++] = e->qseq;
 		return CHAT_OK;
@@ -68,6 +185,13 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 	if (!m || m->expires <= p->now)
 		return CHAT_OK; /* expired: never delivered late; the sweep removes it */
 	if (m->kind == STORE_KIND_GROUP) {
+		if (batching) {
+			if (ev_group_put(bw, m, e->seq)) {
+				batch_added(p, start);
+				flow_count_entry(c, p->dev, e->qseq);
+			}
+			return CHAT_OK;
+		}
 		ev_group(&c->w, m, e->seq);
 		if (cbw_status(&c->w) == 0) {
 			ev_publish_raw(c, p->dev, c->w.buf, c->w.len);
@@ -80,6 +204,12 @@ static int on_entry(void *arg, const store_qentry *e, const store_msg *m)
 	if (!ev_body_for(m, p->dev->addr, &body, &blen)) {
 		core_log(c, CORE_LOG_WARNING, "queued message %s #%llu has no body for %s", e->conv,
 		         (unsigned long long)e->seq, p->dev->addr);
+		return CHAT_OK;
+	}
+	if (batching) {
+		ev_msg_put(bw, m, e->seq, body, blen, own_copy(p->dev, m->from));
+		batch_added(p, start);
+		flow_count_entry(c, p->dev, e->qseq);
 		return CHAT_OK;
 	}
 	ev_msg(&c->w, m, e->seq, body, blen, own_copy(p->dev, m->from));
@@ -138,6 +268,14 @@ static size_t pump(core *c, device *dev, size_t budget)
 {
 	static pump_ctx p; /* 32 KiB of qseqs: kept off the broker's stack */
 	size_t done = 0;
+	uint32_t batch = batch_size(c, dev);
+	if (batch > 1) {
+		/* whole batches: at least one per call, as many as the slice holds */
+		if (budget < batch)
+			budget = batch;
+		budget -= budget % batch;
+		batch_reset(c);
+	}
 	while (dev->fc.backlog && done < budget) {
 		if (!flow_room(c, dev)) {
 			/* A full window waits for room — unless the queue has already
@@ -158,8 +296,14 @@ static size_t pump(core *c, device *dev, size_t budget)
 			max = c->cfg.replay_slice;
 		if (max > SLICE_MAX)
 			max = SLICE_MAX;
+		if (batch > 1 && max < batch && room < batch && done > 0)
+			break; /* a part batch now would leave room for less: wait for more */
+		if (batch > 1 && max > batch)
+			max -= max % batch;
 		p.c = c;
 		p.dev = dev;
+		p.batch = batch;
+		p.nbatch = 0;
 		p.now = c->io.now_ms(c->io.ctx);
 		p.max = max;
 		p.taken = 0;
@@ -170,6 +314,8 @@ static size_t pump(core *c, device *dev, size_t budget)
 		store_queue_walk w = { .after = dev->fc.cursor, .max = max + 1, .cb = on_entry,
 		                       .arg = &p };
 		int rc = store_queue_read(c->st, dev->addr, &w, &visited, &last);
+		if (batch > 1)
+			batch_flush(&p); /* published before its events leave the queue */
 		if (rc == CHAT_STOP) { /* the peeked entry is the next slice's first */
 			rc = CHAT_OK;
 			visited--;
@@ -224,6 +370,7 @@ void backlog_start(core *c, device *dev, uint64_t after)
 static void replay(core *c, device *dev)
 {
 	receipts_flush_dev(c, dev); /* entries its PUBACKs delivered are not replayed */
+	gather_flush_dev(c, dev);   /* what was due before the replay comes before it */
 	if (!dev->fc.backlog) {
 		/* Live until now: everything queued so far was published. */
 		uint64_t last = dev->fc.hi;
@@ -280,6 +427,11 @@ void sync_stop(core *c, device *dev)
 void sync_pump(core *c, device *dev)
 {
 	pump(c, dev, c->cfg.replay_slice);
+}
+
+void sync_pump_n(core *c, device *dev, size_t n)
+{
+	pump(c, dev, n);
 }
 
 void sync_tick(core *c)

@@ -45,14 +45,16 @@ pkgs=(
 # The web client builds with node and npm; a machine that has them from
 # elsewhere (a newer Node.js) keeps them.
 command -v node >/dev/null && command -v npm >/dev/null || pkgs+=(nodejs npm)
-# `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots);
+# `scripts/deps.sh bench` adds gnuplot-nox (plots of bench/compare.sh --plots)
+# and ejabberd (the chat server bench/compare.sh runs as a peer, a private
+# node of its own; installed without starting Debian's system service, below);
 # `scripts/deps.sh fuzz` adds clang and libclang-rt-14-dev (libFuzzer and the
 # ASan/UBSan runtimes, for make fuzz); `scripts/deps.sh mosquitto-tests`
 # adds what mosquitto's own test suite needs (make mosquitto-tests). None
 # is part of the default set.
 for extra in "$@"; do
   case $extra in
-    bench) pkgs+=(gnuplot-nox) ;;
+    bench) pkgs+=(gnuplot-nox ejabberd) ;;
     fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     mosquitto-tests) pkgs+=(python3-psutil openssl) ;;
   esac
@@ -72,8 +74,29 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo="sudo"
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # ejabberd: Debian starts its system service on install (c2s on every
+  # interface's 5222, s2s 5269, HTTP 5280/5443, and epmd on 4369); compare.sh
+  # never uses it (it runs a private node on loopback). So a policy-rc.d that
+  # refuses every start while apt runs (unless the machine has one already,
+  # as containers do), and the service disabled afterwards.
+  # Erlang's epmd.socket (4369) comes with it: disabled too, unless Erlang was
+  # here before (then something else may use it).
+  policy_rc="" had_erlang=0
+  if dpkg-query -W -f='${Status}' erlang-base 2>/dev/null | grep -q "install ok installed"; then had_erlang=1; fi
+  if [[ " ${missing[*]} " == *" ejabberd "* ]] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy_rc=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# scripts/deps.sh: no service starts while it installs ejabberd\nexit 101\n' |
+      $sudo tee "$policy_rc" > /dev/null
+    $sudo chmod 755 "$policy_rc"
+  fi
   $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || {
+    [ -z "$policy_rc" ] || $sudo rm -f "$policy_rc"; exit 1; }
+  if [ -n "$policy_rc" ]; then $sudo rm -f "$policy_rc"; fi
+  if [[ " ${missing[*]} " == *" ejabberd "* ]] && command -v systemctl >/dev/null; then
+    $sudo systemctl disable --now ejabberd.service >/dev/null 2>&1 || true
+    if [ $had_erlang -eq 0 ]; then $sudo systemctl disable --now epmd.socket epmd.service >/dev/null 2>&1 || true; fi
+  fi
   # Debian starts the system mosquitto on :1883 when it installs it; make run
   # needs that port, and tests never use the system service.
   if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then

@@ -38,6 +38,7 @@ typedef struct cred {
 	uint8_t hash[STORE_HASH_LEN];
 	uint64_t created;
 	enum store_role role;
+	bool fresh; /* cred_put: a new account, not a rotated token */
 } cred;
 
 /* Encodes c into out; returns its length (the role byte only when needed). */
@@ -62,6 +63,7 @@ static int cred_decode(store *st, enum store_cf cf, const char *v, size_t vlen, 
 	memcpy(out->hash, v + 1, STORE_HASH_LEN);
 	out->created = store__be64_get((const uint8_t *)v + 1 + STORE_HASH_LEN);
 	out->role = role ? (enum store_role)(uint8_t)v[CRED_LEN] : STORE_ROLE_SERVICE;
+	out->fresh = false;
 	return CHAT_OK;
 }
 
@@ -86,6 +88,11 @@ static int cred_put(store *st, enum store_cf cf, const void *key, size_t klen, c
 	uint8_t rec[CRED_ROLE_LEN];
 	size_t n = cred_encode(rec, c);
 	rocksdb_writebatch_put_cf(store__batch(st), st->cf[cf], key, klen, (const char *)rec, n);
+	/* A new device starts without capabilities, even where an older build
+	 * removed one of that address and left its record (that build knew no
+	 * caps column family). */
+	if (cf == STORE_CF_DEVICES && c->fresh)
+		rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_CAPS], key, klen);
 	return store__commit(st);
 }
 
@@ -97,7 +104,7 @@ static int cred_add(store *st, enum store_cf cf, const void *key, size_t klen,
 		return CHAT_EEXIST;
 	if (rc != CHAT_ENOTFOUND)
 		return rc;
-	cred c = { .created = now_ms(), .role = role };
+	cred c = { .created = now_ms(), .role = role, .fresh = true };
 	memcpy(c.hash, hash, STORE_HASH_LEN);
 	return cred_put(st, cf, key, klen, &c);
 }
@@ -202,6 +209,7 @@ int store_device_remove(store *st, const char *user, const char *device)
 	snprintf(addr, sizeof addr, "%s/%s", user, device);
 	rocksdb_writebatch_delete_cf(store__batch(st), st->cf[STORE_CF_DEVICES], key, klen);
 	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_PUSH], key, klen); /* its push target */
+	rocksdb_writebatch_delete_cf(st->wb, st->cf[STORE_CF_CAPS], key, klen); /* its capabilities */
 	rc = store__queue_drop(st, addr);
 	return rc == CHAT_OK ? store__commit(st) : rc;
 }

@@ -59,6 +59,7 @@ const char *const store_cf_names[STORE_CF_COUNT] = {
 	[STORE_CF_GROUPS] = "groups",
 	[STORE_CF_PUSH] = "push",
 	[STORE_CF_CONTACTS] = "contacts",
+	[STORE_CF_CAPS] = "caps",
 };
 
 /* ---- errors, reads, the batch ---- */

@@ -337,6 +337,21 @@ int store_push_clear(store *st, const char *user, const char *device);
 typedef int (*store_push_cb)(void *arg, const char *user, const char *device, const store_push *p);
 int store_push_each(store *st, store_push_cb cb, void *arg);
 
+/* ---- device capabilities ----
+ *
+ * What a device declared it understands (docs/PROTOCOL.md, "Capabilities"),
+ * as the plugin's bit mask: bit i is the i-th name of the plugin's
+ * DEVICE_CAPS list, which only ever grows at its end. Kept apart from the
+ * device's credential record, so a build without capabilities still reads
+ * that record; removed with the device (store_device_remove), and a device
+ * added again under the same address starts without any. */
+
+/* Sets the device's capabilities (0: none, and the record goes). */
+int store_caps_set(store *st, const char *user, const char *device, uint32_t caps);
+/* Calls cb for every device with capabilities; a walk as err.h describes. */
+typedef int (*store_caps_cb)(void *arg, const char *user, const char *device, uint32_t caps);
+int store_caps_each(store *st, store_caps_cb cb, void *arg);
+
 /* ---- expiry ---- */
 
 /* Deletes up to max messages whose expiry is <= now, oldest first: the

@@ -23,6 +23,8 @@
  *   prefs     user             -> u8 version (1), u8 read_receipts, u8 presence
  *   groups    gid              -> group record (groups.c)
  *   push      user \0 device   -> u8 version (1), u8 platform, token (push.c)
+ *   contacts  U \0 V          -> ""   (contacts.c)
+ *   caps      user \0 device   -> u8 version (1), u32 capability bits (caps.c)
  *
  * A cred record is: u8 version (1), 32-byte token hash, u64 created (ms),
  * and for a service whose role is not STORE_ROLE_SERVICE a u8 role after
@@ -60,6 +62,7 @@ enum store_cf {
 	STORE_CF_GROUPS,
 	STORE_CF_PUSH,
 	STORE_CF_CONTACTS, /* U \0 V for every 1:1 conversation, both ways (contacts.c) */
+	STORE_CF_CAPS,     /* a device's declared capabilities (caps.c) */
 	STORE_CF_COUNT
 };
 

@@ -860,6 +860,14 @@ static const struct metric_info metric_infos[] = {
 	{ "store_pending_compaction_bytes", true, "RocksDB's estimate of compaction debt in bytes." },
 	{ "store_write_stopped", true, "1 while RocksDB stops writes (a stall)." },
 	{ "store_delayed_write_rate", true, "The slowed write rate in bytes/s while RocksDB throttles." },
+	{ "devices_caps_sents", true, "Devices that declared the capability sents." },
+	{ "devices_caps_batch", true, "Devices that declared the capability batch." },
+	{ "devices_caps_rcpts", true, "Devices that declared the capability rcpts." },
+	{ "sents_out", false, "Gathered confirmation events (sents) published." },
+	{ "sents_items", false, "Confirmations published in sents events." },
+	{ "sents_delivered", false, "Deliveries merged into a sents item (dl) instead of a receipt event." },
+	{ "rcpts_out", false, "Coalesced receipt events (rcpts) published." },
+	{ "rcpts_items", false, "Receipt seqs gathered into rcpts events (per user and seq)." },
 };
 
 #define REFUSED_PREFIX "refused_"

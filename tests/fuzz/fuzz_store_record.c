@@ -13,7 +13,7 @@
  * and replaces one of those values, or adds a key, with the bytes; then
  * every reader runs over it: store_msg_get, store_dedup_get,
  * store_conv_last_seq, store_queue_count, store_queue_read, store_device_get
- * and _each, store_service_get and _each, store_prefs_get, store_admin_get,
+ * and _each, store_service_get and _each, store_prefs_get, store_admin_get, store_caps_each,
  * store_receipts, store_deliver, store_ack, store_queue_remove and
  * store_expire. The fixture is written again before the next input, so inputs are
  * independent (the store is recreated every REOPEN_INPUTS inputs to keep
@@ -41,6 +41,8 @@ enum kind {
 	K_RSTATE, K_ADMIN,
 	/* the bytes are (the variable part of) a key */
 	K_QUEUE_KEY, K_EXPIRY_KEY, K_RCPTS_KEY, K_RSTATE_KEY, K_DEVICE_KEY, K_SERVICE_KEY,
+	K_CAPS,     /* a value, added after the key kinds (its handling is the value kinds') */
+	K_CAPS_KEY,
 	K_COUNT
 };
 
@@ -169,6 +171,7 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 	put_cred(STORE_CF_DEVICES, "bob\0tablet", 10);
 	put_cred(STORE_CF_SERVICES, "keys", 4);
 	put(STORE_CF_PREFS, "bob", 3, "\x01\x01\x00", 3);
+	put(STORE_CF_CAPS, "bob\0tablet", 10, "\x01\x00\x00\x00\x05", 5);
 	size_t rsl = store__rcptkey(key, mk, mkl, "bob", 3);
 	put(STORE_CF_RSTATE, key, rsl, "\x01", 1);
 	memset(buf, 0xcd, STORE_HASH_LEN);
@@ -187,6 +190,7 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 	case K_PREFS: put(STORE_CF_PREFS, "bob", 3, v, vl); break;
 	case K_RSTATE: put(STORE_CF_RSTATE, key, rsl, v, vl); break;
 	case K_ADMIN: put(STORE_CF_META, STORE_META_ADMIN, strlen(STORE_META_ADMIN), v, vl); break;
+	case K_CAPS: put(STORE_CF_CAPS, "bob\0tablet", 10, v, vl); break;
 	default: break;
 	}
 	if (kind >= K_QUEUE_KEY && vl <= 512) {
@@ -217,6 +221,7 @@ static void write_input(enum kind kind, const uint8_t *v, size_t vl)
 			break;
 		case K_DEVICE_KEY: put_cred(STORE_CF_DEVICES, v, vl); break;
 		case K_SERVICE_KEY: put_cred(STORE_CF_SERVICES, v, vl); break;
+		case K_CAPS_KEY: put(STORE_CF_CAPS, v, vl, "\x01\x00\x00\x00\x01", 5); break;
 		default: break;
 		}
 	}
@@ -231,7 +236,7 @@ static void wipe_keys(void)
 {
 	static const enum store_cf cfs[] = { STORE_CF_QUEUES, STORE_CF_EXPIRY, STORE_CF_RCPTS,
 	                                     STORE_CF_RSTATE, STORE_CF_DEVICES, STORE_CF_SERVICES,
-	                                     STORE_CF_QMETA };
+	                                     STORE_CF_QMETA, STORE_CF_CAPS };
 	rocksdb_writebatch_t *wb = store__batch(S.st);
 	for (size_t i = 0; i < sizeof(cfs) / sizeof(cfs[0]); i++) {
 		rocksdb_iterator_t *it = rocksdb_create_iterator_cf(S.st->db, S.st->ro, S.st->cf[cfs[i]]);
@@ -292,6 +297,15 @@ static int service_cb(void *arg, const char *name, const uint8_t hash[STORE_HASH
 	return CHAT_OK;
 }
 
+static int caps_cb(void *arg, const char *u, const char *d, uint32_t caps)
+{
+	(void)arg;
+	(void)caps;
+	check_str(u, CHAT_USER_MAX, "store_caps_each");
+	check_str(d, CHAT_DEVICE_MAX, "store_caps_each");
+	return CHAT_OK;
+}
+
 static void expire_cb(void *arg, const store_msg *m, uint64_t seq, const char *const *undelivered,
                       size_t n)
 {
@@ -332,6 +346,7 @@ static void read_all(void)
 	    (unsigned)p.presence > STORE_PRESENCE_NOBODY)
 		die("store_prefs_get handed out a bad presence", NULL);
 	rc_ok(store_admin_get(st, hash), "store_admin_get");
+	rc_ok(store_caps_each(st, caps_cb, NULL), "store_caps_each");
 
 	/* the writers that read first */
 	uint64_t seqs[2] = { 1, 1 }, qseqs[2];

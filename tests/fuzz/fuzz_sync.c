@@ -16,6 +16,9 @@
  *   DISCONNECT dev / CONNECT dev
  *   CTL_RAW    dev len payload[len]        payload on chat/ctl
  *   PRIVACY    dev flags                   {op: privacy, rid, read_receipts}
+ *   CAPS       dev flags                   {op: caps, rid, caps}: flags' bits pick
+ *                                          sents, rcpts, batch, an unknown name
+ *   SYNC_RAW   dev len payload[len]        payload on chat/sync ({caps} among them)
  * Missing operand bytes read as 0.
  */
 #include "fuzz_core_harness.h"
@@ -23,7 +26,8 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { SEND_RAW, SEND, RCPT_RAW, RCPT, SYNC, TICK, DISCONNECT, CONNECT, CTL_RAW, PRIVACY, OP_COUNT };
+enum { SEND_RAW, SEND, RCPT_RAW, RCPT, SYNC, TICK, DISCONNECT, CONNECT, CTL_RAW, PRIVACY, CAPS,
+       SYNC_RAW, OP_COUNT };
 #define MAX_OPS 64
 
 typedef struct script {
@@ -114,6 +118,30 @@ static void op_privacy(script *s)
 	cbw_free(&w);
 }
 
+/* Protocol v2: the gathered confirmations and receipts (gather.c) in
+ * every order with the rest. */
+static void op_caps(script *s)
+{
+	enum fz_dev d = dev(s);
+	uint8_t flags = next(s);
+	static const char *const names[] = { "sents", "rcpts", "batch", "later" };
+	size_t n = 0;
+	for (int i = 0; i < 4; i++)
+		n += (flags >> i) & 1;
+	cbw w;
+	cbw_init(&w);
+	cbw_map(&w, 3);
+	cbw_text(&w, "op"); cbw_text(&w, "caps");
+	cbw_text(&w, "rid"); cbw_uint(&w, flags);
+	cbw_text(&w, "caps");
+	cbw_array(&w, n);
+	for (int i = 0; i < 4; i++)
+		if ((flags >> i) & 1)
+			cbw_text(&w, names[i]);
+	fz_publish_as(d, "chat/ctl", w.buf, w.len);
+	cbw_free(&w);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -136,6 +164,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case CONNECT: fz_connect(dev(&s)); break;
 		case CTL_RAW: publish_raw(&s, dev(&s), "chat/ctl"); break;
 		case PRIVACY: op_privacy(&s); break;
+		case CAPS: op_caps(&s); break;
+		case SYNC_RAW: publish_raw(&s, dev(&s), "chat/sync"); break;
 		}
 	}
 	fz_done();

@@ -73,6 +73,9 @@ CTLS = {
     "group": {"op": "group.create", "rid": 8, "name": "team"},
     "unknown_op": {"op": "reboot", "rid": 9},
     "no_rid": {"op": "devices", "user": "bob"},
+    "caps": {"op": "caps", "rid": 10, "caps": ["sents", "rcpts", "batch", "later"]},
+    "caps_none": {"op": "caps", "rid": 11, "caps": []},
+    "caps_bad": {"op": "caps", "rid": 12, "caps": ["sents", 7]},
 }
 
 ADMINS = {
@@ -170,6 +173,20 @@ def key_requests():
     }
 
 
+def xmpp_streams():
+    """Seeds of fuzz_xmpp: what chatbench's xmpp mode reads from ejabberd (a
+    stream header and features, bind/SM/SASL answers, a message with its
+    receipt request, an ack and a receipt, errors, a cut-off element)."""
+    return {
+        'ack_receipt': b'<a xmlns=\'urn:xmpp:sm:3\' h=\'42\'/><message from="r0@localhost/d" to=\'s0@localhost/d\' id=\'r7\'><received xmlns=\'urn:xmpp:receipts\' id=\'7\'/></message>   ',
+        'bind': b"<iq type='result' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>s0@localhost/d</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' max='300'/><success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+        'errors': b"<iq type='error' id='reg'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq><stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>",
+        'features': b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='1' from='localhost' version='1.0' xml:lang='en'><stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms><register xmlns='http://jabber.org/features/iq-register'/></stream:features>",
+        'message': b"<message to='r0@localhost' from='s0@localhost/d' id='7' type='chat' xmlns='jabber:client'><body>00000000075bcd1500000000000000076789abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghij</body><request xmlns='urn:xmpp:receipts'/></message><r xmlns='urn:xmpp:sm:3'/>",
+        'partial': b"<message type='error' id='3'><body>x</body><error type='cancel'><text>a > b &amp; 'c'</text></error></message><a h='",
+    }
+
+
 def keylog_answers():
     """Seeds of fuzz_keylog: key server answers carrying log data (heads,
     proofs, log references), made with tests/vectors/keylog.json's tree."""
@@ -198,7 +215,7 @@ def keylog_answers():
 
 K = {n: i for i, n in enumerate(
     "MSG REFS RCPTS QUEUE QMETA DEDUP CONVS DEVICE SERVICE PREFS RSTATE ADMIN "
-    "QUEUE_KEY EXPIRY_KEY RCPTS_KEY RSTATE_KEY DEVICE_KEY SERVICE_KEY".split())}
+    "QUEUE_KEY EXPIRY_KEY RCPTS_KEY RSTATE_KEY DEVICE_KEY SERVICE_KEY CAPS CAPS_KEY".split())}
 
 
 def be64(v):
@@ -240,6 +257,9 @@ def store_records():
         "prefs": (K["PREFS"], b"\x01\x00\x02"),
         "rstate": (K["RSTATE"], b"\x02"),
         "admin": (K["ADMIN"], b"\xcd" * 32),
+        "caps": (K["CAPS"], b"\x01\x00\x00\x00\x07"),
+        "caps_short": (K["CAPS"], b"\x01\x05"),
+        "caps_key": (K["CAPS_KEY"], b"carol\0phone"),
         "queue_key": (K["QUEUE_KEY"], be64(2)),
         "expiry_key": (K["EXPIRY_KEY"], be64(10) + b"\0" + msgkey("dm:alice:bob", 1)),
         "expiry_key_short": (K["EXPIRY_KEY"], be64(10)),
@@ -252,7 +272,8 @@ def store_records():
 
 # ---- sync scripts (tests/fuzz/fuzz_sync.c) ----
 
-SEND_RAW, SEND, RCPT_RAW, RCPT, SYNC, TICK, DISCONNECT, CONNECT, CTL_RAW, PRIVACY = range(10)
+(SEND_RAW, SEND, RCPT_RAW, RCPT, SYNC, TICK, DISCONNECT, CONNECT, CTL_RAW, PRIVACY, CAPS,
+ SYNC_RAW) = range(12)
 ALICE_PHONE, ALICE_LAPTOP, BOB_PHONE, BOB_TABLET, CAROL_PHONE = range(5)
 P_ALICE, P_BOB, P_CAROL = range(3)
 
@@ -275,6 +296,16 @@ def sync_scripts():
                                 RCPT, ALICE_PHONE, 1, 1, 5]),
         "reconnect_storm": bytes([DISCONNECT, ALICE_PHONE, CONNECT, ALICE_PHONE, SYNC, ALICE_PHONE,
                                   DISCONNECT, ALICE_PHONE, CONNECT, ALICE_PHONE, SYNC, ALICE_PHONE]),
+        # protocol v2: gathered sents with a delivery merged, coalesced
+        # receipts, a sync that declares caps, then the window's end
+        "v2_gathered": bytes([CAPS, ALICE_PHONE, 3, CAPS, BOB_PHONE, 2,
+                              SEND, ALICE_PHONE, P_BOB, 42, 0, 1]) + b"a" +
+                       bytes([SEND, ALICE_PHONE, P_BOB, 43, 0, 1]) + b"b" +
+                       bytes([RCPT, BOB_PHONE, 0, 1, 2, SEND, BOB_PHONE, P_ALICE, 44, 0, 0,
+                              RCPT, ALICE_PHONE, 1, 1, 3,
+                              SYNC_RAW, ALICE_LAPTOP, len(D({"caps": ["rcpts"]}))]) +
+                       D({"caps": ["rcpts"]}) +
+                       bytes([RCPT, BOB_TABLET, 0, 1, 2, TICK, 0, TICK, 1, DISCONNECT, ALICE_PHONE]),
         "raw_ops": bytes([SEND_RAW, CAROL_PHONE, P_ALICE, len(send)]) + send +
                    bytes([CTL_RAW, BOB_PHONE, len(D(CTLS["devices"]))]) + D(CTLS["devices"]) +
                    bytes([RCPT_RAW, ALICE_LAPTOP, len(D(RECEIPTS["read"]))]) + D(RECEIPTS["read"]),
@@ -382,7 +413,8 @@ def dictionary():
                                 "gid", "members", "name", "user", "owner", "bodies",
                                 "group.add", "group.remove", "group.leave", "group.admin",
                                 "group.info", "slot", "get", "size", "type", "to", "id",
-                                "image/jpeg", "audio/ogg"))
+                                "image/jpeg", "audio/ogg", "k", "msg", "batch", "evs",
+                                "seq", "caps", "sents", "rcpts"))
     lines = ["# CBOR-encoded keys and values of the wire contract (make_corpus.py)"]
     for w in sorted(words):
         lines.append('"' + "".join("\\x%02x" % b for b in w) + '"')
@@ -485,6 +517,27 @@ def attach_inputs():
     return out
 
 
+def acks():
+    """PUBACKed inbox publishes (fuzz_ack): v1 events and replay batches."""
+    def msg(seq, conv="dm:alice:bob", frm="alice/phone"):
+        return {"k": "msg", "conv": conv, "seq": seq, "from": frm, "ts": 900, "body": b"hi"}
+    grp = {"k": "group", "conv": "g:team", "seq": 1, "ts": 900, "gid": "team", "op": "created",
+           "by": "alice", "members": ["alice", "bob"]}
+    rcpt = {"k": "receipt", "conv": "dm:alice:bob", "seqs": [1], "s": "delivered", "by": "alice",
+            "ts": 900}
+    return {
+        "msg": D(msg(1)),
+        "group": D(grp),
+        "batch": D({"k": "batch", "evs": [msg(s) for s in range(1, 7)]}),
+        "batch_mixed": D({"k": "batch", "evs": [msg(2), rcpt, grp, msg(3, "dm:bob:carol", "carol/phone")]}),
+        "batch_nested": D({"k": "batch", "evs": [{"k": "batch", "evs": [msg(4)]}, msg(5)]}),
+        "batch_not_maps": D({"k": "batch", "evs": [1, "x", msg(6)]}),
+        "batch_evs_first": D({"evs": [msg(1)], "k": "batch"}),
+        "batch_count_lies": b"\xa2\x61k\x65batch\x63evs\x99\xff\xff" + D(msg(1)),
+        "batch_empty": D({"k": "batch", "evs": []}),
+    }
+
+
 def main():
     sends = {k: D(v) for k, v in SENDS.items()}
     sends["indefinite_map"] = indef_map([("cid", 13), ("body", b"indef")])
@@ -508,6 +561,8 @@ def main():
     write("e2ee", e2ee_bodies())
     write("attach", attach_inputs())
     write("keylog", keylog_answers())
+    write("ack", acks())
+    write("xmpp", xmpp_streams())
     write("js", js_inputs())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})

@@ -633,11 +633,21 @@ def _matches(ev, match):
 
 class Device(Client):
     """A chat device U/D: username = client id = U/D, password = its token.
-    Subscribes to its inbox and collects decoded inbox events."""
+    Subscribes to its inbox and collects decoded inbox events.
+
+    caps: protocol v2 (docs/PROTOCOL.md, "Capabilities"): a list of
+    capability names declared on every connect() before the inbox
+    subscription, as a v2 client does (ctl caps, its PUBACK and reply, then
+    SUBSCRIBE); the reply is kept in caps_reply. None (the default): a v1
+    device that declares nothing (and keeps what it declared before)."""
+
+    CAPS_RID = 0xCA95
 
     def __init__(self, broker, user, dev, token, protocol=V311, will=True, subscribe=True,
-                 wait_replay=True, **kw):
+                 wait_replay=True, caps=None, **kw):
         self.user, self.dev = user, dev
+        self.caps = caps
+        self.caps_reply = None
         self.wait_replay = wait_replay
         self.replay_pending = False
         self.replay_done = None
@@ -655,6 +665,10 @@ class Device(Client):
 
     def connect(self, timeout=5.0):
         super().connect(timeout)
+        if self.caps is not None:
+            self.caps_reply = self.ctl("caps", self.CAPS_RID, timeout=timeout, caps=list(self.caps))
+            if not self.caps_reply.get("ok"):
+                raise AssertionError("%s: caps refused: %r" % (self.addr, self.caps_reply))
         if self.auto_subscribe:
             code = self.subscribe(self.inbox, 1)
             if code >= 0x80:

@@ -9,17 +9,24 @@ never a speed: the numbers are printed for the curious.
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import unittest
 
-from chatlib import BUILD_DIR, Broker, main, wait_until
+from chatlib import BUILD_DIR, Broker, free_port, main, wait_until
 
 CHATBENCH = os.path.join(BUILD_DIR, "bin", "chatbench")
 AEDES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "peers",
                      "aedes.mjs")
 KEYSERVER = os.path.join(BUILD_DIR, "bin", "chat-keyserver")
+EJABBERD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "peers",
+                        "ejabberd.sh")
+
+
+def ejabberd_installed():
+    return subprocess.run([EJABBERD, "--check"], stdin=subprocess.DEVNULL).returncode == 0
 
 
 def run_bench(*args, timeout=60):
@@ -132,6 +139,65 @@ class BenchSmoke(unittest.TestCase):
         finally:
             b.cleanup()
 
+    def test_dm_caps(self):
+        # Protocol v2 (chatbench --caps): every device declares the caps
+        # before it subscribes; gathered confirmations and coalesced receipts
+        # still account for every send and every delivery. Where the ctl
+        # reply says the PUBACK delivers (the patched broker), no app receipts.
+        r = run_bench("dm", *self.chat_args(), "--pairs", 4, "--msgs", 400, "--caps", "sents,rcpts")
+        self.assert_clean(r, 400)
+        self.assertEqual(r["caps"], "sents,rcpts")
+        self.assertEqual(int(r["acked"]), 400)
+        self.assertEqual(int(r["sent_events"]), 400)
+        self.assertEqual(int(r["receipts_seen"]), 400)
+        self.assertEqual(r["puback_delivered"], "1" if self.chat.patched else "0", r)
+        if self.chat.patched:
+            self.assertEqual(int(r["receipts_sent"]), 0)
+
+    def test_dm_warmup(self):
+        # compare.sh's realistic rows: open loop, one message per pair first
+        # (not counted), then the run itself, every seq after the first once
+        r = run_bench("dm", *self.chat_args(), "--pairs", 20, "--msgs", 200, "--rate", 1000, "--warmup")
+        self.assert_clean(r, 200)
+        self.assertEqual((r["warmup"], r["acked"], r["receipts_seen"]), ("1", "200", "200"), r)
+
+    @unittest.skipUnless(ejabberd_installed(), "ejabberd not installed (scripts/deps.sh bench)")
+    def test_xmpp(self):
+        # compare.sh's chat-server peer: a private ejabberd node, the dm's
+        # flow over XMPP — every message once and in order, every XEP-0198
+        # ack, every XEP-0184 receipt back at its sender.
+        if self.chat.patched:
+            self.skipTest("no mosquitto in it: the run on stock mosquitto has it")
+        with tempfile.TemporaryDirectory() as d:
+            port = free_port()
+            with open(os.path.join(d, "stderr"), "w") as err:
+                ej = subprocess.Popen([EJABBERD, str(port), d], stdin=subprocess.DEVNULL, stdout=err,
+                                      stderr=subprocess.STDOUT)
+            try:
+                def up():
+                    try:
+                        socket.create_connection(("127.0.0.1", port), 0.2).close()
+                        return True
+                    except OSError:
+                        return ej.poll() is not None
+                wait_until(up, timeout=60)
+                self.assertIsNone(ej.poll(), open(os.path.join(d, "stderr")).read())
+                r = run_bench("xmpp", "-p", port, "--broker-pid", ej.pid, "--xmpp-register",
+                              "--run-id", "x1", "--pairs", 4, "--msgs", 400)
+                self.assert_clean(r, 400)
+                self.assertEqual((r["acked"], r["receipts_seen"]), ("400", "400"), r)
+                # registered already ("conflict"): the same users log in again, open loop
+                r = run_bench("xmpp", "-p", port, "--broker-pid", ej.pid, "--xmpp-register",
+                              "--run-id", "x1", "--pairs", 2, "--msgs", 100, "--rate", 500, "--warmup")
+                self.assert_clean(r, 100)
+            finally:
+                ej.terminate()
+                try:
+                    ej.wait(15)
+                except subprocess.TimeoutExpired:
+                    ej.kill()
+                    ej.wait()
+
     def test_dm_fixed_rate(self):
         r = run_bench("dm", *self.chat_args(), "--pairs", 3, "--msgs", 300, "--rate", 1500)
         self.assert_clean(r, 300)
@@ -147,6 +213,16 @@ class BenchSmoke(unittest.TestCase):
                           "--admin-token-file", b.token_file, "--msgs", 300, "--ack-batch", 20)
             self.assert_clean(r, 300)
             self.assertEqual(r["done"], "1")
+            # v2: the device declares `batch`; its replay comes in batch events
+            # (of up to 50 here: the window), while a second pair sends live dms
+            r = run_bench("replay", "-p", b.port, "--broker-pid", b.proc.pid,
+                          "--admin-token-file", b.token_file, "--msgs", 300, "--ack-batch", 20,
+                          "--caps", "batch", "--live-rate", 100)
+            self.assert_clean(r, 300)
+            self.assertEqual((r["done"], r["caps"]), ("1", "batch"), r)
+            self.assertGreaterEqual(int(r["batches"]), 6, r)
+            self.assertLess(int(r["publishes"]), 300 // 4, r)
+            self.assertGreater(int(r["live_msgs"]), 0, r)
         finally:
             b.cleanup()
 

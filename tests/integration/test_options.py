@@ -31,6 +31,7 @@ BAD = {
     "inflight_drain": ["0", "10000001", "fast"],
     "delivered_gather_ms": ["1001", "-1", "10ms"],
     "replay_slice": ["0", "4097"],
+    "replay_batch": ["0", "1025", "64k"],
     "expire_slice": ["0", "100001"],
     "max_group_size": ["1", "65536"],
     "presence_grace": ["86401", "x"],

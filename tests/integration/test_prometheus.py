@@ -17,7 +17,8 @@ from chatlib import SOURCE_DIR, ChatTestCase, main, uniq
 GAUGES = {"users", "devices", "devices_online", "services", "groups", "replays_active",
           "backlogs_active", "queue_entries", "keys_pool_keys", "store_sst_bytes",
           "store_memtable_bytes", "store_pending_compaction_bytes", "store_write_stopped",
-          "store_delayed_write_rate"}
+          "store_delayed_write_rate", "devices_caps_sents", "devices_caps_batch",
+          "devices_caps_rcpts"}
 
 
 def project_version():
