@@ -429,6 +429,35 @@ def dictionary():
     return "\n".join(lines) + "\n"
 
 
+def js_inputs():
+    """Seeds of fuzz_js: what the JetStream backend reads back (first byte:
+    the decoder, tests/fuzz/fuzz_js.c)."""
+    claim = (b"\x01" + be64(17) + be64(1765152000000) + be64(0xfeedface) +
+             bytes([6]) + b"dm:a:b" + bytes([2]) + b"n1")
+    return {
+        "api_pub": b"\x00" + b'{"stream":"CHAT_LOG","seq":12}',
+        "api_dup": b"\x00" + b'{"stream":"CHAT_LOG","seq":3,"duplicate":true}',
+        "api_del": b"\x00" + b'{"success":true}',
+        "api_err": b"\x00" + b'{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 1"}}',
+        "id": b"\x01" + b"al=2Eice",
+        "conv_dm": b"\x02" + b"dm.al=2Eice.bob",
+        "conv_g": b"\x02" + b"g.team",
+        "cid_u": b"\x03" + b"u18446744073709551615",
+        "cid_b": b"\x03" + b"b00abff",
+        "cred_dev": b"\x04" + b"\x01" + bytes(range(32)) + be64(1234),
+        "cred_svc": b"\x04" + b"\x01" + bytes(range(32)) + be64(1234) + b"\x01",
+        "prefs": b"\x05\x01\x00\x02",
+        "push": b"\x06\x01\x02\x01" + b"apns-token-abc",
+        "claim": b"\x07" + claim,
+        "number": b"\x08" + b"chat.log.dm.a.b.17",
+        "leader_get": b"\x09" + b'{"type":"io.nats.jetstream.api.v1.stream_msg_get_response","message":'
+                      b'{"subject":"chat.log.g.team.3","seq":42,"hdrs":"TkFUUy8xLjANCkNoYXQtRnJvbTogYS9kMQ0KDQo=",'
+                      b'"data":"aGk=","time":"2026-12-08T00:00:00Z"}}',
+        "leader_get_none": b"\x09" + b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}',
+        "hdrs": b"\x0a" + b"NATS/1.0\r\nChat-From: a/d1\r\nChat-Cid: u7\r\n\r\n",
+    }
+
+
 def write(what, items):
     d = os.path.join(OUT, what)
     shutil.rmtree(d, ignore_errors=True)
@@ -626,6 +655,7 @@ def main():
     write("keystore_js", keystore_js_records())
     write("ack", acks())
     write("xmpp", xmpp_streams())
+    write("js", js_inputs())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}

@@ -1,0 +1,151 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
+/* js.h — the JetStream backend of cluster mode, in chat terms (issue 27,
+ * docs/CLUSTER.md). Foundation only (the plan's step 3 in part): nothing
+ * in the plugin calls it yet — it waits for the asynchronous store API and
+ * the backend table behind store.h (plan steps 1 and 2).
+ *
+ * No NATS type leaves store/js_*.c. Every operation is asynchronous: it
+ * returns at once (CHAT_OK: started; an error: nothing started, the
+ * callback is not called) and later its callback runs on the owner thread,
+ * inside jstore_drain(). libnats answers on its own threads; those answers
+ * go through the completion FIFO (js_fifo.h), whose notify the owner gives
+ * at open (the plugin: io.wakeup; a test: an eventfd). The owner calls
+ * jstore_drain() after each notify and at least every 100 ms (the broker's
+ * tick), which also times out operations past their deadline (CHAT_EIO).
+ *
+ * Not thread-safe apart from notify: one thread owns a handle. */
+#ifndef CHAT_JS_H
+#define CHAT_JS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+typedef struct jstore jstore;
+
+typedef struct jstore_opts {
+	const char *urls;        /* nats://h:p[,nats://h:p…]; required */
+	const char *prefix;      /* the cell: subjects, streams, buckets; default "chat" */
+	const char *node;        /* this node's id (in claims, sessions); required */
+	int replicas;            /* of every stream and bucket; default 3 */
+	uint64_t max_queue;      /* a device queue's limit (CHAT_Q's per-subject limit); 0 = none */
+	uint64_t max_age_s;      /* every stream's max_age: offline_ttl + 1 day; default 31 days */
+	uint32_t timeout_ms;     /* one operation's deadline, retries included; default 5000 */
+	uint32_t attempt_ms;     /* one request's wait before it is sent again; default 2000 */
+	/* Every KV read and jstore_log_get at the stream's leader (the
+	 * non-direct API: read-your-writes) instead of any replica (a direct
+	 * get: faster, served during an election too, but a replica may be a
+	 * little behind: measured, 1–10 reads in 1,000). The log's probes and
+	 * conflict reads stay direct: nothing is decided on them alone
+	 * (docs/CLUSTER.md, "Reads may be stale; decisions are not"). */
+	bool leader_reads;
+	void (*notify)(void *arg);  /* any thread: call jstore_drain soon */
+	void *notify_arg;
+} jstore_opts;
+
+/* Connects and creates or checks every stream and bucket of the layout
+ * (synchronous, at start). A stream whose configuration differs from the
+ * one these options give is refused: errbuf names the stream, the field and
+ * both values. */
+int jstore_open(jstore **out, const jstore_opts *o, char *errbuf, size_t errlen);
+/* Completes every operation still in flight with CHAT_EIO (callbacks run
+ * here), then closes. */
+void jstore_close(jstore *js);
+/* The owner thread: runs the completions that arrived and times out the
+ * late operations; returns how many callbacks ran. */
+size_t jstore_drain(jstore *js);
+/* What the last failed operation met (a JetStream error, a timeout), for logs. */
+const char *jstore_errmsg(const jstore *js);
+/* Operations in flight. */
+size_t jstore_pending(const jstore *js);
+
+typedef struct jstore_stats {
+	uint64_t ops, retries, timeouts, log_conflicts, disconnects, reconnects, wakeups;
+} jstore_stats;
+void jstore_get_stats(const jstore *js, jstore_stats *out);
+/* The server leading a stream (its server_name), for tests and stats;
+ * synchronous. which: "LOG", "Q", … or a bucket "KV:acct". */
+int jstore_stream_leader(jstore *js, const char *which, char *out, size_t cap);
+
+typedef void (*jstore_done_cb)(void *arg, int rc);
+
+/* ---- accounts (bucket <prefix>_acct) ---- */
+typedef void (*jstore_cred_cb)(void *arg, int rc, const uint8_t hash[STORE_HASH_LEN],
+                               enum store_role role);
+/* CHAT_EEXIST if the device exists (a KV create). */
+int jstore_device_add(jstore *js, const char *user, const char *device,
+                      const uint8_t hash[STORE_HASH_LEN], jstore_done_cb cb, void *arg);
+/* CHAT_ENOTFOUND. */
+int jstore_device_get(jstore *js, const char *user, const char *device, jstore_cred_cb cb,
+                      void *arg);
+/* A plain put; CHAT_ENOTFOUND if there is no device (read first). */
+int jstore_device_rehash(jstore *js, const char *user, const char *device,
+                         const uint8_t hash[STORE_HASH_LEN], jstore_done_cb cb, void *arg);
+/* The KV delete (the commit point) and the push target's. */
+int jstore_device_remove(jstore *js, const char *user, const char *device, jstore_done_cb cb,
+                         void *arg);
+int jstore_service_add(jstore *js, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                       enum store_role role, jstore_done_cb cb, void *arg);
+int jstore_service_get(jstore *js, const char *name, jstore_cred_cb cb, void *arg);
+int jstore_service_rehash(jstore *js, const char *name, const uint8_t hash[STORE_HASH_LEN],
+                          jstore_done_cb cb, void *arg);
+int jstore_service_remove(jstore *js, const char *name, jstore_done_cb cb, void *arg);
+int jstore_admin_get(jstore *js, jstore_cred_cb cb, void *arg);
+int jstore_admin_set(jstore *js, const uint8_t hash[STORE_HASH_LEN], jstore_done_cb cb, void *arg);
+/* The token-hashing key: created randomly by the first node (KV create);
+ * every other node reads the winner's. */
+typedef void (*jstore_key_cb)(void *arg, int rc, const uint8_t key[STORE_KEY_LEN]);
+int jstore_token_key(jstore *js, jstore_key_cb cb, void *arg);
+
+/* ---- prefs, push targets, contacts ---- */
+typedef void (*jstore_prefs_cb)(void *arg, int rc, const store_prefs *p);
+int jstore_prefs_get(jstore *js, const char *user, jstore_prefs_cb cb, void *arg);
+int jstore_prefs_set(jstore *js, const char *user, const store_prefs *p, jstore_done_cb cb,
+                     void *arg);
+/* p->token valid during the call; CHAT_ENOTFOUND when none. */
+typedef void (*jstore_push_cb)(void *arg, int rc, const store_push *p);
+int jstore_push_set(jstore *js, const char *user, const char *device, const store_push *p,
+                    jstore_done_cb cb, void *arg);
+int jstore_push_get(jstore *js, const char *user, const char *device, jstore_push_cb cb, void *arg);
+int jstore_push_clear(jstore *js, const char *user, const char *device, jstore_done_cb cb,
+                      void *arg);
+/* The 1:1 contacts index, both directions (two puts, with a dm's first message). */
+int jstore_contact_add(jstore *js, const char *a, const char *b, jstore_done_cb cb, void *arg);
+/* CHAT_OK if b is a's contact, CHAT_ENOTFOUND if not. */
+int jstore_contact_get(jstore *js, const char *a, const char *b, jstore_done_cb cb, void *arg);
+
+/* ---- the dedup claim (bucket <prefix>_dedup) ----
+ * rc CHAT_OK: this call created the claim (won); CHAT_EEXIST: another send
+ * (any node, any time within the TTL) holds it: conv and seq0 are its. */
+typedef void (*jstore_claim_cb)(void *arg, int rc, const char *conv, uint64_t seq0);
+int jstore_dedup_claim(jstore *js, const char *from, const store_cid *cid, const char *conv,
+                       uint64_t seq0, jstore_claim_cb cb, void *arg);
+/* CHAT_OK with the claim, or CHAT_ENOTFOUND. */
+int jstore_dedup_get(jstore *js, const char *from, const store_cid *cid, jstore_claim_cb cb,
+                     void *arg);
+/* The sweeper's removal: js_DeleteMsg on the claim's stream seq (never a KV
+ * delete: its tombstone would make the next create an update on a
+ * revision, which 2.9.10 does not make atomic). CHAT_OK also when gone. */
+int jstore_dedup_release(jstore *js, const char *from, const store_cid *cid, jstore_done_cb cb,
+                         void *arg);
+
+/* ---- the conversation log: gap-free seqs by create-only entries ----
+ * Creates the entry log.<conv>.<n> (create-only) with n the conversation's
+ * next seq: the head from this node's cache, else the <prefix>_heads hint
+ * and probing forward. A conflict (10071: n is taken) reads log.<conv>.<n>:
+ * this (from, cid) there is success, else n + 1. No node pipelines two seqs
+ * of one conversation: appends of one conversation wait for each other. */
+typedef void (*jstore_seq_cb)(void *arg, int rc, uint64_t seq);
+int jstore_log_append(jstore *js, const char *conv, const char *from, const store_cid *cid,
+                      uint64_t ts, const uint8_t *body, size_t len, jstore_seq_cb cb, void *arg);
+/* One entry: CHAT_ENOTFOUND if seq has none. from and cid are the entry's. */
+typedef void (*jstore_entry_cb)(void *arg, int rc, const char *from, const store_cid *cid,
+                                const uint8_t *body, size_t len);
+int jstore_log_get(jstore *js, const char *conv, uint64_t seq, jstore_entry_cb cb, void *arg);
+/* Forgets the cached head of conv (tests: a cold node). */
+void jstore_forget_head(jstore *js, const char *conv);
+
+#endif

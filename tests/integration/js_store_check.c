@@ -1,0 +1,444 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
+/* js_store_check — drives store/js.h (cluster mode's JetStream backend)
+ * against a real nats-server cluster, for test_js_store.py and for the
+ * measurements in docs/CLUSTER.md. The owner thread is this program's main
+ * thread: the backend's notify writes an eventfd, the loop polls it (and
+ * at least every 50 ms, as the broker's tick would) and drains.
+ *
+ *   js_store_check layout URLS [MAX_QUEUE]      open: create or check the layout
+ *   js_store_check ops URLS                     accounts, prefs, push, contacts, claims
+ *   js_store_check seq URLS NODE CONV K [SECS]  K appends (or for SECS seconds): "seq cid" per ack
+ *   js_store_check claims URLS NODE FROM N      claims of cids 1..N: "cid won|lost"
+ *   js_store_check verify URLS CONV N           entries 1..N present, N + 1 absent: "seq from cid"
+ *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
+ *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
+ *
+ * JS_START_AT=<ms since the epoch>: wait until then after connecting (races).
+ * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
+ * Exit status 0 when the mode's checks held, 1 when not (with a line on
+ * stderr saying which), 3 when jstore_open refused (its reason on stdout). */
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "js.h"
+
+static int efd;
+static jstore *js;
+static int failures;
+
+static void notify(void *arg)
+{
+	(void)arg;
+	uint64_t one = 1;
+	if (write(efd, &one, sizeof(one)) < 0) {
+		/* the loop polls every 50 ms anyway */
+	}
+}
+
+static double now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Runs the loop until *done or the deadline. */
+static void run_until(volatile int *done, double ms)
+{
+	double end = now_ms() + ms;
+	while (!*done && now_ms() < end) {
+		struct pollfd p = { efd, POLLIN, 0 };
+		if (poll(&p, 1, 50) > 0) {
+			uint64_t v;
+			if (read(efd, &v, sizeof(v)) < 0) {
+				/* nothing: drain anyway */
+			}
+		}
+		jstore_drain(js);
+	}
+}
+
+#define EXPECT(cond, ...)                                    \
+	do {                                                 \
+		if (!(cond)) {                               \
+			fprintf(stderr, "FAILED: " __VA_ARGS__); \
+			fprintf(stderr, " (%s)\n", jstore_errmsg(js)); \
+			failures++;                          \
+		}                                            \
+	} while (0)
+
+static int open_js(const char *urls, const char *node, uint64_t max_queue, uint32_t timeout_ms)
+{
+	char err[512] = "";
+	jstore_opts o = { 0 };
+	o.urls = urls;
+	o.node = node;
+	o.prefix = getenv("JS_PREFIX") ? getenv("JS_PREFIX") : "chat";
+	o.replicas = getenv("JS_REPLICAS") ? atoi(getenv("JS_REPLICAS")) : 3;
+	o.max_queue = max_queue;
+	o.timeout_ms = timeout_ms;
+	o.leader_reads = getenv("JS_LEADER_READS") != NULL;
+	o.notify = notify;
+	int rc = jstore_open(&js, &o, err, sizeof(err));
+	if (rc != CHAT_OK) {
+		printf("refused: %s\n", err);
+		return 3;
+	}
+	return 0;
+}
+
+/* ---- one result at a time ---- */
+static volatile int done;
+static int rc_out;
+static uint64_t seq_out;
+static uint8_t hash_out[STORE_HASH_LEN];
+static int role_out;
+static store_prefs prefs_out;
+static char str_out[5000];
+static char conv_out[CHAT_CONV_MAX + 1];
+
+static void cb_done(void *arg, int rc) { (void)arg; rc_out = rc; done = 1; }
+static void cb_cred(void *arg, int rc, const uint8_t h[STORE_HASH_LEN], enum store_role role)
+{
+	(void)arg;
+	rc_out = rc;
+	if (h)
+		memcpy(hash_out, h, STORE_HASH_LEN);
+	role_out = role;
+	done = 1;
+}
+static void cb_key(void *arg, int rc, const uint8_t k[STORE_KEY_LEN])
+{
+	(void)arg;
+	rc_out = rc;
+	if (k)
+		memcpy(hash_out, k, STORE_KEY_LEN);
+	done = 1;
+}
+static void cb_prefs(void *arg, int rc, const store_prefs *p)
+{
+	(void)arg;
+	rc_out = rc;
+	if (p)
+		prefs_out = *p;
+	done = 1;
+}
+static void cb_push(void *arg, int rc, const store_push *p)
+{
+	(void)arg;
+	rc_out = rc;
+	if (p)
+		snprintf(str_out, sizeof(str_out), "%d:%d:%.*s", p->platform, p->alert, (int)p->token_len, p->token);
+	done = 1;
+}
+static void cb_claim(void *arg, int rc, const char *conv, uint64_t seq0)
+{
+	(void)arg;
+	rc_out = rc;
+	snprintf(conv_out, sizeof(conv_out), "%s", conv ? conv : "");
+	seq_out = seq0;
+	done = 1;
+}
+static void cb_seq(void *arg, int rc, uint64_t seq)
+{
+	(void)arg;
+	rc_out = rc;
+	seq_out = seq;
+	done = 1;
+}
+static void cb_entry(void *arg, int rc, const char *from, const store_cid *cid, const uint8_t *b, size_t n)
+{
+	(void)arg;
+	(void)b;
+	(void)n;
+	rc_out = rc;
+	if (rc == CHAT_OK)
+		snprintf(str_out, sizeof(str_out), "%s %c%" PRIu64, from, cid->is_uint ? 'u' : 'b', cid->u);
+	done = 1;
+}
+
+#define WAIT(call)                                                             \
+	do {                                                                   \
+		done = 0;                                                      \
+		rc_out = -99;                                                  \
+		int rc_ = (call);                                              \
+		if (rc_ != CHAT_OK) {                                          \
+			rc_out = rc_;                                          \
+			break;                                                 \
+		}                                                              \
+		run_until(&done, 60000);                                       \
+	} while (0)
+
+static int mode_ops(void)
+{
+	uint8_t h1[STORE_HASH_LEN], h2[STORE_HASH_LEN];
+	char user[64];
+	memset(h1, 0xa1, sizeof(h1));
+	memset(h2, 0xb2, sizeof(h2));
+	/* a user with a '.' in its id: the subject encoding's case */
+	snprintf(user, sizeof(user), "al.ice%d", (int)getpid());
+	WAIT(jstore_device_add(js, user, "d1", h1, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "device_add: %d", rc_out);
+	WAIT(jstore_device_add(js, user, "d1", h2, cb_done, NULL));
+	EXPECT(rc_out == CHAT_EEXIST, "device_add twice: %d, want EEXIST", rc_out);
+	WAIT(jstore_device_get(js, user, "d1", cb_cred, NULL));
+	EXPECT(rc_out == CHAT_OK && !memcmp(hash_out, h1, sizeof(h1)), "device_get: %d", rc_out);
+	WAIT(jstore_device_rehash(js, user, "d1", h2, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "rehash: %d", rc_out);
+	WAIT(jstore_device_get(js, user, "d1", cb_cred, NULL));
+	EXPECT(rc_out == CHAT_OK && !memcmp(hash_out, h2, sizeof(h2)), "device_get after rehash: %d", rc_out);
+	WAIT(jstore_device_rehash(js, user, "nodev", h2, cb_done, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "rehash of no device: %d", rc_out);
+	store_push p = { STORE_PUSH_APNS, "tok-123", 7, true };
+	WAIT(jstore_push_set(js, user, "d1", &p, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "push_set: %d", rc_out);
+	WAIT(jstore_push_get(js, user, "d1", cb_push, NULL));
+	EXPECT(rc_out == CHAT_OK && !strcmp(str_out, "2:1:tok-123"), "push_get: %d %s", rc_out, str_out);
+	WAIT(jstore_device_remove(js, user, "d1", cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "device_remove: %d", rc_out);
+	WAIT(jstore_device_get(js, user, "d1", cb_cred, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "device_get after remove: %d", rc_out);
+	WAIT(jstore_push_get(js, user, "d1", cb_push, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "push_get after remove: %d", rc_out);
+	/* re-added over the delete marker */
+	WAIT(jstore_device_add(js, user, "d1", h1, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "device_add after remove: %d", rc_out);
+	WAIT(jstore_service_add(js, "keyserver", h1, STORE_ROLE_PROVISIONER, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK || rc_out == CHAT_EEXIST, "service_add: %d", rc_out);
+	WAIT(jstore_service_get(js, "keyserver", cb_cred, NULL));
+	EXPECT(rc_out == CHAT_OK && role_out == STORE_ROLE_PROVISIONER, "service_get: %d role %d", rc_out, role_out);
+	WAIT(jstore_service_rehash(js, "keyserver", h2, cb_done, NULL));
+	WAIT(jstore_service_get(js, "keyserver", cb_cred, NULL));
+	EXPECT(rc_out == CHAT_OK && role_out == STORE_ROLE_PROVISIONER && !memcmp(hash_out, h2, sizeof(h2)),
+	       "service role kept by rehash: %d", role_out);
+	WAIT(jstore_service_remove(js, "keyserver", cb_done, NULL));
+	WAIT(jstore_service_get(js, "keyserver", cb_cred, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "service after remove: %d", rc_out);
+	WAIT(jstore_admin_set(js, h1, cb_done, NULL));
+	WAIT(jstore_admin_get(js, cb_cred, NULL));
+	EXPECT(rc_out == CHAT_OK && !memcmp(hash_out, h1, sizeof(h1)), "admin: %d", rc_out);
+	uint8_t k1[STORE_KEY_LEN];
+	WAIT(jstore_token_key(js, cb_key, NULL));
+	EXPECT(rc_out == CHAT_OK, "token_key: %d", rc_out);
+	memcpy(k1, hash_out, sizeof(k1));
+	WAIT(jstore_token_key(js, cb_key, NULL));
+	EXPECT(rc_out == CHAT_OK && !memcmp(k1, hash_out, sizeof(k1)), "token_key is the same the second time");
+	printf("token_key %02x%02x%02x%02x\n", k1[0], k1[1], k1[2], k1[3]);
+	WAIT(jstore_prefs_get(js, user, cb_prefs, NULL));
+	EXPECT(rc_out == CHAT_OK && prefs_out.read_receipts && prefs_out.presence == STORE_PRESENCE_EVERYONE,
+	       "prefs defaults: %d", rc_out);
+	store_prefs pr = { false, STORE_PRESENCE_CONTACTS };
+	WAIT(jstore_prefs_set(js, user, &pr, cb_done, NULL));
+	WAIT(jstore_prefs_get(js, user, cb_prefs, NULL));
+	EXPECT(rc_out == CHAT_OK && !prefs_out.read_receipts && prefs_out.presence == STORE_PRESENCE_CONTACTS,
+	       "prefs: %d", rc_out);
+	WAIT(jstore_contact_add(js, user, "bob", cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "contact_add: %d", rc_out);
+	WAIT(jstore_contact_get(js, "bob", user, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "contact both ways: %d", rc_out);
+	WAIT(jstore_contact_get(js, "bob", "carol", cb_done, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "no contact: %d", rc_out);
+	/* a claim, its dedup, its release by message delete, and a claim again */
+	char from[96];
+	snprintf(from, sizeof(from), "%s/d1", user);
+	store_cid cid = { false, 0, { 1, 2, 0xfe }, 3 };
+	WAIT(jstore_dedup_claim(js, from, &cid, "dm:al.ice:bob", 7, cb_claim, NULL));
+	EXPECT(rc_out == CHAT_OK, "claim: %d", rc_out);
+	WAIT(jstore_dedup_claim(js, from, &cid, "dm:al.ice:bob", 9, cb_claim, NULL));
+	EXPECT(rc_out == CHAT_EEXIST && seq_out == 7 && !strcmp(conv_out, "dm:al.ice:bob"),
+	       "second claim: %d seq0 %" PRIu64, rc_out, seq_out);
+	WAIT(jstore_dedup_get(js, from, &cid, cb_claim, NULL));
+	EXPECT(rc_out == CHAT_OK && seq_out == 7, "dedup_get: %d", rc_out);
+	WAIT(jstore_dedup_release(js, from, &cid, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "release: %d", rc_out);
+	WAIT(jstore_dedup_release(js, from, &cid, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "release twice: %d", rc_out);
+	WAIT(jstore_dedup_get(js, from, &cid, cb_claim, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "dedup_get after release: %d", rc_out);
+	WAIT(jstore_dedup_claim(js, from, &cid, "dm:al.ice:bob", 11, cb_claim, NULL));
+	EXPECT(rc_out == CHAT_OK, "claim after release (create-only again): %d", rc_out);
+	/* the log: a conversation's first seqs, and a cold node finding the head */
+	char conv[128];
+	snprintf(conv, sizeof(conv), "g:ops%d", (int)getpid());
+	for (uint64_t i = 1; i <= 10; i++) {
+		store_cid c = { true, 1000 + i, { 0 }, 0 };
+		WAIT(jstore_log_append(js, conv, from, &c, 1, (const uint8_t *)"hi", 2, cb_seq, NULL));
+		EXPECT(rc_out == CHAT_OK && seq_out == i, "append %" PRIu64 ": %d seq %" PRIu64, i, rc_out, seq_out);
+	}
+	jstore_forget_head(js, conv);
+	store_cid c11 = { true, 2000, { 0 }, 0 };
+	WAIT(jstore_log_append(js, conv, from, &c11, 1, NULL, 0, cb_seq, NULL));
+	EXPECT(rc_out == CHAT_OK && seq_out == 11, "append from a cold head: %d seq %" PRIu64, rc_out, seq_out);
+	/* the same cid again: the entry it made, not a new seq */
+	jstore_forget_head(js, conv);
+	WAIT(jstore_log_append(js, conv, from, &c11, 1, NULL, 0, cb_seq, NULL));
+	EXPECT(rc_out == CHAT_OK && seq_out == 11, "a retried cid: %d seq %" PRIu64, rc_out, seq_out);
+	WAIT(jstore_log_get(js, conv, 3, cb_entry, NULL));
+	EXPECT(rc_out == CHAT_OK && !strncmp(str_out, from, strlen(from)), "log_get: %d %s", rc_out, str_out);
+	WAIT(jstore_log_get(js, conv, 12, cb_entry, NULL));
+	EXPECT(rc_out == CHAT_ENOTFOUND, "log_get past the head: %d", rc_out);
+	/* invalid ids are refused before anything is sent */
+	EXPECT(jstore_device_add(js, "a b", "d1", h1, cb_done, NULL) == CHAT_EINVAL, "a bad id");
+	EXPECT(jstore_log_append(js, "x:y", from, &c11, 1, NULL, 0, cb_seq, NULL) == CHAT_EINVAL, "a bad conv");
+	EXPECT(jstore_pending(js) == 0, "nothing left in flight");
+	printf("ops %s\n", failures ? "FAILED" : "ok");
+	return failures ? 1 : 0;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* K appends in CONV with cids u<node-hash * 1e6 + i>; each retried with the
+ * same cid until stored (an EIO: the cluster was electing a leader). */
+static int mode_seq(const char *node, const char *conv, long k, double secs)
+{
+	uint64_t base = 0;
+	for (const char *p = node; *p; p++)
+		base = base * 31 + (uint8_t)*p;
+	base = (base % 1000) * 1000000;
+	char from[64];
+	snprintf(from, sizeof(from), "w%s/d1", node);
+	double end = now_ms() + secs * 1e3;
+	for (long i = 1; secs > 0 ? now_ms() < end : i <= k; i++) {
+		store_cid c = { true, base + (uint64_t)i, { 0 }, 0 };
+		for (int tries = 0;; tries++) {
+			WAIT(jstore_log_append(js, conv, from, &c, 1, (const uint8_t *)"x", 1, cb_seq, NULL));
+			if (rc_out == CHAT_OK)
+				break;
+			if (tries > 20) {
+				fprintf(stderr, "FAILED: append %ld: %d after %d tries (%s)\n", i, rc_out, tries, jstore_errmsg(js));
+				return 1;
+			}
+		}
+		printf("%" PRIu64 " %s u%" PRIu64 "\n", seq_out, from, c.u);
+		fflush(stdout);
+	}
+	jstore_stats st;
+	jstore_get_stats(js, &st);
+	fprintf(stderr, "%s: conflicts %" PRIu64 " retries %" PRIu64 " timeouts %" PRIu64 " reconnects %" PRIu64 "\n",
+	        node, st.log_conflicts, st.retries, st.timeouts, st.reconnects);
+	return 0;
+}
+
+static int mode_claims(const char *node, const char *from, long n)
+{
+	for (long i = 1; i <= n; i++) {
+		store_cid c = { true, (uint64_t)i, { 0 }, 0 };
+		WAIT(jstore_dedup_claim(js, from, &c, "dm:a:b", 1, cb_claim, NULL));
+		if (rc_out != CHAT_OK && rc_out != CHAT_EEXIST) {
+			fprintf(stderr, "FAILED: claim %ld: %d\n", i, rc_out);
+			return 1;
+		}
+		printf("%ld %s %s\n", i, rc_out == CHAT_OK ? "won" : "lost", node);
+	}
+	return 0;
+}
+
+static int mode_verify(const char *conv, long n)
+{
+	for (long i = 1; i <= n + 1; i++) {
+		WAIT(jstore_log_get(js, conv, (uint64_t)i, cb_entry, NULL));
+		if (i <= n) {
+			EXPECT(rc_out == CHAT_OK, "seq %ld missing: %d", i, rc_out);
+			if (rc_out == CHAT_OK)
+				printf("%ld %s\n", i, str_out);
+		} else {
+			EXPECT(rc_out == CHAT_ENOTFOUND, "seq %ld exists: more entries than acknowledged", i);
+		}
+	}
+	return failures ? 1 : 0;
+}
+
+static int mode_bench(long n)
+{
+	double *a = calloc((size_t)n, sizeof(double)), *b = calloc((size_t)n, sizeof(double));
+	char conv[64];
+	snprintf(conv, sizeof(conv), "dm:bench%d:z", (int)getpid());
+	double t0 = now_ms();
+	for (long i = 0; i < n; i++) {
+		store_cid c = { true, (uint64_t)i + 1, { 0 }, 0 };
+		double t = now_ms();
+		WAIT(jstore_log_append(js, conv, "bench/d1", &c, 1, (const uint8_t *)"0123456789", 10, cb_seq, NULL));
+		a[i] = now_ms() - t;
+		EXPECT(rc_out == CHAT_OK && seq_out == (uint64_t)i + 1, "bench append %ld", i);
+	}
+	double ta = now_ms() - t0;
+	t0 = now_ms();
+	for (long i = 0; i < n; i++) {
+		store_cid c = { true, (uint64_t)getpid() * 1000000 + (uint64_t)i, { 0 }, 0 };
+		double t = now_ms();
+		WAIT(jstore_dedup_claim(js, "bench/d1", &c, conv, 1, cb_claim, NULL));
+		b[i] = now_ms() - t;
+		EXPECT(rc_out == CHAT_OK, "bench claim %ld", i);
+	}
+	double tb = now_ms() - t0;
+	qsort(a, (size_t)n, sizeof(double), cmpd);
+	qsort(b, (size_t)n, sizeof(double), cmpd);
+	printf("seq assignment (create-only log entry, R3, warm head): n=%ld p50 %.2f ms p99 %.2f ms %.0f/s\n", n,
+	       a[n / 2], a[n * 99 / 100], n / (ta / 1e3));
+	printf("dedup claim (KV create, R3): n=%ld p50 %.2f ms p99 %.2f ms %.0f/s\n", n, b[n / 2], b[n * 99 / 100],
+	       n / (tb / 1e3));
+	free(a);
+	free(b);
+	return failures ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3) {
+		fprintf(stderr, "usage: see the comment at the top of js_store_check.c\n");
+		return 2;
+	}
+	efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	const char *mode = argv[1], *urls = argv[2];
+	uint32_t timeout = getenv("JS_TIMEOUT_MS") ? (uint32_t)atoi(getenv("JS_TIMEOUT_MS")) : 5000;
+	int rc;
+	if (!strcmp(mode, "layout"))
+		rc = open_js(urls, "check", argc > 3 ? strtoull(argv[3], NULL, 10) : 0, timeout);
+	else
+		rc = open_js(urls, !strcmp(mode, "seq") || !strcmp(mode, "claims") ? argv[3] : "check", 0, timeout);
+	if (rc)
+		return rc;
+	/* JS_START_AT (ms since the epoch): every process of a race starts its
+	 * operations at that moment, connected and ready, so that they overlap */
+	if (getenv("JS_START_AT")) {
+		struct timespec t;
+		clock_gettime(CLOCK_REALTIME, &t);
+		double wait = atof(getenv("JS_START_AT")) - (t.tv_sec * 1e3 + t.tv_nsec / 1e6);
+		if (wait > 0 && wait < 60000)
+			usleep((useconds_t)(wait * 1000));
+	}
+	if (!strcmp(mode, "layout"))
+		printf("layout ok\n");
+	else if (!strcmp(mode, "ops"))
+		rc = mode_ops();
+	else if (!strcmp(mode, "seq") && argc >= 6)
+		rc = mode_seq(argv[3], argv[4], atol(argv[5]), argc > 6 ? atof(argv[6]) : 0);
+	else if (!strcmp(mode, "claims") && argc >= 6)
+		rc = mode_claims(argv[3], argv[4], atol(argv[5]));
+	else if (!strcmp(mode, "verify") && argc >= 5)
+		rc = mode_verify(argv[3], atol(argv[4]));
+	else if (!strcmp(mode, "leader") && argc >= 4) {
+		char name[128];
+		rc = jstore_stream_leader(js, argv[3], name, sizeof(name)) == CHAT_OK ? 0 : 1;
+		if (!rc)
+			printf("%s\n", name);
+	} else if (!strcmp(mode, "bench") && argc >= 4)
+		rc = mode_bench(atol(argv[3]));
+	else
+		rc = 2;
+	jstore_close(js);
+	close(efd);
+	return rc;
+}

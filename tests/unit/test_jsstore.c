@@ -1,0 +1,378 @@
+// SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
+// SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
+/* test_jsstore.c — the pure parts of cluster mode's JetStream backend:
+ * the completion FIFO (store/js_fifo.c), alone and under producer threads,
+ * and the codec (store/js_codec.c): ids into subject tokens and back, the
+ * API answers and the KV values decoded. The backend against a real
+ * nats-server cluster: tests/integration/test_js_store.py. */
+#include <check.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "err.h"
+#include "js_codec.h"
+#include "js_fifo.h"
+
+/* ---- the FIFO ---- */
+
+static int wakes;
+static void count_wake(void *arg)
+{
+	(void)arg;
+	__atomic_add_fetch(&wakes, 1, __ATOMIC_SEQ_CST);
+}
+
+START_TEST(fifo_order_and_one_wake_per_take)
+{
+	js_fifo f;
+	js_batch b = { 0 };
+	int data[5];
+	wakes = 0;
+	ck_assert_int_eq(js_fifo_init(&f, count_wake, NULL), CHAT_OK);
+	ck_assert_uint_eq(js_fifo_take(&f, &b), 0);
+	for (int i = 0; i < 5; i++)
+		ck_assert_int_eq(js_fifo_push(&f, (uint64_t)i + 10, -i, &data[i]), CHAT_OK);
+	/* five appends before the owner took: one wake-up */
+	ck_assert_int_eq(wakes, 1);
+	ck_assert_uint_eq(js_fifo_take(&f, &b), 5);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_uint_eq(b.v[i].op, (uint64_t)i + 10);
+		ck_assert_int_eq(b.v[i].status, -i);
+		ck_assert_ptr_eq(b.v[i].data, &data[i]);
+	}
+	b.n = 0;
+	/* taken: the next append wakes again */
+	ck_assert_int_eq(js_fifo_push(&f, 99, 0, NULL), CHAT_OK);
+	ck_assert_int_eq(wakes, 2);
+	ck_assert_uint_eq(js_fifo_take(&f, &b), 1);
+	ck_assert_uint_eq(b.v[0].op, 99);
+	b.n = 0;
+	ck_assert_uint_eq(js_fifo_take(&f, &b), 0);
+	js_batch_free(&b);
+	js_fifo_destroy(&f, NULL);
+}
+END_TEST
+
+static void free_it(void *p)
+{
+	free(p);
+}
+
+START_TEST(fifo_destroy_frees_what_is_left)
+{
+	js_fifo f;
+	ck_assert_int_eq(js_fifo_init(&f, NULL, NULL), CHAT_OK);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(js_fifo_push(&f, (uint64_t)i, 0, malloc(16)), CHAT_OK);
+	js_fifo_destroy(&f, free_it); /* valgrind: nothing leaks */
+}
+END_TEST
+
+/* N producer threads, one consumer (this thread) woken by a condition
+ * variable as the broker would be by its loop wake-up: nothing lost,
+ * nothing twice, each producer's order kept, and no wake-up missed (the
+ * consumer sleeps whenever it found nothing, so a lost notify would hang
+ * the test, which Check's timeout turns into a failure). */
+#define PRODUCERS 4
+#define PER_PRODUCER 20000
+
+static pthread_mutex_t wmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wcv = PTHREAD_COND_INITIALIZER;
+static int signalled;
+static js_fifo sf;
+
+static void wake_cond(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&wmu);
+	signalled = 1;
+	pthread_cond_signal(&wcv);
+	pthread_mutex_unlock(&wmu);
+}
+
+static void *producer(void *arg)
+{
+	uint64_t p = (uint64_t)(uintptr_t)arg;
+	for (uint64_t i = 0; i < PER_PRODUCER; i++)
+		while (js_fifo_push(&sf, p << 32 | i, (int)p, NULL) != CHAT_OK)
+			;
+	return NULL;
+}
+
+START_TEST(fifo_stress_producers_one_consumer)
+{
+	pthread_t th[PRODUCERS];
+	uint64_t next[PRODUCERS] = { 0 };
+	size_t total = 0, takes = 0;
+	js_batch b = { 0 };
+	signalled = 0;
+	ck_assert_int_eq(js_fifo_init(&sf, wake_cond, NULL), CHAT_OK);
+	for (uintptr_t p = 0; p < PRODUCERS; p++)
+		ck_assert_int_eq(pthread_create(&th[p], NULL, producer, (void *)p), 0);
+	while (total < (size_t)PRODUCERS * PER_PRODUCER) {
+		pthread_mutex_lock(&wmu);
+		while (!signalled)
+			pthread_cond_wait(&wcv, &wmu);
+		signalled = 0;
+		pthread_mutex_unlock(&wmu);
+		size_t n = js_fifo_take(&sf, &b);
+		takes += n > 0;
+		for (size_t i = 0; i < n; i++) {
+			uint64_t p = b.v[i].op >> 32, seq = b.v[i].op & 0xffffffffu;
+			ck_assert_uint_lt(p, PRODUCERS);
+			ck_assert_int_eq(b.v[i].status, (int)p);
+			ck_assert_msg(seq == next[p], "producer %llu: got %llu, expected %llu", (unsigned long long)p,
+			              (unsigned long long)seq, (unsigned long long)next[p]);
+			next[p]++;
+		}
+		total += n;
+		b.n = 0;
+	}
+	for (int p = 0; p < PRODUCERS; p++)
+		pthread_join(th[p], NULL);
+	ck_assert_uint_eq(js_fifo_take(&sf, &b), 0);
+	for (int p = 0; p < PRODUCERS; p++)
+		ck_assert_uint_eq(next[p], PER_PRODUCER);
+	/* the wake-ups were coalesced: far fewer than the appends */
+	ck_assert_uint_lt(sf.notified, sf.pushed);
+	ck_assert_uint_eq(sf.pushed, (uint64_t)PRODUCERS * PER_PRODUCER);
+	ck_assert_uint_gt(takes, 0);
+	js_batch_free(&b);
+	js_fifo_destroy(&sf, NULL);
+}
+END_TEST
+
+/* ---- the codec ---- */
+
+START_TEST(codec_ids_subjects)
+{
+	char out[256], back[256];
+	ck_assert_uint_eq(js_enc_id(out, sizeof(out), "al.ice", 6), 8);
+	ck_assert_str_eq(out, "al=2Eice");
+	ck_assert_uint_eq(js_dec_id(back, sizeof(back), out, 8), 6);
+	ck_assert_str_eq(back, "al.ice");
+	ck_assert_uint_eq(js_enc_id(out, sizeof(out), "a b", 3), 0);     /* not an id */
+	ck_assert_uint_eq(js_enc_id(out, sizeof(out), "", 0), 0);
+	ck_assert_uint_eq(js_enc_id(out, 4, "abcd", 4), 0);             /* no room */
+	ck_assert_uint_eq(js_dec_id(back, sizeof(back), "a=2", 3), 0);  /* cut escape */
+	ck_assert_uint_eq(js_dec_id(back, sizeof(back), "a=41", 4), 0); /* not ours */
+	ck_assert_uint_eq(js_dec_id(back, sizeof(back), "a.b", 3), 0);  /* two tokens */
+	ck_assert_uint_eq(js_enc_conv(out, sizeof(out), "dm:a.b:c"), 10);
+	ck_assert_str_eq(out, "dm.a=2Eb.c");
+	ck_assert_uint_eq(js_dec_conv(back, sizeof(back), out, 10), 8);
+	ck_assert_str_eq(back, "dm:a.b:c");
+	ck_assert_uint_eq(js_enc_conv(out, sizeof(out), "g:team.x"), 10);
+	ck_assert_str_eq(out, "g.team=2Ex");
+	ck_assert_uint_eq(js_dec_conv(back, sizeof(back), out, 10), 8);
+	ck_assert_str_eq(back, "g:team.x");
+	ck_assert_uint_eq(js_enc_conv(out, sizeof(out), "x:y"), 0);
+	ck_assert_uint_eq(js_enc_conv(out, sizeof(out), "dm:a"), 0);
+	ck_assert_uint_eq(js_dec_conv(back, sizeof(back), "dm.a", 4), 0);
+	ck_assert_uint_eq(js_enc_addr(out, sizeof(out), "u.1/phone"), 11);
+	ck_assert_str_eq(out, "u=2E1.phone");
+	ck_assert_uint_eq(js_enc_addr(out, sizeof(out), "nouser"), 0);
+	ck_assert(js_valid_prefix("chat"));
+	ck_assert(js_valid_prefix("cell_2-b"));
+	ck_assert(!js_valid_prefix(""));
+	ck_assert(!js_valid_prefix("a.b"));
+	ck_assert(!js_valid_prefix("a>"));
+}
+END_TEST
+
+START_TEST(codec_cids_numbers)
+{
+	char out[64];
+	store_cid c = { true, 18446744073709551615ull, { 0 }, 0 }, d;
+	ck_assert_uint_eq(js_enc_cid(out, sizeof(out), &c), 21);
+	ck_assert(js_dec_cid(out, 21, &d));
+	ck_assert(d.is_uint && d.u == c.u);
+	store_cid b = { false, 0, { 0x00, 0xab, 0xff }, 3 };
+	ck_assert_uint_eq(js_enc_cid(out, sizeof(out), &b), 7);
+	ck_assert_str_eq(out, "b00abff");
+	ck_assert(js_dec_cid(out, 7, &d));
+	ck_assert(!d.is_uint && d.len == 3 && !memcmp(d.bytes, b.bytes, 3));
+	ck_assert(!js_dec_cid("u", 1, &d));
+	ck_assert(!js_dec_cid("u01", 3, &d));                     /* not canonical */
+	ck_assert(!js_dec_cid("u18446744073709551616", 21, &d));  /* overflow */
+	ck_assert(!js_dec_cid("bABCD", 5, &d));                   /* uppercase, odd */
+	ck_assert(!js_dec_cid("b0", 2, &d));
+	ck_assert(!js_dec_cid("b000102030405060708090a0b0c0d0e0f10", 35, &d)); /* 17 bytes */
+	uint64_t v;
+	ck_assert(js_parse_u64("0", 1, &v) && v == 0);
+	ck_assert(!js_parse_u64("", 0, &v));
+	ck_assert(!js_parse_u64("-1", 2, &v));
+	ck_assert(!js_parse_u64(" 1", 2, &v));
+	ck_assert(js_subject_last_u64("chat.log.dm.a.b.17", 18, &v) && v == 17);
+	ck_assert(!js_subject_last_u64("chat.log.dm.a.b.0", 17, &v));
+	ck_assert(!js_subject_last_u64("chat.log.dm.a.b.", 16, &v));
+}
+END_TEST
+
+#define S(x) x, sizeof(x) - 1
+
+START_TEST(codec_api_answers)
+{
+	js_api_answer a;
+	ck_assert_int_eq(js_parse_api(S("{\"stream\":\"CHAT_LOG\",\"seq\":12}"), &a), CHAT_OK);
+	ck_assert(a.ok && a.seq == 12 && !a.duplicate);
+	ck_assert_int_eq(js_parse_api(S("{\"stream\":\"CHAT_LOG\",\"seq\":3,\"duplicate\":true}"), &a), CHAT_OK);
+	ck_assert(a.ok && a.seq == 3 && a.duplicate);
+	ck_assert_int_eq(js_parse_api(S("{\"type\":\"io.nats.jetstream.api.v1.stream_msg_delete_response\","
+	                                "\"success\":true}"), &a), CHAT_OK);
+	ck_assert(a.ok && a.success);
+	ck_assert_int_eq(js_parse_api(S("{\"error\":{\"code\":400,\"err_code\":10071,"
+	                                "\"description\":\"wrong last sequence: 1\"}}"), &a), CHAT_OK);
+	ck_assert(!a.ok && a.code == 400 && a.err_code == 10071);
+	ck_assert_str_eq(a.desc, "wrong last sequence: 1");
+	ck_assert_int_eq(js_parse_api(S("{\"error\":{\"code\":503}}"), &a), CHAT_OK);
+	ck_assert(!a.ok && a.code == 503 && a.err_code == 0);
+	/* not an answer: refused, never half-read */
+	ck_assert_int_eq(js_parse_api(S(""), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("[]"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"seq\":-1}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"seq\":1.5}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"seq\":\"7\"}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"seq\":1,\"duplicate\":1}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"error\":\"x\"}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"error\":{\"err_code\":10071}}"), &a), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_api(S("{\"seq\":1"), &a), CHAT_ECORRUPT);
+}
+END_TEST
+
+static char hdr_seen[512];
+static int add_hdr(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+	(void)arg;
+	size_t o = strlen(hdr_seen);
+	snprintf(hdr_seen + o, sizeof(hdr_seen) - o, "[%.*s=%.*s]", (int)kl, k, (int)vl, v);
+	return CHAT_OK;
+}
+
+START_TEST(codec_leader_reads)
+{
+	js_api_answer a;
+	char subj[64];
+	uint64_t seq;
+	uint8_t *h, *d;
+	size_t hl, dl;
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"chat.log.g.t.3\",\"seq\":42,"
+	                                    "\"hdrs\":\"TkFUUy8xLjANCkNoYXQtRnJvbTogYS9kMQ0KDQo=\","
+	                                    "\"data\":\"aGk=\",\"time\":\"x\"}}"),
+	                                  &a, subj, sizeof(subj), &seq, &h, &hl, &d, &dl),
+	                 CHAT_OK);
+	ck_assert(a.ok && seq == 42);
+	ck_assert_str_eq(subj, "chat.log.g.t.3");
+	ck_assert(dl == 2 && !memcmp(d, "hi", 2));
+	hdr_seen[0] = '\0';
+	ck_assert_int_eq(js_parse_hdrs(h, hl, add_hdr, NULL), CHAT_OK);
+	ck_assert_str_eq(hdr_seen, "[Chat-From=a/d1]");
+	free(h);
+	free(d);
+	/* no message: an answer, not a failure */
+	ck_assert_int_eq(js_parse_msg_get(S("{\"error\":{\"code\":404,\"err_code\":10037}}"), &a, subj,
+	                                  sizeof(subj), &seq, &h, &hl, &d, &dl),
+	                 CHAT_OK);
+	ck_assert(!a.ok && a.err_code == 10037 && !h && !d);
+	/* refused: bad base64, no seq, a subject too long for the buffer */
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"s\",\"seq\":1,\"data\":\"!!\"}}"), &a,
+	                                  subj, sizeof(subj), &seq, &h, &hl, &d, &dl),
+	                 CHAT_ECORRUPT);
+	ck_assert(!h && !d);
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"s\"}}"), &a, subj, sizeof(subj), &seq,
+	                                  &h, &hl, &d, &dl),
+	                 CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_msg_get(S("{\"message\":{\"subject\":\"0123456789\",\"seq\":1}}"), &a, subj, 8,
+	                                  &seq, &h, &hl, &d, &dl),
+	                 CHAT_ECORRUPT);
+	/* header blocks */
+	hdr_seen[0] = '\0';
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\nA: 1\r\nB:two words\r\n\r\n"), add_hdr, NULL),
+	                 CHAT_OK);
+	ck_assert_str_eq(hdr_seen, "[A=1][B=two words]");
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\nA: 1\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\nA 1\r\n\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\n: 1\r\n\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("HTTP/1.1\r\n\r\n"), add_hdr, NULL), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_parse_hdrs((const uint8_t *)S("NATS/1.0\r\n\r\nX"), add_hdr, NULL), CHAT_ECORRUPT);
+}
+END_TEST
+
+START_TEST(codec_values)
+{
+	uint8_t v[64], h[STORE_HASH_LEN], out[STORE_HASH_LEN];
+	enum store_role role;
+	memset(h, 7, sizeof(h));
+	size_t n = js_cred_encode(v, sizeof(v), h, 1234, STORE_ROLE_SERVICE, false);
+	ck_assert_uint_eq(n, 41);
+	ck_assert_int_eq(js_cred_decode(v, n, out, &role), CHAT_OK);
+	ck_assert(!memcmp(out, h, sizeof(h)) && role == STORE_ROLE_SERVICE);
+	n = js_cred_encode(v, sizeof(v), h, 1234, STORE_ROLE_PROVISIONER, true);
+	ck_assert_uint_eq(n, 42);
+	ck_assert_int_eq(js_cred_decode(v, n, out, &role), CHAT_OK);
+	ck_assert(role == STORE_ROLE_PROVISIONER);
+	v[41] = 9;
+	ck_assert_int_eq(js_cred_decode(v, n, out, &role), CHAT_ECORRUPT);
+	ck_assert_int_eq(js_cred_decode(v, 40, out, &role), CHAT_ECORRUPT);
+	v[0] = 2;
+	ck_assert_int_eq(js_cred_decode(v, 41, out, &role), CHAT_ECORRUPT);
+
+	store_prefs p = { false, STORE_PRESENCE_NOBODY }, q;
+	ck_assert_uint_eq(js_prefs_encode(v, &p), 3);
+	ck_assert_int_eq(js_prefs_decode(v, 3, &q), CHAT_OK);
+	ck_assert(!q.read_receipts && q.presence == STORE_PRESENCE_NOBODY);
+	v[2] = 3;
+	ck_assert_int_eq(js_prefs_decode(v, 3, &q), CHAT_ECORRUPT);
+
+	store_push ps = { STORE_PUSH_WEBPUSH, "abc", 3, false }, pq;
+	n = js_push_encode(v, sizeof(v), &ps);
+	ck_assert_uint_eq(n, 6);
+	ck_assert_int_eq(js_push_decode(v, n, &pq), CHAT_OK);
+	ck_assert(pq.platform == STORE_PUSH_WEBPUSH && pq.token_len == 3 && !memcmp(pq.token, "abc", 3));
+	ck_assert_int_eq(js_push_decode(v, 3, &pq), CHAT_ECORRUPT); /* no token */
+	v[1] = 0;
+	ck_assert_int_eq(js_push_decode(v, n, &pq), CHAT_ECORRUPT);
+
+	js_claim c = { "dm:a:b", 17, 99, 0xfeedfacecafebeefull, "n1" }, d;
+	n = js_claim_encode(v, sizeof(v), &c);
+	ck_assert_uint_gt(n, 0);
+	ck_assert_int_eq(js_claim_decode(v, n, &d), CHAT_OK);
+	ck_assert_str_eq(d.conv, "dm:a:b");
+	ck_assert_str_eq(d.node, "n1");
+	ck_assert(d.seq0 == 17 && d.ts == 99 && d.nonce == c.nonce);
+	ck_assert_int_eq(js_claim_decode(v, n - 1, &d), CHAT_ECORRUPT);
+	v[25] = 200; /* a conversation longer than the value */
+	ck_assert_int_eq(js_claim_decode(v, n, &d), CHAT_ECORRUPT);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("jsstore");
+	TCase *t = tcase_create("fifo");
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, fifo_order_and_one_wake_per_take);
+	tcase_add_test(t, fifo_destroy_frees_what_is_left);
+	tcase_add_test(t, fifo_stress_producers_one_consumer);
+	suite_add_tcase(s, t);
+	t = tcase_create("codec");
+	tcase_add_test(t, codec_ids_subjects);
+	tcase_add_test(t, codec_cids_numbers);
+	tcase_add_test(t, codec_api_answers);
+	tcase_add_test(t, codec_values);
+	tcase_add_test(t, codec_leader_reads);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
