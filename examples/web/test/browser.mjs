@@ -505,19 +505,33 @@ async function webpush() {
   });
   assert.equal(script, `${origin}/sw.js`);
   log("service worker active:", script);
-  const reg = [...regs.values()].find((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
-  assert.ok(reg, `a registration for ${origin}: ${JSON.stringify([...regs.values()])}`);
-  await cdp.send("ServiceWorker.deliverPushMessage", {
-    origin, registrationId: reg.registrationId, data: JSON.stringify({ pending: 3 }),
-  });
+  const current = () =>
+    [...regs.values()].filter((r) => r.scopeURL.startsWith(origin) && !r.isDeleted);
+  assert.ok(current().length, `a registration for ${origin}: ${JSON.stringify([...regs.values()])}`);
   const shown = async () =>
     page.evaluate(async () => (await (await navigator.serviceWorker.ready).getNotifications())
       .map((n) => ({ title: n.title, body: n.body, tag: n.tag })));
+  // DevTools' deliverPushMessage is fire-and-forget: a push it hands to a
+  // worker the browser is still starting (or to a registration it has just
+  // replaced) can vanish without an error — seen twice under load, each time
+  // with the worker "activated". A push service redelivers what was not
+  // acknowledged; the test does too: up to 5 deliveries, 2 s apart, each
+  // logged, to the newest live registration. One tag, so a redelivery that
+  // also arrives replaces the first and the assertion below is unchanged.
   let list = [];
-  for (let i = 0; i < 100 && list.length === 0; i++) {
-    list = await shown();
-    if (list.length === 0) await new Promise((r) => setTimeout(r, 100));
+  for (let attempt = 1; attempt <= 5 && list.length === 0; attempt++) {
+    const regsNow = current();
+    const reg = regsNow[regsNow.length - 1];
+    if (attempt > 1) log(`push not shown yet: delivering again (attempt ${attempt}, registrations ${JSON.stringify(regsNow)})`);
+    await cdp.send("ServiceWorker.deliverPushMessage", {
+      origin, registrationId: reg.registrationId, data: JSON.stringify({ pending: 3 }),
+    });
+    for (let i = 0; i < 20 && list.length === 0; i++) {
+      list = await shown();
+      if (list.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
   }
+  const reg = current()[current().length - 1];
   assert.deepEqual(list, [{ title: "mosquitto-chat", body: "3 new messages", tag: "chat-wake" }]);
   log("notification shown:", JSON.stringify(list[0]));
   // a second wake-up replaces it (one tag)
