@@ -43,6 +43,9 @@
 #   --keys-only      only the keys rows (~8 s a rep with --quick); with KS_NOLOG set, each
 #                    rep also runs keys with that key server binary (one built before the key
 #                    directory log, e.g. from commit 76ec760), labelled log=0
+#   --idle-only      only the idle rows (~25 s a rep at 19000): stock, chat, and chat with
+#                    plugin_opt_presence_retained true (phase=idle-retained: presence in
+#                    mosquitto's retain tree, the behaviour before it became the plugin's)
 #   --durable-only   only the durable rows (~35 s a rep): dm on the patched broker with
 #                    sync_writes true (group commit) and false, alternating, at the max rate,
 #                    then sync_writes true at half of its max rate (p99)
@@ -67,7 +70,7 @@ thread_shim=$build/lib/idle_thread_preload.so
 
 cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
-peers=1 iot=1 iot_only=0 durable_only=0 keys_only=0
+peers=1 iot=1 iot_only=0 durable_only=0 keys_only=0 idle_only=0
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -85,7 +88,8 @@ while [ $# -gt 0 ]; do
     --iot-only) iot_only=1 ;;
     --durable-only) durable_only=1 ;;
     --keys-only) keys_only=1 ;;
-    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+    --idle-only) idle_only=1 ;;
+    -h|--help) sed -n '2,49p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -398,6 +402,28 @@ durable_rows() {
   stop_pid "$BPID"
 }
 
+# idle_rows REP RETAINED: RSS per idle connection, stock and chat (alternating
+# with $order); RETAINED=1 adds chat with plugin_opt_presence_retained true.
+idle_rows() {
+  local side sides=$order
+  [ "$2" = 1 ] && sides="$order retained"
+  for side in $sides; do
+    if [ $side = stock ]; then
+      start_broker idle stock
+      run_bench "phase=idle rep=$1" idle --stock -p "$BPORT" --broker-pid "$BPID" --conns "$idle_conns"
+    elif [ $side = chat ]; then
+      start_broker idle chat
+      run_bench "phase=idle rep=$1" idle -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
+    else
+      start_broker idle chat "presence_retained true"
+      run_bench "phase=idle-retained rep=$1" idle -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
+    fi
+    stop_pid "$BPID"
+  done
+}
+
 for rep in $(seq "$reps"); do
   echo "compare: rep $rep/$reps" >&2
   # Alternate which side goes first in each rep.
@@ -408,6 +434,10 @@ for rep in $(seq "$reps"); do
   fi
   if [ $durable_only -eq 1 ]; then
     durable_rows "$rep"
+    continue
+  fi
+  if [ $idle_only -eq 1 ]; then
+    idle_rows "$rep" 1
     continue
   fi
   if [ $keys_only -eq 1 ]; then
@@ -553,17 +583,7 @@ for rep in $(seq "$reps"); do
 
   # ---- idle connections, RSS per connection
   if [ $idle -eq 1 ]; then
-    for side in $order; do
-      if [ $side = stock ]; then
-        start_broker idle stock
-        run_bench "phase=idle rep=$rep" idle --stock -p "$BPORT" --broker-pid "$BPID" --conns "$idle_conns"
-      else
-        start_broker idle chat
-        run_bench "phase=idle rep=$rep" idle -p "$BPORT" --broker-pid "$BPID" \
-          --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
-      fi
-      stop_pid "$BPID"
-    done
+    idle_rows "$rep" 0
   fi
 
   # ---- IoT clients beside chat

@@ -148,6 +148,22 @@ def durable_rows(rows, row):
     return True
 
 
+def idle_rows(idle_s, idle_c, idle_r, m, row):
+    """RSS per idle connection: stock, chat, and (--idle-only) chat with presence retained."""
+    if idle_s or idle_c:
+        s, c = m(idle_s, "rss_per_conn_bytes"), m(idle_c, "rss_per_conn_bytes")
+        r = ratio_med(idle_c, idle_s, "rss_per_conn_bytes")
+        row("idle: RSS per connection, bytes (%s conns)" % (idle_c or idle_s)[0].get("conns"), fmt(s), fmt(c),
+            fmt(r), "≤ 1.2×", "yes" if r and r <= 1.2 else "**no**")
+        row("idle: connections up", fmt(m(idle_s, "up")), fmt(m(idle_c, "up")), "", "", "")
+        row("idle: broker CPU µs per connect", fmt(m(idle_s, "broker_cpu_us_per_conn")),
+            fmt(m(idle_c, "broker_cpu_us_per_conn")), "", "", "")
+    if idle_r:
+        r = ratio_med(idle_r, idle_s, "rss_per_conn_bytes")
+        row("idle, presence_retained true: RSS per connection, bytes", fmt(m(idle_s, "rss_per_conn_bytes")),
+            fmt(m(idle_r, "rss_per_conn_bytes")), fmt(r), "", "")
+
+
 def keys_rows(keys0, keys_nolog, m, row):
     """compare.sh --keys-only: the key server with and without the key
     directory log (KS_NOLOG)."""
@@ -190,7 +206,8 @@ def main():
     keys_nolog = sel(rows, mode="keys", nodelay="0", log="0")
     keys1 = sel(rows, mode="keys", nodelay="1")
     idle_s = sel(rows, mode="idle", kind="stock")
-    idle_c = sel(rows, mode="idle", kind="chat")
+    idle_c = sel(rows, mode="idle", kind="chat", phase="idle")
+    idle_r = sel(rows, mode="idle", kind="chat", phase="idle-retained")  # --idle-only
     reps = len(relay_max)
 
     def m(rs, k):
@@ -200,9 +217,9 @@ def main():
     p = out.append
     if machine:
         p("machine: " + machine)
-    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only
+    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only / --idle-only
         reps = len(sel(rows, mode="relay", phase="iot", side="chat")) or \
-            len(sel(rows, mode="dm", phase="durable", sync="true")) or len(keys0)
+            len(sel(rows, mode="dm", phase="durable", sync="true")) or len(keys0) or len(idle_s)
     p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
     p("")
     p("| measure | stock relay | chat | ratio chat/stock | target | met |")
@@ -215,6 +232,7 @@ def main():
         iot_rows(rows, row)
         durable_rows(rows, row)
         keys_rows(keys0, keys_nolog, m, row)
+        idle_rows(idle_s, idle_c, idle_r, m, row)
         if bad:
             p("")
             p("**%d run(s) reported a correctness failure (ok=0)**" % len(bad))
@@ -306,14 +324,7 @@ def main():
         v = m(keys1, "rate")
         row("keys, key server with TCP_NODELAY (preload shim): bundles/s", "", fmt(v),
             fmt(ratio_med(keys1, keys0, "rate")) + " vs without", "", "")
-    if idle_s or idle_c:
-        s, c = m(idle_s, "rss_per_conn_bytes"), m(idle_c, "rss_per_conn_bytes")
-        r = ratio_med(idle_c, idle_s, "rss_per_conn_bytes")
-        row("idle: RSS per connection, bytes (%s conns)" % (idle_c or idle_s)[0].get("conns"), fmt(s), fmt(c),
-            fmt(r), "≤ 1.2×", "yes" if r and r <= 1.2 else "**no**")
-        row("idle: connections up", fmt(m(idle_s, "up")), fmt(m(idle_c, "up")), "", "", "")
-        row("idle: broker CPU µs per connect", fmt(m(idle_s, "broker_cpu_us_per_conn")),
-            fmt(m(idle_c, "broker_cpu_us_per_conn")), "", "", "")
+    idle_rows(idle_s, idle_c, idle_r, m, row)
     fan_s = sel(rows, mode="fanout", kind="stock")
     fan_c = sel(rows, mode="fanout", kind="chat")
     fan_o = sel(rows, mode="fanout", kind="offline")
