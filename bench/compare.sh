@@ -46,6 +46,12 @@
 #   --keys-only      only the keys rows (~8 s a rep with --quick); with KS_NOLOG set, each
 #                    rep also runs keys with that key server binary (one built before the key
 #                    directory log, e.g. from commit 76ec760), labelled log=0
+#   --idle-only      only the idle rows (~25 s a rep at 19000): stock, chat, and chat with
+#                    plugin_opt_presence_retained true (phase=idle-retained: presence in
+#                    mosquitto's retain tree, the behaviour before it became the plugin's)
+#   --fanout-only    only the fanout rows (stock and chat alternating, chat on the patched
+#                    broker with members sending no receipts unless --no-patched, offline chat);
+#                    --fanout-sends K sets the live sends (default 50; --quick 40)
 #   --durable-only   only the durable rows (~35 s a rep): dm on the patched broker with
 #                    sync_writes true (group commit) and false, alternating, at the max rate,
 #                    then sync_writes true at half of its max rate (p99)
@@ -92,6 +98,7 @@ cmdline="$0 $*"
 quick=0 reps="" out="" plots="" ks_nodelay=0 idle_conns="" idle=1 fanout=1 fan_members=1000 patched=1
 peers=1 iot=1 iot_only=0 durable_only=0 keys_only=0
 v2=1 v2_caps=sents,rcpts dm_only=0 realistic=0 realistic_only=0 real_pairs=2500 real_rate=1500 real_secs=""
+idle_only=0 fanout_only=0 fan_sends_opt=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -117,7 +124,10 @@ while [ $# -gt 0 ]; do
     --real-pairs) real_pairs=$2; shift ;;
     --real-rate) real_rate=$2; shift ;;
     --real-secs) real_secs=$2; shift ;;
-    -h|--help) sed -n '2,77p' "$0"; exit 0 ;;
+    --idle-only) idle_only=1 ;;
+    --fanout-only) fanout_only=1 ;;
+    --fanout-sends) fan_sends_opt=$2; shift ;;
+    -h|--help) sed -n '2,83p' "$0"; exit 0 ;;
     *) echo "compare: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -138,6 +148,8 @@ else
   fan_sends=50; fan_off_sends=200   # 50 sends: the sender then waits ~50 s for its 50,000 receipt events (flow drain 1000/s)
   real_secs=${real_secs:-30}
 fi
+
+fan_sends=${fan_sends_opt:-$fan_sends}
 
 pmosq=$build/mosquitto-patched/mosquitto
 if [ $patched -eq 1 ] && [ ! -x "$pmosq" ]; then
@@ -512,6 +524,57 @@ realistic_rows() {
   done
 }
 
+# fanout_rows REP: the fanout phase (live stock and chat in $order, then offline chat).
+fanout_rows() {
+  local rep=$1 side
+  for side in $order; do
+    if [ $side = stock ]; then
+      MAXQ=10000 start_broker fanout stock
+      run_bench "phase=fanout rep=$rep" fanout --stock -p "$BPORT" --broker-pid "$BPID" \
+        --members "$fan_members" --msgs $fan_sends
+    else
+      MAXQ=10000 start_broker fanout chat
+      run_bench "phase=fanout rep=$rep" fanout -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_sends
+    fi
+    stop_pid "$BPID"
+  done
+  # the patched broker: members send no receipts, their PUBACKs deliver
+  if [ $patched -eq 1 ]; then
+    MAXQ=10000 BROKER_BIN=$pmosq start_broker fanout-patched chat
+    run_bench "phase=fanout-patched rep=$rep" fanout -p "$BPORT" --broker-pid "$BPID" \
+      --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_sends \
+      --no-receipts
+    stop_pid "$BPID"
+  fi
+  MAXQ=10000 start_broker fanout chat
+  run_bench "phase=fanout rep=$rep" fanout --offline -p "$BPORT" --broker-pid "$BPID" \
+    --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_off_sends
+  stop_pid "$BPID"
+}
+
+# idle_rows REP RETAINED: RSS per idle connection, stock and chat (alternating
+# with $order); RETAINED=1 adds chat with plugin_opt_presence_retained true.
+idle_rows() {
+  local side sides=$order
+  [ "$2" = 1 ] && sides="$order retained"
+  for side in $sides; do
+    if [ $side = stock ]; then
+      start_broker idle stock
+      run_bench "phase=idle rep=$1" idle --stock -p "$BPORT" --broker-pid "$BPID" --conns "$idle_conns"
+    elif [ $side = chat ]; then
+      start_broker idle chat
+      run_bench "phase=idle rep=$1" idle -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
+    else
+      start_broker idle chat "presence_retained true"
+      run_bench "phase=idle-retained rep=$1" idle -p "$BPORT" --broker-pid "$BPID" \
+        --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
+    fi
+    stop_pid "$BPID"
+  done
+}
+
 for rep in $(seq "$reps"); do
   echo "compare: rep $rep/$reps" >&2
   # Alternate which side goes first in each rep.
@@ -526,6 +589,14 @@ for rep in $(seq "$reps"); do
   fi
   if [ $durable_only -eq 1 ]; then
     durable_rows "$rep"
+    continue
+  fi
+  if [ $idle_only -eq 1 ]; then
+    idle_rows "$rep" 1
+    continue
+  fi
+  if [ $fanout_only -eq 1 ]; then
+    fanout_rows "$rep"
     continue
   fi
   if [ $keys_only -eq 1 ]; then
@@ -665,37 +736,12 @@ for rep in $(seq "$reps"); do
   # sender gets a receipt per member and message, and on stock mosquitto the
   # plugin's flow window only estimates how fast a client takes them.
   if [ $fanout -eq 1 ]; then
-    for side in $order; do
-      if [ $side = stock ]; then
-        MAXQ=10000 start_broker fanout stock
-        run_bench "phase=fanout rep=$rep" fanout --stock -p "$BPORT" --broker-pid "$BPID" \
-          --members "$fan_members" --msgs $fan_sends
-      else
-        MAXQ=10000 start_broker fanout chat
-        run_bench "phase=fanout rep=$rep" fanout -p "$BPORT" --broker-pid "$BPID" \
-          --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_sends
-      fi
-      stop_pid "$BPID"
-    done
-    MAXQ=10000 start_broker fanout chat
-    run_bench "phase=fanout rep=$rep" fanout --offline -p "$BPORT" --broker-pid "$BPID" \
-      --admin-token-file "$BDIR/data/admin.token" --members "$fan_members" --msgs $fan_off_sends
-    stop_pid "$BPID"
+    fanout_rows "$rep"
   fi
 
   # ---- idle connections, RSS per connection
   if [ $idle -eq 1 ]; then
-    for side in $order; do
-      if [ $side = stock ]; then
-        start_broker idle stock
-        run_bench "phase=idle rep=$rep" idle --stock -p "$BPORT" --broker-pid "$BPID" --conns "$idle_conns"
-      else
-        start_broker idle chat
-        run_bench "phase=idle rep=$rep" idle -p "$BPORT" --broker-pid "$BPID" \
-          --admin-token-file "$BDIR/data/admin.token" --conns "$idle_conns"
-      fi
-      stop_pid "$BPID"
-    done
+    idle_rows "$rep" 0
   fi
 
   # ---- IoT clients beside chat

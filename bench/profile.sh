@@ -12,7 +12,9 @@
 # (callgrind_annotate --inclusive=yes) and, with --perf, the top symbols.
 # fanout: one sender, a group of MEMBERS (1000) members online, MSGS (100) sends;
 # fanout-offline: the same with the members offline (store/queue only).
-# Environment: BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (dm, fanout: under
+# Environment: MOSQUITTO (the broker binary, default /usr/sbin/mosquitto; e.g.
+# build/mosquitto-patched/mosquitto), BENCH_ARGS (more chatbench arguments, e.g.
+# --no-receipts on the patched broker), BUILD (default <repo>/build), MSGS, MEMBERS, ACK_DELAY_US (dm, fanout: under
 # callgrind a 20 ms receipt flush acknowledges almost every message alone), OPTS (extra
 # plugin options, "name value" per line; unset, replay gets "inflight_drain 100000" as in
 # compare.sh, or the fill's `sent` events spill through the sender's queue and dominate the
@@ -66,13 +68,14 @@ mkdir -p "$tmp/data"
   if [ "$(id -u)" -eq 0 ]; then echo "user root"; fi
 } > "$tmp/mosquitto.conf"
 
+mosq=${MOSQUITTO:-/usr/sbin/mosquitto}
 vg=(valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.%p")
 target=broker
 [ "$mode" = keys ] && target=${PROFILE_TARGET:-keyserver}
 if [ $use_perf -eq 1 ] || [ "$target" != broker ]; then
-  /usr/sbin/mosquitto -c "$tmp/mosquitto.conf" > "$tmp/broker.out" 2>&1 &
+  "$mosq" -c "$tmp/mosquitto.conf" > "$tmp/broker.out" 2>&1 &
 else
-  "${vg[@]}" /usr/sbin/mosquitto -c "$tmp/mosquitto.conf" > "$tmp/broker.out" 2>&1 &
+  "${vg[@]}" "$mosq" -c "$tmp/mosquitto.conf" > "$tmp/broker.out" 2>&1 &
 fi
 bpid=$!
 pids+=("$bpid")
@@ -111,7 +114,8 @@ if [ $use_perf -eq 1 ]; then
   ppid=$!
   sleep 1
 fi
-"$build/bin/chatbench" "$bmode" "${args[@]}"
+# shellcheck disable=SC2086 # BENCH_ARGS: words
+"$build/bin/chatbench" "$bmode" "${args[@]}" ${BENCH_ARGS:-}
 if [ $use_perf -eq 1 ]; then
   kill -INT "$ppid"; wait "$ppid" 2>/dev/null || true
   perf report -i "$out/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \

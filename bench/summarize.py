@@ -148,6 +148,73 @@ def durable_rows(rows, row):
     return True
 
 
+def fanout_rows(rows, relay_max, rm, m, row):
+    """The fanout phase (compare.sh, or --fanout-only without the relay rows)."""
+    fan_s = sel(rows, mode="fanout", kind="stock")
+    fan_c = sel(rows, mode="fanout", kind="chat", phase="fanout")
+    fan_p = sel(rows, mode="fanout", kind="chat", phase="fanout-patched")
+    fan_o = sel(rows, mode="fanout", kind="offline")
+    if fan_s or fan_c:
+        members = (fan_c or fan_s)[0].get("members", "?")
+        v = m(fan_c, "rate")
+        row("fanout: deliveries/s, group of %s, all online (stock: one topic, %s QoS 1 subscribers)"
+            % (members, members), fmt(m(fan_s, "rate")), fmt(v), fmt(ratio_med(fan_c, fan_s, "rate")),
+            "≥ 0.6× stock", "yes" if (ratio_med(fan_c, fan_s, "rate") or 0) >= 0.6 else "**no**")
+        if relay_max:
+            row("fanout: chat deliveries/s / stock relay msgs/s", fmt(rm), fmt(v),
+                fmt(ratio_med(fan_c, relay_max, "rate")), "", "")
+        row("fanout: broker CPU µs per delivery", fmt(m(fan_s, "broker_cpu_us_per_msg")),
+            fmt(m(fan_c, "broker_cpu_us_per_msg")),
+            fmt(ratio_med(fan_c, fan_s, "broker_cpu_us_per_msg")), "", "")
+        row("fanout: broker CPU utilisation", fmt(m(fan_s, "broker_util")), fmt(m(fan_c, "broker_util")),
+            "", "", "")
+        row("fanout: bench CPU µs per delivery", fmt(m(fan_s, "bench_cpu_us_per_msg")),
+            fmt(m(fan_c, "bench_cpu_us_per_msg")), "", "", "")
+        row("fanout: sends/s (window %s)" % (fan_c or fan_s)[0].get("window", "?"),
+            fmt(m(fan_s, "sends_per_s")), fmt(m(fan_c, "sends_per_s")), "", "", "")
+        for k, name in (("p50_us", "p50"), ("p99_us", "p99")):
+            row("fanout: send → last member, %s µs" % name, fmt(m(fan_s, k)), fmt(m(fan_c, k)),
+                fmt(ratio_med(fan_c, fan_s, k)), "", "")
+        if fan_c:
+            row("fanout: delivered receipts sent by members (K×M = %s seqs)"
+                % fmt(m(fan_c, "msgs")), "", fmt(m(fan_c, "receipts_sent")), "", "", "")
+            row("fanout: sender's missing `sent` events / receipt seqs", "",
+                "%s / %s" % (fmt(m(fan_c, "sender_missing_sent")),
+                             fmt(m(fan_c, "sender_missing_receipt_seqs"))),
+                "", "0 / 0", "yes" if all(r.get("sender_ok") == "1" for r in fan_c) else "**no**")
+    if fan_p:
+        row("fanout, patched broker, members send no receipts (PUBACK delivers): deliveries/s",
+            fmt(m(fan_s, "rate")), fmt(m(fan_p, "rate")), fmt(ratio_med(fan_p, fan_s, "rate")),
+            "≥ 0.6× stock", "yes" if (ratio_med(fan_p, fan_s, "rate") or 0) >= 0.6 else "**no**")
+        row("fanout, patched: broker CPU µs per delivery", fmt(m(fan_s, "broker_cpu_us_per_msg")),
+            fmt(m(fan_p, "broker_cpu_us_per_msg")), fmt(ratio_med(fan_p, fan_s, "broker_cpu_us_per_msg")),
+            "", "")
+        row("fanout, patched: sender's missing `sent` events / receipt seqs", "",
+            "%s / %s" % (fmt(m(fan_p, "sender_missing_sent")), fmt(m(fan_p, "sender_missing_receipt_seqs"))),
+            "", "0 / 0", "yes" if all(r.get("sender_ok") == "1" for r in fan_p) else "**no**")
+    if fan_o:
+        row("fanout offline: queue entries stored/s (group of %s)" % fan_o[0].get("members", "?"), "",
+            fmt(m(fan_o, "rate")), "", "", "")
+        row("fanout offline: broker CPU µs per queue entry", "", fmt(m(fan_o, "broker_cpu_us_per_msg")),
+            "", "", "")
+
+
+def idle_rows(idle_s, idle_c, idle_r, m, row):
+    """RSS per idle connection: stock, chat, and (--idle-only) chat with presence retained."""
+    if idle_s or idle_c:
+        s, c = m(idle_s, "rss_per_conn_bytes"), m(idle_c, "rss_per_conn_bytes")
+        r = ratio_med(idle_c, idle_s, "rss_per_conn_bytes")
+        row("idle: RSS per connection, bytes (%s conns)" % (idle_c or idle_s)[0].get("conns"), fmt(s), fmt(c),
+            fmt(r), "≤ 1.2×", "yes" if r and r <= 1.2 else "**no**")
+        row("idle: connections up", fmt(m(idle_s, "up")), fmt(m(idle_c, "up")), "", "", "")
+        row("idle: broker CPU µs per connect", fmt(m(idle_s, "broker_cpu_us_per_conn")),
+            fmt(m(idle_c, "broker_cpu_us_per_conn")), "", "", "")
+    if idle_r:
+        r = ratio_med(idle_r, idle_s, "rss_per_conn_bytes")
+        row("idle, presence_retained true: RSS per connection, bytes", fmt(m(idle_s, "rss_per_conn_bytes")),
+            fmt(m(idle_r, "rss_per_conn_bytes")), fmt(r), "", "")
+
+
 def keys_rows(keys0, keys_nolog, m, row):
     """compare.sh --keys-only: the key server with and without the key
     directory log (KS_NOLOG)."""
@@ -294,7 +361,8 @@ def main():
     keys_nolog = sel(rows, mode="keys", nodelay="0", log="0")
     keys1 = sel(rows, mode="keys", nodelay="1")
     idle_s = sel(rows, mode="idle", kind="stock")
-    idle_c = sel(rows, mode="idle", kind="chat")
+    idle_c = sel(rows, mode="idle", kind="chat", phase="idle")
+    idle_r = sel(rows, mode="idle", kind="chat", phase="idle-retained")  # --idle-only
     reps = len(relay_max)
 
     def m(rs, k):
@@ -304,10 +372,11 @@ def main():
     p = out.append
     if machine:
         p("machine: " + machine)
-    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only / --realistic-only
+    if not reps:   # compare.sh --iot-only / --durable-only / --keys-only / --realistic-only / --idle-only / --fanout-only
         reps = len(sel(rows, mode="relay", phase="real", side="stock")) or \
             len(sel(rows, mode="relay", phase="iot", side="chat")) or \
-            len(sel(rows, mode="dm", phase="durable", sync="true")) or len(keys0)
+            len(sel(rows, mode="dm", phase="durable", sync="true")) or len(keys0) or len(idle_s) or \
+            len(sel(rows, mode="fanout", kind="chat", phase="fanout"))
     p("reps: %d (median of the repetitions; ratio = median of the per-rep ratios)" % reps)
     p("")
     p("| measure | stock relay | chat | ratio chat/stock | target | met |")
@@ -321,6 +390,8 @@ def main():
         iot_rows(rows, row)
         durable_rows(rows, row)
         keys_rows(keys0, keys_nolog, m, row)
+        idle_rows(idle_s, idle_c, idle_r, m, row)
+        fanout_rows(rows, [], None, m, row)
         if bad:
             p("")
             p("**%d run(s) reported a correctness failure (ok=0)**" % len(bad))
@@ -415,49 +486,8 @@ def main():
         v = m(keys1, "rate")
         row("keys, key server with TCP_NODELAY (preload shim): bundles/s", "", fmt(v),
             fmt(ratio_med(keys1, keys0, "rate")) + " vs without", "", "")
-    if idle_s or idle_c:
-        s, c = m(idle_s, "rss_per_conn_bytes"), m(idle_c, "rss_per_conn_bytes")
-        r = ratio_med(idle_c, idle_s, "rss_per_conn_bytes")
-        row("idle: RSS per connection, bytes (%s conns)" % (idle_c or idle_s)[0].get("conns"), fmt(s), fmt(c),
-            fmt(r), "≤ 1.2×", "yes" if r and r <= 1.2 else "**no**")
-        row("idle: connections up", fmt(m(idle_s, "up")), fmt(m(idle_c, "up")), "", "", "")
-        row("idle: broker CPU µs per connect", fmt(m(idle_s, "broker_cpu_us_per_conn")),
-            fmt(m(idle_c, "broker_cpu_us_per_conn")), "", "", "")
-    fan_s = sel(rows, mode="fanout", kind="stock")
-    fan_c = sel(rows, mode="fanout", kind="chat")
-    fan_o = sel(rows, mode="fanout", kind="offline")
-    if fan_s or fan_c:
-        members = (fan_c or fan_s)[0].get("members", "?")
-        v = m(fan_c, "rate")
-        row("fanout: deliveries/s, group of %s, all online (stock: one topic, %s QoS 1 subscribers)"
-            % (members, members), fmt(m(fan_s, "rate")), fmt(v), fmt(ratio_med(fan_c, fan_s, "rate")),
-            "≥ 200000/s", "yes" if v and v >= 200000 else "**no**")
-        row("fanout: chat deliveries/s / stock relay msgs/s", fmt(rm), fmt(v),
-            fmt(ratio_med(fan_c, relay_max, "rate")), "", "")
-        row("fanout: broker CPU µs per delivery", fmt(m(fan_s, "broker_cpu_us_per_msg")),
-            fmt(m(fan_c, "broker_cpu_us_per_msg")),
-            fmt(ratio_med(fan_c, fan_s, "broker_cpu_us_per_msg")), "", "")
-        row("fanout: broker CPU utilisation", fmt(m(fan_s, "broker_util")), fmt(m(fan_c, "broker_util")),
-            "", "", "")
-        row("fanout: bench CPU µs per delivery", fmt(m(fan_s, "bench_cpu_us_per_msg")),
-            fmt(m(fan_c, "bench_cpu_us_per_msg")), "", "", "")
-        row("fanout: sends/s (window %s)" % (fan_c or fan_s)[0].get("window", "?"),
-            fmt(m(fan_s, "sends_per_s")), fmt(m(fan_c, "sends_per_s")), "", "", "")
-        for k, name in (("p50_us", "p50"), ("p99_us", "p99")):
-            row("fanout: send → last member, %s µs" % name, fmt(m(fan_s, k)), fmt(m(fan_c, k)),
-                fmt(ratio_med(fan_c, fan_s, k)), "", "")
-        if fan_c:
-            row("fanout: delivered receipts sent by members (K×M = %s seqs)"
-                % fmt(m(fan_c, "msgs")), "", fmt(m(fan_c, "receipts_sent")), "", "", "")
-            row("fanout: sender's missing `sent` events / receipt seqs", "",
-                "%s / %s" % (fmt(m(fan_c, "sender_missing_sent")),
-                             fmt(m(fan_c, "sender_missing_receipt_seqs"))),
-                "", "0 / 0", "yes" if all(r.get("sender_ok") == "1" for r in fan_c) else "**no**")
-    if fan_o:
-        row("fanout offline: queue entries stored/s (group of %s)" % fan_o[0].get("members", "?"), "",
-            fmt(m(fan_o, "rate")), "", "", "")
-        row("fanout offline: broker CPU µs per queue entry", "", fmt(m(fan_o, "broker_cpu_us_per_msg")),
-            "", "", "")
+    idle_rows(idle_s, idle_c, idle_r, m, row)
+    fanout_rows(rows, relay_max, rm, m, row)
     iot_rows(rows, row)
     durable_rows(rows, row)
     realistic_rows(rows, row)

@@ -77,7 +77,31 @@ struct ks {
 	uint8_t log_sk[KL_SEC], log_pk[KL_PUB];
 	kl_head head;               /* size 0: the log is empty */
 	char *key_path;             /* DIR/keylog.key */
+	struct node_cache *nodes;   /* committed log nodes read lately (node_get) */
 };
+
+/* The log's nodes as read from the store: the tree is append-only, so a
+ * node (level, idx), once committed, never changes, and a cached copy never
+ * goes stale. Direct-mapped, filled only by reads of committed records (an
+ * append's own nodes are in its batch until written). A bundle's proof is
+ * log2(n) nodes, the same upper ones for every device: reads of RocksDB
+ * (a get and a malloc each) become memcpy's. */
+#define NODE_SLOTS 8192 /* 2^13 (node_slot takes 13 bits); 48 bytes each */
+struct node_cache {
+	struct node_slot {
+		uint64_t idx;
+		uint8_t level, valid;
+		uint8_t hash[KL_HASH];
+	} slot[NODE_SLOTS];
+	uint64_t hits, misses;
+};
+
+static struct node_slot *node_slot(struct node_cache *nc, unsigned level, uint64_t idx)
+{
+	/* Fibonacci hashing of (level, idx): the top bits of the product */
+	uint64_t h = (idx ^ ((uint64_t)level << 57)) * UINT64_C(0x9E3779B97F4A7C15);
+	return &nc->slot[(h >> 51) & (NODE_SLOTS - 1)]; /* 13 bits: NODE_SLOTS */
+}
 
 typedef struct dev_rec {
 	uint8_t ik[KS_KEY_LEN];
@@ -532,6 +556,13 @@ static int node_get(mth_ctx *c, unsigned level, uint64_t idx, uint8_t out[KL_HAS
 		memcpy(out, c->phash, KL_HASH);
 		return CHAT_OK;
 	}
+	struct node_cache *nc = c->k->nodes;
+	struct node_slot *s = nc ? node_slot(nc, level, idx) : NULL;
+	if (s && s->valid && s->level == level && s->idx == idx) {
+		nc->hits++;
+		memcpy(out, s->hash, KL_HASH);
+		return CHAT_OK;
+	}
 	uint8_t key[10];
 	char *v;
 	size_t vlen;
@@ -540,12 +571,24 @@ static int node_get(mth_ctx *c, unsigned level, uint64_t idx, uint8_t out[KL_HAS
 		return set_err(c->k, CHAT_ECORRUPT, "a log node is missing", NULL);
 	if (rc)
 		return rc;
-	if (vlen != KL_HASH)
+	if (vlen != KL_HASH) {
 		rc = set_err(c->k, CHAT_ECORRUPT, "corrupt log node", NULL);
-	else
+	} else {
 		memcpy(out, v, KL_HASH);
+		if (s) {
+			nc->misses++;
+			s->idx = idx, s->level = (uint8_t)level, s->valid = 1;
+			memcpy(s->hash, v, KL_HASH);
+		}
+	}
 	rocksdb_free(v);
 	return rc;
+}
+
+void ks_log_cache_stats(const ks *k, uint64_t *hits, uint64_t *misses)
+{
+	*hits = k->nodes ? k->nodes->hits : 0;
+	*misses = k->nodes ? k->nodes->misses : 0;
 }
 
 /* MTH(D[lo:hi]) from stored complete subtrees (kl_mth_fn). */
@@ -1002,6 +1045,7 @@ int ks_open(ks **out, const ks_opts *o, char *errbuf, size_t errlen)
 		*out = k;
 		return CHAT_OK;
 	}
+	k->nodes = calloc(1, sizeof(*k->nodes)); /* without it (no memory): every node is read */
 	k->cfg = *o;
 	k->cfg.dir = NULL; /* not kept: the caller owns the string */
 	k->opts = rocksdb_options_create();
@@ -1089,6 +1133,7 @@ void ks_close(ks *k)
 	rocksdb_options_destroy(k->opts);
 	sodium_memzero(k->log_sk, sizeof k->log_sk);
 	free(k->key_path);
+	free(k->nodes);
 	free(k);
 }
 

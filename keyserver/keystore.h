@@ -84,6 +84,8 @@ int ks_checkpoint(ks *k, const char *dir, char *errbuf, size_t errlen);
  * every pool plus a few records per device. O(1). */
 uint64_t ks_keys_estimate(ks *k);
 const char *ks_errmsg(const ks *k);
+/* The log node cache's hits and misses (reads of RocksDB) since ks_open. */
+void ks_log_cache_stats(const ks *k, uint64_t *hits, uint64_t *misses);
 /* Whether RocksDB took the memtable insert hints (common/rocks_util.h);
  * false only on a RocksDB build whose C API is laid out differently. */
 bool ks_insert_hints(const ks *k);

@@ -182,8 +182,9 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 		if (v == CORE_DENY && access == CORE_ACC_WRITE)
 			tell_device(c, conn, username);
 		/* Stock mosquitto's only sign of a SUBSCRIBE (broker_events.c). */
-		if (is_sub && v == CORE_ALLOW && t.kind == T_INBOX && !(c->bev.have & CORE_BEV_SUBSCRIBE))
-			core_subscribed(c, conn, username, name); /* exactly the inbox, not $share/… */
+		if (is_sub && v == CORE_ALLOW && (t.kind == T_INBOX || t.kind == T_PRESENCE_USER) &&
+		    !(c->bev.have & CORE_BEV_SUBSCRIBE))
+			core_subscribed(c, conn, username, name); /* exactly the topic, not $share/… */
 		break;
 	case C_SERVICE:
 		v = service_acl(c, judged, &t, access);

@@ -94,14 +94,25 @@ void core_connected(core *c, void *conn, const char *username, bool clean)
 }
 
 /* From the glue's SUBSCRIBE event (patched broker) or acl.c's approval of
- * a device's SUBSCRIBE (stock broker). */
+ * a device's SUBSCRIBE (stock broker): its inbox starts the replay; exactly
+ * P/presence/U (not under $share/, which gets no retained messages either)
+ * is answered with U's current presence document (presence.c). */
 void core_subscribed(core *c, void *conn, const char *username, const char *filter)
 {
-	if (!c->bev.auto_replay)
+	device *dev = live_device(c, conn, username);
+	if (!dev)
 		return;
-	device *dev = inbox_device(c, conn, username, filter);
-	if (dev)
-		sync_auto(c, dev);
+	char inbox[CORE_INBOX_MAX];
+	ev_inbox_topic(c, dev, inbox);
+	if (strcmp(filter, inbox) == 0) {
+		if (c->bev.auto_replay)
+			sync_auto(c, dev);
+		return;
+	}
+	topic t;
+	topic_parse(c, filter, &t);
+	if (t.kind == T_PRESENCE_USER)
+		presence_subscribed(c, dev, &t);
 }
 
 /* One acknowledged event, the map whose header was just read from r: a

@@ -78,6 +78,8 @@ typedef struct core_config {
 	uint32_t expire_slice;      /* expired messages removed per sweep; 500 */
 	uint32_t max_group_size;    /* members of one group; 1024 */
 	uint32_t presence_grace_s;  /* offline after the last device is gone this long; 10 */
+	bool presence_retained;     /* presence documents kept in the broker's retain tree; false:
+	                             * a SUBSCRIBE is answered from the plugin's state */
 	uint32_t push_interval_s;   /* at most one wake-up per device this often; 30 */
 	uint32_t push_retry_s;      /* an unacknowledged wake-up is sent again after; 60 */
 	uint32_t stats_interval_s;  /* counters on $SYS/broker/chat/ this often; 0 = never; 10 */

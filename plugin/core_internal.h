@@ -375,6 +375,9 @@ void presence_forget(core *c, user *u);
 void presence_will(core *c, const char *username);
 /* May the device `username` read chat/presence/{t->a}? */
 bool presence_may_read(core *c, const char *username, const topic *t);
+/* dev was granted a subscription to exactly *t: unless the documents are
+ * retained, publish U's current one to it (if it has one). */
+void presence_subscribed(core *c, device *dev, const topic *t);
 /* U's presence setting changed. */
 void presence_pref_set(core *c, const char *user, enum store_presence p);
 void presence_tick(core *c);
@@ -758,8 +761,8 @@ typedef struct counters {
 	uint64_t auth_ok, auth_refused, msgs_in, msgs_stored, msgs_dup, msgs_refused,
 		events_out, errors_out, admin_cmds, subs_refused, replayed, receipts_in,
 		receipts_out, receipts_queued, expired, syncs, group_events, typing_out,
-		presence_out, wakeups_out, wakeups_resent, push_acks, push_invalid, backups, spilled,
-		acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held,
+		presence_out, presence_answers, wakeups_out, wakeups_resent, push_acks, push_invalid, backups,
+		spilled, acks_delivered, auto_syncs, acks_deferred, acks_refused, publishes_held,
 		replay_batches, sents_out, sents_items, sents_dl, rcpts_out, rcpts_items;
 	uint64_t refused[REFUSAL_NCOUNTED + 1]; /* error events by code, the last: other (stats.c) */
 } counters;

@@ -52,6 +52,7 @@ static const option options[] = {
 	{ "expire_slice", OPT_U32, F(expire_slice), 1, 100000, NULL },
 	{ "max_group_size", OPT_U32, F(max_group_size), 2, CORE_GROUP_SIZE_MAX, NULL },
 	{ "presence_grace", OPT_U32, F(presence_grace_s), 0, 24 * 3600, NULL },
+	{ "presence_retained", OPT_BOOL, F(presence_retained), 0, 0, NULL },
 	{ "send_rate", OPT_U32, F(send_rate), 0, 1000000, NULL },
 	{ "send_burst", OPT_U32, F(send_burst), 1, 1000000, NULL },
 	{ "min_free_mb", OPT_U32, F(min_free_mb), 0, 1u << 20, NULL },

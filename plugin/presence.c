@@ -19,9 +19,22 @@
  * server publishes {s:"offline", seen: when the last device left}; seen is
  * left out when U's presence setting is "nobody".
  *
- * Documents are published retained, at QoS 1, to every subscriber
- * (publish with no client id), so the broker's READ ACL check at delivery
- * applies U's privacy to each subscriber: presence_may_read.
+ * Changes are published at QoS 1 to every subscriber (publish with no
+ * client id), so the broker's READ ACL check at delivery applies U's
+ * privacy to each subscriber: presence_may_read. What a new subscriber
+ * gets at once, the current document, comes from one of two places:
+ *   - default: this plugin's own state (u->pres, u->seen). A granted
+ *     SUBSCRIBE to exactly P/presence/U — the patched broker's SUBSCRIBE
+ *     event, or on stock mosquitto the approving ACL check, after which the
+ *     subscription is added in the same packet handling — is answered with
+ *     the document, published to that client id (presence_subscribed). Live
+ *     changes are not retained: nothing of presence stays in the broker's
+ *     retain tree (~413 bytes per user there, docs/BENCHMARKS.md "idle").
+ *   - plugin_opt_presence_retained true: every document is published
+ *     retained and the broker answers the SUBSCRIBE from its retain tree.
+ * A document published to a client id arrives with the retain flag clear
+ * (mosquitto 2.0's plugin publish to a client cannot set it), unlike a
+ * retained one; the payload is the same.
  *
  * The timers form one list in expiry order (the grace is the same for
  * everyone), so a tick looks at the head only and does bounded work.
@@ -74,15 +87,18 @@ static enum store_presence pref_of(core *c, user *u)
 	return u->pref;
 }
 
-static void publish(core *c, const char *user, const uint8_t *doc, size_t len)
+/* To every subscriber (clientid NULL), or to one client. */
+static void publish(core *c, const char *clientid, const char *user, const uint8_t *doc, size_t len)
 {
 	char topic[CORE_PREFIX_MAX + sizeof("/presence/") + CHAT_USER_MAX];
 	snprintf(topic, sizeof(topic), "%s/presence/%s", c->prefix, user);
-	if (c->io.publish(c->io.ctx, NULL, topic, doc, len, 1, true) == 0)
+	bool retain = !clientid && c->cfg.presence_retained;
+	if (c->io.publish(c->io.ctx, clientid, topic, doc, len, 1, retain) == 0)
 		c->n.presence_out++;
 }
 
-static void publish_state(core *c, user *u, enum pres_state s)
+/* {s, ? seen} for state s of u into c->w; false if it could not be encoded. */
+static bool encode(core *c, user *u, enum pres_state s)
 {
 	cbw *w = &c->w;
 	bool seen = s == PRES_OFFLINE && pref_of(c, u) != STORE_PRESENCE_NOBODY;
@@ -94,8 +110,13 @@ static void publish_state(core *c, user *u, enum pres_state s)
 		cbw_text(w, "seen");
 		cbw_uint(w, u->seen);
 	}
-	if (cbw_status(w) == 0)
-		publish(c, u->name, w->buf, w->len);
+	return cbw_status(w) == 0;
+}
+
+static void publish_state(core *c, user *u, enum pres_state s)
+{
+	if (encode(c, u, s))
+		publish(c, NULL, u->name, c->w.buf, c->w.len);
 	u->pres = s;
 }
 
@@ -118,8 +139,10 @@ void presence_down(core *c, user *u)
 void presence_forget(core *c, user *u)
 {
 	timer_unlink(c, u);
+	/* Clears the retained document; either way current subscribers see
+	 * an empty payload, as a cleared retained message shows them. */
 	if (u->pres != PRES_NONE)
-		publish(c, u->name, (const uint8_t *)"", 0); /* clears the retained document */
+		publish(c, NULL, u->name, (const uint8_t *)"", 0);
 	u->pres = PRES_NONE;
 }
 
@@ -161,6 +184,21 @@ bool presence_may_read(core *c, const char *username, const topic *t)
 	if (!chat_dm_conv(conv, username, vl, t->a, t->alen))
 		return false;
 	return store_conv_last_seq(c->st, conv, &last) == CHAT_OK && last > 0;
+}
+
+void presence_subscribed(core *c, device *dev, const topic *t)
+{
+	if (c->cfg.presence_retained || t->kind != T_PRESENCE_USER)
+		return;
+	user *u = dir_user(&c->dir, t->a, t->alen);
+	/* Nothing published yet (no device of U connected since the broker
+	 * started): no document, as the retain tree would have none. */
+	if (!u || u->pres == PRES_NONE)
+		return;
+	if (encode(c, u, u->pres)) {
+		publish(c, dev->addr, u->name, c->w.buf, c->w.len);
+		c->n.presence_answers++;
+	}
 }
 
 void presence_pref_set(core *c, const char *name, enum store_presence p)

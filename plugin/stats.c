@@ -146,6 +146,7 @@ size_t stats_collect(core *c, stat_value *out)
 		{ "group_events", c->n.group_events },
 		{ "typing_out", c->n.typing_out },
 		{ "presence_out", c->n.presence_out },
+		{ "presence_answers", c->n.presence_answers },
 		{ "wakeups_out", c->n.wakeups_out },
 		{ "wakeups_resent", c->n.wakeups_resent },
 		{ "push_acks", c->n.push_acks },

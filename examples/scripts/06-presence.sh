@@ -2,7 +2,7 @@
 # SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
 # SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 # 6. Presence. A device connects with a Last Will on chat/presence/U/D; the
-#    server keeps one retained document per user on chat/presence/U: online
+#    server keeps one document per user on chat/presence/U: online
 #    while any of U's devices is connected, offline with `seen` once the last
 #    one has been gone for plugin_opt_presence_grace seconds (default 10) —
 #    whether it left cleanly or its connection just died. Only U's devices and

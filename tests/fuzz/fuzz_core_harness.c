@@ -59,10 +59,12 @@ static int io_publish(void *ctx, const char *clientid, const char *topic, const 
                       size_t len, int qos, bool retain)
 {
 	(void)ctx;
-	/* Presence: a retained document (or an empty one, clearing it) to every
-	 * subscriber of chat/presence/U, with no client id. */
-	if (!clientid && topic && retain && strncmp(topic, "chat/presence/", 14) == 0 &&
-	    !strchr(topic + 14, '/') && (payload || !len)) {
+	/* Presence: a document (or an empty one, clearing it) to every
+	 * subscriber of chat/presence/U with no client id, retained or not
+	 * (plugin_opt_presence_retained); or the current one, not retained, to
+	 * the one device that subscribed (presence.c). */
+	if (topic && strncmp(topic, "chat/presence/", 14) == 0 && !strchr(topic + 14, '/') &&
+	    (payload || !len) && (!clientid || (!retain && len && qos == 1))) {
 		cbr r;
 		cbr_init(&r, payload, len);
 		if (len && (cbr_skip_next(&r) || !cbr_done(&r)))
@@ -108,8 +110,8 @@ static int io_publish(void *ctx, const char *clientid, const char *topic, const 
 		const char *u = strstr(topic, "/presence/");
 		u = u ? u + 10 : NULL;
 		bool wake = strlen(topic) > 10 && !strcmp(topic + strlen(topic) - 10, "/push/wake");
-		if (wake ? retain : !u || !chat_valid_user(u, strlen(u)) || !retain)
-			die("a publish to all subscribers that is not a retained presence or a wake-up", topic);
+		if (wake ? retain : !u || !chat_valid_user(u, strlen(u)))
+			die("a publish to all subscribers that is not a presence document or a wake-up", topic);
 	} else {
 		/* <prefix>/inbox/<clientid> */
 		char inbox[256];

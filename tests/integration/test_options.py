@@ -23,6 +23,7 @@ BAD = {
     "max_body": ["abc", "-5", "63", "16777217", "1e3"],
     "foreign_acl": ["sometimes", "DEFER"],
     "sync_writes": ["maybe", "2"],
+    "presence_retained": ["sometimes", "-1"],
     "commit_window_us": ["100001", "-1", "1ms"],
     "offline_ttl": ["0", "soon", "315360001"],
     "max_queue": ["-1", "4294967296"],

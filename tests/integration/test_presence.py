@@ -1,12 +1,14 @@
 # SPDX-FileCopyrightText: 2026 The mosquitto-chat authors
 # SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
-"""Presence through a real broker (plugin_opt_presence_grace 1): the retained
+"""Presence through a real broker (plugin_opt_presence_grace 1): the
 chat/presence/U document goes online at connect and offline with `seen`
 once the last device has been gone for the grace period — after a clean
 DISCONNECT, after the socket is closed without one, after the client
 process is killed — with no flicker on a fast reconnect; who may subscribe
 (own devices, dm partners, group co-members, as U's privacy allows);
-strangers refused in the SUBACK."""
+strangers refused in the SUBACK; a new subscriber gets the current
+document at once — answered by the plugin by default, from mosquitto's
+retain tree with plugin_opt_presence_retained true."""
 
 import os
 import signal
@@ -21,17 +23,32 @@ GRACE = 1.0
 
 
 class Watcher:
-    """A device subscribed to chat/presence/U, reading presence documents."""
+    """A device subscribed to chat/presence/U, reading presence documents;
+    `retains` holds the MQTT retain flag of each document, in order."""
 
     def __init__(self, case, dev, user):
         self.dev = dev
         self.topic = "%s/presence/%s" % (dev.prefix, user)
+        self.retains = []
+        decode = dev.c.on_message
+
+        def on_message(c, u, msg):
+            if msg.topic == self.topic:
+                self.retains.append(bool(msg.retain))
+            decode(c, u, msg)
+        dev.c.on_message = on_message
         code = dev.subscribe(self.topic, 1)
         case.assertLess(code, 0x80, "presence subscription refused")
 
     def next(self, timeout=5.0):
         m = self.dev.wait_message(lambda m: m[0] == self.topic, timeout)
         return None if m is None else m[1]
+
+
+def stat(broker, name):
+    rc, out, err = broker.chatctl("stats")
+    assert rc == 0, err
+    return int(dict(line.split() for line in out.splitlines() if line.strip())[name])
 
 
 class PresenceTest(ChatTestCase):
@@ -175,6 +192,61 @@ class PresenceTest(ChatTestCase):
         self.assertGreaterEqual(b2.subscribe("chat/presence/%s" % a, 1), 0x80)
         da.close()
         self.assertIsNone(w.next(timeout=GRACE + 1.5), "presence leaked past 'nobody'")
+
+    def test_current_state_at_once(self):
+        """A new subscriber gets U's current document at once, whatever it is,
+        then every change: by default answered by the plugin (not from the
+        broker's retain tree), so the first document's retain flag is clear
+        and nothing of presence is retained."""
+        a, ta, da, db, w = self.pair()
+        self.assertEqual(w.retains, [False])
+        answers = stat(self.broker, "presence_answers")
+        self.assertGreaterEqual(answers, 1)
+        t0 = time.monotonic()
+        da.close()
+        self.assert_offline_after(w, t0)
+        late = Watcher(self, self.dev(db.user, "tablet"), a)
+        doc = late.next(timeout=2)
+        self.assertEqual(doc["s"], "offline", doc)
+        self.assertTrue(now_ms() - 5000 <= doc["seen"] <= now_ms(), doc)
+        self.assertEqual(stat(self.broker, "presence_answers"), answers + 1)
+        # back online: both watchers get the change, live (retain clear)
+        d2 = Device(self.broker, a, "phone", ta)
+        d2.connect()
+        self._clients.append(d2)
+        self.addCleanup(d2.close)
+        self.assertEqual(w.next(), {"s": "online"})
+        self.assertEqual(late.next(), {"s": "online"})
+        self.assertEqual(late.retains, [False, False])
+        # one answer per SUBSCRIBE: no retained copy beside it
+        self.assertIsNone(late.next(timeout=0.3))
+
+
+class PresenceRetainedTest(ChatTestCase):
+    """plugin_opt_presence_retained true (the fallback): the documents live in
+    mosquitto's retain tree and a subscriber gets them from there, the retain
+    flag set; the plugin answers nothing itself."""
+    broker_options = {"presence_grace": 1, "presence_retained": "true"}
+
+    def test_retained_documents(self):
+        a, b = uniq("a"), uniq("b")
+        ta = self.broker.add_device(a, "phone")
+        da = Device(self.broker, a, "phone", ta)
+        da.connect()
+        self._clients.append(da)
+        db = self.dev(b, "phone")
+        db.send_dm(a, 1, body=b"hi")
+        w = Watcher(self, db, a)
+        self.assertEqual(w.next(), {"s": "online"})
+        da.close()
+        doc = w.next(timeout=GRACE + 3)
+        self.assertEqual(doc["s"], "offline", doc)
+        late = Watcher(self, self.dev(b, "tablet"), a)
+        self.assertEqual(late.next(), doc)
+        self.assertIsNone(late.next(timeout=0.3), "answered twice")
+        self.assertEqual(w.retains, [True, False])
+        self.assertEqual(late.retains, [True])
+        self.assertEqual(stat(self.broker, "presence_answers"), 0)
 
 
 if __name__ == "__main__":

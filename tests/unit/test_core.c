@@ -2279,9 +2279,27 @@ static const pubrec *pres_doc(size_t m, const char *user)
 	char t[128];
 	snprintf(t, sizeof(t), "chat/presence/%s", user);
 	ck_assert_str_eq(p->topic, t);
-	ck_assert(p->retain);
+	ck_assert(p->retain == CFG.presence_retained); /* default: not retained */
 	ck_assert_int_eq(p->qos, 1);
 	return p;
+}
+
+/* The one publish since m to the device addr on chat/presence/<user>, not
+ * retained: the answer to its SUBSCRIBE (presence.c). */
+static const pubrec *pres_answer(size_t m, const char *addr, const char *user)
+{
+	const pubrec *p = pub_to(m, addr);
+	char t[128];
+	snprintf(t, sizeof(t), "chat/presence/%s", user);
+	ck_assert_str_eq(p->topic, t);
+	ck_assert(!p->retain);
+	ck_assert_int_eq(p->qos, 1);
+	return p;
+}
+
+static enum core_verdict pres_sub(const char *addr, const char *filter)
+{
+	return core_acl(C, find_dev(addr)->conn, addr, addr, filter, CORE_ACC_SUBSCRIBE, false);
 }
 
 START_TEST(presence_online_grace_offline)
@@ -2480,6 +2498,134 @@ START_TEST(presence_user_removed)
 }
 END_TEST
 
+/* The default (presence_retained false): a SUBSCRIBE to chat/presence/U is
+ * answered from the plugin's state, on stock mosquitto at the approving ACL
+ * check, to the subscribing device alone; live documents are not retained. */
+START_TEST(presence_answered_on_subscribe)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("carol", "x");
+	add_device("dave", "x");
+	connect_dev("alice/tablet");
+	connect_dev("carol/x");
+	size_t m = mark();
+	ck_assert_int_eq(pres_sub("alice/tablet", "chat/presence/alice"), CORE_ALLOW);
+	const pubrec *p = pres_answer(m, "alice/tablet", "alice");
+	ck_assert_str_eq(ftext(p, "s"), "online");
+	ck_assert_uint_eq(fnkeys(p), 1);
+	ck_assert_uint_eq(count_to(m, ALL_SUBSCRIBERS), 0);
+	/* Every SUBSCRIBE is answered (MQTT 3.1.1 resends retained ones too). */
+	m = mark();
+	ck_assert_int_eq(pres_sub("alice/tablet", "chat/presence/alice"), CORE_ALLOW);
+	pres_answer(m, "alice/tablet", "alice");
+	/* dave never connected: no document, as the retain tree would have none. */
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "hi");
+	ck_assert_int_eq(dm("carol/x", "dave", &w), CORE_ALLOW);
+	m = mark();
+	ck_assert_int_eq(pres_sub("carol/x", "chat/presence/dave"), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m);
+	/* Refused filters get nothing; $share/ gets no retained message, so no
+	 * answer either; nor a connection that is not the device's recorded one. */
+	ck_assert_int_eq(pres_sub("carol/x", "chat/presence/alice"), CORE_DENY);
+	ck_assert_int_eq(pres_sub("alice/tablet", "chat/presence/+"), CORE_DENY);
+	ck_assert_int_eq(pres_sub("alice/tablet", "$share/g/chat/presence/alice"), CORE_ALLOW);
+	ck_assert_int_eq(core_acl(C, CONN(40), "alice/tablet", "alice/tablet", "chat/presence/alice",
+	                          CORE_ACC_SUBSCRIBE, false), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m);
+	cbw_free(&w);
+}
+END_TEST
+
+/* The answer is the state of the moment: online through the grace, then
+ * offline with seen; privacy applies to who is answered. */
+START_TEST(presence_answer_states_and_privacy)
+{
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	add_device("carol", "x");
+	connect_dev("alice/phone");
+	connect_dev("carol/x");
+	cbw w;
+	cbw_init(&w);
+	send_uint_cid(&w, 1, "hi");
+	ck_assert_int_eq(dm("carol/x", "alice", &w), CORE_ALLOW); /* carol may watch alice */
+	uint64_t left = F.now;
+	disconnect_dev("alice/phone");
+	size_t m = mark();
+	ck_assert_int_eq(pres_sub("carol/x", "chat/presence/alice"), CORE_ALLOW);
+	ck_assert_str_eq(ftext(pres_answer(m, "carol/x", "alice"), "s"), "online");
+	F.now += CFG.presence_grace_s * 1000;
+	core_tick(C);
+	ck_assert_str_eq(ftext(pres_doc(m, "alice"), "s"), "offline"); /* live, not retained */
+	m = mark();
+	ck_assert_int_eq(pres_sub("carol/x", "chat/presence/alice"), CORE_ALLOW);
+	const pubrec *p = pres_answer(m, "carol/x", "alice");
+	ck_assert_str_eq(ftext(p, "s"), "offline");
+	ck_assert_uint_eq(fuint(p, "seen"), left);
+	/* alice hides her presence: carol is refused and answered nothing. */
+	connect_dev("alice/tablet");
+	set_presence("alice/tablet", "nobody");
+	disconnect_dev("alice/tablet");
+	F.now += CFG.presence_grace_s * 1000;
+	core_tick(C);
+	m = mark();
+	ck_assert_int_eq(pres_sub("carol/x", "chat/presence/alice"), CORE_DENY);
+	ck_assert_uint_eq(F.npubs, m);
+	cbw_free(&w);
+}
+END_TEST
+
+/* Patched broker: the answer comes from the SUBSCRIBE event (the granted
+ * subscription), not from the ACL check. */
+START_TEST(presence_answer_patched)
+{
+	add_device("alice", "phone");
+	connect_dev("alice/phone");
+	ck_assert(core_broker_events(C, CORE_BEV_SUBSCRIBE));
+	size_t m = mark();
+	ck_assert_int_eq(pres_sub("alice/phone", "chat/presence/alice"), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m);
+	void *conn = find_dev("alice/phone")->conn;
+	core_subscribed(C, conn, "alice/phone", "chat/presence/alice");
+	ck_assert_str_eq(ftext(pres_answer(m, "alice/phone", "alice"), "s"), "online");
+	m = mark();
+	core_subscribed(C, conn, "alice/phone", "$share/x/chat/presence/alice");
+	core_subscribed(C, CONN(9), "alice/phone", "chat/presence/alice"); /* not its connection */
+	core_subscribed(C, conn, NULL, "chat/presence/alice");
+	ck_assert_uint_eq(F.npubs, m);
+}
+END_TEST
+
+/* plugin_opt_presence_retained true: the documents are retained and the
+ * broker answers subscriptions from its retain tree; the plugin does not. */
+START_TEST(presence_retained_option)
+{
+	close_core();
+	CFG.presence_retained = true;
+	open_core();
+	add_device("alice", "phone");
+	add_device("alice", "tablet");
+	size_t m = mark();
+	connect_dev("alice/phone");
+	ck_assert_str_eq(ftext(pres_doc(m, "alice"), "s"), "online"); /* retained */
+	connect_dev("alice/tablet");
+	m = mark();
+	ck_assert_int_eq(pres_sub("alice/tablet", "chat/presence/alice"), CORE_ALLOW);
+	ck_assert_uint_eq(F.npubs, m);
+	ck_assert(core_broker_events(C, CORE_BEV_SUBSCRIBE));
+	core_subscribed(C, find_dev("alice/tablet")->conn, "alice/tablet", "chat/presence/alice");
+	ck_assert_uint_eq(F.npubs, m);
+	disconnect_dev("alice/phone");
+	disconnect_dev("alice/tablet");
+	F.now += CFG.presence_grace_s * 1000;
+	core_tick(C);
+	ck_assert_str_eq(ftext(pres_doc(m, "alice"), "s"), "offline");
+}
+END_TEST
+
 /* ================= typing ================= */
 
 static enum core_verdict typing(const char *from, const char *conv, int on)
@@ -2646,6 +2792,10 @@ static Suite *suite(void)
 	tcase_add_test(t, presence_will_and_privacy);
 	tcase_add_test(t, presence_who_may_see);
 	tcase_add_test(t, presence_user_removed);
+	tcase_add_test(t, presence_answered_on_subscribe);
+	tcase_add_test(t, presence_answer_states_and_privacy);
+	tcase_add_test(t, presence_answer_patched);
+	tcase_add_test(t, presence_retained_option);
 	tcase_add_test(t, typing_relayed_never_stored);
 	suite_add_tcase(s, t);
 	return s;

@@ -383,6 +383,22 @@ START_TEST(store_proofs_and_reopen)
 	upload(k, "alice", "d0", ik);
 	upload(k, "alice", "d0", ik);
 	check_store(k, 23);
+	/* check_store's proofs (at every size, as the log grew) came through
+	 * the node cache and all verified; asked again, a proof reads nothing */
+	{
+		uint64_t h0, m0, h1, m1;
+		kl_hash pr[KL_PROOF_MAX];
+		size_t np;
+		ks_log_cache_stats(k, &h0, &m0);
+		ck_assert_uint_gt(h0, 0);
+		ck_assert_uint_gt(m0, 0);
+		ck_assert_uint_lt(m0, 2 * 23); /* each of the < 2n stored nodes read once */
+		ck_assert_int_eq(ks_log_inclusion(k, 3, 23, pr, &np), CHAT_OK);
+		ck_assert_int_eq(ks_log_consistency(k, 7, 23, pr, &np), CHAT_OK);
+		ks_log_cache_stats(k, &h1, &m1);
+		ck_assert_uint_eq(m1, m0);
+		ck_assert_uint_gt(h1, h0);
+	}
 	/* the same key again (a top-up with one-time keys) logs nothing */
 	{
 		uint8_t pk[32], sk[64];

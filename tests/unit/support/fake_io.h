@@ -37,7 +37,7 @@ typedef struct pubrec {
 
 /* What to do with a publish to every subscriber (clientid NULL) other than
  * a wake-up (P/push/wake, not retained, always recorded). Either way it
- * must be retained and on a presence topic, and is counted in
+ * must be on a presence topic, and is counted in
  * F.nbroadcasts. */
 enum fake_broadcasts {
 	FAKE_BROADCASTS_RECORDED, /* also in F.pubs, with clientid ALL_SUBSCRIBERS */
