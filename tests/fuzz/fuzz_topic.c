@@ -8,10 +8,11 @@
  * Beyond "no crash", each verdict is checked against an independent model
  * of the contract (docs/PROTOCOL.md §2) written here from MQTT's matching
  * rules: a chat device may read or subscribe to its own inbox, key
- * responses and key status, and to P/presence/{user} (privacy decides
+ * responses, key status and chat-media answers, and to P/presence/{user} (privacy decides
  * which users; not modelled here) and nothing else,
- * a service to P/keys/req/+/+, P/keys/removed/+/+ and P/push/wake (and may
- * publish P/keys/stats), the admin to $CONTROL/chat/v1/response; no
+ * a service to P/keys/req/+/+, P/keys/removed/+/+, P/media/req/+/+ and
+ * P/push/wake (and may publish P/keys/stats, P/push/stats, P/push/ack and its
+ * answers on P/keys/resp|status/U/D and P/media/resp/U/D), the admin to $CONTROL/chat/v1/response; no
  * topic or filter that reaches the chat namespace is ever deferred (another
  * ACL mechanism could then let it through) or allowed to a foreign client,
  * except a foreign client's filter that reaches it only through a wildcard
@@ -133,7 +134,7 @@ static bool is(const char *name, const model *m, const char *rest)
 static bool own_readable(const model *m, const char *name)
 {
 	if (is(name, m, "inbox/alice/phone") || is(name, m, "keys/resp/alice/phone") ||
-	    is(name, m, "keys/status/alice/phone"))
+	    is(name, m, "keys/status/alice/phone") || is(name, m, "media/resp/alice/phone"))
 		return true;
 	size_t n = strlen(m->prefix);
 	const char *u = name + n + sizeof("/presence/") - 1;
@@ -150,20 +151,26 @@ static bool device_may_write(const model *m, const char *t)
 	return strncmp(r, "dm/", 3) == 0 || strncmp(r, "group/", 6) == 0 ||
 	       strncmp(r, "typing/", 7) == 0 || !strcmp(r, "receipt") || !strcmp(r, "sync") ||
 	       !strcmp(r, "ctl") || !strcmp(r, "presence/alice/phone") ||
-	       !strcmp(r, "keys/req/alice/phone");
+	       !strcmp(r, "keys/req/alice/phone") || !strcmp(r, "media/req/alice/phone");
 }
 
-/* P/keys/<kind>/U/D with valid ids. */
-static bool keys_topic(const model *m, const char *t, const char *kind)
+/* P/AREA/KIND/U/D with a valid address: the key server's (area "keys") and
+ * chat-media's (area "media") per-device topics. */
+static bool svc_topic(const model *m, const char *t, const char *area, const char *kind)
 {
 	char lead[256];
-	snprintf(lead, sizeof(lead), "%s/keys/%s/", m->prefix, kind);
+	snprintf(lead, sizeof(lead), "%s/%s/%s/", m->prefix, area, kind);
 	size_t n = strlen(lead);
 	if (strncmp(t, lead, n) != 0)
 		return false;
 	const char *u, *d;
 	size_t ul, dl;
 	return chat_parse_addr(t + n, strlen(t + n), &u, &ul, &d, &dl);
+}
+
+static bool keys_topic(const model *m, const char *t, const char *kind)
+{
+	return svc_topic(m, t, "keys", kind);
 }
 
 /* ---- the checks ---- */
@@ -222,15 +229,18 @@ static void check_one(const model *m, enum who w, const char *name, int access, 
 			violation(m, who, name, access, v, "a retained will was allowed");
 		break;
 	case W_SERVICE: {
-		char req[256], removed[256];
+		char req[256], removed[256], mreq[256];
 		snprintf(req, sizeof(req), "%s/keys/req/+/+", m->prefix);
 		snprintf(removed, sizeof(removed), "%s/keys/removed/+/+", m->prefix);
+		snprintf(mreq, sizeof(mreq), "%s/media/req/+/+", m->prefix);
 		bool ok = access == CORE_ACC_WRITE ? keys_topic(m, judged, "resp") || keys_topic(m, judged, "status") ||
 		                                     keys_topic(m, judged, "removed") || is(judged, m, "push/ack") ||
-		                                     is(judged, m, "keys/stats")
+		                                     is(judged, m, "keys/stats") || is(judged, m, "push/stats") ||
+		                                     svc_topic(m, judged, "media", "resp")
 		          : access == CORE_ACC_READ ? keys_topic(m, judged, "req") || keys_topic(m, judged, "removed") ||
-		                                      is(judged, m, "push/wake")
-		          : strcmp(judged, req) == 0 || strcmp(judged, removed) == 0 || is(judged, m, "push/wake");
+		                                      is(judged, m, "push/wake") || svc_topic(m, judged, "media", "req")
+		          : strcmp(judged, req) == 0 || strcmp(judged, removed) == 0 || strcmp(judged, mreq) == 0 ||
+		            is(judged, m, "push/wake");
 		if (!m->has_service || !ok)
 			violation(m, who, name, access, v, "a service reached a topic not its own");
 		break;

@@ -127,6 +127,8 @@ TOPICS = [
     "chat/inbox/+/+", "chat/inbox/#", "chat/presence/alice", "chat/presence/alice/phone",
     "chat/keys/req/alice/phone", "chat/keys/resp/alice/phone", "chat/keys/status/alice/phone",
     "chat/keys/req/+/+", "$share/keyserver/chat/keys/req/+/+", "$share/x/chat/inbox/#",
+    "chat/media/req/alice/phone", "chat/media/resp/alice/phone", "chat/media/req/+/+",
+    "$share/media/chat/media/req/+/+", "chat/media/resp/bob/phone", "chat/push/stats",
     "$CONTROL/chat/v1", "$CONTROL/chat/v1/response", "$CONTROL/chat/other", "$CONTROL/#",
     "#", "+/inbox/#", "chat/#", "chat/+/+/+", "chat", "chatter/x", "sensors/room1/temp",
     "$SYS/broker/uptime", "x/chat/inbox/alice/phone", "x/chat/#", "x/+/dm/bob",
