@@ -77,13 +77,43 @@ static void finish_done(jstore *js, js_op *op, int rc)
 	fail_done(js, op, rc);
 }
 
+/* A new op: its step, its failure and the caller's arg; the caller sets
+ * the callback of its own type in op->cb. */
+static js_op *op_new(jstore *js, js_step step, js_fail fail, void *arg)
+{
+	js_op *op = js_op_new(js);
+	if (op) {
+		op->step = step;
+		op->fail = fail;
+		op->arg = arg;
+	}
+	return op;
+}
+
+/* An op that ends in a jstore_done_cb (fail_done). */
+static js_op *done_op_new(jstore *js, js_step step, jstore_done_cb cb, void *arg)
+{
+	js_op *op = op_new(js, step, fail_done, arg);
+	if (op)
+		op->cb.done = cb;
+	return op;
+}
+
+/* A publish's answer; JS_RETRY when it asked to be sent again (done: keep the op). */
+static enum js_reply api_reply(jstore *js, js_op *op, natsMsg *m, js_api_answer *a)
+{
+	enum js_reply r = js_api_reply(js, m, a);
+	if (r == JS_RETRY)
+		js_retry_soon(js, op);
+	return r;
+}
+
 /* A publish's answer, for a step that wants only "stored" or an error. */
 static void step_written(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	switch (js_api_reply(js, m, &a)) {
+	switch (api_reply(js, op, m, &a)) {
 	case JS_RETRY:
-		js_retry_soon(js, op);
 		return;
 	case JS_BAD:
 		finish_done(js, op, CHAT_EIO);
@@ -113,13 +143,9 @@ static int kv_write(jstore *js, const char *bucket, const char *key, const void 
                     bool create, bool del, js_step step, jstore_done_cb cb, void *arg, js_op **opp)
 {
 	char subj[600];
-	js_op *op = js_op_new(js);
+	js_op *op = done_op_new(js, step ? step : step_written, cb, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step ? step : step_written;
-	op->fail = fail_done;
-	op->cb.done = cb;
-	op->arg = arg;
 	snprintf(op->bucket, sizeof(op->bucket), "%s", bucket);
 	snprintf(op->key, sizeof(op->key), "%s", key);
 	kv_subject(js, subj, sizeof(subj), bucket, key);
@@ -181,13 +207,10 @@ static void step_cred_get(jstore *js, js_op *op, natsMsg *m)
 
 static int cred_get(jstore *js, const char *key, jstore_cred_cb cb, void *arg)
 {
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, step_cred_get, fail_cred, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_cred_get;
-	op->fail = fail_cred;
 	op->cb.cred = cb;
-	op->arg = arg;
 	return kv_get(js, op, "acct", key);
 }
 
@@ -235,13 +258,10 @@ static void step_create(jstore *js, js_op *op, natsMsg *m)
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
 	if (r == JS_FOUND && !a.ok && a.err_code == 10071) {
-		char stream[96], subj[600];
-		kv_stream(js, stream, sizeof(stream), op->bucket);
-		kv_subject(js, subj, sizeof(subj), op->bucket, op->key);
 		op->step = step_create_recheck;
 		/* at the leader: this read decides (a replica may not have the
 		 * record that refused the create yet: seen in the test) */
-		js_send(js, op, js_req_last_leader(js, stream, subj));
+		js_send(js, op, kv_get_leader(js, op->bucket, op->key));
 		return;
 	}
 	step_written(js, op, m);
@@ -307,13 +327,9 @@ static void step_rehash_read(jstore *js, js_op *op, natsMsg *m)
 static int cred_rehash(jstore *js, const char *key, const uint8_t hash[STORE_HASH_LEN], bool service,
                        jstore_done_cb cb, void *arg)
 {
-	js_op *op = js_op_new(js);
+	js_op *op = done_op_new(js, step_rehash_read, cb, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_rehash_read;
-	op->fail = fail_done;
-	op->cb.done = cb;
-	op->arg = arg;
 	op->role = service;
 	memcpy(op->hash, hash, STORE_HASH_LEN);
 	return kv_get(js, op, "acct", key);
@@ -333,11 +349,9 @@ int jstore_device_rehash(jstore *js, const char *user, const char *device,
 static void step_remove_push(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(js, m, &a);
-	if (r == JS_RETRY) {
-		js_retry_soon(js, op);
+	enum js_reply r = api_reply(js, op, m, &a);
+	if (r == JS_RETRY)
 		return;
-	}
 	if (r != JS_FOUND || !a.ok)
 		return finish_done(js, op, CHAT_EIO);
 	char subj[600];
@@ -439,11 +453,9 @@ static void step_key_read(jstore *js, js_op *op, natsMsg *m)
 static void step_key_create(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(js, m, &a);
-	if (r == JS_RETRY) {
-		js_retry_soon(js, op);
+	enum js_reply r = api_reply(js, op, m, &a);
+	if (r == JS_RETRY)
 		return;
-	}
 	if (r != JS_FOUND || (!a.ok && a.err_code != 10071))
 		return fail_key(js, op, CHAT_EIO);
 	/* ours or the first node's: read what is stored (one answer for all) */
@@ -455,13 +467,10 @@ int jstore_token_key(jstore *js, jstore_key_cb cb, void *arg)
 {
 	char subj[600];
 	uint8_t key[STORE_KEY_LEN];
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, step_key_create, fail_key, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_key_create;
-	op->fail = fail_key;
 	op->cb.key = cb;
-	op->arg = arg;
 	randombytes_buf(key, sizeof(key));
 	kv_subject(js, subj, sizeof(subj), "acct", "token_key");
 	int rc = start(js, op, js_req_pub(js, subj, key, sizeof(key), true, NULL));
@@ -501,13 +510,10 @@ int jstore_prefs_get(jstore *js, const char *user, jstore_prefs_cb cb, void *arg
 	char key[320];
 	if (!onekey(key, sizeof(key), NULL, user))
 		return CHAT_EINVAL;
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, step_prefs_get, fail_prefs, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_prefs_get;
-	op->fail = fail_prefs;
 	op->cb.prefs = cb;
-	op->arg = arg;
 	return kv_get(js, op, "prefs", key);
 }
 
@@ -568,13 +574,10 @@ int jstore_push_get(jstore *js, const char *user, const char *device, jstore_pus
 	char key[320];
 	if (!devkey(key, sizeof(key), NULL, user, device))
 		return CHAT_EINVAL;
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, step_push_get, fail_push, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_push_get;
-	op->fail = fail_push;
 	op->cb.push = cb;
-	op->arg = arg;
 	return kv_get(js, op, "push", key);
 }
 
@@ -591,11 +594,9 @@ int jstore_push_clear(jstore *js, const char *user, const char *device, jstore_d
 static void step_contact_second(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(js, m, &a);
-	if (r == JS_RETRY) {
-		js_retry_soon(js, op);
+	enum js_reply r = api_reply(js, op, m, &a);
+	if (r == JS_RETRY)
 		return;
-	}
 	if (r != JS_FOUND || !a.ok)
 		return finish_done(js, op, CHAT_EIO);
 	char subj[600];
@@ -629,13 +630,9 @@ int jstore_contact_get(jstore *js, const char *a, const char *b, jstore_done_cb 
 	char key[320];
 	if (!devkey(key, sizeof(key), NULL, a, b))
 		return CHAT_EINVAL;
-	js_op *op = js_op_new(js);
+	js_op *op = done_op_new(js, step_contact_get, cb, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_contact_get;
-	op->fail = fail_done;
-	op->cb.done = cb;
-	op->arg = arg;
 	return kv_get(js, op, "contacts", key);
 }
 
@@ -689,11 +686,9 @@ static void step_claim_read(jstore *js, js_op *op, natsMsg *m)
 static void step_claim(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(js, m, &a);
-	if (r == JS_RETRY) {
-		js_retry_soon(js, op);
+	enum js_reply r = api_reply(js, op, m, &a);
+	if (r == JS_RETRY)
 		return;
-	}
 	if (r != JS_FOUND)
 		return fail_claim(js, op, CHAT_EIO);
 	if (a.ok) /* created (a duplicate: by an earlier attempt of this call, same nonce) */
@@ -729,12 +724,10 @@ int jstore_dedup_claim(jstore *js, const char *from, const store_cid *cid, const
 	if (!claimkey(key, sizeof(key), from, cid) || !conv || !*conv || strlen(conv) > CHAT_CONV_MAX ||
 	    seq0 == 0)
 		return CHAT_EINVAL;
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, NULL, fail_claim, arg); /* claim_publish sets the step */
 	if (!op)
 		return CHAT_ENOMEM;
-	op->fail = fail_claim;
 	op->cb.claim = cb;
-	op->arg = arg;
 	snprintf(op->key, sizeof(op->key), "%s", key);
 	snprintf(op->conv, sizeof(op->conv), "%s", conv);
 	op->seq0 = seq0;
@@ -751,13 +744,10 @@ int jstore_dedup_get(jstore *js, const char *from, const store_cid *cid, jstore_
 	char key[320];
 	if (!claimkey(key, sizeof(key), from, cid))
 		return CHAT_EINVAL;
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, step_claim_read, fail_claim, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_claim_read;
-	op->fail = fail_claim;
 	op->cb.claim = cb;
-	op->arg = arg;
 	op->stage = 1;
 	return kv_get(js, op, "dedup", key);
 }
@@ -765,11 +755,9 @@ int jstore_dedup_get(jstore *js, const char *from, const store_cid *cid, jstore_
 static void step_release_deleted(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(js, m, &a);
-	if (r == JS_RETRY) {
-		js_retry_soon(js, op);
+	enum js_reply r = api_reply(js, op, m, &a);
+	if (r == JS_RETRY)
 		return;
-	}
 	/* already gone (another sweeper, or our earlier attempt): 10057, or
 	 * 10043 "sequence not found" (seen when the read came just after
 	 * another release's delete) */
@@ -797,20 +785,14 @@ static void step_release_read(jstore *js, js_op *op, natsMsg *m)
 
 int jstore_dedup_release(jstore *js, const char *from, const store_cid *cid, jstore_done_cb cb, void *arg)
 {
-	char key[320], stream[96], subj[600];
+	char key[320];
 	if (!claimkey(key, sizeof(key), from, cid))
 		return CHAT_EINVAL;
-	js_op *op = js_op_new(js);
+	js_op *op = done_op_new(js, step_release_read, cb, arg);
 	if (!op)
 		return CHAT_ENOMEM;
-	op->step = step_release_read;
-	op->fail = fail_done;
-	op->cb.done = cb;
-	op->arg = arg;
-	kv_stream(js, stream, sizeof(stream), "dedup");
-	kv_subject(js, subj, sizeof(subj), "dedup", key);
 	/* at the leader: a replica behind would say "gone" and leave the claim */
-	return start(js, op, js_req_last_leader(js, stream, subj));
+	return start(js, op, kv_get_leader(js, "dedup", key));
 }
 
 /* ---- the conversation log ---- */
@@ -855,6 +837,15 @@ static void log_subject(jstore *js, const js_op *op, uint64_t n, char *out, size
 static void log_stream(jstore *js, char *out, size_t cap)
 {
 	js_stream_name(js, out, cap, "LOG");
+}
+
+/* A read of log.<conv>.<n>: at the leader where the answer must decide. */
+static natsMsg *log_req(jstore *js, const js_op *op, uint64_t n, bool leader)
+{
+	char stream[96], subj[600];
+	log_stream(js, stream, sizeof(stream));
+	log_subject(js, op, n, subj, sizeof(subj));
+	return leader ? js_req_last_leader(js, stream, subj) : js_req_last(js, stream, subj);
 }
 
 static void log_next(jstore *js, js_conv *c);
@@ -943,12 +934,10 @@ static void step_log_dup_read(jstore *js, js_op *op, natsMsg *m)
 static void step_log_published(jstore *js, js_op *op, natsMsg *m)
 {
 	js_api_answer a;
-	enum js_reply r = js_api_reply(js, m, &a);
-	char stream[96], subj[600];
-	if (r == JS_RETRY) {
-		js_retry_soon(js, op);
+	enum js_reply r = api_reply(js, op, m, &a);
+	char stream[96];
+	if (r == JS_RETRY)
 		return;
-	}
 	if (r != JS_FOUND)
 		return log_finish(js, op, CHAT_EIO, 0);
 	if (a.ok && a.duplicate) {
@@ -965,14 +954,12 @@ static void step_log_published(jstore *js, js_op *op, natsMsg *m)
 	if (a.err_code != 10071)
 		return log_finish(js, op, CHAT_EIO, 0);
 	js->st.log_conflicts++;
-	log_stream(js, stream, sizeof(stream));
-	log_subject(js, op, op->n, subj, sizeof(subj));
 	op->step = step_log_conflict_read;
 	/* at the leader: the entry that refused us exists there, while a
 	 * direct get may be answered by a replica that has not applied it yet
 	 * (seen after a leader kill: one replica catching up answered "no
 	 * message" round after round). Conflicts are rare; this read decides. */
-	js_send(js, op, js_req_last_leader(js, stream, subj));
+	js_send(js, op, log_req(js, op, op->n, true));
 }
 
 static void log_publish(jstore *js, js_op *op)
@@ -997,7 +984,6 @@ static void log_publish(jstore *js, js_op *op)
 static void step_log_probe(jstore *js, js_op *op, natsMsg *m)
 {
 	enum js_reply r = js_get_reply(js, m, false);
-	char stream[96], subj[600];
 	if (get_retry(js, op, r))
 		return;
 	if (r == JS_BAD)
@@ -1005,16 +991,13 @@ static void step_log_probe(jstore *js, js_op *op, natsMsg *m)
 	if (r == JS_NOTFOUND)
 		return log_publish(js, op);
 	op->n++;
-	log_stream(js, stream, sizeof(stream));
-	log_subject(js, op, op->n, subj, sizeof(subj));
-	js_send(js, op, js_req_last(js, stream, subj));
+	js_send(js, op, log_req(js, op, op->n, false));
 }
 
 static void step_log_hint(jstore *js, js_op *op, natsMsg *m)
 {
 	enum js_reply r = js_get_reply(js, m, true);
 	uint64_t h = 0;
-	char stream[96], subj[600];
 	if (get_retry(js, op, r))
 		return;
 	if (r == JS_BAD)
@@ -1023,9 +1006,7 @@ static void step_log_hint(jstore *js, js_op *op, natsMsg *m)
 		h = 0; /* a bad hint: probe from the start */
 	op->n = h + 1;
 	op->step = step_log_probe;
-	log_stream(js, stream, sizeof(stream));
-	log_subject(js, op, op->n, subj, sizeof(subj));
-	js_send(js, op, js_req_last(js, stream, subj));
+	js_send(js, op, log_req(js, op, op->n, false));
 }
 
 static void log_begin(jstore *js, js_op *op)
@@ -1068,7 +1049,7 @@ int jstore_log_append(jstore *js, const char *conv, const char *from, const stor
 	js_conv *cv = conv_of(js, conv, true);
 	if (!cv)
 		return CHAT_ENOMEM;
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, NULL, fail_log, arg); /* log_begin sets the step */
 	if (!op)
 		return CHAT_ENOMEM;
 	if (len) {
@@ -1080,9 +1061,7 @@ int jstore_log_append(jstore *js, const char *conv, const char *from, const stor
 		memcpy(op->body, body, len);
 		op->body_len = len;
 	}
-	op->fail = fail_log;
 	op->cb.seq = cb;
-	op->arg = arg;
 	op->cv = cv;
 	op->cid = *cid;
 	op->ts = ts;
@@ -1129,19 +1108,13 @@ static void step_log_get(jstore *js, js_op *op, natsMsg *m)
 
 int jstore_log_get(jstore *js, const char *conv, uint64_t seq, jstore_entry_cb cb, void *arg)
 {
-	char stream[96], subj[600];
-	js_op *op = js_op_new(js);
+	js_op *op = op_new(js, step_log_get, fail_entry, arg);
 	if (!op)
 		return CHAT_ENOMEM;
 	if (!js_enc_conv(op->key, sizeof(op->key), conv) || seq == 0) {
 		free(op);
 		return CHAT_EINVAL;
 	}
-	op->step = step_log_get;
-	op->fail = fail_entry;
 	op->cb.entry = cb;
-	op->arg = arg;
-	log_stream(js, stream, sizeof(stream));
-	log_subject(js, op, seq, subj, sizeof(subj));
-	return start(js, op, js->o.leader_reads ? js_req_last_leader(js, stream, subj) : js_req_last(js, stream, subj));
+	return start(js, op, log_req(js, op, seq, js->o.leader_reads));
 }
