@@ -1205,12 +1205,13 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
               const uint8_t ik[KS_KEY_LEN], const ks_spk *spk, const ks_opk *opks, size_t n,
               uint32_t *count)
 {
-	if (k->js)
-		return ksjs_upload(k->js, u, ul, d, dl, ik, spk, opks, n, count);
+	/* the request's checks, for both backends */
 	if (n > KS_MAX_UPLOAD_OPKS)
 		return CHAT_ETOOBIG;
 	if (!spk_verify(ik, spk))
 		return CHAT_EDENIED;
+	if (k->js)
+		return ksjs_upload(k->js, u, ul, d, dl, ik, spk, opks, n, count);
 
 	dev_rec rec;
 	int rc = dev_load(k, u, ul, d, dl, &rec);
@@ -1528,13 +1529,7 @@ int ks_check(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 		return CHAT_OK;
 	if (rc)
 		return rc;
-	uint8_t mine[KS_DIGEST_LEN];
-	crypto_hash_sha256_state st;
-	crypto_hash_sha256_init(&st);
-	crypto_hash_sha256_update(&st, rec.ik, KS_KEY_LEN);
-	crypto_hash_sha256_update(&st, rec.spk.key, KS_KEY_LEN);
-	crypto_hash_sha256_final(&st, mine);
-	*match = sodium_memcmp(mine, digest, KS_DIGEST_LEN) == 0;
+	*match = ks_keys_match(rec.ik, rec.spk.key, digest);
 	return CHAT_OK;
 }
 

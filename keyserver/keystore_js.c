@@ -984,10 +984,7 @@ int ksjs_upload(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
                 const uint8_t ik[KS_KEY_LEN], const ks_spk *spk, const ks_opk *opks, size_t n,
                 uint32_t *count)
 {
-	if (n > KS_MAX_UPLOAD_OPKS)
-		return CHAT_ETOOBIG;
-	if (crypto_sign_verify_detached(spk->sig, spk->key, KS_KEY_LEN, ik) != 0)
-		return CHAT_EDENIED;
+	/* ks_upload has checked the request (the pool's size, the spk's signature) */
 	char os[SUBJ_MAX];
 	if (!subj(j, os, "kso", u, ul, d, dl, NULL, 0))
 		return fail(j, CHAT_EINVAL, "ids too long for a subject", NATS_OK, 0);
@@ -1267,6 +1264,18 @@ int ksjs_count(ksjs *j, const char *u, size_t ul, const char *d, size_t dl, uint
 	return rc;
 }
 
+bool ks_keys_match(const uint8_t ik[KS_KEY_LEN], const uint8_t spk[KS_KEY_LEN],
+                   const uint8_t digest[KS_DIGEST_LEN])
+{
+	uint8_t mine[KS_DIGEST_LEN];
+	crypto_hash_sha256_state st;
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, ik, KS_KEY_LEN);
+	crypto_hash_sha256_update(&st, spk, KS_KEY_LEN);
+	crypto_hash_sha256_final(&st, mine);
+	return sodium_memcmp(mine, digest, KS_DIGEST_LEN) == 0;
+}
+
 int ksjs_check(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
                const uint8_t digest[KS_DIGEST_LEN], bool *match)
 {
@@ -1277,13 +1286,7 @@ int ksjs_check(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
 		return CHAT_OK;
 	if (rc)
 		return rc;
-	uint8_t mine[KS_DIGEST_LEN];
-	crypto_hash_sha256_state st;
-	crypto_hash_sha256_init(&st);
-	crypto_hash_sha256_update(&st, rec.ik, KS_KEY_LEN);
-	crypto_hash_sha256_update(&st, rec.spk.key, KS_KEY_LEN);
-	crypto_hash_sha256_final(&st, mine);
-	*match = sodium_memcmp(mine, digest, KS_DIGEST_LEN) == 0;
+	*match = ks_keys_match(rec.ik, rec.spk.key, digest);
 	return CHAT_OK;
 }
 

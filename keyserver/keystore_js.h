@@ -19,6 +19,7 @@ void ksjs_close(ksjs *j);
 const char *ksjs_errmsg(const ksjs *j);
 uint64_t ksjs_keys_estimate(ksjs *j);
 int ksjs_sync(ksjs *j);
+/* ks_upload has checked the request (n, the spk's signature) before this. */
 int ksjs_upload(ksjs *j, const char *u, size_t ul, const char *d, size_t dl,
                 const uint8_t ik[KS_KEY_LEN], const ks_spk *spk, const ks_opk *opks, size_t n,
                 uint32_t *count);
@@ -38,6 +39,11 @@ int ksjs_log_history(ksjs *j, const char *u, size_t ul, const char *d, size_t dl
                      size_t cap, size_t *n);
 
 /* ---- pure parts ---- */
+
+/* digest == SHA-256(ik || spk), in constant time: ks_check's test, for both
+ * backends (here: chat_keystore links this library, not the other way). */
+bool ks_keys_match(const uint8_t ik[KS_KEY_LEN], const uint8_t spk[KS_KEY_LEN],
+                   const uint8_t digest[KS_DIGEST_LEN]);
 
 /* An id as one subject token: bytes outside [A-Za-z0-9_-] become =XX (two
  * upper-case hex digits), so '.', '*', '>' and '=' never reach a subject
