@@ -134,6 +134,26 @@ static const char *read_sent(cbr *r, cev_sent *s)
 	return NULL;
 }
 
+/* A decoder's answer: CHAT_EINVAL with *why (when asked) the first thing wrong. */
+static int verdict(const char *bad, const char **why)
+{
+	if (why)
+		*why = bad;
+	return bad ? CHAT_EINVAL : CHAT_OK;
+}
+
+/* The end of an event of k and one list (sents, batch): the first thing
+ * wrong after the fields, or NULL. */
+static const char *list_close(cbr_fields *f, bool has_k, size_t n, const char *empty)
+{
+	const char *bad = cbr_fields_close(f, NULL);
+	if (bad)
+		return bad;
+	if (!has_k)
+		return "the event has no k";
+	return n ? NULL : empty;
+}
+
 static const char *sents_pass(const uint8_t *p, size_t len, cev_sent *s, cev_sent_fn fn,
                               void *ctx)
 {
@@ -164,12 +184,7 @@ static const char *sents_pass(const uint8_t *p, size_t len, cev_sent *s, cev_sen
 		if (bad)
 			return bad;
 	}
-	const char *bad = cbr_fields_close(&f, NULL);
-	if (bad)
-		return bad;
-	if (!has_k)
-		return "the event has no k";
-	return items ? NULL : "a sents event without items";
+	return list_close(&f, has_k, items, "a sents event without items");
 }
 
 int cev_sents(const uint8_t *p, size_t len, cev_sent *s, cev_sent_fn fn, void *ctx,
@@ -178,9 +193,7 @@ int cev_sents(const uint8_t *p, size_t len, cev_sent *s, cev_sent_fn fn, void *c
 	const char *bad = sents_pass(p, len, s, NULL, NULL);
 	if (!bad && fn)
 		bad = sents_pass(p, len, s, fn, ctx);
-	if (why)
-		*why = bad;
-	return bad ? CHAT_EINVAL : CHAT_OK;
+	return verdict(bad, why);
 }
 
 /* ---- rcpts ---- */
@@ -281,9 +294,7 @@ int cev_rcpts_each(const uint8_t *p, size_t len, cev_rcpts *h, cev_rset *set, ce
 	const char *bad = rcpts_pass(p, len, h, set, NULL, NULL);
 	if (!bad && fn)
 		bad = rcpts_pass(p, len, h, set, fn, ctx);
-	if (why)
-		*why = bad;
-	return bad ? CHAT_EINVAL : CHAT_OK;
+	return verdict(bad, why);
 }
 
 /* ---- batch ---- */
@@ -322,12 +333,7 @@ static const char *batch_pass(const uint8_t *p, size_t len, cev_ev_fn fn, void *
 		if (bad)
 			return bad;
 	}
-	const char *bad = cbr_fields_close(&f, NULL);
-	if (bad)
-		return bad;
-	if (!has_k)
-		return "the event has no k";
-	return evs ? NULL : "a batch without events";
+	return list_close(&f, has_k, evs, "a batch without events");
 }
 
 int cev_batch(const uint8_t *p, size_t len, cev_ev_fn fn, void *ctx, const char **why)
@@ -335,9 +341,7 @@ int cev_batch(const uint8_t *p, size_t len, cev_ev_fn fn, void *ctx, const char 
 	const char *bad = batch_pass(p, len, NULL, NULL);
 	if (!bad && fn)
 		bad = batch_pass(p, len, fn, ctx);
-	if (why)
-		*why = bad;
-	return bad ? CHAT_EINVAL : CHAT_OK;
+	return verdict(bad, why);
 }
 
 /* ---- the caps reply ---- */
@@ -417,7 +421,5 @@ int cev_caps_reply(const uint8_t *p, size_t len, cev_caps *out, const char **why
 		bad = cbr_fields_close(&f, NULL);
 	if (!bad && !has_ok)
 		bad = "the reply has no ok";
-	if (why)
-		*why = bad;
-	return bad ? CHAT_EINVAL : CHAT_OK;
+	return verdict(bad, why);
 }
