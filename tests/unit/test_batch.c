@@ -30,21 +30,12 @@
 #define BATCHER "bob/batch"
 #define ALL_EVENTS (CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE | CORE_BEV_ACKED)
 
-static int next_conn;
-
 static void setup(void)
 {
 	env_setup(FAKE_BROADCASTS_COUNTED);
-	next_conn = 0;
 }
 
 static void teardown(void) { env_teardown(); }
-
-static void reconfig(void)
-{
-	close_core();
-	open_core();
-}
 
 /* ================= rendering what a device got ================= */
 
@@ -171,20 +162,6 @@ static const char *cat(const char *a, const char *b, const char *c2, const char 
 
 /* ================= driving ================= */
 
-static void connect_fresh(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	ck_assert_int_lt(next_conn, NCONNS);
-	r->conn = CONN(next_conn++);
-	connect_dev(addr);
-}
-
-static enum core_verdict pub_as(const char *from, const char *topic, const void *p, size_t len)
-{
-	devrec *r = find_dev(from);
-	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
-}
-
 /* The device declares caps (NULL-terminated names) with ctl caps; the
  * reply says what the replay will do. */
 static void declare_caps(const char *addr, const char *const *caps)
@@ -202,7 +179,7 @@ static void declare_caps(const char *addr, const char *const *caps)
 	for (size_t i = 0; i < n; i++)
 		cbw_text(&w, caps[i]);
 	size_t m = mark();
-	ck_assert_int_eq(pub_as(addr, "chat/ctl", w.buf, w.len), CORE_ALLOW);
+	ck_assert_int_eq(dev_pub(addr, "chat/ctl", w.buf, w.len), CORE_ALLOW);
 	cbw_free(&w);
 	const pubrec *p = event_to(m, addr, "ctl");
 	ck_assert(fbool(p, "ok"));
@@ -226,8 +203,8 @@ static void cast(void)
 	register_device("alice", "phone");
 	register_device("bob", "phone");
 	register_device("bob", "batch");
-	connect_fresh("alice/phone");
-	connect_fresh(BATCHER);
+	connect_new("alice/phone");
+	connect_new(BATCHER);
 	declare_caps(BATCHER, BATCH_CAPS);
 	core_disconnect(C, find_dev(BATCHER)->conn, BATCHER, BATCHER);
 }
@@ -242,7 +219,7 @@ static enum core_verdict try_send(const char *from, const char *peer, uint64_t c
 	cbw_text(&w, "body"); cbw_bytes(&w, body, strlen(body));
 	char topic[128];
 	snprintf(topic, sizeof(topic), "chat/dm/%s", peer);
-	enum core_verdict v = pub_as(from, topic, w.buf, w.len);
+	enum core_verdict v = dev_pub(from, topic, w.buf, w.len);
 	cbw_free(&w);
 	return v;
 }
@@ -261,7 +238,7 @@ static void send_n(uint64_t first, size_t n)
 static enum core_verdict do_sync(const char *addr)
 {
 	static const uint8_t empty_map[] = { 0xa0 };
-	return pub_as(addr, "chat/sync", empty_map, sizeof(empty_map));
+	return dev_pub(addr, "chat/sync", empty_map, sizeof(empty_map));
 }
 
 static const char *sync_trace(const char *addr)
@@ -291,7 +268,7 @@ static const char *receipt_trace(const char *addr, uint64_t a, uint64_t b, const
 	for (uint64_t q = a; q <= b; q++)
 		cbw_uint(&w, q);
 	size_t m = mark();
-	ck_assert_int_eq(pub_as(addr, "chat/receipt", w.buf, w.len), CORE_ALLOW);
+	ck_assert_int_eq(dev_pub(addr, "chat/receipt", w.buf, w.len), CORE_ALLOW);
 	cbw_free(&w);
 	return trace(m, to);
 }
@@ -300,7 +277,7 @@ static const char *receipt_trace(const char *addr, uint64_t a, uint64_t b, const
  * MESSAGE_ACKED event makes the glue call both. */
 static void puback(const char *addr, const pubrec *p)
 {
-	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);
+	dev_ack(addr, p);
 	core_on_delivered_ack_payload(C, addr, p->topic, p->p, p->len);
 }
 
@@ -321,13 +298,13 @@ static size_t events_of(const pubrec *p)
 START_TEST(batch_sizes)
 {
 	CFG.inflight_window = 1000;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 150);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	ck_assert_str_eq(sync_trace(BATCHER),
 	                 cat(brange(1, 64), brange(65, 128), brange(129, 150), "done", NULL));
-	connect_fresh("bob/phone");
+	connect_new("bob/phone");
 	ck_assert_str_eq(sync_trace("bob/phone"), cat(mrange(1, 150), "done", NULL, NULL, NULL));
 	/* A batch of one goes out as the event itself. */
 	ck_assert_str_eq(receipt_trace(BATCHER, 1, 128, BATCHER), "");
@@ -343,16 +320,16 @@ START_TEST(batch_option)
 {
 	CFG.inflight_window = 1000;
 	CFG.replay_batch = 1;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 20);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	ck_assert_str_eq(sync_trace(BATCHER), cat(mrange(1, 20), "done", NULL, NULL, NULL));
 	CFG.replay_batch = 8;
-	reconfig();
+	reopen_core();
 	next_conn = 0;
-	connect_fresh("alice/phone");
-	connect_fresh(BATCHER);
+	connect_new("alice/phone");
+	connect_new(BATCHER);
 	ck_assert_str_eq(sync_trace(BATCHER),
 	                 cat(brange(1, 8), brange(9, 16), brange(17, 20), "done", NULL));
 }
@@ -364,10 +341,10 @@ START_TEST(batch_bytes_bound)
 {
 	CFG.inflight_window = 1000;
 	CFG.max_body = 400;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 30);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	size_t m = mark();
 	ck_assert_int_eq(do_sync(BATCHER), CORE_ALLOW);
 	size_t total = 0, batches = 0;
@@ -401,10 +378,10 @@ END_TEST
 START_TEST(batch_window_counts_events)
 {
 	CFG.inflight_window = 100;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 300);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	/* 100 places: one batch of 64, not a second that would not fit */
 	ck_assert_str_eq(sync_trace(BATCHER), brange(1, 64));
 	ck_assert_str_eq(tick_trace(BATCHER), brange(65, 100)); /* the tick: what fits */
@@ -425,10 +402,10 @@ END_TEST
 START_TEST(batch_live_during_replay)
 {
 	CFG.inflight_window = 64;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 100);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	ck_assert_str_eq(sync_trace(BATCHER), brange(1, 64));
 	size_t m = mark();
 	send_n(101, 30); /* live for alice, queued behind the backlog for bob/batch */
@@ -447,9 +424,9 @@ END_TEST
 START_TEST(batch_carries_queued_events)
 {
 	CFG.inflight_window = 1000;
-	reconfig();
+	reopen_core();
 	cast();
-	connect_fresh("bob/phone");
+	connect_new("bob/phone");
 	ck_assert_int_eq(try_send("bob/phone", "alice", 900, "hi alice"), CORE_ALLOW); /* seq 1 */
 	send_n(1, 3);                                                                  /* 2..4 */
 	/* alice reads bob's message: a receipt event queued for bob/batch */
@@ -459,10 +436,10 @@ START_TEST(batch_carries_queued_events)
 	cbw_text(&w, "s"); cbw_text(&w, "delivered");
 	cbw_text(&w, "conv"); cbw_text(&w, CONV);
 	cbw_text(&w, "seqs"); cbw_array(&w, 1); cbw_uint(&w, 1);
-	ck_assert_int_eq(pub_as("alice/phone", "chat/receipt", w.buf, w.len), CORE_ALLOW);
+	ck_assert_int_eq(dev_pub("alice/phone", "chat/receipt", w.buf, w.len), CORE_ALLOW);
 	cbw_free(&w);
 	send_n(4, 2); /* 5, 6 */
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	ck_assert_str_eq(sync_trace(BATCHER), "[m1 m2 m3 m4 delivered(alice):1 m5 m6] done");
 	/* the receipt event left the queue; the messages wait for receipts */
 	ck_assert_str_eq(sync_trace(BATCHER), "[m1 m2 m3 m4 m5 m6] done");
@@ -475,7 +452,7 @@ END_TEST
 START_TEST(batch_puback_frees_and_delivers)
 {
 	CFG.inflight_window = 200;
-	reconfig();
+	reopen_core();
 	ck_assert(core_broker_events(C, ALL_EVENTS));
 	cast();
 	send_n(1, 300);
@@ -483,7 +460,7 @@ START_TEST(batch_puback_frees_and_delivers)
 	 * windows count exactly from now on */
 	char ainbox[] = "chat/inbox/alice/phone";
 	core_on_delivered_ack(C, "alice/phone", ainbox);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	size_t m = mark();
 	void *conn = find_dev(BATCHER)->conn;
 	ck_assert_int_eq(core_acl(C, conn, BATCHER, BATCHER, "chat/inbox/" BATCHER,
@@ -520,7 +497,7 @@ START_TEST(batch_puback_frees_and_delivers)
 	/* delivered: the next connection's replay has only what was not
 	 * acknowledged */
 	core_disconnect(C, find_dev(BATCHER)->conn, BATCHER, BATCHER);
-	connect_fresh(BATCHER);
+	connect_new(BATCHER);
 	ck_assert_str_eq(sync_trace(BATCHER),
 	                 cat(brange(129, 192), brange(193, 256), brange(257, 300), "done", NULL));
 }
@@ -532,11 +509,11 @@ END_TEST
 START_TEST(batch_v1_device_unchanged)
 {
 	CFG.inflight_window = 4;
-	reconfig();
+	reopen_core();
 	ck_assert(core_broker_events(C, ALL_EVENTS));
 	cast();
 	send_n(1, 6);
-	connect_fresh("bob/phone");
+	connect_new("bob/phone");
 	size_t m = mark();
 	ck_assert_int_eq(do_sync("bob/phone"), CORE_ALLOW);
 	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2 m3 m4");

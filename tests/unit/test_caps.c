@@ -28,12 +28,9 @@
 #define CONV "dm:alice:bob"
 #define ALL_EVENTS (CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE | CORE_BEV_ACKED)
 
-static int next_conn;
-
 static void setup(void)
 {
 	env_setup(FAKE_BROADCASTS_COUNTED);
-	next_conn = 0;
 }
 
 static void teardown(void) { env_teardown(); }
@@ -237,25 +234,6 @@ static const char *trace(size_t m, const char *addr)
 
 /* ================= driving helpers ================= */
 
-static void connect_fresh(const char *addr)
-{
-	devrec *r = find_dev(addr);
-	ck_assert_int_lt(next_conn, NCONNS);
-	r->conn = CONN(next_conn++);
-	connect_dev(addr);
-}
-
-static enum core_verdict pub_as(const char *from, const char *topic, const void *p, size_t len)
-{
-	devrec *r = find_dev(from);
-	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
-}
-
-static enum core_verdict pubw(const char *from, const char *topic, const cbw *w)
-{
-	return pub_as(from, topic, w->buf, w->len);
-}
-
 /* The caps array of names (NULL-terminated) into w. */
 static void names(cbw *w, const char *const *caps)
 {
@@ -277,7 +255,7 @@ static const pubrec *ctl_caps(const char *addr, const char *const *caps)
 	cbw_text(&w, "rid"); cbw_uint(&w, 7);
 	cbw_text(&w, "caps"); names(&w, caps);
 	size_t m = mark();
-	pubw(addr, "chat/ctl", &w);
+	dev_pubw(addr, "chat/ctl", &w);
 	cbw_free(&w);
 	/* the reply is the last publish (what was gathered may go before it) */
 	ck_assert_uint_gt(F.npubs, m);
@@ -330,7 +308,7 @@ static const char *const V2[] = { "sents", "rcpts", "batch", NULL };
 START_TEST(caps_declared_by_ctl)
 {
 	register_device("alice", "phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	/* Unknown names are ignored; the reply lists what is in effect. */
 	static const char *const some[] = { "rcpts", "teleport", "sents", "rcpts", NULL };
 	const pubrec *p = ctl_caps("alice/phone", some);
@@ -359,7 +337,7 @@ END_TEST
 START_TEST(caps_puback_delivered_on_patched_broker)
 {
 	register_device("alice", "phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	ck_assert(core_broker_events(C, ALL_EVENTS));
 	cbr_item x = server_field(ctl_caps("alice/phone", V2), "puback_delivered");
 	ck_assert(x.type == CBR_BOOL && x.b);
@@ -380,7 +358,7 @@ static const char *caps_refusal(const uint8_t *val, size_t len)
 		cbw_raw(&w, val, len);
 	}
 	size_t m = mark();
-	ck_assert_int_eq(pubw("alice/phone", "chat/ctl", &w), CORE_DENY);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/ctl", &w), CORE_DENY);
 	cbw_free(&w);
 	const pubrec *p = event_to(m, "alice/phone", "ctl");
 	ck_assert(!fbool(p, "ok"));
@@ -394,7 +372,7 @@ static const char *caps_refusal(const uint8_t *val, size_t len)
 START_TEST(caps_malformed_refused)
 {
 	register_device("alice", "phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	declare("alice/phone", V2);
 	static const uint8_t text[] = { 0x65, 's', 'e', 'n', 't', 's' };      /* "sents" */
 	static const uint8_t map[] = { 0xa0 };                                /* {} */
@@ -426,7 +404,7 @@ START_TEST(caps_malformed_refused)
 	cbw_text(&w, "rid"); cbw_uint(&w, 1);
 	cbw_text(&w, "caps"); cbw_raw(&w, indef, sizeof indef);
 	size_t m = mark();
-	ck_assert_int_eq(pubw("alice/phone", "chat/ctl", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/ctl", &w), CORE_ALLOW);
 	cbw_free(&w);
 	ck_assert_str_eq(ftext_list(event_to(m, "alice/phone", "ctl"), "caps"), "rcpts");
 }
@@ -437,13 +415,13 @@ START_TEST(caps_survive_reconnect_and_restart)
 	register_device("alice", "phone");
 	register_device("alice", "tablet");
 	register_device("bob", "phone");
-	connect_fresh("alice/phone");
-	connect_fresh("bob/phone");
+	connect_new("alice/phone");
+	connect_new("bob/phone");
 	static const char *const sents[] = { "sents", NULL };
 	declare("alice/phone", V2);
 	declare("bob/phone", sents);
 	disconnect_dev("alice/phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS | CAP_BATCH);
 	close_core();
 	open_core();
@@ -457,7 +435,7 @@ START_TEST(caps_dropped_with_the_device)
 {
 	register_device("alice", "phone");
 	register_device("bob", "phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	declare("alice/phone", V2);
 	const pubrec *r = admin("device.remove", "user", "alice", "device", "phone");
 	ck_assert(fbool(r, "ok"));
@@ -480,7 +458,7 @@ START_TEST(caps_declared_by_sync)
 {
 	register_device("alice", "phone");
 	register_device("bob", "phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	/* {caps} on chat/sync: set before the replay, which still ends with done */
 	cbw w;
 	cbw_init(&w);
@@ -489,14 +467,14 @@ START_TEST(caps_declared_by_sync)
 	static const char *const rcpts[] = { "rcpts", NULL };
 	names(&w, rcpts);
 	size_t m = mark();
-	ck_assert_int_eq(pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
 	ck_assert_str_eq(trace(m, "alice/phone"), "done");
 	ck_assert_uint_eq(caps_of("alice/phone"), CAP_RCPTS);
 	/* {} and an empty payload leave them. */
 	static const uint8_t empty_map[] = { 0xa0 };
 	m = mark();
-	ck_assert_int_eq(pub_as("alice/phone", "chat/sync", empty_map, 1), CORE_ALLOW);
-	ck_assert_int_eq(pub_as("alice/phone", "chat/sync", "", 0), CORE_ALLOW);
+	ck_assert_int_eq(dev_pub("alice/phone", "chat/sync", empty_map, 1), CORE_ALLOW);
+	ck_assert_int_eq(dev_pub("alice/phone", "chat/sync", "", 0), CORE_ALLOW);
 	ck_assert_str_eq(trace(m, "alice/phone"), "done done");
 	ck_assert_uint_eq(caps_of("alice/phone"), CAP_RCPTS);
 	/* A malformed caps: an error, the replay runs, the caps stay. */
@@ -504,14 +482,14 @@ START_TEST(caps_declared_by_sync)
 	cbw_map(&w, 1);
 	cbw_text(&w, "caps"); cbw_text(&w, "sents");
 	m = mark();
-	ck_assert_int_eq(pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
 	ck_assert_str_eq(trace(m, "alice/phone"), "error:field done");
 	ck_assert_uint_eq(caps_of("alice/phone"), CAP_RCPTS);
 	/* An empty list: v1. */
 	cbw_reset(&w);
 	cbw_map(&w, 1);
 	cbw_text(&w, "caps"); cbw_array(&w, 0);
-	ck_assert_int_eq(pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/sync", &w), CORE_ALLOW);
 	ck_assert_uint_eq(caps_of("alice/phone"), 0);
 	cbw_free(&w);
 }
@@ -533,8 +511,8 @@ START_TEST(caps_counted)
 {
 	register_device("alice", "phone");
 	register_device("bob", "phone");
-	connect_fresh("alice/phone");
-	connect_fresh("bob/phone");
+	connect_new("alice/phone");
+	connect_new("bob/phone");
 	static const char *const sents[] = { "sents", NULL };
 	declare("alice/phone", V2);
 	declare("bob/phone", sents);
@@ -565,7 +543,7 @@ static enum core_verdict send_to(const char *from, const char *to, uint64_t cid)
 	cbw_text(&w, "body"); cbw_bytes(&w, "hi", 2);
 	char topic[128];
 	snprintf(topic, sizeof(topic), "chat/%s", to);
-	enum core_verdict v = pubw(from, topic, &w);
+	enum core_verdict v = dev_pubw(from, topic, &w);
 	cbw_free(&w);
 	return v;
 }
@@ -602,7 +580,7 @@ static enum core_verdict receipt_of(const char *addr, const char *s, const char 
 	cbw_array(&w, b - a + 1);
 	for (uint64_t q = a; q <= b; q++)
 		cbw_uint(&w, q);
-	enum core_verdict v = pubw(addr, "chat/receipt", &w);
+	enum core_verdict v = dev_pubw(addr, "chat/receipt", &w);
 	cbw_free(&w);
 	return v;
 }
@@ -617,11 +595,6 @@ static const char *receipt_trace(const char *addr, const char *s, const char *co
 }
 
 /* The device PUBACKs its inbox event p (patched broker). */
-static void ack(const char *addr, const pubrec *p)
-{
-	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);
-}
-
 /* alice/phone (v2: sents, rcpts) and alice/tablet (v1), bob/phone (v1),
  * carol/phone (v1): all online. */
 static void cast(void)
@@ -630,10 +603,10 @@ static void cast(void)
 	register_device("alice", "tablet");
 	register_device("bob", "phone");
 	register_device("carol", "phone");
-	connect_fresh("alice/phone");
-	connect_fresh("alice/tablet");
-	connect_fresh("bob/phone");
-	connect_fresh("carol/phone");
+	connect_new("alice/phone");
+	connect_new("alice/tablet");
+	connect_new("bob/phone");
+	connect_new("carol/phone");
 	declare("alice/phone", V2);
 }
 
@@ -697,7 +670,7 @@ START_TEST(sents_before_any_later_event)
 	sends_trace("alice/phone", "dm/bob", 7, 1, "alice/phone");
 	m = mark();
 	static const uint8_t empty_map[] = { 0xa0 };
-	pub_as("alice/phone", "chat/sync", empty_map, 1);
+	dev_pub("alice/phone", "chat/sync", empty_map, 1);
 	ck_assert_str_eq(trace(m, "alice/phone"), "sents[7(7)] m3 done");
 	/* A message from its own other device: after the confirmations too
 	 * (a new queue entry; it is a recipient). */
@@ -712,7 +685,7 @@ START_TEST(sents_before_any_later_event)
 	ck_assert_str_eq(trace(m, "alice/phone"), "sents[9(8),10(9)]");
 	ck_assert_str_eq(gather_trace("alice/phone"), "");
 	/* Connected again: still v2. */
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 20, 1, "alice/phone"), "");
 	ck_assert_str_eq(gather_trace("alice/phone"), "sents[11(20)]");
 }
@@ -728,10 +701,10 @@ START_TEST(sents_not_gathered_behind_a_backlog)
 	cast();
 	disconnect_dev("alice/phone");
 	sends_trace("bob/phone", "dm/alice", 1, 6, "bob/phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	size_t m = mark();
 	static const uint8_t empty_map[] = { 0xa0 };
-	pub_as("alice/phone", "chat/sync", empty_map, 1);
+	dev_pub("alice/phone", "chat/sync", empty_map, 1);
 	/* (alice/phone declared batch too: the replay comes in batches) */
 	ck_assert_str_eq(trace(m, "alice/phone"), "[m1 m2 m3 m4]");
 	ck_assert_str_eq(sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone"), "");
@@ -752,7 +725,7 @@ START_TEST(sents_delivery_merged)
 	 * confirmation; the sender's other device gets the receipt as before. */
 	size_t m = mark();
 	sends_trace("alice/phone", "dm/bob", 1, 1, "alice/phone");
-	ack("bob/phone", pub_to(m, "bob/phone"));
+	dev_ack("bob/phone", pub_to(m, "bob/phone"));
 	m = mark();
 	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(1)/dl=bob]");
 	ck_assert_str_eq(trace(m, "alice/tablet"), "delivered(bob):1");
@@ -797,7 +770,7 @@ static void group_of(size_t n)
 		snprintf(u, sizeof u, "u%02zu", i);
 		register_device(u, "d");
 		snprintf(addr, sizeof addr, "%s/d", u);
-		connect_fresh(addr);
+		connect_new(addr);
 	}
 	cbw w;
 	cbw_init(&w);
@@ -811,7 +784,7 @@ static void group_of(size_t n)
 		snprintf(u, sizeof u, "u%02zu", i);
 		cbw_text(&w, u);
 	}
-	ck_assert_int_eq(pubw("alice/phone", "chat/ctl", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/ctl", &w), CORE_ALLOW);
 	cbw_free(&w);
 	gather_trace("alice/phone");
 }
@@ -909,10 +882,10 @@ START_TEST(rcpts_before_any_later_event)
 	ck_assert_str_eq(receipt_trace("bob/phone", "read", CONV, 1, 1, "alice/phone"), "");
 	sends_trace("alice/tablet", "dm/bob", 5, 1, "alice/tablet");
 	receipt_trace("bob/phone", "read", CONV, 3, 3, "alice/phone");
-	connect_fresh("alice/phone");
+	connect_new("alice/phone");
 	size_t m = mark();
 	static const uint8_t empty_map[] = { 0xa0 };
-	pub_as("alice/phone", "chat/sync", empty_map, 1);
+	dev_pub("alice/phone", "chat/sync", empty_map, 1);
 	/* (alice/phone declared batch too: the replay is one batch) */
 	ck_assert_str_eq(trace(m, "alice/phone"), "[m2 m3 read(bob):3] done");
 }
@@ -928,7 +901,7 @@ START_TEST(rcpts_expired)
 	cbw_text(&w, "cid"); cbw_uint(&w, 1);
 	cbw_text(&w, "body"); cbw_bytes(&w, "x", 1);
 	cbw_text(&w, "ttl"); cbw_uint(&w, 1);
-	ck_assert_int_eq(pubw("alice/phone", "chat/dm/dave", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/dm/dave", &w), CORE_ALLOW);
 	cbw_free(&w);
 	ck_assert_str_eq(gather_trace("alice/phone"), "sents[1(1)]");
 	size_t m = mark();
@@ -974,7 +947,7 @@ START_TEST(sents_each_device_its_own_window)
 	sends_trace("bob/phone", "dm/carol", 1, 1, "bob/phone");
 	/* bob/phone's PUBACK of alice's message, younger than the window: it
 	 * still delivers before alice/phone's confirmation leaves. */
-	ack("bob/phone", msg);
+	dev_ack("bob/phone", msg);
 	F.now += g - g / 2;
 	m = mark();
 	core_tick(C);

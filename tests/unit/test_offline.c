@@ -35,27 +35,17 @@
 
 /* ================= per-test state ================= */
 
-/* The next fresh connection, CONN(next_conn). */
-static int next_conn;
-
 /* Publishes to all subscribers (presence) are only counted, not recorded:
  * the assertions here see inbox events only. */
 static void setup(void)
 {
 	env_setup(FAKE_BROADCASTS_COUNTED);
-	next_conn = 0;
 }
 
 static void teardown(void) { env_teardown(); }
 
 /* Reopens the core with CFG as the test changed it; call before adding
  * devices (connections do not survive it). */
-static void reconfig(void)
-{
-	close_core();
-	open_core();
-}
-
 /* ================= driving helpers ================= */
 
 /* The events addr got since m, one word each, space-separated:
@@ -135,11 +125,8 @@ static const char *mrange(uint64_t a, uint64_t b, bool done)
 /* CONNECT: a fresh connection each time, as a reconnecting client has. */
 static void connect_fresh(const char *addr)
 {
-	devrec *r = find_dev(addr);
-	ck_assert_int_lt(next_conn, NCONNS);
-	r->conn = CONN(next_conn++);
 	size_t m = mark();
-	connect_dev(addr);
+	connect_new(addr);
 	ck_assert_uint_eq(F.npubs, m); /* a connection alone replays nothing */
 }
 
@@ -152,17 +139,6 @@ static void cast(void)
 	register_device("bob", "phone");
 	register_device("carol", "phone");
 	connect_fresh("alice/phone");
-}
-
-static enum core_verdict pub_as(const char *from, const char *topic, const void *p, size_t len)
-{
-	devrec *r = find_dev(from);
-	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
-}
-
-static enum core_verdict pubw(const char *from, const char *topic, const cbw *w)
-{
-	return pub_as(from, topic, w->buf, w->len);
 }
 
 /* {cid, body[, ttl]} on chat/dm/<peer>. */
@@ -179,7 +155,7 @@ static enum core_verdict try_send(const char *from, const char *peer, uint64_t c
 	}
 	char topic[128];
 	snprintf(topic, sizeof(topic), "chat/dm/%s", peer);
-	enum core_verdict v = pubw(from, topic, &w);
+	enum core_verdict v = dev_pubw(from, topic, &w);
 	cbw_free(&w);
 	return v;
 }
@@ -238,7 +214,7 @@ static const char *send_trace(uint64_t first, size_t n, const char *addr)
 static void queued_then_connect(int window, size_t n, const char *addr)
 {
 	CFG.inflight_window = window;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, n);
 	connect_fresh(addr);
@@ -247,7 +223,7 @@ static void queued_then_connect(int window, size_t n, const char *addr)
 static enum core_verdict do_sync(const char *addr)
 {
 	static const uint8_t empty_map[] = { 0xa0 };
-	return pub_as(addr, "chat/sync", empty_map, sizeof(empty_map));
+	return dev_pub(addr, "chat/sync", empty_map, sizeof(empty_map));
 }
 
 /* A chat/sync; the events addr got from it. */
@@ -284,7 +260,7 @@ static enum core_verdict receipt_v(const char *addr, const char *s, const char *
 	cbw_array(&w, n);
 	for (size_t i = 0; i < n; i++)
 		cbw_uint(&w, seqs[i]);
-	enum core_verdict v = pubw(addr, "chat/receipt", &w);
+	enum core_verdict v = dev_pubw(addr, "chat/receipt", &w);
 	cbw_free(&w);
 	return v;
 }
@@ -313,7 +289,7 @@ static const char *receipt_trace(const char *addr, const char *s, uint64_t a, ui
 static const pubrec *ctl(const char *addr, const cbw *w, enum core_verdict expect)
 {
 	size_t m = mark();
-	enum core_verdict v = pubw(addr, "chat/ctl", w);
+	enum core_verdict v = dev_pubw(addr, "chat/ctl", w);
 	if ((int)expect >= 0)
 		ck_assert_int_eq(v, expect);
 	ck_assert_msg(F.npubs - m == 1, "%zu publishes for one ctl request", F.npubs - m);
@@ -452,7 +428,7 @@ START_TEST(sync_replays_per_device_bodies)
 	cbw_text(&w, "bob/laptop"); cbw_bytes(&w, "for laptop", 10);
 	cbw_text(&w, "bob/phone"); cbw_bytes(&w, "for phone", 9);
 	cbw_text(&w, "alice/tablet"); cbw_bytes(&w, "for tablet", 10);
-	ck_assert_int_eq(pubw("alice/phone", "chat/dm/bob", &w), CORE_ALLOW);
+	ck_assert_int_eq(dev_pubw("alice/phone", "chat/dm/bob", &w), CORE_ALLOW);
 	cbw_free(&w);
 	connect_fresh("bob/phone");
 	connect_fresh("alice/tablet");
@@ -548,7 +524,7 @@ END_TEST
 START_TEST(slice_shared_between_devices)
 {
 	CFG.replay_slice = 2;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 5);
 	connect_fresh("bob/phone");
@@ -738,7 +714,7 @@ END_TEST
 static void bad_receipt(const void *p, size_t len, const char *code)
 {
 	size_t m = mark();
-	ck_assert_int_eq(pub_as("bob/laptop", "chat/receipt", p, len), CORE_DENY);
+	ck_assert_int_eq(dev_pub("bob/laptop", "chat/receipt", p, len), CORE_DENY);
 	refused(m, "bob/laptop", code);
 }
 
@@ -1009,7 +985,7 @@ END_TEST
 START_TEST(expiry_during_replay_frees_window)
 {
 	CFG.inflight_window = 2;
-	reconfig();
+	reopen_core();
 	cast();
 	core_tick(C);
 	send_ttl("alice/phone", "bob", 1, "a", 5);
@@ -1033,7 +1009,7 @@ END_TEST
 START_TEST(expiry_sweep_in_slices)
 {
 	CFG.expire_slice = 3;
-	reconfig();
+	reopen_core();
 	cast();
 	core_tick(C);
 	for (uint64_t i = 1; i <= 7; i++)
@@ -1068,7 +1044,7 @@ END_TEST
 START_TEST(expiry_ttl_capped_by_offline_ttl)
 {
 	CFG.offline_ttl_s = 10;
-	reconfig();
+	reopen_core();
 	cast();
 	core_tick(C);
 	send_ttl("alice/phone", "bob", 1, "x", 3600); /* capped to 10 s */
@@ -1090,7 +1066,7 @@ END_TEST
 START_TEST(quota_refuses_and_stores_nothing)
 {
 	CFG.max_queue = 3;
-	reconfig();
+	reopen_core();
 	register_device("alice", "phone");
 	register_device("bob", "phone");
 	connect_fresh("alice/phone");
@@ -1124,7 +1100,7 @@ END_TEST
 START_TEST(quota_any_recipient_device)
 {
 	CFG.max_queue = 2;
-	reconfig();
+	reopen_core();
 	register_device("alice", "phone");
 	register_device("alice", "tablet");
 	register_device("bob", "phone");
@@ -1144,7 +1120,7 @@ END_TEST
 START_TEST(quota_receipt_events_never_refused)
 {
 	CFG.max_queue = 2;
-	reconfig();
+	reopen_core();
 	register_device("alice", "phone");
 	register_device("alice", "tablet");
 	register_device("bob", "phone");
@@ -1227,7 +1203,7 @@ START_TEST(ctl_privacy)
 	p = ctl("alice/phone", &w, CORE_ALLOW);
 	ck_assert(fbool(p, "read_receipts"));
 	ck_assert_str_eq(ftext(p, "presence"), "everyone");
-	reconfig();
+	reopen_core();
 	connect_fresh("bob/phone");
 	p = ctl("bob/phone", &w, CORE_ALLOW);
 	ck_assert_uint_eq(fuint(p, "rid"), 12);
@@ -1354,7 +1330,7 @@ END_TEST
 START_TEST(flow_messages_spill_and_drain_in_order)
 {
 	CFG.inflight_window = 4;
-	reconfig();
+	reopen_core();
 	cast();
 	connect_fresh("bob/phone");
 	size_t m0 = mark();
@@ -1390,7 +1366,7 @@ START_TEST(flow_events_spill_and_drain_at_the_estimate)
 {
 	CFG.inflight_window = 3;
 	CFG.inflight_drain = 2; /* events per second */
-	reconfig();
+	reopen_core();
 	cast();
 	connect_fresh("bob/laptop");
 	connect_fresh("bob/phone");
@@ -1434,7 +1410,7 @@ END_TEST
 START_TEST(flow_backlog_survives_a_disconnect)
 {
 	CFG.inflight_window = 2;
-	reconfig();
+	reopen_core();
 	cast();
 	connect_fresh("bob/phone");
 	ck_assert_str_eq(send_trace(1, 4, "bob/phone"), "m1 m2");
@@ -1453,7 +1429,7 @@ END_TEST
 START_TEST(flow_exact_acks)
 {
 	CFG.inflight_window = 4;
-	reconfig();
+	reopen_core();
 	cast();
 	connect_fresh("bob/phone");
 	size_t m0 = mark();
@@ -1496,7 +1472,7 @@ END_TEST
 START_TEST(flow_expiry_frees_a_live_window)
 {
 	CFG.inflight_window = 2;
-	reconfig();
+	reopen_core();
 	cast();
 	core_tick(C);
 	connect_fresh("bob/phone");
@@ -1549,7 +1525,7 @@ START_TEST(disconnect_device_removed_during_replay)
 {
 	CFG.inflight_window = 2;
 	CFG.replay_slice = 1;
-	reconfig();
+	reopen_core();
 	cast();
 	send_n(1, 5);
 	connect_fresh("bob/phone");
@@ -1608,11 +1584,6 @@ static const char *inbox_sub_trace(const char *addr)
 	return subscribe_trace(addr, inbox);
 }
 
-static void ack(const char *addr, const pubrec *p)
-{
-	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);
-}
-
 /* The end of a loop pass plugin_opt_delivered_gather_ms later: the tick
  * applies the PUBACKs gathered (receipts.c). */
 static void gather_tick(void)
@@ -1626,7 +1597,7 @@ static void gather_tick(void)
 static const char *ack_trace(const char *addr, const pubrec *p, const char *to)
 {
 	size_t m = mark();
-	ack(addr, p);
+	dev_ack(addr, p);
 	gather_tick();
 	return trace(m, to);
 }
@@ -1637,7 +1608,7 @@ static const char *ack_all_trace(const char *addr, size_t m, const char *to)
 	size_t end = mark(), m2 = end;
 	for (size_t i = m; i < end; i++)
 		if (strcmp(F.pubs[i].clientid, addr) == 0)
-			ack(addr, &F.pubs[i]);
+			dev_ack(addr, &F.pubs[i]);
 	gather_tick();
 	return trace(m2, to);
 }
@@ -1653,21 +1624,21 @@ START_TEST(extras_logged_and_required)
 	ck_assert(logged(l, "delivered on PUBACK: on", NULL));
 	/* Asked for explicitly on a broker without the events: refused. */
 	CFG.delivered_on_puback = CORE_ON;
-	reconfig();
+	reopen_core();
 	l = F.nlogs;
 	ck_assert(!core_broker_events(C, CORE_BEV_CONNECT | CORE_BEV_SUBSCRIBE));
 	ck_assert(logged(l, "plugin_opt_delivered_on_puback true", "broker-patches"));
 	ck_assert(core_broker_events(C, ALL_EVENTS));
 	CFG.delivered_on_puback = CORE_AUTO;
 	CFG.auto_replay = CORE_ON;
-	reconfig();
+	reopen_core();
 	l = F.nlogs;
 	ck_assert(core_broker_events(C, 0)); /* stock has it: the ACL check of the SUBSCRIBE */
 	ck_assert(logged(l, "broker events: none", "auto replay (on inbox SUBSCRIBE): on"));
 	/* Switched off: logged so. */
 	CFG.delivered_on_puback = CORE_OFF;
 	CFG.auto_replay = CORE_OFF;
-	reconfig();
+	reopen_core();
 	l = F.nlogs;
 	broker_with(ALL_EVENTS);
 	ck_assert(logged(l, "delivered on PUBACK: off", "auto replay: off"));
@@ -1742,7 +1713,7 @@ END_TEST
 START_TEST(extras_ack_off_or_stock)
 {
 	CFG.delivered_on_puback = CORE_OFF;
-	reconfig();
+	reopen_core();
 	broker_with(ALL_EVENTS);
 	cast();
 	connect_fresh("bob/phone");
@@ -1784,7 +1755,7 @@ START_TEST(extras_acks_gathered)
 	send_n(1, 8);
 	size_t m2 = mark();
 	for (size_t k = 0; k < 3; k++)
-		ack("bob/phone", nth_to(m, "bob/phone", k));
+		dev_ack("bob/phone", nth_to(m, "bob/phone", k));
 	/* Nothing until the oldest is delivered_gather_ms old. */
 	ck_assert_str_eq(tick_trace("alice/phone"), "");
 	F.now += CFG.delivered_gather_ms - 1;
@@ -1793,14 +1764,14 @@ START_TEST(extras_acks_gathered)
 	ck_assert_str_eq(tick_trace("alice/phone"), "delivered(bob):1+2+3");
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):1+2+3");
 	/* The device's own receipt comes after its PUBACKs. */
-	ack("bob/phone", nth_to(m, "bob/phone", 3));
+	dev_ack("bob/phone", nth_to(m, "bob/phone", 3));
 	ck_assert_str_eq(receipt_trace("bob/phone", "read", 4, 4, "alice/phone"),
 	                 "delivered(bob):4 read(bob):4");
 	/* A replay does not send what it acknowledged: one that starts with a
 	 * resumed session (a new connection, clean false; the old one's
 	 * DISCONNECT comes later) and a chat/sync. */
 	m2 = mark();
-	ack("bob/phone", nth_to(m, "bob/phone", 4));
+	dev_ack("bob/phone", nth_to(m, "bob/phone", 4));
 	void *old = auth_new_conn("bob/phone");
 	size_t m3 = mark();
 	core_connected(C, find_dev("bob/phone")->conn, "bob/phone", false);
@@ -1813,15 +1784,15 @@ START_TEST(extras_acks_gathered)
 	m2 = mark();
 	ck_assert_uint_eq(send_msg("carol/phone", "bob", 1, "from carol"), 1);
 	const pubrec *from_carol = pub_to(m2, "bob/phone");
-	ack("bob/phone", nth_to(m, "bob/phone", 5));
+	dev_ack("bob/phone", nth_to(m, "bob/phone", 5));
 	m2 = mark();
-	ack("bob/phone", from_carol);
+	dev_ack("bob/phone", from_carol);
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):6");
 	ck_assert_str_eq(trace(m2, "carol/phone"), "");
 	/* Back to alice's conversation (carol's run applied), then a disconnect
 	 * applies that run. */
 	m2 = mark();
-	ack("bob/phone", nth_to(m, "bob/phone", 6));
+	dev_ack("bob/phone", nth_to(m, "bob/phone", 6));
 	disconnect_dev("bob/phone");
 	ck_assert_str_eq(trace(m2, "carol/phone"), "delivered(bob):1");
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):7");
@@ -1832,7 +1803,7 @@ START_TEST(extras_acks_gathered)
 	const pubrec *m8 = nth_to(m3, "bob/phone", 0);
 	/* So does the device's removal (valgrind/ASan: no use of it after). */
 	m2 = mark();
-	ack("bob/phone", m8);
+	dev_ack("bob/phone", m8);
 	ck_assert_ptr_nonnull(admin("device.remove", "user", "bob", "device", "phone"));
 	gather_tick();
 	size_t receipts = 0; /* alice also hears of bob's devices: a `devices` event */
@@ -1858,7 +1829,7 @@ START_TEST(extras_acks_gathered_full)
 		snprintf(want + strlen(want), sizeof(want) - strlen(want), "+%d", s);
 	size_t m2 = mark();
 	for (size_t k = 0; k < 129; k++)
-		ack("bob/phone", nth_to(m, "bob/phone", k));
+		dev_ack("bob/phone", nth_to(m, "bob/phone", k));
 	ck_assert_str_eq(trace(m2, "alice/phone"), want);
 	gather_tick();
 	ck_assert_str_eq(trace(m2, "alice/phone") + strlen(want), " delivered(bob):129");
@@ -1878,10 +1849,10 @@ START_TEST(extras_acks_gathered_full)
 	m2 = mark();
 	for (int i = 0; i < 64; i++) {
 		snprintf(user, sizeof(user), "u%d/d", i);
-		ack(user, &F.pubs[got[i]]);
+		dev_ack(user, &F.pubs[got[i]]);
 	}
 	ck_assert_str_eq(trace(m2, "alice/phone"), "");
-	ack("u64/d", &F.pubs[got[64]]);
+	dev_ack("u64/d", &F.pubs[got[64]]);
 	ck_assert_uint_eq(count_to(m2, "alice/phone"), 64);
 	gather_tick();
 	ck_assert_uint_eq(count_to(m2, "alice/phone"), 65);
@@ -1892,14 +1863,14 @@ END_TEST
 START_TEST(extras_acks_not_gathered)
 {
 	CFG.delivered_gather_ms = 0;
-	reconfig();
+	reopen_core();
 	patched_bob_live();
 	size_t m = mark();
 	send_n(1, 2);
 	size_t m2 = mark();
-	ack("bob/phone", nth_to(m, "bob/phone", 0));
+	dev_ack("bob/phone", nth_to(m, "bob/phone", 0));
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):1");
-	ack("bob/phone", nth_to(m, "bob/phone", 1));
+	dev_ack("bob/phone", nth_to(m, "bob/phone", 1));
 	ck_assert_str_eq(trace(m2, "alice/phone"), "delivered(bob):1 delivered(bob):2");
 }
 END_TEST
@@ -1907,7 +1878,7 @@ END_TEST
 START_TEST(extras_acks_refill_window)
 {
 	CFG.inflight_window = 5;
-	reconfig();
+	reopen_core();
 	broker_with(ALL_EVENTS);
 	cast();
 	send_n(1, 12);
@@ -1930,7 +1901,7 @@ END_TEST
 START_TEST(extras_auto_replay)
 {
 	CFG.inflight_window = 5;
-	reconfig();
+	reopen_core();
 	broker_with(ALL_EVENTS);
 	cast();
 	send_n(1, 8);

@@ -76,6 +76,7 @@ void env_setup(enum fake_broadcasts broadcasts)
 {
 	fake_reset(broadcasts);
 	NDEV = 0;
+	next_conn = 0;
 	memset(DEV, 0, sizeof(DEV));
 	snprintf(testdir, sizeof(testdir), "%s/core-XXXXXX", rundir);
 	ck_assert_ptr_nonnull(mkdtemp(testdir));
@@ -83,6 +84,38 @@ void env_setup(enum fake_broadcasts broadcasts)
 	core_config_defaults(&CFG);
 	CFG.data_dir = datadir;
 	CFG.stats_interval_s = 0; /* no $SYS counters here: test_operations.py has them */
+	open_core();
+}
+
+int next_conn;
+
+void connect_new(const char *addr)
+{
+	devrec *r = find_dev(addr);
+	ck_assert_int_lt(next_conn, NCONNS);
+	r->conn = CONN(next_conn++);
+	connect_dev(addr);
+}
+
+enum core_verdict dev_pub(const char *from, const char *topic, const void *p, size_t len)
+{
+	devrec *r = find_dev(from);
+	return core_message(C, r->conn, from, from, topic, p, len, 1, false, 5);
+}
+
+enum core_verdict dev_pubw(const char *from, const char *topic, const cbw *w)
+{
+	return dev_pub(from, topic, w->buf, w->len);
+}
+
+void dev_ack(const char *addr, const pubrec *p)
+{
+	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);
+}
+
+void reopen_core(void)
+{
+	close_core();
 	open_core();
 }
 

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cbor_io.h"
 #include "core.h"
 #include "fake_io.h"
 #include "ids.h"
@@ -81,6 +82,18 @@ void connect_dev(const char *addr);
 devrec *find_dev(const char *addr);
 /* core_disconnect of the device's connection. */
 void disconnect_dev(const char *addr);
+/* The next fresh connection, CONN(next_conn): 0 after env_setup. */
+extern int next_conn;
+/* CONNECT of the device on a fresh connection, as a reconnecting client has. */
+void connect_new(const char *addr);
+/* A QoS 1 publish of p from the device on its connection; the verdict. */
+enum core_verdict dev_pub(const char *from, const char *topic, const void *p, size_t len);
+enum core_verdict dev_pubw(const char *from, const char *topic, const cbw *w);
+/* The broker's PUBACK of publish p to the device (core_acked). */
+void dev_ack(const char *addr, const pubrec *p);
+/* Reopens the core with CFG as the test changed it; call before adding
+ * devices (connections do not survive it). */
+void reopen_core(void);
 
 /* A test case with the fixtures above around each test (setup and
  * teardown are the test file's, calling env_setup/env_teardown) and a
