@@ -832,8 +832,12 @@ static int parse_devices(cbr *r, const cbr_item *arr, ev *e)
 	return r->err_msg ? -1 : 0;
 }
 
-/* v2 `sents`: items: [+ {cid, conv, seq, ts, ? dl: [+ uid]}] */
-static int parse_items(cbr *r, const cbr_item *arr, ev *e)
+/* For each map in arr (other elements skipped): field() sees each of its
+ * fields (the value read; skipped after), then done() the map's tallies. */
+typedef void (*map_field_fn)(ev *e, const cbr_item *k, const cbr_item *v, uint64_t acc[2]);
+typedef void (*map_done_fn)(ev *e, const uint64_t acc[2]);
+
+static int each_map(cbr *r, const cbr_item *arr, ev *e, map_field_fn field, map_done_fn done)
 {
 	uint64_t i = 0;
 	while (cbr_array_next(r, arr, &i)) {
@@ -845,51 +849,50 @@ static int parse_items(cbr *r, const cbr_item *arr, ev *e)
 				return -1;
 			continue;
 		}
-		e->nitems++;
-		uint64_t j = 0;
+		uint64_t j = 0, acc[2] = { 0, 0 };
 		while (cbr_map_next(r, &m, &j, &k)) {
 			if (cbr_next(r, &v))
 				return -1;
-			if (v.type == CBR_ARRAY && !v.indef && cbr_eq(&k, "dl"))
-				e->ndl += v.u;
+			field(e, &k, &v, acc);
 			if (cbr_skip(r, &v))
 				return -1;
 		}
 		if (r->err_msg)
 			return -1;
+		done(e, acc);
 	}
 	return r->err_msg ? -1 : 0;
 }
 
-/* v2 `rcpts`: sets: [+ {seqs: [+ uint], by: [+ uid]}]; counts seqs x users */
-static int parse_sets(cbr *r, const cbr_item *arr, ev *e)
+/* v2 `sents`: items: [+ {cid, conv, seq, ts, ? dl: [+ uid]}] */
+static void item_field(ev *e, const cbr_item *k, const cbr_item *v, uint64_t acc[2])
 {
-	uint64_t i = 0;
-	while (cbr_array_next(r, arr, &i)) {
-		cbr_item m, k, v;
-		if (cbr_next(r, &m))
-			return -1;
-		if (m.type != CBR_MAP) {
-			if (cbr_skip(r, &m))
-				return -1;
-			continue;
-		}
-		uint64_t j = 0, nseqs = 0, nby = 0;
-		while (cbr_map_next(r, &m, &j, &k)) {
-			if (cbr_next(r, &v))
-				return -1;
-			if (v.type == CBR_ARRAY && !v.indef && cbr_eq(&k, "seqs"))
-				nseqs = v.u;
-			else if (v.type == CBR_ARRAY && !v.indef && cbr_eq(&k, "by"))
-				nby = v.u;
-			if (cbr_skip(r, &v))
-				return -1;
-		}
-		if (r->err_msg)
-			return -1;
-		e->nrseqs += nseqs * nby;
-	}
-	return r->err_msg ? -1 : 0;
+	(void)acc;
+	if (v->type == CBR_ARRAY && !v->indef && cbr_eq(k, "dl"))
+		e->ndl += v->u;
+}
+
+static void item_done(ev *e, const uint64_t acc[2])
+{
+	(void)acc;
+	e->nitems++;
+}
+
+/* v2 `rcpts`: sets: [+ {seqs: [+ uint], by: [+ uid]}]; counts seqs x users */
+static void set_field(ev *e, const cbr_item *k, const cbr_item *v, uint64_t acc[2])
+{
+	(void)e;
+	if (v->type != CBR_ARRAY || v->indef)
+		return;
+	if (cbr_eq(k, "seqs"))
+		acc[0] = v->u;
+	else if (cbr_eq(k, "by"))
+		acc[1] = v->u;
+}
+
+static void set_done(ev *e, const uint64_t acc[2])
+{
+	e->nrseqs += acc[0] * acc[1];
 }
 
 /* a ctl reply's server: {v, puback_delivered, gather_ms, replay_batch} */
@@ -957,10 +960,10 @@ static int parse_ev(const uint8_t *p, size_t n, ev *e)
 			if (parse_devices(&r, &v, e))
 				return -1;
 		} else if (v.type == CBR_ARRAY && cbr_eq(&k, "items")) {
-			if (parse_items(&r, &v, e))
+			if (each_map(&r, &v, e, item_field, item_done))
 				return -1;
 		} else if (v.type == CBR_ARRAY && cbr_eq(&k, "sets")) {
-			if (parse_sets(&r, &v, e))
+			if (each_map(&r, &v, e, set_field, set_done))
 				return -1;
 		} else if (v.type == CBR_MAP && cbr_eq(&k, "server")) {
 			if (parse_server(&r, &v, e))
