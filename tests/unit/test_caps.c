@@ -189,15 +189,9 @@ static const char *trace(size_t m, const char *addr)
 	static char ring[4][32768];
 	static int next;
 	char *out = ring[next++ % 4];
-	char topic[256];
-	snprintf(topic, sizeof(topic), "chat/inbox/%s", addr);
 	out[0] = '\0';
-	for (size_t i = m; i < F.npubs; i++) {
-		const pubrec *p = &F.pubs[i];
-		if (strcmp(p->clientid, addr) != 0)
-			continue;
-		ck_assert_str_eq(p->topic, topic);
-		ck_assert_int_eq(p->qos, 1);
+	const pubrec *p;
+	for (size_t i = m; (p = inbox_next(&i, addr));) {
 		well_formed(p);
 		size_t l = strlen(out);
 		const char *sp = l ? " " : "";

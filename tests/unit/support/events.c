@@ -142,6 +142,22 @@ const char *ftext_list(const pubrec *p, const char *key) { return list(p, key, t
 
 void inbox_topic(char *out, size_t n, const char *addr) { snprintf(out, n, "chat/inbox/%s", addr); }
 
+const pubrec *inbox_next(size_t *i, const char *addr)
+{
+	char t[256];
+	inbox_topic(t, sizeof(t), addr);
+	for (; *i < F.npubs; (*i)++) {
+		const pubrec *p = &F.pubs[*i];
+		if (strcmp(p->clientid, addr) != 0)
+			continue;
+		ck_assert_str_eq(p->topic, t);
+		ck_assert_int_eq(p->qos, 1);
+		(*i)++;
+		return p;
+	}
+	return NULL;
+}
+
 const pubrec *event_to(size_t m, const char *addr, const char *k)
 {
 	const pubrec *p = pub_to(m, addr);

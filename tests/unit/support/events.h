@@ -38,6 +38,9 @@ const char *ftext_list(const pubrec *p, const char *key);
 
 /* "chat/inbox/<addr>" into out. */
 void inbox_topic(char *out, size_t n, const char *addr);
+/* The next publish to addr from F.pubs[*i] on, checked to be on its own
+ * inbox at QoS 1 (*i moves past it); NULL when there is none. */
+const pubrec *inbox_next(size_t *i, const char *addr);
 /* The one publish to addr since mark m: on its inbox, QoS 1, not retained,
  * of kind ("k") k. */
 const pubrec *event_to(size_t m, const char *addr, const char *k);
