@@ -1340,21 +1340,6 @@ void ks_bundle_free(ks_bundle *b)
 	ks_bundle_init(b);
 }
 
-static ks_entry *bundle_add(ks_bundle *b)
-{
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4;
-		ks_entry *v = realloc(b->v, cap * sizeof(*v));
-		if (!v)
-			return NULL;
-		b->v = v;
-		b->cap = cap;
-	}
-	ks_entry *e = &b->v[b->n++];
-	memset(e, 0, sizeof(*e));
-	return e;
-}
-
 static void opk_take(ks *k, ks_entry *e, uint64_t id, const char *val, const char *key,
                      size_t klen)
 {
@@ -1449,7 +1434,7 @@ static int bundle_collect(ks *k, const char *u, size_t ul, ks_bundle *b)
 			             NULL);
 		if (rc)
 			break;
-		ks_entry *e = bundle_add(b);
+		ks_entry *e = ks_bundle_add(b);
 		if (!e) {
 			rc = CHAT_ENOMEM;
 			break;

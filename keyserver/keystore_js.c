@@ -1165,7 +1165,7 @@ static int opk_pop(ksjs *j, const char *os, const uint8_t ik[KS_KEY_LEN], ks_ent
 	return fail(j, CHAT_EIO, "too many one-time keys popped by others meanwhile", NATS_OK, 0);
 }
 
-static ks_entry *bundle_add(ks_bundle *b)
+ks_entry *ks_bundle_add(ks_bundle *b)
 {
 	if (b->n == b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 4;
@@ -1204,7 +1204,7 @@ int ksjs_bundle_get(ksjs *j, const char *ru, size_t rul, const char *rd, size_t 
 			break;
 		if (rec.log_index >= j->nleaves && (rc = log_catch_up(j, rec.log_index + 1)) != CHAT_OK)
 			break;
-		ks_entry *e = bundle_add(b);
+		ks_entry *e = ks_bundle_add(b);
 		if (!e) {
 			rc = CHAT_ENOMEM;
 			break;

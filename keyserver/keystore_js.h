@@ -40,8 +40,11 @@ int ksjs_log_history(ksjs *j, const char *u, size_t ul, const char *d, size_t dl
 
 /* ---- pure parts ---- */
 
-/* digest == SHA-256(ik || spk), in constant time: ks_check's test, for both
- * backends (here: chat_keystore links this library, not the other way). */
+/* Shared by both backends (here: chat_keystore links this library, not
+ * the other way). */
+/* A zeroed entry at the end of b (NULL: out of memory). */
+ks_entry *ks_bundle_add(ks_bundle *b);
+/* digest == SHA-256(ik || spk), in constant time: ks_check's test. */
 bool ks_keys_match(const uint8_t ik[KS_KEY_LEN], const uint8_t spk[KS_KEY_LEN],
                    const uint8_t digest[KS_DIGEST_LEN]);
 
