@@ -229,16 +229,10 @@ static void send_n(uint64_t first, size_t n)
 	}
 }
 
-static enum core_verdict do_sync(const char *addr)
-{
-	static const uint8_t empty_map[] = { 0xa0 };
-	return dev_pub(addr, "chat/sync", empty_map, sizeof(empty_map));
-}
-
 static const char *sync_trace(const char *addr)
 {
 	size_t m = mark();
-	ck_assert_int_eq(do_sync(addr), CORE_ALLOW);
+	ck_assert_int_eq(dev_sync(addr), CORE_ALLOW);
 	return trace(m, addr);
 }
 
@@ -340,7 +334,7 @@ START_TEST(batch_bytes_bound)
 	send_n(1, 30);
 	connect_new(BATCHER);
 	size_t m = mark();
-	ck_assert_int_eq(do_sync(BATCHER), CORE_ALLOW);
+	ck_assert_int_eq(dev_sync(BATCHER), CORE_ALLOW);
 	size_t total = 0, batches = 0;
 	for (size_t i = m; i < F.npubs; i++) {
 		const pubrec *p = &F.pubs[i];
@@ -509,7 +503,7 @@ START_TEST(batch_v1_device_unchanged)
 	send_n(1, 6);
 	connect_new("bob/phone");
 	size_t m = mark();
-	ck_assert_int_eq(do_sync("bob/phone"), CORE_ALLOW);
+	ck_assert_int_eq(dev_sync("bob/phone"), CORE_ALLOW);
 	ck_assert_str_eq(trace(m, "bob/phone"), "m1 m2 m3 m4");
 	size_t m2 = mark();
 	puback("bob/phone", nth_to(m, "bob/phone", 0));

@@ -214,17 +214,11 @@ static void queued_then_connect(int window, size_t n, const char *addr)
 	connect_fresh(addr);
 }
 
-static enum core_verdict do_sync(const char *addr)
-{
-	static const uint8_t empty_map[] = { 0xa0 };
-	return dev_pub(addr, "chat/sync", empty_map, sizeof(empty_map));
-}
-
 /* A chat/sync; the events addr got from it. */
 static const char *sync_trace(const char *addr)
 {
 	size_t m = mark();
-	ck_assert_int_eq(do_sync(addr), CORE_ALLOW);
+	ck_assert_int_eq(dev_sync(addr), CORE_ALLOW);
 	return trace(m, addr);
 }
 

@@ -108,6 +108,12 @@ enum core_verdict dev_pubw(const char *from, const char *topic, const cbw *w)
 	return dev_pub(from, topic, w->buf, w->len);
 }
 
+enum core_verdict dev_sync(const char *addr)
+{
+	static const uint8_t empty_map[] = { 0xa0 };
+	return dev_pub(addr, "chat/sync", empty_map, sizeof(empty_map));
+}
+
 void dev_ack(const char *addr, const pubrec *p)
 {
 	core_acked(C, find_dev(addr)->conn, addr, p->topic, p->p, p->len);

@@ -89,6 +89,8 @@ void connect_new(const char *addr);
 /* A QoS 1 publish of p from the device on its connection; the verdict. */
 enum core_verdict dev_pub(const char *from, const char *topic, const void *p, size_t len);
 enum core_verdict dev_pubw(const char *from, const char *topic, const cbw *w);
+/* A chat/sync ({}) from the device; the verdict. */
+enum core_verdict dev_sync(const char *addr);
 /* The broker's PUBACK of publish p to the device (core_acked). */
 void dev_ack(const char *addr, const pubrec *p);
 /* Reopens the core with CFG as the test changed it; call before adding
