@@ -417,8 +417,7 @@ START_TEST(caps_survive_reconnect_and_restart)
 	disconnect_dev("alice/phone");
 	connect_new("alice/phone");
 	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS | CAP_BATCH);
-	close_core();
-	open_core();
+	reopen_core();
 	ck_assert_uint_eq(caps_of("alice/phone"), CAP_SENTS | CAP_RCPTS | CAP_BATCH);
 	ck_assert_uint_eq(caps_of("bob/phone"), CAP_SENTS);
 	ck_assert_uint_eq(caps_of("alice/tablet"), 0);
@@ -441,8 +440,7 @@ START_TEST(caps_dropped_with_the_device)
 	NDEV = 0;
 	register_device("alice", "phone");
 	ck_assert_uint_eq(caps_of("alice/phone"), 0);
-	close_core();
-	open_core();
+	reopen_core();
 	ck_assert_uint_eq(caps_of("alice/phone"), 0);
 	ck_assert_uint_eq(caps_of("bob/phone"), 0);
 }
@@ -516,8 +514,7 @@ START_TEST(caps_counted)
 	ck_assert_uint_eq(stat("devices_caps_rcpts"), 0);
 	ck_assert(fbool(admin("device.remove", "user", "bob", "device", "phone"), "ok"));
 	ck_assert_uint_eq(stat("devices_caps_sents"), 1);
-	close_core();
-	open_core();
+	reopen_core();
 	ck_assert_uint_eq(stat("devices_caps_sents"), 1);
 	ck_assert_uint_eq(stat("devices_caps_batch"), 0);
 }
@@ -688,8 +685,7 @@ START_TEST(sents_not_gathered_behind_a_backlog)
 	/* A replay the window holds up: the confirmation is the v1 event,
 	 * queued behind what the replay has yet to bring. */
 	CFG.inflight_window = 4;
-	close_core();
-	open_core();
+	reopen_core();
 	cast();
 	disconnect_dev("alice/phone");
 	sends_trace("bob/phone", "dm/alice", 1, 6, "bob/phone");
