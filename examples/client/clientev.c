@@ -142,39 +142,33 @@ static int verdict(const char *bad, const char **why)
 	return bad ? CHAT_EINVAL : CHAT_OK;
 }
 
-/* The end of an event of k and one list (sents, batch): the first thing
- * wrong after the fields, or NULL. */
-static const char *list_close(cbr_fields *f, bool has_k, size_t n, const char *empty)
-{
-	const char *bad = cbr_fields_close(f, NULL);
-	if (bad)
-		return bad;
-	if (!has_k)
-		return "the event has no k";
-	return n ? NULL : empty;
-}
+/* An event of k and one list (sents: items, batch: evs), other fields
+ * skipped: elem reads each element (its first error is the answer). */
+typedef const char *(*list_elem_fn)(cbr *r, void *ud);
 
-static const char *sents_pass(const uint8_t *p, size_t len, cev_sent *s, cev_sent_fn fn,
-                              void *ctx)
+struct list_kind {
+	const char *k, *list, *not_array, *empty;
+};
+
+static const char *list_pass(const uint8_t *p, size_t len, const struct list_kind *lk, list_elem_fn elem,
+                             void *ud)
 {
 	cbr_fields f;
 	bool has_k = false;
-	size_t items = 0;
+	size_t n = 0;
 	cbr_fields_open(&f, p, len, "the event is not a CBOR map");
 	while (cbr_fields_next(&f)) {
 		const char *bad = NULL;
 		if (cbr_eq(&f.key, "k")) {
-			bad = want_k(&f.val, "sents");
+			bad = want_k(&f.val, lk->k);
 			has_k = true;
-		} else if (cbr_eq(&f.key, "items")) {
+		} else if (cbr_eq(&f.key, lk->list)) {
 			if (f.val.type != CBR_ARRAY)
-				return "items is not an array";
+				return lk->not_array;
 			uint64_t i = 0;
 			while (!bad && cbr_array_next(&f.r, &f.val, &i)) {
-				bad = read_sent(&f.r, s);
-				if (!bad && fn)
-					fn(ctx, s);
-				items++;
+				bad = elem(&f.r, ud);
+				n++;
 			}
 			if (!bad)
 				bad = f.r.err_msg;
@@ -184,15 +178,38 @@ static const char *sents_pass(const uint8_t *p, size_t len, cev_sent *s, cev_sen
 		if (bad)
 			return bad;
 	}
-	return list_close(&f, has_k, items, "a sents event without items");
+	const char *bad = cbr_fields_close(&f, NULL);
+	if (bad)
+		return bad;
+	if (!has_k)
+		return "the event has no k";
+	return n ? NULL : lk->empty;
+}
+
+static const struct list_kind SENTS = { "sents", "items", "items is not an array", "a sents event without items" };
+
+struct sents_ud {
+	cev_sent *s;
+	cev_sent_fn fn;
+	void *ctx;
+};
+
+static const char *sent_elem(cbr *r, void *ud)
+{
+	struct sents_ud *u = ud;
+	const char *bad = read_sent(r, u->s);
+	if (!bad && u->fn)
+		u->fn(u->ctx, u->s);
+	return bad;
 }
 
 int cev_sents(const uint8_t *p, size_t len, cev_sent *s, cev_sent_fn fn, void *ctx,
               const char **why)
 {
-	const char *bad = sents_pass(p, len, s, NULL, NULL);
+	struct sents_ud check = { s, NULL, NULL }, each = { s, fn, ctx };
+	const char *bad = list_pass(p, len, &SENTS, sent_elem, &check);
 	if (!bad && fn)
-		bad = sents_pass(p, len, s, fn, ctx);
+		bad = list_pass(p, len, &SENTS, sent_elem, &each);
 	return verdict(bad, why);
 }
 
@@ -299,48 +316,33 @@ int cev_rcpts_each(const uint8_t *p, size_t len, cev_rcpts *h, cev_rset *set, ce
 
 /* ---- batch ---- */
 
-static const char *batch_pass(const uint8_t *p, size_t len, cev_ev_fn fn, void *ctx)
+static const struct list_kind BATCH = { "batch", "evs", "evs is not an array", "a batch without events" };
+
+struct batch_ud {
+	cev_ev_fn fn;
+	void *ctx;
+};
+
+static const char *ev_elem(cbr *r, void *ud)
 {
-	cbr_fields f;
-	bool has_k = false;
-	size_t evs = 0;
-	cbr_fields_open(&f, p, len, "the event is not a CBOR map");
-	while (cbr_fields_next(&f)) {
-		const char *bad = NULL;
-		if (cbr_eq(&f.key, "k")) {
-			bad = want_k(&f.val, "batch");
-			has_k = true;
-		} else if (cbr_eq(&f.key, "evs")) {
-			if (f.val.type != CBR_ARRAY)
-				return "evs is not an array";
-			uint64_t i = 0;
-			while (!bad && cbr_array_next(&f.r, &f.val, &i)) {
-				const uint8_t *start = f.r.p;
-				cbr_item ev;
-				if (cbr_next(&f.r, &ev) != CHAT_OK || cbr_skip(&f.r, &ev) != CHAT_OK)
-					bad = rd_err(&f.r, "an element is malformed");
-				else if (ev.type != CBR_MAP)
-					bad = "an element is not a map";
-				else if (fn)
-					fn(ctx, start, (size_t)(f.r.p - start));
-				evs++;
-			}
-			if (!bad)
-				bad = f.r.err_msg;
-		} else {
-			cbr_fields_skip(&f);
-		}
-		if (bad)
-			return bad;
-	}
-	return list_close(&f, has_k, evs, "a batch without events");
+	struct batch_ud *u = ud;
+	const uint8_t *start = r->p;
+	cbr_item ev;
+	if (cbr_next(r, &ev) != CHAT_OK || cbr_skip(r, &ev) != CHAT_OK)
+		return rd_err(r, "an element is malformed");
+	if (ev.type != CBR_MAP)
+		return "an element is not a map";
+	if (u->fn)
+		u->fn(u->ctx, start, (size_t)(r->p - start));
+	return NULL;
 }
 
 int cev_batch(const uint8_t *p, size_t len, cev_ev_fn fn, void *ctx, const char **why)
 {
-	const char *bad = batch_pass(p, len, NULL, NULL);
+	struct batch_ud check = { NULL, NULL }, each = { fn, ctx };
+	const char *bad = list_pass(p, len, &BATCH, ev_elem, &check);
 	if (!bad && fn)
-		bad = batch_pass(p, len, fn, ctx);
+		bad = list_pass(p, len, &BATCH, ev_elem, &each);
 	return verdict(bad, why);
 }
 
