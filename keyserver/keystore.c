@@ -112,20 +112,6 @@ typedef struct dev_rec {
 
 /* ---- small helpers ---- */
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	for (int i = 3; i >= 0; i--, v >>= 8)
@@ -226,11 +212,11 @@ static void dev_encode(uint8_t out[DEV_REC_LEN], const dev_rec *r)
 	uint8_t *p = out;
 	*p++ = DEV_VERSION;
 	memcpy(p, r->ik, KS_KEY_LEN), p += KS_KEY_LEN;
-	put_be64(p, r->spk.id), p += 8;
+	ks_be64_put(p, r->spk.id), p += 8;
 	memcpy(p, r->spk.key, KS_KEY_LEN), p += KS_KEY_LEN;
 	memcpy(p, r->spk.sig, KS_SIG_LEN), p += KS_SIG_LEN;
 	put_be32(p, r->count), p += 4;
-	put_be64(p, r->next);
+	ks_be64_put(p, r->next);
 }
 
 static int dev_decode(ks *k, const char *v, size_t vlen, dev_rec *r)
@@ -240,11 +226,11 @@ static int dev_decode(ks *k, const char *v, size_t vlen, dev_rec *r)
 		return set_err(k, CHAT_ECORRUPT, "corrupt device record", NULL);
 	p++;
 	memcpy(r->ik, p, KS_KEY_LEN), p += KS_KEY_LEN;
-	r->spk.id = get_be64(p), p += 8;
+	r->spk.id = ks_be64_get(p), p += 8;
 	memcpy(r->spk.key, p, KS_KEY_LEN), p += KS_KEY_LEN;
 	memcpy(r->spk.sig, p, KS_SIG_LEN), p += KS_SIG_LEN;
 	r->count = get_be32(p), p += 4;
-	r->next = get_be64(p);
+	r->next = ks_be64_get(p);
 	return CHAT_OK;
 }
 
@@ -514,14 +500,14 @@ static size_t key_node(uint8_t *k, unsigned level, uint64_t idx)
 {
 	k[0] = 'N';
 	k[1] = (uint8_t)level;
-	put_be64(k + 2, idx);
+	ks_be64_put(k + 2, idx);
 	return 10;
 }
 
 static size_t key_idx(uint8_t *k, char tag, uint64_t idx)
 {
 	k[0] = (uint8_t)tag;
-	put_be64(k + 1, idx);
+	ks_be64_put(k + 1, idx);
 	return 9;
 }
 
@@ -615,7 +601,7 @@ static int store_mth(void *ctx, uint64_t lo, uint64_t hi, uint8_t out[KL_HASH])
 
 static void head_encode(uint8_t out[HEAD_REC_LEN], const kl_head *h)
 {
-	put_be64(out, h->ts);
+	ks_be64_put(out, h->ts);
 	memcpy(out + 8, h->root, KL_HASH);
 	memcpy(out + 8 + KL_HASH, h->sig, KL_SIG);
 }
@@ -636,7 +622,7 @@ static int head_load(ks *k, uint64_t size, kl_head *h)
 		return set_err(k, CHAT_ECORRUPT, "corrupt log head record", NULL);
 	}
 	h->size = size;
-	h->ts = get_be64((const uint8_t *)v);
+	h->ts = ks_be64_get((const uint8_t *)v);
 	memcpy(h->root, v + 8, KL_HASH);
 	memcpy(h->sig, v + 8 + KL_HASH, KL_SIG);
 	rocksdb_free(v);
@@ -665,7 +651,7 @@ static int log_stage(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 	if (idx >= KL_SIZE_MAX)
 		return set_err(k, CHAT_EIO, "the key directory log is full", NULL);
 	uint8_t leaf[LOG_LEAF_FIXED + CHAT_USER_MAX + CHAT_DEVICE_MAX], key[KEY_MAX];
-	put_be64(leaf, ts);
+	ks_be64_put(leaf, ts);
 	memcpy(leaf + 8, ik, KS_KEY_LEN);
 	leaf[8 + KS_KEY_LEN] = (uint8_t)ul;
 	memcpy(leaf + LOG_LEAF_FIXED, u, ul);
@@ -702,14 +688,14 @@ static int log_stage(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 	head_encode(hv, h);
 	rocksdb_writebatch_put(k->batch, (const char *)key, key_idx(key, 'H', h->size),
 	                       (const char *)hv, sizeof hv);
-	put_be64(sz, h->size);
+	ks_be64_put(sz, h->size);
 	rocksdb_writebatch_put(k->batch, meta_key, sizeof meta_key, (const char *)sz, 8);
-	put_be64(sz, idx);
-	put_be64(sz + 8, ts);
+	ks_be64_put(sz, idx);
+	ks_be64_put(sz + 8, ts);
 	rocksdb_writebatch_put(k->batch, (const char *)key, key_devlog(key, u, ul, d, dl),
 	                       (const char *)sz, 16);
 	size_t hl = key_devhist(key, u, ul, d, dl);
-	put_be64(key + hl, idx);
+	ks_be64_put(key + hl, idx);
 	rocksdb_writebatch_put(k->batch, (const char *)key, hl + 8, "", 0);
 	return CHAT_OK;
 }
@@ -737,7 +723,7 @@ int ks_log_get(ks *k, uint64_t index, ks_log_entry *e)
 		return set_err(k, CHAT_ECORRUPT, "corrupt log leaf", NULL);
 	}
 	e->index = index;
-	e->ts = get_be64(p);
+	e->ts = ks_be64_get(p);
 	memcpy(e->ik, p + 8, KS_KEY_LEN);
 	memcpy(e->user, v + LOG_LEAF_FIXED, ul);
 	e->user[ul] = 0;
@@ -800,7 +786,7 @@ int ks_log_history(ks *k, const char *u, size_t ul, const char *d, size_t dl, ui
 		size_t klen;
 		const char *key = rocksdb_iter_key(it, &klen);
 		if (klen == plen + 8)
-			idx[(*n)++] = get_be64((const uint8_t *)key + plen);
+			idx[(*n)++] = ks_be64_get((const uint8_t *)key + plen);
 	}
 	int rc = iter_status(k, it);
 	rocksdb_iter_destroy(it);
@@ -827,8 +813,8 @@ static int devlog_get(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 		rocksdb_free(v);
 		return set_err(k, CHAT_ECORRUPT, "corrupt device log record", NULL);
 	}
-	*idx = get_be64((const uint8_t *)v);
-	*ts = get_be64((const uint8_t *)v + 8);
+	*idx = ks_be64_get((const uint8_t *)v);
+	*ts = ks_be64_get((const uint8_t *)v + 8);
 	rocksdb_free(v);
 	return *idx < k->head.size ? CHAT_OK
 	                           : set_err(k, CHAT_ECORRUPT, "device log record beyond the log", NULL);
@@ -937,7 +923,7 @@ static int log_open(ks *k, const char *dir, char *errbuf, size_t errlen)
 	size_t vlen;
 	rc = db_get(k, (const uint8_t *)meta_key, sizeof meta_key, &v, &vlen);
 	if (rc == CHAT_OK) {
-		uint64_t size = vlen == 8 ? get_be64((const uint8_t *)v) : UINT64_MAX;
+		uint64_t size = vlen == 8 ? ks_be64_get((const uint8_t *)v) : UINT64_MAX;
 		rocksdb_free(v);
 		if (size > KL_SIZE_MAX) {
 			rc = set_err(k, CHAT_ECORRUPT, "corrupt log size record", NULL);
@@ -1187,7 +1173,7 @@ static int opks_check_new(ks *k, const char *u, size_t ul, const char *d, size_t
 	uint8_t key[KEY_MAX];
 	size_t plen = key_opk_prefix(key, u, ul, d, dl);
 	for (size_t i = 0; i < n; i++) {
-		put_be64(key + plen, opks[i].id);
+		ks_be64_put(key + plen, opks[i].id);
 		char *v;
 		size_t vlen;
 		int rc = db_get(k, key, plen + 8, &v, &vlen);
@@ -1247,7 +1233,7 @@ int ks_upload(ks *k, const char *u, size_t ul, const char *d, size_t dl,
 	if (fresh || rereg)
 		rec.next = UINT64_MAX;
 	for (size_t i = 0; i < n; i++) {
-		put_be64(key + plen, opks[i].id);
+		ks_be64_put(key + plen, opks[i].id);
 		rocksdb_writebatch_put(k->batch, (const char *)key, plen + 8,
 		                       (const char *)opks[i].key, KS_KEY_LEN);
 		if (opks[i].id < rec.next)
@@ -1305,7 +1291,7 @@ static int rate_charge(ks *k, const uint8_t *key, size_t klen, uint64_t *retry_a
 			rocksdb_free(v);
 			return set_err(k, CHAT_ECORRUPT, "corrupt rate-limit record", NULL);
 		}
-		tat = get_be64((const uint8_t *)v + 1);
+		tat = ks_be64_get((const uint8_t *)v + 1);
 		rocksdb_free(v);
 	} else if (rc != CHAT_ENOTFOUND) {
 		return rc;
@@ -1322,7 +1308,7 @@ static int rate_charge(ks *k, const uint8_t *key, size_t klen, uint64_t *retry_a
 	}
 	uint8_t val[RATE_REC_LEN];
 	val[0] = RATE_VERSION;
-	put_be64(val + 1, next);
+	ks_be64_put(val + 1, next);
 	rocksdb_writebatch_put(k->batch, (const char *)key, klen, (const char *)val, sizeof(val));
 	return CHAT_OK;
 }
@@ -1355,7 +1341,7 @@ static int opk_seek(ks *k, const uint8_t *prefix, size_t plen, uint64_t from, ks
 {
 	uint8_t lo[KEY_MAX];
 	memcpy(lo, prefix, plen);
-	put_be64(lo + plen, from);
+	ks_be64_put(lo + plen, from);
 	opk_iter oi;
 	opk_iter_start(k, &oi, prefix, plen);
 	rocksdb_iter_seek(oi.it, (const char *)lo, plen + 8);
@@ -1367,7 +1353,7 @@ static int opk_seek(ks *k, const uint8_t *prefix, size_t plen, uint64_t from, ks
 		if (klen != plen + 8 || vlen != KS_KEY_LEN)
 			rc = set_err(k, CHAT_ECORRUPT, "corrupt one-time key record", NULL);
 		else
-			opk_take(k, e, get_be64((const uint8_t *)key + plen), val, key, klen);
+			opk_take(k, e, ks_be64_get((const uint8_t *)key + plen), val, key, klen);
 	}
 	if (rc == CHAT_OK)
 		rc = iter_status(k, oi.it);
@@ -1384,7 +1370,7 @@ static int opk_pop(ks *k, const char *u, size_t ul, const char *d, size_t dl, de
 {
 	uint8_t key[KEY_MAX];
 	size_t plen = key_opk_prefix(key, u, ul, d, dl);
-	put_be64(key + plen, rec->next);
+	ks_be64_put(key + plen, rec->next);
 	char *v;
 	size_t vlen;
 	int rc = db_get(k, key, plen + 8, &v, &vlen);

@@ -96,32 +96,18 @@ size_t ksjs_token(char *out, size_t cap, const char *id, size_t len)
 	return o;
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 void ksjs_dev_encode(uint8_t out[KSJS_DEV_LEN], const ksjs_dev *r)
 {
 	uint8_t *p = out;
 	*p++ = REC_VERSION;
 	memcpy(p, r->ik, KS_KEY_LEN), p += KS_KEY_LEN;
-	put64(p, r->spk.id), p += 8;
+	ks_be64_put(p, r->spk.id), p += 8;
 	memcpy(p, r->spk.key, KS_KEY_LEN), p += KS_KEY_LEN;
 	memcpy(p, r->spk.sig, KS_SIG_LEN), p += KS_SIG_LEN;
-	put64(p, r->id_lo), p += 8;
-	put64(p, r->id_hi), p += 8;
-	put64(p, r->log_index), p += 8;
-	put64(p, r->log_ts);
+	ks_be64_put(p, r->id_lo), p += 8;
+	ks_be64_put(p, r->id_hi), p += 8;
+	ks_be64_put(p, r->log_index), p += 8;
+	ks_be64_put(p, r->log_ts);
 }
 
 bool ksjs_dev_decode(const void *v, size_t n, ksjs_dev *r)
@@ -131,20 +117,20 @@ bool ksjs_dev_decode(const void *v, size_t n, ksjs_dev *r)
 		return false;
 	p++;
 	memcpy(r->ik, p, KS_KEY_LEN), p += KS_KEY_LEN;
-	r->spk.id = get64(p), p += 8;
+	r->spk.id = ks_be64_get(p), p += 8;
 	memcpy(r->spk.key, p, KS_KEY_LEN), p += KS_KEY_LEN;
 	memcpy(r->spk.sig, p, KS_SIG_LEN), p += KS_SIG_LEN;
-	r->id_lo = get64(p), p += 8;
-	r->id_hi = get64(p), p += 8;
-	r->log_index = get64(p), p += 8;
-	r->log_ts = get64(p);
+	r->id_lo = ks_be64_get(p), p += 8;
+	r->id_hi = ks_be64_get(p), p += 8;
+	r->log_index = ks_be64_get(p), p += 8;
+	r->log_ts = ks_be64_get(p);
 	return true;
 }
 
 void ksjs_opk_encode(uint8_t out[KSJS_OPK_LEN], const ks_opk *o, const uint8_t ik[KS_KEY_LEN])
 {
 	out[0] = REC_VERSION;
-	put64(out + 1, o->id);
+	ks_be64_put(out + 1, o->id);
 	memcpy(out + 9, o->key, KS_KEY_LEN);
 	memcpy(out + 9 + KS_KEY_LEN, ik, KS_KEY_LEN);
 }
@@ -154,7 +140,7 @@ bool ksjs_opk_decode(const void *v, size_t n, ks_opk *o, uint8_t ik[KS_KEY_LEN])
 	const uint8_t *p = v;
 	if (!p || n != KSJS_OPK_LEN || p[0] != REC_VERSION)
 		return false;
-	o->id = get64(p + 1);
+	o->id = ks_be64_get(p + 1);
 	memcpy(o->key, p + 9, KS_KEY_LEN);
 	memcpy(ik, p + 9 + KS_KEY_LEN, KS_KEY_LEN);
 	return true;
@@ -168,7 +154,7 @@ size_t ksjs_leaf_encode(uint8_t *out, size_t cap, const ks_log_entry *e)
 	if (ul > 255 || LEAF_FIXED + ul + dl > cap)
 		return 0;
 	out[0] = REC_VERSION;
-	put64(out + 1, e->ts);
+	ks_be64_put(out + 1, e->ts);
 	memcpy(out + 9, e->ik, KS_KEY_LEN);
 	out[9 + KS_KEY_LEN] = (uint8_t)ul;
 	memcpy(out + LEAF_FIXED, e->user, ul);
@@ -188,7 +174,7 @@ bool ksjs_leaf_decode(const void *v, size_t n, ks_log_entry *e)
 	const char *u = (const char *)p + LEAF_FIXED, *d = u + ul;
 	if (!chat_valid_user(u, ul) || !chat_valid_device(d, dl))
 		return false;
-	e->ts = get64(p + 1);
+	e->ts = ks_be64_get(p + 1);
 	memcpy(e->ik, p + 9, KS_KEY_LEN);
 	memcpy(e->user, u, ul);
 	e->user[ul] = 0;
@@ -1104,7 +1090,7 @@ static int rate_charge(ksjs *j, const char *ru, size_t rul, const char *rd, size
 	uint8_t v[9];
 	uint64_t now = now_ms(j);
 	v[0] = REC_VERSION;
-	put64(v + 1, now);
+	ks_be64_put(v + 1, now);
 	jsErrCode jerr;
 	natsStatus ns = pub(j, s, v, sizeof v, NULL, false, NULL, &jerr);
 	if (ns == NATS_OK)
@@ -1116,7 +1102,7 @@ static int rate_charge(ksjs *j, const char *ru, size_t rul, const char *rd, size
 	natsMsg *m = NULL;
 	if (dget(j, ST_RATE, 1, s, NULL, &m) == CHAT_OK) {
 		if (natsMsg_GetDataLength(m) == 9)
-			oldest = get64((const uint8_t *)natsMsg_GetData(m) + 1);
+			oldest = ks_be64_get((const uint8_t *)natsMsg_GetData(m) + 1);
 		natsMsg_Destroy(m);
 	}
 	uint64_t free_at = oldest + window;

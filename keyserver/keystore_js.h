@@ -42,6 +42,21 @@ int ksjs_log_history(ksjs *j, const char *u, size_t ul, const char *d, size_t dl
 
 /* Shared by both backends (here: chat_keystore links this library, not
  * the other way). */
+/* Big-endian u64, the byte order of both backends' records. */
+static inline void ks_be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t ks_be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 /* A zeroed entry at the end of b (NULL: out of memory). */
 ks_entry *ks_bundle_add(ks_bundle *b);
 /* digest == SHA-256(ik || spk), in constant time: ks_check's test. */
