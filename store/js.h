@@ -136,8 +136,8 @@ int jstore_dedup_release(jstore *js, const char *from, const store_cid *cid, jst
  * Creates the entry log.<conv>.<n> (create-only) with n the conversation's
  * next seq: the head from this node's cache, else the <prefix>_heads hint
  * and probing forward. A conflict (10071: n is taken) reads log.<conv>.<n>:
- * this (from, cid) there is success, else the newest entry of the
- * conversation (at the leader) and its seq + 1. No node pipelines two seqs
+ * this (from, cid) there is success, else probing forward from n + 1 to
+ * the first free seq. No node pipelines two seqs
  * of one conversation: appends of one conversation wait for each other. */
 typedef void (*jstore_seq_cb)(void *arg, int rc, uint64_t seq);
 int jstore_log_append(jstore *js, const char *conv, const char *from, const store_cid *cid,
