@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "js_rset.h"
 #include "store.h"
 
 typedef struct jstore jstore;
@@ -148,5 +149,79 @@ typedef void (*jstore_entry_cb)(void *arg, int rc, const char *from, const store
 int jstore_log_get(jstore *js, const char *conv, uint64_t seq, jstore_entry_cb cb, void *arg);
 /* Forgets the cached head of conv (tests: a cold node). */
 void jstore_forget_head(jstore *js, const char *conv);
+
+/* ---- queues, receipts, events ----
+ * (docs/CLUSTER.md, "Queues, sync and receipts"; the record formats of
+ * "The layout".) A device's queue is two subjects: its reservations on
+ * CHAT_Q q.<addr> (written by the send) and its queued inbox events on
+ * CHAT_EV e.<addr>. Positions and acknowledgements use stream seqs. */
+typedef struct jstore_qitem {
+	enum store_qkind kind;       /* STORE_Q_MSG or STORE_Q_EVENT */
+	uint64_t sseq;               /* the stream seq: what jstore_queue_ack
+	                              * (messages) or jstore_queue_drop_events
+	                              * (events) take */
+	uint64_t ts;                 /* Chat-Ts, ms */
+	/* STORE_Q_MSG: the committed message */
+	const char *conv;            /* "dm:A:B", "g:G" */
+	uint64_t seq;
+	const char *from;            /* "U/D" */
+	store_cid cid;
+	uint64_t expires;            /* unix ms; 0: the streams' max_age */
+	char mkind;                  /* 'm' a message, 'g' a group event */
+	const char *type;            /* Chat-Type, "" when none */
+	/* the message's body (the reservation's own for a `bodies` send, else
+	 * the log entry's), or the event's bytes */
+	const uint8_t *body;
+	size_t len;
+} jstore_qitem;
+/* A page: items[0..n) in the order to deliver (a conversation's seqs
+ * ascending; events merged by Chat-Ts), valid during the call; *next is
+ * where the next page starts; held counts the reservations held back
+ * (pending, or behind a pending one of their conversation: read again
+ * first by the next page). */
+typedef void (*jstore_qpage_cb)(void *arg, int rc, const jstore_qitem *items, size_t n,
+                                const jstore_qpos *next, size_t held);
+/* A page of at most max (1..256) items of addr's queue after pos (zeroed:
+ * from the start). Each reservation is resolved by one read of
+ * log.<conv>.<n>: committed (the entry has its Chat-From and Chat-Cid) →
+ * delivered; aborted (another's entry) → deleted, asynchronously; pending
+ * (no entry) → held back with every later reservation of its
+ * conversation. Reads are direct gets (any replica), pipelined: a stale
+ * read can only hold an entry back for one more page or show an entry
+ * acknowledged a moment ago (a duplicate delivery). */
+int jstore_queue_read(jstore *js, const char *addr, const jstore_qpos *pos, size_t max,
+                      jstore_qpage_cb cb, void *arg);
+/* existed[i]: sseqs[i]'s entry was there and this call deleted it
+ * (false: already gone, 10057/10043; still CHAT_OK). Valid during the call. */
+typedef void (*jstore_ack_cb)(void *arg, int rc, const bool *existed, size_t n);
+/* The delivered receipt's deletes on CHAT_Q, all in flight at once. The
+ * stream seqs must come from addr's own page or live event. */
+int jstore_queue_ack(jstore *js, const char *addr, const uint64_t *sseqs, size_t n, jstore_ack_cb cb,
+                     void *arg);
+/* The same on CHAT_EV: events once sent. n >= 1 (CHAT_EINVAL otherwise). */
+int jstore_queue_drop_events(jstore *js, const char *addr, const uint64_t *sseqs, size_t n,
+                             jstore_ack_cb cb, void *arg);
+/* Queued inbox events: one publish on e.<to[i]> each (never refused: no
+ * limit on CHAT_EV), Chat-Ts now; CHAT_OK once every one is stored. */
+int jstore_queue_event(jstore *js, const char *const *to, size_t n, const uint8_t *event, size_t len,
+                       jstore_done_cb cb, void *arg);
+/* What a receipt append changed: the seqs of ranges this append moved to
+ * its state (the first append, in stream order, covering a seq with that
+ * state or a higher one changed it), and the state before it (every
+ * earlier append's union: seqs read, seqs delivered or read). */
+typedef struct jstore_rcpt_result {
+	const jstore_range *changed;
+	size_t nchanged;
+	const jstore_range *before_read, *before_delivered;
+	size_t nbefore_read, nbefore_delivered;
+	uint64_t sseq;               /* this append's stream seq */
+} jstore_rcpt_result;
+typedef void (*jstore_rcpt_cb)(void *arg, int rc, const jstore_rcpt_result *r);
+/* Appends {state, ranges} (state STORE_R_DELIVERED or STORE_R_READ; at
+ * most JS_RCPT_RANGES_MAX ranges, any order) on rc.<conv>.<user>, then
+ * reads, at the stream's leader, the appends before its own: two nodes
+ * appending the same seqs at once get one change between them. */
+int jstore_receipt_append(jstore *js, const char *conv, const char *user, enum store_rstate state,
+                          const jstore_range *ranges, size_t n, jstore_rcpt_cb cb, void *arg);
 
 #endif

@@ -13,6 +13,12 @@
  *   js_store_check verify URLS CONV N           entries 1..N present, N + 1 absent: "seq from cid"
  *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
+ *   js_store_check queue URLS                   a device's queue: committed, aborted and pending
+ *                                               reservations of two conversations, events, acks
+ *   js_store_check rcpt URLS CONV USER LO HI ST one receipt append (ST 1 delivered, 2 read):
+ *                                               "changed LO-HI,…" or "changed none"
+ *   js_store_check replay URLS N                N queued messages written, then read back in
+ *                                               pages of 64 (pipelined): msgs/s
  *
  * JS_START_AT=<ms since the epoch>: wait until then after connecting (races).
  * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
@@ -27,8 +33,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nats/nats.h>
+
 #include "err.h"
 #include "js.h"
+#include "js_codec.h"
 
 static int efd;
 static jstore *js;
@@ -394,6 +403,332 @@ static int mode_bench(long n)
 	return failures ? 1 : 0;
 }
 
+
+/* ---- the queue side: a test-only writer of the send's records ----
+ * The reservations and log entries of docs/CLUSTER.md's layout, written
+ * as the send (another part of the backend) writes them, with the
+ * contract's headers, by synchronous publishes on a connection of its own. */
+static natsConnection *tw_nc;
+static jsCtx *tw_js;
+static const char *prefix(void)
+{
+	return getenv("JS_PREFIX") ? getenv("JS_PREFIX") : "chat";
+}
+
+static int tw_open(const char *urls)
+{
+	if (natsConnection_ConnectTo(&tw_nc, urls) != NATS_OK || natsConnection_JetStream(&tw_js, tw_nc, NULL) != NATS_OK) {
+		fprintf(stderr, "FAILED: the test writer's connection\n");
+		return 1;
+	}
+	return 0;
+}
+
+static void tw_close(void)
+{
+	if (tw_js)
+		jsCtx_Destroy(tw_js);
+	if (tw_nc)
+		natsConnection_Destroy(tw_nc);
+}
+
+static uint64_t wall_now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Publishes m (taken); the stream seq, 0 on failure. */
+static uint64_t tw_pub(natsMsg *m)
+{
+	jsPubAck *pa = NULL;
+	jsErrCode je = 0;
+	uint64_t seq = 0;
+	if (js_PublishMsg(&pa, tw_js, m, NULL, &je) == NATS_OK && pa)
+		seq = pa->Sequence;
+	else
+		fprintf(stderr, "publish on %s: error %d\n", natsMsg_GetSubject(m), (int)je);
+	jsPubAck_Destroy(pa);
+	natsMsg_Destroy(m);
+	return seq;
+}
+
+/* A reservation for addr of (conv, n) sent by from with cid u<cid>. */
+static uint64_t tw_reserve(const char *addr, const char *conv, uint64_t n, const char *from, uint64_t cid, uint64_t ts,
+                           const char *body)
+{
+	char subj[600], a[JS_ADDR_ENC_MAX + 1], f[JS_ADDR_ENC_MAX + 1], msgid[800], v[32];
+	natsMsg *m = NULL;
+	js_enc_addr(a, sizeof(a), addr);
+	js_enc_addr(f, sizeof(f), from);
+	snprintf(subj, sizeof(subj), "%s.q.%s", prefix(), a);
+	snprintf(msgid, sizeof(msgid), "r.%s.u%" PRIu64 ".%" PRIu64 ".%s", f, cid, n, a);
+	if (natsMsg_Create(&m, subj, NULL, body, body ? (int)strlen(body) : 0) != NATS_OK)
+		return 0;
+	natsMsgHeader_Set(m, "Nats-Msg-Id", msgid);
+	natsMsgHeader_Set(m, "Chat-Conv", conv);
+	snprintf(v, sizeof(v), "%" PRIu64, n);
+	natsMsgHeader_Set(m, "Chat-Seq", v);
+	natsMsgHeader_Set(m, "Chat-From", from);
+	snprintf(v, sizeof(v), "u%" PRIu64, cid);
+	natsMsgHeader_Set(m, "Chat-Cid", v);
+	snprintf(v, sizeof(v), "%" PRIu64, ts);
+	natsMsgHeader_Set(m, "Chat-Ts", v);
+	natsMsgHeader_Set(m, "Chat-Expires", "0");
+	natsMsgHeader_Set(m, "Chat-Kind", "m");
+	return tw_pub(m);
+}
+
+/* The log entry log.<conv>.<n> (create-only) of from's cid u<cid>. */
+static uint64_t tw_log(const char *conv, uint64_t n, const char *from, uint64_t cid, const char *body, const char *rcpts)
+{
+	char subj[700], c[JS_CONV_ENC_MAX + 1], v[32];
+	natsMsg *m = NULL;
+	js_enc_conv(c, sizeof(c), conv);
+	snprintf(subj, sizeof(subj), "%s.log.%s.%" PRIu64, prefix(), c, n);
+	if (natsMsg_Create(&m, subj, NULL, body, body ? (int)strlen(body) : 0) != NATS_OK)
+		return 0;
+	natsMsgHeader_Set(m, "Nats-Expected-Last-Subject-Sequence", "0");
+	natsMsgHeader_Set(m, "Chat-From", from);
+	snprintf(v, sizeof(v), "u%" PRIu64, cid);
+	natsMsgHeader_Set(m, "Chat-Cid", v);
+	snprintf(v, sizeof(v), "%" PRIu64, wall_now());
+	natsMsgHeader_Set(m, "Chat-Ts", v);
+	natsMsgHeader_Set(m, "Chat-Expires", "0");
+	natsMsgHeader_Set(m, "Chat-Kind", "m");
+	natsMsgHeader_Set(m, "Chat-Type", "text");
+	natsMsgHeader_Set(m, "Chat-Rcpts", rcpts);
+	return tw_pub(m);
+}
+
+/* A page, copied out of the callback as "kind:conv:seq:body" items. */
+#define PAGE_MAX 256
+static char page_items[PAGE_MAX][300];
+static uint64_t page_sseq[PAGE_MAX];
+static size_t page_n, page_held;
+static jstore_qpos page_next;
+static void cb_page(void *arg, int rc, const jstore_qitem *it, size_t n, const jstore_qpos *next, size_t held)
+{
+	(void)arg;
+	rc_out = rc;
+	page_n = 0;
+	for (size_t i = 0; i < n && i < PAGE_MAX; i++, page_n++) {
+		page_sseq[i] = it[i].sseq;
+		if (it[i].kind == STORE_Q_EVENT)
+			snprintf(page_items[i], sizeof(page_items[i]), "ev:%.*s", (int)it[i].len, (const char *)it[i].body);
+		else
+			snprintf(page_items[i], sizeof(page_items[i]), "m:%s:%" PRIu64 ":%s:%.*s", it[i].conv, it[i].seq,
+			         it[i].type, (int)it[i].len, (const char *)it[i].body);
+	}
+	if (next)
+		page_next = *next;
+	page_held = held;
+	done = 1;
+}
+
+static bool ack_existed[PAGE_MAX];
+static void cb_ack(void *arg, int rc, const bool *existed, size_t n)
+{
+	(void)arg;
+	rc_out = rc;
+	for (size_t i = 0; i < n && i < PAGE_MAX; i++)
+		ack_existed[i] = existed[i];
+	done = 1;
+}
+
+/* The page as one line, for the checks and the test's log. */
+static const char *page_str(void)
+{
+	static char out[8192];
+	size_t len = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < page_n && len < sizeof(out) - 1; i++)
+		len += (size_t)snprintf(out + len, sizeof(out) - len, "%s%s", i ? " " : "", page_items[i]);
+	return out;
+}
+
+static int mode_queue(const char *urls)
+{
+	char addr[64], c1[64], c2[64];
+	int pid = (int)getpid();
+	snprintf(addr, sizeof(addr), "q%d/d1", pid);
+	snprintf(c1, sizeof(c1), "dm:q%d:x", pid);
+	snprintf(c2, sizeof(c2), "g:q%d", pid);
+	if (tw_open(urls))
+		return 1;
+	uint64_t now = wall_now();
+	/* r1 committed (its own body: a `bodies` send); r2 aborted (another's
+	 * entry holds C2's seq 1); r3 pending (no entry yet); r4 committed (the
+	 * log entry's body: a `body` send); r5 committed but behind r3 in C2 */
+	uint64_t r1 = tw_reserve(addr, c1, 1, "x/d1", 1, now - 5000, "own-1");
+	uint64_t r2 = tw_reserve(addr, c2, 1, "y/d1", 11, now - 4000, "own-2");
+	uint64_t r3 = tw_reserve(addr, c2, 2, "y/d1", 12, now - 3000, "own-3");
+	uint64_t r4 = tw_reserve(addr, c1, 2, "x/d1", 2, now + 60000, NULL);
+	uint64_t r5 = tw_reserve(addr, c2, 3, "y/d1", 13, now + 61000, "own-5");
+	char rc[200];
+	snprintf(rc, sizeof(rc), "%s:%" PRIu64, addr, r1);
+	EXPECT(tw_log(c1, 1, "x/d1", 1, NULL, rc), "log c1.1");
+	EXPECT(tw_log(c2, 1, "z/d1", 99, "another", "z/d2:1"), "log c2.1");
+	snprintf(rc, sizeof(rc), "%s:%" PRIu64, addr, r4);
+	EXPECT(tw_log(c1, 2, "x/d1", 2, "log-body-2", rc), "log c1.2");
+	EXPECT(tw_log(c2, 3, "y/d1", 13, NULL, "z/d2:1"), "log c2.3");
+	/* two events between r3's and r4's times */
+	const char *to[1] = { addr };
+	WAIT(jstore_queue_event(js, to, 1, (const uint8_t *)"E1", 2, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "queue_event E1: %d", rc_out);
+	WAIT(jstore_queue_event(js, to, 1, (const uint8_t *)"E2", 2, cb_done, NULL));
+	EXPECT(rc_out == CHAT_OK, "queue_event E2: %d", rc_out);
+
+	/* page 1 of 2 items, then the rest: committed in order, events by time */
+	jstore_qpos pos = { 0 };
+	char want[1024];
+	WAIT(jstore_queue_read(js, addr, &pos, 2, cb_page, NULL));
+	EXPECT(rc_out == CHAT_OK, "read 1: %d", rc_out);
+	snprintf(want, sizeof(want), "m:%s:1:text:own-1 ev:E1", c1);
+	printf("page 1: %s (held %zu)\n", page_str(), page_held);
+	EXPECT(!strcmp(page_str(), want), "page 1 is '%s', not '%s'", page_str(), want);
+	uint64_t s_r1 = page_sseq[0], s_e1 = page_sseq[1];
+	EXPECT(s_r1 == r1, "r1's stream seq %" PRIu64 " != %" PRIu64, s_r1, r1);
+	pos = page_next;
+	WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+	EXPECT(rc_out == CHAT_OK, "read 2: %d", rc_out);
+	snprintf(want, sizeof(want), "ev:E2 m:%s:2:text:log-body-2", c1);
+	printf("page 2: %s (held %zu)\n", page_str(), page_held);
+	EXPECT(!strcmp(page_str(), want), "page 2 is '%s', not '%s'", page_str(), want);
+	EXPECT(page_held == 2 && page_next.nheld == 2 && page_next.held[0] == r3 && page_next.held[1] == r5,
+	       "held %zu: r3 and r5 held back", page_held);
+	uint64_t s_e2 = page_sseq[0], s_r4 = page_sseq[1];
+	pos = page_next;
+	/* nothing new: the same two held back, nothing delivered */
+	WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+	EXPECT(rc_out == CHAT_OK && page_n == 0 && page_held == 2, "read 3: %d, %zu items, %zu held", rc_out, page_n,
+	       page_held);
+	/* r2 (aborted) was deleted by the reads, asynchronously: once those
+	 * deletes are done, acknowledging it finds nothing */
+	double t0 = now_ms();
+	while (jstore_pending(js) && now_ms() - t0 < 5000) {
+		volatile int never = 0;
+		run_until(&never, 20);
+	}
+	WAIT(jstore_queue_ack(js, addr, &r2, 1, cb_ack, NULL));
+	EXPECT(rc_out == CHAT_OK && !ack_existed[0], "the aborted reservation was not deleted (%d, existed %d)", rc_out,
+	       ack_existed[0]);
+	/* C2's seq 2 committed now: r3 then r5 delivered, in seq order */
+	EXPECT(tw_log(c2, 2, "y/d1", 12, NULL, "z/d2:1"), "log c2.2");
+	WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+	EXPECT(rc_out == CHAT_OK, "read 4: %d", rc_out);
+	snprintf(want, sizeof(want), "m:%s:2:text:own-3 m:%s:3:text:own-5", c2, c2);
+	printf("page 4: %s (held %zu)\n", page_str(), page_held);
+	EXPECT(!strcmp(page_str(), want), "page 4 is '%s', not '%s'", page_str(), want);
+	EXPECT(page_held == 0 && page_next.nheld == 0, "still held: %zu", page_held);
+	/* the delivered receipt: every message entry's delete; again: gone, OK */
+	uint64_t acks[4] = { s_r1, s_r4, page_sseq[0], page_sseq[1] };
+	WAIT(jstore_queue_ack(js, addr, acks, 4, cb_ack, NULL));
+	EXPECT(rc_out == CHAT_OK && ack_existed[0] && ack_existed[1] && ack_existed[2] && ack_existed[3],
+	       "ack: %d", rc_out);
+	WAIT(jstore_queue_ack(js, addr, acks, 2, cb_ack, NULL));
+	EXPECT(rc_out == CHAT_OK && !ack_existed[0] && !ack_existed[1], "a second ack: %d", rc_out);
+	uint64_t evs[2] = { s_e1, s_e2 };
+	WAIT(jstore_queue_drop_events(js, addr, evs, 2, cb_ack, NULL));
+	EXPECT(rc_out == CHAT_OK && ack_existed[0] && ack_existed[1], "drop events: %d", rc_out);
+	/* read from the start: empty */
+	memset(&pos, 0, sizeof(pos));
+	WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+	EXPECT(rc_out == CHAT_OK && page_n == 0 && page_held == 0, "after the acks: '%s', %zu held", page_str(),
+	       page_held);
+	/* malformed input refused up front */
+	EXPECT(jstore_queue_read(js, "no-slash", &pos, 64, cb_page, NULL) == CHAT_EINVAL, "bad addr");
+	EXPECT(jstore_queue_read(js, addr, &pos, 0, cb_page, NULL) == CHAT_EINVAL, "max 0");
+	EXPECT(jstore_queue_ack(js, addr, acks, 0, cb_ack, NULL) == CHAT_EINVAL, "n 0");
+	tw_close();
+	if (!failures)
+		printf("queue ok\n");
+	return failures ? 1 : 0;
+}
+
+static char rcpt_out[4096];
+static void cb_rcpt(void *arg, int rc, const jstore_rcpt_result *r)
+{
+	(void)arg;
+	rc_out = rc;
+	size_t len = (size_t)snprintf(rcpt_out, sizeof(rcpt_out), "changed ");
+	if (rc == CHAT_OK && r->nchanged == 0)
+		len += (size_t)snprintf(rcpt_out + len, sizeof(rcpt_out) - len, "none");
+	for (size_t i = 0; rc == CHAT_OK && i < r->nchanged && len < sizeof(rcpt_out) - 50; i++)
+		len += (size_t)snprintf(rcpt_out + len, sizeof(rcpt_out) - len, "%s%" PRIu64 "-%" PRIu64, i ? "," : "",
+		                        r->changed[i].lo, r->changed[i].hi);
+	if (rc == CHAT_OK) {
+		len += (size_t)snprintf(rcpt_out + len, sizeof(rcpt_out) - len, " read-before %zu delivered-before %zu",
+		                        r->nbefore_read, r->nbefore_delivered);
+	}
+	done = 1;
+}
+
+static int mode_rcpt(const char *conv, const char *user, uint64_t lo, uint64_t hi, int st)
+{
+	jstore_range r = { lo, hi };
+	WAIT(jstore_receipt_append(js, conv, user, (enum store_rstate)st, &r, 1, cb_rcpt, NULL));
+	if (rc_out != CHAT_OK) {
+		fprintf(stderr, "FAILED: receipt append: %d (%s)\n", rc_out, jstore_errmsg(js));
+		return 1;
+	}
+	printf("%s\n", rcpt_out);
+	return 0;
+}
+
+/* N messages queued for one device (bodies of 100 bytes, 16 conversations),
+ * then read back page by page: the replay rate. */
+static int mode_replay(const char *urls, long n)
+{
+	char addr[64];
+	int pid = (int)getpid();
+	snprintf(addr, sizeof(addr), "rp%d/d1", pid);
+	if (tw_open(urls))
+		return 1;
+	char body[101];
+	memset(body, 'b', 100);
+	body[100] = '\0';
+	double tw = now_ms();
+	uint64_t next[16] = { 0 };
+	for (long i = 0; i < n; i++) {
+		char conv[64];
+		snprintf(conv, sizeof(conv), "g:rp%d-%ld", pid, i % 16);
+		uint64_t s = ++next[i % 16];
+		uint64_t q = tw_reserve(addr, conv, s, "w/d1", (uint64_t)i + 1, wall_now(), body);
+		char rc[128];
+		snprintf(rc, sizeof(rc), "%s:%" PRIu64, addr, q);
+		if (!q || !tw_log(conv, s, "w/d1", (uint64_t)i + 1, NULL, rc)) {
+			fprintf(stderr, "FAILED: writing message %ld\n", i);
+			return 1;
+		}
+	}
+	tw = now_ms() - tw;
+	jstore_qpos pos = { 0 };
+	size_t got = 0, pages = 0;
+	double t0 = now_ms();
+	for (;;) {
+		WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+		if (rc_out != CHAT_OK) {
+			fprintf(stderr, "FAILED: page %zu: %d (%s)\n", pages, rc_out, jstore_errmsg(js));
+			return 1;
+		}
+		pages++;
+		got += page_n;
+		pos = page_next;
+		if (page_n == 0)
+			break;
+	}
+	double el = now_ms() - t0;
+	jstore_stats st;
+	jstore_get_stats(js, &st);
+	EXPECT(got == (size_t)n, "replayed %zu of %ld", got, n);
+	printf("replay: %zu messages in %zu pages of 64 in %.0f ms: %.0f msgs/s (%" PRIu64 " requests; writing them took %.0f ms)\n",
+	       got, pages, el, got / (el / 1e3), st.ops, tw);
+	tw_close();
+	return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -436,6 +771,12 @@ int main(int argc, char **argv)
 			printf("%s\n", name);
 	} else if (!strcmp(mode, "bench") && argc >= 4)
 		rc = mode_bench(atol(argv[3]));
+	else if (!strcmp(mode, "queue"))
+		rc = mode_queue(urls);
+	else if (!strcmp(mode, "rcpt") && argc >= 8)
+		rc = mode_rcpt(argv[3], argv[4], strtoull(argv[5], NULL, 10), strtoull(argv[6], NULL, 10), atoi(argv[7]));
+	else if (!strcmp(mode, "replay") && argc >= 4)
+		rc = mode_replay(urls, atol(argv[3]));
 	else
 		rc = 2;
 	jstore_close(js);

@@ -11,6 +11,14 @@
   from 1 to N given exactly once, N + 1 absent, each entry the one its
   writer was told (create-only log entries: docs/CLUSTER.md);
 - 4 processes claim the same cids at once: each cid won exactly once;
+- a device's queue (js_store_check queue): committed, aborted and pending
+  reservations of two conversations read back as exactly the committed
+  ones in seq order with events merged by time, the aborted one deleted,
+  a conversation held back behind its pending entry and delivered once it
+  is committed; acknowledged entries gone, a second ack of them OK;
+- 2 processes append the same receipt range at once: exactly one is told
+  it changed the seqs; a read receipt over it changes them again, a
+  delivered one after that nothing;
 - kill -9 of the CHAT_LOG stream leader while two writers append: no
   acknowledged entry lost, still gap-free.
 
@@ -149,6 +157,31 @@ class JetStreamStoreTest(unittest.TestCase):
                 lost += result == "lost"
         self.assertEqual(won, Counter({cid: 1 for cid in range(1, 41)}))
         self.assertEqual(lost, 3 * 40)
+
+    def test_queue_resolves_reservations(self):
+        # once with direct gets (any replica: the product's reads), once at
+        # the leaders (read-your-writes): the same page either way
+        for env in ({}, {"JS_LEADER_READS": "1"}):
+            r = run(["queue", self.nats.urls], env=env)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("queue ok", r.stdout)
+
+    def test_receipt_changed_once(self):
+        conv, user = "dm:rc%d:bob" % os.getpid(), "bob"
+        go = start_at()
+        ps = [spawn(["rcpt", self.nats.urls, conv, user, "3", "9", "1"], go) for _ in range(2)]
+        outs = []
+        for p in ps:
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, err)
+            outs.append(out.split(" read-before")[0].strip())
+        self.assertEqual(sorted(outs), ["changed 3-9", "changed none"], outs)
+        r = run(["rcpt", self.nats.urls, conv, user, "1", "9", "2"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("changed 1-9 "), r.stdout)
+        r = run(["rcpt", self.nats.urls, conv, user, "2", "10", "1"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(r.stdout.startswith("changed 10-10 read-before 1"), r.stdout)
 
     def test_z_leader_kill_loses_no_acknowledged_write(self):
         conv = "g:kill"
