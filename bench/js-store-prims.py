@@ -5,7 +5,10 @@
 nats-server cluster on loopback (tests/integration/clusterlib.py): the
 per-conversation seq assignment (a create-only log entry, warm head) and
 the dedup claim (a KV create), one at a time, p50/p99 and rate; then the
-same with 4 processes appending to one conversation (conflicts).
+same with 4 processes appending to one conversation (conflicts); then the
+queue side's replay: JS_REPLAY_N (2,000) messages queued for one device
+(reservations with 100-byte bodies and their log entries), read back in
+pages of 64.
 
     bench/js-store-prims.py [N]        (build/ must have js_store_check)
 
@@ -43,3 +46,9 @@ with NatsCluster(3) as nc:
         conflicts = sum(int(e.split("conflicts ")[1].split()[0]) for _, e in outs)
         print("%d processes appending to one conversation: %d appends in %.2f s: %.0f/s, %.2f conflicts an append"
               % (w, total, el, total / el, conflicts / total))
+    # the queue side: a device's backlog replayed page by page (pipelined
+    # direct gets: the walk of q.<addr> in parallel segments, then one round
+    # of log reads a page)
+    r = subprocess.run([CHECK, "replay", nc.urls, os.environ.get("JS_REPLAY_N", "2000")],
+                       capture_output=True, text=True)
+    print(r.stdout.strip() or r.stderr)

@@ -186,9 +186,11 @@ typedef void (*jstore_qpage_cb)(void *arg, int rc, const jstore_qitem *items, si
  * log.<conv>.<n>: committed (the entry has its Chat-From and Chat-Cid) →
  * delivered; aborted (another's entry) → deleted, asynchronously; pending
  * (no entry) → held back with every later reservation of its
- * conversation. Reads are direct gets (any replica), pipelined: a stale
- * read can only hold an entry back for one more page or show an entry
- * acknowledged a moment ago (a duplicate delivery). */
+ * conversation. Reads are direct gets (any replica; at the leaders with
+ * leader_reads), pipelined: a stale read can only hold an entry back for
+ * one more page or show an entry acknowledged a moment ago (a duplicate
+ * delivery). Aborted reservations are deleted whether or not the page
+ * reached them. */
 int jstore_queue_read(jstore *js, const char *addr, const jstore_qpos *pos, size_t max,
                       jstore_qpage_cb cb, void *arg);
 /* existed[i]: sseqs[i]'s entry was there and this call deleted it

@@ -11,10 +11,14 @@
  * A page runs its requests in parallel: one operation (js_op) per request,
  * all pointing at the page (struct qread), which moves to its next phase
  * when the last of them answered. A subject cannot be walked faster than
- * one next_by_subj a round trip, so the walk of a subject splits the
- * stream seqs between its first and its last entry into up to 16 segments
- * walked at once: a page of 64 costs ~4 + 64/16 round trips of walk and one
- * round of log reads, not 2 × 64 sequential ones. */
+ * one next_by_subj a round trip, so a subject is walked a window of stream
+ * seqs at a time, each window split into up to 16 segments walked at once:
+ * the first window is max seqs after the first entry, the next ones sized
+ * by the density seen so far, until the page has max entries or the walk
+ * reached the subject's last entry. A page of 64 costs ~2 + 64/16 round
+ * trips of walk where the device's entries are dense, a few more where
+ * they are sparse, and one round of log reads — not 2 × 64 sequential
+ * round trips. */
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -128,6 +132,10 @@ typedef struct qread {
 	qchain chains[2][QCHAINS];
 	int nchains[2];
 	uint64_t bound[2];      /* entries above are not read this page */
+	bool walking;           /* the first window started */
+	uint64_t wnext[2];      /* the next window's first seq; 0: walked */
+	uint64_t wspan[2];      /* its size in stream seqs */
+	size_t have[2];         /* entries read so far */
 	qent *ents;
 	size_t nents, cap;
 } qread;
@@ -265,6 +273,7 @@ static void on_chain(jstore *js, qread *r, int which, int c, natsMsg *m, enum js
 		e->sseq = s;
 	}
 	ch->got++;
+	r->have[which]++;
 	if (ch->got >= r->max) {
 		ch->capped = true;
 		ch->last = s;
@@ -517,28 +526,59 @@ static void qread_phase(jstore *js, qread *r)
 			         req_next(js, which, r->subj[w], (w ? r->pos.e : r->pos.q) + 1, js->o.leader_reads));
 			sub_send(js, r, SUB_LAST, w, 0, req_last(js, which, r->subj[w]));
 		}
-	} else if (r->phase == 2) { /* the walks: up to 16 segments each */
+	} else if (r->phase == 2) { /* the walks, a window of stream seqs at a time */
+		bool launched = false;
 		for (int w = 0; w < 2; w++) {
 			uint64_t f = r->first[w], l = r->last[w];
-			r->bound[w] = l > f ? l : f;
-			if (!f || l <= f || r->max < 2)
-				continue;
-			uint64_t span = l - f; /* seqs f + 1 .. l */
-			int n = (int)(span < QCHAINS ? span : QCHAINS);
-			if ((size_t)n > r->max - 1)
-				n = (int)(r->max - 1);
-			r->nchains[w] = n;
-			for (int c = 0; c < n; c++) {
-				uint64_t a = f + 1 + span * (uint64_t)c / (uint64_t)n;
-				r->chains[w][c].end = c + 1 < n ? f + 1 + span * (uint64_t)(c + 1) / (uint64_t)n : l + 1;
-				chain_next(js, r, w, c, a);
+			if (!r->walking) { /* the first window: max seqs after the first entry */
+				r->have[w] = f ? 1 : 0;
+				r->bound[w] = l > f ? l : f;
+				r->wnext[w] = f && l > f && r->max >= 2 ? f + 1 : 0;
+				r->wspan[w] = r->max;
+			} else if (r->wnext[w]) { /* a window walked: done, or the next one */
+				bool capped = false;
+				size_t got = 0;
+				for (int c = 0; c < r->nchains[w]; c++) {
+					got += r->chains[w][c].got;
+					if (r->chains[w][c].capped) {
+						capped = true;
+						if (r->chains[w][c].last < r->bound[w])
+							r->bound[w] = r->chains[w][c].last;
+					}
+				}
+				r->nchains[w] = 0;
+				if (capped || r->have[w] >= r->max || r->wnext[w] > l) {
+					r->wnext[w] = 0;
+				} else { /* the next window sized by the density seen so far */
+					uint64_t need = r->max - r->have[w], span = r->wspan[w];
+					uint64_t next = got ? span * need / got + span / 4 + 1 : span * 8;
+					if (next > span * 8)
+						next = span * 8;
+					r->wspan[w] = next;
+				}
 			}
+			if (!r->wnext[w])
+				continue;
+			uint64_t a0 = r->wnext[w], end = a0 + r->wspan[w] - 1;
+			if (end > l || end < a0)
+				end = l;
+			uint64_t span = end - a0 + 1;
+			int n = (int)(span < QCHAINS ? span : QCHAINS);
+			r->nchains[w] = n;
+			r->bound[w] = end;
+			r->wnext[w] = end + 1;
+			for (int c = 0; c < n; c++) {
+				qchain *ch = &r->chains[w][c];
+				memset(ch, 0, sizeof(*ch));
+				ch->end = c + 1 < n ? a0 + span * (uint64_t)(c + 1) / (uint64_t)n : end + 1;
+				chain_next(js, r, w, c, a0 + span * (uint64_t)c / (uint64_t)n);
+			}
+			launched = true;
 		}
-	} else if (r->phase == 3) { /* the bounds, then one log read per reservation */
-		for (int w = 0; w < 2; w++)
-			for (int c = 0; c < r->nchains[w]; c++)
-				if (r->chains[w][c].capped && r->chains[w][c].last < r->bound[w])
-					r->bound[w] = r->chains[w][c].last;
+		r->walking = true;
+		if (launched)
+			r->phase = 1; /* phase 2 again when this window is walked */
+	} else if (r->phase == 3) { /* one log read per reservation */
 		char subj[700], enc[JS_CONV_ENC_MAX + 1];
 		for (size_t k = 0; k < r->nents; k++) {
 			qent *e = &r->ents[k];

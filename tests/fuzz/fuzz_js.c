@@ -14,6 +14,8 @@
  *   8 a header number and a subject's seq    js_parse_u64, js_subject_last_u64
  *   9 a message read at the leader (JSON)    js_parse_msg_get, then its headers
  *  10 a NATS header block                    js_parse_hdrs
+ *  11 a receipt append (CHAT_RCPT)           js_rcpt_decode, then range-set sums
+ *  12 a queue position's text form           js_qpos_decode
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -23,6 +25,7 @@
 
 #include "err.h"
 #include "js_codec.h"
+#include "js_rset.h"
 
 static void fail(const char *why)
 {
@@ -58,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 11) {
+	switch (data[0] % 13) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -181,6 +184,45 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		js_parse_hdrs(in, n, count_hdr, NULL);
 		hb_start = hb_end = NULL;
 		break;
+	case 11: {
+		static jstore_range r[JS_RCPT_RANGES_MAX];
+		size_t k = 0;
+		int st = 0;
+		if (js_rcpt_decode(in, n, &st, r, &k) != CHAT_OK)
+			break;
+		uint8_t *back = malloc(n);
+		if (!back || js_rcpt_encode(back, n, st, r, k) != n)
+			fail("a receipt append does not encode back");
+		same(back, n, in, n, "receipt append");
+		free(back);
+		/* a set minus itself is empty; minus nothing is itself */
+		js_rset a = { 0 }, d = { 0 }, none = { 0 };
+		if (js_rset_add(&a, r, k) != CHAT_OK || a.n != k)
+			fail("a canonical set changed when added");
+		if (js_rset_minus(&d, r, k, &a) != CHAT_OK || d.n != 0)
+			fail("a set minus itself is not empty");
+		if (js_rset_minus(&d, r, k, &none) != CHAT_OK || d.n != k || memcmp(d.v, r, k * sizeof(*r)))
+			fail("a set minus nothing is not itself");
+		for (size_t i = 0; i < k; i++)
+			if (!js_rset_has(&a, r[i].lo) || !js_rset_has(&a, r[i].hi) ||
+			    (r[i].lo > 1 && js_rset_has(&a, r[i].lo - 1)))
+				fail("membership");
+		js_rset_free(&a);
+		js_rset_free(&d);
+		break;
+	}
+	case 12: {
+		jstore_qpos p;
+		if (js_qpos_decode(s, n, &p) != CHAT_OK)
+			break;
+		if (p.nheld > JSTORE_QHELD_MAX)
+			fail("too many held");
+		size_t k = js_qpos_encode(out, sizeof(out), &p);
+		jstore_qpos p2;
+		if (!k || js_qpos_decode(out, k, &p2) != CHAT_OK || memcmp(&p, &p2, sizeof(p)))
+			fail("a position does not encode back");
+		break;
+	}
 	}
 	return 0;
 }

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "js_codec.h"
 #include "js_fifo.h"
+#include "js_rset.h"
 
 /* ---- the FIFO ---- */
 
@@ -349,6 +350,107 @@ START_TEST(codec_values)
 }
 END_TEST
 
+
+/* ---- the queue side's pure parts (store/js_rset.c) ---- */
+
+START_TEST(rset_norm_add_minus)
+{
+	jstore_range r[] = { { 9, 12 }, { 1, 3 }, { 4, 5 }, { 0, 7 }, { 8, 6 }, { 11, 20 }, { 30, 30 } };
+	size_t n = js_rset_norm(r, sizeof(r) / sizeof(r[0]));
+	/* 1-3 and 4-5 adjacent: one; 9-12 and 11-20 overlap: one; 0-7 and 8-6 dropped */
+	ck_assert_uint_eq(n, 3);
+	ck_assert(r[0].lo == 1 && r[0].hi == 5 && r[1].lo == 9 && r[1].hi == 20 && r[2].lo == 30 && r[2].hi == 30);
+	ck_assert_uint_eq(js_rset_count(r, n), 5 + 12 + 1);
+	js_rset s = { 0 }, d = { 0 };
+	jstore_range a[] = { { 3, 10 } }, b[] = { { 50, UINT64_MAX } };
+	ck_assert_int_eq(js_rset_add(&s, a, 1), CHAT_OK);
+	ck_assert_int_eq(js_rset_add(&s, b, 1), CHAT_OK);
+	ck_assert(js_rset_has(&s, 3) && js_rset_has(&s, 10) && !js_rset_has(&s, 11) && !js_rset_has(&s, 2));
+	ck_assert(js_rset_has(&s, UINT64_MAX) && js_rset_has(&s, 50) && !js_rset_has(&s, 49));
+	/* {1-5, 9-20, 30} minus {3-10, 50-max} = {1-2, 11-20, 30} */
+	ck_assert_int_eq(js_rset_minus(&d, r, n, &s), CHAT_OK);
+	ck_assert_uint_eq(d.n, 3);
+	ck_assert(d.v[0].lo == 1 && d.v[0].hi == 2 && d.v[1].lo == 11 && d.v[1].hi == 20 && d.v[2].lo == 30);
+	/* a range split in three by two holes */
+	jstore_range wide[] = { { 1, 100 } }, holes[] = { { 10, 19 }, { 50, 59 } };
+	js_rset h = { 0 };
+	ck_assert_int_eq(js_rset_add(&h, holes, 2), CHAT_OK);
+	ck_assert_int_eq(js_rset_minus(&d, wide, 1, &h), CHAT_OK);
+	ck_assert_uint_eq(d.n, 3);
+	ck_assert(d.v[0].hi == 9 && d.v[1].lo == 20 && d.v[1].hi == 49 && d.v[2].lo == 60 && d.v[2].hi == 100);
+	/* covered whole: nothing left */
+	ck_assert_int_eq(js_rset_minus(&d, holes, 2, &h), CHAT_OK);
+	ck_assert_uint_eq(d.n, 0);
+	/* adjacent at the top of the range */
+	jstore_range top[] = { { UINT64_MAX - 1, UINT64_MAX }, { 5, UINT64_MAX - 2 } };
+	ck_assert_uint_eq(js_rset_norm(top, 2), 1);
+	ck_assert(top[0].lo == 5 && top[0].hi == UINT64_MAX);
+	ck_assert_uint_eq(js_rset_count(top, 1), UINT64_MAX - 4);
+	js_rset_free(&s);
+	js_rset_free(&d);
+	js_rset_free(&h);
+}
+END_TEST
+
+START_TEST(rcpt_payload)
+{
+	jstore_range r[] = { { 1, 4 }, { 9, 9 } }, back[JS_RCPT_RANGES_MAX];
+	uint8_t v[64];
+	size_t n = js_rcpt_encode(v, sizeof(v), 2, r, 2), k = 0;
+	int st = 0;
+	ck_assert_uint_eq(n, 4 + 32);
+	ck_assert(v[0] == 1 && v[1] == 2 && v[2] == 0 && v[3] == 2);
+	ck_assert_int_eq(js_rcpt_decode(v, n, &st, back, &k), CHAT_OK);
+	ck_assert(st == 2 && k == 2 && back[0].lo == 1 && back[0].hi == 4 && back[1].lo == 9 && back[1].hi == 9);
+	ck_assert_int_eq(js_rcpt_decode(v, n - 1, &st, back, &k), CHAT_ECORRUPT); /* cut */
+	v[1] = 3;
+	ck_assert_int_eq(js_rcpt_decode(v, n, &st, back, &k), CHAT_ECORRUPT); /* no such state */
+	v[1] = 1;
+	v[4 + 16 + 7] = 5; /* the second range starts at 5: adjacent to 1-4, not canonical */
+	ck_assert_int_eq(js_rcpt_decode(v, n, &st, back, &k), CHAT_ECORRUPT);
+	v[0] = 2;
+	ck_assert_int_eq(js_rcpt_decode(v, n, &st, back, &k), CHAT_ECORRUPT); /* version */
+	/* the encoder refuses what is not canonical, a bad state, no room */
+	jstore_range bad[] = { { 4, 2 } }, unsorted[] = { { 9, 9 }, { 1, 4 } };
+	ck_assert_uint_eq(js_rcpt_encode(v, sizeof(v), 1, bad, 1), 0);
+	ck_assert_uint_eq(js_rcpt_encode(v, sizeof(v), 1, unsorted, 2), 0);
+	ck_assert_uint_eq(js_rcpt_encode(v, sizeof(v), 0, r, 2), 0);
+	ck_assert_uint_eq(js_rcpt_encode(v, 20, 1, r, 2), 0);
+	ck_assert_uint_eq(js_rcpt_encode(v, sizeof(v), 1, r, 0), 0);
+}
+END_TEST
+
+START_TEST(qpos_text)
+{
+	jstore_qpos p = { 0 }, q;
+	char s[1024];
+	p.q = 120;
+	p.e = 7;
+	size_t n = js_qpos_encode(s, sizeof(s), &p);
+	ck_assert_str_eq(s, "120.7");
+	ck_assert_int_eq(js_qpos_decode(s, n, &q), CHAT_OK);
+	ck_assert(q.q == 120 && q.e == 7 && q.nheld == 0);
+	p.nheld = 2;
+	p.held[0] = 3;
+	p.held[1] = 99;
+	n = js_qpos_encode(s, sizeof(s), &p);
+	ck_assert_str_eq(s, "120.7.3.99");
+	ck_assert_int_eq(js_qpos_decode(s, n, &q), CHAT_OK);
+	ck_assert(q.nheld == 2 && q.held[0] == 3 && q.held[1] == 99);
+	ck_assert_uint_eq(js_qpos_encode(s, 6, &p), 0); /* no room */
+	const char *bad[] = { "", "120", "120.", ".7", "120.7.99.3", "120.7.3.3", "120.7.121", "120.7.0",
+	                      "12a.7", "-1.7", "120.7.", "99999999999999999999999.1" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_msg(js_qpos_decode(bad[i], strlen(bad[i]), &q) == CHAT_EINVAL, "%s", bad[i]);
+	/* JSTORE_QHELD_MAX held is the most */
+	char *w = s;
+	w += sprintf(w, "1000.0");
+	for (int i = 1; i <= JSTORE_QHELD_MAX + 1; i++)
+		w += sprintf(w, ".%d", i);
+	ck_assert_int_eq(js_qpos_decode(s, strlen(s), &q), CHAT_EINVAL);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("jsstore");
@@ -364,6 +466,11 @@ static Suite *suite(void)
 	tcase_add_test(t, codec_api_answers);
 	tcase_add_test(t, codec_values);
 	tcase_add_test(t, codec_leader_reads);
+	suite_add_tcase(s, t);
+	t = tcase_create("queue");
+	tcase_add_test(t, rset_norm_add_minus);
+	tcase_add_test(t, rcpt_payload);
+	tcase_add_test(t, qpos_text);
 	suite_add_tcase(s, t);
 	return s;
 }
