@@ -12,6 +12,7 @@
 #define CHAT_JS_INTERNAL_H
 
 #include <nats/nats.h>
+#include <pthread.h>
 
 #include "js.h"
 #include "js_codec.h"
@@ -92,6 +93,9 @@ struct jstore {
 	jstore_stats st;        /* owner thread, except the atomics below */
 	uint64_t disconnects, reconnects;  /* libnats threads: __atomic */
 	bool closing;
+	pthread_mutex_t close_mu;  /* the closed callback (libnats thread) → jstore_close */
+	pthread_cond_t close_cv;
+	bool closed;
 	char lasterr[256];
 };
 

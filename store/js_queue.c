@@ -405,7 +405,8 @@ static bool conv_in(char (*set)[CHAT_CONV_MAX + 1], size_t n, const char *conv)
 /* The last phase: the resolutions into a page. */
 static void qread_deliver(jstore *js, qread *r)
 {
-	qsort(r->ents, r->nents, sizeof(*r->ents), cmp_ent);
+	if (r->nents)
+		qsort(r->ents, r->nents, sizeof(*r->ents), cmp_ent);
 	size_t nq = 0;
 	while (nq < r->nents && r->ents[nq].sub == 0)
 		nq++;
