@@ -217,12 +217,16 @@ typedef struct jstore_rcpt_result {
 	const jstore_range *before_read, *before_delivered;
 	size_t nbefore_read, nbefore_delivered;
 	uint64_t sseq;               /* this append's stream seq */
+	uint32_t appends_read;       /* earlier appends this call read: those
+	                              * after the node's cached position */
 } jstore_rcpt_result;
 typedef void (*jstore_rcpt_cb)(void *arg, int rc, const jstore_rcpt_result *r);
 /* Appends {state, ranges} (state STORE_R_DELIVERED or STORE_R_READ; at
  * most JS_RCPT_RANGES_MAX ranges, any order) on rc.<conv>.<user>, then
- * reads, at the stream's leader, the appends before its own: two nodes
- * appending the same seqs at once get one change between them. */
+ * reads, at the stream's leader, the appends before its own from the
+ * position this node has cached for the subject (its start on a miss;
+ * the cache holds up to 4,096 subjects): two nodes appending the same seqs
+ * at once get one change between them. */
 int jstore_receipt_append(jstore *js, const char *conv, const char *user, enum store_rstate state,
                           const jstore_range *ranges, size_t n, jstore_rcpt_cb cb, void *arg);
 

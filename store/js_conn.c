@@ -468,6 +468,7 @@ void jstore_close(jstore *js)
 			js->convs[b] = c->next;
 			free(c);
 		}
+	js_queue_free(js);
 	pthread_mutex_destroy(&js->close_mu);
 	pthread_cond_destroy(&js->close_cv);
 	free(js);

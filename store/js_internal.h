@@ -96,6 +96,7 @@ struct jstore {
 	pthread_mutex_t close_mu;  /* the closed callback (libnats thread) → jstore_close */
 	pthread_cond_t close_cv;
 	bool closed;
+	struct js_rcache *rcache;  /* js_queue.c: receipt unions per rc.<conv>.<user> */
 	char lasterr[256];
 };
 
@@ -127,6 +128,8 @@ enum js_reply { JS_FOUND, JS_NOTFOUND, JS_RETRY, JS_BAD };
 enum js_reply js_get_reply(jstore *js, natsMsg *m, bool kv);
 /* A publish's or an API's answer. */
 enum js_reply js_api_reply(jstore *js, natsMsg *m, js_api_answer *a);
+/* js_queue.c's state, freed by jstore_close. */
+void js_queue_free(jstore *js);
 /* What the last failure was (jstore_errmsg). */
 void js_seterr(jstore *js, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A JS_RETRY answer: the op waits again and its request goes out again in

@@ -802,6 +802,100 @@ int jstore_queue_event(jstore *js, const char *const *to, size_t n, const uint8_
 
 /* ---- receipt appends ---- */
 
+/* The node's cache of each subject's union (read, delivered-or-read) up
+ * to the stream seq it has read: an append reads only the appends between
+ * that position and its own (usually none). Bounded: when it holds
+ * JS_RCACHE_MAX subjects it starts again empty (a miss reads the subject
+ * from its start). */
+#define JS_RCACHE_MAX 4096
+#define JS_RCACHE_BUCKETS 1024
+
+typedef struct js_rc_entry {
+	struct js_rc_entry *next;
+	uint64_t pos;           /* the union covers the appends up to this stream seq */
+	js_rset read, delivered;
+	char subj[];
+} js_rc_entry;
+
+struct js_rcache {
+	js_rc_entry *b[JS_RCACHE_BUCKETS];
+	size_t n;
+};
+
+static uint32_t subj_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h % JS_RCACHE_BUCKETS;
+}
+
+static void rc_entry_free(js_rc_entry *e)
+{
+	js_rset_free(&e->read);
+	js_rset_free(&e->delivered);
+	free(e);
+}
+
+void js_queue_free(jstore *js)
+{
+	struct js_rcache *c = js->rcache;
+	if (!c)
+		return;
+	for (int i = 0; i < JS_RCACHE_BUCKETS; i++)
+		while (c->b[i]) {
+			js_rc_entry *e = c->b[i];
+			c->b[i] = e->next;
+			rc_entry_free(e);
+		}
+	free(c);
+	js->rcache = NULL;
+}
+
+static js_rc_entry *rc_find(jstore *js, const char *subj)
+{
+	struct js_rcache *c = js->rcache;
+	if (!c)
+		return NULL;
+	for (js_rc_entry *e = c->b[subj_hash(subj)]; e; e = e->next)
+		if (!strcmp(e->subj, subj))
+			return e;
+	return NULL;
+}
+
+static int rset_copy(js_rset *dst, const js_rset *src)
+{
+	dst->n = 0;
+	return src->n ? js_rset_add(dst, src->v, src->n) : CHAT_OK;
+}
+
+/* The union up to pos (newer than what is cached) into the cache. */
+static void rc_store(jstore *js, const char *subj, uint64_t pos, const js_rset *read, const js_rset *delivered)
+{
+	js_rc_entry *e = rc_find(js, subj);
+	if (e && e->pos >= pos)
+		return; /* a later append of this node got there first */
+	if (!e) {
+		if (!js->rcache && !(js->rcache = calloc(1, sizeof(struct js_rcache))))
+			return;
+		if (js->rcache->n >= JS_RCACHE_MAX)
+			js_queue_free(js), js->rcache = calloc(1, sizeof(struct js_rcache));
+		if (!js->rcache || !(e = calloc(1, sizeof(*e) + strlen(subj) + 1)))
+			return;
+		strcpy(e->subj, subj);
+		uint32_t h = subj_hash(subj);
+		e->next = js->rcache->b[h];
+		js->rcache->b[h] = e;
+		js->rcache->n++;
+	}
+	if (rset_copy(&e->read, read) != CHAT_OK || rset_copy(&e->delivered, delivered) != CHAT_OK) {
+		e->pos = 0; /* a partial union: read from the start next time */
+		e->read.n = e->delivered.n = 0;
+		return;
+	}
+	e->pos = pos;
+}
+
 typedef struct qrc {
 	jstore_rcpt_cb cb;
 	void *arg;
@@ -811,6 +905,7 @@ typedef struct qrc {
 	jstore_range *ranges;
 	size_t n;
 	js_rset read, delivered, changed;
+	uint32_t nread;         /* earlier appends read */
 } qrc;
 
 static void rc_end(jstore *js, js_op *op, int rc)
@@ -820,6 +915,14 @@ static void rc_end(jstore *js, js_op *op, int rc)
 	jstore_rcpt_result res = { 0 };
 	if (rc == CHAT_OK) {
 		rc = js_rset_minus(&q->changed, q->ranges, q->n, q->state == STORE_R_READ ? &q->read : &q->delivered);
+		/* the cache: the union with this append, up to it */
+		js_rset rd = { 0 }, dl = { 0 };
+		if (rc == CHAT_OK && rset_copy(&rd, &q->read) == CHAT_OK && rset_copy(&dl, &q->delivered) == CHAT_OK &&
+		    js_rset_add(&dl, q->ranges, q->n) == CHAT_OK &&
+		    (q->state != STORE_R_READ || js_rset_add(&rd, q->ranges, q->n) == CHAT_OK))
+			rc_store(js, q->subj, q->mine, &rd, &dl);
+		js_rset_free(&rd);
+		js_rset_free(&dl);
 		res.changed = q->changed.v;
 		res.nchanged = q->changed.n;
 		res.before_read = q->read.v;
@@ -827,6 +930,7 @@ static void rc_end(jstore *js, js_op *op, int rc)
 		res.before_delivered = q->delivered.v;
 		res.nbefore_delivered = q->delivered.n;
 		res.sseq = q->mine;
+		res.appends_read = q->nread;
 	}
 	q->cb(q->arg, rc, rc == CHAT_OK ? &res : NULL);
 	js_rset_free(&q->read);
@@ -859,6 +963,7 @@ static void step_rc_walk(jstore *js, js_op *op, natsMsg *m)
 		js_seterr(js, "%s: a receipt append at %" PRIu64 " does not decode", q->subj, s);
 		return rc_end(js, op, CHAT_ECORRUPT);
 	}
+	q->nread++;
 	if (js_rset_add(&q->delivered, buf, n) != CHAT_OK ||
 	    (st == STORE_R_READ && js_rset_add(&q->read, buf, n) != CHAT_OK))
 		return rc_end(js, op, CHAT_ENOMEM);
@@ -877,8 +982,16 @@ static void step_rc_appended(jstore *js, js_op *op, natsMsg *m)
 	if (r != JS_FOUND || !a.ok || !a.seq)
 		return rc_end(js, op, CHAT_EIO);
 	q->mine = a.seq; /* a Duplicate (our resend) names the first one's seq */
+	uint64_t from = 1;
+	js_rc_entry *e = rc_find(js, q->subj);
+	if (e && e->pos && e->pos < q->mine && rset_copy(&q->read, &e->read) == CHAT_OK &&
+	    rset_copy(&q->delivered, &e->delivered) == CHAT_OK) {
+		from = e->pos + 1; /* the cached union covers the appends up to e->pos */
+	} else {
+		q->read.n = q->delivered.n = 0;
+	}
 	op->step = step_rc_walk;
-	js_send(js, op, req_next(js, "RCPT", q->subj, 1, true));
+	js_send(js, op, req_next(js, "RCPT", q->subj, from, true));
 }
 
 int jstore_receipt_append(jstore *js, const char *conv, const char *user, enum store_rstate state,
