@@ -906,6 +906,7 @@ typedef struct qrc {
 	size_t n;
 	js_rset read, delivered, changed;
 	uint32_t nread;         /* earlier appends read */
+	jstore_range *buf;      /* an earlier append's ranges, decoded */
 } qrc;
 
 static void rc_end(jstore *js, js_op *op, int rc)
@@ -937,6 +938,7 @@ static void rc_end(jstore *js, js_op *op, int rc)
 	js_rset_free(&q->delivered);
 	js_rset_free(&q->changed);
 	free(q->ranges);
+	free(q->buf);
 	free(q);
 }
 
@@ -955,9 +957,11 @@ static void step_rc_walk(jstore *js, js_op *op, natsMsg *m)
 		return rc_end(js, op, CHAT_EIO);
 	if (r == JS_NOTFOUND || !hdr_u64(m, "Nats-Sequence", &s) || s >= q->mine)
 		return rc_end(js, op, CHAT_OK);
-	static jstore_range buf[JS_RCPT_RANGES_MAX];
 	size_t n = 0;
 	int st = 0;
+	if (!q->buf && !(q->buf = malloc(JS_RCPT_RANGES_MAX * sizeof(*q->buf))))
+		return rc_end(js, op, CHAT_ENOMEM);
+	jstore_range *buf = q->buf;
 	if (js_rcpt_decode((const uint8_t *)natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), &st, buf, &n) !=
 	    CHAT_OK) {
 		js_seterr(js, "%s: a receipt append at %" PRIu64 " does not decode", q->subj, s);

@@ -548,6 +548,56 @@ static const char *page_str(void)
 	return out;
 }
 
+/* A sparse queue: 100 messages, each after 3 reservations for another
+ * device, read in pages of 64 (windows sized by the density seen, each
+ * walked in parallel segments): each message once, in seq order. */
+static void queue_sparse(int pid)
+{
+	char addr[64], rc[200];
+	jstore_qpos pos = { 0 };
+	snprintf(addr, sizeof(addr), "s%d/d1", pid);
+	char other[64], c3[64], c4[64];
+	snprintf(other, sizeof(other), "o%d/d1", pid);
+	snprintf(c3, sizeof(c3), "g:s%d", pid);
+	snprintf(c4, sizeof(c4), "g:t%d", pid);
+	for (uint64_t i = 1; i <= 100; i++) {
+		const char *c = i % 2 ? c3 : c4;
+		uint64_t n = (i + 1) / 2;
+		for (int k = 0; k < 3; k++)
+			tw_reserve(other, c, n, "w/d1", 1000 + i, wall_now(), "other");
+		uint64_t q = tw_reserve(addr, c, n, "w/d1", 1000 + i, wall_now(), NULL);
+		snprintf(rc, sizeof(rc), "%s:%" PRIu64, addr, q);
+		EXPECT(q && tw_log(c, n, "w/d1", 1000 + i, "sparse", rc), "sparse %" PRIu64, i);
+	}
+	uint64_t want3 = 1, want4 = 1, got = 0;
+	for (int p = 0, empty = 0; p < 30 && got < 100; p++) {
+		WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+		EXPECT(rc_out == CHAT_OK, "sparse read: %d", rc_out);
+		if (rc_out != CHAT_OK)
+			break;
+		if (page_n == 0) { /* a replica a write behind: again, a few times */
+			if (++empty > 10 || getenv("JS_LEADER_READS"))
+				break;
+			usleep(50000);
+		}
+		for (size_t i = 0; i < page_n; i++) {
+			/* "m:g:s123:7:text:…": the conversation is two fields */
+			char conv[80] = "", kind[8], id[64];
+			uint64_t seq = 0;
+			if (sscanf(page_items[i], "m:%7[^:]:%63[^:]:%" SCNu64, kind, id, &seq) == 3)
+				snprintf(conv, sizeof(conv), "%s:%s", kind, id);
+			uint64_t *w = !strcmp(conv, c3) ? &want3 : !strcmp(conv, c4) ? &want4 : NULL;
+			EXPECT(w && seq == *w, "sparse item %s out of order", page_items[i]);
+			if (w)
+				(*w)++;
+			got++;
+		}
+		pos = page_next;
+	}
+	EXPECT(got == 100 && want3 == 51 && want4 == 51, "sparse: %" PRIu64 " of 100", got);
+	printf("sparse: %" PRIu64 " messages\n", got);
+}
+
 static int mode_queue(const char *urls)
 {
 	char addr[64], c1[64], c2[64];
@@ -580,6 +630,11 @@ static int mode_queue(const char *urls)
 	WAIT(jstore_queue_event(js, to, 1, (const uint8_t *)"E2", 2, cb_done, NULL));
 	EXPECT(rc_out == CHAT_OK, "queue_event E2: %d", rc_out);
 
+	/* direct gets: give the replicas a moment to apply these writes (a read
+	 * a write behind would hold an entry back one page: correct, but not
+	 * the page this test expects) */
+	if (!getenv("JS_LEADER_READS"))
+		usleep(100000);
 	/* page 1 of 2 items, then the rest: committed in order, events by time */
 	jstore_qpos pos = { 0 };
 	char want[1024];
@@ -616,9 +671,16 @@ static int mode_queue(const char *urls)
 	       ack_existed[0]);
 	/* C2's seq 2 committed now: r3 then r5 delivered, in seq order */
 	EXPECT(tw_log(c2, 2, "y/d1", 12, NULL, "z/d2:1"), "log c2.2");
-	WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
-	EXPECT(rc_out == CHAT_OK, "read 4: %d", rc_out);
 	snprintf(want, sizeof(want), "m:%s:2:text:own-3 m:%s:3:text:own-5", c2, c2);
+	/* with direct gets a replica may be a write behind (the design's stale
+	 * read: the entry stays held for one more page): read again, a few times */
+	for (int t = 0; t < 10; t++) {
+		WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+		if (rc_out != CHAT_OK || !strcmp(page_str(), want) || getenv("JS_LEADER_READS"))
+			break;
+		usleep(50000);
+	}
+	EXPECT(rc_out == CHAT_OK, "read 4: %d", rc_out);
 	printf("page 4: %s (held %zu)\n", page_str(), page_held);
 	EXPECT(!strcmp(page_str(), want), "page 4 is '%s', not '%s'", page_str(), want);
 	EXPECT(page_held == 0 && page_next.nheld == 0, "still held: %zu", page_held);
@@ -634,9 +696,17 @@ static int mode_queue(const char *urls)
 	EXPECT(rc_out == CHAT_OK && ack_existed[0] && ack_existed[1], "drop events: %d", rc_out);
 	/* read from the start: empty */
 	memset(&pos, 0, sizeof(pos));
-	WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+	for (int t = 0; t < 10; t++) { /* a replica a delete behind: again */
+		WAIT(jstore_queue_read(js, addr, &pos, 64, cb_page, NULL));
+		if (rc_out != CHAT_OK || (page_n == 0 && page_held == 0) || getenv("JS_LEADER_READS"))
+			break;
+		usleep(50000);
+	}
 	EXPECT(rc_out == CHAT_OK && page_n == 0 && page_held == 0, "after the acks: '%s', %zu held", page_str(),
 	       page_held);
+	/* direct gets only (the product's reads; the test's time) */
+	if (!getenv("JS_LEADER_READS"))
+		queue_sparse(pid);
 	/* malformed input refused up front */
 	EXPECT(jstore_queue_read(js, "no-slash", &pos, 64, cb_page, NULL) == CHAT_EINVAL, "bad addr");
 	EXPECT(jstore_queue_read(js, addr, &pos, 0, cb_page, NULL) == CHAT_EINVAL, "max 0");

@@ -168,7 +168,7 @@ class JetStreamStoreTest(unittest.TestCase):
 
     def test_receipt_changed_once(self):
         conv, user = "dm:rc%d:bob" % os.getpid(), "bob"
-        go = start_at()
+        go = start_at(1.0)
         ps = [spawn(["rcpt", self.nats.urls, conv, user, "3", "9", "1"], go) for _ in range(2)]
         outs = []
         for p in ps:
