@@ -555,7 +555,9 @@ static void qread_phase(jstore *js, qread *r)
 					uint64_t next = got ? span * need / got + span / 4 + 1 : span * 8;
 					if (next > span * 8)
 						next = span * 8;
-					r->wspan[w] = next;
+					if (next > l) /* never wider than the subject's seqs: no overflow */
+						next = l;
+					r->wspan[w] = next ? next : 1;
 				}
 			}
 			if (!r->wnext[w])
