@@ -51,8 +51,8 @@ static const js_stream_spec layout[] = {
 	{ "KV:prefs", { 0 }, 1, true, false, true, true, 0 },
 	{ "KV:push", { 0 }, 1, true, false, true, true, 0 },
 	{ "KV:contacts", { 0 }, 1, true, false, true, true, 0 },
-	{ "KV:sess", { 0 }, 1, true, false, true, true, 0 },
-	{ "KV:nodes", { 0 }, 1, true, false, true, true, 10 },
+	{ "KV:sess", { 0 }, 1, true, false, true, false, 0 }, /* message deletes: js_sess.c */
+	{ "KV:nodes", { 0 }, 1, true, false, true, true, -2 }, /* -2: the lease */
 	{ "KV:jobs", { 0 }, 1, true, false, true, true, 60 },
 	{ "KV:state", { 0 }, 1, true, false, true, true, 0 },
 };
@@ -91,7 +91,8 @@ static void want_of(jstore *js, const js_stream_spec *s, js_want *w)
 	w->mmps = s->max_per_subject;
 	if (w->mmps == 0)
 		w->mmps = js->o.max_queue ? (int64_t)js->o.max_queue : -1;
-	int64_t age = s->max_age_s < 0 ? (int64_t)js->o.max_age_s : s->max_age_s;
+	int64_t age = s->max_age_s == -2 ? (int64_t)js->o.lease_s
+	              : s->max_age_s < 0 ? (int64_t)js->o.max_age_s : s->max_age_s;
 	w->max_age_ns = age * NS_PER_S;
 	w->dup_ns = 120 * NS_PER_S;
 	if (age > 0 && age < 120)
@@ -304,6 +305,8 @@ int jstore_open(jstore **out, const jstore_opts *o, char *err, size_t errlen)
 		js->o.timeout_ms = 5000;
 	if (!js->o.attempt_ms)
 		js->o.attempt_ms = 2000;
+	if (!js->o.lease_s)
+		js->o.lease_s = 10;
 	js->next_id = 1;
 	if (js_fifo_init(&js->fifo, o->notify, o->notify_arg) != CHAT_OK) {
 		free(js);
@@ -421,6 +424,7 @@ void jstore_close(jstore *js)
 			unlink_op(js, op);
 			op->fail(js, op, CHAT_EIO);
 		}
+	js_sess_free(js);
 	if (js->replies) {
 		natsSubscription_Unsubscribe(js->replies);
 		natsSubscription_Destroy(js->replies);
@@ -549,6 +553,13 @@ size_t jstore_drain(jstore *js)
 			js_completion *c = &js->batch.v[i];
 			natsMsg *m = c->data;
 			c->data = NULL;
+			if (c->status == JS_COMP_LIVE) { /* js_sess.c's subscription */
+				js_sess_on_live(js, m);
+				ran++;
+				if (m)
+					natsMsg_Destroy(m);
+				continue;
+			}
 			js_op **p = c->op ? slot_of(js, c->op) : NULL;
 			if (p && *p) {
 				js_op *op = *p;
@@ -569,6 +580,8 @@ size_t jstore_drain(jstore *js)
 		}
 		js->batch.n = 0;
 	}
+	if (js->sess)
+		js_sess_tick(js, now);
 	if (now - js->last_scan >= 50) {
 		js->last_scan = now;
 		scan(js, now);
