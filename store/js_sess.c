@@ -305,8 +305,10 @@ int jstore_session_open(jstore *js, const char *addr, uint64_t conn, jstore_done
 	if (!n)
 		return CHAT_EINVAL;
 	kv_subj(js, subj, sizeof(subj), "sess", key);
-	/* a resent create (its answer lost) is a duplicate, not a refusal */
-	snprintf(msgid, sizeof(msgid), "s.%s.%016" PRIx64, key, js->sess ? js->sess->epoch : 0);
+	/* a resent create (its answer lost) is a duplicate, not a refusal; the
+	 * nonce keeps a later open of the same key (after its close, within the
+	 * duplicate window) from being taken for one */
+	snprintf(msgid, sizeof(msgid), "s.%s.%08" PRIx32 "%08" PRIx32, key, randombytes_random(), randombytes_random());
 	return send_new(js, step_sess_created, done_fail, cb, arg, js_req_pub(js, subj, v, n, true, msgid));
 }
 
