@@ -265,6 +265,16 @@ static void on_reconnected(natsConnection *nc, void *closure)
 	js_fifo_push(&js->fifo, 0, 0, NULL);
 }
 
+/* The last of the connection's callbacks (libnats posts them in order on
+ * one thread, after natsConnection_Close returns): jstore_close waits for
+ * it before freeing js, which the disconnected callback still touches
+ * (ASan saw that use after free after a server's kill -9). */
+static void on_closed(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	__atomic_store_n(&((jstore *)closure)->nc_closed, true, __ATOMIC_RELEASE);
+}
+
 static void destroy_msg(void *p)
 {
 	natsMsg_Destroy(p);
@@ -351,6 +361,8 @@ int jstore_open(jstore **out, const jstore_opts *o, char *err, size_t errlen)
 	if (st == NATS_OK)
 		st = natsOptions_SetReconnectedCB(no, on_reconnected, js);
 	if (st == NATS_OK)
+		st = natsOptions_SetClosedCB(no, on_closed, js);
+	if (st == NATS_OK)
 		st = natsConnection_Connect(&js->nc, no);
 	natsOptions_Destroy(no);
 	if (st != NATS_OK) {
@@ -433,6 +445,10 @@ void jstore_close(jstore *js)
 		jsCtx_Destroy(js->jsctx);
 	if (js->nc) {
 		natsConnection_Close(js->nc);
+		for (int i = 0; i < 5000 && !__atomic_load_n(&js->nc_closed, __ATOMIC_ACQUIRE); i++) {
+			struct timespec ms = { 0, 1000000L };
+			nanosleep(&ms, NULL);
+		}
 		natsConnection_Destroy(js->nc);
 	}
 	js_fifo_destroy(&js->fifo, destroy_msg);

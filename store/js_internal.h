@@ -94,6 +94,7 @@ struct jstore {
 	bool closing;
 	char lasterr[256];
 	struct js_sess *sess;   /* js_sess.c: sessions, nodes, live events */
+	bool nc_closed;         /* libnats' closed callback ran: __atomic */
 };
 
 /* js_sess.c's hooks in js_conn.c: a message of its subscription (FIFO
