@@ -51,8 +51,8 @@ static const js_stream_spec layout[] = {
 	{ "KV:prefs", { 0 }, 1, true, false, true, true, 0 },
 	{ "KV:push", { 0 }, 1, true, false, true, true, 0 },
 	{ "KV:contacts", { 0 }, 1, true, false, true, true, 0 },
-	{ "KV:sess", { 0 }, 1, true, false, true, true, 0 },
-	{ "KV:nodes", { 0 }, 1, true, false, true, true, 10 },
+	{ "KV:sess", { 0 }, 1, true, false, true, false, 0 }, /* message deletes: js_sess.c */
+	{ "KV:nodes", { 0 }, 1, true, false, true, true, -2 }, /* -2: the lease */
 	{ "KV:jobs", { 0 }, 1, true, false, true, true, 60 },
 	{ "KV:state", { 0 }, 1, true, false, true, true, 0 },
 };
@@ -91,7 +91,8 @@ static void want_of(jstore *js, const js_stream_spec *s, js_want *w)
 	w->mmps = s->max_per_subject;
 	if (w->mmps == 0)
 		w->mmps = js->o.max_queue ? (int64_t)js->o.max_queue : -1;
-	int64_t age = s->max_age_s < 0 ? (int64_t)js->o.max_age_s : s->max_age_s;
+	int64_t age = s->max_age_s == -2 ? (int64_t)js->o.lease_s
+	              : s->max_age_s < 0 ? (int64_t)js->o.max_age_s : s->max_age_s;
 	w->max_age_ns = age * NS_PER_S;
 	w->dup_ns = 120 * NS_PER_S;
 	if (age > 0 && age < 120)
@@ -254,21 +255,6 @@ static void on_disconnected(natsConnection *nc, void *closure)
 	__atomic_add_fetch(&((jstore *)closure)->disconnects, 1, __ATOMIC_RELAXED);
 }
 
-/* The last of the connection's callbacks (libnats runs them in order on
- * one thread): jstore_close waits for it before freeing the handle, which
- * a disconnected callback still running after natsConnection_Destroy
- * otherwise writes to (seen under ASan: heap-use-after-free in
- * on_disconnected, a few runs in ten of a short js_store_check mode). */
-static void on_closed(natsConnection *nc, void *closure)
-{
-	(void)nc;
-	jstore *js = closure;
-	pthread_mutex_lock(&js->close_mu);
-	js->closed = true;
-	pthread_cond_signal(&js->close_cv);
-	pthread_mutex_unlock(&js->close_mu);
-}
-
 static void on_reconnected(natsConnection *nc, void *closure)
 {
 	(void)nc;
@@ -277,6 +263,16 @@ static void on_reconnected(natsConnection *nc, void *closure)
 	/* in-flight requests may have been lost with the old connection: their
 	 * resend timers send them again (attempt_ms); wake the owner to look */
 	js_fifo_push(&js->fifo, 0, 0, NULL);
+}
+
+/* The last of the connection's callbacks (libnats posts them in order on
+ * one thread, after natsConnection_Close returns): jstore_close waits for
+ * it before freeing js, which the disconnected callback still touches
+ * (ASan saw that use after free after a server's kill -9). */
+static void on_closed(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	__atomic_store_n(&((jstore *)closure)->nc_closed, true, __ATOMIC_RELEASE);
 }
 
 static void destroy_msg(void *p)
@@ -319,9 +315,9 @@ int jstore_open(jstore **out, const jstore_opts *o, char *err, size_t errlen)
 		js->o.timeout_ms = 5000;
 	if (!js->o.attempt_ms)
 		js->o.attempt_ms = 2000;
+	if (!js->o.lease_s)
+		js->o.lease_s = 10;
 	js->next_id = 1;
-	pthread_mutex_init(&js->close_mu, NULL);
-	pthread_cond_init(&js->close_cv, NULL);
 	if (js_fifo_init(&js->fifo, o->notify, o->notify_arg) != CHAT_OK) {
 		free(js);
 		return CHAT_ENOMEM;
@@ -440,6 +436,8 @@ void jstore_close(jstore *js)
 			unlink_op(js, op);
 			op->fail(js, op, CHAT_EIO);
 		}
+	js_sess_free(js);
+	js_queue_free(js);
 	if (js->replies) {
 		natsSubscription_Unsubscribe(js->replies);
 		natsSubscription_Destroy(js->replies);
@@ -448,13 +446,10 @@ void jstore_close(jstore *js)
 		jsCtx_Destroy(js->jsctx);
 	if (js->nc) {
 		natsConnection_Close(js->nc);
-		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 2;
-		pthread_mutex_lock(&js->close_mu);
-		while (!js->closed && pthread_cond_timedwait(&js->close_cv, &js->close_mu, &until) == 0)
-			;
-		pthread_mutex_unlock(&js->close_mu);
+		for (int i = 0; i < 5000 && !__atomic_load_n(&js->nc_closed, __ATOMIC_ACQUIRE); i++) {
+			struct timespec ms = { 0, 1000000L };
+			nanosleep(&ms, NULL);
+		}
 		natsConnection_Destroy(js->nc);
 	}
 	js_fifo_destroy(&js->fifo, destroy_msg);
@@ -468,9 +463,6 @@ void jstore_close(jstore *js)
 			js->convs[b] = c->next;
 			free(c);
 		}
-	js_queue_free(js);
-	pthread_mutex_destroy(&js->close_mu);
-	pthread_cond_destroy(&js->close_cv);
 	free(js);
 }
 
@@ -578,6 +570,13 @@ size_t jstore_drain(jstore *js)
 			js_completion *c = &js->batch.v[i];
 			natsMsg *m = c->data;
 			c->data = NULL;
+			if (c->status == JS_COMP_LIVE) { /* js_sess.c's subscription */
+				js_sess_on_live(js, m);
+				ran++;
+				if (m)
+					natsMsg_Destroy(m);
+				continue;
+			}
 			js_op **p = c->op ? slot_of(js, c->op) : NULL;
 			if (p && *p) {
 				js_op *op = *p;
@@ -598,6 +597,8 @@ size_t jstore_drain(jstore *js)
 		}
 		js->batch.n = 0;
 	}
+	if (js->sess)
+		js_sess_tick(js, now);
 	if (now - js->last_scan >= 50) {
 		js->last_scan = now;
 		scan(js, now);

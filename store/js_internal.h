@@ -12,7 +12,6 @@
 #define CHAT_JS_INTERNAL_H
 
 #include <nats/nats.h>
-#include <pthread.h>
 
 #include "js.h"
 #include "js_codec.h"
@@ -93,12 +92,18 @@ struct jstore {
 	jstore_stats st;        /* owner thread, except the atomics below */
 	uint64_t disconnects, reconnects;  /* libnats threads: __atomic */
 	bool closing;
-	pthread_mutex_t close_mu;  /* the closed callback (libnats thread) → jstore_close */
-	pthread_cond_t close_cv;
-	bool closed;
 	struct js_rcache *rcache;  /* js_queue.c: receipt unions per rc.<conv>.<user> */
 	char lasterr[256];
+	struct js_sess *sess;   /* js_sess.c: sessions, nodes, live events */
+	bool nc_closed;         /* libnats' closed callback ran: __atomic */
 };
+
+/* js_sess.c's hooks in js_conn.c: a message of its subscription (FIFO
+ * status JS_COMP_LIVE), the drain's tick, the close. */
+#define JS_COMP_LIVE 1
+void js_sess_on_live(jstore *js, natsMsg *m);
+void js_sess_tick(jstore *js, int64_t now);
+void js_sess_free(jstore *js);
 
 int64_t js_now_ms(void);
 /* Sends op's request m (takes it) with a fresh id; on failure op->fail runs
