@@ -353,6 +353,10 @@ static void step_child(jstore *js, js_op *c, natsMsg *m)
 {
 	js_api_answer a;
 	enum js_reply r = js_api_reply(js, m, &a);
+	/* the per-subject limit with discard new (the queue is full): 10077,
+	 * answered with code 503, which js_api_reply counts as "not now" */
+	if (a.err_code == 10077)
+		return child_result(js, c, CHAT_EQUOTA, 0);
 	if (r == JS_RETRY) {
 		js_retry_soon(js, c);
 		return;
@@ -361,8 +365,6 @@ static void step_child(jstore *js, js_op *c, natsMsg *m)
 		return child_result(js, c, CHAT_EIO, 0);
 	if (a.ok) /* stored, or a Duplicate of our earlier attempt: its seq either way */
 		return child_result(js, c, CHAT_OK, a.seq);
-	if (a.err_code == 10077) /* the per-subject limit, discard new: the queue is full */
-		return child_result(js, c, CHAT_EQUOTA, 0);
 	child_result(js, c, CHAT_EIO, 0);
 }
 

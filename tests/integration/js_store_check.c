@@ -15,6 +15,7 @@
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
  *   js_store_check send URLS NODE CONV FROM K CID0 TO[,TO…] [TTL_MS]
  *                                               K sends (cids CID0+1…): "seq cid retry rc" each
+ *                                               (rc: ok, quota, eio, other; [expiry minute])
  *   js_store_check sendcheck URLS CONV N ADDR…  log 1..N present, N + 1 absent; every
  *                                               reservation of CONV on ADDR's queue committed
  *                                               and every listed one present: "entries reservations"
@@ -456,10 +457,13 @@ static int mode_send(const char *conv, const char *from, long k, uint64_t cid0, 
 		m.body_len = 5;
 		for (int tries = 0;; tries++) {
 			WAIT(jstore_send(js, &m, to, n, cb_send, NULL));
-			if (rc_out != CHAT_EIO || tries > 20) /* EIO: too many conflicts in a row; same cid again */
+			if (rc_out != CHAT_EIO || tries >= 5) /* EIO: too many conflicts in a row; same cid again */
 				break;
 		}
-		printf("%" PRIu64 " u%" PRIu64 " %d %d", seq_out, m.cid.u, send_retry ? 1 : 0, rc_out);
+		if (rc_out != CHAT_OK)
+			fprintf(stderr, "send u%" PRIu64 ": %d (%s)\n", m.cid.u, rc_out, jstore_errmsg(js));
+		printf("%" PRIu64 " u%" PRIu64 " %d %s", seq_out, m.cid.u, send_retry ? 1 : 0,
+		       rc_out == CHAT_OK ? "ok" : rc_out == CHAT_EQUOTA ? "quota" : rc_out == CHAT_EIO ? "eio" : "other");
 		if (ttl)
 			printf(" %" PRIu64, m.expires / 60000);
 		printf("\n");
