@@ -100,22 +100,9 @@ static void del_reservation(jstore *js, uint64_t sseq)
 	js_send(js, d, js_req_delete(js, stream, sseq));
 }
 
-/* Is stream seq s one of the items "addr:sseq,…" of a Chat-Rcpts value? */
 static bool listed(const char *rcpts, uint64_t s)
 {
-	for (const char *p = rcpts; p && *p;) {
-		const char *e = strchr(p, ',');
-		size_t len = e ? (size_t)(e - p) : strlen(p);
-		const char *c = NULL;
-		for (size_t k = 0; k < len; k++)
-			if (p[k] == ':')
-				c = p + k;
-		uint64_t v;
-		if (c && js_parse_u64(c + 1, len - (size_t)(c + 1 - p), &v) && v == s)
-			return true;
-		p = e ? e + 1 : p + len;
-	}
-	return false;
+	return rcpts && js_rcpts_has(rcpts, strlen(rcpts), s);
 }
 
 /* Deletes this round's reservations whose stream seq is not in keep (a

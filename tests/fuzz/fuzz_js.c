@@ -14,6 +14,7 @@
  *   8 a header number and a subject's seq    js_parse_u64, js_subject_last_u64
  *   9 a message read at the leader (JSON)    js_parse_msg_get, then its headers
  *  10 a NATS header block                    js_parse_hdrs
+ *  11 a send's Chat-Rcpts header             js_rcpts_has
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -58,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 11) {
+	switch (data[0] % 12) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -181,6 +182,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		js_parse_hdrs(in, n, count_hdr, NULL);
 		hb_start = hb_end = NULL;
 		break;
+	case 11: {
+		/* the stream seq asked about: the input's first 8 bytes */
+		uint64_t q = 0;
+		for (size_t i = 0; i < 8 && i < n; i++)
+			q = q << 8 | in[i];
+		const char *r = n > 8 ? s + 8 : "";
+		size_t rl = n > 8 ? n - 8 : 0;
+		char num[24];
+		int k = snprintf(num, sizeof(num), ":%llu", (unsigned long long)q);
+		/* listed: its decimal follows a ':' somewhere in the value */
+		if (js_rcpts_has(r, rl, q) && !memmem(r, rl, num, (size_t)k))
+			fail("a stream seq listed that the value does not name");
+		break;
+	}
 	}
 	return 0;
 }

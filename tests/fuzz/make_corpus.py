@@ -457,6 +457,8 @@ def js_inputs():
                       b'"data":"aGk=","time":"2026-12-08T00:00:00Z"}}',
         "leader_get_none": b"\x09" + b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}',
         "hdrs": b"\x0a" + b"NATS/1.0\r\nChat-From: a/d1\r\nChat-Cid: u7\r\n\r\n",
+        "rcpts": b"\x0b" + be64(42) + b"a/d2:41,b/d1:42,b/d2:43",
+        "rcpts_bad": b"\x0b" + be64(7) + b"a/d2:,:7,b/d1:07x,c:",
     }
 
 
