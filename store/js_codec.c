@@ -496,7 +496,7 @@ bool js_rcpts_has(const char *s, size_t len, uint64_t sseq)
 		}
 		uint64_t v;
 		size_t dl = e - colon - 1; /* canonical decimals only: no leading zero */
-		if (colon < e && colon > i && (dl == 1 || s[colon + 1] != '0') &&
+		if (colon < e && colon > i && dl && (dl == 1 || s[colon + 1] != '0') &&
 		    js_parse_u64(s + colon + 1, dl, &v) && v == sseq)
 			return true;
 		i = e + 1;
