@@ -160,8 +160,9 @@ void jstore_forget_head(jstore *js, const char *conv);
  * next free seq (stale reservations deleted); refused (CHAT_EIO) after
  * JS_CONFLICTS_MAX in a row. rc:
  *   CHAT_OK      stored at seq; retry: answered from an earlier send of this
- *                (from, cid) — it stored nothing new (or finished that
- *                earlier send here);
+ *                (from, cid), found in the log — this call committed nothing
+ *                (false when it wrote the entry, also when it finished an
+ *                earlier send whose node went quiet);
  *   CHAT_EQUOTA  a recipient's queue holds max_queue: nothing written (the
  *                reservations made and the claim deleted);
  *   CHAT_EEXIST  the cid was sent in another conversation (seq: its first);

@@ -189,6 +189,22 @@ static void send_hdrs(jstore *js, js_op *op, natsMsg *m)
 		natsMsgHeader_Set(m, "Chat-Rcpts", x->rcpts);
 }
 
+/* Round 2: the log entry, listing the current reservations. */
+static void commit(jstore *js, js_op *op)
+{
+	js_sendx *x = op->ext;
+	size_t cap = x->nr * (CHAT_ADDR_MAX + 24) + 1, len = 0;
+	free(x->rcpts);
+	x->rcpts = malloc(cap);
+	if (!x->rcpts)
+		return refuse(js, op, CHAT_ENOMEM);
+	x->rcpts[0] = '\0';
+	for (size_t i = 0; i < x->nr; i++)
+		len += (size_t)snprintf(x->rcpts + len, cap - len, "%s%s:%" PRIu64, i ? "," : "", x->r[i].addr,
+		                        x->r[i].sseq);
+	js_log_publish(js, op);
+}
+
 /* ---- a retry: the claim was another send's ---- */
 
 static void step_walk(jstore *js, js_op *op, natsMsg *m)
@@ -220,8 +236,9 @@ static void step_walk(jstore *js, js_op *op, natsMsg *m)
 	/* Finish the send here at op->n: if the original lands first, the
 	 * create is refused and the conflict read finds it (send_ours). */
 	x->finishing = true;
+	op->deadline = js_now_ms() + js->o.timeout_ms; /* the wait is over: a send's own budget */
 	if (op->n == x->rn)
-		return js_log_publish(js, op);
+		return commit(js, op);
 	send_reserve(js, op);
 }
 
@@ -297,16 +314,7 @@ static void round_done(jstore *js, js_op *op)
 	}
 	if (x->claim_rc == CHAT_EEXIST && !x->finishing)
 		return start_walk(js, op);
-	size_t cap = x->nr * (CHAT_ADDR_MAX + 24) + 1, len = 0;
-	free(x->rcpts);
-	x->rcpts = malloc(cap);
-	if (!x->rcpts)
-		return refuse(js, op, CHAT_ENOMEM);
-	x->rcpts[0] = '\0';
-	for (size_t i = 0; i < x->nr; i++)
-		len += (size_t)snprintf(x->rcpts + len, cap - len, "%s%s:%" PRIu64, i ? "," : "", x->r[i].addr,
-		                        x->r[i].sseq);
-	js_log_publish(js, op);
+	commit(js, op);
 }
 
 static void child_report(jstore *js, js_op *hold)

@@ -9,13 +9,13 @@
  *   js_store_check layout URLS [MAX_QUEUE]      open: create or check the layout
  *   js_store_check ops URLS                     accounts, prefs, push, contacts, claims
  *   js_store_check seq URLS NODE CONV K [SECS]  K appends (or for SECS seconds): "seq cid" per ack
- *   js_store_check claims URLS NODE FROM N      claims of cids 1..N: "cid won|lost"
+ *   js_store_check claims URLS NODE FROM N [CONV] claims of cids 1..N (seq0 1): "cid won|lost"
  *   js_store_check verify URLS CONV N           entries 1..N present, N + 1 absent: "seq from cid"
  *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
  *   js_store_check send URLS NODE CONV FROM K CID0 TO[,TO…] [TTL_MS]
  *                                               K sends (cids CID0+1…): "seq cid retry rc" each
- *                                               (rc: ok, quota, eio, other; [expiry minute])
+ *                                               (rc: ok, quota, eio, eexist, other; [expiry minute])
  *   js_store_check sendcheck URLS CONV N ADDR…  log 1..N present, N + 1 absent; every
  *                                               reservation of CONV on ADDR's queue committed
  *                                               and every listed one present: "entries reservations"
@@ -26,6 +26,8 @@
  * JS_START_AT=<ms since the epoch>: wait until then after connecting (races).
  * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
  * JS_MAX_QUEUE=<n>: jstore_opts.max_queue (the layout must have been made with it).
+ * JS_BODIES=1: send and sendcheck: a `bodies` send, each device's body
+ * "for U/D" (the reservation's data), the log entry's data empty.
  * The send modes' checks read the streams with libnats directly, at the
  * leaders (js_GetMsg): the server's state, not the backend's view of it.
  * Exit status 0 when the mode's checks held, 1 when not (with a line on
@@ -41,6 +43,7 @@
 
 #include <nats/nats.h>
 
+#include "cbor_io.h"
 #include "err.h"
 #include "js.h"
 
@@ -345,11 +348,11 @@ static int mode_seq(const char *node, const char *conv, long k, double secs)
 	return 0;
 }
 
-static int mode_claims(const char *node, const char *from, long n)
+static int mode_claims(const char *node, const char *from, long n, const char *conv)
 {
 	for (long i = 1; i <= n; i++) {
 		store_cid c = { true, (uint64_t)i, { 0 }, 0 };
-		WAIT(jstore_dedup_claim(js, from, &c, "dm:a:b", 1, cb_claim, NULL));
+		WAIT(jstore_dedup_claim(js, from, &c, conv, 1, cb_claim, NULL));
 		if (rc_out != CHAT_OK && rc_out != CHAT_EEXIST) {
 			fprintf(stderr, "FAILED: claim %ld: %d\n", i, rc_out);
 			return 1;
@@ -455,15 +458,31 @@ static int mode_send(const char *conv, const char *from, long k, uint64_t cid0, 
 		m.type = 1;
 		m.body = (const uint8_t *)"hello";
 		m.body_len = 5;
+		cbw w;
+		cbw_init(&w);
+		if (getenv("JS_BODIES")) {
+			char b[200];
+			cbw_map(&w, n);
+			for (size_t j = 0; j < n; j++) {
+				snprintf(b, sizeof(b), "for %s", to[j]);
+				cbw_text(&w, to[j]);
+				cbw_bytes(&w, b, strlen(b));
+			}
+			m.body = NULL;
+			m.body_len = 0;
+			m.bodies = w.buf;
+			m.bodies_len = w.len;
+		}
 		for (int tries = 0;; tries++) {
 			WAIT(jstore_send(js, &m, to, n, cb_send, NULL));
 			if (rc_out != CHAT_EIO || tries >= 5) /* EIO: too many conflicts in a row; same cid again */
 				break;
 		}
+		cbw_free(&w);
 		if (rc_out != CHAT_OK)
 			fprintf(stderr, "send u%" PRIu64 ": %d (%s)\n", m.cid.u, rc_out, jstore_errmsg(js));
 		printf("%" PRIu64 " u%" PRIu64 " %d %s", seq_out, m.cid.u, send_retry ? 1 : 0,
-		       rc_out == CHAT_OK ? "ok" : rc_out == CHAT_EQUOTA ? "quota" : rc_out == CHAT_EIO ? "eio" : "other");
+		       rc_out == CHAT_OK ? "ok" : rc_out == CHAT_EQUOTA ? "quota" : rc_out == CHAT_EIO ? "eio" : rc_out == CHAT_EEXIST ? "eexist" : "other");
 		if (ttl)
 			printf(" %" PRIu64, m.expires / 60000);
 		printf("\n");
@@ -551,6 +570,8 @@ static int mode_sendcheck(const char *urls, const char *conv, long n, char **add
 		} else if (s != NATS_OK) {
 			EXPECT(0, "seq %ld missing", i);
 		} else {
+			EXPECT(getenv("JS_BODIES") ? natsMsg_GetDataLength(m) == 0 : natsMsg_GetDataLength(m) > 0,
+			       "seq %ld: the entry's data is not the send's body", i);
 			rcpts[i] = strdup(hdr(m, "Chat-Rcpts"));
 			from[i] = strdup(hdr(m, "Chat-From"));
 			cid[i] = strdup(hdr(m, "Chat-Cid"));
@@ -574,6 +595,13 @@ static int mode_sendcheck(const char *urls, const char *conv, long n, char **add
 			EXPECT(js_GetMsg(&m, vjs, qs, sseq, NULL, &je) == NATS_OK && !strcmp(natsMsg_GetSubject(m), subj) &&
 			           !strcmp(hdr(m, "Chat-Conv"), conv) && strtoull(hdr(m, "Chat-Seq"), NULL, 10) == (uint64_t)i,
 			       "seq %ld: its reservation %s:%" PRIu64 " is not there", i, addr, sseq);
+			if (m && getenv("JS_BODIES")) {
+				char want_body[250];
+				snprintf(want_body, sizeof(want_body), "for %s", addr);
+				EXPECT(natsMsg_GetDataLength(m) == (int)strlen(want_body) &&
+				           !memcmp(natsMsg_GetData(m), want_body, strlen(want_body)),
+				       "seq %ld: %s's reservation does not hold its own body", i, addr);
+			}
 			natsMsg_Destroy(m);
 			listed++;
 			p = e ? e + 1 : p + strlen(p);
@@ -709,7 +737,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(mode, "seq") && argc >= 6)
 		rc = mode_seq(argv[3], argv[4], atol(argv[5]), argc > 6 ? atof(argv[6]) : 0);
 	else if (!strcmp(mode, "claims") && argc >= 6)
-		rc = mode_claims(argv[3], argv[4], atol(argv[5]));
+		rc = mode_claims(argv[3], argv[4], atol(argv[5]), argc > 6 ? argv[6] : "dm:a:b");
 	else if (!strcmp(mode, "verify") && argc >= 5)
 		rc = mode_verify(argv[3], atol(argv[4]));
 	else if (!strcmp(mode, "leader") && argc >= 4) {

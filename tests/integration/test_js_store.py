@@ -15,7 +15,9 @@
   its 3 reservations' stream seqs, a short ttl writes its x.<minute> entry;
   2 processes sending in one conversation at once get gap-free seqs and
   leave no aborted reservation; a full queue refuses the send whole; a
-  cid retried on another process is answered with the first seq;
+  cid retried on another process is answered with the first seq; a retry
+  whose original went quiet finishes it; a `bodies` send's reservations
+  hold each device's own body;
 - kill -9 of the CHAT_LOG stream leader while two writers append: no
   acknowledged entry lost, still gap-free.
 
@@ -187,6 +189,16 @@ class JetStreamStoreTest(unittest.TestCase):
         seq, frm, cid, rcpts = entries[0].split()
         self.assertEqual((seq, frm, cid), ("1", "sa/d1", "u1"))
         self.assertEqual(sorted(i.split(":")[0] for i in rcpts.split(",")), ["sa/d2", "sb/d1", "sb/d2"])
+        # a `bodies` send: each reservation holds its device's own body,
+        # the entry none (sendcheck checks both with JS_BODIES)
+        bodies = {"JS_BODIES": "1"}
+        rows = self.send("n1", "dm:sa:sc", "sa/d1", 1, 100, ["sc/d1", "sa/d2"], env=bodies)
+        self.assertEqual(rows, [("1", "u101", "0", "ok")])
+        # the same cid again in another conversation: that send's answer
+        rows = self.send("n1", "dm:sa:sd", "sa/d1", 1, 100, ["sd/d1"])
+        self.assertEqual(rows, [("1", "u101", "1", "eexist")])
+        _entries, found = self.sendcheck("dm:sa:sc", 1, ["sc/d1", "sa/d2"], env=bodies)
+        self.assertEqual(found, 2)
 
     def test_send_two_nodes_one_conversation(self):
         conv, to = "g:srace", ["m1/d1", "m2/d1"]
@@ -240,6 +252,20 @@ class JetStreamStoreTest(unittest.TestCase):
         # no second entry, the retry's own reservations deleted
         _entries, found = self.sendcheck("dm:ra:rb", 2, to)
         self.assertEqual(found, 4)
+
+    def test_send_retry_finishes_a_quiet_original(self):
+        # a claim whose send never committed (its node "ghost" went quiet
+        # after round 1): the retry waits while the claim is younger than an
+        # operation's deadline (1 s here, not 5, to keep the test short),
+        # then finishes the send itself at the first free seq
+        r = run(["claims", self.nats.urls, "ghost", "fz/d1", "1", "dm:fz:fy"])
+        self.assertEqual(r.stdout.split(), ["1", "won", "ghost"], r.stderr)
+        t = time.monotonic()
+        rows = self.send("n2", "dm:fz:fy", "fz/d1", 1, 0, ["fy/d1"], env={"JS_TIMEOUT_MS": "1000"})
+        self.assertEqual(rows, [("1", "u1", "0", "ok")])
+        self.assertGreater(time.monotonic() - t, 0.3, "it did not wait for the original")
+        _entries, found = self.sendcheck("dm:fz:fy", 1, ["fy/d1"])
+        self.assertEqual(found, 1)
 
     def test_z_leader_kill_loses_no_acknowledged_write(self):
         conv = "g:kill"
