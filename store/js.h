@@ -166,7 +166,10 @@ void jstore_forget_head(jstore *js, const char *conv);
  *   CHAT_EQUOTA  a recipient's queue holds max_queue: nothing written (the
  *                reservations made and the claim deleted);
  *   CHAT_EEXIST  the cid was sent in another conversation (seq: its first);
- *   CHAT_EIO     timeout or JetStream error (jstore_errmsg). */
+ *   CHAT_EIO     timeout or JetStream error (jstore_errmsg).
+ * A group event (STORE_KIND_GROUP) gets Chat-Kind g and no claim, but its
+ * entry's Nats-Msg-Id is still m.<from>.<cid>: the caller gives each event a
+ * cid of its own, or a second event within 2 minutes reads as a Duplicate. */
 typedef void (*jstore_send_cb)(void *arg, int rc, uint64_t seq, bool retry);
 int jstore_send(jstore *js, const store_msg *msg, const char *const *to, size_t n, jstore_send_cb cb,
                 void *arg);
