@@ -14,7 +14,9 @@
  *   8 a header number and a subject's seq    js_parse_u64, js_subject_last_u64
  *   9 a message read at the leader (JSON)    js_parse_msg_get, then its headers
  *  10 a NATS header block                    js_parse_hdrs
- *  11 a send's Chat-Rcpts header             js_rcpts_has
+ *  11 a live event's body (<P>.node.<id>.ev) js_live_decode (store/js_sess.h)
+ *  12 a session (chat_sess), a heartbeat     js_sess_decode, js_hb_decode
+ *  13 a send's Chat-Rcpts header             js_rcpts_has
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -24,6 +26,7 @@
 
 #include "err.h"
 #include "js_codec.h"
+#include "js_sess.h"
 
 static void fail(const char *why)
 {
@@ -59,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 12) {
+	switch (data[0] % 14) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -183,6 +186,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		hb_start = hb_end = NULL;
 		break;
 	case 11: {
+		jstore_live_dev *d = NULL;
+		const uint8_t *b = NULL;
+		size_t k = 0, bl = 0;
+		if (js_live_decode(in, n, &d, &k, &b, &bl) == CHAT_OK) {
+			if (!k || k > JS_LIVE_DEVS_MAX || b < in || b + bl != in + n)
+				fail("live event fields");
+			size_t e = js_live_encode(v, sizeof(v), d, k, b, bl);
+			if (n <= sizeof(v))
+				same(v, e, in, n, "live event round trip");
+		} else if (d) {
+			fail("devices handed out with a refusal");
+		}
+		free(d);
+		break;
+	}
+	case 12: {
+		char node[JS_NODE_MAX + 1];
+		uint64_t x;
+		if (js_sess_decode(in, n, node, &x) == CHAT_OK) {
+			size_t e = js_sess_encode(v, sizeof(v), node, x);
+			same(v, e, in, n, "session round trip");
+		}
+		if (js_hb_decode(in, n, &x) == CHAT_OK)
+			same(v, js_hb_encode(v, x), in, n, "heartbeat round trip");
+		break;
+	}
+	case 13: {
 		/* the stream seq asked about: the input's first 8 bytes */
 		uint64_t q = 0;
 		for (size_t i = 0; i < 8 && i < n; i++)
