@@ -147,6 +147,10 @@ void js_seterr(jstore *js, const char *fmt, ...) __attribute__((format(printf, 2
  * ~250 ms (by the scan in jstore_drain), not at once. */
 void js_retry_soon(jstore *js, js_op *op);
 
+/* js_sess.c: node's heartbeat has not changed for a lease, as this node
+ * has seen it (false without jstore_node_start, and for this node). */
+bool js_node_known_dead(jstore *js, const char *node);
+
 /* ---- the conversation's writers (js_ops.c; used by js_send.c) ----
  * One writer per conversation at a time on a node: js_log_enqueue starts op
  * (op->cv, op->key = the conv's tokens, the log_* hooks set) or queues it

@@ -227,9 +227,11 @@ static void step_walk(jstore *js, js_op *op, natsMsg *m)
 		return;
 	}
 	/* op->n is free: the original is in flight, or its node gave up or died.
-	 * While it may still land (its node is not this one, and the claim is
-	 * younger than an operation's deadline), read again in ~250 ms. */
-	if (strcmp(x->claim.node, js->node) && wall_ms() < (int64_t)x->claim.ts + (int64_t)js->o.timeout_ms) {
+	 * While it may still land (its node is another, not known dead — the
+	 * heartbeats of js_sess.c, when jstore_node_start runs — and the claim
+	 * is younger than an operation's deadline), read again in ~250 ms. */
+	if (strcmp(x->claim.node, js->node) && !js_node_known_dead(js, x->claim.node) &&
+	    wall_ms() < (int64_t)x->claim.ts + (int64_t)js->o.timeout_ms) {
 		js_retry_soon(js, op);
 		return;
 	}
