@@ -343,8 +343,14 @@ static void step_sub(jstore *js, js_op *op, natsMsg *m)
 			e->res = RES_PENDING;
 			break;
 		}
-		const char *from = hdr(m, "Chat-From"), *cid = hdr(m, "Chat-Cid");
-		if (!from || !cid || strcmp(from, e->from) || strcmp(cid, e->cidenc)) {
+		const char *from = hdr(m, "Chat-From"), *cid = hdr(m, "Chat-Cid"), *rc = hdr(m, "Chat-Rcpts");
+		/* another's entry: aborted; this message's entry that does not
+		 * list this reservation (a retry's or the original's extra one,
+		 * made for the same message but not the one committed): aborted
+		 * too, or the device would get the message twice. An entry with
+		 * no Chat-Rcpts (jstore_log_append's) decides by sender and cid. */
+		if (!from || !cid || strcmp(from, e->from) || strcmp(cid, e->cidenc) ||
+		    (rc && !js_rcpts_has(rc, strlen(rc), e->sseq))) {
 			e->res = RES_ABORTED;
 			break;
 		}

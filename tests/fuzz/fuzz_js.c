@@ -16,8 +16,9 @@
  *  10 a NATS header block                    js_parse_hdrs
  *  11 a live event's body (<P>.node.<id>.ev) js_live_decode (store/js_sess.h)
  *  12 a session (chat_sess), a heartbeat     js_sess_decode, js_hb_decode
- *  13 a receipt append (CHAT_RCPT)           js_rcpt_decode, then range-set sums
- *  14 a queue position's text form           js_qpos_decode
+ *  13 a send's Chat-Rcpts header             js_rcpts_has
+ *  14 a receipt append (CHAT_RCPT)           js_rcpt_decode, then range-set sums
+ *  15 a queue position's text form           js_qpos_decode
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -64,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 15) {
+	switch (data[0] % 16) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -215,6 +216,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	}
 	case 13: {
+		/* the stream seq asked about: the input's first 8 bytes */
+		uint64_t q = 0;
+		for (size_t i = 0; i < 8 && i < n; i++)
+			q = q << 8 | in[i];
+		const char *r = n > 8 ? s + 8 : "";
+		size_t rl = n > 8 ? n - 8 : 0;
+		char num[24];
+		int k = snprintf(num, sizeof(num), ":%llu", (unsigned long long)q);
+		/* listed: its decimal follows a ':' somewhere in the value */
+		if (js_rcpts_has(r, rl, q) && !memmem(r, rl, num, (size_t)k))
+			fail("a stream seq listed that the value does not name");
+		break;
+	}
+	case 14: {
 		static jstore_range r[JS_RCPT_RANGES_MAX];
 		size_t k = 0;
 		int st = 0;
@@ -241,7 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		js_rset_free(&d);
 		break;
 	}
-	case 14: {
+	case 15: {
 		jstore_qpos p;
 		if (js_qpos_decode(s, n, &p) != CHAT_OK)
 			break;

@@ -462,10 +462,12 @@ def js_inputs():
         "live_bad": b"\x0b" + b"\xff\xff" + bytes([3]) + b"a/b" + be64(1),
         "session": b"\x0c" + b"\x01" + be64(1765152000123) + bytes([2]) + b"n1",
         "heartbeat": b"\x0c" + b"\x01" + be64(1765152000123),
-        "rcpt": b"\x0d" + b"\x01\x02\x00\x02" + be64(1) + be64(4) + be64(9) + be64(9),
-        "rcpt_overlap": b"\x0d" + b"\x01\x01\x00\x02" + be64(1) + be64(4) + be64(5) + be64(9),
-        "qpos": b"\x0e" + b"120.7.3.99",
-        "qpos_bad": b"\x0e" + b"120.7.99.3",
+        "rcpts": b"\x0d" + be64(42) + b"a/d2:41,b/d1:42,b/d2:43",
+        "rcpts_bad": b"\x0d" + be64(7) + b"a/d2:,:7,b/d1:07x,c:",
+        "rcpt": b"\x0e" + b"\x01\x02\x00\x02" + be64(1) + be64(4) + be64(9) + be64(9),
+        "rcpt_overlap": b"\x0e" + b"\x01\x01\x00\x02" + be64(1) + be64(4) + be64(5) + be64(9),
+        "qpos": b"\x0f" + b"120.7.3.99",
+        "qpos_bad": b"\x0f" + b"120.7.99.3",
     }
 
 
