@@ -421,6 +421,7 @@ void jstore_close(jstore *js)
 			unlink_op(js, op);
 			op->fail(js, op, CHAT_EIO);
 		}
+	js_watch_close(js);
 	if (js->replies) {
 		natsSubscription_Unsubscribe(js->replies);
 		natsSubscription_Destroy(js->replies);
@@ -549,6 +550,12 @@ size_t jstore_drain(jstore *js)
 			js_completion *c = &js->batch.v[i];
 			natsMsg *m = c->data;
 			c->data = NULL;
+			if (c->status == JS_WATCH_STATUS) {
+				js_watch_deliver(js, c->op, m);
+				if (m)
+					natsMsg_Destroy(m);
+				continue;
+			}
 			js_op **p = c->op ? slot_of(js, c->op) : NULL;
 			if (p && *p) {
 				js_op *op = *p;
@@ -562,6 +569,8 @@ size_t jstore_drain(jstore *js)
 						m = t;
 					}
 				}
+				if (m && rs && js->watch && !strncmp(rs, "$KV.", 4))
+					js_watch_ack(js, op->req, m);
 				op->step(js, op, m);
 			}
 			if (m)

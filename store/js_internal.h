@@ -93,6 +93,7 @@ struct jstore {
 	uint64_t disconnects, reconnects;  /* libnats threads: __atomic */
 	bool closing;
 	char lasterr[256];
+	struct js_watch *watch; /* js_watch.c: the KV watchers and caches (NULL: none) */
 };
 
 int64_t js_now_ms(void);
@@ -128,5 +129,16 @@ void js_seterr(jstore *js, const char *fmt, ...) __attribute__((format(printf, 2
 /* A JS_RETRY answer: the op waits again and its request goes out again in
  * ~250 ms (by the scan in jstore_drain), not at once. */
 void js_retry_soon(jstore *js, js_op *op);
+
+/* ---- watchers (js_watch.c) ----
+ * A watcher's message comes through the FIFO with status JS_WATCH_STATUS
+ * and the bucket's index as its op; jstore_drain hands it to
+ * js_watch_deliver (m stays the caller's). js_watch_ack sees every answer
+ * to a request on $KV.…, before its step: an acknowledged write goes into
+ * this node's cache before the operation's callback runs. */
+#define JS_WATCH_STATUS 0x5741
+void js_watch_deliver(jstore *js, uint64_t idx, natsMsg *m);
+void js_watch_ack(jstore *js, natsMsg *req, natsMsg *reply);
+void js_watch_close(jstore *js);
 
 #endif
