@@ -242,9 +242,18 @@ static uint64_t event_seq(const uint8_t *v, size_t len)
 int js_kv_apply(js_kv_cache *c, const char *key, size_t klen, uint64_t rev, bool del, const uint8_t *v,
                 size_t len, bool from_watcher)
 {
+	uint64_t pos = c->pos;
 	if (from_watcher && rev > c->pos)
 		c->pos = rev;
 	js_kv_entry **p = slot(c, key, klen), *e = *p;
+	if (!e && rev <= pos) {
+		/* the watcher has delivered this revision and everything after it
+		 * up to pos: had the key been put and kept, it would be here. So
+		 * this change (this node's acknowledgement, arriving after the
+		 * watcher's copy and a later delete) is already overtaken. */
+		c->ignored++;
+		return 0;
+	}
 	if (e && rev <= e->rev) {
 		/* the watcher's own copy of this node's delete: the tombstone goes */
 		if (from_watcher && del && e->deleted && rev == e->rev) {

@@ -13,7 +13,11 @@
  * revision) changes nothing: read-your-writes on this node. A local delete
  * leaves a tombstone (the revision, no value) until the watcher delivers
  * that delete or anything newer; a watcher's delete simply removes the
- * entry (the consumer delivers in stream order, so nothing older follows). */
+ * entry (the consumer delivers in stream order, so nothing older follows),
+ * and a change at or below the watcher's position for a key the cache does
+ * not hold is overtaken (an acknowledgement that arrives after the
+ * watcher's copy of the write and of a later delete: the FIFO carries both
+ * from different libnats threads, in either order). */
 #ifndef CHAT_JS_CACHE_H
 #define CHAT_JS_CACHE_H
 
