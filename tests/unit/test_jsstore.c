@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_jsstore.c — the pure parts of cluster mode's JetStream backend:
  * the completion FIFO (store/js_fifo.c), alone and under producer threads,
- * and the codec (store/js_codec.c): ids into subject tokens and back, the
- * API answers and the KV values decoded. The backend against a real
+ * the codec (store/js_codec.c): ids into subject tokens and back, the
+ * API answers and the KV values decoded, and the node's KV caches and the
+ * group record (store/js_cache.c). The backend against a real
  * nats-server cluster: tests/integration/test_js_store.py. */
 #include <check.h>
 #include <pthread.h>
@@ -390,8 +391,15 @@ START_TEST(cache_revisions_and_own_writes)
 	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 17, true, NULL, 0, true), 1);
 	ck_assert_ptr_null(js_kv_find(&c, "dev.a.p", 7));
 	ck_assert_uint_eq(c.n, 0);
+	/* this node's put acknowledged at rev 20 reaches the owner after the
+	 * watcher delivered rev 20 and another node's delete at rev 21: the
+	 * acknowledgement is overtaken, the record stays removed */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.c.p", 7, 20, false, V("v"), 1, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "dev.c.p", 7, 21, true, NULL, 0, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "dev.c.p", 7, 20, false, V("v"), 1, false), 0);
+	ck_assert_ptr_null(js_kv_find(&c, "dev.c.p", 7));
 	/* an empty value is a value (the contacts index stores "") */
-	ck_assert_int_eq(js_kv_apply(&c, "x", 1, 18, false, V(""), 0, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "x", 1, 22, false, V(""), 0, true), 1);
 	ck_assert_ptr_nonnull(js_kv_find(&c, "x", 1));
 	js_kv_free(&c);
 }
