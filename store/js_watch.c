@@ -158,9 +158,17 @@ void js_watch_close(jstore *js)
 	struct js_watch *wt = js->watch;
 	if (!wt)
 		return;
+	/* a drain waits for a callback under way (it holds &wt->w[i]) and
+	 * removes the ephemeral consumer; what it still delivers stays in the
+	 * FIFO, freed with it. All drains start, then each is waited for. */
+	bool drained[W_N] = { false };
+	for (int i = 0; i < W_N; i++)
+		if (wt->w[i].sub)
+			drained[i] = natsSubscription_Drain(wt->w[i].sub) == NATS_OK;
 	for (int i = 0; i < W_N; i++) {
 		if (wt->w[i].sub) {
-			natsSubscription_Unsubscribe(wt->w[i].sub); /* removes the ephemeral consumer */
+			if (!drained[i] || natsSubscription_WaitForDrainCompletion(wt->w[i].sub, 2000) != NATS_OK)
+				natsSubscription_Unsubscribe(wt->w[i].sub);
 			natsSubscription_Destroy(wt->w[i].sub);
 		}
 		js_kv_free(&wt->c[i]);
