@@ -199,6 +199,15 @@ int jstore_cached_admin(const jstore *js, uint8_t hash[STORE_HASH_LEN]);
 int jstore_cached_prefs(const jstore *js, const char *user, store_prefs *p);
 /* p->token points into the cache: valid until the next jstore_drain. */
 int jstore_cached_push(const jstore *js, const char *user, const char *device, store_push *p);
+/* The walks the plugin's start makes (its tables of devices, services and
+ * groups), from the caches, order unspecified; the callback returns
+ * CHAT_OK to go on, anything else ends the walk and is returned. A record
+ * that does not decode ends it with CHAT_ECORRUPT. CHAT_EIO before the load. */
+int jstore_devices_each(const jstore *js, store_device_cb cb, void *arg);
+int jstore_services_each(const jstore *js, store_service_cb cb, void *arg);
+struct jstore_group;
+typedef int (*jstore_group_each_cb)(void *arg, const char *gid, const struct jstore_group *g);
+int jstore_groups_each(const jstore *js, jstore_group_each_cb cb, void *arg);
 /* b is a's contact (the chat_contacts index). */
 int jstore_cached_contact(const jstore *js, const char *a, const char *b);
 /* Every contact of user, from the cache (order unspecified); a non-zero

@@ -345,6 +345,19 @@ int js_kv_each_owner(const js_kv_cache *c, const char *owner, size_t olen,
 	return 0;
 }
 
+int js_kv_each(const js_kv_cache *c, int (*cb)(void *arg, const js_kv_entry *e), void *arg)
+{
+	for (size_t b = 0; b < c->cap; b++)
+		for (js_kv_entry *e = c->tab[b]; e; e = e->next) {
+			if (e->deleted)
+				continue;
+			int r = cb(arg, e);
+			if (r)
+				return r;
+		}
+	return 0;
+}
+
 size_t js_kv_count(const js_kv_cache *c)
 {
 	size_t n = 0;

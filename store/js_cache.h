@@ -60,6 +60,9 @@ const js_kv_entry *js_kv_find(const js_kv_cache *c, const char *key, size_t klen
  * cb(arg, rest, rest_len); a non-zero return stops and is returned. */
 int js_kv_each_owner(const js_kv_cache *c, const char *owner, size_t olen,
                      int (*cb)(void *arg, const char *rest, size_t len), void *arg);
+/* Every live entry (order unspecified); a non-zero return of cb stops and
+ * is returned. */
+int js_kv_each(const js_kv_cache *c, int (*cb)(void *arg, const js_kv_entry *e), void *arg);
 /* Live entries (tombstones excluded). */
 size_t js_kv_count(const js_kv_cache *c);
 

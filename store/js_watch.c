@@ -415,6 +415,73 @@ int jstore_cached_group(const jstore *js, const char *gid, jstore_group *g)
 	return jstore_group_decode(e->val, e->len, g);
 }
 
+/* ---- the walks ---- */
+
+typedef struct walk {
+	const jstore *js;
+	store_device_cb dev;
+	store_service_cb svc;
+	jstore_group_each_cb grp;
+	void *arg;
+} walk;
+
+static int walk_acct(void *arg, const js_kv_entry *e)
+{
+	walk *w = arg;
+	uint8_t hash[STORE_HASH_LEN];
+	enum store_role role = STORE_ROLE_SERVICE;
+	char a[CHAT_USER_MAX + 1], b[CHAT_USER_MAX + 1];
+	const char *k = e->key, *dot;
+	bool dev = !strncmp(k, "dev.", 4), svc = !strncmp(k, "svc.", 4);
+	if ((dev && !w->dev) || (svc && !w->svc) || (!dev && !svc))
+		return CHAT_OK; /* admin, token_key, the other walk's */
+	if (js_cred_decode(e->val, e->len, hash, &role) != CHAT_OK)
+		return CHAT_ECORRUPT;
+	if (svc)
+		return js_dec_id(a, sizeof(a), k + 4, e->klen - 4) ? w->svc(w->arg, a, hash, role) : CHAT_ECORRUPT;
+	dot = memchr(k + 4, '.', e->klen - 4);
+	if (!dot || !js_dec_id(a, sizeof(a), k + 4, (size_t)(dot - k - 4)) ||
+	    !js_dec_id(b, sizeof(b), dot + 1, e->klen - (size_t)(dot + 1 - k)))
+		return CHAT_ECORRUPT;
+	return w->dev(w->arg, a, b, hash);
+}
+
+static int walk_groups(void *arg, const js_kv_entry *e)
+{
+	walk *w = arg;
+	char gid[CHAT_GROUP_MAX + 1];
+	jstore_group g;
+	if (!js_dec_id(gid, sizeof(gid), e->key, e->klen) || jstore_group_decode(e->val, e->len, &g) != CHAT_OK)
+		return CHAT_ECORRUPT;
+	int rc = w->grp(w->arg, gid, &g);
+	jstore_group_free(&g);
+	return rc;
+}
+
+int jstore_devices_each(const jstore *js, store_device_cb cb, void *arg)
+{
+	walk w = { js, cb, NULL, NULL, arg };
+	if (!js->watch || !js->watch->w[W_ACCT].ready)
+		return CHAT_EIO;
+	return js_kv_each(&js->watch->c[W_ACCT], walk_acct, &w);
+}
+
+int jstore_services_each(const jstore *js, store_service_cb cb, void *arg)
+{
+	walk w = { js, NULL, cb, NULL, arg };
+	if (!js->watch || !js->watch->w[W_ACCT].ready)
+		return CHAT_EIO;
+	return js_kv_each(&js->watch->c[W_ACCT], walk_acct, &w);
+}
+
+int jstore_groups_each(const jstore *js, jstore_group_each_cb cb, void *arg)
+{
+	walk w = { js, NULL, NULL, cb, arg };
+	if (!js->watch || !js->watch->w[W_GROUPS].ready)
+		return CHAT_EIO;
+	return js_kv_each(&js->watch->c[W_GROUPS], walk_groups, &w);
+}
+
 /* ---- the group record's get and put ---- */
 
 typedef struct group_call {

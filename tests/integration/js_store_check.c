@@ -413,6 +413,8 @@ static int mode_bench(long n)
  *   lat U N                  add devices U/d0…d<N-1> one at a time: "acks T…" (realtime ms at each ack)
  *   seen                     "seen T…": when each tracked device entered this cache
  *   stats                    "stats delivered applied ignored lost entries"
+ *   walk U G                 the start's walks from the caches: "walk N S" — N devices of U,
+ *                            S the seq of group G's record as the walk gave it (0: not listed)
  */
 static double real_ms(void)
 {
@@ -578,6 +580,29 @@ static bool loaded(void *arg)
 	return jstore_watch_ready(js, JSTORE_W_ALL);
 }
 
+typedef struct walk_ctx {
+	const char *user, *gid;
+	long ndev;
+	uint64_t gseq;
+} walk_ctx;
+
+static int walk_dev(void *arg, const char *user, const char *device, const uint8_t hash[STORE_HASH_LEN])
+{
+	walk_ctx *w = arg;
+	(void)device;
+	(void)hash;
+	w->ndev += !strcmp(user, w->user);
+	return CHAT_OK;
+}
+
+static int walk_grp(void *arg, const char *gid, const jstore_group *g)
+{
+	walk_ctx *w = arg;
+	if (!strcmp(gid, w->gid))
+		w->gseq = g->seq;
+	return CHAT_OK;
+}
+
 static void watch_cmd(char *line)
 {
 	char *a[8] = { 0 }, *save = NULL;
@@ -683,6 +708,15 @@ static void watch_cmd(char *line)
 		int m = snprintf(out, sizeof(out), "seen");
 		for (long i = 0; i < track_n && (size_t)m < sizeof(out) - 20; i++)
 			m += snprintf(out + m, sizeof(out) - (size_t)m, " %.2f", track_at ? track_at[i] : 0);
+	} else if (!strcmp(a[0], "walk") && n == 3) {
+		walk_ctx w = { a[1], a[2], 0, 0 };
+		int rc = jstore_devices_each(js, walk_dev, &w);
+		if (rc == CHAT_OK)
+			rc = jstore_groups_each(js, walk_grp, &w);
+		if (rc == CHAT_OK)
+			snprintf(out, sizeof(out), "walk %ld %" PRIu64, w.ndev, w.gseq);
+		else
+			snprintf(out, sizeof(out), "rc %d", rc);
 	} else if (!strcmp(a[0], "stats")) {
 		jstore_watch_stats s;
 		jstore_watch_get_stats(js, &s);

@@ -254,6 +254,8 @@ class JetStreamStoreTest(unittest.TestCase):
                 self.assertEqual(c("dev", "wu", "phone"), "dev " + h2)
                 self.assertEqual(c("dev", "lat", "d%d" % (n - 1)), "dev 07" + "00" * 31)
                 self.assertEqual(c("contacts", "wu"), "contacts wv wx")
+                # the walks a plugin's start makes (its device and group tables)
+                self.assertEqual(c("walk", "lat", "team"), "walk %d 6" % n)
                 # but the bucket keeps the last put (history 1): the record
                 # of event 6, put after 7's. A node that never saw 7's
                 # record starts behind; the log catches it up (CLUSTER.md,

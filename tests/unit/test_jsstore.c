@@ -413,6 +413,19 @@ static int collect(void *arg, const char *rest, size_t len)
 	return strcmp(out, "stop") ? CHAT_OK : CHAT_STOP;
 }
 
+static int count_entry(void *arg, const js_kv_entry *e)
+{
+	ck_assert(!e->deleted);
+	(*(size_t *)arg)++;
+	return CHAT_OK;
+}
+
+static int stop_at_3(void *arg, const js_kv_entry *e)
+{
+	(void)e;
+	return ++*(size_t *)arg == 3 ? CHAT_STOP : CHAT_OK;
+}
+
 START_TEST(cache_owner_index_grows)
 {
 	js_kv_cache c;
@@ -440,6 +453,12 @@ START_TEST(cache_owner_index_grows)
 	ck_assert_int_eq(js_kv_each_owner(&c, "nobody", 6, collect, out), CHAT_OK);
 	ck_assert_str_eq(out, "");
 	ck_assert_uint_eq(js_kv_count(&c), 5003);
+	size_t walked = 0;
+	ck_assert_int_eq(js_kv_each(&c, count_entry, &walked), CHAT_OK);
+	ck_assert_uint_eq(walked, 5003); /* the tombstone is not walked */
+	walked = 0;
+	ck_assert_int_eq(js_kv_each(&c, stop_at_3, &walked), CHAT_STOP);
+	ck_assert_uint_eq(walked, 3);
 	for (int i = 0; i < 5000; i++) {
 		int n = snprintf(key, sizeof(key), "u%d.v%d", i, i);
 		ck_assert_int_eq(js_kv_apply(&c, key, (size_t)n, (uint64_t)7000 + i, true, NULL, 0, true), 1);
