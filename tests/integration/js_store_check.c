@@ -411,6 +411,7 @@ static int mode_bench(long n)
  *   waitgroup G SEQ MS       until the cached record's seq is SEQ
  *   track U N                remember when dev.U.d<i> (i < N) enters the cache
  *   lat U N                  add devices U/d0…d<N-1> one at a time: "acks T…" (realtime ms at each ack)
+ *   fill U N                 add devices U/f0…f<N-1>, 256 in flight: "filled OK MS"
  *   seen                     "seen T…": when each tracked device entered this cache
  *   stats                    "stats delivered applied ignored lost entries"
  *   walk U G                 the start's walks from the caches: "walk N S" — N devices of U,
@@ -580,6 +581,14 @@ static bool loaded(void *arg)
 	return jstore_watch_ready(js, JSTORE_W_ALL);
 }
 
+static long fill_inflight, fill_ok;
+static void cb_fill(void *arg, int rc)
+{
+	(void)arg;
+	fill_inflight--;
+	fill_ok += rc == CHAT_OK;
+}
+
 typedef struct walk_ctx {
 	const char *user, *gid;
 	long ndev;
@@ -704,6 +713,22 @@ static void watch_cmd(char *line)
 			if (m > 0 && (size_t)m < sizeof(out) - 20)
 				m += snprintf(out + m, sizeof(out) - (size_t)m, " %.2f", t);
 		}
+	} else if (!strcmp(a[0], "fill") && n == 3) {
+		long k = atol(a[2]);
+		uint8_t h[STORE_HASH_LEN] = { 9 };
+		double t0 = now_ms();
+		fill_ok = 0;
+		for (long i = 0; i < k || fill_inflight > 0;) {
+			while (i < k && fill_inflight < 256) {
+				char d[32];
+				snprintf(d, sizeof(d), "f%ld", i++);
+				if (jstore_device_add(js, a[1], d, h, cb_fill, NULL) == CHAT_OK)
+					fill_inflight++;
+			}
+			volatile int never = 0;
+			run_until(&never, 5);
+		}
+		snprintf(out, sizeof(out), "filled %ld %.0f", fill_ok, now_ms() - t0);
 	} else if (!strcmp(a[0], "seen") && n == 1) {
 		int m = snprintf(out, sizeof(out), "seen");
 		for (long i = 0; i < track_n && (size_t)m < sizeof(out) - 20; i++)
