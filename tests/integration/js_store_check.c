@@ -413,7 +413,7 @@ static int mode_bench(long n)
  *   lat U N                  add devices U/d0…d<N-1> one at a time: "acks T…" (realtime ms at each ack)
  *   fill U N                 add devices U/f0…f<N-1>, 256 in flight: "filled OK MS"
  *   seen                     "seen T…": when each tracked device entered this cache
- *   stats                    "stats delivered applied ignored lost entries"
+ *   stats                    "stats delivered applied ignored lost entries reconnects"
  *   walk U G                 the start's walks from the caches: "walk N S" — N devices of U,
  *                            S the seq of group G's record as the walk gave it (0: not listed)
  */
@@ -744,9 +744,11 @@ static void watch_cmd(char *line)
 			snprintf(out, sizeof(out), "rc %d", rc);
 	} else if (!strcmp(a[0], "stats")) {
 		jstore_watch_stats s;
+		jstore_stats j;
 		jstore_watch_get_stats(js, &s);
-		snprintf(out, sizeof(out), "stats %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu", s.delivered,
-		         s.applied, s.ignored, s.lost, s.entries);
+		jstore_get_stats(js, &j);
+		snprintf(out, sizeof(out), "stats %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu %" PRIu64, s.delivered,
+		         s.applied, s.ignored, s.lost, s.entries, j.reconnects);
 	}
 	printf("%s\n", out);
 	fflush(stdout);

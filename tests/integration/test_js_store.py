@@ -16,7 +16,9 @@
   one disappears from it, a removed and re-added one ends with the new hash
   on both; contacts are listed from the cache; a group record round-trips
   and the other node's cache follows it; how long another node's change
-  takes to reach a cache (p50/p99 over 200 puts, printed);
+  takes to reach a cache (p50/p99 over 200 puts, printed); a watcher whose
+  connection is cut (a TCP relay, no server killed) gets, after its
+  reconnect, the change written meanwhile;
 - kill -9 of the CHAT_LOG stream leader while two writers append: no
   acknowledged entry lost, still gap-free.
 
@@ -26,6 +28,8 @@ so the test runs once, not against both brokers."""
 import os
 import re
 import signal
+import socket
+import threading
 import subprocess
 import time
 import unittest
@@ -89,6 +93,73 @@ class Peer:
         self.p.stdin.flush()
         out, err = self.p.communicate(timeout=30)
         return self.p.returncode, err
+
+
+class Relay:
+    """A loopback TCP relay to one NATS server. cut() ends every connection
+    through it and refuses new ones for a moment: the client behind it
+    reconnects (through it again, or to a server the cluster advertised),
+    and no server is killed."""
+
+    def __init__(self, port):
+        self.to = port
+        self.down_until = 0.0
+        self.socks = []
+        self.lock = threading.Lock()
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            if time.time() < self.down_until:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.to))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, refuse_s=0.3):
+        self.down_until = time.time() + refuse_s
+        with self.lock:
+            for x in self.socks:
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.socks = []
+
+    def close(self):
+        self.ls.close()
+        self.cut(0)
 
 
 @unittest.skipUnless(have_nats(), "nats-server is not installed (scripts/deps.sh)")
@@ -268,6 +339,36 @@ class JetStreamStoreTest(unittest.TestCase):
             for p in (a, b):
                 rc, err = p.close()
                 self.assertEqual(rc, 0, err)
+
+    def test_watch_resumes_after_reconnect(self):
+        # b reaches the cluster through a relay; cutting it makes b's
+        # libnats reconnect. A change written while b's connection is cut
+        # must still reach b's cache (the ordered consumer resumes from the
+        # last stream seq it delivered), and so must the next one.
+        relay = Relay(int(self.nats.nodes[0].url.rsplit(":", 1)[1]))
+        a, b = Peer(self.nats.urls, "ra"), Peer("nats://127.0.0.1:%d" % relay.port, "rb")
+        try:
+            for p in (a, b):
+                self.assertTrue(p("start").startswith("ready "))
+            h1, h2, h3 = "31" * 32, "32" * 32, "33" * 32
+            self.assertEqual(a("add", "rcu", "d1", h1), "rc 0")
+            self.assertTrue(b("waitdev", "rcu", "d1", h1, 2000).startswith("ok"))
+            self.assertEqual(b("stats").split()[6], "0")
+            relay.cut()
+            # b's old connection is gone: d2 can only reach it after the reconnect
+            self.assertEqual(a("add", "rcu", "d2", h2), "rc 0")
+            r = b("waitdev", "rcu", "d2", h2, 10000)
+            self.assertTrue(r.startswith("ok"), r)
+            print("a change made while the watcher's connection was cut: in its cache after %s ms" % r.split()[1])
+            self.assertEqual(b("stats").split()[6], "1", "b did not reconnect")
+            self.assertEqual(a("add", "rcu", "d3", h3), "rc 0")
+            self.assertTrue(b("waitdev", "rcu", "d3", h3, 2000).startswith("ok"))
+            self.assertEqual(b("dev", "rcu", "d1"), "dev " + h1)
+        finally:
+            for p in (a, b):
+                rc, err = p.close()
+                self.assertEqual(rc, 0, err)
+            relay.close()
 
     def test_z_leader_kill_loses_no_acknowledged_write(self):
         conv = "g:kill"
