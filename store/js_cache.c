@@ -254,19 +254,37 @@ int js_kv_apply(js_kv_cache *c, const char *key, size_t klen, uint64_t rev, bool
 		c->ignored++;
 		return 0;
 	}
+	if (c->by_event_seq && e && !e->deleted && !del) {
+		/* group records: the one reflecting the later membership event
+		 * stays, whatever order the puts landed in and whatever order
+		 * this node learnt of them (its own acknowledgement of event 6
+		 * may come after the watcher's copy of another node's event 7,
+		 * or before it) */
+		uint64_t ns = event_seq(v, len), os = event_seq(e->val, e->len);
+		if (ns != os) {
+			if (rev > e->rev)
+				e->rev = rev;
+			if (ns < os) {
+				c->ignored++;
+				return 0;
+			}
+			uint8_t *copy = malloc(len ? len : 1);
+			if (!copy)
+				return CHAT_ENOMEM;
+			memcpy(copy, v, len);
+			free(e->val);
+			e->val = copy;
+			e->len = len;
+			c->applied++;
+			return 1;
+		}
+	}
 	if (e && rev <= e->rev) {
 		/* the watcher's own copy of this node's delete: the tombstone goes */
 		if (from_watcher && del && e->deleted && rev == e->rev) {
 			unlink_entry(c, p);
 			return 1;
 		}
-		c->ignored++;
-		return 0;
-	}
-	if (e && !del && !e->deleted && c->by_event_seq && event_seq(v, len) < event_seq(e->val, e->len)) {
-		/* two puts of a group record landed out of order: the record
-		 * reflecting the later membership event stays */
-		e->rev = rev;
 		c->ignored++;
 		return 0;
 	}

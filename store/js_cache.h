@@ -42,7 +42,8 @@ typedef struct js_kv_cache {
 	js_kv_entry **tab, **otab;
 	size_t cap, n;
 	bool by_owner;              /* keys "<A>.<B>": listed by A (contacts) */
-	bool by_event_seq;          /* values are group records: the highest event seq wins */
+	bool by_event_seq;          /* values are group records: the highest event seq wins,
+	                             * over the revision order (puts land in either order) */
 	uint64_t pos;               /* the last revision the watcher delivered */
 	uint64_t applied, ignored;  /* changes applied; changes older than the entry */
 } js_kv_cache;

@@ -353,14 +353,14 @@ class JetStreamStoreTest(unittest.TestCase):
             h1, h2, h3 = "31" * 32, "32" * 32, "33" * 32
             self.assertEqual(a("add", "rcu", "d1", h1), "rc 0")
             self.assertTrue(b("waitdev", "rcu", "d1", h1, 2000).startswith("ok"))
-            self.assertEqual(b("stats").split()[6], "0")
+            before = int(b("stats").split()[6])  # reconnects so far (a loaded box may have had one)
             relay.cut()
             # b's old connection is gone: d2 can only reach it after the reconnect
             self.assertEqual(a("add", "rcu", "d2", h2), "rc 0")
             r = b("waitdev", "rcu", "d2", h2, 10000)
             self.assertTrue(r.startswith("ok"), r)
             print("a change made while the watcher's connection was cut: in its cache after %s ms" % r.split()[1])
-            self.assertEqual(b("stats").split()[6], "1", "b did not reconnect")
+            self.assertGreater(int(b("stats").split()[6]), before, "b did not reconnect")
             self.assertEqual(a("add", "rcu", "d3", h3), "rc 0")
             self.assertTrue(b("waitdev", "rcu", "d3", h3, 2000).startswith("ok"))
             self.assertEqual(b("dev", "rcu", "d1"), "dev " + h1)

@@ -557,6 +557,28 @@ START_TEST(cache_groups_keep_highest_event)
 	ck_assert_int_eq(jstore_group_decode(e->val, e->len, &d), CHAT_OK);
 	ck_assert_uint_eq(d.seq, 8);
 	jstore_group_free(&d);
+	/* this node's own put of event 9 acknowledged at rev 12 after the
+	 * watcher's copy of another node's event 10 at rev 11: 10 stays;
+	 * and the other order: event 12 (rev 13) seen before its own 11 (rev 14) */
+	g.seq = 10;
+	uint8_t r10[64], r9[64], r11[64], r12[64];
+	size_t n10 = jstore_group_encode(r10, sizeof(r10), &g);
+	g.seq = 9;
+	size_t n9 = jstore_group_encode(r9, sizeof(r9), &g);
+	g.seq = 11;
+	size_t n11 = jstore_group_encode(r11, sizeof(r11), &g);
+	g.seq = 12;
+	size_t n12 = jstore_group_encode(r12, sizeof(r12), &g);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 11, false, r10, n10, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 12, false, r9, n9, false), 0);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 12, false, r9, n9, true), 0);
+	/* a higher event at a lower revision (own ack late, the watcher first) wins */
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 10, false, r12, n12, false), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 14, false, r11, n11, true), 0);
+	e = js_kv_find(&c, "h", 1);
+	ck_assert_int_eq(jstore_group_decode(e->val, e->len, &d), CHAT_OK);
+	ck_assert_uint_eq(d.seq, 12);
+	jstore_group_free(&d);
 	/* a group deleted: gone, whatever its event */
 	ck_assert_int_eq(js_kv_apply(&c, "g", 1, 5, true, NULL, 0, true), 1);
 	ck_assert_ptr_null(js_kv_find(&c, "g", 1));
