@@ -76,7 +76,9 @@ class Peer:
     """A js_store_check watch process: one command, one answer line."""
 
     def __init__(self, urls, node):
-        e = dict(os.environ, **SANITIZER_ENV)
+        # reads at the leader: gget right after gput must see it (a direct
+        # get may be answered by a replica a write behind: test_ops)
+        e = dict(os.environ, JS_LEADER_READS="1", **SANITIZER_ENV)
         self.p = subprocess.Popen([CHECK, "watch", urls, node], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, env=e)
 
