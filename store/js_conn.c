@@ -264,6 +264,15 @@ static void on_reconnected(natsConnection *nc, void *closure)
 	js_fifo_push(&js->fifo, 0, 0, NULL);
 }
 
+/* The last callback libnats makes for a connection (its callbacks run in
+ * order on one thread): jstore_close waits for it before freeing js, or a
+ * late on_disconnected would write into freed memory (seen under ASan). */
+static void on_closed(natsConnection *nc, void *closure)
+{
+	(void)nc;
+	__atomic_store_n(&((jstore *)closure)->conn_closed, true, __ATOMIC_RELEASE);
+}
+
 static void destroy_msg(void *p)
 {
 	natsMsg_Destroy(p);
@@ -348,6 +357,8 @@ int jstore_open(jstore **out, const jstore_opts *o, char *err, size_t errlen)
 	if (st == NATS_OK)
 		st = natsOptions_SetReconnectedCB(no, on_reconnected, js);
 	if (st == NATS_OK)
+		st = natsOptions_SetClosedCB(no, on_closed, js);
+	if (st == NATS_OK)
 		st = natsConnection_Connect(&js->nc, no);
 	natsOptions_Destroy(no);
 	if (st != NATS_OK) {
@@ -430,6 +441,9 @@ void jstore_close(jstore *js)
 		jsCtx_Destroy(js->jsctx);
 	if (js->nc) {
 		natsConnection_Close(js->nc);
+		/* up to 2 s for libnats' callback thread to be done with js */
+		for (int i = 0; i < 2000 && !__atomic_load_n(&js->conn_closed, __ATOMIC_ACQUIRE); i++)
+			nats_Sleep(1);
 		natsConnection_Destroy(js->nc);
 	}
 	js_fifo_destroy(&js->fifo, destroy_msg);

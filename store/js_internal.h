@@ -94,6 +94,7 @@ struct jstore {
 	bool closing;
 	char lasterr[256];
 	struct js_watch *watch; /* js_watch.c: the KV watchers and caches (NULL: none) */
+	bool conn_closed;       /* libnats' closed callback ran (__atomic) */
 };
 
 int64_t js_now_ms(void);
