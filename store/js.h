@@ -42,6 +42,9 @@ typedef struct jstore_opts {
 	 * conflict reads stay direct: nothing is decided on them alone
 	 * (docs/CLUSTER.md, "Reads may be stale; decisions are not"). */
 	bool leader_reads;
+	/* The node lease (s): chat_nodes' max_age; a node whose heartbeat is
+	 * older is dead (docs/CLUSTER.md, "Device→node routing"); default 10. */
+	uint32_t lease_s;
 	void (*notify)(void *arg);  /* any thread: call jstore_drain soon */
 	void *notify_arg;
 } jstore_opts;
@@ -247,5 +250,59 @@ int jstore_group_get(jstore *js, const char *gid, jstore_group_cb cb, void *arg)
 /* From the cache: of the records seen, the one with the highest seq.
  * CHAT_OK fills *g (jstore_group_free). */
 int jstore_cached_group(const jstore *js, const char *gid, jstore_group *g);
+
+/* ---- sessions, nodes, live events (store/js_sess.c) ----
+ * docs/CLUSTER.md, "Device→node routing, live events, presence". */
+typedef struct jstore_live_dev {
+	char addr[CHAT_ADDR_MAX + 1]; /* "U/D" */
+	uint64_t qseq;                /* the device's reservation seq (CHAT_Q) of the event */
+} jstore_live_dev;
+
+typedef struct jstore_node_cbs {
+	/* After a dead node's lease: how long its sessions still count
+	 * (the plugin's presence_grace); default 10000. */
+	uint32_t grace_ms;
+	/* The janitor's job slot (chat_jobs janitor.<slot>); default 10000. */
+	uint32_t slot_ms;
+	/* The janitor deleted a session of a dead node and the device has no
+	 * session left on a live node: it went offline; seen_ms is the dead
+	 * node's last heartbeat (unix ms). Reported by the one node that
+	 * deleted the session. */
+	void (*offline)(void *arg, const char *addr, uint64_t seen_ms, const char *dead_node);
+	/* A live event for devices of this node, from from_node, in that
+	 * sender's order. */
+	void (*live)(void *arg, const char *from_node, const jstore_live_dev *devs, size_t n, const uint8_t *bytes,
+	             size_t len);
+	/* Numbers first..last from from_node were lost (core NATS is at most
+	 * once): the owner falls back to the devices' queues. Reported before
+	 * the event that revealed the gap is delivered. */
+	void (*gap)(void *arg, const char *from_node, uint64_t first, uint64_t last);
+	void *arg;
+} jstore_node_cbs;
+
+/* Starts this node's part: the heartbeat in chat_nodes (a put every
+ * lease/5, 2 s by default, from jstore_drain: no thread), the reading of
+ * every node's heartbeat (every lease/10, at most 1 s), the janitor (when
+ * this node holds the slot) and the subscription to <P>.node.<id>.ev.
+ * Synchronous (the subscription). Once per handle. */
+int jstore_node_start(jstore *js, const jstore_node_cbs *cbs);
+
+/* A device connection on this node: KV create chat_sess <U>.<D>.<node>_<conn>
+ * = {node, since} (CHAT_EEXIST if that connection already has one). */
+int jstore_session_open(jstore *js, const char *addr, uint64_t conn, jstore_done_cb cb, void *arg);
+/* Its removal: a message delete (CHAT_OK also when the janitor took it). */
+int jstore_session_close(jstore *js, const char *addr, uint64_t conn, jstore_done_cb cb, void *arg);
+/* The nodes holding a device's sessions, each once, nodes this node knows
+ * to be dead left out (routing's fallback when the watcher has no copy). */
+typedef void (*jstore_nodes_cb)(void *arg, int rc, const char *const *nodes, size_t n);
+int jstore_session_nodes(jstore *js, const char *addr, jstore_nodes_cb cb, void *arg);
+
+/* One live event for n devices held by node: a core NATS publish on
+ * <P>.node.<node>.ev, numbered per target node (at most once: a lost
+ * number is the receiver's gap). Synchronous; CHAT_EIO if not sent. */
+int jstore_live_publish(jstore *js, const char *node, const jstore_live_dev *devs, size_t n,
+                        const uint8_t *bytes, size_t len);
+/* Tests: the next k numbers to node are skipped (as if lost). */
+void jstore_live_skip(jstore *js, const char *node, uint64_t k);
 
 #endif

@@ -51,8 +51,8 @@ static const js_stream_spec layout[] = {
 	{ "KV:prefs", { 0 }, 1, true, false, true, true, 0 },
 	{ "KV:push", { 0 }, 1, true, false, true, true, 0 },
 	{ "KV:contacts", { 0 }, 1, true, false, true, true, 0 },
-	{ "KV:sess", { 0 }, 1, true, false, true, true, 0 },
-	{ "KV:nodes", { 0 }, 1, true, false, true, true, 10 },
+	{ "KV:sess", { 0 }, 1, true, false, true, false, 0 }, /* message deletes: js_sess.c */
+	{ "KV:nodes", { 0 }, 1, true, false, true, true, -2 }, /* -2: the lease */
 	{ "KV:jobs", { 0 }, 1, true, false, true, true, 60 },
 	{ "KV:state", { 0 }, 1, true, false, true, true, 0 },
 };
@@ -91,7 +91,8 @@ static void want_of(jstore *js, const js_stream_spec *s, js_want *w)
 	w->mmps = s->max_per_subject;
 	if (w->mmps == 0)
 		w->mmps = js->o.max_queue ? (int64_t)js->o.max_queue : -1;
-	int64_t age = s->max_age_s < 0 ? (int64_t)js->o.max_age_s : s->max_age_s;
+	int64_t age = s->max_age_s == -2 ? (int64_t)js->o.lease_s
+	              : s->max_age_s < 0 ? (int64_t)js->o.max_age_s : s->max_age_s;
 	w->max_age_ns = age * NS_PER_S;
 	w->dup_ns = 120 * NS_PER_S;
 	if (age > 0 && age < 120)
@@ -264,13 +265,14 @@ static void on_reconnected(natsConnection *nc, void *closure)
 	js_fifo_push(&js->fifo, 0, 0, NULL);
 }
 
-/* The last callback libnats makes for a connection (its callbacks run in
- * order on one thread): jstore_close waits for it before freeing js, or a
- * late on_disconnected would write into freed memory (seen under ASan). */
+/* The last of the connection's callbacks (libnats posts them in order on
+ * one thread, after natsConnection_Close returns): jstore_close waits for
+ * it before freeing js, which the disconnected callback still touches
+ * (ASan saw that use after free after a server's kill -9). */
 static void on_closed(natsConnection *nc, void *closure)
 {
 	(void)nc;
-	__atomic_store_n(&((jstore *)closure)->conn_closed, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&((jstore *)closure)->nc_closed, true, __ATOMIC_RELEASE);
 }
 
 static void destroy_msg(void *p)
@@ -313,6 +315,8 @@ int jstore_open(jstore **out, const jstore_opts *o, char *err, size_t errlen)
 		js->o.timeout_ms = 5000;
 	if (!js->o.attempt_ms)
 		js->o.attempt_ms = 2000;
+	if (!js->o.lease_s)
+		js->o.lease_s = 10;
 	js->next_id = 1;
 	if (js_fifo_init(&js->fifo, o->notify, o->notify_arg) != CHAT_OK) {
 		free(js);
@@ -433,6 +437,7 @@ void jstore_close(jstore *js)
 			op->fail(js, op, CHAT_EIO);
 		}
 	js_watch_close(js);
+	js_sess_free(js);
 	if (js->replies) {
 		natsSubscription_Unsubscribe(js->replies);
 		natsSubscription_Destroy(js->replies);
@@ -441,9 +446,10 @@ void jstore_close(jstore *js)
 		jsCtx_Destroy(js->jsctx);
 	if (js->nc) {
 		natsConnection_Close(js->nc);
-		/* up to 2 s for libnats' callback thread to be done with js */
-		for (int i = 0; i < 2000 && !__atomic_load_n(&js->conn_closed, __ATOMIC_ACQUIRE); i++)
-			nats_Sleep(1);
+		for (int i = 0; i < 5000 && !__atomic_load_n(&js->nc_closed, __ATOMIC_ACQUIRE); i++) {
+			struct timespec ms = { 0, 1000000L };
+			nanosleep(&ms, NULL);
+		}
 		natsConnection_Destroy(js->nc);
 	}
 	js_fifo_destroy(&js->fifo, destroy_msg);
@@ -570,6 +576,13 @@ size_t jstore_drain(jstore *js)
 					natsMsg_Destroy(m);
 				continue;
 			}
+			if (c->status == JS_COMP_LIVE) { /* js_sess.c's subscription */
+				js_sess_on_live(js, m);
+				ran++;
+				if (m)
+					natsMsg_Destroy(m);
+				continue;
+			}
 			js_op **p = c->op ? slot_of(js, c->op) : NULL;
 			if (p && *p) {
 				js_op *op = *p;
@@ -592,6 +605,8 @@ size_t jstore_drain(jstore *js)
 		}
 		js->batch.n = 0;
 	}
+	if (js->sess)
+		js_sess_tick(js, now);
 	if (now - js->last_scan >= 50) {
 		js->last_scan = now;
 		scan(js, now);

@@ -94,8 +94,16 @@ struct jstore {
 	bool closing;
 	char lasterr[256];
 	struct js_watch *watch; /* js_watch.c: the KV watchers and caches (NULL: none) */
-	bool conn_closed;       /* libnats' closed callback ran (__atomic) */
+	struct js_sess *sess;   /* js_sess.c: sessions, nodes, live events */
+	bool nc_closed;         /* libnats' closed callback ran: __atomic */
 };
+
+/* js_sess.c's hooks in js_conn.c: a message of its subscription (FIFO
+ * status JS_COMP_LIVE), the drain's tick, the close. */
+#define JS_COMP_LIVE 1
+void js_sess_on_live(jstore *js, natsMsg *m);
+void js_sess_tick(jstore *js, int64_t now);
+void js_sess_free(jstore *js);
 
 int64_t js_now_ms(void);
 /* Sends op's request m (takes it) with a fresh id; on failure op->fail runs

@@ -14,6 +14,8 @@
  *   8 a header number and a subject's seq    js_parse_u64, js_subject_last_u64
  *   9 a message read at the leader (JSON)    js_parse_msg_get, then its headers
  *  10 a NATS header block                    js_parse_hdrs
+ *  11 a live event's body (<P>.node.<id>.ev) js_live_decode (store/js_sess.h)
+ *  12 a session (chat_sess), a heartbeat     js_sess_decode, js_hb_decode
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -23,6 +25,7 @@
 
 #include "err.h"
 #include "js_codec.h"
+#include "js_sess.h"
 
 static void fail(const char *why)
 {
@@ -58,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 11) {
+	switch (data[0] % 13) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -181,6 +184,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		js_parse_hdrs(in, n, count_hdr, NULL);
 		hb_start = hb_end = NULL;
 		break;
+	case 11: {
+		jstore_live_dev *d = NULL;
+		const uint8_t *b = NULL;
+		size_t k = 0, bl = 0;
+		if (js_live_decode(in, n, &d, &k, &b, &bl) == CHAT_OK) {
+			if (!k || k > JS_LIVE_DEVS_MAX || b < in || b + bl != in + n)
+				fail("live event fields");
+			size_t e = js_live_encode(v, sizeof(v), d, k, b, bl);
+			if (n <= sizeof(v))
+				same(v, e, in, n, "live event round trip");
+		} else if (d) {
+			fail("devices handed out with a refusal");
+		}
+		free(d);
+		break;
+	}
+	case 12: {
+		char node[JS_NODE_MAX + 1];
+		uint64_t x;
+		if (js_sess_decode(in, n, node, &x) == CHAT_OK) {
+			size_t e = js_sess_encode(v, sizeof(v), node, x);
+			same(v, e, in, n, "session round trip");
+		}
+		if (js_hb_decode(in, n, &x) == CHAT_OK)
+			same(v, js_hb_encode(v, x), in, n, "heartbeat round trip");
+		break;
+	}
 	}
 	return 0;
 }

@@ -457,6 +457,11 @@ def js_inputs():
                       b'"data":"aGk=","time":"2026-12-08T00:00:00Z"}}',
         "leader_get_none": b"\x09" + b'{"error":{"code":404,"err_code":10037,"description":"no message found"}}',
         "hdrs": b"\x0a" + b"NATS/1.0\r\nChat-From: a/d1\r\nChat-Cid: u7\r\n\r\n",
+        "live": b"\x0b" + b"\x00\x02" + bytes([11]) + b"alice/phone" + be64(7) + bytes([7]) + b"bob/d.1" + be64(9)
+                + b"event bytes",
+        "live_bad": b"\x0b" + b"\xff\xff" + bytes([3]) + b"a/b" + be64(1),
+        "session": b"\x0c" + b"\x01" + be64(1765152000123) + bytes([2]) + b"n1",
+        "heartbeat": b"\x0c" + b"\x01" + be64(1765152000123),
     }
 
 

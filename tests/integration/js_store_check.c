@@ -15,6 +15,12 @@
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
  *   js_store_check watch URLS NODE              the KV watchers and caches, driven by commands
  *                                               on stdin, one answer line each (mode_watch)
+ *   js_store_check node URLS NODE               a node (jstore_node_start) driven by stdin lines:
+ *       open ADDR CONN | close ADDR CONN | nodes ADDR | pub NODE ADDR QSEQ TEXT | skip NODE K |
+ *       burst NODE N (N timed events, one every 1 ms) | lat (the received timed events) | quit
+ *     and printing "open|close ADDR RC", "nodes ADDR [NODE…]", "live FROM ADDR:QSEQ[,…] TEXT",
+ *     "gap FROM FIRST LAST", "offline ADDR SEEN_MS DEAD_NODE", "lat N P50 P99 INORDER"
+ *     (JS_LEASE_S, JS_GRACE_MS, JS_SLOT_MS: the lease, the grace and the janitor's slot)
  *
  * JS_START_AT=<ms since the epoch>: wait until then after connecting (races).
  * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
@@ -88,6 +94,7 @@ static int open_js(const char *urls, const char *node, uint64_t max_queue, uint3
 	o.max_queue = max_queue;
 	o.timeout_ms = timeout_ms;
 	o.leader_reads = getenv("JS_LEADER_READS") != NULL;
+	o.lease_s = getenv("JS_LEASE_S") ? (uint32_t)atoi(getenv("JS_LEASE_S")) : 0;
 	o.notify = notify;
 	int rc = jstore_open(&js, &o, err, sizeof(err));
 	if (rc != CHAT_OK) {
@@ -792,6 +799,185 @@ out:
 	return 0;
 }
 
+/* ---- a node driven by stdin (sessions, the janitor, live events) ---- */
+static double *lat_ms;
+static size_t lat_n, lat_cap;
+static uint64_t lat_last;
+static int lat_inorder = 1;
+
+static void node_cb(void *arg, int rc)
+{
+	printf("%s %d\n", (const char *)arg, rc);
+	free(arg);
+	fflush(stdout);
+}
+
+static void nodes_cb(void *arg, int rc, const char *const *nodes, size_t n)
+{
+	printf("nodes %s", (const char *)arg);
+	for (size_t i = 0; rc == CHAT_OK && i < n; i++)
+		printf(" %s", nodes[i]);
+	printf(rc == CHAT_OK ? "\n" : " error %d\n", rc);
+	free(arg);
+	fflush(stdout);
+}
+
+static void offline_cb(void *arg, const char *addr, uint64_t seen, const char *dead)
+{
+	(void)arg;
+	printf("offline %s %" PRIu64 " %s\n", addr, seen, dead);
+	fflush(stdout);
+}
+
+static void gap_cb(void *arg, const char *from, uint64_t first, uint64_t last)
+{
+	(void)arg;
+	printf("gap %s %" PRIu64 " %" PRIu64 "\n", from, first, last);
+	fflush(stdout);
+}
+
+static void live_cb(void *arg, const char *from, const jstore_live_dev *devs, size_t n, const uint8_t *b, size_t len)
+{
+	(void)arg;
+	/* a timed event: "T <k> <monotonic ms of its send>" */
+	if (len > 2 && b[0] == 'T' && b[1] == ' ') {
+		char t[64];
+		unsigned long long k;
+		double sent;
+		snprintf(t, sizeof(t), "%.*s", (int)(len < 63 ? len : 63), (const char *)b);
+		if (sscanf(t, "T %llu %lf", &k, &sent) == 2) {
+			if (lat_n == lat_cap) {
+				lat_cap = lat_cap ? 2 * lat_cap : 1024;
+				lat_ms = realloc(lat_ms, lat_cap * sizeof(*lat_ms));
+			}
+			lat_ms[lat_n++] = now_ms() - sent;
+			if (k != lat_last + 1)
+				lat_inorder = 0;
+			lat_last = k;
+		}
+		return;
+	}
+	printf("live %s ", from);
+	for (size_t i = 0; i < n; i++)
+		printf("%s%s:%" PRIu64, i ? "," : "", devs[i].addr, devs[i].qseq);
+	printf(" %.*s\n", (int)len, (const char *)b);
+	fflush(stdout);
+}
+
+static char *dupstr(const char *a, const char *b)
+{
+	size_t n = strlen(a) + strlen(b) + 2;
+	char *s = malloc(n);
+	snprintf(s, n, "%s %s", a, b);
+	return s;
+}
+
+static int node_line(char *line)
+{
+	char cmd[16], a[300], b[300], c[300], text[1000];
+	jstore_live_dev d;
+	int k = sscanf(line, "%15s %299s %299s %299s %999[^\n]", cmd, a, b, c, text);
+	if (k >= 3 && !strcmp(cmd, "open")) {
+		int rc = jstore_session_open(js, a, strtoull(b, NULL, 10), node_cb, dupstr("open", a));
+		if (rc != CHAT_OK)
+			printf("open %s %d\n", a, rc);
+	} else if (k >= 3 && !strcmp(cmd, "close")) {
+		int rc = jstore_session_close(js, a, strtoull(b, NULL, 10), node_cb, dupstr("close", a));
+		if (rc != CHAT_OK)
+			printf("close %s %d\n", a, rc);
+	} else if (k >= 2 && !strcmp(cmd, "nodes")) {
+		int rc = jstore_session_nodes(js, a, nodes_cb, strdup(a));
+		if (rc != CHAT_OK)
+			printf("nodes %s error %d\n", a, rc);
+	} else if (k >= 5 && !strcmp(cmd, "pub")) {
+		snprintf(d.addr, sizeof(d.addr), "%.*s", (int)sizeof(d.addr) - 1, b);
+		d.qseq = strtoull(c, NULL, 10);
+		int rc = jstore_live_publish(js, a, &d, 1, (const uint8_t *)text, strlen(text));
+		printf("pub %d\n", rc);
+	} else if (k >= 3 && !strcmp(cmd, "skip")) {
+		jstore_live_skip(js, a, strtoull(b, NULL, 10));
+	} else if (k >= 3 && !strcmp(cmd, "burst")) {
+		long n = atol(b), bad = 0;
+		snprintf(d.addr, sizeof(d.addr), "bench/d1");
+		for (long i = 1; i <= n; i++) {
+			char t[64];
+			d.qseq = (uint64_t)i;
+			int tl = snprintf(t, sizeof(t), "T %ld %.4f", i, now_ms());
+			if (jstore_live_publish(js, a, &d, 1, (const uint8_t *)t, (size_t)tl) != CHAT_OK)
+				bad++;
+			jstore_drain(js); /* as the broker's loop would */
+			double next = now_ms() + 1; /* one every ~1 ms */
+			while (now_ms() < next)
+				usleep(100);
+		}
+		printf("burst %ld %ld\n", n, bad);
+	} else if (!strcmp(cmd, "lat")) {
+		if (lat_n) {
+			qsort(lat_ms, lat_n, sizeof(*lat_ms), cmpd);
+			printf("lat %zu %.3f %.3f %d\n", lat_n, lat_ms[lat_n / 2], lat_ms[(lat_n * 99) / 100], lat_inorder);
+		} else {
+			printf("lat 0 0 0 %d\n", lat_inorder);
+		}
+	} else if (!strcmp(cmd, "quit")) {
+		return 1;
+	} else {
+		printf("unknown %s\n", line);
+	}
+	fflush(stdout);
+	return 0;
+}
+
+static int mode_node(void)
+{
+	jstore_node_cbs cbs = { 0 };
+	char buf[4096];
+	size_t have = 0;
+	cbs.grace_ms = getenv("JS_GRACE_MS") ? (uint32_t)atoi(getenv("JS_GRACE_MS")) : 0;
+	cbs.slot_ms = getenv("JS_SLOT_MS") ? (uint32_t)atoi(getenv("JS_SLOT_MS")) : 0;
+	cbs.offline = offline_cb;
+	cbs.live = live_cb;
+	cbs.gap = gap_cb;
+	if (jstore_node_start(js, &cbs) != CHAT_OK) {
+		fprintf(stderr, "node_start: %s\n", jstore_errmsg(js));
+		return 1;
+	}
+	printf("ready\n");
+	fflush(stdout);
+	for (;;) {
+		struct pollfd p[2] = { { efd, POLLIN, 0 }, { 0, POLLIN, 0 } };
+		if (poll(p, 2, 50) > 0) {
+			uint64_t v;
+			if ((p[0].revents & POLLIN) && read(efd, &v, sizeof(v)) < 0) {
+				/* drained below anyway */
+			}
+			if (p[1].revents & (POLLIN | POLLHUP)) {
+				ssize_t r = read(0, buf + have, sizeof(buf) - 1 - have);
+				if (r <= 0)
+					break;
+				have += (size_t)r;
+				buf[have] = '\0';
+				char *nl;
+				while ((nl = strchr(buf, '\n'))) {
+					*nl = '\0';
+					int q = node_line(buf);
+					size_t used = (size_t)(nl + 1 - buf);
+					memmove(buf, nl + 1, have - used + 1);
+					have -= used;
+					if (q) {
+						free(lat_ms);
+						return 0;
+					}
+				}
+				if (have == sizeof(buf) - 1)
+					have = 0; /* a line too long: dropped */
+			}
+		}
+		jstore_drain(js);
+	}
+	free(lat_ms);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 3) {
@@ -806,8 +992,11 @@ int main(int argc, char **argv)
 		rc = open_js(urls, "check", argc > 3 ? strtoull(argv[3], NULL, 10) : 0, timeout);
 	else
 		rc = open_js(urls,
-		             !strcmp(mode, "seq") || !strcmp(mode, "claims") || !strcmp(mode, "watch") ? argv[3] : "check", 0,
-		             timeout);
+		             !strcmp(mode, "seq") || !strcmp(mode, "claims") || !strcmp(mode, "watch") ||
+		                             !strcmp(mode, "node")
+		                     ? argv[3]
+		                     : "check",
+		             0, timeout);
 	if (rc)
 		return rc;
 	/* JS_START_AT (ms since the epoch): every process of a race starts its
@@ -838,6 +1027,8 @@ int main(int argc, char **argv)
 		rc = mode_watch();
 	else if (!strcmp(mode, "bench") && argc >= 4)
 		rc = mode_bench(atol(argv[3]));
+	else if (!strcmp(mode, "node") && argc >= 4)
+		rc = mode_node();
 	else
 		rc = 2;
 	jstore_close(js);

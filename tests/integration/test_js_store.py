@@ -19,6 +19,12 @@
   takes to reach a cache (p50/p99 over 200 puts, printed); a watcher whose
   connection is cut (a TCP relay, no server killed) gets, after its
   reconnect, the change written meanwhile;
+- nodes (js_store_check node, store/js_sess.c): a session opened on n1 is
+  seen by n2's lookup, a closed one is gone; live events n2 → n1 arrive
+  once, in order, a skipped number is reported as a gap; 1,000 timed
+  events give the n2 → n1 latency; after kill -9 of n1, the janitor of
+  n2 or n3 (whichever holds the slot) reports its device offline exactly
+  once, after lease + grace;
 - kill -9 of the CHAT_LOG stream leader while two writers append: no
   acknowledged entry lost, still gap-free.
 
@@ -26,11 +32,13 @@ No broker: nothing in the plugin calls the backend yet (plan steps 1–2),
 so the test runs once, not against both brokers."""
 
 import os
+import queue
 import re
 import signal
 import socket
 import threading
 import subprocess
+import threading
 import time
 import unittest
 from collections import Counter
@@ -57,6 +65,57 @@ def spawn(args, env=None):
     e = dict(os.environ, **SANITIZER_ENV)
     e.update(env or {})
     return subprocess.Popen([CHECK] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+
+class Node:
+    """A js_store_check node process, driven line by line."""
+
+    def __init__(self, urls, name, env):
+        e = dict(os.environ, **SANITIZER_ENV)
+        e.update(env)
+        self.name = name
+        self.p = subprocess.Popen([CHECK, "node", urls, name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=e, bufsize=1)
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def send(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def expect(self, prefix, timeout=10):
+        """The next line starting with prefix (others are kept in seen)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                line = self.lines.get(timeout=max(0.01, end - time.time()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError("%s: no '%s' within %ss; saw %r; stderr %s" % (
+            self.name, prefix, timeout, self.seen[-20:], self.p.stderr.read() if self.p.poll() is not None else ""))
+
+    def drain(self):
+        while True:
+            try:
+                self.seen.append(self.lines.get_nowait())
+            except queue.Empty:
+                return self.seen
+
+    def quit(self):
+        if self.p.poll() is None:
+            self.send("quit")
+        out, err = self.p.communicate(timeout=30)
+        for line in out.splitlines():
+            self.seen.append(line)
+        return self.p.returncode, err
 
 
 def acked(out):
@@ -376,6 +435,85 @@ class JetStreamStoreTest(unittest.TestCase):
                 rc, err = p.close()
                 self.assertEqual(rc, 0, err)
             relay.close()
+    def test_nodes_sessions_janitor_live(self):
+        # The product's lease is 10 s and its grace 10 s; here 2 s and 0.5 s
+        # with a 1 s janitor slot, so that a dead node's device turns offline
+        # within the test's time. A lease is part of the layout (chat_nodes'
+        # max_age), so these nodes use their own cell prefix.
+        env = {"JS_PREFIX": "sess", "JS_LEASE_S": "2", "JS_GRACE_MS": "500", "JS_SLOT_MS": "1000",
+               "JS_LEADER_READS": "1"}
+        began = time.time()
+        # n1 first: it creates the prefix's layout, the others only check it
+        nodes = [Node(self.nats.urls, "n1", env)]
+        try:
+            nodes[0].expect("ready", 40)
+            nodes += [Node(self.nats.urls, n, env) for n in ("n2", "n3")]
+            n1, n2, n3 = nodes
+            for n in nodes[1:]:
+                n.expect("ready", 40)
+            n1.send("open alice/phone 1")
+            self.assertEqual(n1.expect("open"), "open alice/phone 0")
+            n2.send("nodes alice/phone")
+            self.assertEqual(n2.expect("nodes"), "nodes alice/phone n1")
+            # a session closed by its node is gone from the lookup
+            n3.send("open bob/pc 7")
+            self.assertEqual(n3.expect("open"), "open bob/pc 0")
+            n3.send("close bob/pc 7")
+            self.assertEqual(n3.expect("close"), "close bob/pc 0")
+            n2.send("nodes bob/pc")
+            self.assertEqual(n2.expect("nodes"), "nodes bob/pc")
+            # live events n2 -> n1: in order, once; number 4 skipped: a gap
+            for i in (1, 2, 3):
+                n2.send("pub n1 alice/phone %d e%d" % (10 + i, i))
+            n2.send("skip n1 1")
+            n2.send("pub n1 alice/phone 15 e5")
+            got = [n1.expect("live") for _ in range(3)]
+            self.assertEqual(got, ["live n2 alice/phone:%d e%d" % (10 + i, i) for i in (1, 2, 3)])
+            self.assertEqual(n1.expect("gap"), "gap n2 4 4")
+            self.assertEqual(n1.expect("live"), "live n2 alice/phone:15 e5")
+            # 1,000 timed events, one every ~1 ms: all arrive, in order
+            n2.send("burst n1 1000")
+            self.assertEqual(n2.expect("burst", 30), "burst 1000 0")
+            deadline = time.time() + 5
+            while True:
+                n1.send("lat")
+                lat = n1.expect("lat").split()
+                if int(lat[1]) == 1000 or time.time() > deadline:
+                    break
+                time.sleep(0.1)
+            self.assertEqual((lat[1], lat[4]), ("1000", "1"), "lost or out of order: %s" % lat)
+            print("live event latency n2 -> n1 over 1000 events: p50 %s ms, p99 %s ms" % (lat[2], lat[3]))
+            # kill -9 of n1: n2's or n3's janitor reports alice/phone offline,
+            # exactly once, after lease + grace
+            killed = time.time()
+            n1.p.send_signal(signal.SIGKILL)
+            n1.p.wait()
+            offline = []
+            while not offline and time.time() < killed + 15:
+                time.sleep(0.1)
+                offline = [l for n in (n2, n3) for l in n.drain() if l.startswith("offline")]
+            observed = time.time()
+            took = observed - killed
+            self.assertTrue(offline, "no offline report within 15 s")
+            time.sleep(1.0)  # another janitor slot (1 s), passes every 0.2 s: nobody reports it again
+            offline = [l for n in (n2, n3) for l in n.drain() if l.startswith("offline")]
+            self.assertEqual(len(offline), 1, offline)
+            what, addr, seen, dead = offline[0].split()
+            self.assertEqual((addr, dead), ("alice/phone", "n1"))
+            # seen: n1's last heartbeat, within a lease before the kill
+            self.assertLess(abs(int(seen) / 1000 - killed), 2.5)
+            # and not before lease + grace after it (the janitor counts from
+            # when it saw that heartbeat, which is after it was written)
+            self.assertGreater(observed - int(seen) / 1000, 2.4, "offline before lease + grace")
+            print("offline after kill -9: %.1f s (lease 2 s + grace 0.5 s)" % took)
+            n2.send("nodes alice/phone")
+            self.assertEqual(n2.expect("nodes"), "nodes alice/phone")
+            print("this case: %.1f s" % (time.time() - began))
+        finally:
+            for n in nodes:
+                if n.p.poll() is None:
+                    rc, err = n.quit()
+                    self.assertEqual(rc, 0, err)
 
     def test_z_leader_kill_loses_no_acknowledged_write(self):
         conv = "g:kill"

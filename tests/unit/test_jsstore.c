@@ -16,6 +16,7 @@
 #include "err.h"
 #include "js_cache.h"
 #include "js_codec.h"
+#include "js_sess.h"
 #include "js_fifo.h"
 
 /* ---- the FIFO ---- */
@@ -586,6 +587,111 @@ START_TEST(cache_groups_keep_highest_event)
 }
 END_TEST
 
+START_TEST(sess_gap_tracker)
+{
+	js_gap g = { 0 };
+	uint64_t f = 0, l = 0;
+	/* the first from a sender: 1 is next, a later first number is a gap */
+	ck_assert_int_eq(js_gap_check(&g, 7, 1, &f, &l), JS_GAP_NEXT);
+	ck_assert_int_eq(js_gap_check(&g, 7, 2, &f, &l), JS_GAP_NEXT);
+	ck_assert_int_eq(js_gap_check(&g, 7, 3, &f, &l), JS_GAP_NEXT);
+	ck_assert_int_eq(js_gap_check(&g, 7, 5, &f, &l), JS_GAP_MISSING); /* 4 lost */
+	ck_assert(f == 4 && l == 4);
+	ck_assert_int_eq(js_gap_check(&g, 7, 4, &f, &l), JS_GAP_OLD);     /* late: dropped */
+	ck_assert_int_eq(js_gap_check(&g, 7, 5, &f, &l), JS_GAP_OLD);     /* twice: dropped */
+	ck_assert_int_eq(js_gap_check(&g, 7, 0, &f, &l), JS_GAP_OLD);
+	ck_assert_int_eq(js_gap_check(&g, 7, 9, &f, &l), JS_GAP_MISSING);
+	ck_assert(f == 6 && l == 8);
+	/* the sender restarted (a new epoch): its numbers start again */
+	ck_assert_int_eq(js_gap_check(&g, 8, 1, &f, &l), JS_GAP_NEXT);
+	js_gap h = { 0 };
+	ck_assert_int_eq(js_gap_check(&h, 3, 4, &f, &l), JS_GAP_MISSING);
+	ck_assert(f == 1 && l == 3);
+	ck_assert_int_eq(js_gap_check(&g, 9, UINT64_MAX, &f, &l), JS_GAP_MISSING);
+	ck_assert(f == 1 && l == UINT64_MAX - 1);
+	ck_assert_int_eq(js_gap_check(&g, 9, UINT64_MAX, &f, &l), JS_GAP_OLD);
+}
+END_TEST
+
+START_TEST(sess_slots_and_keys)
+{
+	ck_assert_uint_eq(js_slot_of(0, 10000), 0);
+	ck_assert_uint_eq(js_slot_of(9999, 10000), 0);
+	ck_assert_uint_eq(js_slot_of(10000, 10000), 1);
+	ck_assert_uint_eq(js_slot_of(1765152000123ull, 10000), 176515200ull);
+	ck_assert_uint_eq(js_slot_left_ms(1765152000123ull, 10000), 9877);
+	ck_assert_uint_eq(js_slot_left_ms(20000, 10000), 10000);
+	ck_assert_uint_eq(js_slot_left_ms(20999, 1000), 1);
+	char t[128];
+	ck_assert_uint_gt(js_conn_token(t, sizeof(t), "node.1", 42), 0);
+	ck_assert_str_eq(t, "node=2E1_42");
+	ck_assert_uint_eq(js_conn_token(t, sizeof(t), "bad:node", 1), 0);
+	ck_assert_uint_eq(js_conn_token(t, 5, "node", 12345), 0);
+}
+END_TEST
+
+START_TEST(sess_values)
+{
+	uint8_t v[128];
+	char node[JS_NODE_MAX + 1];
+	uint64_t since = 0, ts = 0;
+	size_t n = js_sess_encode(v, sizeof(v), "n1", 1765152000123ull);
+	ck_assert_uint_eq(n, 12);
+	ck_assert_int_eq(js_sess_decode(v, n, node, &since), CHAT_OK);
+	ck_assert_str_eq(node, "n1");
+	ck_assert(since == 1765152000123ull);
+	ck_assert_int_eq(js_sess_decode(v, n - 1, node, &since), CHAT_ECORRUPT);
+	v[10] = ':';
+	ck_assert_int_eq(js_sess_decode(v, n, node, &since), CHAT_ECORRUPT);
+	ck_assert_uint_eq(js_sess_encode(v, sizeof(v), "", 1), 0);
+	ck_assert_uint_eq(js_sess_encode(v, 5, "n1", 1), 0);
+	n = js_hb_encode(v, 99);
+	ck_assert_int_eq(js_hb_decode(v, n, &ts), CHAT_OK);
+	ck_assert(ts == 99);
+	ck_assert_int_eq(js_hb_decode(v, n - 1, &ts), CHAT_ECORRUPT);
+	v[0] = 2;
+	ck_assert_int_eq(js_hb_decode(v, n, &ts), CHAT_ECORRUPT);
+}
+END_TEST
+
+START_TEST(sess_live_bodies)
+{
+	jstore_live_dev d[2] = { { "alice/phone", 7 }, { "bob/d.1", UINT64_MAX } }, *out = NULL;
+	uint8_t b[256];
+	const uint8_t *bytes = NULL;
+	size_t n = 0, bl = 0;
+	size_t len = js_live_encode(b, sizeof(b), d, 2, (const uint8_t *)"hello", 5);
+	ck_assert_uint_eq(len, js_live_size(d, 2, 5));
+	ck_assert_int_eq(js_live_decode(b, len, &out, &n, &bytes, &bl), CHAT_OK);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(out[0].addr, "alice/phone");
+	ck_assert_str_eq(out[1].addr, "bob/d.1");
+	ck_assert(out[0].qseq == 7 && out[1].qseq == UINT64_MAX);
+	ck_assert(bl == 5 && !memcmp(bytes, "hello", 5));
+	free(out);
+	/* no bytes at all is an event too */
+	len = js_live_encode(b, sizeof(b), d, 1, NULL, 0);
+	ck_assert_int_eq(js_live_decode(b, len, &out, &n, &bytes, &bl), CHAT_OK);
+	ck_assert(n == 1 && bl == 0);
+	free(out);
+	/* cut inside a device, a count the body cannot hold, none, a bad address */
+	ck_assert_int_eq(js_live_decode(b, len - 1, &out, &n, &bytes, &bl), CHAT_ECORRUPT);
+	ck_assert_ptr_null(out);
+	uint8_t big[2] = { 0xff, 0xff };
+	ck_assert_int_eq(js_live_decode(big, 2, &out, &n, &bytes, &bl), CHAT_ECORRUPT);
+	b[1] = 0;
+	ck_assert_int_eq(js_live_decode(b, len, &out, &n, &bytes, &bl), CHAT_ECORRUPT);
+	b[1] = 1;
+	b[3] = '/'; /* "a/ice/phone"? no: "//ice/phone"-like, not U/D */
+	b[4] = '/';
+	ck_assert_int_eq(js_live_decode(b, len, &out, &n, &bytes, &bl), CHAT_ECORRUPT);
+	jstore_live_dev bad = { "nodevice", 1 };
+	ck_assert_uint_eq(js_live_encode(b, sizeof(b), &bad, 1, NULL, 0), 0);
+	ck_assert_uint_eq(js_live_encode(b, sizeof(b), d, 0, NULL, 0), 0);
+	ck_assert_uint_eq(js_live_encode(b, 10, d, 1, NULL, 0), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("jsstore");
@@ -607,6 +713,12 @@ static Suite *suite(void)
 	tcase_add_test(t, cache_owner_index_grows);
 	tcase_add_test(t, group_record);
 	tcase_add_test(t, cache_groups_keep_highest_event);
+	suite_add_tcase(s, t);
+	t = tcase_create("sessions");
+	tcase_add_test(t, sess_gap_tracker);
+	tcase_add_test(t, sess_slots_and_keys);
+	tcase_add_test(t, sess_values);
+	tcase_add_test(t, sess_live_bodies);
 	suite_add_tcase(s, t);
 	return s;
 }
