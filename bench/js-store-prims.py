@@ -4,8 +4,10 @@
 """The JetStream backend's primitives from C (store/js.h), on a 3-node
 nats-server cluster on loopback (tests/integration/clusterlib.py): the
 per-conversation seq assignment (a create-only log entry, warm head) and
-the dedup claim (a KV create), one at a time, p50/p99 and rate; then the
-same with 4 processes appending to one conversation (conflicts).
+the dedup claim (a KV create), one at a time, p50/p99 and rate; the whole
+send (jstore_send: a dm to 2 devices — the claim and 2 reservations, then
+the log entry), p50/p99 and sends/s; then 2 and 4 processes appending to
+one conversation (conflicts).
 
     bench/js-store-prims.py [N]        (build/ must have js_store_check)
 
@@ -28,6 +30,8 @@ with NatsCluster(3) as nc:
     r = subprocess.run([CHECK, "layout", nc.urls], capture_output=True, text=True)
     print("layout: %s (%.1f s, 16 streams and buckets created)" % (r.stdout.strip(), time.monotonic() - t))
     r = subprocess.run([CHECK, "bench", nc.urls, n], capture_output=True, text=True)
+    print(r.stdout.strip() or r.stderr)
+    r = subprocess.run([CHECK, "sendbench", nc.urls, n], capture_output=True, text=True)
     print(r.stdout.strip() or r.stderr)
     for w in (2, 4):
         # all start together once connected (JS_START_AT), as in test_js_store

@@ -305,4 +305,29 @@ int jstore_live_publish(jstore *js, const char *node, const jstore_live_dev *dev
 /* Tests: the next k numbers to node are skipped (as if lost). */
 void jstore_live_skip(jstore *js, const char *node, uint64_t k);
 
+/* ---- the send (js_send.c) ----
+ * store_send on JetStream (docs/CLUSTER.md, "A send"): one send per
+ * conversation at a time on a node (behind its appends and sends); round 1
+ * all at once — the dedup claim (messages only), one reservation per
+ * distinct device of to[] on CHAT_Q (q.<addr>), the expiry index entry
+ * x.<minute> when msg->expires - msg->ts is below offline_ttl (max_age_s
+ * less a day); round 2 the create-only log entry listing each reservation's
+ * stream seq (Chat-Rcpts): the commit. A conflict reserves again for the
+ * next free seq (stale reservations deleted); refused (CHAT_EIO) after
+ * JS_CONFLICTS_MAX in a row. rc:
+ *   CHAT_OK      stored at seq; retry: answered from an earlier send of this
+ *                (from, cid), found in the log — this call committed nothing
+ *                (false when it wrote the entry, also when it finished an
+ *                earlier send whose node went quiet);
+ *   CHAT_EQUOTA  a recipient's queue holds max_queue: nothing written (the
+ *                reservations made and the claim deleted);
+ *   CHAT_EEXIST  the cid was sent in another conversation (seq: its first);
+ *   CHAT_EIO     timeout or JetStream error (jstore_errmsg).
+ * A group event (STORE_KIND_GROUP) gets Chat-Kind g and no claim, but its
+ * entry's Nats-Msg-Id is still m.<from>.<cid>: the caller gives each event a
+ * cid of its own, or a second event within 2 minutes reads as a Duplicate. */
+typedef void (*jstore_send_cb)(void *arg, int rc, uint64_t seq, bool retry);
+int jstore_send(jstore *js, const store_msg *msg, const char *const *to, size_t n, jstore_send_cb cb,
+                void *arg);
+
 #endif

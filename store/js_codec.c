@@ -483,3 +483,23 @@ bool js_subject_last_u64(const char *subj, size_t len, uint64_t *out)
 		i--;
 	return js_parse_u64(subj + i, len - i, out) && *out > 0;
 }
+
+bool js_rcpts_has(const char *s, size_t len, uint64_t sseq)
+{
+	size_t i = 0;
+	while (i < len) {
+		size_t e = i, colon = len;
+		while (e < len && s[e] != ',') {
+			if (s[e] == ':')
+				colon = e;
+			e++;
+		}
+		uint64_t v;
+		size_t dl = e - colon - 1; /* canonical decimals only: no leading zero */
+		if (colon < e && colon > i && dl && (dl == 1 || s[colon + 1] != '0') &&
+		    js_parse_u64(s + colon + 1, dl, &v) && v == sseq)
+			return true;
+		i = e + 1;
+	}
+	return false;
+}

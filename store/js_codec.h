@@ -98,6 +98,10 @@ typedef struct js_claim {
 size_t js_claim_encode(uint8_t *out, size_t cap, const js_claim *c);
 int js_claim_decode(const uint8_t *v, size_t len, js_claim *c);
 
+/* A send's log entry header Chat-Rcpts: items "U/D:<stream seq>" joined by
+ * ','. True if an item (with a well-formed decimal after its last ':')
+ * names stream seq sseq; a malformed item names nothing. */
+bool js_rcpts_has(const char *s, size_t len, uint64_t sseq);
 /* The seq of a log subject "<prefix>.log.<conv tokens>.<seq>": its last token. */
 bool js_subject_last_u64(const char *subj, size_t len, uint64_t *out);
 

@@ -679,14 +679,19 @@ natsMsg *js_req_kv_get(jstore *js, const char *bucket, const char *key)
 
 static int set_hdr(void *arg, const char *k, size_t kl, const char *v, size_t vl)
 {
-	char key[128], val[1024];
-	if (kl >= sizeof(key) || vl >= sizeof(val))
+	/* values may be long: a send's Chat-Rcpts lists every recipient device */
+	char key[128], *val;
+	if (kl >= sizeof(key) || vl > 1024 * 1024)
 		return CHAT_ECORRUPT;
 	memcpy(key, k, kl);
 	key[kl] = '\0';
+	if (!(val = malloc(vl + 1)))
+		return CHAT_ENOMEM;
 	memcpy(val, v, vl);
 	val[vl] = '\0';
-	return natsMsgHeader_Add(arg, key, val) == NATS_OK ? CHAT_OK : CHAT_ENOMEM;
+	int rc = natsMsgHeader_Add(arg, key, val) == NATS_OK ? CHAT_OK : CHAT_ENOMEM;
+	free(val);
+	return rc;
 }
 
 /* A leader read's JSON answer in the shape of a direct get's reply, so

@@ -62,6 +62,15 @@ struct js_op {
 	size_t body_len;
 	js_conv *cv;            /* log appends: the conversation */
 	js_op *wnext;           /* log appends waiting for the conversation */
+	/* A writer of the conversation's log (jstore_log_append, jstore_send):
+	 * what it does at each point of the shared seq assignment (js_ops.c). */
+	void (*log_free)(jstore *js, js_op *op);          /* op->n is free: write it */
+	void (*log_hdrs)(jstore *js, js_op *op, natsMsg *m); /* more headers on the entry */
+	/* log.<conv>.<seq> is this (from, cid) (m: that entry): another's
+	 * publish or an earlier attempt; NULL: success at seq */
+	void (*log_ours)(jstore *js, js_op *op, natsMsg *m, uint64_t seq);
+	void (*log_done)(jstore *js, js_op *op, int rc, uint64_t seq); /* reports, ends op */
+	void *ext;              /* the send's own state (js_send.c) */
 };
 
 struct js_conv {
@@ -149,5 +158,28 @@ void js_retry_soon(jstore *js, js_op *op);
 void js_watch_deliver(jstore *js, uint64_t idx, natsMsg *m);
 void js_watch_ack(jstore *js, natsMsg *req, natsMsg *reply);
 void js_watch_close(jstore *js);
+
+/* js_sess.c: node's heartbeat has not changed for a lease, as this node
+ * has seen it (false without jstore_node_start, and for this node). */
+bool js_node_known_dead(jstore *js, const char *node);
+
+/* ---- the conversation's writers (js_ops.c; used by js_send.c) ----
+ * One writer per conversation at a time on a node: js_log_enqueue starts op
+ * (op->cv, op->key = the conv's tokens, the log_* hooks set) or queues it
+ * behind the conversation's writer. It finds the head (cache, hint,
+ * probing), sets op->n and calls op->log_free. js_log_publish creates
+ * log.<conv>.<n> (create-only; op->log_hdrs adds headers); its answer is
+ * handled here: success, Duplicate, a conflict (read at the leader, probe
+ * forward, op->log_free again; refused after JS_CONFLICTS_MAX). Every end
+ * goes through js_log_finish (the head cache, op->log_done, the next writer). */
+js_conv *js_conv_get(jstore *js, const char *conv);
+void js_log_enqueue(jstore *js, js_op *op);
+void js_log_publish(jstore *js, js_op *op);
+void js_log_finish(jstore *js, js_op *op, int rc, uint64_t seq);
+/* A read of log.<conv>.<n> (op->key: the conv's tokens). */
+natsMsg *js_log_req(jstore *js, const js_op *op, uint64_t n, bool leader);
+/* The entry m carries op's (from, cid). */
+bool js_entry_is_ours(const js_op *op, natsMsg *m);
+void js_kv_subject(jstore *js, char *out, size_t cap, const char *bucket, const char *key);
 
 #endif

@@ -822,6 +822,16 @@ static js_conv *conv_of(jstore *js, const char *conv, bool create)
 	return c;
 }
 
+js_conv *js_conv_get(jstore *js, const char *conv)
+{
+	return conv_of(js, conv, true);
+}
+
+void js_kv_subject(jstore *js, char *out, size_t cap, const char *bucket, const char *key)
+{
+	kv_subject(js, out, cap, bucket, key);
+}
+
 void jstore_forget_head(jstore *js, const char *conv)
 {
 	js_conv *c = conv_of(js, conv, false);
@@ -840,7 +850,7 @@ static void log_stream(jstore *js, char *out, size_t cap)
 }
 
 /* A read of log.<conv>.<n>: at the leader where the answer must decide. */
-static natsMsg *log_req(jstore *js, const js_op *op, uint64_t n, bool leader)
+natsMsg *js_log_req(jstore *js, const js_op *op, uint64_t n, bool leader)
 {
 	char stream[96], subj[600];
 	log_stream(js, stream, sizeof(stream));
@@ -848,13 +858,17 @@ static natsMsg *log_req(jstore *js, const js_op *op, uint64_t n, bool leader)
 	return leader ? js_req_last_leader(js, stream, subj) : js_req_last(js, stream, subj);
 }
 
+static natsMsg *log_req(jstore *js, const js_op *op, uint64_t n, bool leader)
+{
+	return js_log_req(js, op, n, leader);
+}
+
 static void log_next(jstore *js, js_conv *c);
 
-/* The end of an append: its callback, then the conversation's next append. */
-static void log_finish(jstore *js, js_op *op, int rc, uint64_t seq)
+/* The end of a writer (an append, a send): the head cache, its report
+ * (op->log_done ends op), then the conversation's next writer. */
+void js_log_finish(jstore *js, js_op *op, int rc, uint64_t seq)
 {
-	jstore_seq_cb cb = op->cb.seq;
-	void *arg = op->arg;
 	js_conv *c = op->cv;
 	if (rc == CHAT_OK && (!c->head_known || seq > c->head)) {
 		c->head = seq;
@@ -863,10 +877,23 @@ static void log_finish(jstore *js, js_op *op, int rc, uint64_t seq)
 		c->head_known = false; /* probe again next time */
 	}
 	c->busy = false;
-	js_op_end(js, op);
-	cb(arg, rc, seq);
+	op->log_done(js, op, rc, seq);
 	if (!c->busy)
 		log_next(js, c);
+}
+
+static void log_finish(jstore *js, js_op *op, int rc, uint64_t seq)
+{
+	js_log_finish(js, op, rc, seq);
+}
+
+/* jstore_log_append's report. */
+static void append_done(jstore *js, js_op *op, int rc, uint64_t seq)
+{
+	jstore_seq_cb cb = op->cb.seq;
+	void *arg = op->arg;
+	js_op_end(js, op);
+	cb(arg, rc, seq);
 }
 
 static void fail_log(jstore *js, js_op *op, int rc)
@@ -883,7 +910,7 @@ static void put_hint(jstore *js, const js_op *op, uint64_t seq)
 	natsConnection_Publish(js->nc, subj, v, n); /* a hint: no answer awaited */
 }
 
-static bool entry_is_ours(const js_op *op, natsMsg *m)
+bool js_entry_is_ours(const js_op *op, natsMsg *m)
 {
 	const char *from = NULL, *cid = NULL;
 	char want[JS_CID_ENC_MAX + 1];
@@ -892,8 +919,15 @@ static bool entry_is_ours(const js_op *op, natsMsg *m)
 	return js_enc_cid(want, sizeof(want), &op->cid) && !strcmp(from, op->from) && !strcmp(cid, want);
 }
 
-static void log_publish(jstore *js, js_op *op);
 static void step_log_probe(jstore *js, js_op *op, natsMsg *m);
+
+/* log.<conv>.<seq> holds this (from, cid): the writer's success. */
+static void log_ours(jstore *js, js_op *op, natsMsg *m, uint64_t seq)
+{
+	if (op->log_ours)
+		return op->log_ours(js, op, m, seq);
+	log_finish(js, op, CHAT_OK, seq);
+}
 
 /* After a conflict: is log.<conv>.<n> our own entry (an earlier attempt of
  * ours, or another node finishing this send)? */
@@ -902,8 +936,8 @@ static void step_log_conflict_read(jstore *js, js_op *op, natsMsg *m)
 	enum js_reply r = js_get_reply(js, m, false);
 	if (get_retry(js, op, r))
 		return;
-	if (r == JS_FOUND && entry_is_ours(op, m))
-		return log_finish(js, op, CHAT_OK, op->n);
+	if (r == JS_FOUND && js_entry_is_ours(op, m))
+		return log_ours(js, op, m, op->n);
 	if (r == JS_BAD)
 		return log_finish(js, op, CHAT_EIO, 0);
 	if (++op->conflicts > JS_CONFLICTS_MAX) {
@@ -911,7 +945,7 @@ static void step_log_conflict_read(jstore *js, js_op *op, natsMsg *m)
 		return log_finish(js, op, CHAT_EIO, 0);
 	}
 	if (r != JS_FOUND) /* a leader still catching up: the create is refused again and read again */
-		return log_publish(js, op);
+		return js_log_publish(js, op);
 	/* Another's: probe forward to the first free seq before publishing
 	 * again. Publishing at n + 1 straight away, a node behind a busy writer
 	 * elsewhere chased it for ever (CI: 17 conflicts in a row, 21 times):
@@ -937,7 +971,7 @@ static void step_log_dup_read(jstore *js, js_op *op, natsMsg *m)
 	if (r != JS_FOUND || natsMsgHeader_Get(m, "Nats-Subject", &subj) != NATS_OK || !subj ||
 	    !js_subject_last_u64(subj, strlen(subj), &seq))
 		return log_finish(js, op, r == JS_FOUND ? CHAT_ECORRUPT : CHAT_EIO, 0);
-	log_finish(js, op, CHAT_OK, seq);
+	log_ours(js, op, m, seq);
 }
 
 static void step_log_published(jstore *js, js_op *op, natsMsg *m)
@@ -971,7 +1005,7 @@ static void step_log_published(jstore *js, js_op *op, natsMsg *m)
 	js_send(js, op, log_req(js, op, op->n, true));
 }
 
-static void log_publish(jstore *js, js_op *op)
+void js_log_publish(jstore *js, js_op *op)
 {
 	char subj[600], msgid[600], cid[JS_CID_ENC_MAX + 1], ts[24], from[JS_ADDR_ENC_MAX + 1];
 	log_subject(js, op, op->n, subj, sizeof(subj));
@@ -984,6 +1018,8 @@ static void log_publish(jstore *js, js_op *op)
 		natsMsgHeader_Set(m, "Chat-From", op->from);
 		natsMsgHeader_Set(m, "Chat-Cid", cid);
 		natsMsgHeader_Set(m, "Chat-Ts", ts);
+		if (op->log_hdrs)
+			op->log_hdrs(js, op, m);
 	}
 	op->step = step_log_published;
 	js_send(js, op, m);
@@ -998,7 +1034,7 @@ static void step_log_probe(jstore *js, js_op *op, natsMsg *m)
 	if (r == JS_BAD)
 		return log_finish(js, op, CHAT_EIO, 0);
 	if (r == JS_NOTFOUND)
-		return log_publish(js, op);
+		return op->log_free(js, op);
 	op->n++;
 	js_send(js, op, log_req(js, op, op->n, false));
 }
@@ -1025,7 +1061,7 @@ static void log_begin(jstore *js, js_op *op)
 	op->deadline = js_now_ms() + js->o.timeout_ms; /* from when it starts, not when queued */
 	if (c->head_known) {
 		op->n = c->head + 1;
-		log_publish(js, op);
+		op->log_free(js, op);
 		return;
 	}
 	op->step = step_log_hint;
@@ -1041,9 +1077,23 @@ static void log_next(jstore *js, js_conv *c)
 	if (!c->wait_head)
 		c->wait_tail = NULL;
 	op->wnext = NULL;
-	if (js->closing) { /* jstore_close: the waiting appends end too */
+	if (js->closing) { /* jstore_close: the waiting writers end too */
 		c->busy = true;
 		log_finish(js, op, CHAT_EIO, 0);
+		return;
+	}
+	log_begin(js, op);
+}
+
+void js_log_enqueue(jstore *js, js_op *op)
+{
+	js_conv *cv = op->cv;
+	if (cv->busy || cv->wait_head) { /* one writer per conversation at a time on a node */
+		if (cv->wait_tail)
+			cv->wait_tail->wnext = op;
+		else
+			cv->wait_head = op;
+		cv->wait_tail = op;
 		return;
 	}
 	log_begin(js, op);
@@ -1074,18 +1124,12 @@ int jstore_log_append(jstore *js, const char *conv, const char *from, const stor
 	op->cv = cv;
 	op->cid = *cid;
 	op->ts = ts;
+	op->log_free = js_log_publish;
+	op->log_done = append_done;
 	snprintf(op->key, sizeof(op->key), "%s", enc);
 	snprintf(op->conv, sizeof(op->conv), "%s", conv);
 	snprintf(op->from, sizeof(op->from), "%s", from);
-	if (cv->busy || cv->wait_head) { /* one append per conversation at a time on a node */
-		if (cv->wait_tail)
-			cv->wait_tail->wnext = op;
-		else
-			cv->wait_head = op;
-		cv->wait_tail = op;
-		return CHAT_OK;
-	}
-	log_begin(js, op);
+	js_log_enqueue(js, op);
 	return CHAT_OK;
 }
 

@@ -145,6 +145,11 @@ static bool node_dead(jstore *js, const char *node, int64_t now, uint32_t extra)
 	return m && now - m->changed_at > (int64_t)s->lease_ms + extra;
 }
 
+bool js_node_known_dead(jstore *js, const char *node)
+{
+	return node_dead(js, node, js_now_ms(), 0);
+}
+
 /* ---- a walk over a bucket's keys (next_by_subj from seq 1) ---- */
 
 typedef struct walk walk;

@@ -16,6 +16,7 @@
  *  10 a NATS header block                    js_parse_hdrs
  *  11 a live event's body (<P>.node.<id>.ev) js_live_decode (store/js_sess.h)
  *  12 a session (chat_sess), a heartbeat     js_sess_decode, js_hb_decode
+ *  13 a send's Chat-Rcpts header             js_rcpts_has
  * Checks: every decoder either refuses or yields a value that encodes back
  * to exactly the input (the encodings are canonical), and an answer's
  * fields stay within their ranges. */
@@ -61,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *s = (const char *)in;
 	char out[1024];
 	uint8_t v[8192];
-	switch (data[0] % 13) {
+	switch (data[0] % 14) {
 	case 0: {
 		js_api_answer a;
 		if (js_parse_api(s, n, &a) == CHAT_OK) {
@@ -209,6 +210,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (js_hb_decode(in, n, &x) == CHAT_OK)
 			same(v, js_hb_encode(v, x), in, n, "heartbeat round trip");
+		break;
+	}
+	case 13: {
+		/* the stream seq asked about: the input's first 8 bytes */
+		uint64_t q = 0;
+		for (size_t i = 0; i < 8 && i < n; i++)
+			q = q << 8 | in[i];
+		const char *r = n > 8 ? s + 8 : "";
+		size_t rl = n > 8 ? n - 8 : 0;
+		char num[24];
+		int k = snprintf(num, sizeof(num), ":%llu", (unsigned long long)q);
+		/* listed: its decimal follows a ':' somewhere in the value */
+		if (js_rcpts_has(r, rl, q) && !memmem(r, rl, num, (size_t)k))
+			fail("a stream seq listed that the value does not name");
 		break;
 	}
 	}

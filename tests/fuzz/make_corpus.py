@@ -462,6 +462,8 @@ def js_inputs():
         "live_bad": b"\x0b" + b"\xff\xff" + bytes([3]) + b"a/b" + be64(1),
         "session": b"\x0c" + b"\x01" + be64(1765152000123) + bytes([2]) + b"n1",
         "heartbeat": b"\x0c" + b"\x01" + be64(1765152000123),
+        "rcpts": b"\x0d" + be64(42) + b"a/d2:41,b/d1:42,b/d2:43",
+        "rcpts_bad": b"\x0d" + be64(7) + b"a/d2:,:7,b/d1:07x,c:",
     }
 
 

@@ -9,12 +9,21 @@
  *   js_store_check layout URLS [MAX_QUEUE]      open: create or check the layout
  *   js_store_check ops URLS                     accounts, prefs, push, contacts, claims
  *   js_store_check seq URLS NODE CONV K [SECS]  K appends (or for SECS seconds): "seq cid" per ack
- *   js_store_check claims URLS NODE FROM N      claims of cids 1..N: "cid won|lost"
+ *   js_store_check claims URLS NODE FROM N [CONV] claims of cids 1..N (seq0 1): "cid won|lost"
  *   js_store_check verify URLS CONV N           entries 1..N present, N + 1 absent: "seq from cid"
  *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
  *   js_store_check watch URLS NODE              the KV watchers and caches, driven by commands
  *                                               on stdin, one answer line each (mode_watch)
+ *   js_store_check send URLS NODE CONV FROM K CID0 TO[,TO…] [TTL_MS]
+ *                                               K sends (cids CID0+1…): "seq cid retry rc" each
+ *                                               (rc: ok, quota, eio, eexist, other; [expiry minute])
+ *   js_store_check sendcheck URLS CONV N ADDR…  log 1..N present, N + 1 absent; every
+ *                                               reservation of CONV on ADDR's queue committed
+ *                                               and every listed one present: "entries reservations"
+ *   js_store_check claimget URLS FROM CID       "found CONV SEQ0" or "notfound"
+ *   js_store_check xcheck URLS MINUTE CONV SEQ  x.MINUTE holds CONV's SEQ
+ *   js_store_check sendbench URLS N             p50/p99 and sends/s of N dms to 2 devices
  *   js_store_check node URLS NODE               a node (jstore_node_start) driven by stdin lines:
  *       open ADDR CONN | close ADDR CONN | nodes ADDR | pub NODE ADDR QSEQ TEXT | skip NODE K |
  *       burst NODE N (N timed events, one every 1 ms) | lat (the received timed events) | quit
@@ -24,6 +33,11 @@
  *
  * JS_START_AT=<ms since the epoch>: wait until then after connecting (races).
  * JS_LEADER_READS=1: reads at the streams' leaders (jstore_opts.leader_reads).
+ * JS_MAX_QUEUE=<n>: jstore_opts.max_queue (the layout must have been made with it).
+ * JS_BODIES=1: send and sendcheck: a `bodies` send, each device's body
+ * "for U/D" (the reservation's data), the log entry's data empty.
+ * The send modes' checks read the streams with libnats directly, at the
+ * leaders (js_GetMsg): the server's state, not the backend's view of it.
  * Exit status 0 when the mode's checks held, 1 when not (with a line on
  * stderr saying which), 3 when jstore_open refused (its reason on stdout). */
 #include <inttypes.h>
@@ -35,6 +49,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nats/nats.h>
+
+#include "cbor_io.h"
 #include "err.h"
 #include "js.h"
 
@@ -340,11 +357,11 @@ static int mode_seq(const char *node, const char *conv, long k, double secs)
 	return 0;
 }
 
-static int mode_claims(const char *node, const char *from, long n)
+static int mode_claims(const char *node, const char *from, long n, const char *conv)
 {
 	for (long i = 1; i <= n; i++) {
 		store_cid c = { true, (uint64_t)i, { 0 }, 0 };
-		WAIT(jstore_dedup_claim(js, from, &c, "dm:a:b", 1, cb_claim, NULL));
+		WAIT(jstore_dedup_claim(js, from, &c, conv, 1, cb_claim, NULL));
 		if (rc_out != CHAT_OK && rc_out != CHAT_EEXIST) {
 			fprintf(stderr, "FAILED: claim %ld: %d\n", i, rc_out);
 			return 1;
@@ -799,6 +816,299 @@ out:
 	return 0;
 }
 
+/* ---- the send ---- */
+
+static bool send_retry;
+static void cb_send(void *arg, int rc, uint64_t seq, bool retry)
+{
+	(void)arg;
+	rc_out = rc;
+	seq_out = seq;
+	send_retry = retry;
+	done = 1;
+}
+
+static uint64_t wall_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Runs until no operation is in flight (the stale reservations' deletes). */
+static void settle(void)
+{
+	double end = now_ms() + 10000;
+	while (jstore_pending(js) && now_ms() < end) {
+		int never = 0;
+		run_until(&never, 20);
+	}
+}
+
+static int mode_send(const char *conv, const char *from, long k, uint64_t cid0, char *tolist, uint64_t ttl)
+{
+	const char *to[64];
+	size_t n = 0;
+	for (char *t = strtok(tolist, ","); t && n < 64; t = strtok(NULL, ","))
+		to[n++] = t;
+	for (long i = 1; i <= k; i++) {
+		store_msg m = { 0 };
+		m.conv = conv;
+		m.from = from;
+		m.cid.is_uint = true;
+		m.cid.u = cid0 + (uint64_t)i;
+		m.ts = wall_ms();
+		m.expires = ttl ? m.ts + ttl : 0;
+		m.has_type = true;
+		m.type = 1;
+		m.body = (const uint8_t *)"hello";
+		m.body_len = 5;
+		cbw w;
+		cbw_init(&w);
+		if (getenv("JS_BODIES")) {
+			char b[200];
+			cbw_map(&w, n);
+			for (size_t j = 0; j < n; j++) {
+				snprintf(b, sizeof(b), "for %s", to[j]);
+				cbw_text(&w, to[j]);
+				cbw_bytes(&w, b, strlen(b));
+			}
+			m.body = NULL;
+			m.body_len = 0;
+			m.bodies = w.buf;
+			m.bodies_len = w.len;
+		}
+		for (int tries = 0;; tries++) {
+			WAIT(jstore_send(js, &m, to, n, cb_send, NULL));
+			if (rc_out != CHAT_EIO || tries >= 5) /* EIO: too many conflicts in a row; same cid again */
+				break;
+		}
+		cbw_free(&w);
+		if (rc_out != CHAT_OK)
+			fprintf(stderr, "send u%" PRIu64 ": %d (%s)\n", m.cid.u, rc_out, jstore_errmsg(js));
+		printf("%" PRIu64 " u%" PRIu64 " %d %s", seq_out, m.cid.u, send_retry ? 1 : 0,
+		       rc_out == CHAT_OK ? "ok" : rc_out == CHAT_EQUOTA ? "quota" : rc_out == CHAT_EIO ? "eio" : rc_out == CHAT_EEXIST ? "eexist" : "other");
+		if (ttl)
+			printf(" %" PRIu64, m.expires / 60000);
+		printf("\n");
+		fflush(stdout);
+	}
+	settle();
+	jstore_stats st;
+	jstore_get_stats(js, &st);
+	fprintf(stderr, "conflicts %" PRIu64 " retries %" PRIu64 " timeouts %" PRIu64 "\n", st.log_conflicts,
+	        st.retries, st.timeouts);
+	return 0;
+}
+
+static natsConnection *vnc;
+static jsCtx *vjs;
+
+static int verify_connect(const char *urls)
+{
+	natsOptions *o = NULL;
+	char *u = strdup(urls), *list[8];
+	int n = 0;
+	for (char *t = strtok(u, ","); t && n < 8; t = strtok(NULL, ","))
+		list[n++] = t;
+	int ok = natsOptions_Create(&o) == NATS_OK && natsOptions_SetServers(o, (const char **)list, n) == NATS_OK &&
+	         natsConnection_Connect(&vnc, o) == NATS_OK && natsConnection_JetStream(&vjs, vnc, NULL) == NATS_OK;
+	natsOptions_Destroy(o);
+	free(u);
+	return ok ? 0 : -1;
+}
+
+static void verify_close(void)
+{
+	if (vjs)
+		jsCtx_Destroy(vjs);
+	if (vnc)
+		natsConnection_Destroy(vnc);
+}
+
+static const char *pfx(void)
+{
+	return getenv("JS_PREFIX") ? getenv("JS_PREFIX") : "chat";
+}
+
+static void stream_of(char *out, size_t cap, const char *which)
+{
+	snprintf(out, cap, "%s_%s", pfx(), which);
+	for (char *p = out; *p; p++)
+		if (*p >= 'a' && *p <= 'z')
+			*p = (char)(*p - 'a' + 'A');
+}
+
+static const char *hdr(natsMsg *m, const char *k)
+{
+	const char *v = NULL;
+	return natsMsgHeader_Get(m, k, &v) == NATS_OK && v ? v : "";
+}
+
+/* "dm:A:B" -> "dm.A.B" (the test's ids have no '.'); "U/D" -> "U.D". */
+static void tokens(char *out, size_t cap, const char *id, char from, char to)
+{
+	snprintf(out, cap, "%s", id);
+	for (char *p = out; *p; p++)
+		if (*p == from)
+			*p = to;
+}
+
+static int mode_sendcheck(const char *urls, const char *conv, long n, char **addrs, int na)
+{
+	char logs[96], qs[96], ct[600], subj[800];
+	if (verify_connect(urls))
+		return 1;
+	stream_of(logs, sizeof(logs), "log");
+	stream_of(qs, sizeof(qs), "q");
+	tokens(ct, sizeof(ct), conv, ':', '.');
+	char **rcpts = calloc((size_t)n + 2, sizeof(char *));
+	char **from = calloc((size_t)n + 2, sizeof(char *)), **cid = calloc((size_t)n + 2, sizeof(char *));
+	long listed = 0;
+	for (long i = 1; i <= n + 1; i++) {
+		natsMsg *m = NULL;
+		jsErrCode je = 0;
+		snprintf(subj, sizeof(subj), "%s.log.%s.%ld", pfx(), ct, i);
+		natsStatus s = js_GetLastMsg(&m, vjs, logs, subj, NULL, &je);
+		if (i > n) {
+			EXPECT(s != NATS_OK, "seq %ld exists: more entries than acknowledged", i);
+		} else if (s != NATS_OK) {
+			EXPECT(0, "seq %ld missing", i);
+		} else {
+			EXPECT(getenv("JS_BODIES") ? natsMsg_GetDataLength(m) == 0 : natsMsg_GetDataLength(m) > 0,
+			       "seq %ld: the entry's data is not the send's body", i);
+			rcpts[i] = strdup(hdr(m, "Chat-Rcpts"));
+			from[i] = strdup(hdr(m, "Chat-From"));
+			cid[i] = strdup(hdr(m, "Chat-Cid"));
+			printf("%ld %s %s %s\n", i, from[i], cid[i], rcpts[i]);
+		}
+		natsMsg_Destroy(m);
+	}
+	/* every listed reservation exists, on its device's subject */
+	for (long i = 1; i <= n; i++)
+		for (char *p = rcpts[i]; p && *p;) {
+			char *e = strchr(p, ','), *c = strrchr(p, ':');
+			if (e && c > e)
+				c = memchr(p, ':', (size_t)(e - p));
+			uint64_t sseq = c ? strtoull(c + 1, NULL, 10) : 0;
+			char addr[200], want[300];
+			snprintf(addr, sizeof(addr), "%.*s", c ? (int)(c - p) : 0, p);
+			tokens(want, sizeof(want), addr, '/', '.');
+			snprintf(subj, sizeof(subj), "%s.q.%s", pfx(), want);
+			natsMsg *m = NULL;
+			jsErrCode je = 0;
+			EXPECT(js_GetMsg(&m, vjs, qs, sseq, NULL, &je) == NATS_OK && !strcmp(natsMsg_GetSubject(m), subj) &&
+			           !strcmp(hdr(m, "Chat-Conv"), conv) && strtoull(hdr(m, "Chat-Seq"), NULL, 10) == (uint64_t)i,
+			       "seq %ld: its reservation %s:%" PRIu64 " is not there", i, addr, sseq);
+			if (m && getenv("JS_BODIES")) {
+				char want_body[250];
+				snprintf(want_body, sizeof(want_body), "for %s", addr);
+				EXPECT(natsMsg_GetDataLength(m) == (int)strlen(want_body) &&
+				           !memcmp(natsMsg_GetData(m), want_body, strlen(want_body)),
+				       "seq %ld: %s's reservation does not hold its own body", i, addr);
+			}
+			natsMsg_Destroy(m);
+			listed++;
+			p = e ? e + 1 : p + strlen(p);
+		}
+	/* every reservation of conv on the addrs' queues is committed: none
+	 * aborted or pending is left once the sends have ended */
+	jsStreamInfo *si = NULL;
+	jsErrCode je = 0;
+	long found = 0;
+	if (js_GetStreamInfo(&si, vjs, qs, NULL, &je) != NATS_OK)
+		return 1;
+	for (uint64_t q = si->State.FirstSeq; q && q <= si->State.LastSeq; q++) {
+		natsMsg *m = NULL;
+		if (js_GetMsg(&m, vjs, qs, q, NULL, &je) != NATS_OK)
+			continue; /* deleted */
+		bool mine = false;
+		for (int a = 0; a < na; a++) {
+			char want[300];
+			tokens(want, sizeof(want), addrs[a], '/', '.');
+			snprintf(subj, sizeof(subj), "%s.q.%s", pfx(), want);
+			mine = mine || !strcmp(natsMsg_GetSubject(m), subj);
+		}
+		if (mine && !strcmp(hdr(m, "Chat-Conv"), conv)) {
+			uint64_t s = strtoull(hdr(m, "Chat-Seq"), NULL, 10);
+			char item[64];
+			snprintf(item, sizeof(item), ":%" PRIu64, q);
+			bool ok = s >= 1 && s <= (uint64_t)n && !strcmp(from[s], hdr(m, "Chat-From")) &&
+			          !strcmp(cid[s], hdr(m, "Chat-Cid")) && strstr(rcpts[s], item);
+			EXPECT(ok, "reservation %" PRIu64 " (%s seq %" PRIu64 " %s) is not committed", q,
+			       natsMsg_GetSubject(m), s, hdr(m, "Chat-Cid"));
+			found++;
+		}
+		natsMsg_Destroy(m);
+	}
+	jsStreamInfo_Destroy(si);
+	printf("entries %ld reservations %ld listed %ld\n", n, found, listed);
+	for (long i = 0; i <= n + 1; i++) {
+		free(rcpts[i]);
+		free(from[i]);
+		free(cid[i]);
+	}
+	free(rcpts);
+	free(from);
+	free(cid);
+	verify_close();
+	return failures ? 1 : 0;
+}
+
+static int mode_xcheck(const char *urls, const char *minute, const char *conv, const char *seq)
+{
+	char xs[96], subj[200];
+	natsMsg *m = NULL;
+	jsErrCode je = 0;
+	if (verify_connect(urls))
+		return 1;
+	stream_of(xs, sizeof(xs), "exp");
+	snprintf(subj, sizeof(subj), "%s.x.%s", pfx(), minute);
+	EXPECT(js_GetLastMsg(&m, vjs, xs, subj, NULL, &je) == NATS_OK && !strcmp(hdr(m, "Chat-Conv"), conv) &&
+	           !strcmp(hdr(m, "Chat-Seq"), seq),
+	       "no expiry entry for %s %s on %s", conv, seq, subj);
+	if (m)
+		printf("%s %s %s\n", subj, hdr(m, "Chat-Conv"), hdr(m, "Chat-Seq"));
+	natsMsg_Destroy(m);
+	verify_close();
+	return failures ? 1 : 0;
+}
+
+static int mode_sendbench(long n)
+{
+	double *a = calloc((size_t)n, sizeof(double));
+	char conv[64], from[64];
+	const char *to[2];
+	char t1[64], t2[64];
+	snprintf(conv, sizeof(conv), "dm:sb%d:sc%d", (int)getpid(), (int)getpid());
+	snprintf(from, sizeof(from), "sb%d/d1", (int)getpid());
+	snprintf(t1, sizeof(t1), "sc%d/d1", (int)getpid());
+	snprintf(t2, sizeof(t2), "sb%d/d2", (int)getpid());
+	to[0] = t1;
+	to[1] = t2;
+	double t0 = now_ms();
+	for (long i = 0; i < n; i++) {
+		store_msg m = { 0 };
+		m.conv = conv;
+		m.from = from;
+		m.cid.is_uint = true;
+		m.cid.u = (uint64_t)i + 1;
+		m.ts = wall_ms();
+		m.body = (const uint8_t *)"0123456789";
+		m.body_len = 10;
+		double t = now_ms();
+		WAIT(jstore_send(js, &m, to, 2, cb_send, NULL));
+		a[i] = now_ms() - t;
+		EXPECT(rc_out == CHAT_OK && seq_out == (uint64_t)i + 1, "bench send %ld: %d", i, rc_out);
+	}
+	double ta = now_ms() - t0;
+	qsort(a, (size_t)n, sizeof(double), cmpd);
+	printf("send (claim + 2 reservations, then the log entry; R3, warm head): n=%ld p50 %.2f ms p99 %.2f ms "
+	       "%.0f sends/s\n", n, a[n / 2], a[n * 99 / 100], n / (ta / 1e3));
+	free(a);
+	return failures ? 1 : 0;
+}
+
 /* ---- a node driven by stdin (sessions, the janitor, live events) ---- */
 static double *lat_ms;
 static size_t lat_n, lat_cap;
@@ -992,11 +1302,10 @@ int main(int argc, char **argv)
 		rc = open_js(urls, "check", argc > 3 ? strtoull(argv[3], NULL, 10) : 0, timeout);
 	else
 		rc = open_js(urls,
-		             !strcmp(mode, "seq") || !strcmp(mode, "claims") || !strcmp(mode, "watch") ||
-		                             !strcmp(mode, "node")
-		                     ? argv[3]
-		                     : "check",
-		             0, timeout);
+		             !strcmp(mode, "seq") || !strcmp(mode, "claims") || !strcmp(mode, "node") || !strcmp(mode, "send") ||
+		                             !strcmp(mode, "watch")
+		                 ? argv[3] : "check",
+		             getenv("JS_MAX_QUEUE") ? strtoull(getenv("JS_MAX_QUEUE"), NULL, 10) : 0, timeout);
 	if (rc)
 		return rc;
 	/* JS_START_AT (ms since the epoch): every process of a race starts its
@@ -1015,7 +1324,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(mode, "seq") && argc >= 6)
 		rc = mode_seq(argv[3], argv[4], atol(argv[5]), argc > 6 ? atof(argv[6]) : 0);
 	else if (!strcmp(mode, "claims") && argc >= 6)
-		rc = mode_claims(argv[3], argv[4], atol(argv[5]));
+		rc = mode_claims(argv[3], argv[4], atol(argv[5]), argc > 6 ? argv[6] : "dm:a:b");
 	else if (!strcmp(mode, "verify") && argc >= 5)
 		rc = mode_verify(argv[3], atol(argv[4]));
 	else if (!strcmp(mode, "leader") && argc >= 4) {
@@ -1027,6 +1336,20 @@ int main(int argc, char **argv)
 		rc = mode_watch();
 	else if (!strcmp(mode, "bench") && argc >= 4)
 		rc = mode_bench(atol(argv[3]));
+	else if (!strcmp(mode, "send") && argc >= 9)
+		rc = mode_send(argv[4], argv[5], atol(argv[6]), strtoull(argv[7], NULL, 10), argv[8],
+		               argc > 9 ? strtoull(argv[9], NULL, 10) : 0);
+	else if (!strcmp(mode, "sendcheck") && argc >= 6)
+		rc = mode_sendcheck(urls, argv[3], atol(argv[4]), argv + 5, argc - 5);
+	else if (!strcmp(mode, "claimget") && argc >= 5) {
+		store_cid c = { true, strtoull(argv[4], NULL, 10), { 0 }, 0 };
+		WAIT(jstore_dedup_get(js, argv[3], &c, cb_claim, NULL));
+		printf(rc_out == CHAT_OK ? "found %s %" PRIu64 "\n" : "notfound\n", conv_out, seq_out);
+		rc = rc_out == CHAT_OK || rc_out == CHAT_ENOTFOUND ? 0 : 1;
+	} else if (!strcmp(mode, "xcheck") && argc >= 6)
+		rc = mode_xcheck(urls, argv[3], argv[4], argv[5]);
+	else if (!strcmp(mode, "sendbench") && argc >= 4)
+		rc = mode_sendbench(atol(argv[3]));
 	else if (!strcmp(mode, "node") && argc >= 4)
 		rc = mode_node();
 	else

@@ -19,6 +19,13 @@
   takes to reach a cache (p50/p99 over 200 puts, printed); a watcher whose
   connection is cut (a TCP relay, no server killed) gets, after its
   reconnect, the change written meanwhile;
+- the send (jstore_send): a dm to 3 devices commits one log entry listing
+  its 3 reservations' stream seqs, a short ttl writes its x.<minute> entry;
+  2 processes sending in one conversation at once get gap-free seqs and
+  leave no aborted reservation; a full queue refuses the send whole; a
+  cid retried on another process is answered with the first seq; a retry
+  whose original went quiet finishes it; a `bodies` send's reservations
+  hold each device's own body;
 - nodes (js_store_check node, store/js_sess.c): a session opened on n1 is
   seen by n2's lookup, a closed one is gone; live events n2 → n1 arrive
   once, in order, a skipped number is reported as a gap; 1,000 timed
@@ -435,6 +442,115 @@ class JetStreamStoreTest(unittest.TestCase):
                 rc, err = p.close()
                 self.assertEqual(rc, 0, err)
             relay.close()
+    def send(self, node, conv, frm, k, cid0, to, ttl=None, env=None):
+        """k sends of js_store_check send: [(seq, cid, retry, rc, [minute])]."""
+        r = run(["send", self.nats.urls, node, conv, frm, str(k), str(cid0), ",".join(to)] +
+                ([str(ttl)] if ttl else []), env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        return [tuple(line.split()) for line in r.stdout.splitlines()]
+
+    def sendcheck(self, conv, n, addrs, env=None):
+        """Log 1..n and nothing after; each entry's listed reservations
+        exist; every reservation of conv on addrs' queues is committed.
+        Returns (entries lines, reservations found)."""
+        r = run(["sendcheck", self.nats.urls, conv, str(n)] + addrs, env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        last = r.stdout.splitlines()[-1].split()
+        self.assertEqual(last[0:2], ["entries", str(n)])
+        self.assertEqual(last[3], last[5], "reservations found != reservations listed: " + r.stdout)
+        return r.stdout.splitlines()[:-1], int(last[3])
+
+    def test_send_dm_three_devices_and_short_ttl(self):
+        # sb/d1 named twice: reserved once
+        rows = self.send("n1", "dm:sa:sb", "sa/d1", 1, 0, ["sb/d1", "sb/d2", "sa/d2", "sb/d1"])
+        self.assertEqual(rows, [("1", "u1", "0", "ok")])
+        # a ttl of a minute (below offline_ttl): its expiry index entry
+        rows = self.send("n1", "dm:sa:sb", "sa/d1", 1, 1, ["sb/d1"], ttl=60000)
+        self.assertEqual(rows[0][:4], ("2", "u2", "0", "ok"))
+        r = run(["xcheck", self.nats.urls, rows[0][4], "dm:sa:sb", "2"])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        entries, found = self.sendcheck("dm:sa:sb", 2, ["sb/d1", "sb/d2", "sa/d2"])
+        self.assertEqual(found, 4)
+        seq, frm, cid, rcpts = entries[0].split()
+        self.assertEqual((seq, frm, cid), ("1", "sa/d1", "u1"))
+        self.assertEqual(sorted(i.split(":")[0] for i in rcpts.split(",")), ["sa/d2", "sb/d1", "sb/d2"])
+        # a `bodies` send: each reservation holds its device's own body,
+        # the entry none (sendcheck checks both with JS_BODIES)
+        bodies = {"JS_BODIES": "1"}
+        rows = self.send("n1", "dm:sa:sc", "sa/d1", 1, 100, ["sc/d1", "sa/d2"], env=bodies)
+        self.assertEqual(rows, [("1", "u101", "0", "ok")])
+        # the same cid again in another conversation: that send's answer
+        rows = self.send("n1", "dm:sa:sd", "sa/d1", 1, 100, ["sd/d1"])
+        self.assertEqual(rows, [("1", "u101", "1", "eexist")])
+        _entries, found = self.sendcheck("dm:sa:sc", 1, ["sc/d1", "sa/d2"], env=bodies)
+        self.assertEqual(found, 2)
+
+    def test_send_two_nodes_one_conversation(self):
+        conv, to = "g:srace", ["m1/d1", "m2/d1"]
+        go = start_at(1.0)
+        ps = [spawn(["send", self.nats.urls, "s%d" % i, conv, "w%d/d1" % i, "15", "0", ",".join(to)], go)
+              for i in range(2)]
+        seqs, conflicts = [], 0
+        for p in ps:
+            out, err = p.communicate(timeout=120)
+            self.assertEqual(p.returncode, 0, err)
+            for line in out.splitlines():
+                seq, _cid, retry, rc = line.split()
+                self.assertEqual((rc, retry), ("ok", "0"), line)
+                seqs.append(int(seq))
+            conflicts += int(re.search(r"conflicts (\d+)", err).group(1))
+        print("send race: %d conflicts" % conflicts)
+        self.assertEqual(sorted(seqs), list(range(1, 31)), "seqs not gap-free and once each")
+        # every reservation left is committed: the conflicts' stale ones are gone
+        _entries, found = self.sendcheck(conv, 30, to)
+        self.assertEqual(found, 60)
+
+    def test_send_full_queue_refused_whole(self):
+        # A queue limit of 3 (plugin_opt_max_queue's default is far larger):
+        # three sends fill qx/d1's queue. Its own cell prefix: CHAT_Q's
+        # per-subject limit is a stream setting, and the other cases' layout
+        # has none.
+        env = {"JS_PREFIX": "cellq", "JS_MAX_QUEUE": "3", "JS_LEADER_READS": "1"}
+        r = run(["layout", self.nats.urls, "3"], env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rows = self.send("n1", "dm:qa:qx", "qa/d1", 3, 0, ["qx/d1"], env=env)
+        self.assertEqual([row[3] for row in rows], ["ok"] * 3)
+        # the 4th, to qx/d1 (full) and qy/d1 (empty): refused whole
+        rows = self.send("n1", "dm:qa:qx", "qa/d1", 1, 3, ["qx/d1", "qy/d1"], env=env)
+        self.assertEqual(rows[0][3], "quota")
+        # no log entry 4, qy/d1's reservation deleted, no claim left
+        _entries, found = self.sendcheck("dm:qa:qx", 3, ["qx/d1", "qy/d1"], env=env)
+        self.assertEqual(found, 3)
+        r = run(["claimget", self.nats.urls, "qa/d1", "4"], env=env)
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, "notfound"), r.stderr)
+        r = run(["claimget", self.nats.urls, "qa/d1", "3"], env=env)
+        self.assertEqual(r.stdout.strip(), "found dm:qa:qx 3", r.stderr)
+
+    def test_send_retry_on_another_node(self):
+        to = ["rb/d1", "ra/d2"]
+        rows = self.send("n1", "dm:ra:rb", "ra/d1", 2, 0, to)
+        self.assertEqual([row[:4] for row in rows], [("1", "u1", "0", "ok"), ("2", "u2", "0", "ok")])
+        # the client retries cid 1 through another node (cold head: it
+        # reserves for seq 3, then finds its claim and the entry at seq 1)
+        rows = self.send("n2", "dm:ra:rb", "ra/d1", 1, 0, to)
+        self.assertEqual(rows, [("1", "u1", "1", "ok")])
+        # no second entry, the retry's own reservations deleted
+        _entries, found = self.sendcheck("dm:ra:rb", 2, to)
+        self.assertEqual(found, 4)
+
+    def test_send_retry_finishes_a_quiet_original(self):
+        # a claim whose send never committed (its node "ghost" went quiet
+        # after round 1): the retry waits while the claim is younger than an
+        # operation's deadline (1 s here, not 5, to keep the test short),
+        # then finishes the send itself at the first free seq
+        r = run(["claims", self.nats.urls, "ghost", "fz/d1", "1", "dm:fz:fy"])
+        self.assertEqual(r.stdout.split(), ["1", "won", "ghost"], r.stderr)
+        t = time.monotonic()
+        rows = self.send("n2", "dm:fz:fy", "fz/d1", 1, 0, ["fy/d1"], env={"JS_TIMEOUT_MS": "1000"})
+        self.assertEqual(rows, [("1", "u1", "0", "ok")])
+        self.assertGreater(time.monotonic() - t, 0.3, "it did not wait for the original")
+        _entries, found = self.sendcheck("dm:fz:fy", 1, ["fy/d1"])
+        self.assertEqual(found, 1)
     def test_nodes_sessions_janitor_live(self):
         # The product's lease is 10 s and its grace 10 s; here 2 s and 0.5 s
         # with a 1 s janitor slot, so that a dead node's device turns offline

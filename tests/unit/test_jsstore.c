@@ -211,6 +211,13 @@ START_TEST(codec_cids_numbers)
 	ck_assert(js_subject_last_u64("chat.log.dm.a.b.17", 18, &v) && v == 17);
 	ck_assert(!js_subject_last_u64("chat.log.dm.a.b.0", 17, &v));
 	ck_assert(!js_subject_last_u64("chat.log.dm.a.b.", 16, &v));
+	/* a send's Chat-Rcpts: "U/D:<stream seq>" items */
+	const char *rc = "a/d2:41,b/d1:42,b/d2:1043";
+	ck_assert(js_rcpts_has(rc, strlen(rc), 41) && js_rcpts_has(rc, strlen(rc), 42) &&
+	          js_rcpts_has(rc, strlen(rc), 1043));
+	ck_assert(!js_rcpts_has(rc, strlen(rc), 43) && !js_rcpts_has(rc, strlen(rc), 4));
+	ck_assert(!js_rcpts_has(":7,a/d1:", 8, 7) && !js_rcpts_has("a:7x", 4, 7) && !js_rcpts_has("", 0, 0) &&
+	          !js_rcpts_has("a:07", 4, 7) && js_rcpts_has("a:0", 3, 0));
 }
 END_TEST
 
