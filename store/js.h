@@ -153,6 +153,105 @@ int jstore_log_get(jstore *js, const char *conv, uint64_t seq, jstore_entry_cb c
 /* Forgets the cached head of conv (tests: a cold node). */
 void jstore_forget_head(jstore *js, const char *conv);
 
+/* ---- watchers and caches (store/js_watch.c, store/js_cache.c) ----
+ * docs/CLUSTER.md, "What a node caches and how it learns of changes": one
+ * ordered consumer per watched bucket (acct, prefs, push, contacts, groups;
+ * sessions are watched with the routing) streams the bucket's last value
+ * of every key, then every change, to the owner thread through the
+ * completion FIFO (inside jstore_drain). The caches answer from memory. A
+ * write of this node is in its cache when its callback runs (the
+ * acknowledged revision is applied before the callback): a cache never
+ * serves a record older than a change this node acknowledged. Another
+ * node's change arrives within the watcher's delay (docs/CLUSTER.md, "What
+ * landed": measured p50/p99). */
+#define JSTORE_W_ACCT 1u
+#define JSTORE_W_PREFS 2u
+#define JSTORE_W_PUSH 4u
+#define JSTORE_W_CONTACTS 8u
+#define JSTORE_W_GROUPS 16u
+#define JSTORE_W_ALL 31u
+/* Starts the watchers of the buckets in mask (synchronous: the consumers
+ * are created in parallel; their initial load continues in jstore_drain).
+ * A bucket already watched is left as it is. */
+int jstore_watch(jstore *js, unsigned mask, char *errbuf, size_t errlen);
+/* True when every bucket of mask is watched and its initial load (the
+ * bucket's content when the watcher started) is in the cache. Before
+ * that, a cache lookup answers CHAT_EIO. */
+bool jstore_watch_ready(const jstore *js, unsigned mask);
+/* A change applied to a cache (a watcher's or this node's own write):
+ * bucket "acct", "prefs", …, the KV key as stored (ids encoded), removed
+ * or not. The plugin kicks a removed device's connections here. */
+typedef void (*jstore_change_cb)(void *arg, const char *bucket, const char *key, bool removed);
+void jstore_watch_on_change(jstore *js, jstore_change_cb cb, void *arg);
+typedef struct jstore_watch_stats {
+	uint64_t delivered;   /* messages the watchers delivered */
+	uint64_t applied;     /* changes applied to a cache (watchers and own writes) */
+	uint64_t ignored;     /* older than the cached revision */
+	uint64_t lost;        /* not queued (no memory): that cache may be stale */
+	size_t entries;       /* live entries in all caches */
+} jstore_watch_stats;
+void jstore_watch_get_stats(const jstore *js, jstore_watch_stats *out);
+
+/* Lookups, all from memory: CHAT_OK, CHAT_ENOTFOUND, CHAT_EIO (the bucket's
+ * watcher has not loaded it yet: read through with the KV get), CHAT_EINVAL (a malformed id),
+ * CHAT_ECORRUPT (the stored value is not a record). */
+int jstore_cached_device(const jstore *js, const char *user, const char *device,
+                         uint8_t hash[STORE_HASH_LEN]);
+int jstore_cached_service(const jstore *js, const char *name, uint8_t hash[STORE_HASH_LEN],
+                          enum store_role *role);
+int jstore_cached_admin(const jstore *js, uint8_t hash[STORE_HASH_LEN]);
+int jstore_cached_prefs(const jstore *js, const char *user, store_prefs *p);
+/* p->token points into the cache: valid until the next jstore_drain. */
+int jstore_cached_push(const jstore *js, const char *user, const char *device, store_push *p);
+/* The walks the plugin's start makes (its tables of devices, services and
+ * groups), from the caches, order unspecified; the callback returns
+ * CHAT_OK to go on, anything else ends the walk and is returned. A record
+ * that does not decode ends it with CHAT_ECORRUPT. CHAT_EIO before the load. */
+int jstore_devices_each(const jstore *js, store_device_cb cb, void *arg);
+int jstore_services_each(const jstore *js, store_service_cb cb, void *arg);
+struct jstore_group;
+typedef int (*jstore_group_each_cb)(void *arg, const char *gid, const struct jstore_group *g);
+int jstore_groups_each(const jstore *js, jstore_group_each_cb cb, void *arg);
+/* b is a's contact (the chat_contacts index). */
+int jstore_cached_contact(const jstore *js, const char *a, const char *b);
+/* Every contact of user, from the cache (order unspecified); a non-zero
+ * return of cb (CHAT_STOP) ends the walk and is returned; CHAT_EIO before
+ * the load. */
+int jstore_contacts_each(const jstore *js, const char *user,
+                         int (*cb)(void *arg, const char *peer), void *arg);
+
+/* The group record (bucket <prefix>_groups, key <gid>): a cache of the
+ * conversation log's membership (docs/CLUSTER.md, "Group membership").
+ * Stored as: u8 version 1, u64 seq (big-endian), u8 name length + name,
+ * u32 member count, per member u8 flags (1: admin) + u8 length + user id,
+ * in join order; nothing after. */
+typedef struct jstore_group_member {
+	char user[CHAT_USER_MAX + 1];
+	bool admin;
+} jstore_group_member;
+typedef struct jstore_group {
+	uint64_t seq;            /* the log seq of the membership event it reflects */
+	char name[STORE_GROUP_NAME_MAX + 1];
+	size_t name_len;         /* bytes; no NUL inside */
+	uint32_t n;
+	jstore_group_member *members;  /* join order; malloc'd by decode */
+} jstore_group;
+/* The encoded size, 0 if g is not a valid record (a name too long or with
+ * a NUL, a malformed or repeated member, too many members). */
+size_t jstore_group_size(const jstore_group *g);
+size_t jstore_group_encode(uint8_t *out, size_t cap, const jstore_group *g);
+/* CHAT_OK (g->members malloc'd: jstore_group_free), CHAT_ECORRUPT, CHAT_ENOMEM. */
+int jstore_group_decode(const uint8_t *v, size_t len, jstore_group *g);
+void jstore_group_free(jstore_group *g);
+/* A plain put (the log decides; the record reflects it). */
+int jstore_group_put(jstore *js, const char *gid, const jstore_group *g, jstore_done_cb cb, void *arg);
+/* g valid during the call; CHAT_ENOTFOUND. */
+typedef void (*jstore_group_cb)(void *arg, int rc, const jstore_group *g);
+int jstore_group_get(jstore *js, const char *gid, jstore_group_cb cb, void *arg);
+/* From the cache: of the records seen, the one with the highest seq.
+ * CHAT_OK fills *g (jstore_group_free). */
+int jstore_cached_group(const jstore *js, const char *gid, jstore_group *g);
+
 /* ---- sessions, nodes, live events (store/js_sess.c) ----
  * docs/CLUSTER.md, "Device→node routing, live events, presence". */
 typedef struct jstore_live_dev {

@@ -436,6 +436,7 @@ void jstore_close(jstore *js)
 			unlink_op(js, op);
 			op->fail(js, op, CHAT_EIO);
 		}
+	js_watch_close(js);
 	js_sess_free(js);
 	js_queue_free(js);
 	if (js->replies) {
@@ -570,6 +571,12 @@ size_t jstore_drain(jstore *js)
 			js_completion *c = &js->batch.v[i];
 			natsMsg *m = c->data;
 			c->data = NULL;
+			if (c->status == JS_WATCH_STATUS) {
+				js_watch_deliver(js, c->op, m);
+				if (m)
+					natsMsg_Destroy(m);
+				continue;
+			}
 			if (c->status == JS_COMP_LIVE) { /* js_sess.c's subscription */
 				js_sess_on_live(js, m);
 				ran++;
@@ -590,6 +597,8 @@ size_t jstore_drain(jstore *js)
 						m = t;
 					}
 				}
+				if (m && rs && js->watch && !strncmp(rs, "$KV.", 4))
+					js_watch_ack(js, op->req, m);
 				op->step(js, op, m);
 			}
 			if (m)

@@ -103,6 +103,7 @@ struct jstore {
 	bool closing;
 	struct js_rcache *rcache;  /* js_queue.c: receipt unions per rc.<conv>.<user> */
 	char lasterr[256];
+	struct js_watch *watch; /* js_watch.c: the KV watchers and caches (NULL: none) */
 	struct js_sess *sess;   /* js_sess.c: sessions, nodes, live events */
 	bool nc_closed;         /* libnats' closed callback ran: __atomic */
 };
@@ -149,6 +150,17 @@ void js_seterr(jstore *js, const char *fmt, ...) __attribute__((format(printf, 2
 /* A JS_RETRY answer: the op waits again and its request goes out again in
  * ~250 ms (by the scan in jstore_drain), not at once. */
 void js_retry_soon(jstore *js, js_op *op);
+
+/* ---- watchers (js_watch.c) ----
+ * A watcher's message comes through the FIFO with status JS_WATCH_STATUS
+ * and the bucket's index as its op; jstore_drain hands it to
+ * js_watch_deliver (m stays the caller's). js_watch_ack sees every answer
+ * to a request on $KV.…, before its step: an acknowledged write goes into
+ * this node's cache before the operation's callback runs. */
+#define JS_WATCH_STATUS 0x5741
+void js_watch_deliver(jstore *js, uint64_t idx, natsMsg *m);
+void js_watch_ack(jstore *js, natsMsg *req, natsMsg *reply);
+void js_watch_close(jstore *js);
 
 /* js_sess.c: node's heartbeat has not changed for a lease, as this node
  * has seen it (false without jstore_node_start, and for this node). */

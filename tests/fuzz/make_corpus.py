@@ -471,6 +471,24 @@ def js_inputs():
     }
 
 
+def jswatch_inputs():
+    """Seeds of fuzz_jswatch: a chat_groups record (0) and cache scripts (1)
+    (tests/fuzz/fuzz_jswatch.c)."""
+    def group(seq, name, members):
+        b = b"\x01" + be64(seq) + bytes([len(name)]) + name + len(members).to_bytes(4, "big")
+        for user, admin in members:
+            b += bytes([1 if admin else 0, len(user)]) + user
+        return b
+    return {
+        "group": b"\x00" + group(7, b"Team", [(b"alice", True), (b"bob", False), (b"c.d-e_f", False)]),
+        "group_empty": b"\x00" + group(1, b"", []),
+        "group_twice": b"\x00" + group(2, b"x", [(b"al", False), (b"al", True)]),
+        "script_own_then_watcher": b"\x01" + bytes([0, 9, 2]) + b"ab" + bytes([2, 5, 1]) + b"c" +
+                                   bytes([1, 12, 0]) + bytes([2, 10, 0]) + bytes([3, 12, 0]),
+        "script_owner": b"\x01" + bytes([2, 1, 0, 6, 2, 0, 26, 3, 0, 22, 4, 0, 7, 5, 0]),
+    }
+
+
 def write(what, items):
     d = os.path.join(OUT, what)
     shutil.rmtree(d, ignore_errors=True)
@@ -669,6 +687,7 @@ def main():
     write("ack", acks())
     write("xmpp", xmpp_streams())
     write("js", js_inputs())
+    write("jswatch", jswatch_inputs())
     write("topic", {"t%02d" % i: t.encode() for i, t in enumerate(TOPICS)})
     write("ids", {"i%02d" % i: s.encode() for i, s in enumerate(IDS)})
     cbor = {}

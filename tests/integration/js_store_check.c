@@ -13,6 +13,8 @@
  *   js_store_check verify URLS CONV N           entries 1..N present, N + 1 absent: "seq from cid"
  *   js_store_check leader URLS WHICH            the server leading a stream ("LOG", "KV:dedup")
  *   js_store_check bench URLS N                 p50/p99 of N appends and N claims, one at a time
+ *   js_store_check watch URLS NODE              the KV watchers and caches, driven by commands
+ *                                               on stdin, one answer line each (mode_watch)
  *   js_store_check send URLS NODE CONV FROM K CID0 TO[,TO…] [TTL_MS]
  *                                               K sends (cids CID0+1…): "seq cid retry rc" each
  *                                               (rc: ok, quota, eio, eexist, other; [expiry minute])
@@ -423,6 +425,402 @@ static int mode_bench(long n)
 	free(a);
 	free(b);
 	return failures ? 1 : 0;
+}
+
+/* ---- watch: the KV watchers and the node's caches (js_watch.c) ----
+ * One command a line on stdin, one answer line on stdout; the loop drains
+ * between commands too, so the watchers apply changes as they come.
+ *   start                    watch every bucket, wait for the load: "ready MS"
+ *   add U D HEX | rm U D     jstore_device_add / _remove: "rc N"
+ *   dev U D                  from the cache: "dev HEX" or "rc N"
+ *   waitdev U D HEX|none MS  until the cache holds that: "ok MS" or "timeout"
+ *   contact A B              jstore_contact_add: "rc N"
+ *   contacts A               from the cache, sorted: "contacts B C …"
+ *   waitcontacts A N MS      until A has N contacts in the cache
+ *   gput G SEQ NAME U:1,V:0  jstore_group_put (1: admin): "rc N"
+ *   gget G | gcached G       the record, read or cached: "group SEQ NAME U:1,V:0" or "rc N"
+ *   waitgroup G SEQ MS       until the cached record's seq is SEQ
+ *   track U N                remember when dev.U.d<i> (i < N) enters the cache
+ *   lat U N                  add devices U/d0…d<N-1> one at a time: "acks T…" (realtime ms at each ack)
+ *   fill U N                 add devices U/f0…f<N-1>, 256 in flight: "filled OK MS"
+ *   seen                     "seen T…": when each tracked device entered this cache
+ *   stats                    "stats delivered applied ignored lost entries reconnects"
+ *   walk U G                 the start's walks from the caches: "walk N S" — N devices of U,
+ *                            S the seq of group G's record as the walk gave it (0: not listed)
+ */
+static double real_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+static char track_user[CHAT_USER_MAX + 1];
+static long track_n;
+static double *track_at;
+
+static void on_change(void *arg, const char *bucket, const char *key, bool removed)
+{
+	(void)arg;
+	size_t ul = strlen(track_user);
+	if (!track_at || removed || strcmp(bucket, "acct") || strncmp(key, "dev.", 4) ||
+	    strncmp(key + 4, track_user, ul) || strncmp(key + 4 + ul, ".d", 2))
+		return;
+	long i = atol(key + 6 + ul);
+	if (i >= 0 && i < track_n && track_at[i] == 0)
+		track_at[i] = real_ms();
+}
+
+static void hex_of(const uint8_t *h, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", h[i]);
+}
+
+static bool unhex(const char *s, uint8_t *out, size_t n)
+{
+	if (strlen(s) != 2 * n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		if (sscanf(s + 2 * i, "%2x", &v) != 1)
+			return false;
+		out[i] = (uint8_t)v;
+	}
+	return true;
+}
+
+static int add_peer(void *arg, const char *peer)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 4096 - n, " %s", peer);
+	return CHAT_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "contacts B C …" sorted, into out (4096). */
+static int contacts_line(const char *user, char *out)
+{
+	char raw[4096] = "";
+	int rc = jstore_contacts_each(js, user, add_peer, raw);
+	if (rc != CHAT_OK) {
+		snprintf(out, 4096, "rc %d", rc);
+		return -1;
+	}
+	char *v[256], *save = NULL;
+	int n = 0;
+	for (char *t = strtok_r(raw, " ", &save); t && n < 256; t = strtok_r(NULL, " ", &save))
+		v[n++] = t;
+	qsort(v, (size_t)n, sizeof(*v), cmp_str);
+	snprintf(out, 4096, "contacts");
+	for (int i = 0; i < n; i++)
+		snprintf(out + strlen(out), 4096 - strlen(out), " %s", v[i]);
+	return n;
+}
+
+static void group_line(const jstore_group *g, char *out, size_t cap)
+{
+	int k = snprintf(out, cap, "group %" PRIu64 " %s ", g->seq, g->name);
+	for (uint32_t i = 0; i < g->n && k > 0 && (size_t)k < cap; i++)
+		k += snprintf(out + k, cap - (size_t)k, "%s%s:%d", i ? "," : "", g->members[i].user, g->members[i].admin);
+}
+
+static void cb_group(void *arg, int rc, const jstore_group *g)
+{
+	(void)arg;
+	rc_out = rc;
+	if (g)
+		group_line(g, str_out, sizeof(str_out));
+	done = 1;
+}
+
+/* Parses "U:1,V:0" into g (members malloc'd). */
+static bool parse_members(char *s, jstore_group *g)
+{
+	g->n = 0;
+	g->members = calloc(1024, sizeof(*g->members));
+	char *save = NULL;
+	for (char *t = strtok_r(s, ",", &save); t && g->n < 1024; t = strtok_r(NULL, ",", &save)) {
+		char *c = strchr(t, ':');
+		if (!c || (size_t)(c - t) > CHAT_USER_MAX)
+			return false;
+		memcpy(g->members[g->n].user, t, (size_t)(c - t));
+		g->members[g->n].admin = c[1] == '1';
+		g->n++;
+	}
+	return true;
+}
+
+/* Runs the loop until check() holds or ms pass: its wait in ms, or -1. */
+static double wait_for(bool (*check)(void *), void *arg, double ms)
+{
+	double t0 = now_ms();
+	while (!check(arg)) {
+		if (now_ms() - t0 > ms)
+			return -1;
+		volatile int never = 0;
+		run_until(&never, 5);
+	}
+	return now_ms() - t0;
+}
+
+typedef struct want_dev {
+	const char *u, *d;
+	bool none;
+	uint8_t h[STORE_HASH_LEN];
+} want_dev;
+
+static bool dev_is(void *arg)
+{
+	want_dev *w = arg;
+	uint8_t h[STORE_HASH_LEN];
+	int rc = jstore_cached_device(js, w->u, w->d, h);
+	return w->none ? rc == CHAT_ENOTFOUND : rc == CHAT_OK && !memcmp(h, w->h, STORE_HASH_LEN);
+}
+
+typedef struct want_n {
+	const char *k;
+	long n;
+} want_n;
+
+static bool contacts_are(void *arg)
+{
+	want_n *w = arg;
+	char out[4096];
+	return contacts_line(w->k, out) == w->n;
+}
+
+static bool group_is(void *arg)
+{
+	want_n *w = arg;
+	jstore_group g;
+	if (jstore_cached_group(js, w->k, &g) != CHAT_OK)
+		return false;
+	bool ok = g.seq == (uint64_t)w->n;
+	jstore_group_free(&g);
+	return ok;
+}
+
+static bool loaded(void *arg)
+{
+	(void)arg;
+	return jstore_watch_ready(js, JSTORE_W_ALL);
+}
+
+static long fill_inflight, fill_ok;
+static void cb_fill(void *arg, int rc)
+{
+	(void)arg;
+	fill_inflight--;
+	fill_ok += rc == CHAT_OK;
+}
+
+typedef struct walk_ctx {
+	const char *user, *gid;
+	long ndev;
+	uint64_t gseq;
+} walk_ctx;
+
+static int walk_dev(void *arg, const char *user, const char *device, const uint8_t hash[STORE_HASH_LEN])
+{
+	walk_ctx *w = arg;
+	(void)device;
+	(void)hash;
+	w->ndev += !strcmp(user, w->user);
+	return CHAT_OK;
+}
+
+static int walk_grp(void *arg, const char *gid, const jstore_group *g)
+{
+	walk_ctx *w = arg;
+	if (!strcmp(gid, w->gid))
+		w->gseq = g->seq;
+	return CHAT_OK;
+}
+
+static void watch_cmd(char *line)
+{
+	char *a[8] = { 0 }, *save = NULL;
+	int n = 0;
+	for (char *t = strtok_r(line, " \t\r\n", &save); t && n < 8; t = strtok_r(NULL, " \t\r\n", &save))
+		a[n++] = t;
+	if (n == 0)
+		return;
+	char out[5200];
+	snprintf(out, sizeof(out), "bad command");
+	if (!strcmp(a[0], "start")) {
+		char err[300] = "";
+		double t0 = now_ms();
+		int rc = jstore_watch(js, JSTORE_W_ALL, err, sizeof(err));
+		double started = now_ms() - t0;
+		double w = rc == CHAT_OK ? wait_for(loaded, NULL, 20000) : -1;
+		if (w < 0)
+			snprintf(out, sizeof(out), "failed %d %s", rc, err);
+		else
+			snprintf(out, sizeof(out), "ready %.1f %.1f", started + w, started);
+	} else if (!strcmp(a[0], "add") && n == 4) {
+		uint8_t h[STORE_HASH_LEN];
+		if (unhex(a[3], h, STORE_HASH_LEN)) {
+			WAIT(jstore_device_add(js, a[1], a[2], h, cb_done, NULL));
+			snprintf(out, sizeof(out), "rc %d", rc_out);
+		}
+	} else if (!strcmp(a[0], "rm") && n == 3) {
+		WAIT(jstore_device_remove(js, a[1], a[2], cb_done, NULL));
+		snprintf(out, sizeof(out), "rc %d", rc_out);
+	} else if (!strcmp(a[0], "dev") && n == 3) {
+		uint8_t h[STORE_HASH_LEN];
+		char hx[2 * STORE_HASH_LEN + 1];
+		int rc = jstore_cached_device(js, a[1], a[2], h);
+		if (rc == CHAT_OK) {
+			hex_of(h, STORE_HASH_LEN, hx);
+			snprintf(out, sizeof(out), "dev %s", hx);
+		} else {
+			snprintf(out, sizeof(out), "rc %d", rc);
+		}
+	} else if (!strcmp(a[0], "waitdev") && n == 5) {
+		want_dev w = { a[1], a[2], !strcmp(a[3], "none"), { 0 } };
+		if (w.none || unhex(a[3], w.h, STORE_HASH_LEN)) {
+			double t = wait_for(dev_is, &w, atof(a[4]));
+			snprintf(out, sizeof(out), t < 0 ? "timeout" : "ok %.2f", t);
+		}
+	} else if (!strcmp(a[0], "contact") && n == 3) {
+		WAIT(jstore_contact_add(js, a[1], a[2], cb_done, NULL));
+		snprintf(out, sizeof(out), "rc %d", rc_out);
+	} else if (!strcmp(a[0], "contacts") && n == 2) {
+		contacts_line(a[1], out);
+	} else if (!strcmp(a[0], "waitcontacts") && n == 4) {
+		want_n w = { a[1], atol(a[2]) };
+		double t = wait_for(contacts_are, &w, atof(a[3]));
+		snprintf(out, sizeof(out), t < 0 ? "timeout" : "ok %.2f", t);
+	} else if (!strcmp(a[0], "gput") && n == 5) {
+		jstore_group g = { 0 };
+		g.seq = strtoull(a[2], NULL, 10);
+		g.name_len = strlen(a[3]) < sizeof(g.name) ? strlen(a[3]) : 0;
+		memcpy(g.name, a[3], g.name_len);
+		if (parse_members(a[4], &g)) {
+			WAIT(jstore_group_put(js, a[1], &g, cb_done, NULL));
+			snprintf(out, sizeof(out), "rc %d", rc_out);
+		}
+		jstore_group_free(&g);
+	} else if (!strcmp(a[0], "gget") && n == 2) {
+		WAIT(jstore_group_get(js, a[1], cb_group, NULL));
+		if (rc_out == CHAT_OK)
+			snprintf(out, sizeof(out), "%s", str_out);
+		else
+			snprintf(out, sizeof(out), "rc %d", rc_out);
+	} else if (!strcmp(a[0], "gcached") && n == 2) {
+		jstore_group g;
+		int rc = jstore_cached_group(js, a[1], &g);
+		if (rc == CHAT_OK) {
+			group_line(&g, out, sizeof(out));
+			jstore_group_free(&g);
+		} else {
+			snprintf(out, sizeof(out), "rc %d", rc);
+		}
+	} else if (!strcmp(a[0], "waitgroup") && n == 4) {
+		want_n w = { a[1], atol(a[2]) };
+		double t = wait_for(group_is, &w, atof(a[3]));
+		snprintf(out, sizeof(out), t < 0 ? "timeout" : "ok %.2f", t);
+	} else if (!strcmp(a[0], "track") && n == 3) {
+		snprintf(track_user, sizeof(track_user), "%s", a[1]);
+		track_n = atol(a[2]);
+		free(track_at);
+		track_at = calloc((size_t)track_n + 1, sizeof(*track_at));
+		snprintf(out, sizeof(out), "tracking");
+	} else if (!strcmp(a[0], "lat") && n == 3) {
+		long k = atol(a[2]);
+		uint8_t h[STORE_HASH_LEN] = { 7 };
+		int m = snprintf(out, sizeof(out), "acks");
+		for (long i = 0; i < k; i++) {
+			char d[32];
+			snprintf(d, sizeof(d), "d%ld", i);
+			WAIT(jstore_device_add(js, a[1], d, h, cb_done, NULL));
+			double t = rc_out == CHAT_OK ? real_ms() : 0;
+			if (m > 0 && (size_t)m < sizeof(out) - 20)
+				m += snprintf(out + m, sizeof(out) - (size_t)m, " %.2f", t);
+		}
+	} else if (!strcmp(a[0], "fill") && n == 3) {
+		long k = atol(a[2]);
+		uint8_t h[STORE_HASH_LEN] = { 9 };
+		double t0 = now_ms();
+		fill_ok = 0;
+		for (long i = 0; i < k || fill_inflight > 0;) {
+			while (i < k && fill_inflight < 256) {
+				char d[32];
+				snprintf(d, sizeof(d), "f%ld", i++);
+				if (jstore_device_add(js, a[1], d, h, cb_fill, NULL) == CHAT_OK)
+					fill_inflight++;
+			}
+			volatile int never = 0;
+			run_until(&never, 5);
+		}
+		snprintf(out, sizeof(out), "filled %ld %.0f", fill_ok, now_ms() - t0);
+	} else if (!strcmp(a[0], "seen") && n == 1) {
+		int m = snprintf(out, sizeof(out), "seen");
+		for (long i = 0; i < track_n && (size_t)m < sizeof(out) - 20; i++)
+			m += snprintf(out + m, sizeof(out) - (size_t)m, " %.2f", track_at ? track_at[i] : 0);
+	} else if (!strcmp(a[0], "walk") && n == 3) {
+		walk_ctx w = { a[1], a[2], 0, 0 };
+		int rc = jstore_devices_each(js, walk_dev, &w);
+		if (rc == CHAT_OK)
+			rc = jstore_groups_each(js, walk_grp, &w);
+		if (rc == CHAT_OK)
+			snprintf(out, sizeof(out), "walk %ld %" PRIu64, w.ndev, w.gseq);
+		else
+			snprintf(out, sizeof(out), "rc %d", rc);
+	} else if (!strcmp(a[0], "stats")) {
+		jstore_watch_stats s;
+		jstore_stats j;
+		jstore_watch_get_stats(js, &s);
+		jstore_get_stats(js, &j);
+		snprintf(out, sizeof(out), "stats %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %zu %" PRIu64, s.delivered,
+		         s.applied, s.ignored, s.lost, s.entries, j.reconnects);
+	}
+	printf("%s\n", out);
+	fflush(stdout);
+}
+
+static int mode_watch(void)
+{
+	char buf[8192];
+	size_t have = 0;
+	jstore_watch_on_change(js, on_change, NULL);
+	for (;;) {
+		struct pollfd p[2] = { { 0, POLLIN, 0 }, { efd, POLLIN, 0 } };
+		if (poll(p, 2, 50) > 0 && (p[1].revents & POLLIN)) {
+			uint64_t v;
+			if (read(efd, &v, sizeof(v)) < 0) {
+				/* drained anyway */
+			}
+		}
+		jstore_drain(js);
+		if (p[0].revents & (POLLIN | POLLHUP)) {
+			ssize_t r = read(0, buf + have, sizeof(buf) - 1 - have);
+			if (r <= 0)
+				break;
+			have += (size_t)r;
+			char *nl;
+			while ((nl = memchr(buf, '\n', have))) {
+				*nl = 0;
+				if (!strcmp(buf, "quit"))
+					goto out;
+				watch_cmd(buf);
+				size_t used = (size_t)(nl + 1 - buf);
+				memmove(buf, nl + 1, have - used);
+				have -= used;
+			}
+			if (have == sizeof(buf) - 1)
+				have = 0; /* a line too long: dropped */
+		}
+	}
+out:
+	free(track_at);
+	return 0;
 }
 
 /* ---- the send ---- */
@@ -1368,7 +1766,8 @@ int main(int argc, char **argv)
 		rc = open_js(urls, "check", argc > 3 ? strtoull(argv[3], NULL, 10) : 0, timeout);
 	else
 		rc = open_js(urls,
-		             !strcmp(mode, "seq") || !strcmp(mode, "claims") || !strcmp(mode, "node") || !strcmp(mode, "send")
+		             !strcmp(mode, "seq") || !strcmp(mode, "claims") || !strcmp(mode, "node") || !strcmp(mode, "send") ||
+		                             !strcmp(mode, "watch")
 		                 ? argv[3] : "check",
 		             getenv("JS_MAX_QUEUE") ? strtoull(getenv("JS_MAX_QUEUE"), NULL, 10) : 0, timeout);
 	if (rc)
@@ -1397,7 +1796,9 @@ int main(int argc, char **argv)
 		rc = jstore_stream_leader(js, argv[3], name, sizeof(name)) == CHAT_OK ? 0 : 1;
 		if (!rc)
 			printf("%s\n", name);
-	} else if (!strcmp(mode, "bench") && argc >= 4)
+	} else if (!strcmp(mode, "watch") && argc >= 4)
+		rc = mode_watch();
+	else if (!strcmp(mode, "bench") && argc >= 4)
 		rc = mode_bench(atol(argv[3]));
 	else if (!strcmp(mode, "send") && argc >= 9)
 		rc = mode_send(argv[4], argv[5], atol(argv[6]), strtoull(argv[7], NULL, 10), argv[8],

@@ -11,6 +11,14 @@
   from 1 to N given exactly once, N + 1 absent, each entry the one its
   writer was told (create-only log entries: docs/CLUSTER.md);
 - 4 processes claim the same cids at once: each cid won exactly once;
+- the KV watchers and caches (js_store_check watch, two processes): a
+  device added on one is authenticated from the other's cache, a removed
+  one disappears from it, a removed and re-added one ends with the new hash
+  on both; contacts are listed from the cache; a group record round-trips
+  and the other node's cache follows it; how long another node's change
+  takes to reach a cache (p50/p99 over 200 puts, printed); a watcher whose
+  connection is cut (a TCP relay, no server killed) gets, after its
+  reconnect, the change written meanwhile;
 - the send (jstore_send): a dm to 3 devices commits one log entry listing
   its 3 reservations' stream seqs, a short ttl writes its x.<minute> entry;
   2 processes sending in one conversation at once get gap-free seqs and
@@ -46,6 +54,8 @@ import os
 import queue
 import re
 import signal
+import socket
+import threading
 import subprocess
 import threading
 import time
@@ -140,6 +150,98 @@ def acked(out):
     return seqs, twice
 
 
+class Peer:
+    """A js_store_check watch process: one command, one answer line."""
+
+    def __init__(self, urls, node):
+        # reads at the leader: gget right after gput must see it (a direct
+        # get may be answered by a replica a write behind: test_ops)
+        e = dict(os.environ, JS_LEADER_READS="1", **SANITIZER_ENV)
+        self.p = subprocess.Popen([CHECK, "watch", urls, node], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=e)
+
+    def __call__(self, *cmd):
+        self.p.stdin.write(" ".join(str(c) for c in cmd) + "\n")
+        self.p.stdin.flush()
+        line = self.p.stdout.readline()
+        if not line:
+            raise AssertionError("js_store_check watch ended: %s" % self.p.stderr.read())
+        return line.strip()
+
+    def close(self):
+        self.p.stdin.write("quit\n")
+        self.p.stdin.flush()
+        out, err = self.p.communicate(timeout=30)
+        return self.p.returncode, err
+
+
+class Relay:
+    """A loopback TCP relay to one NATS server. cut() ends every connection
+    through it and refuses new ones for a moment: the client behind it
+    reconnects (through it again, or to a server the cluster advertised),
+    and no server is killed."""
+
+    def __init__(self, port):
+        self.to = port
+        self.down_until = 0.0
+        self.socks = []
+        self.lock = threading.Lock()
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(16)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            if time.time() < self.down_until:
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(("127.0.0.1", self.to))
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.socks += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self.pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def pump(a, b):
+        try:
+            while True:
+                d = a.recv(65536)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for x in (a, b):
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self, refuse_s=0.3):
+        self.down_until = time.time() + refuse_s
+        with self.lock:
+            for x in self.socks:
+                try:
+                    x.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.socks = []
+
+    def close(self):
+        self.ls.close()
+        self.cut(0)
+
+
 @unittest.skipUnless(have_nats(), "nats-server is not installed (scripts/deps.sh)")
 @unittest.skipUnless(os.path.exists(CHECK), "js_store_check not built (libnats-dev missing)")
 class JetStreamStoreTest(unittest.TestCase):
@@ -228,6 +330,130 @@ class JetStreamStoreTest(unittest.TestCase):
         self.assertEqual(won, Counter({cid: 1 for cid in range(1, 41)}))
         self.assertEqual(lost, 3 * 40)
 
+    def test_watch_caches_follow_other_node(self):
+        # every cache bound below: a change of the other process must be in
+        # this one's cache within 2 s (measured p99 is printed; far lower)
+        bound = 2000
+        a, b = Peer(self.nats.urls, "wa"), Peer(self.nats.urls, "wb")
+        try:
+            for p in (a, b):
+                r = p("start")
+                self.assertTrue(r.startswith("ready "), r)
+                print("watchers started and loaded in %s ms (consumers created in %s ms)" % tuple(r.split()[1:3]))
+            h1, h2 = "11" * 32, "22" * 32
+            # added on a, authenticated from b's cache (and a's own at once)
+            self.assertEqual(a("add", "wu", "phone", h1), "rc 0")
+            self.assertEqual(a("dev", "wu", "phone"), "dev " + h1, "not in the writer's own cache")
+            self.assertTrue(b("waitdev", "wu", "phone", h1, bound).startswith("ok"))
+            self.assertEqual(b("dev", "wu", "nope"), "rc 3")  # CHAT_ENOTFOUND
+            # removed on b: gone from both
+            self.assertEqual(b("rm", "wu", "phone"), "rc 0")
+            self.assertEqual(b("dev", "wu", "phone"), "rc 3")
+            self.assertTrue(a("waitdev", "wu", "phone", "none", bound).startswith("ok"))
+            # re-added with another hash: the new hash on both, the old never back
+            self.assertEqual(a("add", "wu", "phone", h2), "rc 0")
+            self.assertEqual(a("dev", "wu", "phone"), "dev " + h2)
+            self.assertTrue(b("waitdev", "wu", "phone", h2, bound).startswith("ok"))
+            time.sleep(0.2)
+            self.assertEqual(a("dev", "wu", "phone"), "dev " + h2)
+            self.assertEqual(b("dev", "wu", "phone"), "dev " + h2)
+            # contacts listed from the cache, both directions, on both nodes
+            self.assertEqual(a("contact", "wu", "wv"), "rc 0")
+            self.assertEqual(b("contact", "wx", "wu"), "rc 0")
+            self.assertIn("wv", a("contacts", "wu").split())  # own write: at once
+            self.assertTrue(a("waitcontacts", "wu", 2, bound).startswith("ok"))
+            self.assertTrue(b("waitcontacts", "wu", 2, bound).startswith("ok"))
+            self.assertEqual(b("contacts", "wu"), "contacts wv wx")
+            self.assertEqual(b("contacts", "wv"), "contacts wu")
+            self.assertEqual(b("contacts", "nobody"), "contacts")
+            # a group record round-trips; the other cache follows it; an older
+            # record put after a newer one (puts in either order) does not win
+            self.assertEqual(a("gput", "team", 5, "Team", "wu:1,wv:0,wx:0"), "rc 0")
+            self.assertEqual(a("gget", "team"), "group 5 Team wu:1,wv:0,wx:0")
+            self.assertEqual(a("gcached", "team"), "group 5 Team wu:1,wv:0,wx:0")
+            self.assertTrue(b("waitgroup", "team", 5, bound).startswith("ok"))
+            self.assertEqual(b("gcached", "team"), "group 5 Team wu:1,wv:0,wx:0")
+            self.assertEqual(b("gput", "team", 7, "Team", "wu:1,wx:1"), "rc 0")
+            self.assertEqual(a("gput", "team", 6, "Team", "wu:1,wx:0"), "rc 0")
+            self.assertTrue(a("waitgroup", "team", 7, bound).startswith("ok"))
+            time.sleep(0.2)
+            self.assertEqual(a("gcached", "team"), "group 7 Team wu:1,wx:1")
+            self.assertEqual(b("gcached", "team"), "group 7 Team wu:1,wx:1")
+            # how stale another node's change may be: 200 puts on a, each
+            # seen by b's cache after (b's apply − a's acknowledgement)
+            n = 200
+            self.assertEqual(b("track", "lat", n), "tracking")
+            acks = [float(t) for t in a("lat", "lat", n).split()[1:]]
+            self.assertTrue(b("waitdev", "lat", "d%d" % (n - 1), "07" + "00" * 31, bound).startswith("ok"))
+            seen = [float(t) for t in b("seen").split()[1:]]
+            self.assertEqual(len(acks), n)
+            self.assertNotIn(0.0, acks)
+            self.assertNotIn(0.0, seen)
+            lag = sorted(s - t for s, t in zip(seen, acks))
+            print("another node's put in this cache after: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%d puts)"
+                  % (lag[n // 2], lag[n * 99 // 100], lag[-1], n))
+            self.assertLess(lag[n * 99 // 100], bound)
+            st = b("stats").split()
+            self.assertEqual(st[4], "0", "a watcher message was lost")
+            # a node starting now loads the buckets' content: the last value
+            # of every key (a removed and re-added device: its new hash)
+            c = Peer(self.nats.urls, "wc")
+            try:
+                r = c("start")
+                self.assertTrue(r.startswith("ready "), r)
+                print("watchers of a third node: %s entries loaded in %s ms" % (c("stats").split()[5], r.split()[1]))
+                self.assertEqual(c("dev", "wu", "phone"), "dev " + h2)
+                self.assertEqual(c("dev", "lat", "d%d" % (n - 1)), "dev 07" + "00" * 31)
+                self.assertEqual(c("contacts", "wu"), "contacts wv wx")
+                # the walks a plugin's start makes (its device and group tables)
+                self.assertEqual(c("walk", "lat", "team"), "walk %d 6" % n)
+                # but the bucket keeps the last put (history 1): the record
+                # of event 6, put after 7's. A node that never saw 7's
+                # record starts behind; the log catches it up (CLUSTER.md,
+                # "Group membership": Chat-Members-At), not the watcher
+                self.assertEqual(c("gcached", "team"), "group 6 Team wu:1,wx:0")
+            finally:
+                rc, err = c.close()
+                self.assertEqual(rc, 0, err)
+        finally:
+            for p in (a, b):
+                rc, err = p.close()
+                self.assertEqual(rc, 0, err)
+
+    def test_watch_resumes_after_reconnect(self):
+        # b reaches the cluster through a relay; cutting it makes b's
+        # libnats reconnect. A change written while b's connection is cut
+        # must still reach b's cache (the ordered consumer resumes from the
+        # last stream seq it delivered), and so must the next one.
+        relay = Relay(int(self.nats.nodes[0].url.rsplit(":", 1)[1]))
+        a, b = Peer(self.nats.urls, "ra"), Peer("nats://127.0.0.1:%d" % relay.port, "rb")
+        try:
+            for p in (a, b):
+                self.assertTrue(p("start").startswith("ready "))
+            h1, h2, h3 = "31" * 32, "32" * 32, "33" * 32
+            self.assertEqual(a("add", "rcu", "d1", h1), "rc 0")
+            self.assertTrue(b("waitdev", "rcu", "d1", h1, 2000).startswith("ok"))
+            before = int(b("stats").split()[6])  # reconnects so far (a loaded box may have had one)
+            relay.cut()
+            # b's old connection is gone: d2 can only reach it after the reconnect
+            self.assertEqual(a("add", "rcu", "d2", h2), "rc 0")
+            r = b("waitdev", "rcu", "d2", h2, 10000)
+            self.assertTrue(r.startswith("ok"), r)
+            print("a change made while the watcher's connection was cut: in its cache after %s ms" % r.split()[1])
+            # libnats calls the reconnected callback (the counter) after the
+            # subscriptions are back, so the change may arrive first
+            deadline = time.time() + 5
+            while int(b("stats").split()[6]) <= before and time.time() < deadline:
+                time.sleep(0.02)
+            self.assertGreater(int(b("stats").split()[6]), before, "b did not reconnect")
+            self.assertEqual(a("add", "rcu", "d3", h3), "rc 0")
+            self.assertTrue(b("waitdev", "rcu", "d3", h3, 2000).startswith("ok"))
+            self.assertEqual(b("dev", "rcu", "d1"), "dev " + h1)
+        finally:
+            for p in (a, b):
+                rc, err = p.close()
+                self.assertEqual(rc, 0, err)
+            relay.close()
     def send(self, node, conv, frm, k, cid0, to, ttl=None, env=None):
         """k sends of js_store_check send: [(seq, cid, retry, rc, [minute])]."""
         r = run(["send", self.nats.urls, node, conv, frm, str(k), str(cid0), ",".join(to)] +

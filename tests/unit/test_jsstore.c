@@ -2,8 +2,9 @@
 // SPDX-License-Identifier: EPL-2.0 OR BSD-3-Clause
 /* test_jsstore.c — the pure parts of cluster mode's JetStream backend:
  * the completion FIFO (store/js_fifo.c), alone and under producer threads,
- * and the codec (store/js_codec.c): ids into subject tokens and back, the
- * API answers and the KV values decoded. The backend against a real
+ * the codec (store/js_codec.c): ids into subject tokens and back, the
+ * API answers and the KV values decoded, and the node's KV caches and the
+ * group record (store/js_cache.c). The backend against a real
  * nats-server cluster: tests/integration/test_js_store.py. */
 #include <check.h>
 #include <pthread.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "err.h"
+#include "js_cache.h"
 #include "js_codec.h"
 #include "js_sess.h"
 #include "js_fifo.h"
@@ -358,6 +360,241 @@ START_TEST(codec_values)
 }
 END_TEST
 
+/* ---- the node's KV caches and the group record (store/js_cache.c) ---- */
+
+static const uint8_t *V(const char *s)
+{
+	return (const uint8_t *)s;
+}
+
+START_TEST(cache_revisions_and_own_writes)
+{
+	js_kv_cache c;
+	ck_assert_int_eq(js_kv_init(&c, false, false), CHAT_OK);
+	/* the watcher's load, then this node's write acknowledged at rev 9 */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 3, false, V("old"), 3, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 9, false, V("mine"), 4, false), 1);
+	/* the watcher catching up delivers rev 5, then rev 9 itself: neither goes back */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 5, false, V("mid"), 3, true), 0);
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 9, false, V("mine"), 4, true), 0);
+	const js_kv_entry *e = js_kv_find(&c, "dev.a.p", 7);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_uint_eq(e->len, 4);
+	ck_assert_int_eq(memcmp(e->val, "mine", 4), 0);
+	ck_assert_uint_eq(c.pos, 9);
+	/* a local delete: a tombstone until the watcher delivers it; an older
+	 * put delivered meanwhile does not bring the record back */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 12, true, NULL, 0, false), 1);
+	ck_assert_ptr_null(js_kv_find(&c, "dev.a.p", 7));
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 10, false, V("late"), 4, true), 0);
+	ck_assert_ptr_null(js_kv_find(&c, "dev.a.p", 7));
+	ck_assert_uint_eq(c.n, 1); /* the tombstone */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 12, true, NULL, 0, true), 1);
+	ck_assert_uint_eq(c.n, 0);
+	/* a re-add after it: a new value at a higher revision */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 15, false, V("new"), 3, true), 1);
+	ck_assert_int_eq(memcmp(js_kv_find(&c, "dev.a.p", 7)->val, "new", 3), 0);
+	/* a watcher's delete of a key never seen: nothing; of a live key: gone */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.b.p", 7, 16, true, NULL, 0, true), 1);
+	ck_assert_ptr_null(js_kv_find(&c, "dev.b.p", 7));
+	ck_assert_int_eq(js_kv_apply(&c, "dev.a.p", 7, 17, true, NULL, 0, true), 1);
+	ck_assert_ptr_null(js_kv_find(&c, "dev.a.p", 7));
+	ck_assert_uint_eq(c.n, 0);
+	/* this node's put acknowledged at rev 20 reaches the owner after the
+	 * watcher delivered rev 20 and another node's delete at rev 21: the
+	 * acknowledgement is overtaken, the record stays removed */
+	ck_assert_int_eq(js_kv_apply(&c, "dev.c.p", 7, 20, false, V("v"), 1, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "dev.c.p", 7, 21, true, NULL, 0, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "dev.c.p", 7, 20, false, V("v"), 1, false), 0);
+	ck_assert_ptr_null(js_kv_find(&c, "dev.c.p", 7));
+	/* an empty value is a value (the contacts index stores "") */
+	ck_assert_int_eq(js_kv_apply(&c, "x", 1, 22, false, V(""), 0, true), 1);
+	ck_assert_ptr_nonnull(js_kv_find(&c, "x", 1));
+	js_kv_free(&c);
+}
+END_TEST
+
+static int collect(void *arg, const char *rest, size_t len)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%.*s", n ? "," : "", (int)len, rest);
+	return strcmp(out, "stop") ? CHAT_OK : CHAT_STOP;
+}
+
+static int count_entry(void *arg, const js_kv_entry *e)
+{
+	ck_assert(!e->deleted);
+	(*(size_t *)arg)++;
+	return CHAT_OK;
+}
+
+static int stop_at_3(void *arg, const js_kv_entry *e)
+{
+	(void)e;
+	return ++*(size_t *)arg == 3 ? CHAT_STOP : CHAT_OK;
+}
+
+START_TEST(cache_owner_index_grows)
+{
+	js_kv_cache c;
+	char key[64], out[256];
+	ck_assert_int_eq(js_kv_init(&c, true, false), CHAT_OK);
+	/* 5,000 users with one contact each, then "al" with three: the
+	 * tables grow many times, the owner index stays exact */
+	for (int i = 0; i < 5000; i++) {
+		int n = snprintf(key, sizeof(key), "u%d.v%d", i, i);
+		ck_assert_int_eq(js_kv_apply(&c, key, (size_t)n, (uint64_t)i + 1, false, V(""), 0, true), 1);
+	}
+	ck_assert_int_eq(js_kv_apply(&c, "al.bo", 5, 6000, false, V(""), 0, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "al.cy", 5, 6001, false, V(""), 0, false), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "al.di", 5, 6002, false, V(""), 0, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "ali.x", 5, 6003, false, V(""), 0, true), 1); /* another owner */
+	ck_assert_int_eq(js_kv_apply(&c, "al.cy", 5, 6004, true, NULL, 0, false), 1);  /* a tombstone */
+	ck_assert_uint_gt(c.cap, 4096);
+	out[0] = 0;
+	ck_assert_int_eq(js_kv_each_owner(&c, "al", 2, collect, out), CHAT_OK);
+	ck_assert(!strcmp(out, "bo,di") || !strcmp(out, "di,bo"));
+	out[0] = 0;
+	ck_assert_int_eq(js_kv_each_owner(&c, "u4321", 5, collect, out), CHAT_OK);
+	ck_assert_str_eq(out, "v4321");
+	out[0] = 0;
+	ck_assert_int_eq(js_kv_each_owner(&c, "nobody", 6, collect, out), CHAT_OK);
+	ck_assert_str_eq(out, "");
+	ck_assert_uint_eq(js_kv_count(&c), 5003);
+	size_t walked = 0;
+	ck_assert_int_eq(js_kv_each(&c, count_entry, &walked), CHAT_OK);
+	ck_assert_uint_eq(walked, 5003); /* the tombstone is not walked */
+	walked = 0;
+	ck_assert_int_eq(js_kv_each(&c, stop_at_3, &walked), CHAT_STOP);
+	ck_assert_uint_eq(walked, 3);
+	for (int i = 0; i < 5000; i++) {
+		int n = snprintf(key, sizeof(key), "u%d.v%d", i, i);
+		ck_assert_int_eq(js_kv_apply(&c, key, (size_t)n, (uint64_t)7000 + i, true, NULL, 0, true), 1);
+	}
+	ck_assert_uint_eq(js_kv_count(&c), 3);
+	js_kv_free(&c);
+}
+END_TEST
+
+START_TEST(group_record)
+{
+	jstore_group_member m[3] = { { "alice", true }, { "bob", false }, { "c.d-e_f", false } };
+	jstore_group g = { .seq = 0x0102030405060708ULL, .name = "Team \xc3\xa9", .name_len = 7, .n = 3,
+	                   .members = m };
+	uint8_t buf[256];
+	size_t n = jstore_group_encode(buf, sizeof(buf), &g);
+	ck_assert_uint_eq(n, jstore_group_size(&g));
+	ck_assert_uint_eq(n, 1 + 8 + 1 + 7 + 4 + (2 + 5) + (2 + 3) + (2 + 7));
+	ck_assert_int_eq(buf[0], 1);
+	ck_assert_int_eq(buf[1], 1);
+	ck_assert_int_eq(buf[8], 8);
+	jstore_group d;
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_OK);
+	ck_assert_uint_eq(d.seq, g.seq);
+	ck_assert_uint_eq(d.name_len, 7);
+	ck_assert_str_eq(d.name, "Team \xc3\xa9");
+	ck_assert_uint_eq(d.n, 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_str_eq(d.members[i].user, m[i].user); /* join order kept */
+		ck_assert_int_eq(d.members[i].admin, m[i].admin);
+	}
+	jstore_group_free(&d);
+	/* every cut, a byte more, a bad version, a flag beyond admin: refused */
+	for (size_t k = 0; k < n; k++)
+		ck_assert_int_eq(jstore_group_decode(buf, k, &d), CHAT_ECORRUPT);
+	buf[n] = 0;
+	ck_assert_int_eq(jstore_group_decode(buf, n + 1, &d), CHAT_ECORRUPT);
+	buf[0] = 2;
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_ECORRUPT);
+	buf[0] = 1;
+	buf[21] = 2; /* the first member's flags */
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_ECORRUPT);
+	buf[21] = 1;
+	buf[23] = '/'; /* not an id */
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_ECORRUPT);
+	buf[23] = 'a';
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_OK);
+	jstore_group_free(&d);
+	/* a member count beyond what the bytes can hold */
+	buf[17] = 0x7f;
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_ECORRUPT);
+	/* what encode refuses: a repeated member, a bad id, a NUL in the name */
+	snprintf(m[2].user, sizeof(m[2].user), "alice");
+	ck_assert_uint_eq(jstore_group_size(&g), 0);
+	ck_assert_uint_eq(jstore_group_encode(buf, sizeof(buf), &g), 0);
+	snprintf(m[2].user, sizeof(m[2].user), "a b");
+	ck_assert_uint_eq(jstore_group_size(&g), 0);
+	snprintf(m[2].user, sizeof(m[2].user), "carl");
+	g.name[2] = 0;
+	ck_assert_uint_eq(jstore_group_size(&g), 0);
+	g.name[2] = 'a';
+	ck_assert_uint_gt(jstore_group_size(&g), 0);
+	ck_assert_uint_eq(jstore_group_encode(buf, 10, &g), 0); /* too small */
+	/* an empty group is a record */
+	jstore_group e = { .seq = 1 };
+	n = jstore_group_encode(buf, sizeof(buf), &e);
+	ck_assert_uint_eq(n, 14);
+	ck_assert_int_eq(jstore_group_decode(buf, n, &d), CHAT_OK);
+	ck_assert_uint_eq(d.n, 0);
+	jstore_group_free(&d);
+}
+END_TEST
+
+START_TEST(cache_groups_keep_highest_event)
+{
+	js_kv_cache c;
+	jstore_group_member m[1] = { { "alice", true } };
+	jstore_group g = { .seq = 7, .name = "t", .name_len = 1, .n = 1, .members = m };
+	uint8_t r7[64], r6[64], r8[64];
+	size_t n7 = jstore_group_encode(r7, sizeof(r7), &g);
+	g.seq = 6;
+	size_t n6 = jstore_group_encode(r6, sizeof(r6), &g);
+	g.seq = 8;
+	size_t n8 = jstore_group_encode(r8, sizeof(r8), &g);
+	ck_assert_int_eq(js_kv_init(&c, false, true), CHAT_OK);
+	/* the puts of events 7 and 6 landed in that order (revs 2, 3): 7 stays */
+	ck_assert_int_eq(js_kv_apply(&c, "g", 1, 2, false, r7, n7, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "g", 1, 3, false, r6, n6, true), 0);
+	jstore_group d;
+	const js_kv_entry *e = js_kv_find(&c, "g", 1);
+	ck_assert_int_eq(jstore_group_decode(e->val, e->len, &d), CHAT_OK);
+	ck_assert_uint_eq(d.seq, 7);
+	jstore_group_free(&d);
+	ck_assert_int_eq(js_kv_apply(&c, "g", 1, 4, false, r8, n8, true), 1);
+	e = js_kv_find(&c, "g", 1);
+	ck_assert_int_eq(jstore_group_decode(e->val, e->len, &d), CHAT_OK);
+	ck_assert_uint_eq(d.seq, 8);
+	jstore_group_free(&d);
+	/* this node's own put of event 9 acknowledged at rev 12 after the
+	 * watcher's copy of another node's event 10 at rev 11: 10 stays;
+	 * and the other order: event 12 (rev 13) seen before its own 11 (rev 14) */
+	g.seq = 10;
+	uint8_t r10[64], r9[64], r11[64], r12[64];
+	size_t n10 = jstore_group_encode(r10, sizeof(r10), &g);
+	g.seq = 9;
+	size_t n9 = jstore_group_encode(r9, sizeof(r9), &g);
+	g.seq = 11;
+	size_t n11 = jstore_group_encode(r11, sizeof(r11), &g);
+	g.seq = 12;
+	size_t n12 = jstore_group_encode(r12, sizeof(r12), &g);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 11, false, r10, n10, true), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 12, false, r9, n9, false), 0);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 12, false, r9, n9, true), 0);
+	/* a higher event at a lower revision (own ack late, the watcher first) wins */
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 10, false, r12, n12, false), 1);
+	ck_assert_int_eq(js_kv_apply(&c, "h", 1, 14, false, r11, n11, true), 0);
+	e = js_kv_find(&c, "h", 1);
+	ck_assert_int_eq(jstore_group_decode(e->val, e->len, &d), CHAT_OK);
+	ck_assert_uint_eq(d.seq, 12);
+	jstore_group_free(&d);
+	/* a group deleted: gone, whatever its event */
+	ck_assert_int_eq(js_kv_apply(&c, "g", 1, 5, true, NULL, 0, true), 1);
+	ck_assert_ptr_null(js_kv_find(&c, "g", 1));
+	js_kv_free(&c);
+}
+END_TEST
+
 START_TEST(sess_gap_tracker)
 {
 	js_gap g = { 0 };
@@ -578,6 +815,12 @@ static Suite *suite(void)
 	tcase_add_test(t, codec_api_answers);
 	tcase_add_test(t, codec_values);
 	tcase_add_test(t, codec_leader_reads);
+	suite_add_tcase(s, t);
+	t = tcase_create("cache");
+	tcase_add_test(t, cache_revisions_and_own_writes);
+	tcase_add_test(t, cache_owner_index_grows);
+	tcase_add_test(t, group_record);
+	tcase_add_test(t, cache_groups_keep_highest_event);
 	suite_add_tcase(s, t);
 	t = tcase_create("sessions");
 	tcase_add_test(t, sess_gap_tracker);
