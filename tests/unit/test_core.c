@@ -21,6 +21,7 @@
 #include "events.h"
 #include "fake_io.h"
 #include "harness.h"
+#include "later_store.h"
 #include "ids.h"
 
 /* ================= stats replies ================= */
@@ -1496,47 +1497,12 @@ END_TEST
 /* The per-device token bucket: burst sends at once, then one per 1/rate
  * second; a refusal says rate, keeps the cid and names the wait; other
  * devices have buckets of their own. */
-/* ---- a store that answers later (CLUSTER.md "Plan" step 1) ----
- *
- * The send's begin/complete form: this backend writes at once (the real
- * store_send, so seqs and queues are real) but answers on the next tick
- * (core_tick calls its poll), as a network backend would. */
-typedef struct later_answer {
-	store_send_done done;
-	void *arg;
-	int rc;
-	uint64_t seq;
-} later_answer;
-static later_answer LATER[8];
-static size_t NLATER;
-
-static void later_begin(void *ctx, store *st, const store_msg *msg, const char *const *to, size_t n,
-                        uint64_t max_queue, store_send_done done, void *arg)
-{
-	ck_assert_ptr_eq(ctx, &LATER);
-	ck_assert_uint_lt(NLATER, 8);
-	later_answer *a = &LATER[NLATER++];
-	a->done = done;
-	a->arg = arg;
-	a->seq = 0;
-	a->rc = store_send(st, msg, to, n, max_queue, &a->seq);
-}
-
-static void later_poll(void *ctx)
-{
-	ck_assert_ptr_eq(ctx, &LATER);
-	size_t n = NLATER;
-	later_answer copy[8];
-	memcpy(copy, LATER, sizeof(copy));
-	NLATER = 0; /* what completes now may begin the next */
-	for (size_t i = 0; i < n; i++)
-		copy[i].done(copy[i].arg, copy[i].rc, copy[i].seq);
-}
+/* ---- a store that answers later (CLUSTER.md "Plan" step 1):
+ * support/later_store.c answers on the next tick ---- */
 
 static void answer_later(void)
 {
-	NLATER = 0;
-	C->send.be = (send_backend){ later_begin, later_poll, &LATER };
+	later_store_install(C);
 }
 
 /* A QoS 1 dm with packet id mid, its acknowledgement held as the patched
@@ -1560,13 +1526,13 @@ START_TEST(send_answered_later)
 	size_t m = mark();
 	ck_assert_int_eq(dm_held("alice/phone", "bob", &w, 11), CORE_PENDING);
 	ck_assert_uint_eq(F.npubs, m);
-	ck_assert_uint_eq(NLATER, 1);
+	ck_assert_uint_eq(later_store_waiting(), 1);
 	/* A second send of the device waits behind the first (not begun yet);
 	 * its payload buffer is gone after the callback: scribble on it. */
 	send_uint_cid(&w, 2, "two");
 	ck_assert_int_eq(dm_held("alice/phone", "bob", &w, 12), CORE_PENDING);
 	memset(w.buf, 0xee, w.len);
-	ck_assert_uint_eq(NLATER, 1);
+	ck_assert_uint_eq(later_store_waiting(), 1);
 	/* A send that will be refused, behind both: refused in its turn. */
 	send_uint_cid(&w, 3, "three");
 	ck_assert_int_eq(dm_held("alice/phone", "nobody", &w, 13), CORE_PENDING);
@@ -1587,7 +1553,7 @@ START_TEST(send_answered_later)
 	fbytes_eq(b, "body", "one", 3);
 	fbytes_eq(event_to(m, "alice/tablet", "msg"), "body", "one", 3);
 	ck_assert_uint_eq(F.npubs - m, 3);
-	ck_assert_uint_eq(NLATER, 1);
+	ck_assert_uint_eq(later_store_waiting(), 1);
 
 	/* The next tick: the second (from its own copy), then the refusal. */
 	m = mark();
@@ -1611,7 +1577,7 @@ START_TEST(send_answered_later)
 	ck_assert_str_eq(ftext(e, "code"), "peer");
 	ck_assert_uint_eq(fuint(e, "cid"), 3);
 	ck_assert_uint_eq(F.npubs - m, 4);
-	ck_assert_uint_eq(NLATER, 0);
+	ck_assert_uint_eq(later_store_waiting(), 0);
 
 	/* A retry of cid 2 is answered from the dedup index, nothing queued:
 	 * at once again, and inline while nothing is in flight. */
