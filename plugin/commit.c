@@ -23,6 +23,11 @@
  *    A device never reads a `sent`, a `msg` or a receipt before the data
  *    behind it would survive a power cut. The barrier answers 0 as a
  *    publish does, so the flow windows count a held event as published.
+ * A send whose store answer comes later (core_message: CORE_PENDING) holds
+ * its acknowledgement in its own op (send.c) until the answer; then
+ * commit_ack tags it with the generation written by then, so it joins the
+ * same FIFO: an acknowledgement waits first for its operation, then for
+ * the fsync.
  * When the commit thread reports a durable generation (io.wakeup, then
  * core_wakeup on the broker thread), the held acknowledgements up to it go
  * out first, then the held publishes up to it, each in order: the broker
@@ -159,6 +164,8 @@ bool core_group_commit(core *c, bool broker_can_defer)
 bool core_ack_later(core *c, uint64_t conn_id, uint16_t mid)
 {
 	commit_state *k = &c->commit;
+	if (send_ack_later(c, conn_id, mid))
+		return true; /* held by its op until it completes, then commit_ack */
 	if (!k->on || k->failed || !pending(c))
 		return false;
 	if (k->head == k->n)
@@ -168,10 +175,28 @@ bool core_ack_later(core *c, uint64_t conn_id, uint16_t mid)
 		core_log(c, CORE_LOG_ERR, "out of memory holding an acknowledgement");
 		return false;
 	}
-	k->acks[k->n++] = (held_ack){ store_written(c->st), conn_id, mid };
+	k->acks[k->n++] = (held_ack){ store_written(c->st), conn_id, mid, 0 };
 	c->n.acks_deferred++;
 	store_group_commit_ask(c->st);
 	return true;
+}
+
+void commit_ack(core *c, uint64_t conn_id, uint16_t mid, uint8_t reason)
+{
+	commit_state *k = &c->commit;
+	if (k->on && !k->failed && pending(c)) {
+		if (k->head == k->n)
+			k->head = k->n = 0;
+		if (!chat_grow(&k->acks, &k->cap, k->n + 1, sizeof(*k->acks), 64)) {
+			k->acks[k->n++] = (held_ack){ store_written(c->st), conn_id, mid, reason };
+			store_group_commit_ask(c->st);
+			return;
+		}
+		core_log(c, CORE_LOG_ERR, "out of memory holding an acknowledgement");
+	}
+	const core_io *io = k->on ? &k->io : &c->io;
+	if (io->ack)
+		(void)io->ack(io->ctx, conn_id, mid, reason); /* non-zero: the client left */
 }
 
 static void send_acks(core *c, uint64_t upto, uint8_t reason)
@@ -180,8 +205,9 @@ static void send_acks(core *c, uint64_t upto, uint8_t reason)
 	while (k->head < k->n && k->acks[k->head].gen <= upto) {
 		const held_ack *a = &k->acks[k->head++];
 		/* non-zero: the client left, its publish comes again */
-		(void)k->io.ack(k->io.ctx, a->conn_id, a->mid, reason);
-		c->n.acks_refused += reason >= 0x80;
+		uint8_t r = reason ? reason : a->reason;
+		(void)k->io.ack(k->io.ctx, a->conn_id, a->mid, r);
+		c->n.acks_refused += reason >= 0x80; /* the fsync failed */
 	}
 	if (k->head == k->n)
 		k->head = k->n = 0;

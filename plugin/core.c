@@ -265,6 +265,7 @@ void core_tick(core *c)
 	push_tick(c);
 	stats_tick(c, c->io.now_ms(c->io.ctx));
 	backup_tick(c);
+	send_poll(c); /* sends the store answered since: before their acks are released */
 	commit_tick(c);
 }
 
@@ -293,6 +294,7 @@ enum core_verdict core_message(core *c, void *conn, const char *clientid, const 
 	(void)conn;
 	(void)clientid;
 	(void)protocol_version;
+	send_publish_start(c);
 	topic t;
 	topic_parse(c, name, &t);
 	if (t.kind == T_OUTSIDE)

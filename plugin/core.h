@@ -108,7 +108,7 @@ void core_close(core *c);
 
 /* ---- broker events ---- */
 
-enum core_verdict { CORE_ALLOW = 0, CORE_DENY, CORE_DEFER };
+enum core_verdict { CORE_ALLOW = 0, CORE_DENY, CORE_DEFER, CORE_PENDING };
 
 /* CONNECT with username/password (either may be NULL). */
 enum core_verdict core_auth(core *c, void *conn, const char *clientid, const char *username,
@@ -120,7 +120,12 @@ enum core_verdict core_acl(core *c, void *conn, const char *clientid, const char
 
 /* A PUBLISH from a client, before the broker stores, routes or acks it.
  * CORE_ALLOW: let it through (stored where the core stores it);
- * CORE_DENY: refused (the core has already told the sender why). */
+ * CORE_DENY: refused (the core has already told the sender why);
+ * CORE_PENDING: a send whose store answer comes later (a backend that does
+ * not answer inline): the core completes it on a later tick or wake-up.
+ * Its acknowledgement can wait for that (core_ack_later); if it does not,
+ * the PUBACK means "received" and the `sent` event or the `error` event
+ * tells the outcome. */
 enum core_verdict core_message(core *c, void *conn, const char *clientid, const char *username,
                                const char *topic, const void *payload, size_t len, int qos,
                                bool retain, int protocol_version);
@@ -186,10 +191,12 @@ void core_acked(core *c, void *conn, const char *username, const char *topic,
  * Returns false when the commit thread cannot start. */
 bool core_group_commit(core *c, bool broker_can_defer);
 
-/* After core_message answered CORE_ALLOW for a QoS 1/2 publish of
- * connection conn_id (its packet id mid): true when its acknowledgement
- * must wait (the glue tells the broker "later"; the core sends it through
- * io.ack once what it depends on is durable), false: acknowledge now. */
+/* After core_message answered CORE_ALLOW or CORE_PENDING for a QoS 1/2
+ * publish of connection conn_id (its packet id mid): true when its
+ * acknowledgement must wait (the glue tells the broker "later"; the core
+ * sends it through io.ack once the send completed and what it depends on
+ * is durable, with reason 0x87 if the send was refused after all), false:
+ * acknowledge now. */
 bool core_ack_later(core *c, uint64_t conn_id, uint16_t mid);
 
 /* On the broker thread after io.wakeup (and on every tick): sends the

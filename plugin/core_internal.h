@@ -422,10 +422,34 @@ typedef struct body_entry {
 } body_entry;
 
 
-/* send.c's state: `bodies` entries of the send in progress (scratch). */
+/* How the send path reaches the store: store_send_begin, unless a unit
+ * test puts a backend that answers later in its place (begin records, poll
+ * — called from core_tick — completes). */
+typedef struct send_backend {
+	void (*begin)(void *ctx, store *st, const store_msg *msg, const char *const *to, size_t n,
+	              uint64_t max_queue, store_send_done done, void *arg);
+	void (*poll)(void *ctx);
+	void *ctx;
+} send_backend;
+
+/* One send whose store answer has not been acted on yet (send.c). */
+typedef struct send_op send_op;
+
+/* send.c's state: `bodies` entries of the send in progress (scratch), and
+ * the sends in flight. A send whose store answer comes later waits in
+ * head..tail, oldest first, in a send_op from the free list; while any
+ * does, a new send waits behind it (copied), so sends complete — PUBACK,
+ * `sent`, `msg` — in the order they arrived. */
 typedef struct send_state {
 	body_entry *ent;
 	size_t entcap;
+	send_backend be;
+	send_op *head, *tail;   /* in flight, oldest first */
+	send_op *free;          /* the pool */
+	send_op *begun;         /* the op the current publish left in flight (core_ack_later) */
+	send_op *running;       /* the waiting send being run now (its ack goes first) */
+	uint64_t next_id;       /* operation ids */
+	bool draining;          /* send_drain runs */
 } send_state;
 
 enum core_verdict send_dm(core *c, device *from, const topic *t, const uint8_t *payload, size_t len,
@@ -434,6 +458,20 @@ enum core_verdict send_group(core *c, device *from, const topic *t, const uint8_
                              size_t len, int qos);
 
 void send_free(core *c);
+/* Called by core_tick: lets a backend that answers later complete. */
+void send_poll(core *c);
+/* core_ack_later for a send left in flight by the current publish: its
+ * acknowledgement waits for the op's completion. */
+bool send_ack_later(core *c, uint64_t conn_id, uint16_t mid);
+/* Forgets which op the previous publish left in flight (core_message). */
+void send_publish_start(core *c);
+
+/* ---- acknowledgements (commit.c) ---- */
+
+/* Sends an acknowledgement held by the core (a send that completed later)
+ * with its MQTT reason code: at once, or behind the fsync of what was
+ * written so far when group commit runs. */
+void commit_ack(core *c, uint64_t conn_id, uint16_t mid, uint8_t reason);
 
 /* ---- the delivery machine: events.c, flow.c, sync.c (and receipts.c's
  * acknowledgements) ----
@@ -874,6 +912,7 @@ typedef struct held_ack {
 	uint64_t gen;           /* waits until the writes up to gen are durable */
 	uint64_t conn_id;
 	uint16_t mid;
+	uint8_t reason;         /* the MQTT reason code it goes out with */
 } held_ack;
 
 typedef struct held_pub held_pub;

@@ -132,12 +132,14 @@ static int on_message(void *event_data)
 	                                   mosquitto_client_username(ed->client), ed->topic,
 	                                   ed->payload, ed->payloadlen, ed->qos, ed->retain,
 	                                   mosquitto_client_protocol_version(ed->client));
-	if (v == CORE_ALLOW && ed->qos > 0 && acks_deferrable &&
+	if ((v == CORE_ALLOW || v == CORE_PENDING) && ed->qos > 0 && acks_deferrable &&
 	    core_ack_later(the_core, mosquitto_client_connection_id(ed->client),
 	                   mosquitto_client_publish_mid(ed->client)))
 		return PATCHED_ERR_ACK_DEFERRED;
-	/* Only ACL_DENIED keeps the connection (and gives MQTT 5 reason 0x87). */
-	return v == CORE_ALLOW ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	/* Only ACL_DENIED keeps the connection (and gives MQTT 5 reason 0x87).
+	 * A pending send on stock mosquitto: the PUBACK means "received", its
+	 * `sent` or `error` event tells the outcome. */
+	return v == CORE_ALLOW || v == CORE_PENDING ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
 static int on_control(void *event_data)

@@ -150,6 +150,17 @@ int store_dedup_get(store *st, const char *from, const store_cid *cid, char *con
 int store_send(store *st, const store_msg *msg, const char *const *to, size_t n,
                uint64_t max_queue, uint64_t *seq);
 
+/* The asynchronous form of store_send (docs/CLUSTER.md, "Plan" step 1): the
+ * backend calls done(arg, rc, seq) exactly once, on the broker thread, with
+ * what store_send would have returned (seq is meaningful for CHAT_OK only).
+ * msg, its pointers and `to` are read only until store_send_begin returns.
+ * The RocksDB backend completes inline, before store_send_begin returns; a
+ * network backend completes later (from the core's tick or wake-up), so the
+ * caller must keep what its continuation needs. */
+typedef void (*store_send_done)(void *arg, int rc, uint64_t seq);
+void store_send_begin(store *st, const store_msg *msg, const char *const *to, size_t n,
+                      uint64_t max_queue, store_send_done done, void *arg);
+
 /* A stored message, as read back. Pointers stay valid until the next call
  * on the same store_msg_buf or store_msg_buf_free. Start it zeroed
  * (store_msg_buf buf = {0}). Once no device has the message queued, only

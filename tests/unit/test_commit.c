@@ -19,6 +19,7 @@
 #include "events.h"
 #include "fake_io.h"
 #include "harness.h"
+#include "later_store.h"
 
 /* alice/phone and bob/phone, online, on a core with sync writes and group
  * commit (devices added first: the admin's replies are not the subject). */
@@ -84,6 +85,34 @@ START_TEST(ack_held_until_durable_then_events)
 	ck_assert_uint_eq(F.acks[0].mid, 42);
 	ck_assert_uint_eq(F.acks[0].reason, 0);
 	ck_assert_uint_eq(F.acks[0].npubs, m); /* the ack before any event */
+	ck_assert_str_eq(ftext(pub_to(m, "alice/phone"), "k"), "sent");
+	ck_assert_str_eq(ftext(pub_to(m, "bob/phone"), "k"), "msg");
+}
+END_TEST
+
+/* A send whose store answer comes later: its acknowledgement waits for the
+ * answer first (held in its op), then for the fsync of what was written by
+ * then; still before its events. */
+START_TEST(ack_waits_for_answer_then_fsync)
+{
+	later_store_install(C);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", 1), CORE_PENDING);
+	ck_assert(core_ack_later(C, 7, 42));
+	struct timespec ms = { 0, 1000000 };
+	for (int i = 0; i < 20; i++) {
+		core_wakeup(C); /* fsyncs come and go: no answer yet */
+		nanosleep(&ms, NULL);
+	}
+	ck_assert_uint_eq(F.nacks, 0);
+	ck_assert_uint_eq(F.npubs, m);
+	core_tick(C); /* the answer */
+	until_acks(1);
+	ck_assert_uint_eq(F.acks[0].conn_id, 7);
+	ck_assert_uint_eq(F.acks[0].mid, 42);
+	ck_assert_uint_eq(F.acks[0].reason, 0);
+	ck_assert_uint_eq(F.acks[0].npubs, m); /* the ack before any event */
+	core_wakeup(C);
 	ck_assert_str_eq(ftext(pub_to(m, "alice/phone"), "k"), "sent");
 	ck_assert_str_eq(ftext(pub_to(m, "bob/phone"), "k"), "msg");
 }
@@ -183,6 +212,7 @@ static Suite *suite(void)
 	Suite *s = suite_create("commit");
 	TCase *t = env_tcase("commit", setup, teardown);
 	tcase_add_test(t, ack_held_until_durable_then_events);
+	tcase_add_test(t, ack_waits_for_answer_then_fsync);
 	tcase_add_test(t, nothing_pending_nothing_held);
 	tcase_add_test(t, acks_and_events_in_order);
 	tcase_add_test(t, held_events_of_a_gone_connection_dropped);

@@ -21,6 +21,7 @@
 #include "events.h"
 #include "fake_io.h"
 #include "harness.h"
+#include "later_store.h"
 #include "ids.h"
 
 /* ================= stats replies ================= */
@@ -1496,6 +1497,135 @@ END_TEST
 /* The per-device token bucket: burst sends at once, then one per 1/rate
  * second; a refusal says rate, keeps the cid and names the wait; other
  * devices have buckets of their own. */
+/* ---- a store that answers later (CLUSTER.md "Plan" step 1):
+ * support/later_store.c answers on the next tick ---- */
+
+static void answer_later(void)
+{
+	later_store_install(C);
+}
+
+/* A QoS 1 dm with packet id mid, its acknowledgement held as the patched
+ * glue holds it. */
+static enum core_verdict dm_held(const char *from, const char *peer, const cbw *w, uint16_t mid)
+{
+	enum core_verdict v = dm(from, peer, w);
+	if (v == CORE_PENDING)
+		ck_assert(core_ack_later(C, 100, mid));
+	return v;
+}
+
+START_TEST(send_answered_later)
+{
+	standard_cast();
+	answer_later();
+	cbw w;
+	cbw_init(&w);
+	/* Nothing but the verdict until the store answers. */
+	send_uint_cid(&w, 1, "one");
+	size_t m = mark();
+	ck_assert_int_eq(dm_held("alice/phone", "bob", &w, 11), CORE_PENDING);
+	ck_assert_uint_eq(F.npubs, m);
+	ck_assert_uint_eq(later_store_waiting(), 1);
+	/* A second send of the device waits behind the first (not begun yet);
+	 * its payload buffer is gone after the callback: scribble on it. */
+	send_uint_cid(&w, 2, "two");
+	ck_assert_int_eq(dm_held("alice/phone", "bob", &w, 12), CORE_PENDING);
+	memset(w.buf, 0xee, w.len);
+	ck_assert_uint_eq(later_store_waiting(), 1);
+	/* A send that will be refused, behind both: refused in its turn. */
+	send_uint_cid(&w, 3, "three");
+	ck_assert_int_eq(dm_held("alice/phone", "nobody", &w, 13), CORE_PENDING);
+	ck_assert_uint_eq(F.npubs, m);
+	ck_assert_uint_eq(F.nacks, 0);
+
+	/* The tick: the first completes — its PUBACK, then `sent` and `msg`;
+	 * then the second is run (and waits for the store in its turn). */
+	core_tick(C);
+	ck_assert_uint_eq(F.nacks, 1);
+	ck_assert_uint_eq(F.acks[0].mid, 11);
+	ck_assert_uint_eq(F.acks[0].reason, 0);
+	ck_assert_uint_eq(F.acks[0].npubs, m); /* before its events */
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "cid"), 1);
+	const pubrec *b = event_to(m, "bob/laptop", "msg");
+	ck_assert_uint_eq(fuint(b, "seq"), 1);
+	fbytes_eq(b, "body", "one", 3);
+	fbytes_eq(event_to(m, "alice/tablet", "msg"), "body", "one", 3);
+	ck_assert_uint_eq(F.npubs - m, 3);
+	ck_assert_uint_eq(later_store_waiting(), 1);
+
+	/* The next tick: the second (from its own copy), then the refusal. */
+	m = mark();
+	core_tick(C);
+	ck_assert_uint_eq(F.nacks, 3);
+	ck_assert_uint_eq(F.acks[1].mid, 12);
+	ck_assert_uint_eq(F.acks[1].reason, 0);
+	ck_assert_uint_eq(F.acks[1].npubs, m);
+	const pubrec *s2 = nth_to(m, "alice/phone", 0);
+	ck_assert_str_eq(ftext(s2, "k"), "sent");
+	ck_assert_uint_eq(fuint(s2, "cid"), 2);
+	ck_assert_uint_eq(fuint(s2, "seq"), 2);
+	b = event_to(m, "bob/laptop", "msg");
+	ck_assert_uint_eq(fuint(b, "seq"), 2);
+	fbytes_eq(b, "body", "two", 3);
+	ck_assert_uint_eq(F.acks[2].mid, 13);
+	ck_assert_uint_eq(F.acks[2].reason, 0x87);
+	ck_assert_uint_eq(F.acks[2].npubs, m + 3); /* after the second's events */
+	const pubrec *e = nth_to(m, "alice/phone", 1);
+	ck_assert_str_eq(ftext(e, "k"), "error");
+	ck_assert_str_eq(ftext(e, "code"), "peer");
+	ck_assert_uint_eq(fuint(e, "cid"), 3);
+	ck_assert_uint_eq(F.npubs - m, 4);
+	ck_assert_uint_eq(later_store_waiting(), 0);
+
+	/* A retry of cid 2 is answered from the dedup index, nothing queued:
+	 * at once again, and inline while nothing is in flight. */
+	send_uint_cid(&w, 2, "two");
+	m = mark();
+	ck_assert_int_eq(dm_held("alice/phone", "bob", &w, 14), CORE_ALLOW);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 2);
+	ck_assert_uint_eq(F.npubs - m, 1);
+	cbw_free(&w);
+}
+END_TEST
+
+/* Stock mosquitto (no held acknowledgement), `bodies`, a device that
+ * leaves while its send is in flight, and a quota refusal answered later. */
+START_TEST(send_answered_later_stock)
+{
+	standard_cast();
+	answer_later();
+	cbw w;
+	cbw_init(&w);
+	connect_dev("bob/phone");
+	const char *set[] = { "alice/tablet", "bob/phone", "bob/laptop" };
+	bodies_payload(&w, "b1", set, 3);
+	size_t m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_PENDING);
+	memset(w.buf, 0xee, w.len);
+	disconnect_dev("bob/phone");
+	ck_assert_uint_eq(F.npubs, m);
+	core_tick(C);
+	ck_assert_uint_eq(F.nacks, 0);
+	ck_assert_uint_eq(fuint(event_to(m, "alice/phone", "sent"), "seq"), 1);
+	fbytes_eq(event_to(m, "bob/laptop", "msg"), "body", "for bob/laptop", 14);
+	fbytes_eq(event_to(m, "alice/tablet", "msg"), "body", "for alice/tablet", 16);
+	ck_assert_uint_eq(count_to(m, "bob/phone"), 0); /* left: its queue has it */
+	ck_assert_uint_eq(F.npubs - m, 3);
+
+	/* The sender leaves before the answer: the others still get theirs. */
+	send_uint_cid(&w, 7, "x");
+	m = mark();
+	ck_assert_int_eq(dm("alice/phone", "bob", &w), CORE_PENDING);
+	disconnect_dev("alice/phone");
+	core_tick(C);
+	ck_assert_uint_eq(count_to(m, "alice/phone"), 0);
+	ck_assert_uint_eq(fuint(event_to(m, "bob/laptop", "msg"), "seq"), 2);
+	cbw_free(&w);
+}
+END_TEST
+
 START_TEST(send_rate_limit)
 {
 	close_core();
@@ -2774,6 +2904,8 @@ static Suite *suite(void)
 	tcase_add_test(t, send_indefinite_maps);
 	tcase_add_test(t, send_long_prefix);
 	tcase_add_test(t, disconnect_takeover);
+	tcase_add_test(t, send_answered_later);
+	tcase_add_test(t, send_answered_later_stock);
 	suite_add_tcase(s, t);
 
 	t = env_tcase("groups", setup, teardown);
