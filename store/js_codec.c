@@ -356,20 +356,6 @@ int js_parse_hdrs(const uint8_t *b, size_t n, js_hdr_cb cb, void *arg)
 	}
 }
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 size_t js_cred_encode(uint8_t *out, size_t cap, const uint8_t hash[STORE_HASH_LEN], uint64_t created,
                       enum store_role role, bool service)
 {
@@ -378,7 +364,7 @@ size_t js_cred_encode(uint8_t *out, size_t cap, const uint8_t hash[STORE_HASH_LE
 		return 0;
 	out[0] = 1;
 	memcpy(out + 1, hash, STORE_HASH_LEN);
-	put_u64(out + 1 + STORE_HASH_LEN, created);
+	js_be64_put(out + 1 + STORE_HASH_LEN, created);
 	if (n > 1 + STORE_HASH_LEN + 8)
 		out[n - 1] = (uint8_t)role;
 	return n;
@@ -444,9 +430,9 @@ size_t js_claim_encode(uint8_t *out, size_t cap, const js_claim *c)
 	if (cl == 0 || cl > CHAT_CONV_MAX || nl > JS_NODE_MAX || cap < n)
 		return 0;
 	out[0] = 1;
-	put_u64(out + 1, c->seq0);
-	put_u64(out + 9, c->ts);
-	put_u64(out + 17, c->nonce);
+	js_be64_put(out + 1, c->seq0);
+	js_be64_put(out + 9, c->ts);
+	js_be64_put(out + 17, c->nonce);
 	out[25] = (uint8_t)cl;
 	memcpy(out + 26, c->conv, cl);
 	out[26 + cl] = (uint8_t)nl;
@@ -465,9 +451,9 @@ int js_claim_decode(const uint8_t *v, size_t len, js_claim *c)
 	size_t nl = v[26 + cl];
 	if (nl > JS_NODE_MAX || len != 27 + cl + nl)
 		return CHAT_ECORRUPT;
-	c->seq0 = get_u64(v + 1);
-	c->ts = get_u64(v + 9);
-	c->nonce = get_u64(v + 17);
+	c->seq0 = js_be64_get(v + 1);
+	c->ts = js_be64_get(v + 9);
+	c->nonce = js_be64_get(v + 17);
 	memcpy(c->conv, v + 26, cl);
 	memcpy(c->node, v + 27 + cl, nl);
 	/* a conversation id is text without NULs, as the rest of the store keeps it */

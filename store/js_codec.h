@@ -25,6 +25,21 @@
 #define JS_CID_ENC_MAX (1 + 2 * STORE_CID_MAX)       /* u<decimal> or b<hex> */
 #define JS_PREFIX_MAX 32
 
+/* Big-endian u64, the byte order of every binary record of the backend. */
+static inline void js_be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t js_be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
 /* An id into a subject token; the length, 0 if it is not a valid id token
  * ([A-Za-z0-9._-], 1..CHAT_USER_MAX bytes) or does not fit. */
 size_t js_enc_id(char *out, size_t cap, const char *id, size_t len);

@@ -675,6 +675,20 @@ static void step_del(jstore *js, js_op *op, natsMsg *m)
 	del_end(js, op, CHAT_EIO, false);
 }
 
+/* n operations, all or none (the caller owns the array and the ops). */
+static js_op **ops_new(jstore *js, size_t n)
+{
+	js_op **ops = calloc(n, sizeof(*ops));
+	for (size_t i = 0; ops && i < n; i++)
+		if (!(ops[i] = js_op_new(js))) {
+			while (i--)
+				free(ops[i]);
+			free(ops);
+			ops = NULL;
+		}
+	return ops;
+}
+
 static int deletes(jstore *js, const char *which, const char *addr, const uint64_t *sseqs, size_t n,
                    jstore_ack_cb cb, void *arg)
 {
@@ -691,19 +705,11 @@ static int deletes(jstore *js, const char *which, const char *addr, const uint64
 	d->arg = arg;
 	d->n = n;
 	js_stream_name(js, stream, sizeof(stream), which);
-	js_op **ops = calloc(n, sizeof(*ops));
+	js_op **ops = ops_new(js, n);
 	if (!ops) {
 		free(d);
 		return CHAT_ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!(ops[i] = js_op_new(js))) {
-			for (size_t k = 0; k < i; k++)
-				free(ops[k]);
-			free(ops);
-			free(d);
-			return CHAT_ENOMEM;
-		}
 	d->inflight = n;
 	for (size_t i = 0; i < n; i++) {
 		ops[i]->arg = d;
@@ -770,20 +776,11 @@ int jstore_queue_event(jstore *js, const char *const *to, size_t n, const uint8_
 		if (!to[i] || !js_enc_addr(a, sizeof(a), to[i]))
 			return CHAT_EINVAL;
 	qev *q = calloc(1, sizeof(*q));
-	js_op **ops = calloc(n, sizeof(*ops));
-	if (!q || !ops) {
+	js_op **ops = q ? ops_new(js, n) : NULL;
+	if (!ops) {
 		free(q);
-		free(ops);
 		return CHAT_ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++)
-		if (!(ops[i] = js_op_new(js))) {
-			for (size_t k = 0; k < i; k++)
-				free(ops[k]);
-			free(ops);
-			free(q);
-			return CHAT_ENOMEM;
-		}
 	q->cb = cb;
 	q->arg = arg;
 	q->inflight = n;

@@ -135,20 +135,6 @@ static bool canonical(const jstore_range *r, size_t n)
 	return true;
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
 size_t js_rcpt_encode(uint8_t *out, size_t cap, int state, const jstore_range *r, size_t n)
 {
 	if ((state != 1 && state != 2) || n == 0 || n > JS_RCPT_RANGES_MAX || !canonical(r, n) ||
@@ -159,8 +145,8 @@ size_t js_rcpt_encode(uint8_t *out, size_t cap, int state, const jstore_range *r
 	out[2] = (uint8_t)(n >> 8);
 	out[3] = (uint8_t)n;
 	for (size_t i = 0; i < n; i++) {
-		put64(out + 4 + 16 * i, r[i].lo);
-		put64(out + 12 + 16 * i, r[i].hi);
+		js_be64_put(out + 4 + 16 * i, r[i].lo);
+		js_be64_put(out + 12 + 16 * i, r[i].hi);
 	}
 	return 4 + 16 * n;
 }
@@ -173,8 +159,8 @@ int js_rcpt_decode(const uint8_t *v, size_t len, int *state, jstore_range *r, si
 	if (k == 0 || k > JS_RCPT_RANGES_MAX || len != 4 + 16 * k)
 		return CHAT_ECORRUPT;
 	for (size_t i = 0; i < k; i++) {
-		r[i].lo = get64(v + 4 + 16 * i);
-		r[i].hi = get64(v + 12 + 16 * i);
+		r[i].lo = js_be64_get(v + 4 + 16 * i);
+		r[i].hi = js_be64_get(v + 12 + 16 * i);
 	}
 	if (!canonical(r, k))
 		return CHAT_ECORRUPT;

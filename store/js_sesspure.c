@@ -8,21 +8,8 @@
 #include <string.h>
 
 #include "err.h"
+#include "js_codec.h"
 #include "js_sess.h"
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 static bool valid_node(const char *s, size_t n)
 {
@@ -36,7 +23,7 @@ size_t js_sess_encode(uint8_t *out, size_t cap, const char *node, uint64_t since
 	if (!valid_node(node, nl) || cap < 10 + nl)
 		return 0;
 	out[0] = 1;
-	put64(out + 1, since);
+	js_be64_put(out + 1, since);
 	out[9] = (uint8_t)nl;
 	memcpy(out + 10, node, nl);
 	return 10 + nl;
@@ -46,7 +33,7 @@ int js_sess_decode(const uint8_t *v, size_t len, char node[JS_NODE_MAX + 1], uin
 {
 	if (len < 11 || v[0] != 1 || len != 10 + (size_t)v[9] || !valid_node((const char *)v + 10, v[9]))
 		return CHAT_ECORRUPT;
-	*since = get64(v + 1);
+	*since = js_be64_get(v + 1);
 	memcpy(node, v + 10, v[9]);
 	node[v[9]] = '\0';
 	return CHAT_OK;
@@ -55,7 +42,7 @@ int js_sess_decode(const uint8_t *v, size_t len, char node[JS_NODE_MAX + 1], uin
 size_t js_hb_encode(uint8_t out[9], uint64_t ts)
 {
 	out[0] = 1;
-	put64(out + 1, ts);
+	js_be64_put(out + 1, ts);
 	return 9;
 }
 
@@ -63,7 +50,7 @@ int js_hb_decode(const uint8_t *v, size_t len, uint64_t *ts)
 {
 	if (len != 9 || v[0] != 1)
 		return CHAT_ECORRUPT;
-	*ts = get64(v + 1);
+	*ts = js_be64_get(v + 1);
 	return CHAT_OK;
 }
 
@@ -100,7 +87,7 @@ size_t js_live_encode(uint8_t *out, size_t cap, const jstore_live_dev *devs, siz
 		out[o++] = (uint8_t)al;
 		memcpy(out + o, devs[i].addr, al);
 		o += al;
-		put64(out + o, devs[i].qseq);
+		js_be64_put(out + o, devs[i].qseq);
 		o += 8;
 	}
 	if (len)
@@ -133,7 +120,7 @@ int js_live_decode(const uint8_t *b, size_t len, jstore_live_dev **devs, size_t 
 		memcpy(d[i].addr, b + o, al);
 		d[i].addr[al] = '\0';
 		o += al;
-		d[i].qseq = get64(b + o);
+		d[i].qseq = js_be64_get(b + o);
 		o += 8;
 	}
 	*devs = d;
